@@ -1,0 +1,124 @@
+/**
+ * The IPC contract: every request the renderer may make, every job it may start, and every
+ * event main may send — declared once. Main validates incoming arguments with these schemas;
+ * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
+ */
+import { z } from 'zod';
+import type { CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import type { ErrorCode } from '../qcow2/errors-codes.ts';
+
+/** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
+export const AbsolutePath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((value) => !value.includes('\0'), 'path contains a NUL byte')
+  .refine((value) => value.startsWith('/') || /^[A-Za-z]:[\\/]/.test(value), 'path must be absolute');
+
+export const SnapshotName = z
+  .string()
+  .min(1)
+  .max(1024)
+  .refine((value) => !value.includes('\0'), 'name contains a NUL byte');
+
+const Empty = z.object({}).strict();
+
+/** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
+export const jobSchemas = {
+  'image.info': { access: 'read', args: Empty },
+} as const;
+
+export interface JobResults {
+  'image.info': ImageInfo;
+}
+
+export type JobKind = keyof typeof jobSchemas;
+export type JobArgs<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['args']>;
+export type JobResult<K extends JobKind> = JobResults[K];
+
+export const JobStartRequest = z.object({
+  kind: z.enum(Object.keys(jobSchemas) as [JobKind, ...JobKind[]]),
+  path: AbsolutePath,
+  args: z.unknown(),
+});
+
+/** Requests: answered directly (they may still use the pool, but have no progress). */
+export const requestSchemas = {
+  'app.about': Empty,
+  'app.initialPaths': Empty,
+  'image.open': z.object({ path: AbsolutePath }).strict(),
+  'dialog.openImages': Empty,
+  'path.complete': z.object({ prefix: z.string().max(4096) }).strict(),
+  'job.start': JobStartRequest,
+  'job.cancel': z.object({ jobId: z.string().min(1).max(64) }).strict(),
+} as const;
+
+export interface PathCompletion {
+  path: string;
+  kind: 'folder' | 'image';
+}
+
+export interface AppAbout {
+  name: string;
+  version: string;
+  mode: 'electron' | 'browser';
+  platform: string;
+}
+
+export interface RequestReplies {
+  'app.about': AppAbout;
+  'app.initialPaths': string[];
+  'image.open': ImageInfo;
+  'dialog.openImages': string[];
+  'path.complete': PathCompletion[];
+  'job.start': { jobId: string };
+  'job.cancel': { cancelled: boolean };
+}
+
+export type RequestName = keyof typeof requestSchemas;
+export type RequestArgs<N extends RequestName> = z.infer<(typeof requestSchemas)[N]>;
+export type RequestReply<N extends RequestName> = RequestReplies[N];
+
+/** An error as it crosses a process or thread boundary. */
+export interface WireError {
+  code: ErrorCode | 'INVALID_REQUEST';
+  message: string;
+}
+
+export type Reply<T> = { ok: true; value: T } | { ok: false; error: WireError };
+
+export interface JobProgress {
+  jobId: string;
+  stage: string;
+  done: number;
+  total: number;
+  unit: 'bytes' | 'steps';
+}
+
+export type JobEnd = { jobId: string; ok: true; result: unknown } | { jobId: string; ok: false; error: WireError };
+
+export interface EventPayloads {
+  'job.progress': JobProgress;
+  'job.end': JobEnd;
+  'image.changed': { path: string };
+}
+
+export type EventName = keyof EventPayloads;
+
+/** What `window.cowbell` offers the renderer, in both Electron and browser mode. */
+export interface CowbellApi {
+  request<N extends RequestName>(name: N, args: RequestArgs<N>): Promise<RequestReply<N>>;
+  on<E extends EventName>(event: E, listener: (payload: EventPayloads[E]) => void): () => void;
+}
+
+export type { CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
+
+/**
+ * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.
+ * The renderer's bridge sends `request`; the server answers each with `reply` (same id) and
+ * pushes `event` frames for every EventName.
+ */
+export type BridgeClientMessage = { type: 'request'; id: number; name: string; args: unknown };
+export type BridgeServerMessage =
+  | { type: 'reply'; id: number; reply: Reply<unknown> }
+  | { type: 'event'; event: EventName; payload: unknown };

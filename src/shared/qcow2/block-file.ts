@@ -1,0 +1,125 @@
+import * as fs from 'node:fs';
+import { Qcow2Error, toQcow2Error } from './errors.ts';
+
+/**
+ * The engine's only view of storage: synchronous byte-offset I/O. The engine runs in a worker
+ * thread (or the CLI), so synchronous calls keep metadata ordering simple and explicit.
+ * Tests substitute a fault-injecting implementation.
+ */
+export interface BlockFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  /** Reads up to buffer.length bytes at position; returns the count read (short only at end of file). */
+  read(buffer: Uint8Array, position: number): number;
+  write(buffer: Uint8Array, position: number): void;
+  /** Makes every earlier write durable before any later one (fdatasync). */
+  flush(): void;
+  size(): number;
+  truncate(size: number): void;
+  close(): void;
+}
+
+export interface OpenOptions {
+  readOnly?: boolean;
+  create?: boolean;
+}
+
+export class NodeBlockFile implements BlockFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  private fd: number | null;
+
+  private constructor(path: string, fd: number, readOnly: boolean) {
+    this.path = path;
+    this.fd = fd;
+    this.readOnly = readOnly;
+  }
+
+  static open(path: string, options: OpenOptions = {}): NodeBlockFile {
+    const readOnly = options.readOnly ?? false;
+    let fd: number;
+    try {
+      const flags = options.create ? 'wx+' : readOnly ? 'r' : 'r+';
+      fd = fs.openSync(path, flags);
+    } catch (error) {
+      if ((error as { code?: unknown }).code === 'EEXIST') {
+        throw new Qcow2Error('INVALID_ARGUMENT', `${path}: a file with that name already exists`, { cause: error });
+      }
+      throw toQcow2Error(error, path);
+    }
+    const stat = fs.fstatSync(fd);
+    if (!stat.isFile() && !stat.isBlockDevice()) {
+      fs.closeSync(fd);
+      throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
+    }
+    return new NodeBlockFile(path, fd, readOnly);
+  }
+
+  get descriptor(): number {
+    if (this.fd === null) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+    return this.fd;
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    let done = 0;
+    try {
+      while (done < buffer.length) {
+        const count = fs.readSync(this.descriptor, buffer, done, buffer.length - done, position + done);
+        if (count === 0) break;
+        done += count;
+      }
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+    return done;
+  }
+
+  write(buffer: Uint8Array, position: number): void {
+    if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+    let done = 0;
+    try {
+      while (done < buffer.length) {
+        done += fs.writeSync(this.descriptor, buffer, done, buffer.length - done, position + done);
+      }
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+  }
+
+  flush(): void {
+    if (this.readOnly) return;
+    try {
+      fs.fdatasyncSync(this.descriptor);
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+  }
+
+  size(): number {
+    try {
+      return fs.fstatSync(this.descriptor).size;
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+  }
+
+  truncate(size: number): void {
+    if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+    try {
+      fs.ftruncateSync(this.descriptor, size);
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+  }
+
+  close(): void {
+    if (this.fd === null) return;
+    const fd = this.fd;
+    this.fd = null;
+    try {
+      fs.closeSync(fd);
+    } catch (error) {
+      throw toQcow2Error(error, this.path);
+    }
+  }
+}

@@ -1,0 +1,28 @@
+/** Every failure the engine reports is a Qcow2Error with one of these codes. */
+export const ERROR_CODES = [
+  'BAD_MAGIC',
+  'UNSUPPORTED_VERSION',
+  'UNSUPPORTED_FEATURE',
+  'CORRUPT',
+  'TRUNCATED',
+  'NOT_FOUND',
+  'NOT_A_FILE',
+  'PERMISSION_DENIED',
+  'IO_ERROR',
+  'NO_SPACE',
+  'READ_ONLY',
+  'IN_USE',
+  'BAD_PASSPHRASE',
+  'INVALID_ARGUMENT',
+  'SNAPSHOT_NOT_FOUND',
+  'SNAPSHOT_EXISTS',
+  'BACKING_NOT_FOUND',
+  'CANCELLED',
+  'INTERNAL',
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export function isErrorCode(value: unknown): value is ErrorCode {
+  return typeof value === 'string' && (ERROR_CODES as readonly string[]).includes(value);
+}

@@ -1,0 +1,38 @@
+import type { ErrorCode } from './errors-codes.ts';
+
+export { ERROR_CODES, isErrorCode, type ErrorCode } from './errors-codes.ts';
+
+export class Qcow2Error extends Error {
+  readonly code: ErrorCode;
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'Qcow2Error';
+    this.code = code;
+  }
+}
+
+/** Node's system errors (ENOENT, ENOSPC, …) as typed engine errors; anything else is INTERNAL. */
+export function toQcow2Error(error: unknown, what: string): Qcow2Error {
+  if (error instanceof Qcow2Error) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  const detail = error instanceof Error ? error.message : String(error);
+  switch (code) {
+    case 'ENOENT':
+      return new Qcow2Error('NOT_FOUND', `${what}: no such file`, { cause: error });
+    case 'EISDIR':
+      return new Qcow2Error('NOT_A_FILE', `${what}: is a folder, not a disk image`, { cause: error });
+    case 'EACCES':
+    case 'EPERM':
+      return new Qcow2Error('PERMISSION_DENIED', `${what}: permission denied`, { cause: error });
+    case 'EROFS':
+      return new Qcow2Error('READ_ONLY', `${what}: the file system is read-only`, { cause: error });
+    case 'ENOSPC':
+    case 'EDQUOT':
+      return new Qcow2Error('NO_SPACE', `${what}: the disk is full`, { cause: error });
+    case 'EIO':
+      return new Qcow2Error('IO_ERROR', `${what}: input/output error`, { cause: error });
+    default:
+      return new Qcow2Error('INTERNAL', `${what}: ${detail}`, { cause: error });
+  }
+}

@@ -1,0 +1,6 @@
+/** The engine's public API: what workers and the CLI call. */
+export { Qcow2Error, toQcow2Error, type ErrorCode } from './errors.ts';
+export type { BlockFile } from './block-file.ts';
+export { NodeBlockFile } from './block-file.ts';
+export type * from './model.ts';
+export { readImageInfo } from './info.ts';

@@ -1,0 +1,110 @@
+/**
+ * Plain data the engine returns to its callers (CLI, workers, IPC). No Node imports here: the
+ * renderer type-checks against this file too. Key names follow `qemu-img ... --output=json`
+ * where qemu-img has the same datum.
+ */
+
+/** One internal snapshot as `qemu-img info --output=json` lists it. */
+export interface SnapshotInfo {
+  id: string;
+  name: string;
+  'vm-state-size': number;
+  'date-sec': number;
+  'date-nsec': number;
+  'vm-clock-sec': number;
+  'vm-clock-nsec': number;
+  icount?: number;
+}
+
+export interface Qcow2SpecificInfo {
+  compat: '0.10' | '1.1';
+  'compression-type': 'zlib' | 'zstd';
+  'lazy-refcounts': boolean;
+  'refcount-bits': number;
+  corrupt: boolean;
+  'extended-l2': boolean;
+  'data-file'?: string;
+  encrypt?: { format: 'luks' | 'aes' };
+}
+
+export interface ImageInfo {
+  filename: string;
+  format: 'qcow2';
+  'virtual-size': number;
+  'actual-size': number;
+  'cluster-size': number;
+  encrypted?: boolean;
+  'dirty-flag': boolean;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'backing-filename-format'?: string;
+  snapshots?: SnapshotInfo[];
+  'format-specific': { type: 'qcow2'; data: Qcow2SpecificInfo };
+  /** Cowbell's own: the image could only be opened read-only, and why. */
+  'read-only-reason'?: string;
+}
+
+/** One run of `qemu-img map --output=json`. */
+export interface MapEntry {
+  start: number;
+  length: number;
+  depth: number;
+  present: boolean;
+  zero: boolean;
+  data: boolean;
+  compressed: boolean;
+  offset?: number;
+}
+
+export interface CheckResult {
+  filename: string;
+  format: 'qcow2';
+  'check-errors': number;
+  'image-end-offset'?: number;
+  corruptions?: number;
+  leaks?: number;
+  'corruptions-fixed'?: number;
+  'leaks-fixed'?: number;
+  'allocated-clusters'?: number;
+  'total-clusters'?: number;
+  'fragmented-clusters'?: number;
+  'compressed-clusters'?: number;
+  /** Human-readable findings, one per problem, in the order found. */
+  messages: string[];
+}
+
+/** A snapshot in Cowbell's tree view (issue: snapshots as a tree). */
+export interface SnapshotNode {
+  id: string;
+  name: string;
+  parentId: string | null;
+  parentInferred: boolean;
+  /** Why the parent was inferred, when it was. */
+  parentReason?: string;
+  date: string;
+  vmClock: number;
+  vmStateSize: number;
+  exclusiveBytes: number;
+  sharedBytes: number;
+}
+
+export interface SnapshotTree {
+  snapshots: SnapshotNode[];
+  currentParentId: string | null;
+  currentParentInferred: boolean;
+}
+
+export interface UsageReport {
+  virtualSize: number;
+  fileSize: number;
+  allocatedBytes: number;
+  metadataBytes: number;
+  leakedBytes: number;
+  current: { exclusiveBytes: number; sharedBytes: number };
+  snapshots: { id: string; name: string; exclusiveBytes: number; sharedBytes: number }[];
+}
+
+export interface DiffResult {
+  ranges: { offset: number; length: number }[];
+  bytes: number;
+}
