@@ -1,0 +1,119 @@
+/** Error codes in plain words. The engine's own message is shown beneath as detail, never parsed. */
+import type { ApiErrorCode } from './lib/api-error.ts';
+
+export interface ErrorMessage {
+  /** A few words for tight places such as the sidebar. */
+  short: string;
+  /** One sentence saying what is wrong. */
+  title: string;
+  /** What the user can do about it, when there is something. */
+  hint?: string;
+}
+
+const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
+  BAD_MAGIC: {
+    short: 'Not a qcow2 image',
+    title: 'This file is not a qcow2 disk image.',
+    hint: 'Cowbell opens qcow2 images only. Raw, VMDK or VDI disks can be converted with qemu-img convert.',
+  },
+  UNSUPPORTED_VERSION: {
+    short: 'Unsupported version',
+    title: 'This qcow2 image uses a version Cowbell does not know.',
+    hint: 'Cowbell reads qcow2 version 2 and 3.',
+  },
+  UNSUPPORTED_FEATURE: {
+    short: 'Unsupported feature',
+    title: 'This image uses a qcow2 feature Cowbell does not support yet.',
+  },
+  CORRUPT: {
+    short: 'Damaged image',
+    title: 'This image is damaged: its metadata is inconsistent.',
+    hint: 'Run a check on a copy of the image before using it.',
+  },
+  TRUNCATED: {
+    short: 'File is cut short',
+    title: 'This file ends too early to be a complete qcow2 image.',
+    hint: 'It may have been cut short while it was copied or downloaded.',
+  },
+  NOT_FOUND: {
+    short: 'File not found',
+    title: 'There is no file at this path.',
+    hint: 'It may have been moved, renamed or deleted.',
+  },
+  NOT_A_FILE: {
+    short: 'Not a file',
+    title: 'This path is a folder or a device, not a disk image file.',
+  },
+  PERMISSION_DENIED: {
+    short: 'Permission denied',
+    title: 'Cowbell is not allowed to read this file.',
+    hint: 'Check the file’s permissions.',
+  },
+  IO_ERROR: {
+    short: 'Read error',
+    title: 'The file could not be read because of an input/output error.',
+    hint: 'The disk or network share holding it may be failing.',
+  },
+  NO_SPACE: {
+    short: 'Drive is full',
+    title: 'There is not enough free space on the drive.',
+  },
+  READ_ONLY: {
+    short: 'Read-only',
+    title: 'This file can only be read, not changed.',
+  },
+  IN_USE: {
+    short: 'In use by another program',
+    title: 'Another program, such as a running virtual machine, is using this disk.',
+    hint: 'Shut the virtual machine down to make changes.',
+  },
+  BAD_PASSPHRASE: {
+    short: 'Wrong passphrase',
+    title: 'The passphrase does not unlock this disk.',
+  },
+  INVALID_ARGUMENT: {
+    short: 'Invalid values',
+    title: 'Cowbell could not do this with the values given.',
+  },
+  SNAPSHOT_NOT_FOUND: {
+    short: 'Snapshot not found',
+    title: 'This snapshot no longer exists in the image.',
+  },
+  SNAPSHOT_EXISTS: {
+    short: 'Snapshot exists',
+    title: 'A snapshot with this name already exists.',
+  },
+  BACKING_NOT_FOUND: {
+    short: 'Backing file missing',
+    title: 'The backing file this image depends on cannot be found.',
+    hint: 'Move the backing file back, or open the image next to it.',
+  },
+  CANCELLED: {
+    short: 'Cancelled',
+    title: 'The operation was cancelled; the image is as it was.',
+  },
+  INTERNAL: {
+    short: 'Internal error',
+    title: 'Something went wrong inside Cowbell.',
+    hint: 'The details below may help a bug report.',
+  },
+  INVALID_REQUEST: {
+    short: 'Request refused',
+    title: 'Cowbell refused this request.',
+    hint: 'A path must be absolute, for example /home/me/disk.qcow2.',
+  },
+  DISCONNECTED: {
+    short: 'Connection lost',
+    title: 'The connection to Cowbell was lost.',
+    hint: 'Restart Cowbell, then reload this page.',
+  },
+  BAD_REPLY: {
+    short: 'Unreadable reply',
+    title: 'Cowbell sent an answer this window cannot read.',
+    hint: 'The window and the app may be from different versions; reload the page.',
+  },
+};
+
+export function errorMessage(code: ApiErrorCode): ErrorMessage {
+  return MESSAGES[code];
+}

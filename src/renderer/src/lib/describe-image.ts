@@ -1,0 +1,58 @@
+/** ImageInfo fields in words, kept out of the components so each rule is stated (and tested) once. */
+import type { ImageInfo } from '../../../shared/ipc/contract.ts';
+
+/** compat 0.10 is qcow2 version 2; compat 1.1 is version 3. */
+export function formatVersion(info: ImageInfo): string {
+  return info['format-specific'].data.compat === '0.10' ? 'qcow2 v2' : 'qcow2 v3';
+}
+
+export function describeEncryption(info: ImageInfo): string {
+  const format = info['format-specific'].data.encrypt?.format;
+  if (format === 'luks') return 'LUKS';
+  if (format === 'aes') return 'AES (legacy qcow2)';
+  return info.encrypted ? 'Encrypted' : 'None';
+}
+
+export interface BackingDescription {
+  file: string;
+  format: string | null;
+}
+
+export function describeBacking(info: ImageInfo): BackingDescription | null {
+  const file = info['backing-filename'];
+  if (!file) return null;
+  return { file, format: info['backing-filename-format'] ?? null };
+}
+
+export interface ImageFlag {
+  key: 'read-only' | 'corrupt' | 'dirty';
+  label: string;
+  tone: 'danger' | 'warning' | 'neutral';
+  /** What the flag means for the user. */
+  description: string;
+}
+
+export function imageFlags(info: ImageInfo): ImageFlag[] {
+  const flags: ImageFlag[] = [];
+  if (info['format-specific'].data.corrupt) {
+    flags.push({
+      key: 'corrupt',
+      label: 'Corrupt',
+      tone: 'danger',
+      description: 'QEMU marked this image corrupt; it will not write to it until it is repaired.',
+    });
+  }
+  if (info['dirty-flag']) {
+    flags.push({
+      key: 'dirty',
+      label: 'Dirty',
+      tone: 'warning',
+      description: 'The image was not closed cleanly; its refcounts need a check before they can be trusted.',
+    });
+  }
+  const readOnlyReason = info['read-only-reason'];
+  if (readOnlyReason !== undefined) {
+    flags.push({ key: 'read-only', label: 'Read-only', tone: 'neutral', description: readOnlyReason });
+  }
+  return flags;
+}
