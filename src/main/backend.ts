@@ -1,0 +1,39 @@
+import { createEventHub, type EventHub } from './events.ts';
+import { createRequestHandle, type HandlerSeam, type RequestHandle } from './handlers.ts';
+import { createJobManager, type JobSpecs } from './jobs.ts';
+import { createPool } from './pool.ts';
+
+export interface BackendOptions extends Omit<HandlerSeam, 'jobs'> {
+  workerFile: string;
+  maxThreads?: number;
+  /** Tests only: job kinds of their own, matched by their worker file. */
+  jobSpecs?: JobSpecs;
+}
+
+/** Main's engine room, the same for Electron and browser mode: pool, per-image queue, jobs, handlers. */
+export interface Backend {
+  handle: RequestHandle;
+  events: EventHub;
+  close(): Promise<void>;
+}
+
+export function createBackend(options: BackendOptions): Backend {
+  const events = createEventHub();
+  const pool = createPool({ workerFile: options.workerFile, maxThreads: options.maxThreads });
+  const jobs = createJobManager({ pool, emit: events.emit, specs: options.jobSpecs });
+  const handle = createRequestHandle({
+    mode: options.mode,
+    version: options.version,
+    jobs,
+    initialPaths: options.initialPaths,
+    openDialog: options.openDialog,
+  });
+  return {
+    handle,
+    events,
+    async close() {
+      jobs.cancelAll();
+      await pool.close();
+    },
+  };
+}

@@ -1,0 +1,76 @@
+import { stat } from 'node:fs/promises';
+import { platform } from 'node:process';
+import {
+  requestSchemas,
+  type Reply,
+  type RequestArgs,
+  type RequestName,
+  type RequestReply,
+} from '../shared/ipc/contract.ts';
+import type { ImageInfo } from '../shared/qcow2/model.ts';
+import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
+import { RequestError, toWireError } from './errors.ts';
+import type { JobManager } from './jobs.ts';
+import { completePath } from './path-complete.ts';
+
+/** What differs between Electron and browser mode; everything else is shared. */
+export interface HandlerSeam {
+  mode: 'electron' | 'browser';
+  version: string;
+  jobs: JobManager;
+  /** Paths given on the command line (and, in Electron, by later launches). */
+  initialPaths(): string[];
+  /** The native Open dialog; browser mode has none and answers with no paths. */
+  openDialog(): Promise<string[]>;
+}
+
+/** One entry point for every request, whatever carried it: validates, dispatches, never throws. */
+export type RequestHandle = (name: unknown, args: unknown) => Promise<Reply<unknown>>;
+
+type Handlers = { [N in RequestName]: (args: RequestArgs<N>) => Promise<RequestReply<N>> };
+
+export function createRequestHandle(seam: HandlerSeam): RequestHandle {
+  const handlers: Handlers = {
+    'app.about': async () => ({ name: 'Cowbell', version: seam.version, mode: seam.mode, platform }),
+    'app.initialPaths': async () => [...seam.initialPaths()],
+    'image.open': async ({ path }) => {
+      await requireRegularFile(path);
+      return (await seam.jobs.run('image.info', path, {})) as ImageInfo;
+    },
+    'dialog.openImages': () => seam.openDialog(),
+    'path.complete': ({ prefix }) => completePath(prefix),
+    'job.start': async ({ kind, path, args }) => ({ jobId: seam.jobs.start(kind, path, args) }),
+    'job.cancel': async ({ jobId }) => ({ cancelled: seam.jobs.cancel(jobId) }),
+  };
+
+  return async (name, args) => {
+    try {
+      if (typeof name !== 'string' || !Object.hasOwn(requestSchemas, name)) {
+        throw new RequestError(`There is no request named ${JSON.stringify(name)}`);
+      }
+      const requestName = name as RequestName;
+      const parsed = requestSchemas[requestName].safeParse(args);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        const where = issue && issue.path.length > 0 ? `${issue.path.join('.')}: ` : '';
+        throw new RequestError(`Invalid arguments for ${requestName}: ${where}${issue?.message ?? 'rejected'}`);
+      }
+      const handler = handlers[requestName] as (valid: unknown) => Promise<unknown>;
+      return { ok: true, value: await handler(parsed.data) };
+    } catch (error) {
+      return { ok: false, error: toWireError(error) };
+    }
+  };
+}
+
+/** A path from the renderer must name an existing regular file before any job touches it. */
+async function requireRegularFile(path: string): Promise<void> {
+  let info;
+  try {
+    info = await stat(path);
+  } catch (error) {
+    throw toQcow2Error(error, path);
+  }
+  if (info.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
+  if (!info.isFile()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
+}

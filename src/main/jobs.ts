@@ -1,0 +1,115 @@
+import { randomUUID } from 'node:crypto';
+import type { z } from 'zod';
+import { jobSchemas, type WireError } from '../shared/ipc/contract.ts';
+import { RequestError, toWireError } from './errors.ts';
+import type { EventSink } from './events.ts';
+import { ImageQueue, imageKey, type Access } from './image-queue.ts';
+import type { JobPool, RunOptions } from './pool.ts';
+import { createProgressThrottle } from './progress-throttle.ts';
+
+export interface JobSpec {
+  access: Access;
+  args: z.ZodType;
+}
+
+export type JobSpecs = Readonly<Record<string, JobSpec>>;
+
+export interface JobManagerOptions {
+  pool: JobPool;
+  emit: EventSink;
+  /** The contract's jobSchemas unless a test brings its own kinds (with a matching test worker). */
+  specs?: JobSpecs;
+  queue?: ImageQueue;
+  progressIntervalMs?: number;
+}
+
+export interface JobManager {
+  /** Validates and queues a job; its progress and end arrive as events. Throws RequestError. */
+  start(kind: string, path: string, args: unknown): string;
+  /** True when the job was still running or queued and has now been asked to stop. */
+  cancel(jobId: string): boolean;
+  /** Runs a job through the same queue and pool but hands back its result instead of events. */
+  run(kind: string, path: string, args: unknown, signal?: AbortSignal): Promise<unknown>;
+  cancelAll(): void;
+}
+
+const DEFAULT_PROGRESS_INTERVAL_MS = 100;
+
+export function createJobManager(options: JobManagerOptions): JobManager {
+  const specs = options.specs ?? jobSchemas;
+  const queue = options.queue ?? new ImageQueue();
+  const intervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
+  const running = new Map<string, AbortController>();
+
+  function validate(kind: string, args: unknown): { spec: JobSpec; args: unknown } {
+    const spec = Object.hasOwn(specs, kind) ? specs[kind] : undefined;
+    if (spec === undefined) throw new RequestError(`There is no job named ${JSON.stringify(kind)}`);
+    const parsed = spec.args.safeParse(args);
+    if (!parsed.success) throw new RequestError(`Invalid arguments for ${kind}: ${describeIssues(parsed.error)}`);
+    return { spec, args: parsed.data };
+  }
+
+  async function execute(
+    kind: string,
+    path: string,
+    valid: { spec: JobSpec; args: unknown },
+    signal: AbortSignal,
+    onProgress?: RunOptions['onProgress'],
+  ): Promise<unknown> {
+    const key = await imageKey(path);
+    return queue.run(
+      key,
+      valid.spec.access,
+      async () => {
+        try {
+          return await options.pool.run(kind, path, valid.args, { signal, onProgress });
+        } finally {
+          if (valid.spec.access === 'write') options.emit('image.changed', { path });
+        }
+      },
+      signal,
+    );
+  }
+
+  return {
+    start(kind, path, args) {
+      const valid = validate(kind, args);
+      const jobId = randomUUID();
+      const controller = new AbortController();
+      running.set(jobId, controller);
+      const progress = createProgressThrottle(jobId, (payload) => options.emit('job.progress', payload), intervalMs);
+      const finish = (end: { ok: true; result: unknown } | { ok: false; error: WireError }): void => {
+        running.delete(jobId);
+        progress.flush();
+        options.emit('job.end', { jobId, ...end });
+      };
+      execute(kind, path, valid, controller.signal, progress.push).then(
+        (result) => finish({ ok: true, result }),
+        (error: unknown) => finish({ ok: false, error: toWireError(error) }),
+      );
+      return jobId;
+    },
+
+    cancel(jobId) {
+      const controller = running.get(jobId);
+      if (controller === undefined || controller.signal.aborted) return false;
+      controller.abort();
+      return true;
+    },
+
+    async run(kind, path, args, signal = new AbortController().signal) {
+      return execute(kind, path, validate(kind, args), signal);
+    },
+
+    cancelAll() {
+      for (const controller of running.values()) controller.abort();
+    },
+  };
+}
+
+function describeIssues(error: z.ZodError): string {
+  return error.issues
+    .slice(0, 3)
+    .map((issue) => (issue.path.length > 0 ? `${issue.path.join('.')}: ${issue.message}` : issue.message))
+    .join('; ');
+}

@@ -1,0 +1,59 @@
+/** What main and a pool worker say to each other: one task in, progress on a port, one outcome back. */
+import type { MessagePort } from 'node:worker_threads';
+import type { JobArgs, JobKind, JobResult, WireError } from '../../shared/ipc/contract.ts';
+import type { JobContext } from '../../shared/qcow2/job-context.ts';
+
+export interface WorkerTask {
+  kind: string;
+  path: string;
+  args: unknown;
+  /** Transferred to the worker; it posts PortMessage on it, ending with `{ type: 'end' }`. */
+  progressPort: MessagePort;
+  /** Over a SharedArrayBuffer: main sets [0] to 1 to ask the job to stop. */
+  cancelFlag: Int32Array;
+}
+
+export interface ProgressMessage {
+  stage: string;
+  done: number;
+  total: number;
+  unit: 'bytes' | 'steps';
+}
+
+/** On the progress port: progress, then one `end` once no more progress will come. */
+export type PortMessage = ({ type: 'progress' } & ProgressMessage) | { type: 'end' };
+
+export type WorkerOutcome = { ok: true; result: unknown } | { ok: false; error: WireError };
+
+// `never` accepts a function of any argument type; the job manager validated args against the kind's schema.
+export type JobFunction = (path: string, args: never, context: JobContext) => unknown;
+
+export type JobTable = Readonly<Record<string, JobFunction>>;
+
+/** The production table: every job kind of the contract, each mapped to its engine function. */
+export type ContractJobTable = {
+  readonly [K in JobKind]: (path: string, args: JobArgs<K>, context: JobContext) => JobResult<K> | Promise<JobResult<K>>;
+};
+
+export function isProgressMessage(value: unknown): value is { type: 'progress' } & ProgressMessage {
+  if (typeof value !== 'object' || value === null) return false;
+  const message = value as Record<string, unknown>;
+  return (
+    message.type === 'progress' &&
+    typeof message.stage === 'string' &&
+    typeof message.done === 'number' &&
+    typeof message.total === 'number' &&
+    (message.unit === 'bytes' || message.unit === 'steps')
+  );
+}
+
+export function isEndMessage(value: unknown): value is { type: 'end' } {
+  return typeof value === 'object' && value !== null && (value as { type?: unknown }).type === 'end';
+}
+
+export function isWorkerOutcome(value: unknown): value is WorkerOutcome {
+  if (typeof value !== 'object' || value === null) return false;
+  const outcome = value as Record<string, unknown>;
+  if (outcome.ok === true) return 'result' in outcome;
+  return outcome.ok === false && typeof outcome.error === 'object' && outcome.error !== null;
+}
