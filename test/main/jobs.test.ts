@@ -1,0 +1,111 @@
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import type { EventName, EventPayloads, JobEnd, JobProgress } from '../../src/shared/ipc/contract.ts';
+import { createJobManager, type JobSpecs } from '../../src/main/jobs.ts';
+import { createPool } from '../../src/main/pool.ts';
+
+const workerFile = fileURLToPath(new URL('./fixtures/test-worker.ts', import.meta.url));
+const pool = createPool({ workerFile, maxThreads: 3, cancelGraceMs: 300 });
+afterAll(() => pool.close());
+
+const specs: JobSpecs = {
+  'test.progress': { access: 'read', args: z.object({ steps: z.number().int(), stepMs: z.number() }).strict() },
+  'test.sleep': { access: 'read', args: z.object({ ms: z.number() }).strict() },
+  'test.write': { access: 'write', args: z.object({ ms: z.number() }).strict() },
+  'test.fail': { access: 'read', args: z.object({ code: z.string(), message: z.string() }) },
+};
+
+function harness(progressIntervalMs = 100) {
+  const events: { event: EventName; payload: EventPayloads[EventName]; at: number }[] = [];
+  const ends = new Map<string, (end: JobEnd) => void>();
+  const emit = <E extends EventName>(event: E, payload: EventPayloads[E]) => {
+    events.push({ event, payload, at: Date.now() });
+    if (event === 'job.end') ends.get((payload as JobEnd).jobId)?.(payload as JobEnd);
+  };
+  const jobs = createJobManager({ pool, emit, specs, progressIntervalMs });
+  const ended = (jobId: string) => new Promise<JobEnd>((resolve) => ends.set(jobId, resolve));
+  const of = (jobId: string) => events.filter((entry) => (entry.payload as { jobId?: string }).jobId === jobId);
+  return { jobs, events, ended, of };
+}
+
+describe('the job manager', () => {
+  it('refuses an unknown kind and arguments that fail the kind schema, before queueing anything', () => {
+    const { jobs, events } = harness();
+    expect(() => jobs.start('test.nope', '/x', {})).toThrow(expect.objectContaining({ code: 'INVALID_REQUEST' }));
+    expect(() => jobs.start('test.sleep', '/x', { ms: 'long' })).toThrow(/Invalid arguments for test.sleep: ms/);
+    expect(() => jobs.start('test.sleep', '/x', { ms: 1, extra: true })).toThrow(expect.objectContaining({ code: 'INVALID_REQUEST' }));
+    expect(events).toEqual([]);
+  });
+
+  it('gives each job a unique id, throttled progress ending with the last, then one end with the result', async () => {
+    const { jobs, ended, of } = harness(100);
+    const jobId = jobs.start('test.progress', '/x', { steps: 40, stepMs: 10 });
+    expect(jobId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(jobs.start('test.sleep', '/x', { ms: 1 })).not.toBe(jobId);
+    const end = await ended(jobId);
+    expect(end).toEqual({ jobId, ok: true, result: { steps: 40 } });
+
+    const progress = of(jobId).filter((entry) => entry.event === 'job.progress');
+    expect(progress.length).toBeGreaterThanOrEqual(2);
+    expect(progress.length).toBeLessThanOrEqual(8);
+    for (let index = 1; index < progress.length; index += 1) {
+      expect(progress[index]!.at - progress[index - 1]!.at).toBeGreaterThanOrEqual(90);
+    }
+    expect(progress.at(-1)?.payload).toEqual({ jobId, stage: 'counting', done: 40, total: 40, unit: 'steps' } satisfies JobProgress);
+    expect(of(jobId).at(-1)?.event).toBe('job.end');
+  });
+
+  it('ends a failed job with the engine error code', async () => {
+    const { jobs, ended } = harness();
+    const jobId = jobs.start('test.fail', '/x', { code: 'TRUNCATED', message: 'the header is cut short' });
+    expect(await ended(jobId)).toEqual({ jobId, ok: false, error: { code: 'TRUNCATED', message: 'the header is cut short' } });
+  });
+
+  it('cancels a running job: it ends with CANCELLED, and a second cancel reports false', async () => {
+    const { jobs, ended } = harness();
+    const jobId = jobs.start('test.sleep', '/x', { ms: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(jobs.cancel(jobId)).toBe(true);
+    expect(jobs.cancel(jobId)).toBe(false);
+    expect(await ended(jobId)).toMatchObject({ jobId, ok: false, error: { code: 'CANCELLED' } });
+    expect(jobs.cancel('no-such-job')).toBe(false);
+  });
+
+  it('cancels a job still waiting for its image without running it', async () => {
+    const { jobs, ended, events } = harness();
+    const writer = jobs.start('test.write', '/queued.qcow2', { ms: 400 });
+    const reader = jobs.start('test.sleep', '/queued.qcow2', { ms: 1 });
+    expect(jobs.cancel(reader)).toBe(true);
+    expect(await ended(reader)).toMatchObject({ ok: false, error: { code: 'CANCELLED', message: expect.stringMatching(/waiting/) } });
+    expect(await ended(writer)).toMatchObject({ ok: true });
+    expect(events.filter((entry) => entry.event === 'image.changed')).toEqual([
+      expect.objectContaining({ payload: { path: '/queued.qcow2' } }),
+    ]);
+  });
+
+  it('runs a writer only after the readers before it, and readers after it only once it is done', async () => {
+    const { jobs, ended } = harness();
+    const finished: string[] = [];
+    const track = (label: string, jobId: string) =>
+      ended(jobId).then((end) => {
+        expect(end.ok).toBe(true);
+        finished.push(label);
+      });
+    const done = Promise.all([
+      track('read-1', jobs.start('test.sleep', '/order.qcow2', { ms: 150 })),
+      track('write', jobs.start('test.write', '/order.qcow2', { ms: 50 })),
+      track('read-2', jobs.start('test.sleep', '/order.qcow2', { ms: 10 })),
+      track('other-image', jobs.start('test.sleep', '/other.qcow2', { ms: 10 })),
+    ]);
+    await done;
+    expect(finished).toEqual(['other-image', 'read-1', 'write', 'read-2']);
+  });
+
+  it('runs a job directly for a result, through the same validation', async () => {
+    const { jobs, events } = harness();
+    await expect(jobs.run('test.sleep', '/x', { ms: 1 })).resolves.toEqual({ slept: 1 });
+    await expect(jobs.run('test.sleep', '/x', {})).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
+    expect(events).toEqual([]);
+  });
+});
