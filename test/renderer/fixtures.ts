@@ -1,0 +1,84 @@
+import type { ImageInfo } from '../../src/shared/ipc/contract.ts';
+import type { ApiConnection } from '../../src/renderer/src/api.ts';
+import type { ConnectionState } from '../../src/renderer/src/bridge-client.ts';
+import type { CowbellApi, EventName, EventPayloads } from '../../src/shared/ipc/contract.ts';
+
+/** What `qemu-img info --output=json` says about a fresh 1 GiB v3 image with two snapshots. */
+export function imageInfo(overrides: Partial<ImageInfo> = {}): ImageInfo {
+  return {
+    filename: '/disks/fedora.qcow2',
+    format: 'qcow2',
+    'virtual-size': 1073741824,
+    'actual-size': 200704,
+    'cluster-size': 65536,
+    'dirty-flag': false,
+    snapshots: [
+      {
+        id: '1',
+        name: 'fresh install',
+        'vm-state-size': 0,
+        'date-sec': 1764085682,
+        'date-nsec': 0,
+        'vm-clock-sec': 0,
+        'vm-clock-nsec': 0,
+      },
+      {
+        id: '2',
+        name: 'before upgrade',
+        'vm-state-size': 536870912,
+        'date-sec': 1764172082,
+        'date-nsec': 0,
+        'vm-clock-sec': 3725,
+        'vm-clock-nsec': 250000000,
+      },
+    ],
+    'format-specific': {
+      type: 'qcow2',
+      data: {
+        compat: '1.1',
+        'compression-type': 'zlib',
+        'lazy-refcounts': false,
+        'refcount-bits': 16,
+        corrupt: false,
+        'extended-l2': false,
+      },
+    },
+    ...overrides,
+  };
+}
+
+type Handler = (args: unknown) => unknown;
+
+/** A CowbellApi whose replies are set per request name; a handler that throws becomes a rejection. */
+export function fakeConnection(handlers: Record<string, Handler>): ApiConnection & {
+  emit<E extends EventName>(event: E, payload: EventPayloads[E]): void;
+  calls: { name: string; args: unknown }[];
+} {
+  const listeners = new Map<string, Set<(payload: unknown) => void>>();
+  const calls: { name: string; args: unknown }[] = [];
+  const api: CowbellApi = {
+    async request(name, args) {
+      calls.push({ name, args });
+      const handler = handlers[name];
+      if (!handler) throw { code: 'INVALID_REQUEST', message: `no fake for ${name}` };
+      return (await handler(args)) as never;
+    },
+    on(event, listener) {
+      const set = listeners.get(event) ?? new Set();
+      listeners.set(event, set);
+      set.add(listener as (payload: unknown) => void);
+      return () => set.delete(listener as (payload: unknown) => void);
+    },
+  };
+  const state: ConnectionState = 'open';
+  return {
+    api,
+    transport: 'browser',
+    state: () => state,
+    onStateChange: () => () => undefined,
+    calls,
+    emit(event, payload) {
+      for (const listener of listeners.get(event) ?? []) listener(payload);
+    },
+  };
+}

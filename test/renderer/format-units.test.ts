@@ -1,0 +1,58 @@
+import { describe, expect, it } from 'vitest';
+import { formatBytes, formatBytesExact, parseBytes } from '../../src/shared/format-units.ts';
+
+describe('formatBytes', () => {
+  it('prints whole binary units without decimals, as qemu-img does', () => {
+    expect(formatBytes(0)).toBe('0 B');
+    expect(formatBytes(512)).toBe('512 B');
+    expect(formatBytes(1024)).toBe('1 KiB');
+    expect(formatBytes(65536)).toBe('64 KiB');
+    expect(formatBytes(2 * 1024 ** 2)).toBe('2 MiB');
+    expect(formatBytes(1024 ** 3)).toBe('1 GiB');
+    expect(formatBytes(10 * 1024 ** 4)).toBe('10 TiB');
+  });
+
+  it('keeps three significant digits', () => {
+    expect(formatBytes(1.5 * 1024 ** 3)).toBe('1.5 GiB');
+    expect(formatBytes(200704)).toBe('196 KiB');
+    expect(formatBytes(1.25 * 1024 ** 2)).toBe('1.25 MiB');
+    expect(formatBytes(1023 * 1024)).toBe('1020 KiB');
+  });
+
+  it('carries into the next unit when rounding reaches 1024', () => {
+    expect(formatBytes(1023.99 * 1024, { significantDigits: 4 })).toBe('1 MiB');
+  });
+
+  it('handles negative and non-finite values without throwing', () => {
+    expect(formatBytes(-2048)).toBe('−2 KiB');
+    expect(formatBytes(Number.NaN)).toBe('—');
+  });
+});
+
+describe('formatBytesExact', () => {
+  it('groups digits and names the unit', () => {
+    expect(formatBytesExact(1073741824)).toBe('1,073,741,824 bytes');
+    expect(formatBytesExact(1)).toBe('1 byte');
+    expect(formatBytesExact(0)).toBe('0 bytes');
+  });
+});
+
+describe('parseBytes', () => {
+  it('reads qemu-img style sizes, every suffix binary', () => {
+    expect(parseBytes('65536')).toBe(65536);
+    expect(parseBytes('64k')).toBe(65536);
+    expect(parseBytes('10G')).toBe(10 * 1024 ** 3);
+    expect(parseBytes('10 GiB')).toBe(10 * 1024 ** 3);
+    expect(parseBytes('1.5T')).toBe(1.5 * 1024 ** 4);
+    expect(parseBytes('512 B')).toBe(512);
+  });
+
+  it('refuses what is not a size', () => {
+    expect(parseBytes('')).toBeNull();
+    expect(parseBytes('ten gigs')).toBeNull();
+    expect(parseBytes('-1G')).toBeNull();
+    expect(parseBytes('1.5')).toBeNull();
+    expect(parseBytes('10bb')).toBeNull();
+    expect(parseBytes('100000E')).toBeNull();
+  });
+});
