@@ -36,7 +36,7 @@ export interface JobManager {
 const DEFAULT_PROGRESS_INTERVAL_MS = 100;
 
 export function createJobManager(options: JobManagerOptions): JobManager {
-  const specs = options.specs ?? jobSchemas;
+  const specs: JobSpecs = options.specs ?? jobSchemas;
   const queue = options.queue ?? new ImageQueue();
   const intervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   const running = new Map<string, AbortController>();

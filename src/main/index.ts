@@ -1,0 +1,75 @@
+/** Electron's entry: one hardened window over the shared backend. */
+import { join } from 'node:path';
+import { app, session, type BrowserWindow } from 'electron';
+import workerFile from './worker/worker.ts?modulePath';
+import { APP_ORIGIN, registerAppScheme, serveRenderer } from './app-protocol.ts';
+import { createBackend, type Backend } from './backend.ts';
+import { chooseImages } from './dialogs.ts';
+import { EVENT_CHANNEL } from '../shared/ipc/channels.ts';
+import { registerRequestChannel } from './ipc.ts';
+import { imagePathsFromArgs } from './launch-paths.ts';
+import { contentSecurityPolicy } from './security.ts';
+import { createMainWindow, hardenSession, lockDownContents } from './window.ts';
+
+registerAppScheme();
+
+if (!app.requestSingleInstanceLock()) {
+  app.quit();
+} else {
+  startApp();
+}
+
+function startApp(): void {
+  // Unpackaged, argv is [electron, app folder, ...]; packaged, [cowbell, ...].
+  const launchArgs = (argv: string[]): string[] => argv.slice(app.isPackaged ? 1 : 2);
+  const initialPaths = imagePathsFromArgs(launchArgs(process.argv), process.cwd());
+  let window: BrowserWindow | null = null;
+  let backend: Backend | null = null;
+
+  app.on('web-contents-created', (_event, contents) => lockDownContents(contents));
+
+  app.on('second-instance', (_event, argv, workingDirectory) => {
+    initialPaths.push(...imagePathsFromArgs(launchArgs(argv), workingDirectory));
+    if (window === null) return;
+    if (window.isMinimized()) window.restore();
+    window.focus();
+  });
+
+  app.on('window-all-closed', () => app.quit());
+
+  app.on('will-quit', () => {
+    void backend?.close();
+  });
+
+  void app.whenReady().then(() => {
+    const devServer = app.isPackaged ? undefined : process.env.ELECTRON_RENDERER_URL;
+    const trustedOrigin = devServer === undefined ? APP_ORIGIN : new URL(devServer).origin;
+    const csp = contentSecurityPolicy();
+
+    hardenSession(session.defaultSession, csp, trustedOrigin);
+    serveRenderer(session.defaultSession.protocol, join(import.meta.dirname, '../renderer'), csp);
+
+    const running = createBackend({
+      workerFile,
+      mode: 'electron',
+      version: app.getVersion(),
+      initialPaths: () => initialPaths,
+      openDialog: () => chooseImages(window),
+    });
+    backend = running;
+
+    window = createMainWindow({
+      preloadPath: join(import.meta.dirname, '../preload/index.cjs'),
+      url: devServer ?? `${APP_ORIGIN}/index.html`,
+    });
+    const contents = window.webContents;
+    window.on('closed', () => {
+      window = null;
+    });
+
+    registerRequestChannel(() => (window === null ? null : contents), trustedOrigin, running.handle);
+    running.events.subscribe((event, payload) => {
+      if (window !== null && !contents.isDestroyed()) contents.send(EVENT_CHANNEL, event, payload);
+    });
+  });
+}
