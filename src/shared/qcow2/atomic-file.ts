@@ -1,0 +1,89 @@
+/**
+ * The one way Cowbell makes a whole new image file: write it under a temporary name in the same
+ * folder, flush it, rename it into place, then flush the folder. A crash at any moment leaves
+ * either no file (or the old one) or the complete new one, never a mix.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { BlockFile } from './block-file.ts';
+import { NodeBlockFile } from './block-file.ts';
+import { Qcow2Error, toQcow2Error } from './errors.ts';
+
+export interface AtomicWriteOptions {
+  /** Replace an existing file at targetPath (rewrites); otherwise an existing file is an error. */
+  overwrite: boolean;
+  /** Test seam: how files and folder syncs are done. */
+  fileSystem?: AtomicFileSystem;
+}
+
+export interface AtomicFileSystem {
+  create(filePath: string): BlockFile;
+  rename(from: string, to: string): void;
+  /** Like rename, but fails if `to` exists. */
+  renameNoReplace(from: string, to: string): void;
+  remove(filePath: string): void;
+  syncFolder(folderPath: string): void;
+  exists(filePath: string): boolean;
+}
+
+export const nodeFileSystem: AtomicFileSystem = {
+  create: (filePath) => NodeBlockFile.open(filePath, { create: true }),
+  rename: (from, to) => fs.renameSync(from, to),
+  renameNoReplace: (from, to) => {
+    // link() fails with EEXIST if the target exists: an atomic no-replace rename on POSIX.
+    fs.linkSync(from, to);
+    fs.unlinkSync(from);
+  },
+  remove: (filePath) => fs.rmSync(filePath, { force: true }),
+  syncFolder: (folderPath) => {
+    let fd: number | null = null;
+    try {
+      fd = fs.openSync(folderPath, 'r');
+      fs.fsyncSync(fd);
+    } catch (error) {
+      // Some platforms (Windows) cannot open or sync a folder; the rename is still atomic there.
+      if ((error as { code?: string }).code !== 'EISDIR' && (error as { code?: string }).code !== 'EPERM') throw error;
+    } finally {
+      if (fd !== null) fs.closeSync(fd);
+    }
+  },
+  exists: (filePath) => fs.existsSync(filePath),
+};
+
+export function temporaryPathFor(targetPath: string): string {
+  return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomBytes(6).toString('hex')}.tmp`);
+}
+
+export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => T, options: AtomicWriteOptions): T {
+  const fileSystem = options.fileSystem ?? nodeFileSystem;
+  if (!options.overwrite && fileSystem.exists(targetPath)) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+  }
+  const temporaryPath = temporaryPathFor(targetPath);
+  let file: BlockFile | null = null;
+  try {
+    file = fileSystem.create(temporaryPath);
+    const result = build(file, temporaryPath);
+    file.flush();
+    file.close();
+    file = null;
+    try {
+      if (options.overwrite) fileSystem.rename(temporaryPath, targetPath);
+      else fileSystem.renameNoReplace(temporaryPath, targetPath);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+      throw toQcow2Error(error, targetPath);
+    }
+    fileSystem.syncFolder(path.dirname(targetPath));
+    return result;
+  } catch (error) {
+    try {
+      file?.close();
+    } catch {
+      // The original error is the one worth reporting.
+    }
+    fileSystem.remove(temporaryPath);
+    throw error;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * The snapshot table (qcow2.txt "Snapshots"): entries of a 40-byte fixed part, extra data, id and
+ * name, each entry padded to 8 bytes. Extra data Cowbell does not understand is kept byte for byte.
+ */
+import { Qcow2Error } from '../errors.ts';
+import { readU64Number, view, writeU64Number } from './bytes.ts';
+import { decodeString, encodeString } from './header.ts';
+import { MAX_SNAPSHOT_EXTRA_DATA, MAX_SNAPSHOT_TABLE_BYTES } from './limits.ts';
+
+export interface SnapshotEntry {
+  l1TableOffset: number;
+  l1Size: number;
+  id: string;
+  name: string;
+  dateSec: number;
+  dateNsec: number;
+  /** VM clock in nanoseconds; a u64 on disk, kept exact as a bigint. */
+  vmClockNsec: bigint;
+  /** The 32-bit field; `vmStateSizeLarge` (extra data) supersedes it when present. */
+  vmStateSize32: number;
+  vmStateSizeLarge: bigint | null;
+  diskSize: number | null;
+  icount: bigint | null;
+  /**
+   * The whole extra data as on disk (or as made for a new snapshot). Serialising patches the
+   * known fields above into it where it is long enough, so unknown bytes are kept exactly.
+   */
+  extraData: Uint8Array;
+}
+
+const FIXED = 40;
+
+export function snapshotVmStateSize(entry: SnapshotEntry): number {
+  return Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32));
+}
+
+export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 | 3): SnapshotEntry[] {
+  const data = view(bytes);
+  const entries: SnapshotEntry[] = [];
+  let position = 0;
+  for (let index = 0; index < count; index++) {
+    if (position + FIXED > bytes.length) throw new Qcow2Error('TRUNCATED', `Snapshot table entry ${index} is cut short`);
+    const l1TableOffset = readU64Number(data, position, `Snapshot ${index} L1 table offset`);
+    const l1Size = data.getUint32(position + 8);
+    const idSize = data.getUint16(position + 12);
+    const nameSize = data.getUint16(position + 14);
+    const dateSec = data.getUint32(position + 16);
+    const dateNsec = data.getUint32(position + 20);
+    const vmClockNsec = data.getBigUint64(position + 24);
+    const vmStateSize32 = data.getUint32(position + 32);
+    const extraSize = data.getUint32(position + 36);
+    if (extraSize > MAX_SNAPSHOT_EXTRA_DATA) throw new Qcow2Error('CORRUPT', `Snapshot ${index} has ${extraSize} bytes of extra data (at most ${MAX_SNAPSHOT_EXTRA_DATA})`);
+    if (version === 3 && extraSize < 16) throw new Qcow2Error('CORRUPT', `Snapshot ${index} lacks the extra data a version 3 image requires`);
+    const extraStart = position + FIXED;
+    const end = extraStart + extraSize + idSize + nameSize;
+    if (end > bytes.length) throw new Qcow2Error('TRUNCATED', `Snapshot table entry ${index} runs past the table`);
+    const extra = bytes.subarray(extraStart, extraStart + extraSize);
+    const extraView = view(extra);
+    const vmStateSizeLarge = extraSize >= 8 ? extraView.getBigUint64(0) : null;
+    const diskSize = extraSize >= 16 ? readU64Number(extraView, 8, `Snapshot ${index} disk size`) : null;
+    const icount = extraSize >= 24 ? extraView.getBigUint64(16) : null;
+    const idStart = extraStart + extraSize;
+    entries.push({
+      l1TableOffset,
+      l1Size,
+      id: decodeString(bytes.subarray(idStart, idStart + idSize)),
+      name: decodeString(bytes.subarray(idStart + idSize, end)),
+      dateSec,
+      dateNsec,
+      vmClockNsec,
+      vmStateSize32,
+      vmStateSizeLarge,
+      diskSize,
+      icount,
+      extraData: extra.slice(),
+    });
+    position = Math.ceil(end / 8) * 8;
+  }
+  return entries;
+}
+
+export function snapshotEntrySize(entry: SnapshotEntry): number {
+  const length = FIXED + entry.extraData.length + encodeString(entry.id).length + encodeString(entry.name).length;
+  return Math.ceil(length / 8) * 8;
+}
+
+export function serializeSnapshotTable(entries: SnapshotEntry[]): Uint8Array {
+  let total = 0;
+  for (const entry of entries) total += snapshotEntrySize(entry);
+  if (total > MAX_SNAPSHOT_TABLE_BYTES) throw new Qcow2Error('INVALID_ARGUMENT', 'The snapshot table would exceed QEMU\'s 64 MiB limit');
+  const bytes = new Uint8Array(total);
+  const data = view(bytes);
+  let position = 0;
+  for (const entry of entries) {
+    const id = encodeString(entry.id);
+    const name = encodeString(entry.name);
+    if (id.length > 0xffff || name.length > 0xffff) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot name or id is too long');
+    const extraSize = entry.extraData.length;
+    if (extraSize > MAX_SNAPSHOT_EXTRA_DATA) throw new Qcow2Error('INVALID_ARGUMENT', 'Snapshot extra data is too long');
+    writeU64Number(data, position, entry.l1TableOffset);
+    data.setUint32(position + 8, entry.l1Size);
+    data.setUint16(position + 12, id.length);
+    data.setUint16(position + 14, name.length);
+    data.setUint32(position + 16, entry.dateSec);
+    data.setUint32(position + 20, entry.dateNsec);
+    data.setBigUint64(position + 24, entry.vmClockNsec);
+    data.setUint32(position + 32, entry.vmStateSize32);
+    data.setUint32(position + 36, extraSize);
+    const extraStart = position + FIXED;
+    bytes.set(entry.extraData, extraStart);
+    if (extraSize >= 8 && entry.vmStateSizeLarge !== null) data.setBigUint64(extraStart, entry.vmStateSizeLarge);
+    if (extraSize >= 16 && entry.diskSize !== null) writeU64Number(data, extraStart + 8, entry.diskSize);
+    if (extraSize >= 24 && entry.icount !== null) data.setBigUint64(extraStart + 16, entry.icount);
+    bytes.set(id, extraStart + extraSize);
+    bytes.set(name, extraStart + extraSize + id.length);
+    position += snapshotEntrySize(entry);
+  }
+  return bytes;
+}
+
+/** Extra data for a snapshot Cowbell takes: vm_state_size_large, disk_size, icount (unknown = -1), as QEMU writes. */
+export function newExtraData(vmStateSize: number, diskSize: number): Uint8Array {
+  const bytes = new Uint8Array(24);
+  const data = view(bytes);
+  writeU64Number(data, 0, vmStateSize);
+  writeU64Number(data, 8, diskSize);
+  data.setBigUint64(16, 0xffffffffffffffffn);
+  return bytes;
+}
