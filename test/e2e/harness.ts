@@ -1,0 +1,175 @@
+/**
+ * End-to-end harness: starts Cowbell in browser mode (`scripts/serve.ts`) on a free port, drives
+ * Debian's Chromium through playwright-core with a throw-away profile, and tears both down.
+ */
+import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { chromium, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
+
+export const repoRoot = resolve(import.meta.dirname, '../..');
+export const screenshotDir = join(repoRoot, 'test-results', 'screenshots');
+
+const CHROMIUM = '/usr/bin/chromium';
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
+const SERVER_LINE = /^Cowbell \(browser mode\): (http:\/\/127\.0\.0\.1:\d+\/\?token=\S+)$/m;
+const SERVER_START_TIMEOUT_MS = 30_000;
+
+export interface Server {
+  url: string;
+  process: ChildProcess;
+  /** Everything the server printed, for failure messages. */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+/** `node scripts/serve.ts --port 0 --no-build PATHS…`, resolved once it prints its address. */
+export function startServer(paths: string[] = []): Promise<Server> {
+  const child = spawn(process.execPath, ['scripts/serve.ts', '--port', '0', '--no-build', ...paths], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, FORCE_COLOR: '0' },
+  });
+  let stdout = '';
+  let stderr = '';
+  const output = (): string => `stdout:\n${stdout}\nstderr:\n${stderr}`;
+  const exited = new Promise<void>((resolveExit) => child.once('exit', () => resolveExit()));
+
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5_000);
+    await exited;
+    clearTimeout(timer);
+  };
+
+  return new Promise<Server>((resolveServer, rejectServer) => {
+    const timer = setTimeout(() => {
+      void stop();
+      rejectServer(new Error(`serve.ts printed no address within ${SERVER_START_TIMEOUT_MS} ms\n${output()}`));
+    }, SERVER_START_TIMEOUT_MS);
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      stdout += chunk;
+      const match = SERVER_LINE.exec(stdout);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolveServer({ url: match[1], process: child, output, stop });
+      }
+    });
+    child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+      stderr += chunk;
+    });
+    child.once('exit', (code, signal) => {
+      clearTimeout(timer);
+      rejectServer(new Error(`serve.ts exited (${code ?? signal}) before printing its address\n${output()}`));
+    });
+  });
+}
+
+export interface BrowserOptions {
+  viewport?: { width: number; height: number };
+  colorScheme?: 'light' | 'dark';
+}
+
+export interface Browser {
+  context: BrowserContext;
+  page: Page;
+  /** Console errors, page errors and CSP violations seen so far. */
+  problems: string[];
+  close(): Promise<void>;
+}
+
+export async function launchBrowser(options: BrowserOptions = {}): Promise<Browser> {
+  const profile = await mkdtemp(join(tmpdir(), 'cowbell-chromium-'));
+  // A persistent context is how playwright takes a user-data dir: a fresh one per browser.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: options.viewport ?? { width: 1400, height: 900 },
+    colorScheme: options.colorScheme ?? 'light',
+    deviceScaleFactor: 1,
+  });
+  const page = context.pages()[0] ?? (await context.newPage());
+  const problems: string[] = [];
+  page.on('console', (message: ConsoleMessage) => {
+    if (message.type() === 'error') problems.push(`console: ${message.text()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
+  return {
+    context,
+    page,
+    problems,
+    async close() {
+      await context.close();
+      await rm(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface Session extends Browser {
+  server: Server;
+}
+
+/** A server (opening `paths` at start) and a browser showing it, ready to use. */
+export async function openApp(paths: string[] = [], options: BrowserOptions = {}): Promise<Session> {
+  const server = await startServer(paths);
+  let browser: Browser;
+  try {
+    browser = await launchBrowser(options);
+    await browser.page.goto(server.url);
+    await browser.page.getByTestId('connection-state').and(browser.page.locator('[data-state="open"]')).waitFor();
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  const close = browser.close;
+  return {
+    ...browser,
+    server,
+    async close() {
+      await close();
+      await server.stop();
+    },
+  };
+}
+
+/** Types a path into the sidebar's field and presses Enter, as a user would. */
+export async function openThroughPathField(page: Page, path: string): Promise<void> {
+  const field = page.getByTestId('path-input');
+  await field.fill(path);
+  await field.press('Enter');
+}
+
+export async function screenshot(page: Page, name: string): Promise<string> {
+  await mkdir(screenshotDir, { recursive: true });
+  const file = join(screenshotDir, `${name}.png`);
+  await page.screenshot({ path: file });
+  return file;
+}
+
+export async function makeTempDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'cowbell-e2e-'));
+}
+
+export function qemuImg(...args: string[]): string {
+  return execFileSync('qemu-img', args, { encoding: 'utf8' });
+}
+
+/** What qemu-img itself says about an image, to compare the page against. */
+export function qemuImgInfo(path: string): { 'virtual-size': number; 'cluster-size': number; 'actual-size': number } {
+  return JSON.parse(qemuImg('info', '--output=json', path)) as {
+    'virtual-size': number;
+    'cluster-size': number;
+    'actual-size': number;
+  };
+}

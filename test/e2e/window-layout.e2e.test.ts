@@ -1,0 +1,74 @@
+import { execFileSync } from 'node:child_process';
+import { rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTempDir, openApp, qemuImg, screenshot } from './harness.ts';
+
+let folder: string;
+let disks: string[];
+
+/** A small library that looks like a hobbyist's: several disks, snapshots, some guest data. */
+beforeAll(async () => {
+  folder = await makeTempDir();
+  const fedora = join(folder, 'fedora-workstation.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', fedora, '64G');
+  // Guest data so the file size is not just metadata.
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 48M', '-c', 'write -P 0x11 1G 16M', fedora]);
+  for (const name of ['fresh install', 'drivers and updates', 'before GNOME 48', 'dev tools set up', 'clean baseline']) {
+    qemuImg('snapshot', '-c', name, fedora);
+  }
+  const windows = join(folder, 'windows-11.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', windows, '128G');
+  qemuImg('snapshot', '-c', 'after setup', windows);
+  const base = join(folder, 'debian-12-base.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', base, '20G');
+  const overlay = join(folder, 'debian-12-web.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+  const notes = join(folder, 'README.txt');
+  await writeFile(notes, 'not a disk\n');
+  disks = [fedora, windows, overlay, notes];
+});
+
+afterAll(async () => {
+  await rm(folder, { recursive: true, force: true });
+});
+
+const sizes = [
+  { width: 1400, height: 900 },
+  { width: 1024, height: 700 },
+];
+
+describe('the window at desktop sizes, light and dark', () => {
+  for (const viewport of sizes) {
+    for (const colorScheme of ['light', 'dark'] as const) {
+      it(`${viewport.width}x${viewport.height} ${colorScheme}: fits the window, nothing scrolls but the content pane`, async () => {
+        const session = await openApp(disks, { viewport, colorScheme });
+        try {
+          const { page } = session;
+          await expect.poll(() => page.getByTestId('disk-item').count()).toBe(4);
+          await expect.poll(() => page.getByTestId('snapshot-name').count()).toBe(5);
+          await page.getByTestId('disk-item').last().waitFor();
+          await expect.poll(() => page.locator('[data-testid="disk-item"].failed').count()).toBe(1);
+
+          const overflow = await page.evaluate(() => {
+            const root = document.scrollingElement ?? document.documentElement;
+            return {
+              vertical: root.scrollHeight - window.innerHeight,
+              horizontal: root.scrollWidth - window.innerWidth,
+              bodyOverflow: getComputedStyle(document.body).overflow,
+            };
+          });
+          expect(overflow).toEqual({ vertical: 0, horizontal: 0, bodyOverflow: 'hidden' });
+          const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+          const dark = background !== 'rgb(246, 246, 247)';
+          expect(dark).toBe(colorScheme === 'dark');
+
+          await screenshot(page, `window-${viewport.width}x${viewport.height}-${colorScheme}`);
+          expect(session.problems).toEqual([]);
+        } finally {
+          await session.close();
+        }
+      });
+    }
+  }
+});
