@@ -1,0 +1,188 @@
+/**
+ * Browser mode: the built renderer over HTTP and the request handlers over a WebSocket, on
+ * 127.0.0.1 only. The page and the socket both need the random token; the socket also needs our
+ * own Origin, so no other site the browser has open can drive Cowbell.
+ */
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type RawData, type WebSocket } from 'ws';
+import { z } from 'zod';
+import type { BridgeServerMessage } from '../shared/ipc/contract.ts';
+import type { EventHub } from './events.ts';
+import type { RequestHandle } from './handlers.ts';
+import { contentSecurityPolicy } from './security.ts';
+import { contentTypeOf, resolveStaticFile } from './static-files.ts';
+
+export const HOST = '127.0.0.1';
+const MAX_FRAME_BYTES = 1024 * 1024;
+
+export interface BrowserServerOptions {
+  rendererDir: string;
+  handle: RequestHandle;
+  events: EventHub;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** Tests pass their own; otherwise 24 random bytes. */
+  token?: string;
+}
+
+export interface BrowserServer {
+  /** The page's address, token included: what the user opens. */
+  url: string;
+  port: number;
+  token: string;
+  close(): Promise<void>;
+}
+
+const ClientMessage = z.object({
+  type: z.literal('request'),
+  id: z.number().int().nonnegative(),
+  name: z.string().max(256),
+  args: z.unknown(),
+});
+
+export function newToken(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+export async function startBrowserServer(options: BrowserServerOptions): Promise<BrowserServer> {
+  const token = options.token ?? newToken();
+  const server = createServer();
+  const sockets = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES });
+
+  server.listen(options.port ?? 0, HOST);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  const port = (server.address() as AddressInfo).port;
+  const origin = `http://${HOST}:${port}`;
+  const csp = contentSecurityPolicy([`ws://${HOST}:${port}`]);
+
+  const hasToken = (request: IncomingMessage): boolean =>
+    sameSecret(requestUrl(request)?.searchParams.get('token') ?? '', token);
+  // A page on another host name that resolves to 127.0.0.1 (DNS rebinding) carries its own Host.
+  const hasOurHost = (request: IncomingMessage): boolean => request.headers.host === `${HOST}:${port}`;
+
+  server.on('request', (request, response) => {
+    void serveHttp(request, response, {
+      rendererDir: options.rendererDir,
+      csp,
+      hasOurHost,
+      hasToken,
+    });
+  });
+
+  server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const url = requestUrl(request);
+    if (url?.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found');
+    if (!hasOurHost(request) || !hasToken(request) || request.headers.origin !== origin) {
+      return refuseUpgrade(socket, 403, 'Forbidden');
+    }
+    sockets.handleUpgrade(request, socket, head, (connection) => serveSocket(connection, options));
+  });
+
+  return {
+    url: `${origin}/?token=${token}`,
+    port,
+    token,
+    async close() {
+      for (const client of sockets.clients) client.terminate();
+      await new Promise<void>((resolve) => sockets.close(() => resolve()));
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+interface HttpContext {
+  rendererDir: string;
+  csp: string;
+  hasOurHost(request: IncomingMessage): boolean;
+  hasToken(request: IncomingMessage): boolean;
+}
+
+async function serveHttp(request: IncomingMessage, response: ServerResponse, context: HttpContext): Promise<void> {
+  const url = requestUrl(request);
+  if (url === null || !context.hasOurHost(request)) return plain(response, 403, 'Forbidden');
+  if (request.method !== 'GET' && request.method !== 'HEAD') return plain(response, 405, 'Method Not Allowed');
+  const isPage = url.pathname === '/' || url.pathname === '/index.html';
+  // The scripts and styles are the same for everyone; the page that loads them is not.
+  if (isPage && !context.hasToken(request)) return plain(response, 403, 'Forbidden: open the address Cowbell printed');
+  const file = resolveStaticFile(context.rendererDir, url.pathname);
+  if (file === null) return plain(response, 404, 'Not Found');
+  let body: Buffer;
+  try {
+    body = await readFile(file);
+  } catch {
+    return plain(response, 404, 'Not Found');
+  }
+  response.writeHead(200, {
+    'content-type': contentTypeOf(file),
+    'content-length': body.length,
+    'content-security-policy': context.csp,
+    'x-content-type-options': 'nosniff',
+    'x-frame-options': 'DENY',
+    'referrer-policy': 'no-referrer',
+    'cache-control': isPage ? 'no-store' : 'no-cache',
+  });
+  response.end(request.method === 'HEAD' ? undefined : body);
+}
+
+function serveSocket(connection: WebSocket, options: BrowserServerOptions): void {
+  const send = (message: BridgeServerMessage): void => {
+    if (connection.readyState === connection.OPEN) connection.send(JSON.stringify(message));
+  };
+  const unsubscribe = options.events.subscribe((event, payload) => send({ type: 'event', event, payload }));
+  connection.on('close', unsubscribe);
+  connection.on('error', () => connection.terminate());
+  connection.on('message', (data: RawData, isBinary: boolean) => {
+    const message = isBinary ? null : parseClientMessage(data);
+    if (message === null) {
+      connection.close(1008, 'Expected a JSON request frame');
+      return;
+    }
+    void options.handle(message.name, message.args).then((reply) => send({ type: 'reply', id: message.id, reply }));
+  });
+}
+
+function parseClientMessage(data: RawData): z.infer<typeof ClientMessage> | null {
+  try {
+    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
+    const parsed = ClientMessage.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : null;
+  } catch {
+    return null;
+  }
+}
+
+function requestUrl(request: IncomingMessage): URL | null {
+  try {
+    return new URL(request.url ?? '/', `http://${HOST}`);
+  } catch {
+    return null;
+  }
+}
+
+function sameSecret(given: string, expected: string): boolean {
+  const givenBytes = Buffer.from(given);
+  const expectedBytes = Buffer.from(expected);
+  // timingSafeEqual needs equal lengths; comparing against ourselves keeps the time the same.
+  if (givenBytes.length !== expectedBytes.length) {
+    timingSafeEqual(expectedBytes, expectedBytes);
+    return false;
+  }
+  return timingSafeEqual(givenBytes, expectedBytes);
+}
+
+function plain(response: ServerResponse, status: number, text: string): void {
+  response.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+function refuseUpgrade(socket: Duplex, status: number, reason: string): void {
+  socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`, () => socket.destroy());
+}
