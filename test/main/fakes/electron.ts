@@ -1,0 +1,122 @@
+/**
+ * A stand-in for the `electron` module: records what main asks of it, and lets tests play the
+ * part of the page (navigation, permission requests, IPC from some frame).
+ */
+type Handler = (...args: never[]) => unknown;
+
+export interface FakeFrame {
+  url: string;
+  processId: number;
+  frameToken: string;
+  parent: FakeFrame | null;
+}
+
+export class FakeWebContents {
+  readonly listeners = new Map<string, Handler[]>();
+  windowOpenHandler: ((details: { url: string }) => { action: string }) | null = null;
+  readonly mainFrame: FakeFrame;
+  readonly sent: unknown[][] = [];
+  loadedUrl: string | null = null;
+  destroyed = false;
+
+  constructor(url = 'app://cowbell/index.html') {
+    this.mainFrame = { url, processId: 4, frameToken: 'main-frame', parent: null };
+  }
+
+  on(event: string, listener: Handler): this {
+    this.listeners.set(event, [...(this.listeners.get(event) ?? []), listener]);
+    return this;
+  }
+
+  setWindowOpenHandler(handler: (details: { url: string }) => { action: string }): void {
+    this.windowOpenHandler = handler;
+  }
+
+  isDestroyed(): boolean {
+    return this.destroyed;
+  }
+
+  send(...args: unknown[]): void {
+    this.sent.push(args);
+  }
+
+  /** Emits like the page would and reports whether a listener called preventDefault. */
+  emitPreventable(event: string, ...args: unknown[]): boolean {
+    let prevented = false;
+    const domEvent = { preventDefault: () => (prevented = true) };
+    for (const listener of this.listeners.get(event) ?? []) (listener as (...a: unknown[]) => void)(domEvent, ...args);
+    return prevented;
+  }
+}
+
+export class FakeBrowserWindow {
+  static created: FakeBrowserWindow[] = [];
+  readonly options: Record<string, unknown>;
+  readonly webContents = new FakeWebContents();
+
+  constructor(options: Record<string, unknown>) {
+    this.options = options;
+    FakeBrowserWindow.created.push(this);
+  }
+
+  once(): this {
+    return this;
+  }
+
+  on(): this {
+    return this;
+  }
+
+  loadURL(url: string): Promise<void> {
+    this.webContents.loadedUrl = url;
+    return Promise.resolve();
+  }
+}
+
+export const ipcHandlers = new Map<string, (...args: unknown[]) => unknown>();
+export const protocolHandlers = new Map<string, (request: Request) => Promise<Response> | Response>();
+export const exposed = new Map<string, unknown>();
+export const rendererListeners = new Map<string, ((...args: unknown[]) => void)[]>();
+export const invoked: unknown[][] = [];
+export const invokeReplies: unknown[] = [];
+
+export function fakeSession() {
+  const handlers: Record<string, Handler> = {};
+  return {
+    handlers,
+    setPermissionRequestHandler: (handler: Handler) => (handlers.permissionRequest = handler),
+    setPermissionCheckHandler: (handler: Handler) => (handlers.permissionCheck = handler),
+    setDevicePermissionHandler: (handler: Handler) => (handlers.devicePermission = handler),
+    webRequest: {
+      onBeforeRequest: (handler: Handler) => (handlers.beforeRequest = handler),
+      onHeadersReceived: (handler: Handler) => (handlers.headersReceived = handler),
+    },
+    protocol: {
+      handle: (scheme: string, handler: (request: Request) => Promise<Response>) => protocolHandlers.set(scheme, handler),
+    },
+  };
+}
+
+export const electronModule = {
+  BrowserWindow: FakeBrowserWindow,
+  ipcMain: {
+    handle: (channel: string, handler: (...args: unknown[]) => unknown) => ipcHandlers.set(channel, handler),
+    removeHandler: (channel: string) => ipcHandlers.delete(channel),
+  },
+  protocol: {
+    registerSchemesAsPrivileged: () => undefined,
+    handle: (scheme: string, handler: (request: Request) => Promise<Response>) => protocolHandlers.set(scheme, handler),
+  },
+  contextBridge: {
+    exposeInMainWorld: (key: string, api: unknown) => exposed.set(key, api),
+  },
+  ipcRenderer: {
+    invoke: async (...args: unknown[]) => {
+      invoked.push(args);
+      return invokeReplies.shift();
+    },
+    on: (channel: string, listener: (...args: unknown[]) => void) =>
+      rendererListeners.set(channel, [...(rendererListeners.get(channel) ?? []), listener]),
+  },
+  dialog: { showOpenDialog: async () => ({ canceled: true, filePaths: [] }) },
+};
