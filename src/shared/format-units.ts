@@ -65,3 +65,13 @@ export function parseBytes(text: string): number | null {
   if (!Number.isSafeInteger(bytes)) return null;
   return bytes;
 }
+
+/** A fraction as a percentage for people: `0.5` → `"50%"`, `0.0123` → `"1.2%"`, `0.00001` → `"< 0.1%"`. */
+export function formatPercent(fraction: number): string {
+  if (!Number.isFinite(fraction)) return '—';
+  const percent = fraction * 100;
+  if (percent === 0) return '0%';
+  if (percent < 0.1) return '< 0.1%';
+  if (percent < 10) return `${Number(percent.toFixed(1))}%`;
+  return `${Math.round(percent)}%`;
+}

@@ -95,6 +95,7 @@ describe('browser mode: opening an image', () => {
     const field = page.getByTestId('path-input');
     await field.fill(join(folder, 'complete-'));
     await expect.poll(() => page.getByTestId('path-suggestion').allTextContents()).toEqual(['complete-me.qcow2']);
+    await screenshot(page, 'path-field-completing');
     await field.press('Tab');
     expect(await field.inputValue()).toBe(join(folder, 'complete-me.qcow2'));
     await field.press('Enter');

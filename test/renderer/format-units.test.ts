@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatBytesExact, parseBytes } from '../../src/shared/format-units.ts';
+import { formatBytes, formatBytesExact, formatPercent, parseBytes } from '../../src/shared/format-units.ts';
 
 describe('formatBytes', () => {
   it('prints whole binary units without decimals, as qemu-img does', () => {
@@ -54,5 +54,15 @@ describe('parseBytes', () => {
     expect(parseBytes('1.5')).toBeNull();
     expect(parseBytes('10bb')).toBeNull();
     expect(parseBytes('100000E')).toBeNull();
+  });
+});
+
+describe('formatPercent', () => {
+  it('shows small shares with a decimal and tiny ones as "< 0.1%"', () => {
+    expect(formatPercent(0)).toBe('0%');
+    expect(formatPercent(0.00001)).toBe('< 0.1%');
+    expect(formatPercent(0.0123)).toBe('1.2%');
+    expect(formatPercent(0.5)).toBe('50%');
+    expect(formatPercent(1.25)).toBe('125%');
   });
 });
