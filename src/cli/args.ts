@@ -1,0 +1,25 @@
+import { parseArgs } from 'node:util';
+import { UsageError, type Command, type ParsedArgs } from './command.ts';
+
+/** Parses a command's arguments strictly: unknown options and wrong positional counts are usage errors. */
+export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: command.options, allowPositionals: true, strict: true });
+  } catch (error) {
+    throw new UsageError(error instanceof Error ? error.message : String(error));
+  }
+  const count = parsed.positionals.length;
+  if (count < command.positionals.min) throw new UsageError(`${command.name}: missing argument (usage: cowbell ${command.name} ${command.usage})`);
+  if (count > command.positionals.max) throw new UsageError(`${command.name}: too many arguments (usage: cowbell ${command.name} ${command.usage})`);
+  return { values: parsed.values, positionals: parsed.positionals };
+}
+
+export function flag(args: ParsedArgs, name: string): boolean {
+  return args.values[name] === true;
+}
+
+export function option(args: ParsedArgs, name: string): string | undefined {
+  const value = args.values[name];
+  return typeof value === 'string' ? value : undefined;
+}

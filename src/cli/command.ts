@@ -1,0 +1,39 @@
+import type { ParseArgsOptionsConfig } from 'node:util';
+
+/** Where a command writes; the real one is the process's streams, tests collect the text. */
+export interface CliIo {
+  out(text: string): void;
+  err(text: string): void;
+}
+
+export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
+
+export interface ParsedArgs {
+  values: OptionValues;
+  positionals: string[];
+}
+
+/** One `cowbell` subcommand; each lives in its own file under commands/. */
+export interface Command {
+  name: string;
+  /** One line for `cowbell --help`. */
+  summary: string;
+  /** The argument part of the usage line, e.g. `[--json] IMAGE`. */
+  usage: string;
+  options: ParseArgsOptionsConfig;
+  positionals: { min: number; max: number };
+  /** Resolves with the exit code; throws a Qcow2Error or UsageError on failure. */
+  run(args: ParsedArgs, io: CliIo): Promise<number>;
+}
+
+/** The command line itself is wrong: exit code 2, with a pointer to the usage. */
+export class UsageError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UsageError';
+  }
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;

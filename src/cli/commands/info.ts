@@ -1,0 +1,91 @@
+import { formatBytes } from '../../shared/format-units.ts';
+import { readImageInfo } from '../../shared/qcow2/index.ts';
+import type { ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
+import { flag, option } from '../args.ts';
+import { EXIT_OK, UsageError, type Command } from '../command.ts';
+
+export const info: Command = {
+  name: 'info',
+  summary: 'what an image is: sizes, format details, backing file, snapshots',
+  usage: '[--json | --output=json|human] IMAGE',
+  options: {
+    json: { type: 'boolean' },
+    output: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 1, max: 1 },
+  async run(args, io) {
+    const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
+    if (output !== 'json' && output !== 'human') throw new UsageError(`info: --output must be json or human, not ${output}`);
+    const path = args.positionals[0] ?? '';
+    const image = readImageInfo(path);
+    io.out(output === 'json' ? `${JSON.stringify(image, null, 4)}\n` : describe(image));
+    return EXIT_OK;
+  },
+};
+
+/** The human form, laid out like `qemu-img info`. */
+export function describe(image: ImageInfo): string {
+  const lines = [
+    `image: ${image.filename}`,
+    `file format: ${image.format}`,
+    `virtual size: ${formatBytes(image['virtual-size'])} (${image['virtual-size']} bytes)`,
+    `disk size: ${formatBytes(image['actual-size'])}`,
+    `cluster_size: ${image['cluster-size']}`,
+  ];
+  const backing = image['backing-filename'];
+  if (backing !== undefined) {
+    const full = image['full-backing-filename'];
+    lines.push(full !== undefined && full !== backing ? `backing file: ${backing} (actual path: ${full})` : `backing file: ${backing}`);
+    if (image['backing-filename-format'] !== undefined) lines.push(`backing file format: ${image['backing-filename-format']}`);
+  }
+  if (image.encrypted) lines.push('encrypted: yes');
+  if (image.snapshots !== undefined && image.snapshots.length > 0) {
+    lines.push('Snapshot list:', snapshotRow('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT'));
+    for (const snapshot of image.snapshots) lines.push(snapshotLine(snapshot));
+  }
+  const specific = image['format-specific'].data;
+  lines.push(
+    'Format specific information:',
+    `    compat: ${specific.compat}`,
+    `    compression type: ${specific['compression-type']}`,
+    `    lazy refcounts: ${specific['lazy-refcounts']}`,
+    `    refcount bits: ${specific['refcount-bits']}`,
+    `    corrupt: ${specific.corrupt}`,
+    `    extended l2: ${specific['extended-l2']}`,
+  );
+  if (specific.encrypt !== undefined) lines.push('    encrypt:', `        format: ${specific.encrypt.format}`);
+  if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
+  if (image['dirty-flag']) lines.push('Note: the image is marked dirty (not closed cleanly); run check to repair it.');
+  if (image['read-only-reason'] !== undefined) lines.push(`Note: read-only: ${image['read-only-reason']}`);
+  return `${lines.join('\n')}\n`;
+}
+
+function snapshotRow(id: string, tag: string, size: string, date: string, clock: string, icount: string): string {
+  return `${id.padEnd(9)} ${tag.padEnd(17)}${size.padStart(8)}${date.padStart(20)}${clock.padStart(13)}${icount.padStart(11)}`;
+}
+
+function snapshotLine(snapshot: SnapshotInfo): string {
+  return snapshotRow(
+    snapshot.id,
+    snapshot.name,
+    formatBytes(snapshot['vm-state-size']),
+    localDateTime(snapshot['date-sec']),
+    vmClock(snapshot['vm-clock-sec'], snapshot['vm-clock-nsec']),
+    snapshot.icount === undefined ? '' : String(snapshot.icount),
+  );
+}
+
+function localDateTime(seconds: number): string {
+  const date = new Date(seconds * 1000);
+  const two = (value: number) => String(value).padStart(2, '0');
+  return `${date.getFullYear()}-${two(date.getMonth() + 1)}-${two(date.getDate())} ${two(date.getHours())}:${two(date.getMinutes())}:${two(date.getSeconds())}`;
+}
+
+function vmClock(seconds: number, nanoseconds: number): string {
+  const two = (value: number) => String(value).padStart(2, '0');
+  const hours = Math.floor(seconds / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  const milliseconds = String(Math.floor(nanoseconds / 1_000_000)).padStart(3, '0');
+  return `${two(hours)}:${two(minutes)}:${two(seconds % 60)}.${milliseconds}`;
+}

@@ -1,0 +1,7 @@
+/** The `cowbell` command (bin/cowbell runs this file on Node 24). */
+import { runCli } from './run.ts';
+
+process.exitCode = await runCli(process.argv.slice(2), {
+  out: (text) => process.stdout.write(text),
+  err: (text) => process.stderr.write(text),
+});

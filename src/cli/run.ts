@@ -1,0 +1,61 @@
+import { readFileSync } from 'node:fs';
+import { Qcow2Error } from '../shared/qcow2/errors.ts';
+import { parseCommandArgs } from './args.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
+import { commands } from './commands/index.ts';
+
+/** Runs one `cowbell` command line and resolves with its exit code; never throws. */
+export async function runCli(argv: string[], io: CliIo, table: readonly Command[] = commands): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    io.err(usage(table));
+    return EXIT_USAGE;
+  }
+  if (name === '--help' || name === '-h' || name === 'help') {
+    io.out(usage(table));
+    return EXIT_OK;
+  }
+  if (name === '--version' || name === '-V') {
+    io.out(`cowbell ${version()}\n`);
+    return EXIT_OK;
+  }
+  const command = table.find((candidate) => candidate.name === name);
+  if (command === undefined) {
+    io.err(`cowbell: unknown command '${name}' (try 'cowbell --help')\n`);
+    return EXIT_USAGE;
+  }
+  try {
+    if (rest.includes('--help') || rest.includes('-h')) {
+      io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n`);
+      return EXIT_OK;
+    }
+    return await command.run(parseCommandArgs(command, rest), io);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.err(`cowbell: ${error.message}\n`);
+      return EXIT_USAGE;
+    }
+    if (error instanceof Qcow2Error) {
+      io.err(`cowbell: ${error.message}\n`);
+      return EXIT_FAILURE;
+    }
+    const detail = error instanceof Error ? error.message : String(error);
+    io.err(`cowbell: internal error: ${detail}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+function usage(table: readonly Command[]): string {
+  const width = Math.max(...table.map((command) => command.name.length));
+  const lines = table.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`);
+  return `usage: cowbell COMMAND [OPTIONS] ARGS\n\nCommands:\n${lines.join('\n')}\n\nRun 'cowbell COMMAND --help' for a command's options.\n`;
+}
+
+function version(): string {
+  try {
+    const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof manifest.version === 'string' ? manifest.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}

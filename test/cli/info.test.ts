@@ -1,0 +1,97 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { accessSync, constants } from 'node:fs';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/run.ts';
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+// Debian's Node 20 (when installed) has no type stripping: the launcher must re-execute on Node 24.
+const oldNode = spawnSync('/usr/bin/node', ['-p', 'Boolean(process.features.typescript)'], { encoding: 'utf8' });
+const hasOldNode = oldNode.status === 0 && oldNode.stdout.trim() === 'false';
+
+let folder = '';
+let image = '';
+
+beforeAll(async () => {
+  folder = await mkdtemp(join(tmpdir(), 'cowbell-cli-'));
+  image = join(folder, 'disk.qcow2');
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=128k', image, '1G']);
+  execFileSync('qemu-img', ['snapshot', '-c', 'fresh-install', image]);
+  execFileSync('qemu-img', ['snapshot', '-c', 'after updates', image]);
+  await writeFile(join(folder, 'notes.txt'), 'not an image');
+});
+afterAll(() => rm(folder, { recursive: true, force: true }));
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text) });
+  return { code, out, err };
+}
+
+describe('cowbell info', () => {
+  it('--json agrees with qemu-img info --output=json on sizes and snapshot names', async () => {
+    const qemu = JSON.parse(execFileSync('qemu-img', ['info', '--output=json', image], { encoding: 'utf8' })) as Record<string, unknown>;
+    const { code, out, err } = await run('info', '--json', image);
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    const ours = JSON.parse(out) as Record<string, unknown>;
+    expect(ours['virtual-size']).toBe(qemu['virtual-size']);
+    expect(ours['cluster-size']).toBe(131072);
+    expect(ours['cluster-size']).toBe(qemu['cluster-size']);
+    const names = (value: unknown) => (value as { name: string }[]).map((snapshot) => snapshot.name);
+    expect(names(ours.snapshots)).toEqual(['fresh-install', 'after updates']);
+    expect(names(ours.snapshots)).toEqual(names(qemu.snapshots));
+  });
+
+  it('prints the human form like qemu-img info', async () => {
+    const { code, out } = await run('info', image);
+    expect(code).toBe(0);
+    expect(out).toContain(`image: ${image}\n`);
+    expect(out).toContain('virtual size: 1 GiB (1073741824 bytes)\n');
+    expect(out).toContain('cluster_size: 131072\n');
+    expect(out).toMatch(/^1 +fresh-install +0 B /m);
+    expect(out).toMatch(/^2 +after updates +0 B /m);
+    expect(out).toContain('    compat: 1.1\n');
+  });
+
+  it.each([
+    ['a missing file', ['info', '/no/such/disk.qcow2'], 1, /^cowbell: .*no such file\n$/],
+    ['a file that is not qcow2', ['info', 'NOTES'], 1, /^cowbell: .*qcow2.*\n$/i],
+    ['no image', ['info'], 2, /^cowbell: info: missing argument/],
+    ['an unknown option', ['info', '--frobnicate', 'x'], 2, /^cowbell: .*--frobnicate/],
+    ['an unknown command', ['defrag', 'x'], 2, /^cowbell: unknown command 'defrag'/],
+  ])('fails on %s with one line on stderr and a meaningful exit code', async (_what, argv, expectedCode, message) => {
+    const resolved = argv.map((arg) => (arg === 'NOTES' ? join(folder, 'notes.txt') : arg));
+    const { code, out, err } = await run(...resolved);
+    expect(code).toBe(expectedCode);
+    expect(out).toBe('');
+    expect(err).toMatch(message);
+    expect(err.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('bin/cowbell', () => {
+  it('is executable and runs the CLI with no build step', () => {
+    accessSync(launcher, constants.X_OK);
+    const result = spawnSync(launcher, ['info', '--json', image], { encoding: 'utf8' });
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ 'virtual-size': 1073741824 });
+  });
+
+  it('exits 1 with one line, no stack trace, for an engine error', () => {
+    const result = spawnSync(launcher, ['info', join(folder, 'notes.txt')], { encoding: 'utf8' });
+    expect(result.status).toBe(1);
+    expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+    expect(result.stderr).not.toMatch(/\bat .*\.ts:\d+/);
+  });
+
+  it.skipIf(!hasOldNode)('falls back to the Node 24 in node_modules on a Node without type stripping', () => {
+    const result = spawnSync('/usr/bin/node', [launcher, 'info', '--json', image], { encoding: 'utf8' });
+    expect(result.status).toBe(0);
+    expect(JSON.parse(result.stdout)).toMatchObject({ 'cluster-size': 131072 });
+  });
+});
