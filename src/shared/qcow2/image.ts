@@ -29,7 +29,7 @@ import {
   INCOMPAT_DIRTY,
   MAX_BACKING_CHAIN,
 } from './format/limits.ts';
-import { parseSnapshotTable, type SnapshotEntry } from './format/snapshot-table.ts';
+import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from './format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
@@ -68,6 +68,8 @@ export class Qcow2Image implements GuestReader {
   readonly subclusterBytes: number;
   l1: L1Table;
   snapshots: SnapshotEntry[];
+  /** Bytes the on-disk snapshot table occupies (what to free when it is replaced). */
+  snapshotTableBytes = 0;
   readonly refcounts: Refcounts;
   readonly l2Cache: TableCache;
   backing: GuestReader | null;
@@ -136,14 +138,15 @@ export class Qcow2Image implements GuestReader {
       tableOffset: header.refcountTableOffset,
       tableClusters: header.refcountTableClusters,
     });
-    const snapshots = loadSnapshotTable(file, header, fileSize);
+    const snapshotTable = loadSnapshotTable(file, header, fileSize);
     let backing: GuestReader | null = null;
     let backingPath: string | null = null;
     if (header.backingFile !== null) {
       backingPath = resolveBackingPath(file.path, header.backingFile);
       if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
     }
-    const image = new Qcow2Image(file, header, l1, refcounts, snapshots, backing, backingPath);
+    const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath);
+    image.snapshotTableBytes = snapshotTable.length;
     image.collectMetadataClusters(clusterBytes);
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
@@ -164,6 +167,12 @@ export class Qcow2Image implements GuestReader {
     return this.header.version;
   }
 
+  /** Recomputes the metadata cluster set after tables moved (snapshot apply/delete). */
+  rebuildMetadataClusters(): void {
+    this.metadataClusters.clear();
+    this.collectMetadataClusters(this.clusterBytes);
+  }
+
   private collectMetadataClusters(clusterBytes: number): void {
     const add = (offset: number, bytes: number): void => {
       for (let cluster = Math.floor(offset / clusterBytes); cluster < Math.ceil((offset + bytes) / clusterBytes); cluster++) this.metadataClusters.add(cluster);
@@ -171,6 +180,8 @@ export class Qcow2Image implements GuestReader {
     add(0, clusterBytes);
     add(this.l1.offset, this.l1.size * 8);
     add(this.refcounts.tableOffset, this.refcounts.tableClusters * clusterBytes);
+    if (this.header.snapshotCount > 0) add(this.header.snapshotsOffset, this.snapshotTableBytes);
+    for (const snapshot of this.snapshots) add(snapshot.l1TableOffset, snapshot.l1Size * 8);
     for (let index = 0; index < this.refcounts.tableEntries; index++) {
       const blockOffset = this.refcounts.blockOffset(index);
       if (blockOffset !== 0) add(blockOffset, clusterBytes);
@@ -591,13 +602,14 @@ export class Qcow2Image implements GuestReader {
   }
 }
 
-function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): SnapshotEntry[] {
-  if (header.snapshotCount === 0) return [];
+function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number } {
+  if (header.snapshotCount === 0) return { entries: [], length: 0 };
   // Entries are at most 40 + 1024 + 2 * 65535 bytes; read only what the file holds, in bounded steps.
   const maxLength = Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset);
   const bytes = new Uint8Array(Math.max(0, maxLength));
   file.read(bytes, header.snapshotsOffset);
-  return parseSnapshotTable(bytes, header.snapshotCount, header.version);
+  const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version);
+  return { entries, length: snapshotTableLength(bytes, header.snapshotCount) };
 }
 
 /** QEMU resolves a relative backing name against the folder of the image that names it. */

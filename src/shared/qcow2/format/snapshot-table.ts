@@ -34,6 +34,17 @@ export function snapshotVmStateSize(entry: SnapshotEntry): number {
   return Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32));
 }
 
+/** Bytes the first `count` entries of an on-disk table occupy (after parseSnapshotTable accepted them). */
+export function snapshotTableLength(bytes: Uint8Array, count: number): number {
+  const data = view(bytes);
+  let position = 0;
+  for (let index = 0; index < count; index++) {
+    const length = FIXED + data.getUint32(position + 36) + data.getUint16(position + 12) + data.getUint16(position + 14);
+    position = Math.ceil((position + length) / 8) * 8;
+  }
+  return position;
+}
+
 export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 | 3): SnapshotEntry[] {
   const data = view(bytes);
   const entries: SnapshotEntry[] = [];
@@ -118,12 +129,12 @@ export function serializeSnapshotTable(entries: SnapshotEntry[]): Uint8Array {
   return bytes;
 }
 
-/** Extra data for a snapshot Cowbell takes: vm_state_size_large, disk_size, icount (unknown = -1), as QEMU writes. */
+/** Extra data for a snapshot Cowbell takes: vm_state_size_large, disk_size, icount (0, as qemu-img writes offline). */
 export function newExtraData(vmStateSize: number, diskSize: number): Uint8Array {
   const bytes = new Uint8Array(24);
   const data = view(bytes);
   writeU64Number(data, 0, vmStateSize);
   writeU64Number(data, 8, diskSize);
-  data.setBigUint64(16, 0xffffffffffffffffn);
+  data.setBigUint64(16, 0n);
   return bytes;
 }

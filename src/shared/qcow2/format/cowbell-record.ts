@@ -1,0 +1,75 @@
+/**
+ * Cowbell's own record of the snapshot tree, kept in a snapshot's extra data after the 24 bytes
+ * QEMU defines. QEMU keeps extra data it does not understand when it rewrites the snapshot
+ * table (block/qcow2-snapshot.c, unknown_extra_data), so the tree survives qemu-img's own
+ * snapshot operations.
+ *
+ *  0  'COWB'              4  u8 version (1)        5  u8 flags (1 = parent known, 2 = current parent)
+ *  6  u16 parent id length 8  u64 active L1 offset when it became the current parent
+ * 16  u32 current since (seconds)  20  u32 reserved   24  parent id bytes, padded to 8
+ */
+import { readU64Number, view, writeU64Number } from './bytes.ts';
+import { decodeString, encodeString } from './header.ts';
+import type { SnapshotEntry } from './snapshot-table.ts';
+
+const MAGIC = 0x434f5742;
+const STANDARD_EXTRA = 24;
+const FLAG_PARENT_KNOWN = 1;
+const FLAG_CURRENT_PARENT = 2;
+
+export interface CowbellRecord {
+  parentKnown: boolean;
+  parentId: string;
+  currentParent: boolean;
+  activeL1Offset: number;
+  currentSinceSec: number;
+}
+
+export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
+  const extra = entry.extraData;
+  if (extra.length < STANDARD_EXTRA + 24) return null;
+  const data = view(extra);
+  if (data.getUint32(STANDARD_EXTRA) !== MAGIC || extra[STANDARD_EXTRA + 4] !== 1) return null;
+  const flags = extra[STANDARD_EXTRA + 5] ?? 0;
+  const parentLength = data.getUint16(STANDARD_EXTRA + 6);
+  if (STANDARD_EXTRA + 24 + parentLength > extra.length) return null;
+  let activeL1Offset = 0;
+  try {
+    activeL1Offset = readU64Number(data, STANDARD_EXTRA + 8, 'Cowbell record');
+  } catch {
+    return null;
+  }
+  return {
+    parentKnown: (flags & FLAG_PARENT_KNOWN) !== 0,
+    parentId: decodeString(extra.subarray(STANDARD_EXTRA + 24, STANDARD_EXTRA + 24 + parentLength)),
+    currentParent: (flags & FLAG_CURRENT_PARENT) !== 0,
+    activeL1Offset,
+    currentSinceSec: data.getUint32(STANDARD_EXTRA + 16),
+  };
+}
+
+/** True when the entry's extra data has room for Cowbell's record (no foreign data after QEMU's fields). */
+export function canHoldCowbellRecord(entry: SnapshotEntry): boolean {
+  const extra = entry.extraData;
+  if (extra.length <= STANDARD_EXTRA) return true;
+  return readCowbellRecord(entry) !== null;
+}
+
+/** Returns the entry's extra data with the record written after QEMU's 24 bytes (filling those if missing). */
+export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, diskSizeFallback: number): Uint8Array {
+  const parentId = encodeString(record.parentKnown ? record.parentId : '');
+  const length = STANDARD_EXTRA + Math.ceil((24 + parentId.length) / 8) * 8;
+  const extra = new Uint8Array(length);
+  extra.set(entry.extraData.subarray(0, STANDARD_EXTRA));
+  const data = view(extra);
+  if (entry.extraData.length < 8) writeU64Number(data, 0, entry.vmStateSize32);
+  if (entry.extraData.length < 16) writeU64Number(data, 8, entry.diskSize ?? diskSizeFallback);
+  data.setUint32(STANDARD_EXTRA, MAGIC);
+  extra[STANDARD_EXTRA + 4] = 1;
+  extra[STANDARD_EXTRA + 5] = (record.parentKnown ? FLAG_PARENT_KNOWN : 0) | (record.currentParent ? FLAG_CURRENT_PARENT : 0);
+  data.setUint16(STANDARD_EXTRA + 6, parentId.length);
+  writeU64Number(data, STANDARD_EXTRA + 8, record.currentParent ? record.activeL1Offset : 0);
+  data.setUint32(STANDARD_EXTRA + 16, record.currentParent ? record.currentSinceSec : 0);
+  extra.set(parentId, STANDARD_EXTRA + 24);
+  return extra;
+}
