@@ -1,0 +1,66 @@
+import { flushPromises, mount } from '@vue/test-utils';
+import { createPinia } from 'pinia';
+import { afterEach, describe, expect, it } from 'vitest';
+import { replaceConnection } from '../../src/renderer/src/api.ts';
+import App from '../../src/renderer/src/App.vue';
+import { fakeConnection, imageInfo } from './fixtures.ts';
+
+function about(mode: 'electron' | 'browser') {
+  return () => ({ name: 'Cowbell', version: '0.1.0', mode, platform: 'linux' });
+}
+
+describe('App shell', () => {
+  afterEach(() => replaceConnection(null));
+
+  it('opens the initial paths and shows the first disk, titled by its name', async () => {
+    replaceConnection(
+      fakeConnection({
+        'app.about': about('browser'),
+        'app.initialPaths': () => ['/disks/fedora.qcow2', '/disks/missing.qcow2'],
+        'image.open': (args) => {
+          if ((args as { path: string }).path.includes('missing')) throw { code: 'NOT_FOUND', message: 'no such file' };
+          return imageInfo();
+        },
+      }),
+    );
+    const wrapper = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    await flushPromises();
+    expect(wrapper.findAll('[data-testid="disk-item"]')).toHaveLength(2);
+    expect(wrapper.get('[data-testid="disk-name"]').text()).toBe('fedora.qcow2');
+    expect(wrapper.get('[data-testid="info-virtual-size"]').text()).toBe('1 GiB');
+    expect(document.title).toBe('fedora.qcow2 — Cowbell');
+
+    await wrapper.findAll('[data-testid="disk-item"]')[1]?.trigger('click');
+    expect(wrapper.get('[data-testid="open-error-title"]').text()).toBe('There is no file at this path.');
+    expect(wrapper.findAll('[data-testid="disk-item-subtitle"]')[1]?.text()).toBe('File not found');
+    wrapper.unmount();
+  });
+
+  it('in Electron, Ctrl+O asks main for the native Open dialog and opens what was chosen', async () => {
+    const fake = fakeConnection({
+      'app.about': about('electron'),
+      'app.initialPaths': () => [],
+      'dialog.openImages': () => ['/disks/chosen.qcow2'],
+      'image.open': () => imageInfo(),
+    });
+    replaceConnection(fake);
+    const wrapper = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    await flushPromises();
+    expect(wrapper.find('[data-testid="path-input"]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid="empty-state"]').exists()).toBe(true);
+    window.dispatchEvent(new KeyboardEvent('keydown', { key: 'o', ctrlKey: true }));
+    await flushPromises();
+    expect(fake.calls.map((call) => call.name)).toContain('dialog.openImages');
+    expect(wrapper.get('[data-testid="disk-name"]').text()).toBe('chosen.qcow2');
+    wrapper.unmount();
+  });
+
+  it('in browser mode, the Open button puts the cursor in the path field', async () => {
+    replaceConnection(fakeConnection({ 'app.about': about('browser'), 'app.initialPaths': () => [] }));
+    const wrapper = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    await flushPromises();
+    await wrapper.get('[data-testid="open-button"]').trigger('click');
+    expect(document.activeElement).toBe(wrapper.get('[data-testid="path-input"]').element);
+    wrapper.unmount();
+  });
+});
