@@ -12,9 +12,10 @@ beforeAll(async () => {
   folder = await makeTempDir();
   const fedora = join(folder, 'fedora-workstation.qcow2');
   qemuImg('create', '-q', '-f', 'qcow2', fedora, '64G');
-  // Guest data so the file size is not just metadata.
-  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 48M', '-c', 'write -P 0x11 1G 16M', fedora]);
-  for (const name of ['fresh install', 'drivers and updates', 'before GNOME 48', 'dev tools set up', 'clean baseline']) {
+  const history = ['fresh install', 'drivers and updates', 'before GNOME 48', 'dev tools set up', 'clean baseline'];
+  for (const [index, name] of history.entries()) {
+    // Guest data between snapshots, so the file holds more than metadata.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P ${index + 1} ${index * 256}M ${24 + index * 8}M`, fedora]);
     qemuImg('snapshot', '-c', name, fedora);
   }
   const windows = join(folder, 'windows-11.qcow2');
@@ -32,6 +33,18 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(folder, { recursive: true, force: true });
 });
+
+/** The few DOM globals read inside page.evaluate (tsconfig.json, for Node code, has no DOM lib). */
+interface PageGlobals {
+  document: {
+    scrollingElement: { scrollHeight: number; scrollWidth: number } | null;
+    documentElement: { scrollHeight: number; scrollWidth: number };
+    body: object;
+  };
+  innerHeight: number;
+  innerWidth: number;
+  getComputedStyle(element: object): { overflow: string; backgroundColor: string };
+}
 
 const sizes = [
   { width: 1400, height: 900 },
@@ -51,15 +64,19 @@ describe('the window at desktop sizes, light and dark', () => {
           await expect.poll(() => page.locator('[data-testid="disk-item"].failed').count()).toBe(1);
 
           const overflow = await page.evaluate(() => {
+            const { document, innerHeight, innerWidth, getComputedStyle } = globalThis as unknown as PageGlobals;
             const root = document.scrollingElement ?? document.documentElement;
             return {
-              vertical: root.scrollHeight - window.innerHeight,
-              horizontal: root.scrollWidth - window.innerWidth,
+              vertical: root.scrollHeight - innerHeight,
+              horizontal: root.scrollWidth - innerWidth,
               bodyOverflow: getComputedStyle(document.body).overflow,
             };
           });
           expect(overflow).toEqual({ vertical: 0, horizontal: 0, bodyOverflow: 'hidden' });
-          const background = await page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+          const background = await page.evaluate(() => {
+            const { document, getComputedStyle } = globalThis as unknown as PageGlobals;
+            return getComputedStyle(document.body).backgroundColor;
+          });
           const dark = background !== 'rgb(246, 246, 247)';
           expect(dark).toBe(colorScheme === 'dark');
 

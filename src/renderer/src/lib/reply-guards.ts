@@ -47,7 +47,9 @@ function isSnapshotList(value: unknown): boolean {
           typeof snapshot.id === 'string' &&
           typeof snapshot.name === 'string' &&
           typeof snapshot['date-sec'] === 'number' &&
-          typeof snapshot['vm-state-size'] === 'number',
+          typeof snapshot['vm-state-size'] === 'number' &&
+          typeof snapshot['vm-clock-sec'] === 'number' &&
+          typeof snapshot['vm-clock-nsec'] === 'number',
       ))
   );
 }
@@ -68,6 +70,8 @@ export function isImageInfo(value: unknown): value is ImageInfo {
     isSnapshotList(value.snapshots) &&
     isRecord(data) &&
     (data.compat === '0.10' || data.compat === '1.1') &&
-    typeof data.corrupt === 'boolean'
+    typeof data.corrupt === 'boolean' &&
+    typeof data['compression-type'] === 'string' &&
+    typeof data['refcount-bits'] === 'number'
   );
 }
