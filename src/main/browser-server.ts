@@ -151,7 +151,8 @@ function serveSocket(connection: WebSocket, options: BrowserServerOptions): void
 
 function parseClientMessage(data: RawData): z.infer<typeof ClientMessage> | null {
   try {
-    const text = Array.isArray(data) ? Buffer.concat(data).toString('utf8') : Buffer.from(data).toString('utf8');
+    const bytes = Array.isArray(data) ? Buffer.concat(data) : data instanceof ArrayBuffer ? Buffer.from(data) : data;
+    const text = bytes.toString('utf8');
     const parsed = ClientMessage.safeParse(JSON.parse(text));
     return parsed.success ? parsed.data : null;
   } catch {
