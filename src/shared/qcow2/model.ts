@@ -108,3 +108,25 @@ export interface DiffResult {
   ranges: { offset: number; length: number }[];
   bytes: number;
 }
+
+/**
+ * The allocation map the UI draws (issue 11): the guest disk cut into `cellCount` cells of
+ * `cellBytes` (a whole number of clusters; the last cell may be shorter), and for each cell the
+ * guest bytes in each state. Per cell the five counts add up to the cell's length.
+ */
+export interface AllocationMap {
+  virtualSize: number;
+  clusterSize: number;
+  cellBytes: number;
+  cellCount: number;
+  /** Bytes stored in the image's own clusters. */
+  data: number[];
+  /** Bytes marked as zeros (zero clusters and subclusters). */
+  zero: number[];
+  /** Bytes in compressed clusters. */
+  compressed: number[];
+  /** Bytes the image does not allocate and no backing file provides: they read as zeros. */
+  unallocated: number[];
+  /** Bytes the image does not allocate that come from a layer of the backing chain. */
+  backing: number[];
+}
