@@ -26,10 +26,24 @@ const Empty = z.object({}).strict();
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
+  'image.usage': { access: 'read', args: Empty },
+  'image.diff': { access: 'read', args: z.object({ from: SnapshotName, to: SnapshotName }).strict() },
+  'snapshot.tree': { access: 'read', args: Empty },
+  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
 } as const;
 
 export interface JobResults {
   'image.info': ImageInfo;
+  'image.usage': UsageReport;
+  'image.diff': DiffResult;
+  'snapshot.tree': SnapshotTree;
+  'snapshot.create': { id: string; name: string };
+  'snapshot.apply': null;
+  'snapshot.delete': null;
+  'snapshot.rename': null;
 }
 
 export type JobKind = keyof typeof jobSchemas;

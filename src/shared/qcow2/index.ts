@@ -3,4 +3,16 @@ export { Qcow2Error, toQcow2Error, type ErrorCode } from './errors.ts';
 export type { BlockFile } from './block-file.ts';
 export { NodeBlockFile } from './block-file.ts';
 export type * from './model.ts';
-export { readImageInfo } from './info.ts';
+export { readImageInfo, imageInfo } from './info.ts';
+export { Qcow2Image } from './image.ts';
+export { createImage, type CreateOptions } from './create.ts';
+export {
+  withImage,
+  readSnapshotTree,
+  readUsage,
+  readDiff,
+  takeSnapshot,
+  revertToSnapshot,
+  removeSnapshot,
+  changeSnapshotName,
+} from './operations.ts';

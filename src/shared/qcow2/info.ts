@@ -23,7 +23,7 @@ export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
 
 export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   const header = image.header;
-  let actualSize = 0;
+  let actualSize: number;
   try {
     const stat = fs.statSync(filename);
     actualSize = stat.blocks !== undefined ? stat.blocks * 512 : stat.size;

@@ -92,6 +92,10 @@ export interface SnapshotTree {
   snapshots: SnapshotNode[];
   currentParentId: string | null;
   currentParentInferred: boolean;
+  /** Why the current state's parent was inferred, when it was. */
+  currentParentReason?: string;
+  /** The current state's own bytes (what a revert discards) and the bytes it shares. */
+  current: { exclusiveBytes: number; sharedBytes: number };
 }
 
 export interface UsageReport {

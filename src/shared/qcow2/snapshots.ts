@@ -19,6 +19,7 @@ import { INCOMPAT_DIRTY } from './format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from './format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
 import { silentJob, type JobContext } from './job-context.ts';
+import { currentParentId } from './snapshot-tree.ts';
 
 export function findSnapshot(image: Qcow2Image, nameOrId: string): SnapshotEntry {
   const byName = image.snapshots.find((entry) => entry.name === nameOrId);
@@ -157,7 +158,7 @@ function recordOf(entry: SnapshotEntry): CowbellRecord | null {
 /** A copy of `entry` whose Cowbell record has `update` applied (if its extra data can hold one). */
 function withRecord(image: Qcow2Image, entry: SnapshotEntry, update: Partial<CowbellRecord>): SnapshotEntry {
   if (!canHoldCowbellRecord(entry)) return entry;
-  const current = recordOf(entry) ?? { parentKnown: false, parentId: '', currentParent: false, activeL1Offset: 0, currentSinceSec: 0 };
+  const current = recordOf(entry) ?? { parentKnown: false, parentId: '', currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 };
   const record = { ...current, ...update };
   const copy = { ...entry };
   copy.extraData = withCowbellRecord(entry, record, image.virtualSize);
@@ -168,11 +169,12 @@ function withRecord(image: Qcow2Image, entry: SnapshotEntry, update: Partial<Cow
 
 /** Entries with the current-parent flag moved to `parentId` (or cleared when null). */
 function markCurrentParent(image: Qcow2Image, entries: SnapshotEntry[], parentId: string | null, activeL1Offset: number): SnapshotEntry[] {
-  const now = Math.floor(Date.now() / 1000);
+  const nowMs = Date.now();
+  const since = { currentSinceSec: Math.floor(nowMs / 1000), currentSinceNsec: (nowMs % 1000) * 1_000_000 };
   return entries.map((entry) => {
     const record = recordOf(entry);
-    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, activeL1Offset, currentSinceSec: now });
-    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, activeL1Offset: 0, currentSinceSec: 0 });
+    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, activeL1Offset, ...since });
+    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 });
     return entry;
   });
 }
@@ -189,6 +191,7 @@ export interface CreateSnapshotOptions {
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
   assertNewName(image, options.name);
+  const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
   return change(image, () => {
     job.progress('copying the L1 table', 0, 3, 'steps');
     // 1. The snapshot's L1: a copy without COPIED flags, and one more reference to all it reaches.
@@ -218,7 +221,7 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
       icount: 0n,
       extraData: newExtraData(0, image.virtualSize),
     };
-    const parentId = options.parentId ?? null;
+    const parentId = options.parentId === undefined ? parentBefore : options.parentId;
     const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '' });
     const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1.offset);
     switchSnapshotTable(image, entries);

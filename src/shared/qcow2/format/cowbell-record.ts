@@ -6,7 +6,7 @@
  *
  *  0  'COWB'              4  u8 version (1)        5  u8 flags (1 = parent known, 2 = current parent)
  *  6  u16 parent id length 8  u64 active L1 offset when it became the current parent
- * 16  u32 current since (seconds)  20  u32 reserved   24  parent id bytes, padded to 8
+ * 16  u32 current since (seconds)  20  u32 current since (nanoseconds)  24  parent id bytes, padded to 8
  */
 import { readU64Number, view, writeU64Number } from './bytes.ts';
 import { decodeString, encodeString } from './header.ts';
@@ -23,6 +23,7 @@ export interface CowbellRecord {
   currentParent: boolean;
   activeL1Offset: number;
   currentSinceSec: number;
+  currentSinceNsec: number;
 }
 
 export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
@@ -33,7 +34,7 @@ export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
   const flags = extra[STANDARD_EXTRA + 5] ?? 0;
   const parentLength = data.getUint16(STANDARD_EXTRA + 6);
   if (STANDARD_EXTRA + 24 + parentLength > extra.length) return null;
-  let activeL1Offset = 0;
+  let activeL1Offset: number;
   try {
     activeL1Offset = readU64Number(data, STANDARD_EXTRA + 8, 'Cowbell record');
   } catch {
@@ -45,6 +46,7 @@ export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
     currentParent: (flags & FLAG_CURRENT_PARENT) !== 0,
     activeL1Offset,
     currentSinceSec: data.getUint32(STANDARD_EXTRA + 16),
+    currentSinceNsec: data.getUint32(STANDARD_EXTRA + 20),
   };
 }
 
@@ -70,6 +72,7 @@ export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, d
   data.setUint16(STANDARD_EXTRA + 6, parentId.length);
   writeU64Number(data, STANDARD_EXTRA + 8, record.currentParent ? record.activeL1Offset : 0);
   data.setUint32(STANDARD_EXTRA + 16, record.currentParent ? record.currentSinceSec : 0);
+  data.setUint32(STANDARD_EXTRA + 20, record.currentParent ? record.currentSinceNsec : 0);
   extra.set(parentId, STANDARD_EXTRA + 24);
   return extra;
 }

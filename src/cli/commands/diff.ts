@@ -1,0 +1,26 @@
+import { formatBytes } from '../../shared/format-units.ts';
+import { readDiff } from '../../shared/qcow2/index.ts';
+import { flag } from '../args.ts';
+import { EXIT_OK, type Command } from '../command.ts';
+
+export const diff: Command = {
+  name: 'diff',
+  summary: 'the guest ranges that differ between two snapshots (or a snapshot and "current")',
+  usage: '[--json] IMAGE A B',
+  options: {
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 3, max: 3 },
+  async run(args, io) {
+    const [image = '', from = '', to = ''] = args.positionals;
+    const result = readDiff(image, from, to);
+    if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      const lines = result.ranges.map((range) => `${String(range.offset).padStart(14)} ${String(range.length).padStart(12)}`);
+      lines.push(`${result.ranges.length} range${result.ranges.length === 1 ? '' : 's'}, ${formatBytes(result.bytes)} differ`);
+      io.out(`${lines.join('\n')}\n`);
+    }
+    return EXIT_OK;
+  },
+};

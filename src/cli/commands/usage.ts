@@ -1,0 +1,35 @@
+import { formatBytes } from '../../shared/format-units.ts';
+import { readUsage } from '../../shared/qcow2/index.ts';
+import type { UsageReport } from '../../shared/qcow2/model.ts';
+import { flag } from '../args.ts';
+import { EXIT_OK, type Command } from '../command.ts';
+
+export const usage: Command = {
+  name: 'usage',
+  summary: 'where the space goes: current state, each snapshot, metadata, leaks',
+  usage: '[--json] IMAGE',
+  options: {
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 1, max: 1 },
+  async run(args, io) {
+    const report = readUsage(args.positionals[0] ?? '');
+    io.out(flag(args, 'json') ? `${JSON.stringify(report, null, 2)}\n` : describeUsage(report));
+    return EXIT_OK;
+  },
+};
+
+export function describeUsage(report: UsageReport): string {
+  const lines = [
+    `virtual size:   ${formatBytes(report.virtualSize)}`,
+    `file size:      ${formatBytes(report.fileSize)}`,
+    `allocated:      ${formatBytes(report.allocatedBytes)}`,
+    `metadata:       ${formatBytes(report.metadataBytes)}`,
+    `leaked:         ${formatBytes(report.leakedBytes)}`,
+    `current state:  own ${formatBytes(report.current.exclusiveBytes)}, shared ${formatBytes(report.current.sharedBytes)}`,
+  ];
+  const sorted = [...report.snapshots].sort((a, b) => b.exclusiveBytes - a.exclusiveBytes);
+  for (const entry of sorted) lines.push(`snapshot ${entry.name}: own ${formatBytes(entry.exclusiveBytes)}, shared ${formatBytes(entry.sharedBytes)}`);
+  return `${lines.join('\n')}\n`;
+}
