@@ -7,6 +7,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
+import { expect } from 'vitest';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 export const screenshotDir = join(repoRoot, 'test-results', 'screenshots');
@@ -148,6 +149,14 @@ export async function openThroughPathField(page: Page, path: string): Promise<vo
   const field = page.getByTestId('path-input');
   await field.fill(path);
   await field.press('Enter');
+}
+
+// Generous: on a 2-core CI machine the worker pool, the server and Chromium share the CPU.
+const UI_TIMEOUT_MS = 15_000;
+
+/** `expect.poll` with a timeout fit for a real server and browser (vitest's default is one second). */
+export function eventually<T>(read: () => Promise<T> | T): ReturnType<typeof expect.poll<T>> {
+  return expect.poll(read, { timeout: UI_TIMEOUT_MS, interval: 50 });
 }
 
 export async function screenshot(page: Page, name: string): Promise<string> {

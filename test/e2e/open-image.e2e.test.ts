@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { formatBytes } from '../../src/shared/format-units.ts';
 import {
+  eventually,
   makeTempDir,
   openApp,
   openThroughPathField,
@@ -50,7 +51,7 @@ describe('browser mode: opening an image', () => {
     const { page } = session;
     await openThroughPathField(page, path);
 
-    await expect.poll(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
+    await eventually(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
     expect(await page.getByTestId('info-virtual-size').getAttribute('data-bytes')).toBe(String(expected['virtual-size']));
     expect(await page.getByTestId('info-cluster-size').textContent()).toBe('128 KiB');
     expect(await page.getByTestId('info-cluster-size').getAttribute('data-bytes')).toBe(String(expected['cluster-size']));
@@ -71,7 +72,7 @@ describe('browser mode: opening an image', () => {
     const { page } = session;
     await openThroughPathField(page, overlay);
 
-    await expect.poll(() => page.getByTestId('info-version').textContent()).toBe('qcow2 v2');
+    await eventually(() => page.getByTestId('info-version').textContent()).toBe('qcow2 v2');
     expect(await page.getByTestId('info-virtual-size').textContent()).toBe('1 GiB');
     expect(await page.getByTestId('info-backing-file').textContent()).toContain(base);
     expect(await page.getByTestId('info-backing-format').textContent()).toContain('qcow2');
@@ -83,8 +84,8 @@ describe('browser mode: opening an image', () => {
     session = await openApp([path]);
     const { page } = session;
 
-    await expect.poll(() => page.getByTestId('disk-name').textContent()).toBe('from-argv.qcow2');
-    await expect.poll(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('from-argv.qcow2');
+    await eventually(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
     expect(await page.getByTestId('snapshot-name').allTextContents()).toEqual(['fresh install', 'before upgrade']);
   });
 
@@ -94,13 +95,13 @@ describe('browser mode: opening an image', () => {
     const { page } = session;
     const field = page.getByTestId('path-input');
     await field.fill(join(folder, 'complete-'));
-    await expect.poll(() => page.getByTestId('path-suggestion').allTextContents()).toEqual(['complete-me.qcow2']);
+    await eventually(() => page.getByTestId('path-suggestion').allTextContents()).toEqual(['complete-me.qcow2']);
     await screenshot(page, 'path-field-completing');
     await field.press('Tab');
     expect(await field.inputValue()).toBe(join(folder, 'complete-me.qcow2'));
     await field.press('Enter');
-    await expect.poll(() => page.getByTestId('disk-name').textContent()).toBe('complete-me.qcow2');
-    await expect.poll(() => page.getByTestId('info-cluster-size').textContent()).toBe('128 KiB');
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('complete-me.qcow2');
+    await eventually(() => page.getByTestId('info-cluster-size').textContent()).toBe('128 KiB');
   });
 });
 

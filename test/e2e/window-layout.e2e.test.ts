@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeTempDir, openApp, qemuImg, screenshot } from './harness.ts';
+import { eventually, makeTempDir, openApp, qemuImg, screenshot } from './harness.ts';
 
 let folder: string;
 let disks: string[];
@@ -58,10 +58,9 @@ describe('the window at desktop sizes, light and dark', () => {
         const session = await openApp(disks, { viewport, colorScheme });
         try {
           const { page } = session;
-          await expect.poll(() => page.getByTestId('disk-item').count()).toBe(4);
-          await expect.poll(() => page.getByTestId('snapshot-name').count()).toBe(5);
-          await page.getByTestId('disk-item').last().waitFor();
-          await expect.poll(() => page.locator('[data-testid="disk-item"].failed').count()).toBe(1);
+          await eventually(() => page.getByTestId('disk-item').count()).toBe(4);
+          await eventually(() => page.getByTestId('snapshot-name').count()).toBe(5);
+          await eventually(() => page.locator('[data-testid="disk-item"].failed').count()).toBe(1);
 
           const overflow = await page.evaluate(() => {
             const { document, innerHeight, innerWidth, getComputedStyle } = globalThis as unknown as PageGlobals;
