@@ -93,3 +93,20 @@ describe('library store', () => {
     expect(library.selected?.info?.['virtual-size']).toBe(2048);
   });
 });
+
+describe('library store: opening several disks', () => {
+  beforeEach(() => setActivePinia(createPinia()));
+  afterEach(() => replaceConnection(null));
+
+  it('keeps a disk the user selects while the others are still being read', async () => {
+    const replies: ((value: unknown) => void)[] = [];
+    replaceConnection(fakeConnection({ 'image.open': () => new Promise((resolve) => replies.push(resolve)) }));
+    const library = useLibraryStore();
+    const opening = library.openMany(['/a.qcow2', '/b.qcow2']);
+    expect(library.selectedPath).toBe('/a.qcow2');
+    library.selectNeighbour(1);
+    for (const reply of replies) reply(imageInfo());
+    await opening;
+    expect(library.selectedPath).toBe('/b.qcow2');
+  });
+});

@@ -61,24 +61,26 @@ export const useLibraryStore = defineStore('library', () => {
     }
   }
 
-  /** Opens a disk (or, if it is open already, reads it again) and shows it. */
-  async function open(path: string): Promise<void> {
+  /** Puts `path` in the list (as loading, or re-reading if already there) without reading it yet. */
+  function add(path: string): void {
     const existing = find(path);
-    if (existing) {
-      selectedPath.value = path;
-      if (existing.status === 'ready') existing.refreshing = true;
-      else existing.status = 'loading';
-      return read(path);
-    }
-    disks.value.push({ path, status: 'loading', info: null, error: null, refreshing: false });
+    if (!existing) disks.value.push({ path, status: 'loading', info: null, error: null, refreshing: false });
+    else if (existing.status === 'ready') existing.refreshing = true;
+    else existing.status = 'loading';
+  }
+
+  /** Opens a disk (or, if it is open already, reads it again) and shows it. */
+  function open(path: string): Promise<void> {
+    add(path);
     selectedPath.value = path;
     return read(path);
   }
 
+  /** Opens several disks and shows the first; a selection the user makes meanwhile is kept. */
   async function openMany(paths: string[]): Promise<void> {
-    const first = paths[0];
-    await Promise.all(paths.map((path) => open(path)));
-    if (first !== undefined) selectedPath.value = first;
+    for (const path of paths) add(path);
+    if (paths[0] !== undefined) selectedPath.value = paths[0];
+    await Promise.all(paths.map((path) => read(path)));
   }
 
   /** Electron's native Open dialog; resolves once the chosen disks have been read. */
@@ -110,10 +112,8 @@ export const useLibraryStore = defineStore('library', () => {
   }
 
   function reload(path: string): Promise<void> {
-    const disk = find(path);
-    if (!disk) return Promise.resolve();
-    if (disk.status === 'ready') disk.refreshing = true;
-    else disk.status = 'loading';
+    if (!find(path)) return Promise.resolve();
+    add(path);
     return read(path);
   }
 
