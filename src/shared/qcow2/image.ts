@@ -43,6 +43,11 @@ export interface OpenImageOptions {
   openFile?: (filePath: string, readOnly: boolean) => BlockFile;
   /** Internal: the chain depth and files already open, for loop detection. */
   chain?: string[];
+  /**
+   * For `check --repair` only: a dirty or corrupt image is opened with a writable file so that
+   * check can repair its metadata (`repairAccess`); guest writes stay refused until it is clean.
+   */
+  allowDirtyForRepair?: boolean;
 }
 
 /** An L1 table in memory: the active one (mutable) or a snapshot's (read-only). */
@@ -76,6 +81,8 @@ export class Qcow2Image implements GuestReader {
   readonly backingPath: string | null;
   readOnly: boolean;
   readOnlyReason: string | null;
+  /** Opened with allowDirtyForRepair on a writable file: check may repair metadata even while guest writes are refused. */
+  repairAccess = false;
   private readonly dirtyL1 = new Set<number>();
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
   private preparedForWrite = false;
@@ -151,6 +158,7 @@ export class Qcow2Image implements GuestReader {
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
+    image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
     return image;
   }
 
@@ -183,7 +191,13 @@ export class Qcow2Image implements GuestReader {
     if (this.header.snapshotCount > 0) add(this.header.snapshotsOffset, this.snapshotTableBytes);
     for (const snapshot of this.snapshots) add(snapshot.l1TableOffset, snapshot.l1Size * 8);
     for (let index = 0; index < this.refcounts.tableEntries; index++) {
-      const blockOffset = this.refcounts.blockOffset(index);
+      let blockOffset = 0;
+      try {
+        blockOffset = this.refcounts.blockOffset(index);
+      } catch (error) {
+        // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
+        if (!(error instanceof Qcow2Error)) throw error;
+      }
       if (blockOffset !== 0) add(blockOffset, clusterBytes);
     }
     for (let index = 0; index < this.l1.size; index++) {
