@@ -53,6 +53,9 @@ export default defineConfig(
     },
   },
 
+  // The launcher has no extension (it is a command), so it is named here to be linted as JavaScript.
+  { files: ['bin/cowbell'] },
+
   {
     files: ['src/renderer/**', 'src/preload/**', 'test/renderer/**'],
     languageOptions: { globals: { ...globals.browser } },

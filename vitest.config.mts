@@ -1,10 +1,28 @@
 import vue from '@vitejs/plugin-vue';
-import { defineConfig } from 'vitest/config';
+import { defineConfig, type Plugin } from 'vitest/config';
+
+const MODULE_PATH = '?modulePath';
+
+/** electron-vite's `import x from './f.ts?modulePath'` (a chunk's path) as the source file's own path. */
+function modulePath(): Plugin {
+  return {
+    name: 'cowbell:module-path',
+    enforce: 'pre',
+    async resolveId(source, importer) {
+      if (!source.endsWith(MODULE_PATH)) return null;
+      const target = await this.resolve(source.slice(0, -MODULE_PATH.length), importer);
+      return target === null ? null : `\0module-path:${target.id}`;
+    },
+    load(id) {
+      return id.startsWith('\0module-path:') ? `export default ${JSON.stringify(id.slice('\0module-path:'.length))};` : null;
+    },
+  };
+}
 
 // Unit tests in three projects. Renderer tests get happy-dom through their project rather than a
 // per-file `// @vitest-environment` comment, so no component test can forget it.
 export default defineConfig({
-  plugins: [vue()],
+  plugins: [vue(), modulePath()],
   test: {
     projects: [
       { extends: true, test: { name: 'engine', include: ['test/engine/**/*.test.ts'], environment: 'node' } },

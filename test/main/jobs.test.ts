@@ -49,7 +49,8 @@ describe('the job manager', () => {
     const progress = of(jobId).filter((entry) => entry.event === 'job.progress');
     expect(progress.length).toBeGreaterThanOrEqual(2);
     expect(progress.length).toBeLessThanOrEqual(8);
-    for (let index = 1; index < progress.length; index += 1) {
+    // Every event is at least an interval after the one before, except the last, which is flushed before the end.
+    for (let index = 1; index < progress.length - 1; index += 1) {
       expect(progress[index]!.at - progress[index - 1]!.at).toBeGreaterThanOrEqual(90);
     }
     expect(progress.at(-1)?.payload).toEqual({ jobId, stage: 'counting', done: 40, total: 40, unit: 'steps' } satisfies JobProgress);

@@ -59,12 +59,24 @@ export class FakeBrowserWindow {
     FakeBrowserWindow.created.push(this);
   }
 
+  focused = 0;
+
   once(): this {
     return this;
   }
 
   on(): this {
     return this;
+  }
+
+  isMinimized(): boolean {
+    return false;
+  }
+
+  restore(): void {}
+
+  focus(): void {
+    this.focused += 1;
   }
 
   loadURL(url: string): Promise<void> {
@@ -97,14 +109,47 @@ export function fakeSession() {
   };
 }
 
+/** The `app` object: tests set the lock answer, then fire the app's events themselves. */
+export const fakeApp = {
+  lockGranted: true,
+  quitCalls: 0,
+  listeners: new Map<string, ((...args: unknown[]) => void)[]>(),
+  readyResolve: (() => undefined) as () => void,
+  ready: null as Promise<void> | null,
+  isPackaged: false,
+  requestSingleInstanceLock(): boolean {
+    return this.lockGranted;
+  },
+  quit(): void {
+    this.quitCalls += 1;
+  },
+  getVersion: () => '7.7.7',
+  on(event: string, listener: (...args: unknown[]) => void) {
+    this.listeners.set(event, [...(this.listeners.get(event) ?? []), listener]);
+    return this;
+  },
+  emit(event: string, ...args: unknown[]): void {
+    for (const listener of this.listeners.get(event) ?? []) listener(...args);
+  },
+  whenReady(): Promise<void> {
+    this.ready ??= new Promise<void>((resolve) => (this.readyResolve = resolve));
+    return this.ready;
+  },
+};
+
+export const privilegedSchemes: unknown[] = [];
+export const defaultSession = fakeSession();
+
 export const electronModule = {
+  app: fakeApp,
+  session: { defaultSession },
   BrowserWindow: FakeBrowserWindow,
   ipcMain: {
     handle: (channel: string, handler: (...args: unknown[]) => unknown) => ipcHandlers.set(channel, handler),
     removeHandler: (channel: string) => ipcHandlers.delete(channel),
   },
   protocol: {
-    registerSchemesAsPrivileged: () => undefined,
+    registerSchemesAsPrivileged: (schemes: unknown[]) => privilegedSchemes.push(...schemes),
     handle: (scheme: string, handler: (request: Request) => Promise<Response>) => protocolHandlers.set(scheme, handler),
   },
   contextBridge: {
@@ -120,3 +165,17 @@ export const electronModule = {
   },
   dialog: { showOpenDialog: async () => ({ canceled: true, filePaths: [] }) },
 };
+
+/** Back to a freshly started process (vi.resetModules keeps the mocked module, so its state is reset here). */
+export function resetFakes(): void {
+  FakeBrowserWindow.created.length = 0;
+  ipcHandlers.clear();
+  protocolHandlers.clear();
+  privilegedSchemes.length = 0;
+  for (const key of Object.keys(defaultSession.handlers)) delete defaultSession.handlers[key];
+  fakeApp.lockGranted = true;
+  fakeApp.quitCalls = 0;
+  fakeApp.listeners.clear();
+  fakeApp.ready = null;
+  fakeApp.readyResolve = () => undefined;
+}

@@ -1,0 +1,113 @@
+import { describe, expect, it, vi } from 'vitest';
+import { EVENT_CHANNEL, REQUEST_CHANNEL } from '../../src/shared/ipc/channels.ts';
+
+vi.mock('electron', async () => (await import('./fakes/electron.ts')).electronModule);
+
+const fakes = await import('./fakes/electron.ts');
+type Fakes = typeof fakes;
+
+const entry = new URL('../../src/main/index.ts', import.meta.url).pathname;
+let launches = 0;
+
+/** Runs main's entry afresh (a new module instance, as a new process would) against a reset fake electron. */
+async function launch(argv: string[], lockGranted = true): Promise<Fakes> {
+  fakes.resetFakes();
+  fakes.fakeApp.lockGranted = lockGranted;
+  const savedArgv = process.argv;
+  process.argv = ['/usr/bin/electron', '/app', ...argv];
+  try {
+    launches += 1;
+    await import(/* @vite-ignore */ `${entry}?launch=${launches}`);
+  } finally {
+    process.argv = savedArgv;
+  }
+  return fakes;
+}
+
+async function ready(fakes: Fakes): Promise<void> {
+  fakes.fakeApp.readyResolve();
+  await fakes.fakeApp.whenReady();
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+function ownFrameEvent(fakes: Fakes) {
+  const window = fakes.FakeBrowserWindow.created[0];
+  if (window === undefined) throw new Error('no window');
+  return { sender: window.webContents, senderFrame: window.webContents.mainFrame };
+}
+
+describe('the Electron entry', () => {
+  it('quits without a window when another Cowbell already holds the single-instance lock', async () => {
+    const fakes = await launch(['disk.qcow2'], false);
+    expect(fakes.fakeApp.quitCalls).toBe(1);
+    expect(fakes.fakeApp.listeners.size).toBe(0);
+    expect(fakes.FakeBrowserWindow.created).toEqual([]);
+  });
+
+  it('registers app:// as a secure standard scheme before the app is ready', async () => {
+    const fakes = await launch([]);
+    expect(fakes.privilegedSchemes).toEqual([
+      expect.objectContaining({ scheme: 'app', privileges: expect.objectContaining({ standard: true, secure: true }) }),
+    ]);
+    expect(fakes.FakeBrowserWindow.created).toEqual([]);
+  });
+
+  it('opens one hardened window on app://cowbell with the CommonJS preload, and serves requests from it', async () => {
+    const fakes = await launch(['--', 'vm/disk.qcow2']);
+    await ready(fakes);
+    expect(fakes.FakeBrowserWindow.created).toHaveLength(1);
+    const window = fakes.FakeBrowserWindow.created[0]!;
+    expect(window.webContents.loadedUrl).toBe('app://cowbell/index.html');
+    expect(window.options.webPreferences).toMatchObject({ sandbox: true, contextIsolation: true, nodeIntegration: false });
+    expect(String((window.options.webPreferences as { preload: string }).preload)).toMatch(/preload[\\/]index\.cjs$/);
+    expect(fakes.protocolHandlers.has('app')).toBe(true);
+    expect(Object.keys(fakes.defaultSession.handlers).sort()).toEqual([
+      'beforeRequest',
+      'devicePermission',
+      'headersReceived',
+      'permissionCheck',
+      'permissionRequest',
+    ]);
+
+    const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    expect(await handle(ownFrameEvent(fakes), 'app.about', {})).toMatchObject({
+      ok: true,
+      value: { name: 'Cowbell', version: '7.7.7', mode: 'electron' },
+    });
+    expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({
+      ok: true,
+      value: [`${process.cwd()}/vm/disk.qcow2`],
+    });
+    fakes.fakeApp.emit('will-quit');
+  });
+
+  it('adds a second launch’s paths and focuses the window', async () => {
+    const fakes = await launch([]);
+    await ready(fakes);
+    fakes.fakeApp.emit('second-instance', {}, ['/usr/bin/electron', '/app', 'other.qcow2'], '/home/me');
+    expect(fakes.FakeBrowserWindow.created[0]!.focused).toBe(1);
+    const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({ ok: true, value: ['/home/me/other.qcow2'] });
+    fakes.fakeApp.emit('will-quit');
+  });
+
+  it('pushes job events to the window on the event channel', async () => {
+    const fakes = await launch([]);
+    await ready(fakes);
+    const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    const started = (await handle(ownFrameEvent(fakes), 'job.start', {
+      kind: 'image.info',
+      path: '/no/such/disk.qcow2',
+      args: {},
+    })) as { ok: true; value: { jobId: string } };
+    expect(started.ok).toBe(true);
+    const sent = fakes.FakeBrowserWindow.created[0]!.webContents.sent;
+    await vi.waitFor(() => expect(sent.length).toBeGreaterThan(0), { timeout: 10_000 });
+    expect(sent[0]).toEqual([
+      EVENT_CHANNEL,
+      'job.end',
+      { jobId: started.value.jobId, ok: false, error: { code: 'NOT_FOUND', message: expect.any(String) } },
+    ]);
+    fakes.fakeApp.emit('will-quit');
+  });
+});
