@@ -100,6 +100,46 @@ function featureNameTable(): HeaderExtension {
   return { type: EXT_FEATURE_TABLE, data };
 }
 
+export interface HeaderLayout {
+  l1Size: number;
+  l1TableOffset: number;
+  refcountTableOffset: number;
+  refcountTableClusters: number;
+}
+
+/** The header of a new image with these options, its tables where `layout` puts them (no snapshots). */
+export function newImageHeader(options: ResolvedCreateOptions, layout: HeaderLayout): Header {
+  const extensions: HeaderExtension[] = [];
+  if (options.backingFormat !== null) extensions.push({ type: EXT_BACKING_FORMAT, data: encodeString(options.backingFormat) });
+  if (options.version === 3) extensions.push(featureNameTable());
+  let incompatible = 0n;
+  if (options.extendedL2) incompatible |= INCOMPAT_EXTL2;
+  if (options.compressionType !== 0) incompatible |= INCOMPAT_COMPRESSION;
+  return {
+    version: options.version,
+    backingFileOffset: 0,
+    backingFileSize: 0,
+    clusterBits: options.clusterBits,
+    virtualSize: options.size,
+    cryptMethod: 0,
+    l1Size: layout.l1Size,
+    l1TableOffset: layout.l1TableOffset,
+    refcountTableOffset: layout.refcountTableOffset,
+    refcountTableClusters: layout.refcountTableClusters,
+    snapshotCount: 0,
+    snapshotsOffset: 0,
+    incompatibleFeatures: incompatible,
+    compatibleFeatures: 0n,
+    autoclearFeatures: 0n,
+    refcountOrder: options.refcountOrder,
+    headerLength: options.version === 3 ? V3_HEADER_LENGTH : 72,
+    compressionType: options.compressionType,
+    unknownHeaderFields: new Uint8Array(0),
+    extensions,
+    backingFile: options.backingFile,
+  };
+}
+
 /** Writes a fresh image's metadata into an empty file. */
 export function writeEmptyImage(file: BlockFile, options: ResolvedCreateOptions): void {
   const clusterBytes = 2 ** options.clusterBits;
@@ -123,35 +163,7 @@ export function writeEmptyImage(file: BlockFile, options: ResolvedCreateOptions)
   const l1Offset = (firstBlockCluster + blocks) * clusterBytes;
   const totalClusters = firstBlockCluster + blocks + l1Clusters;
 
-  const extensions: HeaderExtension[] = [];
-  if (options.backingFormat !== null) extensions.push({ type: EXT_BACKING_FORMAT, data: encodeString(options.backingFormat) });
-  if (options.version === 3) extensions.push(featureNameTable());
-  let incompatible = 0n;
-  if (options.extendedL2) incompatible |= INCOMPAT_EXTL2;
-  if (options.compressionType !== 0) incompatible |= INCOMPAT_COMPRESSION;
-  const header: Header = {
-    version: options.version,
-    backingFileOffset: 0,
-    backingFileSize: 0,
-    clusterBits: options.clusterBits,
-    virtualSize: options.size,
-    cryptMethod: 0,
-    l1Size,
-    l1TableOffset: l1Size > 0 ? l1Offset : 0,
-    refcountTableOffset: tableOffset,
-    refcountTableClusters: tableClusters,
-    snapshotCount: 0,
-    snapshotsOffset: 0,
-    incompatibleFeatures: incompatible,
-    compatibleFeatures: 0n,
-    autoclearFeatures: 0n,
-    refcountOrder: options.refcountOrder,
-    headerLength: options.version === 3 ? V3_HEADER_LENGTH : 72,
-    compressionType: options.compressionType,
-    unknownHeaderFields: new Uint8Array(0),
-    extensions,
-    backingFile: options.backingFile,
-  };
+  const header = newImageHeader(options, { l1Size, l1TableOffset: l1Size > 0 ? l1Offset : 0, refcountTableOffset: tableOffset, refcountTableClusters: tableClusters });
   const headerCluster = new Uint8Array(clusterBytes);
   headerCluster.set(serializeHeaderArea(header));
 

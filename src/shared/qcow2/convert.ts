@@ -1,0 +1,291 @@
+/**
+ * `qemu-img convert`: copies the guest disk of a raw or qcow2 image (its backing chain flattened)
+ * into a new raw or qcow2 image, in chunks of a few MiB so memory stays bounded whatever the disk
+ * size. All-zero clusters are not stored (the output is sparse); with a backing file for the
+ * output, clusters equal to the backing file's are not stored either (like `qemu-img convert -B`,
+ * but by comparing data, so it is right whatever the source's own chain is).
+ *
+ * The output is written under a temporary name and renamed into place when complete, so a cancel
+ * or a crash never leaves a partial file under the target name.
+ *
+ * Like qemu-img convert, this drops internal snapshots: the output holds the current state only.
+ * (Cowbell's own rewrites — compress, compact — keep them; that is rewrite.ts's job, not this.)
+ */
+import * as path from 'node:path';
+import { writeFileAtomically, type AtomicFileSystem } from './atomic-file.ts';
+import type { BlockFile } from './block-file.ts';
+import { compressCluster, type CompressionType } from './compression.ts';
+import { resolveCreateOptions, type CreateOptions, type ResolvedCreateOptions } from './create.ts';
+import { Qcow2Error } from './errors.ts';
+import { alignUp } from './format/bytes.ts';
+import type { GuestReader } from './guest-reader.ts';
+import { detectFormat, openGuestReader, type ImageFormat } from './image-format.ts';
+import { Qcow2Image, resolveBackingPath } from './image.ts';
+import { silentJob, type JobContext } from './job-context.ts';
+import { mapRange } from './map.ts';
+import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
+import { RawImage } from './raw-image.ts';
+import { bytesEqual, isAllZero } from './zeroes.ts';
+
+export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+/** Granularity of zero detection for raw output (qemu-img's default -S is 4 KiB; larger means fewer writes). */
+const RAW_BLOCK_BYTES = 64 * 1024;
+
+export interface ConvertRequest {
+  source: string;
+  target: string;
+  /** Detected from the file's first bytes when absent. */
+  sourceFormat?: ImageFormat;
+  targetFormat: ImageFormat;
+  /** Options for a qcow2 target; the size is the source's. */
+  options?: Omit<CreateOptions, 'size'>;
+  /** Store clusters compressed where that saves space (qcow2 target only). */
+  compress?: boolean;
+  /** Replace an existing target file (qemu-img's behaviour); by default it is an error. */
+  overwrite?: boolean;
+  /** Test seams. */
+  chunkBytes?: number;
+  fileSystem?: AtomicFileSystem;
+}
+
+export interface ConvertResult {
+  virtualSize: number;
+  /** Guest bytes stored as plain data. */
+  dataBytes: number;
+  /** Guest bytes stored in compressed clusters. */
+  compressedBytes: number;
+  /** Guest bytes that read as zeros and were not stored (or were marked zero). */
+  zeroBytes: number;
+  /** Guest bytes equal to the output's backing file, left to it. */
+  backingBytes: number;
+}
+
+/** Where converted blocks go: a raw file or a qcow2 stream. Blocks arrive in guest order. */
+interface OutputSink {
+  readonly blockBytes: number;
+  /** Blocks stored compressed so far. */
+  readonly compressedBlocks: number;
+  /** `data` is `count` consecutive blocks starting at block `first`. */
+  data(first: number, data: Uint8Array): void;
+  /** A block that must read as zeros although the backing file has data there. */
+  zero(block: number): void;
+  finish(): void;
+}
+
+export function convertImage(request: ConvertRequest, job: JobContext = silentJob): ConvertResult {
+  validateRequest(request);
+  const source = openGuestReader(request.source, request.sourceFormat);
+  let backing: GuestReader | null = null;
+  try {
+    // QEMU counts a raw file's size in whole sectors.
+    const virtualSize = source instanceof RawImage ? alignUp(source.virtualSize, 512) : source.virtualSize;
+    let resolved: ResolvedCreateOptions | null = null;
+    if (request.targetFormat === 'qcow2') {
+      const options = { ...request.options };
+      if (options.backingFile !== undefined) {
+        const backingPath = resolveBackingPath(request.target, options.backingFile);
+        if (path.resolve(backingPath) === path.resolve(request.target)) throw new Qcow2Error('INVALID_ARGUMENT', 'The output cannot be its own backing file');
+        options.backingFormat ??= detectBackingFormat(backingPath);
+        backing = openBackingReader(backingPath, options.backingFormat);
+      }
+      resolved = resolveCreateOptions({ ...options, size: virtualSize }, null);
+    }
+    const outputOptions = resolved;
+    return writeFileAtomically(
+      request.target,
+      (file) => {
+        const sink = outputOptions === null ? rawSink(file, virtualSize) : qcow2Sink(file, outputOptions, request.compress === true);
+        return copyGuestData(source, backing, sink, virtualSize, request, job);
+      },
+      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem },
+    );
+  } finally {
+    backing?.close();
+    source.close();
+  }
+}
+
+function validateRequest(request: ConvertRequest): void {
+  if (request.targetFormat === 'raw') {
+    if (request.compress === true) throw new Qcow2Error('INVALID_ARGUMENT', 'Compression needs a qcow2 output (-O qcow2)');
+    if (request.options !== undefined && Object.values(request.options).some((value) => value !== undefined)) {
+      throw new Qcow2Error('INVALID_ARGUMENT', 'Creation options (-o) apply to a qcow2 output only');
+    }
+  }
+  if (request.options?.preallocation !== undefined && request.options.preallocation !== 'off') {
+    throw new Qcow2Error('INVALID_ARGUMENT', 'convert writes sparse images; preallocation is not supported here');
+  }
+}
+
+function detectBackingFormat(backingPath: string): ImageFormat {
+  try {
+    return detectFormat(backingPath);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`, { cause: error });
+    throw error;
+  }
+}
+
+function openBackingReader(backingPath: string, format: ImageFormat): GuestReader {
+  try {
+    return openGuestReader(backingPath, format);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`, { cause: error });
+    throw error;
+  }
+}
+
+function copyGuestData(
+  source: GuestReader,
+  backing: GuestReader | null,
+  sink: OutputSink,
+  virtualSize: number,
+  request: ConvertRequest,
+  job: JobContext,
+): ConvertResult {
+  const blockBytes = sink.blockBytes;
+  const chunkBytes = alignUp(Math.max(request.chunkBytes ?? DEFAULT_CHUNK_BYTES, blockBytes), blockBytes);
+  const buffer = new Uint8Array(chunkBytes);
+  const backingBuffer = backing === null ? null : new Uint8Array(chunkBytes);
+  const mayHoldData = new Uint8Array(chunkBytes / blockBytes);
+  const result: ConvertResult = { virtualSize, dataBytes: 0, compressedBytes: 0, zeroBytes: 0, backingBytes: 0 };
+  job.progress('converting', 0, virtualSize, 'bytes');
+  for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += chunkBytes) {
+    job.throwIfCancelled();
+    const chunkLength = Math.min(chunkBytes, virtualSize - chunkStart);
+    const blocks = Math.ceil(chunkLength / blockBytes);
+    const chunk = buffer.subarray(0, blocks * blockBytes);
+    readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData);
+    const backingChunk = backingBuffer?.subarray(0, chunk.length) ?? null;
+    if (backing !== null && backingChunk !== null) backing.readInto(backingChunk, chunkStart);
+    const firstBlock = chunkStart / blockBytes;
+    let runStart = -1;
+    const endRun = (end: number): void => {
+      if (runStart < 0) return;
+      sink.data(firstBlock + runStart, chunk.subarray(runStart * blockBytes, end * blockBytes));
+      runStart = -1;
+    };
+    for (let index = 0; index < blocks; index++) {
+      const bytes = chunk.subarray(index * blockBytes, (index + 1) * blockBytes);
+      const guestBytes = Math.min(blockBytes, chunkLength - index * blockBytes);
+      const zero = mayHoldData[index] === 0 || isAllZero(bytes);
+      if (backingChunk !== null && bytesEqual(bytes, backingChunk.subarray(index * blockBytes, (index + 1) * blockBytes))) {
+        endRun(index);
+        result.backingBytes += guestBytes;
+      } else if (zero) {
+        endRun(index);
+        if (backingChunk !== null) sink.zero(firstBlock + index);
+        result.zeroBytes += guestBytes;
+      } else {
+        if (runStart < 0) runStart = index;
+        result.dataBytes += guestBytes;
+      }
+    }
+    endRun(blocks);
+    job.progress('converting', chunkStart + chunkLength, virtualSize, 'bytes');
+  }
+  sink.finish();
+  result.compressedBytes = Math.min(result.dataBytes, sink.compressedBlocks * blockBytes);
+  result.dataBytes -= result.compressedBytes;
+  return result;
+}
+
+/**
+ * Fills `chunk` with guest bytes from `start`. A qcow2 source is asked first which ranges are
+ * zero or unallocated, so those are not read; `mayHoldData[i]` is 0 for blocks known to be zero.
+ */
+function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array): void {
+  if (!(source instanceof Qcow2Image)) {
+    source.readInto(chunk, start);
+    mayHoldData.fill(1);
+    return;
+  }
+  mayHoldData.fill(0);
+  chunk.fill(0);
+  for (const entry of mapRange(source, start, start + chunk.length)) {
+    if (!entry.data) continue;
+    const from = entry.start - start;
+    source.readInto(chunk.subarray(from, from + entry.length), entry.start);
+    mayHoldData.fill(1, Math.floor(from / blockBytes), Math.ceil((from + entry.length) / blockBytes));
+  }
+}
+
+// ---------------------------------------------------------------- raw output
+
+function rawSink(file: BlockFile, virtualSize: number): OutputSink {
+  return {
+    blockBytes: RAW_BLOCK_BYTES,
+    compressedBlocks: 0,
+    data(first, data) {
+      const offset = first * RAW_BLOCK_BYTES;
+      file.write(data.subarray(0, Math.min(data.length, virtualSize - offset)), offset);
+    },
+    zero() {
+      throw new Qcow2Error('INTERNAL', 'a raw output has no backing file');
+    },
+    finish() {
+      file.truncate(virtualSize);
+    },
+  };
+}
+
+// ---------------------------------------------------------------- qcow2 output
+
+function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, compress: boolean): Qcow2Sink {
+  return new Qcow2Sink(new Qcow2StreamWriter(file, options), options, compress);
+}
+
+class Qcow2Sink implements OutputSink {
+  readonly blockBytes: number;
+  compressedBlocks = 0;
+  private readonly writer: Qcow2StreamWriter;
+  private readonly options: ResolvedCreateOptions;
+  private readonly compress: boolean;
+  private zeroCluster: Uint8Array | null = null;
+
+  constructor(writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compress: boolean) {
+    this.writer = writer;
+    this.options = options;
+    this.compress = compress;
+    this.blockBytes = writer.clusterBytes;
+  }
+
+  data(first: number, data: Uint8Array): void {
+    if (!this.compress) {
+      this.writer.writeData(first, data);
+      return;
+    }
+    const clusters: Uint8Array[] = [];
+    for (let offset = 0; offset < data.length; offset += this.blockBytes) clusters.push(data.subarray(offset, offset + this.blockBytes));
+    const compressed = compressClusters(this.options.compressionType, clusters);
+    compressed.forEach((bytes, index) => {
+      const cluster = clusters[index];
+      if (bytes !== null) {
+        this.writer.writeCompressed(first + index, bytes);
+        this.compressedBlocks++;
+      } else if (cluster !== undefined) this.writer.writeData(first + index, cluster);
+    });
+  }
+
+  zero(block: number): void {
+    if (this.options.version === 3) {
+      this.writer.writeZero(block);
+      return;
+    }
+    // compat 0.10 has no zero flag: the zeros must be stored.
+    this.zeroCluster ??= new Uint8Array(this.blockBytes);
+    this.writer.writeData(block, this.zeroCluster);
+  }
+
+  finish(): void {
+    this.writer.finish();
+  }
+}
+
+/**
+ * Compresses a batch of clusters; null where compression would not save space (stored plain,
+ * as QEMU does). One batch per call so that a parallel version can take the same shape.
+ */
+export function compressClusters(type: CompressionType, clusters: Uint8Array[]): (Uint8Array | null)[] {
+  return clusters.map((cluster) => compressCluster(type, cluster));
+}
