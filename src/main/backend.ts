@@ -1,9 +1,10 @@
 import { createEventHub, type EventHub } from './events.ts';
+import { createImageWatcher } from './image-watch.ts';
 import { createRequestHandle, type HandlerSeam, type RequestHandle } from './handlers.ts';
 import { createJobManager, type JobSpecs } from './jobs.ts';
 import { createPool } from './pool.ts';
 
-export interface BackendOptions extends Omit<HandlerSeam, 'jobs'> {
+export interface BackendOptions extends Omit<HandlerSeam, 'jobs' | 'watcher'> {
   workerFile: string;
   maxThreads?: number;
   /** Tests only: job kinds of their own, matched by their worker file. */
@@ -21,17 +22,21 @@ export function createBackend(options: BackendOptions): Backend {
   const events = createEventHub();
   const pool = createPool({ workerFile: options.workerFile, maxThreads: options.maxThreads });
   const jobs = createJobManager({ pool, emit: events.emit, specs: options.jobSpecs });
+  const watcher = createImageWatcher({ emit: events.emit });
   const handle = createRequestHandle({
     mode: options.mode,
     version: options.version,
     jobs,
+    watcher,
     initialPaths: options.initialPaths,
     openDialog: options.openDialog,
+    setRecentDisks: options.setRecentDisks,
   });
   return {
     handle,
     events,
     async close() {
+      watcher.close();
       jobs.cancelAll();
       await pool.close();
     },

@@ -2,6 +2,7 @@ import { stat } from 'node:fs/promises';
 import { platform } from 'node:process';
 import {
   requestSchemas,
+  type PathStat,
   type Reply,
   type RequestArgs,
   type RequestName,
@@ -10,6 +11,7 @@ import {
 import type { ImageInfo } from '../shared/qcow2/model.ts';
 import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
 import { RequestError, toWireError } from './errors.ts';
+import type { ImageWatcher } from './image-watch.ts';
 import type { JobManager } from './jobs.ts';
 import { completePath } from './path-complete.ts';
 
@@ -22,6 +24,10 @@ export interface HandlerSeam {
   initialPaths(): string[];
   /** The native Open dialog; browser mode has none and answers with no paths. */
   openDialog(): Promise<string[]>;
+  /** Reports changes other programs make to open disks; without one, watch requests do nothing. */
+  watcher?: ImageWatcher;
+  /** Electron's File > Open Recent; browser mode has no menu. */
+  setRecentDisks?(paths: string[]): void;
 }
 
 /** One entry point for every request, whatever carried it: validates, dispatches, never throws. */
@@ -41,6 +47,19 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
     'path.complete': ({ prefix }) => completePath(prefix),
     'job.start': async ({ kind, path, args }) => ({ jobId: seam.jobs.start(kind, path, args) }),
     'job.cancel': async ({ jobId }) => ({ cancelled: seam.jobs.cancel(jobId) }),
+    'image.watch': async ({ path }) => {
+      seam.watcher?.watch(path);
+      return null;
+    },
+    'image.unwatch': async ({ path }) => {
+      seam.watcher?.unwatch(path);
+      return null;
+    },
+    'path.stat': ({ paths }) => Promise.all(paths.map(statPath)),
+    'menu.recent': async ({ paths }) => {
+      seam.setRecentDisks?.(paths);
+      return null;
+    },
   };
 
   return async (name, args) => {
@@ -61,6 +80,15 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
       return { ok: false, error: toWireError(error) };
     }
   };
+}
+
+async function statPath(path: string): Promise<PathStat> {
+  try {
+    const info = await stat(path);
+    return { path, kind: info.isFile() ? 'file' : info.isDirectory() ? 'folder' : 'other' };
+  } catch {
+    return { path, kind: 'missing' };
+  }
 }
 
 /** A path from the renderer must name an existing regular file before any job touches it. */

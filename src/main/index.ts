@@ -1,7 +1,8 @@
 /** Electron's entry: one hardened window over the shared backend. */
 import { join } from 'node:path';
-import { app, session, type BrowserWindow } from 'electron';
+import { app, Menu, session, type BrowserWindow } from 'electron';
 import workerFile from './worker/worker.ts?modulePath';
+import { installAppMenu, type AppMenu } from './app-menu.ts';
 import { APP_ORIGIN, registerAppScheme, serveRenderer } from './app-protocol.ts';
 import { createBackend, type Backend } from './backend.ts';
 import { chooseImages } from './dialogs.ts';
@@ -49,14 +50,17 @@ function startApp(): void {
     hardenSession(session.defaultSession, csp, trustedOrigin);
     serveRenderer(session.defaultSession.protocol, join(import.meta.dirname, '../renderer'), csp);
 
+    let menu: AppMenu | null = null;
     const running = createBackend({
       workerFile,
       mode: 'electron',
       version: app.getVersion(),
       initialPaths: () => initialPaths,
       openDialog: () => chooseImages(window),
+      setRecentDisks: (paths) => menu?.setRecent(paths),
     });
     backend = running;
+    menu = installAppMenu(Menu, (command) => running.events.emit('menu.command', command));
 
     window = createMainWindow({
       preloadPath: join(import.meta.dirname, '../preload/index.cjs'),

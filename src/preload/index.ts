@@ -2,7 +2,7 @@
  * The page's only way out: `window.cowbell`, exactly the contract's requests and events over two
  * IPC channels. Runs sandboxed, so it imports nothing but `electron` (types are erased).
  */
-import { contextBridge, ipcRenderer, type IpcRendererEvent } from 'electron';
+import { contextBridge, ipcRenderer, webUtils, type IpcRendererEvent } from 'electron';
 import { EVENT_CHANNEL, REQUEST_CHANNEL } from '../shared/ipc/channels.ts';
 import type {
   CowbellApi,
@@ -24,12 +24,17 @@ const REQUEST_NAMES: Record<RequestName, true> = {
   'path.complete': true,
   'job.start': true,
   'job.cancel': true,
+  'image.watch': true,
+  'image.unwatch': true,
+  'path.stat': true,
+  'menu.recent': true,
 };
 
 const EVENT_NAMES: Record<EventName, true> = {
   'job.progress': true,
   'job.end': true,
   'image.changed': true,
+  'menu.command': true,
 };
 
 type Listener = (payload: unknown) => void;
@@ -72,6 +77,11 @@ const api: CowbellApi = {
     return () => {
       set.delete(wrapped);
     };
+  },
+
+  // A dropped File's path: the sandboxed page cannot read it since File.path was removed.
+  pathForFile(file: File): string {
+    return webUtils.getPathForFile(file);
   },
 };
 

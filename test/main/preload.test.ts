@@ -4,7 +4,7 @@ import { EVENT_CHANNEL, REQUEST_CHANNEL } from '../../src/shared/ipc/channels.ts
 
 vi.mock('electron', async () => (await import('./fakes/electron.ts')).electronModule);
 
-const { exposed, invoked, invokeReplies, rendererListeners } = await import('./fakes/electron.ts');
+const { droppedFilePaths, exposed, invoked, invokeReplies, rendererListeners } = await import('./fakes/electron.ts');
 await import('../../src/preload/index.ts');
 
 const api = exposed.get('cowbell') as CowbellApi;
@@ -14,9 +14,15 @@ function emitFromMain(name: unknown, payload: unknown): void {
 }
 
 describe('the preload', () => {
-  it('exposes only window.cowbell, with request and on and nothing else', () => {
+  it('exposes only window.cowbell, with request, on and pathForFile and nothing else', () => {
     expect([...exposed.keys()]).toEqual(['cowbell']);
-    expect(Object.keys(api).sort()).toEqual(['on', 'request']);
+    expect(Object.keys(api).sort()).toEqual(['on', 'pathForFile', 'request']);
+  });
+
+  it('gives a dropped file’s path through webUtils', () => {
+    const file = { name: 'disk.qcow2' } as unknown as File;
+    droppedFilePaths.set(file, '/home/me/disk.qcow2');
+    expect(api.pathForFile?.(file)).toBe('/home/me/disk.qcow2');
   });
 
   it('passes every request name of the contract through the request channel and unwraps the reply', async () => {

@@ -65,11 +65,48 @@ export const requestSchemas = {
   'path.complete': z.object({ prefix: z.string().max(4096) }).strict(),
   'job.start': JobStartRequest,
   'job.cancel': z.object({ jobId: z.string().min(1).max(64) }).strict(),
+  /** Re-read a disk another program changes: main emits `image.changed` while it is watched. */
+  'image.watch': z.object({ path: AbsolutePath }).strict(),
+  'image.unwatch': z.object({ path: AbsolutePath }).strict(),
+  /** Whether paths exist (the recent-disks list shows missing ones as missing). */
+  'path.stat': z.object({ paths: z.array(AbsolutePath).max(256) }).strict(),
+  /** The recent disks for Electron's File > Open Recent menu; browser mode has no menu and ignores it. */
+  'menu.recent': z.object({ paths: z.array(AbsolutePath).max(32) }).strict(),
 } as const;
 
 export interface PathCompletion {
   path: string;
   kind: 'folder' | 'image';
+}
+
+export interface PathStat {
+  path: string;
+  kind: 'file' | 'folder' | 'other' | 'missing';
+}
+
+/** What the application menu (Electron) asks the page to do. */
+export const MENU_COMMANDS = [
+  'open',
+  'open-path',
+  'close',
+  'snapshot.take',
+  'snapshot.revert',
+  'snapshot.delete',
+  'snapshot.rename',
+  'disk.create',
+  'disk.check',
+  'view.fit',
+  'view.current',
+  'view.zoom-in',
+  'view.zoom-out',
+  'view.jobs',
+  'about',
+] as const;
+export type MenuCommandName = (typeof MENU_COMMANDS)[number];
+/** `path` is set for `open-path` (File > Open Recent). */
+export interface MenuCommand {
+  command: MenuCommandName;
+  path?: string;
 }
 
 export interface AppAbout {
@@ -87,6 +124,10 @@ export interface RequestReplies {
   'path.complete': PathCompletion[];
   'job.start': { jobId: string };
   'job.cancel': { cancelled: boolean };
+  'image.watch': null;
+  'image.unwatch': null;
+  'path.stat': PathStat[];
+  'menu.recent': null;
 }
 
 export type RequestName = keyof typeof requestSchemas;
@@ -115,6 +156,7 @@ export interface EventPayloads {
   'job.progress': JobProgress;
   'job.end': JobEnd;
   'image.changed': { path: string };
+  'menu.command': MenuCommand;
 }
 
 export type EventName = keyof EventPayloads;
@@ -123,6 +165,8 @@ export type EventName = keyof EventPayloads;
 export interface CowbellApi {
   request<N extends RequestName>(name: N, args: RequestArgs<N>): Promise<RequestReply<N>>;
   on<E extends EventName>(event: E, listener: (payload: EventPayloads[E]) => void): () => void;
+  /** Electron only (webUtils.getPathForFile): the path of a file dropped on the window. */
+  pathForFile?(file: File): string;
 }
 
 export type { CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };

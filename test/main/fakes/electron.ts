@@ -138,6 +138,9 @@ export const fakeApp = {
 };
 
 export const privilegedSchemes: unknown[] = [];
+/** Every menu main installed, newest last, as the template it was built from. */
+export const applicationMenus: { template: unknown[] }[] = [];
+export const droppedFilePaths = new Map<unknown, string>();
 export const defaultSession = fakeSession();
 
 export const electronModule = {
@@ -164,6 +167,11 @@ export const electronModule = {
       rendererListeners.set(channel, [...(rendererListeners.get(channel) ?? []), listener]),
   },
   dialog: { showOpenDialog: async () => ({ canceled: true, filePaths: [] }) },
+  Menu: {
+    buildFromTemplate: (template: unknown[]) => ({ template }),
+    setApplicationMenu: (menu: { template: unknown[] }) => applicationMenus.push(menu),
+  },
+  webUtils: { getPathForFile: (file: unknown) => droppedFilePaths.get(file) ?? '' },
 };
 
 /** Back to a freshly started process (vi.resetModules keeps the mocked module, so its state is reset here). */
@@ -172,6 +180,7 @@ export function resetFakes(): void {
   ipcHandlers.clear();
   protocolHandlers.clear();
   privilegedSchemes.length = 0;
+  applicationMenus.length = 0;
   for (const key of Object.keys(defaultSession.handlers)) delete defaultSession.handlers[key];
   fakeApp.lockGranted = true;
   fakeApp.quitCalls = 0;
