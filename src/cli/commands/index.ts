@@ -1,8 +1,11 @@
 import type { Command } from '../command.ts';
+import { convert } from './convert.ts';
+import { create } from './create.ts';
 import { diff } from './diff.ts';
 import { info } from './info.ts';
+import { map } from './map.ts';
 import { snapshot } from './snapshot.ts';
 import { usage } from './usage.ts';
 
 /** Every `cowbell` subcommand, by name. A new command is one file and one line here. */
-export const commands: readonly Command[] = [info, snapshot, usage, diff];
+export const commands: readonly Command[] = [info, create, map, convert, snapshot, usage, diff];

@@ -1,0 +1,81 @@
+import { hex } from '../../shared/qcow2/format/bytes.ts';
+import type { GuestReader } from '../../shared/qcow2/guest-reader.ts';
+import { Qcow2Image } from '../../shared/qcow2/image.ts';
+import { mapImage } from '../../shared/qcow2/map.ts';
+import type { MapEntry } from '../../shared/qcow2/model.ts';
+import { RawImage } from '../../shared/qcow2/raw-image.ts';
+import { Qcow2Error } from '../../shared/qcow2/errors.ts';
+import { flag, option } from '../args.ts';
+import { EXIT_OK, UsageError, type Command } from '../command.ts';
+
+/** `cowbell map`: where the guest disk's data lives, in `qemu-img map`'s two layouts. */
+export const map: Command = {
+  name: 'map',
+  summary: 'allocated, zero and backing-file ranges of the guest disk (qemu-img map)',
+  usage: '[--json | --output=json|human] [-f qcow2] IMAGE',
+  options: {
+    json: { type: 'boolean' },
+    output: { type: 'string' },
+    format: { type: 'string', short: 'f' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 1, max: 1 },
+  async run(args, io) {
+    const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
+    if (output !== 'json' && output !== 'human') throw new UsageError(`map: --output must be json or human, not ${output}`);
+    const format = option(args, 'format') ?? 'qcow2';
+    if (format !== 'qcow2') throw new UsageError(`map: only qcow2 images can be mapped (not ${format})`);
+    const imagePath = args.positionals[0] ?? '';
+    const image = Qcow2Image.open(imagePath, { readOnly: true });
+    try {
+      const entries = mapImage(image);
+      io.out(output === 'json' ? mapJson(entries) : mapHuman(entries, chainFileNames(imagePath, image)));
+    } finally {
+      image.close();
+    }
+    return EXIT_OK;
+  },
+};
+
+/** qemu-img's JSON layout: one entry per line, keys in its order. */
+export function mapJson(entries: readonly MapEntry[]): string {
+  const lines = entries.map((entry) => {
+    const fields = [
+      `"start": ${entry.start}`,
+      `"length": ${entry.length}`,
+      `"depth": ${entry.depth}`,
+      `"present": ${entry.present}`,
+      `"zero": ${entry.zero}`,
+      `"data": ${entry.data}`,
+      `"compressed": ${entry.compressed}`,
+    ];
+    if (entry.offset !== undefined) fields.push(`"offset": ${entry.offset}`);
+    return `{ ${fields.join(', ')}}`;
+  });
+  return `[${lines.join(',\n')}]\n`;
+}
+
+/** qemu-img's human layout: only ranges with data, where they are mapped to, and in which file. */
+export function mapHuman(entries: readonly MapEntry[], fileNames: readonly string[]): string {
+  const column = (value: number): string => (value === 0 ? '0' : hex(value)).padEnd(16);
+  let text = `${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`;
+  for (const entry of entries) {
+    if (entry.data && entry.offset === undefined) {
+      throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The image has compressed clusters, which the human layout cannot show; use --output=json');
+    }
+    if (entry.data && !entry.zero) text += `${column(entry.start)}${column(entry.length)}${column(entry.offset ?? 0)}${fileNames[entry.depth] ?? ''}\n`;
+  }
+  return text;
+}
+
+/** The file at each depth of the chain: the image as named, then each backing file as resolved. */
+function chainFileNames(imagePath: string, image: Qcow2Image): string[] {
+  const names = [imagePath];
+  let layer: GuestReader | null = image;
+  while (layer instanceof Qcow2Image && layer.backing !== null) {
+    const backing: GuestReader = layer.backing;
+    names.push(backing instanceof Qcow2Image || backing instanceof RawImage ? backing.file.path : '');
+    layer = backing;
+  }
+  return names;
+}

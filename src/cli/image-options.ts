@@ -1,0 +1,111 @@
+/**
+ * qemu-img's small languages, as pure functions: sizes (`64M`, `1.5T`, `4096`) and `-o` option
+ * strings (`cluster_size=64k,compat=1.1,extended_l2=on`, with `,,` for a comma in a value).
+ */
+import type { CreateOptions } from '../shared/qcow2/create.ts';
+import { UsageError } from './command.ts';
+
+const SIZE_SUFFIXES: Readonly<Record<string, number>> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
+
+/** A size in bytes: a number with an optional binary suffix (K, M, G, T, P, E; case does not matter). */
+export function parseSize(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)([bkmgtpe])?$/i.exec(text.trim());
+  if (match === null) throw new UsageError(`invalid size '${text}' (examples: 4096, 64M, 2G, 1.5T)`);
+  const [, digits = '', suffix] = match;
+  const bytes = Math.floor(Number(digits) * (suffix === undefined ? 1 : (SIZE_SUFFIXES[suffix.toLowerCase()] ?? 1)));
+  if (!Number.isSafeInteger(bytes)) throw new UsageError(`size '${text}' is too large`);
+  if (suffix === undefined && digits.includes('.')) throw new UsageError(`invalid size '${text}': a size in bytes must be a whole number`);
+  return bytes;
+}
+
+/** Splits `-o` values into key=value pairs, in order; `,,` stands for a literal comma. */
+export function parseOptionString(text: string): Map<string, string> {
+  const options = new Map<string, string>();
+  let current = '';
+  const finish = (): void => {
+    if (current === '') return;
+    const equals = current.indexOf('=');
+    if (equals <= 0) throw new UsageError(`invalid option '${current}' (expected name=value)`);
+    const name = current.slice(0, equals);
+    if (options.has(name)) throw new UsageError(`option '${name}' is given twice`);
+    options.set(name, current.slice(equals + 1));
+    current = '';
+  };
+  for (let index = 0; index < text.length; index++) {
+    const character = text[index];
+    if (character === ',' && text[index + 1] === ',') {
+      current += ',';
+      index++;
+    } else if (character === ',') finish();
+    else current += character;
+  }
+  finish();
+  return options;
+}
+
+function parseBoolean(name: string, value: string): boolean {
+  const lower = value.toLowerCase();
+  if (['on', 'yes', 'true', 'y'].includes(lower)) return true;
+  if (['off', 'no', 'false', 'n'].includes(lower)) return false;
+  throw new UsageError(`option ${name} must be on or off, not '${value}'`);
+}
+
+function oneOf<T extends string>(name: string, value: string, allowed: readonly T[]): T {
+  const found = allowed.find((candidate) => candidate === value);
+  if (found === undefined) throw new UsageError(`option ${name} must be one of ${allowed.join(', ')}, not '${value}'`);
+  return found;
+}
+
+function positiveInteger(name: string, value: string): number {
+  if (!/^\d+$/.test(value)) throw new UsageError(`option ${name} must be a whole number, not '${value}'`);
+  return Number(value);
+}
+
+const COMPAT_NAMES: Readonly<Record<string, '0.10' | '1.1'>> = { '0.10': '0.10', v2: '0.10', '1.1': '1.1', v3: '1.1' };
+
+/** The create options that `-o` names (qemu-img's spelling); unknown names are a usage error. */
+export function createOptionsFrom(options: Map<string, string>): CreateOptions {
+  const result: CreateOptions = {};
+  for (const [name, value] of options) {
+    switch (name) {
+      case 'size':
+        result.size = parseSize(value);
+        break;
+      case 'cluster_size':
+        result.clusterSize = parseSize(value);
+        break;
+      case 'compat': {
+        const compat = COMPAT_NAMES[value];
+        if (compat === undefined) throw new UsageError(`option compat must be 0.10 or 1.1, not '${value}'`);
+        result.compat = compat;
+        break;
+      }
+      case 'refcount_bits':
+        result.refcountBits = positiveInteger(name, value);
+        break;
+      case 'extended_l2':
+        result.extendedL2 = parseBoolean(name, value);
+        break;
+      case 'backing_file':
+        result.backingFile = value;
+        break;
+      case 'backing_fmt':
+        result.backingFormat = oneOf(name, value, ['qcow2', 'raw'] as const);
+        break;
+      case 'preallocation':
+        result.preallocation = oneOf(name, value, ['off', 'metadata'] as const);
+        break;
+      case 'compression_type':
+        result.compressionType = oneOf(name, value, ['zlib', 'zstd'] as const);
+        break;
+      default:
+        throw new UsageError(`unknown or unsupported option '${name}' (supported: size, cluster_size, compat, refcount_bits, extended_l2, backing_file, backing_fmt, preallocation, compression_type)`);
+    }
+  }
+  return result;
+}
+
+/** Every `-o` given (qemu-img accepts several and joins them), parsed into create options. */
+export function createOptionsFromArgs(values: readonly string[]): CreateOptions {
+  return createOptionsFrom(parseOptionString(values.join(',')));
+}
