@@ -1,0 +1,178 @@
+/**
+ * Runs fuzz cases in resource-limited worker threads with a deadline per target. A worker is
+ * reused from case to case and replaced only when a target hangs, exhausts its heap or kills it.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { CaseRequest, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
+
+export interface HarnessOptions {
+  /** A folder the harness owns: one subfolder per worker, with the companions copied in. */
+  folder: string;
+  workers: number;
+  /** How long one target may run on one image. */
+  deadlineMs: number;
+  /** A target past its deadline gets one more try in a fresh worker (a busy machine is not a hang). */
+  retryHangs: boolean;
+  heapLimitMb: number;
+  allocationLimitBytes: number;
+  /** Files the images refer to by relative name (backing files), placed beside each image. */
+  companions: { name: string; bytes: Uint8Array }[];
+}
+
+export const DEFAULT_HARNESS: Omit<HarnessOptions, 'folder' | 'companions'> = {
+  workers: 2,
+  deadlineMs: 2000,
+  retryHangs: true,
+  heapLimitMb: 256,
+  allocationLimitBytes: 64 * 1024 * 1024,
+};
+
+const WORKER_URL = new URL('./fuzz-worker.ts', import.meta.url);
+const IMAGE = 'image.qcow2';
+
+/** One worker thread and the folder its images go to. */
+class Slot {
+  private worker: Worker | null = null;
+  private ready: Promise<Worker> | null = null;
+  readonly folder: string;
+  private readonly options: HarnessOptions;
+
+  constructor(folder: string, options: HarnessOptions) {
+    this.folder = folder;
+    this.options = options;
+  }
+
+  private spawn(): Promise<Worker> {
+    if (this.ready !== null) return this.ready;
+    const settings: WorkerSettings = { allocationLimitBytes: this.options.allocationLimitBytes };
+    const worker = new Worker(WORKER_URL, {
+      workerData: settings,
+      resourceLimits: { maxOldGenerationSizeMb: this.options.heapLimitMb, maxYoungGenerationSizeMb: 32, stackSizeMb: 4 },
+      stdout: false,
+      stderr: false,
+    });
+    this.worker = worker;
+    this.ready = new Promise((resolve, reject) => {
+      const onMessage = (message: WorkerMessage): void => {
+        if (message.type !== 'ready') return;
+        worker.off('message', onMessage);
+        worker.off('error', reject);
+        resolve(worker);
+      };
+      worker.on('message', onMessage);
+      worker.once('error', reject);
+    });
+    return this.ready;
+  }
+
+  private async kill(): Promise<void> {
+    const worker = this.worker;
+    this.worker = null;
+    this.ready = null;
+    if (worker !== null) await worker.terminate();
+  }
+
+  /**
+   * Runs `targets` in order on the image in this slot's folder. Returns the outcomes so far and
+   * the target that killed the worker (hang, heap, crash), if one did; the caller carries on
+   * after it in a fresh worker.
+   */
+  private async attempt(targets: string[]): Promise<TargetOutcome[]> {
+    const worker = await this.spawn();
+    const outcomes: TargetOutcome[] = [];
+    const request: CaseRequest = { imagePath: path.join(this.folder, IMAGE), targets };
+    return await new Promise<TargetOutcome[]>((resolve) => {
+      let current: string | null = null;
+      let timer: NodeJS.Timeout | null = null;
+      const finish = (death: TargetOutcome | null): void => {
+        if (timer !== null) clearTimeout(timer);
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+        if (death !== null) {
+          outcomes.push(death);
+          void this.kill().then(() => resolve(outcomes));
+        } else resolve(outcomes);
+      };
+      const onMessage = (message: WorkerMessage): void => {
+        if (message.type === 'start') {
+          current = message.target;
+          timer = setTimeout(() => finish({ target: message.target, status: 'hang', message: `still running after ${this.options.deadlineMs} ms` }), this.options.deadlineMs);
+        } else if (message.type === 'result') {
+          if (timer !== null) clearTimeout(timer);
+          timer = null;
+          current = null;
+          outcomes.push(message.outcome);
+        } else if (message.type === 'done') finish(null);
+      };
+      const onError = (error: Error): void => {
+        const code = (error as { code?: unknown }).code;
+        const status = code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'oom' : 'crash';
+        finish({ target: current ?? targets[outcomes.length] ?? '?', status, code: String(code ?? error.name), message: error.message });
+      };
+      const onExit = (exitCode: number): void => {
+        finish({ target: current ?? targets[outcomes.length] ?? '?', status: 'crash', message: `the worker exited with code ${exitCode}` });
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      worker.postMessage(request);
+    });
+  }
+
+  async run(image: Uint8Array, targets: string[]): Promise<TargetOutcome[]> {
+    fs.writeFileSync(path.join(this.folder, IMAGE), image);
+    const outcomes: TargetOutcome[] = [];
+    let remaining = targets;
+    while (remaining.length > 0) {
+      const done = await this.attempt(remaining);
+      const last = done[done.length - 1];
+      if (last !== undefined && last.status === 'hang' && this.options.retryHangs) {
+        const [again] = await this.attempt([last.target]);
+        if (again !== undefined && again.status !== 'hang') done[done.length - 1] = again;
+      }
+      outcomes.push(...done);
+      remaining = targets.slice(outcomes.length);
+    }
+    return outcomes;
+  }
+
+  async close(): Promise<void> {
+    await this.kill();
+  }
+}
+
+export class FuzzHarness {
+  private readonly idle: Slot[];
+  private readonly slots: Slot[];
+  private readonly waiting: ((slot: Slot) => void)[] = [];
+
+  constructor(options: HarnessOptions) {
+    this.slots = [];
+    for (let index = 0; index < options.workers; index++) {
+      const folder = path.join(options.folder, `worker-${index}`);
+      fs.mkdirSync(folder, { recursive: true });
+      for (const companion of options.companions) fs.writeFileSync(path.join(folder, companion.name), companion.bytes);
+      this.slots.push(new Slot(folder, options));
+    }
+    this.idle = [...this.slots];
+  }
+
+  /** Runs the targets on one image as soon as a worker is free. */
+  async run(image: Uint8Array, targets: string[]): Promise<TargetOutcome[]> {
+    const slot = this.idle.pop() ?? (await new Promise<Slot>((resolve) => this.waiting.push(resolve)));
+    try {
+      return await slot.run(image, targets);
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next(slot);
+      else this.idle.push(slot);
+    }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.slots.map((slot) => slot.close()));
+  }
+}

@@ -1,0 +1,41 @@
+/** Messages between the fuzz harness and its worker threads. */
+
+export interface WorkerSettings {
+  allocationLimitBytes: number;
+}
+
+/** One mutated image and the targets to run on it, in order. */
+export interface CaseRequest {
+  imagePath: string;
+  targets: string[];
+}
+
+export type OutcomeStatus =
+  /** Returned normally. */
+  | 'ok'
+  /** Threw a Qcow2Error (its code may still be unacceptable: see the oracle). */
+  | 'typed'
+  /** Threw anything else: TypeError, RangeError, a bare Error… */
+  | 'raw'
+  /** Asked for a buffer over the allocation limit. */
+  | 'memory'
+  /** Ran past the deadline (twice): the worker was terminated. */
+  | 'hang'
+  /** Exhausted the worker's heap limit. */
+  | 'oom'
+  /** The worker died some other way. */
+  | 'crash';
+
+export interface TargetOutcome {
+  target: string;
+  status: OutcomeStatus;
+  code?: string;
+  message?: string;
+  stack?: string;
+}
+
+export type WorkerMessage =
+  | { type: 'ready' }
+  | { type: 'start'; target: string }
+  | { type: 'result'; outcome: TargetOutcome }
+  | { type: 'done' };

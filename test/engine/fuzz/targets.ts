@@ -1,0 +1,89 @@
+/**
+ * What the fuzzer runs on every mutated image, inside a resource-limited worker thread. Each
+ * target is one engine entry point a user reaches; to add one, import it and add one line to
+ * TARGETS. Work on a hostile image is bounded here (guest bytes read per target), because a tiny
+ * file can legitimately describe terabytes of guest data: that is not a hang in the engine.
+ */
+import { jobTable } from '../../../src/main/worker/job-table.ts';
+import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
+import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
+import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
+import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/info.ts';
+import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
+
+export interface FuzzTarget {
+  name: string;
+  run(imagePath: string): unknown;
+}
+
+const target = (name: string, run: (imagePath: string) => unknown): FuzzTarget => ({ name, run });
+
+export const TARGETS: FuzzTarget[] = [
+  target('info', (file) => readImageInfo(file)),
+  target('open', (file) => withImage(file, () => undefined)),
+  target('read-guest', (file) => withImage(file, (image) => readGuest(image, image.l1, image, new Budget()))),
+  target('snapshot-list', (file) => withImage(file, (image) => image.snapshots.map((entry) => ({ ...snapshotInfo(entry), record: readCowbellRecord(entry) })))),
+  target('read-snapshots', (file) => withImage(file, readEverySnapshot)),
+  // The UI's image.open: main checks the path, then a pool worker runs this job.
+  target('ui-open', (file) => jobTable['image.info'](file, {}, silentJob)),
+];
+
+export function targetNames(): string[] {
+  return TARGETS.map((entry) => entry.name);
+}
+
+function withImage<T>(file: string, use: (image: Qcow2Image) => T): T {
+  const image = Qcow2Image.open(file, { readOnly: true });
+  try {
+    return use(image);
+  } finally {
+    image.close();
+  }
+}
+
+const CHUNK = 256 * 1024;
+/** Guest bytes one target reads at most (mapped ranges); more is work, not a finding. */
+const BUDGET_BYTES = 32 * 1024 * 1024;
+/** Unmapped L1 ranges get a small probe read each, up to this many. */
+const MAX_PROBES = 64;
+
+class Budget {
+  bytes = BUDGET_BYTES;
+  probes = MAX_PROBES;
+}
+
+/**
+ * Reads the guest disk through `l1` in chunks: every range an L2 table maps, a probe at the start
+ * of unmapped ranges (the backing file shows through there), until the budget runs out.
+ */
+function readGuest(image: Qcow2Image, l1: L1Table, reader: GuestReader, budget: Budget): void {
+  const chunk = new Uint8Array(CHUNK);
+  const probe = new Uint8Array(512);
+  const coverage = image.l2Entries * image.clusterBytes;
+  let position = 0;
+  while (position < reader.virtualSize && budget.bytes > 0) {
+    const l1Index = Math.floor(position / coverage);
+    const rangeEnd = (l1Index + 1) * coverage;
+    const mapped = l1Index < l1.size && (l1.view.getUint32(l1Index * 8) !== 0 || l1.view.getUint32(l1Index * 8 + 4) !== 0);
+    if (!mapped) {
+      if (budget.probes-- <= 0) return;
+      reader.readInto(probe, position);
+      if (l1Index >= l1.size) return;
+      position = rangeEnd;
+      continue;
+    }
+    const length = Math.min(CHUNK, rangeEnd - position);
+    reader.readInto(chunk.subarray(0, length), position);
+    budget.bytes -= length;
+    position += length;
+  }
+}
+
+function readEverySnapshot(image: Qcow2Image): void {
+  const budget = new Budget();
+  for (const snapshot of image.snapshots) {
+    const reader = image.snapshotReader(snapshot);
+    readGuest(image, image.loadSnapshotL1(snapshot), reader, budget);
+    reader.close();
+  }
+}
