@@ -28,6 +28,7 @@ import {
   INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
   MAX_BACKING_CHAIN,
+  MAX_HOST_OFFSET,
 } from './format/limits.ts';
 import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from './format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
@@ -251,6 +252,10 @@ export class Qcow2Image implements GuestReader {
     if (entry.kind === 'normal' && !isAligned(entry.hostOffset, this.clusterBytes)) {
       throw new Qcow2Error('CORRUPT', `Cluster at guest offset ${hex(guestClusterStart)} has an unaligned host offset ${hex(entry.hostOffset)}`);
     }
+    // 56-bit offsets can exceed what a file (or a JS number) can hold.
+    if (entry.hostOffset > MAX_HOST_OFFSET - this.clusterBytes - entry.compressedSize) {
+      throw new Qcow2Error('CORRUPT', `Cluster at guest offset ${hex(guestClusterStart)} points to ${hex(entry.hostOffset)}, beyond the end of any file`);
+    }
     return entry;
   }
 
@@ -259,6 +264,7 @@ export class Qcow2Image implements GuestReader {
     const { l2Offset } = decodeL1(l1.view, l1Index * 8);
     if (l2Offset !== 0 && !isAligned(l2Offset, this.clusterBytes)) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points to an unaligned L2 table at ${hex(l2Offset)}`);
     if (l2Offset !== 0 && l2Offset < this.clusterBytes) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points into the header`);
+    if (l2Offset > MAX_HOST_OFFSET - this.clusterBytes) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points to ${hex(l2Offset)}, beyond the end of any file`);
     return l2Offset;
   }
 

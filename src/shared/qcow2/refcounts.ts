@@ -10,7 +10,7 @@ import type { BlockFile } from './block-file.ts';
 import { Qcow2Error } from './errors.ts';
 import { hex, isAligned, view } from './format/bytes.ts';
 import { decodeRefcountTableEntry, encodeRefcountTableEntry, getRefcount, maxRefcount, setRefcount } from './format/entries.ts';
-import { MAX_REFTABLE_BYTES } from './format/limits.ts';
+import { MAX_HOST_OFFSET, MAX_REFTABLE_BYTES } from './format/limits.ts';
 import { TableCache } from './table-cache.ts';
 
 export interface RefcountLayout {
@@ -78,7 +78,7 @@ export class Refcounts {
     if (tableIndex >= this.tableEntries) return 0;
     const entry = decodeRefcountTableEntry(this.tableView, tableIndex * 8);
     if (entry.blockOffset === 0) return 0;
-    if (entry.reservedBitsSet || !isAligned(entry.blockOffset, this.clusterBytes)) {
+    if (entry.reservedBitsSet || !isAligned(entry.blockOffset, this.clusterBytes) || entry.blockOffset > MAX_HOST_OFFSET - this.clusterBytes) {
       throw new Qcow2Error('CORRUPT', `Refcount block ${tableIndex} has an invalid offset ${hex(entry.blockOffset)}`);
     }
     return entry.blockOffset;
