@@ -167,7 +167,11 @@ export function parseHeader(firstBytes: Uint8Array, fileSize: number): Header {
     if (header.backingFileSize > MAX_BACKING_FILE_NAME) throw new Qcow2Error('CORRUPT', 'The backing file name is too long');
     const end = header.backingFileOffset + header.backingFileSize;
     if (end > clusterBytes || end > firstBytes.length) throw new Qcow2Error('CORRUPT', 'The backing file name lies outside the header cluster');
-    header.backingFile = decodeString(firstBytes.subarray(header.backingFileOffset, end));
+    // QEMU reads the name as a C string: it ends at the first NUL, and an empty name means no backing file.
+    const nameBytes = firstBytes.subarray(header.backingFileOffset, end);
+    const nul = nameBytes.indexOf(0);
+    const name = decodeString(nul >= 0 ? nameBytes.subarray(0, nul) : nameBytes);
+    header.backingFile = name.length > 0 ? name : null;
   }
   return header;
 }
