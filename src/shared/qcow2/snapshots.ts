@@ -68,6 +68,28 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
   }
 }
 
+/**
+ * The references a copy of `l1` adds, per host cluster; refused before anything is written when
+ * one would not fit the image's refcount width (1-bit refcounts cannot share a cluster at all).
+ */
+function referencesToAdd(image: Qcow2Image, l1: L1Table, job: JobContext): Map<number, number> {
+  const references = new Map<number, number>();
+  forEachReference(image, l1, (cluster) => references.set(cluster, (references.get(cluster) ?? 0) + 1), job);
+  for (const [cluster, count] of references) {
+    if (image.refcounts.get(cluster) + count > image.refcounts.max) {
+      throw new Qcow2Error(
+        'INVALID_ARGUMENT',
+        `This needs a refcount above ${image.refcounts.max}, the largest this image's ${2 ** image.refcounts.order}-bit refcounts can hold (cluster ${cluster}); nothing was changed`,
+      );
+    }
+  }
+  return references;
+}
+
+function addReferences(image: Qcow2Image, references: Map<number, number>): void {
+  for (const [cluster, count] of references) image.refcounts.increment(cluster, count);
+}
+
 function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
   const clusters: number[] = [];
   const count = Math.ceil((size * 8) / image.clusterBytes);
@@ -192,12 +214,13 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
   image.assertWritable();
   assertNewName(image, options.name);
   const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
+  const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
     job.progress('copying the L1 table', 0, 3, 'steps');
     // 1. The snapshot's L1: a copy without COPIED flags, and one more reference to all it reaches.
     const l1Bytes = strippedL1Copy(image.l1, image.l1.size);
     const l1Offset = writeNewClusters(image, l1Bytes);
-    forEachReference(image, image.l1, (cluster) => image.refcounts.increment(cluster), job);
+    addReferences(image, references);
     image.flush();
     job.progress('clearing COPIED flags', 1, 3, 'steps');
     // 2. Everything the active L1 reaches is now shared: drop its COPIED flags before the snapshot is visible.
@@ -260,13 +283,14 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
   const diskSize = snapshot.diskSize ?? image.virtualSize;
   const needed = Math.ceil(diskSize / (image.l2Entries * image.clusterBytes));
   const newSize = Math.max(snapshotL1.size, needed);
+  const references = referencesToAdd(image, snapshotL1, job);
   change(image, () => {
     job.progress('copying the snapshot\'s L1 table', 0, 3, 'steps');
     // 1. A new active L1 elsewhere: the snapshot's, without COPIED flags (everything in it stays shared with the snapshot).
     const newBytes = strippedL1Copy(snapshotL1, newSize);
     const newL1: L1Table = { offset: 0, size: newSize, bytes: newBytes, view: view(newBytes) };
     newL1.offset = writeNewClusters(image, newBytes);
-    forEachReference(image, snapshotL1, (cluster) => image.refcounts.increment(cluster), job);
+    addReferences(image, references);
     image.flush();
     // 2. One header write switches the active L1 (and the table's current-parent mark).
     job.progress('switching to the snapshot', 1, 3, 'steps');
