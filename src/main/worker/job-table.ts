@@ -8,11 +8,20 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
+import { readAllocationMap } from '../../shared/qcow2/allocation-map.ts';
+import { createImage } from '../../shared/qcow2/create.ts';
+import { detectFormat } from '../../shared/qcow2/image-format.ts';
 import type { ContractJobTable } from './protocol.ts';
 
 /** Each job kind of the contract and the engine function that does it. */
 export const jobTable: ContractJobTable = {
   'image.info': (path) => readImageInfo(path),
+  'image.map': (path, args, context) => readAllocationMap(path, args, context),
+  'image.create': (path, args, context) => {
+    const backingFormat = args.backingFile !== undefined ? (args.backingFormat ?? detectFormat(args.backingFile)) : undefined;
+    createImage({ ...args, backingFormat, path }, context);
+    return readImageInfo(path);
+  },
   'image.usage': (path, _args, context) => readUsage(path, context),
   'image.diff': (path, args, context) => readDiff(path, args.from, args.to, context),
   'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),

@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -23,9 +23,40 @@ export const SnapshotName = z
 
 const Empty = z.object({}).strict();
 
+const REFCOUNT_WIDTHS = [1, 2, 4, 8, 16, 32, 64];
+
+/** What a new image is made with (create's options); the size defaults to the backing file's. */
+export const CreateImageArgs = z
+  .object({
+    size: z.number().int().positive().max(2 ** 52).optional(),
+    clusterSize: z
+      .number()
+      .int()
+      .min(512)
+      .max(2 * 1024 * 1024)
+      .refine((value) => (value & (value - 1)) === 0, 'cluster size must be a power of two')
+      .optional(),
+    compat: z.enum(['0.10', '1.1']).optional(),
+    refcountBits: z
+      .number()
+      .int()
+      .refine((value) => REFCOUNT_WIDTHS.includes(value), 'refcount bits must be 1, 2, 4, 8, 16, 32 or 64')
+      .optional(),
+    extendedL2: z.boolean().optional(),
+    backingFile: AbsolutePath.optional(),
+    backingFormat: z.enum(['qcow2', 'raw']).optional(),
+    preallocation: z.enum(['off', 'metadata']).optional(),
+    compressionType: z.enum(['zlib', 'zstd']).optional(),
+  })
+  .strict()
+  .refine((args) => args.size !== undefined || args.backingFile !== undefined, 'a size is needed (or a backing file to take it from)');
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
+  'image.map': { access: 'read', args: z.object({ snapshot: z.string().max(1024).optional(), cells: z.number().int().min(1).max(65536) }).strict() },
+  /** Makes a new image at the job's path (which must not exist yet): a write on that path. */
+  'image.create': { access: 'write', args: CreateImageArgs },
   'image.usage': { access: 'read', args: Empty },
   'image.diff': { access: 'read', args: z.object({ from: SnapshotName, to: SnapshotName }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
@@ -37,6 +68,8 @@ export const jobSchemas = {
 
 export interface JobResults {
   'image.info': ImageInfo;
+  'image.map': AllocationMap;
+  'image.create': ImageInfo;
   'image.usage': UsageReport;
   'image.diff': DiffResult;
   'snapshot.tree': SnapshotTree;
@@ -169,7 +202,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
+export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.
