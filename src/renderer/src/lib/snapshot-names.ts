@@ -1,0 +1,20 @@
+/** A name for a new snapshot, proposed from the date: "2025-11-25 15:48", made unique among the disk's names. */
+export function proposeSnapshotName(now: Date, existingNames: Iterable<string>): string {
+  const pad = (value: number): string => String(value).padStart(2, '0');
+  const base = `${now.getFullYear()}-${pad(now.getMonth() + 1)}-${pad(now.getDate())} ${pad(now.getHours())}:${pad(now.getMinutes())}`;
+  const taken = new Set(existingNames);
+  if (!taken.has(base)) return base;
+  for (let suffix = 2; ; suffix++) {
+    const candidate = `${base} (${suffix})`;
+    if (!taken.has(candidate)) return candidate;
+  }
+}
+
+/** Why a snapshot name cannot be used, or null when it can. */
+export function snapshotNameProblem(name: string, existingNames: Iterable<string>, ownName: string | null = null): string | null {
+  const trimmed = name.trim();
+  if (trimmed === '') return 'Give the snapshot a name.';
+  if (trimmed.length > 1024) return 'Names are at most 1024 characters long.';
+  if (trimmed !== ownName && new Set(existingNames).has(trimmed)) return 'A snapshot with this name already exists.';
+  return null;
+}

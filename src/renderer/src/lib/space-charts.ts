@@ -1,0 +1,216 @@
+/**
+ * The space charts as data: pure functions from the engine's UsageReport to ECharts option objects,
+ * so what each bar means is stated (and tested) here and the components only draw.
+ */
+import type { EChartsOption } from 'echarts';
+import { formatBytes, formatBytesExact } from '../../../shared/format-units.ts';
+import type { UsageReport } from '../../../shared/ipc/contract.ts';
+
+/** Colours and font read from the theme's CSS variables (ECharts draws on a canvas and cannot use them). */
+export interface ChartPalette {
+  text: string;
+  textSecondary: string;
+  grid: string;
+  surface: string;
+  font: string;
+  virtual: string;
+  data: string;
+  shared: string;
+  metadata: string;
+  leaked: string;
+  free: string;
+  current: string;
+  highlight: string;
+}
+
+export interface SpaceFigures {
+  virtualSize: number;
+  allocatedBytes: number;
+  fileSize: number;
+  /** Allocated clusters holding guest data: allocated less metadata and leaks. */
+  guestDataBytes: number;
+  metadataBytes: number;
+  leakedBytes: number;
+  /** Bytes of the file no cluster uses (holes, a tail past the last allocation). */
+  unusedFileBytes: number;
+}
+
+export function spaceFigures(usage: UsageReport): SpaceFigures {
+  const guestDataBytes = Math.max(0, usage.allocatedBytes - usage.metadataBytes - usage.leakedBytes);
+  return {
+    virtualSize: usage.virtualSize,
+    allocatedBytes: usage.allocatedBytes,
+    fileSize: usage.fileSize,
+    guestDataBytes,
+    metadataBytes: usage.metadataBytes,
+    leakedBytes: usage.leakedBytes,
+    unusedFileBytes: Math.max(0, usage.fileSize - usage.allocatedBytes),
+  };
+}
+
+function baseOption(palette: ChartPalette): EChartsOption {
+  return {
+    animation: false,
+    textStyle: { fontFamily: palette.font, color: palette.text, fontSize: 12 },
+    // Tooltips drawn on the canvas: the HTML ones carry inline style attributes the page's CSP refuses.
+    tooltip: {
+      trigger: 'item',
+      renderMode: 'richText',
+      backgroundColor: palette.surface,
+      borderColor: palette.grid,
+      textStyle: { color: palette.text, fontFamily: palette.font, fontSize: 12 },
+    },
+  };
+}
+
+const bytesAxis = (palette: ChartPalette) =>
+  ({
+    type: 'value',
+    axisLabel: { color: palette.textSecondary, formatter: (value: number) => formatBytes(value) },
+    splitLine: { lineStyle: { color: palette.grid } },
+    splitNumber: 3,
+  }) as const;
+
+/** Virtual size against what the file allocates (guest data, metadata, leaks) and its size on disk. */
+export function spaceSummaryOption(usage: UsageReport, palette: ChartPalette): EChartsOption {
+  const figures = spaceFigures(usage);
+  const rows = [
+    `Virtual disk  ${formatBytes(figures.virtualSize)}`,
+    `Allocated  ${formatBytes(figures.allocatedBytes)}`,
+    `File  ${formatBytes(figures.fileSize)}`,
+  ];
+  const segment = (name: string, color: string, values: [number | null, number | null, number | null]) => ({
+    name,
+    type: 'bar' as const,
+    stack: 'space',
+    barWidth: 16,
+    barMinHeight: 2,
+    itemStyle: { color },
+    data: values.map((value) => (value === null ? null : { value })),
+    tooltip: { formatter: (params: { value?: unknown }) => `${name}\n${formatBytesExact(Number(params.value))}` },
+  });
+  return {
+    ...baseOption(palette),
+    grid: { left: 8, right: 16, top: 8, bottom: 4, containLabel: true },
+    legend: { show: false },
+    xAxis: bytesAxis(palette),
+    yAxis: {
+      type: 'category',
+      inverse: true,
+      data: rows,
+      axisTick: { show: false },
+      axisLine: { lineStyle: { color: palette.grid } },
+      axisLabel: { color: palette.text },
+    },
+    series: [
+      segment('Virtual size', palette.virtual, [figures.virtualSize, null, null]),
+      segment('Guest data', palette.data, [null, figures.guestDataBytes, figures.guestDataBytes]),
+      segment('Metadata', palette.metadata, [null, figures.metadataBytes, figures.metadataBytes]),
+      segment('Leaked', palette.leaked, [null, figures.leakedBytes, figures.leakedBytes]),
+      segment('Unused in file', palette.free, [null, null, figures.unusedFileBytes]),
+    ],
+  };
+}
+
+export interface SnapshotSpaceRow {
+  /** A snapshot id, 'current' for the current state, or 'others' for the rest taken together. */
+  id: string;
+  label: string;
+  kind: 'snapshot' | 'current' | 'others';
+  exclusiveBytes: number;
+  sharedBytes: number;
+}
+
+/**
+ * One row per snapshot and one for the current state, biggest own data first (then most shared):
+ * what deleting each would free. Past `limit` rows the rest are summed into one.
+ */
+export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpaceRow[] {
+  const rows: SnapshotSpaceRow[] = [
+    { id: 'current', label: 'Current state', kind: 'current', ...usage.current },
+    ...usage.snapshots.map((snapshot) => ({
+      id: snapshot.id,
+      label: snapshot.name,
+      kind: 'snapshot' as const,
+      exclusiveBytes: snapshot.exclusiveBytes,
+      sharedBytes: snapshot.sharedBytes,
+    })),
+  ];
+  rows.sort((a, b) => b.exclusiveBytes - a.exclusiveBytes || b.sharedBytes - a.sharedBytes);
+  if (rows.length <= limit) return rows;
+  const shown = rows.slice(0, limit - 1);
+  const rest = rows.slice(limit - 1);
+  shown.push({
+    id: 'others',
+    label: `${rest.length} more`,
+    kind: 'others',
+    exclusiveBytes: rest.reduce((sum, row) => sum + row.exclusiveBytes, 0),
+    sharedBytes: rest.reduce((sum, row) => sum + row.sharedBytes, 0),
+  });
+  return shown;
+}
+
+const MAX_LABEL = 22;
+
+function shortLabel(label: string): string {
+  return label.length > MAX_LABEL ? `${label.slice(0, MAX_LABEL - 1)}…` : label;
+}
+
+/** Stacked bars per row: the bytes only this snapshot holds, then the bytes it shares. */
+export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: ChartPalette, highlightedId: string | null = null): EChartsOption {
+  const emphasis = (row: SnapshotSpaceRow, color: string) => ({
+    value: row.exclusiveBytes,
+    itemStyle: { color, ...(row.id === highlightedId ? { borderColor: palette.highlight, borderWidth: 2 } : {}) },
+  });
+  const ownColor = (row: SnapshotSpaceRow): string => (row.kind === 'current' ? palette.current : palette.data);
+  const tooltip = (what: string) => ({
+    formatter: (params: { dataIndex: number; value?: unknown }) => {
+      const row = rows[params.dataIndex];
+      return row ? `${row.label}\n${what}: ${formatBytesExact(Number(params.value))}` : '';
+    },
+  });
+  return {
+    ...baseOption(palette),
+    grid: { left: 8, right: 16, top: 28, bottom: 4, containLabel: true },
+    legend: {
+      top: 0,
+      left: 0,
+      itemWidth: 10,
+      itemHeight: 10,
+      textStyle: { color: palette.textSecondary },
+      data: ['Only in this state', 'Shared'],
+    },
+    xAxis: bytesAxis(palette),
+    yAxis: {
+      type: 'category',
+      inverse: true,
+      data: rows.map((row) => shortLabel(row.label)),
+      axisTick: { show: false },
+      axisLine: { lineStyle: { color: palette.grid } },
+      axisLabel: { color: palette.text },
+    },
+    series: [
+      {
+        name: 'Only in this state',
+        type: 'bar',
+        stack: 'bytes',
+        barWidth: 12,
+        itemStyle: { color: palette.data },
+        data: rows.map((row) => emphasis(row, ownColor(row))),
+        tooltip: tooltip('only here'),
+      },
+      {
+        name: 'Shared',
+        type: 'bar',
+        stack: 'bytes',
+        barWidth: 12,
+        itemStyle: { color: palette.shared },
+        data: rows.map((row) => ({
+          value: row.sharedBytes,
+          itemStyle: { color: palette.shared, ...(row.id === highlightedId ? { borderColor: palette.highlight, borderWidth: 2 } : {}) },
+        })),
+        tooltip: tooltip('shared'),
+      },
+    ],
+  };
+}

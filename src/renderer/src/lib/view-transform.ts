@@ -1,0 +1,64 @@
+/** Pan and zoom for the tree: a scale and a translation, and the arithmetic to fit, zoom at a point and reveal a node. */
+
+export interface ViewTransform {
+  scale: number;
+  x: number;
+  y: number;
+}
+
+export interface Box {
+  minX: number;
+  minY: number;
+  maxX: number;
+  maxY: number;
+}
+
+export const MIN_SCALE = 0.05;
+export const MAX_SCALE = 2.5;
+
+export function clampScale(scale: number): number {
+  return Math.min(MAX_SCALE, Math.max(MIN_SCALE, scale));
+}
+
+/** The whole box inside a viewport of `width` × `height`, centred, never enlarged past 1:1. */
+export function fitBox(box: Box, width: number, height: number, padding = 32): ViewTransform {
+  const boxWidth = Math.max(1, box.maxX - box.minX);
+  const boxHeight = Math.max(1, box.maxY - box.minY);
+  const scale = clampScale(Math.min(1, (width - 2 * padding) / boxWidth, (height - 2 * padding) / boxHeight));
+  return {
+    scale,
+    x: (width - boxWidth * scale) / 2 - box.minX * scale,
+    y: (height - boxHeight * scale) / 2 - box.minY * scale,
+  };
+}
+
+/** Zooms by `factor` keeping the scene point under (px, py) where it is. */
+export function zoomAt(view: ViewTransform, factor: number, px: number, py: number): ViewTransform {
+  const scale = clampScale(view.scale * factor);
+  const applied = scale / view.scale;
+  return { scale, x: px - (px - view.x) * applied, y: py - (py - view.y) * applied };
+}
+
+/** Centres the scene point (sx, sy) at the viewport's (px, py) at `scale`. */
+export function centreOn(sx: number, sy: number, px: number, py: number, scale: number): ViewTransform {
+  return { scale, x: px - sx * scale, y: py - sy * scale };
+}
+
+/** The least pan that brings the scene box fully into the viewport (with a margin); unchanged if it is already. */
+export function reveal(view: ViewTransform, box: Box, width: number, height: number, margin = 24): ViewTransform {
+  const left = box.minX * view.scale + view.x;
+  const right = box.maxX * view.scale + view.x;
+  const top = box.minY * view.scale + view.y;
+  const bottom = box.maxY * view.scale + view.y;
+  let dx = 0;
+  let dy = 0;
+  if (left < margin) dx = margin - left;
+  else if (right > width - margin) dx = Math.max(margin - left, width - margin - right);
+  if (top < margin) dy = margin - top;
+  else if (bottom > height - margin) dy = Math.max(margin - top, height - margin - bottom);
+  return dx === 0 && dy === 0 ? view : { ...view, x: view.x + dx, y: view.y + dy };
+}
+
+export function transformAttribute(view: ViewTransform): string {
+  return `translate(${view.x.toFixed(2)},${view.y.toFixed(2)}) scale(${view.scale.toFixed(4)})`;
+}
