@@ -38,10 +38,12 @@ export function rawSnapshotEntries(image: string): Map<string, Uint8Array> {
   const entries = parseSnapshotTable(table, header.snapshotCount, header.version);
   const raw = new Map<string, Uint8Array>();
   let position = 0;
+  const encoder = new TextEncoder();
   for (const entry of entries) {
-    const size = snapshotEntrySize(entry);
-    raw.set(entry.id, table.slice(position, position + size));
-    position += size;
+    // The entry itself, without the padding to 8 bytes that follows it (QEMU leaves that unwritten after the last one).
+    const length = 40 + entry.extraData.length + encoder.encode(entry.id).length + encoder.encode(entry.name).length;
+    raw.set(entry.id, table.slice(position, position + length));
+    position += snapshotEntrySize(entry);
   }
   return raw;
 }
