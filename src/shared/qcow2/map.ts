@@ -70,7 +70,10 @@ export function layerLength(reader: GuestReader): number {
 function mapLayer(reader: GuestReader, depth: number, start: number, end: number, builder: MapBuilder): void {
   if (start >= end) return;
   if (reader instanceof RawImage) {
-    builder.add({ start, length: end - start, depth, present: true, zero: false, data: true, compressed: false, offset: start });
+    // The tail of the last sector, past the end of the file, is a hole that reads as zeros.
+    const dataEnd = Math.max(start, Math.min(end, reader.virtualSize));
+    builder.add({ start, length: dataEnd - start, depth, present: true, zero: false, data: true, compressed: false, offset: start });
+    builder.add({ start: dataEnd, length: end - dataEnd, depth, present: true, zero: true, data: false, compressed: false, offset: dataEnd });
     return;
   }
   if (!(reader instanceof Qcow2Image)) throw new Qcow2Error('INTERNAL', 'cannot map a backing file of an unknown kind');
