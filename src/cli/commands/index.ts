@@ -1,4 +1,5 @@
 import type { Command } from '../command.ts';
+import { check } from './check.ts';
 import { convert } from './convert.ts';
 import { create } from './create.ts';
 import { diff } from './diff.ts';
@@ -8,4 +9,4 @@ import { snapshot } from './snapshot.ts';
 import { usage } from './usage.ts';
 
 /** Every `cowbell` subcommand, by name. A new command is one file and one line here. */
-export const commands: readonly Command[] = [info, create, map, convert, snapshot, usage, diff];
+export const commands: readonly Command[] = [info, create, check, map, convert, snapshot, usage, diff];

@@ -1,0 +1,44 @@
+/**
+ * What a check found: qemu-img's three counters and its one-line messages. A hostile image can
+ * produce a finding per cluster, so only the first MAX_MESSAGES lines are kept.
+ */
+export const MAX_MESSAGES = 10_000;
+
+export class CheckFindings {
+  corruptions = 0;
+  leaks = 0;
+  checkErrors = 0;
+  private readonly lines: string[] = [];
+  private omitted = 0;
+
+  note(message: string): void {
+    if (this.lines.length < MAX_MESSAGES) this.lines.push(message);
+    else this.omitted++;
+  }
+
+  /** `count` > 1 where QEMU would meet the same entry once per L1 table that reaches it. */
+  corruption(message: string, count = 1): void {
+    this.corruptions += count;
+    this.note(message);
+  }
+
+  leak(message: string): void {
+    this.leaks++;
+    this.note(message);
+  }
+
+  checkError(message: string): void {
+    this.checkErrors++;
+    this.note(message);
+  }
+
+  messages(): string[] {
+    return this.omitted === 0 ? [...this.lines] : [...this.lines, `(${this.omitted} more messages not shown)`];
+  }
+}
+
+/** A 64-bit table entry in hex, as QEMU prints it (no leading zeros). */
+export function hexEntry(high: number, low: number): string {
+  if (high === 0) return low.toString(16);
+  return high.toString(16) + low.toString(16).padStart(8, '0');
+}
