@@ -192,14 +192,9 @@ export class Qcow2Image implements GuestReader {
     if (this.header.snapshotCount > 0) add(this.header.snapshotsOffset, this.snapshotTableBytes);
     for (const snapshot of this.snapshots) add(snapshot.l1TableOffset, snapshot.l1Size * 8);
     for (let index = 0; index < this.refcounts.tableEntries; index++) {
-      let blockOffset = 0;
-      try {
-        blockOffset = this.refcounts.blockOffset(index);
-      } catch (error) {
-        // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
-        if (!(error instanceof Qcow2Error)) throw error;
-      }
-      if (blockOffset !== 0) add(blockOffset, clusterBytes);
+      // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
+      const blockOffset = this.refcounts.blockOffsetIfValid(index);
+      if (blockOffset !== null && blockOffset !== 0) add(blockOffset, clusterBytes);
     }
     for (let index = 0; index < this.l1.size; index++) {
       const entry = decodeL1(this.l1.view, index * 8);

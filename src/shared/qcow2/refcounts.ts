@@ -75,12 +75,20 @@ export class Refcounts {
 
   /** The offset of refcount block `tableIndex`, 0 if none; CORRUPT if the entry is invalid. */
   blockOffset(tableIndex: number): number {
+    const blockOffset = this.blockOffsetIfValid(tableIndex);
+    if (blockOffset === null) {
+      const entry = decodeRefcountTableEntry(this.tableView, tableIndex * 8);
+      throw new Qcow2Error('CORRUPT', `Refcount block ${tableIndex} has an invalid offset ${hex(entry.blockOffset)}`);
+    }
+    return blockOffset;
+  }
+
+  /** As blockOffset, but null for an invalid entry: for scans over a whole table, where throwing per entry costs seconds. */
+  blockOffsetIfValid(tableIndex: number): number | null {
     if (tableIndex >= this.tableEntries) return 0;
     const entry = decodeRefcountTableEntry(this.tableView, tableIndex * 8);
     if (entry.blockOffset === 0) return 0;
-    if (entry.reservedBitsSet || !isAligned(entry.blockOffset, this.clusterBytes) || entry.blockOffset > MAX_HOST_OFFSET - this.clusterBytes) {
-      throw new Qcow2Error('CORRUPT', `Refcount block ${tableIndex} has an invalid offset ${hex(entry.blockOffset)}`);
-    }
+    if (entry.reservedBitsSet || !isAligned(entry.blockOffset, this.clusterBytes) || entry.blockOffset > MAX_HOST_OFFSET - this.clusterBytes) return null;
     return entry.blockOffset;
   }
 
