@@ -1,0 +1,157 @@
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/run.ts';
+import { qemuCheck, qemuCompare, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text) });
+  return { code, out, err };
+}
+
+function expectOneLineError(result: { code: number; out: string; err: string }, code: number, pattern: RegExp): void {
+  expect(result.code).toBe(code);
+  expect(result.out).toBe('');
+  expect(result.err).toMatch(pattern);
+  expect(result.err.trimEnd().split('\n')).toHaveLength(1);
+}
+
+describe('cowbell create', () => {
+  it('makes an image with the options asked for, and says so like qemu-img', async () => {
+    const image = folder.file('new.qcow2');
+    const result = await run('create', '-f', 'qcow2', '-o', 'cluster_size=16k,refcount_bits=64', '-o', 'extended_l2=on', image, '1.5G');
+    expect(result).toEqual({
+      code: 0,
+      out: `Formatting '${image}', fmt=qcow2 cluster_size=16384 compat=1.1 extended_l2=on compression_type=zlib preallocation=off size=1610612736 refcount_bits=64\n`,
+      err: '',
+    });
+    const info = await qemuInfo(image);
+    expect(info['virtual-size']).toBe(1.5 * 2 ** 30);
+    expect(info['cluster-size']).toBe(16384);
+    expect(info['format-specific']?.data['extended-l2']).toBe(true);
+    expect((await qemuCheck(image)).code).toBe(0);
+  });
+
+  it('refuses to replace an existing file unless --force', async () => {
+    const image = folder.file('existing.qcow2');
+    fs.writeFileSync(image, 'precious');
+    expectOneLineError(await run('create', image, '1M'), 2, /already exists; pass --force/);
+    expect(fs.readFileSync(image, 'utf8')).toBe('precious');
+    expect((await run('create', '-q', '--force', image, '1M')).code).toBe(0);
+    expect((await qemuInfo(image))['virtual-size']).toBe(2 ** 20);
+  });
+
+  it('takes the size from a backing file and records its detected format', async () => {
+    const base = folder.file('base.raw');
+    fs.writeFileSync(base, Buffer.alloc(3 * 2 ** 20, 1));
+    const overlay = folder.file('overlay.qcow2');
+    expect((await run('create', '-q', '-b', 'base.raw', overlay)).code).toBe(0);
+    const info = await qemuInfo(overlay);
+    expect(info['virtual-size']).toBe(3 * 2 ** 20);
+    expect(info['backing-filename']).toBe('base.raw');
+    expect(info['backing-filename-format']).toBe('raw');
+  });
+
+  it('bad sizes and options are usage errors (exit 2); a missing backing file fails (exit 1)', async () => {
+    expectOneLineError(await run('create', folder.file('a.qcow2'), '12Q'), 2, /invalid size/);
+    expectOneLineError(await run('create', '-o', 'cluster_size=3000', folder.file('b.qcow2'), '1M'), 1, /power of two/);
+    expectOneLineError(await run('create', '-o', 'lazy_refcounts=on', folder.file('c.qcow2'), '1M'), 2, /unsupported option/);
+    expectOneLineError(await run('create', '-f', 'vmdk', folder.file('d.qcow2'), '1M'), 2, /qcow2 images only/);
+    expectOneLineError(await run('create', folder.file('e.qcow2')), 2, /give a SIZE/);
+    expectOneLineError(await run('create', '-b', 'missing.qcow2', '-F', 'qcow2', folder.file('f.qcow2')), 1, /does not exist/);
+  });
+});
+
+describe('cowbell map', () => {
+  let image = '';
+  beforeAll(async () => {
+    image = folder.file('mapped.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '4M']);
+    await qemuIo(image, ['write -P 1 0 128k', 'write -z 1M 64k', 'write -P 2 2M 64k']);
+  });
+
+  it('--output=json is qemu-img map --output=json plus the compressed flag', async () => {
+    const result = await run('map', '--output=json', image);
+    expect(result.code).toBe(0);
+    const ours = (JSON.parse(result.out) as Record<string, unknown>[]).map(({ compressed, ...rest }) => {
+      expect(compressed).toBe(false);
+      return rest;
+    });
+    expect(ours).toEqual(await qemuMap(image));
+    expect((await run('map', '--json', image)).out).toBe(result.out);
+    expect(result.out.split('\n')[0]).toMatch(/^\[\{ "start": 0, "length": 131072, "depth": 0, "present": true, "zero": false, "data": true, "compressed": false, "offset": \d+\},$/);
+  });
+
+  it('the human layout is qemu-img map\'s', async () => {
+    const result = await run('map', image);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe(execFileSync('qemu-img', ['map', image], { encoding: 'utf8' }));
+  });
+
+  it('a missing file or a file that is not qcow2 is a one-line error, exit 1', async () => {
+    expectOneLineError(await run('map', folder.file('none.qcow2')), 1, /no such file/);
+    const text = folder.file('notes.txt');
+    fs.writeFileSync(text, 'hello');
+    expectOneLineError(await run('map', text), 1, /Not a qcow2 image/);
+    expectOneLineError(await run('map', '--output=xml', image), 2, /json or human/);
+  });
+});
+
+describe('cowbell convert', () => {
+  let source = '';
+  beforeAll(async () => {
+    source = folder.file('convert-source.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', source, '8M']);
+    await qemuIo(source, ['write -P 3 0 1M', 'write -P 4 5M 512k']);
+  });
+
+  it('-O qcow2 -c -o … writes a compressed image equal to the input; -p shows progress on stderr', async () => {
+    const target = folder.file('converted.qcow2');
+    const result = await run('convert', '-p', '-c', '-O', 'qcow2', '-o', 'cluster_size=32k', source, target);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe('');
+    expect(result.err).toContain('(100.00/100%)\r');
+    expect(result.err.endsWith('\n')).toBe(true);
+    const check = await qemuCheck(target);
+    expect(check.code).toBe(0);
+    expect(check.report?.['compressed-clusters']).toBeGreaterThan(0);
+    expect((await qemuInfo(target))['cluster-size']).toBe(32768);
+    expect((await qemuCompare(target, source, { formatB: 'qcow2' })).code).toBe(0);
+  });
+
+  it('defaults to a raw output, as qemu-img does, and detects the input format', async () => {
+    const target = folder.file('converted.raw');
+    const result = await run('convert', source, target);
+    expect(result).toEqual({ code: 0, out: '', err: '' });
+    expect((await qemuCompare(source, target)).code).toBe(0);
+    const back = folder.file('converted-back.qcow2');
+    expect((await run('convert', '-f', 'raw', '-O', 'qcow2', target, back)).code).toBe(0);
+    expect((await qemuCompare(back, source, { formatB: 'qcow2' })).code).toBe(0);
+  });
+
+  it('-B keeps only what differs from the new backing file', async () => {
+    const target = folder.file('on-backing.qcow2');
+    expect((await run('convert', '-O', 'qcow2', '-B', 'convert-source.qcow2', '-F', 'qcow2', source, target)).code).toBe(0);
+    expect((await qemuMap(target)).every((entry) => entry.depth === 1)).toBe(true);
+    expect((await qemuCompare(target, source, { formatB: 'qcow2' })).code).toBe(0);
+  });
+
+  it('errors are one line with a meaningful exit code, and leave no output', async () => {
+    const target = folder.file('never.qcow2');
+    expectOneLineError(await run('convert', folder.file('missing.qcow2'), target), 1, /no such file/);
+    expectOneLineError(await run('convert', '-f', 'qcow2', folder.file('converted.raw'), target), 1, /not a qcow2 image/);
+    expectOneLineError(await run('convert', '-c', source, target), 2, /need a qcow2 output/);
+    expectOneLineError(await run('convert', '-O', 'vmdk', source, target), 2, /qcow2 or raw/);
+    expectOneLineError(await run('convert', source), 2, /missing argument/);
+    expectOneLineError(await run('convert', '-O', 'raw', source, folder.file('converted.raw')), 2, /already exists; pass --force/);
+    expect(fs.existsSync(target)).toBe(false);
+  });
+});
