@@ -9,6 +9,7 @@ import {
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
 import { readAllocationMap } from '../../shared/qcow2/allocation-map.ts';
+import { checkImagePath } from '../../shared/qcow2/check.ts';
 import { createImage } from '../../shared/qcow2/create.ts';
 import { detectFormat } from '../../shared/qcow2/image-format.ts';
 import type { ContractJobTable } from './protocol.ts';
@@ -24,6 +25,8 @@ export const jobTable: ContractJobTable = {
   },
   'image.usage': (path, _args, context) => readUsage(path, context),
   'image.diff': (path, args, context) => readDiff(path, args.from, args.to, context),
+  'image.check': (path, _args, context) => checkImagePath(path, {}, context),
+  'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
   'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
   'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
   'snapshot.apply': (path, args, context) => {

@@ -59,6 +59,8 @@ export const jobSchemas = {
   'image.create': { access: 'write', args: CreateImageArgs },
   'image.usage': { access: 'read', args: Empty },
   'image.diff': { access: 'read', args: z.object({ from: SnapshotName, to: SnapshotName }).strict() },
+  'image.check': { access: 'read', args: z.object({}).strict() },
+  'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
   'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
@@ -72,6 +74,8 @@ export interface JobResults {
   'image.create': ImageInfo;
   'image.usage': UsageReport;
   'image.diff': DiffResult;
+  'image.check': CheckResult;
+  'image.repair': CheckResult;
   'snapshot.tree': SnapshotTree;
   'snapshot.create': { id: string; name: string };
   'snapshot.apply': null;

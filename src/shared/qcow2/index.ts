@@ -6,6 +6,7 @@ export type * from './model.ts';
 export { readImageInfo, imageInfo } from './info.ts';
 export { Qcow2Image } from './image.ts';
 export { createImage, type CreateOptions } from './create.ts';
+export { checkImage, checkImagePath, checkExitCode, type CheckOptions, type RepairMode } from './check.ts';
 export {
   withImage,
   readSnapshotTree,
