@@ -60,7 +60,7 @@ export class ImageQueue {
   }
 
   /** Readers and writers holding or waiting for an image; for tests and diagnostics. */
-  snapshot(key: string): { readers: number; writer: boolean; waiting: Access[] } {
+  status(key: string): { readers: number; writer: boolean; waiting: Access[] } {
     const state = this.images.get(key);
     return {
       readers: state?.readers ?? 0,

@@ -28,7 +28,7 @@ describe('the per-image queue', () => {
     void request('r3', 'read');
     await settle();
     expect(granted).toEqual(['r1', 'r2', 'r3']);
-    expect(queue.snapshot('/disk.qcow2').readers).toBe(3);
+    expect(queue.status('/disk.qcow2').readers).toBe(3);
   });
 
   it('gives a writer the image alone, after the readers that came before it', async () => {
@@ -65,7 +65,7 @@ describe('the per-image queue', () => {
     release('r3');
     await settle();
     expect(granted).toEqual(['r1', 'w1', 'r2', 'r3', 'w2']);
-    expect(queue.snapshot('/disk.qcow2')).toEqual({ readers: 0, writer: true, waiting: [] });
+    expect(queue.status('/disk.qcow2')).toEqual({ readers: 0, writer: true, waiting: [] });
   });
 
   it('keeps different images independent', async () => {
