@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import type { SnapshotNode, SnapshotTree } from '../../src/shared/ipc/contract.ts';
+import type { SnapshotTree } from '../../src/shared/ipc/contract.ts';
+import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
 import { CURRENT_ID, layoutSnapshotTree, neighbourInDirection } from '../../src/renderer/src/lib/tree-layout.ts';
 
 function node(id: string, parentId: string | null, minute: number, extra: Partial<SnapshotNode> = {}): SnapshotNode {

@@ -53,3 +53,15 @@ export async function request<N extends RequestName>(name: N, args: RequestArgs<
 export function on<E extends EventName>(event: E, listener: (payload: EventPayloads[E]) => void): () => void {
   return connection().api.on(event, listener);
 }
+
+/** A dropped file's path: Electron's preload knows it; the browser-mode bridge cannot (null). */
+export function pathForFile(file: File): string | null {
+  const api = connection().api;
+  if (typeof api.pathForFile !== 'function') return null;
+  try {
+    const path = api.pathForFile(file);
+    return path === '' ? null : path;
+  } catch {
+    return null;
+  }
+}

@@ -4,7 +4,8 @@
  * each snapshot sits below its parent; branches after a revert spread sideways.
  */
 import { hierarchy, tree as tidyTree } from 'd3-hierarchy';
-import type { SnapshotNode, SnapshotTree } from '../../../shared/ipc/contract.ts';
+import type { SnapshotTree } from '../../../shared/ipc/contract.ts';
+import type { SnapshotNode } from '../../../shared/qcow2/model.ts';
 
 /** The id the current state goes by in the layout; no snapshot id can take it (they are numbers in qcow2). */
 export const CURRENT_ID = 'current';

@@ -4,6 +4,7 @@ import type { ImageInfo } from '../../../shared/ipc/contract.ts';
 import { on, request } from '../api.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { isImageInfo, isStringArray } from '../lib/reply-guards.ts';
+import { useRecentStore } from './recent.ts';
 
 export interface DiskError {
   code: ApiErrorCode;
@@ -54,6 +55,7 @@ export const useLibraryStore = defineStore('library', () => {
       disk.status = 'ready';
       disk.info = outcome.info;
       disk.error = null;
+      useRecentStore().remember(path);
     } else {
       disk.status = 'error';
       disk.info = null;
@@ -64,7 +66,11 @@ export const useLibraryStore = defineStore('library', () => {
   /** Puts `path` in the list (as loading, or re-reading if already there) without reading it yet. */
   function add(path: string): void {
     const existing = find(path);
-    if (!existing) disks.value.push({ path, status: 'loading', info: null, error: null, refreshing: false });
+    if (!existing) {
+      disks.value.push({ path, status: 'loading', info: null, error: null, refreshing: false });
+      // Main reports changes other programs make (image.changed) while the disk is open.
+      void request('image.watch', { path }).catch(() => undefined);
+    }
     else if (existing.status === 'ready') existing.refreshing = true;
     else existing.status = 'loading';
   }
@@ -94,6 +100,7 @@ export const useLibraryStore = defineStore('library', () => {
     if (index < 0) return;
     disks.value.splice(index, 1);
     readGeneration.delete(path);
+    void request('image.unwatch', { path }).catch(() => undefined);
     if (selectedPath.value === path) {
       const neighbour = disks.value[Math.min(index, disks.value.length - 1)];
       selectedPath.value = neighbour?.path ?? null;

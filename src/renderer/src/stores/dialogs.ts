@@ -1,0 +1,33 @@
+/** Which dialog is showing. One at a time, like a desktop app's modal dialogs. */
+import { defineStore } from 'pinia';
+import { ref } from 'vue';
+
+export type DialogRequest =
+  | { kind: 'take'; path: string }
+  | { kind: 'revert'; path: string; snapshotId: string }
+  | { kind: 'delete'; path: string; snapshotId: string }
+  | { kind: 'rename'; path: string; snapshotId: string }
+  | { kind: 'details'; path: string; snapshotId: string }
+  | { kind: 'create-disk'; folder: string }
+  | { kind: 'check'; path: string }
+  | { kind: 'about' };
+
+export const useDialogsStore = defineStore('dialogs', () => {
+  const current = ref<DialogRequest | null>(null);
+  // Focus goes back where it was when the dialog closes (the tree, usually).
+  let returnFocus: HTMLElement | null = null;
+
+  function open(request: DialogRequest): void {
+    returnFocus = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    current.value = request;
+  }
+
+  function close(): void {
+    current.value = null;
+    const target = returnFocus;
+    returnFocus = null;
+    if (target?.isConnected) queueMicrotask(() => target.focus());
+  }
+
+  return { current, open, close };
+});

@@ -1,0 +1,197 @@
+/**
+ * Jobs as the user sees them: every job the UI starts goes through `run`, which resolves with the
+ * job's result (or rejects with an ApiError) and, unless the job is a background read, lists it in
+ * the jobs panel with its progress, rate and ETA, a cancel, and once ended what happened.
+ */
+import { defineStore } from 'pinia';
+import { computed, ref } from 'vue';
+import type { JobArgs, JobEnd, JobKind, JobProgress, JobResult } from '../../../shared/ipc/contract.ts';
+import { on, request } from '../api.ts';
+import { ApiError, toApiError, type ApiErrorCode } from '../lib/api-error.ts';
+import { addSample, ratePerSecond, secondsLeft, type ProgressSample } from '../lib/job-rate.ts';
+
+export type JobStatus = 'running' | 'done' | 'failed' | 'cancelled';
+
+export interface JobRecord {
+  id: string;
+  kind: JobKind;
+  path: string;
+  /** What the job does, in words: "Delete snapshot “before upgrade”". */
+  title: string;
+  status: JobStatus;
+  stage: string;
+  done: number;
+  total: number;
+  unit: 'bytes' | 'steps';
+  startedAt: number;
+  endedAt: number | null;
+  rate: number | null;
+  secondsLeft: number | null;
+  cancelling: boolean;
+  /** What happened, once ended: a summary of the result, or the error in words. */
+  outcome: string | null;
+  error: { code: ApiErrorCode; message: string } | null;
+  background: boolean;
+}
+
+export interface RunOptions<K extends JobKind> {
+  title: string;
+  /** Background reads (the tree, the charts, the map) stay out of the jobs panel. */
+  background?: boolean;
+  /** The result in words for the finished job. */
+  describe?: (result: JobResult<K>) => string;
+}
+
+interface Waiter {
+  resolve: (value: unknown) => void;
+  reject: (error: ApiError) => void;
+  describe?: (result: never) => string;
+}
+
+const MAX_FINISHED = 30;
+
+export const useJobsStore = defineStore('jobs', () => {
+  const jobs = ref<JobRecord[]>([]);
+  const panelOpen = ref(false);
+  const waiters = new Map<string, Waiter>();
+  const samples = new Map<string, ProgressSample[]>();
+  // A job can end before main's reply to job.start arrives; its end waits here for the id.
+  const earlyEnds = new Map<string, JobEnd>();
+  let listening = false;
+
+  const visible = computed(() => jobs.value.filter((job) => !job.background));
+  const running = computed(() => visible.value.filter((job) => job.status === 'running'));
+
+  function find(id: string): JobRecord | undefined {
+    return jobs.value.find((job) => job.id === id);
+  }
+
+  function listen(): void {
+    if (listening) return;
+    listening = true;
+    on('job.progress', (payload) => onProgress(payload));
+    on('job.end', (payload) => onEnd(payload));
+  }
+
+  function onProgress(progress: JobProgress): void {
+    const job = find(progress.jobId);
+    if (!job || job.status !== 'running') return;
+    job.stage = progress.stage;
+    job.done = progress.done;
+    job.total = progress.total;
+    job.unit = progress.unit;
+    if (progress.unit === 'bytes') {
+      const kept = addSample(samples.get(job.id) ?? [], { at: performance.now(), done: progress.done });
+      samples.set(job.id, kept);
+      job.rate = ratePerSecond(kept);
+      job.secondsLeft = secondsLeft(progress.done, progress.total, job.rate);
+    }
+  }
+
+  function onEnd(end: JobEnd): void {
+    const job = find(end.jobId);
+    const waiter = waiters.get(end.jobId);
+    if (!job || !waiter) {
+      earlyEnds.set(end.jobId, end);
+      return;
+    }
+    waiters.delete(end.jobId);
+    samples.delete(end.jobId);
+    job.endedAt = performance.now();
+    job.cancelling = false;
+    job.secondsLeft = null;
+    if (end.ok) {
+      job.status = 'done';
+      if (job.total > 0) job.done = job.total;
+      try {
+        job.outcome = waiter.describe ? waiter.describe(end.result as never) : 'Done.';
+      } catch {
+        job.outcome = 'Done.';
+      }
+      waiter.resolve(end.result);
+    } else {
+      const error = toApiError(end.error);
+      job.status = error.code === 'CANCELLED' ? 'cancelled' : 'failed';
+      job.error = { code: error.code, message: error.message };
+      job.outcome = error.code === 'CANCELLED' ? 'Cancelled; the disk is as it was.' : null;
+      if (job.status === 'failed' && !job.background) panelOpen.value = true;
+      waiter.reject(error);
+    }
+    if (job.background) jobs.value = jobs.value.filter((candidate) => candidate.id !== job.id);
+    trimFinished();
+  }
+
+  function trimFinished(): void {
+    const finished = jobs.value.filter((job) => job.status !== 'running');
+    if (finished.length <= MAX_FINISHED) return;
+    const drop = new Set(finished.slice(0, finished.length - MAX_FINISHED).map((job) => job.id));
+    jobs.value = jobs.value.filter((job) => !drop.has(job.id));
+  }
+
+  async function run<K extends JobKind>(kind: K, path: string, args: JobArgs<K>, options: RunOptions<K>): Promise<JobResult<K>> {
+    listen();
+    let jobId: string;
+    try {
+      const reply = await request('job.start', { kind, path, args });
+      jobId = reply.jobId;
+    } catch (error) {
+      throw toApiError(error);
+    }
+    if (typeof jobId !== 'string') throw new ApiError('BAD_REPLY', 'The reply to job.start has no job id.');
+    const record: JobRecord = {
+      id: jobId,
+      kind,
+      path,
+      title: options.title,
+      status: 'running',
+      stage: '',
+      done: 0,
+      total: 0,
+      unit: 'steps',
+      startedAt: performance.now(),
+      endedAt: null,
+      rate: null,
+      secondsLeft: null,
+      cancelling: false,
+      outcome: null,
+      error: null,
+      background: options.background ?? false,
+    };
+    jobs.value.push(record);
+    const result = new Promise<unknown>((resolve, reject) => {
+      waiters.set(jobId, { resolve, reject, describe: options.describe as ((result: never) => string) | undefined });
+    });
+    const early = earlyEnds.get(jobId);
+    if (early) {
+      earlyEnds.delete(jobId);
+      onEnd(early);
+    }
+    return result as Promise<JobResult<K>>;
+  }
+
+  async function cancel(id: string): Promise<void> {
+    const job = find(id);
+    if (!job || job.status !== 'running') return;
+    job.cancelling = true;
+    try {
+      await request('job.cancel', { jobId: id });
+    } catch {
+      job.cancelling = false;
+    }
+  }
+
+  function dismiss(id: string): void {
+    jobs.value = jobs.value.filter((job) => job.id !== id || job.status === 'running');
+  }
+
+  function clearFinished(): void {
+    jobs.value = jobs.value.filter((job) => job.status === 'running');
+  }
+
+  /** True while a job that changes `path` runs: other writes wait for it anyway, so the UI says so. */
+  function busyWriting(path: string): boolean {
+    return jobs.value.some((job) => job.path === path && job.status === 'running' && !job.background);
+  }
+
+  return { jobs, visible, running, panelOpen, run, cancel, dismiss, clearFinished, busyWriting, listen };
+});

@@ -1,0 +1,75 @@
+/**
+ * What the user can do to a disk's snapshots, each as a job in the jobs panel: take, revert (with
+ * an optional snapshot of the current state first), delete, rename. After each the tree and the
+ * disk's info are read again; a refusal because another program holds the disk marks it in use.
+ */
+import type { JobArgs, JobKind, JobResult } from '../../../shared/ipc/contract.ts';
+import type { SnapshotNode } from '../../../shared/qcow2/model.ts';
+import { formatBytes } from '../../../shared/format-units.ts';
+import { errorMessage } from '../error-messages.ts';
+import { toApiError } from '../lib/api-error.ts';
+import { baseName } from '../lib/paths.ts';
+import { useDiskDataStore } from './disk-data.ts';
+import { useJobsStore, type RunOptions } from './jobs.ts';
+import { useLibraryStore } from './library.ts';
+
+export function useSnapshotActions() {
+  const jobs = useJobsStore();
+  const diskData = useDiskDataStore();
+  const library = useLibraryStore();
+
+  /** Why writes to this disk are refused right now, in words; null when they are allowed. */
+  function writeBlockedReason(path: string): string | null {
+    const info = library.disks.find((disk) => disk.path === path)?.info;
+    const readOnly = info?.['read-only-reason'];
+    if (readOnly) return `Read-only: ${readOnly}`;
+    const inUse = diskData.disks.get(path)?.inUseReason;
+    if (inUse) return inUse;
+    return null;
+  }
+
+  async function write<K extends JobKind>(kind: K, path: string, args: JobArgs<K>, options: RunOptions<K>): Promise<JobResult<K>> {
+    try {
+      return await jobs.run(kind, path, args, { ...options, title: `${options.title} — ${baseName(path)}` });
+    } catch (error) {
+      const apiError = toApiError(error);
+      if (apiError.code === 'IN_USE') diskData.markInUse(path, `${errorMessage('IN_USE').title} ${apiError.message}`);
+      throw apiError;
+    } finally {
+      await Promise.all([library.reload(path), diskData.load(path)]);
+    }
+  }
+
+  async function take(path: string, name: string): Promise<{ id: string; name: string }> {
+    const result = await write('snapshot.create', path, { name }, {
+      title: `Take snapshot “${name}”`,
+      describe: (created) => `Took snapshot “${created.name}”.`,
+    });
+    diskData.select(path, result.id);
+    return result;
+  }
+
+  async function revert(path: string, snapshot: SnapshotNode, firstTakeName: string | null): Promise<void> {
+    if (firstTakeName !== null) await take(path, firstTakeName);
+    await write('snapshot.apply', path, { name: snapshot.name }, {
+      title: `Revert to “${snapshot.name}”`,
+      describe: () => `The disk is now as it was at “${snapshot.name}”.`,
+    });
+  }
+
+  async function remove(path: string, snapshot: SnapshotNode): Promise<void> {
+    await write('snapshot.delete', path, { name: snapshot.name }, {
+      title: `Delete snapshot “${snapshot.name}”`,
+      describe: () => `Deleted “${snapshot.name}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`,
+    });
+  }
+
+  async function rename(path: string, snapshot: SnapshotNode, newName: string): Promise<void> {
+    await write('snapshot.rename', path, { name: snapshot.name, newName }, {
+      title: `Rename “${snapshot.name}” to “${newName}”`,
+      describe: () => `Renamed “${snapshot.name}” to “${newName}”.`,
+    });
+  }
+
+  return { writeBlockedReason, take, revert, remove, rename };
+}
