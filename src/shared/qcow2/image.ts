@@ -29,6 +29,7 @@ import {
   INCOMPAT_DIRTY,
   MAX_BACKING_CHAIN,
   MAX_HOST_OFFSET,
+  MAX_L1_BYTES,
 } from './format/limits.ts';
 import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from './format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
@@ -190,7 +191,15 @@ export class Qcow2Image implements GuestReader {
     add(this.l1.offset, this.l1.size * 8);
     add(this.refcounts.tableOffset, this.refcounts.tableClusters * clusterBytes);
     if (this.header.snapshotCount > 0) add(this.header.snapshotsOffset, this.snapshotTableBytes);
-    for (const snapshot of this.snapshots) add(snapshot.l1TableOffset, snapshot.l1Size * 8);
+    // A snapshot whose L1 table is invalid still opens (as in QEMU); using it fails in loadSnapshotL1.
+    const fileSize = this.file.size();
+    const snapshotTables = new Set<string>();
+    for (const snapshot of this.snapshots) {
+      const key = `${snapshot.l1TableOffset}:${snapshot.l1Size}`;
+      if (snapshotTables.has(key) || snapshotL1Problem(snapshot, clusterBytes, fileSize) !== null) continue;
+      snapshotTables.add(key);
+      add(snapshot.l1TableOffset, snapshot.l1Size * 8);
+    }
     for (let index = 0; index < this.refcounts.tableEntries; index++) {
       // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
       const blockOffset = this.refcounts.blockOffsetIfValid(index);
@@ -328,10 +337,8 @@ export class Qcow2Image implements GuestReader {
 
   /** The snapshot's L1 table, read and bounds-checked. */
   loadSnapshotL1(snapshot: SnapshotEntry): L1Table {
-    if (snapshot.l1Size * 8 > 32 * 1024 * 1024) throw new Qcow2Error('CORRUPT', `Snapshot ${snapshot.name} has an L1 table that is too large`);
-    if (!isAligned(snapshot.l1TableOffset, this.clusterBytes) || (snapshot.l1Size > 0 && snapshot.l1TableOffset === 0)) {
-      throw new Qcow2Error('CORRUPT', `Snapshot ${snapshot.name} has an invalid L1 table offset ${hex(snapshot.l1TableOffset)}`);
-    }
+    const problem = snapshotL1Problem(snapshot, this.clusterBytes, this.file.size());
+    if (problem !== null) throw new Qcow2Error('CORRUPT', problem);
     const bytes = new Uint8Array(snapshot.l1Size * 8);
     if (bytes.length > 0 && this.file.read(bytes, snapshot.l1TableOffset) < bytes.length) {
       throw new Qcow2Error('CORRUPT', `Snapshot ${snapshot.name}'s L1 table lies past the end of the file`);
@@ -615,6 +622,16 @@ export class Qcow2Image implements GuestReader {
       this.file.close();
     }
   }
+}
+
+/** Why a snapshot's L1 table cannot be used (QEMU's size limit, alignment, inside the file), or null. */
+function snapshotL1Problem(snapshot: SnapshotEntry, clusterBytes: number, fileSize: number): string | null {
+  if (snapshot.l1Size * 8 > MAX_L1_BYTES) return `Snapshot ${snapshot.name} has an L1 table that is too large`;
+  if (!isAligned(snapshot.l1TableOffset, clusterBytes) || (snapshot.l1Size > 0 && snapshot.l1TableOffset === 0)) {
+    return `Snapshot ${snapshot.name} has an invalid L1 table offset ${hex(snapshot.l1TableOffset)}`;
+  }
+  if (snapshot.l1TableOffset + snapshot.l1Size * 8 > fileSize) return `Snapshot ${snapshot.name}'s L1 table lies past the end of the file`;
+  return null;
 }
 
 function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number } {
