@@ -1,13 +1,15 @@
 /**
  * The snapshot tree: each snapshot's parent and the parent of the current state ("you are here").
  * Cowbell records parents it knows in each snapshot's extra data (format/cowbell-record.ts). For
- * snapshots made elsewhere the parent is inferred from the L2 tables two states share, then from
- * dates; the result says which parents are inferred and why.
+ * snapshots made elsewhere the parent is the older snapshot whose mapping differs from it in the
+ * fewest guest clusters (what was written between them), the later one on a tie (dates); the
+ * result says which parents are inferred and why.
  */
 import { readCowbellRecord } from './format/cowbell-record.ts';
 import type { SnapshotEntry } from './format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
 import { silentJob, type JobContext } from './job-context.ts';
+import { MappingDistance } from './mapping-distance.ts';
 import type { SnapshotNode, SnapshotTree } from './model.ts';
 import { UsageCalculator } from './usage.ts';
 
@@ -36,19 +38,6 @@ function l2Offsets(image: Qcow2Image, l1: L1Table): number[] {
   return offsets;
 }
 
-function sharedTables(a: number[], b: number[]): number {
-  let count = 0;
-  const length = Math.min(a.length, b.length);
-  for (let index = 0; index < length; index++) if (a[index] !== 0 && a[index] === b[index]) count++;
-  return count;
-}
-
-function identical(a: number[], b: number[]): boolean {
-  const length = Math.max(a.length, b.length);
-  for (let index = 0; index < length; index++) if ((a[index] ?? 0) !== (b[index] ?? 0)) return false;
-  return true;
-}
-
 function latest(entries: SnapshotEntry[]): SnapshotEntry | undefined {
   return chronological(entries).at(-1);
 }
@@ -58,25 +47,44 @@ export interface TreeInputs {
   ordered: SnapshotEntry[];
   tables: Map<string, number[]>;
   active: number[];
+  distance: MappingDistance;
 }
 
 function loadInputs(image: Qcow2Image, job: JobContext): TreeInputs {
   const tables = new Map<string, number[]>();
+  let largestDisk = image.virtualSize;
   for (const snapshot of image.snapshots) {
     job.throwIfCancelled();
     tables.set(snapshot.id, l2Offsets(image, image.loadSnapshotL1(snapshot)));
+    largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
   }
-  return { image, ordered: chronological(image.snapshots), tables, active: l2Offsets(image, image.l1) };
+  const distance = new MappingDistance(image, Math.ceil(largestDisk / image.clusterBytes));
+  return { image, ordered: chronological(image.snapshots), tables, active: l2Offsets(image, image.l1), distance };
 }
 
-function bestBySharing(candidates: SnapshotEntry[], tablesOf: (entry: SnapshotEntry) => number[], target: number[]): { entry: SnapshotEntry; shared: number } | null {
-  let best: { entry: SnapshotEntry; shared: number } | null = null;
+interface Closest {
+  entry: SnapshotEntry;
+  clusters: number;
+  /** How many candidates were as close. */
+  ties: number;
+}
+
+/** The candidate whose mapping differs least from `target`; candidates are chronological, so on a tie the later one wins. */
+function closest(inputs: TreeInputs, candidates: SnapshotEntry[], target: number[]): Closest | null {
+  let best: Closest | null = null;
   for (const candidate of candidates) {
-    const shared = sharedTables(tablesOf(candidate), target);
-    // Candidates are chronological: on a tie the later one wins.
-    if (shared > 0 && (best === null || shared >= best.shared)) best = { entry: candidate, shared };
+    const clusters = inputs.distance.between(inputs.tables.get(candidate.id) ?? [], target);
+    if (best === null || clusters < best.clusters) best = { entry: candidate, clusters, ties: 1 };
+    else if (clusters === best.clusters) best = { entry: candidate, clusters, ties: best.ties + 1 };
   }
   return best;
+}
+
+/** "closest older snapshot: "s1" (4 clusters differ)", naming the tie when there is one. */
+function closeness(best: Closest, kind: string): string {
+  const differ = best.clusters === 0 ? 'no cluster differs' : `${best.clusters} cluster${best.clusters === 1 ? ' differs' : 's differ'}`;
+  if (best.ties === 1) return `closest ${kind}: "${best.entry.name}" (${differ})`;
+  return `closest ${kind}s: "${best.entry.name}" and ${best.ties - 1} other${best.ties === 2 ? '' : 's'} (${differ}); "${best.entry.name}" is the latest`;
 }
 
 export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): ParentChoice {
@@ -90,19 +98,15 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
   const older = inputs.ordered.slice(0, Math.max(0, position));
   const why = record?.parentKnown ? 'its recorded parent was deleted by another program; ' : '';
   if (older.length === 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
-  const tablesOf = (entry: SnapshotEntry): number[] => inputs.tables.get(entry.id) ?? [];
-  const best = bestBySharing(older, tablesOf, tablesOf(snapshot));
-  if (best !== null) {
-    return { parentId: best.entry.id, inferred: true, reason: `${why}it shares ${best.shared} L2 table${best.shared === 1 ? '' : 's'} with "${best.entry.name}", more than with any older snapshot` };
-  }
-  const previous = older.at(-1);
-  return { parentId: previous?.id ?? null, inferred: true, reason: `${why}no shared data to go by; "${previous?.name ?? ''}" is the snapshot taken just before it` };
+  const best = closest(inputs, older, inputs.tables.get(snapshot.id) ?? []);
+  if (best === null) return { parentId: null, inferred: true, reason: `${why}no older snapshot remains` };
+  const reason = older.length === 1 ? `"${best.entry.name}" is the only older snapshot` : closeness(best, 'older snapshot');
+  return { parentId: best.entry.id, inferred: true, reason: `${why}${reason}` };
 }
 
 export function currentParent(inputs: TreeInputs): ParentChoice {
   const { image, ordered, tables, active } = inputs;
   if (ordered.length === 0) return { parentId: null, inferred: false };
-  const tablesOf = (entry: SnapshotEntry): number[] => tables.get(entry.id) ?? [];
   const flagged = ordered.find((entry) => {
     const record = readCowbellRecord(entry);
     return record?.currentParent === true && record.activeL1Offset === image.l1.offset;
@@ -116,19 +120,18 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   );
   const flagValid = flagged !== undefined && !foreignLater;
 
-  const exact = ordered.filter((entry) => identical(tablesOf(entry), active) && active.some((offset) => offset !== 0));
+  const exact = ordered.filter((entry) => inputs.distance.between(tables.get(entry.id) ?? [], active) === 0);
   if (exact.length > 0) {
     if (flagValid && exact.includes(flagged)) return { parentId: flagged.id, inferred: false };
     const chosen = latest(exact);
     return { parentId: chosen?.id ?? null, inferred: true, reason: `the current state is still identical to "${chosen?.name ?? ''}"` };
   }
-  const best = bestBySharing(ordered, tablesOf, active);
-  if (flagValid && (best === null || sharedTables(tablesOf(flagged), active) >= best.shared)) return { parentId: flagged.id, inferred: false };
-  if (best !== null) {
-    return { parentId: best.entry.id, inferred: true, reason: `the current state shares ${best.shared} L2 table${best.shared === 1 ? '' : 's'} with "${best.entry.name}", more than with any other snapshot` };
-  }
-  const newest = latest(ordered);
-  return { parentId: newest?.id ?? null, inferred: true, reason: `no shared data to go by; "${newest?.name ?? ''}" is the most recent snapshot` };
+  const best = closest(inputs, ordered, active);
+  // Writes since Cowbell's mark only move the state away from every snapshot alike; another
+  // program's apply (in place, same L1 offset) makes another snapshot closer.
+  if (flagValid && (best === null || inputs.distance.between(tables.get(flagged.id) ?? [], active) <= best.clusters)) return { parentId: flagged.id, inferred: false };
+  if (best === null) return { parentId: null, inferred: false };
+  return { parentId: best.entry.id, inferred: true, reason: closeness(best, 'snapshot') };
 }
 
 /** The current state's parent id (what a new snapshot records as its parent). */
