@@ -1,5 +1,7 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
 import { qemuCheck, qemuCompare, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
@@ -153,5 +155,29 @@ describe('cowbell convert', () => {
     expectOneLineError(await run('convert', source), 2, /missing argument/);
     expectOneLineError(await run('convert', '-O', 'raw', source, folder.file('converted.raw')), 2, /already exists; pass --force/);
     expect(fs.existsSync(target)).toBe(false);
+  });
+});
+
+describe('cowbell convert, interrupted', () => {
+  it('Ctrl-C (SIGINT) cancels: exit 1, one line, neither the output nor a temporary file', async () => {
+    const work = tempDir();
+    try {
+      const source = work.file('random.raw');
+      fs.writeFileSync(source, randomFillSync(Buffer.alloc(64 * 2 ** 20)));
+      const target = work.file('out.qcow2');
+      const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', '-c', '-O', 'qcow2', source, target], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      child.stderr.on('data', (chunk: Buffer) => {
+        // Interrupt once the copy is under way.
+        if (err === '') child.kill('SIGINT');
+        err += chunk.toString();
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(code).toBe(1);
+      expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
+      expect(fs.readdirSync(work.path)).toEqual(['random.raw']);
+    } finally {
+      work.cleanup();
+    }
   });
 });

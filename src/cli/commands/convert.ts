@@ -1,9 +1,11 @@
 import * as fs from 'node:fs';
-import { convertImage } from '../../shared/qcow2/convert.ts';
+import { Worker } from 'node:worker_threads';
+import type { ConvertRequest } from '../../shared/qcow2/convert.ts';
+import { isErrorCode, Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image-format.ts';
-import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
+import type { ConvertWorkerData, ConvertWorkerMessage } from '../convert-worker.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
 
 /**
@@ -45,12 +47,42 @@ export const convert: Command = {
     }
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
-    const job = flag(args, 'progress') && !flag(args, 'quiet') ? progressPrinter(io) : quietJob;
-    convertImage({ source, target, sourceFormat, targetFormat, options, compress, overwrite: force }, job);
-    if (job !== quietJob) io.err('\n');
+    const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
+    try {
+      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, overwrite: force }, showProgress ? progressPrinter(io) : () => {});
+    } finally {
+      if (showProgress) io.err('\n');
+    }
     return EXIT_OK;
   },
 };
+
+/** Converts in a worker thread; Ctrl-C (SIGINT) cancels cleanly: no output, no temporary file. */
+function convertInWorker(request: ConvertRequest, onProgress: (done: number, total: number) => void): Promise<void> {
+  const cancelFlag = new Int32Array(new SharedArrayBuffer(4));
+  const worker = new Worker(new URL('../convert-worker.ts', import.meta.url), { workerData: { request, cancelFlag } satisfies ConvertWorkerData });
+  const cancel = (): void => {
+    Atomics.store(cancelFlag, 0, 1);
+  };
+  process.on('SIGINT', cancel);
+  return new Promise<void>((resolve, reject) => {
+    let settled = false;
+    const settle = (error: Error | null): void => {
+      if (settled) return;
+      settled = true;
+      process.off('SIGINT', cancel);
+      if (error === null) resolve();
+      else reject(error);
+    };
+    worker.on('message', (message: ConvertWorkerMessage) => {
+      if (message.type === 'progress') onProgress(message.done, message.total);
+      else if (message.type === 'done') settle(null);
+      else settle(new Qcow2Error(isErrorCode(message.code) ? message.code : 'INTERNAL', message.code === 'CANCELLED' ? 'Cancelled; no output was written' : message.message));
+    });
+    worker.on('error', (error) => settle(new Qcow2Error('INTERNAL', error.message)));
+    worker.on('exit', (code) => settle(code === 0 ? null : new Qcow2Error('INTERNAL', `the convert worker stopped (exit ${code})`)));
+  });
+}
 
 function formatOption(value: string | undefined, flagName: string): ImageFormat | undefined {
   if (value === undefined) return undefined;
@@ -58,18 +90,13 @@ function formatOption(value: string | undefined, flagName: string): ImageFormat 
   return value;
 }
 
-const quietJob: JobContext = { progress() {}, throwIfCancelled() {} };
-
 /** qemu-img -p's progress line, rewritten in place on stderr at each hundredth of a percent. */
-function progressPrinter(io: CliIo): JobContext {
+function progressPrinter(io: CliIo): (done: number, total: number) => void {
   let shown = -1;
-  return {
-    progress(_stage, done, total) {
-      const hundredths = total > 0 ? Math.floor((done / total) * 10000) : 10000;
-      if (hundredths === shown) return;
-      shown = hundredths;
-      io.err(`    (${(hundredths / 100).toFixed(2)}/100%)\r`);
-    },
-    throwIfCancelled() {},
+  return (done, total) => {
+    const hundredths = total > 0 ? Math.floor((done / total) * 10000) : 10000;
+    if (hundredths === shown) return;
+    shown = hundredths;
+    io.err(`    (${(hundredths / 100).toFixed(2)}/100%)\r`);
   };
 }

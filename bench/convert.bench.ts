@@ -1,0 +1,57 @@
+/**
+ * Import (raw → qcow2) and export (qcow2 → raw) of a 1 GiB mixed disk, and `convert -c`, each
+ * beside `qemu-img convert` doing the same work in the same run. Each pair runs ROUNDS times,
+ * alternating, with the page cache's dirty data flushed before every run; the median counts.
+ * Targets (issue 3): ratio ≤ 1.2 for import and export, Cowbell's peak memory ≤ 200 MiB.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { measureCowbell, measureQemuImg, report, syncDisk, type Measurement } from './lib.ts';
+import { writeMixedImage } from './mixed-image.ts';
+
+const GiB = 1024 * 1024 * 1024;
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-'));
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
+function compare(name: string, note: string, cowbellArgs: (output: string) => string[], qemuArgs: (output: string) => string[], extension: string): void {
+  const cowbell: Measurement[] = [];
+  const qemu: Measurement[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const side of ['qemu', 'cowbell'] as const) {
+      const output = path.join(folder, `${side}-${round}.${extension}`);
+      syncDisk();
+      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : measureCowbell(cowbellArgs(output));
+      (side === 'qemu' ? qemu : cowbell).push(measurement);
+      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMiB.toFixed(0)} MiB\n`);
+      fs.rmSync(output, { force: true });
+    }
+  }
+  report({
+    name,
+    cowbellSeconds: median(cowbell.map((run) => run.seconds)),
+    qemuSeconds: median(qemu.map((run) => run.seconds)),
+    cowbellPeakMiB: Math.max(...cowbell.map((run) => run.peakMiB)),
+    note,
+  });
+}
+
+try {
+  const raw = path.join(folder, 'mixed.raw');
+  const qcow2 = path.join(folder, 'mixed.qcow2');
+  process.stderr.write(`making a 1 GiB mixed raw disk in ${folder}\n`);
+  writeMixedImage(raw, GiB);
+  measureQemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
+
+  compare('import raw→qcow2 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', (output) => ['convert', '-f', 'raw', '-O', 'qcow2', raw, output], (output) => ['convert', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
+  compare('export qcow2→raw 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', (output) => ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, output], (output) => ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, output], 'raw');
+  compare('convert -c 1 GiB (qemu-img -W)', 'informational; qemu-img compresses on all cores', (output) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, output], (output) => ['convert', '-c', '-W', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
+} finally {
+  fs.rmSync(folder, { recursive: true, force: true });
+}

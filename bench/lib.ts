@@ -1,0 +1,67 @@
+/**
+ * Shared pieces of the benchmarks: timing a command in a child process with its peak memory, the
+ * machine's description, and the row format bench/run.ts collects.
+ *
+ * A bench file prints human notes on stderr and one line per measurement on stdout:
+ *   BENCH {"name": …, "cowbellSeconds": …, "qemuSeconds": …, "cowbellPeakMiB": …, "note": …}
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
+export const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
+export const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+
+export interface BenchRow {
+  name: string;
+  cowbellSeconds: number;
+  qemuSeconds: number;
+  /** Cowbell's peak resident memory in MiB (the whole process). */
+  cowbellPeakMiB: number;
+  /** What the targets are, or anything to know about the row. */
+  note?: string;
+}
+
+export function report(row: BenchRow): void {
+  process.stdout.write(`BENCH ${JSON.stringify(row)}\n`);
+}
+
+export interface Measurement {
+  seconds: number;
+  peakMiB: number;
+}
+
+/** Runs a command to completion under /usr/bin/time, for its wall time and peak RSS. */
+export function measure(command: string, args: string[]): Measurement {
+  const timeFile = path.join(os.tmpdir(), `cowbell-bench-time-${process.pid}`);
+  const started = process.hrtime.bigint();
+  const result = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, command, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed (${result.status}):\n${result.stderr}`);
+  const kibibytes = Number(fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop());
+  fs.rmSync(timeFile, { force: true });
+  return { seconds, peakMiB: kibibytes / 1024 };
+}
+
+/** `cowbell ARGS…`, run on the Node 24 the project installs. */
+export function measureCowbell(args: string[]): Measurement {
+  return measure(NODE, [CLI, ...args]);
+}
+
+export function measureQemuImg(args: string[]): Measurement {
+  return measure('qemu-img', args);
+}
+
+export function machine(): string {
+  const cpus = os.cpus();
+  const qemu = spawnSync('qemu-img', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0] ?? 'qemu-img ?';
+  return `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${qemu}`;
+}
+
+/** Drops the page cache's copy of a file where the OS allows it, so runs start alike (best effort). */
+export function syncDisk(): void {
+  spawnSync('sync');
+}
