@@ -111,7 +111,9 @@ export interface HeaderLayout {
 export function newImageHeader(options: ResolvedCreateOptions, layout: HeaderLayout): Header {
   const extensions: HeaderExtension[] = [];
   if (options.backingFormat !== null) extensions.push({ type: EXT_BACKING_FORMAT, data: encodeString(options.backingFormat) });
-  if (options.version === 3) extensions.push(featureNameTable());
+  // As QEMU: no feature name table for clusters of 4 KiB or less, where its 392 bytes would leave
+  // no room for a backing file name (with 512-byte clusters the header could not be written).
+  if (options.version === 3 && 2 ** options.clusterBits > 4096) extensions.push(featureNameTable());
   let incompatible = 0n;
   if (options.extendedL2) incompatible |= INCOMPAT_EXTL2;
   if (options.compressionType !== 0) incompatible |= INCOMPAT_COMPRESSION;
