@@ -4,7 +4,7 @@ import { writeFileAtomically, type AtomicFileSystem } from './atomic-file.ts';
 import type { BlockFile } from './block-file.ts';
 import { Qcow2Error } from './errors.ts';
 import { alignUp, view } from './format/bytes.ts';
-import { encodeRefcountTableEntry, setRefcount } from './format/entries.ts';
+import { encodeL2, encodeRefcountTableEntry, setRefcount } from './format/entries.ts';
 import {
   EXT_BACKING_FORMAT,
   EXT_FEATURE_TABLE,
@@ -67,6 +67,10 @@ export function resolveCreateOptions(options: CreateOptions, backingSize: number
   const l2Entries = clusterSize / (extendedL2 ? 16 : 8);
   if (Math.ceil(size / (l2Entries * clusterSize)) * 8 > MAX_L1_BYTES) throw new Qcow2Error('INVALID_ARGUMENT', 'The size is too large for this cluster size');
   if (options.backingFormat !== undefined && options.backingFile === undefined) throw new Qcow2Error('INVALID_ARGUMENT', 'A backing format needs a backing file');
+  // Preallocated clusters would hide the backing file; only subclusters can stay unallocated (QEMU's rule too).
+  if (options.backingFile !== undefined && options.preallocation === 'metadata' && !extendedL2) {
+    throw new Qcow2Error('INVALID_ARGUMENT', 'A backing file and preallocation=metadata go together only with extended L2 entries');
+  }
   return {
     size,
     clusterBits,
@@ -232,7 +236,12 @@ function preallocateMetadata(image: Qcow2Image, job: JobContext): void {
     const slot = image.writableL2Slot(clusterStart);
     const hostOffset = image.refcounts.allocate(1);
     end = Math.max(end, hostOffset + image.clusterBytes);
-    image.setL2Normal(slot, hostOffset);
+    if (image.header.backingFile === null) image.setL2Normal(slot, hostOffset);
+    else {
+      // Extended L2 over a backing file: the cluster is reserved, its subclusters stay unallocated so the backing data shows through.
+      encodeL2(slot.table.view, slot.position, image.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0, zeroMask: 0 });
+      slot.table.dirty = true;
+    }
   }
   image.flush();
   if (image.file.size() < end) image.file.truncate(end);
