@@ -201,13 +201,20 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
     return;
   }
   mayHoldData.fill(0);
-  chunk.fill(0);
+  let covered = 0;
   for (const entry of mapRange(source, start, start + chunk.length)) {
-    if (!entry.data) continue;
     const from = entry.start - start;
-    source.readInto(chunk.subarray(from, from + entry.length), entry.start);
-    mayHoldData.fill(1, Math.floor(from / blockBytes), Math.ceil((from + entry.length) / blockBytes));
+    const target = chunk.subarray(from, from + entry.length);
+    if (!entry.data) {
+      target.fill(0);
+    } else {
+      source.readInto(target, entry.start);
+      mayHoldData.fill(1, Math.floor(from / blockBytes), Math.ceil((from + entry.length) / blockBytes));
+    }
+    covered = from + entry.length;
   }
+  // Past the end of the disk (the last cluster's tail).
+  chunk.fill(0, covered);
 }
 
 // ---------------------------------------------------------------- raw output
