@@ -17,3 +17,7 @@ export {
   removeSnapshot,
   changeSnapshotName,
 } from './operations.ts';
+export { mapImage } from './map.ts';
+export { allocationMap, readAllocationMap, type AllocationMapArgs } from './allocation-map.ts';
+export { convertImage, type ConvertRequest, type ConvertResult } from './convert.ts';
+export { detectFormat, type ImageFormat } from './image-format.ts';
