@@ -132,6 +132,20 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
     expect(readUsage(image).current).toEqual({ exclusiveBytes: (3 + 8 + 8 + 2) * C, sharedBytes: 0 });
   });
 
+  it('extended L2: a cluster with one subcluster written still holds a whole host cluster, and frees one when deleted', async ({ expect }) => {
+    const C = 64 * KiB;
+    const image = folder.file('usage-extl2.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C},extended_l2=on`, image, String(4 * MiB)]);
+    // One 2 KiB subcluster in each of 3 clusters.
+    await qemuIo(image, [`write -P 1 0 2k`, `write -P 1 ${C} 2k`, `write -P 1 ${2 * C} 2k`]);
+    takeSnapshot(image, 'A');
+    await qemuIo(image, [`write -P 2 0 ${3 * C}`]);
+    const usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 3) * C, sharedBytes: 0 });
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: (1 + 1 + 3) * C, sharedBytes: 0 });
+    await expectFrees(expect, image, 5 * C, C, () => removeSnapshot(image, 'A'), C);
+  });
+
   it('reports leaked clusters as qemu-img check counts them', async ({ expect }) => {
     const C = 64 * KiB;
     const image = folder.file('leak.qcow2');

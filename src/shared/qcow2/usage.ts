@@ -49,12 +49,8 @@ export class UsageCalculator {
         for (let cluster = first; cluster <= last; cluster++) compressedTouches.set(cluster, (compressedTouches.get(cluster) ?? 0) + 1);
         compressedEntries.push({ first, last, bytes: entry.compressedSize });
         usage.dataBytes += entry.compressedSize;
-      } else if (entry.hostOffset !== 0 && entry.kind === 'normal') {
-        const bytes = image.l2Format.extendedL2 ? popcount(entry.allocMask) * image.subclusterBytes : image.clusterBytes;
-        usage.dataBytes += bytes;
-        if (image.refcounts.get(entry.hostOffset / image.clusterBytes) === 1) usage.ownDataBytes += bytes;
       } else if (entry.hostOffset !== 0) {
-        // A preallocated zero cluster still holds a host cluster.
+        // A host cluster is held whole, however few of its subclusters hold data (extended L2), and a preallocated zero cluster holds one too.
         usage.dataBytes += image.clusterBytes;
         if (image.refcounts.get(entry.hostOffset / image.clusterBytes) === 1) usage.ownDataBytes += image.clusterBytes;
       }
@@ -90,16 +86,6 @@ export class UsageCalculator {
     }
     return { exclusiveBytes, sharedBytes };
   }
-}
-
-function popcount(value: number): number {
-  let bits = value >>> 0;
-  let count = 0;
-  while (bits !== 0) {
-    bits &= bits - 1;
-    count++;
-  }
-  return count;
 }
 
 export function snapshotUsage(image: Qcow2Image, snapshot: SnapshotEntry, calculator: UsageCalculator): L1Usage {
