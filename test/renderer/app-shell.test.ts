@@ -27,6 +27,7 @@ describe('App shell', () => {
     await flushPromises();
     expect(wrapper.findAll('[data-testid="disk-item"]')).toHaveLength(2);
     expect(wrapper.get('[data-testid="disk-name"]').text()).toBe('fedora.qcow2');
+    await wrapper.get('[data-testid="tab-properties"]').trigger('click');
     expect(wrapper.get('[data-testid="info-virtual-size"]').text()).toBe('1 GiB');
     expect(document.title).toBe('fedora.qcow2 — Cowbell');
 

@@ -1,0 +1,102 @@
+import { describe, expect, it } from 'vitest';
+import type { UsageReport } from '../../src/shared/ipc/contract.ts';
+import { snapshotSpaceOption, snapshotSpaceRows, spaceFigures, spaceSummaryOption, type ChartPalette } from '../../src/renderer/src/lib/space-charts.ts';
+
+const palette: ChartPalette = {
+  text: '#111',
+  textSecondary: '#555',
+  grid: '#ddd',
+  surface: '#fff',
+  font: 'system-ui',
+  virtual: '#virtual',
+  data: '#data',
+  shared: '#shared',
+  metadata: '#metadata',
+  leaked: '#leaked',
+  free: '#free',
+  current: '#current',
+  highlight: '#highlight',
+};
+
+const MiB = 1024 * 1024;
+
+function usage(snapshots: UsageReport['snapshots'] = []): UsageReport {
+  return {
+    virtualSize: 64 * 1024 * MiB,
+    fileSize: 200 * MiB,
+    allocatedBytes: 180 * MiB,
+    metadataBytes: 2 * MiB,
+    leakedBytes: 3 * MiB,
+    current: { exclusiveBytes: 8 * MiB, sharedBytes: 150 * MiB },
+    snapshots,
+  };
+}
+
+interface BarSeries {
+  name: string;
+  data: ({ value: number; itemStyle?: { borderColor?: string; color?: string } } | null)[];
+  itemStyle?: { color: string };
+}
+
+describe('space summary chart', () => {
+  it('splits the allocated bytes into guest data, metadata and leaks, and the file into allocated and unused', () => {
+    expect(spaceFigures(usage())).toEqual({
+      virtualSize: 64 * 1024 * MiB,
+      allocatedBytes: 180 * MiB,
+      fileSize: 200 * MiB,
+      guestDataBytes: 175 * MiB,
+      metadataBytes: 2 * MiB,
+      leakedBytes: 3 * MiB,
+      unusedFileBytes: 20 * MiB,
+    });
+  });
+
+  it('draws virtual size, allocated and file size as three bars whose segments add up to each', () => {
+    const option = spaceSummaryOption(usage(), palette);
+    expect((option.yAxis as { data: string[] }).data).toEqual(['Virtual disk  64 GiB', 'Allocated  180 MiB', 'File  200 MiB']);
+    const series = option.series as BarSeries[];
+    const totals = [0, 1, 2].map((row) => series.reduce((sum, entry) => sum + (entry.data[row]?.value ?? 0), 0));
+    expect(totals).toEqual([64 * 1024 * MiB, 180 * MiB, 180 * MiB + 20 * MiB]);
+    expect(series.map((entry) => entry.name)).toEqual(['Virtual size', 'Guest data', 'Metadata', 'Leaked', 'Unused in file']);
+    expect(series.find((entry) => entry.name === 'Leaked')?.itemStyle?.color).toBe('#leaked');
+    // Tooltips are drawn on the canvas: HTML ones would need inline styles the CSP refuses.
+    expect((option.tooltip as { renderMode: string }).renderMode).toBe('richText');
+  });
+});
+
+describe('space by snapshot chart', () => {
+  const snapshots = [
+    { id: '1', name: 'fresh install', exclusiveBytes: 1 * MiB, sharedBytes: 40 * MiB },
+    { id: '2', name: 'big one', exclusiveBytes: 90 * MiB, sharedBytes: 10 * MiB },
+    { id: '3', name: 'tiny', exclusiveBytes: 0, sharedBytes: 5 * MiB },
+  ];
+
+  it('puts the biggest own data first and counts the current state as a row', () => {
+    const rows = snapshotSpaceRows(usage(snapshots));
+    expect(rows.map((row) => row.id)).toEqual(['2', 'current', '1', '3']);
+    expect(rows[1]).toMatchObject({ label: 'Current state', kind: 'current', exclusiveBytes: 8 * MiB });
+  });
+
+  it('sums the rows past the limit into one, so 500 snapshots stay readable', () => {
+    const many = Array.from({ length: 500 }, (_, index) => ({ id: String(index + 1), name: `s${index + 1}`, exclusiveBytes: index * 4096, sharedBytes: 4096 }));
+    const rows = snapshotSpaceRows(usage(many), 12);
+    expect(rows).toHaveLength(12);
+    expect(rows[0]?.id).toBe('current');
+    expect(rows[1]?.id).toBe('500');
+    const others = rows.at(-1);
+    expect(others).toMatchObject({ id: 'others', kind: 'others', label: '490 more' });
+    const all = [{ exclusiveBytes: 8 * MiB }, ...many].reduce((sum, row) => sum + row.exclusiveBytes, 0);
+    expect(rows.reduce((sum, row) => sum + row.exclusiveBytes, 0)).toBe(all);
+  });
+
+  it('stacks own and shared bytes per row, colours the current state apart, and outlines the highlighted row', () => {
+    const rows = snapshotSpaceRows(usage(snapshots));
+    const option = snapshotSpaceOption(rows, palette, '1');
+    expect((option.yAxis as { data: string[] }).data).toEqual(['big one', 'Current state', 'fresh install', 'tiny']);
+    const [own, shared] = option.series as BarSeries[];
+    expect(own?.data.map((item) => item?.value)).toEqual([90 * MiB, 8 * MiB, 1 * MiB, 0]);
+    expect(shared?.data.map((item) => item?.value)).toEqual([10 * MiB, 150 * MiB, 40 * MiB, 5 * MiB]);
+    expect(own?.data[1]?.itemStyle?.color).toBe('#current');
+    expect(own?.data.map((item) => item?.itemStyle?.borderColor)).toEqual([undefined, undefined, '#highlight', undefined]);
+  });
+});
