@@ -4,6 +4,7 @@
  * An L2 table both states share is skipped whole. Guest data is never read, so two clusters that
  * hold equal bytes in different host clusters still count as different.
  */
+import { alignUp } from './format/bytes.ts';
 import { decodeL2, type L2Entry } from './format/entries.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
 import { silentJob, type JobContext } from './job-context.ts';
@@ -50,7 +51,15 @@ export function diffStates(image: Qcow2Image, from: string, to: string, job: Job
     else ranges.push({ offset, length: clipped });
   };
   const tables = Math.ceil(size / (perTable * clusterBytes));
-  for (let l1Index = 0; l1Index < tables; l1Index++) {
+  // Where neither state has an L2 table, only a difference in disk size can differ: from the
+  // first whole cluster past the smaller size. Past both L1 tables that is one range, not a walk.
+  const sizeDifferenceFrom = alignUp(Math.min(a.size, b.size), clusterBytes);
+  const unmappedRange = (start: number, end: number): void => {
+    const from = Math.max(start, sizeDifferenceFrom);
+    if (end > from) addRange(from, end - from);
+  };
+  const mappedTables = Math.min(tables, Math.max(a.l1.size, b.l1.size));
+  for (let l1Index = 0; l1Index < mappedTables; l1Index++) {
     if (l1Index % 64 === 0) {
       job.throwIfCancelled();
       job.progress('comparing', l1Index, tables, 'steps');
@@ -58,6 +67,10 @@ export function diffStates(image: Qcow2Image, from: string, to: string, job: Job
     const tableA = l1Index < a.l1.size ? image.l2OffsetAt(a.l1, l1Index) : 0;
     const tableB = l1Index < b.l1.size ? image.l2OffsetAt(b.l1, l1Index) : 0;
     if (tableA === tableB && (tableA !== 0 || a.size === b.size)) continue;
+    if (tableA === 0 && tableB === 0) {
+      unmappedRange(l1Index * perTable * clusterBytes, (l1Index + 1) * perTable * clusterBytes);
+      continue;
+    }
     const viewA = tableA !== 0 ? image.l2Cache.get(tableA).view : null;
     const entriesA: (L2Entry | null)[] = [];
     for (let slot = 0; slot < perTable; slot++) entriesA.push(viewA ? decodeL2(viewA, slot * image.l2EntryBytes, image.l2Format) : null);
@@ -71,6 +84,7 @@ export function diffStates(image: Qcow2Image, from: string, to: string, job: Job
       if (beyondA !== beyondB || !sameMapping(entriesA[slot] ?? null, entryB, hasBacking)) addRange(guestOffset, clusterBytes);
     }
   }
+  unmappedRange(mappedTables * perTable * clusterBytes, size);
   job.progress('comparing', tables, tables, 'steps');
   return { ranges, bytes };
 }

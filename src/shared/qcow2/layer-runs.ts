@@ -31,8 +31,13 @@ export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, en
   let position = start;
   while (position < end) {
     const l1Index = Math.floor(position / l2Span);
+    // Past the L1 table nothing is mapped: one run, however large the disk claims to be.
+    if (l1Index >= l1.size) {
+      visit(position, end - position, 'unallocated', -1);
+      return;
+    }
     const spanEnd = Math.min(end, (l1Index + 1) * l2Span);
-    const l2Offset = l1Index < l1.size ? image.l2OffsetAt(l1, l1Index) : 0;
+    const l2Offset = image.l2OffsetAt(l1, l1Index);
     if (l2Offset === 0) {
       visit(position, spanEnd - position, 'unallocated', -1);
       position = spanEnd;
