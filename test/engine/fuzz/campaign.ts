@@ -37,6 +37,8 @@ export interface CampaignReport {
   findings: Finding[];
   /** target -> outcome key (ok, CORRUPT, raw TypeError, hang, …) -> count */
   tally: Record<string, Record<string, number>>;
+  /** target -> total and slowest milliseconds, and the slowest case (a hang in the making shows here first) */
+  timing: Record<string, { totalMs: number; maxMs: number; slowest: string }>;
   durationMs: number;
 }
 
@@ -126,6 +128,7 @@ export async function runCampaign(options: CampaignOptions, prebuilt?: SeedSet):
     const harness = new FuzzHarness({ ...DEFAULT_HARNESS, ...options.harness, folder: folder.file('work'), companions: seedSet.companions });
     const targets = targetNames();
     const tally: CampaignReport['tally'] = {};
+    const timing: CampaignReport['timing'] = {};
     const findings: Finding[] = [];
     let done = 0;
     try {
@@ -138,6 +141,12 @@ export async function runCampaign(options: CampaignOptions, prebuilt?: SeedSet):
             const byKey = (tally[outcome.target] ??= {});
             const key = outcomeKey(outcome);
             byKey[key] = (byKey[key] ?? 0) + 1;
+            const time = (timing[outcome.target] ??= { totalMs: 0, maxMs: 0, slowest: '' });
+            time.totalMs += outcome.ms ?? 0;
+            if ((outcome.ms ?? 0) > time.maxMs) {
+              time.maxMs = outcome.ms ?? 0;
+              time.slowest = `${fuzzCase.seed} [${fuzzCase.mutations.map((mutation) => mutation.label).join('; ')}]`;
+            }
           }
           if (outcomes.some(isFinding)) {
             const shrunk = await shrink(harness, seedBytes, fuzzCase, outcomes, targets);
@@ -155,7 +164,7 @@ export async function runCampaign(options: CampaignOptions, prebuilt?: SeedSet):
     } finally {
       await harness.close();
     }
-    return { cases: cases.length, findings, tally, durationMs: Date.now() - started };
+    return { cases: cases.length, findings, tally, timing, durationMs: Date.now() - started };
   } finally {
     folder.cleanup();
   }
@@ -168,7 +177,10 @@ export function formatTally(report: CampaignReport): string {
     const parts = Object.entries(byKey)
       .sort((a, b) => b[1] - a[1])
       .map(([key, count]) => `${key} ${count}`);
-    lines.push(`  ${target.padEnd(16)} ${parts.join(', ')}`);
+    const time = report.timing[target];
+    const ms = time === undefined ? '' : ` (${(time.totalMs / 1000).toFixed(1)} s in all, slowest ${time.maxMs.toFixed(0)} ms)`;
+    lines.push(`  ${target.padEnd(18)} ${parts.join(', ')}${ms}`);
+    if (time !== undefined && time.maxMs > 250) lines.push(`  ${''.padEnd(18)} slowest: ${time.slowest}`);
   }
   return lines.join('\n');
 }

@@ -42,7 +42,9 @@ async function runTarget(name: string, imagePath: string): Promise<TargetOutcome
 port.on('message', async (request: CaseRequest) => {
   for (const name of request.targets) {
     post({ type: 'start', target: name });
-    post({ type: 'result', outcome: await runTarget(name, request.imagePath) });
+    const started = performance.now();
+    const outcome = await runTarget(name, request.imagePath);
+    post({ type: 'result', outcome: { ...outcome, ms: performance.now() - started } });
   }
   post({ type: 'done' });
 });

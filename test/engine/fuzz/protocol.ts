@@ -32,6 +32,8 @@ export interface TargetOutcome {
   code?: string;
   message?: string;
   stack?: string;
+  /** Time the target took, as the worker measured it. */
+  ms?: number;
 }
 
 export type WorkerMessage =

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { applyMutations, type Mutation } from './mutations.ts';
+import { applyMutations, type Mutation } from './patches.ts';
 import type { TargetOutcome } from './protocol.ts';
 
 export const REGRESSIONS_FOLDER = path.join(path.dirname(fileURLToPath(import.meta.url)), 'regressions');

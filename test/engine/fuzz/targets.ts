@@ -10,6 +10,7 @@ import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
 import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
 import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/info.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
+import { mapImage } from '../../../src/shared/qcow2/map.ts';
 
 export interface FuzzTarget {
   name: string;
@@ -24,9 +25,23 @@ export const TARGETS: FuzzTarget[] = [
   target('read-guest', (file) => withImage(file, (image) => readGuest(image, image.l1, image, new Budget()))),
   target('snapshot-list', (file) => withImage(file, (image) => image.snapshots.map((entry) => ({ ...snapshotInfo(entry), record: readCowbellRecord(entry) })))),
   target('read-snapshots', (file) => withImage(file, readEverySnapshot)),
-  // The UI's image.open: main checks the path, then a pool worker runs this job.
+  target('map', (file) => withImage(file, (image) => mapImage(image))),
+  // The UI's requests: main checks the path, then a pool worker runs the job table's function.
   target('ui-open', (file) => jobTable['image.info'](file, {}, silentJob)),
+  target('ui-allocation-map', (file) => forStates(file, (state) => jobTable['image.map'](file, { cells: 4096, ...(state === 'current' ? {} : { snapshot: state }) }, silentJob))),
+  target('ui-usage', (file) => jobTable['image.usage'](file, {}, silentJob)),
+  target('ui-snapshot-tree', (file) => jobTable['snapshot.tree'](file, {}, silentJob)),
+  target('ui-diff', (file) => forStates(file, (state) => jobTable['image.diff'](file, { from: state, to: 'current' }, silentJob))),
 ];
+
+/** Snapshots a per-state target visits at most (the table may claim thousands). */
+const MAX_STATES = 8;
+
+/** Runs `use` for the current state and the first snapshots (by id, as the UI names them). */
+function forStates(file: string, use: (state: string) => unknown): void {
+  const ids = withImage(file, (image) => image.snapshots.slice(0, MAX_STATES).map((entry) => entry.id));
+  for (const state of ['current', ...ids]) use(state);
+}
 
 export function targetNames(): string[] {
   return TARGETS.map((entry) => entry.name);
