@@ -1,0 +1,148 @@
+/**
+ * `cowbell snapshot list|create|apply|delete|rename`, `cowbell usage` and `cowbell diff` as a user
+ * runs them (bin/cowbell in its own process), checked against what qemu-img then sees.
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { takeSnapshot } from '../../src/shared/qcow2/operations.ts';
+import { firstDifference, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { expectCheckClean, fileHash } from '../helpers/snapshot-scenario.ts';
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+// Each bin/cowbell run starts a Node process (about a second on a busy 2-core machine).
+vi.setConfig({ testTimeout: 60_000 });
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+function cowbell(...args: string[]): { code: number | null; out: string; err: string } {
+  const result = spawnSync(launcher, args, { encoding: 'utf8' });
+  return { code: result.status, out: result.stdout, err: result.stderr };
+}
+
+async function qemuNames(image: string): Promise<string[]> {
+  return ((await qemuInfo(image)).snapshots ?? []).map((snapshot) => snapshot.name);
+}
+
+async function imageWithTwoSnapshots(name: string): Promise<string> {
+  const image = folder.file(name);
+  await qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']);
+  await qemuIo(image, ['write -P 1 0 1M']);
+  takeSnapshot(image, 'installed');
+  await qemuIo(image, ['write -P 2 512k 1M']);
+  await qemuImg(['snapshot', '-c', 'updated', image]);
+  await qemuIo(image, ['write -P 3 4M 64k']);
+  return image;
+}
+
+describe('cowbell snapshot list --json', () => {
+  it('has the keys the issue names, with their types, and the tree as recorded and inferred', async () => {
+    const image = await imageWithTwoSnapshots('list.qcow2');
+    const { code, out, err } = cowbell('snapshot', 'list', '--json', image);
+    expect({ code, err }).toEqual({ code: 0, err: '' });
+    const listed = JSON.parse(out) as { snapshots: Record<string, unknown>[]; currentParentId: unknown };
+    expect(Object.keys(listed)).toEqual(expect.arrayContaining(['snapshots', 'currentParentId']));
+    const keys = ['id', 'name', 'parentId', 'parentInferred', 'date', 'vmClock', 'vmStateSize', 'exclusiveBytes', 'sharedBytes'];
+    for (const snapshot of listed.snapshots) {
+      expect(Object.keys(snapshot)).toEqual(expect.arrayContaining(keys));
+      expect(snapshot).toMatchObject({
+        id: expect.any(String),
+        name: expect.any(String),
+        parentInferred: expect.any(Boolean),
+        date: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+        vmClock: 0,
+        vmStateSize: 0,
+        exclusiveBytes: expect.any(Number),
+        sharedBytes: expect.any(Number),
+      });
+    }
+    expect(listed.snapshots.map((snapshot) => [snapshot.name, snapshot.parentId, snapshot.parentInferred])).toEqual([
+      ['installed', null, false],
+      ['updated', '1', true],
+    ]);
+    // After qemu-img's snapshot and a write, the current state descends from "updated" (inferred).
+    expect(listed.currentParentId).toBe('2');
+  });
+
+  it('prints the tree for people, with "you are here" under the current state\'s parent', async () => {
+    const image = await imageWithTwoSnapshots('list-text.qcow2');
+    const { code, out } = cowbell('snapshot', 'list', image);
+    expect(code).toBe(0);
+    expect(out).toMatch(/^1 +installed /m);
+    expect(out).toMatch(/^ {2}2 +updated .*\(parent inferred\)$/m);
+    expect(out).toMatch(/^ {4}\* you are here/m);
+  });
+});
+
+describe('cowbell snapshot create, apply, rename, delete', () => {
+  let errorImage: string | undefined;
+
+  it('exit 0 and change the image as qemu-img then sees it', async () => {
+    const image = await imageWithTwoSnapshots('ops.qcow2');
+    const atCreate = await rawOf(image);
+    let result = cowbell('snapshot', 'create', image, 'before cleanup');
+    expect(result).toEqual({ code: 0, out: 'Created snapshot "before cleanup" (id 3)\n', err: '' });
+    expect(await qemuNames(image)).toEqual(['installed', 'updated', 'before cleanup']);
+
+    result = cowbell('snapshot', 'apply', image, 'installed');
+    expect(result).toMatchObject({ code: 0, err: '' });
+    expect(firstDifference(await rawOf(image), await rawOf(image, { snapshot: 'installed' }))).toBe(-1);
+
+    result = cowbell('snapshot', 'rename', image, 'before cleanup', 'pre-cleanup');
+    expect(result).toMatchObject({ code: 0, err: '' });
+    expect(await qemuNames(image)).toEqual(['installed', 'updated', 'pre-cleanup']);
+    expect(firstDifference(await rawOf(image, { snapshot: 'pre-cleanup' }), atCreate)).toBe(-1);
+
+    result = cowbell('snapshot', 'delete', image, 'updated');
+    expect(result).toMatchObject({ code: 0, err: '' });
+    expect(await qemuNames(image)).toEqual(['installed', 'pre-cleanup']);
+    await expectCheckClean(expect, image, 'after the CLI operations');
+  });
+
+  it.each([
+    ['a duplicate name', ['snapshot', 'create', 'IMG', 'installed'], /already exists/],
+    ['an unknown snapshot to apply', ['snapshot', 'apply', 'IMG', 'nope'], /no snapshot named "nope"/],
+    ['an unknown snapshot to delete', ['snapshot', 'delete', 'IMG', 'nope'], /no snapshot named "nope"/],
+    ['a rename onto an existing name', ['snapshot', 'rename', 'IMG', 'installed', 'updated'], /already exists/],
+    ['a missing image', ['snapshot', 'list', '/no/such/disk.qcow2'], /no such file/i],
+    ['an unknown snapshot to diff', ['diff', 'IMG', 'installed', 'nope'], /no snapshot named "nope"/],
+  ])('fail on %s: one line on stderr, exit 1, the file unchanged', async (_what, args, message) => {
+    errorImage ??= await imageWithTwoSnapshots('errors.qcow2');
+    const image = errorImage;
+    const before = fileHash(image);
+    const result = cowbell(...args.map((arg) => (arg === 'IMG' ? image : arg)));
+    expect(result.code).toBe(1);
+    expect(result.out).toBe('');
+    expect(result.err).toMatch(message);
+    expect(result.err).toMatch(/^cowbell: /);
+    expect(result.err.trimEnd().split('\n')).toHaveLength(1);
+    expect(fileHash(image)).toBe(before);
+  });
+
+  it('a wrong number of arguments is a usage error (exit 2)', async () => {
+    const result = cowbell('snapshot', 'rename', folder.file('any.qcow2'), 'only-one');
+    expect(result.code).toBe(2);
+    expect(result.err.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('cowbell usage and diff', () => {
+  it('usage --json gives the whole space picture; diff --json the ranges between two states', async () => {
+    const image = await imageWithTwoSnapshots('usage.qcow2');
+    const usage = cowbell('usage', '--json', image);
+    expect(usage.code).toBe(0);
+    const report = JSON.parse(usage.out) as Record<string, unknown>;
+    expect(Object.keys(report)).toEqual(expect.arrayContaining(['virtualSize', 'fileSize', 'allocatedBytes', 'metadataBytes', 'leakedBytes', 'current', 'snapshots']));
+    expect(report).toMatchObject({ virtualSize: 8 * 1024 * 1024, leakedBytes: 0 });
+    const text = cowbell('usage', image);
+    expect(text.out).toMatch(/^current state: +own /m);
+    expect(text.out).toMatch(/^snapshot updated: own /m);
+    // "updated" differs from "installed" by the 1 MiB written at 512 KiB; the current state from "updated" by one cluster at 4 MiB.
+    expect(JSON.parse(cowbell('diff', '--json', image, 'installed', 'updated').out)).toEqual({ ranges: [{ offset: 512 * 1024, length: 1024 * 1024 }], bytes: 1024 * 1024 });
+    expect(JSON.parse(cowbell('diff', '--json', image, 'updated', 'current').out)).toEqual({ ranges: [{ offset: 4 * 1024 * 1024, length: 65536 }], bytes: 65536 });
+  });
+});
