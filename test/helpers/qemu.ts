@@ -99,10 +99,11 @@ export interface QemuCheck {
 
 export async function qemuCheck(image: string): Promise<QemuCheck> {
   const result = await qemuImg(['check', '-f', 'qcow2', '--output=json', image], { okCodes: [0, 1, 2, 3] });
-  let report: QemuCheckReport | null = null;
+  let report: QemuCheckReport | null;
   try {
     report = JSON.parse(result.stdout) as QemuCheckReport;
   } catch {
+    // Exit code 1 (could not check) may come with no JSON at all.
     report = null;
   }
   return { code: result.code, report, output: result.stdout + result.stderr };
