@@ -1,0 +1,144 @@
+/**
+ * Runs one crash-table entry: the operation once on a FaultFile to get its log of writes and
+ * flushes, then every power cut that log allows (crashPoints), each judged by
+ *  1. the walk (image-walk.ts): no refcount below its references, no COPIED flag on a shared cluster;
+ *  2. the guest data, read through the engine, against the operation's contract;
+ *  3. `qemu-img check` (every distinct crash image), classified as in qemu-verdict.ts;
+ *  4. for a sample, the guest data as qemu-img reads it (`convert`, `-l snapshot.name=…`).
+ */
+import * as fs from 'node:fs';
+import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
+import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
+import { contractViolation, readGuestState, type GuestState } from './guest-state.ts';
+import type { ImageOperation } from './harness.ts';
+import { walkImage } from './image-walk.ts';
+import { isClean, qemuVerdict } from './qemu-verdict.ts';
+
+export interface CrashSettings {
+  full: boolean;
+  /** Seeded random loss patterns per cut point, besides keep-all and lose-all. */
+  randomSubsets: number;
+  /** Every n-th distinct crash image goes to qemu-img check (the walk sees every one). */
+  qemuCheckEvery: number;
+  /** Every n-th distinct crash image is also read by qemu-img convert. */
+  qemuDataEvery: number;
+}
+
+export const crashSettings: CrashSettings =
+  process.env.CRASH_FULL === '1'
+    ? { full: true, randomSubsets: 24, qemuCheckEvery: 1, qemuDataEvery: 3 }
+    : { full: false, randomSubsets: 6, qemuCheckEvery: 3, qemuDataEvery: 24 };
+
+export interface CrashReport {
+  name: string;
+  events: number;
+  states: number;
+  distinct: number;
+  qemuChecks: number;
+  qemuDataSamples: number;
+  failures: string[];
+}
+
+const MAX_FAILURES = 12;
+
+function seedOf(text: string): number {
+  let hash = 2166136261;
+  for (let index = 0; index < text.length; index++) hash = Math.imul(hash ^ text.charCodeAt(index), 16777619) >>> 0;
+  return hash;
+}
+
+/** The guest state as qemu-img reads it, compared with what the engine read from the same bytes. */
+async function qemuDataMismatch(imagePath: string, expected: GuestState): Promise<string | null> {
+  const current = await rawOf(imagePath);
+  const at = firstDifference(current, expected.current);
+  if (at !== -1) return `qemu-img reads the current disk differently from the engine at byte ${at}`;
+  for (const snapshot of expected.snapshots) {
+    const data = await rawOf(imagePath, { snapshot: snapshot.name });
+    const differs = firstDifference(data, snapshot.data);
+    if (differs !== -1) return `qemu-img reads snapshot ${snapshot.name} differently from the engine at byte ${differs}`;
+  }
+  return null;
+}
+
+export async function runCrashCase(operation: ImageOperation, settings: CrashSettings = crashSettings): Promise<CrashReport> {
+  const folder = tempDir();
+  const report: CrashReport = { name: operation.name, events: 0, states: 0, distinct: 0, qemuChecks: 0, qemuDataSamples: 0, failures: [] };
+  const fail = (message: string): void => {
+    if (report.failures.length < MAX_FAILURES) report.failures.push(message);
+  };
+  try {
+    const imagePath = folder.file('image.qcow2');
+    await operation.setup(imagePath);
+    const initial = new Uint8Array(fs.readFileSync(imagePath));
+    const before = readGuestState(new CrashState(imagePath, initial, []));
+
+    const fault = new FaultFile(imagePath, initial);
+    const image = Qcow2Image.openFile(fault);
+    const granuleBytes = image.subclusterBytes;
+    operation.run(image);
+    image.close();
+    const log = fault.log;
+    report.events = log.length;
+    const after = readGuestState(new CrashState(imagePath, fault.contents(), []));
+
+    // The finished operation: clean by qemu-img's standards, and read alike by qemu-img.
+    const finishedPath = folder.file('finished.qcow2');
+    fs.writeFileSync(finishedPath, fault.contents());
+    const finished = await qemuVerdict(finishedPath);
+    if (!isClean(finished)) fail(`after the whole operation qemu-img check is not clean:\n${finished.output}`);
+    const finishedData = await qemuDataMismatch(finishedPath, after);
+    if (finishedData !== null) fail(`after the whole operation: ${finishedData}`);
+
+    const seen = new Set<string>();
+    const qemuJobs: (() => Promise<void>)[] = [];
+    for (const point of crashPoints(log, settings.randomSubsets, seedOf(operation.name))) {
+      report.states++;
+      const state = crashState(imagePath, initial, log, point);
+      const signature = state.signature();
+      if (seen.has(signature)) continue;
+      seen.add(signature);
+      report.distinct++;
+      const where = describeCrashPoint(log, point);
+
+      let observed: GuestState | null = null;
+      try {
+        const walk = walkImage(state);
+        for (const finding of walk.harmful) fail(`${where}: ${finding.kind}: ${finding.message}`);
+        observed = readGuestState(state);
+        const violation = contractViolation(operation.contract, granuleBytes, before, after, observed);
+        if (violation !== null) fail(`${where}: ${operation.contract} broken: ${violation}`);
+      } catch (error) {
+        fail(`${where}: the crash image cannot be read: ${(error as Error).message}`);
+      }
+
+      if (report.distinct % settings.qemuCheckEvery !== 0) continue;
+      const sampleData = observed !== null && report.distinct % settings.qemuDataEvery === 0;
+      const expected = observed;
+      const statePath = folder.file(`state-${report.distinct}.qcow2`);
+      qemuJobs.push(async () => {
+        fs.writeFileSync(statePath, state.bytes());
+        try {
+          const verdict = await qemuVerdict(statePath);
+          report.qemuChecks++;
+          for (const message of verdict.harmful) fail(`${where}: qemu-img check: ${message}`);
+          if (sampleData && expected !== null) {
+            report.qemuDataSamples++;
+            const mismatch = await qemuDataMismatch(statePath, expected);
+            if (mismatch !== null) fail(`${where}: ${mismatch}`);
+          }
+        } finally {
+          fs.rmSync(statePath, { force: true });
+        }
+      });
+    }
+    await inBatches(qemuJobs, 4);
+    return report;
+  } finally {
+    folder.cleanup();
+  }
+}
+
+export function summary(report: CrashReport): string {
+  return `crash: ${report.name}: ${report.states} crash states tried (${report.distinct} distinct images from ${report.events} logged events; ${report.qemuChecks} qemu-img checks, ${report.qemuDataSamples} qemu-img data reads)`;
+}

@@ -1,0 +1,532 @@
+/**
+ * Power cuts on demand. `FaultFile` is a BlockFile over memory that records every write, truncate
+ * and flush in order; `crashState` rebuilds the file as a power cut after any prefix of that log
+ * would leave it: everything up to the last flush is on disk, and of the writes since then any
+ * subset may be (a disk's write cache reorders freely between flushes; a flush is a barrier).
+ * `FaultFileSystem` does the same for whole files, names and folder syncs (the seam
+ * atomic-file.ts takes).
+ */
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import type { AtomicFileSystem } from '../../src/shared/qcow2/atomic-file.ts';
+import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
+import { SeededRandom } from './seeded-random.ts';
+
+export type FileEvent =
+  | { kind: 'write'; position: number; bytes: Uint8Array }
+  | { kind: 'truncate'; size: number }
+  | { kind: 'flush' };
+
+/** Growable bytes with a logical length (a sparse file's contents, in memory). */
+class GrowableBytes {
+  private buffer: Uint8Array;
+  length: number;
+
+  constructor(initial: Uint8Array) {
+    this.buffer = new Uint8Array(Math.max(4096, initial.length));
+    this.buffer.set(initial);
+    this.length = initial.length;
+  }
+
+  read(target: Uint8Array, position: number): number {
+    if (position >= this.length) return 0;
+    const count = Math.min(target.length, this.length - position);
+    target.set(this.buffer.subarray(position, position + count));
+    return count;
+  }
+
+  write(bytes: Uint8Array, position: number): void {
+    this.reserve(position + bytes.length);
+    if (position > this.length) this.buffer.fill(0, this.length, position);
+    this.buffer.set(bytes, position);
+    this.length = Math.max(this.length, position + bytes.length);
+  }
+
+  truncate(size: number): void {
+    this.reserve(size);
+    if (size > this.length) this.buffer.fill(0, this.length, size);
+    this.length = size;
+  }
+
+  contents(): Uint8Array {
+    return this.buffer.slice(0, this.length);
+  }
+
+  private reserve(size: number): void {
+    if (size <= this.buffer.length) return;
+    const grown = new Uint8Array(Math.max(size, this.buffer.length * 2));
+    grown.set(this.buffer.subarray(0, this.length));
+    this.buffer = grown;
+  }
+}
+
+/** A BlockFile over memory that logs every change, so a run can be cut anywhere afterwards. */
+export class FaultFile implements BlockFile {
+  readonly path: string;
+  readonly readOnly: boolean;
+  readonly log: FileEvent[];
+  private readonly data: GrowableBytes;
+  private closed = false;
+
+  constructor(filePath: string, initial: Uint8Array, options: { readOnly?: boolean; log?: FileEvent[] } = {}) {
+    this.path = filePath;
+    this.readOnly = options.readOnly ?? false;
+    this.log = options.log ?? [];
+    this.data = new GrowableBytes(initial);
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    this.assertOpen();
+    return this.data.read(buffer, position);
+  }
+
+  write(buffer: Uint8Array, position: number): void {
+    this.assertWritable();
+    const bytes = buffer.slice();
+    this.log.push({ kind: 'write', position, bytes });
+    this.data.write(bytes, position);
+  }
+
+  flush(): void {
+    this.assertOpen();
+    if (this.readOnly) return;
+    this.log.push({ kind: 'flush' });
+  }
+
+  size(): number {
+    this.assertOpen();
+    return this.data.length;
+  }
+
+  truncate(size: number): void {
+    this.assertWritable();
+    this.log.push({ kind: 'truncate', size });
+    this.data.truncate(size);
+  }
+
+  close(): void {
+    this.closed = true;
+  }
+
+  /** The file as the running program sees it (every write kept). */
+  contents(): Uint8Array {
+    return this.data.contents();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+  }
+
+  private assertWritable(): void {
+    this.assertOpen();
+    if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+  }
+}
+
+// ------------------------------------------------------------------ cutting the log
+
+/** Which of the writes since the last flush a power cut keeps: (a) all, (b) none, (c) a seeded random subset. */
+export type LossPattern = { kind: 'keep-all' } | { kind: 'lose-all' } | { kind: 'random'; seed: number };
+
+export interface CrashPoint {
+  /** How many log events happened before the power went. */
+  cut: number;
+  pattern: LossPattern;
+}
+
+/** Indices of the changes (writes, truncates) after the last flush before `cut`. */
+export function unflushedChanges(log: readonly FileEvent[], cut: number): number[] {
+  const indices: number[] = [];
+  for (let index = 0; index < cut; index++) {
+    const event = log[index];
+    if (event?.kind === 'flush') indices.length = 0;
+    else indices.push(index);
+  }
+  return indices;
+}
+
+/** The changes (by log index) that reach the disk when the power goes at `point`. */
+export function survivingChanges(log: readonly FileEvent[], point: CrashPoint): Set<number> {
+  const kept = new Set<number>();
+  const unflushed = new Set(unflushedChanges(log, point.cut));
+  const random = point.pattern.kind === 'random' ? new SeededRandom(point.pattern.seed) : null;
+  for (let index = 0; index < point.cut; index++) {
+    const event = log[index];
+    if (event === undefined || event.kind === 'flush') continue;
+    if (!unflushed.has(index)) kept.add(index);
+    else if (point.pattern.kind === 'keep-all') kept.add(index);
+    else if (random !== null && random.next() < 0.5) kept.add(index);
+  }
+  return kept;
+}
+
+/**
+ * Every crash point worth trying: a cut after each change (with (a) and (b), and `randomSubsets`
+ * seeded random subsets where two or more changes are unflushed), plus the cut after the whole run.
+ */
+export function crashPoints(log: readonly FileEvent[], randomSubsets: number, seed: number): CrashPoint[] {
+  const points: CrashPoint[] = [];
+  for (let cut = 1; cut <= log.length; cut++) {
+    if (log[cut - 1]?.kind === 'flush') continue;
+    points.push({ cut, pattern: { kind: 'keep-all' } });
+    const unflushed = unflushedChanges(log, cut).length;
+    if (unflushed > 0) points.push({ cut, pattern: { kind: 'lose-all' } });
+    if (unflushed >= 2) {
+      for (let subset = 0; subset < randomSubsets; subset++) points.push({ cut, pattern: { kind: 'random', seed: (seed * 1_000_003 + cut * 997 + subset) >>> 0 } });
+    }
+  }
+  points.push({ cut: log.length, pattern: { kind: 'keep-all' } });
+  return points;
+}
+
+export function describeCrashPoint(log: readonly FileEvent[], point: CrashPoint): string {
+  const unflushed = unflushedChanges(log, point.cut);
+  const kept = survivingChanges(log, point);
+  const lost = unflushed.filter((index) => !kept.has(index));
+  const pattern = point.pattern.kind === 'random' ? `random seed ${point.pattern.seed}` : point.pattern.kind;
+  return `cut after event ${point.cut}/${log.length} (${pattern}; unflushed ${unflushed.length}, lost [${lost.join(',')}])`;
+}
+
+const PAGE = 512;
+
+/**
+ * The file a power cut leaves: the starting bytes with the surviving changes applied in order.
+ * Kept as changed 512-byte pages over the shared starting bytes, so that crash states of a large
+ * image cost only what changed; it reads as a BlockFile and materialises on demand.
+ */
+export class CrashState implements BlockFile {
+  readonly path: string;
+  readonly readOnly = true;
+  private readonly base: Uint8Array;
+  private readonly pages = new Map<number, Uint8Array>();
+  private length: number;
+
+  constructor(filePath: string, base: Uint8Array, changes: Iterable<FileEvent>) {
+    this.path = filePath;
+    this.base = base;
+    this.length = base.length;
+    for (const change of changes) {
+      if (change.kind === 'write') this.applyWrite(change.bytes, change.position);
+      else if (change.kind === 'truncate') this.applyTruncate(change.size);
+    }
+  }
+
+  private page(index: number): Uint8Array {
+    let page = this.pages.get(index);
+    if (page === undefined) {
+      page = new Uint8Array(PAGE);
+      const start = index * PAGE;
+      if (start < this.length) page.set(this.base.subarray(start, Math.min(start + PAGE, this.length, this.base.length)));
+      this.pages.set(index, page);
+    }
+    return page;
+  }
+
+  private applyWrite(bytes: Uint8Array, position: number): void {
+    if (position > this.length) this.zeroTail(this.length, position);
+    let done = 0;
+    while (done < bytes.length) {
+      const at = position + done;
+      const inPage = at % PAGE;
+      const count = Math.min(PAGE - inPage, bytes.length - done);
+      this.page(Math.floor(at / PAGE)).set(bytes.subarray(done, done + count), inPage);
+      done += count;
+    }
+    this.length = Math.max(this.length, position + bytes.length);
+  }
+
+  private applyTruncate(size: number): void {
+    if (size < this.length) this.zeroTail(size, this.length);
+    this.length = size;
+  }
+
+  /** Bytes in [from, to) read as zeros from now on (cut off, or a hole past the old end). */
+  private zeroTail(from: number, to: number): void {
+    for (let at = from; at < to; ) {
+      const inPage = at % PAGE;
+      const count = Math.min(PAGE - inPage, to - at);
+      const index = Math.floor(at / PAGE);
+      if (this.pages.has(index) || at < this.base.length) this.page(index).fill(0, inPage, inPage + count);
+      at += count;
+    }
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    if (position >= this.length) return 0;
+    const total = Math.min(buffer.length, this.length - position);
+    let done = 0;
+    while (done < total) {
+      const at = position + done;
+      const inPage = at % PAGE;
+      const count = Math.min(PAGE - inPage, total - done);
+      const page = this.pages.get(Math.floor(at / PAGE));
+      const target = buffer.subarray(done, done + count);
+      if (page !== undefined) target.set(page.subarray(inPage, inPage + count));
+      else if (at < this.base.length) {
+        const available = Math.min(count, this.base.length - at);
+        target.set(this.base.subarray(at, at + available));
+        target.fill(0, available);
+      } else target.fill(0);
+      done += count;
+    }
+    return total;
+  }
+
+  write(): void {
+    throw new Qcow2Error('READ_ONLY', `${this.path}: a crash state is read-only`);
+  }
+
+  flush(): void {}
+
+  size(): number {
+    return this.length;
+  }
+
+  truncate(): void {
+    throw new Qcow2Error('READ_ONLY', `${this.path}: a crash state is read-only`);
+  }
+
+  close(): void {}
+
+  bytes(): Uint8Array {
+    const bytes = new Uint8Array(this.length);
+    this.read(bytes, 0);
+    return bytes;
+  }
+
+  /** Equal signatures mean equal bytes (the same base is assumed). */
+  signature(): string {
+    const hash = createHash('sha1');
+    hash.update(String(this.length));
+    for (const index of [...this.pages.keys()].sort((a, b) => a - b)) {
+      const page = this.pages.get(index);
+      if (page === undefined) continue;
+      const start = index * PAGE;
+      // A page identical to the starting bytes changes nothing: leave it out.
+      if (start + PAGE <= this.base.length && equalBytes(page, this.base.subarray(start, start + PAGE))) continue;
+      hash.update(`${index}:`);
+      hash.update(page);
+    }
+    return hash.digest('hex');
+  }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/** The file after a power cut at `point`, given the bytes the run started from and its log. */
+export function crashState(filePath: string, initial: Uint8Array, log: readonly FileEvent[], point: CrashPoint): CrashState {
+  const kept = survivingChanges(log, point);
+  const changes: FileEvent[] = [];
+  for (let index = 0; index < point.cut; index++) {
+    const event = log[index];
+    if (event !== undefined && kept.has(index)) changes.push(event);
+  }
+  return new CrashState(filePath, initial, changes);
+}
+
+// ------------------------------------------------------------------ whole files and names
+
+export type FileSystemEvent =
+  | { kind: 'create'; path: string; inode: number }
+  | { kind: 'write'; inode: number; position: number; bytes: Uint8Array }
+  | { kind: 'truncate'; inode: number; size: number }
+  | { kind: 'flush'; inode: number }
+  | { kind: 'close'; inode: number }
+  | { kind: 'rename'; from: string; to: string; replace: boolean }
+  | { kind: 'remove'; path: string }
+  | { kind: 'sync-folder'; path: string };
+
+interface Inode {
+  data: GrowableBytes;
+}
+
+/**
+ * An AtomicFileSystem over memory that logs every call. `crash` rebuilds what a power cut leaves:
+ * a file's writes since its last flush may be lost in any subset; the names created, renamed or
+ * removed since the folder's last sync are lost from some point on (a journalling file system
+ * commits them in order, so a prefix survives).
+ */
+export class FaultFileSystem implements AtomicFileSystem {
+  readonly log: FileSystemEvent[] = [];
+  private readonly names = new Map<string, number>();
+  private readonly inodes: Inode[] = [];
+  /** The files before the run, by path: on disk, durable. */
+  readonly initial: ReadonlyMap<string, Uint8Array>;
+
+  constructor(initialFiles: Record<string, Uint8Array> = {}) {
+    this.initial = new Map(Object.entries(initialFiles).map(([filePath, bytes]) => [filePath, bytes.slice()]));
+    for (const [filePath, bytes] of this.initial) {
+      this.inodes.push({ data: new GrowableBytes(bytes) });
+      this.names.set(filePath, this.inodes.length - 1);
+    }
+  }
+
+  create(filePath: string): BlockFile {
+    if (this.names.has(filePath)) throw Object.assign(new Error(`EEXIST: ${filePath}`), { code: 'EEXIST' });
+    this.inodes.push({ data: new GrowableBytes(new Uint8Array(0)) });
+    const inode = this.inodes.length - 1;
+    this.names.set(filePath, inode);
+    this.log.push({ kind: 'create', path: filePath, inode });
+    return new LoggedFile(filePath, inode, this.inodes[inode]?.data ?? new GrowableBytes(new Uint8Array(0)), this.log);
+  }
+
+  rename(from: string, to: string): void {
+    this.move(from, to, true);
+  }
+
+  renameNoReplace(from: string, to: string): void {
+    if (this.names.has(to)) throw Object.assign(new Error(`EEXIST: ${to}`), { code: 'EEXIST' });
+    this.move(from, to, false);
+  }
+
+  private move(from: string, to: string, replace: boolean): void {
+    const inode = this.names.get(from);
+    if (inode === undefined) throw Object.assign(new Error(`ENOENT: ${from}`), { code: 'ENOENT' });
+    this.names.delete(from);
+    this.names.set(to, inode);
+    this.log.push({ kind: 'rename', from, to, replace });
+  }
+
+  remove(filePath: string): void {
+    if (!this.names.delete(filePath)) return;
+    this.log.push({ kind: 'remove', path: filePath });
+  }
+
+  syncFolder(folderPath: string): void {
+    this.log.push({ kind: 'sync-folder', path: folderPath });
+  }
+
+  exists(filePath: string): boolean {
+    return this.names.has(filePath);
+  }
+
+  /** The files as the running program sees them. */
+  files(): Map<string, Uint8Array> {
+    const files = new Map<string, Uint8Array>();
+    for (const [filePath, inode] of this.names) files.set(filePath, this.inodes[inode]?.data.contents() ?? new Uint8Array(0));
+    return files;
+  }
+
+  /**
+   * The files on disk after a power cut following `cut` events: with `keep-all` every change
+   * survives, with `lose-all` none since the last flush (data) or folder sync (names); a random
+   * pattern keeps a random subset of unflushed data and a random prefix of unsynced name changes.
+   */
+  crash(cut: number, pattern: LossPattern): Map<string, Uint8Array> {
+    const random = pattern.kind === 'random' ? new SeededRandom(pattern.seed) : null;
+    const decide = (): boolean => (pattern.kind === 'keep-all' ? true : pattern.kind === 'lose-all' ? false : (random?.next() ?? 0) < 0.5);
+    const events = this.log.slice(0, cut);
+    // Data: per inode, the changes after its last flush are each kept or lost.
+    const lastFlush = new Map<number, number>();
+    events.forEach((event, index) => {
+      if (event.kind === 'flush') lastFlush.set(event.inode, index);
+    });
+    const keptData = new Set<number>();
+    events.forEach((event, index) => {
+      if (event.kind !== 'write' && event.kind !== 'truncate') return;
+      if (index < (lastFlush.get(event.inode) ?? -1) || decide()) keptData.add(index);
+    });
+    // Names: after the last folder sync, a prefix of the name changes survives.
+    let lastSync = -1;
+    events.forEach((event, index) => {
+      if (event.kind === 'sync-folder') lastSync = index;
+    });
+    const unsynced = events.map((event, index) => ({ event, index })).filter(({ event, index }) => index > lastSync && isNameChange(event));
+    const survivingNames = pattern.kind === 'keep-all' ? unsynced.length : pattern.kind === 'lose-all' ? 0 : (random?.int(0, unsynced.length + 1) ?? 0);
+    const lostNames = new Set(unsynced.slice(survivingNames).map(({ index }) => index));
+
+    const names = new Map<string, number>();
+    const contents = new Map<number, GrowableBytes>();
+    let inodeIndex = 0;
+    for (const [filePath, bytes] of this.initial) {
+      names.set(filePath, inodeIndex);
+      contents.set(inodeIndex, new GrowableBytes(bytes));
+      inodeIndex++;
+    }
+    events.forEach((event, index) => {
+      if (event.kind === 'create') {
+        contents.set(event.inode, new GrowableBytes(new Uint8Array(0)));
+        if (!lostNames.has(index)) names.set(event.path, event.inode);
+      } else if (event.kind === 'write' && keptData.has(index)) contents.get(event.inode)?.write(event.bytes, event.position);
+      else if (event.kind === 'truncate' && keptData.has(index)) contents.get(event.inode)?.truncate(event.size);
+      else if (event.kind === 'rename' && !lostNames.has(index)) {
+        const inode = names.get(event.from);
+        if (inode !== undefined) {
+          names.delete(event.from);
+          names.set(event.to, inode);
+        }
+      } else if (event.kind === 'remove' && !lostNames.has(index)) names.delete(event.path);
+    });
+    const files = new Map<string, Uint8Array>();
+    for (const [filePath, inode] of names) files.set(filePath, contents.get(inode)?.contents() ?? new Uint8Array(0));
+    return files;
+  }
+}
+
+function isNameChange(event: FileSystemEvent): boolean {
+  return event.kind === 'create' || event.kind === 'rename' || event.kind === 'remove';
+}
+
+class LoggedFile implements BlockFile {
+  readonly path: string;
+  readonly readOnly = false;
+  private readonly inode: number;
+  private readonly data: GrowableBytes;
+  private readonly log: FileSystemEvent[];
+  private closed = false;
+
+  constructor(filePath: string, inode: number, data: GrowableBytes, log: FileSystemEvent[]) {
+    this.path = filePath;
+    this.inode = inode;
+    this.data = data;
+    this.log = log;
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    this.assertOpen();
+    return this.data.read(buffer, position);
+  }
+
+  write(buffer: Uint8Array, position: number): void {
+    this.assertOpen();
+    const bytes = buffer.slice();
+    this.log.push({ kind: 'write', inode: this.inode, position, bytes });
+    this.data.write(bytes, position);
+  }
+
+  flush(): void {
+    this.assertOpen();
+    this.log.push({ kind: 'flush', inode: this.inode });
+  }
+
+  size(): number {
+    this.assertOpen();
+    return this.data.length;
+  }
+
+  truncate(size: number): void {
+    this.assertOpen();
+    this.log.push({ kind: 'truncate', inode: this.inode, size });
+    this.data.truncate(size);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.log.push({ kind: 'close', inode: this.inode });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+  }
+}
+
+/** The folder a path's name lives in (what syncFolder must be called with). */
+export function folderOf(filePath: string): string {
+  return path.dirname(filePath);
+}
