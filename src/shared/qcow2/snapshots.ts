@@ -1,9 +1,10 @@
 /**
  * Internal snapshots: create, apply (revert), delete, rename — with QEMU's refcount bookkeeping
  * and an order of writes that a crash cannot turn into corruption:
- *  - a snapshot's L1 copy never carries COPIED flags, and the active tables lose theirs before a
- *    new snapshot becomes visible (a COPIED flag on a shared cluster lets a writer change the
- *    snapshot in place);
+ *  - a COPIED flag never sits on a cluster whose refcount is above 1, not even between two
+ *    flushes (it lets a writer — QEMU trusts the flag — change the snapshot in place): a
+ *    snapshot's L1 copy carries none, and tables about to be shared lose theirs (create: the
+ *    active ones; apply: the snapshot's) before any refcount rises;
  *  - apply writes the new active L1 elsewhere and switches to it with one header write, so the
  *    active state is the old or the new one, never a mix;
  *  - refcounts rise before anything new points to them, and drop only after the old pointers are
@@ -216,17 +217,17 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
   const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
-    job.progress('copying the L1 table', 0, 3, 'steps');
-    // 1. The snapshot's L1: a copy without COPIED flags, and one more reference to all it reaches.
+    job.progress('clearing COPIED flags', 0, 3, 'steps');
+    // 1. Everything the active L1 reaches is about to be shared: its COPIED flags go first, while
+    //    the refcounts are still 1 (a missing flag is harmless; one on a refcount-2 cluster is not).
+    clearCopiedFlags(image, image.l1, true);
+    image.flush();
+    job.progress('copying the L1 table', 1, 3, 'steps');
+    // 2. The snapshot's L1: a copy without COPIED flags, and one more reference to all it reaches.
     const l1Bytes = strippedL1Copy(image.l1, image.l1.size);
     const l1Offset = writeNewClusters(image, l1Bytes);
     addReferences(image, references);
     image.flush();
-    job.progress('clearing COPIED flags', 1, 3, 'steps');
-    // 2. Everything the active L1 reaches is now shared: drop its COPIED flags before the snapshot is visible.
-    clearActiveCopiedFlags(image);
-    image.flush();
-    image.file.flush();
     job.progress('writing the snapshot table', 2, 3, 'steps');
     // 3. The new table, with this snapshot as the current state's parent.
     const now = options.now ?? new Date();
@@ -254,11 +255,16 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
   });
 }
 
-/** Clears COPIED in the active L1 and in every L2 table it names (tables shared from now on). */
-function clearActiveCopiedFlags(image: Qcow2Image): void {
-  for (let l1Index = 0; l1Index < image.l1.size; l1Index++) {
-    const { l2Offset, copied } = decodeL1(image.l1.view, l1Index * 8);
+/**
+ * Clears COPIED in every L2 table `l1` names (and in `l1` itself when it is the active table):
+ * those tables are about to be shared. The L2 tables are written here; the caller's flush
+ * makes them durable before anything raises their refcounts.
+ */
+function clearCopiedFlags(image: Qcow2Image, l1: L1Table, isActive: boolean): void {
+  for (let l1Index = 0; l1Index < l1.size; l1Index++) {
+    const l2Offset = image.l2OffsetAt(l1, l1Index);
     if (l2Offset === 0) continue;
+    const { copied } = decodeL1(l1.view, l1Index * 8);
     const table = image.l2Cache.get(l2Offset);
     let changed = false;
     for (let slot = 0; slot < image.l2Entries; slot++) {
@@ -270,7 +276,7 @@ function clearActiveCopiedFlags(image: Qcow2Image): void {
       }
     }
     if (changed) table.dirty = true;
-    if (copied) image.setL1Entry(l1Index, l2Offset, false);
+    if (isActive && copied) image.setL1Entry(l1Index, l2Offset, false);
   }
   // The L2 tables must reach the disk here, not later with unrelated changes.
   image.l2Cache.writeDirty();
@@ -286,6 +292,10 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
   const references = referencesToAdd(image, snapshotL1, job);
   change(image, () => {
     job.progress('copying the snapshot\'s L1 table', 0, 3, 'steps');
+    // 0. The snapshot's L2 tables are about to be shared with the active state: COPIED flags in
+    //    them (qemu-img snapshot -d sets them where a refcount fell to 1) go before the refcounts rise.
+    clearCopiedFlags(image, snapshotL1, false);
+    image.flush();
     // 1. A new active L1 elsewhere: the snapshot's, without COPIED flags (everything in it stays shared with the snapshot).
     const newBytes = strippedL1Copy(snapshotL1, newSize);
     const newL1: L1Table = { offset: 0, size: newSize, bytes: newBytes, view: view(newBytes) };
