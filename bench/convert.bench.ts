@@ -49,8 +49,16 @@ try {
   writeMixedImage(raw, GiB);
   measureQemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
 
-  compare('import raw→qcow2 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', (output) => ['convert', '-f', 'raw', '-O', 'qcow2', raw, output], (output) => ['convert', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
-  compare('export qcow2→raw 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', (output) => ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, output], (output) => ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, output], 'raw');
+  const importArgs = (output: string): string[] => ['convert', '-f', 'raw', '-O', 'qcow2', raw, output];
+  const exportArgs = (output: string): string[] => ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, output];
+  const flushed = (args: string[]): string[] => ['convert', '-t', 'writeback', ...args.slice(1)];
+  compare('import raw→qcow2 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', importArgs, importArgs, 'qcow2');
+  compare('export qcow2→raw 1 GiB', 'target ratio ≤ 1.2, ≤ 200 MiB', exportArgs, exportArgs, 'raw');
+  // qemu-img convert's default cache mode (unsafe) never flushes the output; Cowbell makes it
+  // durable before renaming it into place. With -t writeback qemu-img flushes at the end too.
+  const sameDurability = 'qemu-img -t writeback: flushed to disk like Cowbell';
+  compare('import, both flushed', sameDurability, importArgs, (output) => flushed(importArgs(output)), 'qcow2');
+  compare('export, both flushed', sameDurability, exportArgs, (output) => flushed(exportArgs(output)), 'raw');
   compare('convert -c 1 GiB (qemu-img -W)', 'informational; qemu-img compresses on all cores', (output) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, output], (output) => ['convert', '-c', '-W', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
 } finally {
   fs.rmSync(folder, { recursive: true, force: true });
