@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, type ExpectStatic } from 'vitest';
 import { createImage } from '../../src/shared/qcow2/create.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { applyToImage, applyToModel, randomGuestOps, type DiscardSemantics, type GuestOp } from '../helpers/guest-model.ts';
@@ -190,5 +190,37 @@ describe.concurrent('images Cowbell writes pass qemu-img check and compare', { t
     writeRounds(image, model, rounds, semanticsOf(config, size, false));
     expect(tableClusters()).toBeGreaterThan(2 * before);
     await expectImageHolds(expect, image, model);
+  });
+});
+
+describe('header feature bits when Cowbell writes', () => {
+  it('autoclear bits Cowbell does not maintain (known or unknown) are cleared, durably, before the first change; reading leaves them', async () => {
+    const image = folder.file('autoclear.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);
+    const autoclear = (): bigint => {
+      const header = Buffer.alloc(8);
+      const fd = fs.openSync(image, 'r');
+      fs.readSync(fd, header, 0, 8, 88);
+      fs.closeSync(fd);
+      return header.readBigUInt64BE();
+    };
+    const fd = fs.openSync(image, 'r+');
+    fs.writeSync(fd, Buffer.from([0, 0, 0, 0, 0, 0, 0, 0x22]), 0, 8, 88);
+    fs.closeSync(fd);
+
+    Qcow2Image.open(image).close();
+    const reader = Qcow2Image.open(image, { readOnly: true });
+    reader.read(0, 4096);
+    reader.close();
+    expect(autoclear()).toBe(0x22n);
+
+    const writer = Qcow2Image.open(image);
+    try {
+      writer.write(new Uint8Array(100).fill(3), 1000);
+      expect(autoclear()).toBe(0n);
+    } finally {
+      writer.close();
+    }
+    expect((await qemuCheck(image)).code).toBe(0);
   });
 });

@@ -22,8 +22,6 @@ import {
   type Header,
 } from './format/header.ts';
 import {
-  AUTOCLEAR_BITMAPS,
-  AUTOCLEAR_DATA_FILE_RAW,
   INCOMPAT_CORRUPT,
   INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
@@ -368,10 +366,12 @@ export class Qcow2Image implements GuestReader {
     this.assertWritable();
     if (this.preparedForWrite) return;
     this.preparedForWrite = true;
-    const unsupported = this.header.autoclearFeatures & (AUTOCLEAR_BITMAPS | AUTOCLEAR_DATA_FILE_RAW);
-    if (this.header.version === 3 && unsupported !== 0n) {
-      this.header.autoclearFeatures &= ~unsupported;
+    // Cowbell maintains no autoclear feature, known (bitmaps, raw data file) or not, so every bit
+    // goes, and durably before the first change (qcow2.txt, autoclear_features).
+    if (this.header.version === 3 && this.header.autoclearFeatures !== 0n) {
+      this.header.autoclearFeatures = 0n;
       this.writeHeader();
+      this.file.flush();
     }
   }
 
