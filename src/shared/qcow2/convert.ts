@@ -65,7 +65,7 @@ interface OutputSink {
   readonly blockBytes: number;
   /** Blocks stored compressed so far. */
   readonly compressedBlocks: number;
-  /** `data` is `count` consecutive blocks starting at block `first`. */
+  /** `data` holds whole consecutive blocks, the first of them block `first`. */
   data(first: number, data: Uint8Array): void;
   /** A block that must read as zeros although the backing file has data there. */
   zero(block: number): void;
