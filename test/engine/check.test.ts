@@ -298,6 +298,40 @@ const faultCases: FaultCase[] = [
     dataKept: true,
   },
   {
+    name: 'a data cluster overlapping the L1 table (Cowbell moves it; QEMU raises its refcount)',
+    base: 'plain',
+    inject: (path) => poke.writeU64(path, poke.l2EntryPosition(path, 4 * KiB), poke.COPIED | BigInt(poke.layout(path).l1Offset)),
+    repair: 'all',
+    qemuRepairs: true,
+    cowbellRepairs: true,
+    dataKept: true,
+  },
+  {
+    name: 'a data cluster overlapping its own L2 table',
+    base: 'plain',
+    inject: (path) => {
+      const position = poke.l2EntryPosition(path, 4 * KiB);
+      const l2Table = position - (position % poke.layout(path).clusterBytes);
+      poke.writeU64(path, position, poke.COPIED | BigInt(l2Table));
+    },
+    repair: 'all',
+    qemuRepairs: true,
+    cowbellRepairs: true,
+    dataKept: true,
+  },
+  {
+    name: 'an L2 table overlapping the L1 table (qemu-img check -r all fails on it)',
+    base: 'plain',
+    inject: (path) => {
+      const { l1Offset } = poke.layout(path);
+      poke.writeU64(path, l1Offset + 8, poke.COPIED | BigInt(l1Offset));
+    },
+    repair: 'all',
+    qemuRepairs: false,
+    cowbellRepairs: true,
+    dataKept: true,
+  },
+  {
     name: 'an unaligned data offset',
     base: 'plain',
     inject: (path) => {

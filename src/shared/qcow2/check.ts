@@ -10,6 +10,7 @@ import { checkCopiedFlags } from './check-copied.ts';
 import { CheckFindings } from './check-findings.ts';
 import { forgetOldStructure, rebuildObstacle, rebuildRefcountStructure } from './check-rebuild.ts';
 import { adjustRefcounts, repairEntries } from './check-repair.ts';
+import { relocateOverlaps } from './check-relocate.ts';
 import { scanReferences, type ReferenceScan } from './check-scan.ts';
 import { readZeroFilled } from './check-stored.ts';
 import { Qcow2Error } from './errors.ts';
@@ -110,41 +111,50 @@ function markStale(image: Qcow2Image): void {
 /** Applies the repairs `mode` allows, in crash-safe order. Returns true if anything was written. */
 function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: CheckFindings, job: JobContext): boolean {
   job.progress('repairing', 0, 1, 'steps');
+  let current = image;
   let analysis = first;
   let changed = false;
-  if (mode === 'all' && (first.scan.l1TablesToFix.size > 0 || first.scan.l2TablesToFix.size > 0)) {
-    if (repairEntries(image, first.scan, log) > 0) {
-      changed = true;
-      // The entries changed what is referenced: count again before touching refcounts.
-      analysis = analyse(image, job);
-    }
+  // After a step that changed what is referenced (or where refcounts live), count again from the file.
+  const countAgain = (): void => {
+    changed = true;
+    current = Qcow2Image.openFile(image.file, { openBacking: false, allowDirtyForRepair: true });
+    analysis = analyse(current, job);
+  };
+  if (mode === 'all' && (analysis.scan.l1TablesToFix.size > 0 || analysis.scan.l2TablesToFix.size > 0)) {
+    if (repairEntries(current, analysis.scan, log) > 0) countAgain();
   }
-  const { scan } = analysis;
-  const target = (cluster: number): number => scan.expected.target(cluster);
-  if (scan.rebuildReasons.length > 0) {
+  if (analysis.scan.rebuildReasons.length > 0) {
     if (mode === 'leaks') {
-      log.note(`The refcount structure must be rebuilt (${scan.rebuildReasons[0]}); run the check with --repair all`);
+      log.note(`The refcount structure must be rebuilt (${analysis.scan.rebuildReasons[0]}); run the check with --repair all`);
       return changed;
     }
-    const obstacle = rebuildObstacle(scan);
+    const obstacle = rebuildObstacle(analysis.scan);
     if (obstacle !== null) {
       log.note(`ERROR cannot rebuild the refcount structure: ${obstacle}`);
       return changed;
     }
-    forgetOldStructure(image, scan);
-    checkCopiedFlags(image, scan, log, 'clear', target);
+    const { scan } = analysis;
+    forgetOldStructure(current, scan);
+    checkCopiedFlags(current, scan, log, 'clear', (cluster) => scan.expected.target(cluster));
     image.file.flush();
-    rebuildRefcountStructure(image, scan, log);
-    checkCopiedFlags(image, scan, log, 'set', target);
-    image.file.flush();
-    return true;
+    rebuildRefcountStructure(current, scan, log);
+    countAgain();
+    if (analysis.scan.rebuildReasons.length > 0) {
+      log.note(`ERROR the rebuilt refcount structure is still broken (${analysis.scan.rebuildReasons[0]})`);
+      return changed;
+    }
   }
+  if (mode === 'all' && relocateOverlaps(current, analysis.scan, log) > 0) countAgain();
+
+  const { scan } = analysis;
+  const target = (cluster: number): number => scan.expected.target(cluster);
+  // --repair leaks touches COPIED flags only where the refcounts will be right afterwards (as QEMU).
   const trusted = mode === 'all' || analysis.refcountCorruptions === 0;
-  if (trusted) changed = checkCopiedFlags(image, scan, log, 'clear', target) > 0 || changed;
-  if (trusted) image.file.flush();
-  if (mode === 'all') changed = adjustRefcounts(image, scan, 'raise', log) > 0 || changed;
-  changed = adjustRefcounts(image, scan, 'lower', log) > 0 || changed;
-  if (trusted) changed = checkCopiedFlags(image, scan, log, 'set', target) > 0 || changed;
+  if (trusted && checkCopiedFlags(current, scan, log, 'clear', target) > 0) changed = true;
+  image.file.flush();
+  if (mode === 'all' && adjustRefcounts(current, scan, 'raise', log) > 0) changed = true;
+  if (adjustRefcounts(current, scan, 'lower', log) > 0) changed = true;
+  if (trusted && checkCopiedFlags(current, scan, log, 'set', target) > 0) changed = true;
   image.file.flush();
   return changed;
 }
