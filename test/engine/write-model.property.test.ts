@@ -1,7 +1,7 @@
 /**
  * Property: any sequence of writes, zero writes, discards, flushes and close/reopen leaves an
  * image that reads back exactly like a plain byte array given the same operations, and that
- * `qemu-img check` finds clean. Seeded (COWBELL_FC_SEED overrides) so a failure replays.
+ * `qemu-img check` finds clean (and, on an image with a qemu-img snapshot, the snapshot unchanged). Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
 import * as fs from 'node:fs';
 import fc from 'fast-check';
@@ -9,9 +9,9 @@ import { afterAll, beforeAll, describe, it } from 'vitest';
 import { createImage } from '../../src/shared/qcow2/create.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { applyToImage, applyToModel, type DiscardSemantics, type GuestOp } from '../helpers/guest-model.ts';
-import { configName, cowbellOptions, KiB, type FormatConfig } from '../helpers/image-matrix.ts';
-import { firstDifference, qemuCheck, tempDir, type TempDir } from '../helpers/qemu.ts';
-import { SeededRandom } from '../helpers/seeded-random.ts';
+import { configName, cowbellOptions, KiB, qemuOptions, type FormatConfig } from '../helpers/image-matrix.ts';
+import { firstDifference, qemuCheck, qemuImg, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { compressibleBytes, SeededRandom } from '../helpers/seeded-random.ts';
 
 const SEED = Number(process.env.COWBELL_FC_SEED ?? 20260415);
 const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 50);
@@ -29,6 +29,8 @@ interface PropertyCase {
   virtualSize: number;
   /** Bytes of a raw backing file, or none. */
   backingSize: number | null;
+  /** Start from a qemu-img convert -c image with a snapshot qemu-img took, instead of an empty Cowbell image. */
+  qemuSnapshot?: boolean;
 }
 
 const cases: PropertyCase[] = [
@@ -37,7 +39,26 @@ const cases: PropertyCase[] = [
   { config: { compat: '1.1', clusterSize: 64 * KiB, refcountBits: 16, extendedL2: true, compressionType: 'zlib' }, virtualSize: 1024 * KiB + 1536, backingSize: null },
   { config: { compat: '1.1', clusterSize: 4 * KiB, refcountBits: 16, extendedL2: false, compressionType: 'zlib' }, virtualSize: 256 * KiB + 512, backingSize: 256 * KiB + 512 },
   { config: { compat: '0.10', clusterSize: 4 * KiB, refcountBits: 16, extendedL2: false, compressionType: 'zlib' }, virtualSize: 128 * KiB + 1024, backingSize: 128 * KiB + 1024 },
+  { config: { compat: '1.1', clusterSize: 4 * KiB, refcountBits: 16, extendedL2: false, compressionType: 'zlib' }, virtualSize: 256 * KiB + 512, backingSize: null, qemuSnapshot: true },
 ];
+
+/** The starting image of a qemuSnapshot case and its guest bytes (also the snapshot's, forever). */
+interface SnapshotStart {
+  image: string;
+  bytes: Uint8Array;
+}
+
+async function qemuSnapshotStart(testCase: PropertyCase, seed: number): Promise<SnapshotStart> {
+  const bytes = new Uint8Array(testCase.virtualSize);
+  bytes.set(compressibleBytes(testCase.virtualSize / 2, seed));
+  bytes.set(new SeededRandom(seed).bytes(testCase.virtualSize / 4), testCase.virtualSize / 2);
+  const source = folder.file('snapshot-start.raw');
+  const image = folder.file('snapshot-start.qcow2');
+  fs.writeFileSync(source, bytes);
+  await qemuImg(['convert', '-c', '-f', 'raw', '-O', 'qcow2', '-o', qemuOptions(testCase.config), source, image]);
+  await qemuImg(['snapshot', '-c', 'S', image]);
+  return { image, bytes };
+}
 
 /** Ranges biased towards what matters: cluster-aligned, subcluster-aligned and arbitrary, up to three clusters long. */
 function rangeArbitrary(virtualSize: number, clusterSize: number): fc.Arbitrary<{ offset: number; length: number }> {
@@ -68,11 +89,16 @@ function describeStep(step: Step): string {
 
 let runCounter = 0;
 
-async function runSteps(testCase: PropertyCase, backing: Uint8Array | null, steps: Step[]): Promise<void> {
+async function runSteps(testCase: PropertyCase, backing: Uint8Array | null, start: SnapshotStart | null, steps: Step[]): Promise<void> {
   const { config, virtualSize } = testCase;
   const image = folder.file(`run-${runCounter++}.qcow2`);
-  createImage({ path: image, size: virtualSize, ...cowbellOptions(config), ...(backing !== null ? { backingFile: 'backing.raw', backingFormat: 'raw' as const } : {}) });
   const model = new Uint8Array(virtualSize);
+  if (start !== null) {
+    fs.copyFileSync(start.image, image);
+    model.set(start.bytes);
+  } else {
+    createImage({ path: image, size: virtualSize, ...cowbellOptions(config), ...(backing !== null ? { backingFile: 'backing.raw', backingFormat: 'raw' as const } : {}) });
+  }
   if (backing !== null) model.set(backing.subarray(0, virtualSize));
   const semantics: DiscardSemantics = { clusterSize: config.clusterSize, virtualSize, version: config.compat === '0.10' ? 2 : 3, hasBacking: backing !== null };
   let opened = Qcow2Image.open(image);
@@ -100,20 +126,26 @@ async function runSteps(testCase: PropertyCase, backing: Uint8Array | null, step
   if (difference !== -1) throw new Error(`byte ${difference} reads back wrong after ${steps.map(describeStep).join(', ')}`);
   const check = await qemuCheck(image);
   if (check.code !== 0) throw new Error(`qemu-img check exited ${check.code} after ${steps.map(describeStep).join(', ')}:\n${check.output}`);
+  if (start !== null) {
+    const snapshot = await rawOf(image, { snapshot: 'S' });
+    const changed = firstDifference(snapshot, start.bytes);
+    if (changed !== -1) throw new Error(`the snapshot's byte ${changed} changed after ${steps.map(describeStep).join(', ')}`);
+  }
   fs.rmSync(image);
 }
 
 describe('writes, zero writes, discards, flushes and reopens agree with a byte-array model', () => {
   cases.forEach((testCase, index) => {
-    const name = `${configName(testCase.config)}${testCase.backingSize !== null ? ' over a raw backing file' : ''}`;
+    const name = `${configName(testCase.config)}${testCase.backingSize !== null ? ' over a raw backing file' : ''}${testCase.qemuSnapshot ? ', compressed by qemu-img, after qemu-img snapshot -c' : ''}`;
     it(`${name} (${RUNS} runs, seed ${SEED + index})`, { timeout: 180_000 }, async () => {
       let backing: Uint8Array | null = null;
       if (testCase.backingSize !== null) {
         backing = new SeededRandom(SEED + index).bytes(testCase.backingSize);
         fs.writeFileSync(folder.file('backing.raw'), backing);
       }
+      const start = testCase.qemuSnapshot ? await qemuSnapshotStart(testCase, SEED + index) : null;
       const property = fc.asyncProperty(fc.array(stepArbitrary(testCase.virtualSize, testCase.config.clusterSize), { minLength: 1, maxLength: 30 }), (steps) =>
-        runSteps(testCase, backing, steps),
+        runSteps(testCase, backing, start, steps),
       );
       await fc.assert(property, { seed: SEED + index, numRuns: RUNS });
     });
