@@ -78,7 +78,10 @@ function mapLayer(reader: GuestReader, depth: number, start: number, end: number
   }
   if (!(reader instanceof Qcow2Image)) throw new Qcow2Error('INTERNAL', 'cannot map a backing file of an unknown kind');
   const image = reader;
-  visitLayerRuns(image, image.l1, start, end, (guestOffset, length, kind, hostOffset) => {
+  // QEMU reports no host offsets for encrypted images (the host bytes are not the guest's).
+  const encrypted = image.header.cryptMethod !== 0;
+  visitLayerRuns(image, image.l1, start, end, (guestOffset, length, kind, visitedOffset) => {
+    const hostOffset = encrypted ? -1 : visitedOffset;
     if (kind !== 'unallocated') {
       const entry: MapEntry = { start: guestOffset, length, depth, present: true, zero: kind === 'zero', data: kind !== 'zero', compressed: kind === 'compressed' };
       if (hostOffset >= 0) entry.offset = hostOffset;
