@@ -39,6 +39,7 @@ describe.skipIf(!binary)('Electron: opening an image', () => {
     });
     try {
       const appWindow = await app.firstWindow();
+      await appWindow.getByTestId('tab-properties').click();
       await expect.poll(() => appWindow.getByTestId('info-virtual-size').textContent(), { timeout: 20_000 }).toBe('2 GiB');
       expect(await appWindow.getByTestId('snapshot-name').allTextContents()).toEqual(['first']);
       // The preload's API, not the browser bridge, is what the page talks to here.

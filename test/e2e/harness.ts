@@ -182,3 +182,8 @@ export function qemuImgInfo(path: string): { 'virtual-size': number; 'cluster-si
     'actual-size': number;
   };
 }
+
+/** Switches the disk view to one of its tabs (Snapshots, Space, Map, Properties). */
+export async function showTab(page: Page, tab: 'snapshots' | 'space' | 'map' | 'properties'): Promise<void> {
+  await page.getByTestId(`tab-${tab}`).click();
+}

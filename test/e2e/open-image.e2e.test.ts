@@ -10,6 +10,7 @@ import {
   qemuImg,
   qemuImgInfo,
   screenshot,
+  showTab,
   type Session,
 } from './harness.ts';
 
@@ -50,6 +51,7 @@ describe('browser mode: opening an image', () => {
     session = await openApp();
     const { page } = session;
     await openThroughPathField(page, path);
+    await showTab(page, 'properties');
 
     await eventually(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
     expect(await page.getByTestId('info-virtual-size').getAttribute('data-bytes')).toBe(String(expected['virtual-size']));
@@ -71,6 +73,7 @@ describe('browser mode: opening an image', () => {
     session = await openApp();
     const { page } = session;
     await openThroughPathField(page, overlay);
+    await showTab(page, 'properties');
 
     await eventually(() => page.getByTestId('info-version').textContent()).toBe('qcow2 v2');
     expect(await page.getByTestId('info-virtual-size').textContent()).toBe('1 GiB');
@@ -85,6 +88,7 @@ describe('browser mode: opening an image', () => {
     const { page } = session;
 
     await eventually(() => page.getByTestId('disk-name').textContent()).toBe('from-argv.qcow2');
+    await showTab(page, 'properties');
     await eventually(() => page.getByTestId('info-virtual-size').textContent()).toBe('3 GiB');
     expect(await page.getByTestId('snapshot-name').allTextContents()).toEqual(['fresh install', 'before upgrade']);
   });
@@ -101,6 +105,7 @@ describe('browser mode: opening an image', () => {
     expect(await field.inputValue()).toBe(join(folder, 'complete-me.qcow2'));
     await field.press('Enter');
     await eventually(() => page.getByTestId('disk-name').textContent()).toBe('complete-me.qcow2');
+    await showTab(page, 'properties');
     await eventually(() => page.getByTestId('info-cluster-size').textContent()).toBe('128 KiB');
   });
 });

@@ -59,7 +59,9 @@ describe('the window at desktop sizes, light and dark', () => {
         try {
           const { page } = session;
           await eventually(() => page.getByTestId('disk-item').count()).toBe(4);
-          await eventually(() => page.getByTestId('snapshot-name').count()).toBe(5);
+          // Five snapshots and the current state, drawn in the tree.
+          await eventually(() => page.getByTestId('tree-node').count()).toBe(6);
+          await eventually(() => page.getByTestId('snapshot-space-chart').count()).toBe(1);
           await eventually(() => page.locator('[data-testid="disk-item"].failed').count()).toBe(1);
 
           const overflow = await page.evaluate(() => {
