@@ -28,6 +28,8 @@ export class NodeBlockFile implements BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
   private fd: number | null;
+  /** Writes since the last fdatasync: a flush with none has nothing to make durable and skips the syscall. */
+  private unsynced = false;
 
   private constructor(path: string, fd: number, readOnly: boolean) {
     this.path = path;
@@ -77,6 +79,7 @@ export class NodeBlockFile implements BlockFile {
   write(buffer: Uint8Array, position: number): void {
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
     let done = 0;
+    this.unsynced = true;
     try {
       while (done < buffer.length) {
         done += fs.writeSync(this.descriptor, buffer, done, buffer.length - done, position + done);
@@ -87,9 +90,10 @@ export class NodeBlockFile implements BlockFile {
   }
 
   flush(): void {
-    if (this.readOnly) return;
+    if (this.readOnly || !this.unsynced) return;
     try {
       fs.fdatasyncSync(this.descriptor);
+      this.unsynced = false;
     } catch (error) {
       throw toQcow2Error(error, this.path);
     }
@@ -105,6 +109,7 @@ export class NodeBlockFile implements BlockFile {
 
   truncate(size: number): void {
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+    this.unsynced = true;
     try {
       fs.ftruncateSync(this.descriptor, size);
     } catch (error) {
