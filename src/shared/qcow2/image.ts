@@ -48,6 +48,8 @@ export interface OpenImageOptions {
    * check can repair its metadata (`repairAccess`); guest writes stay refused until it is clean.
    */
   allowDirtyForRepair?: boolean;
+  /** Upper bounds of the metadata caches (defaults: 32 MiB of L2 tables, 4 MiB of refcount blocks); tests make them tiny to force evictions. */
+  cacheBytes?: { l2Tables?: number; refcountBlocks?: number };
 }
 
 /** An L1 table in memory: the active one (mutable) or a snapshot's (read-only). */
@@ -89,7 +91,7 @@ export class Qcow2Image implements GuestReader {
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
 
-  private constructor(file: BlockFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null) {
+  private constructor(file: BlockFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null, l2CacheBytes: number) {
     this.file = file;
     this.header = header;
     this.clusterBits = header.clusterBits;
@@ -105,12 +107,10 @@ export class Qcow2Image implements GuestReader {
     this.backingPath = backingPath;
     this.readOnly = file.readOnly;
     this.readOnlyReason = file.readOnly ? 'opened read-only' : null;
-    this.l2Cache = new TableCache(file, this.clusterBytes, 32 * 1024 * 1024, 'L2 table');
-    // A dirty L2 table may only reach the disk after the refcounts of what it points to.
-    this.l2Cache.beforeWriteBack = () => {
-      this.refcounts.cache.writeDirty();
-      this.file.flush();
-    };
+    this.l2Cache = new TableCache(file, this.clusterBytes, l2CacheBytes, 'L2 table');
+    // A dirty L2 table may only reach the disk after the refcounts of what it points to, and
+    // after the refcount table links any block those live in (an eviction is a write too).
+    this.l2Cache.beforeWriteBack = () => this.flushRefcounts();
     this.refcounts.onMetadataCluster = (clusterIndex, isMetadata) => {
       if (isMetadata) this.metadataClusters.add(clusterIndex);
       else this.metadataClusters.delete(clusterIndex);
@@ -144,7 +144,7 @@ export class Qcow2Image implements GuestReader {
       refcountOrder: header.refcountOrder,
       tableOffset: header.refcountTableOffset,
       tableClusters: header.refcountTableClusters,
-    });
+    }, options.cacheBytes?.refcountBlocks);
     const snapshotTable = loadSnapshotTable(file, header, fileSize);
     let backing: GuestReader | null = null;
     let backingPath: string | null = null;
@@ -152,7 +152,7 @@ export class Qcow2Image implements GuestReader {
       backingPath = resolveBackingPath(file.path, header.backingFile);
       if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
     }
-    const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath);
+    const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
     image.snapshotTableBytes = snapshotTable.length;
     image.collectMetadataClusters(clusterBytes);
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
@@ -570,15 +570,7 @@ export class Qcow2Image implements GuestReader {
    */
   flush(): void {
     if (this.file.readOnly) return;
-    const relocated = this.refcounts.writeIncrements();
-    this.file.flush();
-    if (relocated) {
-      this.header.refcountTableOffset = this.refcounts.tableOffset;
-      this.header.refcountTableClusters = this.refcounts.tableClusters;
-      this.writeHeader();
-      this.file.flush();
-      this.refcounts.finishRelocation();
-    }
+    this.flushRefcounts();
     if (this.l2Cache.hasDirty()) {
       this.l2Cache.writeDirty();
       this.file.flush();
@@ -591,6 +583,23 @@ export class Qcow2Image implements GuestReader {
       const freed = this.refcounts.applyPendingDecrements();
       for (const cluster of freed) this.l2Cache.drop(cluster * this.clusterBytes);
       this.file.flush();
+    }
+  }
+
+  /**
+   * Step 1 of a flush, and what must precede any L2 table reaching the disk: refcount increments
+   * and new blocks durable, then the table entries linking them (a moved table durable before the
+   * header switches to it).
+   */
+  private flushRefcounts(): void {
+    const relocated = this.refcounts.writeIncrements();
+    this.file.flush();
+    if (relocated) {
+      this.header.refcountTableOffset = this.refcounts.tableOffset;
+      this.header.refcountTableClusters = this.refcounts.tableClusters;
+      this.writeHeader();
+      this.file.flush();
+      this.refcounts.finishRelocation();
     }
   }
 

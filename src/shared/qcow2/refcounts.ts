@@ -46,7 +46,7 @@ export class Refcounts {
   /** Called whenever a cluster becomes metadata or stops being it (for overlap checks). */
   onMetadataCluster: (clusterIndex: number, isMetadata: boolean) => void = () => {};
 
-  constructor(file: BlockFile, layout: RefcountLayout, table: Uint8Array) {
+  constructor(file: BlockFile, layout: RefcountLayout, table: Uint8Array, cacheBytes = 4 * 1024 * 1024) {
     this.file = file;
     this.clusterBits = layout.clusterBits;
     this.clusterBytes = 2 ** layout.clusterBits;
@@ -57,16 +57,16 @@ export class Refcounts {
     this.tableClusters = layout.tableClusters;
     this.table = table;
     this.tableView = view(table);
-    this.cache = new TableCache(file, this.clusterBytes, 4 * 1024 * 1024, 'Refcount block');
+    this.cache = new TableCache(file, this.clusterBytes, cacheBytes, 'Refcount block');
   }
 
-  static load(file: BlockFile, layout: RefcountLayout): Refcounts {
+  static load(file: BlockFile, layout: RefcountLayout, cacheBytes?: number): Refcounts {
     const clusterBytes = 2 ** layout.clusterBits;
     const length = layout.tableClusters * clusterBytes;
     if (length > MAX_REFTABLE_BYTES) throw new Qcow2Error('CORRUPT', 'Refcount table too large');
     const table = new Uint8Array(length);
     if (file.read(table, layout.tableOffset) < length) throw new Qcow2Error('TRUNCATED', 'The refcount table is cut short: the image is truncated');
-    return new Refcounts(file, layout, table);
+    return new Refcounts(file, layout, table, cacheBytes);
   }
 
   get tableEntries(): number {
