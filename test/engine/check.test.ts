@@ -6,10 +6,12 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
-import { checkExitCode, checkImagePath, type RepairMode } from '../../src/shared/qcow2/check.ts';
+import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { checkExitCode, checkImage, checkImagePath, type RepairMode } from '../../src/shared/qcow2/check.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import type { CheckResult } from '../../src/shared/qcow2/model.ts';
+import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../helpers/fault-file.ts';
 import * as poke from '../helpers/qcow2-poke.ts';
 import { firstDifference, inBatches, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type QemuCheckReport } from '../helpers/qemu.ts';
 
@@ -402,6 +404,66 @@ describe('faults get the classification qemu-img gives them, and repairs leave t
         expect(counts(qemuAfterOurs.report as QemuCheckReport)).toEqual(counts(repaired));
       }
       if (before !== null) expect(firstDifference(await rawOf(byCowbell), before)).toBe(-1);
+    });
+  }
+});
+
+describe('a power cut during a repair leaves the image no worse than before', { timeout: 120_000 }, () => {
+  const crashCases = faultCases.filter((testCase) => testCase.cowbellRepairs && testCase.dataKept);
+  const base = folder.file('crash-base-plain.qcow2');
+  const snapshotBase = folder.file('crash-base-snapshot.qcow2');
+  beforeAll(async () => {
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', base, '16M']);
+    await qemuIo(base, ['write -P 1 0 256k', 'write -P 2 4M 64k']);
+    fs.copyFileSync(base, snapshotBase);
+    await qemuImg(['snapshot', '-c', 'before', snapshotBase]);
+    await qemuIo(snapshotBase, ['write -P 3 4M 64k']);
+  }, 60_000);
+
+  function checkOf(file: BlockFile, repair?: RepairMode): CheckResult {
+    const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: repair !== undefined });
+    try {
+      return checkImage(image, repair === undefined ? {} : { repair });
+    } finally {
+      image.close();
+    }
+  }
+
+  /** The guest disk through the engine, or null where the engine refuses to read it (an L2 table past the end). */
+  function guestData(file: BlockFile): Uint8Array | null {
+    const image = Qcow2Image.openFile(file, { openBacking: false });
+    try {
+      return image.read(0, image.virtualSize);
+    } catch (error) {
+      if (error instanceof Qcow2Error && error.code === 'CORRUPT') return null;
+      throw error;
+    } finally {
+      image.close();
+    }
+  }
+
+  for (const testCase of crashCases) {
+    it(`${testCase.name}`, () => {
+      const path = folder.file(`crash-${testCase.name.length}.qcow2`);
+      fs.copyFileSync(testCase.base === 'plain' ? base : snapshotBase, path);
+      testCase.inject(path);
+      const initial = new Uint8Array(fs.readFileSync(path));
+      const before = checkOf(new FaultFile(path, initial, { readOnly: true }));
+      const data = guestData(new FaultFile(path, initial, { readOnly: true }));
+      const fault = new FaultFile(path, initial);
+      checkOf(fault, testCase.repair);
+      let states = 0;
+      for (const point of crashPoints(fault.log, 3, 7)) {
+        const state = crashState(path, initial, fault.log, point);
+        const where = describeCrashPoint(fault.log, point);
+        const found = checkOf(state);
+        expect.soft(found.corruptions ?? 0, where).toBeLessThanOrEqual(before.corruptions ?? 0);
+        if (data !== null) expect.soft(firstDifference(guestData(state) ?? new Uint8Array(0), data), where).toBe(-1);
+        const again = new FaultFile(path, state.bytes());
+        expect.soft(checkExitCode(checkOf(again, testCase.repair)), `${where}: repaired again`).toBe(0);
+        states++;
+      }
+      expect(states).toBeGreaterThan(2);
     });
   }
 });

@@ -47,11 +47,11 @@ export function overlapsToMove(scan: ReferenceScan): { l2: number[]; data: numbe
 }
 
 /** Every L1 table: the active one and each snapshot's that check could walk. */
-function l1Tables(image: Qcow2Image): { offset: number; size: number }[] {
-  const tables = [{ offset: image.header.l1TableOffset, size: image.header.l1Size }];
+function l1Tables(image: Qcow2Image): { offset: number; size: number; active: boolean }[] {
+  const tables = [{ offset: image.header.l1TableOffset, size: image.header.l1Size, active: true }];
   for (const snapshot of image.snapshots) {
     if (snapshot.l1TableOffset % image.clusterBytes === 0 && snapshot.l1Size <= MAX_L1_BYTES / 8 && snapshot.l1Size > 0) {
-      tables.push({ offset: snapshot.l1TableOffset, size: snapshot.l1Size });
+      tables.push({ offset: snapshot.l1TableOffset, size: snapshot.l1Size, active: false });
     }
   }
   return tables.filter((table) => table.size > 0 && table.offset + table.size * 8 <= image.file.size());
@@ -91,8 +91,8 @@ export function relocateOverlaps(image: Qcow2Image, scan: ReferenceScan, finding
   assign(moves.data, wanted.data);
   countReferences(image, scan, moves);
   const movable = (move: { references: number }): boolean => move.references > 0 && move.references <= scan.expected.max;
-  const l2Moved = new Map([...moves.l2].filter(([, move]) => movable(move)).map(([from, move]) => [from, move.to]));
-  const dataMoved = new Map([...moves.data].filter(([, move]) => movable(move)).map(([from, move]) => [from, move.to]));
+  const l2Moved = new Map([...moves.l2].filter(([, move]) => movable(move)));
+  const dataMoved = new Map([...moves.data].filter(([, move]) => movable(move)));
   const all = [...moves.l2.entries(), ...moves.data.entries()].filter(([, move]) => movable(move));
   if (all.length === 0) return 0;
 
@@ -110,18 +110,27 @@ export function relocateOverlaps(image: Qcow2Image, scan: ReferenceScan, finding
   // 2. The bytes the guest (or the L2 lookup) read there.
   for (const [from, move] of all) file.write(readZeroFilled(file, from * clusterBytes, clusterBytes), move.to * clusterBytes);
   file.flush();
-  // 3. The pointers: L1 entries first (an L2 copy is complete before anything names it), then L2 entries.
-  for (const table of l1Tables(image)) rewriteL1(image, table, l2Moved, findings);
-  file.flush();
-  for (const l2Offset of scan.l2Tables.keys()) {
+  // 3. The data pointers, before any metadata they overlap changes: in L2 tables that are only
+  // L2 tables (and in the not yet linked copies of moving ones), then in those that are also data.
+  const tables: { offset: number; mixed: boolean; active: boolean }[] = [];
+  for (const [l2Offset, reach] of scan.l2Tables) {
     const cluster = l2Offset / clusterBytes;
-    const actual = l2Moved.has(cluster) ? (l2Moved.get(cluster) ?? 0) * clusterBytes : l2Offset;
+    const active = reach.active > 0;
+    const moved = l2Moved.get(cluster);
+    if (moved !== undefined) {
+      tables.push({ offset: moved.to * clusterBytes, mixed: false, active });
+      continue;
+    }
     // An L2 table that is also some other structure is not written, unless that other use is data moving away now.
     const roles = scan.expected.rolesOf(cluster);
-    const onlyL2 = roles === ROLE_L2 || (roles === (ROLE_L2 | ROLE_DATA) && dataMoved.has(cluster));
-    if (actual === l2Offset && !onlyL2) continue;
-    rewriteL2(image, actual, dataMoved, findings);
+    if (roles === ROLE_L2) tables.push({ offset: l2Offset, mixed: false, active });
+    else if (roles === (ROLE_L2 | ROLE_DATA) && dataMoved.has(cluster)) tables.push({ offset: l2Offset, mixed: true, active });
   }
+  tables.sort((a, b) => Number(a.mixed) - Number(b.mixed));
+  for (const table of tables) rewriteL2(image, table.offset, dataMoved, table.active, findings);
+  file.flush();
+  // 4. The L1 entries, each switching to a complete copy of its L2 table in one write.
+  for (const table of l1Tables(image)) rewriteL1(image, table, l2Moved, findings);
   file.flush();
   return all.length;
 }
@@ -157,7 +166,10 @@ function forEachMovableEntry<T>(image: Qcow2Image, table: DataView, moves: Map<n
   }
 }
 
-function rewriteL1(image: Qcow2Image, table: { offset: number; size: number }, moved: Map<number, number>, findings: CheckFindings): void {
+type Move = { to: number; references: number };
+
+/** COPIED is set where the copy has exactly one reference and it is the active state's (only those flags mean anything). */
+function rewriteL1(image: Qcow2Image, table: { offset: number; size: number; active: boolean }, moved: Map<number, Move>, findings: CheckFindings): void {
   if (moved.size === 0) return;
   const { file, clusterBytes } = image;
   const bytes = readZeroFilled(file, table.offset, table.size * 8);
@@ -165,27 +177,28 @@ function rewriteL1(image: Qcow2Image, table: { offset: number; size: number }, m
   for (let index = 0; index < table.size; index++) {
     const position = index * 8;
     const { l2Offset } = decodeL1(l1, position);
-    const to = l2Offset % clusterBytes === 0 ? moved.get(l2Offset / clusterBytes) : undefined;
-    if (to === undefined || l2Offset === 0) continue;
-    // Without COPIED: the refcount step decides whether the copy may have it.
-    encodeL1(l1, position, to * clusterBytes, false);
+    const move = l2Offset % clusterBytes === 0 ? moved.get(l2Offset / clusterBytes) : undefined;
+    if (move === undefined || l2Offset === 0) continue;
+    const to = move.to;
+    encodeL1(l1, position, to * clusterBytes, table.active && move.references === 1);
     file.write(bytes.subarray(position, position + 8), table.offset + position);
     findings.note(`Repairing L1 entry ${index} of the L1 table at 0x${table.offset.toString(16)}: its L2 table overlapped other metadata and moved from 0x${l2Offset.toString(16)} to 0x${(to * clusterBytes).toString(16)}`);
   }
 }
 
-function rewriteL2(image: Qcow2Image, l2Offset: number, moved: Map<number, number>, findings: CheckFindings): void {
+function rewriteL2(image: Qcow2Image, l2Offset: number, moved: Map<number, Move>, active: boolean, findings: CheckFindings): void {
   if (moved.size === 0) return;
   const { file, clusterBytes } = image;
   const bytes = readZeroFilled(file, l2Offset, clusterBytes);
   const table = view(bytes);
   let changed = false;
-  forEachMovableEntry(image, table, moved, (to, position, hostOffset) => {
+  forEachMovableEntry(image, table, moved, (move, position, hostOffset) => {
     const high = table.getUint32(position);
     const low = table.getUint32(position + 4);
-    const newOffset = to * clusterBytes;
-    // Keep the flags of the low word (zero flag), drop COPIED; the offset is the only other change.
-    table.setUint32(position, ((high & ~OFLAG_COPIED_HI & 0xff00_0000) | Math.floor(newOffset / 0x1_0000_0000)) >>> 0);
+    const newOffset = move.to * clusterBytes;
+    const copied = active && move.references === 1 ? OFLAG_COPIED_HI : 0;
+    // The offset changes, COPIED says whether the copy is shared; the other flag bits stay.
+    table.setUint32(position, ((high & 0x7f00_0000) | copied | Math.floor(newOffset / 0x1_0000_0000)) >>> 0);
     table.setUint32(position + 4, ((low & 0x1ff) | (newOffset >>> 0)) >>> 0);
     findings.note(`Repairing L2 entry in the L2 table at 0x${l2Offset.toString(16)}: its cluster overlapped other metadata and moved from 0x${hostOffset.toString(16)} to 0x${newOffset.toString(16)}`);
     changed = true;
