@@ -11,7 +11,7 @@ import { createImage } from '../../src/shared/qcow2/create.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { applyToImage, applyToModel, randomGuestOps, type DiscardSemantics, type GuestOp } from '../helpers/guest-model.ts';
 import { configName, cowbellOptions, formatMatrix, KiB, MiB, qemuOptions, smallDiskSize, type FormatConfig } from '../helpers/image-matrix.ts';
-import { firstDifference, qemuCheck, qemuCompare, qemuImg, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { compressibleBytes, SeededRandom } from '../helpers/seeded-random.ts';
 
 let folder: TempDir;
@@ -167,6 +167,33 @@ describe.concurrent('images Cowbell writes pass qemu-img check and compare', { t
       writeRounds(overlay, model, [ops, randomGuestOps(random, size, config.clusterSize, opCount(config, 10))], semanticsOf(config, size, true));
       await expectImageHolds(expect, overlay, model);
     });
+  });
+
+  it('a three-level chain: Cowbell writes over subclusters qemu-io wrote in an extended-L2 top, over a v2 middle over a raw base', async ({ expect }) => {
+    const root = folder.file('chain');
+    for (const sub of ['base', 'middle', 'top']) fs.mkdirSync(path.join(root, sub), { recursive: true });
+    const size = 3 * MiB;
+    const random = new SeededRandom(6000);
+    fs.writeFileSync(path.join(root, 'base', 'base.raw'), random.bytes(size));
+    const middle = path.join(root, 'middle', 'middle.qcow2');
+    const top = path.join(root, 'top', 'top.qcow2');
+    await qemuImg(['create', '-f', 'qcow2', '-o', 'compat=0.10,cluster_size=4096', '-b', '../base/base.raw', '-F', 'raw', middle], { cwd: folder.path });
+    await qemuIo(middle, ['write -P 0x61 5000 70000', 'write -z 200k 64k', 'discard 400k 64k'], { cwd: folder.path });
+    await qemuImg(['create', '-f', 'qcow2', '-o', 'compat=1.1,cluster_size=65536,extended_l2=on', '-b', '../middle/middle.qcow2', '-F', 'qcow2', top], { cwd: folder.path });
+    // Subclusters are 2 KiB: allocated, zeroed and left to the backing file side by side within clusters.
+    await qemuIo(top, ['write -P 0x62 6144 4096', 'write -z 16384 2048', 'write -P 0x63 131072 2048', 'write -z 200704 10240', 'write -P 0x64 400000 3000'], { cwd: folder.path });
+    const model = await rawOf(top);
+    const config: FormatConfig = { compat: '1.1', clusterSize: 65536, refcountBits: 16, extendedL2: true, compressionType: 'zlib' };
+    const ops: GuestOp[] = [
+      { kind: 'write', offset: 7000, data: random.bytes(100) },
+      { kind: 'write', offset: 16000, data: random.bytes(1000) },
+      { kind: 'write', offset: 131072 + 2048, data: random.bytes(2048) },
+      { kind: 'zero', offset: 200704 + 1000, length: 500 },
+      { kind: 'discard', offset: 393216, length: 65536 },
+      ...randomGuestOps(random, size, config.clusterSize, 20),
+    ];
+    writeRounds(top, model, [ops], semanticsOf(config, size, true));
+    await expectImageHolds(expect, top, model);
   });
 
   it('512-byte clusters with 64-bit refcounts: the refcount table moves several times as the image grows', async ({ expect }) => {
