@@ -150,7 +150,7 @@ describe.concurrent('createImage options as qemu-img info reads them', { timeout
   });
 });
 
-describe('createImage refuses what it cannot make', () => {
+describe('createImage refuses what it cannot make', { timeout: 30_000 }, () => {
   const invalid: [string, CreateOptions][] = [
     ['a cluster size that is not a power of two', { size: MiB, clusterSize: 3000 }],
     ['clusters smaller than 512 bytes', { size: MiB, clusterSize: 256 }],

@@ -87,7 +87,7 @@ function firstL2Offset(image: string): number {
   return Number(readBe64(image, l1Offset) & 0x00ff_ffff_ffff_fe00n);
 }
 
-describe('images that are not qcow2, or are cut short', () => {
+describe('images that are not qcow2, or are cut short', { timeout: 30_000 }, () => {
   it('a file that does not start with the qcow2 magic fails with BAD_MAGIC', () => {
     const file = folder.file('text.img');
     fs.writeFileSync(file, 'hello, this is not a disk image\n'.repeat(100));
@@ -142,7 +142,7 @@ describe('images that are not qcow2, or are cut short', () => {
   });
 });
 
-describe('header fields Cowbell cannot or must not accept', () => {
+describe('header fields Cowbell cannot or must not accept', { timeout: 30_000 }, () => {
   it('version 4 (and version 1) fail with UNSUPPORTED_VERSION', async () => {
     for (const version of [4, 1]) {
       const image = await qemuImage();
@@ -220,7 +220,7 @@ describe('header fields Cowbell cannot or must not accept', () => {
   });
 });
 
-describe('corrupt tables and clusters', () => {
+describe('corrupt tables and clusters', { timeout: 30_000 }, () => {
   it('an unaligned L2 table offset opens, then fails with CORRUPT on read', async () => {
     const image = await qemuImage();
     const l1Offset = Number(readBe64(image, 40));
@@ -282,7 +282,7 @@ describe('corrupt tables and clusters', () => {
   });
 });
 
-describe('backing chains that cannot be followed', () => {
+describe('backing chains that cannot be followed', { timeout: 30_000 }, () => {
   it('a backing loop (two images naming each other, or one naming itself) fails with CORRUPT', async () => {
     const loop = folder.file('loop');
     fs.mkdirSync(loop);
@@ -308,7 +308,7 @@ describe('backing chains that cannot be followed', () => {
   });
 });
 
-describe('images that must not be written', () => {
+describe('images that must not be written', { timeout: 30_000 }, () => {
   it('a dirty v3 image (QEMU killed with lazy refcounts) opens read-only with a reason, and writes fail with READ_ONLY', async () => {
     const image = folder.file('dirty.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', image, '1M']);
@@ -348,7 +348,7 @@ describe('images that must not be written', () => {
   });
 });
 
-describe('random damage to metadata', () => {
+describe('random damage to metadata', { timeout: 30_000 }, () => {
   /** Offsets of every metadata structure of a small qemu-img image, where damage matters most. */
   function metadataOffsets(bytes: Uint8Array): number[] {
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
