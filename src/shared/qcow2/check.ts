@@ -44,12 +44,14 @@ function analyse(image: Qcow2Image, job: JobContext): Analysis {
   return { scan, comparison, findings, refcountCorruptions };
 }
 
+type OptionalCount = 'image-end-offset' | 'corruptions' | 'leaks' | 'total-clusters' | 'allocated-clusters' | 'fragmented-clusters' | 'compressed-clusters';
+
 function resultOf(image: Qcow2Image, analysis: Analysis, messages: string[]): CheckResult {
   const { findings, scan, comparison } = analysis;
   const result: CheckResult = { filename: image.file.path, format: 'qcow2', 'check-errors': findings.checkErrors, messages };
   // Like qemu-img's JSON: a count that is zero is left out.
-  const optional = (key: keyof CheckResult, value: number): void => {
-    if (value !== 0) (result as unknown as Record<string, number>)[key] = value;
+  const optional = (key: OptionalCount, value: number): void => {
+    if (value !== 0) result[key] = value;
   };
   optional('image-end-offset', (comparison.highestCluster + 1) * image.clusterBytes);
   optional('corruptions', findings.corruptions);
@@ -66,6 +68,8 @@ function resultOf(image: Qcow2Image, analysis: Analysis, messages: string[]): Ch
  * is left read-only (its in-memory tables are stale): open the file again to use it.
  */
 export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: JobContext = silentJob): CheckResult {
+  // Check reads the file: changes still in this image's caches must be there first.
+  if (!image.readOnly && image.hasUnflushedChanges()) image.flush();
   if (options.repair === undefined) {
     const analysis = analyse(image, job);
     return resultOf(image, analysis, analysis.findings.messages());
@@ -73,7 +77,6 @@ export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: J
   if (image.file.readOnly || (image.readOnly && !image.repairAccess)) {
     throw new Qcow2Error('READ_ONLY', `${image.file.path} cannot be repaired: ${image.readOnlyReason ?? 'opened read-only'} (open it with allowDirtyForRepair)`);
   }
-  if (!image.readOnly && image.hasUnflushedChanges()) image.flush();
   const first = analyse(image, job);
   job.throwIfCancelled();
   // From the first write on, a cancel would only lose the report: the repair runs to its end.
