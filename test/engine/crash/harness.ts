@@ -8,11 +8,17 @@
  * Not covered, because the engine cannot do it: growing the active L1 table (its size is fixed
  * at create; only a resize would need more, and there is no resize).
  */
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/image.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
-import { qemuImg, qemuIo } from '../../helpers/qemu.ts';
+import * as fs from 'node:fs';
+import { checkImage } from '../../../src/shared/qcow2/check.ts';
+import { convertImage } from '../../../src/shared/qcow2/convert.ts';
+import { createImage } from '../../../src/shared/qcow2/create.ts';
+import { crashPoints, crashState, FaultFile, type FaultFileSystem } from '../../helpers/fault-file.ts';
+import { qemuImg, qemuIo, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
+import { walkImage } from './image-walk.ts';
 
 export interface ImageOperation {
   name: string;
@@ -21,6 +27,8 @@ export interface ImageOperation {
   setup(imagePath: string): Promise<void>;
   /** The operation on the open image; the runner flushes and closes it afterwards, as every caller does. */
   run(image: Qcow2Image): void;
+  /** How the runner opens the image for `run` (default: writable). */
+  open?: OpenImageOptions;
   /** Run only by `npm run crash` (slower variants of what the quick table already covers). */
   fullOnly?: boolean;
 }
@@ -47,6 +55,45 @@ export async function buildImage(imagePath: string, options: string, size: numbe
   }
 }
 
+/**
+ * Replaces the image with what a power cut in the middle of `run` leaves: the cut (everything
+ * written kept) with the most leaked clusters — the realistic input of a repair.
+ */
+function crashInTheMiddle(imagePath: string, run: (image: Qcow2Image) => void): void {
+  const initial = new Uint8Array(fs.readFileSync(imagePath));
+  const fault = new FaultFile(imagePath, initial);
+  const image = Qcow2Image.openFile(fault);
+  run(image);
+  image.close();
+  let chosen: Uint8Array | null = null;
+  let mostLeaks = 0;
+  for (const point of crashPoints(fault.log, 0, 0)) {
+    if (point.pattern.kind !== 'keep-all') continue;
+    const state = crashState(imagePath, initial, fault.log, point);
+    const walk = walkImage(state);
+    const leaks = walk.findings.filter((finding) => finding.kind === 'leak').length;
+    if (walk.harmful.length === 0 && leaks > mostLeaks) {
+      mostLeaks = leaks;
+      chosen = state.bytes();
+    }
+  }
+  if (chosen === null) throw new Error('no crash point of the setup leaks anything; the repair case would test nothing');
+  fs.writeFileSync(imagePath, chosen);
+}
+
+function repairCase(name: string, options: string, steps: Step[], crashed: (image: Qcow2Image) => void, mode: 'leaks' | 'all'): ImageOperation {
+  return {
+    name,
+    contract: 'all-or-nothing',
+    open: { openBacking: false, allowDirtyForRepair: true },
+    setup: async (imagePath) => {
+      await buildImage(imagePath, options, 128 * KiB, steps);
+      crashInTheMiddle(imagePath, crashed);
+    },
+    run: (image) => void checkImage(image, { repair: mode }),
+  };
+}
+
 const V3_512 = 'compat=1.1,cluster_size=512,refcount_bits=16';
 const V2_512 = 'compat=0.10,cluster_size=512';
 const V3_4K = 'compat=1.1,cluster_size=4096,refcount_bits=16';
@@ -69,6 +116,15 @@ const twoSnapshots: Step[] = [
   { io: 'write -z 90k 4k' },
 ];
 
+/** Snapshots over data spread across 20 L2 tables (more than the tiny caches hold). */
+const spreadSnapshots: Step[] = [
+  ...Array.from({ length: 20 }, (_, table) => ({ io: `write -P ${0x40 + table} ${table * 32 * KiB + 1024} 1k` })),
+  { snapshot: 's1' },
+  ...Array.from({ length: 10 }, (_, index) => ({ io: `write -P ${0x60 + index} ${index * 64 * KiB} 2k` })),
+  { snapshot: 's2' },
+  ...Array.from({ length: 10 }, (_, index) => ({ io: `write -P ${0x70 + index} ${index * 64 * KiB + 32 * KiB} 1k` })),
+];
+
 function guestWrite(name: string, options: string, size: number, steps: Step[], offset: number, length: number, extra: Partial<ImageOperation> = {}): ImageOperation {
   return {
     name,
@@ -79,17 +135,10 @@ function guestWrite(name: string, options: string, size: number, steps: Step[], 
   };
 }
 
-export const imageOperations: ImageOperation[] = [
-  guestWrite('guest write: allocating clusters and a new L2 table (partial clusters at both ends)', V3_512, 128 * KiB, [{ io: 'write -P 0x11 0 8k' }], 31 * KiB + 100, 3 * KiB),
-  guestWrite('guest write: in place over clusters with refcount 1', V3_512, 128 * KiB, [{ io: 'write -P 0x11 0 16k' }], 1000, 2500),
-  guestWrite('guest write: copy-on-write into shared clusters and a shared L2 table', V3_512, 128 * KiB, withSnapshot, 1000, 6 * KiB),
-  guestWrite('guest write: v2 image (compat=0.10)', V2_512, 128 * KiB, withSnapshot, 20 * KiB + 7, 5 * KiB),
-  guestWrite('guest write: 1-bit refcounts', 'compat=1.1,cluster_size=512,refcount_bits=1', 128 * KiB, [{ io: 'write -P 0x11 0 8k' }], 6 * KiB, 4 * KiB),
-  guestWrite('guest write: extended L2 (subclusters), in place and allocating', 'compat=1.1,cluster_size=16384,extended_l2=on', 512 * KiB, [{ io: 'write -P 0x11 0 20k' }, { io: 'write -P 0x12 100k 1k' }], 12 * KiB + 512, 100 * KiB),
-  {
-    // 64-bit refcounts with 512-byte clusters: a refcount block covers 32 KiB and the first
-    // refcount table 2 MiB of file, so a write that takes the file past 2 MiB needs new blocks
-    // and a bigger table, which moves. (1-bit refcounts would do the opposite: one block covers 2 MiB.)
+/** 64-bit refcounts with 512-byte clusters: a refcount block covers 32 KiB and the first
+ * refcount table 2 MiB of file, so a write that takes the file past 2 MiB needs new blocks and
+ * a bigger table, which moves. (1-bit refcounts would do the opposite: one block covers 2 MiB.) */
+const refcountGrowth: ImageOperation = {
     name: 'guest write: new refcount blocks and a grown (moved) refcount table',
     contract: 'per-cluster',
     setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=512,refcount_bits=64', 2100 * KiB, [{ io: 'write -P 0x11 0 1960k' }]),
@@ -100,7 +149,57 @@ export const imageOperations: ImageOperation[] = [
       image.flush();
       if (image.refcounts.tableOffset === tableBefore) throw new Error('the refcount table did not grow; the case tests nothing');
     },
+  };
+
+/**
+ * One cluster at a time into 24 existing L2 tables, round robin: 72 new clusters, so a new
+ * refcount block (64-bit refcounts: one per 64 clusters) appears while tables are evicted.
+ */
+const scatteredWrites: ImageOperation = {
+  name: 'guest writes: one cluster at a time over 24 existing L2 tables, new refcount blocks on the way',
+  contract: 'per-cluster',
+  setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=512,refcount_bits=64', 1024 * KiB, Array.from({ length: 24 }, (_, table) => ({ io: `write -P ${table + 1} ${table * 32 * KiB} 512` }))),
+  run: (image) => {
+    for (let write = 0; write < 72; write++) image.write(pattern(write, 512), (write % 24) * 32 * KiB + 512 * (1 + Math.floor(write / 24)));
   },
+};
+
+/**
+ * The same operation with the smallest metadata caches (four tables each), so that dirty L2
+ * tables and refcount blocks are evicted — written — in the middle of the operation, not only
+ * by its flush: the ordering must hold there too.
+ */
+function tinyCaches(operation: ImageOperation): ImageOperation {
+  return { ...operation, name: `${operation.name}, with caches small enough to evict mid-operation`, open: { ...operation.open, cacheBytes: { l2Tables: 0, refcountBlocks: 0 } } };
+}
+
+export const imageOperations: ImageOperation[] = [
+  guestWrite('guest write: allocating clusters and a new L2 table (partial clusters at both ends)', V3_512, 128 * KiB, [{ io: 'write -P 0x11 0 8k' }], 31 * KiB + 100, 3 * KiB),
+  guestWrite('guest write: in place over clusters with refcount 1', V3_512, 128 * KiB, [{ io: 'write -P 0x11 0 16k' }], 1000, 2500),
+  guestWrite('guest write: copy-on-write into shared clusters and a shared L2 table', V3_512, 128 * KiB, withSnapshot, 1000, 6 * KiB),
+  guestWrite('guest write: v2 image (compat=0.10)', V2_512, 128 * KiB, withSnapshot, 20 * KiB + 7, 5 * KiB),
+  guestWrite('guest write: 1-bit refcounts', 'compat=1.1,cluster_size=512,refcount_bits=1', 128 * KiB, [{ io: 'write -P 0x11 0 8k' }], 6 * KiB, 4 * KiB),
+  guestWrite('guest write: extended L2 (subclusters), in place and allocating', 'compat=1.1,cluster_size=16384,extended_l2=on', 512 * KiB, [{ io: 'write -P 0x11 0 20k' }, { io: 'write -P 0x12 100k 1k' }], 12 * KiB + 512, 100 * KiB),
+  refcountGrowth,
+  tinyCaches(scatteredWrites),
+  tinyCaches({
+    name: 'snapshot create over 20 L2 tables',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 640 * KiB, spreadSnapshots),
+    run: (image) => void createSnapshot(image, { name: 'new', now: new Date(1_700_000_000_000) }),
+  }),
+  tinyCaches({
+    name: 'snapshot apply over 20 L2 tables',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 640 * KiB, spreadSnapshots),
+    run: (image) => applySnapshot(image, 's1'),
+  }),
+  tinyCaches({
+    name: 'snapshot delete over 20 L2 tables',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 640 * KiB, spreadSnapshots),
+    run: (image) => deleteSnapshot(image, 's2'),
+  }),
   {
     name: 'zero write: zero flags, partial clusters written as zeros (v3)',
     contract: 'per-cluster',
@@ -175,6 +274,10 @@ export const imageOperations: ImageOperation[] = [
     setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
     run: (image) => renameSnapshot(image, 's1', 'first'),
   },
+  repairCase('check --repair leaks: after a crash in snapshot create (dirty, leaked, COPIED missing)', 'compat=1.1,cluster_size=512,refcount_bits=16', withSnapshot, (image) => void createSnapshot(image, { name: 'crashed' }), 'leaks'),
+  repairCase('check --repair leaks: after a crash in snapshot apply', 'compat=1.1,cluster_size=512,refcount_bits=16', twoSnapshots, (image) => applySnapshot(image, 's1'), 'leaks'),
+  repairCase('check --repair leaks: v2, after a crash in snapshot delete', 'compat=0.10,cluster_size=512', twoSnapshots, (image) => deleteSnapshot(image, 's1'), 'leaks'),
+  repairCase('check --repair all: after a crash in copy-on-write', 'compat=1.1,cluster_size=512,refcount_bits=16', withSnapshot, (image) => image.write(pattern(3, 9 * KiB), 500), 'all'),
   // Larger clusters: the same operations over 4 KiB clusters (more entries per table).
   guestWrite('guest write: copy-on-write, 4 KiB clusters', V3_4K, 1024 * KiB, withSnapshot, 2 * KiB, 20 * KiB, { fullOnly: true }),
   {
@@ -197,5 +300,60 @@ export const imageOperations: ImageOperation[] = [
     fullOnly: true,
     setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=512,refcount_bits=64', 128 * KiB, twoSnapshots),
     run: (image) => applySnapshot(image, 's1'),
+  },
+];
+
+// ------------------------------------------------------------------ whole-file operations
+
+/**
+ * Operations that make a whole new file through writeFileAtomically (create now; convert, and
+ * later compress, encrypt, compact): run against a FaultFileSystem, every cut of its log must
+ * leave the target path with what was there before (or nothing) or the complete new file.
+ */
+export interface FileOperation {
+  name: string;
+  /** The target's path inside the fake file system. */
+  target: string;
+  /** Builds what the operation reads (real files in `folder`); returns the target's bytes before it, or null if there is none. */
+  setup(folder: TempDir): Promise<Uint8Array | null>;
+  run(fileSystem: FaultFileSystem, folder: TempDir): void;
+  fullOnly?: boolean;
+}
+
+const FAKE_FOLDER = '/cowbell-crash';
+
+async function qemuMadeImage(folder: TempDir, name: string, options: string, size: number, steps: Step[]): Promise<Uint8Array> {
+  const imagePath = folder.file(name);
+  await buildImage(imagePath, options, size, steps);
+  return new Uint8Array(fs.readFileSync(imagePath));
+}
+
+export const fileOperations: FileOperation[] = [
+  {
+    name: 'create: a new image where there was none',
+    target: `${FAKE_FOLDER}/new.qcow2`,
+    setup: async () => null,
+    run: (fileSystem) => createImage({ path: `${FAKE_FOLDER}/new.qcow2`, size: 4 * 1024 * KiB, clusterSize: 512, fileSystem }),
+  },
+  {
+    name: 'create with overwrite: replacing an image that holds data and a snapshot',
+    target: `${FAKE_FOLDER}/old.qcow2`,
+    setup: (folder) => qemuMadeImage(folder, 'old.qcow2', V3_512, 128 * KiB, withSnapshot),
+    run: (fileSystem) => createImage({ path: `${FAKE_FOLDER}/old.qcow2`, size: 256 * KiB, clusterSize: 512, overwrite: true, fileSystem }),
+  },
+  {
+    name: 'create with preallocation=metadata (many writes before the rename)',
+    target: `${FAKE_FOLDER}/prealloc.qcow2`,
+    setup: async () => null,
+    run: (fileSystem) => createImage({ path: `${FAKE_FOLDER}/prealloc.qcow2`, size: 64 * KiB, clusterSize: 512, preallocation: 'metadata', fileSystem }),
+  },
+  {
+    name: 'convert with compression over an existing target (a rewrite through the same helper)',
+    target: `${FAKE_FOLDER}/converted.qcow2`,
+    setup: async (folder) => {
+      await qemuMadeImage(folder, 'source.qcow2', V3_512, 128 * KiB, twoSnapshots);
+      return qemuMadeImage(folder, 'old-target.qcow2', V2_512, 64 * KiB, [{ io: 'write -P 0x55 0 8k' }]);
+    },
+    run: (fileSystem, folder) => void convertImage({ source: folder.file('source.qcow2'), target: `${FAKE_FOLDER}/converted.qcow2`, targetFormat: 'qcow2', compress: true, overwrite: true, fileSystem }),
   },
 ];

@@ -4,9 +4,14 @@
  *  1. the walk (image-walk.ts): no refcount below its references, no COPIED flag on a shared cluster;
  *  2. the guest data, read through the engine, against the operation's contract;
  *  3. `qemu-img check` (every distinct crash image), classified as in qemu-verdict.ts;
- *  4. for a sample, the guest data as qemu-img reads it (`convert`, `-l snapshot.name=…`).
+ *  4. for a sample, the guest data as qemu-img reads it (`convert`, `-l snapshot.name=…`);
+ *  5. where qemu-img finds something to repair (leaks, a missing COPIED flag) or the dirty bit is
+ *     set: the engine's `check --repair leaks`, after which qemu-img check is clean, the image
+ *     opens writable and the guest data has not changed.
  */
 import * as fs from 'node:fs';
+import { checkImage } from '../../../src/shared/qcow2/check.ts';
+import { INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
 import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
@@ -17,18 +22,21 @@ import { isClean, qemuVerdict } from './qemu-verdict.ts';
 
 export interface CrashSettings {
   full: boolean;
-  /** Seeded random loss patterns per cut point, besides keep-all and lose-all. */
-  randomSubsets: number;
+  /** Seeded random loss patterns per cut point, besides keep-all and lose-all, for a log of `changes` writes. */
+  randomSubsets: (changes: number) => number;
   /** Every n-th distinct crash image goes to qemu-img check (the walk sees every one). */
   qemuCheckEvery: number;
   /** Every n-th distinct crash image is also read by qemu-img convert. */
   qemuDataEvery: number;
+  /** Every n-th crash image qemu-img checked and found something to repair is repaired and checked again. */
+  repairEvery: number;
 }
 
 export const crashSettings: CrashSettings =
   process.env.CRASH_FULL === '1'
-    ? { full: true, randomSubsets: 24, qemuCheckEvery: 1, qemuDataEvery: 3 }
-    : { full: false, randomSubsets: 6, qemuCheckEvery: 3, qemuDataEvery: 24 };
+    ? { full: true, randomSubsets: () => 24, qemuCheckEvery: 1, qemuDataEvery: 3, repairEvery: 1 }
+    : // Long logs get fewer random patterns per cut; every cut still gets keep-all and lose-all.
+      { full: false, randomSubsets: (changes) => Math.max(1, Math.min(6, Math.floor(400 / Math.max(1, changes)))), qemuCheckEvery: 3, qemuDataEvery: 24, repairEvery: 4 };
 
 export interface CrashReport {
   name: string;
@@ -37,6 +45,7 @@ export interface CrashReport {
   distinct: number;
   qemuChecks: number;
   qemuDataSamples: number;
+  repairs: number;
   failures: string[];
 }
 
@@ -61,9 +70,42 @@ async function qemuDataMismatch(imagePath: string, expected: GuestState): Promis
   return null;
 }
 
+function isDirty(bytes: Uint8Array): boolean {
+  const version = new DataView(bytes.buffer, bytes.byteOffset).getUint32(4);
+  return version === 3 && (new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(72) & INCOMPAT_DIRTY) !== 0n;
+}
+
+/** `cowbell check --repair leaks` on a copy of the crash image; returns the repaired bytes. */
+function repairLeaks(imagePath: string, bytes: Uint8Array): Uint8Array {
+  const file = new FaultFile(imagePath, bytes);
+  const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: true });
+  try {
+    checkImage(image, { repair: 'leaks' });
+  } finally {
+    image.close();
+  }
+  return file.contents();
+}
+
+/** Why the repaired image is not what a repair must leave, or null. */
+async function repairedProblem(imagePath: string, repaired: Uint8Array, expected: GuestState): Promise<string | null> {
+  fs.writeFileSync(imagePath, repaired);
+  const verdict = await qemuVerdict(imagePath);
+  if (!isClean(verdict)) return `after check --repair leaks, qemu-img check is not clean:\n${verdict.output}`;
+  const reopened = Qcow2Image.openFile(new FaultFile(imagePath, repaired));
+  const reason = reopened.readOnly ? reopened.readOnlyReason : null;
+  reopened.close();
+  if (reason !== null) return `after check --repair leaks the image still opens read-only: ${reason}`;
+  const data = readGuestState(new CrashState(imagePath, repaired, []));
+  if (firstDifference(data.current, expected.current) !== -1 || data.snapshots.some((snapshot, index) => firstDifference(snapshot.data, expected.snapshots[index]?.data ?? new Uint8Array(0)) !== -1)) {
+    return 'check --repair leaks changed the guest data';
+  }
+  return null;
+}
+
 export async function runCrashCase(operation: ImageOperation, settings: CrashSettings = crashSettings): Promise<CrashReport> {
   const folder = tempDir();
-  const report: CrashReport = { name: operation.name, events: 0, states: 0, distinct: 0, qemuChecks: 0, qemuDataSamples: 0, failures: [] };
+  const report: CrashReport = { name: operation.name, events: 0, states: 0, distinct: 0, qemuChecks: 0, qemuDataSamples: 0, repairs: 0, failures: [] };
   const fail = (message: string): void => {
     if (report.failures.length < MAX_FAILURES) report.failures.push(message);
   };
@@ -74,7 +116,7 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
     const before = readGuestState(new CrashState(imagePath, initial, []));
 
     const fault = new FaultFile(imagePath, initial);
-    const image = Qcow2Image.openFile(fault);
+    const image = Qcow2Image.openFile(fault, operation.open ?? {});
     const granuleBytes = image.subclusterBytes;
     operation.run(image);
     image.close();
@@ -91,8 +133,10 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
     if (finishedData !== null) fail(`after the whole operation: ${finishedData}`);
 
     const seen = new Set<string>();
+    let repairCandidates = 0;
     const qemuJobs: (() => Promise<void>)[] = [];
-    for (const point of crashPoints(log, settings.randomSubsets, seedOf(operation.name))) {
+    const changes = log.filter((event) => event.kind !== 'flush').length;
+    for (const point of crashPoints(log, settings.randomSubsets(changes), seedOf(operation.name))) {
       report.states++;
       const state = crashState(imagePath, initial, log, point);
       const signature = state.signature();
@@ -112,8 +156,9 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
         fail(`${where}: the crash image cannot be read: ${(error as Error).message}`);
       }
 
-      if (report.distinct % settings.qemuCheckEvery !== 0) continue;
-      const sampleData = observed !== null && report.distinct % settings.qemuDataEvery === 0;
+      // Small cases go to qemu-img whole; long ones are sampled (the walk sees every state).
+      if (report.distinct > 16 && report.distinct % settings.qemuCheckEvery !== 0) continue;
+      const sampleData = observed !== null && report.distinct % settings.qemuDataEvery === 1;
       const expected = observed;
       const statePath = folder.file(`state-${report.distinct}.qcow2`);
       qemuJobs.push(async () => {
@@ -126,6 +171,12 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
             report.qemuDataSamples++;
             const mismatch = await qemuDataMismatch(statePath, expected);
             if (mismatch !== null) fail(`${where}: ${mismatch}`);
+          }
+          const bytes = state.bytes();
+          if (verdict.harmful.length === 0 && expected !== null && (!isClean(verdict) || isDirty(bytes)) && repairCandidates++ % settings.repairEvery === 0) {
+            report.repairs++;
+            const problem = await repairedProblem(statePath, repairLeaks(statePath, bytes), expected);
+            if (problem !== null) fail(`${where}: ${problem}`);
           }
         } finally {
           fs.rmSync(statePath, { force: true });
@@ -140,5 +191,5 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
 }
 
 export function summary(report: CrashReport): string {
-  return `crash: ${report.name}: ${report.states} crash states tried (${report.distinct} distinct images from ${report.events} logged events; ${report.qemuChecks} qemu-img checks, ${report.qemuDataSamples} qemu-img data reads)`;
+  return `crash: ${report.name}: ${report.states} crash states tried (${report.distinct} distinct images from ${report.events} logged events; ${report.qemuChecks} qemu-img checks, ${report.qemuDataSamples} qemu-img data reads, ${report.repairs} repairs checked)`;
 }
