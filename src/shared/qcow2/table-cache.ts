@@ -20,6 +20,8 @@ export class TableCache {
   private readonly tableBytes: number;
   private readonly capacity: number;
   private readonly what: string;
+  /** The most recently used table: repeated lookups of one table (a refcount block per cluster) skip the LRU reordering. */
+  private newest: CachedTable | null = null;
   beforeWriteBack: () => void = () => {};
 
   constructor(file: BlockFile, tableBytes: number, capacityBytes: number, what: string) {
@@ -31,10 +33,12 @@ export class TableCache {
 
   /** The table at hostOffset, read from the file on a miss (past end of file reads as zeros). */
   get(hostOffset: number): CachedTable {
+    if (this.newest !== null && this.newest.hostOffset === hostOffset) return this.newest;
     const hit = this.tables.get(hostOffset);
     if (hit) {
       this.tables.delete(hostOffset);
       this.tables.set(hostOffset, hit);
+      this.newest = hit;
       return hit;
     }
     const bytes = new Uint8Array(this.tableBytes);
@@ -56,6 +60,7 @@ export class TableCache {
   private insert(hostOffset: number, bytes: Uint8Array, dirty: boolean): CachedTable {
     const table: CachedTable = { hostOffset, bytes, view: new DataView(bytes.buffer), dirty };
     this.tables.set(hostOffset, table);
+    this.newest = table;
     this.evictIfFull();
     return table;
   }
@@ -89,9 +94,11 @@ export class TableCache {
 
   drop(hostOffset: number): void {
     this.tables.delete(hostOffset);
+    if (this.newest?.hostOffset === hostOffset) this.newest = null;
   }
 
   clear(): void {
     this.tables.clear();
+    this.newest = null;
   }
 }
