@@ -15,7 +15,7 @@
 import { Qcow2Error } from './errors.ts';
 import { alignUp, view } from './format/bytes.ts';
 import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type CowbellRecord } from './format/cowbell-record.ts';
-import { decodeL1, decodeL2, encodeL1, encodeL2 } from './format/entries.ts';
+import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from './format/entries.ts';
 import { INCOMPAT_DIRTY } from './format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from './format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
@@ -57,13 +57,13 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
     visit(l2Offset / image.clusterBytes);
     const table = image.l2Cache.get(l2Offset);
     for (let slot = 0; slot < image.l2Entries; slot++) {
-      const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
-      if (entry.kind === 'compressed') {
+      const hostOffset = standardL2HostOffset(table.view, slot * image.l2EntryBytes);
+      if (hostOffset > 0) visit(hostOffset / image.clusterBytes);
+      else if (hostOffset < 0) {
+        const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
         const first = Math.floor(entry.hostOffset / image.clusterBytes);
         const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / image.clusterBytes);
         for (let cluster = first; cluster <= last; cluster++) visit(cluster);
-      } else if (entry.hostOffset !== 0) {
-        visit(entry.hostOffset / image.clusterBytes);
       }
     }
   }

@@ -89,6 +89,16 @@ export function decodeL2(data: DataView, position: number, format: L2Format): L2
   return { kind, hostOffset, copied, compressedSize: 0, allocMask, zeroMask, reservedBitsSet };
 }
 
+/**
+ * The host offset of a standard L2 entry (0 when none), or -1 for a compressed one, without
+ * building an L2Entry: for loops over every entry of many tables (refcount walks, usage).
+ */
+export function standardL2HostOffset(data: DataView, position: number): number {
+  const high = data.getUint32(position);
+  if ((high & OFLAG_COMPRESSED_HI) !== 0) return -1;
+  return (high & OFFSET_MASK_HI) * TWO_32 + ((data.getUint32(position + 4) & OFFSET_MASK_LO) >>> 0);
+}
+
 /** Writes a standard (non-compressed) L2 entry. With extended L2 the masks are written too. */
 export function encodeL2(data: DataView, position: number, format: L2Format, entry: { hostOffset: number; copied: boolean; zero: boolean; allocMask?: number; zeroMask?: number }): void {
   const high = Math.floor(entry.hostOffset / TWO_32);
