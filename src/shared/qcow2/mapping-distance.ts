@@ -36,16 +36,15 @@ export class MappingDistance {
     const key = `${low}:${high}:${slots}`;
     const cached = this.pairs.get(key);
     if (cached !== undefined) return cached;
-    const viewA = this.image.l2Cache.get(low).view;
-    const viewB = this.image.l2Cache.get(high).view;
-    const words = this.image.l2EntryBytes / 4;
+    const wordsA = words(this.image.l2Cache.get(low).bytes);
+    const wordsB = words(this.image.l2Cache.get(high).bytes);
+    const perEntry = this.image.l2EntryBytes / 4;
     let count = 0;
-    for (let slot = 0; slot < slots; slot++) {
-      const position = slot * this.image.l2EntryBytes;
+    for (let slot = 0, word = 0; slot < slots; slot++, word += perEntry) {
       // The first word holds the COPIED flag (bit 63 of the entry), which says nothing about the data.
-      let differs = ((viewA.getUint32(position) ^ viewB.getUint32(position)) & 0x7fffffff) !== 0;
-      for (let word = 1; word < words && !differs; word++) differs = viewA.getUint32(position + word * 4) !== viewB.getUint32(position + word * 4);
-      if (differs) count++;
+      let differs = ((wordsA[word] ?? 0) ^ (wordsB[word] ?? 0)) & NOT_COPIED;
+      for (let next = 1; next < perEntry && differs === 0; next++) differs = (wordsA[word + next] ?? 0) ^ (wordsB[word + next] ?? 0);
+      if (differs !== 0) count++;
     }
     this.pairs.set(key, count);
     return count;
@@ -56,16 +55,23 @@ export class MappingDistance {
     const key = `${tableOffset}:${slots}`;
     const cached = this.allocated.get(key);
     if (cached !== undefined) return cached;
-    const tableView = this.image.l2Cache.get(tableOffset).view;
-    const words = this.image.l2EntryBytes / 4;
+    const tableWords = words(this.image.l2Cache.get(tableOffset).bytes);
+    const perEntry = this.image.l2EntryBytes / 4;
     let count = 0;
-    for (let slot = 0; slot < slots; slot++) {
-      const position = slot * this.image.l2EntryBytes;
-      let used = (tableView.getUint32(position) & 0x7fffffff) !== 0;
-      for (let word = 1; word < words && !used; word++) used = tableView.getUint32(position + word * 4) !== 0;
-      if (used) count++;
+    for (let slot = 0, word = 0; slot < slots; slot++, word += perEntry) {
+      let used = (tableWords[word] ?? 0) & NOT_COPIED;
+      for (let next = 1; next < perEntry && used === 0; next++) used = tableWords[word + next] ?? 0;
+      if (used !== 0) count++;
     }
     this.allocated.set(key, count);
     return count;
   }
 }
+
+/** A table's bytes as native-order words: only compared for equality, except for the COPIED bit below. */
+function words(bytes: Uint8Array): Uint32Array {
+  return new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+}
+
+/** All bits of an entry's first big-endian word but COPIED (the top bit of its first byte), in native word order. */
+const NOT_COPIED = new Uint8Array(new Uint32Array([1]).buffer)[0] === 1 ? 0xffffff7f : 0x7fffffff;
