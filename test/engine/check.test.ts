@@ -6,6 +6,9 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
+import { jobTable } from '../../src/main/worker/job-table.ts';
+import { jobSchemas } from '../../src/shared/ipc/contract.ts';
+import { silentJob } from '../../src/shared/qcow2/job-context.ts';
 import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
 import { checkExitCode, checkImage, checkImagePath, type RepairMode } from '../../src/shared/qcow2/check.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
@@ -609,5 +612,23 @@ describe('cowbell check (CLI)', { timeout: 60_000 }, () => {
     const result = await run('check', '-r', 'everything', clean);
     expect(result.code).toBe(2);
     expect(result.err).toMatch(/-r takes leaks or all/);
+  });
+});
+
+describe('check and repair as UI jobs', { timeout: 60_000 }, () => {
+  it('image.check reads, image.repair fixes, with the arguments the contract allows', async () => {
+    const path = folder.file('job.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '64M']);
+    await qemuIo(path, ['write -P 1 0 1M']);
+    poke.setRefcount(path, poke.appendCluster(path), 1);
+    expect(jobSchemas['image.check'].access).toBe('read');
+    expect(jobSchemas['image.repair'].access).toBe('write');
+    expect(jobSchemas['image.repair'].args.safeParse({ mode: 'everything' }).success).toBe(false);
+    const checked = await jobTable['image.check'](path, {}, silentJob);
+    expect(checked.leaks).toBe(1);
+    const repaired = await jobTable['image.repair'](path, jobSchemas['image.repair'].args.parse({ mode: 'leaks' }), silentJob);
+    expect(repaired['leaks-fixed']).toBe(1);
+    expect(checkExitCode(repaired)).toBe(0);
+    expect((await qemuCheck(path)).code).toBe(0);
   });
 });
