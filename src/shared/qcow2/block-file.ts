@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
+import { lockForReading, lockForWriting } from './image-lock.ts';
 
 /**
  * The engine's only view of storage: synchronous byte-offset I/O. The engine runs in a worker
@@ -9,6 +10,8 @@ import { Qcow2Error, toQcow2Error } from './errors.ts';
 export interface BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
+  /** Opened read-only while another program (a VM, qemu-nbd, another Cowbell) holds it for writing. */
+  readonly inUseElsewhere?: boolean;
   /** Reads up to buffer.length bytes at position; returns the count read (short only at end of file). */
   read(buffer: Uint8Array, position: number): number;
   write(buffer: Uint8Array, position: number): void;
@@ -24,17 +27,24 @@ export interface OpenOptions {
   create?: boolean;
 }
 
+/**
+ * A file on disk, locked the way QEMU locks images (image-lock.ts) for as long as it is open:
+ * opening for writing fails with IN_USE while another program uses the file; opening read-only
+ * never fails for that, but says so in `inUseElsewhere`.
+ */
 export class NodeBlockFile implements BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
+  readonly inUseElsewhere: boolean;
   private fd: number | null;
   /** Writes since the last fdatasync: a flush with none has nothing to make durable and skips the syscall. */
   private unsynced = false;
 
-  private constructor(path: string, fd: number, readOnly: boolean) {
+  private constructor(path: string, fd: number, readOnly: boolean, inUseElsewhere: boolean) {
     this.path = path;
     this.fd = fd;
     this.readOnly = readOnly;
+    this.inUseElsewhere = inUseElsewhere;
   }
 
   static open(path: string, options: OpenOptions = {}): NodeBlockFile {
@@ -49,12 +59,17 @@ export class NodeBlockFile implements BlockFile {
       }
       throw toQcow2Error(error, path);
     }
-    const stat = fs.fstatSync(fd);
-    if (!stat.isFile() && !stat.isBlockDevice()) {
+    let inUseElsewhere = false;
+    try {
+      const stat = fs.fstatSync(fd);
+      if (!stat.isFile() && !stat.isBlockDevice()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
+      if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
+      else lockForWriting(fd);
+    } catch (error) {
       fs.closeSync(fd);
-      throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
+      throw toQcow2Error(error, path);
     }
-    return new NodeBlockFile(path, fd, readOnly);
+    return new NodeBlockFile(path, fd, readOnly, inUseElsewhere);
   }
 
   get descriptor(): number {

@@ -10,6 +10,7 @@ import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { decompressCluster } from './compression.ts';
 import { Qcow2Error } from './errors.ts';
+import { IN_USE_REASON, inUseError } from './image-lock.ts';
 import { hex, isAligned, view } from './format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, l1HasReservedBits, l2EntryBytes, type L2Entry, type L2Format } from './format/entries.ts';
 import {
@@ -158,6 +159,8 @@ export class Qcow2Image implements GuestReader {
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
+    // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
+    if (file.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
     return image;
   }
@@ -358,6 +361,7 @@ export class Qcow2Image implements GuestReader {
   // ---------------------------------------------------------------- writing
 
   assertWritable(): void {
+    if (this.readOnly && this.readOnlyReason === IN_USE_REASON) throw inUseError();
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.file.path} cannot be changed: ${this.readOnlyReason ?? 'opened read-only'}`);
   }
 
