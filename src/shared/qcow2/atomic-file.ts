@@ -84,6 +84,7 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
       // The original error is the one worth reporting.
     }
     fileSystem.remove(temporaryPath);
-    throw error;
+    // A file system's own errors (ENOSPC, EIO from a flush or the folder sync) reach callers typed.
+    throw toQcow2Error(error, targetPath);
   }
 }

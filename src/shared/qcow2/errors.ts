@@ -29,9 +29,9 @@ export function toQcow2Error(error: unknown, what: string): Qcow2Error {
       return new Qcow2Error('READ_ONLY', `${what}: the file system is read-only`, { cause: error });
     case 'ENOSPC':
     case 'EDQUOT':
-      return new Qcow2Error('NO_SPACE', `${what}: the disk is full`, { cause: error });
+      return new Qcow2Error('NO_SPACE', `${what}: the disk is full; free some space and try again`, { cause: error });
     case 'EIO':
-      return new Qcow2Error('IO_ERROR', `${what}: input/output error`, { cause: error });
+      return new Qcow2Error('IO_ERROR', `${what}: input/output error (the disk or its file system failed); check the disk before trying again`, { cause: error });
     default:
       return new Qcow2Error('INTERNAL', `${what}: ${detail}`, { cause: error });
   }

@@ -10,6 +10,7 @@ import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { decompressCluster } from './compression.ts';
 import { Qcow2Error } from './errors.ts';
+import { FailStopFile } from './fail-stop-file.ts';
 import { IN_USE_REASON, inUseError } from './image-lock.ts';
 import { hex, isAligned, view } from './format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, l1HasReservedBits, l2EntryBytes, type L2Entry, type L2Format } from './format/entries.ts';
@@ -86,14 +87,17 @@ export class Qcow2Image implements GuestReader {
   readOnlyReason: string | null;
   /** Opened with allowDirtyForRepair on a writable file: check may repair metadata even while guest writes are refused. */
   repairAccess = false;
+  /** The file, stopped for writing after its first failed write (fail-stop-file.ts). */
+  private readonly writeGuard: FailStopFile;
   private readonly dirtyL1 = new Set<number>();
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
   private preparedForWrite = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
 
-  private constructor(file: BlockFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null, l2CacheBytes: number) {
+  private constructor(file: FailStopFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null, l2CacheBytes: number) {
     this.file = file;
+    this.writeGuard = file;
     this.header = header;
     this.clusterBits = header.clusterBits;
     this.clusterBytes = clusterSize(header);
@@ -129,7 +133,8 @@ export class Qcow2Image implements GuestReader {
     }
   }
 
-  static openFile(file: BlockFile, options: OpenImageOptions = {}): Qcow2Image {
+  static openFile(openedFile: BlockFile, options: OpenImageOptions = {}): Qcow2Image {
+    const file = FailStopFile.wrap(openedFile);
     const fileSize = file.size();
     const first = new Uint8Array(Math.min(fileSize, 2 * 1024 * 1024));
     file.read(first, 0);
@@ -362,6 +367,7 @@ export class Qcow2Image implements GuestReader {
 
   assertWritable(): void {
     if (this.readOnly && this.readOnlyReason === IN_USE_REASON) throw inUseError();
+    this.writeGuard.throwIfFailed();
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.file.path} cannot be changed: ${this.readOnlyReason ?? 'opened read-only'}`);
   }
 
@@ -629,7 +635,8 @@ export class Qcow2Image implements GuestReader {
 
   close(): void {
     try {
-      if (!this.readOnly && this.hasUnflushedChanges()) this.flush();
+      // After a failed write the tables in memory may point where the file does not: keep what is on disk.
+      if (!this.readOnly && this.writeGuard.failure === null && this.hasUnflushedChanges()) this.flush();
     } finally {
       this.backing?.close();
       this.file.close();
