@@ -111,7 +111,7 @@ describe('convert raw → qcow2 → raw', () => {
 });
 
 describe('convert to qcow2 with creation options', () => {
-  const cases: { name: string; options: Omit<CreateOptions, 'size'>; compress?: boolean; chunkBytes?: number }[] = [
+  const cases: { name: string; options: Omit<CreateOptions, 'size'>; compress?: boolean; chunkBytes?: number; compressionThreads?: number }[] = [
     { name: 'compat 0.10', options: { compat: '0.10' } },
     { name: '512-byte clusters, 64-bit refcounts (many refcount blocks and L2 tables)', options: { clusterSize: 512, refcountBits: 64 }, chunkBytes: 64 * KiB },
     { name: '4 KiB clusters, 1-bit refcounts', options: { clusterSize: 4096, refcountBits: 1 } },
@@ -122,11 +122,12 @@ describe('convert to qcow2 with creation options', () => {
     { name: 'compressed, 1-bit refcounts (no packing)', options: { refcountBits: 1, clusterSize: 4096 }, compress: true },
     { name: 'compressed, 512-byte clusters, compat 0.10', options: { clusterSize: 512, compat: '0.10' }, compress: true },
     { name: 'compressed, extended L2', options: { extendedL2: true }, compress: true },
+    { name: 'compressed on three threads, 4 KiB clusters', options: { clusterSize: 4096 }, compress: true, compressionThreads: 3, chunkBytes: 256 * KiB },
   ];
 
-  it.each(cases)('$name: clean, equal, with the options asked for', async ({ options, compress, chunkBytes }) => {
+  it.each(cases)('$name: clean, equal, with the options asked for', async ({ options, compress, chunkBytes, compressionThreads }) => {
     const target = output('qcow2');
-    convertImage({ source: sourceRaw, target, targetFormat: 'qcow2', options, compress, chunkBytes });
+    convertImage({ source: sourceRaw, target, targetFormat: 'qcow2', options, compress, chunkBytes, compressionThreads });
     await expectCleanCopy(target, sourceRaw);
     const info = await qemuInfo(target);
     const specific = info['format-specific']?.data;

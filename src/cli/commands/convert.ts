@@ -1,4 +1,5 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ConvertRequest } from '../../shared/qcow2/convert.ts';
 import { isErrorCode, Qcow2Error } from '../../shared/qcow2/errors.ts';
@@ -12,7 +13,11 @@ import { createOptionsFromArgs } from '../image-options.ts';
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
  * as in qemu-img. Unlike qemu-img, an existing output is refused unless --force is given; the
  * output appears under its name only once complete. Internal snapshots are not copied (as qemu-img).
+ * With -c, clusters are compressed on up to MAX_COMPRESSION_THREADS cores.
  */
+/** Each compressing thread holds its own heap and zlib garbage (tens of MiB): a few are enough. */
+const MAX_COMPRESSION_THREADS = 4;
+
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
@@ -49,7 +54,8 @@ export const convert: Command = {
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     try {
-      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, overwrite: force }, showProgress ? progressPrinter(io) : () => {});
+      const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
+      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
     }

@@ -14,7 +14,7 @@
 import * as path from 'node:path';
 import { writeFileAtomically, type AtomicFileSystem } from './atomic-file.ts';
 import type { BlockFile } from './block-file.ts';
-import { compressCluster, type CompressionType } from './compression.ts';
+import { inlineCompressor, threadedCompressor, type ClusterCompressor } from './cluster-compressor.ts';
 import { resolveCreateOptions, type CreateOptions, type ResolvedCreateOptions } from './create.ts';
 import { Qcow2Error } from './errors.ts';
 import { alignUp } from './format/bytes.ts';
@@ -41,6 +41,11 @@ export interface ConvertRequest {
   options?: Omit<CreateOptions, 'size'>;
   /** Store clusters compressed where that saves space (qcow2 target only). */
   compress?: boolean;
+  /**
+   * Threads compressing (with compress): 1 compresses on the calling thread; more start helper
+   * threads from compress-worker.ts (for the CLI, which runs the sources directly).
+   */
+  compressionThreads?: number;
   /** Replace an existing target file (qemu-img's behaviour); by default it is an error. */
   overwrite?: boolean;
   /** Test seams. */
@@ -60,16 +65,22 @@ export interface ConvertResult {
   backingBytes: number;
 }
 
-/** Where converted blocks go: a raw file or a qcow2 stream. Blocks arrive in guest order. */
+/** What each block of a chunk becomes. */
+const SKIP = 0;
+const DATA = 1;
+/** Must read as zeros although the output's backing file has data there. */
+const ZERO = 2;
+
+/** Where converted chunks go: a raw file or a qcow2 stream. Chunks arrive in guest order. */
 interface OutputSink {
   readonly blockBytes: number;
   /** Blocks stored compressed so far. */
   readonly compressedBlocks: number;
-  /** `data` holds whole consecutive blocks, the first of them block `first`. */
-  data(first: number, data: Uint8Array): void;
-  /** A block that must read as zeros although the backing file has data there. */
-  zero(block: number): void;
+  /** The first `blocks` blocks of `chunk`, the first of them guest block `firstBlock`; `kinds[i]` is SKIP, DATA or ZERO. */
+  writeChunk(firstBlock: number, chunk: Uint8Array, kinds: Uint8Array, blocks: number): void;
   finish(): void;
+  /** Releases helpers (compression threads); called whether or not the copy succeeded. */
+  close(): void;
 }
 
 export function convertImage(request: ConvertRequest, job: JobContext = silentJob): ConvertResult {
@@ -94,8 +105,13 @@ export function convertImage(request: ConvertRequest, job: JobContext = silentJo
     return writeFileAtomically(
       request.target,
       (file) => {
-        const sink = outputOptions === null ? rawSink(file, virtualSize) : qcow2Sink(file, outputOptions, request.compress === true);
-        return copyGuestData(source, backing, sink, virtualSize, request, job);
+        const chunkBytes = chunkSize(request, outputOptions === null ? RAW_BLOCK_BYTES : 2 ** outputOptions.clusterBits);
+        const sink = outputOptions === null ? rawSink(file, virtualSize) : qcow2Sink(file, outputOptions, request, chunkBytes);
+        try {
+          return copyGuestData(source, backing, sink, virtualSize, chunkBytes, job);
+        } finally {
+          sink.close();
+        }
       },
       { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem },
     );
@@ -135,19 +151,16 @@ function openBackingReader(backingPath: string, format: ImageFormat): GuestReade
   }
 }
 
-function copyGuestData(
-  source: GuestReader,
-  backing: GuestReader | null,
-  sink: OutputSink,
-  virtualSize: number,
-  request: ConvertRequest,
-  job: JobContext,
-): ConvertResult {
+function chunkSize(request: ConvertRequest, blockBytes: number): number {
+  return alignUp(Math.max(request.chunkBytes ?? DEFAULT_CHUNK_BYTES, blockBytes), blockBytes);
+}
+
+function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): ConvertResult {
   const blockBytes = sink.blockBytes;
-  const chunkBytes = alignUp(Math.max(request.chunkBytes ?? DEFAULT_CHUNK_BYTES, blockBytes), blockBytes);
   const buffer = new Uint8Array(chunkBytes);
   const backingBuffer = backing === null ? null : new Uint8Array(chunkBytes);
   const mayHoldData = new Uint8Array(chunkBytes / blockBytes);
+  const kinds = new Uint8Array(chunkBytes / blockBytes);
   const result: ConvertResult = { virtualSize, dataBytes: 0, compressedBytes: 0, zeroBytes: 0, backingBytes: 0 };
   job.progress('converting', 0, virtualSize, 'bytes');
   for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += chunkBytes) {
@@ -158,36 +171,38 @@ function copyGuestData(
     readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData);
     const backingChunk = backingBuffer?.subarray(0, chunk.length) ?? null;
     if (backing !== null && backingChunk !== null) backing.readInto(backingChunk, chunkStart);
-    const firstBlock = chunkStart / blockBytes;
-    let runStart = -1;
-    const endRun = (end: number): void => {
-      if (runStart < 0) return;
-      sink.data(firstBlock + runStart, chunk.subarray(runStart * blockBytes, end * blockBytes));
-      runStart = -1;
-    };
     for (let index = 0; index < blocks; index++) {
       const bytes = chunk.subarray(index * blockBytes, (index + 1) * blockBytes);
       const guestBytes = Math.min(blockBytes, chunkLength - index * blockBytes);
       const zero = mayHoldData[index] === 0 || isAllZero(bytes);
       if (backingChunk !== null && bytesEqual(bytes, backingChunk.subarray(index * blockBytes, (index + 1) * blockBytes))) {
-        endRun(index);
+        kinds[index] = SKIP;
         result.backingBytes += guestBytes;
       } else if (zero) {
-        endRun(index);
-        if (backingChunk !== null) sink.zero(firstBlock + index);
+        kinds[index] = backingChunk !== null ? ZERO : SKIP;
         result.zeroBytes += guestBytes;
       } else {
-        if (runStart < 0) runStart = index;
+        kinds[index] = DATA;
         result.dataBytes += guestBytes;
       }
     }
-    endRun(blocks);
+    sink.writeChunk(chunkStart / blockBytes, chunk, kinds, blocks);
     job.progress('converting', chunkStart + chunkLength, virtualSize, 'bytes');
   }
   sink.finish();
   result.compressedBytes = Math.min(result.dataBytes, sink.compressedBlocks * blockBytes);
   result.dataBytes -= result.compressedBytes;
   return result;
+}
+
+/** Calls `visit` for each run of consecutive blocks of one kind among the first `blocks`. */
+function forEachRun(kinds: Uint8Array, blocks: number, visit: (kind: number, first: number, end: number) => void): void {
+  let first = 0;
+  for (let index = 1; index <= blocks; index++) {
+    if (index < blocks && kinds[index] === kinds[first]) continue;
+    visit(kinds[first] ?? SKIP, first, index);
+    first = index;
+  }
 }
 
 /**
@@ -223,23 +238,31 @@ function rawSink(file: BlockFile, virtualSize: number): OutputSink {
   return {
     blockBytes: RAW_BLOCK_BYTES,
     compressedBlocks: 0,
-    data(first, data) {
-      const offset = first * RAW_BLOCK_BYTES;
-      file.write(data.subarray(0, Math.min(data.length, virtualSize - offset)), offset);
-    },
-    zero() {
-      throw new Qcow2Error('INTERNAL', 'a raw output has no backing file');
+    writeChunk(firstBlock, chunk, kinds, blocks) {
+      forEachRun(kinds, blocks, (kind, first, end) => {
+        if (kind === ZERO) throw new Qcow2Error('INTERNAL', 'a raw output has no backing file');
+        if (kind !== DATA) return;
+        const offset = (firstBlock + first) * RAW_BLOCK_BYTES;
+        file.write(chunk.subarray(first * RAW_BLOCK_BYTES, Math.min(end * RAW_BLOCK_BYTES, virtualSize - offset + first * RAW_BLOCK_BYTES)), offset);
+      });
     },
     finish() {
       file.truncate(virtualSize);
     },
+    close() {},
   };
 }
 
 // ---------------------------------------------------------------- qcow2 output
 
-function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, compress: boolean): Qcow2Sink {
-  return new Qcow2Sink(new Qcow2StreamWriter(file, options), options, compress);
+function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, request: ConvertRequest, chunkBytes: number): Qcow2Sink {
+  const clusterBytes = 2 ** options.clusterBits;
+  let compressor: ClusterCompressor | null = null;
+  if (request.compress === true) {
+    const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
+    compressor = threads > 1 ? threadedCompressor(options.compressionType, clusterBytes, chunkBytes / clusterBytes, threads - 1) : inlineCompressor(options.compressionType, clusterBytes);
+  }
+  return new Qcow2Sink(new Qcow2StreamWriter(file, options), options, compressor, chunkBytes);
 }
 
 class Qcow2Sink implements OutputSink {
@@ -247,34 +270,53 @@ class Qcow2Sink implements OutputSink {
   compressedBlocks = 0;
   private readonly writer: Qcow2StreamWriter;
   private readonly options: ResolvedCreateOptions;
-  private readonly compress: boolean;
+  private readonly compressor: ClusterCompressor | null;
+  /** The chunk's data clusters side by side, as one compression batch. */
+  private readonly batch: Uint8Array;
   private zeroCluster: Uint8Array | null = null;
 
-  constructor(writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compress: boolean) {
+  constructor(writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compressor: ClusterCompressor | null, chunkBytes: number) {
     this.writer = writer;
     this.options = options;
-    this.compress = compress;
+    this.compressor = compressor;
     this.blockBytes = writer.clusterBytes;
+    this.batch = new Uint8Array(compressor === null ? 0 : chunkBytes);
   }
 
-  data(first: number, data: Uint8Array): void {
-    if (!this.compress) {
-      this.writer.writeData(first, data);
-      return;
-    }
-    const clusters: Uint8Array[] = [];
-    for (let offset = 0; offset < data.length; offset += this.blockBytes) clusters.push(data.subarray(offset, offset + this.blockBytes));
-    const compressed = compressClusters(this.options.compressionType, clusters);
-    compressed.forEach((bytes, index) => {
-      const cluster = clusters[index];
-      if (bytes !== null) {
-        this.writer.writeCompressed(first + index, bytes);
-        this.compressedBlocks++;
-      } else if (cluster !== undefined) this.writer.writeData(first + index, cluster);
+  writeChunk(firstBlock: number, chunk: Uint8Array, kinds: Uint8Array, blocks: number): void {
+    const compressed = this.compressChunk(chunk, kinds, blocks);
+    let batchIndex = 0;
+    forEachRun(kinds, blocks, (kind, first, end) => {
+      if (kind === ZERO) {
+        for (let block = first; block < end; block++) this.zero(firstBlock + block);
+      } else if (kind === DATA && compressed === null) {
+        this.writer.writeData(firstBlock + first, chunk.subarray(first * this.blockBytes, end * this.blockBytes));
+      } else if (kind === DATA) {
+        for (let block = first; block < end; block++) {
+          const bytes = compressed?.[batchIndex++] ?? null;
+          if (bytes === null) this.writer.writeData(firstBlock + block, chunk.subarray(block * this.blockBytes, (block + 1) * this.blockBytes));
+          else {
+            this.writer.writeCompressed(firstBlock + block, bytes);
+            this.compressedBlocks++;
+          }
+        }
+      }
     });
   }
 
-  zero(block: number): void {
+  /** Compresses the chunk's data clusters as one batch (in parallel where the compressor can). */
+  private compressChunk(chunk: Uint8Array, kinds: Uint8Array, blocks: number): (Uint8Array | null)[] | null {
+    if (this.compressor === null) return null;
+    let count = 0;
+    for (let block = 0; block < blocks; block++) {
+      if (kinds[block] !== DATA) continue;
+      this.batch.set(chunk.subarray(block * this.blockBytes, (block + 1) * this.blockBytes), count * this.blockBytes);
+      count++;
+    }
+    return count === 0 ? [] : this.compressor.compress(this.batch, count);
+  }
+
+  private zero(block: number): void {
     if (this.options.version === 3) {
       this.writer.writeZero(block);
       return;
@@ -287,12 +329,8 @@ class Qcow2Sink implements OutputSink {
   finish(): void {
     this.writer.finish();
   }
-}
 
-/**
- * Compresses a batch of clusters; null where compression would not save space (stored plain,
- * as QEMU does). One batch per call so that a parallel version can take the same shape.
- */
-export function compressClusters(type: CompressionType, clusters: Uint8Array[]): (Uint8Array | null)[] {
-  return clusters.map((cluster) => compressCluster(type, cluster));
+  close(): void {
+    this.compressor?.close();
+  }
 }

@@ -1,0 +1,19 @@
+/** A helper thread of the threaded cluster compressor: compresses its share of each batch. */
+import { workerData } from 'node:worker_threads';
+import { CONTROL, workOnBatch, type CompressWorkerData, type SharedBatch } from './cluster-compressor.ts';
+
+const data = workerData as CompressWorkerData;
+const batch: SharedBatch = {
+  control: new Int32Array(data.control),
+  input: new Uint8Array(data.input),
+  output: new Uint8Array(data.output),
+  lengths: new Int32Array(data.lengths),
+};
+
+let generation = Atomics.load(batch.control, CONTROL.generation);
+for (;;) {
+  Atomics.wait(batch.control, CONTROL.generation, generation);
+  generation = Atomics.load(batch.control, CONTROL.generation);
+  if (Atomics.load(batch.control, CONTROL.stop) !== 0) break;
+  workOnBatch(batch, data.type, data.clusterBytes, generation);
+}
