@@ -9,8 +9,9 @@ import { NodeBlockFile, type BlockFile } from '../../src/shared/qcow2/block-file
 import { createImage } from '../../src/shared/qcow2/create.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 import { withImage } from '../../src/shared/qcow2/operations.ts';
+import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { createSnapshot } from '../../src/shared/qcow2/snapshots.ts';
-import { FaultFileSystem } from '../helpers/fault-file.ts';
+import { FaultFile, FaultFileSystem } from '../helpers/fault-file.ts';
 import { FailingFile, type FailureCode, type FailurePlan } from '../helpers/failing-file.ts';
 import { fileHash } from '../helpers/image-locks.ts';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
@@ -168,5 +169,42 @@ describe('a path-level operation on a real file that fails half-way', () => {
     expect([0, 3]).toContain(check.code);
     expect((await qemuInfo(image)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['first']);
     expect(await rawOf(image)).toEqual(dataBefore);
+  });
+});
+
+describe('regression: a retry after a failed write', () => {
+  it('flushing again after the L1 write failed does not drop the refcount of the L2 table the file still points to', async () => {
+    // A snapshot shares the only L2 table (refcount 2); a guest write copies it, points the L1
+    // entry at the copy and schedules the old table's refcount drop for after the L1 write.
+    const image = folder.file('retry.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', image, '64k']);
+    await qemuIo(image, ['write -P 0x21 0 8k']);
+    await qemuImg(['snapshot', '-c', 'shared', image]);
+    const initial = new Uint8Array(fs.readFileSync(image));
+
+    const reference = new FaultFile(image, initial);
+    const planned = Qcow2Image.openFile(reference);
+    const l1Offset = planned.l1.offset;
+    planned.write(new Uint8Array(512).fill(0x22), 1024);
+    planned.close();
+    const l1Write = reference.log.findIndex((event) => event.kind === 'write' && event.position >= l1Offset && event.position < l1Offset + 512);
+    expect(l1Write).toBeGreaterThan(0);
+
+    const inner = new FaultFile(image, initial);
+    const failing = new FailingFile(inner, { event: l1Write, code: 'EIO' });
+    const opened = Qcow2Image.openFile(failing);
+    opened.write(new Uint8Array(512).fill(0x22), 1024);
+    expect(caught(() => opened.flush())).toMatchObject({ code: 'IO_ERROR' });
+    // The caller tries again (or just closes, which flushes): the space may be back by now.
+    expect(caught(() => opened.flush())).toMatchObject({ code: 'IO_ERROR', message: expect.stringContaining('an earlier write to this image failed') });
+    expect(caught(() => opened.write(new Uint8Array(512), 0))).toMatchObject({ code: 'IO_ERROR' });
+    opened.close();
+    expect(failing.callsAfterFailure).toBe(0);
+
+    const result = folder.file('retry-result.qcow2');
+    fs.writeFileSync(result, inner.contents());
+    const check = await qemuCheck(result);
+    expect(check.report?.corruptions ?? 0, check.output).toBe(0);
+    expect((await rawOf(result)).subarray(0, 8192)).toEqual(new Uint8Array(8192).fill(0x21));
   });
 });
