@@ -314,7 +314,8 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
     image.replaceActiveL1(newL1);
     // 3. The old active state is gone from disk: release what it held.
     job.progress('releasing the old state', 2, 3, 'steps');
-    forEachReference(image, oldL1, (cluster) => image.refcounts.decrementLater(cluster), job);
+    // Past the commit point a cancel cannot restore the old state: finish, so nothing is left dirty.
+    forEachReference(image, oldL1, (cluster) => image.refcounts.decrementLater(cluster));
     for (const cluster of l1Clusters(image, oldL1.offset, oldL1.size)) image.refcounts.decrementLater(cluster);
     image.flush();
     image.rebuildMetadataClusters();
@@ -343,7 +344,8 @@ export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobCont
     if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1.offset);
     switchSnapshotTable(image, entries);
     job.progress('releasing the snapshot\'s clusters', 1, 3, 'steps');
-    forEachReference(image, snapshotL1, (cluster) => image.refcounts.decrementLater(cluster), job);
+    // Past the commit point a cancel cannot bring the snapshot back: finish, so nothing is left dirty.
+    forEachReference(image, snapshotL1, (cluster) => image.refcounts.decrementLater(cluster));
     for (const cluster of l1Clusters(image, snapshotL1.offset, snapshotL1.size)) image.refcounts.decrementLater(cluster);
     image.flush();
     // Refcounts that dropped to 1 are durable now: the active tables may have their COPIED flags back.
