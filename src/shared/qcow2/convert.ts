@@ -168,7 +168,12 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
     const chunkLength = Math.min(chunkBytes, virtualSize - chunkStart);
     const blocks = Math.ceil(chunkLength / blockBytes);
     const chunk = buffer.subarray(0, blocks * blockBytes);
-    readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData);
+    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData) && backing === null) {
+      // Nothing stored in this stretch of a qcow2 source: nothing to write (a sparse disk goes fast).
+      result.zeroBytes += chunkLength;
+      job.progress('converting', chunkStart + chunkLength, virtualSize, 'bytes');
+      continue;
+    }
     const backingChunk = backingBuffer?.subarray(0, chunk.length) ?? null;
     if (backing !== null && backingChunk !== null) backing.readInto(backingChunk, chunkStart);
     for (let index = 0; index < blocks; index++) {
@@ -208,16 +213,19 @@ function forEachRun(kinds: Uint8Array, blocks: number, visit: (kind: number, fir
 /**
  * Fills `chunk` with guest bytes from `start`. A qcow2 source is asked first which ranges are
  * zero or unallocated, so those are not read; `mayHoldData[i]` is 0 for blocks known to be zero.
+ * Returns false when the whole chunk is known to be zero: then it is left as it was, unfilled.
  */
-function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array): void {
+function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array): boolean {
   if (!(source instanceof Qcow2Image)) {
     source.readInto(chunk, start);
     mayHoldData.fill(1);
-    return;
+    return true;
   }
+  const entries = mapRange(source, start, start + chunk.length);
+  if (!entries.some((entry) => entry.data)) return false;
   mayHoldData.fill(0);
   let covered = 0;
-  for (const entry of mapRange(source, start, start + chunk.length)) {
+  for (const entry of entries) {
     const from = entry.start - start;
     const target = chunk.subarray(from, from + entry.length);
     if (!entry.data) {
@@ -230,6 +238,7 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
   }
   // Past the end of the disk (the last cluster's tail).
   chunk.fill(0, covered);
+  return true;
 }
 
 // ---------------------------------------------------------------- raw output
