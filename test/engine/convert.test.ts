@@ -170,6 +170,18 @@ describe('convert to qcow2 with creation options', () => {
     expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOf(top))).toBe(-1);
   });
 
+  it('a sparse 64 GiB disk: only what it stores is read and written', async () => {
+    const image = folder.file('sparse-64g.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '64G']);
+    await qemuIo(image, ['write -P 1 40G 1M']);
+    const target = output('qcow2');
+    const result = convertImage({ source: image, target, targetFormat: 'qcow2' });
+    expect(result.dataBytes).toBe(MiB);
+    expect(result.zeroBytes).toBe(64 * 1024 * MiB - MiB);
+    expect(fs.statSync(target).size).toBeLessThan(2 * MiB);
+    await expectCleanCopy(target, image, 'qcow2');
+  });
+
   it('drops internal snapshots, as qemu-img convert does', async () => {
     const image = folder.file('with-snapshot.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);
