@@ -84,7 +84,7 @@ describe('space by snapshot chart', () => {
     expect(rows[0]?.id).toBe('current');
     expect(rows[1]?.id).toBe('500');
     const others = rows.at(-1);
-    expect(others).toMatchObject({ id: 'others', kind: 'others', label: '490 more' });
+    expect(others).toMatchObject({ id: 'others', kind: 'others', label: '490 more', sharedBytes: 0 });
     const all = [{ exclusiveBytes: 8 * MiB }, ...many].reduce((sum, row) => sum + row.exclusiveBytes, 0);
     expect(rows.reduce((sum, row) => sum + row.exclusiveBytes, 0)).toBe(all);
   });

@@ -66,9 +66,9 @@ function baseOption(palette: ChartPalette): EChartsOption {
 const bytesAxis = (palette: ChartPalette) =>
   ({
     type: 'value',
-    axisLabel: { color: palette.textSecondary, formatter: (value: number) => formatBytes(value) },
+    axisLabel: { color: palette.textSecondary, hideOverlap: true, formatter: (value: number) => formatBytes(value) },
     splitLine: { lineStyle: { color: palette.grid } },
-    splitNumber: 3,
+    splitNumber: 2,
   }) as const;
 
 /** Virtual size against what the file allocates (guest data, metadata, leaks) and its size on disk. */
@@ -140,12 +140,13 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
   if (rows.length <= limit) return rows;
   const shown = rows.slice(0, limit - 1);
   const rest = rows.slice(limit - 1);
+  // Own bytes add up across snapshots; shared ones do not (the same cluster counts in each), so the rest shows only its own.
   shown.push({
     id: 'others',
     label: `${rest.length} more`,
     kind: 'others',
     exclusiveBytes: rest.reduce((sum, row) => sum + row.exclusiveBytes, 0),
-    sharedBytes: rest.reduce((sum, row) => sum + row.sharedBytes, 0),
+    sharedBytes: 0,
   });
   return shown;
 }

@@ -59,6 +59,9 @@ export function reveal(view: ViewTransform, box: Box, width: number, height: num
   return dx === 0 && dy === 0 ? view : { ...view, x: view.x + dx, y: view.y + dy };
 }
 
-export function transformAttribute(view: ViewTransform): string {
-  return `translate(${view.x.toFixed(2)},${view.y.toFixed(2)}) scale(${view.scale.toFixed(4)})`;
+/** The CSS transform for a layer whose top-left corner is the scene point (originX, originY). */
+export function cssTransform(view: ViewTransform, originX: number, originY: number): string {
+  const x = view.x + originX * view.scale;
+  const y = view.y + originY * view.scale;
+  return `translate(${x.toFixed(2)}px, ${y.toFixed(2)}px) scale(${view.scale.toFixed(4)})`;
 }
