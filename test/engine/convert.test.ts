@@ -182,6 +182,14 @@ describe('convert to qcow2 with creation options', () => {
     await expectCleanCopy(target, image, 'qcow2');
   });
 
+  it('an empty disk whose L1 table alone fills several refcount blocks (512-byte clusters, 64-bit refcounts)', async () => {
+    const image = folder.file('empty-256m.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '256M']);
+    const target = output('qcow2');
+    convertImage({ source: image, target, targetFormat: 'qcow2', options: { clusterSize: 512, refcountBits: 64 } });
+    await expectCleanCopy(target, image, 'qcow2');
+  });
+
   it('drops internal snapshots, as qemu-img convert does', async () => {
     const image = folder.file('with-snapshot.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);

@@ -81,6 +81,8 @@ export class Qcow2StreamWriter {
     this.claim(0, reserved);
     this.position = reserved;
     this.stageStart = reserved;
+    // A large L1 table can fill whole refcount blocks' ranges by itself.
+    this.placeFinishedBlocks();
   }
 
   get guestClusters(): number {
