@@ -37,7 +37,7 @@ export interface CampaignReport {
   findings: Finding[];
   /** target -> outcome key (ok, CORRUPT, raw TypeError, hang, …) -> count */
   tally: Record<string, Record<string, number>>;
-  /** target -> total and slowest milliseconds, and the slowest case (a hang in the making shows here first) */
+  /** target -> total and slowest CPU milliseconds, and the slowest case (a hang in the making shows here first) */
   timing: Record<string, { totalMs: number; maxMs: number; slowest: string }>;
   durationMs: number;
 }
@@ -178,7 +178,7 @@ export function formatTally(report: CampaignReport): string {
       .sort((a, b) => b[1] - a[1])
       .map(([key, count]) => `${key} ${count}`);
     const time = report.timing[target];
-    const ms = time === undefined ? '' : ` (${(time.totalMs / 1000).toFixed(1)} s in all, slowest ${time.maxMs.toFixed(0)} ms)`;
+    const ms = time === undefined ? '' : ` (CPU ${(time.totalMs / 1000).toFixed(1)} s in all, slowest ${time.maxMs.toFixed(0)} ms)`;
     lines.push(`  ${target.padEnd(18)} ${parts.join(', ')}${ms}`);
     if (time !== undefined && time.maxMs > 250) lines.push(`  ${''.padEnd(18)} slowest: ${time.slowest}`);
   }

@@ -40,7 +40,7 @@ describe('fuzz harness', () => {
     } finally {
       await harness.close();
     }
-  });
+  }, 120_000);
 
   it('catches raw exceptions, INTERNAL codes, hangs and oversized buffers (even when caught), and carries on', async () => {
     const harness = new FuzzHarness({ ...DEFAULT_HARNESS, deadlineMs: 1000, retryHangs: false, folder: folder.file('self-test'), companions: [], workers: 1 });

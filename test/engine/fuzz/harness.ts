@@ -11,8 +11,13 @@ export interface HarnessOptions {
   /** A folder the harness owns: one subfolder per worker, with the companions copied in. */
   folder: string;
   workers: number;
-  /** How long one target may run on one image. */
+  /**
+   * CPU time one target may use on one image (the worker thread's own, so a machine busy with
+   * other work does not turn a slow target into a "hang").
+   */
   deadlineMs: number;
+  /** Wall-clock time one target may take whatever its CPU use: a target blocked on I/O hangs too. */
+  wallDeadlineMs: number;
   /** A target past its deadline gets one more try in a fresh worker (a busy machine is not a hang). */
   retryHangs: boolean;
   heapLimitMb: number;
@@ -24,12 +29,23 @@ export interface HarnessOptions {
 export const DEFAULT_HARNESS: Omit<HarnessOptions, 'folder' | 'companions'> = {
   workers: 2,
   deadlineMs: 2000,
+  wallDeadlineMs: 60_000,
   retryHangs: true,
   heapLimitMb: 256,
   allocationLimitBytes: 64 * 1024 * 1024,
 };
 
 const WORKER_URL = new URL('./fuzz-worker.ts', import.meta.url);
+
+/** CPU time the worker thread has used so far (0 once it is gone). */
+async function threadCpuMs(worker: Worker): Promise<number> {
+  try {
+    const usage = await worker.cpuUsage();
+    return (usage.user + usage.system) / 1000;
+  } catch {
+    return 0;
+  }
+}
 const IMAGE = 'image.qcow2';
 
 /** One worker thread and the folder its images go to. */
@@ -86,7 +102,25 @@ class Slot {
     return await new Promise<TargetOutcome[]>((resolve) => {
       let current: string | null = null;
       let timer: NodeJS.Timeout | null = null;
+      const { deadlineMs, wallDeadlineMs } = this.options;
+      // Re-checks the running target's CPU time until it finishes or runs out of time.
+      let runs = 0;
+      const watch = (target: string, run: number, startedAt: number, cpuAtStart: Promise<number>, waitMs: number): void => {
+        timer = setTimeout(() => {
+          void Promise.all([cpuAtStart, threadCpuMs(worker)]).then(([before, now]) => {
+            if (run !== runs || current === null) return;
+            const cpuMs = now - before;
+            const wallMs = Date.now() - startedAt;
+            if (cpuMs >= deadlineMs || wallMs >= wallDeadlineMs) {
+              finish({ target, status: 'hang', message: `still running after ${cpuMs.toFixed(0)} ms of CPU time (${wallMs} ms)` });
+            } else watch(target, run, startedAt, cpuAtStart, Math.max(50, Math.min(deadlineMs - cpuMs, wallDeadlineMs - wallMs)));
+          });
+        }, waitMs);
+      };
+      let settled = false;
       const finish = (death: TargetOutcome | null): void => {
+        if (settled) return;
+        settled = true;
         if (timer !== null) clearTimeout(timer);
         worker.off('message', onMessage);
         worker.off('error', onError);
@@ -99,7 +133,7 @@ class Slot {
       const onMessage = (message: WorkerMessage): void => {
         if (message.type === 'start') {
           current = message.target;
-          timer = setTimeout(() => finish({ target: message.target, status: 'hang', message: `still running after ${this.options.deadlineMs} ms` }), this.options.deadlineMs);
+          watch(message.target, ++runs, Date.now(), threadCpuMs(worker), deadlineMs);
         } else if (message.type === 'result') {
           if (timer !== null) clearTimeout(timer);
           timer = null;

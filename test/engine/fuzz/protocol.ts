@@ -32,7 +32,7 @@ export interface TargetOutcome {
   code?: string;
   message?: string;
   stack?: string;
-  /** Time the target took, as the worker measured it. */
+  /** CPU time the target used (its worker thread's). */
   ms?: number;
 }
 

@@ -36,5 +36,5 @@ describe('fuzz regressions', () => {
     });
     const outcomes = await harness.run(image, targetNames());
     expect(outcomes.filter(isFinding).map(describeFinding)).toEqual([]);
-  });
+  }, 60_000);
 });

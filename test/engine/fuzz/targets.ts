@@ -5,6 +5,7 @@
  * file can legitimately describe terabytes of guest data: that is not a hang in the engine.
  */
 import { jobTable } from '../../../src/main/worker/job-table.ts';
+import { checkImagePath } from '../../../src/shared/qcow2/check.ts';
 import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
 import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
@@ -26,6 +27,7 @@ export const TARGETS: FuzzTarget[] = [
   target('snapshot-list', (file) => withImage(file, (image) => image.snapshots.map((entry) => ({ ...snapshotInfo(entry), record: readCowbellRecord(entry) })))),
   target('read-snapshots', (file) => withImage(file, readEverySnapshot)),
   target('map', (file) => withImage(file, (image) => mapImage(image))),
+  target('check', (file) => checkImagePath(file)),
   // The UI's requests: main checks the path, then a pool worker runs the job table's function.
   target('ui-open', (file) => jobTable['image.info'](file, {}, silentJob)),
   target('ui-allocation-map', (file) => forStates(file, (state) => jobTable['image.map'](file, { cells: 4096, ...(state === 'current' ? {} : { snapshot: state }) }, silentJob))),
