@@ -18,12 +18,15 @@ import {
   backingFormat,
   clusterSize,
   dataFileName,
+  EXT_BITMAPS,
   extendedL2,
+  findExtension,
   parseHeader,
   serializeFixedHeader,
   type Header,
 } from './format/header.ts';
 import {
+  AUTOCLEAR_BITMAPS,
   INCOMPAT_CORRUPT,
   INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
@@ -164,6 +167,11 @@ export class Qcow2Image implements GuestReader {
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
+    // Writing would have to clear the bitmaps bit (the spec's rule for autoclear features), which
+    // silently invalidates the dirty bitmaps incremental backups rely on: refuse instead.
+    else if ((header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && findExtension(header, EXT_BITMAPS) !== undefined) {
+      image.setReadOnly('it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date');
+    }
     // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
     if (file.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
