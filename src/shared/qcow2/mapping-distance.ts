@@ -100,9 +100,9 @@ export class MappingDistance {
       if (bits !== 0) scratch[usedCount++] = slot;
     }
     const entries: UsedEntries = { slots: scratch.slice(0, usedCount), words: new Uint32Array(usedCount * per) };
-    for (let index = 0; index < usedCount; index++) {
+    for (let index = 0, target = 0; index < usedCount; index++) {
       const word = (scratch[index] ?? 0) * per;
-      entries.words.set(tableWords.subarray(word, word + per), index * per);
+      for (let next = 0; next < per; next++) entries.words[target++] = tableWords[word + next] ?? 0;
     }
     this.used.set(tableOffset, entries);
     return entries;
