@@ -119,6 +119,8 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
     (entry) => readCowbellRecord(entry) === null && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
   );
   const flagValid = flagged !== undefined && !foreignLater;
+  // Nothing written since Cowbell's mark: no need to look at the other snapshots.
+  if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return { parentId: flagged.id, inferred: false };
 
   const exact = ordered.filter((entry) => inputs.distance.between(tables.get(entry.id) ?? [], active) === 0);
   if (exact.length > 0) {
