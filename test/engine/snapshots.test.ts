@@ -13,7 +13,7 @@ import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot } fr
 import { KiB, MiB } from '../helpers/image-matrix.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { compressibleBytes, SeededRandom } from '../helpers/seeded-random.ts';
-import { expectCheckClean, fileHash, SnapshotScenario } from '../helpers/snapshot-scenario.ts';
+import { expectCheckClean, expectSameSnapshots, fileHash, SnapshotScenario } from '../helpers/snapshot-scenario.ts';
 
 let folder: TempDir;
 beforeAll(() => {
@@ -92,6 +92,7 @@ describe.concurrent('qemu-img and Cowbell take turns on one image', { timeout: 1
       await scenario.qemuWrite();
       await step('qemu-img deletes "c" (Cowbell\'s, with no children)', () => scenario.qemuDelete('c'));
       await step('Cowbell renames "d" to "branch d"', () => scenario.cowbellRename('d', 'branch d'));
+      await expectSameSnapshots(expect, image, `${variant.name}, qemu-img snapshot -l after the rename`, { textListing: true });
       await step('qemu-img creates "e"', () => scenario.qemuCreate('e'));
       scenario.engineWrite();
       await step('Cowbell deletes "b" (qemu-img\'s, in the middle of a → b → e)', () => scenario.cowbellDelete('b'));

@@ -57,9 +57,10 @@ function isoDate(snapshot: QemuSnapshot): string {
 /**
  * qemu-img and Cowbell list the same snapshots: `qemu-img info --output=json` equals Cowbell's
  * info field for field (ids, names, dates, VM clock, VM state size, icount), and Cowbell's tree
- * has the same ids, names, dates, VM clock and VM state size. Returns the tree.
+ * has the same ids, names, dates, VM clock and VM state size; with `textListing`, every snapshot
+ * is on its own line of `qemu-img snapshot -l` too. Returns the tree.
  */
-export async function expectSameSnapshots(expect: ExpectStatic, image: string, label = ''): Promise<SnapshotTree> {
+export async function expectSameSnapshots(expect: ExpectStatic, image: string, label = '', options: { textListing?: boolean } = {}): Promise<SnapshotTree> {
   const qemu = [...((await qemuInfo(image)).snapshots ?? [])].sort((a, b) => Number(a.id) - Number(b.id));
   const ours = [...(readImageInfo(image).snapshots ?? [])].sort((a, b) => Number(a.id) - Number(b.id));
   expect(ours, `${label}: Cowbell's info against qemu-img info`).toEqual(qemu);
@@ -75,8 +76,10 @@ export async function expectSameSnapshots(expect: ExpectStatic, image: string, l
     vmStateSize: snapshot['vm-state-size'],
   }));
   expect(treeRows, `${label}: Cowbell's tree against qemu-img info`).toEqual(qemuRows);
-  const listed = await qemuImg(['snapshot', '-l', image]);
-  for (const snapshot of qemu) expect(listed.stdout, `${label}: qemu-img snapshot -l`).toMatch(new RegExp(`^${snapshot.id} +${escapeRegExp(snapshot.name)} `, 'm'));
+  if (options.textListing) {
+    const listed = await qemuImg(['snapshot', '-l', image]);
+    for (const snapshot of qemu) expect(listed.stdout, `${label}: qemu-img snapshot -l`).toMatch(new RegExp(`^${snapshot.id} +${escapeRegExp(snapshot.name)} `, 'm'));
+  }
   return tree;
 }
 
