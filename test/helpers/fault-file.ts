@@ -55,7 +55,8 @@ class GrowableBytes {
 
   private reserve(size: number): void {
     if (size <= this.buffer.length) return;
-    const grown = new Uint8Array(Math.max(size, this.buffer.length * 2));
+    // Grow by a quarter (not double): crash tests hold 100 MiB images in memory.
+    const grown = new Uint8Array(Math.max(size, Math.floor(this.buffer.length * 1.25) + 65536));
     grown.set(this.buffer.subarray(0, this.length));
     this.buffer = grown;
   }

@@ -38,7 +38,16 @@ export interface WalkReport {
   staleCopiedL1Entries: number;
 }
 
+export interface WalkOptions {
+  /**
+   * Count references and compare them with the refcounts (default). Without it only the COPIED
+   * flags of the active tables are checked: enough, and much faster, on a 100 MiB image.
+   */
+  countReferences?: boolean;
+}
+
 interface Walk {
+  countReferences: boolean;
   file: BlockFile;
   header: Header;
   clusterBytes: number;
@@ -46,18 +55,23 @@ interface Walk {
   references: Map<number, number>;
   findings: Finding[];
   refcountTable: DataView;
-  refcountBlocks: Map<number, Uint8Array | null>;
+  refcountBlocks: Map<number, { bytes: Uint8Array; view: DataView } | null>;
   entriesPerBlock: number;
 }
 
-export function walkImage(file: BlockFile): WalkReport {
+export function walkImage(file: BlockFile, options: WalkOptions = {}): WalkReport {
   const fileSize = file.size();
-  const first = new Uint8Array(Math.min(fileSize, 2 * 1024 * 1024));
+  // The header and its extensions live in the first cluster: read that much, not the 2 MiB maximum.
+  const probe = new Uint8Array(24);
+  file.read(probe, 0);
+  const probedBits = view(probe).getUint32(20);
+  const first = new Uint8Array(Math.min(fileSize, 2 ** Math.min(Math.max(probedBits, 9), 21)));
   file.read(first, 0);
   const header = parseHeader(first, fileSize);
   const clusterBytes = 2 ** header.clusterBits;
   const tableBytes = new Uint8Array(header.refcountTableClusters * clusterBytes);
   const walk: Walk = {
+    countReferences: options.countReferences ?? true,
     file,
     header,
     clusterBytes,
@@ -81,7 +95,7 @@ export function walkImage(file: BlockFile): WalkReport {
   reference(walk, header.l1TableOffset, header.l1Size * 8);
   const visitedByActive = walkL1(walk, activeL1, format);
 
-  if (header.snapshotCount > 0) {
+  if (walk.countReferences && header.snapshotCount > 0) {
     const tableLength = Math.max(0, Math.min(fileSize - header.snapshotsOffset, 64 * 1024 * 1024));
     const snapshotBytes = new Uint8Array(tableLength);
     file.read(snapshotBytes, header.snapshotsOffset);
@@ -98,7 +112,7 @@ export function walkImage(file: BlockFile): WalkReport {
     }
   }
 
-  compareRefcounts(walk);
+  if (walk.countReferences) compareRefcounts(walk);
   const staleCopiedL1Entries = checkCopiedFlags(walk, activeL1, visitedByActive, format);
   const harmful = walk.findings.filter((finding) => !HARMLESS.has(finding.kind));
   return { findings: walk.findings, harmful, staleCopiedL1Entries };
@@ -109,7 +123,7 @@ function unreadable(walk: Walk, message: string): void {
 }
 
 function reference(walk: Walk, offset: number, bytes: number): void {
-  if (bytes <= 0) return;
+  if (!walk.countReferences || bytes <= 0) return;
   const first = Math.floor(offset / walk.clusterBytes);
   const last = Math.floor((offset + bytes - 1) / walk.clusterBytes);
   for (let cluster = first; cluster <= last; cluster++) walk.references.set(cluster, (walk.references.get(cluster) ?? 0) + 1);
@@ -131,6 +145,7 @@ function walkL1(walk: Walk, l1: DataView, format: L2Format): Map<number, DataVie
     reference(walk, l2Offset, walk.clusterBytes);
     const table = tables.get(l2Offset) ?? readTable(walk, l2Offset, walk.clusterBytes, `L2 table (L1 index ${l1Index})`);
     tables.set(l2Offset, table);
+    if (!walk.countReferences) continue;
     for (let slot = 0; slot < walk.clusterBytes / entryBytes; slot++) {
       const entry = decodeL2(table, slot * entryBytes, format);
       if (entry.kind === 'compressed') reference(walk, entry.hostOffset, entry.compressedSize);
@@ -148,12 +163,12 @@ function refcountOf(walk: Walk, cluster: number): number {
   let block = walk.refcountBlocks.get(blockOffset);
   if (block === undefined) {
     const bytes = new Uint8Array(walk.clusterBytes);
-    block = walk.file.read(bytes, blockOffset) < bytes.length ? null : bytes;
+    block = walk.file.read(bytes, blockOffset) < bytes.length ? null : { bytes, view: view(bytes) };
     if (block === null) unreadable(walk, `refcount block ${tableIndex} at ${blockOffset} is past the end of the file`);
     walk.refcountBlocks.set(blockOffset, block);
   }
   if (block === null) return 0;
-  return getRefcount(block, view(block), cluster % walk.entriesPerBlock, walk.header.refcountOrder);
+  return getRefcount(block.bytes, block.view, cluster % walk.entriesPerBlock, walk.header.refcountOrder);
 }
 
 function compareRefcounts(walk: Walk): void {
@@ -187,7 +202,8 @@ function checkCopiedFlags(walk: Walk, l1: DataView, tables: Map<number, DataView
         if (entry.copied) walk.findings.push({ kind: 'copied-on-shared', message: `compressed L2 entry ${slot} of the table at ${l2Offset} has COPIED` });
         continue;
       }
-      if (entry.hostOffset === 0) continue;
+      // The quick walk looks only for the harmful direction: COPIED where it must not be.
+      if (entry.hostOffset === 0 || (!walk.countReferences && !entry.copied)) continue;
       const refcount = refcountOf(walk, entry.hostOffset / walk.clusterBytes);
       if (entry.copied && refcount !== 1) {
         walk.findings.push({ kind: 'copied-on-shared', message: `L2 entry ${slot} of the table at ${l2Offset} (cluster at ${entry.hostOffset}) has COPIED but refcount ${refcount}` });
