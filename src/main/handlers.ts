@@ -9,11 +9,11 @@ import {
   type RequestReply,
 } from '../shared/ipc/contract.ts';
 import type { ImageInfo } from '../shared/qcow2/model.ts';
-import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
 import { RequestError, toWireError } from './errors.ts';
 import type { ImageWatcher } from './image-watch.ts';
 import type { JobManager } from './jobs.ts';
 import { completePath } from './path-complete.ts';
+import { requireExistingFile, requireJobPaths, requireWellFormedPath, requireWellFormedPrefix } from './request-paths.ts';
 
 /** What differs between Electron and browser mode; everything else is shared. */
 export interface HandlerSeam {
@@ -36,28 +36,45 @@ export type RequestHandle = (name: unknown, args: unknown) => Promise<Reply<unkn
 type Handlers = { [N in RequestName]: (args: RequestArgs<N>) => Promise<RequestReply<N>> };
 
 export function createRequestHandle(seam: HandlerSeam): RequestHandle {
+  // Path checks are asynchronous; requests still reach the job manager in the order they arrived.
+  let checks: Promise<unknown> = Promise.resolve();
+  function afterChecks<T>(check: () => Promise<unknown>, enqueue: () => T): Promise<T> {
+    const turn = checks.then(check).then(enqueue);
+    checks = turn.catch(() => undefined);
+    return turn;
+  }
+
   const handlers: Handlers = {
     'app.about': async () => ({ name: 'Cowbell', version: seam.version, mode: seam.mode, platform }),
     'app.initialPaths': async () => [...seam.initialPaths()],
     'image.open': async ({ path }) => {
-      await requireRegularFile(path);
-      return (await seam.jobs.run('image.info', path, {})) as ImageInfo;
+      // Boxed so the queue of checks moves on once the job is queued, not once it is done.
+      const job = await afterChecks(
+        () => requireExistingFile(path),
+        () => ({ result: seam.jobs.run('image.info', path, {}) }),
+      );
+      return (await job.result) as ImageInfo;
     },
     'dialog.openImages': () => seam.openDialog(),
-    'path.complete': ({ prefix }) => completePath(prefix),
-    'job.start': async ({ kind, path, args }) => ({ jobId: seam.jobs.start(kind, path, args) }),
+    'path.complete': ({ prefix }) => completePath(requireWellFormedPrefix(prefix)),
+    'job.start': ({ kind, path, args }) =>
+      afterChecks(
+        () => requireJobPaths(kind, path, args),
+        () => ({ jobId: seam.jobs.start(kind, path, args) }),
+      ),
     'job.cancel': async ({ jobId }) => ({ cancelled: seam.jobs.cancel(jobId) }),
     'image.watch': async ({ path }) => {
-      seam.watcher?.watch(path);
+      seam.watcher?.watch(await requireExistingFile(path));
       return null;
     },
     'image.unwatch': async ({ path }) => {
-      seam.watcher?.unwatch(path);
+      // A disk deleted meanwhile must still be unwatched: the path only has to be well formed.
+      seam.watcher?.unwatch(requireWellFormedPath(path));
       return null;
     },
-    'path.stat': ({ paths }) => Promise.all(paths.map(statPath)),
+    'path.stat': ({ paths }) => Promise.all(paths.map((path) => statPath(requireWellFormedPath(path)))),
     'menu.recent': async ({ paths }) => {
-      seam.setRecentDisks?.(paths);
+      seam.setRecentDisks?.(paths.map((path) => requireWellFormedPath(path)));
       return null;
     },
   };
@@ -89,16 +106,4 @@ async function statPath(path: string): Promise<PathStat> {
   } catch {
     return { path, kind: 'missing' };
   }
-}
-
-/** A path from the renderer must name an existing regular file before any job touches it. */
-async function requireRegularFile(path: string): Promise<void> {
-  let info;
-  try {
-    info = await stat(path);
-  } catch (error) {
-    throw toQcow2Error(error, path);
-  }
-  if (info.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
-  if (!info.isFile()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
 }

@@ -1,3 +1,6 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
 import { EVENT_CHANNEL, REQUEST_CHANNEL } from '../../src/shared/ipc/channels.ts';
 
@@ -95,9 +98,12 @@ describe('the Electron entry', () => {
     const fakes = await launch([]);
     await ready(fakes);
     const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    const folder = await mkdtemp(join(tmpdir(), 'cowbell-'));
+    const notAnImage = join(folder, 'notes.qcow2');
+    await writeFile(notAnImage, 'a text file, not a disk image'.repeat(40));
     const started = (await handle(ownFrameEvent(fakes), 'job.start', {
       kind: 'image.info',
-      path: '/no/such/disk.qcow2',
+      path: notAnImage,
       args: {},
     })) as { ok: true; value: { jobId: string } };
     expect(started.ok).toBe(true);
@@ -106,8 +112,9 @@ describe('the Electron entry', () => {
     expect(sent[0]).toEqual([
       EVENT_CHANNEL,
       'job.end',
-      { jobId: started.value.jobId, ok: false, error: { code: 'NOT_FOUND', message: expect.any(String) } },
+      { jobId: started.value.jobId, ok: false, error: { code: 'BAD_MAGIC', message: expect.any(String) } },
     ]);
     fakes.fakeApp.emit('will-quit');
+    await rm(folder, { recursive: true, force: true });
   });
 });

@@ -119,13 +119,14 @@ describe('request handlers', () => {
 
   it('starts and cancels jobs through the job manager', async () => {
     const { handle, calls } = setup();
-    expect(await handle('job.start', { kind: 'image.info', path: '/tmp/x.qcow2', args: {} })).toEqual({
+    const path = join(folder, 'disk.qcow2');
+    expect(await handle('job.start', { kind: 'image.info', path, args: {} })).toEqual({
       ok: true,
       value: { jobId: 'job-1' },
     });
     expect(await handle('job.cancel', { jobId: 'job-1' })).toEqual({ ok: true, value: { cancelled: true } });
     expect(calls).toEqual([
-      { method: 'start', args: ['image.info', '/tmp/x.qcow2', {}] },
+      { method: 'start', args: ['image.info', path, {}] },
       { method: 'cancel', args: ['job-1'] },
     ]);
   });
