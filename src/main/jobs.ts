@@ -40,6 +40,8 @@ export function createJobManager(options: JobManagerOptions): JobManager {
   const queue = options.queue ?? new ImageQueue();
   const intervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   const running = new Map<string, AbortController>();
+  // Keys resolve (realpath) one after another, so jobs join their image's queue in the order they were asked for.
+  let keyed: Promise<unknown> = Promise.resolve();
 
   function validate(kind: string, args: unknown): { spec: JobSpec; args: unknown } {
     const spec = Object.hasOwn(specs, kind) ? specs[kind] : undefined;
@@ -56,7 +58,9 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     signal: AbortSignal,
     onProgress?: RunOptions['onProgress'],
   ): Promise<unknown> {
-    const key = await imageKey(path);
+    const thisKey = keyed.then(() => imageKey(path));
+    keyed = thisKey.catch(() => undefined);
+    const key = await thisKey;
     return queue.run(
       key,
       valid.spec.access,
