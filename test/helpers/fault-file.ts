@@ -127,8 +127,12 @@ export class FaultFile implements BlockFile {
 
 // ------------------------------------------------------------------ cutting the log
 
-/** Which of the writes since the last flush a power cut keeps: (a) all, (b) none, (c) a seeded random subset. */
-export type LossPattern = { kind: 'keep-all' } | { kind: 'lose-all' } | { kind: 'random'; seed: number };
+/**
+ * Which of the writes since the last flush a power cut keeps: (a) all, (b) none, (c) a seeded
+ * random subset of whole writes, or (d) `torn`: a seeded random subset of their 512-byte sectors
+ * (a disk promises only that a sector is written whole, not a longer write).
+ */
+export type LossPattern = { kind: 'keep-all' } | { kind: 'lose-all' } | { kind: 'random'; seed: number } | { kind: 'torn'; seed: number };
 
 export interface CrashPoint {
   /** How many log events happened before the power went. */
@@ -147,26 +151,37 @@ export function unflushedChanges(log: readonly FileEvent[], cut: number): number
   return indices;
 }
 
-/** The changes (by log index) that reach the disk when the power goes at `point`. */
-export function survivingChanges(log: readonly FileEvent[], point: CrashPoint): Set<number> {
-  const kept = new Set<number>();
+const SECTOR = 512;
+
+/** The changes that reach the disk when the power goes at `point`, in log order (torn writes as their surviving sectors). */
+export function survivingChanges(log: readonly FileEvent[], point: CrashPoint): { index: number; event: FileEvent }[] {
+  const kept: { index: number; event: FileEvent }[] = [];
   const unflushed = new Set(unflushedChanges(log, point.cut));
-  const random = point.pattern.kind === 'random' ? new SeededRandom(point.pattern.seed) : null;
+  const { pattern } = point;
+  const random = pattern.kind === 'random' || pattern.kind === 'torn' ? new SeededRandom(pattern.seed) : null;
+  const coin = (): boolean => (random?.next() ?? 0) < 0.5;
   for (let index = 0; index < point.cut; index++) {
     const event = log[index];
     if (event === undefined || event.kind === 'flush') continue;
-    if (!unflushed.has(index)) kept.add(index);
-    else if (point.pattern.kind === 'keep-all') kept.add(index);
-    else if (random !== null && random.next() < 0.5) kept.add(index);
+    if (!unflushed.has(index) || pattern.kind === 'keep-all') kept.push({ index, event });
+    else if (pattern.kind === 'lose-all') continue;
+    else if (pattern.kind === 'torn' && event.kind === 'write') {
+      for (let start = 0; start < event.bytes.length; ) {
+        const end = Math.min(event.bytes.length, (Math.floor((event.position + start) / SECTOR) + 1) * SECTOR - event.position);
+        if (coin()) kept.push({ index, event: { kind: 'write', position: event.position + start, bytes: event.bytes.subarray(start, end) } });
+        start = end;
+      }
+    } else if (coin()) kept.push({ index, event });
   }
   return kept;
 }
 
 /**
- * Every crash point worth trying: a cut after each change (with (a) and (b), and `randomSubsets`
- * seeded random subsets where two or more changes are unflushed), plus the cut after the whole run.
+ * Every crash point worth trying: a cut after each change (with (a) and (b), `randomSubsets`
+ * seeded random subsets where two or more changes are unflushed, and `tornSubsets` torn ones where
+ * an unflushed write spans more than one sector), plus the cut after the whole run.
  */
-export function crashPoints(log: readonly FileEvent[], randomSubsets: number, seed: number): CrashPoint[] {
+export function crashPoints(log: readonly FileEvent[], randomSubsets: number, seed: number, tornSubsets = 0): CrashPoint[] {
   const points: CrashPoint[] = [];
   for (let cut = 1; cut <= log.length; cut++) {
     if (log[cut - 1]?.kind === 'flush') continue;
@@ -176,17 +191,30 @@ export function crashPoints(log: readonly FileEvent[], randomSubsets: number, se
     if (unflushed >= 2) {
       for (let subset = 0; subset < randomSubsets; subset++) points.push({ cut, pattern: { kind: 'random', seed: (seed * 1_000_003 + cut * 997 + subset) >>> 0 } });
     }
+    if (tornSubsets > 0 && spansSectors(log, cut)) {
+      for (let subset = 0; subset < tornSubsets; subset++) points.push({ cut, pattern: { kind: 'torn', seed: (seed * 1_000_033 + cut * 991 + subset) >>> 0 } });
+    }
   }
   points.push({ cut: log.length, pattern: { kind: 'keep-all' } });
   return points;
 }
 
+/** Whether some write since the last flush before `cut` covers more than one sector (so it can tear). */
+function spansSectors(log: readonly FileEvent[], cut: number): boolean {
+  return unflushedChanges(log, cut).some((index) => {
+    const event = log[index];
+    return event?.kind === 'write' && Math.floor(event.position / SECTOR) !== Math.floor((event.position + event.bytes.length - 1) / SECTOR);
+  });
+}
+
 export function describeCrashPoint(log: readonly FileEvent[], point: CrashPoint): string {
   const unflushed = unflushedChanges(log, point.cut);
-  const kept = survivingChanges(log, point);
+  const { pattern } = point;
+  const what = pattern.kind === 'random' || pattern.kind === 'torn' ? `${pattern.kind} seed ${pattern.seed}` : pattern.kind;
+  if (pattern.kind === 'torn') return `cut after event ${point.cut}/${log.length} (${what}; unflushed ${unflushed.length}, writes torn into 512-byte sectors)`;
+  const kept = new Set(survivingChanges(log, point).map(({ index }) => index));
   const lost = unflushed.filter((index) => !kept.has(index));
-  const pattern = point.pattern.kind === 'random' ? `random seed ${point.pattern.seed}` : point.pattern.kind;
-  return `cut after event ${point.cut}/${log.length} (${pattern}; unflushed ${unflushed.length}, lost [${lost.join(',')}])`;
+  return `cut after event ${point.cut}/${log.length} (${what}; unflushed ${unflushed.length}, lost [${lost.join(',')}])`;
 }
 
 const PAGE = 512;
@@ -321,13 +349,7 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 
 /** The file after a power cut at `point`, given the bytes the run started from and its log. */
 export function crashState(filePath: string, initial: Uint8Array, log: readonly FileEvent[], point: CrashPoint): CrashState {
-  const kept = survivingChanges(log, point);
-  const changes: FileEvent[] = [];
-  for (let index = 0; index < point.cut; index++) {
-    const event = log[index];
-    if (event !== undefined && kept.has(index)) changes.push(event);
-  }
-  return new CrashState(filePath, initial, changes);
+  return new CrashState(filePath, initial, survivingChanges(log, point).map(({ event }) => event));
 }
 
 // ------------------------------------------------------------------ whole files and names
@@ -419,7 +441,8 @@ export class FaultFileSystem implements AtomicFileSystem {
    * pattern keeps a random subset of unflushed data and a random prefix of unsynced name changes.
    */
   crash(cut: number, pattern: LossPattern): Map<string, Uint8Array> {
-    const random = pattern.kind === 'random' ? new SeededRandom(pattern.seed) : null;
+    // Whole files are judged at write granularity: a torn pattern counts as a random one here.
+    const random = pattern.kind === 'random' || pattern.kind === 'torn' ? new SeededRandom(pattern.seed) : null;
     const decide = (): boolean => (pattern.kind === 'keep-all' ? true : pattern.kind === 'lose-all' ? false : (random?.next() ?? 0) < 0.5);
     const events = this.log.slice(0, cut);
     // Data: per inode, the changes after its last flush are each kept or lost.

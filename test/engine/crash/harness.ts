@@ -11,12 +11,13 @@
 import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/image.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
 import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { checkImage } from '../../../src/shared/qcow2/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/create.ts';
 import { crashPoints, crashState, FaultFile, type FaultFileSystem } from '../../helpers/fault-file.ts';
 import { qemuImg, qemuIo, type TempDir } from '../../helpers/qemu.ts';
-import { SeededRandom } from '../../helpers/seeded-random.ts';
+import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
 import { walkImage } from './image-walk.ts';
 
@@ -27,6 +28,8 @@ export interface ImageOperation {
   setup(imagePath: string): Promise<void>;
   /** The operation on the open image; the runner flushes and closes it afterwards, as every caller does. */
   run(image: Qcow2Image): void;
+  /** False for operations that must leave the guest's view as it was (repair); the runner checks either way, so no case is vacuous. */
+  changesGuestState?: boolean;
   /** How the runner opens the image for `run` (default: writable). */
   open?: OpenImageOptions;
   /** Run only by `npm run crash` (slower variants of what the quick table already covers). */
@@ -85,6 +88,7 @@ function repairCase(name: string, options: string, steps: Step[], crashed: (imag
   return {
     name,
     contract: 'all-or-nothing',
+    changesGuestState: false,
     open: { openBacking: false, allowDirtyForRepair: true },
     setup: async (imagePath) => {
       await buildImage(imagePath, options, 128 * KiB, steps);
@@ -124,6 +128,23 @@ const spreadSnapshots: Step[] = [
   { snapshot: 's2' },
   ...Array.from({ length: 10 }, (_, index) => ({ io: `write -P ${0x70 + index} ${index * 64 * KiB + 32 * KiB} 1k` })),
 ];
+
+/** An image of compressed clusters (qemu-img convert -c), several packed into each host cluster, then a snapshot and a write. */
+async function compressedImage(imagePath: string): Promise<void> {
+  const rawPath = `${imagePath}.raw`;
+  fs.writeFileSync(rawPath, compressibleBytes(256 * KiB, 5));
+  await qemuImg(['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=1.1,cluster_size=4096', rawPath, imagePath]);
+  fs.rmSync(rawPath);
+  await qemuImg(['snapshot', '-c', 's1', imagePath]);
+  await qemuIo(imagePath, ['write -P 0x17 64k 8k']);
+}
+
+/** An overlay (v3 or v2) on a qcow2 backing file, both with data of their own. */
+async function imageOverBacking(imagePath: string, compat: '1.1' | '0.10'): Promise<void> {
+  const backingPath = path.join(path.dirname(imagePath), 'backing.qcow2');
+  await buildImage(backingPath, V3_512, 128 * KiB, [{ io: 'write -P 0x51 0 64k' }]);
+  await buildImage(imagePath, `compat=${compat},cluster_size=512,backing_file=backing.qcow2,backing_fmt=qcow2`, 128 * KiB, [{ io: 'write -P 0x52 8k 4k' }, { snapshot: 's1' }]);
+}
 
 function guestWrite(name: string, options: string, size: number, steps: Step[], offset: number, length: number, extra: Partial<ImageOperation> = {}): ImageOperation {
   return {
@@ -273,6 +294,35 @@ export const imageOperations: ImageOperation[] = [
     contract: 'all-or-nothing',
     setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
     run: (image) => renameSnapshot(image, 's1', 'first'),
+  },
+  guestWrite('guest write: over compressed clusters packed several to a host cluster', V3_4K, 256 * KiB, [], 10 * KiB + 5, 20 * KiB, { setup: compressedImage }),
+  {
+    name: 'snapshot create over compressed clusters',
+    contract: 'all-or-nothing',
+    setup: compressedImage,
+    run: (image) => void createSnapshot(image, { name: 'new', now: new Date(1_700_000_000_000) }),
+  },
+  {
+    name: 'snapshot delete over compressed clusters',
+    contract: 'all-or-nothing',
+    setup: compressedImage,
+    run: (image) => deleteSnapshot(image, 's1'),
+  },
+  guestWrite('guest write: partial clusters over a backing file (the rest copied up from it)', V3_512, 128 * KiB, [], 3 * KiB + 100, 6 * KiB, { setup: (imagePath) => imageOverBacking(imagePath, '1.1') }),
+  {
+    name: 'discard and zero write over a backing file (v3: zero flags hide it)',
+    contract: 'per-cluster',
+    setup: (imagePath) => imageOverBacking(imagePath, '1.1'),
+    run: (image) => {
+      image.discard(6 * KiB, 4 * KiB);
+      image.writeZeroes(20 * KiB + 300, 3 * KiB);
+    },
+  },
+  {
+    name: 'zero write over a backing file on v2 (no zero flag: zeros are written)',
+    contract: 'per-cluster',
+    setup: (imagePath) => imageOverBacking(imagePath, '0.10'),
+    run: (image) => image.writeZeroes(6 * KiB, 4 * KiB),
   },
   repairCase('check --repair leaks: after a crash in snapshot create (dirty, leaked, COPIED missing)', 'compat=1.1,cluster_size=512,refcount_bits=16', withSnapshot, (image) => void createSnapshot(image, { name: 'crashed' }), 'leaks'),
   repairCase('check --repair leaks: after a crash in snapshot apply', 'compat=1.1,cluster_size=512,refcount_bits=16', twoSnapshots, (image) => applySnapshot(image, 's1'), 'leaks'),

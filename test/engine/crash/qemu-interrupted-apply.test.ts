@@ -152,8 +152,8 @@ describe('better than QEMU: a snapshot apply interrupted part-way', () => {
     image.close();
     const log = fault.log;
 
-    // Every cut with keep-all and lose-all (and, in npm run crash, seeded random losses too).
-    const points = crashPoints(log, crashSettings.full ? 4 : 0, 12);
+    // Every cut with keep-all and lose-all (and, in npm run crash, seeded random and torn losses too).
+    const points = crashPoints(log, crashSettings.full ? 4 : 0, 12, crashSettings.full ? 2 : 0);
     const seen = new Set<string>();
     const problems: string[] = [];
     for (const point of points) {

@@ -15,7 +15,7 @@ import { INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
 import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
-import { contractViolation, readGuestState, type GuestState } from './guest-state.ts';
+import { contractViolation, readGuestState, statesEqual, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';
 import { walkImage } from './image-walk.ts';
 import { isClean, qemuVerdict } from './qemu-verdict.ts';
@@ -24,6 +24,8 @@ export interface CrashSettings {
   full: boolean;
   /** Seeded random loss patterns per cut point, besides keep-all and lose-all, for a log of `changes` writes. */
   randomSubsets: (changes: number) => number;
+  /** Seeded torn patterns (writes split into 512-byte sectors, each kept or lost) per cut point. */
+  tornSubsets: (changes: number) => number;
   /** Every n-th distinct crash image goes to qemu-img check (the walk sees every one). */
   qemuCheckEvery: number;
   /** Every n-th distinct crash image is also read by qemu-img convert. */
@@ -34,9 +36,16 @@ export interface CrashSettings {
 
 export const crashSettings: CrashSettings =
   process.env.CRASH_FULL === '1'
-    ? { full: true, randomSubsets: () => 24, qemuCheckEvery: 1, qemuDataEvery: 3, repairEvery: 1 }
+    ? { full: true, randomSubsets: () => 24, tornSubsets: () => 8, qemuCheckEvery: 1, qemuDataEvery: 3, repairEvery: 1 }
     : // Long logs get fewer random patterns per cut; every cut still gets keep-all and lose-all.
-      { full: false, randomSubsets: (changes) => Math.max(1, Math.min(6, Math.floor(400 / Math.max(1, changes)))), qemuCheckEvery: 3, qemuDataEvery: 24, repairEvery: 4 };
+      {
+        full: false,
+        randomSubsets: (changes) => Math.max(1, Math.min(6, Math.floor(400 / Math.max(1, changes)))),
+        tornSubsets: (changes) => Math.min(2, Math.floor(150 / Math.max(1, changes))),
+        qemuCheckEvery: 3,
+        qemuDataEvery: 24,
+        repairEvery: 4,
+      };
 
 export interface CrashReport {
   name: string;
@@ -123,6 +132,8 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
     const log = fault.log;
     report.events = log.length;
     const after = readGuestState(new CrashState(imagePath, fault.contents(), []));
+    const changes = operation.changesGuestState ?? true;
+    if (statesEqual(before, after) === changes) fail(changes ? 'the operation changed nothing the guest sees: the case tests nothing' : 'the operation changed what the guest sees');
 
     // The finished operation: clean by qemu-img's standards, and read alike by qemu-img.
     const finishedPath = folder.file('finished.qcow2');
@@ -135,8 +146,8 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
     const seen = new Set<string>();
     let repairCandidates = 0;
     const qemuJobs: (() => Promise<void>)[] = [];
-    const changes = log.filter((event) => event.kind !== 'flush').length;
-    for (const point of crashPoints(log, settings.randomSubsets(changes), seedOf(operation.name))) {
+    const writes = log.filter((event) => event.kind !== 'flush').length;
+    for (const point of crashPoints(log, settings.randomSubsets(writes), seedOf(operation.name), settings.tornSubsets(writes))) {
       report.states++;
       const state = crashState(imagePath, initial, log, point);
       const signature = state.signature();
