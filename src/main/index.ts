@@ -2,13 +2,14 @@
 import { join } from 'node:path';
 import { app, Menu, session, type BrowserWindow } from 'electron';
 import workerFile from './worker/worker.ts?modulePath';
+import { unpackedPath } from './asar-paths.ts';
 import { installAppMenu, type AppMenu } from './app-menu.ts';
 import { APP_ORIGIN, registerAppScheme, serveRenderer } from './app-protocol.ts';
 import { createBackend, type Backend } from './backend.ts';
 import { chooseImages } from './dialogs.ts';
 import { EVENT_CHANNEL } from '../shared/ipc/channels.ts';
 import { registerRequestChannel } from './ipc.ts';
-import { imagePathsFromArgs } from './launch-paths.ts';
+import { imagePathsFromArgs, launchArguments } from './launch-paths.ts';
 import { contentSecurityPolicy } from './security.ts';
 import { createMainWindow, hardenSession, lockDownContents } from './window.ts';
 
@@ -21,19 +22,30 @@ if (!app.requestSingleInstanceLock()) {
 }
 
 function startApp(): void {
-  // Unpackaged, argv is [electron, app folder, ...]; packaged, [cowbell, ...].
-  const launchArgs = (argv: string[]): string[] => argv.slice(app.isPackaged ? 1 : 2);
-  const initialPaths = imagePathsFromArgs(launchArgs(process.argv), process.cwd());
+  const initialPaths = imagePathsFromArgs(launchArguments(process.argv, app.isPackaged), process.cwd());
   let window: BrowserWindow | null = null;
   let backend: Backend | null = null;
+
+  // Paths from a later launch or the OS (macOS open-file): kept for a page that has yet to ask for
+  // its initial paths, and sent to a page already showing.
+  const openPaths = (paths: string[]): void => {
+    for (const path of paths) if (!initialPaths.includes(path)) initialPaths.push(path);
+    if (paths.length > 0) backend?.events.emit('app.openPaths', { paths });
+  };
 
   app.on('web-contents-created', (_event, contents) => lockDownContents(contents));
 
   app.on('second-instance', (_event, argv, workingDirectory) => {
-    initialPaths.push(...imagePathsFromArgs(launchArgs(argv), workingDirectory));
+    openPaths(imagePathsFromArgs(launchArguments(argv, app.isPackaged), workingDirectory));
     if (window === null) return;
     if (window.isMinimized()) window.restore();
     window.focus();
+  });
+
+  // macOS hands files opened from Finder (or dropped on the Dock icon) here, not in argv.
+  app.on('open-file', (event, path) => {
+    event.preventDefault();
+    openPaths(imagePathsFromArgs(['--', path], process.cwd()));
   });
 
   app.on('window-all-closed', () => app.quit());
@@ -52,7 +64,7 @@ function startApp(): void {
 
     let menu: AppMenu | null = null;
     const running = createBackend({
-      workerFile,
+      workerFile: unpackedPath(workerFile),
       mode: 'electron',
       version: app.getVersion(),
       initialPaths: () => initialPaths,

@@ -35,6 +35,7 @@ const EVENT_NAMES: Record<EventName, true> = {
   'job.end': true,
   'image.changed': true,
   'menu.command': true,
+  'app.openPaths': true,
 };
 
 type Listener = (payload: unknown) => void;

@@ -14,10 +14,14 @@ let launches = 0;
 
 /** Runs main's entry afresh (a new module instance, as a new process would) against a reset fake electron. */
 async function launch(argv: string[], lockGranted = true): Promise<Fakes> {
+  return launchWithArgv(['/usr/bin/electron', '/app', ...argv], lockGranted);
+}
+
+async function launchWithArgv(processArgv: string[], lockGranted = true): Promise<Fakes> {
   fakes.resetFakes();
   fakes.fakeApp.lockGranted = lockGranted;
   const savedArgv = process.argv;
-  process.argv = ['/usr/bin/electron', '/app', ...argv];
+  process.argv = processArgv;
   try {
     launches += 1;
     await import(/* @vite-ignore */ `${entry}?launch=${launches}`);
@@ -84,13 +88,40 @@ describe('the Electron entry', () => {
     fakes.fakeApp.emit('will-quit');
   });
 
-  it('adds a second launch’s paths and focuses the window', async () => {
+  it('adds a second launch’s paths, sends them to the page and focuses the window', async () => {
     const fakes = await launch([]);
     await ready(fakes);
-    fakes.fakeApp.emit('second-instance', {}, ['/usr/bin/electron', '/app', 'other.qcow2'], '/home/me');
-    expect(fakes.FakeBrowserWindow.created[0]!.focused).toBe(1);
+    fakes.fakeApp.emit('second-instance', {}, ['/usr/bin/electron', '--no-sandbox', '/app', 'other.qcow2', '--flag'], '/home/me');
+    const window = fakes.FakeBrowserWindow.created[0]!;
+    expect(window.focused).toBe(1);
+    expect(window.webContents.sent).toEqual([[EVENT_CHANNEL, 'app.openPaths', { paths: ['/home/me/other.qcow2'] }]]);
     const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
     expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({ ok: true, value: ['/home/me/other.qcow2'] });
+    fakes.fakeApp.emit('will-quit');
+  });
+
+  it('takes a launch’s paths after Playwright’s switches, not the app folder', async () => {
+    const fakes = await launchWithArgv(['/usr/bin/electron', '--no-sandbox', '/repo', '/vm/disk.qcow2']);
+    await ready(fakes);
+    const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({ ok: true, value: ['/vm/disk.qcow2'] });
+    fakes.fakeApp.emit('will-quit');
+  });
+
+  it('opens files macOS hands over (open-file), before and after the window exists', async () => {
+    const fakes = await launch([]);
+    let prevented = 0;
+    fakes.fakeApp.emit('open-file', { preventDefault: () => (prevented += 1) }, '/Users/me/early.qcow2');
+    await ready(fakes);
+    fakes.fakeApp.emit('open-file', { preventDefault: () => (prevented += 1) }, '/Users/me/late.qcow2');
+    expect(prevented).toBe(2);
+    const window = fakes.FakeBrowserWindow.created[0]!;
+    expect(window.webContents.sent).toEqual([[EVENT_CHANNEL, 'app.openPaths', { paths: ['/Users/me/late.qcow2'] }]]);
+    const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
+    expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({
+      ok: true,
+      value: ['/Users/me/early.qcow2', '/Users/me/late.qcow2'],
+    });
     fakes.fakeApp.emit('will-quit');
   });
 

@@ -68,6 +68,23 @@ describe('library store', () => {
     expect(fake.calls.filter((call) => call.name === 'image.open')).toHaveLength(2);
   });
 
+  it('opens and shows the disks main sends after start (a second launch, Open with Cowbell)', async () => {
+    const fake = fakeConnection({
+      'app.initialPaths': () => ['/disks/a.qcow2'],
+      'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
+    });
+    replaceConnection(fake);
+    const library = useLibraryStore();
+    await library.start();
+    fake.emit('app.openPaths', { paths: ['/disks/b.qcow2', '/disks/a.qcow2'] });
+    await flush();
+    expect(library.disks.map((disk) => [disk.path, disk.status])).toEqual([
+      ['/disks/a.qcow2', 'ready'],
+      ['/disks/b.qcow2', 'ready'],
+    ]);
+    expect(library.selectedPath).toBe('/disks/b.qcow2');
+  });
+
   it('selects a neighbour when the selected disk is closed', async () => {
     replaceConnection(fakeConnection({ 'image.open': () => imageInfo() }));
     const library = useLibraryStore();

@@ -41,7 +41,13 @@ interface Pending {
 type Listener = (payload: unknown) => void;
 
 // A Record over EventName makes the compiler flag an event the contract adds but the bridge would drop.
-const KNOWN_EVENTS: Record<EventName, true> = { 'job.progress': true, 'job.end': true, 'image.changed': true, 'menu.command': true };
+const KNOWN_EVENTS: Record<EventName, true> = {
+  'job.progress': true,
+  'job.end': true,
+  'image.changed': true,
+  'menu.command': true,
+  'app.openPaths': true,
+};
 
 function isEventName(value: unknown): value is EventName {
   return typeof value === 'string' && Object.hasOwn(KNOWN_EVENTS, value);

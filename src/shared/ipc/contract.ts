@@ -194,6 +194,8 @@ export interface EventPayloads {
   'job.end': JobEnd;
   'image.changed': { path: string };
   'menu.command': MenuCommand;
+  /** Disks to open that arrived after the page asked for its initial paths: a second launch, or macOS's open-file. */
+  'app.openPaths': { paths: string[] };
 }
 
 export type EventName = keyof EventPayloads;

@@ -28,6 +28,7 @@ export const useLibraryStore = defineStore('library', () => {
   // A newer read of the same path wins over an older one still in flight.
   const readGeneration = new Map<string, number>();
   let stopWatching: (() => void) | null = null;
+  let stopOpening: (() => void) | null = null;
 
   const selected = computed(() => disks.value.find((disk) => disk.path === selectedPath.value) ?? null);
 
@@ -129,6 +130,11 @@ export const useLibraryStore = defineStore('library', () => {
     stopWatching ??= on('image.changed', (payload) => {
       const path = (payload as { path?: unknown } | null)?.path;
       if (typeof path === 'string' && find(path)) void reload(path);
+    });
+    // A second launch (`cowbell other.qcow2`, Open with Cowbell) or macOS's open-file, while this window shows.
+    stopOpening ??= on('app.openPaths', (payload) => {
+      const paths = (payload as { paths?: unknown } | null)?.paths;
+      if (isStringArray(paths)) void openMany(paths);
     });
     try {
       const paths = await request('app.initialPaths', {});
