@@ -186,6 +186,8 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       type: 'category',
       inverse: true,
       data: rows.map((row) => shortLabel(row.label)),
+      // Names are hover targets too: a snapshot with a tiny bar is still easy to point at.
+      triggerEvent: true,
       axisTick: { show: false },
       axisLine: { lineStyle: { color: palette.grid } },
       axisLabel: { color: palette.text },

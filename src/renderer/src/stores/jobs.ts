@@ -49,6 +49,29 @@ interface Waiter {
 }
 
 const MAX_FINISHED = 30;
+let refusedCount = 0;
+
+function newRecord<K extends JobKind>(id: string, kind: K, path: string, options: RunOptions<K>): JobRecord {
+  return {
+    id,
+    kind,
+    path,
+    title: options.title,
+    status: 'running',
+    stage: '',
+    done: 0,
+    total: 0,
+    unit: 'steps',
+    startedAt: performance.now(),
+    endedAt: null,
+    rate: null,
+    secondsLeft: null,
+    cancelling: false,
+    outcome: null,
+    error: null,
+    background: options.background ?? false,
+  };
+}
 
 export const useJobsStore = defineStore('jobs', () => {
   const jobs = ref<JobRecord[]>([]);
@@ -135,29 +158,22 @@ export const useJobsStore = defineStore('jobs', () => {
       const reply = await request('job.start', { kind, path, args });
       jobId = reply.jobId;
     } catch (error) {
-      throw toApiError(error);
+      // Refused before it started (bad arguments, a lost link): the panel still says so.
+      const apiError = toApiError(error);
+      if (!options.background) {
+        jobs.value.push({
+          ...newRecord(`refused-${++refusedCount}`, kind, path, options),
+          status: 'failed',
+          endedAt: performance.now(),
+          error: { code: apiError.code, message: apiError.message },
+        });
+        panelOpen.value = true;
+        trimFinished();
+      }
+      throw apiError;
     }
     if (typeof jobId !== 'string') throw new ApiError('BAD_REPLY', 'The reply to job.start has no job id.');
-    const record: JobRecord = {
-      id: jobId,
-      kind,
-      path,
-      title: options.title,
-      status: 'running',
-      stage: '',
-      done: 0,
-      total: 0,
-      unit: 'steps',
-      startedAt: performance.now(),
-      endedAt: null,
-      rate: null,
-      secondsLeft: null,
-      cancelling: false,
-      outcome: null,
-      error: null,
-      background: options.background ?? false,
-    };
-    jobs.value.push(record);
+    jobs.value.push(newRecord(jobId, kind, path, options));
     const result = new Promise<unknown>((resolve, reject) => {
       waiters.set(jobId, { resolve, reject, describe: options.describe as ((result: never) => string) | undefined });
     });
