@@ -1,5 +1,3 @@
-import type { WebPreferences } from 'electron';
-
 /**
  * The page's Content-Security-Policy, sent as a response header in both modes: only our own
  * scripts and styles, no eval, no inline script, nothing framed, nothing posted anywhere.
@@ -20,25 +18,6 @@ export function contentSecurityPolicy(extraConnectSources: readonly string[] = [
   return Object.entries(directives)
     .map(([name, sources]) => `${name} ${sources.join(' ')}`)
     .join('; ');
-}
-
-/** The window's web preferences: an isolated, sandboxed page that can reach main only through the preload. */
-export function hardenedWebPreferences(preloadPath: string): WebPreferences {
-  return {
-    preload: preloadPath,
-    contextIsolation: true,
-    sandbox: true,
-    nodeIntegration: false,
-    nodeIntegrationInWorker: false,
-    nodeIntegrationInSubFrames: false,
-    webSecurity: true,
-    allowRunningInsecureContent: false,
-    webviewTag: false,
-    experimentalFeatures: false,
-    navigateOnDragDrop: false,
-    safeDialogs: true,
-    spellcheck: false,
-  };
 }
 
 /** True when `url` belongs to `origin` (scheme, host and port), whatever its path. */

@@ -30,6 +30,7 @@ describe('the Electron window', () => {
       webSecurity: true,
       allowRunningInsecureContent: false,
       webviewTag: false,
+      disableBlinkFeatures: 'Auxclick',
     });
     expect(window.webContents.loadedUrl).toBe('app://cowbell/index.html');
   });
