@@ -241,6 +241,14 @@ export class Qcow2Image implements GuestReader {
   readThrough(l1: L1Table, buffer: Uint8Array, guestOffset: number, limit: number): void {
     this.assertReadable();
     if (guestOffset < 0 || !Number.isSafeInteger(guestOffset)) throw new Qcow2Error('INVALID_ARGUMENT', `Invalid guest offset ${guestOffset}`);
+    // Clusters that lie back to back in the file are read with one call.
+    let runHost = 0;
+    let runStart = 0;
+    let runLength = 0;
+    const readRun = (): void => {
+      if (runLength > 0) this.readHost(runHost, buffer.subarray(runStart, runStart + runLength));
+      runLength = 0;
+    };
     let done = 0;
     while (done < buffer.length) {
       const position = guestOffset + done;
@@ -248,9 +256,23 @@ export class Qcow2Image implements GuestReader {
       const length = Math.min(this.clusterBytes - inCluster, buffer.length - done);
       const target = buffer.subarray(done, done + length);
       if (position >= limit) target.fill(0);
-      else this.readCluster(l1, position - inCluster, inCluster, target, limit);
+      else {
+        const clusterStart = position - inCluster;
+        const entry = this.lookup(l1, clusterStart);
+        if (entry !== null && entry.kind === 'normal' && !this.l2Format.extendedL2) {
+          const host = entry.hostOffset + inCluster;
+          if (runLength > 0 && runHost + runLength === host && runStart + runLength === done) runLength += length;
+          else {
+            readRun();
+            runHost = host;
+            runStart = done;
+            runLength = length;
+          }
+        } else this.readEntry(entry, clusterStart, inCluster, target);
+      }
       done += length;
     }
+    readRun();
   }
 
   private assertReadable(): void {
@@ -286,8 +308,7 @@ export class Qcow2Image implements GuestReader {
     return l2Offset;
   }
 
-  private readCluster(l1: L1Table, clusterStart: number, inCluster: number, target: Uint8Array, limit: number): void {
-    const entry = this.lookup(l1, clusterStart);
+  private readEntry(entry: L2Entry | null, clusterStart: number, inCluster: number, target: Uint8Array): void {
     if (entry === null || entry.kind === 'unallocated') {
       if (this.l2Format.extendedL2 && entry !== null) return this.readSubclusters(entry, clusterStart, inCluster, target);
       return this.readBelow(clusterStart + inCluster, target);
@@ -303,7 +324,6 @@ export class Qcow2Image implements GuestReader {
     }
     if (this.l2Format.extendedL2) return this.readSubclusters(entry, clusterStart, inCluster, target);
     this.readHost(entry.hostOffset + inCluster, target);
-    void limit;
   }
 
   private readSubclusters(entry: L2Entry, clusterStart: number, inCluster: number, target: Uint8Array): void {
