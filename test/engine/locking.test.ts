@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeBlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { COWBELL_BYTE, lockTiming } from '../../src/shared/qcow2/image-lock.ts';
 import { readImageInfo } from '../../src/shared/qcow2/info.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { createSnapshot } from '../../src/shared/qcow2/snapshots.ts';
@@ -51,7 +52,7 @@ function failure(work: () => unknown): { code?: unknown; message?: unknown } {
   throw new Error('expected a failure');
 }
 
-describe('QEMU lock bytes, as qemu 7.2 takes them and Cowbell takes them', () => {
+describe('QEMU lock bytes, as qemu 7.2 takes them and Cowbell takes them', { timeout: 60_000 }, () => {
   it('a Cowbell writer locks what a read-write qemu-io locks, a reader what qemu-io -r -U locks', async () => {
     const image = await newImage();
     const qemuWriter = await holding(holdWithQemuIo(image), () => lockedBytes(image));
@@ -62,17 +63,21 @@ describe('QEMU lock bytes, as qemu 7.2 takes them and Cowbell takes them', () =>
     expect(qemuReader).toEqual([100, 201, 203]);
     expect(qemuForceShareReader).toEqual([100]);
 
+    // QEMU's bytes exactly as QEMU takes them (shared locks), and Cowbell's own byte 300 beside them.
+    const qemuRange = (bytes: number[]): number[] => bytes.filter((byte) => byte < COWBELL_BYTE);
     const writer = Qcow2Image.open(image);
     try {
-      expect(lockedBytes(image)).toEqual(qemuWriter);
-      expect(locksOn(image).every((lock) => lock.kind === 'OFDLCK' && lock.type === 'READ')).toBe(true);
+      expect(qemuRange(lockedBytes(image))).toEqual(qemuWriter);
+      expect(locksOn(image).filter((lock) => lock.start < COWBELL_BYTE).every((lock) => lock.kind === 'OFDLCK' && lock.type === 'READ')).toBe(true);
+      expect(locksOn(image).filter((lock) => lock.start === COWBELL_BYTE)).toEqual([{ kind: 'OFDLCK', type: 'WRITE', start: COWBELL_BYTE, end: COWBELL_BYTE }]);
     } finally {
       writer.close();
     }
     expect(lockedBytes(image)).toEqual([]);
     const reader = Qcow2Image.open(image, { readOnly: true });
     try {
-      expect(lockedBytes(image)).toEqual(qemuForceShareReader);
+      expect(qemuRange(lockedBytes(image))).toEqual(qemuForceShareReader);
+      expect(locksOn(image).filter((lock) => lock.start === COWBELL_BYTE)).toEqual([{ kind: 'OFDLCK', type: 'READ', start: COWBELL_BYTE, end: COWBELL_BYTE }]);
     } finally {
       reader.close();
     }
@@ -80,7 +85,7 @@ describe('QEMU lock bytes, as qemu 7.2 takes them and Cowbell takes them', () =>
   });
 });
 
-describe('QEMU is kept out while Cowbell writes', () => {
+describe('QEMU is kept out while Cowbell writes', { timeout: 60_000 }, () => {
   it('qemu-img snapshot -c and qemu-io write are refused with the write-lock message, and work again after', async () => {
     const image = await newImage();
     const writer = Qcow2Image.open(image);
@@ -117,7 +122,7 @@ describe('QEMU is kept out while Cowbell writes', () => {
     const image = folder.file(`created-${counter++}.qcow2`);
     const file = NodeBlockFile.open(image, { create: true });
     try {
-      expect(lockedBytes(image)).toEqual([100, 101, 103, 201, 203]);
+      expect(lockedBytes(image)).toEqual([100, 101, 103, 201, 203, COWBELL_BYTE]);
     } finally {
       file.close();
     }
@@ -125,7 +130,7 @@ describe('QEMU is kept out while Cowbell writes', () => {
   });
 });
 
-describe('Cowbell is kept out while QEMU holds the image', () => {
+describe('Cowbell is kept out while QEMU holds the image', { timeout: 60_000 }, () => {
   it('qemu-nbd read-write: snapshot create, guest writes and repair fail with IN_USE, nothing changes; info is read-only with the reason', async () => {
     const image = await newImage();
     const before = fileHash(image);
@@ -187,5 +192,41 @@ describe('Cowbell is kept out while QEMU holds the image', () => {
       expect(info.stdout).toContain('Note: read-only: in use by another program');
     });
     expect(fileHash(image)).toBe(before);
+  });
+});
+
+describe('two Cowbell holders of one image (two descriptors behave like two processes)', { timeout: 60_000 }, () => {
+  it('a second writer and a reader wait their turn, then give up with IN_USE while the first still writes', async () => {
+    const image = await newImage();
+    const saved = { ...lockTiming };
+    lockTiming.busyWaitMs = 150;
+    const writer = Qcow2Image.open(image);
+    try {
+      const started = Date.now();
+      expect(failure(() => Qcow2Image.open(image))).toMatchObject({ code: 'IN_USE', message: 'The disk is busy in another Cowbell window or command; try again when it has finished' });
+      expect(failure(() => readImageInfo(image))).toMatchObject({ code: 'IN_USE' });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    } finally {
+      writer.close();
+      Object.assign(lockTiming, saved);
+    }
+    expect(readImageInfo(image)['read-only-reason']).toBeUndefined();
+  });
+
+  it('readers share the image; a writer waits for them', async () => {
+    const image = await newImage();
+    const saved = { ...lockTiming };
+    lockTiming.busyWaitMs = 100;
+    const first = Qcow2Image.open(image, { readOnly: true });
+    const second = Qcow2Image.open(image, { readOnly: true });
+    try {
+      expect(second.read(0, 4)).toEqual(first.read(0, 4));
+      expect(failure(() => takeSnapshot(image, 'while-read'))).toMatchObject({ code: 'IN_USE' });
+    } finally {
+      first.close();
+      second.close();
+      Object.assign(lockTiming, saved);
+    }
+    expect(takeSnapshot(image, 'after-reads').name).toBe('after-reads');
   });
 });

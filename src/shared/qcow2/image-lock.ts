@@ -12,7 +12,12 @@
  *  - qemu-io -r / qemu-nbd -r:     uses 100;           unshared 201, 203
  *  - with -U (force share):         uses 100;           unshared none
  * Cowbell writing takes the same bytes as a read-write qemu-io; Cowbell reading takes what
- * `qemu-img info -U` takes, so a reader is never refused and never refuses anyone.
+ * `qemu-img info -U` takes, so QEMU never refuses a Cowbell reader and is never refused by one.
+ *
+ * Between Cowbell processes (the app and the command line) one more byte, 300 — outside QEMU's
+ * ranges — keeps readers from seeing a change another Cowbell has half made: a writer holds it
+ * exclusively, readers shared. Each waits its turn for a few seconds (Cowbell's changes are short),
+ * then gives up with IN_USE. Within one process the per-image queue already orders jobs.
  *
  * The locks live as long as the file descriptor: closing it releases them. OFD locks (unlike
  * POSIX fcntl locks, which a process loses when it closes any descriptor of the file, and which
@@ -49,38 +54,70 @@ export function inUseError(): Qcow2Error {
   return new Qcow2Error('IN_USE', 'The disk is in use by another program (a running VM or qemu-nbd); close it first');
 }
 
+/** Cowbell's own byte: held exclusively while a Cowbell process changes the image, shared while one reads it. */
+export const COWBELL_BYTE = 300;
+
+/** How long an open waits for another Cowbell process to finish with the image (tests shorten it). */
+export const lockTiming = { busyWaitMs: 5000, pollMs: 10 };
+
+export function busyError(): Qcow2Error {
+  return new Qcow2Error('IN_USE', 'The disk is busy in another Cowbell window or command; try again when it has finished');
+}
+
+type LockType = 'shared' | 'exclusive';
+
 /** What the platform offers: OFD locks through fcntl, or nothing. */
 interface ByteLocks {
-  /** Takes a shared (read) lock on one byte; 'conflict' when another description holds a write lock there. */
-  lockShared(fd: number, byte: number): 'locked' | 'conflict' | 'unsupported';
+  /** Locks one byte; 'conflict' when another open file description holds a lock that excludes it. */
+  lock(fd: number, byte: number, type: LockType): 'locked' | 'conflict' | 'unsupported';
   /** Whether a lock on the byte by another open file description would stop an exclusive lock. */
   heldElsewhere(fd: number, byte: number): boolean;
 }
 
-/** Takes a writer's locks, then refuses (closing nothing: the caller closes fd) if anyone else is in the way. */
+/**
+ * Waits for other Cowbell processes to finish, takes a writer's locks, then refuses (closing
+ * nothing: the caller closes fd) if another program is in the way.
+ */
 export function lockForWriting(fd: number): void {
   const locks = byteLocks();
   if (locks === null) return;
+  if (!awaitCowbellTurn(locks, fd, 'exclusive')) return;
   if (!applyLocks(locks, fd, WRITER_LOCKS)) return;
   if (conflictFor(locks, fd, WRITER_LOCKS)) throw inUseError();
 }
 
 /**
- * Takes a reader's locks (never refused, as with qemu-img -U) and answers whether another
- * program holds the image for writing, so the reader can say so and refuse every write.
+ * Waits for another Cowbell process's change to finish, takes a reader's locks (QEMU never
+ * refuses them, as with qemu-img -U) and answers whether another program holds the image for
+ * writing, so the reader can say so and refuse every write.
  */
 export function lockForReading(fd: number): { writtenElsewhere: boolean } {
   const locks = byteLocks();
   if (locks === null) return { writtenElsewhere: false };
+  if (!awaitCowbellTurn(locks, fd, 'shared')) return { writtenElsewhere: false };
   if (!applyLocks(locks, fd, READER_LOCKS)) return { writtenElsewhere: false };
   return { writtenElsewhere: locks.heldElsewhere(fd, USES_BASE + write) };
+}
+
+const nap = new Int32Array(new SharedArrayBuffer(4));
+
+/** False when the file system cannot lock; IN_USE when another Cowbell keeps the image past the wait. */
+function awaitCowbellTurn(locks: ByteLocks, fd: number, type: LockType): boolean {
+  const deadline = Date.now() + lockTiming.busyWaitMs;
+  for (;;) {
+    const outcome = locks.lock(fd, COWBELL_BYTE, type);
+    if (outcome !== 'conflict') return outcome === 'locked';
+    if (Date.now() >= deadline) throw busyError();
+    // The engine is synchronous (a worker thread or the command line): sleeping blocks nothing else.
+    Atomics.wait(nap, 0, 0, lockTiming.pollMs);
+  }
 }
 
 /** False when the file system cannot lock (QEMU then warns and goes on; so does Cowbell, silently). */
 function applyLocks(locks: ByteLocks, fd: number, set: LockSet): boolean {
   const bytes = [...set.uses.map((bit) => USES_BASE + bit), ...set.unshared.map((bit) => UNSHARED_BASE + bit)];
   for (const byte of bytes) {
-    const outcome = locks.lockShared(fd, byte);
+    const outcome = locks.lock(fd, byte, 'shared');
     if (outcome === 'unsupported') return false;
     // Nobody following QEMU's protocol takes an exclusive lock there; whoever did is in the way.
     if (outcome === 'conflict') throw inUseError();
@@ -142,8 +179,8 @@ function linuxOfdLocks(): ByteLocks {
   const request = (type: number, byte: number): Flock => ({ l_type: type, l_whence: SEEK_SET, l_start: byte, l_len: 1, l_pid: 0 });
   const failure = (what: string, errno: number): Qcow2Error => new Qcow2Error('IO_ERROR', `Could not ${what} the disk's lock (errno ${errno})`);
   return {
-    lockShared(fd, byte) {
-      if ((fcntl(fd, F_OFD_SETLK, flockIn, request(F_RDLCK, byte)) as number) === 0) return 'locked';
+    lock(fd, byte, type) {
+      if ((fcntl(fd, F_OFD_SETLK, flockIn, request(type === 'shared' ? F_RDLCK : F_WRLCK, byte)) as number) === 0) return 'locked';
       const errno = koffi.errno();
       if (errno === EAGAIN || errno === EACCES) return 'conflict';
       if (UNSUPPORTED_ERRNOS.has(errno)) return 'unsupported';
