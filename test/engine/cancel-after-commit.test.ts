@@ -51,7 +51,7 @@ describe('a cancel after the commit point', () => {
     expect((await qemuCheck(image)).code).toBe(0);
     expect((await qemuInfo(image))['dirty-flag']).toBe(false);
     expect(readImageInfo(image)['read-only-reason']).toBeUndefined();
-  });
+  }, 30_000);
 
   it('snapshot delete finishes: the snapshot gone, its clusters freed, a clean image', async () => {
     const image = await imageWithTwoStates('delete.qcow2');
@@ -63,7 +63,7 @@ describe('a cancel after the commit point', () => {
     expect(await rawOf(image)).toEqual(current);
     expect((await qemuCheck(image)).code).toBe(0);
     expect((await qemuInfo(image))['dirty-flag']).toBe(false);
-  });
+  }, 30_000);
 
   it('a cancel before the commit point still leaves the image as it was', async () => {
     const image = await imageWithTwoStates('before.qcow2');
@@ -72,5 +72,5 @@ describe('a cancel after the commit point', () => {
     job.cancelled = true;
     expect(() => revertToSnapshot(image, 'first', job)).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
     expect(fs.readFileSync(image).equals(bytes)).toBe(true);
-  });
+  }, 30_000);
 });

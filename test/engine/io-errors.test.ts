@@ -20,7 +20,7 @@ import { EXPECTED_CODE, EXPECTED_WORDS, ioErrorSettings, runIoErrorCase, summary
 
 const operations = imageOperations.filter((operation) => ioErrorSettings.full || operation.fullOnly !== true);
 
-describe('ENOSPC or EIO at any write or flush: a typed error, nothing written after it, a valid image with the before or after state', () => {
+describe('ENOSPC or EIO at any write or flush: a typed error, nothing written after it, a valid image with the before or after state', { timeout: 60_000 }, () => {
   for (const operation of operations) {
     it(operation.name, async () => {
       const report = await runIoErrorCase(operation);
@@ -60,7 +60,7 @@ function failingFileSystem(plan: FailurePlan | null): { fileSystem: FaultFileSys
   return { fileSystem, failing: () => failing };
 }
 
-describe('create on a full or failing disk', () => {
+describe('create on a full or failing disk', { timeout: 60_000 }, () => {
   const target = '/images/new.qcow2';
   const variants = [
     { name: 'plain v3, 64 KiB clusters', options: { size: 64 * 1024 * 1024 } },
@@ -113,7 +113,7 @@ describe('create on a full or failing disk', () => {
   });
 });
 
-describe('a path-level operation on a real file that fails half-way', () => {
+describe('a path-level operation on a real file that fails half-way', { timeout: 60_000 }, () => {
   it('snapshot create through withImage: NO_SPACE, the file closed without another write, qemu-img finds no corruption, no snapshot and the same data', async () => {
     const image = folder.file('real.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', image, '256k']);
@@ -172,7 +172,7 @@ describe('a path-level operation on a real file that fails half-way', () => {
   });
 });
 
-describe('regression: a retry after a failed write', () => {
+describe('regression: a retry after a failed write', { timeout: 60_000 }, () => {
   it('flushing again after the L1 write failed does not drop the refcount of the L2 table the file still points to', async () => {
     // A snapshot shares the only L2 table (refcount 2); a guest write copies it, points the L1
     // entry at the copy and schedules the old table's refcount drop for after the L1 write.
