@@ -35,6 +35,9 @@ export function createPool(options: PoolOptions): JobPool {
     maxThreads: options.maxThreads ?? defaultThreads(),
     minThreads: 0,
     idleTimeout: 30_000,
+    // A thread that dies or is terminated must not keep its files open: their image locks would
+    // keep the disk "in use" until Cowbell quits. (Piscina's default; stated because it matters.)
+    trackUnmanagedFds: true,
   });
   // A worker that dies between tasks is replaced by piscina; nothing is waiting on it.
   piscina.on('error', (error: unknown) => console.error('cowbell: a pool worker failed between jobs:', error));
