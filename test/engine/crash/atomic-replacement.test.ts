@@ -10,7 +10,8 @@ import type { BlockFile } from '../../../src/shared/qcow2/block-file.ts';
 import { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { atomicOrderProblems, fileSummary, runFileCrashCase } from './file-runner.ts';
-import { buildImage, fileOperations, type FileOperation } from './harness.ts';
+import { fileOperations, type FileOperation } from './harness.ts';
+import { buildImage } from './setups.ts';
 import { crashSettings } from './runner.ts';
 
 const operations = fileOperations.filter((operation) => crashSettings.full || operation.fullOnly !== true);

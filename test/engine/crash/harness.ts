@@ -8,18 +8,30 @@
  * Not covered, because the engine cannot do it: growing the active L1 table (its size is fixed
  * at create; only a resize would need more, and there is no resize).
  */
-import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/image.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { checkImage } from '../../../src/shared/qcow2/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/create.ts';
-import { crashPoints, crashState, FaultFile, type FaultFileSystem } from '../../helpers/fault-file.ts';
-import { qemuImg, qemuIo, type TempDir } from '../../helpers/qemu.ts';
-import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';
+import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
+import type { FaultFileSystem } from '../../helpers/fault-file.ts';
+import type { TempDir } from '../../helpers/qemu.ts';
+import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
-import { walkImage } from './image-walk.ts';
+import {
+  buildImage,
+  compressedImage,
+  crashInTheMiddle,
+  imageOverBacking,
+  KiB,
+  qemuMadeImage,
+  spreadSnapshots,
+  twoSnapshots,
+  V2_512,
+  V3_4K,
+  V3_512,
+  withSnapshot,
+  type Step,
+} from './setups.ts';
 
 export interface ImageOperation {
   name: string;
@@ -36,54 +48,6 @@ export interface ImageOperation {
   fullOnly?: boolean;
 }
 
-const KiB = 1024;
-
-type Step = { io: string } | { snapshot: string } | { deleteSnapshot: string } | { engine: (image: Qcow2Image) => void };
-
-/** qemu-img create, then qemu-io writes and qemu-img snapshots in order (or engine steps, for states qemu cannot make). */
-export async function buildImage(imagePath: string, options: string, size: number, steps: Step[] = []): Promise<void> {
-  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', options, imagePath, String(size)]);
-  for (const step of steps) {
-    if ('io' in step) await qemuIo(imagePath, [step.io]);
-    else if ('snapshot' in step) await qemuImg(['snapshot', '-c', step.snapshot, imagePath]);
-    else if ('deleteSnapshot' in step) await qemuImg(['snapshot', '-d', step.deleteSnapshot, imagePath]);
-    else {
-      const image = Qcow2Image.open(imagePath);
-      try {
-        step.engine(image);
-      } finally {
-        image.close();
-      }
-    }
-  }
-}
-
-/**
- * Replaces the image with what a power cut in the middle of `run` leaves: the cut (everything
- * written kept) with the most leaked clusters — the realistic input of a repair.
- */
-function crashInTheMiddle(imagePath: string, run: (image: Qcow2Image) => void): void {
-  const initial = new Uint8Array(fs.readFileSync(imagePath));
-  const fault = new FaultFile(imagePath, initial);
-  const image = Qcow2Image.openFile(fault);
-  run(image);
-  image.close();
-  let chosen: Uint8Array | null = null;
-  let mostLeaks = 0;
-  for (const point of crashPoints(fault.log, 0, 0)) {
-    if (point.pattern.kind !== 'keep-all') continue;
-    const state = crashState(imagePath, initial, fault.log, point);
-    const walk = walkImage(state);
-    const leaks = walk.findings.filter((finding) => finding.kind === 'leak').length;
-    if (walk.harmful.length === 0 && leaks > mostLeaks) {
-      mostLeaks = leaks;
-      chosen = state.bytes();
-    }
-  }
-  if (chosen === null) throw new Error('no crash point of the setup leaks anything; the repair case would test nothing');
-  fs.writeFileSync(imagePath, chosen);
-}
-
 function repairCase(name: string, options: string, steps: Step[], crashed: (image: Qcow2Image) => void, mode: 'leaks' | 'all'): ImageOperation {
   return {
     name,
@@ -98,52 +62,9 @@ function repairCase(name: string, options: string, steps: Step[], crashed: (imag
   };
 }
 
-const V3_512 = 'compat=1.1,cluster_size=512,refcount_bits=16';
-const V2_512 = 'compat=0.10,cluster_size=512';
-const V3_4K = 'compat=1.1,cluster_size=4096,refcount_bits=16';
-
 /** Guest bytes that differ per call (so before and after never agree by accident). */
 function pattern(seed: number, length: number): Uint8Array {
   return new SeededRandom(seed).bytes(length);
-}
-
-/** Data, a snapshot, more data over part of it: L2 tables and clusters both shared and not. */
-const withSnapshot: Step[] = [{ io: 'write -P 0x11 0 24k' }, { io: 'write -P 0x12 40k 8k' }, { snapshot: 's1' }, { io: 'write -P 0x13 4k 2k' }];
-/** Two snapshots with different data, and a current state different from both. */
-const twoSnapshots: Step[] = [
-  { io: 'write -P 0x21 0 20k' },
-  { snapshot: 's1' },
-  { io: 'write -P 0x22 2k 10k' },
-  { io: 'write -P 0x23 70k 6k' },
-  { snapshot: 's2' },
-  { io: 'write -P 0x24 6k 20k' },
-  { io: 'write -z 90k 4k' },
-];
-
-/** Snapshots over data spread across 20 L2 tables (more than the tiny caches hold). */
-const spreadSnapshots: Step[] = [
-  ...Array.from({ length: 20 }, (_, table) => ({ io: `write -P ${0x40 + table} ${table * 32 * KiB + 1024} 1k` })),
-  { snapshot: 's1' },
-  ...Array.from({ length: 10 }, (_, index) => ({ io: `write -P ${0x60 + index} ${index * 64 * KiB} 2k` })),
-  { snapshot: 's2' },
-  ...Array.from({ length: 10 }, (_, index) => ({ io: `write -P ${0x70 + index} ${index * 64 * KiB + 32 * KiB} 1k` })),
-];
-
-/** An image of compressed clusters (qemu-img convert -c), several packed into each host cluster, then a snapshot and a write. */
-async function compressedImage(imagePath: string): Promise<void> {
-  const rawPath = `${imagePath}.raw`;
-  fs.writeFileSync(rawPath, compressibleBytes(256 * KiB, 5));
-  await qemuImg(['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'compat=1.1,cluster_size=4096', rawPath, imagePath]);
-  fs.rmSync(rawPath);
-  await qemuImg(['snapshot', '-c', 's1', imagePath]);
-  await qemuIo(imagePath, ['write -P 0x17 64k 8k']);
-}
-
-/** An overlay (v3 or v2) on a qcow2 backing file, both with data of their own. */
-async function imageOverBacking(imagePath: string, compat: '1.1' | '0.10'): Promise<void> {
-  const backingPath = path.join(path.dirname(imagePath), 'backing.qcow2');
-  await buildImage(backingPath, V3_512, 128 * KiB, [{ io: 'write -P 0x51 0 64k' }]);
-  await buildImage(imagePath, `compat=${compat},cluster_size=512,backing_file=backing.qcow2,backing_fmt=qcow2`, 128 * KiB, [{ io: 'write -P 0x52 8k 4k' }, { snapshot: 's1' }]);
 }
 
 function guestWrite(name: string, options: string, size: number, steps: Step[], offset: number, length: number, extra: Partial<ImageOperation> = {}): ImageOperation {
@@ -156,21 +77,23 @@ function guestWrite(name: string, options: string, size: number, steps: Step[], 
   };
 }
 
-/** 64-bit refcounts with 512-byte clusters: a refcount block covers 32 KiB and the first
- * refcount table 2 MiB of file, so a write that takes the file past 2 MiB needs new blocks and
- * a bigger table, which moves. (1-bit refcounts would do the opposite: one block covers 2 MiB.) */
+/**
+ * 64-bit refcounts with 512-byte clusters: a refcount block covers 32 KiB and the first refcount
+ * table 2 MiB of file, so a write that takes the file past 2 MiB needs new blocks and a bigger
+ * table, which moves. (1-bit refcounts would do the opposite: one block covers 2 MiB.)
+ */
 const refcountGrowth: ImageOperation = {
-    name: 'guest write: new refcount blocks and a grown (moved) refcount table',
-    contract: 'per-cluster',
-    setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=512,refcount_bits=64', 2100 * KiB, [{ io: 'write -P 0x11 0 1960k' }]),
-    run: (image) => {
-      const tableBefore = image.refcounts.tableOffset;
-      const clustersLeft = image.refcounts.coveredClusters() - Math.ceil(image.file.size() / image.clusterBytes);
-      image.write(pattern(7, (clustersLeft + 4) * image.clusterBytes), 1960 * KiB);
-      image.flush();
-      if (image.refcounts.tableOffset === tableBefore) throw new Error('the refcount table did not grow; the case tests nothing');
-    },
-  };
+  name: 'guest write: new refcount blocks and a grown (moved) refcount table',
+  contract: 'per-cluster',
+  setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=512,refcount_bits=64', 2100 * KiB, [{ io: 'write -P 0x11 0 1960k' }]),
+  run: (image) => {
+    const tableBefore = image.refcounts.tableOffset;
+    const clustersLeft = image.refcounts.coveredClusters() - Math.ceil(image.file.size() / image.clusterBytes);
+    image.write(pattern(7, (clustersLeft + 4) * image.clusterBytes), 1960 * KiB);
+    image.flush();
+    if (image.refcounts.tableOffset === tableBefore) throw new Error('the refcount table did not grow; the case tests nothing');
+  },
+};
 
 /**
  * One cluster at a time into 24 existing L2 tables, round robin: 72 new clusters, so a new
@@ -371,12 +294,6 @@ export interface FileOperation {
 }
 
 const FAKE_FOLDER = '/cowbell-crash';
-
-async function qemuMadeImage(folder: TempDir, name: string, options: string, size: number, steps: Step[]): Promise<Uint8Array> {
-  const imagePath = folder.file(name);
-  await buildImage(imagePath, options, size, steps);
-  return new Uint8Array(fs.readFileSync(imagePath));
-}
 
 export const fileOperations: FileOperation[] = [
   {

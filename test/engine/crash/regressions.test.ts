@@ -9,7 +9,7 @@ import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/ima
 import { applySnapshot, createSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { buildImage } from './harness.ts';
+import { buildImage } from './setups.ts';
 import { walkImage, type FindingKind } from './image-walk.ts';
 
 let folder: TempDir;
