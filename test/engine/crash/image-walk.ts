@@ -52,7 +52,9 @@ interface Walk {
   header: Header;
   clusterBytes: number;
   fileSize: number;
-  references: Map<number, number>;
+  /** References per host cluster inside the file; `referencesPastEnd` for clusters beyond it. */
+  references: Uint32Array;
+  referencesPastEnd: Map<number, number>;
   findings: Finding[];
   refcountTable: DataView;
   refcountBlocks: Map<number, { bytes: Uint8Array; view: DataView } | null>;
@@ -76,7 +78,8 @@ export function walkImage(file: BlockFile, options: WalkOptions = {}): WalkRepor
     header,
     clusterBytes,
     fileSize,
-    references: new Map(),
+    references: new Uint32Array(Math.ceil(fileSize / clusterBytes)),
+    referencesPastEnd: new Map(),
     findings: [],
     refcountTable: view(tableBytes),
     refcountBlocks: new Map(),
@@ -126,7 +129,10 @@ function reference(walk: Walk, offset: number, bytes: number): void {
   if (!walk.countReferences || bytes <= 0) return;
   const first = Math.floor(offset / walk.clusterBytes);
   const last = Math.floor((offset + bytes - 1) / walk.clusterBytes);
-  for (let cluster = first; cluster <= last; cluster++) walk.references.set(cluster, (walk.references.get(cluster) ?? 0) + 1);
+  for (let cluster = first; cluster <= last; cluster++) {
+    if (cluster < walk.references.length) walk.references[cluster] = (walk.references[cluster] ?? 0) + 1;
+    else walk.referencesPastEnd.set(cluster, (walk.referencesPastEnd.get(cluster) ?? 0) + 1);
+  }
 }
 
 function readTable(walk: Walk, offset: number, bytes: number, what: string): DataView {
@@ -173,9 +179,9 @@ function refcountOf(walk: Walk, cluster: number): number {
 
 function compareRefcounts(walk: Walk): void {
   let end = Math.ceil(walk.fileSize / walk.clusterBytes);
-  for (const cluster of walk.references.keys()) end = Math.max(end, cluster + 1);
+  for (const cluster of walk.referencesPastEnd.keys()) end = Math.max(end, cluster + 1);
   for (let cluster = 0; cluster < end; cluster++) {
-    const references = walk.references.get(cluster) ?? 0;
+    const references = (cluster < walk.references.length ? walk.references[cluster] : walk.referencesPastEnd.get(cluster)) ?? 0;
     const refcount = refcountOf(walk, cluster);
     if (refcount < references) walk.findings.push({ kind: 'refcount-below-references', message: `cluster ${cluster}: refcount ${refcount}, ${references} references` });
     else if (refcount > references) walk.findings.push({ kind: 'leak', message: `cluster ${cluster}: refcount ${refcount}, ${references} references` });

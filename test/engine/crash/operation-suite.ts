@@ -18,7 +18,7 @@ export function crashSuite(contract: Contract, title: string): void {
         console.log(summary(report));
         expect(report.failures).toEqual([]);
         expect(report.distinct).toBeGreaterThanOrEqual(2);
-      }, 900_000);
+      }, crashSettings.full ? 3 * 3600_000 : 900_000);
     }
   });
 }
