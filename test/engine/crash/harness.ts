@@ -124,6 +124,15 @@ export const imageOperations: ImageOperation[] = [
   guestWrite('guest write: v2 image (compat=0.10)', V2_512, 128 * KiB, withSnapshot, 20 * KiB + 7, 5 * KiB),
   guestWrite('guest write: 1-bit refcounts', 'compat=1.1,cluster_size=512,refcount_bits=1', 128 * KiB, [{ io: 'write -P 0x11 0 8k' }], 6 * KiB, 4 * KiB),
   guestWrite('guest write: extended L2 (subclusters), in place and allocating', 'compat=1.1,cluster_size=16384,extended_l2=on', 512 * KiB, [{ io: 'write -P 0x11 0 20k' }, { io: 'write -P 0x12 100k 1k' }], 12 * KiB + 512, 100 * KiB),
+  {
+    name: 'zero write and discard: extended L2 (subcluster zero bits, whole clusters released)',
+    contract: 'per-cluster',
+    setup: (imagePath) => buildImage(imagePath, 'compat=1.1,cluster_size=16384,extended_l2=on', 512 * KiB, [{ io: 'write -P 0x11 0 100k' }, { snapshot: 's1' }, { io: 'write -P 0x12 40k 4k' }]),
+    run: (image) => {
+      image.writeZeroes(10 * KiB + 512, 30 * KiB);
+      image.discard(48 * KiB, 40 * KiB);
+    },
+  },
   refcountGrowth,
   tinyCaches(scatteredWrites),
   tinyCaches({
