@@ -23,9 +23,10 @@ export interface GuestState {
  *   one before the operation or the one after it, never a mix (snapshot operations, repair);
  * - `per-cluster`: the snapshots are untouched, and each guest cluster of the current disk (each
  *   subcluster, in an image with extended L2 entries, whose allocation bits change one by one)
- *   reads as before or as after, independently of the others — within a disk's promise for
- *   writes not yet flushed (each sector old or new), which is all a guest may assume
- *   (guest writes, zero writes, discards).
+ *   reads as before or as after, independently of the others (guest writes, zero writes,
+ *   discards). Where the disk itself tears a write into 512-byte sectors, an in-place write tears
+ *   the same way: then each sector reads as before or after — a raw disk's own promise for writes
+ *   not yet flushed, and all a guest may assume.
  */
 export type Contract = 'all-or-nothing' | 'per-cluster';
 
