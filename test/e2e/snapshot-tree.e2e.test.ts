@@ -3,7 +3,7 @@
  * qemu-img makes here. Each flow checks the page and then the file (qemu-img snapshot -l, check,
  * guest data through qemu-img convert -l snapshot.name=…). One server and browser for the file.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { openSync, readFileSync, readSync, rmSync, writeSync, closeSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -326,6 +326,36 @@ describe('the disk changing under Cowbell', () => {
     await page.keyboard.press('Control+Shift+S');
     expect(await page.getByTestId('dialog').count()).toBe(0);
     expect(snapshotNames(path)).toEqual(['fresh install', 'drivers', 'experiment', 'stable']);
+  });
+});
+
+describe('a disk in use by another program', () => {
+  it('opens a disk qemu-nbd holds read-only, with a banner saying why and the write actions disabled with that reason', async () => {
+    const path = makeBranchedImage('in-use.qcow2');
+    const nbd = spawn('qemu-nbd', ['--persistent', '-k', join(folder, 'nbd.sock'), '-f', 'qcow2', path], { stdio: 'ignore' });
+    try {
+      // qemu-nbd holds its locks once qemu-img can no longer take a write lock.
+      await eventually(() => {
+        try {
+          execFileSync('qemu-img', ['snapshot', '-c', 'probe', path], { stdio: 'ignore' });
+          return 'unlocked';
+        } catch {
+          return 'locked';
+        }
+      }).toBe('locked');
+      await openDisk(path);
+      const banner = page.getByTestId('notice-read-only');
+      await banner.waitFor();
+      expect(await banner.textContent()).toContain('in use by another program');
+      await node(await nodeIdNamed('drivers')).click();
+      for (const action of ['action-revert', 'action-rename', 'action-delete']) expect(await page.getByTestId(action).isDisabled()).toBe(true);
+      expect(await page.getByTestId('take-button').isDisabled()).toBe(true);
+      expect(await page.getByTestId('write-actions').getAttribute('title')).toBe('Read-only: in use by another program');
+      await screenshot(page, 'in-use-read-only');
+      expect(snapshotNames(path)).toEqual(['fresh install', 'drivers', 'experiment', 'stable']);
+    } finally {
+      nbd.kill('SIGTERM');
+    }
   });
 });
 
