@@ -22,6 +22,8 @@ export interface SoakConfig {
   clusterSize: number;
   virtualSize: number;
   version: 2 | 3;
+  /** An empty image, one qemu-img compressed from data (convert -c), or an overlay on a raw backing file with data. */
+  start: 'empty' | 'compressed' | 'backing';
 }
 
 export interface SoakSettings {
@@ -243,7 +245,7 @@ function rangeArbitrary(config: SoakConfig): fc.Arbitrary<{ offset: number; leng
 }
 
 export function soakCommands(config: SoakConfig, settings: SoakSettings, counts: SoakCounts, maxCommands: number): fc.Arbitrary<Iterable<SoakCommand>> {
-  const context: Context = { config, settings, counts, semantics: { clusterSize: config.clusterSize, virtualSize: config.virtualSize, version: config.version, hasBacking: false } };
+  const context: Context = { config, settings, counts, semantics: semanticsOf(config) };
   const range = rangeArbitrary(config);
   return fc.commands(
     [
@@ -260,13 +262,27 @@ export function soakCommands(config: SoakConfig, settings: SoakSettings, counts:
   );
 }
 
-/** One run: a fresh copy of the starting image, the commands, then a full comparison (so that shrinking sees the failure). */
-export async function runSoak(initial: Uint8Array, diskPath: string, config: SoakConfig, settings: SoakSettings, counts: SoakCounts, commands: Iterable<SoakCommand>): Promise<void> {
+function semanticsOf(config: SoakConfig): DiscardSemantics {
+  return { clusterSize: config.clusterSize, virtualSize: config.virtualSize, version: config.version, hasBacking: config.start === 'backing' };
+}
+
+export interface SoakStart {
+  /** The image file's bytes. */
+  image: Uint8Array;
+  /** What the guest reads from it. */
+  data: Uint8Array;
+}
+
+/**
+ * One run: a fresh copy of the starting image (its backing file, if any, beside `diskPath`), the
+ * commands, then a full comparison (so that shrinking sees the failure).
+ */
+export async function runSoak(start: SoakStart, diskPath: string, config: SoakConfig, settings: SoakSettings, counts: SoakCounts, commands: Iterable<SoakCommand>): Promise<void> {
   counts.runs++;
-  const context: Context = { config, settings, counts, semantics: { clusterSize: config.clusterSize, virtualSize: config.virtualSize, version: config.version, hasBacking: false } };
-  const file = new MemoryBlockFile(diskPath, initial);
+  const context: Context = { config, settings, counts, semantics: semanticsOf(config) };
+  const file = new MemoryBlockFile(diskPath, start.image);
   const real: Real = { image: Qcow2Image.openFile(file), file, diskPath, steps: 0 };
-  const model: Model = { current: new Uint8Array(config.virtualSize), snapshots: new Map(), nextName: 1 };
+  const model: Model = { current: start.data.slice(), snapshots: new Map(), nextName: 1 };
   try {
     await fc.asyncModelRun(() => ({ model, real }), commands);
     compareThroughEngine(context, model, real);
