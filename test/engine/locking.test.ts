@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NodeBlockFile } from '../../src/shared/qcow2/block-file.ts';
@@ -7,9 +8,11 @@ import { readImageInfo } from '../../src/shared/qcow2/info.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { createSnapshot } from '../../src/shared/qcow2/snapshots.ts';
 import { checkImagePath } from '../../src/shared/qcow2/check.ts';
+import { convertImage } from '../../src/shared/qcow2/convert.ts';
+import { createImage } from '../../src/shared/qcow2/create.ts';
 import { removeSnapshot, takeSnapshot } from '../../src/shared/qcow2/operations.ts';
 import { fileHash, holdWithQemuIo, holdWithQemuNbd, lockedBytes, locksOn, qemuImgSnapshotCreate, type Holder } from '../helpers/image-locks.ts';
-import { qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 
 const cowbell = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
 const IN_USE_MESSAGE = 'The disk is in use by another program (a running VM or qemu-nbd); close it first';
@@ -160,6 +163,21 @@ describe('Cowbell is kept out while QEMU holds the image', { timeout: 60_000 }, 
     expect(fileHash(image)).toBe(before);
     expect(takeSnapshot(image, 'after').name).toBe('after');
     expect(readImageInfo(image)['read-only-reason']).toBeUndefined();
+  });
+
+  it('create and convert refuse to replace it (as qemu-img create does); an in-place convert of an idle image still works', async () => {
+    const image = await newImage();
+    const before = fileHash(image);
+    await holding(holdWithQemuNbd(image, { socketDir: folder.path }), () => {
+      expect(failure(() => createImage({ path: image, size: 1 << 20, overwrite: true }))).toMatchObject({ code: 'IN_USE', message: IN_USE_MESSAGE });
+      expect(failure(() => convertImage({ source: image, target: image, targetFormat: 'qcow2', overwrite: true }))).toMatchObject({ code: 'IN_USE' });
+    });
+    expect(fileHash(image)).toBe(before);
+    expect(fs.readdirSync(folder.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    // Nobody else holds it now: the same convert replaces it (reading the old file until the rename).
+    convertImage({ source: image, target: image, targetFormat: 'qcow2', overwrite: true, options: { clusterSize: 4096 } });
+    expect((await qemuInfo(image))['cluster-size']).toBe(4096);
+    expect((await rawOf(image)).subarray(0, 65536)).toEqual(new Uint8Array(65536).fill(0x11));
   });
 
   it('qemu-io -r (which does not share writing) refuses Cowbell\'s writes but leaves info writable-looking', async () => {

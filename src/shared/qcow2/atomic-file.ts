@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
+import { inUseError, writtenElsewhere } from './image-lock.ts';
 
 export interface AtomicWriteOptions {
   /** Replace an existing file at targetPath (rewrites); otherwise an existing file is an error. */
@@ -25,6 +26,8 @@ export interface AtomicFileSystem {
   remove(filePath: string): void;
   syncFolder(folderPath: string): void;
   exists(filePath: string): boolean;
+  /** Fails with IN_USE while another program writes the file about to be replaced (image-lock.ts). */
+  assertReplaceable?(filePath: string): void;
 }
 
 export const nodeFileSystem: AtomicFileSystem = {
@@ -49,6 +52,19 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
   exists: (filePath) => fs.existsSync(filePath),
+  assertReplaceable: (filePath) => {
+    let fd: number;
+    try {
+      fd = fs.openSync(filePath, 'r');
+    } catch (error) {
+      throw toQcow2Error(error, filePath);
+    }
+    try {
+      if (writtenElsewhere(fd)) throw inUseError();
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
 };
 
 export function temporaryPathFor(targetPath: string): string {
@@ -60,6 +76,8 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
   if (!options.overwrite && fileSystem.exists(targetPath)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
   }
+  // Replacing a disk a VM runs would leave the VM writing to a file nobody sees any more; QEMU's create refuses too.
+  if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath);
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {

@@ -99,6 +99,17 @@ export function lockForReading(fd: number): { writtenElsewhere: boolean } {
   return { writtenElsewhere: locks.heldElsewhere(fd, USES_BASE + write) };
 }
 
+/**
+ * Whether another program holds the file to write or resize it (a VM, qemu-nbd, a Cowbell writer),
+ * tested without taking any lock: for a file about to be replaced, whose readers may be this very
+ * process (an in-place rewrite reads the old file until the new one replaces it).
+ */
+export function writtenElsewhere(fd: number): boolean {
+  const locks = byteLocks();
+  if (locks === null) return false;
+  return locks.heldElsewhere(fd, USES_BASE + write) || locks.heldElsewhere(fd, USES_BASE + resize);
+}
+
 const nap = new Int32Array(new SharedArrayBuffer(4));
 
 /** False when the file system cannot lock; IN_USE when another Cowbell keeps the image past the wait. */
