@@ -19,6 +19,7 @@ import {
   refcountEntryVariants,
   snapshotExtraVariants,
   snapshotFieldVariants,
+  snapshotTableVariants,
 } from './variants.ts';
 
 export { applyMutations, type Mutation, type Patch } from './patches.ts';
@@ -83,6 +84,7 @@ const GENERATORS: [Generator, number][] = [
     const spot = pick(random, layout.snapshots.filter((entry) => entry.extraSize > 0));
     return spot === null ? null : pick(random, snapshotExtraVariants(layout, bytes, spot, random));
   }, 2],
+  [(layout, random, bytes) => pick(random, snapshotTableVariants(layout, bytes)), 1],
   [(layout, random) => {
     const size = pick(random, truncationPoints(layout)) ?? 0;
     return { label: `truncated to ${size} bytes`, patches: [{ op: 'truncate', size }] };
@@ -144,7 +146,8 @@ export function generateMutations(layout: Layout, seedBytes: Uint8Array, rngSeed
  * Every variant of: each header field, each extension and the end of the list, the backing file
  * name, the first and last used entries of the active and first snapshot L1 tables, one L2 entry of
  * each kind, every compressed descriptor kind, the first refcount table entries and block, every
- * field of every snapshot entry and its extra data; and a truncation at every structure boundary.
+ * field of every snapshot entry and its extra data, whole-table rewrites (parent loops, duplicate
+ * names); and a truncation at every structure boundary.
  */
 export function systematicMutations(layout: Layout, seedBytes: Uint8Array): Mutation[] {
   const random = new SeededRandom(0x5a5a);
@@ -167,6 +170,7 @@ export function systematicMutations(layout: Layout, seedBytes: Uint8Array): Muta
   for (const index of [0, 1]) mutations.push(...refcountEntryVariants(layout, seedBytes, index, targets));
   const block = layout.refcountBlocks[0];
   if (block !== undefined) mutations.push(...refcountBlockVariants(layout, block, random));
+  mutations.push(...snapshotTableVariants(layout, seedBytes));
   layout.snapshots.forEach((spot, index) => {
     mutations.push(...snapshotFieldVariants(layout, seedBytes, index, spot, targets));
     if (spot.extraSize > 0) mutations.push(...snapshotExtraVariants(layout, seedBytes, spot, random));

@@ -2,6 +2,8 @@
  * Every way the fuzzer knows to damage one structure of a seed image. The random phase picks one
  * variant of one structure; the systematic phase runs all variants of chosen structures.
  */
+import { withCowbellRecord, type CowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
+import { parseSnapshotTable, serializeSnapshotTable, type SnapshotEntry } from '../../../src/shared/qcow2/format/snapshot-table.ts';
 import type { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { ExtensionSpot, HeaderField, L2EntrySpot, Layout, Region, SnapshotSpot } from './layout.ts';
 import { readField, toHex, writeField, type Mutation } from './patches.ts';
@@ -254,5 +256,33 @@ export function snapshotExtraVariants(layout: Layout, bytes: Uint8Array, spot: S
       variants.push({ label: `snapshot extra ${name} = ${hexOf(value)}`, patches: [writeField(extra + offset, value, size)] });
     }
   }
+  return variants;
+}
+
+/**
+ * Whole-table rewrites with the engine's own serializer, for what byte patches cannot reach:
+ * tree records whose parents form a loop (a snapshot its own parent, two snapshots each other's),
+ * every snapshot marked as the current state's parent, duplicate names and ids.
+ */
+export function snapshotTableVariants(layout: Layout, bytes: Uint8Array): Mutation[] {
+  const table = layout.snapshotTable;
+  if (table === null) return [];
+  const entries = parseSnapshotTable(bytes.subarray(table.offset), layout.header.snapshotCount, layout.header.version);
+  const rewrite = (label: string, changed: SnapshotEntry[]): Mutation => ({ label, patches: [{ op: 'write', at: table.offset, hex: toHex(serializeSnapshotTable(changed)) }] });
+  const record = (entry: SnapshotEntry, update: Partial<CowbellRecord>): SnapshotEntry => {
+    const base: CowbellRecord = { parentKnown: true, parentId: '', currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 };
+    return { ...entry, extraData: withCowbellRecord(entry, { ...base, ...update }, layout.header.virtualSize) };
+  };
+  const variants: Mutation[] = [];
+  entries.forEach((entry, index) => {
+    variants.push(rewrite(`snapshot ${index} is its own parent`, entries.map((other) => (other === entry ? record(other, { parentId: entry.id }) : other))));
+    const next = entries[(index + 1) % entries.length];
+    if (next !== undefined && next !== entry) {
+      variants.push(rewrite(`snapshots ${index} and ${(index + 1) % entries.length} are each other's parent`, entries.map((other) => (other === entry ? record(other, { parentId: next.id }) : other === next ? record(other, { parentId: entry.id }) : other))));
+    }
+  });
+  variants.push(rewrite('every snapshot is the current parent', entries.map((entry) => record(entry, { currentParent: true, activeL1Offset: layout.l1.offset, currentSinceSec: 0xffffffff }))));
+  variants.push(rewrite('every snapshot has the same name and id', entries.map((entry) => ({ ...entry, id: '1', name: 'same' }))));
+  variants.push(rewrite('empty names and ids', entries.map((entry) => ({ ...entry, id: '', name: '' }))));
   return variants;
 }
