@@ -14,6 +14,7 @@ import {
   headerFieldVariants,
   l1EntryVariants,
   l2EntryVariants,
+  largestDiskVariants,
   pointerTargets,
   refcountBlockVariants,
   refcountEntryVariants,
@@ -57,6 +58,7 @@ const GENERATORS: [Generator, number][] = [
     return pick(random, spot === null ? extensionEndVariants(layout, random) : extensionVariants(layout, spot, random));
   }, 3],
   [(layout, random) => pick(random, backingNameVariants(layout)), 1],
+  [(layout, random) => pick(random, largestDiskVariants(layout)), 1],
   [l1Generator((layout) => [{ table: layout.l1, name: 'L1' }]), 4],
   [l1Generator((layout) => layout.snapshotL1s.map((table) => ({ table, name: 'snapshot L1' }))), 2],
   [(layout, random, bytes) => {
@@ -144,7 +146,7 @@ export function generateMutations(layout: Layout, seedBytes: Uint8Array, rngSeed
 
 /**
  * Every variant of: each header field, each extension and the end of the list, the backing file
- * name, the first and last used entries of the active and first snapshot L1 tables, one L2 entry of
+ * name, the largest disk the L1 can describe, the first and last used entries of the active and first snapshot L1 tables, one L2 entry of
  * each kind, every compressed descriptor kind, the first refcount table entries and block, every
  * field of every snapshot entry and its extra data, whole-table rewrites (parent loops, duplicate
  * names); and a truncation at every structure boundary.
@@ -155,7 +157,7 @@ export function systematicMutations(layout: Layout, seedBytes: Uint8Array): Muta
   const mutations: Mutation[] = [];
   for (const field of layout.headerFields) mutations.push(...headerFieldVariants(layout, seedBytes, field));
   for (const spot of layout.extensions) mutations.push(...extensionVariants(layout, spot, random));
-  mutations.push(...extensionEndVariants(layout, random), ...backingNameVariants(layout));
+  mutations.push(...extensionEndVariants(layout, random), ...backingNameVariants(layout), ...largestDiskVariants(layout));
   const l1Tables = [{ table: layout.l1, name: 'L1' }, ...layout.snapshotL1s.slice(0, 1).map((table) => ({ table, name: 'snapshot L1' }))];
   for (const { table, name } of l1Tables) {
     const used = usedEntries(seedBytes, table);

@@ -4,8 +4,10 @@
  * TARGETS. Work on a hostile image is bounded here (guest bytes read per target), because a tiny
  * file can legitimately describe terabytes of guest data: that is not a hang in the engine.
  */
+import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check.ts';
+import { convertImage } from '../../../src/shared/qcow2/convert.ts';
 import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
 import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
@@ -28,6 +30,8 @@ export const TARGETS: FuzzTarget[] = [
   target('read-snapshots', (file) => withImage(file, readEverySnapshot)),
   target('map', (file) => withImage(file, (image) => mapImage(image))),
   target('check', (file) => checkImagePath(file)),
+  target('convert-qcow2', (file) => convertImage({ source: file, target: beside(file, 'converted.qcow2'), targetFormat: 'qcow2', overwrite: true })),
+  target('convert-raw', (file) => convertImage({ source: file, target: beside(file, 'converted.raw'), targetFormat: 'raw', overwrite: true })),
   // The UI's requests: main checks the path, then a pool worker runs the job table's function.
   target('ui-open', (file) => jobTable['image.info'](file, {}, silentJob)),
   target('ui-allocation-map', (file) => forStates(file, (state) => jobTable['image.map'](file, { cells: 4096, ...(state === 'current' ? {} : { snapshot: state }) }, silentJob))),
@@ -47,6 +51,11 @@ function forStates(file: string, use: (state: string) => unknown): void {
 
 export function targetNames(): string[] {
   return TARGETS.map((entry) => entry.name);
+}
+
+/** A file next to the image (in the worker's own folder), for targets that write one. */
+function beside(file: string, name: string): string {
+  return path.join(path.dirname(file), name);
 }
 
 function withImage<T>(file: string, use: (image: Qcow2Image) => T): T {

@@ -63,6 +63,22 @@ export function headerFieldVariants(layout: Layout, bytes: Uint8Array, field: He
   return [...values].map((value) => ({ label: `header ${field.name} = ${hexOf(value)}`, patches: [writeField(field.offset, value, field.size)] }));
 }
 
+/**
+ * The largest disk the L1 table's clusters can describe: l1_size grown to fill them (up to QEMU's
+ * limit) and the virtual size raised to match. A small file may claim petabytes of sparse disk.
+ */
+export function largestDiskVariants(layout: Layout): Mutation[] {
+  const cluster = layout.clusterBytes;
+  const l1End = Math.min(Math.ceil((layout.l1.offset + Math.max(8, layout.l1.length)) / cluster) * cluster, layout.fileSize);
+  const entries = Math.min((32 * 1024 * 1024) / 8, Math.floor((l1End - layout.l1.offset) / 8));
+  const span = (cluster / layout.l2EntryBytes) * cluster;
+  const largest = Math.min(2 ** 52, entries * span);
+  return [largest, largest - 512].map((size) => ({
+    label: `header l1_size = ${entries}, size = ${size} (the largest disk its L1 clusters describe)`,
+    patches: [writeField(36, BigInt(entries), 4), writeField(24, BigInt(size), 8)],
+  }));
+}
+
 const EXTENSION_TYPES = [0, 0xe2792aca, 0x6803f857, 0x23852875, 0x0537be77, 0x44415441, 0x12345678];
 
 /** Damage to one extension: its length, its type, its data (feature-name entries included). */
