@@ -30,6 +30,8 @@ export function toQcow2Error(error: unknown, what: string): Qcow2Error {
     case 'ENOSPC':
     case 'EDQUOT':
       return new Qcow2Error('NO_SPACE', `${what}: the disk is full; free some space and try again`, { cause: error });
+    case 'EFBIG':
+      return new Qcow2Error('NO_SPACE', `${what}: the file would be larger than this file system allows`, { cause: error });
     case 'EIO':
       return new Qcow2Error('IO_ERROR', `${what}: input/output error (the disk or its file system failed); check the disk before trying again`, { cause: error });
     default:
