@@ -169,9 +169,11 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
     const blocks = Math.ceil(chunkLength / blockBytes);
     const chunk = buffer.subarray(0, blocks * blockBytes);
     if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData) && backing === null) {
-      // Nothing stored in this stretch of a qcow2 source: nothing to write (a sparse disk goes fast).
-      result.zeroBytes += chunkLength;
-      job.progress('converting', chunkStart + chunkLength, virtualSize, 'bytes');
+      // Nothing stored in this stretch of a qcow2 source: nothing to write, up to the next stored data (a sparse disk goes fast).
+      const next = nextStoredChunk(source, chunkStart + chunkLength, virtualSize, chunkBytes);
+      result.zeroBytes += next - chunkStart;
+      job.progress('converting', next, virtualSize, 'bytes');
+      chunkStart = next - chunkBytes;
       continue;
     }
     const backingChunk = backingBuffer?.subarray(0, chunk.length) ?? null;
@@ -198,6 +200,25 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
   result.compressedBytes = Math.min(result.dataBytes, sink.compressedBlocks * blockBytes);
   result.dataBytes -= result.compressedBytes;
   return result;
+}
+
+/**
+ * The first chunk at or after `from` (chunk-aligned) where a qcow2 source may store data, or the
+ * disk's end. The map is asked in windows that double while they find nothing, so a sparse disk
+ * of any claimed size is crossed in time proportional to its L1 table, not to its size.
+ */
+function nextStoredChunk(source: GuestReader, from: number, virtualSize: number, chunkBytes: number): number {
+  if (!(source instanceof Qcow2Image)) return Math.min(from, virtualSize);
+  let position = from;
+  let window = chunkBytes * 256;
+  while (position < virtualSize) {
+    const end = Math.min(virtualSize, position + window);
+    const stored = mapRange(source, position, end).find((entry) => entry.data);
+    if (stored !== undefined) return Math.max(from, Math.floor(stored.start / chunkBytes) * chunkBytes);
+    position = end;
+    window *= 2;
+  }
+  return virtualSize;
 }
 
 /** Calls `visit` for each run of consecutive blocks of one kind among the first `blocks`. */
