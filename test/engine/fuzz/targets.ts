@@ -4,10 +4,12 @@
  * TARGETS. Work on a hostile image is bounded here (guest bytes read per target), because a tiny
  * file can legitimately describe terabytes of guest data: that is not a hang in the engine.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert.ts';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
 import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
@@ -30,6 +32,7 @@ export const TARGETS: FuzzTarget[] = [
   target('read-snapshots', (file) => withImage(file, readEverySnapshot)),
   target('map', (file) => withImage(file, (image) => mapImage(image))),
   target('check', (file) => checkImagePath(file)),
+  target('repair', repairCopy),
   target('convert-qcow2', (file) => convertImage({ source: file, target: beside(file, 'converted.qcow2'), targetFormat: 'qcow2', overwrite: true })),
   target('convert-raw', (file) => convertImage({ source: file, target: beside(file, 'converted.raw'), targetFormat: 'raw', overwrite: true })),
   // The UI's requests: main checks the path, then a pool worker runs the job table's function.
@@ -39,6 +42,35 @@ export const TARGETS: FuzzTarget[] = [
   target('ui-snapshot-tree', (file) => jobTable['snapshot.tree'](file, {}, silentJob)),
   target('ui-diff', (file) => forStates(file, (state) => jobTable['image.diff'](file, { from: state, to: 'current' }, silentJob))),
 ];
+
+/** What the guest reads from the start of the disk, or null where reading fails. */
+function guestPrefix(file: string): Uint8Array | null {
+  try {
+    return withImage(file, (image) => image.read(0, Math.min(image.virtualSize, 4 * 1024 * 1024)));
+  } catch (error) {
+    if (error instanceof Qcow2Error) return null;
+    throw error;
+  }
+}
+
+/**
+ * check --repair all on a copy (the other targets keep the damaged image), then a check of the
+ * result. A repair that returns must not have broken what worked: an image that opened still
+ * opens, and guest bytes that read before read the same (the start of the disk is compared).
+ */
+function repairCopy(file: string): unknown {
+  const copy = beside(file, 'repaired.qcow2');
+  fs.copyFileSync(file, copy);
+  const before = guestPrefix(copy);
+  checkImagePath(copy, { repair: 'all' });
+  if (before !== null) {
+    const after = guestPrefix(copy);
+    if (after === null) throw new Error('check --repair made an image whose data could be read unreadable');
+    const differs = after.findIndex((byte, index) => byte !== before[index]);
+    if (differs >= 0 || after.length !== before.length) throw new Error(`check --repair changed what the guest reads (first at byte ${differs})`);
+  }
+  return checkImagePath(copy);
+}
 
 /** Snapshots a per-state target visits at most (the table may claim thousands). */
 const MAX_STATES = 8;
