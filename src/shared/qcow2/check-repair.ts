@@ -6,7 +6,7 @@
  */
 import type { CheckFindings } from './check-findings.ts';
 import { hexEntry } from './check-findings.ts';
-import { ROLE_L2 } from './check-expected.ts';
+import { ROLE_L1, ROLE_L2 } from './check-expected.ts';
 import type { ReferenceScan } from './check-scan.ts';
 import { readZeroFilled } from './check-stored.ts';
 import { view } from './format/bytes.ts';
@@ -50,13 +50,23 @@ export function adjustRefcounts(image: Qcow2Image, scan: ReferenceScan, directio
  */
 export function repairEntries(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings): number {
   let changed = 0;
-  for (const [l1Offset, l1Size] of scan.l1TablesToFix) changed += repairL1Entries(image, l1Offset, l1Size, findings);
+  for (const [l1Offset, l1Size] of scan.l1TablesToFix) {
+    // A "table" that overlaps the header or other metadata (a snapshot's L1 offset of 0) is not written to.
+    if (clustersOf(image, l1Offset, l1Size * 8).some((cluster) => (scan.expected.rolesOf(cluster) & ~ROLE_L1) !== 0)) continue;
+    changed += repairL1Entries(image, l1Offset, l1Size, findings);
+  }
   for (const l2Offset of scan.l2TablesToFix) {
     if ((scan.expected.rolesOf(l2Offset / image.clusterBytes) & ~ROLE_L2) !== 0) continue;
     changed += repairL2Entries(image, l2Offset, findings);
   }
   if (changed > 0) image.file.flush();
   return changed;
+}
+
+function clustersOf(image: Qcow2Image, offset: number, bytes: number): number[] {
+  const clusters: number[] = [];
+  for (let cluster = Math.floor(offset / image.clusterBytes); cluster * image.clusterBytes < offset + bytes; cluster++) clusters.push(cluster);
+  return clusters;
 }
 
 function pastEnd(offset: number, size: number, fileSize: number, clusterBytes: number): boolean {
