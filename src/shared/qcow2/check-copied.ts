@@ -7,7 +7,7 @@
  * are wrong (before any refcount rises), 'set' adds missing ones (after refcounts are right, and
  * only where exactly one reference exists).
  */
-import { ROLE_L2 } from './check-expected.ts';
+import { ROLE_L1, ROLE_L2 } from './check-expected.ts';
 import { hexEntry, type CheckFindings } from './check-findings.ts';
 import type { ReferenceScan } from './check-scan.ts';
 import { readZeroFilled } from './check-stored.ts';
@@ -32,6 +32,13 @@ export function checkCopiedFlags(
   const l1 = view(l1Bytes);
   const visited = new Set<number>();
   let changed = 0;
+  // As for L2 tables below: an L1 table that overlaps anything else (an l1_size that runs into
+  // other clusters) is never written, or a flag "fix" would change that other structure or data.
+  let l1Writable = true;
+  for (let cluster = Math.floor(header.l1TableOffset / clusterBytes); cluster * clusterBytes < header.l1TableOffset + header.l1Size * 8; cluster++) {
+    if (scan.expected.rolesOf(cluster) !== ROLE_L1) l1Writable = false;
+  }
+  let l1Refused = false;
   // Only where exactly one reference exists may a repair add the flag (never on a shared cluster).
   const mayFix = (copied: boolean, cluster: number): boolean =>
     pass === 'clear' ? copied : pass === 'set' ? !copied && scan.expected.get(cluster) === 1 : false;
@@ -47,6 +54,7 @@ export function checkCopiedFlags(
     if ((refcount === 1) !== copied) {
       const detail = `OFLAG_COPIED L2 cluster: l1_index=${index} l1_entry=${hexEntry(high, low)} refcount=${refcount}`;
       if (pass === 'report') findings.corruption(`ERROR ${detail}`);
+      else if (mayFix(copied, l2Cluster) && !l1Writable) l1Refused = true;
       else if (mayFix(copied, l2Cluster)) {
         l1.setUint32(position, (high ^ OFLAG_COPIED_HI) >>> 0);
         file.write(l1Bytes.subarray(position, position + 8), header.l1TableOffset + position);
@@ -58,6 +66,7 @@ export function checkCopiedFlags(
     visited.add(l2Offset);
     changed += checkL2Flags(image, scan, findings, pass, refcountOf, l2Offset, mayFix);
   }
+  if (l1Refused) findings.note(`ERROR: the L1 table at 0x${header.l1TableOffset.toString(16)} overlaps other metadata or data; its COPIED flags were left as they are`);
   return changed;
 }
 
