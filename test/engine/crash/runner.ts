@@ -20,6 +20,7 @@ import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } fr
 import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
 import { contractViolation, readGuestState, statesEqual, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';
+import { referenceRun } from './reference-run.ts';
 import { walkImage } from './image-walk.ts';
 import { isClean, qemuVerdict } from './qemu-verdict.ts';
 
@@ -135,24 +136,14 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
   };
   try {
     const imagePath = folder.file('image.qcow2');
-    await operation.setup(imagePath);
-    const initial = new Uint8Array(fs.readFileSync(imagePath));
-    const before = readGuestState(new CrashState(imagePath, initial, []));
-
-    const fault = new FaultFile(imagePath, initial);
-    const image = Qcow2Image.openFile(fault, operation.open ?? {});
-    const granuleBytes = image.subclusterBytes;
-    operation.run(image);
-    image.close();
-    const log = fault.log;
+    const { initial, final, before, after, log, granuleBytes } = await referenceRun(operation, imagePath);
     report.events = log.length;
-    const after = readGuestState(new CrashState(imagePath, fault.contents(), []));
     const changes = operation.changesGuestState ?? true;
     if (statesEqual(before, after) === changes) fail(changes ? 'the operation changed nothing the guest sees: the case tests nothing' : 'the operation changed what the guest sees');
 
     // The finished operation: clean by qemu-img's standards, and read alike by qemu-img.
     const finishedPath = folder.file('finished.qcow2');
-    fs.writeFileSync(finishedPath, fault.contents());
+    fs.writeFileSync(finishedPath, final);
     const finished = await qemuVerdict(finishedPath);
     if (!isClean(finished)) fail(`after the whole operation qemu-img check is not clean:\n${finished.output}`);
     const finishedData = await qemuDataMismatch(finishedPath, after);

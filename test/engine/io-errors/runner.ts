@@ -21,6 +21,7 @@ import { FailingFile, type FailureCode, type FailurePlan } from '../../helpers/f
 import { firstDifference, inBatches, tempDir } from '../../helpers/qemu.ts';
 import { contractViolation, readGuestState, type GuestState } from '../crash/guest-state.ts';
 import type { ImageOperation } from '../crash/harness.ts';
+import { referenceRun } from '../crash/reference-run.ts';
 import { walkImage } from '../crash/image-walk.ts';
 import { isClean, qemuVerdict } from '../crash/qemu-verdict.ts';
 
@@ -118,18 +119,8 @@ export async function runIoErrorCase(operation: ImageOperation, settings: IoErro
   };
   try {
     const imagePath = folder.file('image.qcow2');
-    await operation.setup(imagePath);
-    const initial = new Uint8Array(fs.readFileSync(imagePath));
-    const before = readGuestState(new CrashState(imagePath, initial, []));
-
-    const reference = new FaultFile(imagePath, initial);
-    const referenceImage = Qcow2Image.openFile(reference, operation.open ?? {});
-    const granuleBytes = referenceImage.subclusterBytes;
-    operation.run(referenceImage);
-    referenceImage.close();
-    const log = reference.log;
+    const { initial, before, after, log, granuleBytes } = await referenceRun(operation, imagePath);
     report.events = log.length;
-    const after = readGuestState(new CrashState(imagePath, reference.contents(), []));
 
     const seen = new Set<string>();
     const qemuJobs: (() => Promise<void>)[] = [];
