@@ -139,9 +139,7 @@ export class Qcow2Image implements GuestReader {
   static openFile(openedFile: BlockFile, options: OpenImageOptions = {}): Qcow2Image {
     const file = FailStopFile.wrap(openedFile);
     const fileSize = file.size();
-    const first = new Uint8Array(Math.min(fileSize, 2 * 1024 * 1024));
-    file.read(first, 0);
-    const header = parseHeader(first, fileSize);
+    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize);
     const clusterBytes = clusterSize(header);
     const l1Bytes = new Uint8Array(header.l1Size * 8);
     if (l1Bytes.length > 0 && file.read(l1Bytes, header.l1TableOffset) < l1Bytes.length) {
@@ -680,6 +678,21 @@ function snapshotL1Problem(snapshot: SnapshotEntry, clusterBytes: number, fileSi
   }
   if (snapshot.l1TableOffset + snapshot.l1Size * 8 > fileSize) return `Snapshot ${snapshot.name}'s L1 table lies past the end of the file`;
   return null;
+}
+
+/**
+ * The header cluster only: cluster_bits (bytes 20–23) says how long it is, so a disk with 64 KiB
+ * clusters costs a 64 KiB read on open, not the 2 MiB the largest cluster size would need.
+ */
+function readHeaderCluster(file: BlockFile, fileSize: number): Uint8Array {
+  const probe = new Uint8Array(Math.min(fileSize, 24));
+  file.read(probe, 0);
+  const clusterBits = probe.length >= 24 ? view(probe).getUint32(20) : 0;
+  // parseHeader rejects out-of-range cluster bits; read enough for it to see them and say so.
+  const length = clusterBits >= 9 && clusterBits <= 21 ? 2 ** clusterBits : 512;
+  const first = new Uint8Array(Math.min(fileSize, length));
+  file.read(first, 0);
+  return first;
 }
 
 function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number } {
