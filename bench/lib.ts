@@ -67,7 +67,9 @@ export function machine(): string {
   return `${cpus.length} × ${cpus[0]?.model ?? 'unknown CPU'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB RAM, Node ${process.version}, ${qemu}`;
 }
 
-/** Drops the page cache's copy of a file where the OS allows it, so runs start alike (best effort). */
+/** Flushes dirty data and pauses briefly, so runs start alike (best effort). */
 export function syncDisk(): void {
   spawnSync('sync');
+  // Lets the file system settle after the previous run's output was removed.
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
 }

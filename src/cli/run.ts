@@ -2,29 +2,30 @@ import { readFileSync } from 'node:fs';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { parseCommandArgs } from './args.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
-import { commands } from './commands/index.ts';
+import { commands, type CommandEntry } from './commands/index.ts';
 
 /** Runs one `cowbell` command line and resolves with its exit code; never throws. */
-export async function runCli(argv: string[], io: CliIo, table: readonly Command[] = commands): Promise<number> {
+export async function runCli(argv: string[], io: CliIo, table: readonly CommandEntry[] = commands): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
-    io.err(usage(table));
+    io.err(await usage(table));
     return EXIT_USAGE;
   }
   if (name === '--help' || name === '-h' || name === 'help') {
-    io.out(usage(table));
+    io.out(await usage(table));
     return EXIT_OK;
   }
   if (name === '--version' || name === '-V') {
     io.out(`cowbell ${version()}\n`);
     return EXIT_OK;
   }
-  const command = table.find((candidate) => candidate.name === name);
-  if (command === undefined) {
+  const entry = table.find((candidate) => candidate.name === name);
+  if (entry === undefined) {
     io.err(`cowbell: unknown command '${name}' (try 'cowbell --help')\n`);
     return EXIT_USAGE;
   }
   try {
+    const command = await entry.load();
     if (rest.includes('--help') || rest.includes('-h')) {
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n`);
       return EXIT_OK;
@@ -45,7 +46,8 @@ export async function runCli(argv: string[], io: CliIo, table: readonly Command[
   }
 }
 
-function usage(table: readonly Command[]): string {
+async function usage(entries: readonly CommandEntry[]): Promise<string> {
+  const table: Command[] = await Promise.all(entries.map((entry) => entry.load()));
   const width = Math.max(...table.map((command) => command.name.length));
   const lines = table.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`);
   return `usage: cowbell COMMAND [OPTIONS] ARGS\n\nCommands:\n${lines.join('\n')}\n\nRun 'cowbell COMMAND --help' for a command's options.\n`;

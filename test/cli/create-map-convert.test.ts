@@ -139,6 +139,16 @@ describe('cowbell convert', () => {
     expect((await qemuCompare(back, source, { formatB: 'qcow2' })).code).toBe(0);
   });
 
+  it('takes qemu-img\'s -t cache modes (unsafe: not flushed) and makes the same image', async () => {
+    const target = folder.file('unsafe.qcow2');
+    expect(await run('convert', '-t', 'unsafe', '-O', 'qcow2', source, target)).toEqual({ code: 0, out: '', err: '' });
+    expect((await qemuCheck(target)).code).toBe(0);
+    expect((await qemuCompare(target, source, { formatB: 'qcow2' })).code).toBe(0);
+    const flushed = folder.file('writethrough.raw');
+    expect((await run('convert', '-t', 'writethrough', source, flushed)).code).toBe(0);
+    expect((await qemuCompare(source, flushed)).code).toBe(0);
+  });
+
   it('-B keeps only what differs from the new backing file', async () => {
     const target = folder.file('on-backing.qcow2');
     expect((await run('convert', '-O', 'qcow2', '-B', 'convert-source.qcow2', '-F', 'qcow2', source, target)).code).toBe(0);
@@ -153,6 +163,7 @@ describe('cowbell convert', () => {
     expectOneLineError(await run('convert', '-c', source, target), 2, /need a qcow2 output/);
     expectOneLineError(await run('convert', '-O', 'vmdk', source, target), 2, /qcow2 or raw/);
     expectOneLineError(await run('convert', source), 2, /missing argument/);
+    expectOneLineError(await run('convert', '-t', 'fast', source, folder.file('never.raw')), 2, /-t must be one of writeback, unsafe/);
     expectOneLineError(await run('convert', '-O', 'raw', source, folder.file('converted.raw')), 2, /already exists; pass --force/);
     expect(fs.existsSync(target)).toBe(false);
   });

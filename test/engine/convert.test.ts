@@ -5,6 +5,7 @@ import type { CreateOptions } from '../../src/shared/qcow2/create.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 import type { JobContext } from '../../src/shared/qcow2/job-context.ts';
 import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { FaultFileSystem } from '../helpers/fault-file.ts';
 import { compressibleBytes, SeededRandom } from '../helpers/seeded-random.ts';
 
 const KiB = 1024;
@@ -243,6 +244,21 @@ describe('convert onto a backing file (like qemu-img convert -B)', () => {
     expect(convertError({ source: sourceRaw, target: output('qcow2'), targetFormat: 'qcow2', options: { backingFile: 'missing.qcow2' } }).code).toBe('BACKING_NOT_FOUND');
     const target = output('qcow2');
     expect(convertError({ source: sourceRaw, target, targetFormat: 'qcow2', options: { backingFile: target } }).code).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('convert without flushing (qemu-img -t unsafe)', () => {
+  it('makes the same file, renamed into place without a flush of the file or the folder', () => {
+    const durable = new FaultFileSystem();
+    convertImage({ source: sourceRaw, target: '/fake/durable.qcow2', targetFormat: 'qcow2', fileSystem: durable });
+    const unsafe = new FaultFileSystem();
+    convertImage({ source: sourceRaw, target: '/fake/unsafe.qcow2', targetFormat: 'qcow2', durable: false, fileSystem: unsafe });
+    const kinds = (log: FaultFileSystem['log']): string[] => log.filter((event) => event.kind !== 'write' && event.kind !== 'truncate').map((event) => event.kind);
+    expect(kinds(durable.log)).toEqual(['create', 'flush', 'close', 'rename', 'sync-folder']);
+    expect(kinds(unsafe.log)).toEqual(['create', 'close', 'rename']);
+    const made = unsafe.files().get('/fake/unsafe.qcow2');
+    expect(made).toBeDefined();
+    expect(firstDifference(made ?? new Uint8Array(0), durable.files().get('/fake/durable.qcow2') ?? new Uint8Array(0))).toBe(-1);
   });
 });
 

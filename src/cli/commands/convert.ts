@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import type { ConvertRequest } from '../../shared/qcow2/convert.ts';
 import { isErrorCode, Qcow2Error } from '../../shared/qcow2/errors.ts';
-import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image-format.ts';
+import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image-format-name.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
 import type { ConvertWorkerData, ConvertWorkerMessage } from '../convert-worker.ts';
@@ -13,7 +13,8 @@ import { createOptionsFromArgs } from '../image-options.ts';
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
  * as in qemu-img. Unlike qemu-img, an existing output is refused unless --force is given; the
  * output appears under its name only once complete. Internal snapshots are not copied (as qemu-img).
- * With -c, clusters are compressed on up to MAX_COMPRESSION_THREADS cores.
+ * With -c, clusters are compressed on up to MAX_COMPRESSION_THREADS cores. The output is flushed
+ * to disk before it takes its name unless -t unsafe (qemu-img's default) says not to.
  */
 /** Each compressing thread holds its own heap and zlib garbage (tens of MiB): a few are enough. */
 const MAX_COMPRESSION_THREADS = 4;
@@ -21,7 +22,7 @@ const MAX_COMPRESSION_THREADS = 4;
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [--force] INPUT OUTPUT',
   options: {
     compress: { type: 'boolean', short: 'c' },
     progress: { type: 'boolean', short: 'p' },
@@ -31,6 +32,7 @@ export const convert: Command = {
     options: { type: 'string', short: 'o', multiple: true },
     backing: { type: 'string', short: 'B' },
     'backing-format': { type: 'string', short: 'F' },
+    cache: { type: 'string', short: 't' },
     force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -50,12 +52,13 @@ export const convert: Command = {
     if (targetFormat === 'raw' && (compress || Object.keys(options).length > 0)) {
       throw new UsageError('convert: -c, -o and -B need a qcow2 output (-O qcow2)');
     }
+    const durable = cacheMode(option(args, 'cache'));
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     try {
       const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
-      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force }, showProgress ? progressPrinter(io) : () => {});
+      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
     }
@@ -88,6 +91,20 @@ function convertInWorker(request: ConvertRequest, onProgress: (done: number, tot
     worker.on('error', (error) => settle(new Qcow2Error('INTERNAL', error.message)));
     worker.on('exit', (code) => settle(code === 0 ? null : new Qcow2Error('INTERNAL', `the convert worker stopped (exit ${code})`)));
   });
+}
+
+/**
+ * qemu-img's -t: the output's cache mode. Cowbell's default is writeback, qemu-img convert's is
+ * unsafe. Every mode but unsafe flushes the output to disk before it takes its name; unsafe skips
+ * that flush (a power failure may then leave an incomplete output; an existing file being replaced
+ * is flushed whatever the mode).
+ */
+const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
+
+function cacheMode(value: string | undefined): boolean {
+  if (value === undefined) return true;
+  if (!CACHE_MODES.includes(value)) throw new UsageError(`convert: -t must be one of ${CACHE_MODES.join(', ')}, not ${value}`);
+  return value !== 'unsafe';
 }
 
 function formatOption(value: string | undefined, flagName: string): ImageFormat | undefined {

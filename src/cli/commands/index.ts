@@ -1,12 +1,22 @@
 import type { Command } from '../command.ts';
-import { check } from './check.ts';
-import { convert } from './convert.ts';
-import { create } from './create.ts';
-import { diff } from './diff.ts';
-import { info } from './info.ts';
-import { map } from './map.ts';
-import { snapshot } from './snapshot.ts';
-import { usage } from './usage.ts';
 
-/** Every `cowbell` subcommand, by name. A new command is one file and one line here. */
-export const commands: readonly Command[] = [info, create, check, map, convert, snapshot, usage, diff];
+/**
+ * Every `cowbell` subcommand, by name. Each is loaded only when it runs (or for --help), so a
+ * command's start-up pays for its own part of the engine only. A new command is one file and one
+ * line here.
+ */
+export interface CommandEntry {
+  name: string;
+  load(): Promise<Command>;
+}
+
+export const commands: readonly CommandEntry[] = [
+  { name: 'info', load: async () => (await import('./info.ts')).info },
+  { name: 'create', load: async () => (await import('./create.ts')).create },
+  { name: 'check', load: async () => (await import('./check.ts')).check },
+  { name: 'map', load: async () => (await import('./map.ts')).map },
+  { name: 'convert', load: async () => (await import('./convert.ts')).convert },
+  { name: 'snapshot', load: async () => (await import('./snapshot.ts')).snapshot },
+  { name: 'usage', load: async () => (await import('./usage.ts')).usage },
+  { name: 'diff', load: async () => (await import('./diff.ts')).diff },
+];

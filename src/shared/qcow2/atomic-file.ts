@@ -10,12 +10,21 @@ import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
 import { inUseError, writtenElsewhere } from './image-lock.ts';
+import { writeBehind } from './write-behind-file.ts';
 
 export interface AtomicWriteOptions {
   /** Replace an existing file at targetPath (rewrites); otherwise an existing file is an error. */
   overwrite: boolean;
   /** Test seam: how files and folder syncs are done. */
   fileSystem?: AtomicFileSystem;
+  /**
+   * Make the new file durable before it takes its name, and the name after (default true). false
+   * is qemu-img's cache=unsafe: still never a partial file under the name while the system runs,
+   * but after a power failure the named file may be incomplete. Ignored when a file is replaced.
+   */
+  durable?: boolean;
+  /** Write the file through a helper thread (write-behind-file.ts): for large, front-to-back output. */
+  writeBehind?: boolean;
 }
 
 export interface AtomicFileSystem {
@@ -78,12 +87,15 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
   }
   // Replacing a disk a VM runs would leave the VM writing to a file nobody sees any more; QEMU's create refuses too.
   if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath);
+  // A file that replaces another is always made durable first: the old one must not go before it is.
+  const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {
     file = fileSystem.create(temporaryPath);
+    if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
     const result = build(file, temporaryPath);
-    file.flush();
+    if (durable) file.flush();
     file.close();
     file = null;
     try {
@@ -93,7 +105,7 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
       if ((error as { code?: string }).code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
       throw toQcow2Error(error, targetPath);
     }
-    fileSystem.syncFolder(path.dirname(targetPath));
+    if (durable) fileSystem.syncFolder(path.dirname(targetPath));
     return result;
   } catch (error) {
     try {

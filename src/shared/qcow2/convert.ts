@@ -48,6 +48,11 @@ export interface ConvertRequest {
   compressionThreads?: number;
   /** Replace an existing target file (qemu-img's behaviour); by default it is an error. */
   overwrite?: boolean;
+  /**
+   * Flush the output to disk before it takes its name (default true). false is qemu-img's default
+   * cache mode (unsafe): faster, but a power failure may leave the named output incomplete.
+   */
+  durable?: boolean;
   /** Test seams. */
   chunkBytes?: number;
   fileSystem?: AtomicFileSystem;
@@ -113,7 +118,8 @@ export function convertImage(request: ConvertRequest, job: JobContext = silentJo
           sink.close();
         }
       },
-      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem },
+      // The helper thread writes each chunk while the next is read and inspected.
+      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem, durable: request.durable ?? true, writeBehind: true },
     );
   } finally {
     backing?.close();

@@ -2,16 +2,13 @@
 import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error } from './errors.ts';
+import type { ImageFormat } from './image-format-name.ts';
 import { QCOW2_MAGIC } from './format/limits.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { Qcow2Image } from './image.ts';
 import { RawImage } from './raw-image.ts';
 
-export type ImageFormat = 'qcow2' | 'raw';
-
-export function isImageFormat(value: string): value is ImageFormat {
-  return value === 'qcow2' || value === 'raw';
-}
+export { isImageFormat, type ImageFormat } from './image-format-name.ts';
 
 /** qcow2 when the file starts with qcow2's magic, raw otherwise (as QEMU probes). */
 export function probeFormat(file: BlockFile): ImageFormat {

@@ -332,4 +332,14 @@ export const fileOperations: FileOperation[] = [
     },
     run: (fileSystem, folder) => void convertImage({ source: folder.file('source.qcow2'), target: `${FAKE_FOLDER}/converted.qcow2`, targetFormat: 'qcow2', compress: true, overwrite: true, fileSystem }),
   },
+  {
+    // -t unsafe skips the flush for a new output, never when an existing file is replaced.
+    name: 'convert -t unsafe over an existing target (still flushed before the rename)',
+    target: `${FAKE_FOLDER}/unsafe.qcow2`,
+    setup: async (folder) => {
+      await qemuMadeImage(folder, 'unsafe-source.qcow2', V3_512, 64 * KiB, [{ io: 'write -P 0x3c 1k 9k' }]);
+      return new Uint8Array(8 * KiB).fill(0x77);
+    },
+    run: (fileSystem, folder) => void convertImage({ source: folder.file('unsafe-source.qcow2'), target: `${FAKE_FOLDER}/unsafe.qcow2`, targetFormat: 'qcow2', overwrite: true, durable: false, fileSystem }),
+  },
 ];

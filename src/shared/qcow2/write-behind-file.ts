@@ -1,0 +1,272 @@
+/**
+ * A BlockFile for writing a new file front to back (convert's output) whose writes are done by a
+ * helper thread, so the caller reads and inspects the next chunk while the previous one is written:
+ * the disk's reads and writes overlap, as in qemu-img's parallel requests.
+ *
+ * write() copies the bytes into one of a few shared slots and returns; the helper thread writes
+ * the slots in order with pwrite and, where asked, starts the kernel's writeback of what it wrote
+ * (Linux sync_file_range(SYNC_FILE_RANGE_WRITE)), so the disk writes while the copy goes on and the
+ * final fdatasync has little left to wait for. sync_file_range only starts writeback: a write error
+ * is still reported by that fdatasync (flush()), which this file runs itself after the queue drains.
+ * Until the helper thread has started, writes are done directly (a small file never waits for it).
+ * Every other call (read, size, truncate, flush, close) first waits for the queued writes, so the
+ * file behaves exactly like the one it wraps; a failed queued write fails the next call with its
+ * own error (ENOSPC, EIO), typed like any other.
+ */
+import type * as Koffi from 'koffi';
+import { createRequire } from 'node:module';
+import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import type { BlockFile } from './block-file.ts';
+import { Qcow2Error, toQcow2Error } from './errors.ts';
+
+const SLOT_BYTES = 4 * 1024 * 1024;
+const SLOTS = 6;
+/** Start writeback after this many bytes have been written since the last start. */
+const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
+
+/** Indexes into the shared Int32 control words. */
+const SUBMITTED = 0;
+const COMPLETED = 1;
+const FAILED = 2;
+/** Set by the helper thread once it runs (starting one takes tens of milliseconds). */
+const READY = 3;
+
+/** Per-slot operation kinds (meta[slot * 3]). */
+const OP_WRITE = 1;
+const OP_STOP = 2;
+
+export interface WriteBehindOptions {
+  /** Start the kernel's writeback as data is written (for a file that will be flushed at the end). */
+  startWriteback: boolean;
+}
+
+/** A BlockFile that can give the descriptor of its open file (NodeBlockFile). */
+export interface DescribedBlockFile extends BlockFile {
+  readonly descriptor: number;
+}
+
+function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
+  return typeof (file as { descriptor?: unknown }).descriptor === 'number';
+}
+
+/**
+ * Wraps `file` for writing behind when it is a real file (it has a descriptor the helper thread can
+ * use); any other BlockFile (the tests' fault-injecting ones) is returned as it is.
+ */
+export function writeBehind(file: BlockFile, options: WriteBehindOptions): BlockFile {
+  if (file.readOnly || !hasDescriptor(file)) return file;
+  return new WriteBehindFile(file, options);
+}
+
+export class WriteBehindFile implements BlockFile {
+  readonly path: string;
+  readonly readOnly = false;
+  private readonly file: DescribedBlockFile;
+  private readonly control: Int32Array;
+  /** Per slot: operation, file position, byte count. */
+  private readonly meta: Float64Array;
+  private readonly slots: Uint8Array;
+  private readonly errors: MessagePort;
+  private worker: Worker | null;
+  private submitted = 0;
+  private failure: Qcow2Error | null = null;
+
+  constructor(file: DescribedBlockFile, options: WriteBehindOptions) {
+    this.path = file.path;
+    this.file = file;
+    this.control = new Int32Array(new SharedArrayBuffer(4 * 4));
+    this.meta = new Float64Array(new SharedArrayBuffer(SLOTS * 3 * 8));
+    this.slots = new Uint8Array(new SharedArrayBuffer(SLOTS * SLOT_BYTES));
+    const channel = new MessageChannel();
+    this.errors = channel.port1;
+    const workerData: WriterData = {
+      fd: file.descriptor,
+      control: this.control,
+      meta: this.meta,
+      slots: this.slots,
+      slotBytes: SLOT_BYTES,
+      slotCount: SLOTS,
+      writebackStepBytes: options.startWriteback ? WRITEBACK_STEP_BYTES : 0,
+      koffiPath: options.startWriteback ? koffiPath() : null,
+      errors: channel.port2,
+    };
+    this.worker = new Worker(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
+    this.worker.unref();
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    this.drain();
+    return this.file.read(buffer, position);
+  }
+
+  write(buffer: Uint8Array, position: number): void {
+    this.throwIfFailed();
+    // Nothing is queued before the helper runs, so these direct writes come before every queued one.
+    if (this.submitted === 0 && Atomics.load(this.control, READY) === 0) {
+      this.file.write(buffer, position);
+      return;
+    }
+    for (let done = 0; done < buffer.length; done += SLOT_BYTES) {
+      const piece = buffer.subarray(done, Math.min(buffer.length, done + SLOT_BYTES));
+      const slot = this.nextFreeSlot();
+      this.slots.set(piece, slot * SLOT_BYTES);
+      this.submit(slot, OP_WRITE, position + done, piece.length);
+    }
+  }
+
+  flush(): void {
+    this.drain();
+    this.file.flush();
+  }
+
+  size(): number {
+    this.drain();
+    return this.file.size();
+  }
+
+  truncate(size: number): void {
+    this.drain();
+    this.file.truncate(size);
+  }
+
+  /** Stops the helper thread (after the queued writes) and closes the file; reports a queued write's failure. */
+  close(): void {
+    try {
+      if (this.worker !== null) {
+        const slot = this.nextFreeSlot();
+        this.submit(slot, OP_STOP, 0, 0);
+        // A helper that never started has nothing to write: it stops by itself once it runs.
+        if (this.submitted > 1) this.waitForCompleted(this.submitted);
+        this.worker = null;
+        try {
+          this.throwIfFailed();
+        } finally {
+          this.errors.close();
+        }
+      }
+      this.throwIfFailed();
+    } finally {
+      this.file.close();
+    }
+  }
+
+  /** Waits until every queued write is done; throws the first failure among them. */
+  private drain(): void {
+    if (this.submitted === 0) return;
+    this.waitForCompleted(this.submitted);
+    this.throwIfFailed();
+  }
+
+  private nextFreeSlot(): number {
+    if (this.worker === null) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+    this.waitForCompleted(this.submitted - SLOTS + 1);
+    return this.submitted % SLOTS;
+  }
+
+  private submit(slot: number, op: number, position: number, length: number): void {
+    this.meta[slot * 3] = op;
+    this.meta[slot * 3 + 1] = position;
+    this.meta[slot * 3 + 2] = length;
+    this.submitted++;
+    Atomics.store(this.control, SUBMITTED, this.submitted);
+    Atomics.notify(this.control, SUBMITTED);
+  }
+
+  private waitForCompleted(count: number): void {
+    for (;;) {
+      const completed = Atomics.load(this.control, COMPLETED);
+      if (completed >= count) return;
+      Atomics.wait(this.control, COMPLETED, completed);
+    }
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure === null && Atomics.load(this.control, FAILED) !== 0) {
+      const message = receiveMessageOnPort(this.errors)?.message as { code?: unknown; message?: unknown } | undefined;
+      const error = Object.assign(new Error(typeof message?.message === 'string' ? message.message : 'a write failed'), { code: message?.code });
+      this.failure = toQcow2Error(error, this.path);
+    }
+    if (this.failure !== null) throw this.failure;
+  }
+}
+
+function koffiPath(): string | null {
+  if (process.platform !== 'linux') return null;
+  try {
+    return createRequire(import.meta.url).resolve('koffi');
+  } catch {
+    return null;
+  }
+}
+
+interface WriterData {
+  fd: number;
+  control: Int32Array;
+  meta: Float64Array;
+  slots: Uint8Array;
+  slotBytes: number;
+  slotCount: number;
+  /** 0: never start writeback. */
+  writebackStepBytes: number;
+  koffiPath: string | null;
+  errors: MessagePort;
+}
+
+/**
+ * The helper thread's whole program. It runs from its source text (an eval worker), so it needs no
+ * file of its own in the app's bundle: it must not use anything from outside its own body.
+ */
+function writerThread(): void {
+  // getBuiltinModule, not require: a bundler rewrites require calls into helpers this text would not have.
+  const { workerData } = process.getBuiltinModule('node:worker_threads');
+  const fs = process.getBuiltinModule('node:fs');
+  const data = workerData as WriterData;
+  const [submittedIndex, completedIndex, failedIndex, readyIndex] = [0, 1, 2, 3];
+  const [opWrite, opStop] = [1, 2];
+  const syncFileRangeWrite = 2;
+  type StartWriteback = (fd: number, offset: number, length: number, flags: number) => number;
+  let startWriteback: StartWriteback | null = null;
+  if (data.writebackStepBytes > 0 && data.koffiPath !== null) {
+    try {
+      const koffi = process.getBuiltinModule('node:module').createRequire(data.koffiPath)(data.koffiPath) as typeof Koffi;
+      startWriteback = koffi.load(null).func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as StartWriteback;
+    } catch {
+      // Only an optimisation: without it the final fdatasync writes everything.
+      startWriteback = null;
+    }
+  }
+  Atomics.store(data.control, readyIndex, 1);
+  let failed = false;
+  let completed = 0;
+  let unstartedFrom = Number.POSITIVE_INFINITY;
+  let unstartedTo = 0;
+  for (;;) {
+    while (Atomics.load(data.control, submittedIndex) === completed) Atomics.wait(data.control, submittedIndex, completed);
+    const slot = completed % data.slotCount;
+    const op = data.meta[slot * 3];
+    const position = data.meta[slot * 3 + 1] ?? 0;
+    const length = data.meta[slot * 3 + 2] ?? 0;
+    if (op === opWrite && !failed) {
+      try {
+        const bytes = data.slots.subarray(slot * data.slotBytes, slot * data.slotBytes + length);
+        for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
+        unstartedFrom = Math.min(unstartedFrom, position);
+        unstartedTo = Math.max(unstartedTo, position + length);
+        if (startWriteback !== null && unstartedTo - unstartedFrom >= data.writebackStepBytes) {
+          startWriteback(data.fd, unstartedFrom, unstartedTo - unstartedFrom, syncFileRangeWrite);
+          unstartedFrom = Number.POSITIVE_INFINITY;
+          unstartedTo = 0;
+        }
+      } catch (error) {
+        failed = true;
+        data.errors.postMessage({ code: (error as { code?: unknown }).code, message: error instanceof Error ? error.message : String(error) });
+        Atomics.store(data.control, failedIndex, 1);
+      }
+    }
+    completed++;
+    Atomics.store(data.control, completedIndex, completed);
+    Atomics.notify(data.control, completedIndex);
+    if (op === opStop) break;
+  }
+  data.errors.close();
+}

@@ -1,0 +1,128 @@
+/**
+ * The write-behind file: what a helper thread writes must be exactly what direct writes would have
+ * made, in order, whenever the helper starts; every other call sees the queued writes; a write the
+ * helper fails fails the caller's next call with its typed error.
+ */
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { NodeBlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
+import { WriteBehindFile, writeBehind, type DescribedBlockFile } from '../../src/shared/qcow2/write-behind-file.ts';
+import { tempDir, type TempDir } from '../helpers/qemu.ts';
+
+const MiB = 1024 * 1024;
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+function sleep(milliseconds: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, milliseconds);
+}
+
+/** Long enough for the helper thread to have started on any machine these tests run on. */
+function waitForHelper(): void {
+  sleep(1500);
+}
+
+/** Seeded pieces of varied sizes (up to three slots) at varied places, some overlapping earlier ones. */
+function writePlan(seed: number): { position: number; bytes: Uint8Array }[] {
+  let state = seed;
+  const next = (limit: number): number => {
+    state = (state * 1103515245 + 12345) >>> 0;
+    return state % limit;
+  };
+  const plan: { position: number; bytes: Uint8Array }[] = [];
+  for (let index = 0; index < 40; index++) {
+    const length = index % 7 === 0 ? 9 * MiB + next(4096) : 1 + next(256 * 1024);
+    plan.push({ position: next(24 * MiB), bytes: new Uint8Array(randomBytes(length)) });
+  }
+  return plan;
+}
+
+function applyPlan(file: BlockFile, plan: { position: number; bytes: Uint8Array }[], pauseAfter = -1): void {
+  plan.forEach((piece, index) => {
+    file.write(piece.bytes, piece.position);
+    if (index === pauseAfter) waitForHelper();
+  });
+}
+
+describe('write-behind file', () => {
+  it('ends with the same bytes as direct writes, when the helper starts at once, midway or never in time', () => {
+    const plan = writePlan(7);
+    const expected = folder.file('direct.bin');
+    const direct = NodeBlockFile.open(expected, { create: true });
+    applyPlan(direct, plan);
+    direct.close();
+    for (const [name, pauseAfter] of [['at-once', -2], ['midway', 5], ['late', -1]] as const) {
+      const target = folder.file(`behind-${name}.bin`);
+      const file = writeBehind(NodeBlockFile.open(target, { create: true }), { startWriteback: true });
+      expect(file).toBeInstanceOf(WriteBehindFile);
+      if (pauseAfter === -2) waitForHelper();
+      applyPlan(file, plan, pauseAfter);
+      file.flush();
+      file.close();
+      expect(fs.readFileSync(target).equals(fs.readFileSync(expected)), name).toBe(true);
+    }
+  });
+
+  it('lets reads, size and truncate see every write queued before them', () => {
+    const file = writeBehind(NodeBlockFile.open(folder.file('reads.bin'), { create: true }), { startWriteback: false });
+    waitForHelper();
+    const bytes = new Uint8Array(randomBytes(6 * MiB));
+    file.write(bytes, MiB);
+    expect(file.size()).toBe(7 * MiB);
+    const back = new Uint8Array(6 * MiB);
+    expect(file.read(back, MiB)).toBe(6 * MiB);
+    expect(Buffer.from(back).equals(Buffer.from(bytes))).toBe(true);
+    file.write(new Uint8Array(4096).fill(1), 10 * MiB);
+    file.truncate(8 * MiB);
+    expect(file.size()).toBe(8 * MiB);
+    file.close();
+    expect(fs.statSync(folder.file('reads.bin')).size).toBe(8 * MiB);
+  });
+
+  it('leaves a file it cannot hand to a helper thread as it is', () => {
+    const plain: BlockFile = { path: 'x', readOnly: false, read: () => 0, write: () => {}, flush: () => {}, size: () => 0, truncate: () => {}, close: () => {} };
+    expect(writeBehind(plain, { startWriteback: true })).toBe(plain);
+  });
+
+  it('fails the next call with the typed error of a write the helper could not do (disk full)', () => {
+    // /dev/full refuses every write with ENOSPC.
+    const fd = fs.openSync('/dev/full', 'w');
+    let closed = false;
+    const full: DescribedBlockFile = {
+      path: 'full-disk.img',
+      readOnly: false,
+      descriptor: fd,
+      read: () => 0,
+      write: () => {
+        throw new Error('the test writes through the helper only');
+      },
+      flush: () => {},
+      size: () => 0,
+      truncate: () => {},
+      close: () => {
+        fs.closeSync(fd);
+        closed = true;
+      },
+    };
+    const file = writeBehind(full, { startWriteback: false });
+    waitForHelper();
+    file.write(new Uint8Array(64 * 1024).fill(9), 0);
+    let failure: unknown = null;
+    try {
+      for (let index = 0; index < 20; index++) file.write(new Uint8Array(4096), index * 4096);
+      file.flush();
+    } catch (error) {
+      failure = error;
+    }
+    expect(failure).toBeInstanceOf(Qcow2Error);
+    expect(failure).toMatchObject({ code: 'NO_SPACE', message: expect.stringMatching(/full-disk\.img: the disk is full/) });
+    expect(() => file.close()).toThrow(/the disk is full/);
+    expect(closed).toBe(true);
+  });
+});
