@@ -12,6 +12,7 @@
  * (Cowbell's own rewrites — compress, compact — keep them; that is rewrite.ts's job, not this.)
  */
 import * as path from 'node:path';
+import { alignedBytes } from './aligned-bytes.ts';
 import { writeFileAtomically, type AtomicFileSystem } from './atomic-file.ts';
 import type { BlockFile } from './block-file.ts';
 import { inlineCompressor, threadedCompressor, type ClusterCompressor } from './cluster-compressor.ts';
@@ -163,8 +164,8 @@ function chunkSize(request: ConvertRequest, blockBytes: number): number {
 
 function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): ConvertResult {
   const blockBytes = sink.blockBytes;
-  const buffer = new Uint8Array(chunkBytes);
-  const backingBuffer = backing === null ? null : new Uint8Array(chunkBytes);
+  const buffer = alignedBytes(chunkBytes);
+  const backingBuffer = backing === null ? null : alignedBytes(chunkBytes);
   const mayHoldData = new Uint8Array(chunkBytes / blockBytes);
   const kinds = new Uint8Array(chunkBytes / blockBytes);
   const result: ConvertResult = { virtualSize, dataBytes: 0, compressedBytes: 0, zeroBytes: 0, backingBytes: 0 };
@@ -316,7 +317,7 @@ class Qcow2Sink implements OutputSink {
     this.options = options;
     this.compressor = compressor;
     this.blockBytes = writer.clusterBytes;
-    this.batch = new Uint8Array(compressor === null ? 0 : chunkBytes);
+    this.batch = compressor === null ? new Uint8Array(0) : alignedBytes(chunkBytes);
   }
 
   writeChunk(firstBlock: number, chunk: Uint8Array, kinds: Uint8Array, blocks: number): void {

@@ -11,6 +11,7 @@
  * No crash ordering is needed inside: the file is a temporary one (writeFileAtomically) until it
  * is complete.
  */
+import { alignedBytes } from './aligned-bytes.ts';
 import type { BlockFile } from './block-file.ts';
 import type { ResolvedCreateOptions } from './create.ts';
 import { newImageHeader } from './create.ts';
@@ -71,7 +72,7 @@ export class Qcow2StreamWriter {
     this.l1View = view(this.l1);
     this.l2.bytes = new Uint8Array(this.clusterBytes);
     this.l2.view = view(this.l2.bytes);
-    this.stage = new Uint8Array(Math.max(stageBytes, 2 * this.clusterBytes));
+    this.stage = alignedBytes(Math.max(stageBytes, 2 * this.clusterBytes));
     this.entriesPerBlock = (this.clusterBytes * 8) / 2 ** options.refcountOrder;
     this.refcountMax = maxRefcount(options.refcountOrder);
     this.block = new Uint8Array(this.clusterBytes);

@@ -16,6 +16,7 @@
 import type * as Koffi from 'koffi';
 import { createRequire } from 'node:module';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { alignedSharedBytes } from './aligned-bytes.ts';
 import type { BlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
 
@@ -76,7 +77,7 @@ export class WriteBehindFile implements BlockFile {
     this.file = file;
     this.control = new Int32Array(new SharedArrayBuffer(4 * 4));
     this.meta = new Float64Array(new SharedArrayBuffer(SLOTS * 3 * 8));
-    this.slots = new Uint8Array(new SharedArrayBuffer(SLOTS * SLOT_BYTES));
+    this.slots = alignedSharedBytes(SLOTS * SLOT_BYTES);
     const channel = new MessageChannel();
     this.errors = channel.port1;
     const workerData: WriterData = {
