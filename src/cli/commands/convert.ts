@@ -84,13 +84,15 @@ function convertInWorker(request: ConvertRequest, onProgress: (done: number, tot
       else reject(error);
     };
     worker.on('message', (message: ConvertWorkerMessage) => {
-      if (message.type === 'progress') onProgress(message.done, message.total);
-      else if (message.type === 'done') {
+      if (message.type === 'progress') {
+        onProgress(message.done, message.total);
+      } else if (message.type === 'done') {
         // Its result is in: the process need not wait for the thread to wind down.
         worker.unref();
         settle(null);
+      } else {
+        settle(new Qcow2Error(isErrorCode(message.code) ? message.code : 'INTERNAL', message.code === 'CANCELLED' ? 'Cancelled; no output was written' : message.message));
       }
-      else settle(new Qcow2Error(isErrorCode(message.code) ? message.code : 'INTERNAL', message.code === 'CANCELLED' ? 'Cancelled; no output was written' : message.message));
     });
     worker.on('error', (error) => settle(new Qcow2Error('INTERNAL', error.message)));
     worker.on('exit', (code) => settle(code === 0 ? null : new Qcow2Error('INTERNAL', `the convert worker stopped (exit ${code})`)));
