@@ -23,7 +23,11 @@ function median(values: number[]): number {
 }
 
 /** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
+/** BENCH_ONLY=text runs only the comparisons whose name contains it. */
+const ONLY = process.env.BENCH_ONLY;
+
 function compare(name: string, note: string, cowbellArgs: (output: string) => string[], qemuArgs: (output: string) => string[], extension: string): void {
+  if (ONLY !== undefined && !name.includes(ONLY)) return;
   const cowbell: Measurement[] = [];
   const qemu: Measurement[] = [];
   for (let round = 0; round < ROUNDS; round++) {
