@@ -247,6 +247,24 @@ describe('convert onto a backing file (like qemu-img convert -B)', () => {
   });
 });
 
+describe('convert from a qcow2 whose clusters are smaller than the output\'s blocks', () => {
+  it('writes a block that mixes data and unallocated clusters whole, zeros and all, though its buffer held other data before', async () => {
+    // 4 KiB clusters; 64 KiB blocks in the output. The first 16 blocks are all data, which dirties
+    // the reused chunk buffers; every later block has 4 KiB of data and 60 KiB never written.
+    const source = folder.file('small-clusters.qcow2');
+    await qemuImg(['create', '-f', 'qcow2', '-o', 'cluster_size=4096', source, '8M']);
+    const writes = ['write -P 0xaa 0 1M'];
+    for (let block = 16; block < 128; block++) writes.push(`write -P 0x5c ${block * 64 * KiB + (block % 16) * 4 * KiB} 4k`);
+    await qemuIo(source, writes);
+    const raw = output('raw');
+    convertImage({ source, target: raw, targetFormat: 'raw', chunkBytes: 64 * KiB });
+    expect((await qemuCompare(source, raw)).code).toBe(0);
+    const qcow2 = output('qcow2');
+    convertImage({ source, target: qcow2, targetFormat: 'qcow2', chunkBytes: 64 * KiB });
+    await expectCleanCopy(qcow2, source, 'qcow2');
+  });
+});
+
 describe('convert without flushing (qemu-img -t unsafe)', () => {
   it('makes the same file, renamed into place without a flush of the file or the folder', () => {
     const durable = new FaultFileSystem();

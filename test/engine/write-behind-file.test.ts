@@ -69,6 +69,41 @@ describe('write-behind file', () => {
     }
   });
 
+  it('writes from lent buffers, reused many times over, the bytes they held when written', () => {
+    const target = folder.file('lent.bin');
+    const file = writeBehind(NodeBlockFile.open(target, { create: true }), { startWriteback: true });
+    // What each lent buffer held, and what was written from it: replayed at the end. Filling is
+    // much faster than writing, so the helper falls behind and busy slots must not be lent again.
+    const writes: { fill: number; from: number; to: number; position: number }[] = [];
+    let lentNull = false;
+    const CHUNKS = 100;
+    for (const pause of [false, true]) {
+      if (pause) waitForHelper();
+      for (let chunk = 0; chunk < CHUNKS; chunk++) {
+        const buffer = file.lendBuffer?.(4 * MiB) ?? null;
+        if (buffer === null) {
+          lentNull = true;
+          break;
+        }
+        const fill = (pause ? CHUNKS : 0) + chunk;
+        buffer.fill(fill);
+        // Three pieces of each buffer, out of order, one of them overlapping the previous chunk.
+        const start = chunk * 4 * MiB;
+        for (const [from, to, position] of [[MiB, 3 * MiB, start + MiB], [0, MiB, start], [0, 64 * 1024, Math.max(0, start - 32 * 1024)]] as const) {
+          file.write(buffer.subarray(from, to), position);
+          writes.push({ fill, from, to, position });
+        }
+      }
+    }
+    file.flush();
+    file.close();
+    expect(lentNull).toBe(false);
+    const expected = new Uint8Array(fs.statSync(target).size);
+    for (const write of writes) expected.fill(write.fill % 256, write.position, write.position + write.to - write.from);
+    expect(expected.length).toBe(CHUNKS * 4 * MiB - MiB);
+    expect(Buffer.from(expected).equals(fs.readFileSync(target))).toBe(true);
+  });
+
   it('lets reads, size and truncate see every write queued before them', () => {
     const file = writeBehind(NodeBlockFile.open(folder.file('reads.bin'), { create: true }), { startWriteback: false });
     waitForHelper();

@@ -20,6 +20,11 @@ export interface BlockFile {
   size(): number;
   truncate(size: number): void;
   close(): void;
+  /**
+   * A buffer to fill and then write from without a copy (write-behind-file.ts), or null. It is the
+   * caller's until the next call; bytes passed to write() must not change.
+   */
+  lendBuffer?(length: number): Uint8Array | null;
 }
 
 export interface OpenOptions {

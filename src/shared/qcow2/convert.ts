@@ -82,6 +82,8 @@ interface OutputSink {
   readonly blockBytes: number;
   /** Blocks stored compressed so far. */
   readonly compressedBlocks: number;
+  /** A buffer to read the next chunk into, which the output can write from without a copy; null when it has none. */
+  lendBuffer(length: number): Uint8Array | null;
   /** The first `blocks` blocks of `chunk`, the first of them guest block `firstBlock`; `kinds[i]` is SKIP, DATA or ZERO. */
   writeChunk(firstBlock: number, chunk: Uint8Array, kinds: Uint8Array, blocks: number): void;
   finish(): void;
@@ -164,7 +166,7 @@ function chunkSize(request: ConvertRequest, blockBytes: number): number {
 
 function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): ConvertResult {
   const blockBytes = sink.blockBytes;
-  const buffer = alignedBytes(chunkBytes);
+  let ownBuffer: Uint8Array | null = null;
   const backingBuffer = backing === null ? null : alignedBytes(chunkBytes);
   const mayHoldData = new Uint8Array(chunkBytes / blockBytes);
   const kinds = new Uint8Array(chunkBytes / blockBytes);
@@ -174,8 +176,9 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
     job.throwIfCancelled();
     const chunkLength = Math.min(chunkBytes, virtualSize - chunkStart);
     const blocks = Math.ceil(chunkLength / blockBytes);
+    const buffer = sink.lendBuffer(chunkBytes) ?? (ownBuffer ??= alignedBytes(chunkBytes));
     const chunk = buffer.subarray(0, blocks * blockBytes);
-    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData) && backing === null) {
+    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData, backing !== null) && backing === null) {
       // Nothing stored in this stretch of a qcow2 source: nothing to write, up to the next stored data (a sparse disk goes fast).
       const next = nextStoredChunk(source, chunkStart + chunkLength, virtualSize, chunkBytes);
       result.zeroBytes += next - chunkStart;
@@ -241,9 +244,11 @@ function forEachRun(kinds: Uint8Array, blocks: number, visit: (kind: number, fir
 /**
  * Fills `chunk` with guest bytes from `start`. A qcow2 source is asked first which ranges are
  * zero or unallocated, so those are not read; `mayHoldData[i]` is 0 for blocks known to be zero.
- * Returns false when the whole chunk is known to be zero: then it is left as it was, unfilled.
+ * Unless `allBytes` (the bytes are compared with a backing file's), a block known to be zero is
+ * not filled either: nothing reads it. Returns false when the whole chunk is known to be zero:
+ * then it is left as it was, unfilled.
  */
-function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array): boolean {
+function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array, allBytes: boolean): boolean {
   if (!(source instanceof Qcow2Image)) {
     source.readInto(chunk, start);
     mayHoldData.fill(1);
@@ -257,7 +262,15 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
     const from = entry.start - start;
     const target = chunk.subarray(from, from + entry.length);
     if (!entry.data) {
-      target.fill(0);
+      if (allBytes) {
+        target.fill(0);
+      } else {
+        // Only the edges can share a block with data, which is then written whole.
+        const headEnd = Math.min(from + entry.length, Math.ceil(from / blockBytes) * blockBytes);
+        const tailStart = Math.max(headEnd, Math.floor((from + entry.length) / blockBytes) * blockBytes);
+        chunk.fill(0, from, headEnd);
+        chunk.fill(0, tailStart, from + entry.length);
+      }
     } else {
       source.readInto(target, entry.start);
       mayHoldData.fill(1, Math.floor(from / blockBytes), Math.ceil((from + entry.length) / blockBytes));
@@ -275,6 +288,7 @@ function rawSink(file: BlockFile, virtualSize: number): OutputSink {
   return {
     blockBytes: RAW_BLOCK_BYTES,
     compressedBlocks: 0,
+    lendBuffer: (length) => file.lendBuffer?.(length) ?? null,
     writeChunk(firstBlock, chunk, kinds, blocks) {
       forEachRun(kinds, blocks, (kind, first, end) => {
         if (kind === ZERO) throw new Qcow2Error('INTERNAL', 'a raw output has no backing file');
@@ -299,12 +313,13 @@ function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, request: Con
     const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
     compressor = threads > 1 ? threadedCompressor(options.compressionType, clusterBytes, chunkBytes / clusterBytes, threads - 1) : inlineCompressor(options.compressionType, clusterBytes);
   }
-  return new Qcow2Sink(new Qcow2StreamWriter(file, options), options, compressor, chunkBytes);
+  return new Qcow2Sink(file, new Qcow2StreamWriter(file, options), options, compressor, chunkBytes);
 }
 
 class Qcow2Sink implements OutputSink {
   readonly blockBytes: number;
   compressedBlocks = 0;
+  private readonly file: BlockFile;
   private readonly writer: Qcow2StreamWriter;
   private readonly options: ResolvedCreateOptions;
   private readonly compressor: ClusterCompressor | null;
@@ -312,12 +327,18 @@ class Qcow2Sink implements OutputSink {
   private readonly batch: Uint8Array;
   private zeroCluster: Uint8Array | null = null;
 
-  constructor(writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compressor: ClusterCompressor | null, chunkBytes: number) {
+  constructor(file: BlockFile, writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compressor: ClusterCompressor | null, chunkBytes: number) {
+    this.file = file;
     this.writer = writer;
     this.options = options;
     this.compressor = compressor;
     this.blockBytes = writer.clusterBytes;
     this.batch = compressor === null ? new Uint8Array(0) : alignedBytes(chunkBytes);
+  }
+
+  lendBuffer(length: number): Uint8Array | null {
+    // Compressed output is written from the compressor's buffers: nothing to gain.
+    return this.compressor === null ? (this.file.lendBuffer?.(length) ?? null) : null;
   }
 
   writeChunk(firstBlock: number, chunk: Uint8Array, kinds: Uint8Array, blocks: number): void {

@@ -4,10 +4,12 @@
  * the disk's reads and writes overlap, as in qemu-img's parallel requests.
  *
  * write() copies the bytes into one of a few shared slots and returns; the helper thread writes
- * the slots in order with pwrite and, where asked, starts the kernel's writeback of what it wrote
+ * them in order with pwrite and, where asked, starts the kernel's writeback of what it wrote
  * (Linux sync_file_range(SYNC_FILE_RANGE_WRITE)), so the disk writes while the copy goes on and the
  * final fdatasync has little left to wait for. sync_file_range only starts writeback: a write error
  * is still reported by that fdatasync (flush()), which this file runs itself after the queue drains.
+ * A caller that fills its buffers itself can borrow a slot (lendBuffer) and write from it, which
+ * queues the write without copying it.
  * Until the helper thread has started, writes are done directly (a small file never waits for it).
  * Every other call (read, size, truncate, flush, close) first waits for the queued writes, so the
  * file behaves exactly like the one it wraps; a failed queued write fails the next call with its
@@ -22,6 +24,10 @@ import { Qcow2Error, toQcow2Error } from './errors.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
 const SLOTS = 6;
+/** Queued operations at most; each names its bytes by slot, offset and length. */
+const COMMANDS = 64;
+/** Numbers per command: operation, slot, offset in the slot, byte count, file position. */
+const FIELDS = 5;
 /** Start writeback after this many bytes have been written since the last start. */
 const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
@@ -32,7 +38,7 @@ const FAILED = 2;
 /** Set by the helper thread once it runs (starting one takes tens of milliseconds). */
 const READY = 3;
 
-/** Per-slot operation kinds (meta[slot * 3]). */
+/** Command operations. */
 const OP_WRITE = 1;
 const OP_STOP = 2;
 
@@ -64,9 +70,14 @@ export class WriteBehindFile implements BlockFile {
   readonly readOnly = false;
   private readonly file: DescribedBlockFile;
   private readonly control: Int32Array;
-  /** Per slot: operation, file position, byte count. */
-  private readonly meta: Float64Array;
+  /** The queue: COMMANDS entries of FIELDS numbers, used in turn. */
+  private readonly commands: Float64Array;
   private readonly slots: Uint8Array;
+  /** Per slot, how many commands must have completed before it is free again. */
+  private readonly busyUntil: number[] = new Array<number>(SLOTS).fill(0);
+  /** The slot lent to the caller (lendBuffer), or -1. */
+  private lent = -1;
+  private nextSlot = 0;
   private readonly errors: MessagePort;
   private worker: Worker | null;
   private submitted = 0;
@@ -76,17 +87,17 @@ export class WriteBehindFile implements BlockFile {
     this.path = file.path;
     this.file = file;
     this.control = new Int32Array(new SharedArrayBuffer(4 * 4));
-    this.meta = new Float64Array(new SharedArrayBuffer(SLOTS * 3 * 8));
+    this.commands = new Float64Array(new SharedArrayBuffer(COMMANDS * FIELDS * 8));
     this.slots = alignedSharedBytes(SLOTS * SLOT_BYTES);
     const channel = new MessageChannel();
     this.errors = channel.port1;
     const workerData: WriterData = {
       fd: file.descriptor,
       control: this.control,
-      meta: this.meta,
+      commands: this.commands,
+      commandCount: COMMANDS,
       slots: this.slots,
       slotBytes: SLOT_BYTES,
-      slotCount: SLOTS,
       writebackStepBytes: options.startWriteback ? WRITEBACK_STEP_BYTES : 0,
       koffiPath: options.startWriteback ? koffiPath() : null,
       errors: channel.port2,
@@ -107,12 +118,33 @@ export class WriteBehindFile implements BlockFile {
       this.file.write(buffer, position);
       return;
     }
+    if (this.lent >= 0 && buffer.buffer === this.slots.buffer) {
+      const offset = buffer.byteOffset - this.lent * SLOT_BYTES;
+      if (offset >= 0 && offset + buffer.length <= SLOT_BYTES) {
+        this.submit(OP_WRITE, this.lent, offset, buffer.length, position);
+        return;
+      }
+    }
     for (let done = 0; done < buffer.length; done += SLOT_BYTES) {
       const piece = buffer.subarray(done, Math.min(buffer.length, done + SLOT_BYTES));
-      const slot = this.nextFreeSlot();
+      const slot = this.freeSlot();
       this.slots.set(piece, slot * SLOT_BYTES);
-      this.submit(slot, OP_WRITE, position + done, piece.length);
+      this.submit(OP_WRITE, slot, 0, piece.length, position + done);
     }
+  }
+
+  /**
+   * A buffer of `length` bytes (at most one slot) to fill and write from without a copy, or null.
+   * It stays the caller's until the next call: the caller must not change bytes it has passed to
+   * write(), nor use the buffer at all after asking for the next one.
+   */
+  lendBuffer(length: number): Uint8Array | null {
+    if (this.worker === null || length > SLOT_BYTES) return null;
+    // The previous loan returns; its queued writes keep it busy until they are done.
+    this.lent = -1;
+    const slot = this.freeSlot();
+    this.lent = slot;
+    return this.slots.subarray(slot * SLOT_BYTES, slot * SLOT_BYTES + length);
   }
 
   flush(): void {
@@ -134,8 +166,8 @@ export class WriteBehindFile implements BlockFile {
   close(): void {
     try {
       if (this.worker !== null) {
-        const slot = this.nextFreeSlot();
-        this.submit(slot, OP_STOP, 0, 0);
+        this.lent = -1;
+        this.submit(OP_STOP, -1, 0, 0, 0);
         // A helper that never started has nothing to write: it stops by itself once it runs.
         if (this.submitted > 1) this.waitForCompleted(this.submitted);
         this.worker = null;
@@ -158,17 +190,29 @@ export class WriteBehindFile implements BlockFile {
     this.throwIfFailed();
   }
 
-  private nextFreeSlot(): number {
+  /** A slot neither lent nor used by a queued write, waiting for the helper if none is. */
+  private freeSlot(): number {
     if (this.worker === null) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
-    this.waitForCompleted(this.submitted - SLOTS + 1);
-    return this.submitted % SLOTS;
+    for (;;) {
+      const completed = Atomics.load(this.control, COMPLETED);
+      for (let step = 0; step < SLOTS; step++) {
+        const slot = (this.nextSlot + step) % SLOTS;
+        if (slot !== this.lent && (this.busyUntil[slot] ?? 0) <= completed) {
+          this.nextSlot = (slot + 1) % SLOTS;
+          return slot;
+        }
+      }
+      Atomics.wait(this.control, COMPLETED, completed);
+    }
   }
 
-  private submit(slot: number, op: number, position: number, length: number): void {
-    this.meta[slot * 3] = op;
-    this.meta[slot * 3 + 1] = position;
-    this.meta[slot * 3 + 2] = length;
+  private submit(op: number, slot: number, offset: number, length: number, position: number): void {
+    if (this.worker === null) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+    // The queue entry this one reuses must have been done.
+    this.waitForCompleted(this.submitted - COMMANDS + 1);
+    this.commands.set([op, slot, offset, length, position], (this.submitted % COMMANDS) * FIELDS);
     this.submitted++;
+    if (slot >= 0) this.busyUntil[slot] = this.submitted;
     Atomics.store(this.control, SUBMITTED, this.submitted);
     Atomics.notify(this.control, SUBMITTED);
   }
@@ -203,10 +247,10 @@ function koffiPath(): string | null {
 interface WriterData {
   fd: number;
   control: Int32Array;
-  meta: Float64Array;
+  commands: Float64Array;
+  commandCount: number;
   slots: Uint8Array;
   slotBytes: number;
-  slotCount: number;
   /** 0: never start writeback. */
   writebackStepBytes: number;
   koffiPath: string | null;
@@ -243,13 +287,12 @@ function writerThread(): void {
   let unstartedTo = 0;
   for (;;) {
     while (Atomics.load(data.control, submittedIndex) === completed) Atomics.wait(data.control, submittedIndex, completed);
-    const slot = completed % data.slotCount;
-    const op = data.meta[slot * 3];
-    const position = data.meta[slot * 3 + 1] ?? 0;
-    const length = data.meta[slot * 3 + 2] ?? 0;
+    const entry = (completed % data.commandCount) * 5; // FIELDS numbers each
+    const [op, slot = 0, offset = 0, length = 0, position = 0] = data.commands.subarray(entry, entry + 5);
     if (op === opWrite && !failed) {
       try {
-        const bytes = data.slots.subarray(slot * data.slotBytes, slot * data.slotBytes + length);
+        const start = slot * data.slotBytes + offset;
+        const bytes = data.slots.subarray(start, start + length);
         for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
         unstartedFrom = Math.min(unstartedFrom, position);
         unstartedTo = Math.max(unstartedTo, position + length);
