@@ -19,6 +19,11 @@ export interface BenchRow {
   name: string;
   cowbellSeconds: number;
   qemuSeconds: number;
+  /**
+   * The ratio of each side's fastest round, where a bench has rounds: on a machine whose noise only
+   * ever adds time (a VM's memory faults, other tenants), the fastest run is the least disturbed.
+   */
+  bestRatio?: number;
   /** Cowbell's peak resident memory in MiB (the whole process). */
   cowbellPeakMiB: number;
   /** What the targets are, or anything to know about the row. */

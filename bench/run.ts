@@ -31,17 +31,18 @@ for (const file of files) {
   }
 }
 
-const header = ['benchmark', 'cowbell s', 'qemu-img s', 'ratio', 'peak MiB', 'note'];
+const header = ['benchmark', 'cowbell s', 'qemu-img s', 'ratio', 'best ratio', 'peak MiB', 'note'];
 const table = rows.map((row) => [
   row.name,
   row.cowbellSeconds.toFixed(2),
   row.qemuSeconds.toFixed(2),
   (row.cowbellSeconds / row.qemuSeconds).toFixed(2),
+  row.bestRatio === undefined ? '' : row.bestRatio.toFixed(2),
   row.cowbellPeakMiB.toFixed(0),
   row.note ?? '',
 ]);
 const widths = header.map((title, column) => Math.max(title.length, ...table.map((cells) => (cells[column] ?? '').length)));
-const format = (cells: string[]): string => cells.map((cell, column) => (column === 0 || column === 5 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
+const format = (cells: string[]): string => cells.map((cell, column) => (column === 0 || column === header.length - 1 ? cell.padEnd(widths[column] ?? 0) : cell.padStart(widths[column] ?? 0))).join('  ');
 process.stdout.write(`\nmachine: ${machine()}\n\n${format(header)}\n${format(widths.map((width) => '-'.repeat(width)))}\n`);
 for (const cells of table) process.stdout.write(`${format(cells)}\n`);
 process.exitCode = failed ? 1 : 0;
