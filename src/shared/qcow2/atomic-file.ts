@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
-import { inUseError, writtenElsewhere } from './image-lock.ts';
+import { abandonedByWriters, inUseError, writtenElsewhere } from './image-lock.ts';
 import { writeBehind } from './write-behind-file.ts';
 
 export interface AtomicWriteOptions {
@@ -37,6 +37,8 @@ export interface AtomicFileSystem {
   exists(filePath: string): boolean;
   /** Fails with IN_USE while another program writes the file about to be replaced (image-lock.ts). */
   assertReplaceable?(filePath: string): void;
+  /** Removes temporary files an interrupted earlier write of `targetPath` left behind (best effort). */
+  removeAbandonedTemporaries?(targetPath: string): void;
 }
 
 export const nodeFileSystem: AtomicFileSystem = {
@@ -61,6 +63,19 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
   exists: (filePath) => fs.existsSync(filePath),
+  removeAbandonedTemporaries: (targetPath) => {
+    const folder = path.dirname(targetPath);
+    let names: string[];
+    try {
+      names = fs.readdirSync(folder);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!isTemporaryNameFor(targetPath, name)) continue;
+      removeIfAbandoned(path.join(folder, name));
+    }
+  },
   assertReplaceable: (filePath) => {
     let fd: number;
     try {
@@ -80,6 +95,35 @@ export function temporaryPathFor(targetPath: string): string {
   return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomBytes(6).toString('hex')}.tmp`);
 }
 
+/** Whether `name` (in the target's folder) is one of temporaryPathFor's names for `targetPath`. */
+export function isTemporaryNameFor(targetPath: string, name: string): boolean {
+  const prefix = `.${path.basename(targetPath)}.cowbell-`;
+  return name.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length));
+}
+
+/**
+ * A crash (or a kill) during writeFileAtomically leaves its hidden temporary file, as large as the
+ * output got. Only a Cowbell writer ever holds one open, and it holds Cowbell's lock while it does:
+ * one whose lock is free is abandoned. Where locks cannot tell, nothing is removed. Housekeeping
+ * only: no failure here may stop the write that asked for it.
+ */
+function removeIfAbandoned(filePath: string): void {
+  let fd: number;
+  try {
+    if (!fs.lstatSync(filePath).isFile()) return;
+    fd = fs.openSync(filePath, 'r+');
+  } catch {
+    return;
+  }
+  try {
+    if (abandonedByWriters(fd)) fs.rmSync(filePath, { force: true });
+  } catch {
+    // Left for the next time.
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => T, options: AtomicWriteOptions): T {
   const fileSystem = options.fileSystem ?? nodeFileSystem;
   if (!options.overwrite && fileSystem.exists(targetPath)) {
@@ -89,6 +133,7 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
   if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath);
   // A file that replaces another is always made durable first: the old one must not go before it is.
   const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
+  fileSystem.removeAbandonedTemporaries?.(targetPath);
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {

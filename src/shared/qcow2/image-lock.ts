@@ -110,6 +110,18 @@ export function writtenElsewhere(fd: number): boolean {
   return locks.heldElsewhere(fd, USES_BASE + write) || locks.heldElsewhere(fd, USES_BASE + resize);
 }
 
+/**
+ * Whether nobody else has the file open to write it: Cowbell's byte can be taken exclusively
+ * (every Cowbell writer holds it) and no QEMU program uses it for writing. Takes that byte, which
+ * closing fd gives back. False whenever the platform or the file system cannot tell; fd must be
+ * open for writing.
+ */
+export function abandonedByWriters(fd: number): boolean {
+  const locks = byteLocks();
+  if (locks === null) return false;
+  return locks.lock(fd, COWBELL_BYTE, 'exclusive') === 'locked' && !locks.heldElsewhere(fd, USES_BASE + write) && !locks.heldElsewhere(fd, USES_BASE + resize);
+}
+
 const nap = new Int32Array(new SharedArrayBuffer(4));
 
 /** False when the file system cannot lock; IN_USE when another Cowbell keeps the image past the wait. */

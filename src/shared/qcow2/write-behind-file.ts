@@ -37,6 +37,8 @@ const COMPLETED = 1;
 const FAILED = 2;
 /** Set by the helper thread once it runs (starting one takes tens of milliseconds). */
 const READY = 3;
+/** Set by the helper thread when it ends, however it ends. */
+const STOPPED = 4;
 
 /** Command operations. */
 const OP_WRITE = 1;
@@ -86,7 +88,7 @@ export class WriteBehindFile implements BlockFile {
   constructor(file: DescribedBlockFile, options: WriteBehindOptions) {
     this.path = file.path;
     this.file = file;
-    this.control = new Int32Array(new SharedArrayBuffer(4 * 4));
+    this.control = new Int32Array(new SharedArrayBuffer(5 * 4));
     this.commands = new Float64Array(new SharedArrayBuffer(COMMANDS * FIELDS * 8));
     this.slots = alignedSharedBytes(SLOTS * SLOT_BYTES);
     const channel = new MessageChannel();
@@ -202,6 +204,7 @@ export class WriteBehindFile implements BlockFile {
           return slot;
         }
       }
+      this.throwIfHelperStopped();
       Atomics.wait(this.control, COMPLETED, completed);
     }
   }
@@ -221,8 +224,16 @@ export class WriteBehindFile implements BlockFile {
     for (;;) {
       const completed = Atomics.load(this.control, COMPLETED);
       if (completed >= count) return;
+      this.throwIfHelperStopped();
       Atomics.wait(this.control, COMPLETED, completed);
     }
+  }
+
+  /** A helper that ended before its queue was done (it crashed, or was killed) would leave a wait forever. */
+  private throwIfHelperStopped(): void {
+    if (Atomics.load(this.control, STOPPED) === 0 || Atomics.load(this.control, COMPLETED) >= this.submitted) return;
+    this.throwIfFailed();
+    throw new Qcow2Error('INTERNAL', `${this.path}: the thread writing the file stopped before it had written everything`);
   }
 
   private throwIfFailed(): void {
@@ -263,54 +274,59 @@ interface WriterData {
  */
 function writerThread(): void {
   // getBuiltinModule, not require: a bundler rewrites require calls into helpers this text would not have.
-  const { workerData } = process.getBuiltinModule('node:worker_threads');
-  const fs = process.getBuiltinModule('node:fs');
-  const data = workerData as WriterData;
-  const [submittedIndex, completedIndex, failedIndex, readyIndex] = [0, 1, 2, 3];
+  const data = process.getBuiltinModule('node:worker_threads').workerData as WriterData;
+  const [submittedIndex, completedIndex, failedIndex, readyIndex, stoppedIndex] = [0, 1, 2, 3, 4];
   const [opWrite, opStop] = [1, 2];
   const syncFileRangeWrite = 2;
-  type StartWriteback = (fd: number, offset: number, length: number, flags: number) => number;
-  let startWriteback: StartWriteback | null = null;
-  if (data.writebackStepBytes > 0 && data.koffiPath !== null) {
-    try {
-      const koffi = process.getBuiltinModule('node:module').createRequire(data.koffiPath)(data.koffiPath) as typeof Koffi;
-      startWriteback = koffi.load(null).func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as StartWriteback;
-    } catch {
-      // Only an optimisation: without it the final fdatasync writes everything.
-      startWriteback = null;
-    }
-  }
-  Atomics.store(data.control, readyIndex, 1);
-  let failed = false;
-  let completed = 0;
-  let unstartedFrom = Number.POSITIVE_INFINITY;
-  let unstartedTo = 0;
-  for (;;) {
-    while (Atomics.load(data.control, submittedIndex) === completed) Atomics.wait(data.control, submittedIndex, completed);
-    const entry = (completed % data.commandCount) * 5; // FIELDS numbers each
-    const [op, slot = 0, offset = 0, length = 0, position = 0] = data.commands.subarray(entry, entry + 5);
-    if (op === opWrite && !failed) {
+  try {
+    const fs = process.getBuiltinModule('node:fs');
+    type StartWriteback = (fd: number, offset: number, length: number, flags: number) => number;
+    let startWriteback: StartWriteback | null = null;
+    if (data.writebackStepBytes > 0 && data.koffiPath !== null) {
       try {
-        const start = slot * data.slotBytes + offset;
-        const bytes = data.slots.subarray(start, start + length);
-        for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
-        unstartedFrom = Math.min(unstartedFrom, position);
-        unstartedTo = Math.max(unstartedTo, position + length);
-        if (startWriteback !== null && unstartedTo - unstartedFrom >= data.writebackStepBytes) {
-          startWriteback(data.fd, unstartedFrom, unstartedTo - unstartedFrom, syncFileRangeWrite);
-          unstartedFrom = Number.POSITIVE_INFINITY;
-          unstartedTo = 0;
-        }
-      } catch (error) {
-        failed = true;
-        data.errors.postMessage({ code: (error as { code?: unknown }).code, message: error instanceof Error ? error.message : String(error) });
-        Atomics.store(data.control, failedIndex, 1);
+        const koffi = process.getBuiltinModule('node:module').createRequire(data.koffiPath)(data.koffiPath) as typeof Koffi;
+        startWriteback = koffi.load(null).func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as StartWriteback;
+      } catch {
+        // Only an optimisation: without it the final fdatasync writes everything.
+        startWriteback = null;
       }
     }
-    completed++;
-    Atomics.store(data.control, completedIndex, completed);
+    Atomics.store(data.control, readyIndex, 1);
+    let failed = false;
+    let completed = 0;
+    let unstartedFrom = Number.POSITIVE_INFINITY;
+    let unstartedTo = 0;
+    for (;;) {
+      while (Atomics.load(data.control, submittedIndex) === completed) Atomics.wait(data.control, submittedIndex, completed);
+      const entry = (completed % data.commandCount) * 5; // FIELDS numbers each
+      const [op, slot = 0, offset = 0, length = 0, position = 0] = data.commands.subarray(entry, entry + 5);
+      if (op === opWrite && !failed) {
+        try {
+          const start = slot * data.slotBytes + offset;
+          const bytes = data.slots.subarray(start, start + length);
+          for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
+          unstartedFrom = Math.min(unstartedFrom, position);
+          unstartedTo = Math.max(unstartedTo, position + length);
+          if (startWriteback !== null && unstartedTo - unstartedFrom >= data.writebackStepBytes) {
+            startWriteback(data.fd, unstartedFrom, unstartedTo - unstartedFrom, syncFileRangeWrite);
+            unstartedFrom = Number.POSITIVE_INFINITY;
+            unstartedTo = 0;
+          }
+        } catch (error) {
+          failed = true;
+          data.errors.postMessage({ code: (error as { code?: unknown }).code, message: error instanceof Error ? error.message : String(error) });
+          Atomics.store(data.control, failedIndex, 1);
+        }
+      }
+      completed++;
+      Atomics.store(data.control, completedIndex, completed);
+      Atomics.notify(data.control, completedIndex);
+      if (op === opStop) break;
+    }
+  } finally {
+    // However this ends, a caller waiting for a command must wake and see it.
+    Atomics.store(data.control, stoppedIndex, 1);
     Atomics.notify(data.control, completedIndex);
-    if (op === opStop) break;
+    data.errors.close();
   }
-  data.errors.close();
 }
