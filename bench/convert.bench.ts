@@ -22,6 +22,12 @@ function median(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
 
+/** Says so when one program's rounds differ by 1.5x or more: the machine, not the program, then sets the times. */
+function spreadNote(...sides: Measurement[][]): string {
+  const spread = Math.max(...sides.map((runs) => Math.max(...runs.map((run) => run.seconds)) / Math.min(...runs.map((run) => run.seconds))));
+  return spread >= 1.5 ? `; noisy: rounds varied up to ${spread.toFixed(1)}x` : '';
+}
+
 /** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
 /** BENCH_ONLY=text runs only the comparisons whose name contains it. */
 const ONLY = process.env.BENCH_ONLY;
@@ -47,7 +53,7 @@ function compare(name: string, note: string, cowbellArgs: (output: string) => st
     qemuSeconds: median(qemu.map((run) => run.seconds)),
     bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
     cowbellPeakMiB: Math.max(...cowbell.map((run) => run.peakMiB)),
-    note,
+    note: `${note}${spreadNote(cowbell, qemu)}`,
   });
 }
 
