@@ -4,10 +4,11 @@
  * the disk's reads and writes overlap, as in qemu-img's parallel requests.
  *
  * write() copies the bytes into one of a few shared slots and returns; the helper thread writes
- * them in order with pwrite and, where asked, starts the kernel's writeback of what it wrote
- * (Linux sync_file_range(SYNC_FILE_RANGE_WRITE)), so the disk writes while the copy goes on and the
- * final fdatasync has little left to wait for. sync_file_range only starts writeback: a write error
- * is still reported by that fdatasync (flush()), which this file runs itself after the queue drains.
+ * them in order with pwrite. Where asked, this file starts the kernel's writeback of what the
+ * helper has written (file-writeback.ts), so the disk writes while the copy goes on and the final
+ * fdatasync has little left to wait for; a write error is still reported by that fdatasync
+ * (flush()), which this file runs itself after the queue drains. The helper is plain JavaScript
+ * (no native module), so it can be stopped at any moment, even while it starts.
  * A caller that fills its buffers itself can borrow a slot (lendBuffer) and write from it, which
  * queues the write without copying it.
  * Until the helper thread has started, writes are done directly (a small file never waits for it).
@@ -15,12 +16,11 @@
  * file behaves exactly like the one it wraps; a failed queued write fails the next call with its
  * own error (ENOSPC, EIO), typed like any other.
  */
-import type * as Koffi from 'koffi';
-import { createRequire } from 'node:module';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { alignedSharedBytes } from './aligned-bytes.ts';
 import type { BlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
+import { startWriteback } from './file-writeback.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
 const SLOTS = 6;
@@ -80,6 +80,10 @@ export class WriteBehindFile implements BlockFile {
   /** The slot lent to the caller (lendBuffer), or -1. */
   private lent = -1;
   private nextSlot = 0;
+  /** 0 when writeback is not started; else how many written bytes to gather before starting it. */
+  private readonly writebackStepBytes: number;
+  /** Queued writes whose writeback is not started yet: [command number, position, end]. */
+  private readonly unstarted: [number, number, number][] = [];
   private readonly errors: MessagePort;
   private worker: Worker | null;
   private submitted = 0;
@@ -88,6 +92,7 @@ export class WriteBehindFile implements BlockFile {
   constructor(file: DescribedBlockFile, options: WriteBehindOptions) {
     this.path = file.path;
     this.file = file;
+    this.writebackStepBytes = options.startWriteback ? WRITEBACK_STEP_BYTES : 0;
     this.control = new Int32Array(new SharedArrayBuffer(5 * 4));
     this.commands = new Float64Array(new SharedArrayBuffer(COMMANDS * FIELDS * 8));
     this.slots = alignedSharedBytes(SLOTS * SLOT_BYTES);
@@ -100,8 +105,6 @@ export class WriteBehindFile implements BlockFile {
       commandCount: COMMANDS,
       slots: this.slots,
       slotBytes: SLOT_BYTES,
-      writebackStepBytes: options.startWriteback ? WRITEBACK_STEP_BYTES : 0,
-      koffiPath: options.startWriteback ? koffiPath() : null,
       errors: channel.port2,
     };
     this.worker = new Worker(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
@@ -218,6 +221,27 @@ export class WriteBehindFile implements BlockFile {
     if (slot >= 0) this.busyUntil[slot] = this.submitted;
     Atomics.store(this.control, SUBMITTED, this.submitted);
     Atomics.notify(this.control, SUBMITTED);
+    if (this.writebackStepBytes > 0 && op === OP_WRITE) {
+      this.unstarted.push([this.submitted, position, position + length]);
+      this.startWritebackOfWritten();
+    }
+  }
+
+  /** Starts writeback of the range the helper has written since the last start, once it is large enough. */
+  private startWritebackOfWritten(): void {
+    const completed = Atomics.load(this.control, COMPLETED);
+    let from = Number.POSITIVE_INFINITY;
+    let to = 0;
+    let count = 0;
+    for (const [command, start, end] of this.unstarted) {
+      if (command > completed) break;
+      from = Math.min(from, start);
+      to = Math.max(to, end);
+      count++;
+    }
+    if (count === 0 || to - from < this.writebackStepBytes) return;
+    this.unstarted.splice(0, count);
+    startWriteback(this.file.descriptor, from, to - from);
   }
 
   private waitForCompleted(count: number): void {
@@ -246,15 +270,6 @@ export class WriteBehindFile implements BlockFile {
   }
 }
 
-function koffiPath(): string | null {
-  if (process.platform !== 'linux') return null;
-  try {
-    return createRequire(import.meta.url).resolve('koffi');
-  } catch {
-    return null;
-  }
-}
-
 interface WriterData {
   fd: number;
   control: Int32Array;
@@ -262,9 +277,6 @@ interface WriterData {
   commandCount: number;
   slots: Uint8Array;
   slotBytes: number;
-  /** 0: never start writeback. */
-  writebackStepBytes: number;
-  koffiPath: string | null;
   errors: MessagePort;
 }
 
@@ -277,25 +289,11 @@ function writerThread(): void {
   const data = process.getBuiltinModule('node:worker_threads').workerData as WriterData;
   const [submittedIndex, completedIndex, failedIndex, readyIndex, stoppedIndex] = [0, 1, 2, 3, 4];
   const [opWrite, opStop] = [1, 2];
-  const syncFileRangeWrite = 2;
   try {
     const fs = process.getBuiltinModule('node:fs');
-    type StartWriteback = (fd: number, offset: number, length: number, flags: number) => number;
-    let startWriteback: StartWriteback | null = null;
-    if (data.writebackStepBytes > 0 && data.koffiPath !== null) {
-      try {
-        const koffi = process.getBuiltinModule('node:module').createRequire(data.koffiPath)(data.koffiPath) as typeof Koffi;
-        startWriteback = koffi.load(null).func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as StartWriteback;
-      } catch {
-        // Only an optimisation: without it the final fdatasync writes everything.
-        startWriteback = null;
-      }
-    }
     Atomics.store(data.control, readyIndex, 1);
     let failed = false;
     let completed = 0;
-    let unstartedFrom = Number.POSITIVE_INFINITY;
-    let unstartedTo = 0;
     for (;;) {
       while (Atomics.load(data.control, submittedIndex) === completed) Atomics.wait(data.control, submittedIndex, completed);
       const entry = (completed % data.commandCount) * 5; // FIELDS numbers each
@@ -305,13 +303,6 @@ function writerThread(): void {
           const start = slot * data.slotBytes + offset;
           const bytes = data.slots.subarray(start, start + length);
           for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
-          unstartedFrom = Math.min(unstartedFrom, position);
-          unstartedTo = Math.max(unstartedTo, position + length);
-          if (startWriteback !== null && unstartedTo - unstartedFrom >= data.writebackStepBytes) {
-            startWriteback(data.fd, unstartedFrom, unstartedTo - unstartedFrom, syncFileRangeWrite);
-            unstartedFrom = Number.POSITIVE_INFINITY;
-            unstartedTo = 0;
-          }
         } catch (error) {
           failed = true;
           data.errors.postMessage({ code: (error as { code?: unknown }).code, message: error instanceof Error ? error.message : String(error) });
