@@ -1,10 +1,10 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
-import { qemuCheck, qemuCompare, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
 
 let folder: TempDir;
 beforeAll(() => {
@@ -187,6 +187,28 @@ describe('cowbell convert, interrupted', () => {
       expect(code).toBe(1);
       expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
       expect(fs.readdirSync(work.path)).toEqual(['random.raw']);
+    } finally {
+      work.cleanup();
+    }
+  });
+});
+
+describe('cowbell convert, short runs', () => {
+  it('exits at once and cleanly, its helper threads never in the way, run after run', async () => {
+    const work = tempDir();
+    try {
+      const source = work.file('small.qcow2');
+      await qemuImg(['create', '-f', 'qcow2', source, '1M']);
+      await qemuIo(source, ['write -P 0x11 0 64k']);
+      const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+      for (let run = 0; run < 12; run++) {
+        // Flushed and not, raw and qcow2: each starts a write-behind helper the process does not wait for.
+        const args = run % 2 === 0 ? ['convert', source, work.file(`out-${run}.raw`)] : ['convert', '-t', 'unsafe', '-O', 'qcow2', source, work.file(`out-${run}.qcow2`)];
+        const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
+        expect({ run, status: result.status, stderr: result.stderr }).toEqual({ run, status: 0, stderr: '' });
+      }
+      expect((await qemuCompare(source, work.file('out-0.raw'))).code).toBe(0);
+      expect((await qemuCompare(work.file('out-1.qcow2'), source, { formatB: 'qcow2' })).code).toBe(0);
     } finally {
       work.cleanup();
     }

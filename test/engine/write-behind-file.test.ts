@@ -3,8 +3,10 @@
  * made, in order, whenever the helper starts; every other call sees the queued writes; a write the
  * helper fails fails the caller's next call with its typed error.
  */
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
 import { NodeBlockFile } from '../../src/shared/qcow2/block-file.ts';
@@ -118,6 +120,26 @@ describe('write-behind file', () => {
     expect(file.size()).toBe(8 * MiB);
     file.close();
     expect(fs.statSync(folder.file('reads.bin')).size).toBe(8 * MiB);
+  });
+
+  it('lets its process end at any moment, even while the helper thread is still starting', () => {
+    // The helper is unref'd: a short write can end the process while it starts. It once loaded a
+    // native module there, and a process ending during that load died with a FATAL ERROR.
+    const modules = (name: string): string => fileURLToPath(new URL(`../../src/shared/qcow2/${name}`, import.meta.url));
+    const script = `
+      const { NodeBlockFile } = await import(${JSON.stringify(modules('block-file.ts'))});
+      const { writeBehind } = await import(${JSON.stringify(modules('write-behind-file.ts'))});
+      const file = writeBehind(NodeBlockFile.open(process.argv[1], { create: true }), { startWriteback: true });
+      file.write(new Uint8Array(4096).fill(1), 0);
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Number(process.argv[2]));
+      file.close();
+      process.exit(0);`;
+    for (let delay = 0; delay < 60; delay += 3) {
+      const target = folder.file(`exit-${delay}.bin`);
+      const result = spawnSync(process.execPath, ['--input-type=module', '-e', script, target, String(delay)], { encoding: 'utf8' });
+      expect({ delay, status: result.status, stderr: result.stderr }).toEqual({ delay, status: 0, stderr: '' });
+      expect(fs.statSync(target).size).toBe(4096);
+    }
   });
 
   it('leaves a file it cannot hand to a helper thread as it is', () => {
