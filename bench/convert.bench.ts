@@ -10,6 +10,9 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { ConvertRequest } from '../src/shared/qcow2/convert.ts';
+import type { ConvertReply } from './convert-worker.ts';
 import { measureCowbell, measureQemuImg, report, syncDisk, type Measurement } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';
 
@@ -26,6 +29,48 @@ function median(values: number[]): number {
 function spreadNote(...sides: Measurement[][]): string {
   const spread = Math.max(...sides.map((runs) => Math.max(...runs.map((run) => run.seconds)) / Math.min(...runs.map((run) => run.seconds))));
   return spread >= 1.5 ? `; noisy: rounds varied up to ${spread.toFixed(1)}x` : '';
+}
+
+/** The engine loaded once in a worker thread, as in the app: each convert timed inside it. */
+class WarmEngine {
+  private readonly worker = new Worker(new URL('./convert-worker.ts', import.meta.url));
+
+  convert(request: ConvertRequest): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.worker.once('message', (reply: ConvertReply) => (reply.error === undefined ? resolve(reply.seconds) : reject(new Error(reply.error))));
+      this.worker.postMessage(request);
+    });
+  }
+
+  stop(): Promise<number> {
+    return this.worker.terminate();
+  }
+}
+
+/** Like compare, with Cowbell's engine warm (no process start-up): what the app's jobs take. */
+async function compareWarm(name: string, note: string, engine: WarmEngine, request: (output: string) => ConvertRequest, qemuArgs: (output: string) => string[], extension: string): Promise<void> {
+  if (ONLY !== undefined && !name.includes(ONLY)) return;
+  const cowbell: Measurement[] = [];
+  const qemu: Measurement[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
+      const output = path.join(folder, `${side}-${round}.${extension}`);
+      syncDisk();
+      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : { seconds: await engine.convert(request(output)), peakMiB: Number.NaN };
+      (side === 'qemu' ? qemu : cowbell).push(measurement);
+      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s\n`);
+      fs.rmSync(output, { force: true });
+    }
+  }
+  report({
+    name,
+    cowbellSeconds: median(cowbell.map((run) => run.seconds)),
+    qemuSeconds: median(qemu.map((run) => run.seconds)),
+    bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
+    // A thread's memory cannot be told apart from the bench's own.
+    cowbellPeakMiB: null,
+    note: `${note}${spreadNote(cowbell, qemu)}`,
+  });
 }
 
 /** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
@@ -80,6 +125,14 @@ try {
   const unflushed = 'target ≤ 1.2, ≤ 200 MiB; both -t unsafe (not flushed)';
   compare('import raw→qcow2 1 GiB, unflushed', unflushed, (output) => withCache('unsafe', importArgs(output)), importArgs, 'qcow2');
   compare('export qcow2→raw 1 GiB, unflushed', unflushed, (output) => withCache('unsafe', exportArgs(output)), exportArgs, 'raw');
+  const engine = new WarmEngine();
+  try {
+    const warm = 'informational: the engine already loaded in a worker thread, as the app runs it';
+    await compareWarm('import, unflushed, warm engine', warm, engine, (output) => ({ source: raw, sourceFormat: 'raw', target: output, targetFormat: 'qcow2', durable: false }), importArgs, 'qcow2');
+    await compareWarm('export, unflushed, warm engine', warm, engine, (output) => ({ source: qcow2, sourceFormat: 'qcow2', target: output, targetFormat: 'raw', durable: false }), exportArgs, 'raw');
+  } finally {
+    await engine.stop();
+  }
   const defaults = 'informational: each default; Cowbell flushes, qemu-img does not';
   compare('import, each default', defaults, importArgs, importArgs, 'qcow2');
   compare('export, each default', defaults, exportArgs, exportArgs, 'raw');

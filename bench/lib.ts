@@ -24,8 +24,8 @@ export interface BenchRow {
    * ever adds time (a VM's memory faults, other tenants), the fastest run is the least disturbed.
    */
   bestRatio?: number;
-  /** Cowbell's peak resident memory in MiB (the whole process). */
-  cowbellPeakMiB: number;
+  /** Cowbell's peak resident memory in MiB (the whole process); null where it cannot be told apart. */
+  cowbellPeakMiB: number | null;
   /** What the targets are, or anything to know about the row. */
   note?: string;
 }

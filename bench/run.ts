@@ -38,7 +38,7 @@ const table = rows.map((row) => [
   row.qemuSeconds.toFixed(2),
   (row.cowbellSeconds / row.qemuSeconds).toFixed(2),
   row.bestRatio === undefined ? '' : row.bestRatio.toFixed(2),
-  row.cowbellPeakMiB.toFixed(0),
+  row.cowbellPeakMiB === null ? '' : row.cowbellPeakMiB.toFixed(0),
   row.note ?? '',
 ]);
 const widths = header.map((title, column) => Math.max(title.length, ...table.map((cells) => (cells[column] ?? '').length)));
