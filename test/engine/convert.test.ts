@@ -76,7 +76,7 @@ describe('convert raw → qcow2 → raw', () => {
   let qcow2 = '';
   beforeAll(() => {
     qcow2 = output('qcow2');
-    convertImage({ source: sourceRaw, target: qcow2, targetFormat: 'qcow2' });
+    convertImage({ source: sourceRaw, target: qcow2, targetFormat: 'qcow2', writeBehind: true });
   });
 
   it('imports a raw disk into a clean qcow2 image that qemu-img finds equal', async () => {
@@ -94,7 +94,7 @@ describe('convert raw → qcow2 → raw', () => {
 
   it('exports it back to raw byte for byte', async () => {
     const raw = output('raw');
-    const result = convertImage({ source: qcow2, target: raw, targetFormat: 'raw' });
+    const result = convertImage({ source: qcow2, target: raw, targetFormat: 'raw', writeBehind: true });
     const bytes = new Uint8Array(fs.readFileSync(raw));
     expect(bytes.length).toBe(DISK_SIZE);
     expect(firstDifference(bytes.subarray(0, SOURCE_SIZE), sourceBytes)).toBe(-1);
@@ -104,7 +104,7 @@ describe('convert raw → qcow2 → raw', () => {
 
   it('reports progress up to the whole disk', () => {
     const job = recordingJob();
-    convertImage({ source: sourceRaw, target: output('qcow2'), targetFormat: 'qcow2', chunkBytes: MiB }, job);
+    convertImage({ source: sourceRaw, target: output('qcow2'), targetFormat: 'qcow2', writeBehind: true, chunkBytes: MiB }, job);
     expect(job.calls.length).toBeGreaterThan(5);
     expect(job.calls.at(-1)).toEqual([DISK_SIZE, DISK_SIZE]);
     for (let index = 1; index < job.calls.length; index++) expect(job.calls[index]?.[0]).toBeGreaterThanOrEqual(job.calls[index - 1]?.[0] ?? 0);
@@ -128,7 +128,7 @@ describe('convert to qcow2 with creation options', () => {
 
   it.each(cases)('$name: clean, equal, with the options asked for', async ({ options, compress, chunkBytes, compressionThreads }) => {
     const target = output('qcow2');
-    convertImage({ source: sourceRaw, target, targetFormat: 'qcow2', options, compress, chunkBytes, compressionThreads });
+    convertImage({ source: sourceRaw, target, targetFormat: 'qcow2', writeBehind: true, options, compress, chunkBytes, compressionThreads });
     await expectCleanCopy(target, sourceRaw);
     const info = await qemuInfo(target);
     const specific = info['format-specific']?.data;
@@ -167,7 +167,7 @@ describe('convert to qcow2 with creation options', () => {
     await expectCleanCopy(target, top, 'qcow2');
     expect((await qemuInfo(target))['backing-filename']).toBeUndefined();
     const raw = output('raw');
-    convertImage({ source: top, target: raw, targetFormat: 'raw' });
+    convertImage({ source: top, target: raw, targetFormat: 'raw', writeBehind: true });
     expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOf(top))).toBe(-1);
   });
 
@@ -257,10 +257,10 @@ describe('convert from a qcow2 whose clusters are smaller than the output\'s blo
     for (let block = 16; block < 128; block++) writes.push(`write -P 0x5c ${block * 64 * KiB + (block % 16) * 4 * KiB} 4k`);
     await qemuIo(source, writes);
     const raw = output('raw');
-    convertImage({ source, target: raw, targetFormat: 'raw', chunkBytes: 64 * KiB });
+    convertImage({ source, target: raw, targetFormat: 'raw', writeBehind: true, chunkBytes: 64 * KiB });
     expect((await qemuCompare(source, raw)).code).toBe(0);
     const qcow2 = output('qcow2');
-    convertImage({ source, target: qcow2, targetFormat: 'qcow2', chunkBytes: 64 * KiB });
+    convertImage({ source, target: qcow2, targetFormat: 'qcow2', writeBehind: true, chunkBytes: 64 * KiB });
     await expectCleanCopy(qcow2, source, 'qcow2');
   });
 });
@@ -292,7 +292,7 @@ describe('convert failures and cancel', () => {
         if (checks === 3) throw new Qcow2Error('CANCELLED', 'Cancelled');
       },
     };
-    expect(convertError({ source: sourceRaw, target, targetFormat: 'qcow2', chunkBytes: MiB }, job).code).toBe('CANCELLED');
+    expect(convertError({ source: sourceRaw, target, targetFormat: 'qcow2', writeBehind: true, chunkBytes: MiB }, job).code).toBe('CANCELLED');
     expect(fs.existsSync(target)).toBe(false);
     expect(fs.readdirSync(folder.path).filter((name) => !before.has(name))).toEqual([]);
   });

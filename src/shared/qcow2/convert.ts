@@ -29,6 +29,7 @@ import { RawImage } from './raw-image.ts';
 import { bytesEqual, isAllZero } from './zeroes.ts';
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+export const WRITE_BEHIND_MIN_BYTES = 64 * 1024 * 1024;
 /** Granularity of zero detection for raw output (qemu-img's default -S is 4 KiB; larger means fewer writes). */
 const RAW_BLOCK_BYTES = 64 * 1024;
 
@@ -54,6 +55,11 @@ export interface ConvertRequest {
    * cache mode (unsafe): faster, but a power failure may leave the named output incomplete.
    */
   durable?: boolean;
+  /**
+   * Write the output through a helper thread (write-behind-file.ts). By default only for disks of
+   * WRITE_BEHIND_MIN_BYTES or more: a smaller one is done before the thread would have started.
+   */
+  writeBehind?: boolean;
   /** Test seams. */
   chunkBytes?: number;
   fileSystem?: AtomicFileSystem;
@@ -122,7 +128,7 @@ export function convertImage(request: ConvertRequest, job: JobContext = silentJo
         }
       },
       // The helper thread writes each chunk while the next is read and inspected.
-      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem, durable: request.durable ?? true, writeBehind: true },
+      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem, durable: request.durable ?? true, writeBehind: request.writeBehind ?? virtualSize >= WRITE_BEHIND_MIN_BYTES },
     );
   } finally {
     backing?.close();
