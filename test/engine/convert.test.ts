@@ -262,6 +262,10 @@ describe('convert from a qcow2 whose clusters are smaller than the output\'s blo
     const qcow2 = output('qcow2');
     convertImage({ source, target: qcow2, targetFormat: 'qcow2', writeBehind: true, chunkBytes: 64 * KiB });
     await expectCleanCopy(qcow2, source, 'qcow2');
+    // Compressing reads into one buffer of its own, reused chunk after chunk.
+    const compressed = output('qcow2');
+    convertImage({ source, target: compressed, targetFormat: 'qcow2', compress: true, chunkBytes: 64 * KiB });
+    await expectCleanCopy(compressed, source, 'qcow2');
   });
 });
 
