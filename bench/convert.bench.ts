@@ -47,37 +47,24 @@ class WarmEngine {
   }
 }
 
-/** Like compare, with Cowbell's engine warm (no process start-up): what the app's jobs take. */
-async function compareWarm(name: string, note: string, engine: WarmEngine, request: (output: string) => ConvertRequest, qemuArgs: (output: string) => string[], extension: string): Promise<void> {
-  if (ONLY !== undefined && !name.includes(ONLY)) return;
-  const cowbell: Measurement[] = [];
-  const qemu: Measurement[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
-      const output = path.join(folder, `${side}-${round}.${extension}`);
-      syncDisk();
-      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : { seconds: await engine.convert(request(output)), peakMiB: Number.NaN };
-      (side === 'qemu' ? qemu : cowbell).push(measurement);
-      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s\n`);
-      fs.rmSync(output, { force: true });
-    }
-  }
-  report({
-    name,
-    cowbellSeconds: median(cowbell.map((run) => run.seconds)),
-    qemuSeconds: median(qemu.map((run) => run.seconds)),
-    bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
-    // A thread's memory cannot be told apart from the bench's own.
-    cowbellPeakMiB: null,
-    note: `${note}${spreadNote(cowbell, qemu)}`,
-  });
-}
-
-/** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
 /** BENCH_ONLY=text runs only the comparisons whose name contains it. */
 const ONLY = process.env.BENCH_ONLY;
 
-function compare(name: string, note: string, cowbellArgs: (output: string) => string[], qemuArgs: (output: string) => string[], extension: string): void {
+/** How Cowbell's side of one run is done: its CLI in a process of its own, or the warm engine. */
+type CowbellRun = (output: string) => Measurement | Promise<Measurement>;
+
+const cowbellCli =
+  (args: (output: string) => string[]): CowbellRun =>
+  (output) =>
+    measureCowbell(args(output));
+
+/** The engine warm in a worker (no process start-up): what the app's jobs take. Its memory cannot be told apart from the bench's own. */
+const warmEngine =
+  (engine: WarmEngine, request: (output: string) => ConvertRequest): CowbellRun =>
+  async (output) => ({ seconds: await engine.convert(request(output)), peakMiB: Number.NaN });
+
+/** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
+async function compare(name: string, note: string, runCowbell: CowbellRun, qemuArgs: (output: string) => string[], extension: string): Promise<void> {
   if (ONLY !== undefined && !name.includes(ONLY)) return;
   const cowbell: Measurement[] = [];
   const qemu: Measurement[] = [];
@@ -86,18 +73,20 @@ function compare(name: string, note: string, cowbellArgs: (output: string) => st
     for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
       const output = path.join(folder, `${side}-${round}.${extension}`);
       syncDisk();
-      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : measureCowbell(cowbellArgs(output));
+      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : await runCowbell(output);
       (side === 'qemu' ? qemu : cowbell).push(measurement);
-      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMiB.toFixed(0)} MiB\n`);
+      const memory = Number.isNaN(measurement.peakMiB) ? '' : `, ${measurement.peakMiB.toFixed(0)} MiB`;
+      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s${memory}\n`);
       fs.rmSync(output, { force: true });
     }
   }
+  const peak = Math.max(...cowbell.map((run) => run.peakMiB));
   report({
     name,
     cowbellSeconds: median(cowbell.map((run) => run.seconds)),
     qemuSeconds: median(qemu.map((run) => run.seconds)),
     bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
-    cowbellPeakMiB: Math.max(...cowbell.map((run) => run.peakMiB)),
+    cowbellPeakMiB: Number.isNaN(peak) ? null : peak,
     note: `${note}${spreadNote(cowbell, qemu)}`,
   });
 }
@@ -120,23 +109,23 @@ try {
   // qemu-img convert's default (unsafe) never flushes it; Cowbell's default (writeback) does,
   // before renaming it into place. Both programs take -t for either.
   const flushed = 'target ≤ 1.2, ≤ 200 MiB; both -t writeback (flushed)';
-  compare('import raw→qcow2 1 GiB, flushed', flushed, importArgs, (output) => withCache('writeback', importArgs(output)), 'qcow2');
-  compare('export qcow2→raw 1 GiB, flushed', flushed, exportArgs, (output) => withCache('writeback', exportArgs(output)), 'raw');
+  await compare('import raw→qcow2 1 GiB, flushed', flushed, cowbellCli(importArgs), (output) => withCache('writeback', importArgs(output)), 'qcow2');
+  await compare('export qcow2→raw 1 GiB, flushed', flushed, cowbellCli(exportArgs), (output) => withCache('writeback', exportArgs(output)), 'raw');
   const unflushed = 'target ≤ 1.2, ≤ 200 MiB; both -t unsafe (not flushed)';
-  compare('import raw→qcow2 1 GiB, unflushed', unflushed, (output) => withCache('unsafe', importArgs(output)), importArgs, 'qcow2');
-  compare('export qcow2→raw 1 GiB, unflushed', unflushed, (output) => withCache('unsafe', exportArgs(output)), exportArgs, 'raw');
+  await compare('import raw→qcow2 1 GiB, unflushed', unflushed, cowbellCli((output) => withCache('unsafe', importArgs(output))), importArgs, 'qcow2');
+  await compare('export qcow2→raw 1 GiB, unflushed', unflushed, cowbellCli((output) => withCache('unsafe', exportArgs(output))), exportArgs, 'raw');
   const engine = new WarmEngine();
   try {
     const warm = 'informational: the engine already loaded in a worker thread, as the app runs it';
-    await compareWarm('import, unflushed, warm engine', warm, engine, (output) => ({ source: raw, sourceFormat: 'raw', target: output, targetFormat: 'qcow2', durable: false }), importArgs, 'qcow2');
-    await compareWarm('export, unflushed, warm engine', warm, engine, (output) => ({ source: qcow2, sourceFormat: 'qcow2', target: output, targetFormat: 'raw', durable: false }), exportArgs, 'raw');
+    await compare('import, unflushed, warm engine', warm, warmEngine(engine, (output) => ({ source: raw, sourceFormat: 'raw', target: output, targetFormat: 'qcow2', durable: false })), importArgs, 'qcow2');
+    await compare('export, unflushed, warm engine', warm, warmEngine(engine, (output) => ({ source: qcow2, sourceFormat: 'qcow2', target: output, targetFormat: 'raw', durable: false })), exportArgs, 'raw');
   } finally {
     await engine.stop();
   }
   const defaults = 'informational: each default; Cowbell flushes, qemu-img does not';
-  compare('import, each default', defaults, importArgs, importArgs, 'qcow2');
-  compare('export, each default', defaults, exportArgs, exportArgs, 'raw');
-  compare('convert -c 1 GiB (qemu-img -W)', 'informational; qemu-img compresses on all cores', (output) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, output], (output) => ['convert', '-c', '-W', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
+  await compare('import, each default', defaults, cowbellCli(importArgs), importArgs, 'qcow2');
+  await compare('export, each default', defaults, cowbellCli(exportArgs), exportArgs, 'raw');
+  await compare('convert -c 1 GiB (qemu-img -W)', 'informational; qemu-img compresses on all cores', cowbellCli((output) => ['convert', '-c', '-f', 'raw', '-O', 'qcow2', raw, output]), (output) => ['convert', '-c', '-W', '-f', 'raw', '-O', 'qcow2', raw, output], 'qcow2');
 } finally {
   fs.rmSync(folder, { recursive: true, force: true });
 }
