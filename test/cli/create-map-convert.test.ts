@@ -193,6 +193,40 @@ describe('cowbell convert, interrupted', () => {
   });
 });
 
+describe('cowbell convert, interrupted while the write-behind thread writes', () => {
+  it('Ctrl-C during a plain import stops it the same way: exit 1, no output, no temporary file', async () => {
+    const work = tempDir();
+    try {
+      // 64 MiB of data up front (written through the helper thread), then 2 GiB of holes that read as zeros: a long window.
+      const source = work.file('sparse.raw');
+      fs.writeFileSync(source, randomFillSync(Buffer.alloc(64 * 2 ** 20)));
+      fs.truncateSync(source, 2 * 2 ** 30 + 64 * 2 ** 20);
+      const target = work.file('out.qcow2');
+      const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', '-O', 'qcow2', source, target], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      let interruptedAt: number | null = null;
+      child.stderr.on('data', (chunk: Buffer) => {
+        err += chunk.toString();
+        const percents = [...err.matchAll(/\((\d+\.\d+)\/100%\)/g)].map((match) => Number(match[1]));
+        const latest = percents.at(-1) ?? 0;
+        // Interrupt once some data has gone to the output.
+        if (interruptedAt === null && latest >= 1) {
+          interruptedAt = latest;
+          child.kill('SIGINT');
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(interruptedAt).not.toBeNull();
+      expect(interruptedAt).toBeLessThan(50);
+      expect(code).toBe(1);
+      expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
+      expect(fs.readdirSync(work.path)).toEqual(['sparse.raw']);
+    } finally {
+      work.cleanup();
+    }
+  });
+});
+
 describe('cowbell convert, short runs', () => {
   it('exits at once and cleanly, run after run', async () => {
     const work = tempDir();
@@ -202,7 +236,7 @@ describe('cowbell convert, short runs', () => {
       await qemuIo(source, ['write -P 0x11 0 64k']);
       const cli = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
       for (let run = 0; run < 12; run++) {
-        // Flushed and not, raw and qcow2; the convert's worker thread is not waited for once its result is in.
+        // Flushed and not, raw and qcow2.
         const args = run % 2 === 0 ? ['convert', source, work.file(`out-${run}.raw`)] : ['convert', '-t', 'unsafe', '-O', 'qcow2', source, work.file(`out-${run}.qcow2`)];
         const result = spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8' });
         expect({ run, status: result.status, stderr: result.stderr }).toEqual({ run, status: 0, stderr: '' });

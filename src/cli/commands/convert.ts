@@ -1,12 +1,11 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { Worker } from 'node:worker_threads';
-import type { ConvertRequest } from '../../shared/qcow2/convert.ts';
-import { isErrorCode, Qcow2Error } from '../../shared/qcow2/errors.ts';
+import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert.ts';
+import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image-format-name.ts';
+import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
-import type { ConvertWorkerData, ConvertWorkerMessage } from '../convert-worker.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
 
 /**
@@ -58,7 +57,7 @@ export const convert: Command = {
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     try {
       const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
-      await convertInWorker({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable }, showProgress ? progressPrinter(io) : () => {});
+      await convertCancellably({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
     }
@@ -66,37 +65,29 @@ export const convert: Command = {
   },
 };
 
-/** Converts in a worker thread; Ctrl-C (SIGINT) cancels cleanly: no output, no temporary file. */
-function convertInWorker(request: ConvertRequest, onProgress: (done: number, total: number) => void): Promise<void> {
-  const cancelFlag = new Int32Array(new SharedArrayBuffer(4));
-  const worker = new Worker(new URL('../convert-worker.ts', import.meta.url), { workerData: { request, cancelFlag } satisfies ConvertWorkerData });
+/**
+ * Converts on this thread, letting the event loop turn between chunks so that Ctrl-C (SIGINT)
+ * reaches its handler: the convert then stops at the next chunk and removes its temporary file,
+ * leaving no output. (A worker thread would do the same at the cost of starting one: tens of
+ * milliseconds, a sizeable part of a short convert.)
+ */
+async function convertCancellably(request: ConvertRequest, onProgress: (done: number, total: number) => void): Promise<void> {
+  let cancelled = false;
   const cancel = (): void => {
-    Atomics.store(cancelFlag, 0, 1);
+    cancelled = true;
+  };
+  const job: JobContext = {
+    progress: (_stage, done, total) => onProgress(done, total),
+    throwIfCancelled() {
+      if (cancelled) throw new Qcow2Error('CANCELLED', 'Cancelled; no output was written');
+    },
   };
   process.on('SIGINT', cancel);
-  return new Promise<void>((resolve, reject) => {
-    let settled = false;
-    const settle = (error: Error | null): void => {
-      if (settled) return;
-      settled = true;
-      process.off('SIGINT', cancel);
-      if (error === null) resolve();
-      else reject(error);
-    };
-    worker.on('message', (message: ConvertWorkerMessage) => {
-      if (message.type === 'progress') {
-        onProgress(message.done, message.total);
-      } else if (message.type === 'done') {
-        // Its result is in: the process need not wait for the thread to wind down.
-        worker.unref();
-        settle(null);
-      } else {
-        settle(new Qcow2Error(isErrorCode(message.code) ? message.code : 'INTERNAL', message.code === 'CANCELLED' ? 'Cancelled; no output was written' : message.message));
-      }
-    });
-    worker.on('error', (error) => settle(new Qcow2Error('INTERNAL', error.message)));
-    worker.on('exit', (code) => settle(code === 0 ? null : new Qcow2Error('INTERNAL', `the convert worker stopped (exit ${code})`)));
-  });
+  try {
+    await convertImageYielding(request, job);
+  } finally {
+    process.off('SIGINT', cancel);
+  }
 }
 
 /**

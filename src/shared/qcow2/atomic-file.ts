@@ -5,11 +5,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
 import { abandonedByWriters, inUseError, writtenElsewhere } from './image-lock.ts';
+import { noSteps, runSteps, type Steps } from './steps.ts';
 import { writeBehind } from './write-behind-file.ts';
 
 export interface AtomicWriteOptions {
@@ -92,7 +92,18 @@ export const nodeFileSystem: AtomicFileSystem = {
 };
 
 export function temporaryPathFor(targetPath: string): string {
-  return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomBytes(6).toString('hex')}.tmp`);
+  return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomHex(12)}.tmp`);
+}
+
+/**
+ * Math.random, not node:crypto (whose loading is a tenth of a short command's start-up): the name
+ * need only differ from others; the file is created exclusively (O_EXCL), so a name someone else
+ * guessed and took first is an error, never a file or link of theirs written through.
+ */
+function randomHex(digits: number): string {
+  let hex = '';
+  while (hex.length < digits) hex += Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0');
+  return hex.slice(0, digits);
 }
 
 /** Whether `name` (in the target's folder) is one of temporaryPathFor's names for `targetPath`. */
@@ -125,6 +136,11 @@ function removeIfAbandoned(filePath: string): void {
 }
 
 export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => T, options: AtomicWriteOptions): T {
+  return runSteps(writeFileAtomicallySteps(targetPath, (file, temporaryPath) => noSteps(() => build(file, temporaryPath)), options));
+}
+
+/** writeFileAtomically for a build done in steps (steps.ts), yielding where the build yields. */
+export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => Steps<T>, options: AtomicWriteOptions): Steps<T> {
   const fileSystem = options.fileSystem ?? nodeFileSystem;
   if (!options.overwrite && fileSystem.exists(targetPath)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
@@ -139,7 +155,7 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
   try {
     file = fileSystem.create(temporaryPath);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
-    const result = build(file, temporaryPath);
+    const result = yield* build(file, temporaryPath);
     if (durable) file.flush();
     file.close();
     file = null;

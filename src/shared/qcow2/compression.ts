@@ -3,7 +3,7 @@
  * zstd (compression type 1). Decompression accepts what QEMU accepts: the output filling the
  * cluster is success, and bytes after the end of the stream (sector padding) are ignored.
  */
-import * as zlib from 'node:zlib';
+import type * as Zlib from 'node:zlib';
 import { Qcow2Error } from './errors.ts';
 
 export type CompressionType = 0 | 1;
@@ -13,10 +13,17 @@ interface ZstdZlib {
   zstdDecompressSync?: (buffer: Uint8Array, options?: object) => Buffer;
 }
 
-const zstd = zlib as unknown as ZstdZlib;
+/** node:zlib, loaded at the first compressed cluster: most runs never meet one, and loading it costs a short command a few milliseconds. */
+let loadedZlib: typeof Zlib | null = null;
+function zlibModule(): typeof Zlib {
+  loadedZlib ??= process.getBuiltinModule('node:zlib');
+  return loadedZlib;
+}
 
 export function decompressCluster(type: CompressionType, input: Uint8Array, clusterBytes: number): Uint8Array {
   let output: Buffer;
+  const zlib = zlibModule();
+  const zstd = zlib as unknown as ZstdZlib;
   try {
     if (type === 0) {
       output = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterBytes + 1 });
@@ -35,6 +42,8 @@ export function decompressCluster(type: CompressionType, input: Uint8Array, clus
 /** Compresses one cluster; returns null when compression would not save space (QEMU then writes it plain). */
 export function compressCluster(type: CompressionType, input: Uint8Array, level?: number): Uint8Array | null {
   let output: Buffer;
+  const zlib = zlibModule();
+  const zstd = zlib as unknown as ZstdZlib;
   if (type === 0) {
     output = zlib.deflateRawSync(input, { windowBits: 12, memLevel: 9, level: level ?? zlib.constants.Z_DEFAULT_COMPRESSION });
   } else {

@@ -13,7 +13,7 @@
  */
 import * as path from 'node:path';
 import { alignedBytes } from './aligned-bytes.ts';
-import { writeFileAtomically, type AtomicFileSystem } from './atomic-file.ts';
+import { writeFileAtomicallySteps, type AtomicFileSystem } from './atomic-file.ts';
 import type { BlockFile } from './block-file.ts';
 import { inlineCompressor, threadedCompressor, type ClusterCompressor } from './cluster-compressor.ts';
 import { resolveCreateOptions, type CreateOptions, type ResolvedCreateOptions } from './create.ts';
@@ -26,6 +26,7 @@ import { silentJob, type JobContext } from './job-context.ts';
 import { mapRange } from './map.ts';
 import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
 import { RawImage } from './raw-image.ts';
+import { runSteps, runStepsYielding, type Steps } from './steps.ts';
 import { bytesEqual, isAllZero } from './zeroes.ts';
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
@@ -98,6 +99,19 @@ interface OutputSink {
 }
 
 export function convertImage(request: ConvertRequest, job: JobContext = silentJob): ConvertResult {
+  return runSteps(convertSteps(request, job));
+}
+
+/**
+ * convertImage on a thread whose event loop must keep turning (the CLI's, so that Ctrl-C reaches
+ * its handler, which cancels through `job`): the copy lets the loop run every few milliseconds.
+ */
+export function convertImageYielding(request: ConvertRequest, job: JobContext = silentJob): Promise<ConvertResult> {
+  return runStepsYielding(convertSteps(request, job));
+}
+
+/** The convert, yielding after each chunk (steps.ts). */
+export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<ConvertResult> {
   validateRequest(request);
   const source = openGuestReader(request.source, request.sourceFormat);
   let backing: GuestReader | null = null;
@@ -116,13 +130,13 @@ export function convertImage(request: ConvertRequest, job: JobContext = silentJo
       resolved = resolveCreateOptions({ ...options, size: virtualSize }, null);
     }
     const outputOptions = resolved;
-    return writeFileAtomically(
+    return yield* writeFileAtomicallySteps(
       request.target,
-      (file) => {
+      function* (file) {
         const chunkBytes = chunkSize(request, outputOptions === null ? RAW_BLOCK_BYTES : 2 ** outputOptions.clusterBits);
         const sink = outputOptions === null ? rawSink(file, virtualSize) : qcow2Sink(file, outputOptions, request, chunkBytes);
         try {
-          return copyGuestData(source, backing, sink, virtualSize, chunkBytes, job);
+          return yield* copyGuestData(source, backing, sink, virtualSize, chunkBytes, job);
         } finally {
           sink.close();
         }
@@ -170,7 +184,7 @@ function chunkSize(request: ConvertRequest, blockBytes: number): number {
   return alignUp(Math.max(request.chunkBytes ?? DEFAULT_CHUNK_BYTES, blockBytes), blockBytes);
 }
 
-function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): ConvertResult {
+function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): Steps<ConvertResult> {
   const blockBytes = sink.blockBytes;
   let ownBuffer: Uint8Array | null = null;
   const backingBuffer = backing === null ? null : alignedBytes(chunkBytes);
@@ -190,6 +204,7 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
       result.zeroBytes += next - chunkStart;
       job.progress('converting', next, virtualSize, 'bytes');
       chunkStart = next - chunkBytes;
+      yield;
       continue;
     }
     const backingChunk = backingBuffer?.subarray(0, chunk.length) ?? null;
@@ -211,6 +226,7 @@ function copyGuestData(source: GuestReader, backing: GuestReader | null, sink: O
     }
     sink.writeChunk(chunkStart / blockBytes, chunk, kinds, blocks);
     job.progress('converting', chunkStart + chunkLength, virtualSize, 'bytes');
+    yield;
   }
   sink.finish();
   result.compressedBytes = Math.min(result.dataBytes, sink.compressedBlocks * blockBytes);
