@@ -226,6 +226,19 @@ describe('convert onto a backing file (like qemu-img convert -B)', () => {
     ]);
   });
 
+  it('a stretch the source leaves unallocated, after one with data, reads as zeros over the backing data (not the data before it)', async () => {
+    // Regression: a chunk with nothing stored was compared with the backing file while its buffer still held the previous chunk.
+    const base = folder.file('u-base.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '12M']);
+    await qemuIo(base, ['write -P 0x11 0 12M']);
+    const source = folder.file('u-source.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', source, '12M']);
+    await qemuIo(source, ['write -P 0x22 3M 64k', 'write -P 0x33 9M 64k']);
+    const target = folder.file('u-out.qcow2');
+    convertImage({ source, target, targetFormat: 'qcow2', options: { backingFile: 'u-base.qcow2', backingFormat: 'qcow2' } });
+    await expectCleanCopy(target, source, 'qcow2');
+  });
+
   it('compat 0.10 has no zero flag: zeros over backing data are stored', async () => {
     const base = folder.file('v2-base.raw');
     fs.writeFileSync(base, Buffer.alloc(MiB, 9));
@@ -320,5 +333,69 @@ describe('convert failures and cancel', () => {
     expect(convertError({ source: sourceRaw, target: output('raw'), targetFormat: 'raw', options: { clusterSize: 4096 } }).code).toBe('INVALID_ARGUMENT');
     expect(convertError({ source: sourceRaw, target: output('qcow2'), targetFormat: 'qcow2', options: { preallocation: 'metadata' } }).code).toBe('INVALID_ARGUMENT');
     expect(convertError({ source: sourceRaw, target: output('qcow2'), targetFormat: 'qcow2', options: { clusterSize: 3000 } }).code).toBe('INVALID_ARGUMENT');
+  });
+});
+
+describe('convert from a sparse raw file (its holes are not read, as qemu-img skips them)', () => {
+  const GiB = 1024 * MiB;
+  /** Data at three places of a 1 TiB file; the rest holes. Reading the holes would take many minutes. */
+  function hugeSparseRaw(name: string): { path: string; pieces: [number, Uint8Array][] } {
+    const filePath = folder.file(name);
+    const random = new SeededRandom(7);
+    const pieces: [number, Uint8Array][] = [
+      [0, random.bytes(64 * KiB)],
+      [300 * GiB + 12345, random.bytes(100 * KiB)],
+      [1024 * GiB - 4 * KiB, random.bytes(4 * KiB)],
+    ];
+    const fd = fs.openSync(filePath, 'w');
+    for (const [offset, bytes] of pieces) fs.writeSync(fd, bytes, 0, bytes.length, offset);
+    fs.ftruncateSync(fd, 1024 * GiB);
+    fs.closeSync(fd);
+    return { path: filePath, pieces };
+  }
+
+  it('to qcow2: only the chunks holding data are visited; QEMU reads the same disk, data only where it was', async () => {
+    const source = hugeSparseRaw('huge-sparse.raw');
+    const target = output('qcow2');
+    const job = recordingJob();
+    const result = convertImage({ source: source.path, sourceFormat: 'raw', target, targetFormat: 'qcow2' }, job);
+    expect(result.virtualSize).toBe(1024 * GiB);
+    // A few progress reports per stretch of data, not one per 4 MiB of the 1 TiB (262144).
+    expect(job.calls.length).toBeLessThan(20);
+    expect(job.calls.at(-1)).toEqual([1024 * GiB, 1024 * GiB]);
+    expect(result.dataBytes).toBeLessThanOrEqual(64 * KiB + 3 * 64 * KiB + 64 * KiB);
+    const check = await qemuCheck(target);
+    expect(check.code, check.output).toBe(0);
+    const compare = await qemuCompare(target, source.path, { formatB: 'raw' });
+    expect(compare.code, compare.output).toBe(0);
+    const stored = (await qemuMap(target)).filter((entry) => entry.data);
+    for (const entry of stored) expect(source.pieces.some(([offset, bytes]) => entry.start < offset + bytes.length && offset < entry.start + entry.length)).toBe(true);
+  });
+
+  it('to raw: the output is as sparse, and equal', async () => {
+    const source = hugeSparseRaw('huge-sparse-2.raw');
+    const target = output('raw');
+    convertImage({ source: source.path, sourceFormat: 'raw', target, targetFormat: 'raw' });
+    expect(fs.statSync(target).size).toBe(1024 * GiB);
+    expect(fs.statSync(target).blocks * 512).toBeLessThan(4 * MiB);
+    const compare = await qemuCompare(target, source.path, { formatA: 'raw', formatB: 'raw' });
+    expect(compare.code, compare.output).toBe(0);
+  });
+
+  it('onto a backing file: a hole where the backing file has data becomes zeros, not the backing data', async () => {
+    const base = folder.file('sparse-base.qcow2');
+    await qemuImg(['create', '-f', 'qcow2', base, '8M']);
+    await qemuIo(base, ['write -P 0x11 0 8M']);
+    const source = folder.file('sparse-over-base.raw');
+    const fd = fs.openSync(source, 'w');
+    fs.writeSync(fd, new SeededRandom(9).bytes(64 * KiB), 0, 64 * KiB, 3 * MiB);
+    fs.ftruncateSync(fd, 8 * MiB);
+    fs.closeSync(fd);
+    const target = output('qcow2');
+    convertImage({ source, sourceFormat: 'raw', target, targetFormat: 'qcow2', options: { backingFile: 'sparse-base.qcow2', backingFormat: 'qcow2' } });
+    const check = await qemuCheck(target);
+    expect(check.code, check.output).toBe(0);
+    const compare = await qemuCompare(target, source, { formatB: 'raw' });
+    expect(compare.code, compare.output).toBe(0);
   });
 });

@@ -198,7 +198,7 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
     const blocks = Math.ceil(chunkLength / blockBytes);
     const buffer = sink.lendBuffer(chunkBytes) ?? (ownBuffer ??= alignedBytes(chunkBytes));
     const chunk = buffer.subarray(0, blocks * blockBytes);
-    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData, backing !== null) && backing === null) {
+    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData, backing !== null)) {
       // Nothing stored in this stretch of a qcow2 source: nothing to write, up to the next stored data (a sparse disk goes fast).
       const next = nextStoredChunk(source, chunkStart + chunkLength, virtualSize, chunkBytes);
       result.zeroBytes += next - chunkStart;
@@ -235,11 +235,13 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
 }
 
 /**
- * The first chunk at or after `from` (chunk-aligned) where a qcow2 source may store data, or the
- * disk's end. The map is asked in windows that double while they find nothing, so a sparse disk
- * of any claimed size is crossed in time proportional to its L1 table, not to its size.
+ * The first chunk at or after `from` (chunk-aligned) where the source may store data, or the
+ * disk's end. A raw file says where its next data is; a qcow2 image's map is asked in windows that
+ * double while they find nothing, so a sparse disk of any claimed size is crossed in time
+ * proportional to its L1 table, not to its size.
  */
 function nextStoredChunk(source: GuestReader, from: number, virtualSize: number, chunkBytes: number): number {
+  if (source instanceof RawImage) return Math.max(from, Math.floor(source.nextData(from, virtualSize) / chunkBytes) * chunkBytes);
   if (!(source instanceof Qcow2Image)) return Math.min(from, virtualSize);
   let position = from;
   let window = chunkBytes * 256;
@@ -264,20 +266,26 @@ function forEachRun(kinds: Uint8Array, blocks: number, visit: (kind: number, fir
 }
 
 /**
- * Fills `chunk` with guest bytes from `start`. A qcow2 source is asked first which ranges are
- * zero or unallocated, so those are not read; `mayHoldData[i]` is 0 for blocks known to be zero.
+ * Fills `chunk` with guest bytes from `start`. The source is asked first which ranges are zero,
+ * unallocated or holes, so those are not read; `mayHoldData[i]` is 0 for blocks known to be zero.
  * Unless `allBytes` (the bytes are compared with a backing file's), a block known to be zero is
- * not filled either: nothing reads it. Returns false when the whole chunk is known to be zero:
- * then it is left as it was, unfilled.
+ * not filled either: nothing reads it. Returns false when the whole chunk is known to be zero and
+ * nothing will read it (not `allBytes`): then it is left as it was, unfilled.
  */
 function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array, allBytes: boolean): boolean {
-  if (!(source instanceof Qcow2Image)) {
+  const entries = storedExtents(source, start, start + chunk.length);
+  if (entries === null) {
     source.readInto(chunk, start);
     mayHoldData.fill(1);
     return true;
   }
-  const entries = mapRange(source, start, start + chunk.length);
-  if (!entries.some((entry) => entry.data)) return false;
+  if (!entries.some((entry) => entry.data)) {
+    if (!allBytes) return false;
+    // Compared with the backing file block by block: the buffer still holds the previous chunk.
+    chunk.fill(0);
+    mayHoldData.fill(0);
+    return true;
+  }
   mayHoldData.fill(0);
   let covered = 0;
   for (const entry of entries) {
@@ -302,6 +310,13 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
   // Past the end of the disk (the last cluster's tail).
   chunk.fill(0, covered);
   return true;
+}
+
+/** What of [start, end) the source stores (`data`) and what reads as zeros without a read; null when it cannot tell. */
+function storedExtents(source: GuestReader, start: number, end: number): { start: number; length: number; data: boolean }[] | null {
+  if (source instanceof Qcow2Image) return mapRange(source, start, end);
+  if (source instanceof RawImage) return source.extents(start, end);
+  return null;
 }
 
 // ---------------------------------------------------------------- raw output
