@@ -71,14 +71,16 @@ describe('write-behind file', () => {
     }
   });
 
-  it('writes from lent buffers, reused many times over, the bytes they held when written', () => {
+  // Hundreds of MiB flushed: seconds on a slow or busy disk.
+  it('writes from lent buffers, reused many times over, the bytes they held when written', { timeout: 60_000 }, () => {
     const target = folder.file('lent.bin');
     const file = writeBehind(NodeBlockFile.open(target, { create: true }), { startWriteback: true });
     // What each lent buffer held, and what was written from it: replayed at the end. Filling is
     // much faster than writing, so the helper falls behind and busy slots must not be lent again.
     const writes: { fill: number; from: number; to: number; position: number }[] = [];
     let lentNull = false;
-    const CHUNKS = 100;
+    // Each of the six slots lent several times in each pass.
+    const CHUNKS = 40;
     for (const pause of [false, true]) {
       if (pause) waitForHelper();
       for (let chunk = 0; chunk < CHUNKS; chunk++) {
