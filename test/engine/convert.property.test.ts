@@ -34,6 +34,11 @@ interface Op {
 
 interface ConvertCase {
   sourceFormat: 'raw' | 'qcow2';
+  /** A qcow2 source's cluster size and extended L2 (which QEMU allows from 16 KiB clusters). */
+  sourceClusterBytes: number;
+  sourceExtendedL2: boolean;
+  /** A qcow2 source rewritten by `qemu-img convert -c` (compressed clusters), without a backing file. */
+  sourceCompressed: boolean;
   /** The source's own backing file (qcow2 sources only), written by `baseOps`. */
   sourceOverBase: boolean;
   /** The output's backing file (-B), written by `baseOps`; qcow2 outputs only. */
@@ -59,7 +64,10 @@ const opArbitrary: fc.Arbitrary<Op> = fc
 
 const caseArbitrary: fc.Arbitrary<ConvertCase> = fc
   .record({
-    sourceFormat: fc.constantFrom<'raw' | 'qcow2'>('raw', 'qcow2'),
+    sourceFormat: fc.constantFrom<'raw' | 'qcow2'>('raw', 'qcow2', 'qcow2'),
+    sourceClusterBytes: fc.constantFrom(512, 4 * KiB, 16 * KiB, 64 * KiB),
+    sourceExtendedL2: fc.boolean(),
+    sourceCompressed: fc.boolean(),
     sourceOverBase: fc.boolean(),
     outputOverBase: fc.boolean(),
     baseOps: fc.array(opArbitrary.map((op) => ({ ...op, kind: 'write' as const })), { maxLength: 6 }),
@@ -73,6 +81,8 @@ const caseArbitrary: fc.Arbitrary<ConvertCase> = fc
   })
   .map((raw) => ({
     ...raw,
+    sourceExtendedL2: raw.sourceExtendedL2 && raw.sourceClusterBytes >= 16 * KiB,
+    sourceCompressed: raw.sourceFormat === 'qcow2' && raw.sourceCompressed && !raw.sourceOverBase,
     sourceOverBase: raw.sourceFormat === 'qcow2' && raw.sourceOverBase,
     outputOverBase: raw.outputFormat === 'qcow2' && raw.outputOverBase,
     compress: raw.outputFormat === 'qcow2' && raw.compress,
@@ -114,8 +124,11 @@ async function checkCase(testCase: ConvertCase): Promise<void> {
     writeSparseRaw(source, testCase.ops);
   } else {
     const backing = testCase.sourceOverBase ? ['-b', base, '-F', 'qcow2'] : [];
-    await qemuImg(['create', '-q', '-f', 'qcow2', ...backing, source, String(DISK_BYTES)]);
-    await qemuIo(source, testCase.ops.map(qemuIoCommand));
+    const options = `cluster_size=${testCase.sourceClusterBytes},extended_l2=${testCase.sourceExtendedL2 ? 'on' : 'off'}`;
+    const written = testCase.sourceCompressed ? name('written.qcow2') : source;
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', options, ...backing, written, String(DISK_BYTES)]);
+    await qemuIo(written, testCase.ops.map(qemuIoCommand));
+    if (testCase.sourceCompressed) await qemuImg(['convert', '-c', '-f', 'qcow2', '-O', 'qcow2', '-o', options, written, source]);
   }
   const target = name(`out.${testCase.outputFormat}`);
   convertImage({
