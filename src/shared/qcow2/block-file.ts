@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
+import { seekEnd } from './file-seek.ts';
 import { lockForReading, lockForWriting } from './image-lock.ts';
 
 /**
@@ -121,7 +122,7 @@ export class NodeBlockFile implements BlockFile {
 
   size(): number {
     try {
-      return fs.fstatSync(this.descriptor).size;
+      return fileSize(this.descriptor, this.path);
     } catch (error) {
       throw toQcow2Error(error, this.path);
     }
@@ -147,4 +148,16 @@ export class NodeBlockFile implements BlockFile {
       throw toQcow2Error(error, this.path);
     }
   }
+}
+
+/**
+ * The size of an open file, or of a block device (a disk, a partition, an LVM volume), for which
+ * fstat says 0: read as that, a whole disk would convert to an empty one.
+ */
+export function fileSize(fd: number, filePath: string): number {
+  const stat = fs.fstatSync(fd);
+  if (!stat.isBlockDevice()) return stat.size;
+  const end = seekEnd(fd);
+  if (end === 'unknown') throw new Qcow2Error('UNSUPPORTED_FEATURE', `${filePath}: Cowbell cannot tell the size of a block device on this system`);
+  return end;
 }

@@ -1,11 +1,10 @@
 /**
- * Where a file holds data and where it has holes (Linux lseek SEEK_DATA / SEEK_HOLE, through koffi
- * as image-lock.ts does), so a sparse raw disk's holes are known to read as zeros without reading
- * them — what qemu-img's raw driver does. Where the call cannot be loaded, or the file system or
- * the file (a device, a pipe) cannot tell, every byte counts as data: slower, never wrong.
+ * Where a file holds data and where it has holes (lseek SEEK_DATA / SEEK_HOLE, file-seek.ts), so a
+ * sparse raw disk's holes are known to read as zeros without reading them — what qemu-img's raw
+ * driver does. Where the system, the file system or the file (a device) cannot tell, every byte
+ * counts as data: slower, never wrong.
  */
-import { createRequire } from 'node:module';
-import type * as Koffi from 'koffi';
+import { seekData, seekHole } from './file-seek.ts';
 
 export interface FileExtent {
   start: number;
@@ -14,45 +13,7 @@ export interface FileExtent {
   data: boolean;
 }
 
-const SEEK_DATA = 3;
-const SEEK_HOLE = 4;
-/** lseek's "no data at or after this offset". */
-const ENXIO = 6;
-
-interface Seeker {
-  lseek(fd: number, offset: number, whence: number): number;
-  errno(): number;
-}
-
-let seeker: Seeker | null | undefined;
-
-function load(): Seeker | null {
-  if (seeker !== undefined) return seeker;
-  seeker = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-    const lseek = koffi.load(null).func('int64_t lseek(int fd, int64_t offset, int whence)') as unknown as (fd: number, offset: number, whence: number) => number | bigint;
-    seeker = { lseek: (fd, offset, whence) => Number(lseek(fd, offset, whence)), errno: () => koffi.errno() };
-  } catch {
-    // Only an optimisation: everything is data.
-  }
-  return seeker;
-}
-
-/** What lseek answered: an offset, "nothing more" (ENXIO), or that it cannot tell. */
-function seek(fd: number, offset: number, whence: number): number | 'none' | 'unknown' {
-  const calls = load();
-  if (calls === null) return 'unknown';
-  const result = calls.lseek(fd, offset, whence);
-  if (result >= 0) return result;
-  return calls.errno() === ENXIO ? 'none' : 'unknown';
-}
-
-/**
- * The extents of [start, end) in order, data and holes alternating, covering the range exactly.
- * (Reads use positional I/O, so moving the descriptor's offset here disturbs nothing.)
- */
+/** The extents of [start, end) in order, data and holes alternating, covering the range exactly. */
 export function fileExtents(fd: number, start: number, end: number): FileExtent[] {
   const extents: FileExtent[] = [];
   const add = (from: number, to: number, data: boolean): void => {
@@ -63,7 +24,7 @@ export function fileExtents(fd: number, start: number, end: number): FileExtent[
   };
   let position = start;
   while (position < end) {
-    const dataAt = seek(fd, position, SEEK_DATA);
+    const dataAt = seekData(fd, position);
     if (dataAt === 'unknown' || (typeof dataAt === 'number' && dataAt < position)) {
       add(position, end, true);
       break;
@@ -73,7 +34,7 @@ export function fileExtents(fd: number, start: number, end: number): FileExtent[
       break;
     }
     add(position, dataAt, false);
-    const holeAt = seek(fd, dataAt, SEEK_HOLE);
+    const holeAt = seekHole(fd, dataAt);
     // A hole strictly after the data, or the data runs to the end of the range.
     const dataEnd = typeof holeAt === 'number' && holeAt > dataAt ? Math.min(end, holeAt) : end;
     add(dataAt, dataEnd, true);
@@ -84,7 +45,7 @@ export function fileExtents(fd: number, start: number, end: number): FileExtent[
 
 /** The first offset at or after `from` that may hold data, or `end` if none before it. */
 export function nextDataOffset(fd: number, from: number, end: number): number {
-  const dataAt = seek(fd, from, SEEK_DATA);
+  const dataAt = seekData(fd, from);
   if (dataAt === 'none') return end;
   if (dataAt === 'unknown' || dataAt < from) return from;
   return Math.min(dataAt, end);
