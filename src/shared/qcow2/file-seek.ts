@@ -1,11 +1,10 @@
 /**
- * lseek(2) where Node has none (through koffi, as image-lock.ts calls fcntl): where a file's next
- * data or hole is (SEEK_DATA / SEEK_HOLE), and where a block device ends (SEEK_END; fstat gives a
- * device's size as 0). Linux only; elsewhere, or when the call cannot be loaded, every answer is
- * 'unknown'. Reads use positional I/O, so moving a descriptor's offset here disturbs nothing.
+ * lseek(2), which Node lacks (through libc.ts): where a file's next data or hole is (SEEK_DATA /
+ * SEEK_HOLE), and where a block device ends (SEEK_END; fstat gives a device's size as 0). Where
+ * the C library cannot be had, every answer is 'unknown'. Reads use positional I/O, so moving a
+ * descriptor's offset here disturbs nothing.
  */
-import { createRequire } from 'node:module';
-import type * as Koffi from 'koffi';
+import { libc } from './libc.ts';
 
 const SEEK_END = 2;
 const SEEK_DATA = 3;
@@ -26,14 +25,11 @@ let lseek: Lseek | null | undefined;
 function load(): Lseek | null {
   if (lseek !== undefined) return lseek;
   lseek = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-    const call = koffi.load(null).func('int64_t lseek(int fd, int64_t offset, int whence)') as unknown as (fd: number, offset: number, whence: number) => number | bigint;
-    lseek = { call: (fd, offset, whence) => Number(call(fd, offset, whence)), errno: () => koffi.errno() };
-  } catch {
-    // Callers fall back to what they can do without it.
-  }
+  const loaded = libc();
+  // Without it, callers fall back to what they can do alone.
+  if (loaded instanceof Error) return null;
+  const call = loaded.library.func('int64_t lseek(int fd, int64_t offset, int whence)') as unknown as (fd: number, offset: number, whence: number) => number | bigint;
+  lseek = { call: (fd, offset, whence) => Number(call(fd, offset, whence)), errno: () => loaded.koffi.errno() };
   return lseek;
 }
 

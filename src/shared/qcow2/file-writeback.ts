@@ -1,12 +1,10 @@
 /**
  * Starting the kernel's writeback of a file range without waiting for it (Linux
- * sync_file_range(SYNC_FILE_RANGE_WRITE), through koffi as image-lock.ts does): a long write can
- * keep the disk busy as it goes, so its final fdatasync has little left to do. It reports no
- * write errors (the fdatasync still does); elsewhere, or if the call cannot be loaded, it does
- * nothing.
+ * sync_file_range(SYNC_FILE_RANGE_WRITE), through libc.ts): a long write can keep the disk busy as
+ * it goes, so its final fdatasync has little left to do. It reports no write errors (the
+ * fdatasync still does); where the call cannot be had, it does nothing.
  */
-import { createRequire } from 'node:module';
-import type * as Koffi from 'koffi';
+import { libc } from './libc.ts';
 
 const SYNC_FILE_RANGE_WRITE = 2;
 
@@ -15,14 +13,9 @@ let syncFileRange: SyncFileRange | null | undefined;
 
 function load(): SyncFileRange | null {
   if (syncFileRange !== undefined) return syncFileRange;
-  syncFileRange = null;
-  if (process.platform !== 'linux') return null;
-  try {
-    const koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-    syncFileRange = koffi.load(null).func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as SyncFileRange;
-  } catch {
-    // Only an optimisation.
-  }
+  const loaded = libc();
+  // Only an optimisation: nothing to do without it.
+  syncFileRange = loaded instanceof Error ? null : (loaded.library.func('int sync_file_range(int fd, int64_t offset, int64_t nbytes, unsigned int flags)') as unknown as SyncFileRange);
   return syncFileRange;
 }
 

@@ -24,9 +24,8 @@
  * threads of one process share) also exclude two descriptors of the same process, so two workers
  * or two Cowbell processes exclude each other exactly as they exclude QEMU.
  */
-import { createRequire } from 'node:module';
-import type * as Koffi from 'koffi';
 import { Qcow2Error } from './errors.ts';
+import { libc } from './libc.ts';
 
 /** QEMU's permission bit numbers (BLK_PERM_*); GRAPH_MOD (bit 4) is gone and not locked since QEMU 6.2. */
 export const PERMISSION_BITS = { consistentRead: 0, write: 1, writeUnchanged: 2, resize: 3 } as const;
@@ -188,17 +187,15 @@ interface Flock {
 }
 
 function linuxOfdLocks(): ByteLocks {
-  let koffi: typeof Koffi;
-  try {
-    koffi = createRequire(import.meta.url)('koffi') as typeof Koffi;
-  } catch (error) {
-    throw new Qcow2Error('INTERNAL', `Cowbell cannot lock disk images here: its native helper (koffi) did not load (${error instanceof Error ? error.message : String(error)})`, { cause: error });
+  const loaded = libc();
+  if (loaded instanceof Error) {
+    throw new Qcow2Error('INTERNAL', `Cowbell cannot lock disk images here: its native helper (koffi) did not load (${loaded.message})`, { cause: loaded });
   }
+  const { koffi, library } = loaded;
   const flock = koffi.struct({ l_type: 'short', l_whence: 'short', l_start: 'int64', l_len: 'int64', l_pid: 'int' });
   const flockIn = koffi.pointer(flock);
   const flockInOut = koffi.inout(koffi.pointer(flock));
-  // dlopen(NULL): the running program and its libraries, whatever the C library is called.
-  const fcntl = koffi.load(null).func('int fcntl(int fd, int cmd, ...)');
+  const fcntl = library.func('int fcntl(int fd, int cmd, ...)');
   const request = (type: number, byte: number): Flock => ({ l_type: type, l_whence: SEEK_SET, l_start: byte, l_len: 1, l_pid: 0 });
   const failure = (what: string, errno: number): Qcow2Error => new Qcow2Error('IO_ERROR', `Could not ${what} the disk's lock (errno ${errno})`);
   return {
