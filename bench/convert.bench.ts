@@ -114,6 +114,12 @@ try {
   const unflushed = 'target ≤ 1.2, ≤ 200 MiB; both -t unsafe (not flushed)';
   await compare('import raw→qcow2 1 GiB, unflushed', unflushed, cowbellCli((output) => withCache('unsafe', importArgs(output))), importArgs, 'qcow2');
   await compare('export qcow2→raw 1 GiB, unflushed', unflushed, cowbellCli((output) => withCache('unsafe', exportArgs(output))), exportArgs, 'raw');
+  // A sparse raw disk: the 1 GiB of data, then 15 GiB of holes, which neither program should read.
+  const sparse = path.join(folder, 'sparse.raw');
+  fs.copyFileSync(raw, sparse);
+  fs.truncateSync(sparse, 16 * GiB);
+  const sparseImportArgs = (output: string): string[] => ['convert', '-f', 'raw', '-O', 'qcow2', sparse, output];
+  await compare('import sparse raw 16 GiB (1 GiB data), unflushed', 'informational: holes are not read', cowbellCli((output) => withCache('unsafe', sparseImportArgs(output))), sparseImportArgs, 'qcow2');
   const engine = new WarmEngine();
   try {
     const warm = 'informational: the engine already loaded in a worker thread, as the app runs it';
