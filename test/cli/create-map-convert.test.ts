@@ -165,6 +165,12 @@ describe('cowbell convert', () => {
     expectOneLineError(await run('convert', source), 2, /missing argument/);
     expectOneLineError(await run('convert', '-t', 'fast', source, folder.file('never.raw')), 2, /-t must be one of writeback, unsafe/);
     expectOneLineError(await run('convert', '-O', 'raw', source, folder.file('converted.raw')), 2, /already exists; pass --force/);
+    expectOneLineError(await run('convert', folder.path, target), 1, /is a folder, not a disk image/);
+    // The target and its folder are named, not the hidden temporary file.
+    const missingFolder = folder.file('no-such-folder');
+    const inMissing = await run('convert', source, `${missingFolder}/out.raw`);
+    expectOneLineError(inMissing, 1, new RegExp(`out\\.raw: the folder ${missingFolder} does not exist`));
+    expect(inMissing.err).not.toMatch(/cowbell-[0-9a-f]{12}\.tmp/);
     expect(fs.existsSync(target)).toBe(false);
   });
 });

@@ -135,6 +135,18 @@ function removeIfAbandoned(filePath: string): void {
   }
 }
 
+/** Creates the temporary file; a failure names the target (and its folder), never the hidden name. */
+function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string): BlockFile {
+  try {
+    return fileSystem.create(temporaryPath);
+  } catch (error) {
+    const typed = toQcow2Error(error, targetPath);
+    if (typed.code === 'NOT_FOUND') throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${path.dirname(targetPath)} does not exist`, { cause: error });
+    if (typed.code === 'PERMISSION_DENIED') throw new Qcow2Error('PERMISSION_DENIED', `${targetPath}: no permission to create files in ${path.dirname(targetPath)}`, { cause: error });
+    throw new Qcow2Error(typed.code, typed.message.replaceAll(temporaryPath, targetPath), { cause: error });
+  }
+}
+
 export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => T, options: AtomicWriteOptions): T {
   return runSteps(writeFileAtomicallySteps(targetPath, (file, temporaryPath) => noSteps(() => build(file, temporaryPath)), options));
 }
@@ -153,7 +165,7 @@ export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: B
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {
-    file = fileSystem.create(temporaryPath);
+    file = createTemporary(fileSystem, temporaryPath, targetPath);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
     const result = yield* build(file, temporaryPath);
     if (durable) file.flush();

@@ -68,6 +68,7 @@ export class NodeBlockFile implements BlockFile {
     let inUseElsewhere = false;
     try {
       const stat = fs.fstatSync(fd);
+      if (stat.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
       if (!stat.isFile() && !stat.isBlockDevice()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
       if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
       else lockForWriting(fd);
