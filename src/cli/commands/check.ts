@@ -11,12 +11,13 @@ import { UsageError, type Command } from '../command.ts';
 export const check: Command = {
   name: 'check',
   summary: 'check an image for refcount errors, leaks and corrupt tables; -r leaks|all repairs them',
-  usage: '[--json | --output=json|human] [-r leaks|all] [-f qcow2] IMAGE',
+  usage: '[--json | --output=json|human] [-r leaks|all] [-f qcow2] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
     repair: { type: 'string', short: 'r' },
     format: { type: 'string', short: 'f' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
@@ -27,7 +28,7 @@ export const check: Command = {
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`check: only qcow2 images can be checked, not ${format}`);
     const repair = option(args, 'repair');
     if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`check: -r takes leaks or all, not ${repair}`);
-    const result = checkImagePath(args.positionals[0] ?? '', { repair: repair as RepairMode | undefined });
+    const result = checkImagePath(args.positionals[0] ?? '', { repair: repair as RepairMode | undefined }, undefined, { refuseInUse: !flag(args, 'force-share') });
     for (const message of result.messages) io.err(`${message}\n`);
     if (output === 'json') {
       const { messages: _messages, ...report } = result;

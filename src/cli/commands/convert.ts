@@ -21,7 +21,7 @@ const MAX_COMPRESSION_THREADS = 4;
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [--force] INPUT OUTPUT',
   options: {
     compress: { type: 'boolean', short: 'c' },
     progress: { type: 'boolean', short: 'p' },
@@ -32,6 +32,7 @@ export const convert: Command = {
     backing: { type: 'string', short: 'B' },
     'backing-format': { type: 'string', short: 'F' },
     cache: { type: 'string', short: 't' },
+    'force-share': { type: 'boolean', short: 'U' },
     force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -57,7 +58,7 @@ export const convert: Command = {
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     try {
       const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
-      await convertCancellably({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable }, showProgress ? progressPrinter(io) : () => {});
+      await convertCancellably({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
     }

@@ -7,10 +7,11 @@ import { EXIT_OK, UsageError, type Command } from '../command.ts';
 export const info: Command = {
   name: 'info',
   summary: 'what an image is: sizes, format details, backing file, snapshots',
-  usage: '[--json | --output=json|human] IMAGE',
+  usage: '[--json | --output=json|human] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
@@ -18,6 +19,7 @@ export const info: Command = {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`info: --output must be json or human, not ${output}`);
     const path = args.positionals[0] ?? '';
+    // A disk in use is described anyway, with a note saying so (its header says what it is even while a VM runs); -U is accepted as in qemu-img.
     const image = readImageInfo(path);
     io.out(output === 'json' ? `${JSON.stringify(image, null, 4)}\n` : describe(image));
     return EXIT_OK;

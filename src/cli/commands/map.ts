@@ -12,11 +12,12 @@ import { EXIT_OK, UsageError, type Command } from '../command.ts';
 export const map: Command = {
   name: 'map',
   summary: 'allocated, zero and backing-file ranges of the guest disk (qemu-img map)',
-  usage: '[--json | --output=json|human] [-f qcow2] IMAGE',
+  usage: '[--json | --output=json|human] [-f qcow2] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
     format: { type: 'string', short: 'f' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
@@ -26,7 +27,7 @@ export const map: Command = {
     const format = option(args, 'format') ?? 'qcow2';
     if (format !== 'qcow2') throw new UsageError(`map: only qcow2 images can be mapped (not ${format})`);
     const imagePath = args.positionals[0] ?? '';
-    const image = Qcow2Image.open(imagePath, { readOnly: true });
+    const image = Qcow2Image.open(imagePath, { readOnly: true, refuseInUse: !flag(args, 'force-share') });
     try {
       const entries = mapImage(image);
       io.out(output === 'json' ? mapJson(entries) : mapHuman(entries, chainFileNames(imagePath, image)));

@@ -49,6 +49,11 @@ export interface ConvertRequest {
    * threads from compress-worker.ts (for the CLI, which runs the sources directly).
    */
   compressionThreads?: number;
+  /**
+   * Read a source (or output backing file) that another program is writing, as qemu-img -U does;
+   * by default that is an IN_USE error, for the copy would be of no moment in particular.
+   */
+  forceShare?: boolean;
   /** Replace an existing target file (qemu-img's behaviour); by default it is an error. */
   overwrite?: boolean;
   /**
@@ -113,7 +118,8 @@ export function convertImageYielding(request: ConvertRequest, job: JobContext = 
 /** The convert, yielding after each chunk (steps.ts). */
 export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<ConvertResult> {
   validateRequest(request);
-  const source = openGuestReader(request.source, request.sourceFormat);
+  const refuseInUse = request.forceShare !== true;
+  const source = openGuestReader(request.source, request.sourceFormat, { refuseInUse });
   let backing: GuestReader | null = null;
   try {
     // QEMU counts a raw file's size in whole sectors.
@@ -125,7 +131,7 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
         const backingPath = resolveBackingPath(request.target, options.backingFile);
         if (path.resolve(backingPath) === path.resolve(request.target)) throw new Qcow2Error('INVALID_ARGUMENT', 'The output cannot be its own backing file');
         options.backingFormat ??= detectBackingFormat(backingPath);
-        backing = openBackingReader(backingPath, options.backingFormat);
+        backing = openBackingReader(backingPath, options.backingFormat, refuseInUse);
       }
       resolved = resolveCreateOptions({ ...options, size: virtualSize }, null);
     }
@@ -171,9 +177,9 @@ function detectBackingFormat(backingPath: string): ImageFormat {
   }
 }
 
-function openBackingReader(backingPath: string, format: ImageFormat): GuestReader {
+function openBackingReader(backingPath: string, format: ImageFormat, refuseInUse: boolean): GuestReader {
   try {
-    return openGuestReader(backingPath, format);
+    return openGuestReader(backingPath, format, { refuseInUse });
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`, { cause: error });
     throw error;

@@ -5,6 +5,7 @@ import { Qcow2Error } from './errors.ts';
 import type { ImageFormat } from './image-format-name.ts';
 import { QCOW2_MAGIC } from './format/limits.ts';
 import type { GuestReader } from './guest-reader.ts';
+import { inUseForReadingError } from './image-lock.ts';
 import { Qcow2Image } from './image.ts';
 import { RawImage } from './raw-image.ts';
 
@@ -27,12 +28,15 @@ export function detectFormat(filePath: string): ImageFormat {
 }
 
 /** Opens an image read-only as guest bytes: a qcow2 image with its backing chain, or a raw file. */
-export function openGuestReader(filePath: string, format?: ImageFormat): GuestReader {
+export function openGuestReader(filePath: string, format?: ImageFormat, options: { refuseInUse?: boolean } = {}): GuestReader {
   const file = NodeBlockFile.open(filePath, { readOnly: true });
   try {
     const actual = format ?? probeFormat(file);
-    if (actual === 'raw') return new RawImage(file);
-    return Qcow2Image.openFile(file, { readOnly: true });
+    if (actual === 'raw') {
+      if (options.refuseInUse === true && file.inUseElsewhere) throw inUseForReadingError(filePath);
+      return new RawImage(file);
+    }
+    return Qcow2Image.openFile(file, { readOnly: true, refuseInUse: options.refuseInUse });
   } catch (error) {
     file.close();
     if (error instanceof Qcow2Error && error.code === 'BAD_MAGIC' && format === 'qcow2') {

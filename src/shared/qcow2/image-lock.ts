@@ -53,6 +53,11 @@ export function inUseError(): Qcow2Error {
   return new Qcow2Error('IN_USE', 'The disk is in use by another program (a running VM or qemu-nbd); close it first');
 }
 
+/** Reading a disk another program writes gives a copy or a report of no moment in particular (as qemu-img refuses without -U). */
+export function inUseForReadingError(filePath: string): Qcow2Error {
+  return new Qcow2Error('IN_USE', `${filePath} is being written by another program (a running VM or qemu-nbd), so a copy or a report made now may be inconsistent; shut it down first, or force the read (-U, as in qemu-img)`);
+}
+
 /** Cowbell's own byte: held exclusively while a Cowbell process changes the image, shared while one reads it. */
 export const COWBELL_BYTE = 300;
 
