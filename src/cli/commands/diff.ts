@@ -6,15 +6,16 @@ import { EXIT_OK, type Command } from '../command.ts';
 export const diff: Command = {
   name: 'diff',
   summary: 'the guest ranges that differ between two snapshots (or a snapshot and "current")',
-  usage: '[--json] IMAGE A B',
+  usage: '[--json] [-U] IMAGE A B',
   options: {
     json: { type: 'boolean' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 3, max: 3 },
   async run(args, io) {
     const [image = '', from = '', to = ''] = args.positionals;
-    const result = readDiff(image, from, to);
+    const result = readDiff(image, from, to, undefined, { refuseInUse: !flag(args, 'force-share') });
     if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else {
       const lines = result.ranges.map((range) => `${String(range.offset).padStart(14)} ${String(range.length).padStart(12)}`);

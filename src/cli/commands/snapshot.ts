@@ -9,9 +9,10 @@ const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 
 export const snapshot: Command = {
   name: 'snapshot',
   summary: 'list, create, apply (revert to), delete or rename internal snapshots',
-  usage: 'list [--json] IMAGE | create IMAGE NAME | apply IMAGE NAME | delete IMAGE NAME | rename IMAGE OLD NEW',
+  usage: 'list [--json] [-U] IMAGE | create IMAGE NAME | apply IMAGE NAME | delete IMAGE NAME | rename IMAGE OLD NEW',
   options: {
     json: { type: 'boolean' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 2, max: 4 },
@@ -22,7 +23,7 @@ export const snapshot: Command = {
     if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
     switch (action) {
       case 'list': {
-        const tree = readSnapshotTree(image);
+        const tree = readSnapshotTree(image, undefined, { refuseInUse: !flag(args, 'force-share') });
         io.out(flag(args, 'json') ? `${JSON.stringify(tree, null, 2)}\n` : describeTree(tree));
         break;
       }

@@ -7,14 +7,15 @@ import { EXIT_OK, type Command } from '../command.ts';
 export const usage: Command = {
   name: 'usage',
   summary: 'where the space goes: current state, each snapshot, metadata, leaks',
-  usage: '[--json] IMAGE',
+  usage: '[--json] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
+    'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
   async run(args, io) {
-    const report = readUsage(args.positionals[0] ?? '');
+    const report = readUsage(args.positionals[0] ?? '', undefined, { refuseInUse: !flag(args, 'force-share') });
     io.out(flag(args, 'json') ? `${JSON.stringify(report, null, 2)}\n` : describeUsage(report));
     return EXIT_OK;
   },

@@ -28,16 +28,19 @@ export function withImage<T>(filePath: string, access: 'read' | 'write', work: (
   return result;
 }
 
-export function readSnapshotTree(filePath: string, job: JobContext = silentJob): SnapshotTree {
-  return withImage(filePath, 'read', (image) => snapshotTree(image, job));
+/** How a read opens the image: `refuseInUse` fails while another program writes it (the CLI without -U). */
+export type ReadOptions = Pick<OpenImageOptions, 'refuseInUse'>;
+
+export function readSnapshotTree(filePath: string, job: JobContext = silentJob, options: ReadOptions = {}): SnapshotTree {
+  return withImage(filePath, 'read', (image) => snapshotTree(image, job), options);
 }
 
-export function readUsage(filePath: string, job: JobContext = silentJob): UsageReport {
-  return withImage(filePath, 'read', (image) => imageUsage(image, job));
+export function readUsage(filePath: string, job: JobContext = silentJob, options: ReadOptions = {}): UsageReport {
+  return withImage(filePath, 'read', (image) => imageUsage(image, job), options);
 }
 
-export function readDiff(filePath: string, from: string, to: string, job: JobContext = silentJob): DiffResult {
-  return withImage(filePath, 'read', (image) => diffStates(image, from, to, job));
+export function readDiff(filePath: string, from: string, to: string, job: JobContext = silentJob, options: ReadOptions = {}): DiffResult {
+  return withImage(filePath, 'read', (image) => diffStates(image, from, to, job), options);
 }
 
 export function takeSnapshot(filePath: string, name: string, job: JobContext = silentJob): { id: string; name: string } {
