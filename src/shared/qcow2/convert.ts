@@ -205,7 +205,7 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
     const buffer = sink.lendBuffer(chunkBytes) ?? (ownBuffer ??= alignedBytes(chunkBytes));
     const chunk = buffer.subarray(0, blocks * blockBytes);
     if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData, backing !== null)) {
-      // Nothing stored in this stretch of a qcow2 source: nothing to write, up to the next stored data (a sparse disk goes fast).
+      // Nothing stored in this stretch of the source: nothing to write, up to the next stored data (a sparse disk goes fast).
       const next = nextStoredChunk(source, chunkStart + chunkLength, virtualSize, chunkBytes);
       result.zeroBytes += next - chunkStart;
       job.progress('converting', next, virtualSize, 'bytes');
