@@ -7,9 +7,9 @@
  *    no backing file, or the range lies past the backing file's end, it reads as zeros at the
  *    layer's own depth (present false, zero true);
  *  - adjacent runs merge when every flag and the depth agree and their host offsets are contiguous.
- * Known differences: a raw backing file is reported as data throughout (qemu-img asks the file
- * system for holes with SEEK_HOLE, which Node does not offer), and for images with
- * preallocation=metadata qemu-img additionally marks host holes as zero.
+ * A raw backing file's holes are zeros, as its file system reports them (file-extents.ts), as
+ * qemu-img's are. Known difference: for images with preallocation=metadata qemu-img additionally
+ * marks host holes as zero.
  */
 import { alignUp } from './format/bytes.ts';
 import type { GuestReader } from './guest-reader.ts';
@@ -70,10 +70,10 @@ export function layerLength(reader: GuestReader): number {
 function mapLayer(reader: GuestReader, depth: number, start: number, end: number, builder: MapBuilder): void {
   if (start >= end) return;
   if (reader instanceof RawImage) {
-    // The tail of the last sector, past the end of the file, is a hole that reads as zeros.
-    const dataEnd = Math.max(start, Math.min(end, reader.virtualSize));
-    builder.add({ start, length: dataEnd - start, depth, present: true, zero: false, data: true, compressed: false, offset: start });
-    builder.add({ start: dataEnd, length: end - dataEnd, depth, present: true, zero: true, data: false, compressed: false, offset: dataEnd });
+    // The file system's holes (and the tail of the last sector, past the end of the file) read as zeros.
+    for (const extent of reader.extents(start, end)) {
+      builder.add({ start: extent.start, length: extent.length, depth, present: true, zero: !extent.data, data: extent.data, compressed: false, offset: extent.start });
+    }
     return;
   }
   if (!(reader instanceof Qcow2Image)) throw new Qcow2Error('INTERNAL', 'cannot map a backing file of an unknown kind');
