@@ -51,11 +51,12 @@ export function describe(image: ImageInfo): string {
     'Format specific information:',
     `    compat: ${specific.compat}`,
     `    compression type: ${specific['compression-type']}`,
-    `    lazy refcounts: ${specific['lazy-refcounts']}`,
-    `    refcount bits: ${specific['refcount-bits']}`,
-    `    corrupt: ${specific.corrupt}`,
-    `    extended l2: ${specific['extended-l2']}`,
   );
+  // qemu-img's order; the three v3-only lines are absent for compat 0.10.
+  if (specific['lazy-refcounts'] !== undefined) lines.push(`    lazy refcounts: ${specific['lazy-refcounts']}`);
+  lines.push(`    refcount bits: ${specific['refcount-bits']}`);
+  if (specific.corrupt !== undefined) lines.push(`    corrupt: ${specific.corrupt}`);
+  if (specific['extended-l2'] !== undefined) lines.push(`    extended l2: ${specific['extended-l2']}`);
   if (specific.encrypt !== undefined) lines.push('    encrypt:', `        format: ${specific.encrypt.format}`);
   if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
   if (image['dirty-flag']) lines.push('Note: the image is marked dirty (not closed cleanly); run check to repair it.');

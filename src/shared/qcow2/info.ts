@@ -42,10 +42,14 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
       data: {
         compat: header.version === 2 ? '0.10' : '1.1',
         'compression-type': header.compressionType === 1 ? 'zstd' : 'zlib',
-        'lazy-refcounts': (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
         'refcount-bits': 2 ** header.refcountOrder,
-        corrupt: (header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
-        'extended-l2': (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+        ...(header.version === 2
+          ? {}
+          : {
+              'lazy-refcounts': (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
+              corrupt: (header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
+              'extended-l2': (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+            }),
       },
     },
   };

@@ -19,10 +19,11 @@ export interface SnapshotInfo {
 export interface Qcow2SpecificInfo {
   compat: '0.10' | '1.1';
   'compression-type': 'zlib' | 'zstd';
-  'lazy-refcounts': boolean;
+  /** compat 1.1 (qcow2 v3) only, as in qemu-img info: v2 has none of these three. */
+  'lazy-refcounts'?: boolean;
   'refcount-bits': number;
-  corrupt: boolean;
-  'extended-l2': boolean;
+  corrupt?: boolean;
+  'extended-l2'?: boolean;
   'data-file'?: string;
   encrypt?: { format: 'luks' | 'aes' };
 }

@@ -70,7 +70,7 @@ export function isImageInfo(value: unknown): value is ImageInfo {
     isSnapshotList(value.snapshots) &&
     isRecord(data) &&
     (data.compat === '0.10' || data.compat === '1.1') &&
-    typeof data.corrupt === 'boolean' &&
+    (data.corrupt === undefined || typeof data.corrupt === 'boolean') &&
     typeof data['compression-type'] === 'string' &&
     typeof data['refcount-bits'] === 'number'
   );
