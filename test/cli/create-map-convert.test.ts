@@ -203,10 +203,12 @@ describe('cowbell convert, interrupted while the write-behind thread writes', ()
   it('Ctrl-C during a plain import stops it the same way: exit 1, no output, no temporary file', async () => {
     const work = tempDir();
     try {
-      // 64 MiB of data up front (written through the helper thread), then 2 GiB of holes that read as zeros: a long window.
-      const source = work.file('sparse.raw');
-      fs.writeFileSync(source, randomFillSync(Buffer.alloc(64 * 2 ** 20)));
-      fs.truncateSync(source, 2 * 2 ** 30 + 64 * 2 ** 20);
+      // 768 MiB of data, every byte of it read and written (holes would be skipped): a window of a good part of a second.
+      const source = work.file('data.raw');
+      const piece = Buffer.alloc(16 * 2 ** 20, 0x5a);
+      const fd = fs.openSync(source, 'w');
+      for (let offset = 0; offset < 768 * 2 ** 20; offset += piece.length) fs.writeSync(fd, piece, 0, piece.length, offset);
+      fs.closeSync(fd);
       const target = work.file('out.qcow2');
       const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', '-O', 'qcow2', source, target], { stdio: ['ignore', 'pipe', 'pipe'] });
       let err = '';
@@ -226,7 +228,7 @@ describe('cowbell convert, interrupted while the write-behind thread writes', ()
       expect(interruptedAt).toBeLessThan(50);
       expect(code).toBe(1);
       expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
-      expect(fs.readdirSync(work.path)).toEqual(['sparse.raw']);
+      expect(fs.readdirSync(work.path)).toEqual(['data.raw']);
     } finally {
       work.cleanup();
     }
