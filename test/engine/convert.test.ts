@@ -314,6 +314,22 @@ describe('convert failures and cancel', () => {
     expect(fs.readdirSync(folder.path).filter((name) => !before.has(name))).toEqual([]);
   });
 
+  it('a cancel asked for after the last chunk, while the output is flushed, still leaves no output', () => {
+    const before = new Set(fs.readdirSync(folder.path));
+    const target = output('raw');
+    let finished = false;
+    const job: JobContext = {
+      progress(_stage, done, total) {
+        finished = done === total;
+      },
+      throwIfCancelled() {
+        if (finished) throw new Qcow2Error('CANCELLED', 'Cancelled');
+      },
+    };
+    expect(convertError({ source: sourceRaw, target, targetFormat: 'raw', chunkBytes: 64 * KiB }, job).code).toBe('CANCELLED');
+    expect(fs.readdirSync(folder.path).filter((name) => !before.has(name))).toEqual([]);
+  });
+
   it('a missing input is NOT_FOUND; a raw file read as qcow2 is BAD_MAGIC', () => {
     expect(convertError({ source: folder.file('nothing.qcow2'), target: output('qcow2'), targetFormat: 'qcow2' }).code).toBe('NOT_FOUND');
     expect(convertError({ source: sourceRaw, sourceFormat: 'qcow2', target: output('qcow2'), targetFormat: 'qcow2' }).code).toBe('BAD_MAGIC');

@@ -25,6 +25,12 @@ export interface AtomicWriteOptions {
   durable?: boolean;
   /** Write the file through a helper thread (write-behind-file.ts): for large, front-to-back output. */
   writeBehind?: boolean;
+  /**
+   * Called once the file is complete and flushed, just before it takes its name (the commit
+   * point); throwing there (a cancel) removes it instead. The steps yield just before, so a
+   * cancel asked for during the flush is seen.
+   */
+  beforeCommit?: () => void;
 }
 
 export interface AtomicFileSystem {
@@ -171,6 +177,8 @@ export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: B
     if (durable) file.flush();
     file.close();
     file = null;
+    yield;
+    options.beforeCommit?.();
     try {
       if (options.overwrite) fileSystem.rename(temporaryPath, targetPath);
       else fileSystem.renameNoReplace(temporaryPath, targetPath);

@@ -148,7 +148,14 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
         }
       },
       // The helper thread writes each chunk while the next is read and inspected.
-      { overwrite: request.overwrite ?? false, fileSystem: request.fileSystem, durable: request.durable ?? true, writeBehind: request.writeBehind ?? virtualSize >= WRITE_BEHIND_MIN_BYTES },
+      {
+        overwrite: request.overwrite ?? false,
+        fileSystem: request.fileSystem,
+        durable: request.durable ?? true,
+        writeBehind: request.writeBehind ?? virtualSize >= WRITE_BEHIND_MIN_BYTES,
+        // A cancel that came while the last chunks were flushed still stops the convert: nothing has taken the name yet.
+        beforeCommit: () => job.throwIfCancelled(),
+      },
     );
   } finally {
     backing?.close();
