@@ -346,12 +346,21 @@ describe('a disk in use by another program', () => {
       await openDisk(path);
       const banner = page.getByTestId('notice-read-only');
       await banner.waitFor();
-      expect(await banner.textContent()).toContain('in use by another program');
+      expect(await banner.textContent()).toContain('Opened read-only: changes are disabled. in use by another program');
       await node(await nodeIdNamed('drivers')).click();
       for (const action of ['action-revert', 'action-rename', 'action-delete']) expect(await page.getByTestId(action).isDisabled()).toBe(true);
       expect(await page.getByTestId('take-button').isDisabled()).toBe(true);
       expect(await page.getByTestId('write-actions').getAttribute('title')).toBe('Read-only: in use by another program');
       await screenshot(page, 'in-use-read-only');
+      // A check may run, with a caution that what is in flight can read as damage; a repair may not.
+      await page.getByTestId('check-button').click();
+      expect(await page.getByTestId('check-in-use').textContent()).toContain('may report changes still in flight as errors');
+      await page.getByTestId('check-mode-leaks').check();
+      expect(await page.getByTestId('dialog-problem').textContent()).toContain('Repair changes the disk. Another program (a running VM or qemu-nbd) is writing this disk.');
+      expect(await page.getByTestId('dialog-submit').isDisabled()).toBe(true);
+      await page.getByTestId('check-mode-check').check();
+      await screenshot(page, 'dialog-check-in-use');
+      await page.getByTestId('dialog-cancel').click();
       expect(snapshotNames(path)).toEqual(['fresh install', 'drivers', 'experiment', 'stable']);
     } finally {
       nbd.kill('SIGTERM');

@@ -67,6 +67,7 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   }
   if (image.snapshots.length > 0) info.snapshots = image.snapshots.map(snapshotInfo);
   if (image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only') info['read-only-reason'] = image.readOnlyReason;
+  if (image.file.inUseElsewhere === true) info['in-use'] = true;
   return info;
 }
 

@@ -43,6 +43,8 @@ export interface ImageInfo {
   'format-specific': { type: 'qcow2'; data: Qcow2SpecificInfo };
   /** Cowbell's own: the image could only be opened read-only, and why. */
   'read-only-reason'?: string;
+  /** Cowbell's own: another program (a running VM, qemu-nbd) is writing the image; what is read may be mid-change. */
+  'in-use'?: boolean;
 }
 
 /** One run of `qemu-img map --output=json`. */

@@ -67,6 +67,7 @@ export function isImageInfo(value: unknown): value is ImageInfo {
     isOptionalString(value['backing-filename']) &&
     isOptionalString(value['backing-filename-format']) &&
     isOptionalString(value['read-only-reason']) &&
+    (value['in-use'] === undefined || typeof value['in-use'] === 'boolean') &&
     isSnapshotList(value.snapshots) &&
     isRecord(data) &&
     (data.compat === '0.10' || data.compat === '1.1') &&
