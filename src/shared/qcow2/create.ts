@@ -236,9 +236,10 @@ function preallocateMetadata(image: Qcow2Image, job: JobContext): void {
     const slot = image.writableL2Slot(clusterStart);
     const hostOffset = image.refcounts.allocate(1);
     end = Math.max(end, hostOffset + image.clusterBytes);
-    if (image.header.backingFile === null) image.setL2Normal(slot, hostOffset);
+    if (!image.l2Format.extendedL2) image.setL2Normal(slot, hostOffset);
     else {
-      // Extended L2 over a backing file: the cluster is reserved, its subclusters stay unallocated so the backing data shows through.
+      // Extended L2 (as QEMU does, backing file or not): the cluster is reserved, its subclusters stay
+      // unallocated, so they read as zeros or show the backing data through until written.
       encodeL2(slot.table.view, slot.position, image.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0, zeroMask: 0 });
       slot.table.dirty = true;
     }
