@@ -346,7 +346,7 @@ describe('a disk in use by another program', () => {
       await openDisk(path);
       const banner = page.getByTestId('notice-read-only');
       await banner.waitFor();
-      expect(await banner.textContent()).toContain('Opened read-only: changes are disabled. in use by another program');
+      expect(await banner.textContent()).toContain('Opened read-only: changes are disabled. In use by another program');
       await node(await nodeIdNamed('drivers')).click();
       for (const action of ['action-revert', 'action-rename', 'action-delete']) expect(await page.getByTestId(action).isDisabled()).toBe(true);
       expect(await page.getByTestId('take-button').isDisabled()).toBe(true);
