@@ -8,10 +8,10 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import type { BlockFile, DescribedBlockFile } from '../../src/shared/qcow2/block-file.ts';
 import { NodeBlockFile } from '../../src/shared/qcow2/block-file.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
-import { WriteBehindFile, writeBehind, type DescribedBlockFile } from '../../src/shared/qcow2/write-behind-file.ts';
+import { WriteBehindFile, writeBehind } from '../../src/shared/qcow2/write-behind-file.ts';
 import { tempDir, type TempDir } from '../helpers/qemu.ts';
 
 const MiB = 1024 * 1024;

@@ -28,6 +28,15 @@ export interface BlockFile {
   lendBuffer?(length: number): Uint8Array | null;
 }
 
+/** A BlockFile that can give the descriptor of its open file (NodeBlockFile), for calls Node lacks (lseek, sync_file_range) and helper threads. */
+export interface DescribedBlockFile extends BlockFile {
+  readonly descriptor: number;
+}
+
+export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
+  return typeof (file as { descriptor?: unknown }).descriptor === 'number';
+}
+
 export interface OpenOptions {
   readOnly?: boolean;
   create?: boolean;

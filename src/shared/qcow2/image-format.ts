@@ -5,7 +5,7 @@ import { Qcow2Error } from './errors.ts';
 import type { ImageFormat } from './image-format-name.ts';
 import { QCOW2_MAGIC } from './format/limits.ts';
 import type { GuestReader } from './guest-reader.ts';
-import { inUseForReadingError } from './image-lock.ts';
+import { refuseIfWrittenElsewhere } from './image-lock.ts';
 import { Qcow2Image } from './image.ts';
 import { RawImage } from './raw-image.ts';
 
@@ -33,7 +33,7 @@ export function openGuestReader(filePath: string, format?: ImageFormat, options:
   try {
     const actual = format ?? probeFormat(file);
     if (actual === 'raw') {
-      if (options.refuseInUse === true && file.inUseElsewhere) throw inUseForReadingError(filePath);
+      refuseIfWrittenElsewhere(file, options.refuseInUse);
       return new RawImage(file);
     }
     return Qcow2Image.openFile(file, { readOnly: true, refuseInUse: options.refuseInUse });

@@ -53,8 +53,16 @@ export function inUseError(): Qcow2Error {
   return new Qcow2Error('IN_USE', 'The disk is in use by another program (a running VM or qemu-nbd); close it first');
 }
 
-/** Reading a disk another program writes gives a copy or a report of no moment in particular (as qemu-img refuses without -U). */
-export function inUseForReadingError(filePath: string): Qcow2Error {
+/**
+ * Where asked (`refuseInUse`, the CLI's reads without -U), fails with IN_USE when another program
+ * is writing the file just opened: what is read would be a copy or a report of no moment in
+ * particular (qemu-img refuses too).
+ */
+export function refuseIfWrittenElsewhere(file: { path: string; inUseElsewhere?: boolean }, refuseInUse: boolean | undefined): void {
+  if (refuseInUse === true && file.inUseElsewhere === true) throw inUseForReadingError(file.path);
+}
+
+function inUseForReadingError(filePath: string): Qcow2Error {
   return new Qcow2Error('IN_USE', `${filePath} is being written by another program (a running VM or qemu-nbd), so a copy or a report made now may be inconsistent; shut it down first, or force the read (-U, as in qemu-img)`);
 }
 

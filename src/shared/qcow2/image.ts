@@ -11,7 +11,7 @@ import { NodeBlockFile } from './block-file.ts';
 import { decompressCluster } from './compression.ts';
 import { Qcow2Error } from './errors.ts';
 import { FailStopFile } from './fail-stop-file.ts';
-import { IN_USE_REASON, inUseError, inUseForReadingError } from './image-lock.ts';
+import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere } from './image-lock.ts';
 import { hex, isAligned, view } from './format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, l1HasReservedBits, l2EntryBytes, type L2Entry, type L2Format } from './format/entries.ts';
 import {
@@ -142,7 +142,7 @@ export class Qcow2Image implements GuestReader {
   }
 
   static openFile(openedFile: BlockFile, options: OpenImageOptions = {}): Qcow2Image {
-    if (options.refuseInUse === true && openedFile.inUseElsewhere === true) throw inUseForReadingError(openedFile.path);
+    refuseIfWrittenElsewhere(openedFile, options.refuseInUse);
     const file = FailStopFile.wrap(openedFile);
     const fileSize = file.size();
     const header = parseHeader(readHeaderCluster(file, fileSize), fileSize);
@@ -738,7 +738,7 @@ function openBacking(imagePath: string, backingPath: string, format: string | nu
     file.read(probe, 0);
     const isQcow2 = probe[0] === 0x51 && probe[1] === 0x46 && probe[2] === 0x49 && probe[3] === 0xfb;
     if (format === 'raw' || (format === null && !isQcow2)) {
-      if (options.refuseInUse === true && file.inUseElsewhere === true) throw inUseForReadingError(backingPath);
+      refuseIfWrittenElsewhere(file, options.refuseInUse);
       return new RawImage(file);
     }
     if (format !== null && format !== 'qcow2') throw new Qcow2Error('UNSUPPORTED_FEATURE', `Backing file format ${format} is not supported (qcow2 and raw are)`);

@@ -1,4 +1,4 @@
-import type { BlockFile } from './block-file.ts';
+import { hasDescriptor, type BlockFile } from './block-file.ts';
 import { fileExtents, nextDataOffset, type FileExtent } from './file-extents.ts';
 import type { GuestReader } from './guest-reader.ts';
 
@@ -50,7 +50,6 @@ export class RawImage implements GuestReader {
   }
 
   private descriptor(): number | null {
-    const descriptor = (this.file as { descriptor?: unknown }).descriptor;
-    return typeof descriptor === 'number' ? descriptor : null;
+    return hasDescriptor(this.file) ? this.file.descriptor : null;
   }
 }

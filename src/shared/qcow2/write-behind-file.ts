@@ -18,7 +18,7 @@
  */
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
 import { alignedSharedBytes } from './aligned-bytes.ts';
-import type { BlockFile } from './block-file.ts';
+import { hasDescriptor, type BlockFile, type DescribedBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from './errors.ts';
 import { startWriteback } from './file-writeback.ts';
 
@@ -47,15 +47,6 @@ const OP_STOP = 2;
 export interface WriteBehindOptions {
   /** Start the kernel's writeback as data is written (for a file that will be flushed at the end). */
   startWriteback: boolean;
-}
-
-/** A BlockFile that can give the descriptor of its open file (NodeBlockFile). */
-export interface DescribedBlockFile extends BlockFile {
-  readonly descriptor: number;
-}
-
-function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
-  return typeof (file as { descriptor?: unknown }).descriptor === 'number';
 }
 
 /**
