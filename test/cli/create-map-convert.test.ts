@@ -3,7 +3,7 @@ import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/run.ts';
+import { run } from '../helpers/cli.ts';
 import { qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -11,13 +11,6 @@ beforeAll(() => {
   folder = tempDir();
 });
 afterAll(() => folder.cleanup());
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text) });
-  return { code, out, err };
-}
 
 function expectOneLineError(result: { code: number; out: string; err: string }, code: number, pattern: RegExp): void {
   expect(result.code).toBe(code);
@@ -175,21 +168,34 @@ describe('cowbell convert', () => {
   });
 });
 
+/**
+ * Runs `cowbell convert -p ARGS…` in a process of its own and sends it SIGINT (Ctrl-C) at the first
+ * progress line at or past `percent`; resolves with its exit code, stderr and where it was stopped.
+ */
+async function convertInterrupted(args: string[], percent: number): Promise<{ code: number | null; err: string; interruptedAt: number | null }> {
+  const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  let interruptedAt: number | null = null;
+  child.stderr.on('data', (chunk: Buffer) => {
+    err += chunk.toString();
+    const latest = [...err.matchAll(/\((\d+\.\d+)\/100%\)/g)].map((match) => Number(match[1])).at(-1) ?? 0;
+    if (interruptedAt === null && latest >= percent) {
+      interruptedAt = latest;
+      child.kill('SIGINT');
+    }
+  });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  return { code, err, interruptedAt };
+}
+
 describe('cowbell convert, interrupted', () => {
   it('Ctrl-C (SIGINT) cancels: exit 1, one line, neither the output nor a temporary file', async () => {
     const work = tempDir();
     try {
       const source = work.file('random.raw');
       fs.writeFileSync(source, randomFillSync(Buffer.alloc(64 * 2 ** 20)));
-      const target = work.file('out.qcow2');
-      const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', '-c', '-O', 'qcow2', source, target], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      child.stderr.on('data', (chunk: Buffer) => {
-        // Interrupt once the copy is under way.
-        if (err === '') child.kill('SIGINT');
-        err += chunk.toString();
-      });
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      // Interrupted once the copy is under way (its first progress line).
+      const { code, err } = await convertInterrupted(['-c', '-O', 'qcow2', source, work.file('out.qcow2')], 0);
       expect(code).toBe(1);
       expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
       expect(fs.readdirSync(work.path)).toEqual(['random.raw']);
@@ -209,21 +215,8 @@ describe('cowbell convert, interrupted while the write-behind thread writes', ()
       const fd = fs.openSync(source, 'w');
       for (let offset = 0; offset < 768 * 2 ** 20; offset += piece.length) fs.writeSync(fd, piece, 0, piece.length, offset);
       fs.closeSync(fd);
-      const target = work.file('out.qcow2');
-      const child = spawn(process.execPath, [fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url)), 'convert', '-p', '-O', 'qcow2', source, target], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let err = '';
-      let interruptedAt: number | null = null;
-      child.stderr.on('data', (chunk: Buffer) => {
-        err += chunk.toString();
-        const percents = [...err.matchAll(/\((\d+\.\d+)\/100%\)/g)].map((match) => Number(match[1]));
-        const latest = percents.at(-1) ?? 0;
-        // Interrupt once some data has gone to the output.
-        if (interruptedAt === null && latest >= 1) {
-          interruptedAt = latest;
-          child.kill('SIGINT');
-        }
-      });
-      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      // Interrupted once some data has gone to the output.
+      const { code, err, interruptedAt } = await convertInterrupted(['-O', 'qcow2', source, work.file('out.qcow2')], 1);
       expect(interruptedAt).not.toBeNull();
       expect(interruptedAt).toBeLessThan(50);
       expect(code).toBe(1);

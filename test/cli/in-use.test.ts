@@ -1,6 +1,6 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/run.ts';
+import { run } from '../helpers/cli.ts';
 import { holdWithQemuIo, holdWithQemuNbd } from '../helpers/image-locks.ts';
 import { qemuCompare, qemuImg, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
 
@@ -9,13 +9,6 @@ beforeAll(() => {
   folder = tempDir();
 });
 afterAll(() => folder.cleanup());
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text) });
-  return { code, out, err };
-}
 
 const IN_USE = /being written by another program \(a running VM or qemu-nbd\).*-U/;
 

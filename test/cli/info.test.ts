@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../../src/cli/run.ts';
+import { run } from '../helpers/cli.ts';
 
 const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
 // Debian's Node 20 (when installed) has no type stripping: the launcher must re-execute on Node 24.
@@ -24,13 +24,6 @@ beforeAll(async () => {
   await writeFile(join(folder, 'notes.txt'), 'not an image');
 });
 afterAll(() => rm(folder, { recursive: true, force: true }));
-
-async function run(...argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text) });
-  return { code, out, err };
-}
 
 describe('cowbell info', () => {
   it('--json agrees with qemu-img info --output=json on sizes and snapshot names', async () => {

@@ -5,16 +5,15 @@
  * reads the same guest disk and snapshots as before the damage.
  * Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
-import * as fs from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkExitCode, checkImagePath } from '../../src/shared/qcow2/check.ts';
-import type { CheckResult } from '../../src/shared/qcow2/model.ts';
+import { counts, layoutNumbers } from '../helpers/check-report.ts';
 import { getRefcount, layout, setRefcount } from '../helpers/qcow2-poke.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type QemuCheckReport, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings, removeRunFiles } from '../helpers/property-cases.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261129);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 15);
+const { seed: SEED, runs: RUNS } = propertySettings(20261129, 15);
 const KiB = 1024;
 const DISK_BYTES = 1024 * KiB;
 
@@ -47,20 +46,6 @@ const caseArbitrary: fc.Arbitrary<CheckCase> = fc
   })
   // 2-bit refcounts overflow where snapshots share clusters or compressed clusters share a host cluster: qemu-img refuses those.
   .map((raw) => ({ ...raw, refcountBits: raw.compat === '0.10' ? 16 : raw.refcountBits === 2 && (raw.snapshot || raw.compressed) ? 8 : raw.refcountBits }));
-
-function counts(report: { corruptions?: number; leaks?: number; 'check-errors'?: number }): { corruptions: number; leaks: number; errors: number } {
-  return { corruptions: report.corruptions ?? 0, leaks: report.leaks ?? 0, errors: report['check-errors'] ?? 0 };
-}
-
-function layoutNumbers(report: QemuCheckReport | CheckResult): Record<string, number | undefined> {
-  return {
-    'allocated-clusters': report['allocated-clusters'],
-    'total-clusters': report['total-clusters'],
-    'fragmented-clusters': report['fragmented-clusters'],
-    'compressed-clusters': report['compressed-clusters'],
-    'image-end-offset': report['image-end-offset'],
-  };
-}
 
 let runIndex = 0;
 
@@ -112,7 +97,7 @@ async function checkCase(testCase: CheckCase): Promise<void> {
   expect(after.code, `${context}\nafter Cowbell's repair (${JSON.stringify(counts(repaired))}):\n${after.output}`).toBe(0);
   expect(firstDifference(await rawOf(image), guest), `${context}: current state after the repair`).toBe(-1);
   if (snapshotGuest !== null) expect(firstDifference(await rawOf(image, { snapshot: 'before' }), snapshotGuest), `${context}: snapshot after the repair`).toBe(-1);
-  for (const file of fs.readdirSync(folder.path)) if (file.startsWith(`run-${runIndex}-`)) fs.rmSync(folder.file(file));
+  removeRunFiles(folder, `run-${runIndex}-`);
 }
 
 describe('check, property', () => {

@@ -16,6 +16,7 @@ import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import type { CheckResult } from '../../src/shared/qcow2/model.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../helpers/fault-file.ts';
 import * as poke from '../helpers/qcow2-poke.ts';
+import { counts, layoutNumbers } from '../helpers/check-report.ts';
 import { firstDifference, inBatches, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type QemuCheckReport } from '../helpers/qemu.ts';
 
 const folder = tempDir();
@@ -23,21 +24,6 @@ afterAll(() => folder.cleanup());
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
-
-function counts(report: { corruptions?: number; leaks?: number; 'check-errors': number }): { corruptions: number; leaks: number; errors: number } {
-  return { corruptions: report.corruptions ?? 0, leaks: report.leaks ?? 0, errors: report['check-errors'] };
-}
-
-/** The numbers qemu-img check prints for a clean image. */
-function layoutNumbers(report: QemuCheckReport | CheckResult): Record<string, number | undefined> {
-  return {
-    'allocated-clusters': report['allocated-clusters'],
-    'total-clusters': report['total-clusters'],
-    'fragmented-clusters': report['fragmented-clusters'],
-    'compressed-clusters': report['compressed-clusters'],
-    'image-end-offset': report['image-end-offset'],
-  };
-}
 
 /** Half random, half text: compressed clusters of different sizes, some spanning host clusters. */
 function mixedBytes(length: number, seed: number): Buffer {

@@ -10,10 +10,10 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertImage } from '../../src/shared/qcow2/convert.ts';
 import { qemuCheck, qemuCompare, qemuImg, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings, removeRunFiles, qemuIoCommand, qemuIoOpArbitrary, type QemuIoOp } from '../helpers/property-cases.ts';
 import { SeededRandom } from '../helpers/seeded-random.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261125);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 30);
+const { seed: SEED, runs: RUNS } = propertySettings(20261125, 30);
 const KiB = 1024;
 /** A few dozen chunks of the smallest size below. */
 const DISK_BYTES = 768 * KiB;
@@ -23,14 +23,6 @@ beforeAll(() => {
   folder = tempDir();
 });
 afterAll(() => folder.cleanup());
-
-type OpKind = 'write' | 'zero' | 'discard';
-interface Op {
-  kind: OpKind;
-  offset: number;
-  length: number;
-  pattern: number;
-}
 
 interface ConvertCase {
   sourceFormat: 'raw' | 'qcow2';
@@ -43,8 +35,8 @@ interface ConvertCase {
   sourceOverBase: boolean;
   /** The output's backing file (-B), written by `baseOps`; qcow2 outputs only. */
   outputOverBase: boolean;
-  baseOps: Op[];
-  ops: Op[];
+  baseOps: QemuIoOp[];
+  ops: QemuIoOp[];
   outputFormat: 'raw' | 'qcow2';
   compat: '0.10' | '1.1';
   clusterKiB: number;
@@ -53,14 +45,7 @@ interface ConvertCase {
   writeBehind: boolean;
 }
 
-const opArbitrary: fc.Arbitrary<Op> = fc
-  .record({
-    kind: fc.constantFrom<OpKind>('write', 'write', 'zero', 'discard'),
-    sector: fc.nat(DISK_BYTES / 512 - 1),
-    sectors: fc.integer({ min: 1, max: 512 }),
-    pattern: fc.integer({ min: 1, max: 255 }),
-  })
-  .map(({ kind, sector, sectors, pattern }) => ({ kind, offset: sector * 512, length: Math.min(sectors * 512, DISK_BYTES - sector * 512), pattern }));
+const opArbitrary = qemuIoOpArbitrary(DISK_BYTES, 512);
 
 const caseArbitrary: fc.Arbitrary<ConvertCase> = fc
   .record({
@@ -88,14 +73,9 @@ const caseArbitrary: fc.Arbitrary<ConvertCase> = fc
     compress: raw.outputFormat === 'qcow2' && raw.compress,
   }));
 
-function qemuIoCommand(op: Op): string {
-  if (op.kind === 'write') return `write -P ${op.pattern} ${op.offset} ${op.length}`;
-  if (op.kind === 'zero') return `write -z ${op.offset} ${op.length}`;
-  return `discard ${op.offset} ${op.length}`;
-}
 
 /** A raw file written like the ops say, holes where nothing was written (a discard writes zeros). */
-function writeSparseRaw(filePath: string, ops: Op[]): void {
+function writeSparseRaw(filePath: string, ops: QemuIoOp[]): void {
   const fd = fs.openSync(filePath, 'w');
   try {
     for (const op of ops) {
@@ -151,7 +131,7 @@ async function checkCase(testCase: ConvertCase): Promise<void> {
     const check = await qemuCheck(target);
     expect(check.code, `${JSON.stringify(testCase)}\n${check.output}`).toBe(0);
   }
-  for (const file of fs.readdirSync(folder.path)) if (file.startsWith(`run-${runIndex}-`)) fs.rmSync(folder.file(file));
+  removeRunFiles(folder, `run-${runIndex}-`);
 }
 
 describe('convert, property', () => {

@@ -4,14 +4,13 @@
  * print the same JSON for both (but the file name), and qemu-io reads zeros or the backing data.
  * Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
-import * as fs from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createImage } from '../../src/shared/qcow2/create.ts';
 import { qemuCheck, qemuImg, qemuIo, qemuMap, tempDir, type QemuCheckReport, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings, removeRunFiles } from '../helpers/property-cases.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261130);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 15);
+const { seed: SEED, runs: RUNS } = propertySettings(20261130, 15);
 const KiB = 1024;
 
 let folder: TempDir;
@@ -122,7 +121,7 @@ async function checkCase(testCase: CreateCase): Promise<void> {
     return merged;
   };
   expect(await mapOf(ours), context).toEqual(await mapOf(theirs));
-  for (const file of fs.readdirSync(folder.path)) if (file.startsWith(`run-${runIndex}-`)) fs.rmSync(folder.file(file));
+  removeRunFiles(folder, `run-${runIndex}-`);
 }
 
 describe('create, property', () => {

@@ -4,14 +4,13 @@
  * compat 0.10 or 1.1, over a backing file or not, written, snapshotted (qemu-img snapshot -c)
  * and written again. Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
-import * as fs from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readImageInfo } from '../../src/shared/qcow2/info.ts';
 import { qemuImg, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings, removeRunFiles } from '../helpers/property-cases.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261127);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 15);
+const { seed: SEED, runs: RUNS } = propertySettings(20261127, 15);
 const KiB = 1024;
 
 let folder: TempDir;
@@ -77,7 +76,7 @@ async function checkCase(testCase: InfoCase): Promise<void> {
   const theirs = JSON.parse((await qemuImg(['info', '--output=json', image])).stdout) as Record<string, unknown>;
   const ours = JSON.parse(JSON.stringify(readImageInfo(image))) as Record<string, unknown>;
   expect(ours, JSON.stringify(testCase)).toEqual(theirs);
-  for (const file of fs.readdirSync(folder.path)) if (file.startsWith(`run-${runIndex}-`)) fs.rmSync(folder.file(file));
+  removeRunFiles(folder, `run-${runIndex}-`);
 }
 
 describe('info, property', () => {

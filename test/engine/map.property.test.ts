@@ -4,15 +4,14 @@
  * extended L2, over a qcow2 or raw backing file or none, some rewritten by `qemu-img convert -c`.
  * Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
-import * as fs from 'node:fs';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Image } from '../../src/shared/qcow2/image.ts';
 import { mapImage } from '../../src/shared/qcow2/map.ts';
 import { qemuImg, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings, removeRunFiles, qemuIoCommand, qemuIoOpArbitrary, type QemuIoOp } from '../helpers/property-cases.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261126);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 25);
+const { seed: SEED, runs: RUNS } = propertySettings(20261126, 25);
 const KiB = 1024;
 const DISK_BYTES = 1536 * KiB;
 
@@ -22,31 +21,17 @@ beforeAll(() => {
 });
 afterAll(() => folder.cleanup());
 
-interface Op {
-  kind: 'write' | 'zero' | 'discard';
-  offset: number;
-  length: number;
-  pattern: number;
-}
-
 interface MapCase {
   clusterBytes: number;
   extendedL2: boolean;
   compat: '0.10' | '1.1';
   backing: 'none' | 'qcow2' | 'raw';
-  baseOps: Op[];
-  ops: Op[];
+  baseOps: QemuIoOp[];
+  ops: QemuIoOp[];
   compressed: boolean;
 }
 
-const opArbitrary: fc.Arbitrary<Op> = fc
-  .record({
-    kind: fc.constantFrom<Op['kind']>('write', 'write', 'zero', 'discard'),
-    sector: fc.nat(DISK_BYTES / 512 - 1),
-    sectors: fc.integer({ min: 1, max: 640 }),
-    pattern: fc.integer({ min: 0, max: 255 }),
-  })
-  .map(({ kind, sector, sectors, pattern }) => ({ kind, offset: sector * 512, length: Math.min(sectors * 512, DISK_BYTES - sector * 512), pattern }));
+const opArbitrary = qemuIoOpArbitrary(DISK_BYTES, 640, 0);
 
 const caseArbitrary: fc.Arbitrary<MapCase> = fc
   .record({
@@ -63,11 +48,6 @@ const caseArbitrary: fc.Arbitrary<MapCase> = fc
     return { ...raw, extendedL2, compressed: raw.compressed && raw.backing === 'none' };
   });
 
-function qemuIoCommand(op: Op): string {
-  if (op.kind === 'write') return `write -P ${op.pattern} ${op.offset} ${op.length}`;
-  if (op.kind === 'zero') return `write -z ${op.offset} ${op.length}`;
-  return `discard ${op.offset} ${op.length}`;
-}
 
 let runIndex = 0;
 
@@ -98,7 +78,7 @@ async function checkCase(testCase: MapCase): Promise<void> {
     opened.close();
   }
   expect(ours, JSON.stringify(testCase)).toEqual(await qemuMap(image));
-  for (const file of fs.readdirSync(folder.path)) if (file.startsWith(`run-${runIndex}-`)) fs.rmSync(folder.file(file));
+  removeRunFiles(folder, `run-${runIndex}-`);
 }
 
 describe('map, property', () => {

@@ -10,9 +10,9 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../src/shared/qcow2/operations.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { propertySettings } from '../helpers/property-cases.ts';
 
-const SEED = Number(process.env.COWBELL_FC_SEED ?? 20261128);
-const RUNS = Number(process.env.COWBELL_FC_RUNS ?? 12);
+const { seed: SEED, runs: RUNS } = propertySettings(20261128, 12);
 const KiB = 1024;
 const DISK_BYTES = 512 * KiB;
 
