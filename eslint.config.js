@@ -4,11 +4,43 @@ import { builtinModules } from 'node:module';
 import js from '@eslint/js';
 import { defineConfig } from 'eslint/config';
 import pluginVue from 'eslint-plugin-vue';
+import importX from 'eslint-plugin-import-x';
 import globals from 'globals';
 import tseslint from 'typescript-eslint';
 import vueParser from 'vue-eslint-parser';
 
 const NODE_BUILTINS = builtinModules.filter((name) => !name.startsWith('_'));
+
+/** The engine's import zones: each folder may import only the folders listed below it. */
+function engineZones() {
+  const root = './src/shared/qcow2';
+  const base = ['errors.ts', 'errors-codes.ts', 'model.ts', 'job-context.ts', 'steps.ts'];
+  const features = ['snapshots', 'check', 'convert', 'rewrite', 'files'];
+  const below = {
+    format: [],
+    io: ['format'],
+    codec: ['format', 'io'],
+    crypto: ['format', 'io'],
+    image: ['format', 'io', 'codec', 'crypto'],
+    ...Object.fromEntries(features.map((name) => [name, ['format', 'io', 'codec', 'crypto', 'image']])),
+  };
+  const zones = Object.entries(below).map(([folder, allowed]) => ({
+    target: `${root}/${folder}`,
+    from: root,
+    except: [`./${folder}`, ...allowed.map((name) => `./${name}`), ...base.map((name) => `./${name}`)],
+    message: `${folder}/ may import only ${[...allowed.map((name) => `${name}/`), 'the base modules'].join(', ')} (src/shared/qcow2/README.md).`,
+  }));
+  // The base modules import only each other.
+  for (const name of base) {
+    zones.push({
+      target: `${root}/${name}`,
+      from: root,
+      except: base.map((other) => `./${other}`),
+      message: 'The engine\'s base modules (errors, model, job context, steps) import only each other.',
+    });
+  }
+  return zones;
+}
 
 const layer = (files, message, { paths = [], patterns = [] }) => ({
   files,
@@ -91,4 +123,22 @@ export default defineConfig(
     paths: ['electron'],
     patterns: ['(^|/)main/'],
   }),
+
+  // The engine's own layers (src/shared/qcow2/README.md), bottom to top: the base modules at its top
+  // level (errors, model types, job context, steps) → format/ → io/ → codec/ and crypto/ → image/ →
+  // the feature folders → index.ts. A folder imports only from below it; feature folders do not import
+  // each other (what two of them share belongs in image/ or below). Cycles fail as well.
+  {
+    files: ['src/shared/qcow2/**/*.ts'],
+    plugins: { 'import-x': importX },
+    settings: {
+      'import-x/resolver': { node: { extensions: ['.ts'] } },
+      'import-x/extensions': ['.ts'],
+      'import-x/parsers': { '@typescript-eslint/parser': ['.ts'] },
+    },
+    rules: {
+      'import-x/no-cycle': 'error',
+      'import-x/no-restricted-paths': ['error', { zones: engineZones() }],
+    },
+  },
 );

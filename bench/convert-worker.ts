@@ -3,7 +3,7 @@
  * runs one convert per message, as the app's worker pool does, timing the convert itself.
  */
 import { parentPort } from 'node:worker_threads';
-import { convertImage, type ConvertRequest } from '../src/shared/qcow2/convert.ts';
+import { convertImage, type ConvertRequest } from '../src/shared/qcow2/convert/convert.ts';
 
 export interface ConvertReply {
   seconds: number;

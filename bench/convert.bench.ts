@@ -11,7 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { ConvertRequest } from '../src/shared/qcow2/convert.ts';
+import type { ConvertRequest } from '../src/shared/qcow2/convert/convert.ts';
 import type { ConvertReply } from './convert-worker.ts';
 import { measureCowbell, measureQemuImg, report, syncDisk, type Measurement } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';

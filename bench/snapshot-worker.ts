@@ -3,7 +3,7 @@
  * runs one snapshot operation per message, timing the operation itself (open, work, flush, close).
  */
 import { parentPort } from 'node:worker_threads';
-import { readSnapshotTree, readUsage, removeSnapshot, revertToSnapshot, takeSnapshot } from '../src/shared/qcow2/operations.ts';
+import { readSnapshotTree, readUsage, removeSnapshot, revertToSnapshot, takeSnapshot } from '../src/shared/qcow2/snapshots/operations.ts';
 
 export type WorkerOp = 'create' | 'apply' | 'delete' | 'usage' | 'list';
 

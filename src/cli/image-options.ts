@@ -2,7 +2,7 @@
  * qemu-img's small languages, as pure functions: sizes (`64M`, `1.5T`, `4096`) and `-o` option
  * strings (`cluster_size=64k,compat=1.1,extended_l2=on`, with `,,` for a comma in a value).
  */
-import type { CreateOptions } from '../shared/qcow2/create.ts';
+import type { CreateOptions } from '../shared/qcow2/image/create.ts';
 import { UsageError } from './command.ts';
 
 const SIZE_SUFFIXES: Readonly<Record<string, number>> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };

@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
-import { takeSnapshot } from '../../src/shared/qcow2/operations.ts';
+import { takeSnapshot } from '../../src/shared/qcow2/snapshots/operations.ts';
 import { firstDifference, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { expectCheckClean, fileHash } from '../helpers/snapshot-scenario.ts';
 

@@ -4,7 +4,7 @@
  * `code` (ENOSPC, EIO) — as a real file system would. A write that runs out of space may first
  * write part of its bytes, as a short write does.
  */
-import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import type { BlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 
 export type FailureCode = 'ENOSPC' | 'EIO';
 

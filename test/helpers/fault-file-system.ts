@@ -4,8 +4,8 @@
  * cut after any prefix of that log leaves on disk.
  */
 import * as path from 'node:path';
-import type { AtomicFileSystem } from '../../src/shared/qcow2/atomic-file.ts';
-import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import type { AtomicFileSystem } from '../../src/shared/qcow2/io/atomic-file.ts';
+import type { BlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 import type { LossPattern } from './fault-file.ts';
 import { GrowableBytes } from './growable-bytes.ts';

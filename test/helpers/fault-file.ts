@@ -6,7 +6,7 @@
  * fault-file-system.ts does the same for whole files, names and folder syncs.
  */
 import { createHash } from 'node:crypto';
-import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import type { BlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 import { GrowableBytes } from './growable-bytes.ts';
 import { SeededRandom } from './seeded-random.ts';

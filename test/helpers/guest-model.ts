@@ -6,7 +6,7 @@
  *    the end of the disk); they read as zeros, except in a v2 image with a backing file, where
  *    the engine keeps the data (v2 has no zero flag to hide the backing file with).
  */
-import type { Qcow2Image } from '../../src/shared/qcow2/image.ts';
+import type { Qcow2Image } from '../../src/shared/qcow2/image/image.ts';
 import type { SeededRandom } from './seeded-random.ts';
 
 export type GuestOp =

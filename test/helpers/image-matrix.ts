@@ -3,7 +3,7 @@
  * extended L2, with only valid combinations generated (v2 has 16-bit refcounts and no extended
  * L2; extended L2 needs clusters of at least 16 KiB).
  */
-import type { CreateOptions } from '../../src/shared/qcow2/create.ts';
+import type { CreateOptions } from '../../src/shared/qcow2/image/create.ts';
 
 export interface FormatConfig {
   compat: '0.10' | '1.1';

@@ -1,5 +1,5 @@
 /** A BlockFile over bytes in memory: hostile-image tests mutate and open thousands of images without touching the disk. */
-import type { BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import type { BlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 
 export class MemoryBlockFile implements BlockFile {

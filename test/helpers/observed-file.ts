@@ -3,7 +3,7 @@
  * and can skip fdatasync (for tests that make hundreds of snapshots and are not about crashes:
  * the bytes still reach the page cache, where qemu-img reads them).
  */
-import { NodeBlockFile, type BlockFile } from '../../src/shared/qcow2/block-file.ts';
+import { NodeBlockFile, type BlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 
 export interface ObservedRead {
   position: number;

@@ -1,4 +1,4 @@
-import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check.ts';
+import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check/check.ts';
 import type { CheckResult } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';

@@ -1,8 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert.ts';
+import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert/convert.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
-import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image-format-name.ts';
+import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
 import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';

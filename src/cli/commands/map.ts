@@ -1,9 +1,9 @@
 import { hex } from '../../shared/qcow2/format/bytes.ts';
-import type { GuestReader } from '../../shared/qcow2/guest-reader.ts';
-import { Qcow2Image } from '../../shared/qcow2/image.ts';
-import { mapImage } from '../../shared/qcow2/map.ts';
+import type { GuestReader } from '../../shared/qcow2/image/guest-reader.ts';
+import { Qcow2Image } from '../../shared/qcow2/image/image.ts';
+import { mapImage } from '../../shared/qcow2/image/map.ts';
 import type { MapEntry } from '../../shared/qcow2/model.ts';
-import { RawImage } from '../../shared/qcow2/raw-image.ts';
+import { RawImage } from '../../shared/qcow2/image/raw-image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';

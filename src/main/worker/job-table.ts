@@ -8,10 +8,10 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
-import { readAllocationMap } from '../../shared/qcow2/allocation-map.ts';
-import { checkImagePath } from '../../shared/qcow2/check.ts';
-import { createImage } from '../../shared/qcow2/create.ts';
-import { detectFormat } from '../../shared/qcow2/image-format.ts';
+import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
+import { checkImagePath } from '../../shared/qcow2/check/check.ts';
+import { createImage } from '../../shared/qcow2/image/create.ts';
+import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import type { ContractJobTable } from './protocol.ts';
 
 /** Each job kind of the contract and the engine function that does it. */

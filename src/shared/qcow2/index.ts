@@ -1,12 +1,12 @@
 /** The engine's public API: what workers and the CLI call. */
 export { Qcow2Error, toQcow2Error, type ErrorCode } from './errors.ts';
-export type { BlockFile } from './block-file.ts';
-export { NodeBlockFile } from './block-file.ts';
+export type { BlockFile } from './io/block-file.ts';
+export { NodeBlockFile } from './io/block-file.ts';
 export type * from './model.ts';
-export { readImageInfo, imageInfo } from './info.ts';
-export { Qcow2Image } from './image.ts';
-export { createImage, type CreateOptions } from './create.ts';
-export { checkImage, checkImagePath, checkExitCode, type CheckOptions, type RepairMode } from './check.ts';
+export { readImageInfo, imageInfo } from './image/info.ts';
+export { Qcow2Image } from './image/image.ts';
+export { createImage, type CreateOptions } from './image/create.ts';
+export { checkImage, checkImagePath, checkExitCode, type CheckOptions, type RepairMode } from './check/check.ts';
 export {
   withImage,
   readSnapshotTree,
@@ -16,8 +16,8 @@ export {
   revertToSnapshot,
   removeSnapshot,
   changeSnapshotName,
-} from './operations.ts';
-export { mapImage } from './map.ts';
-export { allocationMap, readAllocationMap, type AllocationMapArgs } from './allocation-map.ts';
-export { convertImage, type ConvertRequest, type ConvertResult } from './convert.ts';
-export { detectFormat, type ImageFormat } from './image-format.ts';
+} from './snapshots/operations.ts';
+export { mapImage } from './image/map.ts';
+export { allocationMap, readAllocationMap, type AllocationMapArgs } from './snapshots/allocation-map.ts';
+export { convertImage, type ConvertRequest, type ConvertResult } from './convert/convert.ts';
+export { detectFormat, type ImageFormat } from './image/image-format.ts';

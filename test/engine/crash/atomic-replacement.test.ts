@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BlockFile } from '../../../src/shared/qcow2/block-file.ts';
+import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { atomicOrderProblems, fileSummary, runFileCrashCase } from './file-runner.ts';

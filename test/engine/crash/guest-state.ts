@@ -2,8 +2,8 @@
  * What the guest sees in an image — the current disk and every snapshot, by id and name — and
  * the per-operation contracts that say which states a crash may leave.
  */
-import type { BlockFile } from '../../../src/shared/qcow2/block-file.ts';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { firstDifference } from '../../helpers/qemu.ts';
 
 export interface SnapshotState {

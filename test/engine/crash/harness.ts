@@ -8,11 +8,11 @@
  * Not covered, because the engine cannot do it: growing the active L1 table (its size is fixed
  * at create; only a resize would need more, and there is no resize).
  */
-import { checkImage } from '../../../src/shared/qcow2/check.ts';
-import { convertImage } from '../../../src/shared/qcow2/convert.ts';
-import { createImage } from '../../../src/shared/qcow2/create.ts';
-import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
+import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
+import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
+import { createImage } from '../../../src/shared/qcow2/image/create.ts';
+import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
 import type { TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';

@@ -5,7 +5,7 @@
  * on-disk refcounts and with the COPIED flags of the active tables. It reuses only the pure
  * format decoders. Fast enough to run on every crash state; qemu-img check runs beside it.
  */
-import type { BlockFile } from '../../../src/shared/qcow2/block-file.ts';
+import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { view } from '../../../src/shared/qcow2/format/bytes.ts';
 import { decodeL1, decodeL2, decodeRefcountTableEntry, getRefcount, l2EntryBytes, type L2Format } from '../../../src/shared/qcow2/format/entries.ts';
 import { extendedL2, parseHeader, type Header } from '../../../src/shared/qcow2/format/header.ts';

@@ -14,9 +14,9 @@
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeBlockFile } from '../../../src/shared/qcow2/block-file.ts';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
-import { applySnapshot, findSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
+import { NodeBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { applySnapshot, findSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile, type CrashPoint } from '../../helpers/fault-file.ts';
 import { qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { walkImage } from './image-walk.ts';

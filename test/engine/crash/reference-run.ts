@@ -3,7 +3,7 @@
  * the operation once on a FaultFile to log its writes and flushes, and read the state after.
  */
 import * as fs from 'node:fs';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { CrashState, FaultFile, type FileEvent } from '../../helpers/fault-file.ts';
 import { readGuestState, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';

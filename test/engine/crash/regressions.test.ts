@@ -4,9 +4,9 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { NodeBlockFile } from '../../../src/shared/qcow2/block-file.ts';
-import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/image.ts';
-import { applySnapshot, createSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
+import { NodeBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { Qcow2Image, type OpenImageOptions } from '../../../src/shared/qcow2/image/image.ts';
+import { applySnapshot, createSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { buildImage } from './setups.ts';

@@ -13,9 +13,9 @@
 import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { checkImage } from '../../../src/shared/qcow2/check.ts';
+import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
 import { contractViolation, readGuestState, statesEqual, type GuestState } from './guest-state.ts';

@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { crashPoints, crashState, FaultFile } from '../../helpers/fault-file.ts';
 import { qemuImg, qemuIo, type TempDir } from '../../helpers/qemu.ts';
 import { compressibleBytes } from '../../helpers/seeded-random.ts';

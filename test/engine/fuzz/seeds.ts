@@ -5,8 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
+import { createSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { parseHeader, serializeHeaderArea } from '../../../src/shared/qcow2/format/header.ts';
 import { qemuCheck, qemuImg, qemuIo } from '../../helpers/qemu.ts';
 import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';

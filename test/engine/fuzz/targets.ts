@@ -7,15 +7,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
-import { checkImagePath } from '../../../src/shared/qcow2/check.ts';
-import { convertImage } from '../../../src/shared/qcow2/convert.ts';
+import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
+import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
-import type { GuestReader } from '../../../src/shared/qcow2/guest-reader.ts';
-import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image.ts';
-import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/info.ts';
+import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
+import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image/image.ts';
+import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
-import { mapImage } from '../../../src/shared/qcow2/map.ts';
+import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
 
 export interface FuzzTarget {
   name: string;

@@ -8,8 +8,8 @@
  */
 import * as fs from 'node:fs';
 import fc from 'fast-check';
-import { Qcow2Image } from '../../../src/shared/qcow2/image.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot } from '../../../src/shared/qcow2/snapshots.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import { applyToImage, applyToModel, type DiscardSemantics, type GuestOp } from '../../helpers/guest-model.ts';
 import { MemoryBlockFile } from '../../helpers/memory-block-file.ts';
 import { firstDifference, qemuCheck, rawOf } from '../../helpers/qemu.ts';

@@ -1,0 +1,180 @@
+/**
+ * Compresses batches of clusters for convert -c: on the calling thread, or spread over helper
+ * threads that share the batch through SharedArrayBuffers. The API stays synchronous (the
+ * engine's is): the caller takes a share of the clusters itself and then waits with
+ * Atomics.wait, which Node allows on any thread.
+ *
+ * Batches are handed out by generation: each claim of a cluster is a compare-and-swap on
+ * (generation, index), so a helper still finishing one batch can never take, or skip, a cluster
+ * of the next.
+ */
+import { Worker } from 'node:worker_threads';
+import { compressCluster, type CompressionType } from './compression.ts';
+import { Qcow2Error } from '../errors.ts';
+
+export interface ClusterCompressor {
+  /**
+   * Compresses clusters [0, count) of `input` (each `clusterBytes` long). Each result is the
+   * compressed bytes, or null where compression saves nothing; results stay valid until the next call.
+   */
+  compress(input: Uint8Array, count: number): (Uint8Array | null)[];
+  close(): void;
+}
+
+export function inlineCompressor(type: CompressionType, clusterBytes: number): ClusterCompressor {
+  return {
+    compress(input, count) {
+      const results: (Uint8Array | null)[] = [];
+      for (let index = 0; index < count; index++) results.push(compressCluster(type, input.subarray(index * clusterBytes, (index + 1) * clusterBytes)));
+      return results;
+    },
+    close() {},
+  };
+}
+
+/** Control words, in one shared Int32Array. */
+export const CONTROL = {
+  /** Bumped (and notified) to start a batch or to stop. */
+  generation: 0,
+  /** (generation & 0xfff) << 20 | next index to claim. */
+  claim: 1,
+  count: 2,
+  done: 3,
+  stop: 4,
+  failed: 5,
+  size: 6,
+} as const;
+
+const INDEX_BITS = 20;
+const INDEX_MASK = (1 << INDEX_BITS) - 1;
+/** A compressed length that says "not smaller: store plain". */
+export const NOT_COMPRESSED = -1;
+/** Not compressed yet. */
+const PENDING = -2;
+/** With no cluster finished for this long, the caller stops waiting for the helpers. */
+const STALL_MS = 10_000;
+
+export interface SharedBatch {
+  control: Int32Array;
+  input: Uint8Array;
+  output: Uint8Array;
+  lengths: Int32Array;
+}
+
+export interface CompressWorkerData {
+  type: CompressionType;
+  clusterBytes: number;
+  control: SharedArrayBuffer;
+  input: SharedArrayBuffer;
+  output: SharedArrayBuffer;
+  lengths: SharedArrayBuffer;
+}
+
+/**
+ * Claims and compresses clusters of the current batch until none is left; used by the caller
+ * and by each helper thread alike.
+ */
+export function workOnBatch(batch: SharedBatch, type: CompressionType, clusterBytes: number, generation: number): void {
+  const tag = (generation & 0xfff) << INDEX_BITS;
+  const count = Atomics.load(batch.control, CONTROL.count);
+  for (;;) {
+    const claim = Atomics.load(batch.control, CONTROL.claim);
+    if ((claim & ~INDEX_MASK) !== tag) return;
+    const index = claim & INDEX_MASK;
+    if (index >= count) return;
+    if (Atomics.compareExchange(batch.control, CONTROL.claim, claim, claim + 1) !== claim) continue;
+    try {
+      const compressed = compressCluster(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes));
+      if (compressed === null) batch.lengths[index] = NOT_COMPRESSED;
+      else {
+        batch.output.set(compressed, index * clusterBytes);
+        batch.lengths[index] = compressed.length;
+      }
+    } catch {
+      Atomics.store(batch.control, CONTROL.failed, 1);
+    }
+    Atomics.add(batch.control, CONTROL.done, 1);
+    Atomics.notify(batch.control, CONTROL.done);
+  }
+}
+
+function waitForHelpers(batch: SharedBatch, count: number, finishAlone: () => void): void {
+  let lastDone = -1;
+  let lastProgress = Date.now();
+  for (let done = Atomics.load(batch.control, CONTROL.done); done < count; done = Atomics.load(batch.control, CONTROL.done)) {
+    if (done !== lastDone) {
+      lastDone = done;
+      lastProgress = Date.now();
+    } else if (Date.now() - lastProgress > STALL_MS) {
+      finishAlone();
+      return;
+    }
+    Atomics.wait(batch.control, CONTROL.done, done, 100);
+  }
+}
+
+/** Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch. */
+export function threadedCompressor(type: CompressionType, clusterBytes: number, maxClusters: number, helpers: number): ClusterCompressor {
+  const shared = {
+    control: new SharedArrayBuffer(CONTROL.size * 4),
+    input: new SharedArrayBuffer(maxClusters * clusterBytes),
+    output: new SharedArrayBuffer(maxClusters * clusterBytes),
+    lengths: new SharedArrayBuffer(maxClusters * 4),
+  };
+  const batch: SharedBatch = {
+    control: new Int32Array(shared.control),
+    input: new Uint8Array(shared.input),
+    output: new Uint8Array(shared.output),
+    lengths: new Int32Array(shared.lengths),
+  };
+  const workerData: CompressWorkerData = { type, clusterBytes, ...shared };
+  const workers = Array.from({ length: helpers }, () => {
+    const worker = new Worker(new URL('./compress-worker.ts', import.meta.url), { workerData });
+    // A helper that cannot start (or dies) only means less help: the caller does every cluster it leaves.
+    worker.on('error', () => {});
+    worker.unref();
+    return worker;
+  });
+  let generation = 0;
+  let closed = false;
+  return {
+    compress(input, count) {
+      if (closed) throw new Qcow2Error('INTERNAL', 'compressor used after close');
+      if (count > maxClusters || input.length < count * clusterBytes) throw new Qcow2Error('INTERNAL', 'compression batch too large');
+      batch.input.set(input.subarray(0, count * clusterBytes));
+      batch.lengths.fill(PENDING, 0, count);
+      generation += 1;
+      Atomics.store(batch.control, CONTROL.count, count);
+      Atomics.store(batch.control, CONTROL.done, 0);
+      Atomics.store(batch.control, CONTROL.claim, (generation & 0xfff) << INDEX_BITS);
+      Atomics.store(batch.control, CONTROL.generation, generation);
+      Atomics.notify(batch.control, CONTROL.generation);
+      workOnBatch(batch, type, clusterBytes, generation);
+      waitForHelpers(batch, count, () => {
+        // A helper that stopped mid-cluster (it crashed): do what is still pending here. Compression
+        // is deterministic, so a late helper writing the same cluster writes the same bytes.
+        for (let index = 0; index < count; index++) {
+          if (batch.lengths[index] !== PENDING) continue;
+          const compressed = compressCluster(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes));
+          if (compressed !== null) batch.output.set(compressed, index * clusterBytes);
+          batch.lengths[index] = compressed === null ? NOT_COMPRESSED : compressed.length;
+        }
+      });
+      if (Atomics.load(batch.control, CONTROL.failed) !== 0) throw new Qcow2Error('INTERNAL', 'compressing a cluster failed');
+      const results: (Uint8Array | null)[] = [];
+      for (let index = 0; index < count; index++) {
+        const length = batch.lengths[index] ?? NOT_COMPRESSED;
+        results.push(length === NOT_COMPRESSED ? null : batch.output.subarray(index * clusterBytes, index * clusterBytes + length));
+      }
+      return results;
+    },
+    close() {
+      if (closed) return;
+      closed = true;
+      Atomics.store(batch.control, CONTROL.stop, 1);
+      Atomics.add(batch.control, CONTROL.generation, 1);
+      Atomics.notify(batch.control, CONTROL.generation);
+      for (const worker of workers) void worker.terminate();
+    },
+  };
+}

@@ -1,0 +1,754 @@
+/**
+ * An open qcow2 image: its header, active L1 table, refcounts and snapshot table, guest reads
+ * through any L1 table (active or a snapshot's), and guest writes with copy-on-write.
+ *
+ * Crash-safety order (see flush()): data and refcount increments, then L2 tables, then L1
+ * entries, then refcount decrements, with a flush between each step that depends on the last.
+ */
+import * as path from 'node:path';
+import type { BlockFile } from '../io/block-file.ts';
+import { NodeBlockFile } from '../io/block-file.ts';
+import { decompressCluster } from '../codec/compression.ts';
+import { Qcow2Error } from '../errors.ts';
+import { FailStopFile } from '../io/fail-stop-file.ts';
+import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere } from '../io/image-lock.ts';
+import { hex, isAligned, view } from '../format/bytes.ts';
+import { decodeL1, decodeL2, encodeL1, encodeL2, l1HasReservedBits, l2EntryBytes, type L2Entry, type L2Format } from '../format/entries.ts';
+import {
+  backingFormat,
+  clusterSize,
+  dataFileName,
+  EXT_BITMAPS,
+  extendedL2,
+  findExtension,
+  parseHeader,
+  serializeFixedHeader,
+  type Header,
+} from '../format/header.ts';
+import {
+  AUTOCLEAR_BITMAPS,
+  INCOMPAT_CORRUPT,
+  INCOMPAT_DATA_FILE,
+  INCOMPAT_DIRTY,
+  MAX_BACKING_CHAIN,
+  MAX_HOST_OFFSET,
+  MAX_L1_BYTES,
+} from '../format/limits.ts';
+import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from '../format/snapshot-table.ts';
+import type { GuestReader } from './guest-reader.ts';
+import { RawImage } from './raw-image.ts';
+import { Refcounts } from './refcounts.ts';
+import { TableCache } from './table-cache.ts';
+
+export interface OpenImageOptions {
+  readOnly?: boolean;
+  /** Open the backing chain for reads (default true). */
+  openBacking?: boolean;
+  /** Used by tests to supply fault-injecting files; defaults to node:fs. */
+  openFile?: (filePath: string, readOnly: boolean) => BlockFile;
+  /** Internal: the chain depth and files already open, for loop detection. */
+  chain?: string[];
+  /**
+   * For `check --repair` only: a dirty or corrupt image is opened with a writable file so that
+   * check can repair its metadata (`repairAccess`); guest writes stay refused until it is clean.
+   */
+  allowDirtyForRepair?: boolean;
+  /**
+   * Fail with IN_USE when the image, or a file in its backing chain, is being written by another
+   * program, instead of opening it read-only as the app does (the CLI's read commands without -U).
+   */
+  refuseInUse?: boolean;
+  /** Upper bounds of the metadata caches (defaults: 32 MiB of L2 tables, 4 MiB of refcount blocks); tests make them tiny to force evictions. */
+  cacheBytes?: { l2Tables?: number; refcountBlocks?: number };
+}
+
+/** An L1 table in memory: the active one (mutable) or a snapshot's (read-only). */
+export interface L1Table {
+  offset: number;
+  size: number;
+  bytes: Uint8Array;
+  view: DataView;
+}
+
+export function defaultOpenFile(filePath: string, readOnly: boolean): BlockFile {
+  return NodeBlockFile.open(filePath, { readOnly });
+}
+
+export class Qcow2Image implements GuestReader {
+  readonly file: BlockFile;
+  readonly header: Header;
+  readonly clusterBits: number;
+  readonly clusterBytes: number;
+  readonly l2Format: L2Format;
+  readonly l2EntryBytes: number;
+  readonly l2Entries: number;
+  readonly subclusterBytes: number;
+  l1: L1Table;
+  snapshots: SnapshotEntry[];
+  /** Bytes the on-disk snapshot table occupies (what to free when it is replaced). */
+  snapshotTableBytes = 0;
+  readonly refcounts: Refcounts;
+  readonly l2Cache: TableCache;
+  backing: GuestReader | null;
+  readonly backingPath: string | null;
+  readOnly: boolean;
+  readOnlyReason: string | null;
+  /** Opened with allowDirtyForRepair on a writable file: check may repair metadata even while guest writes are refused. */
+  repairAccess = false;
+  /** The file, stopped for writing after its first failed write (fail-stop-file.ts). */
+  private readonly writeGuard: FailStopFile;
+  private readonly dirtyL1 = new Set<number>();
+  private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
+  private preparedForWrite = false;
+  /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
+  readonly metadataClusters = new Set<number>();
+
+  private constructor(file: FailStopFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null, l2CacheBytes: number) {
+    this.file = file;
+    this.writeGuard = file;
+    this.header = header;
+    this.clusterBits = header.clusterBits;
+    this.clusterBytes = clusterSize(header);
+    this.l2Format = { clusterBits: header.clusterBits, extendedL2: extendedL2(header) };
+    this.l2EntryBytes = l2EntryBytes(this.l2Format);
+    this.l2Entries = this.clusterBytes / this.l2EntryBytes;
+    this.subclusterBytes = this.l2Format.extendedL2 ? this.clusterBytes / 32 : this.clusterBytes;
+    this.l1 = l1;
+    this.refcounts = refcounts;
+    this.snapshots = snapshots;
+    this.backing = backing;
+    this.backingPath = backingPath;
+    this.readOnly = file.readOnly;
+    this.readOnlyReason = file.readOnly ? 'opened read-only' : null;
+    this.l2Cache = new TableCache(file, this.clusterBytes, l2CacheBytes, 'L2 table');
+    // A dirty L2 table may only reach the disk after the refcounts of what it points to, and
+    // after the refcount table links any block those live in (an eviction is a write too).
+    this.l2Cache.beforeWriteBack = () => this.flushRefcounts();
+    this.refcounts.onMetadataCluster = (clusterIndex, isMetadata) => {
+      if (isMetadata) this.metadataClusters.add(clusterIndex);
+      else this.metadataClusters.delete(clusterIndex);
+    };
+  }
+
+  static open(filePath: string, options: OpenImageOptions = {}): Qcow2Image {
+    const openFile = options.openFile ?? defaultOpenFile;
+    const file = openFile(filePath, options.readOnly ?? false);
+    try {
+      return Qcow2Image.openFile(file, options);
+    } catch (error) {
+      file.close();
+      throw error;
+    }
+  }
+
+  static openFile(openedFile: BlockFile, options: OpenImageOptions = {}): Qcow2Image {
+    refuseIfWrittenElsewhere(openedFile, options.refuseInUse);
+    const file = FailStopFile.wrap(openedFile);
+    const fileSize = file.size();
+    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize);
+    const clusterBytes = clusterSize(header);
+    const l1Bytes = new Uint8Array(header.l1Size * 8);
+    if (l1Bytes.length > 0 && file.read(l1Bytes, header.l1TableOffset) < l1Bytes.length) {
+      throw new Qcow2Error('TRUNCATED', 'The L1 table is cut short: the image is truncated');
+    }
+    const l1: L1Table = { offset: header.l1TableOffset, size: header.l1Size, bytes: l1Bytes, view: view(l1Bytes) };
+    const refcounts = Refcounts.load(file, {
+      clusterBits: header.clusterBits,
+      refcountOrder: header.refcountOrder,
+      tableOffset: header.refcountTableOffset,
+      tableClusters: header.refcountTableClusters,
+    }, options.cacheBytes?.refcountBlocks);
+    const snapshotTable = loadSnapshotTable(file, header, fileSize);
+    let backing: GuestReader | null = null;
+    let backingPath: string | null = null;
+    if (header.backingFile !== null) {
+      backingPath = resolveBackingPath(file.path, header.backingFile);
+      if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
+    }
+    const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
+    image.snapshotTableBytes = snapshotTable.length;
+    image.collectMetadataClusters(clusterBytes);
+    if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
+    else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
+    else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
+    // Writing would have to clear the bitmaps bit (the spec's rule for autoclear features), which
+    // silently invalidates the dirty bitmaps incremental backups rely on: refuse instead.
+    else if ((header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && findExtension(header, EXT_BITMAPS) !== undefined) {
+      image.setReadOnly('it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date');
+    }
+    // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
+    if (file.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
+    image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
+    return image;
+  }
+
+  private setReadOnly(reason: string): void {
+    this.readOnly = true;
+    this.readOnlyReason = reason;
+  }
+
+  get virtualSize(): number {
+    return this.header.virtualSize;
+  }
+
+  get version(): 2 | 3 {
+    return this.header.version;
+  }
+
+  /** Recomputes the metadata cluster set after tables moved (snapshot apply/delete). */
+  rebuildMetadataClusters(): void {
+    this.metadataClusters.clear();
+    this.collectMetadataClusters(this.clusterBytes);
+  }
+
+  private collectMetadataClusters(clusterBytes: number): void {
+    const add = (offset: number, bytes: number): void => {
+      for (let cluster = Math.floor(offset / clusterBytes); cluster < Math.ceil((offset + bytes) / clusterBytes); cluster++) this.metadataClusters.add(cluster);
+    };
+    add(0, clusterBytes);
+    add(this.l1.offset, this.l1.size * 8);
+    add(this.refcounts.tableOffset, this.refcounts.tableClusters * clusterBytes);
+    if (this.header.snapshotCount > 0) add(this.header.snapshotsOffset, this.snapshotTableBytes);
+    // A snapshot whose L1 table is invalid still opens (as in QEMU); using it fails in loadSnapshotL1.
+    const fileSize = this.file.size();
+    const snapshotTables = new Set<string>();
+    for (const snapshot of this.snapshots) {
+      const key = `${snapshot.l1TableOffset}:${snapshot.l1Size}`;
+      if (snapshotTables.has(key) || snapshotL1Problem(snapshot, clusterBytes, fileSize) !== null) continue;
+      snapshotTables.add(key);
+      add(snapshot.l1TableOffset, snapshot.l1Size * 8);
+    }
+    for (let index = 0; index < this.refcounts.tableEntries; index++) {
+      // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
+      const blockOffset = this.refcounts.blockOffsetIfValid(index);
+      if (blockOffset !== null && blockOffset !== 0) add(blockOffset, clusterBytes);
+    }
+    for (let index = 0; index < this.l1.size; index++) {
+      const entry = decodeL1(this.l1.view, index * 8);
+      if (entry.l2Offset !== 0) add(entry.l2Offset, clusterBytes);
+    }
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  readInto(buffer: Uint8Array, guestOffset: number): void {
+    this.readThrough(this.l1, buffer, guestOffset, this.virtualSize);
+  }
+
+  read(guestOffset: number, length: number): Uint8Array {
+    const buffer = new Uint8Array(length);
+    this.readInto(buffer, guestOffset);
+    return buffer;
+  }
+
+  /** Guest bytes as seen through `l1` (the active table or a snapshot's); past `limit` reads zeros. */
+  readThrough(l1: L1Table, buffer: Uint8Array, guestOffset: number, limit: number): void {
+    this.assertReadable();
+    if (guestOffset < 0 || !Number.isSafeInteger(guestOffset)) throw new Qcow2Error('INVALID_ARGUMENT', `Invalid guest offset ${guestOffset}`);
+    // Clusters that lie back to back in the file are read with one call.
+    let runHost = 0;
+    let runStart = 0;
+    let runLength = 0;
+    const readRun = (): void => {
+      if (runLength > 0) this.readHost(runHost, buffer.subarray(runStart, runStart + runLength));
+      runLength = 0;
+    };
+    let done = 0;
+    while (done < buffer.length) {
+      const position = guestOffset + done;
+      const inCluster = position % this.clusterBytes;
+      const length = Math.min(this.clusterBytes - inCluster, buffer.length - done);
+      const target = buffer.subarray(done, done + length);
+      if (position >= limit) target.fill(0);
+      else {
+        const clusterStart = position - inCluster;
+        const entry = this.lookup(l1, clusterStart);
+        if (entry !== null && entry.kind === 'normal' && !this.l2Format.extendedL2) {
+          const host = entry.hostOffset + inCluster;
+          if (runLength > 0 && runHost + runLength === host && runStart + runLength === done) runLength += length;
+          else {
+            readRun();
+            runHost = host;
+            runStart = done;
+            runLength = length;
+          }
+        } else this.readEntry(entry, clusterStart, inCluster, target);
+      }
+      done += length;
+    }
+    readRun();
+  }
+
+  private assertReadable(): void {
+    if (this.header.cryptMethod !== 0) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image is encrypted; reading its data is not supported yet');
+    if ((this.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image keeps its data in an external data file, which Cowbell cannot read yet');
+  }
+
+  /** The L2 entry for a guest cluster through `l1`, or null where no L2 table covers it. */
+  lookup(l1: L1Table, guestClusterStart: number): L2Entry | null {
+    const clusterIndex = Math.floor(guestClusterStart / this.clusterBytes);
+    const l1Index = Math.floor(clusterIndex / this.l2Entries);
+    if (l1Index >= l1.size) return null;
+    const l2Offset = this.l2OffsetAt(l1, l1Index);
+    if (l2Offset === 0) return null;
+    const table = this.l2Cache.get(l2Offset);
+    const entry = decodeL2(table.view, (clusterIndex % this.l2Entries) * this.l2EntryBytes, this.l2Format);
+    if (entry.kind === 'normal' && !isAligned(entry.hostOffset, this.clusterBytes)) {
+      throw new Qcow2Error('CORRUPT', `Cluster at guest offset ${hex(guestClusterStart)} has an unaligned host offset ${hex(entry.hostOffset)}`);
+    }
+    // 56-bit offsets can exceed what a file (or a JS number) can hold.
+    if (entry.hostOffset > MAX_HOST_OFFSET - this.clusterBytes - entry.compressedSize) {
+      throw new Qcow2Error('CORRUPT', `Cluster at guest offset ${hex(guestClusterStart)} points to ${hex(entry.hostOffset)}, beyond the end of any file`);
+    }
+    return entry;
+  }
+
+  l2OffsetAt(l1: L1Table, l1Index: number): number {
+    if (l1HasReservedBits(l1.view, l1Index * 8)) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} has reserved bits set`);
+    const { l2Offset } = decodeL1(l1.view, l1Index * 8);
+    if (l2Offset !== 0 && !isAligned(l2Offset, this.clusterBytes)) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points to an unaligned L2 table at ${hex(l2Offset)}`);
+    if (l2Offset !== 0 && l2Offset < this.clusterBytes) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points into the header`);
+    if (l2Offset > MAX_HOST_OFFSET - this.clusterBytes) throw new Qcow2Error('CORRUPT', `L1 entry ${l1Index} points to ${hex(l2Offset)}, beyond the end of any file`);
+    return l2Offset;
+  }
+
+  private readEntry(entry: L2Entry | null, clusterStart: number, inCluster: number, target: Uint8Array): void {
+    if (entry === null || entry.kind === 'unallocated') {
+      if (this.l2Format.extendedL2 && entry !== null) return this.readSubclusters(entry, clusterStart, inCluster, target);
+      return this.readBelow(clusterStart + inCluster, target);
+    }
+    if (entry.kind === 'zero') {
+      target.fill(0);
+      return;
+    }
+    if (entry.kind === 'compressed') {
+      const cluster = this.decompress(entry);
+      target.set(cluster.subarray(inCluster, inCluster + target.length));
+      return;
+    }
+    if (this.l2Format.extendedL2) return this.readSubclusters(entry, clusterStart, inCluster, target);
+    this.readHost(entry.hostOffset + inCluster, target);
+  }
+
+  private readSubclusters(entry: L2Entry, clusterStart: number, inCluster: number, target: Uint8Array): void {
+    let done = 0;
+    while (done < target.length) {
+      const within = inCluster + done;
+      const subcluster = Math.floor(within / this.subclusterBytes);
+      const length = Math.min((subcluster + 1) * this.subclusterBytes - within, target.length - done);
+      const part = target.subarray(done, done + length);
+      const allocated = ((entry.allocMask >>> subcluster) & 1) === 1;
+      const zero = ((entry.zeroMask >>> subcluster) & 1) === 1;
+      if (allocated && zero) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is both allocated and zero`);
+      if (allocated) {
+        if (entry.hostOffset === 0) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in an unallocated cluster`);
+        this.readHost(entry.hostOffset + within, part);
+      } else if (zero) part.fill(0);
+      else this.readBelow(clusterStart + within, part);
+      done += length;
+    }
+  }
+
+  private readHost(hostOffset: number, target: Uint8Array): void {
+    const count = this.file.read(target, hostOffset);
+    if (count < target.length) target.fill(0, count);
+  }
+
+  /** Unallocated: the backing file's bytes, or zeros. */
+  private readBelow(guestOffset: number, target: Uint8Array): void {
+    if (this.backing === null || guestOffset >= this.backing.virtualSize) {
+      target.fill(0);
+      return;
+    }
+    this.backing.readInto(target, guestOffset);
+  }
+
+  decompress(entry: L2Entry): Uint8Array {
+    if (this.decompressed !== null && this.decompressed.hostOffset === entry.hostOffset) return this.decompressed.bytes;
+    const maxCompressed = this.clusterBytes + 2 * 512;
+    const input = new Uint8Array(Math.min(entry.compressedSize, maxCompressed));
+    const count = this.file.read(input, entry.hostOffset);
+    const bytes = decompressCluster(this.header.compressionType, input.subarray(0, count), this.clusterBytes);
+    this.decompressed = { hostOffset: entry.hostOffset, bytes };
+    return bytes;
+  }
+
+  /** The snapshot's L1 table, read and bounds-checked. */
+  loadSnapshotL1(snapshot: SnapshotEntry): L1Table {
+    const problem = snapshotL1Problem(snapshot, this.clusterBytes, this.file.size());
+    if (problem !== null) throw new Qcow2Error('CORRUPT', problem);
+    const bytes = new Uint8Array(snapshot.l1Size * 8);
+    if (bytes.length > 0 && this.file.read(bytes, snapshot.l1TableOffset) < bytes.length) {
+      throw new Qcow2Error('CORRUPT', `Snapshot ${snapshot.name}'s L1 table lies past the end of the file`);
+    }
+    return { offset: snapshot.l1TableOffset, size: snapshot.l1Size, bytes, view: view(bytes) };
+  }
+
+  /** A reader of the guest disk as it was when `snapshot` was taken. */
+  snapshotReader(snapshot: SnapshotEntry): GuestReader {
+    const l1 = this.loadSnapshotL1(snapshot);
+    const size = snapshot.diskSize ?? this.virtualSize;
+    return {
+      virtualSize: size,
+      readInto: (buffer, guestOffset) => this.readThrough(l1, buffer, guestOffset, size),
+      close: () => {},
+    };
+  }
+
+  // ---------------------------------------------------------------- writing
+
+  assertWritable(): void {
+    if (this.readOnly && this.readOnlyReason === IN_USE_REASON) throw inUseError();
+    this.writeGuard.throwIfFailed();
+    if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.file.path} cannot be changed: ${this.readOnlyReason ?? 'opened read-only'}`);
+  }
+
+  /** Before the first change: clear autoclear bits for extensions Cowbell does not maintain (as QEMU's spec asks). */
+  prepareForWrite(): void {
+    this.assertWritable();
+    if (this.preparedForWrite) return;
+    this.preparedForWrite = true;
+    // Cowbell maintains no autoclear feature, known (bitmaps, raw data file) or not, so every bit
+    // goes, and durably before the first change (qcow2.txt, autoclear_features).
+    if (this.header.version === 3 && this.header.autoclearFeatures !== 0n) {
+      this.header.autoclearFeatures = 0n;
+      this.writeHeader();
+      this.file.flush();
+    }
+  }
+
+  /** Writes the fixed header fields in one write (they all fit in the first sector). */
+  writeHeader(): void {
+    this.file.write(serializeFixedHeader(this.header), 0);
+  }
+
+  write(buffer: Uint8Array, guestOffset: number): void {
+    this.prepareForWrite();
+    this.checkRange(guestOffset, buffer.length);
+    let done = 0;
+    while (done < buffer.length) {
+      const position = guestOffset + done;
+      const inCluster = position % this.clusterBytes;
+      const length = Math.min(this.clusterBytes - inCluster, buffer.length - done);
+      this.writeCluster(position - inCluster, inCluster, buffer.subarray(done, done + length));
+      done += length;
+    }
+  }
+
+  private checkRange(guestOffset: number, length: number): void {
+    if (guestOffset < 0 || length < 0 || !Number.isSafeInteger(guestOffset + length) || guestOffset + length > this.virtualSize) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `Range ${guestOffset}+${length} is outside the ${this.virtualSize}-byte disk`);
+    }
+  }
+
+  /** Writes `data` at `inCluster` of the guest cluster starting at `clusterStart`, copying on write where needed. */
+  private writeCluster(clusterStart: number, inCluster: number, data: Uint8Array): void {
+    const slot = this.writableL2Slot(clusterStart);
+    const entry = decodeL2(slot.table.view, slot.position, this.l2Format);
+    const whole = inCluster === 0 && data.length === this.clusterBytes;
+    if (entry.kind === 'normal' && this.refcounts.get(entry.hostOffset / this.clusterBytes) === 1) {
+      this.assertDataCluster(entry.hostOffset);
+      const allocatedAll = !this.l2Format.extendedL2 || entry.allocMask === 0xffffffff;
+      if (allocatedAll || whole) {
+        this.file.write(data, entry.hostOffset + inCluster);
+      } else {
+        const merged = this.clusterContent(clusterStart);
+        merged.set(data, inCluster);
+        this.file.write(merged, entry.hostOffset);
+      }
+      if (!entry.copied || !allocatedAll) {
+        encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset: entry.hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
+        slot.table.dirty = true;
+      }
+      return;
+    }
+    let content = data;
+    if (!whole) {
+      content = this.clusterContent(clusterStart);
+      content.set(data, inCluster);
+    }
+    const hostOffset = this.refcounts.allocate(1);
+    this.assertDataCluster(hostOffset);
+    this.file.write(content, hostOffset);
+    encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
+    slot.table.dirty = true;
+    this.releaseEntry(entry);
+  }
+
+  /** The guest's current view of a whole cluster (for read-modify-write). */
+  private clusterContent(clusterStart: number): Uint8Array {
+    const content = new Uint8Array(this.clusterBytes);
+    this.readThrough(this.l1, content, clusterStart, Number.MAX_SAFE_INTEGER);
+    if (clusterStart + this.clusterBytes > this.virtualSize) content.fill(0, Math.max(0, this.virtualSize - clusterStart));
+    return content;
+  }
+
+  /** Schedules the refcount drop for whatever host clusters an L2 entry held. */
+  releaseEntry(entry: L2Entry): void {
+    if (entry.kind === 'compressed') {
+      const first = Math.floor(entry.hostOffset / this.clusterBytes);
+      const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / this.clusterBytes);
+      for (let cluster = first; cluster <= last; cluster++) this.refcounts.decrementLater(cluster);
+    } else if (entry.hostOffset !== 0 && (entry.kind === 'normal' || entry.kind === 'zero')) {
+      this.refcounts.decrementLater(entry.hostOffset / this.clusterBytes);
+    }
+  }
+
+  private assertDataCluster(hostOffset: number): void {
+    if (this.metadataClusters.has(hostOffset / this.clusterBytes)) {
+      this.readOnly = true;
+      this.readOnlyReason = 'a data cluster overlaps metadata';
+      throw new Qcow2Error('CORRUPT', `Refusing to write guest data over metadata at ${hex(hostOffset)}; the image is corrupt (run a check)`);
+    }
+  }
+
+  /**
+   * The L2 table slot for a guest cluster, in a table this image may change: allocates a table
+   * where none exists and copies a shared one (refcount > 1) first.
+   */
+  writableL2Slot(clusterStart: number): { table: ReturnType<TableCache['get']>; position: number } {
+    const clusterIndex = Math.floor(clusterStart / this.clusterBytes);
+    const l1Index = Math.floor(clusterIndex / this.l2Entries);
+    const position = (clusterIndex % this.l2Entries) * this.l2EntryBytes;
+    if (l1Index >= this.l1.size) throw new Qcow2Error('INTERNAL', `guest cluster ${clusterIndex} is beyond the L1 table`);
+    const l2Offset = this.l2OffsetAt(this.l1, l1Index);
+    if (l2Offset === 0) {
+      const newOffset = this.refcounts.allocate(1);
+      this.metadataClusters.add(newOffset / this.clusterBytes);
+      const table = this.l2Cache.create(newOffset);
+      this.setL1Entry(l1Index, newOffset, true);
+      return { table, position };
+    }
+    const refcount = this.refcounts.get(l2Offset / this.clusterBytes);
+    if (refcount === 1) {
+      const { copied } = decodeL1(this.l1.view, l1Index * 8);
+      if (!copied) this.setL1Entry(l1Index, l2Offset, true);
+      return { table: this.l2Cache.get(l2Offset), position };
+    }
+    if (refcount === 0) throw new Qcow2Error('CORRUPT', `L2 table at ${hex(l2Offset)} is in use but its refcount is 0`);
+    // Shared with a snapshot: copy it, without COPIED flags (every cluster it names is shared too).
+    const source = this.l2Cache.get(l2Offset);
+    const newOffset = this.refcounts.allocate(1);
+    this.metadataClusters.add(newOffset / this.clusterBytes);
+    const copy = this.l2Cache.create(newOffset, source.bytes);
+    for (let slot = 0; slot < this.l2Entries; slot++) {
+      const at = slot * this.l2EntryBytes;
+      copy.view.setUint32(at, copy.view.getUint32(at) & 0x7fffffff);
+    }
+    this.setL1Entry(l1Index, newOffset, true);
+    this.refcounts.decrementLater(l2Offset / this.clusterBytes);
+    return { table: copy, position };
+  }
+
+  /** Points a slot at a freshly allocated host cluster (refcount 1, so COPIED). */
+  setL2Normal(slot: { table: ReturnType<TableCache['get']>; position: number }, hostOffset: number): void {
+    encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
+    slot.table.dirty = true;
+  }
+
+  setL1Entry(l1Index: number, l2Offset: number, copied: boolean): void {
+    encodeL1(this.l1.view, l1Index * 8, l2Offset, copied);
+    this.dirtyL1.add(l1Index);
+  }
+
+  /** Makes a guest range read as zeros: whole clusters become zero clusters (v3) or are deallocated. */
+  writeZeroes(guestOffset: number, length: number): void {
+    this.prepareForWrite();
+    this.checkRange(guestOffset, length);
+    let done = 0;
+    while (done < length) {
+      const position = guestOffset + done;
+      const inCluster = position % this.clusterBytes;
+      const part = Math.min(this.clusterBytes - inCluster, length - done);
+      const wholeOrTail = inCluster === 0 && (part === this.clusterBytes || position + part === this.virtualSize);
+      if (wholeOrTail && (this.version === 3 || this.backing === null)) this.zeroCluster(position, this.version === 3 ? 'zero' : 'deallocate');
+      else this.writeCluster(position - inCluster, inCluster, new Uint8Array(part));
+      done += part;
+    }
+  }
+
+  /**
+   * Discards a guest range: whole clusters stop holding data. Where a backing file would show
+   * through, v3 marks them zero (as QEMU does); v2 with a backing file keeps them.
+   */
+  discard(guestOffset: number, length: number): void {
+    this.prepareForWrite();
+    this.checkRange(guestOffset, length);
+    const first = Math.ceil(guestOffset / this.clusterBytes) * this.clusterBytes;
+    for (let position = first; position + this.clusterBytes <= guestOffset + length || (position < guestOffset + length && guestOffset + length === this.virtualSize); position += this.clusterBytes) {
+      if (this.backing === null) this.zeroCluster(position, 'deallocate');
+      else if (this.version === 3) this.zeroCluster(position, 'zero');
+    }
+  }
+
+  private zeroCluster(clusterStart: number, how: 'zero' | 'deallocate'): void {
+    const existing = this.lookup(this.l1, clusterStart);
+    if (existing === null && how === 'deallocate') return;
+    if (existing !== null && existing.kind === 'unallocated' && how === 'deallocate' && existing.allocMask === 0 && existing.zeroMask === 0) return;
+    if (existing !== null && existing.kind === 'zero' && existing.hostOffset === 0 && how === 'zero') return;
+    const slot = this.writableL2Slot(clusterStart);
+    const entry = decodeL2(slot.table.view, slot.position, this.l2Format);
+    const zero = how === 'zero';
+    encodeL2(slot.table.view, slot.position, this.l2Format, {
+      hostOffset: 0,
+      copied: false,
+      zero,
+      allocMask: 0,
+      zeroMask: zero ? 0xffffffff : 0,
+    });
+    slot.table.dirty = true;
+    this.releaseEntry(entry);
+  }
+
+  hasUnflushedChanges(): boolean {
+    return this.dirtyL1.size > 0 || this.l2Cache.hasDirty() || this.refcounts.cache.hasDirty() || this.refcounts.hasPending();
+  }
+
+  /**
+   * Makes every change durable in an order a crash cannot turn into corruption:
+   * 1. guest data and refcount increments (then new refcount blocks' table entries, a moved
+   *    refcount table and the header switching to it); 2. L2 tables; 3. L1 entries;
+   * 4. refcount decrements for what is no longer pointed to.
+   */
+  flush(): void {
+    if (this.file.readOnly) return;
+    this.flushRefcounts();
+    if (this.l2Cache.hasDirty()) {
+      this.l2Cache.writeDirty();
+      this.file.flush();
+    }
+    if (this.dirtyL1.size > 0) {
+      this.writeL1Entries();
+      this.file.flush();
+    }
+    if (this.refcounts.hasPending()) {
+      const freed = this.refcounts.applyPendingDecrements();
+      for (const cluster of freed) this.l2Cache.drop(cluster * this.clusterBytes);
+      this.file.flush();
+    }
+  }
+
+  /**
+   * Step 1 of a flush, and what must precede any L2 table reaching the disk: refcount increments
+   * and new blocks durable, then the table entries linking them (a moved table durable before the
+   * header switches to it).
+   */
+  private flushRefcounts(): void {
+    const relocated = this.refcounts.writeIncrements();
+    this.file.flush();
+    if (relocated) {
+      this.header.refcountTableOffset = this.refcounts.tableOffset;
+      this.header.refcountTableClusters = this.refcounts.tableClusters;
+      this.writeHeader();
+      this.file.flush();
+      this.refcounts.finishRelocation();
+    }
+  }
+
+  private writeL1Entries(): void {
+    const indices = [...this.dirtyL1].sort((a, b) => a - b);
+    this.dirtyL1.clear();
+    // Contiguous runs of changed entries go out as one write each.
+    let runStart = 0;
+    for (let index = 1; index <= indices.length; index++) {
+      const previous = indices[index - 1] ?? 0;
+      if (index < indices.length && indices[index] === previous + 1) continue;
+      const first = indices[runStart] ?? 0;
+      this.file.write(this.l1.bytes.subarray(first * 8, (previous + 1) * 8), this.l1.offset + first * 8);
+      runStart = index;
+    }
+  }
+
+  /** Replaces the in-memory active L1 (after the caller wrote it to disk and switched the header). */
+  replaceActiveL1(l1: L1Table): void {
+    this.dirtyL1.clear();
+    this.l1 = l1;
+  }
+
+  close(): void {
+    try {
+      // After a failed write the tables in memory may point where the file does not: keep what is on disk.
+      if (!this.readOnly && this.writeGuard.failure === null && this.hasUnflushedChanges()) this.flush();
+    } finally {
+      this.backing?.close();
+      this.file.close();
+    }
+  }
+}
+
+/** Why a snapshot's L1 table cannot be used (QEMU's size limit, alignment, inside the file), or null. */
+function snapshotL1Problem(snapshot: SnapshotEntry, clusterBytes: number, fileSize: number): string | null {
+  if (snapshot.l1Size * 8 > MAX_L1_BYTES) return `Snapshot ${snapshot.name} has an L1 table that is too large`;
+  if (!isAligned(snapshot.l1TableOffset, clusterBytes) || (snapshot.l1Size > 0 && snapshot.l1TableOffset === 0)) {
+    return `Snapshot ${snapshot.name} has an invalid L1 table offset ${hex(snapshot.l1TableOffset)}`;
+  }
+  if (snapshot.l1TableOffset + snapshot.l1Size * 8 > fileSize) return `Snapshot ${snapshot.name}'s L1 table lies past the end of the file`;
+  return null;
+}
+
+/**
+ * The header cluster only: cluster_bits (bytes 20–23) says how long it is, so a disk with 64 KiB
+ * clusters costs a 64 KiB read on open, not the 2 MiB the largest cluster size would need.
+ */
+function readHeaderCluster(file: BlockFile, fileSize: number): Uint8Array {
+  const probe = new Uint8Array(Math.min(fileSize, 24));
+  file.read(probe, 0);
+  const clusterBits = probe.length >= 24 ? view(probe).getUint32(20) : 0;
+  // parseHeader rejects out-of-range cluster bits; read enough for it to see them and say so.
+  const length = clusterBits >= 9 && clusterBits <= 21 ? 2 ** clusterBits : 512;
+  const first = new Uint8Array(Math.min(fileSize, length));
+  file.read(first, 0);
+  return first;
+}
+
+function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number } {
+  if (header.snapshotCount === 0) return { entries: [], length: 0 };
+  // Entries are at most 40 + 1024 + 2 * 65535 bytes; read only what the file holds, in bounded steps.
+  const maxLength = Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset);
+  const bytes = new Uint8Array(Math.max(0, maxLength));
+  file.read(bytes, header.snapshotsOffset);
+  const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version);
+  return { entries, length: snapshotTableLength(bytes, header.snapshotCount) };
+}
+
+/** QEMU resolves a relative backing name against the folder of the image that names it. */
+export function resolveBackingPath(imagePath: string, backingName: string): string {
+  if (path.isAbsolute(backingName)) return backingName;
+  return path.join(path.dirname(imagePath), backingName);
+}
+
+function openBacking(imagePath: string, backingPath: string, format: string | null, options: OpenImageOptions): GuestReader {
+  const chain = [...(options.chain ?? [imagePath]), backingPath];
+  if (chain.length > MAX_BACKING_CHAIN) throw new Qcow2Error('CORRUPT', `The backing chain is longer than ${MAX_BACKING_CHAIN} images (a loop?)`);
+  if (chain.slice(0, -1).some((entry) => path.resolve(entry) === path.resolve(backingPath))) {
+    throw new Qcow2Error('CORRUPT', `The backing chain loops back to ${backingPath}`);
+  }
+  const openFile = options.openFile ?? defaultOpenFile;
+  let file: BlockFile;
+  try {
+    file = openFile(backingPath, true);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') {
+      throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`, { cause: error });
+    }
+    throw error;
+  }
+  try {
+    const probe = new Uint8Array(4);
+    file.read(probe, 0);
+    const isQcow2 = probe[0] === 0x51 && probe[1] === 0x46 && probe[2] === 0x49 && probe[3] === 0xfb;
+    if (format === 'raw' || (format === null && !isQcow2)) {
+      refuseIfWrittenElsewhere(file, options.refuseInUse);
+      return new RawImage(file);
+    }
+    if (format !== null && format !== 'qcow2') throw new Qcow2Error('UNSUPPORTED_FEATURE', `Backing file format ${format} is not supported (qcow2 and raw are)`);
+    return Qcow2Image.openFile(file, { ...options, readOnly: true, chain });
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+}
+
+export function externalDataFile(header: Header): string | null {
+  return dataFileName(header);
+}

@@ -1,0 +1,84 @@
+/** `qemu-img info`: what an image is, with qemu-img's JSON key names. */
+import * as fs from 'node:fs';
+import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { backingFormat, findExtension, EXT_CRYPTO_HEADER } from '../format/header.ts';
+import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
+import { snapshotVmStateSize, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { Qcow2Image, externalDataFile, type OpenImageOptions } from './image.ts';
+import type { ImageInfo, SnapshotInfo } from '../model.ts';
+
+export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
+  const info: SnapshotInfo = {
+    id: entry.id,
+    name: entry.name,
+    'vm-state-size': snapshotVmStateSize(entry),
+    'date-sec': entry.dateSec,
+    'date-nsec': entry.dateNsec,
+    'vm-clock-sec': Number(entry.vmClockNsec / 1_000_000_000n),
+    'vm-clock-nsec': Number(entry.vmClockNsec % 1_000_000_000n),
+  };
+  if (entry.icount !== null && entry.icount !== 0xffffffffffffffffn) info.icount = Number(entry.icount);
+  return info;
+}
+
+export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
+  const header = image.header;
+  let actualSize: number;
+  try {
+    const stat = fs.statSync(filename);
+    actualSize = stat.blocks !== undefined ? stat.blocks * 512 : stat.size;
+  } catch (error) {
+    throw toQcow2Error(error, filename);
+  }
+  const info: ImageInfo = {
+    filename,
+    format: 'qcow2',
+    'virtual-size': header.virtualSize,
+    'actual-size': actualSize,
+    'cluster-size': image.clusterBytes,
+    'dirty-flag': (header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n,
+    'format-specific': {
+      type: 'qcow2',
+      data: {
+        compat: header.version === 2 ? '0.10' : '1.1',
+        'compression-type': header.compressionType === 1 ? 'zstd' : 'zlib',
+        'refcount-bits': 2 ** header.refcountOrder,
+        ...(header.version === 2
+          ? {}
+          : {
+              'lazy-refcounts': (header.compatibleFeatures & COMPAT_LAZY_REFCOUNTS) !== 0n,
+              corrupt: (header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n,
+              'extended-l2': (header.incompatibleFeatures & INCOMPAT_EXTL2) !== 0n,
+            }),
+      },
+    },
+  };
+  if (header.cryptMethod !== 0) {
+    info.encrypted = true;
+    info['format-specific'].data.encrypt = { format: header.cryptMethod === 2 || findExtension(header, EXT_CRYPTO_HEADER) ? 'luks' : 'aes' };
+  }
+  const dataFile = externalDataFile(header);
+  if (dataFile !== null) info['format-specific'].data['data-file'] = dataFile;
+  if (header.backingFile !== null) {
+    info['backing-filename'] = header.backingFile;
+    info['full-backing-filename'] = image.backingPath ?? header.backingFile;
+    const format = backingFormat(header);
+    if (format !== null) info['backing-filename-format'] = format;
+  }
+  if (image.snapshots.length > 0) info.snapshots = image.snapshots.map(snapshotInfo);
+  if (image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only') info['read-only-reason'] = image.readOnlyReason;
+  if (image.file.inUseElsewhere === true) info['in-use'] = true;
+  return info;
+}
+
+/** Opens the image read-only (without its backing chain) and describes it. */
+export function readImageInfo(filePath: string, options: OpenImageOptions = {}): ImageInfo {
+  const image = Qcow2Image.open(filePath, { ...options, readOnly: true, openBacking: false });
+  try {
+    return imageInfo(image, filePath);
+  } finally {
+    image.close();
+  }
+}
+
+export { Qcow2Error };

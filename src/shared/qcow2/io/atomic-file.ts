@@ -1,0 +1,201 @@
+/**
+ * The one way Cowbell makes a whole new image file: write it under a temporary name in the same
+ * folder, flush it, rename it into place, then flush the folder. A crash at any moment leaves
+ * either no file (or the old one) or the complete new one, never a mix.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import type { BlockFile } from './block-file.ts';
+import { NodeBlockFile } from './block-file.ts';
+import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { abandonedByWriters, inUseError, writtenElsewhere } from './image-lock.ts';
+import { noSteps, runSteps, type Steps } from '../steps.ts';
+import { writeBehind } from './write-behind-file.ts';
+
+export interface AtomicWriteOptions {
+  /** Replace an existing file at targetPath (rewrites); otherwise an existing file is an error. */
+  overwrite: boolean;
+  /** Test seam: how files and folder syncs are done. */
+  fileSystem?: AtomicFileSystem;
+  /**
+   * Make the new file durable before it takes its name, and the name after (default true). false
+   * is qemu-img's cache=unsafe: still never a partial file under the name while the system runs,
+   * but after a power failure the named file may be incomplete. Ignored when a file is replaced.
+   */
+  durable?: boolean;
+  /** Write the file through a helper thread (write-behind-file.ts): for large, front-to-back output. */
+  writeBehind?: boolean;
+  /**
+   * Called once the file is complete and flushed, just before it takes its name (the commit
+   * point); throwing there (a cancel) removes it instead. The steps yield just before, so a
+   * cancel asked for during the flush is seen.
+   */
+  beforeCommit?: () => void;
+}
+
+export interface AtomicFileSystem {
+  create(filePath: string): BlockFile;
+  rename(from: string, to: string): void;
+  /** Like rename, but fails if `to` exists. */
+  renameNoReplace(from: string, to: string): void;
+  remove(filePath: string): void;
+  syncFolder(folderPath: string): void;
+  exists(filePath: string): boolean;
+  /** Fails with IN_USE while another program writes the file about to be replaced (image-lock.ts). */
+  assertReplaceable?(filePath: string): void;
+  /** Removes temporary files an interrupted earlier write of `targetPath` left behind (best effort). */
+  removeAbandonedTemporaries?(targetPath: string): void;
+}
+
+export const nodeFileSystem: AtomicFileSystem = {
+  create: (filePath) => NodeBlockFile.open(filePath, { create: true }),
+  rename: (from, to) => fs.renameSync(from, to),
+  renameNoReplace: (from, to) => {
+    // link() fails with EEXIST if the target exists: an atomic no-replace rename on POSIX.
+    fs.linkSync(from, to);
+    fs.unlinkSync(from);
+  },
+  remove: (filePath) => fs.rmSync(filePath, { force: true }),
+  syncFolder: (folderPath) => {
+    let fd: number | null = null;
+    try {
+      fd = fs.openSync(folderPath, 'r');
+      fs.fsyncSync(fd);
+    } catch (error) {
+      // Some platforms (Windows) cannot open or sync a folder; the rename is still atomic there.
+      if ((error as { code?: string }).code !== 'EISDIR' && (error as { code?: string }).code !== 'EPERM') throw error;
+    } finally {
+      if (fd !== null) fs.closeSync(fd);
+    }
+  },
+  exists: (filePath) => fs.existsSync(filePath),
+  removeAbandonedTemporaries: (targetPath) => {
+    const folder = path.dirname(targetPath);
+    let names: string[];
+    try {
+      names = fs.readdirSync(folder);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!isTemporaryNameFor(targetPath, name)) continue;
+      removeIfAbandoned(path.join(folder, name));
+    }
+  },
+  assertReplaceable: (filePath) => {
+    let fd: number;
+    try {
+      fd = fs.openSync(filePath, 'r');
+    } catch (error) {
+      throw toQcow2Error(error, filePath);
+    }
+    try {
+      if (writtenElsewhere(fd)) throw inUseError();
+    } finally {
+      fs.closeSync(fd);
+    }
+  },
+};
+
+export function temporaryPathFor(targetPath: string): string {
+  return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomHex(12)}.tmp`);
+}
+
+/**
+ * Math.random, not node:crypto (whose loading is a tenth of a short command's start-up): the name
+ * need only differ from others; the file is created exclusively (O_EXCL), so a name someone else
+ * guessed and took first is an error, never a file or link of theirs written through.
+ */
+function randomHex(digits: number): string {
+  let hex = '';
+  while (hex.length < digits) hex += Math.floor(Math.random() * 0x10000).toString(16).padStart(4, '0');
+  return hex.slice(0, digits);
+}
+
+/** Whether `name` (in the target's folder) is one of temporaryPathFor's names for `targetPath`. */
+export function isTemporaryNameFor(targetPath: string, name: string): boolean {
+  const prefix = `.${path.basename(targetPath)}.cowbell-`;
+  return name.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length));
+}
+
+/**
+ * A crash (or a kill) during writeFileAtomically leaves its hidden temporary file, as large as the
+ * output got. Only a Cowbell writer ever holds one open, and it holds Cowbell's lock while it does:
+ * one whose lock is free is abandoned. Where locks cannot tell, nothing is removed. Housekeeping
+ * only: no failure here may stop the write that asked for it.
+ */
+function removeIfAbandoned(filePath: string): void {
+  let fd: number;
+  try {
+    if (!fs.lstatSync(filePath).isFile()) return;
+    fd = fs.openSync(filePath, 'r+');
+  } catch {
+    return;
+  }
+  try {
+    if (abandonedByWriters(fd)) fs.rmSync(filePath, { force: true });
+  } catch {
+    // Left for the next time.
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Creates the temporary file; a failure names the target (and its folder), never the hidden name. */
+function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string): BlockFile {
+  try {
+    return fileSystem.create(temporaryPath);
+  } catch (error) {
+    const typed = toQcow2Error(error, targetPath);
+    if (typed.code === 'NOT_FOUND') throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${path.dirname(targetPath)} does not exist`, { cause: error });
+    if (typed.code === 'PERMISSION_DENIED') throw new Qcow2Error('PERMISSION_DENIED', `${targetPath}: no permission to create files in ${path.dirname(targetPath)}`, { cause: error });
+    throw new Qcow2Error(typed.code, typed.message.replaceAll(temporaryPath, targetPath), { cause: error });
+  }
+}
+
+export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => T, options: AtomicWriteOptions): T {
+  return runSteps(writeFileAtomicallySteps(targetPath, (file, temporaryPath) => noSteps(() => build(file, temporaryPath)), options));
+}
+
+/** writeFileAtomically for a build done in steps (steps.ts), yielding where the build yields. */
+export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => Steps<T>, options: AtomicWriteOptions): Steps<T> {
+  const fileSystem = options.fileSystem ?? nodeFileSystem;
+  if (!options.overwrite && fileSystem.exists(targetPath)) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+  }
+  // Replacing a disk a VM runs would leave the VM writing to a file nobody sees any more; QEMU's create refuses too.
+  if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath);
+  // A file that replaces another is always made durable first: the old one must not go before it is.
+  const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
+  fileSystem.removeAbandonedTemporaries?.(targetPath);
+  const temporaryPath = temporaryPathFor(targetPath);
+  let file: BlockFile | null = null;
+  try {
+    file = createTemporary(fileSystem, temporaryPath, targetPath);
+    if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
+    const result = yield* build(file, temporaryPath);
+    if (durable) file.flush();
+    file.close();
+    file = null;
+    yield;
+    options.beforeCommit?.();
+    try {
+      if (options.overwrite) fileSystem.rename(temporaryPath, targetPath);
+      else fileSystem.renameNoReplace(temporaryPath, targetPath);
+    } catch (error) {
+      if ((error as { code?: string }).code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+      throw toQcow2Error(error, targetPath);
+    }
+    if (durable) fileSystem.syncFolder(path.dirname(targetPath));
+    return result;
+  } catch (error) {
+    try {
+      file?.close();
+    } catch {
+      // The original error is the one worth reporting.
+    }
+    fileSystem.remove(temporaryPath);
+    // A file system's own errors (ENOSPC, EIO from a flush or the folder sync) reach callers typed.
+    throw toQcow2Error(error, targetPath);
+  }
+}

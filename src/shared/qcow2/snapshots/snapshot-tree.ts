@@ -1,0 +1,179 @@
+/**
+ * The snapshot tree: each snapshot's parent and the parent of the current state ("you are here").
+ * Cowbell records parents it knows in each snapshot's extra data (format/cowbell-record.ts). For
+ * snapshots made elsewhere the parent is the older snapshot whose mapping differs from it in the
+ * fewest guest clusters (what was written between them), the later one on a tie (dates); the
+ * result says which parents are inferred and why.
+ */
+import { readCowbellRecord } from '../format/cowbell-record.ts';
+import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import type { L1Table, Qcow2Image } from '../image/image.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import { MappingDistance } from './mapping-distance.ts';
+import type { SnapshotNode, SnapshotTree } from '../model.ts';
+import { UsageCalculator } from './usage.ts';
+
+export interface ParentChoice {
+  parentId: string | null;
+  inferred: boolean;
+  reason?: string;
+}
+
+/** Snapshots in the order they were taken (date, then numeric id). */
+export function chronological(entries: SnapshotEntry[]): SnapshotEntry[] {
+  return [...entries].sort((a, b) => a.dateSec - b.dateSec || a.dateNsec - b.dateNsec || compareIds(a.id, b.id));
+}
+
+function compareIds(a: string, b: string): number {
+  const numberA = Number.parseInt(a, 10);
+  const numberB = Number.parseInt(b, 10);
+  if (Number.isSafeInteger(numberA) && Number.isSafeInteger(numberB) && numberA !== numberB) return numberA - numberB;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** L2 table offsets an L1 names, by L1 index (0 where none). */
+function l2Offsets(image: Qcow2Image, l1: L1Table): number[] {
+  const offsets: number[] = [];
+  for (let index = 0; index < l1.size; index++) offsets.push(image.l2OffsetAt(l1, index));
+  return offsets;
+}
+
+function latest(entries: SnapshotEntry[]): SnapshotEntry | undefined {
+  return chronological(entries).at(-1);
+}
+
+export interface TreeInputs {
+  image: Qcow2Image;
+  ordered: SnapshotEntry[];
+  tables: Map<string, number[]>;
+  active: number[];
+  distance: MappingDistance;
+}
+
+function loadInputs(image: Qcow2Image, job: JobContext): TreeInputs {
+  const tables = new Map<string, number[]>();
+  let largestDisk = image.virtualSize;
+  for (const snapshot of image.snapshots) {
+    job.throwIfCancelled();
+    tables.set(snapshot.id, l2Offsets(image, image.loadSnapshotL1(snapshot)));
+    largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
+  }
+  const distance = new MappingDistance(image, Math.ceil(largestDisk / image.clusterBytes));
+  return { image, ordered: chronological(image.snapshots), tables, active: l2Offsets(image, image.l1), distance };
+}
+
+interface Closest {
+  entry: SnapshotEntry;
+  clusters: number;
+  /** How many candidates were as close. */
+  ties: number;
+}
+
+/** The candidate whose mapping differs least from `target`; candidates are chronological, so on a tie the later one wins. */
+function closest(inputs: TreeInputs, candidates: SnapshotEntry[], target: number[]): Closest | null {
+  let best: Closest | null = null;
+  for (const candidate of candidates) {
+    const clusters = inputs.distance.between(inputs.tables.get(candidate.id) ?? [], target);
+    if (best === null || clusters < best.clusters) best = { entry: candidate, clusters, ties: 1 };
+    else if (clusters === best.clusters) best = { entry: candidate, clusters, ties: best.ties + 1 };
+  }
+  return best;
+}
+
+/** "closest older snapshot: "s1" (4 clusters differ)", naming the tie when there is one. */
+function closeness(best: Closest, kind: string): string {
+  const differ = best.clusters === 0 ? 'no cluster differs' : `${best.clusters} cluster${best.clusters === 1 ? ' differs' : 's differ'}`;
+  if (best.ties === 1) return `closest ${kind}: "${best.entry.name}" (${differ})`;
+  return `closest ${kind}s: "${best.entry.name}" and ${best.ties - 1} other${best.ties === 2 ? '' : 's'} (${differ}); "${best.entry.name}" is the latest`;
+}
+
+export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): ParentChoice {
+  const record = readCowbellRecord(snapshot);
+  const ids = new Set(inputs.ordered.map((entry) => entry.id));
+  if (record?.parentKnown) {
+    if (record.parentId === '') return { parentId: null, inferred: false };
+    if (ids.has(record.parentId)) return { parentId: record.parentId, inferred: false };
+  }
+  const position = inputs.ordered.indexOf(snapshot);
+  const older = inputs.ordered.slice(0, Math.max(0, position));
+  const why = record?.parentKnown ? 'its recorded parent was deleted by another program; ' : '';
+  if (older.length === 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
+  const best = closest(inputs, older, inputs.tables.get(snapshot.id) ?? []);
+  if (best === null) return { parentId: null, inferred: true, reason: `${why}no older snapshot remains` };
+  const reason = older.length === 1 ? `"${best.entry.name}" is the only older snapshot` : closeness(best, 'older snapshot');
+  return { parentId: best.entry.id, inferred: true, reason: `${why}${reason}` };
+}
+
+export function currentParent(inputs: TreeInputs): ParentChoice {
+  const { image, ordered, tables, active } = inputs;
+  if (ordered.length === 0) return { parentId: null, inferred: false };
+  const flagged = ordered.find((entry) => {
+    const record = readCowbellRecord(entry);
+    return record?.currentParent === true && record.activeL1Offset === image.l1.offset;
+  });
+  const flaggedRecord = flagged ? readCowbellRecord(flagged) : null;
+  const sinceSec = flaggedRecord?.currentSinceSec ?? 0;
+  const sinceNsec = flaggedRecord?.currentSinceNsec ?? 0;
+  // A snapshot another program took after Cowbell marked the parent makes the mark stale.
+  const foreignLater = ordered.some(
+    (entry) => readCowbellRecord(entry) === null && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
+  );
+  const flagValid = flagged !== undefined && !foreignLater;
+  // Nothing written since Cowbell's mark: no need to look at the other snapshots.
+  if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return { parentId: flagged.id, inferred: false };
+
+  const exact = ordered.filter((entry) => inputs.distance.between(tables.get(entry.id) ?? [], active) === 0);
+  if (exact.length > 0) {
+    if (flagValid && exact.includes(flagged)) return { parentId: flagged.id, inferred: false };
+    const chosen = latest(exact);
+    return { parentId: chosen?.id ?? null, inferred: true, reason: `the current state is still identical to "${chosen?.name ?? ''}"` };
+  }
+  const best = closest(inputs, ordered, active);
+  // Writes since Cowbell's mark only move the state away from every snapshot alike; another
+  // program's apply (in place, same L1 offset) makes another snapshot closer.
+  if (flagValid && (best === null || inputs.distance.between(tables.get(flagged.id) ?? [], active) <= best.clusters)) return { parentId: flagged.id, inferred: false };
+  if (best === null) return { parentId: null, inferred: false };
+  return { parentId: best.entry.id, inferred: true, reason: closeness(best, 'snapshot') };
+}
+
+/** The current state's parent id (what a new snapshot records as its parent). */
+export function currentParentId(image: Qcow2Image): string | null {
+  return currentParent(loadInputs(image, silentJob)).parentId;
+}
+
+function isoDate(entry: SnapshotEntry): string {
+  return new Date(entry.dateSec * 1000 + Math.floor(entry.dateNsec / 1_000_000)).toISOString();
+}
+
+export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): SnapshotTree {
+  const inputs = loadInputs(image, job);
+  const calculator = new UsageCalculator(image, job);
+  const snapshots: SnapshotNode[] = inputs.ordered.map((entry) => {
+    job.throwIfCancelled();
+    const parent = snapshotParent(inputs, entry);
+    const usage = calculator.l1Usage(image.loadSnapshotL1(entry), true);
+    const node: SnapshotNode = {
+      id: entry.id,
+      name: entry.name,
+      parentId: parent.parentId,
+      parentInferred: parent.inferred,
+      date: isoDate(entry),
+      vmClock: Number(entry.vmClockNsec),
+      vmStateSize: Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32)),
+      exclusiveBytes: usage.exclusiveBytes,
+      sharedBytes: usage.sharedBytes,
+    };
+    if (parent.reason !== undefined) node.parentReason = parent.reason;
+    return node;
+  });
+  const current = currentParent(inputs);
+  const currentUsage = calculator.l1Usage(image.l1, false);
+  const tree: SnapshotTree = {
+    snapshots,
+    currentParentId: current.parentId,
+    currentParentInferred: current.inferred,
+    current: currentUsage,
+  };
+  if (current.reason !== undefined) tree.currentParentReason = current.reason;
+  return tree;
+}

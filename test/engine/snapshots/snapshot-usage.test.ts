@@ -1,0 +1,182 @@
+/**
+ * Space usage against first principles. In a qcow2 image a state (the current one or a snapshot)
+ * reaches its L1 table, the L2 tables that table names and the data clusters those name. A
+ * cluster is a state's own ("exclusive") when no other state reaches it (refcount 1); otherwise
+ * its data is "shared". A snapshot's own L1 table counts as its own; the current state's L1 is
+ * metadata (it cannot be deleted). The images are qemu-img's with whole-cluster writes, so every
+ * figure below is a count of clusters worked out by hand.
+ *
+ * "Frees exactly its exclusive bytes" is measured as the drop in clusters with a non-zero
+ * refcount, on images qemu-img check finds clean before and after (no leaks, no wrong refcounts:
+ * so the count is the clusters something reaches). qemu-img check's own "allocated-clusters" is no
+ * help here: it counts only the guest clusters the current state maps.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import type { UsageReport } from '../../../src/shared/qcow2/model.ts';
+import { readUsage, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { KiB, MiB } from '../../helpers/image-matrix.ts';
+import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { expectCheckClean } from '../../helpers/snapshot-scenario.ts';
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+/** Clusters with a non-zero refcount. */
+function allocatedClusters(image: string): number {
+  const opened = Qcow2Image.open(image, { readOnly: true, openBacking: false });
+  try {
+    const clusters = Math.ceil(opened.file.size() / opened.clusterBytes);
+    let count = 0;
+    for (let cluster = 0; cluster < clusters; cluster++) if (opened.refcounts.get(cluster) > 0) count++;
+    return count;
+  } finally {
+    opened.close();
+  }
+}
+
+function snapshotUsage(report: UsageReport, name: string): { exclusiveBytes: number; sharedBytes: number } {
+  const entry = report.snapshots.find((snapshot) => snapshot.name === name);
+  if (entry === undefined) throw new Error(`no snapshot ${name} in the usage report`);
+  return { exclusiveBytes: entry.exclusiveBytes, sharedBytes: entry.sharedBytes };
+}
+
+describe('space usage from first principles', { timeout: 60_000 }, () => {
+  it('64 KiB clusters, one L2 table: own and shared bytes per state, metadata, and what a delete or a revert frees', async ({ expect }) => {
+    const C = 64 * KiB;
+    const image = folder.file('usage-64k.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, image, String(8 * MiB)]);
+    await qemuIo(image, [`write -P 1 0 ${10 * C}`]);
+    // The current state: its L2 table and 10 data clusters, all its own.
+    let usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: 11 * C, sharedBytes: 0 });
+    // Header, refcount table, one refcount block, L1, L2.
+    expect(usage.metadataBytes).toBe(5 * C);
+
+    takeSnapshot(image, 'A');
+    usage = readUsage(image);
+    // A owns only its L1 copy; the L2 table and the 10 clusters are shared with the current state.
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: 1 * C, sharedBytes: 10 * C });
+    expect(usage.current).toEqual({ exclusiveBytes: 0, sharedBytes: 10 * C });
+
+    // N = 3 new clusters after A: the current state copies the L2 table and owns it and the 3 clusters.
+    await qemuIo(image, [`write -P 2 ${20 * C} ${3 * C}`]);
+    usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 3) * C, sharedBytes: 10 * C });
+    // A is now the only one to reach the old L2 table.
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: (1 + 1) * C, sharedBytes: 10 * C });
+
+    // Overwriting 2 shared clusters: the current state gets new copies; the old ones become A's own.
+    await qemuIo(image, [`write -P 3 0 ${2 * C}`]);
+    usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 3 + 2) * C, sharedBytes: 8 * C });
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: (1 + 1 + 2) * C, sharedBytes: 8 * C });
+
+    takeSnapshot(image, 'B');
+    usage = readUsage(image);
+    // B shares the current L2 table and its 13 data clusters; it owns its L1 copy.
+    expect(snapshotUsage(usage, 'B')).toEqual({ exclusiveBytes: 1 * C, sharedBytes: 13 * C });
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: 4 * C, sharedBytes: 8 * C });
+    expect(usage.current).toEqual({ exclusiveBytes: 0, sharedBytes: 13 * C });
+    // Header, refcount table and block, three L1 tables, two L2 tables, the snapshot table.
+    expect(usage.metadataBytes).toBe(9 * C);
+    // Data: the 10 first clusters, the 3 new ones, the 2 new copies.
+    expect(usage.allocatedBytes).toBe((9 + 15) * C);
+    expect(usage.leakedBytes).toBe(0);
+    expect(allocatedClusters(image)).toBe(24);
+
+    // Deleting A frees exactly A's own bytes (by Cowbell, and by qemu-img on a copy).
+    const copy = `${image}.copy`;
+    fs.copyFileSync(image, copy);
+    await expectFrees(expect, image, 4 * C, C, () => removeSnapshot(image, 'A'));
+    await expectFrees(expect, copy, 4 * C, C, () => qemuImg(['snapshot', '-d', 'A', copy]));
+
+    // Reverting to B frees what only the current state held: after 1 new cluster, that cluster and its L2 copy.
+    await qemuIo(image, [`write -P 4 ${30 * C} ${C}`]);
+    usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: 2 * C, sharedBytes: 13 * C });
+    await expectFrees(expect, image, usage.current.exclusiveBytes, C, () => revertToSnapshot(image, 'B'));
+    expect(readUsage(image).current).toEqual({ exclusiveBytes: 0, sharedBytes: 13 * C });
+  });
+
+  it('4 KiB clusters, four L2 tables: a write in one table leaves the others shared, and each state owns only what differs', async ({ expect }) => {
+    const C = 4 * KiB;
+    const TABLE = 512 * C; // guest bytes one L2 table covers
+    const image = folder.file('usage-4k.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, image, String(4 * TABLE)]);
+    // 8 clusters under table 0 and 8 under table 2.
+    await qemuIo(image, [`write -P 1 0 ${8 * C}`, `write -P 2 ${2 * TABLE} ${8 * C}`]);
+    takeSnapshot(image, 'A');
+    // 5 clusters rewritten under table 2: the current state copies that table only.
+    await qemuIo(image, [`write -P 3 ${2 * TABLE} ${5 * C}`]);
+    let usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 5) * C, sharedBytes: (8 + 3) * C });
+    // A: its L1, the old table 2 and the 5 old clusters; table 0 and its 8 clusters, and 3 clusters under table 2, are shared.
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: (1 + 1 + 5) * C, sharedBytes: (8 + 3) * C });
+
+    takeSnapshot(image, 'B');
+    await qemuIo(image, [`write -P 4 ${3 * TABLE} ${2 * C}`]);
+    usage = readUsage(image);
+    // A new table 3 with 2 clusters, only the current state's.
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 2) * C, sharedBytes: 16 * C });
+    expect(snapshotUsage(usage, 'B')).toEqual({ exclusiveBytes: 1 * C, sharedBytes: 16 * C });
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: 7 * C, sharedBytes: 11 * C });
+    await expectFrees(expect, image, 7 * C, C, () => removeSnapshot(image, 'A'));
+    // The last snapshot: its L1, and the snapshot table with it.
+    await expectFrees(expect, image, 1 * C, C, () => removeSnapshot(image, 'B'), C);
+    // With no snapshot left, everything is the current state's own.
+    expect(readUsage(image).current).toEqual({ exclusiveBytes: (3 + 8 + 8 + 2) * C, sharedBytes: 0 });
+  });
+
+  it('extended L2: a cluster with one subcluster written still holds a whole host cluster, and frees one when deleted', async ({ expect }) => {
+    const C = 64 * KiB;
+    const image = folder.file('usage-extl2.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C},extended_l2=on`, image, String(4 * MiB)]);
+    // One 2 KiB subcluster in each of 3 clusters.
+    await qemuIo(image, [`write -P 1 0 2k`, `write -P 1 ${C} 2k`, `write -P 1 ${2 * C} 2k`]);
+    takeSnapshot(image, 'A');
+    await qemuIo(image, [`write -P 2 0 ${3 * C}`]);
+    const usage = readUsage(image);
+    expect(usage.current).toEqual({ exclusiveBytes: (1 + 3) * C, sharedBytes: 0 });
+    expect(snapshotUsage(usage, 'A')).toEqual({ exclusiveBytes: (1 + 1 + 3) * C, sharedBytes: 0 });
+    await expectFrees(expect, image, 5 * C, C, () => removeSnapshot(image, 'A'), C);
+  });
+
+  it('reports leaked clusters as qemu-img check counts them', async ({ expect }) => {
+    const C = 64 * KiB;
+    const image = folder.file('leak.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, image, String(4 * MiB)]);
+    await qemuIo(image, [`write -P 1 0 ${3 * C}`]);
+    takeSnapshot(image, 'A');
+    expect(readUsage(image).leakedBytes).toBe(0);
+    // Two clusters given a refcount (and bytes) that nothing points to: a leak, as a crash can leave.
+    const opened = Qcow2Image.open(image);
+    try {
+      const offset = opened.refcounts.allocate(2);
+      opened.file.write(new Uint8Array(2 * C), offset);
+      opened.flush();
+    } finally {
+      opened.close();
+    }
+    const check = await qemuCheck(image);
+    expect(check.code).toBe(3);
+    expect(check.report?.leaks).toBe(2);
+    expect(readUsage(image).leakedBytes).toBe(2 * C);
+  });
+});
+
+/**
+ * `work` leaves the image clean and drops its allocated clusters by `bytes`, plus `metadataBytes`
+ * the usage figures leave out on purpose (a snapshot table that goes away with its last entry).
+ */
+async function expectFrees(expect: ExpectStatic, image: string, bytes: number, clusterBytes: number, work: () => unknown, metadataBytes = 0): Promise<void> {
+  await expectCheckClean(expect, image, 'before');
+  const before = allocatedClusters(image);
+  await work();
+  await expectCheckClean(expect, image, 'after');
+  expect((before - allocatedClusters(image)) * clusterBytes, 'bytes freed').toBe(bytes + metadataBytes);
+}
