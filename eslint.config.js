@@ -24,6 +24,9 @@ function engineZones() {
     image: ['format', 'io', 'codec', 'crypto'],
     ...Object.fromEntries(features.map((name) => [name, ['format', 'io', 'codec', 'crypto', 'image']])),
   };
+  // Crossings between feature folders, each with its reason:
+  // a rewrite checks its output with the same check the user runs, before it may replace anything.
+  below.rewrite.push('check');
   const zones = Object.entries(below).map(([folder, allowed]) => ({
     target: `${root}/${folder}`,
     from: root,

@@ -113,8 +113,14 @@ function waitForHelpers(batch: SharedBatch, count: number, finishAlone: () => vo
   }
 }
 
-/** Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch. */
-export function threadedCompressor(type: CompressionType, clusterBytes: number, maxClusters: number, helpers: number): ClusterCompressor {
+/** Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch; `workerModule` is compress-worker.ts wherever a bundle put it. */
+export function threadedCompressor(
+  type: CompressionType,
+  clusterBytes: number,
+  maxClusters: number,
+  helpers: number,
+  workerModule: URL | string = new URL('./compress-worker.ts', import.meta.url),
+): ClusterCompressor {
   const shared = {
     control: new SharedArrayBuffer(CONTROL.size * 4),
     input: new SharedArrayBuffer(maxClusters * clusterBytes),
@@ -129,7 +135,7 @@ export function threadedCompressor(type: CompressionType, clusterBytes: number, 
   };
   const workerData: CompressWorkerData = { type, clusterBytes, ...shared };
   const workers = Array.from({ length: helpers }, () => {
-    const worker = new Worker(new URL('./compress-worker.ts', import.meta.url), { workerData });
+    const worker = new Worker(workerModule, { workerData });
     // A helper that cannot start (or dies) only means less help: the caller does every cluster it leaves.
     worker.on('error', () => {});
     worker.unref();

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { seekEnd } from './file-seek.ts';
-import { lockForReading, lockForWriting } from './image-lock.ts';
+import { lockForGuarding, lockForReading, lockForWriting } from './image-lock.ts';
 
 /**
  * The engine's only view of storage: synchronous byte-offset I/O. The engine runs in a worker
@@ -40,6 +40,8 @@ export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
 export interface OpenOptions {
   readOnly?: boolean;
   create?: boolean;
+  /** Read-only, and keep every other writer out while open (IN_USE if one is there): the source of a rewrite that will replace it. */
+  guard?: boolean;
 }
 
 /**
@@ -63,7 +65,7 @@ export class NodeBlockFile implements BlockFile {
   }
 
   static open(path: string, options: OpenOptions = {}): NodeBlockFile {
-    const readOnly = options.readOnly ?? false;
+    const readOnly = (options.readOnly ?? false) || options.guard === true;
     let fd: number;
     try {
       const flags = options.create ? 'wx+' : readOnly ? 'r' : 'r+';
@@ -79,7 +81,8 @@ export class NodeBlockFile implements BlockFile {
       const stat = fs.fstatSync(fd);
       if (stat.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
       if (!stat.isFile() && !stat.isBlockDevice()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
-      if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
+      if (readOnly && options.guard === true) lockForGuarding(fd);
+      else if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
       else lockForWriting(fd);
     } catch (error) {
       fs.closeSync(fd);

@@ -45,6 +45,8 @@ const { consistentRead, write, resize } = PERMISSION_BITS;
 export const READER_LOCKS: LockSet = { uses: [consistentRead], unshared: [] };
 /** Like a read-write qemu-io on a qcow2 image: it grows the file too, and shares neither writing nor resizing. */
 export const WRITER_LOCKS: LockSet = { uses: [consistentRead, write, resize], unshared: [write, resize] };
+/** Like `qemu-io -r`: reads, and lets nobody write or resize the image meanwhile (the source of a rewrite that will replace it). */
+export const GUARD_LOCKS: LockSet = { uses: [consistentRead], unshared: [write, resize] };
 
 /** The reason a read-only view gives when another program writes the image. */
 export const IN_USE_REASON = 'in use by another program';
@@ -109,6 +111,18 @@ export function lockForReading(fd: number): { writtenElsewhere: boolean } {
   if (!awaitCowbellTurn(locks, fd, 'shared')) return { writtenElsewhere: false };
   if (!applyLocks(locks, fd, READER_LOCKS)) return { writtenElsewhere: false };
   return { writtenElsewhere: locks.heldElsewhere(fd, USES_BASE + write) };
+}
+
+/**
+ * Takes a reader's locks that also keep every writer out (QEMU refuses to start writing it; other
+ * Cowbell processes wait), for a file read now and replaced later; IN_USE if someone writes it.
+ */
+export function lockForGuarding(fd: number): void {
+  const locks = byteLocks();
+  if (locks === null) return;
+  if (!awaitCowbellTurn(locks, fd, 'shared')) return;
+  if (!applyLocks(locks, fd, GUARD_LOCKS)) return;
+  if (conflictFor(locks, fd, GUARD_LOCKS)) throw inUseError();
 }
 
 /**

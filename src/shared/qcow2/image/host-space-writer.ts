@@ -1,0 +1,233 @@
+/**
+ * The host space of a new qcow2 file, written front to back: data clusters, compressed data and
+ * tables are appended at the end through a staging buffer (so the disk sees large sequential
+ * writes), each counted in the refcounts as it is claimed. A refcount block is appended as soon as
+ * the space it describes is complete; the last blocks and the refcount table go at the very end
+ * (finish). Regions reserved at the start (header, active L1) are written in place by the caller.
+ *
+ * Used by every writer of a whole new image (convert's stream writer, the rewrite). No crash
+ * ordering is needed inside: the file is a temporary one (io/atomic-file.ts) until it is complete.
+ */
+import { alignedBytes } from '../io/aligned-bytes.ts';
+import type { BlockFile } from '../io/block-file.ts';
+import { Qcow2Error } from '../errors.ts';
+import { alignUp, view } from '../format/bytes.ts';
+import { encodeRefcountTableEntry, getRefcount, maxRefcount, setRefcount } from '../format/entries.ts';
+import { MAX_REFTABLE_BYTES } from '../format/limits.ts';
+
+const DEFAULT_STAGE_BYTES = 4 * 1024 * 1024;
+/** Runs at least this long are written from the caller's buffer when nothing is staged before them. */
+const DIRECT_WRITE_BYTES = 1024 * 1024;
+
+interface FinishedBlock {
+  index: number;
+  bytes: Uint8Array;
+}
+
+export interface HostSpaceLayout {
+  clusterBits: number;
+  refcountOrder: number;
+}
+
+export interface RefcountStructure {
+  tableOffset: number;
+  tableClusters: number;
+}
+
+export class HostSpaceWriter {
+  private readonly file: BlockFile;
+  readonly clusterBytes: number;
+  private readonly refcountOrder: number;
+  /** The largest refcount the image's refcount width holds. */
+  readonly refcountMax: number;
+
+  /** Next free host byte; the stage holds host bytes [stageStart, position) not yet written. */
+  private position = 0;
+  private stageStart = 0;
+  private readonly stage: Uint8Array;
+
+  private readonly entriesPerBlock: number;
+  private block: Uint8Array;
+  private blockView: DataView;
+  private blockIndex = 0;
+  private readonly finishedBlocks: FinishedBlock[] = [];
+  private readonly blockOffsets: number[] = [];
+  private finished = false;
+
+  /** `reservedBytes` at the start of the file (a whole number of clusters) are the caller's, counted once each. */
+  constructor(file: BlockFile, layout: HostSpaceLayout, reservedBytes: number, stageBytes = DEFAULT_STAGE_BYTES) {
+    this.file = file;
+    this.clusterBytes = 2 ** layout.clusterBits;
+    this.refcountOrder = layout.refcountOrder;
+    this.refcountMax = maxRefcount(layout.refcountOrder);
+    this.stage = alignedBytes(Math.max(stageBytes, 2 * this.clusterBytes));
+    this.entriesPerBlock = (this.clusterBytes * 8) / 2 ** layout.refcountOrder;
+    this.block = new Uint8Array(this.clusterBytes);
+    this.blockView = view(this.block);
+    if (reservedBytes % this.clusterBytes !== 0) throw new Qcow2Error('INTERNAL', 'host space: reserved bytes are not whole clusters');
+    this.claim(0, reservedBytes, 1);
+    this.position = reservedBytes;
+    this.stageStart = reservedBytes;
+    // A large reserved area can fill whole refcount blocks' ranges by itself.
+    this.placeFinishedBlocks();
+  }
+
+  /** The next free host byte. */
+  get end(): number {
+    return this.position;
+  }
+
+  /** Where the next appendClusters will land (after padding to a cluster boundary). */
+  get nextClusterOffset(): number {
+    return alignUp(this.position, this.clusterBytes);
+  }
+
+  /** Appends whole clusters, each referenced `references` times; returns their host offset. */
+  appendClusters(bytes: Uint8Array, references = 1): number {
+    if (bytes.length === 0 || bytes.length % this.clusterBytes !== 0) throw new Qcow2Error('INTERNAL', 'host space: data is not a whole number of clusters');
+    this.assertOpen();
+    this.padToCluster();
+    const hostOffset = this.position;
+    this.claim(hostOffset, bytes.length, references);
+    this.append(bytes);
+    this.placeFinishedBlocks();
+    return hostOffset;
+  }
+
+  /**
+   * Appends compressed bytes right after the previous ones (byte granular, as QEMU packs them);
+   * each host cluster they touch gains `references`. Starts a new cluster when the current one's
+   * refcount could not take them. Returns the host byte offset.
+   */
+  appendCompressed(bytes: Uint8Array, references = 1): number {
+    if (bytes.length === 0 || bytes.length >= this.clusterBytes) throw new Qcow2Error('INTERNAL', 'host space: compressed data must be smaller than a cluster');
+    this.assertOpen();
+    if (this.position % this.clusterBytes !== 0 && this.refcountAt(Math.floor(this.position / this.clusterBytes)) + references > this.refcountMax) this.padToCluster();
+    const hostOffset = this.position;
+    this.claim(hostOffset, bytes.length, references);
+    this.append(bytes);
+    this.placeFinishedBlocks();
+    return hostOffset;
+  }
+
+  /**
+   * Writes the last refcount blocks and the refcount table (sized so the blocks describe every
+   * cluster including themselves and the table), and everything still staged.
+   */
+  finish(): RefcountStructure {
+    this.assertOpen();
+    this.finished = true;
+    this.padToCluster();
+    const structure = this.writeRefcountStructures();
+    this.flushStage();
+    return structure;
+  }
+
+  private assertOpen(): void {
+    if (this.finished) throw new Qcow2Error('INTERNAL', 'host space: used after finish');
+  }
+
+  // ---------------------------------------------------------------- appending
+
+  private padToCluster(): void {
+    const padding = alignUp(this.position, this.clusterBytes) - this.position;
+    if (padding === 0) return;
+    if (this.position - this.stageStart + padding > this.stage.length) this.flushStage();
+    const at = this.position - this.stageStart;
+    this.stage.fill(0, at, at + padding);
+    this.position += padding;
+  }
+
+  /** Appends bytes at `position` (already claimed). Large runs go straight to the file, uncopied. */
+  private append(bytes: Uint8Array): void {
+    if (bytes.length >= DIRECT_WRITE_BYTES || this.position - this.stageStart + bytes.length > this.stage.length) this.flushStage();
+    if (bytes.length >= DIRECT_WRITE_BYTES) {
+      this.file.write(bytes, this.position);
+      this.position += bytes.length;
+      this.stageStart = this.position;
+      return;
+    }
+    this.stage.set(bytes, this.position - this.stageStart);
+    this.position += bytes.length;
+  }
+
+  private flushStage(): void {
+    const used = this.position - this.stageStart;
+    if (used > 0) this.file.write(this.stage.subarray(0, used), this.stageStart);
+    this.stageStart = this.position;
+  }
+
+  // ---------------------------------------------------------------- refcounts
+
+  /** Counts `references` to each host cluster that [hostOffset, hostOffset + length) touches. */
+  private claim(hostOffset: number, length: number, references: number): void {
+    if (length <= 0) return;
+    const first = Math.floor(hostOffset / this.clusterBytes);
+    const last = Math.floor((hostOffset + length - 1) / this.clusterBytes);
+    for (let cluster = first; cluster <= last; cluster++) this.addReferences(cluster, references);
+  }
+
+  private addReferences(cluster: number, references: number): void {
+    const index = Math.floor(cluster / this.entriesPerBlock);
+    if (index < this.blockIndex) throw new Qcow2Error('INTERNAL', 'host space: clusters claimed out of order');
+    // Host space only grows: once a cluster of the next block's range is used, this block is final.
+    while (index > this.blockIndex) {
+      this.finishedBlocks.push({ index: this.blockIndex, bytes: this.block });
+      this.block = new Uint8Array(this.clusterBytes);
+      this.blockView = view(this.block);
+      this.blockIndex++;
+    }
+    const slot = cluster % this.entriesPerBlock;
+    const value = getRefcount(this.block, this.blockView, slot, this.refcountOrder) + references;
+    if (value > this.refcountMax) throw new Qcow2Error('INTERNAL', `host space: refcount of cluster ${cluster} overflows`);
+    setRefcount(this.block, this.blockView, slot, this.refcountOrder, value);
+  }
+
+  private refcountAt(cluster: number): number {
+    if (Math.floor(cluster / this.entriesPerBlock) !== this.blockIndex) return 0;
+    return getRefcount(this.block, this.blockView, cluster % this.entriesPerBlock, this.refcountOrder);
+  }
+
+  /** Appends refcount blocks whose range is complete; placing one may complete another. */
+  private placeFinishedBlocks(): void {
+    for (let finished = this.finishedBlocks.shift(); finished !== undefined; finished = this.finishedBlocks.shift()) {
+      this.padToCluster();
+      const hostOffset = this.position;
+      this.claim(hostOffset, this.clusterBytes, 1);
+      this.append(finished.bytes);
+      this.blockOffsets[finished.index] = hostOffset;
+    }
+  }
+
+  private writeRefcountStructures(): RefcountStructure {
+    const firstFree = this.position / this.clusterBytes;
+    let blocks = 1;
+    let tableClusters = 1;
+    for (;;) {
+      const lastBlock = Math.floor((firstFree + blocks + tableClusters - 1) / this.entriesPerBlock);
+      const neededBlocks = lastBlock - this.blockIndex + 1;
+      const neededTable = Math.max(1, Math.ceil(((lastBlock + 1) * 8) / this.clusterBytes));
+      if (neededBlocks <= blocks && neededTable <= tableClusters) break;
+      blocks = Math.max(blocks, neededBlocks);
+      tableClusters = Math.max(tableClusters, neededTable);
+    }
+    if (tableClusters * this.clusterBytes > MAX_REFTABLE_BYTES) throw new Qcow2Error('NO_SPACE', 'The image would need a larger refcount table than qcow2 allows; use larger clusters');
+    this.claim(this.position, (blocks + tableClusters) * this.clusterBytes, 1);
+    const open = [...this.finishedBlocks.splice(0), { index: this.blockIndex, bytes: this.block }];
+    if (open.length !== blocks) throw new Qcow2Error('INTERNAL', 'host space: refcount block count mismatch');
+    for (const block of open) {
+      this.blockOffsets[block.index] = this.position;
+      this.append(block.bytes);
+    }
+    const table = new Uint8Array(tableClusters * this.clusterBytes);
+    const tableView = view(table);
+    for (let index = 0; index < this.blockOffsets.length; index++) {
+      const offset = this.blockOffsets[index];
+      if (offset === undefined) throw new Qcow2Error('INTERNAL', `host space: refcount block ${index} was never placed`);
+      encodeRefcountTableEntry(tableView, index * 8, offset);
+    }
+    const tableOffset = this.position;
+    this.append(table);
+    return { tableOffset, tableClusters };
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * How large a rewritten image will be, before it is written: an upper bound from the plan (every
+ * distinct cluster stored as it would be at worst) and an expectation from a sample of clusters
+ * spread over the file (how many are all zeros, how well the rest compress).
+ */
+import { compressCluster, decompressCluster, type CompressionType } from '../codec/compression.ts';
+import { alignUp } from '../format/bytes.ts';
+import { isAllZero } from '../format/zeroes.ts';
+import type { Qcow2Image } from '../image/image.ts';
+import { MARK_DATA, type RewritePlan } from './plan.ts';
+import type { CompressionPolicy } from './write-image.ts';
+
+export interface SizeEstimate {
+  /** The new file can be no larger than this. */
+  maxBytes: number;
+  /** What it will most likely be. */
+  expectedBytes: number;
+  /** Clusters the expectation was drawn from. */
+  sampledClusters: number;
+}
+
+const DEFAULT_SAMPLE = 64;
+
+export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, policy: CompressionPolicy, compressionType: CompressionType, sampleSize = DEFAULT_SAMPLE): SizeEstimate {
+  const clusterBytes = image.clusterBytes;
+  const metadata = metadataBytes(image, plan);
+  const compressedMax = policy === 'uncompress' || compressionType !== image.header.compressionType ? plan.compressedClusters * clusterBytes : plan.compressedBytes;
+  const maxBytes = metadata + plan.dataClusters * clusterBytes + compressedMax;
+  const sample = sampleDataClusters(image, plan, sampleSize);
+  if (sample.length === 0) return { maxBytes, expectedBytes: maxBytes, sampledClusters: 0 };
+  let sampledBytes = 0;
+  const zeroStays = image.header.backingFile !== null && image.version === 2;
+  for (const content of sample) {
+    if (isAllZero(content) && !zeroStays) continue;
+    if (policy !== 'compress') sampledBytes += clusterBytes;
+    else sampledBytes += compressCluster(compressionType, content)?.length ?? clusterBytes;
+  }
+  const expectedData = Math.ceil((sampledBytes / sample.length) * plan.dataClusters);
+  // Compressed sources stay as they are unless asked otherwise; then they count like the rest.
+  const expectedCompressed = compressedMax === plan.compressedBytes ? plan.compressedBytes : Math.ceil((sampledBytes / sample.length) * plan.compressedClusters);
+  return { maxBytes, expectedBytes: Math.min(maxBytes, metadata + expectedData + expectedCompressed), sampledClusters: sample.length };
+}
+
+/** Header, L1 and L2 tables, snapshot tables and refcount structures, generously. */
+function metadataBytes(image: Qcow2Image, plan: RewritePlan): number {
+  const clusterBytes = image.clusterBytes;
+  let bytes = clusterBytes + plan.l2Tables.length * clusterBytes;
+  for (const state of plan.states) bytes += alignUp(state.l1.size * 8, clusterBytes);
+  bytes += alignUp(plan.states.length * 1200, clusterBytes);
+  const clusters = Math.ceil(bytes / clusterBytes) + plan.dataClusters + plan.compressedClusters;
+  const refcountBytes = Math.ceil((clusters * 2 ** image.refcounts.order) / 8);
+  return bytes + 2 * alignUp(refcountBytes, clusterBytes) + 2 * clusterBytes;
+}
+
+/** The guest bytes of up to `count` distinct clusters spread evenly over the file (compressed ones decompressed). */
+function sampleDataClusters(image: Qcow2Image, plan: RewritePlan, count: number): Uint8Array[] {
+  const samples: Uint8Array[] = [];
+  const total = plan.dataClusters;
+  if (total > 0) {
+    const every = Math.max(1, Math.floor(total / count));
+    let seen = 0;
+    for (let cluster = 0; cluster < plan.clusterMarks.length && samples.length < count; cluster++) {
+      if (((plan.clusterMarks[cluster] ?? 0) & MARK_DATA) === 0) continue;
+      if (seen++ % every !== 0) continue;
+      const content = new Uint8Array(image.clusterBytes);
+      const read = image.file.read(content, cluster * image.clusterBytes);
+      if (read < content.length) content.fill(0, read);
+      samples.push(content);
+    }
+  }
+  if (samples.length === 0) {
+    for (const [offset, source] of plan.compressed) {
+      if (samples.length >= count) break;
+      const stored = new Uint8Array(source.size);
+      const read = image.file.read(stored, offset);
+      samples.push(decompressCluster(image.header.compressionType, stored.subarray(0, read), image.clusterBytes));
+    }
+  }
+  return samples;
+}

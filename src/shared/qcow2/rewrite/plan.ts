@@ -1,0 +1,127 @@
+/**
+ * The first pass of a rewrite: a walk over the mapping tables of every state (the current one,
+ * then each snapshot) that counts what the new image must hold, before any byte is written:
+ *  - each distinct L2 table once, with the number of L1 entries (over all states) naming it;
+ *  - each distinct data cluster and compressed cluster once, with its reference count as qcow2
+ *    counts it (one per L1 entry that reaches it through an L2 table: qemu-img check's rule).
+ * The rewrite then writes each of them once, so whatever the states share stays shared.
+ *
+ * Memory: a few bytes per host cluster of the source file (typed arrays), a map entry per
+ * compressed cluster and per L2 table.
+ */
+import { Qcow2Error } from '../errors.ts';
+import { hex, isAligned } from '../format/bytes.ts';
+import { decodeL2, type L2Entry } from '../format/entries.ts';
+import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import type { L1Table, Qcow2Image } from '../image/image.ts';
+import type { JobContext } from '../job-context.ts';
+
+/** A state the image holds: its current disk (snapshot null) or a snapshot's. */
+export interface PlannedState {
+  snapshot: SnapshotEntry | null;
+  l1: L1Table;
+}
+
+export interface CompressedSource {
+  /** Bytes from the descriptor (sector-rounded, as QEMU stores them). */
+  size: number;
+  references: number;
+}
+
+/** Per-cluster marks in RewritePlan.clusterMarks. */
+export const MARK_DATA = 1;
+/** Referenced by an extended L2 entry with some subclusters not allocated: copied exactly, never transformed. */
+export const MARK_VERBATIM = 2;
+
+export interface RewritePlan {
+  states: PlannedState[];
+  /** Distinct source L2 table offsets, in the order the states first name them (current state first). */
+  l2Tables: number[];
+  /** Source L2 table offset → L1 entries naming it. */
+  l2Users: Map<number, number>;
+  /** Per source host cluster: references to it as a data cluster (0: none). */
+  clusterReferences: Uint32Array;
+  /** Per source host cluster: MARK_* bits. */
+  clusterMarks: Uint8Array;
+  /** Source byte offset of compressed data → its size and references. */
+  compressed: Map<number, CompressedSource>;
+  /** Distinct data clusters and compressed clusters: the work of the copy, for progress and estimates. */
+  dataClusters: number;
+  compressedClusters: number;
+  compressedBytes: number;
+}
+
+export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
+  const states: PlannedState[] = [{ snapshot: null, l1: image.l1 }];
+  for (const snapshot of image.snapshots) states.push({ snapshot, l1: image.loadSnapshotL1(snapshot) });
+  const l2Tables: number[] = [];
+  const l2Users = new Map<number, number>();
+  for (const state of states) {
+    job.throwIfCancelled();
+    for (let l1Index = 0; l1Index < state.l1.size; l1Index++) {
+      const l2Offset = image.l2OffsetAt(state.l1, l1Index);
+      if (l2Offset === 0) continue;
+      const users = l2Users.get(l2Offset);
+      if (users === undefined) {
+        l2Tables.push(l2Offset);
+        l2Users.set(l2Offset, 1);
+      } else l2Users.set(l2Offset, users + 1);
+    }
+  }
+  const fileClusters = Math.ceil(image.file.size() / image.clusterBytes);
+  const plan: RewritePlan = {
+    states,
+    l2Tables,
+    l2Users,
+    clusterReferences: new Uint32Array(fileClusters),
+    clusterMarks: new Uint8Array(fileClusters),
+    compressed: new Map(),
+    dataClusters: 0,
+    compressedClusters: 0,
+    compressedBytes: 0,
+  };
+  const fullMask = 0xffffffff;
+  for (let tableIndex = 0; tableIndex < l2Tables.length; tableIndex++) {
+    const l2Offset = l2Tables[tableIndex] ?? 0;
+    if (tableIndex % 64 === 0) {
+      job.throwIfCancelled();
+      job.progress('reading the mapping tables', tableIndex, l2Tables.length, 'steps');
+    }
+    const users = l2Users.get(l2Offset) ?? 1;
+    forEachEntry(image, l2Offset, (entry) => {
+      if (entry.kind === 'compressed') {
+        const known = plan.compressed.get(entry.hostOffset);
+        if (known === undefined) {
+          plan.compressed.set(entry.hostOffset, { size: entry.compressedSize, references: users });
+          plan.compressedClusters++;
+          plan.compressedBytes += entry.compressedSize;
+        } else known.references += users;
+        return;
+      }
+      if (entry.kind !== 'normal') return;
+      const cluster = entry.hostOffset / image.clusterBytes;
+      if (cluster >= fileClusters) {
+        throw new Qcow2Error('CORRUPT', `A data cluster at ${hex(entry.hostOffset)} lies past the end of the file; check and repair the disk first`);
+      }
+      const marks = plan.clusterMarks[cluster] ?? 0;
+      if ((marks & MARK_DATA) === 0) plan.dataClusters++;
+      let next = marks | MARK_DATA;
+      if (image.l2Format.extendedL2 && (entry.allocMask !== fullMask || entry.zeroMask !== 0)) next |= MARK_VERBATIM;
+      plan.clusterMarks[cluster] = next;
+      plan.clusterReferences[cluster] = (plan.clusterReferences[cluster] ?? 0) + users;
+    });
+  }
+  return plan;
+}
+
+/** Every entry of the L2 table at `l2Offset`, decoded and checked as a reader would check it. */
+export function forEachEntry(image: Qcow2Image, l2Offset: number, visit: (entry: L2Entry, slot: number) => void): void {
+  const table = image.l2Cache.get(l2Offset);
+  for (let slot = 0; slot < image.l2Entries; slot++) {
+    const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
+    if (entry.kind === 'normal' && !isAligned(entry.hostOffset, image.clusterBytes)) {
+      throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned data cluster ${hex(entry.hostOffset)}; check and repair the disk first`);
+    }
+    visit(entry, slot);
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * Rewriting an image with every snapshot: compress, compact, and convert to qcow2 keeping the
+ * snapshots. The source is held with QEMU's locks so that nobody writes it meanwhile (a VM cannot
+ * start on it); the new image is written under a temporary name next to the target (plan.ts, then
+ * write-image.ts), checked for consistency, compared state by state with the source (verify.ts),
+ * made durable and only then renamed over the target — the source itself when rewriting in place.
+ * A cancel, an error, a full disk or a crash at any moment leaves the source as it was; a
+ * temporary file a crash left behind is removed by the next write of the same target.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { inlineCompressor, threadedCompressor, type ClusterCompressor } from '../codec/cluster-compressor.ts';
+import type { CompressionType } from '../codec/compression.ts';
+import { checkImage } from '../check/check.ts';
+import { Qcow2Error } from '../errors.ts';
+import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
+import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
+import { freeBytesFor } from '../io/free-space.ts';
+import { Qcow2Image } from '../image/image.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
+import { estimateOutputSize, type SizeEstimate } from './estimate.ts';
+import { assertRewritable, outputHeader } from './output-header.ts';
+import { planRewrite } from './plan.ts';
+import { verifyRewrite } from './verify.ts';
+import { writeRewrittenImage, type CompressionPolicy } from './write-image.ts';
+
+export type { CompressionPolicy } from './write-image.ts';
+
+export interface RewriteRequest {
+  source: string;
+  /** Where the new image goes; absent (or the source's own path) rewrites the source in place. */
+  target?: string;
+  /** 'compress': every data cluster compressed where that saves space; 'keep': as stored; 'uncompress': none compressed. */
+  compression: CompressionPolicy;
+  /** The new image's compression type (zstd needs compat 1.1); the source's by default. */
+  compressionType?: CompressionType;
+  /** Threads compressing (the caller's own included); helper threads run compress-worker.ts. */
+  compressionThreads?: number;
+  /** Where the compressing helper thread's module is, for bundles that move it (the app's). */
+  compressWorker?: URL | string;
+  /** Leave persistent dirty bitmaps behind instead of refusing. */
+  dropBitmaps?: boolean;
+  /** Compare every state of the new image with the source before it replaces anything (default true). */
+  verify?: boolean;
+  /** Replace an existing target that is not the source (by default an error). */
+  overwrite?: boolean;
+  /** Test seams. */
+  fileSystem?: AtomicFileSystem;
+  openFile?: (filePath: string) => BlockFile;
+  batchClusters?: number;
+  /** Bytes free where the output goes; by default asked of the file system. */
+  freeBytes?: () => number | null;
+}
+
+export interface RewriteResult {
+  target: string;
+  inPlace: boolean;
+  /** File sizes before (the source) and after (the new image). */
+  beforeBytes: number;
+  afterBytes: number;
+  snapshots: number;
+  storedClusters: number;
+  compressedClusters: number;
+  zeroClusters: number;
+  verified: boolean;
+}
+
+const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
+/** Room kept free beside the new image, for the file system's own needs. */
+const SPACE_MARGIN_BYTES = 16 * 1024 * 1024;
+
+export function rewriteImage(request: RewriteRequest, job: JobContext = silentJob): RewriteResult {
+  return runSteps(rewriteSteps(request, job));
+}
+
+/** rewriteImage for a thread whose event loop must keep turning (the CLI's, for Ctrl-C). */
+export function rewriteImageYielding(request: RewriteRequest, job: JobContext = silentJob): Promise<RewriteResult> {
+  return runStepsYielding(rewriteSteps(request, job));
+}
+
+/** What a rewrite of `source` would give, without writing anything: for the app's dialog. */
+export interface RewritePreview extends SizeEstimate {
+  fileBytes: number;
+  freeBytes: number | null;
+  snapshots: number;
+}
+
+export function previewRewrite(request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile'>, job: JobContext = silentJob): RewritePreview {
+  const image = openSource(request.source, request.openFile, false);
+  try {
+    const compressionType = request.compressionType ?? image.header.compressionType;
+    assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
+    const plan = planRewrite(image, job);
+    const estimate = estimateOutputSize(image, plan, request.compression, compressionType);
+    return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
+  } finally {
+    image.close();
+  }
+}
+
+export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<RewriteResult> {
+  const target = request.target ?? request.source;
+  const inPlace = path.resolve(target) === path.resolve(request.source) || sameFile(target, request.source);
+  if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
+  const image = openSource(request.source, request.openFile, true);
+  try {
+    const compressionType = request.compressionType ?? image.header.compressionType;
+    const dropBitmaps = request.dropBitmaps ?? false;
+    assertRewritable(image.header, { dropBitmaps, compressionType });
+    job.progress('reading the mapping tables', 0, 1, 'steps');
+    const plan = planRewrite(image, job);
+    const beforeBytes = image.file.size();
+    assertRoom(target, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
+    const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps });
+    const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
+    const verify = request.verify ?? true;
+    return yield* writeFileAtomicallySteps(
+      target,
+      function* (file, temporaryPath) {
+        const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
+        let written;
+        try {
+          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters }, job);
+        } finally {
+          compressor?.close();
+        }
+        yield;
+        checkOutput(image, file, temporaryPath, verify, job);
+        const result: RewriteResult = {
+          target,
+          inPlace,
+          beforeBytes,
+          afterBytes: written.fileBytes,
+          snapshots: image.snapshots.length,
+          storedClusters: written.storedClusters,
+          compressedClusters: written.compressedClusters,
+          zeroClusters: written.zeroClusters,
+          verified: verify,
+        };
+        return result;
+      },
+      {
+        overwrite: inPlace || request.overwrite === true,
+        fileSystem: request.fileSystem,
+        durable: true,
+        beforeCommit: () => job.throwIfCancelled(),
+      },
+    );
+  } finally {
+    image.close();
+  }
+}
+
+/**
+ * The source, read-only. Held (when it will be replaced or copied) with locks that keep every
+ * writer out until it is closed: a VM cannot start writing it halfway through the copy.
+ */
+function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], guard: boolean): Qcow2Image {
+  const image = Qcow2Image.open(sourcePath, {
+    readOnly: true,
+    openBacking: false,
+    refuseInUse: true,
+    openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
+  });
+  return image;
+}
+
+function sameFile(a: string, b: string): boolean {
+  try {
+    const statA = fs.statSync(a);
+    const statB = fs.statSync(b);
+    return statA.dev === statB.dev && statA.ino === statB.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Refuses up front (NO_SPACE, nothing written) when the new image will not fit beside the old one. */
+function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRequest['freeBytes']): void {
+  const free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
+  if (free === null) return;
+  const needed = estimate.expectedBytes + SPACE_MARGIN_BYTES;
+  if (needed > free) {
+    const mib = (bytes: number): string => `${Math.ceil(bytes / (1024 * 1024))} MiB`;
+    throw new Qcow2Error('NO_SPACE', `The new disk needs about ${mib(needed)} next to ${path.basename(target)} but only ${mib(free)} is free; free some space and try again (nothing was changed)`);
+  }
+}
+
+function makeCompressor(request: RewriteRequest, type: CompressionType, clusterBytes: number, batchClusters: number): ClusterCompressor {
+  const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
+  if (threads === 1) return inlineCompressor(type, clusterBytes);
+  return threadedCompressor(type, clusterBytes, batchClusters, threads - 1, request.compressWorker);
+}
+
+/**
+ * The new image, opened afresh from what was written: its refcounts must be exact (check finds
+ * no corruption and no leak) and, unless told not to, every state must read as the source's.
+ */
+function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext): void {
+  const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false });
+  try {
+    job.progress('checking', 0, 1, 'steps');
+    const check = checkImage(output, {}, job);
+    const problems = (check.corruptions ?? 0) + (check.leaks ?? 0) + check['check-errors'];
+    if (problems > 0) throw new Qcow2Error('INTERNAL', `The rewritten disk failed its consistency check (${problems} problems); the original was left as it was`);
+    if (verify) verifyRewrite(source, output, job);
+  } finally {
+    output.close();
+  }
+}
+
+/** The file being written, read through without closing it. */
+function readOnlyView(file: BlockFile, filePath: string): BlockFile {
+  const refuse = (): never => {
+    throw new Qcow2Error('INTERNAL', 'rewrite: the check tried to write the new image');
+  };
+  return {
+    path: filePath,
+    readOnly: true,
+    read: (buffer, position) => file.read(buffer, position),
+    write: refuse,
+    truncate: refuse,
+    flush: () => {},
+    size: () => file.size(),
+    close: () => {},
+  };
+}

@@ -1,0 +1,362 @@
+/**
+ * The second pass of a rewrite: writes the new image front to back from the plan (plan.ts).
+ *
+ * Layout: header | current L1 | for each distinct L2 table, in the order the states first name it
+ * (the current state's in guest order first): the data it adds, then the table | snapshot L1
+ * tables | snapshot table | refcount blocks and table (image/host-space-writer.ts places them).
+ *
+ * Each distinct data cluster is read once, decided on (stored, compressed, or — all zeros — a zero
+ * or unallocated entry) and written once, however many states share it; its refcount is the
+ * plan's reference count, so sharing survives and the refcounts are exact. COPIED is set exactly
+ * where a refcount is 1, and never in a snapshot's L1.
+ */
+import { Qcow2Error } from '../errors.ts';
+import { alignUp, view } from '../format/bytes.ts';
+import { readCowbellRecord, withCowbellRecord } from '../format/cowbell-record.ts';
+import { encodeCompressedL2, encodeL1, encodeL2, type L2Entry } from '../format/entries.ts';
+import { serializeHeaderArea, type Header } from '../format/header.ts';
+import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { isAllZero } from '../format/zeroes.ts';
+import { alignedBytes } from '../io/aligned-bytes.ts';
+import type { BlockFile } from '../io/block-file.ts';
+import { decompressCluster, type CompressionType } from '../codec/compression.ts';
+import type { ClusterCompressor } from '../codec/cluster-compressor.ts';
+import { HostSpaceWriter } from '../image/host-space-writer.ts';
+import type { Qcow2Image } from '../image/image.ts';
+import type { JobContext } from '../job-context.ts';
+import type { Steps } from '../steps.ts';
+import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
+
+export type CompressionPolicy = 'keep' | 'compress' | 'uncompress';
+
+export interface WriteImageOptions {
+  header: Header;
+  compression: CompressionPolicy;
+  compressionType: CompressionType;
+  /** Compresses batches of clusters (null unless compression is 'compress'). */
+  compressor: ClusterCompressor | null;
+  /** Clusters read and written per batch. */
+  batchClusters: number;
+}
+
+export interface WriteImageResult {
+  /** Guest clusters' worth of data, by how the new image stores them. */
+  storedClusters: number;
+  compressedClusters: number;
+  zeroClusters: number;
+  fileBytes: number;
+  /** The new offset of the current state's L1 table (Cowbell's tree records point at it). */
+  activeL1Offset: number;
+}
+
+/** Where a source data cluster went. */
+const UNWRITTEN = -1;
+const AS_ZERO = -2;
+const AS_UNALLOCATED = -3;
+
+interface Placement {
+  offset: number;
+  /** Compressed bytes at offset; 0 for a whole stored cluster. */
+  compressedSize: number;
+}
+
+/** One distinct source cluster waiting in a batch. */
+interface BatchItem {
+  /** Source host cluster index (data) or byte offset (compressed). */
+  key: number;
+  compressed: boolean;
+  references: number;
+  verbatim: boolean;
+  /** For compressed sources: the bytes as stored (kept as they are where the policy allows). */
+  stored: Uint8Array | null;
+}
+
+export function* writeRewrittenImage(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext): Steps<WriteImageResult> {
+  return yield* new ImageWriter(source, file, plan, options, job).write();
+}
+
+class ImageWriter {
+  private readonly clusterBytes: number;
+  private readonly host: HostSpaceWriter;
+  /** Per source host cluster: where its data went (UNWRITTEN, AS_ZERO, AS_UNALLOCATED or a host offset). */
+  private readonly dataOffset: Float64Array;
+  private readonly dataCompressedSize: Uint32Array;
+  private readonly compressedPlacement = new Map<number, Placement>();
+  /** Source L2 offset → new offset (0: the table came out empty and is left out). */
+  private readonly l2Placement = new Map<number, number>();
+  private readonly batch: BatchItem[] = [];
+  private readonly batchBuffer: Uint8Array;
+  private readonly activeL1Clusters: number;
+  private readonly zeroForm: 'zero' | 'unallocated' | 'stored';
+  private readonly result: WriteImageResult = { storedClusters: 0, compressedClusters: 0, zeroClusters: 0, fileBytes: 0, activeL1Offset: 0 };
+  private doneClusters = 0;
+  private readonly totalClusters: number;
+  private readonly source: Qcow2Image;
+  private readonly file: BlockFile;
+  private readonly plan: RewritePlan;
+  private readonly options: WriteImageOptions;
+  private readonly job: JobContext;
+  /** Clusters to compress, gathered side by side (the compressor's input). */
+  private readonly compressInput: Uint8Array;
+
+  constructor(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext) {
+    this.source = source;
+    this.file = file;
+    this.plan = plan;
+    this.options = options;
+    this.job = job;
+    this.clusterBytes = source.clusterBytes;
+    this.activeL1Clusters = Math.ceil((source.l1.size * 8) / this.clusterBytes);
+    this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters));
+    this.dataOffset = new Float64Array(plan.clusterReferences.length).fill(UNWRITTEN);
+    this.dataCompressedSize = new Uint32Array(plan.clusterReferences.length);
+    this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
+    this.compressInput = options.compressor === null ? new Uint8Array(0) : alignedBytes(options.batchClusters * this.clusterBytes);
+    // All-zero data reads the same as an unallocated cluster where no backing file shows through.
+    this.zeroForm = source.header.backingFile === null ? 'unallocated' : source.version === 3 ? 'zero' : 'stored';
+    this.totalClusters = plan.dataClusters + plan.compressedClusters;
+  }
+
+  *write(): Steps<WriteImageResult> {
+    this.job.progress('copying', 0, this.totalClusters * this.clusterBytes, 'bytes');
+    for (const l2Offset of this.plan.l2Tables) {
+      yield* this.copyTable(l2Offset);
+    }
+    const activeL1 = this.l1Bytes(this.source.l1.bytes, this.source.l1.size, true);
+    const snapshots: SnapshotEntry[] = [];
+    for (const state of this.plan.states) {
+      if (state.snapshot === null) continue;
+      const l1 = this.l1Bytes(state.l1.bytes, state.l1.size, false);
+      const l1Offset = l1.length === 0 ? 0 : this.host.appendClusters(padToClusters(l1, this.clusterBytes));
+      snapshots.push({ ...state.snapshot, l1TableOffset: l1Offset });
+    }
+    const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
+    const entries = snapshots.map((entry) => withMovedCurrentMark(entry, this.source.l1.offset, activeL1Offset, this.source.virtualSize));
+    const header: Header = { ...this.options.header, l1Size: this.source.l1.size, l1TableOffset: activeL1Offset };
+    if (entries.length > 0) {
+      const table = serializeSnapshotTable(entries);
+      header.snapshotsOffset = this.host.appendClusters(padToClusters(table, this.clusterBytes));
+      header.snapshotCount = entries.length;
+    }
+    const refcounts = this.host.finish();
+    header.refcountTableOffset = refcounts.tableOffset;
+    header.refcountTableClusters = refcounts.tableClusters;
+    if (activeL1.length > 0) this.file.write(activeL1, activeL1Offset);
+    this.file.write(serializeHeaderArea(header), 0);
+    this.result.fileBytes = this.host.end;
+    this.result.activeL1Offset = activeL1Offset;
+    this.job.progress('copying', this.totalClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
+    return this.result;
+  }
+
+  /** An L1 table pointing at the new L2 tables; COPIED only in the current state's, where the table has one user. */
+  private l1Bytes(sourceBytes: Uint8Array, size: number, active: boolean): Uint8Array {
+    const bytes = new Uint8Array(size * 8);
+    const data = view(bytes);
+    const sourceView = view(sourceBytes);
+    for (let index = 0; index < size; index++) {
+      const l2Offset = this.source.l2OffsetAt({ offset: 0, size, bytes: sourceBytes, view: sourceView }, index);
+      if (l2Offset === 0) continue;
+      const placed = this.l2Placement.get(l2Offset) ?? 0;
+      if (placed === 0) continue;
+      encodeL1(data, index * 8, placed, active && this.plan.l2Users.get(l2Offset) === 1);
+    }
+    return bytes;
+  }
+
+  // ---------------------------------------------------------------- one L2 table and its data
+
+  private *copyTable(l2Offset: number): Steps<void> {
+    const entries: L2Entry[] = [];
+    forEachEntry(this.source, l2Offset, (entry) => {
+      entries.push(entry);
+      const item = this.newItem(entry);
+      if (item === null) return;
+      this.batch.push(item);
+      if (this.batch.length >= this.options.batchClusters) this.flushBatch();
+    });
+    if (this.batch.length > 0) this.flushBatch();
+    yield;
+    const table = new Uint8Array(this.clusterBytes);
+    const tableView = view(table);
+    let empty = true;
+    for (let slot = 0; slot < entries.length; slot++) {
+      const entry = entries[slot];
+      if (entry !== undefined && this.encodeEntry(tableView, slot * this.source.l2EntryBytes, entry)) empty = false;
+    }
+    const users = this.plan.l2Users.get(l2Offset) ?? 1;
+    this.l2Placement.set(l2Offset, empty ? 0 : this.host.appendClusters(table, users));
+  }
+
+  /** The batch item for an entry whose data is not written (nor scheduled) yet, or null. */
+  private newItem(entry: L2Entry): BatchItem | null {
+    if (entry.kind === 'compressed') {
+      if (this.compressedPlacement.has(entry.hostOffset)) return null;
+      const planned = this.plan.compressed.get(entry.hostOffset);
+      if (planned === undefined) throw new Qcow2Error('INTERNAL', 'rewrite: a compressed cluster missing from the plan');
+      this.compressedPlacement.set(entry.hostOffset, { offset: UNWRITTEN, compressedSize: 0 });
+      return { key: entry.hostOffset, compressed: true, references: planned.references, verbatim: false, stored: null };
+    }
+    if (entry.kind !== 'normal') return null;
+    const cluster = entry.hostOffset / this.clusterBytes;
+    if (this.dataOffset[cluster] !== UNWRITTEN) return null;
+    // Scheduled: any value other than UNWRITTEN until the batch places it.
+    this.dataOffset[cluster] = AS_UNALLOCATED;
+    const verbatim = ((this.plan.clusterMarks[cluster] ?? 0) & MARK_VERBATIM) !== 0;
+    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, stored: null };
+  }
+
+  /** Encodes the new form of `entry` at `position`; returns whether the entry is anything but unallocated. */
+  private encodeEntry(table: DataView, position: number, entry: L2Entry): boolean {
+    const format = this.source.l2Format;
+    const full = 0xffffffff;
+    if (entry.kind === 'unallocated') {
+      if (!format.extendedL2 || entry.zeroMask === 0) return false;
+      encodeL2(table, position, format, { hostOffset: 0, copied: false, zero: false, allocMask: 0, zeroMask: entry.zeroMask });
+      return true;
+    }
+    if (entry.kind === 'zero') {
+      encodeL2(table, position, format, { hostOffset: 0, copied: false, zero: true, allocMask: 0, zeroMask: full });
+      return true;
+    }
+    const placement = entry.kind === 'compressed' ? this.compressedPlacement.get(entry.hostOffset) : this.dataPlacement(entry.hostOffset / this.clusterBytes);
+    if (placement === undefined || placement.offset === UNWRITTEN) throw new Qcow2Error('INTERNAL', 'rewrite: an entry whose data was not written');
+    if (placement.offset === AS_UNALLOCATED) return false;
+    if (placement.offset === AS_ZERO) {
+      encodeL2(table, position, format, { hostOffset: 0, copied: false, zero: true, allocMask: 0, zeroMask: full });
+      return true;
+    }
+    if (placement.compressedSize > 0) {
+      encodeCompressedL2(table, position, format, placement.offset, placement.compressedSize);
+      return true;
+    }
+    const references = entry.kind === 'compressed' ? (this.plan.compressed.get(entry.hostOffset)?.references ?? 2) : (this.plan.clusterReferences[entry.hostOffset / this.clusterBytes] ?? 2);
+    const masks = entry.kind === 'normal' && format.extendedL2 ? { allocMask: entry.allocMask, zeroMask: entry.zeroMask } : { allocMask: full, zeroMask: 0 };
+    encodeL2(table, position, format, { hostOffset: placement.offset, copied: references === 1, zero: false, ...masks });
+    return true;
+  }
+
+  private dataPlacement(cluster: number): Placement {
+    return { offset: this.dataOffset[cluster] ?? UNWRITTEN, compressedSize: this.dataCompressedSize[cluster] ?? 0 };
+  }
+
+  // ---------------------------------------------------------------- a batch of distinct clusters
+
+  /** Reads the batch's clusters, decides each one's form, compresses in parallel where asked, writes them in order. */
+  private flushBatch(): void {
+    this.job.throwIfCancelled();
+    const items = this.batch.splice(0);
+    this.readBatch(items);
+    const forms = items.map((item, index) => this.formOf(item, this.slot(index)));
+    const toCompress: number[] = [];
+    forms.forEach((form, index) => {
+      if (form === 'compress') toCompress.push(index);
+    });
+    const compressed = this.compressMany(toCompress);
+    let compressedIndex = 0;
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index];
+      const form = forms[index];
+      if (item === undefined || form === undefined) continue;
+      let placement: Placement;
+      if (form === 'zero' || form === 'unallocated') {
+        placement = { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 };
+        this.result.zeroClusters++;
+      } else if (form === 'keep-compressed' && item.stored !== null) {
+        placement = { offset: this.host.appendCompressed(item.stored, item.references), compressedSize: item.stored.length };
+        this.result.compressedClusters++;
+      } else {
+        const bytes = form === 'compress' ? (compressed[compressedIndex++] ?? null) : null;
+        if (bytes !== null) {
+          placement = { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length };
+          this.result.compressedClusters++;
+        } else {
+          placement = { offset: this.host.appendClusters(this.slot(index), item.references), compressedSize: 0 };
+          this.result.storedClusters++;
+        }
+      }
+      this.place(item, placement);
+    }
+    this.doneClusters += items.length;
+    this.job.progress('copying', this.doneClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
+  }
+
+  private slot(index: number): Uint8Array {
+    return this.batchBuffer.subarray(index * this.clusterBytes, (index + 1) * this.clusterBytes);
+  }
+
+  private place(item: BatchItem, placement: Placement): void {
+    if (item.compressed) this.compressedPlacement.set(item.key, placement);
+    else {
+      this.dataOffset[item.key] = placement.offset;
+      this.dataCompressedSize[item.key] = placement.compressedSize;
+    }
+  }
+
+  /** Fills each item's slot with its guest bytes (clusters back to back in the file in one read); compressed ones as stored too. */
+  private readBatch(items: BatchItem[]): void {
+    let index = 0;
+    while (index < items.length) {
+      const item = items[index];
+      if (item === undefined) break;
+      if (item.compressed) {
+        item.stored = new Uint8Array(this.plan.compressed.get(item.key)?.size ?? 0);
+        this.readHost(item.key, item.stored);
+        index++;
+        continue;
+      }
+      let end = index + 1;
+      for (let next = items[end]; next !== undefined && !next.compressed && next.key === (items[end - 1]?.key ?? -2) + 1; next = items[end]) end++;
+      this.readHost(item.key * this.clusterBytes, this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes));
+      index = end;
+    }
+  }
+
+  private readHost(hostOffset: number, target: Uint8Array): void {
+    const count = this.source.file.read(target, hostOffset);
+    if (count < target.length) target.fill(0, count);
+  }
+
+  /** What an item becomes; decompresses compressed sources into their slot where their bytes are needed. */
+  private formOf(item: BatchItem, slot: Uint8Array): 'store' | 'compress' | 'keep-compressed' | 'zero' | 'unallocated' {
+    const policy = this.options.compression;
+    if (item.verbatim) return 'store';
+    if (item.compressed && item.stored !== null) {
+      const sameType = this.options.compressionType === this.source.header.compressionType;
+      if (policy !== 'uncompress' && sameType && item.stored.length < this.clusterBytes) return 'keep-compressed';
+      slot.set(decompressCluster(this.source.header.compressionType, item.stored, this.clusterBytes));
+      item.stored = null;
+    }
+    if (isAllZero(slot) && this.zeroForm !== 'stored') return this.zeroForm;
+    return policy === 'compress' ? 'compress' : 'store';
+  }
+
+  private compressMany(indices: number[]): (Uint8Array | null)[] {
+    if (indices.length === 0) return [];
+    const compressor = this.options.compressor;
+    if (compressor === null) throw new Qcow2Error('INTERNAL', 'rewrite: compression asked for without a compressor');
+    // The compressor takes its input side by side.
+    indices.forEach((index, position) => this.compressInput.set(this.slot(index), position * this.clusterBytes));
+    return compressor.compress(this.compressInput, indices.length);
+  }
+}
+
+function padToClusters(bytes: Uint8Array, clusterBytes: number): Uint8Array {
+  if (bytes.length % clusterBytes === 0) return bytes;
+  const padded = new Uint8Array(alignUp(bytes.length, clusterBytes));
+  padded.set(bytes);
+  return padded;
+}
+
+/**
+ * Cowbell's "you are here" mark names the current L1 table by offset, which the rewrite moves: a
+ * mark that was valid follows it; a stale one (another program moved the state since) is cleared,
+ * so it cannot become valid by chance at the new offset.
+ */
+function withMovedCurrentMark(entry: SnapshotEntry, oldActiveL1: number, newActiveL1: number, diskSize: number): SnapshotEntry {
+  const record = readCowbellRecord(entry);
+  if (record === null || !record.currentParent) return entry;
+  const valid = record.activeL1Offset === oldActiveL1;
+  const moved = valid ? { ...record, activeL1Offset: newActiveL1 } : { ...record, currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 };
+  return { ...entry, extraData: withCowbellRecord(entry, moved, diskSize) };
+}
