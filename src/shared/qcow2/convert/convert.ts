@@ -21,7 +21,7 @@ import { Qcow2Error } from '../errors.ts';
 import { alignUp } from '../format/bytes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
-import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { findSnapshot, Qcow2Image, Qcow2StateView, resolveBackingPath } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { mapRange } from '../image/map.ts';
 import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
@@ -39,6 +39,8 @@ export interface ConvertRequest {
   target: string;
   /** Detected from the file's first bytes when absent. */
   sourceFormat?: ImageFormat;
+  /** Copy this internal snapshot's state (by name or id) instead of the current one: qcow2 sources only. */
+  sourceSnapshot?: string;
   targetFormat: ImageFormat;
   /** Options for a qcow2 target; the size is the source's. */
   options?: Omit<CreateOptions, 'size'>;
@@ -119,7 +121,7 @@ export function convertImageYielding(request: ConvertRequest, job: JobContext = 
 export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<ConvertResult> {
   validateRequest(request);
   const refuseInUse = request.forceShare !== true;
-  const source = openGuestReader(request.source, request.sourceFormat, { refuseInUse });
+  const source = openSource(request, refuseInUse);
   let backing: GuestReader | null = null;
   try {
     // QEMU counts a raw file's size in whole sectors.
@@ -172,6 +174,24 @@ function validateRequest(request: ConvertRequest): void {
   }
   if (request.options?.preallocation !== undefined && request.options.preallocation !== 'off') {
     throw new Qcow2Error('INVALID_ARGUMENT', 'convert writes sparse images; preallocation is not supported here');
+  }
+}
+
+/** The source as guest bytes: the current state, or a snapshot's when one is asked for. */
+function openSource(request: ConvertRequest, refuseInUse: boolean): GuestReader {
+  const reader = openGuestReader(request.source, request.sourceFormat, { refuseInUse });
+  if (request.sourceSnapshot === undefined) return reader;
+  if (!(reader instanceof Qcow2Image)) {
+    reader.close();
+    throw new Qcow2Error('INVALID_ARGUMENT', `${request.source} is not a qcow2 image: it has no snapshots`);
+  }
+  try {
+    const snapshot = findSnapshot(reader, request.sourceSnapshot);
+    const state = reader.snapshotReader(snapshot);
+    return new Qcow2StateView(reader, state.l1, state.virtualSize, () => reader.close());
+  } catch (error) {
+    reader.close();
+    throw error;
   }
 }
 
@@ -255,7 +275,7 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
  */
 function nextStoredChunk(source: GuestReader, from: number, virtualSize: number, chunkBytes: number): number {
   if (source instanceof RawImage) return Math.max(from, Math.floor(source.nextData(from, virtualSize) / chunkBytes) * chunkBytes);
-  if (!(source instanceof Qcow2Image)) return Math.min(from, virtualSize);
+  if (!(source instanceof Qcow2Image) && !(source instanceof Qcow2StateView)) return Math.min(from, virtualSize);
   let position = from;
   let window = chunkBytes * 256;
   while (position < virtualSize) {
@@ -327,7 +347,7 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
 
 /** What of [start, end) the source stores (`data`) and what reads as zeros without a read; null when it cannot tell. */
 function storedExtents(source: GuestReader, start: number, end: number): { start: number; length: number; data: boolean }[] | null {
-  if (source instanceof Qcow2Image) return mapRange(source, start, end);
+  if (source instanceof Qcow2Image || source instanceof Qcow2StateView) return mapRange(source, start, end);
   if (source instanceof RawImage) return source.extents(start, end);
   return null;
 }

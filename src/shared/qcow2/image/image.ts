@@ -385,14 +385,8 @@ export class Qcow2Image implements GuestReader {
   }
 
   /** A reader of the guest disk as it was when `snapshot` was taken. */
-  snapshotReader(snapshot: SnapshotEntry): GuestReader {
-    const l1 = this.loadSnapshotL1(snapshot);
-    const size = snapshot.diskSize ?? this.virtualSize;
-    return {
-      virtualSize: size,
-      readInto: (buffer, guestOffset) => this.readThrough(l1, buffer, guestOffset, size),
-      close: () => {},
-    };
+  snapshotReader(snapshot: SnapshotEntry): Qcow2StateView {
+    return new Qcow2StateView(this, this.loadSnapshotL1(snapshot), snapshot.diskSize ?? this.virtualSize);
   }
 
   // ---------------------------------------------------------------- writing
@@ -673,6 +667,38 @@ export class Qcow2Image implements GuestReader {
       this.backing?.close();
       this.file.close();
     }
+  }
+}
+
+/** The snapshot named `nameOrId` (a name first, as qemu-img looks them up), or SNAPSHOT_NOT_FOUND. */
+export function findSnapshot(image: Qcow2Image, nameOrId: string): SnapshotEntry {
+  const byName = image.snapshots.find((entry) => entry.name === nameOrId);
+  if (byName) return byName;
+  const byId = image.snapshots.find((entry) => entry.id === nameOrId);
+  if (byId) return byId;
+  throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${nameOrId}"`);
+}
+
+/** One state of an image (its current disk or a snapshot's) as guest bytes, with the tables that map it. */
+export class Qcow2StateView implements GuestReader {
+  readonly image: Qcow2Image;
+  readonly l1: L1Table;
+  readonly virtualSize: number;
+  private readonly onClose: () => void;
+
+  constructor(image: Qcow2Image, l1: L1Table, virtualSize: number, onClose: () => void = () => {}) {
+    this.image = image;
+    this.l1 = l1;
+    this.virtualSize = virtualSize;
+    this.onClose = onClose;
+  }
+
+  readInto(buffer: Uint8Array, guestOffset: number): void {
+    this.image.readThrough(this.l1, buffer, guestOffset, this.virtualSize);
+  }
+
+  close(): void {
+    this.onClose();
   }
 }
 

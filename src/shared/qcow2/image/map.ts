@@ -13,7 +13,7 @@
  */
 import { alignUp } from '../format/bytes.ts';
 import type { GuestReader } from './guest-reader.ts';
-import { Qcow2Image } from './image.ts';
+import { Qcow2Image, Qcow2StateView, type L1Table } from './image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { visitLayerRuns } from './layer-runs.ts';
 import type { MapEntry } from '../model.ts';
@@ -55,10 +55,12 @@ export function mapImage(image: Qcow2Image, job: JobContext = silentJob): MapEnt
   return builder.entries;
 }
 
-/** The runs of guest bytes [start, end) only (clipped to the disk), merged the same way. */
-export function mapRange(image: Qcow2Image, start: number, end: number): MapEntry[] {
+/** The runs of guest bytes [start, end) only (clipped to the disk), merged the same way; of a snapshot's state when given its view. */
+export function mapRange(source: Qcow2Image | Qcow2StateView, start: number, end: number): MapEntry[] {
   const builder = new MapBuilder();
-  mapLayer(image, 0, start, Math.min(end, image.virtualSize), builder);
+  const image = source instanceof Qcow2StateView ? source.image : source;
+  const l1 = source instanceof Qcow2StateView ? source.l1 : image.l1;
+  mapLayer(image, 0, start, Math.min(end, source.virtualSize), builder, l1);
   return builder.entries;
 }
 
@@ -67,7 +69,7 @@ export function layerLength(reader: GuestReader): number {
   return reader instanceof RawImage ? alignUp(reader.virtualSize, 512) : reader.virtualSize;
 }
 
-function mapLayer(reader: GuestReader, depth: number, start: number, end: number, builder: MapBuilder): void {
+function mapLayer(reader: GuestReader, depth: number, start: number, end: number, builder: MapBuilder, l1?: L1Table): void {
   if (start >= end) return;
   if (reader instanceof RawImage) {
     // The file system's holes (and the tail of the last sector, past the end of the file) read as zeros.
@@ -80,7 +82,7 @@ function mapLayer(reader: GuestReader, depth: number, start: number, end: number
   const image = reader;
   // QEMU reports no host offsets for encrypted images (the host bytes are not the guest's).
   const encrypted = image.header.cryptMethod !== 0;
-  visitLayerRuns(image, image.l1, start, end, (guestOffset, length, kind, visitedOffset) => {
+  visitLayerRuns(image, l1 ?? image.l1, start, end, (guestOffset, length, kind, visitedOffset) => {
     const hostOffset = encrypted ? -1 : visitedOffset;
     if (kind !== 'unallocated') {
       const entry: MapEntry = { start: guestOffset, length, depth, present: true, zero: kind === 'zero', data: kind !== 'zero', compressed: kind === 'compressed' };

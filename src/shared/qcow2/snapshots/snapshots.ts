@@ -18,17 +18,9 @@ import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type Cowbel
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
-import type { L1Table, Qcow2Image } from '../image/image.ts';
+import { findSnapshot, type L1Table, type Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { currentParentId } from './snapshot-tree.ts';
-
-export function findSnapshot(image: Qcow2Image, nameOrId: string): SnapshotEntry {
-  const byName = image.snapshots.find((entry) => entry.name === nameOrId);
-  if (byName) return byName;
-  const byId = image.snapshots.find((entry) => entry.id === nameOrId);
-  if (byId) return byId;
-  throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${nameOrId}"`);
-}
 
 function assertNewName(image: Qcow2Image, name: string): void {
   if (name.length === 0) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot needs a name');
@@ -393,4 +385,4 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   });
 }
 
-export { encodeL1, encodeL2 };
+export { encodeL1, encodeL2, findSnapshot };
