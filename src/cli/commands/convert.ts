@@ -1,27 +1,31 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert/convert.ts';
-import { Qcow2Error } from '../../shared/qcow2/errors.ts';
+import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
+import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
-import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { flag, option } from '../args.ts';
-import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
+import { progressPrinter, runCancellably } from '../cancellable-job.ts';
+import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
+import { MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 
 /**
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
  * as in qemu-img. Unlike qemu-img, an existing output is refused unless --force is given; the
- * output appears under its name only once complete. Internal snapshots are not copied (as qemu-img).
- * With -c, clusters are compressed on up to MAX_COMPRESSION_THREADS cores. The output is flushed
- * to disk before it takes its name unless -t unsafe (qemu-img's default) says not to.
+ * output appears under its name only once complete. Unlike qemu-img, a qcow2 output keeps the
+ * source's internal snapshots (the rewrite engine) unless --no-snapshots; `-l NAME` copies one
+ * snapshot's state instead of the current one. With -c, clusters are compressed on up to
+ * MAX_COMPRESSION_THREADS cores. The output is flushed to disk before it takes its name unless
+ * -t unsafe (qemu-img's default) says not to.
  */
-/** Each compressing thread holds its own heap and zlib garbage (tens of MiB): a few are enough. */
-const MAX_COMPRESSION_THREADS = 4;
 
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--force] INPUT OUTPUT',
   options: {
     compress: { type: 'boolean', short: 'c' },
     progress: { type: 'boolean', short: 'p' },
@@ -33,6 +37,8 @@ export const convert: Command = {
     'backing-format': { type: 'string', short: 'F' },
     cache: { type: 'string', short: 't' },
     'force-share': { type: 'boolean', short: 'U' },
+    snapshot: { type: 'string', short: 'l' },
+    'no-snapshots': { type: 'boolean' },
     force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -56,9 +62,20 @@ export const convert: Command = {
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
+    const sourceSnapshot = snapshotOption(option(args, 'snapshot'));
+    if (sourceSnapshot !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
+    const snapshots = sourceSnapshot === undefined ? snapshotCount(source, sourceFormat) : 0;
+    const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
+    if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots')) {
+      const compressionType = assertSnapshotsCanBeKept(source, options);
+      // Like qemu-img convert, nothing on stdout: the output file is the answer.
+      return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType }, { printSummary: false });
+    }
+    if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
+      io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} is copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
+    }
     try {
-      const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
-      await convertCancellably({ source, target, sourceFormat, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
+      await convertCancellably({ source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
     }
@@ -72,23 +89,8 @@ export const convert: Command = {
  * leaving no output. (A worker thread would do the same at the cost of starting one: tens of
  * milliseconds, a sizeable part of a short convert.)
  */
-async function convertCancellably(request: ConvertRequest, onProgress: (done: number, total: number) => void): Promise<void> {
-  let cancelled = false;
-  const cancel = (): void => {
-    cancelled = true;
-  };
-  const job: JobContext = {
-    progress: (_stage, done, total) => onProgress(done, total),
-    throwIfCancelled() {
-      if (cancelled) throw new Qcow2Error('CANCELLED', 'Cancelled; no output was written');
-    },
-  };
-  process.on('SIGINT', cancel);
-  try {
-    await convertImageYielding(request, job);
-  } finally {
-    process.off('SIGINT', cancel);
-  }
+async function convertCancellably(request: ConvertRequest, onProgress: (stage: string, done: number, total: number) => void): Promise<void> {
+  await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
 }
 
 /**
@@ -105,19 +107,45 @@ function cacheMode(value: string | undefined): boolean {
   return value !== 'unsafe';
 }
 
+/** qemu-img's -l: `NAME`, `snapshot.name=NAME` or `snapshot.id=ID` (names are looked up first, then ids). */
+function snapshotOption(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  const match = /^snapshot\.(name|id)=(.*)$/.exec(value);
+  const name = match === null ? value : (match[2] ?? '');
+  if (name === '') throw new UsageError('convert: -l needs a snapshot name');
+  return name;
+}
+
+/** How many internal snapshots the source holds (0 for a raw source). */
+function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
+  if ((sourceFormat ?? detectFormat(source)) !== 'qcow2') return 0;
+  return readImageInfo(source).snapshots?.length ?? 0;
+}
+
+/**
+ * A copy that keeps the snapshots keeps the source's layout (each state's tables are copied as
+ * they are): options that would change it, a backing file for the output, or flattening the
+ * source's own backing file cannot be had together with the snapshots. Returns the compression type asked for.
+ */
+function assertSnapshotsCanBeKept(source: string, options: CreateOptions): CompressionType | undefined {
+  const info = readImageInfo(source);
+  const specific = info['format-specific'].data;
+  const refuse = (why: string): never => {
+    throw new UsageError(`convert: ${why} while keeping the ${info.snapshots?.length ?? 0} internal snapshots of ${source}; add --no-snapshots to copy the current state only, or -l NAME for one snapshot`);
+  };
+  if (options.backingFile !== undefined) refuse('-B (a backing file for the output) cannot be used');
+  if (info['backing-filename'] !== undefined) refuse('its backing file cannot be flattened into the copy (use `cowbell compact SOURCE OUTPUT` to copy it with its snapshots, keeping the backing file)');
+  if (options.clusterSize !== undefined && options.clusterSize !== info['cluster-size']) refuse('the cluster size cannot change');
+  if (options.compat !== undefined && options.compat !== specific.compat) refuse('compat cannot change');
+  if (options.refcountBits !== undefined && options.refcountBits !== specific['refcount-bits']) refuse('refcount_bits cannot change');
+  if (options.extendedL2 !== undefined && options.extendedL2 !== (specific['extended-l2'] ?? false)) refuse('extended_l2 cannot change');
+  if (options.preallocation !== undefined && options.preallocation !== 'off') refuse('preallocation cannot be used');
+  if (options.compressionType === undefined) return undefined;
+  return options.compressionType === 'zstd' ? 1 : 0;
+}
+
 function formatOption(value: string | undefined, flagName: string): ImageFormat | undefined {
   if (value === undefined) return undefined;
   if (!isImageFormat(value)) throw new UsageError(`convert: ${flagName} must be qcow2 or raw, not ${value}`);
   return value;
-}
-
-/** qemu-img -p's progress line, rewritten in place on stderr at each hundredth of a percent. */
-function progressPrinter(io: CliIo): (done: number, total: number) => void {
-  let shown = -1;
-  return (done, total) => {
-    const hundredths = total > 0 ? Math.floor((done / total) * 10000) : 10000;
-    if (hundredths === shown) return;
-    shown = hundredths;
-    io.err(`    (${(hundredths / 100).toFixed(2)}/100%)\r`);
-  };
 }

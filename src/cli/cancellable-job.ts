@@ -1,0 +1,42 @@
+/**
+ * A JobContext for a command that runs the engine on its own thread, letting the event loop turn
+ * between steps (steps.ts): Ctrl-C (SIGINT) sets a flag the engine checks at its next step, so the
+ * job stops there and cleans up after itself (no output, no temporary file; an original untouched).
+ */
+import { Qcow2Error } from '../shared/qcow2/errors.ts';
+import type { JobContext } from '../shared/qcow2/job-context.ts';
+import type { CliIo } from './command.ts';
+
+export async function runCancellably<T>(
+  run: (job: JobContext) => Promise<T>,
+  onProgress: (stage: string, done: number, total: number) => void,
+  cancelledMessage: string,
+): Promise<T> {
+  let cancelled = false;
+  const cancel = (): void => {
+    cancelled = true;
+  };
+  const job: JobContext = {
+    progress: (stage, done, total) => onProgress(stage, done, total),
+    throwIfCancelled() {
+      if (cancelled) throw new Qcow2Error('CANCELLED', cancelledMessage);
+    },
+  };
+  process.on('SIGINT', cancel);
+  try {
+    return await run(job);
+  } finally {
+    process.off('SIGINT', cancel);
+  }
+}
+
+/** qemu-img -p's progress line, rewritten in place on stderr at each hundredth of a percent. */
+export function progressPrinter(io: CliIo): (stage: string, done: number, total: number) => void {
+  let shown = -1;
+  return (_stage, done, total) => {
+    const hundredths = total > 0 ? Math.floor((done / total) * 10000) : 10000;
+    if (hundredths === shown) return;
+    shown = hundredths;
+    io.err(`    (${(hundredths / 100).toFixed(2)}/100%)\r`);
+  };
+}

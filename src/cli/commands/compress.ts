@@ -1,0 +1,20 @@
+import type { Command } from '../command.ts';
+import { compressionTypeOption, REWRITE_OPTIONS, runRewrite } from '../rewrite-command.ts';
+
+/**
+ * `cowbell compress IMAGE [OUTPUT]`: every data cluster of every state compressed where that saves
+ * space, keeping every snapshot (qemu-img convert -c drops them). In place without OUTPUT: the disk
+ * is replaced only once the new one is complete, checked and verified.
+ */
+export const compress: Command = {
+  name: 'compress',
+  summary: 'compress a disk keeping every snapshot, in place or into OUTPUT',
+  usage: '[-p] [-q] [--json] [-o compression_type=zlib|zstd] [--no-verify] [--drop-bitmaps] [--force] IMAGE [OUTPUT]',
+  options: { ...REWRITE_OPTIONS, options: { type: 'string', short: 'o', multiple: true } },
+  positionals: { min: 1, max: 2 },
+  async run(args, io) {
+    const raw = args.values.options;
+    const values = Array.isArray(raw) ? raw.filter((value): value is string => typeof value === 'string') : [];
+    return runRewrite(args, io, { compression: 'compress', compressionType: compressionTypeOption(values, 'compress') });
+  },
+};

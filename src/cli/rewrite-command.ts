@@ -1,0 +1,86 @@
+/**
+ * What `cowbell compress` and `cowbell compact` share: both rewrite an image with every snapshot
+ * (the engine's rewrite/), in place or into OUTPUT, with progress, Ctrl-C and a one-line summary.
+ */
+import * as os from 'node:os';
+import { formatBytes } from '../shared/format-units.ts';
+import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
+import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
+import { flag } from './args.ts';
+import { progressPrinter, runCancellably } from './cancellable-job.ts';
+import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
+import { parseOptionString } from './image-options.ts';
+
+/** Each compressing thread holds its own heap and zlib state: a few are enough. */
+export const MAX_COMPRESSION_THREADS = 4;
+
+export const REWRITE_OPTIONS = {
+  progress: { type: 'boolean', short: 'p' },
+  quiet: { type: 'boolean', short: 'q' },
+  json: { type: 'boolean' },
+  'no-verify': { type: 'boolean' },
+  'drop-bitmaps': { type: 'boolean' },
+  force: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<RewriteRequest, 'source' | 'target'>, { printSummary = true } = {}): Promise<number> {
+  const [source = '', target] = args.positionals;
+  const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
+  const full: RewriteRequest = {
+    ...request,
+    source,
+    target,
+    compressionThreads: request.compression === 'compress' ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1,
+    verify: !flag(args, 'no-verify'),
+    dropBitmaps: flag(args, 'drop-bitmaps'),
+    overwrite: flag(args, 'force'),
+  };
+  let result: RewriteResult;
+  try {
+    result = await runCancellably((job) => rewriteImageYielding(full, job), showProgress ? overallProgress(progressPrinter(io)) : () => {}, 'Cancelled; the disk was left as it was');
+  } finally {
+    if (showProgress) io.err('\n');
+  }
+  if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 4)}\n`);
+  else if (printSummary && !flag(args, 'quiet')) io.out(`${summary(result)}\n`);
+  return EXIT_OK;
+}
+
+/** The share of the whole job each stage takes, so one progress line only ever moves forward. */
+const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {
+  'reading the mapping tables': [0, 0.02],
+  copying: [0.02, 0.85],
+  checking: [0.85, 0.88],
+  verifying: [0.88, 1],
+};
+
+function overallProgress(print: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
+  const scale = 1_000_000;
+  return (stage, done, total) => {
+    const [from, to] = STAGE_SPANS[stage] ?? [0, 1];
+    const fraction = total > 0 ? Math.min(1, done / total) : 1;
+    print(stage, Math.round((from + (to - from) * fraction) * scale), scale);
+  };
+}
+
+function summary(result: RewriteResult): string {
+  const saved = result.beforeBytes > 0 ? Math.round((1 - result.afterBytes / result.beforeBytes) * 100) : 0;
+  const change = saved >= 0 ? `${saved}% smaller` : `${-saved}% larger`;
+  const kept = result.snapshots === 1 ? '1 snapshot kept' : `${result.snapshots} snapshots kept`;
+  const where = result.inPlace ? result.target : `${result.target} (the original is unchanged)`;
+  return `${where}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${change}), ${kept}${result.verified ? ', every state verified' : ''}`;
+}
+
+/** `-o compression_type=zlib|zstd`, the only option a rewrite takes. */
+export function compressionTypeOption(values: string[], command: string): CompressionType | undefined {
+  let type: CompressionType | undefined;
+  for (const text of values) {
+    for (const [name, value] of parseOptionString(text)) {
+      if (name !== 'compression_type') throw new UsageError(`${command}: -o takes only compression_type (zlib or zstd), not ${name}`);
+      if (value !== 'zlib' && value !== 'zstd') throw new UsageError(`${command}: compression_type must be zlib or zstd, not ${value}`);
+      type = value === 'zstd' ? 1 : 0;
+    }
+  }
+  return type;
+}
