@@ -27,6 +27,8 @@ function engineZones() {
   // Crossings between feature folders, each with its reason:
   // a rewrite checks its output with the same check the user runs, before it may replace anything.
   below.rewrite.push('check');
+  // and it records the snapshot tree it read (snapshots/) so the copy shows the same tree.
+  below.rewrite.push('snapshots');
   const zones = Object.entries(below).map(([folder, allowed]) => ({
     target: `${root}/${folder}`,
     from: root,

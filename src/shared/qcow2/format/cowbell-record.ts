@@ -4,9 +4,12 @@
  * table (block/qcow2-snapshot.c, unknown_extra_data), so the tree survives qemu-img's own
  * snapshot operations.
  *
- *  0  'COWB'              4  u8 version (1)        5  u8 flags (1 = parent known, 2 = current parent)
+ *  0  'COWB'              4  u8 version (1)        5  u8 flags (1 = parent known, 2 = current parent,
+ *                                                      4 = the parent was inferred, 8 = the current parent was inferred)
  *  6  u16 parent id length 8  u64 active L1 offset when it became the current parent
  * 16  u32 current since (seconds)  20  u32 current since (nanoseconds)  24  parent id bytes, padded to 8
+ * The "inferred" flags keep a guess as a guess: a rewrite records the tree it inferred (the new
+ * layout could make the guesses come out otherwise) without presenting it as known.
  */
 import { readU64Number, view, writeU64Number } from './bytes.ts';
 import { decodeString, encodeString } from './header.ts';
@@ -16,6 +19,8 @@ const MAGIC = 0x434f5742;
 const STANDARD_EXTRA = 24;
 const FLAG_PARENT_KNOWN = 1;
 const FLAG_CURRENT_PARENT = 2;
+const FLAG_PARENT_INFERRED = 4;
+const FLAG_CURRENT_INFERRED = 8;
 
 export interface CowbellRecord {
   parentKnown: boolean;
@@ -24,6 +29,10 @@ export interface CowbellRecord {
   activeL1Offset: number;
   currentSinceSec: number;
   currentSinceNsec: number;
+  /** The recorded parent is a guess (snapshot-tree.ts inferred it before a rewrite). */
+  parentInferred?: boolean;
+  /** The current-parent mark is a guess, likewise. */
+  currentInferred?: boolean;
 }
 
 export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
@@ -47,6 +56,8 @@ export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
     activeL1Offset,
     currentSinceSec: data.getUint32(STANDARD_EXTRA + 16),
     currentSinceNsec: data.getUint32(STANDARD_EXTRA + 20),
+    parentInferred: (flags & FLAG_PARENT_INFERRED) !== 0,
+    currentInferred: (flags & FLAG_CURRENT_PARENT) !== 0 && (flags & FLAG_CURRENT_INFERRED) !== 0,
   };
 }
 
@@ -68,7 +79,11 @@ export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, d
   if (entry.extraData.length < 16) writeU64Number(data, 8, entry.diskSize ?? diskSizeFallback);
   data.setUint32(STANDARD_EXTRA, MAGIC);
   extra[STANDARD_EXTRA + 4] = 1;
-  extra[STANDARD_EXTRA + 5] = (record.parentKnown ? FLAG_PARENT_KNOWN : 0) | (record.currentParent ? FLAG_CURRENT_PARENT : 0);
+  extra[STANDARD_EXTRA + 5] =
+    (record.parentKnown ? FLAG_PARENT_KNOWN : 0) |
+    (record.currentParent ? FLAG_CURRENT_PARENT : 0) |
+    (record.parentKnown && record.parentInferred === true ? FLAG_PARENT_INFERRED : 0) |
+    (record.currentParent && record.currentInferred === true ? FLAG_CURRENT_INFERRED : 0);
   data.setUint16(STANDARD_EXTRA + 6, parentId.length);
   writeU64Number(data, STANDARD_EXTRA + 8, record.currentParent ? record.activeL1Offset : 0);
   data.setUint32(STANDARD_EXTRA + 16, record.currentParent ? record.currentSinceSec : 0);

@@ -22,6 +22,7 @@ import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
 import { planRewrite } from './plan.ts';
+import { treeParents } from '../snapshots/snapshot-tree.ts';
 import { verifyRewrite } from './verify.ts';
 import { writeRewrittenImage, type CompressionPolicy } from './write-image.ts';
 
@@ -110,6 +111,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     assertRewritable(image.header, { dropBitmaps, compressionType });
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
+    const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
     assertRoom(target, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps });
@@ -121,7 +123,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         try {
-          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters }, job);
+          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree }, job);
         } finally {
           compressor?.close();
         }

@@ -30,7 +30,7 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
   const pairs: [L1Table, L1Table, string][] = [[source.l1, output.l1, 'the current state']];
   source.snapshots.forEach((snapshot, index) => {
     const copy = output.snapshots[index];
-    if (copy === undefined || !sameSnapshot(snapshot, copy)) return mismatch(`snapshot ${snapshot.name}`);
+    if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
   const comparer = new ClusterComparer(source, output);
@@ -55,15 +55,19 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
   job.progress('verifying', steps, steps, 'steps');
 }
 
-function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry): boolean {
+/**
+ * The same snapshot, but for what Cowbell's tree record may add: the record itself, and QEMU's
+ * extra-data fields (VM state size, disk size, icount) filled in where an old entry lacked them.
+ */
+function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boolean {
   if (a.id !== b.id || a.name !== b.name || a.dateSec !== b.dateSec || a.dateNsec !== b.dateNsec) return false;
-  if (a.vmClockNsec !== b.vmClockNsec || a.vmStateSize32 !== b.vmStateSize32 || a.vmStateSizeLarge !== b.vmStateSizeLarge) return false;
-  if (a.diskSize !== b.diskSize || a.icount !== b.icount || a.l1Size !== b.l1Size) return false;
-  const recordA = readCowbellRecord(a);
-  const recordB = readCowbellRecord(b);
-  if (recordA === null || recordB === null) return recordA === recordB && bytesEqual(a.extraData, b.extraData);
-  // Only the current-state mark may differ: it follows the L1 table the rewrite moved.
-  return recordA.parentKnown === recordB.parentKnown && recordA.parentId === recordB.parentId && bytesEqual(a.extraData.subarray(0, 24), b.extraData.subarray(0, 24));
+  if (a.vmClockNsec !== b.vmClockNsec || a.vmStateSize32 !== b.vmStateSize32 || a.l1Size !== b.l1Size) return false;
+  if ((a.vmStateSizeLarge ?? BigInt(a.vmStateSize32)) !== (b.vmStateSizeLarge ?? BigInt(b.vmStateSize32))) return false;
+  if ((a.diskSize ?? diskSize) !== (b.diskSize ?? diskSize) || (a.icount ?? 0n) !== (b.icount ?? 0n)) return false;
+  const known = Math.min(24, a.extraData.length);
+  if (!bytesEqual(a.extraData.subarray(0, known), b.extraData.subarray(0, known))) return false;
+  // Past QEMU's fields: another program's bytes are kept exactly; Cowbell's tree record may be (re)written.
+  return !(a.extraData.length > 24 && readCowbellRecord(a) === null) || bytesEqual(a.extraData, b.extraData);
 }
 
 /** Guest bytes of one cluster as a state sees them, and which subclusters its backing file supplies. */

@@ -12,7 +12,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { readCowbellRecord, withCowbellRecord } from '../format/cowbell-record.ts';
+import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { encodeCompressedL2, encodeL1, encodeL2, type L2Entry } from '../format/entries.ts';
 import { serializeHeaderArea, type Header } from '../format/header.ts';
 import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -25,6 +25,7 @@ import { HostSpaceWriter } from '../image/host-space-writer.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
+import type { ParentChoice } from '../snapshots/snapshot-tree.ts';
 import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
 
 export type CompressionPolicy = 'keep' | 'compress' | 'uncompress';
@@ -37,6 +38,8 @@ export interface WriteImageOptions {
   compressor: ClusterCompressor | null;
   /** Clusters read and written per batch. */
   batchClusters: number;
+  /** The source's tree, recorded in the copy. */
+  tree: TreeToKeep;
 }
 
 export interface WriteImageResult {
@@ -131,7 +134,7 @@ class ImageWriter {
       snapshots.push({ ...state.snapshot, l1TableOffset: l1Offset });
     }
     const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
-    const entries = snapshots.map((entry) => withMovedCurrentMark(entry, this.source.l1.offset, activeL1Offset, this.source.virtualSize));
+    const entries = snapshots.map((entry) => withTreeRecord(entry, this.options.tree, this.source.l1.offset, activeL1Offset, this.source.virtualSize));
     const header: Header = { ...this.options.header, l1Size: this.source.l1.size, l1TableOffset: activeL1Offset };
     if (entries.length > 0) {
       const table = serializeSnapshotTable(entries);
@@ -348,15 +351,34 @@ function padToClusters(bytes: Uint8Array, clusterBytes: number): Uint8Array {
   return padded;
 }
 
+/** Each snapshot's parent and the current state's, as the source's tree showed them. */
+export interface TreeToKeep {
+  parents: Map<string, ParentChoice>;
+  current: ParentChoice;
+}
+
 /**
- * Cowbell's "you are here" mark names the current L1 table by offset, which the rewrite moves: a
- * mark that was valid follows it; a stale one (another program moved the state since) is cleared,
- * so it cannot become valid by chance at the new offset.
+ * The tree is recorded in each snapshot (format/cowbell-record.ts), guesses marked as guesses: the
+ * new layout (zeros dropped, clusters moved) could otherwise make the inference come out otherwise.
+ * The "you are here" mark names the current L1 table, which the rewrite moved. Entries whose extra
+ * data holds another program's bytes are left exactly as they are.
  */
-function withMovedCurrentMark(entry: SnapshotEntry, oldActiveL1: number, newActiveL1: number, diskSize: number): SnapshotEntry {
-  const record = readCowbellRecord(entry);
-  if (record === null || !record.currentParent) return entry;
-  const valid = record.activeL1Offset === oldActiveL1;
-  const moved = valid ? { ...record, activeL1Offset: newActiveL1 } : { ...record, currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 };
-  return { ...entry, extraData: withCowbellRecord(entry, moved, diskSize) };
+function withTreeRecord(entry: SnapshotEntry, tree: TreeToKeep, oldActiveL1: number, newActiveL1: number, diskSize: number): SnapshotEntry {
+  if (!canHoldCowbellRecord(entry)) return entry;
+  const existing = readCowbellRecord(entry);
+  const parent = tree.parents.get(entry.id);
+  const isCurrent = tree.current.parentId === entry.id;
+  const markKept = isCurrent && existing?.currentParent === true && existing.activeL1Offset === oldActiveL1;
+  const nowMs = Date.now();
+  const record: CowbellRecord = {
+    parentKnown: parent !== undefined,
+    parentId: parent?.parentId ?? '',
+    parentInferred: parent?.inferred ?? false,
+    currentParent: isCurrent,
+    currentInferred: isCurrent && tree.current.inferred,
+    activeL1Offset: isCurrent ? newActiveL1 : 0,
+    currentSinceSec: !isCurrent ? 0 : markKept ? existing.currentSinceSec : Math.floor(nowMs / 1000),
+    currentSinceNsec: !isCurrent ? 0 : markKept ? existing.currentSinceNsec : (nowMs % 1000) * 1_000_000,
+  };
+  return { ...entry, extraData: withCowbellRecord(entry, record, diskSize), vmStateSizeLarge: entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32), diskSize: entry.diskSize ?? diskSize };
 }

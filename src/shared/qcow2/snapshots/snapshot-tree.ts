@@ -13,6 +13,9 @@ import { MappingDistance } from './mapping-distance.ts';
 import type { SnapshotNode, SnapshotTree } from '../model.ts';
 import { UsageCalculator } from './usage.ts';
 
+/** Why a parent a rewrite recorded is still shown as a guess. */
+const RECORDED_GUESS = 'inferred before the disk was rewritten (compressed, compacted or copied)';
+
 export interface ParentChoice {
   parentId: string | null;
   inferred: boolean;
@@ -91,8 +94,10 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
   const record = readCowbellRecord(snapshot);
   const ids = new Set(inputs.ordered.map((entry) => entry.id));
   if (record?.parentKnown) {
-    if (record.parentId === '') return { parentId: null, inferred: false };
-    if (ids.has(record.parentId)) return { parentId: record.parentId, inferred: false };
+    const inferred = record.parentInferred === true;
+    const reason = inferred ? RECORDED_GUESS : undefined;
+    if (record.parentId === '') return { parentId: null, inferred, reason };
+    if (ids.has(record.parentId)) return { parentId: record.parentId, inferred, reason };
   }
   const position = inputs.ordered.indexOf(snapshot);
   const older = inputs.ordered.slice(0, Math.max(0, position));
@@ -119,21 +124,33 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
     (entry) => readCowbellRecord(entry) === null && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
   );
   const flagValid = flagged !== undefined && !foreignLater;
+  const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
   // Nothing written since Cowbell's mark: no need to look at the other snapshots.
-  if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return { parentId: flagged.id, inferred: false };
+  if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return fromFlag(flagged.id);
 
   const exact = ordered.filter((entry) => inputs.distance.between(tables.get(entry.id) ?? [], active) === 0);
   if (exact.length > 0) {
-    if (flagValid && exact.includes(flagged)) return { parentId: flagged.id, inferred: false };
+    if (flagValid && exact.includes(flagged)) return fromFlag(flagged.id);
     const chosen = latest(exact);
     return { parentId: chosen?.id ?? null, inferred: true, reason: `the current state is still identical to "${chosen?.name ?? ''}"` };
   }
   const best = closest(inputs, ordered, active);
   // Writes since Cowbell's mark only move the state away from every snapshot alike; another
   // program's apply (in place, same L1 offset) makes another snapshot closer.
-  if (flagValid && (best === null || inputs.distance.between(tables.get(flagged.id) ?? [], active) <= best.clusters)) return { parentId: flagged.id, inferred: false };
+  if (flagValid && (best === null || inputs.distance.between(tables.get(flagged.id) ?? [], active) <= best.clusters)) return fromFlag(flagged.id);
   if (best === null) return { parentId: null, inferred: false };
   return { parentId: best.entry.id, inferred: true, reason: closeness(best, 'snapshot') };
+}
+
+/** Every snapshot's parent and the current state's, as the tree shows them (without the space figures). */
+export function treeParents(image: Qcow2Image, job: JobContext = silentJob): { parents: Map<string, ParentChoice>; current: ParentChoice } {
+  const inputs = loadInputs(image, job);
+  const parents = new Map<string, ParentChoice>();
+  for (const entry of inputs.ordered) {
+    job.throwIfCancelled();
+    parents.set(entry.id, snapshotParent(inputs, entry));
+  }
+  return { parents, current: currentParent(inputs) };
 }
 
 /** The current state's parent id (what a new snapshot records as its parent). */

@@ -188,8 +188,8 @@ function markCurrentParent(image: Qcow2Image, entries: SnapshotEntry[], parentId
   const since = { currentSinceSec: Math.floor(nowMs / 1000), currentSinceNsec: (nowMs % 1000) * 1_000_000 };
   return entries.map((entry) => {
     const record = recordOf(entry);
-    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, activeL1Offset, ...since });
-    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 });
+    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, currentInferred: false, activeL1Offset, ...since });
+    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, currentInferred: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 });
     return entry;
   });
 }
@@ -238,7 +238,7 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
       extraData: newExtraData(0, image.virtualSize),
     };
     const parentId = options.parentId === undefined ? parentBefore : options.parentId;
-    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '' });
+    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false });
     const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1.offset);
     switchSnapshotTable(image, entries);
     image.flush();
