@@ -13,23 +13,11 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { ConvertRequest } from '../src/shared/qcow2/convert/convert.ts';
 import type { ConvertReply } from './convert-worker.ts';
-import { measureCowbell, measureQemuImg, report, syncDisk, type Measurement } from './lib.ts';
+import { compareRuns, cowbellCli, measureCowbell, measureQemuImg, type CowbellRun } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';
 
 const GiB = 1024 * 1024 * 1024;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-'));
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
-/** Says so when one program's rounds differ by 1.5x or more: the machine, not the program, then sets the times. */
-function spreadNote(...sides: Measurement[][]): string {
-  const spread = Math.max(...sides.map((runs) => Math.max(...runs.map((run) => run.seconds)) / Math.min(...runs.map((run) => run.seconds))));
-  return spread >= 1.5 ? `; noisy: rounds varied up to ${spread.toFixed(1)}x` : '';
-}
 
 /** The engine loaded once in a worker thread, as in the app: each convert timed inside it. */
 class WarmEngine {
@@ -47,49 +35,13 @@ class WarmEngine {
   }
 }
 
-/** BENCH_ONLY=text runs only the comparisons whose name contains it. */
-const ONLY = process.env.BENCH_ONLY;
-
-/** How Cowbell's side of one run is done: its CLI in a process of its own, or the warm engine. */
-type CowbellRun = (output: string) => Measurement | Promise<Measurement>;
-
-const cowbellCli =
-  (args: (output: string) => string[]): CowbellRun =>
-  (output) =>
-    measureCowbell(args(output));
-
 /** The engine warm in a worker (no process start-up): what the app's jobs take. Its memory cannot be told apart from the bench's own. */
 const warmEngine =
   (engine: WarmEngine, request: (output: string) => ConvertRequest): CowbellRun =>
   async (output) => ({ seconds: await engine.convert(request(output)), peakMiB: Number.NaN });
 
-/** Runs both sides ROUNDS times, alternating; each run writes a fresh output that is removed after. */
-async function compare(name: string, note: string, runCowbell: CowbellRun, qemuArgs: (output: string) => string[], extension: string): Promise<void> {
-  if (ONLY !== undefined && !name.includes(ONLY)) return;
-  const cowbell: Measurement[] = [];
-  const qemu: Measurement[] = [];
-  for (let round = 0; round < ROUNDS; round++) {
-    // Who goes first alternates: a run can leave the machine's caches better or worse for the next.
-    for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
-      const output = path.join(folder, `${side}-${round}.${extension}`);
-      syncDisk();
-      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(output)) : await runCowbell(output);
-      (side === 'qemu' ? qemu : cowbell).push(measurement);
-      const memory = Number.isNaN(measurement.peakMiB) ? '' : `, ${measurement.peakMiB.toFixed(0)} MiB`;
-      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s${memory}\n`);
-      fs.rmSync(output, { force: true });
-    }
-  }
-  const peak = Math.max(...cowbell.map((run) => run.peakMiB));
-  report({
-    name,
-    cowbellSeconds: median(cowbell.map((run) => run.seconds)),
-    qemuSeconds: median(qemu.map((run) => run.seconds)),
-    bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
-    cowbellPeakMiB: Number.isNaN(peak) ? null : peak,
-    note: `${note}${spreadNote(cowbell, qemu)}`,
-  });
-}
+const compare = (name: string, note: string, runCowbell: CowbellRun, qemuArgs: (output: string) => string[], extension: string): Promise<void> =>
+  compareRuns({ folder, name, note, runCowbell, qemuArgs, extension });
 
 try {
   const raw = path.join(folder, 'mixed.raw');

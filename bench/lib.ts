@@ -78,3 +78,70 @@ export function syncDisk(): void {
   // Lets the file system settle after the previous run's output was removed.
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
 }
+
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5);
+/** BENCH_ONLY=text runs only the comparisons whose name contains it. */
+const ONLY = process.env.BENCH_ONLY;
+
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** Says so when one program's rounds differ by 1.5x or more: the machine, not the program, then sets the times. */
+export function spreadNote(...sides: Measurement[][]): string {
+  const spread = Math.max(...sides.map((runs) => Math.max(...runs.map((run) => run.seconds)) / Math.min(...runs.map((run) => run.seconds))));
+  return spread >= 1.5 ? `; noisy: rounds varied up to ${spread.toFixed(1)}x` : '';
+}
+
+/** How Cowbell's side of one run is done: its CLI in a process of its own, or an engine already loaded. */
+export type CowbellRun = (output: string) => Measurement | Promise<Measurement>;
+
+export const cowbellCli =
+  (args: (output: string) => string[]): CowbellRun =>
+  (output) =>
+    measureCowbell(args(output));
+
+export interface Comparison {
+  folder: string;
+  name: string;
+  note: string;
+  runCowbell: CowbellRun;
+  qemuArgs: (output: string) => string[];
+  extension: string;
+  rounds?: number;
+  /** Called with both sides' outputs of the first round before they are removed; returns more to say in the note. */
+  inspect?: (cowbellOutput: string, qemuOutput: string) => string;
+}
+
+/** Runs both sides ROUNDS times, alternating (who goes first too); each run writes a fresh output that is removed after. */
+export async function compareRuns(comparison: Comparison): Promise<void> {
+  const { folder, name, runCowbell, qemuArgs, extension } = comparison;
+  if (ONLY !== undefined && !name.includes(ONLY)) return;
+  const cowbell: Measurement[] = [];
+  const qemu: Measurement[] = [];
+  let extra = '';
+  for (let round = 0; round < (comparison.rounds ?? ROUNDS); round++) {
+    // Who goes first alternates: a run can leave the machine's caches better or worse for the next.
+    const outputs = { qemu: path.join(folder, `qemu-${round}.${extension}`), cowbell: path.join(folder, `cowbell-${round}.${extension}`) };
+    for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
+      syncDisk();
+      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(outputs.qemu)) : await runCowbell(outputs.cowbell);
+      (side === 'qemu' ? qemu : cowbell).push(measurement);
+      const memory = Number.isNaN(measurement.peakMiB) ? '' : `, ${measurement.peakMiB.toFixed(0)} MiB`;
+      process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s${memory}\n`);
+    }
+    if (round === 0 && comparison.inspect !== undefined) extra = comparison.inspect(outputs.cowbell, outputs.qemu);
+    fs.rmSync(outputs.qemu, { force: true });
+    fs.rmSync(outputs.cowbell, { force: true });
+  }
+  const peak = Math.max(...cowbell.map((run) => run.peakMiB));
+  report({
+    name,
+    cowbellSeconds: median(cowbell.map((run) => run.seconds)),
+    qemuSeconds: median(qemu.map((run) => run.seconds)),
+    bestRatio: Math.min(...cowbell.map((run) => run.seconds)) / Math.min(...qemu.map((run) => run.seconds)),
+    cowbellPeakMiB: Number.isNaN(peak) ? null : peak,
+    note: `${comparison.note}${extra}${spreadNote(cowbell, qemu)}`,
+  });
+}

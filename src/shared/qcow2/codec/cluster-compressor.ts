@@ -9,7 +9,7 @@
  * of the next.
  */
 import { Worker } from 'node:worker_threads';
-import { compressCluster, type CompressionType } from './compression.ts';
+import { compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
 
 export interface ClusterCompressor {
@@ -22,10 +22,16 @@ export interface ClusterCompressor {
 }
 
 export function inlineCompressor(type: CompressionType, clusterBytes: number): ClusterCompressor {
+  let output = new Uint8Array(0);
   return {
     compress(input, count) {
+      if (output.length < count * clusterBytes) output = new Uint8Array(count * clusterBytes);
       const results: (Uint8Array | null)[] = [];
-      for (let index = 0; index < count; index++) results.push(compressCluster(type, input.subarray(index * clusterBytes, (index + 1) * clusterBytes)));
+      for (let index = 0; index < count; index++) {
+        const slot = output.subarray(index * clusterBytes, (index + 1) * clusterBytes);
+        const length = compressClusterInto(type, input.subarray(index * clusterBytes, (index + 1) * clusterBytes), slot);
+        results.push(length === 0 ? null : slot.subarray(0, length));
+      }
       return results;
     },
     close() {},
@@ -84,12 +90,8 @@ export function workOnBatch(batch: SharedBatch, type: CompressionType, clusterBy
     if (index >= count) return;
     if (Atomics.compareExchange(batch.control, CONTROL.claim, claim, claim + 1) !== claim) continue;
     try {
-      const compressed = compressCluster(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes));
-      if (compressed === null) batch.lengths[index] = NOT_COMPRESSED;
-      else {
-        batch.output.set(compressed, index * clusterBytes);
-        batch.lengths[index] = compressed.length;
-      }
+      const length = compressClusterInto(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes), batch.output.subarray(index * clusterBytes, (index + 1) * clusterBytes));
+      batch.lengths[index] = length === 0 ? NOT_COMPRESSED : length;
     } catch {
       Atomics.store(batch.control, CONTROL.failed, 1);
     }
@@ -161,9 +163,8 @@ export function threadedCompressor(
         // is deterministic, so a late helper writing the same cluster writes the same bytes.
         for (let index = 0; index < count; index++) {
           if (batch.lengths[index] !== PENDING) continue;
-          const compressed = compressCluster(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes));
-          if (compressed !== null) batch.output.set(compressed, index * clusterBytes);
-          batch.lengths[index] = compressed === null ? NOT_COMPRESSED : compressed.length;
+          const length = compressClusterInto(type, batch.input.subarray(index * clusterBytes, (index + 1) * clusterBytes), batch.output.subarray(index * clusterBytes, (index + 1) * clusterBytes));
+          batch.lengths[index] = length === 0 ? NOT_COMPRESSED : length;
         }
       });
       if (Atomics.load(batch.control, CONTROL.failed) !== 0) throw new Qcow2Error('INTERNAL', 'compressing a cluster failed');

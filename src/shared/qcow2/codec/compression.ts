@@ -20,12 +20,15 @@ function zlibModule(): typeof Zlib {
   return loadedZlib;
 }
 
-export function decompressCluster(type: CompressionType, input: Uint8Array, clusterBytes: number): Uint8Array {
+/** One cluster's guest bytes from its compressed form, into `into` (reused by callers that copy them out at once) or a new buffer. */
+export function decompressCluster(type: CompressionType, input: Uint8Array, clusterBytes: number, into?: Uint8Array): Uint8Array {
   let output: Buffer;
   const zlib = zlibModule();
   const zstd = zlib as unknown as ZstdZlib;
   try {
     if (type === 0) {
+      const inflater = reusableInflater();
+      if (inflater !== null) return inflater.decompress(input, clusterBytes, into);
       output = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterBytes + 1 });
     } else {
       if (!zstd.zstdDecompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image uses zstd compression, which needs Node.js 22.15 or later');
@@ -36,21 +39,129 @@ export function decompressCluster(type: CompressionType, input: Uint8Array, clus
     throw new Qcow2Error('CORRUPT', 'A compressed cluster could not be decompressed', { cause: error });
   }
   if (output.length < clusterBytes) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${output.length} bytes instead of ${clusterBytes}`);
-  return output.subarray(0, clusterBytes);
+  if (into === undefined) return output.subarray(0, clusterBytes);
+  into.set(output.subarray(0, clusterBytes));
+  return into.subarray(0, clusterBytes);
 }
 
 /** Compresses one cluster; returns null when compression would not save space (QEMU then writes it plain). */
-export function compressCluster(type: CompressionType, input: Uint8Array, level?: number): Uint8Array | null {
-  let output: Buffer;
+export function compressCluster(type: CompressionType, input: Uint8Array): Uint8Array | null {
+  const output = new Uint8Array(input.length);
+  const length = compressClusterInto(type, input, output);
+  return length === 0 ? null : output.slice(0, length);
+}
+
+/**
+ * Compresses one cluster into `output` (at least as long as the input); returns the compressed
+ * length, or 0 when compression would not save space. Raw deflate goes through one zlib stream
+ * per thread, reset between clusters: a new stream per cluster (deflateRawSync) leaves tens of
+ * MiB of native garbage behind a long run, for the garbage collector to find late.
+ */
+export function compressClusterInto(type: CompressionType, input: Uint8Array, output: Uint8Array): number {
   const zlib = zlibModule();
-  const zstd = zlib as unknown as ZstdZlib;
   if (type === 0) {
-    output = zlib.deflateRawSync(input, { windowBits: 12, memLevel: 9, level: level ?? zlib.constants.Z_DEFAULT_COMPRESSION });
-  } else {
-    if (!zstd.zstdCompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'zstd compression needs Node.js 22.15 or later');
-    output = zstd.zstdCompressSync(input);
+    const deflater = reusableDeflater();
+    if (deflater !== null) return deflater.compress(input, output);
+    return fitOrZero(zlib.deflateRawSync(input, { windowBits: 12, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION }), input, output);
   }
-  return output.length >= input.length ? null : output;
+  const zstd = zlib as unknown as ZstdZlib;
+  if (!zstd.zstdCompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'zstd compression needs Node.js 22.15 or later');
+  return fitOrZero(zstd.zstdCompressSync(input), input, output);
+}
+
+function fitOrZero(compressed: Uint8Array, input: Uint8Array, output: Uint8Array): number {
+  if (compressed.length >= input.length) return 0;
+  output.set(compressed);
+  return compressed.length;
+}
+
+interface Inflater {
+  decompress(input: Uint8Array, clusterBytes: number, into?: Uint8Array): Uint8Array;
+}
+
+let inflater: Inflater | null | undefined;
+
+/**
+ * One raw-inflate stream per thread, reset between clusters (as the deflater above). A corrupt
+ * stream is reported through the handle's error callback, which this takes over; the stream is
+ * reset after it all the same.
+ */
+function reusableInflater(): Inflater | null {
+  if (!compressionSettings.reuseZlibStream) return null;
+  if (inflater !== undefined) return inflater;
+  inflater = null;
+  try {
+    const zlib = zlibModule();
+    const stream = new zlib.InflateRaw({ windowBits: 15 }) as unknown as { _handle?: Partial<ZlibHandle> & { onerror?: unknown }; _writeState?: unknown };
+    const handle = stream._handle;
+    const state = stream._writeState;
+    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
+    const native = handle as ZlibHandle & { onerror: (message: string) => void };
+    let failure: string | null = null;
+    native.onerror = (message) => {
+      failure = message;
+    };
+    const flush = zlib.constants.Z_SYNC_FLUSH;
+    inflater = {
+      decompress(input, clusterBytes, into) {
+        const output = into?.subarray(0, clusterBytes) ?? new Uint8Array(clusterBytes);
+        failure = null;
+        native.writeSync(flush, input, 0, input.length, output, 0, clusterBytes);
+        const outputLeft = state[0] ?? 0;
+        native.reset();
+        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        if (outputLeft > 0) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${clusterBytes - outputLeft} bytes instead of ${clusterBytes}`);
+        return output;
+      },
+    };
+  } catch {
+    inflater = null;
+  }
+  return inflater;
+}
+
+/** node:zlib's native stream, driven directly; its shape is checked so that another Node falls back to deflateRawSync. */
+interface ZlibHandle {
+  writeSync(flush: number, input: Uint8Array, inputOffset: number, inputLength: number, output: Uint8Array, outputOffset: number, outputLength: number): void;
+  reset(): void;
+}
+
+interface Deflater {
+  compress(input: Uint8Array, output: Uint8Array): number;
+}
+
+let deflater: Deflater | null | undefined;
+
+/** Tests turn the reusable stream off to check the fallback gives the same images. */
+export const compressionSettings = { reuseZlibStream: true };
+
+function reusableDeflater(): Deflater | null {
+  if (!compressionSettings.reuseZlibStream) return null;
+  if (deflater !== undefined) return deflater;
+  deflater = null;
+  try {
+    const zlib = zlibModule();
+    const stream = new zlib.DeflateRaw({ windowBits: 12, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION }) as unknown as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
+    const handle = stream._handle;
+    const state = stream._writeState;
+    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
+    const native = handle as ZlibHandle;
+    const finish = zlib.constants.Z_FINISH;
+    deflater = {
+      compress(input, output) {
+        // Room for one byte less than the input: what does not fit is not worth storing compressed.
+        const room = input.length - 1;
+        native.writeSync(finish, input, 0, input.length, output, 0, room);
+        const outputLeft = state[0] ?? 0;
+        const inputLeft = state[1] ?? 0;
+        native.reset();
+        return inputLeft === 0 && outputLeft > 0 ? room - outputLeft : 0;
+      },
+    };
+  } catch {
+    deflater = null;
+  }
+  return deflater;
 }
 
 /** The length of the zstd frame at the start of `input` (RFC 8878 §3.1.1), so sector padding after it is not fed to the decoder. */

@@ -99,6 +99,7 @@ export class Qcow2Image implements GuestReader {
   private readonly writeGuard: FailStopFile;
   private readonly dirtyL1 = new Set<number>();
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
+  private decompressBuffer: Uint8Array | null = null;
   private preparedForWrite = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
@@ -368,7 +369,10 @@ export class Qcow2Image implements GuestReader {
     const maxCompressed = this.clusterBytes + 2 * 512;
     const input = new Uint8Array(Math.min(entry.compressedSize, maxCompressed));
     const count = this.file.read(input, entry.hostOffset);
-    const bytes = decompressCluster(this.header.compressionType, input.subarray(0, count), this.clusterBytes);
+    // One buffer, reused: every caller copies the bytes out before the next decompression.
+    this.decompressed = null;
+    this.decompressBuffer ??= new Uint8Array(this.clusterBytes);
+    const bytes = decompressCluster(this.header.compressionType, input.subarray(0, count), this.clusterBytes, this.decompressBuffer);
     this.decompressed = { hostOffset: entry.hostOffset, bytes };
     return bytes;
   }

@@ -261,24 +261,28 @@ class ImageWriter {
       const item = items[index];
       const form = forms[index];
       if (item === undefined || form === undefined) continue;
-      let placement: Placement;
       if (form === 'zero' || form === 'unallocated') {
-        placement = { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 };
+        this.place(item, { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 });
         this.result.zeroClusters++;
-      } else if (form === 'keep-compressed' && item.stored !== null) {
-        placement = { offset: this.host.appendCompressed(item.stored, item.references), compressedSize: item.stored.length };
-        this.result.compressedClusters++;
-      } else {
-        const bytes = form === 'compress' ? (compressed[compressedIndex++] ?? null) : null;
-        if (bytes !== null) {
-          placement = { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length };
-          this.result.compressedClusters++;
-        } else {
-          placement = { offset: this.host.appendClusters(this.slot(index), item.references), compressedSize: 0 };
-          this.result.storedClusters++;
-        }
+        continue;
       }
-      this.place(item, placement);
+      const bytes = form === 'keep-compressed' ? item.stored : form === 'compress' ? (compressed[compressedIndex++] ?? null) : null;
+      if (bytes !== null) {
+        this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
+        this.result.compressedClusters++;
+        continue;
+      }
+      // Clusters stored whole, side by side in the batch with the same reference count: one append
+      // (large ones go to the file straight from the batch, uncopied).
+      let end = index + 1;
+      while (end < items.length && forms[end] === 'store' && items[end]?.references === item.references) end++;
+      const offset = this.host.appendClusters(this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes), item.references);
+      for (let stored = index; stored < end; stored++) {
+        const storedItem = items[stored];
+        if (storedItem !== undefined) this.place(storedItem, { offset: offset + (stored - index) * this.clusterBytes, compressedSize: 0 });
+      }
+      this.result.storedClusters += end - index;
+      index = end - 1;
     }
     this.doneClusters += items.length;
     this.job.progress('copying', this.doneClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
@@ -327,7 +331,7 @@ class ImageWriter {
     if (item.compressed && item.stored !== null) {
       const sameType = this.options.compressionType === this.source.header.compressionType;
       if (policy !== 'uncompress' && sameType && item.stored.length < this.clusterBytes) return 'keep-compressed';
-      slot.set(decompressCluster(this.source.header.compressionType, item.stored, this.clusterBytes));
+      decompressCluster(this.source.header.compressionType, item.stored, this.clusterBytes, slot);
       item.stored = null;
     }
     if (isAllZero(slot) && this.zeroForm !== 'stored') return this.zeroForm;

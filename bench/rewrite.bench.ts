@@ -1,0 +1,125 @@
+/**
+ * Compress, compact and convert keeping snapshots, on a 512 MiB mixed disk (and the same disk
+ * with 3 snapshots), each beside qemu-img doing the nearest work in the same run: `convert -c -W`
+ * (which drops snapshots) for compress, `convert` for compact and convert. Targets (issue 18):
+ * compress ≤ 1.0 × `qemu-img convert -c -W`, size ≤ 1.03 × qemu-img's output for the disk
+ * without snapshots; compact and convert ≤ 1.0 × `qemu-img convert`; peak memory ≤ 160 MiB.
+ * With snapshots, the size is set against what qemu-img needs to keep the same states: one
+ * export per snapshot (`-l`) plus the current state, each compressed.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { compareRuns, cowbellCli, measureCowbell, measureQemuImg } from './lib.ts';
+import { writeMixedImage } from './mixed-image.ts';
+
+const MiB = 1024 * 1024;
+const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-rewrite-'));
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+const size = (file: string): number => fs.statSync(file).size;
+
+/** Cowbell's output size over qemu-img's, for the note. */
+const sizeRatio = (cowbellOutput: string, qemuOutput: string): string =>
+  `; size ${(size(cowbellOutput) / MiB).toFixed(0)} MiB = ${(size(cowbellOutput) / size(qemuOutput)).toFixed(3)} × qemu-img's`;
+
+/** The disk with three snapshots and 32 MiB rewritten between each (random and text data moved around). */
+function withSnapshots(source: string, target: string): void {
+  fs.copyFileSync(source, target);
+  for (let index = 0; index < 3; index++) {
+    measureQemuImg(['snapshot', '-c', `s${index}`, target]);
+    const raw = path.join(folder, `patch-${index}.raw`);
+    writeMixedImage(raw, 32 * MiB, 0x1000 + index);
+    // The patch lands at a different place each time (qemu-io's write -s takes its data from a file).
+    const result = spawnSync('qemu-io', ['-f', 'qcow2', '-c', `write -s ${raw} ${(index * 96 + 16) * MiB} ${32 * MiB}`, target], { encoding: 'utf8' });
+    if (result.status !== 0 || /error|failed/i.test(result.stdout + result.stderr)) throw new Error(`qemu-io write -s failed:\n${result.stdout}${result.stderr}`);
+  }
+}
+
+/** What qemu-img needs to keep every state of `image` compressed: one export per snapshot plus the current state. */
+function qemuPerStateBytes(image: string): number {
+  let total = 0;
+  for (const name of ['s0', 's1', 's2', null]) {
+    const output = path.join(folder, `state-${name ?? 'current'}.qcow2`);
+    measureQemuImg(['convert', '-c', '-W', '-O', 'qcow2', ...(name === null ? [] : ['-l', `snapshot.name=${name}`]), image, output]);
+    total += size(output);
+    fs.rmSync(output);
+  }
+  return total;
+}
+
+try {
+  const raw = path.join(folder, 'mixed.raw');
+  const plain = path.join(folder, 'plain.qcow2');
+  const snapshotted = path.join(folder, 'snapshots.qcow2');
+  process.stderr.write(`making a 512 MiB mixed disk in ${folder}\n`);
+  writeMixedImage(raw, 512 * MiB);
+  measureQemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, plain]);
+  withSnapshots(plain, snapshotted);
+  // Untimed: warms Node's compile cache for the Cowbell runs.
+  measureCowbell(['compact', plain, path.join(folder, 'warm.qcow2')]);
+  fs.rmSync(path.join(folder, 'warm.qcow2'));
+
+  const qemuCompressW = (source: string) => (output: string) => ['convert', '-c', '-W', '-O', 'qcow2', source, output];
+  const qemuCompress = (source: string) => (output: string) => ['convert', '-c', '-O', 'qcow2', source, output];
+  const qemuCopy = (source: string) => (output: string) => ['convert', '-O', 'qcow2', source, output];
+  const base = { folder, extension: 'qcow2', rounds: ROUNDS };
+
+  await compareRuns({
+    ...base,
+    name: 'compress 512 MiB (qemu-img convert -c -W)',
+    note: 'target ≤ 1.0, size ≤ 1.03, ≤ 160 MiB',
+    runCowbell: cowbellCli((output) => ['compress', plain, output]),
+    qemuArgs: qemuCompressW(plain),
+    inspect: sizeRatio,
+  });
+  await compareRuns({
+    ...base,
+    name: 'compress 512 MiB, --no-verify (qemu-img convert -c -W)',
+    note: 'informational: without the final comparison of every state',
+    runCowbell: cowbellCli((output) => ['compress', '--no-verify', plain, output]),
+    qemuArgs: qemuCompressW(plain),
+  });
+  await compareRuns({
+    ...base,
+    name: 'compress 512 MiB (qemu-img convert -c, one core)',
+    note: 'informational: qemu-img without out-of-order writes',
+    runCowbell: cowbellCli((output) => ['compress', plain, output]),
+    qemuArgs: qemuCompress(plain),
+  });
+  const perState = qemuPerStateBytes(snapshotted);
+  await compareRuns({
+    ...base,
+    name: 'compress 512 MiB + 3 snapshots (qemu-img -c -W drops them)',
+    note: 'target ≤ 1.0, ≤ 160 MiB',
+    runCowbell: cowbellCli((output) => ['compress', snapshotted, output]),
+    qemuArgs: qemuCompressW(snapshotted),
+    inspect: (cowbellOutput) => `; size ${(size(cowbellOutput) / MiB).toFixed(0)} MiB with every state, qemu-img's exports of the 4 states ${(perState / MiB).toFixed(0)} MiB (${(size(cowbellOutput) / perState).toFixed(2)} ×)`,
+  });
+  await compareRuns({
+    ...base,
+    name: 'compact 512 MiB + 3 snapshots (qemu-img convert)',
+    note: 'target ≤ 1.0, ≤ 160 MiB; qemu-img drops the snapshots',
+    runCowbell: cowbellCli((output) => ['compact', snapshotted, output]),
+    qemuArgs: qemuCopy(snapshotted),
+    inspect: sizeRatio,
+  });
+  await compareRuns({
+    ...base,
+    name: 'convert qcow2→qcow2 512 MiB + 3 snapshots (qemu-img convert)',
+    note: 'target ≤ 1.0, ≤ 160 MiB; qemu-img drops the snapshots',
+    runCowbell: cowbellCli((output) => ['convert', '-O', 'qcow2', snapshotted, output]),
+    qemuArgs: qemuCopy(snapshotted),
+    inspect: sizeRatio,
+  });
+  await compareRuns({
+    ...base,
+    name: 'compact 512 MiB + 3 snapshots, --no-verify (qemu-img convert)',
+    note: 'informational: without the final comparison of every state',
+    runCowbell: cowbellCli((output) => ['compact', '--no-verify', snapshotted, output]),
+    qemuArgs: qemuCopy(snapshotted),
+  });
+} finally {
+  fs.rmSync(folder, { recursive: true, force: true });
+}
