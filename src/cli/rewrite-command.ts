@@ -6,7 +6,7 @@ import * as os from 'node:os';
 import { formatBytes } from '../shared/format-units.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
-import { flag } from './args.ts';
+import { flag, option } from './args.ts';
 import { progressPrinter, runCancellably } from './cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { parseOptionString } from './image-options.ts';
@@ -21,6 +21,7 @@ export const REWRITE_OPTIONS = {
   'no-verify': { type: 'boolean' },
   'drop-bitmaps': { type: 'boolean' },
   force: { type: 'boolean' },
+  cache: { type: 'string', short: 't' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -35,6 +36,7 @@ export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<Rewr
     verify: !flag(args, 'no-verify'),
     dropBitmaps: flag(args, 'drop-bitmaps'),
     overwrite: flag(args, 'force'),
+    durable: request.durable ?? cacheMode(option(args, 'cache')),
   };
   let result: RewriteResult;
   try {
@@ -70,6 +72,19 @@ function summary(result: RewriteResult): string {
   const kept = result.snapshots === 1 ? '1 snapshot kept' : `${result.snapshots} snapshots kept`;
   const where = result.inPlace ? result.target : `${result.target} (the original is unchanged)`;
   return `${where}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${change}), ${kept}${result.verified ? ', every state verified' : ''}`;
+}
+
+/**
+ * qemu-img's -t: whether a new output is flushed to disk before it takes its name. Every mode but
+ * unsafe flushes; unsafe does not (a power failure may leave the output incomplete). A disk
+ * rewritten in place is always flushed before it replaces the old one.
+ */
+const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
+
+export function cacheMode(value: string | undefined): boolean {
+  if (value === undefined) return true;
+  if (!CACHE_MODES.includes(value)) throw new UsageError(`-t must be one of ${CACHE_MODES.join(', ')}, not ${value}`);
+  return value !== 'unsafe';
 }
 
 /** `-o compression_type=zlib|zstd`, the only option a rewrite takes. */

@@ -247,5 +247,6 @@ describe('cowbell convert, short runs', () => {
     } finally {
       work.cleanup();
     }
-  });
+    // Twelve processes: a few seconds on an idle machine, more on a busy one (no timing is asserted).
+  }, 60_000);
 });

@@ -10,7 +10,7 @@ import { flag, option } from '../args.ts';
 import { progressPrinter, runCancellably } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
-import { MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
+import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 
 /**
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
@@ -69,15 +69,15 @@ export const convert: Command = {
     if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots')) {
       const compressionType = assertSnapshotsCanBeKept(source, options);
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
-      return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType }, { printSummary: false });
-    }
-    if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
-      io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} is copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
+      return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable }, { printSummary: false });
     }
     try {
       await convertCancellably({ source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
+    }
+    if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
+      io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} was copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
     }
     return EXIT_OK;
   },
@@ -93,20 +93,6 @@ async function convertCancellably(request: ConvertRequest, onProgress: (stage: s
   await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
 }
 
-/**
- * qemu-img's -t: the output's cache mode. Cowbell's default is writeback, qemu-img convert's is
- * unsafe. Every mode but unsafe flushes the output to disk before it takes its name; unsafe skips
- * that flush (a power failure may then leave an incomplete output; an existing file being replaced
- * is flushed whatever the mode).
- */
-const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
-
-function cacheMode(value: string | undefined): boolean {
-  if (value === undefined) return true;
-  if (!CACHE_MODES.includes(value)) throw new UsageError(`convert: -t must be one of ${CACHE_MODES.join(', ')}, not ${value}`);
-  return value !== 'unsafe';
-}
-
 /** qemu-img's -l: `NAME`, `snapshot.name=NAME` or `snapshot.id=ID` (names are looked up first, then ids). */
 function snapshotOption(value: string | undefined): string | undefined {
   if (value === undefined) return undefined;
@@ -116,9 +102,9 @@ function snapshotOption(value: string | undefined): string | undefined {
   return name;
 }
 
-/** How many internal snapshots the source holds (0 for a raw source). */
+/** How many internal snapshots the source holds (0 for a raw source, or one that is not what -f says: convert reports that). */
 function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
-  if ((sourceFormat ?? detectFormat(source)) !== 'qcow2') return 0;
+  if (sourceFormat === 'raw' || detectFormat(source) !== 'qcow2') return 0;
   return readImageInfo(source).snapshots?.length ?? 0;
 }
 

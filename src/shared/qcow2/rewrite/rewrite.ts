@@ -46,6 +46,11 @@ export interface RewriteRequest {
   verify?: boolean;
   /** Replace an existing target that is not the source (by default an error). */
   overwrite?: boolean;
+  /**
+   * Flush a new output to disk before it takes its name (default true); false is qemu-img's cache
+   * mode "unsafe". A file being replaced — the source itself above all — is always flushed first.
+   */
+  durable?: boolean;
   /** Test seams. */
   fileSystem?: AtomicFileSystem;
   openFile?: (filePath: string) => BlockFile;
@@ -145,7 +150,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       {
         overwrite: inPlace || request.overwrite === true,
         fileSystem: request.fileSystem,
-        durable: true,
+        durable: request.durable ?? true,
         beforeCommit: () => job.throwIfCancelled(),
       },
     );
