@@ -10,10 +10,10 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { _electron as electron, type ElectronApplication, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { electronBinary } from '../../scripts/lib/electron-binary.ts';
+import { installedElectronBinary } from '../../scripts/lib/electron-binary.ts';
 import { eventually, makeTempDir, qemuImg, repoRoot, screenshot } from './harness.ts';
 
-const binary = electronBinary();
+const binary = installedElectronBinary();
 if (!binary) console.log('SKIPPED: no Electron binary on this machine (node_modules/electron/dist); the Electron e2e test did not run');
 
 interface Display {
