@@ -51,6 +51,7 @@ export function legacyAesDiskCipher(passphrase: string | Uint8Array): DiskCipher
 
 /** Parses the LUKS header at the start of an area of `areaLength` bytes and unlocks it with `passphrase`. */
 export function openLuksDiskCipher(readArea: LuksAreaReader, areaLength: number, passphrase: Passphrase, job: JobContext = silentJob): OpenedLuks {
+  if (areaLength < LUKS_PHDR_BYTES) throw new Qcow2Error('CORRUPT', `The LUKS area is ${areaLength} bytes long, too short for a LUKS header`);
   const header = parseLuksHeader(readArea(0, LUKS_PHDR_BYTES), areaLength);
   const { masterKey, slot } = unlockLuks(header, readArea, passphrase, job);
   try {
