@@ -71,6 +71,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     short: 'Wrong passphrase',
     title: 'The passphrase does not unlock this disk.',
   },
+  LOCKED: {
+    short: 'Encrypted',
+    title: 'This disk is encrypted: its data can be read only with its passphrase.',
+    hint: 'Unlock it with its passphrase; its snapshots and space can be seen without it.',
+  },
   INVALID_ARGUMENT: {
     short: 'Invalid values',
     title: 'Cowbell could not do this with the values given.',

@@ -13,6 +13,8 @@ export const ERROR_CODES = [
   'READ_ONLY',
   'IN_USE',
   'BAD_PASSPHRASE',
+  /** The disk is encrypted and this needs its data: unlock it with its passphrase. */
+  'LOCKED',
   'INVALID_ARGUMENT',
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',

@@ -39,6 +39,10 @@ import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
 import { TableCache } from './table-cache.ts';
+import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
+import type { Passphrase } from '../crypto/luks-keys.ts';
+import type { JobContext } from '../job-context.ts';
+import { SECTOR } from '../format/limits.ts';
 
 export interface OpenImageOptions {
   readOnly?: boolean;
@@ -60,6 +64,15 @@ export interface OpenImageOptions {
   refuseInUse?: boolean;
   /** Upper bounds of the metadata caches (defaults: 32 MiB of L2 tables, 4 MiB of refcount blocks); tests make them tiny to force evictions. */
   cacheBytes?: { l2Tables?: number; refcountBlocks?: number };
+  /**
+   * An encrypted image's passphrase (and its backing files', where they are encrypted too): without
+   * it metadata reads work and data reads fail with LOCKED. A wrong one is BAD_PASSPHRASE at open.
+   */
+  passphrase?: Passphrase;
+  /** The data cipher, already unlocked (a rewrite's new image; saves a second PBKDF2). Wins over passphrase. */
+  cipher?: DiskCipher;
+  /** Progress and cancel for unlocking (PBKDF2 takes seconds). */
+  job?: JobContext;
 }
 
 /** An L1 table in memory: the active one (mutable) or a snapshot's (read-only). */
@@ -103,6 +116,8 @@ export class Qcow2Image implements GuestReader {
   private preparedForWrite = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
+  /** An encrypted image's data cipher once unlocked; null for a plain image or one still locked. */
+  cipher: DiskCipher | null = null;
 
   private constructor(file: FailStopFile, header: Header, l1: L1Table, refcounts: Refcounts, snapshots: SnapshotEntry[], backing: GuestReader | null, backingPath: string | null, l2CacheBytes: number) {
     this.file = file;
@@ -167,6 +182,7 @@ export class Qcow2Image implements GuestReader {
       if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
     }
     const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
+    if (header.cryptMethod !== 0) image.cipher = options.cipher ?? (options.passphrase !== undefined ? openImageCipher(file, header, options.passphrase, options.job).cipher : null);
     image.snapshotTableBytes = snapshotTable.length;
     image.collectMetadataClusters(clusterBytes);
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
@@ -251,7 +267,7 @@ export class Qcow2Image implements GuestReader {
     let runStart = 0;
     let runLength = 0;
     const readRun = (): void => {
-      if (runLength > 0) this.readHost(runHost, buffer.subarray(runStart, runStart + runLength));
+      if (runLength > 0) this.readData(runHost, guestOffset + runStart, buffer.subarray(runStart, runStart + runLength));
       runLength = 0;
     };
     let done = 0;
@@ -281,7 +297,7 @@ export class Qcow2Image implements GuestReader {
   }
 
   private assertReadable(): void {
-    if (this.header.cryptMethod !== 0) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image is encrypted; reading its data is not supported yet');
+    if (this.header.cryptMethod !== 0 && this.cipher === null) throw lockedError();
     if ((this.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image keeps its data in an external data file, which Cowbell cannot read yet');
   }
 
@@ -328,7 +344,7 @@ export class Qcow2Image implements GuestReader {
       return;
     }
     if (this.l2Format.extendedL2) return this.readSubclusters(entry, clusterStart, inCluster, target);
-    this.readHost(entry.hostOffset + inCluster, target);
+    this.readData(entry.hostOffset + inCluster, clusterStart + inCluster, target);
   }
 
   private readSubclusters(entry: L2Entry, clusterStart: number, inCluster: number, target: Uint8Array): void {
@@ -343,7 +359,7 @@ export class Qcow2Image implements GuestReader {
       if (allocated && zero) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is both allocated and zero`);
       if (allocated) {
         if (entry.hostOffset === 0) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in an unallocated cluster`);
-        this.readHost(entry.hostOffset + within, part);
+        this.readData(entry.hostOffset + within, clusterStart + within, part);
       } else if (zero) part.fill(0);
       else this.readBelow(clusterStart + within, part);
       done += length;
@@ -353,6 +369,48 @@ export class Qcow2Image implements GuestReader {
   private readHost(hostOffset: number, target: Uint8Array): void {
     const count = this.file.read(target, hostOffset);
     if (count < target.length) target.fill(0, count);
+  }
+
+  /**
+   * Guest bytes stored at `hostOffset` (a data cluster, not a compressed one): as they are, or
+   * decrypted. Encryption works on whole 512-byte sectors, so a part-sector read decrypts the
+   * sectors around it (host and guest offsets share their place within a sector).
+   */
+  readData(hostOffset: number, guestOffset: number, target: Uint8Array): void {
+    const cipher = this.cipher;
+    if (cipher === null) {
+      if (this.header.cryptMethod !== 0) throw lockedError();
+      this.readHost(hostOffset, target);
+      return;
+    }
+    const head = hostOffset % SECTOR;
+    if (head === 0 && target.length % SECTOR === 0) {
+      this.readHost(hostOffset, target);
+      cipher.decrypt(target, hostOffset, guestOffset);
+      return;
+    }
+    const sectors = new Uint8Array(Math.ceil((head + target.length) / SECTOR) * SECTOR);
+    this.readHost(hostOffset - head, sectors);
+    cipher.decrypt(sectors, hostOffset - head, guestOffset - head);
+    target.set(sectors.subarray(head, head + target.length));
+  }
+
+  /**
+   * Writes guest bytes to a data cluster at `hostOffset` — encrypted for its place when the image
+   * is. Every guest-data write goes through here, so plaintext never reaches an encrypted image.
+   * `data` must cover whole sectors when the image is encrypted.
+   */
+  writeData(hostOffset: number, guestOffset: number, data: Uint8Array): void {
+    const cipher = this.cipher;
+    if (cipher === null) {
+      if (this.header.cryptMethod !== 0) throw lockedError();
+      this.file.write(data, hostOffset);
+      return;
+    }
+    if (hostOffset % SECTOR !== 0 || data.length % SECTOR !== 0) throw new Qcow2Error('INTERNAL', 'encrypted data must be written in whole sectors');
+    const sealed = data.slice();
+    cipher.encrypt(sealed, hostOffset, guestOffset);
+    this.file.write(sealed, hostOffset);
   }
 
   /** Unallocated: the backing file's bytes, or zeros. */
@@ -447,12 +505,20 @@ export class Qcow2Image implements GuestReader {
     if (entry.kind === 'normal' && this.refcounts.get(entry.hostOffset / this.clusterBytes) === 1) {
       this.assertDataCluster(entry.hostOffset);
       const allocatedAll = !this.l2Format.extendedL2 || entry.allocMask === 0xffffffff;
-      if (allocatedAll || whole) {
-        this.file.write(data, entry.hostOffset + inCluster);
+      const sectorAligned = inCluster % SECTOR === 0 && data.length % SECTOR === 0;
+      if ((allocatedAll || whole) && (this.cipher === null || sectorAligned)) {
+        this.writeData(entry.hostOffset + inCluster, clusterStart + inCluster, data);
+      } else if (allocatedAll) {
+        // An encrypted cluster changes in whole sectors: the sectors around the write, merged.
+        const first = Math.floor(inCluster / SECTOR) * SECTOR;
+        const end = Math.ceil((inCluster + data.length) / SECTOR) * SECTOR;
+        const merged = this.clusterContent(clusterStart).subarray(first, end);
+        merged.set(data, inCluster - first);
+        this.writeData(entry.hostOffset + first, clusterStart + first, merged);
       } else {
         const merged = this.clusterContent(clusterStart);
         merged.set(data, inCluster);
-        this.file.write(merged, entry.hostOffset);
+        this.writeData(entry.hostOffset, clusterStart, merged);
       }
       if (!entry.copied || !allocatedAll) {
         encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset: entry.hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
@@ -467,7 +533,7 @@ export class Qcow2Image implements GuestReader {
     }
     const hostOffset = this.refcounts.allocate(1);
     this.assertDataCluster(hostOffset);
-    this.file.write(content, hostOffset);
+    this.writeData(hostOffset, clusterStart, content);
     encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
     slot.table.dirty = true;
     this.releaseEntry(entry);
@@ -668,10 +734,17 @@ export class Qcow2Image implements GuestReader {
       // After a failed write the tables in memory may point where the file does not: keep what is on disk.
       if (!this.readOnly && this.writeGuard.failure === null && this.hasUnflushedChanges()) this.flush();
     } finally {
+      this.cipher?.close();
+      this.cipher = null;
       this.backing?.close();
       this.file.close();
     }
   }
+}
+
+/** What reading an encrypted image's data without its passphrase gives. */
+export function lockedError(): Qcow2Error {
+  return new Qcow2Error('LOCKED', 'The disk is encrypted: unlock it with its passphrase to read or change its data');
 }
 
 /** The snapshot named `nameOrId` (a name first, as qemu-img looks them up), or SNAPSHOT_NOT_FOUND. */
@@ -772,7 +845,8 @@ function openBacking(imagePath: string, backingPath: string, format: string | nu
       return new RawImage(file);
     }
     if (format !== null && format !== 'qcow2') throw new Qcow2Error('UNSUPPORTED_FEATURE', `Backing file format ${format} is not supported (qcow2 and raw are)`);
-    return Qcow2Image.openFile(file, { ...options, readOnly: true, chain });
+    // An unlocked cipher is this image's own; an encrypted backing file is unlocked with the passphrase.
+    return Qcow2Image.openFile(file, { ...options, cipher: undefined, readOnly: true, chain });
   } catch (error) {
     file.close();
     throw error;
