@@ -5,7 +5,7 @@ import { legacyAesKey } from '../../../src/shared/qcow2/crypto/legacy-aes.ts';
 import { parseHeader } from '../../../src/shared/qcow2/format/header.ts';
 import { NodeBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { firstDifference, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { PATTERN_WRITES, checkEncrypted, createLegacyAesImage, dataClusters, decryptGuest, expectedGuest, patternCommands, qemuIoEncrypted } from './luks-images.ts';
+import { PATTERN_WRITES, checkEncrypted, createLegacyAesImage, dataClusters, decryptGuest, expectedGuest, patternCommands, qemuIoEncrypted } from '../../helpers/encrypted-images.ts';
 
 /** Longer than 16 bytes: the legacy key is its first 16. */
 const PASS = 'legacy-moo-0123456789';

@@ -18,7 +18,7 @@ import {
   rawOfEncrypted,
   readLuksArea,
   type LuksImageOptions,
-} from './luks-images.ts';
+} from '../../helpers/encrypted-images.ts';
 
 const PASS = 'moo-cow-pass';
 const NEW_PASS = 'second-bell';

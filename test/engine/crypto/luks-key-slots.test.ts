@@ -22,7 +22,7 @@ import {
   rawOfEncrypted,
   readLuksArea,
   secret,
-} from './luks-images.ts';
+} from '../../helpers/encrypted-images.ts';
 
 const PASS = 'moo-cow-pass';
 const NEW_PASS = 'second-bell';

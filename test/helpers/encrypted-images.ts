@@ -5,13 +5,13 @@
  * qemu-img runs that pass the passphrase as a secret object, and the image's LUKS area read back.
  */
 import * as fs from 'node:fs';
-import { parseCryptoHeaderExtension, type CryptoHeaderExtension } from '../../../src/shared/qcow2/format/crypto-header-extension.ts';
-import { EXT_CRYPTO_HEADER, clusterSize, findExtension, parseHeader, type Header } from '../../../src/shared/qcow2/format/header.ts';
-import { LUKS_PHDR_BYTES, parseLuksHeader, type LuksHeader } from '../../../src/shared/qcow2/format/luks-header.ts';
-import type { LuksAreaReader } from '../../../src/shared/qcow2/crypto/luks-area.ts';
-import type { DiskCipher } from '../../../src/shared/qcow2/crypto/disk-cipher.ts';
-import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
-import { runTool, tempDir, type ToolResult } from '../../helpers/qemu.ts';
+import { parseCryptoHeaderExtension, type CryptoHeaderExtension } from '../../src/shared/qcow2/format/crypto-header-extension.ts';
+import { EXT_CRYPTO_HEADER, clusterSize, findExtension, parseHeader, type Header } from '../../src/shared/qcow2/format/header.ts';
+import { LUKS_PHDR_BYTES, parseLuksHeader, type LuksHeader } from '../../src/shared/qcow2/format/luks-header.ts';
+import type { LuksAreaReader } from '../../src/shared/qcow2/crypto/luks-area.ts';
+import type { DiskCipher } from '../../src/shared/qcow2/crypto/disk-cipher.ts';
+import { Qcow2Image } from '../../src/shared/qcow2/image/image.ts';
+import { runTool, tempDir, type ToolResult } from './qemu.ts';
 
 export interface LuksImageOptions {
   cipherAlg?: 'aes-128' | 'aes-192' | 'aes-256';
