@@ -118,7 +118,7 @@ export interface SnapshotExport {
   target: string;
   format: 'qcow2' | 'raw';
   virtualSize: number;
-  /** The new file's size on disk. */
+  /** The new file's size (a raw file is as long as the disk, sparse where the drive allows). */
   fileBytes: number;
 }
 
