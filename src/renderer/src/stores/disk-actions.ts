@@ -11,7 +11,7 @@ import { useJobsStore } from './jobs.ts';
 import { useLibraryStore } from './library.ts';
 import { useSnapshotActions } from './snapshot-actions.ts';
 
-export const ENCRYPTED_REWRITE = 'This disk is encrypted. Cowbell cannot compress or compact encrypted disks yet; nothing would be changed.';
+export const ENCRYPTED_REWRITE = 'This disk is encrypted. Cowbell cannot compress or compact encrypted disks yet.';
 export const ENCRYPTED_EXPORT = 'This disk is encrypted. Cowbell cannot read an encrypted disk’s data yet, so it cannot save a snapshot of it as a new disk.';
 export const WRITTEN_ELSEWHERE = 'Another program (a running VM or qemu-nbd) is writing this disk, so a copy would catch it mid-change. Shut that program down first.';
 
