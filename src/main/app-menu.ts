@@ -38,6 +38,8 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
         { type: 'separator' },
         item('New Disk…', 'disk.create'),
         item('Check Disk…', 'disk.check'),
+        item('Compact Disk…', 'disk.compact'),
+        item('Compress Disk…', 'disk.compress'),
         { type: 'separator' },
         item('Close Disk', 'close', 'CmdOrCtrl+W'),
         ...(isMac ? [] : [{ type: 'separator' as const }, { role: 'quit' as const }]),
@@ -51,6 +53,8 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
         item('Revert to Snapshot…', 'snapshot.revert'),
         item('Rename Snapshot…', 'snapshot.rename', 'F2'),
         item('Delete Snapshot…', 'snapshot.delete', 'Delete'),
+        { type: 'separator' },
+        item('Save Snapshot as New Disk…', 'snapshot.export'),
       ],
     },
     {

@@ -6,6 +6,8 @@ import { createPool } from './pool.ts';
 
 export interface BackendOptions extends Omit<HandlerSeam, 'jobs' | 'watcher'> {
   workerFile: string;
+  /** compress-worker.ts's built chunk (Electron); browser mode runs the sources, where the engine finds it. */
+  compressWorker?: string;
   maxThreads?: number;
   /** Tests only: job kinds of their own, matched by their worker file. */
   jobSpecs?: JobSpecs;
@@ -20,7 +22,11 @@ export interface Backend {
 
 export function createBackend(options: BackendOptions): Backend {
   const events = createEventHub();
-  const pool = createPool({ workerFile: options.workerFile, maxThreads: options.maxThreads });
+  const pool = createPool({
+    workerFile: options.workerFile,
+    maxThreads: options.maxThreads,
+    workerSettings: options.compressWorker === undefined ? undefined : { compressWorker: options.compressWorker },
+  });
   const jobs = createJobManager({ pool, emit: events.emit, specs: options.jobSpecs });
   const watcher = createImageWatcher({ emit: events.emit });
   const handle = createRequestHandle({

@@ -2,6 +2,8 @@
 import { join } from 'node:path';
 import { app, Menu, session, type BrowserWindow } from 'electron';
 import workerFile from './worker/worker.ts?modulePath';
+// A compress job's helper threads run this chunk (the engine's default path is to the source file).
+import compressWorkerFile from '../shared/qcow2/codec/compress-worker.ts?modulePath';
 import { unpackedPath } from './asar-paths.ts';
 import { installAppMenu, type AppMenu } from './app-menu.ts';
 import { APP_ORIGIN, registerAppScheme, serveRenderer } from './app-protocol.ts';
@@ -65,6 +67,7 @@ function startApp(): void {
     let menu: AppMenu | null = null;
     const running = createBackend({
       workerFile: unpackedPath(workerFile),
+      compressWorker: unpackedPath(compressWorkerFile),
       mode: 'electron',
       version: app.getVersion(),
       initialPaths: () => initialPaths,

@@ -3,12 +3,14 @@ import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { fromWireError } from './errors.ts';
-import { isEndMessage, isProgressMessage, isWorkerOutcome, type ProgressMessage, type WorkerTask } from './worker/protocol.ts';
+import { isEndMessage, isProgressMessage, isWorkerOutcome, type ProgressMessage, type WorkerSettings, type WorkerTask } from './worker/protocol.ts';
 
 export interface PoolOptions {
   /** The worker entry: src/main/worker/worker.ts, its built chunk, or a test worker. */
   workerFile: string;
   maxThreads?: number;
+  /** Handed to every worker as it starts (workerData); without it a worker uses its defaults. */
+  workerSettings?: Partial<WorkerSettings>;
   /** How long a cancelled job may take to notice its flag before its thread is terminated. */
   cancelGraceMs?: number;
 }
@@ -35,6 +37,7 @@ export function createPool(options: PoolOptions): JobPool {
     maxThreads: options.maxThreads ?? defaultThreads(),
     minThreads: 0,
     idleTimeout: 30_000,
+    workerData: options.workerSettings,
     // A thread that dies or is terminated must not keep its files open: their image locks would
     // keep the disk "in use" until Cowbell quits. (Piscina's default; stated because it matters.)
     trackUnmanagedFds: true,

@@ -25,6 +25,8 @@ interface FileArgument {
 interface JobPaths {
   target: PathRole;
   fileArguments?: readonly FileArgument[];
+  /** Arguments naming a file the job makes: each must be a new file, as a `new-file` target. */
+  newFileArguments?: readonly string[];
 }
 
 // A Record over the contract's job kinds: a new kind does not compile until its paths are decided here.
@@ -41,6 +43,10 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'snapshot.apply': { target: 'existing-file' },
   'snapshot.delete': { target: 'existing-file' },
   'snapshot.rename': { target: 'existing-file' },
+  'image.rewritePreview': { target: 'existing-file' },
+  'image.compress': { target: 'existing-file' },
+  'image.compact': { target: 'existing-file' },
+  'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */
@@ -109,6 +115,10 @@ export async function requireJobPaths(kind: string, path: unknown, args: unknown
   if (paths.target === 'new-file') await requireNewFile(path);
   else await requireExistingFile(path);
   if (typeof args !== 'object' || args === null) return;
+  for (const name of paths.newFileArguments ?? []) {
+    const value = (args as Record<string, unknown>)[name];
+    if (value !== undefined) await requireNewFile(value);
+  }
   for (const argument of paths.fileArguments ?? []) {
     const value = (args as Record<string, unknown>)[argument.name];
     if (value === undefined) continue;

@@ -319,6 +319,13 @@ describe('the disk changing under Cowbell', () => {
     const tooltip = await page.getByTestId('write-actions').getAttribute('title');
     expect(tooltip).toMatch(/^Read-only: .*marked corrupt/);
     expect(await page.locator('.take-wrap').getAttribute('title')).toBe(tooltip);
+    // Compress and compact replace the file: refused with the same reason. Saving a snapshot only reads it.
+    for (const action of ['compress-button', 'compact-button']) {
+      const button = page.getByTestId(action);
+      expect(await button.isDisabled()).toBe(true);
+      expect(await button.locator('xpath=..').getAttribute('title')).toBe(tooltip);
+    }
+    expect(await page.getByTestId('action-export').isDisabled()).toBe(false);
     await screenshot(page, 'read-only-banner');
     // The keyboard cannot get round it either.
     await page.getByTestId('snapshot-tree').focus();
@@ -351,6 +358,10 @@ describe('a disk in use by another program', () => {
       for (const action of ['action-revert', 'action-rename', 'action-delete']) expect(await page.getByTestId(action).isDisabled()).toBe(true);
       expect(await page.getByTestId('take-button').isDisabled()).toBe(true);
       expect(await page.getByTestId('write-actions').getAttribute('title')).toBe('Read-only: in use by another program');
+      for (const action of ['compress-button', 'compact-button']) expect(await page.getByTestId(action).isDisabled()).toBe(true);
+      // A copy of a snapshot would be read while qemu-nbd may be writing: refused too, saying why.
+      expect(await page.getByTestId('action-export').isDisabled()).toBe(true);
+      expect(await page.getByTestId('action-export').locator('xpath=..').getAttribute('title')).toContain('Another program (a running VM or qemu-nbd) is writing this disk');
       await screenshot(page, 'in-use-read-only');
       // A check may run, with a caution that what is in flight can read as damage; a repair may not.
       await page.getByTestId('check-button').click();

@@ -74,6 +74,12 @@ describe('the window at desktop sizes, light and dark', () => {
             };
           });
           expect(overflow).toEqual({ vertical: 0, horizontal: 0, bodyOverflow: 'hidden' });
+          // The disk's toolbar fits beside its tabs: the last button ends inside the disk view.
+          const [view, take, tabs, check] = await Promise.all(
+            ['disk-view', 'take-button', 'tab-properties', 'check-button'].map((id) => page.getByTestId(id).boundingBox()),
+          );
+          expect((take?.x ?? Infinity) + (take?.width ?? 0)).toBeLessThanOrEqual((view?.x ?? 0) + (view?.width ?? 0) + 0.5);
+          expect((tabs?.x ?? Infinity) + (tabs?.width ?? 0)).toBeLessThan(check?.x ?? 0);
           const background = await page.evaluate(() => {
             const { document, getComputedStyle } = globalThis as unknown as PageGlobals;
             return getComputedStyle(document.body).backgroundColor;

@@ -10,6 +10,7 @@ import { jobSchemas, type EventName, type EventPayloads, type JobEnd } from '../
 import { createRequestHandle, type RequestHandle } from '../../src/main/handlers.ts';
 import { createJobManager, type JobManager, type JobSpecs } from '../../src/main/jobs.ts';
 import { createPool, type JobPool, type RunOptions } from '../../src/main/pool.ts';
+import type { WorkerSettings } from '../../src/main/worker/protocol.ts';
 
 export const realWorkerFile = fileURLToPath(new URL('../../src/main/worker/worker.ts', import.meta.url));
 export const cowbellBin = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
@@ -59,8 +60,18 @@ export interface Backend {
   close(): Promise<void>;
 }
 
-export function startBackend(options: { workerFile?: string; maxThreads?: number; specs?: JobSpecs; cancelGraceMs?: number } = {}): Backend {
-  const pool = recordingPool(createPool({ workerFile: options.workerFile ?? realWorkerFile, maxThreads: options.maxThreads ?? 2, cancelGraceMs: options.cancelGraceMs }));
+export interface BackendOptions {
+  workerFile?: string;
+  maxThreads?: number;
+  specs?: JobSpecs;
+  cancelGraceMs?: number;
+  workerSettings?: Partial<WorkerSettings>;
+}
+
+export function startBackend(options: BackendOptions = {}): Backend {
+  const pool = recordingPool(
+    createPool({ workerFile: options.workerFile ?? realWorkerFile, maxThreads: options.maxThreads ?? 2, cancelGraceMs: options.cancelGraceMs, workerSettings: options.workerSettings }),
+  );
   const events: Backend['events'] = [];
   const ends = new Map<string, JobEnd>();
   const waiting = new Map<string, (end: JobEnd) => void>();

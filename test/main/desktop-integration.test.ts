@@ -43,22 +43,27 @@ describe('the application menu', () => {
     for (const item of submenu(template, 'Snapshot')) click(item);
     click(submenu(template, 'File').find((item) => item.label === 'Open…'));
     click(submenu(template, 'File').find((item) => item.label === 'Close Disk'));
+    click(submenu(template, 'File').find((item) => item.label === 'Compact Disk…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Compress Disk…'));
     click(submenu(template, 'Help')[0]);
     expect(sent.map((command) => command.command)).toEqual([
       'snapshot.take',
       'snapshot.revert',
       'snapshot.rename',
       'snapshot.delete',
+      'snapshot.export',
       'open',
       'close',
+      'disk.compact',
+      'disk.compress',
       'about',
     ]);
   });
 
   it('shows shortcuts the page handles without registering them (Delete and F2 must still reach text fields)', () => {
     const template = appMenuTemplate(() => undefined, []);
-    const snapshot = submenu(template, 'Snapshot');
-    expect(snapshot.map((item) => item.accelerator)).toEqual(['CmdOrCtrl+Shift+S', undefined, 'F2', 'Delete']);
+    const snapshot = submenu(template, 'Snapshot').filter((item) => item.type !== 'separator');
+    expect(snapshot.map((item) => item.accelerator)).toEqual(['CmdOrCtrl+Shift+S', undefined, 'F2', 'Delete', undefined]);
     for (const item of snapshot) if (item.accelerator) expect(item.registerAccelerator).toBe(false);
   });
 

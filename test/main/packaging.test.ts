@@ -213,6 +213,10 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
     const workerPath = unpackedPath(join(archive, 'out', 'main', chunk ?? ''));
     expect(workerPath.startsWith(unpacked)).toBe(true);
     expect(existsSync(workerPath)).toBe(true);
+    // A compress job's helper threads load their chunk the same way (index.ts hands its path to the pool).
+    const compressChunk = /join(?:\$\d+)?\(import\.meta\.dirname, "\.\/(chunks\/compress-worker-[^"]+\.js)"\)/.exec(mainSource)?.[1];
+    expect(compressChunk).toBeDefined();
+    expect(existsSync(unpackedPath(join(archive, 'out', 'main', compressChunk ?? '')))).toBe(true);
     expect(existsSync(join(unpacked, 'node_modules', 'koffi', 'package.json'))).toBe(true);
     expect(existsSync(join(unpacked, 'node_modules', '@koromix', `koffi-${process.platform}-${process.arch}`, 'package.json'))).toBe(true);
     const binaries = (await readdir(join(unpacked, 'node_modules', '@koromix'), { recursive: true })).filter((file) => file.endsWith('.node'));

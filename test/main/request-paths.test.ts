@@ -76,6 +76,7 @@ describe('paths from the page', () => {
   it('decides the paths of every job kind of the contract', () => {
     expect(Object.keys(JOB_PATHS).sort()).toEqual(Object.keys(jobSchemas).sort());
     expect(JOB_PATHS['image.create'].target).toBe('new-file');
+    expect(JOB_PATHS['snapshot.export']).toEqual({ target: 'existing-file', newFileArguments: ['target'] });
   });
 
   it('checks a job’s target by its kind and the files its arguments name', async () => {
@@ -90,6 +91,17 @@ describe('paths from the page', () => {
     expect(await codeOf(() => requireJobPaths('image.create', join(folder, 'new.qcow2'), { backingFile: join(folder, 'sub') }))).toBe(
       'NOT_A_FILE',
     );
+    // Save as: the job reads the disk at its path and makes the file its `target` names, a new one.
+    const exportArgs = (target: unknown) => ({ name: 'a', target, format: 'qcow2' });
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs(join(folder, 'new.qcow2'))))).toBe('accepted');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', join(folder, 'gone.qcow2'), exportArgs(join(folder, 'new.qcow2'))))).toBe('NOT_FOUND');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs(file)))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs(join(folder, 'dangling.qcow2'))))).toBe('INVALID_ARGUMENT');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs(join(folder, 'no-folder', 'new.qcow2'))))).toBe('NOT_FOUND');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs('new.qcow2')))).toBe('INVALID_REQUEST');
+    expect(await codeOf(() => requireJobPaths('snapshot.export', file, exportArgs(7)))).toBe('INVALID_REQUEST');
+    expect(await codeOf(() => requireJobPaths('image.compress', join(folder, 'sub'), {}))).toBe('NOT_A_FILE');
+    expect(await codeOf(() => requireJobPaths('image.compact', join(folder, 'gone.qcow2'), {}))).toBe('NOT_FOUND');
     expect(await codeOf(() => requireJobPaths('image.shred', file, {}))).toBe('INVALID_REQUEST');
     expect(await codeOf(() => requireJobPaths('constructor', file, {}))).toBe('INVALID_REQUEST');
   });
@@ -121,6 +133,8 @@ describe('the request handlers use them for every path', () => {
       { kind: 'snapshot.delete', path: join(folder, 'gone.qcow2'), args: { name: 'a' } },
       { kind: 'image.create', path: file, args: { size: 1 } },
       { kind: 'image.create', path: join(folder, 'new.qcow2'), args: { backingFile: join(folder, 'gone.qcow2') } },
+      { kind: 'snapshot.export', path: file, args: { name: 'a', target: file, format: 'raw' } },
+      { kind: 'image.compress', path: join(folder, 'gone.qcow2'), args: {} },
     ];
     for (const request of refused) expect(await handle('job.start', request)).toMatchObject({ ok: false });
     expect(started).toEqual([]);

@@ -1,3 +1,5 @@
+import { statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import {
   changeSnapshotName,
   readDiff,
@@ -8,37 +10,99 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
+import type { RewriteSummary } from '../../shared/ipc/contract.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
+import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
+import { convertImage } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
-import type { ContractJobTable } from './protocol.ts';
+import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
+import type { ContractJobTable, WorkerSettings } from './protocol.ts';
+
+/** qemu-img's pool holds at most 4 compressing threads per image (QCOW2_MAX_THREADS); each has its own zlib state. */
+const MAX_COMPRESSION_THREADS = 4;
+
+export function defaultWorkerSettings(): WorkerSettings {
+  return { compressionThreads: Math.min(MAX_COMPRESSION_THREADS, availableParallelism()) };
+}
 
 /** Each job kind of the contract and the engine function that does it. */
-export const jobTable: ContractJobTable = {
-  'image.info': (path) => readImageInfo(path),
-  'image.map': (path, args, context) => readAllocationMap(path, args, context),
-  'image.create': (path, args, context) => {
-    const backingFormat = args.backingFile !== undefined ? (args.backingFormat ?? detectFormat(args.backingFile)) : undefined;
-    createImage({ ...args, backingFormat, path }, context);
-    return readImageInfo(path);
-  },
-  'image.usage': (path, _args, context) => readUsage(path, context),
-  'image.diff': (path, args, context) => readDiff(path, args.from, args.to, context),
-  'image.check': (path, _args, context) => checkImagePath(path, {}, context),
-  'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
-  'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
-  'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
-  'snapshot.apply': (path, args, context) => {
-    revertToSnapshot(path, args.name, context);
-    return null;
-  },
-  'snapshot.delete': (path, args, context) => {
-    removeSnapshot(path, args.name, context);
-    return null;
-  },
-  'snapshot.rename': (path, args) => {
-    changeSnapshotName(path, args.name, args.newName);
-    return null;
-  },
-};
+export function createJobTable(settings: WorkerSettings = defaultWorkerSettings()): ContractJobTable {
+  return {
+    'image.info': (path) => readImageInfo(path),
+    'image.map': (path, args, context) => readAllocationMap(path, args, context),
+    'image.create': (path, args, context) => {
+      const backingFormat = args.backingFile !== undefined ? (args.backingFormat ?? detectFormat(args.backingFile)) : undefined;
+      createImage({ ...args, backingFormat, path }, context);
+      return readImageInfo(path);
+    },
+    'image.usage': (path, _args, context) => readUsage(path, context),
+    'image.diff': (path, args, context) => readDiff(path, args.from, args.to, context),
+    'image.check': (path, _args, context) => checkImagePath(path, {}, context),
+    'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
+    'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
+    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
+    'snapshot.apply': (path, args, context) => {
+      revertToSnapshot(path, args.name, context);
+      return null;
+    },
+    'snapshot.delete': (path, args, context) => {
+      removeSnapshot(path, args.name, context);
+      return null;
+    },
+    'snapshot.rename': (path, args) => {
+      changeSnapshotName(path, args.name, args.newName);
+      return null;
+    },
+    'image.rewritePreview': (path, args, context) => {
+      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType) }, context);
+      return {
+        fileBytes: preview.fileBytes,
+        expectedBytes: preview.expectedBytes,
+        maxBytes: preview.maxBytes,
+        sampledClusters: preview.sampledClusters,
+        freeBytes: preview.freeBytes,
+        snapshots: preview.snapshots,
+      };
+    },
+    'image.compress': (path, args, context) =>
+      rewriteSummary(
+        rewriteImage(
+          {
+            source: path,
+            compression: 'compress',
+            compressionType: compressionTypeCode(args.compressionType),
+            compressionThreads: settings.compressionThreads,
+            compressWorker: settings.compressWorker,
+          },
+          context,
+        ),
+      ),
+    'image.compact': (path, args, context) => rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep' }, context)),
+    'snapshot.export': (path, args, context) => {
+      const result = convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name }, context);
+      return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
+    },
+  };
+}
+
+/** The table a worker started without settings uses (tests, a chunk run by hand). */
+export const jobTable: ContractJobTable = createJobTable();
+
+function compressionTypeCode(name: 'zlib' | 'zstd' | undefined): CompressionType | undefined {
+  return name === undefined ? undefined : name === 'zstd' ? 1 : 0;
+}
+
+/** What the page hears of a rewrite: the in-place target is the job's own path already. */
+function rewriteSummary(result: RewriteResult): RewriteSummary {
+  return {
+    beforeBytes: result.beforeBytes,
+    afterBytes: result.afterBytes,
+    snapshots: result.snapshots,
+    storedClusters: result.storedClusters,
+    compressedClusters: result.compressedClusters,
+    zeroClusters: result.zeroClusters,
+    verified: result.verified,
+  };
+}

@@ -23,6 +23,25 @@ export interface ProgressMessage {
 /** On the progress port: progress, then one `end` once no more progress will come. */
 export type PortMessage = ({ type: 'progress' } & ProgressMessage) | { type: 'end' };
 
+/** What every pool worker is started with (piscina's workerData): how its jobs may use the machine. */
+export interface WorkerSettings {
+  /** compress-worker.ts where the build put it; the engine finds the source file itself otherwise. */
+  compressWorker?: string;
+  /** Threads one compress job may use, its own included (1: no helper threads). */
+  compressionThreads: number;
+}
+
+/** The settings from workerData, or the defaults where there are none (a worker started by hand). */
+export function workerSettings(value: unknown, defaults: WorkerSettings): WorkerSettings {
+  if (typeof value !== 'object' || value === null) return defaults;
+  const data = value as Record<string, unknown>;
+  const threads = data.compressionThreads;
+  return {
+    compressWorker: typeof data.compressWorker === 'string' ? data.compressWorker : defaults.compressWorker,
+    compressionThreads: typeof threads === 'number' && Number.isInteger(threads) && threads >= 1 ? threads : defaults.compressionThreads,
+  };
+}
+
 export type WorkerOutcome = { ok: true; result: unknown } | { ok: false; error: WireError };
 
 // `never` accepts a function of any argument type; the job manager validated args against the kind's schema.

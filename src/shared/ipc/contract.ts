@@ -51,6 +51,20 @@ export const CreateImageArgs = z
   .strict()
   .refine((args) => args.size !== undefined || args.backingFile !== undefined, 'a size is needed (or a backing file to take it from)');
 
+/** How a rewrite stores data clusters: all compressed, as they are, or none compressed. */
+export const RewriteCompression = z.enum(['compress', 'keep', 'uncompress']);
+/** zstd needs a compat 1.1 image; by default the disk keeps its own type. */
+export const CompressionTypeName = z.enum(['zlib', 'zstd']);
+
+/** What "Compress…" and "Compact…" would give, asked before they start (reads metadata and a sample). */
+export const RewritePreviewArgs = z.object({ compression: RewriteCompression, compressionType: CompressionTypeName.optional() }).strict();
+/** "Compress…": every data cluster of every snapshot compressed, the disk replaced in place. */
+export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional() }).strict();
+/** "Compact…": copied without the gaps, compressed clusters kept as they are unless `uncompress`. */
+export const CompactImageArgs = z.object({ uncompress: z.boolean().optional() }).strict();
+/** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one). */
+export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']) }).strict();
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -66,7 +80,47 @@ export const jobSchemas = {
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
+  'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
+  /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
+  'image.compress': { access: 'write', args: CompressImageArgs },
+  'image.compact': { access: 'write', args: CompactImageArgs },
+  /** Reads the disk at the job's path; the new file is `args.target`. */
+  'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
 } as const;
+
+/** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
+export interface RewritePreview {
+  fileBytes: number;
+  /** The likely size after, from a sample of clusters: an estimate. */
+  expectedBytes: number;
+  /** The size after can be no larger than this. */
+  maxBytes: number;
+  sampledClusters: number;
+  /** Free space beside the disk; null where the platform cannot tell. */
+  freeBytes: number | null;
+  snapshots: number;
+}
+
+/** A finished compress or compact: the file before and after, and what the new one holds. */
+export interface RewriteSummary {
+  beforeBytes: number;
+  afterBytes: number;
+  snapshots: number;
+  storedClusters: number;
+  compressedClusters: number;
+  zeroClusters: number;
+  /** Every state of the new disk was compared with the old before it replaced it. */
+  verified: boolean;
+}
+
+/** A snapshot saved as a new disk. */
+export interface SnapshotExport {
+  target: string;
+  format: 'qcow2' | 'raw';
+  virtualSize: number;
+  /** The new file's size (a raw file is as long as the disk, sparse where the drive allows). */
+  fileBytes: number;
+}
 
 export interface JobResults {
   'image.info': ImageInfo;
@@ -81,6 +135,10 @@ export interface JobResults {
   'snapshot.apply': null;
   'snapshot.delete': null;
   'snapshot.rename': null;
+  'image.rewritePreview': RewritePreview;
+  'image.compress': RewriteSummary;
+  'image.compact': RewriteSummary;
+  'snapshot.export': SnapshotExport;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -130,8 +188,11 @@ export const MENU_COMMANDS = [
   'snapshot.revert',
   'snapshot.delete',
   'snapshot.rename',
+  'snapshot.export',
   'disk.create',
   'disk.check',
+  'disk.compress',
+  'disk.compact',
   'view.fit',
   'view.current',
   'view.zoom-in',

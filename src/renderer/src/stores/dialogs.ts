@@ -10,6 +10,9 @@ export type DialogRequest =
   | { kind: 'details'; path: string; snapshotId: string }
   | { kind: 'create-disk'; folder: string }
   | { kind: 'check'; path: string }
+  | { kind: 'compress'; path: string }
+  | { kind: 'compact'; path: string }
+  | { kind: 'export'; path: string; snapshotId: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {

@@ -40,6 +40,8 @@ export interface RunOptions<K extends JobKind> {
   background?: boolean;
   /** The result in words for the finished job. */
   describe?: (result: JobResult<K>) => string;
+  /** Told the job's id once main has accepted it, so a dialog can follow its record. */
+  onStarted?: (jobId: string) => void;
 }
 
 interface Waiter {
@@ -174,6 +176,7 @@ export const useJobsStore = defineStore('jobs', () => {
     }
     if (typeof jobId !== 'string') throw new ApiError('BAD_REPLY', 'The reply to job.start has no job id.');
     jobs.value.push(newRecord(jobId, kind, path, options));
+    options.onStarted?.(jobId);
     const result = new Promise<unknown>((resolve, reject) => {
       waiters.set(jobId, { resolve, reject, describe: options.describe as ((result: never) => string) | undefined });
     });
@@ -209,5 +212,5 @@ export const useJobsStore = defineStore('jobs', () => {
     return jobs.value.some((job) => job.path === path && job.status === 'running' && !job.background);
   }
 
-  return { jobs, visible, running, panelOpen, run, cancel, dismiss, clearFinished, busyWriting, listen };
+  return { jobs, visible, running, panelOpen, find, run, cancel, dismiss, clearFinished, busyWriting, listen };
 });

@@ -28,7 +28,11 @@ export function useSnapshotActions() {
     return null;
   }
 
-  async function write<K extends JobKind>(kind: K, path: string, args: JobArgs<K>, options: RunOptions<K>): Promise<JobResult<K>> {
+  /**
+   * A job that changes the disk: titled with the disk's name, and the disk read again after it,
+   * however it ended. A dialog that shows the job's own result need not wait for that re-read.
+   */
+  async function write<K extends JobKind>(kind: K, path: string, args: JobArgs<K>, options: RunOptions<K>, { waitForReread = true } = {}): Promise<JobResult<K>> {
     try {
       return await jobs.run(kind, path, args, { ...options, title: `${options.title} — ${baseName(path)}` });
     } catch (error) {
@@ -36,7 +40,8 @@ export function useSnapshotActions() {
       if (apiError.code === 'IN_USE') diskData.markInUse(path, `${errorMessage('IN_USE').title} ${apiError.message}`);
       throw apiError;
     } finally {
-      await Promise.all([library.reload(path), diskData.load(path)]);
+      const reread = Promise.all([library.reload(path), diskData.load(path)]);
+      if (waitForReread) await reread;
     }
   }
 
@@ -71,5 +76,5 @@ export function useSnapshotActions() {
     });
   }
 
-  return { writeBlockedReason, take, revert, remove, rename };
+  return { writeBlockedReason, write, take, revert, remove, rename };
 }

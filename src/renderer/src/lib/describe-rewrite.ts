@@ -1,0 +1,57 @@
+/** Compress, compact and save-as in words: the estimate before, the result after. */
+import type { RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
+import { baseName } from './paths.ts';
+
+/**
+ * Room the engine keeps free beside the new file (rewrite.ts refuses to start with less): the
+ * dialog's "does it fit" is the engine's own test, so a start it allows is never refused for space.
+ */
+export const SPACE_MARGIN_BYTES = 16 * 1024 * 1024;
+
+/** "45% smaller", "12% larger", "the same size". */
+export function sizeChange(beforeBytes: number, afterBytes: number): string {
+  if (beforeBytes <= 0 || afterBytes === beforeBytes) return 'the same size';
+  const change = (beforeBytes - afterBytes) / beforeBytes;
+  return change > 0 ? `${formatPercent(change)} smaller` : `${formatPercent(-change)} larger`;
+}
+
+export function snapshotsKept(count: number): string {
+  if (count === 0) return 'no snapshots to keep';
+  return count === 1 ? '1 snapshot kept' : `${count} snapshots kept`;
+}
+
+/** The jobs panel's line for a finished compress or compact: "2.1 GiB → 930 MiB (57% smaller); 2 snapshots kept." */
+export function describeRewrite(result: RewriteSummary): string {
+  return `${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${sizeChange(result.beforeBytes, result.afterBytes)}); ${snapshotsKept(result.snapshots)}.`;
+}
+
+export function describeExport(result: SnapshotExport): string {
+  return `Saved as ${baseName(result.target)}: a ${formatBytes(result.virtualSize)} ${result.format} disk in a ${formatBytes(result.fileBytes)} file.`;
+}
+
+export interface SpaceVerdict {
+  /** Why the rewrite cannot start: the likely new file does not fit. */
+  problem: string | null;
+  /** A worry that does not stop it: the worst case would not fit. */
+  caution: string | null;
+}
+
+/** Whether the new file fits beside the disk, by the estimate (refused) and by the worst case (a caution). */
+export function spaceVerdict(preview: RewritePreview): SpaceVerdict {
+  if (preview.freeBytes === null) return { problem: null, caution: null };
+  const needed = preview.expectedBytes + SPACE_MARGIN_BYTES;
+  if (needed > preview.freeBytes) {
+    return {
+      problem: `Not enough free space: the new file needs about ${formatBytes(needed)} beside the disk, and ${formatBytes(preview.freeBytes)} is free. Free some space first.`,
+      caution: null,
+    };
+  }
+  if (preview.maxBytes + SPACE_MARGIN_BYTES > preview.freeBytes) {
+    return {
+      problem: null,
+      caution: `Space is tight: if the data packs less well than the sample suggests, the new file could need up to ${formatBytes(preview.maxBytes)}. Cowbell stops, changing nothing, if the drive fills up.`,
+    };
+  }
+  return { problem: null, caution: null };
+}

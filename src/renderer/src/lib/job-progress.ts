@@ -1,0 +1,19 @@
+/** A running job's progress in words, as the jobs panel and the job dialogs show it. */
+import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
+import { formatTimeLeft } from './job-rate.ts';
+import type { JobRecord } from '../stores/jobs.ts';
+
+/** "copying · 312 MiB of 2.1 GiB · 85 MiB/s · 20 s left", or the stage and a percentage for steps. */
+export function progressText(job: JobRecord, options: { stage?: boolean } = {}): string {
+  if (job.total <= 0) return job.stage || 'Waiting…';
+  const parts = options.stage === false ? [] : [job.stage];
+  if (job.unit === 'bytes') {
+    parts.push(`${formatBytes(job.done)} of ${formatBytes(job.total)}`);
+    if (job.rate !== null) parts.push(`${formatBytes(job.rate)}/s`);
+    const left = formatTimeLeft(job.secondsLeft);
+    if (left) parts.push(left);
+  } else {
+    parts.push(formatPercent(job.done / job.total));
+  }
+  return parts.filter(Boolean).join(' · ');
+}
