@@ -6,7 +6,8 @@
  */
 import { runTool } from './qemu.ts';
 
-const MONITOR_ECHO = /\x1b\[[0-9;]*[A-Za-z]/g;
+/** The monitor's line editing: ANSI escape sequences (ESC [ … letter). */
+const MONITOR_ECHO = new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, 'g');
 
 /** Runs HMP `commands` against a paused VM holding `image`; returns what the monitor printed, without its line editing. */
 export async function qemuMonitor(image: string, commands: string[]): Promise<string> {
