@@ -65,6 +65,8 @@ function sampleDataClusters(image: Qcow2Image, plan: RewritePlan, count: number)
       const content = new Uint8Array(image.clusterBytes);
       const read = image.file.read(content, cluster * image.clusterBytes);
       if (read < content.length) content.fill(0, read);
+      // LUKS numbers sectors by host offset, which is all a sample knows (legacy AES would need the guest's).
+      if (image.cipher?.kind === 'luks') image.cipher.decrypt(content, cluster * image.clusterBytes, 0);
       samples.push(content);
     }
   }

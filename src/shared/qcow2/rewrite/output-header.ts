@@ -8,7 +8,8 @@
  */
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
-import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header } from '../format/header.ts';
+import { CRYPTO_HEADER_EXTENSION_BYTES } from '../format/crypto-header-extension.ts';
+import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type HeaderExtension } from '../format/header.ts';
 import { INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
 import { resolveBackingPath } from '../image/image.ts';
@@ -19,6 +20,8 @@ export interface OutputHeaderOptions {
   compressionType: CompressionType;
   /** Leave persistent dirty bitmaps behind instead of refusing. */
   dropBitmaps: boolean;
+  /** The new image's encryption: LUKS (its area's extension is filled in by the writer) or none. */
+  encryption: 'luks' | 'none';
 }
 
 /** Refuses what a rewrite cannot carry, before anything is written. */
@@ -28,9 +31,6 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
   }
   if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n || header.extensions.some((extension) => extension.type === EXT_DATA_FILE)) {
     throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The disk keeps its data in an external data file, which Cowbell cannot rewrite');
-  }
-  if (header.cryptMethod !== 0 || header.extensions.some((extension) => extension.type === EXT_CRYPTO_HEADER)) {
-    throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The disk is encrypted; Cowbell cannot compress or compact encrypted disks yet');
   }
   if (!options.dropBitmaps && header.extensions.some((extension) => extension.type === EXT_BITMAPS)) {
     throw new Qcow2Error(
@@ -59,13 +59,27 @@ export function outputHeader(source: Header, options: OutputHeaderOptions): Head
     compressionType: options.compressionType,
     // A v3 header that had no room for the compression type gets it (QEMU writes 112-byte headers).
     headerLength: source.version === 3 && options.compressionType !== 0 ? Math.max(source.headerLength, 112) : source.headerLength,
-    extensions: source.extensions.filter((extension) => extension.type !== EXT_BITMAPS).map((extension) => ({ ...extension })),
+    cryptMethod: options.encryption === 'luks' ? 2 : 0,
+    extensions: outputExtensions(source, options.encryption),
     l1TableOffset: 0,
     refcountTableOffset: 0,
     refcountTableClusters: 0,
     snapshotsOffset: 0,
     snapshotCount: 0,
   };
+}
+
+/**
+ * The source's extensions less the bitmaps; the LUKS area's pointer where the new image is LUKS
+ * (in the source's place, or first), with its offset still to be written.
+ */
+function outputExtensions(source: Header, encryption: 'luks' | 'none'): HeaderExtension[] {
+  const kept = source.extensions.filter((extension) => extension.type !== EXT_BITMAPS && extension.type !== EXT_CRYPTO_HEADER).map((extension) => ({ ...extension }));
+  if (encryption === 'none') return kept;
+  const pointer = { type: EXT_CRYPTO_HEADER, data: new Uint8Array(CRYPTO_HEADER_EXTENSION_BYTES) };
+  const at = source.extensions.findIndex((extension) => extension.type === EXT_CRYPTO_HEADER);
+  kept.splice(at < 0 ? 0 : Math.min(at, kept.length), 0, pointer);
+  return kept;
 }
 
 function backingNameFor(name: string | null, sourcePath: string, targetPath: string): string | null {

@@ -39,6 +39,8 @@ export interface RewritePlan {
   l2Tables: number[];
   /** Source L2 table offset → L1 entries naming it. */
   l2Users: Map<number, number>;
+  /** Source L2 table offset → the L1 index that first names it (where its clusters lie in the guest disk). */
+  l2FirstIndex: Map<number, number>;
   /** Per source host cluster: references to it as a data cluster (0: none). */
   clusterReferences: Uint32Array;
   /** Per source host cluster: MARK_* bits. */
@@ -56,6 +58,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
   for (const snapshot of image.snapshots) states.push({ snapshot, l1: image.loadSnapshotL1(snapshot) });
   const l2Tables: number[] = [];
   const l2Users = new Map<number, number>();
+  const l2FirstIndex = new Map<number, number>();
   for (const state of states) {
     job.throwIfCancelled();
     for (let l1Index = 0; l1Index < state.l1.size; l1Index++) {
@@ -65,6 +68,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
       if (users === undefined) {
         l2Tables.push(l2Offset);
         l2Users.set(l2Offset, 1);
+        l2FirstIndex.set(l2Offset, l1Index);
       } else l2Users.set(l2Offset, users + 1);
     }
   }
@@ -73,6 +77,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     states,
     l2Tables,
     l2Users,
+    l2FirstIndex,
     clusterReferences: new Uint32Array(fileClusters),
     clusterMarks: new Uint8Array(fileClusters),
     compressed: new Map(),

@@ -16,15 +16,19 @@ import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
-import { Qcow2Image } from '../image/image.ts';
+import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
 import { planRewrite } from './plan.ts';
+import { createLuks, type CreateLuksOptions, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
+import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
+import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
+import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
 import { verifyRewrite } from './verify.ts';
-import { writeRewrittenImage, type CompressionPolicy } from './write-image.ts';
+import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
 
 export type { CompressionPolicy } from './write-image.ts';
 
@@ -42,6 +46,14 @@ export interface RewriteRequest {
   compressWorker?: URL | string;
   /** Leave persistent dirty bitmaps behind instead of refusing. */
   dropBitmaps?: boolean;
+  /** An encrypted source's passphrase (its data is read, so it is needed: LOCKED without it). */
+  passphrase?: Passphrase;
+  /**
+   * The new image's encryption. 'same' (the default): a LUKS image stays LUKS under the same key
+   * slots and master key, a plain one plain. 'luks': encrypted afresh under a new master key and
+   * passphrase (`cowbell encrypt`; also how a legacy AES disk migrates). 'none': decrypted.
+   */
+  encryption?: OutputEncryption;
   /** Compare every state of the new image with the source before it replaces anything (default true). */
   verify?: boolean;
   /** Replace an existing target that is not the source (by default an error). */
@@ -59,6 +71,8 @@ export interface RewriteRequest {
   freeBytes?: () => number | null;
 }
 
+export type OutputEncryption = { kind: 'same' } | { kind: 'none' } | ({ kind: 'luks'; passphrase: Passphrase } & Omit<CreateLuksOptions, 'job'>);
+
 export interface RewriteResult {
   target: string;
   inPlace: boolean;
@@ -70,6 +84,8 @@ export interface RewriteResult {
   compressedClusters: number;
   zeroClusters: number;
   verified: boolean;
+  /** The new image's encryption. */
+  encryption: 'luks' | 'none';
 }
 
 const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
@@ -92,8 +108,8 @@ export interface RewritePreview extends SizeEstimate {
   snapshots: number;
 }
 
-export function previewRewrite(request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile'>, job: JobContext = silentJob): RewritePreview {
-  const image = openSource(request.source, request.openFile, false);
+export function previewRewrite(request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase'>, job: JobContext = silentJob): RewritePreview {
+  const image = openSource(request.source, request.openFile, false, request.passphrase, job);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
@@ -109,17 +125,28 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   const target = request.target ?? request.source;
   const inPlace = path.resolve(target) === path.resolve(request.source) || sameFile(target, request.source);
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
-  const image = openSource(request.source, request.openFile, true);
+  const image = openSource(request.source, request.openFile, true, request.passphrase, job);
+  let newKey: NewLuksArea | null = null;
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
     assertRewritable(image.header, { dropBitmaps, compressionType });
+    const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
     const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
     assertRoom(target, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
-    const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps });
+    const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
+    let luks: WriteImageOptions['luks'] = null;
+    if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
+    else if (encryption.kind === 'luks') {
+      job.progress('making the new key', 0, 1, 'steps');
+      const { passphrase, ...options } = encryption;
+      newKey = createLuks(passphrase, { ...options, job });
+      luks = { area: newKey.area, cipher: luksDiskCipher(newKey.header, newKey.masterKey) };
+      newKey.masterKey.fill(0);
+    }
     const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
     const verify = request.verify ?? true;
     return yield* writeFileAtomicallySteps(
@@ -128,12 +155,12 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         try {
-          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree }, job);
+          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
         } finally {
           compressor?.close();
         }
         yield;
-        checkOutput(image, file, temporaryPath, verify, job);
+        checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null);
         const result: RewriteResult = {
           target,
           inPlace,
@@ -144,6 +171,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
           compressedClusters: written.compressedClusters,
           zeroClusters: written.zeroClusters,
           verified: verify,
+          encryption: luks === null ? 'none' : 'luks',
         };
         return result;
       },
@@ -155,19 +183,55 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       },
     );
   } finally {
+    newKey?.area.fill(0);
     image.close();
   }
+}
+
+/**
+ * What the new image's encryption can be, refused up front where it cannot: QEMU stores compressed
+ * clusters of an encrypted image unencrypted, so encrypted data is never compressed; Cowbell writes
+ * no legacy AES image; an encrypted source's data needs its passphrase.
+ */
+function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compression: CompressionPolicy): { kind: 'same' } | { kind: 'none' } | Extract<OutputEncryption, { kind: 'luks' }> {
+  const encrypted = image.header.cryptMethod !== 0;
+  if (encrypted && image.cipher === null) throw lockedError();
+  const resolved = asked.kind === 'same' && !encrypted ? { kind: 'none' as const } : asked;
+  if (resolved.kind === 'same' && image.header.cryptMethod === 1) {
+    throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This disk uses the old qcow2 AES encryption, which QEMU no longer boots and Cowbell does not write: encrypt it afresh (LUKS, `cowbell encrypt`) or decrypt it');
+  }
+  if (resolved.kind !== 'none' && compression === 'compress') {
+    throw new Qcow2Error('INVALID_ARGUMENT', 'An encrypted disk cannot be compressed: QEMU would store its compressed clusters unencrypted. Decrypt it first, or compact it instead');
+  }
+  return resolved;
+}
+
+/** The source's LUKS area, as it is (header and key material), for a new image under the same key. */
+function readLuksArea(image: Qcow2Image): Uint8Array {
+  const extension = findExtension(image.header, EXT_CRYPTO_HEADER);
+  if (extension === undefined) throw new Qcow2Error('CORRUPT', 'The image is LUKS-encrypted but has no encryption header extension');
+  const area = parseCryptoHeaderExtension(extension.data, image.clusterBytes);
+  const bytes = new Uint8Array(area.length);
+  if (image.file.read(bytes, area.offset) < bytes.length) throw new Qcow2Error('TRUNCATED', 'The LUKS area is cut short: the image is truncated');
+  return bytes;
+}
+
+function sourceCipher(image: Qcow2Image): DiskCipher {
+  if (image.cipher === null) throw lockedError();
+  return image.cipher;
 }
 
 /**
  * The source, read-only. Held (when it will be replaced or copied) with locks that keep every
  * writer out until it is closed: a VM cannot start writing it halfway through the copy.
  */
-function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], guard: boolean): Qcow2Image {
+function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], guard: boolean, passphrase: Passphrase | undefined, job: JobContext): Qcow2Image {
   const image = Qcow2Image.open(sourcePath, {
     readOnly: true,
     openBacking: false,
     refuseInUse: true,
+    passphrase,
+    job,
     openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
   });
   return image;
@@ -204,8 +268,10 @@ function makeCompressor(request: RewriteRequest, type: CompressionType, clusterB
  * The new image, opened afresh from what was written: its refcounts must be exact (check finds
  * no corruption and no leak) and, unless told not to, every state must read as the source's.
  */
-function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext): void {
-  const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false });
+function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null): void {
+  const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false, cipher: cipher ?? undefined });
+  // The cipher is the writer's (and maybe the source's): the check only borrows it.
+  if (cipher !== null) output.cipher = { kind: cipher.kind, decrypt: (...args) => cipher.decrypt(...args), encrypt: (...args) => cipher.encrypt(...args), close: () => {} };
   try {
     job.progress('checking', 0, 1, 'steps');
     const check = checkImage(output, {}, job);

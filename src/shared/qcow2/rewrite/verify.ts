@@ -34,6 +34,7 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
   const comparer = new ClusterComparer(source, output);
+  const byGuestOffset = source.header.cryptMethod === 1 || output.header.cryptMethod === 1;
   const tablesDone = new Set<string>();
   let step = 0;
   const steps = pairs.reduce((sum, [l1]) => sum + l1.size, 0);
@@ -46,10 +47,11 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
       }
       const sourceL2 = source.l2OffsetAt(sourceL1, l1Index);
       const outputL2 = output.l2OffsetAt(outputL1, l1Index);
-      const key = `${sourceL2}:${outputL2}`;
+      // Legacy AES decrypts by guest offset: the same tables elsewhere in the disk read differently.
+      const key = byGuestOffset ? `${sourceL2}:${outputL2}:${l1Index}` : `${sourceL2}:${outputL2}`;
       if (tablesDone.has(key)) continue;
       tablesDone.add(key);
-      if (!comparer.sameTables(sourceL2, outputL2)) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
+      if (!comparer.sameTables(sourceL2, outputL2, l1Index * source.l2Entries)) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
     }
   }
   job.progress('verifying', steps, steps, 'steps');
@@ -93,16 +95,18 @@ class ClusterComparer {
     this.outputView = { bytes: new Uint8Array(this.clusterBytes), below: 0 };
   }
 
-  sameTables(sourceL2: number, outputL2: number): boolean {
+  sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number): boolean {
     const sourceEntries = this.entries(this.source, sourceL2);
     const outputEntries = this.entries(this.output, outputL2);
+    const byGuestOffset = this.source.header.cryptMethod === 1 || this.output.header.cryptMethod === 1;
     for (let slot = 0; slot < this.source.l2Entries; slot++) {
       const a = sourceEntries[slot] ?? null;
       const b = outputEntries[slot] ?? null;
-      const key = `${entryKey(a)}|${entryKey(b)}`;
+      const guestOffset = (firstGuestCluster + slot) * this.clusterBytes;
+      const key = `${entryKey(a)}|${entryKey(b)}${byGuestOffset ? `@${guestOffset}` : ''}`;
       if (this.pairsDone.has(key)) continue;
-      view(this.source, a, this.sourceView);
-      view(this.output, b, this.outputView);
+      view(this.source, a, this.sourceView, guestOffset);
+      view(this.output, b, this.outputView, guestOffset);
       if (this.sourceView.below !== this.outputView.below || !bytesEqual(this.sourceView.bytes, this.outputView.bytes)) return false;
       this.pairsDone.add(key);
     }
@@ -122,7 +126,7 @@ function entryKey(entry: L2Entry | null): string {
   return `${entry.kind}:${entry.hostOffset}:${entry.compressedSize}:${entry.allocMask}:${entry.zeroMask}`;
 }
 
-function view(image: Qcow2Image, entry: L2Entry | null, target: ClusterView): void {
+function view(image: Qcow2Image, entry: L2Entry | null, target: ClusterView, guestOffset: number): void {
   const { bytes } = target;
   const hasBacking = image.header.backingFile !== null;
   const subclusters = image.l2Format.extendedL2 ? 32 : 1;
@@ -143,12 +147,12 @@ function view(image: Qcow2Image, entry: L2Entry | null, target: ClusterView): vo
     return;
   }
   if (!image.l2Format.extendedL2) {
-    readHost(image, entry.hostOffset, bytes);
+    image.readData(entry.hostOffset, guestOffset, bytes);
     return;
   }
   for (let subcluster = 0; subcluster < subclusters; subcluster++) {
     const part = bytes.subarray(subcluster * subclusterBytes, (subcluster + 1) * subclusterBytes);
-    if (((entry.allocMask >>> subcluster) & 1) === 1) readHost(image, entry.hostOffset + subcluster * subclusterBytes, part);
+    if (((entry.allocMask >>> subcluster) & 1) === 1) image.readData(entry.hostOffset + subcluster * subclusterBytes, guestOffset + subcluster * subclusterBytes, part);
     else {
       part.fill(0);
       if (((entry.zeroMask >>> subcluster) & 1) === 0 && hasBacking) target.below = (target.below | (1 << subcluster)) >>> 0;
@@ -156,7 +160,3 @@ function view(image: Qcow2Image, entry: L2Entry | null, target: ClusterView): vo
   }
 }
 
-function readHost(image: Qcow2Image, hostOffset: number, target: Uint8Array): void {
-  const count = image.file.read(target, hostOffset);
-  if (count < target.length) target.fill(0, count);
-}

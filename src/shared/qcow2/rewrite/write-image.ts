@@ -26,6 +26,9 @@ import type { Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
 import type { ParentChoice } from '../snapshots/snapshot-tree.ts';
+import type { DiskCipher } from '../crypto/disk-cipher.ts';
+import { serializeCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
+import { EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
 
 export type CompressionPolicy = 'keep' | 'compress' | 'uncompress';
@@ -40,6 +43,12 @@ export interface WriteImageOptions {
   batchClusters: number;
   /** The source's tree, recorded in the copy. */
   tree: TreeToKeep;
+  /**
+   * A LUKS-encrypted new image: its LUKS area (header and key material, written as it is) and the
+   * data cipher its master key gives. Data clusters are encrypted for their new host offset;
+   * nothing is stored compressed (QEMU would store compressed clusters unencrypted).
+   */
+  luks: { area: Uint8Array; cipher: DiskCipher } | null;
 }
 
 export interface WriteImageResult {
@@ -72,6 +81,8 @@ interface BatchItem {
   verbatim: boolean;
   /** For compressed sources: the bytes as stored (kept as they are where the policy allows). */
   stored: Uint8Array | null;
+  /** Where in the guest disk the cluster first appears (legacy AES numbers its sectors by it). */
+  guestOffset: number;
 }
 
 export function* writeRewrittenImage(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext): Steps<WriteImageResult> {
@@ -122,6 +133,8 @@ class ImageWriter {
 
   *write(): Steps<WriteImageResult> {
     this.job.progress('copying', 0, this.totalClusters * this.clusterBytes, 'bytes');
+    const luks = this.options.luks;
+    const luksOffset = luks === null ? 0 : this.host.appendClusters(padToClusters(luks.area, this.clusterBytes));
     for (const l2Offset of this.plan.l2Tables) {
       yield* this.copyTable(l2Offset);
     }
@@ -136,6 +149,10 @@ class ImageWriter {
     const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
     const entries = snapshots.map((entry) => withTreeRecord(entry, this.options.tree, this.source.l1.offset, activeL1Offset, this.source.virtualSize));
     const header: Header = { ...this.options.header, l1Size: this.source.l1.size, l1TableOffset: activeL1Offset };
+    if (luks !== null) {
+      const pointer = serializeCryptoHeaderExtension({ offset: luksOffset, length: luks.area.length });
+      header.extensions = header.extensions.map((extension) => (extension.type === EXT_CRYPTO_HEADER ? { type: EXT_CRYPTO_HEADER, data: pointer } : extension));
+    }
     if (entries.length > 0) {
       const table = serializeSnapshotTable(entries);
       header.snapshotsOffset = this.host.appendClusters(padToClusters(table, this.clusterBytes));
@@ -171,9 +188,10 @@ class ImageWriter {
 
   private *copyTable(l2Offset: number): Steps<void> {
     const entries: L2Entry[] = [];
-    forEachEntry(this.source, l2Offset, (entry) => {
+    const firstGuestCluster = (this.plan.l2FirstIndex.get(l2Offset) ?? 0) * this.source.l2Entries;
+    forEachEntry(this.source, l2Offset, (entry, slot) => {
       entries.push(entry);
-      const item = this.newItem(entry);
+      const item = this.newItem(entry, (firstGuestCluster + slot) * this.clusterBytes);
       if (item === null) return;
       this.batch.push(item);
       if (this.batch.length >= this.options.batchClusters) this.flushBatch();
@@ -192,13 +210,13 @@ class ImageWriter {
   }
 
   /** The batch item for an entry whose data is not written (nor scheduled) yet, or null. */
-  private newItem(entry: L2Entry): BatchItem | null {
+  private newItem(entry: L2Entry, guestOffset: number): BatchItem | null {
     if (entry.kind === 'compressed') {
       if (this.compressedPlacement.has(entry.hostOffset)) return null;
       const planned = this.plan.compressed.get(entry.hostOffset);
       if (planned === undefined) throw new Qcow2Error('INTERNAL', 'rewrite: a compressed cluster missing from the plan');
       this.compressedPlacement.set(entry.hostOffset, { offset: UNWRITTEN, compressedSize: 0 });
-      return { key: entry.hostOffset, compressed: true, references: planned.references, verbatim: false, stored: null };
+      return { key: entry.hostOffset, compressed: true, references: planned.references, verbatim: false, stored: null, guestOffset };
     }
     if (entry.kind !== 'normal') return null;
     const cluster = entry.hostOffset / this.clusterBytes;
@@ -206,7 +224,7 @@ class ImageWriter {
     // Scheduled: any value other than UNWRITTEN until the batch places it.
     this.dataOffset[cluster] = AS_UNALLOCATED;
     const verbatim = ((this.plan.clusterMarks[cluster] ?? 0) & MARK_VERBATIM) !== 0;
-    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, stored: null };
+    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, stored: null, guestOffset };
   }
 
   /** Encodes the new form of `entry` at `position`; returns whether the entry is anything but unallocated. */
@@ -276,7 +294,12 @@ class ImageWriter {
       // (large ones go to the file straight from the batch, uncopied).
       let end = index + 1;
       while (end < items.length && forms[end] === 'store' && items[end]?.references === item.references) end++;
-      const offset = this.host.appendClusters(this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes), item.references);
+      const run = this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes);
+      // Encrypted for where the run will lie: the next cluster of the new file.
+      const expected = this.host.nextClusterOffset;
+      this.options.luks?.cipher.encrypt(run, expected, item.guestOffset);
+      const offset = this.host.appendClusters(run, item.references);
+      if (offset !== expected) throw new Qcow2Error('INTERNAL', 'rewrite: data landed elsewhere than expected');
       for (let stored = index; stored < end; stored++) {
         const storedItem = items[stored];
         if (storedItem !== undefined) this.place(storedItem, { offset: offset + (stored - index) * this.clusterBytes, compressedSize: 0 });
@@ -315,6 +338,12 @@ class ImageWriter {
       let end = index + 1;
       for (let next = items[end]; next !== undefined && !next.compressed && next.key === (items[end - 1]?.key ?? -2) + 1; next = items[end]) end++;
       this.readHost(item.key * this.clusterBytes, this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes));
+      // An encrypted source's clusters, each for where it lies (compressed ones are stored plain).
+      const cipher = this.source.cipher;
+      for (let decrypted = index; cipher !== null && decrypted < end; decrypted++) {
+        const decryptedItem = items[decrypted];
+        if (decryptedItem !== undefined) cipher.decrypt(this.slot(decrypted), decryptedItem.key * this.clusterBytes, decryptedItem.guestOffset);
+      }
       index = end;
     }
   }
@@ -327,15 +356,16 @@ class ImageWriter {
   /** What an item becomes; decompresses compressed sources into their slot where their bytes are needed. */
   private formOf(item: BatchItem, slot: Uint8Array): 'store' | 'compress' | 'keep-compressed' | 'zero' | 'unallocated' {
     const policy = this.options.compression;
+    const encrypted = this.options.luks !== null;
     if (item.verbatim) return 'store';
     if (item.compressed && item.stored !== null) {
       const sameType = this.options.compressionType === this.source.header.compressionType;
-      if (policy !== 'uncompress' && sameType && item.stored.length < this.clusterBytes) return 'keep-compressed';
+      if (!encrypted && policy !== 'uncompress' && sameType && item.stored.length < this.clusterBytes) return 'keep-compressed';
       decompressCluster(this.source.header.compressionType, item.stored, this.clusterBytes, slot);
       item.stored = null;
     }
     if (isAllZero(slot) && this.zeroForm !== 'stored') return this.zeroForm;
-    return policy === 'compress' ? 'compress' : 'store';
+    return policy === 'compress' && !encrypted ? 'compress' : 'store';
   }
 
   private compressMany(indices: number[]): (Uint8Array | null)[] {
