@@ -9,6 +9,7 @@ import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '.
 import { flag, option } from './args.ts';
 import { progressPrinter, runCancellably } from './cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
+import { cliRuntime } from './runtime.ts';
 import { parseOptionString } from './image-options.ts';
 
 /** Each compressing thread holds its own heap and zlib state: a few are enough. */
@@ -33,6 +34,7 @@ export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<Rewr
     source,
     target,
     compressionThreads: request.compression === 'compress' ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1,
+    compressWorker: cliRuntime.compressWorker,
     verify: !flag(args, 'no-verify'),
     dropBitmaps: flag(args, 'drop-bitmaps'),
     overwrite: flag(args, 'force'),

@@ -11,6 +11,7 @@ import { progressPrinter, runCancellably } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
 import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
+import { cliRuntime } from '../runtime.ts';
 
 /**
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
@@ -72,7 +73,10 @@ export const convert: Command = {
       return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable }, { printSummary: false });
     }
     try {
-      await convertCancellably({ source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
+      await convertCancellably(
+        { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share') },
+        showProgress ? progressPrinter(io) : () => {},
+      );
     } finally {
       if (showProgress) io.err('\n');
     }

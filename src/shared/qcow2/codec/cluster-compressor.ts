@@ -18,6 +18,8 @@ export interface ClusterCompressor {
    * compressed bytes, or null where compression saves nothing; results stay valid until the next call.
    */
   compress(input: Uint8Array, count: number): (Uint8Array | null)[];
+  /** Threads that have compressed or stand ready to (the caller's own included): helpers that failed to start are not counted. */
+  threadsReady(): number;
   close(): void;
 }
 
@@ -34,6 +36,7 @@ export function inlineCompressor(type: CompressionType, clusterBytes: number): C
       }
       return results;
     },
+    threadsReady: () => 1,
     close() {},
   };
 }
@@ -48,7 +51,9 @@ export const CONTROL = {
   done: 3,
   stop: 4,
   failed: 5,
-  size: 6,
+  /** Helper threads that started (each adds one). */
+  ready: 6,
+  size: 7,
 } as const;
 
 const INDEX_BITS = 20;
@@ -175,6 +180,7 @@ export function threadedCompressor(
       }
       return results;
     },
+    threadsReady: () => 1 + Atomics.load(batch.control, CONTROL.ready),
     close() {
       if (closed) return;
       closed = true;

@@ -10,6 +10,7 @@ const batch: SharedBatch = {
   lengths: new Int32Array(data.lengths),
 };
 
+Atomics.add(batch.control, CONTROL.ready, 1);
 let generation = Atomics.load(batch.control, CONTROL.generation);
 for (;;) {
   Atomics.wait(batch.control, CONTROL.generation, generation);

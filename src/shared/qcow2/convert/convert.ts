@@ -51,6 +51,8 @@ export interface ConvertRequest {
    * threads from compress-worker.ts (for the CLI, which runs the sources directly).
    */
   compressionThreads?: number;
+  /** Where the compressing helper thread's module is, for bundles that move it (the CLI's, the app's). */
+  compressWorker?: URL | string;
   /**
    * Read a source (or output backing file) that another program is writing, as qemu-img -U does;
    * by default that is an IN_USE error, for the copy would be of no moment in particular.
@@ -381,7 +383,7 @@ function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, request: Con
   let compressor: ClusterCompressor | null = null;
   if (request.compress === true) {
     const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
-    compressor = threads > 1 ? threadedCompressor(options.compressionType, clusterBytes, chunkBytes / clusterBytes, threads - 1) : inlineCompressor(options.compressionType, clusterBytes);
+    compressor = threads > 1 ? threadedCompressor(options.compressionType, clusterBytes, chunkBytes / clusterBytes, threads - 1, request.compressWorker) : inlineCompressor(options.compressionType, clusterBytes);
   }
   return new Qcow2Sink(file, new Qcow2StreamWriter(file, options), options, compressor, chunkBytes);
 }

@@ -5,7 +5,8 @@
  * many sectors: a node:crypto cipher object per 512-byte sector costs ten times the AES itself.
  * OpenSSL keeps its own copy of the key; dropping the object is all JavaScript can do to it.
  */
-import { createCipheriv, createDecipheriv, type Cipheriv, type Decipheriv } from 'node:crypto';
+import type { Cipheriv, Decipheriv } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 
 export const AES_BLOCK_BYTES = 16;
@@ -23,7 +24,7 @@ export function aesAlgorithm(keyBytes: number, mode: 'ecb' | 'cbc'): string {
 
 export function aesEcb(key: Uint8Array, direction: 'encrypt' | 'decrypt'): AesEcb {
   const algorithm = aesAlgorithm(key.length, 'ecb');
-  const cipher: Cipheriv | Decipheriv = direction === 'encrypt' ? createCipheriv(algorithm, key, null) : createDecipheriv(algorithm, key, null);
+  const cipher: Cipheriv | Decipheriv = direction === 'encrypt' ? nodeCrypto().createCipheriv(algorithm, key, null) : nodeCrypto().createDecipheriv(algorithm, key, null);
   cipher.setAutoPadding(false);
   return {
     blocks(input) {

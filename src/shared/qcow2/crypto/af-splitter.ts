@@ -5,7 +5,7 @@
  * block (an overwritten sector) loses the key. The diffusion hashes each digest-sized piece of the
  * block, prefixed with its big-endian index, and keeps as many bytes as the piece had.
  */
-import { createHash, randomFillSync } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import type { LuksHash } from '../format/luks-header.ts';
 
@@ -16,7 +16,7 @@ export function afSplit(key: Uint8Array, stripes: number, hash: LuksHash): Uint8
   checkStripes(stripes);
   const blockBytes = key.length;
   const material = new Uint8Array(blockBytes * stripes);
-  randomFillSync(material, 0, blockBytes * (stripes - 1));
+  nodeCrypto().randomFillSync(material, 0, blockBytes * (stripes - 1));
   const mixed = new Uint8Array(blockBytes);
   for (let stripe = 0; stripe < stripes - 1; stripe++) {
     xorInto(mixed, material.subarray(stripe * blockBytes, (stripe + 1) * blockBytes));
@@ -56,7 +56,7 @@ function diffuse(block: Uint8Array, hash: LuksHash): void {
   for (let piece = 0, start = 0; start < block.length; piece++, start += digestBytes) {
     const end = Math.min(start + digestBytes, block.length);
     indexView.setUint32(0, piece);
-    const digest = createHash(hash).update(index).update(block.subarray(start, end)).digest();
+    const digest = nodeCrypto().createHash(hash).update(index).update(block.subarray(start, end)).digest();
     block.set(digest.subarray(0, end - start), start);
     digest.fill(0);
   }

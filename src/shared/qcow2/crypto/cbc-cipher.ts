@@ -6,7 +6,8 @@
  * sectors in lockstep: block j of every sector, XORed with block j-1's ciphertext, goes through
  * one AES-ECB call (32 calls per run instead of one cipher object per sector).
  */
-import { createDecipheriv, type Decipheriv } from 'node:crypto';
+import type { Decipheriv } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import type { LuksHash, LuksIvGenerator } from '../format/luks-header.ts';
 import { AES_BLOCK_BYTES, aesAlgorithm, aesEcb, type AesEcb } from './aes-ecb.ts';
@@ -31,7 +32,7 @@ export class CbcSectorCipher implements SectorCipher {
   /** `key` is the AES key (16, 24 or 32 bytes); the caller keeps it and may zero it afterwards. */
   constructor(key: Uint8Array, ivGenerator: LuksIvGenerator, ivHash: LuksHash | null) {
     this.encryptBlocks = aesEcb(key, 'encrypt');
-    this.decryptChain = createDecipheriv(aesAlgorithm(key.length, 'cbc'), key, this.chainedFrom);
+    this.decryptChain = nodeCrypto().createDecipheriv(aesAlgorithm(key.length, 'cbc'), key, this.chainedFrom);
     this.decryptChain.setAutoPadding(false);
     this.ivs = createIvGenerator(ivGenerator, ivHash, key, RUN_SECTORS);
   }

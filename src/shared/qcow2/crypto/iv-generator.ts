@@ -5,7 +5,7 @@
  * block encrypted with AES under the hash of the key. ESSIV's AES takes the digest as its key, so
  * sha256 means AES-256 whatever the data cipher's size (QEMU follows dm-crypt's quirk here).
  */
-import { createHash } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import type { LuksHash, LuksIvGenerator } from '../format/luks-header.ts';
 import { AES_BLOCK_BYTES, aesEcb, type AesEcb } from './aes-ecb.ts';
@@ -60,7 +60,7 @@ class EssivIvs implements IvGenerator {
 
   constructor(key: Uint8Array, maxCount: number) {
     this.sectorNumbers = new SectorNumberIvs(true, maxCount);
-    const salt = createHash('sha256').update(key).digest();
+    const salt = nodeCrypto().createHash('sha256').update(key).digest();
     this.cipher = aesEcb(salt, 'encrypt');
     salt.fill(0);
   }

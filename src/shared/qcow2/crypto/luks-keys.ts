@@ -8,7 +8,7 @@
  * the header that disables a slot before its material is overwritten.
  * Key buffers this module owns are zeroed when done; the master key it returns is the caller's.
  */
-import { randomBytes, randomFillSync, randomUUID, timingSafeEqual } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import {
   keyMaterialAlignedSectors,
@@ -132,7 +132,7 @@ export function luksSlotsOpenedBy(header: LuksHeader, readArea: LuksAreaReader, 
 export function masterKeyMatches(header: LuksHeader, candidate: Uint8Array): boolean {
   if (candidate.length !== header.cipher.keyBytes) return false;
   const digest = pbkdf2(header.hash, candidate, header.masterKeyDigestSalt, header.masterKeyDigestIterations, LUKS_DIGEST_BYTES);
-  const matches = timingSafeEqual(digest, header.masterKeyDigest);
+  const matches = nodeCrypto().timingSafeEqual(digest, header.masterKeyDigest);
   digest.fill(0);
   return matches;
 }
@@ -147,8 +147,8 @@ export function createLuks(passphrase: Passphrase, options: CreateLuksOptions = 
   const cipher = luksCipher(options.cipher ?? DEFAULT_LUKS_CIPHER);
   const hash = options.hash ?? 'sha256';
   const iterTimeMs = options.iterTimeMs ?? DEFAULT_ITER_TIME_MS;
-  const masterKey = new Uint8Array(randomBytes(cipher.keyBytes));
-  const masterKeyDigestSalt = new Uint8Array(randomBytes(LUKS_SALT_BYTES));
+  const masterKey = new Uint8Array(nodeCrypto().randomBytes(cipher.keyBytes));
+  const masterKeyDigestSalt = new Uint8Array(nodeCrypto().randomBytes(LUKS_SALT_BYTES));
   const masterKeyDigestIterations = options.digestIterations ?? iterationsForTime(hash, LUKS_DIGEST_BYTES, iterTimeMs, 8);
   job.throwIfCancelled();
   const masterKeyDigest = pbkdf2(hash, masterKey, masterKeyDigestSalt, masterKeyDigestIterations, LUKS_DIGEST_BYTES);
@@ -161,7 +161,7 @@ export function createLuks(passphrase: Passphrase, options: CreateLuksOptions = 
     stripes: LUKS_STRIPES,
   }));
   const payloadOffsetSectors = LUKS_ALIGN_SECTORS + LUKS_KEY_SLOT_COUNT * slotSectors;
-  const blank: LuksHeader = { cipher, hash, payloadOffsetSectors, masterKeyDigest, masterKeyDigestSalt, masterKeyDigestIterations, uuid: options.uuid ?? randomUUID(), keySlots };
+  const blank: LuksHeader = { cipher, hash, payloadOffsetSectors, masterKeyDigest, masterKeyDigestSalt, masterKeyDigestIterations, uuid: options.uuid ?? nodeCrypto().randomUUID(), keySlots };
   const area = new Uint8Array(payloadOffsetSectors * LUKS_SECTOR_BYTES);
   const change = storeKeySlot(blank, 0, masterKey, passphrase, options);
   for (const write of change.writes) area.set(write.bytes, write.offsetInArea);
@@ -207,7 +207,7 @@ export function eraseLuksKeySlot(header: LuksHeader, slot: number, passes = LUKS
     yield { offsetInArea: 0, bytes: serializeLuksHeader(updated), flushAfter: true };
     const garbage = new Uint8Array(materialLength);
     for (let pass = 0; pass < passes; pass++) {
-      randomFillSync(garbage);
+      nodeCrypto().randomFillSync(garbage);
       yield { offsetInArea: materialOffset, bytes: garbage, flushAfter: true };
     }
   }
@@ -222,7 +222,7 @@ function storeKeySlot(header: LuksHeader, slot: number, masterKey: Uint8Array, p
     throw new Qcow2Error('UNSUPPORTED_FEATURE', `Key slot ${slot}: ${target.stripes} stripes of a ${keyBytes}-byte key do not fill whole cipher blocks`);
   }
   const secret = passphraseBytes(passphrase);
-  const salt = new Uint8Array(randomBytes(LUKS_SALT_BYTES));
+  const salt = new Uint8Array(nodeCrypto().randomBytes(LUKS_SALT_BYTES));
   let slotKey: Uint8Array | null = null;
   let material: Uint8Array | null = null;
   try {

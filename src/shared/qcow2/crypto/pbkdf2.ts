@@ -5,7 +5,7 @@
  * pbkdf2Sync cannot be interrupted or report progress: a slot with QEMU's default 2 s budget
  * blocks its thread for ~2 s per try, so callers run it in a worker and cancel between slots.
  */
-import { pbkdf2Sync } from 'node:crypto';
+import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import { LUKS_MAX_ITERATIONS, type LuksHash } from '../format/luks-header.ts';
 
@@ -17,7 +17,7 @@ export function pbkdf2(hash: LuksHash, secret: Uint8Array, salt: Uint8Array, ite
   if (!Number.isInteger(iterations) || iterations < 1 || iterations > LUKS_MAX_ITERATIONS) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${iterations} PBKDF2 iterations is out of range (1 to ${LUKS_MAX_ITERATIONS})`);
   }
-  return new Uint8Array(pbkdf2Sync(secret, salt, iterations, length, hash));
+  return new Uint8Array(nodeCrypto().pbkdf2Sync(secret, salt, iterations, length, hash));
 }
 
 /** This thread's CPU time in ms where Node tells it (24+, as QEMU times its thread), else wall time. */
@@ -35,7 +35,7 @@ export function pbkdf2IterationsPerSecond(hash: LuksHash, outputBytes: number): 
   let iterations = 1 << 12;
   for (;;) {
     const start = clockMs();
-    pbkdf2Sync(secret, salt, iterations, outputBytes, hash);
+    nodeCrypto().pbkdf2Sync(secret, salt, iterations, outputBytes, hash);
     const elapsedMs = clockMs() - start;
     if (elapsedMs >= 50 || iterations >= LUKS_MAX_ITERATIONS) return (iterations * 1000) / Math.max(elapsedMs, 0.001);
     iterations = Math.min(LUKS_MAX_ITERATIONS, iterations * (elapsedMs < 5 ? 10 : Math.ceil(60 / elapsedMs)));

@@ -86,6 +86,8 @@ export interface RewriteResult {
   verified: boolean;
   /** The new image's encryption. */
   encryption: 'luks' | 'none';
+  /** Threads that compressed (1 when nothing was compressed, or no helper thread could start). */
+  compressionThreads: number;
 }
 
 const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
@@ -154,9 +156,11 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
+        let compressionThreads = 1;
         try {
           written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
         } finally {
+          compressionThreads = compressor?.threadsReady() ?? 1;
           compressor?.close();
         }
         yield;
@@ -172,6 +176,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
           zeroClusters: written.zeroClusters,
           verified: verify,
           encryption: luks === null ? 'none' : 'luks',
+          compressionThreads,
         };
         return result;
       },

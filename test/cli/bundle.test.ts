@@ -1,0 +1,69 @@
+/**
+ * The bundled command line (scripts/build-cli.ts, built by `npm ci` through `prepare`): plain
+ * JavaScript that runs the same commands as the sources, the compressing helper threads included
+ * (their module sits beside the entry, where the bundle's entry tells the engine to find it).
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { buildCli } from '../../scripts/build-cli.ts';
+import { qemuCheck, qemuCompare, qemuImg, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { SeededRandom, compressibleBytes } from '../helpers/seeded-random.ts';
+
+let folder: TempDir;
+let entry: string;
+beforeAll(async () => {
+  folder = tempDir();
+  const out = folder.file('bundle');
+  await buildCli(out);
+  // Where npm installs it: koffi (external to the bundle) is found in node_modules above the bundle.
+  fs.symlinkSync(fileURLToPath(new URL('../../node_modules', import.meta.url)), folder.file('node_modules'));
+  entry = path.join(out, 'cowbell.mjs');
+}, 60_000);
+afterAll(() => folder.cleanup());
+
+function cowbell(...args: string[]): { status: number | null; stdout: string; stderr: string } {
+  return spawnSync(process.execPath, [entry, ...args], { encoding: 'utf8' });
+}
+
+describe('the bundled command line', () => {
+  it('holds an entry, the compressing thread beside it, one chunk per command and the list of its sources', () => {
+    const out = path.dirname(entry);
+    expect(fs.existsSync(path.join(out, 'compress-worker.mjs'))).toBe(true);
+    const chunks = fs.readdirSync(path.join(out, 'chunks'));
+    for (const command of ['info', 'convert', 'compress', 'snapshot']) expect(chunks.some((name) => name.startsWith(`${command}-`))).toBe(true);
+    const sources = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8')) as [string, number][];
+    expect(sources.map(([file]) => file)).toContain('src/cli/main.ts');
+    expect(sources.every(([file]) => file.startsWith('src/'))).toBe(true);
+  });
+
+  it('runs info, and compresses on several threads into an image qemu-img reads the same', async () => {
+    const raw = folder.file('data.raw');
+    const random = new SeededRandom(5);
+    const parts: Uint8Array[] = [];
+    for (let index = 0; index < 48; index++) parts.push(index % 2 === 0 ? compressibleBytes(65536, index) : random.bytes(65536));
+    fs.writeFileSync(raw, Buffer.concat(parts));
+    const image = folder.file('disk.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    await qemuImg(['snapshot', '-c', 'kept', image]);
+    const info = cowbell('info', '--json', image);
+    expect(info.status, info.stderr).toBe(0);
+    expect((JSON.parse(info.stdout) as { 'virtual-size': number })['virtual-size']).toBe(48 * 65536);
+    const output = folder.file('compressed.qcow2');
+    const compress = cowbell('compress', '--json', image, output);
+    expect(compress.status, compress.stderr).toBe(0);
+    const result = JSON.parse(compress.stdout) as { compressionThreads: number; snapshots: number };
+    expect(result.snapshots).toBe(1);
+    // The helper threads ran the bundled compress-worker.mjs (a wrong path would leave the caller alone).
+    expect(result.compressionThreads).toBeGreaterThan(1);
+    const check = await qemuCheck(output);
+    expect(check.code).toBe(0);
+    expect(check.report?.['compressed-clusters']).toBeGreaterThan(0);
+    expect((await qemuCompare(output, raw)).code).toBe(0);
+    const convert = cowbell('convert', '-c', '-O', 'qcow2', '--no-snapshots', image, folder.file('converted.qcow2'));
+    expect(convert.status, convert.stderr).toBe(0);
+    expect((await qemuCompare(folder.file('converted.qcow2'), raw)).code).toBe(0);
+  }, 60_000);
+});
