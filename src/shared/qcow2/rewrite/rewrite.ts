@@ -156,7 +156,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
-        let compressionThreads = 1;
+        let compressionThreads: number;
         try {
           written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
         } finally {
