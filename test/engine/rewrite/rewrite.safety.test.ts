@@ -170,7 +170,7 @@ describe('refused up front, nothing written', () => {
   });
 });
 
-describe('never under a running VM', () => {
+describe('never under a running VM', { timeout: 30_000 }, () => {
   const holders: [string, (image: string, dir: string) => Promise<Holder>][] = [
     ['qemu-io (read-write)', (image) => holdWithQemuIo(image)],
     ['qemu-nbd (read-write)', (image, dir) => holdWithQemuNbd(image, { socketDir: dir })],
