@@ -185,6 +185,14 @@ describe('cowbell compress', { timeout: 60_000 }, () => {
     await expectCheckClean(expect, output, 'replaced with --force');
   });
 
+  it('an OUTPUT in a folder that does not exist: exit 1, one line naming OUTPUT and the missing folder, as convert says it', async () => {
+    const { dir, image } = await diskWithSnapshots();
+    const missing = path.join(dir, 'no-such-folder');
+    const result = await run('compress', image, path.join(missing, 'out.qcow2'));
+    expectOneLineError(result, 1, new RegExp(`out\\.qcow2: the folder ${missing} does not exist`));
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
+  });
+
   it('a disk qemu-io is writing is refused in one line, exit 1, untouched, with no advice to force it', async () => {
     const { dir, image } = await diskWithSnapshots();
     const hash = fileHash(image);

@@ -446,6 +446,27 @@ describe('what the user has keeps its shape', () => {
     await expectCheckClean(expect, image, 'the disk behind the link');
   });
 
+  it('in place keeps who may read the disk: a private disk (0600, owned by another user) stays so, and its copy is never readable by others while it is written', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    fs.chmodSync(image, 0o600);
+    fs.chownSync(image, 1234, 1234);
+    const states = await statesOf(image);
+    const temporaryModes: number[] = [];
+    rewriteImage({ source: image, compression: 'compress', batchClusters: 8 }, {
+      progress(stage, done) {
+        if (stage !== 'copying' || done === 0) return;
+        for (const file of fs.readdirSync(dir)) if (file.endsWith('.tmp')) temporaryModes.push(fs.statSync(path.join(dir, file)).mode & 0o777);
+      },
+      throwIfCancelled() {},
+    });
+    const after = fs.statSync(image);
+    expect((after.mode & 0o777).toString(8), 'the rewritten disk').toBe('600');
+    expect([after.uid, after.gid], 'the rewritten disk').toEqual([1234, 1234]);
+    expect(temporaryModes.length).toBeGreaterThan(0);
+    expect([...new Set(temporaryModes.filter((mode) => (mode & 0o077) !== 0).map((mode) => mode.toString(8)))], 'the temporary file, readable by others').toEqual([]);
+    expectSameStates(await statesOf(image), states, 'the private disk');
+  });
+
   it("replacing the source's own backing file is refused, nothing written (the overlay would lose its data and the copy would name itself as its backing file)", async () => {
     const dir = folder.file(`case-${++imageCount}`);
     fs.mkdirSync(dir);
