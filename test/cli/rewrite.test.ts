@@ -311,7 +311,7 @@ describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {
     expectOneLineError(await run('convert', '-O', 'qcow2', '-l', 'installed', '--no-snapshots', image, path.join(dir, 'both.qcow2')), 2, /-l copies one snapshot/);
   });
 
-  it('-l snapshot.id=ID means the id even where another snapshot is named like it (as qemu-img)', async () => {
+  it('-l snapshot.id=ID means the id and snapshot.name=NAME the name, even where another snapshot is named like an id (as qemu-img)', async () => {
     const dir = folder.file(`case-${++caseCount}`);
     fs.mkdirSync(dir);
     const image = path.join(dir, 'disk.qcow2');
@@ -330,6 +330,12 @@ describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {
       fs.rmSync(raw);
       fs.rmSync(expected);
     }
+    // Where qemu-img finds no such snapshot, neither may Cowbell fall back to the other kind of lookup.
+    for (const selector of ['snapshot.name=1', 'snapshot.id=3']) {
+      await qemuImg(['convert', '-f', 'qcow2', '-O', 'raw', '-l', selector, image, path.join(dir, 'qemu.raw')], { okCodes: [1] });
+      expectOneLineError(await run('convert', '-O', 'raw', '-l', selector, image, path.join(dir, 'state.raw')), 1, /no snapshot/i);
+    }
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
   });
 
   it('options that would change the layout cannot be had with the snapshots: exit 2, the reason and the way out, no output', async () => {
