@@ -103,6 +103,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   const target = request.target ?? request.source;
   const inPlace = path.resolve(target) === path.resolve(request.source) || sameFile(target, request.source);
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
+  // In place, the file replaced is the source itself, not a symbolic link that leads to it.
+  const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
   const image = openSource(request.source, request.openFile, true);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
@@ -111,12 +113,12 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
     const beforeBytes = image.file.size();
-    assertRoom(target, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
+    assertRoom(replaced, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps });
     const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
     const verify = request.verify ?? true;
     return yield* writeFileAtomicallySteps(
-      target,
+      replaced,
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
@@ -164,6 +166,14 @@ function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], gu
     openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
   });
   return image;
+}
+
+function realPath(filePath: string): string {
+  try {
+    return fs.realpathSync(filePath);
+  } catch {
+    return filePath;
+  }
 }
 
 function sameFile(a: string, b: string): boolean {
