@@ -110,6 +110,10 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
     assertRewritable(image.header, { dropBitmaps, compressionType });
+    // The copy would name itself as its backing file, and the disk would lose what it reads through it.
+    if (image.backingPath !== null && (path.resolve(image.backingPath) === path.resolve(replaced) || sameFile(image.backingPath, replaced))) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${target} is the backing file of ${request.source}; replacing it would lose the data the disk reads through it, so choose another name`);
+    }
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
     const beforeBytes = image.file.size();
