@@ -121,9 +121,11 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps });
     const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
     const verify = request.verify ?? true;
+    const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(
       replaced,
       function* (file, temporaryPath) {
+        if (replacedStats !== null) keepOwnership(file, replacedStats);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         try {
@@ -170,6 +172,28 @@ function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], gu
     openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
   });
   return image;
+}
+
+function statOf(filePath: string): fs.Stats | null {
+  try {
+    return fs.statSync(filePath);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The file that replaces another gets its owner and mode, before any data is in it: a private
+ * disk (0600, a VM's user) stays private and usable by that VM.
+ */
+function keepOwnership(file: BlockFile, stats: fs.Stats): void {
+  if (!(file instanceof NodeBlockFile)) return;
+  try {
+    fs.fchownSync(file.descriptor, stats.uid, stats.gid);
+  } catch {
+    // Only root may give a file away; the mode below still keeps others out.
+  }
+  fs.fchmodSync(file.descriptor, stats.mode & 0o777);
 }
 
 function realPath(filePath: string): string {
