@@ -216,7 +216,14 @@ function sameFile(a: string, b: string): boolean {
 
 /** Refuses up front (NO_SPACE, nothing written) when the new image will not fit beside the old one. */
 function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRequest['freeBytes']): void {
-  const free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
+  let free: number | null;
+  try {
+    free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
+  } catch (error) {
+    // A missing folder: the atomic writer says so, naming the target.
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') return;
+    throw error;
+  }
   if (free === null) return;
   const needed = estimate.expectedBytes + SPACE_MARGIN_BYTES;
   if (needed > free) {
