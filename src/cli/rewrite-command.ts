@@ -74,10 +74,15 @@ const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {
 
 function overallProgress(print: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
   const scale = 1_000_000;
+  let span: [number, number] = [0, 1];
+  let shown = 0;
   return (stage, done, total) => {
-    const [from, to] = STAGE_SPANS[stage] ?? [0, 1];
+    // The check's own stages ('checking metadata', 'comparing refcounts', …) fall within 'checking'.
+    span = STAGE_SPANS[stage] ?? span;
+    const [from, to] = span;
     const fraction = total > 0 ? Math.min(1, done / total) : 1;
-    print(stage, Math.round((from + (to - from) * fraction) * scale), scale);
+    shown = Math.max(shown, from + (to - from) * fraction);
+    print(stage, Math.round(shown * scale), scale);
   };
 }
 
