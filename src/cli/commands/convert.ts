@@ -72,13 +72,14 @@ export const convert: Command = {
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
       return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType }, { printSummary: false });
     }
-    if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
-      io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} is copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
-    }
     try {
       await convertCancellably({ source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, overwrite: force, durable, forceShare: flag(args, 'force-share') }, showProgress ? progressPrinter(io) : () => {});
     } finally {
       if (showProgress) io.err('\n');
+    }
+    // Once the copy is made: a failure is one line, and the note is about a copy that exists.
+    if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
+      io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} is copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
     }
     return EXIT_OK;
   },
@@ -126,8 +127,13 @@ function snapshotOption(value: string | undefined, source: string): string | und
 
 /** How many internal snapshots the source holds (0 for a raw source). */
 function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
-  if ((sourceFormat ?? detectFormat(source)) !== 'qcow2') return 0;
-  return readImageInfo(source).snapshots?.length ?? 0;
+  try {
+    if ((sourceFormat ?? detectFormat(source)) !== 'qcow2') return 0;
+    return readImageInfo(source).snapshots?.length ?? 0;
+  } catch {
+    // A source that cannot be read: the copy says why, in its own words (naming the file).
+    return 0;
+  }
 }
 
 /**
