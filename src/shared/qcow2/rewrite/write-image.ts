@@ -168,13 +168,16 @@ class ImageWriter {
 
   private *copyTable(l2Offset: number): Steps<void> {
     const entries: L2Entry[] = [];
-    forEachEntry(this.source, l2Offset, (entry) => {
-      entries.push(entry);
+    forEachEntry(this.source, l2Offset, (entry) => entries.push(entry));
+    for (const entry of entries) {
       const item = this.newItem(entry);
-      if (item === null) return;
+      if (item === null) continue;
       this.batch.push(item);
-      if (this.batch.length >= this.options.batchClusters) this.flushBatch();
-    });
+      if (this.batch.length < this.options.batchClusters) continue;
+      this.flushBatch();
+      // A step per batch: one L2 table maps up to 512 MiB (64 KiB clusters), too long to hold a thread that must hear Ctrl-C.
+      yield;
+    }
     if (this.batch.length > 0) this.flushBatch();
     yield;
     const table = new Uint8Array(this.clusterBytes);
