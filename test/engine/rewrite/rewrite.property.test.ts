@@ -110,10 +110,13 @@ const caseArbitrary: fc.Arbitrary<RewriteCase> = fc
     };
   });
 
-/** How many snapshots an image can hold at once: each adds a reference to every cluster the states share. */
+/**
+ * How many snapshots an image may hold at once: each adds a reference to every cluster the states
+ * share, and an apply raises the snapshot's references before it lowers the current state's, so
+ * one more must fit (2-bit refcounts, at most 3: two states and the apply's).
+ */
 function snapshotCap(refcountBits: number): number {
-  if (refcountBits === 1) return 0;
-  return Math.min(8, 2 ** refcountBits - 2);
+  return Math.max(0, Math.min(8, 2 ** refcountBits - 3));
 }
 
 let runIndex = 0;
