@@ -2,7 +2,9 @@
  * What `cowbell compress` and `cowbell compact` share: both rewrite an image with every snapshot
  * (the engine's rewrite/), in place or into OUTPUT, with progress, Ctrl-C and a one-line summary.
  */
+import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { formatBytes } from '../shared/format-units.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
@@ -28,6 +30,9 @@ export const REWRITE_OPTIONS = {
 
 export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<RewriteRequest, 'source' | 'target'>, { printSummary = true } = {}): Promise<number> {
   const [source = '', target] = args.positionals;
+  if (target !== undefined && !flag(args, 'force') && fs.existsSync(target) && !sameFile(source, target)) {
+    throw new UsageError(`${target} already exists; pass --force to replace it`);
+  }
   const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
   const full: RewriteRequest = {
     ...request,
@@ -51,6 +56,18 @@ export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<Rewr
   return EXIT_OK;
 }
 
+/** OUTPUT naming the source itself (or a link to it) is an in-place rewrite, not a file to refuse. */
+function sameFile(a: string, b: string): boolean {
+  if (path.resolve(a) === path.resolve(b)) return true;
+  try {
+    const statA = fs.statSync(a);
+    const statB = fs.statSync(b);
+    return statA.dev === statB.dev && statA.ino === statB.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** The share of the whole job each stage takes, so one progress line only ever moves forward. */
 const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {
   'reading the mapping tables': [0, 0.02],
@@ -61,10 +78,15 @@ const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {
 
 function overallProgress(print: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
   const scale = 1_000_000;
+  let span: [number, number] = [0, 1];
+  let shown = 0;
   return (stage, done, total) => {
-    const [from, to] = STAGE_SPANS[stage] ?? [0, 1];
+    // The check's own stages ('checking metadata', 'comparing refcounts', …) fall within 'checking'.
+    span = STAGE_SPANS[stage] ?? span;
+    const [from, to] = span;
     const fraction = total > 0 ? Math.min(1, done / total) : 1;
-    print(stage, Math.round((from + (to - from) * fraction) * scale), scale);
+    shown = Math.max(shown, from + (to - from) * fraction);
+    print(stage, Math.round(shown * scale), scale);
   };
 }
 

@@ -81,6 +81,17 @@ export class FaultFileSystem implements AtomicFileSystem {
     this.log.push({ kind: 'sync-folder', path: folderPath });
   }
 
+  /**
+   * An existing file, read-only (nothing logged): what the file named `filePath` holds now, and
+   * goes on holding after a rename takes the name away (an open file keeps its inode).
+   */
+  open(filePath: string): BlockFile {
+    const inode = this.names.get(filePath);
+    const data = inode === undefined ? undefined : this.inodes[inode]?.data;
+    if (data === undefined) throw Object.assign(new Error(`ENOENT: ${filePath}`), { code: 'ENOENT' });
+    return new ReadOnlyFile(filePath, data);
+  }
+
   exists(filePath: string): boolean {
     return this.names.has(filePath);
   }
@@ -200,6 +211,46 @@ class LoggedFile implements BlockFile {
     if (this.closed) return;
     this.closed = true;
     this.log.push({ kind: 'close', inode: this.inode });
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Qcow2Error('INTERNAL', `${this.path}: used after close`);
+  }
+}
+
+class ReadOnlyFile implements BlockFile {
+  readonly path: string;
+  readonly readOnly = true;
+  private readonly data: GrowableBytes;
+  private closed = false;
+
+  constructor(filePath: string, data: GrowableBytes) {
+    this.path = filePath;
+    this.data = data;
+  }
+
+  read(buffer: Uint8Array, position: number): number {
+    this.assertOpen();
+    return this.data.read(buffer, position);
+  }
+
+  write(): void {
+    throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+  }
+
+  flush(): void {}
+
+  size(): number {
+    this.assertOpen();
+    return this.data.length;
+  }
+
+  truncate(): void {
+    throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
+  }
+
+  close(): void {
+    this.closed = true;
   }
 
   private assertOpen(): void {

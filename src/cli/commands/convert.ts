@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
+import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
@@ -63,8 +64,8 @@ export const convert: Command = {
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
-    const sourceSnapshot = snapshotOption(option(args, 'snapshot'));
-    if (sourceSnapshot !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
+    if (option(args, 'snapshot') !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
+    const sourceSnapshot = snapshotOption(option(args, 'snapshot'), source);
     const snapshots = sourceSnapshot === undefined ? snapshotCount(source, sourceFormat) : 0;
     const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
     if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots')) {
@@ -80,6 +81,7 @@ export const convert: Command = {
     } finally {
       if (showProgress) io.err('\n');
     }
+    // Once the copy is made: a failure is one line, and the note is about a copy that exists.
     if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
       io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} was copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
     }
@@ -97,19 +99,32 @@ async function convertCancellably(request: ConvertRequest, onProgress: (stage: s
   await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
 }
 
-/** qemu-img's -l: `NAME`, `snapshot.name=NAME` or `snapshot.id=ID` (names are looked up first, then ids). */
-function snapshotOption(value: string | undefined): string | undefined {
+/**
+ * qemu-img's -l: `NAME` (names are looked up first, then ids), or `snapshot.name=NAME` or
+ * `snapshot.id=ID`, each looked up as that alone: the name of the snapshot meant.
+ */
+function snapshotOption(value: string | undefined, source: string): string | undefined {
   if (value === undefined) return undefined;
   const match = /^snapshot\.(name|id)=(.*)$/.exec(value);
   const name = match === null ? value : (match[2] ?? '');
   if (name === '') throw new UsageError('convert: -l needs a snapshot name');
-  return name;
+  if (match === null) return name;
+  const by = match[1] === 'id' ? 'id' : 'name';
+  const found = (readImageInfo(source).snapshots ?? []).find((snapshot) => snapshot[by] === name);
+  if (found === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with ${by} "${name}"`);
+  return found.name;
 }
 
 /** How many internal snapshots the source holds (0 for a raw source, or one that is not what -f says: convert reports that). */
 function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
-  if (sourceFormat === 'raw' || detectFormat(source) !== 'qcow2') return 0;
-  return readImageInfo(source).snapshots?.length ?? 0;
+  if (sourceFormat === 'raw') return 0;
+  try {
+    if (detectFormat(source) !== 'qcow2') return 0;
+    return readImageInfo(source).snapshots?.length ?? 0;
+  } catch {
+    // A source that cannot be read: the copy says why, in its own words (naming the file).
+    return 0;
+  }
 }
 
 /**

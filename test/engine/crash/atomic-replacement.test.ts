@@ -1,7 +1,8 @@
 /**
- * The one helper that makes whole new files (writeFileAtomically: create, convert, and later
- * compress, encrypt, compact) cut at every step of its file-system log: the target is the old
- * file (or nothing) or the complete new one, never a mix, and the new one once the call returned.
+ * The one helper that makes whole new files (writeFileAtomically: create, convert, the rewrite
+ * behind compress and compact, and later encrypt) cut at every step of its file-system log: the
+ * target is the old file (or nothing) or the complete new one, never a mix; the old one until the
+ * rename, and the new one once the call returned.
  * The same judge, given careless helpers, catches them — so a pass means something.
  */
 import * as fs from 'node:fs';
@@ -78,6 +79,20 @@ describe('the atomic-replacement judge catches careless helpers', () => {
     const report = await runFileCrashCase(operation);
     expect(report.failures.some((failure) => failure.startsWith('order: the folder /careless is not synced'))).toBe(true);
     expect(report.failures.some((failure) => failure.includes('the operation returned, but after a power cut'))).toBe(true);
+  });
+
+  it('putting the new file under the name before the rename is caught, even when it is complete and flushed', async () => {
+    const operation = careless('new file under the name early', (fileSystem, write) => {
+      fileSystem.remove('/careless/disk.qcow2');
+      write('/careless/disk.qcow2').flush();
+      const copy = write('/careless/.tmp');
+      copy.flush();
+      copy.close();
+      fileSystem.rename('/careless/.tmp', '/careless/disk.qcow2');
+      fileSystem.syncFolder('/careless');
+    });
+    const report = await runFileCrashCase(operation);
+    expect(report.failures.some((failure) => /the cut comes before the rename \(event \d+\), but the target is not what was there before/.test(failure))).toBe(true);
   });
 
   it('the order check names each missing step', () => {

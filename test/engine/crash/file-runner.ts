@@ -3,9 +3,9 @@
  *  - the order the atomic helper promises: every write of the new file, then its flush, then the
  *    rename onto the target, then a sync of the target's folder;
  *  - every power cut of the log (keep-all, lose-all, seeded random): the target holds what was
- *    there before (or nothing) or the complete new file; once the operation has returned, only
- *    the new file;
- *  - the new file is an image qemu-img check finds clean.
+ *    there before (or nothing) or the complete new file; before the rename onto the target, only
+ *    what was there before; once the operation has returned, only the new file;
+ *  - the new file is an image qemu-img check finds clean (and passes the operation's own judge).
  */
 import * as fs from 'node:fs';
 import { FaultFileSystem, folderOf, type FileSystemEvent, type LossPattern } from '../../helpers/fault-file.ts';
@@ -77,6 +77,9 @@ export async function runFileCrashCase(operation: FileOperation, settings: Crash
     fs.writeFileSync(finishedPath, after);
     const verdict = await qemuVerdict(finishedPath);
     if (!isClean(verdict)) fail(`the new file is not clean by qemu-img check:\n${verdict.output}`);
+    for (const problem of (await operation.judgeAfter?.(finishedPath, folder)) ?? []) fail(`the new file: ${problem}`);
+
+    const renameAt = log.findIndex((event) => event.kind === 'rename' && event.to === operation.target);
 
     for (let cut = 0; cut <= log.length; cut++) {
       for (const pattern of patternsFor(cut, settings)) {
@@ -86,6 +89,7 @@ export async function runFileCrashCase(operation: FileOperation, settings: Crash
         const isAfter = seen !== undefined && firstDifference(seen, after) === -1;
         const where = `cut after event ${cut}/${log.length} (${describe(pattern)})`;
         if (cut === log.length && !isAfter) fail(`${where}: the operation returned, but after a power cut the target is ${seen === undefined ? 'missing' : `not the new file (${seen.length} bytes)`}`);
+        else if (cut <= renameAt && !isBefore) fail(`${where}: the cut comes before the rename (event ${renameAt}), but the target is not what was there before (${seen === undefined ? 'missing' : `${seen.length} bytes`})`);
         else if (!isBefore && !isAfter) fail(`${where}: the target is neither the old file nor the complete new one (${seen === undefined ? 'missing' : `${seen.length} bytes`})`);
       }
     }

@@ -11,10 +11,11 @@
 import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
-import type { TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
 import {
@@ -288,9 +289,10 @@ export const imageOperations: ImageOperation[] = [
 // ------------------------------------------------------------------ whole-file operations
 
 /**
- * Operations that make a whole new file through writeFileAtomically (create now; convert, and
- * later compress, encrypt, compact): run against a FaultFileSystem, every cut of its log must
- * leave the target path with what was there before (or nothing) or the complete new file.
+ * Operations that make a whole new file through writeFileAtomically (create, convert, the rewrite
+ * behind compress and compact; later encrypt): run against a FaultFileSystem, every cut of its log
+ * must leave the target path with what was there before (or nothing) or the complete new file —
+ * what was there before as long as the rename has not happened.
  */
 export interface FileOperation {
   name: string;
@@ -299,10 +301,33 @@ export interface FileOperation {
   /** Builds what the operation reads (real files in `folder`); returns the target's bytes before it, or null if there is none. */
   setup(folder: TempDir): Promise<Uint8Array | null>;
   run(fileSystem: FaultFileSystem, folder: TempDir): void;
+  /** What is wrong with the finished new file (written at `finishedPath`) beyond qemu-img check: empty when nothing. */
+  judgeAfter?(finishedPath: string, folder: TempDir): Promise<string[]>;
   fullOnly?: boolean;
 }
 
 const FAKE_FOLDER = '/cowbell-crash';
+
+/** The finished file lists the same snapshots as `originalPath` and holds the same guest data in every state (qemu-img's view). */
+function sameStatesAs(originalName: string): (finishedPath: string, folder: TempDir) => Promise<string[]> {
+  return async (finishedPath, folder) => {
+    const originalPath = folder.file(originalName);
+    const problems: string[] = [];
+    const listing = (snapshots: Awaited<ReturnType<typeof qemuInfo>>['snapshots']): string => JSON.stringify(snapshots ?? []);
+    const [original, finished] = [await qemuInfo(originalPath), await qemuInfo(finishedPath)];
+    if (listing(original.snapshots) !== listing(finished.snapshots)) problems.push(`the snapshots differ: ${listing(original.snapshots)} became ${listing(finished.snapshots)}`);
+    for (const snapshot of [undefined, ...(original.snapshots ?? []).map((entry) => entry.name)]) {
+      const at = firstDifference(await rawOf(originalPath, { snapshot }), await rawOf(finishedPath, { snapshot }));
+      if (at !== -1) problems.push(`${snapshot === undefined ? 'the current state' : `snapshot ${snapshot}`} differs from the original at byte ${at}`);
+    }
+    return problems;
+  };
+}
+
+/** The rewrite, reading its source through the fault file system (an in-place rewrite replaces what it reads). */
+function rewriteThrough(fileSystem: FaultFileSystem, request: Omit<Parameters<typeof rewriteImage>[0], 'fileSystem' | 'openFile' | 'freeBytes'>, sourceInFileSystem: boolean): void {
+  rewriteImage({ ...request, fileSystem, freeBytes: () => null, ...(sourceInFileSystem ? { openFile: (filePath: string) => fileSystem.open(filePath) } : {}) });
+}
 
 export const fileOperations: FileOperation[] = [
   {
@@ -341,5 +366,40 @@ export const fileOperations: FileOperation[] = [
       return new Uint8Array(8 * KiB).fill(0x77);
     },
     run: (fileSystem, folder) => void convertImage({ source: folder.file('unsafe-source.qcow2'), target: `${FAKE_FOLDER}/unsafe.qcow2`, targetFormat: 'qcow2', overwrite: true, durable: false, fileSystem }),
+  },
+  {
+    // The source is the target: read through the fault file system, it is the old file until the rename.
+    name: 'compress in place: an image with two snapshots replaced by its compressed copy',
+    target: `${FAKE_FOLDER}/disk.qcow2`,
+    setup: (folder) => qemuMadeImage(folder, 'disk.qcow2', V3_4K, 256 * KiB, [...twoSnapshots, { io: 'write -P 0x25 100k 60k' }]),
+    run: (fileSystem) => rewriteThrough(fileSystem, { source: `${FAKE_FOLDER}/disk.qcow2`, compression: 'compress', batchClusters: 3 }, true),
+    judgeAfter: sameStatesAs('disk.qcow2'),
+  },
+  {
+    name: 'compact into a new path over an existing target: compressed clusters kept, snapshots kept',
+    target: `${FAKE_FOLDER}/compacted.qcow2`,
+    setup: async (folder) => {
+      await compressedImage(folder.file('compressed.qcow2'));
+      return qemuMadeImage(folder, 'old-compacted.qcow2', V2_512, 64 * KiB, [{ io: 'write -P 0x56 0 12k' }, { snapshot: 'old' }]);
+    },
+    run: (fileSystem, folder) => rewriteThrough(fileSystem, { source: folder.file('compressed.qcow2'), target: `${FAKE_FOLDER}/compacted.qcow2`, compression: 'keep', overwrite: true, batchClusters: 5 }, false),
+    judgeAfter: sameStatesAs('compressed.qcow2'),
+  },
+  {
+    // 6 MiB of data: more than the writer stages at once, so the new file takes several writes.
+    name: 'compact in place with --uncompress: a v2 image of several MiB, after a snapshot delete',
+    target: `${FAKE_FOLDER}/v2.qcow2`,
+    fullOnly: true,
+    setup: (folder) =>
+      qemuMadeImage(folder, 'v2.qcow2', 'compat=0.10,cluster_size=4096', 8 * 1024 * KiB, [
+        { io: 'write -P 0x31 0 5M' },
+        { snapshot: 's1' },
+        { io: 'write -P 0x32 1M 2M' },
+        { snapshot: 's2' },
+        { io: 'write -P 0x33 6M 64k' },
+        { deleteSnapshot: 's1' },
+      ]),
+    run: (fileSystem) => rewriteThrough(fileSystem, { source: `${FAKE_FOLDER}/v2.qcow2`, compression: 'uncompress', batchClusters: 7 }, true),
+    judgeAfter: sameStatesAs('v2.qcow2'),
   },
 ];

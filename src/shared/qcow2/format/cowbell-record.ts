@@ -10,6 +10,9 @@
  * 16  u32 current since (seconds)  20  u32 current since (nanoseconds)  24  parent id bytes, padded to 8
  * The "inferred" flags keep a guess as a guess: a rewrite records the tree it inferred (the new
  * layout could make the guesses come out otherwise) without presenting it as known.
+ * Flag 16: after the padded parent id, a u32 checksum of the current L1 table when the mark was
+ * set (and 4 bytes reserved): while the current L1 is unchanged, no program has applied another
+ * snapshot in place or copied a table on write since, so the mark holds whatever the mappings say.
  */
 import { readU64Number, view, writeU64Number } from './bytes.ts';
 import { decodeString, encodeString } from './header.ts';
@@ -21,6 +24,7 @@ const FLAG_PARENT_KNOWN = 1;
 const FLAG_CURRENT_PARENT = 2;
 const FLAG_PARENT_INFERRED = 4;
 const FLAG_CURRENT_INFERRED = 8;
+const FLAG_L1_CHECKSUM = 16;
 
 export interface CowbellRecord {
   parentKnown: boolean;
@@ -33,6 +37,15 @@ export interface CowbellRecord {
   parentInferred?: boolean;
   /** The current-parent mark is a guess, likewise. */
   currentInferred?: boolean;
+  /** With the current-parent mark: l1Checksum() of the current L1 table's bytes when the mark was set. */
+  activeL1Checksum?: number;
+}
+
+/** FNV-1a over an L1 table's bytes: cheap, and any changed entry changes it. */
+export function l1Checksum(bytes: Uint8Array): number {
+  let hash = 0x811c9dc5;
+  for (const byte of bytes) hash = Math.imul(hash ^ byte, 0x01000193);
+  return hash >>> 0;
 }
 
 export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
@@ -58,7 +71,14 @@ export function readCowbellRecord(entry: SnapshotEntry): CowbellRecord | null {
     currentSinceNsec: data.getUint32(STANDARD_EXTRA + 20),
     parentInferred: (flags & FLAG_PARENT_INFERRED) !== 0,
     currentInferred: (flags & FLAG_CURRENT_PARENT) !== 0 && (flags & FLAG_CURRENT_INFERRED) !== 0,
+    activeL1Checksum: checksumAfter(extra, data, flags, parentLength),
   };
+}
+
+function checksumAfter(extra: Uint8Array, data: DataView, flags: number, parentLength: number): number | undefined {
+  if ((flags & FLAG_CURRENT_PARENT) === 0 || (flags & FLAG_L1_CHECKSUM) === 0) return undefined;
+  const at = STANDARD_EXTRA + Math.ceil((24 + parentLength) / 8) * 8;
+  return at + 8 <= extra.length ? data.getUint32(at) : undefined;
 }
 
 /** True when the entry's extra data has room for Cowbell's record (no foreign data after QEMU's fields). */
@@ -71,7 +91,9 @@ export function canHoldCowbellRecord(entry: SnapshotEntry): boolean {
 /** Returns the entry's extra data with the record written after QEMU's 24 bytes (filling those if missing). */
 export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, diskSizeFallback: number): Uint8Array {
   const parentId = encodeString(record.parentKnown ? record.parentId : '');
-  const length = STANDARD_EXTRA + Math.ceil((24 + parentId.length) / 8) * 8;
+  const checksum = record.currentParent ? record.activeL1Checksum : undefined;
+  const recordLength = Math.ceil((24 + parentId.length) / 8) * 8;
+  const length = STANDARD_EXTRA + recordLength + (checksum === undefined ? 0 : 8);
   const extra = new Uint8Array(length);
   extra.set(entry.extraData.subarray(0, STANDARD_EXTRA));
   const data = view(extra);
@@ -83,11 +105,13 @@ export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, d
     (record.parentKnown ? FLAG_PARENT_KNOWN : 0) |
     (record.currentParent ? FLAG_CURRENT_PARENT : 0) |
     (record.parentKnown && record.parentInferred === true ? FLAG_PARENT_INFERRED : 0) |
-    (record.currentParent && record.currentInferred === true ? FLAG_CURRENT_INFERRED : 0);
+    (record.currentParent && record.currentInferred === true ? FLAG_CURRENT_INFERRED : 0) |
+    (checksum === undefined ? 0 : FLAG_L1_CHECKSUM);
   data.setUint16(STANDARD_EXTRA + 6, parentId.length);
   writeU64Number(data, STANDARD_EXTRA + 8, record.currentParent ? record.activeL1Offset : 0);
   data.setUint32(STANDARD_EXTRA + 16, record.currentParent ? record.currentSinceSec : 0);
   data.setUint32(STANDARD_EXTRA + 20, record.currentParent ? record.currentSinceNsec : 0);
   extra.set(parentId, STANDARD_EXTRA + 24);
+  if (checksum !== undefined) data.setUint32(STANDARD_EXTRA + recordLength, checksum);
   return extra;
 }

@@ -127,18 +127,24 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   const target = request.target ?? request.source;
   const inPlace = path.resolve(target) === path.resolve(request.source) || sameFile(target, request.source);
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
+  // In place, the file replaced is the source itself, not a symbolic link that leads to it.
+  const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
   const image = openSource(request.source, request.openFile, true, request.passphrase, job);
   let newKey: NewLuksArea | null = null;
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
     assertRewritable(image.header, { dropBitmaps, compressionType });
+    // The copy would name itself as its backing file, and the disk would lose what it reads through it.
+    if (image.backingPath !== null && (path.resolve(image.backingPath) === path.resolve(replaced) || sameFile(image.backingPath, replaced))) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${target} is the backing file of ${request.source}; replacing it would lose the data the disk reads through it, so choose another name`);
+    }
     const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
     const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
-    assertRoom(target, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
+    assertRoom(replaced, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
     let luks: WriteImageOptions['luks'] = null;
     if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
@@ -151,9 +157,11 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     }
     const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
     const verify = request.verify ?? true;
+    const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(
-      target,
+      replaced,
       function* (file, temporaryPath) {
+        if (replacedStats !== null) keepOwnership(file, replacedStats);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         let compressionThreads: number;
@@ -242,6 +250,36 @@ function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], gu
   return image;
 }
 
+function statOf(filePath: string): fs.Stats | null {
+  try {
+    return fs.statSync(filePath);
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The file that replaces another gets its owner and mode, before any data is in it: a private
+ * disk (0600, a VM's user) stays private and usable by that VM.
+ */
+function keepOwnership(file: BlockFile, stats: fs.Stats): void {
+  if (!(file instanceof NodeBlockFile)) return;
+  try {
+    fs.fchownSync(file.descriptor, stats.uid, stats.gid);
+  } catch {
+    // Only root may give a file away; the mode below still keeps others out.
+  }
+  fs.fchmodSync(file.descriptor, stats.mode & 0o777);
+}
+
+function realPath(filePath: string): string {
+  try {
+    return fs.realpathSync(filePath);
+  } catch {
+    return filePath;
+  }
+}
+
 function sameFile(a: string, b: string): boolean {
   try {
     const statA = fs.statSync(a);
@@ -254,7 +292,14 @@ function sameFile(a: string, b: string): boolean {
 
 /** Refuses up front (NO_SPACE, nothing written) when the new image will not fit beside the old one. */
 function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRequest['freeBytes']): void {
-  const free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
+  let free: number | null;
+  try {
+    free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
+  } catch (error) {
+    // A missing folder: the atomic writer says so, naming the target.
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') return;
+    throw error;
+  }
   if (free === null) return;
   const needed = estimate.expectedBytes + SPACE_MARGIN_BYTES;
   if (needed > free) {

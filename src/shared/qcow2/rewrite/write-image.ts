@@ -12,7 +12,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { encodeCompressedL2, encodeL1, encodeL2, type L2Entry } from '../format/entries.ts';
 import { serializeHeaderArea, type Header } from '../format/header.ts';
 import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -147,7 +147,10 @@ class ImageWriter {
       snapshots.push({ ...state.snapshot, l1TableOffset: l1Offset });
     }
     const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
-    const entries = snapshots.map((entry) => withTreeRecord(entry, this.options.tree, this.source.l1.offset, activeL1Offset, this.source.virtualSize));
+    const newest = snapshots.reduce((date, entry) => (entry.dateSec > date.sec || (entry.dateSec === date.sec && entry.dateNsec > date.nsec) ? { sec: entry.dateSec, nsec: entry.dateNsec } : date), { sec: 0, nsec: 0 });
+    const latest = newest.nsec >= 999_999_999 ? { sec: newest.sec + 1, nsec: 0 } : { sec: newest.sec, nsec: newest.nsec + 1 };
+    const marks = { oldOffset: this.source.l1.offset, newOffset: activeL1Offset, newChecksum: l1Checksum(activeL1) };
+    const entries = snapshots.map((entry) => withTreeRecord(entry, this.options.tree, marks, this.source.virtualSize, latest));
     const header: Header = { ...this.options.header, l1Size: this.source.l1.size, l1TableOffset: activeL1Offset };
     if (luks !== null) {
       const pointer = serializeCryptoHeaderExtension({ offset: luksOffset, length: luks.area.length });
@@ -189,13 +192,16 @@ class ImageWriter {
   private *copyTable(l2Offset: number): Steps<void> {
     const entries: L2Entry[] = [];
     const firstGuestCluster = (this.plan.l2FirstIndex.get(l2Offset) ?? 0) * this.source.l2Entries;
-    forEachEntry(this.source, l2Offset, (entry, slot) => {
-      entries.push(entry);
+    forEachEntry(this.source, l2Offset, (entry) => entries.push(entry));
+    for (const [slot, entry] of entries.entries()) {
       const item = this.newItem(entry, (firstGuestCluster + slot) * this.clusterBytes);
-      if (item === null) return;
+      if (item === null) continue;
       this.batch.push(item);
-      if (this.batch.length >= this.options.batchClusters) this.flushBatch();
-    });
+      if (this.batch.length < this.options.batchClusters) continue;
+      this.flushBatch();
+      // A step per batch: one L2 table maps up to 512 MiB (64 KiB clusters), too long to hold a thread that must hear Ctrl-C.
+      yield;
+    }
     if (this.batch.length > 0) this.flushBatch();
     yield;
     const table = new Uint8Array(this.clusterBytes);
@@ -397,22 +403,24 @@ export interface TreeToKeep {
  * The "you are here" mark names the current L1 table, which the rewrite moved. Entries whose extra
  * data holds another program's bytes are left exactly as they are.
  */
-function withTreeRecord(entry: SnapshotEntry, tree: TreeToKeep, oldActiveL1: number, newActiveL1: number, diskSize: number): SnapshotEntry {
+function withTreeRecord(entry: SnapshotEntry, tree: TreeToKeep, activeL1: { oldOffset: number; newOffset: number; newChecksum: number }, diskSize: number, latestDate: { sec: number; nsec: number }): SnapshotEntry {
   if (!canHoldCowbellRecord(entry)) return entry;
   const existing = readCowbellRecord(entry);
   const parent = tree.parents.get(entry.id);
   const isCurrent = tree.current.parentId === entry.id;
-  const markKept = isCurrent && existing?.currentParent === true && existing.activeL1Offset === oldActiveL1;
-  const nowMs = Date.now();
+  const markKept = isCurrent && !tree.current.inferred && existing?.currentParent === true && existing.activeL1Offset === activeL1.oldOffset;
+  // A new mark dates from just after the latest snapshot, not from the clock: the same disk rewrites
+  // to the same bytes, and no snapshot already there counts as taken after the mark.
   const record: CowbellRecord = {
     parentKnown: parent !== undefined,
     parentId: parent?.parentId ?? '',
     parentInferred: parent?.inferred ?? false,
     currentParent: isCurrent,
     currentInferred: isCurrent && tree.current.inferred,
-    activeL1Offset: isCurrent ? newActiveL1 : 0,
-    currentSinceSec: !isCurrent ? 0 : markKept ? existing.currentSinceSec : Math.floor(nowMs / 1000),
-    currentSinceNsec: !isCurrent ? 0 : markKept ? existing.currentSinceNsec : (nowMs % 1000) * 1_000_000,
+    activeL1Offset: isCurrent ? activeL1.newOffset : 0,
+    activeL1Checksum: isCurrent ? activeL1.newChecksum : undefined,
+    currentSinceSec: !isCurrent ? 0 : markKept ? existing.currentSinceSec : latestDate.sec,
+    currentSinceNsec: !isCurrent ? 0 : markKept ? existing.currentSinceNsec : latestDate.nsec,
   };
   return { ...entry, extraData: withCowbellRecord(entry, record, diskSize), vmStateSizeLarge: entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32), diskSize: entry.diskSize ?? diskSize };
 }

@@ -5,7 +5,7 @@
  * fewest guest clusters (what was written between them), the later one on a tie (dates); the
  * result says which parents are inferred and why.
  */
-import { readCowbellRecord } from '../format/cowbell-record.ts';
+import { l1Checksum, readCowbellRecord } from '../format/cowbell-record.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -125,6 +125,8 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   );
   const flagValid = flagged !== undefined && !foreignLater;
   const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
+  // The current L1 table is as it was when the mark was set: no apply in place and no copy on write since.
+  if (flagValid && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(image.l1.bytes)) return fromFlag(flagged.id);
   // Nothing written since Cowbell's mark: no need to look at the other snapshots.
   if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return fromFlag(flagged.id);
 

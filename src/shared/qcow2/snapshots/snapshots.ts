@@ -14,7 +14,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -183,13 +183,14 @@ function withRecord(image: Qcow2Image, entry: SnapshotEntry, update: Partial<Cow
 }
 
 /** Entries with the current-parent flag moved to `parentId` (or cleared when null). */
-function markCurrentParent(image: Qcow2Image, entries: SnapshotEntry[], parentId: string | null, activeL1Offset: number): SnapshotEntry[] {
+function markCurrentParent(image: Qcow2Image, entries: SnapshotEntry[], parentId: string | null, activeL1: Pick<L1Table, 'offset' | 'bytes'>): SnapshotEntry[] {
+  const activeL1Offset = activeL1.offset;
   const nowMs = Date.now();
   const since = { currentSinceSec: Math.floor(nowMs / 1000), currentSinceNsec: (nowMs % 1000) * 1_000_000 };
   return entries.map((entry) => {
     const record = recordOf(entry);
-    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, currentInferred: false, activeL1Offset, ...since });
-    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, currentInferred: false, activeL1Offset: 0, currentSinceSec: 0, currentSinceNsec: 0 });
+    if (entry.id === parentId) return withRecord(image, entry, { currentParent: true, currentInferred: false, activeL1Offset, activeL1Checksum: l1Checksum(activeL1.bytes), ...since });
+    if (record?.currentParent) return withRecord(image, entry, { currentParent: false, currentInferred: false, activeL1Offset: 0, activeL1Checksum: undefined, currentSinceSec: 0, currentSinceNsec: 0 });
     return entry;
   });
 }
@@ -239,7 +240,7 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
     };
     const parentId = options.parentId === undefined ? parentBefore : options.parentId;
     const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false });
-    const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1.offset);
+    const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
     switchSnapshotTable(image, entries);
     image.flush();
     job.progress('done', 3, 3, 'steps');
@@ -297,7 +298,7 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
     // 2. One header write switches the active L1 (and the table's current-parent mark).
     job.progress('switching to the snapshot', 1, 3, 'steps');
     const oldL1 = image.l1;
-    const entries = markCurrentParent(image, image.snapshots, snapshot.id, newL1.offset);
+    const entries = markCurrentParent(image, image.snapshots, snapshot.id, newL1);
     switchSnapshotTable(image, entries, () => {
       image.header.l1TableOffset = newL1.offset;
       image.header.l1Size = newSize;
@@ -333,7 +334,7 @@ export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobCont
         }
         return entry;
       });
-    if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1.offset);
+    if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
     switchSnapshotTable(image, entries);
     job.progress('releasing the snapshot\'s clusters', 1, 3, 'steps');
     // Past the commit point a cancel cannot bring the snapshot back: finish, so nothing is left dirty.
