@@ -62,17 +62,14 @@ export const RewritePreviewArgs = z.object({ compression: RewriteCompression, co
 export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional() }).strict();
 /**
  * A disk's passphrase, as QEMU takes a secret: UTF-8 text, no NUL. It crosses IPC once, in the
- * arguments of the one job that needs it (the keys SECRET_ARGUMENTS names), and is never stored,
- * logged or echoed back: see secrets.ts. A schema message never repeats the value it refused.
+ * arguments of the one job that needs it (under the keys secrets.ts's SECRET_ARGUMENTS names), and
+ * is never stored, logged or echoed back. A schema message never repeats the value it refused.
  */
 export const Passphrase = z
   .string()
   .min(1, 'a passphrase is needed')
   .max(1024, 'a passphrase may be at most 1024 characters long')
   .refine((value) => !value.includes('\0'), 'a passphrase cannot contain a NUL character');
-
-/** The job arguments that hold passphrases; errors and messages are scrubbed of their values. */
-export const SECRET_ARGUMENTS = ['passphrase', 'newPassphrase'] as const;
 
 /** A LUKS cipher as qemu-img's encrypt.cipher-alg, cipher-mode, ivgen-alg and ivgen-hash-alg name it. */
 export const LuksCipherArgs = z

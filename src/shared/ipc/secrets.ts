@@ -1,8 +1,10 @@
 /**
- * Passphrases in job arguments: found by the contract's SECRET_ARGUMENTS keys, and scrubbed from
- * any text that leaves the job (an error message, a log line), whatever produced that text.
+ * Passphrases in job arguments: found under the SECRET_ARGUMENTS keys, and scrubbed from any text
+ * that leaves the job (an error message, a log line), whatever produced that text. Plain code
+ * only: the worker chunk imports this, and must not pull in the contract's zod.
  */
-import { SECRET_ARGUMENTS } from './contract.ts';
+/** The job arguments that hold passphrases (contract.ts's Passphrase); messages are scrubbed of their values. */
+export const SECRET_ARGUMENTS = ['passphrase', 'newPassphrase'] as const;
 
 const REDACTED = '[passphrase]';
 
