@@ -9,6 +9,7 @@ import {
   type RequestReply,
 } from '../shared/ipc/contract.ts';
 import type { ImageInfo } from '../shared/qcow2/model.ts';
+import { scrubSecrets, secretsIn } from '../shared/ipc/secrets.ts';
 import { RequestError, toWireError } from './errors.ts';
 import type { ImageWatcher } from './image-watch.ts';
 import type { JobManager } from './jobs.ts';
@@ -94,7 +95,10 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
       const handler = handlers[requestName] as (valid: unknown) => Promise<unknown>;
       return { ok: true, value: await handler(parsed.data) };
     } catch (error) {
-      return { ok: false, error: toWireError(error) };
+      const wire = toWireError(error);
+      // A refused job.start (its paths, its arguments) answers without the passphrases it carried.
+      const secrets = name === 'job.start' && typeof args === 'object' && args !== null ? secretsIn((args as { args?: unknown }).args) : [];
+      return { ok: false, error: { code: wire.code, message: scrubSecrets(wire.message, secrets) } };
     }
   };
 }

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { z } from 'zod';
 import { jobSchemas, type WireError } from '../shared/ipc/contract.ts';
-import { RequestError, toWireError } from './errors.ts';
+import { scrubSecrets, secretsIn } from '../shared/ipc/secrets.ts';
+import { fromWireError, RequestError, toWireError } from './errors.ts';
 import type { EventSink } from './events.ts';
 import { ImageQueue, imageKey, type Access } from './image-queue.ts';
 import type { JobPool, RunOptions } from './pool.ts';
@@ -47,8 +48,14 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     const spec = Object.hasOwn(specs, kind) ? specs[kind] : undefined;
     if (spec === undefined) throw new RequestError(`There is no job named ${JSON.stringify(kind)}`);
     const parsed = spec.args.safeParse(args);
-    if (!parsed.success) throw new RequestError(`Invalid arguments for ${kind}: ${describeIssues(parsed.error)}`);
+    if (!parsed.success) throw new RequestError(scrubSecrets(`Invalid arguments for ${kind}: ${describeIssues(parsed.error)}`, secretsIn(args)));
     return { spec, args: parsed.data };
+  }
+
+  /** Whatever a job failed with, as it may leave main: never with one of its passphrases in the words. */
+  function wireErrorOf(error: unknown, args: unknown): WireError {
+    const wire = toWireError(error);
+    return { code: wire.code, message: scrubSecrets(wire.message, secretsIn(args)) };
   }
 
   async function execute(
@@ -89,7 +96,7 @@ export function createJobManager(options: JobManagerOptions): JobManager {
       };
       execute(kind, path, valid, controller.signal, progress.push).then(
         (result) => finish({ ok: true, result }),
-        (error: unknown) => finish({ ok: false, error: toWireError(error) }),
+        (error: unknown) => finish({ ok: false, error: wireErrorOf(error, valid.args) }),
       );
       return jobId;
     },
@@ -102,7 +109,12 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     },
 
     async run(kind, path, args, signal = new AbortController().signal) {
-      return execute(kind, path, validate(kind, args), signal);
+      const valid = validate(kind, args);
+      try {
+        return await execute(kind, path, valid, signal);
+      } catch (error) {
+        throw secretsIn(valid.args).length === 0 ? error : fromWireError(wireErrorOf(error, valid.args));
+      }
     },
 
     cancelAll() {

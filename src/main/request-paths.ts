@@ -46,6 +46,9 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.rewritePreview': { target: 'existing-file' },
   'image.compress': { target: 'existing-file' },
   'image.compact': { target: 'existing-file' },
+  'image.encrypt': { target: 'existing-file' },
+  'image.decrypt': { target: 'existing-file' },
+  'image.passphrase': { target: 'existing-file' },
   'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
 };
 

@@ -45,6 +45,9 @@ describe('the application menu', () => {
     click(submenu(template, 'File').find((item) => item.label === 'Close Disk'));
     click(submenu(template, 'File').find((item) => item.label === 'Compact Disk…'));
     click(submenu(template, 'File').find((item) => item.label === 'Compress Disk…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Encrypt Disk…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Change Passphrase…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Decrypt Disk…'));
     click(submenu(template, 'Help')[0]);
     expect(sent.map((command) => command.command)).toEqual([
       'snapshot.take',
@@ -56,6 +59,9 @@ describe('the application menu', () => {
       'close',
       'disk.compact',
       'disk.compress',
+      'disk.encrypt',
+      'disk.passphrase',
+      'disk.decrypt',
       'about',
     ]);
   });

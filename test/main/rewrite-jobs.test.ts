@@ -125,7 +125,7 @@ describe('compress and compact, through the queue and the pool', () => {
 
     const summary = await run<RewriteSummary>(backend, 'image.compress', path, {});
     const sizeAfter = fs.statSync(path).size;
-    expect(summary).toMatchObject({ beforeBytes: sizeBefore, afterBytes: sizeAfter, snapshots: 2, verified: true });
+    expect(summary).toMatchObject({ beforeBytes: sizeBefore, afterBytes: sizeAfter, snapshots: 2, verified: true, encryption: 'none' });
     expect(summary.compressedClusters).toBeGreaterThan(0);
     expect(sizeAfter).toBeLessThan(sizeBefore * 0.8);
     // The estimate was an estimate, but not a wild one.
@@ -210,17 +210,18 @@ describe('compress and compact, through the queue and the pool', () => {
     expect(temporaryFilesIn(folder.path)).toEqual([]);
   }, 60_000);
 
-  it('refuses an encrypted disk up front, preview included, with UNSUPPORTED_FEATURE and the file untouched', async () => {
+  it('previews an encrypted disk from its metadata alone, but without the passphrase compress and compact end LOCKED with the file untouched', async () => {
     const path = folder.file(`luks-${counter++}.qcow2`);
     await createLuks(path);
     const hashBefore = fileHash(path);
+    const preview = await run<RewritePreview>(backend, 'image.rewritePreview', path, { compression: 'keep' });
+    expect(preview.fileBytes).toBe(fs.statSync(path).size);
     for (const [kind, args] of [
-      ['image.rewritePreview', { compression: 'compress' }],
       ['image.compress', {}],
       ['image.compact', {}],
     ] as const) {
       const error = errorOf(await backend.ended(await backend.start(kind, path, args)));
-      expect(error.code, kind).toBe('UNSUPPORTED_FEATURE');
+      expect(error.code, kind).toBe('LOCKED');
       expect(error.message, kind).toMatch(/encrypted/);
     }
     expect(fileHash(path)).toBe(hashBefore);

@@ -148,7 +148,7 @@ describe('the Compress… dialog', () => {
     info = imageInfo({ filename: PATH, encrypted: true });
     useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
     const view = await mountRewrite('compress');
-    expect(text(view, 'rewrite-blocked')).toContain('This disk is encrypted. Cowbell cannot compress or compact encrypted disks yet');
+    expect(text(view, 'rewrite-blocked')).toBe('An encrypted disk cannot be compressed: QEMU stores compressed clusters unencrypted. Compact it instead, or decrypt it first.');
     expect(view.find('[data-testid="rewrite-figures"]').exists()).toBe(false);
     expect(submitDisabled(view)).toBe(true);
     expect(started).toEqual([]);
@@ -184,7 +184,7 @@ describe('the Compress… dialog', () => {
     expect(view.find('[data-testid="dialog-submit"]').exists()).toBe(false);
 
     const opensBefore = fake.calls.filter((call) => call.name === 'image.open').length;
-    const summary: RewriteSummary = { beforeBytes: 800 * MiB, afterBytes: 360 * MiB, snapshots: 2, storedClusters: 100, compressedClusters: 12000, zeroClusters: 3, verified: true };
+    const summary: RewriteSummary = { beforeBytes: 800 * MiB, afterBytes: 360 * MiB, snapshots: 2, storedClusters: 100, compressedClusters: 12000, zeroClusters: 3, verified: true, encryption: 'none' };
     end('image.compress', { result: summary });
     await flushPromises();
     expect(view.get('[data-testid="dialog"]').attributes('data-phase')).toBe('done');
@@ -340,7 +340,7 @@ describe('the Save as New Disk… dialog', () => {
     info = imageInfo({ filename: PATH, encrypted: true });
     useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
     const view = await mountSave();
-    expect(text(view, 'export-blocked')).toContain('This disk is encrypted');
+    expect(text(view, 'export-blocked')).toContain('Cowbell cannot yet save a snapshot of an encrypted disk as a new disk');
     expect(submitDisabled(view)).toBe(true);
   });
 });

@@ -1,3 +1,4 @@
+import { scrubSecrets, secretsIn } from '../../shared/ipc/secrets.ts';
 import { jobContextFromFlag } from '../../shared/qcow2/job-context.ts';
 import { toWireError } from '../errors.ts';
 import type { JobTable, PortMessage, ProgressMessage, WorkerOutcome, WorkerTask } from './protocol.ts';
@@ -6,7 +7,8 @@ const PROGRESS_INTERVAL_MS = 25;
 
 /**
  * The body of a pool worker for a given job table. Errors never escape as exceptions: they come
- * back as `{code, message}` so the engine's codes survive the thread boundary.
+ * back as `{code, message}` so the engine's codes survive the thread boundary, scrubbed of the
+ * job's passphrases.
  */
 export function createJobRunner(table: JobTable): (task: WorkerTask) => Promise<WorkerOutcome> {
   return async function runJob(task) {
@@ -21,7 +23,9 @@ export function createJobRunner(table: JobTable): (task: WorkerTask) => Promise<
       const result = await job(task.path, task.args as never, context);
       return { ok: true, result };
     } catch (error) {
-      return { ok: false, error: toWireError(error) };
+      // The engine never puts a passphrase in its words; this makes sure nothing else does either.
+      const wire = toWireError(error);
+      return { ok: false, error: { code: wire.code, message: scrubSecrets(wire.message, secretsIn(task.args)) } };
     } finally {
       progress.flush();
       task.progressPort.postMessage({ type: 'end' } satisfies PortMessage);

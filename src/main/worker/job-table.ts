@@ -17,8 +17,10 @@ import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
+import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
+import { withSecretBytes } from './secret-bytes.ts';
 
 /** qemu-img's pool holds at most 4 compressing threads per image (QCOW2_MAX_THREADS); each has its own zlib state. */
 const MAX_COMPRESSION_THREADS = 4;
@@ -79,7 +81,31 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
           context,
         ),
       ),
-    'image.compact': (path, args, context) => rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep' }, context)),
+    'image.compact': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) =>
+        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase }, context)),
+      ),
+    // An encrypted disk's data is never stored compressed (QEMU would keep those clusters unencrypted): 'keep' leaves that to the engine.
+    'image.encrypt': (path, args, context) =>
+      withSecretBytes([args.newPassphrase, args.passphrase], ([newPassphrase, passphrase]) =>
+        rewriteSummary(
+          rewriteImage(
+            {
+              source: path,
+              compression: 'keep',
+              passphrase,
+              encryption: { kind: 'luks', passphrase: newPassphrase, cipher: args.cipher, hash: args.hash, iterTimeMs: args.iterTimeMs },
+            },
+            context,
+          ),
+        ),
+      ),
+    'image.decrypt': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) => rewriteSummary(rewriteImage({ source: path, compression: 'keep', passphrase, encryption: { kind: 'none' } }, context))),
+    'image.passphrase': (path, args, context) =>
+      withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) =>
+        changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),
+      ),
     'snapshot.export': (path, args, context) => {
       const result = convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name }, context);
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
@@ -104,5 +130,6 @@ function rewriteSummary(result: RewriteResult): RewriteSummary {
     compressedClusters: result.compressedClusters,
     zeroClusters: result.zeroClusters,
     verified: result.verified,
+    encryption: result.encryption,
   };
 }

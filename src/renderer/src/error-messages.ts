@@ -70,6 +70,7 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
   BAD_PASSPHRASE: {
     short: 'Wrong passphrase',
     title: 'The passphrase does not unlock this disk.',
+    hint: 'Nothing was changed. Check it (and the keyboard layout) and try again.',
   },
   LOCKED: {
     short: 'Encrypted',

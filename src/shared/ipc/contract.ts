@@ -60,8 +60,52 @@ export const CompressionTypeName = z.enum(['zlib', 'zstd']);
 export const RewritePreviewArgs = z.object({ compression: RewriteCompression, compressionType: CompressionTypeName.optional() }).strict();
 /** "Compress…": every data cluster of every snapshot compressed, the disk replaced in place. */
 export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional() }).strict();
-/** "Compact…": copied without the gaps, compressed clusters kept as they are unless `uncompress`. */
-export const CompactImageArgs = z.object({ uncompress: z.boolean().optional() }).strict();
+/**
+ * A disk's passphrase, as QEMU takes a secret: UTF-8 text, no NUL. It crosses IPC once, in the
+ * arguments of the one job that needs it (under the keys secrets.ts's SECRET_ARGUMENTS names), and
+ * is never stored, logged or echoed back. A schema message never repeats the value it refused.
+ */
+export const Passphrase = z
+  .string()
+  .min(1, 'a passphrase is needed')
+  .max(1024, 'a passphrase may be at most 1024 characters long')
+  .refine((value) => !value.includes('\0'), 'a passphrase cannot contain a NUL character');
+
+/** A LUKS cipher as qemu-img's encrypt.cipher-alg, cipher-mode, ivgen-alg and ivgen-hash-alg name it. */
+export const LuksCipherArgs = z
+  .object({
+    aesKeyBits: z.union([z.literal(128), z.literal(192), z.literal(256)]),
+    mode: z.enum(['xts', 'cbc']),
+    ivGenerator: z.enum(['plain', 'plain64', 'essiv']),
+    ivHash: z.literal('sha256').optional(),
+  })
+  .strict()
+  .refine((cipher) => cipher.ivHash === undefined || cipher.ivGenerator === 'essiv', 'only essiv takes an IV hash');
+export const LuksHashName = z.enum(['sha1', 'sha256', 'sha512']);
+/** How long unlocking a new key slot takes on this machine (QEMU's encrypt.iter-time): 2 s by default. */
+export const IterTimeMs = z.number().int().min(100).max(60_000);
+
+/** "Compact…": copied without the gaps, compressed clusters kept as they are unless `uncompress`; an encrypted disk's passphrase. */
+export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), passphrase: Passphrase.optional() }).strict();
+/**
+ * "Encrypt…": the disk rewritten with every snapshot under a new LUKS key for `newPassphrase`
+ * (QEMU's aes-256-xts-plain64, sha256 by default). `passphrase` unlocks a disk in the old AES
+ * scheme, which this migrates to LUKS.
+ */
+export const EncryptImageArgs = z
+  .object({ newPassphrase: Passphrase, cipher: LuksCipherArgs.optional(), hash: LuksHashName.optional(), iterTimeMs: IterTimeMs.optional(), passphrase: Passphrase.optional() })
+  .strict();
+/** "Decrypt…": the disk rewritten with every snapshot, its data stored plain. */
+export const DecryptImageArgs = z.object({ passphrase: Passphrase }).strict();
+/**
+ * "Change passphrase…" on a LUKS disk, in place (only key slots change): 'change' replaces every
+ * slot `passphrase` opens with one for `newPassphrase`; 'add' adds `newPassphrase` beside the
+ * others; 'remove' erases the slots `passphrase` opens (never the last one).
+ */
+export const ChangePassphraseArgs = z
+  .object({ passphrase: Passphrase, action: z.enum(['change', 'add', 'remove']), newPassphrase: Passphrase.optional(), iterTimeMs: IterTimeMs.optional() })
+  .strict()
+  .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one). */
 export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']) }).strict();
 
@@ -84,6 +128,11 @@ export const jobSchemas = {
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },
   'image.compact': { access: 'write', args: CompactImageArgs },
+  /** Rewrites like compact (a new file, checked, verified, renamed over the disk). */
+  'image.encrypt': { access: 'write', args: EncryptImageArgs },
+  'image.decrypt': { access: 'write', args: DecryptImageArgs },
+  /** Changes the LUKS key slots in place, each step in an order a crash cannot spoil. */
+  'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
 } as const;
@@ -111,6 +160,15 @@ export interface RewriteSummary {
   zeroClusters: number;
   /** Every state of the new disk was compared with the old before it replaced it. */
   verified: boolean;
+  /** The new disk's encryption. */
+  encryption: 'luks' | 'none';
+}
+
+/** A passphrase change: the LUKS key slots in use afterwards, the one added and those erased. */
+export interface PassphraseChange {
+  activeSlots: number[];
+  added: number | null;
+  removed: number[];
 }
 
 /** A snapshot saved as a new disk. */
@@ -138,6 +196,9 @@ export interface JobResults {
   'image.rewritePreview': RewritePreview;
   'image.compress': RewriteSummary;
   'image.compact': RewriteSummary;
+  'image.encrypt': RewriteSummary;
+  'image.decrypt': RewriteSummary;
+  'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
 }
 
@@ -193,6 +254,9 @@ export const MENU_COMMANDS = [
   'disk.check',
   'disk.compress',
   'disk.compact',
+  'disk.encrypt',
+  'disk.decrypt',
+  'disk.passphrase',
   'view.fit',
   'view.current',
   'view.zoom-in',

@@ -1,5 +1,5 @@
-/** Compress, compact and save-as in words: the estimate before, the result after. */
-import type { RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+/** Compress, compact, encrypt, decrypt, passphrase changes and save-as in words: the estimate before, the result after. */
+import type { PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
 import { baseName } from './paths.ts';
 
@@ -24,6 +24,24 @@ export function snapshotsKept(count: number): string {
 /** The jobs panel's line for a finished compress or compact: "2.1 GiB → 930 MiB (57% smaller); 2 snapshots kept." */
 export function describeRewrite(result: RewriteSummary): string {
   return `${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${sizeChange(result.beforeBytes, result.afterBytes)}); ${snapshotsKept(result.snapshots)}.`;
+}
+
+/** "Encrypted with LUKS; 2 snapshots kept (2.1 GiB → 2.1 GiB)." */
+export function describeEncrypt(result: RewriteSummary): string {
+  return `Encrypted with LUKS; ${snapshotsKept(result.snapshots)} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`;
+}
+
+export function describeDecrypt(result: RewriteSummary): string {
+  return `Decrypted: the data is stored plain; ${snapshotsKept(result.snapshots)} (${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)}).`;
+}
+
+/** "1 passphrase opens the disk now." */
+export function describePassphraseChange(result: PassphraseChange): string {
+  const count = result.activeSlots.length;
+  const opens = `${count === 1 ? '1 passphrase opens' : `${count} passphrases open`} the disk now.`;
+  if (result.added !== null && result.removed.length > 0) return `Passphrase changed; ${opens}`;
+  if (result.added !== null) return `Passphrase added; ${opens}`;
+  return `Passphrase removed; ${opens}`;
 }
 
 export function describeExport(result: SnapshotExport): string {

@@ -12,6 +12,9 @@ export type DialogRequest =
   | { kind: 'check'; path: string }
   | { kind: 'compress'; path: string }
   | { kind: 'compact'; path: string }
+  | { kind: 'encrypt'; path: string }
+  | { kind: 'decrypt'; path: string }
+  | { kind: 'passphrase'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
   | { kind: 'about' };
 

@@ -1,22 +1,41 @@
 /**
- * What the user can do to a whole disk beyond its snapshots: compress or compact it (the file is
- * replaced by a checked, verified copy), and save one snapshot's state as a new disk. Each runs as
- * a job in the jobs panel; a dialog that started one follows it through `onStarted`.
+ * What the user can do to a whole disk beyond its snapshots: compress or compact it, encrypt or
+ * decrypt it (each replaces the file by a checked, verified copy), change its passphrase (in
+ * place), and save one snapshot's state as a new disk. Each runs as a job in the jobs panel; a
+ * dialog that started one follows it through `onStarted`. A job on an encrypted disk's data takes
+ * the passphrase in its arguments; a wrong or missing one is the dialog's to answer (it asks again).
  */
-import type { JobArgs, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import type { ApiErrorCode } from '../lib/api-error.ts';
+import type { JobArgs, PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import type { ImageInfo } from '../../../shared/qcow2/model.ts';
-import { describeExport, describeRewrite } from '../lib/describe-rewrite.ts';
+import { describeDecrypt, describeEncrypt, describeExport, describePassphraseChange, describeRewrite } from '../lib/describe-rewrite.ts';
 import { baseName } from '../lib/paths.ts';
 import { useJobsStore } from './jobs.ts';
 import { useLibraryStore } from './library.ts';
 import { useSnapshotActions } from './snapshot-actions.ts';
 
-export const ENCRYPTED_REWRITE = 'This disk is encrypted. Cowbell cannot compress or compact encrypted disks yet.';
-export const ENCRYPTED_EXPORT = 'This disk is encrypted. Cowbell cannot read an encrypted disk’s data yet, so it cannot save a snapshot of it as a new disk.';
+export type RewriteMode = 'compress' | 'compact' | 'encrypt' | 'decrypt';
+export type DiskEncryption = 'luks' | 'aes' | null;
+
+export const ENCRYPTED_COMPRESS = 'An encrypted disk cannot be compressed: QEMU stores compressed clusters unencrypted. Compact it instead, or decrypt it first.';
+export const ENCRYPTED_EXPORT = 'Cowbell cannot yet save a snapshot of an encrypted disk as a new disk: its copy does not take a passphrase. Decrypt the disk first, or use qemu-img convert with the passphrase as a secret.';
+export const ALREADY_ENCRYPTED = 'This disk is already encrypted with LUKS. To change what unlocks it, use Change Passphrase….';
+export const NOT_ENCRYPTED = 'This disk is not encrypted.';
+export const LEGACY_AES_PASSPHRASE = 'This disk uses the old qcow2 AES encryption, which has no key slots: encrypt it afresh with LUKS (Encrypt…) to manage its passphrases.';
 export const WRITTEN_ELSEWHERE = 'Another program (a running VM or qemu-nbd) is writing this disk, so a copy would catch it mid-change. Shut that program down first.';
+
+/** What a wrong or missing passphrase ends a job with: the dialog asks for the passphrase again. */
+const UNLOCK_CODES: readonly ApiErrorCode[] = ['LOCKED', 'BAD_PASSPHRASE'];
 
 export function isEncrypted(info: ImageInfo | null | undefined): boolean {
   return Boolean(info?.encrypted ?? info?.['format-specific'].data.encrypt);
+}
+
+/** LUKS, the old qcow2 AES scheme, or none. */
+export function encryptionOf(info: ImageInfo | null | undefined): DiskEncryption {
+  const format = info?.['format-specific'].data.encrypt?.format;
+  if (format === 'luks' || format === 'aes') return format;
+  return isEncrypted(info) ? 'luks' : null;
 }
 
 export function useDiskActions() {
@@ -28,9 +47,25 @@ export function useDiskActions() {
     return library.disks.find((disk) => disk.path === path)?.info ?? null;
   }
 
-  /** Why compress and compact cannot run on this disk, in words; null when they can. */
-  function rewriteBlockedReason(path: string): string | null {
-    return snapshotActions.writeBlockedReason(path) ?? (isEncrypted(infoOf(path)) ? ENCRYPTED_REWRITE : null);
+  /** Why this rewrite cannot run on this disk, in words; null when it can. */
+  function rewriteBlockedReason(path: string, mode: RewriteMode = 'compact'): string | null {
+    const blocked = snapshotActions.writeBlockedReason(path);
+    if (blocked) return blocked;
+    const encryption = encryptionOf(infoOf(path));
+    if (mode === 'compress' && encryption !== null) return ENCRYPTED_COMPRESS;
+    if (mode === 'encrypt' && encryption === 'luks') return ALREADY_ENCRYPTED;
+    if (mode === 'decrypt' && encryption === null) return NOT_ENCRYPTED;
+    return null;
+  }
+
+  /** Why the passphrases of this disk cannot be changed; null when they can (a LUKS disk Cowbell may write). */
+  function passphraseBlockedReason(path: string): string | null {
+    const blocked = snapshotActions.writeBlockedReason(path);
+    if (blocked) return blocked;
+    const encryption = encryptionOf(infoOf(path));
+    if (encryption === 'aes') return LEGACY_AES_PASSPHRASE;
+    if (encryption === null) return NOT_ENCRYPTED;
+    return null;
   }
 
   /** Why a snapshot of this disk cannot be saved as a new disk; null when it can (a read-only disk can). */
@@ -51,7 +86,21 @@ export function useDiskActions() {
   }
 
   function compact(path: string, args: JobArgs<'image.compact'>, onStarted?: (jobId: string) => void): Promise<RewriteSummary> {
-    return snapshotActions.write('image.compact', path, args, { title: args.uncompress ? 'Compact and uncompress' : 'Compact', describe: describeRewrite, onStarted }, { waitForReread: false });
+    const title = args.uncompress ? 'Compact and uncompress' : 'Compact';
+    return snapshotActions.write('image.compact', path, args, { title, describe: describeRewrite, onStarted, answeredCodes: UNLOCK_CODES }, { waitForReread: false });
+  }
+
+  function encrypt(path: string, args: JobArgs<'image.encrypt'>, onStarted?: (jobId: string) => void): Promise<RewriteSummary> {
+    return snapshotActions.write('image.encrypt', path, args, { title: 'Encrypt', describe: describeEncrypt, onStarted, answeredCodes: UNLOCK_CODES }, { waitForReread: false });
+  }
+
+  function decrypt(path: string, args: JobArgs<'image.decrypt'>, onStarted?: (jobId: string) => void): Promise<RewriteSummary> {
+    return snapshotActions.write('image.decrypt', path, args, { title: 'Decrypt', describe: describeDecrypt, onStarted, answeredCodes: UNLOCK_CODES }, { waitForReread: false });
+  }
+
+  function changePassphrase(path: string, args: JobArgs<'image.passphrase'>, onStarted?: (jobId: string) => void): Promise<PassphraseChange> {
+    const title = args.action === 'add' ? 'Add a passphrase' : args.action === 'remove' ? 'Remove a passphrase' : 'Change the passphrase';
+    return snapshotActions.write('image.passphrase', path, args, { title, describe: describePassphraseChange, onStarted, answeredCodes: ['BAD_PASSPHRASE'] }, { waitForReread: false });
   }
 
   function exportSnapshot(path: string, args: JobArgs<'snapshot.export'>, onStarted?: (jobId: string) => void): Promise<SnapshotExport> {
@@ -62,5 +111,5 @@ export function useDiskActions() {
     });
   }
 
-  return { rewriteBlockedReason, exportBlockedReason, preview, compress, compact, exportSnapshot };
+  return { rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot };
 }

@@ -42,12 +42,15 @@ export interface RunOptions<K extends JobKind> {
   describe?: (result: JobResult<K>) => string;
   /** Told the job's id once main has accepted it, so a dialog can follow its record. */
   onStarted?: (jobId: string) => void;
+  /** Failures the dialog that started the job answers itself (a wrong passphrase: it asks again); they do not open the panel. */
+  answeredCodes?: readonly ApiErrorCode[];
 }
 
 interface Waiter {
   resolve: (value: unknown) => void;
   reject: (error: ApiError) => void;
   describe?: (result: never) => string;
+  answeredCodes?: readonly ApiErrorCode[];
 }
 
 const MAX_FINISHED = 30;
@@ -139,7 +142,7 @@ export const useJobsStore = defineStore('jobs', () => {
       job.status = error.code === 'CANCELLED' ? 'cancelled' : 'failed';
       job.error = { code: error.code, message: error.message };
       job.outcome = error.code === 'CANCELLED' ? 'Cancelled; the disk is as it was.' : null;
-      if (job.status === 'failed' && !job.background) panelOpen.value = true;
+      if (job.status === 'failed' && !job.background && !(waiter.answeredCodes ?? []).includes(error.code)) panelOpen.value = true;
       waiter.reject(error);
     }
     if (job.background) jobs.value = jobs.value.filter((candidate) => candidate.id !== job.id);
@@ -178,7 +181,7 @@ export const useJobsStore = defineStore('jobs', () => {
     jobs.value.push(newRecord(jobId, kind, path, options));
     options.onStarted?.(jobId);
     const result = new Promise<unknown>((resolve, reject) => {
-      waiters.set(jobId, { resolve, reject, describe: options.describe as ((result: never) => string) | undefined });
+      waiters.set(jobId, { resolve, reject, describe: options.describe as ((result: never) => string) | undefined, answeredCodes: options.answeredCodes });
     });
     const early = earlyEnds.get(jobId);
     if (early) {
