@@ -17,7 +17,6 @@ export function hasTerminal(): boolean {
 
 export function readSecretFromTerminal(prompt: string): Promise<Uint8Array> {
   const input = process.stdin;
-  process.stderr.write(prompt);
   return new Promise((resolve, reject) => {
     const characters: string[] = [];
     const finish = (outcome: () => void): void => {
@@ -45,7 +44,9 @@ export function readSecretFromTerminal(prompt: string): Promise<Uint8Array> {
       }
       chunk.fill(0);
     };
+    // Raw mode before the prompt: nothing typed after it appears is echoed.
     input.setRawMode(true);
+    process.stderr.write(prompt);
     input.resume();
     input.on('data', onData);
   });

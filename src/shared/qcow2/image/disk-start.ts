@@ -7,20 +7,37 @@
  * unallocated, zero or compressed start (QEMU stores compressed clusters unencrypted) says nothing.
  */
 
-/** A signature at its byte offset in the guest disk, with what it names. */
+/**
+ * A signature at its byte offset in the guest disk, with what it names. Noise matches a two-byte
+ * magic once in 65536 tries, so those come with a second test of fields around them.
+ */
 interface Signature {
   name: string;
   offset: number;
   bytes: Uint8Array;
+  /** A second test the signature needs, over the guest bytes `reads` ([offset, length]), which must be the image's own too. */
+  also?: { reads: [number, number]; holds: (start: Uint8Array) => boolean };
 }
 
 const ascii = (text: string): Uint8Array => Uint8Array.from(text, (character) => character.charCodeAt(0));
 
 const SIGNATURES: readonly Signature[] = [
-  { name: 'an MBR partition table or boot sector', offset: 510, bytes: Uint8Array.of(0x55, 0xaa) },
+  {
+    name: 'an MBR partition table',
+    offset: 510,
+    bytes: Uint8Array.of(0x55, 0xaa),
+    // Each of the four entries' status byte is 0x00 or 0x80 (bootable).
+    also: { reads: [446, 64], holds: (start) => [446, 462, 478, 494].every((at) => start[at] === 0x00 || start[at] === 0x80) },
+  },
   { name: 'a GPT partition table', offset: 512, bytes: ascii('EFI PART') },
   { name: 'a GPT partition table (4 KiB sectors)', offset: 4096, bytes: ascii('EFI PART') },
-  { name: 'an ext2/3/4 file system', offset: 1080, bytes: Uint8Array.of(0x53, 0xef) },
+  {
+    name: 'an ext2/3/4 file system',
+    offset: 1080,
+    bytes: Uint8Array.of(0x53, 0xef),
+    // s_log_block_size (little-endian u32 at 1048) is at most 6: its three high bytes are zero.
+    also: { reads: [1048, 4], holds: (start) => start[1049] === 0 && start[1050] === 0 && start[1051] === 0 },
+  },
   { name: 'a FAT12/16 file system', offset: 54, bytes: ascii('FAT1') },
   { name: 'a FAT32 file system', offset: 82, bytes: ascii('FAT32   ') },
   { name: 'an NTFS file system', offset: 3, bytes: ascii('NTFS    ') },
@@ -57,13 +74,12 @@ export type DiskStartVerdict =
  */
 export function judgeDiskStart(start: Uint8Array, encrypted: (guestOffset: number) => boolean): DiskStartVerdict {
   let sawEncrypted = false;
+  const inOwnData = (offset: number, length: number): boolean => offset + length <= start.length && encrypted(offset) && encrypted(offset + length - 1);
   for (const signature of SIGNATURES) {
-    const end = signature.offset + signature.bytes.length;
-    if (end > start.length || !encrypted(signature.offset) || !encrypted(end - 1)) continue;
+    if (!inOwnData(signature.offset, signature.bytes.length)) continue;
     if (!signature.bytes.every((byte, index) => start[signature.offset + index] === byte)) continue;
-    // Noise matches a two-byte magic once in 65536 tries: that alone proves nothing.
-    const sector = Math.floor(signature.offset / SECTOR) * SECTOR;
-    if (signature.bytes.length >= 4 || !looksLikeNoise(start.subarray(sector, sector + SECTOR))) return { kind: 'plausible', reason: signature.name };
+    if (signature.also !== undefined && !(inOwnData(...signature.also.reads) && signature.also.holds(start))) continue;
+    return { kind: 'plausible', reason: signature.name };
   }
   for (let sector = 0; sector + SECTOR <= start.length; sector += SECTOR) {
     if (!encrypted(sector)) continue;
