@@ -5,7 +5,7 @@
  *  - every power cut of the log (keep-all, lose-all, seeded random): the target holds what was
  *    there before (or nothing) or the complete new file; once the operation has returned, only
  *    the new file;
- *  - the new file is an image qemu-img check finds clean.
+ *  - the new file is an image qemu-img check finds clean (with its passphrase, if it is encrypted).
  */
 import * as fs from 'node:fs';
 import { FaultFileSystem, folderOf, type FileSystemEvent, type LossPattern } from '../../helpers/fault-file.ts';
@@ -75,8 +75,10 @@ export async function runFileCrashCase(operation: FileOperation, settings: Crash
 
     const finishedPath = folder.file('finished.qcow2');
     fs.writeFileSync(finishedPath, after);
-    const verdict = await qemuVerdict(finishedPath);
+    const verdict = await qemuVerdict(finishedPath, operation.passphrase);
     if (!isClean(verdict)) fail(`the new file is not clean by qemu-img check:\n${verdict.output}`);
+    const judged = await operation.judgeNewFile?.(finishedPath, folder);
+    if (judged !== undefined && judged !== null) fail(`the new file: ${judged}`);
 
     for (let cut = 0; cut <= log.length; cut++) {
       for (const pattern of patternsFor(cut, settings)) {
