@@ -451,7 +451,8 @@ export class Qcow2Image implements GuestReader {
       return;
     }
     if (hostOffset % SECTOR !== 0 || data.length % SECTOR !== 0) throw new Qcow2Error('INTERNAL', 'encrypted data must be written in whole sectors');
-    const sealed = data.slice();
+    // A copy, whatever the caller passed: Buffer#slice would be a view, and the caller's bytes would be encrypted in place.
+    const sealed = new Uint8Array(data);
     cipher.encrypt(sealed, hostOffset, guestOffset);
     this.file.write(sealed, hostOffset);
   }
