@@ -113,7 +113,7 @@ async function convertCancellably(request: ConvertRequest, onProgress: (stage: s
 }
 
 function unencryptedNote(source: string, target: string, targetFormat: ImageFormat): string {
-  const remedy = targetFormat === 'raw' ? 'a raw disk cannot be' : `\`cowbell encrypt ${target}\` encrypts it`;
+  const remedy = targetFormat === 'raw' ? 'a raw disk cannot be encrypted' : `\`cowbell encrypt ${target}\` encrypts it`;
   return `cowbell: note: ${source} is encrypted but ${target} is not (as with qemu-img convert); ${remedy}\n`;
 }
 
