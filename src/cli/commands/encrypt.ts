@@ -1,6 +1,6 @@
 import type { LuksCipherChoice } from '../../shared/qcow2/crypto/luks-keys.ts';
 import type { RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
-import { option } from '../args.ts';
+import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
 import { currentPassphrase, encryptionOf, explainBadPassphrase, NEW_PASSPHRASE_OPTIONS, newPassphrase } from '../passphrase-input.ts';
@@ -45,7 +45,7 @@ export const encrypt: Command = {
       const result = await executeRewrite(args, io, {
         compression: 'keep',
         passphrase,
-        trustLegacyPassphrase: args.values.force === true,
+        trustLegacyPassphrase: flag(args, 'force'),
         encryption: { kind: 'luks', passphrase: fresh, cipher: luks.cipher, hash: luks.hash, iterTimeMs: luks.iterTimeMs },
       });
       return reportRewrite(args, io, result, { describe: (done) => describeEncrypted(done, luks.cipher, luks.hash, encrypted) });
