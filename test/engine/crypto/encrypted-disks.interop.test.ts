@@ -16,7 +16,7 @@ import { changeKeySlots } from '../../../src/shared/qcow2/crypto/key-slot-change
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
-import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { previewRewrite, rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import {
   PATTERN_WRITES,
@@ -183,6 +183,16 @@ describe('legacy qcow2 AES disks made by qemu-img', { timeout: 60_000 }, () => {
     expectStates(await qemuStates(target, NEW_PASS), EXPECTED_STATES, 'qemu-img after the move');
     await expectCheckClean(target, NEW_PASS);
     expect(snapshotRows(await snapshotEncrypted(target, NEW_PASS, '-l'))).toEqual(snapshotRows(await snapshotEncrypted(aesImage, PASS, '-l')));
+  });
+});
+
+describe('the preview of a rewrite of an encrypted disk', () => {
+  it('refuses what the rewrite refuses (compressing, keeping legacy AES) before asking for the passphrase; needs it to sample the data', () => {
+    expect(codeOf(() => previewRewrite({ source: defaultLuks(), compression: 'compress' }))).toBe('INVALID_ARGUMENT');
+    expect(codeOf(() => previewRewrite({ source: aesImage, compression: 'keep' }))).toBe('UNSUPPORTED_FEATURE');
+    expect(codeOf(() => previewRewrite({ source: defaultLuks(), compression: 'keep' }))).toBe('LOCKED');
+    expect(previewRewrite({ source: defaultLuks(), compression: 'keep', passphrase: PASS }).snapshots).toBe(1);
+    expect(previewRewrite({ source: aesImage, compression: 'compress', passphrase: PASS, encryption: { kind: 'none' } }).snapshots).toBe(1);
   });
 });
 

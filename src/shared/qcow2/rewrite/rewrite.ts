@@ -110,11 +110,16 @@ export interface RewritePreview extends SizeEstimate {
   snapshots: number;
 }
 
-export function previewRewrite(request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase'>, job: JobContext = silentJob): RewritePreview {
+export function previewRewrite(
+  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption'>,
+  job: JobContext = silentJob,
+): RewritePreview {
   const image = openSource(request, false, job);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
+    // What the rewrite would refuse, the preview refuses; and a locked disk's samples would be ciphertext.
+    outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
     const plan = planRewrite(image, job);
     const estimate = estimateOutputSize(image, plan, request.compression, compressionType);
     return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
