@@ -4,6 +4,11 @@ import type { ParseArgsOptionsConfig } from 'node:util';
 export interface CliIo {
   out(text: string): void;
   err(text: string): void;
+  /**
+   * Asks for a secret on the terminal without echoing it (passphrases): absent when there is no
+   * terminal to ask on. Resolves with its UTF-8 bytes.
+   */
+  readSecret?(prompt: string): Promise<Uint8Array>;
 }
 
 export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;

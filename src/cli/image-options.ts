@@ -2,6 +2,7 @@
  * qemu-img's small languages, as pure functions: sizes (`64M`, `1.5T`, `4096`) and `-o` option
  * strings (`cluster_size=64k,compat=1.1,extended_l2=on`, with `,,` for a comma in a value).
  */
+import type { LuksCipherChoice } from '../shared/qcow2/crypto/luks-keys.ts';
 import type { CreateOptions } from '../shared/qcow2/image/create.ts';
 import { UsageError } from './command.ts';
 
@@ -108,4 +109,65 @@ export function createOptionsFrom(options: Map<string, string>): CreateOptions {
 /** Every `-o` given (qemu-img accepts several and joins them), parsed into create options. */
 export function createOptionsFromArgs(values: readonly string[]): CreateOptions {
   return createOptionsFrom(parseOptionString(values.join(',')));
+}
+
+/** What `-o encrypt.…` asks of a new LUKS key (qemu-img's option names); absent fields take QEMU's defaults. */
+export interface LuksOptions {
+  cipher?: LuksCipherChoice;
+  hash?: 'sha1' | 'sha256' | 'sha512';
+  iterTimeMs?: number;
+}
+
+const LUKS_CREATE_OPTIONS = ['encrypt.format', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time'];
+
+/**
+ * `-o encrypt.cipher-alg=aes-256,encrypt.cipher-mode=xts,encrypt.ivgen-alg=plain64,encrypt.hash-alg=sha256,encrypt.iter-time=2000`
+ * for a new LUKS area; `only` narrows the names a command takes (`cowbell passphrase`: iter-time).
+ */
+export function luksOptionsFromArgs(values: readonly string[], command: string, only: readonly string[] = LUKS_CREATE_OPTIONS): LuksOptions {
+  const options = parseOptionString(values.join(','));
+  const result: LuksOptions = {};
+  let keyBits: 128 | 192 | 256 = 256;
+  let mode: LuksCipherChoice['mode'] = 'xts';
+  let ivGenerator: LuksCipherChoice['ivGenerator'] = 'plain64';
+  let ivHash: 'sha256' | undefined;
+  let cipherAsked = false;
+  for (const [name, value] of options) {
+    if (!only.includes(name)) throw new UsageError(`${command}: unknown or unsupported option '${name}' (supported: ${only.join(', ')})`);
+    switch (name) {
+      case 'encrypt.format':
+        if (value !== 'luks') throw new UsageError(`${command}: encrypt.format must be luks (Cowbell never writes the old qcow2 AES encryption), not '${value}'`);
+        break;
+      case 'encrypt.cipher-alg':
+        keyBits = Number(oneOf(name, value, ['aes-128', 'aes-192', 'aes-256'] as const).slice(4)) as 128 | 192 | 256;
+        cipherAsked = true;
+        break;
+      case 'encrypt.cipher-mode':
+        mode = oneOf(name, value, ['xts', 'cbc'] as const);
+        cipherAsked = true;
+        break;
+      case 'encrypt.ivgen-alg':
+        ivGenerator = oneOf(name, value, ['plain', 'plain64', 'essiv'] as const);
+        cipherAsked = true;
+        break;
+      case 'encrypt.ivgen-hash-alg':
+        ivHash = oneOf(name, value, ['sha256'] as const);
+        cipherAsked = true;
+        break;
+      case 'encrypt.hash-alg':
+        result.hash = oneOf(name, value, ['sha1', 'sha256', 'sha512'] as const);
+        break;
+      case 'encrypt.iter-time': {
+        const milliseconds = positiveInteger(name, value);
+        if (milliseconds < 1) throw new UsageError(`option ${name} must be at least 1 (milliseconds)`);
+        result.iterTimeMs = milliseconds;
+        break;
+      }
+    }
+  }
+  if (ivHash !== undefined && ivGenerator !== 'essiv') throw new UsageError(`${command}: encrypt.ivgen-hash-alg goes with encrypt.ivgen-alg=essiv only`);
+  // QEMU 7.2 encrypts key material in whole sectors: 24-byte keys × 4000 stripes are not, and it aborts on them.
+  if (keyBits === 192 && mode === 'cbc') throw new UsageError(`${command}: aes-192 with cbc is not offered: QEMU 7.2 cannot create or open such a LUKS image`);
+  if (cipherAsked) result.cipher = { aesKeyBits: keyBits, mode, ivGenerator, ivHash: ivGenerator === 'essiv' ? 'sha256' : null };
+  return result;
 }

@@ -1,5 +1,6 @@
 /** The `cowbell` command: bin/cowbell runs its bundle (out/cli/cowbell.mjs), or this file on Node 24. */
 import { runCli } from './run.ts';
+import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
 import { cliRuntime } from './runtime.ts';
 
 // Bundled, this entry is out/cli/cowbell.mjs and the compressing thread's module sits beside it.
@@ -8,4 +9,5 @@ if (import.meta.url.endsWith('.mjs')) cliRuntime.compressWorker = new URL('./com
 process.exitCode = await runCli(process.argv.slice(2), {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
+  ...(hasTerminal() ? { readSecret: readSecretFromTerminal } : {}),
 });

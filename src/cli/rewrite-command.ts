@@ -13,6 +13,7 @@ import { progressPrinter, runCancellably } from './cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { cliRuntime } from './runtime.ts';
 import { parseOptionString } from './image-options.ts';
+import { PASSPHRASE_OPTIONS, withUnlock } from './passphrase-input.ts';
 
 /** Each compressing thread holds its own heap and zlib state: a few are enough. */
 export const MAX_COMPRESSION_THREADS = 4;
@@ -23,12 +24,32 @@ export const REWRITE_OPTIONS = {
   json: { type: 'boolean' },
   'no-verify': { type: 'boolean' },
   'drop-bitmaps': { type: 'boolean' },
+  /** Replace an existing OUTPUT; and go on with a legacy AES passphrase that fails the plausibility check. */
   force: { type: 'boolean' },
   cache: { type: 'string', short: 't' },
+  ...PASSPHRASE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<RewriteRequest, 'source' | 'target'>, { printSummary = true } = {}): Promise<number> {
+export interface RewriteReport {
+  /** Print the one-line summary (convert keeps quiet: the output file is the answer). */
+  printSummary?: boolean;
+  /** The summary line; sizes before and after by default. */
+  describe?: (result: RewriteResult) => string;
+}
+
+/**
+ * compress, compact, decrypt and convert-keeping-snapshots: the rewrite, with the passphrase asked
+ * only if the source turns out to need one (passphrase-input.ts withUnlock).
+ */
+export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<RewriteRequest, 'source' | 'target'>, report: RewriteReport = {}): Promise<number> {
+  const source = args.positionals[0] ?? '';
+  const result = await withUnlock(args, io, source, (unlock) => executeRewrite(args, io, { ...request, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase }));
+  return reportRewrite(args, io, result, report);
+}
+
+/** One rewrite of IMAGE into OUTPUT (or in place), with -p's progress line and Ctrl-C. */
+export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<RewriteRequest, 'source' | 'target'>): Promise<RewriteResult> {
   const [source = '', target] = args.positionals;
   if (target !== undefined && !flag(args, 'force') && fs.existsSync(target) && !sameFile(source, target)) {
     throw new UsageError(`${target} already exists; pass --force to replace it`);
@@ -45,14 +66,27 @@ export async function runRewrite(args: ParsedArgs, io: CliIo, request: Omit<Rewr
     overwrite: flag(args, 'force'),
     durable: request.durable ?? cacheMode(option(args, 'cache')),
   };
-  let result: RewriteResult;
+  let printed = false;
+  const print = progressPrinter(io);
   try {
-    result = await runCancellably((job) => rewriteImageYielding(full, job), showProgress ? overallProgress(progressPrinter(io)) : () => {}, 'Cancelled; the disk was left as it was');
+    return await runCancellably(
+      (job) => rewriteImageYielding(full, job),
+      showProgress
+        ? overallProgress((stage, done, total) => {
+            printed = true;
+            print(stage, done, total);
+          })
+        : () => {},
+      'Cancelled; the disk was left as it was',
+    );
   } finally {
-    if (showProgress) io.err('\n');
+    if (printed) io.err('\n');
   }
+}
+
+export function reportRewrite(args: ParsedArgs, io: CliIo, result: RewriteResult, { printSummary = true, describe = summary }: RewriteReport = {}): number {
   if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 4)}\n`);
-  else if (printSummary && !flag(args, 'quiet')) io.out(`${summary(result)}\n`);
+  else if (printSummary && !flag(args, 'quiet')) io.out(`${describe(result)}\n`);
   return EXIT_OK;
 }
 
@@ -70,7 +104,10 @@ function sameFile(a: string, b: string): boolean {
 
 /** The share of the whole job each stage takes, so one progress line only ever moves forward. */
 const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {
+  // Unlocking an encrypted source and making a new key: PBKDF2, seconds with no steps to show.
+  'Trying key slots': [0, 0],
   'reading the mapping tables': [0, 0.02],
+  'making the new key': [0.02, 0.02],
   copying: [0.02, 0.85],
   checking: [0.85, 0.88],
   verifying: [0.88, 1],
@@ -90,12 +127,22 @@ function overallProgress(print: (stage: string, done: number, total: number) => 
   };
 }
 
-function summary(result: RewriteResult): string {
+/** `where: 10 MiB → 6 MiB (40% smaller), 2 snapshots kept, every state verified`. */
+export function summary(result: RewriteResult): string {
   const saved = result.beforeBytes > 0 ? Math.round((1 - result.afterBytes / result.beforeBytes) * 100) : 0;
   const change = saved >= 0 ? `${saved}% smaller` : `${-saved}% larger`;
+  return `${rewriteTarget(result)}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${change}), ${snapshotsKept(result)}`;
+}
+
+/** The output's name, saying when the original was left as it was. */
+export function rewriteTarget(result: RewriteResult): string {
+  return result.inPlace ? result.target : `${result.target} (the original is unchanged)`;
+}
+
+/** `2 snapshots kept, every state verified`. */
+export function snapshotsKept(result: RewriteResult): string {
   const kept = result.snapshots === 1 ? '1 snapshot kept' : `${result.snapshots} snapshots kept`;
-  const where = result.inPlace ? result.target : `${result.target} (the original is unchanged)`;
-  return `${where}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${change}), ${kept}${result.verified ? ', every state verified' : ''}`;
+  return `${kept}${result.verified ? ', every state verified' : ''}`;
 }
 
 /**

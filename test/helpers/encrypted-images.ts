@@ -102,16 +102,28 @@ export async function qemuIoEncrypted(image: string, passphrase: string, command
   return result.stdout;
 }
 
-/** The guest bytes as qemu-img decrypts them (`convert -O raw` with the passphrase). */
-export async function rawOfEncrypted(image: string, passphrase: string): Promise<Uint8Array> {
+/** The guest bytes as qemu-img decrypts them (`convert -O raw` with the passphrase), of the current state or a snapshot's (`-l snapshot.name=`). */
+export async function rawOfEncrypted(image: string, passphrase: string, snapshot?: string): Promise<Uint8Array> {
   const folder = tempDir();
   try {
     const output = folder.file('raw');
-    await runTool('qemu-img', ['convert', ...secret('sec0', passphrase), '--image-opts', imageOpts(image, 'sec0'), '-O', 'raw', output]);
+    const state = snapshot === undefined ? [] : ['-l', `snapshot.name=${snapshot}`];
+    await runTool('qemu-img', ['convert', ...secret('sec0', passphrase), '--image-opts', ...state, imageOpts(image, 'sec0'), '-O', 'raw', output]);
     return new Uint8Array(fs.readFileSync(output));
   } finally {
     folder.cleanup();
   }
+}
+
+/** `qemu-img snapshot -c|-a|-d NAME` or `-l` on an encrypted image (qemu-img needs the key for all of them); resolves with its output. */
+export async function snapshotEncrypted(image: string, passphrase: string, action: '-c' | '-a' | '-d' | '-l', name?: string): Promise<string> {
+  const result = await runTool('qemu-img', ['snapshot', ...secret('sec0', passphrase), '--image-opts', action, ...(name === undefined ? [] : [name]), imageOpts(image, 'sec0')]);
+  return result.stdout;
+}
+
+/** The rows of a `qemu-img snapshot -l` listing (id, tag, sizes, dates, clock), for comparing two listings. */
+export function snapshotRows(listing: string): string[] {
+  return listing.split('\n').filter((line) => /^\d+\s/.test(line)).map((line) => line.trim().split(/\s+/).join(' '));
 }
 
 /** `qemu-img check` with the passphrase: exit code and output. */

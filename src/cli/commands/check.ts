@@ -2,6 +2,7 @@ import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qco
 import type { CheckResult } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
+import { unencryptedWarning } from './info.ts';
 
 /**
  * `cowbell check [--json] [-r leaks|all] IMAGE`, like `qemu-img check`: findings go to stderr
@@ -30,6 +31,9 @@ export const check: Command = {
     if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`check: -r takes leaks or all, not ${repair}`);
     const result = checkImagePath(args.positionals[0] ?? '', { repair: repair as RepairMode | undefined }, undefined, { refuseInUse: !flag(args, 'force-share') });
     for (const message of result.messages) io.err(`${message}\n`);
+    // A warning, not a corruption: the exit code stays qemu-img's.
+    const unencrypted = unencryptedWarning(result['unencrypted-bytes'], undefined);
+    if (unencrypted !== null) io.err(`${unencrypted}\n`);
     if (output === 'json') {
       const { messages: _messages, ...report } = result;
       io.out(`${JSON.stringify(report, null, 4)}\n`);

@@ -10,7 +10,7 @@ import { REWRITE_OPTIONS, runRewrite } from '../rewrite-command.ts';
 export const compact: Command = {
   name: 'compact',
   summary: 'reclaim unused space and defragment a disk keeping every snapshot, in place or into OUTPUT',
-  usage: '[-p] [-q] [--json] [--uncompress] [--no-verify] [--drop-bitmaps] [-t CACHE] [--force] IMAGE [OUTPUT]',
+  usage: '[-p] [-q] [--json] [--uncompress] [--no-verify] [--drop-bitmaps] [-t CACHE] [--passphrase-file FILE] [--force] IMAGE [OUTPUT]',
   options: { ...REWRITE_OPTIONS, uncompress: { type: 'boolean' } },
   positionals: { min: 1, max: 2 },
   async run(args, io) {

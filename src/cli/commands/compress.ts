@@ -9,7 +9,7 @@ import { compressionTypeOption, REWRITE_OPTIONS, runRewrite } from '../rewrite-c
 export const compress: Command = {
   name: 'compress',
   summary: 'compress a disk keeping every snapshot, in place or into OUTPUT',
-  usage: '[-p] [-q] [--json] [-o compression_type=zlib|zstd] [--no-verify] [--drop-bitmaps] [-t CACHE] [--force] IMAGE [OUTPUT]',
+  usage: '[-p] [-q] [--json] [-o compression_type=zlib|zstd] [--no-verify] [--drop-bitmaps] [-t CACHE] [--passphrase-file FILE] [--force] IMAGE [OUTPUT]',
   options: { ...REWRITE_OPTIONS, options: { type: 'string', short: 'o', multiple: true } },
   positionals: { min: 1, max: 2 },
   async run(args, io) {

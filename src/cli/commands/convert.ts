@@ -13,6 +13,7 @@ import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
 import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 import { cliRuntime } from '../runtime.ts';
+import { encryptionOf, PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 
 /**
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
@@ -27,7 +28,7 @@ import { cliRuntime } from '../runtime.ts';
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--passphrase-file FILE] [--force] INPUT OUTPUT',
   options: {
     compress: { type: 'boolean', short: 'c' },
     progress: { type: 'boolean', short: 'p' },
@@ -42,6 +43,7 @@ export const convert: Command = {
     snapshot: { type: 'string', short: 'l' },
     'no-snapshots': { type: 'boolean' },
     force: { type: 'boolean' },
+    ...PASSPHRASE_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 2, max: 2 },
@@ -64,23 +66,38 @@ export const convert: Command = {
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
+    const progress = progressPrinter(io);
     if (option(args, 'snapshot') !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
     const sourceSnapshot = snapshotOption(option(args, 'snapshot'), source);
     const snapshots = sourceSnapshot === undefined ? snapshotCount(source, sourceFormat) : 0;
     const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
+    // Like qemu-img convert, the output is not encrypted (`cowbell encrypt` encrypts it afterwards).
+    const encrypted = sourceFormat !== 'raw' && encryptionOf(source) !== null;
     if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots')) {
       const compressionType = assertSnapshotsCanBeKept(source, options);
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
-      return runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable }, { printSummary: false });
+      const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' } }, { printSummary: false });
+      if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
+    // Once the copy is made: a failure is one line, and the note is about a copy that exists.
+      return code;
     }
-    try {
-      await convertCancellably(
-        { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share') },
-        showProgress ? progressPrinter(io) : () => {},
-      );
-    } finally {
-      if (showProgress) io.err('\n');
-    }
+    await withUnlock(args, io, source, async (unlock) => {
+      let printed = false;
+      try {
+        await convertCancellably(
+          { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share'), ...unlock },
+          showProgress
+            ? (stage, done, total) => {
+                printed = true;
+                progress(stage, done, total);
+              }
+            : () => {},
+        );
+      } finally {
+        if (printed) io.err('\n');
+      }
+    });
+    if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
     if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
       io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} was copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
@@ -97,6 +114,11 @@ export const convert: Command = {
  */
 async function convertCancellably(request: ConvertRequest, onProgress: (stage: string, done: number, total: number) => void): Promise<void> {
   await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
+}
+
+function unencryptedNote(source: string, target: string, targetFormat: ImageFormat): string {
+  const remedy = targetFormat === 'raw' ? 'a raw disk cannot be encrypted' : `\`cowbell encrypt ${target}\` encrypts it`;
+  return `cowbell: note: ${source} is encrypted but ${target} is not (as with qemu-img convert); ${remedy}\n`;
 }
 
 /**

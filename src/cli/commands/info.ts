@@ -1,6 +1,6 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { readImageInfo } from '../../shared/qcow2/index.ts';
-import type { ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
+import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
@@ -33,15 +33,15 @@ export function describe(image: ImageInfo): string {
     `file format: ${image.format}`,
     `virtual size: ${formatBytes(image['virtual-size'])} (${image['virtual-size']} bytes)`,
     `disk size: ${formatBytes(image['actual-size'])}`,
-    `cluster_size: ${image['cluster-size']}`,
   ];
+  if (image.encrypted) lines.push('encrypted: yes');
+  lines.push(`cluster_size: ${image['cluster-size']}`);
   const backing = image['backing-filename'];
   if (backing !== undefined) {
     const full = image['full-backing-filename'];
     lines.push(full !== undefined && full !== backing ? `backing file: ${backing} (actual path: ${full})` : `backing file: ${backing}`);
     if (image['backing-filename-format'] !== undefined) lines.push(`backing file format: ${image['backing-filename-format']}`);
   }
-  if (image.encrypted) lines.push('encrypted: yes');
   if (image.snapshots !== undefined && image.snapshots.length > 0) {
     lines.push('Snapshot list:', snapshotRow('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT'));
     for (const snapshot of image.snapshots) lines.push(snapshotLine(snapshot));
@@ -55,13 +55,54 @@ export function describe(image: ImageInfo): string {
   // qemu-img's order; the three v3-only lines are absent for compat 0.10.
   if (specific['lazy-refcounts'] !== undefined) lines.push(`    lazy refcounts: ${specific['lazy-refcounts']}`);
   lines.push(`    refcount bits: ${specific['refcount-bits']}`);
+  if (specific.encrypt !== undefined) lines.push(...encryptLines(specific.encrypt));
   if (specific.corrupt !== undefined) lines.push(`    corrupt: ${specific.corrupt}`);
   if (specific['extended-l2'] !== undefined) lines.push(`    extended l2: ${specific['extended-l2']}`);
-  if (specific.encrypt !== undefined) lines.push('    encrypt:', `        format: ${specific.encrypt.format}`);
   if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
   if (image['dirty-flag']) lines.push('Note: the image is marked dirty (not closed cleanly); run check to repair it.');
   if (image['read-only-reason'] !== undefined) lines.push(`Note: read-only: ${image['read-only-reason']}`);
+  const unencrypted = unencryptedWarning(image['unencrypted-bytes'], image['unencrypted-clusters']);
+  if (unencrypted !== null) lines.push(unencrypted);
   return `${lines.join('\n')}\n`;
+}
+
+/** The `encrypt:` block as qemu-img info prints it (its JSON keys with spaces, slots numbered). */
+function encryptLines(encrypt: EncryptInfo): string[] {
+  const lines = ['    encrypt:'];
+  const field = (name: string, value: string | number | undefined, indent = '        '): void => {
+    if (value !== undefined) lines.push(`${indent}${name}: ${value}`);
+  };
+  field('ivgen alg', encrypt['ivgen-alg']);
+  field('hash alg', encrypt['hash-alg']);
+  field('cipher alg', encrypt['cipher-alg']);
+  field('uuid', encrypt.uuid);
+  field('ivgen hash alg', encrypt['ivgen-hash-alg']);
+  field('format', encrypt.format);
+  field('cipher mode', encrypt['cipher-mode']);
+  if (encrypt.slots !== undefined) {
+    lines.push('        slots:');
+    encrypt.slots.forEach((slot, index) => {
+      lines.push(`            [${index}]:`);
+      const inner = '                ';
+      field('active', String(slot.active), inner);
+      field('iters', slot.iters, inner);
+      field('key offset', slot['key-offset'], inner);
+      field('stripes', slot.stripes, inner);
+    });
+  }
+  field('payload offset', encrypt['payload-offset']);
+  field('master key iters', encrypt['master-key-iters']);
+  return lines;
+}
+
+/**
+ * Cowbell's own finding, shared by info and check: QEMU stores compressed clusters of an encrypted
+ * disk as plaintext. Null when there are none.
+ */
+export function unencryptedWarning(bytes: number | undefined, clusters: number | undefined): string | null {
+  if (bytes === undefined || bytes === 0) return null;
+  const count = clusters === undefined ? '' : ` (${clusters} compressed cluster${clusters === 1 ? '' : 's'})`;
+  return `Warning: ${formatBytes(bytes)} of this encrypted disk${count} is stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; \`cowbell compact\` encrypts them`;
 }
 
 function snapshotRow(id: string, tag: string, size: string, date: string, clock: string, icount: string): string {

@@ -25,7 +25,33 @@ export interface Qcow2SpecificInfo {
   corrupt?: boolean;
   'extended-l2'?: boolean;
   'data-file'?: string;
-  encrypt?: { format: 'luks' | 'aes' };
+  encrypt?: EncryptInfo;
+}
+
+/** One LUKS key slot as qemu-img info lists it (iters and stripes only for an active slot). */
+export interface LuksSlotInfo {
+  active: boolean;
+  iters?: number;
+  /** Where the slot's key material starts, in bytes from the start of the LUKS area. */
+  'key-offset': number;
+  stripes?: number;
+}
+
+/** `format-specific.data.encrypt`, with qemu-img info's keys; LUKS details are absent where the header cannot be read. */
+export interface EncryptInfo {
+  format: 'luks' | 'aes';
+  'ivgen-alg'?: string;
+  'hash-alg'?: string;
+  /** e.g. aes-256 */
+  'cipher-alg'?: string;
+  uuid?: string;
+  /** ESSIV's hash; absent for other IV generators. */
+  'ivgen-hash-alg'?: string;
+  'cipher-mode'?: string;
+  slots?: LuksSlotInfo[];
+  /** In bytes from the start of the LUKS area. */
+  'payload-offset'?: number;
+  'master-key-iters'?: number;
 }
 
 export interface ImageInfo {
@@ -45,6 +71,13 @@ export interface ImageInfo {
   'read-only-reason'?: string;
   /** Cowbell's own: another program (a running VM, qemu-nbd) is writing the image; what is read may be mid-change. */
   'in-use'?: boolean;
+  /**
+   * Cowbell's own, for an encrypted image: guest bytes stored unencrypted, in compressed clusters
+   * (QEMU writes those as plaintext), counted over every state; `cowbell compact` encrypts them.
+   */
+  'unencrypted-bytes'?: number;
+  /** Cowbell's own: the compressed clusters behind 'unencrypted-bytes'. */
+  'unencrypted-clusters'?: number;
 }
 
 /** One run of `qemu-img map --output=json`. */
@@ -72,6 +105,11 @@ export interface CheckResult {
   'total-clusters'?: number;
   'fragmented-clusters'?: number;
   'compressed-clusters'?: number;
+  /**
+   * Cowbell's own, for an encrypted image: guest bytes stored unencrypted in compressed clusters
+   * (QEMU writes them as plaintext), over every state. A warning, not a corruption.
+   */
+  'unencrypted-bytes'?: number;
   /** Human-readable findings, one per problem, in the order found. */
   messages: string[];
 }

@@ -5,7 +5,8 @@
  *  - every power cut of the log (keep-all, lose-all, seeded random): the target holds what was
  *    there before (or nothing) or the complete new file; before the rename onto the target, only
  *    what was there before; once the operation has returned, only the new file;
- *  - the new file is an image qemu-img check finds clean (and passes the operation's own judge).
+ *  - the new file is an image qemu-img check finds clean (with its passphrase, if it is encrypted)
+ *    and passes the operation's own judge.
  */
 import * as fs from 'node:fs';
 import { FaultFileSystem, folderOf, type FileSystemEvent, type LossPattern } from '../../helpers/fault-file.ts';
@@ -75,7 +76,7 @@ export async function runFileCrashCase(operation: FileOperation, settings: Crash
 
     const finishedPath = folder.file('finished.qcow2');
     fs.writeFileSync(finishedPath, after);
-    const verdict = await qemuVerdict(finishedPath);
+    const verdict = await qemuVerdict(finishedPath, operation.passphrase);
     if (!isClean(verdict)) fail(`the new file is not clean by qemu-img check:\n${verdict.output}`);
     for (const problem of (await operation.judgeAfter?.(finishedPath, folder)) ?? []) fail(`the new file: ${problem}`);
 

@@ -30,9 +30,9 @@ export interface GuestState {
  */
 export type Contract = 'all-or-nothing' | 'per-cluster';
 
-/** Reads everything the guest can see, through the engine (read-only; a dirty image opens read-only too). */
-export function readGuestState(file: BlockFile): GuestState {
-  const image = Qcow2Image.openFile(file, { readOnly: true });
+/** Reads everything the guest can see, through the engine (read-only; a dirty image opens read-only too); an encrypted image with `passphrase`. */
+export function readGuestState(file: BlockFile, passphrase?: string): GuestState {
+  const image = Qcow2Image.openFile(file, { readOnly: true, passphrase });
   try {
     const current = image.read(0, image.virtualSize);
     const snapshots = image.snapshots.map((entry) => {

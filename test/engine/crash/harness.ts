@@ -15,6 +15,7 @@ import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
+import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
 import { firstDifference, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
@@ -304,6 +305,8 @@ export interface FileOperation {
   /** What is wrong with the finished new file (written at `finishedPath`) beyond qemu-img check: empty when nothing. */
   judgeAfter?(finishedPath: string, folder: TempDir): Promise<string[]>;
   fullOnly?: boolean;
+  /** The new file's passphrase, when it is encrypted (qemu-img check needs it). */
+  passphrase?: string;
 }
 
 const FAKE_FOLDER = '/cowbell-crash';
@@ -366,6 +369,23 @@ export const fileOperations: FileOperation[] = [
       return new Uint8Array(8 * KiB).fill(0x77);
     },
     run: (fileSystem, folder) => void convertImage({ source: folder.file('unsafe-source.qcow2'), target: `${FAKE_FOLDER}/unsafe.qcow2`, targetFormat: 'qcow2', overwrite: true, durable: false, fileSystem }),
+  },
+  {
+    // cowbell encrypt IMAGE: the source is the target, read through the fault file system (the old file until the rename).
+    name: 'encrypt in place: a disk with a snapshot becomes LUKS-encrypted, or stays byte for byte as it was',
+    target: `${FAKE_FOLDER}/encrypt.qcow2`,
+    passphrase: 'crash-moo',
+    setup: (folder) => qemuMadeImage(folder, 'encrypt.qcow2', 'compat=1.1,cluster_size=65536', 1024 * KiB, [{ io: 'write -P 0x11 0 200k' }, { io: 'write -P 0x12 700k 64k' }, { snapshot: 's1' }, { io: 'write -P 0x13 100k 130k' }]),
+    run: (fileSystem) =>
+      rewriteThrough(fileSystem, { source: `${FAKE_FOLDER}/encrypt.qcow2`, compression: 'keep', encryption: { kind: 'luks', passphrase: 'crash-moo', iterations: 1000, digestIterations: 1000 } }, true),
+    judgeAfter: async (finishedPath, folder) => {
+      const source = folder.file('encrypt.qcow2');
+      for (const snapshot of [undefined, 's1']) {
+        const at = firstDifference(await rawOfEncrypted(finishedPath, 'crash-moo', snapshot), await rawOf(source, snapshot === undefined ? {} : { snapshot }));
+        if (at !== -1) return [`qemu-img reads ${snapshot ?? 'the current state'} of the encrypted disk differently from the original at byte ${at}`];
+      }
+      return [];
+    },
   },
   {
     // The source is the target: read through the fault file system, it is the old file until the rename.

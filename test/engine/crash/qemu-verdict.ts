@@ -5,6 +5,7 @@
  * COPIED flag on a shared cluster, a refcount below its references, an unreadable table — is not.
  * Leaks are allowed.
  */
+import { imageOpts, secret } from '../../helpers/encrypted-images.ts';
 import { qemuImg } from '../../helpers/qemu.ts';
 
 export interface QemuVerdict {
@@ -40,8 +41,10 @@ export function classifyCheckMessages(stderr: string): { harmful: string[]; harm
   return { harmful, harmlessCopiedMissing };
 }
 
-export async function qemuVerdict(imagePath: string): Promise<QemuVerdict> {
-  const result = await qemuImg(['check', '-f', 'qcow2', '--output=json', imagePath], { okCodes: [0, 1, 2, 3] });
+/** qemu-img check of the image; an encrypted one's with its passphrase (qemu-img cannot check it without). */
+export async function qemuVerdict(imagePath: string, passphrase?: string): Promise<QemuVerdict> {
+  const opened = passphrase === undefined ? ['-f', 'qcow2', imagePath] : [...secret('sec0', passphrase), '--image-opts', imageOpts(imagePath, 'sec0')];
+  const result = await qemuImg(['check', '--output=json', ...opened], { okCodes: [0, 1, 2, 3] });
   let report: { corruptions?: number; leaks?: number; 'check-errors'?: number } = {};
   try {
     report = JSON.parse(result.stdout) as typeof report;

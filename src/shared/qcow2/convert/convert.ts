@@ -23,6 +23,7 @@ import type { GuestReader } from '../image/guest-reader.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
 import { findSnapshot, Qcow2Image, Qcow2StateView, resolveBackingPath } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
+import type { Passphrase } from '../crypto/luks-keys.ts';
 import { mapRange } from '../image/map.ts';
 import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
 import { RawImage } from '../image/raw-image.ts';
@@ -58,6 +59,10 @@ export interface ConvertRequest {
    * by default that is an IN_USE error, for the copy would be of no moment in particular.
    */
   forceShare?: boolean;
+  /** An encrypted source's passphrase (LOCKED without it); an encrypted backing file's too. */
+  passphrase?: Passphrase;
+  /** Go on with a legacy AES passphrase under which the disk's start decrypts to noise (image.ts OpenImageOptions). */
+  trustLegacyPassphrase?: boolean;
   /** Replace an existing target file (qemu-img's behaviour); by default it is an error. */
   overwrite?: boolean;
   /**
@@ -123,7 +128,7 @@ export function convertImageYielding(request: ConvertRequest, job: JobContext = 
 export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<ConvertResult> {
   validateRequest(request);
   const refuseInUse = request.forceShare !== true;
-  const source = openSource(request, refuseInUse);
+  const source = openSource(request, refuseInUse, job);
   let backing: GuestReader | null = null;
   try {
     // QEMU counts a raw file's size in whole sectors.
@@ -180,8 +185,8 @@ function validateRequest(request: ConvertRequest): void {
 }
 
 /** The source as guest bytes: the current state, or a snapshot's when one is asked for. */
-function openSource(request: ConvertRequest, refuseInUse: boolean): GuestReader {
-  const reader = openGuestReader(request.source, request.sourceFormat, { refuseInUse });
+function openSource(request: ConvertRequest, refuseInUse: boolean, job: JobContext): GuestReader {
+  const reader = openGuestReader(request.source, request.sourceFormat, { refuseInUse, passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job });
   if (request.sourceSnapshot === undefined) return reader;
   if (!(reader instanceof Qcow2Image)) {
     reader.close();

@@ -60,6 +60,8 @@ export function changeKeySlotsOf(file: BlockFile, request: KeySlotRequest, job: 
     for (const slot of toErase) {
       if (header.keySlots[slot]?.active !== true) throw new Qcow2Error('INVALID_ARGUMENT', `Key slot ${slot} is not in use`);
     }
+    // The passphrase just opened a slot: a change or removal that erased none would leave it working.
+    if (request.action !== 'add' && toErase.length === 0) throw new Qcow2Error('INTERNAL', 'The passphrase opened the disk but no key slot holds it; nothing was changed');
     let added: number | null = null;
     if (request.newPassphrase !== undefined && request.action !== 'remove') {
       job.progress('adding the new passphrase', 1, 3, 'steps');

@@ -295,6 +295,7 @@ function withSlot(header: LuksHeader, index: number, slot: LuksKeySlot): LuksHea
   return { ...header, keySlots: header.keySlots.map((existing, position) => (position === index ? slot : existing)) };
 }
 
+/** Our own copy, zeroed when done: never the caller's bytes (Buffer#slice would be a view of them). */
 function passphraseBytes(passphrase: Passphrase): Uint8Array {
-  return typeof passphrase === 'string' ? encoder.encode(passphrase) : passphrase.slice();
+  return typeof passphrase === 'string' ? encoder.encode(passphrase) : new Uint8Array(passphrase);
 }

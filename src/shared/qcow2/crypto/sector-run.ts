@@ -36,5 +36,5 @@ export function closedError(): Qcow2Error {
 /** 32-bit words over `bytes` (a multiple of 4 long): a view where aligned, else a copy. */
 export function wordsOf(bytes: Uint8Array): Int32Array {
   if ((bytes.byteOffset & 3) === 0) return new Int32Array(bytes.buffer, bytes.byteOffset, bytes.length >> 2);
-  return new Int32Array(bytes.slice().buffer);
+  return new Int32Array(new Uint8Array(bytes).buffer);
 }

@@ -6,7 +6,7 @@ import type { ImageFormat } from './image-format-name.ts';
 import { QCOW2_MAGIC } from '../format/limits.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { refuseIfWrittenElsewhere } from '../io/image-lock.ts';
-import { Qcow2Image } from './image.ts';
+import { Qcow2Image, type OpenImageOptions } from './image.ts';
 import { RawImage } from './raw-image.ts';
 
 export { isImageFormat, type ImageFormat } from './image-format-name.ts';
@@ -27,8 +27,11 @@ export function detectFormat(filePath: string): ImageFormat {
   }
 }
 
+/** How openGuestReader opens a qcow2 image: an encrypted one (and its encrypted backing files) with its passphrase. */
+export type GuestReaderOptions = Pick<OpenImageOptions, 'refuseInUse' | 'passphrase' | 'trustLegacyPassphrase' | 'job'>;
+
 /** Opens an image read-only as guest bytes: a qcow2 image with its backing chain, or a raw file. */
-export function openGuestReader(filePath: string, format?: ImageFormat, options: { refuseInUse?: boolean } = {}): GuestReader {
+export function openGuestReader(filePath: string, format?: ImageFormat, options: GuestReaderOptions = {}): GuestReader {
   const file = NodeBlockFile.open(filePath, { readOnly: true });
   try {
     const actual = format ?? probeFormat(file);
@@ -36,7 +39,7 @@ export function openGuestReader(filePath: string, format?: ImageFormat, options:
       refuseIfWrittenElsewhere(file, options.refuseInUse);
       return new RawImage(file);
     }
-    return Qcow2Image.openFile(file, { readOnly: true, refuseInUse: options.refuseInUse });
+    return Qcow2Image.openFile(file, { ...options, readOnly: true });
   } catch (error) {
     file.close();
     if (error instanceof Qcow2Error && error.code === 'BAD_MAGIC' && format === 'qcow2') {

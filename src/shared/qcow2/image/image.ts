@@ -40,6 +40,7 @@ import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
 import { TableCache } from './table-cache.ts';
 import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
+import { DISK_START_BYTES, judgeDiskStart, type DiskStartVerdict } from './disk-start.ts';
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import type { JobContext } from '../job-context.ts';
 import { SECTOR } from '../format/limits.ts';
@@ -71,6 +72,12 @@ export interface OpenImageOptions {
   passphrase?: Passphrase;
   /** The data cipher, already unlocked (a rewrite's new image; saves a second PBKDF2). Wins over passphrase. */
   cipher?: DiskCipher;
+  /**
+   * Legacy AES (crypt_method 1) has no key check, so by default a passphrase under which the
+   * disk's start decrypts to noise is refused with BAD_PASSPHRASE (disk-start.ts); true opens it
+   * anyway, as QEMU would (the CLI's --force).
+   */
+  trustLegacyPassphrase?: boolean;
   /** Progress and cancel for unlocking (PBKDF2 takes seconds). */
   job?: JobContext;
 }
@@ -182,9 +189,18 @@ export class Qcow2Image implements GuestReader {
       if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
     }
     const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
-    if (header.cryptMethod !== 0) image.cipher = options.cipher ?? (options.passphrase !== undefined ? openImageCipher(file, header, options.passphrase, options.job).cipher : null);
     image.snapshotTableBytes = snapshotTable.length;
     image.collectMetadataClusters(clusterBytes);
+    try {
+      if (header.cryptMethod !== 0) image.cipher = options.cipher ?? (options.passphrase !== undefined ? openImageCipher(file, header, options.passphrase, options.job).cipher : null);
+      if (header.cryptMethod === 1 && options.cipher === undefined && image.cipher !== null && options.trustLegacyPassphrase !== true) image.judgeLegacyPassphrase();
+    } catch (error) {
+      // The file is the caller's to close; what this image opened is its own.
+      image.cipher?.close();
+      image.cipher = null;
+      backing?.close();
+      throw error;
+    }
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
@@ -197,6 +213,33 @@ export class Qcow2Image implements GuestReader {
     if (file.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
     return image;
+  }
+
+  /** BAD_PASSPHRASE when the disk's start decrypts to noise under a legacy AES passphrase (see disk-start.ts). */
+  private judgeLegacyPassphrase(): void {
+    if ((this.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) return;
+    const start = new Uint8Array(Math.min(DISK_START_BYTES, this.virtualSize));
+    const ownEncrypted = new Set<number>();
+    let verdict: DiskStartVerdict;
+    try {
+      for (let clusterStart = 0; clusterStart < start.length; clusterStart += this.clusterBytes) {
+        const entry = this.lookup(this.l1, clusterStart);
+        if (entry !== null && entry.kind === 'normal' && (!this.l2Format.extendedL2 || entry.allocMask !== 0)) ownEncrypted.add(clusterStart / this.clusterBytes);
+      }
+      if (ownEncrypted.size === 0) return;
+      this.readThrough(this.l1, start, 0, this.virtualSize);
+      verdict = judgeDiskStart(start, (guestOffset) => ownEncrypted.has(Math.floor(guestOffset / this.clusterBytes)));
+    } catch (error) {
+      // A table too broken to read is for check to report, not a verdict on the passphrase.
+      if (error instanceof Qcow2Error && error.code !== 'IO_ERROR') return;
+      throw error;
+    }
+    if (verdict.kind === 'noise') {
+      throw new Qcow2Error(
+        'BAD_PASSPHRASE',
+        'The passphrase is probably wrong: this disk uses the old qcow2 AES encryption, which has no key check, and with this passphrase the start of the disk decrypts to noise (no partition table, no file system)',
+      );
+    }
   }
 
   private setReadOnly(reason: string): void {
@@ -408,7 +451,8 @@ export class Qcow2Image implements GuestReader {
       return;
     }
     if (hostOffset % SECTOR !== 0 || data.length % SECTOR !== 0) throw new Qcow2Error('INTERNAL', 'encrypted data must be written in whole sectors');
-    const sealed = data.slice();
+    // A copy, whatever the caller passed: Buffer#slice would be a view, and the caller's bytes would be encrypted in place.
+    const sealed = new Uint8Array(data);
     cipher.encrypt(sealed, hostOffset, guestOffset);
     this.file.write(sealed, hostOffset);
   }

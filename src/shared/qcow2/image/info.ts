@@ -5,7 +5,10 @@ import { backingFormat, findExtension, EXT_CRYPTO_HEADER } from '../format/heade
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
 import { snapshotVmStateSize, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { Qcow2Image, externalDataFile, type OpenImageOptions } from './image.ts';
-import type { ImageInfo, SnapshotInfo } from '../model.ts';
+import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../model.ts';
+import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
+import { LUKS_PHDR_BYTES, LUKS_SECTOR_BYTES, parseLuksHeader, type LuksHeader } from '../format/luks-header.ts';
+import { unencryptedData } from './unencrypted-data.ts';
 
 export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
   const info: SnapshotInfo = {
@@ -55,7 +58,13 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   };
   if (header.cryptMethod !== 0) {
     info.encrypted = true;
-    info['format-specific'].data.encrypt = { format: header.cryptMethod === 2 || findExtension(header, EXT_CRYPTO_HEADER) ? 'luks' : 'aes' };
+    const luks = header.cryptMethod === 2 || findExtension(header, EXT_CRYPTO_HEADER) !== undefined;
+    info['format-specific'].data.encrypt = luks ? luksInfo(image) : { format: 'aes' };
+    const unencrypted = unencryptedData(image);
+    if (unencrypted !== null) {
+      info['unencrypted-bytes'] = unencrypted.guestBytes;
+      info['unencrypted-clusters'] = unencrypted.clusters;
+    }
   }
   const dataFile = externalDataFile(header);
   if (dataFile !== null) info['format-specific'].data['data-file'] = dataFile;
@@ -69,6 +78,43 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   if (image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only') info['read-only-reason'] = image.readOnlyReason;
   if (image.file.inUseElsewhere === true) info['in-use'] = true;
   return info;
+}
+
+/**
+ * A LUKS image's encryption as qemu-img info describes it, from the LUKS header (which is not
+ * secret: no passphrase needed). Just the format where the header cannot be read.
+ */
+function luksInfo(image: Qcow2Image): EncryptInfo {
+  let luks: LuksHeader;
+  try {
+    const extension = findExtension(image.header, EXT_CRYPTO_HEADER);
+    if (extension === undefined) return { format: 'luks' };
+    const area = parseCryptoHeaderExtension(extension.data, image.clusterBytes);
+    const bytes = new Uint8Array(LUKS_PHDR_BYTES);
+    image.file.read(bytes, area.offset);
+    luks = parseLuksHeader(bytes, area.length);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code !== 'IO_ERROR') return { format: 'luks' };
+    throw error;
+  }
+  const { cipher } = luks;
+  const aesKeyBytes = cipher.mode === 'xts' ? cipher.keyBytes / 2 : cipher.keyBytes;
+  // qemu-img's key order, so the two JSON outputs read alike.
+  return {
+    'ivgen-alg': cipher.ivGenerator,
+    'hash-alg': luks.hash,
+    'cipher-alg': `${cipher.name}-${aesKeyBytes * 8}`,
+    uuid: luks.uuid,
+    ...(cipher.ivHash === null ? {} : { 'ivgen-hash-alg': cipher.ivHash }),
+    format: 'luks',
+    'cipher-mode': cipher.mode,
+    slots: luks.keySlots.map((slot) => {
+      const keyOffset = slot.keyMaterialOffsetSectors * LUKS_SECTOR_BYTES;
+      return slot.active ? { active: true, iters: slot.iterations, 'key-offset': keyOffset, stripes: slot.stripes } : { active: false, 'key-offset': keyOffset };
+    }),
+    'payload-offset': luks.payloadOffsetSectors * LUKS_SECTOR_BYTES,
+    'master-key-iters': luks.masterKeyDigestIterations,
+  };
 }
 
 /** Opens the image read-only (without its backing chain) and describes it. */

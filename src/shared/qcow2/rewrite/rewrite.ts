@@ -48,6 +48,8 @@ export interface RewriteRequest {
   dropBitmaps?: boolean;
   /** An encrypted source's passphrase (its data is read, so it is needed: LOCKED without it). */
   passphrase?: Passphrase;
+  /** Go on with a legacy AES passphrase under which the disk's start decrypts to noise (image.ts OpenImageOptions). */
+  trustLegacyPassphrase?: boolean;
   /**
    * The new image's encryption. 'same' (the default): a LUKS image stays LUKS under the same key
    * slots and master key, a plain one plain. 'luks': encrypted afresh under a new master key and
@@ -110,11 +112,16 @@ export interface RewritePreview extends SizeEstimate {
   snapshots: number;
 }
 
-export function previewRewrite(request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase'>, job: JobContext = silentJob): RewritePreview {
-  const image = openSource(request.source, request.openFile, false, request.passphrase, job);
+export function previewRewrite(
+  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption'>,
+  job: JobContext = silentJob,
+): RewritePreview {
+  const image = openSource(request, false, job);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
+    // What the rewrite would refuse, the preview refuses; and a locked disk's samples would be ciphertext.
+    outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
     const plan = planRewrite(image, job);
     const estimate = estimateOutputSize(image, plan, request.compression, compressionType);
     return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
@@ -129,7 +136,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
   // In place, the file replaced is the source itself, not a symbolic link that leads to it.
   const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
-  const image = openSource(request.source, request.openFile, true, request.passphrase, job);
+  const image = openSource(request, true, job);
   let newKey: NewLuksArea | null = null;
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
@@ -208,14 +215,15 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
  */
 function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compression: CompressionPolicy): { kind: 'same' } | { kind: 'none' } | Extract<OutputEncryption, { kind: 'luks' }> {
   const encrypted = image.header.cryptMethod !== 0;
-  if (encrypted && image.cipher === null) throw lockedError();
   const resolved = asked.kind === 'same' && !encrypted ? { kind: 'none' as const } : asked;
+  // What cannot be done at all is said before asking for what is missing (the passphrase).
   if (resolved.kind === 'same' && image.header.cryptMethod === 1) {
     throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This disk uses the old qcow2 AES encryption, which QEMU no longer boots and Cowbell does not write: encrypt it afresh (LUKS, `cowbell encrypt`) or decrypt it');
   }
   if (resolved.kind !== 'none' && compression === 'compress') {
     throw new Qcow2Error('INVALID_ARGUMENT', 'An encrypted disk cannot be compressed: QEMU would store its compressed clusters unencrypted. Decrypt it first, or compact it instead');
   }
+  if (encrypted && image.cipher === null) throw lockedError();
   return resolved;
 }
 
@@ -238,12 +246,14 @@ function sourceCipher(image: Qcow2Image): DiskCipher {
  * The source, read-only. Held (when it will be replaced or copied) with locks that keep every
  * writer out until it is closed: a VM cannot start writing it halfway through the copy.
  */
-function openSource(sourcePath: string, openFile: RewriteRequest['openFile'], guard: boolean, passphrase: Passphrase | undefined, job: JobContext): Qcow2Image {
-  const image = Qcow2Image.open(sourcePath, {
+function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase'>, guard: boolean, job: JobContext): Qcow2Image {
+  const { openFile } = request;
+  const image = Qcow2Image.open(request.source, {
     readOnly: true,
     openBacking: false,
     refuseInUse: true,
-    passphrase,
+    passphrase: request.passphrase,
+    trustLegacyPassphrase: request.trustLegacyPassphrase,
     job,
     openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
   });

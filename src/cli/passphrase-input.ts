@@ -1,0 +1,131 @@
+/**
+ * Passphrases on the command line: from a file (`--passphrase-file`, `--new-passphrase-file`: the
+ * whole file, one trailing newline dropped) or typed at a prompt that does not echo — never from
+ * argv, where every user of the machine could read them (ps, /proc, shell history). Without a
+ * file and without a terminal to ask on, a usage error says which option to use.
+ *
+ * A command asks only when the disk is encrypted and the engine says it needs the data (LOCKED):
+ * what the engine refuses anyway (compressing an encrypted disk, …) is refused before any prompt.
+ * The bytes are zeroed once the command is done with them.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
+import { Qcow2Image } from '../shared/qcow2/image/image.ts';
+import { detectFormat } from '../shared/qcow2/image/image-format.ts';
+import { flag, option } from './args.ts';
+import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
+
+export const PASSPHRASE_OPTIONS = {
+  'passphrase-file': { type: 'string' },
+} as const;
+
+export const NEW_PASSPHRASE_OPTIONS = {
+  'new-passphrase-file': { type: 'string' },
+} as const;
+
+/** What opening an encrypted source takes: its passphrase, and whether to go on past the legacy AES plausibility check. */
+export interface Unlock {
+  passphrase?: Uint8Array;
+  trustLegacyPassphrase: boolean;
+}
+
+/** A passphrase file: its whole content, less one trailing newline (`\n` or `\r\n`), as an editor or `echo` leaves it. */
+export function readPassphraseFile(filePath: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(fs.readFileSync(filePath));
+  } catch (error) {
+    throw toQcow2Error(error, filePath);
+  }
+  let end = bytes.length;
+  if (bytes[end - 1] === 0x0a) end -= bytes[end - 2] === 0x0d ? 2 : 1;
+  const passphrase = bytes.slice(0, end);
+  bytes.fill(0);
+  return passphrase;
+}
+
+/** How an image is encrypted, from its header: 'luks', 'aes' (legacy), or null (plain, or not qcow2). */
+export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
+  if (detectFormat(imagePath) !== 'qcow2') return null;
+  const image = Qcow2Image.open(imagePath, { readOnly: true, openBacking: false });
+  try {
+    const method = image.header.cryptMethod;
+    return method === 2 ? 'luks' : method === 1 ? 'aes' : null;
+  } finally {
+    image.close();
+  }
+}
+
+/** The passphrase of an encrypted disk: --passphrase-file, else the terminal, else a usage error. */
+export async function currentPassphrase(args: ParsedArgs, io: CliIo, imagePath: string): Promise<Uint8Array> {
+  const file = option(args, 'passphrase-file');
+  if (file !== undefined) return readPassphraseFile(file);
+  if (io.readSecret === undefined) {
+    throw new UsageError(`${imagePath} is encrypted: give its passphrase with --passphrase-file FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
+  }
+  return io.readSecret(`Passphrase for ${path.basename(imagePath)}: `);
+}
+
+/**
+ * A new passphrase: `fileOption`'s file, else typed twice on the terminal (both must match), else a
+ * usage error. An empty one is refused: it would protect nothing.
+ */
+export async function newPassphrase(args: ParsedArgs, io: CliIo, imagePath: string, fileOption = 'new-passphrase-file'): Promise<Uint8Array> {
+  const file = option(args, fileOption);
+  let passphrase: Uint8Array;
+  if (file !== undefined) passphrase = readPassphraseFile(file);
+  else {
+    if (io.readSecret === undefined) {
+      throw new UsageError(`give the new passphrase for ${imagePath} with --${fileOption} FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
+    }
+    passphrase = await io.readSecret(`New passphrase for ${path.basename(imagePath)}: `);
+    const again = await io.readSecret('Type the new passphrase again: ');
+    const same = again.length === passphrase.length && again.every((byte, index) => byte === passphrase[index]);
+    again.fill(0);
+    if (!same) {
+      passphrase.fill(0);
+      throw new UsageError('the two new passphrases differ; nothing was changed');
+    }
+  }
+  if (passphrase.length === 0) throw new UsageError('the new passphrase is empty; an empty passphrase protects nothing');
+  return passphrase;
+}
+
+/**
+ * Runs `work` on an image that may be encrypted: with the passphrase file's passphrase if given;
+ * otherwise first without one, and only if the engine answers LOCKED (the work needs the data)
+ * again with the passphrase typed at the prompt. `--force` goes on past the legacy AES check.
+ */
+export async function withUnlock<T>(args: ParsedArgs, io: CliIo, imagePath: string, work: (unlock: Unlock) => Promise<T>): Promise<T> {
+  const trustLegacyPassphrase = flag(args, 'force');
+  const file = option(args, 'passphrase-file');
+  let passphrase = file === undefined ? undefined : readPassphraseFile(file);
+  try {
+    if (passphrase === undefined) {
+      try {
+        return await work({ trustLegacyPassphrase });
+      } catch (error) {
+        if (!(error instanceof Qcow2Error && error.code === 'LOCKED')) throw error;
+      }
+      passphrase = await currentPassphrase(args, io, imagePath);
+    }
+    return await work({ passphrase, trustLegacyPassphrase });
+  } catch (error) {
+    throw explainBadPassphrase(error, imagePath);
+  } finally {
+    passphrase?.fill(0);
+  }
+}
+
+/** A legacy AES disk's BAD_PASSPHRASE is a judgement, not a proof: say how to go on if the passphrase is right. */
+export function explainBadPassphrase(error: unknown, imagePath: string): unknown {
+  if (!(error instanceof Qcow2Error) || error.code !== 'BAD_PASSPHRASE') return error;
+  let legacy = false;
+  try {
+    legacy = encryptionOf(imagePath) === 'aes';
+  } catch {
+    // The error at hand is the one to report.
+  }
+  return legacy ? new Qcow2Error('BAD_PASSPHRASE', `${error.message}; if it is right, pass --force to go on`, { cause: error }) : error;
+}

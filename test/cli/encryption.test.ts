@@ -1,0 +1,379 @@
+/**
+ * `cowbell encrypt`, `decrypt`, `passphrase`, and the passphrase handling of every command that
+ * reads an encrypted disk's data, judged by qemu-img 7.2: what Cowbell encrypts qemu reads with
+ * the secret (every snapshot), checks clean and lists alike, and the file holds none of the guest's
+ * plaintext; info prints the LUKS details as qemu-img does. Passphrases come from files or a
+ * prompt (a stand-in terminal here), never argv; without either a usage error says what to do.
+ * Most runs go through runCli in this process (what bin/cowbell runs); the ones about the
+ * terminal, exit codes and Ctrl-C run bin/cowbell itself.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { runCli } from '../../src/cli/run.ts';
+import { checkEncrypted, createLegacyAesImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
+import { firstDifference, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { letterBytes } from '../helpers/rewrite-disks.ts';
+import { expectCheckClean } from '../helpers/snapshot-scenario.ts';
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+const entry = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
+vi.setConfig({ testTimeout: 60_000 });
+
+const PASS = 'moo-cow-pass';
+const NEW_PASS = 'second-bell';
+/** Cowbell's key slots for these tests: QEMU's minimum time, so nothing waits on PBKDF2. */
+const QUICK = ['-o', 'encrypt.iter-time=10'];
+/** Guest data no cipher text can hold by chance: its absence from the file means it is encrypted. */
+const MARKER = 'COWBELL-PLAINTEXT-MARKER';
+
+let folder: TempDir;
+let passFile = '';
+let newPassFile = '';
+let wrongFile = '';
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+  prompts: string[];
+}
+
+/** `cowbell ARGV…` in this process; `typed` are what a terminal would give at each prompt (none: no terminal). */
+async function cowbell(argv: string[], typed?: string[]): Promise<Run> {
+  let out = '';
+  let err = '';
+  const prompts: string[] = [];
+  const answers = typed === undefined ? undefined : [...typed];
+  const readSecret =
+    answers === undefined
+      ? undefined
+      : async (prompt: string): Promise<Uint8Array> => {
+          prompts.push(prompt);
+          const answer = answers.shift();
+          if (answer === undefined) throw new Error(`unexpected prompt: ${prompt}`);
+          return new TextEncoder().encode(answer);
+        };
+  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text), ...(readSecret === undefined ? {} : { readSecret }) });
+  return { code, out, err, prompts };
+}
+
+function digest(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+function expectOneLine(run: { code: number | null; err: string }, code: number, message: RegExp): void {
+  expect(run.code, run.err).toBe(code);
+  expect(run.err).toMatch(message);
+  expect(run.err.trimEnd().split('\n')).toHaveLength(1);
+}
+
+/** A plain disk with text the guest wrote (MARKER lines) in every state, a compressed cluster, and two snapshots; all by qemu. */
+async function plainDisk(name: string): Promise<string> {
+  const image = folder.file(name);
+  await qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']);
+  const text = folder.file(`${name}.text`);
+  fs.writeFileSync(text, Buffer.from(`${MARKER} the guest's secret diary, line after line.\n`.repeat(2048).slice(0, 96 * 1024)));
+  await qemuIo(image, [`write -s ${text} 0 96k`, 'write -c -P 0x61 1M 64k']);
+  await qemuImg(['snapshot', '-c', 'installed', image]);
+  await qemuIo(image, [`write -s ${text} 2M 96k`, 'write -P 0x62 40k 8k']);
+  await qemuImg(['snapshot', '-c', 'updated', image]);
+  await qemuIo(image, ['write -P 0x63 5M 64k']);
+  return image;
+}
+
+const STATES = [undefined, 'installed', 'updated'] as const;
+
+async function plainStates(image: string): Promise<Uint8Array[]> {
+  return Promise.all(STATES.map((snapshot) => rawOf(image, snapshot === undefined ? {} : { snapshot })));
+}
+
+/** A LUKS disk made by `cowbell encrypt` (qemu-img's own LUKS create costs seconds of PBKDF2 timing). */
+async function luksDisk(name: string): Promise<string> {
+  const image = await plainDisk(name);
+  const run = await cowbell(['encrypt', ...QUICK, '--passphrase-file', passFile, image]);
+  expect(run.code, run.err).toBe(0);
+  return image;
+}
+
+beforeAll(() => {
+  folder = tempDir();
+  passFile = folder.file('pass');
+  newPassFile = folder.file('new-pass');
+  wrongFile = folder.file('wrong-pass');
+  // As `echo` writes them: one trailing newline, which is not part of the passphrase.
+  fs.writeFileSync(passFile, `${PASS}\n`);
+  fs.writeFileSync(newPassFile, `${NEW_PASS}\n`);
+  fs.writeFileSync(wrongFile, 'not-the-pass');
+});
+afterAll(() => folder.cleanup());
+
+describe('cowbell encrypt and decrypt, judged by qemu-img', () => {
+  it('encrypts in place keeping every snapshot: qemu reads every state with the secret as before, check clean, the same snapshot list, no plaintext left; decrypt gives them back', async () => {
+    const image = await plainDisk('disk.qcow2');
+    const before = await plainStates(image);
+    const listing = snapshotRows((await qemuImg(['snapshot', '-l', image])).stdout);
+    expect(fs.readFileSync(image).includes(MARKER), 'the plain disk holds the marker').toBe(true);
+
+    const run = await cowbell(['encrypt', ...QUICK, '--passphrase-file', passFile, image]);
+    expect(run).toMatchObject({ code: 0, err: '' });
+    expect(run.out).toBe(`${image}: encrypted (LUKS, aes-256-xts-plain64, sha256), 2 snapshots kept, every state verified\n`);
+    const info = await qemuInfo(image);
+    expect(info).toMatchObject({ encrypted: true, 'format-specific': { data: { encrypt: { format: 'luks', 'cipher-alg': 'aes-256', 'cipher-mode': 'xts', 'ivgen-alg': 'plain64', 'hash-alg': 'sha256' } } } });
+    for (const [index, snapshot] of STATES.entries()) {
+      expect(firstDifference(await rawOfEncrypted(image, PASS, snapshot), before[index] ?? new Uint8Array(0)), `state ${snapshot ?? 'current'}`).toBe(-1);
+    }
+    const check = await checkEncrypted(image, PASS);
+    expect(check.output).toMatch(/No errors were found on the image/);
+    expect(check.code).toBe(0);
+    expect(snapshotRows(await snapshotEncrypted(image, PASS, '-l'))).toEqual(listing);
+    const bytes = fs.readFileSync(image);
+    expect(bytes.includes(MARKER), 'the encrypted file holds the marker').toBe(false);
+    expect(bytes.includes(Buffer.from('the guest\'s secret diary')), 'the encrypted file holds guest text').toBe(false);
+    expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
+
+    const decrypted = folder.file('disk.decrypted.qcow2');
+    const back = await cowbell(['decrypt', '--passphrase-file', passFile, image, decrypted]);
+    expect(back).toMatchObject({ code: 0, err: '', out: `${decrypted} (the original is unchanged): decrypted (stored unencrypted), 2 snapshots kept, every state verified\n` });
+    expect((await qemuInfo(decrypted)) as unknown).not.toHaveProperty('encrypted');
+    const after = await plainStates(decrypted);
+    for (const [index, state] of before.entries()) expect(firstDifference(after[index] ?? new Uint8Array(0), state), `decrypted state ${STATES[index] ?? 'current'}`).toBe(-1);
+    await expectCheckClean(expect, decrypted, 'decrypted');
+  });
+
+  it('takes the cipher, hash and iteration time asked for with -o, into OUTPUT', async () => {
+    const image = await plainDisk('cipher.qcow2');
+    const before = await plainStates(image);
+    const output = folder.file('cipher.aes128.qcow2');
+    const run = await cowbell(['encrypt', '-o', 'encrypt.cipher-alg=aes-128,encrypt.cipher-mode=cbc,encrypt.ivgen-alg=essiv,encrypt.ivgen-hash-alg=sha256', '-o', 'encrypt.hash-alg=sha1,encrypt.iter-time=10', '--new-passphrase-file', newPassFile, image, output]);
+    expect(run.code, run.err).toBe(0);
+    expect(run.out).toMatch(/encrypted \(LUKS, aes-128-cbc-essiv:sha256, sha1\), 2 snapshots kept/);
+    expect((await qemuInfo(output))['format-specific']).toMatchObject({ data: { encrypt: { 'cipher-alg': 'aes-128', 'cipher-mode': 'cbc', 'ivgen-alg': 'essiv', 'ivgen-hash-alg': 'sha256', 'hash-alg': 'sha1' } } });
+    expect(firstDifference(await rawOfEncrypted(output, NEW_PASS, 'updated'), before[2] ?? new Uint8Array(0))).toBe(-1);
+    expect(firstDifference(await rawOfEncrypted(output, NEW_PASS), before[0] ?? new Uint8Array(0))).toBe(-1);
+    for (const [options, message] of [
+      ['encrypt.cipher-alg=aes-192,encrypt.cipher-mode=cbc', /aes-192 with cbc is not offered/],
+      ['encrypt.format=aes', /never writes the old qcow2 AES/],
+      ['encrypt.ivgen-hash-alg=sha256', /goes with encrypt.ivgen-alg=essiv/],
+      ['encrypt.cipher-alg=twofish', /must be one of aes-128, aes-192, aes-256/],
+      ['cluster_size=4k', /unknown or unsupported option 'cluster_size'/],
+    ] as const) {
+      expectOneLine(await cowbell(['encrypt', '-o', options, '--passphrase-file', passFile, image, folder.file('never.qcow2')]), 2, message);
+    }
+  });
+
+  it('moves a legacy AES disk made by qemu-img to LUKS; a wrong passphrase for it fails the plausibility check with a pointer to --force', async () => {
+    const image = folder.file('aes.qcow2');
+    await createLegacyAesImage(image, PASS);
+    await qemuIoEncrypted(image, PASS, ['write -P 0x11 0 64k', 'write -P 0x12 1M 64k']);
+    await snapshotEncrypted(image, PASS, '-c', 'old');
+    await qemuIoEncrypted(image, PASS, ['write -P 0x13 0 4k']);
+    const before = digest(image);
+    const wrong = await cowbell(['encrypt', ...QUICK, '--passphrase-file', wrongFile, '--new-passphrase-file', newPassFile, image]);
+    expectOneLine(wrong, 1, /^cowbell: The passphrase is probably wrong: .*old qcow2 AES.*; if it is right, pass --force to go on\n$/);
+    expect(digest(image)).toBe(before);
+    const run = await cowbell(['encrypt', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', newPassFile, image]);
+    expect(run.code, run.err).toBe(0);
+    expect(run.out).toMatch(/moved from the old qcow2 AES encryption to LUKS, aes-256-xts-plain64, sha256, 1 snapshot kept/);
+    expect(firstDifference(await rawOfEncrypted(image, NEW_PASS, 'old'), expectedFill([[0x11, 0, 65536], [0x12, 1 << 20, 65536]]))).toBe(-1);
+    await qemuIoEncrypted(image, NEW_PASS, ['read -P 0x13 0 4k', 'read -P 0x11 4k 60k', 'read -P 0x12 1M 64k']);
+  });
+});
+
+function expectedFill(fills: [number, number, number][]): Uint8Array {
+  const guest = new Uint8Array(4 << 20);
+  for (const [value, offset, length] of fills) guest.fill(value, offset, offset + length);
+  return guest;
+}
+
+describe('cowbell info and check on an encrypted disk', () => {
+  it('info lists the LUKS details as qemu-img info does, in JSON (the same keys and values) and as text (the same lines)', async () => {
+    const image = await luksDisk('info.qcow2');
+    const ours = JSON.parse((await cowbell(['info', '--json', image])).out) as { 'format-specific': { data: { encrypt: unknown } }; 'unencrypted-bytes': number };
+    const qemu = await qemuInfo(image);
+    expect(ours['format-specific'].data.encrypt).toEqual((qemu as unknown as typeof ours)['format-specific'].data.encrypt);
+    // The plain disk's compressed cluster was encrypted on the way.
+    expect(ours['unencrypted-bytes']).toBe(0);
+    const block = (text: string): string[] => {
+      const lines = text.split('\n');
+      const start = lines.indexOf('    encrypt:');
+      const end = lines.findIndex((line, index) => index > start && !line.startsWith('        '));
+      return lines.slice(start, end);
+    };
+    const human = (await cowbell(['info', image])).out;
+    const qemuHuman = (await qemuImg(['info', image])).stdout;
+    expect(block(human).length).toBeGreaterThan(30);
+    expect(block(human)).toEqual(block(qemuHuman));
+    expect(human).toMatch(/^disk size: .*\nencrypted: yes\ncluster_size: 65536\n/m);
+  });
+
+  it('compressed clusters QEMU wrote in the clear: a warning from info and check (exit 0), gone after compact', async () => {
+    const image = await luksDisk('plaintext.qcow2');
+    await qemuIoEncrypted(image, PASS, ['write -c -P 0x71 6M 64k', 'write -c -P 0x72 7M 64k']);
+    expect((await cowbell(['info', image])).out).toMatch(/\nWarning: 128 KiB of this encrypted disk \(2 compressed clusters\) is stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; `cowbell compact` encrypts them\n$/);
+    expect(JSON.parse((await cowbell(['info', '--json', image])).out)).toMatchObject({ 'unencrypted-bytes': 131072, 'unencrypted-clusters': 2 });
+    const check = await cowbell(['check', image]);
+    expect(check.code).toBe(0);
+    expect(check.out).toMatch(/^No errors were found on the image\./);
+    expect(check.err).toMatch(/^Warning: 128 KiB of this encrypted disk is stored unencrypted/);
+    expect(JSON.parse((await cowbell(['check', '--json', image])).out)).toMatchObject({ 'unencrypted-bytes': 131072 });
+    const compacted = await cowbell(['compact', '--passphrase-file', passFile, image]);
+    expect(compacted.code, compacted.err).toBe(0);
+    expect((await cowbell(['check', image])).err).toBe('');
+    expect((await cowbell(['info', image])).out).not.toMatch(/Warning/);
+    await qemuIoEncrypted(image, PASS, ['read -P 0x71 6M 64k', 'read -P 0x72 7M 64k']);
+  });
+});
+
+describe('cowbell passphrase', () => {
+  it('changes, adds and removes passphrases: qemu opens the disk with the new ones and refuses the erased', async () => {
+    const image = await luksDisk('slots.qcow2');
+    const change = await cowbell(['passphrase', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', newPassFile, image]);
+    expect(change).toMatchObject({ code: 0, err: '', out: `${image}: passphrase changed (the new one in key slot 1, key slot 0 erased); key slot 1 in use\n` });
+    await qemuIoEncrypted(image, NEW_PASS, ['read -P 0x63 5M 64k']);
+    await expect(qemuIoEncrypted(image, PASS, ['read 0 512'])).rejects.toThrow(/Invalid password/);
+    const add = await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', newPassFile, '--new-passphrase-file', passFile, image]);
+    expect(add.out).toBe(`${image}: passphrase added in key slot 0; key slots 0, 1 in use\n`);
+    await qemuIoEncrypted(image, PASS, ['read -P 0x63 5M 64k']);
+    const slots = (await qemuInfo(image))['format-specific'] as unknown as { data: { encrypt: { slots: { active: boolean }[] } } };
+    expect(slots.data.encrypt.slots.map((slot) => slot.active)).toEqual([true, true, false, false, false, false, false, false]);
+    const remove = await cowbell(['passphrase', '--remove', '--slot', '1', '--passphrase-file', passFile, image]);
+    expect(remove.out).toBe(`${image}: key slot 1 erased; key slot 0 in use\n`);
+    await expect(qemuIoEncrypted(image, NEW_PASS, ['read 0 512'])).rejects.toThrow(/Invalid password/);
+    const before = digest(image);
+    expectOneLine(await cowbell(['passphrase', '--remove', '--passphrase-file', passFile, image]), 1, /would erase the last key slot/);
+    expectOneLine(await cowbell(['passphrase', '--slot', '1', '--passphrase-file', passFile, image]), 2, /--slot goes with --remove/);
+    expectOneLine(await cowbell(['passphrase', '--add', '--remove', image]), 2, /--add and --remove/);
+    expectOneLine(await cowbell(['passphrase', '-o', 'encrypt.cipher-alg=aes-128', '--passphrase-file', passFile, image]), 2, /supported: encrypt.iter-time/);
+    expect(digest(image)).toBe(before);
+    const plain = folder.file('plain-slots.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', plain, '1M']);
+    expectOneLine(await cowbell(['passphrase', '--passphrase-file', passFile, plain]), 1, /is not encrypted/);
+  });
+});
+
+describe('passphrases: from a file or a terminal, never argv; a wrong one changes nothing', () => {
+  it('a passphrase file loses one trailing newline and no more; a wrong passphrase is exit 1 with one line, the file byte-identical', async () => {
+    const image = await luksDisk('files.qcow2');
+    const before = digest(image);
+    const crlf = folder.file('pass-crlf');
+    fs.writeFileSync(crlf, `${PASS}\r\n`);
+    const twoNewlines = folder.file('pass-two-newlines');
+    fs.writeFileSync(twoNewlines, `${PASS}\n\n`);
+    const raw = folder.file('files.raw');
+    expect((await cowbell(['convert', '--passphrase-file', crlf, image, raw])).code).toBe(0);
+    expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(image, PASS))).toBe(-1);
+    for (const argv of [
+      ['convert', '--passphrase-file', twoNewlines, image, folder.file('never.raw')],
+      ['compact', '--passphrase-file', wrongFile, image],
+      ['encrypt', ...QUICK, '--passphrase-file', wrongFile, '--new-passphrase-file', newPassFile, image],
+      ['decrypt', '--passphrase-file', wrongFile, image],
+      ['passphrase', '--passphrase-file', wrongFile, '--new-passphrase-file', newPassFile, image],
+    ]) {
+      expectOneLine(await cowbell(argv), 1, /^cowbell: The passphrase opens none of the image's key slots\n$/);
+    }
+    expect(fs.existsSync(folder.file('never.raw'))).toBe(false);
+    expect(digest(image)).toBe(before);
+    expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
+    expectOneLine(await cowbell(['compact', '--passphrase-file', folder.file('no-such-file'), image]), 1, /no-such-file: no such file/);
+  });
+
+  it('prompts on the terminal only when the data is needed, the new passphrase twice; two that differ change nothing', async () => {
+    const image = await luksDisk('prompt.qcow2');
+    const before = digest(image);
+    // Metadata only: no prompt.
+    expect((await cowbell(['snapshot', 'list', image], [])).code).toBe(0);
+    expect((await cowbell(['check', image], [])).prompts).toEqual([]);
+    // Refused before any prompt: an encrypted disk is never compressed.
+    const compress = await cowbell(['compress', image], []);
+    expectOneLine(compress, 1, /An encrypted disk cannot be compressed/);
+    expect(compress.prompts).toEqual([]);
+    const mismatch = await cowbell(['passphrase', ...QUICK, image], [PASS, NEW_PASS, 'something-else']);
+    expectOneLine(mismatch, 2, /the two new passphrases differ; nothing was changed/);
+    expect(mismatch.prompts).toEqual(['Passphrase for prompt.qcow2: ', 'New passphrase for prompt.qcow2: ', 'Type the new passphrase again: ']);
+    expect(digest(image)).toBe(before);
+    const raw = folder.file('prompt.raw');
+    const converted = await cowbell(['convert', image, raw], [PASS]);
+    expect(converted.code, converted.err).toBe(0);
+    expect(converted.prompts).toEqual(['Passphrase for prompt.qcow2: ']);
+    expect(converted.err).toMatch(/note: .* is encrypted but .*prompt\.raw is not \(as with qemu-img convert\); a raw disk cannot be/);
+    const changed = await cowbell(['passphrase', ...QUICK, image], [PASS, NEW_PASS, NEW_PASS]);
+    expect(changed.code, changed.err).toBe(0);
+    await qemuIoEncrypted(image, NEW_PASS, ['read -P 0x63 5M 64k']);
+  });
+
+  it('bin/cowbell without a terminal and without a passphrase file: a usage error (exit 2) naming the option, nothing changed', async () => {
+    const image = await luksDisk('no-terminal.qcow2');
+    const before = digest(image);
+    const compact = spawnSync(launcher, ['compact', image], { encoding: 'utf8', stdio: ['pipe', 'pipe', 'pipe'], input: `${PASS}\n` });
+    expectOneLine({ code: compact.status, err: compact.stderr }, 2, /^cowbell: .*no-terminal\.qcow2 is encrypted: give its passphrase with --passphrase-file FILE \(there is no terminal to ask on/);
+    const plain = folder.file('no-terminal-plain.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', plain, '1M']);
+    const encrypt = spawnSync(launcher, ['encrypt', plain], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    expectOneLine({ code: encrypt.status, err: encrypt.stderr }, 2, /give the new passphrase for .* with --new-passphrase-file FILE/);
+    expect(digest(image)).toBe(before);
+    // And never from argv: there is no option that takes one.
+    expectOneLine(await cowbell(['compact', '--passphrase', PASS, image]), 2, /Unknown option '--passphrase'/);
+  });
+});
+
+/** script(1) from util-linux runs a command on a pseudo-terminal: the real prompt, raw mode and all. */
+const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
+
+describe('the prompt on a real terminal', () => {
+  it.skipIf(!hasScript)('bin/cowbell on a pseudo-terminal asks for the passphrase without echoing what is typed (Backspace takes a character back)', async () => {
+    const image = await luksDisk('terminal.qcow2');
+    const raw = folder.file('terminal.raw');
+    const child = spawn('script', ['-qec', `${launcher} convert ${image} ${raw}`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    child.stdout.on('data', (chunk: Buffer) => {
+      const before = seen;
+      seen += chunk.toString();
+      // Typed only once the prompt is up (the terminal is in raw mode by then): a typo, Backspace, the rest, Enter.
+      if (!before.includes('Passphrase for') && seen.includes('Passphrase for terminal.qcow2: ')) child.stdin.write(`${PASS.slice(0, -2)}X\u007f${PASS.slice(-2)}\r`);
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(code, seen).toBe(0);
+    expect(seen).toMatch(/^Passphrase for terminal\.qcow2: \r?\n/);
+    expect(seen).not.toContain(PASS.slice(0, 6));
+    expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(image, PASS))).toBe(-1);
+  });
+});
+
+describe('cowbell encrypt, interrupted', () => {
+  it('Ctrl-C during the copy: exit 1, one line, the original byte for byte and no temporary file', async () => {
+    const work = tempDir();
+    try {
+      const image = work.file('big.qcow2');
+      await qemuImg(['create', '-q', '-f', 'qcow2', image, '64M']);
+      const data = work.file('letters');
+      fs.writeFileSync(data, letterBytes(48 << 20));
+      await qemuIo(image, [`write -s ${data} 0 48M`]);
+      fs.rmSync(data);
+      await qemuImg(['snapshot', '-c', 'one', image]);
+      const before = digest(image);
+      const child = spawn(process.execPath, [entry, 'encrypt', '-p', ...QUICK, '--passphrase-file', passFile, image], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let err = '';
+      let interrupted = false;
+      child.stderr.on('data', (chunk: Buffer) => {
+        err += chunk.toString();
+        const latest = [...err.matchAll(/\((\d+\.\d+)\/100%\)/g)].map((match) => Number(match[1])).at(-1) ?? 0;
+        // Once the copy is under way (past the key and the tables' 2%).
+        if (!interrupted && latest > 2) {
+          interrupted = true;
+          child.kill('SIGINT');
+        }
+      });
+      const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+      expect(interrupted, err).toBe(true);
+      expect(code, err).toBe(1);
+      expect(err).toMatch(/cowbell: Cancelled; the disk was left as it was\n$/);
+      expect(digest(image)).toBe(before);
+      expect(fs.readdirSync(work.path)).toEqual(['big.qcow2']);
+    } finally {
+      work.cleanup();
+    }
+  });
+});
