@@ -336,12 +336,23 @@ describe('the Save as New Disk… dialog', () => {
     expect(view.get('[data-testid="dialog-job-end"]').text()).toContain('No new file was written');
   });
 
-  it('says plainly why it cannot read an encrypted disk', async () => {
+  it('asks for an encrypted disk\'s passphrase first, sends it with that save only, and says the new disk is not encrypted', async () => {
     info = imageInfo({ filename: PATH, encrypted: true });
     useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
     const view = await mountSave();
-    expect(text(view, 'export-blocked')).toContain('Cowbell cannot yet save a snapshot of an encrypted disk as a new disk');
-    expect(submitDisabled(view)).toBe(true);
+    expect(text(view, 'export-encrypted-note')).toContain('the new disk is not encrypted');
+    expect(submitDisabled(view)).toBe(false);
+    await view.get('form').trigger('submit');
+    await flushPromises();
+    expect(started).toHaveLength(0);
+    const field = document.body.querySelector<HTMLInputElement>('[data-testid="unlock-passphrase"]');
+    if (field === null) throw new Error('no Unlock dialog');
+    field.value = 'moo moo';
+    field.dispatchEvent(new Event('input'));
+    await flushPromises();
+    document.body.querySelector<HTMLFormElement>('[data-testid="unlock-dialog"] form')?.dispatchEvent(new Event('submit', { cancelable: true }));
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'snapshot.export', args: { name: 'before upgrade', passphrase: 'moo moo' } });
   });
 });
 

@@ -107,7 +107,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
         changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),
       ),
     'snapshot.export': (path, args, context) => {
-      const result = convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name }, context);
+      const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
     },
   };

@@ -106,8 +106,8 @@ export const ChangePassphraseArgs = z
   .object({ passphrase: Passphrase, action: z.enum(['change', 'add', 'remove']), newPassphrase: Passphrase.optional(), iterTimeMs: IterTimeMs.optional() })
   .strict()
   .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
-/** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one). */
-export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']) }).strict();
+/** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
+export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
 
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {

@@ -18,7 +18,6 @@ export type RewriteMode = 'compress' | 'compact' | 'encrypt' | 'decrypt';
 export type DiskEncryption = 'luks' | 'aes' | null;
 
 export const ENCRYPTED_COMPRESS = 'An encrypted disk cannot be compressed: QEMU stores compressed clusters unencrypted. Compact it instead, or decrypt it first.';
-export const ENCRYPTED_EXPORT = 'Cowbell cannot yet save a snapshot of an encrypted disk as a new disk: its copy does not take a passphrase. Decrypt the disk first, or use qemu-img convert with the passphrase as a secret.';
 export const ALREADY_ENCRYPTED = 'This disk is already encrypted with LUKS. To change what unlocks it, use Change Passphrase….';
 export const NOT_ENCRYPTED = 'This disk is not encrypted.';
 export const LEGACY_AES_PASSPHRASE = 'This disk uses the old qcow2 AES encryption, which has no key slots: encrypt it afresh with LUKS (Encrypt…) to manage its passphrases.';
@@ -71,7 +70,6 @@ export function useDiskActions() {
   /** Why a snapshot of this disk cannot be saved as a new disk; null when it can (a read-only disk can). */
   function exportBlockedReason(path: string): string | null {
     const info = infoOf(path);
-    if (isEncrypted(info)) return ENCRYPTED_EXPORT;
     if (info?.['in-use'] === true) return WRITTEN_ELSEWHERE;
     return null;
   }
