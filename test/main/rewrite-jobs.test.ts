@@ -210,18 +210,21 @@ describe('compress and compact, through the queue and the pool', () => {
     expect(temporaryFilesIn(folder.path)).toEqual([]);
   }, 60_000);
 
-  it('previews an encrypted disk from its metadata alone, but without the passphrase compress and compact end LOCKED with the file untouched', async () => {
+  it('previews an encrypted disk from its metadata alone; compress is refused outright and compact without the passphrase ends LOCKED, the file untouched', async () => {
     const path = folder.file(`luks-${counter++}.qcow2`);
     await createLuks(path);
     const hashBefore = fileHash(path);
     const preview = await run<RewritePreview>(backend, 'image.rewritePreview', path, { compression: 'keep' });
     expect(preview.fileBytes).toBe(fs.statSync(path).size);
-    for (const [kind, args] of [
-      ['image.compress', {}],
-      ['image.compact', {}],
+    // Unlocked, no sample is read (ciphertext would say nothing): the estimate is the bound.
+    expect(preview.sampledClusters).toBe(0);
+    expect(preview.expectedBytes).toBe(preview.maxBytes);
+    for (const [kind, args, code] of [
+      ['image.compress', {}, 'INVALID_ARGUMENT'],
+      ['image.compact', {}, 'LOCKED'],
     ] as const) {
       const error = errorOf(await backend.ended(await backend.start(kind, path, args)));
-      expect(error.code, kind).toBe('LOCKED');
+      expect(error.code, kind).toBe(code);
       expect(error.message, kind).toMatch(/encrypted/);
     }
     expect(fileHash(path)).toBe(hashBefore);

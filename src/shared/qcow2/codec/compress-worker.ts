@@ -11,6 +11,7 @@ const batch: SharedBatch = {
 };
 
 Atomics.add(batch.control, CONTROL.ready, 1);
+Atomics.notify(batch.control, CONTROL.ready);
 let generation = Atomics.load(batch.control, CONTROL.generation);
 for (;;) {
   Atomics.wait(batch.control, CONTROL.generation, generation);

@@ -44,6 +44,26 @@ export function decompressCluster(type: CompressionType, input: Uint8Array, clus
   return into.subarray(0, clusterBytes);
 }
 
+/**
+ * How many of a compressed cluster's stored bytes (its descriptor's sector-rounded range) its data
+ * takes: QEMU packs compressed clusters byte by byte, so the rest of the last sector is padding or
+ * the next cluster's data. A copy keeps exactly this many, to stay as tightly packed.
+ */
+export function compressedStreamLength(type: CompressionType, input: Uint8Array, clusterBytes: number): number {
+  try {
+    if (type === 1) return zstdFrameLength(input);
+    const inflater = reusableInflater();
+    if (inflater !== null) return inflater.streamLength(input, clusterBytes);
+    const zlib = zlibModule();
+    const { buffer, engine } = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, info: true }) as unknown as { buffer: Buffer; engine: { bytesWritten: number } };
+    if (buffer.length !== clusterBytes) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${buffer.length} bytes instead of ${clusterBytes}`);
+    return engine.bytesWritten;
+  } catch (error) {
+    if (error instanceof Qcow2Error) throw error;
+    throw new Qcow2Error('CORRUPT', 'A compressed cluster could not be decompressed', { cause: error });
+  }
+}
+
 /** Compresses one cluster; returns null when compression would not save space (QEMU then writes it plain). */
 export function compressCluster(type: CompressionType, input: Uint8Array): Uint8Array | null {
   const output = new Uint8Array(input.length);
@@ -77,6 +97,8 @@ function fitOrZero(compressed: Uint8Array, input: Uint8Array, output: Uint8Array
 
 interface Inflater {
   decompress(input: Uint8Array, clusterBytes: number, into?: Uint8Array): Uint8Array;
+  /** The bytes of `input` its deflate stream takes (what follows is sector padding or the next cluster's data). */
+  streamLength(input: Uint8Array, clusterBytes: number): number;
 }
 
 let inflater: Inflater | null | undefined;
@@ -102,6 +124,7 @@ function reusableInflater(): Inflater | null {
       failure = message;
     };
     const flush = zlib.constants.Z_SYNC_FLUSH;
+    let scratch = new Uint8Array(0);
     inflater = {
       decompress(input, clusterBytes, into) {
         const output = into?.subarray(0, clusterBytes) ?? new Uint8Array(clusterBytes);
@@ -112,6 +135,18 @@ function reusableInflater(): Inflater | null {
         if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
         if (outputLeft > 0) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${clusterBytes - outputLeft} bytes instead of ${clusterBytes}`);
         return output;
+      },
+      streamLength(input, clusterBytes) {
+        // Room past the cluster, so that inflate reads on to the stream's end and stops there.
+        if (scratch.length < clusterBytes + 1024) scratch = new Uint8Array(clusterBytes + 1024);
+        failure = null;
+        native.writeSync(zlib.constants.Z_FINISH, input, 0, input.length, scratch, 0, scratch.length);
+        const outputLeft = state[0] ?? 0;
+        const inputLeft = state[1] ?? 0;
+        native.reset();
+        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        if (scratch.length - outputLeft !== clusterBytes) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${scratch.length - outputLeft} bytes instead of ${clusterBytes}`);
+        return input.length - inputLeft;
       },
     };
   } catch {

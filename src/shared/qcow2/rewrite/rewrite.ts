@@ -120,10 +120,12 @@ export function previewRewrite(
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
-    // What the rewrite would refuse, the preview refuses; and a locked disk's samples would be ciphertext.
-    outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
+    // What the rewrite would refuse, the preview refuses. A disk still locked is estimated from its
+    // metadata alone: its clusters' bytes would be ciphertext, so no sample is taken (the bound is the estimate).
+    outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression, false);
     const plan = planRewrite(image, job);
-    const estimate = estimateOutputSize(image, plan, request.compression, compressionType);
+    const locked = image.header.cryptMethod !== 0 && image.cipher === null;
+    const estimate = estimateOutputSize(image, plan, request.compression, compressionType, locked ? 0 : undefined);
     return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
   } finally {
     image.close();
@@ -213,7 +215,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
  * clusters of an encrypted image unencrypted, so encrypted data is never compressed; Cowbell writes
  * no legacy AES image; an encrypted source's data needs its passphrase.
  */
-function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compression: CompressionPolicy): { kind: 'same' } | { kind: 'none' } | Extract<OutputEncryption, { kind: 'luks' }> {
+function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compression: CompressionPolicy, needsData = true): { kind: 'same' } | { kind: 'none' } | Extract<OutputEncryption, { kind: 'luks' }> {
   const encrypted = image.header.cryptMethod !== 0;
   const resolved = asked.kind === 'same' && !encrypted ? { kind: 'none' as const } : asked;
   // What cannot be done at all is said before asking for what is missing (the passphrase).
@@ -223,7 +225,7 @@ function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compressio
   if (resolved.kind !== 'none' && compression === 'compress') {
     throw new Qcow2Error('INVALID_ARGUMENT', 'An encrypted disk cannot be compressed: QEMU would store its compressed clusters unencrypted. Decrypt it first, or compact it instead');
   }
-  if (encrypted && image.cipher === null) throw lockedError();
+  if (needsData && encrypted && image.cipher === null) throw lockedError();
   return resolved;
 }
 

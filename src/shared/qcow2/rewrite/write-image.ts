@@ -19,8 +19,8 @@ import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-t
 import { isAllZero } from '../format/zeroes.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
-import { decompressCluster, type CompressionType } from '../codec/compression.ts';
-import type { ClusterCompressor } from '../codec/cluster-compressor.ts';
+import { compressedStreamLength, decompressCluster, type CompressionType } from '../codec/compression.ts';
+import { inlineCompressor, type ClusterCompressor } from '../codec/cluster-compressor.ts';
 import { HostSpaceWriter } from '../image/host-space-writer.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
@@ -60,6 +60,9 @@ export interface WriteImageResult {
   /** The new offset of the current state's L1 table (Cowbell's tree records point at it). */
   activeL1Offset: number;
 }
+
+/** L2 tables held back to be written side by side (see placeTables). */
+const PENDING_TABLE_BYTES = 4 * 1024 * 1024;
 
 /** Where a source data cluster went. */
 const UNWRITTEN = -1;
@@ -111,7 +114,10 @@ class ImageWriter {
   private readonly options: WriteImageOptions;
   private readonly job: JobContext;
   /** Clusters to compress, gathered side by side (the compressor's input). */
-  private readonly compressInput: Uint8Array;
+  private compressInput: Uint8Array;
+  private inlineCompressor: ClusterCompressor | null = null;
+  /** Encoded L2 tables not yet in the file (placeTables). */
+  private readonly pendingTables: { l2Offset: number; table: Uint8Array }[] = [];
 
   constructor(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext) {
     this.source = source;
@@ -138,6 +144,7 @@ class ImageWriter {
     for (const l2Offset of this.plan.l2Tables) {
       yield* this.copyTable(l2Offset);
     }
+    this.placeTables();
     const activeL1 = this.l1Bytes(this.source.l1.bytes, this.source.l1.size, true);
     const snapshots: SnapshotEntry[] = [];
     for (const state of this.plan.states) {
@@ -211,8 +218,23 @@ class ImageWriter {
       const entry = entries[slot];
       if (entry !== undefined && this.encodeEntry(tableView, slot * this.source.l2EntryBytes, entry)) empty = false;
     }
-    const users = this.plan.l2Users.get(l2Offset) ?? 1;
-    this.l2Placement.set(l2Offset, empty ? 0 : this.host.appendClusters(table, users));
+    if (empty) {
+      this.l2Placement.set(l2Offset, 0);
+      return;
+    }
+    this.pendingTables.push({ l2Offset, table });
+    if (this.pendingTables.length * this.clusterBytes >= PENDING_TABLE_BYTES) this.placeTables();
+  }
+
+  /**
+   * L2 tables go into the file a few MiB at a time, side by side: a table between two runs of
+   * compressed data would leave the rest of a cluster unused each time (QEMU packs compressed data
+   * across its table allocations; a front-to-back writer groups the tables instead).
+   */
+  private placeTables(): void {
+    for (const { l2Offset, table } of this.pendingTables.splice(0)) {
+      this.l2Placement.set(l2Offset, this.host.appendClusters(table, this.plan.l2Users.get(l2Offset) ?? 1));
+    }
   }
 
   /** The batch item for an entry whose data is not written (nor scheduled) yet, or null. */
@@ -366,19 +388,30 @@ class ImageWriter {
     if (item.verbatim) return 'store';
     if (item.compressed && item.stored !== null) {
       const sameType = this.options.compressionType === this.source.header.compressionType;
-      if (!encrypted && policy !== 'uncompress' && sameType && item.stored.length < this.clusterBytes) return 'keep-compressed';
+      if (!encrypted && policy !== 'uncompress' && sameType) {
+        // Kept as stored, without the rest of its last sector (padding, or the next cluster's start).
+        const length = compressedStreamLength(this.source.header.compressionType, item.stored, this.clusterBytes);
+        if (length > 0 && length < this.clusterBytes) {
+          item.stored = item.stored.subarray(0, length);
+          return 'keep-compressed';
+        }
+      }
       decompressCluster(this.source.header.compressionType, item.stored, this.clusterBytes, slot);
       item.stored = null;
     }
     if (isAllZero(slot) && this.zeroForm !== 'stored') return this.zeroForm;
-    return policy === 'compress' && !encrypted ? 'compress' : 'store';
+    // A compressed cluster whose stored bytes could not be kept as they are (its sectors span a whole
+    // cluster, as with 512-byte clusters, or another compression type) stays compressed, recompressed.
+    const recompress = item.compressed && policy === 'keep';
+    return (policy === 'compress' || recompress) && !encrypted ? 'compress' : 'store';
   }
 
   private compressMany(indices: number[]): (Uint8Array | null)[] {
     if (indices.length === 0) return [];
-    const compressor = this.options.compressor;
-    if (compressor === null) throw new Qcow2Error('INTERNAL', 'rewrite: compression asked for without a compressor');
+    // Compacting recompresses the odd cluster on this thread; compressing has its threads.
+    const compressor = this.options.compressor ?? (this.inlineCompressor ??= inlineCompressor(this.options.compressionType, this.clusterBytes));
     // The compressor takes its input side by side.
+    if (this.compressInput.length < indices.length * this.clusterBytes) this.compressInput = alignedBytes(this.options.batchClusters * this.clusterBytes);
     indices.forEach((index, position) => this.compressInput.set(this.slot(index), position * this.clusterBytes));
     return compressor.compress(this.compressInput, indices.length);
   }
