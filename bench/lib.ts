@@ -110,8 +110,21 @@ export interface Comparison {
   qemuArgs: (output: string) => string[];
   extension: string;
   rounds?: number;
+  /** Tries qemu-img's side this many times when it fails (a flaky step of its own, not the work measured). */
+  qemuAttempts?: number;
   /** Called with both sides' outputs of the first round before they are removed; returns more to say in the note. */
   inspect?: (cowbellOutput: string, qemuOutput: string) => string;
+}
+
+function measureQemuRetrying(args: string[], attempts: number, output: string): Measurement {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return measureQemuImg(args);
+    } catch (error) {
+      fs.rmSync(output, { force: true });
+      if (attempt >= attempts) throw error;
+    }
+  }
 }
 
 /** Runs both sides ROUNDS times, alternating (who goes first too); each run writes a fresh output that is removed after. */
@@ -126,7 +139,7 @@ export async function compareRuns(comparison: Comparison): Promise<void> {
     const outputs = { qemu: path.join(folder, `qemu-${round}.${extension}`), cowbell: path.join(folder, `cowbell-${round}.${extension}`) };
     for (const side of round % 2 === 0 ? (['qemu', 'cowbell'] as const) : (['cowbell', 'qemu'] as const)) {
       syncDisk();
-      const measurement = side === 'qemu' ? measureQemuImg(qemuArgs(outputs.qemu)) : await runCowbell(outputs.cowbell);
+      const measurement = side === 'qemu' ? measureQemuRetrying(qemuArgs(outputs.qemu), comparison.qemuAttempts ?? 1, outputs.qemu) : await runCowbell(outputs.cowbell);
       (side === 'qemu' ? qemu : cowbell).push(measurement);
       const memory = Number.isNaN(measurement.peakMiB) ? '' : `, ${measurement.peakMiB.toFixed(0)} MiB`;
       process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s${memory}\n`);
