@@ -187,11 +187,15 @@ describe('legacy qcow2 AES disks made by qemu-img', { timeout: 60_000 }, () => {
 });
 
 describe('the preview of a rewrite of an encrypted disk', () => {
-  it('refuses what the rewrite refuses (compressing, keeping legacy AES) before asking for the passphrase; needs it to sample the data', () => {
+  it('refuses what the rewrite refuses (compressing, keeping legacy AES) before asking for the passphrase; without it, estimates from the metadata alone', () => {
     expect(codeOf(() => previewRewrite({ source: defaultLuks(), compression: 'compress' }))).toBe('INVALID_ARGUMENT');
     expect(codeOf(() => previewRewrite({ source: aesImage, compression: 'keep' }))).toBe('UNSUPPORTED_FEATURE');
-    expect(codeOf(() => previewRewrite({ source: defaultLuks(), compression: 'keep' }))).toBe('LOCKED');
-    expect(previewRewrite({ source: defaultLuks(), compression: 'keep', passphrase: PASS }).snapshots).toBe(1);
+    const locked = previewRewrite({ source: defaultLuks(), compression: 'keep' });
+    expect(locked.sampledClusters).toBe(0);
+    expect(locked.expectedBytes).toBe(locked.maxBytes);
+    const unlocked = previewRewrite({ source: defaultLuks(), compression: 'keep', passphrase: PASS });
+    expect(unlocked.snapshots).toBe(1);
+    expect(unlocked.sampledClusters).toBeGreaterThan(0);
     expect(previewRewrite({ source: aesImage, compression: 'compress', passphrase: PASS, encryption: { kind: 'none' } }).snapshots).toBe(1);
   });
 });

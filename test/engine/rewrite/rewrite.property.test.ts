@@ -230,7 +230,7 @@ async function checkCase(testCase: RewriteCase): Promise<void> {
   const checkBefore = await qemuCheck(image);
   const ownData = (await qemuMap(image)).filter((entry) => entry.depth === 0 && entry.data).some((entry) => current.subarray(entry.start, entry.start + entry.length).some((byte) => byte !== 0));
   const compressionType = testCase.compressionType === 'source' ? undefined : testCase.compressionType === 'zstd' ? 1 : 0;
-  const preview = previewRewrite({ source: image, compression: testCase.policy, compressionType });
+  const preview = previewRewrite({ source: image, compression: testCase.policy, compressionType, batchClusters: testCase.batchClusters });
   const sourceHash = fileHash(image);
 
   const target = testCase.where === 'in place' ? undefined : path.join(runFolder, ...(testCase.where === 'other folder' ? ['other'] : []), 'out.qcow2');

@@ -21,11 +21,20 @@ export interface SizeEstimate {
 
 const DEFAULT_SAMPLE = 64;
 
-export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, policy: CompressionPolicy, compressionType: CompressionType, sampleSize = DEFAULT_SAMPLE): SizeEstimate {
+/** The copy's batch: 4 MiB of clusters (write-image.ts reads, compresses and writes that many at a time). */
+export function defaultBatchClusters(image: Qcow2Image): number {
+  return Math.max(1, Math.floor((4 * 1024 * 1024) / image.clusterBytes));
+}
+
+export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, policy: CompressionPolicy, compressionType: CompressionType, sampleSize = DEFAULT_SAMPLE, batchClusters = defaultBatchClusters(image)): SizeEstimate {
   const clusterBytes = image.clusterBytes;
   const metadata = metadataBytes(image, plan);
   const compressedMax = policy === 'uncompress' || compressionType !== image.header.compressionType ? plan.compressedClusters * clusterBytes : plan.compressedBytes;
-  const maxBytes = metadata + plan.dataClusters * clusterBytes + compressedMax;
+  // Compressed data is packed byte by byte; where whole clusters follow it, the rest of a cluster
+  // stays unused: at most once per batch of the copy (write-image.ts) and once per group of tables.
+  const batches = Math.ceil((plan.dataClusters + plan.compressedClusters) / batchClusters) + plan.l2Tables.length;
+  const packingSlack = plan.compressedClusters > 0 || policy === 'compress' ? (batches + 2) * clusterBytes : 0;
+  const maxBytes = metadata + plan.dataClusters * clusterBytes + compressedMax + packingSlack;
   const sample = sampleDataClusters(image, plan, sampleSize);
   if (sample.length === 0) return { maxBytes, expectedBytes: maxBytes, sampledClusters: 0 };
   let sampledBytes = 0;

@@ -19,7 +19,7 @@ import { freeBytesFor } from '../io/free-space.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
-import { estimateOutputSize, type SizeEstimate } from './estimate.ts';
+import { defaultBatchClusters, estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
 import { planRewrite } from './plan.ts';
 import { createLuks, type CreateLuksOptions, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
@@ -92,7 +92,6 @@ export interface RewriteResult {
   compressionThreads: number;
 }
 
-const DEFAULT_BATCH_BYTES = 4 * 1024 * 1024;
 /** Room kept free beside the new image, for the file system's own needs. */
 const SPACE_MARGIN_BYTES = 16 * 1024 * 1024;
 
@@ -113,7 +112,7 @@ export interface RewritePreview extends SizeEstimate {
 }
 
 export function previewRewrite(
-  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption'>,
+  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption' | 'batchClusters'>,
   job: JobContext = silentJob,
 ): RewritePreview {
   const image = openSource(request, false, job);
@@ -125,7 +124,7 @@ export function previewRewrite(
     outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression, false);
     const plan = planRewrite(image, job);
     const locked = image.header.cryptMethod !== 0 && image.cipher === null;
-    const estimate = estimateOutputSize(image, plan, request.compression, compressionType, locked ? 0 : undefined);
+    const estimate = estimateOutputSize(image, plan, request.compression, compressionType, locked ? 0 : undefined, request.batchClusters);
     return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
   } finally {
     image.close();
@@ -153,7 +152,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const plan = planRewrite(image, job);
     const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
-    assertRoom(replaced, estimateOutputSize(image, plan, request.compression, compressionType), request.freeBytes);
+    const batchClusters = Math.max(1, request.batchClusters ?? defaultBatchClusters(image));
+    assertRoom(replaced, estimateOutputSize(image, plan, request.compression, compressionType, undefined, batchClusters), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
     let luks: WriteImageOptions['luks'] = null;
     if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
@@ -164,7 +164,6 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       luks = { area: newKey.area, cipher: luksDiskCipher(newKey.header, newKey.masterKey) };
       newKey.masterKey.fill(0);
     }
-    const batchClusters = Math.max(1, request.batchClusters ?? Math.floor(DEFAULT_BATCH_BYTES / image.clusterBytes));
     const verify = request.verify ?? true;
     const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(

@@ -303,25 +303,18 @@ class ImageWriter {
     });
     const compressed = this.compressMany(toCompress);
     let compressedIndex = 0;
+    // Each item's compressed bytes, or null where it is stored whole (or is zeros).
+    const blobs = forms.map((form, index) => (form === 'keep-compressed' ? (items[index]?.stored ?? null) : form === 'compress' ? (compressed[compressedIndex++] ?? null) : null));
+    const storedWhole = (index: number): boolean => forms[index] !== 'zero' && forms[index] !== 'unallocated' && blobs[index] === null;
+    // Whole clusters first, then the byte-packed compressed data: mixed in guest order, every
+    // cluster after a compressed run would start on a fresh cluster and leave the rest of one unused.
     for (let index = 0; index < items.length; index++) {
       const item = items[index];
-      const form = forms[index];
-      if (item === undefined || form === undefined) continue;
-      if (form === 'zero' || form === 'unallocated') {
-        this.place(item, { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 });
-        this.result.zeroClusters++;
-        continue;
-      }
-      const bytes = form === 'keep-compressed' ? item.stored : form === 'compress' ? (compressed[compressedIndex++] ?? null) : null;
-      if (bytes !== null) {
-        this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
-        this.result.compressedClusters++;
-        continue;
-      }
+      if (item === undefined || !storedWhole(index)) continue;
       // Clusters stored whole, side by side in the batch with the same reference count: one append
       // (large ones go to the file straight from the batch, uncopied).
       let end = index + 1;
-      while (end < items.length && forms[end] === 'store' && items[end]?.references === item.references) end++;
+      while (end < items.length && storedWhole(end) && items[end]?.references === item.references) end++;
       const run = this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes);
       // Encrypted for where the run will lie: the next cluster of the new file.
       const expected = this.host.nextClusterOffset;
@@ -334,6 +327,19 @@ class ImageWriter {
       }
       this.result.storedClusters += end - index;
       index = end - 1;
+    }
+    for (let index = 0; index < items.length; index++) {
+      const item = items[index];
+      const form = forms[index];
+      const bytes = blobs[index] ?? null;
+      if (item === undefined) continue;
+      if (form === 'zero' || form === 'unallocated') {
+        this.place(item, { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 });
+        this.result.zeroClusters++;
+      } else if (bytes !== null) {
+        this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
+        this.result.compressedClusters++;
+      }
     }
     this.doneClusters += items.length;
     this.job.progress('copying', this.doneClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
