@@ -254,6 +254,23 @@ describe('cowbell compact', { timeout: 60_000 }, () => {
     }
   });
 
+  it('does not spread out a disk whose compressed and stored clusters alternate (a compressed install, then written over here and there)', async () => {
+    const dir = folder.file(`case-${++caseCount}`);
+    fs.mkdirSync(dir);
+    const raw = path.join(dir, 'text.raw');
+    fs.writeFileSync(raw, compressibleBytes(4 * MiB, 5));
+    const image = path.join(dir, 'disk.qcow2');
+    await qemuImg(['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    fs.rmSync(raw);
+    await qemuIo(image, Array.from({ length: 32 }, (_, index) => `write -P ${index + 1} ${index * 128 * KiB} 64k`));
+    const states = await statesOf(image);
+    const output = path.join(dir, 'compacted.qcow2');
+    expect((await run('compact', '-q', image, output)).code).toBe(0);
+    const label = `${fs.statSync(image).size} bytes became ${fs.statSync(output).size}`;
+    expect(fs.statSync(output).size, label).toBeLessThanOrEqual(fs.statSync(image).size + 8 * 64 * KiB);
+    await expectSameDisk(output, states, label);
+  });
+
   it('in place reclaims what deleted snapshots and leaks left: smaller, clean, the same data', async () => {
     const { image } = await diskWithSnapshots();
     await qemuImg(['snapshot', '-d', 'installed', image]);

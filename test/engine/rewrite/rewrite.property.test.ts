@@ -19,7 +19,7 @@ import type { SnapshotTree } from '../../../src/shared/qcow2/model.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { propertySettings } from '../../helpers/property-cases.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { SeededRandom } from '../../helpers/seeded-random.ts';
+import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';
 import { expectCheckClean, expectSameSnapshots } from '../../helpers/snapshot-scenario.ts';
 
 const { seed: SEED, runs: RUNS } = propertySettings(20261203, 12);
@@ -287,6 +287,25 @@ function treeShape(tree: SnapshotTree): unknown {
     currentParentInferred: tree.currentParentInferred,
   };
 }
+
+describe('rewrite, the preview', () => {
+  it('its maxBytes bounds the new file also where compressed and stored clusters alternate (found by the property, seed 4)', async () => {
+    const image = folder.file('alternating.qcow2');
+    const raw = folder.file('alternating.raw');
+    fs.writeFileSync(raw, compressibleBytes(2 * 1024 * KiB, 11));
+    await qemuImg(['convert', '-q', '-c', '-f', 'raw', '-O', 'qcow2', '-o', 'cluster_size=4096', raw, image]);
+    // Every other cluster stored, written over by qemu-io: compressed, stored, compressed, …
+    await qemuIo(image, Array.from({ length: 256 }, (_, index) => `write -P ${(index % 250) + 1} ${index * 8 * KiB} 4k`));
+    for (const policy of ['keep', 'compress'] as const) {
+      for (const batchClusters of [2, undefined]) {
+        const preview = previewRewrite({ source: image, compression: policy });
+        const output = folder.file(`alternating-${policy}-${batchClusters ?? 'default'}.qcow2`);
+        const result = rewriteImage({ source: image, target: output, compression: policy, batchClusters });
+        expect(result.afterBytes, `${policy}, batches of ${batchClusters ?? 'the default'}: the file against the preview's bound`).toBeLessThanOrEqual(preview.maxBytes);
+      }
+    }
+  });
+});
 
 describe('rewrite, property', () => {
   it(`any history, any rewrite: clean, the same snapshots and tree, every state as the model says (${RUNS} runs, seed ${SEED})`, { timeout: 900_000 }, async () => {
