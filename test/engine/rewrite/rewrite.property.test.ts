@@ -298,7 +298,7 @@ describe('rewrite, the preview', () => {
     await qemuIo(image, Array.from({ length: 256 }, (_, index) => `write -P ${(index % 250) + 1} ${index * 8 * KiB} 4k`));
     for (const policy of ['keep', 'compress'] as const) {
       for (const batchClusters of [2, undefined]) {
-        const preview = previewRewrite({ source: image, compression: policy });
+        const preview = previewRewrite({ source: image, compression: policy, batchClusters });
         const output = folder.file(`alternating-${policy}-${batchClusters ?? 'default'}.qcow2`);
         const result = rewriteImage({ source: image, target: output, compression: policy, batchClusters });
         expect(result.afterBytes, `${policy}, batches of ${batchClusters ?? 'the default'}: the file against the preview's bound`).toBeLessThanOrEqual(preview.maxBytes);
