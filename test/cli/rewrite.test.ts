@@ -328,7 +328,7 @@ describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {
     expectOneLineError(await run('convert', '-O', 'qcow2', '-l', 'installed', '--no-snapshots', image, path.join(dir, 'both.qcow2')), 2, /-l copies one snapshot/);
   });
 
-  it('-l snapshot.id=ID means the id and snapshot.name=NAME the name, even where another snapshot is named like an id (as qemu-img)', async () => {
+  it('-l snapshot.id=ID means the id, snapshot.name=NAME the name and a bare ID_OR_NAME an id first, even where another snapshot is named like an id (as qemu-img)', async () => {
     const dir = folder.file(`case-${++caseCount}`);
     fs.mkdirSync(dir);
     const image = path.join(dir, 'disk.qcow2');
@@ -338,7 +338,8 @@ describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {
     await qemuIo(image, ['write -P 0x32 0 64k']);
     await qemuImg(['snapshot', '-c', 'second', image]);
     expect((await qemuInfo(image)).snapshots?.map((snapshot) => [snapshot.id, snapshot.name])).toEqual([['1', '2'], ['2', 'second']]);
-    for (const selector of ['snapshot.id=2', 'snapshot.name=2', 'snapshot.id=1']) {
+    // A bare selector is an id first (2 is "second", not the snapshot named "2"), then a name, as qemu-img.
+    for (const selector of ['snapshot.id=2', 'snapshot.name=2', 'snapshot.id=1', '2', 'second']) {
       const expected = path.join(dir, 'expected.raw');
       await qemuImg(['convert', '-f', 'qcow2', '-O', 'raw', '-l', selector, image, expected]);
       const raw = path.join(dir, 'state.raw');

@@ -122,7 +122,7 @@ function unencryptedNote(source: string, target: string, targetFormat: ImageForm
 }
 
 /**
- * qemu-img's -l: `NAME` (names are looked up first, then ids), or `snapshot.name=NAME` or
+ * qemu-img's -l: `ID_OR_NAME` (an id first, then a name, as qemu-img), or `snapshot.name=NAME` or
  * `snapshot.id=ID`, each looked up as that alone: the name of the snapshot meant.
  */
 function snapshotOption(value: string | undefined, source: string): string | undefined {
@@ -130,10 +130,11 @@ function snapshotOption(value: string | undefined, source: string): string | und
   const match = /^snapshot\.(name|id)=(.*)$/.exec(value);
   const name = match === null ? value : (match[2] ?? '');
   if (name === '') throw new UsageError('convert: -l needs a snapshot name');
-  if (match === null) return name;
-  const by = match[1] === 'id' ? 'id' : 'name';
-  const found = (readImageInfo(source).snapshots ?? []).find((snapshot) => snapshot[by] === name);
-  if (found === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with ${by} "${name}"`);
+  const snapshots = readImageInfo(source).snapshots ?? [];
+  // A bare NAME is an id first, then a name, as qemu-img convert -l takes it (bdrv_snapshot_load_tmp_by_id_or_name).
+  const by = match === null ? null : match[1] === 'id' ? 'id' : 'name';
+  const found = by === null ? (snapshots.find((snapshot) => snapshot.id === name) ?? snapshots.find((snapshot) => snapshot.name === name)) : snapshots.find((snapshot) => snapshot[by] === name);
+  if (found === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', by === null ? `There is no snapshot with id or name "${name}"` : `There is no snapshot with ${by} "${name}"`);
   return found.name;
 }
 
