@@ -1,9 +1,10 @@
 /**
  * The second pass of a rewrite: writes the new image front to back from the plan (plan.ts).
  *
- * Layout: header | current L1 | for each distinct L2 table, in the order the states first name it
- * (the current state's in guest order first): the data it adds, then the table | snapshot L1
- * tables | snapshot table | refcount blocks and table (image/host-space-writer.ts places them).
+ * Layout: header | current L1 | LUKS area (encrypted images) | the data, in the order the states
+ * first name it (the current state's in guest order first), a batch at a time (its whole clusters,
+ * then its byte-packed compressed data), with the L2 tables a few MiB at a time between | snapshot
+ * L1 tables | snapshot table | refcount blocks and table (image/host-space-writer.ts places them).
  *
  * Each distinct data cluster is read once, decided on (stored, compressed, or — all zeros — a zero
  * or unallocated entry) and written once, however many states share it; its refcount is the
@@ -12,7 +13,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { l1Checksum } from '../format/cowbell-record.ts';
 import { encodeCompressedL2, encodeL1, encodeL2, type L2Entry } from '../format/entries.ts';
 import { serializeHeaderArea, type Header } from '../format/header.ts';
 import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -25,11 +26,11 @@ import { HostSpaceWriter } from '../image/host-space-writer.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
-import type { ParentChoice } from '../snapshots/snapshot-tree.ts';
 import type { DiskCipher } from '../crypto/disk-cipher.ts';
 import { serializeCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
+import { recordTree, type TreeToKeep } from './tree-record.ts';
 
 export type CompressionPolicy = 'keep' | 'compress' | 'uncompress';
 
@@ -154,10 +155,7 @@ class ImageWriter {
       snapshots.push({ ...state.snapshot, l1TableOffset: l1Offset });
     }
     const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
-    const newest = snapshots.reduce((date, entry) => (entry.dateSec > date.sec || (entry.dateSec === date.sec && entry.dateNsec > date.nsec) ? { sec: entry.dateSec, nsec: entry.dateNsec } : date), { sec: 0, nsec: 0 });
-    const latest = newest.nsec >= 999_999_999 ? { sec: newest.sec + 1, nsec: 0 } : { sec: newest.sec, nsec: newest.nsec + 1 };
-    const marks = { oldOffset: this.source.l1.offset, newOffset: activeL1Offset, newChecksum: l1Checksum(activeL1) };
-    const entries = snapshots.map((entry) => withTreeRecord(entry, this.options.tree, marks, this.source.virtualSize, latest));
+    const entries = recordTree(snapshots, this.options.tree, { oldOffset: this.source.l1.offset, newOffset: activeL1Offset, newChecksum: l1Checksum(activeL1) }, this.source.virtualSize);
     const header: Header = { ...this.options.header, l1Size: this.source.l1.size, l1TableOffset: activeL1Offset };
     if (luks !== null) {
       const pointer = serializeCryptoHeaderExtension({ offset: luksOffset, length: luks.area.length });
@@ -428,38 +426,4 @@ function padToClusters(bytes: Uint8Array, clusterBytes: number): Uint8Array {
   const padded = new Uint8Array(alignUp(bytes.length, clusterBytes));
   padded.set(bytes);
   return padded;
-}
-
-/** Each snapshot's parent and the current state's, as the source's tree showed them. */
-export interface TreeToKeep {
-  parents: Map<string, ParentChoice>;
-  current: ParentChoice;
-}
-
-/**
- * The tree is recorded in each snapshot (format/cowbell-record.ts), guesses marked as guesses: the
- * new layout (zeros dropped, clusters moved) could otherwise make the inference come out otherwise.
- * The "you are here" mark names the current L1 table, which the rewrite moved. Entries whose extra
- * data holds another program's bytes are left exactly as they are.
- */
-function withTreeRecord(entry: SnapshotEntry, tree: TreeToKeep, activeL1: { oldOffset: number; newOffset: number; newChecksum: number }, diskSize: number, latestDate: { sec: number; nsec: number }): SnapshotEntry {
-  if (!canHoldCowbellRecord(entry)) return entry;
-  const existing = readCowbellRecord(entry);
-  const parent = tree.parents.get(entry.id);
-  const isCurrent = tree.current.parentId === entry.id;
-  const markKept = isCurrent && !tree.current.inferred && existing?.currentParent === true && existing.activeL1Offset === activeL1.oldOffset;
-  // A new mark dates from just after the latest snapshot, not from the clock: the same disk rewrites
-  // to the same bytes, and no snapshot already there counts as taken after the mark.
-  const record: CowbellRecord = {
-    parentKnown: parent !== undefined,
-    parentId: parent?.parentId ?? '',
-    parentInferred: parent?.inferred ?? false,
-    currentParent: isCurrent,
-    currentInferred: isCurrent && tree.current.inferred,
-    activeL1Offset: isCurrent ? activeL1.newOffset : 0,
-    activeL1Checksum: isCurrent ? activeL1.newChecksum : undefined,
-    currentSinceSec: !isCurrent ? 0 : markKept ? existing.currentSinceSec : latestDate.sec,
-    currentSinceNsec: !isCurrent ? 0 : markKept ? existing.currentSinceNsec : latestDate.nsec,
-  };
-  return { ...entry, extraData: withCowbellRecord(entry, record, diskSize), vmStateSizeLarge: entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32), diskSize: entry.diskSize ?? diskSize };
 }
