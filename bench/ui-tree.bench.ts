@@ -43,6 +43,10 @@ const qemuList = measureQemuImg(['snapshot', '-l', path]);
 const session = await openApp([], { viewport: { width: 1400, height: 900 } });
 try {
   const { page } = session;
+  const paint = (await page.evaluate(
+    `(() => { const paint = performance.getEntriesByName('first-contentful-paint')[0]; const scripts = performance.getEntriesByType('resource').filter((entry) => entry.initiatorType === 'script' && entry.startTime < (paint?.startTime ?? 0)); return { ms: paint?.startTime ?? -1, bytes: scripts.reduce((sum, entry) => sum + entry.decodedBodySize, 0) }; })()`,
+  )) as { ms: number; bytes: number };
+  process.stdout.write(`ui-first-paint: browser mode's first contentful paint at ${paint.ms.toFixed(0)} ms, after ${(paint.bytes / 1024).toFixed(0)} KiB of script\n`);
   const started = performance.now();
   await openThroughPathField(page, path);
   await page.locator('[data-testid="tree-node"][data-node-id="current"]').waitFor({ timeout: 120_000 });
