@@ -23,7 +23,8 @@ import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { startWriteback } from './file-writeback.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
-const SLOTS = 6;
+/** Three slots keep the helper busy while the next chunk is read (six measured no faster here, and cost 12 MiB more). */
+const SLOTS = 3;
 /** Queued operations at most; each names its bytes by slot, offset and length. */
 const COMMANDS = 64;
 /** Numbers per command: operation, slot, offset in the slot, byte count, file position. */
