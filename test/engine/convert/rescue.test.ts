@@ -1,0 +1,242 @@
+/**
+ * convert --rescue on images damaged in one place each (an L1 or L2 entry poked, a compressed
+ * stream overwritten, an extended L2 bitmap made invalid): every range the report does not name
+ * reads as `qemu-img convert --salvage` reads it, every range it names is zeros, and the report
+ * names exactly the broken ranges. Without rescue the same copy still refuses, and the source is
+ * never written.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertImage, type ConvertRequest } from '../../../src/shared/qcow2/convert/convert.ts';
+import { RescueReader } from '../../../src/shared/qcow2/convert/rescue-reader.ts';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { RawImage } from '../../../src/shared/qcow2/image/raw-image.ts';
+import type { UnreadableReason } from '../../../src/shared/qcow2/model.ts';
+import { MemoryBlockFile } from '../../helpers/memory-block-file.ts';
+import { COPIED, l2EntryPosition, layout, OFFSET_MASK, readU64, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+/** 4 KiB clusters: one L2 table maps 2 MiB, so an 8 MiB disk has four. */
+const CLUSTER = 4 * KiB;
+const DISK = 8 * MiB;
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+let counter = 0;
+function fresh(name: string): string {
+  counter++;
+  return folder.file(`${counter}-${name}`);
+}
+
+/** A qcow2 disk with data in each of its four L2 tables' ranges (and zeros between). */
+async function damagedBase(options = 'cluster_size=4096'): Promise<string> {
+  const image = fresh('source.qcow2');
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', options, image, String(DISK)]);
+  await qemuIo(image, ['write -P 0x11 0 1536k', 'write -P 0x22 2M 1M', 'write -P 0x33 4M 1M', 'write -P 0x44 6M 1M', 'write -P 0x55 7680k 64k']);
+  return image;
+}
+
+function sha(file: string): string {
+  return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+async function salvaged(source: string, snapshot?: string): Promise<Uint8Array> {
+  const output = fresh('salvage.raw');
+  const args = ['convert', '--salvage', '-f', 'qcow2', '-O', 'raw'];
+  if (snapshot !== undefined) args.push('-l', `snapshot.name=${snapshot}`);
+  await qemuImg([...args, source, output]);
+  return new Uint8Array(fs.readFileSync(output));
+}
+
+interface Expected {
+  start: number;
+  length: number;
+  reason: UnreadableReason;
+}
+
+/** Rescues `source` into raw, and checks the output against qemu's salvage and the report against `expected`. */
+async function rescueAndCompare(source: string, expected: Expected[], request: Partial<ConvertRequest> = {}): Promise<void> {
+  const before = sha(source);
+  const output = fresh('rescued.raw');
+  const result = convertImage({ source, target: output, targetFormat: 'raw', rescue: true, ...request });
+  expect(sha(source)).toBe(before);
+  expect(result.unreadable?.map(({ start, length, reason }) => ({ start, length, reason }))).toEqual(expected);
+  for (const range of result.unreadable ?? []) expect(range.detail.length).toBeGreaterThan(0);
+  const rescued = new Uint8Array(fs.readFileSync(output));
+  const reference = await salvaged(source, request.sourceSnapshot);
+  expect(rescued.length).toBe(reference.length);
+  let position = 0;
+  for (const range of expected) {
+    expect(Buffer.from(rescued.subarray(position, range.start)).equals(Buffer.from(reference.subarray(position, range.start)))).toBe(true);
+    expect(rescued.subarray(range.start, range.start + range.length).every((byte) => byte === 0)).toBe(true);
+    position = range.start + range.length;
+  }
+  expect(Buffer.from(rescued.subarray(position)).equals(Buffer.from(reference.subarray(position)))).toBe(true);
+}
+
+function strictConvertError(source: string, request: Partial<ConvertRequest> = {}): unknown {
+  try {
+    convertImage({ source, target: fresh('strict.raw'), targetFormat: 'raw', ...request });
+    return null;
+  } catch (error) {
+    return error;
+  }
+}
+
+function l1EntryPosition(image: string, index: number): number {
+  return layout(image).l1Offset + index * 8;
+}
+
+/** A cluster-aligned offset well past the end of the file. */
+function pastEnd(image: string): bigint {
+  return BigInt(Math.ceil(layout(image).fileSize / CLUSTER) * CLUSTER + 16 * MiB);
+}
+
+describe('convert --rescue', () => {
+  it('an unaligned L2 table offset: its 2 MiB are zeros and named, the rest is copied', async () => {
+    const image = await damagedBase();
+    const at = l1EntryPosition(image, 1);
+    writeU64(image, at, readU64(image, at) + 0x200n);
+    expect(strictConvertError(image)).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [{ start: 2 * MiB, length: 2 * MiB, reason: 'L2_UNALIGNED' }]);
+  });
+
+  it('an L2 table past the end of the file', async () => {
+    const image = await damagedBase();
+    writeU64(image, l1EntryPosition(image, 2), COPIED | pastEnd(image));
+    expect(strictConvertError(image)).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [{ start: 4 * MiB, length: 2 * MiB, reason: 'L2_OUT_OF_FILE' }]);
+  });
+
+  it('an L2 table on the refcount table, and an L1 entry with reserved bits', async () => {
+    const image = await damagedBase();
+    writeU64(image, l1EntryPosition(image, 3), COPIED | BigInt(layout(image).refcountTableOffset));
+    const first = l1EntryPosition(image, 0);
+    writeU64(image, first, readU64(image, first) | 0x1n);
+    await rescueAndCompare(image, [
+      { start: 0, length: 2 * MiB, reason: 'L1_RESERVED_BITS' },
+      { start: 6 * MiB, length: 2 * MiB, reason: 'L2_OVERLAPS_METADATA' },
+    ]);
+  });
+
+  it('single clusters: past the end of the file, unaligned, on metadata, with reserved bits — one cluster each', async () => {
+    const image = await damagedBase();
+    const entry = (guest: number): number => l2EntryPosition(image, guest);
+    writeU64(image, entry(1 * MiB), COPIED | pastEnd(image));
+    writeU64(image, entry(1 * MiB + CLUSTER), readU64(image, entry(1 * MiB + CLUSTER)) + 0x200n);
+    writeU64(image, entry(1 * MiB + 3 * CLUSTER), COPIED | BigInt(layout(image).l1Offset));
+    writeU64(image, entry(2 * MiB), readU64(image, entry(2 * MiB)) | 0x2n);
+    // Past the end of the file QEMU reads zeros and so did Cowbell's strict read: only the rescue names it.
+    expect(strictConvertError(image)).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [
+      { start: 1 * MiB, length: CLUSTER, reason: 'CLUSTER_OUT_OF_FILE' },
+      { start: 1 * MiB + CLUSTER, length: CLUSTER, reason: 'CLUSTER_UNALIGNED' },
+      { start: 1 * MiB + 3 * CLUSTER, length: CLUSTER, reason: 'CLUSTER_OVERLAPS_METADATA' },
+      { start: 2 * MiB, length: CLUSTER, reason: 'L2_RESERVED_BITS' },
+    ]);
+  });
+
+  it('a compressed cluster whose stream is garbage: that cluster only', async () => {
+    const base = await damagedBase();
+    const image = fresh('compressed.qcow2');
+    await qemuImg(['convert', '-c', '-f', 'qcow2', '-O', 'qcow2', '-o', 'cluster_size=4096', base, image]);
+    const descriptor = readU64(image, l2EntryPosition(image, 2 * MiB + 5 * CLUSTER));
+    expect(descriptor & (1n << 62n)).not.toBe(0n);
+    // 4 KiB clusters: the host offset is the descriptor's low 62 - (12 - 8) = 58 bits.
+    const hostOffset = Number(descriptor & ((1n << 58n) - 1n));
+    // One byte: deflate block type 3 (reserved); the next cluster's stream may start a few bytes on.
+    const garbage = Buffer.alloc(1, 0xff);
+    const fd = fs.openSync(image, 'r+');
+    fs.writeSync(fd, garbage, 0, garbage.length, hostOffset);
+    fs.closeSync(fd);
+    expect(strictConvertError(image)).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [{ start: 2 * MiB + 5 * CLUSTER, length: CLUSTER, reason: 'COMPRESSED_CORRUPT' }]);
+  });
+
+  it('extended L2: a subcluster both allocated and zero loses its cluster (as in QEMU), not its L2 table', async () => {
+    const image = await damagedBase('cluster_size=65536,extended_l2=on');
+    const at = l2EntryPosition(image, 4 * MiB, true);
+    // Bitmap word (bytes 8–15): zero bits high, allocation bits low; subcluster 3 becomes both.
+    writeU64(image, at + 8, readU64(image, at + 8) | (1n << 35n));
+    expect(strictConvertError(image)).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [{ start: 4 * MiB, length: 64 * KiB, reason: 'L2_BITMAP_INVALID' }]);
+  });
+
+  it("a snapshot's state (-l) with a broken L2 table, the current state intact", async () => {
+    const image = await damagedBase();
+    await qemuImg(['snapshot', '-c', 'before', image]);
+    await qemuIo(image, ['write -P 0x66 2M 64k']);
+    const snapshotL1 = Number(readU64(image, Number(readU64(image, 64)) + 0) & OFFSET_MASK);
+    // The snapshot table's first entry starts with its L1 table's offset.
+    writeU64(image, snapshotL1 + 8, COPIED | pastEnd(image));
+    expect(strictConvertError(image, { sourceSnapshot: 'before' })).toMatchObject({ code: 'CORRUPT' });
+    await rescueAndCompare(image, [{ start: 2 * MiB, length: 2 * MiB, reason: 'L2_OUT_OF_FILE' }], { sourceSnapshot: 'before' });
+    await rescueAndCompare(image, []);
+  });
+
+  it('a broken backing file is named in the detail; the overlay above it is copied', async () => {
+    const base = await damagedBase();
+    writeU64(base, l1EntryPosition(base, 2), COPIED | pastEnd(base));
+    const overlay = fresh('overlay.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
+    await qemuIo(overlay, ['write -P 0x77 5M 64k']);
+    const output = fresh('overlay.raw');
+    const result = convertImage({ source: overlay, target: output, targetFormat: 'raw', rescue: true });
+    expect(result.unreadable).toEqual([
+      { start: 4 * MiB, length: MiB, reason: 'L2_OUT_OF_FILE', detail: expect.stringContaining(base) as string },
+      { start: 5 * MiB + 64 * KiB, length: MiB - 64 * KiB, reason: 'L2_OUT_OF_FILE', detail: expect.stringContaining(base) as string },
+    ]);
+    await rescueAndCompare(overlay, result.unreadable?.map(({ start, length, reason }) => ({ start, length, reason })) ?? []);
+  });
+
+  it('into qcow2: the output is clean for qemu-img check and reads as the raw rescue', async () => {
+    const image = await damagedBase();
+    writeU64(image, l1EntryPosition(image, 1), COPIED | pastEnd(image));
+    const rawOutput = fresh('rescued.raw');
+    const qcow2Output = fresh('rescued.qcow2');
+    const raw = convertImage({ source: image, target: rawOutput, targetFormat: 'raw', rescue: true });
+    const qcow2 = convertImage({ source: image, target: qcow2Output, targetFormat: 'qcow2', rescue: true });
+    expect(qcow2.unreadable).toEqual(raw.unreadable);
+    expect((await qemuCheck(qcow2Output)).code).toBe(0);
+    expect((await qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', qcow2Output, rawOutput], { okCodes: [0, 1] })).code).toBe(0);
+  });
+
+  it('an intact image: an empty report and the same bytes as a plain convert', async () => {
+    const image = await damagedBase();
+    await rescueAndCompare(image, []);
+  });
+});
+
+describe('RescueReader', () => {
+  it('an I/O error in a raw file zeros the 64 KiB around it as READ_ERROR and keeps the rest', () => {
+    const bytes = new Uint8Array(512 * KiB).map((_, index) => (index % 251) + 1);
+    const file = new MemoryBlockFile('failing.raw', bytes);
+    const read = file.read.bind(file);
+    file.read = (buffer: Uint8Array, position: number): number => {
+      if (position < 200 * KiB && position + buffer.length > 130 * KiB) throw new Qcow2Error('IO_ERROR', 'failing.raw: input/output error');
+      return read(buffer, position);
+    };
+    const rescue = new RescueReader(new RawImage(file));
+    const target = new Uint8Array(bytes.length);
+    rescue.read(target, 0, false);
+    expect(rescue.unreadable).toEqual([{ start: 128 * KiB, length: 128 * KiB, reason: 'READ_ERROR', detail: 'failing.raw: input/output error' }]);
+    expect(target.subarray(128 * KiB, 256 * KiB).every((byte) => byte === 0)).toBe(true);
+    expect(Buffer.from(target.subarray(0, 128 * KiB)).equals(Buffer.from(bytes.subarray(0, 128 * KiB)))).toBe(true);
+    expect(Buffer.from(target.subarray(256 * KiB)).equals(Buffer.from(bytes.subarray(256 * KiB)))).toBe(true);
+  });
+
+  it('errors that are not damage still stop the copy', () => {
+    const file = new MemoryBlockFile('locked.raw', new Uint8Array(64 * KiB));
+    file.read = (): number => {
+      throw new Qcow2Error('CANCELLED', 'Cancelled');
+    };
+    expect(() => new RescueReader(new RawImage(file)).read(new Uint8Array(4 * KiB), 0, false)).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
+  });
+});
