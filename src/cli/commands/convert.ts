@@ -132,7 +132,15 @@ export const convert: Command = {
  * milliseconds, a sizeable part of a short convert.)
  */
 async function convertCancellably(request: ConvertRequest, onProgress: (stage: string, done: number, total: number) => void): Promise<ConvertResult> {
-  return await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
+  try {
+    return await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
+  } catch (error) {
+    // A damaged source: say what can still be done about it.
+    if (request.rescue !== true && error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'IO_ERROR')) {
+      throw new Qcow2Error(error.code, `${error.message} (convert --rescue copies what can be read)`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 function unencryptedNote(source: string, target: string, targetFormat: ImageFormat): string {
