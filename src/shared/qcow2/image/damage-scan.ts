@@ -91,7 +91,7 @@ export class DamageScanner {
       else if (l2Offset === 0) this.below(image, position, spanEnd, add);
       else {
         const table = tryReadTable(image, l2Offset);
-        if (table instanceof Qcow2Error) damaged(position, spanEnd, 'READ_ERROR', `The L2 table at ${hex(l2Offset)} could not be read: ${table.message}`);
+        if (table instanceof Qcow2Error) damaged(position, spanEnd, table.code === 'IO_ERROR' ? 'READ_ERROR' : 'L2_OUT_OF_FILE', `The L2 table at ${hex(l2Offset)} could not be read: ${table.message}`);
         else {
           while (position < spanEnd) {
             const clusterStart = position - (position % clusterBytes);
@@ -242,7 +242,7 @@ class LayerFacts {
   }
 }
 
-/** An L2 table's entries, or the I/O error that kept it from being read. */
+/** An L2 table's entries, or why it could not be read (an I/O error; past the end of a file that shrank meanwhile). */
 function tryReadTable(image: Qcow2Image, l2Offset: number): DataView | Qcow2Error {
   try {
     return image.l2Cache.get(l2Offset).view;
