@@ -15,6 +15,7 @@ import { RawImage } from '../../../src/shared/qcow2/image/raw-image.ts';
 import type { UnreadableRange, UnreadableReason } from '../../../src/shared/qcow2/model.ts';
 import { MemoryBlockFile } from '../../helpers/memory-block-file.ts';
 import { COPIED, l2EntryPosition, layout, OFFSET_MASK, readU64, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { createLuksImage, qemuIoEncrypted, rawOfEncrypted } from '../../helpers/encrypted-images.ts';
 import { propertySettings } from '../../helpers/property-cases.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
@@ -220,6 +221,24 @@ describe('convert --rescue', () => {
     expect((await qemuCheck(qcow2Output)).code).toBe(0);
     expect((await qemuImg(['compare', '-f', 'qcow2', '-F', 'raw', qcow2Output, rawOutput], { okCodes: [0, 1] })).code).toBe(0);
   });
+
+  it('a LUKS-encrypted disk: the readable ranges decrypt as qemu-img decrypted them before the damage', async () => {
+    const image = fresh('luks.qcow2');
+    await createLuksImage(image, 'moo', { size: '8M', clusterSize: CLUSTER });
+    await qemuIoEncrypted(image, 'moo', ['write -P 0x11 0 1M', 'write -P 0x22 2M 1M', 'write -P 0x33 4M 1M']);
+    const clean = await rawOfEncrypted(image, 'moo');
+    const at = l1EntryPosition(image, 1);
+    writeU64(image, at, readU64(image, at) + 0x200n);
+    const output = fresh('luks-rescued.raw');
+    const result = convertImage({ source: image, target: output, targetFormat: 'raw', rescue: true, passphrase: 'moo' });
+    expect(result.unreadable?.map(({ start, length, reason }) => ({ start, length, reason }))).toEqual([{ start: 2 * MiB, length: 2 * MiB, reason: 'L2_UNALIGNED' }]);
+    const rescued = new Uint8Array(fs.readFileSync(output));
+    expect(firstDifference(rescued.subarray(0, 2 * MiB), clean.subarray(0, 2 * MiB))).toBe(-1);
+    expect(rescued.subarray(2 * MiB, 4 * MiB).every((byte) => byte === 0)).toBe(true);
+    expect(firstDifference(rescued.subarray(4 * MiB), clean.subarray(4 * MiB))).toBe(-1);
+    expect(rescued.subarray(4 * MiB, 5 * MiB).every((byte) => byte === 0x33)).toBe(true);
+    expect(() => convertImage({ source: image, target: fresh('locked.raw'), targetFormat: 'raw', rescue: true })).toThrow(expect.objectContaining({ code: 'LOCKED' }));
+  }, 60_000);
 
   it('an intact image: an empty report and the same bytes as a plain convert', async () => {
     const image = await damagedBase();
