@@ -205,6 +205,16 @@ describe('where it is offered', () => {
     expect(useDialogsStore().current).toEqual({ kind: 'rescue', path: PATH });
   });
 
+  it('a disk QEMU marked corrupt gets the damaged notice (once) with the rescue', async () => {
+    const corrupt = imageInfo({ filename: PATH, 'format-specific': { type: 'qcow2', data: { compat: '1.1', 'compression-type': 'zlib', 'refcount-bits': 16, corrupt: true } } });
+    const disk = { path: PATH, status: 'ready' as const, info: corrupt, error: null, refreshing: false };
+    wrapper = mount(DiskView, { props: { disk }, global: { plugins: [pinia] } });
+    await flushPromises();
+    expect(text(wrapper, 'notice-damaged')).toContain('QEMU marked it corrupt.');
+    expect(wrapper.find('[data-testid="notice-corrupt"]').exists()).toBe(false);
+    expect(wrapper.find('[data-testid="rescue-button"]').exists()).toBe(true);
+  });
+
   it('a check that found corruptions makes the disk view offer it too', async () => {
     const disk = { path: PATH, status: 'ready' as const, info, error: null, refreshing: false };
     wrapper = mount(DiskView, { props: { disk }, global: { plugins: [pinia] } });
