@@ -5,6 +5,7 @@
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeRescue } from '../../src/cli/rescue-report.ts';
 import { run } from '../helpers/cli.ts';
 import { COPIED, layout, readU64, writeU64 } from '../helpers/qcow2-poke.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
@@ -94,6 +95,15 @@ describe('cowbell convert --rescue', () => {
     const result = await run('convert', '--rescue', '-l', 'first', '-O', 'raw', image, output);
     expect(result).toMatchObject({ code: 0, out: `Everything was read: ${output} holds the whole disk.\n` });
     expect(fs.readFileSync(output).subarray(2 * MiB, 3 * MiB).every((byte) => byte === 0x22)).toBe(true);
+  });
+
+  it('the human table shows the first 20 ranges and says how many more --json lists', () => {
+    const unreadable = Array.from({ length: 23 }, (_, index) => ({ start: index * 2 * MiB, length: 4096, reason: 'CLUSTER_OUT_OF_FILE' as const, detail: `L2 table at 0x5000, entry ${index * 512} points past the end of the file` }));
+    const lines = describeRescue({ virtualSize: 64 * MiB, dataBytes: 0, compressedBytes: 0, zeroBytes: 0, backingBytes: 0, unreadable }, '/vms/out.img').trimEnd().split('\n');
+    expect(lines).toHaveLength(1 + 20 + 2);
+    expect(lines[20]).toMatch(/^0x2600000\s+4 KiB\s+CLUSTER_OUT_OF_FILE\s+L2 table at 0x5000, entry 9728/);
+    expect(lines[21]).toBe('… and 3 more (--json lists them all)');
+    expect(lines[22]).toBe('Unreadable: 92 KiB (0.14% of the disk) in 23 ranges, written as zeros in /vms/out.img.');
   });
 
   it('--json needs --rescue, and the help documents exit code 3', async () => {
