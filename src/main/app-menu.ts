@@ -45,6 +45,8 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
         item('Change Passphrase…', 'disk.passphrase'),
         item('Decrypt Disk…', 'disk.decrypt'),
         { type: 'separator' },
+        item('Save What Can Be Read…', 'disk.rescue'),
+        { type: 'separator' },
         item('Close Disk', 'close', 'CmdOrCtrl+W'),
         ...(isMac ? [] : [{ type: 'separator' as const }, { role: 'quit' as const }]),
       ],

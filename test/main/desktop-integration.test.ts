@@ -48,6 +48,7 @@ describe('the application menu', () => {
     click(submenu(template, 'File').find((item) => item.label === 'Encrypt Disk…'));
     click(submenu(template, 'File').find((item) => item.label === 'Change Passphrase…'));
     click(submenu(template, 'File').find((item) => item.label === 'Decrypt Disk…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Save What Can Be Read…'));
     click(submenu(template, 'Help')[0]);
     expect(sent.map((command) => command.command)).toEqual([
       'snapshot.take',
@@ -62,6 +63,7 @@ describe('the application menu', () => {
       'disk.encrypt',
       'disk.passphrase',
       'disk.decrypt',
+      'disk.rescue',
       'about',
     ]);
   });

@@ -10,11 +10,11 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
-import type { RewriteSummary } from '../../shared/ipc/contract.ts';
+import { MAX_REPORTED_RANGES, type RescueReport, type RewriteSummary } from '../../shared/ipc/contract.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
-import { convertImage } from '../../shared/qcow2/convert/convert.ts';
+import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
@@ -110,6 +110,12 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
     },
+    'image.rescue': (path, args, context) => {
+      const result = withSecretBytes([args.passphrase], ([passphrase]) =>
+        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot, passphrase, rescue: true }, context),
+      );
+      return rescueReport(args.target, args.format, result);
+    },
   };
 }
 
@@ -118,6 +124,19 @@ export const jobTable: ContractJobTable = createJobTable();
 
 function compressionTypeCode(name: 'zlib' | 'zstd' | undefined): CompressionType | undefined {
   return name === undefined ? undefined : name === 'zstd' ? 1 : 0;
+}
+
+function rescueReport(target: string, format: 'qcow2' | 'raw', result: ConvertResult): RescueReport {
+  const unreadable = result.unreadable ?? [];
+  return {
+    target,
+    format,
+    virtualSize: result.virtualSize,
+    fileBytes: statSync(target).size,
+    unreadableBytes: unreadable.reduce((sum, range) => sum + range.length, 0),
+    unreadableRangeCount: unreadable.length,
+    unreadable: unreadable.slice(0, MAX_REPORTED_RANGES),
+  };
 }
 
 /** What the page hears of a rewrite: the in-place target is the job's own path already. */

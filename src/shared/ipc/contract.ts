@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -108,6 +108,11 @@ export const ChangePassphraseArgs = z
   .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
 export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
+/**
+ * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
+ * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
+ */
+export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), passphrase: Passphrase.optional() }).strict();
 
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
@@ -135,6 +140,8 @@ export const jobSchemas = {
   'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
+  /** Reads the disk at the job's path (never writes it); the new file is `args.target`. */
+  'image.rescue': { access: 'read', args: RescueImageArgs },
 } as const;
 
 /** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
@@ -180,6 +187,21 @@ export interface SnapshotExport {
   fileBytes: number;
 }
 
+/** At most this many unreadable ranges cross to the page; `unreadableRangeCount` has them all. */
+export const MAX_REPORTED_RANGES = 1000;
+
+/** A rescue copy: where it went, and what of the disk could not be read (zeros in the copy). */
+export interface RescueReport {
+  target: string;
+  format: 'qcow2' | 'raw';
+  virtualSize: number;
+  fileBytes: number;
+  unreadableBytes: number;
+  unreadableRangeCount: number;
+  /** The first MAX_REPORTED_RANGES ranges, in guest order. */
+  unreadable: UnreadableRange[];
+}
+
 export interface JobResults {
   'image.info': ImageInfo;
   'image.map': AllocationMap;
@@ -200,6 +222,7 @@ export interface JobResults {
   'image.decrypt': RewriteSummary;
   'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
+  'image.rescue': RescueReport;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -257,6 +280,7 @@ export const MENU_COMMANDS = [
   'disk.encrypt',
   'disk.decrypt',
   'disk.passphrase',
+  'disk.rescue',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -333,7 +357,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
+export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

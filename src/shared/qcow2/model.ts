@@ -175,3 +175,36 @@ export interface AllocationMap {
   /** Bytes the image does not allocate that come from a layer of the backing chain. */
   backing: number[];
 }
+
+/** Why a guest range could not be read by a rescue copy (`convert --rescue`). */
+export const UNREADABLE_REASONS = [
+  /** An L1 entry with reserved bits set: its L2 table cannot be trusted. */
+  'L1_RESERVED_BITS',
+  'L2_UNALIGNED',
+  'L2_OUT_OF_FILE',
+  /** An L2 table on the header, an L1 table, the refcount table or blocks, or the snapshot table. */
+  'L2_OVERLAPS_METADATA',
+  'L2_RESERVED_BITS',
+  'CLUSTER_UNALIGNED',
+  'CLUSTER_OUT_OF_FILE',
+  /** A data cluster on metadata (tables, the header): what it holds is not the guest's. */
+  'CLUSTER_OVERLAPS_METADATA',
+  /** Extended L2: a subcluster both allocated and zero, or allocated without a host cluster (the whole entry is lost, as in QEMU). */
+  'L2_BITMAP_INVALID',
+  'COMPRESSED_CORRUPT',
+  /** The file could not be read there (EIO). */
+  'READ_ERROR',
+  /** Any other inconsistency met while reading. */
+  'CORRUPT',
+] as const;
+
+export type UnreadableReason = (typeof UNREADABLE_REASONS)[number];
+
+/** A guest range a rescue copy wrote as zeros, and why. */
+export interface UnreadableRange {
+  start: number;
+  length: number;
+  reason: UnreadableReason;
+  /** In words, with the offsets involved (and which backing file, when it is not the image itself). */
+  detail: string;
+}

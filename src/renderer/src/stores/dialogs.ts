@@ -16,6 +16,7 @@ export type DialogRequest =
   | { kind: 'decrypt'; path: string }
   | { kind: 'passphrase'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
+  | { kind: 'rescue'; path: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {
