@@ -14,7 +14,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -202,11 +202,14 @@ export interface CreateSnapshotOptions {
   /** The parent of the current state, recorded as the new snapshot's parent (from the tree). */
   parentId?: string | null;
   now?: Date;
+  /** A description kept in Cowbell's record (format/cowbell-record.ts); refused before anything is written when too long. */
+  note?: string;
 }
 
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
   assertNewName(image, options.name);
+  if (options.note !== undefined) encodeSnapshotNote(options.note);
   const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
@@ -239,7 +242,7 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
       extraData: newExtraData(0, image.virtualSize),
     };
     const parentId = options.parentId === undefined ? parentBefore : options.parentId;
-    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false });
+    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
     const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
     switchSnapshotTable(image, entries);
     image.flush();
@@ -382,6 +385,25 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   change(image, () => {
     const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
     switchSnapshotTable(image, entries);
+    image.flush();
+  });
+}
+
+/**
+ * Sets the snapshot's note ('' clears it) in Cowbell's record: a new snapshot table and one header
+ * write, as a rename. Refused before anything is written when the note is too long or the entry's
+ * extra data belongs to another program.
+ */
+export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: string): void {
+  image.assertWritable();
+  const snapshot = findSnapshot(image, nameOrId);
+  if (!canHoldCowbellRecord(snapshot)) {
+    throw new Qcow2Error('FOREIGN_EXTRA_DATA', `Snapshot "${snapshot.name}" carries another program's data where Cowbell would keep its note; it is left as it is`);
+  }
+  if ((recordOf(snapshot)?.note ?? '') === note) return;
+  const updated = withRecord(image, snapshot, { note });
+  change(image, () => {
+    switchSnapshotTable(image, image.snapshots.map((entry) => (entry === snapshot ? updated : entry)));
     image.flush();
   });
 }
