@@ -1,13 +1,15 @@
 /**
  * Snapshot notes on real images: kept in Cowbell's record, they survive qemu-img's own snapshot
  * -c, -d and -a on other snapshots and Cowbell's rewrites; qemu-img check stays clean and
- * qemu-img still lists every snapshot; refusals write nothing.
+ * qemu-img still lists every snapshot; refusals write nothing, and no record grows past QEMU's
+ * 1024 bytes of extra data.
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, it, type ExpectStatic } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { parseHeader } from '../../../src/shared/qcow2/format/header.ts';
-import { parseSnapshotTable, serializeSnapshotTable, snapshotTableLength } from '../../../src/shared/qcow2/format/snapshot-table.ts';
+import { readCowbellRecord, withCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
+import { parseSnapshotTable, serializeSnapshotTable, snapshotTableLength, type SnapshotEntry } from '../../../src/shared/qcow2/format/snapshot-table.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../../src/shared/qcow2/model.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
@@ -172,6 +174,33 @@ describe('setting, changing and clearing a note', { timeout: 60_000 }, () => {
   });
 });
 
+describe("QEMU's bound on extra data", { timeout: 60_000 }, () => {
+  it('a revert whose mark would push a full record past 1024 bytes is refused before anything is written', async ({ expect }) => {
+    const image = await newImage('bound.qcow2');
+    await writeClusters(image, 0, 1, 1);
+    takeSnapshot(image, 'A');
+    takeSnapshot(image, 'B');
+    // B's record with a 456-byte parent id and a full note takes exactly 1024 bytes; the
+    // current-parent mark (8 bytes of L1 checksum) would not fit beside them.
+    rewriteEntries(image, (entry) => {
+      if (entry.name !== 'B') return entry;
+      const record = readCowbellRecord(entry);
+      if (record === null) throw new Error("B has no Cowbell record");
+      const extraData = withCowbellRecord(entry, { ...record, parentId: '9'.repeat(456), currentParent: false, activeL1Checksum: undefined, note: 'n'.repeat(MAX_SNAPSHOT_NOTE_BYTES) }, 4 * MiB);
+      expect(extraData.length).toBe(1024);
+      return { ...entry, extraData };
+    });
+    await expectCheckClean(expect, image, 'with a 1024-byte record');
+    const hash = fileHash(image);
+    expect(codeOf(() => revertToSnapshot(image, 'B'))).toBe('NOTE_TOO_LONG');
+    expect(fileHash(image)).toBe(hash);
+    // Clearing the note makes room again.
+    changeSnapshotNote(image, 'B', '');
+    revertToSnapshot(image, 'B');
+    await expectQemuHappy(expect, image, ['A', 'B'], 'after the revert');
+  });
+});
+
 describe("Cowbell's rewrites keep the notes", { timeout: 120_000 }, () => {
   for (const compression of ['compress', 'keep'] as const) {
     it(`${compression === 'compress' ? 'compress' : 'compact'}: every note as it was, qemu-img check clean`, async ({ expect }) => {
@@ -195,16 +224,21 @@ describe("Cowbell's rewrites keep the notes", { timeout: 120_000 }, () => {
 
 /** Gives the named snapshot 16 bytes of extra data Cowbell does not know (another program's), in place. */
 function appendForeignExtraData(image: string, name: string): void {
-  const bytes = new Uint8Array(fs.readFileSync(image));
-  const header = parseHeader(bytes.subarray(0, 1024 * 1024), bytes.length);
-  const tableBytes = bytes.subarray(header.snapshotsOffset);
-  const oldLength = snapshotTableLength(tableBytes, header.snapshotCount);
-  const entries = parseSnapshotTable(tableBytes, header.snapshotCount, header.version).map((entry) => {
+  rewriteEntries(image, (entry) => {
     if (entry.name !== name) return entry;
     const extraData = new Uint8Array(entry.extraData.length + 16).fill(0xa5);
     extraData.set(entry.extraData);
     return { ...entry, extraData };
   });
+}
+
+/** Rewrites the snapshot table in place with `change` applied to each entry (the table must stay inside its clusters). */
+function rewriteEntries(image: string, change: (entry: SnapshotEntry) => SnapshotEntry): void {
+  const bytes = new Uint8Array(fs.readFileSync(image));
+  const header = parseHeader(bytes.subarray(0, 1024 * 1024), bytes.length);
+  const tableBytes = bytes.subarray(header.snapshotsOffset);
+  const oldLength = snapshotTableLength(tableBytes, header.snapshotCount);
+  const entries = parseSnapshotTable(tableBytes, header.snapshotCount, header.version).map(change);
   const table = serializeSnapshotTable(entries);
   if (Math.ceil(table.length / CLUSTER) > Math.ceil(oldLength / CLUSTER)) throw new Error('the patched snapshot table outgrew its clusters');
   const fd = fs.openSync(image, 'r+');

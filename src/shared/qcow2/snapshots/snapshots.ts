@@ -210,7 +210,28 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
   image.assertWritable();
   assertNewName(image, options.name);
   if (options.note !== undefined) encodeSnapshotNote(options.note);
-  const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
+  const parentId = options.parentId === undefined ? currentParentId(image) : options.parentId;
+  /** The new snapshot table: this snapshot added, as the current state's parent. */
+  const newTable = (l1Offset: number, now: Date): SnapshotEntry[] => {
+    const entry: SnapshotEntry = {
+      l1TableOffset: l1Offset,
+      l1Size: image.l1.size,
+      id: nextSnapshotId(image),
+      name: options.name,
+      dateSec: Math.floor(now.getTime() / 1000),
+      dateNsec: (now.getTime() % 1000) * 1_000_000,
+      vmClockNsec: 0n,
+      vmStateSize32: 0,
+      vmStateSizeLarge: 0n,
+      diskSize: image.virtualSize,
+      icount: 0n,
+      extraData: newExtraData(0, image.virtualSize),
+    };
+    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
+    return markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+  };
+  // A record that would not fit QEMU's bound on extra data is refused here, before anything is written.
+  newTable(0, new Date(0));
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
     job.progress('clearing COPIED flags', 0, 3, 'steps');
@@ -226,28 +247,13 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
     image.flush();
     job.progress('writing the snapshot table', 2, 3, 'steps');
     // 3. The new table, with this snapshot as the current state's parent.
-    const now = options.now ?? new Date();
-    const entry: SnapshotEntry = {
-      l1TableOffset: l1Offset,
-      l1Size: image.l1.size,
-      id: nextSnapshotId(image),
-      name: options.name,
-      dateSec: Math.floor(now.getTime() / 1000),
-      dateNsec: (now.getTime() % 1000) * 1_000_000,
-      vmClockNsec: 0n,
-      vmStateSize32: 0,
-      vmStateSizeLarge: 0n,
-      diskSize: image.virtualSize,
-      icount: 0n,
-      extraData: newExtraData(0, image.virtualSize),
-    };
-    const parentId = options.parentId === undefined ? parentBefore : options.parentId;
-    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
-    const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+    const entries = newTable(l1Offset, options.now ?? new Date());
     switchSnapshotTable(image, entries);
     image.flush();
     job.progress('done', 3, 3, 'steps');
-    return entries[entries.length - 1] ?? recorded;
+    const created = entries[entries.length - 1];
+    if (created === undefined) throw new Qcow2Error('INTERNAL', 'The new snapshot table is empty');
+    return created;
   });
 }
 
@@ -286,6 +292,8 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
   const needed = Math.ceil(diskSize / (image.l2Entries * image.clusterBytes));
   const newSize = Math.max(snapshotL1.size, needed);
   const references = referencesToAdd(image, snapshotL1, job);
+  // The mark the snapshot's record gains must fit QEMU's bound on extra data: refused before anything is written.
+  markCurrentParent(image, image.snapshots, snapshot.id, image.l1);
   change(image, () => {
     job.progress('copying the snapshot\'s L1 table', 0, 3, 'steps');
     // 0. The snapshot's L2 tables are about to be shared with the active state: COPIED flags in
@@ -324,20 +332,21 @@ export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobCont
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const removedRecord = recordOf(snapshot);
+  // Children of the deleted snapshot now descend from its parent. (Computed before anything is
+  // written: a record that would outgrow QEMU's bound on extra data is refused here.)
+  const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
+  let entries = image.snapshots
+    .filter((entry) => entry !== snapshot)
+    .map((entry) => {
+      const record = recordOf(entry);
+      if (record?.parentKnown && record.parentId === snapshot.id) {
+        return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
+      }
+      return entry;
+    });
+  if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
   change(image, () => {
     job.progress('writing the snapshot table', 0, 3, 'steps');
-    // Children of the deleted snapshot now descend from its parent.
-    const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
-    let entries = image.snapshots
-      .filter((entry) => entry !== snapshot)
-      .map((entry) => {
-        const record = recordOf(entry);
-        if (record?.parentKnown && record.parentId === snapshot.id) {
-          return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
-        }
-        return entry;
-      });
-    if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
     switchSnapshotTable(image, entries);
     job.progress('releasing the snapshot\'s clusters', 1, 3, 'steps');
     // Past the commit point a cancel cannot bring the snapshot back: finish, so nothing is left dirty.
