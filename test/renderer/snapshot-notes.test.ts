@@ -12,6 +12,7 @@ import { replaceConnection } from '../../src/renderer/src/api.ts';
 import SnapshotNoteDialog from '../../src/renderer/src/components/dialogs/SnapshotNoteDialog.vue';
 import TakeSnapshotDialog from '../../src/renderer/src/components/dialogs/TakeSnapshotDialog.vue';
 import SelectedNodeCard from '../../src/renderer/src/components/tree/SelectedNodeCard.vue';
+import SnapshotTreeView from '../../src/renderer/src/components/tree/SnapshotTreeView.vue';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeConnection, imageInfo } from './fixtures.ts';
 
@@ -75,6 +76,17 @@ describe("the selected snapshot's card", () => {
     expect(add.text()).toBe('Add a Note…');
     expect(add.attributes('disabled')).toBeDefined();
     expect(wrapper.get('.note-action').attributes('title')).toBe('Read-only: the file is read-only');
+  });
+});
+
+describe('the drawn tree', () => {
+  it("a node's tooltip carries its note under the name; a node without one has none", () => {
+    const noted = node({ note: 'why I took it' });
+    const plain = node({ id: '2', name: 'later', parentId: '1' });
+    wrapper = mount(SnapshotTreeView, { props: { tree: { ...tree(noted), snapshots: [noted, plain] }, selectedId: null, hoveredId: null } });
+    const titles = wrapper.findAll('[data-testid="tree-node"]').map((element) => element.get('title').text().split('\n').slice(0, 2));
+    expect(titles[0]).toEqual(['installed', '“why I took it”']);
+    expect(titles[1]?.[1]).toMatch(/^Taken /);
   });
 });
 
