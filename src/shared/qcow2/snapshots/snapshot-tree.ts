@@ -122,7 +122,7 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   // A snapshot another program took after Cowbell marked the parent makes the mark stale. Cowbell
   // records a parent for every snapshot it takes; one it only gave a note to stays another program's.
   const foreignLater = ordered.some(
-    (entry) => readCowbellRecord(entry)?.parentKnown !== true && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
+    (entry) => entry !== flagged && readCowbellRecord(entry)?.parentKnown !== true && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
   );
   const flagValid = flagged !== undefined && !foreignLater;
   const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
