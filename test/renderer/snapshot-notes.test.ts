@@ -13,6 +13,8 @@ import SnapshotNoteDialog from '../../src/renderer/src/components/dialogs/Snapsh
 import TakeSnapshotDialog from '../../src/renderer/src/components/dialogs/TakeSnapshotDialog.vue';
 import SelectedNodeCard from '../../src/renderer/src/components/tree/SelectedNodeCard.vue';
 import SnapshotTreeView from '../../src/renderer/src/components/tree/SnapshotTreeView.vue';
+import App from '../../src/renderer/src/App.vue';
+import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeConnection, imageInfo } from './fixtures.ts';
 
@@ -166,5 +168,32 @@ describe('the take-snapshot dialog', () => {
     await dialog.get('form').trigger('submit');
     await flushPromises();
     expect(started).toEqual([]);
+  });
+});
+
+describe('Snapshot > Edit Snapshot Note… in the application menu', () => {
+  it('opens the note dialog for the snapshot selected in the tree', async () => {
+    const fake = fakeConnection({
+      'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
+      'app.initialPaths': () => [],
+      'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
+      'image.watch': () => null,
+      'menu.recent': () => null,
+      'path.stat': () => [],
+      'job.start': () => ({ jobId: 'job-tree' }),
+    });
+    replaceConnection(fake);
+    wrapper = mount(App, { global: { plugins: [pinia] }, attachTo: document.body });
+    await flushPromises();
+    fake.emit('menu.command', { command: 'open-path', path: PATH });
+    await flushPromises();
+    const data = useDiskDataStore().disks.get(PATH);
+    if (!data) throw new Error('the disk was not opened');
+    data.tree = tree(node({ note: 'the old note' }));
+    useDiskDataStore().select(PATH, '1');
+    fake.emit('menu.command', { command: 'snapshot.note' });
+    await flushPromises();
+    expect(wrapper.get('[data-testid="dialog-title"]').text()).toBe('Note for “installed”');
+    expect((wrapper.get('[data-testid="snapshot-note-input"]').element as HTMLTextAreaElement).value).toBe('the old note');
   });
 });
