@@ -58,6 +58,7 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
         item('Take Snapshot…', 'snapshot.take', 'CmdOrCtrl+Shift+S'),
         item('Revert to Snapshot…', 'snapshot.revert'),
         item('Rename Snapshot…', 'snapshot.rename', 'F2'),
+        item('Edit Snapshot Note…', 'snapshot.note'),
         item('Delete Snapshot…', 'snapshot.delete', 'Delete'),
         { type: 'separator' },
         item('Save Snapshot as New Disk…', 'snapshot.export'),

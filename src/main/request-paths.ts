@@ -43,6 +43,7 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'snapshot.apply': { target: 'existing-file' },
   'snapshot.delete': { target: 'existing-file' },
   'snapshot.rename': { target: 'existing-file' },
+  'snapshot.note': { target: 'existing-file' },
   'image.rewritePreview': { target: 'existing-file' },
   'image.compress': { target: 'existing-file' },
   'image.compact': { target: 'existing-file' },

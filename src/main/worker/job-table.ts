@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   changeSnapshotName,
+  changeSnapshotNote,
   readDiff,
   readImageInfo,
   readSnapshotTree,
@@ -44,7 +45,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.check': (path, _args, context) => checkImagePath(path, {}, context),
     'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
     'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
-    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
+    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
       revertToSnapshot(path, args.name, context);
       return null;
@@ -55,6 +56,10 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'snapshot.rename': (path, args) => {
       changeSnapshotName(path, args.name, args.newName);
+      return null;
+    },
+    'snapshot.note': (path, args) => {
+      changeSnapshotNote(path, args.name, args.note);
       return null;
     },
     'image.rewritePreview': (path, args, context) => {

@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -20,6 +20,20 @@ export const SnapshotName = z
   .min(1)
   .max(1024)
   .refine((value) => !value.includes('\0'), 'name contains a NUL byte');
+
+const utf8 = new TextEncoder();
+
+/** A note's size as the engine counts it: UTF-8 bytes, not characters. */
+export function snapshotNoteBytes(note: string): number {
+  return utf8.encode(note).length;
+}
+
+/** A snapshot's note (kept in Cowbell's record in the snapshot's extra data): '' clears it. */
+export const SnapshotNote = z
+  .string()
+  .max(MAX_SNAPSHOT_NOTE_BYTES)
+  .refine((value) => !value.includes('\0'), 'a note cannot contain a NUL character')
+  .refine((value) => snapshotNoteBytes(value) <= MAX_SNAPSHOT_NOTE_BYTES, `a note may be at most ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8`);
 
 const Empty = z.object({}).strict();
 
@@ -125,10 +139,12 @@ export const jobSchemas = {
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
-  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
+  /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */
+  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote }).strict() },
   'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },
@@ -215,6 +231,7 @@ export interface JobResults {
   'snapshot.apply': null;
   'snapshot.delete': null;
   'snapshot.rename': null;
+  'snapshot.note': null;
   'image.rewritePreview': RewritePreview;
   'image.compress': RewriteSummary;
   'image.compact': RewriteSummary;
@@ -272,6 +289,7 @@ export const MENU_COMMANDS = [
   'snapshot.revert',
   'snapshot.delete',
   'snapshot.rename',
+  'snapshot.note',
   'snapshot.export',
   'disk.create',
   'disk.check',

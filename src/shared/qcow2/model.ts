@@ -14,6 +14,8 @@ export interface SnapshotInfo {
   'vm-clock-sec': number;
   'vm-clock-nsec': number;
   icount?: number;
+  /** Cowbell's own: the snapshot's note (Cowbell's record in its extra data), when it has one. */
+  note?: string;
 }
 
 export interface Qcow2SpecificInfo {
@@ -114,6 +116,13 @@ export interface CheckResult {
   messages: string[];
 }
 
+/**
+ * The longest snapshot note, in UTF-8 bytes: with the rest of Cowbell's record it stays well inside
+ * the 1024 bytes of extra data QEMU accepts per snapshot (format/cowbell-record.ts). Here so the
+ * IPC contract and the renderer check the same bound.
+ */
+export const MAX_SNAPSHOT_NOTE_BYTES = 512;
+
 /** A snapshot in Cowbell's tree view (issue: snapshots as a tree). */
 export interface SnapshotNode {
   id: string;
@@ -127,6 +136,8 @@ export interface SnapshotNode {
   vmStateSize: number;
   exclusiveBytes: number;
   sharedBytes: number;
+  /** The user's description, kept in Cowbell's record in the snapshot's extra data; absent when there is none. */
+  note?: string;
 }
 
 export interface SnapshotTree {

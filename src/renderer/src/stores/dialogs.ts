@@ -7,6 +7,7 @@ export type DialogRequest =
   | { kind: 'revert'; path: string; snapshotId: string }
   | { kind: 'delete'; path: string; snapshotId: string }
   | { kind: 'rename'; path: string; snapshotId: string }
+  | { kind: 'note'; path: string; snapshotId: string }
   | { kind: 'details'; path: string; snapshotId: string }
   | { kind: 'create-disk'; folder: string }
   | { kind: 'check'; path: string }
