@@ -11,7 +11,8 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
-import { MAX_REPORTED_RANGES, type RescueReport, type RewriteSummary } from '../../shared/ipc/contract.ts';
+import type { RescueReport, RewriteSummary } from '../../shared/ipc/contract.ts';
+import { MAX_REPORTED_RANGES } from '../../shared/qcow2/model.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';

@@ -203,8 +203,7 @@ export interface SnapshotExport {
   fileBytes: number;
 }
 
-/** At most this many unreadable ranges cross to the page; `unreadableRangeCount` has them all. */
-export const MAX_REPORTED_RANGES = 1000;
+export { MAX_REPORTED_RANGES } from '../qcow2/model.ts';
 
 /** A rescue copy: where it went, and what of the disk could not be read (zeros in the copy). */
 export interface RescueReport {

@@ -211,6 +211,9 @@ export const UNREADABLE_REASONS = [
 
 export type UnreadableReason = (typeof UNREADABLE_REASONS)[number];
 
+/** At most this many unreadable ranges cross to the page (plain code: the worker chunk imports it, not the contract's zod). */
+export const MAX_REPORTED_RANGES = 1000;
+
 /** A guest range a rescue copy wrote as zeros, and why. */
 export interface UnreadableRange {
   start: number;
