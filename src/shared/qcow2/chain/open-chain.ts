@@ -9,7 +9,7 @@ import { Qcow2Error } from '../errors.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import type { BlockFile } from '../io/block-file.ts';
-import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { defaultOpenFile, resolveBackingPath, type Qcow2Image } from '../image/image.ts';
 import { probeFormat, type ImageFormat } from '../image/image-format.ts';
 
 export type OpenFile = (filePath: string, readOnly: boolean) => BlockFile;
