@@ -6,7 +6,8 @@
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { run } from '../../helpers/cli.ts';
-import { firstDifference, qemuImg, qemuInfo, qemuMap, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { fileHash } from '../../helpers/image-locks.ts';
+import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { copyFolder, guestOf, makeChain, uncleanFiles, type ChainShape } from './chain-fixtures.ts';
 
 const shapes: [string, ChainShape][] = [
@@ -114,6 +115,32 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     const info = await qemuInfo(top);
     expect(info['backing-filename']).toBe(path.basename(base));
     expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual(mapBefore);
+  });
+});
+
+describe("an overlay's own snapshots", () => {
+  it('commit and rebase refuse, changing nothing, when a snapshot of the overlay would read differently through its holes (qemu-img changes it silently)', async () => {
+    const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1', top: ['write -P 0x31 0 64k'] });
+    await qemuImg(['snapshot', '-c', 'early', top]);
+    await runIo(top, ['write -P 0x32 1M 64k']);
+    const hashes = () => [base, mid, top].map(fileHash);
+    const before = hashes();
+    const commit = await run('commit', top);
+    expect(commit.code).toBe(1);
+    expect(commit.err).toMatch(/snapshot "early"/);
+    const rebase = await run('rebase', '-b', 'base.qcow2', top);
+    expect(rebase.code).toBe(1);
+    expect(rebase.err).toMatch(/snapshot "early"/);
+    expect(hashes()).toEqual(before);
+    // Where the snapshot reads nothing that changes, commit goes ahead and keeps it as it was.
+    await qemuImg(['snapshot', '-d', 'early', top]);
+    await qemuImg(['snapshot', '-c', 'late', top]);
+    const lateBefore = await rawOf(top, { snapshot: 'late' });
+    const result = await run('commit', '-q', top);
+    expect(result.err).toBe('');
+    expect(result.code).toBe(0);
+    expect(await uncleanFiles([base, mid, top])).toEqual([]);
+    expect(firstDifference(await rawOf(top, { snapshot: 'late' }), lateBefore)).toBe(-1);
   });
 });
 

@@ -20,6 +20,8 @@ import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
 import { visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
+import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
 import { backingLink, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
 
 export interface CommitRequest {
@@ -46,7 +48,7 @@ export interface CommitResult {
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Where commit writes: a qcow2 image (guest writes) or a raw file. */
-interface BaseWriter {
+interface BaseWriter extends GuestReader {
   readonly virtualSize: number;
   write(data: Uint8Array, guestOffset: number): void;
   writeZeroes(guestOffset: number, length: number): void;
@@ -89,6 +91,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
       throw new Qcow2Error('INVALID_ARGUMENT', `${link.path} is smaller (${base.virtualSize} bytes) than ${request.image} (${top.virtualSize} bytes): grow it first (cowbell resize)`);
     }
     const emptying = request.keepOverlay !== true && layers.length === 1;
+    refuseChangingSnapshots(snapshotsThatWouldChange(top, base, committedView(top), (hole) => committedRanges(layers, hole), job), 'This commit');
     const committedBytes = yield* copyDown(layers, base, job);
     base.flush();
     if (emptying) yield* emptyOverlay(top, job);
@@ -116,6 +119,10 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     const virtualSize = file.size();
     return {
       virtualSize,
+      readInto: (target, guestOffset) => {
+        const count = guestOffset < virtualSize ? file.read(target, guestOffset) : 0;
+        if (count < target.length) target.fill(0, count);
+      },
       write: (data, guestOffset) => file.write(data, guestOffset),
       writeZeroes: (guestOffset, length) => {
         const zeros = new Uint8Array(Math.min(length, CHUNK_BYTES));
@@ -143,6 +150,27 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     throw error;
   }
   return image;
+}
+
+/** What the base will read once the commit is done (the top's current disk): a reader over the top that does not close it. */
+function committedView(top: Qcow2Image): GuestReader {
+  return { virtualSize: top.virtualSize, readInto: (target, guestOffset) => top.readInto(target, guestOffset), close: () => {} };
+}
+
+/**
+ * The parts of a snapshot's hole (of the top) that the commit changes below it: where the files
+ * between the top and the base allocate nothing (the snapshot reads the base there) and some file
+ * above the base allocates something (the commit writes there).
+ */
+function committedRanges(layers: readonly Qcow2Image[], hole: GuestRange): GuestRange[] {
+  const ranges: GuestRange[] = [];
+  visitAllocationAbove(layers.slice(1), hole.start, hole.start + hole.length, (start, length, kind) => {
+    if (kind !== 'unallocated') return;
+    visitAllocationAbove(layers.slice(0, 1), start, start + length, (from, size, above) => {
+      if (above !== 'unallocated') ranges.push({ start: from, length: size });
+    });
+  });
+  return ranges;
 }
 
 /** Phase 1: everything the layers allocate, written into the base, chunk by chunk. */

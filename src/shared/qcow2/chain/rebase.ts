@@ -23,6 +23,7 @@ import type { Steps } from '../steps.ts';
 import { assertBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
 import { refuseEncrypted, type OpenFile } from './open-chain.ts';
+import { refuseChangingSnapshots, snapshotsThatWouldChange } from './snapshot-exposure.ts';
 
 export interface RebaseRequest {
   image: string;
@@ -46,29 +47,44 @@ export interface RebaseResult {
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
 export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob): Steps<RebaseResult> {
-  if (request.backingFile !== null) assertBackingName(request.backingFile);
-  const newPath = request.backingFile === null ? null : resolveBackingPath(request.image, request.backingFile);
-  if (newPath !== null) refuseChainThrough(newPath, request.image);
-  const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
   const openFile = request.openFile ?? defaultOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   const top = Qcow2Image.open(request.image, { openFile, openBacking: request.unsafe !== true, refuseInUse: true });
-  let newChain: GuestReader | null = null;
   try {
-    top.assertWritable();
-    let result: RebaseResult = { copiedBytes: 0, comparedBytes: 0 };
-    if (request.unsafe !== true) {
-      refuseEncrypted(top);
-      if (newPath !== null && format !== null) newChain = openNewChain(newPath, format);
-      result = yield* copyDifferences(top, newChain, job);
-      top.flush();
-    }
-    switchBackingFile(top, request.backingFile, format);
-    return result;
+    return yield* rebaseOpenImage(top, request, job);
   } finally {
-    newChain?.close();
     top.close();
   }
+}
+
+/**
+ * The rebase of an image already open for writing (with its old backing chain open for reads,
+ * unless unsafe): what rebaseSteps does once it has opened it; the crash tests call it on a
+ * fault-injecting file.
+ */
+export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, 'image' | 'openFile'>, job: JobContext = silentJob): Steps<RebaseResult> {
+  if (request.backingFile !== null) assertBackingName(request.backingFile);
+  const imagePath = top.file.path;
+  const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
+  if (newPath !== null) refuseChainThrough(newPath, imagePath);
+  const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
+  top.assertWritable();
+  let result: RebaseResult = { copiedBytes: 0, comparedBytes: 0 };
+  if (request.unsafe !== true) {
+    refuseEncrypted(top);
+    if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
+    const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
+    try {
+      // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
+      refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => [hole], job), 'This rebase');
+      result = yield* copyDifferences(top, newChain, job);
+    } finally {
+      newChain?.close();
+    }
+    top.flush();
+  }
+  switchBackingFile(top, request.backingFile, format);
+  return result;
 }
 
 function detectNewFormat(newPath: string, unsafe: boolean): ImageFormat {
