@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
+import { coalescing } from '../io/coalescing-file.ts';
 import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -115,7 +116,7 @@ function openLayer(file: BlockFile): Qcow2Image {
 
 function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[]): BaseWriter {
   if (format === 'raw') {
-    const file = openMissingAware(basePath, false, openFile);
+    const file = coalescing(openMissingAware(basePath, false, openFile));
     const virtualSize = file.size();
     return {
       virtualSize,
@@ -132,7 +133,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
       close: () => file.close(),
     };
   }
-  const file = openMissingAware(basePath, false, openFile);
+  const file = coalescing(openMissingAware(basePath, false, openFile));
   let image: Qcow2Image;
   try {
     // Its own backing chain opens for reads (a partial cluster written into it is completed from

@@ -13,13 +13,16 @@
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
+import { coalescing } from '../io/coalescing-file.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
+import { RawImage } from '../image/raw-image.ts';
 import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
+import { visitAllocationAbove } from './allocation-above.ts';
 import { assertBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
 import { refuseEncrypted, type OpenFile } from './open-chain.ts';
@@ -49,7 +52,8 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob): Steps<RebaseResult> {
   const openFile = request.openFile ?? defaultOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
-  const top = Qcow2Image.open(request.image, { openFile, openBacking: request.unsafe !== true, refuseInUse: true });
+  // Data copied into new clusters goes out in long writes (coalescing-file.ts).
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly)), openBacking: request.unsafe !== true, refuseInUse: true });
   try {
     return yield* rebaseOpenImage(top, request, job);
   } finally {
@@ -75,9 +79,10 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
     if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
     const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
     try {
+      const between = newPath === null ? null : layersAbove(top, newPath);
       // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
-      refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => [hole], job), 'This rebase');
-      result = yield* copyDifferences(top, newChain, job);
+      refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
+      result = yield* copyDifferences(top, newChain, between, job);
     } finally {
       newChain?.close();
     }
@@ -117,8 +122,36 @@ function openNewChain(newPath: string, format: ImageFormat): GuestReader {
   }
 }
 
+/**
+ * When the new backing file is in the old chain, the files between it and the overlay (top
+ * first); null when it is not (or a layer is not a qcow2 image). Only what those files allocate
+ * can read differently, so only that needs comparing — qemu-img's shortcut too.
+ */
+function layersAbove(top: Qcow2Image, newPath: string): Qcow2Image[] | null {
+  const target = path.resolve(newPath);
+  const layers: Qcow2Image[] = [];
+  let reader = top.backing;
+  while (reader instanceof Qcow2Image) {
+    if (path.resolve(reader.file.path) === target) return layers;
+    layers.push(reader);
+    reader = reader.backing;
+  }
+  if (reader instanceof RawImage && path.resolve(reader.file.path) === target) return layers;
+  return null;
+}
+
+/** The parts of a hole of the overlay that may read differently: where `between` allocates anything, or all of it. */
+function rangesToCompare(between: readonly Qcow2Image[] | null, start: number, length: number): { start: number; length: number }[] {
+  if (between === null) return [{ start, length }];
+  const ranges: { start: number; length: number }[] = [];
+  visitAllocationAbove(between, start, start + length, (from, size, kind) => {
+    if (kind !== 'unallocated') ranges.push({ start: from, length: size });
+  });
+  return ranges;
+}
+
 /** Where the overlay allocates nothing, the old chain's bytes go into it wherever the new chain's differ. */
-function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, job: JobContext): Steps<RebaseResult> {
+function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between: readonly Qcow2Image[] | null, job: JobContext): Steps<RebaseResult> {
   const oldChain = top.backing;
   const virtualSize = top.virtualSize;
   const oldBuffer = alignedBytes(CHUNK_BYTES);
@@ -131,9 +164,11 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, job: Jo
     const holes: { start: number; length: number }[] = [];
     visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
       if (kind !== 'unallocated') return;
-      const last = holes.at(-1);
-      if (last !== undefined && last.start + last.length === start) last.length += length;
-      else holes.push({ start, length });
+      for (const range of rangesToCompare(between, start, length)) {
+        const last = holes.at(-1);
+        if (last !== undefined && last.start + last.length === range.start) last.length += range.length;
+        else holes.push(range);
+      }
     });
     for (const hole of holes) {
       const oldBytes = oldBuffer.subarray(0, hole.length);
