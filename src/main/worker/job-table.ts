@@ -12,6 +12,10 @@ import {
 } from '../../shared/qcow2/index.ts';
 import type { RewriteSummary } from '../../shared/ipc/contract.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
+import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
+import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
+import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
+import { runSteps } from '../../shared/qcow2/steps.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage } from '../../shared/qcow2/convert/convert.ts';
@@ -109,6 +113,12 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'snapshot.export': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
+    },
+    'chain.read': (path) => readBackingChain(path),
+    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true }, context)),
+    'chain.rebase': (path, args, context) => {
+      const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
+      return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
     },
   };
 }

@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -109,6 +109,15 @@ export const ChangePassphraseArgs = z
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
 export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
 
+/** "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless `keepOverlay` (qemu-img commit -d). */
+export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).strict();
+/**
+ * "Rebase…": the disk given another backing file (an absolute path, recorded as given), or none when
+ * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the
+ * disk first); `unsafe` only rewrites the header (the backing file was moved or copied).
+ */
+export const RebaseArgs = z.object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() }).strict();
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -135,7 +144,25 @@ export const jobSchemas = {
   'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
+  /** The disk's backing chain, top first; a missing or looping file ends it with a problem instead of failing. */
+  'chain.read': { access: 'read', args: Empty },
+  /** Writes the backing file too (which the engine locks for writing: refused while anything else uses it). */
+  'chain.commit': { access: 'write', args: CommitArgs },
+  'chain.rebase': { access: 'write', args: RebaseArgs },
 } as const;
+
+/** A finished commit: the file written into, the guest bytes it received, and whether the disk was emptied. */
+export interface CommitSummary {
+  base: string;
+  committedBytes: number;
+  emptied: boolean;
+}
+
+/** A finished rebase: guest bytes compared between the two chains, and those copied into the disk. */
+export interface RebaseSummary {
+  comparedBytes: number;
+  copiedBytes: number;
+}
 
 /** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
 export interface RewritePreview {
@@ -200,6 +227,9 @@ export interface JobResults {
   'image.decrypt': RewriteSummary;
   'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
+  'chain.read': BackingChain;
+  'chain.commit': CommitSummary;
+  'chain.rebase': RebaseSummary;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -257,6 +287,9 @@ export const MENU_COMMANDS = [
   'disk.encrypt',
   'disk.decrypt',
   'disk.passphrase',
+  'disk.linked-clone',
+  'disk.commit',
+  'disk.rebase',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -333,7 +366,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

@@ -16,6 +16,9 @@ export type DialogRequest =
   | { kind: 'decrypt'; path: string }
   | { kind: 'passphrase'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
+  | { kind: 'linked-clone'; path: string }
+  | { kind: 'commit'; path: string }
+  | { kind: 'rebase'; path: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {
