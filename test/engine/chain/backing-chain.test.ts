@@ -64,6 +64,23 @@ describe('the backing chain of a disk', () => {
   });
 });
 
+describe('a linked clone is create -b', () => {
+  it('an overlay named relative to its folder, sized from its backing file, reads as it (qemu-img compare), and qemu-img accepts it', async () => {
+    const { top } = await makeChain(folder, { options: 'compat=1.1', baseFormat: 'raw' });
+    const clone = folder.file('clone.qcow2');
+    const result = await run('create', '-q', '-b', 'top.qcow2', clone);
+    expect(result.err).toBe('');
+    expect(result.code).toBe(0);
+    const info = await qemuInfo(clone);
+    expect(info['backing-filename']).toBe('top.qcow2');
+    expect(info['backing-filename-format']).toBe('qcow2');
+    expect(info['virtual-size']).toBe(4 * MiB);
+    expect((await qemuImg(['check', clone])).code).toBe(0);
+    expect((await qemuImg(['compare', clone, top])).code).toBe(0);
+    expect(readBackingChain(clone).files.map((file) => file.format)).toEqual(['qcow2', 'qcow2', 'qcow2', 'raw']);
+  });
+});
+
 describe('commit and rebase refuse while a VM holds a file of the chain', () => {
   it('commit: the overlay, or the backing file, used by a running qemu', async () => {
     const { base, mid, top } = await makeChain(folder, { options: 'compat=1.1' });

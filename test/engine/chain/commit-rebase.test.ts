@@ -5,6 +5,11 @@
  */
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
+import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
+import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { run } from '../../helpers/cli.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -173,3 +178,41 @@ async function runIo(image: string, commands: string[]): Promise<void> {
   const { qemuIo } = await import('../../helpers/qemu.ts');
   await qemuIo(image, commands);
 }
+
+describe('progress and cancel', () => {
+  /** A job context that reports progress and cancels at the second chunk. */
+  function cancellingJob(): { job: JobContext; progress: number[] } {
+    const progress: number[] = [];
+    return {
+      progress,
+      job: {
+        progress: (_stage, done) => progress.push(done),
+        throwIfCancelled: () => {
+          if (progress.length >= 1) throw new Qcow2Error('CANCELLED', 'cancelled');
+        },
+      },
+    };
+  }
+
+  it('a cancelled commit stops between chunks: the overlay untouched and reading as before, every file clean', async () => {
+    const { mid, top } = await makeChain(ours, { options: 'compat=1.1', size: 12 * 1024 * 1024, top: ['write -P 0x31 0 12M'] });
+    const model = await guestOf(top);
+    const topHash = fileHash(top);
+    const { job, progress } = cancellingJob();
+    expect(() => runSteps(commitSteps({ image: top }, job))).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
+    expect(progress).toEqual([4 * 1024 * 1024]);
+    expect(fileHash(top)).toBe(topHash);
+    expect(await uncleanFiles([mid, top])).toEqual([]);
+    expectSame(await guestOf(top), model, 'the overlay after a cancelled commit');
+  });
+
+  it('a cancelled rebase leaves the old backing file named and the guest data as before', async () => {
+    const { top } = await makeChain(ours, { options: 'compat=1.1', size: 12 * 1024 * 1024, mid: ['write -P 0x21 0 12M'], top: [] });
+    const model = await guestOf(top);
+    const { job } = cancellingJob();
+    expect(() => runSteps(rebaseSteps({ image: top, backingFile: 'base.qcow2' }, job))).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
+    expect((await qemuInfo(top))['backing-filename']).toBe('mid.qcow2');
+    expect(await uncleanFiles([top])).toEqual([]);
+    expectSame(await guestOf(top), model, 'the overlay after a cancelled rebase');
+  });
+});
