@@ -5,6 +5,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DefineComponent } from 'vue';
 import type { BackingChain, ChainFile } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import BackingChainPane from '../../src/renderer/src/components/tree/BackingChainPane.vue';
@@ -71,9 +72,12 @@ function withChain(chain: BackingChain): void {
   useDiskDataStore().entry(PATH).chain = chain;
 }
 
-async function mountWith<T>(component: T, chain: BackingChain): Promise<VueWrapper> {
+/** Every component here takes the disk's path and nothing else. */
+type PathComponent = DefineComponent<{ path: string }>;
+
+async function mountWith(component: unknown, chain: BackingChain): Promise<VueWrapper> {
   withChain(chain);
-  wrapper = mount(component as never, { props: { path: PATH }, global: { plugins: [pinia] }, attachTo: document.body });
+  wrapper = mount(component as PathComponent, { props: { path: PATH }, global: { plugins: [pinia] }, attachTo: document.body });
   await flushPromises();
   return wrapper;
 }
