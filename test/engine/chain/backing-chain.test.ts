@@ -62,6 +62,16 @@ describe('the backing chain of a disk', () => {
     expect(commit.err).toMatch(/loops/);
     expect(fileHash(top)).toBe(hash);
   });
+
+  it('rebase refuses a new backing file whose own chain leads back to the image', async () => {
+    const { mid, top } = await makeChain(folder, { options: 'compat=1.1' });
+    const hash = fileHash(mid);
+    const result = await run('rebase', '-b', 'top.qcow2', mid);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/would loop/);
+    expect(fileHash(mid)).toBe(hash);
+    expect(readBackingChain(top).complete).toBe(true);
+  });
 });
 
 describe('a linked clone is create -b', () => {

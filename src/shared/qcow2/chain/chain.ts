@@ -14,7 +14,12 @@ import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { probeFormat } from '../image/image-format.ts';
 import type { BackingChain, ChainFile, ChainProblem } from '../model.ts';
 
-export function readBackingChain(imagePath: string): BackingChain {
+/**
+ * `stopAt`: a file not to open (one the caller holds for writing, which a reader would wait for):
+ * the chain ends at it, listed but not read.
+ */
+export function readBackingChain(imagePath: string, options: { stopAt?: string } = {}): BackingChain {
+  const stopAt = options.stopAt === undefined ? null : path.resolve(options.stopAt);
   const files: ChainFile[] = [];
   const seen = new Map<string, number>();
   let next: { path: string; name: string; declaredFormat: string | null } | null = { path: imagePath, name: imagePath, declaredFormat: null };
@@ -30,6 +35,7 @@ export function readBackingChain(imagePath: string): BackingChain {
       break;
     }
     seen.set(resolved, files.length - 1);
+    if (resolved === stopAt) break;
     if (files.length > MAX_BACKING_CHAIN) {
       entry.problem = { kind: 'too-long', message: `The backing chain is longer than ${MAX_BACKING_CHAIN} files` };
       break;

@@ -107,7 +107,8 @@ function detectNewFormat(newPath: string, unsafe: boolean): ImageFormat {
 /** A new backing file whose own chain leads back to the image would make a loop. */
 function refuseChainThrough(newPath: string, imagePath: string): void {
   const target = path.resolve(imagePath);
-  const chain = readBackingChain(newPath);
+  // The image itself is not opened again: it is open for writing here, and a reader would wait for it.
+  const chain = readBackingChain(newPath, { stopAt: imagePath });
   if (chain.files.some((file) => path.resolve(file.path) === target)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${newPath} is ${imagePath} or has it in its own backing chain: the chain would loop`);
   }
