@@ -52,6 +52,9 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.passphrase': { target: 'existing-file' },
   'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
   'image.rescue': { target: 'existing-file', newFileArguments: ['target'] },
+  'chain.read': { target: 'existing-file' },
+  'chain.commit': { target: 'existing-file' },
+  'chain.rebase': { target: 'existing-file', fileArguments: [{ name: 'backingFile', missingCode: 'BACKING_NOT_FOUND' }] },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */

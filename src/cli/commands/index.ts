@@ -24,4 +24,6 @@ export const commands: readonly CommandEntry[] = [
   { name: 'snapshot', load: async () => (await import('./snapshot.ts')).snapshot },
   { name: 'usage', load: async () => (await import('./usage.ts')).usage },
   { name: 'diff', load: async () => (await import('./diff.ts')).diff },
+  { name: 'commit', load: async () => (await import('./commit.ts')).commit },
+  { name: 'rebase', load: async () => (await import('./rebase.ts')).rebase },
 ];

@@ -14,6 +14,10 @@ import {
 import type { RescueReport, RewriteSummary } from '../../shared/ipc/contract.ts';
 import { MAX_REPORTED_RANGES } from '../../shared/qcow2/model.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
+import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
+import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
+import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
+import { runSteps } from '../../shared/qcow2/steps.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
@@ -121,6 +125,12 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
         convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot, passphrase, rescue: true }, context),
       );
       return rescueReport(args.target, args.format, result);
+    },
+    'chain.read': (path) => readBackingChain(path),
+    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true }, context)),
+    'chain.rebase': (path, args, context) => {
+      const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
+      return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
     },
   };
 }

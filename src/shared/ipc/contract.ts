@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -128,6 +128,15 @@ export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: Absolut
  */
 export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), passphrase: Passphrase.optional() }).strict();
 
+/** "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless `keepOverlay` (qemu-img commit -d). */
+export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).strict();
+/**
+ * "Rebase…": the disk given another backing file (an absolute path, recorded as given), or none when
+ * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the
+ * disk first); `unsafe` only rewrites the header (the backing file was moved or copied).
+ */
+export const RebaseArgs = z.object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() }).strict();
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -158,7 +167,25 @@ export const jobSchemas = {
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
   /** Reads the disk at the job's path (never writes it); the new file is `args.target`. */
   'image.rescue': { access: 'read', args: RescueImageArgs },
+  /** The disk's backing chain, top first; a missing or looping file ends it with a problem instead of failing. */
+  'chain.read': { access: 'read', args: Empty },
+  /** Writes the backing file too (which the engine locks for writing: refused while anything else uses it). */
+  'chain.commit': { access: 'write', args: CommitArgs },
+  'chain.rebase': { access: 'write', args: RebaseArgs },
 } as const;
+
+/** A finished commit: the file written into, the guest bytes it received, and whether the disk was emptied. */
+export interface CommitSummary {
+  base: string;
+  committedBytes: number;
+  emptied: boolean;
+}
+
+/** A finished rebase: guest bytes compared between the two chains, and those copied into the disk. */
+export interface RebaseSummary {
+  comparedBytes: number;
+  copiedBytes: number;
+}
 
 /** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
 export interface RewritePreview {
@@ -239,6 +266,9 @@ export interface JobResults {
   'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
   'image.rescue': RescueReport;
+  'chain.read': BackingChain;
+  'chain.commit': CommitSummary;
+  'chain.rebase': RebaseSummary;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -298,6 +328,9 @@ export const MENU_COMMANDS = [
   'disk.decrypt',
   'disk.passphrase',
   'disk.rescue',
+  'disk.linked-clone',
+  'disk.commit',
+  'disk.rebase',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -374,7 +407,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

@@ -23,3 +23,6 @@ export { mapImage } from './image/map.ts';
 export { allocationMap, readAllocationMap, type AllocationMapArgs } from './snapshots/allocation-map.ts';
 export { convertImage, type ConvertRequest, type ConvertResult } from './convert/convert.ts';
 export { detectFormat, type ImageFormat } from './image/image-format.ts';
+export { readBackingChain } from './chain/chain.ts';
+export { commitSteps, type CommitRequest, type CommitResult } from './chain/commit.ts';
+export { rebaseSteps, type RebaseRequest, type RebaseResult } from './chain/rebase.ts';

@@ -222,3 +222,33 @@ export interface UnreadableRange {
   /** In words, with the offsets involved (and which backing file, when it is not the image itself). */
   detail: string;
 }
+
+/** Why a file of a backing chain cannot be shown: the chain stops at it. */
+export interface ChainProblem {
+  kind: 'missing' | 'loop' | 'too-long' | 'unreadable';
+  message: string;
+}
+
+/** One file of a disk's backing chain, the disk itself first. Sizes are null where the file cannot be read. */
+export interface ChainFile {
+  /** The path the file is opened at (a relative name resolved against the folder of the file naming it). */
+  path: string;
+  /** The name as the file above records it (for the disk itself, the path given). */
+  name: string;
+  format: 'qcow2' | 'raw' | null;
+  /** The format the file above records for it, if any. */
+  declaredFormat: string | null;
+  virtualSize: number | null;
+  /** Length of the file, and the bytes the host file system stores for it (holes excluded). */
+  fileSize: number | null;
+  allocatedBytes: number | null;
+  encrypted: boolean;
+  snapshots: { id: string; name: string; 'date-sec': number; 'vm-state-size': number }[];
+  problem: ChainProblem | null;
+}
+
+/** A disk's backing chain, top (the disk) to bottom; `complete` is false when a file is missing, unreadable or loops. */
+export interface BackingChain {
+  files: ChainFile[];
+  complete: boolean;
+}

@@ -18,6 +18,9 @@ export type DialogRequest =
   | { kind: 'passphrase'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
   | { kind: 'rescue'; path: string }
+  | { kind: 'linked-clone'; path: string }
+  | { kind: 'commit'; path: string }
+  | { kind: 'rebase'; path: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {

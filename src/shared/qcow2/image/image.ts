@@ -689,6 +689,20 @@ export class Qcow2Image implements GuestReader {
     }
   }
 
+  /**
+   * Makes the whole clusters of a guest range unallocated, so the backing file shows through (what
+   * `qemu-img commit` leaves in the overlay it emptied: QEMU's full discard).
+   */
+  deallocate(guestOffset: number, length: number): void {
+    this.prepareForWrite();
+    this.checkRange(guestOffset, length);
+    const end = guestOffset + length;
+    const first = Math.ceil(guestOffset / this.clusterBytes) * this.clusterBytes;
+    for (let position = first; position + this.clusterBytes <= end || (position < end && end === this.virtualSize); position += this.clusterBytes) {
+      this.zeroCluster(position, 'deallocate');
+    }
+  }
+
   private zeroCluster(clusterStart: number, how: 'zero' | 'deallocate'): void {
     const existing = this.lookup(this.l1, clusterStart);
     if (existing === null && how === 'deallocate') return;
