@@ -94,6 +94,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The backing file this image depends on cannot be found.',
     hint: 'Move the backing file back, or open the image next to it.',
   },
+  DATA_FILE_NOT_FOUND: {
+    short: 'Data file missing',
+    title: 'The external data file that holds this disk’s data cannot be found.',
+    hint: 'A relative data file name is looked for from the folder Cowbell (like QEMU) was started in.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',
   'BACKING_NOT_FOUND',
+  /** The external data file holding the image's guest clusters is missing (or not named). */
+  'DATA_FILE_NOT_FOUND',
   'CANCELLED',
   'INTERNAL',
 ] as const;
