@@ -100,10 +100,20 @@ describe.each(configs)('$name', (config) => {
     expect(ours[0]).toBe(0x5a);
     expect(fs.readFileSync(data).subarray(0, 4)).toEqual(Buffer.from([0x5a, 0x5a, 0x5a, 0x5a]));
 
+    const check = await qemuCheck(image);
+    expect(check.code).toBe(0);
     const opened = Qcow2Image.open(image, { readOnly: true });
     try {
       const map = mapImage(opened).map(({ compressed: _compressed, ...rest }) => rest);
       expect(map).toEqual(await qemuMap(image));
+      // Space: the data clusters (in the data file) are the current state's own, beside its L2 tables; nothing leaks.
+      const usage = imageUsage(opened);
+      const dataBytes = (check.report?.['allocated-clusters'] ?? -1) * config.clusterSize;
+      const l2Bytes = usage.current.exclusiveBytes - dataBytes;
+      expect(l2Bytes).toBeGreaterThan(0);
+      expect(l2Bytes % config.clusterSize).toBe(0);
+      expect(l2Bytes).toBeLessThanOrEqual(2 * config.clusterSize);
+      expect(usage.leakedBytes).toBe(0);
     } finally {
       opened.close();
     }
