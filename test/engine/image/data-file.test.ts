@@ -21,6 +21,7 @@ import { applyToImage, applyToModel, randomGuestOps } from '../../helpers/guest-
 import { fileHash, holdWithQemuIo, lockedBytes } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
+import { readU64, writeU64 } from '../../helpers/qcow2-poke.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -207,6 +208,17 @@ describe('the data file is found, and locked, as QEMU finds and locks it', () =>
     } finally {
       fs.renameSync(`${data}.away`, data);
     }
+  });
+
+  it('a data file the image does not name: DATA_FILE_NOT_FOUND, as qemu-io fails ("\'data-file\' is required"), while info describes the image', async () => {
+    const { image } = await makeImage(configs[0]!);
+    // QEMU writes the name extension first, right after the 112-byte header: rename its type.
+    const first = readU64(image, 112);
+    expect(Number(first >> 32n)).toBe(0x44415441);
+    writeU64(image, 112, (0x1234_5678n << 32n) | (first & 0xffff_ffffn));
+    expect(errorOf(() => Qcow2Image.open(image, { readOnly: true })).code).toBe('DATA_FILE_NOT_FOUND');
+    await expect(qemuIo(image, ['read 0 512'])).rejects.toThrow(/data-file.*required/);
+    expect(readImageInfo(image)['format-specific'].data['data-file-raw']).toBe(false);
   });
 
   it('a relative name is relative to the working directory, as QEMU 7.2 resolves it (not to the image folder)', async () => {

@@ -232,14 +232,15 @@ export class Qcow2Image implements GuestReader {
 
   /** Opens the external data file where the header names one: with the image's access and locks. */
   private attachDataFile(options: OpenImageOptions): void {
-    const dataPath = dataFilePathOf(this.header);
-    if (dataPath === null) return;
-    (this as { dataFilePath: string | null }).dataFilePath = dataPath;
+    if (!this.externalData) return;
     if (options.openDataFile === false) {
       // Guest writes would land in the qcow2 file: without its data file an image is for reading metadata only.
       if (!this.file.readOnly) throw new Qcow2Error('INTERNAL', 'an image with an external data file opened for writing without it');
       return;
     }
+    const dataPath = dataFilePathOf(this.header);
+    if (dataPath === null) return;
+    (this as { dataFilePath: string | null }).dataFilePath = dataPath;
     const opened = openDataFile(this.header, dataPath, this.file.readOnly, options.openFile ?? defaultOpenFile);
     (this as { dataFile: FailStopFile | null }).dataFile = FailStopFile.wrap(opened);
     refuseIfWrittenElsewhere(opened, options.refuseInUse);
