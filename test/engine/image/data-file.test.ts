@@ -21,7 +21,7 @@ import { applyToImage, applyToModel, randomGuestOps } from '../../helpers/guest-
 import { fileHash, holdWithQemuIo, lockedBytes } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
-import { readU64, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { appendCluster, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
 import { checkEncrypted, createLuksImage, qemuIoEncrypted, rawOfEncrypted } from '../../helpers/encrypted-images.ts';
 
 const KiB = 1024;
@@ -207,6 +207,32 @@ describe('a data file under a backing file, and an encrypted one', () => {
     // No plaintext in the data file: the guest's first cluster is all 0x5e there only in the clear.
     expect(fs.readFileSync(data).subarray(0, 512).every((byte) => byte === 0x5e)).toBe(false);
   }, 60_000);
+});
+
+describe('check on an image with a data file', () => {
+  it('repairs a leak in the qcow2 file as qemu-img would, counting no data cluster against it, and leaves the guest as it was', async () => {
+    const { image, data } = await makeImage(configs[0]!);
+    await fillWithQemu(image, 64 * KiB);
+    const guest = await rawOf(image);
+    setRefcount(image, appendCluster(image), 1);
+    expect((await qemuCheck(image)).report?.leaks).toBe(1);
+    const dataBefore = fileHash(data);
+    const result = checkImagePath(image, { repair: 'leaks' });
+    expect(result['leaks-fixed']).toBe(1);
+    expect(result.corruptions ?? 0).toBe(0);
+    const after = await qemuCheck(image);
+    expect(after.output).not.toMatch(/ERROR|Leaked/);
+    expect(after.code).toBe(0);
+    expect(fileHash(data)).toBe(dataBefore);
+    expect(firstDifference(await rawOf(image), guest)).toBe(-1);
+    // The repaired image opens for writing again, data file and all.
+    const reopened = Qcow2Image.open(image);
+    try {
+      expect(reopened.readOnly).toBe(false);
+    } finally {
+      reopened.close();
+    }
+  });
 });
 
 describe('what QEMU refuses on an image with a data file, Cowbell refuses', () => {

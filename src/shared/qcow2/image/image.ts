@@ -93,6 +93,9 @@ export interface L1Table {
   view: DataView;
 }
 
+/** The read-only reason of an image opened without its external data file (`openDataFile: false`). */
+export const WITHOUT_DATA_FILE_REASON = 'it was opened without its external data file';
+
 export function defaultOpenFile(filePath: string, readOnly: boolean): BlockFile {
   return NodeBlockFile.open(filePath, { readOnly });
 }
@@ -224,6 +227,8 @@ export class Qcow2Image implements GuestReader {
     else if ((header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && findExtension(header, EXT_BITMAPS) !== undefined) {
       image.setReadOnly('it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date');
     }
+    // Without its data file guest writes would land in the qcow2 file: metadata only (check's repairs).
+    else if (image.externalData && image.dataFile === null) image.setReadOnly(WITHOUT_DATA_FILE_REASON);
     // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
     if (file.inUseElsewhere === true || image.dataFile?.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
@@ -233,11 +238,7 @@ export class Qcow2Image implements GuestReader {
   /** Opens the external data file where the header names one: with the image's access and locks. */
   private attachDataFile(options: OpenImageOptions): void {
     if (!this.externalData) return;
-    if (options.openDataFile === false) {
-      // Guest writes would land in the qcow2 file: without its data file an image is for reading metadata only.
-      if (!this.file.readOnly) throw new Qcow2Error('INTERNAL', 'an image with an external data file opened for writing without it');
-      return;
-    }
+    if (options.openDataFile === false) return;
     const dataPath = dataFilePathOf(this.header);
     if (dataPath === null) return;
     (this as { dataFilePath: string | null }).dataFilePath = dataPath;
