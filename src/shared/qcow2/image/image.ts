@@ -104,12 +104,11 @@ export class Qcow2Image implements GuestReader {
   /** The qcow2 file: header and every table (and the guest data, unless an external data file holds it). */
   readonly file: BlockFile;
   /**
-   * The external data file (incompatible bit 2) holding the guest clusters at host offset = guest
-   * offset, unrefcounted; null when the image keeps its own data, or when it was opened without it.
+   * The external data file (incompatible bit 2; data-file.ts finds it as QEMU does) holding the
+   * guest clusters at host offset = guest offset, unrefcounted; null when the image keeps its own
+   * data, or was opened without it. Set once, while opening.
    */
-  readonly dataFile: FailStopFile | null = null;
-  /** Where the external data file is (data-file.ts resolves it as QEMU does), or null. */
-  readonly dataFilePath: string | null = null;
+  dataFile: FailStopFile | null = null;
   /** Guest clusters live in an external data file (the header's incompatible bit 2). */
   readonly externalData: boolean;
   readonly header: Header;
@@ -241,9 +240,8 @@ export class Qcow2Image implements GuestReader {
     if (options.openDataFile === false) return;
     const dataPath = dataFilePathOf(this.header);
     if (dataPath === null) return;
-    (this as { dataFilePath: string | null }).dataFilePath = dataPath;
     const opened = openDataFile(this.header, dataPath, this.file.readOnly, options.openFile ?? defaultOpenFile);
-    (this as { dataFile: FailStopFile | null }).dataFile = FailStopFile.wrap(opened);
+    this.dataFile = FailStopFile.wrap(opened);
     refuseIfWrittenElsewhere(opened, options.refuseInUse);
   }
 
