@@ -341,6 +341,8 @@ describe('the data file is found, and locked, as QEMU finds and locks it', () =>
     const holder = await holdWithQemuIo(data, [], 'raw');
     try {
       expect(errorOf(() => Qcow2Image.open(image)).code).toBe('IN_USE');
+      // The command line's reads without -U refuse too, as qemu-img does.
+      expect(errorOf(() => Qcow2Image.open(image, { readOnly: true, refuseInUse: true })).code).toBe('IN_USE');
       // Reading stays possible, and says the disk is in use.
       const reader = Qcow2Image.open(image, { readOnly: true });
       try {
