@@ -104,6 +104,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'This snapshot carries another program’s data where Cowbell keeps its notes.',
     hint: 'Cowbell leaves that data as it is, so this snapshot cannot have a note.',
   },
+  DATA_FILE_NOT_FOUND: {
+    short: 'Data file missing',
+    title: 'The external data file that holds this disk’s data cannot be found.',
+    hint: 'A relative data file name is looked for from the folder Cowbell (like QEMU) was started in.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

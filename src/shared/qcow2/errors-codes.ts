@@ -23,6 +23,8 @@ export const ERROR_CODES = [
   'NOTE_TOO_LONG',
   /** The snapshot's extra data holds another program's bytes: Cowbell keeps them and records nothing there. */
   'FOREIGN_EXTRA_DATA',
+  /** The external data file holding the image's guest clusters is missing (or not named). */
+  'DATA_FILE_NOT_FOUND',
   'CANCELLED',
   'INTERNAL',
 ] as const;

@@ -27,6 +27,8 @@ export interface Qcow2SpecificInfo {
   corrupt?: boolean;
   'extended-l2'?: boolean;
   'data-file'?: string;
+  /** Whether the external data file alone reads as the guest disk; present when the image uses one (incompatible bit 2). */
+  'data-file-raw'?: boolean;
   encrypt?: EncryptInfo;
 }
 

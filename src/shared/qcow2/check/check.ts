@@ -16,7 +16,7 @@ import { readZeroFilled } from './stored.ts';
 import { Qcow2Error } from '../errors.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../format/limits.ts';
-import { Qcow2Image, type OpenImageOptions } from '../image/image.ts';
+import { Qcow2Image, WITHOUT_DATA_FILE_REASON, type OpenImageOptions } from '../image/image.ts';
 import { unencryptedData } from '../image/unencrypted-data.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { CheckResult } from '../model.ts';
@@ -89,12 +89,13 @@ export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: J
   let final = first;
   if (changed) {
     markStale(image);
-    final = analyse(Qcow2Image.openFile(image.file, { openBacking: false, allowDirtyForRepair: true }), uncancellable);
+    final = analyse(Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false, allowDirtyForRepair: true }), uncancellable);
   }
   if (clearDirtyIfConsistent(image, final)) {
     markStale(image);
-    const reopened = Qcow2Image.openFile(image.file, { openBacking: false });
-    if (reopened.readOnly && reopened.readOnlyReason !== 'opened read-only') log.note(`Note: the repaired image still opens read-only: ${reopened.readOnlyReason}`);
+    const reopened = Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false });
+    const reason = reopened.readOnlyReason;
+    if (reopened.readOnly && reason !== 'opened read-only' && reason !== WITHOUT_DATA_FILE_REASON) log.note(`Note: the repaired image still opens read-only: ${reopened.readOnlyReason}`);
   }
   const messages = first.findings.messages().concat(log.messages());
   if (changed) messages.push(...final.findings.messages());
@@ -123,7 +124,7 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
   // After a step that changed what is referenced (or where refcounts live), count again from the file.
   const countAgain = (): void => {
     changed = true;
-    current = Qcow2Image.openFile(image.file, { openBacking: false, allowDirtyForRepair: true });
+    current = Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false, allowDirtyForRepair: true });
     analysis = analyse(current, job);
   };
   if (mode === 'all' && (analysis.scan.l1TablesToFix.size > 0 || analysis.scan.l2TablesToFix.size > 0)) {

@@ -182,7 +182,8 @@ function scanL2(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings,
       continue;
     }
 
-    const dataFileAtZero = scan.hasDataFile && entry.hostOffset === 0 && entry.copied && !format.extendedL2 && entry.kind === 'unallocated';
+    // In an external data file host offset 0 is a cluster like any other (decodeL2 tells it by its COPIED flag).
+    const dataFileAtZero = scan.hasDataFile && entry.hostOffset === 0 && entry.kind === 'normal';
     const holdsCluster = (entry.kind === 'normal' || entry.kind === 'zero') && entry.hostOffset !== 0;
     if (!holdsCluster && !dataFileAtZero) {
       if (entry.kind === 'unallocated' && allocBits !== 0) {

@@ -186,7 +186,8 @@ function parseExtensions(firstBytes: Uint8Array, header: Header, clusterBytes: n
     const length = data.getUint32(position + 4);
     if (type === EXT_END) return extensions;
     const start = position + 8;
-    if (length > limit - start) throw new Qcow2Error('CORRUPT', `Header extension ${hex(type)} runs past the header`);
+    // qemu-img refuses the image alike ("Header extension too large"), whatever the extension's type.
+    if (length > limit - start) throw new Qcow2Error('CORRUPT', `Header extension ${hex(type)} is too large: its ${length} bytes run past the header area (${limit} bytes)`);
     extensions.push({ type, data: firstBytes.slice(start, start + length) });
     position = start + Math.ceil(length / 8) * 8;
   }

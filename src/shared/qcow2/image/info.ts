@@ -10,6 +10,7 @@ import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../model.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { LUKS_PHDR_BYTES, LUKS_SECTOR_BYTES, parseLuksHeader, type LuksHeader } from '../format/luks-header.ts';
 import { unencryptedData } from './unencrypted-data.ts';
+import { dataFileIsRaw, hasExternalData } from './data-file.ts';
 
 export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
   const info: SnapshotInfo = {
@@ -71,6 +72,7 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   }
   const dataFile = externalDataFile(header);
   if (dataFile !== null) info['format-specific'].data['data-file'] = dataFile;
+  if (hasExternalData(header)) info['format-specific'].data['data-file-raw'] = dataFileIsRaw(header);
   if (header.backingFile !== null) {
     info['backing-filename'] = header.backingFile;
     info['full-backing-filename'] = image.backingPath ?? header.backingFile;
@@ -122,7 +124,8 @@ function luksInfo(image: Qcow2Image): EncryptInfo {
 
 /** Opens the image read-only (without its backing chain) and describes it. */
 export function readImageInfo(filePath: string, options: OpenImageOptions = {}): ImageInfo {
-  const image = Qcow2Image.open(filePath, { ...options, readOnly: true, openBacking: false });
+  // Like qemu-img info, neither the backing chain nor the data file is needed (or opened).
+  const image = Qcow2Image.open(filePath, { ...options, readOnly: true, openBacking: false, openDataFile: false });
   try {
     return imageInfo(image, filePath);
   } finally {

@@ -17,6 +17,7 @@ import { alignUp, view } from '../format/bytes.ts';
 import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
+import { refuseWithExternalData } from '../image/data-file.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { findSnapshot, type L1Table, type Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -208,6 +209,7 @@ export interface CreateSnapshotOptions {
 
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
   assertNewName(image, options.name);
   if (options.note !== undefined) encodeSnapshotNote(options.note);
   const parentId = options.parentId === undefined ? currentParentId(image) : options.parentId;
@@ -286,6 +288,7 @@ function clearCopiedFlags(image: Qcow2Image, l1: L1Table, isActive: boolean): vo
 
 export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const diskSize = snapshot.diskSize ?? image.virtualSize;
@@ -329,6 +332,7 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
 
 export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const removedRecord = recordOf(snapshot);

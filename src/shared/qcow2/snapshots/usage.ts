@@ -57,6 +57,7 @@ export class UsageCalculator {
     const compressedEntries: { first: number; last: number; bytes: number }[] = [];
     const words = new Uint32Array(table.bytes.buffer, table.bytes.byteOffset, table.bytes.byteLength >>> 2);
     const wordsPerEntry = image.l2EntryBytes / 4;
+    if (image.externalData) return this.remember(l2Offset, externalDataUsage(image, table.view));
     for (let slot = 0; slot < image.l2Entries; slot++) {
       // Most entries of a sparse disk are empty: both words of the offset half zero (a COPIED flag alone means nothing).
       if (((words[slot * wordsPerEntry] ?? 0) & NOT_COPIED) === 0 && (words[slot * wordsPerEntry + 1] ?? 0) === 0) continue;
@@ -90,6 +91,11 @@ export class UsageCalculator {
     return usage;
   }
 
+  private remember(l2Offset: number, usage: TableUsage): TableUsage {
+    this.tables.set(l2Offset, usage);
+    return usage;
+  }
+
   /** Exclusive and shared bytes of everything an L1 table reaches (its own table clusters count as exclusive). */
   l1Usage(l1: L1Table, ownTableClusters: boolean): L1Usage {
     const image = this.image;
@@ -109,6 +115,20 @@ export class UsageCalculator {
     }
     return { exclusiveBytes, sharedBytes };
   }
+}
+
+/**
+ * An L2 table of an image whose guest clusters live in an external data file: each allocated
+ * cluster is there (host offset 0 included: its COPIED flag tells it from an empty entry) with an
+ * implicit refcount of 1, so its own; nothing in the qcow2 file is data.
+ */
+function externalDataUsage(image: Qcow2Image, table: DataView): TableUsage {
+  let dataBytes = 0;
+  for (let slot = 0; slot < image.l2Entries; slot++) {
+    const entry = decodeL2(table, slot * image.l2EntryBytes, image.l2Format);
+    if (entry.kind === 'normal' || (entry.kind === 'zero' && entry.hostOffset !== 0)) dataBytes += image.clusterBytes;
+  }
+  return { dataBytes, ownDataBytes: dataBytes };
 }
 
 export function snapshotUsage(image: Qcow2Image, snapshot: SnapshotEntry, calculator: UsageCalculator): L1Usage {
