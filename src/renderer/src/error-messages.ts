@@ -94,6 +94,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The backing file this image depends on cannot be found.',
     hint: 'Move the backing file back, or open the image next to it.',
   },
+  DATA_PAST_END: {
+    short: 'Data past the new end',
+    title: 'The disk holds data past the new end, which a shrink would drop.',
+    hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

@@ -19,6 +19,8 @@ export const ERROR_CODES = [
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',
   'BACKING_NOT_FOUND',
+  /** A shrink would drop data the current disk holds past its new end: refused unless the caller chose to discard it. */
+  'DATA_PAST_END',
   'CANCELLED',
   'INTERNAL',
 ] as const;
