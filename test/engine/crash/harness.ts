@@ -4,19 +4,17 @@
  * what the operation does, and its crash contract (guest-state.ts). runner.ts replays each
  * operation on a FaultFile and checks every power cut it allows. A new operation (compress,
  * encrypt, …) joins by adding one entry here.
- *
- * Not covered, because the engine cannot do it: growing the active L1 table (its size is fixed
- * at create; only a resize would need more, and there is no resize).
  */
 import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { resizeImage } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
-import { firstDifference, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuImg, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
 import {
@@ -228,6 +226,34 @@ export const imageOperations: ImageOperation[] = [
     contract: 'all-or-nothing',
     setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
     run: (image) => renameSnapshot(image, 's1', 'first'),
+  },
+  {
+    // 3 MiB needs 96 L1 entries, more than one 512-byte cluster holds: the L1 moves, and Cowbell's current-parent mark with it.
+    name: 'resize: grow past the L1 table\'s cluster (a new L1, the header switched in one write)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
+    run: (image) => void resizeImage(image, 3 * 1024 * KiB),
+  },
+  {
+    name: 'resize: grow from a size that is not a whole cluster (the old tail zeroed first), v2',
+    contract: 'all-or-nothing',
+    setup: async (imagePath) => {
+      await buildImage(imagePath, 'compat=0.10,cluster_size=4096', 256 * KiB, [{ io: 'write -P 0x61 0 256k' }]);
+      await qemuImg(['resize', '-q', '--shrink', imagePath, String(130 * KiB + 512)]);
+    },
+    run: (image) => void resizeImage(image, 512 * KiB),
+  },
+  tinyCaches({
+    name: 'resize: shrink discarding data past the end, L2 tables shared with snapshots copied',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 640 * KiB, spreadSnapshots),
+    run: (image) => void resizeImage(image, 200 * KiB + 512, { shrink: true, discardData: true }),
+  }),
+  {
+    name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',
+    contract: 'all-or-nothing',
+    setup: compressedImage,
+    run: (image) => void resizeImage(image, 100 * KiB, { shrink: true, discardData: true }),
   },
   guestWrite('guest write: over compressed clusters packed several to a host cluster', V3_4K, 256 * KiB, [], 10 * KiB + 5, 20 * KiB, { setup: compressedImage }),
   {

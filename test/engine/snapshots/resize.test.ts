@@ -79,7 +79,7 @@ function errorCode(work: () => unknown): string {
 describe('growing', () => {
   it('grows the active L1 past its cluster and keeps a snapshot at its own size', async () => {
     const image = await makeImage('cluster_size=512', 100 * KiB);
-    let model = new Uint8Array(100 * KiB);
+    let model: Uint8Array = new Uint8Array(100 * KiB);
     await pattern(image, model, 0, 8 * KiB, 0x11);
     await pattern(image, model, 90 * KiB, 10 * KiB, 0x22);
     takeSnapshot(image, 'before');
@@ -122,7 +122,7 @@ describe('growing', () => {
 
   it('grows within the L1 it has, with extended L2 entries', async () => {
     const image = await makeImage('cluster_size=16384,extended_l2=on', 64 * KiB);
-    let model = new Uint8Array(64 * KiB);
+    let model: Uint8Array = new Uint8Array(64 * KiB);
     await pattern(image, model, 1024, 3 * KiB, 0x66);
     const before = Qcow2Image.open(image, { readOnly: true });
     const l1 = { offset: before.l1.offset, size: before.l1.size };
@@ -139,7 +139,7 @@ describe('growing', () => {
 
   it('grows a v2 image without snapshots, and refuses one with snapshots as qemu-img does', async () => {
     const image = await makeImage('compat=0.10,cluster_size=512', 40 * KiB);
-    let model = new Uint8Array(40 * KiB);
+    let model: Uint8Array = new Uint8Array(40 * KiB);
     await pattern(image, model, 32 * KiB, 8 * KiB, 0x77);
     resizeImagePath(image, 1 * MiB);
     model = grown(model, 1 * MiB);
@@ -156,7 +156,7 @@ describe('growing', () => {
 
   it('zeroes what a cluster holds past an old end that is not a whole cluster before the disk grows over it', async () => {
     const image = await makeImage('cluster_size=65536', 256 * KiB);
-    let model = new Uint8Array(256 * KiB);
+    let model: Uint8Array = new Uint8Array(256 * KiB);
     await pattern(image, model, 0, 256 * KiB, 0x5a);
     // qemu-img shrinks to 100 KiB + 512: the cluster at 64 KiB keeps its bytes past the end.
     await qemuImg(['resize', '-q', '--shrink', image, String(100 * KiB + 512)]);
@@ -272,7 +272,7 @@ describe('shrinking', () => {
 describe('mixed with qemu-img resize', () => {
   it('alternates grows and shrinks with qemu-img, the snapshots untouched throughout', async () => {
     const image = await makeImage('cluster_size=512,refcount_bits=8', 64 * KiB);
-    let model = new Uint8Array(64 * KiB);
+    let model: Uint8Array = new Uint8Array(64 * KiB);
     await pattern(image, model, 0, 64 * KiB, 0x10);
     await qemuImg(['snapshot', '-c', 'q1', image]);
     const q1 = model.slice();
