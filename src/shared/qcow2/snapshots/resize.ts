@@ -56,7 +56,9 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
   if (preview.direction === 'same') return result;
   if (preview.direction === 'grow') {
     result.l1Grown = preview.l1Grows;
-    change(image, () => grow(image, newSize, job));
+    // Read before anything is written: an encrypted disk still locked fails here, unchanged.
+    const tail = tailPastOldEnd(image);
+    change(image, () => grow(image, newSize, tail, job));
     return result;
   }
   if (options.shrink !== true) {
@@ -71,7 +73,7 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
 
 /** The checks qemu-img makes before a resize, and the limits the format sets. */
 function assertResizable(image: Qcow2Image, newSize: number): void {
-  if (!Number.isSafeInteger(newSize) || newSize < 0) throw new Qcow2Error('INVALID_ARGUMENT', `Invalid disk size ${newSize}`);
+  if (!Number.isSafeInteger(newSize) || newSize <= 0) throw new Qcow2Error('INVALID_ARGUMENT', `The new size must be a positive number of bytes (not ${newSize})`);
   if (newSize % SECTOR !== 0) throw new Qcow2Error('INVALID_ARGUMENT', `The new size must be a multiple of ${SECTOR} bytes (${newSize} is not)`);
   if (newSize > MAX_VIRTUAL_SIZE || l1EntriesFor(image, newSize) * 8 > MAX_L1_BYTES) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${newSize} bytes is larger than a qcow2 disk with ${image.clusterBytes}-byte clusters can be`);
@@ -94,10 +96,12 @@ function assertResizable(image: Qcow2Image, newSize: number): void {
 
 // ------------------------------------------------------------------ growing
 
-function grow(image: Qcow2Image, newSize: number, job: JobContext): void {
+function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: JobContext): void {
   job.progress('clearing the old end', 0, 3, 'steps');
-  clearPastOldEnd(image);
-  image.flush();
+  if (tail !== null) {
+    clearPastOldEnd(image, tail);
+    image.flush();
+  }
   const newL1Size = l1EntriesFor(image, newSize);
   if (newL1Size <= image.l1.size) {
     job.progress('writing the new size', 2, 3, 'steps');
@@ -141,20 +145,27 @@ function grow(image: Qcow2Image, newSize: number, job: JobContext): void {
 /**
  * A size that is not a whole number of clusters leaves a last cluster part beyond the end; what
  * it holds there (left by an earlier shrink, or shown by a backing file) must read as zeros once
- * the disk grows over it. The cluster is copied with that part zeroed, before the size changes.
+ * the disk grows over it. Returns that cluster's content with the part zeroed, or null when the
+ * part reads as zeros already.
  */
-function clearPastOldEnd(image: Qcow2Image): void {
+function tailPastOldEnd(image: Qcow2Image): Uint8Array | null {
   const oldSize = image.virtualSize;
   const inCluster = oldSize % image.clusterBytes;
-  if (inCluster === 0) return;
+  if (inCluster === 0) return null;
   const clusterStart = oldSize - inCluster;
   const entry = image.lookup(image.l1, clusterStart);
   const showsBacking = image.backing !== null && image.backing.virtualSize > oldSize;
-  if (entry === null || entry.kind === 'zero' || (entry.kind === 'unallocated' && !showsBacking && entry.allocMask === 0)) return;
+  if (entry === null || entry.kind === 'zero' || (entry.kind === 'unallocated' && !showsBacking && entry.allocMask === 0)) return null;
   const content = new Uint8Array(image.clusterBytes);
   image.readThrough(image.l1, content, clusterStart, Number.MAX_SAFE_INTEGER);
-  if (content.subarray(inCluster).every((byte) => byte === 0)) return;
+  if (content.subarray(inCluster).every((byte) => byte === 0)) return null;
   content.fill(0, inCluster);
+  return content;
+}
+
+/** The last cluster copied with `content` (its tail zeroed), before the size changes: the guest sees the same bytes either way. */
+function clearPastOldEnd(image: Qcow2Image, content: Uint8Array): void {
+  const clusterStart = image.virtualSize - (image.virtualSize % image.clusterBytes);
   const slot = image.writableL2Slot(clusterStart);
   const previous = decodeL2(slot.table.view, slot.position, image.l2Format);
   const hostOffset = image.refcounts.allocate(1);
@@ -286,7 +297,7 @@ function dataPastEndError(preview: ResizePreview): Qcow2Error {
 // ------------------------------------------------------------------ by path
 
 /** `passphrase` unlocks an encrypted disk; only growing from a size that is not a whole number of clusters needs it. */
-export type ResizeOpenOptions = Pick<OpenImageOptions, 'passphrase' | 'refuseInUse'>;
+export type ResizeOpenOptions = Pick<OpenImageOptions, 'passphrase' | 'refuseInUse' | 'trustLegacyPassphrase'>;
 
 export function readResizePreview(filePath: string, newSize: number, job: JobContext = silentJob, options: ResizeOpenOptions = {}): ResizePreview {
   return withImage(filePath, 'read', (image) => previewResize(image, newSize, job), { ...options, openBacking: true });
