@@ -50,6 +50,8 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.decrypt': { target: 'existing-file' },
   'image.passphrase': { target: 'existing-file' },
   'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
+  'image.resizePreview': { target: 'existing-file' },
+  'image.resize': { target: 'existing-file' },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */
