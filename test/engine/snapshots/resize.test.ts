@@ -12,6 +12,7 @@ import { readResizePreview, resizeImagePath } from '../../../src/shared/qcow2/sn
 import { readSnapshotTree, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { KiB, MiB } from '../../helpers/image-matrix.ts';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { checkEncrypted, createLuksImage, imageOpts, qemuIoEncrypted, rawOfEncrypted, readLuksArea, secret } from '../../helpers/encrypted-images.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import { expectCheckClean, fileHash } from '../../helpers/snapshot-scenario.ts';
 
@@ -296,4 +297,50 @@ describe('mixed with qemu-img resize', () => {
       expect(snapshotSizes(image).get('q1')).toBe(64 * KiB);
     }
   }, 60_000);
+});
+
+describe('encrypted and overlay disks', { timeout: 60_000 }, () => {
+  it('LUKS: grows without the passphrase (no data is read, the LUKS header untouched); over a stale old end it needs it', async () => {
+    const image = folder.file(`luks-${counter++}.qcow2`);
+    await createLuksImage(image, 'moo', { size: '256K', clusterSize: 4096 });
+    await qemuIoEncrypted(image, 'moo', ['write -P 0x11 0 256k']);
+    const luksHeader = readLuksArea(image).headerBytes.slice();
+
+    resizeImagePath(image, 1 * MiB);
+    expect(Buffer.from(readLuksArea(image).headerBytes).equals(Buffer.from(luksHeader))).toBe(true);
+    let model: Uint8Array = grown(new Uint8Array(256 * KiB).fill(0x11), 1 * MiB);
+    expect(Buffer.compare(Buffer.from(await rawOfEncrypted(image, 'moo')), Buffer.from(model))).toBe(0);
+
+    // qemu-img shrinks to a size inside a cluster; growing over it must zero what lies past that end.
+    await qemuImg(['resize', '-q', '--shrink', ...secret('sec0', 'moo'), '--image-opts', imageOpts(image, 'sec0'), String(130 * KiB + 512)]);
+    model = model.slice(0, 130 * KiB + 512);
+    const hash = fileHash(image);
+    expect(errorCode(() => resizeImagePath(image, 512 * KiB))).toBe('LOCKED');
+    expect(fileHash(image)).toBe(hash);
+    resizeImagePath(image, 512 * KiB, {}, undefined, { passphrase: 'moo' });
+    model = grown(model, 512 * KiB);
+    expect(Buffer.compare(Buffer.from(await rawOfEncrypted(image, 'moo')), Buffer.from(model))).toBe(0);
+    const check = await checkEncrypted(image, 'moo');
+    expect(check.output).not.toMatch(/ERROR|Leaked/);
+    expect(check.code).toBe(0);
+  });
+
+  it('an overlay grows when its backing file shows nothing new, and refuses when it would show the backing file past the old end', async () => {
+    const base = folder.file(`base-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, String(1 * MiB)]);
+    await qemuIo(base, ['write -P 0x51 0 1M']);
+    const overlay = folder.file(`overlay-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', '-b', base, '-F', 'qcow2', overlay, String(1 * MiB)]);
+    await qemuIo(overlay, ['write -P 0x52 4k 4k']);
+    resizeImagePath(overlay, 2 * MiB);
+    const model = grown(new Uint8Array(1 * MiB).fill(0x51), 2 * MiB);
+    model.fill(0x52, 4 * KiB, 8 * KiB);
+    await expectCheckClean(expect, overlay, 'grown overlay');
+    await expectGuest(overlay, model, 'grown overlay');
+
+    await qemuImg(['resize', '-q', '--shrink', overlay, String(512 * KiB)]);
+    const hash = fileHash(overlay);
+    expect(errorCode(() => resizeImagePath(overlay, 2 * MiB))).toBe('UNSUPPORTED_FEATURE');
+    expect(fileHash(overlay)).toBe(hash);
+  });
 });
