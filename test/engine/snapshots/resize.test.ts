@@ -109,6 +109,7 @@ describe('growing', () => {
     // The tree still knows the current state's parent (the mark followed the L1).
     const tree = readSnapshotTree(image);
     expect(tree.currentParentId).toBe(tree.snapshots[0]?.id);
+    expect(tree.currentParentInferred).toBe(false);
 
     // qemu writes into the new space, and reverting goes back to the snapshot's size.
     await pattern(image, model, 3 * MiB - 4 * KiB, 4 * KiB, 0x44);
