@@ -159,6 +159,30 @@ describe('the Resize dialog', () => {
     expect(started.at(-1)).toEqual({ id: 'job-2', kind: 'image.resize', args: { size: 8 * GiB, shrink: true } });
   });
 
+  it('asks for an encrypted disk’s passphrase only when the job needs it (LOCKED), then sends it with the retry', async () => {
+    const dialog = await mountDialog();
+    await typeSize(dialog, '24G');
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started).toEqual([{ id: 'job-1', kind: 'image.resize', args: { size: 24 * GiB } }]);
+    const job = started[0];
+    fake.emit('job.end', { jobId: job?.id ?? '', ok: false, error: { code: 'LOCKED', message: 'The disk is encrypted: unlock it with its passphrase' } } as JobEnd);
+    await flushPromises();
+    const field = document.body.querySelector<HTMLInputElement>('[data-testid="unlock-dialog"] [data-testid="unlock-passphrase"]');
+    expect(field).not.toBeNull();
+    if (field === null) return;
+    field.value = 'moo moo';
+    field.dispatchEvent(new Event('input'));
+    await flushPromises();
+    document.body.querySelector<HTMLFormElement>('[data-testid="unlock-dialog"] form')?.dispatchEvent(new Event('submit', { cancelable: true }));
+    await flushPromises();
+    expect(started.filter((candidate) => candidate.kind === 'image.resize').map((candidate) => candidate.args)).toEqual([{ size: 24 * GiB }, { size: 24 * GiB, passphrase: 'moo moo' }]);
+    expect(dialog.emitted('close')).toBeUndefined();
+    end('image.resize', { previousSize: 20 * GiB, newSize: 24 * GiB, l1Grown: false, discardedBytes: 0 });
+    await flushPromises();
+    expect(dialog.emitted('close')).toHaveLength(1);
+  });
+
   it('is offered beside Compact…, disabled with the reason on a disk Cowbell must not write', async () => {
     const readOnly = { path: PATH, status: 'ready' as const, info: imageInfo({ filename: PATH, 'read-only-reason': 'in use by another program' }), error: null, refreshing: false };
     useLibraryStore().disks = [readOnly];

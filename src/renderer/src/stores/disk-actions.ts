@@ -115,13 +115,15 @@ export function useDiskActions() {
     return jobs.run('image.resizePreview', path, { size }, { title: 'Look past the new end', background: true });
   }
 
-  /** Resizes in place; the disk is read again after, so its new size shows. */
-  function resize(path: string, args: JobArgs<'image.resize'>): Promise<ResizeResult> {
+  /** Resizes in place; the disk is read again after, so its new size shows. A missing passphrase is the dialog's to ask for. */
+  function resize(path: string, args: JobArgs<'image.resize'>, onStarted?: (jobId: string) => void): Promise<ResizeResult> {
     return snapshotActions.write('image.resize', path, args, {
       title: `Resize to ${formatBytes(args.size)}`,
+      onStarted,
+      answeredCodes: UNLOCK_CODES,
       describe: (result) =>
         `The disk is now ${formatBytes(result.newSize)} (was ${formatBytes(result.previousSize)})${result.discardedBytes > 0 ? `; ${formatBytes(result.discardedBytes)} of data past the end was discarded` : ''}.`,
-    });
+    }, { waitForReread: false });
   }
 
   return { resizePreview, resize, rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot };
