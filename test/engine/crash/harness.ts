@@ -250,6 +250,12 @@ export const imageOperations: ImageOperation[] = [
     run: (image) => void resizeImage(image, 200 * KiB + 512, { shrink: true, discardData: true }),
   }),
   {
+    name: 'resize: shrink to inside a cluster shared with a snapshot (the cut cluster copied, its part past the end zeroed)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_4K, 256 * KiB, [{ io: 'write -P 0x71 0 256k' }, { snapshot: 's1' }, { io: 'write -P 0x72 120k 16k' }]),
+    run: (image) => void resizeImage(image, 130 * KiB + 512, { shrink: true, discardData: true }),
+  },
+  {
     name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',
     contract: 'all-or-nothing',
     setup: compressedImage,

@@ -257,6 +257,20 @@ describe('shrinking', () => {
     await expectGuest(image, snapshotModel, 'snapshot kept', 'keeps');
   });
 
+  it('clears what the last cluster holds past a new end inside it, so that qemu-img growing the disk again shows zeros', async () => {
+    const image = await makeImage('cluster_size=65536', 256 * KiB);
+    const model = new Uint8Array(256 * KiB);
+    await pattern(image, model, 0, 256 * KiB, 0x3c);
+    takeSnapshot(image, 'whole');
+    const snapshotModel = model.slice();
+    resizeImagePath(image, 100 * KiB + 512, { shrink: true, discardData: true });
+    await expectCheckClean(expect, image, 'shrunk inside a cluster');
+    await qemuImg(['resize', '-q', image, String(256 * KiB)]);
+    await expectCheckClean(expect, image, 'grown by qemu-img');
+    await expectGuest(image, grown(model.slice(0, 100 * KiB + 512), 256 * KiB), 'grown by qemu-img');
+    await expectGuest(image, snapshotModel, 'the snapshot, unchanged', 'whole');
+  });
+
   it('drops compressed clusters and unaligned tails as qemu-img check expects', async () => {
     const source = folder.file(`compressible-${counter++}.raw`);
     const random = new SeededRandom(7);

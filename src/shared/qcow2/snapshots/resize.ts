@@ -5,8 +5,9 @@
  *    refcount durable first), one header write switches the L1 and the size together, and the old
  *    L1 is freed after; otherwise the size alone changes, in one header write;
  *  - shrink: the header's size drops first (the data past the end is out of the guest's reach
- *    from then on), then the pointers past the end go from the active L2 and L1 tables, and only
- *    then the refcounts of what they held drop. At worst a crash leaks clusters.
+ *    from then on), then the pointers past the end go from the active L2 and L1 tables (a last
+ *    cluster cut by the end is copied with its part past the end zeroed), and only then the
+ *    refcounts of what they held drop. At worst a crash leaks clusters.
  * Snapshots keep their own disk size (v3's disk_size field) and all their data. Unlike qemu-img,
  * a shrink that would drop data the current disk holds past its new end is refused (DATA_PAST_END)
  * unless the caller chose to discard it.
@@ -57,7 +58,7 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
   if (preview.direction === 'grow') {
     result.l1Grown = preview.l1Grows;
     // Read before anything is written: an encrypted disk still locked fails here, unchanged.
-    const tail = tailPastOldEnd(image);
+    const tail = tailPast(image, preview.currentSize);
     change(image, () => grow(image, newSize, tail, job));
     return result;
   }
@@ -67,7 +68,8 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
   const current = preview.pastEnd.find((entry) => entry.state === 'current');
   if (current !== undefined && options.discardData !== true) throw dataPastEndError(preview);
   result.discardedBytes = current?.bytes ?? 0;
-  change(image, () => shrink(image, newSize, job));
+  const tail = tailPast(image, newSize);
+  change(image, () => shrink(image, newSize, tail, job));
   return result;
 }
 
@@ -99,7 +101,7 @@ function assertResizable(image: Qcow2Image, newSize: number): void {
 function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: JobContext): void {
   job.progress('clearing the old end', 0, 3, 'steps');
   if (tail !== null) {
-    clearPastOldEnd(image, tail);
+    clearPast(image, image.virtualSize, tail);
     image.flush();
   }
   const newL1Size = l1EntriesFor(image, newSize);
@@ -143,18 +145,18 @@ function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: 
 }
 
 /**
- * A size that is not a whole number of clusters leaves a last cluster part beyond the end; what
- * it holds there (left by an earlier shrink, or shown by a backing file) must read as zeros once
- * the disk grows over it. Returns that cluster's content with the part zeroed, or null when the
- * part reads as zeros already.
+ * A size that is not a whole number of clusters leaves a last cluster part beyond the end. What it
+ * holds there must read as zeros should the disk grow over it again — by Cowbell or by qemu-img,
+ * which does not clear it: left by a shrink, or shown by a backing file. Returns the cluster's
+ * content with that part zeroed, or null when it reads as zeros already. Reads the data: an
+ * encrypted disk still locked fails here, before anything is written.
  */
-function tailPastOldEnd(image: Qcow2Image): Uint8Array | null {
-  const oldSize = image.virtualSize;
-  const inCluster = oldSize % image.clusterBytes;
+function tailPast(image: Qcow2Image, size: number): Uint8Array | null {
+  const inCluster = size % image.clusterBytes;
   if (inCluster === 0) return null;
-  const clusterStart = oldSize - inCluster;
+  const clusterStart = size - inCluster;
   const entry = image.lookup(image.l1, clusterStart);
-  const showsBacking = image.backing !== null && image.backing.virtualSize > oldSize;
+  const showsBacking = image.backing !== null && image.backing.virtualSize > size;
   if (entry === null || entry.kind === 'zero' || (entry.kind === 'unallocated' && !showsBacking && entry.allocMask === 0)) return null;
   const content = new Uint8Array(image.clusterBytes);
   image.readThrough(image.l1, content, clusterStart, Number.MAX_SAFE_INTEGER);
@@ -163,9 +165,9 @@ function tailPastOldEnd(image: Qcow2Image): Uint8Array | null {
   return content;
 }
 
-/** The last cluster copied with `content` (its tail zeroed), before the size changes: the guest sees the same bytes either way. */
-function clearPastOldEnd(image: Qcow2Image, content: Uint8Array): void {
-  const clusterStart = image.virtualSize - (image.virtualSize % image.clusterBytes);
+/** The cluster holding `size` copied with `content` (its part past `size` zeroed): the guest sees the same bytes either way. */
+function clearPast(image: Qcow2Image, size: number, content: Uint8Array): void {
+  const clusterStart = size - (size % image.clusterBytes);
   const slot = image.writableL2Slot(clusterStart);
   const previous = decodeL2(slot.table.view, slot.position, image.l2Format);
   const hostOffset = image.refcounts.allocate(1);
@@ -194,12 +196,14 @@ function withMovedCurrentMark(image: Qcow2Image, oldL1: L1Table, newL1: L1Table)
 
 // ------------------------------------------------------------------ shrinking
 
-function shrink(image: Qcow2Image, newSize: number, job: JobContext): void {
+function shrink(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: JobContext): void {
   // 1. The new size: from here the guest cannot reach what lies past it.
   job.progress('writing the new size', 0, 3, 'steps');
   image.header.virtualSize = newSize;
   image.writeHeader();
   image.file.flush();
+  // The last cluster's part past the end is cleared too, so no later grow shows it again.
+  if (tail !== null) clearPast(image, newSize, tail);
   // 2. The pointers past the end leave the active tables (a table shared with a snapshot is
   //    copied first, so the snapshot keeps all of its own); their refcounts drop in the flush,
   //    once the tables without them are on disk.
