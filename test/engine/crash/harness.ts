@@ -5,6 +5,7 @@
  * operation on a FaultFile and checks every power cut it allows. A new operation (compress,
  * encrypt, …) joins by adding one entry here.
  */
+import * as path from 'node:path';
 import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
@@ -254,6 +255,16 @@ export const imageOperations: ImageOperation[] = [
     contract: 'all-or-nothing',
     setup: (imagePath) => buildImage(imagePath, V3_4K, 256 * KiB, [{ io: 'write -P 0x71 0 256k' }, { snapshot: 's1' }, { io: 'write -P 0x72 120k 16k' }]),
     run: (image) => void resizeImage(image, 130 * KiB + 512, { shrink: true, discardData: true }),
+  },
+  {
+    name: 'resize: grow an overlay over its larger backing file (a larger L1 alone, zero clusters past the old end, then the size)',
+    contract: 'all-or-nothing',
+    setup: async (imagePath) => {
+      const backingPath = path.join(path.dirname(imagePath), 'large-backing.qcow2');
+      await buildImage(backingPath, V3_512, 3 * 1024 * KiB, [{ io: 'write -P 0x55 0 3m' }]);
+      await buildImage(imagePath, 'compat=1.1,cluster_size=512,backing_file=large-backing.qcow2,backing_fmt=qcow2', 128 * KiB + 512, [{ io: 'write -P 0x56 8k 4k' }, { snapshot: 's1' }]);
+    },
+    run: (image) => void resizeImage(image, 2560 * KiB),
   },
   {
     name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',

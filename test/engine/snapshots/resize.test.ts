@@ -340,22 +340,31 @@ describe('encrypted and overlay disks', { timeout: 60_000 }, () => {
     expect(check.code).toBe(0);
   });
 
-  it('an overlay grows when its backing file shows nothing new, and refuses when it would show the backing file past the old end', async () => {
+  it('an overlay grows; where its larger backing file would show past the old end, zero clusters hide it (as qemu-img resize does); v2 refuses that', async () => {
     const base = folder.file(`base-${counter++}.qcow2`);
-    await qemuImg(['create', '-q', '-f', 'qcow2', base, String(1 * MiB)]);
-    await qemuIo(base, ['write -P 0x51 0 1M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, String(4 * MiB)]);
+    await qemuIo(base, ['write -P 0x51 0 4M']);
     const overlay = folder.file(`overlay-${counter++}.qcow2`);
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=512', '-b', base, '-F', 'qcow2', overlay, String(1 * MiB)]);
     await qemuIo(overlay, ['write -P 0x52 4k 4k']);
-    resizeImagePath(overlay, 2 * MiB);
-    const model = grown(new Uint8Array(1 * MiB).fill(0x51), 2 * MiB);
+    takeSnapshot(overlay, 'small');
+    const qemuCopy = folder.file(`overlay-qemu-${counter++}.qcow2`);
+    fs.copyFileSync(overlay, qemuCopy);
+
+    // 1 MiB + 512: the cluster across the old end shows the backing file too; 3 MiB needs a larger L1 (2 MiB per L1 cluster).
+    resizeImagePath(overlay, 3 * MiB + 512);
+    await qemuImg(['resize', '-q', qemuCopy, String(3 * MiB + 512)]);
+    const model = grown(new Uint8Array(1 * MiB).fill(0x51), 3 * MiB + 512);
     model.fill(0x52, 4 * KiB, 8 * KiB);
     await expectCheckClean(expect, overlay, 'grown overlay');
     await expectGuest(overlay, model, 'grown overlay');
+    await expectGuest(qemuCopy, model, 'the same overlay grown by qemu-img');
+    await expectGuest(overlay, model.slice(0, 1 * MiB), 'the snapshot, at its own size', 'small');
 
-    await qemuImg(['resize', '-q', '--shrink', overlay, String(512 * KiB)]);
-    const hash = fileHash(overlay);
-    expect(errorCode(() => resizeImagePath(overlay, 2 * MiB))).toBe('UNSUPPORTED_FEATURE');
-    expect(fileHash(overlay)).toBe(hash);
+    const v2 = folder.file(`overlay-v2-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10,cluster_size=512', '-b', base, '-F', 'qcow2', v2, String(1 * MiB)]);
+    const hash = fileHash(v2);
+    expect(errorCode(() => resizeImagePath(v2, 2 * MiB))).toBe('UNSUPPORTED_FEATURE');
+    expect(fileHash(v2)).toBe(hash);
   });
 });

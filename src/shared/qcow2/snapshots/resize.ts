@@ -89,11 +89,20 @@ function assertResizable(image: Qcow2Image, newSize: number): void {
   if (sizeless !== undefined) {
     throw new Qcow2Error('UNSUPPORTED_FEATURE', `Snapshot "${sizeless.name}" does not record its own disk size, so resizing would change it too; nothing was changed`);
   }
-  const backingSize = image.backing?.virtualSize ?? 0;
-  const firstNewCluster = Math.ceil(image.virtualSize / image.clusterBytes) * image.clusterBytes;
-  if (newSize > firstNewCluster && backingSize > firstNewCluster) {
-    throw new Qcow2Error('UNSUPPORTED_FEATURE', 'Growing this disk would show its backing file\'s data past the old end (the backing file is larger); Cowbell does not resize such a disk yet');
+  if (image.version === 2 && backingShownPast(image, newSize) !== null) {
+    throw new Qcow2Error('UNSUPPORTED_FEATURE', "Growing this compat 0.10 (qcow2 v2) disk would show its backing file's data past the old end (the backing file is larger), and v2 has no zero clusters to hide it; nothing was changed");
   }
+}
+
+/**
+ * The whole clusters past the old end through which a grow to `newSize` would show the backing
+ * file (when it is larger than the disk): they must read as zeros, as QEMU makes them. Null when none.
+ */
+function backingShownPast(image: Qcow2Image, newSize: number): { start: number; end: number } | null {
+  const backingSize = image.backing?.virtualSize ?? 0;
+  const start = Math.ceil(image.virtualSize / image.clusterBytes) * image.clusterBytes;
+  const end = Math.min(newSize, backingSize);
+  return end > start ? { start, end } : null;
 }
 
 // ------------------------------------------------------------------ growing
@@ -104,15 +113,46 @@ function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: 
     clearPast(image, image.virtualSize, tail);
     image.flush();
   }
-  const newL1Size = l1EntriesFor(image, newSize);
-  if (newL1Size <= image.l1.size) {
-    job.progress('writing the new size', 2, 3, 'steps');
-    image.header.virtualSize = newSize;
-    image.writeHeader();
-    image.file.flush();
-    job.progress('done', 3, 3, 'steps');
+  const shown = backingShownPast(image, newSize);
+  if (shown !== null) {
+    // Zero clusters over the backing file first, past the old end where the guest cannot see them
+    // yet (after a larger L1, switched to alone); then the size.
+    if (l1EntriesFor(image, newSize) > image.l1.size) growL1(image, newSize, image.virtualSize, job);
+    job.progress('hiding the backing file past the old end', 2, 3, 'steps');
+    zeroClusters(image, shown.start, shown.end);
+    image.flush();
+    writeSize(image, newSize, job);
     return;
   }
+  if (l1EntriesFor(image, newSize) <= image.l1.size) {
+    writeSize(image, newSize, job);
+    return;
+  }
+  growL1(image, newSize, newSize, job);
+}
+
+function writeSize(image: Qcow2Image, newSize: number, job: JobContext): void {
+  job.progress('writing the new size', 2, 3, 'steps');
+  image.header.virtualSize = newSize;
+  image.writeHeader();
+  image.file.flush();
+  job.progress('done', 3, 3, 'steps');
+}
+
+/** v3 zero clusters over [start, end) of the active tables (whole clusters; the end may be the disk's). */
+function zeroClusters(image: Qcow2Image, start: number, end: number): void {
+  for (let clusterStart = start; clusterStart < end; clusterStart += image.clusterBytes) {
+    const slot = image.writableL2Slot(clusterStart);
+    const previous = decodeL2(slot.table.view, slot.position, image.l2Format);
+    encodeL2(slot.table.view, slot.position, image.l2Format, { hostOffset: 0, copied: false, zero: true, allocMask: 0, zeroMask: 0xffffffff });
+    slot.table.dirty = true;
+    image.releaseEntry(previous);
+  }
+}
+
+/** Moves the active L1 to a larger one for `newSize`, with the header's size set to `sizeAfter` in the same write. */
+function growL1(image: Qcow2Image, newSize: number, sizeAfter: number, job: JobContext): void {
+  const newL1Size = l1EntriesFor(image, newSize);
   // 1. The larger L1 elsewhere, its refcount durable before anything names it.
   job.progress('writing a larger L1 table', 1, 3, 'steps');
   const oldL1 = image.l1;
@@ -127,7 +167,7 @@ function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: 
   const switchHeader = (): void => {
     image.header.l1TableOffset = newL1.offset;
     image.header.l1Size = newL1Size;
-    image.header.virtualSize = newSize;
+    image.header.virtualSize = sizeAfter;
   };
   const entries = withMovedCurrentMark(image, oldL1, newL1);
   if (entries !== null) switchSnapshotTable(image, entries, switchHeader);
@@ -141,7 +181,7 @@ function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: 
   if (oldL1.size > 0) for (const cluster of l1Clusters(image, oldL1.offset, oldL1.size)) image.refcounts.decrementLater(cluster);
   image.flush();
   image.rebuildMetadataClusters();
-  job.progress('done', 3, 3, 'steps');
+  if (sizeAfter === newSize) job.progress('done', 3, 3, 'steps');
 }
 
 /**
