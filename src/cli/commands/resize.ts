@@ -16,7 +16,7 @@ import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 export const resize: Command = {
   name: 'resize',
   summary: 'grow or shrink a disk (a shrink refuses to drop data past the new end unless --discard-data)',
-  usage: '[-f qcow2] [--shrink [--discard-data]] [-q] [--json] [--passphrase-file FILE] IMAGE [+|-]SIZE',
+  usage: '[-f qcow2] [--shrink [--discard-data]] [-q] [--json] [--passphrase-file FILE] [--force] IMAGE [+|-]SIZE',
   options: {
     format: { type: 'string', short: 'f' },
     shrink: { type: 'boolean' },
