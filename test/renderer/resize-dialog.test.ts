@@ -8,6 +8,7 @@ import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageInfo, JobEnd, ResizePreview } from '../../src/shared/ipc/contract.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
+import App from '../../src/renderer/src/App.vue';
 import DiskView from '../../src/renderer/src/components/DiskView.vue';
 import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
 import { exactSizeText, readNewSize } from '../../src/renderer/src/lib/resize-size.ts';
@@ -193,6 +194,34 @@ describe('the Resize dialog', () => {
     const button = wrapper.get('[data-testid="resize-button"]');
     expect((button.element as HTMLButtonElement).disabled).toBe(true);
     expect(button.element.parentElement?.getAttribute('title')).toBe('Read-only: in use by another program');
+  });
+});
+
+describe('File > Resize Disk…', () => {
+  it('opens the dialog for the disk shown', async () => {
+    const app = fakeConnection({
+      'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
+      'app.initialPaths': () => [],
+      'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
+      'image.watch': () => null,
+      'image.unwatch': () => null,
+      'menu.recent': () => null,
+      'path.stat': () => [],
+      'job.start': () => ({ jobId: 'job-1' }),
+    });
+    replaceConnection(app);
+    localStorage.clear();
+    const shell = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    try {
+      await flushPromises();
+      app.emit('menu.command', { command: 'open-path', path: '/disks/grow.qcow2' });
+      await flushPromises();
+      app.emit('menu.command', { command: 'disk.resize' });
+      await flushPromises();
+      expect(shell.get('[data-testid="dialog-title"]').text()).toBe('Resize grow.qcow2');
+    } finally {
+      shell.unmount();
+    }
   });
 });
 
