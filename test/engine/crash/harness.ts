@@ -267,6 +267,17 @@ export const imageOperations: ImageOperation[] = [
     run: (image) => void resizeImage(image, 2560 * KiB),
   },
   {
+    name: 'resize: shrink without snapshots (the clusters past the end freed, the file cut back after them)',
+    contract: 'all-or-nothing',
+    // 96 KiB: one 16-bit refcount block (256 clusters) covers the whole file, so nothing sits after the data dropped.
+    setup: (imagePath) => buildImage(imagePath, V2_512, 96 * KiB, [{ io: 'write -P 0x73 0 40k' }, { io: 'write -P 0x74 40k 56k' }]),
+    run: (image) => {
+      const fileBefore = image.file.size();
+      resizeImage(image, 40 * KiB, { shrink: true, discardData: true });
+      if (image.file.size() >= fileBefore) throw new Error('the file was not cut back; the case tests nothing');
+    },
+  },
+  {
     name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',
     contract: 'all-or-nothing',
     setup: compressedImage,

@@ -229,7 +229,7 @@ describe('shrinking', () => {
     await expectCheckClean(expect, image, 'after the apply');
   });
 
-  it('frees the clusters it drops: without snapshots qemu-img check counts none in use past the end', async () => {
+  it('frees the clusters it drops, and the file gives back those at its end: qemu-img check counts none in use past the end', async () => {
     const image = await makeImage('cluster_size=512', 1 * MiB);
     const model = new Uint8Array(1 * MiB);
     await pattern(image, model, 0, 1 * MiB, 0x09);
@@ -240,6 +240,8 @@ describe('shrinking', () => {
     expect(check.report?.leaks ?? 0).toBe(0);
     expect(check.report?.['allocated-clusters']).toBe(512);
     expect(allocatedBefore).toBe(2048);
+    // The file ends where qemu-img check says the image's last cluster in use ends.
+    expect(fs.statSync(image).size).toBe(check.report?.['image-end-offset']);
     await expectGuest(image, model.slice(0, 256 * KiB), 'shrunk');
   });
 

@@ -7,7 +7,8 @@
  *  - shrink: the header's size drops first (the data past the end is out of the guest's reach
  *    from then on), then the pointers past the end go from the active L2 and L1 tables (a last
  *    cluster cut by the end is copied with its part past the end zeroed), and only then the
- *    refcounts of what they held drop. At worst a crash leaks clusters.
+ *    refcounts of what they held drop; last, the file gives back the free clusters at its end.
+ *    At worst a crash leaks clusters.
  * Snapshots keep their own disk size (v3's disk_size field) and all their data. Unlike qemu-img,
  * a shrink that would drop data the current disk holds past its new end is refused (DATA_PAST_END)
  * unless the caller chose to discard it.
@@ -259,7 +260,19 @@ function shrink(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job
   }
   image.flush();
   image.rebuildMetadataClusters();
+  // 3. As qemu-img does, the file gives back the free clusters at its end (their refcounts are 0 on disk by now).
+  truncateFreeEnd(image);
   job.progress('done', 3, 3, 'steps');
+}
+
+function truncateFreeEnd(image: Qcow2Image): void {
+  const fileBytes = image.file.size();
+  let last = Math.ceil(fileBytes / image.clusterBytes) - 1;
+  while (last > 0 && image.refcounts.get(last) === 0) last--;
+  const end = (last + 1) * image.clusterBytes;
+  if (end >= fileBytes) return;
+  image.file.truncate(end);
+  image.file.flush();
 }
 
 /** Drops a whole L2 table from the active L1: one reference less to it and to all it names. */
