@@ -40,6 +40,7 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
         item('Check Disk…', 'disk.check'),
         item('Compact Disk…', 'disk.compact'),
         item('Compress Disk…', 'disk.compress'),
+        item('Resize Disk…', 'disk.resize'),
         { type: 'separator' },
         item('Encrypt Disk…', 'disk.encrypt'),
         item('Change Passphrase…', 'disk.passphrase'),

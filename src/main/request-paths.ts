@@ -55,6 +55,8 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'chain.read': { target: 'existing-file' },
   'chain.commit': { target: 'existing-file' },
   'chain.rebase': { target: 'existing-file', fileArguments: [{ name: 'backingFile', missingCode: 'BACKING_NOT_FOUND' }] },
+  'image.resizePreview': { target: 'existing-file' },
+  'image.resize': { target: 'existing-file' },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */

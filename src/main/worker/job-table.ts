@@ -25,6 +25,7 @@ import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
+import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
 import { withSecretBytes } from './secret-bytes.ts';
 
@@ -116,6 +117,9 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) =>
         changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),
       ),
+    'image.resizePreview': (path, args, context) => readResizePreview(path, args.size, context),
+    'image.resize': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData }, context, { passphrase })),
     'snapshot.export': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };

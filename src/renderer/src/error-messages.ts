@@ -109,6 +109,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The external data file that holds this disk’s data cannot be found.',
     hint: 'A relative data file name is looked for from the folder Cowbell (like QEMU) was started in.',
   },
+  DATA_PAST_END: {
+    short: 'Data past the new end',
+    title: 'The disk holds data past the new end, which a shrink would drop.',
+    hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

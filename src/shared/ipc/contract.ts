@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -137,6 +137,25 @@ export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).stri
  */
 export const RebaseArgs = z.object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() }).strict();
 
+/** A disk's new size in bytes: whole 512-byte sectors, as qemu-img requires of a qcow2 disk. */
+export const DiskSize = z
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 52)
+  .refine((value) => value % 512 === 0, 'the size must be a whole number of 512-byte sectors');
+/** What "Resize…" shows before it starts: the data each state holds past a smaller end. */
+export const ResizePreviewArgs = z.object({ size: DiskSize }).strict();
+/**
+ * "Resize…", in place: a smaller size needs `shrink`, and data the current disk holds past the new
+ * end is refused (DATA_PAST_END) unless `discardData`; snapshots keep their own size. `passphrase`
+ * unlocks an encrypted disk whose old end must be read (a size that is not a whole cluster).
+ */
+export const ResizeImageArgs = z
+  .object({ size: DiskSize, shrink: z.boolean().optional(), discardData: z.boolean().optional(), passphrase: Passphrase.optional() })
+  .strict()
+  .refine((args) => args.discardData !== true || args.shrink === true, 'discarding data goes with a shrink');
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -163,6 +182,9 @@ export const jobSchemas = {
   'image.decrypt': { access: 'write', args: DecryptImageArgs },
   /** Changes the LUKS key slots in place, each step in an order a crash cannot spoil. */
   'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
+  'image.resizePreview': { access: 'read', args: ResizePreviewArgs },
+  /** Changes the disk in place (a larger L1 table, or the clusters past a smaller end freed). */
+  'image.resize': { access: 'write', args: ResizeImageArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
   /** Reads the disk at the job's path (never writes it); the new file is `args.target`. */
@@ -269,6 +291,8 @@ export interface JobResults {
   'chain.read': BackingChain;
   'chain.commit': CommitSummary;
   'chain.rebase': RebaseSummary;
+  'image.resizePreview': ResizePreview;
+  'image.resize': ResizeResult;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -331,6 +355,7 @@ export const MENU_COMMANDS = [
   'disk.linked-clone',
   'disk.commit',
   'disk.rebase',
+  'disk.resize',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -407,7 +432,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

@@ -25,6 +25,8 @@ export const ERROR_CODES = [
   'FOREIGN_EXTRA_DATA',
   /** The external data file holding the image's guest clusters is missing (or not named). */
   'DATA_FILE_NOT_FOUND',
+  /** A shrink would drop data the current disk holds past its new end: refused unless the caller chose to discard it. */
+  'DATA_PAST_END',
   'CANCELLED',
   'INTERNAL',
 ] as const;

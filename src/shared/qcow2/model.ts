@@ -254,3 +254,38 @@ export interface BackingChain {
   files: ChainFile[];
   complete: boolean;
 }
+
+/** Allocated guest data one state holds past a proposed new end (a shrink). */
+export interface DataPastEnd {
+  /** 'current' is the disk as it is now; a snapshot keeps its own size and data whatever the disk's size. */
+  state: 'current' | 'snapshot';
+  /** The snapshot's id and name; null for the current state. */
+  id: string | null;
+  name: string | null;
+  /** The state's own disk size. */
+  diskSize: number;
+  /** Bytes of allocated guest data between the new end and the state's own end. */
+  bytes: number;
+  /** True for a snapshot: a resize never changes what a snapshot holds. */
+  kept: boolean;
+}
+
+/** What resizing to `newSize` would do, asked before it starts (reads metadata only). */
+export interface ResizePreview {
+  currentSize: number;
+  /** The new size as it will be (the request, checked). */
+  newSize: number;
+  direction: 'grow' | 'shrink' | 'same';
+  /** The active L1 table has to grow (it is moved to a larger one). */
+  l1Grows: boolean;
+  /** For a shrink: every state with data past the new end (empty when there is none). */
+  pastEnd: DataPastEnd[];
+}
+
+export interface ResizeResult {
+  previousSize: number;
+  newSize: number;
+  l1Grown: boolean;
+  /** Bytes of the current state's allocated data past the new end that a shrink dropped. */
+  discardedBytes: number;
+}

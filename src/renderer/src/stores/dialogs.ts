@@ -16,6 +16,7 @@ export type DialogRequest =
   | { kind: 'encrypt'; path: string }
   | { kind: 'decrypt'; path: string }
   | { kind: 'passphrase'; path: string }
+  | { kind: 'resize'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
   | { kind: 'rescue'; path: string }
   | { kind: 'linked-clone'; path: string }

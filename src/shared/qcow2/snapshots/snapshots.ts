@@ -84,7 +84,7 @@ function addReferences(image: Qcow2Image, references: Map<number, number>): void
   for (const [cluster, count] of references) image.refcounts.increment(cluster, count);
 }
 
-function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
+export function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
   const clusters: number[] = [];
   const count = Math.ceil((size * 8) / image.clusterBytes);
   for (let index = 0; index < count; index++) clusters.push(offset / image.clusterBytes + index);
@@ -101,7 +101,7 @@ function strippedL1Copy(source: L1Table, size: number): Uint8Array {
 }
 
 /** Allocates clusters for `bytes` (cluster-padded) and writes them; the refcount is raised first (in memory). */
-function writeNewClusters(image: Qcow2Image, bytes: Uint8Array): number {
+export function writeNewClusters(image: Qcow2Image, bytes: Uint8Array): number {
   if (bytes.length === 0) return 0;
   const padded = new Uint8Array(alignUp(bytes.length, image.clusterBytes));
   padded.set(bytes);
@@ -134,7 +134,7 @@ function endChange(image: Qcow2Image): void {
 }
 
 /** Runs a multi-step change; on failure the image is left for check --repair (leaks at worst). */
-function change<T>(image: Qcow2Image, work: () => T): T {
+export function change<T>(image: Qcow2Image, work: () => T): T {
   beginChange(image);
   const result = work();
   endChange(image);
@@ -145,7 +145,7 @@ function change<T>(image: Qcow2Image, work: () => T): T {
  * Writes `entries` as a new snapshot table and switches the header to it in one write (with
  * `headerUpdate` applied to the same write), then frees the old table.
  */
-function switchSnapshotTable(image: Qcow2Image, entries: SnapshotEntry[], headerUpdate: () => void = () => {}): void {
+export function switchSnapshotTable(image: Qcow2Image, entries: SnapshotEntry[], headerUpdate: () => void = () => {}): void {
   const bytes = serializeSnapshotTable(entries);
   const oldOffset = image.header.snapshotsOffset;
   const oldLength = image.header.snapshotCount > 0 ? image.snapshotTableBytes : 0;
