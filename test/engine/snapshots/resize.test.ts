@@ -369,4 +369,35 @@ describe('encrypted and overlay disks', { timeout: 60_000 }, () => {
     expect(errorCode(() => resizeImagePath(v2, 2 * MiB))).toBe('UNSUPPORTED_FEATURE');
     expect(fileHash(v2)).toBe(hash);
   });
+
+  it('an external data file (raw or not) follows the size as qemu-img resize makes it', async () => {
+    for (const raw of [true, false]) {
+      const dataName = folder.file(`resize-data-${raw}.raw`);
+      const image = await makeImage(`data_file=${dataName},data_file_raw=${raw ? 'on' : 'off'}`, 1 * MiB);
+      let model: Uint8Array = new Uint8Array(1 * MiB);
+      await pattern(image, model, 0, 1 * MiB, 0x3c);
+      const beforeDataFile = fs.statSync(dataName).size;
+      // qemu-img's own resize of a copy is the reference for the data file's length.
+      const reference = folder.file(`resize-reference-${raw}.qcow2`);
+      const referenceData = folder.file(`resize-reference-${raw}.raw`);
+      await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${referenceData},data_file_raw=${raw ? 'on' : 'off'}`, reference, String(1 * MiB)]);
+      await qemuIo(reference, ['write -P 0x3c 0 1M']);
+
+      resizeImagePath(image, 3 * MiB);
+      await qemuImg(['resize', '-q', reference, String(3 * MiB)]);
+      model = grown(model, 3 * MiB);
+      expect(fs.statSync(dataName).size).toBe(fs.statSync(referenceData).size);
+      expect(fs.statSync(dataName).size).toBe(3 * MiB);
+      expect(beforeDataFile).toBe(1 * MiB);
+      await expectCheckClean(expect, image, `data file raw=${raw}`);
+      expect(Buffer.from(await rawOf(image)).equals(Buffer.from(model))).toBe(true);
+
+      resizeImagePath(image, 512 * KiB, { shrink: true, discardData: true });
+      await qemuImg(['resize', '-q', '--shrink', reference, String(512 * KiB)]);
+      expect(fs.statSync(dataName).size).toBe(fs.statSync(referenceData).size);
+      await expectCheckClean(expect, image, `data file raw=${raw}`);
+      expect(Buffer.from(await rawOf(image)).equals(Buffer.from(model.subarray(0, 512 * KiB)))).toBe(true);
+      if (raw) expect(Buffer.from(fs.readFileSync(dataName)).equals(Buffer.from(model.subarray(0, 512 * KiB)))).toBe(true);
+    }
+  });
 });

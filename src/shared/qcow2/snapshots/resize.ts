@@ -60,6 +60,7 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
     result.l1Grown = preview.l1Grows;
     // Read before anything is written: an encrypted disk still locked fails here, unchanged.
     const tail = tailPast(image, preview.currentSize);
+    resizeDataFile(image, newSize, 'grow');
     change(image, () => grow(image, newSize, tail, job));
     return result;
   }
@@ -71,7 +72,21 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
   result.discardedBytes = current?.bytes ?? 0;
   const tail = tailPast(image, newSize);
   change(image, () => shrink(image, newSize, tail, job));
+  resizeDataFile(image, newSize, 'shrink');
   return result;
+}
+
+/**
+ * An external data file holds guest cluster N at offset N (raw or not), so it follows the disk's
+ * size as qemu-img 7.2 makes it: longer before the header grows, shorter once the header has shrunk.
+ */
+function resizeDataFile(image: Qcow2Image, newSize: number, direction: 'grow' | 'shrink'): void {
+  const dataFile = image.dataFile;
+  if (dataFile === null) return;
+  const size = dataFile.size();
+  if (direction === 'grow' ? size >= newSize : size <= newSize) return;
+  dataFile.truncate(newSize);
+  dataFile.flush();
 }
 
 /** The checks qemu-img makes before a resize, and the limits the format sets. */
