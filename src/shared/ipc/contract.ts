@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, SnapshotTree, UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -333,7 +333,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UsageReport };
+export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, SnapshotTree, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.
