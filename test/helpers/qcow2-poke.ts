@@ -121,3 +121,71 @@ export function appendCluster(path: string): number {
   withFile(path, (fd) => fs.ftruncateSync(fd, (index + 1) * clusterBytes));
   return index;
 }
+
+export function writeU32(path: string, position: number, value: number): void {
+  withFile(path, (fd) => {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32BE(value, 0);
+    fs.writeSync(fd, bytes, 0, 4, position);
+  });
+}
+
+export interface SnapshotTableEntry {
+  /** Where the entry starts in the file. */
+  position: number;
+  l1Offset: number;
+  l1Size: number;
+  id: string;
+  name: string;
+  extraBytes: number;
+}
+
+/** The snapshot table's entries, read from the header's count and offset. */
+export function snapshotTable(path: string): SnapshotTableEntry[] {
+  const file = fs.readFileSync(path);
+  const count = file.readUInt32BE(60);
+  let position = Number(file.readBigUInt64BE(64));
+  const entries: SnapshotTableEntry[] = [];
+  for (let index = 0; index < count; index++) {
+    const idBytes = file.readUInt16BE(position + 12);
+    const nameBytes = file.readUInt16BE(position + 14);
+    const extraBytes = file.readUInt32BE(position + 36);
+    const idStart = position + 40 + extraBytes;
+    entries.push({
+      position,
+      l1Offset: Number(file.readBigUInt64BE(position)),
+      l1Size: file.readUInt32BE(position + 8),
+      id: file.subarray(idStart, idStart + idBytes).toString('utf8'),
+      name: file.subarray(idStart + idBytes, idStart + idBytes + nameBytes).toString('utf8'),
+      extraBytes,
+    });
+    position = Math.ceil((idStart + idBytes + nameBytes) / 8) * 8;
+  }
+  return entries;
+}
+
+/**
+ * Rewrites the snapshot table in place with each entry's extra data cut to `extraBytes[i]` (as a
+ * program that knew only version 2 would have written it; qemu-iotests 261's recipe).
+ */
+export function cutSnapshotExtraData(path: string, extraBytes: number[]): void {
+  const file = fs.readFileSync(path);
+  const entries = snapshotTable(path);
+  const first = entries[0];
+  if (first === undefined) return;
+  const parts: Buffer[] = [];
+  let end = first.position;
+  entries.forEach((entry, index) => {
+    const keep = Math.min(entry.extraBytes, extraBytes[index] ?? entry.extraBytes);
+    const fixed = Buffer.from(file.subarray(entry.position, entry.position + 40));
+    fixed.writeUInt32BE(keep, 36);
+    const idAndName = Buffer.concat([Buffer.from(entry.id, 'utf8'), Buffer.from(entry.name, 'utf8')]);
+    const part = Buffer.concat([fixed, file.subarray(entry.position + 40, entry.position + 40 + keep), idAndName]);
+    parts.push(Buffer.concat([part, Buffer.alloc((8 - (part.length % 8)) % 8)]));
+    end = Math.ceil((entry.position + 40 + entry.extraBytes + idAndName.length) / 8) * 8;
+  });
+  const table = Buffer.concat(parts);
+  withFile(path, (fd) => {
+    fs.writeSync(fd, Buffer.concat([table, Buffer.alloc(end - first.position - table.length)]), 0, end - first.position, first.position);
+  });
+}

@@ -117,7 +117,7 @@ function scanSnapshotTableDamage(image: Qcow2Image, scan: ReferenceScan, finding
   scan.snapshotTableToFix = true;
   // qemu-img's words for an entry without the extra data v3 requires.
   for (const index of damage.incomplete) findings.corruption(`ERROR snapshot table entry ${index} is incomplete`);
-  for (const entry of damage.dropped) findings.corruption(`ERROR snapshot table entry ${entry.index} cannot be used: ${entry.reason}`);
+  for (const entry of damage.dropped) findings.corruption(`ERROR snapshot table entry ${entry.index} cannot be used: it ${entry.reason}`);
 }
 
 function scanL1(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings, l1Offset: number, l1Size: number, active: boolean): void {

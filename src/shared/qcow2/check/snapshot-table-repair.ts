@@ -45,7 +45,7 @@ export function repairSnapshotTable(image: Qcow2Image, scan: ReferenceScan, find
   }
   for (const dropped of damage.dropped) {
     const who = dropped.id === null ? 'an unknown snapshot' : `snapshot ${dropped.id} "${dropped.name ?? ''}"`;
-    findings.note(`Repairing snapshot table entry ${dropped.index}: ${who} was removed because ${dropped.reason}`);
+    findings.note(`Repairing snapshot table entry ${dropped.index}: ${who} was removed because the entry ${dropped.reason}`);
     losses.push({ what: 'snapshot', 'snapshot-id': dropped.id, 'snapshot-name': dropped.name, reason: `its snapshot table entry ${dropped.reason}` });
   }
   if (kept.length > 0) findings.note(`The repaired snapshot table (${kept.length} snapshots) is at 0x${tableOffset.toString(16)}`);

@@ -95,6 +95,7 @@ export interface DroppedSnapshotEntry {
   index: number;
   id: string | null;
   name: string | null;
+  /** What is wrong with the entry, to follow "the entry": "lies past the end of the file". */
   reason: string;
 }
 
@@ -124,26 +125,26 @@ export function parseSnapshotTableForCheck(bytes: Uint8Array, bytesInFile: numbe
   };
   for (let index = 0; index < count; index++) {
     if (position + FIXED > bytesInFile) {
-      dropRest(index, 'it lies past the end of the file');
+      dropRest(index, 'lies past the end of the file');
       return table;
     }
     const idSize = data.getUint16(position + 12);
     const nameSize = data.getUint16(position + 14);
     const extraSize = data.getUint32(position + 36);
     if (extraSize > MAX_SNAPSHOT_EXTRA_DATA) {
-      dropRest(index, `it claims ${extraSize} bytes of extra data (at most ${MAX_SNAPSHOT_EXTRA_DATA})`);
+      dropRest(index, `claims ${extraSize} bytes of extra data (at most ${MAX_SNAPSHOT_EXTRA_DATA})`);
       return table;
     }
     const end = position + FIXED + extraSize + idSize + nameSize;
     if (end > bytesInFile) {
-      dropRest(index, 'it runs past the end of the file');
+      dropRest(index, 'runs past the end of the file');
       return table;
     }
     let entry: SnapshotEntry;
     try {
       [entry] = parseSnapshotTable(bytes.subarray(position, end), 1, 2) as [SnapshotEntry];
     } catch (error) {
-      dropRest(index, error instanceof Qcow2Error ? error.message : 'it cannot be read');
+      dropRest(index, `cannot be read (${error instanceof Qcow2Error ? error.message : String(error)})`);
       return table;
     }
     if (version === 3 && extraSize < 16) table.incomplete.push(table.entries.length);

@@ -1,0 +1,189 @@
+/**
+ * Issue 21, part 2: images qemu-img check -r all makes clean, Cowbell's repair makes clean too —
+ * rebuilding where qemu-img rebuilds, discarding what qemu-img discards and naming it in the
+ * report — and every guest range qemu-img's own repair of a copy keeps reads the same through
+ * Cowbell afterwards. Each case is built with qemu-img and qemu-io, then damaged by hand.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../src/cli/run.ts';
+import { checkExitCode, checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
+import type { CheckResult } from '../../../src/shared/qcow2/model.ts';
+import * as poke from '../../helpers/qcow2-poke.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir } from '../../helpers/qemu.ts';
+import { ACTIVE, cowbellStates, keptRangeMismatches, qemuStates, referenceStates } from '../../helpers/repair-comparison.ts';
+
+const folder = tempDir();
+afterAll(() => folder.cleanup());
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** 4 KiB clusters; two snapshots, each followed by writes that copy L2 tables, so snapshots own L2 tables no one else uses. */
+async function buildWithSnapshots(path: string, compat: '0.10' | '1.1'): Promise<void> {
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4k,compat=${compat}`, path, '16M']);
+  await qemuIo(path, ['write -P 1 0 256k', 'write -P 2 4M 64k']);
+  await qemuImg(['snapshot', '-c', 'one', path]);
+  await qemuIo(path, ['write -P 3 4M 64k', 'write -P 4 0 8k']);
+  await qemuImg(['snapshot', '-c', 'two', path]);
+  await qemuIo(path, ['write -P 5 8M 8k']);
+}
+
+/** An L2 table only snapshot `index` uses (the active L1 no longer names it). */
+function inactiveL2Table(path: string, index: number): number {
+  const { l1Offset, l1Size, clusterBytes } = poke.layout(path);
+  const active = new Set<number>();
+  for (let entry = 0; entry < l1Size; entry++) active.add(Number(poke.readU64(path, l1Offset + entry * 8) & poke.OFFSET_MASK));
+  const snapshot = poke.snapshotTable(path)[index];
+  if (snapshot === undefined) throw new Error(`no snapshot ${index}`);
+  for (let entry = 0; entry < snapshot.l1Size; entry++) {
+    const l2 = Number(poke.readU64(path, snapshot.l1Offset + entry * 8) & poke.OFFSET_MASK);
+    if (l2 !== 0 && !active.has(l2) && l2 % clusterBytes === 0) return l2;
+  }
+  throw new Error('the snapshot has no L2 table of its own');
+}
+
+interface RepairCase {
+  name: string;
+  compat: '0.10' | '1.1';
+  /** Damages the image; may run qemu-io (a guest write after the damage). */
+  damage(path: string): Promise<void>;
+  /** What the report must say was lost. */
+  lost(result: CheckResult): void;
+}
+
+const cases: RepairCase[] = [
+  {
+    name: 'no refcount table at all (offset 0, 0 clusters): rebuilt',
+    compat: '1.1',
+    async damage(path) {
+      poke.writeU64(path, 48, 0n);
+      poke.writeU32(path, 56, 0);
+    },
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    name: 'a refcount table of zero clusters: rebuilt',
+    compat: '1.1',
+    async damage(path) {
+      poke.writeU32(path, 56, 0);
+    },
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    name: 'a snapshot table past the end of the file: its snapshots dropped and reported',
+    compat: '1.1',
+    async damage(path) {
+      const { fileSize, clusterBytes } = poke.layout(path);
+      poke.writeU64(path, 64, BigInt((Math.ceil(fileSize / clusterBytes) + 64) * clusterBytes));
+    },
+    lost(result) {
+      expect(result.lost).toEqual([
+        { what: 'snapshot', 'snapshot-id': null, 'snapshot-name': null, reason: 'its snapshot table entry lies past the end of the file' },
+        { what: 'snapshot', 'snapshot-id': null, 'snapshot-name': null, reason: 'its snapshot table entry lies past the end of the file' },
+      ]);
+    },
+  },
+  {
+    name: 'a version 2 image botched to version 3 (snapshots without the v3 extra data): the entries completed',
+    compat: '0.10',
+    async damage(path) {
+      poke.cutSnapshotExtraData(path, [0, 8]);
+      poke.writeU32(path, 4, 3);
+      poke.writeU32(path, 96, 4);
+      poke.writeU32(path, 100, 104);
+    },
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    name: 'an inactive L2 table overwritten by guest data (qemu-iotests 060): the snapshot loses that range, the guest keeps its data',
+    compat: '1.1',
+    async damage(path) {
+      const l2 = inactiveL2Table(path, 0);
+      // An active data entry pointing at the table (as a refcount bug would), then a guest write through it.
+      poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
+      await qemuIo(path, ['write -P 3 8M 512']);
+    },
+    lost(result) {
+      expect(result.lost).toEqual([
+        { what: 'range', 'snapshot-id': '1', 'snapshot-name': 'one', 'guest-offset': 0, length: 2 * MiB, reason: 'guest data overwrote the table that mapped it' },
+      ]);
+    },
+  },
+];
+
+describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_000 }, () => {
+  const bases = { '0.10': folder.file('base-v2.qcow2'), '1.1': folder.file('base-v3.qcow2') };
+  beforeAll(async () => {
+    await buildWithSnapshots(bases['0.10'], '0.10');
+    await buildWithSnapshots(bases['1.1'], '1.1');
+  }, 60_000);
+
+  for (const [index, testCase] of cases.entries()) {
+    it(testCase.name, async () => {
+      const damaged = folder.file(`case-${index}.qcow2`);
+      fs.copyFileSync(bases[testCase.compat], damaged);
+      const original = await qemuStates(damaged);
+      await testCase.damage(damaged);
+      expect((await qemuCheck(damaged)).code, 'the damage is real').toBeGreaterThan(0);
+
+      const byQemu = folder.file(`case-${index}-qemu.qcow2`);
+      const byCowbell = folder.file(`case-${index}-cowbell.qcow2`);
+      fs.copyFileSync(damaged, byQemu);
+      fs.copyFileSync(damaged, byCowbell);
+      const reference = referenceStates(await qemuStates(damaged), original);
+      await qemuImg(['check', '-q', '-r', 'all', byQemu], { okCodes: [0, 1, 2, 3] });
+      expect((await qemuCheck(byQemu)).code, "qemu-img's own repair makes it clean").toBe(0);
+
+      // Checked, not refused: a corruption found (exit 2), as qemu-img finds one.
+      const found = checkImagePath(byCowbell);
+      expect(checkExitCode(found), found.messages.slice(0, 5).join('\n')).toBe(2);
+
+      const repaired = checkImagePath(byCowbell, { repair: 'all' });
+      expect(checkExitCode(repaired), repaired.messages.slice(-5).join('\n')).toBe(0);
+      const qemuAfterOurs = await qemuCheck(byCowbell);
+      expect(qemuAfterOurs.code, qemuAfterOurs.output).toBe(0);
+      expect(checkExitCode(checkImagePath(byCowbell))).toBe(0);
+      testCase.lost(repaired);
+
+      const ours = cowbellStates(byCowbell);
+      expect(keptRangeMismatches(reference, await qemuStates(byQemu), ours)).toEqual([]);
+      // qemu-img reads Cowbell's repair as Cowbell does.
+      const theirsOfOurs = await qemuStates(byCowbell);
+      for (const [key, bytes] of ours) expect(firstDifference(theirsOfOurs.get(key) ?? new Uint8Array(0), bytes ?? new Uint8Array(1)), key).toBe(-1);
+    });
+  }
+
+  it('the botched v3 image keeps both snapshots, their data and their names; qemu-img sees the completed extra data', async () => {
+    const path = folder.file('botched.qcow2');
+    fs.copyFileSync(bases['0.10'], path);
+    const before = await qemuStates(path);
+    await cases[3]?.damage(path);
+    checkImagePath(path, { repair: 'all' });
+    expect(poke.snapshotTable(path).map((entry) => [entry.id, entry.name, entry.extraBytes])).toEqual([
+      ['1', 'one', 24],
+      ['2', 'two', 24],
+    ]);
+    const after = cowbellStates(path);
+    for (const key of ['1/one', '2/two', ACTIVE]) expect(firstDifference(after.get(key) ?? new Uint8Array(0), before.get(key) ?? new Uint8Array(1)), key).toBe(-1);
+    expect((await qemuInfo(path)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['one', 'two']);
+  });
+
+  it('cowbell check -r all prints what was lost, and --json carries it', async () => {
+    const path = folder.file('cli.qcow2');
+    fs.copyFileSync(bases['1.1'], path);
+    await cases[4]?.damage(path);
+    const copy = folder.file('cli-copy.qcow2');
+    fs.copyFileSync(path, copy);
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (text: string) => out.push(text), err: (text: string) => err.push(text) };
+    expect(await runCli(['check', '-r', 'all', path], io)).toBe(0);
+    expect(out.join('')).toContain('Lost in the repair');
+    expect(out.join('')).toContain('snapshot 1 "one": guest bytes 0-2097152 now read as zeros (guest data overwrote the table that mapped it)');
+    out.length = 0;
+    expect(await runCli(['check', '--json', '-r', 'all', copy], io)).toBe(0);
+    const report = JSON.parse(out.join('')) as CheckResult;
+    expect(report.lost).toEqual([{ what: 'range', 'snapshot-id': '1', 'snapshot-name': 'one', 'guest-offset': 0, length: 2 * MiB, reason: 'guest data overwrote the table that mapped it' }]);
+  });
+});
