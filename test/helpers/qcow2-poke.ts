@@ -189,3 +189,30 @@ export function cutSnapshotExtraData(path: string, extraBytes: number[]): void {
     fs.writeSync(fd, Buffer.concat([table, Buffer.alloc(end - first.position - table.length)]), 0, end - first.position, first.position);
   });
 }
+
+/**
+ * Makes a version 2 image claim version 3 without converting anything (qemu-iotests 261's
+ * "botched v3"): version, refcount order 4 and a 104-byte header, with each snapshot's extra data
+ * cut to `extraBytes[i]` first (qemu-img 7.2 writes 24 bytes even for v2).
+ */
+export function botchToVersion3(path: string, extraBytes: number[]): void {
+  cutSnapshotExtraData(path, extraBytes);
+  writeU32(path, 4, 3);
+  writeU32(path, 96, 4);
+  writeU32(path, 100, 104);
+}
+
+/** L2 tables only snapshots use (the active L1 table does not name them), by host offset. */
+export function inactiveL2Tables(path: string): number[] {
+  const { l1Offset, l1Size, clusterBytes } = layout(path);
+  const active = new Set<number>();
+  for (let entry = 0; entry < l1Size; entry++) active.add(Number(readU64(path, l1Offset + entry * 8) & OFFSET_MASK));
+  const inactive = new Set<number>();
+  for (const snapshot of snapshotTable(path)) {
+    for (let entry = 0; entry < snapshot.l1Size; entry++) {
+      const l2 = Number(readU64(path, snapshot.l1Offset + entry * 8) & OFFSET_MASK);
+      if (l2 !== 0 && !active.has(l2) && l2 % clusterBytes === 0) inactive.add(l2);
+    }
+  }
+  return [...inactive].sort((a, b) => a - b);
+}

@@ -29,20 +29,6 @@ async function buildWithSnapshots(path: string, compat: '0.10' | '1.1'): Promise
   await qemuIo(path, ['write -P 5 8M 8k']);
 }
 
-/** An L2 table only snapshot `index` uses (the active L1 no longer names it). */
-function inactiveL2Table(path: string, index: number): number {
-  const { l1Offset, l1Size, clusterBytes } = poke.layout(path);
-  const active = new Set<number>();
-  for (let entry = 0; entry < l1Size; entry++) active.add(Number(poke.readU64(path, l1Offset + entry * 8) & poke.OFFSET_MASK));
-  const snapshot = poke.snapshotTable(path)[index];
-  if (snapshot === undefined) throw new Error(`no snapshot ${index}`);
-  for (let entry = 0; entry < snapshot.l1Size; entry++) {
-    const l2 = Number(poke.readU64(path, snapshot.l1Offset + entry * 8) & poke.OFFSET_MASK);
-    if (l2 !== 0 && !active.has(l2) && l2 % clusterBytes === 0) return l2;
-  }
-  throw new Error('the snapshot has no L2 table of its own');
-}
-
 interface RepairCase {
   name: string;
   compat: '0.10' | '1.1';
@@ -88,10 +74,7 @@ const cases: RepairCase[] = [
     name: 'a version 2 image botched to version 3 (snapshots without the v3 extra data): the entries completed',
     compat: '0.10',
     async damage(path) {
-      poke.cutSnapshotExtraData(path, [0, 8]);
-      poke.writeU32(path, 4, 3);
-      poke.writeU32(path, 96, 4);
-      poke.writeU32(path, 100, 104);
+      poke.botchToVersion3(path, [0, 8]);
     },
     lost: (result) => expect(result.lost).toBeUndefined(),
   },
@@ -99,7 +82,7 @@ const cases: RepairCase[] = [
     name: 'an inactive L2 table overwritten by guest data (qemu-iotests 060): the snapshot loses that range, the guest keeps its data',
     compat: '1.1',
     async damage(path) {
-      const l2 = inactiveL2Table(path, 0);
+      const l2 = poke.inactiveL2Tables(path)[0] ?? 0;
       // An active data entry pointing at the table (as a refcount bug would), then a guest write through it.
       poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
       await qemuIo(path, ['write -P 3 8M 512']);
