@@ -10,7 +10,7 @@ import { checkCopiedFlags } from './copied.ts';
 import { CheckFindings } from './findings.ts';
 import { forgetOldStructure, rebuildObstacle, rebuildRefcountStructure } from './rebuild.ts';
 import { adjustRefcounts, repairEntries } from './repair.ts';
-import { dropOverwrittenL2Tables } from './overwritten-l2.ts';
+import { repairOverwrittenL2Tables } from './overwritten-l2.ts';
 import { relocateOverlaps } from './relocate.ts';
 import { repairSnapshotTable } from './snapshot-table-repair.ts';
 import { scanReferences, type ReferenceScan } from './scan.ts';
@@ -132,7 +132,7 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
   };
   // Broken metadata goes first, so that what follows counts only references that will stay.
   if (mode === 'all' && analysis.scan.overwrittenL2.length > 0) {
-    if (dropOverwrittenL2Tables(current, analysis.scan, log, losses) > 0) countAgain();
+    if (repairOverwrittenL2Tables(current, analysis.scan, log, losses) > 0) countAgain();
   }
   if (mode === 'all' && (analysis.scan.l1TablesToFix.size > 0 || analysis.scan.l2TablesToFix.size > 0)) {
     if (repairEntries(current, analysis.scan, log) > 0) countAgain();

@@ -11,10 +11,11 @@ export function* freeClusters(scan: ReferenceScan): Generator<number> {
   const isFree = (cluster: number): boolean =>
     stored.state(Math.floor(cluster / stored.entriesPerBlock)) === 'valid' && stored.get(cluster) === 0 && expected.get(cluster) === 0;
   for (let cluster = 1; cluster < expected.compareEnd; cluster++) if (isFree(cluster)) yield cluster;
-  // Past the end of the file only if no entry points there already.
-  if (expected.pastEndReferenceEnd > 0) return;
+  // Past the end of the file only where no entry points already (and only if those are known).
+  const pointedAt = expected.pastEndReferenceEnd > 0 ? expected.pastEndClusters : new Set<number>();
+  if (pointedAt === null) return;
   for (let cluster = expected.compareEnd; stored.state(Math.floor(cluster / stored.entriesPerBlock)) === 'valid'; cluster++) {
-    if (stored.get(cluster) === 0) yield cluster;
+    if (stored.get(cluster) === 0 && !pointedAt.has(cluster)) yield cluster;
   }
 }
 
