@@ -10,7 +10,8 @@ import { runCli } from '../../../src/cli/run.ts';
 import { checkExitCode, checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import type { CheckResult } from '../../../src/shared/qcow2/model.ts';
 import * as poke from '../../helpers/qcow2-poke.ts';
-import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, tempDir } from '../../helpers/qemu.ts';
+import { buildWithSnapshots, damages, type Damage } from '../../helpers/repair-damage.ts';
 import { ACTIVE, cowbellStates, keptRangeMismatches, qemuStates, referenceStates } from '../../helpers/repair-comparison.ts';
 
 const folder = tempDir();
@@ -19,50 +20,34 @@ afterAll(() => folder.cleanup());
 const KiB = 1024;
 const MiB = 1024 * KiB;
 
-/** 4 KiB clusters; two snapshots, each followed by writes that copy L2 tables, so snapshots own L2 tables no one else uses. */
-async function buildWithSnapshots(path: string, compat: '0.10' | '1.1'): Promise<void> {
-  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=4k,compat=${compat}`, path, '16M']);
-  await qemuIo(path, ['write -P 1 0 256k', 'write -P 2 4M 64k']);
-  await qemuImg(['snapshot', '-c', 'one', path]);
-  await qemuIo(path, ['write -P 3 4M 64k', 'write -P 4 0 8k']);
-  await qemuImg(['snapshot', '-c', 'two', path]);
-  await qemuIo(path, ['write -P 5 8M 8k']);
-}
-
 interface RepairCase {
-  name: string;
-  compat: '0.10' | '1.1';
-  /** Damages the image; may run qemu-io (a guest write after the damage). */
-  damage(path: string): Promise<void>;
+  damage: Damage;
+  /** What is done, beyond a clean image. */
+  outcome: string;
   /** What the report must say was lost. */
   lost(result: CheckResult): void;
 }
 
+function damage(name: string): Damage {
+  const found = damages.find((candidate) => candidate.name.startsWith(name));
+  if (found === undefined) throw new Error(`no damage ${name}`);
+  return found;
+}
+
 const cases: RepairCase[] = [
   {
-    name: 'no refcount table at all (offset 0, 0 clusters): rebuilt',
-    compat: '1.1',
-    async damage(path) {
-      poke.writeU64(path, 48, 0n);
-      poke.writeU32(path, 56, 0);
-    },
+    damage: damage('no refcount table'),
+    outcome: 'rebuilt',
     lost: (result) => expect(result.lost).toBeUndefined(),
   },
   {
-    name: 'a refcount table of zero clusters: rebuilt',
-    compat: '1.1',
-    async damage(path) {
-      poke.writeU32(path, 56, 0);
-    },
+    damage: damage('a refcount table of zero clusters'),
+    outcome: 'rebuilt',
     lost: (result) => expect(result.lost).toBeUndefined(),
   },
   {
-    name: 'a snapshot table past the end of the file: its snapshots dropped and reported',
-    compat: '1.1',
-    async damage(path) {
-      const { fileSize, clusterBytes } = poke.layout(path);
-      poke.writeU64(path, 64, BigInt((Math.ceil(fileSize / clusterBytes) + 64) * clusterBytes));
-    },
+    damage: damage('a snapshot table past'),
+    outcome: 'its snapshots dropped and reported',
     lost(result) {
       expect(result.lost).toEqual([
         { what: 'snapshot', 'snapshot-id': null, 'snapshot-name': null, reason: 'its snapshot table entry lies past the end of the file' },
@@ -71,22 +56,13 @@ const cases: RepairCase[] = [
     },
   },
   {
-    name: 'a version 2 image botched to version 3 (snapshots without the v3 extra data): the entries completed',
-    compat: '0.10',
-    async damage(path) {
-      poke.botchToVersion3(path, [0, 8]);
-    },
+    damage: damage('a version 2 image botched'),
+    outcome: 'the entries completed',
     lost: (result) => expect(result.lost).toBeUndefined(),
   },
   {
-    name: 'an inactive L2 table overwritten by guest data (qemu-iotests 060): the snapshot loses what the overwritten entries mapped, the guest keeps its data',
-    compat: '1.1',
-    async damage(path) {
-      const l2 = poke.inactiveL2Tables(path)[0] ?? 0;
-      // An active data entry pointing at the table (as a refcount bug would), then a guest write through it.
-      poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
-      await qemuIo(path, ['write -P 3 8M 512']);
-    },
+    damage: damage('an inactive L2 table'),
+    outcome: 'the snapshot loses what the overwritten entries mapped, the guest keeps its data',
     lost(result) {
       expect(result.lost).toEqual([
         // 512 bytes of guest data: 64 entries of 4 KiB clusters; the other 448 entries stay sound.
@@ -104,11 +80,11 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
   }, 60_000);
 
   for (const [index, testCase] of cases.entries()) {
-    it(testCase.name, async () => {
+    it(`${testCase.damage.name}: ${testCase.outcome}`, async () => {
       const damaged = folder.file(`case-${index}.qcow2`);
-      fs.copyFileSync(bases[testCase.compat], damaged);
+      fs.copyFileSync(bases[testCase.damage.compat], damaged);
       const original = await qemuStates(damaged);
-      await testCase.damage(damaged);
+      await testCase.damage.apply(damaged);
       expect((await qemuCheck(damaged)).code, 'the damage is real').toBeGreaterThan(0);
 
       const byQemu = folder.file(`case-${index}-qemu.qcow2`);
@@ -142,7 +118,7 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     const path = folder.file('botched.qcow2');
     fs.copyFileSync(bases['0.10'], path);
     const before = await qemuStates(path);
-    await cases[3]?.damage(path);
+    await damage('a version 2 image botched').apply(path);
     checkImagePath(path, { repair: 'all' });
     expect(poke.snapshotTable(path).map((entry) => [entry.id, entry.name, entry.extraBytes])).toEqual([
       ['1', 'one', 24],
@@ -156,7 +132,7 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
   it('cowbell check -r all prints what was lost, and --json carries it', async () => {
     const path = folder.file('cli.qcow2');
     fs.copyFileSync(bases['1.1'], path);
-    await cases[4]?.damage(path);
+    await damage('an inactive L2 table').apply(path);
     const copy = folder.file('cli-copy.qcow2');
     fs.copyFileSync(path, copy);
     const out: string[] = [];
