@@ -23,7 +23,7 @@ async function orNull(read: () => Promise<Uint8Array>): Promise<Uint8Array | nul
 export async function qemuStates(image: string): Promise<States> {
   const states: States = new Map();
   states.set(ACTIVE, await orNull(() => rawOf(image)));
-  let snapshots: { id: string; name: string }[] = [];
+  let snapshots: { id: string; name: string }[];
   try {
     snapshots = (await qemuInfo(image)).snapshots ?? [];
   } catch {

@@ -18,7 +18,6 @@ const folder = tempDir();
 afterAll(() => folder.cleanup());
 
 const KiB = 1024;
-const MiB = 1024 * KiB;
 
 interface RepairCase {
   damage: Damage;

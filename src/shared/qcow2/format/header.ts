@@ -229,10 +229,6 @@ function checkTable(what: string, offset: number, length: number, clusterBytes: 
   if (offset + length > fileSize) throw new Qcow2Error('TRUNCATED', `${what} at ${hex(offset)} lies past the end of the file: the image is truncated`);
 }
 
-/** True when the header names no refcount table (only a header parsed forCheck can). */
-export function lacksRefcountTable(header: Header): boolean {
-  return header.refcountTableClusters === 0;
-}
 
 export function featureNames(header: Header): FeatureName[] {
   const names: FeatureName[] = [];
