@@ -36,9 +36,11 @@ export function setRefcounts(image: Qcow2Image, scan: ReferenceScan, clusters: I
 
 /**
  * Claims `count` free clusters in a row (refcount 1, durable) and returns the first one's byte
- * offset, or null when there is no such run.
+ * offset, or null when there is no such run. When the refcount structure is to be rebuilt from
+ * the references anyway, the run is past the end of the file, and its refcounts are the rebuild's.
  */
 export function claimFreeRun(image: Qcow2Image, scan: ReferenceScan, count: number): number | null {
+  if (scan.rebuildReasons.length > 0) return runPastEnd(scan, count);
   let first = -1;
   let length = 0;
   for (const cluster of freeClusters(scan)) {
@@ -55,4 +57,15 @@ export function claimFreeRun(image: Qcow2Image, scan: ReferenceScan, count: numb
     }
   }
   return null;
+}
+
+/** The first `count` clusters in a row past the end of the file that no entry points at (null if those are unknown). */
+function runPastEnd(scan: ReferenceScan, count: number): number | null {
+  const pointedAt = scan.expected.pastEndClusters;
+  if (pointedAt === null) return null;
+  let first = scan.expected.compareEnd;
+  for (let cluster = first; cluster < first + count; cluster++) {
+    if (pointedAt.has(cluster)) first = cluster + 1;
+  }
+  return first * scan.expected.clusterBytes;
 }

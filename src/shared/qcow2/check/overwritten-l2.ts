@@ -63,8 +63,8 @@ function copyKeepingSoundEntries(image: Qcow2Image, scan: ReferenceScan, l2Offse
   }
   file.write(bytes, claimed);
   file.flush();
-  // claimFreeRun set refcount 1: as many as L1 entries will name the copy, before any does.
-  if (references > 1) raiseRefcount(image, scan, claimed / clusterBytes, references);
+  // claimFreeRun set refcount 1: as many as L1 entries will name the copy, before any does (a rebuild counts them itself).
+  if (references > 1 && scan.rebuildReasons.length === 0) raiseRefcount(image, scan, claimed / clusterBytes, references);
   return { to: claimed, emptied };
 }
 
