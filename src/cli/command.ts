@@ -25,6 +25,8 @@ export interface Command {
   summary: string;
   /** The argument part of the usage line, e.g. `[--json] IMAGE`. */
   usage: string;
+  /** More lines for `cowbell NAME --help` (what an option does, exit codes). */
+  help?: string;
   options: ParseArgsOptionsConfig;
   positionals: { min: number; max: number };
   /** Resolves with the exit code; throws a Qcow2Error or UsageError on failure. */
@@ -42,3 +44,5 @@ export class UsageError extends Error {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+/** `convert --rescue`: the copy was made, but some guest ranges could not be read (zeros in the copy). */
+export const EXIT_PARTIAL = 3;

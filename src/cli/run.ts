@@ -27,7 +27,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
   try {
     const command = await entry.load();
     if (rest.includes('--help') || rest.includes('-h')) {
-      io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n`);
+      io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
     return await command.run(parseCommandArgs(command, rest), io);

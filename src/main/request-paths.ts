@@ -43,6 +43,7 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'snapshot.apply': { target: 'existing-file' },
   'snapshot.delete': { target: 'existing-file' },
   'snapshot.rename': { target: 'existing-file' },
+  'snapshot.note': { target: 'existing-file' },
   'image.rewritePreview': { target: 'existing-file' },
   'image.compress': { target: 'existing-file' },
   'image.compact': { target: 'existing-file' },
@@ -50,6 +51,7 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.decrypt': { target: 'existing-file' },
   'image.passphrase': { target: 'existing-file' },
   'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
+  'image.rescue': { target: 'existing-file', newFileArguments: ['target'] },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */

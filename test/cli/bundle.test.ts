@@ -66,4 +66,30 @@ describe('the bundled command line', () => {
     expect(convert.status, convert.stderr).toBe(0);
     expect((await qemuCompare(folder.file('converted.qcow2'), raw)).code).toBe(0);
   }, 60_000);
+
+  // Issue 23: V8 aborts the whole process when it cannot reserve a new thread's address space, so
+  // under a tight `ulimit -v` the helper threads must not be started at all.
+  it('converts and compresses under an address-space limit too tight for a helper thread, saying so once', async () => {
+    const raw = folder.file('limited.raw');
+    const random = new SeededRandom(23);
+    const parts: Uint8Array[] = [];
+    for (let index = 0; index < 1024; index++) parts.push(index % 2 === 0 ? compressibleBytes(65536, index) : random.bytes(65536));
+    fs.writeFileSync(raw, Buffer.concat(parts));
+    const image = folder.file('limited.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    // What this Node maps before running anything, plus room for the command itself but less than a
+    // helper thread needs (HELPER_THREAD_ROOM_BYTES, 384 MiB): the process only grows from there.
+    const baseline = spawnSync(process.execPath, ['-e', "process.stdout.write(/VmSize:\\s+(\\d+)/.exec(require('fs').readFileSync('/proc/self/status','utf8'))[1])"], { encoding: 'utf8' });
+    const limitKiB = Number(baseline.stdout) + 320 * 1024;
+    expect(limitKiB).toBeGreaterThan(320 * 1024);
+    const limited = (...args: string[]) => spawnSync('bash', ['-c', `ulimit -v ${limitKiB} && exec "$0" "$@"`, process.execPath, entry, ...args], { encoding: 'utf8' });
+    for (const [args, output, format] of [[['convert', '-O', 'raw'], 'limited-out.raw', 'raw'], [['convert', '-c', '-O', 'qcow2', '--no-snapshots'], 'limited-out.qcow2', 'qcow2']] as const) {
+      const run = limited(...args, image, folder.file(output));
+      expect({ status: run.status, signal: run.signal }, run.stderr).toEqual({ status: 0, signal: null });
+      expect(run.stderr.match(/working on one thread/g)).toHaveLength(1);
+      expect(run.stderr).toContain('ulimit -v');
+      expect((await qemuCompare(folder.file(output), raw, { formatA: format })).code).toBe(0);
+    }
+    expect(fs.readdirSync(folder.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  }, 60_000);
 });

@@ -48,11 +48,13 @@ describe('the application menu', () => {
     click(submenu(template, 'File').find((item) => item.label === 'Encrypt Disk…'));
     click(submenu(template, 'File').find((item) => item.label === 'Change Passphrase…'));
     click(submenu(template, 'File').find((item) => item.label === 'Decrypt Disk…'));
+    click(submenu(template, 'File').find((item) => item.label === 'Save What Can Be Read…'));
     click(submenu(template, 'Help')[0]);
     expect(sent.map((command) => command.command)).toEqual([
       'snapshot.take',
       'snapshot.revert',
       'snapshot.rename',
+      'snapshot.note',
       'snapshot.delete',
       'snapshot.export',
       'open',
@@ -62,6 +64,7 @@ describe('the application menu', () => {
       'disk.encrypt',
       'disk.passphrase',
       'disk.decrypt',
+      'disk.rescue',
       'about',
     ]);
   });
@@ -69,7 +72,7 @@ describe('the application menu', () => {
   it('shows shortcuts the page handles without registering them (Delete and F2 must still reach text fields)', () => {
     const template = appMenuTemplate(() => undefined, []);
     const snapshot = submenu(template, 'Snapshot').filter((item) => item.type !== 'separator');
-    expect(snapshot.map((item) => item.accelerator)).toEqual(['CmdOrCtrl+Shift+S', undefined, 'F2', 'Delete', undefined]);
+    expect(snapshot.map((item) => item.accelerator)).toEqual(['CmdOrCtrl+Shift+S', undefined, 'F2', undefined, 'Delete', undefined]);
     for (const item of snapshot) if (item.accelerator) expect(item.registerAccelerator).toBe(false);
   });
 

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
-import { convertImageYielding, type ConvertRequest } from '../../shared/qcow2/convert/convert.ts';
+import { convertImageYielding, type ConvertRequest, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
@@ -9,7 +9,8 @@ import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
 import { flag, option } from '../args.ts';
 import { progressPrinter, runCancellably } from '../cancellable-job.ts';
-import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { EXIT_OK, EXIT_PARTIAL, UsageError, type Command } from '../command.ts';
+import { describeRescue, rescueReportJson } from '../rescue-report.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
 import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 import { cliRuntime } from '../runtime.ts';
@@ -22,13 +23,21 @@ import { encryptionOf, PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-inpu
  * source's internal snapshots (the rewrite engine) unless --no-snapshots; `-l NAME` copies one
  * snapshot's state instead of the current one. With -c, clusters are compressed on up to
  * MAX_COMPRESSION_THREADS cores. The output is flushed to disk before it takes its name unless
- * -t unsafe (qemu-img's default) says not to.
+ * -t unsafe (qemu-img's default) says not to. With --rescue, a damaged source is copied as far
+ * as it can be read (zeros elsewhere) and the unreadable ranges are listed; exit code 3 says some were.
  */
 
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--passphrase-file FILE] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--rescue [--json]] [--passphrase-file FILE] [--force] INPUT OUTPUT',
+  help: [
+    '  --rescue   copy a damaged disk as far as it can be read: ranges whose tables or data are broken',
+    '             become zeros, and a table lists them (guest offset, length, reason) with a total;',
+    '             --json prints that report as JSON. Only the current state (or -l SNAPSHOT\'s) is copied.',
+    'Exit codes: 0 copied, 1 failed (no output), 2 usage error, 3 (--rescue) copied with unreadable ranges.',
+    '',
+  ].join('\n'),
   options: {
     compress: { type: 'boolean', short: 'c' },
     progress: { type: 'boolean', short: 'p' },
@@ -42,6 +51,8 @@ export const convert: Command = {
     'force-share': { type: 'boolean', short: 'U' },
     snapshot: { type: 'string', short: 'l' },
     'no-snapshots': { type: 'boolean' },
+    rescue: { type: 'boolean' },
+    json: { type: 'boolean' },
     force: { type: 'boolean' },
     ...PASSPHRASE_OPTIONS,
     help: { type: 'boolean', short: 'h' },
@@ -70,10 +81,13 @@ export const convert: Command = {
     if (option(args, 'snapshot') !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
     const sourceSnapshot = snapshotOption(option(args, 'snapshot'), source);
     const snapshots = sourceSnapshot === undefined ? snapshotCount(source, sourceFormat) : 0;
+    const rescue = flag(args, 'rescue');
+    if (flag(args, 'json') && !rescue) throw new UsageError('convert: --json prints the --rescue report; add --rescue');
     const compressionThreads = compress ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1;
     // Like qemu-img convert, the output is not encrypted (`cowbell encrypt` encrypts it afterwards).
     const encrypted = sourceFormat !== 'raw' && encryptionOf(source) !== null;
-    if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots')) {
+    // A rescue copies one state: a rewrite keeping the snapshots would stop at the first broken table.
+    if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots') && !rescue) {
       const compressionType = assertSnapshotsCanBeKept(source, options);
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
       const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' } }, { printSummary: false });
@@ -81,11 +95,11 @@ export const convert: Command = {
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
       return code;
     }
-    await withUnlock(args, io, source, async (unlock) => {
+    const result = await withUnlock(args, io, source, async (unlock) => {
       let printed = false;
       try {
-        await convertCancellably(
-          { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share'), ...unlock },
+        return await convertCancellably(
+          { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share'), rescue, ...unlock },
           showProgress
             ? (stage, done, total) => {
                 printed = true;
@@ -101,8 +115,13 @@ export const convert: Command = {
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
     if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
       io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} was copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
+    } else if (snapshots > 0 && rescue && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
+      io.err(`cowbell: note: a rescue copies one state; only the current state of ${source} was copied (-l NAME copies a snapshot's)\n`);
     }
-    return EXIT_OK;
+    if (!rescue) return EXIT_OK;
+    if (flag(args, 'json')) io.out(`${JSON.stringify(rescueReportJson(result), null, 4)}\n`);
+    else if (!flag(args, 'quiet')) io.out(describeRescue(result, target));
+    return (result.unreadable ?? []).length > 0 ? EXIT_PARTIAL : EXIT_OK;
   },
 };
 
@@ -112,8 +131,16 @@ export const convert: Command = {
  * leaving no output. (A worker thread would do the same at the cost of starting one: tens of
  * milliseconds, a sizeable part of a short convert.)
  */
-async function convertCancellably(request: ConvertRequest, onProgress: (stage: string, done: number, total: number) => void): Promise<void> {
-  await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
+async function convertCancellably(request: ConvertRequest, onProgress: (stage: string, done: number, total: number) => void): Promise<ConvertResult> {
+  try {
+    return await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
+  } catch (error) {
+    // A damaged source: say what can still be done about it.
+    if (request.rescue !== true && error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'IO_ERROR')) {
+      throw new Qcow2Error(error.code, `${error.message} (convert --rescue copies what can be read)`, { cause: error });
+    }
+    throw error;
+  }
 }
 
 function unencryptedNote(source: string, target: string, targetFormat: ImageFormat): string {

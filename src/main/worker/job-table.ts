@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   changeSnapshotName,
+  changeSnapshotNote,
   readDiff,
   readImageInfo,
   readSnapshotTree,
@@ -10,11 +11,11 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
-import type { RewriteSummary } from '../../shared/ipc/contract.ts';
+import { MAX_REPORTED_RANGES, type RescueReport, type RewriteSummary } from '../../shared/ipc/contract.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
-import { convertImage } from '../../shared/qcow2/convert/convert.ts';
+import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
@@ -44,7 +45,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.check': (path, _args, context) => checkImagePath(path, {}, context),
     'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
     'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
-    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
+    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
       revertToSnapshot(path, args.name, context);
       return null;
@@ -55,6 +56,10 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'snapshot.rename': (path, args) => {
       changeSnapshotName(path, args.name, args.newName);
+      return null;
+    },
+    'snapshot.note': (path, args) => {
+      changeSnapshotNote(path, args.name, args.note);
       return null;
     },
     'image.rewritePreview': (path, args, context) => {
@@ -110,6 +115,12 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
     },
+    'image.rescue': (path, args, context) => {
+      const result = withSecretBytes([args.passphrase], ([passphrase]) =>
+        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot, passphrase, rescue: true }, context),
+      );
+      return rescueReport(args.target, args.format, result);
+    },
   };
 }
 
@@ -118,6 +129,19 @@ export const jobTable: ContractJobTable = createJobTable();
 
 function compressionTypeCode(name: 'zlib' | 'zstd' | undefined): CompressionType | undefined {
   return name === undefined ? undefined : name === 'zstd' ? 1 : 0;
+}
+
+function rescueReport(target: string, format: 'qcow2' | 'raw', result: ConvertResult): RescueReport {
+  const unreadable = result.unreadable ?? [];
+  return {
+    target,
+    format,
+    virtualSize: result.virtualSize,
+    fileBytes: statSync(target).size,
+    unreadableBytes: unreadable.reduce((sum, range) => sum + range.length, 0),
+    unreadableRangeCount: unreadable.length,
+    unreadable: unreadable.slice(0, MAX_REPORTED_RANGES),
+  };
 }
 
 /** What the page hears of a rewrite: the in-place target is the job's own path already. */

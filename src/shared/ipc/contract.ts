@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, SnapshotTree, UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type RepairLoss, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -20,6 +20,20 @@ export const SnapshotName = z
   .min(1)
   .max(1024)
   .refine((value) => !value.includes('\0'), 'name contains a NUL byte');
+
+const utf8 = new TextEncoder();
+
+/** A note's size as the engine counts it: UTF-8 bytes, not characters. */
+export function snapshotNoteBytes(note: string): number {
+  return utf8.encode(note).length;
+}
+
+/** A snapshot's note (kept in Cowbell's record in the snapshot's extra data): '' clears it. */
+export const SnapshotNote = z
+  .string()
+  .max(MAX_SNAPSHOT_NOTE_BYTES)
+  .refine((value) => !value.includes('\0'), 'a note cannot contain a NUL character')
+  .refine((value) => snapshotNoteBytes(value) <= MAX_SNAPSHOT_NOTE_BYTES, `a note may be at most ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8`);
 
 const Empty = z.object({}).strict();
 
@@ -108,6 +122,11 @@ export const ChangePassphraseArgs = z
   .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
 export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
+/**
+ * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
+ * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
+ */
+export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), passphrase: Passphrase.optional() }).strict();
 
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
@@ -120,10 +139,12 @@ export const jobSchemas = {
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
-  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
+  /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */
+  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote }).strict() },
   'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },
@@ -135,6 +156,8 @@ export const jobSchemas = {
   'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
+  /** Reads the disk at the job's path (never writes it); the new file is `args.target`. */
+  'image.rescue': { access: 'read', args: RescueImageArgs },
 } as const;
 
 /** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
@@ -180,6 +203,21 @@ export interface SnapshotExport {
   fileBytes: number;
 }
 
+/** At most this many unreadable ranges cross to the page; `unreadableRangeCount` has them all. */
+export const MAX_REPORTED_RANGES = 1000;
+
+/** A rescue copy: where it went, and what of the disk could not be read (zeros in the copy). */
+export interface RescueReport {
+  target: string;
+  format: 'qcow2' | 'raw';
+  virtualSize: number;
+  fileBytes: number;
+  unreadableBytes: number;
+  unreadableRangeCount: number;
+  /** The first MAX_REPORTED_RANGES ranges, in guest order. */
+  unreadable: UnreadableRange[];
+}
+
 export interface JobResults {
   'image.info': ImageInfo;
   'image.map': AllocationMap;
@@ -193,6 +231,7 @@ export interface JobResults {
   'snapshot.apply': null;
   'snapshot.delete': null;
   'snapshot.rename': null;
+  'snapshot.note': null;
   'image.rewritePreview': RewritePreview;
   'image.compress': RewriteSummary;
   'image.compact': RewriteSummary;
@@ -200,6 +239,7 @@ export interface JobResults {
   'image.decrypt': RewriteSummary;
   'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
+  'image.rescue': RescueReport;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -249,6 +289,7 @@ export const MENU_COMMANDS = [
   'snapshot.revert',
   'snapshot.delete',
   'snapshot.rename',
+  'snapshot.note',
   'snapshot.export',
   'disk.create',
   'disk.check',
@@ -257,6 +298,7 @@ export const MENU_COMMANDS = [
   'disk.encrypt',
   'disk.decrypt',
   'disk.passphrase',
+  'disk.rescue',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -333,7 +375,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, SnapshotTree, UsageReport };
+export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

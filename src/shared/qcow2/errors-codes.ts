@@ -19,6 +19,10 @@ export const ERROR_CODES = [
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',
   'BACKING_NOT_FOUND',
+  /** A snapshot note longer than Cowbell's record can keep (format/cowbell-record.ts). */
+  'NOTE_TOO_LONG',
+  /** The snapshot's extra data holds another program's bytes: Cowbell keeps them and records nothing there. */
+  'FOREIGN_EXTRA_DATA',
   'CANCELLED',
   'INTERNAL',
 ] as const;

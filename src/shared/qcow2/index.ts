@@ -16,7 +16,9 @@ export {
   revertToSnapshot,
   removeSnapshot,
   changeSnapshotName,
+  changeSnapshotNote,
 } from './snapshots/operations.ts';
+export { MAX_SNAPSHOT_NOTE_BYTES } from './model.ts';
 export { mapImage } from './image/map.ts';
 export { allocationMap, readAllocationMap, type AllocationMapArgs } from './snapshots/allocation-map.ts';
 export { convertImage, type ConvertRequest, type ConvertResult } from './convert/convert.ts';

@@ -14,6 +14,8 @@ export interface SnapshotInfo {
   'vm-clock-sec': number;
   'vm-clock-nsec': number;
   icount?: number;
+  /** Cowbell's own: the snapshot's note (Cowbell's record in its extra data), when it has one. */
+  note?: string;
 }
 
 export interface Qcow2SpecificInfo {
@@ -133,6 +135,13 @@ export interface RepairLoss {
   reason: string;
 }
 
+/**
+ * The longest snapshot note, in UTF-8 bytes: with the rest of Cowbell's record it stays well inside
+ * the 1024 bytes of extra data QEMU accepts per snapshot (format/cowbell-record.ts). Here so the
+ * IPC contract and the renderer check the same bound.
+ */
+export const MAX_SNAPSHOT_NOTE_BYTES = 512;
+
 /** A snapshot in Cowbell's tree view (issue: snapshots as a tree). */
 export interface SnapshotNode {
   id: string;
@@ -146,6 +155,8 @@ export interface SnapshotNode {
   vmStateSize: number;
   exclusiveBytes: number;
   sharedBytes: number;
+  /** The user's description, kept in Cowbell's record in the snapshot's extra data; absent when there is none. */
+  note?: string;
 }
 
 export interface SnapshotTree {
@@ -193,4 +204,37 @@ export interface AllocationMap {
   unallocated: number[];
   /** Bytes the image does not allocate that come from a layer of the backing chain. */
   backing: number[];
+}
+
+/** Why a guest range could not be read by a rescue copy (`convert --rescue`). */
+export const UNREADABLE_REASONS = [
+  /** An L1 entry with reserved bits set: its L2 table cannot be trusted. */
+  'L1_RESERVED_BITS',
+  'L2_UNALIGNED',
+  'L2_OUT_OF_FILE',
+  /** An L2 table on the header, an L1 table, the refcount table or blocks, or the snapshot table. */
+  'L2_OVERLAPS_METADATA',
+  'L2_RESERVED_BITS',
+  'CLUSTER_UNALIGNED',
+  'CLUSTER_OUT_OF_FILE',
+  /** A data cluster on metadata (tables, the header): what it holds is not the guest's. */
+  'CLUSTER_OVERLAPS_METADATA',
+  /** Extended L2: a subcluster both allocated and zero, or allocated without a host cluster (the whole entry is lost, as in QEMU). */
+  'L2_BITMAP_INVALID',
+  'COMPRESSED_CORRUPT',
+  /** The file could not be read there (EIO). */
+  'READ_ERROR',
+  /** Any other inconsistency met while reading. */
+  'CORRUPT',
+] as const;
+
+export type UnreadableReason = (typeof UNREADABLE_REASONS)[number];
+
+/** A guest range a rescue copy wrote as zeros, and why. */
+export interface UnreadableRange {
+  start: number;
+  length: number;
+  reason: UnreadableReason;
+  /** In words, with the offsets involved (and which backing file, when it is not the image itself). */
+  detail: string;
 }

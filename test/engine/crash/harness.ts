@@ -13,7 +13,7 @@ import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
 import { firstDifference, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
@@ -228,6 +228,12 @@ export const imageOperations: ImageOperation[] = [
     contract: 'all-or-nothing',
     setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
     run: (image) => renameSnapshot(image, 's1', 'first'),
+  },
+  {
+    name: 'snapshot note (a new snapshot table, like rename)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
+    run: (image) => setSnapshotNote(image, 's1', 'before the upgrade — ✓'),
   },
   guestWrite('guest write: over compressed clusters packed several to a host cluster', V3_4K, 256 * KiB, [], 10 * KiB + 5, 20 * KiB, { setup: compressedImage }),
   {

@@ -142,7 +142,7 @@ describe('write-behind file', () => {
       expect({ delay, status: result.status, stderr: result.stderr }).toEqual({ delay, status: 0, stderr: '' });
       expect(fs.statSync(target).size).toBe(4096);
     }
-  });
+  }, 60_000);
 
   it('leaves a file it cannot hand to a helper thread as it is', () => {
     const plain: BlockFile = { path: 'x', readOnly: false, read: () => 0, write: () => {}, flush: () => {}, size: () => 0, truncate: () => {}, close: () => {} };

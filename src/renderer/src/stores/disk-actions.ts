@@ -6,7 +6,8 @@
  * the passphrase in its arguments; a wrong or missing one is the dialog's to answer (it asks again).
  */
 import type { ApiErrorCode } from '../lib/api-error.ts';
-import type { JobArgs, PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import type { JobArgs, PassphraseChange, RescueReport, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import { describeRescue } from '../lib/describe-rescue.ts';
 import type { ImageInfo } from '../../../shared/qcow2/model.ts';
 import { describeDecrypt, describeEncrypt, describeExport, describePassphraseChange, describeRewrite } from '../lib/describe-rewrite.ts';
 import { baseName } from '../lib/paths.ts';
@@ -109,5 +110,14 @@ export function useDiskActions() {
     });
   }
 
-  return { rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot };
+  /** "Save what can be read…": a read of the disk into a new file, however damaged the disk is. */
+  function rescue(path: string, args: JobArgs<'image.rescue'>, onStarted?: (jobId: string) => void): Promise<RescueReport> {
+    return jobs.run('image.rescue', path, args, {
+      title: `Save what can be read of ${baseName(path)} as ${baseName(args.target)}`,
+      describe: describeRescue,
+      onStarted,
+    });
+  }
+
+  return { rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot, rescue };
 }

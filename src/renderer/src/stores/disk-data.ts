@@ -21,6 +21,8 @@ export interface DiskData {
   selectedId: string | null;
   /** Set when a write was refused because another program holds the disk. */
   inUseReason: string | null;
+  /** What the last check found wrong that a copy would lose data to (corruptions), in words; null when it found nothing or none ran. */
+  checkDamage: string | null;
 }
 
 export const useDiskDataStore = defineStore('disk-data', () => {
@@ -33,7 +35,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   function entry(path: string): DiskData {
     let data = disks.get(path);
     if (!data) {
-      disks.set(path, { path, status: 'loading', tree: null, usage: null, error: null, selectedId: CURRENT_ID, inUseReason: null });
+      disks.set(path, { path, status: 'loading', tree: null, usage: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
       data = disks.get(path) as DiskData;
     }
     return data;
@@ -106,5 +108,10 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     entry(path).inUseReason = reason;
   }
 
-  return { disks, hovered, entry, load, forget, select, hover, markInUse };
+  /** Remembers what a check or repair found: corruptions left make the disk view offer to save what can be read. */
+  function noteCheck(path: string, corruptions: number): void {
+    entry(path).checkDamage = corruptions > 0 ? `The last check found ${corruptions} corruption${corruptions === 1 ? '' : 's'}.` : null;
+  }
+
+  return { disks, hovered, entry, load, forget, select, hover, markInUse, noteCheck };
 });

@@ -8,9 +8,10 @@
  * (generation, index), so a helper still finishing one batch can never take, or skip, a cluster
  * of the next.
  */
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
+import { startHelperThread } from '../io/helper-threads.ts';
 
 export interface ClusterCompressor {
   /**
@@ -157,13 +158,14 @@ export function threadedCompressor(
     lengths: new Int32Array(shared.lengths),
   };
   const workerData: CompressWorkerData = { type, clusterBytes, ...shared };
-  const workers = Array.from({ length: helpers }, () => {
-    const worker = new Worker(workerModule, { workerData });
-    // A helper that cannot start (or dies) only means less help: the caller does every cluster it leaves.
-    worker.on('error', () => {});
+  // A helper that cannot start (or dies) only means less help: the caller does every cluster it leaves.
+  const workers: Worker[] = [];
+  for (let index = 0; index < helpers; index++) {
+    const worker = startHelperThread(workerModule, { workerData });
+    if (worker === null) break;
     worker.unref();
-    return worker;
-  });
+    workers.push(worker);
+  }
   let generation = 0;
   let closed = false;
   let started = false;
@@ -172,7 +174,7 @@ export function threadedCompressor(
       if (closed) throw new Qcow2Error('INTERNAL', 'compressor used after close');
       if (!started) {
         started = true;
-        awaitHelpers(batch.control, helpers);
+        awaitHelpers(batch.control, workers.length);
       }
       if (count > maxClusters || input.length < count * clusterBytes) throw new Qcow2Error('INTERNAL', 'compression batch too large');
       batch.input.set(input.subarray(0, count * clusterBytes));

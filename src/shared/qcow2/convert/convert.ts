@@ -29,6 +29,9 @@ import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
 import { RawImage } from '../image/raw-image.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
+import type { UnreadableRange } from '../model.ts';
+import { RescueReader } from './rescue-reader.ts';
+import type { Damage } from '../image/damage-scan.ts';
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
 export const WRITE_BEHIND_MIN_BYTES = 64 * 1024 * 1024;
@@ -75,6 +78,11 @@ export interface ConvertRequest {
    * WRITE_BEHIND_MIN_BYTES or more: a smaller one is done before the thread would have started.
    */
   writeBehind?: boolean;
+  /**
+   * Copy what can be read and write zeros where the source's tables or data are broken, instead of
+   * stopping at the first broken place (rescue-reader.ts); the result lists what was not read.
+   */
+  rescue?: boolean;
   /** Test seams. */
   chunkBytes?: number;
   fileSystem?: AtomicFileSystem;
@@ -90,6 +98,16 @@ export interface ConvertResult {
   zeroBytes: number;
   /** Guest bytes equal to the output's backing file, left to it. */
   backingBytes: number;
+  /** With rescue: the guest ranges that could not be read (zeros in the output), in guest order. */
+  unreadable?: UnreadableRange[];
+}
+
+interface SourceExtent {
+  start: number;
+  length: number;
+  data: boolean;
+  compressed?: boolean;
+  damage?: Damage;
 }
 
 /** What each block of a chunk becomes. */
@@ -151,7 +169,7 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
         const chunkBytes = chunkSize(request, outputOptions === null ? RAW_BLOCK_BYTES : 2 ** outputOptions.clusterBits);
         const sink = outputOptions === null ? rawSink(file, virtualSize) : qcow2Sink(file, outputOptions, request, chunkBytes);
         try {
-          return yield* copyGuestData(source, backing, sink, virtualSize, chunkBytes, job);
+          return yield* copyGuestData(source, request.rescue === true ? new RescueReader(source) : null, backing, sink, virtualSize, chunkBytes, job);
         } finally {
           sink.close();
         }
@@ -224,7 +242,7 @@ function chunkSize(request: ConvertRequest, blockBytes: number): number {
   return alignUp(Math.max(request.chunkBytes ?? DEFAULT_CHUNK_BYTES, blockBytes), blockBytes);
 }
 
-function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): Steps<ConvertResult> {
+function* copyGuestData(source: GuestReader, rescue: RescueReader | null, backing: GuestReader | null, sink: OutputSink, virtualSize: number, chunkBytes: number, job: JobContext): Steps<ConvertResult> {
   const blockBytes = sink.blockBytes;
   let ownBuffer: Uint8Array | null = null;
   const backingBuffer = backing === null ? null : alignedBytes(chunkBytes);
@@ -238,9 +256,9 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
     const blocks = Math.ceil(chunkLength / blockBytes);
     const buffer = sink.lendBuffer(chunkBytes) ?? (ownBuffer ??= alignedBytes(chunkBytes));
     const chunk = buffer.subarray(0, blocks * blockBytes);
-    if (!readSourceChunk(source, chunk, chunkStart, blockBytes, mayHoldData, backing !== null)) {
+    if (!readSourceChunk(source, rescue, chunk, chunkStart, blockBytes, mayHoldData, backing !== null)) {
       // Nothing stored in this stretch of the source: nothing to write, up to the next stored data (a sparse disk goes fast).
-      const next = nextStoredChunk(source, chunkStart + chunkLength, virtualSize, chunkBytes);
+      const next = nextStoredChunk(source, rescue, chunkStart + chunkLength, virtualSize, chunkBytes);
       result.zeroBytes += next - chunkStart;
       job.progress('converting', next, virtualSize, 'bytes');
       chunkStart = next - chunkBytes;
@@ -271,6 +289,7 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
   sink.finish();
   result.compressedBytes = Math.min(result.dataBytes, sink.compressedBlocks * blockBytes);
   result.dataBytes -= result.compressedBytes;
+  if (rescue !== null) result.unreadable = rescue.unreadable;
   return result;
 }
 
@@ -280,14 +299,14 @@ function* copyGuestData(source: GuestReader, backing: GuestReader | null, sink: 
  * double while they find nothing, so a sparse disk of any claimed size is crossed in time
  * proportional to its L1 table, not to its size.
  */
-function nextStoredChunk(source: GuestReader, from: number, virtualSize: number, chunkBytes: number): number {
-  if (source instanceof RawImage) return Math.max(from, Math.floor(source.nextData(from, virtualSize) / chunkBytes) * chunkBytes);
-  if (!(source instanceof Qcow2Image) && !(source instanceof Qcow2StateView)) return Math.min(from, virtualSize);
+function nextStoredChunk(source: GuestReader, rescue: RescueReader | null, from: number, virtualSize: number, chunkBytes: number): number {
+  if (source instanceof RawImage && rescue === null) return Math.max(from, Math.floor(source.nextData(from, virtualSize) / chunkBytes) * chunkBytes);
+  if (rescue === null && !(source instanceof Qcow2Image) && !(source instanceof Qcow2StateView)) return Math.min(from, virtualSize);
   let position = from;
   let window = chunkBytes * 256;
   while (position < virtualSize) {
     const end = Math.min(virtualSize, position + window);
-    const stored = mapRange(source, position, end).find((entry) => entry.data);
+    const stored = storedExtents(source, rescue, position, end)?.find((entry) => entry.data || entry.damage !== undefined);
     if (stored !== undefined) return Math.max(from, Math.floor(stored.start / chunkBytes) * chunkBytes);
     position = end;
     window *= 2;
@@ -312,14 +331,14 @@ function forEachRun(kinds: Uint8Array, blocks: number, visit: (kind: number, fir
  * not filled either: nothing reads it. Returns false when the whole chunk is known to be zero and
  * nothing will read it (not `allBytes`): then it is left as it was, unfilled.
  */
-function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array, allBytes: boolean): boolean {
-  const entries = storedExtents(source, start, start + chunk.length);
+function readSourceChunk(source: GuestReader, rescue: RescueReader | null, chunk: Uint8Array, start: number, blockBytes: number, mayHoldData: Uint8Array, allBytes: boolean): boolean {
+  const entries = storedExtents(source, rescue, start, start + chunk.length);
   if (entries === null) {
     source.readInto(chunk, start);
     mayHoldData.fill(1);
     return true;
   }
-  if (!entries.some((entry) => entry.data)) {
+  if (!entries.some((entry) => entry.data || entry.damage !== undefined)) {
     if (!allBytes) return false;
     // Compared with the backing file block by block: the buffer still holds the previous chunk.
     chunk.fill(0);
@@ -331,6 +350,7 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
   for (const entry of entries) {
     const from = entry.start - start;
     const target = chunk.subarray(from, from + entry.length);
+    if (entry.damage !== undefined) rescue?.record(entry.start, entry.length, entry.damage);
     if (!entry.data) {
       if (allBytes) {
         target.fill(0);
@@ -342,7 +362,8 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
         chunk.fill(0, tailStart, from + entry.length);
       }
     } else {
-      source.readInto(target, entry.start);
+      if (rescue !== null) rescue.read(target, entry.start, entry.compressed === true);
+      else source.readInto(target, entry.start);
       mayHoldData.fill(1, Math.floor(from / blockBytes), Math.ceil((from + entry.length) / blockBytes));
     }
     covered = from + entry.length;
@@ -352,8 +373,14 @@ function readSourceChunk(source: GuestReader, chunk: Uint8Array, start: number, 
   return true;
 }
 
-/** What of [start, end) the source stores (`data`) and what reads as zeros without a read; null when it cannot tell. */
-function storedExtents(source: GuestReader, start: number, end: number): { start: number; length: number; data: boolean }[] | null {
+/**
+ * What of [start, end) the source stores (`data`) and what reads as zeros without a read; null
+ * when it cannot tell. A rescue also says what cannot be read (`damage`: zeros, not read).
+ */
+function storedExtents(source: GuestReader, rescue: RescueReader | null, start: number, end: number): SourceExtent[] | null {
+  if (rescue !== null) {
+    return rescue.runs(start, end).map((run) => ({ start: run.start, length: run.length, data: run.kind === 'data' || run.kind === 'compressed', compressed: run.kind === 'compressed', damage: run.damage }));
+  }
   if (source instanceof Qcow2Image || source instanceof Qcow2StateView) return mapRange(source, start, end);
   if (source instanceof RawImage) return source.extents(start, end);
   return null;

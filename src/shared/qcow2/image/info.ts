@@ -1,6 +1,7 @@
 /** `qemu-img info`: what an image is, with qemu-img's JSON key names. */
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { readCowbellRecord } from '../format/cowbell-record.ts';
 import { backingFormat, findExtension, EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
 import { snapshotVmStateSize, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -21,6 +22,8 @@ export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
     'vm-clock-nsec': Number(entry.vmClockNsec % 1_000_000_000n),
   };
   if (entry.icount !== null && entry.icount !== 0xffffffffffffffffn) info.icount = Number(entry.icount);
+  const note = readCowbellRecord(entry)?.note;
+  if (note !== undefined && note !== '') info.note = note;
   return info;
 }
 

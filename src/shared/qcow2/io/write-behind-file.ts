@@ -16,11 +16,12 @@
  * file behaves exactly like the one it wraps; a failed queued write fails the next call with its
  * own error (ENOSPC, EIO), typed like any other.
  */
-import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
+import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import { alignedSharedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile, type DescribedBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { startWriteback } from './file-writeback.ts';
+import { startHelperThread } from './helper-threads.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
 /** Three slots keep the helper busy while the next chunk is read (six measured no faster here, and cost 12 MiB more). */
@@ -52,11 +53,35 @@ export interface WriteBehindOptions {
 
 /**
  * Wraps `file` for writing behind when it is a real file (it has a descriptor the helper thread can
- * use); any other BlockFile (the tests' fault-injecting ones) is returned as it is.
+ * use); any other BlockFile (the tests' fault-injecting ones) is returned as it is, and so is a
+ * real one when no helper thread can start (helper-threads.ts says why, once).
  */
 export function writeBehind(file: BlockFile, options: WriteBehindOptions): BlockFile {
   if (file.readOnly || !hasDescriptor(file)) return file;
-  return new WriteBehindFile(file, options);
+  const shared = newSharedState();
+  const channel = new MessageChannel();
+  const workerData: WriterData = { fd: file.descriptor, ...shared, commandCount: COMMANDS, slotBytes: SLOT_BYTES, errors: channel.port2 };
+  const worker = startHelperThread(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
+  if (worker === null) {
+    channel.port1.close();
+    return file;
+  }
+  worker.unref();
+  return new WriteBehindFile(file, options, shared, worker, channel.port1);
+}
+
+interface SharedState {
+  control: Int32Array;
+  commands: Float64Array;
+  slots: Uint8Array;
+}
+
+function newSharedState(): SharedState {
+  return {
+    control: new Int32Array(new SharedArrayBuffer(5 * 4)),
+    commands: new Float64Array(new SharedArrayBuffer(COMMANDS * FIELDS * 8)),
+    slots: alignedSharedBytes(SLOTS * SLOT_BYTES),
+  };
 }
 
 export class WriteBehindFile implements BlockFile {
@@ -81,26 +106,15 @@ export class WriteBehindFile implements BlockFile {
   private submitted = 0;
   private failure: Qcow2Error | null = null;
 
-  constructor(file: DescribedBlockFile, options: WriteBehindOptions) {
+  constructor(file: DescribedBlockFile, options: WriteBehindOptions, shared: SharedState, worker: Worker, errors: MessagePort) {
     this.path = file.path;
     this.file = file;
     this.writebackStepBytes = options.startWriteback ? WRITEBACK_STEP_BYTES : 0;
-    this.control = new Int32Array(new SharedArrayBuffer(5 * 4));
-    this.commands = new Float64Array(new SharedArrayBuffer(COMMANDS * FIELDS * 8));
-    this.slots = alignedSharedBytes(SLOTS * SLOT_BYTES);
-    const channel = new MessageChannel();
-    this.errors = channel.port1;
-    const workerData: WriterData = {
-      fd: file.descriptor,
-      control: this.control,
-      commands: this.commands,
-      commandCount: COMMANDS,
-      slots: this.slots,
-      slotBytes: SLOT_BYTES,
-      errors: channel.port2,
-    };
-    this.worker = new Worker(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
-    this.worker.unref();
+    this.control = shared.control;
+    this.commands = shared.commands;
+    this.slots = shared.slots;
+    this.errors = errors;
+    this.worker = worker;
   }
 
   read(buffer: Uint8Array, position: number): number {

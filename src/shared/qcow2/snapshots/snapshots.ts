@@ -14,7 +14,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -202,12 +202,36 @@ export interface CreateSnapshotOptions {
   /** The parent of the current state, recorded as the new snapshot's parent (from the tree). */
   parentId?: string | null;
   now?: Date;
+  /** A description kept in Cowbell's record (format/cowbell-record.ts); refused before anything is written when too long. */
+  note?: string;
 }
 
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
   assertNewName(image, options.name);
-  const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
+  if (options.note !== undefined) encodeSnapshotNote(options.note);
+  const parentId = options.parentId === undefined ? currentParentId(image) : options.parentId;
+  /** The new snapshot table: this snapshot added, as the current state's parent. */
+  const newTable = (l1Offset: number, now: Date): SnapshotEntry[] => {
+    const entry: SnapshotEntry = {
+      l1TableOffset: l1Offset,
+      l1Size: image.l1.size,
+      id: nextSnapshotId(image),
+      name: options.name,
+      dateSec: Math.floor(now.getTime() / 1000),
+      dateNsec: (now.getTime() % 1000) * 1_000_000,
+      vmClockNsec: 0n,
+      vmStateSize32: 0,
+      vmStateSizeLarge: 0n,
+      diskSize: image.virtualSize,
+      icount: 0n,
+      extraData: newExtraData(0, image.virtualSize),
+    };
+    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
+    return markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+  };
+  // A record that would not fit QEMU's bound on extra data is refused here, before anything is written.
+  newTable(0, new Date(0));
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
     job.progress('clearing COPIED flags', 0, 3, 'steps');
@@ -223,28 +247,13 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
     image.flush();
     job.progress('writing the snapshot table', 2, 3, 'steps');
     // 3. The new table, with this snapshot as the current state's parent.
-    const now = options.now ?? new Date();
-    const entry: SnapshotEntry = {
-      l1TableOffset: l1Offset,
-      l1Size: image.l1.size,
-      id: nextSnapshotId(image),
-      name: options.name,
-      dateSec: Math.floor(now.getTime() / 1000),
-      dateNsec: (now.getTime() % 1000) * 1_000_000,
-      vmClockNsec: 0n,
-      vmStateSize32: 0,
-      vmStateSizeLarge: 0n,
-      diskSize: image.virtualSize,
-      icount: 0n,
-      extraData: newExtraData(0, image.virtualSize),
-    };
-    const parentId = options.parentId === undefined ? parentBefore : options.parentId;
-    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false });
-    const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+    const entries = newTable(l1Offset, options.now ?? new Date());
     switchSnapshotTable(image, entries);
     image.flush();
     job.progress('done', 3, 3, 'steps');
-    return entries[entries.length - 1] ?? recorded;
+    const created = entries[entries.length - 1];
+    if (created === undefined) throw new Qcow2Error('INTERNAL', 'The new snapshot table is empty');
+    return created;
   });
 }
 
@@ -283,6 +292,8 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
   const needed = Math.ceil(diskSize / (image.l2Entries * image.clusterBytes));
   const newSize = Math.max(snapshotL1.size, needed);
   const references = referencesToAdd(image, snapshotL1, job);
+  // The mark the snapshot's record gains must fit QEMU's bound on extra data: refused before anything is written.
+  markCurrentParent(image, image.snapshots, snapshot.id, image.l1);
   change(image, () => {
     job.progress('copying the snapshot\'s L1 table', 0, 3, 'steps');
     // 0. The snapshot's L2 tables are about to be shared with the active state: COPIED flags in
@@ -321,20 +332,21 @@ export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobCont
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const removedRecord = recordOf(snapshot);
+  // Children of the deleted snapshot now descend from its parent. (Computed before anything is
+  // written: a record that would outgrow QEMU's bound on extra data is refused here.)
+  const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
+  let entries = image.snapshots
+    .filter((entry) => entry !== snapshot)
+    .map((entry) => {
+      const record = recordOf(entry);
+      if (record?.parentKnown && record.parentId === snapshot.id) {
+        return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
+      }
+      return entry;
+    });
+  if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
   change(image, () => {
     job.progress('writing the snapshot table', 0, 3, 'steps');
-    // Children of the deleted snapshot now descend from its parent.
-    const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
-    let entries = image.snapshots
-      .filter((entry) => entry !== snapshot)
-      .map((entry) => {
-        const record = recordOf(entry);
-        if (record?.parentKnown && record.parentId === snapshot.id) {
-          return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
-        }
-        return entry;
-      });
-    if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
     switchSnapshotTable(image, entries);
     job.progress('releasing the snapshot\'s clusters', 1, 3, 'steps');
     // Past the commit point a cancel cannot bring the snapshot back: finish, so nothing is left dirty.
@@ -382,6 +394,25 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   change(image, () => {
     const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
     switchSnapshotTable(image, entries);
+    image.flush();
+  });
+}
+
+/**
+ * Sets the snapshot's note ('' clears it) in Cowbell's record: a new snapshot table and one header
+ * write, as a rename. Refused before anything is written when the note is too long or the entry's
+ * extra data belongs to another program.
+ */
+export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: string): void {
+  image.assertWritable();
+  const snapshot = findSnapshot(image, nameOrId);
+  if (!canHoldCowbellRecord(snapshot)) {
+    throw new Qcow2Error('FOREIGN_EXTRA_DATA', `Snapshot "${snapshot.name}" carries another program's data where Cowbell would keep its note; it is left as it is`);
+  }
+  if ((recordOf(snapshot)?.note ?? '') === note) return;
+  const updated = withRecord(image, snapshot, { note });
+  change(image, () => {
+    switchSnapshotTable(image, image.snapshots.map((entry) => (entry === snapshot ? updated : entry)));
     image.flush();
   });
 }

@@ -1,0 +1,97 @@
+/**
+ * Starting the engine's helper threads (the write-behind writer, the compressors) without ever
+ * taking the process down. V8 reserves address space for a new thread's code and heap, and when
+ * it cannot (`ulimit -v`, as on shared hosts) it aborts the whole process with a fatal
+ * "Failed to reserve virtual memory for CodeRange" that no JavaScript can catch. So a thread is
+ * started only when the address space left under the limit has room for it; otherwise, or when
+ * the Worker constructor throws (thread limits), the caller does the work on its own thread and
+ * the user is told once on stderr.
+ */
+import * as fs from 'node:fs';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
+
+/**
+ * Every helper thread's V8 limits. Their code is a few small functions: a 16 MiB code range (V8's
+ * default is far larger) cuts what one thread reserves from ~600 MiB to ~100 MiB of address space
+ * (measured with Node 24 here), so threads still start under tight limits.
+ */
+export const HELPER_THREAD_LIMITS = { codeRangeSizeMb: 16 } as const;
+
+/** Address space a helper thread needs left under the limit, with margin for what it allocates. */
+export const HELPER_THREAD_ROOM_BYTES = 384 * 1024 * 1024;
+
+export interface ThreadRoomProbe {
+  /** The address-space limit in bytes (RLIMIT_AS), or null when there is none. */
+  limitBytes(): number | null;
+  /** The address space this process has mapped, in bytes. */
+  usedBytes(): number;
+}
+
+/** Reads Linux's /proc; where it cannot (another system), no limit is known and threads start as usual. */
+export const procThreadRoomProbe: ThreadRoomProbe = {
+  limitBytes() {
+    const match = /^Max address space\s+(\S+)/m.exec(readProc('/proc/self/limits'));
+    const value = match?.[1];
+    return value === undefined || value === 'unlimited' ? null : Number(value);
+  },
+  usedBytes() {
+    const match = /^VmSize:\s+(\d+) kB/m.exec(readProc('/proc/self/status'));
+    return match?.[1] === undefined ? 0 : Number(match[1]) * 1024;
+  },
+};
+
+function readProc(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** Why no helper thread may start now, or null when one may. */
+export function helperThreadRefusal(probe: ThreadRoomProbe = procThreadRoomProbe): string | null {
+  const limit = probe.limitBytes();
+  if (limit === null || !Number.isFinite(limit)) return null;
+  const left = limit - probe.usedBytes();
+  if (left >= HELPER_THREAD_ROOM_BYTES) return null;
+  const mib = (bytes: number) => Math.max(0, Math.floor(bytes / (1024 * 1024)));
+  return `the address-space limit (ulimit -v) leaves ${mib(left)} MiB, too little for a helper thread (${mib(HELPER_THREAD_ROOM_BYTES)} MiB)`;
+}
+
+let told = false;
+let tell: (line: string) => void = (line) => process.stderr.write(line);
+
+/** Says once per process that the work goes on without helper threads, and why. */
+function tellOnce(reason: string): void {
+  if (told) return;
+  told = true;
+  tell(`cowbell: working on one thread: ${reason}\n`);
+}
+
+/**
+ * A started helper thread, or null when none can start (the reason is told once). Its 'error'
+ * event is handled here: a thread that fails after starting must not take the process down; the
+ * callers notice through their shared state (a thread that never reports ready gets no work).
+ */
+export function startHelperThread(script: string | URL, options: WorkerOptions, probe: ThreadRoomProbe = procThreadRoomProbe): Worker | null {
+  const refusal = helperThreadRefusal(probe);
+  if (refusal !== null) {
+    tellOnce(refusal);
+    return null;
+  }
+  let worker: Worker;
+  try {
+    worker = new Worker(script, { ...options, resourceLimits: { ...HELPER_THREAD_LIMITS, ...options.resourceLimits } });
+  } catch (error) {
+    tellOnce(`a helper thread could not start (${error instanceof Error ? error.message : String(error)})`);
+    return null;
+  }
+  worker.on('error', (error) => tellOnce(`a helper thread failed (${error.message})`));
+  return worker;
+}
+
+/** For tests: capture what would go to stderr, and forget that it was said. */
+export function resetHelperThreadNotice(sink?: (line: string) => void): void {
+  told = false;
+  tell = sink ?? ((line) => process.stderr.write(line));
+}

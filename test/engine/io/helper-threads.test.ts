@@ -1,0 +1,75 @@
+/**
+ * Helper threads start only where the address space left under `ulimit -v` has room for them
+ * (V8 aborts the process when it has not); otherwise the work stays on the caller's thread and
+ * the user is told once. test/cli/bundle.test.ts runs convert under a real limit.
+ */
+import * as fs from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { threadedCompressor } from '../../../src/shared/qcow2/codec/cluster-compressor.ts';
+import { decompressCluster } from '../../../src/shared/qcow2/codec/compression.ts';
+import { HELPER_THREAD_ROOM_BYTES, helperThreadRefusal, procThreadRoomProbe, resetHelperThreadNotice, startHelperThread, type ThreadRoomProbe } from '../../../src/shared/qcow2/io/helper-threads.ts';
+import { compressibleBytes } from '../../helpers/seeded-random.ts';
+
+const MiB = 1024 * 1024;
+const probe = (limit: number | null, used: number): ThreadRoomProbe => ({ limitBytes: () => limit, usedBytes: () => used });
+
+afterEach(() => resetHelperThreadNotice());
+
+describe('helper thread room', () => {
+  it('allows a thread without a limit, or with room under it, and refuses one without, naming the room left', () => {
+    expect(helperThreadRefusal(probe(null, 50_000 * MiB))).toBeNull();
+    expect(helperThreadRefusal(probe(4000 * MiB, 4000 * MiB - HELPER_THREAD_ROOM_BYTES))).toBeNull();
+    const refusal = helperThreadRefusal(probe(4000 * MiB, 4000 * MiB - HELPER_THREAD_ROOM_BYTES + 1));
+    expect(refusal).toContain('ulimit -v');
+    expect(refusal).toContain(`leaves ${HELPER_THREAD_ROOM_BYTES / MiB - 1} MiB`);
+    expect(helperThreadRefusal(probe(1000 * MiB, 2000 * MiB))).toContain('leaves 0 MiB');
+  });
+
+  it('reads this process\'s limit and mapped size from /proc', () => {
+    const limits = fs.readFileSync('/proc/self/limits', 'utf8');
+    const unlimited = /^Max address space\s+unlimited/m.test(limits);
+    expect(procThreadRoomProbe.limitBytes() === null).toBe(unlimited);
+    expect(procThreadRoomProbe.usedBytes()).toBeGreaterThan(64 * MiB);
+  });
+
+  it('starts no thread where there is no room, and says why once', () => {
+    const lines: string[] = [];
+    resetHelperThreadNotice((line) => lines.push(line));
+    const tight = probe(2000 * MiB, 1900 * MiB);
+    expect(startHelperThread('1', { eval: true }, tight)).toBeNull();
+    expect(startHelperThread('1', { eval: true }, tight)).toBeNull();
+    expect(lines).toEqual(['cowbell: working on one thread: the address-space limit (ulimit -v) leaves 100 MiB, too little for a helper thread (384 MiB)\n']);
+  });
+
+  it('starts a thread where there is room, with a small code range, and survives its failure', async () => {
+    const lines: string[] = [];
+    resetHelperThreadNotice((line) => lines.push(line));
+    const worker = startHelperThread('throw new Error("broken helper")', { eval: true }, probe(null, 0));
+    expect(worker).not.toBeNull();
+    const exitCode = await new Promise<number>((resolve) => worker?.once('exit', resolve));
+    expect(exitCode).toBe(1);
+    expect(lines).toEqual(['cowbell: working on one thread: a helper thread failed (broken helper)\n']);
+  });
+
+  it('a compressor whose helpers cannot start compresses every cluster on the caller\'s thread', () => {
+    resetHelperThreadNotice(() => {});
+    const clusterBytes = 65536;
+    const input = new Uint8Array(8 * clusterBytes);
+    for (let index = 0; index < 8; index++) input.set(compressibleBytes(clusterBytes, index), index * clusterBytes);
+    // The real probe, under a limit just below what this process maps: no room.
+    const original = procThreadRoomProbe.limitBytes;
+    procThreadRoomProbe.limitBytes = () => procThreadRoomProbe.usedBytes() + MiB;
+    try {
+      const compressor = threadedCompressor(0, clusterBytes, 8, 2);
+      const results = compressor.compress(input, 8);
+      expect(compressor.threadsReady()).toBe(1);
+      compressor.close();
+      results.forEach((result, index) => {
+        expect(result).not.toBeNull();
+        expect(Buffer.from(decompressCluster(0, result ?? new Uint8Array(0), clusterBytes)).equals(Buffer.from(input.subarray(index * clusterBytes, (index + 1) * clusterBytes)))).toBe(true);
+      });
+    } finally {
+      procThreadRoomProbe.limitBytes = original;
+    }
+  });
+});
