@@ -17,10 +17,21 @@ export async function buildWithSnapshots(path: string, compat: '0.10' | '1.1'): 
   await qemuIo(path, ['write -P 5 8M 8k']);
 }
 
+/** Two snapshots taken back to back share every L2 table; a write then leaves them tables the active disk no longer uses. */
+export async function buildWithSharedSnapshots(path: string): Promise<void> {
+  await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4k', path, '16M']);
+  await qemuIo(path, ['write -P 1 0 256k', 'write -P 2 8M 4k']);
+  await qemuImg(['snapshot', '-c', 'one', path]);
+  await qemuImg(['snapshot', '-c', 'two', path]);
+  await qemuIo(path, ['write -P 4 0 8k']);
+}
+
 export interface Damage {
   name: string;
-  /** The image buildWithSnapshots must make for it. */
+  /** The image buildWithSnapshots must make for it (when `build` is not given). */
   compat: '0.10' | '1.1';
+  /** Builds the image to damage, when buildWithSnapshots does not fit. */
+  build?: (path: string) => Promise<void>;
   apply(path: string): Promise<void>;
 }
 
@@ -61,6 +72,16 @@ export const damages: Damage[] = [
     async apply(path) {
       const l2 = poke.inactiveL2Tables(path)[0] ?? 0;
       // An active data entry pointing at the table (as a refcount bug would), then a guest write through it.
+      poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
+      await qemuIo(path, ['write -P 3 8M 512']);
+    },
+  },
+  {
+    name: 'an L2 table two snapshots share overwritten by guest data',
+    compat: '1.1',
+    build: buildWithSharedSnapshots,
+    async apply(path) {
+      const l2 = poke.inactiveL2Tables(path)[0] ?? 0;
       poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
       await qemuIo(path, ['write -P 3 8M 512']);
     },

@@ -75,7 +75,8 @@ describe('a power cut during the repairs of issue 21 leaves the image no worse t
   for (const [index, damage] of damages.entries()) {
     it(damage.name, async () => {
       const path = folder.file(`crash-${index}.qcow2`);
-      fs.copyFileSync(bases[damage.compat], path);
+      if (damage.build) await damage.build(path);
+      else fs.copyFileSync(bases[damage.compat], path);
       await damage.apply(path);
       const initial = new Uint8Array(fs.readFileSync(path));
       const before = checkOf(new FaultFile(path, initial, { readOnly: true }), false);
