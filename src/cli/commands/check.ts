@@ -67,12 +67,12 @@ export function describeCheck(result: CheckResult): string {
       `    ${leaksFixed} leaked clusters`,
       `    ${corruptionsFixed} corruptions`,
       '',
-      'Double checking the fixed image now...',
     );
   }
   if (result.lost !== undefined && result.lost.length > 0) {
-    lines.push('', 'Lost in the repair (broken beyond repair, as qemu-img check -r all discards it too):', ...result.lost.map((loss) => `    ${describeLoss(loss)}`));
+    lines.push('Lost in the repair (broken beyond repair, as qemu-img check -r all discards it too):', ...result.lost.map((loss) => `    ${describeLoss(loss)}`), '');
   }
+  if (leaksFixed > 0 || corruptionsFixed > 0) lines.push('Double checking the fixed image now...');
   const corruptions = result.corruptions ?? 0;
   const leaks = result.leaks ?? 0;
   const errors = result['check-errors'];
