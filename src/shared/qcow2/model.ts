@@ -114,8 +114,27 @@ export interface CheckResult {
    * (QEMU writes them as plaintext), over every state. A warning, not a corruption.
    */
   'unencrypted-bytes'?: number;
+  /**
+   * Cowbell's own, after a repair: what it discarded because it was broken beyond repair (as
+   * qemu-img's repair discards it, without saying so). Absent when nothing was lost.
+   */
+  lost?: RepairLoss[];
   /** Human-readable findings, one per problem, in the order found. */
   messages: string[];
+}
+
+/** Something a repair discarded: a whole snapshot, or a range of a snapshot's disk. */
+export interface RepairLoss {
+  /** 'snapshot': the snapshot was removed; 'range': that part of the snapshot's disk now reads as zeros (or from the backing file). */
+  what: 'snapshot' | 'range';
+  /** The snapshot's id and name; null where the broken table entry did not say. */
+  'snapshot-id': string | null;
+  'snapshot-name': string | null;
+  /** For 'range': where on the snapshot's disk, in bytes. */
+  'guest-offset'?: number;
+  length?: number;
+  /** Why it could not be kept, in a few words. */
+  reason: string;
 }
 
 /**

@@ -34,7 +34,7 @@ import {
   MAX_HOST_OFFSET,
   MAX_L1_BYTES,
 } from '../format/limits.ts';
-import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
@@ -61,6 +61,12 @@ export interface OpenImageOptions {
    * check can repair its metadata (`repairAccess`); guest writes stay refused until it is clean.
    */
   allowDirtyForRepair?: boolean;
+  /**
+   * For check only: open what a check can report and a repair can fix instead of refusing it (no
+   * refcount table, a snapshot table past the end of the file or lacking v3 extra data; see
+   * `snapshotTableDamage`). Guest writes stay refused while any of it is there.
+   */
+  forCheck?: boolean;
   /**
    * Fail with IN_USE when the image, or a file in its backing chain, is being written by another
    * program, instead of opening it read-only as the app does (the CLI's read commands without -U).
@@ -122,6 +128,8 @@ export class Qcow2Image implements GuestReader {
   snapshots: SnapshotEntry[];
   /** Bytes the on-disk snapshot table occupies (what to free when it is replaced). */
   snapshotTableBytes = 0;
+  /** Opened forCheck: snapshot table entries the image cannot keep as they are (null when there are none). */
+  snapshotTableDamage: { incomplete: number[]; dropped: DroppedSnapshotEntry[] } | null = null;
   readonly refcounts: Refcounts;
   readonly l2Cache: TableCache;
   backing: GuestReader | null;
@@ -184,7 +192,8 @@ export class Qcow2Image implements GuestReader {
     refuseIfWrittenElsewhere(openedFile, options.refuseInUse);
     const file = FailStopFile.wrap(openedFile);
     const fileSize = file.size();
-    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize);
+    const forCheck = options.forCheck === true;
+    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize, { forCheck });
     const clusterBytes = clusterSize(header);
     const l1Bytes = new Uint8Array(header.l1Size * 8);
     if (l1Bytes.length > 0 && file.read(l1Bytes, header.l1TableOffset) < l1Bytes.length) {
@@ -197,7 +206,7 @@ export class Qcow2Image implements GuestReader {
       tableOffset: header.refcountTableOffset,
       tableClusters: header.refcountTableClusters,
     }, options.cacheBytes?.refcountBlocks);
-    const snapshotTable = loadSnapshotTable(file, header, fileSize);
+    const snapshotTable = forCheck ? loadSnapshotTableForCheck(file, header, fileSize) : { ...loadSnapshotTable(file, header, fileSize), damage: null };
     let backing: GuestReader | null = null;
     let backingPath: string | null = null;
     if (header.backingFile !== null) {
@@ -206,6 +215,7 @@ export class Qcow2Image implements GuestReader {
     }
     const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
     image.snapshotTableBytes = snapshotTable.length;
+    image.snapshotTableDamage = snapshotTable.damage;
     image.collectMetadataClusters(clusterBytes);
     try {
       image.attachDataFile(options);
@@ -228,6 +238,8 @@ export class Qcow2Image implements GuestReader {
     }
     // Without its data file guest writes would land in the qcow2 file: metadata only (check's repairs).
     else if (image.externalData && image.dataFile === null) image.setReadOnly(WITHOUT_DATA_FILE_REASON);
+    if (header.refcountTableClusters === 0) image.setReadOnly('it has no refcount table; run a check with repair first');
+    else if (snapshotTable.damage !== null) image.setReadOnly('its snapshot table is damaged; run a check with repair first');
     // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
     if (file.inUseElsewhere === true || image.dataFile?.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
@@ -923,6 +935,17 @@ function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): {
   file.read(bytes, header.snapshotsOffset);
   const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version);
   return { entries, length: snapshotTableLength(bytes, header.snapshotCount) };
+}
+
+/** As loadSnapshotTable, but what QEMU reads past the end of the file is zeros, and broken entries are set aside for check. */
+function loadSnapshotTableForCheck(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number; damage: Qcow2Image['snapshotTableDamage'] } {
+  if (header.snapshotCount === 0) return { entries: [], length: 0, damage: null };
+  const bytesInFile = Math.max(0, Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset));
+  const bytes = new Uint8Array(bytesInFile);
+  file.read(bytes, header.snapshotsOffset);
+  const table = parseSnapshotTableForCheck(bytes, bytesInFile, header.snapshotCount, header.version);
+  const damaged = table.incomplete.length > 0 || table.dropped.length > 0;
+  return { entries: table.entries, length: table.length, damage: damaged ? { incomplete: table.incomplete, dropped: table.dropped } : null };
 }
 
 /** QEMU resolves a relative backing name against the folder of the image that names it. */
