@@ -10,6 +10,7 @@ import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
+import { withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import type { FuzzTarget } from './protocol.ts';
 
 /** A failed change that left the file different from before. */
@@ -93,15 +94,16 @@ const GUEST_BYTES = 4096;
 
 /** Guest writes at the start and the middle of the disk, flushed: copy-on-write, allocation, new L2 tables. */
 function writeGuest(file: string): void {
-  const image = Qcow2Image.open(file, { openBacking: true });
-  try {
-    const data = new Uint8Array(GUEST_BYTES).fill(0x5a);
-    const middle = Math.floor(image.virtualSize / 2 / GUEST_BYTES) * GUEST_BYTES;
-    for (const offset of [0, middle]) if (offset + GUEST_BYTES <= image.virtualSize) image.write(data, offset);
-    image.flush();
-  } finally {
-    image.close();
-  }
+  withImage(
+    file,
+    'write',
+    (image) => {
+      const data = new Uint8Array(GUEST_BYTES).fill(0x5a);
+      const middle = Math.floor(image.virtualSize / 2 / GUEST_BYTES) * GUEST_BYTES;
+      for (const offset of [0, middle]) if (offset + GUEST_BYTES <= image.virtualSize) image.write(data, offset);
+    },
+    { openBacking: true },
+  );
 }
 
 const change = (name: string, run: (copy: string, file: string) => unknown): FuzzTarget => ({ name, run: (file) => onCopy(file, name, (copy) => run(copy, file)) });

@@ -38,6 +38,7 @@ import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from '../
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
+import { refuseUnsoundMetadata } from './change-validation.ts';
 import { TableCache } from './table-cache.ts';
 import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { DISK_START_BYTES, judgeDiskStart, type DiskStartVerdict } from './disk-start.ts';
@@ -121,6 +122,7 @@ export class Qcow2Image implements GuestReader {
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
   private decompressBuffer: Uint8Array | null = null;
   private preparedForWrite = false;
+  private validatedForChange = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
   /** An encrypted image's data cipher once unlocked; null for a plain image or one still locked. */
@@ -507,6 +509,7 @@ export class Qcow2Image implements GuestReader {
   prepareForWrite(): void {
     this.assertWritable();
     if (this.preparedForWrite) return;
+    this.validateForChange();
     this.preparedForWrite = true;
     // Cowbell maintains no autoclear feature, known (bitmaps, raw data file) or not, so every bit
     // goes, and durably before the first change (qcow2.txt, autoclear_features).
@@ -515,6 +518,17 @@ export class Qcow2Image implements GuestReader {
       this.writeHeader();
       this.file.flush();
     }
+  }
+
+  /**
+   * Before the first change of this open: refuses with CORRUPT, before anything is written, unless
+   * every reference a change may follow is sound (change-validation.ts). Once per open: the
+   * changes made since keep it sound.
+   */
+  validateForChange(): void {
+    if (this.validatedForChange) return;
+    refuseUnsoundMetadata(this);
+    this.validatedForChange = true;
   }
 
   /** Writes the fixed header fields in one write (they all fit in the first sector). */
