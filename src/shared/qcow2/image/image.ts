@@ -527,7 +527,13 @@ export class Qcow2Image implements GuestReader {
    */
   validateForChange(): void {
     if (this.validatedForChange) return;
-    refuseUnsoundMetadata(this);
+    try {
+      refuseUnsoundMetadata(this);
+    } catch (error) {
+      // As after a refused write over metadata: the rest of this open is read-only.
+      if (error instanceof Qcow2Error && error.code === 'CORRUPT') this.setReadOnly('its metadata is damaged; run a check with repair first');
+      throw error;
+    }
     this.validatedForChange = true;
   }
 
