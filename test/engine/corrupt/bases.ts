@@ -24,7 +24,7 @@ async function create(file: string, options: string, size: number, extra: string
 
 /** Data, a snapshot, a copy-on-write over it, a second snapshot, one more write. */
 async function withSnapshots(file: string, options: string): Promise<void> {
-  await create(file, options, 8 * MiB);
+  await create(file, options, 4 * MiB);
   await qemuIo(file, ['write -P 0x11 0 128k', 'write -P 0x22 1M 64k']);
   await qemuImg(['snapshot', '-c', 'one', file]);
   await qemuIo(file, ['write -P 0x33 0 64k']);
@@ -43,7 +43,7 @@ export const BASES: BaseRecipe[] = [
   {
     name: 'v3',
     async build(file) {
-      await create(file, 'compat=1.1', 8 * MiB);
+      await create(file, 'compat=1.1', 4 * MiB);
       await qemuIo(file, ['write -P 0x11 0 128k', 'write -P 0x22 1M 64k', 'write -z 2M 64k']);
     },
   },
@@ -106,7 +106,7 @@ export const BASES: BaseRecipe[] = [
     // 039: a writer killed with lazy refcounts on leaves the dirty bit and refcounts behind.
     name: 'v3-lazy-dirty',
     async build(file) {
-      await create(file, 'compat=1.1,lazy_refcounts=on', 8 * MiB);
+      await create(file, 'compat=1.1,lazy_refcounts=on', 4 * MiB);
       await runTool('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x99 0 512', '-c', 'write -P 0x9a 1M 64k', '-c', 'sigraise 9', file], { okCodes: [137] });
     },
   },

@@ -134,16 +134,27 @@ function collectReferences(image: ChangeSubject): References {
   return references;
 }
 
+export interface ValidationOptions {
+  /**
+   * Compare the stored refcounts with the references (default). A rewrite, which writes new
+   * refcounts from the references, only needs each count to fit the refcount width.
+   */
+  storedRefcounts?: boolean;
+}
+
 /**
  * Refuses with CORRUPT (and the advice to repair) unless the metadata is sound enough to change
  * in place; reads only.
  */
-export function refuseUnsoundMetadata(image: ChangeSubject): void {
+export function refuseUnsoundMetadata(image: ChangeSubject, options: ValidationOptions = {}): void {
   try {
     const references = collectReferences(image);
     for (const [cluster, count] of references.counts) {
+      const plural = count === 1 ? '' : 's';
+      if (count > image.refcounts.max) refuse(`cluster ${cluster} is referenced ${count} time${plural}, more than this image's refcounts can count (${image.refcounts.max})`);
+      if (options.storedRefcounts === false) continue;
       const stored = image.refcounts.get(cluster);
-      if (stored < count) refuse(`cluster ${cluster} is referenced ${count} time${count === 1 ? '' : 's'} but its refcount is ${stored}`);
+      if (stored < count) refuse(`cluster ${cluster} is referenced ${count} time${plural} but its refcount is ${stored}`);
     }
   } catch (error) {
     // What the tables' own readers refuse (a bad L1 entry, a snapshot's L1 past the end) refuses the change the same way.
