@@ -14,7 +14,8 @@ let result: CorpusTally;
 beforeAll(async () => {
   folder = tempDir();
   const only = process.env.CORPUS_ONLY;
-  result = tally(await runCorpus(folder.path, only === undefined ? undefined : (name) => name.includes(only)));
+  const targets = process.env.CORPUS_TARGETS?.split(',');
+  result = tally(await runCorpus(folder.path, only === undefined ? undefined : (name) => name.includes(only), targets));
   console.log(formatTally(result));
 }, 300_000);
 afterAll(() => folder.cleanup());
