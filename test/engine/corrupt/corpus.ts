@@ -38,19 +38,25 @@ export interface CorpusTally {
   crashes: string[];
   hangs: string[];
   dataDisagreements: string[];
+  /** Case names. */
   weakerRepairs: string[];
+  /** The same, with what each repair left. */
+  weakerRepairDetails: string[];
   changesThatWrote: string[];
 }
 
 const named = (outcome: TargetOutcome, name: string): boolean => outcome.status === 'raw' && outcome.code === name;
 
 export function tally(results: CaseResult[]): CorpusTally {
-  const result: CorpusTally = { cases: results.length, crashes: [], hangs: [], dataDisagreements: [], weakerRepairs: [], changesThatWrote: [] };
+  const result: CorpusTally = { cases: results.length, crashes: [], hangs: [], dataDisagreements: [], weakerRepairs: [], weakerRepairDetails: [], changesThatWrote: [] };
   for (const { name, outcomes } of results) {
     for (const outcome of outcomes) {
       const line = `${name} ${describeFinding(outcome)}`;
       if (named(outcome, 'DataDisagreement')) result.dataDisagreements.push(line);
-      else if (named(outcome, 'RepairWeaker')) result.weakerRepairs.push(name);
+      else if (named(outcome, 'RepairWeaker')) {
+        result.weakerRepairs.push(name);
+        result.weakerRepairDetails.push(line);
+      }
       else if (named(outcome, 'ChangeWrote')) result.changesThatWrote.push(line);
       else if (outcome.status === 'hang') result.hangs.push(line);
       else if (isFinding(outcome)) result.crashes.push(line);

@@ -23,6 +23,8 @@ export interface QemuVerdict {
   code: number;
   corruptions: number;
   leaks: number;
+  /** What qemu-img said besides its JSON (errors), shortened. */
+  said: string;
 }
 
 export function qemuVerdictSync(file: string): QemuVerdict {
@@ -36,7 +38,7 @@ export function qemuVerdictSync(file: string): QemuVerdict {
   } catch {
     // "could not check" comes without JSON.
   }
-  return { code: result.status ?? -1, corruptions, leaks };
+  return { code: result.status ?? -1, corruptions, leaks, said: result.stderr.trim().slice(0, 200) };
 }
 
 /** Worse: could be checked before and not now, or more corruptions. */

@@ -131,7 +131,7 @@ function repairLikeQemu(file: string): void {
     }
     const verdict = qemuVerdictSync(ours);
     if (verdict.code !== 0) {
-      throw new RepairWeakerError(`qemu-img check -r all made the image clean, Cowbell's repair left qemu-img check ${verdict.code} (${verdict.corruptions} corruptions, ${verdict.leaks} leaks)${refused}`);
+      throw new RepairWeakerError(`qemu-img check -r all made the image clean, Cowbell's repair left qemu-img check ${verdict.code} (${verdict.corruptions} corruptions, ${verdict.leaks} leaks${verdict.said === '' ? '' : `: ${verdict.said}`})${refused}`);
     }
   } finally {
     fs.rmSync(theirs, { force: true });

@@ -57,16 +57,52 @@ function refuse(problem: string): never {
   throw new Qcow2Error('CORRUPT', `${problem}; ${REPAIR_ADVICE}`);
 }
 
+/** Up to this many clusters in the file, the tally is one typed array (4 bytes a cluster); past it, a map. */
+const ARRAY_TALLY_CLUSTERS = 2 ** 24;
+const ROLE_BITS = 3;
+
+/** Per cluster: the references to it and what it is used as, packed as `count << ROLE_BITS | role`. */
+class Tally {
+  private readonly array: Uint32Array | null;
+  private readonly map: Map<number, number> | null;
+
+  constructor(clusters: number) {
+    this.array = clusters <= ARRAY_TALLY_CLUSTERS ? new Uint32Array(clusters) : null;
+    this.map = this.array === null ? new Map() : null;
+  }
+
+  get(cluster: number): number {
+    return this.array !== null ? (this.array[cluster] ?? 0) : (this.map?.get(cluster) ?? 0);
+  }
+
+  set(cluster: number, value: number): void {
+    if (this.array !== null) this.array[cluster] = value;
+    else this.map?.set(cluster, value);
+  }
+
+  /** Every referenced cluster and its reference count. */
+  *counts(): Generator<[number, number]> {
+    if (this.array !== null) {
+      for (let cluster = 0; cluster < this.array.length; cluster++) {
+        const value = this.array[cluster] ?? 0;
+        if (value !== 0) yield [cluster, value >>> ROLE_BITS];
+      }
+    } else if (this.map !== null) {
+      for (const [cluster, value] of this.map) yield [cluster, value >>> ROLE_BITS];
+    }
+  }
+}
+
 /** The expected refcount of every referenced cluster, and what each is used as. */
 class References {
-  readonly counts = new Map<number, number>();
-  private readonly roles = new Map<number, number>();
+  private readonly tally: Tally;
   private readonly fileClusters: number;
   private readonly clusterBytes: number;
 
   constructor(fileBytes: number, clusterBytes: number) {
     this.clusterBytes = clusterBytes;
     this.fileClusters = Math.ceil(fileBytes / clusterBytes);
+    this.tally = new Tally(this.fileClusters);
   }
 
   /** One reference to the clusters of [offset, offset + bytes), in `role`. */
@@ -76,11 +112,16 @@ class References {
     const end = Math.ceil((offset + Math.max(bytes, 1)) / this.clusterBytes);
     if (end > this.fileClusters) refuse(`${what} at ${hex(offset)} lies past the end of the file`);
     for (let cluster = first; cluster < end; cluster++) {
-      const had = this.roles.get(cluster);
-      if (had !== undefined && (had !== role || !SHARABLE.has(role))) refuse(`${what} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
-      this.roles.set(cluster, role);
-      this.counts.set(cluster, (this.counts.get(cluster) ?? 0) + 1);
+      const value = this.tally.get(cluster);
+      const had = value & ((1 << ROLE_BITS) - 1);
+      if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${what} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
+      // Counts saturate far above any refcount width's maximum that matters here (2^29).
+      if (value >>> ROLE_BITS < 2 ** 29 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
     }
+  }
+
+  counts(): Generator<[number, number]> {
+    return this.tally.counts();
   }
 }
 
@@ -149,7 +190,7 @@ export interface ValidationOptions {
 export function refuseUnsoundMetadata(image: ChangeSubject, options: ValidationOptions = {}): void {
   try {
     const references = collectReferences(image);
-    for (const [cluster, count] of references.counts) {
+    for (const [cluster, count] of references.counts()) {
       const plural = count === 1 ? '' : 's';
       if (count > image.refcounts.max) refuse(`cluster ${cluster} is referenced ${count} time${plural}, more than this image's refcounts can count (${image.refcounts.max})`);
       if (options.storedRefcounts === false) continue;
