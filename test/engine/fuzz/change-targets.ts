@@ -5,6 +5,7 @@
  * on the copy beside the original's).
  */
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
@@ -54,7 +55,7 @@ function describe(error: unknown): string {
 
 /** Runs `change` on a copy; a failure must leave the copy byte-identical to the image. */
 function onCopy(file: string, name: string, change: (copy: string) => unknown): unknown {
-  const copy = path.join(path.dirname(file), `change-${name}.qcow2`);
+  const copy = path.join(path.dirname(file), `${randomUUID().slice(0, 8)}-${name}.qcow2`);
   fs.copyFileSync(file, copy);
   try {
     return change(copy);

@@ -5,6 +5,7 @@
  * own CPU time.
  */
 import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
@@ -28,8 +29,9 @@ const MAX_COMPARED_BYTES = 64 * 1024 * 1024;
 const MAX_SNAPSHOTS = 2;
 const CHUNK = 1024 * 1024;
 
+/** A new file next to the image, named afresh each time: a worker replaced after a hang may still have a qemu-img running on the old names. */
 function beside(file: string, name: string): string {
-  return path.join(path.dirname(file), name);
+  return path.join(path.dirname(file), `${randomUUID().slice(0, 8)}-${name}`);
 }
 
 /** How qemu-img names a snapshot unambiguously (`-l` takes an id or a name), or null if neither is unique. */
