@@ -7,11 +7,14 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { parseCryptoHeaderExtension } from '../../../src/shared/qcow2/format/crypto-header-extension.ts';
+import { EXT_CRYPTO_HEADER, findExtension } from '../../../src/shared/qcow2/format/header.ts';
 import { REPAIR_ADVICE } from '../../../src/shared/qcow2/image/change-validation.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { appendCluster, COPIED, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { createLuksImage } from '../../helpers/encrypted-images.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -86,6 +89,20 @@ describe('a change on damaged metadata', () => {
     } finally {
       image.close();
     }
+  });
+
+  it('the LUKS area counts as referenced: with its refcount 0 (allocation would hand out the key material) a snapshot is refused', async () => {
+    const file = folder.file('luks.qcow2');
+    await createLuksImage(file, 'cowbell');
+    const image = Qcow2Image.open(file, { readOnly: true });
+    const extension = findExtension(image.header, EXT_CRYPTO_HEADER);
+    image.close();
+    if (extension === undefined) throw new Error('qemu-img made a LUKS image without its extension');
+    const area = parseCryptoHeaderExtension(extension.data, 65536);
+    setRefcount(file, area.offset / 65536, 0);
+    const error = refusal(file, (target) => takeSnapshot(target, 'new'));
+    expect(error.code).toBe('CORRUPT');
+    expect(error.message).toMatch(/referenced 1 time but its refcount is 0/);
   });
 
   it('a leak (a refcount above its references) does not stop a change, and qemu-img check stays leaks-only', async () => {

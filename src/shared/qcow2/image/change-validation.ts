@@ -10,7 +10,9 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned } from '../format/bytes.ts';
+import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { decodeL2, type L2Format } from '../format/entries.ts';
+import { EXT_CRYPTO_HEADER, findExtension, type Header } from '../format/header.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { Refcounts } from './refcounts.ts';
 import type { TableCache } from './table-cache.ts';
@@ -32,7 +34,7 @@ export interface ChangeSubject {
   readonly l1: L1Like;
   readonly snapshots: readonly SnapshotEntry[];
   readonly snapshotTableBytes: number;
-  readonly header: { snapshotsOffset: number; snapshotCount: number };
+  readonly header: Header;
   readonly refcounts: Refcounts;
   readonly l2Cache: TableCache;
   readonly file: { size(): number };
@@ -46,10 +48,12 @@ const HEADER = 1;
 const REFCOUNT_TABLE = 2;
 const REFCOUNT_BLOCK = 3;
 const SNAPSHOT_TABLE = 4;
+/** Other metadata the header names: the LUKS area (header and key material). */
+const OTHER = 8;
 const L1 = 5;
 const L2 = 6;
 const DATA = 7;
-const ROLE_WORDS = ['', 'the header', 'the refcount table', 'a refcount block', 'the snapshot table', 'an L1 table', 'an L2 table', 'guest data'];
+const ROLE_WORDS = ['', 'the header', 'the refcount table', 'a refcount block', 'the snapshot table', 'an L1 table', 'an L2 table', 'guest data', 'the LUKS area'];
 /** Roles several references may share: an L1 table (two snapshots), an L2 table or data (snapshots). */
 const SHARABLE = new Set([L1, L2, DATA]);
 
@@ -59,7 +63,7 @@ function refuse(problem: string): never {
 
 /** Up to this many clusters in the file, the tally is one typed array (4 bytes a cluster); past it, a map. */
 const ARRAY_TALLY_CLUSTERS = 2 ** 24;
-const ROLE_BITS = 3;
+const ROLE_BITS = 4;
 
 /** Per cluster: the references to it and what it is used as, packed as `count << ROLE_BITS | role`. */
 class Tally {
@@ -115,8 +119,8 @@ class References {
       const value = this.tally.get(cluster);
       const had = value & ((1 << ROLE_BITS) - 1);
       if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${what} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
-      // Counts saturate far above any refcount width's maximum that matters here (2^29).
-      if (value >>> ROLE_BITS < 2 ** 29 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
+      // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
+      if (value >>> ROLE_BITS < 2 ** 28 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
     }
   }
 
@@ -169,6 +173,12 @@ function collectReferences(image: ChangeSubject): References {
     if (block !== 0) references.add(block, clusterBytes, REFCOUNT_BLOCK, `refcount block ${index}`);
   }
   if (image.header.snapshotCount > 0) references.add(image.header.snapshotsOffset, image.snapshotTableBytes, SNAPSHOT_TABLE, 'the snapshot table');
+  // Allocation must never hand out the key material's clusters: they count as referenced too.
+  const crypto = findExtension(image.header, EXT_CRYPTO_HEADER);
+  if (crypto !== undefined) {
+    const area = parseCryptoHeaderExtension(crypto.data, clusterBytes);
+    references.add(area.offset, area.length, OTHER, 'the LUKS area');
+  }
   const walked = new Set<number>();
   addL1(image, image.l1, 'the current state', references, walked);
   for (const snapshot of image.snapshots) addL1(image, image.loadSnapshotL1(snapshot), `snapshot ${snapshot.name}`, references, walked);
