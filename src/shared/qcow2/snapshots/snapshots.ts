@@ -54,8 +54,7 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
         // An unaligned offset would reach refcount arithmetic as a fractional cluster.
         if (hostOffset % image.clusterBytes !== 0) throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned host offset ${hex(hostOffset)}`);
         visit(hostOffset / image.clusterBytes);
-      }
-      else if (hostOffset < 0) {
+      } else if (hostOffset < 0) {
         const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
         const first = Math.floor(entry.hostOffset / image.clusterBytes);
         const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / image.clusterBytes);
