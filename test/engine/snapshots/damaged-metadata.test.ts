@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { parseCryptoHeaderExtension } from '../../../src/shared/qcow2/format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../../../src/shared/qcow2/format/header.ts';
-import { REPAIR_ADVICE } from '../../../src/shared/qcow2/image/change-validation.ts';
+import { REPAIR_ADVICE, refuseUnsoundMetadata } from '../../../src/shared/qcow2/image/change-validation.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
@@ -103,6 +103,18 @@ describe('a change on damaged metadata', () => {
     const error = refusal(file, (target) => takeSnapshot(target, 'new'));
     expect(error.code).toBe('CORRUPT');
     expect(error.message).toMatch(/referenced 1 time but its refcount is 0/);
+  });
+
+  it('data in an external data file is not a reference into this file: such an image passes the validation', async () => {
+    const file = folder.file('data-file.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${folder.file('data-file.raw')},data_file_raw=on`, file, '4M']);
+    await qemuIo(file, ['write -P 5 0 1M']);
+    const image = Qcow2Image.open(file, { readOnly: true });
+    try {
+      expect(() => refuseUnsoundMetadata(image)).not.toThrow();
+    } finally {
+      image.close();
+    }
   });
 
   it('a leak (a refcount above its references) does not stop a change, and qemu-img check stays leaks-only', async () => {

@@ -13,6 +13,7 @@ import { hex, isAligned } from '../format/bytes.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { decodeL2, type L2Format } from '../format/entries.ts';
 import { EXT_CRYPTO_HEADER, findExtension, type Header } from '../format/header.ts';
+import { INCOMPAT_DATA_FILE } from '../format/limits.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { Refcounts } from './refcounts.ts';
 import type { TableCache } from './table-cache.ts';
@@ -132,6 +133,7 @@ class References {
 /** Walks one L2 table's entries (once per table, however many L1 entries share it). */
 function addL2Entries(image: ChangeSubject, l2Offset: number, references: References): void {
   const table = image.l2Cache.get(l2Offset);
+  const externalData = (image.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
   for (let slot = 0; slot < image.l2Entries; slot++) {
     const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
     const what = `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
@@ -146,6 +148,8 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     }
     if (entry.hostOffset === 0) continue;
     if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what} names an unaligned host offset ${hex(entry.hostOffset)}`);
+    // Data in an external data file lies outside this file and has no refcounts (qcow2.txt).
+    if (externalData) continue;
     references.add(entry.hostOffset, image.clusterBytes, DATA, what);
   }
 }
