@@ -42,6 +42,35 @@ export function writeU64(path: string, position: number, value: bigint): void {
   });
 }
 
+/** Writes raw bytes at a file position (a poke_file of qemu-iotests). */
+export function writeBytes(path: string, position: number, bytes: Uint8Array): void {
+  withFile(path, (fd) => fs.writeSync(fd, bytes, 0, bytes.length, position));
+}
+
+export function readBytes(path: string, position: number, length: number): Uint8Array {
+  return withFile(path, (fd) => {
+    const bytes = Buffer.alloc(length);
+    fs.readSync(fd, bytes, 0, length, position);
+    return new Uint8Array(bytes);
+  });
+}
+
+export function writeU32(path: string, position: number, value: number): void {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value >>> 0, 0);
+  writeBytes(path, position, bytes);
+}
+
+export function writeU16(path: string, position: number, value: number): void {
+  const bytes = Buffer.alloc(2);
+  bytes.writeUInt16BE(value & 0xffff, 0);
+  writeBytes(path, position, bytes);
+}
+
+export function readU32(path: string, position: number): number {
+  return Buffer.from(readBytes(path, position, 4)).readUInt32BE(0);
+}
+
 export function layout(path: string): Layout {
   const header = Buffer.alloc(104);
   withFile(path, (fd) => fs.readSync(fd, header, 0, 104, 0));
@@ -120,14 +149,6 @@ export function appendCluster(path: string): number {
   const index = Math.ceil(fileSize / clusterBytes);
   withFile(path, (fd) => fs.ftruncateSync(fd, (index + 1) * clusterBytes));
   return index;
-}
-
-export function writeU32(path: string, position: number, value: number): void {
-  withFile(path, (fd) => {
-    const bytes = Buffer.alloc(4);
-    bytes.writeUInt32BE(value, 0);
-    fs.writeSync(fd, bytes, 0, 4, position);
-  });
 }
 
 export interface SnapshotTableEntry {

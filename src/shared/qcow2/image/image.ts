@@ -38,6 +38,7 @@ import { parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, ty
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
+import { refuseUnsoundMetadata } from './change-validation.ts';
 import { TableCache } from './table-cache.ts';
 import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { DISK_START_BYTES, judgeDiskStart, type DiskStartVerdict } from './disk-start.ts';
@@ -144,6 +145,7 @@ export class Qcow2Image implements GuestReader {
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
   private decompressBuffer: Uint8Array | null = null;
   private preparedForWrite = false;
+  private validatedForChange = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
   /** An encrypted image's data cipher once unlocked; null for a plain image or one still locked. */
@@ -555,6 +557,7 @@ export class Qcow2Image implements GuestReader {
   prepareForWrite(): void {
     this.assertWritable();
     if (this.preparedForWrite) return;
+    this.validateForChange();
     this.preparedForWrite = true;
     // Cowbell maintains no autoclear feature but the raw data file's (it zeroes the data file where
     // it zeroes the guest, see zeroCluster), so every other bit goes, durably before the first
@@ -565,6 +568,23 @@ export class Qcow2Image implements GuestReader {
       this.writeHeader();
       this.file.flush();
     }
+  }
+
+  /**
+   * Before the first change of this open: refuses with CORRUPT, before anything is written, unless
+   * every reference a change may follow is sound (change-validation.ts). Once per open: the
+   * changes made since keep it sound.
+   */
+  validateForChange(): void {
+    if (this.validatedForChange) return;
+    try {
+      refuseUnsoundMetadata(this);
+    } catch (error) {
+      // As after a refused write over metadata: the rest of this open is read-only.
+      if (error instanceof Qcow2Error && error.code === 'CORRUPT') this.setReadOnly('its metadata is damaged; run a check with repair first');
+      throw error;
+    }
+    this.validatedForChange = true;
   }
 
   /** Writes the fixed header fields in one write (they all fit in the first sector). */

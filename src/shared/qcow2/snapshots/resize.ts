@@ -54,6 +54,7 @@ export function previewResize(image: Qcow2Image, newSize: number, job: JobContex
 export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeOptions = {}, job: JobContext = silentJob): ResizeResult {
   image.assertWritable();
   const preview = previewResize(image, newSize, job);
+  if (preview.direction !== 'same') image.validateForChange();
   const result: ResizeResult = { previousSize: preview.currentSize, newSize, l1Grown: false, discardedBytes: 0 };
   if (preview.direction === 'same') return result;
   if (preview.direction === 'grow') {

@@ -13,7 +13,7 @@
  * image after a crash in the middle.
  */
 import { Qcow2Error } from '../errors.ts';
-import { alignUp, view } from '../format/bytes.ts';
+import { alignUp, hex, view } from '../format/bytes.ts';
 import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
@@ -51,8 +51,11 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
     const table = image.l2Cache.get(l2Offset);
     for (let slot = 0; slot < image.l2Entries; slot++) {
       const hostOffset = standardL2HostOffset(table.view, slot * image.l2EntryBytes);
-      if (hostOffset > 0) visit(hostOffset / image.clusterBytes);
-      else if (hostOffset < 0) {
+      if (hostOffset > 0) {
+        // An unaligned offset would reach refcount arithmetic as a fractional cluster.
+        if (hostOffset % image.clusterBytes !== 0) throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned host offset ${hex(hostOffset)}`);
+        visit(hostOffset / image.clusterBytes);
+      } else if (hostOffset < 0) {
         const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
         const first = Math.floor(entry.hostOffset / image.clusterBytes);
         const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / image.clusterBytes);
@@ -210,6 +213,7 @@ export interface CreateSnapshotOptions {
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
   refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   assertNewName(image, options.name);
   if (options.note !== undefined) encodeSnapshotNote(options.note);
   const parentId = options.parentId === undefined ? currentParentId(image) : options.parentId;
@@ -289,6 +293,7 @@ function clearCopiedFlags(image: Qcow2Image, l1: L1Table, isActive: boolean): vo
 export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
   refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const diskSize = snapshot.diskSize ?? image.virtualSize;
@@ -333,6 +338,7 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
 export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
   refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const removedRecord = recordOf(snapshot);
@@ -395,6 +401,7 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   const snapshot = findSnapshot(image, nameOrId);
   if (snapshot.name === newName) return;
   assertNewName(image, newName);
+  image.validateForChange();
   change(image, () => {
     const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
     switchSnapshotTable(image, entries);
@@ -415,6 +422,7 @@ export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: strin
   }
   if ((recordOf(snapshot)?.note ?? '') === note) return;
   const updated = withRecord(image, snapshot, { note });
+  image.validateForChange();
   change(image, () => {
     switchSnapshotTable(image, image.snapshots.map((entry) => (entry === snapshot ? updated : entry)));
     image.flush();
