@@ -225,7 +225,7 @@ describe('cowbell convert, interrupted while the write-behind thread writes', ()
     } finally {
       work.cleanup();
     }
-  });
+  }, 60_000);
 });
 
 describe('cowbell convert, short runs', () => {

@@ -21,7 +21,8 @@ async function findings(enginePath: string, code: string): Promise<string[]> {
   return (result?.messages ?? []).map((message) => message.ruleId ?? message.message);
 }
 
-describe('engine layering', () => {
+// ESLint's first run (type-aware rules) takes seconds on a busy machine.
+describe('engine layering', { timeout: 60_000 }, () => {
   it('refuses an upward import: format/ importing the open image', async () => {
     const found = await findings('format/probe.ts', "import { Qcow2Image } from '../image/image.ts';\nexport const probe = Qcow2Image;\n");
     expect(found).toContain('import-x/no-restricted-paths');

@@ -143,7 +143,7 @@ describe('refused up front, nothing written', () => {
     expect(previewRewrite({ source: image, compression: 'keep' }).snapshots).toBe(1);
     expect(fileHash(image)).toBe(hash);
     expect(fs.readdirSync(dir)).toEqual(['secret.qcow2']);
-  });
+  }, 60_000);
 
   it('persistent bitmaps are refused unless dropped; dropped, the copy has none, every state intact, and qemu-img check is clean', async () => {
     const { dir, image } = await imageWithSnapshots();
