@@ -144,7 +144,8 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     }
     if (image.l2Format.extendedL2) {
       if ((entry.allocMask & entry.zeroMask) !== 0) refuse(`${what} marks a subcluster both allocated and zero`);
-      if (entry.hostOffset === 0 && entry.allocMask !== 0) refuse(`${what} allocates subclusters in an unallocated cluster`);
+      // In an external data file, guest cluster 0 lies at host offset 0 (allocated: its COPIED flag is set).
+      if (entry.kind === 'unallocated' && entry.allocMask !== 0) refuse(`${what} allocates subclusters in an unallocated cluster`);
     }
     if (entry.hostOffset === 0) continue;
     if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what} names an unaligned host offset ${hex(entry.hostOffset)}`);
