@@ -1,0 +1,87 @@
+/**
+ * The space one L2 table names: the guest data bytes its entries hold and, of those, the bytes
+ * in clusters no other table names (refcount 1; QEMU counts one reference per L1 per L2 entry).
+ * Optionally marks the host clusters holding that data in a per-file-cluster array.
+ */
+import { decodeL2, getRefcount, standardL2HostOffset } from '../format/entries.ts';
+import type { Qcow2Image } from '../image/image.ts';
+import type { CachedTable } from '../image/table-cache.ts';
+import { NOT_COPIED } from './mapping-distance.ts';
+
+export interface TableUsage {
+  /** Guest data bytes the table names (compressed entries count their compressed size). */
+  dataBytes: number;
+  /** Of those, bytes in clusters only this table names (refcount 1). */
+  ownDataBytes: number;
+}
+
+/** `marks` bit for a host cluster holding guest data some table names. */
+export const MARK_DATA = 1;
+/** `marks` bit for a host cluster holding metadata. */
+export const MARK_METADATA = 2;
+
+/** Refcount lookups that keep the last block at hand: the entries of a table mostly name neighbouring clusters. */
+export class RefcountLookup {
+  private readonly image: Qcow2Image;
+  private blockIndex = -1;
+  private block: CachedTable | null = null;
+
+  constructor(image: Qcow2Image) {
+    this.image = image;
+  }
+
+  get(cluster: number): number {
+    const refcounts = this.image.refcounts;
+    const index = Math.floor(cluster / refcounts.entriesPerBlock);
+    if (index !== this.blockIndex) {
+      const offset = refcounts.blockOffset(index);
+      this.block = offset === 0 ? null : refcounts.cache.get(offset);
+      this.blockIndex = index;
+    }
+    const block = this.block;
+    return block === null ? 0 : getRefcount(block.bytes, block.view, cluster - index * refcounts.entriesPerBlock, refcounts.order);
+  }
+}
+
+export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: RefcountLookup, marks: Uint8Array | null): TableUsage {
+  const usage: TableUsage = { dataBytes: 0, ownDataBytes: 0 };
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+  const wordsPerEntry = image.l2EntryBytes / 4;
+  const clusterBytes = image.clusterBytes;
+  const markCount = marks?.length ?? 0;
+  let compressed: { first: number; last: number; bytes: number }[] | null = null;
+  let compressedTouches: Map<number, number> | null = null;
+  for (let slot = 0; slot < image.l2Entries; slot++) {
+    // Most entries of a sparse disk are empty: both words of the offset half zero (a COPIED flag alone means nothing).
+    if (((words[slot * wordsPerEntry] ?? 0) & NOT_COPIED) === 0 && (words[slot * wordsPerEntry + 1] ?? 0) === 0) continue;
+    const hostOffset = standardL2HostOffset(view, slot * image.l2EntryBytes);
+    if (hostOffset > 0) {
+      // A host cluster is held whole, however few of its subclusters hold data (extended L2), and a preallocated zero cluster holds one too.
+      const cluster = hostOffset / clusterBytes;
+      usage.dataBytes += clusterBytes;
+      if (refcounts.get(cluster) === 1) usage.ownDataBytes += clusterBytes;
+      if (marks !== null && cluster < markCount) marks[cluster] = (marks[cluster] ?? 0) | MARK_DATA;
+    } else if (hostOffset < 0) {
+      const entry = decodeL2(view, slot * image.l2EntryBytes, image.l2Format);
+      const first = Math.floor(entry.hostOffset / clusterBytes);
+      const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / clusterBytes);
+      compressedTouches ??= new Map();
+      for (let cluster = first; cluster <= last; cluster++) {
+        compressedTouches.set(cluster, (compressedTouches.get(cluster) ?? 0) + 1);
+        if (marks !== null && cluster < markCount) marks[cluster] = (marks[cluster] ?? 0) | MARK_DATA;
+      }
+      (compressed ??= []).push({ first, last, bytes: entry.compressedSize });
+      usage.dataBytes += entry.compressedSize;
+    }
+  }
+  // A compressed entry is this table's own if no other table's entries touch its host clusters.
+  for (const entry of compressed ?? []) {
+    let own = true;
+    for (let cluster = entry.first; cluster <= entry.last && own; cluster++) {
+      if (refcounts.get(cluster) > (compressedTouches?.get(cluster) ?? 0)) own = false;
+    }
+    if (own) usage.ownDataBytes += entry.bytes;
+  }
+  return usage;
+}
