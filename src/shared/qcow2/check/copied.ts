@@ -89,16 +89,22 @@ function checkL2Flags(
   for (let index = 0; index < image.l2Entries; index++) {
     const position = index * image.l2EntryBytes;
     const high = table.getUint32(position);
-    if (high === 0 && table.getUint32(position + 4) === 0) continue;
-    const entry = decodeL2(table, position, image.l2Format);
-    if ((entry.kind !== 'normal' && entry.kind !== 'zero') || entry.hostOffset === 0) continue;
-    const dataCluster = Math.floor(entry.hostOffset / clusterBytes);
+    const low = table.getUint32(position + 4);
+    if (high === 0 && low === 0) continue;
+    // A plain data cluster's entry (no compression, reserved or zero bits) is read without decoding: most are.
+    const plain = !image.l2Format.extendedL2 && (high & 0x7f00_0000) === 0 && (low & 0x1ff) === 0;
+    const entry = plain ? null : decodeL2(table, position, image.l2Format);
+    if (entry !== null && entry.kind !== 'normal' && entry.kind !== 'zero') continue;
+    const hostOffset = entry === null ? (high & 0x00ff_ffff) * 0x1_0000_0000 + low : entry.hostOffset;
+    const copied = (high & OFLAG_COPIED_HI) !== 0;
+    if (hostOffset === 0) continue;
+    const dataCluster = Math.floor(hostOffset / clusterBytes);
     const refcount = scan.hasDataFile ? 1 : refcountOf(dataCluster);
-    if ((refcount === 1) === entry.copied) continue;
-    const detail = `OFLAG_COPIED data cluster: l2_entry=${hexEntry(high, table.getUint32(position + 4))} refcount=${refcount}`;
+    if ((refcount === 1) === copied) continue;
+    const detail = `OFLAG_COPIED data cluster: l2_entry=${hexEntry(high, low)} refcount=${refcount}`;
     if (pass === 'report') {
       findings.corruption(`ERROR ${detail}`);
-    } else if (mayFix(entry.copied, dataCluster)) {
+    } else if (mayFix(copied, dataCluster)) {
       if (!writable) {
         refused = true;
         continue;

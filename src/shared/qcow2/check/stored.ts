@@ -28,6 +28,7 @@ export class StoredRefcounts {
   private readonly table: DataView;
   private readonly fileClusters: number;
   private readonly cache = new Map<number, RefcountBlock>();
+  private last: RefcountBlock | null = null;
 
   constructor(file: BlockFile, tableBytes: Uint8Array, clusterBytes: number, order: number, fileSize: number) {
     this.file = file;
@@ -89,8 +90,11 @@ export class StoredRefcounts {
   }
 
   get(cluster: number): number {
-    const block = this.block(Math.floor(cluster / this.entriesPerBlock));
-    return block === null ? 0 : entryOf(block, cluster % this.entriesPerBlock, this.order);
+    const index = Math.floor(cluster / this.entriesPerBlock);
+    // Lookups come mostly in order: the last block answers most of them without a map lookup.
+    const block = this.last !== null && this.last.index === index ? this.last : this.block(index);
+    if (block !== null) this.last = block;
+    return block === null ? 0 : entryOf(block, cluster - index * this.entriesPerBlock, this.order);
   }
 
   set(block: RefcountBlock, entry: number, value: number): void {
@@ -104,6 +108,7 @@ export class StoredRefcounts {
   /** Forgets cached blocks after the caller wrote some. */
   clear(): void {
     this.cache.clear();
+    this.last = null;
   }
 }
 
@@ -115,6 +120,7 @@ export function readZeroFilled(file: BlockFile, offset: number, length: number):
 }
 
 function entryOf(block: RefcountBlock, entry: number, order: number): number {
+  if (order < 6) return getRefcount(block.bytes, block.view, entry, order);
   try {
     return getRefcount(block.bytes, block.view, entry, order);
   } catch {

@@ -29,31 +29,82 @@ export function readTablesInFileOrder(
   visit: (offset: number, bytes: Uint8Array, bytesInFile: number) => void,
   options: OrderedReadOptions = {},
 ): void {
-  const maxGap = options.maxGapBytes ?? DEFAULT_GAP_BYTES;
-  const maxRun = Math.max(tableBytes, options.maxRunBytes ?? DEFAULT_RUN_BYTES);
-  let buffer: Uint8Array | null = null;
-  let first = 0;
-  while (first < offsets.length) {
-    const start = offsets[first] ?? 0;
-    let last = first;
-    while (last + 1 < offsets.length) {
-      const next = offsets[last + 1] ?? 0;
-      const end = (offsets[last] ?? 0) + tableBytes;
-      if (next < end || next - end > maxGap || next + tableBytes - start > maxRun) break;
+  const reader = new OrderedTableReader(file, offsets, tableBytes, options);
+  for (let index = 0; index < offsets.length; index++) {
+    const offset = offsets[index] ?? 0;
+    const bytes = reader.read(offset);
+    visit(offset, bytes, reader.bytesInFile);
+  }
+}
+
+/**
+ * The tables at `offsets` (ascending), read ahead in runs of neighbours as the caller asks for
+ * them in that order; a table asked for out of order is read alone. What `read` returns is valid
+ * until the next call.
+ */
+export class OrderedTableReader {
+  private readonly file: BlockFile;
+  private readonly offsets: ArrayLike<number>;
+  private readonly tableBytes: number;
+  private readonly maxGap: number;
+  private readonly maxRun: number;
+  private buffer: Uint8Array;
+  private runStart = 0;
+  private runLength = 0;
+  private runCount = 0;
+  /** Index in `offsets` of the first table not yet in a run. */
+  private next = 0;
+  /** How many bytes of the last table read the file holds (the rest reads as zeros). */
+  bytesInFile = 0;
+
+  constructor(file: BlockFile, offsets: ArrayLike<number>, tableBytes: number, options: OrderedReadOptions = {}) {
+    this.file = file;
+    this.offsets = offsets;
+    this.tableBytes = tableBytes;
+    this.maxGap = options.maxGapBytes ?? DEFAULT_GAP_BYTES;
+    this.maxRun = Math.max(tableBytes, options.maxRunBytes ?? DEFAULT_RUN_BYTES);
+    this.buffer = new Uint8Array(tableBytes);
+  }
+
+  read(offset: number): Uint8Array {
+    const position = offset - this.runStart;
+    if (this.runLength > 0 && position >= 0 && position + this.tableBytes <= this.runLength) return this.slice(position);
+    if (this.next < this.offsets.length && this.offsets[this.next] === offset) this.readRun();
+    else this.readAlone(offset);
+    return this.slice(offset - this.runStart);
+  }
+
+  private slice(position: number): Uint8Array {
+    this.bytesInFile = Math.max(0, Math.min(this.tableBytes, this.runCount - position));
+    return this.buffer.subarray(position, position + this.tableBytes);
+  }
+
+  /** Reads the run of neighbours that starts with offsets[next]. */
+  private readRun(): void {
+    const start = this.offsets[this.next] ?? 0;
+    let last = this.next;
+    while (last + 1 < this.offsets.length) {
+      const following = this.offsets[last + 1] ?? 0;
+      const end = (this.offsets[last] ?? 0) + this.tableBytes;
+      if (following < end || following - end > this.maxGap || following + this.tableBytes - start > this.maxRun) break;
       last++;
     }
-    const length = (offsets[last] ?? 0) + tableBytes - start;
-    buffer ??= new Uint8Array(Math.min(maxRun, Math.max(length, tableBytes)));
-    if (buffer.length < length) buffer = new Uint8Array(length);
-    const run = buffer.subarray(0, length);
-    const count = file.read(run, start);
+    this.next = last + 1;
+    this.fill(start, (this.offsets[last] ?? 0) + this.tableBytes - start);
+  }
+
+  private readAlone(offset: number): void {
+    this.fill(offset, this.tableBytes);
+  }
+
+  private fill(start: number, length: number): void {
+    if (this.buffer.length < length) this.buffer = new Uint8Array(Math.min(this.maxRun, Math.max(length, 2 * this.buffer.length)));
+    const run = this.buffer.subarray(0, length);
+    const count = this.file.read(run, start);
     run.fill(0, Math.max(0, count));
-    for (let index = first; index <= last; index++) {
-      const offset = offsets[index] ?? 0;
-      const position = offset - start;
-      visit(offset, run.subarray(position, position + tableBytes), Math.max(0, Math.min(tableBytes, count - position)));
-    }
-    first = last + 1;
+    this.runStart = start;
+    this.runLength = length;
+    this.runCount = Math.max(0, count);
   }
 }
 

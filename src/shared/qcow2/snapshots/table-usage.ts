@@ -3,6 +3,7 @@
  * in clusters no other table names (refcount 1; QEMU counts one reference per L1 per L2 entry).
  * Optionally marks the host clusters holding that data in a per-file-cluster array.
  */
+import { Qcow2Error } from '../errors.ts';
 import { decodeL2, getRefcount, standardL2HostOffset } from '../format/entries.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { CachedTable } from '../image/table-cache.ts';
@@ -31,6 +32,8 @@ export class RefcountLookup {
   }
 
   get(cluster: number): number {
+    // An offset that is not cluster-aligned names no cluster: its refcount means nothing.
+    if (!Number.isSafeInteger(cluster) || cluster < 0) throw new Qcow2Error('CORRUPT', `A refcount was asked for cluster ${cluster}, which no cluster-aligned offset names`);
     const refcounts = this.image.refcounts;
     const index = Math.floor(cluster / refcounts.entriesPerBlock);
     if (index !== this.blockIndex) {
