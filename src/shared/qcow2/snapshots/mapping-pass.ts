@@ -37,9 +37,11 @@ export interface MappingPassOptions {
   /** With usage: marks data clusters (MARK_DATA) and L2 tables (MARK_METADATA) here, one byte per file cluster. */
   marks?: Uint8Array | null;
   job?: JobContext;
+  /** What a batch may keep of the tables it compares (a test makes it tiny to cross many batch boundaries). */
+  batchTableBytes?: number;
 }
 
-/** What a batch may keep of the tables it compares. */
+/** What a batch may keep of the tables it compares, by default. */
 const BATCH_TABLE_BYTES = 16 * 1024 * 1024;
 /** L1 indexes per batch at most, so that progress and cancellation come often on any disk. */
 const BATCH_INDEXES = 4096;
@@ -129,7 +131,7 @@ export class MappingPass {
           const offset = this.tableAt(state, end);
           if (offset !== 0 && !keep.has(offset)) added++;
         }
-        if (end > start && (keep.size + added) * tableBytes > BATCH_TABLE_BYTES) break;
+        if (end > start && (keep.size + added) * tableBytes > (this.options.batchTableBytes ?? BATCH_TABLE_BYTES)) break;
         compared.push(end);
         for (let state = 0; state < this.states.length; state++) {
           const offset = this.tableAt(state, end);
