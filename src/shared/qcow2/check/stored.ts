@@ -71,19 +71,29 @@ export class StoredRefcounts {
     const hit = this.cache.get(index);
     if (hit) return hit;
     if (this.state(index) !== 'valid') return null;
-    const block = this.readBlock(index);
+    // A walk over every block of a big disk would otherwise leave a cluster of garbage per block:
+    // the evicted block's bytes take the new one (cached blocks are only read, never kept by callers).
+    let recycled: Uint8Array | undefined;
     if (this.cache.size >= CACHED_BLOCKS) {
       const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
+      if (oldest !== undefined) {
+        recycled = this.cache.get(oldest)?.bytes;
+        this.cache.delete(oldest);
+        if (this.last?.index === oldest) this.last = null;
+      }
     }
+    const block = this.readInto(index, recycled ?? new Uint8Array(this.clusterBytes));
     this.cache.set(index, block);
     return block;
   }
 
   /** A fresh, private copy of a valid block, for changing and writing back. */
   readBlock(index: number): RefcountBlock {
+    return this.readInto(index, new Uint8Array(this.clusterBytes));
+  }
+
+  private readInto(index: number, bytes: Uint8Array): RefcountBlock {
     const offset = this.blockOffset(index);
-    const bytes = new Uint8Array(this.clusterBytes);
     const count = this.file.read(bytes, offset);
     bytes.fill(0, count);
     return { index, offset, bytes, view: view(bytes) };
