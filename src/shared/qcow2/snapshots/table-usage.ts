@@ -24,7 +24,9 @@ export const MARK_METADATA = 2;
 /** Refcount lookups that keep the last block at hand: the entries of a table mostly name neighbouring clusters. */
 export class RefcountLookup {
   private readonly image: Qcow2Image;
-  private blockIndex = -1;
+  /** Clusters [first, end) the block at hand covers (none yet: an empty range). */
+  private first = 0;
+  private end = 0;
   private block: CachedTable | null = null;
 
   constructor(image: Qcow2Image) {
@@ -32,17 +34,20 @@ export class RefcountLookup {
   }
 
   get(cluster: number): number {
-    // An offset that is not cluster-aligned names no cluster: its refcount means nothing.
-    if (!Number.isSafeInteger(cluster) || cluster < 0) throw new Qcow2Error('CORRUPT', `A refcount was asked for cluster ${cluster}, which no cluster-aligned offset names`);
     const refcounts = this.image.refcounts;
-    const index = Math.floor(cluster / refcounts.entriesPerBlock);
-    if (index !== this.blockIndex) {
+    if (cluster < this.first || cluster >= this.end) {
+      // An offset that is not cluster-aligned names no cluster: its refcount means nothing.
+      if (!Number.isSafeInteger(cluster) || cluster < 0) throw new Qcow2Error('CORRUPT', `A refcount was asked for cluster ${cluster}, which no cluster-aligned offset names`);
+      const index = Math.floor(cluster / refcounts.entriesPerBlock);
       const offset = refcounts.blockOffset(index);
       this.block = offset === 0 ? null : refcounts.cache.get(offset);
-      this.blockIndex = index;
+      this.first = index * refcounts.entriesPerBlock;
+      this.end = this.first + refcounts.entriesPerBlock;
+    } else if (!Number.isInteger(cluster)) {
+      throw new Qcow2Error('CORRUPT', `A refcount was asked for cluster ${cluster}, which no cluster-aligned offset names`);
     }
     const block = this.block;
-    return block === null ? 0 : getRefcount(block.bytes, block.view, cluster - index * refcounts.entriesPerBlock, refcounts.order);
+    return block === null ? 0 : getRefcount(block.bytes, block.view, cluster - this.first, refcounts.order);
   }
 }
 
@@ -52,32 +57,38 @@ export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: Re
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
   const wordsPerEntry = image.l2EntryBytes / 4;
   const clusterBytes = image.clusterBytes;
-  const markCount = marks?.length ?? 0;
+  const marked = marks ?? new Uint8Array(0);
+  const markCount = marked.length;
   let compressed: { first: number; last: number; bytes: number }[] | null = null;
   let compressedTouches: Map<number, number> | null = null;
-  for (let slot = 0; slot < image.l2Entries; slot++) {
+  let dataBytes = 0;
+  let ownDataBytes = 0;
+  const entryBytes = image.l2EntryBytes;
+  for (let slot = 0, word = 0; slot < image.l2Entries; slot++, word += wordsPerEntry) {
     // Most entries of a sparse disk are empty: both words of the offset half zero (a COPIED flag alone means nothing).
-    if (((words[slot * wordsPerEntry] ?? 0) & NOT_COPIED) === 0 && (words[slot * wordsPerEntry + 1] ?? 0) === 0) continue;
-    const hostOffset = standardL2HostOffset(view, slot * image.l2EntryBytes);
+    if (((words[word] ?? 0) & NOT_COPIED) === 0 && (words[word + 1] ?? 0) === 0) continue;
+    const hostOffset = standardL2HostOffset(view, slot * entryBytes);
     if (hostOffset > 0) {
       // A host cluster is held whole, however few of its subclusters hold data (extended L2), and a preallocated zero cluster holds one too.
       const cluster = hostOffset / clusterBytes;
-      usage.dataBytes += clusterBytes;
-      if (refcounts.get(cluster) === 1) usage.ownDataBytes += clusterBytes;
-      if (marks !== null && cluster < markCount) marks[cluster] = (marks[cluster] ?? 0) | MARK_DATA;
+      dataBytes += clusterBytes;
+      if (refcounts.get(cluster) === 1) ownDataBytes += clusterBytes;
+      if (cluster < markCount) marked[cluster] = (marked[cluster] ?? 0) | MARK_DATA;
     } else if (hostOffset < 0) {
-      const entry = decodeL2(view, slot * image.l2EntryBytes, image.l2Format);
+      const entry = decodeL2(view, slot * entryBytes, image.l2Format);
       const first = Math.floor(entry.hostOffset / clusterBytes);
       const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / clusterBytes);
       compressedTouches ??= new Map();
       for (let cluster = first; cluster <= last; cluster++) {
         compressedTouches.set(cluster, (compressedTouches.get(cluster) ?? 0) + 1);
-        if (marks !== null && cluster < markCount) marks[cluster] = (marks[cluster] ?? 0) | MARK_DATA;
+        if (cluster < markCount) marked[cluster] = (marked[cluster] ?? 0) | MARK_DATA;
       }
       (compressed ??= []).push({ first, last, bytes: entry.compressedSize });
-      usage.dataBytes += entry.compressedSize;
+      dataBytes += entry.compressedSize;
     }
   }
+  usage.dataBytes = dataBytes;
+  usage.ownDataBytes = ownDataBytes;
   // A compressed entry is this table's own if no other table's entries touch its host clusters.
   for (const entry of compressed ?? []) {
     let own = true;
