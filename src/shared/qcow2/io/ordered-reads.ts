@@ -14,7 +14,7 @@ export interface OrderedReadOptions {
 }
 
 /** Gaps this small cost less to read than another system call (about what the page cache copies in one). */
-const DEFAULT_GAP_BYTES = 64 * 1024;
+const DEFAULT_GAP_BYTES = 16 * 1024;
 const DEFAULT_RUN_BYTES = 4 * 1024 * 1024;
 
 /**
