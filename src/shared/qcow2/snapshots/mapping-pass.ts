@@ -13,7 +13,7 @@
  */
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
-import { tableDistance } from './mapping-distance.ts';
+import { tableDistances } from './mapping-distance.ts';
 import { MARK_METADATA, measureTable, RefcountLookup, type TableUsage } from './table-usage.ts';
 
 export interface MappedState {
@@ -192,19 +192,26 @@ export class MappingPass {
     if (slotLimit <= 0) return;
     const wordsPerEntry = this.image.l2EntryBytes / 4;
     const count = this.states.length;
-    // Each pair of distinct tables is compared once, however many states name them.
-    const pairs = new Map<string, number>();
+    // States grouped by the table they name here: distinct tables are compared, once.
+    const tables: number[] = [];
+    const groupOf = new Int32Array(count);
+    for (let state = 0; state < count; state++) {
+      const offset = this.tableAt(state, l1Index);
+      let group = tables.indexOf(offset);
+      if (group < 0) group = tables.push(offset) - 1;
+      groupOf[state] = group;
+    }
+    const groups = tables.length;
+    const between = tableDistances(
+      tables.map((offset) => (offset === 0 ? null : (kept.get(offset) ?? null))),
+      slotLimit,
+      wordsPerEntry,
+    );
     for (let a = 0; a < count; a++) {
-      const tableA = this.tableAt(a, l1Index);
+      const groupA = (groupOf[a] ?? 0) * groups;
       for (let b = a + 1; b < count; b++) {
-        const tableB = this.tableAt(b, l1Index);
-        if (tableA === tableB) continue;
-        const key = tableA < tableB ? `${tableA}:${tableB}` : `${tableB}:${tableA}`;
-        let clusters = pairs.get(key);
-        if (clusters === undefined) {
-          clusters = tableDistance(tableA === 0 ? null : (kept.get(tableA) ?? null), tableB === 0 ? null : (kept.get(tableB) ?? null), slotLimit, wordsPerEntry);
-          pairs.set(key, clusters);
-        }
+        const clusters = between[groupA + (groupOf[b] ?? 0)] ?? 0;
+        if (clusters === 0) continue;
         this.distances[a * count + b] = (this.distances[a * count + b] ?? 0) + clusters;
         this.distances[b * count + a] = (this.distances[b * count + a] ?? 0) + clusters;
       }
