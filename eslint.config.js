@@ -15,7 +15,7 @@ const NODE_BUILTINS = builtinModules.filter((name) => !name.startsWith('_'));
 function engineZones() {
   const root = './src/shared/qcow2';
   const base = ['errors.ts', 'errors-codes.ts', 'model.ts', 'job-context.ts', 'steps.ts'];
-  const features = ['snapshots', 'check', 'convert', 'rewrite', 'files'];
+  const features = ['snapshots', 'check', 'convert', 'rewrite', 'files', 'chain'];
   const below = {
     format: [],
     io: ['format'],

@@ -29,6 +29,8 @@ export interface Command {
   help?: string;
   options: ParseArgsOptionsConfig;
   positionals: { min: number; max: number };
+  /** Rewrites the raw arguments before they are parsed (resize: a `-10G` size is not an option). */
+  prepareArgv?(argv: string[]): string[];
   /** Resolves with the exit code; throws a Qcow2Error or UsageError on failure. */
   run(args: ParsedArgs, io: CliIo): Promise<number>;
 }

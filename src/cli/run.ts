@@ -30,7 +30,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
-    return await command.run(parseCommandArgs(command, rest), io);
+    return await command.run(parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest), io);
   } catch (error) {
     if (error instanceof UsageError) {
       io.err(`cowbell: ${error.message}\n`);

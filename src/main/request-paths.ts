@@ -43,6 +43,7 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'snapshot.apply': { target: 'existing-file' },
   'snapshot.delete': { target: 'existing-file' },
   'snapshot.rename': { target: 'existing-file' },
+  'snapshot.note': { target: 'existing-file' },
   'image.rewritePreview': { target: 'existing-file' },
   'image.compress': { target: 'existing-file' },
   'image.compact': { target: 'existing-file' },
@@ -51,6 +52,11 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.passphrase': { target: 'existing-file' },
   'snapshot.export': { target: 'existing-file', newFileArguments: ['target'] },
   'image.rescue': { target: 'existing-file', newFileArguments: ['target'] },
+  'chain.read': { target: 'existing-file' },
+  'chain.commit': { target: 'existing-file' },
+  'chain.rebase': { target: 'existing-file', fileArguments: [{ name: 'backingFile', missingCode: 'BACKING_NOT_FOUND' }] },
+  'image.resizePreview': { target: 'existing-file' },
+  'image.resize': { target: 'existing-file' },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */

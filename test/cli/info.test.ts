@@ -88,3 +88,23 @@ describe('bin/cowbell', () => {
     expect(JSON.parse(result.stdout)).toMatchObject({ 'cluster-size': 131072 });
   });
 });
+
+describe('an image with an external data file', () => {
+  it('info and map print the data file lines qemu-img prints', async () => {
+    const withData = join(folder, 'with-data.qcow2');
+    const data = join(folder, 'with-data.raw');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-o', `data_file=${data},data_file_raw=on`, withData, '1M']);
+    execFileSync('qemu-io', ['-c', 'write -P 0x61 0 64k', withData]);
+    const qemuInfoLines = execFileSync('qemu-img', ['info', withData], { encoding: 'utf8' })
+      .split('\n')
+      .filter((line) => /^ {4}(refcount bits|data file|corrupt)/.test(line));
+    const info = await run('info', withData);
+    expect(info.code).toBe(0);
+    expect(info.out.split('\n').filter((line) => /^ {4}(refcount bits|data file|corrupt)/.test(line))).toEqual(qemuInfoLines);
+    expect(qemuInfoLines).toContain(`    data file: ${data}`);
+    const qemuMap = execFileSync('qemu-img', ['map', withData], { encoding: 'utf8' });
+    const map = await run('map', withData);
+    expect({ code: map.code, out: map.out }).toEqual({ code: 0, out: qemuMap });
+    expect(map.out).toContain(data);
+  });
+});

@@ -1,5 +1,5 @@
 /**
- * `cowbell snapshot list|create|apply|delete|rename`, `cowbell usage` and `cowbell diff`, checked
+ * `cowbell snapshot list|create|apply|delete|rename|note`, `cowbell usage` and `cowbell diff`, checked
  * against what qemu-img then sees. The changes and one failure run as a user runs them (bin/cowbell
  * in its own process, for real exit codes); the rest through runCli in this process, which is
  * what bin/cowbell runs (each process costs about half a second of CPU on Node start-up).
@@ -145,6 +145,46 @@ describe('cowbell snapshot create, apply, rename, delete', () => {
     const result = await inProcess('snapshot', 'rename', folder.file('any.qcow2'), 'only-one');
     expect(result.code).toBe(2);
     expect(result.err.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('cowbell snapshot create --note, snapshot note', () => {
+  it('a note set on create and changed, cleared or refused later; list shows it in --json and under its snapshot for people', async () => {
+    const image = await imageWithTwoSnapshots('notes.qcow2');
+    const created = cowbell('snapshot', 'create', '--note', 'before the upgrade\nsecond line', image, 'noted');
+    expect(created).toEqual({ code: 0, out: 'Created snapshot "noted" (id 3) with a note\n', err: '' });
+    let result = await inProcess('snapshot', 'note', image, '1', `Fresh install ✓ ${'long '.repeat(30)}\u001b[31m`);
+    expect(result).toEqual({ code: 0, out: 'Set the note of snapshot "1"\n', err: '' });
+
+    result = await inProcess('snapshot', 'list', '--json', image);
+    const listed = JSON.parse(result.out) as { snapshots: { name: string; note?: string }[] };
+    expect(listed.snapshots.map((snapshot) => [snapshot.name, snapshot.note])).toEqual([
+      ['installed', `Fresh install ✓ ${'long '.repeat(30)}\u001b[31m`],
+      ['updated', undefined],
+      ['noted', 'before the upgrade\nsecond line'],
+    ]);
+    // For people: one line under the snapshot, line breaks shown as " / ", no escape sequences, a long note cut short.
+    result = await inProcess('snapshot', 'list', image);
+    const lines = result.out.split('\n');
+    const under = (name: string): string => lines[lines.findIndex((line) => line.includes(` ${name}  `)) + 1] ?? '';
+    expect(under('noted')).toMatch(/^ +“before the upgrade \/ second line”$/);
+    expect(under('installed')).toMatch(/^ +“Fresh install ✓ long long .*…”$/);
+    expect(result.out).not.toContain('\u001b');
+    expect(under('updated')).not.toContain('“');
+
+    result = await inProcess('snapshot', 'note', image, 'noted', '');
+    expect(result).toEqual({ code: 0, out: 'Cleared the note of snapshot "noted"\n', err: '' });
+    const before = fileHash(image);
+    result = await inProcess('snapshot', 'note', image, 'updated', 'x'.repeat(513));
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/^cowbell: .*at most 512 bytes/);
+    result = await inProcess('snapshot', 'apply', '--note', 'x', image, 'installed');
+    expect(result.code).toBe(2);
+    expect(fileHash(image)).toBe(before);
+    const tree = JSON.parse((await inProcess('snapshot', 'list', '--json', image)).out) as { snapshots: { name: string; note?: string }[] };
+    expect(tree.snapshots.map((snapshot) => snapshot.note)).toEqual([`Fresh install ✓ ${'long '.repeat(30)}\u001b[31m`, undefined, undefined]);
+    await expectCheckClean(expect, image, 'after the notes');
+    expect(await qemuNames(image)).toEqual(['installed', 'updated', 'noted']);
   });
 });
 

@@ -295,6 +295,48 @@ describe('actions on a node, each a job', () => {
   });
 });
 
+describe('snapshot notes', () => {
+  /** Each snapshot's note as `cowbell snapshot list --json` reads it from the file. */
+  function notesInFile(path: string): Record<string, string | undefined> {
+    const listed = JSON.parse(execFileSync(join(import.meta.dirname, '../../bin/cowbell'), ['snapshot', 'list', '--json', path], { encoding: 'utf8' })) as { snapshots: { name: string; note?: string }[] };
+    return Object.fromEntries(listed.snapshots.map((snapshot) => [snapshot.name, snapshot.note]));
+  }
+
+  it('a note written in the card is kept in the file, survives qemu-img snapshot -c, and Take Snapshot takes one too', async () => {
+    const path = makeBranchedImage('notes.qcow2');
+    await openDisk(path);
+    await node(await nodeIdNamed('drivers')).click();
+    expect(await page.getByTestId('card-note-text').count()).toBe(0);
+    await page.getByTestId('action-note').click();
+    const field = page.getByTestId('snapshot-note-input');
+    await field.waitFor();
+    await field.fill('GPU drivers 550 ✓\nworks with the old kernel');
+    expect(await page.getByTestId('snapshot-note-room').textContent()).toContain('45 of 512 bytes');
+    await screenshot(page, 'dialog-snapshot-note');
+    await page.getByTestId('dialog-submit').click();
+    await eventually(() => page.getByTestId('card-note-text').textContent()).toBe('GPU drivers 550 ✓\nworks with the old kernel');
+    expect(notesInFile(path).drivers).toBe('GPU drivers 550 ✓\nworks with the old kernel');
+    expect(qemuCheckClean(path)).toBe(true);
+
+    // qemu-img takes a snapshot of its own: the page re-reads the disk, and the note is still there.
+    qemuImg('snapshot', '-c', 'by qemu-img', path);
+    await eventually(() => page.getByTestId('tree-node').count()).toBe(6);
+    expect(notesInFile(path).drivers).toBe('GPU drivers 550 ✓\nworks with the old kernel');
+    await node(await nodeIdNamed('drivers')).click();
+    await eventually(() => page.getByTestId('card-note-text').textContent()).toBe('GPU drivers 550 ✓\nworks with the old kernel');
+
+    await page.getByTestId('snapshot-tree').focus();
+    await page.keyboard.press('Control+Shift+S');
+    await page.getByTestId('snapshot-name-input').fill('noted at birth');
+    await page.getByTestId('snapshot-note-input').fill('taken with a note');
+    await page.getByTestId('dialog-submit').click();
+    await eventually(() => notesInFile(path)['noted at birth']).toBe('taken with a note');
+    // A new snapshot is selected once taken: its card shows the note.
+    await eventually(() => page.getByTestId('card-note-text').textContent()).toBe('taken with a note');
+    expect(qemuCheckClean(path)).toBe(true);
+  });
+});
+
 describe('the disk changing under Cowbell', () => {
   it('re-reads a disk another program changed (qemu-img snapshot -c) within a few seconds', async () => {
     const path = makeBranchedImage('outside.qcow2');

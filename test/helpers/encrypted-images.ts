@@ -20,6 +20,8 @@ export interface LuksImageOptions {
   hashAlg?: 'sha1' | 'sha256' | 'sha512';
   size?: string;
   clusterSize?: number;
+  /** Keep the guest data in this external data file (`data_file=`). */
+  dataFile?: string;
 }
 
 const TIMING_FAILURE = /Unable to get accurate CPU usage/;
@@ -49,6 +51,7 @@ export async function createLuksImage(image: string, passphrase: string, options
   if (options.ivgenAlg === 'essiv') settings.push('encrypt.ivgen-hash-alg=sha256');
   if (options.hashAlg) settings.push(`encrypt.hash-alg=${options.hashAlg}`);
   if (options.clusterSize) settings.push(`cluster_size=${options.clusterSize}`);
+  if (options.dataFile) settings.push(`data_file=${options.dataFile}`);
   for (let attempt = 1; ; attempt++) {
     await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', settings.join(','), image, options.size ?? '4M']);
     // qemu-img times PBKDF2 with the thread's CPU clock, which these VMs keep coarsely: make sure iter-time=10 gave small counts.

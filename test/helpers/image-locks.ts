@@ -102,10 +102,10 @@ export async function holdWithQemuNbd(image: string, options: { readOnly?: boole
   };
 }
 
-/** qemu-io with `extraArgs` (e.g. ['-r'], ['-r', '-U']) sleeping with the image open; ready once its locks show. */
-export async function holdWithQemuIo(image: string, extraArgs: string[] = []): Promise<Holder> {
+/** qemu-io with `extraArgs` (e.g. ['-r'], ['-r', '-U']) sleeping with the image (qcow2 unless told) open; ready once its locks show. */
+export async function holdWithQemuIo(image: string, extraArgs: string[] = [], format: 'qcow2' | 'raw' = 'qcow2'): Promise<Holder> {
   const before = lockedBytes(image).length;
-  const child: ChildProcess = spawn('qemu-io', [...extraArgs, '-f', 'qcow2', '-c', 'sleep 60000', image], { stdio: 'ignore' });
+  const child: ChildProcess = spawn('qemu-io', [...extraArgs, '-f', format, '-c', 'sleep 60000', image], { stdio: 'ignore' });
   let exited = false;
   child.on('exit', () => (exited = true));
   await waitFor(() => exited || lockedBytes(image).length > before, 'qemu-io to lock the image');

@@ -42,6 +42,35 @@ export function writeU64(path: string, position: number, value: bigint): void {
   });
 }
 
+/** Writes raw bytes at a file position (a poke_file of qemu-iotests). */
+export function writeBytes(path: string, position: number, bytes: Uint8Array): void {
+  withFile(path, (fd) => fs.writeSync(fd, bytes, 0, bytes.length, position));
+}
+
+export function readBytes(path: string, position: number, length: number): Uint8Array {
+  return withFile(path, (fd) => {
+    const bytes = Buffer.alloc(length);
+    fs.readSync(fd, bytes, 0, length, position);
+    return new Uint8Array(bytes);
+  });
+}
+
+export function writeU32(path: string, position: number, value: number): void {
+  const bytes = Buffer.alloc(4);
+  bytes.writeUInt32BE(value >>> 0, 0);
+  writeBytes(path, position, bytes);
+}
+
+export function writeU16(path: string, position: number, value: number): void {
+  const bytes = Buffer.alloc(2);
+  bytes.writeUInt16BE(value & 0xffff, 0);
+  writeBytes(path, position, bytes);
+}
+
+export function readU32(path: string, position: number): number {
+  return Buffer.from(readBytes(path, position, 4)).readUInt32BE(0);
+}
+
 export function layout(path: string): Layout {
   const header = Buffer.alloc(104);
   withFile(path, (fd) => fs.readSync(fd, header, 0, 104, 0));
@@ -120,4 +149,91 @@ export function appendCluster(path: string): number {
   const index = Math.ceil(fileSize / clusterBytes);
   withFile(path, (fd) => fs.ftruncateSync(fd, (index + 1) * clusterBytes));
   return index;
+}
+
+export interface SnapshotTableEntry {
+  /** Where the entry starts in the file. */
+  position: number;
+  l1Offset: number;
+  l1Size: number;
+  id: string;
+  name: string;
+  extraBytes: number;
+}
+
+/** The snapshot table's entries, read from the header's count and offset. */
+export function snapshotTable(path: string): SnapshotTableEntry[] {
+  const file = fs.readFileSync(path);
+  const count = file.readUInt32BE(60);
+  let position = Number(file.readBigUInt64BE(64));
+  const entries: SnapshotTableEntry[] = [];
+  for (let index = 0; index < count; index++) {
+    const idBytes = file.readUInt16BE(position + 12);
+    const nameBytes = file.readUInt16BE(position + 14);
+    const extraBytes = file.readUInt32BE(position + 36);
+    const idStart = position + 40 + extraBytes;
+    entries.push({
+      position,
+      l1Offset: Number(file.readBigUInt64BE(position)),
+      l1Size: file.readUInt32BE(position + 8),
+      id: file.subarray(idStart, idStart + idBytes).toString('utf8'),
+      name: file.subarray(idStart + idBytes, idStart + idBytes + nameBytes).toString('utf8'),
+      extraBytes,
+    });
+    position = Math.ceil((idStart + idBytes + nameBytes) / 8) * 8;
+  }
+  return entries;
+}
+
+/**
+ * Rewrites the snapshot table in place with each entry's extra data cut to `extraBytes[i]` (as a
+ * program that knew only version 2 would have written it; qemu-iotests 261's recipe).
+ */
+export function cutSnapshotExtraData(path: string, extraBytes: number[]): void {
+  const file = fs.readFileSync(path);
+  const entries = snapshotTable(path);
+  const first = entries[0];
+  if (first === undefined) return;
+  const parts: Buffer[] = [];
+  let end = first.position;
+  entries.forEach((entry, index) => {
+    const keep = Math.min(entry.extraBytes, extraBytes[index] ?? entry.extraBytes);
+    const fixed = Buffer.from(file.subarray(entry.position, entry.position + 40));
+    fixed.writeUInt32BE(keep, 36);
+    const idAndName = Buffer.concat([Buffer.from(entry.id, 'utf8'), Buffer.from(entry.name, 'utf8')]);
+    const part = Buffer.concat([fixed, file.subarray(entry.position + 40, entry.position + 40 + keep), idAndName]);
+    parts.push(Buffer.concat([part, Buffer.alloc((8 - (part.length % 8)) % 8)]));
+    end = Math.ceil((entry.position + 40 + entry.extraBytes + idAndName.length) / 8) * 8;
+  });
+  const table = Buffer.concat(parts);
+  withFile(path, (fd) => {
+    fs.writeSync(fd, Buffer.concat([table, Buffer.alloc(end - first.position - table.length)]), 0, end - first.position, first.position);
+  });
+}
+
+/**
+ * Makes a version 2 image claim version 3 without converting anything (qemu-iotests 261's
+ * "botched v3"): version, refcount order 4 and a 104-byte header, with each snapshot's extra data
+ * cut to `extraBytes[i]` first (qemu-img 7.2 writes 24 bytes even for v2).
+ */
+export function botchToVersion3(path: string, extraBytes: number[]): void {
+  cutSnapshotExtraData(path, extraBytes);
+  writeU32(path, 4, 3);
+  writeU32(path, 96, 4);
+  writeU32(path, 100, 104);
+}
+
+/** L2 tables only snapshots use (the active L1 table does not name them), by host offset. */
+export function inactiveL2Tables(path: string): number[] {
+  const { l1Offset, l1Size, clusterBytes } = layout(path);
+  const active = new Set<number>();
+  for (let entry = 0; entry < l1Size; entry++) active.add(Number(readU64(path, l1Offset + entry * 8) & OFFSET_MASK));
+  const inactive = new Set<number>();
+  for (const snapshot of snapshotTable(path)) {
+    for (let entry = 0; entry < snapshot.l1Size; entry++) {
+      const l2 = Number(readU64(path, snapshot.l1Offset + entry * 8) & OFFSET_MASK);
+      if (l2 !== 0 && !active.has(l2) && l2 % clusterBytes === 0) inactive.add(l2);
+    }
+  }
+  return [...inactive].sort((a, b) => a - b);
 }

@@ -51,7 +51,7 @@ describe('reading a disk’s tree and space', () => {
     const data = useDiskDataStore();
     const loaded = data.load(PATH);
     await flushPromises();
-    expect([...started.keys()].sort()).toEqual(['image.usage', 'snapshot.tree']);
+    expect([...started.keys()].sort()).toEqual(['chain.read', 'image.usage', 'snapshot.tree']);
     // The charts draw on a canvas jsdom lacks: stubs stand in for them.
     const pane = mount(SpacePane, { props: { path: PATH }, global: { stubs: { SpaceSummaryChart: true, SnapshotSpaceChart: true } } });
 
@@ -65,6 +65,7 @@ describe('reading a disk’s tree and space', () => {
     expect(pane.get('[data-testid="space-progress-detail"]').text()).toBe('reading mapping tables · 75%');
 
     fake.emit('job.end', { jobId: 'job-image.usage', ok: true, result: USAGE });
+    fake.emit('job.end', { jobId: 'job-chain.read', ok: false, error: { code: 'NOT_FOUND', message: 'no chain here' } });
     await loaded;
     await flushPromises();
     expect(data.disks.get(PATH)).toMatchObject({ status: 'ready', usage: USAGE, error: null });
@@ -79,6 +80,7 @@ describe('reading a disk’s tree and space', () => {
     await flushPromises();
     fake.emit('job.end', { jobId: 'job-image.usage', ok: false, error: { code: 'CORRUPT', message: 'Refcount block 3 has an invalid offset' } });
     fake.emit('job.end', { jobId: 'job-snapshot.tree', ok: true, result: TREE });
+    fake.emit('job.end', { jobId: 'job-chain.read', ok: false, error: { code: 'NOT_FOUND', message: 'no chain here' } });
     await loaded;
     expect(data.disks.get(PATH)).toMatchObject({ status: 'ready', tree: TREE, usage: null, error: { code: 'CORRUPT' } });
   });

@@ -1,5 +1,5 @@
 import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check/check.ts';
-import type { CheckResult } from '../../shared/qcow2/model.ts';
+import type { CheckResult, RepairLoss } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { unencryptedWarning } from './info.ts';
@@ -46,6 +46,15 @@ export const check: Command = {
   },
 };
 
+/** One loss on one line: which snapshot, what of it, why. */
+export function describeLoss(loss: RepairLoss): string {
+  const snapshot = loss['snapshot-id'] === null ? 'a snapshot whose id and name could not be read' : `snapshot ${loss['snapshot-id']} "${loss['snapshot-name'] ?? ''}"`;
+  if (loss.what === 'snapshot') return `${snapshot}: removed (${loss.reason})`;
+  const start = loss['guest-offset'] ?? 0;
+  const end = start + (loss.length ?? 0);
+  return `${snapshot}: guest bytes ${start}-${end} now read as zeros (${loss.reason})`;
+}
+
 /** The human summary, worded as qemu-img words it. */
 export function describeCheck(result: CheckResult): string {
   const lines: string[] = [];
@@ -58,9 +67,12 @@ export function describeCheck(result: CheckResult): string {
       `    ${leaksFixed} leaked clusters`,
       `    ${corruptionsFixed} corruptions`,
       '',
-      'Double checking the fixed image now...',
     );
   }
+  if (result.lost !== undefined && result.lost.length > 0) {
+    lines.push('Lost in the repair (broken beyond repair, as qemu-img check -r all discards it too):', ...result.lost.map((loss) => `    ${describeLoss(loss)}`), '');
+  }
+  if (leaksFixed > 0 || corruptionsFixed > 0) lines.push('Double checking the fixed image now...');
   const corruptions = result.corruptions ?? 0;
   const leaks = result.leaks ?? 0;
   const errors = result['check-errors'];

@@ -22,6 +22,9 @@ export const commands: readonly CommandEntry[] = [
   { name: 'decrypt', load: async () => (await import('./decrypt.ts')).decrypt },
   { name: 'passphrase', load: async () => (await import('./passphrase.ts')).passphrase },
   { name: 'snapshot', load: async () => (await import('./snapshot.ts')).snapshot },
+  { name: 'resize', load: async () => (await import('./resize.ts')).resize },
   { name: 'usage', load: async () => (await import('./usage.ts')).usage },
   { name: 'diff', load: async () => (await import('./diff.ts')).diff },
+  { name: 'commit', load: async () => (await import('./commit.ts')).commit },
+  { name: 'rebase', load: async () => (await import('./rebase.ts')).rebase },
 ];

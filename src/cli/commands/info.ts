@@ -55,10 +55,11 @@ export function describe(image: ImageInfo): string {
   // qemu-img's order; the three v3-only lines are absent for compat 0.10.
   if (specific['lazy-refcounts'] !== undefined) lines.push(`    lazy refcounts: ${specific['lazy-refcounts']}`);
   lines.push(`    refcount bits: ${specific['refcount-bits']}`);
+  if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
+  if (specific['data-file-raw'] !== undefined) lines.push(`    data file raw: ${specific['data-file-raw']}`);
   if (specific.encrypt !== undefined) lines.push(...encryptLines(specific.encrypt));
   if (specific.corrupt !== undefined) lines.push(`    corrupt: ${specific.corrupt}`);
   if (specific['extended-l2'] !== undefined) lines.push(`    extended l2: ${specific['extended-l2']}`);
-  if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
   if (image['dirty-flag']) lines.push('Note: the image is marked dirty (not closed cleanly); run check to repair it.');
   if (image['read-only-reason'] !== undefined) lines.push(`Note: read-only: ${image['read-only-reason']}`);
   const unencrypted = unencryptedWarning(image['unencrypted-bytes'], image['unencrypted-clusters']);

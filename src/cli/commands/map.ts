@@ -1,6 +1,6 @@
 import { hex } from '../../shared/qcow2/format/bytes.ts';
 import type { GuestReader } from '../../shared/qcow2/image/guest-reader.ts';
-import { Qcow2Image } from '../../shared/qcow2/image/image.ts';
+import { externalDataFile, Qcow2Image } from '../../shared/qcow2/image/image.ts';
 import { mapImage } from '../../shared/qcow2/image/map.ts';
 import type { MapEntry } from '../../shared/qcow2/model.ts';
 import { RawImage } from '../../shared/qcow2/image/raw-image.ts';
@@ -69,14 +69,22 @@ export function mapHuman(entries: readonly MapEntry[], fileNames: readonly strin
   return text;
 }
 
-/** The file at each depth of the chain: the image as named, then each backing file as resolved. */
+/**
+ * The file at each depth of the chain: the image as named, then each backing file as resolved —
+ * or, for a layer whose data is in an external data file, that file's name as the image stores it
+ * (as qemu-img map prints it).
+ */
 function chainFileNames(imagePath: string, image: Qcow2Image): string[] {
-  const names = [imagePath];
+  const names = [dataFileOr(image, imagePath)];
   let layer: GuestReader | null = image;
   while (layer instanceof Qcow2Image && layer.backing !== null) {
     const backing: GuestReader = layer.backing;
-    names.push(backing instanceof Qcow2Image || backing instanceof RawImage ? backing.file.path : '');
+    names.push(backing instanceof Qcow2Image ? dataFileOr(backing, backing.file.path) : backing instanceof RawImage ? backing.file.path : '');
     layer = backing;
   }
   return names;
+}
+
+function dataFileOr(image: Qcow2Image, name: string): string {
+  return image.externalData ? (externalDataFile(image.header) ?? name) : name;
 }

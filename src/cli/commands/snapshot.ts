@@ -1,26 +1,31 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { changeSnapshotName, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/index.ts';
-import type { SnapshotTree } from '../../shared/qcow2/model.ts';
-import { flag } from '../args.ts';
+import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/index.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/model.ts';
+import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
-const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4 };
+const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4, note: 4 };
+/** How much of a note a line of `snapshot list` shows; --json has it whole. */
+const NOTE_PREVIEW_CHARACTERS = 72;
 
 export const snapshot: Command = {
   name: 'snapshot',
-  summary: 'list, create, apply (revert to), delete or rename internal snapshots',
-  usage: 'list [--json] [-U] IMAGE | create IMAGE NAME | apply IMAGE NAME | delete IMAGE NAME | rename IMAGE OLD NEW',
+  summary: 'list, create, apply (revert to), delete, rename or describe (note) internal snapshots',
+  usage: `list [--json] [-U] IMAGE | create [--note TEXT] IMAGE NAME | apply IMAGE NAME | delete IMAGE NAME | rename IMAGE OLD NEW | note IMAGE NAME_OR_ID TEXT (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
   options: {
     json: { type: 'boolean' },
+    note: { type: 'string' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 2, max: 4 },
   async run(args, io) {
-    const [action = '', image = '', name = '', newName = ''] = args.positionals;
+    const [action = '', image = '', name = '', fourth = ''] = args.positionals;
     const expected = actions[action];
-    if (expected === undefined) throw new UsageError(`snapshot: unknown action "${action}" (list, create, apply, delete or rename)`);
+    if (expected === undefined) throw new UsageError(`snapshot: unknown action "${action}" (list, create, apply, delete, rename or note)`);
     if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
+    const note = option(args, 'note');
+    if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE NAME_OR_ID TEXT)`);
     switch (action) {
       case 'list': {
         const tree = readSnapshotTree(image, undefined, { refuseInUse: !flag(args, 'force-share') });
@@ -28,8 +33,8 @@ export const snapshot: Command = {
         break;
       }
       case 'create': {
-        const created = takeSnapshot(image, name);
-        io.out(`Created snapshot "${created.name}" (id ${created.id})\n`);
+        const created = takeSnapshot(image, name, undefined, note);
+        io.out(`Created snapshot "${created.name}" (id ${created.id})${note ? ' with a note' : ''}\n`);
         break;
       }
       case 'apply':
@@ -41,15 +46,27 @@ export const snapshot: Command = {
         io.out(`Deleted snapshot "${name}"\n`);
         break;
       case 'rename':
-        changeSnapshotName(image, name, newName);
-        io.out(`Renamed snapshot "${name}" to "${newName}"\n`);
+        changeSnapshotName(image, name, fourth);
+        io.out(`Renamed snapshot "${name}" to "${fourth}"\n`);
+        break;
+      case 'note':
+        changeSnapshotNote(image, name, fourth);
+        io.out(fourth === '' ? `Cleared the note of snapshot "${name}"\n` : `Set the note of snapshot "${name}"\n`);
         break;
     }
     return EXIT_OK;
   },
 };
 
-/** The tree as indented text: children under parents, "(you are here)" under the current state's parent. */
+/** A note on one line of a terminal: line breaks as " / ", control characters (escape sequences) as spaces, cut short with "…". */
+function notePreview(note: string): string {
+  // eslint-disable-next-line no-control-regex
+  const line = note.trim().replace(/\s*\n\s*/g, ' / ').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+  const characters = [...line];
+  return characters.length > NOTE_PREVIEW_CHARACTERS ? `${characters.slice(0, NOTE_PREVIEW_CHARACTERS - 1).join('')}…` : line;
+}
+
+/** The tree as indented text: children under parents, a snapshot's note on the line below it, "(you are here)" under the current state's parent. */
 export function describeTree(tree: SnapshotTree): string {
   if (tree.snapshots.length === 0) return 'No snapshots.\n';
   const children = new Map<string | null, typeof tree.snapshots>();
@@ -63,6 +80,7 @@ export function describeTree(tree: SnapshotTree): string {
     for (const node of children.get(parentId) ?? []) {
       const inferred = node.parentInferred ? ' (parent inferred)' : '';
       lines.push(`${'  '.repeat(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes)}, shared ${formatBytes(node.sharedBytes)}${inferred}`);
+      if (node.note !== undefined) lines.push(`${'  '.repeat(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
       if (tree.currentParentId === node.id) lines.push(`${'  '.repeat(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes)})`);
       visit(node.id, depth + 1);
     }

@@ -2,6 +2,7 @@ import { statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import {
   changeSnapshotName,
+  changeSnapshotNote,
   readDiff,
   readImageInfo,
   readSnapshotTree,
@@ -10,8 +11,13 @@ import {
   revertToSnapshot,
   takeSnapshot,
 } from '../../shared/qcow2/index.ts';
-import { MAX_REPORTED_RANGES, type RescueReport, type RewriteSummary } from '../../shared/ipc/contract.ts';
+import type { RescueReport, RewriteSummary } from '../../shared/ipc/contract.ts';
+import { MAX_REPORTED_RANGES } from '../../shared/qcow2/model.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
+import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
+import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
+import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
+import { runSteps } from '../../shared/qcow2/steps.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
@@ -19,6 +25,7 @@ import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
+import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
 import { withSecretBytes } from './secret-bytes.ts';
 
@@ -44,7 +51,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.check': (path, _args, context) => checkImagePath(path, {}, context),
     'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
     'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
-    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context),
+    'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
       revertToSnapshot(path, args.name, context);
       return null;
@@ -55,6 +62,10 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'snapshot.rename': (path, args) => {
       changeSnapshotName(path, args.name, args.newName);
+      return null;
+    },
+    'snapshot.note': (path, args) => {
+      changeSnapshotNote(path, args.name, args.note);
       return null;
     },
     'image.rewritePreview': (path, args, context) => {
@@ -106,6 +117,9 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) =>
         changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),
       ),
+    'image.resizePreview': (path, args, context) => readResizePreview(path, args.size, context),
+    'image.resize': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData }, context, { passphrase })),
     'snapshot.export': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
@@ -115,6 +129,12 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
         convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot, passphrase, rescue: true }, context),
       );
       return rescueReport(args.target, args.format, result);
+    },
+    'chain.read': (path) => readBackingChain(path),
+    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true }, context)),
+    'chain.rebase': (path, args, context) => {
+      const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
+      return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
     },
   };
 }

@@ -94,6 +94,26 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The backing file this image depends on cannot be found.',
     hint: 'Move the backing file back, or open the image next to it.',
   },
+  NOTE_TOO_LONG: {
+    short: 'Note too long',
+    title: 'This note is longer than a snapshot can keep.',
+    hint: 'Shorten it: a note holds up to 512 bytes (fewer characters where they are accented letters, other scripts or emoji).',
+  },
+  FOREIGN_EXTRA_DATA: {
+    short: 'No room for a note',
+    title: 'This snapshot carries another program’s data where Cowbell keeps its notes.',
+    hint: 'Cowbell leaves that data as it is, so this snapshot cannot have a note.',
+  },
+  DATA_FILE_NOT_FOUND: {
+    short: 'Data file missing',
+    title: 'The external data file that holds this disk’s data cannot be found.',
+    hint: 'A relative data file name is looked for from the folder Cowbell (like QEMU) was started in.',
+  },
+  DATA_PAST_END: {
+    short: 'Data past the new end',
+    title: 'The disk holds data past the new end, which a shrink would drop.',
+    hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

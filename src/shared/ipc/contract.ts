@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -20,6 +20,20 @@ export const SnapshotName = z
   .min(1)
   .max(1024)
   .refine((value) => !value.includes('\0'), 'name contains a NUL byte');
+
+const utf8 = new TextEncoder();
+
+/** A note's size as the engine counts it: UTF-8 bytes, not characters. */
+export function snapshotNoteBytes(note: string): number {
+  return utf8.encode(note).length;
+}
+
+/** A snapshot's note (kept in Cowbell's record in the snapshot's extra data): '' clears it. */
+export const SnapshotNote = z
+  .string()
+  .max(MAX_SNAPSHOT_NOTE_BYTES)
+  .refine((value) => !value.includes('\0'), 'a note cannot contain a NUL character')
+  .refine((value) => snapshotNoteBytes(value) <= MAX_SNAPSHOT_NOTE_BYTES, `a note may be at most ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8`);
 
 const Empty = z.object({}).strict();
 
@@ -114,6 +128,34 @@ export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: Absolut
  */
 export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), passphrase: Passphrase.optional() }).strict();
 
+/** "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless `keepOverlay` (qemu-img commit -d). */
+export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).strict();
+/**
+ * "Rebase…": the disk given another backing file (an absolute path, recorded as given), or none when
+ * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the
+ * disk first); `unsafe` only rewrites the header (the backing file was moved or copied).
+ */
+export const RebaseArgs = z.object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() }).strict();
+
+/** A disk's new size in bytes: whole 512-byte sectors, as qemu-img requires of a qcow2 disk. */
+export const DiskSize = z
+  .number()
+  .int()
+  .positive()
+  .max(2 ** 52)
+  .refine((value) => value % 512 === 0, 'the size must be a whole number of 512-byte sectors');
+/** What "Resize…" shows before it starts: the data each state holds past a smaller end. */
+export const ResizePreviewArgs = z.object({ size: DiskSize }).strict();
+/**
+ * "Resize…", in place: a smaller size needs `shrink`, and data the current disk holds past the new
+ * end is refused (DATA_PAST_END) unless `discardData`; snapshots keep their own size. `passphrase`
+ * unlocks an encrypted disk whose old end must be read (a size that is not a whole cluster).
+ */
+export const ResizeImageArgs = z
+  .object({ size: DiskSize, shrink: z.boolean().optional(), discardData: z.boolean().optional(), passphrase: Passphrase.optional() })
+  .strict()
+  .refine((args) => args.discardData !== true || args.shrink === true, 'discarding data goes with a shrink');
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -125,10 +167,12 @@ export const jobSchemas = {
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
-  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
+  'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
+  /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */
+  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote }).strict() },
   'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },
@@ -138,11 +182,32 @@ export const jobSchemas = {
   'image.decrypt': { access: 'write', args: DecryptImageArgs },
   /** Changes the LUKS key slots in place, each step in an order a crash cannot spoil. */
   'image.passphrase': { access: 'write', args: ChangePassphraseArgs },
+  'image.resizePreview': { access: 'read', args: ResizePreviewArgs },
+  /** Changes the disk in place (a larger L1 table, or the clusters past a smaller end freed). */
+  'image.resize': { access: 'write', args: ResizeImageArgs },
   /** Reads the disk at the job's path; the new file is `args.target`. */
   'snapshot.export': { access: 'read', args: ExportSnapshotArgs },
   /** Reads the disk at the job's path (never writes it); the new file is `args.target`. */
   'image.rescue': { access: 'read', args: RescueImageArgs },
+  /** The disk's backing chain, top first; a missing or looping file ends it with a problem instead of failing. */
+  'chain.read': { access: 'read', args: Empty },
+  /** Writes the backing file too (which the engine locks for writing: refused while anything else uses it). */
+  'chain.commit': { access: 'write', args: CommitArgs },
+  'chain.rebase': { access: 'write', args: RebaseArgs },
 } as const;
+
+/** A finished commit: the file written into, the guest bytes it received, and whether the disk was emptied. */
+export interface CommitSummary {
+  base: string;
+  committedBytes: number;
+  emptied: boolean;
+}
+
+/** A finished rebase: guest bytes compared between the two chains, and those copied into the disk. */
+export interface RebaseSummary {
+  comparedBytes: number;
+  copiedBytes: number;
+}
 
 /** The dialog's figures before a compress or compact: the file now, the estimate after, the room there is. */
 export interface RewritePreview {
@@ -187,8 +252,7 @@ export interface SnapshotExport {
   fileBytes: number;
 }
 
-/** At most this many unreadable ranges cross to the page; `unreadableRangeCount` has them all. */
-export const MAX_REPORTED_RANGES = 1000;
+export { MAX_REPORTED_RANGES } from '../qcow2/model.ts';
 
 /** A rescue copy: where it went, and what of the disk could not be read (zeros in the copy). */
 export interface RescueReport {
@@ -215,6 +279,7 @@ export interface JobResults {
   'snapshot.apply': null;
   'snapshot.delete': null;
   'snapshot.rename': null;
+  'snapshot.note': null;
   'image.rewritePreview': RewritePreview;
   'image.compress': RewriteSummary;
   'image.compact': RewriteSummary;
@@ -223,6 +288,11 @@ export interface JobResults {
   'image.passphrase': PassphraseChange;
   'snapshot.export': SnapshotExport;
   'image.rescue': RescueReport;
+  'chain.read': BackingChain;
+  'chain.commit': CommitSummary;
+  'chain.rebase': RebaseSummary;
+  'image.resizePreview': ResizePreview;
+  'image.resize': ResizeResult;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -272,6 +342,7 @@ export const MENU_COMMANDS = [
   'snapshot.revert',
   'snapshot.delete',
   'snapshot.rename',
+  'snapshot.note',
   'snapshot.export',
   'disk.create',
   'disk.check',
@@ -281,6 +352,10 @@ export const MENU_COMMANDS = [
   'disk.decrypt',
   'disk.passphrase',
   'disk.rescue',
+  'disk.linked-clone',
+  'disk.commit',
+  'disk.rebase',
+  'disk.resize',
   'view.fit',
   'view.current',
   'view.zoom-in',
@@ -357,7 +432,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, CheckResult, DiffResult, ImageInfo, MapEntry, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

@@ -19,6 +19,14 @@ export const ERROR_CODES = [
   'SNAPSHOT_NOT_FOUND',
   'SNAPSHOT_EXISTS',
   'BACKING_NOT_FOUND',
+  /** A snapshot note longer than Cowbell's record can keep (format/cowbell-record.ts). */
+  'NOTE_TOO_LONG',
+  /** The snapshot's extra data holds another program's bytes: Cowbell keeps them and records nothing there. */
+  'FOREIGN_EXTRA_DATA',
+  /** The external data file holding the image's guest clusters is missing (or not named). */
+  'DATA_FILE_NOT_FOUND',
+  /** A shrink would drop data the current disk holds past its new end: refused unless the caller chose to discard it. */
+  'DATA_PAST_END',
   'CANCELLED',
   'INTERNAL',
 ] as const;

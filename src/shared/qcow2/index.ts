@@ -16,8 +16,13 @@ export {
   revertToSnapshot,
   removeSnapshot,
   changeSnapshotName,
+  changeSnapshotNote,
 } from './snapshots/operations.ts';
+export { MAX_SNAPSHOT_NOTE_BYTES } from './model.ts';
 export { mapImage } from './image/map.ts';
 export { allocationMap, readAllocationMap, type AllocationMapArgs } from './snapshots/allocation-map.ts';
 export { convertImage, type ConvertRequest, type ConvertResult } from './convert/convert.ts';
 export { detectFormat, type ImageFormat } from './image/image-format.ts';
+export { readBackingChain } from './chain/chain.ts';
+export { commitSteps, type CommitRequest, type CommitResult } from './chain/commit.ts';
+export { rebaseSteps, type RebaseRequest, type RebaseResult } from './chain/rebase.ts';

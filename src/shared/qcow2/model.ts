@@ -14,6 +14,8 @@ export interface SnapshotInfo {
   'vm-clock-sec': number;
   'vm-clock-nsec': number;
   icount?: number;
+  /** Cowbell's own: the snapshot's note (Cowbell's record in its extra data), when it has one. */
+  note?: string;
 }
 
 export interface Qcow2SpecificInfo {
@@ -25,6 +27,8 @@ export interface Qcow2SpecificInfo {
   corrupt?: boolean;
   'extended-l2'?: boolean;
   'data-file'?: string;
+  /** Whether the external data file alone reads as the guest disk; present when the image uses one (incompatible bit 2). */
+  'data-file-raw'?: boolean;
   encrypt?: EncryptInfo;
 }
 
@@ -110,9 +114,35 @@ export interface CheckResult {
    * (QEMU writes them as plaintext), over every state. A warning, not a corruption.
    */
   'unencrypted-bytes'?: number;
+  /**
+   * Cowbell's own, after a repair: what it discarded because it was broken beyond repair (as
+   * qemu-img's repair discards it, without saying so). Absent when nothing was lost.
+   */
+  lost?: RepairLoss[];
   /** Human-readable findings, one per problem, in the order found. */
   messages: string[];
 }
+
+/** Something a repair discarded: a whole snapshot, or a range of a snapshot's disk. */
+export interface RepairLoss {
+  /** 'snapshot': the snapshot was removed; 'range': that part of the snapshot's disk now reads as zeros (or from the backing file). */
+  what: 'snapshot' | 'range';
+  /** The snapshot's id and name; null where the broken table entry did not say. */
+  'snapshot-id': string | null;
+  'snapshot-name': string | null;
+  /** For 'range': where on the snapshot's disk, in bytes. */
+  'guest-offset'?: number;
+  length?: number;
+  /** Why it could not be kept, in a few words. */
+  reason: string;
+}
+
+/**
+ * The longest snapshot note, in UTF-8 bytes: with the rest of Cowbell's record it stays well inside
+ * the 1024 bytes of extra data QEMU accepts per snapshot (format/cowbell-record.ts). Here so the
+ * IPC contract and the renderer check the same bound.
+ */
+export const MAX_SNAPSHOT_NOTE_BYTES = 512;
 
 /** A snapshot in Cowbell's tree view (issue: snapshots as a tree). */
 export interface SnapshotNode {
@@ -127,6 +157,8 @@ export interface SnapshotNode {
   vmStateSize: number;
   exclusiveBytes: number;
   sharedBytes: number;
+  /** The user's description, kept in Cowbell's record in the snapshot's extra data; absent when there is none. */
+  note?: string;
 }
 
 export interface SnapshotTree {
@@ -200,6 +232,9 @@ export const UNREADABLE_REASONS = [
 
 export type UnreadableReason = (typeof UNREADABLE_REASONS)[number];
 
+/** At most this many unreadable ranges cross to the page (plain code: the worker chunk imports it, not the contract's zod). */
+export const MAX_REPORTED_RANGES = 1000;
+
 /** A guest range a rescue copy wrote as zeros, and why. */
 export interface UnreadableRange {
   start: number;
@@ -207,4 +242,69 @@ export interface UnreadableRange {
   reason: UnreadableReason;
   /** In words, with the offsets involved (and which backing file, when it is not the image itself). */
   detail: string;
+}
+
+/** Why a file of a backing chain cannot be shown: the chain stops at it. */
+export interface ChainProblem {
+  kind: 'missing' | 'loop' | 'too-long' | 'unreadable';
+  message: string;
+}
+
+/** One file of a disk's backing chain, the disk itself first. Sizes are null where the file cannot be read. */
+export interface ChainFile {
+  /** The path the file is opened at (a relative name resolved against the folder of the file naming it). */
+  path: string;
+  /** The name as the file above records it (for the disk itself, the path given). */
+  name: string;
+  format: 'qcow2' | 'raw' | null;
+  /** The format the file above records for it, if any. */
+  declaredFormat: string | null;
+  virtualSize: number | null;
+  /** Length of the file, and the bytes the host file system stores for it (holes excluded). */
+  fileSize: number | null;
+  allocatedBytes: number | null;
+  encrypted: boolean;
+  snapshots: { id: string; name: string; 'date-sec': number; 'vm-state-size': number }[];
+  problem: ChainProblem | null;
+}
+
+/** A disk's backing chain, top (the disk) to bottom; `complete` is false when a file is missing, unreadable or loops. */
+export interface BackingChain {
+  files: ChainFile[];
+  complete: boolean;
+}
+
+/** Allocated guest data one state holds past a proposed new end (a shrink). */
+export interface DataPastEnd {
+  /** 'current' is the disk as it is now; a snapshot keeps its own size and data whatever the disk's size. */
+  state: 'current' | 'snapshot';
+  /** The snapshot's id and name; null for the current state. */
+  id: string | null;
+  name: string | null;
+  /** The state's own disk size. */
+  diskSize: number;
+  /** Bytes of allocated guest data between the new end and the state's own end. */
+  bytes: number;
+  /** True for a snapshot: a resize never changes what a snapshot holds. */
+  kept: boolean;
+}
+
+/** What resizing to `newSize` would do, asked before it starts (reads metadata only). */
+export interface ResizePreview {
+  currentSize: number;
+  /** The new size as it will be (the request, checked). */
+  newSize: number;
+  direction: 'grow' | 'shrink' | 'same';
+  /** The active L1 table has to grow (it is moved to a larger one). */
+  l1Grows: boolean;
+  /** For a shrink: every state with data past the new end (empty when there is none). */
+  pastEnd: DataPastEnd[];
+}
+
+export interface ResizeResult {
+  previousSize: number;
+  newSize: number;
+  l1Grown: boolean;
+  /** Bytes of the current state's allocated data past the new end that a shrink dropped. */
+  discardedBytes: number;
 }

@@ -2,6 +2,7 @@
  * What the guest sees in an image — the current disk and every snapshot, by id and name — and
  * the per-operation contracts that say which states a crash may leave.
  */
+import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
 import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { firstDifference } from '../../helpers/qemu.ts';
@@ -9,6 +10,8 @@ import { firstDifference } from '../../helpers/qemu.ts';
 export interface SnapshotState {
   id: string;
   name: string;
+  /** The note in Cowbell's record ('' for none). */
+  note: string;
   data: Uint8Array;
 }
 
@@ -19,7 +22,7 @@ export interface GuestState {
 
 /**
  * What a crash in the middle of an operation may leave:
- * - `all-or-nothing`: the whole state (current disk, every snapshot's data, ids and names) is the
+ * - `all-or-nothing`: the whole state (current disk, every snapshot's data, ids, names and notes) is the
  *   one before the operation or the one after it, never a mix (snapshot operations, repair);
  * - `per-cluster`: the snapshots are untouched, and each guest cluster of the current disk (each
  *   subcluster, in an image with extended L2 entries, whose allocation bits change one by one)
@@ -39,7 +42,7 @@ export function readGuestState(file: BlockFile, passphrase?: string): GuestState
       const reader = image.snapshotReader(entry);
       const data = new Uint8Array(reader.virtualSize);
       reader.readInto(data, 0);
-      return { id: entry.id, name: entry.name, data };
+      return { id: entry.id, name: entry.name, note: readCowbellRecord(entry)?.note ?? '', data };
     });
     return { current, snapshots };
   } finally {
@@ -55,7 +58,7 @@ function snapshotsEqual(a: SnapshotState[], b: SnapshotState[]): boolean {
   if (a.length !== b.length) return false;
   return a.every((snapshot, index) => {
     const other = b[index];
-    return other !== undefined && snapshot.id === other.id && snapshot.name === other.name && bytesEqual(snapshot.data, other.data);
+    return other !== undefined && snapshot.id === other.id && snapshot.name === other.name && snapshot.note === other.note && bytesEqual(snapshot.data, other.data);
   });
 }
 

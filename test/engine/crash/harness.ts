@@ -4,19 +4,18 @@
  * what the operation does, and its crash contract (guest-state.ts). runner.ts replays each
  * operation on a FaultFile and checks every power cut it allows. A new operation (compress,
  * encrypt, …) joins by adding one entry here.
- *
- * Not covered, because the engine cannot do it: growing the active L1 table (its size is fixed
- * at create; only a resize would need more, and there is no resize).
  */
+import * as path from 'node:path';
 import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
+import { resizeImage } from '../../../src/shared/qcow2/snapshots/resize.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
-import { firstDifference, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuImg, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
 import {
@@ -228,6 +227,67 @@ export const imageOperations: ImageOperation[] = [
     contract: 'all-or-nothing',
     setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
     run: (image) => renameSnapshot(image, 's1', 'first'),
+  },
+  {
+    name: 'snapshot note (a new snapshot table, like rename)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
+    run: (image) => setSnapshotNote(image, 's1', 'before the upgrade — ✓'),
+  },
+  {
+    // 3 MiB needs 96 L1 entries, more than one 512-byte cluster holds: the L1 moves, and Cowbell's current-parent mark with it.
+    name: 'resize: grow past the L1 table\'s cluster (a new L1, the header switched in one write)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 128 * KiB, twoSnapshots),
+    run: (image) => void resizeImage(image, 3 * 1024 * KiB),
+  },
+  {
+    name: 'resize: grow from a size that is not a whole cluster (the old tail zeroed first), v2',
+    contract: 'all-or-nothing',
+    setup: async (imagePath) => {
+      await buildImage(imagePath, 'compat=0.10,cluster_size=4096', 256 * KiB, [{ io: 'write -P 0x61 0 256k' }]);
+      await qemuImg(['resize', '-q', '--shrink', imagePath, String(130 * KiB + 512)]);
+    },
+    run: (image) => void resizeImage(image, 512 * KiB),
+  },
+  tinyCaches({
+    name: 'resize: shrink discarding data past the end, L2 tables shared with snapshots copied',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_512, 640 * KiB, spreadSnapshots),
+    run: (image) => void resizeImage(image, 200 * KiB + 512, { shrink: true, discardData: true }),
+  }),
+  {
+    name: 'resize: shrink to inside a cluster shared with a snapshot (the cut cluster copied, its part past the end zeroed)',
+    contract: 'all-or-nothing',
+    setup: (imagePath) => buildImage(imagePath, V3_4K, 256 * KiB, [{ io: 'write -P 0x71 0 256k' }, { snapshot: 's1' }, { io: 'write -P 0x72 120k 16k' }]),
+    run: (image) => void resizeImage(image, 130 * KiB + 512, { shrink: true, discardData: true }),
+  },
+  {
+    name: 'resize: grow an overlay over its larger backing file (a larger L1 alone, zero clusters past the old end, then the size)',
+    contract: 'all-or-nothing',
+    setup: async (imagePath) => {
+      const backingPath = path.join(path.dirname(imagePath), 'large-backing.qcow2');
+      await buildImage(backingPath, V3_512, 3 * 1024 * KiB, [{ io: 'write -P 0x55 0 3m' }]);
+      await buildImage(imagePath, 'compat=1.1,cluster_size=512,backing_file=large-backing.qcow2,backing_fmt=qcow2', 128 * KiB + 512, [{ io: 'write -P 0x56 8k 4k' }, { snapshot: 's1' }]);
+    },
+    run: (image) => void resizeImage(image, 2560 * KiB),
+  },
+  {
+    name: 'resize: shrink without snapshots (the clusters past the end freed, the file cut back after them)',
+    contract: 'all-or-nothing',
+    // 96 KiB: one 16-bit refcount block (256 clusters) covers the whole file, so nothing sits after the data dropped.
+    setup: (imagePath) => buildImage(imagePath, V2_512, 96 * KiB, [{ io: 'write -P 0x73 0 40k' }, { io: 'write -P 0x74 40k 56k' }]),
+    run: (image) => {
+      const fileBefore = image.file.size();
+      resizeImage(image, 40 * KiB, { shrink: true, discardData: true });
+      if (image.file.size() >= fileBefore) throw new Error('the file was not cut back; the case tests nothing');
+    },
+  },
+  {
+    name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',
+    contract: 'all-or-nothing',
+    setup: compressedImage,
+    run: (image) => void resizeImage(image, 100 * KiB, { shrink: true, discardData: true }),
   },
   guestWrite('guest write: over compressed clusters packed several to a host cluster', V3_4K, 256 * KiB, [], 10 * KiB + 5, 20 * KiB, { setup: compressedImage }),
   {

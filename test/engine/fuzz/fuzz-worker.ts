@@ -5,13 +5,15 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Qcow2Error, isErrorCode } from '../../../src/shared/qcow2/errors.ts';
 import { installAllocationGuard } from './allocation-guard.ts';
-import type { CaseRequest, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
+import type { CaseRequest, FuzzTarget, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
 import { SELF_TEST_TARGETS } from './self-test-targets.ts';
-import { TARGETS, type FuzzTarget } from './targets.ts';
+import { CHANGE_TARGETS, REWRITE_TARGETS } from './change-targets.ts';
+import { QEMU_ORACLE_TARGETS } from './qemu-oracle-targets.ts';
+import { TARGETS } from './targets.ts';
 
 const settings = workerData as WorkerSettings;
 const guard = installAllocationGuard(settings.allocationLimitBytes);
-const byName = new Map<string, FuzzTarget>([...TARGETS, ...SELF_TEST_TARGETS].map((entry) => [entry.name, entry]));
+const byName = new Map<string, FuzzTarget>([...TARGETS, ...CHANGE_TARGETS, ...REWRITE_TARGETS, ...QEMU_ORACLE_TARGETS, ...SELF_TEST_TARGETS].map((entry) => [entry.name, entry]));
 const port = parentPort;
 if (port === null) throw new Error('fuzz-worker.ts runs only as a worker thread');
 

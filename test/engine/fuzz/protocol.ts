@@ -41,3 +41,9 @@ export type WorkerMessage =
   | { type: 'start'; target: string }
   | { type: 'result'; outcome: TargetOutcome }
   | { type: 'done' };
+
+/** One engine entry point a user reaches, run on an image by path. */
+export interface FuzzTarget {
+  name: string;
+  run(imagePath: string): unknown;
+}

@@ -16,11 +16,10 @@ import { Qcow2Image, type L1Table } from '../../../src/shared/qcow2/image/image.
 import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
 import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
+import { CHANGE_TARGETS } from './change-targets.ts';
+import type { FuzzTarget } from './protocol.ts';
 
-export interface FuzzTarget {
-  name: string;
-  run(imagePath: string): unknown;
-}
+export type { FuzzTarget };
 
 const target = (name: string, run: (imagePath: string) => unknown): FuzzTarget => ({ name, run });
 
@@ -81,7 +80,13 @@ function forStates(file: string, use: (state: string) => unknown): void {
   for (const state of ['current', ...ids]) use(state);
 }
 
+/** What the campaign runs on every case: the reads, then the changes (each on a copy). */
 export function targetNames(): string[] {
+  return [...TARGETS, ...CHANGE_TARGETS].map((entry) => entry.name);
+}
+
+/** The read-only targets alone: every clean seed passes each of them. */
+export function readTargetNames(): string[] {
   return TARGETS.map((entry) => entry.name);
 }
 

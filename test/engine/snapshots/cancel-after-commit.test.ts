@@ -9,6 +9,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { removeSnapshot, revertToSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -61,6 +62,17 @@ describe('a cancel after the commit point', () => {
     expect(job.cancelled).toBe(true);
     expect((await qemuInfo(image)).snapshots).toBeUndefined();
     expect(await rawOf(image)).toEqual(current);
+    expect((await qemuCheck(image)).code).toBe(0);
+    expect((await qemuInfo(image))['dirty-flag']).toBe(false);
+  }, 30_000);
+
+  it('a shrink finishes: the new size, the clusters past it freed, a clean image', async () => {
+    const image = await imageWithTwoStates('shrink.qcow2');
+    const current = await rawOf(image);
+    const job = cancelFrom('releasing the clusters past the end');
+    resizeImagePath(image, 16 * 1024, { shrink: true, discardData: true }, job);
+    expect(job.cancelled).toBe(true);
+    expect(await rawOf(image)).toEqual(current.slice(0, 16 * 1024));
     expect((await qemuCheck(image)).code).toBe(0);
     expect((await qemuInfo(image))['dirty-flag']).toBe(false);
   }, 30_000);

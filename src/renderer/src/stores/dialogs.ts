@@ -7,6 +7,7 @@ export type DialogRequest =
   | { kind: 'revert'; path: string; snapshotId: string }
   | { kind: 'delete'; path: string; snapshotId: string }
   | { kind: 'rename'; path: string; snapshotId: string }
+  | { kind: 'note'; path: string; snapshotId: string }
   | { kind: 'details'; path: string; snapshotId: string }
   | { kind: 'create-disk'; folder: string }
   | { kind: 'check'; path: string }
@@ -15,8 +16,12 @@ export type DialogRequest =
   | { kind: 'encrypt'; path: string }
   | { kind: 'decrypt'; path: string }
   | { kind: 'passphrase'; path: string }
+  | { kind: 'resize'; path: string }
   | { kind: 'export'; path: string; snapshotId: string }
   | { kind: 'rescue'; path: string }
+  | { kind: 'linked-clone'; path: string }
+  | { kind: 'commit'; path: string }
+  | { kind: 'rebase'; path: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {

@@ -6,10 +6,11 @@
  * the passphrase in its arguments; a wrong or missing one is the dialog's to answer (it asks again).
  */
 import type { ApiErrorCode } from '../lib/api-error.ts';
-import type { JobArgs, PassphraseChange, RescueReport, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import type { JobArgs, PassphraseChange, RescueReport, ResizePreview, ResizeResult, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import { describeRescue } from '../lib/describe-rescue.ts';
 import type { ImageInfo } from '../../../shared/qcow2/model.ts';
 import { describeDecrypt, describeEncrypt, describeExport, describePassphraseChange, describeRewrite } from '../lib/describe-rewrite.ts';
+import { formatBytes } from '../../../shared/format-units.ts';
 import { baseName } from '../lib/paths.ts';
 import { useJobsStore } from './jobs.ts';
 import { useLibraryStore } from './library.ts';
@@ -119,5 +120,21 @@ export function useDiskActions() {
     });
   }
 
-  return { rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot, rescue };
+  /** What a resize to `size` would do: for a shrink, the data each state holds past the new end (a quick background read). */
+  function resizePreview(path: string, size: number): Promise<ResizePreview> {
+    return jobs.run('image.resizePreview', path, { size }, { title: 'Look past the new end', background: true });
+  }
+
+  /** Resizes in place; the disk is read again after, so its new size shows. A missing passphrase is the dialog's to ask for. */
+  function resize(path: string, args: JobArgs<'image.resize'>, onStarted?: (jobId: string) => void): Promise<ResizeResult> {
+    return snapshotActions.write('image.resize', path, args, {
+      title: `Resize to ${formatBytes(args.size)}`,
+      onStarted,
+      answeredCodes: UNLOCK_CODES,
+      describe: (result) =>
+        `The disk is now ${formatBytes(result.newSize)} (was ${formatBytes(result.previousSize)})${result.discardedBytes > 0 ? `; ${formatBytes(result.discardedBytes)} of data past the end was discarded` : ''}.`,
+    }, { waitForReread: false });
+  }
+
+  return { resizePreview, resize, rewriteBlockedReason, passphraseBlockedReason, exportBlockedReason, preview, compress, compact, encrypt, decrypt, changePassphrase, exportSnapshot, rescue };
 }

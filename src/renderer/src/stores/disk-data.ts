@@ -5,7 +5,7 @@
  */
 import { defineStore } from 'pinia';
 import { reactive, ref } from 'vue';
-import type { SnapshotTree, UsageReport } from '../../../shared/ipc/contract.ts';
+import type { BackingChain, SnapshotTree, UsageReport } from '../../../shared/ipc/contract.ts';
 import { on } from '../api.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { CURRENT_ID } from '../lib/tree-layout.ts';
@@ -16,6 +16,8 @@ export interface DiskData {
   status: 'loading' | 'ready' | 'error';
   tree: SnapshotTree | null;
   usage: UsageReport | null;
+  /** The disk's backing chain (the disk first); null until read, or when it could not be read. */
+  chain: BackingChain | null;
   error: { code: ApiErrorCode; message: string } | null;
   /** A snapshot id, CURRENT_ID for the current state, or null. */
   selectedId: string | null;
@@ -35,7 +37,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   function entry(path: string): DiskData {
     let data = disks.get(path);
     if (!data) {
-      disks.set(path, { path, status: 'loading', tree: null, usage: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
+      disks.set(path, { path, status: 'loading', tree: null, usage: null, chain: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
       data = disks.get(path) as DiskData;
     }
     return data;
@@ -49,6 +51,15 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   async function readOnce(path: string): Promise<void> {
     const jobs = useJobsStore();
     const data = entry(path);
+    // The chain is read beside the rest; a chain that cannot be read leaves the tree and usage to show.
+    const chain = jobs.run('chain.read', path, {}, { title: 'Read the backing chain', background: true }).then(
+      (value) => {
+        data.chain = value;
+      },
+      () => {
+        data.chain = null;
+      },
+    );
     const tree = jobs.run('snapshot.tree', path, {}, { title: 'Read the snapshot tree', background: true }).then((read) => {
       data.tree = read;
       data.status = 'ready';
@@ -62,11 +73,12 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
     if (failure === undefined) {
       data.error = null;
-      return;
+    } else {
+      const apiError = toApiError(failure.reason);
+      data.error = { code: apiError.code, message: apiError.message };
+      data.status = data.tree ? 'ready' : 'error';
     }
-    const apiError = toApiError(failure.reason);
-    data.error = { code: apiError.code, message: apiError.message };
-    data.status = data.tree ? 'ready' : 'error';
+    await chain;
   }
 
   /** Reads (or re-reads) the tree and usage; calls during a read queue one more read after it. */

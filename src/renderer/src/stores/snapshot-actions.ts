@@ -1,6 +1,6 @@
 /**
  * What the user can do to a disk's snapshots, each as a job in the jobs panel: take, revert (with
- * an optional snapshot of the current state first), delete, rename. After each the tree and the
+ * an optional snapshot of the current state first), delete, rename, set a note. After each the tree and the
  * disk's info are read again; a refusal because another program holds the disk marks it in use.
  */
 import type { JobArgs, JobKind, JobResult } from '../../../shared/ipc/contract.ts';
@@ -45,8 +45,8 @@ export function useSnapshotActions() {
     }
   }
 
-  async function take(path: string, name: string): Promise<{ id: string; name: string }> {
-    const result = await write('snapshot.create', path, { name }, {
+  async function take(path: string, name: string, note = ''): Promise<{ id: string; name: string }> {
+    const result = await write('snapshot.create', path, note === '' ? { name } : { name, note }, {
       title: `Take snapshot “${name}”`,
       describe: (created) => `Took snapshot “${created.name}”.`,
     });
@@ -76,5 +76,12 @@ export function useSnapshotActions() {
     });
   }
 
-  return { writeBlockedReason, write, take, revert, remove, rename };
+  async function setNote(path: string, snapshot: SnapshotNode, note: string): Promise<void> {
+    await write('snapshot.note', path, { name: snapshot.name, note }, {
+      title: note === '' ? `Clear the note of “${snapshot.name}”` : `Set the note of “${snapshot.name}”`,
+      describe: () => (note === '' ? `Cleared the note of “${snapshot.name}”.` : `Set the note of “${snapshot.name}”.`),
+    });
+  }
+
+  return { writeBlockedReason, write, take, revert, remove, rename, setNote };
 }

@@ -10,16 +10,18 @@ import { checkCopiedFlags } from './copied.ts';
 import { CheckFindings } from './findings.ts';
 import { forgetOldStructure, rebuildObstacle, rebuildRefcountStructure } from './rebuild.ts';
 import { adjustRefcounts, repairEntries } from './repair.ts';
+import { repairOverwrittenL2Tables } from './overwritten-l2.ts';
 import { relocateOverlaps } from './relocate.ts';
+import { repairSnapshotTable } from './snapshot-table-repair.ts';
 import { scanReferences, type ReferenceScan } from './scan.ts';
 import { readZeroFilled } from './stored.ts';
 import { Qcow2Error } from '../errors.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../format/limits.ts';
-import { Qcow2Image, type OpenImageOptions } from '../image/image.ts';
+import { Qcow2Image, WITHOUT_DATA_FILE_REASON, type OpenImageOptions } from '../image/image.ts';
 import { unencryptedData } from '../image/unencrypted-data.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
-import type { CheckResult } from '../model.ts';
+import type { CheckResult, RepairLoss } from '../model.ts';
 
 export type RepairMode = 'leaks' | 'all';
 
@@ -85,16 +87,18 @@ export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: J
   // From the first write on, a cancel would only lose the report: the repair runs to its end.
   const uncancellable: JobContext = { progress: (...args) => job.progress(...args), throwIfCancelled: () => {} };
   const log = new CheckFindings();
-  const changed = repair(image, first, options.repair, log, uncancellable);
+  const losses: RepairLoss[] = [];
+  const changed = repair(image, first, options.repair, log, losses, uncancellable);
   let final = first;
   if (changed) {
     markStale(image);
-    final = analyse(Qcow2Image.openFile(image.file, { openBacking: false, allowDirtyForRepair: true }), uncancellable);
+    final = analyse(Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false, allowDirtyForRepair: true, forCheck: true }), uncancellable);
   }
   if (clearDirtyIfConsistent(image, final)) {
     markStale(image);
-    const reopened = Qcow2Image.openFile(image.file, { openBacking: false });
-    if (reopened.readOnly && reopened.readOnlyReason !== 'opened read-only') log.note(`Note: the repaired image still opens read-only: ${reopened.readOnlyReason}`);
+    const reopened = Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false });
+    const reason = reopened.readOnlyReason;
+    if (reopened.readOnly && reason !== 'opened read-only' && reason !== WITHOUT_DATA_FILE_REASON) log.note(`Note: the repaired image still opens read-only: ${reopened.readOnlyReason}`);
   }
   const messages = first.findings.messages().concat(log.messages());
   if (changed) messages.push(...final.findings.messages());
@@ -103,6 +107,7 @@ export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: J
   const leaksFixed = Math.max(0, first.findings.leaks - final.findings.leaks);
   if (corruptionsFixed > 0) result['corruptions-fixed'] = corruptionsFixed;
   if (leaksFixed > 0) result['leaks-fixed'] = leaksFixed;
+  if (losses.length > 0) result.lost = losses;
   return result;
 }
 
@@ -115,7 +120,7 @@ function markStale(image: Qcow2Image): void {
 }
 
 /** Applies the repairs `mode` allows, in crash-safe order. Returns true if anything was written. */
-function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: CheckFindings, job: JobContext): boolean {
+function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: CheckFindings, losses: RepairLoss[], job: JobContext): boolean {
   job.progress('repairing', 0, 1, 'steps');
   let current = image;
   let analysis = first;
@@ -123,12 +128,24 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
   // After a step that changed what is referenced (or where refcounts live), count again from the file.
   const countAgain = (): void => {
     changed = true;
-    current = Qcow2Image.openFile(image.file, { openBacking: false, allowDirtyForRepair: true });
+    current = Qcow2Image.openFile(image.file, { openBacking: false, openDataFile: false, allowDirtyForRepair: true, forCheck: true });
     analysis = analyse(current, job);
   };
+  // Broken metadata goes first, so that what follows counts only references that will stay.
+  if (mode === 'all' && analysis.scan.overwrittenL2.length > 0) {
+    if (repairOverwrittenL2Tables(current, analysis.scan, log, losses) > 0) countAgain();
+  }
   if (mode === 'all' && (analysis.scan.l1TablesToFix.size > 0 || analysis.scan.l2TablesToFix.size > 0)) {
     if (repairEntries(current, analysis.scan, log) > 0) countAgain();
   }
+  // The repaired table needs clusters a sound refcount structure can hand out: before a rebuild only if none is due.
+  const fixSnapshotTable = (): void => {
+    if (mode === 'all' && analysis.scan.snapshotTableToFix && analysis.scan.rebuildReasons.length === 0) {
+      if (repairSnapshotTable(current, analysis.scan, log, losses)) countAgain();
+    }
+  };
+  fixSnapshotTable();
+  if (mode === 'leaks' && analysis.scan.snapshotTableToFix) log.note('The snapshot table must be repaired; run the check with --repair all');
   if (analysis.scan.rebuildReasons.length > 0) {
     if (mode === 'leaks') {
       log.note(`The refcount structure must be rebuilt (${analysis.scan.rebuildReasons[0]}); run the check with --repair all`);
@@ -149,6 +166,7 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
       log.note(`ERROR the rebuilt refcount structure is still broken (${analysis.scan.rebuildReasons[0]})`);
       return changed;
     }
+    fixSnapshotTable();
   }
   if (mode === 'all' && relocateOverlaps(current, analysis.scan, log) > 0) countAgain();
 
@@ -172,7 +190,7 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
 function clearDirtyIfConsistent(image: Qcow2Image, analysis: Analysis): boolean {
   if (image.version !== 3 || image.file.readOnly) return false;
   if (analysis.findings.corruptions > 0 || analysis.findings.checkErrors > 0) return false;
-  const header = parseHeader(readZeroFilled(image.file, 0, image.clusterBytes), image.file.size());
+  const header = parseHeader(readZeroFilled(image.file, 0, image.clusterBytes), image.file.size(), { forCheck: true });
   const bits = INCOMPAT_DIRTY | INCOMPAT_CORRUPT;
   if ((header.incompatibleFeatures & bits) === 0n) return false;
   header.incompatibleFeatures &= ~bits;
@@ -193,7 +211,7 @@ export function checkExitCode(result: CheckResult): 0 | 1 | 2 | 3 {
 /** Opens the image (writable, dirty allowed, when repairing), checks it and closes it. */
 export function checkImagePath(filePath: string, options: CheckOptions = {}, job: JobContext = silentJob, openOptions: OpenImageOptions = {}): CheckResult {
   const repairing = options.repair !== undefined;
-  const image = Qcow2Image.open(filePath, { ...openOptions, readOnly: !repairing, openBacking: false, allowDirtyForRepair: repairing });
+  const image = Qcow2Image.open(filePath, { ...openOptions, readOnly: !repairing, openBacking: false, allowDirtyForRepair: repairing, forCheck: true });
   try {
     const result = checkImage(image, options, job);
     result.filename = filePath;

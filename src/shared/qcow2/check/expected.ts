@@ -30,6 +30,9 @@ const ROLE_WORDS: [number, string][] = [
   [ROLE_DATA, 'guest data'],
 ];
 
+/** Past-the-end clusters listed before a repair stops allocating past the end of the file at all. */
+const MAX_LISTED_PAST_END = 65536;
+
 /** QEMU refuses to check images of more than INT_MAX clusters; so do we. */
 const MAX_CHECKED_CLUSTERS = 2 ** 31 - 2;
 
@@ -44,6 +47,8 @@ export class ExpectedRefcounts {
   private readonly storeMax: number;
   /** End (byte) of the furthest reference refused for lying past the end of the file; 0 if none. */
   pastEndReferenceEnd = 0;
+  /** The clusters past the end of the file that refused references name (null once too many to list). */
+  pastEndClusters: Set<number> | null = new Set();
   private readonly counts: Uint8Array | Uint16Array | Uint32Array;
   private readonly roles: Uint8Array;
 
@@ -90,6 +95,7 @@ export class ExpectedRefcounts {
       );
       if (Number.isFinite(end)) this.pastEndReferenceEnd = Math.max(this.pastEndReferenceEnd, end);
       else this.pastEndReferenceEnd = Number.MAX_SAFE_INTEGER;
+      this.notePastEnd(offset, end);
       return false;
     }
     const first = Math.floor(offset / this.clusterBytes);
@@ -114,6 +120,17 @@ export class ExpectedRefcounts {
     const next = current + times;
     if (next > this.max && current <= this.max) findings.corruption(`ERROR: overflow cluster offset=0x${(cluster * this.clusterBytes).toString(16)}`);
     this.counts[cluster] = Math.min(next, this.storeMax);
+  }
+
+  private notePastEnd(offset: number, end: number): void {
+    if (this.pastEndClusters === null) return;
+    const first = Math.floor(offset / this.clusterBytes);
+    const last = Math.floor((end - 1) / this.clusterBytes);
+    if (!Number.isSafeInteger(first) || !Number.isSafeInteger(last) || last - first > 16 || this.pastEndClusters.size > MAX_LISTED_PAST_END) {
+      this.pastEndClusters = null;
+      return;
+    }
+    for (let cluster = first; cluster <= last; cluster++) this.pastEndClusters.add(cluster);
   }
 
   private claim(cluster: number, role: number): void {

@@ -82,7 +82,7 @@ export function rebuildRefcountStructure(image: Qcow2Image, scan: ReferenceScan,
   image.file.write(table, tableOffset);
   image.file.flush();
 
-  const header = parseHeader(readZeroFilled(image.file, 0, clusterBytes), image.file.size());
+  const header = parseHeader(readZeroFilled(image.file, 0, clusterBytes), image.file.size(), { forCheck: true });
   header.refcountTableOffset = tableOffset;
   header.refcountTableClusters = tableClusters;
   image.file.write(serializeFixedHeader(header), 0);

@@ -17,7 +17,8 @@ import {
 } from './expected.ts';
 import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled, type RefcountBlock } from './stored.ts';
+import { freeClusters, setRefcounts } from './free-space.ts';
+import { readZeroFilled } from './stored.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, OFLAG_COPIED_HI } from '../format/entries.ts';
 import { MAX_L1_BYTES } from '../format/limits.ts';
@@ -57,19 +58,6 @@ function l1Tables(image: Qcow2Image): { offset: number; size: number; active: bo
   return tables.filter((table) => table.size > 0 && table.offset + table.size * 8 <= image.file.size());
 }
 
-/** Free clusters: nothing references them and their stored refcount is 0 in a valid block. */
-function* freeClusters(scan: ReferenceScan): Generator<number> {
-  const { expected, stored } = scan;
-  const isFree = (cluster: number): boolean =>
-    stored.state(Math.floor(cluster / stored.entriesPerBlock)) === 'valid' && stored.get(cluster) === 0 && expected.get(cluster) === 0;
-  for (let cluster = 1; cluster < expected.compareEnd; cluster++) if (isFree(cluster)) yield cluster;
-  // Past the end of the file only if no entry points there already.
-  if (expected.pastEndReferenceEnd > 0) return;
-  for (let cluster = expected.compareEnd; stored.state(Math.floor(cluster / stored.entriesPerBlock)) === 'valid'; cluster++) {
-    if (stored.get(cluster) === 0) yield cluster;
-  }
-}
-
 /** Moves what overlaps; returns how many clusters moved. */
 export function relocateOverlaps(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings): number {
   const wanted = overlapsToMove(scan);
@@ -97,16 +85,7 @@ export function relocateOverlaps(image: Qcow2Image, scan: ReferenceScan, finding
   if (all.length === 0) return 0;
 
   // 1. The new clusters' refcounts, so that nothing can allocate them once pointers exist.
-  const blocks = new Map<number, RefcountBlock>();
-  for (const [, move] of all) {
-    const index = Math.floor(move.to / scan.stored.entriesPerBlock);
-    const block = blocks.get(index) ?? scan.stored.readBlock(index);
-    scan.stored.set(block, move.to % scan.stored.entriesPerBlock, move.references);
-    blocks.set(index, block);
-  }
-  for (const block of blocks.values()) file.write(block.bytes, block.offset);
-  file.flush();
-  scan.stored.clear();
+  setRefcounts(image, scan, all.map(([, move]) => [move.to, move.references]));
   // 2. The bytes the guest (or the L2 lookup) read there.
   for (const [from, move] of all) file.write(readZeroFilled(file, from * clusterBytes, clusterBytes), move.to * clusterBytes);
   file.flush();

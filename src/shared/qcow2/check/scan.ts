@@ -47,6 +47,13 @@ export interface ReferenceScan {
   l1TablesToFix: Map<number, number>;
   /** L2 tables with an entry a repair can make valid without changing guest data. */
   l2TablesToFix: Set<number>;
+  /**
+   * L2 tables only snapshots use whose cluster also holds guest data, and whose entries are broken:
+   * guest data overwrote them. By host offset.
+   */
+  overwrittenL2: number[];
+  /** Snapshot table entries to complete or drop (an image opened forCheck); a repair rewrites the table. */
+  snapshotTableToFix: boolean;
   hasDataFile: boolean;
 }
 
@@ -73,6 +80,8 @@ export function scanReferences(image: Qcow2Image, findings: CheckFindings, job: 
     rebuildReasons: [],
     l1TablesToFix: new Map(),
     l2TablesToFix: new Set(),
+    overwrittenL2: [],
+    snapshotTableToFix: false,
     hasDataFile: (header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n,
   };
   const expected = scan.expected;
@@ -80,6 +89,7 @@ export function scanReferences(image: Qcow2Image, findings: CheckFindings, job: 
   expected.add(0, clusterBytes, ROLE_HEADER, 1, findings);
 
   scanL1(image, scan, findings, header.l1TableOffset, header.l1Size, true);
+  scanSnapshotTableDamage(image, scan, findings);
   if (scan.hasDataFile && image.snapshots.length > 0) findings.corruption(`ERROR ${image.snapshots.length} snapshots in image with data file`);
   for (const snapshot of image.snapshots) {
     job.throwIfCancelled();
@@ -102,6 +112,15 @@ export function scanReferences(image: Qcow2Image, findings: CheckFindings, job: 
   scanL2Tables(image, scan, findings, job);
   scanRefcountBlocks(scan, findings);
   return scan;
+}
+
+function scanSnapshotTableDamage(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings): void {
+  const damage = image.snapshotTableDamage;
+  if (damage === null) return;
+  scan.snapshotTableToFix = true;
+  // qemu-img's words for an entry without the extra data v3 requires.
+  for (const index of damage.incomplete) findings.corruption(`ERROR snapshot table entry ${index} is incomplete`);
+  for (const entry of damage.dropped) findings.corruption(`ERROR snapshot table entry ${entry.index} cannot be used: it ${entry.reason}`);
 }
 
 function scanL1(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings, l1Offset: number, l1Size: number, active: boolean): void {
@@ -138,6 +157,7 @@ function scanL2Tables(image: Qcow2Image, scan: ReferenceScan, findings: CheckFin
   const offsets = [...scan.l2Tables.keys()].sort((a, b) => a - b);
   // In file order, neighbours in one read: a big disk has tens of thousands of tables.
   const tables = new OrderedTableReader(image.file, offsets, image.clusterBytes);
+  const broken: number[] = [];
   for (let done = 0; done < offsets.length; done++) {
     if (done % 64 === 0) {
       job.throwIfCancelled();
@@ -145,7 +165,13 @@ function scanL2Tables(image: Qcow2Image, scan: ReferenceScan, findings: CheckFin
     }
     const l2Offset = offsets[done] ?? 0;
     const reach = scan.l2Tables.get(l2Offset) ?? { total: 0, active: 0 };
+    const corruptionsBefore = findings.corruptions;
     scanL2(image, scan, findings, l2Offset, reach, tables);
+    if (reach.active === 0 && findings.corruptions > corruptionsBefore) broken.push(l2Offset);
+  }
+  // Only once every data reference is counted does a cluster show it is guest data as well.
+  for (const l2Offset of broken) {
+    if ((scan.expected.rolesOf(l2Offset / image.clusterBytes) & ROLE_DATA) !== 0) scan.overwrittenL2.push(l2Offset);
   }
 }
 
@@ -201,7 +227,8 @@ function scanL2(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings,
       continue;
     }
 
-    const dataFileAtZero = scan.hasDataFile && entry.hostOffset === 0 && entry.copied && !format.extendedL2 && entry.kind === 'unallocated';
+    // In an external data file host offset 0 is a cluster like any other (decodeL2 tells it by its COPIED flag).
+    const dataFileAtZero = scan.hasDataFile && entry.hostOffset === 0 && entry.kind === 'normal';
     const holdsCluster = (entry.kind === 'normal' || entry.kind === 'zero') && entry.hostOffset !== 0;
     if (!holdsCluster && !dataFileAtZero) {
       if (entry.kind === 'unallocated' && allocBits !== 0) {

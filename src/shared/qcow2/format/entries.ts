@@ -55,6 +55,11 @@ export interface L2Entry {
 export interface L2Format {
   clusterBits: number;
   extendedL2: boolean;
+  /**
+   * Guest data lives in an external data file (incompatible bit 2): there host offset 0 is a real
+   * cluster, told from "unallocated" by the COPIED flag, which every allocated entry carries.
+   */
+  externalData?: boolean;
 }
 
 export function l2EntryBytes(format: L2Format): number {
@@ -82,10 +87,11 @@ export function decodeL2(data: DataView, position: number, format: L2Format): L2
   const hostOffset = (high & OFFSET_MASK_HI) * TWO_32 + ((low & OFFSET_MASK_LO) >>> 0);
   const zeroFlag = (low & 1) !== 0 && !format.extendedL2;
   const reservedBitsSet = (high & L2_RESERVED_HI) !== 0 || (low & L2_RESERVED_LO) !== 0;
+  const allocated = hostOffset !== 0 || (copied && format.externalData === true);
   let kind: ClusterKind;
-  if (format.extendedL2) kind = hostOffset === 0 ? 'unallocated' : 'normal';
+  if (format.extendedL2) kind = allocated ? 'normal' : 'unallocated';
   else if (zeroFlag) kind = 'zero';
-  else kind = hostOffset === 0 ? 'unallocated' : 'normal';
+  else kind = allocated ? 'normal' : 'unallocated';
   return { kind, hostOffset, copied, compressedSize: 0, allocMask, zeroMask, reservedBitsSet };
 }
 

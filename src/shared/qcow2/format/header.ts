@@ -84,8 +84,17 @@ export function encodeString(text: string): Uint8Array {
   return encoder.encode(text);
 }
 
+export interface ParseHeaderOptions {
+  /**
+   * For check only: accept what a check reports and a repair fixes, as QEMU opens it — no
+   * refcount table (a rebuild makes one) and a snapshot table past the end of the file (read as
+   * zeros, its entries dropped by the repair).
+   */
+  forCheck?: boolean;
+}
+
 /** Parses the header from the start of the file. `firstBytes` holds at least min(file size, cluster size) bytes. */
-export function parseHeader(firstBytes: Uint8Array, fileSize: number): Header {
+export function parseHeader(firstBytes: Uint8Array, fileSize: number, options: ParseHeaderOptions = {}): Header {
   if (firstBytes.length < 4) throw new Qcow2Error('TRUNCATED', 'The file is too short to be a disk image');
   const data = view(firstBytes);
   if (data.getUint32(0) !== QCOW2_MAGIC) throw new Qcow2Error('BAD_MAGIC', 'Not a qcow2 image (the file does not start with QFI\\xfb)');
@@ -161,7 +170,7 @@ export function parseHeader(firstBytes: Uint8Array, fileSize: number): Header {
     throw new Qcow2Error('UNSUPPORTED_FEATURE', `The image uses features Cowbell does not know (${what}); it will not be opened`);
   }
 
-  validateLayout(header, clusterBytes, fileSize);
+  validateLayout(header, clusterBytes, fileSize, options.forCheck === true);
 
   if (header.backingFileOffset !== 0) {
     if (header.backingFileSize > MAX_BACKING_FILE_NAME) throw new Qcow2Error('CORRUPT', 'The backing file name is too long');
@@ -186,7 +195,8 @@ function parseExtensions(firstBytes: Uint8Array, header: Header, clusterBytes: n
     const length = data.getUint32(position + 4);
     if (type === EXT_END) return extensions;
     const start = position + 8;
-    if (length > limit - start) throw new Qcow2Error('CORRUPT', `Header extension ${hex(type)} runs past the header`);
+    // qemu-img refuses the image alike ("Header extension too large"), whatever the extension's type.
+    if (length > limit - start) throw new Qcow2Error('CORRUPT', `Header extension ${hex(type)} is too large: its ${length} bytes run past the header area (${limit} bytes)`);
     extensions.push({ type, data: firstBytes.slice(start, start + length) });
     position = start + Math.ceil(length / 8) * 8;
   }
@@ -194,7 +204,7 @@ function parseExtensions(firstBytes: Uint8Array, header: Header, clusterBytes: n
   return extensions;
 }
 
-function validateLayout(header: Header, clusterBytes: number, fileSize: number): void {
+function validateLayout(header: Header, clusterBytes: number, fileSize: number, forCheck: boolean): void {
   if (header.virtualSize > MAX_VIRTUAL_SIZE) throw new Qcow2Error('CORRUPT', `Virtual size ${header.virtualSize} is too large`);
   if (header.l1Size * 8 > MAX_L1_BYTES) throw new Qcow2Error('CORRUPT', `L1 table of ${header.l1Size} entries exceeds QEMU's limit`);
   const l2Entries = clusterBytes / (extendedL2(header) ? 16 : 8);
@@ -203,19 +213,23 @@ function validateLayout(header: Header, clusterBytes: number, fileSize: number):
   if (header.l1Size > 0) {
     checkTable('L1 table', header.l1TableOffset, header.l1Size * 8, clusterBytes, fileSize);
   }
-  if (header.refcountTableClusters === 0) throw new Qcow2Error('CORRUPT', 'The image has no refcount table');
-  if (header.refcountTableClusters * clusterBytes > MAX_REFTABLE_BYTES) {
-    throw new Qcow2Error('CORRUPT', `Refcount table of ${header.refcountTableClusters} clusters exceeds QEMU's limit`);
+  if (header.refcountTableClusters === 0) {
+    if (!forCheck) throw new Qcow2Error('CORRUPT', 'The image has no refcount table');
+  } else {
+    if (header.refcountTableClusters * clusterBytes > MAX_REFTABLE_BYTES) {
+      throw new Qcow2Error('CORRUPT', `Refcount table of ${header.refcountTableClusters} clusters exceeds QEMU's limit`);
+    }
+    checkTable('Refcount table', header.refcountTableOffset, header.refcountTableClusters * clusterBytes, clusterBytes, fileSize);
   }
-  checkTable('Refcount table', header.refcountTableOffset, header.refcountTableClusters * clusterBytes, clusterBytes, fileSize);
   if (header.snapshotCount > MAX_SNAPSHOTS) throw new Qcow2Error('CORRUPT', `${header.snapshotCount} snapshots exceed QEMU's limit`);
-  if (header.snapshotCount > 0) checkTable('Snapshot table', header.snapshotsOffset, 40 * header.snapshotCount, clusterBytes, fileSize);
+  if (header.snapshotCount > 0) checkTable('Snapshot table', header.snapshotsOffset, 40 * header.snapshotCount, clusterBytes, forCheck ? Infinity : fileSize);
 }
 
 function checkTable(what: string, offset: number, length: number, clusterBytes: number, fileSize: number): void {
   if (!isAligned(offset, clusterBytes) || offset === 0) throw new Qcow2Error('CORRUPT', `${what} offset ${hex(offset)} is invalid`);
   if (offset + length > fileSize) throw new Qcow2Error('TRUNCATED', `${what} at ${hex(offset)} lies past the end of the file: the image is truncated`);
 }
+
 
 export function featureNames(header: Header): FeatureName[] {
   const names: FeatureName[] = [];

@@ -90,6 +90,71 @@ export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 
   return entries;
 }
 
+/** An entry a check found unusable: it is dropped by the repair (its id and name, when they could be read). */
+export interface DroppedSnapshotEntry {
+  index: number;
+  id: string | null;
+  name: string | null;
+  /** What is wrong with the entry, to follow "the entry": "lies past the end of the file". */
+  reason: string;
+}
+
+export interface SnapshotTableForCheck {
+  /** The entries that can be used, in table order. */
+  entries: SnapshotEntry[];
+  /** Positions (in `entries`) of entries a version 3 image needs more extra data for (qcow2.txt: at least 16 bytes). */
+  incomplete: number[];
+  dropped: DroppedSnapshotEntry[];
+  /** Bytes the usable entries occupy from the start of the table. */
+  length: number;
+}
+
+/**
+ * The snapshot table as check reads it: `bytes` holds what the file has from the table's start
+ * (`bytesInFile` of it real, the rest zeros, as QEMU reads past the end of a file). An entry
+ * that does not lie whole inside the file, or is too broken to say where the next one starts,
+ * is dropped with every entry after it; a v3 entry lacking the required extra data is kept
+ * and listed as incomplete (a repair completes it, as qemu-img check -r all does).
+ */
+export function parseSnapshotTableForCheck(bytes: Uint8Array, bytesInFile: number, count: number, version: 2 | 3): SnapshotTableForCheck {
+  const data = view(bytes);
+  const table: SnapshotTableForCheck = { entries: [], incomplete: [], dropped: [], length: 0 };
+  let position = 0;
+  const dropRest = (from: number, reason: string, first?: { id: string | null; name: string | null }): void => {
+    for (let index = from; index < count; index++) table.dropped.push({ index, id: index === from ? (first?.id ?? null) : null, name: index === from ? (first?.name ?? null) : null, reason });
+  };
+  for (let index = 0; index < count; index++) {
+    if (position + FIXED > bytesInFile) {
+      dropRest(index, 'lies past the end of the file');
+      return table;
+    }
+    const idSize = data.getUint16(position + 12);
+    const nameSize = data.getUint16(position + 14);
+    const extraSize = data.getUint32(position + 36);
+    if (extraSize > MAX_SNAPSHOT_EXTRA_DATA) {
+      dropRest(index, `claims ${extraSize} bytes of extra data (at most ${MAX_SNAPSHOT_EXTRA_DATA})`);
+      return table;
+    }
+    const end = position + FIXED + extraSize + idSize + nameSize;
+    if (end > bytesInFile) {
+      dropRest(index, 'runs past the end of the file');
+      return table;
+    }
+    let entry: SnapshotEntry;
+    try {
+      [entry] = parseSnapshotTable(bytes.subarray(position, end), 1, 2) as [SnapshotEntry];
+    } catch (error) {
+      dropRest(index, `cannot be read (${error instanceof Qcow2Error ? error.message : String(error)})`);
+      return table;
+    }
+    if (version === 3 && extraSize < 16) table.incomplete.push(table.entries.length);
+    table.entries.push(entry);
+    position = Math.ceil(end / 8) * 8;
+    table.length = position;
+  }
+  return table;
+}
+
 export function snapshotEntrySize(entry: SnapshotEntry): number {
   const length = FIXED + entry.extraData.length + encodeString(entry.id).length + encodeString(entry.name).length;
   return Math.ceil(length / 8) * 8;
@@ -127,6 +192,24 @@ export function serializeSnapshotTable(entries: SnapshotEntry[]): Uint8Array {
     position += snapshotEntrySize(entry);
   }
   return bytes;
+}
+
+/**
+ * The extra data a repair gives an entry that lacks what version 3 requires, as qemu-img check
+ * -r all does: what it had, then the 64-bit VM state size, the disk size it is told, and
+ * icount -1 ("not recorded") where missing.
+ */
+export function completedExtraData(entry: SnapshotEntry, diskSize: number): SnapshotEntry {
+  const length = Math.max(24, entry.extraData.length);
+  const extraData = new Uint8Array(length);
+  extraData.set(entry.extraData);
+  return {
+    ...entry,
+    extraData,
+    vmStateSizeLarge: entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32),
+    diskSize: entry.diskSize ?? diskSize,
+    icount: entry.icount ?? 0xffff_ffff_ffff_ffffn,
+  };
 }
 
 /** Extra data for a snapshot Cowbell takes: vm_state_size_large, disk_size, icount (0, as qemu-img writes offline). */

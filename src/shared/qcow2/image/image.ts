@@ -27,28 +27,32 @@ import {
 } from '../format/header.ts';
 import {
   AUTOCLEAR_BITMAPS,
+  AUTOCLEAR_DATA_FILE_RAW,
   INCOMPAT_CORRUPT,
-  INCOMPAT_DATA_FILE,
   INCOMPAT_DIRTY,
   MAX_BACKING_CHAIN,
   MAX_HOST_OFFSET,
   MAX_L1_BYTES,
 } from '../format/limits.ts';
-import { parseSnapshotTable, snapshotTableLength, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
+import { refuseUnsoundMetadata } from './change-validation.ts';
 import { TableCache } from './table-cache.ts';
 import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { DISK_START_BYTES, judgeDiskStart, type DiskStartVerdict } from './disk-start.ts';
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import type { JobContext } from '../job-context.ts';
 import { SECTOR } from '../format/limits.ts';
+import { dataFileIsRaw, dataFilePathOf, hasExternalData, openDataFile } from './data-file.ts';
 
 export interface OpenImageOptions {
   readOnly?: boolean;
   /** Open the backing chain for reads (default true). */
   openBacking?: boolean;
+  /** Open the external data file, where the image has one (default true); without it only metadata can be read (info). */
+  openDataFile?: boolean;
   /** Used by tests to supply fault-injecting files; defaults to node:fs. */
   openFile?: (filePath: string, readOnly: boolean) => BlockFile;
   /** Internal: the chain depth and files already open, for loop detection. */
@@ -58,6 +62,12 @@ export interface OpenImageOptions {
    * check can repair its metadata (`repairAccess`); guest writes stay refused until it is clean.
    */
   allowDirtyForRepair?: boolean;
+  /**
+   * For check only: open what a check can report and a repair can fix instead of refusing it (no
+   * refcount table, a snapshot table past the end of the file or lacking v3 extra data; see
+   * `snapshotTableDamage`). Guest writes stay refused while any of it is there.
+   */
+  forCheck?: boolean;
   /**
    * Fail with IN_USE when the image, or a file in its backing chain, is being written by another
    * program, instead of opening it read-only as the app does (the CLI's read commands without -U).
@@ -90,12 +100,24 @@ export interface L1Table {
   view: DataView;
 }
 
+/** The read-only reason of an image opened without its external data file (`openDataFile: false`). */
+export const WITHOUT_DATA_FILE_REASON = 'it was opened without its external data file';
+
 export function defaultOpenFile(filePath: string, readOnly: boolean): BlockFile {
   return NodeBlockFile.open(filePath, { readOnly });
 }
 
 export class Qcow2Image implements GuestReader {
+  /** The qcow2 file: header and every table (and the guest data, unless an external data file holds it). */
   readonly file: BlockFile;
+  /**
+   * The external data file (incompatible bit 2; data-file.ts finds it as QEMU does) holding the
+   * guest clusters at host offset = guest offset, unrefcounted; null when the image keeps its own
+   * data, or was opened without it. Set once, while opening.
+   */
+  dataFile: FailStopFile | null = null;
+  /** Guest clusters live in an external data file (the header's incompatible bit 2). */
+  readonly externalData: boolean;
   readonly header: Header;
   readonly clusterBits: number;
   readonly clusterBytes: number;
@@ -107,6 +129,8 @@ export class Qcow2Image implements GuestReader {
   snapshots: SnapshotEntry[];
   /** Bytes the on-disk snapshot table occupies (what to free when it is replaced). */
   snapshotTableBytes = 0;
+  /** Opened forCheck: snapshot table entries the image cannot keep as they are (null when there are none). */
+  snapshotTableDamage: { incomplete: number[]; dropped: DroppedSnapshotEntry[] } | null = null;
   readonly refcounts: Refcounts;
   readonly l2Cache: TableCache;
   backing: GuestReader | null;
@@ -121,6 +145,7 @@ export class Qcow2Image implements GuestReader {
   private decompressed: { hostOffset: number; bytes: Uint8Array } | null = null;
   private decompressBuffer: Uint8Array | null = null;
   private preparedForWrite = false;
+  private validatedForChange = false;
   /** Clusters known to hold metadata (header, tables, active L2s): guest data must never land there. */
   readonly metadataClusters = new Set<number>();
   /** An encrypted image's data cipher once unlocked; null for a plain image or one still locked. */
@@ -132,7 +157,8 @@ export class Qcow2Image implements GuestReader {
     this.header = header;
     this.clusterBits = header.clusterBits;
     this.clusterBytes = clusterSize(header);
-    this.l2Format = { clusterBits: header.clusterBits, extendedL2: extendedL2(header) };
+    this.externalData = hasExternalData(header);
+    this.l2Format = { clusterBits: header.clusterBits, extendedL2: extendedL2(header), externalData: this.externalData };
     this.l2EntryBytes = l2EntryBytes(this.l2Format);
     this.l2Entries = this.clusterBytes / this.l2EntryBytes;
     this.subclusterBytes = this.l2Format.extendedL2 ? this.clusterBytes / 32 : this.clusterBytes;
@@ -168,7 +194,8 @@ export class Qcow2Image implements GuestReader {
     refuseIfWrittenElsewhere(openedFile, options.refuseInUse);
     const file = FailStopFile.wrap(openedFile);
     const fileSize = file.size();
-    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize);
+    const forCheck = options.forCheck === true;
+    const header = parseHeader(readHeaderCluster(file, fileSize), fileSize, { forCheck });
     const clusterBytes = clusterSize(header);
     const l1Bytes = new Uint8Array(header.l1Size * 8);
     if (l1Bytes.length > 0 && file.read(l1Bytes, header.l1TableOffset) < l1Bytes.length) {
@@ -181,7 +208,7 @@ export class Qcow2Image implements GuestReader {
       tableOffset: header.refcountTableOffset,
       tableClusters: header.refcountTableClusters,
     }, options.cacheBytes?.refcountBlocks);
-    const snapshotTable = loadSnapshotTable(file, header, fileSize);
+    const snapshotTable = forCheck ? loadSnapshotTableForCheck(file, header, fileSize) : { ...loadSnapshotTable(file, header, fileSize), damage: null };
     let backing: GuestReader | null = null;
     let backingPath: string | null = null;
     if (header.backingFile !== null) {
@@ -190,34 +217,55 @@ export class Qcow2Image implements GuestReader {
     }
     const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
     image.snapshotTableBytes = snapshotTable.length;
+    image.snapshotTableDamage = snapshotTable.damage;
     image.collectMetadataClusters(clusterBytes);
     try {
+      image.attachDataFile(options);
       if (header.cryptMethod !== 0) image.cipher = options.cipher ?? (options.passphrase !== undefined ? openImageCipher(file, header, options.passphrase, options.job).cipher : null);
       if (header.cryptMethod === 1 && options.cipher === undefined && image.cipher !== null && options.trustLegacyPassphrase !== true) image.judgeLegacyPassphrase();
     } catch (error) {
       // The file is the caller's to close; what this image opened is its own.
       image.cipher?.close();
       image.cipher = null;
+      image.dataFile?.close();
       backing?.close();
       throw error;
     }
     if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) image.setReadOnly('the image is marked corrupt; run a check with repair first');
     else if ((header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n) image.setReadOnly('its refcounts may be stale (it was not closed cleanly); run a check with repair first');
-    else if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) image.setReadOnly('it keeps its data in an external file, which Cowbell does not write');
     // Writing would have to clear the bitmaps bit (the spec's rule for autoclear features), which
     // silently invalidates the dirty bitmaps incremental backups rely on: refuse instead.
     else if ((header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && findExtension(header, EXT_BITMAPS) !== undefined) {
       image.setReadOnly('it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date');
     }
+    // Without its data file guest writes would land in the qcow2 file: metadata only (check's repairs).
+    else if (image.externalData && image.dataFile === null) image.setReadOnly(WITHOUT_DATA_FILE_REASON);
+    if (header.refcountTableClusters === 0) image.setReadOnly('it has no refcount table; run a check with repair first');
+    else if (snapshotTable.damage !== null) image.setReadOnly('its snapshot table is damaged; run a check with repair first');
     // A VM holding the image explains a dirty bit (lazy refcounts) too: say what matters first.
-    if (file.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
+    if (file.inUseElsewhere === true || image.dataFile?.inUseElsewhere === true) image.setReadOnly(IN_USE_REASON);
     image.repairAccess = options.allowDirtyForRepair === true && !file.readOnly;
     return image;
   }
 
+  /** Opens the external data file where the header names one: with the image's access and locks. */
+  private attachDataFile(options: OpenImageOptions): void {
+    if (!this.externalData) return;
+    if (options.openDataFile === false) return;
+    const dataPath = dataFilePathOf(this.header);
+    if (dataPath === null) return;
+    const opened = openDataFile(this.header, dataPath, this.file.readOnly, options.openFile ?? defaultOpenFile);
+    this.dataFile = FailStopFile.wrap(opened);
+    refuseIfWrittenElsewhere(opened, options.refuseInUse);
+  }
+
+  /** The file guest data clusters are in: the external data file, or the image itself. */
+  private get dataHost(): BlockFile {
+    return this.dataFile ?? this.file;
+  }
+
   /** BAD_PASSPHRASE when the disk's start decrypts to noise under a legacy AES passphrase (see disk-start.ts). */
   private judgeLegacyPassphrase(): void {
-    if ((this.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) return;
     const start = new Uint8Array(Math.min(DISK_START_BYTES, this.virtualSize));
     const ownEncrypted = new Set<number>();
     let verdict: DiskStartVerdict;
@@ -341,7 +389,7 @@ export class Qcow2Image implements GuestReader {
 
   private assertReadable(): void {
     if (this.header.cryptMethod !== 0 && this.cipher === null) throw lockedError();
-    if ((this.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image keeps its data in an external data file, which Cowbell cannot read yet');
+    if (this.externalData && this.dataFile === null) throw new Qcow2Error('INTERNAL', 'the image was opened without its external data file');
   }
 
   /** The L2 entry for a guest cluster through `l1`, or null where no L2 table covers it. */
@@ -382,6 +430,7 @@ export class Qcow2Image implements GuestReader {
       return;
     }
     if (entry.kind === 'compressed') {
+      if (this.externalData) throw new Qcow2Error('CORRUPT', `Cluster at guest offset ${hex(clusterStart)} is compressed, which an image with an external data file cannot have`);
       const cluster = this.decompress(entry);
       target.set(cluster.subarray(inCluster, inCluster + target.length));
       return;
@@ -401,7 +450,7 @@ export class Qcow2Image implements GuestReader {
       const zero = ((entry.zeroMask >>> subcluster) & 1) === 1;
       if (allocated && zero) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is both allocated and zero`);
       if (allocated) {
-        if (entry.hostOffset === 0) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in an unallocated cluster`);
+        if (entry.kind !== 'normal') throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in an unallocated cluster`);
         this.readData(entry.hostOffset + within, clusterStart + within, part);
       } else if (zero) part.fill(0);
       else this.readBelow(clusterStart + within, part);
@@ -410,7 +459,7 @@ export class Qcow2Image implements GuestReader {
   }
 
   private readHost(hostOffset: number, target: Uint8Array): void {
-    const count = this.file.read(target, hostOffset);
+    const count = this.dataHost.read(target, hostOffset);
     if (count < target.length) target.fill(0, count);
   }
 
@@ -447,14 +496,14 @@ export class Qcow2Image implements GuestReader {
     const cipher = this.cipher;
     if (cipher === null) {
       if (this.header.cryptMethod !== 0) throw lockedError();
-      this.file.write(data, hostOffset);
+      this.dataHost.write(data, hostOffset);
       return;
     }
     if (hostOffset % SECTOR !== 0 || data.length % SECTOR !== 0) throw new Qcow2Error('INTERNAL', 'encrypted data must be written in whole sectors');
     // A copy, whatever the caller passed: Buffer#slice would be a view, and the caller's bytes would be encrypted in place.
     const sealed = new Uint8Array(data);
     cipher.encrypt(sealed, hostOffset, guestOffset);
-    this.file.write(sealed, hostOffset);
+    this.dataHost.write(sealed, hostOffset);
   }
 
   /** Unallocated: the backing file's bytes, or zeros. */
@@ -500,6 +549,7 @@ export class Qcow2Image implements GuestReader {
   assertWritable(): void {
     if (this.readOnly && this.readOnlyReason === IN_USE_REASON) throw inUseError();
     this.writeGuard.throwIfFailed();
+    this.dataFile?.throwIfFailed();
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.file.path} cannot be changed: ${this.readOnlyReason ?? 'opened read-only'}`);
   }
 
@@ -507,14 +557,34 @@ export class Qcow2Image implements GuestReader {
   prepareForWrite(): void {
     this.assertWritable();
     if (this.preparedForWrite) return;
+    this.validateForChange();
     this.preparedForWrite = true;
-    // Cowbell maintains no autoclear feature, known (bitmaps, raw data file) or not, so every bit
-    // goes, and durably before the first change (qcow2.txt, autoclear_features).
-    if (this.header.version === 3 && this.header.autoclearFeatures !== 0n) {
-      this.header.autoclearFeatures = 0n;
+    // Cowbell maintains no autoclear feature but the raw data file's (it zeroes the data file where
+    // it zeroes the guest, see zeroCluster), so every other bit goes, durably before the first
+    // change (qcow2.txt, autoclear_features).
+    const kept = this.externalData ? this.header.autoclearFeatures & AUTOCLEAR_DATA_FILE_RAW : 0n;
+    if (this.header.version === 3 && this.header.autoclearFeatures !== kept) {
+      this.header.autoclearFeatures = kept;
       this.writeHeader();
       this.file.flush();
     }
+  }
+
+  /**
+   * Before the first change of this open: refuses with CORRUPT, before anything is written, unless
+   * every reference a change may follow is sound (change-validation.ts). Once per open: the
+   * changes made since keep it sound.
+   */
+  validateForChange(): void {
+    if (this.validatedForChange) return;
+    try {
+      refuseUnsoundMetadata(this);
+    } catch (error) {
+      // As after a refused write over metadata: the rest of this open is read-only.
+      if (error instanceof Qcow2Error && error.code === 'CORRUPT') this.setReadOnly('its metadata is damaged; run a check with repair first');
+      throw error;
+    }
+    this.validatedForChange = true;
   }
 
   /** Writes the fixed header fields in one write (they all fit in the first sector). */
@@ -546,7 +616,7 @@ export class Qcow2Image implements GuestReader {
     const slot = this.writableL2Slot(clusterStart);
     const entry = decodeL2(slot.table.view, slot.position, this.l2Format);
     const whole = inCluster === 0 && data.length === this.clusterBytes;
-    if (entry.kind === 'normal' && this.refcounts.get(entry.hostOffset / this.clusterBytes) === 1) {
+    if (entry.kind === 'normal' && this.dataRefcount(entry.hostOffset) === 1) {
       this.assertDataCluster(entry.hostOffset);
       const allocatedAll = !this.l2Format.extendedL2 || entry.allocMask === 0xffffffff;
       const sectorAligned = inCluster % SECTOR === 0 && data.length % SECTOR === 0;
@@ -575,7 +645,8 @@ export class Qcow2Image implements GuestReader {
       content = this.clusterContent(clusterStart);
       content.set(data, inCluster);
     }
-    const hostOffset = this.refcounts.allocate(1);
+    // An external data file holds each guest cluster at its own offset, with no refcount to take.
+    const hostOffset = this.externalData ? clusterStart : this.refcounts.allocate(1);
     this.assertDataCluster(hostOffset);
     this.writeData(hostOffset, clusterStart, content);
     encodeL2(slot.table.view, slot.position, this.l2Format, { hostOffset, copied: true, zero: false, allocMask: 0xffffffff, zeroMask: 0 });
@@ -591,8 +662,14 @@ export class Qcow2Image implements GuestReader {
     return content;
   }
 
-  /** Schedules the refcount drop for whatever host clusters an L2 entry held. */
+  /** The refcount of a data cluster: in an external data file every allocated cluster counts as 1 (qcow2.txt, L2 entry bit 63). */
+  dataRefcount(hostOffset: number): number {
+    return this.externalData ? 1 : this.refcounts.get(hostOffset / this.clusterBytes);
+  }
+
+  /** Schedules the refcount drop for whatever host clusters an L2 entry held (none in an external data file). */
   releaseEntry(entry: L2Entry): void {
+    if (this.externalData) return;
     if (entry.kind === 'compressed') {
       const first = Math.floor(entry.hostOffset / this.clusterBytes);
       const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / this.clusterBytes);
@@ -603,6 +680,7 @@ export class Qcow2Image implements GuestReader {
   }
 
   private assertDataCluster(hostOffset: number): void {
+    if (this.externalData) return;
     if (this.metadataClusters.has(hostOffset / this.clusterBytes)) {
       this.readOnly = true;
       this.readOnlyReason = 'a data cluster overlaps metadata';
@@ -689,6 +767,20 @@ export class Qcow2Image implements GuestReader {
     }
   }
 
+  /**
+   * Makes the whole clusters of a guest range unallocated, so the backing file shows through (what
+   * `qemu-img commit` leaves in the overlay it emptied: QEMU's full discard).
+   */
+  deallocate(guestOffset: number, length: number): void {
+    this.prepareForWrite();
+    this.checkRange(guestOffset, length);
+    const end = guestOffset + length;
+    const first = Math.ceil(guestOffset / this.clusterBytes) * this.clusterBytes;
+    for (let position = first; position + this.clusterBytes <= end || (position < end && end === this.virtualSize); position += this.clusterBytes) {
+      this.zeroCluster(position, 'deallocate');
+    }
+  }
+
   private zeroCluster(clusterStart: number, how: 'zero' | 'deallocate'): void {
     const existing = this.lookup(this.l1, clusterStart);
     if (existing === null && how === 'deallocate') return;
@@ -697,6 +789,8 @@ export class Qcow2Image implements GuestReader {
     const slot = this.writableL2Slot(clusterStart);
     const entry = decodeL2(slot.table.view, slot.position, this.l2Format);
     const zero = how === 'zero';
+    // A raw data file must read as the guest disk on its own: its bytes become zeros too.
+    if (dataFileIsRaw(this.header)) this.dataHost.write(new Uint8Array(Math.min(this.clusterBytes, this.virtualSize - clusterStart)), clusterStart);
     encodeL2(slot.table.view, slot.position, this.l2Format, {
       hostOffset: 0,
       copied: false,
@@ -742,6 +836,8 @@ export class Qcow2Image implements GuestReader {
    * header switches to it).
    */
   private flushRefcounts(): void {
+    // Guest data in an external data file is durable before any table that points at it.
+    this.dataFile?.flush();
     const relocated = this.refcounts.writeIncrements();
     this.file.flush();
     if (relocated) {
@@ -776,11 +872,14 @@ export class Qcow2Image implements GuestReader {
   close(): void {
     try {
       // After a failed write the tables in memory may point where the file does not: keep what is on disk.
-      if (!this.readOnly && this.writeGuard.failure === null && this.hasUnflushedChanges()) this.flush();
+      const failed = this.writeGuard.failure !== null || (this.dataFile !== null && this.dataFile.failure !== null);
+      if (!this.readOnly && !failed && this.hasUnflushedChanges()) this.flush();
+      else if (!this.readOnly && !failed) this.dataFile?.flush();
     } finally {
       this.cipher?.close();
       this.cipher = null;
       this.backing?.close();
+      this.dataFile?.close();
       this.file.close();
     }
   }
@@ -856,6 +955,17 @@ function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): {
   file.read(bytes, header.snapshotsOffset);
   const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version);
   return { entries, length: snapshotTableLength(bytes, header.snapshotCount) };
+}
+
+/** As loadSnapshotTable, but what QEMU reads past the end of the file is zeros, and broken entries are set aside for check. */
+function loadSnapshotTableForCheck(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number; damage: Qcow2Image['snapshotTableDamage'] } {
+  if (header.snapshotCount === 0) return { entries: [], length: 0, damage: null };
+  const bytesInFile = Math.max(0, Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset));
+  const bytes = new Uint8Array(bytesInFile);
+  file.read(bytes, header.snapshotsOffset);
+  const table = parseSnapshotTableForCheck(bytes, bytesInFile, header.snapshotCount, header.version);
+  const damaged = table.incomplete.length > 0 || table.dropped.length > 0;
+  return { entries: table.entries, length: table.length, damage: damaged ? { incomplete: table.incomplete, dropped: table.dropped } : null };
 }
 
 /** QEMU resolves a relative backing name against the folder of the image that names it. */

@@ -1,6 +1,7 @@
 /** `qemu-img info`: what an image is, with qemu-img's JSON key names. */
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { readCowbellRecord } from '../format/cowbell-record.ts';
 import { backingFormat, findExtension, EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
 import { snapshotVmStateSize, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -9,6 +10,7 @@ import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../model.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { LUKS_PHDR_BYTES, LUKS_SECTOR_BYTES, parseLuksHeader, type LuksHeader } from '../format/luks-header.ts';
 import { unencryptedData } from './unencrypted-data.ts';
+import { dataFileIsRaw, hasExternalData } from './data-file.ts';
 
 export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
   const info: SnapshotInfo = {
@@ -21,6 +23,8 @@ export function snapshotInfo(entry: SnapshotEntry): SnapshotInfo {
     'vm-clock-nsec': Number(entry.vmClockNsec % 1_000_000_000n),
   };
   if (entry.icount !== null && entry.icount !== 0xffffffffffffffffn) info.icount = Number(entry.icount);
+  const note = readCowbellRecord(entry)?.note;
+  if (note !== undefined && note !== '') info.note = note;
   return info;
 }
 
@@ -68,6 +72,7 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   }
   const dataFile = externalDataFile(header);
   if (dataFile !== null) info['format-specific'].data['data-file'] = dataFile;
+  if (hasExternalData(header)) info['format-specific'].data['data-file-raw'] = dataFileIsRaw(header);
   if (header.backingFile !== null) {
     info['backing-filename'] = header.backingFile;
     info['full-backing-filename'] = image.backingPath ?? header.backingFile;
@@ -119,7 +124,8 @@ function luksInfo(image: Qcow2Image): EncryptInfo {
 
 /** Opens the image read-only (without its backing chain) and describes it. */
 export function readImageInfo(filePath: string, options: OpenImageOptions = {}): ImageInfo {
-  const image = Qcow2Image.open(filePath, { ...options, readOnly: true, openBacking: false });
+  // Like qemu-img info, neither the backing chain nor the data file is needed (or opened).
+  const image = Qcow2Image.open(filePath, { ...options, readOnly: true, openBacking: false, openDataFile: false });
   try {
     return imageInfo(image, filePath);
   } finally {

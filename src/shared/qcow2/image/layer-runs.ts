@@ -83,8 +83,10 @@ function visitCluster(entry: L2Entry, clusterStart: number, from: number, to: nu
 /** Extended L2: 32 subclusters per cluster, each allocated, zero or neither (qcow2.txt "Extended L2 Entries"). */
 function visitSubclusters(image: Qcow2Image, entry: L2Entry, clusterStart: number, from: number, to: number, visit: RunVisitor): void {
   const subclusterBytes = image.subclusterBytes;
+  // With an external data file, host offset 0 is a real cluster (a 'normal' entry).
+  const hasHost = entry.kind === 'normal';
   const hostCluster = entry.hostOffset;
-  if (hostCluster !== 0) checkAligned(hostCluster, clusterStart, image.clusterBytes);
+  if (hasHost) checkAligned(hostCluster, clusterStart, image.clusterBytes);
   let position = from;
   while (position < to) {
     const subcluster = Math.floor((position - clusterStart) / subclusterBytes);
@@ -93,7 +95,7 @@ function visitSubclusters(image: Qcow2Image, entry: L2Entry, clusterStart: numbe
     let last = subcluster;
     while (last + 1 < 32 && clusterStart + (last + 1) * subclusterBytes < to && subclusterKind(entry, last + 1, clusterStart) === kind) last++;
     const runEnd = Math.min(to, clusterStart + (last + 1) * subclusterBytes);
-    const hostOffset = hostCluster === 0 ? -1 : hostCluster + (position - clusterStart);
+    const hostOffset = hasHost ? hostCluster + (position - clusterStart) : -1;
     visit(position, runEnd - position, kind, hostOffset);
     position = runEnd;
   }
@@ -104,7 +106,7 @@ function subclusterKind(entry: L2Entry, subcluster: number, clusterStart: number
   const zero = ((entry.zeroMask >>> subcluster) & 1) === 1;
   if (allocated && zero) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is both allocated and zero`);
   if (allocated) {
-    if (entry.hostOffset === 0) throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in a cluster without a host offset`);
+    if (entry.kind !== 'normal') throw new Qcow2Error('CORRUPT', `Subcluster ${subcluster} at guest offset ${hex(clusterStart)} is allocated in a cluster without a host offset`);
     return 'data';
   }
   return zero ? 'zero' : 'unallocated';

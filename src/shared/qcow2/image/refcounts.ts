@@ -13,6 +13,11 @@ import { decodeRefcountTableEntry, encodeRefcountTableEntry, getRefcount, maxRef
 import { MAX_HOST_OFFSET, MAX_REFTABLE_BYTES } from '../format/limits.ts';
 import { TableCache } from './table-cache.ts';
 
+/** A cluster index from an offset that was not cluster-aligned (or past any file) must never reach refcount arithmetic. */
+function assertClusterIndex(clusterIndex: number): void {
+  if (!Number.isSafeInteger(clusterIndex) || clusterIndex < 0) throw new Qcow2Error('CORRUPT', `A refcount was asked for cluster ${clusterIndex}, which no cluster-aligned offset names`);
+}
+
 export interface RefcountLayout {
   clusterBits: number;
   refcountOrder: number;
@@ -93,6 +98,7 @@ export class Refcounts {
   }
 
   get(clusterIndex: number): number {
+    assertClusterIndex(clusterIndex);
     const tableIndex = Math.floor(clusterIndex / this.entriesPerBlock);
     const blockOffset = this.blockOffset(tableIndex);
     if (blockOffset === 0) return 0;
@@ -110,6 +116,7 @@ export class Refcounts {
   }
 
   increment(clusterIndex: number, by = 1): void {
+    assertClusterIndex(clusterIndex);
     this.ensureBlock(clusterIndex);
     const value = this.get(clusterIndex) + by;
     if (value > this.max) throw new Qcow2Error('INVALID_ARGUMENT', `Cluster ${clusterIndex} would exceed the largest refcount this image can hold (${this.max})`);
@@ -118,6 +125,7 @@ export class Refcounts {
 
   /** Schedules a decrement that takes effect only in applyPendingDecrements, after the caller's pointers are durable. */
   decrementLater(clusterIndex: number, count = 1): void {
+    assertClusterIndex(clusterIndex);
     this.pending.push({ clusterIndex, count });
   }
 

@@ -30,7 +30,12 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
     throw new Qcow2Error('CORRUPT', 'The disk is marked corrupt; check and repair it first');
   }
   if ((header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n || header.extensions.some((extension) => extension.type === EXT_DATA_FILE)) {
-    throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The disk keeps its data in an external data file, which Cowbell cannot rewrite');
+    // Its data cannot be compressed there (QEMU refuses compressed clusters with a data file), and
+    // moving it into the new file would orphan the data file a VM's configuration may name.
+    throw new Qcow2Error(
+      'UNSUPPORTED_FEATURE',
+      'The disk keeps its data in an external data file, which a compress, compact or encrypt cannot carry; convert it to a new self-contained image first (cowbell convert copies the data in)',
+    );
   }
   if (!options.dropBitmaps && header.extensions.some((extension) => extension.type === EXT_BITMAPS)) {
     throw new Qcow2Error(

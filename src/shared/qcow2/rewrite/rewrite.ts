@@ -16,6 +16,7 @@ import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
+import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
@@ -143,6 +144,9 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
     assertRewritable(image.header, { dropBitmaps, compressionType });
+    // Tables that overlap, point past the file or share a cluster beyond the refcount width would
+    // make a copy that fails its own check: refuse before writing anything, and say to repair.
+    refuseUnsoundMetadata(image, { storedRefcounts: false });
     // The copy would name itself as its backing file, and the disk would lose what it reads through it.
     if (image.backingPath !== null && (path.resolve(image.backingPath) === path.resolve(replaced) || sameFile(image.backingPath, replaced))) {
       throw new Qcow2Error('INVALID_ARGUMENT', `${target} is the backing file of ${request.source}; replacing it would lose the data the disk reads through it, so choose another name`);

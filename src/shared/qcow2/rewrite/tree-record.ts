@@ -3,7 +3,8 @@
  * marked as guesses — the new layout (zeros dropped, clusters moved) could otherwise make the
  * inference come out otherwise. The "you are here" mark names the current L1 table, which the
  * rewrite moved; it also carries that table's checksum, so it holds until the table changes.
- * Entries whose extra data holds another program's bytes are left exactly as they are.
+ * Each snapshot's note is carried over. Entries whose extra data holds another program's bytes are
+ * left exactly as they are.
  */
 import { canHoldCowbellRecord, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
@@ -46,6 +47,7 @@ function withTreeRecord(entry: SnapshotEntry, tree: TreeToKeep, activeL1: Active
     activeL1Checksum: isCurrent ? activeL1.newChecksum : undefined,
     currentSinceSec: !isCurrent ? 0 : markKept ? existing.currentSinceSec : since.sec,
     currentSinceNsec: !isCurrent ? 0 : markKept ? existing.currentSinceNsec : since.nsec,
+    note: existing?.note,
   };
   return { ...entry, extraData: withCowbellRecord(entry, record, diskSize), vmStateSizeLarge: entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32), diskSize: entry.diskSize ?? diskSize };
 }

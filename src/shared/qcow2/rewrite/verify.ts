@@ -58,7 +58,8 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
 }
 
 /**
- * The same snapshot, but for what Cowbell's tree record may add: the record itself, and QEMU's
+ * The same snapshot, but for what Cowbell's tree record may add: the record itself (the note the
+ * same), and QEMU's
  * extra-data fields (VM state size, disk size, icount) filled in where an old entry lacked them.
  */
 function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boolean {
@@ -68,8 +69,10 @@ function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boo
   if ((a.diskSize ?? diskSize) !== (b.diskSize ?? diskSize) || (a.icount ?? 0n) !== (b.icount ?? 0n)) return false;
   const known = Math.min(24, a.extraData.length);
   if (!bytesEqual(a.extraData.subarray(0, known), b.extraData.subarray(0, known))) return false;
-  // Past QEMU's fields: another program's bytes are kept exactly; Cowbell's tree record may be (re)written.
-  return !(a.extraData.length > 24 && readCowbellRecord(a) === null) || bytesEqual(a.extraData, b.extraData);
+  // Past QEMU's fields: another program's bytes are kept exactly; Cowbell's tree record may be (re)written, its note kept.
+  const record = readCowbellRecord(a);
+  if (a.extraData.length > 24 && record === null) return bytesEqual(a.extraData, b.extraData);
+  return (record?.note ?? '') === (readCowbellRecord(b)?.note ?? '');
 }
 
 /** Guest bytes of one cluster as a state sees them, and which subclusters its backing file supplies. */

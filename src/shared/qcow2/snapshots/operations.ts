@@ -7,7 +7,7 @@ import { Qcow2Image, type OpenImageOptions } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DiffResult, SnapshotTree, UsageReport } from '../model.ts';
 import { snapshotTree } from './snapshot-tree.ts';
-import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot } from './snapshots.ts';
+import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from './snapshots.ts';
 import { imageUsage } from './usage.ts';
 
 export function withImage<T>(filePath: string, access: 'read' | 'write', work: (image: Qcow2Image) => T, options: OpenImageOptions = {}): T {
@@ -43,9 +43,9 @@ export function readDiff(filePath: string, from: string, to: string, job: JobCon
   return withImage(filePath, 'read', (image) => diffStates(image, from, to, job), options);
 }
 
-export function takeSnapshot(filePath: string, name: string, job: JobContext = silentJob): { id: string; name: string } {
+export function takeSnapshot(filePath: string, name: string, job: JobContext = silentJob, note?: string): { id: string; name: string } {
   return withImage(filePath, 'write', (image) => {
-    const entry = createSnapshot(image, { name }, job);
+    const entry = createSnapshot(image, { name, note }, job);
     return { id: entry.id, name: entry.name };
   });
 }
@@ -60,4 +60,9 @@ export function removeSnapshot(filePath: string, name: string, job: JobContext =
 
 export function changeSnapshotName(filePath: string, name: string, newName: string): void {
   withImage(filePath, 'write', (image) => renameSnapshot(image, name, newName));
+}
+
+/** Sets a snapshot's note ('' clears it). */
+export function changeSnapshotNote(filePath: string, name: string, note: string): void {
+  withImage(filePath, 'write', (image) => setSnapshotNote(image, name, note));
 }

@@ -120,9 +120,10 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   const flaggedRecord = flagged ? readCowbellRecord(flagged) : null;
   const sinceSec = flaggedRecord?.currentSinceSec ?? 0;
   const sinceNsec = flaggedRecord?.currentSinceNsec ?? 0;
-  // A snapshot another program took after Cowbell marked the parent makes the mark stale.
+  // A snapshot another program took after Cowbell marked the parent makes the mark stale. Cowbell
+  // records a parent for every snapshot it takes; one it only gave a note to stays another program's.
   const foreignLater = ordered.some(
-    (entry) => readCowbellRecord(entry) === null && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
+    (entry) => entry !== flagged && readCowbellRecord(entry)?.parentKnown !== true && (entry.dateSec > sinceSec || (entry.dateSec === sinceSec && entry.dateNsec >= sinceNsec)),
   );
   const flagValid = flagged !== undefined && !foreignLater;
   const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
@@ -183,6 +184,8 @@ export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): Sn
       sharedBytes: usage.sharedBytes,
     };
     if (parent.reason !== undefined) node.parentReason = parent.reason;
+    const note = readCowbellRecord(entry)?.note;
+    if (note !== undefined && note !== '') node.note = note;
     return node;
   });
   const current = currentParent(inputs);

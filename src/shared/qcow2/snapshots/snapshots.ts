@@ -13,10 +13,11 @@
  * image after a crash in the middle.
  */
 import { Qcow2Error } from '../errors.ts';
-import { alignUp, view } from '../format/bytes.ts';
-import { canHoldCowbellRecord, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
+import { alignUp, hex, view } from '../format/bytes.ts';
+import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
+import { refuseWithExternalData } from '../image/data-file.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { findSnapshot, type L1Table, type Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -50,8 +51,11 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
     const table = image.l2Cache.get(l2Offset);
     for (let slot = 0; slot < image.l2Entries; slot++) {
       const hostOffset = standardL2HostOffset(table.view, slot * image.l2EntryBytes);
-      if (hostOffset > 0) visit(hostOffset / image.clusterBytes);
-      else if (hostOffset < 0) {
+      if (hostOffset > 0) {
+        // An unaligned offset would reach refcount arithmetic as a fractional cluster.
+        if (hostOffset % image.clusterBytes !== 0) throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned host offset ${hex(hostOffset)}`);
+        visit(hostOffset / image.clusterBytes);
+      } else if (hostOffset < 0) {
         const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
         const first = Math.floor(entry.hostOffset / image.clusterBytes);
         const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / image.clusterBytes);
@@ -83,7 +87,7 @@ function addReferences(image: Qcow2Image, references: Map<number, number>): void
   for (const [cluster, count] of references) image.refcounts.increment(cluster, count);
 }
 
-function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
+export function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
   const clusters: number[] = [];
   const count = Math.ceil((size * 8) / image.clusterBytes);
   for (let index = 0; index < count; index++) clusters.push(offset / image.clusterBytes + index);
@@ -100,7 +104,7 @@ function strippedL1Copy(source: L1Table, size: number): Uint8Array {
 }
 
 /** Allocates clusters for `bytes` (cluster-padded) and writes them; the refcount is raised first (in memory). */
-function writeNewClusters(image: Qcow2Image, bytes: Uint8Array): number {
+export function writeNewClusters(image: Qcow2Image, bytes: Uint8Array): number {
   if (bytes.length === 0) return 0;
   const padded = new Uint8Array(alignUp(bytes.length, image.clusterBytes));
   padded.set(bytes);
@@ -133,7 +137,7 @@ function endChange(image: Qcow2Image): void {
 }
 
 /** Runs a multi-step change; on failure the image is left for check --repair (leaks at worst). */
-function change<T>(image: Qcow2Image, work: () => T): T {
+export function change<T>(image: Qcow2Image, work: () => T): T {
   beginChange(image);
   const result = work();
   endChange(image);
@@ -144,7 +148,7 @@ function change<T>(image: Qcow2Image, work: () => T): T {
  * Writes `entries` as a new snapshot table and switches the header to it in one write (with
  * `headerUpdate` applied to the same write), then frees the old table.
  */
-function switchSnapshotTable(image: Qcow2Image, entries: SnapshotEntry[], headerUpdate: () => void = () => {}): void {
+export function switchSnapshotTable(image: Qcow2Image, entries: SnapshotEntry[], headerUpdate: () => void = () => {}): void {
   const bytes = serializeSnapshotTable(entries);
   const oldOffset = image.header.snapshotsOffset;
   const oldLength = image.header.snapshotCount > 0 ? image.snapshotTableBytes : 0;
@@ -202,12 +206,38 @@ export interface CreateSnapshotOptions {
   /** The parent of the current state, recorded as the new snapshot's parent (from the tree). */
   parentId?: string | null;
   now?: Date;
+  /** A description kept in Cowbell's record (format/cowbell-record.ts); refused before anything is written when too long. */
+  note?: string;
 }
 
 export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions, job: JobContext = silentJob): SnapshotEntry {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   assertNewName(image, options.name);
-  const parentBefore = options.parentId === undefined ? currentParentId(image) : null;
+  if (options.note !== undefined) encodeSnapshotNote(options.note);
+  const parentId = options.parentId === undefined ? currentParentId(image) : options.parentId;
+  /** The new snapshot table: this snapshot added, as the current state's parent. */
+  const newTable = (l1Offset: number, now: Date): SnapshotEntry[] => {
+    const entry: SnapshotEntry = {
+      l1TableOffset: l1Offset,
+      l1Size: image.l1.size,
+      id: nextSnapshotId(image),
+      name: options.name,
+      dateSec: Math.floor(now.getTime() / 1000),
+      dateNsec: (now.getTime() % 1000) * 1_000_000,
+      vmClockNsec: 0n,
+      vmStateSize32: 0,
+      vmStateSizeLarge: 0n,
+      diskSize: image.virtualSize,
+      icount: 0n,
+      extraData: newExtraData(0, image.virtualSize),
+    };
+    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
+    return markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+  };
+  // A record that would not fit QEMU's bound on extra data is refused here, before anything is written.
+  newTable(0, new Date(0));
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
     job.progress('clearing COPIED flags', 0, 3, 'steps');
@@ -223,28 +253,13 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
     image.flush();
     job.progress('writing the snapshot table', 2, 3, 'steps');
     // 3. The new table, with this snapshot as the current state's parent.
-    const now = options.now ?? new Date();
-    const entry: SnapshotEntry = {
-      l1TableOffset: l1Offset,
-      l1Size: image.l1.size,
-      id: nextSnapshotId(image),
-      name: options.name,
-      dateSec: Math.floor(now.getTime() / 1000),
-      dateNsec: (now.getTime() % 1000) * 1_000_000,
-      vmClockNsec: 0n,
-      vmStateSize32: 0,
-      vmStateSizeLarge: 0n,
-      diskSize: image.virtualSize,
-      icount: 0n,
-      extraData: newExtraData(0, image.virtualSize),
-    };
-    const parentId = options.parentId === undefined ? parentBefore : options.parentId;
-    const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false });
-    const entries = markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
+    const entries = newTable(l1Offset, options.now ?? new Date());
     switchSnapshotTable(image, entries);
     image.flush();
     job.progress('done', 3, 3, 'steps');
-    return entries[entries.length - 1] ?? recorded;
+    const created = entries[entries.length - 1];
+    if (created === undefined) throw new Qcow2Error('INTERNAL', 'The new snapshot table is empty');
+    return created;
   });
 }
 
@@ -277,12 +292,16 @@ function clearCopiedFlags(image: Qcow2Image, l1: L1Table, isActive: boolean): vo
 
 export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const diskSize = snapshot.diskSize ?? image.virtualSize;
   const needed = Math.ceil(diskSize / (image.l2Entries * image.clusterBytes));
   const newSize = Math.max(snapshotL1.size, needed);
   const references = referencesToAdd(image, snapshotL1, job);
+  // The mark the snapshot's record gains must fit QEMU's bound on extra data: refused before anything is written.
+  markCurrentParent(image, image.snapshots, snapshot.id, image.l1);
   change(image, () => {
     job.progress('copying the snapshot\'s L1 table', 0, 3, 'steps');
     // 0. The snapshot's L2 tables are about to be shared with the active state: COPIED flags in
@@ -318,23 +337,26 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
 
 export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
   image.assertWritable();
+  refuseWithExternalData(image.header, 'internal snapshots');
+  image.validateForChange();
   const snapshot = findSnapshot(image, nameOrId);
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const removedRecord = recordOf(snapshot);
+  // Children of the deleted snapshot now descend from its parent. (Computed before anything is
+  // written: a record that would outgrow QEMU's bound on extra data is refused here.)
+  const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
+  let entries = image.snapshots
+    .filter((entry) => entry !== snapshot)
+    .map((entry) => {
+      const record = recordOf(entry);
+      if (record?.parentKnown && record.parentId === snapshot.id) {
+        return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
+      }
+      return entry;
+    });
+  if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
   change(image, () => {
     job.progress('writing the snapshot table', 0, 3, 'steps');
-    // Children of the deleted snapshot now descend from its parent.
-    const grandparent = removedRecord?.parentKnown ? removedRecord.parentId : null;
-    let entries = image.snapshots
-      .filter((entry) => entry !== snapshot)
-      .map((entry) => {
-        const record = recordOf(entry);
-        if (record?.parentKnown && record.parentId === snapshot.id) {
-          return grandparent !== null ? withRecord(image, entry, { parentId: grandparent }) : withRecord(image, entry, { parentKnown: false, parentId: '' });
-        }
-        return entry;
-      });
-    if (removedRecord?.currentParent && grandparent !== null) entries = markCurrentParent(image, entries, grandparent, image.l1);
     switchSnapshotTable(image, entries);
     job.progress('releasing the snapshot\'s clusters', 1, 3, 'steps');
     // Past the commit point a cancel cannot bring the snapshot back: finish, so nothing is left dirty.
@@ -379,9 +401,30 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   const snapshot = findSnapshot(image, nameOrId);
   if (snapshot.name === newName) return;
   assertNewName(image, newName);
+  image.validateForChange();
   change(image, () => {
     const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
     switchSnapshotTable(image, entries);
+    image.flush();
+  });
+}
+
+/**
+ * Sets the snapshot's note ('' clears it) in Cowbell's record: a new snapshot table and one header
+ * write, as a rename. Refused before anything is written when the note is too long or the entry's
+ * extra data belongs to another program.
+ */
+export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: string): void {
+  image.assertWritable();
+  const snapshot = findSnapshot(image, nameOrId);
+  if (!canHoldCowbellRecord(snapshot)) {
+    throw new Qcow2Error('FOREIGN_EXTRA_DATA', `Snapshot "${snapshot.name}" carries another program's data where Cowbell would keep its note; it is left as it is`);
+  }
+  if ((recordOf(snapshot)?.note ?? '') === note) return;
+  const updated = withRecord(image, snapshot, { note });
+  image.validateForChange();
+  change(image, () => {
+    switchSnapshotTable(image, image.snapshots.map((entry) => (entry === snapshot ? updated : entry)));
     image.flush();
   });
 }

@@ -54,6 +54,7 @@ export class RefcountLookup {
 export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: RefcountLookup, marks: Uint8Array | null): TableUsage {
   const usage: TableUsage = { dataBytes: 0, ownDataBytes: 0 };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (image.externalData) return externalDataUsage(image, view);
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
   const wordsPerEntry = image.l2EntryBytes / 4;
   const clusterBytes = image.clusterBytes;
@@ -98,4 +99,18 @@ export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: Re
     if (own) usage.ownDataBytes += entry.bytes;
   }
   return usage;
+}
+
+/**
+ * An L2 table of an image whose guest clusters live in an external data file: each allocated
+ * cluster is there (host offset 0 included: its COPIED flag tells it from an empty entry) with an
+ * implicit refcount of 1, so its own; nothing in the qcow2 file is data.
+ */
+function externalDataUsage(image: Qcow2Image, table: DataView): TableUsage {
+  let dataBytes = 0;
+  for (let slot = 0; slot < image.l2Entries; slot++) {
+    const entry = decodeL2(table, slot * image.l2EntryBytes, image.l2Format);
+    if (entry.kind === 'normal' || (entry.kind === 'zero' && entry.hostOffset !== 0)) dataBytes += image.clusterBytes;
+  }
+  return { dataBytes, ownDataBytes: dataBytes };
 }

@@ -1,0 +1,51 @@
+import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
+import { isImageFormat } from '../../shared/qcow2/image/image-format.ts';
+import { runStepsYielding } from '../../shared/qcow2/steps.ts';
+import { flag, option } from '../args.ts';
+import { progressPrinter, runCancellably } from '../cancellable-job.ts';
+import { EXIT_OK, UsageError, type Command } from '../command.ts';
+
+/**
+ * `cowbell rebase -b NEW [-F FMT] [-u] IMAGE`, as `qemu-img rebase`: safe mode copies into the
+ * overlay whatever the old and new backing chains read differently, so the guest sees the same
+ * disk; -u only rewrites the header. `-b ""` leaves the overlay without a backing file. Without
+ * -F the new file's format is detected (qemu-img 7.2 asks for -F instead).
+ */
+export const rebase: Command = {
+  name: 'rebase',
+  summary: 'give an overlay another backing file, keeping its guest data (-u: header only)',
+  usage: '[-f qcow2] -b NEW [-F qcow2|raw] [-u] [-p] [-q] IMAGE',
+  options: {
+    format: { type: 'string', short: 'f' },
+    backing: { type: 'string', short: 'b' },
+    'backing-format': { type: 'string', short: 'F' },
+    unsafe: { type: 'boolean', short: 'u' },
+    progress: { type: 'boolean', short: 'p' },
+    quiet: { type: 'boolean', short: 'q' },
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 1, max: 1 },
+  async run(args, io) {
+    const format = option(args, 'format');
+    if (format !== undefined && format !== 'qcow2') throw new UsageError(`rebase: only a qcow2 overlay can be rebased, not ${format}`);
+    const backing = option(args, 'backing');
+    if (backing === undefined) throw new UsageError('rebase: give the new backing file with -b (-b "" for none)');
+    const backingFormat = option(args, 'backing-format');
+    if (backingFormat !== undefined && !isImageFormat(backingFormat)) throw new UsageError(`rebase: backing format must be qcow2 or raw, not ${backingFormat}`);
+    const image = args.positionals[0] ?? '';
+    const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
+    try {
+      await runCancellably(
+        async (job) =>
+          runStepsYielding(
+            rebaseSteps({ image, backingFile: backing === '' ? null : backing, ...(backingFormat !== undefined ? { backingFormat } : {}), unsafe: flag(args, 'unsafe') }, job),
+          ),
+        showProgress ? progressPrinter(io) : () => {},
+        'Cancelled; the overlay still names its old backing file and reads as before',
+      );
+    } finally {
+      if (showProgress) io.err('\n');
+    }
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,45 @@
+/**
+ * Which layer of a backing chain gives each guest byte: the topmost image (of those given, top
+ * first) that allocates it, as data or as zeros. What `qemu-img commit` copies and what rebase
+ * leaves to the backing files are both read from this.
+ */
+import type { Qcow2Image } from '../image/image.ts';
+import { visitLayerRuns } from '../image/layer-runs.ts';
+
+/** data: some layer stores bytes there (plain or compressed); zero: the topmost that allocates it reads zeros; unallocated: none of the layers does. */
+export type ChainRunKind = 'data' | 'zero' | 'unallocated';
+
+export type ChainRunVisitor = (guestOffset: number, length: number, kind: ChainRunKind) => void;
+
+/** Visits [start, end) in order, adjacent runs of one kind merged. Past a lower layer's end its bytes read as zeros (QEMU's rule). */
+export function visitAllocationAbove(layers: readonly Qcow2Image[], start: number, end: number, visit: ChainRunVisitor): void {
+  let pending: { start: number; length: number; kind: ChainRunKind } | null = null;
+  const emit: ChainRunVisitor = (guestOffset, length, kind) => {
+    if (length <= 0) return;
+    if (pending !== null && pending.kind === kind && pending.start + pending.length === guestOffset) pending.length += length;
+    else {
+      if (pending !== null) visit(pending.start, pending.length, pending.kind);
+      pending = { start: guestOffset, length, kind };
+    }
+  };
+  visitLayers(layers, 0, start, end, emit);
+  const last = pending as { start: number; length: number; kind: ChainRunKind } | null;
+  if (last !== null) visit(last.start, last.length, last.kind);
+}
+
+function visitLayers(layers: readonly Qcow2Image[], depth: number, start: number, end: number, visit: ChainRunVisitor): void {
+  const layer = layers[depth];
+  if (layer === undefined) {
+    visit(start, end - start, 'unallocated');
+    return;
+  }
+  // Below the top, a layer shorter than the disk reads zeros past its end.
+  const layerEnd = depth === 0 ? end : Math.min(end, Math.max(start, layer.virtualSize));
+  if (layerEnd > start) {
+    visitLayerRuns(layer, layer.l1, start, layerEnd, (guestOffset, length, kind) => {
+      if (kind === 'unallocated') visitLayers(layers, depth + 1, guestOffset, guestOffset + length, visit);
+      else visit(guestOffset, length, kind === 'zero' ? 'zero' : 'data');
+    });
+  }
+  if (layerEnd < end) visit(layerEnd, end - layerEnd, 'zero');
+}

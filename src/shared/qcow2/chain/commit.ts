@@ -1,0 +1,224 @@
+/**
+ * `qemu-img commit`: the data an overlay (and, with a base further down, every file between)
+ * allocates is written into the backing file, then — by default, and only when the base is the
+ * overlay's own backing file — the overlay is emptied so it reads everything from the backing file.
+ * `keepOverlay` is qemu-img's -d; a base further down implies it, as in qemu-img (the files between
+ * still hold their data).
+ *
+ * Crash safety: the backing file receives everything and is flushed before the overlay changes at
+ * all, so a crash at any point leaves the overlay's guest data as it was: while the backing file
+ * is being written, the overlay still holds every byte it covers; while the overlay is emptied,
+ * the backing file already holds the same bytes. Each file keeps the engine's own write order
+ * (image.ts flush) for its metadata.
+ */
+import * as path from 'node:path';
+import { Qcow2Error } from '../errors.ts';
+import type { BlockFile } from '../io/block-file.ts';
+import { alignedBytes } from '../io/aligned-bytes.ts';
+import { coalescing } from '../io/coalescing-file.ts';
+import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
+import { visitLayerRuns } from '../image/layer-runs.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import type { Steps } from '../steps.ts';
+import { visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
+import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
+import { backingLink, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
+
+export interface CommitRequest {
+  /** The overlay whose data goes down. */
+  image: string;
+  /** The file to commit into (qemu-img -b): a file of the chain, by path; default the overlay's backing file. */
+  base?: string;
+  /** Leave the overlay as it is (qemu-img -d). */
+  keepOverlay?: boolean;
+  /** Tests: the files (fault-injecting ones for the crash tests). */
+  openFile?: OpenFile;
+}
+
+export interface CommitResult {
+  /** The file written into. */
+  base: string;
+  /** Guest bytes written into it (data and zeros). */
+  committedBytes: number;
+  /** Whether the overlay was emptied. */
+  emptied: boolean;
+}
+
+/** Guest bytes read and written per step. */
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+/** Where commit writes: a qcow2 image (guest writes) or a raw file. */
+interface BaseWriter extends GuestReader {
+  readonly virtualSize: number;
+  write(data: Uint8Array, guestOffset: number): void;
+  writeZeroes(guestOffset: number, length: number): void;
+  flush(): void;
+  close(): void;
+}
+
+export function* commitSteps(request: CommitRequest, job: JobContext = silentJob): Steps<CommitResult> {
+  const openFile = request.openFile ?? defaultOpenFile;
+  const opened: Qcow2Image[] = [];
+  let base: BaseWriter | null = null;
+  try {
+    const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: true, readOnly: request.keepOverlay === true });
+    opened.push(top);
+    refuseEncrypted(top);
+    // The files above the base, top first, each linked to the next for reads.
+    const layers: Qcow2Image[] = [top];
+    const chain = [request.image];
+    let link = backingLink(top, openFile);
+    if (link === null) throw new Qcow2Error('INVALID_ARGUMENT', `${request.image} has no backing file to commit into`);
+    const wanted = request.base === undefined ? null : path.resolve(request.base);
+    while (wanted !== null && path.resolve(link.path) !== wanted) {
+      refuseLoop(chain, link.path);
+      if (link.format !== 'qcow2') throw new Qcow2Error('INVALID_ARGUMENT', `${request.base ?? ''} is not in the backing chain of ${request.image}`);
+      const file = openMissingAware(link.path, true, openFile);
+      const layer = openLayer(file);
+      opened.push(layer);
+      refuseEncrypted(layer);
+      const above = layers.at(-1);
+      if (above !== undefined) above.backing = layer;
+      layers.push(layer);
+      chain.push(link.path);
+      const next = backingLink(layer, openFile);
+      if (next === null) throw new Qcow2Error('INVALID_ARGUMENT', `${request.base ?? ''} is not in the backing chain of ${request.image}`);
+      link = next;
+    }
+    refuseLoop(chain, link.path);
+    base = openBase(link.path, link.format, openFile, chain);
+    if (top.virtualSize > base.virtualSize) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${link.path} is smaller (${base.virtualSize} bytes) than ${request.image} (${top.virtualSize} bytes): grow it first (cowbell resize)`);
+    }
+    const emptying = request.keepOverlay !== true && layers.length === 1;
+    refuseChangingSnapshots(snapshotsThatWouldChange(top, base, committedView(top), (hole) => committedRanges(layers, hole), job), 'This commit');
+    const committedBytes = yield* copyDown(layers, base, job);
+    base.flush();
+    if (emptying) yield* emptyOverlay(top, job);
+    return { base: link.path, committedBytes, emptied: emptying };
+  } finally {
+    // Each layer closes alone: the links between them were this operation's, not theirs.
+    for (const layer of opened) layer.backing = null;
+    for (const layer of opened.reverse()) layer.close();
+    base?.close();
+  }
+}
+
+function openLayer(file: BlockFile): Qcow2Image {
+  try {
+    return Qcow2Image.openFile(file, { readOnly: true, openBacking: false, refuseInUse: true });
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+}
+
+function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[]): BaseWriter {
+  if (format === 'raw') {
+    const file = coalescing(openMissingAware(basePath, false, openFile));
+    const virtualSize = file.size();
+    return {
+      virtualSize,
+      readInto: (target, guestOffset) => {
+        const count = guestOffset < virtualSize ? file.read(target, guestOffset) : 0;
+        if (count < target.length) target.fill(0, count);
+      },
+      write: (data, guestOffset) => file.write(data, guestOffset),
+      writeZeroes: (guestOffset, length) => {
+        const zeros = new Uint8Array(Math.min(length, CHUNK_BYTES));
+        for (let done = 0; done < length; done += zeros.length) file.write(zeros.subarray(0, Math.min(zeros.length, length - done)), guestOffset + done);
+      },
+      flush: () => file.flush(),
+      close: () => file.close(),
+    };
+  }
+  const file = coalescing(openMissingAware(basePath, false, openFile));
+  let image: Qcow2Image;
+  try {
+    // Its own backing chain opens for reads (a partial cluster written into it is completed from
+    // below), with the files above it counted in, so that a chain looping back up fails as a loop.
+    image = Qcow2Image.openFile(file, { openFile, refuseInUse: true, chain: [...chainAbove, basePath] });
+  } catch (error) {
+    file.close();
+    throw error;
+  }
+  try {
+    refuseEncrypted(image);
+    image.assertWritable();
+  } catch (error) {
+    image.close();
+    throw error;
+  }
+  return image;
+}
+
+/** What the base will read once the commit is done (the top's current disk): a reader over the top that does not close it. */
+function committedView(top: Qcow2Image): GuestReader {
+  return { virtualSize: top.virtualSize, readInto: (target, guestOffset) => top.readInto(target, guestOffset), close: () => {} };
+}
+
+/**
+ * The parts of a snapshot's hole (of the top) that the commit changes below it: where the files
+ * between the top and the base allocate nothing (the snapshot reads the base there) and some file
+ * above the base allocates something (the commit writes there).
+ */
+function committedRanges(layers: readonly Qcow2Image[], hole: GuestRange): GuestRange[] {
+  const ranges: GuestRange[] = [];
+  visitAllocationAbove(layers.slice(1), hole.start, hole.start + hole.length, (start, length, kind) => {
+    if (kind !== 'unallocated') return;
+    visitAllocationAbove(layers.slice(0, 1), start, start + length, (from, size, above) => {
+      if (above !== 'unallocated') ranges.push({ start: from, length: size });
+    });
+  });
+  return ranges;
+}
+
+/** Phase 1: everything the layers allocate, written into the base, chunk by chunk. */
+function* copyDown(layers: readonly Qcow2Image[], base: BaseWriter, job: JobContext): Steps<number> {
+  const top = layers[0];
+  if (top === undefined) return 0;
+  const virtualSize = top.virtualSize;
+  const buffer = alignedBytes(CHUNK_BYTES);
+  let committed = 0;
+  for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
+    job.throwIfCancelled();
+    const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
+    const runs: { start: number; length: number; kind: ChainRunKind }[] = [];
+    visitAllocationAbove(layers, chunkStart, chunkEnd, (start, length, kind) => runs.push({ start, length, kind }));
+    for (const run of runs) {
+      if (run.kind === 'unallocated') continue;
+      if (run.kind === 'zero') base.writeZeroes(run.start, run.length);
+      else {
+        const data = buffer.subarray(0, run.length);
+        top.readInto(data, run.start);
+        base.write(data, run.start);
+      }
+      committed += run.length;
+    }
+    job.progress('commit', chunkEnd, virtualSize);
+    yield;
+  }
+  return committed;
+}
+
+/** Phase 2: every cluster the overlay allocates becomes unallocated (QEMU's full discard). */
+function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
+  const clusterBytes = top.clusterBytes;
+  for (let chunkStart = 0; chunkStart < top.virtualSize; chunkStart += CHUNK_BYTES) {
+    const chunkEnd = Math.min(top.virtualSize, chunkStart + CHUNK_BYTES);
+    const allocated: { start: number; end: number }[] = [];
+    visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
+      if (kind === 'unallocated') return;
+      const from = Math.floor(start / clusterBytes) * clusterBytes;
+      const to = Math.min(top.virtualSize, Math.ceil((start + length) / clusterBytes) * clusterBytes);
+      const last = allocated.at(-1);
+      if (last !== undefined && last.end >= from) last.end = Math.max(last.end, to);
+      else allocated.push({ start: from, end: to });
+    });
+    for (const range of allocated) top.deallocate(range.start, range.end - range.start);
+    job.progress('empty overlay', chunkEnd, top.virtualSize);
+    yield;
+  }
+  top.flush();
+}

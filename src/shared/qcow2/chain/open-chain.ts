@@ -1,0 +1,62 @@
+/**
+ * Opening the files of a backing chain one by one, each without its own backing (the caller links
+ * them), for the operations that change a chain: commit writes into a lower file while reading the
+ * upper ones, which the ordinary open (each image opening its whole chain) cannot do — it would
+ * hold every lower file open for reading.
+ */
+import * as path from 'node:path';
+import { Qcow2Error } from '../errors.ts';
+import { backingFormat } from '../format/header.ts';
+import { MAX_BACKING_CHAIN } from '../format/limits.ts';
+import type { BlockFile } from '../io/block-file.ts';
+import { defaultOpenFile, resolveBackingPath, type Qcow2Image } from '../image/image.ts';
+import { probeFormat, type ImageFormat } from '../image/image-format.ts';
+
+export type OpenFile = (filePath: string, readOnly: boolean) => BlockFile;
+
+/** A file of the chain below an image: where it is and in which format the image above names it. */
+export interface ChainLink {
+  path: string;
+  name: string;
+  format: ImageFormat;
+}
+
+/** The backing file `image` names, or null; BACKING_NOT_FOUND when it is missing. */
+export function backingLink(image: Qcow2Image, openFile: OpenFile = defaultOpenFile): ChainLink | null {
+  const name = image.header.backingFile;
+  if (name === null) return null;
+  const backingPath = resolveBackingPath(image.file.path, name);
+  const declared = backingFormat(image.header);
+  if (declared !== null && declared !== 'qcow2' && declared !== 'raw') throw new Qcow2Error('UNSUPPORTED_FEATURE', `Backing file format ${declared} is not supported (qcow2 and raw are)`);
+  let format: ImageFormat | null = declared;
+  if (format === null) {
+    const file = openMissingAware(backingPath, true, openFile);
+    try {
+      format = probeFormat(file);
+    } finally {
+      file.close();
+    }
+  }
+  return { path: backingPath, name, format };
+}
+
+/** Opens a file of the chain, saying which backing file is missing rather than NOT_FOUND. */
+export function openMissingAware(filePath: string, readOnly: boolean, openFile: OpenFile = defaultOpenFile): BlockFile {
+  try {
+    return openFile(filePath, readOnly);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${filePath} does not exist`, { cause: error });
+    throw error;
+  }
+}
+
+/** Fails with CORRUPT when `next` is already in the chain (a loop) or the chain is too long. */
+export function refuseLoop(chain: readonly string[], next: string): void {
+  if (chain.some((entry) => path.resolve(entry) === path.resolve(next))) throw new Qcow2Error('CORRUPT', `The backing chain loops back to ${next}`);
+  if (chain.length + 1 > MAX_BACKING_CHAIN) throw new Qcow2Error('CORRUPT', `The backing chain is longer than ${MAX_BACKING_CHAIN} images`);
+}
+
+/** Encrypted layers are refused by the chain operations for now (each would need its passphrase). */
+export function refuseEncrypted(image: Qcow2Image): void {
+  if (image.header.cryptMethod !== 0) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${image.file.path} is encrypted: commit and rebase do not handle encrypted files yet`);
+}

@@ -1,0 +1,204 @@
+/**
+ * `qemu-img rebase`: an overlay is given another backing file (or none). In safe mode (the
+ * default) the guest keeps seeing the same data: wherever the overlay allocates nothing and the old
+ * backing chain and the new one read differently, the old chain's bytes are first copied into the
+ * overlay; only then does the header name the new file. Unsafe mode (-u) only rewrites the header,
+ * for when the data has moved (a renamed or copied backing file).
+ *
+ * Crash safety: until the header switches, the overlay still reads through the old chain, and
+ * what is copied in is exactly what that chain showed, so a crash leaves the guest data as before;
+ * the switch itself is one write after the new name is durable (backing-header.ts), so a crash
+ * leaves the old or the new backing file named, and either reads the same.
+ */
+import * as path from 'node:path';
+import { Qcow2Error } from '../errors.ts';
+import { alignedBytes } from '../io/aligned-bytes.ts';
+import { coalescing } from '../io/coalescing-file.ts';
+import { bytesEqual, isAllZero } from '../format/zeroes.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
+import { RawImage } from '../image/raw-image.ts';
+import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
+import { visitLayerRuns } from '../image/layer-runs.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import type { Steps } from '../steps.ts';
+import { visitAllocationAbove } from './allocation-above.ts';
+import { assertBackingName, switchBackingFile } from './backing-header.ts';
+import { readBackingChain } from './chain.ts';
+import { refuseEncrypted, type OpenFile } from './open-chain.ts';
+import { refuseChangingSnapshots, snapshotsThatWouldChange } from './snapshot-exposure.ts';
+
+export interface RebaseRequest {
+  image: string;
+  /** The new backing file's name as the header will record it (relative to the image's folder, as QEMU resolves it), or null for none. */
+  backingFile: string | null;
+  /** Its format; detected from the file when absent (qemu-img 7.2 asks for -F instead). */
+  backingFormat?: ImageFormat;
+  /** qemu-img -u: the header only, no data compared or copied. */
+  unsafe?: boolean;
+  /** Tests: the overlay's file (a fault-injecting one for the crash tests). */
+  openFile?: OpenFile;
+}
+
+export interface RebaseResult {
+  /** Guest bytes copied into the overlay because the two chains read them differently. */
+  copiedBytes: number;
+  /** Guest bytes compared. */
+  comparedBytes: number;
+}
+
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob): Steps<RebaseResult> {
+  const openFile = request.openFile ?? defaultOpenFile;
+  // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
+  // Data copied into new clusters goes out in long writes (coalescing-file.ts).
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly)), openBacking: request.unsafe !== true, refuseInUse: true });
+  try {
+    return yield* rebaseOpenImage(top, request, job);
+  } finally {
+    top.close();
+  }
+}
+
+/**
+ * The rebase of an image already open for writing (with its old backing chain open for reads,
+ * unless unsafe): what rebaseSteps does once it has opened it; the crash tests call it on a
+ * fault-injecting file.
+ */
+export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, 'image' | 'openFile'>, job: JobContext = silentJob): Steps<RebaseResult> {
+  if (request.backingFile !== null) assertBackingName(request.backingFile);
+  const imagePath = top.file.path;
+  const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
+  if (newPath !== null) refuseChainThrough(newPath, imagePath);
+  const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
+  top.assertWritable();
+  let result: RebaseResult = { copiedBytes: 0, comparedBytes: 0 };
+  if (request.unsafe !== true) {
+    refuseEncrypted(top);
+    if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
+    const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
+    try {
+      const between = newPath === null ? null : layersAbove(top, newPath);
+      // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
+      refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
+      result = yield* copyDifferences(top, newChain, between, job);
+    } finally {
+      newChain?.close();
+    }
+    top.flush();
+  }
+  switchBackingFile(top, request.backingFile, format);
+  return result;
+}
+
+function detectNewFormat(newPath: string, unsafe: boolean): ImageFormat {
+  try {
+    return detectFormat(newPath);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') {
+      if (unsafe) throw new Qcow2Error('INVALID_ARGUMENT', `${newPath} does not exist: give its format (-F qcow2 or -F raw) to name it anyway`, { cause: error });
+      throw new Qcow2Error('BACKING_NOT_FOUND', `The new backing file ${newPath} does not exist`, { cause: error });
+    }
+    throw error;
+  }
+}
+
+/** A new backing file whose own chain leads back to the image would make a loop. */
+function refuseChainThrough(newPath: string, imagePath: string): void {
+  const target = path.resolve(imagePath);
+  // The image itself is not opened again: it is open for writing here, and a reader would wait for it.
+  const chain = readBackingChain(newPath, { stopAt: imagePath });
+  if (chain.files.some((file) => path.resolve(file.path) === target)) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${newPath} is ${imagePath} or has it in its own backing chain: the chain would loop`);
+  }
+}
+
+function openNewChain(newPath: string, format: ImageFormat): GuestReader {
+  try {
+    return openGuestReader(newPath, format, { refuseInUse: true });
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The new backing file ${newPath} does not exist`, { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * When the new backing file is in the old chain, the files between it and the overlay (top
+ * first); null when it is not (or a layer is not a qcow2 image). Only what those files allocate
+ * can read differently, so only that needs comparing — qemu-img's shortcut too.
+ */
+function layersAbove(top: Qcow2Image, newPath: string): Qcow2Image[] | null {
+  const target = path.resolve(newPath);
+  const layers: Qcow2Image[] = [];
+  let reader = top.backing;
+  while (reader instanceof Qcow2Image) {
+    if (path.resolve(reader.file.path) === target) return layers;
+    layers.push(reader);
+    reader = reader.backing;
+  }
+  if (reader instanceof RawImage && path.resolve(reader.file.path) === target) return layers;
+  return null;
+}
+
+/** The parts of a hole of the overlay that may read differently: where `between` allocates anything, or all of it. */
+function rangesToCompare(between: readonly Qcow2Image[] | null, start: number, length: number): { start: number; length: number }[] {
+  if (between === null) return [{ start, length }];
+  const ranges: { start: number; length: number }[] = [];
+  visitAllocationAbove(between, start, start + length, (from, size, kind) => {
+    if (kind !== 'unallocated') ranges.push({ start: from, length: size });
+  });
+  return ranges;
+}
+
+/** Where the overlay allocates nothing, the old chain's bytes go into it wherever the new chain's differ. */
+function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between: readonly Qcow2Image[] | null, job: JobContext): Steps<RebaseResult> {
+  const oldChain = top.backing;
+  const virtualSize = top.virtualSize;
+  const oldBuffer = alignedBytes(CHUNK_BYTES);
+  const newBuffer = alignedBytes(CHUNK_BYTES);
+  const result: RebaseResult = { copiedBytes: 0, comparedBytes: 0 };
+  const clusterBytes = top.clusterBytes;
+  for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
+    job.throwIfCancelled();
+    const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
+    const holes: { start: number; length: number }[] = [];
+    visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
+      if (kind !== 'unallocated') return;
+      for (const range of rangesToCompare(between, start, length)) {
+        const last = holes.at(-1);
+        if (last !== undefined && last.start + last.length === range.start) last.length += range.length;
+        else holes.push(range);
+      }
+    });
+    for (const hole of holes) {
+      const oldBytes = oldBuffer.subarray(0, hole.length);
+      const newBytes = newBuffer.subarray(0, hole.length);
+      readOrZeros(oldChain, oldBytes, hole.start);
+      readOrZeros(newChain, newBytes, hole.start);
+      result.comparedBytes += hole.length;
+      // Cluster by cluster (the overlay's unit of allocation): a cluster that differs anywhere is copied whole.
+      for (let pieceStart = hole.start; pieceStart < hole.start + hole.length; ) {
+        const pieceEnd = Math.min(hole.start + hole.length, (Math.floor(pieceStart / clusterBytes) + 1) * clusterBytes);
+        const from = pieceStart - hole.start;
+        const to = pieceEnd - hole.start;
+        const oldPiece = oldBytes.subarray(from, to);
+        if (!bytesEqual(oldPiece, newBytes.subarray(from, to))) {
+          const whole = pieceStart % clusterBytes === 0 && (to - from === clusterBytes || pieceEnd === virtualSize);
+          if (whole && top.version === 3 && isAllZero(oldPiece)) top.writeZeroes(pieceStart, pieceEnd - pieceStart);
+          else top.write(oldPiece, pieceStart);
+          result.copiedBytes += pieceEnd - pieceStart;
+        }
+        pieceStart = pieceEnd;
+      }
+    }
+    job.progress('rebase', chunkEnd, virtualSize);
+    yield;
+  }
+  return result;
+}
+
+function readOrZeros(reader: GuestReader | null, target: Uint8Array, guestOffset: number): void {
+  if (reader === null || guestOffset >= reader.virtualSize) target.fill(0);
+  else reader.readInto(target, guestOffset);
+}

@@ -1,0 +1,219 @@
+/**
+ * The up-front validation of an in-place change (issue 21): before its first write, every
+ * reference a change may follow — the refcount table and its blocks, the active and every
+ * snapshot's L1 and L2 tables, the clusters they name — must be aligned, inside the file, play one
+ * role only, and have a stored refcount at least the number of references to it. Allocation takes
+ * refcount 0 to mean free, a drop below the true count frees a cluster still in use, and an
+ * unaligned or out-of-range offset would reach refcount arithmetic as a fractional or unreachable
+ * cluster: any of these refuses the change with CORRUPT before anything is written. A leak (a
+ * stored refcount above the count) is harmless and allowed, as QEMU allows it.
+ */
+import { Qcow2Error } from '../errors.ts';
+import { hex, isAligned } from '../format/bytes.ts';
+import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
+import { decodeL2, type L2Format } from '../format/entries.ts';
+import { EXT_CRYPTO_HEADER, findExtension, type Header } from '../format/header.ts';
+import { INCOMPAT_DATA_FILE } from '../format/limits.ts';
+import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import type { Refcounts } from './refcounts.ts';
+import type { TableCache } from './table-cache.ts';
+
+/** An L1 table as the image holds it. */
+interface L1Like {
+  offset: number;
+  size: number;
+  bytes: Uint8Array;
+  view: DataView;
+}
+
+/** What the validation reads of an open image (Qcow2Image, without importing it). */
+export interface ChangeSubject {
+  readonly clusterBytes: number;
+  readonly l2Format: L2Format;
+  readonly l2EntryBytes: number;
+  readonly l2Entries: number;
+  readonly l1: L1Like;
+  readonly snapshots: readonly SnapshotEntry[];
+  readonly snapshotTableBytes: number;
+  readonly header: Header;
+  readonly refcounts: Refcounts;
+  readonly l2Cache: TableCache;
+  readonly file: { size(): number };
+  l2OffsetAt(l1: L1Like, l1Index: number): number;
+  loadSnapshotL1(snapshot: SnapshotEntry): L1Like;
+}
+
+export const REPAIR_ADVICE = 'the image is damaged and was not changed: check and repair it first (cowbell check -r all, or Check in the app)';
+
+const HEADER = 1;
+const REFCOUNT_TABLE = 2;
+const REFCOUNT_BLOCK = 3;
+const SNAPSHOT_TABLE = 4;
+/** Other metadata the header names: the LUKS area (header and key material). */
+const OTHER = 8;
+const L1 = 5;
+const L2 = 6;
+const DATA = 7;
+const ROLE_WORDS = ['', 'the header', 'the refcount table', 'a refcount block', 'the snapshot table', 'an L1 table', 'an L2 table', 'guest data', 'the LUKS area'];
+/** Roles several references may share: an L1 table (two snapshots), an L2 table or data (snapshots). */
+const SHARABLE = new Set([L1, L2, DATA]);
+
+function refuse(problem: string): never {
+  throw new Qcow2Error('CORRUPT', `${problem}; ${REPAIR_ADVICE}`);
+}
+
+/** Up to this many clusters in the file, the tally is one typed array (4 bytes a cluster); past it, a map. */
+const ARRAY_TALLY_CLUSTERS = 2 ** 24;
+const ROLE_BITS = 4;
+
+/** Per cluster: the references to it and what it is used as, packed as `count << ROLE_BITS | role`. */
+class Tally {
+  private readonly array: Uint32Array | null;
+  private readonly map: Map<number, number> | null;
+
+  constructor(clusters: number) {
+    this.array = clusters <= ARRAY_TALLY_CLUSTERS ? new Uint32Array(clusters) : null;
+    this.map = this.array === null ? new Map() : null;
+  }
+
+  get(cluster: number): number {
+    return this.array !== null ? (this.array[cluster] ?? 0) : (this.map?.get(cluster) ?? 0);
+  }
+
+  set(cluster: number, value: number): void {
+    if (this.array !== null) this.array[cluster] = value;
+    else this.map?.set(cluster, value);
+  }
+
+  /** Every referenced cluster and its reference count. */
+  *counts(): Generator<[number, number]> {
+    if (this.array !== null) {
+      for (let cluster = 0; cluster < this.array.length; cluster++) {
+        const value = this.array[cluster] ?? 0;
+        if (value !== 0) yield [cluster, value >>> ROLE_BITS];
+      }
+    } else if (this.map !== null) {
+      for (const [cluster, value] of this.map) yield [cluster, value >>> ROLE_BITS];
+    }
+  }
+}
+
+/** The expected refcount of every referenced cluster, and what each is used as. */
+class References {
+  private readonly tally: Tally;
+  private readonly fileClusters: number;
+  private readonly clusterBytes: number;
+
+  constructor(fileBytes: number, clusterBytes: number) {
+    this.clusterBytes = clusterBytes;
+    this.fileClusters = Math.ceil(fileBytes / clusterBytes);
+    this.tally = new Tally(this.fileClusters);
+  }
+
+  /** One reference to the clusters of [offset, offset + bytes), in `role`. */
+  add(offset: number, bytes: number, role: number, what: string): void {
+    if (!isAligned(offset, this.clusterBytes) && role !== DATA) refuse(`${what} at ${hex(offset)} is not cluster-aligned`);
+    const first = Math.floor(offset / this.clusterBytes);
+    const end = Math.ceil((offset + Math.max(bytes, 1)) / this.clusterBytes);
+    if (end > this.fileClusters) refuse(`${what} at ${hex(offset)} lies past the end of the file`);
+    for (let cluster = first; cluster < end; cluster++) {
+      const value = this.tally.get(cluster);
+      const had = value & ((1 << ROLE_BITS) - 1);
+      if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${what} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
+      // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
+      if (value >>> ROLE_BITS < 2 ** 28 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
+    }
+  }
+
+  counts(): Generator<[number, number]> {
+    return this.tally.counts();
+  }
+}
+
+/** Walks one L2 table's entries (once per table, however many L1 entries share it). */
+function addL2Entries(image: ChangeSubject, l2Offset: number, references: References): void {
+  const table = image.l2Cache.get(l2Offset);
+  const externalData = (image.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
+  for (let slot = 0; slot < image.l2Entries; slot++) {
+    const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
+    const what = `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
+    if (entry.reservedBitsSet) refuse(`${what} has reserved bits set`);
+    if (entry.kind === 'compressed') {
+      references.add(entry.hostOffset, entry.compressedSize, DATA, `${what} (compressed data)`);
+      continue;
+    }
+    if (image.l2Format.extendedL2) {
+      if ((entry.allocMask & entry.zeroMask) !== 0) refuse(`${what} marks a subcluster both allocated and zero`);
+      if (entry.hostOffset === 0 && entry.allocMask !== 0) refuse(`${what} allocates subclusters in an unallocated cluster`);
+    }
+    if (entry.hostOffset === 0) continue;
+    if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what} names an unaligned host offset ${hex(entry.hostOffset)}`);
+    // Data in an external data file lies outside this file and has no refcounts (qcow2.txt).
+    if (externalData) continue;
+    references.add(entry.hostOffset, image.clusterBytes, DATA, what);
+  }
+}
+
+function addL1(image: ChangeSubject, l1: L1Like, name: string, references: References, walked: Set<number>): void {
+  if (l1.size > 0) references.add(l1.offset, l1.size * 8, L1, `${name}'s L1 table`);
+  for (let index = 0; index < l1.size; index++) {
+    const l2Offset = image.l2OffsetAt(l1, index);
+    if (l2Offset === 0) continue;
+    references.add(l2Offset, image.clusterBytes, L2, `the L2 table of ${name}'s L1 entry ${index}`);
+    if (walked.has(l2Offset)) continue;
+    walked.add(l2Offset);
+    addL2Entries(image, l2Offset, references);
+  }
+}
+
+function collectReferences(image: ChangeSubject): References {
+  const { refcounts, clusterBytes } = image;
+  const references = new References(image.file.size(), clusterBytes);
+  references.add(0, clusterBytes, HEADER, 'the header');
+  references.add(refcounts.tableOffset, refcounts.tableClusters * clusterBytes, REFCOUNT_TABLE, 'the refcount table');
+  for (let index = 0; index < refcounts.tableEntries; index++) {
+    const block = refcounts.blockOffsetIfValid(index);
+    if (block === null) refuse(`refcount table entry ${index} is invalid (unaligned, reserved bits set or out of range)`);
+    if (block !== 0) references.add(block, clusterBytes, REFCOUNT_BLOCK, `refcount block ${index}`);
+  }
+  if (image.header.snapshotCount > 0) references.add(image.header.snapshotsOffset, image.snapshotTableBytes, SNAPSHOT_TABLE, 'the snapshot table');
+  // Allocation must never hand out the key material's clusters: they count as referenced too.
+  const crypto = findExtension(image.header, EXT_CRYPTO_HEADER);
+  if (crypto !== undefined) {
+    const area = parseCryptoHeaderExtension(crypto.data, clusterBytes);
+    references.add(area.offset, area.length, OTHER, 'the LUKS area');
+  }
+  const walked = new Set<number>();
+  addL1(image, image.l1, 'the current state', references, walked);
+  for (const snapshot of image.snapshots) addL1(image, image.loadSnapshotL1(snapshot), `snapshot ${snapshot.name}`, references, walked);
+  return references;
+}
+
+export interface ValidationOptions {
+  /**
+   * Compare the stored refcounts with the references (default). A rewrite, which writes new
+   * refcounts from the references, only needs each count to fit the refcount width.
+   */
+  storedRefcounts?: boolean;
+}
+
+/**
+ * Refuses with CORRUPT (and the advice to repair) unless the metadata is sound enough to change
+ * in place; reads only.
+ */
+export function refuseUnsoundMetadata(image: ChangeSubject, options: ValidationOptions = {}): void {
+  try {
+    const references = collectReferences(image);
+    for (const [cluster, count] of references.counts()) {
+      const plural = count === 1 ? '' : 's';
+      if (count > image.refcounts.max) refuse(`cluster ${cluster} is referenced ${count} time${plural}, more than this image's refcounts can count (${image.refcounts.max})`);
+      if (options.storedRefcounts === false) continue;
+      const stored = image.refcounts.get(cluster);
+      if (stored < count) refuse(`cluster ${cluster} is referenced ${count} time${plural} but its refcount is ${stored}`);
+    }
+  } catch (error) {
+    // What the tables' own readers refuse (a bad L1 entry, a snapshot's L1 past the end) refuses the change the same way.
+    if (error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'TRUNCATED') && !error.message.endsWith(REPAIR_ADVICE)) refuse(error.message);
+    throw error;
+  }
+}

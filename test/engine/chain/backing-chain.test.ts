@@ -1,0 +1,127 @@
+/** Reading a disk's backing chain: each file's format, sizes and snapshots; a missing or looping file named, not a failure. */
+import * as fs from 'node:fs';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { readBackingChain } from '../../../src/shared/qcow2/chain/chain.ts';
+import { run } from '../../helpers/cli.ts';
+import { fileHash, holdWithQemuIo } from '../../helpers/image-locks.ts';
+import { qemuImg, qemuInfo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { makeChain, MiB } from './chain-fixtures.ts';
+
+let folder: TempDir;
+beforeEach(() => {
+  folder = tempDir();
+});
+afterEach(() => folder.cleanup());
+
+describe('the backing chain of a disk', () => {
+  it('lists each file top to bottom with its format, size on disk and its own snapshots, as qemu-img info sees them', async () => {
+    const { base, mid, top } = await makeChain(folder, { options: 'compat=1.1', baseFormat: 'raw', midSnapshot: 'installed' });
+    const chain = readBackingChain(top);
+    expect(chain.complete).toBe(true);
+    expect(chain.files.map((file) => [file.path, file.name, file.format, file.declaredFormat])).toEqual([
+      [top, top, 'qcow2', null],
+      [mid, 'mid.qcow2', 'qcow2', 'qcow2'],
+      [base, 'base.raw', 'raw', 'raw'],
+    ]);
+    expect(chain.files.map((file) => file.snapshots.map((snapshot) => snapshot.name))).toEqual([[], ['installed'], []]);
+    const midInfo = await qemuInfo(mid);
+    expect(chain.files[1]?.snapshots[0]?.['date-sec']).toBe(midInfo.snapshots?.[0]?.['date-sec']);
+    for (const file of chain.files) {
+      expect(file.problem).toBeNull();
+      expect(file.virtualSize).toBe(4 * MiB);
+      expect(file.fileSize).toBe(fs.statSync(file.path).size);
+      expect(file.allocatedBytes).toBe(fs.statSync(file.path).blocks * 512);
+    }
+  });
+
+  it('names a missing backing file instead of failing', async () => {
+    const { base, top } = await makeChain(folder, { options: 'compat=1.1' });
+    fs.rmSync(base);
+    const chain = readBackingChain(top);
+    expect(chain.complete).toBe(false);
+    expect(chain.files).toHaveLength(3);
+    const missing = chain.files[2];
+    expect(missing?.path).toBe(base);
+    expect(missing?.problem?.kind).toBe('missing');
+    expect(missing?.problem?.message).toContain('base.qcow2');
+    expect(chain.files[1]?.problem).toBeNull();
+  });
+
+  it('shows where a chain loops back (made with qemu-img rebase -u) instead of failing', async () => {
+    const { base, top } = await makeChain(folder, { options: 'compat=1.1' });
+    await qemuImg(['rebase', '-u', '-b', 'top.qcow2', '-F', 'qcow2', base]);
+    const chain = readBackingChain(top);
+    expect(chain.complete).toBe(false);
+    expect(chain.files.map((file) => file.name)).toEqual([top, 'mid.qcow2', 'base.qcow2', 'top.qcow2']);
+    expect(chain.files[3]?.problem?.kind).toBe('loop');
+    expect(chain.files[3]?.problem?.message).toContain('file 1');
+    // The operations refuse such a chain with a reason, and change nothing.
+    const hash = fileHash(top);
+    const commit = await run('commit', '-b', folder.file('nothing.qcow2'), top);
+    expect(commit.code).toBe(1);
+    expect(commit.err).toMatch(/loops/);
+    expect(fileHash(top)).toBe(hash);
+  });
+
+  it('rebase refuses a new backing file whose own chain leads back to the image', async () => {
+    const { mid, top } = await makeChain(folder, { options: 'compat=1.1' });
+    const hash = fileHash(mid);
+    const result = await run('rebase', '-b', 'top.qcow2', mid);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/would loop/);
+    expect(fileHash(mid)).toBe(hash);
+    expect(readBackingChain(top).complete).toBe(true);
+  });
+});
+
+describe('a linked clone is create -b', () => {
+  it('an overlay named relative to its folder, sized from its backing file, reads as it (qemu-img compare), and qemu-img accepts it', async () => {
+    const { top } = await makeChain(folder, { options: 'compat=1.1', baseFormat: 'raw' });
+    const clone = folder.file('clone.qcow2');
+    const result = await run('create', '-q', '-b', 'top.qcow2', clone);
+    expect(result.err).toBe('');
+    expect(result.code).toBe(0);
+    const info = await qemuInfo(clone);
+    expect(info['backing-filename']).toBe('top.qcow2');
+    expect(info['backing-filename-format']).toBe('qcow2');
+    expect(info['virtual-size']).toBe(4 * MiB);
+    expect((await qemuImg(['check', clone])).code).toBe(0);
+    expect((await qemuImg(['compare', clone, top])).code).toBe(0);
+    expect(readBackingChain(clone).files.map((file) => file.format)).toEqual(['qcow2', 'qcow2', 'qcow2', 'raw']);
+  });
+});
+
+describe('commit and rebase refuse while a VM holds a file of the chain', () => {
+  it('commit: the overlay, or the backing file, used by a running qemu', async () => {
+    const { base, mid, top } = await makeChain(folder, { options: 'compat=1.1' });
+    const hashes = () => [base, mid, top].map(fileHash);
+    const before = hashes();
+    for (const held of [top, mid]) {
+      const holder = await holdWithQemuIo(held);
+      try {
+        const result = await run('commit', top);
+        expect(result.code).toBe(1);
+        expect(result.err).toMatch(/in use/i);
+      } finally {
+        await holder.release();
+      }
+    }
+    expect(hashes()).toEqual(before);
+  });
+
+  it('rebase: the overlay used by a running qemu, or a file of its old chain written by one', async () => {
+    const { base, mid, top } = await makeChain(folder, { options: 'compat=1.1' });
+    const before = [base, mid, top].map(fileHash);
+    for (const held of [top, base]) {
+      const holder = await holdWithQemuIo(held);
+      try {
+        const result = await run('rebase', '-b', 'base.qcow2', top);
+        expect(result.code).toBe(1);
+        expect(result.err).toMatch(/in use|being written/i);
+      } finally {
+        await holder.release();
+      }
+    }
+    expect([base, mid, top].map(fileHash)).toEqual(before);
+  });
+});

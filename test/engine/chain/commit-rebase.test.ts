@@ -1,0 +1,218 @@
+/**
+ * commit and rebase against qemu-img 7.2 on the same chains: after every operation each file is
+ * clean by qemu-img check, the overlay reads (qemu-img convert) the same guest data as before, and
+ * every file reads as qemu-img's own commit or rebase leaves it.
+ */
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
+import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
+import { runSteps } from '../../../src/shared/qcow2/steps.ts';
+import { run } from '../../helpers/cli.ts';
+import { fileHash } from '../../helpers/image-locks.ts';
+import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { copyFolder, guestOf, makeChain, uncleanFiles, type ChainShape } from './chain-fixtures.ts';
+
+const shapes: [string, ChainShape][] = [
+  ['v3, 64 KiB clusters', { options: 'compat=1.1' }],
+  ['v2, 4 KiB clusters', { options: 'compat=0.10,cluster_size=4096' }],
+  ['extended L2 (subclusters)', { options: 'compat=1.1,cluster_size=65536,extended_l2=on' }],
+  ['a raw file at the bottom', { options: 'compat=1.1,cluster_size=4096', baseFormat: 'raw' }],
+  ['a snapshot in the middle file', { options: 'compat=1.1', midSnapshot: 'before' }],
+];
+
+let ours: TempDir;
+let theirs: TempDir;
+beforeEach(() => {
+  ours = tempDir();
+  theirs = tempDir();
+});
+afterEach(() => {
+  ours.cleanup();
+  theirs.cleanup();
+});
+
+/** The same chain in both folders: ours for cowbell, theirs for qemu-img. */
+async function twoChains(shape: ChainShape): Promise<{ base: string; mid: string; top: string; their: (file: string) => string }> {
+  const files = await makeChain(ours, shape);
+  copyFolder(ours, theirs);
+  return { ...files, their: (file) => theirs.file(path.basename(file)) };
+}
+
+function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
+}
+
+describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
+  it('commit writes the overlay into its backing file, empties the overlay, and every file reads as after qemu-img commit', async () => {
+    const { base, mid, top, their } = await twoChains(shape);
+    const model = await guestOf(top);
+    const result = await run('commit', top);
+    expect(result.err).toBe('');
+    expect(result.out).toBe('Image committed.\n');
+    expect(result.code).toBe(0);
+    await qemuImg(['commit', '-q', their(top)]);
+    expect(await uncleanFiles([base, mid, top])).toEqual([]);
+    expectSame(await guestOf(top), model, 'the overlay after commit');
+    expectSame(await guestOf(mid), model, 'the backing file after commit');
+    for (const file of [base, mid]) expectSame(await guestOf(file), await guestOf(their(file)), `${path.basename(file)} beside qemu-img commit`);
+    // Emptied: nothing of the guest disk is the overlay's own any more.
+    expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual([]);
+  });
+
+  it('commit -d keeps the overlay as it was', async () => {
+    const { mid, top, their } = await twoChains(shape);
+    const model = await guestOf(top);
+    const ownBefore = (await qemuMap(top)).filter((entry) => entry.depth === 0);
+    expect((await run('commit', '-d', '-q', top)).code).toBe(0);
+    await qemuImg(['commit', '-q', '-d', their(top)]);
+    expect(await uncleanFiles([mid, top])).toEqual([]);
+    expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual(ownBefore);
+    expectSame(await guestOf(top), model, 'the overlay');
+    expectSame(await guestOf(mid), await guestOf(their(mid)), 'the backing file beside qemu-img commit -d');
+  });
+
+  it('commit -b BASE writes everything above the base into it and keeps the overlay (-d implied, as in qemu-img)', async () => {
+    const { base, mid, top, their } = await twoChains(shape);
+    const model = await guestOf(top);
+    const midBefore = await qemuMap(mid);
+    expect((await run('commit', '-q', '-b', base, top)).code).toBe(0);
+    await qemuImg(['commit', '-q', '-b', their(base), their(top)]);
+    expect(await uncleanFiles([base, mid, top])).toEqual([]);
+    expectSame(await guestOf(base), model, 'the base after commit -b');
+    expectSame(await guestOf(base), await guestOf(their(base)), 'the base beside qemu-img commit -b');
+    expectSame(await guestOf(top), model, 'the overlay');
+    expect((await qemuMap(mid)).filter((entry) => entry.depth === 0)).toEqual(midBefore.filter((entry) => entry.depth === 0));
+  });
+
+  it('rebase (safe) onto the bottom file: the overlay reads the same through the shorter chain, as after qemu-img rebase', async () => {
+    const { base, mid, top, their } = await twoChains(shape);
+    const model = await guestOf(top);
+    const baseName = path.basename(base);
+    const format = shape.baseFormat ?? 'qcow2';
+    expect((await run('rebase', '-b', baseName, '-F', format, top)).code).toBe(0);
+    await qemuImg(['rebase', '-b', baseName, '-F', format, their(top)]);
+    expect(await uncleanFiles([top, mid, base])).toEqual([]);
+    const info = await qemuInfo(top);
+    expect(info['backing-filename']).toBe(baseName);
+    expect(info['backing-filename-format']).toBe(format);
+    expectSame(await guestOf(top), model, 'the overlay after rebase');
+    expectSame(await guestOf(top), await guestOf(their(top)), 'the overlay beside qemu-img rebase');
+  });
+
+  it('rebase -b "" copies in everything the old chain showed and leaves no backing file', async () => {
+    const { top } = await twoChains(shape);
+    const model = await guestOf(top);
+    expect((await run('rebase', '-b', '', top)).code).toBe(0);
+    expect(await uncleanFiles([top])).toEqual([]);
+    expect((await qemuInfo(top))['backing-filename']).toBeUndefined();
+    expectSame(await guestOf(top), model, 'the overlay without a backing file');
+  });
+
+  it('rebase -u rewrites only the header: the data the old chain gave is no longer seen', async () => {
+    const { base, top } = await twoChains(shape);
+    const mapBefore = (await qemuMap(top)).filter((entry) => entry.depth === 0);
+    const format = shape.baseFormat ?? 'qcow2';
+    expect((await run('rebase', '-u', '-b', path.basename(base), '-F', format, top)).code).toBe(0);
+    expect(await uncleanFiles([top])).toEqual([]);
+    const info = await qemuInfo(top);
+    expect(info['backing-filename']).toBe(path.basename(base));
+    expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual(mapBefore);
+  });
+});
+
+describe("an overlay's own snapshots", () => {
+  it('commit and rebase refuse, changing nothing, when a snapshot of the overlay would read differently through its holes (qemu-img changes it silently)', async () => {
+    const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1', top: ['write -P 0x31 0 64k'] });
+    await qemuImg(['snapshot', '-c', 'early', top]);
+    await runIo(top, ['write -P 0x32 1M 64k']);
+    const hashes = () => [base, mid, top].map(fileHash);
+    const before = hashes();
+    const commit = await run('commit', top);
+    expect(commit.code).toBe(1);
+    expect(commit.err).toMatch(/snapshot "early"/);
+    const rebase = await run('rebase', '-b', 'base.qcow2', top);
+    expect(rebase.code).toBe(1);
+    expect(rebase.err).toMatch(/snapshot "early"/);
+    expect(hashes()).toEqual(before);
+    // Where the snapshot reads nothing that changes, commit goes ahead and keeps it as it was.
+    await qemuImg(['snapshot', '-d', 'early', top]);
+    await qemuImg(['snapshot', '-c', 'late', top]);
+    const lateBefore = await rawOf(top, { snapshot: 'late' });
+    const result = await run('commit', '-q', top);
+    expect(result.err).toBe('');
+    expect(result.code).toBe(0);
+    expect(await uncleanFiles([base, mid, top])).toEqual([]);
+    expect(firstDifference(await rawOf(top, { snapshot: 'late' }), lateBefore)).toBe(-1);
+  });
+});
+
+describe('commit and rebase mixed with qemu-img’s own', () => {
+  it('a sequence of cowbell and qemu-img commits, rebases and guest writes keeps every file clean and the guest data as the model', async () => {
+    const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1,cluster_size=4096' });
+    const files = [base, mid, top];
+    let model = await guestOf(top);
+    const step = async (what: string, act: () => Promise<unknown>, changesGuest = false): Promise<void> => {
+      await act();
+      expect(await uncleanFiles(files), `after ${what}`).toEqual([]);
+      if (changesGuest) model = await guestOf(top);
+      else expectSame(await guestOf(top), model, `the overlay after ${what}`);
+    };
+    await step('cowbell commit -d', async () => expect((await run('commit', '-d', '-q', top)).code).toBe(0));
+    await step('qemu-img rebase onto base', () => qemuImg(['rebase', '-b', 'base.qcow2', '-F', 'qcow2', top]));
+    await step('a guest write', () => runIo(top, ['write -P 0x44 1M 700k', 'write -z 2100k 8k']), true);
+    await step('cowbell rebase back onto mid', async () => expect((await run('rebase', '-b', 'mid.qcow2', top)).code).toBe(0));
+    await step('qemu-img commit', () => qemuImg(['commit', '-q', top]));
+    await step('cowbell commit of mid into base', async () => expect((await run('commit', '-q', mid)).code).toBe(0));
+    await step('another guest write', () => runIo(top, ['write -P 0x45 3M 100k']), true);
+    await step('cowbell commit -b base', async () => {
+      expect((await run('commit', '-q', '-b', base, top)).code).toBe(0);
+    });
+    expectSame(await guestOf(base), model, 'the base at the end');
+  });
+});
+
+async function runIo(image: string, commands: string[]): Promise<void> {
+  const { qemuIo } = await import('../../helpers/qemu.ts');
+  await qemuIo(image, commands);
+}
+
+describe('progress and cancel', () => {
+  /** A job context that reports progress and cancels at the second chunk. */
+  function cancellingJob(): { job: JobContext; progress: number[] } {
+    const progress: number[] = [];
+    return {
+      progress,
+      job: {
+        progress: (_stage, done) => progress.push(done),
+        throwIfCancelled: () => {
+          if (progress.length >= 1) throw new Qcow2Error('CANCELLED', 'cancelled');
+        },
+      },
+    };
+  }
+
+  it('a cancelled commit stops between chunks: the overlay untouched and reading as before, every file clean', async () => {
+    const { mid, top } = await makeChain(ours, { options: 'compat=1.1', size: 12 * 1024 * 1024, top: ['write -P 0x31 0 12M'] });
+    const model = await guestOf(top);
+    const topHash = fileHash(top);
+    const { job, progress } = cancellingJob();
+    expect(() => runSteps(commitSteps({ image: top }, job))).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
+    expect(progress).toEqual([4 * 1024 * 1024]);
+    expect(fileHash(top)).toBe(topHash);
+    expect(await uncleanFiles([mid, top])).toEqual([]);
+    expectSame(await guestOf(top), model, 'the overlay after a cancelled commit');
+  });
+
+  it('a cancelled rebase leaves the old backing file named and the guest data as before', async () => {
+    const { top } = await makeChain(ours, { options: 'compat=1.1', size: 12 * 1024 * 1024, mid: ['write -P 0x21 0 12M'], top: [] });
+    const model = await guestOf(top);
+    const { job } = cancellingJob();
+    expect(() => runSteps(rebaseSteps({ image: top, backingFile: 'base.qcow2' }, job))).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
+    expect((await qemuInfo(top))['backing-filename']).toBe('mid.qcow2');
+    expect(await uncleanFiles([top])).toEqual([]);
+    expectSame(await guestOf(top), model, 'the overlay after a cancelled rebase');
+  });
+});

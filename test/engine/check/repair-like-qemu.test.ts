@@ -1,0 +1,160 @@
+/**
+ * Issue 21, part 2: images qemu-img check -r all makes clean, Cowbell's repair makes clean too —
+ * rebuilding where qemu-img rebuilds, discarding what qemu-img discards and naming it in the
+ * report — and every guest range qemu-img's own repair of a copy keeps reads the same through
+ * Cowbell afterwards. Each case is built with qemu-img and qemu-io, then damaged by hand.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../../../src/cli/run.ts';
+import { checkExitCode, checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
+import type { CheckResult } from '../../../src/shared/qcow2/model.ts';
+import * as poke from '../../helpers/qcow2-poke.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, tempDir } from '../../helpers/qemu.ts';
+import { buildWithSnapshots, damages, type Damage } from '../../helpers/repair-damage.ts';
+import { ACTIVE, cowbellStates, keptRangeMismatches, qemuStates, referenceStates } from '../../helpers/repair-comparison.ts';
+
+const folder = tempDir();
+afterAll(() => folder.cleanup());
+
+const KiB = 1024;
+
+interface RepairCase {
+  damage: Damage;
+  /** What is done, beyond a clean image. */
+  outcome: string;
+  /** What the report must say was lost. */
+  lost(result: CheckResult): void;
+}
+
+function damage(name: string): Damage {
+  const found = damages.find((candidate) => candidate.name.startsWith(name));
+  if (found === undefined) throw new Error(`no damage ${name}`);
+  return found;
+}
+
+const cases: RepairCase[] = [
+  {
+    damage: damage('no refcount table'),
+    outcome: 'rebuilt',
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    damage: damage('a refcount table of zero clusters'),
+    outcome: 'rebuilt',
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    damage: damage('a snapshot table past'),
+    outcome: 'its snapshots dropped and reported',
+    lost(result) {
+      expect(result.lost).toEqual([
+        { what: 'snapshot', 'snapshot-id': null, 'snapshot-name': null, reason: 'its snapshot table entry lies past the end of the file' },
+        { what: 'snapshot', 'snapshot-id': null, 'snapshot-name': null, reason: 'its snapshot table entry lies past the end of the file' },
+      ]);
+    },
+  },
+  {
+    damage: damage('a version 2 image botched'),
+    outcome: 'the entries completed',
+    lost: (result) => expect(result.lost).toBeUndefined(),
+  },
+  {
+    damage: damage('an inactive L2 table'),
+    outcome: 'the snapshot loses what the overwritten entries mapped, the guest keeps its data',
+    lost(result) {
+      expect(result.lost).toEqual([
+        // 512 bytes of guest data: 64 entries of 4 KiB clusters; the other 448 entries stay sound.
+        { what: 'range', 'snapshot-id': '1', 'snapshot-name': 'one', 'guest-offset': 0, length: 256 * KiB, reason: 'guest data overwrote the table that mapped it' },
+      ]);
+    },
+  },
+  {
+    damage: damage('an L2 table two snapshots share'),
+    outcome: 'both snapshots keep the sound entries, and the loss of each is reported',
+    lost(result) {
+      const range = { 'guest-offset': 0, length: 256 * KiB, reason: 'guest data overwrote the table that mapped it' };
+      expect(result.lost).toEqual([
+        { what: 'range', 'snapshot-id': '1', 'snapshot-name': 'one', ...range },
+        { what: 'range', 'snapshot-id': '2', 'snapshot-name': 'two', ...range },
+      ]);
+    },
+  },
+];
+
+describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_000 }, () => {
+  const bases = { '0.10': folder.file('base-v2.qcow2'), '1.1': folder.file('base-v3.qcow2') };
+  beforeAll(async () => {
+    await buildWithSnapshots(bases['0.10'], '0.10');
+    await buildWithSnapshots(bases['1.1'], '1.1');
+  }, 60_000);
+
+  for (const [index, testCase] of cases.entries()) {
+    it(`${testCase.damage.name}: ${testCase.outcome}`, async () => {
+      const damaged = folder.file(`case-${index}.qcow2`);
+      if (testCase.damage.build) await testCase.damage.build(damaged);
+      else fs.copyFileSync(bases[testCase.damage.compat], damaged);
+      const original = await qemuStates(damaged);
+      await testCase.damage.apply(damaged);
+      expect((await qemuCheck(damaged)).code, 'the damage is real').toBeGreaterThan(0);
+
+      const byQemu = folder.file(`case-${index}-qemu.qcow2`);
+      const byCowbell = folder.file(`case-${index}-cowbell.qcow2`);
+      fs.copyFileSync(damaged, byQemu);
+      fs.copyFileSync(damaged, byCowbell);
+      const reference = referenceStates(await qemuStates(damaged), original);
+      await qemuImg(['check', '-q', '-r', 'all', byQemu], { okCodes: [0, 1, 2, 3] });
+      expect((await qemuCheck(byQemu)).code, "qemu-img's own repair makes it clean").toBe(0);
+
+      // Checked, not refused: a corruption found (exit 2), as qemu-img finds one.
+      const found = checkImagePath(byCowbell);
+      expect(checkExitCode(found), found.messages.slice(0, 5).join('\n')).toBe(2);
+
+      const repaired = checkImagePath(byCowbell, { repair: 'all' });
+      expect(checkExitCode(repaired), repaired.messages.slice(-5).join('\n')).toBe(0);
+      const qemuAfterOurs = await qemuCheck(byCowbell);
+      expect(qemuAfterOurs.code, qemuAfterOurs.output).toBe(0);
+      expect(checkExitCode(checkImagePath(byCowbell))).toBe(0);
+      testCase.lost(repaired);
+
+      const ours = cowbellStates(byCowbell);
+      expect(keptRangeMismatches(reference, await qemuStates(byQemu), ours)).toEqual([]);
+      // qemu-img reads Cowbell's repair as Cowbell does.
+      const theirsOfOurs = await qemuStates(byCowbell);
+      for (const [key, bytes] of ours) expect(firstDifference(theirsOfOurs.get(key) ?? new Uint8Array(0), bytes ?? new Uint8Array(1)), key).toBe(-1);
+    });
+  }
+
+  it('the botched v3 image keeps both snapshots, their data and their names; qemu-img sees the completed extra data', async () => {
+    const path = folder.file('botched.qcow2');
+    fs.copyFileSync(bases['0.10'], path);
+    const before = await qemuStates(path);
+    await damage('a version 2 image botched').apply(path);
+    checkImagePath(path, { repair: 'all' });
+    expect(poke.snapshotTable(path).map((entry) => [entry.id, entry.name, entry.extraBytes])).toEqual([
+      ['1', 'one', 24],
+      ['2', 'two', 24],
+    ]);
+    const after = cowbellStates(path);
+    for (const key of ['1/one', '2/two', ACTIVE]) expect(firstDifference(after.get(key) ?? new Uint8Array(0), before.get(key) ?? new Uint8Array(1)), key).toBe(-1);
+    expect((await qemuInfo(path)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['one', 'two']);
+  });
+
+  it('cowbell check -r all prints what was lost, and --json carries it', async () => {
+    const path = folder.file('cli.qcow2');
+    fs.copyFileSync(bases['1.1'], path);
+    await damage('an inactive L2 table').apply(path);
+    const copy = folder.file('cli-copy.qcow2');
+    fs.copyFileSync(path, copy);
+    const out: string[] = [];
+    const err: string[] = [];
+    const io = { out: (text: string) => out.push(text), err: (text: string) => err.push(text) };
+    expect(await runCli(['check', '-r', 'all', path], io)).toBe(0);
+    expect(out.join('')).toContain('Lost in the repair');
+    expect(out.join('')).toContain('snapshot 1 "one": guest bytes 0-262144 now read as zeros (guest data overwrote the table that mapped it)');
+    out.length = 0;
+    expect(await runCli(['check', '--json', '-r', 'all', copy], io)).toBe(0);
+    const report = JSON.parse(out.join('')) as CheckResult;
+    expect(report.lost).toEqual([{ what: 'range', 'snapshot-id': '1', 'snapshot-name': 'one', 'guest-offset': 0, length: 256 * KiB, reason: 'guest data overwrote the table that mapped it' }]);
+  });
+});

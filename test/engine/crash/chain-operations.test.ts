@@ -1,0 +1,281 @@
+/**
+ * Power cuts during rebase and commit.
+ *  - rebase changes one file (the overlay): the crash table's runner cuts its log everywhere; the
+ *    guest must read exactly as before at every cut (copying in what the old chain showed, then
+ *    switching the header to a name already durable).
+ *  - commit changes two files: the backing file must be written and flushed before the overlay's
+ *    first write (checked on the combined order), so every crash state is a cut of the backing
+ *    file's log with the overlay untouched, or the finished backing file with a cut of the
+ *    overlay's log. In each: the overlay reads exactly as before (through the engine, and through
+ *    qemu-img for a sample), the backing file per cluster as before or after, the walk finds
+ *    nothing harmful in either file, and qemu-img check nothing harmful.
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
+import { rebaseOpenImage } from '../../../src/shared/qcow2/chain/rebase.ts';
+import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { NodeBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { runSteps } from '../../../src/shared/qcow2/steps.ts';
+import { crashPoints, crashState, describeCrashPoint, FaultFile, type CrashPoint, type FileEvent } from '../../helpers/fault-file.ts';
+import { firstDifference, qemuImg, rawOf, tempDir } from '../../helpers/qemu.ts';
+import { contractViolation, readGuestState } from './guest-state.ts';
+import type { ImageOperation } from './harness.ts';
+import { walkImage } from './image-walk.ts';
+import { isClean, qemuVerdict } from './qemu-verdict.ts';
+import { crashSettings, runCrashCase, summary } from './runner.ts';
+import { buildImage, KiB, V2_512, V3_512, type Step } from './setups.ts';
+
+/** base ← mid ← image (the overlay), each with data of its own, in the image's folder. */
+async function overlayOnTwo(imagePath: string, options: string, imageSteps: Step[]): Promise<void> {
+  const folder = path.dirname(imagePath);
+  await buildImage(path.join(folder, 'base.qcow2'), options, 128 * KiB, [{ io: 'write -P 0x61 0 64k' }, { io: 'write -P 0x62 100k 8k' }]);
+  await buildImage(path.join(folder, 'mid.qcow2'), `${options},backing_file=base.qcow2,backing_fmt=qcow2`, 128 * KiB, [{ io: 'write -P 0x63 20k 30k' }, { io: 'write -z 104k 2k' }]);
+  await buildImage(imagePath, `${options},backing_file=mid.qcow2,backing_fmt=qcow2`, 128 * KiB, imageSteps);
+}
+
+function rebaseCase(name: string, options: string, backingFile: string | null, extra: { unsafe?: boolean; setupMore?: (folder: string) => void } = {}): ImageOperation {
+  return {
+    name,
+    contract: 'per-cluster',
+    changesGuestState: false,
+    open: { openBacking: extra.unsafe !== true },
+    setup: async (imagePath) => {
+      // A snapshot here would read the new chain through its holes: rebase refuses that (commit-rebase.test.ts).
+      await overlayOnTwo(imagePath, options, [{ io: 'write -P 0x64 4k 3k' }, { io: 'write -P 0x65 40k 1k' }]);
+      extra.setupMore?.(path.dirname(imagePath));
+    },
+    run: (image) => void runSteps(rebaseOpenImage(image, { backingFile, backingFormat: 'qcow2', unsafe: extra.unsafe === true })),
+  };
+}
+
+const rebaseCases: ImageOperation[] = [
+  rebaseCase('rebase (safe) onto the bottom file: the middle file copied in where it differs, then the header switched', V3_512, 'base.qcow2'),
+  rebaseCase('rebase (safe) onto nothing: everything the chain showed copied in, the backing format extension removed', V3_512, null),
+  rebaseCase('rebase (safe), v2 image: no zero clusters, zeros written as data', V2_512, 'base.qcow2'),
+  rebaseCase('rebase -u onto a copy of the backing file (a longer name: the header only)', V3_512, 'a-copy-of-the-middle-file-with-a-longer-name.qcow2', {
+    unsafe: true,
+    setupMore: (folder) => fs.copyFileSync(path.join(folder, 'mid.qcow2'), path.join(folder, 'a-copy-of-the-middle-file-with-a-longer-name.qcow2')),
+  }),
+];
+
+describe('rebase: a power cut anywhere leaves the guest data as it was', () => {
+  for (const operation of rebaseCases) {
+    it(operation.name, async () => {
+      const report = await runCrashCase(operation);
+      console.log(summary(report));
+      expect(report.failures).toEqual([]);
+      expect(report.distinct).toBeGreaterThanOrEqual(2);
+    }, 900_000);
+  }
+});
+
+/** A file that tells a shared sequence about each change, so the order across two files can be checked. */
+class SequencedFile implements BlockFile {
+  private readonly inner: FaultFile;
+  private readonly name: string;
+  private readonly sequence: string[];
+  constructor(inner: FaultFile, name: string, sequence: string[]) {
+    this.inner = inner;
+    this.name = name;
+    this.sequence = sequence;
+  }
+  get path(): string {
+    return this.inner.path;
+  }
+  get readOnly(): boolean {
+    return this.inner.readOnly;
+  }
+  read(buffer: Uint8Array, position: number): number {
+    return this.inner.read(buffer, position);
+  }
+  write(buffer: Uint8Array, position: number): void {
+    this.sequence.push(`${this.name}:write`);
+    this.inner.write(buffer, position);
+  }
+  flush(): void {
+    this.sequence.push(`${this.name}:flush`);
+    this.inner.flush();
+  }
+  size(): number {
+    return this.inner.size();
+  }
+  truncate(size: number): void {
+    this.sequence.push(`${this.name}:truncate`);
+    this.inner.truncate(size);
+  }
+  close(): void {
+    this.inner.close();
+  }
+}
+
+interface CommitCase {
+  name: string;
+  options: string;
+  overlaySteps: Step[];
+}
+
+const commitCases: CommitCase[] = [
+  { name: 'commit into a v3 backing file, then the overlay emptied', options: V3_512, overlaySteps: [{ io: 'write -P 0x71 3k 5k' }, { io: 'write -z 60k 4k' }, { io: 'write -P 0x72 90k 20k' }] },
+  // Taken last, so that the commit changes nothing it reads (otherwise commit refuses).
+  { name: 'commit with a snapshot in the overlay (shared L2 tables copied while emptying)', options: V3_512, overlaySteps: [{ io: 'write -P 0x73 0 12k' }, { io: 'write -P 0x74 6k 30k' }, { snapshot: 's1' }] },
+  { name: 'commit, v2 files (zeros written as data)', options: V2_512, overlaySteps: [{ io: 'write -P 0x75 10k 9k' }, { io: 'write -z 30k 2k' }] },
+];
+
+async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: string[]; states: number }> {
+  const folder = tempDir();
+  const failures: string[] = [];
+  const fail = (message: string): void => {
+    if (failures.length < 12) failures.push(message);
+  };
+  try {
+    const top = folder.file('image.qcow2');
+    const backing = folder.file('mid.qcow2');
+    await overlayOnTwo(top, testCase.options, testCase.overlaySteps);
+    const topInitial = new Uint8Array(fs.readFileSync(top));
+    const backingInitial = new Uint8Array(fs.readFileSync(backing));
+    const model = readChainGuest(top, backing, topInitial, backingInitial);
+    const backingBefore = readGuestState(new FaultFile(backing, backingInitial, { readOnly: true }));
+
+    const sequence: string[] = [];
+    const topFault = new FaultFile(top, topInitial);
+    const backingFault = new FaultFile(backing, backingInitial);
+    const openFile = (filePath: string, readOnly: boolean): BlockFile => {
+      if (filePath === top) return new SequencedFile(topFault, 'top', sequence);
+      if (filePath === backing) return new SequencedFile(backingFault, 'backing', sequence);
+      return NodeBlockFile.open(filePath, { readOnly });
+    };
+    const result = runSteps(commitSteps({ image: top, openFile }));
+    expect(result.emptied).toBe(true);
+    const topLog: readonly FileEvent[] = topFault.log;
+    const backingLog: readonly FileEvent[] = backingFault.log;
+    const topFinal = topFault.contents();
+    const backingFinal = backingFault.contents();
+    const backingAfter = readGuestState(new FaultFile(backing, backingFinal, { readOnly: true }));
+
+    // The promised order: the backing file's last change and a flush after it, before the overlay's first write.
+    const firstTopChange = sequence.findIndex((event) => event === 'top:write' || event === 'top:truncate');
+    const lastBackingChange = sequence.findLastIndex((event) => event === 'backing:write' || event === 'backing:truncate');
+    const backingFlushAfter = sequence.findIndex((event, index) => index > lastBackingChange && event === 'backing:flush');
+    if (firstTopChange === -1) fail('the overlay was never written: the case tests nothing');
+    if (lastBackingChange === -1) fail('the backing file was never written: the case tests nothing');
+    if (backingFlushAfter === -1 || backingFlushAfter > firstTopChange) fail(`the overlay is written (event ${firstTopChange}) before the backing file is flushed after its last write (event ${lastBackingChange})`);
+
+    const states: { where: string; top: Uint8Array | FaultFileState; backing: Uint8Array | FaultFileState }[] = [];
+    for (const point of crashPoints(backingLog, crashSettings.randomSubsets(backingLog.length), 17, crashSettings.tornSubsets(backingLog.length))) {
+      states.push({ where: `backing ${describeCrashPoint(backingLog, point)}`, top: topInitial, backing: { initial: backingInitial, log: backingLog, point } });
+    }
+    for (const point of crashPoints(topLog, crashSettings.randomSubsets(topLog.length), 29, crashSettings.tornSubsets(topLog.length))) {
+      states.push({ where: `overlay ${describeCrashPoint(topLog, point)}`, top: { initial: topInitial, log: topLog, point }, backing: backingFinal });
+    }
+    const seen = new Set<string>();
+    let sampled = 0;
+    for (const state of states) {
+      const topBytes = materialise(top, state.top);
+      const backingBytes = materialise(backing, state.backing);
+      const signature = `${hash(topBytes)}:${hash(backingBytes)}`;
+      if (seen.has(signature)) continue;
+      seen.add(signature);
+      for (const [file, bytes] of [[top, topBytes], [backing, backingBytes]] as const) {
+        for (const finding of walkImage(new FaultFile(file, bytes, { readOnly: true })).harmful) fail(`${state.where}: ${path.basename(file)}: ${finding.kind}: ${finding.message}`);
+      }
+      try {
+        const seenByGuest = readChainGuest(top, backing, topBytes, backingBytes);
+        const at = firstDifference(seenByGuest, model);
+        if (at !== -1) fail(`${state.where}: the overlay's guest data changed at byte ${at}`);
+        const backingObserved = readGuestState(new FaultFile(backing, backingBytes, { readOnly: true }));
+        const violation = contractViolation('per-cluster', 512, backingBefore, backingAfter, backingObserved);
+        if (violation !== null) fail(`${state.where}: the backing file: ${violation}`);
+      } catch (error) {
+        fail(`${state.where}: cannot be read: ${(error as Error).message}`);
+      }
+      // qemu-img's view of a sample (every state in small cases).
+      if (seen.size % crashSettings.qemuCheckEvery === 0 || seen.size <= 8) {
+        sampled++;
+        const stateFolder = tempDir();
+        try {
+          fs.copyFileSync(folder.file('base.qcow2'), stateFolder.file('base.qcow2'));
+          fs.writeFileSync(stateFolder.file('mid.qcow2'), backingBytes);
+          fs.writeFileSync(stateFolder.file('image.qcow2'), topBytes);
+          for (const name of ['mid.qcow2', 'image.qcow2']) {
+            const verdict = await qemuVerdict(stateFolder.file(name));
+            for (const message of verdict.harmful) fail(`${state.where}: qemu-img check ${name}: ${message}`);
+          }
+          const at = firstDifference(await rawOf(stateFolder.file('image.qcow2')), model);
+          if (at !== -1) fail(`${state.where}: qemu-img reads the overlay differently at byte ${at}`);
+        } finally {
+          stateFolder.cleanup();
+        }
+      }
+    }
+    // The finished chain beside qemu-img's own commit of the same chain.
+    const qemuFolder = tempDir();
+    try {
+      fs.copyFileSync(folder.file('base.qcow2'), qemuFolder.file('base.qcow2'));
+      fs.writeFileSync(qemuFolder.file('mid.qcow2'), backingInitial);
+      fs.writeFileSync(qemuFolder.file('image.qcow2'), topInitial);
+      await qemuImg(['commit', '-q', qemuFolder.file('image.qcow2')]);
+      const finished = tempDir();
+      try {
+        fs.copyFileSync(folder.file('base.qcow2'), finished.file('base.qcow2'));
+        fs.writeFileSync(finished.file('mid.qcow2'), backingFinal);
+        fs.writeFileSync(finished.file('image.qcow2'), topFinal);
+        for (const name of ['mid.qcow2', 'image.qcow2']) {
+          const verdict = await qemuVerdict(finished.file(name));
+          if (!isClean(verdict)) fail(`after the whole commit qemu-img check ${name} is not clean:\n${verdict.output}`);
+        }
+        const at = firstDifference(await rawOf(finished.file('mid.qcow2')), await rawOf(qemuFolder.file('mid.qcow2')));
+        if (at !== -1) fail(`the finished backing file differs from qemu-img commit's at byte ${at}`);
+      } finally {
+        finished.cleanup();
+      }
+    } finally {
+      qemuFolder.cleanup();
+    }
+    console.log(`crash: ${testCase.name}: ${states.length} crash states tried (${seen.size} distinct pairs of files; ${sampled} read by qemu-img)`);
+    return { failures, states: seen.size };
+  } finally {
+    folder.cleanup();
+  }
+}
+
+interface FaultFileState {
+  initial: Uint8Array;
+  log: readonly FileEvent[];
+  point: CrashPoint;
+}
+
+function materialise(filePath: string, state: Uint8Array | FaultFileState): Uint8Array {
+  if (state instanceof Uint8Array) return state;
+  return crashState(filePath, state.initial, state.log, state.point).bytes();
+}
+
+function hash(bytes: Uint8Array): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+/** The overlay's current guest disk, read through the engine from these bytes of the overlay and its backing file. */
+function readChainGuest(top: string, backing: string, topBytes: Uint8Array, backingBytes: Uint8Array): Uint8Array {
+  const image = Qcow2Image.openFile(new FaultFile(top, topBytes, { readOnly: true }), {
+    readOnly: true,
+    openFile: (filePath, readOnly) => (filePath === backing ? new FaultFile(backing, backingBytes, { readOnly: true }) : NodeBlockFile.open(filePath, { readOnly })),
+  });
+  try {
+    return image.read(0, image.virtualSize);
+  } finally {
+    image.close();
+  }
+}
+
+describe('commit: a power cut anywhere leaves the overlay reading as before, each file valid', () => {
+  for (const testCase of commitCases) {
+    it(testCase.name, async () => {
+      const report = await runCommitCrashCase(testCase);
+      expect(report.failures).toEqual([]);
+      expect(report.states).toBeGreaterThanOrEqual(4);
+    }, 900_000);
+  }
+});

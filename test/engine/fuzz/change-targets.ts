@@ -1,0 +1,132 @@
+/**
+ * The mutating entry points a user reaches (issue 21 part 1), run on a copy of the image so the
+ * other targets keep the damaged one. Oracle on top of fuzz's: a change that fails leaves the
+ * file byte-identical, or the target throws a `ChangeWrote` finding (with qemu-img check's verdict
+ * on the copy beside the original's).
+ */
+import { spawnSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { jobTable } from '../../../src/main/worker/job-table.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
+import { withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import type { FuzzTarget } from './protocol.ts';
+
+/** A failed change that left the file different from before. */
+export class ChangeWroteError extends Error {
+  override name = 'ChangeWrote';
+}
+
+/** qemu-img check's exit code and counts, for "no worse than before". */
+export interface QemuVerdict {
+  code: number;
+  corruptions: number;
+  leaks: number;
+  /** What qemu-img said besides its JSON (errors), shortened. */
+  said: string;
+}
+
+export function qemuVerdictSync(file: string): QemuVerdict {
+  const result = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', file], { encoding: 'utf8' });
+  let corruptions = 0;
+  let leaks = 0;
+  try {
+    const report = JSON.parse(result.stdout) as { corruptions?: number; leaks?: number };
+    corruptions = report.corruptions ?? 0;
+    leaks = report.leaks ?? 0;
+  } catch {
+    // "could not check" comes without JSON.
+  }
+  return { code: result.status ?? -1, corruptions, leaks, said: result.stderr.trim().slice(0, 200) };
+}
+
+/** Worse: could be checked before and not now, or more corruptions. */
+export function isWorse(before: QemuVerdict, after: QemuVerdict): boolean {
+  if (before.code !== 1 && after.code === 1) return true;
+  return after.corruptions > before.corruptions;
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return `${(error as { code?: unknown }).code ?? error.name}: ${error.message}`;
+  return String(error);
+}
+
+/**
+ * Where a change's copy goes: memory-backed where the system has it (a successful change flushes
+ * several times, and on a disk those flushes were most of the campaign's added time), else beside
+ * the image. A change that reads through a backing file needs the copy beside it (`beside`).
+ */
+const SCRATCH = fs.existsSync('/dev/shm') ? '/dev/shm' : null;
+
+/** Runs `change` on a copy; a failure must leave the copy byte-identical to the image. */
+function onCopy(file: string, name: string, change: (copy: string) => unknown, beside = false): unknown {
+  const folder = SCRATCH !== null && !beside ? SCRATCH : path.dirname(file);
+  const copy = path.join(folder, `cowbell-${randomUUID().slice(0, 8)}-${name}.qcow2`);
+  fs.copyFileSync(file, copy);
+  try {
+    return change(copy);
+  } catch (error) {
+    if (!fs.readFileSync(file).equals(fs.readFileSync(copy))) {
+      const before = qemuVerdictSync(file);
+      const after = qemuVerdictSync(copy);
+      const verdict = `qemu-img check ${before.code}/${before.corruptions} corruptions before, ${after.code}/${after.corruptions} after${isWorse(before, after) ? ' (worse)' : ''}`;
+      throw new ChangeWroteError(`${name} failed (${describe(error)}) and changed the file; ${verdict}`);
+    }
+    throw error;
+  } finally {
+    fs.rmSync(copy, { force: true });
+  }
+}
+
+/** The first snapshot's id as a read-only open sees it, '1' if the image does not open, null if it has none. */
+function firstSnapshotId(file: string): string | null {
+  let image: Qcow2Image;
+  try {
+    image = Qcow2Image.open(file, { readOnly: true, openBacking: false });
+  } catch {
+    return '1';
+  }
+  try {
+    return image.snapshots[0]?.id ?? null;
+  } finally {
+    image.close();
+  }
+}
+
+/** Runs `use` with the first snapshot's id; an image without snapshots has nothing to change. */
+function withFirstSnapshot(file: string, use: (id: string) => unknown): unknown {
+  const id = firstSnapshotId(file);
+  return id === null ? undefined : use(id);
+}
+
+const GUEST_BYTES = 4096;
+
+/** Guest writes at the start and the middle of the disk, flushed: copy-on-write, allocation, new L2 tables. */
+function writeGuest(file: string): void {
+  withImage(
+    file,
+    'write',
+    (image) => {
+      const data = new Uint8Array(GUEST_BYTES).fill(0x5a);
+      const middle = Math.floor(image.virtualSize / 2 / GUEST_BYTES) * GUEST_BYTES;
+      for (const offset of [0, middle]) if (offset + GUEST_BYTES <= image.virtualSize) image.write(data, offset);
+    },
+    { openBacking: true },
+  );
+}
+
+const change = (name: string, run: (copy: string, file: string) => unknown, beside = false): FuzzTarget => ({ name, run: (file) => onCopy(file, name, (copy) => run(copy, file), beside) });
+
+/** Every snapshot change the UI and CLI make, through the worker job table, plus guest writes. */
+export const CHANGE_TARGETS: FuzzTarget[] = [
+  change('change-snapshot-create', (copy) => jobTable['snapshot.create'](copy, { name: 'fuzz-new' }, silentJob)),
+  change('change-snapshot-apply', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.apply'](copy, { name: id }, silentJob))),
+  change('change-snapshot-delete', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.delete'](copy, { name: id }, silentJob))),
+  change('change-snapshot-rename', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.rename'](copy, { name: id, newName: 'fuzz-renamed' }, silentJob))),
+  change('change-guest-write', (copy) => writeGuest(copy), true),
+];
+
+/** Rewrites replace the file only after checking the new one: slower, so the corpus runs them and the fuzz campaign does not. */
+export const REWRITE_TARGETS: FuzzTarget[] = [change('change-compact', (copy) => jobTable['image.compact'](copy, {}, silentJob), true)];

@@ -1,0 +1,131 @@
+/**
+ * Issue 21 part 1: a change on an image whose metadata it would follow is damaged refuses up
+ * front with CORRUPT and the advice to repair, leaving the file byte-identical; a leak (a refcount
+ * above its references) is harmless and does not stop a change. The corpus (test/engine/corrupt)
+ * runs every damage kind; these are the messages, one per kind of reference.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { parseCryptoHeaderExtension } from '../../../src/shared/qcow2/format/crypto-header-extension.ts';
+import { EXT_CRYPTO_HEADER, findExtension } from '../../../src/shared/qcow2/format/header.ts';
+import { REPAIR_ADVICE, refuseUnsoundMetadata } from '../../../src/shared/qcow2/image/change-validation.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { appendCluster, COPIED, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { createLuksImage } from '../../helpers/encrypted-images.ts';
+import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+
+let folder: TempDir;
+let pristine: string;
+beforeAll(async () => {
+  folder = tempDir();
+  pristine = folder.file('pristine.qcow2');
+  await qemuImg(['create', '-q', '-f', 'qcow2', pristine, '4M']);
+  await qemuIo(pristine, ['write -P 1 0 128k']);
+  await qemuImg(['snapshot', '-c', 'one', pristine]);
+  await qemuIo(pristine, ['write -P 2 0 64k']);
+});
+afterAll(() => folder.cleanup());
+
+const CHANGES: [string, (file: string) => unknown][] = [
+  ['snapshot create', (file) => takeSnapshot(file, 'new')],
+  ['snapshot apply', (file) => revertToSnapshot(file, 'one')],
+  ['snapshot delete', (file) => removeSnapshot(file, 'one')],
+  ['snapshot rename', (file) => changeSnapshotName(file, 'one', 'renamed')],
+  ['guest write', (file) => withImage(file, 'write', (image) => image.write(new Uint8Array(512).fill(7), 0))],
+  ['compact', (file) => rewriteImage({ source: file, compression: 'keep' })],
+];
+
+function damaged(name: string, damage: (file: string) => void): string {
+  const file = folder.file(`${name}.qcow2`);
+  fs.copyFileSync(pristine, file);
+  damage(file);
+  return file;
+}
+
+function refusal(file: string, change: (file: string) => unknown): Qcow2Error {
+  const before = fs.readFileSync(file);
+  let caught: unknown = null;
+  try {
+    change(file);
+  } catch (error) {
+    caught = error;
+  }
+  expect(caught).toBeInstanceOf(Qcow2Error);
+  expect(fs.readFileSync(file).equals(before)).toBe(true);
+  return caught as Qcow2Error;
+}
+
+/** What is damaged, the refusal's words, the damage, and whether a rewrite (which computes refcounts afresh) must refuse too. */
+const DAMAGES: [string, RegExp, (file: string) => void, boolean?][] = [
+  ['an unaligned data cluster', /unaligned host offset/, (file) => writeU64(file, l2EntryPosition(file, 0), COPIED | (readU64(file, l2EntryPosition(file, 0)) + 0x2a00n))],
+  ['a data cluster past the end of the file', /past the end of the file/, (file) => writeU64(file, l2EntryPosition(file, 0), COPIED | 0xff_ffff_0000n)],
+  ['guest data in a refcount block', /overlaps a refcount block/, (file) => writeU64(file, l2EntryPosition(file, 0), COPIED | readU64(file, layout(file).refcountTableOffset))],
+  ['a data cluster whose refcount is 0', /referenced 1 time but its refcount is 0/, (file) => setRefcount(file, Number(readU64(file, l2EntryPosition(file, 0)) & 0xff_ffff_fe00n) / 65536, 0), false],
+  ['an unaligned refcount block', /refcount table entry 0 is invalid/, (file) => writeU64(file, layout(file).refcountTableOffset, readU64(file, layout(file).refcountTableOffset) + 0x200n)],
+];
+
+describe('a change on damaged metadata', () => {
+  for (const [what, message, damage, rewriteRefuses] of DAMAGES) {
+    it(`${what}: every change refuses with CORRUPT and the advice to repair, and the file stays as it was`, () => {
+      const file = damaged(what.replaceAll(' ', '-'), damage);
+      for (const [change, run] of CHANGES.filter(([name]) => rewriteRefuses !== false || name !== 'compact')) {
+        const error = refusal(file, run);
+        expect({ change, code: error.code }).toEqual({ change, code: 'CORRUPT' });
+        expect(error.message).toMatch(message);
+        if (change !== 'compact') expect(error.message).toContain(REPAIR_ADVICE);
+      }
+    });
+  }
+
+  it('the rest of an open whose change was refused is read-only', () => {
+    const file = damaged('read-only-after', DAMAGES[0]?.[2] ?? (() => {}));
+    const image = Qcow2Image.open(file);
+    try {
+      expect(() => image.write(new Uint8Array(512), 0)).toThrow(expect.objectContaining({ code: 'CORRUPT' }));
+      expect(() => image.write(new Uint8Array(512), 0)).toThrow(expect.objectContaining({ code: 'READ_ONLY' }));
+    } finally {
+      image.close();
+    }
+  });
+
+  it('the LUKS area counts as referenced: with its refcount 0 (allocation would hand out the key material) a snapshot is refused', async () => {
+    const file = folder.file('luks.qcow2');
+    await createLuksImage(file, 'cowbell');
+    const image = Qcow2Image.open(file, { readOnly: true });
+    const extension = findExtension(image.header, EXT_CRYPTO_HEADER);
+    image.close();
+    if (extension === undefined) throw new Error('qemu-img made a LUKS image without its extension');
+    const area = parseCryptoHeaderExtension(extension.data, 65536);
+    setRefcount(file, area.offset / 65536, 0);
+    const error = refusal(file, (target) => takeSnapshot(target, 'new'));
+    expect(error.code).toBe('CORRUPT');
+    expect(error.message).toMatch(/referenced 1 time but its refcount is 0/);
+  });
+
+  it('data in an external data file is not a reference into this file: such an image passes the validation', async () => {
+    const file = folder.file('data-file.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${folder.file('data-file.raw')},data_file_raw=on`, file, '4M']);
+    await qemuIo(file, ['write -P 5 0 1M']);
+    const image = Qcow2Image.open(file, { readOnly: true });
+    try {
+      expect(() => refuseUnsoundMetadata(image)).not.toThrow();
+    } finally {
+      image.close();
+    }
+  });
+
+  it('a leak (a refcount above its references) does not stop a change, and qemu-img check stays leaks-only', async () => {
+    const file = damaged('leak', (target) => setRefcount(target, appendCluster(target), 1));
+    expect((await qemuCheck(file)).code).toBe(3);
+    takeSnapshot(file, 'new');
+    revertToSnapshot(file, 'one');
+    changeSnapshotName(file, 'one', 'renamed');
+    withImage(file, 'write', (image) => image.write(new Uint8Array(512).fill(7), 0));
+    removeSnapshot(file, 'renamed');
+    const after = await qemuCheck(file);
+    expect(after.report?.corruptions ?? 0).toBe(0);
+  });
+});

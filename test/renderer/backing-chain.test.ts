@@ -1,0 +1,158 @@
+/**
+ * The backing chain above the snapshot tree and its three dialogs against a fake main: the files
+ * shown (a missing one by name), and the job each dialog starts with which arguments.
+ */
+import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
+import { createPinia, setActivePinia, type Pinia } from 'pinia';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { DefineComponent } from 'vue';
+import type { BackingChain, ChainFile } from '../../src/shared/qcow2/model.ts';
+import { replaceConnection } from '../../src/renderer/src/api.ts';
+import BackingChainPane from '../../src/renderer/src/components/tree/BackingChainPane.vue';
+import CommitDialog from '../../src/renderer/src/components/dialogs/CommitDialog.vue';
+import LinkedCloneDialog from '../../src/renderer/src/components/dialogs/LinkedCloneDialog.vue';
+import RebaseDialog from '../../src/renderer/src/components/dialogs/RebaseDialog.vue';
+import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
+import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
+import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
+import { fakeConnection, imageInfo } from './fixtures.ts';
+
+const PATH = '/disks/clone.qcow2';
+const MiB = 1024 * 1024;
+
+function file(overrides: Partial<ChainFile>): ChainFile {
+  return { path: '/disks/x.qcow2', name: 'x.qcow2', format: 'qcow2', declaredFormat: 'qcow2', virtualSize: 1024 * MiB, fileSize: 300 * MiB, allocatedBytes: 290 * MiB, encrypted: false, snapshots: [], problem: null, ...overrides };
+}
+
+const healthy: BackingChain = {
+  complete: true,
+  files: [
+    file({ path: PATH, name: PATH, declaredFormat: null }),
+    file({ path: '/disks/base.qcow2', name: 'base.qcow2', snapshots: [{ id: '1', name: 'installed', 'date-sec': 1764085682, 'vm-state-size': 0 }] }),
+    file({ path: '/disks/golden.raw', name: 'golden.raw', format: 'raw', declaredFormat: 'raw' }),
+  ],
+};
+
+const missing: BackingChain = {
+  complete: false,
+  files: [
+    file({ path: PATH, name: PATH, declaredFormat: null }),
+    file({ path: '/disks/gone.qcow2', name: 'gone.qcow2', format: null, virtualSize: null, fileSize: null, allocatedBytes: null, problem: { kind: 'missing', message: 'The backing file gone.qcow2 does not exist' } }),
+  ],
+};
+
+let pinia: Pinia;
+let started: { kind: string; path: string; args: unknown }[];
+let wrapper: VueWrapper | null = null;
+
+beforeEach(() => {
+  pinia = createPinia();
+  setActivePinia(pinia);
+  started = [];
+  replaceConnection(
+    fakeConnection({
+      'job.start': (request) => {
+        const { kind, path, args } = request as { kind: string; path: string; args: unknown };
+        started.push({ kind, path, args });
+        return { jobId: `job-${started.length}` };
+      },
+      'image.watch': () => null,
+    }),
+  );
+  useLibraryStore().disks = [{ path: PATH, status: 'ready', info: imageInfo({ filename: PATH }), error: null, refreshing: false }];
+});
+
+afterEach(() => {
+  wrapper?.unmount();
+  wrapper = null;
+  replaceConnection(null);
+});
+
+function withChain(chain: BackingChain): void {
+  useDiskDataStore().entry(PATH).chain = chain;
+}
+
+/** Every component here takes the disk's path and nothing else. */
+type PathComponent = DefineComponent<{ path: string }>;
+
+async function mountWith(component: unknown, chain: BackingChain): Promise<VueWrapper> {
+  withChain(chain);
+  wrapper = mount(component as PathComponent, { props: { path: PATH }, global: { plugins: [pinia] }, attachTo: document.body });
+  await flushPromises();
+  return wrapper;
+}
+
+describe('the backing chain pane', () => {
+  it('lists the files below the disk, top to bottom, with format, space and their own snapshots', async () => {
+    const pane = await mountWith(BackingChainPane, healthy);
+    const rows = pane.findAll('[data-testid^="chain-file-"][data-problem]');
+    expect(rows.map((row) => row.find('.file-name').text())).toEqual(['base.qcow2', 'golden.raw']);
+    expect(rows[0]?.text()).toContain('qcow2 · 1 GiB disk · 290 MiB on disk · 1 snapshot');
+    expect(pane.get('[data-testid="chain-file-0-snapshots"]').text()).toBe('installed');
+    expect(rows[1]?.text()).toContain('raw');
+    expect(pane.get('[data-testid="commit-button"]').attributes('disabled')).toBeUndefined();
+  });
+
+  it('names a missing backing file and disables commit, keeping rebase (to point the disk at the file’s new place)', async () => {
+    const pane = await mountWith(BackingChainPane, missing);
+    const row = pane.get('[data-testid="chain-file-0"]');
+    expect(row.attributes('data-problem')).toBe('missing');
+    expect(row.text()).toContain('The backing file gone.qcow2 does not exist');
+    expect(pane.get('[data-testid="commit-button"]').attributes('disabled')).toBeDefined();
+    expect(pane.get('[data-testid="rebase-button"]').attributes('disabled')).toBeUndefined();
+  });
+
+  it('says when there is no backing file, and still offers a linked clone', async () => {
+    const pane = await mountWith(BackingChainPane, { complete: true, files: [file({ path: PATH, name: PATH })] });
+    expect(pane.get('[data-testid="chain-none"]').text()).toContain('no backing file');
+    await pane.get('[data-testid="linked-clone-button"]').trigger('click');
+    expect(useDialogsStore().current).toEqual({ kind: 'linked-clone', path: PATH });
+  });
+});
+
+describe('the chain dialogs start their jobs', () => {
+  it('New linked clone: image.create at the new path with this disk as its backing file', async () => {
+    const dialog = await mountWith(LinkedCloneDialog, healthy);
+    expect((dialog.get('[data-testid="linked-clone-path"]').element as HTMLInputElement).value).toBe('/disks/clone-clone.qcow2');
+    await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/web-1.qcow2');
+    await dialog.get('form').trigger('submit');
+    expect(started).toEqual([{ kind: 'image.create', path: '/disks/web-1.qcow2', args: { backingFile: PATH } }]);
+  });
+
+  it('Commit: chain.commit, the disk emptied unless kept', async () => {
+    const dialog = await mountWith(CommitDialog, healthy);
+    expect(dialog.get('[data-testid="commit-backing"]').text()).toBe('base.qcow2');
+    await dialog.get('[data-testid="commit-keep"]').setValue(true);
+    await dialog.get('form').trigger('submit');
+    expect(started).toEqual([{ kind: 'chain.commit', path: PATH, args: { keepOverlay: true } }]);
+  });
+
+  it('Commit refuses a broken chain and says which file is missing', async () => {
+    const dialog = await mountWith(CommitDialog, missing);
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('gone.qcow2 does not exist');
+    await dialog.get('form').trigger('submit');
+    expect(started).toEqual([]);
+  });
+
+  it('Rebase: safe onto the file below the backing file by default, or onto nothing', async () => {
+    const dialog = await mountWith(RebaseDialog, healthy);
+    expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('/disks/golden.raw');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', unsafe: false } });
+  });
+
+  it('Rebase with a missing backing file: only the name can change, and the dialog starts that way', async () => {
+    const dialog = await mountWith(RebaseDialog, missing);
+    expect(dialog.get('[data-testid="rebase-broken"]').text()).toContain('gone.qcow2');
+    expect((dialog.get('[data-testid="rebase-unsafe"]').element as HTMLInputElement).checked).toBe(true);
+    await dialog.get('[data-testid="rebase-target"]').setValue('/mnt/new-place/gone.qcow2');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/mnt/new-place/gone.qcow2', unsafe: true } });
+  });
+
+  it('Rebase onto nothing is refused in name-only mode (the data would be lost)', async () => {
+    const dialog = await mountWith(RebaseDialog, missing);
+    await dialog.get('[data-testid="rebase-none"]').setValue(true);
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('would be lost');
+  });
+});
