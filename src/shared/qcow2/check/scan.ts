@@ -186,7 +186,7 @@ function scanL2(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings,
   let nextContiguous = 0;
   // Without extended L2 or a data file most entries are plain data clusters: counted without decoding.
   const plainEntries = !format.extendedL2 && !scan.hasDataFile;
-  const fileSize = image.file.size();
+  const fileSize = expected.fileSize;
   for (let index = 0; index < image.l2Entries; index++) {
     const position = index * image.l2EntryBytes;
     const high = table.getUint32(position);

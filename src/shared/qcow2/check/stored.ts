@@ -100,9 +100,14 @@ export class StoredRefcounts {
   }
 
   get(cluster: number): number {
+    // Lookups come mostly in order: the last block answers most of them without a division or a map lookup.
+    const last = this.last;
+    if (last !== null) {
+      const entry = cluster - last.index * this.entriesPerBlock;
+      if (entry >= 0 && entry < this.entriesPerBlock && Number.isInteger(entry)) return entryOf(last, entry, this.order);
+    }
     const index = Math.floor(cluster / this.entriesPerBlock);
-    // Lookups come mostly in order: the last block answers most of them without a map lookup.
-    const block = this.last !== null && this.last.index === index ? this.last : this.block(index);
+    const block = this.block(index);
     if (block !== null) this.last = block;
     return block === null ? 0 : entryOf(block, cluster - index * this.entriesPerBlock, this.order);
   }
