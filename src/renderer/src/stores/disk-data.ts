@@ -43,6 +43,11 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     return data;
   }
 
+  /**
+   * Reads the tree and the space report side by side: the tree shows as soon as its job ends, the
+   * Space tab's figures when theirs does (it shows that job's progress meanwhile), so a big disk's
+   * tree does not wait for the space report too.
+   */
   async function readOnce(path: string): Promise<void> {
     const jobs = useJobsStore();
     const data = entry(path);
@@ -55,19 +60,21 @@ export const useDiskDataStore = defineStore('disk-data', () => {
         data.chain = null;
       },
     );
-    try {
-      const [tree, usage] = await Promise.all([
-        jobs.run('snapshot.tree', path, {}, { title: 'Read the snapshot tree', background: true }),
-        jobs.run('image.usage', path, {}, { title: 'Read space usage', background: true }),
-      ]);
-      data.tree = tree;
-      data.usage = usage;
-      data.error = null;
+    const tree = jobs.run('snapshot.tree', path, {}, { title: 'Read the snapshot tree', background: true }).then((read) => {
+      data.tree = read;
       data.status = 'ready';
-      const known = data.selectedId === CURRENT_ID || tree.snapshots.some((snapshot) => snapshot.id === data.selectedId);
+      const known = data.selectedId === CURRENT_ID || read.snapshots.some((snapshot) => snapshot.id === data.selectedId);
       if (!known) data.selectedId = CURRENT_ID;
-    } catch (error) {
-      const apiError = toApiError(error);
+    });
+    const usage = jobs.run('image.usage', path, {}, { title: 'Read space usage', background: true }).then((read) => {
+      data.usage = read;
+    });
+    const outcomes = await Promise.allSettled([tree, usage]);
+    const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failure === undefined) {
+      data.error = null;
+    } else {
+      const apiError = toApiError(failure.reason);
       data.error = { code: apiError.code, message: apiError.message };
       data.status = data.tree ? 'ready' : 'error';
     }

@@ -14,6 +14,7 @@ import { readZeroFilled } from './stored.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, OFLAG_COPIED_HI } from '../format/entries.ts';
 import type { Qcow2Image } from '../image/image.ts';
+import { OrderedTableReader } from '../io/ordered-reads.ts';
 
 export type CopiedPass = 'report' | 'clear' | 'set';
 
@@ -31,6 +32,7 @@ export function checkCopiedFlags(
   const l1Bytes = readZeroFilled(file, header.l1TableOffset, header.l1Size * 8);
   const l1 = view(l1Bytes);
   const visited = new Set<number>();
+  const tables = new OrderedTableReader(file, activeL2Tables(l1, header.l1Size, clusterBytes, fileSize), clusterBytes);
   let changed = 0;
   // As for L2 tables below: an L1 table that overlaps anything else (an l1_size that runs into
   // other clusters) is never written, or a flag "fix" would change that other structure or data.
@@ -64,10 +66,23 @@ export function checkCopiedFlags(
     }
     if (l2Offset % clusterBytes !== 0 || l2Offset >= fileSize || visited.has(l2Offset)) continue;
     visited.add(l2Offset);
-    changed += checkL2Flags(image, scan, findings, pass, refcountOf, l2Offset, mayFix);
+    changed += checkL2Flags(image, scan, findings, pass, refcountOf, l2Offset, mayFix, tables);
   }
   if (l1Refused) findings.note(`ERROR: the L1 table at 0x${header.l1TableOffset.toString(16)} overlaps other metadata or data; its COPIED flags were left as they are`);
   return changed;
+}
+
+/** The L2 tables the loop above visits, in the order it visits them (for reading neighbours together). */
+function activeL2Tables(l1: DataView, l1Size: number, clusterBytes: number, fileSize: number): number[] {
+  const offsets: number[] = [];
+  const seen = new Set<number>();
+  for (let index = 0; index < l1Size; index++) {
+    const { l2Offset } = decodeL1(l1, index * 8);
+    if (l2Offset === 0 || l2Offset % clusterBytes !== 0 || l2Offset >= fileSize || seen.has(l2Offset)) continue;
+    seen.add(l2Offset);
+    offsets.push(l2Offset);
+  }
+  return offsets;
 }
 
 function checkL2Flags(
@@ -78,9 +93,11 @@ function checkL2Flags(
   refcountOf: (cluster: number) => number,
   l2Offset: number,
   mayFix: (copied: boolean, cluster: number) => boolean,
+  tables: OrderedTableReader,
 ): number {
   const { file, clusterBytes } = image;
-  const tableBytes = readZeroFilled(file, l2Offset, clusterBytes);
+  // Valid until the next table is read: written back (if changed) before that.
+  const tableBytes = tables.read(l2Offset);
   const table = view(tableBytes);
   // Never write an "L2 table" that is also some other structure: that would change the other one.
   const writable = scan.expected.rolesOf(l2Offset / clusterBytes) === ROLE_L2;
@@ -89,16 +106,22 @@ function checkL2Flags(
   for (let index = 0; index < image.l2Entries; index++) {
     const position = index * image.l2EntryBytes;
     const high = table.getUint32(position);
-    if (high === 0 && table.getUint32(position + 4) === 0) continue;
-    const entry = decodeL2(table, position, image.l2Format);
-    if ((entry.kind !== 'normal' && entry.kind !== 'zero') || entry.hostOffset === 0) continue;
-    const dataCluster = Math.floor(entry.hostOffset / clusterBytes);
+    const low = table.getUint32(position + 4);
+    if (high === 0 && low === 0) continue;
+    // A plain data cluster's entry (no compression, reserved or zero bits) is read without decoding: most are.
+    const plain = !image.l2Format.extendedL2 && (high & 0x7f00_0000) === 0 && (low & 0x1ff) === 0;
+    const entry = plain ? null : decodeL2(table, position, image.l2Format);
+    if (entry !== null && entry.kind !== 'normal' && entry.kind !== 'zero') continue;
+    const hostOffset = entry === null ? (high & 0x00ff_ffff) * 0x1_0000_0000 + low : entry.hostOffset;
+    const copied = (high & OFLAG_COPIED_HI) !== 0;
+    if (hostOffset === 0) continue;
+    const dataCluster = Math.floor(hostOffset / clusterBytes);
     const refcount = scan.hasDataFile ? 1 : refcountOf(dataCluster);
-    if ((refcount === 1) === entry.copied) continue;
-    const detail = `OFLAG_COPIED data cluster: l2_entry=${hexEntry(high, table.getUint32(position + 4))} refcount=${refcount}`;
+    if ((refcount === 1) === copied) continue;
+    const detail = `OFLAG_COPIED data cluster: l2_entry=${hexEntry(high, low)} refcount=${refcount}`;
     if (pass === 'report') {
       findings.corruption(`ERROR ${detail}`);
-    } else if (mayFix(entry.copied, dataCluster)) {
+    } else if (mayFix(copied, dataCluster)) {
       if (!writable) {
         refused = true;
         continue;

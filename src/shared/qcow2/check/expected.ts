@@ -110,6 +110,18 @@ export class ExpectedRefcounts {
     return true;
   }
 
+  /**
+   * As `add` for one whole cluster the caller knows lies inside the file (the scan's common case:
+   * an aligned data cluster), without the range checks.
+   */
+  addCluster(cluster: number, role: number, times: number, findings: CheckFindings): void {
+    this.claim(cluster, role);
+    const current = this.counts[cluster] ?? 0;
+    const next = current + times;
+    if (next > this.max && current <= this.max) findings.corruption(`ERROR: overflow cluster offset=0x${(cluster * this.clusterBytes).toString(16)}`);
+    this.counts[cluster] = Math.min(next, this.storeMax);
+  }
+
   private notePastEnd(offset: number, end: number): void {
     if (this.pastEndClusters === null) return;
     const first = Math.floor(offset / this.clusterBytes);

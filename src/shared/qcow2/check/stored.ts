@@ -28,6 +28,7 @@ export class StoredRefcounts {
   private readonly table: DataView;
   private readonly fileClusters: number;
   private readonly cache = new Map<number, RefcountBlock>();
+  private last: RefcountBlock | null = null;
 
   constructor(file: BlockFile, tableBytes: Uint8Array, clusterBytes: number, order: number, fileSize: number) {
     this.file = file;
@@ -70,27 +71,45 @@ export class StoredRefcounts {
     const hit = this.cache.get(index);
     if (hit) return hit;
     if (this.state(index) !== 'valid') return null;
-    const block = this.readBlock(index);
+    // A walk over every block of a big disk would otherwise leave a cluster of garbage per block:
+    // the evicted block's bytes take the new one (cached blocks are only read, never kept by callers).
+    let recycled: Uint8Array | undefined;
     if (this.cache.size >= CACHED_BLOCKS) {
       const oldest = this.cache.keys().next().value;
-      if (oldest !== undefined) this.cache.delete(oldest);
+      if (oldest !== undefined) {
+        recycled = this.cache.get(oldest)?.bytes;
+        this.cache.delete(oldest);
+        if (this.last?.index === oldest) this.last = null;
+      }
     }
+    const block = this.readInto(index, recycled ?? new Uint8Array(this.clusterBytes));
     this.cache.set(index, block);
     return block;
   }
 
   /** A fresh, private copy of a valid block, for changing and writing back. */
   readBlock(index: number): RefcountBlock {
+    return this.readInto(index, new Uint8Array(this.clusterBytes));
+  }
+
+  private readInto(index: number, bytes: Uint8Array): RefcountBlock {
     const offset = this.blockOffset(index);
-    const bytes = new Uint8Array(this.clusterBytes);
     const count = this.file.read(bytes, offset);
     bytes.fill(0, count);
     return { index, offset, bytes, view: view(bytes) };
   }
 
   get(cluster: number): number {
-    const block = this.block(Math.floor(cluster / this.entriesPerBlock));
-    return block === null ? 0 : entryOf(block, cluster % this.entriesPerBlock, this.order);
+    // Lookups come mostly in order: the last block answers most of them without a division or a map lookup.
+    const last = this.last;
+    if (last !== null) {
+      const entry = cluster - last.index * this.entriesPerBlock;
+      if (entry >= 0 && entry < this.entriesPerBlock && Number.isInteger(entry)) return entryOf(last, entry, this.order);
+    }
+    const index = Math.floor(cluster / this.entriesPerBlock);
+    const block = this.block(index);
+    if (block !== null) this.last = block;
+    return block === null ? 0 : entryOf(block, cluster - index * this.entriesPerBlock, this.order);
   }
 
   set(block: RefcountBlock, entry: number, value: number): void {
@@ -104,6 +123,7 @@ export class StoredRefcounts {
   /** Forgets cached blocks after the caller wrote some. */
   clear(): void {
     this.cache.clear();
+    this.last = null;
   }
 }
 
@@ -115,6 +135,7 @@ export function readZeroFilled(file: BlockFile, offset: number, length: number):
 }
 
 function entryOf(block: RefcountBlock, entry: number, order: number): number {
+  if (order < 6) return getRefcount(block.bytes, block.view, entry, order);
   try {
     return getRefcount(block.bytes, block.view, entry, order);
   } catch {

@@ -4,6 +4,7 @@
  * image enforces "refcounts on disk before the L2 entries that need them".
  */
 import type { BlockFile } from '../io/block-file.ts';
+import { readTablesInFileOrder, sortedUnique } from '../io/ordered-reads.ts';
 import { Qcow2Error } from '../errors.ts';
 import { hex } from '../format/bytes.ts';
 
@@ -47,6 +48,37 @@ export class TableCache {
       throw new Qcow2Error('CORRUPT', `${this.what} at ${hex(hostOffset)} lies past the end of the file`);
     }
     return this.insert(hostOffset, bytes, false);
+  }
+
+  /**
+   * Visits every table at `offsets` once, in file order: those the cache holds as they are there
+   * (they may be newer than the file), the others read from the file in large runs of neighbours
+   * without entering the cache, so a walk over every table of a big disk neither evicts what is
+   * cached nor issues one read per table. The bytes are only valid during the call.
+   */
+  scan(offsets: Iterable<number>, visit: (hostOffset: number, bytes: Uint8Array) => void): void {
+    const sorted = sortedUnique(offsets);
+    const fromFile: number[] = [];
+    let next = 0;
+    const readPending = (): void => {
+      readTablesInFileOrder(this.file, fromFile, this.tableBytes, (offset, bytes, bytesInFile) => {
+        if (bytesInFile < this.tableBytes) throw new Qcow2Error('CORRUPT', `${this.what} at ${hex(offset)} lies past the end of the file`);
+        visit(offset, bytes);
+      });
+      fromFile.length = 0;
+    };
+    for (; next < sorted.length; next++) {
+      const offset = sorted[next] ?? 0;
+      const cached = this.tables.get(offset);
+      if (cached === undefined) {
+        fromFile.push(offset);
+        continue;
+      }
+      // Keeps file order: what is pending before this table is visited first.
+      readPending();
+      visit(offset, cached.bytes);
+    }
+    readPending();
   }
 
   /** A new table that is not on disk yet (all zeros, or a copy), marked dirty. */

@@ -7,11 +7,11 @@
  */
 import { l1Checksum, readCowbellRecord } from '../format/cowbell-record.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
-import type { L1Table, Qcow2Image } from '../image/image.ts';
+import type { Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
-import { MappingDistance } from './mapping-distance.ts';
+import { MappingPass } from './mapping-pass.ts';
 import type { SnapshotNode, SnapshotTree } from '../model.ts';
-import { UsageCalculator } from './usage.ts';
+import { mappedStates } from './usage.ts';
 
 /** Why a parent a rewrite recorded is still shown as a guess. */
 const RECORDED_GUESS = 'inferred before the disk was rewritten (compressed, compacted or copied)';
@@ -34,13 +34,6 @@ function compareIds(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** L2 table offsets an L1 names, by L1 index (0 where none). */
-function l2Offsets(image: Qcow2Image, l1: L1Table): number[] {
-  const offsets: number[] = [];
-  for (let index = 0; index < l1.size; index++) offsets.push(image.l2OffsetAt(l1, index));
-  return offsets;
-}
-
 function latest(entries: SnapshotEntry[]): SnapshotEntry | undefined {
   return chronological(entries).at(-1);
 }
@@ -48,21 +41,29 @@ function latest(entries: SnapshotEntry[]): SnapshotEntry | undefined {
 export interface TreeInputs {
   image: Qcow2Image;
   ordered: SnapshotEntry[];
-  tables: Map<string, number[]>;
-  active: number[];
-  distance: MappingDistance;
+  /** The pass over every state's mappings: state 0 is the current state, snapshot i is state i + 1. */
+  pass: MappingPass;
+  state: Map<string, number>;
 }
 
-function loadInputs(image: Qcow2Image, job: JobContext): TreeInputs {
-  const tables = new Map<string, number[]>();
+const CURRENT_STATE = 0;
+
+/** Reads every state's mappings once: the distances between states, and their space figures when `usage`. */
+function loadInputs(image: Qcow2Image, job: JobContext, usage: boolean): TreeInputs {
   let largestDisk = image.virtualSize;
-  for (const snapshot of image.snapshots) {
-    job.throwIfCancelled();
-    tables.set(snapshot.id, l2Offsets(image, image.loadSnapshotL1(snapshot)));
-    largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
-  }
-  const distance = new MappingDistance(image, Math.ceil(largestDisk / image.clusterBytes));
-  return { image, ordered: chronological(image.snapshots), tables, active: l2Offsets(image, image.l1), distance };
+  for (const snapshot of image.snapshots) largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
+  const states = mappedStates(image);
+  job.throwIfCancelled();
+  const pass = new MappingPass(image, states, { usage, distances: true, guestClusters: Math.ceil(largestDisk / image.clusterBytes), job }).run();
+  const state = new Map(image.snapshots.map((snapshot, index) => [snapshot.id, index + 1]));
+  return { image, ordered: chronological(image.snapshots), pass, state };
+}
+
+/** Guest clusters mapped differently by a snapshot and another state (a snapshot, or the current state). */
+function distance(inputs: TreeInputs, snapshot: SnapshotEntry, other: SnapshotEntry | null): number {
+  const a = inputs.state.get(snapshot.id) ?? CURRENT_STATE;
+  const b = other === null ? CURRENT_STATE : (inputs.state.get(other.id) ?? CURRENT_STATE);
+  return inputs.pass.distance(a, b);
 }
 
 interface Closest {
@@ -73,10 +74,10 @@ interface Closest {
 }
 
 /** The candidate whose mapping differs least from `target`; candidates are chronological, so on a tie the later one wins. */
-function closest(inputs: TreeInputs, candidates: SnapshotEntry[], target: number[]): Closest | null {
+function closest(inputs: TreeInputs, candidates: SnapshotEntry[], target: SnapshotEntry | null): Closest | null {
   let best: Closest | null = null;
   for (const candidate of candidates) {
-    const clusters = inputs.distance.between(inputs.tables.get(candidate.id) ?? [], target);
+    const clusters = distance(inputs, candidate, target);
     if (best === null || clusters < best.clusters) best = { entry: candidate, clusters, ties: 1 };
     else if (clusters === best.clusters) best = { entry: candidate, clusters, ties: best.ties + 1 };
   }
@@ -103,14 +104,14 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
   const older = inputs.ordered.slice(0, Math.max(0, position));
   const why = record?.parentKnown ? 'its recorded parent was deleted by another program; ' : '';
   if (older.length === 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
-  const best = closest(inputs, older, inputs.tables.get(snapshot.id) ?? []);
+  const best = closest(inputs, older, snapshot);
   if (best === null) return { parentId: null, inferred: true, reason: `${why}no older snapshot remains` };
   const reason = older.length === 1 ? `"${best.entry.name}" is the only older snapshot` : closeness(best, 'older snapshot');
   return { parentId: best.entry.id, inferred: true, reason: `${why}${reason}` };
 }
 
 export function currentParent(inputs: TreeInputs): ParentChoice {
-  const { image, ordered, tables, active } = inputs;
+  const { image, ordered } = inputs;
   if (ordered.length === 0) return { parentId: null, inferred: false };
   const flagged = ordered.find((entry) => {
     const record = readCowbellRecord(entry);
@@ -129,25 +130,25 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   // The current L1 table is as it was when the mark was set: no apply in place and no copy on write since.
   if (flagValid && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(image.l1.bytes)) return fromFlag(flagged.id);
   // Nothing written since Cowbell's mark: no need to look at the other snapshots.
-  if (flagValid && inputs.distance.between(tables.get(flagged.id) ?? [], active) === 0) return fromFlag(flagged.id);
+  if (flagValid && distance(inputs, flagged, null) === 0) return fromFlag(flagged.id);
 
-  const exact = ordered.filter((entry) => inputs.distance.between(tables.get(entry.id) ?? [], active) === 0);
+  const exact = ordered.filter((entry) => distance(inputs, entry, null) === 0);
   if (exact.length > 0) {
     if (flagValid && exact.includes(flagged)) return fromFlag(flagged.id);
     const chosen = latest(exact);
     return { parentId: chosen?.id ?? null, inferred: true, reason: `the current state is still identical to "${chosen?.name ?? ''}"` };
   }
-  const best = closest(inputs, ordered, active);
+  const best = closest(inputs, ordered, null);
   // Writes since Cowbell's mark only move the state away from every snapshot alike; another
   // program's apply (in place, same L1 offset) makes another snapshot closer.
-  if (flagValid && (best === null || inputs.distance.between(tables.get(flagged.id) ?? [], active) <= best.clusters)) return fromFlag(flagged.id);
+  if (flagValid && (best === null || distance(inputs, flagged, null) <= best.clusters)) return fromFlag(flagged.id);
   if (best === null) return { parentId: null, inferred: false };
   return { parentId: best.entry.id, inferred: true, reason: closeness(best, 'snapshot') };
 }
 
 /** Every snapshot's parent and the current state's, as the tree shows them (without the space figures). */
 export function treeParents(image: Qcow2Image, job: JobContext = silentJob): { parents: Map<string, ParentChoice>; current: ParentChoice } {
-  const inputs = loadInputs(image, job);
+  const inputs = loadInputs(image, job, false);
   const parents = new Map<string, ParentChoice>();
   for (const entry of inputs.ordered) {
     job.throwIfCancelled();
@@ -158,7 +159,7 @@ export function treeParents(image: Qcow2Image, job: JobContext = silentJob): { p
 
 /** The current state's parent id (what a new snapshot records as its parent). */
 export function currentParentId(image: Qcow2Image): string | null {
-  return currentParent(loadInputs(image, silentJob)).parentId;
+  return currentParent(loadInputs(image, silentJob, false)).parentId;
 }
 
 function isoDate(entry: SnapshotEntry): string {
@@ -166,12 +167,11 @@ function isoDate(entry: SnapshotEntry): string {
 }
 
 export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): SnapshotTree {
-  const inputs = loadInputs(image, job);
-  const calculator = new UsageCalculator(image, job);
+  const inputs = loadInputs(image, job, true);
   const snapshots: SnapshotNode[] = inputs.ordered.map((entry) => {
     job.throwIfCancelled();
     const parent = snapshotParent(inputs, entry);
-    const usage = calculator.l1Usage(image.loadSnapshotL1(entry), true);
+    const usage = inputs.pass.usage(inputs.state.get(entry.id) ?? CURRENT_STATE);
     const node: SnapshotNode = {
       id: entry.id,
       name: entry.name,
@@ -189,7 +189,7 @@ export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): Sn
     return node;
   });
   const current = currentParent(inputs);
-  const currentUsage = calculator.l1Usage(image.l1, false);
+  const currentUsage = inputs.pass.usage(CURRENT_STATE);
   const tree: SnapshotTree = {
     snapshots,
     currentParentId: current.parentId,
