@@ -5,32 +5,19 @@
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, makeTempDir, openApp, openThroughPathField, qemuImg, screenshot, type Session } from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { eventually, openThroughPathField, qemuImg, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async (context) => {
-  await screenshot(page, `chain-${context.task.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 60)}`);
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors').toEqual([]);
-});
+}, { screenshotPrefix: 'chain' });
 
 function qemuIo(path: string, command: string): void {
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', command, path]);

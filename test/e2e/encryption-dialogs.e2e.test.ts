@@ -6,9 +6,8 @@
  * tree, Space and Map views work without its passphrase. Screenshots of each dialog, light and dark,
  * go to test-results/screenshots.
  */
-import { rm } from 'node:fs/promises';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import {
   encryptedStateDigests,
   fileContains,
@@ -19,7 +18,7 @@ import {
   qemuOpensWith,
 } from '../helpers/encrypted-disks.ts';
 import { allStateDigests, fileDigest, makeSnapshottedDisk, MiB, qemuCheckReport, qemuSnapshotNames, temporaryFilesIn } from '../helpers/rewrite-disks.ts';
-import { eventually, makeTempDir, openApp, openThroughPathField, screenshot, showTab, type Session } from './harness.ts';
+import { eventually, openApp, openThroughPathField, screenshot, showTab, useSharedApp, type Session } from './harness.ts';
 
 const FIRST = 'violet anchor mortgage drizzle kettle';
 const SECOND = 'seven quiet herons over the weir';
@@ -30,20 +29,9 @@ let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async () => {
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors').toEqual([]);
 });
 
 async function openDisk(target: Page, path: string): Promise<void> {

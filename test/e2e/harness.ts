@@ -7,7 +7,7 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { chromium, type BrowserContext, type ConsoleMessage, type Page } from 'playwright-core';
-import { expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect } from 'vitest';
 
 export const repoRoot = resolve(import.meta.dirname, '../..');
 export const screenshotDir = join(repoRoot, 'test-results', 'screenshots');
@@ -142,6 +142,43 @@ export async function openApp(paths: string[] = [], options: BrowserOptions = {}
       await server.stop();
     },
   };
+}
+
+export interface SharedApp {
+  folder: string;
+  session: Session;
+}
+
+export interface SharedAppOptions {
+  /** After each test, a screenshot named with this prefix and the test's name. */
+  screenshotPrefix?: string;
+  /** The assertion's message when the page logged errors. */
+  problemsLabel?: string;
+}
+
+/**
+ * One app for a whole test file: a temporary folder and a session opened before the first test
+ * (handed to `opened`), after each test a screenshot (if asked), Escape to close what a test left
+ * open, and no errors logged by the page; the session closed and the folder removed at the end.
+ */
+export function useSharedApp(opened: (app: SharedApp) => void, options: SharedAppOptions = {}): void {
+  let app: SharedApp | null = null;
+  beforeAll(async () => {
+    const folder = await makeTempDir();
+    app = { folder, session: await openApp([], { viewport: { width: 1400, height: 900 } }) };
+    opened(app);
+  });
+  afterAll(async () => {
+    await app?.session.close();
+    if (app !== null) await rm(app.folder, { recursive: true, force: true });
+  });
+  afterEach(async (context) => {
+    if (app === null) return;
+    const { page, problems } = app.session;
+    if (options.screenshotPrefix !== undefined) await screenshot(page, `${options.screenshotPrefix}-${context.task.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 60)}`);
+    await page.keyboard.press('Escape');
+    expect(problems, options.problemsLabel ?? 'the page logged errors').toEqual([]);
+  });
 }
 
 /** Types a path into the sidebar's field and presses Enter, as a user would. */

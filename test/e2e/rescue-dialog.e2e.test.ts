@@ -7,12 +7,11 @@
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { layout, readU64, writeU64 } from '../helpers/qcow2-poke.ts';
-import { eventually, makeTempDir, openApp, openThroughPathField, qemuImg, screenshot, type Session } from './harness.ts';
+import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
 const MiB = 1024 * 1024;
 
@@ -20,20 +19,9 @@ let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async () => {
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors').toEqual([]);
 });
 
 function sha(path: string): string {

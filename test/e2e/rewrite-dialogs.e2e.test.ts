@@ -6,11 +6,10 @@
  */
 import { execFileSync } from 'node:child_process';
 import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatBytes } from '../../src/shared/format-units.ts';
 import {
   allStateDigests,
@@ -24,26 +23,15 @@ import {
   stateDigest,
   temporaryFilesIn,
 } from '../helpers/rewrite-disks.ts';
-import { eventually, makeTempDir, openApp, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, type Session } from './harness.ts';
+import { eventually, openApp, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async () => {
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors').toEqual([]);
 });
 
 const DONE_TIMEOUT_MS = 90_000;

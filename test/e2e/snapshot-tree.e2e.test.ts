@@ -5,12 +5,11 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { openSync, readFileSync, readSync, rmSync, writeSync, closeSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { formatBytes, formatBytesExact } from '../../src/shared/format-units.ts';
-import { eventually, makeTempDir, openApp, openThroughPathField, qemuImg, screenshot, type Session } from './harness.ts';
+import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
 /** The DOM global read inside page.evaluate (tsconfig.json, for Node code, has no DOM lib). */
 interface PageGlobals {
@@ -21,22 +20,10 @@ let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async (context) => {
-  await screenshot(page, `tree-${context.task.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 60)}`);
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors').toEqual([]);
-});
+}, { screenshotPrefix: 'tree' });
 
 function qemuIo(path: string, command: string): void {
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', command, path]);

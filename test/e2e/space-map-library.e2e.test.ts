@@ -8,29 +8,17 @@ import { closeSync, existsSync, openSync, readSync, statSync, writeSync } from '
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, makeTempDir, openApp, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, type Session } from './harness.ts';
+import { describe, expect, it } from 'vitest';
+import { eventually, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
 let session: Session;
 let page: Page;
 
-beforeAll(async () => {
-  folder = await makeTempDir();
-  session = await openApp([], { viewport: { width: 1400, height: 900 } });
+useSharedApp((app) => {
+  ({ folder, session } = app);
   page = session.page;
-});
-
-afterAll(async () => {
-  await session?.close();
-  await rm(folder, { recursive: true, force: true });
-});
-
-afterEach(async (context) => {
-  await screenshot(page, `space-${context.task.name.replace(/[^a-z0-9]+/gi, '-').toLowerCase().slice(0, 60)}`);
-  await page.keyboard.press('Escape');
-  expect(session.problems, 'the page logged errors (CSP violations included)').toEqual([]);
-});
+}, { screenshotPrefix: 'space', problemsLabel: 'the page logged errors (CSP violations included)' });
 
 const MiB = 1024 * 1024;
 
