@@ -114,6 +114,27 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The disk holds data past the new end, which a shrink would drop.',
     hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
   },
+  FILESYSTEM_CORRUPT: {
+    short: 'Damaged file system',
+    title: 'The file system inside this disk is damaged where Cowbell would read it.',
+    hint: 'The disk image itself is untouched. A file system check inside the guest (fsck, chkdsk) may mend it.',
+  },
+  FILESYSTEM_UNSUPPORTED: {
+    short: 'File system feature not read',
+    title: 'This file system uses a feature Cowbell cannot read yet.',
+  },
+  NO_FILESYSTEM: {
+    short: 'No file system',
+    title: 'Cowbell finds no file system it can read here (empty, swap, LVM or an unknown kind).',
+  },
+  NOT_A_DIRECTORY: {
+    short: 'Not a folder',
+    title: 'That path names a file, not a folder.',
+  },
+  IS_A_DIRECTORY: {
+    short: 'A folder',
+    title: 'That path names a folder, not a file.',
+  },
   CANCELLED: {
     short: 'Cancelled',
     title: 'The operation was cancelled; the image is as it was.',

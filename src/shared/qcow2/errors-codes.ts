@@ -27,6 +27,15 @@ export const ERROR_CODES = [
   'DATA_FILE_NOT_FOUND',
   /** A shrink would drop data the current disk holds past its new end: refused unless the caller chose to discard it. */
   'DATA_PAST_END',
+  /** A guest filesystem's bytes are damaged or hostile: Cowbell refuses to follow them (files/). */
+  'FILESYSTEM_CORRUPT',
+  /** A guest filesystem uses a feature Cowbell's reader does not read (e.g. NTFS compression). */
+  'FILESYSTEM_UNSUPPORTED',
+  /** No filesystem Cowbell reads where the path points (an empty disk, swap, LVM, an unknown filesystem). */
+  'NO_FILESYSTEM',
+  /** A path inside a guest filesystem names a file where a folder was needed, or a folder where a file was. */
+  'NOT_A_DIRECTORY',
+  'IS_A_DIRECTORY',
   'CANCELLED',
   'INTERNAL',
 ] as const;

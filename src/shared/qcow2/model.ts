@@ -308,3 +308,69 @@ export interface ResizeResult {
   /** Bytes of the current state's allocated data past the new end that a shrink dropped. */
   discardedBytes: number;
 }
+
+/**
+ * Files inside a state (issue 22). A path inside a state is POSIX-style from "/". A disk with a
+ * partition table shows its volumes as the root's folders, named by partition number ("/1",
+ * "/2", …); a disk that is one filesystem without a table is its root itself.
+ */
+export type GuestFileKind = 'file' | 'directory' | 'symlink' | 'other';
+
+export type GuestFilesystemKind = 'ext' | 'fat' | 'ntfs';
+
+/** One entry of a folder inside a state, as `cowbell ls --json` prints it. */
+export interface GuestFileEntry {
+  name: string;
+  /** Full path inside the state, e.g. "/1/etc/hostname". */
+  path: string;
+  kind: GuestFileKind;
+  /** Bytes of content (a symlink: the target's length; a folder: 0). */
+  size: number;
+  /** Last modification, milliseconds since the epoch (UTC), or null where the filesystem keeps none. */
+  mtimeMs: number | null;
+  /** A symlink's target. */
+  target?: string;
+}
+
+/** One volume (partition, or the whole disk) of a state and what is on it. */
+export interface GuestVolumeInfo {
+  /** Its folder name at the root ("1", "2", …), or "" for a whole-disk filesystem. */
+  name: string;
+  /** Byte offset of the volume in the guest disk, and its length. */
+  offset: number;
+  length: number;
+  /** Partition table it comes from. */
+  table: 'mbr' | 'gpt' | 'none';
+  /** The partition's type as the table names it (MBR type byte as "0x83", GPT type GUID), when there is one. */
+  partitionType?: string;
+  /** The filesystem found on it, or null when none Cowbell reads (swap, LVM, unknown, empty). */
+  filesystem: GuestFilesystemKind | null;
+  /** The filesystem's label, when it has one. */
+  label?: string;
+  /** Why a volume that looks like a known filesystem cannot be read (its bytes are damaged, a feature is unsupported). */
+  problem?: string;
+}
+
+export type GuestFileChange = 'added' | 'removed' | 'changed';
+
+/** One difference between two states' files, as `cowbell files-diff --json` prints it. */
+export interface GuestFileDifference {
+  path: string;
+  change: GuestFileChange;
+  kind: GuestFileKind;
+  /** Size in the first state (absent when added) and the second (absent when removed). */
+  sizeBefore?: number;
+  sizeAfter?: number;
+  /** What differs for a changed entry: its size, its modification time, its content (seen in the changed guest ranges), its kind or target. */
+  reasons?: ('size' | 'mtime' | 'content' | 'kind' | 'target')[];
+}
+
+export interface GuestFilesDiff {
+  from: string;
+  to: string;
+  differences: GuestFileDifference[];
+  /** Bytes of file content involved: added + removed + changed files' sizes in the later state. */
+  bytes: number;
+  /** Volumes that could not be compared and why. */
+  skipped: { volume: string; reason: string }[];
+}

@@ -1,0 +1,42 @@
+/**
+ * What every guest filesystem reader (ext via libext2fs, FAT, NTFS) offers the rest of files/:
+ * read-only, async (libext2fs calls back through promises), paths relative to the volume's root.
+ * A reader never trusts the bytes it reads: damaged or hostile structures throw
+ * Qcow2Error('FILESYSTEM_CORRUPT'), never crash, loop or allocate without bound.
+ */
+import type { GuestFileEntry, GuestFilesystemKind } from '../model.ts';
+
+/** Guest bytes of one volume: offsets from the volume's start; reads past its end are refused by the source. */
+export interface VolumeBytes {
+  readonly length: number;
+  /** Fills buffer with the volume's bytes from offset (synchronous underneath: the engine's readers are). */
+  read(buffer: Uint8Array, offset: number): Promise<void>;
+}
+
+/** Where a file's content lies in its volume: byte ranges from the volume's start (for the content part of files-diff). */
+export interface ByteRange {
+  offset: number;
+  length: number;
+}
+
+export interface GuestFilesystem {
+  readonly kind: GuestFilesystemKind;
+  readonly label?: string;
+  /** A folder's entries (without "." and ".."); `path` is volume-relative ("/" is the root). */
+  list(path: string): Promise<GuestFileEntry[]>;
+  /** One entry; NOT_FOUND when absent. Symlinks are not followed. */
+  stat(path: string): Promise<GuestFileEntry>;
+  /** Up to buffer.length bytes of a file's content from `offset`; returns the count read (0 at the end). */
+  read(path: string, buffer: Uint8Array, offset: number): Promise<number>;
+  /** Where the file's content lies in the volume, or null when the reader cannot say (then files-diff compares content by reading). */
+  extents?(path: string): Promise<ByteRange[] | null>;
+  close(): Promise<void>;
+}
+
+/** One filesystem kind Cowbell can read: a cheap check of its signature, then an opener. */
+export interface FilesystemReader {
+  readonly kind: GuestFilesystemKind;
+  /** Whether the volume's first bytes carry this filesystem's signature (no deep validation). */
+  probe(volume: VolumeBytes): Promise<boolean>;
+  open(volume: VolumeBytes): Promise<GuestFilesystem>;
+}

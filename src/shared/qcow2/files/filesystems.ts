@@ -1,0 +1,4 @@
+/** Every filesystem reader, in the order volumes are probed. Each reader adds its one line here. */
+import type { FilesystemReader } from './filesystem.ts';
+
+export const FILESYSTEM_READERS: readonly FilesystemReader[] = [];
