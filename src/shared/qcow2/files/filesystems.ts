@@ -1,4 +1,5 @@
 /** Every filesystem reader, in the order volumes are probed. Each reader adds its one line here. */
 import type { FilesystemReader } from './filesystem.ts';
+import { FAT_READER } from './fat/fat-reader.ts';
 
-export const FILESYSTEM_READERS: readonly FilesystemReader[] = [];
+export const FILESYSTEM_READERS: readonly FilesystemReader[] = [FAT_READER];
