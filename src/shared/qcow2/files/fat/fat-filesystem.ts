@@ -193,7 +193,7 @@ async function loadFolder(volume: VolumeBytes, geometry: FatGeometry, table: Fat
   let extents: ByteRange[];
   if (isRoot && geometry.rootRegion !== null) extents = [geometry.rootRegion];
   else {
-    const runs = await table.wholeChain(cluster, Math.ceil(MAX_FOLDER_BYTES / geometry.clusterBytes), what);
+    const runs = await table.wholeChain(cluster, Math.min(Math.ceil(MAX_FOLDER_BYTES / geometry.clusterBytes), geometry.clusterCount), what);
     extents = runsToRanges(geometry, runs);
   }
   const bytes = new Uint8Array(extents.reduce((sum, range) => sum + range.length, 0));
