@@ -48,13 +48,15 @@ function mtimeFor(index: number): number {
  * names get NT's case bits), nested folders, an empty file, a file over many clusters, a folder
  * of many entries, and a file fragmented around a kept one by deleting the file between.
  */
-export async function buildFatScenario(folder: string, width: 12 | 16 | 32): Promise<FatScenario> {
-  const image = path.join(folder, `fat${width}.img`);
+export async function buildFatScenario(folder: string, width: 12 | 16 | 32, options: { small?: boolean } = {}): Promise<FatScenario> {
+  const image = path.join(folder, `fat${width}${options.small === true ? '-small' : ''}.img`);
   const label = `COWBELL${width}`;
-  const sizeKiB = width === 12 ? 2048 : width === 16 ? 16 * 1024 : 40 * 1024;
+  // FAT32 needs Microsoft's minimum of 65525 clusters for mtools to take it for FAT32 (it decides
+  // by the count): 33 MiB of 512-byte clusters. The small volumes are for the fuzzer, which writes one per case.
+  const sizeKiB = options.small === true ? { 12: 1024, 16: 5 * 1024, 32: 33 * 1024 }[width] : { 12: 2048, 16: 16 * 1024, 32: 40 * 1024 }[width];
+  const sectorsPerCluster = width === 12 && options.small !== true ? 2 : 1;
   fs.rmSync(image, { force: true });
-  // FAT32 with 512-byte clusters has more clusters than Microsoft's FAT32 minimum, so no warning.
-  await fatTool('mkfs.fat', ['-C', '-F', String(width), '-n', label, ...(width === 32 ? ['-s', '1'] : ['-s', '2']), image, String(sizeKiB)]);
+  await fatTool('mkfs.fat', ['--invariant', '-C', '-F', String(width), '-n', label, '-s', String(sectorsPerCluster), image, String(sizeKiB)]);
   const random = new SeededRandom(width);
   const staging = path.join(folder, `staging-${width}`);
   fs.mkdirSync(staging, { recursive: true });
