@@ -10,8 +10,9 @@ import type { GuestFilesystem, VolumeBytes } from '../../../src/shared/qcow2/fil
 import { FAT_READER } from '../../../src/shared/qcow2/files/fat/fat-reader.ts';
 import { openGuestReader } from '../../../src/shared/qcow2/image/image-format.ts';
 import type { GuestFileEntry } from '../../../src/shared/qcow2/model.ts';
-import { qemuImg, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { buildFatScenario, fileVolume, guestVolume, mtoolsPaths, type FatScenario } from './fat-fixtures.ts';
+import * as fs from 'node:fs';
+import { qemuImg, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { buildFatScenario, bytesVolume, fileVolume, guestVolume, mtoolsPaths, type FatScenario } from './fat-fixtures.ts';
 
 let folder: TempDir;
 const scenarios = new Map<number, FatScenario>();
@@ -151,6 +152,29 @@ describe.each([12, 16, 32])('FAT%i made by mkfs.fat and mtools', (width) => {
       expect(((await filesystem.extents?.(fragmented)) ?? []).length).toBeGreaterThan(1);
       expect(await filesystem.extents?.('/empty.dat')).toEqual([]);
     });
+  });
+});
+
+describe('FAT probe', () => {
+  it('says no to ext4 and NTFS volumes made by their mkfs, and to zeros', async () => {
+    const ext4 = folder.file('ext4.img');
+    const ntfs = folder.file('ntfs.img');
+    fs.writeFileSync(ext4, new Uint8Array(0));
+    fs.truncateSync(ext4, 4 * 1024 * 1024);
+    fs.writeFileSync(ntfs, new Uint8Array(0));
+    fs.truncateSync(ntfs, 8 * 1024 * 1024);
+    await runTool('mkfs.ext4', ['-F', '-q', ext4]);
+    await runTool('mkntfs', ['-F', '-q', '-Q', ntfs]);
+    for (const image of [ext4, ntfs]) {
+      const volume = fileVolume(image);
+      try {
+        expect([image, await FAT_READER.probe(volume)]).toEqual([image, false]);
+      } finally {
+        volume.close();
+      }
+    }
+    expect(await FAT_READER.probe(bytesVolume(new Uint8Array(4096)))).toBe(false);
+    expect(await FAT_READER.probe(bytesVolume(new Uint8Array(100)))).toBe(false);
   });
 });
 

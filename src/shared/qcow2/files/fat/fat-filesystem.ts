@@ -51,10 +51,10 @@ export class FatFilesystem implements GuestFilesystem {
   private cachedFolderEntries = 0;
   private readonly files = new Map<string, FileLayout>();
 
-  private constructor(volume: VolumeBytes, geometry: FatGeometry, root: LoadedFolder) {
+  private constructor(volume: VolumeBytes, geometry: FatGeometry, table: FatTable, root: LoadedFolder) {
     this.volume = volume;
     this.geometry = geometry;
-    this.table = new FatTable(volume, geometry);
+    this.table = table;
     const label = root.volumeLabel ?? geometry.bootLabel;
     if (label !== undefined && label !== 'NO NAME') this.label = label;
     this.remember(root);
@@ -65,8 +65,9 @@ export class FatFilesystem implements GuestFilesystem {
     const sector = new Uint8Array(BOOT_SECTOR_BYTES);
     await volume.read(sector, 0);
     const geometry = parseBootSector(sector, volume.length);
-    const root = await loadFolder(volume, geometry, new FatTable(volume, geometry), geometry.rootCluster, 'the root folder');
-    return new FatFilesystem(volume, geometry, root);
+    const table = new FatTable(volume, geometry);
+    const root = await loadFolder(volume, geometry, table, geometry.rootCluster, 'the root folder');
+    return new FatFilesystem(volume, geometry, table, root);
   }
 
   async list(path: string): Promise<GuestFileEntry[]> {
@@ -124,14 +125,13 @@ export class FatFilesystem implements GuestFilesystem {
   private async resolve(path: string): Promise<Resolved> {
     const parts = path.split('/').filter((part) => part !== '');
     let current: Resolved = { path: '/', entry: null, parentCluster: this.geometry.rootCluster };
-    for (const [index, part] of parts.entries()) {
+    for (const part of parts) {
       if (current.entry !== null && !current.entry.isDirectory) throw new Qcow2Error('NOT_A_DIRECTORY', `${current.path} is a file, not a folder`);
       const folder = await this.folder(current);
       const key = nameKey(part);
       const entry = folder.byKey.get(key) ?? [...folder.byKey.values()].find((candidate) => nameKey(candidate.shortName) === key);
       if (entry === undefined) throw new Qcow2Error('NOT_FOUND', `${childPath(current.path, part)}: no such file or folder`);
       current = { path: childPath(current.path, entry.name), entry, parentCluster: folder.cluster };
-      if (index === parts.length - 1) break;
     }
     return current;
   }
