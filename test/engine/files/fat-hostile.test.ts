@@ -229,6 +229,21 @@ describe.each([12, 32])('hostile FAT%i', (width) => {
     expect(new TextDecoder().decode(first)).toBe('hello');
   });
 
+  it("the label comes from the boot sector when the root folder has no label entry, and there is none when neither has one", async () => {
+    const { bytes, geometry, clean } = await damageable(width);
+    const [root] = (await clean.extents?.('/')) ?? [];
+    if (root === undefined) throw new Error('no root extents');
+    let labelSlot = -1;
+    for (let at = root.offset; at < root.offset + root.length && labelSlot < 0; at += 32) if (bytes[at + 11] === 0x08) labelSlot = at;
+    expect(labelSlot).toBeGreaterThanOrEqual(0);
+    const noEntry = bytes.slice();
+    noEntry[labelSlot] = 0xe5;
+    expect((await open(noEntry)).label).toBe(`COWBELL${width}`);
+    const bootLabelAt = geometry.width === 32 ? 71 : 43;
+    noEntry.set(Buffer.from('NO NAME    ', 'latin1'), bootLabelAt);
+    expect((await open(noEntry)).label).toBeUndefined();
+  });
+
   it('names that cannot be path components are left out; impossible dates give a null mtime', async () => {
     const { bytes, clean } = await damageable(width);
     const damaged = bytes.slice();
