@@ -97,7 +97,9 @@ describe('hostile FAT volumes', () => {
   }, 600_000);
 
   it('every saved FAT finding stays fixed', async () => {
-    for (const { name, fixture } of loadRegressions(FAT_REGRESSIONS)) {
+    const fixtures = loadRegressions(FAT_REGRESSIONS);
+    expect(fixtures.length).toBeGreaterThan(0);
+    for (const { name, fixture } of fixtures) {
       const outcomes = await harness.run(applyMutations(seedBytes(fixture.seed), fixture.mutations), FAT_TARGET_NAMES);
       expect([name, outcomes.filter(isFinding).map(describeFinding)]).toEqual([name, []]);
     }
