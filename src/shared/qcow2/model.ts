@@ -155,8 +155,8 @@ export interface SnapshotNode {
   date: string;
   vmClock: number;
   vmStateSize: number;
-  /** The disk's size at this snapshot (a snapshot keeps its own size across a resize). */
-  diskSize: number;
+  /** The disk's size at this snapshot (a snapshot keeps its own size across a resize); the engine always sets it. */
+  diskSize?: number;
   /** Null while not counted: the quick tree (snapshot table alone) leaves them to the mapping pass. */
   exclusiveBytes: number | null;
   sharedBytes: number | null;
