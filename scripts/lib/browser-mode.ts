@@ -10,6 +10,8 @@ export async function runBrowserMode(options: { port: number; images: string[] }
     version: packageVersion(),
     initialPaths: options.images,
     port: options.port,
+    // End-to-end tests only: hold the full tree job until this file exists (src/main/worker/test-gate.ts).
+    treeGate: process.env.COWBELL_TEST_TREE_GATE || undefined,
   });
   process.stdout.write(`Cowbell (browser mode): ${mode.url}\n`);
   const stop = (): void => {

@@ -9,6 +9,8 @@ export interface BackendOptions extends Omit<HandlerSeam, 'jobs' | 'watcher'> {
   /** compress-worker.ts's built chunk (Electron); browser mode runs the sources, where the engine finds it. */
   compressWorker?: string;
   maxThreads?: number;
+  /** Tests only: the full tree job waits until this file exists (see worker/test-gate.ts). */
+  treeGate?: string;
   /** Tests only: job kinds of their own, matched by their worker file. */
   jobSpecs?: JobSpecs;
 }
@@ -25,7 +27,10 @@ export function createBackend(options: BackendOptions): Backend {
   const pool = createPool({
     workerFile: options.workerFile,
     maxThreads: options.maxThreads,
-    workerSettings: options.compressWorker === undefined ? undefined : { compressWorker: options.compressWorker },
+    workerSettings:
+      options.compressWorker === undefined && options.treeGate === undefined
+        ? undefined
+        : { ...(options.compressWorker === undefined ? {} : { compressWorker: options.compressWorker }), ...(options.treeGate === undefined ? {} : { treeGate: options.treeGate }) },
   });
   const jobs = createJobManager({ pool, emit: events.emit, specs: options.jobSpecs });
   const watcher = createImageWatcher({ emit: events.emit });

@@ -7,6 +7,8 @@ export interface BrowserModeOptions {
   version: string;
   initialPaths: string[];
   port?: number;
+  /** Tests only: see worker/test-gate.ts. */
+  treeGate?: string;
 }
 
 export interface BrowserMode {
@@ -20,6 +22,7 @@ export async function startBrowserMode(options: BrowserModeOptions): Promise<Bro
     workerFile: options.workerFile,
     mode: 'browser',
     version: options.version,
+    treeGate: options.treeGate,
     initialPaths: () => options.initialPaths,
     // A browser page cannot show a native dialog; it offers a path field instead.
     openDialog: async () => [],

@@ -39,6 +39,7 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'image.check': { target: 'existing-file' },
   'image.repair': { target: 'existing-file' },
   'snapshot.tree': { target: 'existing-file' },
+  'snapshot.outline': { target: 'existing-file' },
   'snapshot.create': { target: 'existing-file' },
   'snapshot.apply': { target: 'existing-file' },
   'snapshot.delete': { target: 'existing-file' },

@@ -34,12 +34,12 @@ export interface Server {
   stop(): Promise<void>;
 }
 
-/** `node scripts/serve.ts --port 0 --no-build PATHS…`, resolved once it prints its address. */
-export function startServer(paths: string[] = []): Promise<Server> {
+/** `node scripts/serve.ts --port 0 --no-build PATHS…`, resolved once it prints its address; `env` adds to the environment (test hooks). */
+export function startServer(paths: string[] = [], env: Record<string, string> = {}): Promise<Server> {
   const child = spawn(process.execPath, ['scripts/serve.ts', '--port', '0', '--no-build', ...paths], {
     cwd: repoRoot,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, FORCE_COLOR: '0' },
+    env: { ...process.env, FORCE_COLOR: '0', ...env },
   });
   let stdout = '';
   let stderr = '';
@@ -122,8 +122,8 @@ export interface Session extends Browser {
 }
 
 /** A server (opening `paths` at start) and a browser showing it, ready to use. */
-export async function openApp(paths: string[] = [], options: BrowserOptions = {}): Promise<Session> {
-  const server = await startServer(paths);
+export async function openApp(paths: string[] = [], options: BrowserOptions & { env?: Record<string, string> } = {}): Promise<Session> {
+  const server = await startServer(paths, options.env);
   let browser: Browser;
   try {
     browser = await launchBrowser(options);
@@ -154,6 +154,8 @@ export interface SharedAppOptions {
   screenshotPrefix?: string;
   /** The assertion's message when the page logged errors. */
   problemsLabel?: string;
+  /** Added to the server's environment (a test hook such as COWBELL_TEST_TREE_GATE). */
+  env?: Record<string, string>;
 }
 
 /**
@@ -165,7 +167,7 @@ export function useSharedApp(opened: (app: SharedApp) => void, options: SharedAp
   let app: SharedApp | null = null;
   beforeAll(async () => {
     const folder = await makeTempDir();
-    app = { folder, session: await openApp([], { viewport: { width: 1400, height: 900 } }) };
+    app = { folder, session: await openApp([], { viewport: { width: 1400, height: 900 }, env: options.env }) };
     opened(app);
   });
   afterAll(async () => {

@@ -84,6 +84,8 @@ async function openDisk(path: string): Promise<void> {
   await eventually(() => page.getByTestId('disk-name').textContent()).toBe(path.slice(path.lastIndexOf('/') + 1));
   await page.getByTestId('tab-snapshots').click();
   await eventually(() => page.getByTestId('tree-node').count()).toBe(snapshotNames(path).length + 1);
+  // The quick tree shows first; these tests look at the figures and parents the full tree fills in.
+  await eventually(() => page.getByTestId('snapshot-tree').getAttribute('data-counting')).toBe('false');
 }
 
 function node(id: string) {

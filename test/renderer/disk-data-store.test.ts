@@ -51,13 +51,15 @@ describe('reading a disk’s tree and space', () => {
     const data = useDiskDataStore();
     const loaded = data.load(PATH);
     await flushPromises();
-    expect([...started.keys()].sort()).toEqual(['chain.read', 'image.usage', 'snapshot.tree']);
+    expect([...started.keys()].sort()).toEqual(['chain.read', 'image.usage', 'snapshot.outline', 'snapshot.tree']);
     // The charts draw on a canvas jsdom lacks: stubs stand in for them.
     const pane = mount(SpacePane, { props: { path: PATH }, global: { stubs: { SpaceSummaryChart: true, SnapshotSpaceChart: true } } });
 
     fake.emit('job.end', { jobId: 'job-snapshot.tree', ok: true, result: TREE });
+    // The quick tree, late: the full one is in already.
+    fake.emit('job.end', { jobId: 'job-snapshot.outline', ok: true, result: { ...TREE, current: { exclusiveBytes: null, sharedBytes: null } } });
     await flushPromises();
-    expect(data.disks.get(PATH)).toMatchObject({ status: 'ready', tree: TREE, usage: null });
+    expect(data.disks.get(PATH)).toMatchObject({ status: 'ready', tree: TREE, counting: false, usage: null });
 
     fake.emit('job.progress', { jobId: 'job-image.usage', stage: 'reading mapping tables', done: 3, total: 4, unit: 'steps' });
     await flushPromises();

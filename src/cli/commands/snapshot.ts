@@ -79,9 +79,9 @@ export function describeTree(tree: SnapshotTree): string {
   const visit = (parentId: string | null, depth: number): void => {
     for (const node of children.get(parentId) ?? []) {
       const inferred = node.parentInferred ? ' (parent inferred)' : '';
-      lines.push(`${'  '.repeat(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes)}, shared ${formatBytes(node.sharedBytes)}${inferred}`);
+      lines.push(`${'  '.repeat(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
       if (node.note !== undefined) lines.push(`${'  '.repeat(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
-      if (tree.currentParentId === node.id) lines.push(`${'  '.repeat(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes)})`);
+      if (tree.currentParentId === node.id) lines.push(`${'  '.repeat(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes ?? Number.NaN)})`);
       visit(node.id, depth + 1);
     }
   };

@@ -5,6 +5,7 @@ import {
   changeSnapshotNote,
   readDiff,
   readImageInfo,
+  readSnapshotOutline,
   readSnapshotTree,
   readUsage,
   removeSnapshot,
@@ -28,6 +29,7 @@ import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/q
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
 import { withSecretBytes } from './secret-bytes.ts';
+import { waitForGate } from './test-gate.ts';
 
 /** qemu-img's pool holds at most 4 compressing threads per image (QCOW2_MAX_THREADS); each has its own zlib state. */
 const MAX_COMPRESSION_THREADS = 4;
@@ -50,7 +52,11 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.diff': (path, args, context) => readDiff(path, args.from, args.to, context),
     'image.check': (path, _args, context) => checkImagePath(path, {}, context),
     'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
-    'snapshot.tree': (path, _args, context) => readSnapshotTree(path, context),
+    'snapshot.tree': async (path, _args, context) => {
+      if (settings.treeGate !== undefined) await waitForGate(settings.treeGate, context);
+      return readSnapshotTree(path, context);
+    },
+    'snapshot.outline': (path) => readSnapshotOutline(path),
     'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
       revertToSnapshot(path, args.name, context);

@@ -29,6 +29,8 @@ export interface WorkerSettings {
   compressWorker?: string;
   /** Threads one compress job may use, its own included (1: no helper threads). */
   compressionThreads: number;
+  /** Tests only (browser mode's COWBELL_TEST_TREE_GATE): the full tree job waits until this file exists. */
+  treeGate?: string;
 }
 
 /** The settings from workerData, or the defaults where there are none (a worker started by hand). */
@@ -39,6 +41,7 @@ export function workerSettings(value: unknown, defaults: WorkerSettings): Worker
   return {
     compressWorker: typeof data.compressWorker === 'string' ? data.compressWorker : defaults.compressWorker,
     compressionThreads: typeof threads === 'number' && Number.isInteger(threads) && threads >= 1 ? threads : defaults.compressionThreads,
+    ...(typeof data.treeGate === 'string' ? { treeGate: data.treeGate } : {}),
   };
 }
 

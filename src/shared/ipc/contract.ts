@@ -167,6 +167,8 @@ export const jobSchemas = {
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },
+  /** The tree from the snapshot table alone, at once: no space figures (null), undecided parents pending. */
+  'snapshot.outline': { access: 'read', args: Empty },
   'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
   'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
@@ -275,6 +277,7 @@ export interface JobResults {
   'image.check': CheckResult;
   'image.repair': CheckResult;
   'snapshot.tree': SnapshotTree;
+  'snapshot.outline': SnapshotTree;
   'snapshot.create': { id: string; name: string };
   'snapshot.apply': null;
   'snapshot.delete': null;

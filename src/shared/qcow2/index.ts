@@ -10,6 +10,7 @@ export { checkImage, checkImagePath, checkExitCode, type CheckOptions, type Repa
 export {
   withImage,
   readSnapshotTree,
+  readSnapshotOutline,
   readUsage,
   readDiff,
   takeSnapshot,

@@ -155,8 +155,13 @@ export interface SnapshotNode {
   date: string;
   vmClock: number;
   vmStateSize: number;
-  exclusiveBytes: number;
-  sharedBytes: number;
+  /** The disk's size at this snapshot (a snapshot keeps its own size across a resize); the engine always sets it. */
+  diskSize?: number;
+  /** Null while not counted: the quick tree (snapshot table alone) leaves them to the mapping pass. */
+  exclusiveBytes: number | null;
+  sharedBytes: number | null;
+  /** The quick tree only: a placeholder parent (the likeliest) until the mapping pass infers it. */
+  parentPending?: true;
   /** The user's description, kept in Cowbell's record in the snapshot's extra data; absent when there is none. */
   note?: string;
 }
@@ -167,8 +172,10 @@ export interface SnapshotTree {
   currentParentInferred: boolean;
   /** Why the current state's parent was inferred, when it was. */
   currentParentReason?: string;
-  /** The current state's own bytes (what a revert discards) and the bytes it shares. */
-  current: { exclusiveBytes: number; sharedBytes: number };
+  /** The quick tree only: the current state's parent is a placeholder until the mapping pass decides. */
+  currentParentPending?: true;
+  /** The current state's own bytes (what a revert discards) and the bytes it shares; null while not counted (the quick tree). */
+  current: { exclusiveBytes: number | null; sharedBytes: number | null };
 }
 
 export interface UsageReport {

@@ -39,6 +39,7 @@ export const TARGETS: FuzzTarget[] = [
   target('ui-allocation-map', (file) => forStates(file, (state) => jobTable['image.map'](file, { cells: 4096, ...(state === 'current' ? {} : { snapshot: state }) }, silentJob))),
   target('ui-usage', (file) => jobTable['image.usage'](file, {}, silentJob)),
   target('ui-snapshot-tree', (file) => jobTable['snapshot.tree'](file, {}, silentJob)),
+  target('ui-snapshot-outline', (file) => jobTable['snapshot.outline'](file, {}, silentJob)),
   target('ui-diff', (file) => forStates(file, (state) => jobTable['image.diff'](file, { from: state, to: 'current' }, silentJob))),
 ];
 

@@ -29,6 +29,8 @@ export interface LayoutEdge {
   /** The parent was inferred, not recorded: drawn dashed, with the reason as tooltip. */
   inferred: boolean;
   reason: string | null;
+  /** A placeholder parent of the quick tree, until the full tree decides it. */
+  pending: boolean;
   /** SVG path data from the parent's dot to the child's. */
   path: string;
 }
@@ -138,7 +140,8 @@ export function layoutSnapshotTree(snapshotTree: SnapshotTree, options: TreeLayo
     if (!parent) continue;
     const inferred = node.kind === 'current' ? snapshotTree.currentParentInferred : (node.snapshot?.parentInferred ?? false);
     const reason = node.kind === 'current' ? (snapshotTree.currentParentReason ?? null) : (node.snapshot?.parentReason ?? null);
-    edges.push({ fromId: parent.id, toId: node.id, inferred, reason: inferred ? reason : null, path: edgePath(parent, node) });
+    const pending = node.kind === 'current' ? snapshotTree.currentParentPending === true : node.snapshot?.parentPending === true;
+    edges.push({ fromId: parent.id, toId: node.id, inferred, reason: inferred ? reason : null, pending, path: edgePath(parent, node) });
   }
   if (nodes.length === 0) Object.assign(bounds, { minX: 0, minY: 0, maxX: 0, maxY: 0 });
   return { nodes, edges, byId, bounds };

@@ -8,6 +8,7 @@ import { reactive, ref } from 'vue';
 import type { BackingChain, SnapshotTree, UsageReport } from '../../../shared/ipc/contract.ts';
 import { on } from '../api.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
+import { carryOver, fillIn, withoutFigures } from '../lib/tree-figures.ts';
 import { CURRENT_ID } from '../lib/tree-layout.ts';
 import { useJobsStore } from './jobs.ts';
 
@@ -15,6 +16,12 @@ export interface DiskData {
   path: string;
   status: 'loading' | 'ready' | 'error';
   tree: SnapshotTree | null;
+  /**
+   * True while the full tree is read: the tree shown is the quick one (snapshot table alone), its
+   * space figures null ("counting…") or carried over from the last read ("recounting"), and its
+   * pending parents placeholders. False once the full tree is in, or could not be read.
+   */
+  counting: boolean;
   usage: UsageReport | null;
   /** The disk's backing chain (the disk first); null until read, or when it could not be read. */
   chain: BackingChain | null;
@@ -32,25 +39,44 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   const hovered = ref<{ path: string; id: string } | null>(null);
   const inFlight = new Map<string, Promise<void>>();
   const again = new Set<string>();
+  /** Each disk's latest read, so that a late quick tree from an earlier one is dropped. */
+  const reads = new Map<string, number>();
   let listening = false;
 
   function entry(path: string): DiskData {
     let data = disks.get(path);
     if (!data) {
-      disks.set(path, { path, status: 'loading', tree: null, usage: null, chain: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
+      disks.set(path, { path, status: 'loading', tree: null, counting: false, usage: null, chain: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
       data = disks.get(path) as DiskData;
     }
     return data;
   }
 
   /**
-   * Reads the tree and the space report side by side: the tree shows as soon as its job ends, the
-   * Space tab's figures when theirs does (it shows that job's progress meanwhile), so a big disk's
-   * tree does not wait for the space report too.
+   * Reads the quick tree, the full tree and the space report side by side: the quick tree (the
+   * snapshot table alone, asked for first so no long job in the pool holds it up) shows at once,
+   * its space figures counting; the full tree fills them in where they are drawn (and settles
+   * pending parents); the Space tab's figures come when theirs do (with that job's progress meanwhile).
    */
   async function readOnce(path: string): Promise<void> {
     const jobs = useJobsStore();
     const data = entry(path);
+    const thisRead = (reads.get(path) ?? 0) + 1;
+    reads.set(path, thisRead);
+    let fullRead = false;
+    let quickShown = false;
+    data.counting = true;
+    void jobs.run('snapshot.outline', path, {}, { title: 'Read the snapshot table', background: true }).then(
+      (quick) => {
+        // A full tree already in (a small disk), or a newer read under way, says more.
+        if (fullRead || reads.get(path) !== thisRead) return;
+        data.tree = carryOver(data.tree, quick);
+        quickShown = true;
+        showTree(data);
+      },
+      // The full tree's outcome says what went wrong, if anything did.
+      () => undefined,
+    );
     // The chain is read beside the rest; a chain that cannot be read leaves the tree and usage to show.
     const chain = jobs.run('chain.read', path, {}, { title: 'Read the backing chain', background: true }).then(
       (value) => {
@@ -60,12 +86,22 @@ export const useDiskDataStore = defineStore('disk-data', () => {
         data.chain = null;
       },
     );
-    const tree = jobs.run('snapshot.tree', path, {}, { title: 'Read the snapshot tree', background: true }).then((read) => {
-      data.tree = read;
-      data.status = 'ready';
-      const known = data.selectedId === CURRENT_ID || read.snapshots.some((snapshot) => snapshot.id === data.selectedId);
-      if (!known) data.selectedId = CURRENT_ID;
-    });
+    const tree = jobs.run('snapshot.tree', path, {}, { title: 'Read the snapshot tree', background: true }).then(
+      (read) => {
+        fullRead = true;
+        // Into this read's quick tree, in place; a tree from an earlier read is replaced (the map pane re-reads on a new tree).
+        data.tree = quickShown ? fillIn(data.tree, read) : read;
+        data.counting = false;
+        showTree(data);
+      },
+      (error: unknown) => {
+        fullRead = true;
+        data.counting = false;
+        // Figures carried over from the last read were never recounted: not shown as if they were.
+        if (quickShown && data.tree !== null) withoutFigures(data.tree);
+        throw error;
+      },
+    );
     const usage = jobs.run('image.usage', path, {}, { title: 'Read space usage', background: true }).then((read) => {
       data.usage = read;
     });
@@ -79,6 +115,12 @@ export const useDiskDataStore = defineStore('disk-data', () => {
       data.status = data.tree ? 'ready' : 'error';
     }
     await chain;
+  }
+
+  function showTree(data: DiskData): void {
+    data.status = 'ready';
+    const known = data.selectedId === CURRENT_ID || (data.tree?.snapshots.some((snapshot) => snapshot.id === data.selectedId) ?? false);
+    if (!known) data.selectedId = CURRENT_ID;
   }
 
   /** Reads (or re-reads) the tree and usage; calls during a read queue one more read after it. */

@@ -65,7 +65,7 @@ export function useSnapshotActions() {
   async function remove(path: string, snapshot: SnapshotNode): Promise<void> {
     await write('snapshot.delete', path, { name: snapshot.name }, {
       title: `Delete snapshot “${snapshot.name}”`,
-      describe: () => `Deleted “${snapshot.name}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`,
+      describe: () => (snapshot.exclusiveBytes === null ? `Deleted “${snapshot.name}”.` : `Deleted “${snapshot.name}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`),
     });
   }
 

@@ -936,7 +936,7 @@ function snapshotL1Problem(snapshot: SnapshotEntry, clusterBytes: number, fileSi
  * The header cluster only: cluster_bits (bytes 20–23) says how long it is, so a disk with 64 KiB
  * clusters costs a 64 KiB read on open, not the 2 MiB the largest cluster size would need.
  */
-function readHeaderCluster(file: BlockFile, fileSize: number): Uint8Array {
+export function readHeaderCluster(file: BlockFile, fileSize: number): Uint8Array {
   const probe = new Uint8Array(Math.min(fileSize, 24));
   file.read(probe, 0);
   const clusterBits = probe.length >= 24 ? view(probe).getUint32(20) : 0;

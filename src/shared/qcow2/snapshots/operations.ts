@@ -3,9 +3,11 @@
  * flush and close. Workers and the CLI call these; a failure closes the image too.
  */
 import { diffStates } from './diff.ts';
-import { Qcow2Image, type OpenImageOptions } from '../image/image.ts';
+import { defaultOpenFile, Qcow2Image, type OpenImageOptions } from '../image/image.ts';
+import { refuseIfWrittenElsewhere } from '../io/image-lock.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DiffResult, SnapshotTree, UsageReport } from '../model.ts';
+import { snapshotOutline } from './snapshot-outline.ts';
 import { snapshotTree } from './snapshot-tree.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from './snapshots.ts';
 import { imageUsage } from './usage.ts';
@@ -33,6 +35,17 @@ export type ReadOptions = Pick<OpenImageOptions, 'refuseInUse'>;
 
 export function readSnapshotTree(filePath: string, job: JobContext = silentJob, options: ReadOptions = {}): SnapshotTree {
   return withImage(filePath, 'read', (image) => snapshotTree(image, job), options);
+}
+
+/** The quick tree (snapshot-outline.ts): the header and snapshot table only, no space figures. */
+export function readSnapshotOutline(filePath: string, options: ReadOptions = {}): SnapshotTree {
+  const file = defaultOpenFile(filePath, true);
+  try {
+    refuseIfWrittenElsewhere(file, options.refuseInUse);
+    return snapshotOutline(file);
+  } finally {
+    file.close();
+  }
 }
 
 export function readUsage(filePath: string, job: JobContext = silentJob, options: ReadOptions = {}): UsageReport {

@@ -3,7 +3,8 @@
  * Cowbell records parents it knows in each snapshot's extra data (format/cowbell-record.ts). For
  * snapshots made elsewhere the parent is the older snapshot whose mapping differs from it in the
  * fewest guest clusters (what was written between them), the later one on a tie (dates); the
- * result says which parents are inferred and why.
+ * result says which parents are inferred and why. The quick tree (snapshot-outline.ts) has no
+ * distances: a parent that needs them is a placeholder there, marked pending.
  */
 import { l1Checksum, readCowbellRecord } from '../format/cowbell-record.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
@@ -20,6 +21,8 @@ export interface ParentChoice {
   parentId: string | null;
   inferred: boolean;
   reason?: string;
+  /** A placeholder until the mapping pass decides (the quick tree): the likeliest parent, inferred as the pass would be. */
+  pending?: true;
 }
 
 /** Snapshots in the order they were taken (date, then numeric id). */
@@ -39,31 +42,38 @@ function latest(entries: SnapshotEntry[]): SnapshotEntry | undefined {
 }
 
 export interface TreeInputs {
-  image: Qcow2Image;
   ordered: SnapshotEntry[];
-  /** The pass over every state's mappings: state 0 is the current state, snapshot i is state i + 1. */
-  pass: MappingPass;
-  state: Map<string, number>;
+  /** The header's active L1 table offset (Cowbell's mark names it). */
+  activeL1Offset: number;
+  /** The active L1 table's bytes; null in the quick tree, which reads no table. */
+  activeL1: Uint8Array | null;
+  /** Guest clusters mapped differently by a snapshot and another state (null: the current state); null in the quick tree. */
+  distance: ((snapshot: SnapshotEntry, other: SnapshotEntry | null) => number) | null;
 }
 
 const CURRENT_STATE = 0;
 
 /** Reads every state's mappings once: the distances between states, and their space figures when `usage`. */
-function loadInputs(image: Qcow2Image, job: JobContext, usage: boolean): TreeInputs {
+function loadInputs(image: Qcow2Image, job: JobContext, usage: boolean): TreeInputs & { pass: MappingPass; state: Map<string, number> } {
   let largestDisk = image.virtualSize;
   for (const snapshot of image.snapshots) largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
   const states = mappedStates(image);
   job.throwIfCancelled();
   const pass = new MappingPass(image, states, { usage, distances: true, guestClusters: Math.ceil(largestDisk / image.clusterBytes), job }).run();
   const state = new Map(image.snapshots.map((snapshot, index) => [snapshot.id, index + 1]));
-  return { image, ordered: chronological(image.snapshots), pass, state };
+  const stateOf = (entry: SnapshotEntry | null): number => (entry === null ? CURRENT_STATE : (state.get(entry.id) ?? CURRENT_STATE));
+  return {
+    ordered: chronological(image.snapshots),
+    activeL1Offset: image.l1.offset,
+    activeL1: image.l1.bytes,
+    distance: (snapshot, other) => pass.distance(stateOf(snapshot), stateOf(other)),
+    pass,
+    state,
+  };
 }
 
-/** Guest clusters mapped differently by a snapshot and another state (a snapshot, or the current state). */
 function distance(inputs: TreeInputs, snapshot: SnapshotEntry, other: SnapshotEntry | null): number {
-  const a = inputs.state.get(snapshot.id) ?? CURRENT_STATE;
-  const b = other === null ? CURRENT_STATE : (inputs.state.get(other.id) ?? CURRENT_STATE);
-  return inputs.pass.distance(a, b);
+  return inputs.distance?.(snapshot, other) ?? 0;
 }
 
 interface Closest {
@@ -104,6 +114,10 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
   const older = inputs.ordered.slice(0, Math.max(0, position));
   const why = record?.parentKnown ? 'its recorded parent was deleted by another program; ' : '';
   if (older.length === 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
+  const previous = older.at(-1);
+  if (inputs.distance === null && older.length > 1 && previous !== undefined) {
+    return { parentId: previous.id, inferred: true, reason: `${why}"${previous.name}", the snapshot before it, until the mappings are compared`, pending: true };
+  }
   const best = closest(inputs, older, snapshot);
   if (best === null) return { parentId: null, inferred: true, reason: `${why}no older snapshot remains` };
   const reason = older.length === 1 ? `"${best.entry.name}" is the only older snapshot` : closeness(best, 'older snapshot');
@@ -111,11 +125,11 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
 }
 
 export function currentParent(inputs: TreeInputs): ParentChoice {
-  const { image, ordered } = inputs;
+  const { ordered } = inputs;
   if (ordered.length === 0) return { parentId: null, inferred: false };
   const flagged = ordered.find((entry) => {
     const record = readCowbellRecord(entry);
-    return record?.currentParent === true && record.activeL1Offset === image.l1.offset;
+    return record?.currentParent === true && record.activeL1Offset === inputs.activeL1Offset;
   });
   const flaggedRecord = flagged ? readCowbellRecord(flagged) : null;
   const sinceSec = flaggedRecord?.currentSinceSec ?? 0;
@@ -128,7 +142,13 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   const flagValid = flagged !== undefined && !foreignLater;
   const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
   // The current L1 table is as it was when the mark was set: no apply in place and no copy on write since.
-  if (flagValid && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(image.l1.bytes)) return fromFlag(flagged.id);
+  if (flagValid && inputs.activeL1 !== null && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(inputs.activeL1)) return fromFlag(flagged.id);
+  if (inputs.distance === null) {
+    // Without the pass, Cowbell's mark stands unless another program's apply made another snapshot closer (rare).
+    if (flagValid) return { ...fromFlag(flagged.id), pending: true };
+    const newest = latest(ordered);
+    return { parentId: newest?.id ?? null, inferred: true, reason: `"${newest?.name ?? ''}", the newest snapshot, until the mappings are compared`, pending: true };
+  }
   // Nothing written since Cowbell's mark: no need to look at the other snapshots.
   if (flagValid && distance(inputs, flagged, null) === 0) return fromFlag(flagged.id);
 
@@ -166,12 +186,14 @@ function isoDate(entry: SnapshotEntry): string {
   return new Date(entry.dateSec * 1000 + Math.floor(entry.dateNsec / 1_000_000)).toISOString();
 }
 
-export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): SnapshotTree {
-  const inputs = loadInputs(image, job, true);
+/** A state's space figures, or null where they are not counted (the quick tree). */
+type Figures = (entry: SnapshotEntry | null) => { exclusiveBytes: number | null; sharedBytes: number | null };
+
+/** The tree as shown: each snapshot's fields from the snapshot table and Cowbell's record, parents, and `figures`. */
+export function buildTree(inputs: TreeInputs, virtualSize: number, figures: Figures, job: JobContext = silentJob): SnapshotTree {
   const snapshots: SnapshotNode[] = inputs.ordered.map((entry) => {
     job.throwIfCancelled();
     const parent = snapshotParent(inputs, entry);
-    const usage = inputs.pass.usage(inputs.state.get(entry.id) ?? CURRENT_STATE);
     const node: SnapshotNode = {
       id: entry.id,
       name: entry.name,
@@ -180,22 +202,29 @@ export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): Sn
       date: isoDate(entry),
       vmClock: Number(entry.vmClockNsec),
       vmStateSize: Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32)),
-      exclusiveBytes: usage.exclusiveBytes,
-      sharedBytes: usage.sharedBytes,
+      // A version 2 entry has no disk size: QEMU takes the image's.
+      diskSize: entry.diskSize ?? virtualSize,
+      ...figures(entry),
     };
     if (parent.reason !== undefined) node.parentReason = parent.reason;
+    if (parent.pending === true) node.parentPending = true;
     const note = readCowbellRecord(entry)?.note;
     if (note !== undefined && note !== '') node.note = note;
     return node;
   });
   const current = currentParent(inputs);
-  const currentUsage = inputs.pass.usage(CURRENT_STATE);
   const tree: SnapshotTree = {
     snapshots,
     currentParentId: current.parentId,
     currentParentInferred: current.inferred,
-    current: currentUsage,
+    current: figures(null),
   };
   if (current.reason !== undefined) tree.currentParentReason = current.reason;
+  if (current.pending === true) tree.currentParentPending = true;
   return tree;
+}
+
+export function snapshotTree(image: Qcow2Image, job: JobContext = silentJob): SnapshotTree {
+  const inputs = loadInputs(image, job, true);
+  return buildTree(inputs, image.virtualSize, (entry) => inputs.pass.usage(entry === null ? CURRENT_STATE : (inputs.state.get(entry.id) ?? CURRENT_STATE)), job);
 }
