@@ -1,0 +1,126 @@
+/**
+ * The bytes of one attribute (a file's $DATA, an index's allocation, the MFT itself): a resident
+ * value, or data runs gathered from every extent of a non-resident attribute. Reads stay inside the
+ * runs; bytes past the initialized size and in sparse runs read as zeros.
+ */
+import { Qcow2Error } from '../../errors.ts';
+import type { ByteRange, VolumeBytes } from '../filesystem.ts';
+import { corrupt } from './bytes.ts';
+import { ATTRIBUTE_COMPRESSED, ATTRIBUTE_ENCRYPTED, type Attribute, type NonResidentAttribute } from './mft-record.ts';
+import type { DataRun } from './runlist.ts';
+
+export class AttributeStream {
+  readonly size: number;
+  private readonly resident: Uint8Array | null;
+  private readonly runs: readonly DataRun[];
+  private readonly initializedSize: number;
+  /** Why the content cannot be read as stored (compressed, encrypted), or null. */
+  readonly unsupported: string | null;
+
+  private readonly volume: VolumeBytes;
+  private readonly clusterSize: number;
+
+  private constructor(
+    volume: VolumeBytes,
+    clusterSize: number,
+    fields: { size: number; resident: Uint8Array | null; runs: readonly DataRun[]; initializedSize: number; unsupported: string | null },
+  ) {
+    this.volume = volume;
+    this.clusterSize = clusterSize;
+    this.size = fields.size;
+    this.resident = fields.resident;
+    this.runs = fields.runs;
+    this.initializedSize = fields.initializedSize;
+    this.unsupported = fields.unsupported;
+  }
+
+  /** One attribute from its extents (a resident attribute has one; a non-resident one may be split across records). */
+  static fromExtents(volume: VolumeBytes, clusterSize: number, extents: readonly Attribute[], what: string): AttributeStream {
+    const first = extents[0];
+    if (first === undefined) throw corrupt(`${what}: no attribute extents`);
+    const unsupported =
+      first.flags & ATTRIBUTE_ENCRYPTED ? 'encrypted (EFS)' : first.flags & ATTRIBUTE_COMPRESSED ? 'compressed (LZNT1)' : null;
+    if (first.resident) {
+      if (extents.length > 1) throw corrupt(`${what}: a resident attribute in ${extents.length} extents`);
+      return new AttributeStream(volume, clusterSize, {
+        size: first.value.length,
+        resident: first.value,
+        runs: [],
+        initializedSize: first.value.length,
+        unsupported,
+      });
+    }
+    const ordered = [...extents].sort((a, b) => (a.resident || b.resident ? 0 : a.firstVcn - b.firstVcn)) as Attribute[];
+    const runs: DataRun[] = [];
+    let nextVcn = 0;
+    for (const extent of ordered) {
+      if (extent.resident) throw corrupt(`${what}: resident and non-resident extents mixed`);
+      if (extent.firstVcn !== nextVcn) throw corrupt(`${what}: an extent starts at VCN ${extent.firstVcn}, expected ${nextVcn}`);
+      runs.push(...extent.runs);
+      nextVcn = extent.lastVcn + 1;
+    }
+    const head = ordered[0] as NonResidentAttribute;
+    return new AttributeStream(volume, clusterSize, {
+      size: head.dataSize,
+      resident: null,
+      runs,
+      initializedSize: head.initializedSize,
+      unsupported,
+    });
+  }
+
+  /** Up to buffer.length bytes from offset; the count read (0 at the end). */
+  async read(buffer: Uint8Array, offset: number, what: string): Promise<number> {
+    if (this.unsupported !== null) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `NTFS: ${what} is ${this.unsupported}; Cowbell does not read such files yet`);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new Qcow2Error('INVALID_ARGUMENT', `NTFS: read offset ${offset}`);
+    const count = Math.max(0, Math.min(buffer.length, this.size - offset));
+    if (this.resident !== null) {
+      buffer.set(this.resident.subarray(offset, offset + count));
+      return count;
+    }
+    let done = 0;
+    while (done < count) {
+      const position = offset + done;
+      const target = buffer.subarray(done, count);
+      if (position >= this.initializedSize) {
+        target.fill(0);
+        break;
+      }
+      const run = this.runAt(Math.floor(position / this.clusterSize), what);
+      const runEnd = (run.vcn + run.clusters) * this.clusterSize;
+      const length = Math.min(target.length, runEnd - position, this.initializedSize - position);
+      const piece = target.subarray(0, length);
+      if (run.lcn === null) piece.fill(0);
+      else await this.volume.read(piece, run.lcn * this.clusterSize + (position - run.vcn * this.clusterSize));
+      done += length;
+    }
+    return count;
+  }
+
+  /** Where the content lies in the volume (sparse runs hold none), or null for a resident value. */
+  extents(): ByteRange[] | null {
+    if (this.resident !== null) return null;
+    const end = Math.ceil(this.size / this.clusterSize);
+    const ranges: ByteRange[] = [];
+    for (const run of this.runs) {
+      if (run.vcn >= end) break;
+      if (run.lcn === null) continue;
+      const clusters = Math.min(run.clusters, end - run.vcn);
+      ranges.push({ offset: run.lcn * this.clusterSize, length: clusters * this.clusterSize });
+    }
+    return ranges;
+  }
+
+  private runAt(vcn: number, what: string): DataRun {
+    let low = 0;
+    let high = this.runs.length - 1;
+    while (low <= high) {
+      const middle = (low + high) >> 1;
+      const run = this.runs[middle] as DataRun;
+      if (vcn < run.vcn) high = middle - 1;
+      else if (vcn >= run.vcn + run.clusters) low = middle + 1;
+      else return run;
+    }
+    throw corrupt(`${what}: no data run holds cluster ${vcn} of its ${this.size} bytes`);
+  }
+}

@@ -1,0 +1,188 @@
+/**
+ * A read-only NTFS volume as a GuestFilesystem: paths resolved case-insensitively through the
+ * directory indexes, entries described from each file's MFT record ($STANDARD_INFORMATION for the
+ * modification time, the unnamed $DATA for size and content, $REPARSE_POINT for links).
+ *
+ * Listings leave out DOS 8.3 aliases (the Win32/POSIX name stands for the file) and the root's
+ * metafiles ($MFT, $LogFile, $Bitmap, … records below 16), as Windows Explorer and ntfsls do: they
+ * are the filesystem's own structures, not the guest's files, and $LogFile or $Bitmap would show as
+ * changed in every files-diff. They still resolve by path.
+ */
+import { Qcow2Error } from '../../errors.ts';
+import type { GuestFileEntry } from '../../model.ts';
+import type { ByteRange, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import type { AttributeStream } from './attribute-stream.ts';
+import { NAMESPACE, parseStandardInformation } from './attribute-values.ts';
+import { corrupt, decodeUtf16 } from './bytes.ts';
+import { type DirectoryEntry, DIRECTORY_INDEX_NAME, readDirectoryIndex } from './directory-index.ts';
+import { ATTRIBUTE, FILE_ATTRIBUTE, referenceRecord, referenceSequence } from './mft-record.ts';
+import { FIRST_USER_RECORD, MFT_RECORD, type NtfsFile, NtfsVolume } from './ntfs-volume.ts';
+import { INTERIX_MAX_SIZE, interixTarget, isInterixSymlinkHeader, parseReparsePoint } from './reparse.ts';
+import { loadUpcase, type UpcaseName } from './upcase-table.ts';
+
+const DIRECTORY_CACHE_SIZE = 64;
+/** Reparse data is at most 16 KiB. */
+const MAX_REPARSE_SIZE = 16 * 1024;
+
+/** What a path names: its file, the entry shown for it, and (for a file) where its content is. */
+interface ResolvedFile {
+  file: NtfsFile;
+  entry: GuestFileEntry;
+  /** The unnamed $DATA of a regular file (null for folders and links). */
+  content: AttributeStream | null;
+  /** Why the content cannot be read even though the file lists (a reparse point keeping it elsewhere). */
+  contentElsewhere: string | null;
+}
+
+function splitPath(path: string): string[] {
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+  if (parts.includes('..')) throw new Qcow2Error('INVALID_ARGUMENT', `NTFS: ".." in the path ${path}`);
+  return parts;
+}
+
+function joinPath(parent: string, name: string): string {
+  return parent === '/' ? `/${name}` : `${parent}/${name}`;
+}
+
+export class NtfsFilesystem implements GuestFilesystem {
+  readonly kind = 'ntfs' as const;
+  readonly label?: string;
+  private readonly directories = new Map<number, DirectoryEntry[]>();
+
+  private readonly volume: NtfsVolume;
+  private readonly upcase: UpcaseName;
+
+  private constructor(volume: NtfsVolume, upcase: UpcaseName, label: string | undefined) {
+    this.volume = volume;
+    this.upcase = upcase;
+    if (label !== undefined) this.label = label;
+  }
+
+  static async open(bytes: VolumeBytes): Promise<NtfsFilesystem> {
+    const volume = await NtfsVolume.open(bytes);
+    const root = await volume.file(MFT_RECORD.root);
+    if (!root.record.isDirectory) throw corrupt('the root (MFT record 5) is not a directory');
+    return new NtfsFilesystem(volume, await loadUpcase(volume), await readLabel(volume));
+  }
+
+  async list(path: string): Promise<GuestFileEntry[]> {
+    const resolved = await this.resolve(path);
+    if (resolved.entry.kind !== 'directory') throw new Qcow2Error('NOT_A_DIRECTORY', `NTFS: ${resolved.entry.path} is not a folder`);
+    const recordNumber = resolved.file.record.recordNumber;
+    const entries: GuestFileEntry[] = [];
+    for (const { reference, fileName } of await this.directoryEntries(resolved.file)) {
+      const childNumber = referenceRecord(reference);
+      if (fileName.namespace === NAMESPACE.dos || childNumber === recordNumber) continue;
+      if (recordNumber === MFT_RECORD.root && childNumber < FIRST_USER_RECORD && fileName.name.startsWith('$')) continue;
+      const child = await this.describe(reference, fileName.name, joinPath(resolved.entry.path, fileName.name));
+      entries.push(child.entry);
+    }
+    return entries;
+  }
+
+  async stat(path: string): Promise<GuestFileEntry> {
+    return (await this.resolve(path)).entry;
+  }
+
+  async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
+    const { entry, content, contentElsewhere } = await this.resolve(path);
+    if (entry.kind === 'directory') throw new Qcow2Error('IS_A_DIRECTORY', `NTFS: ${entry.path} is a folder`);
+    if (entry.kind !== 'file') throw new Qcow2Error('NOT_A_FILE', `NTFS: ${entry.path} is a link or special file, not a regular file`);
+    if (contentElsewhere !== null) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `NTFS: ${entry.path} keeps its content elsewhere (${contentElsewhere})`);
+    if (content === null) return 0;
+    return content.read(buffer, offset, entry.path);
+  }
+
+  async extents(path: string): Promise<ByteRange[] | null> {
+    const { entry, content } = await this.resolve(path);
+    if (entry.kind !== 'file') return null;
+    return content === null ? [] : content.extents();
+  }
+
+  async close(): Promise<void> {
+    this.directories.clear();
+  }
+
+  private async directoryEntries(directory: NtfsFile): Promise<DirectoryEntry[]> {
+    const recordNumber = directory.record.recordNumber;
+    const cached = this.directories.get(recordNumber);
+    if (cached !== undefined) return cached;
+    const entries = await readDirectoryIndex(this.volume, directory);
+    if (this.directories.size >= DIRECTORY_CACHE_SIZE) this.directories.delete(this.directories.keys().next().value as number);
+    this.directories.set(recordNumber, entries);
+    return entries;
+  }
+
+  private async resolve(path: string): Promise<ResolvedFile> {
+    let current = await this.describe(BigInt(MFT_RECORD.root), '', '/');
+    for (const part of splitPath(path)) {
+      if (current.entry.kind !== 'directory') throw new Qcow2Error('NOT_A_DIRECTORY', `NTFS: ${current.entry.path} is not a folder`);
+      const wanted = this.upcase(part);
+      const entries = await this.directoryEntries(current.file);
+      const matches = entries.filter(({ fileName }) => this.upcase(fileName.name) === wanted);
+      const first = matches[0];
+      if (first === undefined) throw new Qcow2Error('NOT_FOUND', `NTFS: ${joinPath(current.entry.path, part)} does not exist`);
+      // A DOS alias opens its file as Windows does, under the file's long name.
+      const match = matches.find(({ fileName }) => fileName.name === part && fileName.namespace !== NAMESPACE.dos) ??
+        matches.find(({ fileName }) => fileName.namespace !== NAMESPACE.dos) ??
+        entries.find(({ reference, fileName }) => reference === first.reference && fileName.namespace !== NAMESPACE.dos) ??
+        first;
+      current = await this.describe(match.reference, match.fileName.name, joinPath(current.entry.path, match.fileName.name));
+    }
+    return current;
+  }
+
+  private async describe(reference: bigint, name: string, path: string): Promise<ResolvedFile> {
+    const file = await this.volume.file(referenceRecord(reference));
+    const sequence = referenceSequence(reference);
+    if (sequence !== 0 && sequence !== file.record.sequenceNumber) {
+      throw corrupt(`${path} refers to MFT record ${file.record.recordNumber} of sequence ${sequence}, which now holds sequence ${file.record.sequenceNumber}`);
+    }
+    const information = file.attributes.find((attribute) => attribute.type === ATTRIBUTE.standardInformation);
+    if (information === undefined || !information.resident) throw corrupt(`${path}: no resident $STANDARD_INFORMATION`);
+    const { modifiedMs, fileAttributes } = parseStandardInformation(information.value, path);
+    const base = { name, path, mtimeMs: modifiedMs };
+    const reparse = await this.reparsePoint(file, path);
+    if (reparse !== null && reparse.isNameSurrogate) {
+      const entry: GuestFileEntry = reparse.target === null ? { ...base, kind: 'other', size: 0 } : symlinkEntry(base, reparse.target);
+      return { file, entry, content: null, contentElsewhere: null };
+    }
+    if (file.record.isDirectory) {
+      if (!file.attributes.some((attribute) => attribute.type === ATTRIBUTE.indexRoot && attribute.name === DIRECTORY_INDEX_NAME)) {
+        throw corrupt(`${path}: a directory record without a $I30 index`);
+      }
+      return { file, entry: { ...base, kind: 'directory', size: 0 }, content: null, contentElsewhere: null };
+    }
+    const content = this.volume.attributeStream(file, ATTRIBUTE.data, '');
+    const size = content?.size ?? 0;
+    if (content !== null && fileAttributes & FILE_ATTRIBUTE.system && content.unsupported === null && size <= INTERIX_MAX_SIZE && size >= 8) {
+      const head = new Uint8Array(size);
+      await content.read(head, 0, path);
+      const target = isInterixSymlinkHeader(head) ? interixTarget(head) : null;
+      if (target !== null) return { file, entry: symlinkEntry(base, target), content: null, contentElsewhere: null };
+    }
+    const contentElsewhere = reparse === null ? null : `reparse tag 0x${reparse.tag.toString(16)}`;
+    return { file, entry: { ...base, kind: 'file', size }, content, contentElsewhere };
+  }
+
+  private async reparsePoint(file: NtfsFile, path: string): Promise<ReturnType<typeof parseReparsePoint> | null> {
+    const stream = this.volume.attributeStream(file, ATTRIBUTE.reparsePoint, '');
+    if (stream === null) return null;
+    if (stream.size > MAX_REPARSE_SIZE) throw corrupt(`${path}: reparse data of ${stream.size} bytes`);
+    const value = new Uint8Array(stream.size);
+    await stream.read(value, 0, `${path} $REPARSE_POINT`);
+    return parseReparsePoint(value, path);
+  }
+}
+
+function symlinkEntry(base: Pick<GuestFileEntry, 'name' | 'path' | 'mtimeMs'>, target: string): GuestFileEntry {
+  return { ...base, kind: 'symlink', size: new TextEncoder().encode(target).length, target };
+}
+
+async function readLabel(volume: NtfsVolume): Promise<string | undefined> {
+  const file = await volume.file(MFT_RECORD.volume);
+  const name = file.attributes.find((attribute) => attribute.type === ATTRIBUTE.volumeName);
+  if (name === undefined || !name.resident || name.value.length === 0) return undefined;
+  if (name.value.length % 2 !== 0) throw corrupt('$Volume: a volume name of an odd byte count');
+  return decodeUtf16(name.value);
+}
