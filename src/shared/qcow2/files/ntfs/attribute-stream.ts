@@ -60,6 +60,7 @@ export class AttributeStream {
       nextVcn = extent.lastVcn + 1;
     }
     const head = ordered[0] as NonResidentAttribute;
+    if (head.dataSize > nextVcn * clusterSize) throw corrupt(`${what}: ${head.dataSize} bytes in ${nextVcn} clusters`);
     return new AttributeStream(volume, clusterSize, {
       size: head.dataSize,
       resident: null,
