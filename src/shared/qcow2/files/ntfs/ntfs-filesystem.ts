@@ -34,6 +34,12 @@ interface ResolvedFile {
   contentElsewhere: string | null;
 }
 
+/** A directory's index entries, and the same by upper-cased name for lookups. */
+interface IndexedDirectory {
+  entries: DirectoryEntry[];
+  byUpcaseName: Map<string, DirectoryEntry[]>;
+}
+
 function splitPath(path: string): string[] {
   const parts = path.split('/').filter((part) => part !== '' && part !== '.');
   if (parts.includes('..')) throw new Qcow2Error('INVALID_ARGUMENT', `NTFS: ".." in the path ${path}`);
@@ -47,7 +53,7 @@ function joinPath(parent: string, name: string): string {
 export class NtfsFilesystem implements GuestFilesystem {
   readonly kind = 'ntfs' as const;
   readonly label?: string;
-  private readonly directories = new Map<number, DirectoryEntry[]>();
+  private readonly directories = new Map<number, IndexedDirectory>();
 
   private readonly volume: NtfsVolume;
   private readonly upcase: UpcaseName;
@@ -104,22 +110,33 @@ export class NtfsFilesystem implements GuestFilesystem {
   }
 
   private async directoryEntries(directory: NtfsFile): Promise<DirectoryEntry[]> {
+    return (await this.indexedDirectory(directory)).entries;
+  }
+
+  private async indexedDirectory(directory: NtfsFile): Promise<IndexedDirectory> {
     const recordNumber = directory.record.recordNumber;
     const cached = this.directories.get(recordNumber);
     if (cached !== undefined) return cached;
     const entries = await readDirectoryIndex(this.volume, directory);
+    const byUpcaseName = new Map<string, DirectoryEntry[]>();
+    for (const entry of entries) {
+      const key = this.upcase(entry.fileName.name);
+      const same = byUpcaseName.get(key);
+      if (same === undefined) byUpcaseName.set(key, [entry]);
+      else same.push(entry);
+    }
+    const indexed = { entries, byUpcaseName };
     if (this.directories.size >= DIRECTORY_CACHE_SIZE) this.directories.delete(this.directories.keys().next().value as number);
-    this.directories.set(recordNumber, entries);
-    return entries;
+    this.directories.set(recordNumber, indexed);
+    return indexed;
   }
 
   private async resolve(path: string): Promise<ResolvedFile> {
     let current = await this.describe(BigInt(MFT_RECORD.root), '', '/');
     for (const part of splitPath(path)) {
       if (current.entry.kind !== 'directory') throw new Qcow2Error('NOT_A_DIRECTORY', `NTFS: ${current.entry.path} is not a folder`);
-      const wanted = this.upcase(part);
-      const entries = await this.directoryEntries(current.file);
-      const matches = entries.filter(({ fileName }) => this.upcase(fileName.name) === wanted);
+      const { entries, byUpcaseName } = await this.indexedDirectory(current.file);
+      const matches = byUpcaseName.get(this.upcase(part)) ?? [];
       const first = matches[0];
       if (first === undefined) throw new Qcow2Error('NOT_FOUND', `NTFS: ${joinPath(current.entry.path, part)} does not exist`);
       // A DOS alias opens its file as Windows does, under the file's long name.
