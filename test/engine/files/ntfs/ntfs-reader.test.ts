@@ -100,10 +100,10 @@ describe('NTFS reader on a volume made by mkntfs and ntfs-3g', { timeout: 120_00
     expect((await ntfs.stat('/Documents/Sub Folder/deep/file.bin')).mtimeMs! % 1000).toBe(900);
   });
 
-  it('reads every regular file byte for byte as ntfscat does (resident, non-resident, fragmented, sparse, many names)', async () => {
+  it('reads every regular file byte for byte as ntfscat does (resident, non-resident, fragmented, sparse, compressed, many names)', async () => {
     let files = 0;
     for (const path of await folders(ntfs, '/')) {
-      const entries = (await ntfs.list(path)).filter((entry) => entry.kind === 'file' && !entry.path.startsWith('/compressed'));
+      const entries = (await ntfs.list(path)).filter((entry) => entry.kind === 'file');
       for (const entry of path === '/many' ? entries.slice(0, 5) : entries) {
         const content = await readWhole(ntfs, entry.path, entry.size);
         expect(content.equals(await ntfscat(image, entry.path)), entry.path).toBe(true);
@@ -182,11 +182,51 @@ describe('NTFS reader on a volume made by mkntfs and ntfs-3g', { timeout: 120_00
     expect(await ntfs.extents!('/reparse/windows-link')).toBeNull();
   });
 
-  it('lists a compressed file with its size but refuses to read it as FILESYSTEM_UNSUPPORTED', async () => {
-    expect(await ntfsinfoFile(image, '/compressed/squeezed.txt')).toMatch(/\$DATA[\s\S]*Attribute flags:\s+0x0001/);
-    const [entry] = await ntfs.list('/compressed');
-    expect(entry).toMatchObject({ name: 'squeezed.txt', kind: 'file', size: (await ntfscat(image, '/compressed/squeezed.txt')).length });
-    await expectCode(ntfs.read('/compressed/squeezed.txt', Buffer.alloc(16), 0), 'FILESYSTEM_UNSUPPORTED');
+  it('reads LZNT1-compressed files as ntfscat does: compressed units, units stored plain, holes, a resident value', async () => {
+    const entries = await ntfs.list('/compressed');
+    expect(entries.map((entry) => entry.name).sort()).toEqual(['holes.bin', 'mixed.bin', 'squeezed.txt', 'tiny.txt']);
+    for (const entry of entries) {
+      expect(await ntfsinfoFile(image, entry.path), entry.path).toMatch(/\$DATA[\s\S]*Attribute flags:\s+0x0001/);
+      const reference = await ntfscat(image, entry.path);
+      expect(entry.size).toBe(reference.length);
+      expect((await readWhole(ntfs, entry.path, entry.size, 10_007)).equals(reference), entry.path).toBe(true);
+      const middle = Math.floor(entry.size / 3);
+      const piece = Buffer.alloc(70_000);
+      const count = await ntfs.read(entry.path, piece, middle);
+      expect(piece.subarray(0, count).equals(reference.subarray(middle, middle + 70_000)), entry.path).toBe(true);
+    }
+  });
+
+  it('lists an encrypted (EFS) file but refuses to read it as FILESYSTEM_UNSUPPORTED', async () => {
+    // No tool here makes EFS files: the $DATA attribute of a copy is flagged encrypted, as Windows flags it.
+    const copy = folder.file('encrypted.img');
+    fs.copyFileSync(image, copy);
+    const bytes = fs.readFileSync(copy);
+    const target = '/Documents/Sub Folder/deep/file.bin';
+    const content = await ntfscat(image, target);
+    const name = Buffer.from('file.bin', 'utf16le');
+    let patched = 0;
+    for (let record = 0; record < bytes.length; record += 1024) {
+      const isFile = bytes.toString('latin1', record, record + 4) === 'FILE' && (bytes.readUInt16LE(record + 0x16) & 2) === 0;
+      if (!isFile || !bytes.subarray(record, record + 1024).includes(name)) continue;
+      for (let position = record + bytes.readUInt16LE(record + 0x14); bytes.readUInt32LE(position) !== 0xffffffff; position += bytes.readUInt32LE(position + 4)) {
+        if (bytes.readUInt32LE(position) === 0x80) {
+          bytes.writeUInt16LE(bytes.readUInt16LE(position + 0x0c) | 0x4000, position + 0x0c);
+          patched++;
+        }
+      }
+    }
+    fs.writeFileSync(copy, bytes);
+    expect(patched).toBe(1);
+    const encryptedVolume = openRawVolume(copy);
+    try {
+      const filesystem = await ntfsReader.open(encryptedVolume);
+      expect(await filesystem.list('/Documents/Sub Folder/deep')).toMatchObject([{ name: 'file.bin', kind: 'file', size: content.length }]);
+      await expectCode(filesystem.read(target, Buffer.alloc(16), 0), 'FILESYSTEM_UNSUPPORTED');
+      expect((await readWhole(ntfs, target, content.length)).equals(content)).toBe(true);
+    } finally {
+      encryptedVolume.close();
+    }
   });
 
   it('answers wrong paths with typed errors', async () => {
