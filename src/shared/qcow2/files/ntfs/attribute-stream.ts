@@ -62,16 +62,17 @@ export class AttributeStream {
         unsupported,
       });
     }
-    const ordered = [...extents].sort((a, b) => (a.resident || b.resident ? 0 : a.firstVcn - b.firstVcn)) as Attribute[];
+    const nonResident = extents.filter((extent): extent is NonResidentAttribute => !extent.resident);
+    if (nonResident.length !== extents.length) throw corrupt(`${what}: resident and non-resident extents mixed`);
+    const ordered = nonResident.sort((a, b) => a.firstVcn - b.firstVcn);
     const runs: DataRun[] = [];
     let nextVcn = 0;
     for (const extent of ordered) {
-      if (extent.resident) throw corrupt(`${what}: resident and non-resident extents mixed`);
       if (extent.firstVcn !== nextVcn) throw corrupt(`${what}: an extent starts at VCN ${extent.firstVcn}, expected ${nextVcn}`);
       runs.push(...extent.runs);
       nextVcn = extent.lastVcn + 1;
     }
-    const head = ordered[0] as NonResidentAttribute;
+    const head = ordered[0]!;
     const unitClusters = compressed ? 2 ** head.compressionUnit : 0;
     const unsupported = encrypted
       ? 'encrypted (EFS)'
