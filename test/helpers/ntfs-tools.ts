@@ -27,7 +27,7 @@ export async function ntfsls(image: string, folder: string, options: { system?: 
   const entries: NtfslsEntry[] = [];
   for (const line of output.split('\n')) {
     if (line.trim() === '') continue;
-    // "   SIZE Mon DD HH:MM YYYY NAME": the time is the one cached in the folder's index, not compared.
+    // "   SIZE Mon DD HH:MM YYYY NAME": that time is not the modification time (sparse.vhd, touched to 2030, shows its creation), so it is not compared.
     const match = /^\s*(\d+) \w{3} +\d+ \d\d:\d\d \d{4} (.*)$/.exec(line);
     if (match === null) throw new Error(`unexpected ntfsls line: ${line}`);
     const [, size, rawName] = match as unknown as string[];

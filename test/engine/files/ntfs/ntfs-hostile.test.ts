@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
 import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { ntfsReader } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
+import { ntfsinfoModifiedSeconds, ntfsls } from '../../../helpers/ntfs-tools.ts';
 import { tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { SeededRandom } from '../../../helpers/seeded-random.ts';
 import { DEFAULT_HARNESS, FuzzHarness } from '../../fuzz/harness.ts';
@@ -114,6 +115,20 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
     expect(await expectCorrupt(damaged, (filesystem) => filesystem.stat('/Documents'))).toMatch(/update sequence/);
   });
 
+  it('still lists a file whose record is torn, from its folder index, but refuses its stat and read', async () => {
+    const damaged = new Uint8Array(pristine);
+    const report = recordNamed(damaged, 'report.txt');
+    damaged[report + 1022] = damaged[report + 1022]! ^ 0xff;
+    // ntfsls skips an entry whose record fails: compare with the undamaged volume. ntfs-3g refreshes the index's copy of
+    // the times when a file's times change (the record's own $FILE_NAME keeps its creation-time copy), so it matches the file's own.
+    const [indexed] = (await ntfsls(folder.file('ntfs.img'), '/Documents')).filter((entry) => entry.name === 'report.txt');
+    const listed = (await (await ntfsReader.open(memoryVolume(damaged))).list('/Documents')).find((entry) => entry.name === 'report.txt');
+    expect(listed).toMatchObject({ kind: 'file', size: indexed!.size, path: '/Documents/report.txt' });
+    expect(Math.floor(listed!.mtimeMs! / 1000)).toBe(await ntfsinfoModifiedSeconds(folder.file('ntfs.img'), '/Documents/report.txt'));
+    await expectCorrupt(damaged, (filesystem) => filesystem.stat('/Documents/report.txt'));
+    await expectCorrupt(damaged, (filesystem) => filesystem.read('/Documents/report.txt', new Uint8Array(8), 0));
+  });
+
   it('refuses a boot sector whose volume is larger than its partition, or whose clusters are absurd', async () => {
     const larger = new Uint8Array(pristine);
     view(larger).setBigUint64(0x28, BigInt(pristine.length / 512 + 8), true);
@@ -177,7 +192,10 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
     const block = structures.indexBlocks.find((offset) => Buffer.from(reference.subarray(offset, offset + 4096)).includes(Buffer.from('entry-', 'utf16le')))!;
     const [first] = indexEntries(reference, block + 0x18);
     view(reference).setBigUint64(first!, 0x0001_0000_7fff_fff0n, true);
-    expect(await expectCorrupt(reference, (filesystem) => filesystem.list('/many'))).toMatch(/past the MFT/);
+    const name = Buffer.from(reference.subarray(first! + 0x52, first! + 0x52 + reference[first! + 0x50]! * 2)).toString('utf16le');
+    // The folder still lists (the entry from its index); the entry itself is refused.
+    expect((await (await ntfsReader.open(memoryVolume(reference))).list('/many')).length).toBe(400);
+    expect(await expectCorrupt(reference, (filesystem) => filesystem.stat(`/many/${name}`))).toMatch(/past the MFT/);
 
     const foreign = new Uint8Array(pristine);
     const original = recordNamed(foreign, 'original.txt');

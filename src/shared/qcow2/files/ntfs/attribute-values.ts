@@ -28,7 +28,13 @@ export interface FileName {
   name: string;
   namespace: number;
   fileAttributes: number;
+  /** Copies of the file's size and modification time, as last written into this name (folder indexes keep them). */
+  dataSize: bigint;
+  modifiedMs: number | null;
 }
+
+/** $FILE_NAME's flag for a name whose file has a directory index. */
+export const FILE_NAME_IS_DIRECTORY = 0x10000000;
 
 export function parseFileName(value: Uint8Array, what: string): FileName {
   const bytes = new LeBytes(value, `${what} $FILE_NAME`);
@@ -36,7 +42,14 @@ export function parseFileName(value: Uint8Array, what: string): FileName {
   const namespace = bytes.u8(0x41);
   if (namespace > NAMESPACE.win32AndDos) throw corrupt(`${what}: file name namespace ${namespace}`);
   if (nameLength === 0) throw corrupt(`${what}: an empty file name`);
-  return { parentReference: bytes.u64Big(0), name: bytes.utf16(0x42, nameLength), namespace, fileAttributes: bytes.u32(0x38) };
+  return {
+    parentReference: bytes.u64Big(0),
+    name: bytes.utf16(0x42, nameLength),
+    namespace,
+    fileAttributes: bytes.u32(0x38),
+    dataSize: bytes.u64Big(0x30),
+    modifiedMs: filetimeToMs(bytes.u64Big(0x10)),
+  };
 }
 
 export interface AttributeListEntry {

@@ -6,13 +6,14 @@
  * Listings leave out DOS 8.3 aliases (the Win32/POSIX name stands for the file) and the root's
  * metafiles ($MFT, $LogFile, $Bitmap, … records below 16), as Windows Explorer and ntfsls do: they
  * are the filesystem's own structures, not the guest's files, and $LogFile or $Bitmap would show as
- * changed in every files-diff. They still resolve by path.
+ * changed in every files-diff. They still resolve by path. A child whose record is damaged still
+ * lists from its folder's index (see entryFromIndex); its stat and read fail FILESYSTEM_CORRUPT.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry } from '../../model.ts';
 import type { ByteRange, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
 import type { AttributeStream } from './attribute-stream.ts';
-import { NAMESPACE, parseStandardInformation } from './attribute-values.ts';
+import { FILE_NAME_IS_DIRECTORY, type FileName, NAMESPACE, parseStandardInformation } from './attribute-values.ts';
 import { corrupt, decodeUtf16 } from './bytes.ts';
 import { type DirectoryEntry, DIRECTORY_INDEX_NAME, readDirectoryIndex } from './directory-index.ts';
 import { ATTRIBUTE, FILE_ATTRIBUTE, referenceRecord, referenceSequence } from './mft-record.ts';
@@ -80,8 +81,11 @@ export class NtfsFilesystem implements GuestFilesystem {
       const childNumber = referenceRecord(reference);
       if (fileName.namespace === NAMESPACE.dos || childNumber === recordNumber) continue;
       if (recordNumber === MFT_RECORD.root && childNumber < FIRST_USER_RECORD && fileName.name.startsWith('$')) continue;
-      const child = await this.describe(reference, fileName.name, joinPath(resolved.entry.path, fileName.name));
-      entries.push(child.entry);
+      const childPath = joinPath(resolved.entry.path, fileName.name);
+      entries.push(await this.describe(reference, fileName.name, childPath).then(
+        (child) => child.entry,
+        (error: unknown) => entryFromIndex(error, fileName, childPath),
+      ));
     }
     return entries;
   }
@@ -190,6 +194,18 @@ export class NtfsFilesystem implements GuestFilesystem {
     await stream.read(value, 0, `${path} $REPARSE_POINT`);
     return parseReparsePoint(value, path);
   }
+}
+
+/**
+ * A child whose own record is damaged (a torn write in a snapshot of a running guest) still lists,
+ * with what its folder's index says of it, as `dir` on Windows would; stat and read of it fail.
+ */
+function entryFromIndex(error: unknown, fileName: FileName, path: string): GuestFileEntry {
+  if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
+  const isDirectory = (fileName.fileAttributes & FILE_NAME_IS_DIRECTORY) !== 0;
+  const kind = isDirectory ? 'directory' : fileName.fileAttributes & FILE_ATTRIBUTE.reparsePoint ? 'other' : 'file';
+  const size = kind !== 'file' || fileName.dataSize > BigInt(Number.MAX_SAFE_INTEGER) ? 0 : Number(fileName.dataSize);
+  return { name: fileName.name, path, kind, size, mtimeMs: fileName.modifiedMs };
 }
 
 function symlinkEntry(base: Pick<GuestFileEntry, 'name' | 'path' | 'mtimeMs'>, target: string): GuestFileEntry {
