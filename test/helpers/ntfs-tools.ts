@@ -62,8 +62,8 @@ export async function ntfsVolumeName(image: string): Promise<string> {
   return match[1]!;
 }
 
-export async function mkntfs(image: string, label: string): Promise<void> {
-  await run('mkntfs', ['--force', '--quick', '--sector-size', '512', '--cluster-size', '4096', '--label', label, image]);
+export async function mkntfs(image: string, label: string, clusterSize = 4096): Promise<void> {
+  await run('mkntfs', ['--force', '--quick', '--sector-size', '512', '--cluster-size', String(clusterSize), '--label', label, image]);
 }
 
 /** Copies a host file into the volume (ntfscp writes through libntfs-3g, no mount needed). */
