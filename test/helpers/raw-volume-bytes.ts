@@ -12,7 +12,7 @@ export function openRawVolume(path: string, start = 0, length?: number): RawVolu
   return {
     length: volumeLength,
     async read(buffer: Uint8Array, offset: number): Promise<void> {
-      if (offset < 0 || offset + buffer.length > volumeLength) throw new RangeError(`read ${offset}+${buffer.length} past the volume's ${volumeLength} bytes`);
+      if (!Number.isSafeInteger(offset) || offset < 0 || offset + buffer.length > volumeLength) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume's ${volumeLength} bytes`);
       let done = 0;
       while (done < buffer.length) {
         const count = readSync(fd, buffer, done, buffer.length - done, start + offset + done);

@@ -17,7 +17,6 @@ import { readImageInfo, snapshotInfo } from '../../../src/shared/qcow2/image/inf
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
 import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
 import { CHANGE_TARGETS } from './change-targets.ts';
-import { walkGuestFiles } from './filesystem-targets.ts';
 import type { FuzzTarget } from './protocol.ts';
 
 export type { FuzzTarget };
@@ -42,7 +41,6 @@ export const TARGETS: FuzzTarget[] = [
   target('ui-snapshot-tree', (file) => jobTable['snapshot.tree'](file, {}, silentJob)),
   target('ui-snapshot-outline', (file) => jobTable['snapshot.outline'](file, {}, silentJob)),
   target('ui-diff', (file) => forStates(file, (state) => jobTable['image.diff'](file, { from: state, to: 'current' }, silentJob))),
-  target('guest-files', walkGuestFiles),
 ];
 
 /** What the guest reads from the start of the disk, or null where reading fails. */

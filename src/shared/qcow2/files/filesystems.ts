@@ -1,6 +1,6 @@
 /** Every filesystem reader, in the order volumes are probed. Each reader adds its one line here. */
 import type { FilesystemReader } from './filesystem.ts';
 import { FAT_READER } from './fat/fat-reader.ts';
-import { ntfsReader } from './ntfs/ntfs-reader.ts';
+import { NTFS_READER } from './ntfs/ntfs-reader.ts';
 
-export const FILESYSTEM_READERS: readonly FilesystemReader[] = [FAT_READER, ntfsReader];
+export const FILESYSTEM_READERS: readonly FilesystemReader[] = [FAT_READER, NTFS_READER];

@@ -2,13 +2,13 @@
  * Hostile NTFS bytes: each damage a reader must refuse with FILESYSTEM_CORRUPT (torn records,
  * attributes past their record, runs outside the volume, index cycles, impossible sizes, foreign
  * extension records), then a seeded-random campaign of damaged volumes through the fuzz harness's
- * guest-files target, where anything but a typed error, a hang or a huge allocation is a finding.
+ * ntfs-walk target (test/engine/fuzz/ntfs-targets.ts), where anything but a typed error, a hang or a huge allocation is a finding.
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
 import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
-import { ntfsReader } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
+import { NTFS_READER } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
 import { ntfsinfoModifiedSeconds, ntfsls } from '../../../helpers/ntfs-tools.ts';
 import { tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { SeededRandom } from '../../../helpers/seeded-random.ts';
@@ -86,10 +86,10 @@ function indexEntries(bytes: Uint8Array, header: number): number[] {
   }
 }
 
-async function expectCorrupt(bytes: Uint8Array, use: (filesystem: Awaited<ReturnType<typeof ntfsReader.open>>) => Promise<unknown>): Promise<string> {
+async function expectCorrupt(bytes: Uint8Array, use: (filesystem: Awaited<ReturnType<typeof NTFS_READER.open>>) => Promise<unknown>): Promise<string> {
   const error = await (async () => {
     try {
-      await use(await ntfsReader.open(memoryVolume(bytes)));
+      await use(await NTFS_READER.open(memoryVolume(bytes)));
       return null;
     } catch (thrown) {
       return thrown;
@@ -102,7 +102,7 @@ async function expectCorrupt(bytes: Uint8Array, use: (filesystem: Awaited<Return
 
 describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
   it('reads the undamaged volume (so each damage below is what fails)', async () => {
-    const filesystem = await ntfsReader.open(memoryVolume(pristine));
+    const filesystem = await NTFS_READER.open(memoryVolume(pristine));
     expect((await filesystem.list('/many')).length).toBe(400);
     expect((await filesystem.stat('/fragmented.bin')).size).toBe(819_200);
     expect((await filesystem.list('/links')).length).toBe(21);
@@ -122,7 +122,7 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
     // ntfsls skips an entry whose record fails: compare with the undamaged volume. ntfs-3g refreshes the index's copy of
     // the times when a file's times change (the record's own $FILE_NAME keeps its creation-time copy), so it matches the file's own.
     const [indexed] = (await ntfsls(folder.file('ntfs.img'), '/Documents')).filter((entry) => entry.name === 'report.txt');
-    const listed = (await (await ntfsReader.open(memoryVolume(damaged))).list('/Documents')).find((entry) => entry.name === 'report.txt');
+    const listed = (await (await NTFS_READER.open(memoryVolume(damaged))).list('/Documents')).find((entry) => entry.name === 'report.txt');
     expect(listed).toMatchObject({ kind: 'file', size: indexed!.size, path: '/Documents/report.txt' });
     expect(Math.floor(listed!.mtimeMs! / 1000)).toBe(await ntfsinfoModifiedSeconds(folder.file('ntfs.img'), '/Documents/report.txt'));
     await expectCorrupt(damaged, (filesystem) => filesystem.stat('/Documents/report.txt'));
@@ -194,7 +194,7 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
     view(reference).setBigUint64(first!, 0x0001_0000_7fff_fff0n, true);
     const name = Buffer.from(reference.subarray(first! + 0x52, first! + 0x52 + reference[first! + 0x50]! * 2)).toString('utf16le');
     // The folder still lists (the entry from its index); the entry itself is refused.
-    expect((await (await ntfsReader.open(memoryVolume(reference))).list('/many')).length).toBe(400);
+    expect((await (await NTFS_READER.open(memoryVolume(reference))).list('/many')).length).toBe(400);
     expect(await expectCorrupt(reference, (filesystem) => filesystem.stat(`/many/${name}`))).toMatch(/past the MFT/);
 
     const foreign = new Uint8Array(pristine);
@@ -211,7 +211,7 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
     const tally: Record<string, number> = {};
     const findings: string[] = [];
     try {
-      const pristineOutcome = await harness.run(pristine, ['guest-files']);
+      const pristineOutcome = await harness.run(pristine, ['ntfs-walk']);
       expect(pristineOutcome.map(outcomeKey)).toEqual(['ok']);
       const cases = Array.from({ length: CASES }, (_, index) => index);
       await Promise.all(
@@ -219,7 +219,7 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
           for (const index of cases.filter((candidate) => candidate % 2 === lane)) {
             const random = new SeededRandom(BASE_SEED * 100_003 + index);
             const patches = Array.from({ length: 1 + random.int(0, 3) }, () => randomNtfsDamage(pristine, structures, random)).flat();
-            const [outcome] = await harness.run(applyPatches(pristine, patches), ['guest-files']);
+            const [outcome] = await harness.run(applyPatches(pristine, patches), ['ntfs-walk']);
             const key = outcomeKey(outcome!);
             tally[key] = (tally[key] ?? 0) + 1;
             if (isFinding(outcome!)) findings.push(`case ${index} (seed ${BASE_SEED}) ${JSON.stringify(patches)}: ${describeFinding(outcome!)}`);

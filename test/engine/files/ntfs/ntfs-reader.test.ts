@@ -10,7 +10,7 @@ import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
 import type { GuestFilesystem } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { FILESYSTEM_READERS } from '../../../../src/shared/qcow2/files/filesystems.ts';
 import { NtfsFilesystem } from '../../../../src/shared/qcow2/files/ntfs/ntfs-filesystem.ts';
-import { ntfsReader } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
+import { NTFS_READER } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
 import { openGuestReader } from '../../../../src/shared/qcow2/image/image-format.ts';
 import { decodeUtf16 } from '../../../../src/shared/qcow2/files/ntfs/bytes.ts';
 import { mkntfs, ntfscat, ntfscp, ntfsinfoFile, ntfsinfoModifiedSeconds, ntfsls, ntfsVolumeName } from '../../../helpers/ntfs-tools.ts';
@@ -27,7 +27,7 @@ beforeAll(async () => {
   folder = tempDir();
   image = unpackNtfsFixture(folder.file('ntfs.img'));
   volume = openRawVolume(image);
-  ntfs = await ntfsReader.open(volume);
+  ntfs = await NTFS_READER.open(volume);
 });
 
 afterAll(async () => {
@@ -56,10 +56,13 @@ async function folders(filesystem: GuestFilesystem, start: string): Promise<stri
 
 describe('NTFS reader on a volume made by mkntfs and ntfs-3g', { timeout: 120_000 }, () => {
   it('is found by its signature in the registry and has the label ntfsinfo reports', async () => {
-    expect(FILESYSTEM_READERS.filter((reader) => reader.kind === 'ntfs')).toEqual([ntfsReader]);
-    expect(await ntfsReader.probe(volume)).toBe(true);
+    expect(FILESYSTEM_READERS.filter((reader) => reader.kind === 'ntfs')).toEqual([NTFS_READER]);
+    // Only NTFS claims the volume, whatever the probing order.
+    const claiming = [];
+    for (const reader of FILESYSTEM_READERS) if (await reader.probe(volume)) claiming.push(reader.kind);
+    expect(claiming).toEqual(['ntfs']);
     const zeros = { length: 1 << 20, read: async (buffer: Uint8Array) => void buffer.fill(0) };
-    expect(await ntfsReader.probe(zeros)).toBe(false);
+    expect(await NTFS_READER.probe(zeros)).toBe(false);
     expect(ntfs.kind).toBe('ntfs');
     expect(ntfs.label).toBe(await ntfsVolumeName(image));
   });
@@ -220,7 +223,7 @@ describe('NTFS reader on a volume made by mkntfs and ntfs-3g', { timeout: 120_00
     expect(patched).toBe(1);
     const encryptedVolume = openRawVolume(copy);
     try {
-      const filesystem = await ntfsReader.open(encryptedVolume);
+      const filesystem = await NTFS_READER.open(encryptedVolume);
       expect(await filesystem.list('/Documents/Sub Folder/deep')).toMatchObject([{ name: 'file.bin', kind: 'file', size: content.length }]);
       await expectCode(filesystem.read(target, Buffer.alloc(16), 0), 'FILESYSTEM_UNSUPPORTED');
       expect((await readWhole(ntfs, target, content.length)).equals(content)).toBe(true);
@@ -246,7 +249,7 @@ describe('NTFS reader on a volume made by mkntfs and ntfs-3g', { timeout: 120_00
         length: guest.virtualSize,
         read: async (buffer: Uint8Array, offset: number) => guest.readInto(buffer, offset),
       };
-      const throughQcow2 = await ntfsReader.open(bytes);
+      const throughQcow2 = await NTFS_READER.open(bytes);
       expect(throughQcow2.label).toBe(ntfs.label);
       for (const path of ['/', '/Documents', '/many', '/links']) expect(await throughQcow2.list(path)).toEqual(await ntfs.list(path));
       for (const path of ['/fragmented.bin', '/sparse.vhd', '/Documents/Sub Folder/deep/file.bin']) {

@@ -3,7 +3,7 @@ import type { FilesystemReader, VolumeBytes } from '../filesystem.ts';
 import { BOOT_SECTOR_SIZE, hasNtfsSignature } from './boot-sector.ts';
 import { NtfsFilesystem } from './ntfs-filesystem.ts';
 
-export const ntfsReader: FilesystemReader = {
+export const NTFS_READER: FilesystemReader = {
   kind: 'ntfs',
   async probe(volume: VolumeBytes): Promise<boolean> {
     if (volume.length < BOOT_SECTOR_SIZE) return false;

@@ -1,13 +1,15 @@
 /**
- * The guest-files target: every filesystem reader in FILESYSTEM_READERS that recognises the guest
- * disk (a whole-disk filesystem) opens it and walks it as `cowbell ls -R` and `copy-out` would:
- * list each folder, stat and read each file, ask for its extents. The walk is bounded (entries,
- * depth, bytes) because a small volume can validly hold many files; a reader's own work is not.
+ * What the fuzzer runs on a damaged NTFS volume (a raw file): the NTFS reader opens it and walks
+ * it as `cowbell ls -R`, files-diff and `copy-out` would: list each folder, stat and read each
+ * file, ask for its extents. A damaged entry's typed error does not end the walk (the app shows
+ * the others), so one case reaches more of the reader. Bounded (entries, depth, bytes): a small
+ * volume can validly hold many files. A read outside the volume is a plain RangeError: a finding.
  */
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
-import type { GuestFilesystem, VolumeBytes } from '../../../src/shared/qcow2/files/filesystem.ts';
-import { FILESYSTEM_READERS } from '../../../src/shared/qcow2/files/filesystems.ts';
-import { openGuestReader } from '../../../src/shared/qcow2/image/image-format.ts';
+import type { GuestFilesystem } from '../../../src/shared/qcow2/files/filesystem.ts';
+import { NTFS_READER } from '../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
+import { openRawVolume } from '../../helpers/raw-volume-bytes.ts';
+import type { FuzzTarget } from './protocol.ts';
 
 const MAX_ENTRIES = 3000;
 const MAX_DEPTH = 24;
@@ -20,33 +22,22 @@ class WalkBudget {
   readonly chunk = new Uint8Array(CHUNK);
 }
 
-export async function walkGuestFiles(file: string): Promise<void> {
-  const reader = openGuestReader(file);
+async function walkNtfs(imagePath: string): Promise<void> {
+  const volume = openRawVolume(imagePath);
   try {
-    const volume: VolumeBytes = {
-      length: reader.virtualSize,
-      // A reader that asks for bytes outside its volume has a bug: this is a raw error, so a finding.
-      read: async (buffer, offset) => {
-        if (!Number.isSafeInteger(offset) || offset < 0 || offset + buffer.length > reader.virtualSize) {
-          throw new RangeError(`a filesystem reader read ${buffer.length} bytes at ${offset}, outside the ${reader.virtualSize}-byte volume`);
-        }
-        reader.readInto(buffer, offset);
-      },
-    };
-    for (const filesystemReader of FILESYSTEM_READERS) {
-      if (!(await filesystemReader.probe(volume))) continue;
-      const filesystem = await filesystemReader.open(volume);
-      try {
-        await walkFolder(filesystem, '/', 0, new WalkBudget());
-      } finally {
-        await filesystem.close();
-      }
-      return;
+    if (!(await NTFS_READER.probe(volume))) return;
+    const filesystem = await NTFS_READER.open(volume);
+    try {
+      await walkFolder(filesystem, '/', 0, new WalkBudget());
+    } finally {
+      await filesystem.close();
     }
   } finally {
-    reader.close();
+    volume.close();
   }
 }
+
+export const NTFS_TARGETS: FuzzTarget[] = [{ name: 'ntfs-walk', run: walkNtfs }];
 
 /** A damaged entry fails alone (as the app shows it): its typed error does not end the walk. */
 async function tolerated(action: () => Promise<unknown>): Promise<void> {
