@@ -8,13 +8,17 @@
  * and truncate too, so the fail-stop file above it still stops before the next flush.
  */
 import { Qcow2Error } from '../errors.ts';
+import { alignedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from './block-file.ts';
 
 const HELD_BYTES = 4 * 1024 * 1024;
 
 export class CoalescingFile implements BlockFile {
   private readonly inner: BlockFile;
-  private readonly held = new Uint8Array(HELD_BYTES);
+  // Page-aligned: the callers' buffers are (aligned-bytes.ts), and on the AMD machines measured a
+  // copy from an aligned buffer into one at page + 16 runs at a ninth of the speed (90 ms instead
+  // of 10 for 192 MiB), as does the kernel's copy out of a misaligned one.
+  private readonly held = alignedBytes(HELD_BYTES);
   private heldLength = 0;
   private heldPosition = 0;
   private failure: unknown = null;
