@@ -116,7 +116,7 @@ function openLayer(file: BlockFile): Qcow2Image {
 
 function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[]): BaseWriter {
   if (format === 'raw') {
-    const file = coalescing(openMissingAware(basePath, false, openFile));
+    const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
     const virtualSize = file.size();
     return {
       virtualSize,
@@ -133,7 +133,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
       close: () => file.close(),
     };
   }
-  const file = coalescing(openMissingAware(basePath, false, openFile));
+  const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
   let image: Qcow2Image;
   try {
     // Its own backing chain opens for reads (a partial cluster written into it is completed from

@@ -53,7 +53,7 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
   const openFile = request.openFile ?? defaultOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   // Data copied into new clusters goes out in long writes (coalescing-file.ts).
-  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly)), openBacking: request.unsafe !== true, refuseInUse: true });
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: true });
   try {
     return yield* rebaseOpenImage(top, request, job);
   } finally {

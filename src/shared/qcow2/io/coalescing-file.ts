@@ -10,8 +10,21 @@
 import { Qcow2Error } from '../errors.ts';
 import { alignedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from './block-file.ts';
+import { startWriteback } from './file-writeback.ts';
 
 const HELD_BYTES = 4 * 1024 * 1024;
+/** With startWriteback, the kernel's writeback starts again after this many bytes written. */
+const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
+
+export interface CoalescingOptions {
+  /**
+   * Start the kernel's writeback of what was written as the writes go (file-writeback.ts), for a
+   * file that will be flushed at the end: the disk works during the copy and the flush has little
+   * left to wait for. It only makes writes durable sooner than the kernel would anyway, so it
+   * changes no order a flush keeps.
+   */
+  startWriteback?: boolean;
+}
 
 export class CoalescingFile implements BlockFile {
   private readonly inner: BlockFile;
@@ -22,9 +35,13 @@ export class CoalescingFile implements BlockFile {
   private heldLength = 0;
   private heldPosition = 0;
   private failure: unknown = null;
+  /** The descriptor whose writeback starts as writes go, or null. */
+  private readonly writebackDescriptor: number | null;
+  private unstartedBytes = 0;
 
-  constructor(inner: BlockFile) {
+  constructor(inner: BlockFile, options: CoalescingOptions = {}) {
     this.inner = inner;
+    this.writebackDescriptor = options.startWriteback === true && hasDescriptor(inner) ? inner.descriptor : null;
   }
 
   get path(): string {
@@ -61,6 +78,7 @@ export class CoalescingFile implements BlockFile {
     this.drain();
     if (buffer.length >= HELD_BYTES) {
       this.inner.write(buffer, position);
+      this.wrote(buffer.length);
       return;
     }
     this.held.set(buffer, 0);
@@ -107,10 +125,20 @@ export class CoalescingFile implements BlockFile {
       this.failure = error;
       throw error;
     }
+    this.wrote(length);
+  }
+
+  private wrote(length: number): void {
+    if (this.writebackDescriptor === null) return;
+    this.unstartedBytes += length;
+    if (this.unstartedBytes < WRITEBACK_STEP_BYTES) return;
+    this.unstartedBytes = 0;
+    // The whole file (length 0: to its end): the writes land all over it (overwrites in place, new clusters at the end).
+    startWriteback(this.writebackDescriptor, 0, 0);
   }
 }
 
 /** Wraps a writable file; a read-only one is returned as it is. */
-export function coalescing(file: BlockFile): BlockFile {
-  return file.readOnly ? file : new CoalescingFile(file);
+export function coalescing(file: BlockFile, options: CoalescingOptions = {}): BlockFile {
+  return file.readOnly ? file : new CoalescingFile(file, options);
 }
