@@ -1,5 +1,5 @@
 /**
- * A BlockFile that joins writes which continue one another into one (up to 4 MiB): guest writes
+ * A BlockFile that joins writes which continue one another into one (up to 1 MiB): guest writes
  * into newly allocated clusters go out one cluster at a time, and on these machines the system
  * call per 64 KiB costs more than the bytes. Any other call (read, size, flush, truncate, close)
  * and any write elsewhere first writes what is held, so the file reads and orders exactly like the
@@ -12,7 +12,10 @@ import { alignedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from './block-file.ts';
 import { startWriteback } from './file-writeback.ts';
 
-const HELD_BYTES = 4 * 1024 * 1024;
+// 1 MiB: long enough that the system calls cost little, and on the machines measured (2-core AMD
+// VMs, ext4) writes of 4 MiB into new page-cache pages took the kernel's slow path again and again:
+// a commit's median 0.62 s with 4 MiB writes, 0.42 s with 1 MiB (8 alternating runs each).
+const HELD_BYTES = 1024 * 1024;
 /** With startWriteback, the kernel's writeback starts again after this many bytes written. */
 const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
