@@ -29,6 +29,8 @@ function engineZones() {
   below.rewrite.push('check');
   // and it records the snapshot tree it read (snapshots/) so the copy shows the same tree.
   below.rewrite.push('snapshots');
+  // commit grows a base smaller than the overlay first, as qemu-img does, with resize's crash-safe grow (snapshots/resize.ts).
+  below.chain.push('snapshots');
   const zones = Object.entries(below).map(([folder, allowed]) => ({
     target: `${root}/${folder}`,
     from: root,

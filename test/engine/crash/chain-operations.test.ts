@@ -22,18 +22,23 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile, type CrashPoint, type FileEvent } from '../../helpers/fault-file.ts';
 import { firstDifference, qemuImg, rawOf, tempDir } from '../../helpers/qemu.ts';
-import { contractViolation, readGuestState } from './guest-state.ts';
+import { contractViolation, readGuestState, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';
 import { walkImage } from './image-walk.ts';
 import { isClean, qemuVerdict } from './qemu-verdict.ts';
 import { crashSettings, runCrashCase, summary } from './runner.ts';
 import { buildImage, KiB, V2_512, V3_512, type Step } from './setups.ts';
 
-/** base ← mid ← image (the overlay), each with data of its own, in the image's folder. */
-async function overlayOnTwo(imagePath: string, options: string, imageSteps: Step[]): Promise<void> {
+/**
+ * base ← mid ← image (the overlay), each with data of its own, in the image's folder. With
+ * `midBytes`, mid is that much smaller than the others (a commit into it grows it first; the base
+ * below it then shows data past mid's old end, which the grow must hide).
+ */
+async function overlayOnTwo(imagePath: string, options: string, imageSteps: Step[], midBytes = 128 * KiB): Promise<void> {
   const folder = path.dirname(imagePath);
   await buildImage(path.join(folder, 'base.qcow2'), options, 128 * KiB, [{ io: 'write -P 0x61 0 64k' }, { io: 'write -P 0x62 100k 8k' }]);
-  await buildImage(path.join(folder, 'mid.qcow2'), `${options},backing_file=base.qcow2,backing_fmt=qcow2`, 128 * KiB, [{ io: 'write -P 0x63 20k 30k' }, { io: 'write -z 104k 2k' }]);
+  const midSteps: Step[] = midBytes >= 106 * KiB ? [{ io: 'write -P 0x63 20k 30k' }, { io: 'write -z 104k 2k' }] : [{ io: 'write -P 0x63 20k 30k' }];
+  await buildImage(path.join(folder, 'mid.qcow2'), `${options},backing_file=base.qcow2,backing_fmt=qcow2`, midBytes, midSteps);
   await buildImage(imagePath, `${options},backing_file=mid.qcow2,backing_fmt=qcow2`, 128 * KiB, imageSteps);
 }
 
@@ -116,6 +121,10 @@ interface CommitCase {
   name: string;
   options: string;
   overlaySteps: Step[];
+  /** The backing file's size, when smaller than the overlay's 128 KiB. */
+  backingBytes?: number;
+  /** The emptied overlay's file must be cut back (its data clusters lay at its end). */
+  cutsOverlay?: boolean;
 }
 
 const commitCases: CommitCase[] = [
@@ -123,6 +132,14 @@ const commitCases: CommitCase[] = [
   // Taken last, so that the commit changes nothing it reads (otherwise commit refuses).
   { name: 'commit with a snapshot in the overlay (shared L2 tables copied while emptying)', options: V3_512, overlaySteps: [{ io: 'write -P 0x73 0 12k' }, { io: 'write -P 0x74 6k 30k' }, { snapshot: 's1' }] },
   { name: 'commit, v2 files (zeros written as data)', options: V2_512, overlaySteps: [{ io: 'write -P 0x75 10k 9k' }, { io: 'write -z 30k 2k' }] },
+  // The grow (a larger L1, zero clusters over the base's data past the old end, then the size) comes first.
+  {
+    name: 'commit into a smaller backing file (grown first, its own backing file hidden past its old end), then the overlay emptied and cut back',
+    options: V3_512,
+    overlaySteps: [{ io: 'write -P 0x76 3k 5k' }, { io: 'write -P 0x77 70k 20k' }, { io: 'write -P 0x78 120k 8k' }],
+    backingBytes: 65 * KiB,
+    cutsOverlay: true,
+  },
 ];
 
 async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: string[]; states: number }> {
@@ -134,7 +151,7 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
   try {
     const top = folder.file('image.qcow2');
     const backing = folder.file('mid.qcow2');
-    await overlayOnTwo(top, testCase.options, testCase.overlaySteps);
+    await overlayOnTwo(top, testCase.options, testCase.overlaySteps, testCase.backingBytes);
     const topInitial = new Uint8Array(fs.readFileSync(top));
     const backingInitial = new Uint8Array(fs.readFileSync(backing));
     const model = readChainGuest(top, backing, topInitial, backingInitial);
@@ -163,6 +180,7 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
     if (firstTopChange === -1) fail('the overlay was never written: the case tests nothing');
     if (lastBackingChange === -1) fail('the backing file was never written: the case tests nothing');
     if (backingFlushAfter === -1 || backingFlushAfter > firstTopChange) fail(`the overlay is written (event ${firstTopChange}) before the backing file is flushed after its last write (event ${lastBackingChange})`);
+    if (testCase.cutsOverlay === true && !sequence.includes('top:truncate')) fail('the emptied overlay was not cut back: the case tests less than it says');
 
     const states: { where: string; top: Uint8Array | FaultFileState; backing: Uint8Array | FaultFileState }[] = [];
     for (const point of crashPoints(backingLog, crashSettings.randomSubsets(backingLog.length), 17, crashSettings.tornSubsets(backingLog.length))) {
@@ -187,7 +205,7 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
         const at = firstDifference(seenByGuest, model);
         if (at !== -1) fail(`${state.where}: the overlay's guest data changed at byte ${at}`);
         const backingObserved = readGuestState(new FaultFile(backing, backingBytes, { readOnly: true }));
-        const violation = contractViolation('per-cluster', 512, backingBefore, backingAfter, backingObserved);
+        const violation = backingViolation(backingBefore, backingAfter, backingObserved);
         if (violation !== null) fail(`${state.where}: the backing file: ${violation}`);
       } catch (error) {
         fail(`${state.where}: cannot be read: ${(error as Error).message}`);
@@ -240,6 +258,20 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
   } finally {
     folder.cleanup();
   }
+}
+
+/**
+ * Per cluster, the backing file reads as before the commit or as after it. A grown one has the old
+ * size (the grow not yet switched: as before) or the new one (past the old end reading zeros, as the
+ * grow leaves it, or the committed data).
+ */
+function backingViolation(before: GuestState, after: GuestState, observed: GuestState): string | null {
+  const size = observed.current.length;
+  if (size === before.current.length) return contractViolation('per-cluster', 512, before, { ...after, current: after.current.subarray(0, size) }, observed);
+  if (size !== after.current.length) return `its size is ${size}, neither ${before.current.length} nor ${after.current.length}`;
+  const grown = new Uint8Array(size);
+  grown.set(before.current);
+  return contractViolation('per-cluster', 512, { ...before, current: grown }, after, observed);
 }
 
 interface FaultFileState {

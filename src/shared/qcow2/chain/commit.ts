@@ -1,21 +1,27 @@
 /**
  * `qemu-img commit`: the data an overlay (and, with a base further down, every file between)
  * allocates is written into the backing file, then — by default, and only when the base is the
- * overlay's own backing file — the overlay is emptied so it reads everything from the backing file.
+ * overlay's own backing file — the overlay is emptied so it reads everything from the backing file,
+ * and its file gives back the clusters that leaves free at its end (qemu-img's file shrinks too).
  * `keepOverlay` is qemu-img's -d; a base further down implies it, as in qemu-img (the files between
- * still hold their data).
+ * still hold their data). A base smaller than the overlay grows to the overlay's size first, as
+ * qemu-img 7.2 grows it (its mirror job truncates the target up before copying); a grow qemu-img
+ * would refuse (a v2 base with snapshots) is refused the same way.
  *
  * Crash safety: the backing file receives everything and is flushed before the overlay changes at
- * all, so a crash at any point leaves the overlay's guest data as it was: while the backing file
- * is being written, the overlay still holds every byte it covers; while the overlay is emptied,
- * the backing file already holds the same bytes. Each file keeps the engine's own write order
- * (image.ts flush) for its metadata.
+ * all, so a crash at any point leaves the overlay's guest data as it was: a grown base reads zeros
+ * past its old end, as it did before (resize.ts grows it crash-safely, before any data is copied);
+ * while the backing file is being written, the overlay still holds every byte it covers; while the
+ * overlay is emptied, the backing file already holds the same bytes; its file is cut only after the
+ * emptied tables and the refcount drops are durable, and only where refcounts are 0. Each file
+ * keeps the engine's own write order (image.ts flush) for its metadata.
  */
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
+import { truncateFreeEnd } from '../image/free-end.ts';
 import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -24,6 +30,7 @@ import { visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { backingLink, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
+import { resizeImage } from '../snapshots/resize.ts';
 
 export interface CommitRequest {
   /** The overlay whose data goes down. */
@@ -41,6 +48,8 @@ export interface CommitResult {
   base: string;
   /** Guest bytes written into it (data and zeros). */
   committedBytes: number;
+  /** Its size before, when it was smaller than the overlay and grew to the overlay's size; else null. */
+  grownFrom: number | null;
   /** Whether the overlay was emptied. */
   emptied: boolean;
 }
@@ -51,6 +60,8 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 /** Where commit writes: a qcow2 image (guest writes) or a raw file. */
 interface BaseWriter extends GuestReader {
   readonly virtualSize: number;
+  /** Grows the guest disk to `size` bytes, reading zeros past its old end, durably. */
+  grow(size: number): void;
   write(data: Uint8Array, guestOffset: number): void;
   writeZeroes(guestOffset: number, length: number): void;
   flush(): void;
@@ -88,15 +99,18 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     }
     refuseLoop(chain, link.path);
     base = openBase(link.path, link.format, openFile, chain);
-    if (top.virtualSize > base.virtualSize) {
-      throw new Qcow2Error('INVALID_ARGUMENT', `${link.path} is smaller (${base.virtualSize} bytes) than ${request.image} (${top.virtualSize} bytes): grow it first (cowbell resize)`);
-    }
     const emptying = request.keepOverlay !== true && layers.length === 1;
+    // Past a smaller base's end the snapshots read zeros before and after it grows: the check holds either way.
     refuseChangingSnapshots(snapshotsThatWouldChange(top, base, committedView(top), (hole) => committedRanges(layers, hole), job), 'This commit');
+    const grownFrom = top.virtualSize > base.virtualSize ? base.virtualSize : null;
+    if (grownFrom !== null) base.grow(top.virtualSize);
     const committedBytes = yield* copyDown(layers, base, job);
     base.flush();
-    if (emptying) yield* emptyOverlay(top, job);
-    return { base: link.path, committedBytes, emptied: emptying };
+    if (emptying) {
+      yield* emptyOverlay(top, job);
+      truncateFreeEnd(top);
+    }
+    return { base: link.path, committedBytes, grownFrom, emptied: emptying };
   } finally {
     // Each layer closes alone: the links between them were this operation's, not theirs.
     for (const layer of opened) layer.backing = null;
@@ -116,10 +130,18 @@ function openLayer(file: BlockFile): Qcow2Image {
 
 function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[]): BaseWriter {
   if (format === 'raw') {
-    const file = coalescing(openMissingAware(basePath, false, openFile));
-    const virtualSize = file.size();
+    const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
+    let virtualSize = file.size();
     return {
-      virtualSize,
+      get virtualSize() {
+        return virtualSize;
+      },
+      grow: (size) => {
+        // A raw file reads zeros where it grows (a hole).
+        file.truncate(size);
+        file.flush();
+        virtualSize = size;
+      },
       readInto: (target, guestOffset) => {
         const count = guestOffset < virtualSize ? file.read(target, guestOffset) : 0;
         if (count < target.length) target.fill(0, count);
@@ -133,7 +155,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
       close: () => file.close(),
     };
   }
-  const file = coalescing(openMissingAware(basePath, false, openFile));
+  const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
   let image: Qcow2Image;
   try {
     // Its own backing chain opens for reads (a partial cluster written into it is completed from
@@ -150,7 +172,20 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     image.close();
     throw error;
   }
-  return image;
+  const opened = image;
+  return {
+    get virtualSize() {
+      return opened.virtualSize;
+    },
+    grow: (size) => {
+      resizeImage(opened, size);
+    },
+    readInto: (target, guestOffset) => opened.readInto(target, guestOffset),
+    write: (data, guestOffset) => opened.write(data, guestOffset),
+    writeZeroes: (guestOffset, length) => opened.writeZeroes(guestOffset, length),
+    flush: () => opened.flush(),
+    close: () => opened.close(),
+  };
 }
 
 /** What the base will read once the commit is done (the top's current disk): a reader over the top that does not close it. */

@@ -23,7 +23,7 @@ import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
 import { visitAllocationAbove } from './allocation-above.ts';
-import { assertBackingName, switchBackingFile } from './backing-header.ts';
+import { assertBackingName, finishBackingSwitch, stageBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
 import { refuseEncrypted, type OpenFile } from './open-chain.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange } from './snapshot-exposure.ts';
@@ -53,7 +53,7 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
   const openFile = request.openFile ?? defaultOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   // Data copied into new clusters goes out in long writes (coalescing-file.ts).
-  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly)), openBacking: request.unsafe !== true, refuseInUse: true });
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: true });
   try {
     return yield* rebaseOpenImage(top, request, job);
   } finally {
@@ -73,22 +73,30 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   if (newPath !== null) refuseChainThrough(newPath, imagePath);
   const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
   top.assertWritable();
-  let result: RebaseResult = { copiedBytes: 0, comparedBytes: 0 };
-  if (request.unsafe !== true) {
-    refuseEncrypted(top);
-    if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
-    const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
-    try {
-      const between = newPath === null ? null : layersAbove(top, newPath);
-      // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
-      refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
-      result = yield* copyDifferences(top, newChain, between, job);
-    } finally {
-      newChain?.close();
-    }
-    top.flush();
+  if (request.unsafe === true) {
+    switchBackingFile(top, request.backingFile, format);
+    return { copiedBytes: 0, comparedBytes: 0 };
   }
-  switchBackingFile(top, request.backingFile, format);
+  refuseEncrypted(top);
+  if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
+  const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
+  let result: RebaseResult;
+  try {
+    const between = newPath === null ? null : layersAbove(top, newPath);
+    // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
+    refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
+    result = yield* copyDifferences(top, newChain, between, job);
+  } finally {
+    newChain?.close();
+  }
+  // The new name goes out with the copied data (to bytes no header names yet), so the flush that
+  // makes the data durable makes the name durable too: one fdatasync fewer, the order the same.
+  const staged = stageBackingName(top, request.backingFile, format);
+  top.flush();
+  // Already durable by then (the flush's first step always flushes the file); a file with nothing
+  // written since its last fdatasync skips the call, so saying so costs nothing.
+  top.file.flush();
+  finishBackingSwitch(top, staged);
   return result;
 }
 

@@ -110,16 +110,21 @@ class References {
     this.tally = new Tally(this.fileClusters);
   }
 
-  /** One reference to the clusters of [offset, offset + bytes), in `role`. */
-  add(offset: number, bytes: number, role: number, what: string): void {
-    if (!isAligned(offset, this.clusterBytes) && role !== DATA) refuse(`${what} at ${hex(offset)} is not cluster-aligned`);
+  /**
+   * One reference to the clusters of [offset, offset + bytes), in `role`. `what` names the
+   * reference in a refusal; a function where building the name for every entry would cost more
+   * than the check (a table's thousands of entries).
+   */
+  add(offset: number, bytes: number, role: number, what: string | (() => string)): void {
+    const name = (): string => (typeof what === 'string' ? what : what());
+    if (!isAligned(offset, this.clusterBytes) && role !== DATA) refuse(`${name()} at ${hex(offset)} is not cluster-aligned`);
     const first = Math.floor(offset / this.clusterBytes);
     const end = Math.ceil((offset + Math.max(bytes, 1)) / this.clusterBytes);
-    if (end > this.fileClusters) refuse(`${what} at ${hex(offset)} lies past the end of the file`);
+    if (end > this.fileClusters) refuse(`${name()} at ${hex(offset)} lies past the end of the file`);
     for (let cluster = first; cluster < end; cluster++) {
       const value = this.tally.get(cluster);
       const had = value & ((1 << ROLE_BITS) - 1);
-      if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${what} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
+      if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${name()} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
       // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
       if (value >>> ROLE_BITS < 2 ** 28 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
     }
@@ -134,21 +139,25 @@ class References {
 function addL2Entries(image: ChangeSubject, l2Offset: number, references: References): void {
   const table = image.l2Cache.get(l2Offset);
   const externalData = (image.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
+  const { view } = table;
   for (let slot = 0; slot < image.l2Entries; slot++) {
-    const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
-    const what = `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
-    if (entry.reservedBitsSet) refuse(`${what} has reserved bits set`);
+    const at = slot * image.l2EntryBytes;
+    // An all-zero entry is unallocated, with nothing to check: most of a sparse disk's table.
+    if (view.getUint32(at) === 0 && view.getUint32(at + 4) === 0 && (!image.l2Format.extendedL2 || view.getUint32(at + 8) === 0 && view.getUint32(at + 12) === 0)) continue;
+    const entry = decodeL2(view, at, image.l2Format);
+    const what = (): string => `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
+    if (entry.reservedBitsSet) refuse(`${what()} has reserved bits set`);
     if (entry.kind === 'compressed') {
-      references.add(entry.hostOffset, entry.compressedSize, DATA, `${what} (compressed data)`);
+      references.add(entry.hostOffset, entry.compressedSize, DATA, () => `${what()} (compressed data)`);
       continue;
     }
     if (image.l2Format.extendedL2) {
-      if ((entry.allocMask & entry.zeroMask) !== 0) refuse(`${what} marks a subcluster both allocated and zero`);
+      if ((entry.allocMask & entry.zeroMask) !== 0) refuse(`${what()} marks a subcluster both allocated and zero`);
       // In an external data file, guest cluster 0 lies at host offset 0 (allocated: its COPIED flag is set).
-      if (entry.kind === 'unallocated' && entry.allocMask !== 0) refuse(`${what} allocates subclusters in an unallocated cluster`);
+      if (entry.kind === 'unallocated' && entry.allocMask !== 0) refuse(`${what()} allocates subclusters in an unallocated cluster`);
     }
     if (entry.hostOffset === 0) continue;
-    if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what} names an unaligned host offset ${hex(entry.hostOffset)}`);
+    if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what()} names an unaligned host offset ${hex(entry.hostOffset)}`);
     // Data in an external data file lies outside this file and has no refcounts (qcow2.txt).
     if (externalData) continue;
     references.add(entry.hostOffset, image.clusterBytes, DATA, what);
@@ -160,7 +169,7 @@ function addL1(image: ChangeSubject, l1: L1Like, name: string, references: Refer
   for (let index = 0; index < l1.size; index++) {
     const l2Offset = image.l2OffsetAt(l1, index);
     if (l2Offset === 0) continue;
-    references.add(l2Offset, image.clusterBytes, L2, `the L2 table of ${name}'s L1 entry ${index}`);
+    references.add(l2Offset, image.clusterBytes, L2, () => `the L2 table of ${name}'s L1 entry ${index}`);
     if (walked.has(l2Offset)) continue;
     walked.add(l2Offset);
     addL2Entries(image, l2Offset, references);

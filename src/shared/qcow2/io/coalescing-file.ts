@@ -1,5 +1,5 @@
 /**
- * A BlockFile that joins writes which continue one another into one (up to 4 MiB): guest writes
+ * A BlockFile that joins writes which continue one another into one (up to 1 MiB): guest writes
  * into newly allocated clusters go out one cluster at a time, and on these machines the system
  * call per 64 KiB costs more than the bytes. Any other call (read, size, flush, truncate, close)
  * and any write elsewhere first writes what is held, so the file reads and orders exactly like the
@@ -8,19 +8,43 @@
  * and truncate too, so the fail-stop file above it still stops before the next flush.
  */
 import { Qcow2Error } from '../errors.ts';
+import { alignedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from './block-file.ts';
+import { startWriteback } from './file-writeback.ts';
 
-const HELD_BYTES = 4 * 1024 * 1024;
+// 1 MiB: long enough that the system calls cost little, and on the machines measured (2-core AMD
+// VMs, ext4) writes of 4 MiB into new page-cache pages took the kernel's slow path again and again:
+// a commit's median 0.62 s with 4 MiB writes, 0.42 s with 1 MiB (8 alternating runs each).
+const HELD_BYTES = 1024 * 1024;
+/** With startWriteback, the kernel's writeback starts again after this many bytes written. */
+const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
+
+export interface CoalescingOptions {
+  /**
+   * Start the kernel's writeback of what was written as the writes go (file-writeback.ts), for a
+   * file that will be flushed at the end: the disk works during the copy and the flush has little
+   * left to wait for. It only makes writes durable sooner than the kernel would anyway, so it
+   * changes no order a flush keeps.
+   */
+  startWriteback?: boolean;
+}
 
 export class CoalescingFile implements BlockFile {
   private readonly inner: BlockFile;
-  private readonly held = new Uint8Array(HELD_BYTES);
+  // Page-aligned: the callers' buffers are (aligned-bytes.ts), and on the AMD machines measured a
+  // copy from an aligned buffer into one at page + 16 runs at a ninth of the speed (90 ms instead
+  // of 10 for 192 MiB), as does the kernel's copy out of a misaligned one.
+  private readonly held = alignedBytes(HELD_BYTES);
   private heldLength = 0;
   private heldPosition = 0;
   private failure: unknown = null;
+  /** The descriptor whose writeback starts as writes go, or null. */
+  private readonly writebackDescriptor: number | null;
+  private unstartedBytes = 0;
 
-  constructor(inner: BlockFile) {
+  constructor(inner: BlockFile, options: CoalescingOptions = {}) {
     this.inner = inner;
+    this.writebackDescriptor = options.startWriteback === true && hasDescriptor(inner) ? inner.descriptor : null;
   }
 
   get path(): string {
@@ -57,6 +81,7 @@ export class CoalescingFile implements BlockFile {
     this.drain();
     if (buffer.length >= HELD_BYTES) {
       this.inner.write(buffer, position);
+      this.wrote(buffer.length);
       return;
     }
     this.held.set(buffer, 0);
@@ -103,10 +128,20 @@ export class CoalescingFile implements BlockFile {
       this.failure = error;
       throw error;
     }
+    this.wrote(length);
+  }
+
+  private wrote(length: number): void {
+    if (this.writebackDescriptor === null) return;
+    this.unstartedBytes += length;
+    if (this.unstartedBytes < WRITEBACK_STEP_BYTES) return;
+    this.unstartedBytes = 0;
+    // The whole file (length 0: to its end): the writes land all over it (overwrites in place, new clusters at the end).
+    startWriteback(this.writebackDescriptor, 0, 0);
   }
 }
 
 /** Wraps a writable file; a read-only one is returned as it is. */
-export function coalescing(file: BlockFile): BlockFile {
-  return file.readOnly ? file : new CoalescingFile(file);
+export function coalescing(file: BlockFile, options: CoalescingOptions = {}): BlockFile {
+  return file.readOnly ? file : new CoalescingFile(file, options);
 }

@@ -19,6 +19,7 @@ import { view } from '../format/bytes.ts';
 import { decodeL2, encodeL2, type L2Entry } from '../format/entries.ts';
 import { MAX_L1_BYTES, MAX_VIRTUAL_SIZE, SECTOR } from '../format/limits.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import { truncateFreeEnd } from '../image/free-end.ts';
 import type { L1Table, OpenImageOptions, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DataPastEnd, ResizePreview, ResizeResult } from '../model.ts';
@@ -279,16 +280,6 @@ function shrink(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job
   // 3. As qemu-img does, the file gives back the free clusters at its end (their refcounts are 0 on disk by now).
   truncateFreeEnd(image);
   job.progress('done', 3, 3, 'steps');
-}
-
-function truncateFreeEnd(image: Qcow2Image): void {
-  const fileBytes = image.file.size();
-  let last = Math.ceil(fileBytes / image.clusterBytes) - 1;
-  while (last > 0 && image.refcounts.get(last) === 0) last--;
-  const end = (last + 1) * image.clusterBytes;
-  if (end >= fileBytes) return;
-  image.file.truncate(end);
-  image.file.flush();
 }
 
 /** Drops a whole L2 table from the active L1: one reference less to it and to all it names. */
