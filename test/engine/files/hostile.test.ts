@@ -54,6 +54,11 @@ async function rawDisk(name: string, table: 'mbr' | 'gpt', partitions: Parameter
   return new Uint8Array(fs.readFileSync(file));
 }
 
+/** XORs one byte with mask. */
+function flip(bytes: Uint8Array, offset: number, mask: number): void {
+  bytes.set([(bytes.at(offset) ?? 0) ^ mask], offset);
+}
+
 const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
 describe('damaged ext superblocks', () => {
@@ -192,7 +197,7 @@ describe('hostile GPTs', () => {
       expect(files.volumes).toMatchObject([{ name: '1', table: 'gpt', offset: 1 * MiB, filesystem: 'ext' }]);
     });
     const bytes = disk.slice();
-    bytes[512 + 20] ^= 0xff;
+    flip(bytes, 512 + 20, 0xff);
     await withFiles(bytes, async (files) => {
       expect((await files.list('/1/a')).map((entry) => entry.name)).toEqual(['b', 'big.bin']);
     });
@@ -200,14 +205,14 @@ describe('hostile GPTs', () => {
 
   it('both headers failing their checksums is FILESYSTEM_CORRUPT', async () => {
     const bytes = disk.slice();
-    bytes[512 + 20] ^= 0xff;
-    bytes[backupHeader(bytes) + 20] ^= 0xff;
+    flip(bytes, 512 + 20, 0xff);
+    flip(bytes, backupHeader(bytes) + 20, 0xff);
     await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('checksum') });
   });
 
   it('entries that fail their checksum are FILESYSTEM_CORRUPT', async () => {
     const bytes = disk.slice();
-    bytes[1024 + 40] ^= 0x01;
+    flip(bytes, 1024 + 40, 0x01);
     await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('entries') });
   });
 
