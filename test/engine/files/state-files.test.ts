@@ -136,6 +136,47 @@ describe('a whole-disk ext4 filesystem (no partition table)', () => {
   });
 });
 
+describe('holes and preallocated (uninitialised) blocks', () => {
+  let fsImage: string;
+  let qcow2: string;
+  const sparse = new Uint8Array(3 * MiB + 7000);
+  beforeAll(async () => {
+    sparse.fill(0x41, 0, 5000);
+    sparse.fill(0x42, 3 * MiB);
+    fsImage = folder.file('holes.ext4');
+    await makeExtImage(fsImage, 16, {});
+    const host = folder.file('sparse.host');
+    const handle = fs.openSync(host, 'w');
+    fs.writeSync(handle, sparse.subarray(0, 5000), 0, 5000, 0);
+    fs.writeSync(handle, sparse.subarray(3 * MiB), 0, 7000, 3 * MiB);
+    fs.closeSync(handle);
+    // debugfs's write keeps the host file's hole; fallocate makes uninitialised extents.
+    await debugfs(fsImage, [`write ${host} /sparse`, 'write /dev/null /prealloc', 'fallocate /prealloc 0 99', 'sif /prealloc size 51200']);
+    qcow2 = folder.file('holes.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+  });
+
+  it('reads a hole as zeros and places only the written blocks', async () => {
+    const facts = await debugfsFacts(fsImage, '/sparse');
+    expect(facts.blocks.length).toBeLessThan(20);
+    await withFiles(qcow2, 'current', async (files) => {
+      expect(await readAll(files, '/sparse')).toEqual(sparse);
+      const ranges = (await files.extents('/sparse')) ?? [];
+      const blocks = ranges.flatMap((range) => Array.from({ length: range.length / facts.blockBytes }, (_, index) => range.offset / facts.blockBytes + index));
+      expect(blocks).toEqual(facts.blocks);
+    });
+  });
+
+  it('reads preallocated blocks as zeros, and they hold no content', async () => {
+    const stat = await runTool('debugfs', ['-R', 'stat /prealloc', fsImage]);
+    expect(stat.stdout).toMatch(/\(0-99\[u\]\)/);
+    await withFiles(qcow2, 'current', async (files) => {
+      expect(await readAll(files, '/prealloc')).toEqual(new Uint8Array(51200));
+      expect(await files.extents('/prealloc')).toEqual([]);
+    });
+  });
+});
+
 describe('a disk with an MBR: primaries, an extended partition and logical ones', () => {
   let qcow2: string;
   beforeAll(async () => {

@@ -3,14 +3,17 @@
  * every write and discard, files are opened with O_NOATIME (a plain open would write the inode's
  * access time) and nothing is created, so unmounting has nothing to write either. The superblock is
  * checked here before libext2fs sees it, and each mount has a WebAssembly instance of its own
- * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount.
+ * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount. libext2fs
+ * lists folders and reads inodes; a file's content is read straight from the volume through the
+ * block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
+ * through its heap; only inline data goes through libext2fs.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
 import { joinPath, normalizePath } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
-import { extExtents } from './ext-extents.ts';
+import { extExtents, extFileBlockMap, type BlockRun, type FileBlockMap } from './ext-extents.ts';
 import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
@@ -80,6 +83,7 @@ class ExtFilesystem implements GuestFilesystem {
   readonly label?: string;
   /** Set once libext2fs aborted: its instance is unusable from then on. */
   private broken: Qcow2Error | null = null;
+  private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
   private readonly ext2fs: Ext2fsModule;
@@ -119,6 +123,11 @@ class ExtFilesystem implements GuestFilesystem {
     if (!stats.isFile()) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
     const wanted = Math.max(0, Math.min(buffer.length, stats.size - offset));
     if (wanted === 0) return 0;
+    const map = await this.fileBlockMap(stats.ino);
+    if (map !== null) {
+      await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
+      return wanted;
+    }
     return this.call(file, 'reading', async () => {
       const handle = await this.mount.promises.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
       try {
@@ -142,6 +151,12 @@ class ExtFilesystem implements GuestFilesystem {
     if (stats.isDirectory()) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if (!stats.isFile()) return [];
     return extExtents(this.volume, this.superblock, stats.ino);
+  }
+
+  /** The file's block runs (the last file's kept: a copy reads one file piece by piece), or null for inline data. */
+  private async fileBlockMap(inodeNumber: number): Promise<FileBlockMap | null> {
+    if (this.lastMap?.inodeNumber !== inodeNumber) this.lastMap = { inodeNumber, map: await extFileBlockMap(this.volume, this.superblock, inodeNumber) };
+    return this.lastMap.map;
   }
 
   async close(): Promise<void> {
@@ -181,6 +196,33 @@ class ExtFilesystem implements GuestFilesystem {
       if (isWasmAbort(error)) this.broken = typed;
       throw typed;
     }
+  }
+}
+
+/**
+ * A file's bytes from `offset` into `target` straight from the volume through its block runs
+ * (libext2fs would read them one block at a time through its WebAssembly heap); holes are zeros.
+ */
+async function readMapped(volume: VolumeBytes, map: FileBlockMap, target: Uint8Array, offset: number): Promise<void> {
+  target.fill(0);
+  const { blockBytes, runs } = map;
+  const end = offset + target.length;
+  let low = 0;
+  let high = runs.length;
+  // The first run that ends after `offset`.
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    const run = runs[middle] as BlockRun;
+    if ((run.fileBlock + run.count) * blockBytes <= offset) low = middle + 1;
+    else high = middle;
+  }
+  for (let index = low; index < runs.length; index++) {
+    const run = runs[index] as BlockRun;
+    const runStart = run.fileBlock * blockBytes;
+    if (runStart >= end) break;
+    const from = Math.max(offset, runStart);
+    const to = Math.min(end, runStart + run.count * blockBytes);
+    await volume.read(target.subarray(from - offset, to - offset), run.volumeBlock * blockBytes + (from - runStart));
   }
 }
 
