@@ -28,7 +28,7 @@ export interface FileBlockMap {
 }
 
 export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<FileBlockMap | null> {
-  const inode = await readInode(volume, superblock, inodeNumber);
+  const inode = await readInodeBytes(volume, superblock, inodeNumber);
   const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
   const flags = view.getUint32(32, true);
   if ((flags & INLINE_DATA_FLAG) !== 0) return null;
@@ -55,7 +55,8 @@ export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock,
   return ranges;
 }
 
-async function readInode(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
+/** The inode's bytes, found through its group's descriptor. */
+export async function readInodeBytes(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
   if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
   const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
   const index = (inodeNumber - 1) % superblock.inodesPerGroup;
@@ -166,5 +167,32 @@ class BlockWalk {
     const bytes = new Uint8Array(this.superblock.blockBytes);
     await this.volume.read(bytes, block * this.superblock.blockBytes);
     return bytes;
+  }
+}
+
+/**
+ * A file's bytes from `offset` into `target` straight from the volume through its block runs
+ * (libext2fs would read them one block at a time through its WebAssembly heap); holes are zeros.
+ */
+export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target: Uint8Array, offset: number): Promise<void> {
+  target.fill(0);
+  const { blockBytes, runs } = map;
+  const end = offset + target.length;
+  let low = 0;
+  let high = runs.length;
+  // The first run that ends after `offset`.
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    const run = runs[middle] as BlockRun;
+    if ((run.fileBlock + run.count) * blockBytes <= offset) low = middle + 1;
+    else high = middle;
+  }
+  for (let index = low; index < runs.length; index++) {
+    const run = runs[index] as BlockRun;
+    const runStart = run.fileBlock * blockBytes;
+    if (runStart >= end) break;
+    const from = Math.max(offset, runStart);
+    const to = Math.min(end, runStart + run.count * blockBytes);
+    await volume.read(target.subarray(from - offset, to - offset), run.volumeBlock * blockBytes + (from - runStart));
   }
 }
