@@ -177,6 +177,30 @@ describe('holes and preallocated (uninitialised) blocks', () => {
   });
 });
 
+describe('inline data (small files and folders kept in their inodes, read through libext2fs)', () => {
+  let qcow2: string;
+  beforeAll(async () => {
+    const fsImage = folder.file('inline.ext4');
+    await makeExtImage(fsImage, 16, { 'small/tiny.txt': 'fits in the inode\n', 'small/link': { symlink: 'tiny.txt' }, 'larger.bin': pattern(20_000, 7) }, { mkfsArgs: ['-O', 'inline_data'] });
+    const stat = await runTool('debugfs', ['-R', 'stat /small/tiny.txt', fsImage]);
+    expect(stat.stdout).toContain('Size of inline data');
+    qcow2 = folder.file('inline.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+  });
+
+  it('lists an inline folder and reads an inline file', async () => {
+    await withFiles(qcow2, 'current', async (files) => {
+      expect(await files.list('/small')).toMatchObject([
+        { name: 'link', kind: 'symlink', target: 'tiny.txt' },
+        { name: 'tiny.txt', kind: 'file', size: 18 },
+      ]);
+      expect(new TextDecoder().decode(await readAll(files, '/small/tiny.txt'))).toBe('fits in the inode\n');
+      expect(await files.extents('/small/tiny.txt')).toBeNull();
+      expect(await readAll(files, '/larger.bin')).toEqual(pattern(20_000, 7));
+    });
+  });
+});
+
 describe('a disk with an MBR: primaries, an extended partition and logical ones', () => {
   let qcow2: string;
   beforeAll(async () => {
