@@ -1,6 +1,7 @@
 /** Every filesystem reader, in the order volumes are probed. Each reader adds its one line here. */
+import { extReader } from './ext/ext-filesystem.ts';
 import type { FilesystemReader } from './filesystem.ts';
 import { FAT_READER } from './fat/fat-reader.ts';
 import { NTFS_READER } from './ntfs/ntfs-reader.ts';
 
-export const FILESYSTEM_READERS: readonly FilesystemReader[] = [FAT_READER, NTFS_READER];
+export const FILESYSTEM_READERS: readonly FilesystemReader[] = [extReader, FAT_READER, NTFS_READER];
