@@ -232,3 +232,29 @@ function byCodePoint(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+
+/**
+ * files-diff between two states of one disk, opened through `open` (files/ cannot reach the
+ * mapping tables' diff in snapshots/: the caller passes it in as `changedRanges`). Both states are
+ * closed again whatever happens.
+ */
+export async function diffStatesByName(
+  open: (state: string) => Promise<StateFiles>,
+  from: string,
+  to: string,
+  changedRanges: () => readonly ByteRange[],
+  job: JobContext = silentJob,
+): Promise<GuestFilesDiff> {
+  const ranges = changedRanges();
+  const before = await open(from);
+  try {
+    const after = await open(to);
+    try {
+      return await diffStateFiles(before, after, { from, to, changedRanges: ranges, job });
+    } finally {
+      await after.close();
+    }
+  } finally {
+    await before.close();
+  }
+}
