@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -476,7 +476,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.
