@@ -8,64 +8,7 @@ import type { ByteRange } from '../../../src/shared/qcow2/files/filesystem.ts';
 import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
 import { GuestRangeSet } from '../../../src/shared/qcow2/files/guest-range-set.ts';
 import type { StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
-import type { GuestFileEntry, GuestVolumeInfo } from '../../../src/shared/qcow2/model.ts';
-
-interface MemoryFile {
-  content?: string;
-  mtimeMs?: number;
-  target?: string;
-  /** Guest ranges of the content; null: the reader cannot say. */
-  extents?: ByteRange[] | null;
-}
-type MemoryTree = { [name: string]: MemoryFile | MemoryTree };
-
-const isFolder = (node: MemoryFile | MemoryTree): node is MemoryTree => !('content' in node) && !('target' in node);
-
-/** A state with one volume per key of `volumes` (name '' for a whole-disk filesystem); counts its reads. */
-function memoryState(volumes: Record<string, MemoryTree>, infos: Partial<Record<string, Partial<GuestVolumeInfo>>> = {}): StateFiles & { reads: string[] } {
-  const encoder = new TextEncoder();
-  const reads: string[] = [];
-  const node = (path: string): MemoryFile | MemoryTree => {
-    const parts = path.split('/').filter((part) => part !== '');
-    const wholeDisk = Object.hasOwn(volumes, '');
-    let current: MemoryFile | MemoryTree = wholeDisk ? volumes['']! : (volumes as MemoryTree);
-    for (const part of parts) {
-      if (!isFolder(current) || !Object.hasOwn(current, part)) throw new Error(`no ${path}`);
-      current = current[part]!;
-    }
-    return current;
-  };
-  const entry = (path: string, value: MemoryFile | MemoryTree): GuestFileEntry => {
-    const name = path.split('/').at(-1) ?? '';
-    if (isFolder(value)) return { name, path, kind: 'directory', size: 0, mtimeMs: 1000 };
-    if (value.target !== undefined) return { name, path, kind: 'symlink', size: value.target.length, mtimeMs: value.mtimeMs ?? 1000, target: value.target };
-    return { name, path, kind: 'file', size: encoder.encode(value.content).length, mtimeMs: value.mtimeMs ?? 1000 };
-  };
-  const join = (folder: string, name: string): string => (folder === '/' ? `/${name}` : `${folder}/${name}`);
-  return {
-    reads,
-    volumes: Object.keys(volumes).map((name, index) => ({ name, offset: index * 1_000_000, length: 1_000_000, table: name === '' ? 'none' : 'mbr', filesystem: 'ext', ...infos[name] })),
-    list: async (path) => {
-      const folder = node(path);
-      if (!isFolder(folder)) throw new Error('not a folder');
-      return Object.entries(folder).map(([name, value]) => entry(join(path, name), value));
-    },
-    stat: async (path) => entry(path, node(path)),
-    read: async (path, buffer, offset) => {
-      reads.push(path);
-      const file = node(path);
-      if (isFolder(file)) throw new Error('a folder');
-      const bytes = encoder.encode(file.content).subarray(offset, offset + buffer.length);
-      buffer.set(bytes);
-      return bytes.length;
-    },
-    extents: async (path) => {
-      const file = node(path);
-      return isFolder(file) ? null : (file.extents ?? null);
-    },
-    close: async () => {},
-  };
-}
+import { memoryState, type MemoryTree } from '../../helpers/memory-state-files.ts';
 
 const diff = (before: StateFiles, after: StateFiles, changedRanges: ByteRange[] = []) => diffStateFiles(before, after, { from: 'a', to: 'b', changedRanges });
 
