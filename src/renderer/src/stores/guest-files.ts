@@ -3,7 +3,7 @@
  * the state shown ("current" or a snapshot's id) and the folder open in it, read one folder at a
  * time by a background job; plus compare (files-diff) and restore (copy out) as jobs in the panel.
  * An encrypted disk is unlocked once for browsing: its passphrase stays in this module's memory
- * only (never in reactive state, never on disk) until the disk is closed or the passphrase fails.
+ * only (never in reactive state, never stored) until the disk is closed or the passphrase fails.
  */
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
@@ -25,9 +25,6 @@ export interface FilesBrowse {
   error: { code: ApiErrorCode; message: string } | null;
 }
 
-/** Passphrases given to browse encrypted disks, by disk path; not reactive, never persisted. */
-const passphrases = new Map<string, string>();
-
 const UNLOCK_CODES: readonly ApiErrorCode[] = ['LOCKED', 'BAD_PASSPHRASE'];
 
 export function parentFolder(folder: string): string {
@@ -41,6 +38,8 @@ export function childPath(folder: string, name: string): string {
 
 export const useGuestFilesStore = defineStore('guest-files', () => {
   const browses = reactive(new Map<string, FilesBrowse>());
+  /** Passphrases given to browse encrypted disks, by disk path: plain (not reactive), never persisted. */
+  const passphrases = new Map<string, string>();
   let generation = 0;
 
   function browseOf(path: string): FilesBrowse {
