@@ -37,6 +37,7 @@ export function createBackend(options: BackendOptions): Backend {
     initialPaths: options.initialPaths,
     openDialog: options.openDialog,
     setRecentDisks: options.setRecentDisks,
+    revealPath: options.revealPath,
   });
   return {
     handle,

@@ -365,6 +365,8 @@ export const requestSchemas = {
   'path.stat': z.object({ paths: z.array(AbsolutePath).max(256) }).strict(),
   /** The recent disks for Electron's File > Open Recent menu; browser mode has no menu and ignores it. */
   'menu.recent': z.object({ paths: z.array(AbsolutePath).max(32) }).strict(),
+  /** "Open Folder" after a restore: shows a copy Cowbell made (only those) in the system's file manager. */
+  'path.reveal': z.object({ path: AbsolutePath }).strict(),
 } as const;
 
 export interface PathCompletion {
@@ -433,6 +435,8 @@ export interface RequestReplies {
   'image.unwatch': null;
   'path.stat': PathStat[];
   'menu.recent': null;
+  /** False where there is no file manager to show it in (browser mode). */
+  'path.reveal': { revealed: boolean };
 }
 
 export type RequestName = keyof typeof requestSchemas;

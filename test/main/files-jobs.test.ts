@@ -1,0 +1,91 @@
+/**
+ * The files jobs (issue 22) as main takes them: the contract's arguments, the paths a restore may
+ * write (a new name in an existing folder, never an existing file), and "Open Folder" showing only
+ * what a restore wrote. The jobs' results on real fixture disks: files-disks.test.ts.
+ */
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createRequestHandle, type HandlerSeam } from '../../src/main/handlers.ts';
+import type { JobManager } from '../../src/main/jobs.ts';
+import { jobSchemas } from '../../src/shared/ipc/contract.ts';
+
+let folder = '';
+let disk = '';
+beforeAll(async () => {
+  folder = await mkdtemp(join(tmpdir(), 'cowbell-files-jobs-'));
+  disk = join(folder, 'disk.qcow2');
+  await writeFile(disk, 'a disk');
+  await writeFile(join(folder, 'taken'), 'mine');
+});
+afterAll(() => rm(folder, { recursive: true, force: true }));
+
+function setup(overrides: Partial<HandlerSeam> = {}) {
+  const started: unknown[][] = [];
+  const jobs: JobManager = {
+    start: (...args) => (started.push(args), `job-${started.length}`),
+    cancel: () => true,
+    run: async () => null,
+    cancelAll: () => undefined,
+  };
+  const handle = createRequestHandle({ mode: 'browser', version: 'test', jobs, initialPaths: () => [], openDialog: async () => [], ...overrides });
+  return { handle, started };
+}
+
+describe('the contract for the files jobs', () => {
+  it('reads the disk only, and takes a path inside the state that starts with /', () => {
+    expect([jobSchemas['files.list'].access, jobSchemas['files.diff'].access, jobSchemas['files.copyOut'].access]).toEqual(['read', 'read', 'read']);
+    expect(jobSchemas['files.list'].args.safeParse({ state: 'current', path: '/1/etc' }).success).toBe(true);
+    expect(jobSchemas['files.list'].args.safeParse({ state: 'before', path: '/', passphrase: 'moo' }).success).toBe(true);
+    for (const args of [{ state: 'current', path: 'etc' }, { state: 'current', path: '/a\0b' }, { state: '', path: '/' }, { state: 'current', path: '/', recursive: true }]) {
+      expect(jobSchemas['files.list'].args.safeParse(args).success).toBe(false);
+    }
+    expect(jobSchemas['files.diff'].args.safeParse({ from: '1', to: 'current' }).success).toBe(true);
+    expect(jobSchemas['files.diff'].args.safeParse({ from: '1' }).success).toBe(false);
+    expect(jobSchemas['files.copyOut'].args.safeParse({ state: '1', path: '/etc/hostname', target: '/home/me/hostname' }).success).toBe(true);
+    expect(jobSchemas['files.copyOut'].args.safeParse({ state: '1', path: '/etc/hostname', target: 'hostname' }).success).toBe(false);
+    expect(jobSchemas['files.copyOut'].args.safeParse({ state: '1', path: '/etc/hostname', target: '/home/me/hostname', overwrite: true }).success).toBe(false);
+  });
+});
+
+describe('files.copyOut targets', () => {
+  it('are refused when something is already there, which stays as it was', async () => {
+    const { handle, started } = setup();
+    const reply = await handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/etc/hostname', target: join(folder, 'taken') } });
+    expect(reply).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(started).toEqual([]);
+    expect(await readFile(join(folder, 'taken'), 'utf8')).toBe('mine');
+  });
+
+  it('are refused in a folder that does not exist', async () => {
+    const { handle, started } = setup();
+    const reply = await handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/etc', target: join(folder, 'missing', 'etc') } });
+    expect(reply).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+    expect(started).toEqual([]);
+  });
+
+  it('start the job when the name is free in an existing folder', async () => {
+    const { handle, started } = setup();
+    const target = join(folder, 'hostname');
+    expect(await handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/etc/hostname', target } })).toEqual({ ok: true, value: { jobId: 'job-1' } });
+    expect(started).toEqual([['files.copyOut', disk, { state: 'current', path: '/etc/hostname', target }]]);
+  });
+});
+
+describe('path.reveal ("Open Folder")', () => {
+  it('shows only a copy a restore was asked to write, and says when there is no file manager', async () => {
+    const revealed: string[] = [];
+    const electron = setup({ revealPath: (path) => revealed.push(path) });
+    const target = join(folder, 'restored-note');
+    expect(await electron.handle('path.reveal', { path: join(folder, 'taken') })).toMatchObject({ ok: false, error: { code: 'INVALID_REQUEST' } });
+    await electron.handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/note', target } });
+    await writeFile(target, 'what the job wrote');
+    expect(await electron.handle('path.reveal', { path: target })).toEqual({ ok: true, value: { revealed: true } });
+    expect(revealed).toEqual([target]);
+
+    const browser = setup();
+    await browser.handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/note', target: join(folder, 'other') } });
+    expect(await browser.handle('path.reveal', { path: join(folder, 'other') })).toEqual({ ok: true, value: { revealed: false } });
+  });
+});
