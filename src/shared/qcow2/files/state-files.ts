@@ -3,8 +3,17 @@
  * `files-diff`, `copy-out`) and the app's workers see them: the volumes at the root when the disk
  * has a partition table, each volume's filesystem below. Read-only: nothing here writes the image.
  */
+
+import { Qcow2Error } from '../errors.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
+import { openGuestReader, type GuestReaderOptions } from '../image/image-format.ts';
+import { findSnapshot, Qcow2Image, Qcow2StateView } from '../image/image.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../model.ts';
-import type { ByteRange } from './filesystem.ts';
+import type { ByteRange, FilesystemReader, GuestFilesystem } from './filesystem.ts';
+import { FILESYSTEM_READERS } from './filesystems.ts';
+import { normalizePath, pathParts } from './paths.ts';
+import { CachedGuestBytes } from './volume-bytes.ts';
+import { findVolumes, type FoundVolume } from './volumes.ts';
 
 export interface StateFiles {
   /** The state's volumes (one with name "" for a whole-disk filesystem). */
@@ -17,4 +26,141 @@ export interface StateFiles {
   /** Where a file's content lies in the guest disk (guest offsets), or null when the filesystem reader cannot say. */
   extents(path: string): Promise<ByteRange[] | null>;
   close(): Promise<void>;
+}
+
+/** The state `current`, or a snapshot's by name or id. */
+export const CURRENT_STATE = 'current';
+
+/**
+ * Opens the files of one state of the image at imagePath, read-only: `state` is "current" or a
+ * snapshot's name or id (a snapshot named "current" is reached by its id). Encrypted disks need
+ * options.passphrase. Close the result to release the image.
+ */
+export async function openStateFiles(imagePath: string, state: string, options: GuestReaderOptions = {}): Promise<StateFiles> {
+  const reader = openStateReader(imagePath, state, options);
+  try {
+    return await stateFilesOf(reader);
+  } catch (error) {
+    reader.close();
+    throw error;
+  }
+}
+
+function openStateReader(imagePath: string, state: string, options: GuestReaderOptions): GuestReader {
+  const image = openGuestReader(imagePath, undefined, options);
+  if (state === CURRENT_STATE) return image;
+  try {
+    if (!(image instanceof Qcow2Image)) throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} is not a qcow2 image: it has no snapshots`);
+    const view = image.snapshotReader(findSnapshot(image, state));
+    return new Qcow2StateView(image, view.l1, view.virtualSize, () => image.close());
+  } catch (error) {
+    image.close();
+    throw error;
+  }
+}
+
+/**
+ * The files of the guest bytes `reader` gives (an open image, a snapshot's view, a raw file);
+ * closing the result closes the reader.
+ */
+export async function stateFilesOf(reader: GuestReader, readers: readonly FilesystemReader[] = FILESYSTEM_READERS): Promise<StateFiles> {
+  const guest = new CachedGuestBytes(reader);
+  const found = await findVolumes(guest, readers);
+  return new OpenStateFiles(reader, found.partitioned, found.volumes);
+}
+
+interface Located {
+  volume: FoundVolume;
+  /** The volume's folder in the state ("/1"), "" for a whole-disk filesystem. */
+  prefix: string;
+  /** The path inside the volume. */
+  inner: string;
+}
+
+class OpenStateFiles implements StateFiles {
+  readonly volumes: readonly GuestVolumeInfo[];
+  private closed = false;
+  private readonly reader: GuestReader;
+  private readonly partitioned: boolean;
+  private readonly found: readonly FoundVolume[];
+
+  constructor(reader: GuestReader, partitioned: boolean, found: readonly FoundVolume[]) {
+    this.reader = reader;
+    this.partitioned = partitioned;
+    this.found = found;
+    this.volumes = found.map((volume) => volume.info);
+  }
+
+  async list(path: string): Promise<GuestFileEntry[]> {
+    this.assertOpen();
+    if (this.partitioned && pathParts(path).length === 0) return this.found.map((volume) => volumeEntry(volume.info));
+    const located = this.locate(path);
+    const entries = await filesystemOf(located.volume).list(located.inner);
+    return entries.map((entry) => withPrefix(entry, located.prefix));
+  }
+
+  async stat(path: string): Promise<GuestFileEntry> {
+    this.assertOpen();
+    const parts = pathParts(path);
+    if (this.partitioned && parts.length === 0) return { name: '', path: '/', kind: 'directory', size: 0, mtimeMs: null };
+    const located = this.locate(path);
+    if (this.partitioned && parts.length === 1) return volumeEntry(located.volume.info);
+    return withPrefix(await filesystemOf(located.volume).stat(located.inner), located.prefix);
+  }
+
+  read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
+    this.assertOpen();
+    if (this.partitioned && pathParts(path).length <= 1) return Promise.reject(new Qcow2Error('IS_A_DIRECTORY', `${normalizePath(path)} is a folder`));
+    const located = this.locate(path);
+    return filesystemOf(located.volume).read(located.inner, buffer, offset);
+  }
+
+  async extents(path: string): Promise<ByteRange[] | null> {
+    this.assertOpen();
+    if (this.partitioned && pathParts(path).length <= 1) throw new Qcow2Error('IS_A_DIRECTORY', `${normalizePath(path)} is a folder`);
+    const located = this.locate(path);
+    const filesystem = filesystemOf(located.volume);
+    const ranges = filesystem.extents ? await filesystem.extents(located.inner) : null;
+    return ranges === null ? null : ranges.map((range) => ({ offset: located.volume.info.offset + range.offset, length: range.length }));
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      for (const volume of this.found) await volume.filesystem?.close();
+    } finally {
+      this.reader.close();
+    }
+  }
+
+  private locate(path: string): Located {
+    const parts = pathParts(path);
+    const whole = this.found[0];
+    if (!this.partitioned && whole) return { volume: whole, prefix: '', inner: `/${parts.join('/')}` };
+    const volume = this.found.find((candidate) => candidate.info.name === parts[0]);
+    if (!volume) throw new Qcow2Error('NOT_FOUND', `There is no volume /${parts[0]} (the disk's volumes: ${this.found.map((each) => `/${each.info.name}`).join(', ') || 'none'})`);
+    return { volume, prefix: `/${volume.info.name}`, inner: `/${parts.slice(1).join('/')}` };
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Qcow2Error('INVALID_ARGUMENT', 'The state\'s files are closed');
+  }
+}
+
+function filesystemOf(volume: FoundVolume): GuestFilesystem {
+  if (volume.filesystem) return volume.filesystem;
+  if (volume.failure) throw volume.failure;
+  const name = volume.info.name === '' ? 'The disk' : `Volume /${volume.info.name}`;
+  const type = volume.info.partitionType === undefined ? '' : ` (partition type ${volume.info.partitionType})`;
+  throw new Qcow2Error('NO_FILESYSTEM', `${name} holds no filesystem Cowbell can read${type}`);
+}
+
+function volumeEntry(info: GuestVolumeInfo): GuestFileEntry {
+  return { name: info.name, path: `/${info.name}`, kind: 'directory', size: 0, mtimeMs: null };
+}
+
+function withPrefix(entry: GuestFileEntry, prefix: string): GuestFileEntry {
+  if (prefix === '') return entry;
+  return { ...entry, path: entry.path === '/' ? prefix : prefix + entry.path, name: entry.path === '/' ? prefix.slice(1) : entry.name };
 }

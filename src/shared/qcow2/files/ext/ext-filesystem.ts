@@ -1,0 +1,197 @@
+/**
+ * ext2/3/4 through libext2fs (the npm package `ext2fs`), read-only: the disk it is given refuses
+ * every write and discard, files are opened with O_NOATIME (a plain open would write the inode's
+ * access time) and nothing is created, so unmounting has nothing to write either. The superblock is
+ * checked here before libext2fs sees it, and each mount has a WebAssembly instance of its own
+ * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount.
+ */
+import { Qcow2Error } from '../../errors.ts';
+import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
+import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { joinPath, normalizePath } from '../paths.ts';
+import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
+import { extExtents } from './ext-extents.ts';
+import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
+
+/** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
+const READ_PIECE_BYTES = 1024 * 1024;
+
+export const extReader: FilesystemReader = {
+  kind: 'ext',
+  probe: hasExtMagic,
+  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+    const superblock = await readExtSuperblock(volume);
+    const disk = new ReadOnlyDisk(volume);
+    const ext2fs = loadExt2fsInstance();
+    let mount: Ext2fsMount;
+    try {
+      mount = await ext2fs.mount(disk, 0);
+    } catch (error) {
+      throw disk.explain(error, 'mounting');
+    }
+    return new ExtFilesystem(volume, superblock, ext2fs, mount, disk);
+  },
+};
+
+/** The volume as libext2fs's disk: reads only; the first failed read is kept to explain libext2fs's error. */
+class ReadOnlyDisk implements Ext2fsDisk {
+  private readonly volume: VolumeBytes;
+  private failure: unknown = null;
+
+  constructor(volume: VolumeBytes) {
+    this.volume = volume;
+  }
+
+  async read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<{ bytesRead: number; buffer: Buffer }> {
+    try {
+      await this.volume.read(buffer.subarray(bufferOffset, bufferOffset + length), fileOffset);
+    } catch (error) {
+      this.failure ??= error;
+      throw error;
+    }
+    return { bytesRead: length, buffer };
+  }
+
+  write(): Promise<never> {
+    return Promise.reject(new Qcow2Error('READ_ONLY', 'The guest filesystem is read-only here'));
+  }
+
+  discard(): Promise<never> {
+    return Promise.reject(new Qcow2Error('READ_ONLY', 'The guest filesystem is read-only here'));
+  }
+
+  async flush(): Promise<void> {}
+
+  /** libext2fs's error as a typed one: a failed read of the image comes first (it is the cause). */
+  explain(error: unknown, what: string): Qcow2Error {
+    const failure = this.failure;
+    this.failure = null;
+    if (failure instanceof Qcow2Error) return failure;
+    if (error instanceof Qcow2Error) return error;
+    if (isWasmAbort(error)) return new Qcow2Error('FILESYSTEM_CORRUPT', `The ext filesystem is damaged: libext2fs stopped while ${what} (${error.message})`, { cause: error });
+    const code = (error as { code?: unknown } | null)?.code;
+    const detail = error instanceof Error ? error.message : String(error);
+    return new Qcow2Error('FILESYSTEM_CORRUPT', `The ext filesystem is damaged: ${what} failed (${typeof code === 'string' ? code : detail})`, { cause: error });
+  }
+}
+
+class ExtFilesystem implements GuestFilesystem {
+  readonly kind = 'ext' as const;
+  readonly label?: string;
+  /** Set once libext2fs aborted: its instance is unusable from then on. */
+  private broken: Qcow2Error | null = null;
+  private readonly volume: VolumeBytes;
+  private readonly superblock: ExtSuperblock;
+  private readonly ext2fs: Ext2fsModule;
+  private readonly mount: Ext2fsMount;
+  private readonly disk: ReadOnlyDisk;
+
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock, ext2fs: Ext2fsModule, mount: Ext2fsMount, disk: ReadOnlyDisk) {
+    this.volume = volume;
+    this.superblock = superblock;
+    this.ext2fs = ext2fs;
+    this.mount = mount;
+    this.disk = disk;
+    if (superblock.label !== '') this.label = superblock.label;
+  }
+
+  async list(path: string): Promise<GuestFileEntry[]> {
+    const folder = normalizePath(path);
+    const stats = await this.lstat(folder);
+    if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
+    const names = await this.call(folder, 'listing', () => this.mount.promises.readdir(folder));
+    const entries: GuestFileEntry[] = [];
+    for (const name of names) {
+      if (name === '.' || name === '..') continue;
+      entries.push(await this.entry(joinPath(folder, name)));
+    }
+    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  stat(path: string): Promise<GuestFileEntry> {
+    return this.entry(normalizePath(path));
+  }
+
+  async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
+    const file = normalizePath(path);
+    const stats = await this.lstat(file);
+    if (stats.isDirectory()) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if (!stats.isFile()) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+    const wanted = Math.max(0, Math.min(buffer.length, stats.size - offset));
+    if (wanted === 0) return 0;
+    return this.call(file, 'reading', async () => {
+      const handle = await this.mount.promises.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
+      try {
+        let done = 0;
+        while (done < wanted) {
+          const piece = Buffer.from(buffer.buffer, buffer.byteOffset + done, Math.min(READ_PIECE_BYTES, wanted - done));
+          const { bytesRead } = await handle.read(piece, 0, piece.length, offset + done);
+          if (bytesRead === 0) break;
+          done += bytesRead;
+        }
+        return done;
+      } finally {
+        await handle.close();
+      }
+    });
+  }
+
+  async extents(path: string): Promise<ByteRange[] | null> {
+    const file = normalizePath(path);
+    const stats = await this.lstat(file);
+    if (stats.isDirectory()) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if (!stats.isFile()) return [];
+    return extExtents(this.volume, this.superblock, stats.ino);
+  }
+
+  async close(): Promise<void> {
+    if (this.broken !== null) return;
+    this.broken = new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
+    try {
+      await this.ext2fs.umount(this.mount);
+    } catch {
+      // Nothing was written (the disk refuses writes); a failure here changes nothing on the image.
+    }
+  }
+
+  private async entry(path: string): Promise<GuestFileEntry> {
+    const stats = await this.lstat(path);
+    const kind = kindOf(stats);
+    const entry: GuestFileEntry = { name: path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, kind, size: kind === 'directory' ? 0 : stats.size, mtimeMs: stats.mtime.getTime() };
+    if (kind === 'symlink') entry.target = await this.call(path, 'reading the link', () => this.mount.promises.readlink(path));
+    return entry;
+  }
+
+  private lstat(path: string): Promise<Ext2fsStats> {
+    // node-ext2fs strips trailing slashes, so the root is asked for as "/.".
+    return this.call(path, 'reading', () => this.mount.promises.lstat(path === '/' ? '/.' : path));
+  }
+
+  /** One libext2fs operation, its errors typed; an abort marks this mount broken. */
+  private async call<T>(path: string, what: string, operation: () => Promise<T>): Promise<T> {
+    if (this.broken !== null) throw this.broken;
+    try {
+      return await operation();
+    } catch (error) {
+      const code = (error as { code?: unknown } | null)?.code;
+      if (code === 'ENOENT') throw new Qcow2Error('NOT_FOUND', `${path} does not exist`, { cause: error });
+      if (code === 'ENOTDIR') throw new Qcow2Error('NOT_A_DIRECTORY', `A part of ${path} is not a folder`, { cause: error });
+      if (code === 'EISDIR') throw new Qcow2Error('IS_A_DIRECTORY', `${path} is a folder`, { cause: error });
+      const typed = this.disk.explain(error, `${what} ${path}`);
+      if (isWasmAbort(error)) this.broken = typed;
+      throw typed;
+    }
+  }
+}
+
+/** A WebAssembly trap or an Emscripten abort ("Aborted(OOM)"): the instance is unusable after it. */
+function isWasmAbort(error: unknown): error is Error {
+  return error instanceof Error && error.name === 'RuntimeError';
+}
+
+function kindOf(stats: Ext2fsStats): GuestFileKind {
+  if (stats.isFile()) return 'file';
+  if (stats.isDirectory()) return 'directory';
+  if (stats.isSymbolicLink()) return 'symlink';
+  return 'other';
+}

@@ -1,0 +1,84 @@
+/**
+ * Guest bytes of one state, as the partition parser and the filesystem readers read them: small
+ * reads (superblocks, inodes, directory blocks) go through a bounded cache of guest chunks so that
+ * a filesystem's metadata does not decode the same clusters again and again; large reads (file
+ * content being copied out) go straight to the engine's reader.
+ */
+import { Qcow2Error } from '../errors.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
+import type { VolumeBytes } from './filesystem.ts';
+
+const CHUNK_BYTES = 64 * 1024;
+/** 16 MiB of cached guest bytes per state. */
+const CACHED_CHUNKS = 256;
+/** A read this large or larger bypasses the cache (content, not metadata). */
+const UNCACHED_READ_BYTES = 4 * CHUNK_BYTES;
+
+export class CachedGuestBytes {
+  readonly length: number;
+  private readonly reader: GuestReader;
+  /** Chunk index → bytes, in least-recently-used order (a Map keeps insertion order). */
+  private readonly chunks = new Map<number, Uint8Array>();
+
+  constructor(reader: GuestReader) {
+    this.reader = reader;
+    this.length = reader.virtualSize;
+  }
+
+  /** Fills buffer with guest bytes from guestOffset; refuses a range past the guest's end. */
+  read(buffer: Uint8Array, guestOffset: number): void {
+    if (!Number.isSafeInteger(guestOffset) || guestOffset < 0 || guestOffset + buffer.length > this.length) {
+      throw new Qcow2Error('FILESYSTEM_CORRUPT', `A read of ${buffer.length} bytes at ${guestOffset} lies past the end of the ${this.length}-byte disk`);
+    }
+    if (buffer.length >= UNCACHED_READ_BYTES) {
+      this.reader.readInto(buffer, guestOffset);
+      return;
+    }
+    let done = 0;
+    while (done < buffer.length) {
+      const position = guestOffset + done;
+      const chunkIndex = Math.floor(position / CHUNK_BYTES);
+      const chunk = this.chunk(chunkIndex);
+      const within = position - chunkIndex * CHUNK_BYTES;
+      const count = Math.min(buffer.length - done, chunk.length - within);
+      buffer.set(chunk.subarray(within, within + count), done);
+      done += count;
+    }
+  }
+
+  private chunk(chunkIndex: number): Uint8Array {
+    const cached = this.chunks.get(chunkIndex);
+    if (cached) {
+      this.chunks.delete(chunkIndex);
+      this.chunks.set(chunkIndex, cached);
+      return cached;
+    }
+    const start = chunkIndex * CHUNK_BYTES;
+    const bytes = new Uint8Array(Math.min(CHUNK_BYTES, this.length - start));
+    this.reader.readInto(bytes, start);
+    if (this.chunks.size >= CACHED_CHUNKS) {
+      const oldest = this.chunks.keys().next();
+      if (!oldest.done) this.chunks.delete(oldest.value);
+    }
+    this.chunks.set(chunkIndex, bytes);
+    return bytes;
+  }
+}
+
+/** The bytes of one volume: `length` bytes of the guest from `offset`, reads outside refused. */
+export function volumeBytes(guest: CachedGuestBytes, offset: number, length: number): VolumeBytes {
+  return {
+    length,
+    read(buffer: Uint8Array, volumeOffset: number): Promise<void> {
+      if (!Number.isSafeInteger(volumeOffset) || volumeOffset < 0 || volumeOffset + buffer.length > length) {
+        return Promise.reject(new Qcow2Error('FILESYSTEM_CORRUPT', `A read of ${buffer.length} bytes at ${volumeOffset} lies past the end of the ${length}-byte volume`));
+      }
+      try {
+        guest.read(buffer, offset + volumeOffset);
+        return Promise.resolve();
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * A state's volumes and the filesystem on each: a GPT disk's partitions; else a whole-disk
+ * filesystem (a FAT boot sector carries the MBR's signature too, so it is asked before the MBR);
+ * else an MBR's partitions; else the whole disk as one volume with nothing Cowbell reads on it.
+ * A volume whose filesystem cannot be opened keeps the error as its `problem`.
+ */
+import { Qcow2Error } from '../errors.ts';
+import type { GuestFilesystemKind, GuestVolumeInfo } from '../model.ts';
+import type { FilesystemReader, GuestFilesystem, VolumeBytes } from './filesystem.ts';
+import { hasGptSignature, readPartitionTable, type Partition } from './partition-table.ts';
+import { volumeBytes, type CachedGuestBytes } from './volume-bytes.ts';
+
+export interface FoundVolume {
+  info: GuestVolumeInfo;
+  /** Its open filesystem, when one was recognised and opened. */
+  filesystem: GuestFilesystem | null;
+  /** Why a recognised filesystem (or a damaged partition) cannot be read. */
+  failure: Qcow2Error | null;
+}
+
+export interface FoundVolumes {
+  /** Whether the disk has a partition table (then "/" lists the volumes). */
+  partitioned: boolean;
+  volumes: FoundVolume[];
+}
+
+export async function findVolumes(guest: CachedGuestBytes, readers: readonly FilesystemReader[]): Promise<FoundVolumes> {
+  const read = (buffer: Uint8Array, offset: number): void => guest.read(buffer, offset);
+  const volumes: FoundVolume[] = [];
+  try {
+    if (!hasGptSignature(read, guest.length)) {
+      const whole = volumeBytes(guest, 0, guest.length);
+      const reader = await probe(whole, readers);
+      if (reader !== null) {
+        volumes.push(await openVolume(whole, reader, { name: '', offset: 0, length: guest.length, table: 'none', filesystem: reader.kind }));
+        return { partitioned: false, volumes };
+      }
+    }
+    const table = readPartitionTable(read, guest.length);
+    if (table === null) {
+      volumes.push({ info: { name: '', offset: 0, length: guest.length, table: 'none', filesystem: null }, filesystem: null, failure: null });
+      return { partitioned: false, volumes };
+    }
+    for (const partition of table.partitions) volumes.push(await partitionVolume(guest, partition, table.table, readers));
+    return { partitioned: true, volumes };
+  } catch (error) {
+    for (const volume of volumes) await volume.filesystem?.close();
+    throw error;
+  }
+}
+
+async function partitionVolume(guest: CachedGuestBytes, partition: Partition, table: 'mbr' | 'gpt', readers: readonly FilesystemReader[]): Promise<FoundVolume> {
+  const info: GuestVolumeInfo = { name: String(partition.number), offset: partition.offset, length: partition.length, table, partitionType: partition.type, filesystem: null };
+  if (partition.problem !== undefined) {
+    info.problem = `Partition ${partition.number}: ${partition.problem}`;
+    return { info, filesystem: null, failure: new Qcow2Error('FILESYSTEM_CORRUPT', info.problem) };
+  }
+  const bytes = volumeBytes(guest, partition.offset, partition.length);
+  const reader = await probe(bytes, readers);
+  if (reader === null) return { info, filesystem: null, failure: null };
+  return openVolume(bytes, reader, { ...info, filesystem: reader.kind });
+}
+
+async function probe(bytes: VolumeBytes, readers: readonly FilesystemReader[]): Promise<FilesystemReader | null> {
+  for (const reader of readers) {
+    if (await reader.probe(bytes)) return reader;
+  }
+  return null;
+}
+
+/** Opens the filesystem `reader` recognised; a filesystem error becomes the volume's problem, anything else (a locked or damaged image) is thrown. */
+async function openVolume(bytes: VolumeBytes, reader: FilesystemReader, info: GuestVolumeInfo & { filesystem: GuestFilesystemKind }): Promise<FoundVolume> {
+  try {
+    const filesystem = await reader.open(bytes);
+    if (filesystem.label !== undefined) info.label = filesystem.label;
+    return { info, filesystem, failure: null };
+  } catch (error) {
+    if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
+    info.problem = error.message;
+    return { info, filesystem: null, failure: error };
+  }
+}
+
+const FILESYSTEM_ERRORS = new Set<string>(['FILESYSTEM_CORRUPT', 'FILESYSTEM_UNSUPPORTED', 'NO_FILESYSTEM']);
