@@ -1,6 +1,6 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
-import { openStateFiles } from '../../shared/qcow2/files/state-opener.ts';
+import { openStateFiles } from '../../shared/qcow2/files/state-files.ts';
 import type { GuestFileDifference, GuestFilesDiff } from '../../shared/qcow2/model.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { flag } from '../args.ts';
@@ -31,7 +31,7 @@ export const filesDiff: Command = {
       runCancellably(
         (job) =>
           diffStatesByName(
-            (state) => openStateFiles(image, state, { passphrase: unlock.passphrase, refuseInUse }),
+            (state) => openStateFiles(image, state, { passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, refuseInUse }),
             from,
             to,
             () => readDiff(image, from, to, job, { refuseInUse }).ranges,

@@ -6,12 +6,15 @@
 import type { JobArgs, JobResult } from '../../shared/ipc/contract.ts';
 import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
 import { restoreFromState } from '../../shared/qcow2/files/restore.ts';
-import type { OpenStateFiles } from '../../shared/qcow2/files/state-opener.ts';
 import type { StateFiles } from '../../shared/qcow2/files/state-files.ts';
+import type { GuestReaderOptions } from '../../shared/qcow2/image/image-format.ts';
 import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { withSecretBytesAsync } from './secret-bytes.ts';
 
+
+/** Opens one state ("current", a snapshot's name or id) of the disk at imagePath: files/state-files.ts openStateFiles. */
+export type OpenStateFiles = (imagePath: string, state: string, options?: GuestReaderOptions) => Promise<StateFiles>;
 
 type FilesJob<K extends 'files.list' | 'files.diff' | 'files.copyOut'> = (path: string, args: JobArgs<K>, context: JobContext) => Promise<JobResult<K>>;
 

@@ -26,7 +26,7 @@ import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
-import { openStateFiles } from '../../shared/qcow2/files/state-opener.ts';
+import { openStateFiles } from '../../shared/qcow2/files/state-files.ts';
 import { createFilesJobs } from './files-jobs.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
 import { withSecretBytes } from './secret-bytes.ts';
