@@ -1,7 +1,7 @@
 /**
  * The files jobs (issue 22) as main takes them: the contract's arguments, the paths a restore may
  * write (a new name in an existing folder, never an existing file), and "Open Folder" showing only
- * what a restore wrote. The jobs' results on real fixture disks: files-disks.test.ts.
+ * what a restore wrote; then the jobs through the real worker pool on an ext4 guest in a qcow2.
  */
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -9,7 +9,10 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequestHandle, type HandlerSeam } from '../../src/main/handlers.ts';
 import type { JobManager } from '../../src/main/jobs.ts';
-import { jobSchemas } from '../../src/shared/ipc/contract.ts';
+import { jobSchemas, type FilesCopyOutResult, type GuestFilesDiff, type GuestFolderListing, type JobEnd } from '../../src/shared/ipc/contract.ts';
+import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
+import { fileHash } from '../helpers/image-locks.ts';
+import { startBackend } from '../helpers/job-harness.ts';
 
 let folder = '';
 let disk = '';
@@ -87,5 +90,58 @@ describe('path.reveal ("Open Folder")', () => {
     const browser = setup();
     await browser.handle('job.start', { kind: 'files.copyOut', path: disk, args: { state: 'current', path: '/note', target: join(folder, 'other') } });
     expect(await browser.handle('path.reveal', { path: join(folder, 'other') })).toEqual({ ok: true, value: { revealed: false } });
+  });
+});
+
+function resultOf<T>(end: JobEnd): T {
+  if (!end.ok) throw new Error(`the job failed: ${end.error.code} ${end.error.message}`);
+  return end.result as T;
+}
+
+describe('the files jobs on an ext4 guest', () => {
+  it('list a folder of a snapshot, compare two states, and restore a file, reading the disk only', async () => {
+    const backend = startBackend({ maxThreads: 1 });
+    try {
+      const { path } = await makeChangedExtDisk(folder);
+      const hashBefore = fileHash(path);
+      const listing = resultOf<GuestFolderListing>(await backend.ended(await backend.start('files.list', path, { state: 'before', path: '/home/me' })));
+      expect(listing.volumes).toMatchObject([{ name: '', table: 'none', filesystem: 'ext', label: 'guestroot' }]);
+      expect(listing.entries.map((entry) => [entry.name, entry.size]).sort()).toEqual([
+        ['keep.txt', BEFORE_FILES['home/me/keep.txt']!.length],
+        ['notes.txt', BEFORE_FILES['home/me/notes.txt']!.length],
+      ]);
+
+      const diffJob = await backend.start('files.diff', path, { from: 'before', to: 'current' });
+      const diff = resultOf<GuestFilesDiff>(await backend.ended(diffJob));
+      expect(diff.differences.map((difference) => `${difference.change} ${difference.path}`)).toEqual([
+        'added /etc/motd',
+        'changed /home/me/keep.txt',
+        'changed /home/me/notes.txt',
+        'removed /old',
+        'removed /old/gone.txt',
+      ]);
+      expect(backend.events.some((event) => event.event === 'job.progress' && (event.payload as { jobId: string }).jobId === diffJob)).toBe(true);
+
+      const target = join(folder, 'notes-before.txt');
+      const restored = resultOf<FilesCopyOutResult>(await backend.ended(await backend.start('files.copyOut', path, { state: 'before', path: '/home/me/notes.txt', target })));
+      expect(restored).toMatchObject({ target, kind: 'file', files: 1, bytes: BEFORE_FILES['home/me/notes.txt']!.length });
+      expect(await readFile(target, 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
+      expect(fileHash(path)).toBe(hashBefore);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  it('answer a missing folder with NOT_FOUND and a file listed as a folder with NOT_A_DIRECTORY', async () => {
+    const backend = startBackend({ maxThreads: 1 });
+    try {
+      const { path } = await makeChangedExtDisk(folder, 'errors.qcow2');
+      const missing = await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/nowhere' }));
+      expect(missing).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
+      const file = await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/etc/hostname' }));
+      expect(file).toMatchObject({ ok: false, error: { code: 'NOT_A_DIRECTORY' } });
+    } finally {
+      await backend.close();
+    }
   });
 });
