@@ -143,6 +143,10 @@ describe('the Files panel', () => {
     expect(useDialogsStore().current).toEqual({ kind: 'files-restore', path: PATH, state: 'current', stateName: 'Current state', guestPath: '/1', entryKind: 'directory' });
     await view.get('[data-testid="files-compare-select"]').setValue('1');
     expect(useDialogsStore().current).toEqual({ kind: 'files-compare', path: PATH, from: '1', fromName: 'before upgrade', to: 'current', toName: 'Current state' });
+    // From the snapshot's side too, the comparison reads forward in time.
+    await view.setProps({ selectedId: '1' });
+    await view.get('[data-testid="files-compare-select"]').setValue('current');
+    expect(useDialogsStore().current).toMatchObject({ from: '1', to: 'current' });
   });
 
   it('asks for an encrypted disk’s passphrase once, then lists with it', async () => {
