@@ -22,7 +22,12 @@ export type MemoryTree = { [name: string]: MemoryFile | MemoryTree };
 const isFolder = (node: MemoryFile | MemoryTree): node is MemoryTree => !('content' in node) && !('target' in node) && !('special' in node);
 
 /** A state with one volume per key of `volumes` (name '' for a whole-disk filesystem); counts its reads. */
-export function memoryState(volumes: Record<string, MemoryTree>, infos: Partial<Record<string, Partial<GuestVolumeInfo>>> = {}): StateFiles & { reads: string[] } {
+/** `folderTimes`: a folder's modification time by its path (1000 where not given). */
+export function memoryState(
+  volumes: Record<string, MemoryTree>,
+  infos: Partial<Record<string, Partial<GuestVolumeInfo>>> = {},
+  folderTimes: Record<string, number> = {},
+): StateFiles & { reads: string[] } {
   const encoder = new TextEncoder();
   const reads: string[] = [];
   const node = (path: string): MemoryFile | MemoryTree => {
@@ -37,7 +42,7 @@ export function memoryState(volumes: Record<string, MemoryTree>, infos: Partial<
   };
   const entry = (path: string, value: MemoryFile | MemoryTree): GuestFileEntry => {
     const name = path.split('/').at(-1) ?? '';
-    if (isFolder(value)) return { name, path, kind: 'directory', size: 0, mtimeMs: 1000 };
+    if (isFolder(value)) return { name, path, kind: 'directory', size: 0, mtimeMs: folderTimes[path] ?? 1000 };
     if (value.special) return { name, path, kind: 'other', size: 0, mtimeMs: value.mtimeMs ?? 1000 };
     if (value.target !== undefined) return { name, path, kind: 'symlink', size: value.target.length, mtimeMs: value.mtimeMs ?? 1000, target: value.target };
     return { name, path, kind: 'file', size: encoder.encode(value.content).length, mtimeMs: value.mtimeMs ?? 1000 };

@@ -59,6 +59,18 @@ describe('files-diff', () => {
     expect(after.reads.sort()).toEqual(['/edited', '/neighbour']);
   });
 
+  it('trusts the later extents alone inside an unchanged folder, and asks both states where a name may lead elsewhere', async () => {
+    // "moved" lies on other blocks in each state (a rename over it would do that), outside the changed ranges, with other bytes.
+    const before = memoryState({ '': { etc: { moved: { content: 'old bytes', extents: [{ offset: 4096, length: 4096 }] } } } });
+    const after = (folderTime: number) => memoryState({ '': { etc: { moved: { content: 'new bytes', extents: [{ offset: 8192, length: 4096 }] } } } }, {}, { '/etc': folderTime });
+    const changed = [{ offset: 500_000, length: 4096 }];
+    const sameFolder = after(1000);
+    expect((await diff(before, sameFolder, changed)).differences).toEqual([]);
+    expect(sameFolder.reads).toEqual([]);
+    const renamedInto = after(2000);
+    expect((await diff(before, renamedInto, changed)).differences).toEqual([{ path: '/etc/moved', change: 'changed', kind: 'file', sizeBefore: 9, sizeAfter: 9, reasons: ['content'] }]);
+  });
+
   it('reads a file whose extents the reader cannot give only when the changed ranges touch its volume', async () => {
     const tree = (content: string): MemoryTree => ({ file: { content, extents: null } });
     const before = memoryState({ '1': tree('one'), '2': tree('two') });

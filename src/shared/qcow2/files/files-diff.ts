@@ -4,6 +4,8 @@
  * equal, and only where the guest ranges that differ between the states (from the mapping tables,
  * passed in by the caller: files/ does not reach into snapshots/) touch the file's extents; the bytes
  * are then read from both states to confirm, because a changed cluster also holds its neighbours.
+ * Inside a folder whose own time and size are unchanged, a name still leads to the same inode, so
+ * the later state's extents alone decide; elsewhere both states' extents must match as well.
  * Folders are walked whole (a folder's time changes only with its direct entries) but a folder is
  * never reported as changed itself: what changed inside it is.
  */
@@ -105,7 +107,8 @@ class FilesWalk {
     }
     this.contentCheck = this.contentCheckFor(volumeBefore, volumeAfter);
     this.foldersKnown++;
-    await this.compareFolder(root);
+    // A volume's root has no parent entry to compare: its entries are taken as possibly renamed.
+    await this.compareFolder(root, false);
   }
 
   finish(): void {
@@ -127,7 +130,11 @@ class FilesWalk {
     }
   }
 
-  private async compareFolder(path: string): Promise<void> {
+  /**
+   * `sameEntries`: the folder's own time and size are equal in both states, so its names still lead
+   * to the same inodes (a rename, link or removal in it would have changed its time).
+   */
+  private async compareFolder(path: string, sameEntries: boolean): Promise<void> {
     const [listBefore, listAfter] = await Promise.all([this.before.list(path), this.after.list(path)]);
     const byName = new Map(listBefore.map((entry) => [entry.name, entry]));
     const names = new Set([...byName.keys(), ...listAfter.map((entry) => entry.name)]);
@@ -137,7 +144,7 @@ class FilesWalk {
       const entryAfter = afterByName.get(name);
       if (entryBefore === undefined) await this.one('added', entryAfter!);
       else if (entryAfter === undefined) await this.one('removed', entryBefore);
-      else await this.compareEntries(entryBefore, entryAfter);
+      else await this.compareEntries(entryBefore, entryAfter, sameEntries);
     }
     this.folderDone();
   }
@@ -165,7 +172,7 @@ class FilesWalk {
     );
   }
 
-  private async compareEntries(entryBefore: GuestFileEntry, entryAfter: GuestFileEntry): Promise<void> {
+  private async compareEntries(entryBefore: GuestFileEntry, entryAfter: GuestFileEntry, inSameFolder: boolean): Promise<void> {
     if (entryBefore.kind !== entryAfter.kind) {
       this.differences.push(changed(entryBefore, entryAfter, ['kind']));
       // A folder that became a file (or the reverse) takes its entries with it.
@@ -181,24 +188,33 @@ class FilesWalk {
     }
     if (entryAfter.kind === 'directory') {
       this.foldersKnown++;
-      await this.compareFolder(entryAfter.path);
+      await this.compareFolder(entryAfter.path, entryBefore.mtimeMs !== null && entryBefore.mtimeMs === entryAfter.mtimeMs && entryBefore.size === entryAfter.size);
       return;
     }
     const reasons: Reason[] = [];
     if (entryBefore.size !== entryAfter.size) reasons.push('size');
     if (entryBefore.mtimeMs !== entryAfter.mtimeMs) reasons.push('mtime');
     if (entryAfter.kind === 'symlink' && entryBefore.target !== entryAfter.target) reasons.push('target');
-    if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.contentDiffers(entryAfter.path, entryAfter.size))) {
+    if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.contentDiffers(entryAfter.path, entryAfter.size, inSameFolder))) {
       reasons.push('content');
     }
     if (reasons.length > 0) this.differences.push(changed(entryBefore, entryAfter, reasons));
   }
 
-  private async contentDiffers(path: string, size: number): Promise<boolean> {
+  /**
+   * Whether a file of equal size and time holds other bytes. Where its folder's entries are the same
+   * (same inode), bytes outside the changed ranges are the same bytes in both states, so the later
+   * state's extents suffice; otherwise the name may lead to another inode, whose extents must match too.
+   */
+  private async contentDiffers(path: string, size: number, sameInode: boolean): Promise<boolean> {
     if (this.contentCheck === 'none') return false;
     if (this.contentCheck === 'changed-ranges') {
-      const [extentsBefore, extentsAfter] = await Promise.all([this.before.extents(path), this.after.extents(path)]);
-      if (extentsBefore !== null && extentsAfter !== null && sameExtents(extentsBefore, extentsAfter) && !this.changed.intersectsAny(extentsAfter)) return false;
+      const extentsAfter = await this.after.extents(path);
+      if (extentsAfter !== null && !this.changed.intersectsAny(extentsAfter)) {
+        if (sameInode) return false;
+        const extentsBefore = await this.before.extents(path);
+        if (extentsBefore !== null && sameExtents(extentsBefore, extentsAfter)) return false;
+      }
     }
     return this.bytesDiffer(path, size);
   }
