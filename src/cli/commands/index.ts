@@ -28,4 +28,6 @@ export const commands: readonly CommandEntry[] = [
   { name: 'files-diff', load: async () => (await import('./files-diff.ts')).filesDiff },
   { name: 'commit', load: async () => (await import('./commit.ts')).commit },
   { name: 'rebase', load: async () => (await import('./rebase.ts')).rebase },
+  { name: 'ls', load: async () => (await import('./ls.ts')).ls },
+  { name: 'copy-out', load: async () => (await import('./copy-out.ts')).copyOut },
 ];

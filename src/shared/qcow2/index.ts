@@ -26,3 +26,5 @@ export { detectFormat, type ImageFormat } from './image/image-format.ts';
 export { readBackingChain } from './chain/chain.ts';
 export { commitSteps, type CommitRequest, type CommitResult } from './chain/commit.ts';
 export { rebaseSteps, type RebaseRequest, type RebaseResult } from './chain/rebase.ts';
+export { openStateFiles, stateFilesOf, CURRENT_STATE, type StateFiles } from './files/state-files.ts';
+export { copyOut, type CopyOutOptions, type CopyOutResult } from './files/copy-out.ts';

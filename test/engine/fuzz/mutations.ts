@@ -93,7 +93,24 @@ const GENERATORS: [Generator, number][] = [
   }, 3],
   [byteFlips, 3],
   [splice, 2],
+  [guestDataFlips, 2],
 ];
+
+/** Random bytes in guest data clusters: what a guest filesystem reader (files/) reads, damaged. */
+function guestDataFlips(layout: Layout, random: SeededRandom): Mutation | null {
+  const data = layout.regions.filter((region) => region.what === 'data cluster');
+  if (data.length === 0) return null;
+  const count = random.int(1, 17);
+  const patches: Mutation['patches'] = [];
+  for (let flip = 0; flip < count; flip++) {
+    const region = pick(random, data) ?? { offset: 0, length: layout.fileSize };
+    const length = Math.max(1, Math.min(region.length, layout.fileSize - region.offset));
+    // Half of them in a cluster's first 4 KiB, where partition tables, superblocks and descriptors sit in large clusters.
+    const at = region.offset + random.int(0, chance(random, 0.5) ? Math.min(length, 4096) : length);
+    patches.push({ op: 'write', at, hex: random.int(0, 256).toString(16).padStart(2, '0') });
+  }
+  return { label: `${count} random guest data bytes`, patches };
+}
 
 function byteFlips(layout: Layout, random: SeededRandom): Mutation {
   const count = random.int(1, 9);

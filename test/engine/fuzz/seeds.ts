@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { createSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { parseHeader, serializeHeaderArea } from '../../../src/shared/qcow2/format/header.ts';
+import { debugfs, makeExtImage, makePartitionedDisk, placeImage } from '../../helpers/guest-filesystems.ts';
 import { qemuCheck, qemuImg, qemuIo } from '../../helpers/qemu.ts';
 import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';
 
@@ -73,6 +74,31 @@ function addUnknownExtension(file: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/**
+ * A guest disk with a partition table and an ext filesystem (files/, issue 22): the raw disk made
+ * by sfdisk or sgdisk and mke2fs -d, converted by qemu-img, a snapshot, then a debugfs change
+ * written into the current state with `convert -n`. Mutations of its data clusters damage the
+ * partition table and the filesystem's metadata.
+ */
+async function guestFilesystemDisk(folder: string, table: 'mbr' | 'gpt', type: 'ext2' | 'ext4', clusterOptions: string): Promise<void> {
+  const raw = path.join(folder, 'guest.raw');
+  const partitions = table === 'mbr' ? [{ startMiB: 1, sizeMiB: 3, type: '83' }, { startMiB: 4, sizeMiB: 2, type: '5' }, { startMiB: 4.5, sizeMiB: 1, type: '83' }] : [{ startMiB: 1, sizeMiB: 3, type: '8300' }];
+  await makePartitionedDisk(raw, 6, table, partitions);
+  const filesystem = path.join(folder, 'guest.fs');
+  const random = new SeededRandom(table === 'mbr' ? 31 : 32);
+  await makeExtImage(filesystem, 3, { 'etc/hostname': 'fuzz\n', 'etc/app.link': { symlink: '../bin/app' }, 'bin/app': random.bytes(40 * KiB), 'var/log/deep/x.log': compressibleBytes(20 * KiB, 5), 'empty': { folder: true } }, { type, mkfsArgs: ['-O', '^metadata_csum', '-b', '1024'] });
+  placeImage(raw, filesystem, MiB);
+  const file = path.join(folder, IMAGE);
+  await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', '-o', clusterOptions, raw, file]);
+  await snapshot(file, 'installed');
+  const changed = path.join(folder, 'changed.bin');
+  fs.writeFileSync(changed, random.bytes(30 * KiB));
+  await debugfs(filesystem, [`write ${changed} /bin/app2`, 'rm /etc/hostname']);
+  placeImage(raw, filesystem, MiB);
+  await qemuImg(['convert', '-q', '-n', '-f', 'raw', '-O', 'qcow2', raw, file]);
+  for (const leftover of [raw, filesystem, changed]) fs.rmSync(leftover);
 }
 
 export const SEED_RECIPES: SeedRecipe[] = [
@@ -211,6 +237,16 @@ export const SEED_RECIPES: SeedRecipe[] = [
         image.close();
       }
     },
+  },
+  {
+    name: 'v3-64k-mbr-ext4',
+    weight: 1,
+    build: (folder) => guestFilesystemDisk(folder, 'mbr', 'ext4', 'compat=1.1,cluster_size=65536'),
+  },
+  {
+    name: 'v3-4k-gpt-ext2',
+    weight: 1,
+    build: (folder) => guestFilesystemDisk(folder, 'gpt', 'ext2', 'compat=1.1,cluster_size=4096'),
   },
   {
     name: 'v3-2m',

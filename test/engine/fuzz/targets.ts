@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import { jobTable } from '../../../src/main/worker/job-table.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
+import { openStateFiles, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readCowbellRecord } from '../../../src/shared/qcow2/format/cowbell-record.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
@@ -40,7 +41,44 @@ export const TARGETS: FuzzTarget[] = [
   target('ui-usage', (file) => jobTable['image.usage'](file, {}, silentJob)),
   target('ui-snapshot-tree', (file) => jobTable['snapshot.tree'](file, {}, silentJob)),
   target('ui-diff', (file) => forStates(file, (state) => jobTable['image.diff'](file, { from: state, to: 'current' }, silentJob))),
+  target('files', browseFiles),
 ];
+
+/**
+ * `cowbell ls` and `copy-out` on every state (files/): the volumes, a bounded walk of each
+ * filesystem, the start of each file and where it lies. A volume without a filesystem is skipped;
+ * a state whose files cannot be opened, or a path that fails, must fail with a typed error.
+ */
+async function browseFiles(file: string): Promise<void> {
+  const ids = withImage(file, (image) => image.snapshots.slice(0, MAX_STATES).map((entry) => entry.id));
+  for (const state of ['current', ...ids]) {
+    const files = await openStateFiles(file, state);
+    try {
+      const budget = { entries: 200, bytes: 1024 * 1024 };
+      const roots = files.volumes.some((volume) => volume.table !== 'none') ? files.volumes.map((volume) => `/${volume.name}`) : ['/'];
+      for (const [index, root] of roots.entries()) {
+        if (files.volumes[index]?.filesystem === null) continue;
+        await walkFiles(files, root, 0, budget);
+      }
+    } finally {
+      await files.close();
+    }
+  }
+}
+
+async function walkFiles(files: StateFiles, folder: string, depth: number, budget: { entries: number; bytes: number }): Promise<void> {
+  if (depth > 8) return;
+  for (const entry of await files.list(folder)) {
+    if (--budget.entries < 0) return;
+    if (entry.kind === 'directory') await walkFiles(files, entry.path, depth + 1, budget);
+    else if (entry.kind === 'file' && budget.bytes > 0) {
+      const buffer = new Uint8Array(Math.min(entry.size, 64 * 1024, budget.bytes));
+      budget.bytes -= buffer.length;
+      await files.read(entry.path, buffer, 0);
+      await files.extents(entry.path);
+    }
+  }
+}
 
 /** What the guest reads from the start of the disk, or null where reading fails. */
 function guestPrefix(file: string): Uint8Array | null {

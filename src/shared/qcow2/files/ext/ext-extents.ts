@@ -1,8 +1,9 @@
 /**
  * Where a file's content lies in its ext volume, read from its inode: the extent tree (ext4) or the
- * block map (ext2/3: direct, indirect, double and triple indirect blocks). Uninitialised extents
- * read as zeros, so their bytes are not content and are left out. Every block number is checked
- * against the filesystem and the walk is bounded by the file's size; inline data gives null.
+ * block map (ext2/3: direct, indirect, double and triple indirect blocks), as runs of file blocks
+ * on volume blocks. Holes and uninitialised extents read as zeros, so they are not runs. Every
+ * block number is checked against the filesystem, runs must come in file order without overlap,
+ * and the walk is bounded by the file's size; a file whose data is inline in its inode gives null.
  */
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
@@ -13,8 +14,21 @@ const EXTENT_MAGIC = 0xf30a;
 const MAX_EXTENT_DEPTH = 5;
 const UNINITIALISED_LENGTH = 32768;
 
-export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ByteRange[] | null> {
-  const inode = await readInode(volume, superblock, inodeNumber);
+/** `count` blocks of the file from block `fileBlock` lie at volume block `volumeBlock`. */
+export interface BlockRun {
+  fileBlock: number;
+  volumeBlock: number;
+  count: number;
+}
+
+export interface FileBlockMap {
+  blockBytes: number;
+  /** In file order, not overlapping; file blocks in no run read as zeros. */
+  runs: BlockRun[];
+}
+
+export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<FileBlockMap | null> {
+  const inode = await readInodeBytes(volume, superblock, inodeNumber);
   const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
   const flags = view.getUint32(32, true);
   if ((flags & INLINE_DATA_FLAG) !== 0) return null;
@@ -23,10 +37,26 @@ export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock,
   const iBlock = inode.subarray(40, 100);
   if ((flags & EXTENTS_FLAG) !== 0) await walk.extentNode(iBlock, MAX_EXTENT_DEPTH);
   else await walk.blockMap(iBlock);
-  return walk.ranges();
+  return { blockBytes: superblock.blockBytes, runs: walk.runs };
 }
 
-async function readInode(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
+/** The volume byte ranges holding the file's content, merged where they touch. */
+export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ByteRange[] | null> {
+  const map = await extFileBlockMap(volume, superblock, inodeNumber);
+  if (map === null) return null;
+  const ranges: ByteRange[] = [];
+  for (const run of map.runs) {
+    const offset = run.volumeBlock * map.blockBytes;
+    const length = run.count * map.blockBytes;
+    const last = ranges.at(-1);
+    if (last && last.offset + last.length === offset) last.length += length;
+    else ranges.push({ offset, length });
+  }
+  return ranges;
+}
+
+/** The inode's bytes, found through its group's descriptor. */
+export async function readInodeBytes(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
   if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
   const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
   const index = (inodeNumber - 1) % superblock.inodesPerGroup;
@@ -46,22 +76,24 @@ function checkBlock(superblock: ExtSuperblock, block: number): void {
 }
 
 class BlockWalk {
-  private readonly found: ByteRange[] = [];
+  readonly runs: BlockRun[] = [];
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  private blocksLeft: number;
+  private readonly fileBlocks: number;
+  /** The next file block a run may start at (runs come in file order). */
+  private nextFileBlock = 0;
   /** Tree and indirect blocks this walk may still read: zero-length extents cannot make it endless. */
   private nodesLeft: number;
 
   constructor(volume: VolumeBytes, superblock: ExtSuperblock, fileBlocks: number) {
     this.volume = volume;
     this.superblock = superblock;
-    this.blocksLeft = fileBlocks;
+    this.fileBlocks = fileBlocks;
     this.nodesLeft = 1024 + fileBlocks;
   }
 
-  ranges(): ByteRange[] {
-    return this.found;
+  private get done(): boolean {
+    return this.nextFileBlock >= this.fileBlocks;
   }
 
   async extentNode(node: Uint8Array, depthLeft: number): Promise<void> {
@@ -71,15 +103,18 @@ class BlockWalk {
     const depth = view.getUint16(6, true);
     if (12 + entries * 12 > node.length) throw corrupt(`an extent tree node claims ${entries} entries`);
     if (depth >= depthLeft) throw corrupt(`an extent tree deeper than ${MAX_EXTENT_DEPTH}`);
-    for (let entry = 0; entry < entries && this.blocksLeft > 0; entry++) {
+    for (let entry = 0; entry < entries && !this.done; entry++) {
       const at = 12 + entry * 12;
       if (depth === 0) {
+        const fileBlock = view.getUint32(at, true);
         let length = view.getUint16(at + 4, true);
         const uninitialised = length > UNINITIALISED_LENGTH;
         if (uninitialised) length -= UNINITIALISED_LENGTH;
-        const start = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
-        if (!uninitialised) this.add(start, length);
-        else this.blocksLeft -= length;
+        const volumeBlock = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
+        if (fileBlock < this.nextFileBlock) throw corrupt('its extents overlap or are out of order');
+        this.nextFileBlock = fileBlock;
+        if (uninitialised) this.nextFileBlock = fileBlock + length;
+        else this.add(volumeBlock, length);
       } else {
         const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
         await this.extentNode(await this.block(child), depth);
@@ -89,23 +124,20 @@ class BlockWalk {
 
   async blockMap(iBlock: Uint8Array): Promise<void> {
     const view = new DataView(iBlock.buffer, iBlock.byteOffset, iBlock.byteLength);
-    for (let index = 0; index < 12 && this.blocksLeft > 0; index++) this.addMapped(view.getUint32(index * 4, true));
-    for (let level = 1; level <= 3 && this.blocksLeft > 0; level++) {
-      const pointer = view.getUint32((11 + level) * 4, true);
-      await this.indirect(pointer, level);
-    }
+    for (let index = 0; index < 12 && !this.done; index++) this.addMapped(view.getUint32(index * 4, true));
+    for (let level = 1; level <= 3 && !this.done; level++) await this.indirect(view.getUint32((11 + level) * 4, true), level);
   }
 
   private async indirect(pointer: number, level: number): Promise<void> {
     const perBlock = this.superblock.blockBytes / 4;
     if (pointer === 0) {
-      // A hole: skip the blocks this pointer would have named.
-      this.blocksLeft -= perBlock ** level;
+      // A hole as large as everything this pointer would have named.
+      this.nextFileBlock += perBlock ** level;
       return;
     }
     const table = await this.block(pointer);
     const view = new DataView(table.buffer);
-    for (let index = 0; index < perBlock && this.blocksLeft > 0; index++) {
+    for (let index = 0; index < perBlock && !this.done; index++) {
       const entry = view.getUint32(index * 4, true);
       if (level === 1) this.addMapped(entry);
       else await this.indirect(entry, level - 1);
@@ -113,20 +145,20 @@ class BlockWalk {
   }
 
   private addMapped(block: number): void {
-    if (block === 0) this.blocksLeft -= 1;
+    if (block === 0) this.nextFileBlock += 1;
     else this.add(block, 1);
   }
 
-  private add(block: number, count: number): void {
-    const length = Math.min(count, this.blocksLeft);
+  /** `count` blocks from volume block `volumeBlock` at the next file block, clipped to the file's size. */
+  private add(volumeBlock: number, count: number): void {
+    const fileBlock = this.nextFileBlock;
+    const length = Math.min(count, this.fileBlocks - fileBlock);
+    this.nextFileBlock += count;
     if (length <= 0) return;
-    checkBlock(this.superblock, block + length - 1);
-    this.blocksLeft -= length;
-    const offset = block * this.superblock.blockBytes;
-    const bytes = length * this.superblock.blockBytes;
-    const last = this.found.at(-1);
-    if (last && last.offset + last.length === offset) last.length += bytes;
-    else this.found.push({ offset, length: bytes });
+    checkBlock(this.superblock, volumeBlock + length - 1);
+    const last = this.runs.at(-1);
+    if (last && last.fileBlock + last.count === fileBlock && last.volumeBlock + last.count === volumeBlock) last.count += length;
+    else this.runs.push({ fileBlock, volumeBlock, count: length });
   }
 
   private async block(block: number): Promise<Uint8Array> {
@@ -135,5 +167,32 @@ class BlockWalk {
     const bytes = new Uint8Array(this.superblock.blockBytes);
     await this.volume.read(bytes, block * this.superblock.blockBytes);
     return bytes;
+  }
+}
+
+/**
+ * A file's bytes from `offset` into `target` straight from the volume through its block runs
+ * (libext2fs would read them one block at a time through its WebAssembly heap); holes are zeros.
+ */
+export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target: Uint8Array, offset: number): Promise<void> {
+  target.fill(0);
+  const { blockBytes, runs } = map;
+  const end = offset + target.length;
+  let low = 0;
+  let high = runs.length;
+  // The first run that ends after `offset`.
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    const run = runs[middle] as BlockRun;
+    if ((run.fileBlock + run.count) * blockBytes <= offset) low = middle + 1;
+    else high = middle;
+  }
+  for (let index = low; index < runs.length; index++) {
+    const run = runs[index] as BlockRun;
+    const runStart = run.fileBlock * blockBytes;
+    if (runStart >= end) break;
+    const from = Math.max(offset, runStart);
+    const to = Math.min(end, runStart + run.count * blockBytes);
+    await volume.read(target.subarray(from - offset, to - offset), run.volumeBlock * blockBytes + (from - runStart));
   }
 }

@@ -3,18 +3,24 @@
  * every write and discard, files are opened with O_NOATIME (a plain open would write the inode's
  * access time) and nothing is created, so unmounting has nothing to write either. The superblock is
  * checked here before libext2fs sees it, and each mount has a WebAssembly instance of its own
- * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount.
+ * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount. libext2fs
+ * lists folders and reads inodes; a file's content is read straight from the volume through the
+ * block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
+ * through its heap; only inline data goes through libext2fs.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
-import { joinPath, normalizePath } from '../paths.ts';
+import { joinPath, normalizePath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
-import { extExtents } from './ext-extents.ts';
+import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
+import { readFolder, readInode, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
 const READ_PIECE_BYTES = 1024 * 1024;
+/** Folders whose names are kept, per mounted filesystem. */
+const CACHED_FOLDERS = 64;
 
 export const extReader: FilesystemReader = {
   kind: 'ext',
@@ -80,6 +86,8 @@ class ExtFilesystem implements GuestFilesystem {
   readonly label?: string;
   /** Set once libext2fs aborted: its instance is unusable from then on. */
   private broken: Qcow2Error | null = null;
+  private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
+  private readonly folders = new Map<number, Map<string, number> | null>();
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
   private readonly ext2fs: Ext2fsModule;
@@ -97,28 +105,34 @@ class ExtFilesystem implements GuestFilesystem {
 
   async list(path: string): Promise<GuestFileEntry[]> {
     const folder = normalizePath(path);
-    const stats = await this.lstat(folder);
-    if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
-    const names = await this.call(folder, 'listing', () => this.mount.promises.readdir(folder));
+    const inode = await this.resolve(folder);
+    const names = inode === null ? null : await this.folderEntries(inode, folder);
+    if (inode === null || names === null) return this.listThroughLibext2fs(folder);
     const entries: GuestFileEntry[] = [];
-    for (const name of names) {
-      if (name === '.' || name === '..') continue;
-      entries.push(await this.entry(joinPath(folder, name)));
-    }
-    return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const [name, number] of names) entries.push(await this.entryOf(joinPath(folder, name), await readInode(this.volume, this.superblock, number)));
+    return entries.sort(byName);
   }
 
-  stat(path: string): Promise<GuestFileEntry> {
-    return this.entry(normalizePath(path));
+  async stat(path: string): Promise<GuestFileEntry> {
+    const normalized = normalizePath(path);
+    const inode = await this.resolve(normalized);
+    return inode === null ? this.entryThroughLibext2fs(normalized) : this.entryOf(normalized, inode);
   }
 
   async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
     const file = normalizePath(path);
-    const stats = await this.lstat(file);
-    if (stats.isDirectory()) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
-    if (!stats.isFile()) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
-    const wanted = Math.max(0, Math.min(buffer.length, stats.size - offset));
+    const inode = await this.resolve(file);
+    const mode = inode === null ? (await this.lstat(file)).mode : inode.mode;
+    if ((mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if ((mode & S_IFMT) !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+    const { number, size } = inode ?? (await this.lstatInode(file));
+    const wanted = Math.max(0, Math.min(buffer.length, size - offset));
     if (wanted === 0) return 0;
+    const map = await this.fileBlockMap(number);
+    if (map !== null) {
+      await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
+      return wanted;
+    }
     return this.call(file, 'reading', async () => {
       const handle = await this.mount.promises.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
       try {
@@ -138,10 +152,75 @@ class ExtFilesystem implements GuestFilesystem {
 
   async extents(path: string): Promise<ByteRange[] | null> {
     const file = normalizePath(path);
-    const stats = await this.lstat(file);
-    if (stats.isDirectory()) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
-    if (!stats.isFile()) return [];
-    return extExtents(this.volume, this.superblock, stats.ino);
+    const inode = (await this.resolve(file)) ?? (await this.lstatInode(file));
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if ((inode.mode & S_IFMT) !== S_IFREG) return [];
+    return extExtents(this.volume, this.superblock, inode.number);
+  }
+
+  /**
+   * The inode at `path`, found through the folders' own blocks (symlinks on the way are not
+   * followed); null when a folder on the way is kept inline, which only libext2fs reads.
+   */
+  private async resolve(path: string): Promise<ExtInode | null> {
+    if (this.broken !== null) throw this.broken;
+    let inode = await readInode(this.volume, this.superblock, ROOT_INODE);
+    let walked = '';
+    for (const part of pathParts(path)) {
+      if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${walked || '/'} is not a folder`);
+      const names = await this.folderEntries(inode, walked || '/');
+      if (names === null) return null;
+      walked += `/${part}`;
+      const number = names.get(part);
+      if (number === undefined) throw new Qcow2Error('NOT_FOUND', `${walked} does not exist`);
+      inode = await readInode(this.volume, this.superblock, number);
+    }
+    return inode;
+  }
+
+  /** A folder's names (the last folders read are kept: a listing resolves its parent once per entry otherwise). */
+  private async folderEntries(folder: ExtInode, path: string): Promise<Map<string, number> | null> {
+    if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
+    const cached = this.folders.get(folder.number);
+    if (cached !== undefined) return cached;
+    const names = await readFolder(this.volume, this.superblock, folder);
+    if (this.folders.size >= CACHED_FOLDERS) this.folders.delete(this.folders.keys().next().value as number);
+    this.folders.set(folder.number, names);
+    return names;
+  }
+
+  private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
+    const kind = kindOfMode(inode.mode);
+    const entry: GuestFileEntry = { name: path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs };
+    if (kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', () => this.mount.promises.readlink(path)));
+    return entry;
+  }
+
+  /** The file's block runs (the last file's kept: a copy reads one file piece by piece), or null for inline data. */
+  private async fileBlockMap(inodeNumber: number): Promise<FileBlockMap | null> {
+    if (this.lastMap?.inodeNumber !== inodeNumber) this.lastMap = { inodeNumber, map: await extFileBlockMap(this.volume, this.superblock, inodeNumber) };
+    return this.lastMap.map;
+  }
+
+  private async listThroughLibext2fs(folder: string): Promise<GuestFileEntry[]> {
+    const stats = await this.lstat(folder);
+    if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
+    const names = await this.call(folder, 'listing', () => this.mount.promises.readdir(folder));
+    const entries: GuestFileEntry[] = [];
+    for (const name of names) {
+      if (name === '.' || name === '..') continue;
+      entries.push(await this.entryThroughLibext2fs(joinPath(folder, name)));
+    }
+    return entries.sort(byName);
+  }
+
+  private async entryThroughLibext2fs(path: string): Promise<GuestFileEntry> {
+    const stats = await this.lstat(path);
+    return this.entryOf(path, await readInode(this.volume, this.superblock, stats.ino));
+  }
+
+  private async lstatInode(path: string): Promise<ExtInode> {
+    return readInode(this.volume, this.superblock, (await this.lstat(path)).ino);
   }
 
   async close(): Promise<void> {
@@ -152,14 +231,6 @@ class ExtFilesystem implements GuestFilesystem {
     } catch {
       // Nothing was written (the disk refuses writes); a failure here changes nothing on the image.
     }
-  }
-
-  private async entry(path: string): Promise<GuestFileEntry> {
-    const stats = await this.lstat(path);
-    const kind = kindOf(stats);
-    const entry: GuestFileEntry = { name: path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, kind, size: kind === 'directory' ? 0 : stats.size, mtimeMs: stats.mtime.getTime() };
-    if (kind === 'symlink') entry.target = await this.call(path, 'reading the link', () => this.mount.promises.readlink(path));
-    return entry;
   }
 
   private lstat(path: string): Promise<Ext2fsStats> {
@@ -189,9 +260,19 @@ function isWasmAbort(error: unknown): error is Error {
   return error instanceof Error && error.name === 'RuntimeError';
 }
 
-function kindOf(stats: Ext2fsStats): GuestFileKind {
-  if (stats.isFile()) return 'file';
-  if (stats.isDirectory()) return 'directory';
-  if (stats.isSymbolicLink()) return 'symlink';
-  return 'other';
+function kindOfMode(mode: number): GuestFileKind {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'directory';
+    case S_IFLNK:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}
+
+function byName(a: GuestFileEntry, b: GuestFileEntry): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }

@@ -1,0 +1,66 @@
+import { formatBytes } from '../../shared/format-units.ts';
+import { copyOut as copyOutOfState, openStateFiles } from '../../shared/qcow2/index.ts';
+import { flag, option } from '../args.ts';
+import { runCancellably, progressPrinter } from '../cancellable-job.ts';
+import { EXIT_OK, type Command } from '../command.ts';
+import { parseImageState } from '../image-state.ts';
+import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
+
+export const copyOut: Command = {
+  name: 'copy-out',
+  summary: 'copy a file or folder out of a state (the current disk or a snapshot) onto this computer',
+  usage: '[--json] [--force] [-U] [-l SNAPSHOT] [--passphrase-file FILE] IMAGE[@SNAPSHOT] PATH DEST',
+  help: [
+    '  PATH        the file or folder inside the state ("/1/etc/hosts" on a disk with partitions)',
+    '  DEST        an existing folder (the copy goes inside it, under its own name) or a new name',
+    '  --force     replace files that already exist (never done without it)',
+    '  --json      what was copied, as JSON',
+    'Folders are copied with everything in them; symlinks stay symlinks. Each file is written under a',
+    'temporary name and renamed when complete: Ctrl-C leaves no partial file. The image is only read.',
+  ].join('\n'),
+  options: {
+    json: { type: 'boolean' },
+    force: { type: 'boolean' },
+    snapshot: { type: 'string', short: 'l' },
+    'force-share': { type: 'boolean', short: 'U' },
+    ...PASSPHRASE_OPTIONS,
+    help: { type: 'boolean', short: 'h' },
+  },
+  positionals: { min: 3, max: 3 },
+  async run(args, io) {
+    const [argument = '', guestPath = '', destination = ''] = args.positionals;
+    const { image, state } = parseImageState(argument, option(args, 'snapshot'));
+    const showProgress = !flag(args, 'json') && process.stderr.isTTY;
+    const progress = progressPrinter(io);
+    let printed = false;
+    // --force here replaces copied files; the legacy AES passphrase judgement is not overridden by it.
+    const unlockArgs = { ...args, values: { ...args.values, force: false } };
+    const result = await withUnlock(unlockArgs, io, image, async (unlock) => {
+      const files = await openStateFiles(image, state, { refuseInUse: !flag(args, 'force-share'), passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
+      try {
+        return await runCancellably(
+          (job) => copyOutOfState(files, guestPath, destination, { overwrite: flag(args, 'force'), job }),
+          showProgress
+            ? (stage, done, total) => {
+                printed = true;
+                progress(stage, done, total);
+              }
+            : () => {},
+          'Cancelled; the file being copied was removed',
+        );
+      } finally {
+        if (printed) io.err('\n');
+        await files.close();
+      }
+    });
+    if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
+    else {
+      const parts = [`${result.files} file${result.files === 1 ? '' : 's'} (${formatBytes(result.bytes)})`];
+      if (result.folders > 0) parts.push(`${result.folders} folder${result.folders === 1 ? '' : 's'}`);
+      if (result.symlinks > 0) parts.push(`${result.symlinks} symlink${result.symlinks === 1 ? '' : 's'}`);
+      io.out(`Copied ${parts.join(', ')} to ${result.target}\n`);
+      for (const skipped of result.skipped) io.err(`cowbell: skipped ${skipped.path}: ${skipped.reason}\n`);
+    }
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,39 @@
+/**
+ * `IMG[@SNAPSHOT]`, as `ls` and `copy-out` take a state: the image and the state in one argument.
+ * A file name may itself contain '@': an existing file named exactly as given is the image (its
+ * current state); otherwise the text after the last '@' names the snapshot when the part before
+ * it is an existing file. `-l SNAPSHOT` says the same without the ambiguity.
+ */
+import * as fs from 'node:fs';
+import { CURRENT_STATE } from '../shared/qcow2/files/state-files.ts';
+import { UsageError } from './command.ts';
+
+export interface ImageState {
+  image: string;
+  /** "current" or a snapshot's name or id. */
+  state: string;
+}
+
+export function parseImageState(argument: string, snapshotOption: string | undefined): ImageState {
+  if (snapshotOption !== undefined) {
+    if (snapshotOption === '') throw new UsageError('-l needs a snapshot name or id');
+    return { image: argument, state: snapshotOption };
+  }
+  if (isFile(argument)) return { image: argument, state: CURRENT_STATE };
+  const at = argument.lastIndexOf('@');
+  if (at > 0 && isFile(argument.slice(0, at))) {
+    const state = argument.slice(at + 1);
+    if (state === '') throw new UsageError(`${argument}: give a snapshot name or id after '@'`);
+    return { image: argument.slice(0, at), state };
+  }
+  // Not there: opening it says so, with the name as given.
+  return { image: argument, state: CURRENT_STATE };
+}
+
+function isFile(candidate: string): boolean {
+  try {
+    return fs.statSync(candidate).isFile();
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,215 @@
+/**
+ * Restores a file or a folder of a state onto the host (never into the image): each file written
+ * under a temporary name beside its target, flushed, then renamed into place, so a target is
+ * complete or absent; an existing file is replaced only when the caller says so. A folder is
+ * copied recursively (symlinks as symlinks, their targets untouched; devices and the like
+ * skipped), each file with the guest's modification time. Guest names are checked before they
+ * become host paths: a hostile filesystem's "..", "" or a name with a slash never leaves the target.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { temporaryPathFor } from '../io/atomic-file.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import type { GuestFileEntry } from '../model.ts';
+import type { StateFiles } from './state-files.ts';
+
+const CHUNK_BYTES = 4 * 1024 * 1024;
+
+export interface CopyOutOptions {
+  /** Replace files that already exist at the target (and copy into an existing folder). */
+  overwrite: boolean;
+  job?: JobContext;
+}
+
+export interface CopyOutResult {
+  /** The host path the file or folder was copied to. */
+  target: string;
+  files: number;
+  folders: number;
+  symlinks: number;
+  /** Bytes of file content written. */
+  bytes: number;
+  /** Entries not copied, and why (devices, sockets, names no host path can hold, symlinks the host refused). */
+  skipped: { path: string; reason: string }[];
+}
+
+interface PlannedEntry {
+  entry: GuestFileEntry;
+  target: string;
+}
+
+/**
+ * Copies `guestPath` of the state to `destination`: into it when it is an existing folder (under
+ * the entry's own name), else to that new name.
+ */
+export async function copyOut(files: StateFiles, guestPath: string, destination: string, options: CopyOutOptions): Promise<CopyOutResult> {
+  const job = options.job ?? silentJob;
+  const top = await files.stat(guestPath);
+  const target = isFolder(destination) ? path.join(destination, hostName(top.name === '' ? 'root' : top.name, top.path)) : destination;
+  const result: CopyOutResult = { target, files: 0, folders: 0, symlinks: 0, bytes: 0, skipped: [] };
+  const plan: PlannedEntry[] = [];
+  await planEntry(files, top, target, plan, result, job);
+  const total = plan.reduce((sum, planned) => sum + (planned.entry.kind === 'file' ? planned.entry.size : 0), 0);
+  job.progress('copy-out', 0, total, 'bytes');
+  for (const { entry, target: entryTarget } of plan) {
+    job.throwIfCancelled();
+    if (entry.kind === 'directory') {
+      makeFolder(entryTarget, options.overwrite);
+      result.folders++;
+    } else if (entry.kind === 'symlink') {
+      if (makeSymlink(entry, entryTarget, options.overwrite, result)) result.symlinks++;
+    } else {
+      await copyFile(files, entry, entryTarget, options.overwrite, job, (written) => {
+        result.bytes += written;
+        job.progress('copy-out', result.bytes, total, 'bytes');
+      });
+      result.files++;
+    }
+  }
+  // Folders' times last: writing their files changed them.
+  for (const { entry, target: entryTarget } of plan.toReversed()) {
+    if (entry.kind === 'directory') setTimes(entryTarget, entry);
+  }
+  return result;
+}
+
+/** The entries to copy, parents before children; what cannot be copied goes to `skipped`. */
+async function planEntry(files: StateFiles, entry: GuestFileEntry, target: string, plan: PlannedEntry[], result: CopyOutResult, job: JobContext): Promise<void> {
+  job.throwIfCancelled();
+  if (entry.kind === 'other') {
+    result.skipped.push({ path: entry.path, reason: 'not a file, folder or symlink (a device, pipe or socket)' });
+    return;
+  }
+  plan.push({ entry, target });
+  if (entry.kind !== 'directory') return;
+  for (const child of await files.list(entry.path)) {
+    const name = safeName(child.name);
+    if (name === null) {
+      result.skipped.push({ path: child.path, reason: `its name (${JSON.stringify(child.name)}) cannot be a host file name` });
+      continue;
+    }
+    await planEntry(files, child, path.join(target, name), plan, result, job);
+  }
+}
+
+async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string, overwrite: boolean, job: JobContext, onWritten: (bytes: number) => void): Promise<void> {
+  refuseExisting(target, overwrite, 'file');
+  const temporary = temporaryPathFor(target);
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(temporary, 'wx', 0o644);
+    const buffer = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(1, entry.size)));
+    let offset = 0;
+    while (offset < entry.size) {
+      // Let the event loop turn (a Ctrl-C handler, a cancel message) between chunks: the reads resolve without it.
+      await new Promise((resolve) => setImmediate(resolve));
+      job.throwIfCancelled();
+      const count = await files.read(entry.path, buffer.subarray(0, Math.min(buffer.length, entry.size - offset)), offset);
+      if (count === 0) throw new Qcow2Error('FILESYSTEM_CORRUPT', `${entry.path} ended at ${offset} bytes, before its size of ${entry.size}`);
+      fs.writeSync(fd, buffer, 0, count, offset);
+      offset += count;
+      onWritten(count);
+    }
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = null;
+    job.throwIfCancelled();
+    if (overwrite) fs.renameSync(temporary, target);
+    else {
+      // link() fails with EEXIST if the target appeared meanwhile: never replace what was not ours to replace.
+      fs.linkSync(temporary, target);
+      fs.unlinkSync(temporary);
+    }
+    setTimes(target, entry);
+    syncFolder(path.dirname(target));
+  } catch (error) {
+    if (fd !== null) fs.closeSync(fd);
+    fs.rmSync(temporary, { force: true });
+    if ((error as { code?: unknown }).code === 'EEXIST') throw exists(target, 'file');
+    throw toQcow2Error(error, target);
+  }
+}
+
+function makeFolder(target: string, overwrite: boolean): void {
+  if (isFolder(target)) {
+    if (!overwrite) throw exists(target, 'folder');
+    return;
+  }
+  refuseExisting(target, overwrite, 'folder');
+  try {
+    if (fs.existsSync(target)) fs.rmSync(target, { force: true });
+    fs.mkdirSync(target);
+  } catch (error) {
+    throw toQcow2Error(error, target);
+  }
+}
+
+function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, result: CopyOutResult): boolean {
+  refuseExisting(target, overwrite, 'symlink');
+  try {
+    if (overwrite && !isFolder(target)) fs.rmSync(target, { force: true });
+    fs.symlinkSync(entry.target ?? '', target);
+    return true;
+  } catch (error) {
+    result.skipped.push({ path: entry.path, reason: `the host refused the symlink (${(error as { code?: string }).code ?? String(error)})` });
+    return false;
+  }
+}
+
+function refuseExisting(target: string, overwrite: boolean, what: string): void {
+  let existing: fs.Stats;
+  try {
+    existing = fs.lstatSync(target);
+  } catch {
+    return;
+  }
+  if (!overwrite || existing.isDirectory()) throw exists(target, what);
+}
+
+function exists(target: string, what: string): Qcow2Error {
+  return new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name${what === 'folder' || what === 'file' ? ' or pass --force to replace it' : ''}`);
+}
+
+function isFolder(hostPath: string): boolean {
+  try {
+    return fs.statSync(hostPath).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** A guest name that is one host path component, or null. */
+function safeName(name: string): string | null {
+  if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) return null;
+  if (process.platform === 'win32' && /[\\:*?"<>|]/.test(name)) return null;
+  return name;
+}
+
+function hostName(name: string, guestPath: string): string {
+  const safe = safeName(name);
+  if (safe === null) throw new Qcow2Error('INVALID_ARGUMENT', `${guestPath}'s name cannot be a host file name; give a new name as the destination`);
+  return safe;
+}
+
+function setTimes(target: string, entry: GuestFileEntry): void {
+  if (entry.mtimeMs === null) return;
+  try {
+    const time = new Date(entry.mtimeMs);
+    fs.utimesSync(target, time, time);
+  } catch {
+    // Times are a courtesy: a host that refuses them still has the content.
+  }
+}
+
+function syncFolder(folder: string): void {
+  let fd: number | null = null;
+  try {
+    fd = fs.openSync(folder, 'r');
+    fs.fsyncSync(fd);
+  } catch {
+    // Some platforms cannot sync a folder; the rename is atomic there all the same.
+  } finally {
+    if (fd !== null) fs.closeSync(fd);
+  }
+}

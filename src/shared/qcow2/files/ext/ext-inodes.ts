@@ -1,0 +1,99 @@
+/**
+ * Inodes and directories read straight from an ext volume: what a listing needs (mode, size,
+ * mtime, a symlink's target) and a folder's entries (name → inode number) from its blocks, linear
+ * or hashed (an htree's index blocks hold no live entries, so a linear read sees every name once).
+ * libext2fs can only stat by path — a linear search of the folder for each name — which makes a
+ * folder of n files cost n² entry reads; here a listing costs its blocks and one inode per entry.
+ * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
+ */
+import type { VolumeBytes } from '../filesystem.ts';
+import { extFileBlockMap, readInodeBytes, readMapped } from './ext-extents.ts';
+import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
+
+export const ROOT_INODE = 2;
+const INLINE_DATA_FLAG = 0x10000000;
+/** A folder larger than this is refused (a hostile size would otherwise allocate without bound). */
+const MAX_FOLDER_BYTES = 256 * 1024 * 1024;
+
+export interface ExtInode {
+  number: number;
+  mode: number;
+  size: number;
+  mtimeMs: number;
+  flags: number;
+  /** 512-byte sectors the inode's data and extended attributes occupy. */
+  sectors: number;
+  fileAclBlock: number;
+  iBlock: Uint8Array;
+}
+
+export async function readInode(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ExtInode> {
+  const bytes = await readInodeBytes(volume, superblock, inodeNumber);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  let mtimeSeconds = view.getInt32(0x10, true);
+  // The extra field's two low bits extend the seconds past 2038 (when the inode is large enough to hold it).
+  if (bytes.length >= 0x8c && 128 + view.getUint16(0x80, true) >= 0x8c) mtimeSeconds += (view.getUint32(0x88, true) & 3) * 2 ** 32;
+  return {
+    number: inodeNumber,
+    mode: view.getUint16(0, true),
+    size: view.getUint32(4, true) + view.getUint32(108, true) * 2 ** 32,
+    mtimeMs: mtimeSeconds * 1000,
+    flags: view.getUint32(32, true),
+    sectors: view.getUint32(0x1c, true) + view.getUint16(0x74, true) * 2 ** 32,
+    fileAclBlock: view.getUint32(0x68, true) + view.getUint16(0x76, true) * 2 ** 32,
+    iBlock: bytes.slice(40, 100),
+  };
+}
+
+export const S_IFMT = 0xf000;
+export const S_IFDIR = 0x4000;
+export const S_IFREG = 0x8000;
+export const S_IFLNK = 0xa000;
+
+/** A folder's entries other than "." and "..", or null when the folder is inline in its inode. */
+export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock, folder: ExtInode): Promise<Map<string, number> | null> {
+  if ((folder.flags & INLINE_DATA_FLAG) !== 0) return null;
+  if (folder.size > MAX_FOLDER_BYTES) throw corrupt(`a folder of ${folder.size} bytes`);
+  const map = await extFileBlockMap(volume, superblock, folder.number);
+  if (map === null) return null;
+  const bytes = new Uint8Array(folder.size);
+  await readMapped(volume, map, bytes, 0);
+  const entries = new Map<string, number>();
+  const decoder = new TextDecoder();
+  const view = new DataView(bytes.buffer);
+  const blockBytes = superblock.blockBytes;
+  for (let block = 0; block * blockBytes < bytes.length; block++) {
+    const blockEnd = Math.min(bytes.length, (block + 1) * blockBytes);
+    let at = block * blockBytes;
+    while (at + 8 <= blockEnd) {
+      const inodeNumber = view.getUint32(at, true);
+      const recordBytes = view.getUint16(at + 4, true);
+      const nameBytes = view.getUint8(at + 6);
+      if (recordBytes < 8 || recordBytes % 4 !== 0 || at + recordBytes > blockEnd) throw corrupt(`a folder entry of ${recordBytes} bytes at ${at - block * blockBytes} in its block ${block}`);
+      if (inodeNumber !== 0 && nameBytes > 0) {
+        if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
+        if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
+        const name = decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
+        if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
+      }
+      at += recordBytes;
+    }
+  }
+  return entries;
+}
+
+/** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks; null when inline data. */
+export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock, link: ExtInode): Promise<string | null> {
+  if ((link.flags & INLINE_DATA_FLAG) !== 0) return null;
+  const attributeSectors = link.fileAclBlock !== 0 ? superblock.blockBytes / 512 : 0;
+  if (link.sectors - attributeSectors === 0) {
+    if (link.size > link.iBlock.length) throw corrupt(`a symlink of ${link.size} bytes kept in its inode`);
+    return new TextDecoder().decode(link.iBlock.subarray(0, link.size));
+  }
+  if (link.size > 65536) throw corrupt(`a symlink target of ${link.size} bytes`);
+  const map = await extFileBlockMap(volume, superblock, link.number);
+  if (map === null) return null;
+  const bytes = new Uint8Array(link.size);
+  await readMapped(volume, map, bytes, 0);
+  return new TextDecoder().decode(bytes);
+}

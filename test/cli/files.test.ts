@@ -1,0 +1,139 @@
+/**
+ * `cowbell ls` and `cowbell copy-out` on disks the real tools made (sfdisk, mke2fs -d, debugfs,
+ * qemu-img with a snapshot between changes): listings and copied bytes equal what the tools put
+ * there, IMG@SNAPSHOT picks a state (an existing file named with an '@' stays a file), nothing is
+ * overwritten without --force, and Ctrl-C leaves no partial file (bin/cowbell in its own process).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { run } from '../helpers/cli.ts';
+import { debugfs, makeExtImage, makePartitionedDisk, MiB, placeImage, qcow2FromRaw, qemuSnapshot, writeRawIntoQcow2 } from '../helpers/guest-filesystems.ts';
+import { tempDir, type TempDir } from '../helpers/qemu.ts';
+import { SeededRandom } from '../helpers/seeded-random.ts';
+
+vi.setConfig({ testTimeout: 120_000 });
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+const BIN = new SeededRandom(7).bytes(700_000);
+
+let folder: TempDir;
+let disk: string;
+let raw: string;
+let rootImage: string;
+beforeAll(async () => {
+  folder = tempDir();
+  raw = folder.file('disk.raw');
+  await makePartitionedDisk(raw, 48, 'mbr', [
+    { startMiB: 1, sizeMiB: 8, type: '82' },
+    { startMiB: 9, sizeMiB: 32, type: '83' },
+  ]);
+  rootImage = folder.file('root.ext4');
+  await makeExtImage(rootImage, 32, { 'etc/hostname': 'before\n', 'etc/motd': 'hello\n', 'usr/lib/app.bin': BIN, 'usr/lib/app.link': { symlink: 'app.bin' } }, { label: 'cloudimg-rootfs' });
+  await debugfs(rootImage, ['set_inode_field /etc/hostname mtime 202402030405']);
+  placeImage(raw, rootImage, 9 * MiB);
+  // The '@' in the name must not be taken for a snapshot separator.
+  disk = folder.file('vm@home.qcow2');
+  await qcow2FromRaw(raw, disk);
+  await qemuSnapshot(disk, 'before-update');
+  const changed = folder.file('hostname');
+  fs.writeFileSync(changed, 'after the update\n');
+  await debugfs(rootImage, ['rm /etc/hostname', `write ${changed} /etc/hostname`, 'rm /etc/motd']);
+  placeImage(raw, rootImage, 9 * MiB);
+  await writeRawIntoQcow2(raw, disk);
+});
+afterAll(() => folder.cleanup());
+
+describe('cowbell ls', () => {
+  it('"/" of a partitioned disk shows the volumes with their filesystem and label', async () => {
+    const result = await run('ls', disk);
+    expect(result.code).toBe(0);
+    const lines = result.out.trim().split('\n');
+    expect(lines[0]).toMatch(/^VOLUME\s+SIZE\s+FILESYSTEM\s+LABEL\s+PARTITION/);
+    expect(lines[1]).toMatch(/^1\s+8 MiB\s+-\s+mbr 0x82$/);
+    expect(lines[2]).toMatch(/^2\s+32 MiB\s+ext\s+cloudimg-rootfs\s+mbr 0x83$/);
+  });
+
+  it('lists a folder of the current state and of a snapshot (IMG@SNAPSHOT and -l)', async () => {
+    const current = JSON.parse((await run('ls', '--json', disk, '/2/etc')).out) as { entries: { name: string; size: number }[] };
+    expect(current.entries.map((entry) => [entry.name, entry.size])).toEqual([['hostname', 17]]);
+    const before = JSON.parse((await run('ls', '--json', `${disk}@before-update`, '/2/etc')).out) as { entries: { name: string; size: number; mtimeMs: number }[] };
+    expect(before.entries.map((entry) => [entry.name, entry.size])).toEqual([['hostname', 7], ['motd', 6]]);
+    expect(before.entries[0]?.mtimeMs).toBe(Date.UTC(2024, 1, 3, 4, 5));
+    const byOption = await run('ls', '-l', 'before-update', disk, '/2/etc');
+    expect(byOption.out).toMatch(/^file\s+7 B\s+2024-02-03 04:05\s+hostname$/m);
+    expect(byOption.out).toMatch(/^file\s+6 B\s+.*motd$/m);
+  });
+
+  it('shows a symlink with its target, and a file by itself', async () => {
+    const listing = await run('ls', disk, '/2/usr/lib');
+    expect(listing.out).toMatch(/^link\s+7 B\s+\S+ \S+\s+app\.link -> app\.bin$/m);
+    const one = JSON.parse((await run('ls', '--json', disk, '/2/usr/lib/app.bin')).out) as { entries: unknown[] };
+    expect(one.entries).toMatchObject([{ name: 'app.bin', kind: 'file', size: BIN.length }]);
+  });
+
+  it('fails with the engine\'s message for a missing path, volume or snapshot', async () => {
+    expect(await run('ls', disk, '/2/nope')).toMatchObject({ code: 1, err: expect.stringContaining('/nope does not exist') });
+    expect(await run('ls', disk, '/1/')).toMatchObject({ code: 1, err: expect.stringContaining('holds no filesystem') });
+    expect(await run('ls', `${disk}@nope`)).toMatchObject({ code: 1, err: expect.stringContaining('no snapshot named "nope"') });
+  });
+});
+
+describe('cowbell copy-out', () => {
+  it('copies a file of a snapshot into an existing folder, with its bytes and time', async () => {
+    const out = fs.mkdtempSync(path.join(folder.path, 'out-'));
+    const result = await run('copy-out', `${disk}@before-update`, '/2/etc/hostname', out);
+    expect(result).toMatchObject({ code: 0, out: expect.stringContaining('Copied 1 file') });
+    expect(fs.readFileSync(path.join(out, 'hostname'), 'utf8')).toBe('before\n');
+    expect(fs.statSync(path.join(out, 'hostname')).mtimeMs).toBe(Date.UTC(2024, 1, 3, 4, 5));
+  });
+
+  it('copies a folder recursively to a new name; symlinks stay symlinks', async () => {
+    const target = path.join(folder.path, 'usr-copy');
+    const result = JSON.parse((await run('copy-out', '--json', disk, '/2/usr', target)).out) as { files: number; folders: number; symlinks: number; bytes: number };
+    expect(result).toMatchObject({ files: 1, folders: 2, symlinks: 1, bytes: BIN.length });
+    expect(new Uint8Array(fs.readFileSync(path.join(target, 'lib', 'app.bin')))).toEqual(BIN);
+    expect(fs.readlinkSync(path.join(target, 'lib', 'app.link'))).toBe('app.bin');
+  });
+
+  it('never replaces an existing file without --force', async () => {
+    const target = path.join(folder.path, 'existing-hostname');
+    fs.writeFileSync(target, 'mine');
+    const refused = await run('copy-out', disk, '/2/etc/hostname', target);
+    expect(refused.code).not.toBe(0);
+    expect(refused.err).toContain('already exists');
+    expect(fs.readFileSync(target, 'utf8')).toBe('mine');
+    expect(await run('copy-out', '--force', disk, '/2/etc/hostname', target)).toMatchObject({ code: 0 });
+    expect(fs.readFileSync(target, 'utf8')).toBe('after the update\n');
+    expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
+  });
+
+  it('Ctrl-C stops the copy and removes the partial file', async () => {
+    const big = folder.file('big.ext4');
+    await makeExtImage(big, 200, { 'big.bin': new SeededRandom(9).bytes(150 * MiB) });
+    const bigDisk = folder.file('big.qcow2');
+    await qcow2FromRaw(big, bigDisk);
+    fs.rmSync(big);
+    const out = fs.mkdtempSync(path.join(folder.path, 'cancel-'));
+    const child = spawn(launcher, ['copy-out', bigDisk, '/big.bin', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    // Interrupt once the temporary file exists (the copy is under way).
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        if (fs.readdirSync(out).length > 0) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 5);
+    });
+    child.kill('SIGINT');
+    const code = await exited;
+    expect(code).not.toBe(0);
+    expect(stderr).toContain('Cancelled');
+    expect(fs.readdirSync(out)).toEqual([]);
+  });
+});

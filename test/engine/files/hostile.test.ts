@@ -1,0 +1,256 @@
+/**
+ * Hostile guest bytes give typed errors, never a crash, a loop or a poisoned reader: damaged ext
+ * superblocks, extended-partition chains that loop or never end, GPTs with bad checksums or absurd
+ * entry counts, partitions past the disk's end, and seeded random damage to an ext filesystem's
+ * metadata. The disks start from what the real tools made (sfdisk, sgdisk, mke2fs).
+ */
+import * as fs from 'node:fs';
+import { crc32 } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { loadExt2fsInstance, O_NOATIME } from '../../../src/shared/qcow2/files/ext/ext2fs-module.ts';
+import { stateFilesOf, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
+import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
+import { makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
+import { tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { SeededRandom } from '../../helpers/seeded-random.ts';
+
+vi.setConfig({ testTimeout: 120_000 });
+
+let folder: TempDir;
+let ext4: Uint8Array;
+beforeAll(async () => {
+  folder = tempDir();
+  const image = folder.file('plain.ext4');
+  // Without metadata checksums, damage reaches libext2fs's parsing instead of failing the checksum.
+  await makeExtImage(image, 8, { 'a/b/c.txt': 'deep\n', 'a/big.bin': new Uint8Array(300_000).fill(7), 'top.txt': 'top\n' }, { mkfsArgs: ['-O', '^metadata_csum'] });
+  ext4 = new Uint8Array(fs.readFileSync(image));
+});
+afterAll(() => folder.cleanup());
+
+function memoryReader(bytes: Uint8Array): GuestReader {
+  return {
+    virtualSize: bytes.length,
+    readInto(buffer, guestOffset) {
+      buffer.fill(0);
+      buffer.set(bytes.subarray(guestOffset, guestOffset + buffer.length));
+    },
+    close() {},
+  };
+}
+
+async function withFiles<T>(bytes: Uint8Array, use: (files: StateFiles) => Promise<T>): Promise<T> {
+  const files = await stateFilesOf(memoryReader(bytes));
+  try {
+    return await use(files);
+  } finally {
+    await files.close();
+  }
+}
+
+async function rawDisk(name: string, table: 'mbr' | 'gpt', partitions: Parameters<typeof makePartitionedDisk>[3], sizeMiB = 24): Promise<Uint8Array> {
+  const file = folder.file(name);
+  await makePartitionedDisk(file, sizeMiB, table, partitions);
+  return new Uint8Array(fs.readFileSync(file));
+}
+
+/** XORs one byte with mask. */
+function flip(bytes: Uint8Array, offset: number, mask: number): void {
+  bytes.set([(bytes.at(offset) ?? 0) ^ mask], offset);
+}
+
+const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+
+describe('damaged ext superblocks', () => {
+  it('a whole-disk filesystem with an impossible block size is a volume with a problem, its listing FILESYSTEM_CORRUPT', async () => {
+    const bytes = ext4.slice();
+    view(bytes).setUint32(1024 + 24, 40, true);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes).toMatchObject([{ name: '', filesystem: 'ext', problem: expect.stringContaining('block size') }]);
+      await expect(files.list('/')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+    });
+  });
+
+  it('a partition whose superblock claims more blocks than it holds does not stop the others', async () => {
+    const disk = await rawDisk('two.raw', 'mbr', [
+      { startMiB: 1, sizeMiB: 8, type: '83' },
+      { startMiB: 9, sizeMiB: 8, type: '83' },
+    ]);
+    disk.set(ext4, 1 * MiB);
+    disk.set(ext4, 9 * MiB);
+    view(disk).setUint32(1 * MiB + 1024 + 4, 0x7fffffff, true);
+    await withFiles(disk, async (files) => {
+      expect(files.volumes[0]).toMatchObject({ name: '1', filesystem: 'ext', problem: expect.stringContaining('do not fit') });
+      await expect(files.list('/1')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      expect((await files.list('/2')).map((entry) => entry.name)).toEqual(['a', 'lost+found', 'top.txt']);
+    });
+  });
+
+  it('random damage to the metadata gives entries or typed errors, never anything else', async () => {
+    const random = new SeededRandom(22);
+    const outcomes = new Map<string, number>();
+    for (let round = 0; round < 40; round++) {
+      const bytes = ext4.slice();
+      // The superblock, group descriptors, bitmaps and inode tables of an 8 MiB filesystem.
+      for (let count = 0; count < 20; count++) bytes[random.int(1024, 300 * 1024)] = random.int(0, 256);
+      let outcome = 'ok';
+      try {
+        await withFiles(bytes, async (files) => {
+          for (const path of ['/', '/a', '/a/b']) await files.list(path);
+          const buffer = new Uint8Array(300_000);
+          await files.read('/a/big.bin', buffer, 0);
+          await files.extents('/a/big.bin');
+        });
+      } catch (error) {
+        expect(error).toBeInstanceOf(Qcow2Error);
+        outcome = (error as Qcow2Error).code;
+      }
+      expect(outcome).not.toBe('INTERNAL');
+      outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
+    }
+    expect([...outcomes.keys()].every((code) => ['ok', 'FILESYSTEM_CORRUPT', 'NOT_FOUND', 'NOT_A_DIRECTORY', 'IS_A_DIRECTORY', 'NOT_A_FILE'].includes(code))).toBe(true);
+  });
+});
+
+describe('hostile MBRs', () => {
+  let disk: Uint8Array;
+  const extendedSector = 5 * 2048;
+  beforeAll(async () => {
+    disk = await rawDisk('extended.raw', 'mbr', [
+      { startMiB: 1, sizeMiB: 4, type: '83' },
+      { startMiB: 5, sizeMiB: 16, type: '5' },
+      { startMiB: 6, sizeMiB: 4, type: '83' },
+      { startMiB: 11, sizeMiB: 4, type: '83' },
+    ]);
+  });
+
+  it('sfdisk\'s chain reads as logical partitions 5 and 6', async () => {
+    await withFiles(disk, async (files) => {
+      expect(files.volumes.map((volume) => [volume.name, volume.offset, volume.length])).toEqual([
+        ['1', 1 * MiB, 4 * MiB],
+        ['5', 6 * MiB, 4 * MiB],
+        ['6', 11 * MiB, 4 * MiB],
+      ]);
+    });
+  });
+
+  it('an extended boot record that points back into the chain is refused, not followed forever', async () => {
+    const bytes = disk.slice();
+    const firstRecord = extendedSector * 512;
+    // The first record's "next" entry: the first record itself (start 0 relative to the extended partition).
+    const next = firstRecord + 446 + 16;
+    bytes[next + 4] = 0x05;
+    view(bytes).setUint32(next + 8, 0, true);
+    view(bytes).setUint32(next + 12, 2048, true);
+    await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('loops') });
+  });
+
+  it('a chain of more logical partitions than any disk has is refused', async () => {
+    const bytes = disk.slice();
+    for (let index = 0; index < 300; index++) {
+      const record = (extendedSector + index) * 512;
+      bytes.fill(0, record, record + 512);
+      bytes[record + 510] = 0x55;
+      bytes[record + 511] = 0xaa;
+      bytes[record + 446 + 4] = 0x83;
+      view(bytes).setUint32(record + 446 + 8, 1000, true);
+      view(bytes).setUint32(record + 446 + 12, 1, true);
+      bytes[record + 462 + 4] = 0x05;
+      view(bytes).setUint32(record + 462 + 8, index + 1, true);
+      view(bytes).setUint32(record + 462 + 12, 1, true);
+    }
+    await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('more than 128') });
+  });
+
+  it('a partition past the end of the disk is a volume with a problem; the others still read', async () => {
+    const bytes = disk.slice();
+    view(bytes).setUint32(446 + 12, 0xfffffff0, true);
+    bytes.set(ext4.subarray(0, 4 * MiB), 6 * MiB);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes[0]).toMatchObject({ name: '1', problem: expect.stringContaining('past the end') });
+      await expect(files.list('/1')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      expect(files.volumes.map((volume) => volume.name)).toEqual(['1', '5', '6']);
+    });
+  });
+});
+
+describe('hostile GPTs', () => {
+  let disk: Uint8Array;
+  beforeAll(async () => {
+    disk = await rawDisk('gpt.raw', 'gpt', [{ startMiB: 1, sizeMiB: 8, type: '8300' }]);
+    disk.set(ext4, 1 * MiB);
+  });
+
+  const backupHeader = (bytes: Uint8Array): number => bytes.length - 512;
+
+  /** Sets the header's entry count and fixes its own checksum, so only the count is wrong. */
+  function setEntryCount(bytes: Uint8Array, headerOffset: number, count: number): void {
+    const header = view(bytes);
+    header.setUint32(headerOffset + 80, count, true);
+    const size = header.getUint32(headerOffset + 12, true);
+    header.setUint32(headerOffset + 16, 0, true);
+    header.setUint32(headerOffset + 16, crc32(bytes.subarray(headerOffset, headerOffset + size)), true);
+  }
+
+  it('sgdisk\'s table reads, and a damaged primary header falls back to the backup', async () => {
+    await withFiles(disk, async (files) => {
+      expect(files.volumes).toMatchObject([{ name: '1', table: 'gpt', offset: 1 * MiB, filesystem: 'ext' }]);
+    });
+    const bytes = disk.slice();
+    flip(bytes, 512 + 20, 0xff);
+    await withFiles(bytes, async (files) => {
+      expect((await files.list('/1/a')).map((entry) => entry.name)).toEqual(['b', 'big.bin']);
+    });
+  });
+
+  it('both headers failing their checksums is FILESYSTEM_CORRUPT', async () => {
+    const bytes = disk.slice();
+    flip(bytes, 512 + 20, 0xff);
+    flip(bytes, backupHeader(bytes) + 20, 0xff);
+    await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('checksum') });
+  });
+
+  it('entries that fail their checksum are FILESYSTEM_CORRUPT', async () => {
+    const bytes = disk.slice();
+    flip(bytes, 1024 + 40, 0x01);
+    await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('entries') });
+  });
+
+  it('a huge entry count (with valid header checksums) is refused before anything is allocated', async () => {
+    const bytes = disk.slice();
+    setEntryCount(bytes, 512, 0x7fffffff);
+    setEntryCount(bytes, backupHeader(bytes), 0x7fffffff);
+    await expect(stateFilesOf(memoryReader(bytes))).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('entries of 128 bytes') });
+  });
+});
+
+describe('libext2fs instances', () => {
+  it('an aborted instance stays broken, and a fresh instance for the next mount is not affected', async () => {
+    const disk = {
+      read: (buffer: Buffer, bufferOffset: number, length: number, fileOffset: number) => {
+        buffer.set(ext4.subarray(fileOffset, fileOffset + length), bufferOffset);
+        return Promise.resolve({ bytesRead: length, buffer });
+      },
+      write: () => Promise.reject(new Error('read-only')),
+      discard: () => Promise.reject(new Error('read-only')),
+      flush: () => Promise.resolve(),
+    };
+    const first = loadExt2fsInstance();
+    const aborted = await first.mount(disk, 0);
+    const second = loadExt2fsInstance();
+    const healthy = await second.mount(disk, 0);
+    const handle = await aborted.promises.open('/a/big.bin', O_NOATIME);
+    // 20 MiB does not fit the fixed 16 MiB WebAssembly heap: Emscripten aborts the instance.
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await expect(handle.read(Buffer.alloc(20 * MiB), 0, 20 * MiB, 0)).rejects.toMatchObject({ name: 'RuntimeError' });
+    } finally {
+      stderr.mockRestore();
+    }
+    await expect(aborted.promises.readdir('/')).rejects.toThrow();
+    expect(await healthy.promises.readdir('/a')).toEqual(expect.arrayContaining(['b', 'big.bin']));
+    const third = await loadExt2fsInstance().mount(disk, 0);
+    expect(await third.promises.readdir('/')).toEqual(expect.arrayContaining(['a', 'top.txt']));
+    expect(process.listeners('unhandledRejection').filter((listener) => String(listener).includes('throw reason'))).toEqual([]);
+  });
+});
