@@ -41,6 +41,7 @@ describe('the Files panel', () => {
     const before = sha(path);
     await openThroughPathField(page, path);
     await eventually(() => page.getByTestId('disk-name').textContent()).toBe('guest.qcow2');
+    await page.getByTestId('files-toggle').click();
     await eventually(() => pane().getAttribute('data-status')).toBe('ready');
     expect(await pane().getAttribute('data-state')).toBe('current');
     await eventually(rowNames).toEqual(['etc', 'home', 'lost+found']);
