@@ -3,7 +3,7 @@
  * write (a new name in an existing folder, never an existing file), and "Open Folder" showing only
  * what a restore wrote; then the jobs through the real worker pool on an ext4 guest in a qcow2.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,8 +11,10 @@ import { createRequestHandle, type HandlerSeam } from '../../src/main/handlers.t
 import type { JobManager } from '../../src/main/jobs.ts';
 import { jobSchemas, type FilesCopyOutResult, type GuestFilesDiff, type GuestFolderListing, type JobEnd } from '../../src/shared/ipc/contract.ts';
 import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
+import { createLuksImage, qemuIoEncrypted } from '../helpers/encrypted-images.ts';
 import { fileHash } from '../helpers/image-locks.ts';
 import { startBackend } from '../helpers/job-harness.ts';
+import { runTool } from '../helpers/qemu.ts';
 
 let folder = '';
 let disk = '';
@@ -140,6 +142,33 @@ describe('the files jobs on an ext4 guest', () => {
       expect(missing).toMatchObject({ ok: false, error: { code: 'NOT_FOUND' } });
       const file = await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/etc/hostname' }));
       expect(file).toMatchObject({ ok: false, error: { code: 'NOT_A_DIRECTORY' } });
+    } finally {
+      await backend.close();
+    }
+  });
+});
+
+describe('the files jobs on an encrypted disk', () => {
+  it('answer LOCKED without the passphrase, BAD_PASSPHRASE with a wrong one, and list with the right one', async () => {
+    const backend = startBackend({ maxThreads: 1 });
+    try {
+      const tree = join(folder, 'secret-tree');
+      await mkdir(join(tree, 'etc'), { recursive: true });
+      await writeFile(join(tree, 'etc', 'shadow'), 'root:*:19000::::::\n');
+      const raw = join(folder, 'secret.raw');
+      await runTool('mkfs.ext4', ['-q', '-F', '-d', tree, raw, '16M']);
+      const path = join(folder, 'secret.qcow2');
+      await createLuksImage(path, 'moo', { size: '16M' });
+      await qemuIoEncrypted(path, 'moo', [`write -s ${raw} 0 16M`]);
+
+      const locked = await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/etc' }));
+      expect(locked).toMatchObject({ ok: false, error: { code: 'LOCKED' } });
+      const wrong = await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/etc', passphrase: 'not moo' }));
+      expect(wrong).toMatchObject({ ok: false, error: { code: 'BAD_PASSPHRASE' } });
+      const listing = resultOf<GuestFolderListing>(await backend.ended(await backend.start('files.list', path, { state: 'current', path: '/etc', passphrase: 'moo' })));
+      expect(listing.entries.map((entry) => [entry.name, entry.size])).toEqual([['shadow', 19]]);
+      const diff = resultOf<GuestFilesDiff>(await backend.ended(await backend.start('files.diff', path, { from: 'current', to: 'current', passphrase: 'moo' })));
+      expect(diff.differences).toEqual([]);
     } finally {
       await backend.close();
     }
