@@ -83,7 +83,17 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
   }
   plan.push({ entry, target });
   if (entry.kind !== 'directory') return;
-  for (const child of await files.list(entry.path)) {
+  let children: GuestFileEntry[];
+  try {
+    children = await files.list(entry.path);
+  } catch (error) {
+    // A volume with no filesystem Cowbell reads (swap, an empty partition) inside a copied disk root.
+    if (!(error instanceof Qcow2Error) || error.code !== 'NO_FILESYSTEM' || entry === plan[0]?.entry) throw error;
+    plan.pop();
+    result.skipped.push({ path: entry.path, reason: error.message });
+    return;
+  }
+  for (const child of children) {
     const name = safeName(child.name);
     if (name === null) {
       result.skipped.push({ path: child.path, reason: `its name (${JSON.stringify(child.name)}) cannot be a host file name` });

@@ -12,8 +12,8 @@ import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 export const ROOT_INODE = 2;
 const INLINE_DATA_FLAG = 0x10000000;
-/** A folder larger than this is refused (a hostile size would otherwise allocate without bound). */
-const MAX_FOLDER_BYTES = 256 * 1024 * 1024;
+/** A folder larger than this (about a million names) is refused: a hostile size would otherwise allocate without bound. */
+const MAX_FOLDER_BYTES = 32 * 1024 * 1024;
 
 export interface ExtInode {
   number: number;
