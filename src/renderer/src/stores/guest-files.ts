@@ -40,7 +40,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   const browses = reactive(new Map<string, FilesBrowse>());
   /** Passphrases given to browse encrypted disks, by disk path: plain (not reactive), never persisted. */
   const passphrases = new Map<string, string>();
-  let generation = 0;
+  /** The latest listing asked for, per disk: an older one that ends later is dropped. */
+  const generations = new Map<string, number>();
 
   function browseOf(path: string): FilesBrowse {
     let browse = browses.get(path);
@@ -59,7 +60,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   /** Shows `folder` of `state`; a later call wins over one still reading. */
   async function open(path: string, state: string, folder: string): Promise<void> {
     const browse = browseOf(path);
-    const mine = ++generation;
+    const mine = (generations.get(path) ?? 0) + 1;
+    generations.set(path, mine);
     browse.state = state;
     browse.folder = folder;
     browse.status = 'loading';
@@ -69,12 +71,12 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
         title: `List ${folder} of ${baseName(path)}`,
         background: true,
       });
-      if (mine !== generation) return;
+      if (mine !== generations.get(path)) return;
       browse.entries = listing.entries;
       browse.volumes = listing.volumes;
       browse.status = 'ready';
     } catch (failure) {
-      if (mine !== generation) return;
+      if (mine !== generations.get(path)) return;
       const error = toApiError(failure);
       browse.entries = [];
       if (UNLOCK_CODES.includes(error.code)) {
@@ -95,6 +97,7 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   function forget(path: string): void {
     browses.delete(path);
     passphrases.delete(path);
+    generations.delete(path);
   }
 
   function compare(path: string, args: { from: string; to: string; fromName: string; toName: string }, onStarted?: (jobId: string) => void): Promise<GuestFilesDiff> {
