@@ -1,14 +1,16 @@
 /**
  * A qcow2 disk holding a whole-disk ext4 filesystem with a snapshot "before" and files changed after
- * it, for files-diff's tests (engine, worker, CLI, e2e). The filesystem is made by `mkfs.ext4 -d`,
- * changed with `debugfs -w`, and one file's bytes are changed on the raw image behind the
+ * it, for files-diff's tests (engine, worker, CLI, e2e). The filesystem is made by `mke2fs -d`,
+ * changed with `debugfs -w` (guest-filesystems.ts), and one file's bytes are changed on the raw image behind the
  * filesystem's back (same size, same time: only its content tells). Only the 64 KiB pieces of the
- * raw image that changed are written into the qcow2 (qemu-io write -s), so the guest ranges that
- * differ between the states are those the changes touched, as a running guest would leave them.
+ * raw image that changed are written into the qcow2 (qemu-io write -s; guest-filesystems.ts's
+ * writeRawIntoQcow2 writes every cluster), so the guest ranges that differ between the states are
+ * those the changes touched, as a running guest would leave them.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { qemuImg, qemuIo, runTool } from './qemu.ts';
+import { debugfs, debugfsFacts, makeExtImage } from './guest-filesystems.ts';
+import { qemuImg, qemuIo } from './qemu.ts';
 
 const PIECE = 64 * 1024;
 
@@ -24,16 +26,6 @@ export const BEFORE_FILES: Record<string, string> = {
 export const KEEP_AFTER = 'KEPT AS IT IS, SAID THE FILE\n';
 export const MOTD = 'welcome back\n';
 export const NOTES_AFTER = 'second notes, longer than the first\n';
-
-async function debugfs(image: string, commands: string[]): Promise<string> {
-  const script = `${image}.debugfs`;
-  fs.writeFileSync(script, `${commands.join('\n')}\n`);
-  try {
-    return (await runTool('debugfs', ['-w', '-f', script, image])).stdout;
-  } finally {
-    fs.rmSync(script, { force: true });
-  }
-}
 
 /** Writes into the qcow2's current state the 64 KiB pieces where `after` differs from `before`. */
 async function writeChangedPieces(image: string, before: Uint8Array, after: Uint8Array, folder: string): Promise<void> {
@@ -56,13 +48,8 @@ export interface ChangedExtDisk {
 
 export async function makeChangedExtDisk(folder: string, name = 'files.qcow2'): Promise<ChangedExtDisk> {
   const work = fs.mkdtempSync(path.join(folder, 'ext-'));
-  const tree = path.join(work, 'tree');
-  for (const [relative, content] of Object.entries(BEFORE_FILES)) {
-    fs.mkdirSync(path.dirname(path.join(tree, relative)), { recursive: true });
-    fs.writeFileSync(path.join(tree, relative), content);
-  }
   const raw = path.join(work, 'disk.raw');
-  await runTool('mkfs.ext4', ['-q', '-F', '-b', '4096', '-L', 'guestroot', '-d', tree, raw, '32M']);
+  await makeExtImage(raw, 32, BEFORE_FILES, { label: 'guestroot', mkfsArgs: ['-b', '4096'] });
   const image = path.join(folder, name);
   await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
   await qemuImg(['snapshot', '-c', 'before', image]);
@@ -71,10 +58,8 @@ export async function makeChangedExtDisk(folder: string, name = 'files.qcow2'): 
   fs.writeFileSync(path.join(work, 'motd'), MOTD);
   fs.writeFileSync(path.join(work, 'notes'), NOTES_AFTER);
   await debugfs(raw, ['write ' + path.join(work, 'motd') + ' etc/motd', 'rm old/gone.txt', 'rmdir old', 'rm home/me/notes.txt', 'write ' + path.join(work, 'notes') + ' home/me/notes.txt']);
-  // debugfs -f echoes each command ("debugfs 1.47.0 (…)", "debugfs: blocks …") before its answer.
-  const answer = (await debugfs(raw, ['blocks home/me/keep.txt'])).split('\n').filter((line) => /^\s*\d/.test(line));
-  const blocks = (answer[0] ?? '').trim().split(/\s+/).map(Number);
-  const keepOffset = (blocks[0] ?? 0) * 4096;
+  const keep = await debugfsFacts(raw, 'home/me/keep.txt');
+  const keepOffset = (keep.blocks[0] ?? 0) * keep.blockBytes;
   if (!(keepOffset > 0)) throw new Error('debugfs gave no block for keep.txt');
   const fd = fs.openSync(raw, 'r+');
   fs.writeSync(fd, Buffer.from(KEEP_AFTER), 0, KEEP_AFTER.length, keepOffset);
