@@ -42,6 +42,7 @@ export function createBackend(options: BackendOptions): Backend {
     initialPaths: options.initialPaths,
     openDialog: options.openDialog,
     setRecentDisks: options.setRecentDisks,
+    revealPath: options.revealPath,
   });
   return {
     handle,

@@ -1,4 +1,4 @@
-import { stat } from 'node:fs/promises';
+import { lstat, stat } from 'node:fs/promises';
 import { platform } from 'node:process';
 import {
   requestSchemas,
@@ -29,6 +29,8 @@ export interface HandlerSeam {
   watcher?: ImageWatcher;
   /** Electron's File > Open Recent; browser mode has no menu. */
   setRecentDisks?(paths: string[]): void;
+  /** Shows a file or folder in the system's file manager (Electron); browser mode has none. */
+  revealPath?(path: string): void;
 }
 
 /** One entry point for every request, whatever carried it: validates, dispatches, never throws. */
@@ -44,6 +46,9 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
     checks = turn.catch(() => undefined);
     return turn;
   }
+
+  // What restores were asked to write: the only paths the page may have shown in the file manager.
+  const restoredTargets = new Set<string>();
 
   const handlers: Handlers = {
     'app.about': async () => ({ name: 'Cowbell', version: seam.version, mode: seam.mode, platform }),
@@ -61,7 +66,12 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
     'job.start': ({ kind, path, args }) =>
       afterChecks(
         () => requireJobPaths(kind, path, args),
-        () => ({ jobId: seam.jobs.start(kind, path, args) }),
+        () => {
+          const jobId = seam.jobs.start(kind, path, args);
+          const target = kind === 'files.copyOut' ? (args as { target?: unknown }).target : undefined;
+          if (typeof target === 'string') restoredTargets.add(target);
+          return { jobId };
+        },
       ),
     'job.cancel': async ({ jobId }) => ({ cancelled: seam.jobs.cancel(jobId) }),
     'image.watch': async ({ path }) => {
@@ -74,6 +84,13 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
       return null;
     },
     'path.stat': ({ paths }) => Promise.all(paths.map((path) => statPath(requireWellFormedPath(path)))),
+    'path.reveal': async ({ path }) => {
+      if (!restoredTargets.has(path)) throw new RequestError('Only a copy Cowbell restored can be shown in the file manager');
+      if (seam.revealPath === undefined) return { revealed: false };
+      await lstat(path);
+      seam.revealPath(path);
+      return { revealed: true };
+    },
     'menu.recent': async ({ paths }) => {
       seam.setRecentDisks?.(paths.map((path) => requireWellFormedPath(path)));
       return null;

@@ -1,6 +1,6 @@
 /** Electron's entry: one hardened window over the shared backend. */
 import { join } from 'node:path';
-import { app, Menu, session, type BrowserWindow } from 'electron';
+import { app, Menu, session, shell, type BrowserWindow } from 'electron';
 import workerFile from './worker/worker.ts?modulePath';
 // A compress job's helper threads run this chunk (the engine's default path is to the source file).
 import compressWorkerFile from '../shared/qcow2/codec/compress-worker.ts?modulePath';
@@ -73,6 +73,7 @@ function startApp(): void {
       initialPaths: () => initialPaths,
       openDialog: () => chooseImages(window),
       setRecentDisks: (paths) => menu?.setRecent(paths),
+      revealPath: (path) => shell.showItemInFolder(path),
     });
     backend = running;
     menu = installAppMenu(Menu, (command) => running.events.emit('menu.command', command));

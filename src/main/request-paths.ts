@@ -58,6 +58,9 @@ export const JOB_PATHS: Readonly<Record<JobKind, JobPaths>> = {
   'chain.rebase': { target: 'existing-file', fileArguments: [{ name: 'backingFile', missingCode: 'BACKING_NOT_FOUND' }] },
   'image.resizePreview': { target: 'existing-file' },
   'image.resize': { target: 'existing-file' },
+  'files.list': { target: 'existing-file' },
+  'files.diff': { target: 'existing-file' },
+  'files.copyOut': { target: 'existing-file', newFileArguments: ['target'] },
 };
 
 /** The checks that need no file system: a bounded string, no NUL byte, absolute on this platform. */

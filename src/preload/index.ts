@@ -28,6 +28,7 @@ const REQUEST_NAMES: Record<RequestName, true> = {
   'image.unwatch': true,
   'path.stat': true,
   'menu.recent': true,
+  'path.reveal': true,
 };
 
 const EVENT_NAMES: Record<EventName, true> = {

@@ -205,7 +205,7 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
 
   it('unpacks every asarUnpack entry: the worker chunk main points at, koffi and its native binary', async () => {
     const config = await loadConfig();
-    expect(config.asarUnpack).toEqual(['out/main/chunks/**', 'node_modules/koffi/**', 'node_modules/@koromix/**']);
+    expect(config.asarUnpack).toEqual(['out/main/chunks/**', 'node_modules/koffi/**', 'node_modules/@koromix/**', 'node_modules/ext2fs/**']);
     const mainSource = asar.extractFile(archive, 'out/main/index.js').toString('utf8');
     const chunk = /join(?:\$\d+)?\(import\.meta\.dirname, "\.\/(chunks\/worker-[^"]+\.js)"\)/.exec(mainSource)?.[1];
     expect(chunk).toBeDefined();
@@ -223,17 +223,32 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
     expect(binaries.length).toBeGreaterThan(0);
   });
 
-  it('runs the unpacked worker chunk from the unpacked tree: a read, and a write that takes QEMU’s locks through koffi', async () => {
+  it('runs the unpacked worker chunk from the unpacked tree: a read, a write that takes QEMU’s locks through koffi, a guest folder listed through ext2fs', async () => {
     const mainSource = asar.extractFile(archive, 'out/main/index.js').toString('utf8');
     const chunk = /"\.\/(chunks\/worker-[^"]+\.js)"/.exec(mainSource)?.[1] ?? '';
     const workerPath = join(unpacked, 'out', 'main', chunk);
     const image = join(folder, 'disk.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '64M']);
     await run('qemu-img', ['snapshot', '-c', 'made-by-qemu', image]);
+    // A guest ext4 filesystem: listing it loads libext2fs's WebAssembly from the package.
+    const guestTree = join(folder, 'guest-tree');
+    await mkdir(guestTree, { recursive: true });
+    await writeFile(join(guestTree, 'hello.txt'), 'hello from the guest\n');
+    const guestRaw = join(folder, 'guest.raw');
+    await run('mkfs.ext4', ['-q', '-F', '-d', guestTree, guestRaw, '8M']);
+    const guest = join(folder, 'guest.qcow2');
+    await run('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', guestRaw, guest]);
     const driver = join(folder, 'drive-worker.mjs');
     await writeFile(driver, WORKER_DRIVER);
-    const { stdout } = await run(process.execPath, [driver, workerPath, image], { cwd: folder });
-    const report = JSON.parse(stdout) as { info: { ok: boolean; result?: { snapshots?: { name: string }[] } }; create: { ok: boolean }; koffi: string[] };
+    const { stdout } = await run(process.execPath, [driver, workerPath, image, guest], { cwd: folder });
+    const report = JSON.parse(stdout) as {
+      info: { ok: boolean; result?: { snapshots?: { name: string }[] } };
+      create: { ok: boolean };
+      files: { ok: boolean; result?: { entries?: { name: string }[] } };
+      koffi: string[];
+    };
+    expect(report.files, JSON.stringify(report.files)).toMatchObject({ ok: true });
+    expect(report.files.result?.entries?.map((entry) => entry.name)).toContain('hello.txt');
     expect(report.info.ok).toBe(true);
     expect(report.info.result?.snapshots?.map((snapshot) => snapshot.name)).toEqual(['made-by-qemu']);
     expect(report.create).toMatchObject({ ok: true });
@@ -254,23 +269,24 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
   });
 });
 
-// Plays piscina's part for the unpacked chunk: import it by URL (as piscina does), run two jobs,
+// Plays piscina's part for the unpacked chunk: import it by URL (as piscina does), run three jobs,
 // and report which koffi files Node loaded.
 const WORKER_DRIVER = `
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
-const [workerPath, image] = process.argv.slice(2);
+const [workerPath, image, guest] = process.argv.slice(2);
 const runJob = (await import(pathToFileURL(workerPath).href)).default;
-async function job(kind, args) {
+async function job(kind, args, path = image) {
   const { port1, port2 } = new MessageChannel();
   port1.on('message', () => {});
-  const outcome = await runJob({ kind, path: image, args, progressPort: port2, cancelFlag: new Int32Array(new SharedArrayBuffer(4)) });
+  const outcome = await runJob({ kind, path, args, progressPort: port2, cancelFlag: new Int32Array(new SharedArrayBuffer(4)) });
   port1.close();
   return outcome;
 }
 const info = await job('image.info', {});
 const create = await job('snapshot.create', { name: 'from-the-package' });
+const files = await job('files.list', { state: 'current', path: '/' }, guest);
 const koffi = Object.keys(createRequire(import.meta.url).cache).filter((file) => file.includes('koffi'));
-process.stdout.write(JSON.stringify({ info, create, koffi }));
+process.stdout.write(JSON.stringify({ info, create, files, koffi }));
 `;

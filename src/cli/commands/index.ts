@@ -25,6 +25,7 @@ export const commands: readonly CommandEntry[] = [
   { name: 'resize', load: async () => (await import('./resize.ts')).resize },
   { name: 'usage', load: async () => (await import('./usage.ts')).usage },
   { name: 'diff', load: async () => (await import('./diff.ts')).diff },
+  { name: 'files-diff', load: async () => (await import('./files-diff.ts')).filesDiff },
   { name: 'commit', load: async () => (await import('./commit.ts')).commit },
   { name: 'rebase', load: async () => (await import('./rebase.ts')).rebase },
   { name: 'ls', load: async () => (await import('./ls.ts')).ls },

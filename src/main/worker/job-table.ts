@@ -27,6 +27,8 @@ import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
+import { openStateFiles } from '../../shared/qcow2/files/state-files.ts';
+import { createFilesJobs } from './files-jobs.ts';
 import type { ContractJobTable, WorkerSettings } from './protocol.ts';
 import { withSecretBytes } from './secret-bytes.ts';
 import { waitForGate } from './test-gate.ts';
@@ -142,6 +144,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
       return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
     },
+    ...createFilesJobs(openStateFiles),
   };
 }
 

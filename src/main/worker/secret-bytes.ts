@@ -18,3 +18,13 @@ export function withSecretBytes<const T extends readonly (string | undefined)[],
     for (const secret of secrets) secret?.fill(0);
   }
 }
+
+/** withSecretBytes for an engine call that awaits (files/ readers): the copies are zeroed once it settles. */
+export async function withSecretBytesAsync<const T extends readonly (string | undefined)[], R>(values: T, run: (secrets: Secrets<T>) => Promise<R>): Promise<R> {
+  const secrets = values.map((value) => (value === undefined ? undefined : encoder.encode(value)));
+  try {
+    return await run(secrets as Secrets<T>);
+  } finally {
+    for (const secret of secrets) secret?.fill(0);
+  }
+}

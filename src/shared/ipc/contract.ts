@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -156,6 +156,23 @@ export const ResizeImageArgs = z
   .strict()
   .refine((args) => args.discardData !== true || args.shrink === true, 'discarding data goes with a shrink');
 
+/** A path inside a state's files, as `cowbell ls` takes it: starts with "/", no NUL, bounded. */
+export const GuestPath = z
+  .string()
+  .min(1)
+  .max(4096)
+  .refine((value) => value.startsWith('/'), 'a path inside the disk starts with /')
+  .refine((value) => !value.includes('\0'), 'path contains a NUL byte');
+/** One folder of a state ("current" or a snapshot's name), listed when it is opened; an encrypted disk's passphrase. */
+export const FilesListArgs = z.object({ state: SnapshotName, path: GuestPath, passphrase: Passphrase.optional() }).strict();
+/** "Compare files with…": two states' files, added, removed and changed. */
+export const FilesDiffArgs = z.object({ from: SnapshotName, to: SnapshotName, passphrase: Passphrase.optional() }).strict();
+/**
+ * "Restore…": one file or folder of a state copied to `target`, a new path in an existing folder
+ * (never an existing one, never the disk itself); the disk is only read.
+ */
+export const FilesCopyOutArgs = z.object({ state: SnapshotName, path: GuestPath, target: AbsolutePath, passphrase: Passphrase.optional() }).strict();
+
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
@@ -196,7 +213,31 @@ export const jobSchemas = {
   /** Writes the backing file too (which the engine locks for writing: refused while anything else uses it). */
   'chain.commit': { access: 'write', args: CommitArgs },
   'chain.rebase': { access: 'write', args: RebaseArgs },
+  'files.list': { access: 'read', args: FilesListArgs },
+  'files.diff': { access: 'read', args: FilesDiffArgs },
+  /** Reads the disk at the job's path (never writes it); the new file or folder is `args.target`. */
+  'files.copyOut': { access: 'read', args: FilesCopyOutArgs },
 } as const;
+
+/** One folder of a state, and the state's volumes (what the root shows). */
+export interface GuestFolderListing {
+  state: string;
+  path: string;
+  volumes: GuestVolumeInfo[];
+  entries: GuestFileEntry[];
+}
+
+/** A finished restore: where the copy is and what it holds. */
+export interface FilesCopyOutResult {
+  target: string;
+  kind: 'file' | 'directory' | 'symlink';
+  files: number;
+  folders: number;
+  symlinks: number;
+  bytes: number;
+  /** Entries not copied (device files, sockets, names unusable here) and why. */
+  skipped: { path: string; reason: string }[];
+}
 
 /** A finished commit: the file written into, the guest bytes it received, and whether the disk was emptied. */
 export interface CommitSummary {
@@ -296,6 +337,9 @@ export interface JobResults {
   'chain.rebase': RebaseSummary;
   'image.resizePreview': ResizePreview;
   'image.resize': ResizeResult;
+  'files.list': GuestFolderListing;
+  'files.diff': GuestFilesDiff;
+  'files.copyOut': FilesCopyOutResult;
 }
 
 export type JobKind = keyof typeof jobSchemas;
@@ -324,6 +368,8 @@ export const requestSchemas = {
   'path.stat': z.object({ paths: z.array(AbsolutePath).max(256) }).strict(),
   /** The recent disks for Electron's File > Open Recent menu; browser mode has no menu and ignores it. */
   'menu.recent': z.object({ paths: z.array(AbsolutePath).max(32) }).strict(),
+  /** "Open Folder" after a restore: shows a copy Cowbell made (only those) in the system's file manager. */
+  'path.reveal': z.object({ path: AbsolutePath }).strict(),
 } as const;
 
 export interface PathCompletion {
@@ -392,6 +438,8 @@ export interface RequestReplies {
   'image.unwatch': null;
   'path.stat': PathStat[];
   'menu.recent': null;
+  /** False where there is no file manager to show it in (browser mode). */
+  'path.reveal': { revealed: boolean };
 }
 
 export type RequestName = keyof typeof requestSchemas;
@@ -435,7 +483,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, BackingChain, CheckResult, DiffResult, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

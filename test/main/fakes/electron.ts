@@ -141,6 +141,8 @@ export const privilegedSchemes: unknown[] = [];
 /** Every menu main installed, newest last, as the template it was built from. */
 export const applicationMenus: { template: unknown[] }[] = [];
 export const droppedFilePaths = new Map<unknown, string>();
+/** Paths main asked the file manager to show. */
+export const revealedPaths: string[] = [];
 export const defaultSession = fakeSession();
 
 export const electronModule = {
@@ -171,6 +173,7 @@ export const electronModule = {
     buildFromTemplate: (template: unknown[]) => ({ template }),
     setApplicationMenu: (menu: { template: unknown[] }) => applicationMenus.push(menu),
   },
+  shell: { showItemInFolder: (path: string) => revealedPaths.push(path) },
   webUtils: { getPathForFile: (file: unknown) => droppedFilePaths.get(file) ?? '' },
 };
 
@@ -181,6 +184,7 @@ export function resetFakes(): void {
   protocolHandlers.clear();
   privilegedSchemes.length = 0;
   applicationMenus.length = 0;
+  revealedPaths.length = 0;
   for (const key of Object.keys(defaultSession.handlers)) delete defaultSession.handlers[key];
   fakeApp.lockGranted = true;
   fakeApp.quitCalls = 0;

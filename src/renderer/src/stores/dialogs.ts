@@ -1,5 +1,6 @@
 /** Which dialog is showing. One at a time, like a desktop app's modal dialogs. */
 import { defineStore } from 'pinia';
+import type { GuestFileKind } from '../../../shared/qcow2/model.ts';
 import { ref } from 'vue';
 
 export type DialogRequest =
@@ -22,6 +23,8 @@ export type DialogRequest =
   | { kind: 'linked-clone'; path: string }
   | { kind: 'commit'; path: string }
   | { kind: 'rebase'; path: string }
+  | { kind: 'files-restore'; path: string; state: string; stateName: string; guestPath: string; entryKind: GuestFileKind }
+  | { kind: 'files-compare'; path: string; from: string; fromName: string; to: string; toName: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {

@@ -4,6 +4,7 @@ import type { ImageInfo } from '../../../shared/ipc/contract.ts';
 import { on, request } from '../api.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { isImageInfo, isStringArray } from '../lib/reply-guards.ts';
+import { useGuestFilesStore } from './guest-files.ts';
 import { useRecentStore } from './recent.ts';
 
 export interface DiskError {
@@ -101,6 +102,7 @@ export const useLibraryStore = defineStore('library', () => {
     if (index < 0) return;
     disks.value.splice(index, 1);
     readGeneration.delete(path);
+    useGuestFilesStore().forget(path);
     void request('image.unwatch', { path }).catch(() => undefined);
     if (selectedPath.value === path) {
       const neighbour = disks.value[Math.min(index, disks.value.length - 1)];

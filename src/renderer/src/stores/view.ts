@@ -1,4 +1,4 @@
-/** How the disk view is shown: the open tab, and tree commands from the menu and shortcuts. */
+/** How the disk view is shown: the open tab, whether the Files panel is open beside the tree, and tree commands from the menu and shortcuts. */
 import { defineStore } from 'pinia';
 import { ref } from 'vue';
 
@@ -8,6 +8,8 @@ export type TreeCommand = 'fit' | 'current' | 'zoom-in' | 'zoom-out';
 export const useViewStore = defineStore('view', () => {
   const tab = ref<DiskTab>('snapshots');
   /** The latest tree command; `sequence` makes a repeated command a new one. */
+  /** The Files panel takes room from the tree, so it opens when asked for. */
+  const filesOpen = ref(false);
   const treeCommand = ref<{ command: TreeCommand; sequence: number } | null>(null);
   let sequence = 0;
 
@@ -16,5 +18,5 @@ export const useViewStore = defineStore('view', () => {
     treeCommand.value = { command, sequence: ++sequence };
   }
 
-  return { tab, treeCommand, sendTreeCommand };
+  return { tab, filesOpen, treeCommand, sendTreeCommand };
 });

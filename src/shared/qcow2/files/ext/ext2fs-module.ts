@@ -56,18 +56,19 @@ export const O_RDONLY = 0;
 export const O_NOATIME = 0o1000000;
 export const O_NOFOLLOW = 0o400000;
 
-const require = createRequire(import.meta.url);
+// Not named `require`: the bundled worker chunk declares its own `require` shim at the top, and a second declaration is a SyntaxError.
+const requireHere = createRequire(import.meta.url);
 
 /** A new, independent instance of the package (its own WebAssembly memory, queue and handles). */
 export function loadExt2fsInstance(): Ext2fsModule {
-  const packageDir = dirname(require.resolve('ext2fs/package.json')) + sep;
-  for (const key of Object.keys(require.cache)) {
-    if (key.startsWith(packageDir)) Reflect.deleteProperty(require.cache, key);
+  const packageDir = dirname(requireHere.resolve('ext2fs/package.json')) + sep;
+  for (const key of Object.keys(requireHere.cache)) {
+    if (key.startsWith(packageDir)) Reflect.deleteProperty(requireHere.cache, key);
   }
   const uncaught = new Set(process.listeners('uncaughtException'));
   const unhandled = new Set(process.listeners('unhandledRejection'));
   try {
-    return require('ext2fs') as Ext2fsModule;
+    return requireHere('ext2fs') as Ext2fsModule;
   } finally {
     for (const listener of process.listeners('uncaughtException')) if (!uncaught.has(listener)) process.removeListener('uncaughtException', listener);
     for (const listener of process.listeners('unhandledRejection')) if (!unhandled.has(listener)) process.removeListener('unhandledRejection', listener);

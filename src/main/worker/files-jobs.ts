@@ -1,0 +1,61 @@
+/**
+ * The jobs that look inside a state's files (issue 22): list one folder, compare two states' files,
+ * restore a file or folder to a new place on the host. Each opens the states it needs, read-only,
+ * and closes them before it returns.
+ */
+import type { JobArgs, JobResult } from '../../shared/ipc/contract.ts';
+import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
+import { restoreFromState } from '../../shared/qcow2/files/restore.ts';
+import type { StateFiles } from '../../shared/qcow2/files/state-files.ts';
+import type { GuestReaderOptions } from '../../shared/qcow2/image/image-format.ts';
+import type { JobContext } from '../../shared/qcow2/job-context.ts';
+import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
+import { withSecretBytesAsync } from './secret-bytes.ts';
+
+
+/** Opens one state ("current", a snapshot's name or id) of the disk at imagePath: files/state-files.ts openStateFiles. */
+export type OpenStateFiles = (imagePath: string, state: string, options?: GuestReaderOptions) => Promise<StateFiles>;
+
+type FilesJob<K extends 'files.list' | 'files.diff' | 'files.copyOut'> = (path: string, args: JobArgs<K>, context: JobContext) => Promise<JobResult<K>>;
+
+export interface FilesJobs {
+  'files.list': FilesJob<'files.list'>;
+  'files.diff': FilesJob<'files.diff'>;
+  'files.copyOut': FilesJob<'files.copyOut'>;
+}
+
+async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>): Promise<R> {
+  const files = await open(imagePath, state, { passphrase });
+  try {
+    return await work(files);
+  } finally {
+    await files.close();
+  }
+}
+
+export function createFilesJobs(open: OpenStateFiles): FilesJobs {
+  return {
+    'files.list': (imagePath, args) =>
+      withSecretBytesAsync([args.passphrase], ([passphrase]) =>
+        withState(open, imagePath, args.state, passphrase, async (files) => ({
+          state: args.state,
+          path: args.path,
+          volumes: [...files.volumes],
+          entries: await files.list(args.path),
+        })),
+      ),
+    'files.diff': (imagePath, args, context) =>
+      withSecretBytesAsync([args.passphrase], ([passphrase]) =>
+        diffStatesByName(
+          (state) => open(imagePath, state, { passphrase }),
+          args.from,
+          args.to,
+          () => readDiff(imagePath, args.from, args.to, context).ranges,
+          context,
+        ),
+      ),
+    'files.copyOut': (imagePath, args, context) =>
+      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, passphrase, (files) => restoreFromState(files, args.path, args.target, context))),
+  };
+}
+

@@ -1,0 +1,276 @@
+/**
+ * Which files differ between two states of a disk: added, removed, and changed by size, modification
+ * time, kind, symlink target or content. Content is looked at only for files whose size and time are
+ * equal, and only where the guest ranges that differ between the states (from the mapping tables,
+ * passed in by the caller: files/ does not reach into snapshots/) touch the file's extents; the bytes
+ * are then read from both states to confirm, because a changed cluster also holds its neighbours.
+ * Inside a folder whose own time and size are unchanged, a name still leads to the same inode, so
+ * the later state's extents alone decide; elsewhere both states' extents must match as well.
+ * Folders are walked whole (a folder's time changes only with its direct entries) but a folder is
+ * never reported as changed itself: what changed inside it is.
+ */
+import { bytesEqual } from '../format/zeroes.ts';
+import { silentJob, type JobContext } from '../job-context.ts';
+import type { GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo } from '../model.ts';
+import type { ByteRange } from './filesystem.ts';
+import { GuestRangeSet } from './guest-range-set.ts';
+import type { StateFiles } from './state-files.ts';
+
+export interface FilesDiffOptions {
+  /** The states' names as the result reports them ("current", a snapshot's name). */
+  from: string;
+  to: string;
+  /** Guest ranges the two states map differently (snapshots/diff.ts diffStates). */
+  changedRanges: readonly ByteRange[];
+  job?: JobContext;
+}
+
+type Reason = NonNullable<GuestFileDifference['reasons']>[number];
+
+/** How one volume's files with an unchanged size and time are checked for changed content. */
+type ContentCheck = 'none' | 'changed-ranges' | 'read';
+
+const COMPARE_CHUNK_BYTES = 1024 * 1024;
+
+export async function diffStateFiles(before: StateFiles, after: StateFiles, options: FilesDiffOptions): Promise<GuestFilesDiff> {
+  const walk = new FilesWalk(before, after, new GuestRangeSet(options.changedRanges), options.job ?? silentJob);
+  const skipped: GuestFilesDiff['skipped'] = [];
+  for (const name of volumeNames(before.volumes, after.volumes)) {
+    const volumeBefore = before.volumes.find((volume) => volume.name === name);
+    const volumeAfter = after.volumes.find((volume) => volume.name === name);
+    const problem = unreadable(volumeBefore) ?? unreadable(volumeAfter);
+    if (problem !== null) {
+      skipped.push({ volume: volumeLabel(name), reason: problem });
+      continue;
+    }
+    await walk.volume(name, volumeBefore, volumeAfter);
+  }
+  walk.finish();
+  const differences = walk.differences;
+  return { from: options.from, to: options.to, differences, bytes: bytesInvolved(differences), skipped };
+}
+
+/** Added and changed entries count their size in the later state, removed ones in the earlier. */
+export function bytesInvolved(differences: readonly GuestFileDifference[]): number {
+  let bytes = 0;
+  for (const difference of differences) {
+    if (difference.kind === 'directory') continue;
+    bytes += (difference.change === 'removed' ? difference.sizeBefore : difference.sizeAfter) ?? 0;
+  }
+  return bytes;
+}
+
+function volumeNames(before: readonly GuestVolumeInfo[], after: readonly GuestVolumeInfo[]): string[] {
+  const names = [...before.map((volume) => volume.name)];
+  for (const volume of after) if (!names.includes(volume.name)) names.push(volume.name);
+  return names;
+}
+
+function volumeLabel(name: string): string {
+  return name === '' ? '/' : `/${name}`;
+}
+
+/** Why a volume present in a state cannot be compared, or null (an absent volume is compared as empty). */
+function unreadable(volume: GuestVolumeInfo | undefined): string | null {
+  if (volume === undefined) return null;
+  if (volume.problem !== undefined) return volume.problem;
+  if (volume.filesystem === null) return 'no filesystem Cowbell can read';
+  return null;
+}
+
+class FilesWalk {
+  readonly differences: GuestFileDifference[] = [];
+  private foldersKnown = 0;
+  private foldersDone = 0;
+  private contentCheck: ContentCheck = 'none';
+
+  private readonly before: StateFiles;
+  private readonly after: StateFiles;
+  private readonly changed: GuestRangeSet;
+  private readonly job: JobContext;
+
+  constructor(before: StateFiles, after: StateFiles, changed: GuestRangeSet, job: JobContext) {
+    this.before = before;
+    this.after = after;
+    this.changed = changed;
+    this.job = job;
+  }
+
+  async volume(name: string, volumeBefore: GuestVolumeInfo | undefined, volumeAfter: GuestVolumeInfo | undefined): Promise<void> {
+    const root = volumeLabel(name);
+    if (volumeBefore === undefined || volumeAfter === undefined) {
+      const side = volumeBefore === undefined ? 'added' : 'removed';
+      const entry = await (side === 'added' ? this.after : this.before).stat(root);
+      if (name !== '') this.report(side, entry);
+      await this.wholeTree(side, root);
+      return;
+    }
+    this.contentCheck = this.contentCheckFor(volumeBefore, volumeAfter);
+    this.foldersKnown++;
+    // A volume's root has no parent entry to compare: its entries are taken as possibly renamed.
+    await this.compareFolder(root, false);
+  }
+
+  finish(): void {
+    this.job.progress('comparing files', this.foldersDone, this.foldersKnown, 'steps');
+  }
+
+  private contentCheckFor(volumeBefore: GuestVolumeInfo, volumeAfter: GuestVolumeInfo): ContentCheck {
+    // A volume that moved puts the same file at other guest offsets: the changed ranges say nothing then.
+    if (volumeBefore.offset !== volumeAfter.offset) return 'read';
+    const touched = this.changed.intersects(volumeBefore.offset, volumeBefore.length) || this.changed.intersects(volumeAfter.offset, volumeAfter.length);
+    return touched ? 'changed-ranges' : 'none';
+  }
+
+  private folderDone(): void {
+    this.foldersDone++;
+    if (this.foldersDone % 16 === 0) {
+      this.job.throwIfCancelled();
+      this.job.progress('comparing files', this.foldersDone, this.foldersKnown, 'steps');
+    }
+  }
+
+  /**
+   * `sameEntries`: the folder's own time and size are equal in both states, so its names still lead
+   * to the same inodes (a rename, link or removal in it would have changed its time).
+   */
+  private async compareFolder(path: string, sameEntries: boolean): Promise<void> {
+    const [listBefore, listAfter] = await Promise.all([this.before.list(path), this.after.list(path)]);
+    const byName = new Map(listBefore.map((entry) => [entry.name, entry]));
+    const names = new Set([...byName.keys(), ...listAfter.map((entry) => entry.name)]);
+    const afterByName = new Map(listAfter.map((entry) => [entry.name, entry]));
+    for (const name of [...names].sort(byCodePoint)) {
+      const entryBefore = byName.get(name);
+      const entryAfter = afterByName.get(name);
+      if (entryBefore === undefined) await this.one('added', entryAfter!);
+      else if (entryAfter === undefined) await this.one('removed', entryBefore);
+      else await this.compareEntries(entryBefore, entryAfter, sameEntries);
+    }
+    this.folderDone();
+  }
+
+  /** An entry only one state has, with everything under it when it is a folder. */
+  private async one(side: 'added' | 'removed', entry: GuestFileEntry): Promise<void> {
+    this.report(side, entry);
+    if (entry.kind === 'directory') {
+      this.foldersKnown++;
+      await this.wholeTree(side, entry.path);
+    }
+  }
+
+  private async wholeTree(side: 'added' | 'removed', path: string): Promise<void> {
+    const entries = await (side === 'added' ? this.after : this.before).list(path);
+    for (const entry of entries.sort((a, b) => byCodePoint(a.name, b.name))) await this.one(side, entry);
+    this.folderDone();
+  }
+
+  private report(side: 'added' | 'removed', entry: GuestFileEntry): void {
+    this.differences.push(
+      side === 'added'
+        ? { path: entry.path, change: 'added', kind: entry.kind, sizeAfter: entry.size }
+        : { path: entry.path, change: 'removed', kind: entry.kind, sizeBefore: entry.size },
+    );
+  }
+
+  private async compareEntries(entryBefore: GuestFileEntry, entryAfter: GuestFileEntry, inSameFolder: boolean): Promise<void> {
+    if (entryBefore.kind !== entryAfter.kind) {
+      this.differences.push(changed(entryBefore, entryAfter, ['kind']));
+      // A folder that became a file (or the reverse) takes its entries with it.
+      if (entryBefore.kind === 'directory') {
+        this.foldersKnown++;
+        await this.wholeTree('removed', entryBefore.path);
+      }
+      if (entryAfter.kind === 'directory') {
+        this.foldersKnown++;
+        await this.wholeTree('added', entryAfter.path);
+      }
+      return;
+    }
+    if (entryAfter.kind === 'directory') {
+      this.foldersKnown++;
+      await this.compareFolder(entryAfter.path, entryBefore.mtimeMs !== null && entryBefore.mtimeMs === entryAfter.mtimeMs && entryBefore.size === entryAfter.size);
+      return;
+    }
+    const reasons: Reason[] = [];
+    if (entryBefore.size !== entryAfter.size) reasons.push('size');
+    if (entryBefore.mtimeMs !== entryAfter.mtimeMs) reasons.push('mtime');
+    if (entryAfter.kind === 'symlink' && entryBefore.target !== entryAfter.target) reasons.push('target');
+    if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.contentDiffers(entryAfter.path, entryAfter.size, inSameFolder))) {
+      reasons.push('content');
+    }
+    if (reasons.length > 0) this.differences.push(changed(entryBefore, entryAfter, reasons));
+  }
+
+  /**
+   * Whether a file of equal size and time holds other bytes. Where its folder's entries are the same
+   * (same inode), bytes outside the changed ranges are the same bytes in both states, so the later
+   * state's extents suffice; otherwise the name may lead to another inode, whose extents must match too.
+   */
+  private async contentDiffers(path: string, size: number, sameInode: boolean): Promise<boolean> {
+    if (this.contentCheck === 'none') return false;
+    if (this.contentCheck === 'changed-ranges') {
+      const extentsAfter = await this.after.extents(path);
+      if (extentsAfter !== null && !this.changed.intersectsAny(extentsAfter)) {
+        if (sameInode) return false;
+        const extentsBefore = await this.before.extents(path);
+        if (extentsBefore !== null && sameExtents(extentsBefore, extentsAfter)) return false;
+      }
+    }
+    return this.bytesDiffer(path, size);
+  }
+
+  private async bytesDiffer(path: string, size: number): Promise<boolean> {
+    const chunk = Math.min(size, COMPARE_CHUNK_BYTES);
+    const bufferBefore = new Uint8Array(chunk);
+    const bufferAfter = new Uint8Array(chunk);
+    for (let offset = 0; offset < size; offset += chunk) {
+      this.job.throwIfCancelled();
+      const [readBefore, readAfter] = [await this.before.read(path, bufferBefore, offset), await this.after.read(path, bufferAfter, offset)];
+      if (readBefore !== readAfter) return true;
+      if (readBefore === 0) return false;
+      if (!bytesEqual(bufferBefore.subarray(0, readBefore), bufferAfter.subarray(0, readAfter))) return true;
+      if (readBefore < chunk) return false;
+    }
+    return false;
+  }
+}
+
+function changed(entryBefore: GuestFileEntry, entryAfter: GuestFileEntry, reasons: Reason[]): GuestFileDifference {
+  return { path: entryAfter.path, change: 'changed', kind: entryAfter.kind, sizeBefore: entryBefore.size, sizeAfter: entryAfter.size, reasons };
+}
+
+function sameExtents(a: readonly ByteRange[], b: readonly ByteRange[]): boolean {
+  return a.length === b.length && a.every((range, index) => range.offset === b[index]!.offset && range.length === b[index]!.length);
+}
+
+/** Names in a stable order that does not depend on the locale. */
+function byCodePoint(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+
+/**
+ * files-diff between two states of one disk, opened through `open` (files/ cannot reach the
+ * mapping tables' diff in snapshots/: the caller passes it in as `changedRanges`). Both states are
+ * closed again whatever happens.
+ */
+export async function diffStatesByName(
+  open: (state: string) => Promise<StateFiles>,
+  from: string,
+  to: string,
+  changedRanges: () => readonly ByteRange[],
+  job: JobContext = silentJob,
+): Promise<GuestFilesDiff> {
+  const ranges = changedRanges();
+  const before = await open(from);
+  try {
+    const after = await open(to);
+    try {
+      return await diffStateFiles(before, after, { from, to, changedRanges: ranges, job });
+    } finally {
+      await after.close();
+    }
+  } finally {
+    await before.close();
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The Files panel in Chromium against browser mode, on a qcow2 holding an ext4 guest (mkfs.ext4 -d,
+ * debugfs -w) with a snapshot "before" and files changed after it: browse the current state's and
+ * the snapshot's folders, compare the two states as files, restore the snapshot's copy of a file
+ * and check its bytes on disk. The disk itself is never written.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { describe, expect, it } from 'vitest';
+import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
+import { eventually, openThroughPathField, screenshot, useSharedApp, type Session } from './harness.ts';
+
+let folder: string;
+let session: Session;
+let page: Page;
+
+useSharedApp((app) => {
+  ({ folder, session } = app);
+  page = session.page;
+}, { screenshotPrefix: 'files-panel-end' });
+
+function sha(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+const pane = () => page.getByTestId('files-pane');
+const rowNames = () => pane().getByTestId('file-row').evaluateAll((rows) => rows.map((row) => row.getAttribute('data-name')));
+const row = (name: string) => pane().locator(`[data-testid="file-row"][data-name="${name}"]`);
+
+async function openFolder(name: string, expectedPath: string): Promise<void> {
+  await row(name).locator('button.folder-name').click();
+  await eventually(() => pane().getAttribute('data-folder')).toBe(expectedPath);
+  await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+}
+
+describe('the Files panel', () => {
+  it('browses a state, compares it with a snapshot as files, and restores the snapshot’s copy of a file', async () => {
+    const { path } = await makeChangedExtDisk(folder, 'guest.qcow2');
+    const before = sha(path);
+    await openThroughPathField(page, path);
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('guest.qcow2');
+    await page.getByTestId('files-toggle').click();
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    expect(await pane().getAttribute('data-state')).toBe('current');
+    await eventually(rowNames).toEqual(['etc', 'home', 'lost+found']);
+
+    await openFolder('etc', '/etc');
+    expect(await rowNames()).toEqual(['hostname', 'hosts', 'motd']);
+    await pane().locator('[data-testid="files-breadcrumb"] button').first().click();
+    await eventually(() => pane().getAttribute('data-folder')).toBe('/');
+    await openFolder('home', '/home');
+    await openFolder('me', '/home/me');
+    expect(await row('notes.txt').getAttribute('data-size')).toBe('36');
+    await screenshot(page, 'files-panel-current');
+
+    // The snapshot, selected in the tree, shows the same folder as it was.
+    const snapshotId = await page.locator('[data-testid="tree-node"]', { has: page.getByText('before', { exact: true }) }).getAttribute('data-node-id');
+    await page.locator(`[data-testid="tree-node"][data-node-id="${snapshotId}"]`).click();
+    await eventually(() => pane().getAttribute('data-state')).toBe(snapshotId);
+    await eventually(() => row('notes.txt').getAttribute('data-size')).toBe(String(BEFORE_FILES['home/me/notes.txt']!.length));
+    expect(await pane().getAttribute('data-folder')).toBe('/home/me');
+    await screenshot(page, 'files-panel-snapshot');
+
+    // Compare files with the current state: forward in time, from the snapshot to now.
+    await pane().getByTestId('files-compare-select').selectOption('current');
+    const compare = page.getByTestId('compare-dialog');
+    await expect.poll(() => compare.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
+    const changes = await compare.getByTestId('compare-row').evaluateAll((rows) => rows.map((each) => `${each.getAttribute('data-change')} ${each.getAttribute('data-path')}`));
+    expect(changes).toEqual(['added /etc/motd', 'changed /home/me/keep.txt', 'changed /home/me/notes.txt', 'removed /old', 'removed /old/gone.txt']);
+    expect(await compare.getByTestId('compare-row').nth(1).textContent()).toContain('content');
+    await screenshot(page, 'files-compare');
+    await page.getByTestId('dialog-cancel').click();
+    await eventually(() => compare.count()).toBe(0);
+
+    // Restore the snapshot's notes.txt next to the disk, under a new name.
+    await row('notes.txt').hover();
+    await row('notes.txt').getByTestId('file-restore').click();
+    const restore = page.getByTestId('restore-dialog');
+    await eventually(() => restore.getAttribute('data-phase')).toBe('setup');
+    await page.getByTestId('restore-name').fill('notes-before.txt');
+    expect(await page.getByTestId('restore-target').textContent()).toBe(join(folder, 'notes-before.txt'));
+    await screenshot(page, 'files-restore-setup');
+    await restore.getByTestId('dialog-submit').click();
+    await expect.poll(() => restore.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
+    expect(await page.getByTestId('restore-result').getAttribute('data-target')).toBe(join(folder, 'notes-before.txt'));
+    expect(readFileSync(join(folder, 'notes-before.txt'), 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
+    await page.getByTestId('dialog-cancel').click();
+
+    // A second restore to the same name is refused, and the first copy stays as it was.
+    await row('notes.txt').hover();
+    await row('notes.txt').getByTestId('file-restore').click();
+    await page.getByTestId('restore-name').fill('notes-before.txt');
+    await restore.getByTestId('dialog-submit').click();
+    await eventually(() => restore.getAttribute('data-phase')).toBe('ended');
+    expect(await page.getByTestId('dialog-job-end-detail').textContent()).toContain('already exists');
+    await page.getByTestId('dialog-cancel').click();
+    expect(readFileSync(join(folder, 'notes-before.txt'), 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
+
+    expect(sha(path)).toBe(before);
+  }, 180_000);
+});

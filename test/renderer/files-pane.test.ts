@@ -1,0 +1,229 @@
+/**
+ * The Files panel and its two dialogs against a fake main: what they ask for (one folder at a time,
+ * the state selected in the tree), what they show (volumes, entries, breadcrumb, an encrypted disk's
+ * unlock), and what Restore… and Compare files with… send and show at the end.
+ */
+import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
+import { createPinia, setActivePinia, type Pinia } from 'pinia';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { FilesCopyOutResult, GuestFilesDiff, GuestFolderListing, JobEnd, SnapshotTree } from '../../src/shared/ipc/contract.ts';
+import { replaceConnection } from '../../src/renderer/src/api.ts';
+import CompareFilesDialog from '../../src/renderer/src/components/dialogs/CompareFilesDialog.vue';
+import RestoreFilesDialog, { proposedName } from '../../src/renderer/src/components/dialogs/RestoreFilesDialog.vue';
+import FilesPane from '../../src/renderer/src/components/files/FilesPane.vue';
+import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
+import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
+import { fakeConnection, imageInfo } from './fixtures.ts';
+
+const PATH = '/disks/fedora.qcow2';
+const tree: SnapshotTree = {
+  snapshots: [{ id: '1', name: 'before upgrade', parentId: null, parentInferred: false, date: '2025-11-25T15:48:00Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 }],
+  currentParentId: '1',
+  currentParentInferred: false,
+  current: { exclusiveBytes: 0, sharedBytes: 0 },
+};
+
+interface Started {
+  id: string;
+  kind: string;
+  args: Record<string, unknown>;
+}
+
+let pinia: Pinia;
+let fake: ReturnType<typeof fakeConnection>;
+let started: Started[];
+let wrapper: VueWrapper | null = null;
+
+beforeEach(() => {
+  pinia = createPinia();
+  setActivePinia(pinia);
+  started = [];
+  fake = fakeConnection({
+    'job.start': (request) => {
+      const { kind, args } = request as { kind: string; args: Record<string, unknown> };
+      const id = `job-${started.length + 1}`;
+      started.push({ id, kind, args });
+      return { jobId: id };
+    },
+    'job.cancel': () => ({ cancelled: true }),
+  });
+  replaceConnection(fake);
+  useLibraryStore().disks = [{ path: PATH, status: 'ready', info: imageInfo({ filename: PATH }), error: null, refreshing: false }];
+});
+
+afterEach(() => {
+  wrapper?.unmount();
+  wrapper = null;
+  replaceConnection(null);
+});
+
+async function end(kind: string, outcome: { result: unknown } | { error: { code: string; message: string } }): Promise<void> {
+  const job = [...started].reverse().find((candidate) => candidate.kind === kind);
+  if (!job) throw new Error(`no ${kind} was started`);
+  fake.emit('job.end', ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd);
+  await flushPromises();
+}
+
+const rootListing: GuestFolderListing = {
+  state: 'current',
+  path: '/',
+  volumes: [
+    { name: '1', offset: 1048576, length: 512 * 1048576, table: 'gpt', filesystem: 'ext', label: 'root' },
+    { name: '2', offset: 513 * 1048576, length: 64 * 1048576, table: 'gpt', filesystem: null },
+  ],
+  entries: [
+    { name: '1', path: '/1', kind: 'directory', size: 0, mtimeMs: null },
+    { name: '2', path: '/2', kind: 'directory', size: 0, mtimeMs: null },
+  ],
+};
+
+async function mountPane(selectedId = 'current', encrypted = false): Promise<VueWrapper> {
+  wrapper = mount(FilesPane, { props: { path: PATH, tree, selectedId, encrypted }, global: { plugins: [pinia] }, attachTo: document.body });
+  await flushPromises();
+  return wrapper;
+}
+
+const rows = (view: VueWrapper) => view.findAll('[data-testid="file-row"]');
+
+describe('the Files panel', () => {
+  it('lists the selected state’s root: its volumes with filesystem and label, an unreadable one with why', async () => {
+    const view = await mountPane();
+    expect(started.map((job) => [job.kind, job.args])).toEqual([['files.list', { state: 'current', path: '/' }]]);
+    await end('files.list', { result: rootListing });
+    expect(rows(view).map((row) => row.attributes('data-name'))).toEqual(['1', '2']);
+    expect(rows(view)[0]!.get('[data-testid="volume-info"]').text()).toBe('ext2/3/4 · “root” · 512 MiB');
+    expect(rows(view)[1]!.get('[data-testid="volume-info"]').text()).toBe('No filesystem Cowbell can read');
+    expect(rows(view)[1]!.get('button.folder-name').attributes('disabled')).toBeDefined();
+  });
+
+  it('opens a folder when clicked, one folder per request, and goes back by the breadcrumb', async () => {
+    const view = await mountPane();
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: 'current', path: '/1' } });
+    await end('files.list', {
+      result: {
+        ...rootListing,
+        path: '/1',
+        entries: [
+          { name: 'hostname', path: '/1/hostname', kind: 'file', size: 4, mtimeMs: 1_700_000_000_000 },
+          { name: 'etc', path: '/1/etc', kind: 'directory', size: 4096, mtimeMs: 1_700_000_000_000 },
+          { name: 'lib', path: '/1/lib', kind: 'symlink', size: 7, mtimeMs: 1_700_000_000_000, target: 'usr/lib' },
+        ],
+      },
+    });
+    // Folders first, then by name.
+    expect(rows(view).map((row) => [row.attributes('data-name'), row.attributes('data-kind')])).toEqual([
+      ['etc', 'directory'],
+      ['hostname', 'file'],
+      ['lib', 'symlink'],
+    ]);
+    expect(rows(view)[1]!.text()).toContain('4 B');
+    expect(rows(view)[2]!.text()).toContain('→ usr/lib');
+    const crumbs = view.findAll('[data-testid="files-breadcrumb"] button');
+    expect(crumbs.map((crumb) => crumb.text())).toEqual(['Current state', '1']);
+    await crumbs[0]!.trigger('click');
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: 'current', path: '/' } });
+  });
+
+  it('follows the state selected in the tree, keeping the open folder', async () => {
+    const view = await mountPane();
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    await end('files.list', { result: { ...rootListing, path: '/1', entries: [] } });
+    await view.setProps({ selectedId: '1' });
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: '1', path: '/1' } });
+  });
+
+  it('offers Restore… and Compare files with… as dialogs on the selected state', async () => {
+    const view = await mountPane();
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('[data-testid="file-restore"]').trigger('click');
+    expect(useDialogsStore().current).toEqual({ kind: 'files-restore', path: PATH, state: 'current', stateName: 'Current state', guestPath: '/1', entryKind: 'directory' });
+    await view.get('[data-testid="files-compare-select"]').setValue('1');
+    expect(useDialogsStore().current).toEqual({ kind: 'files-compare', path: PATH, from: '1', fromName: 'before upgrade', to: 'current', toName: 'Current state' });
+    // From the snapshot's side too, the comparison reads forward in time.
+    await view.setProps({ selectedId: '1' });
+    await view.get('[data-testid="files-compare-select"]').setValue('current');
+    expect(useDialogsStore().current).toMatchObject({ from: '1', to: 'current' });
+  });
+
+  it('asks for an encrypted disk’s passphrase once, then lists with it', async () => {
+    const view = await mountPane('current', true);
+    await end('files.list', { error: { code: 'LOCKED', message: 'the disk is encrypted' } });
+    expect(view.find('[data-testid="files-locked"]').exists()).toBe(true);
+    await view.get('[data-testid="files-passphrase"]').setValue('moo');
+    await view.get('.unlock').trigger('submit');
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: 'current', path: '/', passphrase: 'moo' } });
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { path: '/1', passphrase: 'moo' } });
+  });
+
+  it('says why a folder cannot be read, with the error’s own words', async () => {
+    const view = await mountPane();
+    await end('files.list', { error: { code: 'FILESYSTEM_CORRUPT', message: 'inode 12 points past the end of the volume' } });
+    const error = view.get('[data-testid="files-error"]');
+    expect(error.attributes('data-code')).toBe('FILESYSTEM_CORRUPT');
+    expect(error.text()).toContain('inode 12 points past the end of the volume');
+  });
+});
+
+describe('Restore…', () => {
+  it('proposes the entry’s own name, sends the state, path and target, and shows where the copy went', async () => {
+    expect(proposedName('/1/etc/hostname')).toBe('hostname');
+    expect(proposedName('/1')).toBe('volume-1');
+    expect(proposedName('/')).toBe('disk-root');
+    wrapper = mount(RestoreFilesDialog, {
+      props: { path: PATH, state: '1', stateName: 'before upgrade', guestPath: '/1/etc/hostname', entryKind: 'file' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    expect(wrapper.get('[data-testid="restore-target"]').text()).toBe('/disks/hostname');
+    await wrapper.get('[data-testid="restore-folder"]').setValue('relative');
+    expect(wrapper.get('[data-testid="dialog-problem"]').text()).toContain('full path');
+    await wrapper.get('[data-testid="restore-folder"]').setValue('/home/me');
+    await wrapper.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toEqual({ id: 'job-1', kind: 'files.copyOut', args: { state: '1', path: '/1/etc/hostname', target: '/home/me/hostname' } });
+    const result: FilesCopyOutResult = { target: '/home/me/hostname', kind: 'file', files: 1, folders: 0, symlinks: 0, bytes: 4, skipped: [] };
+    await end('files.copyOut', { result });
+    expect(wrapper.get('[data-testid="restore-result"]').attributes('data-target')).toBe('/home/me/hostname');
+  });
+});
+
+describe('Compare files with…', () => {
+  it('starts the comparison at once and lists what differs, the bytes involved and the volumes skipped', async () => {
+    wrapper = mount(CompareFilesDialog, {
+      props: { path: PATH, from: '1', fromName: 'before upgrade', to: 'current', toName: 'Current state' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    expect(started).toEqual([{ id: 'job-1', kind: 'files.diff', args: { from: '1', to: 'current' } }]);
+    const result: GuestFilesDiff = {
+      from: '1',
+      to: 'current',
+      differences: [
+        { path: '/1/etc/hosts', change: 'added', kind: 'file', sizeAfter: 10 },
+        { path: '/1/etc/hostname', change: 'changed', kind: 'file', sizeBefore: 4, sizeAfter: 6, reasons: ['size', 'mtime'] },
+        { path: '/1/old', change: 'removed', kind: 'file', sizeBefore: 2048 },
+      ],
+      bytes: 2064,
+      skipped: [{ volume: '/2', reason: 'no filesystem Cowbell can read' }],
+    };
+    await end('files.diff', { result });
+    const list = wrapper.findAll('[data-testid="compare-row"]');
+    expect(list.map((row) => [row.attributes('data-change'), row.attributes('data-path')])).toEqual([
+      ['added', '/1/etc/hosts'],
+      ['changed', '/1/etc/hostname'],
+      ['removed', '/1/old'],
+    ]);
+    expect(list[1]!.text()).toContain('size, date');
+    expect(list[1]!.text()).toContain('4 B → 6 B');
+    expect(wrapper.get('[data-testid="compare-summary"]').text()).toContain('2 KiB involved');
+    expect(wrapper.get('[data-testid="compare-skipped"]').text()).toContain('/2: no filesystem Cowbell can read');
+  });
+});
