@@ -45,7 +45,7 @@ describe('chain jobs', () => {
     const read = await jobTable['chain.read'](top, {}, silentJob);
     expect(read.files.map((entry) => entry.name)).toEqual([top, 'base.qcow2']);
     const committed = await jobTable['chain.commit'](top, {}, silentJob);
-    expect(committed).toEqual({ base, committedBytes: 64 * 1024, emptied: true });
+    expect(committed).toEqual({ base, committedBytes: 64 * 1024, grownFrom: null, emptied: true });
     const rebased = await jobTable['chain.rebase'](top, {}, silentJob);
     expect(rebased.copiedBytes).toBe(512 * 1024);
     expect((await qemuInfo(top))['backing-filename']).toBeUndefined();

@@ -16,6 +16,7 @@ import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeConnection, imageInfo } from './fixtures.ts';
+import { describeCommit } from '../../src/renderer/src/lib/describe-chain.ts';
 
 const PATH = '/disks/clone.qcow2';
 const MiB = 1024 * 1024;
@@ -154,5 +155,13 @@ describe('the chain dialogs start their jobs', () => {
     const dialog = await mountWith(RebaseDialog, missing);
     await dialog.get('[data-testid="rebase-none"]').setValue(true);
     expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('would be lost');
+  });
+});
+
+describe('what a finished commit says', () => {
+  it('names the base, the bytes written, and a base grown to the disk’s size first', () => {
+    const base = { base: '/disks/base.qcow2', committedBytes: 2 * 1024 * 1024, emptied: true };
+    expect(describeCommit({ ...base, grownFrom: null })).toBe('Wrote 2 MiB into base.qcow2; the disk is empty now and reads everything from it.');
+    expect(describeCommit({ ...base, grownFrom: 1024 * 1024 * 1024, emptied: false })).toBe('Wrote 2 MiB into base.qcow2 (grown from 1 GiB to the disk\'s size first); the disk keeps its own data.');
   });
 });

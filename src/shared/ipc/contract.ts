@@ -239,10 +239,11 @@ export interface FilesCopyOutResult {
   skipped: { path: string; reason: string }[];
 }
 
-/** A finished commit: the file written into, the guest bytes it received, and whether the disk was emptied. */
+/** A finished commit: the file written into, the guest bytes it received, its size before it grew to the disk's (null: not grown), and whether the disk was emptied. */
 export interface CommitSummary {
   base: string;
   committedBytes: number;
+  grownFrom: number | null;
   emptied: boolean;
 }
 

@@ -28,7 +28,8 @@ export function chainProblem(chain: BackingChain | null): string | null {
 
 export function describeCommit(result: CommitSummary): string {
   const into = result.base.split('/').pop() ?? result.base;
-  return `Wrote ${formatBytes(result.committedBytes)} into ${into}${result.emptied ? '; the disk is empty now and reads everything from it' : '; the disk keeps its own data'}.`;
+  const grown = result.grownFrom === null ? '' : ` (grown from ${formatBytes(result.grownFrom)} to the disk's size first)`;
+  return `Wrote ${formatBytes(result.committedBytes)} into ${into}${grown}${result.emptied ? '; the disk is empty now and reads everything from it' : '; the disk keeps its own data'}.`;
 }
 
 export function describeRebase(result: RebaseSummary): string {
