@@ -2,7 +2,7 @@
  * A dialog that follows the job it started, through its phases: setup (its fields), unlock (asking
  * for an encrypted disk's passphrase), running (the job's record from the jobs store), then done
  * (the result) or ended (cancelled or failed, with the code and message). Cancel while running
- * stops the job; hiding leaves it to the jobs panel.
+ * stops the job, and otherwise closes the dialog; hiding closes it and leaves the job to the jobs panel.
  */
 import { computed, ref, type Ref } from 'vue';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
@@ -16,7 +16,8 @@ export type UnlockReason = 'encrypted' | 'LOCKED' | 'BAD_PASSPHRASE';
 /** A job start that takes the passphrase the user just gave (undefined when none was asked for). */
 export type UnlockedStart<T> = (passphrase: string | undefined, onStarted: (id: string) => void) => Promise<T>;
 
-export function useFollowedJob<T>() {
+/** `close` closes the dialog (its parent's `close` event). */
+export function useFollowedJob<T>(close: () => void = () => undefined) {
   const jobs = useJobsStore();
   const phase = ref<FollowedPhase>('setup');
   const jobId = ref<string | null>(null);
@@ -100,17 +101,20 @@ export function useFollowedJob<T>() {
     resolve?.(passphrase);
   }
 
-  /** Asks main to stop the running job; false when there is none (the dialog's Cancel then closes it). */
-  function cancel(): boolean {
-    if (phase.value !== 'running') return false;
+  /** The dialog's Cancel: while the job runs, asks main to stop it (the dialog stays to say how it ended); otherwise closes the dialog. */
+  function cancelOrClose(): void {
+    if (phase.value !== 'running') {
+      close();
+      return;
+    }
     if (jobId.value !== null) void jobs.cancel(jobId.value);
-    return true;
   }
 
-  /** The dialog goes away; the job goes on, shown in the jobs panel. */
-  function leaveToPanel(): void {
+  /** Hide: the dialog goes away; the job goes on, shown in the jobs panel. */
+  function hide(): void {
     jobs.panelOpen = true;
+    close();
   }
 
-  return { phase, job, result, error, unlockReason, follow, followUnlocked, answer, cancel, leaveToPanel };
+  return { phase, job, result, error, unlockReason, follow, followUnlocked, answer, cancelOrClose, hide };
 }
