@@ -2,11 +2,14 @@
  * `IMG[@SNAPSHOT]`, as `ls` and `copy-out` take a state: the image and the state in one argument.
  * A file name may itself contain '@': an existing file named exactly as given is the image (its
  * current state); otherwise the text after the last '@' names the snapshot when the part before
- * it is an existing file. `-l SNAPSHOT` says the same without the ambiguity.
+ * it is an existing file. `-l SNAPSHOT` says the same without the ambiguity. Then the state's files,
+ * opened as the command's options say.
  */
 import * as fs from 'node:fs';
-import { CURRENT_STATE } from '../shared/qcow2/files/state-files.ts';
-import { UsageError } from './command.ts';
+import { CURRENT_STATE, openStateFiles, type StateFiles } from '../shared/qcow2/files/state-files.ts';
+import { flag } from './args.ts';
+import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
+import { withUnlock, type Unlock } from './passphrase-input.ts';
 
 export interface ImageState {
   image: string;
@@ -36,4 +39,22 @@ function isFile(candidate: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a running VM holds. */
+export function stateFilesOpener(args: ParsedArgs, image: string, unlock: Unlock): (state: string) => Promise<StateFiles> {
+  const refuseInUse = !flag(args, 'force-share');
+  return (state) => openStateFiles(image, state, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
+}
+
+/** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one), then closes them. */
+export function withStateFiles<T>(args: ParsedArgs, io: CliIo, image: string, state: string, use: (files: StateFiles) => Promise<T>): Promise<T> {
+  return withUnlock(args, io, image, async (unlock) => {
+    const files = await stateFilesOpener(args, image, unlock)(state);
+    try {
+      return await use(files);
+    } finally {
+      await files.close();
+    }
+  });
 }

@@ -1,11 +1,11 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
-import { openStateFiles } from '../../shared/qcow2/files/state-files.ts';
 import type { GuestFileDifference, GuestFilesDiff } from '../../shared/qcow2/model.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { flag } from '../args.ts';
 import { runCancellably } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';
+import { stateFilesOpener } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 
 export const filesDiff: Command = {
@@ -31,7 +31,7 @@ export const filesDiff: Command = {
       runCancellably(
         (job) =>
           diffStatesByName(
-            (state) => openStateFiles(image, state, { passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, refuseInUse }),
+            stateFilesOpener(args, image, unlock),
             from,
             to,
             () => readDiff(image, from, to, job, { refuseInUse }).ranges,

@@ -1,10 +1,10 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { openStateFiles, type StateFiles } from '../../shared/qcow2/index.ts';
+import type { StateFiles } from '../../shared/qcow2/index.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
-import { parseImageState } from '../image-state.ts';
-import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
+import { parseImageState, withStateFiles } from '../image-state.ts';
+import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 
 export const ls: Command = {
   name: 'ls',
@@ -27,14 +27,7 @@ export const ls: Command = {
   async run(args, io) {
     const [argument = '', guestPath = '/'] = args.positionals;
     const { image, state } = parseImageState(argument, option(args, 'snapshot'));
-    const listing = await withUnlock(args, io, image, async (unlock) => {
-      const files = await openStateFiles(image, state, { refuseInUse: !flag(args, 'force-share'), passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
-      try {
-        return await listPath(files, guestPath);
-      } finally {
-        await files.close();
-      }
-    });
+    const listing = await withStateFiles(args, io, image, state, (files) => listPath(files, guestPath));
     if (flag(args, 'json')) io.out(`${JSON.stringify({ path: listing.path, entries: listing.entries, volumes: listing.volumes }, null, 2)}\n`);
     else io.out(listing.volumesAtRoot ? describeVolumes(listing.volumes) : describeEntries(listing.entries));
     return EXIT_OK;
