@@ -40,3 +40,24 @@ export function progressPrinter(io: CliIo): (stage: string, done: number, total:
     io.err(`    (${(hundredths / 100).toFixed(2)}/100%)\r`);
   };
 }
+
+/**
+ * Runs `run` with a progress callback that prints qemu-img -p's line on stderr when `show` (a no-op
+ * otherwise), and ends that line with a newline once anything was printed, however `run` ends.
+ */
+export async function withProgressLine<T>(io: CliIo, show: boolean, run: (onProgress: (stage: string, done: number, total: number) => void) => Promise<T>): Promise<T> {
+  const print = progressPrinter(io);
+  let printed = false;
+  try {
+    return await run(
+      show
+        ? (stage, done, total) => {
+            printed = true;
+            print(stage, done, total);
+          }
+        : () => {},
+    );
+  } finally {
+    if (printed) io.err('\n');
+  }
+}

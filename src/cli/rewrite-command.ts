@@ -9,7 +9,7 @@ import { formatBytes } from '../shared/format-units.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from './args.ts';
-import { progressPrinter, runCancellably } from './cancellable-job.ts';
+import { runCancellably, withProgressLine } from './cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { cliRuntime } from './runtime.ts';
 import { parseOptionString } from './image-options.ts';
@@ -66,22 +66,9 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
     overwrite: flag(args, 'force'),
     durable: request.durable ?? cacheMode(option(args, 'cache')),
   };
-  let printed = false;
-  const print = progressPrinter(io);
-  try {
-    return await runCancellably(
-      (job) => rewriteImageYielding(full, job),
-      showProgress
-        ? overallProgress((stage, done, total) => {
-            printed = true;
-            print(stage, done, total);
-          })
-        : () => {},
-      'Cancelled; the disk was left as it was',
-    );
-  } finally {
-    if (printed) io.err('\n');
-  }
+  return withProgressLine(io, showProgress, (onProgress) =>
+    runCancellably((job) => rewriteImageYielding(full, job), overallProgress(onProgress), 'Cancelled; the disk was left as it was'),
+  );
 }
 
 export function reportRewrite(args: ParsedArgs, io: CliIo, result: RewriteResult, { printSummary = true, describe = summary }: RewriteReport = {}): number {

@@ -1,7 +1,7 @@
 import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
-import { progressPrinter, runCancellably } from '../cancellable-job.ts';
+import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 /**
@@ -27,17 +27,14 @@ export const commit: Command = {
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`commit: only a qcow2 overlay can be committed, not ${format}`);
     const image = args.positionals[0] ?? '';
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
-    const progress = progressPrinter(io);
     const base = option(args, 'base');
-    try {
-      await runCancellably(
+    await withProgressLine(io, showProgress, (onProgress) =>
+      runCancellably(
         async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') }, job)),
-        showProgress ? progress : () => {},
+        onProgress,
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
-      );
-    } finally {
-      if (showProgress) io.err('\n');
-    }
+      ),
+    );
     if (!flag(args, 'quiet')) io.out('Image committed.\n');
     return EXIT_OK;
   },

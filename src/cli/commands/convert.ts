@@ -8,7 +8,7 @@ import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
 import { flag, option } from '../args.ts';
-import { progressPrinter, runCancellably } from '../cancellable-job.ts';
+import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, EXIT_PARTIAL, UsageError, type Command } from '../command.ts';
 import { describeRescue, rescueReportJson } from '../rescue-report.ts';
 import { createOptionsFromArgs } from '../image-options.ts';
@@ -77,7 +77,6 @@ export const convert: Command = {
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
-    const progress = progressPrinter(io);
     if (option(args, 'snapshot') !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
     const sourceSnapshot = snapshotOption(option(args, 'snapshot'), source);
     const snapshots = sourceSnapshot === undefined ? snapshotCount(source, sourceFormat) : 0;
@@ -95,22 +94,14 @@ export const convert: Command = {
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
       return code;
     }
-    const result = await withUnlock(args, io, source, async (unlock) => {
-      let printed = false;
-      try {
-        return await convertCancellably(
+    const result = await withUnlock(args, io, source, (unlock) =>
+      withProgressLine(io, showProgress, (onProgress) =>
+        convertCancellably(
           { source, target, sourceFormat, sourceSnapshot, targetFormat, options, compress, compressionThreads, compressWorker: cliRuntime.compressWorker, overwrite: force, durable, forceShare: flag(args, 'force-share'), rescue, ...unlock },
-          showProgress
-            ? (stage, done, total) => {
-                printed = true;
-                progress(stage, done, total);
-              }
-            : () => {},
-        );
-      } finally {
-        if (printed) io.err('\n');
-      }
-    });
+          onProgress,
+        ),
+      ),
+    );
     if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
     if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {

@@ -1,10 +1,10 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { copyOut as copyOutOfState, openStateFiles } from '../../shared/qcow2/index.ts';
+import { copyOut as copyOutOfState } from '../../shared/qcow2/index.ts';
 import { flag, option } from '../args.ts';
-import { runCancellably, progressPrinter } from '../cancellable-job.ts';
+import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';
-import { parseImageState } from '../image-state.ts';
-import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
+import { parseImageState, withStateFiles } from '../image-state.ts';
+import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 
 export const copyOut: Command = {
   name: 'copy-out',
@@ -31,28 +31,13 @@ export const copyOut: Command = {
     const [argument = '', guestPath = '', destination = ''] = args.positionals;
     const { image, state } = parseImageState(argument, option(args, 'snapshot'));
     const showProgress = !flag(args, 'json') && process.stderr.isTTY;
-    const progress = progressPrinter(io);
-    let printed = false;
     // --force here replaces copied files; the legacy AES passphrase judgement is not overridden by it.
     const unlockArgs = { ...args, values: { ...args.values, force: false } };
-    const result = await withUnlock(unlockArgs, io, image, async (unlock) => {
-      const files = await openStateFiles(image, state, { refuseInUse: !flag(args, 'force-share'), passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
-      try {
-        return await runCancellably(
-          (job) => copyOutOfState(files, guestPath, destination, { overwrite: flag(args, 'force'), job }),
-          showProgress
-            ? (stage, done, total) => {
-                printed = true;
-                progress(stage, done, total);
-              }
-            : () => {},
-          'Cancelled; the file being copied was removed',
-        );
-      } finally {
-        if (printed) io.err('\n');
-        await files.close();
-      }
-    });
+    const result = await withStateFiles(unlockArgs, io, image, state, (files) =>
+      withProgressLine(io, showProgress, (onProgress) =>
+        runCancellably((job) => copyOutOfState(files, guestPath, destination, { overwrite: flag(args, 'force'), job }), onProgress, 'Cancelled; the file being copied was removed'),
+      ),
+    );
     if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else {
       const parts = [`${result.files} file${result.files === 1 ? '' : 's'} (${formatBytes(result.bytes)})`];

@@ -2,7 +2,7 @@ import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
 import { isImageFormat } from '../../shared/qcow2/image/image-format.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
-import { progressPrinter, runCancellably } from '../cancellable-job.ts';
+import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 /**
@@ -34,18 +34,16 @@ export const rebase: Command = {
     if (backingFormat !== undefined && !isImageFormat(backingFormat)) throw new UsageError(`rebase: backing format must be qcow2 or raw, not ${backingFormat}`);
     const image = args.positionals[0] ?? '';
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
-    try {
-      await runCancellably(
+    await withProgressLine(io, showProgress, (onProgress) =>
+      runCancellably(
         async (job) =>
           runStepsYielding(
             rebaseSteps({ image, backingFile: backing === '' ? null : backing, ...(backingFormat !== undefined ? { backingFormat } : {}), unsafe: flag(args, 'unsafe') }, job),
           ),
-        showProgress ? progressPrinter(io) : () => {},
+        onProgress,
         'Cancelled; the overlay still names its old backing file and reads as before',
-      );
-    } finally {
-      if (showProgress) io.err('\n');
-    }
+      ),
+    );
     return EXIT_OK;
   },
 };
