@@ -1,6 +1,7 @@
 /** Backing chains made by qemu-img and qemu-io for the chain tests: base ← mid ← top, each with data of its own. */
 import * as fs from 'node:fs';
-import { qemuCheck, qemuImg, qemuIo, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { afterEach, beforeEach, expect } from 'vitest';
+import { firstDifference, qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 export const MiB = 1024 * 1024;
 
@@ -64,4 +65,30 @@ export async function uncleanFiles(files: string[]): Promise<string[]> {
 
 export async function guestOf(file: string): Promise<Uint8Array> {
   return rawOf(file, { format: file.endsWith('.raw') ? 'raw' : 'qcow2' });
+}
+
+export interface TwoFolders {
+  /** Where cowbell works. */
+  ours: TempDir;
+  /** A copy of the same files for qemu-img. */
+  theirs: TempDir;
+}
+
+/** Two fresh folders for each test (handed to `made` before it), removed after it. */
+export function useTwoFolders(made: (folders: TwoFolders) => void): void {
+  let folders: TwoFolders | null = null;
+  beforeEach(() => {
+    folders = { ours: tempDir(), theirs: tempDir() };
+    made(folders);
+  });
+  afterEach(() => {
+    folders?.ours.cleanup();
+    folders?.theirs.cleanup();
+  });
+}
+
+/** The same bytes: the same length, and no byte differing (the first that does is named). */
+export function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
 }

@@ -4,7 +4,7 @@
  * every file reads as qemu-img's own commit or rebase leaves it.
  */
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
@@ -12,8 +12,8 @@ import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { run } from '../../helpers/cli.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
-import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { copyFolder, guestOf, makeChain, uncleanFiles, type ChainShape } from './chain-fixtures.ts';
+import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { copyFolder, expectSameBytes, guestOf, makeChain, uncleanFiles, useTwoFolders, type ChainShape } from './chain-fixtures.ts';
 
 const shapes: [string, ChainShape][] = [
   ['v3, 64 KiB clusters', { options: 'compat=1.1' }],
@@ -25,24 +25,13 @@ const shapes: [string, ChainShape][] = [
 
 let ours: TempDir;
 let theirs: TempDir;
-beforeEach(() => {
-  ours = tempDir();
-  theirs = tempDir();
-});
-afterEach(() => {
-  ours.cleanup();
-  theirs.cleanup();
-});
+useTwoFolders((folders) => ({ ours, theirs } = folders));
 
 /** The same chain in both folders: ours for cowbell, theirs for qemu-img. */
 async function twoChains(shape: ChainShape): Promise<{ base: string; mid: string; top: string; their: (file: string) => string }> {
   const files = await makeChain(ours, shape);
   copyFolder(ours, theirs);
   return { ...files, their: (file) => theirs.file(path.basename(file)) };
-}
-
-function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
 }
 
 describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
@@ -55,9 +44,9 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     expect(result.code).toBe(0);
     await qemuImg(['commit', '-q', their(top)]);
     expect(await uncleanFiles([base, mid, top])).toEqual([]);
-    expectSame(await guestOf(top), model, 'the overlay after commit');
-    expectSame(await guestOf(mid), model, 'the backing file after commit');
-    for (const file of [base, mid]) expectSame(await guestOf(file), await guestOf(their(file)), `${path.basename(file)} beside qemu-img commit`);
+    expectSameBytes(await guestOf(top), model, 'the overlay after commit');
+    expectSameBytes(await guestOf(mid), model, 'the backing file after commit');
+    for (const file of [base, mid]) expectSameBytes(await guestOf(file), await guestOf(their(file)), `${path.basename(file)} beside qemu-img commit`);
     // Emptied: nothing of the guest disk is the overlay's own any more.
     expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual([]);
   });
@@ -70,8 +59,8 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     await qemuImg(['commit', '-q', '-d', their(top)]);
     expect(await uncleanFiles([mid, top])).toEqual([]);
     expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual(ownBefore);
-    expectSame(await guestOf(top), model, 'the overlay');
-    expectSame(await guestOf(mid), await guestOf(their(mid)), 'the backing file beside qemu-img commit -d');
+    expectSameBytes(await guestOf(top), model, 'the overlay');
+    expectSameBytes(await guestOf(mid), await guestOf(their(mid)), 'the backing file beside qemu-img commit -d');
   });
 
   it('commit -b BASE writes everything above the base into it and keeps the overlay (-d implied, as in qemu-img)', async () => {
@@ -81,9 +70,9 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     expect((await run('commit', '-q', '-b', base, top)).code).toBe(0);
     await qemuImg(['commit', '-q', '-b', their(base), their(top)]);
     expect(await uncleanFiles([base, mid, top])).toEqual([]);
-    expectSame(await guestOf(base), model, 'the base after commit -b');
-    expectSame(await guestOf(base), await guestOf(their(base)), 'the base beside qemu-img commit -b');
-    expectSame(await guestOf(top), model, 'the overlay');
+    expectSameBytes(await guestOf(base), model, 'the base after commit -b');
+    expectSameBytes(await guestOf(base), await guestOf(their(base)), 'the base beside qemu-img commit -b');
+    expectSameBytes(await guestOf(top), model, 'the overlay');
     expect((await qemuMap(mid)).filter((entry) => entry.depth === 0)).toEqual(midBefore.filter((entry) => entry.depth === 0));
   });
 
@@ -98,8 +87,8 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     const info = await qemuInfo(top);
     expect(info['backing-filename']).toBe(baseName);
     expect(info['backing-filename-format']).toBe(format);
-    expectSame(await guestOf(top), model, 'the overlay after rebase');
-    expectSame(await guestOf(top), await guestOf(their(top)), 'the overlay beside qemu-img rebase');
+    expectSameBytes(await guestOf(top), model, 'the overlay after rebase');
+    expectSameBytes(await guestOf(top), await guestOf(their(top)), 'the overlay beside qemu-img rebase');
   });
 
   it('rebase -b "" copies in everything the old chain showed and leaves no backing file', async () => {
@@ -108,7 +97,7 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     expect((await run('rebase', '-b', '', top)).code).toBe(0);
     expect(await uncleanFiles([top])).toEqual([]);
     expect((await qemuInfo(top))['backing-filename']).toBeUndefined();
-    expectSame(await guestOf(top), model, 'the overlay without a backing file');
+    expectSameBytes(await guestOf(top), model, 'the overlay without a backing file');
   });
 
   it('rebase -u rewrites only the header: the data the old chain gave is no longer seen', async () => {
@@ -158,7 +147,7 @@ describe('commit and rebase mixed with qemu-img’s own', () => {
       await act();
       expect(await uncleanFiles(files), `after ${what}`).toEqual([]);
       if (changesGuest) model = await guestOf(top);
-      else expectSame(await guestOf(top), model, `the overlay after ${what}`);
+      else expectSameBytes(await guestOf(top), model, `the overlay after ${what}`);
     };
     await step('cowbell commit -d', async () => expect((await run('commit', '-d', '-q', top)).code).toBe(0));
     await step('qemu-img rebase onto base', () => qemuImg(['rebase', '-b', 'base.qcow2', '-F', 'qcow2', top]));
@@ -170,7 +159,7 @@ describe('commit and rebase mixed with qemu-img’s own', () => {
     await step('cowbell commit -b base', async () => {
       expect((await run('commit', '-q', '-b', base, top)).code).toBe(0);
     });
-    expectSame(await guestOf(base), model, 'the base at the end');
+    expectSameBytes(await guestOf(base), model, 'the base at the end');
   });
 });
 
@@ -203,7 +192,7 @@ describe('progress and cancel', () => {
     expect(progress).toEqual([4 * 1024 * 1024]);
     expect(fileHash(top)).toBe(topHash);
     expect(await uncleanFiles([mid, top])).toEqual([]);
-    expectSame(await guestOf(top), model, 'the overlay after a cancelled commit');
+    expectSameBytes(await guestOf(top), model, 'the overlay after a cancelled commit');
   });
 
   it('a cancelled rebase leaves the old backing file named and the guest data as before', async () => {
@@ -213,6 +202,6 @@ describe('progress and cancel', () => {
     expect(() => runSteps(rebaseSteps({ image: top, backingFile: 'base.qcow2' }, job))).toThrow(expect.objectContaining({ code: 'CANCELLED' }));
     expect((await qemuInfo(top))['backing-filename']).toBe('mid.qcow2');
     expect(await uncleanFiles([top])).toEqual([]);
-    expectSame(await guestOf(top), model, 'the overlay after a cancelled rebase');
+    expectSameBytes(await guestOf(top), model, 'the overlay after a cancelled rebase');
   });
 });

@@ -7,27 +7,15 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { run } from '../../helpers/cli.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
-import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { copyFolder, guestOf, MiB, uncleanFiles } from './chain-fixtures.ts';
+import { qemuCheck, qemuImg, qemuInfo, qemuIo, type TempDir } from '../../helpers/qemu.ts';
+import { copyFolder, expectSameBytes, guestOf, MiB, uncleanFiles, useTwoFolders } from './chain-fixtures.ts';
 
 let ours: TempDir;
 let theirs: TempDir;
-beforeEach(() => {
-  ours = tempDir();
-  theirs = tempDir();
-});
-afterEach(() => {
-  ours.cleanup();
-  theirs.cleanup();
-});
-
-function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
-}
+useTwoFolders((folders) => ({ ours, theirs } = folders));
 
 async function create(file: string, size: number, options: { format?: 'qcow2' | 'raw'; qcow2Options?: string; backing?: string; backingFormat?: 'qcow2' | 'raw' } = {}): Promise<void> {
   const args = ['create', '-q', '-f', options.format ?? 'qcow2'];
@@ -67,9 +55,9 @@ describe('commit into a backing file smaller than the overlay', () => {
     expect(await uncleanFiles([bottom, base, top])).toEqual([]);
     expect(await sizeOf(base)).toBe(4 * MiB);
     expect(await sizeOf(theirs.file('base.qcow2'))).toBe(4 * MiB);
-    expectSame(await guestOf(top), model, 'the overlay after commit');
-    expectSame(await guestOf(base), model, 'the grown base');
-    expectSame(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit');
+    expectSameBytes(await guestOf(top), model, 'the overlay after commit');
+    expectSameBytes(await guestOf(base), model, 'the grown base');
+    expectSameBytes(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit');
   });
 
   it('a raw base grows (zeros past its old end) and reads as after qemu-img commit', async () => {
@@ -85,9 +73,9 @@ describe('commit into a backing file smaller than the overlay', () => {
     expect(await uncleanFiles([top])).toEqual([]);
     expect(fs.statSync(base).size).toBe(8 * MiB);
     expect(fs.statSync(theirs.file('base.raw')).size).toBe(8 * MiB);
-    expectSame(await guestOf(top), model, 'the overlay after commit');
-    expectSame(await guestOf(base), model, 'the grown raw base');
-    expectSame(await guestOf(base), await guestOf(theirs.file('base.raw')), 'the base beside qemu-img commit');
+    expectSameBytes(await guestOf(top), model, 'the overlay after commit');
+    expectSameBytes(await guestOf(base), model, 'the grown raw base');
+    expectSameBytes(await guestOf(base), await guestOf(theirs.file('base.raw')), 'the base beside qemu-img commit');
   });
 
   it('commit -b into a smaller file further down grows it and leaves the files above as they were', async () => {
@@ -107,8 +95,8 @@ describe('commit into a backing file smaller than the overlay', () => {
     expect(await uncleanFiles([base, mid, top])).toEqual([]);
     expect([mid, top].map(fileHash)).toEqual(above);
     expect(await sizeOf(base)).toBe(5 * MiB);
-    expectSame(await guestOf(base), model, 'the grown base');
-    expectSame(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit -b');
+    expectSameBytes(await guestOf(base), model, 'the grown base');
+    expectSameBytes(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit -b');
   });
 
   it('a v2 base with snapshots cannot grow (its snapshots have no size of their own): refused, every file unchanged, as qemu-img refuses', async () => {
@@ -146,7 +134,7 @@ describe('the emptied overlay', () => {
     expect(fs.statSync(top).size).toBe(lengthBefore);
     await commitBoth([], top);
     expect(await uncleanFiles([base, top])).toEqual([]);
-    expectSame(await guestOf(top), model, 'the overlay after commit');
+    expectSameBytes(await guestOf(top), model, 'the overlay after commit');
     const check = await qemuCheck(top);
     const length = fs.statSync(top).size;
     // Nothing in use past the end, and the 4 MiB of data it held gone from the file.
