@@ -1,17 +1,11 @@
 /** `cowbell files-diff`: the files that differ between two states of an ext4 guest, in words and as JSON. */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { GuestFilesDiff } from '../../src/shared/qcow2/model.ts';
 import { run } from '../helpers/cli.ts';
-import { BEFORE_FILES, makeChangedExtDisk, MOTD } from '../helpers/changed-ext-disk.ts';
-import { tempDir, type TempDir } from '../helpers/qemu.ts';
+import { BEFORE_FILES, MOTD, useChangedExtDisk } from '../helpers/changed-ext-disk.ts';
 
-let folder: TempDir;
 let disk = '';
-beforeAll(async () => {
-  folder = tempDir();
-  disk = (await makeChangedExtDisk(folder.path)).path;
-});
-afterAll(() => folder.cleanup());
+useChangedExtDisk((made) => (disk = made.disk.path));
 
 describe('cowbell files-diff', () => {
   it('prints + - M lines with sizes and reasons, then a summary', async () => {

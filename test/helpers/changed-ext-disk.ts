@@ -9,8 +9,9 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { afterAll, beforeAll } from 'vitest';
 import { debugfs, debugfsFacts, makeExtImage } from './guest-filesystems.ts';
-import { qemuImg, qemuIo } from './qemu.ts';
+import { qemuImg, qemuIo, tempDir, type TempDir } from './qemu.ts';
 
 const PIECE = 64 * 1024;
 
@@ -67,4 +68,14 @@ export async function makeChangedExtDisk(folder: string, name = 'files.qcow2'): 
   await writeChangedPieces(image, before, new Uint8Array(fs.readFileSync(raw)), work);
   fs.rmSync(work, { recursive: true, force: true });
   return { path: image, keepOffset };
+}
+
+/** One changed disk for a whole test file: made in a temporary folder before the first test (handed to `made`), the folder removed after the last. */
+export function useChangedExtDisk(made: (fixture: { folder: TempDir; disk: ChangedExtDisk }) => void): void {
+  let folder: TempDir | null = null;
+  beforeAll(async () => {
+    folder = tempDir();
+    made({ folder, disk: await makeChangedExtDisk(folder.path) });
+  });
+  afterAll(() => folder?.cleanup());
 }

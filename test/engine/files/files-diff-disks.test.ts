@@ -4,21 +4,20 @@
  * size and time did not; a state compared with itself has none. Restore gives back the snapshot's bytes.
  */
 import * as fs from 'node:fs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { diffStatesByName } from '../../../src/shared/qcow2/files/files-diff.ts';
 import { restoreFromState } from '../../../src/shared/qcow2/files/restore.ts';
 import { openStateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
 import { readDiff } from '../../../src/shared/qcow2/snapshots/operations.ts';
-import { BEFORE_FILES, makeChangedExtDisk, MOTD, NOTES_AFTER } from '../../helpers/changed-ext-disk.ts';
-import { qemuCheck, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { BEFORE_FILES, MOTD, NOTES_AFTER, useChangedExtDisk } from '../../helpers/changed-ext-disk.ts';
+import { qemuCheck, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
 let disk = '';
-beforeAll(async () => {
-  folder = tempDir();
-  disk = (await makeChangedExtDisk(folder.path)).path;
+useChangedExtDisk((made) => {
+  folder = made.folder;
+  disk = made.disk.path;
 });
-afterAll(() => folder.cleanup());
 
 const diff = (from: string, to: string) => diffStatesByName((state) => openStateFiles(disk, state), from, to, () => readDiff(disk, from, to).ranges);
 
