@@ -4,7 +4,7 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type RewriteSummary, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
@@ -266,20 +266,6 @@ export interface RewritePreview {
   snapshots: number;
 }
 
-/** A finished compress or compact: the file before and after, and what the new one holds. */
-export interface RewriteSummary {
-  beforeBytes: number;
-  afterBytes: number;
-  snapshots: number;
-  storedClusters: number;
-  compressedClusters: number;
-  zeroClusters: number;
-  /** Every state of the new disk was compared with the old before it replaced it. */
-  verified: boolean;
-  /** The new disk's encryption. */
-  encryption: 'luks' | 'none';
-}
-
 /** A passphrase change: the LUKS key slots in use afterwards, the one added and those erased. */
 export interface PassphraseChange {
   activeSlots: number[];
@@ -484,7 +470,7 @@ export interface CowbellApi {
   pathForFile?(file: File): string;
 }
 
-export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, SnapshotTree, UnreadableRange, UsageReport };
+export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, RewriteSummary, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
  * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.

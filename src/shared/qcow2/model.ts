@@ -296,6 +296,21 @@ export interface DataPastEnd {
   kept: boolean;
 }
 
+/** A finished rewrite (compress, compact, encrypt, decrypt): the file before and after, and what the new one holds. */
+export interface RewriteSummary {
+  /** File sizes before (the source) and after (the new image). */
+  beforeBytes: number;
+  afterBytes: number;
+  snapshots: number;
+  storedClusters: number;
+  compressedClusters: number;
+  zeroClusters: number;
+  /** Every state of the new disk was compared with the old before it replaced it. */
+  verified: boolean;
+  /** The new image's encryption. */
+  encryption: 'luks' | 'none';
+}
+
 /** What resizing to `newSize` would do, asked before it starts (reads metadata only). */
 export interface ResizePreview {
   currentSize: number;

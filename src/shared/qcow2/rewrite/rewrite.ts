@@ -19,6 +19,7 @@ import { freeBytesFor } from '../io/free-space.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
+import type { RewriteSummary } from '../model.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { defaultBatchClusters, estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
@@ -76,19 +77,10 @@ export interface RewriteRequest {
 
 export type OutputEncryption = { kind: 'same' } | { kind: 'none' } | ({ kind: 'luks'; passphrase: Passphrase } & Omit<CreateLuksOptions, 'job'>);
 
-export interface RewriteResult {
+/** What the engine returns: the summary the app shows, and where the new image went and how it was made. */
+export interface RewriteResult extends RewriteSummary {
   target: string;
   inPlace: boolean;
-  /** File sizes before (the source) and after (the new image). */
-  beforeBytes: number;
-  afterBytes: number;
-  snapshots: number;
-  storedClusters: number;
-  compressedClusters: number;
-  zeroClusters: number;
-  verified: boolean;
-  /** The new image's encryption. */
-  encryption: 'luks' | 'none';
   /** Threads that compressed (1 when nothing was compressed, or no helper thread could start). */
   compressionThreads: number;
 }
