@@ -7,7 +7,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ImageInfo, JobEnd, PassphraseChange, RewritePreview, RewriteSummary } from '../../src/shared/ipc/contract.ts';
+import type { ImageInfo, PassphraseChange, RewritePreview, RewriteSummary } from '../../src/shared/ipc/contract.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import DiskHeader from '../../src/renderer/src/components/DiskHeader.vue';
 import DiskListItem from '../../src/renderer/src/components/DiskListItem.vue';
@@ -20,23 +20,17 @@ import { newPassphraseProblem, newPassphraseReady } from '../../src/renderer/src
 import { loadStrengthEstimator } from '../../src/renderer/src/lib/passphrase-strength.ts';
 import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeJobsConnection, imageInfo, type fakeConnection, type JobOutcome, type StartedJob } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 const MiB = 1024 * 1024;
 const STRONG = 'violet anchor mortgage drizzle kettle';
 const SECRET = 'the old disk passphrase';
 
-interface Started {
-  id: string;
-  kind: string;
-  path: string;
-  args: Record<string, unknown>;
-}
-
 let pinia: Pinia;
 let fake: ReturnType<typeof fakeConnection>;
-let started: Started[];
+let started: StartedJob[];
+let end: (kind: string, outcome: JobOutcome) => void;
 let wrapper: VueWrapper | null = null;
 
 const PLAIN = (): ImageInfo => imageInfo({ filename: PATH, 'actual-size': 800 * MiB });
@@ -58,18 +52,10 @@ function useDisk(info: ImageInfo): void {
 beforeEach(() => {
   pinia = createPinia();
   setActivePinia(pinia);
-  started = [];
-  fake = fakeConnection({
-    'job.start': (request) => {
-      const { kind, path, args } = request as { kind: string; path: string; args: Record<string, unknown> };
-      const id = `job-${started.length + 1}`;
-      started.push({ id, kind, path, args });
-      return { jobId: id };
-    },
-    'job.cancel': () => ({ cancelled: true }),
+  ({ fake, started, end } = fakeJobsConnection({
     'image.open': () => PLAIN(),
     'image.watch': () => null,
-  });
+  }));
   replaceConnection(fake);
   useDisk(PLAIN());
 });
@@ -86,13 +72,6 @@ function preview(overrides: Partial<RewritePreview> = {}): RewritePreview {
 
 function summary(encryption: 'luks' | 'none'): RewriteSummary {
   return { beforeBytes: 800 * MiB, afterBytes: 802 * MiB, snapshots: 2, storedClusters: 12800, compressedClusters: 0, zeroClusters: 0, verified: true, encryption };
-}
-
-function end(kind: string, outcome: { result: unknown } | { error: { code: string; message: string } }): void {
-  const job = [...started].reverse().find((candidate) => candidate.kind === kind);
-  if (!job) throw new Error(`no ${kind} job was started`);
-  const payload = ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd;
-  fake.emit('job.end', payload);
 }
 
 function byTestId(testId: string): HTMLElement | null {

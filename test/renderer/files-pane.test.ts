@@ -6,14 +6,14 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { FilesCopyOutResult, GuestFilesDiff, GuestFolderListing, JobEnd, SnapshotTree } from '../../src/shared/ipc/contract.ts';
+import type { FilesCopyOutResult, GuestFilesDiff, GuestFolderListing, SnapshotTree } from '../../src/shared/ipc/contract.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import CompareFilesDialog from '../../src/renderer/src/components/dialogs/CompareFilesDialog.vue';
 import RestoreFilesDialog, { proposedName } from '../../src/renderer/src/components/dialogs/RestoreFilesDialog.vue';
 import FilesPane from '../../src/renderer/src/components/files/FilesPane.vue';
 import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeJobsConnection, imageInfo, type fakeConnection, type JobOutcome, type StartedJob } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 const tree: SnapshotTree = {
@@ -23,30 +23,16 @@ const tree: SnapshotTree = {
   current: { exclusiveBytes: 0, sharedBytes: 0 },
 };
 
-interface Started {
-  id: string;
-  kind: string;
-  args: Record<string, unknown>;
-}
-
 let pinia: Pinia;
 let fake: ReturnType<typeof fakeConnection>;
-let started: Started[];
+let started: StartedJob[];
+let endJob: (kind: string, outcome: JobOutcome) => void;
 let wrapper: VueWrapper | null = null;
 
 beforeEach(() => {
   pinia = createPinia();
   setActivePinia(pinia);
-  started = [];
-  fake = fakeConnection({
-    'job.start': (request) => {
-      const { kind, args } = request as { kind: string; args: Record<string, unknown> };
-      const id = `job-${started.length + 1}`;
-      started.push({ id, kind, args });
-      return { jobId: id };
-    },
-    'job.cancel': () => ({ cancelled: true }),
-  });
+  ({ fake, started, end: endJob } = fakeJobsConnection());
   replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info: imageInfo({ filename: PATH }), error: null, refreshing: false }];
 });
@@ -57,10 +43,8 @@ afterEach(() => {
   replaceConnection(null);
 });
 
-async function end(kind: string, outcome: { result: unknown } | { error: { code: string; message: string } }): Promise<void> {
-  const job = [...started].reverse().find((candidate) => candidate.kind === kind);
-  if (!job) throw new Error(`no ${kind} was started`);
-  fake.emit('job.end', ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd);
+async function end(kind: string, outcome: JobOutcome): Promise<void> {
+  endJob(kind, outcome);
   await flushPromises();
 }
 
@@ -187,7 +171,7 @@ describe('Restore…', () => {
     await wrapper.get('[data-testid="restore-folder"]').setValue('/home/me');
     await wrapper.get('form').trigger('submit');
     await flushPromises();
-    expect(started.at(-1)).toEqual({ id: 'job-1', kind: 'files.copyOut', args: { state: '1', path: '/1/etc/hostname', target: '/home/me/hostname' } });
+    expect(started.at(-1)).toEqual({ id: 'job-1', kind: 'files.copyOut', path: PATH, args: { state: '1', path: '/1/etc/hostname', target: '/home/me/hostname' } });
     const result: FilesCopyOutResult = { target: '/home/me/hostname', kind: 'file', files: 1, folders: 0, symlinks: 0, bytes: 4, skipped: [] };
     await end('files.copyOut', { result });
     expect(wrapper.get('[data-testid="restore-result"]').attributes('data-target')).toBe('/home/me/hostname');
@@ -202,7 +186,7 @@ describe('Compare files with…', () => {
       attachTo: document.body,
     });
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'files.diff', args: { from: '1', to: 'current' } }]);
+    expect(started).toEqual([{ id: 'job-1', kind: 'files.diff', path: PATH, args: { from: '1', to: 'current' } }]);
     const result: GuestFilesDiff = {
       from: '1',
       to: 'current',

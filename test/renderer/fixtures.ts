@@ -1,7 +1,7 @@
 import type { ImageInfo } from '../../src/shared/ipc/contract.ts';
 import type { ApiConnection } from '../../src/renderer/src/api.ts';
 import type { ConnectionState } from '../../src/renderer/src/bridge-client.ts';
-import type { CowbellApi, EventName, EventPayloads } from '../../src/shared/ipc/contract.ts';
+import type { CowbellApi, EventName, EventPayloads, JobEnd } from '../../src/shared/ipc/contract.ts';
 
 /** What `qemu-img info --output=json` says about a fresh 1 GiB v3 image with two snapshots. */
 export function imageInfo(overrides: Partial<ImageInfo> = {}): ImageInfo {
@@ -81,4 +81,42 @@ export function fakeConnection(handlers: Record<string, Handler>): ApiConnection
       for (const listener of listeners.get(event) ?? []) listener(payload);
     },
   };
+}
+
+/** A job the fake main was asked to start (ids job-1, job-2, … in order). */
+export interface StartedJob {
+  id: string;
+  kind: string;
+  path: string;
+  args: Record<string, unknown>;
+}
+
+export type JobOutcome = { result: unknown } | { error: { code: string; message: string } };
+
+/**
+ * A fake main that starts jobs (each recorded in `started`) and cancels them, with `handlers` for
+ * the other requests; `end` ends the latest job of a kind, as main's job.end event would.
+ */
+export function fakeJobsConnection(handlers: Record<string, Handler> = {}): {
+  fake: ReturnType<typeof fakeConnection>;
+  started: StartedJob[];
+  end(kind: string, outcome: JobOutcome): void;
+} {
+  const started: StartedJob[] = [];
+  const fake = fakeConnection({
+    'job.start': (request) => {
+      const { kind, path, args } = request as Omit<StartedJob, 'id'>;
+      const id = `job-${started.length + 1}`;
+      started.push({ id, kind, path, args });
+      return { jobId: id };
+    },
+    'job.cancel': () => ({ cancelled: true }),
+    ...handlers,
+  });
+  function end(kind: string, outcome: JobOutcome): void {
+    const job = [...started].reverse().find((candidate) => candidate.kind === kind);
+    if (!job) throw new Error(`no ${kind} job was started`);
+    fake.emit('job.end', ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd);
+  }
+  return { fake, started, end };
 }

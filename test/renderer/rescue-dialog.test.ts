@@ -5,7 +5,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ImageInfo, JobEnd, RescueReport } from '../../src/shared/ipc/contract.ts';
+import type { ImageInfo, RescueReport } from '../../src/shared/ipc/contract.ts';
 import type { UnreadableRange } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import DiskView from '../../src/renderer/src/components/DiskView.vue';
@@ -16,40 +16,26 @@ import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeJobsConnection, imageInfo, type fakeConnection, type JobOutcome, type StartedJob } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 const MiB = 1024 * 1024;
 
-interface Started {
-  id: string;
-  kind: string;
-  path: string;
-  args: unknown;
-}
-
 let pinia: Pinia;
 let fake: ReturnType<typeof fakeConnection>;
-let started: Started[];
+let started: StartedJob[];
+let endJob: (kind: string, outcome: JobOutcome) => void;
 let info: ImageInfo;
 let wrapper: VueWrapper | null = null;
 
 beforeEach(() => {
   pinia = createPinia();
   setActivePinia(pinia);
-  started = [];
   info = imageInfo({ filename: PATH, 'virtual-size': 64 * MiB });
-  fake = fakeConnection({
-    'job.start': (request) => {
-      const { kind, path, args } = request as { kind: string; path: string; args: unknown };
-      const id = `job-${started.length + 1}`;
-      started.push({ id, kind, path, args });
-      return { jobId: id };
-    },
-    'job.cancel': () => ({ cancelled: true }),
+  ({ fake, started, end: endJob } = fakeJobsConnection({
     'image.open': () => info,
     'image.watch': () => null,
-  });
+  }));
   replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
 });
@@ -60,10 +46,8 @@ afterEach(() => {
   replaceConnection(null);
 });
 
-function end(outcome: { result: unknown } | { error: { code: string; message: string } }): void {
-  const job = [...started].reverse().find((candidate) => candidate.kind === 'image.rescue');
-  if (!job) throw new Error('no rescue was started');
-  fake.emit('job.end', ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd);
+function end(outcome: JobOutcome): void {
+  endJob('image.rescue', outcome);
 }
 
 async function mountDialog(): Promise<VueWrapper> {

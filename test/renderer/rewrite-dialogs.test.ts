@@ -6,7 +6,7 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ImageInfo, JobEnd, RewritePreview, RewriteSummary } from '../../src/shared/ipc/contract.ts';
+import type { ImageInfo, RewritePreview, RewriteSummary } from '../../src/shared/ipc/contract.ts';
 import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
 import { formatBytes } from '../../src/shared/format-units.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
@@ -17,21 +17,15 @@ import { sizeChange, spaceVerdict } from '../../src/renderer/src/lib/describe-re
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeJobsConnection, imageInfo, type fakeConnection, type JobOutcome, type StartedJob } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 const MiB = 1024 * 1024;
 
-interface Started {
-  id: string;
-  kind: string;
-  path: string;
-  args: unknown;
-}
-
 let pinia: Pinia;
 let fake: ReturnType<typeof fakeConnection>;
-let started: Started[];
+let started: StartedJob[];
+let end: (kind: string, outcome: JobOutcome) => void;
 let info: ImageInfo;
 let wrapper: VueWrapper | null = null;
 
@@ -42,19 +36,11 @@ function preview(overrides: Partial<RewritePreview> = {}): RewritePreview {
 beforeEach(() => {
   pinia = createPinia();
   setActivePinia(pinia);
-  started = [];
   info = imageInfo({ filename: PATH, 'actual-size': 800 * MiB });
-  fake = fakeConnection({
-    'job.start': (request) => {
-      const { kind, path, args } = request as { kind: string; path: string; args: unknown };
-      const id = `job-${started.length + 1}`;
-      started.push({ id, kind, path, args });
-      return { jobId: id };
-    },
-    'job.cancel': () => ({ cancelled: true }),
+  ({ fake, started, end } = fakeJobsConnection({
     'image.open': () => info,
     'image.watch': () => null,
-  });
+  }));
   replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
 });
@@ -64,13 +50,6 @@ afterEach(() => {
   wrapper = null;
   replaceConnection(null);
 });
-
-function end(kind: string, outcome: { result: unknown } | { error: { code: string; message: string } }): void {
-  const job = [...started].reverse().find((candidate) => candidate.kind === kind);
-  if (!job) throw new Error(`no ${kind} job was started`);
-  const payload = ('result' in outcome ? { jobId: job.id, ok: true, result: outcome.result } : { jobId: job.id, ok: false, error: outcome.error }) as JobEnd;
-  fake.emit('job.end', payload);
-}
 
 async function mountRewrite(mode: 'compress' | 'compact'): Promise<VueWrapper> {
   wrapper = mount(RewriteDialog, { props: { path: PATH, mode }, global: { plugins: [pinia] }, attachTo: document.body });
