@@ -19,6 +19,9 @@ export class CachedGuestBytes {
   private readonly reader: GuestReader;
   /** Chunk index → bytes, in least-recently-used order (a Map keeps insertion order). */
   private readonly chunks = new Map<number, Uint8Array>();
+  /** The chunk read last (already the most recent in `chunks`): metadata reads come in runs within one. */
+  private lastIndex = -1;
+  private lastChunk: Uint8Array | null = null;
 
   constructor(reader: GuestReader) {
     this.reader = reader;
@@ -47,6 +50,14 @@ export class CachedGuestBytes {
   }
 
   private chunk(chunkIndex: number): Uint8Array {
+    if (chunkIndex === this.lastIndex && this.lastChunk !== null) return this.lastChunk;
+    const bytes = this.lruChunk(chunkIndex);
+    this.lastIndex = chunkIndex;
+    this.lastChunk = bytes;
+    return bytes;
+  }
+
+  private lruChunk(chunkIndex: number): Uint8Array {
     const cached = this.chunks.get(chunkIndex);
     if (cached) {
       this.chunks.delete(chunkIndex);

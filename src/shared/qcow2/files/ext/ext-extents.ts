@@ -27,22 +27,25 @@ export interface FileBlockMap {
   runs: BlockRun[];
 }
 
-export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<FileBlockMap | null> {
-  const inode = await readInodeBytes(volume, superblock, inodeNumber);
-  const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
-  const flags = view.getUint32(32, true);
-  if ((flags & INLINE_DATA_FLAG) !== 0) return null;
-  const size = view.getUint32(4, true) + view.getUint32(108, true) * 2 ** 32;
-  const walk = new BlockWalk(volume, superblock, Math.ceil(size / superblock.blockBytes));
-  const iBlock = inode.subarray(40, 100);
-  if ((flags & EXTENTS_FLAG) !== 0) await walk.extentNode(iBlock, MAX_EXTENT_DEPTH);
-  else await walk.blockMap(iBlock);
+/** What the block walk needs of an inode (ext-inodes.ts ExtInode has it). */
+export interface InodeContent {
+  flags: number;
+  size: number;
+  /** i_block: the extent tree's root or the block map's pointers (60 bytes). */
+  iBlock: Uint8Array;
+}
+
+export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<FileBlockMap | null> {
+  if ((inode.flags & INLINE_DATA_FLAG) !== 0) return null;
+  const walk = new BlockWalk(volume, superblock, Math.ceil(inode.size / superblock.blockBytes));
+  if ((inode.flags & EXTENTS_FLAG) !== 0) await walk.extentNode(inode.iBlock, MAX_EXTENT_DEPTH);
+  else await walk.blockMap(inode.iBlock);
   return { blockBytes: superblock.blockBytes, runs: walk.runs };
 }
 
 /** The volume byte ranges holding the file's content, merged where they touch. */
-export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ByteRange[] | null> {
-  const map = await extFileBlockMap(volume, superblock, inodeNumber);
+export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<ByteRange[] | null> {
+  const map = await extFileBlockMap(volume, superblock, inode);
   if (map === null) return null;
   const ranges: ByteRange[] = [];
   for (const run of map.runs) {
@@ -55,23 +58,7 @@ export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock,
   return ranges;
 }
 
-/** The inode's bytes, found through its group's descriptor. */
-export async function readInodeBytes(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
-  if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
-  const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
-  const index = (inodeNumber - 1) % superblock.inodesPerGroup;
-  const descriptorBlock = superblock.firstDataBlock + 1;
-  const descriptor = new Uint8Array(superblock.groupDescriptorBytes);
-  await volume.read(descriptor, descriptorBlock * superblock.blockBytes + group * superblock.groupDescriptorBytes);
-  const view = new DataView(descriptor.buffer);
-  const tableBlock = view.getUint32(8, true) + (superblock.is64Bit && superblock.groupDescriptorBytes >= 64 ? view.getUint32(0x28, true) * 2 ** 32 : 0);
-  checkBlock(superblock, tableBlock);
-  const inode = new Uint8Array(superblock.inodeBytes);
-  await volume.read(inode, tableBlock * superblock.blockBytes + index * superblock.inodeBytes);
-  return inode;
-}
-
-function checkBlock(superblock: ExtSuperblock, block: number): void {
+export function checkBlock(superblock: ExtSuperblock, block: number): void {
   if (block >= superblock.blocksCount) throw corrupt(`block ${block} lies past the last block (${superblock.blocksCount - 1})`);
 }
 
