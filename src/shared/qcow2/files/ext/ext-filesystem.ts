@@ -11,7 +11,7 @@
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
-import { joinPath, normalizePath, pathParts } from '../paths.ts';
+import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
