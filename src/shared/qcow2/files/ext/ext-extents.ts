@@ -162,9 +162,10 @@ class BlockWalk {
  * (libext2fs would read them one block at a time through its WebAssembly heap); holes are zeros.
  */
 export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target: Uint8Array, offset: number): Promise<void> {
-  target.fill(0);
   const { blockBytes, runs } = map;
   const end = offset + target.length;
+  /** Bytes of target up to this file offset are set. */
+  let filled = offset;
   let low = 0;
   let high = runs.length;
   // The first run that ends after `offset`.
@@ -180,6 +181,10 @@ export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target:
     if (runStart >= end) break;
     const from = Math.max(offset, runStart);
     const to = Math.min(end, runStart + run.count * blockBytes);
+    // Only the holes are zeroed: filling the whole target first would write every byte twice.
+    target.fill(0, filled - offset, from - offset);
     await volume.read(target.subarray(from - offset, to - offset), run.volumeBlock * blockBytes + (from - runStart));
+    filled = to;
   }
+  target.fill(0, filled - offset);
 }
