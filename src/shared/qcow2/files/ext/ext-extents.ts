@@ -38,7 +38,10 @@ export interface InodeContent {
 export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<FileBlockMap | null> {
   if ((inode.flags & INLINE_DATA_FLAG) !== 0) return null;
   const walk = new BlockWalk(volume, superblock, Math.ceil(inode.size / superblock.blockBytes));
-  if ((inode.flags & EXTENTS_FLAG) !== 0) await walk.extentNode(inode.iBlock, MAX_EXTENT_DEPTH);
+  if ((inode.flags & EXTENTS_FLAG) !== 0) {
+    const below = walk.extentNode(inode.iBlock, MAX_EXTENT_DEPTH);
+    if (below !== undefined) await below;
+  }
   else await walk.blockMap(inode.iBlock);
   return { blockBytes: superblock.blockBytes, runs: walk.runs };
 }
@@ -83,29 +86,35 @@ class BlockWalk {
     return this.nextFileBlock >= this.fileBlocks;
   }
 
-  async extentNode(node: Uint8Array, depthLeft: number): Promise<void> {
+  /** A node of the extent tree and all below it; a leaf (most files' only node, in the inode) is walked without waiting. */
+  extentNode(node: Uint8Array, depthLeft: number): Promise<void> | undefined {
     const view = new DataView(node.buffer, node.byteOffset, node.byteLength);
     if (view.getUint16(0, true) !== EXTENT_MAGIC) throw corrupt('an extent tree node has no magic');
     const entries = view.getUint16(2, true);
     const depth = view.getUint16(6, true);
     if (12 + entries * 12 > node.length) throw corrupt(`an extent tree node claims ${entries} entries`);
     if (depth >= depthLeft) throw corrupt(`an extent tree deeper than ${MAX_EXTENT_DEPTH}`);
+    if (depth > 0) return this.extentChildren(view, entries, depth);
     for (let entry = 0; entry < entries && !this.done; entry++) {
       const at = 12 + entry * 12;
-      if (depth === 0) {
-        const fileBlock = view.getUint32(at, true);
-        let length = view.getUint16(at + 4, true);
-        const uninitialised = length > UNINITIALISED_LENGTH;
-        if (uninitialised) length -= UNINITIALISED_LENGTH;
-        const volumeBlock = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
-        if (fileBlock < this.nextFileBlock) throw corrupt('its extents overlap or are out of order');
-        this.nextFileBlock = fileBlock;
-        if (uninitialised) this.nextFileBlock = fileBlock + length;
-        else this.add(volumeBlock, length);
-      } else {
-        const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
-        await this.extentNode(await this.block(child), depth);
-      }
+      const fileBlock = view.getUint32(at, true);
+      let length = view.getUint16(at + 4, true);
+      const uninitialised = length > UNINITIALISED_LENGTH;
+      if (uninitialised) length -= UNINITIALISED_LENGTH;
+      const volumeBlock = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
+      if (fileBlock < this.nextFileBlock) throw corrupt('its extents overlap or are out of order');
+      this.nextFileBlock = fileBlock;
+      if (uninitialised) this.nextFileBlock = fileBlock + length;
+      else this.add(volumeBlock, length);
+    }
+    return undefined;
+  }
+
+  private async extentChildren(view: DataView, entries: number, depth: number): Promise<void> {
+    for (let entry = 0; entry < entries && !this.done; entry++) {
+      const at = 12 + entry * 12;
+      const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
+      await this.extentNode(await this.block(child), depth);
     }
   }
 
