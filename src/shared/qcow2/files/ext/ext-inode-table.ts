@@ -1,7 +1,7 @@
 /**
  * The inodes of one mounted ext volume, found through their group's descriptor and kept once read:
  * a listing reads each entry's inode, files-diff then asks for the same files' extents, and every
- * path is resolved from the root again. The inode table is read in pieces of many inodes (a
+ * path is resolved from the root again. The inode table is read a block at a time (a
  * folder's files mostly sit side by side in it). Bounded: the last MAX_CACHED_INODES inodes (a
  * couple of hundred bytes each), the last MAX_CACHED_PIECES pieces, and each group's table place.
  */
@@ -11,9 +11,9 @@ import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 const MAX_CACHED_INODES = 65536;
-const PIECE_BYTES = 16 * 1024;
+const PIECE_BYTES = 4096;
 /** 1 MiB of inode table. */
-const MAX_CACHED_PIECES = 64;
+const MAX_CACHED_PIECES = 256;
 const MAX_CACHED_GROUPS = 65536;
 
 export class ExtInodeTable {
