@@ -10,7 +10,8 @@ import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
-const MAX_CACHED_INODES = 65536;
+/** About 10 MiB at most (an inode kept costs some 300 bytes). */
+const MAX_CACHED_INODES = 32768;
 const PIECE_BYTES = 4096;
 /** 1 MiB of inode table. */
 const MAX_CACHED_PIECES = 256;
