@@ -180,8 +180,7 @@ class ExtFilesystem implements GuestFilesystem {
     let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
     for (let index = 0; index < parts.length; index++) {
       const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folders.get(inode.number) : undefined;
-      const walked = (): string => `/${parts.slice(0, index).join('/')}`;
-      const found = names === undefined ? await this.folderEntries(inode, walked()) : names;
+      const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
       if (found === null) return null;
       const number = found.get(parts[index] as string);
       if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
