@@ -94,6 +94,17 @@ describe('files-diff', () => {
     ]);
   });
 
+  it('pairs entries by name whatever order each state lists them in, and reports in name order', async () => {
+    const before = memoryState({ '': { zeta: { content: 'z' }, beta: { content: 'b' }, alpha: { content: 'a' }, gone: { content: 'g' } } });
+    const after = memoryState({ '': { alpha: { content: 'aa' }, new: { content: 'n' }, zeta: { content: 'z' }, beta: { content: 'b' } } });
+    const result = await diff(before, after);
+    expect(result.differences).toEqual([
+      { path: '/alpha', change: 'changed', kind: 'file', sizeBefore: 1, sizeAfter: 2, reasons: ['size'] },
+      { path: '/gone', change: 'removed', kind: 'file', sizeBefore: 1 },
+      { path: '/new', change: 'added', kind: 'file', sizeAfter: 1 },
+    ]);
+  });
+
   it('stops when the job is cancelled', async () => {
     const folders: MemoryTree = {};
     for (let index = 0; index < 40; index++) folders[`d${index}`] = { f: { content: 'x' } };

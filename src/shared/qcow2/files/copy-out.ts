@@ -10,11 +10,20 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { temporaryPathFor } from '../io/atomic-file.ts';
+import { startWriteback } from '../io/file-writeback.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileEntry } from '../model.ts';
 import type { StateFiles } from './state-files.ts';
 
-const CHUNK_BYTES = 4 * 1024 * 1024;
+/** Guest bytes read at a time: contiguous extents come from the volume in one read (the volume's cache is bypassed). */
+const CHUNK_BYTES = 8 * 1024 * 1024;
+/** Each chunk is written in pieces of this size (1 MiB writes measured faster than 4 MiB ones here). */
+const WRITE_BYTES = 1024 * 1024;
+/**
+ * The kernel's writeback of what was written is started every this many bytes, so the disk writes
+ * while the copy goes on and the fsync before the rename has only the last piece to wait for.
+ */
+const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
 export interface CopyOutOptions {
   /** Replace files that already exist at the target (and copy into an existing folder). */
@@ -111,14 +120,19 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
     fd = fs.openSync(temporary, 'wx', 0o644);
     const buffer = new Uint8Array(Math.min(CHUNK_BYTES, Math.max(1, entry.size)));
     let offset = 0;
+    let writebackFrom = 0;
     while (offset < entry.size) {
       // Let the event loop turn (a Ctrl-C handler, a cancel message) between chunks: the reads resolve without it.
       await new Promise((resolve) => setImmediate(resolve));
       job.throwIfCancelled();
       const count = await files.read(entry.path, buffer.subarray(0, Math.min(buffer.length, entry.size - offset)), offset);
       if (count === 0) throw new Qcow2Error('FILESYSTEM_CORRUPT', `${entry.path} ended at ${offset} bytes, before its size of ${entry.size}`);
-      fs.writeSync(fd, buffer, 0, count, offset);
+      for (let written = 0; written < count; ) written += fs.writeSync(fd, buffer, written, Math.min(WRITE_BYTES, count - written), offset + written);
       offset += count;
+      if (offset - writebackFrom >= WRITEBACK_STEP_BYTES) {
+        startWriteback(fd, writebackFrom, offset - writebackFrom);
+        writebackFrom = offset;
+      }
       onWritten(count);
     }
     fs.fsyncSync(fd);

@@ -136,15 +136,26 @@ class FilesWalk {
    */
   private async compareFolder(path: string, sameEntries: boolean): Promise<void> {
     const [listBefore, listAfter] = await Promise.all([this.before.list(path), this.after.list(path)]);
-    const byName = new Map(listBefore.map((entry) => [entry.name, entry]));
-    const names = new Set([...byName.keys(), ...listAfter.map((entry) => entry.name)]);
-    const afterByName = new Map(listAfter.map((entry) => [entry.name, entry]));
-    for (const name of [...names].sort(byCodePoint)) {
-      const entryBefore = byName.get(name);
-      const entryAfter = afterByName.get(name);
-      if (entryBefore === undefined) await this.one('added', entryAfter!);
-      else if (entryAfter === undefined) await this.one('removed', entryBefore);
-      else await this.compareEntries(entryBefore, entryAfter, sameEntries);
+    // Both lists by name, then walked side by side (a listing mostly comes sorted already).
+    const sortedBefore = byNameOnce(listBefore);
+    const sortedAfter = byNameOnce(listAfter);
+    let indexBefore = 0;
+    let indexAfter = 0;
+    while (indexBefore < sortedBefore.length || indexAfter < sortedAfter.length) {
+      const entryBefore = sortedBefore[indexBefore];
+      const entryAfter = sortedAfter[indexAfter];
+      const order = entryBefore === undefined ? 1 : entryAfter === undefined ? -1 : byCodePoint(entryBefore.name, entryAfter.name);
+      if (order > 0) {
+        await this.one('added', entryAfter!);
+        indexAfter++;
+      } else if (order < 0) {
+        await this.one('removed', entryBefore!);
+        indexBefore++;
+      } else {
+        await this.compareEntries(entryBefore!, entryAfter!, sameEntries);
+        indexBefore++;
+        indexAfter++;
+      }
     }
     this.folderDone();
   }
@@ -241,6 +252,20 @@ function changed(entryBefore: GuestFileEntry, entryAfter: GuestFileEntry, reason
 
 function sameExtents(a: readonly ByteRange[], b: readonly ByteRange[]): boolean {
   return a.length === b.length && a.every((range, index) => range.offset === b[index]!.offset && range.length === b[index]!.length);
+}
+
+/**
+ * The entries sorted by name, each name once: where a damaged folder names one twice, the later
+ * entry stands (as a map by name would keep it).
+ */
+function byNameOnce(entries: readonly GuestFileEntry[]): GuestFileEntry[] {
+  const sorted = entries.toSorted((a, b) => byCodePoint(a.name, b.name));
+  const once: GuestFileEntry[] = [];
+  for (const entry of sorted) {
+    if (once.length > 0 && once[once.length - 1]!.name === entry.name) once[once.length - 1] = entry;
+    else once.push(entry);
+  }
+  return once;
 }
 
 /** Names in a stable order that does not depend on the locale. */

@@ -27,22 +27,28 @@ export interface FileBlockMap {
   runs: BlockRun[];
 }
 
-export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<FileBlockMap | null> {
-  const inode = await readInodeBytes(volume, superblock, inodeNumber);
-  const view = new DataView(inode.buffer, inode.byteOffset, inode.byteLength);
-  const flags = view.getUint32(32, true);
-  if ((flags & INLINE_DATA_FLAG) !== 0) return null;
-  const size = view.getUint32(4, true) + view.getUint32(108, true) * 2 ** 32;
-  const walk = new BlockWalk(volume, superblock, Math.ceil(size / superblock.blockBytes));
-  const iBlock = inode.subarray(40, 100);
-  if ((flags & EXTENTS_FLAG) !== 0) await walk.extentNode(iBlock, MAX_EXTENT_DEPTH);
-  else await walk.blockMap(iBlock);
+/** What the block walk needs of an inode (ext-inodes.ts ExtInode has it). */
+export interface InodeContent {
+  flags: number;
+  size: number;
+  /** i_block: the extent tree's root or the block map's pointers (60 bytes). */
+  iBlock: Uint8Array;
+}
+
+export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<FileBlockMap | null> {
+  if ((inode.flags & INLINE_DATA_FLAG) !== 0) return null;
+  const walk = new BlockWalk(volume, superblock, Math.ceil(inode.size / superblock.blockBytes));
+  if ((inode.flags & EXTENTS_FLAG) !== 0) {
+    const below = walk.extentNode(inode.iBlock, MAX_EXTENT_DEPTH);
+    if (below !== undefined) await below;
+  }
+  else await walk.blockMap(inode.iBlock);
   return { blockBytes: superblock.blockBytes, runs: walk.runs };
 }
 
 /** The volume byte ranges holding the file's content, merged where they touch. */
-export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ByteRange[] | null> {
-  const map = await extFileBlockMap(volume, superblock, inodeNumber);
+export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<ByteRange[] | null> {
+  const map = await extFileBlockMap(volume, superblock, inode);
   if (map === null) return null;
   const ranges: ByteRange[] = [];
   for (const run of map.runs) {
@@ -55,23 +61,7 @@ export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock,
   return ranges;
 }
 
-/** The inode's bytes, found through its group's descriptor. */
-export async function readInodeBytes(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<Uint8Array> {
-  if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
-  const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
-  const index = (inodeNumber - 1) % superblock.inodesPerGroup;
-  const descriptorBlock = superblock.firstDataBlock + 1;
-  const descriptor = new Uint8Array(superblock.groupDescriptorBytes);
-  await volume.read(descriptor, descriptorBlock * superblock.blockBytes + group * superblock.groupDescriptorBytes);
-  const view = new DataView(descriptor.buffer);
-  const tableBlock = view.getUint32(8, true) + (superblock.is64Bit && superblock.groupDescriptorBytes >= 64 ? view.getUint32(0x28, true) * 2 ** 32 : 0);
-  checkBlock(superblock, tableBlock);
-  const inode = new Uint8Array(superblock.inodeBytes);
-  await volume.read(inode, tableBlock * superblock.blockBytes + index * superblock.inodeBytes);
-  return inode;
-}
-
-function checkBlock(superblock: ExtSuperblock, block: number): void {
+export function checkBlock(superblock: ExtSuperblock, block: number): void {
   if (block >= superblock.blocksCount) throw corrupt(`block ${block} lies past the last block (${superblock.blocksCount - 1})`);
 }
 
@@ -96,29 +86,35 @@ class BlockWalk {
     return this.nextFileBlock >= this.fileBlocks;
   }
 
-  async extentNode(node: Uint8Array, depthLeft: number): Promise<void> {
+  /** A node of the extent tree and all below it; a leaf (most files' only node, in the inode) is walked without waiting. */
+  extentNode(node: Uint8Array, depthLeft: number): Promise<void> | undefined {
     const view = new DataView(node.buffer, node.byteOffset, node.byteLength);
     if (view.getUint16(0, true) !== EXTENT_MAGIC) throw corrupt('an extent tree node has no magic');
     const entries = view.getUint16(2, true);
     const depth = view.getUint16(6, true);
     if (12 + entries * 12 > node.length) throw corrupt(`an extent tree node claims ${entries} entries`);
     if (depth >= depthLeft) throw corrupt(`an extent tree deeper than ${MAX_EXTENT_DEPTH}`);
+    if (depth > 0) return this.extentChildren(view, entries, depth);
     for (let entry = 0; entry < entries && !this.done; entry++) {
       const at = 12 + entry * 12;
-      if (depth === 0) {
-        const fileBlock = view.getUint32(at, true);
-        let length = view.getUint16(at + 4, true);
-        const uninitialised = length > UNINITIALISED_LENGTH;
-        if (uninitialised) length -= UNINITIALISED_LENGTH;
-        const volumeBlock = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
-        if (fileBlock < this.nextFileBlock) throw corrupt('its extents overlap or are out of order');
-        this.nextFileBlock = fileBlock;
-        if (uninitialised) this.nextFileBlock = fileBlock + length;
-        else this.add(volumeBlock, length);
-      } else {
-        const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
-        await this.extentNode(await this.block(child), depth);
-      }
+      const fileBlock = view.getUint32(at, true);
+      let length = view.getUint16(at + 4, true);
+      const uninitialised = length > UNINITIALISED_LENGTH;
+      if (uninitialised) length -= UNINITIALISED_LENGTH;
+      const volumeBlock = view.getUint16(at + 6, true) * 2 ** 32 + view.getUint32(at + 8, true);
+      if (fileBlock < this.nextFileBlock) throw corrupt('its extents overlap or are out of order');
+      this.nextFileBlock = fileBlock;
+      if (uninitialised) this.nextFileBlock = fileBlock + length;
+      else this.add(volumeBlock, length);
+    }
+    return undefined;
+  }
+
+  private async extentChildren(view: DataView, entries: number, depth: number): Promise<void> {
+    for (let entry = 0; entry < entries && !this.done; entry++) {
+      const at = 12 + entry * 12;
+      const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
+      await this.extentNode(await this.block(child), depth);
     }
   }
 
@@ -175,9 +171,10 @@ class BlockWalk {
  * (libext2fs would read them one block at a time through its WebAssembly heap); holes are zeros.
  */
 export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target: Uint8Array, offset: number): Promise<void> {
-  target.fill(0);
   const { blockBytes, runs } = map;
   const end = offset + target.length;
+  /** Bytes of target up to this file offset are set. */
+  let filled = offset;
   let low = 0;
   let high = runs.length;
   // The first run that ends after `offset`.
@@ -193,6 +190,10 @@ export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target:
     if (runStart >= end) break;
     const from = Math.max(offset, runStart);
     const to = Math.min(end, runStart + run.count * blockBytes);
+    // Only the holes are zeroed: filling the whole target first would write every byte twice.
+    target.fill(0, filled - offset, from - offset);
     await volume.read(target.subarray(from - offset, to - offset), run.volumeBlock * blockBytes + (from - runStart));
+    filled = to;
   }
+  target.fill(0, filled - offset);
 }

@@ -11,10 +11,11 @@
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
-import { joinPath, normalizePath, pathParts } from '../paths.ts';
+import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
-import { readFolder, readInode, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
+import { ExtInodeTable } from './ext-inode-table.ts';
+import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
@@ -93,6 +94,7 @@ class ExtFilesystem implements GuestFilesystem {
   private readonly ext2fs: Ext2fsModule;
   private readonly mount: Ext2fsMount;
   private readonly disk: ReadOnlyDisk;
+  private readonly inodes: ExtInodeTable;
 
   constructor(volume: VolumeBytes, superblock: ExtSuperblock, ext2fs: Ext2fsModule, mount: Ext2fsMount, disk: ReadOnlyDisk) {
     this.volume = volume;
@@ -100,35 +102,44 @@ class ExtFilesystem implements GuestFilesystem {
     this.ext2fs = ext2fs;
     this.mount = mount;
     this.disk = disk;
+    this.inodes = new ExtInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
   }
 
   async list(path: string): Promise<GuestFileEntry[]> {
-    const folder = normalizePath(path);
-    const inode = await this.resolve(folder);
-    const names = inode === null ? null : await this.folderEntries(inode, folder);
+    const parts = pathParts(path);
+    const folder = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
+    const names = inode === null ? null : (this.folders.get(inode.number) ?? (await this.folderEntries(inode, folder)));
     if (inode === null || names === null) return this.listThroughLibext2fs(folder);
     const entries: GuestFileEntry[] = [];
-    for (const [name, number] of names) entries.push(await this.entryOf(joinPath(folder, name), await readInode(this.volume, this.superblock, number)));
+    for (const [name, number] of names) {
+      const entryPath = joinPath(folder, name);
+      const entryInode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+      entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(entryPath, entryInode) : plainEntry(name, entryPath, entryInode));
+    }
     return entries.sort(byName);
   }
 
   async stat(path: string): Promise<GuestFileEntry> {
-    const normalized = normalizePath(path);
-    const inode = await this.resolve(normalized);
+    const parts = pathParts(path);
+    const normalized = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
     return inode === null ? this.entryThroughLibext2fs(normalized) : this.entryOf(normalized, inode);
   }
 
   async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
-    const file = normalizePath(path);
-    const inode = await this.resolve(file);
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
     const mode = inode === null ? (await this.lstat(file)).mode : inode.mode;
     if ((mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if ((mode & S_IFMT) !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
-    const { number, size } = inode ?? (await this.lstatInode(file));
+    const fileInode = inode ?? (await this.lstatInode(file));
+    const { size } = fileInode;
     const wanted = Math.max(0, Math.min(buffer.length, size - offset));
     if (wanted === 0) return 0;
-    const map = await this.fileBlockMap(number);
+    const map = await this.fileBlockMap(fileInode);
     if (map !== null) {
       await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
       return wanted;
@@ -151,29 +162,29 @@ class ExtFilesystem implements GuestFilesystem {
   }
 
   async extents(path: string): Promise<ByteRange[] | null> {
-    const file = normalizePath(path);
-    const inode = (await this.resolve(file)) ?? (await this.lstatInode(file));
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const inode = (await this.resolve(parts)) ?? (await this.lstatInode(file));
     if ((inode.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if ((inode.mode & S_IFMT) !== S_IFREG) return [];
-    return extExtents(this.volume, this.superblock, inode.number);
+    return extExtents(this.volume, this.superblock, inode);
   }
 
   /**
    * The inode at `path`, found through the folders' own blocks (symlinks on the way are not
    * followed); null when a folder on the way is kept inline, which only libext2fs reads.
    */
-  private async resolve(path: string): Promise<ExtInode | null> {
+  private async resolve(parts: readonly string[]): Promise<ExtInode | null> {
     if (this.broken !== null) throw this.broken;
-    let inode = await readInode(this.volume, this.superblock, ROOT_INODE);
-    let walked = '';
-    for (const part of pathParts(path)) {
-      if ((inode.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${walked || '/'} is not a folder`);
-      const names = await this.folderEntries(inode, walked || '/');
-      if (names === null) return null;
-      walked += `/${part}`;
-      const number = names.get(part);
-      if (number === undefined) throw new Qcow2Error('NOT_FOUND', `${walked} does not exist`);
-      inode = await readInode(this.volume, this.superblock, number);
+    // What was read already is taken without waiting: files-diff resolves a path per file.
+    let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
+    for (let index = 0; index < parts.length; index++) {
+      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folders.get(inode.number) : undefined;
+      const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
+      if (found === null) return null;
+      const number = found.get(parts[index] as string);
+      if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
+      inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
     }
     return inode;
   }
@@ -190,15 +201,14 @@ class ExtFilesystem implements GuestFilesystem {
   }
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
-    const kind = kindOfMode(inode.mode);
-    const entry: GuestFileEntry = { name: path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs };
-    if (kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', () => this.mount.promises.readlink(path)));
+    const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
+    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', () => this.mount.promises.readlink(path)));
     return entry;
   }
 
   /** The file's block runs (the last file's kept: a copy reads one file piece by piece), or null for inline data. */
-  private async fileBlockMap(inodeNumber: number): Promise<FileBlockMap | null> {
-    if (this.lastMap?.inodeNumber !== inodeNumber) this.lastMap = { inodeNumber, map: await extFileBlockMap(this.volume, this.superblock, inodeNumber) };
+  private async fileBlockMap(inode: ExtInode): Promise<FileBlockMap | null> {
+    if (this.lastMap?.inodeNumber !== inode.number) this.lastMap = { inodeNumber: inode.number, map: await extFileBlockMap(this.volume, this.superblock, inode) };
     return this.lastMap.map;
   }
 
@@ -216,11 +226,11 @@ class ExtFilesystem implements GuestFilesystem {
 
   private async entryThroughLibext2fs(path: string): Promise<GuestFileEntry> {
     const stats = await this.lstat(path);
-    return this.entryOf(path, await readInode(this.volume, this.superblock, stats.ino));
+    return this.entryOf(path, await this.inodes.inode(stats.ino));
   }
 
   private async lstatInode(path: string): Promise<ExtInode> {
-    return readInode(this.volume, this.superblock, (await this.lstat(path)).ino);
+    return this.inodes.inode((await this.lstat(path)).ino);
   }
 
   async close(): Promise<void> {
@@ -258,6 +268,12 @@ class ExtFilesystem implements GuestFilesystem {
 /** A WebAssembly trap or an Emscripten abort ("Aborted(OOM)"): the instance is unusable after it. */
 function isWasmAbort(error: unknown): error is Error {
   return error instanceof Error && error.name === 'RuntimeError';
+}
+
+/** An entry as its inode tells it (a symlink's target is added by entryOf). */
+function plainEntry(name: string, path: string, inode: ExtInode): GuestFileEntry {
+  const kind = kindOfMode(inode.mode);
+  return { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs };
 }
 
 function kindOfMode(mode: number): GuestFileKind {

@@ -7,7 +7,7 @@
  * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
  */
 import type { VolumeBytes } from '../filesystem.ts';
-import { extFileBlockMap, readInodeBytes, readMapped } from './ext-extents.ts';
+import { extFileBlockMap, readMapped } from './ext-extents.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 export const ROOT_INODE = 2;
@@ -27,8 +27,8 @@ export interface ExtInode {
   iBlock: Uint8Array;
 }
 
-export async function readInode(volume: VolumeBytes, superblock: ExtSuperblock, inodeNumber: number): Promise<ExtInode> {
-  const bytes = await readInodeBytes(volume, superblock, inodeNumber);
+/** An inode from its bytes (as the inode table holds them). */
+export function parseInode(bytes: Uint8Array, inodeNumber: number): ExtInode {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   let mtimeSeconds = view.getInt32(0x10, true);
   // The extra field's two low bits extend the seconds past 2038 (when the inode is large enough to hold it).
@@ -54,7 +54,7 @@ export const S_IFLNK = 0xa000;
 export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock, folder: ExtInode): Promise<Map<string, number> | null> {
   if ((folder.flags & INLINE_DATA_FLAG) !== 0) return null;
   if (folder.size > MAX_FOLDER_BYTES) throw corrupt(`a folder of ${folder.size} bytes`);
-  const map = await extFileBlockMap(volume, superblock, folder.number);
+  const map = await extFileBlockMap(volume, superblock, folder);
   if (map === null) return null;
   const bytes = new Uint8Array(folder.size);
   await readMapped(volume, map, bytes, 0);
@@ -73,13 +73,24 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
       if (inodeNumber !== 0 && nameBytes > 0) {
         if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
         if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
-        const name = decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
+        const name = asciiName(bytes, at + 8, nameBytes) ?? decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
         if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
       }
       at += recordBytes;
     }
   }
   return entries;
+}
+
+/** The name when all its bytes are ASCII (most names: cheaper than a TextDecoder call each), else null. */
+function asciiName(bytes: Uint8Array, start: number, length: number): string | null {
+  let name = '';
+  for (let index = start; index < start + length; index++) {
+    const byte = bytes[index] as number;
+    if (byte >= 0x80) return null;
+    name += String.fromCharCode(byte);
+  }
+  return name;
 }
 
 /** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks; null when inline data. */
@@ -91,7 +102,7 @@ export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock
     return new TextDecoder().decode(link.iBlock.subarray(0, link.size));
   }
   if (link.size > 65536) throw corrupt(`a symlink target of ${link.size} bytes`);
-  const map = await extFileBlockMap(volume, superblock, link.number);
+  const map = await extFileBlockMap(volume, superblock, link);
   if (map === null) return null;
   const bytes = new Uint8Array(link.size);
   await readMapped(volume, map, bytes, 0);

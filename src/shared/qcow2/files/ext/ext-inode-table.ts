@@ -1,0 +1,83 @@
+/**
+ * The inodes of one mounted ext volume, found through their group's descriptor and kept once read:
+ * a listing reads each entry's inode, files-diff then asks for the same files' extents, and every
+ * path is resolved from the root again. The inode table is read a block at a time (a
+ * folder's files mostly sit side by side in it). Bounded: the last MAX_CACHED_INODES inodes (a
+ * couple of hundred bytes each), the last MAX_CACHED_PIECES pieces, and each group's table place.
+ */
+import type { VolumeBytes } from '../filesystem.ts';
+import { checkBlock } from './ext-extents.ts';
+import { parseInode, type ExtInode } from './ext-inodes.ts';
+import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
+
+/** About 10 MiB at most (an inode kept costs some 300 bytes). */
+const MAX_CACHED_INODES = 32768;
+const PIECE_BYTES = 4096;
+/** 1 MiB of inode table. */
+const MAX_CACHED_PIECES = 256;
+const MAX_CACHED_GROUPS = 65536;
+
+export class ExtInodeTable {
+  private readonly volume: VolumeBytes;
+  private readonly superblock: ExtSuperblock;
+  /** Inode number → inode, oldest first (a Map keeps insertion order). */
+  private readonly inodes = new Map<number, ExtInode>();
+  /** Volume offset of a piece of an inode table → its bytes. */
+  private readonly pieces = new Map<number, Uint8Array>();
+  /** Group → the first block of its inode table. */
+  private readonly tables = new Map<number, number>();
+
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock) {
+    this.volume = volume;
+    this.superblock = superblock;
+  }
+
+  /** The inode when it was read already (no wait), else undefined. */
+  cached(inodeNumber: number): ExtInode | undefined {
+    return this.inodes.get(inodeNumber);
+  }
+
+  async inode(inodeNumber: number): Promise<ExtInode> {
+    const cached = this.inodes.get(inodeNumber);
+    if (cached !== undefined) return cached;
+    const { superblock } = this;
+    if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const within = ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes;
+    const tableStart = (this.tables.get(group) ?? (await this.tableBlock(group))) * superblock.blockBytes;
+    const pieceStart = tableStart + within - (within % PIECE_BYTES);
+    const piece = this.pieces.get(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
+    const at = tableStart + within - pieceStart;
+    let bytes: Uint8Array;
+    if (at + superblock.inodeBytes <= piece.length) bytes = piece.subarray(at, at + superblock.inodeBytes);
+    else {
+      // The piece was cut short by the volume's end: the inode alone, refused as before if it lies past it.
+      bytes = new Uint8Array(superblock.inodeBytes);
+      await this.volume.read(bytes, tableStart + within);
+    }
+    const inode = parseInode(bytes, inodeNumber);
+    if (this.inodes.size >= MAX_CACHED_INODES) this.inodes.delete(this.inodes.keys().next().value as number);
+    this.inodes.set(inodeNumber, inode);
+    return inode;
+  }
+
+  private async readPiece(pieceStart: number, tableEnd: number): Promise<Uint8Array> {
+    const piece = new Uint8Array(Math.max(0, Math.min(PIECE_BYTES, tableEnd - pieceStart, this.volume.length - pieceStart)));
+    await this.volume.read(piece, pieceStart);
+    if (this.pieces.size >= MAX_CACHED_PIECES) this.pieces.delete(this.pieces.keys().next().value as number);
+    this.pieces.set(pieceStart, piece);
+    return piece;
+  }
+
+  private async tableBlock(group: number): Promise<number> {
+    const { superblock } = this;
+    const descriptor = new Uint8Array(superblock.groupDescriptorBytes);
+    await this.volume.read(descriptor, (superblock.firstDataBlock + 1) * superblock.blockBytes + group * superblock.groupDescriptorBytes);
+    const view = new DataView(descriptor.buffer);
+    const tableBlock = view.getUint32(8, true) + (superblock.is64Bit && superblock.groupDescriptorBytes >= 64 ? view.getUint32(0x28, true) * 2 ** 32 : 0);
+    checkBlock(superblock, tableBlock);
+    if (this.tables.size >= MAX_CACHED_GROUPS) this.tables.clear();
+    this.tables.set(group, tableBlock);
+    return tableBlock;
+  }
+}
