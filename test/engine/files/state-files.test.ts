@@ -201,6 +201,36 @@ describe('inline data (small files and folders kept in their inodes, read throug
   });
 });
 
+describe('an ext4 with meta_bg: group descriptors kept in each meta group, not after the superblock', () => {
+  let qcow2: string;
+  let fsImage: string;
+  const FILES = 900;
+  beforeAll(async () => {
+    fsImage = folder.file('meta-bg.ext4');
+    const tree: Record<string, string> = {};
+    for (let index = 1; index <= FILES; index++) tree[`many/f${index}.txt`] = `file ${index}\n`;
+    // 1 KiB blocks, 1024 blocks and 24 inodes a group, 32 descriptors a block: the last files' inodes
+    // lie past group 32, whose descriptors are in meta group 1's own first group.
+    await makeExtImage(fsImage, 48, tree, { mkfsArgs: ['-b', '1024', '-g', '1024', '-N', '1000', '-I', '128', '-O', 'meta_bg,^resize_inode,^64bit,^flex_bg'] });
+    const stat = await debugfs(fsImage, [`stat /many/f${FILES}.txt`]);
+    const inode = Number(/Inode: (\d+)/.exec(stat)?.[1]);
+    expect(Math.floor((inode - 1) / 24)).toBeGreaterThanOrEqual(32);
+    qcow2 = folder.file('meta-bg.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+  });
+
+  it('lists every file and reads those whose inodes lie in the second meta group', async () => {
+    await withFiles(qcow2, 'current', async (files) => {
+      expect((await files.list('/many')).length).toBe(FILES);
+      for (const index of [1, 777, FILES]) {
+        expect(new TextDecoder().decode(await readAll(files, `/many/f${index}.txt`))).toBe(`file ${index}\n`);
+        const facts = await debugfsFacts(fsImage, `/many/f${index}.txt`);
+        expect((await files.stat(`/many/f${index}.txt`)).mtimeMs).toBe(facts.mtimeMs);
+      }
+    });
+  });
+});
+
 describe('a disk with an MBR: primaries, an extended partition and logical ones', () => {
   let qcow2: string;
   beforeAll(async () => {

@@ -8,7 +8,7 @@
 import type { VolumeBytes } from '../filesystem.ts';
 import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
-import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
+import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
 
 /** About 10 MiB at most (an inode kept costs some 300 bytes). */
 const MAX_CACHED_INODES = 32768;
@@ -72,7 +72,7 @@ export class ExtInodeTable {
   private async tableBlock(group: number): Promise<number> {
     const { superblock } = this;
     const descriptor = new Uint8Array(superblock.groupDescriptorBytes);
-    await this.volume.read(descriptor, (superblock.firstDataBlock + 1) * superblock.blockBytes + group * superblock.groupDescriptorBytes);
+    await this.volume.read(descriptor, groupDescriptorOffset(superblock, group));
     const view = new DataView(descriptor.buffer);
     const tableBlock = view.getUint32(8, true) + (superblock.is64Bit && superblock.groupDescriptorBytes >= 64 ? view.getUint32(0x28, true) * 2 ** 32 : 0);
     checkBlock(superblock, tableBlock);

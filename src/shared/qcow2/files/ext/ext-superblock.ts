@@ -9,6 +9,9 @@ export const SUPERBLOCK_OFFSET = 1024;
 const SUPERBLOCK_BYTES = 1024;
 const EXT_MAGIC = 0xef53;
 const INCOMPAT_64BIT = 0x80;
+const INCOMPAT_META_BG = 0x10;
+const RO_COMPAT_SPARSE_SUPER = 0x1;
+const COMPAT_SPARSE_SUPER2 = 0x200;
 
 export interface ExtSuperblock {
   blockBytes: number;
@@ -20,6 +23,11 @@ export interface ExtSuperblock {
   groupDescriptorBytes: number;
   is64Bit: boolean;
   label: string;
+  blocksPerGroup: number;
+  /** meta_bg: from this meta group on, a meta group's descriptors live in its own first group (0 without meta_bg: none do). */
+  firstMetaGroup: number | null;
+  /** Which groups hold a superblock copy: every group, the sparse_super series (0, 1, powers of 3, 5, 7), or sparse_super2's two. */
+  superblockGroups: 'all' | 'sparse' | readonly number[];
 }
 
 export async function hasExtMagic(volume: VolumeBytes): Promise<boolean> {
@@ -55,7 +63,57 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   if (inodeBytes < 128 || inodeBytes > blockBytes || (inodeBytes & (inodeBytes - 1)) !== 0) throw corrupt(`an inode size of ${inodeBytes} bytes`);
   if (groupDescriptorBytes < 32 || groupDescriptorBytes > 1024 || (groupDescriptorBytes & (groupDescriptorBytes - 1)) !== 0) throw corrupt(`a group descriptor size of ${groupDescriptorBytes} bytes`);
   if (firstDataBlock >= blocksCount) throw corrupt(`its first data block (${firstDataBlock}) lies past its last`);
-  return { blockBytes, blocksCount, inodesCount, inodesPerGroup, firstDataBlock, inodeBytes, groupDescriptorBytes, is64Bit, label: cString(bytes.subarray(120, 136)) };
+  const compat = view.getUint32(92, true);
+  const roCompat = view.getUint32(100, true);
+  const firstMetaGroup = (incompat & INCOMPAT_META_BG) !== 0 ? view.getUint32(0x104, true) : null;
+  const superblockGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [0, view.getUint32(0x24c, true), view.getUint32(0x250, true)] : (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0 ? 'sparse' : 'all';
+  return {
+    blockBytes,
+    blocksCount,
+    inodesCount,
+    inodesPerGroup,
+    firstDataBlock,
+    inodeBytes,
+    groupDescriptorBytes,
+    is64Bit,
+    label: cString(bytes.subarray(120, 136)),
+    blocksPerGroup,
+    firstMetaGroup,
+    superblockGroups,
+  };
+}
+
+function isPowerOf(value: number, base: number): boolean {
+  let power = 1;
+  while (power < value) power *= base;
+  return power === value;
+}
+
+function groupHasSuperblock(superblock: ExtSuperblock, group: number): boolean {
+  const { superblockGroups } = superblock;
+  if (superblockGroups === 'all') return true;
+  if (superblockGroups !== 'sparse') return group === 0 || superblockGroups.slice(1).includes(group);
+  return group <= 1 || isPowerOf(group, 3) || isPowerOf(group, 5) || isPowerOf(group, 7);
+}
+
+/**
+ * The volume offset of group `group`'s descriptor. Without meta_bg (and for the meta groups before
+ * s_first_meta_bg) the descriptors follow the superblock's block in one run; with meta_bg each meta
+ * group (the groups one descriptor block covers) keeps its block at the start of its first group,
+ * after that group's superblock copy if it has one.
+ */
+export function groupDescriptorOffset(superblock: ExtSuperblock, group: number): number {
+  const { blockBytes, groupDescriptorBytes, firstDataBlock, blocksPerGroup, firstMetaGroup } = superblock;
+  const perBlock = blockBytes / groupDescriptorBytes;
+  const metaGroup = Math.floor(group / perBlock);
+  const within = (group % perBlock) * groupDescriptorBytes;
+  if (firstMetaGroup === null || metaGroup < firstMetaGroup) return (firstDataBlock + 1) * blockBytes + group * groupDescriptorBytes;
+  const firstGroup = metaGroup * perBlock;
+  let block = firstDataBlock + firstGroup * blocksPerGroup;
+  // With 1 KiB blocks and bigalloc group 0 starts at block 0 though the superblock is in block 1.
+  if (block === 0 && blockBytes === 1024) block = 1;
+  if (groupHasSuperblock(superblock, firstGroup)) block += 1;
+  return block * blockBytes + within;
 }
 
 function cString(bytes: Uint8Array): string {
