@@ -4,7 +4,7 @@
  * file byte-identical, or the target throws a `ChangeWrote` finding (with qemu-img check's verdict
  * on the copy beside the original's).
  */
-import { spawnSync } from 'node:child_process';
+import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,8 +28,26 @@ export interface QemuVerdict {
   said: string;
 }
 
+const LOCK_RETRIES = 10;
+const LOCK_RETRY_MS = 100;
+
+/**
+ * qemu-img check, asked again for a moment while it finds the file locked for writing: the fuzz
+ * workers are threads of one process, and a child another thread forks inherits every open file
+ * description (its lock too) until it execs, which under load can outlast Cowbell's own close.
+ * A lock Cowbell really leaked outlasts the retries and still fails.
+ */
+function qemuCheckSync(file: string): SpawnSyncReturns<string> {
+  let result = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', file], { encoding: 'utf8' });
+  for (let attempt = 0; attempt < LOCK_RETRIES && result.status === 1 && /Failed to get .* lock/.test(result.stderr); attempt++) {
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, LOCK_RETRY_MS);
+    result = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', file], { encoding: 'utf8' });
+  }
+  return result;
+}
+
 export function qemuVerdictSync(file: string): QemuVerdict {
-  const result = spawnSync('qemu-img', ['check', '-f', 'qcow2', '--output=json', file], { encoding: 'utf8' });
+  const result = qemuCheckSync(file);
   let corruptions = 0;
   let leaks = 0;
   try {
