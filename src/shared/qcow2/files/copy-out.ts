@@ -9,7 +9,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { temporaryPathFor } from '../io/atomic-file.ts';
+import { nodeFileSystem, temporaryPathFor } from '../io/atomic-file.ts';
 import { startWriteback } from '../io/file-writeback.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileEntry } from '../model.ts';
@@ -139,14 +139,11 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
     fs.closeSync(fd);
     fd = null;
     job.throwIfCancelled();
-    if (overwrite) fs.renameSync(temporary, target);
-    else {
-      // link() fails with EEXIST if the target appeared meanwhile: never replace what was not ours to replace.
-      fs.linkSync(temporary, target);
-      fs.unlinkSync(temporary);
-    }
+    // Without overwrite, a target that appeared meanwhile fails with EEXIST: never replace what was not ours to replace.
+    if (overwrite) nodeFileSystem.rename(temporary, target);
+    else nodeFileSystem.renameNoReplace(temporary, target);
     setTimes(target, entry);
-    syncFolder(path.dirname(target));
+    nodeFileSystem.syncFolder(path.dirname(target));
   } catch (error) {
     if (fd !== null) fs.closeSync(fd);
     fs.rmSync(temporary, { force: true });
@@ -223,17 +220,5 @@ function setTimes(target: string, entry: GuestFileEntry): void {
     fs.utimesSync(target, time, time);
   } catch {
     // Times are a courtesy: a host that refuses them still has the content.
-  }
-}
-
-function syncFolder(folder: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(folder, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Some platforms cannot sync a folder; the rename is atomic there all the same.
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
   }
 }

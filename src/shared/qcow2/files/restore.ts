@@ -8,7 +8,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { temporaryPathFor } from '../io/atomic-file.ts';
+import { nodeFileSystem, temporaryPathFor } from '../io/atomic-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { copyOut, type CopyOutResult } from './copy-out.ts';
 import type { StateFiles } from './state-files.ts';
@@ -31,7 +31,7 @@ export async function restoreFromState(files: StateFiles, guestPath: string, tar
     fs.rmSync(temporary, { recursive: true, force: true });
     throw toQcow2Error(error, target);
   }
-  syncFolder(path.dirname(target));
+  nodeFileSystem.syncFolder(path.dirname(target));
   return { ...copied, target, kind: entry.kind };
 }
 
@@ -48,23 +48,11 @@ function refuseExisting(target: string): void {
 /** The finished copy takes the target's name; a name that appeared meanwhile is never replaced. */
 function takeName(temporary: string, target: string): void {
   if (!fs.lstatSync(temporary).isDirectory()) {
-    // link() fails with EEXIST if the target exists: an atomic no-replace rename (a symlink is linked as itself).
-    fs.linkSync(temporary, target);
-    fs.unlinkSync(temporary);
+    // A file or symlink: fails with EEXIST if the target exists (a symlink is linked as itself).
+    nodeFileSystem.renameNoReplace(temporary, target);
     return;
   }
   refuseExisting(target);
   fs.renameSync(temporary, target);
 }
 
-function syncFolder(folderPath: string): void {
-  let fd: number | null = null;
-  try {
-    fd = fs.openSync(folderPath, 'r');
-    fs.fsyncSync(fd);
-  } catch {
-    // Some platforms cannot sync a folder; the rename is still atomic there.
-  } finally {
-    if (fd !== null) fs.closeSync(fd);
-  }
-}
