@@ -14,8 +14,9 @@ import type { CompressionType } from '../codec/compression.ts';
 import { checkImage } from '../check/check.ts';
 import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
-import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
+import { hasDescriptor, NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
+import { WRITE_BEHIND_MIN_BYTES } from '../io/write-behind-file.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -67,6 +68,11 @@ export interface RewriteRequest {
    * mode "unsafe". A file being replaced — the source itself above all — is always flushed first.
    */
   durable?: boolean;
+  /**
+   * Write through a helper thread (io/write-behind-file.ts); by default when the data to copy is
+   * WRITE_BEHIND_MIN_BYTES or more.
+   */
+  writeBehind?: boolean;
   /** Test seams. */
   fileSystem?: AtomicFileSystem;
   openFile?: (filePath: string) => BlockFile;
@@ -165,7 +171,6 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     return yield* writeFileAtomicallySteps(
       replaced,
       function* (file, temporaryPath) {
-        if (replacedStats !== null) keepOwnership(file, replacedStats);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         let compressionThreads: number;
@@ -196,6 +201,12 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         overwrite: inPlace || request.overwrite === true,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
+        // The data goes to the file from a helper thread while the next batch is read, and the
+        // kernel writes it out as it goes: the final flush has little left to wait for.
+        writeBehind: request.writeBehind ?? (plan.dataClusters + plan.compressedClusters) * image.clusterBytes >= WRITE_BEHIND_MIN_BYTES,
+        prepare: (file) => {
+          if (replacedStats !== null) keepOwnership(file, replacedStats);
+        },
         beforeCommit: () => job.throwIfCancelled(),
       },
     );
@@ -270,7 +281,7 @@ function statOf(filePath: string): fs.Stats | null {
  * disk (0600, a VM's user) stays private and usable by that VM.
  */
 function keepOwnership(file: BlockFile, stats: fs.Stats): void {
-  if (!(file instanceof NodeBlockFile)) return;
+  if (!hasDescriptor(file)) return;
   try {
     fs.fchownSync(file.descriptor, stats.uid, stats.gid);
   } catch {

@@ -1,0 +1,107 @@
+/**
+ * The comparison a rewrite makes before its output may replace anything (rewrite/verify.ts) must
+ * catch a copy whose guest data differs from the source's in any one state — on a small disk and on
+ * one large enough that the source's side is read by a helper thread in batches — and name that
+ * state; a faithful copy passes. The copies are Cowbell's own, written without the check, then
+ * damaged by one byte where a cluster only one state uses lies (found by its bytes, not by
+ * Cowbell's reading of the tables).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { verifyRewrite } from '../../../src/shared/qcow2/rewrite/verify.ts';
+import { tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { makeSnapshottedDisk, MiB } from '../../helpers/rewrite-disks.ts';
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+const CLUSTER = 64 * 1024;
+
+/** The first cluster of guest data of a state, as qemu-img reads it. */
+function firstCluster(image: string, offset: number, snapshot: string | null): Buffer {
+  const raw = `${image}.cluster.raw`;
+  execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...(snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`]), image, raw]);
+  try {
+    const bytes = fs.readFileSync(raw);
+    return bytes.subarray(offset, offset + CLUSTER);
+  } finally {
+    fs.rmSync(raw, { force: true });
+  }
+}
+
+/** Where in the file a cluster holding exactly `bytes` lies (every match, cluster-aligned). */
+function hostOffsetsOf(file: string, bytes: Buffer): number[] {
+  const content = fs.readFileSync(file);
+  const found: number[] = [];
+  for (let offset = 0; offset + CLUSTER <= content.length; offset += CLUSTER) if (content.subarray(offset, offset + CLUSTER).equals(bytes)) found.push(offset);
+  return found;
+}
+
+function flipByte(file: string, position: number): void {
+  const descriptor = fs.openSync(file, 'r+');
+  try {
+    const byte = Buffer.alloc(1);
+    fs.readSync(descriptor, byte, 0, 1, position);
+    byte[0] = (byte[0] ?? 0) ^ 0x40;
+    fs.writeSync(descriptor, byte, 0, 1, position);
+  } finally {
+    fs.closeSync(descriptor);
+  }
+}
+
+function verifyError(source: string, output: string): Qcow2Error | null {
+  const sourceImage = Qcow2Image.open(source, { readOnly: true, openBacking: false });
+  const outputImage = Qcow2Image.open(output, { readOnly: true, openBacking: false });
+  try {
+    verifyRewrite(sourceImage, outputImage, silentJob);
+    return null;
+  } catch (error) {
+    if (error instanceof Qcow2Error) return error;
+    throw error;
+  } finally {
+    sourceImage.close();
+    outputImage.close();
+  }
+}
+
+// 72 MiB of data makes an output past 64 MiB, where the source's side is read by a helper thread.
+describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and two snapshots', (dataMiB) => {
+  let source: string;
+  let copy: string;
+  beforeAll(() => {
+    const dir = path.join(folder.path, `disk-${dataMiB}`);
+    fs.mkdirSync(dir);
+    source = makeSnapshottedDisk(dir, 'source.qcow2', dataMiB).path;
+    copy = path.join(dir, 'copy.qcow2');
+    rewriteImage({ source, target: copy, compression: 'keep', verify: false });
+  }, 120_000);
+
+  it('passes a faithful copy', () => {
+    expect(verifyError(source, copy)).toBeNull();
+  });
+
+  // "installed" alone keeps the letters the patterned MiB later covered; the current state alone holds 0x5a at 4 MiB.
+  it.each([
+    ['installed', 0, 'snapshot installed'],
+    [null, 4 * MiB, 'the current state'],
+  ] as const)('names the state whose data differs by one byte (%s at %i)', (snapshot, guestOffset, named) => {
+    const damaged = path.join(path.dirname(copy), `damaged-${snapshot ?? 'current'}.qcow2`);
+    fs.copyFileSync(copy, damaged);
+    const cluster = firstCluster(source, guestOffset, snapshot);
+    const hosts = hostOffsetsOf(damaged, cluster);
+    expect(hosts.length, 'the copy holds the cluster').toBeGreaterThan(0);
+    flipByte(damaged, (hosts[0] ?? 0) + 1234);
+    const error = verifyError(source, damaged);
+    expect(error?.code).toBe('INTERNAL');
+    expect(error?.message).toContain(named);
+  }, 60_000);
+});
