@@ -14,7 +14,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
-import { verifyRewrite } from '../../../src/shared/qcow2/rewrite/verify.ts';
+import { startVerifyReader, verifyRewrite } from '../../../src/shared/qcow2/rewrite/verify.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { makeSnapshottedDisk, MiB } from '../../helpers/rewrite-disks.ts';
 
@@ -58,16 +58,22 @@ function flipByte(file: string, position: number): void {
   }
 }
 
+/** verifyRewrite's error, or null; with a helper thread reading the source's side where the source is large enough for one. */
 function verifyError(source: string, output: string): Qcow2Error | null {
   const sourceImage = Qcow2Image.open(source, { readOnly: true, openBacking: false });
   const outputImage = Qcow2Image.open(output, { readOnly: true, openBacking: false });
+  const reader = startVerifyReader(sourceImage, fs.statSync(source).size);
   try {
-    verifyRewrite(sourceImage, outputImage, silentJob);
+    expect(reader !== null, 'a helper thread reads the source').toBe(fs.statSync(source).size >= 64 * MiB);
+    // Until the thread runs, its reads are done here: give it time to start, so that it does them.
+    if (reader !== null) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1500);
+    verifyRewrite(sourceImage, outputImage, silentJob, reader);
     return null;
   } catch (error) {
     if (error instanceof Qcow2Error) return error;
     throw error;
   } finally {
+    reader?.close();
     sourceImage.close();
     outputImage.close();
   }

@@ -30,7 +30,8 @@ import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
-import { verifyRewrite } from './verify.ts';
+import { startVerifyReader, verifyRewrite } from './verify.ts';
+import type { HelperReader } from '../io/helper-reader.ts';
 import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
 
 export type { CompressionPolicy } from './write-image.ts';
@@ -167,6 +168,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       newKey.masterKey.fill(0);
     }
     const verify = request.verify ?? true;
+    const dataBytes = (plan.dataClusters + plan.compressedClusters) * image.clusterBytes;
     const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(
       replaced,
@@ -174,14 +176,19 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         let compressionThreads: number;
+        const verifyReader = verify ? startVerifyReader(image, dataBytes) : null;
         try {
-          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
+          try {
+            written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
+          } finally {
+            compressionThreads = compressor?.threadsReady() ?? 1;
+            compressor?.close();
+          }
+          yield;
+          checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null, verifyReader);
         } finally {
-          compressionThreads = compressor?.threadsReady() ?? 1;
-          compressor?.close();
+          verifyReader?.close();
         }
-        yield;
-        checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null);
         const result: RewriteResult = {
           target,
           inPlace,
@@ -203,7 +210,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         durable: request.durable ?? true,
         // The data goes to the file from a helper thread while the next batch is read, and the
         // kernel writes it out as it goes: the final flush has little left to wait for.
-        writeBehind: request.writeBehind ?? (plan.dataClusters + plan.compressedClusters) * image.clusterBytes >= WRITE_BEHIND_MIN_BYTES,
+        writeBehind: request.writeBehind ?? dataBytes >= WRITE_BEHIND_MIN_BYTES,
         prepare: (file) => {
           if (replacedStats !== null) keepOwnership(file, replacedStats);
         },
@@ -336,7 +343,7 @@ function makeCompressor(request: RewriteRequest, type: CompressionType, clusterB
  * The new image, opened afresh from what was written: its refcounts must be exact (check finds
  * no corruption and no leak) and, unless told not to, every state must read as the source's.
  */
-function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null): void {
+function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null, verifyReader: HelperReader | null): void {
   const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false, cipher: cipher ?? undefined });
   // The cipher is the writer's (and maybe the source's): the check only borrows it.
   if (cipher !== null) output.cipher = { kind: cipher.kind, decrypt: (...args) => cipher.decrypt(...args), encrypt: (...args) => cipher.encrypt(...args), close: () => {} };
@@ -345,7 +352,7 @@ function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string,
     const check = checkImage(output, {}, job);
     const problems = (check.corruptions ?? 0) + (check.leaks ?? 0) + check['check-errors'];
     if (problems > 0) throw new Qcow2Error('INTERNAL', `The rewritten disk failed its consistency check (${problems} problems); the original was left as it was`);
-    if (verify) verifyRewrite(source, output, job);
+    if (verify) verifyRewrite(source, output, job, verifyReader);
   } finally {
     output.close();
   }

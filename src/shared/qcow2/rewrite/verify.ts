@@ -22,7 +22,23 @@ import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
 
-export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext): void {
+/**
+ * A helper thread to read the source's side of the comparison, started ahead (it takes tens of
+ * milliseconds to start: during the copy, not during the verify), or null where the source's data
+ * cannot be read as it is stored (encrypted) or is too small to be worth a thread. Its owner closes it.
+ */
+export function startVerifyReader(source: Qcow2Image, dataBytes: number): HelperReader | null {
+  if (dataBytes < HELPER_MIN_BYTES || source.l2Format.extendedL2) return null;
+  const descriptor = source.plainDataDescriptor();
+  return descriptor === null ? null : HelperReader.start(descriptor, source.file.path, batchClustersOf(source.clusterBytes) * source.clusterBytes);
+}
+
+function batchClustersOf(clusterBytes: number): number {
+  return Math.max(1, Math.floor(PLAIN_BATCH_BYTES / clusterBytes));
+}
+
+/** `sourceReader`: startVerifyReader's, or null to read the source on this thread. */
+export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext, sourceReader: HelperReader | null = null): void {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -35,12 +51,7 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
     if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
-  const comparer = new ClusterComparer(source, output);
-  try {
-    compareStates(source, output, pairs, comparer, job, mismatch);
-  } finally {
-    comparer.close();
-  }
+  compareStates(source, output, pairs, new ClusterComparer(source, output, sourceReader), job, mismatch);
 }
 
 function compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): void {
@@ -124,7 +135,7 @@ class ClusterComparer {
   private readonly sourceBatch: Uint8Array;
   private readonly outputBatch: Uint8Array;
 
-  constructor(source: Qcow2Image, output: Qcow2Image) {
+  constructor(source: Qcow2Image, output: Qcow2Image, sourceReader: HelperReader | null) {
     this.source = source;
     this.output = output;
     this.clusterBytes = source.clusterBytes;
@@ -132,16 +143,11 @@ class ClusterComparer {
     this.sourceView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
     this.outputView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
     this.plain = !source.l2Format.extendedL2 && !output.l2Format.extendedL2 && source.header.cryptMethod === 0 && output.header.cryptMethod === 0;
-    this.batchClusters = Math.max(1, Math.floor(PLAIN_BATCH_BYTES / this.clusterBytes));
+    this.batchClusters = batchClustersOf(this.clusterBytes);
     const batchBytes = this.batchClusters * this.clusterBytes;
-    const sourceDescriptor = this.plain && output.file.size() >= HELPER_MIN_BYTES ? source.plainDataDescriptor() : null;
-    this.sourceReader = sourceDescriptor === null ? null : HelperReader.start(sourceDescriptor, source.file.path, batchBytes);
+    this.sourceReader = this.plain && sourceReader !== null && sourceReader.buffer.length >= batchBytes ? sourceReader : null;
     this.sourceBatch = this.sourceReader?.buffer ?? (this.plain ? alignedBytes(batchBytes) : new Uint8Array(0));
     this.outputBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
-  }
-
-  close(): void {
-    this.sourceReader?.close();
   }
 
   sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number): boolean {
