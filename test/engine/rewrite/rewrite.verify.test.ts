@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { silentJob } from '../../../src/shared/qcow2/job-context.ts';
-import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { rewriteImage, rewriteSteps } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { startVerifyReader, verifyRewrite } from '../../../src/shared/qcow2/rewrite/verify.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { makeSnapshottedDisk, MiB } from '../../helpers/rewrite-disks.ts';
@@ -110,4 +110,14 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
     expect(error?.code).toBe('INTERNAL');
     expect(error?.message).toContain(named);
   }, 60_000);
+
+  it('yields as it verifies, so that a command line hears Ctrl-C meanwhile (rewriteSteps)', () => {
+    let stage = '';
+    const steps = rewriteSteps({ source, target: path.join(path.dirname(copy), 'yielding.qcow2'), compression: 'keep' }, { progress: (name) => (stage = name), throwIfCancelled() {} });
+    let verifyingSteps = 0;
+    for (let step = steps.next(); step.done !== true; step = steps.next()) if (stage === 'verifying') verifyingSteps++;
+    // A batch is 4 MiB of clusters compared: the bigger disk's verify is many batches.
+    expect(verifyingSteps).toBeGreaterThanOrEqual(dataMiB >= 64 ? 10 : 1);
+  }, 60_000);
 });
+

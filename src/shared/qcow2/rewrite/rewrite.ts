@@ -30,7 +30,7 @@ import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
-import { startVerifyReader, verifyRewrite } from './verify.ts';
+import { startVerifyReader, verifyRewriteSteps } from './verify.ts';
 import type { HelperReader } from '../io/helper-reader.ts';
 import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
 
@@ -185,7 +185,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
             compressor?.close();
           }
           yield;
-          checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null, verifyReader);
+          yield* checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null, verifyReader);
         } finally {
           verifyReader?.close();
         }
@@ -343,7 +343,7 @@ function makeCompressor(request: RewriteRequest, type: CompressionType, clusterB
  * The new image, opened afresh from what was written: its refcounts must be exact (check finds
  * no corruption and no leak) and, unless told not to, every state must read as the source's.
  */
-function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null, verifyReader: HelperReader | null): void {
+function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null, verifyReader: HelperReader | null): Steps<void> {
   const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false, cipher: cipher ?? undefined });
   // The cipher is the writer's (and maybe the source's): the check only borrows it.
   if (cipher !== null) output.cipher = { kind: cipher.kind, decrypt: (...args) => cipher.decrypt(...args), encrypt: (...args) => cipher.encrypt(...args), close: () => {} };
@@ -352,7 +352,8 @@ function checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string,
     const check = checkImage(output, {}, job);
     const problems = (check.corruptions ?? 0) + (check.leaks ?? 0) + check['check-errors'];
     if (problems > 0) throw new Qcow2Error('INTERNAL', `The rewritten disk failed its consistency check (${problems} problems); the original was left as it was`);
-    if (verify) verifyRewrite(source, output, job, verifyReader);
+    yield;
+    if (verify) yield* verifyRewriteSteps(source, output, job, verifyReader);
   } finally {
     output.close();
   }

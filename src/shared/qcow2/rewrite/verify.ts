@@ -18,6 +18,7 @@ import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { HelperReader } from '../io/helper-reader.ts';
+import { runSteps, type Steps } from '../steps.ts';
 import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
@@ -39,6 +40,11 @@ function batchClustersOf(clusterBytes: number): number {
 
 /** `sourceReader`: startVerifyReader's, or null to read the source on this thread. */
 export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext, sourceReader: HelperReader | null = null): void {
+  runSteps(verifyRewriteSteps(source, output, job, sourceReader));
+}
+
+/** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
+export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, sourceReader: HelperReader | null = null): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -51,10 +57,10 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
     if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
-  compareStates(source, output, pairs, new ClusterComparer(source, output, sourceReader), job, mismatch);
+  yield* compareStates(source, output, pairs, new ClusterComparer(source, output, sourceReader), job, mismatch);
 }
 
-function compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): void {
+function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): Steps<void> {
   const byGuestOffset = source.header.cryptMethod === 1 || output.header.cryptMethod === 1;
   const tablesDone = new Set<string>();
   let step = 0;
@@ -72,7 +78,7 @@ function compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, 
       const key = byGuestOffset ? `${sourceL2}:${outputL2}:${l1Index}` : `${sourceL2}:${outputL2}`;
       if (tablesDone.has(key)) continue;
       tablesDone.add(key);
-      if (!comparer.sameTables(sourceL2, outputL2, l1Index * source.l2Entries)) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
+      if (!(yield* comparer.sameTables(sourceL2, outputL2, l1Index * source.l2Entries))) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
     }
   }
   job.progress('verifying', steps, steps, 'steps');
@@ -130,6 +136,8 @@ class ClusterComparer {
   /** Source cluster → the output cluster it was (or is queued to be) compared with. */
   private readonly plainPairs = new Map<number, number>();
   private readonly pending: PlainPair[] = [];
+  /** Pairs compared one at a time, to yield as often as for batches. */
+  private slowCompared = 0;
   private readonly batchClusters: number;
   private readonly sourceReader: HelperReader | null;
   private readonly sourceBatch: Uint8Array;
@@ -150,7 +158,7 @@ class ClusterComparer {
     this.outputBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
   }
 
-  sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number): boolean {
+  *sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number): Steps<boolean> {
     const sourceEntries = this.entries(this.source, sourceL2);
     const outputEntries = this.entries(this.output, outputL2);
     const byGuestOffset = this.source.header.cryptMethod === 1 || this.output.header.cryptMethod === 1;
@@ -158,7 +166,12 @@ class ClusterComparer {
       const a = sourceEntries[slot] ?? null;
       const b = outputEntries[slot] ?? null;
       if (this.plain && a?.kind === 'normal' && b?.kind === 'normal') {
-        if (!this.queuePlain(a.hostOffset, b.hostOffset)) return false;
+        if (this.plainPairs.get(a.hostOffset) === b.hostOffset) continue;
+        this.plainPairs.set(a.hostOffset, b.hostOffset);
+        this.pending.push({ sourceHost: a.hostOffset, outputHost: b.hostOffset });
+        if (this.pending.length < this.batchClusters) continue;
+        if (!this.comparePending()) return false;
+        yield;
         continue;
       }
       const guestOffset = (firstGuestCluster + slot) * this.clusterBytes;
@@ -168,16 +181,9 @@ class ClusterComparer {
       view(this.output, b, this.outputView, guestOffset);
       if (this.sourceView.below !== this.outputView.below || !bytesEqual(this.sourceView.bytes, this.outputView.bytes)) return false;
       this.pairsDone.add(key);
+      if (++this.slowCompared % this.batchClusters === 0) yield;
     }
     return this.comparePending();
-  }
-
-  /** Queues a plain pair unless it was compared already; compares the batch once it is full. */
-  private queuePlain(sourceHost: number, outputHost: number): boolean {
-    if (this.plainPairs.get(sourceHost) === outputHost) return true;
-    this.plainPairs.set(sourceHost, outputHost);
-    this.pending.push({ sourceHost, outputHost });
-    return this.pending.length < this.batchClusters || this.comparePending();
   }
 
   /** Reads the queued pairs (runs of neighbouring clusters in one read each side) and compares them. */
