@@ -48,7 +48,10 @@ describe('the job manager', () => {
 
     const progress = of(jobId).filter((entry) => entry.event === 'job.progress');
     expect(progress.length).toBeGreaterThanOrEqual(2);
-    expect(progress.length).toBeLessThanOrEqual(8);
+    // Throttled: far fewer events than steps, however long a loaded machine made the 40 steps take.
+    const span = (progress.at(-1)?.at ?? 0) - (progress[0]?.at ?? 0);
+    expect(progress.length).toBeLessThan(40);
+    expect(progress.length).toBeLessThanOrEqual(Math.floor(span / 90) + 2);
     // Every event is at least an interval after the one before, except the last, which is flushed before the end.
     for (let index = 1; index < progress.length - 1; index += 1) {
       expect(progress[index]!.at - progress[index - 1]!.at).toBeGreaterThanOrEqual(90);
