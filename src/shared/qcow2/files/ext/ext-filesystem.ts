@@ -2,17 +2,19 @@
  * ext2/3/4 through libext2fs (the npm package `ext2fs`), read-only: the disk it is given refuses
  * every write and discard, files are opened with O_NOATIME (a plain open would write the inode's
  * access time) and nothing is created, so unmounting has nothing to write either. The superblock is
- * checked here before libext2fs sees it, and each mount has a WebAssembly instance of its own
- * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount. libext2fs
- * lists folders and reads inodes; a file's content is read straight from the volume through the
- * block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
- * through its heap; only inline data goes through libext2fs.
+ * checked here (ext-superblock.ts: geometry, and the features libext2fs's mount refuses) before
+ * anything else is read, and each mount has a WebAssembly instance of its own (ext2fs-module.ts):
+ * a hostile volume that aborts libext2fs breaks only its own mount. Folders, inodes and symlinks
+ * are read by Cowbell's own code (ext-inodes.ts); a file's content straight from the volume through
+ * the block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
+ * through its heap. Only what is kept inline in an inode goes through libext2fs, which is loaded and
+ * mounted the first time that happens (most volumes never need it).
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
+import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
@@ -27,18 +29,31 @@ export const extReader: FilesystemReader = {
   kind: 'ext',
   probe: hasExtMagic,
   async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+    // Checked here (geometry, and the features libext2fs's mount refuses) before anything reads further.
     const superblock = await readExtSuperblock(volume);
-    const disk = new ReadOnlyDisk(volume);
-    const ext2fs = loadExt2fsInstance();
-    let mount: Ext2fsMount;
-    try {
-      mount = await ext2fs.mount(disk, 0);
-    } catch (error) {
-      throw disk.explain(error, 'mounting');
-    }
-    return new ExtFilesystem(volume, superblock, ext2fs, mount, disk);
+    return new ExtFilesystem(volume, superblock);
   },
 };
+
+/**
+ * libext2fs, loaded and mounted on the first call that needs it (an inline folder, file or
+ * symlink; a path Cowbell's own reading cannot follow): most listings and copies never do, and
+ * loading the WebAssembly module and mounting costs tens of milliseconds. A failed mount is kept:
+ * every later call fails with the same typed error.
+ */
+interface Libext2fs {
+  ext2fs: Ext2fsModule;
+  mount: Ext2fsMount;
+}
+
+async function mountLibext2fs(disk: ReadOnlyDisk): Promise<Libext2fs> {
+  const ext2fs = loadExt2fsInstance();
+  try {
+    return { ext2fs, mount: await ext2fs.mount(disk, 0) };
+  } catch (error) {
+    throw disk.explain(error, 'mounting');
+  }
+}
 
 /** The volume as libext2fs's disk: reads only; the first failed read is kept to explain libext2fs's error. */
 class ReadOnlyDisk implements Ext2fsDisk {
@@ -89,19 +104,16 @@ class ExtFilesystem implements GuestFilesystem {
   private broken: Qcow2Error | null = null;
   private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
   private readonly folders = new Map<number, Map<string, number> | null>();
+  private libext2fs: Promise<Libext2fs> | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  private readonly ext2fs: Ext2fsModule;
-  private readonly mount: Ext2fsMount;
   private readonly disk: ReadOnlyDisk;
   private readonly inodes: ExtInodeTable;
 
-  constructor(volume: VolumeBytes, superblock: ExtSuperblock, ext2fs: Ext2fsModule, mount: Ext2fsMount, disk: ReadOnlyDisk) {
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock) {
     this.volume = volume;
     this.superblock = superblock;
-    this.ext2fs = ext2fs;
-    this.mount = mount;
-    this.disk = disk;
+    this.disk = new ReadOnlyDisk(volume);
     this.inodes = new ExtInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
   }
@@ -144,8 +156,8 @@ class ExtFilesystem implements GuestFilesystem {
       await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
       return wanted;
     }
-    return this.call(file, 'reading', async () => {
-      const handle = await this.mount.promises.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
+    return this.call(file, 'reading', async (libext2fs) => {
+      const handle = await libext2fs.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
       try {
         let done = 0;
         while (done < wanted) {
@@ -202,7 +214,7 @@ class ExtFilesystem implements GuestFilesystem {
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
     const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
-    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', () => this.mount.promises.readlink(path)));
+    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)));
     return entry;
   }
 
@@ -215,7 +227,7 @@ class ExtFilesystem implements GuestFilesystem {
   private async listThroughLibext2fs(folder: string): Promise<GuestFileEntry[]> {
     const stats = await this.lstat(folder);
     if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
-    const names = await this.call(folder, 'listing', () => this.mount.promises.readdir(folder));
+    const names = await this.call(folder, 'listing', (libext2fs) => libext2fs.readdir(folder));
     const entries: GuestFileEntry[] = [];
     for (const name of names) {
       if (name === '.' || name === '..') continue;
@@ -237,22 +249,26 @@ class ExtFilesystem implements GuestFilesystem {
     if (this.broken !== null) return;
     this.broken = new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
     try {
-      await this.ext2fs.umount(this.mount);
+      const libext2fs = await this.libext2fs;
+      if (libext2fs !== null) await libext2fs.ext2fs.umount(libext2fs.mount);
     } catch {
-      // Nothing was written (the disk refuses writes); a failure here changes nothing on the image.
+      // Nothing was written (the disk refuses writes), or the mount had failed: a failure here changes nothing on the image.
     }
   }
 
   private lstat(path: string): Promise<Ext2fsStats> {
     // node-ext2fs strips trailing slashes, so the root is asked for as "/.".
-    return this.call(path, 'reading', () => this.mount.promises.lstat(path === '/' ? '/.' : path));
+    return this.call(path, 'reading', (libext2fs) => libext2fs.lstat(path === '/' ? '/.' : path));
   }
 
-  /** One libext2fs operation, its errors typed; an abort marks this mount broken. */
-  private async call<T>(path: string, what: string, operation: () => Promise<T>): Promise<T> {
+  /** One libext2fs operation (mounting it first if need be), its errors typed; an abort marks this mount broken. */
+  private async call<T>(path: string, what: string, operation: (libext2fs: Ext2fsPromises) => Promise<T>): Promise<T> {
+    if (this.broken !== null) throw this.broken;
+    this.libext2fs ??= mountLibext2fs(this.disk);
+    const { mount } = await this.libext2fs;
     if (this.broken !== null) throw this.broken;
     try {
-      return await operation();
+      return await operation(mount.promises);
     } catch (error) {
       const code = (error as { code?: unknown } | null)?.code;
       if (code === 'ENOENT') throw new Qcow2Error('NOT_FOUND', `${path} does not exist`, { cause: error });

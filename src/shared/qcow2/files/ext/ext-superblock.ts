@@ -12,6 +12,15 @@ const INCOMPAT_64BIT = 0x80;
 const INCOMPAT_META_BG = 0x10;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const COMPAT_SPARSE_SUPER2 = 0x200;
+/**
+ * The incompatible features libext2fs opens (its EXT2_LIB_FEATURE_INCOMPAT_SUPP): filetype,
+ * recover, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode, csum_seed, largedir, inline_data,
+ * encrypt, casefold. Not compression, a journal device (no files) or dirdata (another entry
+ * format): a volume with any other is refused as libext2fs's mount refused it.
+ */
+const READABLE_INCOMPAT = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
+/** The read-only-compatible features libext2fs's read-write mount accepted (not btree_dir, snapshots or replicas). */
+const KNOWN_RO_COMPAT = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
 
 export interface ExtSuperblock {
   blockBytes: number;
@@ -55,6 +64,7 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   const blocksPerGroup = view.getUint32(32, true);
   const firstDataBlock = view.getUint32(20, true);
   const revision = view.getUint32(76, true);
+  if (revision > 1) throw unsupported(`revision ${revision}`);
   const inodeBytes = revision === 0 ? 128 : view.getUint16(88, true);
   const groupDescriptorBytes = is64Bit ? view.getUint16(254, true) : 32;
   if (blocksCount === 0 || blocksCount * blockBytes > volume.length) throw corrupt(`${blocksCount} blocks of ${blockBytes} bytes do not fit the ${volume.length}-byte volume`);
@@ -65,6 +75,8 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   if (firstDataBlock >= blocksCount) throw corrupt(`its first data block (${firstDataBlock}) lies past its last`);
   const compat = view.getUint32(92, true);
   const roCompat = view.getUint32(100, true);
+  if ((incompat & ~READABLE_INCOMPAT) !== 0) throw unsupported(`incompatible features 0x${(incompat & ~READABLE_INCOMPAT).toString(16)}`);
+  if ((roCompat & ~KNOWN_RO_COMPAT) !== 0) throw unsupported(`read-only features 0x${(roCompat & ~KNOWN_RO_COMPAT).toString(16)}`);
   const firstMetaGroup = (incompat & INCOMPAT_META_BG) !== 0 ? view.getUint32(0x104, true) : null;
   const superblockGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [0, view.getUint32(0x24c, true), view.getUint32(0x250, true)] : (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0 ? 'sparse' : 'all';
   return {
@@ -119,6 +131,10 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
   return new TextDecoder().decode(end === -1 ? bytes : bytes.subarray(0, end));
+}
+
+function unsupported(detail: string): Qcow2Error {
+  return new Qcow2Error('FILESYSTEM_UNSUPPORTED', `The ext filesystem uses what Cowbell cannot read: ${detail}`);
 }
 
 export function corrupt(detail: string): Qcow2Error {
