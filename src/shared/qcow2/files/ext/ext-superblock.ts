@@ -20,6 +20,7 @@ const COMPAT_SPARSE_SUPER2 = 0x200;
  */
 const READABLE_INCOMPAT = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
 /** The read-only-compatible features libext2fs's read-write mount accepted (not btree_dir, snapshots or replicas). */
+const RO_COMPAT_METADATA_CSUM = 0x400;
 const KNOWN_RO_COMPAT = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
 
 export interface ExtSuperblock {
@@ -77,6 +78,8 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   const roCompat = view.getUint32(100, true);
   if ((incompat & ~READABLE_INCOMPAT) !== 0) throw unsupported(`incompatible features 0x${(incompat & ~READABLE_INCOMPAT).toString(16)}`);
   if ((roCompat & ~KNOWN_RO_COMPAT) !== 0) throw unsupported(`read-only features 0x${(roCompat & ~KNOWN_RO_COMPAT).toString(16)}`);
+  // libext2fs's mount refused a superblock failing its checksum; Cowbell reads without mounting it, so checks it here.
+  if ((roCompat & RO_COMPAT_METADATA_CSUM) !== 0 && view.getUint32(0x3fc, true) !== crc32c(bytes.subarray(0, 0x3fc))) throw corrupt('its superblock fails its checksum');
   const firstMetaGroup = (incompat & INCOMPAT_META_BG) !== 0 ? view.getUint32(0x104, true) : null;
   const superblockGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [0, view.getUint32(0x24c, true), view.getUint32(0x250, true)] : (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0 ? 'sparse' : 'all';
   return {
@@ -126,6 +129,23 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
   if (block === 0 && blockBytes === 1024) block = 1;
   if (groupHasSuperblock(superblock, firstGroup)) block += 1;
   return block * blockBytes + within;
+}
+
+let crc32cTable: Uint32Array | null = null;
+
+/** CRC-32C (Castagnoli) as ext4's metadata checksums use it: seed ~0, no final inversion. */
+function crc32c(bytes: Uint8Array): number {
+  if (crc32cTable === null) {
+    crc32cTable = new Uint32Array(256);
+    for (let index = 0; index < 256; index++) {
+      let value = index;
+      for (let bit = 0; bit < 8; bit++) value = value & 1 ? (value >>> 1) ^ 0x82f63b78 : value >>> 1;
+      crc32cTable[index] = value >>> 0;
+    }
+  }
+  let crc = 0xffffffff;
+  for (const byte of bytes) crc = (crc32cTable[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
+  return crc >>> 0;
 }
 
 function cString(bytes: Uint8Array): string {
