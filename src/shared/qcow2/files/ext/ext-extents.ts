@@ -25,6 +25,8 @@ export interface FileBlockMap {
   blockBytes: number;
   /** In file order, not overlapping; file blocks in no run read as zeros. */
   runs: BlockRun[];
+  /** The volume blocks read to find the runs (extent tree nodes below the inode, indirect blocks). */
+  nodeBlocks: number[];
 }
 
 /** What the block walk needs of an inode (ext-inodes.ts ExtInode has it). */
@@ -43,7 +45,7 @@ export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperb
     if (below !== undefined) await below;
   }
   else await walk.blockMap(inode.iBlock);
-  return { blockBytes: superblock.blockBytes, runs: walk.runs };
+  return { blockBytes: superblock.blockBytes, runs: walk.runs, nodeBlocks: walk.nodeBlocks };
 }
 
 /** The volume byte ranges holding the file's content, merged where they touch. */
@@ -67,6 +69,7 @@ export function checkBlock(superblock: ExtSuperblock, block: number): void {
 
 class BlockWalk {
   readonly runs: BlockRun[] = [];
+  readonly nodeBlocks: number[] = [];
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
   private readonly fileBlocks: number;
@@ -160,6 +163,7 @@ class BlockWalk {
   private async block(block: number): Promise<Uint8Array> {
     checkBlock(this.superblock, block);
     if (--this.nodesLeft < 0) throw corrupt('its extent tree or block map names more blocks than the file holds');
+    this.nodeBlocks.push(block);
     const bytes = new Uint8Array(this.superblock.blockBytes);
     await this.volume.read(bytes, block * this.superblock.blockBytes);
     return bytes;

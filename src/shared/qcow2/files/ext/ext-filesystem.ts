@@ -12,13 +12,13 @@
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
-import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { SAME_CONTENT, SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
-import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
+import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
 const READ_PIECE_BYTES = 1024 * 1024;
@@ -182,6 +182,47 @@ class ExtFilesystem implements GuestFilesystem {
     return extExtents(this.volume, this.superblock, inode);
   }
 
+  async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
+    // The superblock's geometry decides where everything below is found (its counts change with every write).
+    if (!(earlier instanceof ExtFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
+    const inodesBefore = earlier.inodes;
+    const parts = pathParts(path);
+    const folderPath = `/${parts.join('/')}`;
+    const folder = await this.resolve(parts);
+    if (folder === null || (folder.mode & S_IFMT) !== S_IFDIR) return null;
+    if ((await this.inodes.placeChanged(folder.number, changed, inodesBefore)) || (await this.blocksChanged(folder, changed))) return null;
+    const names = await this.folderEntries(folder, folderPath);
+    if (names === null) return null;
+    const sorted = [...names].sort(byFirst);
+    const entries: GuestFileEntry[] = [];
+    const flags = new Uint8Array(sorted.length);
+    for (let index = 0; index < sorted.length; index++) {
+      const [name, number] = sorted[index] as [string, number];
+      const inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+      const entryPath = joinPath(folderPath, name);
+      const type = inode.mode & S_IFMT;
+      // A symlink's target may lie in blocks of its own: compared as usual.
+      if (type === S_IFLNK) {
+        entries.push(await this.entryOf(entryPath, inode));
+        continue;
+      }
+      entries.push(plainEntry(name, entryPath, inode));
+      if (await this.inodes.placeChanged(number, changed, inodesBefore)) continue;
+      flags[index] = SAME_METADATA | (type === S_IFREG && !(await this.blocksChanged(inode, changed)) ? SAME_CONTENT : 0);
+    }
+    return { entries, flags };
+  }
+
+  /** Whether a block holding the inode's content or mapping it changed; true for inline data (left to a comparison). */
+  private async blocksChanged(inode: ExtInode, changed: ChangedBytes): Promise<boolean> {
+    const map = await extFileBlockMap(this.volume, this.superblock, inode);
+    if (map === null) return true;
+    const { blockBytes } = map;
+    for (const run of map.runs) if (changed(run.volumeBlock * blockBytes, run.count * blockBytes)) return true;
+    for (const block of map.nodeBlocks) if (changed(block * blockBytes, blockBytes)) return true;
+    return false;
+  }
+
   /**
    * The inode at `path`, found through the folders' own blocks (symlinks on the way are not
    * followed); null when a folder on the way is kept inline, which only libext2fs reads.
@@ -303,6 +344,10 @@ function kindOfMode(mode: number): GuestFileKind {
     default:
       return 'other';
   }
+}
+
+function byFirst(a: [string, number], b: [string, number]): number {
+  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
 }
 
 function byName(a: GuestFileEntry, b: GuestFileEntry): number {

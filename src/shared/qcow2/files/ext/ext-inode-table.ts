@@ -2,10 +2,10 @@
  * The inodes of one mounted ext volume, found through their group's descriptor and kept once read:
  * a listing reads each entry's inode, files-diff then asks for the same files' extents, and every
  * path is resolved from the root again. The inode table is read a block at a time (a
- * folder's files mostly sit side by side in it). Bounded: the last MAX_CACHED_INODES inodes (a
- * couple of hundred bytes each), the last MAX_CACHED_PIECES pieces, and each group's table place.
+ * folder's files mostly sit side by side in it). Bounded: the last MAX_CACHED_INODES inodes at
+ * most (a couple of hundred bytes each), MAX_CACHED_PIECES pieces, and each group's table place.
  */
-import type { VolumeBytes } from '../filesystem.ts';
+import type { ChangedBytes, VolumeBytes } from '../filesystem.ts';
 import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
@@ -20,8 +20,13 @@ const MAX_CACHED_GROUPS = 65536;
 export class ExtInodeTable {
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  /** Inode number → inode, oldest first (a Map keeps insertion order). */
-  private readonly inodes = new Map<number, ExtInode>();
+  /**
+   * Inode number → inode, in two generations: when the young one is full it becomes the old one and
+   * the old one is dropped (evicting one entry at a time from a Map's head costs more the more were
+   * evicted before it: V8 skips the deleted entries each time).
+   */
+  private inodes = new Map<number, ExtInode>();
+  private olderInodes = new Map<number, ExtInode>();
   /** Volume offset of a piece of an inode table → its bytes. */
   private readonly pieces = new Map<number, Uint8Array>();
   /** Group → the first block of its inode table. */
@@ -34,11 +39,15 @@ export class ExtInodeTable {
 
   /** The inode when it was read already (no wait), else undefined. */
   cached(inodeNumber: number): ExtInode | undefined {
-    return this.inodes.get(inodeNumber);
+    const young = this.inodes.get(inodeNumber);
+    if (young !== undefined) return young;
+    const old = this.olderInodes.get(inodeNumber);
+    if (old !== undefined) this.keep(inodeNumber, old);
+    return old;
   }
 
   async inode(inodeNumber: number): Promise<ExtInode> {
-    const cached = this.inodes.get(inodeNumber);
+    const cached = this.cached(inodeNumber);
     if (cached !== undefined) return cached;
     const { superblock } = this;
     if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
@@ -56,15 +65,35 @@ export class ExtInodeTable {
       await this.volume.read(bytes, tableStart + within);
     }
     const inode = parseInode(bytes, inodeNumber);
-    if (this.inodes.size >= MAX_CACHED_INODES) this.inodes.delete(this.inodes.keys().next().value as number);
-    this.inodes.set(inodeNumber, inode);
+    this.keep(inodeNumber, inode);
     return inode;
+  }
+
+  private keep(inodeNumber: number, inode: ExtInode): void {
+    if (this.inodes.size >= MAX_CACHED_INODES / 2) {
+      this.olderInodes = this.inodes;
+      this.inodes = new Map();
+    }
+    this.inodes.set(inodeNumber, inode);
+  }
+
+  /**
+   * Whether inode `inodeNumber` may read otherwise in `earlier`, the same volume's inode table in
+   * another state with the same geometry: its group's inode table lies elsewhere there, or its
+   * bytes differ by `changed`.
+   */
+  async placeChanged(inodeNumber: number, changed: ChangedBytes, earlier: ExtInodeTable): Promise<boolean> {
+    const { superblock } = this;
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const tableBlock = this.tables.get(group) ?? (await this.tableBlock(group));
+    if (tableBlock !== (earlier.tables.get(group) ?? (await earlier.tableBlock(group)))) return true;
+    return changed(tableBlock * superblock.blockBytes + ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes, superblock.inodeBytes);
   }
 
   private async readPiece(pieceStart: number, tableEnd: number): Promise<Uint8Array> {
     const piece = new Uint8Array(Math.max(0, Math.min(PIECE_BYTES, tableEnd - pieceStart, this.volume.length - pieceStart)));
     await this.volume.read(piece, pieceStart);
-    if (this.pieces.size >= MAX_CACHED_PIECES) this.pieces.delete(this.pieces.keys().next().value as number);
+    if (this.pieces.size >= MAX_CACHED_PIECES) this.pieces.clear();
     this.pieces.set(pieceStart, piece);
     return piece;
   }

@@ -98,6 +98,26 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   };
 }
 
+/** Whether two superblocks place every group, inode table and inode alike (their counts of free blocks and the like aside). */
+export function sameGeometry(a: ExtSuperblock, b: ExtSuperblock): boolean {
+  const groupsA = a.superblockGroups;
+  const groupsB = b.superblockGroups;
+  const sameGroups = typeof groupsA === 'string' || typeof groupsB === 'string' ? groupsA === groupsB : groupsA.length === groupsB.length && groupsA.every((group, index) => group === groupsB[index]);
+  return (
+    sameGroups &&
+    a.blockBytes === b.blockBytes &&
+    a.blocksCount === b.blocksCount &&
+    a.inodesCount === b.inodesCount &&
+    a.inodesPerGroup === b.inodesPerGroup &&
+    a.firstDataBlock === b.firstDataBlock &&
+    a.inodeBytes === b.inodeBytes &&
+    a.groupDescriptorBytes === b.groupDescriptorBytes &&
+    a.is64Bit === b.is64Bit &&
+    a.blocksPerGroup === b.blocksPerGroup &&
+    a.firstMetaGroup === b.firstMetaGroup
+  );
+}
+
 function isPowerOf(value: number, base: number): boolean {
   let power = 1;
   while (power < value) power *= base;
