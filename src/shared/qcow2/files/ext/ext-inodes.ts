@@ -41,7 +41,7 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number): ExtInode {
     flags: view.getUint32(32, true),
     sectors: view.getUint32(0x1c, true) + view.getUint16(0x74, true) * 2 ** 32,
     fileAclBlock: view.getUint32(0x68, true) + view.getUint16(0x76, true) * 2 ** 32,
-    iBlock: bytes.slice(40, 100),
+    iBlock: bytes.subarray(40, 100),
   };
 }
 
@@ -84,13 +84,10 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
 
 /** The name when all its bytes are ASCII (most names: cheaper than a TextDecoder call each), else null. */
 function asciiName(bytes: Uint8Array, start: number, length: number): string | null {
-  let name = '';
-  for (let index = start; index < start + length; index++) {
-    const byte = bytes[index] as number;
-    if (byte >= 0x80) return null;
-    name += String.fromCharCode(byte);
-  }
-  return name;
+  const name = bytes.subarray(start, start + length);
+  for (const byte of name) if (byte >= 0x80) return null;
+  // One string made at once (names are at most 255 bytes: within any argument limit).
+  return String.fromCharCode.apply(null, name as unknown as number[]);
 }
 
 /** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks; null when inline data. */
