@@ -15,7 +15,7 @@ import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import { SAME_CONTENT, SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
-import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
+import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
@@ -193,11 +193,13 @@ class ExtFilesystem implements GuestFilesystem {
     if ((await this.inodes.placeChanged(folder.number, changed, inodesBefore)) || (await this.blocksChanged(folder, changed))) return null;
     const names = await this.folderEntries(folder, folderPath);
     if (names === null) return null;
-    const sorted = [...names].sort(byFirst);
+    // Sorted by UTF-16 code units, as files-diff's walk orders names.
+    const sorted = [...names.keys()].sort();
     const entries: GuestFileEntry[] = [];
     const flags = new Uint8Array(sorted.length);
     for (let index = 0; index < sorted.length; index++) {
-      const [name, number] = sorted[index] as [string, number];
+      const name = sorted[index] as string;
+      const number = names.get(name) as number;
       const inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
       const entryPath = joinPath(folderPath, name);
       const type = inode.mode & S_IFMT;
@@ -207,20 +209,22 @@ class ExtFilesystem implements GuestFilesystem {
         continue;
       }
       entries.push(plainEntry(name, entryPath, inode));
-      if (await this.inodes.placeChanged(number, changed, inodesBefore)) continue;
-      flags[index] = SAME_METADATA | (type === S_IFREG && !(await this.blocksChanged(inode, changed)) ? SAME_CONTENT : 0);
+      // Without waiting where nothing must be read (most entries): a promise per entry was most of the garbage.
+      if (this.inodes.placeChangedNow(number, changed, inodesBefore) ?? (await this.inodes.placeChanged(number, changed, inodesBefore))) continue;
+      const sameContent = type === S_IFREG && !(this.blocksChangedNow(inode, changed) ?? (await this.blocksChanged(inode, changed)));
+      flags[index] = SAME_METADATA | (sameContent ? SAME_CONTENT : 0);
     }
     return { entries, flags };
   }
 
   /** Whether a block holding the inode's content or mapping it changed; true for inline data (left to a comparison). */
   private async blocksChanged(inode: ExtInode, changed: ChangedBytes): Promise<boolean> {
-    const map = await extFileBlockMap(this.volume, this.superblock, inode);
-    if (map === null) return true;
-    const { blockBytes } = map;
-    for (const run of map.runs) if (changed(run.volumeBlock * blockBytes, run.count * blockBytes)) return true;
-    for (const block of map.nodeBlocks) if (changed(block * blockBytes, blockBytes)) return true;
-    return false;
+    return mapChanged(await extFileBlockMap(this.volume, this.superblock, inode), changed);
+  }
+
+  /** blocksChanged when the inode alone tells, else undefined. */
+  private blocksChangedNow(inode: ExtInode, changed: ChangedBytes): boolean | undefined {
+    return inodeExtentsChanged(this.superblock, inode, changed);
   }
 
   /**
@@ -346,8 +350,12 @@ function kindOfMode(mode: number): GuestFileKind {
   }
 }
 
-function byFirst(a: [string, number], b: [string, number]): number {
-  return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0;
+function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
+  if (map === null) return true;
+  const { blockBytes } = map;
+  for (const run of map.runs) if (changed(run.volumeBlock * blockBytes, run.count * blockBytes)) return true;
+  for (const block of map.nodeBlocks) if (changed(block * blockBytes, blockBytes)) return true;
+  return false;
 }
 
 function byName(a: GuestFileEntry, b: GuestFileEntry): number {

@@ -46,7 +46,7 @@ export class ExtInodeTable {
     const piece = this.cachedPiece(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
     const at = withinTable % PIECE_BYTES;
     if (piece === undefined || at + superblock.inodeBytes > piece.length) return undefined;
-    return parseInode(piece.subarray(at, at + superblock.inodeBytes), inodeNumber);
+    return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
   }
 
   async inode(inodeNumber: number): Promise<ExtInode> {
@@ -92,10 +92,23 @@ export class ExtInodeTable {
    * bytes differ by `changed`.
    */
   async placeChanged(inodeNumber: number, changed: ChangedBytes, earlier: ExtInodeTable): Promise<boolean> {
+    const now = this.placeChangedNow(inodeNumber, changed, earlier);
+    if (now !== undefined) return now;
     const { superblock } = this;
     const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
     const tableBlock = this.tables.get(group) ?? (await this.tableBlock(group));
     if (tableBlock !== (earlier.tables.get(group) ?? (await earlier.tableBlock(group)))) return true;
+    return changed(tableBlock * superblock.blockBytes + ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes, superblock.inodeBytes);
+  }
+
+  /** placeChanged without waiting, when both states' table places for the group were read already; else undefined. */
+  placeChangedNow(inodeNumber: number, changed: ChangedBytes, earlier: ExtInodeTable): boolean | undefined {
+    const { superblock } = this;
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const tableBlock = this.tables.get(group);
+    const earlierBlock = earlier.tables.get(group);
+    if (tableBlock === undefined || earlierBlock === undefined) return undefined;
+    if (tableBlock !== earlierBlock) return true;
     return changed(tableBlock * superblock.blockBytes + ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes, superblock.inodeBytes);
   }
 
