@@ -6,7 +6,7 @@
  * and the walk is bounded by the file's size; a file whose data is inline in its inode gives null.
  */
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
-import { uint16, uint32 } from './ext-inodes.ts';
+import { uint16, uint32 } from './ext-bytes.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 const EXTENTS_FLAG = 0x80000;

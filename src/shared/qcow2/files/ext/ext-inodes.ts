@@ -7,6 +7,7 @@
  * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
  */
 import type { VolumeBytes } from '../filesystem.ts';
+import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { extFileBlockMap, readMapped } from './ext-extents.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
@@ -45,18 +46,6 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
     fileAclBlock: uint32(bytes, at + 0x68) + uint16(bytes, at + 0x76) * 2 ** 32,
     iBlock: bytes.subarray(at + 40, at + 100),
   };
-}
-
-export function uint16(bytes: Uint8Array, at: number): number {
-  return (bytes[at] as number) | ((bytes[at + 1] as number) << 8);
-}
-
-export function uint32(bytes: Uint8Array, at: number): number {
-  return int32(bytes, at) >>> 0;
-}
-
-function int32(bytes: Uint8Array, at: number): number {
-  return (bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16) | ((bytes[at + 3] as number) << 24);
 }
 
 export const S_IFMT = 0xf000;
