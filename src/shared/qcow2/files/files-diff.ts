@@ -14,7 +14,7 @@
 import { bytesEqual } from '../format/zeroes.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo } from '../model.ts';
-import { SAME_CONTENT, SAME_METADATA, type ByteRange, type ChangedBytes, type UnchangedFolder } from './filesystem.ts';
+import { SAME_METADATA, type ByteRange, type ChangedBytes, type UnchangedFolder } from './filesystem.ts';
 import { GuestRangeSet } from './guest-range-set.ts';
 import type { StateFiles } from './state-files.ts';
 
@@ -174,17 +174,17 @@ class FilesWalk {
 
   /**
    * A folder whose names and inodes read the same in both states (by the bytes that decide them):
-   * its entries are taken from the later state alone. An entry whose own bytes are unchanged is
-   * equal in both states, so only what lies below it (a folder's entries, a file's content unless
-   * its blocks are unchanged too) is compared; any other entry is compared with the earlier state's.
+   * its entries are taken from the later state alone, without those the reader found wholly
+   * unchanged. An entry whose metadata is unchanged is equal in both states, so only what lies
+   * below it (a folder's entries, a file's content) is compared; any other entry is compared with
+   * the earlier state's.
    */
   private async compareUnchangedFolder(folder: UnchangedFolder, sameEntries: boolean): Promise<void> {
     const { entries, flags } = folder;
     for (let index = 0; index < entries.length; index++) {
       const entry = entries[index] as GuestFileEntry;
       const flag = flags[index] as number;
-      if ((flag & SAME_METADATA) === 0) await this.compareEntries(await this.before.stat(entry.path), entry, sameEntries);
-      else if ((flag & SAME_CONTENT) === 0 || entry.kind !== 'file') await this.compareEntries(entry, entry, sameEntries);
+      await this.compareEntries((flag & SAME_METADATA) === 0 ? await this.before.stat(entry.path) : entry, entry, sameEntries);
     }
     this.folderDone();
   }

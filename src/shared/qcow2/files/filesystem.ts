@@ -34,8 +34,7 @@ export interface GuestFilesystem {
    * files-diff's shortcut through a folder that reads the same in `earlier`, the same volume in
    * another state (same place, same length; `changed` says which of its bytes differ between the
    * two): null when anything deciding the folder's names and the inodes they lead to differs, or
-   * the reader cannot tell; else the folder's entries in this state, with what of each the reader
-   * can vouch for as unchanged.
+   * the reader cannot tell; else the folder's entries in this state that may still differ.
    */
   unchangedFolder?(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null>;
   close(): Promise<void>;
@@ -44,15 +43,18 @@ export interface GuestFilesystem {
 /** Whether any of `length` bytes from `offset` (of the volume, or of the guest disk at StateFiles' level) differ between two states. */
 export type ChangedBytes = (offset: number, length: number) => boolean;
 
-/** UnchangedFolder flags: the entry's metadata (kind, size, times, target) reads the same in both states. */
+/** UnchangedFolder flag: the entry's metadata (kind, size, times, target) reads the same in both states. */
 export const SAME_METADATA = 1;
-/** ... and a file's content too (its blocks, and the blocks mapping them, are unchanged). */
-export const SAME_CONTENT = 2;
 
 export interface UnchangedFolder {
-  /** Sorted by name (code points), each name once, as files-diff walks them. */
+  /**
+   * The entries files-diff must still look at, sorted by name (code points), each name once:
+   * folders (for their own entries) and whatever may differ. An entry whose metadata and content
+   * read the same in both states (a file whose blocks, and the blocks mapping them, are unchanged)
+   * has nothing left to compare and is left out.
+   */
   entries: GuestFileEntry[];
-  /** Per entry, SAME_METADATA and SAME_CONTENT bits (0: compare it as usual). */
+  /** Per entry, SAME_METADATA when its metadata is unchanged (0: compare it with the earlier state's). */
   flags: Uint8Array;
 }
 

@@ -12,7 +12,7 @@
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
-import { SAME_CONTENT, SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
+import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
@@ -22,8 +22,8 @@ import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
 const READ_PIECE_BYTES = 1024 * 1024;
-/** Folders whose names are kept, per mounted filesystem. */
-const CACHED_FOLDERS = 64;
+/** Folders whose names are kept, per mounted filesystem (two generations of half as many). */
+const CACHED_FOLDERS = 16;
 
 export const extReader: FilesystemReader = {
   kind: 'ext',
@@ -103,7 +103,13 @@ class ExtFilesystem implements GuestFilesystem {
   /** Set once libext2fs aborted: its instance is unusable from then on. */
   private broken: Qcow2Error | null = null;
   private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
-  private readonly folders = new Map<number, Map<string, number> | null>();
+  /**
+   * Folder inode → its names, in two generations (a folder found in the old one moves to the young
+   * one: the root, asked for by every path, stays). Few: files-diff and listings work folder by
+   * folder, and every folder kept longer survives V8's young generation, which then grows.
+   */
+  private folderNames = new Map<number, Map<string, number> | null>();
+  private olderFolderNames = new Map<number, Map<string, number> | null>();
   private libext2fs: Promise<Libext2fs> | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
@@ -122,7 +128,7 @@ class ExtFilesystem implements GuestFilesystem {
     const parts = pathParts(path);
     const folder = `/${parts.join('/')}`;
     const inode = await this.resolve(parts);
-    const names = inode === null ? null : (this.folders.get(inode.number) ?? (await this.folderEntries(inode, folder)));
+    const names = inode === null ? null : (this.cachedFolder(inode.number) ?? (await this.folderEntries(inode, folder)));
     if (inode === null || names === null) return this.listThroughLibext2fs(folder);
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
@@ -197,24 +203,25 @@ class ExtFilesystem implements GuestFilesystem {
     const sorted = [...names.keys()].sort();
     const entries: GuestFileEntry[] = [];
     const flags = new Uint8Array(sorted.length);
-    for (let index = 0; index < sorted.length; index++) {
-      const name = sorted[index] as string;
+    for (const name of sorted) {
       const number = names.get(name) as number;
       const inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
-      const entryPath = joinPath(folderPath, name);
       const type = inode.mode & S_IFMT;
       // A symlink's target may lie in blocks of its own: compared as usual.
       if (type === S_IFLNK) {
-        entries.push(await this.entryOf(entryPath, inode));
+        entries.push(await this.entryOf(joinPath(folderPath, name), inode));
         continue;
       }
-      entries.push(plainEntry(name, entryPath, inode));
       // Without waiting where nothing must be read (most entries): a promise per entry was most of the garbage.
-      if (this.inodes.placeChangedNow(number, changed, inodesBefore) ?? (await this.inodes.placeChanged(number, changed, inodesBefore))) continue;
-      const sameContent = type === S_IFREG && !(this.blocksChangedNow(inode, changed) ?? (await this.blocksChanged(inode, changed)));
-      flags[index] = SAME_METADATA | (sameContent ? SAME_CONTENT : 0);
+      const metadataChanged = this.inodes.placeChangedNow(number, changed, inodesBefore) ?? (await this.inodes.placeChanged(number, changed, inodesBefore));
+      if (!metadataChanged && type !== S_IFDIR) {
+        // The same inode: only a file's content may still differ (a device and the like has none).
+        if (type !== S_IFREG || !(this.blocksChangedNow(inode, changed) ?? (await this.blocksChanged(inode, changed)))) continue;
+      }
+      flags[entries.length] = metadataChanged ? 0 : SAME_METADATA;
+      entries.push(plainEntry(name, joinPath(folderPath, name), inode));
     }
-    return { entries, flags };
+    return { entries, flags: flags.subarray(0, entries.length) };
   }
 
   /** Whether a block holding the inode's content or mapping it changed; true for inline data (left to a comparison). */
@@ -236,7 +243,7 @@ class ExtFilesystem implements GuestFilesystem {
     // What was read already is taken without waiting: files-diff resolves a path per file.
     let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
     for (let index = 0; index < parts.length; index++) {
-      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folders.get(inode.number) : undefined;
+      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.cachedFolder(inode.number) : undefined;
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
       if (found === null) return null;
       const number = found.get(parts[index] as string);
@@ -249,12 +256,30 @@ class ExtFilesystem implements GuestFilesystem {
   /** A folder's names (the last folders read are kept: a listing resolves its parent once per entry otherwise). */
   private async folderEntries(folder: ExtInode, path: string): Promise<Map<string, number> | null> {
     if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
-    const cached = this.folders.get(folder.number);
+    const cached = this.cachedFolder(folder.number);
     if (cached !== undefined) return cached;
     const names = await readFolder(this.volume, this.superblock, folder);
-    if (this.folders.size >= CACHED_FOLDERS) this.folders.delete(this.folders.keys().next().value as number);
-    this.folders.set(folder.number, names);
+    this.keepFolder(folder.number, names);
     return names;
+  }
+
+  private cachedFolder(inodeNumber: number): Map<string, number> | null | undefined {
+    const young = this.folderNames.get(inodeNumber);
+    if (young !== undefined) return young;
+    const old = this.olderFolderNames.get(inodeNumber);
+    if (old !== undefined) {
+      this.olderFolderNames.delete(inodeNumber);
+      this.keepFolder(inodeNumber, old);
+    }
+    return old;
+  }
+
+  private keepFolder(inodeNumber: number, names: Map<string, number> | null): void {
+    if (this.folderNames.size >= CACHED_FOLDERS / 2) {
+      this.olderFolderNames = this.folderNames;
+      this.folderNames = new Map();
+    }
+    this.folderNames.set(inodeNumber, names);
   }
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {

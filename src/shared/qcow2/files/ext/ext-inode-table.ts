@@ -12,9 +12,9 @@ import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
 
-const PIECE_BYTES = 4096;
+const PIECE_BYTES = 16384;
 /** 1 MiB of inode table per generation (4096 inodes of 256 bytes). */
-const PIECES_PER_GENERATION = 256;
+const PIECES_PER_GENERATION = 64;
 const MAX_CACHED_GROUPS = 65536;
 
 export class ExtInodeTable {
