@@ -2,7 +2,8 @@
  * files-diff's shortcut through folders whose names and inodes lie in bytes the two states share
  * (unchangedFolder: only the later state's entries are read). It must still see what changed below
  * such a folder: a file's bytes rewritten behind the filesystem's back (same inode, same folder
- * blocks), and one inode changed by debugfs while its folder's blocks and inode stayed as they were.
+ * blocks), one inode changed by debugfs while its folder's blocks and inode stayed as they were,
+ * and a path that leads to another (itself unchanged) folder in the later state.
  * The result must equal the full walk's (both states listed), and the shortcut must have been taken.
  */
 import * as fs from 'node:fs';
@@ -24,7 +25,7 @@ let touched = '';
 beforeAll(async () => {
   folder = tempDir();
   const raw = folder.file('disk.raw');
-  const tree: Record<string, string | Uint8Array> = { 'quiet/data.bin': new Uint8Array(256 * 1024).map((_, index) => index % 251) };
+  const tree: Record<string, string | Uint8Array> = { 'a/one.txt': 'one\n', 'b/two.txt': 'two\n', 'quiet/data.bin': new Uint8Array(256 * 1024).map((_, index) => index % 251) };
   for (let index = 0; index < FILES; index++) tree[`quiet/f${String(index).padStart(3, '0')}.txt`] = `file ${index}\n`;
   await makeExtImage(raw, 32, tree, { mkfsArgs: ['-b', '4096', '-I', '256'] });
   disk = folder.file('disk.qcow2');
@@ -41,7 +42,8 @@ beforeAll(async () => {
   const quietInode = Number((await runTool('debugfs', ['-R', 'stat quiet', raw])).stdout.match(/Inode: (\d+)/)?.[1]);
   expect(furthest.inode - quietInode).toBeGreaterThan(300);
 
-  await debugfs(raw, [`sif ${touched} mtime 20200101120000`]);
+  // /a becomes b's folder (linked, neither inode touched): the same path, another inode, both unchanged.
+  await debugfs(raw, [`sif ${touched} mtime 20200101120000`, 'unlink a', 'link b a', 'unlink b']);
   // data.bin's bytes in the middle of the file, behind the filesystem's back: same size, same time, same inode.
   const data = await debugfsFacts(raw, 'quiet/data.bin');
   const middle = (data.blocks[32] ?? 0) * data.blockBytes;
@@ -70,13 +72,17 @@ function opener(shortcut: boolean, vouched: string[]) {
 }
 
 describe('files-diff through folders the states share', () => {
-  it('still sees a file rewritten behind the filesystem’s back and an inode changed in an unchanged folder', async () => {
+  it('still sees a file rewritten behind the filesystem’s back, an inode changed in an unchanged folder, and a path that leads to another folder', async () => {
     const vouched: string[] = [];
     const ranges = () => readDiff(disk, 'before', 'current').ranges;
     const result = await diffStatesByName(opener(true, vouched), 'before', 'current', ranges);
     expect(vouched).toContain('/quiet');
     const size = `file ${Number(touched.slice(7, 10))}\n`.length;
     expect(result.differences).toEqual([
+      { path: '/a/one.txt', change: 'removed', kind: 'file', sizeBefore: 4 },
+      { path: '/a/two.txt', change: 'added', kind: 'file', sizeAfter: 4 },
+      { path: '/b', change: 'removed', kind: 'directory', sizeBefore: 0 },
+      { path: '/b/two.txt', change: 'removed', kind: 'file', sizeBefore: 4 },
       { path: '/quiet/data.bin', change: 'changed', kind: 'file', sizeBefore: 256 * 1024, sizeAfter: 256 * 1024, reasons: ['content'] },
       { path: `/${touched}`, change: 'changed', kind: 'file', sizeBefore: size, sizeAfter: size, reasons: ['mtime'] },
     ]);
@@ -90,6 +96,6 @@ describe('files-diff through folders the states share', () => {
     const result = await diffStatesByName(opener(true, vouched), 'current', 'before', ranges);
     expect(vouched).toContain('/quiet');
     expect(result).toEqual(await diffStatesByName(opener(false, []), 'current', 'before', ranges));
-    expect(result.differences.map((difference) => difference.path)).toEqual(['/quiet/data.bin', `/${touched}`]);
+    expect(result.differences.map((difference) => difference.path)).toEqual(['/a/one.txt', '/a/two.txt', '/b', '/b/two.txt', '/quiet/data.bin', `/${touched}`]);
   });
 });

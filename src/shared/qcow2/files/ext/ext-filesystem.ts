@@ -196,6 +196,8 @@ class ExtFilesystem implements GuestFilesystem {
     const folderPath = `/${parts.join('/')}`;
     const folder = await this.resolve(parts);
     if (folder === null || (folder.mode & S_IFMT) !== S_IFDIR) return null;
+    // The path must lead to the same inode in both states: a folder renamed over it is another folder.
+    if ((await earlier.resolve(parts))?.number !== folder.number) return null;
     if ((await this.inodes.placeChanged(folder.number, changed, inodesBefore)) || (await this.blocksChanged(folder, changed))) return null;
     const names = await this.folderEntries(folder, folderPath);
     if (names === null) return null;
