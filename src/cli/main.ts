@@ -9,5 +9,8 @@ if (import.meta.url.endsWith('.mjs')) cliRuntime.compressWorker = new URL('./com
 process.exitCode = await runCli(process.argv.slice(2), {
   out: (text) => process.stdout.write(text),
   err: (text) => process.stderr.write(text),
-  ...(hasTerminal() ? { readSecret: readSecretFromTerminal } : {}),
+  // Asked only when a passphrase is wanted: process.stdin makes its stream (milliseconds) when first touched.
+  get readSecret() {
+    return hasTerminal() ? readSecretFromTerminal : undefined;
+  },
 });

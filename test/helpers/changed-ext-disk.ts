@@ -29,7 +29,7 @@ export const MOTD = 'welcome back\n';
 export const NOTES_AFTER = 'second notes, longer than the first\n';
 
 /** Writes into the qcow2's current state the 64 KiB pieces where `after` differs from `before`. */
-async function writeChangedPieces(image: string, before: Uint8Array, after: Uint8Array, folder: string): Promise<void> {
+export async function writeChangedPieces(image: string, before: Uint8Array, after: Uint8Array, folder: string): Promise<void> {
   const commands: string[] = [];
   for (let offset = 0; offset < after.length; offset += PIECE) {
     const piece = after.subarray(offset, offset + PIECE);

@@ -1,5 +1,6 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { copyOut as copyOutOfState } from '../../shared/qcow2/index.ts';
+// Straight from files/: the engine's index would load every feature's chunk (convert, rebase, commit…) at start-up.
+import { copyOut as copyOutOfState } from '../../shared/qcow2/files/copy-out.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';

@@ -86,6 +86,40 @@ describe('damaged ext superblocks', () => {
     });
   });
 
+  it('an incompatible feature libext2fs does not read (dirdata) makes the volume unreadable, as its mount did', async () => {
+    const bytes = ext4.slice();
+    view(bytes).setUint32(1024 + 96, view(bytes).getUint32(1024 + 96, true) | 0x1000, true);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes).toMatchObject([{ name: '', filesystem: 'ext', problem: expect.stringContaining('incompatible features 0x1000') }]);
+      await expect(files.list('/')).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
+    });
+  });
+
+  it('a superblock failing its metadata checksum is refused before anything else is read', async () => {
+    const image = folder.file('csum.ext4');
+    await makeExtImage(image, 8, { 'top.txt': 'top\n' });
+    const bytes = new Uint8Array(fs.readFileSync(image));
+    await withFiles(bytes, async (files) => expect((await files.list('/')).map((entry) => entry.name)).toContain('top.txt'));
+    // The volume name: covered by the checksum, read by nobody else.
+    flip(bytes, 1024 + 120, 0x20);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes).toMatchObject([{ filesystem: 'ext', problem: expect.stringContaining('checksum') }]);
+      await expect(files.list('/')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+    });
+  });
+
+  it('libext2fs, mounted only when an inline folder needs it, still gives a typed error when its mount fails, and again on the next call', async () => {
+    const image = folder.file('inline-damaged.ext4');
+    await makeExtImage(image, 8, { 'small/tiny.txt': 'fits in the inode\n', 'larger.bin': new Uint8Array(20_000).fill(3) }, { mkfsArgs: ['-O', 'inline_data,^metadata_csum'] });
+    const bytes = new Uint8Array(fs.readFileSync(image));
+    // An inode count that disagrees with the groups: Cowbell's own reading does not need it, libext2fs's mount refuses it.
+    view(bytes).setUint32(1024, view(bytes).getUint32(1024, true) - 1, true);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes[0]?.problem).toBeUndefined();
+      for (let attempt = 0; attempt < 2; attempt++) await expect(files.list('/small')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringContaining('mounting') });
+    });
+  });
+
   it('random damage to the metadata gives entries or typed errors, never anything else', async () => {
     const random = new SeededRandom(22);
     const outcomes = new Map<string, number>();

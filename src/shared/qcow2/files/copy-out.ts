@@ -135,7 +135,8 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
       }
       onWritten(count);
     }
-    fs.fsyncSync(fd);
+    // The content and its size, as the engine flushes an image (fdatasync): the times are set after the rename anyway.
+    fs.fdatasyncSync(fd);
     fs.closeSync(fd);
     fd = null;
     job.throwIfCancelled();

@@ -7,12 +7,14 @@
  * Inside a folder whose own time and size are unchanged, a name still leads to the same inode, so
  * the later state's extents alone decide; elsewhere both states' extents must match as well.
  * Folders are walked whole (a folder's time changes only with its direct entries) but a folder is
- * never reported as changed itself: what changed inside it is.
+ * never reported as changed itself: what changed inside it is. Where the filesystem reader can tell
+ * that a folder's names and inodes are decided by bytes the states share (unchangedFolder), only
+ * the later state's entries are read, and the earlier state's only for entries whose bytes changed.
  */
 import { bytesEqual } from '../format/zeroes.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo } from '../model.ts';
-import type { ByteRange } from './filesystem.ts';
+import { SAME_METADATA, type ByteRange, type ChangedBytes, type UnchangedFolder } from './filesystem.ts';
 import { GuestRangeSet } from './guest-range-set.ts';
 import type { StateFiles } from './state-files.ts';
 
@@ -83,6 +85,9 @@ class FilesWalk {
   private foldersKnown = 0;
   private foldersDone = 0;
   private contentCheck: ContentCheck = 'none';
+  /** Whether the volume being compared lies at the same place with the same length in both states (unchangedFolder may be asked). */
+  private sameVolumePlace = false;
+  private readonly changedBytes: ChangedBytes;
 
   private readonly before: StateFiles;
   private readonly after: StateFiles;
@@ -94,6 +99,7 @@ class FilesWalk {
     this.after = after;
     this.changed = changed;
     this.job = job;
+    this.changedBytes = (offset, length) => changed.intersects(offset, length);
   }
 
   async volume(name: string, volumeBefore: GuestVolumeInfo | undefined, volumeAfter: GuestVolumeInfo | undefined): Promise<void> {
@@ -106,6 +112,7 @@ class FilesWalk {
       return;
     }
     this.contentCheck = this.contentCheckFor(volumeBefore, volumeAfter);
+    this.sameVolumePlace = volumeBefore.offset === volumeAfter.offset && volumeBefore.length === volumeAfter.length && volumeBefore.filesystem === volumeAfter.filesystem;
     this.foldersKnown++;
     // A volume's root has no parent entry to compare: its entries are taken as possibly renamed.
     await this.compareFolder(root, false);
@@ -135,6 +142,11 @@ class FilesWalk {
    * to the same inodes (a rename, link or removal in it would have changed its time).
    */
   private async compareFolder(path: string, sameEntries: boolean): Promise<void> {
+    const unchanged = this.sameVolumePlace ? ((await this.after.unchangedFolder?.(path, this.changedBytes, this.before)) ?? null) : null;
+    if (unchanged !== null) {
+      await this.compareUnchangedFolder(unchanged, sameEntries);
+      return;
+    }
     const [listBefore, listAfter] = await Promise.all([this.before.list(path), this.after.list(path)]);
     // Both lists by name, then walked side by side (a listing mostly comes sorted already).
     const sortedBefore = byNameOnce(listBefore);
@@ -156,6 +168,23 @@ class FilesWalk {
         indexBefore++;
         indexAfter++;
       }
+    }
+    this.folderDone();
+  }
+
+  /**
+   * A folder whose names and inodes read the same in both states (by the bytes that decide them):
+   * its entries are taken from the later state alone, without those the reader found wholly
+   * unchanged. An entry whose metadata is unchanged is equal in both states, so only what lies
+   * below it (a folder's entries, a file's content) is compared; any other entry is compared with
+   * the earlier state's.
+   */
+  private async compareUnchangedFolder(folder: UnchangedFolder, sameEntries: boolean): Promise<void> {
+    const { entries, flags } = folder;
+    for (let index = 0; index < entries.length; index++) {
+      const entry = entries[index] as GuestFileEntry;
+      const flag = flags[index] as number;
+      await this.compareEntries((flag & SAME_METADATA) === 0 ? await this.before.stat(entry.path) : entry, entry, sameEntries);
     }
     this.folderDone();
   }

@@ -30,7 +30,32 @@ export interface GuestFilesystem {
   read(path: string, buffer: Uint8Array, offset: number): Promise<number>;
   /** Where the file's content lies in the volume, or null when the reader cannot say (then files-diff compares content by reading). */
   extents?(path: string): Promise<ByteRange[] | null>;
+  /**
+   * files-diff's shortcut through a folder that reads the same in `earlier`, the same volume in
+   * another state (same place, same length; `changed` says which of its bytes differ between the
+   * two): null when anything deciding the folder's names and the inodes they lead to differs, or
+   * the reader cannot tell; else the folder's entries in this state that may still differ.
+   */
+  unchangedFolder?(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null>;
   close(): Promise<void>;
+}
+
+/** Whether any of `length` bytes from `offset` (of the volume, or of the guest disk at StateFiles' level) differ between two states. */
+export type ChangedBytes = (offset: number, length: number) => boolean;
+
+/** UnchangedFolder flag: the entry's metadata (kind, size, times, target) reads the same in both states. */
+export const SAME_METADATA = 1;
+
+export interface UnchangedFolder {
+  /**
+   * The entries files-diff must still look at, sorted by name (code points), each name once:
+   * folders (for their own entries) and whatever may differ. An entry whose metadata and content
+   * read the same in both states (a file whose blocks, and the blocks mapping them, are unchanged)
+   * has nothing left to compare and is left out.
+   */
+  entries: GuestFileEntry[];
+  /** Per entry, SAME_METADATA when its metadata is unchanged (0: compare it with the earlier state's). */
+  flags: Uint8Array;
 }
 
 /** One filesystem kind Cowbell can read: a cheap check of its signature, then an opener. */

@@ -9,7 +9,7 @@ import type { GuestReader } from '../image/guest-reader.ts';
 import { openGuestReader, type GuestReaderOptions } from '../image/image-format.ts';
 import { findSnapshot, Qcow2Image, Qcow2StateView } from '../image/image.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../model.ts';
-import type { ByteRange, FilesystemReader, GuestFilesystem } from './filesystem.ts';
+import type { ByteRange, ChangedBytes, FilesystemReader, GuestFilesystem, UnchangedFolder } from './filesystem.ts';
 import { FILESYSTEM_READERS } from './filesystems.ts';
 import { normalizePath, pathParts } from './paths.ts';
 import { CachedGuestBytes } from './volume-bytes.ts';
@@ -25,6 +25,12 @@ export interface StateFiles {
   read(path: string, buffer: Uint8Array, offset: number): Promise<number>;
   /** Where a file's content lies in the guest disk (guest offsets), or null when the filesystem reader cannot say. */
   extents(path: string): Promise<ByteRange[] | null>;
+  /**
+   * A volume's folder that reads the same in `earlier`, another state of this disk, by `changed`
+   * (guest offsets), or null: GuestFilesystem.unchangedFolder, for files-diff (which checks the
+   * volume lies at the same place with the same length in both states).
+   */
+  unchangedFolder?(path: string, changed: ChangedBytes, earlier: StateFiles): Promise<UnchangedFolder | null>;
   close(): Promise<void>;
 }
 
@@ -124,6 +130,20 @@ class OpenStateFiles implements StateFiles {
     return ranges === null ? null : ranges.map((range) => ({ offset: located.volume.info.offset + range.offset, length: range.length }));
   }
 
+  async unchangedFolder(path: string, changed: ChangedBytes, earlier: StateFiles): Promise<UnchangedFolder | null> {
+    this.assertOpen();
+    if (!(earlier instanceof OpenStateFiles) || (this.partitioned && pathParts(path).length === 0)) return null;
+    earlier.assertOpen();
+    const located = this.locate(path);
+    const filesystem = filesystemOf(located.volume);
+    const earlierFilesystem = filesystemOf(earlier.locate(path).volume);
+    if (!filesystem.unchangedFolder) return null;
+    const volumeOffset = located.volume.info.offset;
+    const folder = await filesystem.unchangedFolder(located.inner, (offset, length) => changed(volumeOffset + offset, length), earlierFilesystem);
+    if (folder === null || located.prefix === '') return folder;
+    return { entries: folder.entries.map((entry) => withPrefix(entry, located.prefix)), flags: folder.flags };
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
@@ -134,7 +154,7 @@ class OpenStateFiles implements StateFiles {
     }
   }
 
-  private locate(path: string): Located {
+  protected locate(path: string): Located {
     const parts = pathParts(path);
     const whole = this.found[0];
     if (!this.partitioned && whole) return { volume: whole, prefix: '', inner: `/${parts.join('/')}` };
@@ -143,7 +163,7 @@ class OpenStateFiles implements StateFiles {
     return { volume, prefix: `/${volume.info.name}`, inner: `/${parts.slice(1).join('/')}` };
   }
 
-  private assertOpen(): void {
+  protected assertOpen(): void {
     if (this.closed) throw new Qcow2Error('INVALID_ARGUMENT', 'The state\'s files are closed');
   }
 }

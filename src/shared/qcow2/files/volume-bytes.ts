@@ -14,16 +14,24 @@ import type { VolumeBytes } from './filesystem.ts';
  * state to compare two states of a 50,000-file ext4).
  */
 const CHUNK_BYTES = 16 * 1024;
-/** 16 MiB of cached guest bytes per state. */
-const CACHED_CHUNKS = 1024;
+/** 4 MiB of cached guest bytes per state (the FAT and NTFS readers keep caches of their own; an ext inode table keeps its pieces). */
+const CACHED_CHUNKS = 256;
 /** A read this large or larger bypasses the cache (content, not metadata). */
 const UNCACHED_READ_BYTES = 256 * 1024;
 
 export class CachedGuestBytes {
   readonly length: number;
   private readonly reader: GuestReader;
-  /** Chunk index → bytes, in least-recently-used order (a Map keeps insertion order). */
-  private readonly chunks = new Map<number, Uint8Array>();
+  /**
+   * Chunk index → bytes, in two generations: when the young one is full it becomes the old one
+   * and the old one's buffers are kept for the next chunks read; a chunk found in the old one moves
+   * to the young one. (Reordering a Map on every hit, as an exact least-recently-used order would,
+   * made V8 copy its tables again and again.)
+   */
+  private chunks = new Map<number, Uint8Array>();
+  private olderChunks = new Map<number, Uint8Array>();
+  /** Buffers of dropped chunks, taken for the next chunks read: no garbage for the collector. */
+  private readonly spare: Uint8Array[] = [];
   /** The chunk read last (already the most recent in `chunks`): metadata reads come in runs within one. */
   private lastIndex = -1;
   private lastChunk: Uint8Array | null = null;
@@ -56,39 +64,45 @@ export class CachedGuestBytes {
 
   private chunk(chunkIndex: number): Uint8Array {
     if (chunkIndex === this.lastIndex && this.lastChunk !== null) return this.lastChunk;
-    const bytes = this.lruChunk(chunkIndex);
+    const bytes = this.generationalChunk(chunkIndex);
     this.lastIndex = chunkIndex;
     this.lastChunk = bytes;
     return bytes;
   }
 
-  private lruChunk(chunkIndex: number): Uint8Array {
-    const cached = this.chunks.get(chunkIndex);
-    if (cached) {
-      this.chunks.delete(chunkIndex);
-      this.chunks.set(chunkIndex, cached);
-      return cached;
+  private generationalChunk(chunkIndex: number): Uint8Array {
+    const young = this.chunks.get(chunkIndex);
+    if (young !== undefined) return young;
+    const old = this.olderChunks.get(chunkIndex);
+    if (old !== undefined) {
+      this.olderChunks.delete(chunkIndex);
+      this.keep(chunkIndex, old);
+      return old;
     }
     const start = chunkIndex * CHUNK_BYTES;
     const length = Math.min(CHUNK_BYTES, this.length - start);
-    let reused: Uint8Array | undefined;
-    if (this.chunks.size >= CACHED_CHUNKS) {
-      const oldest = this.chunks.keys().next();
-      if (!oldest.done) {
-        // The evicted chunk's buffer is taken for the new one: no garbage for the collector.
-        reused = this.chunks.get(oldest.value);
-        this.chunks.delete(oldest.value);
-      }
-    }
+    const reused = this.spare.pop();
     const bytes = reused !== undefined && reused.buffer.byteLength >= length ? new Uint8Array(reused.buffer, 0, length) : new Uint8Array(length);
-    this.chunks.set(chunkIndex, bytes);
     try {
       this.reader.readInto(bytes, start);
     } catch (error) {
-      this.chunks.delete(chunkIndex);
+      this.spare.push(bytes);
       throw error;
     }
+    this.keep(chunkIndex, bytes);
     return bytes;
+  }
+
+  private keep(chunkIndex: number, bytes: Uint8Array): void {
+    if (this.chunks.size >= CACHED_CHUNKS / 2) {
+      for (const dropped of this.olderChunks.values()) if (this.spare.length < CACHED_CHUNKS / 2) this.spare.push(dropped);
+      this.olderChunks = this.chunks;
+      this.chunks = new Map();
+      // The chunk read last may be in the old generation now; it is looked up again rather than trusted.
+      this.lastIndex = -1;
+      this.lastChunk = null;
+    }
+    this.chunks.set(chunkIndex, bytes);
   }
 }
 

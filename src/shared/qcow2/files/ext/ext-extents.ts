@@ -6,6 +6,7 @@
  * and the walk is bounded by the file's size; a file whose data is inline in its inode gives null.
  */
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
+import { uint16, uint32 } from './ext-bytes.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 const EXTENTS_FLAG = 0x80000;
@@ -25,6 +26,8 @@ export interface FileBlockMap {
   blockBytes: number;
   /** In file order, not overlapping; file blocks in no run read as zeros. */
   runs: BlockRun[];
+  /** The volume blocks read to find the runs (extent tree nodes below the inode, indirect blocks). */
+  nodeBlocks: number[];
 }
 
 /** What the block walk needs of an inode (ext-inodes.ts ExtInode has it). */
@@ -43,7 +46,40 @@ export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperb
     if (below !== undefined) await below;
   }
   else await walk.blockMap(inode.iBlock);
-  return { blockBytes: superblock.blockBytes, runs: walk.runs };
+  return { blockBytes: superblock.blockBytes, runs: walk.runs, nodeBlocks: walk.nodeBlocks };
+}
+
+/**
+ * For files-diff: whether a volume block holding the file's content changed (by `changed`, volume
+ * offsets) when all its extents sit in the inode itself (a tree of depth 0, as most files have),
+ * checked as the block walk checks them (its leaf loop, without building runs); true for inline
+ * data (only a comparison tells), undefined when blocks must be read (then extFileBlockMap).
+ */
+export function inodeExtentsChanged(superblock: ExtSuperblock, inode: InodeContent, changed: (offset: number, length: number) => boolean): boolean | undefined {
+  if ((inode.flags & INLINE_DATA_FLAG) !== 0) return true;
+  const node = inode.iBlock;
+  if ((inode.flags & EXTENTS_FLAG) === 0 || uint16(node, 6) !== 0) return undefined;
+  if (uint16(node, 0) !== EXTENT_MAGIC) throw corrupt('an extent tree node has no magic');
+  const entries = uint16(node, 2);
+  if (12 + entries * 12 > node.length) throw corrupt(`an extent tree node claims ${entries} entries`);
+  const { blockBytes } = superblock;
+  const fileBlocks = Math.ceil(inode.size / blockBytes);
+  let nextFileBlock = 0;
+  for (let entry = 0; entry < entries && nextFileBlock < fileBlocks; entry++) {
+    const at = 12 + entry * 12;
+    const fileBlock = uint32(node, at);
+    let length = uint16(node, at + 4);
+    const uninitialised = length > UNINITIALISED_LENGTH;
+    if (uninitialised) length -= UNINITIALISED_LENGTH;
+    const volumeBlock = uint16(node, at + 6) * 2 ** 32 + uint32(node, at + 8);
+    if (fileBlock < nextFileBlock) throw corrupt('its extents overlap or are out of order');
+    nextFileBlock = fileBlock + length;
+    const count = Math.min(length, fileBlocks - fileBlock);
+    if (uninitialised || count <= 0) continue;
+    checkBlock(superblock, volumeBlock + count - 1);
+    if (changed(volumeBlock * blockBytes, count * blockBytes)) return true;
+  }
+  return false;
 }
 
 /** The volume byte ranges holding the file's content, merged where they touch. */
@@ -67,6 +103,7 @@ export function checkBlock(superblock: ExtSuperblock, block: number): void {
 
 class BlockWalk {
   readonly runs: BlockRun[] = [];
+  readonly nodeBlocks: number[] = [];
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
   private readonly fileBlocks: number;
@@ -160,6 +197,7 @@ class BlockWalk {
   private async block(block: number): Promise<Uint8Array> {
     checkBlock(this.superblock, block);
     if (--this.nodesLeft < 0) throw corrupt('its extent tree or block map names more blocks than the file holds');
+    this.nodeBlocks.push(block);
     const bytes = new Uint8Array(this.superblock.blockBytes);
     await this.volume.read(bytes, block * this.superblock.blockBytes);
     return bytes;

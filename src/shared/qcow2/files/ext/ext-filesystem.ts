@@ -2,43 +2,58 @@
  * ext2/3/4 through libext2fs (the npm package `ext2fs`), read-only: the disk it is given refuses
  * every write and discard, files are opened with O_NOATIME (a plain open would write the inode's
  * access time) and nothing is created, so unmounting has nothing to write either. The superblock is
- * checked here before libext2fs sees it, and each mount has a WebAssembly instance of its own
- * (ext2fs-module.ts): a hostile volume that aborts libext2fs breaks only its own mount. libext2fs
- * lists folders and reads inodes; a file's content is read straight from the volume through the
- * block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
- * through its heap; only inline data goes through libext2fs.
+ * checked here (ext-superblock.ts: geometry, and the features libext2fs's mount refuses) before
+ * anything else is read, and each mount has a WebAssembly instance of its own (ext2fs-module.ts):
+ * a hostile volume that aborts libext2fs breaks only its own mount. Folders, inodes and symlinks
+ * are read by Cowbell's own code (ext-inodes.ts); a file's content straight from the volume through
+ * the block runs of its inode (ext-extents.ts), which libext2fs would copy one block at a time
+ * through its heap. Only what is kept inline in an inode goes through libext2fs, which is loaded and
+ * mounted the first time that happens (most volumes never need it).
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
-import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsStats } from './ext2fs-module.ts';
-import { extExtents, extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
+import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
+import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
-import { hasExtMagic, readExtSuperblock, type ExtSuperblock } from './ext-superblock.ts';
+import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
 const READ_PIECE_BYTES = 1024 * 1024;
-/** Folders whose names are kept, per mounted filesystem. */
-const CACHED_FOLDERS = 64;
+/** Folders whose names are kept, per mounted filesystem (two generations of half as many). */
+const CACHED_FOLDERS = 16;
 
 export const extReader: FilesystemReader = {
   kind: 'ext',
   probe: hasExtMagic,
   async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+    // Checked here (geometry, and the features libext2fs's mount refuses) before anything reads further.
     const superblock = await readExtSuperblock(volume);
-    const disk = new ReadOnlyDisk(volume);
-    const ext2fs = loadExt2fsInstance();
-    let mount: Ext2fsMount;
-    try {
-      mount = await ext2fs.mount(disk, 0);
-    } catch (error) {
-      throw disk.explain(error, 'mounting');
-    }
-    return new ExtFilesystem(volume, superblock, ext2fs, mount, disk);
+    return new ExtFilesystem(volume, superblock);
   },
 };
+
+/**
+ * libext2fs, loaded and mounted on the first call that needs it (an inline folder, file or
+ * symlink; a path Cowbell's own reading cannot follow): most listings and copies never do, and
+ * loading the WebAssembly module and mounting costs tens of milliseconds. A failed mount is kept:
+ * every later call fails with the same typed error.
+ */
+interface Libext2fs {
+  ext2fs: Ext2fsModule;
+  mount: Ext2fsMount;
+}
+
+async function mountLibext2fs(disk: ReadOnlyDisk): Promise<Libext2fs> {
+  const ext2fs = loadExt2fsInstance();
+  try {
+    return { ext2fs, mount: await ext2fs.mount(disk, 0) };
+  } catch (error) {
+    throw disk.explain(error, 'mounting');
+  }
+}
 
 /** The volume as libext2fs's disk: reads only; the first failed read is kept to explain libext2fs's error. */
 class ReadOnlyDisk implements Ext2fsDisk {
@@ -88,20 +103,23 @@ class ExtFilesystem implements GuestFilesystem {
   /** Set once libext2fs aborted: its instance is unusable from then on. */
   private broken: Qcow2Error | null = null;
   private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
-  private readonly folders = new Map<number, Map<string, number> | null>();
+  /**
+   * Folder inode → its names, in two generations (a folder found in the old one moves to the young
+   * one: the root, asked for by every path, stays). Few: files-diff and listings work folder by
+   * folder, and every folder kept longer survives V8's young generation, which then grows.
+   */
+  private folderNames = new Map<number, Map<string, number> | null>();
+  private olderFolderNames = new Map<number, Map<string, number> | null>();
+  private libext2fs: Promise<Libext2fs> | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  private readonly ext2fs: Ext2fsModule;
-  private readonly mount: Ext2fsMount;
   private readonly disk: ReadOnlyDisk;
   private readonly inodes: ExtInodeTable;
 
-  constructor(volume: VolumeBytes, superblock: ExtSuperblock, ext2fs: Ext2fsModule, mount: Ext2fsMount, disk: ReadOnlyDisk) {
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock) {
     this.volume = volume;
     this.superblock = superblock;
-    this.ext2fs = ext2fs;
-    this.mount = mount;
-    this.disk = disk;
+    this.disk = new ReadOnlyDisk(volume);
     this.inodes = new ExtInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
   }
@@ -110,7 +128,7 @@ class ExtFilesystem implements GuestFilesystem {
     const parts = pathParts(path);
     const folder = `/${parts.join('/')}`;
     const inode = await this.resolve(parts);
-    const names = inode === null ? null : (this.folders.get(inode.number) ?? (await this.folderEntries(inode, folder)));
+    const names = inode === null ? null : (this.cachedFolder(inode.number) ?? (await this.folderEntries(inode, folder)));
     if (inode === null || names === null) return this.listThroughLibext2fs(folder);
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
@@ -144,8 +162,8 @@ class ExtFilesystem implements GuestFilesystem {
       await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
       return wanted;
     }
-    return this.call(file, 'reading', async () => {
-      const handle = await this.mount.promises.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
+    return this.call(file, 'reading', async (libext2fs) => {
+      const handle = await libext2fs.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
       try {
         let done = 0;
         while (done < wanted) {
@@ -170,6 +188,54 @@ class ExtFilesystem implements GuestFilesystem {
     return extExtents(this.volume, this.superblock, inode);
   }
 
+  async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
+    // The superblock's geometry decides where everything below is found (its counts change with every write).
+    if (!(earlier instanceof ExtFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
+    const inodesBefore = earlier.inodes;
+    const parts = pathParts(path);
+    const folderPath = `/${parts.join('/')}`;
+    const folder = await this.resolve(parts);
+    if (folder === null || (folder.mode & S_IFMT) !== S_IFDIR) return null;
+    // The path must lead to the same inode in both states: a folder renamed over it is another folder.
+    if ((await earlier.resolve(parts))?.number !== folder.number) return null;
+    if ((await this.inodes.placeChanged(folder.number, changed, inodesBefore)) || (await this.blocksChanged(folder, changed))) return null;
+    const names = await this.folderEntries(folder, folderPath);
+    if (names === null) return null;
+    // Sorted by UTF-16 code units, as files-diff's walk orders names.
+    const sorted = [...names.keys()].sort();
+    const entries: GuestFileEntry[] = [];
+    const flags = new Uint8Array(sorted.length);
+    for (const name of sorted) {
+      const number = names.get(name) as number;
+      const inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+      const type = inode.mode & S_IFMT;
+      // A symlink's target may lie in blocks of its own: compared as usual.
+      if (type === S_IFLNK) {
+        entries.push(await this.entryOf(joinPath(folderPath, name), inode));
+        continue;
+      }
+      // Without waiting where nothing must be read (most entries): a promise per entry was most of the garbage.
+      const metadataChanged = this.inodes.placeChangedNow(number, changed, inodesBefore) ?? (await this.inodes.placeChanged(number, changed, inodesBefore));
+      if (!metadataChanged && type !== S_IFDIR) {
+        // The same inode: only a file's content may still differ (a device and the like has none).
+        if (type !== S_IFREG || !(this.blocksChangedNow(inode, changed) ?? (await this.blocksChanged(inode, changed)))) continue;
+      }
+      flags[entries.length] = metadataChanged ? 0 : SAME_METADATA;
+      entries.push(plainEntry(name, joinPath(folderPath, name), inode));
+    }
+    return { entries, flags: flags.subarray(0, entries.length) };
+  }
+
+  /** Whether a block holding the inode's content or mapping it changed; true for inline data (left to a comparison). */
+  private async blocksChanged(inode: ExtInode, changed: ChangedBytes): Promise<boolean> {
+    return mapChanged(await extFileBlockMap(this.volume, this.superblock, inode), changed);
+  }
+
+  /** blocksChanged when the inode alone tells, else undefined. */
+  private blocksChangedNow(inode: ExtInode, changed: ChangedBytes): boolean | undefined {
+    return inodeExtentsChanged(this.superblock, inode, changed);
+  }
+
   /**
    * The inode at `path`, found through the folders' own blocks (symlinks on the way are not
    * followed); null when a folder on the way is kept inline, which only libext2fs reads.
@@ -179,7 +245,7 @@ class ExtFilesystem implements GuestFilesystem {
     // What was read already is taken without waiting: files-diff resolves a path per file.
     let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
     for (let index = 0; index < parts.length; index++) {
-      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folders.get(inode.number) : undefined;
+      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.cachedFolder(inode.number) : undefined;
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
       if (found === null) return null;
       const number = found.get(parts[index] as string);
@@ -192,17 +258,35 @@ class ExtFilesystem implements GuestFilesystem {
   /** A folder's names (the last folders read are kept: a listing resolves its parent once per entry otherwise). */
   private async folderEntries(folder: ExtInode, path: string): Promise<Map<string, number> | null> {
     if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
-    const cached = this.folders.get(folder.number);
+    const cached = this.cachedFolder(folder.number);
     if (cached !== undefined) return cached;
     const names = await readFolder(this.volume, this.superblock, folder);
-    if (this.folders.size >= CACHED_FOLDERS) this.folders.delete(this.folders.keys().next().value as number);
-    this.folders.set(folder.number, names);
+    this.keepFolder(folder.number, names);
     return names;
+  }
+
+  private cachedFolder(inodeNumber: number): Map<string, number> | null | undefined {
+    const young = this.folderNames.get(inodeNumber);
+    if (young !== undefined) return young;
+    const old = this.olderFolderNames.get(inodeNumber);
+    if (old !== undefined) {
+      this.olderFolderNames.delete(inodeNumber);
+      this.keepFolder(inodeNumber, old);
+    }
+    return old;
+  }
+
+  private keepFolder(inodeNumber: number, names: Map<string, number> | null): void {
+    if (this.folderNames.size >= CACHED_FOLDERS / 2) {
+      this.olderFolderNames = this.folderNames;
+      this.folderNames = new Map();
+    }
+    this.folderNames.set(inodeNumber, names);
   }
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
     const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
-    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', () => this.mount.promises.readlink(path)));
+    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)));
     return entry;
   }
 
@@ -215,7 +299,7 @@ class ExtFilesystem implements GuestFilesystem {
   private async listThroughLibext2fs(folder: string): Promise<GuestFileEntry[]> {
     const stats = await this.lstat(folder);
     if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
-    const names = await this.call(folder, 'listing', () => this.mount.promises.readdir(folder));
+    const names = await this.call(folder, 'listing', (libext2fs) => libext2fs.readdir(folder));
     const entries: GuestFileEntry[] = [];
     for (const name of names) {
       if (name === '.' || name === '..') continue;
@@ -237,22 +321,26 @@ class ExtFilesystem implements GuestFilesystem {
     if (this.broken !== null) return;
     this.broken = new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
     try {
-      await this.ext2fs.umount(this.mount);
+      const libext2fs = await this.libext2fs;
+      if (libext2fs !== null) await libext2fs.ext2fs.umount(libext2fs.mount);
     } catch {
-      // Nothing was written (the disk refuses writes); a failure here changes nothing on the image.
+      // Nothing was written (the disk refuses writes), or the mount had failed: a failure here changes nothing on the image.
     }
   }
 
   private lstat(path: string): Promise<Ext2fsStats> {
     // node-ext2fs strips trailing slashes, so the root is asked for as "/.".
-    return this.call(path, 'reading', () => this.mount.promises.lstat(path === '/' ? '/.' : path));
+    return this.call(path, 'reading', (libext2fs) => libext2fs.lstat(path === '/' ? '/.' : path));
   }
 
-  /** One libext2fs operation, its errors typed; an abort marks this mount broken. */
-  private async call<T>(path: string, what: string, operation: () => Promise<T>): Promise<T> {
+  /** One libext2fs operation (mounting it first if need be), its errors typed; an abort marks this mount broken. */
+  private async call<T>(path: string, what: string, operation: (libext2fs: Ext2fsPromises) => Promise<T>): Promise<T> {
+    if (this.broken !== null) throw this.broken;
+    this.libext2fs ??= mountLibext2fs(this.disk);
+    const { mount } = await this.libext2fs;
     if (this.broken !== null) throw this.broken;
     try {
-      return await operation();
+      return await operation(mount.promises);
     } catch (error) {
       const code = (error as { code?: unknown } | null)?.code;
       if (code === 'ENOENT') throw new Qcow2Error('NOT_FOUND', `${path} does not exist`, { cause: error });
@@ -287,6 +375,14 @@ function kindOfMode(mode: number): GuestFileKind {
     default:
       return 'other';
   }
+}
+
+function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
+  if (map === null) return true;
+  const { blockBytes } = map;
+  for (const run of map.runs) if (changed(run.volumeBlock * blockBytes, run.count * blockBytes)) return true;
+  for (const block of map.nodeBlocks) if (changed(block * blockBytes, blockBytes)) return true;
+  return false;
 }
 
 function byName(a: GuestFileEntry, b: GuestFileEntry): number {

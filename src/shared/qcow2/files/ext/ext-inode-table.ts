@@ -1,29 +1,32 @@
 /**
- * The inodes of one mounted ext volume, found through their group's descriptor and kept once read:
- * a listing reads each entry's inode, files-diff then asks for the same files' extents, and every
- * path is resolved from the root again. The inode table is read a block at a time (a
- * folder's files mostly sit side by side in it). Bounded: the last MAX_CACHED_INODES inodes (a
- * couple of hundred bytes each), the last MAX_CACHED_PIECES pieces, and each group's table place.
+ * The inodes of one mounted ext volume, found through their group's descriptor: a listing reads
+ * each entry's inode, files-diff then asks for the same files' blocks, and every path is resolved
+ * from the root again. The inode table is read and kept a piece at a time (a folder's files mostly
+ * sit side by side in it), and an inode is parsed from its piece each time it is asked for: a few
+ * field reads, cheaper than keeping tens of thousands of parsed objects alive (which made V8 grow
+ * its young generation to a hundred MiB). Bounded: 2 × PIECES_PER_GENERATION pieces and each
+ * group's table place.
  */
-import type { VolumeBytes } from '../filesystem.ts';
+import type { ChangedBytes, VolumeBytes } from '../filesystem.ts';
 import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
 
-/** About 10 MiB at most (an inode kept costs some 300 bytes). */
-const MAX_CACHED_INODES = 32768;
-const PIECE_BYTES = 4096;
-/** 1 MiB of inode table. */
-const MAX_CACHED_PIECES = 256;
+const PIECE_BYTES = 16384;
+/** 1 MiB of inode table per generation (4096 inodes of 256 bytes). */
+const PIECES_PER_GENERATION = 64;
 const MAX_CACHED_GROUPS = 65536;
 
 export class ExtInodeTable {
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  /** Inode number → inode, oldest first (a Map keeps insertion order). */
-  private readonly inodes = new Map<number, ExtInode>();
-  /** Volume offset of a piece of an inode table → its bytes. */
-  private readonly pieces = new Map<number, Uint8Array>();
+  /**
+   * Volume offset of a piece of an inode table → its bytes, in two generations: when the young one
+   * is full it becomes the old one and the old one is dropped (evicting one entry at a time from a
+   * Map's head costs more the more were evicted before it: V8 skips the deleted entries each time).
+   */
+  private pieces = new Map<number, Uint8Array>();
+  private olderPieces = new Map<number, Uint8Array>();
   /** Group → the first block of its inode table. */
   private readonly tables = new Map<number, number>();
 
@@ -32,13 +35,22 @@ export class ExtInodeTable {
     this.superblock = superblock;
   }
 
-  /** The inode when it was read already (no wait), else undefined. */
+  /** The inode when its piece of the table was read already (no wait), else undefined. */
   cached(inodeNumber: number): ExtInode | undefined {
-    return this.inodes.get(inodeNumber);
+    const { superblock } = this;
+    if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) return undefined;
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const tableBlock = this.tables.get(group);
+    if (tableBlock === undefined) return undefined;
+    const withinTable = ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes;
+    const piece = this.cachedPiece(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
+    const at = withinTable % PIECE_BYTES;
+    if (piece === undefined || at + superblock.inodeBytes > piece.length) return undefined;
+    return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
   }
 
   async inode(inodeNumber: number): Promise<ExtInode> {
-    const cached = this.inodes.get(inodeNumber);
+    const cached = this.cached(inodeNumber);
     if (cached !== undefined) return cached;
     const { superblock } = this;
     if (!Number.isSafeInteger(inodeNumber) || inodeNumber < 1 || inodeNumber > superblock.inodesCount) throw corrupt(`inode ${inodeNumber} is out of range`);
@@ -46,7 +58,7 @@ export class ExtInodeTable {
     const within = ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes;
     const tableStart = (this.tables.get(group) ?? (await this.tableBlock(group))) * superblock.blockBytes;
     const pieceStart = tableStart + within - (within % PIECE_BYTES);
-    const piece = this.pieces.get(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
+    const piece = this.cachedPiece(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
     const at = tableStart + within - pieceStart;
     let bytes: Uint8Array;
     if (at + superblock.inodeBytes <= piece.length) bytes = piece.subarray(at, at + superblock.inodeBytes);
@@ -55,17 +67,55 @@ export class ExtInodeTable {
       bytes = new Uint8Array(superblock.inodeBytes);
       await this.volume.read(bytes, tableStart + within);
     }
-    const inode = parseInode(bytes, inodeNumber);
-    if (this.inodes.size >= MAX_CACHED_INODES) this.inodes.delete(this.inodes.keys().next().value as number);
-    this.inodes.set(inodeNumber, inode);
-    return inode;
+    return parseInode(bytes, inodeNumber);
+  }
+
+  private cachedPiece(pieceStart: number): Uint8Array | undefined {
+    const young = this.pieces.get(pieceStart);
+    if (young !== undefined) return young;
+    const old = this.olderPieces.get(pieceStart);
+    if (old !== undefined) this.keepPiece(pieceStart, old);
+    return old;
+  }
+
+  private keepPiece(pieceStart: number, piece: Uint8Array): void {
+    if (this.pieces.size >= PIECES_PER_GENERATION) {
+      this.olderPieces = this.pieces;
+      this.pieces = new Map();
+    }
+    this.pieces.set(pieceStart, piece);
+  }
+
+  /**
+   * Whether inode `inodeNumber` may read otherwise in `earlier`, the same volume's inode table in
+   * another state with the same geometry: its group's inode table lies elsewhere there, or its
+   * bytes differ by `changed`.
+   */
+  async placeChanged(inodeNumber: number, changed: ChangedBytes, earlier: ExtInodeTable): Promise<boolean> {
+    const now = this.placeChangedNow(inodeNumber, changed, earlier);
+    if (now !== undefined) return now;
+    const { superblock } = this;
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const tableBlock = this.tables.get(group) ?? (await this.tableBlock(group));
+    if (tableBlock !== (earlier.tables.get(group) ?? (await earlier.tableBlock(group)))) return true;
+    return changed(tableBlock * superblock.blockBytes + ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes, superblock.inodeBytes);
+  }
+
+  /** placeChanged without waiting, when both states' table places for the group were read already; else undefined. */
+  placeChangedNow(inodeNumber: number, changed: ChangedBytes, earlier: ExtInodeTable): boolean | undefined {
+    const { superblock } = this;
+    const group = Math.floor((inodeNumber - 1) / superblock.inodesPerGroup);
+    const tableBlock = this.tables.get(group);
+    const earlierBlock = earlier.tables.get(group);
+    if (tableBlock === undefined || earlierBlock === undefined) return undefined;
+    if (tableBlock !== earlierBlock) return true;
+    return changed(tableBlock * superblock.blockBytes + ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes, superblock.inodeBytes);
   }
 
   private async readPiece(pieceStart: number, tableEnd: number): Promise<Uint8Array> {
     const piece = new Uint8Array(Math.max(0, Math.min(PIECE_BYTES, tableEnd - pieceStart, this.volume.length - pieceStart)));
     await this.volume.read(piece, pieceStart);
-    if (this.pieces.size >= MAX_CACHED_PIECES) this.pieces.delete(this.pieces.keys().next().value as number);
-    this.pieces.set(pieceStart, piece);
+    this.keepPiece(pieceStart, piece);
     return piece;
   }
 

@@ -7,6 +7,7 @@
  * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
  */
 import type { VolumeBytes } from '../filesystem.ts';
+import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { extFileBlockMap, readMapped } from './ext-extents.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
@@ -27,21 +28,23 @@ export interface ExtInode {
   iBlock: Uint8Array;
 }
 
-/** An inode from its bytes (as the inode table holds them). */
-export function parseInode(bytes: Uint8Array, inodeNumber: number): ExtInode {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  let mtimeSeconds = view.getInt32(0x10, true);
+/**
+ * An inode from the `inodeBytes` bytes at `at` of `bytes` (a piece of the inode table). Read
+ * without a DataView: files-diff parses tens of thousands, and each view was garbage.
+ */
+export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inodeBytes = bytes.length - at): ExtInode {
+  let mtimeSeconds = int32(bytes, at + 0x10);
   // The extra field's two low bits extend the seconds past 2038 (when the inode is large enough to hold it).
-  if (bytes.length >= 0x8c && 128 + view.getUint16(0x80, true) >= 0x8c) mtimeSeconds += (view.getUint32(0x88, true) & 3) * 2 ** 32;
+  if (inodeBytes >= 0x8c && 128 + uint16(bytes, at + 0x80) >= 0x8c) mtimeSeconds += (uint32(bytes, at + 0x88) & 3) * 2 ** 32;
   return {
     number: inodeNumber,
-    mode: view.getUint16(0, true),
-    size: view.getUint32(4, true) + view.getUint32(108, true) * 2 ** 32,
+    mode: uint16(bytes, at),
+    size: uint32(bytes, at + 4) + uint32(bytes, at + 108) * 2 ** 32,
     mtimeMs: mtimeSeconds * 1000,
-    flags: view.getUint32(32, true),
-    sectors: view.getUint32(0x1c, true) + view.getUint16(0x74, true) * 2 ** 32,
-    fileAclBlock: view.getUint32(0x68, true) + view.getUint16(0x76, true) * 2 ** 32,
-    iBlock: bytes.slice(40, 100),
+    flags: uint32(bytes, at + 32),
+    sectors: uint32(bytes, at + 0x1c) + uint16(bytes, at + 0x74) * 2 ** 32,
+    fileAclBlock: uint32(bytes, at + 0x68) + uint16(bytes, at + 0x76) * 2 ** 32,
+    iBlock: bytes.subarray(at + 40, at + 100),
   };
 }
 
@@ -56,11 +59,12 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
   if (folder.size > MAX_FOLDER_BYTES) throw corrupt(`a folder of ${folder.size} bytes`);
   const map = await extFileBlockMap(volume, superblock, folder);
   if (map === null) return null;
-  const bytes = new Uint8Array(folder.size);
+  // A Buffer for its latin1 slices: an ASCII name becomes a string in one native call.
+  const bytes = Buffer.alloc(folder.size);
   await readMapped(volume, map, bytes, 0);
   const entries = new Map<string, number>();
   const decoder = new TextDecoder();
-  const view = new DataView(bytes.buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const blockBytes = superblock.blockBytes;
   for (let block = 0; block * blockBytes < bytes.length; block++) {
     const blockEnd = Math.min(bytes.length, (block + 1) * blockBytes);
@@ -73,7 +77,7 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
       if (inodeNumber !== 0 && nameBytes > 0) {
         if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
         if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
-        const name = asciiName(bytes, at + 8, nameBytes) ?? decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
+        const name = isAscii(bytes, at + 8, nameBytes) ? bytes.toString('latin1', at + 8, at + 8 + nameBytes) : decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
         if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
       }
       at += recordBytes;
@@ -82,15 +86,10 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
   return entries;
 }
 
-/** The name when all its bytes are ASCII (most names: cheaper than a TextDecoder call each), else null. */
-function asciiName(bytes: Uint8Array, start: number, length: number): string | null {
-  let name = '';
-  for (let index = start; index < start + length; index++) {
-    const byte = bytes[index] as number;
-    if (byte >= 0x80) return null;
-    name += String.fromCharCode(byte);
-  }
-  return name;
+/** Whether a name's bytes are all ASCII (most names: cheaper than a TextDecoder call each). */
+function isAscii(bytes: Uint8Array, start: number, length: number): boolean {
+  for (let index = start; index < start + length; index++) if ((bytes[index] as number) >= 0x80) return false;
+  return true;
 }
 
 /** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks; null when inline data. */

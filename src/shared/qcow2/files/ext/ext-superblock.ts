@@ -12,6 +12,16 @@ const INCOMPAT_64BIT = 0x80;
 const INCOMPAT_META_BG = 0x10;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const COMPAT_SPARSE_SUPER2 = 0x200;
+/**
+ * The incompatible features libext2fs opens (its EXT2_LIB_FEATURE_INCOMPAT_SUPP): filetype,
+ * recover, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode, csum_seed, largedir, inline_data,
+ * encrypt, casefold. Not compression, a journal device (no files) or dirdata (another entry
+ * format): a volume with any other is refused as libext2fs's mount refused it.
+ */
+const READABLE_INCOMPAT = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
+/** The read-only-compatible features libext2fs's read-write mount accepted (not btree_dir, snapshots or replicas). */
+const RO_COMPAT_METADATA_CSUM = 0x400;
+const KNOWN_RO_COMPAT = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
 
 export interface ExtSuperblock {
   blockBytes: number;
@@ -55,6 +65,7 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   const blocksPerGroup = view.getUint32(32, true);
   const firstDataBlock = view.getUint32(20, true);
   const revision = view.getUint32(76, true);
+  if (revision > 1) throw unsupported(`revision ${revision}`);
   const inodeBytes = revision === 0 ? 128 : view.getUint16(88, true);
   const groupDescriptorBytes = is64Bit ? view.getUint16(254, true) : 32;
   if (blocksCount === 0 || blocksCount * blockBytes > volume.length) throw corrupt(`${blocksCount} blocks of ${blockBytes} bytes do not fit the ${volume.length}-byte volume`);
@@ -65,6 +76,10 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   if (firstDataBlock >= blocksCount) throw corrupt(`its first data block (${firstDataBlock}) lies past its last`);
   const compat = view.getUint32(92, true);
   const roCompat = view.getUint32(100, true);
+  if ((incompat & ~READABLE_INCOMPAT) !== 0) throw unsupported(`incompatible features 0x${(incompat & ~READABLE_INCOMPAT).toString(16)}`);
+  if ((roCompat & ~KNOWN_RO_COMPAT) !== 0) throw unsupported(`read-only features 0x${(roCompat & ~KNOWN_RO_COMPAT).toString(16)}`);
+  // libext2fs's mount refused a superblock failing its checksum; Cowbell reads without mounting it, so checks it here.
+  if ((roCompat & RO_COMPAT_METADATA_CSUM) !== 0 && view.getUint32(0x3fc, true) !== crc32c(bytes.subarray(0, 0x3fc))) throw corrupt('its superblock fails its checksum');
   const firstMetaGroup = (incompat & INCOMPAT_META_BG) !== 0 ? view.getUint32(0x104, true) : null;
   const superblockGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [0, view.getUint32(0x24c, true), view.getUint32(0x250, true)] : (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0 ? 'sparse' : 'all';
   return {
@@ -81,6 +96,26 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
     firstMetaGroup,
     superblockGroups,
   };
+}
+
+/** Whether two superblocks place every group, inode table and inode alike (their counts of free blocks and the like aside). */
+export function sameGeometry(a: ExtSuperblock, b: ExtSuperblock): boolean {
+  const groupsA = a.superblockGroups;
+  const groupsB = b.superblockGroups;
+  const sameGroups = typeof groupsA === 'string' || typeof groupsB === 'string' ? groupsA === groupsB : groupsA.length === groupsB.length && groupsA.every((group, index) => group === groupsB[index]);
+  return (
+    sameGroups &&
+    a.blockBytes === b.blockBytes &&
+    a.blocksCount === b.blocksCount &&
+    a.inodesCount === b.inodesCount &&
+    a.inodesPerGroup === b.inodesPerGroup &&
+    a.firstDataBlock === b.firstDataBlock &&
+    a.inodeBytes === b.inodeBytes &&
+    a.groupDescriptorBytes === b.groupDescriptorBytes &&
+    a.is64Bit === b.is64Bit &&
+    a.blocksPerGroup === b.blocksPerGroup &&
+    a.firstMetaGroup === b.firstMetaGroup
+  );
 }
 
 function isPowerOf(value: number, base: number): boolean {
@@ -116,9 +151,30 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
   return block * blockBytes + within;
 }
 
+let crc32cTable: Uint32Array | null = null;
+
+/** CRC-32C (Castagnoli) as ext4's metadata checksums use it: seed ~0, no final inversion. */
+function crc32c(bytes: Uint8Array): number {
+  if (crc32cTable === null) {
+    crc32cTable = new Uint32Array(256);
+    for (let index = 0; index < 256; index++) {
+      let value = index;
+      for (let bit = 0; bit < 8; bit++) value = value & 1 ? (value >>> 1) ^ 0x82f63b78 : value >>> 1;
+      crc32cTable[index] = value >>> 0;
+    }
+  }
+  let crc = 0xffffffff;
+  for (const byte of bytes) crc = (crc32cTable[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
+  return crc >>> 0;
+}
+
 function cString(bytes: Uint8Array): string {
   const end = bytes.indexOf(0);
   return new TextDecoder().decode(end === -1 ? bytes : bytes.subarray(0, end));
+}
+
+function unsupported(detail: string): Qcow2Error {
+  return new Qcow2Error('FILESYSTEM_UNSUPPORTED', `The ext filesystem uses what Cowbell cannot read: ${detail}`);
 }
 
 export function corrupt(detail: string): Qcow2Error {
