@@ -70,7 +70,10 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   if (request.backingFile !== null) assertBackingName(request.backingFile);
   const imagePath = top.file.path;
   const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
-  if (newPath !== null) refuseChainThrough(newPath, imagePath);
+  // A new backing file from the old chain (open below the overlay) has that chain's tail for its
+  // own, which the open already followed and found free of loops: only another file is read for it.
+  const between = newPath === null ? null : layersAbove(top, newPath);
+  if (newPath !== null && between === null) refuseChainThrough(newPath, imagePath);
   const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
   top.assertWritable();
   if (request.unsafe === true) {
@@ -79,10 +82,9 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   }
   refuseEncrypted(top);
   if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
-  const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
+  const newChain = newPath !== null && format !== null ? (oldChainReader(top, between, format) ?? openNewChain(newPath, format)) : null;
   let result: RebaseResult;
   try {
-    const between = newPath === null ? null : layersAbove(top, newPath);
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
     refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
     result = yield* copyDifferences(top, newChain, between, job);
@@ -147,6 +149,19 @@ function layersAbove(top: Qcow2Image, newPath: string): Qcow2Image[] | null {
   }
   if (reader instanceof RawImage && path.resolve(reader.file.path) === target) return layers;
   return null;
+}
+
+/**
+ * The new backing file as the old chain already reads it (below `between`), when that chain opened
+ * it in the format asked for: the same reads through the same tables, with no second open. Its
+ * close is left to the overlay, which holds the old chain.
+ */
+function oldChainReader(top: Qcow2Image, between: readonly Qcow2Image[] | null, format: ImageFormat): GuestReader | null {
+  if (between === null) return null;
+  const reader = (between.at(-1) ?? top).backing;
+  const sameFormat = format === 'qcow2' ? reader instanceof Qcow2Image : reader instanceof RawImage;
+  if (reader === null || !sameFormat) return null;
+  return { virtualSize: reader.virtualSize, readInto: (target, guestOffset) => reader.readInto(target, guestOffset), close: () => {} };
 }
 
 /** The parts of a hole of the overlay that may read differently: where `between` allocates anything, or all of it. */
