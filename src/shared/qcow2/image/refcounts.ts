@@ -85,11 +85,12 @@ export class Refcounts {
    * entries of a table cost milliseconds in a command's short, unoptimised run.
    */
   usedTableEntries(): number {
-    const step = 4096;
+    // The table is whole clusters (multiples of 512 bytes): each pass leaves `end` a multiple of its step.
     let end = this.table.length;
-    while (end > 0 && isAllZero(this.table.subarray(Math.max(0, end - step), end))) end = Math.max(0, end - step);
-    while (end > 0 && this.table[end - 1] === 0) end--;
-    return Math.ceil(end / 8);
+    for (const step of [4096, 64, 8]) {
+      while (end > 0 && isAllZero(this.table.subarray(Math.max(0, end - step), end))) end = Math.max(0, end - step);
+    }
+    return end / 8;
   }
 
   /** The offset of refcount block `tableIndex`, 0 if none; CORRUPT if the entry is invalid. */
