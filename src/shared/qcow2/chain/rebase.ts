@@ -70,11 +70,14 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   if (request.backingFile !== null) assertBackingName(request.backingFile);
   const imagePath = top.file.path;
   const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
-  // A new backing file from the old chain (open below the overlay) has that chain's tail for its
-  // own, which the open already followed and found free of loops: only another file is read for it.
+  // A new backing file that the old chain (open below the overlay) already reads in the format
+  // asked for has that chain's tail for its own, which the open followed and found free of loops:
+  // it is read through the old chain, and only another file's chain is read for the loop check.
   const between = newPath === null ? null : layersAbove(top, newPath);
   if (newPath !== null && between === null) refuseChainThrough(newPath, imagePath);
   const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
+  const sharedReader = format === null ? null : oldChainReader(top, between, format);
+  if (newPath !== null && between !== null && sharedReader === null) refuseChainThrough(newPath, imagePath);
   top.assertWritable();
   if (request.unsafe === true) {
     switchBackingFile(top, request.backingFile, format);
@@ -82,7 +85,7 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   }
   refuseEncrypted(top);
   if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
-  const newChain = newPath !== null && format !== null ? (oldChainReader(top, between, format) ?? openNewChain(newPath, format)) : null;
+  const newChain = newPath !== null && format !== null ? (sharedReader ?? openNewChain(newPath, format)) : null;
   let result: RebaseResult;
   try {
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
