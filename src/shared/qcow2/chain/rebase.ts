@@ -188,15 +188,13 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
   for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
     job.throwIfCancelled();
     const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
-    const holes: { start: number; length: number }[] = [];
+    // The overlay's holes, whole (its walk gives them a cluster at a time), then what of them may differ.
+    const unallocated: { start: number; length: number }[] = [];
     visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
-      if (kind !== 'unallocated') return;
-      for (const range of rangesToCompare(between, start, length)) {
-        const last = holes.at(-1);
-        if (last !== undefined && last.start + last.length === range.start) last.length += range.length;
-        else holes.push(range);
-      }
+      if (kind === 'unallocated') appendRange(unallocated, start, length);
     });
+    const holes: { start: number; length: number }[] = [];
+    for (const run of unallocated) for (const range of rangesToCompare(between, run.start, run.length)) appendRange(holes, range.start, range.length);
     for (const hole of holes) {
       const oldBytes = oldBuffer.subarray(0, hole.length);
       const newBytes = newBuffer.subarray(0, hole.length);
@@ -222,6 +220,13 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
     yield;
   }
   return result;
+}
+
+/** Adds [start, start + length) to ranges kept in order, joined to the last one where it continues it. */
+function appendRange(ranges: { start: number; length: number }[], start: number, length: number): void {
+  const last = ranges.at(-1);
+  if (last !== undefined && last.start + last.length === start) last.length += length;
+  else ranges.push({ start, length });
 }
 
 function readOrZeros(reader: GuestReader | null, target: Uint8Array, guestOffset: number): void {
