@@ -29,7 +29,31 @@ export type RunVisitor = (guestOffset: number, length: number, kind: RunKind, ho
  * Visits [start, end) of the guest disk as `l1` maps it, in order. Consecutive calls may have the
  * same kind (callers merge); an L1 entry without an L2 table is one call for its whole range.
  */
-export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visit: RunVisitor): void {
+export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visitRun: RunVisitor): void {
+  // Unallocated clusters in a row (no host offset) go out as one run: most of a sparse layer, which
+  // callers would otherwise handle a cluster at a time.
+  let holeStart = -1;
+  let holeEnd = -1;
+  const visit: RunVisitor = (guestOffset, length, kind, hostOffset) => {
+    if (kind === 'unallocated' && hostOffset === -1) {
+      if (holeEnd === guestOffset) holeEnd += length;
+      else {
+        if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+        holeStart = guestOffset;
+        holeEnd = guestOffset + length;
+      }
+      return;
+    }
+    if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+    holeStart = -1;
+    holeEnd = -1;
+    visitRun(guestOffset, length, kind, hostOffset);
+  };
+  walkLayerRuns(image, l1, start, end, visit);
+  if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+}
+
+function walkLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visit: RunVisitor): void {
   const clusterBytes = image.clusterBytes;
   const l2Span = image.l2Entries * clusterBytes;
   let position = start;
