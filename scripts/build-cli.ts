@@ -2,13 +2,15 @@
  * Bundles the command line into out/cli (npm runs this as the package's `prepare` on `npm ci` and
  * `npm install`): plain JavaScript that starts without type-stripping the sources, one chunk per
  * command so each loads only its part of the engine, and the compressing thread's module beside the
- * entry. A manifest of the sources it was built from lets bin/cowbell tell a stale bundle (sources
- * edited since) and run the sources instead.
+ * entry; built-in modules are taken without their ESM facades (lib/builtin-imports.ts). A manifest
+ * of the sources it was built from lets bin/cowbell tell a stale bundle (sources edited since) and
+ * run the sources instead.
  */
 import { statSync, writeFileSync } from 'node:fs';
 import { builtinModules } from 'node:module';
 import { join, relative } from 'node:path';
 import { build } from 'rolldown';
+import { builtinImportsViaGetBuiltinModule } from './lib/builtin-imports.ts';
 import { projectPath } from './lib/project.ts';
 
 export const CLI_OUT = 'out/cli';
@@ -23,6 +25,7 @@ export async function buildCli(outDir = projectPath(CLI_OUT)): Promise<void> {
     // koffi is a native module: loaded from node_modules at run time, never bundled.
     external: [/^node:/, ...builtinModules, 'koffi'],
     logLevel: 'warn',
+    plugins: [{ name: 'builtin-imports', renderChunk: (code) => builtinImportsViaGetBuiltinModule(code) }],
     output: {
       dir: outDir,
       format: 'esm',

@@ -39,6 +39,14 @@ describe('the bundled command line', () => {
     expect(sources.every(([file]) => file.startsWith('src/'))).toBe(true);
   });
 
+  it('takes built-in modules through process.getBuiltinModule: no chunk imports one statically (its ESM facade loads streams and net)', () => {
+    const out = path.dirname(entry);
+    const files = [path.join(out, 'cowbell.mjs'), path.join(out, 'compress-worker.mjs'), ...fs.readdirSync(path.join(out, 'chunks')).map((name) => path.join(out, 'chunks', name))];
+    const staticImports = files.filter((file) => /^import\b[^;]*from\s*"node:/m.test(fs.readFileSync(file, 'utf8')));
+    expect(staticImports).toEqual([]);
+    expect(files.some((file) => fs.readFileSync(file, 'utf8').includes('process.getBuiltinModule("node:fs")'))).toBe(true);
+  });
+
   it('runs info, and compresses on several threads into an image qemu-img reads the same', async () => {
     const raw = folder.file('data.raw');
     const random = new SeededRandom(5);

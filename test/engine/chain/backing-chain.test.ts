@@ -72,6 +72,18 @@ describe('the backing chain of a disk', () => {
     expect(fileHash(mid)).toBe(hash);
     expect(readBackingChain(top).complete).toBe(true);
   });
+
+  it('rebase onto a file of the old chain in another format than that chain reads it checks the file\'s own chain for a loop too', async () => {
+    // x.qcow2 is qcow2 with top.qcow2 as its backing file; top names x.qcow2 as raw, so its chain ends there.
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'top.qcow2', '-F', 'qcow2', folder.file('x.qcow2'), String(MiB)]);
+    const top = folder.file('top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'x.qcow2', '-F', 'raw', top, String(MiB)]);
+    const hash = fileHash(top);
+    const result = await run('rebase', '-b', 'x.qcow2', '-F', 'qcow2', top);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/would loop/);
+    expect(fileHash(top)).toBe(hash);
+  });
 });
 
 describe('a linked clone is create -b', () => {

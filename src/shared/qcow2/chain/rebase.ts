@@ -70,8 +70,14 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   if (request.backingFile !== null) assertBackingName(request.backingFile);
   const imagePath = top.file.path;
   const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
-  if (newPath !== null) refuseChainThrough(newPath, imagePath);
+  // A new backing file that the old chain (open below the overlay) already reads in the format
+  // asked for has that chain's tail for its own, which the open followed and found free of loops:
+  // it is read through the old chain, and only another file's chain is read for the loop check.
+  const between = newPath === null ? null : layersAbove(top, newPath);
+  if (newPath !== null && between === null) refuseChainThrough(newPath, imagePath);
   const format = newPath === null ? null : (request.backingFormat ?? detectNewFormat(newPath, request.unsafe === true));
+  const sharedReader = format === null ? null : oldChainReader(top, between, format);
+  if (newPath !== null && between !== null && sharedReader === null) refuseChainThrough(newPath, imagePath);
   top.assertWritable();
   if (request.unsafe === true) {
     switchBackingFile(top, request.backingFile, format);
@@ -79,10 +85,9 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   }
   refuseEncrypted(top);
   if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
-  const newChain = newPath !== null && format !== null ? openNewChain(newPath, format) : null;
+  const newChain = newPath !== null && format !== null ? (sharedReader ?? openNewChain(newPath, format)) : null;
   let result: RebaseResult;
   try {
-    const between = newPath === null ? null : layersAbove(top, newPath);
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
     refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
     result = yield* copyDifferences(top, newChain, between, job);
@@ -149,6 +154,19 @@ function layersAbove(top: Qcow2Image, newPath: string): Qcow2Image[] | null {
   return null;
 }
 
+/**
+ * The new backing file as the old chain already reads it (below `between`), when that chain opened
+ * it in the format asked for: the same reads through the same tables, with no second open. Its
+ * close is left to the overlay, which holds the old chain.
+ */
+function oldChainReader(top: Qcow2Image, between: readonly Qcow2Image[] | null, format: ImageFormat): GuestReader | null {
+  if (between === null) return null;
+  const reader = (between.at(-1) ?? top).backing;
+  const sameFormat = format === 'qcow2' ? reader instanceof Qcow2Image : reader instanceof RawImage;
+  if (reader === null || !sameFormat) return null;
+  return { virtualSize: reader.virtualSize, readInto: (target, guestOffset) => reader.readInto(target, guestOffset), close: () => {} };
+}
+
 /** The parts of a hole of the overlay that may read differently: where `between` allocates anything, or all of it. */
 function rangesToCompare(between: readonly Qcow2Image[] | null, start: number, length: number): { start: number; length: number }[] {
   if (between === null) return [{ start, length }];
@@ -170,15 +188,13 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
   for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
     job.throwIfCancelled();
     const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
-    const holes: { start: number; length: number }[] = [];
+    // The overlay's holes, whole (its walk gives them a cluster at a time), then what of them may differ.
+    const unallocated: { start: number; length: number }[] = [];
     visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
-      if (kind !== 'unallocated') return;
-      for (const range of rangesToCompare(between, start, length)) {
-        const last = holes.at(-1);
-        if (last !== undefined && last.start + last.length === range.start) last.length += range.length;
-        else holes.push(range);
-      }
+      if (kind === 'unallocated') appendRange(unallocated, start, length);
     });
+    const holes: { start: number; length: number }[] = [];
+    for (const run of unallocated) for (const range of rangesToCompare(between, run.start, run.length)) appendRange(holes, range.start, range.length);
     for (const hole of holes) {
       const oldBytes = oldBuffer.subarray(0, hole.length);
       const newBytes = newBuffer.subarray(0, hole.length);
@@ -204,6 +220,13 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
     yield;
   }
   return result;
+}
+
+/** Adds [start, start + length) to ranges kept in order, joined to the last one where it continues it. */
+function appendRange(ranges: { start: number; length: number }[], start: number, length: number): void {
+  const last = ranges.at(-1);
+  if (last !== undefined && last.start + last.length === start) last.length += length;
+  else ranges.push({ start, length });
 }
 
 function readOrZeros(reader: GuestReader | null, target: Uint8Array, guestOffset: number): void {

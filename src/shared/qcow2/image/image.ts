@@ -338,7 +338,7 @@ export class Qcow2Image implements GuestReader {
       snapshotTables.add(key);
       add(snapshot.l1TableOffset, snapshot.l1Size * 8);
     }
-    for (let index = 0; index < this.refcounts.tableEntries; index++) {
+    for (let index = 0, used = this.refcounts.usedTableEntries(); index < used; index++) {
       // An invalid entry must not stop the image opening (check reports and repairs it); using it fails.
       const blockOffset = this.refcounts.blockOffsetIfValid(index);
       if (blockOffset !== null && blockOffset !== 0) add(blockOffset, clusterBytes);

@@ -6,6 +6,7 @@
 import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned } from '../format/bytes.ts';
 import { decodeL2, type L2Entry } from '../format/entries.ts';
+import { isAllZero } from '../format/zeroes.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
 
 /**
@@ -19,13 +20,40 @@ export type RunKind = 'data' | 'zero' | 'compressed' | 'unallocated';
  * is set for data, for zero clusters that keep a host cluster, and for unallocated subclusters of
  * a cluster that has one — QEMU reports an offset in all three cases).
  */
+/** Bytes of L2 entries tested for all-zero at once (a whole number of entries of either width). */
+const ZERO_TEST_BYTES = 512;
+
 export type RunVisitor = (guestOffset: number, length: number, kind: RunKind, hostOffset: number) => void;
 
 /**
  * Visits [start, end) of the guest disk as `l1` maps it, in order. Consecutive calls may have the
  * same kind (callers merge); an L1 entry without an L2 table is one call for its whole range.
  */
-export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visit: RunVisitor): void {
+export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visitRun: RunVisitor): void {
+  // Unallocated clusters in a row (no host offset) go out as one run: most of a sparse layer, which
+  // callers would otherwise handle a cluster at a time.
+  let holeStart = -1;
+  let holeEnd = -1;
+  const visit: RunVisitor = (guestOffset, length, kind, hostOffset) => {
+    if (kind === 'unallocated' && hostOffset === -1) {
+      if (holeEnd === guestOffset) holeEnd += length;
+      else {
+        if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+        holeStart = guestOffset;
+        holeEnd = guestOffset + length;
+      }
+      return;
+    }
+    if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+    holeStart = -1;
+    holeEnd = -1;
+    visitRun(guestOffset, length, kind, hostOffset);
+  };
+  walkLayerRuns(image, l1, start, end, visit);
+  if (holeStart >= 0) visitRun(holeStart, holeEnd - holeStart, 'unallocated', -1);
+}
+
+function walkLayerRuns(image: Qcow2Image, l1: L1Table, start: number, end: number, visit: RunVisitor): void {
   const clusterBytes = image.clusterBytes;
   const l2Span = image.l2Entries * clusterBytes;
   let position = start;
@@ -44,10 +72,18 @@ export function visitLayerRuns(image: Qcow2Image, l1: L1Table, start: number, en
       continue;
     }
     const table = image.l2Cache.get(l2Offset);
+    const blockSlots = ZERO_TEST_BYTES / image.l2EntryBytes;
     while (position < spanEnd) {
       const clusterStart = position - (position % clusterBytes);
       const clusterEnd = Math.min(spanEnd, clusterStart + clusterBytes);
       const slot = (clusterStart / clusterBytes) % image.l2Entries;
+      // A block of all-zero entries (unallocated in every L2 format) is one run, found by one native test.
+      if (slot % blockSlots === 0 && isAllZero(table.bytes.subarray(slot * image.l2EntryBytes, (slot + blockSlots) * image.l2EntryBytes))) {
+        const blockEnd = Math.min(spanEnd, clusterStart + blockSlots * clusterBytes);
+        visit(position, blockEnd - position, 'unallocated', -1);
+        position = blockEnd;
+        continue;
+      }
       const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
       if (image.l2Format.extendedL2 && entry.kind !== 'compressed') visitSubclusters(image, entry, clusterStart, position, clusterEnd, visit);
       else visitCluster(entry, clusterStart, position, clusterEnd, clusterBytes, visit);

@@ -11,6 +11,7 @@ import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned, view } from '../format/bytes.ts';
 import { decodeRefcountTableEntry, encodeRefcountTableEntry, getRefcount, maxRefcount, setRefcount } from '../format/entries.ts';
 import { MAX_HOST_OFFSET, MAX_REFTABLE_BYTES } from '../format/limits.ts';
+import { isAllZero } from '../format/zeroes.ts';
 import { TableCache } from './table-cache.ts';
 
 /** A cluster index from an offset that was not cluster-aligned (or past any file) must never reach refcount arithmetic. */
@@ -76,6 +77,20 @@ export class Refcounts {
 
   get tableEntries(): number {
     return this.table.length / 8;
+  }
+
+  /**
+   * The entries up to the last one with any bit set: a scan over the table stops there (the rest
+   * name no block). Found with native zero tests, as a scan's own loop over the thousands of empty
+   * entries of a table cost milliseconds in a command's short, unoptimised run.
+   */
+  usedTableEntries(): number {
+    // The table is whole clusters (multiples of 512 bytes): each pass leaves `end` a multiple of its step.
+    let end = this.table.length;
+    for (const step of [4096, 64, 8]) {
+      while (end > 0 && isAllZero(this.table.subarray(Math.max(0, end - step), end))) end = Math.max(0, end - step);
+    }
+    return end / 8;
   }
 
   /** The offset of refcount block `tableIndex`, 0 if none; CORRUPT if the entry is invalid. */
