@@ -11,7 +11,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { loadExt2fsInstance, O_NOATIME } from '../../../src/shared/qcow2/files/ext/ext2fs-module.ts';
 import { stateFilesOf, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
-import { makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
+import { debugfs, makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 
@@ -143,6 +143,27 @@ describe('damaged ext superblocks', () => {
       outcomes.set(outcome, (outcomes.get(outcome) ?? 0) + 1);
     }
     expect([...outcomes.keys()].every((code) => ['ok', 'FILESYSTEM_CORRUPT', 'NOT_FOUND', 'NOT_A_DIRECTORY', 'IS_A_DIRECTORY', 'NOT_A_FILE'].includes(code))).toBe(true);
+  });
+});
+
+describe('files the guest encrypted (ext4 encryption)', () => {
+  it('a folder or file with the encrypted flag is FILESYSTEM_UNSUPPORTED, never its ciphertext as names or content; the rest reads', async () => {
+    const image = folder.file('fscrypt.ext4');
+    await makeExtImage(image, 8, { 'private/secret.txt': 'secret\n', 'sealed.bin': 'sealed\n', 'open.txt': 'open\n' }, { mkfsArgs: ['-O', 'encrypt'] });
+    // mkfs cannot encrypt; the flag (EXT4_ENCRYPT_FL) is what tells a reader the bytes are ciphertext.
+    for (const guestPath of ['/private', '/sealed.bin']) {
+      const flags = /Flags: (0x[0-9a-f]+)/.exec(await debugfs(image, [`stat ${guestPath}`]))?.[1];
+      expect(flags, `debugfs stat ${guestPath}`).toBeDefined();
+      await debugfs(image, [`set_inode_field ${guestPath} flags 0x${(Number(flags) | 0x800).toString(16)}`]);
+    }
+    await withFiles(new Uint8Array(fs.readFileSync(image)), async (files) => {
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(expect.arrayContaining(['open.txt', 'private', 'sealed.bin']));
+      await expect(files.list('/private')).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED', message: expect.stringContaining('encrypted inside the guest') });
+      await expect(files.stat('/private/secret.txt')).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
+      await expect(files.read('/sealed.bin', new Uint8Array(64), 0)).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
+      const open = new Uint8Array(64);
+      expect(new TextDecoder().decode(open.subarray(0, await files.read('/open.txt', open, 0)))).toBe('open\n');
+    });
   });
 });
 

@@ -17,7 +17,7 @@ import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
-import { readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
+import { ENCRYPTED_FLAG, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
@@ -154,6 +154,7 @@ class ExtFilesystem implements GuestFilesystem {
     if ((mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if ((mode & S_IFMT) !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
     const fileInode = inode ?? (await this.lstatInode(file));
+    refuseEncrypted(fileInode, file, 'its content');
     const { size } = fileInode;
     const wanted = Math.max(0, Math.min(buffer.length, size - offset));
     if (wanted === 0) return 0;
@@ -258,6 +259,7 @@ class ExtFilesystem implements GuestFilesystem {
   /** A folder's names (the last folders read are kept: a listing resolves its parent once per entry otherwise). */
   private async folderEntries(folder: ExtInode, path: string): Promise<Map<string, number> | null> {
     if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
+    refuseEncrypted(folder, path, 'its names');
     const cached = this.cachedFolder(folder.number);
     if (cached !== undefined) return cached;
     const names = await readFolder(this.volume, this.superblock, folder);
@@ -286,7 +288,10 @@ class ExtFilesystem implements GuestFilesystem {
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
     const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
-    if (entry.kind === 'symlink') entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)));
+    if (entry.kind === 'symlink') {
+      refuseEncrypted(inode, path, 'where the link leads');
+      entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)));
+    }
     return entry;
   }
 
@@ -387,4 +392,12 @@ function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
 
 function byName(a: GuestFileEntry, b: GuestFileEntry): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}
+
+/**
+ * A file or folder the guest encrypted (ext4's fscrypt) holds ciphertext where a name, a link's
+ * target or content would be: shown as it is, it would pass for the guest's own bytes.
+ */
+function refuseEncrypted(inode: ExtInode, path: string, what: string): void {
+  if ((inode.flags & ENCRYPTED_FLAG) !== 0) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `${path} is encrypted inside the guest (ext4 encryption): Cowbell cannot read ${what}`);
 }

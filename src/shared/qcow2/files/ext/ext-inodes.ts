@@ -13,6 +13,8 @@ import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 export const ROOT_INODE = 2;
 const INLINE_DATA_FLAG = 0x10000000;
+/** EXT4_ENCRYPT_FL: the guest encrypted this file's content, or this folder's names (fscrypt). */
+export const ENCRYPTED_FLAG = 0x800;
 /** A folder larger than this (about a million names) is refused: a hostile size would otherwise allocate without bound. */
 const MAX_FOLDER_BYTES = 32 * 1024 * 1024;
 
