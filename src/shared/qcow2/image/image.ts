@@ -7,7 +7,7 @@
  */
 import * as path from 'node:path';
 import type { BlockFile } from '../io/block-file.ts';
-import { hasDescriptor, NodeBlockFile } from '../io/block-file.ts';
+import { NodeBlockFile } from '../io/block-file.ts';
 import { decompressCluster } from '../codec/compression.ts';
 import { Qcow2Error } from '../errors.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
@@ -264,17 +264,6 @@ export class Qcow2Image implements GuestReader {
     return this.dataFile ?? this.file;
   }
 
-  /**
-   * The descriptor of the file the data clusters are in, for another thread to read guest data
-   * from as it is stored: null for an encrypted image (its data needs decrypting) or a file
-   * without a descriptor.
-   */
-  plainDataDescriptor(): number | null {
-    if (this.header.cryptMethod !== 0) return null;
-    const host = this.dataHost;
-    const file = host instanceof FailStopFile ? host.inner : host;
-    return hasDescriptor(file) ? file.descriptor : null;
-  }
 
   /** BAD_PASSPHRASE when the disk's start decrypts to noise under a legacy AES passphrase (see disk-start.ts). */
   private judgeLegacyPassphrase(): void {

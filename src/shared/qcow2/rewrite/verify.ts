@@ -17,34 +17,21 @@ import { bytesEqual } from '../format/zeroes.ts';
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
-import { HelperReader } from '../io/helper-reader.ts';
 import { runSteps, type Steps } from '../steps.ts';
 import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
 
-/**
- * A helper thread to read the source's side of the comparison, started ahead (it takes tens of
- * milliseconds to start: during the copy, not during the verify), or null where the source's data
- * cannot be read as it is stored (encrypted) or is too small to be worth a thread. Its owner closes it.
- */
-export function startVerifyReader(source: Qcow2Image, dataBytes: number): HelperReader | null {
-  if (dataBytes < HELPER_MIN_BYTES || source.l2Format.extendedL2) return null;
-  const descriptor = source.plainDataDescriptor();
-  return descriptor === null ? null : HelperReader.start(descriptor, source.file.path, batchClustersOf(source.clusterBytes) * source.clusterBytes);
-}
-
 function batchClustersOf(clusterBytes: number): number {
   return Math.max(1, Math.floor(PLAIN_BATCH_BYTES / clusterBytes));
 }
 
-/** `sourceReader`: startVerifyReader's, or null to read the source on this thread. */
-export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext, sourceReader: HelperReader | null = null): void {
-  runSteps(verifyRewriteSteps(source, output, job, sourceReader));
+export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext): void {
+  runSteps(verifyRewriteSteps(source, output, job));
 }
 
 /** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
-export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, sourceReader: HelperReader | null = null): Steps<void> {
+export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -57,7 +44,7 @@ export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job:
     if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
-  yield* compareStates(source, output, pairs, new ClusterComparer(source, output, sourceReader), job, mismatch);
+  yield* compareStates(source, output, pairs, new ClusterComparer(source, output), job, mismatch);
 }
 
 function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): Steps<void> {
@@ -117,8 +104,6 @@ interface PlainPair {
 
 /** Bytes of plain clusters compared at a time. */
 const PLAIN_BATCH_BYTES = 4 * 1024 * 1024;
-/** Below this much output, a helper thread would start for less than it saves. */
-const HELPER_MIN_BYTES = 64 * 1024 * 1024;
 
 class ClusterComparer {
   private readonly source: Qcow2Image;
@@ -129,8 +114,7 @@ class ClusterComparer {
   private readonly outputView: ClusterView;
   /**
    * Whole data clusters stored as they are on both sides (no encryption, no subclusters): the
-   * common case, compared in batches, read in runs, the source's side by a helper thread while
-   * this one reads the output's.
+   * common case, compared in batches, each side read in runs of neighbouring clusters.
    */
   private readonly plain: boolean;
   /** Source cluster → the output cluster it was (or is queued to be) compared with. */
@@ -139,11 +123,10 @@ class ClusterComparer {
   /** Pairs compared one at a time, to yield as often as for batches. */
   private slowCompared = 0;
   private readonly batchClusters: number;
-  private readonly sourceReader: HelperReader | null;
   private readonly sourceBatch: Uint8Array;
   private readonly outputBatch: Uint8Array;
 
-  constructor(source: Qcow2Image, output: Qcow2Image, sourceReader: HelperReader | null) {
+  constructor(source: Qcow2Image, output: Qcow2Image) {
     this.source = source;
     this.output = output;
     this.clusterBytes = source.clusterBytes;
@@ -153,8 +136,7 @@ class ClusterComparer {
     this.plain = !source.l2Format.extendedL2 && !output.l2Format.extendedL2 && source.header.cryptMethod === 0 && output.header.cryptMethod === 0;
     this.batchClusters = batchClustersOf(this.clusterBytes);
     const batchBytes = this.batchClusters * this.clusterBytes;
-    this.sourceReader = this.plain && sourceReader !== null && sourceReader.buffer.length >= batchBytes ? sourceReader : null;
-    this.sourceBatch = this.sourceReader?.buffer ?? (this.plain ? alignedBytes(batchBytes) : new Uint8Array(0));
+    this.sourceBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
     this.outputBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
   }
 
@@ -191,15 +173,12 @@ class ClusterComparer {
     const pairs = this.pending.splice(0);
     if (pairs.length === 0) return true;
     const clusterBytes = this.clusterBytes;
-    const reader = this.sourceReader;
     forEachRun(pairs, (pair) => pair.sourceHost, clusterBytes, (first, count, host) => {
-      if (reader !== null) reader.queue(first * clusterBytes, host, count * clusterBytes);
-      else this.source.readData(host, 0, this.sourceBatch.subarray(first * clusterBytes, (first + count) * clusterBytes));
+      this.source.readData(host, 0, this.sourceBatch.subarray(first * clusterBytes, (first + count) * clusterBytes));
     });
     forEachRun(pairs, (pair) => pair.outputHost, clusterBytes, (first, count, host) => {
       this.output.readData(host, 0, this.outputBatch.subarray(first * clusterBytes, (first + count) * clusterBytes));
     });
-    reader?.wait();
     for (let index = 0; index < pairs.length; index++) {
       const start = index * clusterBytes;
       if (!bytesEqual(this.sourceBatch.subarray(start, start + clusterBytes), this.outputBatch.subarray(start, start + clusterBytes))) return false;
