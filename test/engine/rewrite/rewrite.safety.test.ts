@@ -448,13 +448,13 @@ describe('what the user has keeps its shape', () => {
     await expectCheckClean(expect, image, 'the disk behind the link');
   });
 
-  it.each([false, true])('in place keeps who may read the disk: a private disk (0600, owned by another user) stays so, and its copy is never readable by others while it is written (written by a helper thread: %s)', async (writeBehind) => {
+  it('in place keeps who may read the disk: a private disk (0600, owned by another user) stays so, and its copy is never readable by others while it is written', async () => {
     const { dir, image } = await imageWithSnapshots();
     fs.chmodSync(image, 0o600);
     fs.chownSync(image, 1234, 1234);
     const states = await statesOf(image);
     const temporaryModes: number[] = [];
-    rewriteImage({ source: image, compression: 'compress', batchClusters: 8, writeBehind }, {
+    rewriteImage({ source: image, compression: 'compress', batchClusters: 8 }, {
       progress(stage, done) {
         if (stage !== 'copying' || done === 0) return;
         for (const file of fs.readdirSync(dir)) if (file.endsWith('.tmp')) temporaryModes.push(fs.statSync(path.join(dir, file)).mode & 0o777);

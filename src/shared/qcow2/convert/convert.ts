@@ -31,10 +31,10 @@ import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { UnreadableRange } from '../model.ts';
 import { RescueReader } from './rescue-reader.ts';
-import { WRITE_BEHIND_MIN_BYTES } from '../io/write-behind-file.ts';
 import type { Damage } from '../image/damage-scan.ts';
 
 export const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+export const WRITE_BEHIND_MIN_BYTES = 64 * 1024 * 1024;
 /** Granularity of zero detection for raw output (qemu-img's default -S is 4 KiB; larger means fewer writes). */
 const RAW_BLOCK_BYTES = 64 * 1024;
 

@@ -264,7 +264,6 @@ export class Qcow2Image implements GuestReader {
     return this.dataFile ?? this.file;
   }
 
-
   /** BAD_PASSPHRASE when the disk's start decrypts to noise under a legacy AES passphrase (see disk-start.ts). */
   private judgeLegacyPassphrase(): void {
     const start = new Uint8Array(Math.min(DISK_START_BYTES, this.virtualSize));

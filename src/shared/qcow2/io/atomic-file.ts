@@ -25,8 +25,6 @@ export interface AtomicWriteOptions {
   durable?: boolean;
   /** Write the file through a helper thread (write-behind-file.ts): for large, front-to-back output. */
   writeBehind?: boolean;
-  /** Called with the new, empty file before anything is written to it (and before a write-behind thread takes it). */
-  prepare?: (file: BlockFile) => void;
   /**
    * Called once the file is complete and flushed, just before it takes its name (the commit
    * point); throwing there (a cancel) removes it instead. The steps yield just before, so a
@@ -174,7 +172,6 @@ export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: B
   let file: BlockFile | null = null;
   try {
     file = createTemporary(fileSystem, temporaryPath, targetPath);
-    options.prepare?.(file);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
     const result = yield* build(file, temporaryPath);
     if (durable) file.flush();

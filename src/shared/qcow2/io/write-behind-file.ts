@@ -23,9 +23,6 @@ import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { startWriteback } from './file-writeback.ts';
 import { startHelperThread } from './helper-threads.ts';
 
-/** Output smaller than this is written directly: it is done before a helper thread would have started. */
-export const WRITE_BEHIND_MIN_BYTES = 64 * 1024 * 1024;
-
 const SLOT_BYTES = 4 * 1024 * 1024;
 /** Three slots keep the helper busy while the next chunk is read (six measured no faster here, and cost 12 MiB more). */
 const SLOTS = 3;

@@ -14,7 +14,7 @@ import type { CompressionType } from '../codec/compression.ts';
 import { checkImage } from '../check/check.ts';
 import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
-import { hasDescriptor, NodeBlockFile, type BlockFile } from '../io/block-file.ts';
+import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
@@ -67,13 +67,6 @@ export interface RewriteRequest {
    * mode "unsafe". A file being replaced — the source itself above all — is always flushed first.
    */
   durable?: boolean;
-  /**
-   * Write through a helper thread (io/write-behind-file.ts); off by default: on the 2-core VMs
-   * Cowbell is measured on, a 406 MiB compact through it took twice the CPU and a slower median
-   * (0.83 s against 0.63 s, 8 alternating runs), though its best runs were faster; compressing
-   * keeps every core busy already.
-   */
-  writeBehind?: boolean;
   /** Test seams. */
   fileSystem?: AtomicFileSystem;
   openFile?: (filePath: string) => BlockFile;
@@ -172,6 +165,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     return yield* writeFileAtomicallySteps(
       replaced,
       function* (file, temporaryPath) {
+        if (replacedStats !== null) keepOwnership(file, replacedStats);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         let written;
         let compressionThreads: number;
@@ -202,10 +196,6 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         overwrite: inPlace || request.overwrite === true,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
-        writeBehind: request.writeBehind ?? false,
-        prepare: (file) => {
-          if (replacedStats !== null) keepOwnership(file, replacedStats);
-        },
         beforeCommit: () => job.throwIfCancelled(),
       },
     );
@@ -280,7 +270,7 @@ function statOf(filePath: string): fs.Stats | null {
  * disk (0600, a VM's user) stays private and usable by that VM.
  */
 function keepOwnership(file: BlockFile, stats: fs.Stats): void {
-  if (!hasDescriptor(file)) return;
+  if (!(file instanceof NodeBlockFile)) return;
   try {
     fs.fchownSync(file.descriptor, stats.uid, stats.gid);
   } catch {

@@ -22,10 +22,6 @@ import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
 
-function batchClustersOf(clusterBytes: number): number {
-  return Math.max(1, Math.floor(PLAIN_BATCH_BYTES / clusterBytes));
-}
-
 export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobContext): void {
   runSteps(verifyRewriteSteps(source, output, job));
 }
@@ -96,7 +92,7 @@ interface ClusterView {
   below: number;
 }
 
-/** A pair of whole, plain data clusters waiting to be compared (see ClusterComparer.queuePlain). */
+/** A pair of whole, plain data clusters waiting to be compared (ClusterComparer.comparePending). */
 interface PlainPair {
   sourceHost: number;
   outputHost: number;
@@ -134,7 +130,7 @@ class ClusterComparer {
     this.sourceView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
     this.outputView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
     this.plain = !source.l2Format.extendedL2 && !output.l2Format.extendedL2 && source.header.cryptMethod === 0 && output.header.cryptMethod === 0;
-    this.batchClusters = batchClustersOf(this.clusterBytes);
+    this.batchClusters = Math.max(1, Math.floor(PLAIN_BATCH_BYTES / this.clusterBytes));
     const batchBytes = this.batchClusters * this.clusterBytes;
     this.sourceBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
     this.outputBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);

@@ -103,9 +103,7 @@ class ImageWriter {
   /** Source L2 offset → new offset (0: the table came out empty and is left out). */
   private readonly l2Placement = new Map<number, number>();
   private readonly batch: BatchItem[] = [];
-  /** Where the batch being copied is read: a buffer the file lends (written from without a copy), or ownBatchBuffer. */
-  private batchBuffer: Uint8Array;
-  private readonly ownBatchBuffer: Uint8Array;
+  private readonly batchBuffer: Uint8Array;
   private readonly activeL1Clusters: number;
   private readonly zeroForm: 'zero' | 'unallocated' | 'stored';
   private readonly result: WriteImageResult = { storedClusters: 0, compressedClusters: 0, zeroClusters: 0, fileBytes: 0, activeL1Offset: 0 };
@@ -133,8 +131,7 @@ class ImageWriter {
     this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters));
     this.dataOffset = new Float64Array(plan.clusterReferences.length).fill(UNWRITTEN);
     this.dataCompressedSize = new Uint32Array(plan.clusterReferences.length);
-    this.ownBatchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
-    this.batchBuffer = this.ownBatchBuffer;
+    this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
     this.compressInput = options.compressor === null ? new Uint8Array(0) : alignedBytes(options.batchClusters * this.clusterBytes);
     // All-zero data reads the same as an unallocated cluster where no backing file shows through.
     this.zeroForm = source.header.backingFile === null ? 'unallocated' : source.version === 3 ? 'zero' : 'stored';
@@ -296,8 +293,6 @@ class ImageWriter {
   private flushBatch(): void {
     this.job.throwIfCancelled();
     const items = this.batch.splice(0);
-    // A write-behind file lends the buffer its helper thread writes from: the clusters stored whole go from there uncopied.
-    this.batchBuffer = this.file.lendBuffer?.(items.length * this.clusterBytes) ?? this.ownBatchBuffer;
     this.readBatch(items);
     const forms = items.map((item, index) => this.formOf(item, this.slot(index)));
     const toCompress: number[] = [];
