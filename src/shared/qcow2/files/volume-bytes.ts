@@ -7,6 +7,7 @@
 import { Qcow2Error } from '../errors.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import type { VolumeBytes } from './filesystem.ts';
+import { GenerationalCache } from './generational-cache.ts';
 
 /**
  * Small: metadata lies scattered (a folder's block here, a piece of an inode table there), and a
@@ -23,13 +24,16 @@ export class CachedGuestBytes {
   readonly length: number;
   private readonly reader: GuestReader;
   /**
-   * Chunk index → bytes, in two generations: when the young one is full it becomes the old one
-   * and the old one's buffers are kept for the next chunks read; a chunk found in the old one moves
-   * to the young one. (Reordering a Map on every hit, as an exact least-recently-used order would,
-   * made V8 copy its tables again and again.)
+   * Chunk index → bytes; the buffers of a dropped generation are kept for the next chunks read.
+   * (Reordering a Map on every hit, as an exact least-recently-used order would, made V8 copy its
+   * tables again and again.)
    */
-  private chunks = new Map<number, Uint8Array>();
-  private olderChunks = new Map<number, Uint8Array>();
+  private readonly chunks = new GenerationalCache<number, Uint8Array>(CACHED_CHUNKS / 2, (dropped) => {
+    for (const bytes of dropped) if (this.spare.length < CACHED_CHUNKS / 2) this.spare.push(bytes);
+    // The chunk read last may be in the old generation now; it is looked up again rather than trusted.
+    this.lastIndex = -1;
+    this.lastChunk = null;
+  });
   /** Buffers of dropped chunks, taken for the next chunks read: no garbage for the collector. */
   private readonly spare: Uint8Array[] = [];
   /** The chunk read last (already the most recent in `chunks`): metadata reads come in runs within one. */
@@ -71,14 +75,8 @@ export class CachedGuestBytes {
   }
 
   private generationalChunk(chunkIndex: number): Uint8Array {
-    const young = this.chunks.get(chunkIndex);
-    if (young !== undefined) return young;
-    const old = this.olderChunks.get(chunkIndex);
-    if (old !== undefined) {
-      this.olderChunks.delete(chunkIndex);
-      this.keep(chunkIndex, old);
-      return old;
-    }
+    const cached = this.chunks.get(chunkIndex);
+    if (cached !== undefined) return cached;
     const start = chunkIndex * CHUNK_BYTES;
     const length = Math.min(CHUNK_BYTES, this.length - start);
     const reused = this.spare.pop();
@@ -89,20 +87,8 @@ export class CachedGuestBytes {
       this.spare.push(bytes);
       throw error;
     }
-    this.keep(chunkIndex, bytes);
-    return bytes;
-  }
-
-  private keep(chunkIndex: number, bytes: Uint8Array): void {
-    if (this.chunks.size >= CACHED_CHUNKS / 2) {
-      for (const dropped of this.olderChunks.values()) if (this.spare.length < CACHED_CHUNKS / 2) this.spare.push(dropped);
-      this.olderChunks = this.chunks;
-      this.chunks = new Map();
-      // The chunk read last may be in the old generation now; it is looked up again rather than trusted.
-      this.lastIndex = -1;
-      this.lastChunk = null;
-    }
     this.chunks.set(chunkIndex, bytes);
+    return bytes;
   }
 }
 

@@ -13,6 +13,7 @@
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
+import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
@@ -108,8 +109,7 @@ class ExtFilesystem implements GuestFilesystem {
    * one: the root, asked for by every path, stays). Few: files-diff and listings work folder by
    * folder, and every folder kept longer survives V8's young generation, which then grows.
    */
-  private folderNames = new Map<number, Map<string, number> | null>();
-  private olderFolderNames = new Map<number, Map<string, number> | null>();
+  private readonly folderNames = new GenerationalCache<number, Map<string, number> | null>(CACHED_FOLDERS / 2);
   private libext2fs: Promise<Libext2fs> | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
@@ -128,7 +128,7 @@ class ExtFilesystem implements GuestFilesystem {
     const parts = pathParts(path);
     const folder = `/${parts.join('/')}`;
     const inode = await this.resolve(parts);
-    const names = inode === null ? null : (this.cachedFolder(inode.number) ?? (await this.folderEntries(inode, folder)));
+    const names = inode === null ? null : (this.folderNames.get(inode.number) ?? (await this.folderEntries(inode, folder)));
     if (inode === null || names === null) return this.listThroughLibext2fs(folder);
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
@@ -246,7 +246,7 @@ class ExtFilesystem implements GuestFilesystem {
     // What was read already is taken without waiting: files-diff resolves a path per file.
     let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
     for (let index = 0; index < parts.length; index++) {
-      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.cachedFolder(inode.number) : undefined;
+      const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folderNames.get(inode.number) : undefined;
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
       if (found === null) return null;
       const number = found.get(parts[index] as string);
@@ -260,30 +260,11 @@ class ExtFilesystem implements GuestFilesystem {
   private async folderEntries(folder: ExtInode, path: string): Promise<Map<string, number> | null> {
     if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
     refuseEncrypted(folder, path, 'its names');
-    const cached = this.cachedFolder(folder.number);
+    const cached = this.folderNames.get(folder.number);
     if (cached !== undefined) return cached;
     const names = await readFolder(this.volume, this.superblock, folder);
-    this.keepFolder(folder.number, names);
+    this.folderNames.set(folder.number, names);
     return names;
-  }
-
-  private cachedFolder(inodeNumber: number): Map<string, number> | null | undefined {
-    const young = this.folderNames.get(inodeNumber);
-    if (young !== undefined) return young;
-    const old = this.olderFolderNames.get(inodeNumber);
-    if (old !== undefined) {
-      this.olderFolderNames.delete(inodeNumber);
-      this.keepFolder(inodeNumber, old);
-    }
-    return old;
-  }
-
-  private keepFolder(inodeNumber: number, names: Map<string, number> | null): void {
-    if (this.folderNames.size >= CACHED_FOLDERS / 2) {
-      this.olderFolderNames = this.folderNames;
-      this.folderNames = new Map();
-    }
-    this.folderNames.set(inodeNumber, names);
   }
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {

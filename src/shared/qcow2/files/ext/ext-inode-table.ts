@@ -8,6 +8,7 @@
  * group's table place.
  */
 import type { ChangedBytes, VolumeBytes } from '../filesystem.ts';
+import { GenerationalCache } from '../generational-cache.ts';
 import { checkBlock } from './ext-extents.ts';
 import { parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
@@ -20,13 +21,8 @@ const MAX_CACHED_GROUPS = 65536;
 export class ExtInodeTable {
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
-  /**
-   * Volume offset of a piece of an inode table → its bytes, in two generations: when the young one
-   * is full it becomes the old one and the old one is dropped (evicting one entry at a time from a
-   * Map's head costs more the more were evicted before it: V8 skips the deleted entries each time).
-   */
-  private pieces = new Map<number, Uint8Array>();
-  private olderPieces = new Map<number, Uint8Array>();
+  /** Volume offset of a piece of an inode table → its bytes. */
+  private readonly pieces = new GenerationalCache<number, Uint8Array>(PIECES_PER_GENERATION);
   /** Group → the first block of its inode table. */
   private readonly tables = new Map<number, number>();
 
@@ -43,7 +39,7 @@ export class ExtInodeTable {
     const tableBlock = this.tables.get(group);
     if (tableBlock === undefined) return undefined;
     const withinTable = ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes;
-    const piece = this.cachedPiece(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
+    const piece = this.pieces.get(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
     const at = withinTable % PIECE_BYTES;
     if (piece === undefined || at + superblock.inodeBytes > piece.length) return undefined;
     return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
@@ -58,7 +54,7 @@ export class ExtInodeTable {
     const within = ((inodeNumber - 1) % superblock.inodesPerGroup) * superblock.inodeBytes;
     const tableStart = (this.tables.get(group) ?? (await this.tableBlock(group))) * superblock.blockBytes;
     const pieceStart = tableStart + within - (within % PIECE_BYTES);
-    const piece = this.cachedPiece(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
+    const piece = this.pieces.get(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
     const at = tableStart + within - pieceStart;
     let bytes: Uint8Array;
     if (at + superblock.inodeBytes <= piece.length) bytes = piece.subarray(at, at + superblock.inodeBytes);
@@ -68,22 +64,6 @@ export class ExtInodeTable {
       await this.volume.read(bytes, tableStart + within);
     }
     return parseInode(bytes, inodeNumber);
-  }
-
-  private cachedPiece(pieceStart: number): Uint8Array | undefined {
-    const young = this.pieces.get(pieceStart);
-    if (young !== undefined) return young;
-    const old = this.olderPieces.get(pieceStart);
-    if (old !== undefined) this.keepPiece(pieceStart, old);
-    return old;
-  }
-
-  private keepPiece(pieceStart: number, piece: Uint8Array): void {
-    if (this.pieces.size >= PIECES_PER_GENERATION) {
-      this.olderPieces = this.pieces;
-      this.pieces = new Map();
-    }
-    this.pieces.set(pieceStart, piece);
   }
 
   /**
@@ -115,7 +95,7 @@ export class ExtInodeTable {
   private async readPiece(pieceStart: number, tableEnd: number): Promise<Uint8Array> {
     const piece = new Uint8Array(Math.max(0, Math.min(PIECE_BYTES, tableEnd - pieceStart, this.volume.length - pieceStart)));
     await this.volume.read(piece, pieceStart);
-    this.keepPiece(pieceStart, piece);
+    this.pieces.set(pieceStart, piece);
     return piece;
   }
 
