@@ -46,22 +46,28 @@ export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job:
 function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): Steps<void> {
   const byGuestOffset = source.header.cryptMethod === 1 || output.header.cryptMethod === 1;
   const tablesDone = new Set<string>();
-  let step = 0;
-  const steps = pairs.reduce((sum, [l1]) => sum + l1.size, 0);
+  // Progress counts guest clusters walked, state by state, so a disk of a few L2 tables still moves.
+  const guestClusters = Math.ceil(source.virtualSize / source.clusterBytes);
+  const steps = pairs.length * guestClusters;
+  let walked = 0;
+  const reached = (slot: number): void => {
+    job.throwIfCancelled();
+    job.progress('verifying', walked + slot, steps, 'steps');
+  };
   for (const [sourceL1, outputL1, what] of pairs) {
     if (outputL1.size !== sourceL1.size) mismatch(`${what}: L1 size`);
-    for (let l1Index = 0; l1Index < sourceL1.size; l1Index++, step++) {
-      if (step % 64 === 0) {
-        job.throwIfCancelled();
-        job.progress('verifying', step, steps, 'steps');
-      }
+    for (let l1Index = 0; l1Index < sourceL1.size; l1Index++) {
+      reached(0);
+      const slots = Math.max(0, Math.min(source.l2Entries, guestClusters - l1Index * source.l2Entries));
       const sourceL2 = source.l2OffsetAt(sourceL1, l1Index);
       const outputL2 = output.l2OffsetAt(outputL1, l1Index);
       // Legacy AES decrypts by guest offset: the same tables elsewhere in the disk read differently.
       const key = byGuestOffset ? `${sourceL2}:${outputL2}:${l1Index}` : `${sourceL2}:${outputL2}`;
-      if (tablesDone.has(key)) continue;
-      tablesDone.add(key);
-      if (!(yield* comparer.sameTables(sourceL2, outputL2, l1Index * source.l2Entries))) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
+      if (!tablesDone.has(key)) {
+        tablesDone.add(key);
+        if (!(yield* comparer.sameTables(sourceL2, outputL2, l1Index * source.l2Entries, reached))) mismatch(`${what}: guest data at ${hex(l1Index * source.l2Entries * source.clusterBytes)}`);
+      }
+      walked += slots;
     }
   }
   job.progress('verifying', steps, steps, 'steps');
@@ -136,7 +142,8 @@ class ClusterComparer {
     this.outputBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
   }
 
-  *sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number): Steps<boolean> {
+  /** Compares one pair of L2 tables; `reached(slot)` is told how far it got before each yield (cancel, progress). */
+  *sameTables(sourceL2: number, outputL2: number, firstGuestCluster: number, reached: (slot: number) => void): Steps<boolean> {
     const sourceEntries = this.entries(this.source, sourceL2);
     const outputEntries = this.entries(this.output, outputL2);
     const byGuestOffset = this.source.header.cryptMethod === 1 || this.output.header.cryptMethod === 1;
@@ -149,6 +156,7 @@ class ClusterComparer {
         this.pending.push({ sourceHost: a.hostOffset, outputHost: b.hostOffset });
         if (this.pending.length < this.batchClusters) continue;
         if (!this.comparePending()) return false;
+        reached(slot);
         yield;
         continue;
       }
@@ -159,7 +167,10 @@ class ClusterComparer {
       view(this.output, b, this.outputView, guestOffset);
       if (this.sourceView.below !== this.outputView.below || !bytesEqual(this.sourceView.bytes, this.outputView.bytes)) return false;
       this.pairsDone.add(key);
-      if (++this.slowCompared % this.batchClusters === 0) yield;
+      if (++this.slowCompared % this.batchClusters === 0) {
+        reached(slot);
+        yield;
+      }
     }
     return this.comparePending();
   }
