@@ -13,7 +13,8 @@ import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 export const NODE = path.join(ROOT, 'node_modules', '.bin', 'node');
-export const CLI = path.join(ROOT, 'src', 'cli', 'main.ts');
+/** What a user runs: the bundle when it is current (`npm run build:cli`), else the sources. */
+export const CLI = path.join(ROOT, 'bin', 'cowbell');
 
 export interface BenchRow {
   name: string;
@@ -40,8 +41,8 @@ export interface Measurement {
 }
 
 /**
- * Node's compile cache for the Cowbell runs, so they measure the work and not compiling the
- * TypeScript sources again each time (a first run warms it; bin/cowbell could enable it too).
+ * Node's compile cache for the Cowbell runs (bin/cowbell enables it; this keeps the bench's apart),
+ * so they measure the work and not compiling the bundle, or the sources, again each time.
  */
 export const COMPILE_CACHE = path.join(os.tmpdir(), 'cowbell-bench-compile-cache');
 

@@ -49,6 +49,15 @@ export interface OpenOptions {
  * opening for writing fails with IN_USE while another program uses the file; opening read-only
  * never fails for that, but says so in `inUseElsewhere`.
  */
+/**
+ * The most one pwrite carries. A larger write lets Linux (6.16+ ext4 and others) back the page
+ * cache with 2 MiB folios, and on a VM guest that hands free memory back to its host (free-page
+ * reporting: Firecracker, crosvm/ChromeOS) those come from memory the host took back, each
+ * faulted in again at tens of milliseconds: 340 MiB written in 2 MiB-aligned pieces took 5-7 s
+ * here, in 1 MiB pieces 0.12 s. Elsewhere the extra calls cost nothing measurable.
+ */
+const WRITE_PIECE_BYTES = 1024 * 1024;
+
 export class NodeBlockFile implements BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
@@ -116,7 +125,7 @@ export class NodeBlockFile implements BlockFile {
     this.unsynced = true;
     try {
       while (done < buffer.length) {
-        done += fs.writeSync(this.descriptor, buffer, done, buffer.length - done, position + done);
+        done += fs.writeSync(this.descriptor, buffer, done, Math.min(WRITE_PIECE_BYTES, buffer.length - done), position + done);
       }
     } catch (error) {
       throw toQcow2Error(error, this.path);
