@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { seekEnd } from './file-seek.ts';
 import { lockForGuarding, lockForReading, lockForWriting } from './image-lock.ts';
+import { writeInPieces } from './write-pieces.ts';
 
 /**
  * The engine's only view of storage: synchronous byte-offset I/O. The engine runs in a worker
@@ -49,15 +50,6 @@ export interface OpenOptions {
  * opening for writing fails with IN_USE while another program uses the file; opening read-only
  * never fails for that, but says so in `inUseElsewhere`.
  */
-/**
- * The most one pwrite carries. A larger write lets Linux (6.16+ ext4 and others) back the page
- * cache with 2 MiB folios, and on a VM guest that hands free memory back to its host (free-page
- * reporting: Firecracker, crosvm/ChromeOS) those come from memory the host took back, each
- * faulted in again at tens of milliseconds: 340 MiB written in 2 MiB-aligned pieces took 5-7 s
- * here, in 1 MiB pieces 0.12 s. Elsewhere the extra calls cost nothing measurable.
- */
-const WRITE_PIECE_BYTES = 1024 * 1024;
-
 export class NodeBlockFile implements BlockFile {
   readonly path: string;
   readonly readOnly: boolean;
@@ -121,12 +113,9 @@ export class NodeBlockFile implements BlockFile {
 
   write(buffer: Uint8Array, position: number): void {
     if (this.readOnly) throw new Qcow2Error('READ_ONLY', `${this.path}: opened read-only`);
-    let done = 0;
     this.unsynced = true;
     try {
-      while (done < buffer.length) {
-        done += fs.writeSync(this.descriptor, buffer, done, Math.min(WRITE_PIECE_BYTES, buffer.length - done), position + done);
-      }
+      writeInPieces(this.descriptor, buffer, position);
     } catch (error) {
       throw toQcow2Error(error, this.path);
     }

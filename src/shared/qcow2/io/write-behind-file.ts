@@ -22,6 +22,7 @@ import { hasDescriptor, type BlockFile, type DescribedBlockFile } from './block-
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { startWriteback } from './file-writeback.ts';
 import { startHelperThread } from './helper-threads.ts';
+import { WRITE_PIECE_BYTES } from './write-pieces.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
 /** Three slots keep the helper busy while the next chunk is read (six measured no faster here, and cost 12 MiB more). */
@@ -60,7 +61,7 @@ export function writeBehind(file: BlockFile, options: WriteBehindOptions): Block
   if (file.readOnly || !hasDescriptor(file)) return file;
   const shared = newSharedState();
   const channel = new MessageChannel();
-  const workerData: WriterData = { fd: file.descriptor, ...shared, commandCount: COMMANDS, slotBytes: SLOT_BYTES, errors: channel.port2 };
+  const workerData: WriterData = { fd: file.descriptor, ...shared, commandCount: COMMANDS, slotBytes: SLOT_BYTES, pieceBytes: WRITE_PIECE_BYTES, errors: channel.port2 };
   const worker = startHelperThread(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
   if (worker === null) {
     channel.port1.close();
@@ -283,6 +284,8 @@ interface WriterData {
   commandCount: number;
   slots: Uint8Array;
   slotBytes: number;
+  /** The most one pwrite carries (write-pieces.ts says why). */
+  pieceBytes: number;
   errors: MessagePort;
 }
 
@@ -308,7 +311,7 @@ function writerThread(): void {
         try {
           const start = slot * data.slotBytes + offset;
           const bytes = data.slots.subarray(start, start + length);
-          for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, length - done, position + done);
+          for (let done = 0; done < length; ) done += fs.writeSync(data.fd, bytes, done, Math.min(data.pieceBytes, length - done), position + done);
         } catch (error) {
           failed = true;
           data.errors.postMessage({ code: (error as { code?: unknown }).code, message: error instanceof Error ? error.message : String(error) });
