@@ -47,7 +47,7 @@ export class Qcow2StreamWriter {
     this.l2.view = view(this.l2.bytes);
     // The header cluster and the L1 table: written by finish().
     const reserved = this.clusterBytes * (1 + Math.ceil(this.l1.length / this.clusterBytes));
-    this.host = new HostSpaceWriter(file, { clusterBits: options.clusterBits, refcountOrder: options.refcountOrder }, reserved, stageBytes);
+    this.host = new HostSpaceWriter(file, { clusterBits: options.clusterBits, refcountOrder: options.refcountOrder }, reserved, {}, stageBytes);
   }
 
   get guestClusters(): number {

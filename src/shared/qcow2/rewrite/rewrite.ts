@@ -161,6 +161,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       newKey.masterKey.fill(0);
     }
     const verify = request.verify ?? true;
+    // Flushed at the end (the atomic writer also flushes a file replacing another it was not told of).
+    const durable = (request.durable ?? true) || inPlace;
     const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(
       replaced,
@@ -170,7 +172,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         let written;
         let compressionThreads: number;
         try {
-          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks }, job);
+          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks, startWriteback: durable }, job);
         } finally {
           compressionThreads = compressor?.threadsReady() ?? 1;
           compressor?.close();

@@ -50,6 +50,8 @@ export interface WriteImageOptions {
    * nothing is stored compressed (QEMU would store compressed clusters unencrypted).
    */
   luks: { area: Uint8Array; cipher: DiskCipher } | null;
+  /** The file will be flushed at the end: start its writeback as the data goes (host-space-writer.ts). */
+  startWriteback?: boolean;
 }
 
 export interface WriteImageResult {
@@ -128,7 +130,7 @@ class ImageWriter {
     this.job = job;
     this.clusterBytes = source.clusterBytes;
     this.activeL1Clusters = Math.ceil((source.l1.size * 8) / this.clusterBytes);
-    this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters));
+    this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters), { startWriteback: options.startWriteback });
     this.dataOffset = new Float64Array(plan.clusterReferences.length).fill(UNWRITTEN);
     this.dataCompressedSize = new Uint32Array(plan.clusterReferences.length);
     this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
