@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import { createImage, type CreateOptions } from '../../shared/qcow2/image/create.ts';
 import { detectFormat, isImageFormat } from '../../shared/qcow2/image/image-format.ts';
 import { resolveBackingPath } from '../../shared/qcow2/image/image.ts';
-import { readImageInfo } from '../../shared/qcow2/index.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command, type ParsedArgs } from '../command.ts';
 import { createOptionsFromArgs, parseSize } from '../image-options.ts';

@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { readDiff } from '../../shared/qcow2/index.ts';
+import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { flag } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 

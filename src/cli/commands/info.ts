@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { readImageInfo } from '../../shared/qcow2/index.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';

@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import type { StateFiles } from '../../shared/qcow2/index.ts';
+import type { StateFiles } from '../../shared/qcow2/files/state-files.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';

@@ -1,6 +1,6 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
-import { readImageInfo } from '../../shared/qcow2/index.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { ResizePreview } from '../../shared/qcow2/model.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import { flag, option } from '../args.ts';

@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/index.ts';
+import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/snapshots/operations.ts';
 import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';

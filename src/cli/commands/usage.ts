@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { readUsage } from '../../shared/qcow2/index.ts';
+import { readUsage } from '../../shared/qcow2/snapshots/operations.ts';
 import type { UsageReport } from '../../shared/qcow2/model.ts';
 import { flag } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
