@@ -196,7 +196,10 @@ describe('Compare files with…', () => {
         { path: '/1/old', change: 'removed', kind: 'file', sizeBefore: 2048 },
       ],
       bytes: 2064,
-      skipped: [{ volume: '/2', reason: 'no filesystem Cowbell can read' }],
+      skipped: [
+        { volume: '/2', reason: 'no filesystem Cowbell can read' },
+        { volume: '/1', path: '/1/home/private', reason: '/1/home/private is encrypted inside the guest (ext4 encryption)' },
+      ],
     };
     await end('files.diff', { result });
     const list = wrapper.findAll('[data-testid="compare-row"]');
@@ -209,5 +212,7 @@ describe('Compare files with…', () => {
     expect(list[1]!.text()).toContain('4 B → 6 B');
     expect(wrapper.get('[data-testid="compare-summary"]').text()).toContain('2 KiB involved');
     expect(wrapper.get('[data-testid="compare-skipped"]').text()).toContain('/2: no filesystem Cowbell can read');
+    // A folder left out is named by its path, not by its volume.
+    expect(wrapper.get('[data-testid="compare-skipped"]').text()).toContain('/1/home/private: /1/home/private is encrypted');
   });
 });

@@ -68,6 +68,6 @@ export function describeFilesDiff(result: GuestFilesDiff): string {
   const lines = rows.map((row) => `${row.mark} ${row.path.padEnd(pathWidth)}  ${row.size.padStart(sizeWidth)}${row.reasons}`.trimEnd());
   const count = (change: GuestFileDifference['change']): number => result.differences.filter((difference) => difference.change === change).length;
   lines.push(`${count('added')} added, ${count('removed')} removed, ${count('changed')} changed; ${formatBytes(result.bytes)} involved (${result.from} -> ${result.to})`);
-  for (const skipped of result.skipped) lines.push(`skipped ${skipped.volume}: ${skipped.reason}`);
+  for (const skipped of result.skipped) lines.push(`skipped ${skipped.path ?? skipped.volume}: ${skipped.reason}`);
   return `${lines.join('\n')}\n`;
 }

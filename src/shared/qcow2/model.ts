@@ -393,6 +393,9 @@ export interface GuestFilesDiff {
   differences: GuestFileDifference[];
   /** Bytes of file content involved: added + removed + changed files' sizes in the later state. */
   bytes: number;
-  /** Volumes that could not be compared and why. */
-  skipped: { volume: string; reason: string }[];
+  /**
+   * What could not be compared and why: whole volumes, or (with `path`) a folder or file inside one
+   * that the guest encrypted or damaged; the rest of the volume is compared.
+   */
+  skipped: { volume: string; path?: string; reason: string }[];
 }

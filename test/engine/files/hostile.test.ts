@@ -9,6 +9,7 @@ import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { loadExt2fsInstance, O_NOATIME } from '../../../src/shared/qcow2/files/ext/ext2fs-module.ts';
+import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
 import { stateFilesOf, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
 import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
@@ -164,6 +165,29 @@ describe('files the guest encrypted (ext4 encryption)', () => {
       const open = new Uint8Array(64);
       expect(new TextDecoder().decode(open.subarray(0, await files.read('/open.txt', open, 0)))).toBe('open\n');
     });
+
+    // files-diff leaves out what it cannot read, says so, and compares the rest.
+    const later = folder.file('fscrypt-later.ext4');
+    fs.copyFileSync(image, later);
+    const replacement = folder.file('open-later.txt');
+    fs.writeFileSync(replacement, 'opened again\n');
+    await debugfs(later, ['rm /open.txt', `write ${replacement} open.txt`, `write ${replacement} new.txt`]);
+    const before = new Uint8Array(fs.readFileSync(image));
+    const after = new Uint8Array(fs.readFileSync(later));
+    await withFiles(before, (filesBefore) =>
+      withFiles(after, async (filesAfter) => {
+        const diff = await diffStateFiles(filesBefore, filesAfter, { from: 'before', to: 'after', changedRanges: [{ offset: 0, length: after.length }] });
+        expect(diff.differences.map((difference) => [difference.path, difference.change])).toEqual([
+          ['/new.txt', 'added'],
+          ['/open.txt', 'changed'],
+        ]);
+        expect(diff.skipped.map((skipped) => [skipped.volume, skipped.path])).toEqual([
+          ['/', '/private'],
+          ['/', '/sealed.bin'],
+        ]);
+        expect(diff.skipped.every((skipped) => skipped.reason.includes('encrypted inside the guest'))).toBe(true);
+      }),
+    );
   });
 });
 

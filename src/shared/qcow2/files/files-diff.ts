@@ -11,6 +11,7 @@
  * that a folder's names and inodes are decided by bytes the states share (unchangedFolder), only
  * the later state's entries are read, and the earlier state's only for entries whose bytes changed.
  */
+import { Qcow2Error } from '../errors.ts';
 import { bytesEqual } from '../format/zeroes.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo } from '../model.ts';
@@ -35,8 +36,8 @@ type ContentCheck = 'none' | 'changed-ranges' | 'read';
 const COMPARE_CHUNK_BYTES = 1024 * 1024;
 
 export async function diffStateFiles(before: StateFiles, after: StateFiles, options: FilesDiffOptions): Promise<GuestFilesDiff> {
-  const walk = new FilesWalk(before, after, new GuestRangeSet(options.changedRanges), options.job ?? silentJob);
   const skipped: GuestFilesDiff['skipped'] = [];
+  const walk = new FilesWalk(before, after, new GuestRangeSet(options.changedRanges), options.job ?? silentJob, skipped);
   for (const name of volumeNames(before.volumes, after.volumes)) {
     const volumeBefore = before.volumes.find((volume) => volume.name === name);
     const volumeAfter = after.volumes.find((volume) => volume.name === name);
@@ -47,6 +48,7 @@ export async function diffStateFiles(before: StateFiles, after: StateFiles, opti
     }
     await walk.volume(name, volumeBefore, volumeAfter);
   }
+  skipped.sort((a, b) => byCodePoint(a.path ?? a.volume, b.path ?? b.volume));
   walk.finish();
   const differences = walk.differences;
   return { from: options.from, to: options.to, differences, bytes: bytesInvolved(differences), skipped };
@@ -72,6 +74,13 @@ function volumeLabel(name: string): string {
   return name === '' ? '/' : `/${name}`;
 }
 
+/**
+ * Errors that leave one folder or file out of the comparison instead of ending it: what the guest
+ * encrypted (ext4 encryption) or what its filesystem damaged in one place. The walk's own failures
+ * (cancel, the disk's I/O errors) still end it.
+ */
+const PER_ENTRY_ERRORS = new Set<string>(['FILESYSTEM_UNSUPPORTED', 'FILESYSTEM_CORRUPT']);
+
 /** Why a volume present in a state cannot be compared, or null (an absent volume is compared as empty). */
 function unreadable(volume: GuestVolumeInfo | undefined): string | null {
   if (volume === undefined) return null;
@@ -88,22 +97,27 @@ class FilesWalk {
   /** Whether the volume being compared lies at the same place with the same length in both states (unchangedFolder may be asked). */
   private sameVolumePlace = false;
   private readonly changedBytes: ChangedBytes;
+  /** The volume being walked, as skipped entries name it. */
+  private volumeName = '/';
 
   private readonly before: StateFiles;
   private readonly after: StateFiles;
   private readonly changed: GuestRangeSet;
   private readonly job: JobContext;
+  private readonly skipped: GuestFilesDiff['skipped'];
 
-  constructor(before: StateFiles, after: StateFiles, changed: GuestRangeSet, job: JobContext) {
+  constructor(before: StateFiles, after: StateFiles, changed: GuestRangeSet, job: JobContext, skipped: GuestFilesDiff['skipped']) {
     this.before = before;
     this.after = after;
     this.changed = changed;
     this.job = job;
+    this.skipped = skipped;
     this.changedBytes = (offset, length) => changed.intersects(offset, length);
   }
 
   async volume(name: string, volumeBefore: GuestVolumeInfo | undefined, volumeAfter: GuestVolumeInfo | undefined): Promise<void> {
     const root = volumeLabel(name);
+    this.volumeName = root;
     if (volumeBefore === undefined || volumeAfter === undefined) {
       const side = volumeBefore === undefined ? 'added' : 'removed';
       const entry = await (side === 'added' ? this.after : this.before).stat(root);
@@ -142,12 +156,19 @@ class FilesWalk {
    * to the same inodes (a rename, link or removal in it would have changed its time).
    */
   private async compareFolder(path: string, sameEntries: boolean): Promise<void> {
-    const unchanged = this.sameVolumePlace ? ((await this.after.unchangedFolder?.(path, this.changedBytes, this.before)) ?? null) : null;
-    if (unchanged !== null) {
-      await this.compareUnchangedFolder(unchanged, sameEntries);
+    const lists = await this.orSkip(path, async () => {
+      const unchanged = this.sameVolumePlace ? ((await this.after.unchangedFolder?.(path, this.changedBytes, this.before)) ?? null) : null;
+      return unchanged ?? (await Promise.all([this.before.list(path), this.after.list(path)]));
+    });
+    if (lists === null) {
+      this.folderDone();
       return;
     }
-    const [listBefore, listAfter] = await Promise.all([this.before.list(path), this.after.list(path)]);
+    if (!Array.isArray(lists)) {
+      await this.compareUnchangedFolder(lists, sameEntries);
+      return;
+    }
+    const [listBefore, listAfter] = lists;
     // Both lists by name, then walked side by side (a listing mostly comes sorted already).
     const sortedBefore = byNameOnce(listBefore);
     const sortedAfter = byNameOnce(listAfter);
@@ -199,9 +220,20 @@ class FilesWalk {
   }
 
   private async wholeTree(side: 'added' | 'removed', path: string): Promise<void> {
-    const entries = await (side === 'added' ? this.after : this.before).list(path);
-    for (const entry of entries.sort((a, b) => byCodePoint(a.name, b.name))) await this.one(side, entry);
+    const entries = await this.orSkip(path, () => (side === 'added' ? this.after : this.before).list(path));
+    for (const entry of (entries ?? []).sort((a, b) => byCodePoint(a.name, b.name))) await this.one(side, entry);
     this.folderDone();
+  }
+
+  /** `read()`, or null with the entry noted as skipped where the guest's filesystem will not give it (PER_ENTRY_ERRORS). */
+  private async orSkip<T>(path: string, read: () => Promise<T>): Promise<T | null> {
+    try {
+      return await read();
+    } catch (error) {
+      if (!(error instanceof Qcow2Error) || !PER_ENTRY_ERRORS.has(error.code)) throw error;
+      this.skipped.push({ volume: this.volumeName, path, reason: error.message });
+      return null;
+    }
   }
 
   private report(side: 'added' | 'removed', entry: GuestFileEntry): void {
@@ -235,7 +267,7 @@ class FilesWalk {
     if (entryBefore.size !== entryAfter.size) reasons.push('size');
     if (entryBefore.mtimeMs !== entryAfter.mtimeMs) reasons.push('mtime');
     if (entryAfter.kind === 'symlink' && entryBefore.target !== entryAfter.target) reasons.push('target');
-    if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.contentDiffers(entryAfter.path, entryAfter.size, inSameFolder))) {
+    if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.orSkip(entryAfter.path, () => this.contentDiffers(entryAfter.path, entryAfter.size, inSameFolder))) === true) {
       reasons.push('content');
     }
     if (reasons.length > 0) this.differences.push(changed(entryBefore, entryAfter, reasons));
