@@ -114,5 +114,26 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
     // A batch is 4 MiB of clusters compared: the bigger disk's verify is many batches.
     expect(verifyingSteps).toBeGreaterThanOrEqual(dataMiB >= 64 ? 10 : 1);
   }, 60_000);
+
+  it('reports its progress as it goes: never back, never past the total, and, for many batches, many times before the end', () => {
+    const reports: [number, number][] = [];
+    let cancelChecks = 0;
+    rewriteImage({ source, target: path.join(path.dirname(copy), 'progress.qcow2'), compression: 'keep' }, {
+      progress: (stage, done, total) => {
+        if (stage === 'verifying') reports.push([done, total]);
+      },
+      throwIfCancelled: () => {
+        cancelChecks++;
+      },
+    });
+    const total = reports[0]?.[1] ?? 0;
+    expect(total).toBeGreaterThan(0);
+    expect(reports.every(([, each]) => each === total)).toBe(true);
+    expect(reports.every(([done], index) => done <= total && done >= (reports[index - 1]?.[0] ?? 0))).toBe(true);
+    expect(reports.at(-1)).toEqual([total, total]);
+    const before = new Set(reports.map(([done]) => done).filter((done) => done < total));
+    expect(before.size).toBeGreaterThanOrEqual(dataMiB >= 64 ? 10 : 1);
+    expect(cancelChecks).toBeGreaterThan(before.size);
+  }, 60_000);
 });
 

@@ -50,15 +50,17 @@ function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table,
   const guestClusters = Math.ceil(source.virtualSize / source.clusterBytes);
   const steps = pairs.length * guestClusters;
   let walked = 0;
+  let slots = 0;
+  // Slots past the disk's end (the last table's tail) count as its end: progress never passes 100%.
   const reached = (slot: number): void => {
     job.throwIfCancelled();
-    job.progress('verifying', walked + slot, steps, 'steps');
+    job.progress('verifying', walked + Math.min(slot, slots), steps, 'steps');
   };
   for (const [sourceL1, outputL1, what] of pairs) {
     if (outputL1.size !== sourceL1.size) mismatch(`${what}: L1 size`);
     for (let l1Index = 0; l1Index < sourceL1.size; l1Index++) {
+      slots = Math.max(0, Math.min(source.l2Entries, guestClusters - l1Index * source.l2Entries));
       reached(0);
-      const slots = Math.max(0, Math.min(source.l2Entries, guestClusters - l1Index * source.l2Entries));
       const sourceL2 = source.l2OffsetAt(sourceL1, l1Index);
       const outputL2 = output.l2OffsetAt(outputL1, l1Index);
       // Legacy AES decrypts by guest offset: the same tables elsewhere in the disk read differently.
