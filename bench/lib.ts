@@ -77,8 +77,9 @@ export function machine(): string {
  * Flushes dirty data and pauses briefly, so runs start alike (best effort). What it cannot even out
  * on these VMs (Firecracker, free-page reporting): memory freed more than about two seconds ago has
  * gone back to the host, and a run that fills hundreds of MiB of new page cache from it faults it in
- * again at up to 40x the cost — dd of 1 GiB took 0.3 s or 8 s, and qemu-img convert 0.4 s or 3-8 s,
- * by nothing but what ran before. Hence alternating order, medians and the best rounds' ratio.
+ * again at up to 40x the cost — dd writing 340 MiB took 0.12 s or 5-7 s, and qemu-img convert of
+ * the 1 GiB mixed disk 3-8 s where it can take well under one, by nothing but what ran before.
+ * Hence alternating order, medians and the best rounds' ratio.
  */
 export function syncDisk(): void {
   spawnSync('sync');
