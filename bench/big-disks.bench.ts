@@ -17,9 +17,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildCli } from '../scripts/build-cli.ts';
 import { readSnapshotOutline, readSnapshotTree } from '../src/shared/qcow2/snapshots/operations.ts';
-import { measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement } from './lib.ts';
+import { measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const SNAPSHOTS = 20;
 const folder = path.join(os.tmpdir(), 'cowbell-bench-big-disk');
 const image = path.join(folder, `tib-64k-${SNAPSHOTS}-snapshots-v1.qcow2`);

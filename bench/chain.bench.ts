@@ -12,11 +12,11 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { measure, measureQemuImg, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement } from './lib.ts';
+import { measure, measureQemuImg, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';
 
 const MiB = 1024 * 1024;
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-chain-'));
 const pristine = path.join(folder, 'pristine');
 const LAUNCHER = path.join(ROOT, 'bin', 'cowbell');

@@ -11,12 +11,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createSectorCipher } from '../src/shared/qcow2/crypto/sector-cipher.ts';
 import { buildCli } from '../scripts/build-cli.ts';
-import { compareRuns, cowbellCli, measureQemuImg, median } from './lib.ts';
+import { compareRuns, cowbellCli, measureQemuImg, median, pairedRounds } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';
 
 const MiB = 1024 * 1024;
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-encryption-'));
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const PASSPHRASE = 'bench moo';
 const secret = ['--object', `secret,id=s0,data=${PASSPHRASE}`];
 

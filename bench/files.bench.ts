@@ -17,11 +17,11 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compareRuns, measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement } from './lib.ts';
+import { compareRuns, measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 
 const MiB = 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 50_000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-files-'));
 const LAUNCHER = path.join(ROOT, 'bin', 'cowbell');
 const measureCowbell = (args: string[]): Measurement => measure(NODE, [LAUNCHER, ...args]);
