@@ -101,9 +101,12 @@ const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 5));
 /** BENCH_ONLY=text runs only the comparisons whose name contains it. */
 const ONLY = process.env.BENCH_ONLY;
 
+/** The middle value; of an even count, the mean of the two middle ones. */
 export function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+  const middle = Math.floor(sorted.length / 2);
+  if (sorted.length % 2 === 1) return sorted[middle] ?? Number.NaN;
+  return ((sorted[middle - 1] ?? Number.NaN) + (sorted[middle] ?? Number.NaN)) / 2;
 }
 
 /** Says so when one program's rounds differ by 1.5x or more: the machine, not the program, then sets the times. */
