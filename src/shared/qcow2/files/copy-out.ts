@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { nodeFileSystem, temporaryPathFor } from '../io/atomic-file.ts';
-import { startWriteback } from '../io/file-writeback.ts';
+import { startWriteback, WRITEBACK_STEP_BYTES } from '../io/file-writeback.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileEntry } from '../model.ts';
@@ -23,7 +23,6 @@ const CHUNK_BYTES = 8 * 1024 * 1024;
  * The kernel's writeback of what was written is started every this many bytes, so the disk writes
  * while the copy goes on and the fsync before the rename has only the last piece to wait for.
  */
-const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
 export interface CopyOutOptions {
   /** Replace files that already exist at the target (and copy into an existing folder). */

@@ -10,7 +10,7 @@
  */
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
-import { startWriteback } from '../io/file-writeback.ts';
+import { startWriteback, WRITEBACK_STEP_BYTES } from '../io/file-writeback.ts';
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
 import { encodeRefcountTableEntry, getRefcount, maxRefcount, setRefcount } from '../format/entries.ts';
@@ -30,8 +30,6 @@ export interface HostSpaceLayout {
   refcountOrder: number;
 }
 
-/** With startWriteback, the kernel's writeback of what was appended starts again after this many bytes. */
-const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
 export interface HostSpaceOptions {
   /**

@@ -8,6 +8,9 @@ import { libc } from './libc.ts';
 
 const SYNC_FILE_RANGE_WRITE = 2;
 
+/** How much a writer writes between two starts of the writeback: each start costs a system call that queues the pages. */
+export const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
+
 type SyncFileRange = (fd: number, offset: number, length: number, flags: number) => number;
 let syncFileRange: SyncFileRange | null | undefined;
 

@@ -20,7 +20,7 @@ import { MessageChannel, receiveMessageOnPort, type MessagePort, type Worker } f
 import { alignedSharedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile, type DescribedBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { startWriteback } from './file-writeback.ts';
+import { startWriteback, WRITEBACK_STEP_BYTES } from './file-writeback.ts';
 import { startHelperThread } from './helper-threads.ts';
 import { WRITE_PIECE_BYTES } from './write-pieces.ts';
 
@@ -31,8 +31,6 @@ const SLOTS = 3;
 const COMMANDS = 64;
 /** Numbers per command: operation, slot, offset in the slot, byte count, file position. */
 const FIELDS = 5;
-/** Start writeback after this many bytes have been written since the last start. */
-const WRITEBACK_STEP_BYTES = 8 * 1024 * 1024;
 
 /** Indexes into the shared Int32 control words. */
 const SUBMITTED = 0;
