@@ -5,9 +5,11 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 import type { DescribedBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import type * as FileWriteback from '../../../src/shared/qcow2/io/file-writeback.ts';
 
 const started: [number, number, number][] = [];
-vi.mock('../../../src/shared/qcow2/io/file-writeback.ts', () => ({
+vi.mock('../../../src/shared/qcow2/io/file-writeback.ts', async (importOriginal) => ({
+  ...(await importOriginal<typeof FileWriteback>()),
   startWriteback: (fd: number, offset: number, length: number) => started.push([fd, offset, length]),
 }));
 const { HostSpaceWriter } = await import('../../../src/shared/qcow2/image/host-space-writer.ts');
