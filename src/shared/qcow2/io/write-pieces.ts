@@ -3,8 +3,8 @@
  * and others) back the page cache with 2 MiB folios, and on a VM guest that hands free memory back
  * to its host (free-page reporting: Firecracker, crosvm on ChromeOS) those are made of memory the
  * host took back, each faulted in again at tens of milliseconds: 340 MiB written in 2 MiB-aligned
- * pieces took 5-7 s on such a guest, in 1 MiB pieces 0.12 s. Elsewhere the extra calls cost nothing
- * measurable.
+ * pieces took 5-7 s on such a guest, in 1 MiB pieces 0.12 s. Elsewhere the cost is one more system
+ * call per MiB (not measured on a machine without that behaviour).
  */
 import * as fs from 'node:fs';
 
