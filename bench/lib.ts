@@ -74,17 +74,30 @@ export function machine(): string {
 }
 
 /**
- * Flushes dirty data and pauses briefly, so runs start alike (best effort). What it cannot even out
- * on these VMs (Firecracker, free-page reporting): memory freed more than about two seconds ago has
- * gone back to the host, and a run that fills hundreds of MiB of new page cache from it faults it in
- * again at up to 40x the cost — dd writing 340 MiB took 0.12 s or 5-7 s, and qemu-img convert of
- * the 1 GiB mixed disk 3-8 s where it can take well under one, by nothing but what ran before.
- * Hence alternating order, medians and the best rounds' ratio.
+ * Flushes dirty data, pauses briefly, then has memory faulted in, so runs start alike.
+ *
+ * Why the last step: these VMs (Firecracker, virtio-balloon free-page reporting) hand memory that has
+ * been free for about two seconds back to the host, and a run that fills hundreds of MiB of new page
+ * cache from it faults it in again at up to 40x the cost — qemu-img convert of the 1 GiB mixed disk
+ * took 3.7-9.1 s after 5 s idle and 0.28-0.39 s when a process had just touched 1.5 GiB and exited
+ * (4 alternating pairs). Which side drew the slow memory had decided many rows (rounds of one
+ * program varied up to 11x). A short-lived process that touches PREFAULT_MIB and exits leaves that
+ * much memory freshly faulted in and free for the measured run, whichever side it is; a desktop
+ * without free-page reporting is always in that state. BENCH_PREFAULT_MIB=0 turns it off.
  */
 export function syncDisk(): void {
   spawnSync('sync');
   // Lets the file system settle after the previous run's output was removed.
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+  prefaultMemory();
+}
+
+const PREFAULT_MIB = Number(process.env.BENCH_PREFAULT_MIB ?? 1536);
+
+function prefaultMemory(): void {
+  if (!(PREFAULT_MIB > 0)) return;
+  const result = spawnSync(process.execPath, ['-e', `Buffer.alloc(${PREFAULT_MIB} * 1024 * 1024, 1)`], { stdio: 'ignore' });
+  if (result.status !== 0) throw new Error(`faulting in ${PREFAULT_MIB} MiB before a run failed (${result.status ?? result.signal}); BENCH_PREFAULT_MIB sets the amount`);
 }
 
 /**
