@@ -1,5 +1,6 @@
 /** The `cowbell` command: bin/cowbell runs its bundle (out/cli/cowbell.mjs), or this file on Node 24. */
 import type { CliIo } from './command.ts';
+import { descriptorOutput } from './output.ts';
 import { runCli } from './run.ts';
 import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
 import { cliRuntime } from './runtime.ts';
@@ -7,9 +8,11 @@ import { cliRuntime } from './runtime.ts';
 // Bundled, this entry is out/cli/cowbell.mjs and the compressing thread's module sits beside it.
 if (import.meta.url.endsWith('.mjs')) cliRuntime.compressWorker = new URL('./compress-worker.mjs', import.meta.url);
 
+const stdout = descriptorOutput(1);
+const stderr = descriptorOutput(2);
 const io: CliIo = {
-  out: (text) => process.stdout.write(text),
-  err: (text) => process.stderr.write(text),
+  out: (text) => stdout.write(text),
+  err: (text) => stderr.write(text),
   // Asked only when a command wants a secret: creating process.stdin to see whether it is a
   // terminal costs a command that never reads it milliseconds of start-up.
   get readSecret() {

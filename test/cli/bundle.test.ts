@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli } from '../../scripts/build-cli.ts';
 import { qemuCheck, qemuCompare, qemuImg, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { makeExtImage, qcow2FromRaw } from '../helpers/guest-filesystems.ts';
 import { SeededRandom, compressibleBytes } from '../helpers/seeded-random.ts';
 
 let folder: TempDir;
@@ -46,6 +47,43 @@ describe('the bundled command line', () => {
     expect(staticImports).toEqual([]);
     expect(files.some((file) => fs.readFileSync(file, 'utf8').includes('process.getBuiltinModule("node:fs")'))).toBe(true);
   });
+
+  it('starts info, rebase, snapshot list and copy-out without Node\'s streams, net, worker threads or zlib (milliseconds of every short command)', async () => {
+    const raw = folder.file('startup.raw');
+    fs.writeFileSync(raw, Buffer.alloc(4 * 65536, 7));
+    const image = folder.file('startup.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    const overlay = folder.file('startup-top.qcow2');
+    await qemuImg(['create', '-f', 'qcow2', '-b', image, '-F', 'qcow2', overlay]);
+    // Reports on stderr, as the process exits, the internal modules loaded after this preload ran.
+    const preload = folder.file('loaded-modules.mjs');
+    fs.writeFileSync(
+      preload,
+      [
+        "import { writeSync } from 'node:fs';",
+        'const before = new Set(process.moduleLoadList);',
+        // Not process.stderr: creating it would load the very modules looked for.
+        "process.on('exit', () => writeSync(2, `LOADED ${JSON.stringify(process.moduleLoadList.filter((name) => !before.has(name)))}\\n`));",
+      ].join('\n'),
+    );
+    const loaded = (...args: string[]): string[] => {
+      // Both outputs are pipes, as where a script reads them.
+      const result = spawnSync(process.execPath, ['--import', preload, entry, ...args], { encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(0);
+      const line = result.stderr.split('\n').find((text) => text.startsWith('LOADED '));
+      return JSON.parse(line?.slice('LOADED '.length) ?? 'null') as string[];
+    };
+    const extRaw = folder.file('startup-ext.raw');
+    await makeExtImage(extRaw, 8, { 'hello.txt': 'hello from the guest\n' });
+    const guest = folder.file('startup-ext.qcow2');
+    await qcow2FromRaw(extRaw, guest);
+    const copied = folder.file('hello.txt');
+    for (const args of [['info', image], ['rebase', '-u', '-b', image, '-F', 'qcow2', overlay], ['snapshot', 'list', image], ['copy-out', guest, '/hello.txt', copied]]) {
+      const heavy = loaded(...args).filter((name) => /\b(stream|net|worker_threads|zlib|tty)$/.test(name));
+      expect(heavy, args.join(' ')).toEqual([]);
+    }
+    expect(fs.readFileSync(copied, 'utf8')).toBe('hello from the guest\n');
+  }, 60_000);
 
   it('runs info, and compresses on several threads into an image qemu-img reads the same', async () => {
     const raw = folder.file('data.raw');

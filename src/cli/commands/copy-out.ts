@@ -5,6 +5,7 @@ import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
+import { isTerminal } from '../output.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 
 export const copyOut: Command = {
@@ -31,7 +32,7 @@ export const copyOut: Command = {
   async run(args, io) {
     const [argument = '', guestPath = '', destination = ''] = args.positionals;
     const { image, state } = parseImageState(argument, option(args, 'snapshot'));
-    const showProgress = !flag(args, 'json') && process.stderr.isTTY;
+    const showProgress = !flag(args, 'json') && isTerminal(2);
     // --force here replaces copied files; the legacy AES passphrase judgement is not overridden by it.
     const unlockArgs = { ...args, values: { ...args.values, force: false } };
     const result = await withStateFiles(unlockArgs, io, image, state, (files) =>

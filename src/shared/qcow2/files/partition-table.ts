@@ -7,7 +7,6 @@
  * read is checked against the disk and fixed limits: a hostile table gives FILESYSTEM_CORRUPT or a
  * partition with a `problem`, never a loop or an unbounded allocation.
  */
-import { crc32 } from 'node:zlib';
 import { Qcow2Error } from '../errors.ts';
 
 export const SECTOR_BYTES = 512;
@@ -15,6 +14,11 @@ export const SECTOR_BYTES = 512;
 const MAX_GPT_ENTRY_BYTES = 1024 * 1024;
 /** More logical partitions than this in an extended chain is treated as a loop. */
 const MAX_LOGICAL_PARTITIONS = 128;
+/** GPT's CRC-32 (node:zlib's), taken on first use: importing node:zlib costs every files command's start-up a few milliseconds. */
+function crc32(bytes: Uint8Array): number {
+  return process.getBuiltinModule('node:zlib').crc32(bytes);
+}
+
 const EXTENDED_TYPES = new Set([0x05, 0x0f, 0x85]);
 const GPT_PROTECTIVE_TYPE = 0xee;
 

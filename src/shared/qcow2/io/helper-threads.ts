@@ -8,7 +8,7 @@
  * the user is told once on stderr.
  */
 import * as fs from 'node:fs';
-import { Worker, type WorkerOptions } from 'node:worker_threads';
+import type { Worker, WorkerOptions } from 'node:worker_threads';
 
 /**
  * Every helper thread's V8 limits. Their code is a few small functions: a 16 MiB code range (V8's
@@ -81,6 +81,8 @@ export function startHelperThread(script: string | URL, options: WorkerOptions, 
   }
   let worker: Worker;
   try {
+    // Taken here, not imported: node:worker_threads loads Node's streams, a few milliseconds of every command's start-up.
+    const { Worker } = process.getBuiltinModule('node:worker_threads');
     worker = new Worker(script, { ...options, resourceLimits: { ...HELPER_THREAD_LIMITS, ...options.resourceLimits } });
   } catch (error) {
     tellOnce(`a helper thread could not start (${error instanceof Error ? error.message : String(error)})`);

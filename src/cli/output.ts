@@ -1,0 +1,59 @@
+/**
+ * The command's output, written to file descriptors 1 and 2 directly. process.stdout and
+ * process.stderr would do the same writes (they are synchronous on Linux for files, pipes and
+ * terminals), but creating them loads Node's streams, and for a pipe its net module: about 25 of
+ * the internal modules `cowbell info` loaded, several milliseconds of a 60 ms command.
+ *
+ * A reader that has gone away (`cowbell info … | head -1`) ends the output, not the command: a
+ * command that changes a disk finishes what it started, as if its output were still read.
+ */
+import { writeSync } from 'node:fs';
+import { libc } from '../shared/qcow2/io/libc.ts';
+
+/** Fails a write to a descriptor left non-blocking by whoever shares it: it is tried again shortly. */
+const TRY_AGAIN = 'EAGAIN';
+const READER_GONE = 'EPIPE';
+const RETRY_PAUSE_MS = 1;
+
+export interface Output {
+  write(text: string): void;
+}
+
+export function descriptorOutput(fd: number): Output {
+  let readerGone = false;
+  return {
+    write(text) {
+      if (readerGone || text.length === 0) return;
+      const bytes = Buffer.from(text, 'utf8');
+      let written = 0;
+      while (written < bytes.length) {
+        try {
+          written += writeSync(fd, bytes, written, bytes.length - written);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === READER_GONE) {
+            readerGone = true;
+            return;
+          }
+          if (code !== TRY_AGAIN) throw error;
+          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_PAUSE_MS);
+        }
+      }
+    },
+  };
+}
+
+let isatty: ((fd: number) => number) | null | undefined;
+
+/**
+ * Whether a descriptor is a terminal, without creating process.stderr to ask (see above): the C
+ * library's isatty where it is loaded anyway (locks need it), else Node's tty module.
+ */
+export function isTerminal(fd: number): boolean {
+  if (isatty === undefined) {
+    const loaded = libc();
+    isatty = loaded instanceof Error ? null : (loaded.library.func('int isatty(int fd)') as unknown as (fd: number) => number);
+  }
+  // node:tty only when it must: it loads the net module.
+  return isatty === null ? process.getBuiltinModule('node:tty').isatty(fd) : isatty(fd) === 1;
+}

@@ -1,0 +1,77 @@
+/**
+ * The command line's output on descriptors 1 and 2 (src/cli/output.ts): whole, even through a
+ * pipe left non-blocking by someone else, and a reader that goes away ends the output, not the command.
+ */
+import { spawn } from 'node:child_process';
+import * as path from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const NODE = path.resolve('node_modules/.bin/node');
+const OUTPUT = path.resolve('src/cli/output.ts');
+const LIBC = path.resolve('src/shared/qcow2/io/libc.ts');
+const MiB = 1024 * 1024;
+
+/** Runs a module script in a child with stdout and stderr piped; `onStdout` sees the stdout stream. */
+function runChild(script: string, onStdout: (stdout: NodeJS.ReadableStream) => void): Promise<{ code: number | null; stderr: string }> {
+  const child = spawn(NODE, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  onStdout(child.stdout);
+  return new Promise((resolve) => child.on('close', (code) => resolve({ code, stderr })));
+}
+
+describe('command output', () => {
+  it('arrives whole through a non-blocking pipe whose reader is slow', async () => {
+    const script = [
+      `const { descriptorOutput } = await import(${JSON.stringify(OUTPUT)});`,
+      `const { libc } = await import(${JSON.stringify(LIBC)});`,
+      'const loaded = libc();',
+      'if (loaded instanceof Error) throw loaded;',
+      // fcntl(1, F_SETFL, O_NONBLOCK): the pipe now refuses writes (EAGAIN) whenever it is full.
+      "if (loaded.library.func('int fcntl(int, int, int)')(1, 4, 0o4000) !== 0) throw new Error('fcntl failed');",
+      'const out = descriptorOutput(1);',
+      `for (let index = 0; index < 64; index++) out.write(String(index % 10).repeat(${MiB / 4}));`,
+      "process.stderr.write('done');",
+    ].join('\n');
+    let received = 0;
+    let digitsRight = true;
+    let nextIndex = 0;
+    const result = await runChild(script, (stdout) => {
+      stdout.pause();
+      // A slow reader: the 64 KiB pipe fills long before the 16 MiB are written.
+      setTimeout(() => stdout.resume(), 300);
+      stdout.on('data', (chunk: Buffer) => {
+        for (const byte of chunk) {
+          if (byte !== 0x30 + (Math.floor(nextIndex / (MiB / 4)) % 10)) digitsRight = false;
+          nextIndex++;
+        }
+        received += chunk.length;
+      });
+    });
+    expect(result.stderr).toBe('done');
+    expect(result.code).toBe(0);
+    expect(received).toBe(16 * MiB);
+    expect(digitsRight).toBe(true);
+  });
+
+  it('stops writing, and the command goes on, when the reader has gone away', async () => {
+    const script = [
+      `const { descriptorOutput } = await import(${JSON.stringify(OUTPUT)});`,
+      'const out = descriptorOutput(1);',
+      "out.write('first line\\n');",
+      // Writes until well after the reader closed its end: each later write meets EPIPE.
+      `for (let index = 0; index < 200; index++) { out.write('x'.repeat(${64 * 1024})); await new Promise((resolve) => setTimeout(resolve, 2)); }`,
+      "process.stderr.write('finished');",
+    ].join('\n');
+    let firstChunk = '';
+    const result = await runChild(script, (stdout) => {
+      stdout.once('data', (chunk: Buffer) => {
+        firstChunk = chunk.toString('utf8');
+        (stdout as NodeJS.ReadableStream & { destroy(): void }).destroy();
+      });
+    });
+    expect(firstChunk.startsWith('first line\n')).toBe(true);
+    expect(result.stderr).toBe('finished');
+    expect(result.code).toBe(0);
+  });
+});
