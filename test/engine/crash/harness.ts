@@ -14,7 +14,7 @@ import type { OpenImageOptions, Qcow2Image } from '../../../src/shared/qcow2/ima
 import { resizeImage } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
-import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
+import { createLuksImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted } from '../../helpers/encrypted-images.ts';
 import { firstDifference, qemuImg, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
@@ -34,6 +34,9 @@ import {
   type Step,
 } from './setups.ts';
 
+/** The LUKS-encrypted cases' passphrase. */
+const LUKS_PASSPHRASE = 'crash-moo';
+
 export interface ImageOperation {
   name: string;
   contract: Contract;
@@ -45,6 +48,8 @@ export interface ImageOperation {
   changesGuestState?: boolean;
   /** How the runner opens the image for `run` (default: writable). */
   open?: OpenImageOptions;
+  /** An encrypted image's passphrase: the runner opens it, reads every state and has qemu-img check and read it with this. */
+  passphrase?: string;
   /** Run only by `npm run crash` (slower variants of what the quick table already covers). */
   fullOnly?: boolean;
 }
@@ -282,6 +287,31 @@ export const imageOperations: ImageOperation[] = [
       resizeImage(image, 40 * KiB, { shrink: true, discardData: true });
       if (image.file.size() >= fileBefore) throw new Error('the file was not cut back; the case tests nothing');
     },
+  },
+  {
+    // The old tail cluster's part past the old end is zeroed as encrypted data (LUKS sectors are numbered by host offset).
+    name: 'resize: grow a LUKS-encrypted disk from a size that is not a whole cluster, with a snapshot',
+    contract: 'all-or-nothing',
+    passphrase: LUKS_PASSPHRASE,
+    setup: async (imagePath) => {
+      await createLuksImage(imagePath, LUKS_PASSPHRASE, { clusterSize: 4096, size: String(130 * KiB + 512) });
+      await qemuIoEncrypted(imagePath, LUKS_PASSPHRASE, ['write -P 0x41 0 64k', 'write -P 0x42 124k 6656']);
+      await snapshotEncrypted(imagePath, LUKS_PASSPHRASE, '-c', 's1');
+      await qemuIoEncrypted(imagePath, LUKS_PASSPHRASE, ['write -P 0x43 8k 8k']);
+    },
+    run: (image) => void resizeImage(image, 2560 * KiB),
+  },
+  {
+    name: 'resize: shrink a LUKS-encrypted disk discarding data, into a cluster shared with a snapshot',
+    contract: 'all-or-nothing',
+    passphrase: LUKS_PASSPHRASE,
+    setup: async (imagePath) => {
+      await createLuksImage(imagePath, LUKS_PASSPHRASE, { clusterSize: 4096, size: '256K' });
+      await qemuIoEncrypted(imagePath, LUKS_PASSPHRASE, ['write -P 0x51 0 256k']);
+      await snapshotEncrypted(imagePath, LUKS_PASSPHRASE, '-c', 's1');
+      await qemuIoEncrypted(imagePath, LUKS_PASSPHRASE, ['write -P 0x52 120k 16k']);
+    },
+    run: (image) => void resizeImage(image, 130 * KiB + 512, { shrink: true, discardData: true }),
   },
   {
     name: 'resize: shrink discarding compressed clusters (v3, 4 KiB clusters)',

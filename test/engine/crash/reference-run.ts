@@ -24,13 +24,13 @@ export interface ReferenceRun {
 export async function referenceRun(operation: ImageOperation, imagePath: string): Promise<ReferenceRun> {
   await operation.setup(imagePath);
   const initial = new Uint8Array(fs.readFileSync(imagePath));
-  const before = readGuestState(new CrashState(imagePath, initial, []));
+  const before = readGuestState(new CrashState(imagePath, initial, []), operation.passphrase);
   const fault = new FaultFile(imagePath, initial);
-  const image = Qcow2Image.openFile(fault, operation.open ?? {});
+  const image = Qcow2Image.openFile(fault, { ...operation.open, passphrase: operation.passphrase });
   const granuleBytes = image.subclusterBytes;
   operation.run(image);
   image.close();
   const final = fault.contents();
-  const after = readGuestState(new CrashState(imagePath, final, []));
+  const after = readGuestState(new CrashState(imagePath, final, []), operation.passphrase);
   return { initial, final, before, after, log: fault.log, granuleBytes };
 }

@@ -17,6 +17,7 @@ import { checkImage } from '../../../src/shared/qcow2/check/check.ts';
 import { INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { CrashState, crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
+import { rawOfEncrypted } from '../../helpers/encrypted-images.ts';
 import { firstDifference, inBatches, rawOf, tempDir } from '../../helpers/qemu.ts';
 import { contractViolation, readGuestState, statesEqual, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';
@@ -71,14 +72,15 @@ function seedOf(text: string): number {
 }
 
 /** The guest state as qemu-img reads it, compared with what the engine read from the same bytes. */
-async function qemuDataMismatch(imagePath: string, expected: GuestState): Promise<string | null> {
-  const current = await rawOf(imagePath);
+async function qemuDataMismatch(imagePath: string, expected: GuestState, passphrase: string | undefined): Promise<string | null> {
+  const read = (snapshot?: string): Promise<Uint8Array> => (passphrase === undefined ? rawOf(imagePath, snapshot === undefined ? {} : { snapshot }) : rawOfEncrypted(imagePath, passphrase, snapshot));
+  const current = await read();
   const at = firstDifference(current, expected.current);
   if (at !== -1) return `qemu-img reads the current disk differently from the engine at byte ${at}`;
   for (const snapshot of expected.snapshots) {
     // qemu-img reads a snapshot at the current disk's size (past the snapshot's own end: zeros, or a
     // backing file): the bytes both have are the ones to compare.
-    const data = await rawOf(imagePath, { snapshot: snapshot.name });
+    const data = await read(snapshot.name);
     const length = Math.min(data.length, snapshot.data.length);
     const differs = firstDifference(data.subarray(0, length), snapshot.data.subarray(0, length));
     if (differs !== -1) return `qemu-img reads snapshot ${snapshot.name} differently from the engine at byte ${differs}`;
@@ -104,9 +106,9 @@ function repairLeaksWithCli(imagePath: string): Promise<number> {
 }
 
 /** `cowbell check --repair leaks` in process (the same engine call the command makes) on a copy of the crash image; returns the repaired bytes. */
-function repairLeaks(imagePath: string, bytes: Uint8Array): Uint8Array {
+function repairLeaks(imagePath: string, bytes: Uint8Array, passphrase: string | undefined): Uint8Array {
   const file = new FaultFile(imagePath, bytes);
-  const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: true });
+  const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: true, passphrase });
   try {
     checkImage(image, { repair: 'leaks' });
   } finally {
@@ -116,15 +118,15 @@ function repairLeaks(imagePath: string, bytes: Uint8Array): Uint8Array {
 }
 
 /** Why the repaired image is not what a repair must leave, or null. */
-async function repairedProblem(imagePath: string, repaired: Uint8Array, expected: GuestState): Promise<string | null> {
+async function repairedProblem(imagePath: string, repaired: Uint8Array, expected: GuestState, passphrase: string | undefined): Promise<string | null> {
   fs.writeFileSync(imagePath, repaired);
-  const verdict = await qemuVerdict(imagePath);
+  const verdict = await qemuVerdict(imagePath, passphrase);
   if (!isClean(verdict)) return `after check --repair leaks, qemu-img check is not clean:\n${verdict.output}`;
-  const reopened = Qcow2Image.openFile(new FaultFile(imagePath, repaired));
+  const reopened = Qcow2Image.openFile(new FaultFile(imagePath, repaired), { passphrase });
   const reason = reopened.readOnly ? reopened.readOnlyReason : null;
   reopened.close();
   if (reason !== null) return `after check --repair leaks the image still opens read-only: ${reason}`;
-  const data = readGuestState(new CrashState(imagePath, repaired, []));
+  const data = readGuestState(new CrashState(imagePath, repaired, []), passphrase);
   if (firstDifference(data.current, expected.current) !== -1 || data.snapshots.some((snapshot, index) => firstDifference(snapshot.data, expected.snapshots[index]?.data ?? new Uint8Array(0)) !== -1)) {
     return 'check --repair leaks changed the guest data';
   }
@@ -147,9 +149,10 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
     // The finished operation: clean by qemu-img's standards, and read alike by qemu-img.
     const finishedPath = folder.file('finished.qcow2');
     fs.writeFileSync(finishedPath, final);
-    const finished = await qemuVerdict(finishedPath);
+    const { passphrase } = operation;
+    const finished = await qemuVerdict(finishedPath, passphrase);
     if (!isClean(finished)) fail(`after the whole operation qemu-img check is not clean:\n${finished.output}`);
-    const finishedData = await qemuDataMismatch(finishedPath, after);
+    const finishedData = await qemuDataMismatch(finishedPath, after, passphrase);
     if (finishedData !== null) fail(`after the whole operation: ${finishedData}`);
 
     const seen = new Set<string>();
@@ -169,7 +172,7 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
       try {
         const walk = walkImage(state);
         for (const finding of walk.harmful) fail(`${where}: ${finding.kind}: ${finding.message}`);
-        observed = readGuestState(state);
+        observed = readGuestState(state, passphrase);
         // A torn write breaks an in-place cluster write into sectors, as it would on a raw disk.
         const granule = point.pattern.kind === 'torn' ? Math.min(512, granuleBytes) : granuleBytes;
         const violation = contractViolation(operation.contract, granule, before, after, observed);
@@ -186,12 +189,12 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
       qemuJobs.push(async () => {
         fs.writeFileSync(statePath, state.bytes());
         try {
-          const verdict = await qemuVerdict(statePath);
+          const verdict = await qemuVerdict(statePath, passphrase);
           report.qemuChecks++;
           for (const message of verdict.harmful) fail(`${where}: qemu-img check: ${message}`);
           if (sampleData && expected !== null) {
             report.qemuDataSamples++;
-            const mismatch = await qemuDataMismatch(statePath, expected);
+            const mismatch = await qemuDataMismatch(statePath, expected, passphrase);
             if (mismatch !== null) fail(`${where}: ${mismatch}`);
           }
           const bytes = state.bytes();
@@ -204,8 +207,8 @@ export async function runCrashCase(operation: ImageOperation, settings: CrashSet
               const code = await repairLeaksWithCli(statePath);
               if (code !== 0) fail(`${where}: cowbell check -r leaks exited with ${code}`);
               repaired = new Uint8Array(fs.readFileSync(statePath));
-            } else repaired = repairLeaks(statePath, bytes);
-            const problem = await repairedProblem(statePath, repaired, expected);
+            } else repaired = repairLeaks(statePath, bytes, passphrase);
+            const problem = await repairedProblem(statePath, repaired, expected, passphrase);
             if (problem !== null) fail(`${where}: ${problem}`);
           }
         } finally {
