@@ -70,7 +70,8 @@ export async function debugfs(image: string, commands: string[]): Promise<string
 export async function debugfsFacts(image: string, guestPath: string): Promise<{ size: number; mtimeMs: number; blockBytes: number; blocks: number[] }> {
   const stat = await runTool('debugfs', ['-R', `stat ${guestPath}`, image]);
   const size = /Size: (\d+)/.exec(stat.stdout);
-  const mtime = /mtime: 0x([0-9a-f]+)/.exec(stat.stdout);
+  // Seconds, and the extra field where the inode has one: epoch bits (2 low) and nanoseconds (30 high).
+  const mtime = /mtime: 0x([0-9a-f]+)(?::([0-9a-f]+))?/.exec(stat.stdout);
   const stats = await runTool('debugfs', ['-R', 'stats', image]);
   const blockBytes = /Block size:\s+(\d+)/.exec(stats.stdout);
   if (!size || !mtime || !blockBytes) throw new Error(`debugfs printed no size, mtime or block size for ${guestPath}:\n${stat.stdout}${stat.stderr}`);
@@ -81,7 +82,9 @@ export async function debugfsFacts(image: string, guestPath: string): Promise<{ 
     const last = match[4] === undefined ? first : Number(match[4]);
     for (let block = first; block <= last; block++) blocks.push(block);
   }
-  return { size: Number(size[1]), mtimeMs: parseInt(mtime[1] as string, 16) * 1000, blockBytes: Number(blockBytes[1]), blocks };
+  const extra = mtime[2] === undefined ? 0 : parseInt(mtime[2], 16);
+  const seconds = (parseInt(mtime[1] as string, 16) | 0) + (extra & 3) * 2 ** 32;
+  return { size: Number(size[1]), mtimeMs: seconds * 1000 + Math.floor((extra >>> 2) / 1e6), blockBytes: Number(blockBytes[1]), blocks };
 }
 
 export interface PartitionSpec {

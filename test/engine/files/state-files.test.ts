@@ -67,7 +67,8 @@ describe('a whole-disk ext4 filesystem (no partition table)', () => {
   beforeAll(async () => {
     fsImage = folder.file('whole.ext4');
     await makeExtImage(fsImage, 32, { 'etc/hostname': 'guest\n', 'etc/big.bin': BIG, 'hello.txt': SMALL, 'etc/link': { symlink: '../hello.txt' }, 'empty': { folder: true } }, { label: 'rootfs' });
-    await debugfs(fsImage, ['set_inode_field /etc/hostname mtime 201501020304', 'set_inode_field /etc/big.bin mtime @1600000000']);
+    // hello.txt's mtime has nanoseconds (the inode's extra field: 678,771,950 ns << 2, epoch bits 0).
+    await debugfs(fsImage, ['set_inode_field /etc/hostname mtime 201501020304', 'set_inode_field /etc/big.bin mtime @1600000000', 'set_inode_field /hello.txt mtime @1767323045', 'set_inode_field /hello.txt mtime_extra 0xa1d4f3b8']);
     qcow2 = folder.file('whole.qcow2');
     await qcow2FromRaw(fsImage, qcow2);
   });
@@ -91,6 +92,9 @@ describe('a whole-disk ext4 filesystem (no partition table)', () => {
       }
       expect(entries.find((each) => each.name === 'hostname')?.mtimeMs).toBe(Date.UTC(2015, 0, 2, 3, 4));
       expect(entries.find((each) => each.name === 'big.bin')?.mtimeMs).toBe(1600000000 * 1000);
+      // Milliseconds from the nanoseconds ext4 keeps, as debugfs shows them.
+      expect((await files.stat('/hello.txt')).mtimeMs).toBe(1_767_323_045_678);
+      expect((await debugfsFacts(fsImage, '/hello.txt')).mtimeMs).toBe(1_767_323_045_678);
       expect(await files.stat('/etc/link')).toMatchObject({ kind: 'symlink', target: '../hello.txt', size: '../hello.txt'.length });
       expect(await files.stat('/etc')).toMatchObject({ name: 'etc', kind: 'directory', size: 0 });
     });

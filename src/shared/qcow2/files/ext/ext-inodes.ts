@@ -36,13 +36,20 @@ export interface ExtInode {
  */
 export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inodeBytes = bytes.length - at): ExtInode {
   let mtimeSeconds = int32(bytes, at + 0x10);
-  // The extra field's two low bits extend the seconds past 2038 (when the inode is large enough to hold it).
-  if (inodeBytes >= 0x8c && 128 + uint16(bytes, at + 0x80) >= 0x8c) mtimeSeconds += (uint32(bytes, at + 0x88) & 3) * 2 ** 32;
+  let mtimeNanoseconds = 0;
+  // The extra field (where the inode is large enough to hold it): its two low bits extend the
+  // seconds past 2038, the other thirty are nanoseconds (ext4; ext2/3's 128-byte inodes have none).
+  if (inodeBytes >= 0x8c && 128 + uint16(bytes, at + 0x80) >= 0x8c) {
+    const extra = uint32(bytes, at + 0x88);
+    mtimeSeconds += (extra & 3) * 2 ** 32;
+    const nanoseconds = extra >>> 2;
+    if (nanoseconds < 1e9) mtimeNanoseconds = nanoseconds;
+  }
   return {
     number: inodeNumber,
     mode: uint16(bytes, at),
     size: uint32(bytes, at + 4) + uint32(bytes, at + 108) * 2 ** 32,
-    mtimeMs: mtimeSeconds * 1000,
+    mtimeMs: mtimeSeconds * 1000 + Math.floor(mtimeNanoseconds / 1e6),
     flags: uint32(bytes, at + 32),
     sectors: uint32(bytes, at + 0x1c) + uint16(bytes, at + 0x74) * 2 ** 32,
     fileAclBlock: uint32(bytes, at + 0x68) + uint16(bytes, at + 0x76) * 2 ** 32,
