@@ -12,7 +12,7 @@ import { openGuestReader } from '../../../src/shared/qcow2/image/image-format.ts
 import type { GuestFileEntry } from '../../../src/shared/qcow2/model.ts';
 import * as fs from 'node:fs';
 import { qemuImg, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { buildFatScenario, bytesVolume, fileVolume, guestVolume, mtoolsPaths, type FatScenario } from './fat-fixtures.ts';
+import { buildFatScenario, bytesVolume, fatTool, fileVolume, guestVolume, mtoolsPaths, type FatScenario } from './fat-fixtures.ts';
 
 let folder: TempDir;
 const scenarios = new Map<number, FatScenario>();
@@ -196,5 +196,25 @@ describe('FAT through qemu-img and the engine', () => {
     } finally {
       reader.close();
     }
+  });
+});
+
+describe('FAT names that full case mapping would confuse', () => {
+  it('lists "straße.txt" and "STRASSE.TXT" in one folder as the two files FAT holds, and finds each', async () => {
+    const image = folder.file('names.img');
+    await runTool('mkfs.fat', ['-C', image, '8192']);
+    const host = folder.file('host-names');
+    fs.mkdirSync(host);
+    fs.writeFileSync(`${host}/straße.txt`, 'with sharp s\n');
+    fs.writeFileSync(`${host}/STRASSE.TXT`, 'with SS\n');
+    await fatTool('mcopy', ['-i', image, `${host}/straße.txt`, '::straße.txt']);
+    await fatTool('mcopy', ['-i', image, `${host}/STRASSE.TXT`, '::STRASSE.TXT']);
+    expect(await mtoolsPaths(image)).toEqual(['/STRASSE.TXT', '/straße.txt']);
+    await withVolume(image, async (filesystem) => {
+      expect((await filesystem.list('/')).map((entry) => entry.name).sort()).toEqual(['STRASSE.TXT', 'straße.txt']);
+      expect(new TextDecoder().decode(await readAll(filesystem, '/straße.txt'))).toBe('with sharp s\n');
+      expect(new TextDecoder().decode(await readAll(filesystem, '/strasse.txt'))).toBe('with SS\n');
+      expect((await filesystem.stat('/STRAßE.TXT')).path).toBe('/straße.txt');
+    });
   });
 });

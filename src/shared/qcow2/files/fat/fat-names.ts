@@ -75,7 +75,17 @@ export function usableName(name: string): boolean {
   return name !== '' && name !== '.' && name !== '..' && !name.includes('/') && !name.includes('\0');
 }
 
-/** The key two names share when FAT would take them for the same one (its lookups ignore case). */
+/**
+ * The key two names share when FAT would take them for the same one (its lookups ignore case).
+ * Character by character, as FAT's upcase table maps them: JavaScript's full case mapping would
+ * turn "ß" into "SS", and a folder holding both "straße.txt" and "STRASSE.TXT" (two files to FAT)
+ * would list only one.
+ */
 export function nameKey(name: string): string {
-  return name.toUpperCase();
+  let key = '';
+  for (const character of name) {
+    const upper = character.toUpperCase();
+    key += upper.length === character.length ? upper : character;
+  }
+  return key;
 }
