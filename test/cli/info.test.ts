@@ -50,6 +50,25 @@ describe('cowbell info', () => {
     expect(out).toContain('    compat: 1.1\n');
   });
 
+  it('lists Cowbell\'s snapshot notes below the table, one line each, and leaves the table as qemu-img has it', async () => {
+    const noted = join(folder, 'noted.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', noted, '1M']);
+    execFileSync('qemu-img', ['snapshot', '-c', 'plain', noted]);
+    expect((await run('snapshot', 'create', '--note', 'before the upgrade\nkernel 6.1', noted, 'noted')).code).toBe(0);
+    const { code, out } = await run('info', noted);
+    expect(code).toBe(0);
+    const lines = out.split('\n');
+    const notes = lines.indexOf('Snapshot notes:');
+    expect(notes).toBeGreaterThan(lines.findIndex((line) => /^2 +noted /.test(line)));
+    expect(lines[notes + 1]).toBe('    2 noted: before the upgrade / kernel 6.1');
+    expect(lines[notes + 2]).toBe('Format specific information:');
+    expect(out).not.toContain('plain:');
+    const json = JSON.parse((await run('info', '--json', noted)).out) as { snapshots: { name: string; note?: string }[] };
+    expect(json.snapshots.map((snapshot) => snapshot.note)).toEqual([undefined, 'before the upgrade\nkernel 6.1']);
+    // Without notes, no notes block.
+    expect((await run('info', image)).out).not.toContain('Snapshot notes:');
+  });
+
   it.each([
     ['a missing file', ['info', '/no/such/disk.qcow2'], 1, /^cowbell: .*no such file\n$/],
     ['a file that is not qcow2', ['info', 'NOTES'], 1, /^cowbell: .*qcow2.*\n$/i],

@@ -2,6 +2,7 @@ import { formatBytes } from '../../shared/format-units.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
+import { notePreview } from '../note-preview.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 export const info: Command = {
@@ -45,6 +46,9 @@ export function describe(image: ImageInfo): string {
   if (image.snapshots !== undefined && image.snapshots.length > 0) {
     lines.push('Snapshot list:', snapshotRow('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT'));
     for (const snapshot of image.snapshots) lines.push(snapshotLine(snapshot));
+    // Cowbell's notes below qemu-img's table, whose columns scripts may read.
+    const noted = image.snapshots.filter((snapshot) => snapshot.note !== undefined);
+    if (noted.length > 0) lines.push('Snapshot notes:', ...noted.map((snapshot) => `    ${snapshot.id} ${snapshot.name}: ${notePreview(snapshot.note ?? '')}`));
   }
   const specific = image['format-specific'].data;
   lines.push(

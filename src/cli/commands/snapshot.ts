@@ -1,12 +1,11 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/snapshots/operations.ts';
 import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/model.ts';
+import { notePreview } from '../note-preview.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4, note: 4 };
-/** How much of a note a line of `snapshot list` shows; --json has it whole. */
-const NOTE_PREVIEW_CHARACTERS = 72;
 
 export const snapshot: Command = {
   name: 'snapshot',
@@ -57,14 +56,6 @@ export const snapshot: Command = {
     return EXIT_OK;
   },
 };
-
-/** A note on one line of a terminal: line breaks as " / ", control characters (escape sequences) as spaces, cut short with "…". */
-function notePreview(note: string): string {
-  // eslint-disable-next-line no-control-regex
-  const line = note.trim().replace(/\s*\n\s*/g, ' / ').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
-  const characters = [...line];
-  return characters.length > NOTE_PREVIEW_CHARACTERS ? `${characters.slice(0, NOTE_PREVIEW_CHARACTERS - 1).join('')}…` : line;
-}
 
 /** The tree as indented text: children under parents, a snapshot's note on the line below it, "(you are here)" under the current state's parent. */
 export function describeTree(tree: SnapshotTree): string {
