@@ -270,9 +270,9 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
 });
 
 // Plays piscina's part for the unpacked chunk: import it by URL (as piscina does), run three jobs,
-// and report which koffi files Node loaded.
+// and report which koffi binary the process mapped.
 const WORKER_DRIVER = `
-import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { MessageChannel } from 'node:worker_threads';
 const [workerPath, image, guest] = process.argv.slice(2);
@@ -287,6 +287,7 @@ async function job(kind, args, path = image) {
 const info = await job('image.info', {});
 const create = await job('snapshot.create', { name: 'from-the-package' });
 const files = await job('files.list', { state: 'current', path: '/' }, guest);
-const koffi = Object.keys(createRequire(import.meta.url).cache).filter((file) => file.includes('koffi'));
+// The koffi binary mapped into this process (loaded directly or through koffi's loader: io/libc.ts).
+const koffi = [...new Set(readFileSync('/proc/self/maps', 'utf8').split('\\n').map((line) => line.split(/\\s+/)[5] ?? '').filter((file) => file.includes('koffi')))];
 process.stdout.write(JSON.stringify({ info, create, files, koffi }));
 `;
