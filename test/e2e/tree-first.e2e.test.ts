@@ -126,4 +126,29 @@ describe('the tree before the space pass', () => {
       engine.snapshots.map((snapshot) => ({ state: 'counted', text: formatBytes(snapshot.exclusiveBytes) })),
     );
   });
+
+  it('stops a count on request: the tree stays with its figures “not counted”, no error; “Count space” counts them', async () => {
+    const path = makeImage('stopped.qcow2');
+    rmSync(gate, { force: true });
+    await openThroughPathField(page, path);
+    await page.getByTestId('tab-snapshots').click();
+    await eventually(() => page.getByTestId('tree-node').count()).toBe(4);
+    const stop = page.getByTestId('stop-counting');
+    // Shown once the count has run a second (a quick count would only flicker it).
+    await stop.waitFor({ state: 'visible' });
+    await screenshot(page, 'tree-first-stop-counting');
+    await stop.click();
+    await eventually(() => page.getByTestId('snapshot-tree').getAttribute('data-counting')).toBe('false');
+    const engine = cowbellTree(path);
+    for (const snapshot of engine.snapshots) expect(await spaceOf(snapshot.id)).toEqual({ state: 'uncounted', text: 'not counted' });
+    expect(await page.getByTestId('tree-error').count()).toBe(0);
+    expect(await page.getByTestId('tree-node').count()).toBe(4);
+
+    writeFileSync(gate, '');
+    await page.getByTestId('count-again').click();
+    await eventually(() => Promise.all(engine.snapshots.map((snapshot) => spaceOf(snapshot.id)))).toEqual(
+      engine.snapshots.map((snapshot) => ({ state: 'counted', text: formatBytes(snapshot.exclusiveBytes) })),
+    );
+    expect(await page.getByTestId('count-again').count()).toBe(0);
+  });
 });

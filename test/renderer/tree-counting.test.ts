@@ -186,4 +186,51 @@ describe('the tree before and after its space figures', () => {
     await flushPromises();
     expect(useDiskDataStore().disks.get(PATH)?.error).toMatchObject({ code: 'CORRUPT' });
   });
+
+  it('stops a long count on request: the tree stays, its figures "not counted", no error; "Count space" counts again', async () => {
+    fake = fakeConnection({
+      'job.start': (args) => {
+        const kind = (args as { kind: string }).kind;
+        const jobId = `job-${++jobCount}-${kind}`;
+        latest.set(kind, jobId);
+        order.push(kind);
+        return { jobId };
+      },
+      'job.cancel': (args) => {
+        // Main cancels the job; it ends as cancelled.
+        queueMicrotask(() => fake.emit('job.end', { jobId: (args as { jobId: string }).jobId, ok: false, error: { code: 'CANCELLED', message: 'Cancelled' } }));
+        return {};
+      },
+    });
+    replaceConnection(fake);
+    const { pane, loaded } = await open();
+    end('snapshot.outline', quickOf(FULL));
+    await flushPromises();
+    expect(pane.find('[data-testid="count-again"]').exists()).toBe(false);
+    const countJob = latest.get('snapshot.tree');
+
+    await pane.get('[data-testid="stop-counting"]').trigger('click');
+    await flushPromises();
+    expect(fake.calls.filter((call) => call.name === 'job.cancel').map((call) => call.args)).toEqual([{ jobId: countJob }]);
+    expect(space(pane, '1')).toEqual({ state: 'uncounted', text: 'not counted' });
+    expect(space(pane, 'current')).toEqual({ state: 'uncounted', text: 'not counted' });
+    expect(pane.find('[data-testid="stop-counting"]').exists()).toBe(false);
+    end('image.usage', { virtualSize: 2 ** 40, fileSize: MiB, allocatedBytes: MiB, metadataBytes: 0, leakedBytes: 0, current: FULL.current, snapshots: [] });
+    end('chain.read', { files: [], problem: null });
+    await loaded;
+    const data = useDiskDataStore().disks.get(PATH);
+    expect(data).toMatchObject({ status: 'ready', counting: false, countStopped: true, error: null });
+    expect(pane.find('[data-testid="tree-error"]').exists()).toBe(false);
+
+    // Counting again: a new read, whose full tree fills the figures in.
+    await pane.get('[data-testid="count-again"]').trigger('click');
+    await flushPromises();
+    expect(latest.get('snapshot.tree')).not.toBe(countJob);
+    expect(data).toMatchObject({ counting: true, countStopped: false });
+    end('snapshot.outline', quickOf(FULL));
+    end('snapshot.tree', FULL);
+    await flushPromises();
+    expect(space(pane, '2')).toEqual({ state: 'counted', text: '3 MiB' });
+    expect(pane.find('[data-testid="count-again"]').exists()).toBe(false);
+  });
 });

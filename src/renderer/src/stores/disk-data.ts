@@ -22,6 +22,8 @@ export interface DiskData {
    * pending parents placeholders. False once the full tree is in, or could not be read.
    */
   counting: boolean;
+  /** True when the user stopped the count (stopCounting): the tree stays, its figures "not counted", until a new read. */
+  countStopped: boolean;
   usage: UsageReport | null;
   /** The disk's backing chain (the disk first); null until read, or when it could not be read. */
   chain: BackingChain | null;
@@ -46,7 +48,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   function entry(path: string): DiskData {
     let data = disks.get(path);
     if (!data) {
-      disks.set(path, { path, status: 'loading', tree: null, counting: false, usage: null, chain: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
+      disks.set(path, { path, status: 'loading', tree: null, counting: false, countStopped: false, usage: null, chain: null, error: null, selectedId: CURRENT_ID, inUseReason: null, checkDamage: null });
       data = disks.get(path) as DiskData;
     }
     return data;
@@ -66,6 +68,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     let fullRead = false;
     let quickShown = false;
     data.counting = true;
+    data.countStopped = false;
     void jobs.run('snapshot.outline', path, {}, { title: 'Read the snapshot table', background: true }).then(
       (quick) => {
         // A full tree already in (a small disk), or a newer read under way, says more.
@@ -99,6 +102,11 @@ export const useDiskDataStore = defineStore('disk-data', () => {
         data.counting = false;
         // Figures carried over from the last read were never recounted: not shown as if they were.
         if (quickShown && data.tree !== null) withoutFigures(data.tree);
+        // Stopped by the user, with a tree shown: nothing went wrong, the figures are simply not counted.
+        if (toApiError(error).code === 'CANCELLED' && data.tree !== null) {
+          data.countStopped = true;
+          return;
+        }
         throw error;
       },
     );
@@ -121,6 +129,16 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     data.status = 'ready';
     const known = data.selectedId === CURRENT_ID || (data.tree?.snapshots.some((snapshot) => snapshot.id === data.selectedId) ?? false);
     if (!known) data.selectedId = CURRENT_ID;
+  }
+
+  /**
+   * Stops counting the space each snapshot holds (the full tree's pass, long on a big disk): the
+   * quick tree stays, its figures "not counted"; load() counts again.
+   */
+  async function stopCounting(path: string): Promise<void> {
+    const jobs = useJobsStore();
+    const count = jobs.jobs.find((job) => job.kind === 'snapshot.tree' && job.path === path && job.status === 'running');
+    if (count) await jobs.cancel(count.id);
   }
 
   /** Reads (or re-reads) the tree and usage; calls during a read queue one more read after it. */
@@ -174,5 +192,5 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     entry(path).checkDamage = corruptions > 0 ? `The last check found ${corruptions} corruption${corruptions === 1 ? '' : 's'}.` : null;
   }
 
-  return { disks, hovered, entry, load, forget, select, hover, markInUse, noteCheck };
+  return { disks, hovered, entry, load, stopCounting, forget, select, hover, markInUse, noteCheck };
 });
