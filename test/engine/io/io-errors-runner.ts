@@ -91,9 +91,9 @@ function describePlan(log: readonly FileEvent[], plan: FailurePlan): string {
 }
 
 /** `check --repair leaks` on a copy; the repaired bytes. */
-function repairLeaks(imagePath: string, bytes: Uint8Array): Uint8Array {
+function repairLeaks(imagePath: string, bytes: Uint8Array, passphrase: string | undefined): Uint8Array {
   const file = new FaultFile(imagePath, bytes);
-  const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: true });
+  const image = Qcow2Image.openFile(file, { openBacking: false, allowDirtyForRepair: true, passphrase });
   try {
     checkImage(image, { repair: 'leaks' });
   } finally {
@@ -121,6 +121,7 @@ export async function runIoErrorCase(operation: ImageOperation, settings: IoErro
     const imagePath = folder.file('image.qcow2');
     const { initial, before, after, log, granuleBytes } = await referenceRun(operation, imagePath);
     report.events = log.length;
+    const { passphrase } = operation;
 
     const seen = new Set<string>();
     const qemuJobs: (() => Promise<void>)[] = [];
@@ -133,7 +134,7 @@ export async function runIoErrorCase(operation: ImageOperation, settings: IoErro
       let image: Qcow2Image | null = null;
       let error: unknown = null;
       try {
-        image = Qcow2Image.openFile(failing, operation.open ?? {});
+        image = Qcow2Image.openFile(failing, { ...operation.open, passphrase });
         operation.run(image);
         image.close();
       } catch (caught) {
@@ -169,7 +170,7 @@ export async function runIoErrorCase(operation: ImageOperation, settings: IoErro
         try {
           const file = new CrashState(imagePath, state.bytes, []);
           for (const finding of walkImage(file).harmful) fail(`${label}: ${finding.kind}: ${finding.message}`);
-          observed = readGuestState(file);
+          observed = readGuestState(file, passphrase);
           const violation = contractViolation(operation.contract, granuleBytes, before, after, observed);
           if (violation !== null) fail(`${label}: ${operation.contract} broken: ${violation}`);
         } catch (readError) {
@@ -181,16 +182,16 @@ export async function runIoErrorCase(operation: ImageOperation, settings: IoErro
         qemuJobs.push(async () => {
           fs.writeFileSync(statePath, state.bytes);
           try {
-            const verdict = await qemuVerdict(statePath);
+            const verdict = await qemuVerdict(statePath, passphrase);
             report.qemuChecks++;
             for (const message of verdict.harmful) fail(`${label}: qemu-img check: ${message}`);
             if (verdict.harmful.length > 0 || expected === null || (isClean(verdict) && !isDirty(state.bytes)) || repairCandidates++ % settings.repairEvery !== 0) return;
             report.repairs++;
-            const repaired = repairLeaks(statePath, state.bytes);
+            const repaired = repairLeaks(statePath, state.bytes, passphrase);
             fs.writeFileSync(statePath, repaired);
-            const again = await qemuVerdict(statePath);
+            const again = await qemuVerdict(statePath, passphrase);
             if (!isClean(again)) fail(`${label}: after check --repair leaks qemu-img check is not clean:\n${again.output}`);
-            if (!sameGuestData(readGuestState(new CrashState(statePath, repaired, [])), expected)) fail(`${label}: check --repair leaks changed the guest data`);
+            if (!sameGuestData(readGuestState(new CrashState(statePath, repaired, []), passphrase), expected)) fail(`${label}: check --repair leaks changed the guest data`);
           } finally {
             fs.rmSync(statePath, { force: true });
           }
