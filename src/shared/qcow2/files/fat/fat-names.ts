@@ -3,6 +3,7 @@
  * Windows NT keeps in byte 12), its checksum that binds long-name entries to it, and the UTF-16
  * pieces of a VFAT long name.
  */
+import { simpleUpperCase } from '../simple-upcase.ts';
 
 /** Code page 437 (the IBM PC's, Linux's default for FAT) for bytes 0x80-0xFF of short names. */
 const CP437_HIGH =
@@ -76,16 +77,9 @@ export function usableName(name: string): boolean {
 }
 
 /**
- * The key two names share when FAT would take them for the same one (its lookups ignore case).
- * Character by character, as FAT's upcase table maps them: JavaScript's full case mapping would
- * turn "ß" into "SS", and a folder holding both "straße.txt" and "STRASSE.TXT" (two files to FAT)
- * would list only one.
+ * The key two names share when FAT would take them for the same one (its lookups ignore case, one
+ * code unit at a time: a folder may hold both "straße.txt" and "STRASSE.TXT").
  */
 export function nameKey(name: string): string {
-  let key = '';
-  for (const character of name) {
-    const upper = character.toUpperCase();
-    key += upper.length === character.length ? upper : character;
-  }
-  return key;
+  return simpleUpperCase(name);
 }

@@ -5,19 +5,13 @@
  */
 import { ATTRIBUTE } from './mft-record.ts';
 import { MFT_RECORD, type NtfsVolume } from './ntfs-volume.ts';
+import { simpleUpperCase } from '../simple-upcase.ts';
 
 const UPCASE_SIZE = 65536 * 2;
 
 export type UpcaseName = (name: string) => string;
 
-function fallbackUpcase(name: string): string {
-  let result = '';
-  for (const unit of name.split('')) {
-    const upper = unit.toUpperCase();
-    result += upper.length === 1 ? upper : unit;
-  }
-  return result;
-}
+const fallbackUpcase: UpcaseName = simpleUpperCase;
 
 export async function loadUpcase(volume: NtfsVolume): Promise<UpcaseName> {
   try {
