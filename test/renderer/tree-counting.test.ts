@@ -59,19 +59,20 @@ describe('the tree before and after its space figures', () => {
   const latest = new Map<string, string>();
   const order: string[] = [];
 
+  /** The fake main's job.start: ids job-N-KIND, the latest of each kind and the order remembered. */
+  function startJob(args: unknown): { jobId: string } {
+    const kind = (args as { kind: string }).kind;
+    const jobId = `job-${++jobCount}-${kind}`;
+    latest.set(kind, jobId);
+    order.push(kind);
+    return { jobId };
+  }
+
   beforeEach(() => {
     setActivePinia(createPinia());
     latest.clear();
     order.length = 0;
-    fake = fakeConnection({
-      'job.start': (args) => {
-        const kind = (args as { kind: string }).kind;
-        const jobId = `job-${++jobCount}-${kind}`;
-        latest.set(kind, jobId);
-        order.push(kind);
-        return { jobId };
-      },
-    });
+    fake = fakeConnection({ 'job.start': startJob });
     replaceConnection(fake);
   });
   afterEach(() => replaceConnection(null));
@@ -189,13 +190,7 @@ describe('the tree before and after its space figures', () => {
 
   it('stops a long count on request: the tree stays, its figures "not counted", no error; "Count space" counts again', async () => {
     fake = fakeConnection({
-      'job.start': (args) => {
-        const kind = (args as { kind: string }).kind;
-        const jobId = `job-${++jobCount}-${kind}`;
-        latest.set(kind, jobId);
-        order.push(kind);
-        return { jobId };
-      },
+      'job.start': startJob,
       'job.cancel': (args) => {
         // Main cancels the job; it ends as cancelled.
         queueMicrotask(() => fake.emit('job.end', { jobId: (args as { jobId: string }).jobId, ok: false, error: { code: 'CANCELLED', message: 'Cancelled' } }));
