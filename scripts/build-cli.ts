@@ -1,8 +1,8 @@
 /**
  * Bundles the command line into out/cli (npm runs this as the package's `prepare` on `npm ci` and
  * `npm install`): plain JavaScript that starts without type-stripping the sources, one chunk per
- * command so each loads only its part of the engine, and the compressing thread's module beside the
- * entry; built-in modules are taken without their ESM facades (lib/builtin-imports.ts). A manifest
+ * command so each loads only its part of the engine, and the helper threads' modules (compressing,
+ * early verifying) beside the entry; built-in modules are taken without their ESM facades (lib/builtin-imports.ts). A manifest
  * of the sources it was built from lets bin/cowbell tell a stale bundle (sources edited since) and
  * run the sources instead.
  */
@@ -20,6 +20,7 @@ export async function buildCli(outDir = projectPath(CLI_OUT)): Promise<void> {
     input: {
       cowbell: projectPath('src/cli/main.ts'),
       'compress-worker': projectPath('src/shared/qcow2/codec/compress-worker.ts'),
+      'early-verify-worker': projectPath('src/shared/qcow2/rewrite/early-verify-worker.ts'),
     },
     platform: 'node',
     // koffi is a native module: loaded from node_modules at run time, never bundled.

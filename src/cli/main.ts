@@ -5,8 +5,11 @@ import { runCli } from './run.ts';
 import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
 import { cliRuntime } from './runtime.ts';
 
-// Bundled, this entry is out/cli/cowbell.mjs and the compressing thread's module sits beside it.
-if (import.meta.url.endsWith('.mjs')) cliRuntime.compressWorker = new URL('./compress-worker.mjs', import.meta.url);
+// Bundled, this entry is out/cli/cowbell.mjs and the helper threads' modules sit beside it.
+if (import.meta.url.endsWith('.mjs')) {
+  cliRuntime.compressWorker = new URL('./compress-worker.mjs', import.meta.url);
+  cliRuntime.earlyVerifyWorker = new URL('./early-verify-worker.mjs', import.meta.url);
+}
 
 const stdout = descriptorOutput(1);
 const stderr = descriptorOutput(2);

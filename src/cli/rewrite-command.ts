@@ -61,6 +61,7 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
     target,
     compressionThreads: request.compression === 'compress' ? Math.min(os.availableParallelism(), MAX_COMPRESSION_THREADS) : 1,
     compressWorker: cliRuntime.compressWorker,
+    earlyVerifyWorker: cliRuntime.earlyVerifyWorker,
     verify: !flag(args, 'no-verify'),
     dropBitmaps: flag(args, 'drop-bitmaps'),
     overwrite: flag(args, 'force'),

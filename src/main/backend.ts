@@ -3,11 +3,14 @@ import { createImageWatcher } from './image-watch.ts';
 import { createRequestHandle, type HandlerSeam, type RequestHandle } from './handlers.ts';
 import { createJobManager, type JobSpecs } from './jobs.ts';
 import { createPool } from './pool.ts';
+import type { WorkerSettings } from './worker/protocol.ts';
 
 export interface BackendOptions extends Omit<HandlerSeam, 'jobs' | 'watcher'> {
   workerFile: string;
   /** compress-worker.ts's built chunk (Electron); browser mode runs the sources, where the engine finds it. */
   compressWorker?: string;
+  /** early-verify-worker.ts's built chunk (Electron), as compressWorker. */
+  earlyVerifyWorker?: string;
   maxThreads?: number;
   /** Tests only: the full tree job waits until this file exists (see worker/test-gate.ts). */
   treeGate?: string;
@@ -27,10 +30,7 @@ export function createBackend(options: BackendOptions): Backend {
   const pool = createPool({
     workerFile: options.workerFile,
     maxThreads: options.maxThreads,
-    workerSettings:
-      options.compressWorker === undefined && options.treeGate === undefined
-        ? undefined
-        : { ...(options.compressWorker === undefined ? {} : { compressWorker: options.compressWorker }), ...(options.treeGate === undefined ? {} : { treeGate: options.treeGate }) },
+    workerSettings: poolWorkerSettings(options),
   });
   const jobs = createJobManager({ pool, emit: events.emit, specs: options.jobSpecs });
   const watcher = createImageWatcher({ emit: events.emit });
@@ -53,4 +53,14 @@ export function createBackend(options: BackendOptions): Backend {
       await pool.close();
     },
   };
+}
+
+/** What the pool's workers are told beyond their defaults (pool.ts), or undefined where there is nothing. */
+function poolWorkerSettings(options: BackendOptions): Partial<WorkerSettings> | undefined {
+  const settings: Partial<WorkerSettings> = {
+    ...(options.compressWorker === undefined ? {} : { compressWorker: options.compressWorker }),
+    ...(options.earlyVerifyWorker === undefined ? {} : { earlyVerifyWorker: options.earlyVerifyWorker }),
+    ...(options.treeGate === undefined ? {} : { treeGate: options.treeGate }),
+  };
+  return Object.keys(settings).length === 0 ? undefined : settings;
 }

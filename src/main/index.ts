@@ -4,6 +4,8 @@ import { app, Menu, session, shell, type BrowserWindow } from 'electron';
 import workerFile from './worker/worker.ts?modulePath';
 // A compress job's helper threads run this chunk (the engine's default path is to the source file).
 import compressWorkerFile from '../shared/qcow2/codec/compress-worker.ts?modulePath';
+// A compact's helper thread that compares the copy as it is written runs this one.
+import earlyVerifyWorkerFile from '../shared/qcow2/rewrite/early-verify-worker.ts?modulePath';
 import { unpackedPath } from './asar-paths.ts';
 import { installAppMenu, type AppMenu } from './app-menu.ts';
 import { APP_ORIGIN, registerAppScheme, serveRenderer } from './app-protocol.ts';
@@ -68,6 +70,7 @@ function startApp(): void {
     const running = createBackend({
       workerFile: unpackedPath(workerFile),
       compressWorker: unpackedPath(compressWorkerFile),
+      earlyVerifyWorker: unpackedPath(earlyVerifyWorkerFile),
       mode: 'electron',
       version: app.getVersion(),
       initialPaths: () => initialPaths,

@@ -1,7 +1,7 @@
 /**
  * The bundled command line (scripts/build-cli.ts, built by `npm ci` through `prepare`): plain
- * JavaScript that runs the same commands as the sources, the compressing helper threads included
- * (their module sits beside the entry, where the bundle's entry tells the engine to find it).
+ * JavaScript that runs the same commands as the sources, the helper threads included (compressing,
+ * comparing early: their modules sit beside the entry, where the bundle's entry tells the engine to find it).
  */
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -30,9 +30,10 @@ function cowbell(...args: string[]): { status: number | null; stdout: string; st
 }
 
 describe('the bundled command line', () => {
-  it('holds an entry, the compressing thread beside it, one chunk per command and the list of its sources', () => {
+  it('holds an entry, the helper threads beside it, one chunk per command and the list of its sources', () => {
     const out = path.dirname(entry);
     expect(fs.existsSync(path.join(out, 'compress-worker.mjs'))).toBe(true);
+    expect(fs.existsSync(path.join(out, 'early-verify-worker.mjs'))).toBe(true);
     const chunks = fs.readdirSync(path.join(out, 'chunks'));
     for (const command of ['info', 'convert', 'compress', 'snapshot']) expect(chunks.some((name) => name.startsWith(`${command}-`))).toBe(true);
     const sources = JSON.parse(fs.readFileSync(path.join(out, 'sources.json'), 'utf8')) as [string, number][];
@@ -42,7 +43,7 @@ describe('the bundled command line', () => {
 
   it('takes built-in modules through process.getBuiltinModule: no chunk imports one statically (its ESM facade loads streams and net)', () => {
     const out = path.dirname(entry);
-    const files = [path.join(out, 'cowbell.mjs'), path.join(out, 'compress-worker.mjs'), ...fs.readdirSync(path.join(out, 'chunks')).map((name) => path.join(out, 'chunks', name))];
+    const files = [path.join(out, 'cowbell.mjs'), path.join(out, 'compress-worker.mjs'), path.join(out, 'early-verify-worker.mjs'), ...fs.readdirSync(path.join(out, 'chunks')).map((name) => path.join(out, 'chunks', name))];
     const staticImports = files.filter((file) => /^import\b[^;]*from\s*"node:/m.test(fs.readFileSync(file, 'utf8')));
     expect(staticImports).toEqual([]);
     expect(files.some((file) => fs.readFileSync(file, 'utf8').includes('process.getBuiltinModule("node:fs")'))).toBe(true);
@@ -111,6 +112,22 @@ describe('the bundled command line', () => {
     const convert = cowbell('convert', '-c', '-O', 'qcow2', '--no-snapshots', image, folder.file('converted.qcow2'));
     expect(convert.status, convert.stderr).toBe(0);
     expect((await qemuCompare(folder.file('converted.qcow2'), raw)).code).toBe(0);
+  }, 60_000);
+
+  it('compacts with its early-comparing helper thread from the bundle, quietly, into an image qemu-img reads the same', async () => {
+    // Above the size where a rewrite starts the helper (rewrite.ts EARLY_VERIFY_MIN_BYTES, 32 MiB).
+    const raw = folder.file('compact.raw');
+    fs.writeFileSync(raw, new SeededRandom(18).bytes(40 * 1024 * 1024));
+    const image = folder.file('compact.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, image]);
+    await qemuImg(['snapshot', '-c', 'kept', image]);
+    const output = folder.file('compacted.qcow2');
+    const compact = cowbell('compact', image, output);
+    expect(compact.status, compact.stderr).toBe(0);
+    // A helper module missing from the bundle fails its thread, which the command says on stderr.
+    expect(compact.stderr).toBe('');
+    expect((await qemuCheck(output)).code).toBe(0);
+    expect((await qemuCompare(output, raw)).code).toBe(0);
   }, 60_000);
 
   // Issue 23: V8 aborts the whole process when it cannot reserve a new thread's address space, so

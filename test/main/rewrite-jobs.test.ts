@@ -11,6 +11,8 @@ import { projectPath } from '../../scripts/lib/project.ts';
 import { jobSchemas, type JobEnd, type JobProgress, type RewritePreview, type RewriteSummary, type SnapshotExport } from '../../src/shared/ipc/contract.ts';
 import { CONTROL, NOT_COMPRESSED, type CompressWorkerData } from '../../src/shared/qcow2/codec/cluster-compressor.ts';
 import { decompressCluster } from '../../src/shared/qcow2/codec/compression.ts';
+import { NodeBlockFile } from '../../src/shared/qcow2/io/block-file.ts';
+import { startEarlyVerifier } from '../../src/shared/qcow2/rewrite/early-verify.ts';
 import type { SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { fileHash } from '../helpers/image-locks.ts';
 import { runIntervals, startBackend, type Backend } from '../helpers/job-harness.ts';
@@ -276,15 +278,17 @@ describe('save a snapshot as a new disk', () => {
   }, 60_000);
 });
 
+/** The built main's chunk of a helper thread's module, as the Electron entry hands it to the pool. */
+function builtHelperChunk(name: 'compress-worker' | 'early-verify-worker'): string {
+  ensureBuilt();
+  const main = fs.readFileSync(projectPath('out/main/index.js'), 'utf8');
+  const chunk = new RegExp(`"\\./(chunks/${name}-[^"]+\\.js)"`).exec(main)?.[1];
+  if (chunk === undefined) throw new Error(`out/main/index.js names no ${name} chunk`);
+  return projectPath('out/main', chunk);
+}
+
 describe('compressing on more than one core', () => {
-  /** The built main's compress-worker chunk, as the Electron entry hands it to the pool. */
-  function builtCompressWorker(): string {
-    ensureBuilt();
-    const main = fs.readFileSync(projectPath('out/main/index.js'), 'utf8');
-    const chunk = /"\.\/(chunks\/compress-worker-[^"]+\.js)"/.exec(main)?.[1];
-    if (chunk === undefined) throw new Error('out/main/index.js names no compress-worker chunk');
-    return projectPath('out/main', chunk);
-  }
+  const builtCompressWorker = (): string => builtHelperChunk('compress-worker');
 
   it('the build has the compress-worker chunk, and it compresses a batch on its own thread', async () => {
     const chunk = builtCompressWorker();
@@ -339,6 +343,48 @@ describe('compressing on more than one core', () => {
       // The job's own thread compresses, checks and verifies; the helper shares the compressing. With
       // one thread the second busiest is a garbage collector at a tenth of the first (measured).
       expect(next / busiest, `thread CPU seconds ${busiest}, ${next}`).toBeGreaterThan(0.25);
+      expect(allStateDigests(path)).toEqual(before);
+      expect(qemuCheckReport(path).code).toBe(0);
+    } finally {
+      await backend.close();
+    }
+  }, 120_000);
+});
+
+describe('compacting with the comparison started early on a second core', () => {
+  it('the build has the early-verify-worker chunk, and it confirms a copy on its own thread', () => {
+    const chunk = builtHelperChunk('early-verify-worker');
+    const clusterBytes = 65536;
+    const bytes = letterBytes(16 * clusterBytes);
+    const sourcePath = folder.file(`early-source-${counter++}`);
+    const outputPath = folder.file(`early-output-${counter++}`);
+    fs.writeFileSync(sourcePath, bytes);
+    // The copy: the two halves swapped.
+    fs.writeFileSync(outputPath, Buffer.concat([bytes.subarray(8 * clusterBytes), bytes.subarray(0, 8 * clusterBytes)]));
+    const source = NodeBlockFile.open(sourcePath, { readOnly: true });
+    const output = NodeBlockFile.open(outputPath, { readOnly: true });
+    try {
+      const verifier = startEarlyVerifier(source, output, clusterBytes, chunk);
+      if (verifier === null) throw new Error('no helper thread');
+      verifier.add(0, 8 * clusterBytes, 8);
+      verifier.add(8 * clusterBytes, 0, 8);
+      const confirmed = verifier.finish();
+      expect(confirmed.size).toBe(16);
+      expect(confirmed.get(0)).toBe(8 * clusterBytes);
+      expect(confirmed.get(8 * clusterBytes)).toBe(0);
+    } finally {
+      source.close();
+      output.close();
+    }
+  }, 120_000);
+
+  it('a compact job whose helper module is missing still compacts the disk right, on its own thread', async () => {
+    const backend = startBackend({ maxThreads: 1, workerSettings: { compressionThreads: 1, earlyVerifyWorker: folder.file('no-such-helper.js') } });
+    try {
+      const { path } = makeSnapshottedDisk(folder.path, `early-${counter++}.qcow2`, 40);
+      const before = allStateDigests(path);
+      const summary = await run<RewriteSummary>(backend, 'image.compact', path, {});
+      expect(summary.verified).toBe(true);
       expect(allStateDigests(path)).toEqual(before);
       expect(qemuCheckReport(path).code).toBe(0);
     } finally {

@@ -102,7 +102,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       ),
     'image.compact': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) =>
-        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase }, context)),
+        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase, earlyVerifyWorker: settings.earlyVerifyWorker }, context)),
       ),
     // An encrypted disk's data is never stored compressed (QEMU would keep those clusters unencrypted): 'keep' leaves that to the engine.
     'image.encrypt': (path, args, context) =>

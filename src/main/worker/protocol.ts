@@ -27,6 +27,8 @@ export type PortMessage = ({ type: 'progress' } & ProgressMessage) | { type: 'en
 export interface WorkerSettings {
   /** compress-worker.ts where the build put it; the engine finds the source file itself otherwise. */
   compressWorker?: string;
+  /** early-verify-worker.ts where the build put it, as compressWorker. */
+  earlyVerifyWorker?: string;
   /** Threads one compress job may use, its own included (1: no helper threads). */
   compressionThreads: number;
   /** Tests only (browser mode's COWBELL_TEST_TREE_GATE): the full tree job waits until this file exists. */
@@ -40,6 +42,7 @@ export function workerSettings(value: unknown, defaults: WorkerSettings): Worker
   const threads = data.compressionThreads;
   return {
     compressWorker: typeof data.compressWorker === 'string' ? data.compressWorker : defaults.compressWorker,
+    earlyVerifyWorker: typeof data.earlyVerifyWorker === 'string' ? data.earlyVerifyWorker : defaults.earlyVerifyWorker,
     compressionThreads: typeof threads === 'number' && Number.isInteger(threads) && threads >= 1 ? threads : defaults.compressionThreads,
     ...(typeof data.treeGate === 'string' ? { treeGate: data.treeGate } : {}),
   };

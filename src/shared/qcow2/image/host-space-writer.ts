@@ -98,6 +98,11 @@ export class HostSpaceWriter {
     return alignUp(this.position, this.clusterBytes);
   }
 
+  /** Everything appended before this offset is in the file (the rest is still staged). */
+  get writtenEnd(): number {
+    return this.stageStart;
+  }
+
   /** Appends whole clusters, each referenced `references` times; returns their host offset. */
   appendClusters(bytes: Uint8Array, references = 1): number {
     if (bytes.length === 0 || bytes.length % this.clusterBytes !== 0) throw new Qcow2Error('INTERNAL', 'host space: data is not a whole number of clusters');

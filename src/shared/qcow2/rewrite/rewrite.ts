@@ -23,12 +23,13 @@ import type { RewriteSummary } from '../model.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { defaultBatchClusters, estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
-import { planRewrite } from './plan.ts';
+import { planRewrite, type RewritePlan } from './plan.ts';
 import { createLuks, type CreateLuksOptions, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
 import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
+import { startEarlyVerifier, type EarlyVerifier } from './early-verify.ts';
 import { verifyRewriteSteps } from './verify.ts';
 import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
 
@@ -46,6 +47,8 @@ export interface RewriteRequest {
   compressionThreads?: number;
   /** Where the compressing helper thread's module is, for bundles that move it (the app's). */
   compressWorker?: URL | string;
+  /** Where the early-comparing helper thread's module is (early-verify-worker.ts), for bundles that move it. */
+  earlyVerifyWorker?: URL | string;
   /** Leave persistent dirty bitmaps behind instead of refusing. */
   dropBitmaps?: boolean;
   /** An encrypted source's passphrase (its data is read, so it is needed: LOCKED without it). */
@@ -60,6 +63,11 @@ export interface RewriteRequest {
   encryption?: OutputEncryption;
   /** Compare every state of the new image with the source before it replaces anything (default true). */
   verify?: boolean;
+  /**
+   * Start that comparison on a helper thread while the copy goes on (early-verify.ts; default
+   * true): the same check, mostly done by the time the copy ends. False leaves it all to the end.
+   */
+  earlyVerify?: boolean;
   /** Replace an existing target that is not the source (by default an error). */
   overwrite?: boolean;
   /**
@@ -169,30 +177,35 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       function* (file, temporaryPath) {
         if (replacedStats !== null) keepOwnership(file, replacedStats);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
-        let written;
-        let compressionThreads: number;
+        const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker) : null;
         try {
-          written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks, startWriteback: durable }, job);
+          let written;
+          let compressionThreads: number;
+          try {
+            written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks, startWriteback: durable, earlyVerifier }, job);
+          } finally {
+            compressionThreads = compressor?.threadsReady() ?? 1;
+            compressor?.close();
+          }
+          yield;
+          yield* checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null, earlyVerifier);
+          const result: RewriteResult = {
+            target,
+            inPlace,
+            beforeBytes,
+            afterBytes: written.fileBytes,
+            snapshots: image.snapshots.length,
+            storedClusters: written.storedClusters,
+            compressedClusters: written.compressedClusters,
+            zeroClusters: written.zeroClusters,
+            verified: verify,
+            encryption: luks === null ? 'none' : 'luks',
+            compressionThreads,
+          };
+          return result;
         } finally {
-          compressionThreads = compressor?.threadsReady() ?? 1;
-          compressor?.close();
+          earlyVerifier?.close();
         }
-        yield;
-        yield* checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null);
-        const result: RewriteResult = {
-          target,
-          inPlace,
-          beforeBytes,
-          afterBytes: written.fileBytes,
-          snapshots: image.snapshots.length,
-          storedClusters: written.storedClusters,
-          compressedClusters: written.compressedClusters,
-          zeroClusters: written.zeroClusters,
-          verified: verify,
-          encryption: luks === null ? 'none' : 'luks',
-          compressionThreads,
-        };
-        return result;
       },
       {
         overwrite: inPlace || request.overwrite === true,
@@ -317,6 +330,13 @@ function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRe
   }
 }
 
+/** Data below which a helper thread (tens of milliseconds to start) would not pay for itself. */
+const EARLY_VERIFY_MIN_BYTES = 32 * 1024 * 1024;
+
+function worthVerifyingEarly(image: Qcow2Image, plan: RewritePlan): boolean {
+  return image.header.cryptMethod === 0 && !image.l2Format.extendedL2 && plan.dataClusters * image.clusterBytes >= EARLY_VERIFY_MIN_BYTES;
+}
+
 function makeCompressor(request: RewriteRequest, type: CompressionType, clusterBytes: number, batchClusters: number): ClusterCompressor {
   const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
   if (threads === 1) return inlineCompressor(type, clusterBytes);
@@ -327,7 +347,7 @@ function makeCompressor(request: RewriteRequest, type: CompressionType, clusterB
  * The new image, opened afresh from what was written: its refcounts must be exact (check finds
  * no corruption and no leak) and, unless told not to, every state must read as the source's.
  */
-function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null): Steps<void> {
+function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string, verify: boolean, job: JobContext, cipher: DiskCipher | null, earlyVerifier: EarlyVerifier | null): Steps<void> {
   const output = Qcow2Image.openFile(readOnlyView(file, temporaryPath), { readOnly: true, openBacking: false, cipher: cipher ?? undefined });
   // The cipher is the writer's (and maybe the source's): the check only borrows it.
   if (cipher !== null) output.cipher = { kind: cipher.kind, decrypt: (...args) => cipher.decrypt(...args), encrypt: (...args) => cipher.encrypt(...args), close: () => {} };
@@ -337,7 +357,8 @@ function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string
     const problems = (check.corruptions ?? 0) + (check.leaks ?? 0) + check['check-errors'];
     if (problems > 0) throw new Qcow2Error('INTERNAL', `The rewritten disk failed its consistency check (${problems} problems); the original was left as it was`);
     yield;
-    if (verify) yield* verifyRewriteSteps(source, output, job);
+    // Asked only now: the helper thread went on comparing while the check ran.
+    if (verify) yield* verifyRewriteSteps(source, output, job, earlyVerifier?.finish());
   } finally {
     output.close();
   }

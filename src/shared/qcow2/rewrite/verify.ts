@@ -27,7 +27,7 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
 }
 
 /** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
-export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext): Steps<void> {
+export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmedPairs: Map<number, number> = new Map()): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -40,7 +40,7 @@ export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job:
     if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
-  yield* compareStates(source, output, pairs, new ClusterComparer(source, output), job, mismatch);
+  yield* compareStates(source, output, pairs, new ClusterComparer(source, output, confirmedPairs), job, mismatch);
 }
 
 function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): Steps<void> {
@@ -121,8 +121,8 @@ class ClusterComparer {
    * common case, compared in batches, each side read in runs of neighbouring clusters.
    */
   private readonly plain: boolean;
-  /** Source cluster → the output cluster it was (or is queued to be) compared with. */
-  private readonly plainPairs = new Map<number, number>();
+  /** Source cluster → the output cluster it was (or is queued to be) compared with; at first, those already found equal (early-verify.ts). */
+  private readonly plainPairs: Map<number, number>;
   private readonly pending: PlainPair[] = [];
   /** Pairs compared one at a time, to yield as often as for batches. */
   private slowCompared = 0;
@@ -130,9 +130,10 @@ class ClusterComparer {
   private readonly sourceBatch: Uint8Array;
   private readonly outputBatch: Uint8Array;
 
-  constructor(source: Qcow2Image, output: Qcow2Image) {
+  constructor(source: Qcow2Image, output: Qcow2Image, confirmedPairs: Map<number, number>) {
     this.source = source;
     this.output = output;
+    this.plainPairs = confirmedPairs;
     this.clusterBytes = source.clusterBytes;
     // Page-aligned: the kernel copies into a misaligned buffer far more slowly (io/aligned-bytes.ts).
     this.sourceView = { bytes: alignedBytes(this.clusterBytes), below: 0 };

@@ -30,6 +30,7 @@ import type { DiskCipher } from '../crypto/disk-cipher.ts';
 import { serializeCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
+import type { EarlyVerifier } from './early-verify.ts';
 import { recordTree, type TreeToKeep } from './tree-record.ts';
 
 export type CompressionPolicy = 'keep' | 'compress' | 'uncompress';
@@ -52,6 +53,8 @@ export interface WriteImageOptions {
   luks: { area: Uint8Array; cipher: DiskCipher } | null;
   /** The file will be flushed at the end: start its writeback as the data goes (host-space-writer.ts). */
   startWriteback?: boolean;
+  /** Told of every run of data clusters copied as they are, and how far the file is written (early-verify.ts). */
+  earlyVerifier?: EarlyVerifier | null;
 }
 
 export interface WriteImageResult {
@@ -121,6 +124,8 @@ class ImageWriter {
   private inlineCompressor: ClusterCompressor | null = null;
   /** Encoded L2 tables not yet in the file (placeTables). */
   private readonly pendingTables: { l2Offset: number; table: Uint8Array }[] = [];
+  /** Data clusters go to the new file byte for byte (no encryption on either side, no subclusters). */
+  private readonly copiesPlainData: boolean;
 
   constructor(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext) {
     this.source = source;
@@ -138,6 +143,7 @@ class ImageWriter {
     // All-zero data reads the same as an unallocated cluster where no backing file shows through.
     this.zeroForm = source.header.backingFile === null ? 'unallocated' : source.version === 3 ? 'zero' : 'stored';
     this.totalClusters = plan.dataClusters + plan.compressedClusters;
+    this.copiesPlainData = options.luks === null && source.header.cryptMethod === 0 && !source.l2Format.extendedL2;
   }
 
   *write(): Steps<WriteImageResult> {
@@ -323,7 +329,11 @@ class ImageWriter {
       if (offset !== expected) throw new Qcow2Error('INTERNAL', 'rewrite: data landed elsewhere than expected');
       for (let stored = index; stored < end; stored++) {
         const storedItem = items[stored];
-        if (storedItem !== undefined) this.place(storedItem, { offset: offset + (stored - index) * this.clusterBytes, compressedSize: 0 });
+        if (storedItem === undefined) continue;
+        const storedAt = offset + (stored - index) * this.clusterBytes;
+        this.place(storedItem, { offset: storedAt, compressedSize: 0 });
+        // Data read from a plain cluster and stored as it was (not decompressed, not encrypted).
+        if (!storedItem.compressed && this.copiesPlainData) this.options.earlyVerifier?.add(storedItem.key * this.clusterBytes, storedAt, 1);
       }
       this.result.storedClusters += end - index;
       index = end - 1;
@@ -341,6 +351,7 @@ class ImageWriter {
         this.result.compressedClusters++;
       }
     }
+    this.options.earlyVerifier?.publish(this.host.writtenEnd);
     this.doneClusters += items.length;
     this.job.progress('copying', this.doneClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
   }

@@ -1,0 +1,273 @@
+/**
+ * The final comparison of a rewrite (verify.ts), started early on a helper thread: while the copy
+ * goes on, the helper reads back each run of whole data clusters already in the new file and the
+ * source clusters it came from, and compares them. What it finds equal, the final comparison does
+ * not read again; it still walks every state's tables in both images, opened afresh, and reads
+ * every pair the helper did not confirm. So the helper can only save work, never vouch for a
+ * mapping: a helper that cannot start, falls behind, fails to read or finds a difference leaves
+ * those clusters to the final comparison, which reports a difference as before.
+ *
+ * The copy hands over runs through a ring in shared memory; the helper (early-verify-worker.ts)
+ * takes them in order and moves a shared count forward past each run it found equal.
+ */
+import * as fs from 'node:fs';
+import type { Worker } from 'node:worker_threads';
+import { bytesEqual } from '../format/zeroes.ts';
+import { alignedBytes } from '../io/aligned-bytes.ts';
+import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
+import { FailStopFile } from '../io/fail-stop-file.ts';
+import { startHelperThread } from '../io/helper-threads.ts';
+
+/** Control words, in one shared Int32Array. */
+export const EARLY_CONTROL = {
+  /** Runs published by the copy. */
+  head: 0,
+  /** Runs the helper found equal, in publishing order (it stops at the first it cannot confirm). */
+  confirmed: 1,
+  /** Set by the copy: nothing more will be published. */
+  end: 2,
+  /** Set by the helper once it has stopped for good (after `end`, a difference or a failed read). */
+  stopped: 3,
+  /** Set by the helper once it runs. */
+  ready: 4,
+  /** Bumped (and notified) by the copy on every publish and at the end: the helper waits on it. */
+  signal: 5,
+  size: 6,
+} as const;
+
+/** Runs the ring holds: published but not yet compared. A copy that gets this far ahead keeps the rest for the final comparison. */
+const RING_RUNS = 4096;
+/** Numbers per run in the ring: source host offset, output host offset, clusters. */
+const RUN_FIELDS = 3;
+/** The longest run handed over. */
+const RUN_MAX_BYTES = 8 * 1024 * 1024;
+/** Bytes each side the helper reads at a time. */
+export const EARLY_READ_BYTES = 1024 * 1024;
+/** How long the end waits for a helper thread to start. */
+const HELPER_START_MS = 500;
+/** How long the end waits for a helper that has stopped moving before it leaves the rest to the final comparison. */
+const STALL_MS = 5_000;
+
+export interface EarlyVerifyWorkerData {
+  control: SharedArrayBuffer;
+  ring: SharedArrayBuffer;
+  sourceDescriptor: number;
+  outputDescriptor: number;
+  clusterBytes: number;
+}
+
+export interface EarlyVerifier {
+  /** `clusters` whole data clusters of the source at `sourceHost` were copied as they are to `outputHost`. */
+  add(sourceHost: number, outputHost: number, clusters: number): void;
+  /** Everything before `writtenEnd` is in the output file: the runs that lie there go to the helper. */
+  publish(writtenEnd: number): void;
+  /**
+   * Publishes what is left (the whole output is written), waits for the helper to compare it, and
+   * returns the source host cluster → output host cluster pairs it found equal.
+   */
+  finish(): Map<number, number>;
+  close(): void;
+}
+
+interface CopiedRun {
+  sourceHost: number;
+  outputHost: number;
+  clusters: number;
+}
+
+/** The descriptor of an open file under the engine's wrappers, or null where there is none (a test's file). */
+function descriptorOf(file: BlockFile): number | null {
+  const inner = file instanceof FailStopFile ? file.inner : file;
+  return hasDescriptor(inner) ? inner.descriptor : null;
+}
+
+/**
+ * An early verifier comparing `source`'s data file with `output`, or null where it cannot run:
+ * a file without a descriptor, or no helper thread (the final comparison then does it all).
+ */
+export function startEarlyVerifier(source: BlockFile, output: BlockFile, clusterBytes: number, workerModule: URL | string = new URL('./early-verify-worker.ts', import.meta.url)): EarlyVerifier | null {
+  const sourceDescriptor = descriptorOf(source);
+  const outputDescriptor = descriptorOf(output);
+  if (sourceDescriptor === null || outputDescriptor === null) return null;
+  const shared = { control: new SharedArrayBuffer(EARLY_CONTROL.size * 4), ring: new SharedArrayBuffer(RING_RUNS * RUN_FIELDS * 8) };
+  const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes };
+  const worker = startHelperThread(workerModule, { workerData });
+  if (worker === null) return null;
+  worker.unref();
+  return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), clusterBytes);
+}
+
+class SharedRingVerifier implements EarlyVerifier {
+  /** Runs added and not yet published (their output may still be staged, or the ring full). */
+  private readonly waiting: CopiedRun[] = [];
+  private waitingFrom = 0;
+  /** Every run published, in order: the first `confirmed` of them were found equal. */
+  private readonly published: CopiedRun[] = [];
+  private closed = false;
+  private readonly worker: Worker;
+  private readonly control: Int32Array;
+  private readonly ring: Float64Array;
+  private readonly clusterBytes: number;
+
+  constructor(worker: Worker, control: Int32Array, ring: Float64Array, clusterBytes: number) {
+    this.worker = worker;
+    this.control = control;
+    this.ring = ring;
+    this.clusterBytes = clusterBytes;
+  }
+
+  add(sourceHost: number, outputHost: number, clusters: number): void {
+    const last = this.waiting.length > this.waitingFrom ? this.waiting[this.waiting.length - 1] : undefined;
+    // Runs that continue each other on both sides are one run (fewer, longer reads), up to a
+    // length that still hands the helper work as the copy goes.
+    if (last !== undefined && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && last.outputHost + last.clusters * this.clusterBytes === outputHost) {
+      last.clusters += clusters;
+      return;
+    }
+    this.waiting.push({ sourceHost, outputHost, clusters });
+  }
+
+  publish(writtenEnd: number): void {
+    if (this.closed) return;
+    const head = Atomics.load(this.control, EARLY_CONTROL.head);
+    let next = head;
+    const room = RING_RUNS - (head - Atomics.load(this.control, EARLY_CONTROL.confirmed));
+    // The last waiting run may still grow; it goes once the copy has moved past it (or at the end).
+    const publishable = writtenEnd === Number.POSITIVE_INFINITY ? this.waiting.length : this.waiting.length - 1;
+    while (this.waitingFrom < publishable && next - head < room) {
+      const run = this.waiting[this.waitingFrom];
+      if (run === undefined || run.outputHost + run.clusters * this.clusterBytes > writtenEnd) break;
+      const at = (next % RING_RUNS) * RUN_FIELDS;
+      this.ring[at] = run.sourceHost;
+      this.ring[at + 1] = run.outputHost;
+      this.ring[at + 2] = run.clusters;
+      this.published.push(run);
+      this.waitingFrom++;
+      next++;
+    }
+    if (this.waitingFrom > 1024) {
+      this.waiting.splice(0, this.waitingFrom);
+      this.waitingFrom = 0;
+    }
+    if (next === head) return;
+    Atomics.store(this.control, EARLY_CONTROL.head, next);
+    this.signal();
+  }
+
+  finish(): Map<number, number> {
+    const confirmedPairs = new Map<number, number>();
+    if (this.closed) return confirmedPairs;
+    this.publish(Number.POSITIVE_INFINITY);
+    Atomics.store(this.control, EARLY_CONTROL.end, 1);
+    this.signal();
+    // A helper that could not start (its 'error' event cannot reach this blocked thread) is waited for briefly.
+    if (this.awaitStart()) this.awaitHelper();
+    const confirmed = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.published.length);
+    for (let index = 0; index < confirmed; index++) {
+      const run = this.published[index];
+      if (run === undefined) continue;
+      for (let cluster = 0; cluster < run.clusters; cluster++) confirmedPairs.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost + cluster * this.clusterBytes);
+    }
+    this.close();
+    return confirmedPairs;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    Atomics.store(this.control, EARLY_CONTROL.end, 1);
+    this.signal();
+    void this.worker.terminate();
+  }
+
+  private signal(): void {
+    Atomics.add(this.control, EARLY_CONTROL.signal, 1);
+    Atomics.notify(this.control, EARLY_CONTROL.signal);
+  }
+
+  /** Whether the helper runs, after waiting up to HELPER_START_MS for it to start (a thread starts in tens of milliseconds). */
+  private awaitStart(): boolean {
+    const deadline = Date.now() + HELPER_START_MS;
+    while (Atomics.load(this.control, EARLY_CONTROL.ready) === 0) {
+      const left = deadline - Date.now();
+      if (left <= 0) return false;
+      Atomics.wait(this.control, EARLY_CONTROL.ready, 0, left);
+    }
+    return true;
+  }
+
+  /** Until the helper stops, or stops moving for STALL_MS (it died). */
+  private awaitHelper(): void {
+    let last = -1;
+    let lastMoved = Date.now();
+    while (Atomics.load(this.control, EARLY_CONTROL.stopped) === 0) {
+      const confirmed = Atomics.load(this.control, EARLY_CONTROL.confirmed);
+      if (confirmed !== last) {
+        last = confirmed;
+        lastMoved = Date.now();
+      } else if (Date.now() - lastMoved > STALL_MS) return;
+      Atomics.wait(this.control, EARLY_CONTROL.confirmed, confirmed, 50);
+    }
+  }
+}
+
+/**
+ * The helper's side: compares published runs in order until the copy's end, a difference or a
+ * failed read; each run found equal moves `confirmed` on.
+ */
+export function compareEarly(data: EarlyVerifyWorkerData): void {
+  const control = new Int32Array(data.control);
+  const ring = new Float64Array(data.ring);
+  const sourceBytes = alignedBytes(EARLY_READ_BYTES);
+  const outputBytes = alignedBytes(EARLY_READ_BYTES);
+  Atomics.store(control, EARLY_CONTROL.ready, 1);
+  Atomics.notify(control, EARLY_CONTROL.ready);
+  let confirmed = Atomics.load(control, EARLY_CONTROL.confirmed);
+  try {
+    for (;;) {
+      const signal = Atomics.load(control, EARLY_CONTROL.signal);
+      const head = Atomics.load(control, EARLY_CONTROL.head);
+      if (confirmed === head) {
+        if (Atomics.load(control, EARLY_CONTROL.end) !== 0) break;
+        Atomics.wait(control, EARLY_CONTROL.signal, signal);
+        continue;
+      }
+      const at = (confirmed % RING_RUNS) * RUN_FIELDS;
+      const sourceHost = ring[at] ?? 0;
+      const outputHost = ring[at + 1] ?? 0;
+      const length = (ring[at + 2] ?? 0) * data.clusterBytes;
+      if (!sameRun(data, sourceHost, outputHost, length, sourceBytes, outputBytes)) break;
+      confirmed++;
+      Atomics.store(control, EARLY_CONTROL.confirmed, confirmed);
+      Atomics.notify(control, EARLY_CONTROL.confirmed);
+    }
+  } finally {
+    Atomics.store(control, EARLY_CONTROL.stopped, 1);
+    Atomics.notify(control, EARLY_CONTROL.confirmed);
+  }
+}
+
+function sameRun(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: number, length: number, sourceBytes: Uint8Array, outputBytes: Uint8Array): boolean {
+  for (let done = 0; done < length; done += EARLY_READ_BYTES) {
+    const part = Math.min(EARLY_READ_BYTES, length - done);
+    const a = sourceBytes.subarray(0, part);
+    const b = outputBytes.subarray(0, part);
+    readFully(data.sourceDescriptor, a, sourceHost + done);
+    readFully(data.outputDescriptor, b, outputHost + done);
+    if (!bytesEqual(a, b)) return false;
+  }
+  return true;
+}
+
+/** Reads `target.length` bytes at `position`; past the end of the file, zeros (as the image reads them). */
+function readFully(descriptor: number, target: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < target.length) {
+    const count = fs.readSync(descriptor, target, done, target.length - done, position + done);
+    if (count === 0) {
+      target.fill(0, done);
+      return;
+    }
+    done += count;
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * A rewrite's comparison started early on a helper thread (rewrite/early-verify.ts): it confirms
+ * only runs it read back equal from both files, never reads a run before the copy says it is in
+ * the file, costs nothing but the final comparison's time when its thread cannot start, and cannot
+ * hide a bad copy: the final comparison still reads what the helper did not confirm. Through a
+ * whole compact, the final comparison then reads back only a small part of the data.
+ */
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { NodeBlockFile, type BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
+import { resetHelperThreadNotice } from '../../../src/shared/qcow2/io/helper-threads.ts';
+import { startEarlyVerifier, type EarlyVerifier } from '../../../src/shared/qcow2/rewrite/early-verify.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { makeSnapshottedDisk, qemuCheckReport } from '../../helpers/rewrite-disks.ts';
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+afterEach(() => resetHelperThreadNotice());
+
+const CLUSTER = 64 * 1024;
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/** A source of `clusters` random clusters and an empty output file, both open. */
+function filePair(name: string, clusters: number): { sourceBytes: Buffer; source: NodeBlockFile; output: NodeBlockFile; close(): void } {
+  const sourcePath = path.join(folder.path, `${name}.source`);
+  const outputPath = path.join(folder.path, `${name}.output`);
+  const sourceBytes = randomBytes(clusters * CLUSTER);
+  fs.writeFileSync(sourcePath, sourceBytes);
+  fs.writeFileSync(outputPath, '');
+  const source = NodeBlockFile.open(sourcePath, { readOnly: true });
+  const output = NodeBlockFile.open(outputPath);
+  return {
+    sourceBytes,
+    source,
+    output,
+    close: () => {
+      source.close();
+      output.close();
+    },
+  };
+}
+
+function started(source: BlockFile, output: BlockFile): EarlyVerifier {
+  const verifier = startEarlyVerifier(source, output, CLUSTER);
+  if (verifier === null) throw new Error('no early verifier started');
+  return verifier;
+}
+
+describe('the early verifier', () => {
+  it('confirms the runs it read back equal, in order, up to the first that differs', () => {
+    const files = filePair('differs', 12);
+    try {
+      const verifier = started(files.source, files.output);
+      // Source clusters 4-7 → output 0-3, then 0 → 4 (damaged), 9-11 → 5-7 and 1-3 → 8-10.
+      const copy = (sourceCluster: number, outputCluster: number, clusters: number): void => {
+        files.output.write(files.sourceBytes.subarray(sourceCluster * CLUSTER, (sourceCluster + clusters) * CLUSTER), outputCluster * CLUSTER);
+        verifier.add(sourceCluster * CLUSTER, outputCluster * CLUSTER, clusters);
+      };
+      copy(4, 0, 4);
+      copy(0, 4, 1);
+      const damaged = Buffer.from(files.sourceBytes.subarray(0, CLUSTER));
+      damaged[777] = (damaged[777] ?? 0) ^ 1;
+      files.output.write(damaged, 4 * CLUSTER);
+      copy(9, 5, 3);
+      copy(1, 8, 3);
+      const confirmed = verifier.finish();
+      expect([...confirmed.entries()]).toEqual([0, 1, 2, 3].map((index) => [(4 + index) * CLUSTER, index * CLUSTER]));
+    } finally {
+      files.close();
+    }
+  });
+
+  it('confirms a faithful copy whole, handed over as it is written', () => {
+    const files = filePair('faithful', 300);
+    try {
+      const verifier = started(files.source, files.output);
+      for (let cluster = 0; cluster < 300; cluster++) {
+        files.output.write(files.sourceBytes.subarray(cluster * CLUSTER, (cluster + 1) * CLUSTER), cluster * CLUSTER);
+        verifier.add(cluster * CLUSTER, cluster * CLUSTER, 1);
+        if (cluster % 20 === 19) verifier.publish((cluster + 1) * CLUSTER);
+      }
+      const confirmed = verifier.finish();
+      expect(confirmed.size).toBe(300);
+      expect([...confirmed.entries()].every(([source, output]) => source === output)).toBe(true);
+    } finally {
+      files.close();
+    }
+  });
+
+  it('reads no run before the copy says it is in the file', () => {
+    const files = filePair('unwritten', 6);
+    try {
+      const verifier = started(files.source, files.output);
+      const run = (cluster: number): Buffer => files.sourceBytes.subarray(cluster * CLUSTER, (cluster + 2) * CLUSTER);
+      // Three runs of two clusters, apart in the output: source 0 → 0, 2 → 3, 4 → 6.
+      files.output.write(run(0), 0);
+      verifier.add(0, 0, 2);
+      verifier.add(2 * CLUSTER, 3 * CLUSTER, 2);
+      verifier.add(4 * CLUSTER, 6 * CLUSTER, 2);
+      // Only the first run is in the file; the helper has time to read whatever it was given.
+      verifier.publish(2 * CLUSTER);
+      sleep(300);
+      files.output.write(run(2), 3 * CLUSTER);
+      files.output.write(run(4), 6 * CLUSTER);
+      expect(verifier.finish().size).toBe(6);
+    } finally {
+      files.close();
+    }
+  });
+
+  it('whose thread fails to start confirms nothing, does not hold the rewrite up, and says so once', async () => {
+    const files = filePair('no-thread', 2);
+    const notices: string[] = [];
+    resetHelperThreadNotice((line) => notices.push(line));
+    try {
+      const verifier = startEarlyVerifier(files.source, files.output, CLUSTER, path.join(folder.path, 'missing-worker.mjs'));
+      if (verifier === null) throw new Error('the thread was refused before it started');
+      files.output.write(files.sourceBytes, 0);
+      verifier.add(0, 0, 2);
+      const before = Date.now();
+      sleep(500);
+      expect(verifier.finish().size).toBe(0);
+      expect(Date.now() - before).toBeLessThan(4_000);
+      // The thread's failure reaches the event loop once this thread is free again.
+      for (let waited = 0; notices.length === 0 && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(notices.join('')).toMatch(/helper thread failed/);
+    } finally {
+      files.close();
+    }
+  });
+
+  it('starts only over files with descriptors (a test\'s own file has none)', () => {
+    const files = filePair('no-descriptor', 1);
+    try {
+      const bare: BlockFile = { path: 'bare', readOnly: true, read: (buffer, position) => files.source.read(buffer, position), write() {}, flush() {}, size: () => files.source.size(), truncate() {}, close() {} };
+      expect(startEarlyVerifier(bare, files.output, CLUSTER)).toBeNull();
+    } finally {
+      files.close();
+    }
+  });
+});
+
+/** The source, opened as the rewrite would, with what it reads counted by stage, and one cluster's reads damaged while a stage runs. */
+function countingSource(reads: Map<string, number>, stage: () => string, damage?: { hostOffset: number; during: string }): (filePath: string) => BlockFile {
+  return (filePath) => {
+    const inner = NodeBlockFile.open(filePath, { guard: true });
+    return {
+      path: inner.path,
+      readOnly: true,
+      descriptor: inner.descriptor,
+      read(buffer, position) {
+        const count = inner.read(buffer, position);
+        reads.set(stage(), (reads.get(stage()) ?? 0) + count);
+        if (damage !== undefined && stage() === damage.during && position <= damage.hostOffset && damage.hostOffset < position + count) {
+          const at = damage.hostOffset - position;
+          buffer[at] = (buffer[at] ?? 0) ^ 0x20;
+        }
+        return count;
+      },
+      write: (buffer, position) => inner.write(buffer, position),
+      flush: () => inner.flush(),
+      size: () => inner.size(),
+      truncate: (size) => inner.truncate(size),
+      close: () => inner.close(),
+    } as BlockFile & { descriptor: number };
+  };
+}
+
+/** The host offset of a data cluster qemu-img maps for the current state at `guestOffset`. */
+function hostOffsetOf(image: string, guestOffset: number): number {
+  const map = JSON.parse(execFileSync('qemu-img', ['map', '-U', '--output=json', image], { encoding: 'utf8' })) as { start: number; length: number; data: boolean; offset?: number }[];
+  const extent = map.find((each) => each.data && each.offset !== undefined && each.start <= guestOffset && guestOffset < each.start + each.length);
+  if (extent?.offset === undefined) throw new Error(`nothing stored at ${guestOffset}`);
+  return extent.offset + (guestOffset - extent.start);
+}
+
+describe('a compact with the early verifier', () => {
+  let source: string;
+  beforeAll(() => {
+    const dir = path.join(folder.path, 'compact');
+    fs.mkdirSync(dir);
+    source = makeSnapshottedDisk(dir, 'source.qcow2', 48).path;
+  }, 120_000);
+
+  function compact(target: string, options: { earlyVerify: boolean; damage?: { hostOffset: number; during: string } }): Map<string, number> {
+    const reads = new Map<string, number>();
+    let stage = '';
+    rewriteImage(
+      { source, target, compression: 'keep', earlyVerify: options.earlyVerify, openFile: countingSource(reads, () => stage, options.damage) },
+      { progress: (name) => (stage = name), throwIfCancelled() {} },
+    );
+    return reads;
+  }
+
+  it('leaves the final comparison to read back only what the helper did not confirm, and the copy is sound', () => {
+    const early = path.join(folder.path, 'compact', 'early.qcow2');
+    const late = path.join(folder.path, 'compact', 'late.qcow2');
+    const withHelper = compact(early, { earlyVerify: true }).get('verifying') ?? 0;
+    const alone = compact(late, { earlyVerify: false }).get('verifying') ?? 0;
+    // Alone, the final comparison reads every data cluster of the source (48 MiB and more).
+    expect(alone).toBeGreaterThan(48 * 1024 * 1024);
+    expect(withHelper).toBeLessThan(alone / 8);
+    expect(qemuCheckReport(early).code).toBe(0);
+    for (const snapshot of ['installed', 'updated', null]) {
+      const args = snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`];
+      const raw = (image: string): Buffer => {
+        const file = `${image}.${snapshot ?? 'current'}.raw`;
+        execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...args, image, file]);
+        const bytes = fs.readFileSync(file);
+        fs.rmSync(file);
+        return bytes;
+      };
+      expect(raw(early).equals(raw(source)), `state ${snapshot ?? 'current'}`).toBe(true);
+    }
+  }, 120_000);
+
+  it('still fails, and writes nothing, when the copy differs from the source', () => {
+    const target = path.join(folder.path, 'compact', 'damaged.qcow2');
+    // The copy reads one byte wrong; the helper and the final comparison read it right.
+    const damage = { hostOffset: hostOffsetOf(source, 20 * 1024 * 1024) + 4321, during: 'copying' };
+    let error: unknown = null;
+    try {
+      compact(target, { earlyVerify: true, damage });
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(Qcow2Error);
+    expect((error as Qcow2Error).code).toBe('INTERNAL');
+    expect((error as Qcow2Error).message).toMatch(/failed its check against the original/);
+    expect(fs.existsSync(target)).toBe(false);
+    expect(fs.readdirSync(path.dirname(target)).filter((name) => name.includes('damaged'))).toEqual([]);
+  }, 120_000);
+});
