@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
 import { bytesEqual } from '../format/zeroes.ts';
+import type { ClusterPairs } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
@@ -63,9 +64,9 @@ export interface EarlyVerifier {
   publish(writtenEnd: number): void;
   /**
    * Publishes what is left (the whole output is written), waits for the helper to compare it, and
-   * returns the source host cluster → output host cluster pairs it found equal.
+   * enters the (source cluster, output cluster) pairs it found equal in `confirmed`.
    */
-  finish(): Map<number, number>;
+  finish(confirmed: ClusterPairs): void;
   close(): void;
 }
 
@@ -154,9 +155,8 @@ class SharedRingVerifier implements EarlyVerifier {
     this.signal();
   }
 
-  finish(): Map<number, number> {
-    const confirmedPairs = new Map<number, number>();
-    if (this.closed) return confirmedPairs;
+  finish(confirmedPairs: ClusterPairs): void {
+    if (this.closed) return;
     this.publish(Number.POSITIVE_INFINITY);
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
@@ -169,7 +169,6 @@ class SharedRingVerifier implements EarlyVerifier {
       for (let cluster = 0; cluster < run.clusters; cluster++) confirmedPairs.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost + cluster * this.clusterBytes);
     }
     this.close();
-    return confirmedPairs;
   }
 
   close(): void {

@@ -29,6 +29,7 @@ import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
+import { ClusterPairs } from './cluster-pairs.ts';
 import { startEarlyVerifier, type EarlyVerifier } from './early-verify.ts';
 import { verifyRewriteSteps } from './verify.ts';
 import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
@@ -358,7 +359,10 @@ function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string
     if (problems > 0) throw new Qcow2Error('INTERNAL', `The rewritten disk failed its consistency check (${problems} problems); the original was left as it was`);
     yield;
     // Asked only now: the helper thread went on comparing while the check ran.
-    if (verify) yield* verifyRewriteSteps(source, output, job, earlyVerifier?.finish());
+    if (!verify) return;
+    const confirmed = new ClusterPairs(source.file.size(), source.clusterBytes);
+    earlyVerifier?.finish(confirmed);
+    yield* verifyRewriteSteps(source, output, job, confirmed);
   } finally {
     output.close();
   }

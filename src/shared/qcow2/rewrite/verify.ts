@@ -18,6 +18,7 @@ import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { runSteps, type Steps } from '../steps.ts';
+import { ClusterPairs } from './cluster-pairs.ts';
 import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
@@ -27,7 +28,7 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
 }
 
 /** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
-export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmedPairs: Map<number, number> = new Map()): Steps<void> {
+export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmedPairs = new ClusterPairs(source.file.size(), source.clusterBytes)): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -121,8 +122,8 @@ class ClusterComparer {
    * common case, compared in batches, each side read in runs of neighbouring clusters.
    */
   private readonly plain: boolean;
-  /** Source cluster → the output cluster it was (or is queued to be) compared with; at first, those already found equal (early-verify.ts). */
-  private readonly plainPairs: Map<number, number>;
+  /** Each source cluster's output cluster it was (or is queued to be) compared with; at first, the pairs already found equal (early-verify.ts). */
+  private readonly plainPairs: ClusterPairs;
   private readonly pending: PlainPair[] = [];
   /** Pairs compared one at a time, to yield as often as for batches. */
   private slowCompared = 0;
@@ -130,7 +131,7 @@ class ClusterComparer {
   private readonly sourceBatch: Uint8Array;
   private readonly outputBatch: Uint8Array;
 
-  constructor(source: Qcow2Image, output: Qcow2Image, confirmedPairs: Map<number, number>) {
+  constructor(source: Qcow2Image, output: Qcow2Image, confirmedPairs: ClusterPairs) {
     this.source = source;
     this.output = output;
     this.plainPairs = confirmedPairs;
@@ -154,7 +155,7 @@ class ClusterComparer {
       const a = sourceEntries[slot] ?? null;
       const b = outputEntries[slot] ?? null;
       if (this.plain && a?.kind === 'normal' && b?.kind === 'normal') {
-        if (this.plainPairs.get(a.hostOffset) === b.hostOffset) continue;
+        if (this.plainPairs.has(a.hostOffset, b.hostOffset)) continue;
         this.plainPairs.set(a.hostOffset, b.hostOffset);
         this.pending.push({ sourceHost: a.hostOffset, outputHost: b.hostOffset });
         if (this.pending.length < this.batchClusters) continue;
