@@ -1,29 +1,40 @@
 /**
- * For each data cluster of the source, the cluster of the new image it was found equal to (or is
- * queued to be compared with): one number per source cluster in a typed array. A Map would hold
- * at most 2^24 entries (V8's limit: a fully allocated 1 TiB disk of 64 KiB clusters) at several
- * times the memory.
+ * For each data cluster of the source, what of the new image it was found equal to (or is queued
+ * to be compared with): an output cluster, compressed data (its offset and length), or a form with
+ * no data (OUTPUT_ZERO, OUTPUT_UNALLOCATED). One number and one tag per source cluster in typed
+ * arrays: a Map or Set would hold at most 2^24 entries (V8's limit: a fully allocated 1 TiB disk
+ * of 64 KiB clusters) at several times the memory, and string keys far more.
  */
 const NONE = -1;
+/** The output entry is a zero cluster. */
+export const OUTPUT_ZERO = -2;
+/** The output entry is unallocated (or its L2 table is absent). */
+export const OUTPUT_UNALLOCATED = -3;
 
 export class ClusterPairs {
   private readonly outputs: Float64Array;
+  private readonly tags: Uint32Array;
   private readonly clusterBytes: number;
 
   /** Room for every cluster of a source file of `sourceFileBytes`. */
   constructor(sourceFileBytes: number, clusterBytes: number) {
     this.clusterBytes = clusterBytes;
-    this.outputs = new Float64Array(Math.ceil(sourceFileBytes / clusterBytes)).fill(NONE);
+    const clusters = Math.ceil(sourceFileBytes / clusterBytes);
+    this.outputs = new Float64Array(clusters).fill(NONE);
+    this.tags = new Uint32Array(clusters);
   }
 
-  /** Whether the source cluster at `sourceHost` is paired with the output cluster at `outputHost`. */
-  has(sourceHost: number, outputHost: number): boolean {
-    return this.outputs[sourceHost / this.clusterBytes] === outputHost;
+  /** Whether the source cluster at `sourceHost` is paired with `output` (a host offset or OUTPUT_*) and `tag` (a compressed length; 0 for whole clusters). */
+  has(sourceHost: number, output: number, tag = 0): boolean {
+    const index = sourceHost / this.clusterBytes;
+    return this.outputs[index] === output && this.tags[index] === tag;
   }
 
   /** Pairs them (a cluster past the file's end, which a sound image never names, is not remembered: it is compared each time). */
-  set(sourceHost: number, outputHost: number): void {
+  set(sourceHost: number, output: number, tag = 0): void {
     const index = sourceHost / this.clusterBytes;
-    if (index < this.outputs.length) this.outputs[index] = outputHost;
+    if (index >= this.outputs.length || !Number.isInteger(index)) return;
+    this.outputs[index] = output;
+    this.tags[index] = tag;
   }
 }

@@ -18,7 +18,7 @@ import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { runSteps, type Steps } from '../steps.ts';
-import { ClusterPairs } from './cluster-pairs.ts';
+import { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
@@ -165,12 +165,17 @@ class ClusterComparer {
         continue;
       }
       const guestOffset = (firstGuestCluster + slot) * this.clusterBytes;
-      const key = `${entryKey(a)}|${entryKey(b)}${byGuestOffset ? `@${guestOffset}` : ''}`;
-      if (this.pairsDone.has(key)) continue;
+      // A whole source data cluster is remembered by its index (compressed, zeroed or encrypted on
+      // the way); other pairs (compressed sources, subclusters, legacy AES) by a key of both entries.
+      const bySourceCluster = a?.kind === 'normal' && !byGuestOffset && !this.source.l2Format.extendedL2 && !this.output.l2Format.extendedL2;
+      const output = bySourceCluster ? outputKey(b) : null;
+      const key = output === null ? `${entryKey(a)}|${entryKey(b)}${byGuestOffset ? `@${guestOffset}` : ''}` : '';
+      if (output !== null && a !== null ? this.plainPairs.has(a.hostOffset, output.at, output.tag) : this.pairsDone.has(key)) continue;
       view(this.source, a, this.sourceView, guestOffset);
       view(this.output, b, this.outputView, guestOffset);
       if (this.sourceView.below !== this.outputView.below || !bytesEqual(this.sourceView.bytes, this.outputView.bytes)) return false;
-      this.pairsDone.add(key);
+      if (output !== null && a !== null) this.plainPairs.set(a.hostOffset, output.at, output.tag);
+      else this.pairsDone.add(key);
       if (++this.slowCompared % this.batchClusters === 0) {
         reached(slot);
         yield;
@@ -216,6 +221,13 @@ function forEachRun(pairs: PlainPair[], hostOf: (pair: PlainPair) => number, clu
     if (start !== undefined) read(first, index - first, hostOf(start));
     first = index;
   }
+}
+
+/** What an output entry without subclusters holds, as ClusterPairs records it. */
+function outputKey(entry: L2Entry | null): { at: number; tag: number } {
+  if (entry === null || entry.kind === 'unallocated') return { at: OUTPUT_UNALLOCATED, tag: 0 };
+  if (entry.kind === 'zero') return { at: OUTPUT_ZERO, tag: 0 };
+  return { at: entry.hostOffset, tag: entry.kind === 'compressed' ? entry.compressedSize : 0 };
 }
 
 function entryKey(entry: L2Entry | null): string {
