@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import { compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
-import { startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
 
 export interface ClusterCompressor {
   /**
@@ -63,8 +63,6 @@ const INDEX_MASK = (1 << INDEX_BITS) - 1;
 export const NOT_COMPRESSED = -1;
 /** Not compressed yet. */
 const PENDING = -2;
-/** How long the first batch waits for the helper threads to start (a thread starts in tens of milliseconds). */
-const HELPER_START_MS = 500;
 /** With no cluster finished for this long, the caller stops waiting for the helpers. */
 const STALL_MS = 10_000;
 
@@ -123,20 +121,6 @@ function waitForHelpers(batch: SharedBatch, count: number, finishAlone: () => vo
   }
 }
 
-/**
- * Before the first batch, waits (briefly) for the helper threads to start: one that starts after a
- * batch was handed out would miss it, leaving the caller to compress it alone. A helper that cannot
- * start costs this wait once, then the caller goes on without it.
- */
-function awaitHelpers(control: Int32Array, helpers: number): void {
-  const deadline = Date.now() + HELPER_START_MS;
-  for (let ready = Atomics.load(control, CONTROL.ready); ready < helpers; ready = Atomics.load(control, CONTROL.ready)) {
-    const left = deadline - Date.now();
-    if (left <= 0) return;
-    Atomics.wait(control, CONTROL.ready, ready, left);
-  }
-}
-
 /** Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch; `workerModule` is compress-worker.ts wherever a bundle put it. */
 export function threadedCompressor(
   type: CompressionType,
@@ -174,7 +158,9 @@ export function threadedCompressor(
       if (closed) throw new Qcow2Error('INTERNAL', 'compressor used after close');
       if (!started) {
         started = true;
-        awaitHelpers(batch.control, workers.length);
+        // A helper that starts after a batch was handed out would miss it, leaving the caller to
+        // compress it alone; one that cannot start costs this wait once.
+        awaitHelperStart(batch.control, CONTROL.ready, workers.length);
       }
       if (count > maxClusters || input.length < count * clusterBytes) throw new Qcow2Error('INTERNAL', 'compression batch too large');
       batch.input.set(input.subarray(0, count * clusterBytes));

@@ -92,6 +92,25 @@ export function startHelperThread(script: string | URL, options: WorkerOptions, 
   return worker;
 }
 
+/** How long a caller waits for its helper threads to start before going on without them. */
+export const HELPER_START_MS = 500;
+
+/**
+ * Waits up to `ms` for `control[index]` to reach `count`, the helper threads adding one each as
+ * they start (a thread starts in tens of milliseconds); whether it did. A thread that fails to
+ * start cannot say so to a caller blocked here (its 'error' event needs the event loop): the
+ * bound is what ends the wait.
+ */
+export function awaitHelperStart(control: Int32Array, index: number, count: number, ms = HELPER_START_MS): boolean {
+  const deadline = Date.now() + ms;
+  for (let ready = Atomics.load(control, index); ready < count; ready = Atomics.load(control, index)) {
+    const left = deadline - Date.now();
+    if (left <= 0) return false;
+    Atomics.wait(control, index, ready, left);
+  }
+  return true;
+}
+
 /** For tests: capture what would go to stderr, and forget that it was said. */
 export function resetHelperThreadNotice(sink?: (line: string) => void): void {
   told = false;

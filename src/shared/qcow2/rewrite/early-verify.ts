@@ -17,7 +17,7 @@ import type { ClusterPairs } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
-import { startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
 
 /** Control words, in one shared Int32Array. */
 export const EARLY_CONTROL = {
@@ -44,8 +44,6 @@ const RUN_FIELDS = 3;
 const RUN_MAX_BYTES = 8 * 1024 * 1024;
 /** Bytes each side the helper reads at a time. */
 export const EARLY_READ_BYTES = 1024 * 1024;
-/** How long the end waits for a helper thread to start. */
-const HELPER_START_MS = 500;
 /** How long the end waits for a helper that has stopped moving before it leaves the rest to the final comparison. */
 const STALL_MS = 5_000;
 
@@ -160,8 +158,7 @@ class SharedRingVerifier implements EarlyVerifier {
     this.publish(Number.POSITIVE_INFINITY);
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
-    // A helper that could not start (its 'error' event cannot reach this blocked thread) is waited for briefly.
-    if (this.awaitStart()) this.awaitHelper();
+    if (awaitHelperStart(this.control, EARLY_CONTROL.ready, 1)) this.awaitHelper();
     const confirmed = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.published.length);
     for (let index = 0; index < confirmed; index++) {
       const run = this.published[index];
@@ -182,17 +179,6 @@ class SharedRingVerifier implements EarlyVerifier {
   private signal(): void {
     Atomics.add(this.control, EARLY_CONTROL.signal, 1);
     Atomics.notify(this.control, EARLY_CONTROL.signal);
-  }
-
-  /** Whether the helper runs, after waiting up to HELPER_START_MS for it to start (a thread starts in tens of milliseconds). */
-  private awaitStart(): boolean {
-    const deadline = Date.now() + HELPER_START_MS;
-    while (Atomics.load(this.control, EARLY_CONTROL.ready) === 0) {
-      const left = deadline - Date.now();
-      if (left <= 0) return false;
-      Atomics.wait(this.control, EARLY_CONTROL.ready, 0, left);
-    }
-    return true;
   }
 
   /** Until the helper stops, or stops moving for STALL_MS (it died). */
