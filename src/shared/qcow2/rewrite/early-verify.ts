@@ -7,13 +7,16 @@
  * mapping: a helper that cannot start, falls behind, fails to read or finds a difference leaves
  * those clusters to the final comparison, which reports a difference as before.
  *
+ * Source clusters found all zeros, and so left out of the new image, are handed over too: the
+ * helper reads them again and confirms they are zeros.
+ *
  * The copy hands over runs through a ring in shared memory; the helper (early-verify-worker.ts)
  * takes them in order and moves a shared count forward past each run it found equal.
  */
 import * as fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
-import { bytesEqual } from '../format/zeroes.ts';
-import type { ClusterPairs } from './cluster-pairs.ts';
+import { bytesEqual, isAllZero } from '../format/zeroes.ts';
+import type { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
@@ -58,6 +61,8 @@ export interface EarlyVerifyWorkerData {
 export interface EarlyVerifier {
   /** `clusters` whole data clusters of the source at `sourceHost` were copied as they are to `outputHost`. */
   add(sourceHost: number, outputHost: number, clusters: number): void;
+  /** `clusters` data clusters of the source at `sourceHost` were found all zeros and left out, as zero (OUTPUT_ZERO) or unallocated (OUTPUT_UNALLOCATED) entries. */
+  addZeros(sourceHost: number, output: typeof OUTPUT_ZERO | typeof OUTPUT_UNALLOCATED, clusters: number): void;
   /** Everything before `writtenEnd` is in the output file: the runs that lie there go to the helper. */
   publish(writtenEnd: number): void;
   /**
@@ -116,14 +121,21 @@ class SharedRingVerifier implements EarlyVerifier {
   }
 
   add(sourceHost: number, outputHost: number, clusters: number): void {
+    this.addRun(sourceHost, outputHost, clusters);
+  }
+
+  addZeros(sourceHost: number, output: typeof OUTPUT_ZERO | typeof OUTPUT_UNALLOCATED, clusters: number): void {
+    this.addRun(sourceHost, output, clusters);
+  }
+
+  /** A run (`output` a host offset, or below zero a form without data), joined to the last one where it continues it. */
+  private addRun(sourceHost: number, output: number, clusters: number): void {
     const last = this.waiting.length > this.waitingFrom ? this.waiting[this.waiting.length - 1] : undefined;
     // Runs that continue each other on both sides are one run (fewer, longer reads), up to a
     // length that still hands the helper work as the copy goes.
-    if (last !== undefined && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && last.outputHost + last.clusters * this.clusterBytes === outputHost) {
-      last.clusters += clusters;
-      return;
-    }
-    this.waiting.push({ sourceHost, outputHost, clusters });
+    const continues = last !== undefined && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && (output < 0 ? last.outputHost === output : last.outputHost + last.clusters * this.clusterBytes === output);
+    if (continues) last.clusters += clusters;
+    else this.waiting.push({ sourceHost, outputHost: output, clusters });
   }
 
   publish(writtenEnd: number): void {
@@ -135,7 +147,8 @@ class SharedRingVerifier implements EarlyVerifier {
     const publishable = writtenEnd === Number.POSITIVE_INFINITY ? this.waiting.length : this.waiting.length - 1;
     while (this.waitingFrom < publishable && next - head < room) {
       const run = this.waiting[this.waitingFrom];
-      if (run === undefined || run.outputHost + run.clusters * this.clusterBytes > writtenEnd) break;
+      // Zeros left out have nothing in the file to wait for.
+      if (run === undefined || (run.outputHost >= 0 && run.outputHost + run.clusters * this.clusterBytes > writtenEnd)) break;
       const at = (next % RING_RUNS) * RUN_FIELDS;
       this.ring[at] = run.sourceHost;
       this.ring[at + 1] = run.outputHost;
@@ -163,7 +176,9 @@ class SharedRingVerifier implements EarlyVerifier {
     for (let index = 0; index < confirmed; index++) {
       const run = this.published[index];
       if (run === undefined) continue;
-      for (let cluster = 0; cluster < run.clusters; cluster++) confirmedPairs.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost + cluster * this.clusterBytes);
+      for (let cluster = 0; cluster < run.clusters; cluster++) {
+        confirmedPairs.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost < 0 ? run.outputHost : run.outputHost + cluster * this.clusterBytes);
+      }
     }
     this.close();
   }
@@ -232,12 +247,17 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
   }
 }
 
+/** Whether the run reads the same from both files; for zeros left out (`outputHost` below zero), whether the source's are all zeros. */
 function sameRun(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: number, length: number, sourceBytes: Uint8Array, outputBytes: Uint8Array): boolean {
   for (let done = 0; done < length; done += EARLY_READ_BYTES) {
     const part = Math.min(EARLY_READ_BYTES, length - done);
     const a = sourceBytes.subarray(0, part);
-    const b = outputBytes.subarray(0, part);
     readFully(data.sourceDescriptor, a, sourceHost + done);
+    if (outputHost < 0) {
+      if (!isAllZero(a)) return false;
+      continue;
+    }
+    const b = outputBytes.subarray(0, part);
     readFully(data.outputDescriptor, b, outputHost + done);
     if (!bytesEqual(a, b)) return false;
   }

@@ -30,6 +30,7 @@ import type { DiskCipher } from '../crypto/disk-cipher.ts';
 import { serializeCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER } from '../format/header.ts';
 import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
+import { OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import type { EarlyVerifier } from './early-verify.ts';
 import { recordTree, type TreeToKeep } from './tree-record.ts';
 
@@ -346,6 +347,7 @@ class ImageWriter {
       if (form === 'zero' || form === 'unallocated') {
         this.place(item, { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 });
         this.result.zeroClusters++;
+        if (!item.compressed && !item.verbatim && this.copiesPlainData) this.options.earlyVerifier?.addZeros(item.key * this.clusterBytes, form === 'zero' ? OUTPUT_ZERO : OUTPUT_UNALLOCATED, 1);
       } else if (bytes !== null) {
         this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
         this.result.compressedClusters++;
