@@ -158,6 +158,35 @@ describe('the early verifier', () => {
     }
   });
 
+  it('hands over no more runs than its ring holds at once; the rest are left to the final comparison, none confirmed wrongly', () => {
+    // 5,000 runs of one 512-byte cluster, none continuing the last (sources in reverse order), handed over at the end only.
+    const small = 512;
+    const runs = 5000;
+    const sourcePath = path.join(folder.path, 'ring.source');
+    const outputPath = path.join(folder.path, 'ring.output');
+    const bytes = randomBytes(runs * small);
+    fs.writeFileSync(sourcePath, bytes);
+    const reversed = Buffer.alloc(runs * small);
+    for (let index = 0; index < runs; index++) bytes.copy(reversed, index * small, (runs - 1 - index) * small, (runs - index) * small);
+    fs.writeFileSync(outputPath, reversed);
+    const source = NodeBlockFile.open(sourcePath, { readOnly: true });
+    const output = NodeBlockFile.open(outputPath, { readOnly: true });
+    try {
+      const verifier = startEarlyVerifier(source, output, small);
+      if (verifier === null) throw new Error('no early verifier started');
+      for (let index = 0; index < runs; index++) verifier.add((runs - 1 - index) * small, index * small, 1);
+      const pairs = new ClusterPairs(runs * small, small);
+      verifier.finish(pairs);
+      // The ring holds 4,096 runs: the first 4,096 handed over are confirmed, the rest are not.
+      const confirmed = Array.from({ length: runs }, (_, index) => pairs.has((runs - 1 - index) * small, index * small));
+      expect(confirmed.slice(0, 4096).every(Boolean)).toBe(true);
+      expect(confirmed.slice(4096).some(Boolean)).toBe(false);
+    } finally {
+      source.close();
+      output.close();
+    }
+  });
+
   it('whose thread fails to start confirms nothing, does not hold the rewrite up, and says so once', async () => {
     const files = filePair('no-thread', 2);
     const notices: string[] = [];
