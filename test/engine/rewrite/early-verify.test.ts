@@ -208,6 +208,26 @@ describe('the early verifier', () => {
     }
   });
 
+  it('leaves a run it cannot read to the final comparison, quietly (that comparison reports the error)', async () => {
+    const files = filePair('unreadable', 2);
+    const notices: string[] = [];
+    resetHelperThreadNotice((line) => notices.push(line));
+    try {
+      const verifier = started(files.source, files.output);
+      files.output.write(files.sourceBytes, 0);
+      verifier.add(0, 0, 2);
+      // The source's descriptor goes away before the helper reads it.
+      files.source.close();
+      const pairs = new ClusterPairs(2 * CLUSTER, CLUSTER);
+      verifier.finish(pairs);
+      expect([0, 1].map((cluster) => pairs.has(cluster * CLUSTER, cluster * CLUSTER))).toEqual([false, false]);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(notices).toEqual([]);
+    } finally {
+      files.output.close();
+    }
+  });
+
   it('starts only over files with descriptors (a test\'s own file has none)', () => {
     const files = filePair('no-descriptor', 1);
     try {

@@ -236,7 +236,7 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
       const sourceHost = ring[at] ?? 0;
       const outputHost = ring[at + 1] ?? 0;
       const length = (ring[at + 2] ?? 0) * data.clusterBytes;
-      if (!sameRun(data, sourceHost, outputHost, length, sourceBytes, outputBytes)) break;
+      if (!sameRunOrUnread(data, sourceHost, outputHost, length, sourceBytes, outputBytes)) break;
       confirmed++;
       Atomics.store(control, EARLY_CONTROL.confirmed, confirmed);
       Atomics.notify(control, EARLY_CONTROL.confirmed);
@@ -244,6 +244,18 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
   } finally {
     Atomics.store(control, EARLY_CONTROL.stopped, 1);
     Atomics.notify(control, EARLY_CONTROL.confirmed);
+  }
+}
+
+/**
+ * sameRun, false where a read fails: the final comparison reads that run again and reports the
+ * error itself (a helper thread that threw would only add a "helper thread failed" notice).
+ */
+function sameRunOrUnread(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: number, length: number, sourceBytes: Uint8Array, outputBytes: Uint8Array): boolean {
+  try {
+    return sameRun(data, sourceHost, outputHost, length, sourceBytes, outputBytes);
+  } catch {
+    return false;
   }
 }
 

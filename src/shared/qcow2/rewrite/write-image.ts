@@ -347,7 +347,7 @@ class ImageWriter {
       if (form === 'zero' || form === 'unallocated') {
         this.place(item, { offset: form === 'zero' ? AS_ZERO : AS_UNALLOCATED, compressedSize: 0 });
         this.result.zeroClusters++;
-        if (!item.compressed && !item.verbatim && this.copiesPlainData) this.options.earlyVerifier?.addZeros(item.key * this.clusterBytes, form === 'zero' ? OUTPUT_ZERO : OUTPUT_UNALLOCATED, 1);
+        if (!item.compressed && this.copiesPlainData) this.options.earlyVerifier?.addZeros(item.key * this.clusterBytes, form === 'zero' ? OUTPUT_ZERO : OUTPUT_UNALLOCATED, 1);
       } else if (bytes !== null) {
         this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
         this.result.compressedClusters++;
