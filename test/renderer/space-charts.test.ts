@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { UsageReport } from '../../src/shared/ipc/contract.ts';
-import { snapshotSpaceOption, snapshotSpaceRows, spaceFigures, spaceSummaryOption, type ChartPalette } from '../../src/renderer/src/lib/space-charts.ts';
+import { binaryAxisScale, snapshotSpaceOption, snapshotSpaceRows, spaceFigures, spaceSummaryOption, type ChartPalette } from '../../src/renderer/src/lib/space-charts.ts';
 
 const palette: ChartPalette = {
   text: '#111',
@@ -38,6 +38,38 @@ interface BarSeries {
   itemStyle?: { color: string };
 }
 
+/** The labels a bytes axis shows: every step from 0 to its end. */
+function axisLabels(option: { xAxis?: unknown }): string[] {
+  const axis = option.xAxis as { min: number; max: number; interval: number; axisLabel: { formatter: (value: number) => string } };
+  expect(axis.min).toBe(0);
+  const labels: string[] = [];
+  for (let value = 0; value <= axis.max; value += axis.interval) labels.push(axis.axisLabel.formatter(value));
+  return labels;
+}
+
+describe('bytes axes', () => {
+  it('step in powers of two, so the labels are the units a disk is sized in', () => {
+    expect(binaryAxisScale(1024 * MiB)).toEqual({ max: 1024 * MiB, interval: 512 * MiB });
+    expect(binaryAxisScale(192 * MiB)).toEqual({ max: 192 * MiB, interval: 64 * MiB });
+    expect(binaryAxisScale(365 * MiB)).toEqual({ max: 384 * MiB, interval: 128 * MiB });
+    expect(binaryAxisScale(100 * 1024 * MiB)).toEqual({ max: 128 * 1024 * MiB, interval: 64 * 1024 * MiB });
+  });
+
+  it('end at or past the largest bar, in at most three steps, whatever its size', () => {
+    for (const largest of [1, 2, 3, 5, 511, 4097, 65536 + 1, 333 * MiB + 12345, 7 * 1024 * 1024 * MiB]) {
+      const { max, interval } = binaryAxisScale(largest);
+      expect(Math.log2(interval) % 1).toBe(0);
+      expect(max).toBeGreaterThanOrEqual(largest);
+      expect(max / interval).toBeLessThanOrEqual(3);
+      expect(max - interval).toBeLessThan(largest);
+    }
+  });
+
+  it('still draw an axis for a disk with nothing in it', () => {
+    expect(binaryAxisScale(0)).toEqual({ max: 1, interval: 1 });
+  });
+});
+
 describe('space summary chart', () => {
   it('splits the allocated bytes into guest data, metadata and leaks, and the file into allocated and unused', () => {
     expect(spaceFigures(usage())).toEqual({
@@ -61,6 +93,12 @@ describe('space summary chart', () => {
     expect(series.find((entry) => entry.name === 'Leaked')?.itemStyle?.color).toBe('#leaked');
     // Tooltips are drawn on the canvas: HTML ones would need inline styles the CSP refuses.
     expect((option.tooltip as { renderMode: string }).renderMode).toBe('richText');
+  });
+
+  it('labels its axis in the units disks are sized in, up to the longest bar', () => {
+    expect(axisLabels(spaceSummaryOption(usage(), palette))).toEqual(['0 B', '32 GiB', '64 GiB']);
+    const small = { ...usage(), virtualSize: 1024 * MiB, fileSize: 192 * MiB, allocatedBytes: 192 * MiB };
+    expect(axisLabels(spaceSummaryOption(small, palette))).toEqual(['0 B', '512 MiB', '1 GiB']);
   });
 });
 
@@ -98,5 +136,12 @@ describe('space by snapshot chart', () => {
     expect(shared?.data.map((item) => item?.value)).toEqual([10 * MiB, 150 * MiB, 40 * MiB, 5 * MiB]);
     expect(own?.data[1]?.itemStyle?.color).toBe('#current');
     expect(own?.data.map((item) => item?.itemStyle?.borderColor)).toEqual([undefined, undefined, '#highlight', undefined]);
+  });
+
+  it('ends its axis at the first binary step past the longest row (own and shared together)', () => {
+    // The current state's 8 + 150 MiB is the longest row.
+    expect(axisLabels(snapshotSpaceOption(snapshotSpaceRows(usage(snapshots)), palette))).toEqual(['0 B', '64 MiB', '128 MiB', '192 MiB']);
+    // The tree's narrow side panel asks for two steps: three labels fit there.
+    expect(axisLabels(snapshotSpaceOption(snapshotSpaceRows(usage(snapshots)), palette, null, 2))).toEqual(['0 B', '128 MiB', '256 MiB']);
   });
 });

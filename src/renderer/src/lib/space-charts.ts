@@ -63,12 +63,27 @@ function baseOption(palette: ChartPalette): EChartsOption {
   };
 }
 
-const bytesAxis = (palette: ChartPalette) =>
+/** Steps along a bytes axis at most, where the chart is wide enough for their labels. */
+const AXIS_STEPS = 3;
+
+/**
+ * A bytes axis from 0 in steps of a power of two, so its labels read as the disk's own units
+ * (256 MiB, 512 MiB, 1 GiB) where a decimal scale would label 477 MiB and 954 MiB; the end is
+ * the first step at or past the largest bar, never more than `steps` steps.
+ */
+export function binaryAxisScale(largestBytes: number, steps = AXIS_STEPS): { max: number; interval: number } {
+  if (!(largestBytes > 0)) return { max: 1, interval: 1 };
+  const interval = 2 ** Math.max(0, Math.ceil(Math.log2(largestBytes / steps)));
+  return { max: Math.ceil(largestBytes / interval) * interval, interval };
+}
+
+const bytesAxis = (palette: ChartPalette, largestBytes: number, steps = AXIS_STEPS) =>
   ({
     type: 'value',
+    min: 0,
+    ...binaryAxisScale(largestBytes, steps),
     axisLabel: { color: palette.textSecondary, hideOverlap: true, formatter: (value: number) => formatBytes(value) },
     splitLine: { lineStyle: { color: palette.grid } },
-    splitNumber: 2,
   }) as const;
 
 /** Virtual size against what the file allocates (guest data, metadata, leaks) and its size on disk. */
@@ -93,7 +108,7 @@ export function spaceSummaryOption(usage: UsageReport, palette: ChartPalette): E
     ...baseOption(palette),
     grid: { left: 8, right: 16, top: 8, bottom: 4, containLabel: true },
     legend: { show: false },
-    xAxis: bytesAxis(palette),
+    xAxis: bytesAxis(palette, Math.max(figures.virtualSize, figures.allocatedBytes, figures.allocatedBytes + figures.unusedFileBytes)),
     yAxis: {
       type: 'category',
       inverse: true,
@@ -157,8 +172,11 @@ function shortLabel(label: string): string {
   return label.length > MAX_LABEL ? `${label.slice(0, MAX_LABEL - 1)}…` : label;
 }
 
-/** Stacked bars per row: the bytes only this snapshot holds, then the bytes it shares. */
-export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: ChartPalette, highlightedId: string | null = null): EChartsOption {
+/**
+ * Stacked bars per row: the bytes only this snapshot holds, then the bytes it shares. A narrow
+ * chart (the tree's side panel) asks for fewer axis steps, so each keeps its label.
+ */
+export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: ChartPalette, highlightedId: string | null = null, axisSteps = AXIS_STEPS): EChartsOption {
   const emphasis = (row: SnapshotSpaceRow, color: string) => ({
     value: row.exclusiveBytes,
     itemStyle: { color, ...(row.id === highlightedId ? { borderColor: palette.highlight, borderWidth: 2 } : {}) },
@@ -181,7 +199,7 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       textStyle: { color: palette.textSecondary },
       data: ['Only in this state', 'Shared'],
     },
-    xAxis: bytesAxis(palette),
+    xAxis: bytesAxis(palette, Math.max(0, ...rows.map((row) => row.exclusiveBytes + row.sharedBytes)), axisSteps),
     yAxis: {
       type: 'category',
       inverse: true,
