@@ -122,6 +122,22 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
     expect(verifyError(source, damaged)).not.toBeNull();
   }, 60_000);
 
+  it('catches a compacted copy of a compressed disk whose compressed data differs (each compressed source remembered by its offset and size)', () => {
+    const compressedSource = path.join(path.dirname(copy), 'compressed-source.qcow2');
+    rewriteImage({ source, target: compressedSource, compression: 'compress', verify: false });
+    const kept = path.join(path.dirname(copy), 'compressed-kept.qcow2');
+    rewriteImage({ source: compressedSource, target: kept, compression: 'keep', verify: false });
+    expect(verifyError(compressedSource, kept)).toBeNull();
+    const image = Qcow2Image.open(kept, { readOnly: true, openBacking: false });
+    const entry = image.lookup(image.l1, 4 * MiB);
+    image.close();
+    expect(entry?.kind).toBe('compressed');
+    const damaged = path.join(path.dirname(copy), 'compressed-kept-damaged.qcow2');
+    fs.copyFileSync(kept, damaged);
+    flipByte(damaged, (entry?.hostOffset ?? 0) + 10);
+    expect(verifyError(compressedSource, damaged)).not.toBeNull();
+  }, 60_000);
+
   it('yields as it verifies, so that a command line hears Ctrl-C meanwhile (rewriteSteps; the final comparison doing it all)', () => {
     let stage = '';
     const steps = rewriteSteps({ source, target: path.join(path.dirname(copy), 'yielding.qcow2'), compression: 'keep', earlyVerify: false }, { progress: (name) => (stage = name), throwIfCancelled() {} });

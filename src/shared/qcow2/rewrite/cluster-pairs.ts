@@ -5,6 +5,8 @@
  * arrays: a Map or Set would hold at most 2^24 entries (V8's limit: a fully allocated 1 TiB disk
  * of 64 KiB clusters) at several times the memory, and string keys far more.
  */
+import { growFloat64, growUint32, OffsetIndex } from './offset-index.ts';
+
 const NONE = -1;
 /** The output entry is a zero cluster. */
 export const OUTPUT_ZERO = -2;
@@ -36,5 +38,32 @@ export class ClusterPairs {
     if (index >= this.outputs.length || !Number.isInteger(index)) return;
     this.outputs[index] = output;
     this.tags[index] = tag;
+  }
+}
+
+/**
+ * The same for compressed source data, which starts at any byte: each source offset (with the
+ * stored size its entry gives) and the output it was found equal to, in typed arrays through an
+ * OffsetIndex.
+ */
+export class CompressedPairs {
+  private readonly index = new OffsetIndex();
+  private sourceSizes = new Uint32Array(0);
+  private outputs = new Float64Array(0);
+  private tags = new Uint32Array(0);
+
+  has(sourceOffset: number, sourceSize: number, output: number, tag: number): boolean {
+    const number = this.index.numberOf(sourceOffset);
+    return number >= 0 && this.sourceSizes[number] === sourceSize && this.outputs[number] === output && this.tags[number] === tag;
+  }
+
+  set(sourceOffset: number, sourceSize: number, output: number, tag: number): void {
+    const number = this.index.add(sourceOffset);
+    this.sourceSizes = growUint32(this.sourceSizes, number);
+    this.outputs = growFloat64(this.outputs, number, NONE);
+    this.tags = growUint32(this.tags, number);
+    this.sourceSizes[number] = sourceSize;
+    this.outputs[number] = output;
+    this.tags[number] = tag;
   }
 }

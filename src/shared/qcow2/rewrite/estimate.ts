@@ -80,10 +80,9 @@ function sampleDataClusters(image: Qcow2Image, plan: RewritePlan, count: number)
     }
   }
   if (samples.length === 0) {
-    for (const [offset, source] of plan.compressed) {
-      if (samples.length >= count) break;
-      const stored = new Uint8Array(source.size);
-      const read = image.file.read(stored, offset);
+    for (let number = 0; number < plan.compressed.count && samples.length < count; number++) {
+      const stored = new Uint8Array(plan.compressed.sizeAt(number));
+      const read = image.file.read(stored, plan.compressed.offsetAt(number));
       samples.push(decompressCluster(image.header.compressionType, stored.subarray(0, read), image.clusterBytes));
     }
   }

@@ -6,8 +6,8 @@
  *    counts it (one per L1 entry that reaches it through an L2 table: qemu-img check's rule).
  * The rewrite then writes each of them once, so whatever the states share stays shared.
  *
- * Memory: a few bytes per host cluster of the source file (typed arrays), a map entry per
- * compressed cluster and per L2 table.
+ * Memory: a few bytes per host cluster of the source file and per compressed cluster (typed
+ * arrays), a map entry per L2 table.
  */
 import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned } from '../format/bytes.ts';
@@ -15,17 +15,12 @@ import { decodeL2, type L2Entry } from '../format/entries.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
+import { CompressedClusters } from './compressed-clusters.ts';
 
 /** A state the image holds: its current disk (snapshot null) or a snapshot's. */
 export interface PlannedState {
   snapshot: SnapshotEntry | null;
   l1: L1Table;
-}
-
-export interface CompressedSource {
-  /** Bytes from the descriptor (sector-rounded, as QEMU stores them). */
-  size: number;
-  references: number;
 }
 
 /** Per-cluster marks in RewritePlan.clusterMarks. */
@@ -45,8 +40,8 @@ export interface RewritePlan {
   clusterReferences: Uint32Array;
   /** Per source host cluster: MARK_* bits. */
   clusterMarks: Uint8Array;
-  /** Source byte offset of compressed data → its size and references. */
-  compressed: Map<number, CompressedSource>;
+  /** The compressed data of every state, by source byte offset: its size and references. */
+  compressed: CompressedClusters;
   /** Distinct data clusters and compressed clusters: the work of the copy, for progress and estimates. */
   dataClusters: number;
   compressedClusters: number;
@@ -80,7 +75,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     l2FirstIndex,
     clusterReferences: new Uint32Array(fileClusters),
     clusterMarks: new Uint8Array(fileClusters),
-    compressed: new Map(),
+    compressed: new CompressedClusters(),
     dataClusters: 0,
     compressedClusters: 0,
     compressedBytes: 0,
@@ -95,12 +90,10 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     const users = l2Users.get(l2Offset) ?? 1;
     forEachEntry(image, l2Offset, (entry) => {
       if (entry.kind === 'compressed') {
-        const known = plan.compressed.get(entry.hostOffset);
-        if (known === undefined) {
-          plan.compressed.set(entry.hostOffset, { size: entry.compressedSize, references: users });
+        if (plan.compressed.add(entry.hostOffset, entry.compressedSize, users)) {
           plan.compressedClusters++;
           plan.compressedBytes += entry.compressedSize;
-        } else known.references += users;
+        }
         return;
       }
       if (entry.kind !== 'normal') return;

@@ -18,7 +18,7 @@ import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { runSteps, type Steps } from '../steps.ts';
-import { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
+import { ClusterPairs, CompressedPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import { forEachEntry } from './plan.ts';
 
 const NO_TABLE = 0;
@@ -114,6 +114,8 @@ class ClusterComparer {
   private readonly source: Qcow2Image;
   private readonly output: Qcow2Image;
   private readonly clusterBytes: number;
+  /** Pairs found equal whose source is compressed data (by its offset), and the rare rest (subclusters, legacy AES) by a key of both entries. */
+  private readonly compressedPairs = new CompressedPairs();
   private readonly pairsDone = new Set<string>();
   private readonly sourceView: ClusterView;
   private readonly outputView: ClusterView;
@@ -166,15 +168,17 @@ class ClusterComparer {
       }
       const guestOffset = (firstGuestCluster + slot) * this.clusterBytes;
       // A whole source data cluster is remembered by its index (compressed, zeroed or encrypted on
-      // the way); other pairs (compressed sources, subclusters, legacy AES) by a key of both entries.
-      const bySourceCluster = a?.kind === 'normal' && !byGuestOffset && !this.source.l2Format.extendedL2 && !this.output.l2Format.extendedL2;
-      const output = bySourceCluster ? outputKey(b) : null;
+      // the way), compressed source data by its offset and size; other pairs (subclusters, legacy
+      // AES) by a key of both entries.
+      const wholeClusters = !byGuestOffset && !this.source.l2Format.extendedL2 && !this.output.l2Format.extendedL2;
+      const from = wholeClusters && a !== null && (a.kind === 'normal' || a.kind === 'compressed') ? a : null;
+      const output = from === null ? null : outputKey(b);
       const key = output === null ? `${entryKey(a)}|${entryKey(b)}${byGuestOffset ? `@${guestOffset}` : ''}` : '';
-      if (output !== null && a !== null ? this.plainPairs.has(a.hostOffset, output.at, output.tag) : this.pairsDone.has(key)) continue;
+      if (from !== null && output !== null ? this.pairedBefore(from, output) : this.pairsDone.has(key)) continue;
       view(this.source, a, this.sourceView, guestOffset);
       view(this.output, b, this.outputView, guestOffset);
       if (this.sourceView.below !== this.outputView.below || !bytesEqual(this.sourceView.bytes, this.outputView.bytes)) return false;
-      if (output !== null && a !== null) this.plainPairs.set(a.hostOffset, output.at, output.tag);
+      if (from !== null && output !== null) this.pair(from, output);
       else this.pairsDone.add(key);
       if (++this.slowCompared % this.batchClusters === 0) {
         reached(slot);
@@ -182,6 +186,16 @@ class ClusterComparer {
       }
     }
     return this.comparePending();
+  }
+
+  private pairedBefore(source: L2Entry, output: { at: number; tag: number }): boolean {
+    if (source.kind === 'compressed') return this.compressedPairs.has(source.hostOffset, source.compressedSize, output.at, output.tag);
+    return this.plainPairs.has(source.hostOffset, output.at, output.tag);
+  }
+
+  private pair(source: L2Entry, output: { at: number; tag: number }): void {
+    if (source.kind === 'compressed') this.compressedPairs.set(source.hostOffset, source.compressedSize, output.at, output.tag);
+    else this.plainPairs.set(source.hostOffset, output.at, output.tag);
   }
 
   /** Reads the queued pairs (runs of neighbouring clusters in one read each side) and compares them. */

@@ -71,10 +71,12 @@ export interface WriteImageResult {
 /** L2 tables held back to be written side by side (see placeTables). */
 const PENDING_TABLE_BYTES = 4 * 1024 * 1024;
 
-/** Where a source data cluster went. */
+/** Where a source data cluster or compressed cluster went. */
 const UNWRITTEN = -1;
 const AS_ZERO = -2;
 const AS_UNALLOCATED = -3;
+/** In a batch not written yet. */
+const SCHEDULED = -4;
 
 interface Placement {
   offset: number;
@@ -84,7 +86,7 @@ interface Placement {
 
 /** One distinct source cluster waiting in a batch. */
 interface BatchItem {
-  /** Source host cluster index (data) or byte offset (compressed). */
+  /** Source host cluster index (data), or its number in the plan's compressed clusters (compressed). */
   key: number;
   compressed: boolean;
   references: number;
@@ -105,7 +107,9 @@ class ImageWriter {
   /** Per source host cluster: where its data went (UNWRITTEN, AS_ZERO, AS_UNALLOCATED or a host offset). */
   private readonly dataOffset: Float64Array;
   private readonly dataCompressedSize: Uint32Array;
-  private readonly compressedPlacement = new Map<number, Placement>();
+  /** Per compressed source cluster (by its number in the plan): where it went, as dataOffset; and its new compressed size. */
+  private readonly compressedOffset: Float64Array;
+  private readonly compressedSize: Uint32Array;
   /** Source L2 offset → new offset (0: the table came out empty and is left out). */
   private readonly l2Placement = new Map<number, number>();
   private readonly batch: BatchItem[] = [];
@@ -139,6 +143,8 @@ class ImageWriter {
     this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters), { startWriteback: options.startWriteback });
     this.dataOffset = new Float64Array(plan.clusterReferences.length).fill(UNWRITTEN);
     this.dataCompressedSize = new Uint32Array(plan.clusterReferences.length);
+    this.compressedOffset = new Float64Array(plan.compressed.count).fill(UNWRITTEN);
+    this.compressedSize = new Uint32Array(plan.compressed.count);
     this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
     this.compressInput = options.compressor === null ? new Uint8Array(0) : alignedBytes(options.batchClusters * this.clusterBytes);
     // All-zero data reads the same as an unallocated cluster where no backing file shows through.
@@ -247,17 +253,15 @@ class ImageWriter {
   /** The batch item for an entry whose data is not written (nor scheduled) yet, or null. */
   private newItem(entry: L2Entry, guestOffset: number): BatchItem | null {
     if (entry.kind === 'compressed') {
-      if (this.compressedPlacement.has(entry.hostOffset)) return null;
-      const planned = this.plan.compressed.get(entry.hostOffset);
-      if (planned === undefined) throw new Qcow2Error('INTERNAL', 'rewrite: a compressed cluster missing from the plan');
-      this.compressedPlacement.set(entry.hostOffset, { offset: UNWRITTEN, compressedSize: 0 });
-      return { key: entry.hostOffset, compressed: true, references: planned.references, verbatim: false, stored: null, guestOffset };
+      const number = this.compressedNumber(entry.hostOffset);
+      if (this.compressedOffset[number] !== UNWRITTEN) return null;
+      this.compressedOffset[number] = SCHEDULED;
+      return { key: number, compressed: true, references: this.plan.compressed.referencesAt(number), verbatim: false, stored: null, guestOffset };
     }
     if (entry.kind !== 'normal') return null;
     const cluster = entry.hostOffset / this.clusterBytes;
     if (this.dataOffset[cluster] !== UNWRITTEN) return null;
-    // Scheduled: any value other than UNWRITTEN until the batch places it.
-    this.dataOffset[cluster] = AS_UNALLOCATED;
+    this.dataOffset[cluster] = SCHEDULED;
     const verbatim = ((this.plan.clusterMarks[cluster] ?? 0) & MARK_VERBATIM) !== 0;
     return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, stored: null, guestOffset };
   }
@@ -275,8 +279,9 @@ class ImageWriter {
       encodeL2(table, position, format, { hostOffset: 0, copied: false, zero: true, allocMask: 0, zeroMask: full });
       return true;
     }
-    const placement = entry.kind === 'compressed' ? this.compressedPlacement.get(entry.hostOffset) : this.dataPlacement(entry.hostOffset / this.clusterBytes);
-    if (placement === undefined || placement.offset === UNWRITTEN) throw new Qcow2Error('INTERNAL', 'rewrite: an entry whose data was not written');
+    const compressedNumber = entry.kind === 'compressed' ? this.compressedNumber(entry.hostOffset) : -1;
+    const placement = entry.kind === 'compressed' ? this.compressedPlacement(compressedNumber) : this.dataPlacement(entry.hostOffset / this.clusterBytes);
+    if (placement.offset === UNWRITTEN || placement.offset === SCHEDULED) throw new Qcow2Error('INTERNAL', 'rewrite: an entry whose data was not written');
     if (placement.offset === AS_UNALLOCATED) return false;
     if (placement.offset === AS_ZERO) {
       encodeL2(table, position, format, { hostOffset: 0, copied: false, zero: true, allocMask: 0, zeroMask: full });
@@ -286,7 +291,7 @@ class ImageWriter {
       encodeCompressedL2(table, position, format, placement.offset, placement.compressedSize);
       return true;
     }
-    const references = entry.kind === 'compressed' ? (this.plan.compressed.get(entry.hostOffset)?.references ?? 2) : (this.plan.clusterReferences[entry.hostOffset / this.clusterBytes] ?? 2);
+    const references = entry.kind === 'compressed' ? this.plan.compressed.referencesAt(compressedNumber) : (this.plan.clusterReferences[entry.hostOffset / this.clusterBytes] ?? 2);
     const masks = entry.kind === 'normal' && format.extendedL2 ? { allocMask: entry.allocMask, zeroMask: entry.zeroMask } : { allocMask: full, zeroMask: 0 };
     encodeL2(table, position, format, { hostOffset: placement.offset, copied: references === 1, zero: false, ...masks });
     return true;
@@ -294,6 +299,17 @@ class ImageWriter {
 
   private dataPlacement(cluster: number): Placement {
     return { offset: this.dataOffset[cluster] ?? UNWRITTEN, compressedSize: this.dataCompressedSize[cluster] ?? 0 };
+  }
+
+  private compressedPlacement(number: number): Placement {
+    return { offset: this.compressedOffset[number] ?? UNWRITTEN, compressedSize: this.compressedSize[number] ?? 0 };
+  }
+
+  /** The plan's number for the compressed data at `hostOffset` (the plan walked the same tables). */
+  private compressedNumber(hostOffset: number): number {
+    const number = this.plan.compressed.numberOf(hostOffset);
+    if (number < 0) throw new Qcow2Error('INTERNAL', 'rewrite: a compressed cluster missing from the plan');
+    return number;
   }
 
   // ---------------------------------------------------------------- a batch of distinct clusters
@@ -363,8 +379,10 @@ class ImageWriter {
   }
 
   private place(item: BatchItem, placement: Placement): void {
-    if (item.compressed) this.compressedPlacement.set(item.key, placement);
-    else {
+    if (item.compressed) {
+      this.compressedOffset[item.key] = placement.offset;
+      this.compressedSize[item.key] = placement.compressedSize;
+    } else {
       this.dataOffset[item.key] = placement.offset;
       this.dataCompressedSize[item.key] = placement.compressedSize;
     }
@@ -377,8 +395,8 @@ class ImageWriter {
       const item = items[index];
       if (item === undefined) break;
       if (item.compressed) {
-        item.stored = new Uint8Array(this.plan.compressed.get(item.key)?.size ?? 0);
-        this.readHost(item.key, item.stored);
+        item.stored = new Uint8Array(this.plan.compressed.sizeAt(item.key));
+        this.readHost(this.plan.compressed.offsetAt(item.key), item.stored);
         index++;
         continue;
       }
