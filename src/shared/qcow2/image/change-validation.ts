@@ -16,6 +16,7 @@ import { isAllZero } from '../format/zeroes.ts';
 import { EXT_CRYPTO_HEADER, findExtension, type Header } from '../format/header.ts';
 import { INCOMPAT_DATA_FILE } from '../format/limits.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import { ClusterCounts } from './cluster-counts.ts';
 import type { Refcounts } from './refcounts.ts';
 import type { TableCache } from './table-cache.ts';
 
@@ -63,52 +64,18 @@ function refuse(problem: string): never {
   throw new Qcow2Error('CORRUPT', `${problem}; ${REPAIR_ADVICE}`);
 }
 
-/** Up to this many clusters in the file, the tally is one typed array (4 bytes a cluster); past it, a map. */
-const ARRAY_TALLY_CLUSTERS = 2 ** 24;
 const ROLE_BITS = 4;
-
-/** Per cluster: the references to it and what it is used as, packed as `count << ROLE_BITS | role`. */
-class Tally {
-  private readonly array: Uint32Array | null;
-  private readonly map: Map<number, number> | null;
-
-  constructor(clusters: number) {
-    this.array = clusters <= ARRAY_TALLY_CLUSTERS ? new Uint32Array(clusters) : null;
-    this.map = this.array === null ? new Map() : null;
-  }
-
-  get(cluster: number): number {
-    return this.array !== null ? (this.array[cluster] ?? 0) : (this.map?.get(cluster) ?? 0);
-  }
-
-  set(cluster: number, value: number): void {
-    if (this.array !== null) this.array[cluster] = value;
-    else this.map?.set(cluster, value);
-  }
-
-  /** Every referenced cluster and its reference count. */
-  *counts(): Generator<[number, number]> {
-    if (this.array !== null) {
-      for (let cluster = 0; cluster < this.array.length; cluster++) {
-        const value = this.array[cluster] ?? 0;
-        if (value !== 0) yield [cluster, value >>> ROLE_BITS];
-      }
-    } else if (this.map !== null) {
-      for (const [cluster, value] of this.map) yield [cluster, value >>> ROLE_BITS];
-    }
-  }
-}
 
 /** The expected refcount of every referenced cluster, and what each is used as. */
 class References {
-  private readonly tally: Tally;
+  /** Per cluster: the references to it and what it is used as, packed as `count << ROLE_BITS | role`. */
+  private readonly tally = new ClusterCounts();
   private readonly fileClusters: number;
   private readonly clusterBytes: number;
 
   constructor(fileBytes: number, clusterBytes: number) {
     this.clusterBytes = clusterBytes;
     this.fileClusters = Math.ceil(fileBytes / clusterBytes);
-    this.tally = new Tally(this.fileClusters);
   }
 
   /**
@@ -131,8 +98,9 @@ class References {
     }
   }
 
-  counts(): Generator<[number, number]> {
-    return this.tally.counts();
+  /** Every referenced cluster and its reference count. */
+  *counts(): Generator<[number, number]> {
+    for (const [cluster, value] of this.tally.entries()) yield [cluster, value >>> ROLE_BITS];
   }
 }
 

@@ -5,7 +5,7 @@
  * arrays: a Map or Set would hold at most 2^24 entries (V8's limit: a fully allocated 1 TiB disk
  * of 64 KiB clusters) at several times the memory, and string keys far more.
  */
-import { growFloat64, growUint32, OffsetIndex } from './offset-index.ts';
+import { growFloat64, growUint32, OffsetIndex } from '../image/offset-index.ts';
 
 const NONE = -1;
 /** The output entry is a zero cluster. */

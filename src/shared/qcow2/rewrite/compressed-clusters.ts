@@ -3,7 +3,7 @@
  * and its references, numbered in the order the walk first meets them (OffsetIndex), in typed
  * arrays — a few bytes each, however many there are.
  */
-import { growUint32, OffsetIndex } from './offset-index.ts';
+import { growUint32, OffsetIndex } from '../image/offset-index.ts';
 
 export class CompressedClusters {
   private readonly index = new OffsetIndex();

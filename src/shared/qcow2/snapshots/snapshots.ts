@@ -17,6 +17,7 @@ import { alignUp, hex, view } from '../format/bytes.ts';
 import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
+import { ClusterCounts } from '../image/cluster-counts.ts';
 import { refuseWithExternalData } from '../image/data-file.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { findSnapshot, type L1Table, type Qcow2Image } from '../image/image.ts';
@@ -69,10 +70,10 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
  * The references a copy of `l1` adds, per host cluster; refused before anything is written when
  * one would not fit the image's refcount width (1-bit refcounts cannot share a cluster at all).
  */
-function referencesToAdd(image: Qcow2Image, l1: L1Table, job: JobContext): Map<number, number> {
-  const references = new Map<number, number>();
-  forEachReference(image, l1, (cluster) => references.set(cluster, (references.get(cluster) ?? 0) + 1), job);
-  for (const [cluster, count] of references) {
+function referencesToAdd(image: Qcow2Image, l1: L1Table, job: JobContext): ClusterCounts {
+  const references = new ClusterCounts();
+  forEachReference(image, l1, (cluster) => references.add(cluster, 1), job);
+  for (const [cluster, count] of references.entries()) {
     if (image.refcounts.get(cluster) + count > image.refcounts.max) {
       throw new Qcow2Error(
         'INVALID_ARGUMENT',
@@ -83,8 +84,8 @@ function referencesToAdd(image: Qcow2Image, l1: L1Table, job: JobContext): Map<n
   return references;
 }
 
-function addReferences(image: Qcow2Image, references: Map<number, number>): void {
-  for (const [cluster, count] of references) image.refcounts.increment(cluster, count);
+function addReferences(image: Qcow2Image, references: ClusterCounts): void {
+  for (const [cluster, count] of references.entries()) image.refcounts.increment(cluster, count);
 }
 
 export function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { CompressedPairs, OUTPUT_ZERO } from '../../../src/shared/qcow2/rewrite/cluster-pairs.ts';
-import { CompressedClusters } from '../../../src/shared/qcow2/rewrite/compressed-clusters.ts';
-import { OffsetIndex } from '../../../src/shared/qcow2/rewrite/offset-index.ts';
+import { ClusterCounts } from '../../../src/shared/qcow2/image/cluster-counts.ts';
+import { OffsetIndex } from '../../../src/shared/qcow2/image/offset-index.ts';
 
 /** Offsets as compressed data lies: packed at byte granularity, past 4 GiB too, many sharing their low 32 bits. */
 function compressedOffsets(count: number): number[] {
@@ -46,31 +45,39 @@ describe('OffsetIndex', () => {
   });
 });
 
-describe('CompressedClusters', () => {
-  it('counts references over every entry naming the data; the size is the first entry’s', () => {
-    const clusters = new CompressedClusters();
-    expect(clusters.add(0x10200, 1024, 1)).toBe(true);
-    expect(clusters.add(0x10600, 512, 2)).toBe(true);
-    expect(clusters.add(0x10200, 1536, 3)).toBe(false);
-    expect(clusters.count).toBe(2);
-    const first = clusters.numberOf(0x10200);
-    expect([clusters.offsetAt(first), clusters.sizeAt(first), clusters.referencesAt(first)]).toEqual([0x10200, 1024, 4]);
-    expect(clusters.referencesAt(clusters.numberOf(0x10600))).toBe(2);
-    expect(clusters.numberOf(0x10400)).toBe(-1);
+describe('ClusterCounts', () => {
+  it('counts per cluster from 0, past 2^24 clusters and 2^32 as well as near 0', () => {
+    const counts = new ClusterCounts();
+    const clusters = [0, 1, 65_535, 65_536, 2 ** 24 + 3, 2 ** 32 + 7, 2 ** 40];
+    for (const cluster of clusters) counts.add(cluster, 1);
+    counts.add(65_536, 2);
+    expect(counts.get(65_536)).toBe(3);
+    expect(counts.get(2)).toBe(0);
+    expect(counts.get(2 ** 33)).toBe(0);
+    expect([...counts.entries()]).toEqual(clusters.map((cluster) => [cluster, cluster === 65_536 ? 3 : 1]));
   });
-});
 
-describe('CompressedPairs', () => {
-  it('remembers each compressed source with the output it matched, and only that pairing', () => {
-    const pairs = new CompressedPairs();
-    pairs.set(0x10200, 1024, 0x90000, 900);
-    pairs.set(2 ** 33 + 0x10200, 512, OUTPUT_ZERO, 0);
-    expect(pairs.has(0x10200, 1024, 0x90000, 900)).toBe(true);
-    expect(pairs.has(2 ** 33 + 0x10200, 512, OUTPUT_ZERO, 0)).toBe(true);
-    // Another stored size, another output or another length is another pair, compared again.
-    expect(pairs.has(0x10200, 1536, 0x90000, 900)).toBe(false);
-    expect(pairs.has(0x10200, 1024, 0xa0000, 900)).toBe(false);
-    expect(pairs.has(0x10200, 1024, 0x90000, 901)).toBe(false);
-    expect(pairs.has(0x10600, 1024, 0x90000, 900)).toBe(false);
+  it('holds more distinct clusters than a Map can (2^24 + 1), in ascending order', () => {
+    const counts = new ClusterCounts();
+    const total = 2 ** 24 + 1;
+    // Spread over the range, in a scrambled order.
+    for (let index = 0; index < total; index++) counts.set((index * 7919) % total, 5);
+    let seen = 0;
+    let previous = -1;
+    let ordered = true;
+    for (const [cluster, value] of counts.entries()) {
+      if (cluster <= previous || value !== 5) ordered = false;
+      previous = cluster;
+      seen++;
+    }
+    expect(ordered).toBe(true);
+    expect(seen).toBe(total);
+  });
+
+  it('refuses what is not a cluster index, and a zero never makes a page', () => {
+    const counts = new ClusterCounts();
+    for (const bad of [-1, 0.5, Number.NaN]) expect(() => counts.set(bad, 1)).toThrow(RangeError);
+    counts.set(2 ** 30, 0);
+    expect([...counts.entries()]).toEqual([]);
   });
 });
