@@ -9,6 +9,7 @@ import { Qcow2Error } from '../errors.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL2, OFLAG_COMPRESSED_HI } from '../format/entries.ts';
 import type { L1Table, Qcow2Image } from './image.ts';
+import { OffsetIndex } from './offset-index.ts';
 
 export interface UnencryptedData {
   /** Compressed clusters, each stored once. */
@@ -41,7 +42,8 @@ function countCompressed(image: Qcow2Image): UnencryptedData {
   const fileSize = image.file.size();
   const table = new Uint8Array(image.clusterBytes);
   const entries = view(table);
-  const compressed = new Set<number>();
+  // Distinct compressed data, by its offset (a Set would stop at 2^24).
+  const compressed = new OffsetIndex();
   for (const l2Offset of l2Offsets) {
     if (l2Offset + table.length > fileSize) throw new Qcow2Error('CORRUPT', 'An L2 table lies past the end of the file');
     image.file.read(table, l2Offset);
@@ -51,5 +53,5 @@ function countCompressed(image: Qcow2Image): UnencryptedData {
       compressed.add(decodeL2(entries, position, image.l2Format).hostOffset);
     }
   }
-  return { clusters: compressed.size, guestBytes: compressed.size * image.clusterBytes };
+  return { clusters: compressed.count, guestBytes: compressed.count * image.clusterBytes };
 }
