@@ -169,3 +169,39 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
   }, 60_000);
 });
 
+
+describe('verify of entries that store nothing, over a backing file', () => {
+  // A zero cluster reads zeros; an unallocated one reads the backing file's bytes: a copy that
+  // turned one into the other reads differently, though neither side stores any data.
+  it('catches a zero cluster that became unallocated, and the other way round', () => {
+    const dir = path.join(folder.path, 'over-backing');
+    fs.mkdirSync(dir);
+    const base = path.join(dir, 'base.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, '4M']);
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x11 0 4M', base]);
+    const source = path.join(dir, 'overlay.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', source]);
+    // Guest cluster 1 reads zeros (a zero cluster); cluster 2 reads the base; cluster 3 holds data.
+    execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -z ${CLUSTER} ${CLUSTER}`, '-c', `write -P 0x22 ${3 * CLUSTER} ${CLUSTER}`, source]);
+    const copy = path.join(dir, 'copy.qcow2');
+    rewriteImage({ source, target: copy, compression: 'keep', verify: false });
+    expect(verifyError(source, copy)).toBeNull();
+    for (const [guestCluster, replacement] of [
+      [1, 0n],
+      [2, 1n],
+    ] as const) {
+      const damaged = path.join(dir, `damaged-${guestCluster}.qcow2`);
+      fs.copyFileSync(copy, damaged);
+      const image = Qcow2Image.open(damaged, { readOnly: true, openBacking: false });
+      const entryPosition = image.l2OffsetAt(image.l1, 0) + guestCluster * image.l2EntryBytes;
+      image.close();
+      // 0: unallocated; 1: the zero flag (bit 0), no host cluster.
+      const entry = Buffer.alloc(8);
+      entry.writeBigUInt64BE(replacement);
+      const descriptor = fs.openSync(damaged, 'r+');
+      fs.writeSync(descriptor, entry, 0, 8, entryPosition);
+      fs.closeSync(descriptor);
+      expect(verifyError(source, damaged)?.message, `guest cluster ${guestCluster}`).toContain('the current state');
+    }
+  });
+});

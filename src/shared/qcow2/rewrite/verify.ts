@@ -124,6 +124,8 @@ class ClusterComparer {
    * common case, compared in batches, each side read in runs of neighbouring clusters.
    */
   private readonly plain: boolean;
+  /** Neither image has subclusters: an entry is one whole cluster's data, zeros, or nothing. */
+  private readonly wholeEntries: boolean;
   /** Each source cluster's output cluster it was (or is queued to be) compared with; at first, the pairs already found equal (early-verify.ts). */
   private readonly plainPairs: ClusterPairs;
   private readonly pending: PlainPair[] = [];
@@ -141,7 +143,8 @@ class ClusterComparer {
     // Page-aligned: the kernel copies into a misaligned buffer far more slowly (io/aligned-bytes.ts).
     this.sourceView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
     this.outputView = { bytes: alignedBytes(this.clusterBytes), below: 0 };
-    this.plain = !source.l2Format.extendedL2 && !output.l2Format.extendedL2 && source.header.cryptMethod === 0 && output.header.cryptMethod === 0;
+    this.wholeEntries = !source.l2Format.extendedL2 && !output.l2Format.extendedL2;
+    this.plain = this.wholeEntries && source.header.cryptMethod === 0 && output.header.cryptMethod === 0;
     this.batchClusters = Math.max(1, Math.floor(PLAIN_BATCH_BYTES / this.clusterBytes));
     const batchBytes = this.batchClusters * this.clusterBytes;
     this.sourceBatch = this.plain ? alignedBytes(batchBytes) : new Uint8Array(0);
@@ -164,6 +167,14 @@ class ClusterComparer {
         if (!this.comparePending()) return false;
         reached(slot);
         yield;
+        continue;
+      }
+      // Most entries of a sparse disk store nothing on either side: they read the same when both
+      // read zeros or both read the backing file, with nothing to read or to remember.
+      const sourceBelow = this.wholeEntries ? readsBelow(this.source, a) : null;
+      const outputBelow = this.wholeEntries ? readsBelow(this.output, b) : null;
+      if (sourceBelow !== null && outputBelow !== null) {
+        if (sourceBelow !== outputBelow) return false;
         continue;
       }
       const guestOffset = (firstGuestCluster + slot) * this.clusterBytes;
@@ -235,6 +246,12 @@ function forEachRun(pairs: PlainPair[], hostOf: (pair: PlainPair) => number, clu
     if (start !== undefined) read(first, index - first, hostOf(start));
     first = index;
   }
+}
+
+/** For an entry of a whole cluster that stores nothing: whether it reads the backing file (else zeros); null for one that stores data. */
+function readsBelow(image: Qcow2Image, entry: L2Entry | null): boolean | null {
+  if (entry === null || entry.kind === 'unallocated') return image.header.backingFile !== null;
+  return entry.kind === 'zero' ? false : null;
 }
 
 /** What an output entry without subclusters holds, as ClusterPairs records it. */
