@@ -59,6 +59,18 @@ describe('allocation map colouring', () => {
     expect(squareColour(squares[0]!, palette)).toEqual([120, 120, 220]);
   });
 
+  it('shows what a mostly empty square holds at a quarter of its colour at least, so the data of a huge sparse disk stays visible', () => {
+    const GiB = 1024 * 1024 * 1024;
+    const square = { start: 0, end: 3 * GiB, bytes: { data: 1024 * 1024, compressed: 0, zero: 0, backing: 0, unallocated: 3 * GiB - 1024 * 1024 } };
+    expect(squareColour(square, palette)).toEqual([180, 180, 230]);
+    // Held states keep their proportions among themselves.
+    const mixed = { ...square, bytes: { ...square.bytes, data: 512 * 1024, zero: 512 * 1024 } };
+    expect(squareColour(mixed, palette)).toEqual([180, 205, 205]);
+    // Past the least share, bytes decide alone (half used looks half full, as above).
+    const third = { ...square, bytes: { ...square.bytes, data: GiB, unallocated: 2 * GiB } };
+    expect(squareColour(third, palette)).toEqual([160, 160, 227]);
+  });
+
   it('shows only the cells of a zoomed range', () => {
     const squares = squaresForRange(map(), 2 * 1024 * 1024, 3 * 1024 * 1024, 100);
     expect(squares).toHaveLength(1);

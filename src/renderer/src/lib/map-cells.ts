@@ -46,13 +46,27 @@ export function squaresForRange(map: AllocationMap, start: number, end: number, 
   return squares;
 }
 
-/** The square's colour: the state colours mixed in proportion to their bytes, so half-used cells look half full. */
+/**
+ * The least share of a square's colour that what it holds takes, however little that is: a square
+ * of a huge sparse disk (gigabytes each) holding one megabyte must not look empty.
+ */
+export const LEAST_HELD_SHARE = 0.25;
+
+/**
+ * The square's colour: the state colours mixed in proportion to their bytes, so half-used cells
+ * look half full — except that what a mostly unallocated square holds shows at LEAST_HELD_SHARE.
+ */
 export function squareColour(square: MapSquare, palette: MapPalette): Rgb {
   const total = CELL_STATES.reduce((sum, state) => sum + square.bytes[state], 0);
   if (total === 0) return palette.unallocated;
+  const held = total - square.bytes.unallocated;
+  const heldShare = held / total;
+  // Scales the held states up (and unallocated down) so that together they take the least share.
+  const heldScale = held > 0 && heldShare < LEAST_HELD_SHARE ? LEAST_HELD_SHARE / heldShare : 1;
+  const unallocatedScale = heldScale === 1 ? 1 : (1 - LEAST_HELD_SHARE) / (1 - heldShare);
   const mixed = [0, 0, 0];
   for (const state of CELL_STATES) {
-    const weight = square.bytes[state] / total;
+    const weight = (square.bytes[state] / total) * (state === 'unallocated' ? unallocatedScale : heldScale);
     if (weight === 0) continue;
     for (let channel = 0; channel < 3; channel++) mixed[channel] = (mixed[channel] ?? 0) + (palette[state][channel] ?? 0) * weight;
   }
