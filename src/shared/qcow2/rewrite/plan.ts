@@ -112,19 +112,17 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
   return plan;
 }
 
-/** What an entry of all-zero bits decodes to, shared: most entries of a sparse disk's tables are such. */
-const EMPTY_ENTRY: L2Entry = Object.freeze({ kind: 'unallocated', hostOffset: 0, copied: false, compressedSize: 0, allocMask: 0, zeroMask: 0, reservedBitsSet: false });
-
-/** Every entry of the L2 table at `l2Offset`, decoded and checked as a reader would check it (entries of all-zero bits share one frozen object). */
+/**
+ * Every entry of the L2 table at `l2Offset` that says anything, decoded and checked as a reader
+ * would check it. Entries of all-zero bits (unallocated, nothing to read or keep: most of a sparse
+ * disk's) are not visited, nor decoded.
+ */
 export function forEachEntry(image: Qcow2Image, l2Offset: number, visit: (entry: L2Entry, slot: number) => void): void {
   const table = image.l2Cache.get(l2Offset);
   const words = new Uint32Array(table.bytes.buffer, table.bytes.byteOffset, table.bytes.byteLength >>> 2);
   const wordsPerEntry = image.l2EntryBytes / 4;
   for (let slot = 0, word = 0; slot < image.l2Entries; slot++, word += wordsPerEntry) {
-    if (wordsPerEntry === 2 ? ((words[word] ?? 0) | (words[word + 1] ?? 0)) === 0 : ((words[word] ?? 0) | (words[word + 1] ?? 0) | (words[word + 2] ?? 0) | (words[word + 3] ?? 0)) === 0) {
-      visit(EMPTY_ENTRY, slot);
-      continue;
-    }
+    if (wordsPerEntry === 2 ? ((words[word] ?? 0) | (words[word + 1] ?? 0)) === 0 : ((words[word] ?? 0) | (words[word + 1] ?? 0) | (words[word + 2] ?? 0) | (words[word + 3] ?? 0)) === 0) continue;
     const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
     if (entry.kind === 'normal' && !isAligned(entry.hostOffset, image.clusterBytes)) {
       throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned data cluster ${hex(entry.hostOffset)}; check and repair the disk first`);

@@ -230,7 +230,9 @@ class ClusterComparer {
   private entries(image: Qcow2Image, l2Offset: number): (L2Entry | null)[] {
     if (l2Offset === NO_TABLE) return [];
     const entries: L2Entry[] = [];
-    forEachEntry(image, l2Offset, (entry) => entries.push(entry));
+    forEachEntry(image, l2Offset, (entry, slot) => {
+      entries[slot] = entry;
+    });
     return entries;
   }
 }

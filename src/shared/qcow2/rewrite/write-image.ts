@@ -210,11 +210,16 @@ class ImageWriter {
   // ---------------------------------------------------------------- one L2 table and its data
 
   private *copyTable(l2Offset: number): Steps<void> {
+    // The entries that say anything, and their slots (the rest stay unallocated).
     const entries: L2Entry[] = [];
+    const slots: number[] = [];
     const firstGuestCluster = (this.plan.l2FirstIndex.get(l2Offset) ?? 0) * this.source.l2Entries;
-    forEachEntry(this.source, l2Offset, (entry) => entries.push(entry));
-    for (const [slot, entry] of entries.entries()) {
-      const item = this.newItem(entry, (firstGuestCluster + slot) * this.clusterBytes);
+    forEachEntry(this.source, l2Offset, (entry, slot) => {
+      entries.push(entry);
+      slots.push(slot);
+    });
+    for (const [index, entry] of entries.entries()) {
+      const item = this.newItem(entry, (firstGuestCluster + (slots[index] ?? 0)) * this.clusterBytes);
       if (item === null) continue;
       this.batch.push(item);
       if (this.batch.length < this.options.batchClusters) continue;
@@ -227,9 +232,8 @@ class ImageWriter {
     const table = new Uint8Array(this.clusterBytes);
     const tableView = view(table);
     let empty = true;
-    for (let slot = 0; slot < entries.length; slot++) {
-      const entry = entries[slot];
-      if (entry !== undefined && this.encodeEntry(tableView, slot * this.source.l2EntryBytes, entry)) empty = false;
+    for (const [index, entry] of entries.entries()) {
+      if (this.encodeEntry(tableView, (slots[index] ?? 0) * this.source.l2EntryBytes, entry)) empty = false;
     }
     if (empty) {
       this.l2Placement.set(l2Offset, 0);
