@@ -58,6 +58,19 @@ function flipByte(file: string, position: number): void {
   }
 }
 
+/** A copy of `image` with one byte of the compressed data the current state has at `guestOffset` flipped. */
+function damagedCompressedCopy(image: string, guestOffset: number): string {
+  const opened = Qcow2Image.open(image, { readOnly: true, openBacking: false });
+  const entry = opened.lookup(opened.l1, guestOffset);
+  opened.close();
+  expect(entry?.kind).toBe('compressed');
+  const damaged = image.replace(/\.qcow2$/, '-damaged.qcow2');
+  fs.copyFileSync(image, damaged);
+  // Early in the stream: the stored length is rounded up to whole sectors, past the stream's end.
+  flipByte(damaged, (entry?.hostOffset ?? 0) + 10);
+  return damaged;
+}
+
 /** verifyRewrite's error, or null. */
 function verifyError(source: string, output: string): Qcow2Error | null {
   const sourceImage = Qcow2Image.open(source, { readOnly: true, openBacking: false });
@@ -111,15 +124,7 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
     rewriteImage({ source, target: compressed, compression: 'compress', verify: false });
     expect(verifyError(source, compressed)).toBeNull();
     // The current state's cluster at 4 MiB (0x5a, that state's alone), stored compressed.
-    const image = Qcow2Image.open(compressed, { readOnly: true, openBacking: false });
-    const entry = image.lookup(image.l1, 4 * MiB);
-    image.close();
-    expect(entry?.kind).toBe('compressed');
-    const damaged = path.join(path.dirname(copy), 'compressed-damaged.qcow2');
-    fs.copyFileSync(compressed, damaged);
-    // Early in the stream: the stored length is rounded up to whole sectors, past the stream's end.
-    flipByte(damaged, (entry?.hostOffset ?? 0) + 10);
-    expect(verifyError(source, damaged)).not.toBeNull();
+    expect(verifyError(source, damagedCompressedCopy(compressed, 4 * MiB))).not.toBeNull();
   }, 60_000);
 
   it('catches a compacted copy of a compressed disk whose compressed data differs (each compressed source remembered by its offset and size)', () => {
@@ -128,14 +133,7 @@ describe.each([4, 72])('verify of a rewrite of a disk with %i MiB of data and tw
     const kept = path.join(path.dirname(copy), 'compressed-kept.qcow2');
     rewriteImage({ source: compressedSource, target: kept, compression: 'keep', verify: false });
     expect(verifyError(compressedSource, kept)).toBeNull();
-    const image = Qcow2Image.open(kept, { readOnly: true, openBacking: false });
-    const entry = image.lookup(image.l1, 4 * MiB);
-    image.close();
-    expect(entry?.kind).toBe('compressed');
-    const damaged = path.join(path.dirname(copy), 'compressed-kept-damaged.qcow2');
-    fs.copyFileSync(kept, damaged);
-    flipByte(damaged, (entry?.hostOffset ?? 0) + 10);
-    expect(verifyError(compressedSource, damaged)).not.toBeNull();
+    expect(verifyError(compressedSource, damagedCompressedCopy(kept, 4 * MiB))).not.toBeNull();
   }, 60_000);
 
   it('yields as it verifies, so that a command line hears Ctrl-C meanwhile (rewriteSteps; the final comparison doing it all)', () => {
