@@ -264,8 +264,9 @@ async function checkCase(testCase: RewriteCase): Promise<void> {
     expect(result.compressedClusters, `${context}: compressed clusters written`).toBe(0);
     expect(compressedAfter, `${context}: compressed clusters (qemu-img check)`).toBe(0);
   } else if (testCase.policy === 'compress') {
-    // Every cluster here is a repeated byte: it compresses. (With extended L2, a cluster whose
-    // subclusters are not all allocated is copied bit for bit, so nothing is promised there.)
+    // Every cluster here is a repeated byte: it compresses. (With extended L2, a partly allocated
+    // cluster that shows the backing file, or whose states disagree on its subclusters, is copied
+    // bit for bit, so nothing is promised there: rewrite.subclusters.test.ts.)
     if (ownData && !testCase.extendedL2) expect(compressedAfter, `${context}: compressed clusters (qemu-img check)`).toBeGreaterThan(0);
     if (!testCase.extendedL2) expect(result.storedClusters, `${context}: clusters left uncompressed`).toBe(0);
   } else if (compressionType === undefined && clusterBytes > 512) {

@@ -13,12 +13,15 @@ import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
 import { startWriteback, WRITEBACK_STEP_BYTES } from '../io/file-writeback.ts';
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
+import { isAllZero } from '../format/zeroes.ts';
 import { encodeRefcountTableEntry, getRefcount, maxRefcount, setRefcount } from '../format/entries.ts';
 import { MAX_REFTABLE_BYTES } from '../format/limits.ts';
 
 const DEFAULT_STAGE_BYTES = 4 * 1024 * 1024;
 /** Runs at least this long are written from the caller's buffer when nothing is staged before them. */
 const DIRECT_WRITE_BYTES = 1024 * 1024;
+/** The blocks a sparse file leaves unwritten where they are all zeros (qemu-img convert's default -S 4k). */
+const SPARSE_BLOCK_BYTES = 4096;
 
 interface FinishedBlock {
   index: number;
@@ -38,6 +41,12 @@ export interface HostSpaceOptions {
    * flush has less left to wait for. Only where the file has a descriptor.
    */
   startWriteback?: boolean;
+  /**
+   * The file is new and empty (it reads zeros wherever nothing is written): aligned 4 KiB blocks of
+   * zeros are not written, so the file keeps holes where a cluster is partly zeros, as qemu-img
+   * convert's output does, instead of taking disk space for them.
+   */
+  sparse?: boolean;
 }
 
 export interface RefcountStructure {
@@ -67,12 +76,14 @@ export class HostSpaceWriter {
   /** The descriptor whose writeback starts as the appends go, or null; and where the last start ended. */
   private readonly writebackDescriptor: number | null;
   private writebackFrom: number;
+  private readonly sparse: boolean;
 
   /** `reservedBytes` at the start of the file (a whole number of clusters) are the caller's, counted once each. */
   constructor(file: BlockFile, layout: HostSpaceLayout, reservedBytes: number, options: HostSpaceOptions = {}, stageBytes = DEFAULT_STAGE_BYTES) {
     this.file = file;
     this.writebackDescriptor = options.startWriteback === true && hasDescriptor(file) ? file.descriptor : null;
     this.writebackFrom = reservedBytes;
+    this.sparse = options.sparse === true;
     this.clusterBytes = 2 ** layout.clusterBits;
     this.refcountOrder = layout.refcountOrder;
     this.refcountMax = maxRefcount(layout.refcountOrder);
@@ -141,6 +152,8 @@ export class HostSpaceWriter {
     this.padToCluster();
     const structure = this.writeRefcountStructures();
     this.flushStage();
+    // Zeros left unwritten at the very end would leave the file short of its last cluster.
+    if (this.sparse && this.file.size() < this.position) this.file.truncate(this.position);
     return structure;
   }
 
@@ -163,7 +176,7 @@ export class HostSpaceWriter {
   private append(bytes: Uint8Array): void {
     if (bytes.length >= DIRECT_WRITE_BYTES || this.position - this.stageStart + bytes.length > this.stage.length) this.flushStage();
     if (bytes.length >= DIRECT_WRITE_BYTES) {
-      this.file.write(bytes, this.position);
+      this.writeOut(bytes, this.position);
       this.position += bytes.length;
       this.stageStart = this.position;
       this.wrote();
@@ -175,9 +188,27 @@ export class HostSpaceWriter {
 
   private flushStage(): void {
     const used = this.position - this.stageStart;
-    if (used > 0) this.file.write(this.stage.subarray(0, used), this.stageStart);
+    if (used > 0) this.writeOut(this.stage.subarray(0, used), this.stageStart);
     this.stageStart = this.position;
     this.wrote();
+  }
+
+  /** Writes `bytes` at `position`; in a sparse file, all but the aligned blocks of zeros among them. */
+  private writeOut(bytes: Uint8Array, position: number): void {
+    if (!this.sparse) {
+      this.file.write(bytes, position);
+      return;
+    }
+    const end = position + bytes.length;
+    // The bytes from `pending` on are still to be written (up to the next block of zeros).
+    let pending = position;
+    for (let block = alignUp(position, SPARSE_BLOCK_BYTES); block + SPARSE_BLOCK_BYTES <= end; block += SPARSE_BLOCK_BYTES) {
+      const at = block - position;
+      if (bytes[at] !== 0 || bytes[at + SPARSE_BLOCK_BYTES - 1] !== 0 || !isAllZero(bytes.subarray(at, at + SPARSE_BLOCK_BYTES))) continue;
+      if (block > pending) this.file.write(bytes.subarray(pending - position, at), pending);
+      pending = block + SPARSE_BLOCK_BYTES;
+    }
+    if (end > pending) this.file.write(bytes.subarray(pending - position), pending);
   }
 
   /** Starts the writeback of what was appended since the last start, every WRITEBACK_STEP_BYTES. */

@@ -25,8 +25,18 @@ export interface PlannedState {
 
 /** Per-cluster marks in RewritePlan.clusterMarks. */
 export const MARK_DATA = 1;
-/** Referenced by an extended L2 entry with some subclusters not allocated: copied exactly, never transformed. */
+/**
+ * Referenced by extended L2 entries whose guest view depends on more than the cluster's bytes
+ * (subclusters that show the backing file, or entries that disagree on which subclusters they
+ * allocate): copied exactly, and each entry keeps its subcluster bits.
+ */
 export const MARK_VERBATIM = 2;
+/**
+ * Referenced only by extended L2 entries that allocate the same subclusters, where every other
+ * subcluster reads zeros: the cluster is its allocated bytes with zeros elsewhere, and is written
+ * as a whole cluster (compressed, or found all zero, like any other).
+ */
+export const MARK_PARTLY_ALLOCATED = 4;
 
 export interface RewritePlan {
   states: PlannedState[];
@@ -40,6 +50,8 @@ export interface RewritePlan {
   clusterReferences: Uint32Array;
   /** Per source host cluster: MARK_* bits. */
   clusterMarks: Uint8Array;
+  /** Extended L2 only (else empty): per source host cluster, the subclusters its first entry allocates. */
+  clusterAllocMasks: Uint32Array;
   /** The compressed data of every state, by source byte offset: its size and references. */
   compressed: CompressedClusters;
   /** Distinct data clusters and compressed clusters: the work of the copy, for progress and estimates. */
@@ -75,12 +87,14 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     l2FirstIndex,
     clusterReferences: new Uint32Array(fileClusters),
     clusterMarks: new Uint8Array(fileClusters),
+    clusterAllocMasks: new Uint32Array(image.l2Format.extendedL2 ? fileClusters : 0),
     compressed: new CompressedClusters(),
     dataClusters: 0,
     compressedClusters: 0,
     compressedBytes: 0,
   };
   const fullMask = 0xffffffff;
+  const hasBacking = image.header.backingFile !== null;
   for (let tableIndex = 0; tableIndex < l2Tables.length; tableIndex++) {
     const l2Offset = l2Tables[tableIndex] ?? 0;
     if (tableIndex % 64 === 0) {
@@ -102,9 +116,19 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
         throw new Qcow2Error('CORRUPT', `A data cluster at ${hex(entry.hostOffset)} lies past the end of the file; check and repair the disk first`);
       }
       const marks = plan.clusterMarks[cluster] ?? 0;
-      if ((marks & MARK_DATA) === 0) plan.dataClusters++;
+      const first = (marks & MARK_DATA) === 0;
+      if (first) plan.dataClusters++;
       let next = marks | MARK_DATA;
-      if (image.l2Format.extendedL2 && (entry.allocMask !== fullMask || entry.zeroMask !== 0)) next |= MARK_VERBATIM;
+      if (image.l2Format.extendedL2) {
+        const allocMask = entry.allocMask >>> 0;
+        if (first) plan.clusterAllocMasks[cluster] = allocMask;
+        const partial = allocMask !== fullMask;
+        // What a subcluster outside allocMask reads: zeros, unless it shows the backing file.
+        const restReadsZeros = !hasBacking || ((allocMask | entry.zeroMask) >>> 0) === fullMask;
+        if (!first && plan.clusterAllocMasks[cluster] !== allocMask) next |= MARK_VERBATIM;
+        else if (partial && !restReadsZeros) next |= MARK_VERBATIM;
+        else if (partial) next |= MARK_PARTLY_ALLOCATED;
+      }
       plan.clusterMarks[cluster] = next;
       plan.clusterReferences[cluster] = (plan.clusterReferences[cluster] ?? 0) + users;
     });

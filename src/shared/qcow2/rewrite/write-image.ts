@@ -29,7 +29,7 @@ import type { Steps } from '../steps.ts';
 import type { DiskCipher } from '../crypto/disk-cipher.ts';
 import { serializeCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER } from '../format/header.ts';
-import { forEachEntry, MARK_VERBATIM, type RewritePlan } from './plan.ts';
+import { forEachEntry, MARK_PARTLY_ALLOCATED, MARK_VERBATIM, type RewritePlan } from './plan.ts';
 import { OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import type { EarlyVerifier } from './early-verify.ts';
 import { recordTree, type TreeToKeep } from './tree-record.ts';
@@ -78,6 +78,8 @@ const AS_UNALLOCATED = -3;
 /** In a batch not written yet. */
 const SCHEDULED = -4;
 
+const EVERY_SUBCLUSTER = 0xffffffff;
+
 interface Placement {
   offset: number;
   /** Compressed bytes at offset; 0 for a whole stored cluster. */
@@ -91,6 +93,8 @@ interface BatchItem {
   compressed: boolean;
   references: number;
   verbatim: boolean;
+  /** The subclusters whose bytes the cluster holds (extended L2, MARK_PARTLY_ALLOCATED); the rest read zeros. Else every one. */
+  allocMask: number;
   /** For compressed sources: the bytes as stored (kept as they are where the policy allows). */
   stored: Uint8Array | null;
   /** Where in the guest disk the cluster first appears (legacy AES numbers its sectors by it). */
@@ -140,7 +144,8 @@ class ImageWriter {
     this.job = job;
     this.clusterBytes = source.clusterBytes;
     this.activeL1Clusters = Math.ceil((source.l1.size * 8) / this.clusterBytes);
-    this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters), { startWriteback: options.startWriteback });
+    // The file is new (io/atomic-file.ts makes it): zeros inside clusters stay holes (sparse).
+    this.host = new HostSpaceWriter(file, { clusterBits: source.clusterBits, refcountOrder: options.header.refcountOrder }, this.clusterBytes * (1 + this.activeL1Clusters), { startWriteback: options.startWriteback, sparse: true });
     this.dataOffset = new Float64Array(plan.clusterReferences.length).fill(UNWRITTEN);
     this.dataCompressedSize = new Uint32Array(plan.clusterReferences.length);
     this.compressedOffset = new Float64Array(plan.compressed.count).fill(UNWRITTEN);
@@ -260,14 +265,16 @@ class ImageWriter {
       const number = this.compressedNumber(entry.hostOffset);
       if (this.compressedOffset[number] !== UNWRITTEN) return null;
       this.compressedOffset[number] = SCHEDULED;
-      return { key: number, compressed: true, references: this.plan.compressed.referencesAt(number), verbatim: false, stored: null, guestOffset };
+      return { key: number, compressed: true, references: this.plan.compressed.referencesAt(number), verbatim: false, allocMask: EVERY_SUBCLUSTER, stored: null, guestOffset };
     }
     if (entry.kind !== 'normal') return null;
     const cluster = entry.hostOffset / this.clusterBytes;
     if (this.dataOffset[cluster] !== UNWRITTEN) return null;
     this.dataOffset[cluster] = SCHEDULED;
-    const verbatim = ((this.plan.clusterMarks[cluster] ?? 0) & MARK_VERBATIM) !== 0;
-    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, stored: null, guestOffset };
+    const marks = this.plan.clusterMarks[cluster] ?? 0;
+    const verbatim = (marks & MARK_VERBATIM) !== 0;
+    const allocMask = !verbatim && (marks & MARK_PARTLY_ALLOCATED) !== 0 ? (this.plan.clusterAllocMasks[cluster] ?? EVERY_SUBCLUSTER) : EVERY_SUBCLUSTER;
+    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, allocMask, stored: null, guestOffset };
   }
 
   /** Encodes the new form of `entry` at `position`; returns whether the entry is anything but unallocated. */
@@ -295,8 +302,11 @@ class ImageWriter {
       encodeCompressedL2(table, position, format, placement.offset, placement.compressedSize);
       return true;
     }
-    const references = entry.kind === 'compressed' ? this.plan.compressed.referencesAt(compressedNumber) : (this.plan.clusterReferences[entry.hostOffset / this.clusterBytes] ?? 2);
-    const masks = entry.kind === 'normal' && format.extendedL2 ? { allocMask: entry.allocMask, zeroMask: entry.zeroMask } : { allocMask: full, zeroMask: 0 };
+    const cluster = entry.hostOffset / this.clusterBytes;
+    const references = entry.kind === 'compressed' ? this.plan.compressed.referencesAt(compressedNumber) : (this.plan.clusterReferences[cluster] ?? 2);
+    // A cluster copied exactly keeps each entry's subcluster bits; any other was written whole.
+    const verbatim = entry.kind === 'normal' && ((this.plan.clusterMarks[cluster] ?? 0) & MARK_VERBATIM) !== 0;
+    const masks = verbatim ? { allocMask: entry.allocMask, zeroMask: entry.zeroMask } : { allocMask: full, zeroMask: 0 };
     encodeL2(table, position, format, { hostOffset: placement.offset, copied: references === 1, zero: false, ...masks });
     return true;
   }
@@ -413,6 +423,10 @@ class ImageWriter {
         const decryptedItem = items[decrypted];
         if (decryptedItem !== undefined) cipher.decrypt(this.slot(decrypted), decryptedItem.key * this.clusterBytes, decryptedItem.guestOffset);
       }
+      for (let partly = index; partly < end; partly++) {
+        const allocMask = items[partly]?.allocMask ?? EVERY_SUBCLUSTER;
+        if (allocMask !== EVERY_SUBCLUSTER) zeroUnallocatedSubclusters(this.slot(partly), allocMask);
+      }
       index = end;
     }
   }
@@ -455,6 +469,14 @@ class ImageWriter {
     if (this.compressInput.length < indices.length * this.clusterBytes) this.compressInput = alignedBytes(this.options.batchClusters * this.clusterBytes);
     indices.forEach((index, position) => this.compressInput.set(this.slot(index), position * this.clusterBytes));
     return compressor.compress(this.compressInput, indices.length);
+  }
+}
+
+/** Zeros the subclusters of an extended L2 cluster (32 to a cluster) outside `allocMask`: what they read. */
+function zeroUnallocatedSubclusters(cluster: Uint8Array, allocMask: number): void {
+  const subclusterBytes = cluster.length / 32;
+  for (let subcluster = 0; subcluster < 32; subcluster++) {
+    if (((allocMask >>> subcluster) & 1) === 0) cluster.fill(0, subcluster * subclusterBytes, (subcluster + 1) * subclusterBytes);
   }
 }
 
