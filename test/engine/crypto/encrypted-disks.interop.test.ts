@@ -234,6 +234,40 @@ describe('a wrong passphrase changes nothing', { timeout: 60_000 }, () => {
     const garbage = cowbellStates(image, WRONG, { trustLegacyPassphrase: true }).get('current') ?? new Uint8Array(0);
     expect(garbage.subarray(0, 512)).not.toEqual(CURRENT.subarray(0, 512));
   });
+
+  it('legacy AES whose start holds none of its data (zeroed by the guest): its data elsewhere is judged, a wrong passphrase refused before decrypt writes anything', async () => {
+    const image = folder.file('aes-zeroed-start.qcow2');
+    await createLegacyAesImage(image, PASS, '8M');
+    await qemuIoEncrypted(image, PASS, ['write -P 0xab 0 4M']);
+    await snapshotEncrypted(image, PASS, '-c', 'before-wipe');
+    // Now the current state's first MiB reads zeros (zero clusters, nothing of the image's own there).
+    await qemuIoEncrypted(image, PASS, ['write -z 0 1M']);
+    const before = fileDigest(image);
+    for (const attempt of [() => Qcow2Image.open(image, { passphrase: WRONG }).close(), () => rewriteImage({ source: image, compression: 'keep', passphrase: WRONG, encryption: { kind: 'none' } })]) {
+      let error: unknown = null;
+      try {
+        attempt();
+      } catch (caught) {
+        error = caught;
+      }
+      expect(error, 'a wrong passphrase').toBeInstanceOf(Qcow2Error);
+      expect((error as Qcow2Error).code).toBe('BAD_PASSPHRASE');
+      expect((error as Qcow2Error).message).toMatch(/the data it holds decrypts to noise/);
+    }
+    expect(fileDigest(image), 'the file after the refusals').toBe(before);
+    // The right one opens it, and every state reads as qemu wrote it.
+    const states = cowbellStates(image, PASS);
+    const wiped = new Uint8Array(8 << 20);
+    wiped.fill(0xab, 1 << 20, 4 << 20);
+    expect(firstDifference(states.get('current') ?? new Uint8Array(0), wiped)).toBe(-1);
+    expect((states.get('before-wipe') ?? new Uint8Array(0)).subarray(0, 4 << 20).every((byte) => byte === 0xab)).toBe(true);
+
+    // A disk holding no encrypted data at all: nothing a passphrase could garble, so any opens it.
+    const empty = folder.file('aes-empty.qcow2');
+    await createLegacyAesImage(empty, PASS, '8M');
+    await qemuIoEncrypted(empty, PASS, ['write -z 0 1M']);
+    Qcow2Image.open(empty, { passphrase: WRONG, readOnly: true }).close();
+  });
 });
 
 /** The guest's view, kept beside the image: current and each snapshot. */

@@ -5,7 +5,7 @@
  */
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { DISK_START_BYTES, judgeDiskStart, looksLikeNoise } from '../../../src/shared/qcow2/image/disk-start.ts';
+import { DISK_START_BYTES, judgeDiskStart, judgeSamples, looksLikeNoise } from '../../../src/shared/qcow2/image/disk-start.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 
 const everywhere = (): boolean => true;
@@ -82,5 +82,16 @@ describe('judging a legacy AES passphrase by the start of the disk it decrypts',
     expect(noisy).toBe(2000);
     expect(looksLikeNoise(new Uint8Array(512))).toBe(false);
     expect(looksLikeNoise(Uint8Array.from({ length: 512 }, (_, index) => index % 128))).toBe(false);
+  });
+});
+
+describe('judging it by samples of its own data where the start of the disk holds none', () => {
+  it('noise when every sampled sector is noise, plausible when one is not, unknown with nothing sampled', () => {
+    const noise = Array.from({ length: 8 }, () => new Uint8Array(randomBytes(4096)));
+    expect(judgeSamples(noise).kind).toBe('noise');
+    const oneTable = noise.map((sample) => sample.slice());
+    oneTable[5]?.fill(0, 1024, 1536);
+    expect(judgeSamples(oneTable).kind).toBe('plausible');
+    expect(judgeSamples([]).kind).toBe('unknown');
   });
 });

@@ -89,6 +89,28 @@ export function judgeDiskStart(start: Uint8Array, encrypted: (guestOffset: numbe
   return sawEncrypted ? { kind: 'noise' } : { kind: 'unknown' };
 }
 
+/**
+ * Where the disk's start says nothing (none of the image's own encrypted data is there: never
+ * written, zeroed, compressed), samples of its encrypted data elsewhere are judged instead: the
+ * first SAMPLE_BYTES of up to SAMPLE_CLUSTERS of its own data clusters, in guest order, the current
+ * state's first. A wrong key turns every one of their sectors into noise; a real disk's clusters
+ * hold tables, text, code or zeros somewhere among them.
+ */
+export const SAMPLE_CLUSTERS = 256;
+export const SAMPLE_BYTES = 4096;
+
+/** Judges decrypted samples of the image's own encrypted clusters (whole sectors each). */
+export function judgeSamples(samples: readonly Uint8Array[]): DiskStartVerdict {
+  let sectors = 0;
+  for (const sample of samples) {
+    for (let sector = 0; sector + SECTOR <= sample.length; sector += SECTOR) {
+      sectors++;
+      if (!looksLikeNoise(sample.subarray(sector, sector + SECTOR))) return { kind: 'plausible', reason: 'structured data in the disk\'s own clusters' };
+    }
+  }
+  return sectors > 0 ? { kind: 'noise' } : { kind: 'unknown' };
+}
+
 /** Whether a sector looks like what a block cipher gives under a wrong key: nearly uniform bytes. */
 export function looksLikeNoise(sector: Uint8Array): boolean {
   const seen = new Uint8Array(256);

@@ -41,7 +41,7 @@ import { Refcounts } from './refcounts.ts';
 import { refuseUnsoundMetadata } from './change-validation.ts';
 import { TableCache } from './table-cache.ts';
 import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
-import { DISK_START_BYTES, judgeDiskStart, type DiskStartVerdict } from './disk-start.ts';
+import { DISK_START_BYTES, judgeDiskStart, judgeSamples, SAMPLE_BYTES, SAMPLE_CLUSTERS, type DiskStartVerdict } from './disk-start.ts';
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import type { JobContext } from '../job-context.ts';
 import { SECTOR } from '../format/limits.ts';
@@ -264,30 +264,65 @@ export class Qcow2Image implements GuestReader {
     return this.dataFile ?? this.file;
   }
 
-  /** BAD_PASSPHRASE when the disk's start decrypts to noise under a legacy AES passphrase (see disk-start.ts). */
+  /**
+   * BAD_PASSPHRASE when the disk's start, or where it holds none of the image's own encrypted data
+   * samples of that data elsewhere, decrypt to noise under a legacy AES passphrase (see disk-start.ts).
+   * An image with no encrypted data at all has nothing a wrong passphrase could garble.
+   */
   private judgeLegacyPassphrase(): void {
     const start = new Uint8Array(Math.min(DISK_START_BYTES, this.virtualSize));
     const ownEncrypted = new Set<number>();
-    let verdict: DiskStartVerdict;
+    let verdict: DiskStartVerdict = { kind: 'unknown' };
+    let sampled = false;
     try {
       for (let clusterStart = 0; clusterStart < start.length; clusterStart += this.clusterBytes) {
         const entry = this.lookup(this.l1, clusterStart);
         if (entry !== null && entry.kind === 'normal' && (!this.l2Format.extendedL2 || entry.allocMask !== 0)) ownEncrypted.add(clusterStart / this.clusterBytes);
       }
-      if (ownEncrypted.size === 0) return;
-      this.readThrough(this.l1, start, 0, this.virtualSize);
-      verdict = judgeDiskStart(start, (guestOffset) => ownEncrypted.has(Math.floor(guestOffset / this.clusterBytes)));
+      if (ownEncrypted.size > 0) {
+        this.readThrough(this.l1, start, 0, this.virtualSize);
+        verdict = judgeDiskStart(start, (guestOffset) => ownEncrypted.has(Math.floor(guestOffset / this.clusterBytes)));
+      }
+      if (verdict.kind === 'unknown') {
+        sampled = true;
+        verdict = judgeSamples(this.sampleOwnData());
+      }
     } catch (error) {
       // A table too broken to read is for check to report, not a verdict on the passphrase.
       if (error instanceof Qcow2Error && error.code !== 'IO_ERROR') return;
       throw error;
     }
     if (verdict.kind === 'noise') {
-      throw new Qcow2Error(
-        'BAD_PASSPHRASE',
-        'The passphrase is probably wrong: this disk uses the old qcow2 AES encryption, which has no key check, and with this passphrase the start of the disk decrypts to noise (no partition table, no file system)',
-      );
+      const where = sampled ? 'the data it holds decrypts to noise (the start of the disk holds none of it; every sector sampled from it looks like random bytes)' : 'the start of the disk decrypts to noise (no partition table, no file system)';
+      throw new Qcow2Error('BAD_PASSPHRASE', `The passphrase is probably wrong: this disk uses the old qcow2 AES encryption, which has no key check, and with this passphrase ${where}`);
     }
+  }
+
+  /** Decrypted samples of the image's own data clusters, in guest order, the current state's first (disk-start.ts). */
+  private sampleOwnData(): Uint8Array[] {
+    const samples: Uint8Array[] = [];
+    const subclusterBytes = this.l2Format.extendedL2 ? this.clusterBytes / 32 : this.clusterBytes;
+    const sampleBytes = Math.min(SAMPLE_BYTES, subclusterBytes);
+    const seen = new Set<number>();
+    for (const l1 of [this.l1, ...this.snapshots.map((snapshot) => this.loadSnapshotL1(snapshot))]) {
+      for (let l1Index = 0; l1Index < l1.size; l1Index++) {
+        const l2Offset = this.l2OffsetAt(l1, l1Index);
+        if (l2Offset === 0) continue;
+        const table = this.l2Cache.get(l2Offset);
+        for (let slot = 0; slot < this.l2Entries; slot++) {
+          const entry = decodeL2(table.view, slot * this.l2EntryBytes, this.l2Format);
+          if (entry.kind !== 'normal' || seen.has(entry.hostOffset) || (this.l2Format.extendedL2 && entry.allocMask === 0)) continue;
+          // The first subcluster that holds data (the lowest bit set); a cluster without subclusters from its start.
+          const first = this.l2Format.extendedL2 ? 31 - Math.clz32(entry.allocMask & -entry.allocMask) : 0;
+          seen.add(entry.hostOffset);
+          const sample = new Uint8Array(sampleBytes);
+          this.readData(entry.hostOffset + first * subclusterBytes, (l1Index * this.l2Entries + slot) * this.clusterBytes + first * subclusterBytes, sample);
+          samples.push(sample);
+          if (samples.length >= SAMPLE_CLUSTERS) return samples;
+        }
+      }
+    }
+    return samples;
   }
 
   private setReadOnly(reason: string): void {
