@@ -4,7 +4,9 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
-import { removeSnapshot, revertToSnapshot, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { lockTiming } from '../../../src/shared/qcow2/io/image-lock.ts';
+import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { MiB } from '../../helpers/image-matrix.ts';
 import { qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { expectCheckClean, fileHash } from '../../helpers/snapshot-scenario.ts';
@@ -42,5 +44,52 @@ describe('1-bit refcounts', () => {
     revertToSnapshot(image, 'empty');
     removeSnapshot(image, 'empty');
     await expectCheckClean(expect, image, 'after apply and delete');
+  });
+});
+
+// Was: the name's length was checked only when the new table was written, after the change had begun:
+// the refused snapshot left leaked clusters and the dirty bit (every later change refused until a repair).
+describe('a snapshot name too long for the table', () => {
+  it('create and rename refuse it with the file byte-identical; 65535 bytes is taken', async ({ expect }) => {
+    const image = folder.file('long-name.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, String(4 * MiB)]);
+    await qemuIo(image, ['write -P 1 0 64k']);
+    takeSnapshot(image, 's');
+    const before = fileHash(image);
+    const tooLong = 'n'.repeat(65536);
+    for (const attempt of [() => takeSnapshot(image, tooLong), () => changeSnapshotName(image, 's', tooLong), () => takeSnapshot(image, '\u00e9'.repeat(32768))]) {
+      let caught: unknown = null;
+      try {
+        attempt();
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(Qcow2Error);
+      expect((caught as Qcow2Error).code).toBe('INVALID_ARGUMENT');
+      expect(fileHash(image)).toBe(before);
+    }
+    takeSnapshot(image, 'n'.repeat(65535));
+    await expectCheckClean(expect, image, 'after the longest name');
+    expect((await qemuImg(['snapshot', '-l', image])).stdout).toContain('n'.repeat(100));
+  });
+});
+
+// Was: an operation that failed closed only the image file, so an external data file kept its lock:
+// the CLI's next open in the same process (resize's preview) waited 5 s and said the disk was busy.
+describe('a failed change of a disk with an external data file', () => {
+  it('releases the data file: the refused shrink is followed at once by an open for writing', async ({ expect }) => {
+    const image = folder.file('data-file.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `data_file=${folder.file('data-file.data')}`, image, String(6 * MiB)]);
+    await qemuIo(image, [`write -P 1 ${5 * MiB} 4096`]);
+    let caught: unknown = null;
+    try {
+      resizeImagePath(image, 4 * MiB, { shrink: true });
+    } catch (error) {
+      caught = error;
+    }
+    expect((caught as Qcow2Error).code).toBe('DATA_PAST_END');
+    const started = Date.now();
+    withImage(image, 'write', () => undefined);
+    expect(Date.now() - started, 'waited for a lock this process still held').toBeLessThan(lockTiming.busyWaitMs);
   });
 });

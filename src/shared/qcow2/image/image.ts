@@ -911,10 +911,26 @@ export class Qcow2Image implements GuestReader {
       if (!this.readOnly && !failed && this.hasUnflushedChanges()) this.flush();
       else if (!this.readOnly && !failed) this.dataFile?.flush();
     } finally {
+      this.closeFiles();
+    }
+  }
+
+  /**
+   * Closes the image after a failed operation without writing anything more: the tables in memory
+   * may be half changed. Every file it opened is closed (the data file and backing files too, so
+   * none keeps its lock).
+   */
+  closeWithoutWriting(): void {
+    this.closeFiles();
+  }
+
+  private closeFiles(): void {
+    try {
       this.cipher?.close();
       this.cipher = null;
       this.backing?.close();
       this.dataFile?.close();
+    } finally {
       this.file.close();
     }
   }

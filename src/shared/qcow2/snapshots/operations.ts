@@ -20,7 +20,7 @@ export function withImage<T>(filePath: string, access: 'read' | 'write', work: (
     if (access === 'write') image.flush();
   } catch (error) {
     try {
-      image.file.close();
+      image.closeWithoutWriting();
     } catch {
       // The operation's error is the one to report.
     }

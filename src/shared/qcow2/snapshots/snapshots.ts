@@ -28,6 +28,8 @@ function assertNewName(image: Qcow2Image, name: string): void {
   if (name.length === 0) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot needs a name');
   if (name.includes('\0')) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot name cannot contain a NUL character');
   if (image.snapshots.some((entry) => entry.name === name)) throw new Qcow2Error('SNAPSHOT_EXISTS', `A snapshot named "${name}" already exists`);
+  // The table stores a name's length in 16 bits (QEMU's own limit is far lower: 256 bytes in its monitor).
+  if (new TextEncoder().encode(name).length > 0xffff) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot name is too long (at most 65535 bytes)');
 }
 
 /** QEMU's rule for new ids: one more than the largest numeric id. */
@@ -237,8 +239,9 @@ export function createSnapshot(image: Qcow2Image, options: CreateSnapshotOptions
     const recorded = withRecord(image, entry, { parentKnown: true, parentId: parentId ?? '', parentInferred: false, note: options.note });
     return markCurrentParent(image, [...image.snapshots, recorded], recorded.id, image.l1);
   };
-  // A record that would not fit QEMU's bound on extra data is refused here, before anything is written.
-  newTable(0, new Date(0));
+  // A table that could not be written (a record past QEMU's bound on extra data, a table past its
+  // 64 MiB) is refused here, before anything is written.
+  serializeSnapshotTable(newTable(0, new Date(0)));
   const references = referencesToAdd(image, image.l1, job);
   return change(image, () => {
     job.progress('clearing COPIED flags', 0, 3, 'steps');
@@ -403,8 +406,10 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
   if (snapshot.name === newName) return;
   assertNewName(image, newName);
   image.validateForChange();
+  const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
+  // Refused before anything is written when the table could not be (past 64 MiB).
+  serializeSnapshotTable(entries);
   change(image, () => {
-    const entries = image.snapshots.map((entry) => (entry === snapshot ? { ...entry, name: newName } : entry));
     switchSnapshotTable(image, entries);
     image.flush();
   });
@@ -424,8 +429,10 @@ export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: strin
   if ((recordOf(snapshot)?.note ?? '') === note) return;
   const updated = withRecord(image, snapshot, { note });
   image.validateForChange();
+  const entries = image.snapshots.map((entry) => (entry === snapshot ? updated : entry));
+  serializeSnapshotTable(entries);
   change(image, () => {
-    switchSnapshotTable(image, image.snapshots.map((entry) => (entry === snapshot ? updated : entry)));
+    switchSnapshotTable(image, entries);
     image.flush();
   });
 }
