@@ -1,11 +1,16 @@
 /**
  * A JobContext for a command that runs the engine on its own thread, letting the event loop turn
- * between steps (steps.ts): Ctrl-C (SIGINT) sets a flag the engine checks at its next step, so the
- * job stops there and cleans up after itself (no output, no temporary file; an original untouched).
+ * between steps (steps.ts): Ctrl-C (SIGINT), or a polite kill (SIGTERM: \`kill\`, \`timeout\`, a
+ * service stopping; SIGHUP: the terminal closing) sets a flag the engine checks at its next step,
+ * so the job stops there and cleans up after itself (no output, no temporary file — which could
+ * hold a decrypted disk's data —; an original untouched). Left to Node's default, those two
+ * would end the process at once and leave the temporary file behind.
  */
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import type { JobContext } from '../shared/qcow2/job-context.ts';
 import type { CliIo } from './command.ts';
+
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
 
 export async function runCancellably<T>(
   run: (job: JobContext) => Promise<T>,
@@ -22,11 +27,11 @@ export async function runCancellably<T>(
       if (cancelled) throw new Qcow2Error('CANCELLED', cancelledMessage);
     },
   };
-  process.on('SIGINT', cancel);
+  for (const signal of STOP_SIGNALS) process.on(signal, cancel);
   try {
     return await run(job);
   } finally {
-    process.off('SIGINT', cancel);
+    for (const signal of STOP_SIGNALS) process.off(signal, cancel);
   }
 }
 
