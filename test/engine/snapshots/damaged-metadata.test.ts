@@ -14,7 +14,8 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { appendCluster, COPIED, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
-import { createLuksImage } from '../../helpers/encrypted-images.ts';
+import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
+import { createLuksImage, qemuIoEncrypted } from '../../helpers/encrypted-images.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -43,6 +44,19 @@ function damaged(name: string, damage: (file: string) => void): string {
   fs.copyFileSync(pristine, file);
   damage(file);
   return file;
+}
+
+/** Where the data of the image's encryption header extension (offset, then length) lies in the file. */
+function cryptoExtensionDataAt(file: string): number {
+  const bytes = fs.readFileSync(file);
+  let position = bytes.readUInt32BE(100);
+  for (;;) {
+    const type = bytes.readUInt32BE(position);
+    const length = bytes.readUInt32BE(position + 4);
+    if (type === EXT_CRYPTO_HEADER) return position + 8;
+    if (type === 0) throw new Error(`${file} has no encryption header extension`);
+    position += 8 + Math.ceil(length / 8) * 8;
+  }
 }
 
 function refusal(file: string, change: (file: string) => unknown): Qcow2Error {
@@ -103,6 +117,26 @@ describe('a change on damaged metadata', () => {
     const error = refusal(file, (target) => takeSnapshot(target, 'new'));
     expect(error.code).toBe('CORRUPT');
     expect(error.message).toMatch(/referenced 1 time but its refcount is 0/);
+  });
+
+  // Was: check counted only the extension's stated range, so the key slots past a damaged length were
+  // "leaked clusters", freed by a repair and overwritten by the next allocation: the disk was lost for good.
+  it('a LUKS area whose extension length was damaged: check keeps the key material the LUKS header names; repair and a snapshot leave it', async () => {
+    const file = folder.file('luks-short.qcow2');
+    await createLuksImage(file, 'cowbell');
+    await qemuIoEncrypted(file, 'cowbell', ['write -P 0xab 0 4M']);
+    const lengthAt = cryptoExtensionDataAt(file) + 8;
+    const length = readU64(file, lengthAt);
+    writeU64(file, lengthAt, 4096n);
+    const found = checkImagePath(file);
+    expect(found.corruptions ?? 0, 'the short area, reported').toBe(1);
+    expect(found.leaks ?? 0, 'the key slots past it, not leaks').toBe(0);
+    checkImagePath(file, { repair: 'leaks' });
+    checkImagePath(file, { repair: 'all' });
+    takeSnapshot(file, 'after the repairs');
+    // With the length mended, QEMU unlocks the disk and reads its data.
+    writeU64(file, lengthAt, length);
+    expect(await qemuIoEncrypted(file, 'cowbell', ['read -P 0xab 0 4M'])).toMatch(/read 4194304\/4194304 bytes/);
   });
 
   it('data in an external data file is not a reference into this file: such an image passes the validation', async () => {

@@ -6,9 +6,10 @@
 import { ROLE_OTHER_METADATA, type ExpectedRefcounts } from './expected.ts';
 import { hexEntry, type CheckFindings } from './findings.ts';
 import { readZeroFilled } from './stored.ts';
-import { view } from '../format/bytes.ts';
+import { alignUp, view } from '../format/bytes.ts';
 import { EXT_BITMAPS, EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS } from '../format/limits.ts';
+import { LUKS_PHDR_BYTES, luksStatedExtent } from '../format/luks-header.ts';
 import type { Qcow2Image } from '../image/image.ts';
 
 const TWO_32 = 0x1_0000_0000;
@@ -42,7 +43,16 @@ export function scanEncryptionHeader(image: Qcow2Image, expected: ExpectedRefcou
     return;
   }
   expected.add(offset, length, ROLE_OTHER_METADATA, 1, findings);
+  // The LUKS header says itself how far its key material reaches. Where that is past the length the
+  // extension gives (a damaged length: QEMU refuses the image), the clusters in between still hold
+  // key slots: counted as used, so no repair frees them and no later write lands on the key.
+  const extent = luksStatedExtent(readZeroFilled(image.file, offset, LUKS_PHDR_BYTES));
+  if (extent === null || extent <= length) return;
+  findings.corruption(`ERROR the encryption header extension gives the LUKS area ${length} bytes, but its key material reaches ${extent} bytes; the clusters up to there are kept`);
+  const counted = alignUp(offset + length, image.clusterBytes);
+  if (offset + extent > counted) expected.add(counted, offset + extent - counted, ROLE_OTHER_METADATA, 1, findings);
 }
+
 
 export function scanBitmaps(image: Qcow2Image, expected: ExpectedRefcounts, findings: CheckFindings): void {
   // Without the autoclear bit the extension is stale (a program that did not know bitmaps wrote the image).

@@ -176,6 +176,34 @@ export function parseLuksHeader(bytes: Uint8Array, areaLength: number): LuksHead
   };
 }
 
+/** Largest key a LUKS1 header QEMU reads holds (AES-256-XTS: 64 bytes). */
+const MAX_KEY_BYTES = 64;
+/** Key slots placed further than this into the area are taken as damaged fields, not as key material to keep. */
+const MAX_STATED_EXTENT_BYTES = 64 * 1024 * 1024;
+
+/**
+ * How far the LUKS area reaches by its own header's word, without judging the header otherwise:
+ * to the end of the last key slot's material or to the payload offset, whichever is further.
+ * Null where `bytes` is no LUKS1 header or those fields are not believable. For check, which must
+ * not free key material a damaged qcow2 header extension leaves out.
+ */
+export function luksStatedExtent(bytes: Uint8Array): number | null {
+  if (bytes.length < LUKS_PHDR_BYTES || !LUKS_MAGIC.every((byte, index) => bytes[AT.magic + index] === byte)) return null;
+  const fields = view(bytes);
+  if (fields.getUint16(AT.version) !== LUKS_VERSION) return null;
+  const keyBytes = fields.getUint32(AT.keyBytes);
+  if (keyBytes === 0 || keyBytes > MAX_KEY_BYTES) return null;
+  let extent = fields.getUint32(AT.payloadOffset) * LUKS_SECTOR_BYTES;
+  for (let index = 0; index < LUKS_KEY_SLOT_COUNT; index++) {
+    const position = AT.slots + index * SLOT_BYTES;
+    const stripes = fields.getUint32(position + SLOT_AT.stripes);
+    if (stripes === 0 || stripes > LUKS_MAX_STRIPES) return null;
+    const materialEnd = fields.getUint32(position + SLOT_AT.keyMaterialOffset) * LUKS_SECTOR_BYTES + Math.ceil((keyBytes * stripes) / LUKS_SECTOR_BYTES) * LUKS_SECTOR_BYTES;
+    extent = Math.max(extent, materialEnd);
+  }
+  return extent <= MAX_STATED_EXTENT_BYTES ? extent : null;
+}
+
 export function serializeLuksHeader(header: LuksHeader): Uint8Array {
   const bytes = new Uint8Array(LUKS_PHDR_BYTES);
   const fields = view(bytes);
