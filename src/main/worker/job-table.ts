@@ -24,6 +24,7 @@ import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
+import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
@@ -61,19 +62,19 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'snapshot.outline': (path) => readSnapshotOutline(path),
     'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
-      revertToSnapshot(path, args.name, context);
+      revertToSnapshot(path, snapshotRef(args), context);
       return null;
     },
     'snapshot.delete': (path, args, context) => {
-      removeSnapshot(path, args.name, context);
+      removeSnapshot(path, snapshotRef(args), context);
       return null;
     },
     'snapshot.rename': (path, args) => {
-      changeSnapshotName(path, args.name, args.newName);
+      changeSnapshotName(path, snapshotRef(args), args.newName);
       return null;
     },
     'snapshot.note': (path, args) => {
-      changeSnapshotNote(path, args.name, args.note);
+      changeSnapshotNote(path, snapshotRef(args), args.note);
       return null;
     },
     'image.rewritePreview': (path, args, context) => {
@@ -129,7 +130,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.resize': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData }, context, { passphrase })),
     'snapshot.export': (path, args, context) => {
-      const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.name, passphrase }, context));
+      const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: snapshotRef(args), passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };
     },
     'image.rescue': (path, args, context) => {
@@ -150,6 +151,11 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
 
 /** The table a worker started without settings uses (tests, a chunk run by hand). */
 export const jobTable: ContractJobTable = createJobTable();
+
+/** The snapshot a request names: by its id and name where the app sent both (names may repeat), else by its name. */
+function snapshotRef(args: { name: string; id?: string }): SnapshotRef {
+  return args.id === undefined ? args.name : { id: args.id, name: args.name };
+}
 
 function compressionTypeCode(name: 'zlib' | 'zstd' | undefined): CompressionType | undefined {
   return name === undefined ? undefined : name === 'zstd' ? 1 : 0;

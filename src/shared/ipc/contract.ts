@@ -21,6 +21,13 @@ export const SnapshotName = z
   .max(1024)
   .refine((value) => !value.includes('\0'), 'name contains a NUL byte');
 
+/**
+ * A snapshot's id, which the app sends beside its name: qcow2 keeps ids unique but not names
+ * (qemu-img snapshot -c takes a name twice), so the id says which of two alike-named snapshots the
+ * user chose, and the name that it is still the one shown. Without it a name must be unambiguous.
+ */
+export const SnapshotId = SnapshotName;
+
 const utf8 = new TextEncoder();
 
 /** A note's size as the engine counts it: UTF-8 bytes, not characters. */
@@ -121,7 +128,7 @@ export const ChangePassphraseArgs = z
   .strict()
   .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
-export const ExportSnapshotArgs = z.object({ name: SnapshotName, target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
+export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.optional(), target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
 /**
  * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
  * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
@@ -187,11 +194,11 @@ export const jobSchemas = {
   /** The tree from the snapshot table alone, at once: no space figures (null), undecided parents pending. */
   'snapshot.outline': { access: 'read', args: Empty },
   'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
-  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
-  'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName }).strict() },
-  'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, newName: SnapshotName }).strict() },
+  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional() }).strict() },
+  'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional() }).strict() },
+  'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), newName: SnapshotName }).strict() },
   /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */
-  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote }).strict() },
+  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), note: SnapshotNote }).strict() },
   'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },

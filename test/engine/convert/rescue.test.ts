@@ -82,7 +82,7 @@ async function rescueAgainstSalvage(source: string, request: Partial<ConvertRequ
   const unreadable = result.unreadable ?? [];
   for (const range of unreadable) expect(range.detail.length).toBeGreaterThan(0);
   const rescued = new Uint8Array(fs.readFileSync(output));
-  const reference = await salvaged(source, request.sourceSnapshot);
+  const reference = await salvaged(source, typeof request.sourceSnapshot === 'object' ? request.sourceSnapshot.name : request.sourceSnapshot);
   expect(rescued.length).toBe(reference.length);
   let position = 0;
   for (const range of unreadable) {

@@ -21,7 +21,7 @@ import { Qcow2Error } from '../errors.ts';
 import { alignUp } from '../format/bytes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
-import { findSnapshot, Qcow2Image, Qcow2StateView, resolveBackingPath } from '../image/image.ts';
+import { findSnapshot, Qcow2Image, Qcow2StateView, resolveBackingPath, type SnapshotRef } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import { mapRange } from '../image/map.ts';
@@ -43,8 +43,8 @@ export interface ConvertRequest {
   target: string;
   /** Detected from the file's first bytes when absent. */
   sourceFormat?: ImageFormat;
-  /** Copy this internal snapshot's state (by name or id) instead of the current one: qcow2 sources only. */
-  sourceSnapshot?: string;
+  /** Copy this internal snapshot's state (by name or id; the app's by id and name) instead of the current one: qcow2 sources only. */
+  sourceSnapshot?: SnapshotRef;
   targetFormat: ImageFormat;
   /** Options for a qcow2 target; the size is the source's. */
   options?: Omit<CreateOptions, 'size'>;

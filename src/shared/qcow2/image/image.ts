@@ -942,12 +942,27 @@ export function lockedError(): Qcow2Error {
 }
 
 /** The snapshot named `nameOrId` (a name first, as qemu-img looks them up), or SNAPSHOT_NOT_FOUND. */
-export function findSnapshot(image: Qcow2Image, nameOrId: string): SnapshotEntry {
-  const byName = image.snapshots.find((entry) => entry.name === nameOrId);
-  if (byName) return byName;
-  const byId = image.snapshots.find((entry) => entry.id === nameOrId);
+/**
+ * A snapshot as the app names it — its id (unique in an image) and the name the user saw, both
+ * checked — or, on the command line, a name or an id. qcow2 does not keep names unique (qemu-img
+ * snapshot -c takes a name twice), so only the id can tell two snapshots named alike apart.
+ */
+export type SnapshotRef = string | { id: string; name: string };
+
+export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
+  if (typeof ref !== 'string') {
+    const entry = image.snapshots.find((candidate) => candidate.id === ref.id && candidate.name === ref.name);
+    if (entry !== undefined) return entry;
+    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot "${ref.name}" with id ${ref.id} any more (another program changed the snapshots); look again`);
+  }
+  const byName = image.snapshots.filter((entry) => entry.name === ref);
+  if (byName.length > 1) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${byName.length} snapshots are named "${ref}" (ids ${byName.map((entry) => entry.id).join(', ')}); name the one you mean by its id, or rename them apart`);
+  }
+  if (byName[0] !== undefined) return byName[0];
+  const byId = image.snapshots.find((entry) => entry.id === ref);
   if (byId) return byId;
-  throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${nameOrId}"`);
+  throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref}"`);
 }
 
 /** One state of an image (its current disk or a snapshot's) as guest bytes, with the tables that map it. */

@@ -3,7 +3,7 @@
  * flush and close. Workers and the CLI call these; a failure closes the image too.
  */
 import { diffStates } from './diff.ts';
-import { defaultOpenFile, Qcow2Image, type OpenImageOptions } from '../image/image.ts';
+import { defaultOpenFile, Qcow2Image, type OpenImageOptions, type SnapshotRef } from '../image/image.ts';
 import { refuseIfWrittenElsewhere } from '../io/image-lock.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DiffResult, SnapshotTree, UsageReport } from '../model.ts';
@@ -63,19 +63,19 @@ export function takeSnapshot(filePath: string, name: string, job: JobContext = s
   });
 }
 
-export function revertToSnapshot(filePath: string, name: string, job: JobContext = silentJob): void {
+export function revertToSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): void {
   withImage(filePath, 'write', (image) => applySnapshot(image, name, job));
 }
 
-export function removeSnapshot(filePath: string, name: string, job: JobContext = silentJob): void {
+export function removeSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): void {
   withImage(filePath, 'write', (image) => deleteSnapshot(image, name, job));
 }
 
-export function changeSnapshotName(filePath: string, name: string, newName: string): void {
+export function changeSnapshotName(filePath: string, name: SnapshotRef, newName: string): void {
   withImage(filePath, 'write', (image) => renameSnapshot(image, name, newName));
 }
 
 /** Sets a snapshot's note ('' clears it). */
-export function changeSnapshotNote(filePath: string, name: string, note: string): void {
+export function changeSnapshotNote(filePath: string, name: SnapshotRef, note: string): void {
   withImage(filePath, 'write', (image) => setSnapshotNote(image, name, note));
 }

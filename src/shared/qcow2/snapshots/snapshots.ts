@@ -20,7 +20,7 @@ import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { ClusterCounts } from '../image/cluster-counts.ts';
 import { refuseWithExternalData } from '../image/data-file.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
-import { findSnapshot, type L1Table, type Qcow2Image } from '../image/image.ts';
+import { findSnapshot, type L1Table, type Qcow2Image, type SnapshotRef } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { currentParentId } from './snapshot-tree.ts';
 
@@ -294,7 +294,7 @@ function clearCopiedFlags(image: Qcow2Image, l1: L1Table, isActive: boolean): vo
   image.l2Cache.writeDirty();
 }
 
-export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
+export function applySnapshot(image: Qcow2Image, nameOrId: SnapshotRef, job: JobContext = silentJob): void {
   image.assertWritable();
   refuseWithExternalData(image.header, 'internal snapshots');
   image.validateForChange();
@@ -339,7 +339,7 @@ export function applySnapshot(image: Qcow2Image, nameOrId: string, job: JobConte
   });
 }
 
-export function deleteSnapshot(image: Qcow2Image, nameOrId: string, job: JobContext = silentJob): void {
+export function deleteSnapshot(image: Qcow2Image, nameOrId: SnapshotRef, job: JobContext = silentJob): void {
   image.assertWritable();
   refuseWithExternalData(image.header, 'internal snapshots');
   image.validateForChange();
@@ -400,7 +400,7 @@ export function restoreActiveCopiedFlags(image: Qcow2Image): void {
   }
 }
 
-export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: string): void {
+export function renameSnapshot(image: Qcow2Image, nameOrId: SnapshotRef, newName: string): void {
   image.assertWritable();
   const snapshot = findSnapshot(image, nameOrId);
   if (snapshot.name === newName) return;
@@ -420,7 +420,7 @@ export function renameSnapshot(image: Qcow2Image, nameOrId: string, newName: str
  * write, as a rename. Refused before anything is written when the note is too long or the entry's
  * extra data belongs to another program.
  */
-export function setSnapshotNote(image: Qcow2Image, nameOrId: string, note: string): void {
+export function setSnapshotNote(image: Qcow2Image, nameOrId: SnapshotRef, note: string): void {
   image.assertWritable();
   const snapshot = findSnapshot(image, nameOrId);
   if (!canHoldCowbellRecord(snapshot)) {

@@ -1,0 +1,91 @@
+/**
+ * Two snapshots with one name (qemu-img snapshot -c takes a name twice, as a daily script does):
+ * the app names the one the user chose by its id as well, and the job acts on that one; a request
+ * by the name alone is refused as ambiguous, never resolved to the first of them.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { JobEnd } from '../../src/shared/ipc/contract.ts';
+import { startBackend, type Backend } from '../helpers/job-harness.ts';
+import { firstDifference, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { expectCheckClean, fileHash } from '../helpers/snapshot-scenario.ts';
+
+let folder: TempDir;
+let backend: Backend;
+beforeAll(() => {
+  folder = tempDir();
+  backend = startBackend({ maxThreads: 1 });
+});
+afterAll(async () => {
+  await backend.close();
+  folder.cleanup();
+});
+
+async function run(kind: string, path: string, args: unknown): Promise<JobEnd> {
+  return backend.ended(await backend.start(kind, path, args));
+}
+
+/** A disk whose snapshots 1 and 2 are both named "daily": 1 holds 0x11 at its start, 2 holds 0x22; the current state 0x33. */
+async function twoDailies(name: string): Promise<string> {
+  const path = folder.file(name);
+  await qemuImg(['create', '-q', '-f', 'qcow2', path, '4M']);
+  await qemuIo(path, ['write -P 0x11 0 64k']);
+  await qemuImg(['snapshot', '-c', 'daily', path]);
+  await qemuIo(path, ['write -P 0x22 0 64k']);
+  await qemuImg(['snapshot', '-c', 'daily', path]);
+  await qemuIo(path, ['write -P 0x33 0 64k']);
+  return path;
+}
+
+async function snapshotIds(path: string): Promise<string[]> {
+  const listing = (await qemuImg(['snapshot', '-l', path])).stdout;
+  return [...listing.matchAll(/^(\d+)\s+daily\s/gm)].map((match) => match[1] ?? '');
+}
+
+describe('snapshots that share a name', { timeout: 60_000 }, () => {
+  it('apply, delete, rename and note by name alone are refused, the file byte-identical', async () => {
+    const path = await twoDailies('ambiguous.qcow2');
+    const before = fileHash(path);
+    for (const [kind, args] of [
+      ['snapshot.apply', { name: 'daily' }],
+      ['snapshot.delete', { name: 'daily' }],
+      ['snapshot.rename', { name: 'daily', newName: 'weekly' }],
+      ['snapshot.note', { name: 'daily', note: 'which one?' }],
+    ] as const) {
+      const end = await run(kind, path, args);
+      expect(end, kind).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+      expect(end.ok ? '' : end.error.message).toMatch(/2 snapshots are named "daily" \(ids 1, 2\)/);
+    }
+    expect(fileHash(path)).toBe(before);
+  });
+
+  it('by id and name: apply reverts to the one chosen, delete removes the one chosen, export saves the one chosen', async () => {
+    const path = await twoDailies('chosen.qcow2');
+    expect(await run('snapshot.apply', path, { name: 'daily', id: '2' })).toMatchObject({ ok: true });
+    expect((await rawOf(path))[0]).toBe(0x22);
+    expect(await run('snapshot.apply', path, { name: 'daily', id: '1' })).toMatchObject({ ok: true });
+    expect((await rawOf(path))[0]).toBe(0x11);
+
+    const exported = folder.file('second-daily.raw');
+    expect(await run('snapshot.export', path, { name: 'daily', id: '2', target: exported, format: 'raw' })).toMatchObject({ ok: true });
+    const saved = new Uint8Array(fs.readFileSync(exported));
+    const second = new Uint8Array(4 << 20);
+    second.fill(0x22, 0, 64 << 10);
+    expect(firstDifference(saved, second), 'the second daily, as saved').toBe(-1);
+
+    expect(await run('snapshot.delete', path, { name: 'daily', id: '1' })).toMatchObject({ ok: true });
+    expect(await snapshotIds(path)).toEqual(['2']);
+    await expectCheckClean(expect, path, 'after the delete');
+  });
+
+  it('an id whose snapshot is no longer the one shown (another program deleted it, or renamed it) is SNAPSHOT_NOT_FOUND', async () => {
+    const path = await twoDailies('changed.qcow2');
+    // qemu-img deletes the first snapshot of that name: id 1.
+    await qemuImg(['snapshot', '-d', 'daily', path]);
+    expect(await snapshotIds(path)).toEqual(['2']);
+    const before = fileHash(path);
+    expect(await run('snapshot.delete', path, { name: 'daily', id: '1' })).toMatchObject({ ok: false, error: { code: 'SNAPSHOT_NOT_FOUND' } });
+    expect(await run('snapshot.apply', path, { name: 'weekly', id: '2' })).toMatchObject({ ok: false, error: { code: 'SNAPSHOT_NOT_FOUND' } });
+    expect(fileHash(path)).toBe(before);
+  });
+});
