@@ -3,6 +3,7 @@ import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { parseCommandArgs } from './args.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 import { commands, type CommandEntry } from './commands/index.ts';
+import { printableMessage } from './printable.ts';
 
 /** Runs one `cowbell` command line and resolves with its exit code; never throws. */
 export async function runCli(argv: string[], io: CliIo, table: readonly CommandEntry[] = commands): Promise<number> {
@@ -37,11 +38,11 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
       return EXIT_USAGE;
     }
     if (error instanceof Qcow2Error) {
-      io.err(`cowbell: ${error.message}\n`);
+      io.err(`cowbell: ${printableMessage(error.message)}\n`);
       return EXIT_FAILURE;
     }
     const detail = error instanceof Error ? error.message : String(error);
-    io.err(`cowbell: internal error: ${detail}\n`);
+    io.err(`cowbell: internal error: ${printableMessage(detail)}\n`);
     return EXIT_FAILURE;
   }
 }

@@ -7,6 +7,7 @@ import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { isTerminal } from '../output.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
+import { printable, printableMessage } from '../printable.ts';
 
 export const copyOut: Command = {
   name: 'copy-out',
@@ -45,8 +46,8 @@ export const copyOut: Command = {
       const parts = [`${result.files} file${result.files === 1 ? '' : 's'} (${formatBytes(result.bytes)})`];
       if (result.folders > 0) parts.push(`${result.folders} folder${result.folders === 1 ? '' : 's'}`);
       if (result.symlinks > 0) parts.push(`${result.symlinks} symlink${result.symlinks === 1 ? '' : 's'}`);
-      io.out(`Copied ${parts.join(', ')} to ${result.target}\n`);
-      for (const skipped of result.skipped) io.err(`cowbell: skipped ${skipped.path}: ${skipped.reason}\n`);
+      io.out(`Copied ${parts.join(', ')} to ${printable(result.target)}\n`);
+      for (const skipped of result.skipped) io.err(`cowbell: skipped ${printable(skipped.path)}: ${printableMessage(skipped.reason)}\n`);
     }
     return EXIT_OK;
   },

@@ -5,6 +5,7 @@ import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
+import { printable } from '../printable.ts';
 
 export const ls: Command = {
   name: 'ls',
@@ -50,7 +51,7 @@ async function listPath(files: StateFiles, guestPath: string): Promise<Listing> 
 }
 
 function describeEntries(entries: GuestFileEntry[]): string {
-  const rows = entries.map((entry) => [entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${entry.name} -> ${entry.target ?? ''}` : entry.name]);
+  const rows = entries.map((entry) => [entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${printable(entry.name)} -> ${printable(entry.target ?? '')}` : printable(entry.name)]);
   return table(['KIND', 'SIZE', 'MODIFIED (UTC)', 'NAME'], rows, [false, true, false, false]) + `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}\n`;
 }
 

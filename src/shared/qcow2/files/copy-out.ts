@@ -95,8 +95,9 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
   try {
     children = await files.list(entry.path);
   } catch (error) {
-    // A volume with no filesystem Cowbell reads (swap, an empty partition) inside a copied disk root.
-    if (!(error instanceof Qcow2Error) || error.code !== 'NO_FILESYSTEM' || entry === plan[0]?.entry) throw error;
+    // A volume with no filesystem Cowbell reads (swap, an empty partition) inside a copied disk
+    // root, or a damaged folder inside a copied one: the rest is copied, that one is skipped.
+    if (!(error instanceof Qcow2Error) || (error.code !== 'NO_FILESYSTEM' && error.code !== 'FILESYSTEM_CORRUPT') || entry === plan[0]?.entry) throw error;
     plan.pop();
     result.skipped.push({ path: entry.path, reason: error.message });
     return;
@@ -147,20 +148,26 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
     nodeFileSystem.syncFolder(path.dirname(target));
   } catch (error) {
     if (fd !== null) fs.closeSync(fd);
-    fs.rmSync(temporary, { force: true });
+    try {
+      fs.rmSync(temporary, { force: true });
+    } catch {
+      // The copy's own error is the one to report.
+    }
     if ((error as { code?: unknown }).code === 'EEXIST') throw exists(target, 'file');
     throw toQcow2Error(error, target);
   }
 }
 
 function makeFolder(target: string, overwrite: boolean): void {
-  if (isFolder(target)) {
+  // A real folder only: a symlink there (an earlier copy-out restored one) is replaced, never
+  // followed, or what is copied into it would land wherever it leads, outside the destination.
+  if (isRealFolder(target)) {
     if (!overwrite) throw exists(target, 'folder');
     return;
   }
   refuseExisting(target, overwrite, 'folder');
   try {
-    if (fs.existsSync(target)) fs.rmSync(target, { force: true });
+    if (lexists(target)) fs.unlinkSync(target);
     fs.mkdirSync(target);
   } catch (error) {
     throw toQcow2Error(error, target);
@@ -170,7 +177,7 @@ function makeFolder(target: string, overwrite: boolean): void {
 function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, result: CopyOutResult): boolean {
   refuseExisting(target, overwrite, 'symlink');
   try {
-    if (overwrite && !isFolder(target)) fs.rmSync(target, { force: true });
+    if (overwrite && lexists(target) && !isRealFolder(target)) fs.unlinkSync(target);
     fs.symlinkSync(entry.target ?? '', target);
     return true;
   } catch (error) {
@@ -193,6 +200,26 @@ function exists(target: string, what: string): Qcow2Error {
   return new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name${what === 'folder' || what === 'file' ? ' or pass --force to replace it' : ''}`);
 }
 
+/** A folder itself, not a symlink to one. */
+function isRealFolder(hostPath: string): boolean {
+  try {
+    return fs.lstatSync(hostPath).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** Whether anything is there, a dangling symlink included. */
+function lexists(hostPath: string): boolean {
+  try {
+    fs.lstatSync(hostPath);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The destination the user named is a folder (a symlink to one is theirs to follow). */
 function isFolder(hostPath: string): boolean {
   try {
     return fs.statSync(hostPath).isDirectory();

@@ -37,6 +37,9 @@ export interface StateFiles {
 /** The state `current`, or a snapshot's by name or id. */
 export const CURRENT_STATE = 'current';
 
+/** Deeper than any real guest's folders (Linux's 4096-byte paths hold ~2048 at most, of one-letter names). */
+export const MAX_FOLDER_DEPTH = 1024;
+
 /**
  * Opens the files of one state of the image at imagePath, read-only: `state` is "current" or a
  * snapshot's name or id (a snapshot named "current" is reached by its id). Encrypted disks need
@@ -99,6 +102,8 @@ class OpenStateFiles implements StateFiles {
 
   async list(path: string): Promise<GuestFileEntry[]> {
     this.assertOpen();
+    // A folder inside itself that a reader did not see (every walk of a damaged filesystem ends).
+    if (pathParts(path).length > MAX_FOLDER_DEPTH) throw new Qcow2Error('FILESYSTEM_CORRUPT', `${normalizePath(path).slice(0, 200)}… lies more than ${MAX_FOLDER_DEPTH} folders deep: a folder inside itself? (the filesystem is damaged)`);
     if (this.partitioned && pathParts(path).length === 0) return this.found.map((volume) => volumeEntry(volume.info));
     const located = this.locate(path);
     const entries = await filesystemOf(located.volume).list(located.inner);

@@ -98,7 +98,24 @@ export const nodeFileSystem: AtomicFileSystem = {
 };
 
 export function temporaryPathFor(targetPath: string): string {
-  return path.join(path.dirname(targetPath), `.${path.basename(targetPath)}.cowbell-${randomHex(12)}.tmp`);
+  return path.join(path.dirname(targetPath), `${temporaryPrefix(targetPath)}${randomHex(12)}.tmp`);
+}
+
+/** Most file systems take names of at most 255 bytes. */
+const NAME_MAX_BYTES = 255;
+/** What a temporary name adds to the target's: "." before, ".cowbell-" + 12 hex digits + ".tmp" after. */
+const TEMPORARY_EXTRA_BYTES = 1 + '.cowbell-'.length + 12 + '.tmp'.length;
+
+/** ".NAME.cowbell-", NAME cut (on a character boundary) where the whole name would pass 255 bytes. */
+function temporaryPrefix(targetPath: string): string {
+  let name = path.basename(targetPath);
+  const room = NAME_MAX_BYTES - TEMPORARY_EXTRA_BYTES;
+  if (Buffer.byteLength(name) > room) {
+    const characters = [...name];
+    while (Buffer.byteLength(characters.join('')) > room) characters.pop();
+    name = characters.join('');
+  }
+  return `.${name}.cowbell-`;
 }
 
 /**
@@ -114,7 +131,7 @@ function randomHex(digits: number): string {
 
 /** Whether `name` (in the target's folder) is one of temporaryPathFor's names for `targetPath`. */
 export function isTemporaryNameFor(targetPath: string, name: string): boolean {
-  const prefix = `.${path.basename(targetPath)}.cowbell-`;
+  const prefix = temporaryPrefix(targetPath);
   return name.startsWith(prefix) && /^[0-9a-f]{12}\.tmp$/.test(name.slice(prefix.length));
 }
 

@@ -245,6 +245,9 @@ class ExtFilesystem implements GuestFilesystem {
     if (this.broken !== null) throw this.broken;
     // What was read already is taken without waiting: files-diff resolves a path per file.
     let inode = this.inodes.cached(ROOT_INODE) ?? (await this.inodes.inode(ROOT_INODE));
+    // The folders on the way: ext has no hard links to folders, but a damaged one can name a folder
+    // inside itself, and a walk down it would never end.
+    const folders = [inode.number];
     for (let index = 0; index < parts.length; index++) {
       const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folderNames.get(inode.number) : undefined;
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
@@ -252,6 +255,12 @@ class ExtFilesystem implements GuestFilesystem {
       const number = found.get(parts[index] as string);
       if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
       inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+      if ((inode.mode & S_IFMT) !== S_IFDIR) continue;
+      const first = folders.indexOf(number);
+      if (first >= 0) {
+        throw new Qcow2Error('FILESYSTEM_CORRUPT', `/${parts.slice(0, index + 1).join('/')} is the folder /${parts.slice(0, first).join('/')} again (a folder inside itself): the filesystem is damaged`);
+      }
+      folders.push(number);
     }
     return inode;
   }

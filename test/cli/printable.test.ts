@@ -1,0 +1,27 @@
+/** Guest names reach the terminal escaped: no escape sequence or line break from a hostile disk acts on it. */
+import { describe, expect, it } from 'vitest';
+import { describeFilesDiff } from '../../src/cli/commands/files-diff.ts';
+import { printable, printableMessage } from '../../src/cli/printable.ts';
+
+describe('printable', () => {
+  it('shows C0 controls, DEL and C1 controls as \\xHH; leaves the rest (UTF-8 names, backslashes) as they are', () => {
+    expect(printable('a\u001b]0;owned\u0007b')).toBe('a\\x1b]0;owned\\x07b');
+    expect(printable('two\nrows\t\u007f\u009b')).toBe('two\\x0arows\\x09\\x7f\\x9b');
+    expect(printable('Grüße ✓ C:\\path')).toBe('Grüße ✓ C:\\path');
+  });
+
+  it('a message keeps its own line breaks and tabs, not its escapes', () => {
+    expect(printableMessage('line one\n\tline two \u001b[2J')).toBe('line one\n\tline two \\x1b[2J');
+  });
+
+  it('files-diff text: a name with a line break is one row', () => {
+    const text = describeFilesDiff({
+      from: 'a',
+      to: 'current',
+      bytes: 1,
+      skipped: [],
+      differences: [{ change: 'added', volume: '', path: '/x\n+ /fake', kind: 'file', sizeAfter: 1 }],
+    } as unknown as Parameters<typeof describeFilesDiff>[0]);
+    expect(text.split('\n')[0]).toBe('+ /x\\x0a+ /fake  1 B');
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * copy-out where the host or the guest makes it hard: a symlink an earlier copy left in the
+ * destination (never written through), names as long as a host takes, and a damaged ext folder
+ * that contains itself (a walk that would never end). Found by an audit; each failed before.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { copyOut } from '../../../src/shared/qcow2/files/copy-out.ts';
+import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
+import { openStateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
+import { debugfs, makeExtImage, qcow2FromRaw } from '../../helpers/guest-filesystems.ts';
+import { memoryState } from '../../helpers/memory-state-files.ts';
+
+let folder = '';
+beforeEach(() => {
+  folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-copy-out-'));
+});
+afterEach(() => fs.rmSync(folder, { recursive: true, force: true }));
+
+describe('copy-out and the host', () => {
+  it('with --force over a symlink an earlier copy restored, the folder replaces the link: nothing lands where it led', async () => {
+    const outside = path.join(folder, 'outside');
+    fs.mkdirSync(outside);
+    const destination = path.join(folder, 'dest');
+    fs.mkdirSync(path.join(destination, 'x'), { recursive: true });
+    // What copying the earlier state left: x/s, a link out of the destination.
+    fs.symlinkSync(outside, path.join(destination, 'x', 's'));
+    const current = memoryState({ '': { x: { s: { pwn: { content: 'PWNED\n' } } } } });
+    await copyOut(current, '/x', destination, { overwrite: true });
+    expect(fs.readdirSync(outside), 'the folder the link led to').toEqual([]);
+    expect(fs.lstatSync(path.join(destination, 'x', 's')).isDirectory()).toBe(true);
+    expect(fs.readFileSync(path.join(destination, 'x', 's', 'pwn'), 'utf8')).toBe('PWNED\n');
+  });
+
+  it('a guest symlink replacing a host one with --force: the link is replaced, its folder untouched', async () => {
+    const outside = path.join(folder, 'outside');
+    fs.mkdirSync(outside);
+    fs.writeFileSync(path.join(outside, 'kept'), 'mine');
+    const destination = path.join(folder, 'dest');
+    fs.mkdirSync(path.join(destination, 'x'), { recursive: true });
+    fs.symlinkSync(outside, path.join(destination, 'x', 's'));
+    await copyOut(memoryState({ '': { x: { s: { target: 'elsewhere' } } } }), '/x', destination, { overwrite: true });
+    expect(fs.readlinkSync(path.join(destination, 'x', 's'))).toBe('elsewhere');
+    expect(fs.readdirSync(outside)).toEqual(['kept']);
+  });
+
+  it('names up to 255 bytes are copied (the temporary name beside them is cut to fit)', async () => {
+    const long = 'L'.repeat(255);
+    const accented = 'é'.repeat(127);
+    const state = memoryState({ '': { d: { [long]: { content: 'hello\n' }, [accented]: { content: 'accent\n' }, ok: { content: 'ok\n' } } } });
+    const result = await copyOut(state, '/d', folder, { overwrite: false });
+    expect(result.skipped).toEqual([]);
+    expect(fs.readFileSync(path.join(folder, 'd', long), 'utf8')).toBe('hello\n');
+    expect(fs.readFileSync(path.join(folder, 'd', accented), 'utf8')).toBe('accent\n');
+    expect(fs.readdirSync(path.join(folder, 'd')).sort()).toEqual([long, accented, 'ok'].sort());
+  });
+});
+
+describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () => {
+  it('copy-out skips the loop and copies the rest; files-diff reports it skipped; neither runs away', async () => {
+    const raw = path.join(folder, 'fs.img');
+    await makeExtImage(raw, 16, { 'a/b/file.txt': 'inside\n', 'a/other.txt': 'other\n' });
+    const before = path.join(folder, 'before.qcow2');
+    await qcow2FromRaw(raw, before);
+    // a/b/loop names a's inode: a hard link to a folder, which only damage makes.
+    await debugfs(raw, ['ln a a/b/loop']);
+    const looped = path.join(folder, 'looped.qcow2');
+    await qcow2FromRaw(raw, looped);
+
+    const files = await openStateFiles(looped, 'current');
+    try {
+      const destination = path.join(folder, 'out');
+      fs.mkdirSync(destination);
+      const result = await copyOut(files, '/a', destination, { overwrite: false });
+      expect(fs.readFileSync(path.join(destination, 'a', 'b', 'file.txt'), 'utf8')).toBe('inside\n');
+      expect(fs.readFileSync(path.join(destination, 'a', 'other.txt'), 'utf8')).toBe('other\n');
+      expect(result.skipped.map((skipped) => skipped.path)).toEqual(['/a/b/loop']);
+      expect(result.skipped[0]?.reason).toMatch(/folder inside itself/);
+      await expect(files.list('/a/b/loop')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+    } finally {
+      await files.close();
+    }
+
+    const earlier = await openStateFiles(before, 'current');
+    const later = await openStateFiles(looped, 'current');
+    try {
+      const diff = await diffStateFiles(earlier, later, { from: 'before', to: 'looped', changedRanges: [{ offset: 0, length: 16 * 1024 * 1024 }] });
+      expect(diff.differences.map((difference) => `${difference.change} ${difference.path}`)).toContain('added /a/b/loop');
+      expect(diff.skipped.some((skipped) => skipped.path === '/a/b/loop' && /folder inside itself/.test(skipped.reason))).toBe(true);
+    } finally {
+      await earlier.close();
+      await later.close();
+    }
+  });
+});
