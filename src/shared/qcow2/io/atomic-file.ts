@@ -45,6 +45,12 @@ export interface AtomicFileSystem {
   assertReplaceable?(filePath: string): void;
   /** Removes temporary files an interrupted earlier write of `targetPath` left behind (best effort). */
   removeAbandonedTemporaries?(targetPath: string): void;
+  /**
+   * The file a write to `targetPath` replaces: the file a symbolic link leads to (QEMU writes
+   * through links too), or `targetPath` itself; NOT_A_FILE for a device, FIFO, socket or folder,
+   * which a new file must never replace (nor be opened to check: a FIFO would block the open).
+   */
+  resolveTarget?(targetPath: string): string;
 }
 
 export const nodeFileSystem: AtomicFileSystem = {
@@ -69,6 +75,26 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
   exists: (filePath) => fs.existsSync(filePath),
+  resolveTarget: (targetPath) => {
+    let stats: fs.Stats;
+    try {
+      stats = fs.lstatSync(targetPath);
+    } catch {
+      return targetPath;
+    }
+    let resolved = targetPath;
+    if (stats.isSymbolicLink()) {
+      try {
+        resolved = fs.realpathSync(targetPath);
+      } catch (error) {
+        throw new Qcow2Error('NOT_FOUND', `${targetPath} is a link to ${fs.readlinkSync(targetPath)}, which does not exist; name the file itself`, { cause: error });
+      }
+      stats = fs.statSync(resolved);
+    }
+    if (stats.isFile()) return resolved;
+    const what = stats.isDirectory() ? 'a folder' : stats.isBlockDevice() || stats.isCharacterDevice() ? 'a device' : stats.isFIFO() ? 'a named pipe (FIFO)' : 'not a regular file';
+    throw new Qcow2Error('NOT_A_FILE', `${targetPath} is ${what}: Cowbell writes images into files only, and would replace it with one`);
+  },
   removeAbandonedTemporaries: (targetPath) => {
     const folder = path.dirname(targetPath);
     let names: string[];
@@ -175,8 +201,9 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
 }
 
 /** writeFileAtomically for a build done in steps (steps.ts), yielding where the build yields. */
-export function* writeFileAtomicallySteps<T>(targetPath: string, build: (file: BlockFile, temporaryPath: string) => Steps<T>, options: AtomicWriteOptions): Steps<T> {
+export function* writeFileAtomicallySteps<T>(target: string, build: (file: BlockFile, temporaryPath: string) => Steps<T>, options: AtomicWriteOptions): Steps<T> {
   const fileSystem = options.fileSystem ?? nodeFileSystem;
+  const targetPath = fileSystem.resolveTarget?.(target) ?? target;
   if (!options.overwrite && fileSystem.exists(targetPath)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
   }

@@ -1,0 +1,84 @@
+/**
+ * What an atomic write (convert, create, every rewrite to a named output) may replace: a file, or
+ * the file a link leads to — never a device, a named pipe or a folder, which were replaced by a
+ * regular file before (and a FIFO blocked the check's open for ever).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { writeFileAtomically } from '../../../src/shared/qcow2/io/atomic-file.ts';
+
+const canMakeDevices = ((): boolean => {
+  const probe = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-mknod-'));
+  try {
+    execFileSync('mknod', [path.join(probe, 'device'), 'c', '1', '3'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { recursive: true, force: true });
+  }
+})();
+
+let folder = '';
+beforeEach(() => {
+  folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-targets-'));
+});
+afterEach(() => fs.rmSync(folder, { recursive: true, force: true }));
+
+function write(target: string, text: string): void {
+  writeFileAtomically(target, (file) => file.write(new TextEncoder().encode(text), 0), { overwrite: true });
+}
+
+function failure(run: () => void): { code?: unknown; message?: unknown } {
+  try {
+    run();
+  } catch (error) {
+    return error as { code?: unknown; message?: unknown };
+  }
+  throw new Error('expected a failure');
+}
+
+describe('the target of an atomic write', () => {
+  it('a named pipe is refused at once (not opened), and left a pipe', () => {
+    const fifo = path.join(folder, 'pipe');
+    execFileSync('mkfifo', [fifo]);
+    expect(failure(() => write(fifo, 'image'))).toMatchObject({ code: 'NOT_A_FILE', message: expect.stringMatching(/named pipe/) });
+    expect(fs.lstatSync(fifo).isFIFO()).toBe(true);
+  });
+
+  // Only root makes device nodes (CI runs as root); /dev's own are never aimed at.
+  it.skipIf(!canMakeDevices)('a device node is refused and left a device', () => {
+    const device = path.join(folder, 'null-device');
+    execFileSync('mknod', [device, 'c', '1', '3']);
+    expect(failure(() => write(device, 'image'))).toMatchObject({ code: 'NOT_A_FILE', message: expect.stringMatching(/a device/) });
+    expect(fs.lstatSync(device).isCharacterDevice()).toBe(true);
+  });
+
+  it('a folder is refused', () => {
+    const inner = path.join(folder, 'inner');
+    fs.mkdirSync(inner);
+    expect(failure(() => write(inner, 'image'))).toMatchObject({ code: 'NOT_A_FILE' });
+    expect(fs.lstatSync(inner).isDirectory()).toBe(true);
+  });
+
+  it('a link is written through: the file it leads to is replaced, the link stays', () => {
+    fs.mkdirSync(path.join(folder, 'elsewhere'));
+    const real = path.join(folder, 'elsewhere', 'disk.raw');
+    fs.writeFileSync(real, 'old');
+    const link = path.join(folder, 'disk.raw');
+    fs.symlinkSync(real, link);
+    write(link, 'new');
+    expect(fs.lstatSync(link).isSymbolicLink()).toBe(true);
+    expect(fs.readFileSync(real, 'utf8')).toBe('new');
+    expect(fs.readdirSync(path.join(folder, 'elsewhere'))).toEqual(['disk.raw']);
+  });
+
+  it('a link to nothing is refused, naming where it leads', () => {
+    const link = path.join(folder, 'dangling.raw');
+    fs.symlinkSync('missing.raw', link);
+    expect(failure(() => write(link, 'image'))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/missing\.raw/) });
+  });
+});
