@@ -17,6 +17,7 @@ export const usage: Command = {
   async run(args, io) {
     const report = readUsage(args.positionals[0] ?? '', undefined, { refuseInUse: !flag(args, 'force-share') });
     io.out(flag(args, 'json') ? `${JSON.stringify(report, null, 2)}\n` : describeUsage(report));
+    if (report.staleRefcounts === true) io.err('cowbell: warning: the image was not closed cleanly (lazy refcounts): these figures come from refcounts that may be stale; `cowbell check -r all` makes them right\n');
     return EXIT_OK;
   },
 };

@@ -186,6 +186,11 @@ export interface UsageReport {
   leakedBytes: number;
   current: { exclusiveBytes: number; sharedBytes: number };
   snapshots: { id: string; name: string; exclusiveBytes: number; sharedBytes: number }[];
+  /**
+   * Set where the image was not closed cleanly (lazy refcounts, the dirty bit): the figures come
+   * from refcounts that may be stale, so they may be wrong until a check with repair.
+   */
+  staleRefcounts?: true;
 }
 
 export interface DiffResult {

@@ -5,6 +5,7 @@
  * 1 means exactly one L1 table reaches a cluster (QEMU counts one reference per L1 per L2 entry).
  */
 import { getRefcount } from '../format/entries.ts';
+import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { UsageReport } from '../model.ts';
@@ -34,6 +35,7 @@ export function imageUsage(image: Qcow2Image, job: JobContext = silentJob): Usag
     leakedBytes: leakedClusters * image.clusterBytes,
     current: pass.usage(0),
     snapshots,
+    ...((image.header.incompatibleFeatures & INCOMPAT_DIRTY) !== 0n ? { staleRefcounts: true as const } : {}),
   };
 }
 
