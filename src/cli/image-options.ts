@@ -94,6 +94,8 @@ export function createOptionsFrom(options: Map<string, string>): CreateOptions {
         result.backingFormat = oneOf(name, value, ['qcow2', 'raw'] as const);
         break;
       case 'preallocation':
+        // qemu-img's falloc and full reserve the whole disk's bytes up front; Cowbell's images stay sparse.
+        if (value === 'falloc' || value === 'full') throw new UsageError(`preallocation=${value} is not supported (Cowbell's images stay sparse): use off, or metadata with create`);
         result.preallocation = oneOf(name, value, ['off', 'metadata'] as const);
         break;
       case 'compression_type':

@@ -187,7 +187,7 @@ describe('an image not closed cleanly', { timeout: 60_000 }, () => {
     const image = folder.file('dirty.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'lazy_refcounts=on', image, String(32 * MiB)]);
     // qemu-io's abort leaves the dirty bit set and the refcounts unwritten.
-    await qemuIo(image, ['write -P 7 0 1M', 'flush', 'abort'], { okCodes: [0, 1, 134] }).catch(() => '');
+    await qemuIo(image, ['write -P 7 0 1M', 'flush', 'abort']).catch(() => '');
     expect(readUsage(image).staleRefcounts).toBe(true);
     await qemuImg(['check', '-q', '-r', 'all', image], { okCodes: [0, 1, 2, 3] });
     const repaired = readUsage(image);
