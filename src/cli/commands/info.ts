@@ -1,8 +1,9 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
-import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
+import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { notePreview } from '../note-preview.ts';
+import { printable } from '../printable.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 export const info: Command = {
@@ -58,6 +59,7 @@ export function describe(image: ImageInfo): string {
   );
   // qemu-img's order; the three v3-only lines are absent for compat 0.10.
   if (specific['lazy-refcounts'] !== undefined) lines.push(`    lazy refcounts: ${specific['lazy-refcounts']}`);
+  if (specific.bitmaps !== undefined) lines.push(...bitmapLines(specific.bitmaps));
   lines.push(`    refcount bits: ${specific['refcount-bits']}`);
   if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
   if (specific['data-file-raw'] !== undefined) lines.push(`    data file raw: ${specific['data-file-raw']}`);
@@ -69,6 +71,15 @@ export function describe(image: ImageInfo): string {
   const unencrypted = unencryptedWarning(image['unencrypted-bytes'], image['unencrypted-clusters']);
   if (unencrypted !== null) lines.push(unencrypted);
   return `${lines.join('\n')}\n`;
+}
+
+/** The `bitmaps:` block as qemu-img info prints it (each numbered, its flags numbered). */
+function bitmapLines(bitmaps: NonNullable<Qcow2SpecificInfo['bitmaps']>): string[] {
+  const lines = ['    bitmaps:'];
+  bitmaps.forEach((bitmap, index) => {
+    lines.push(`        [${index}]:`, '            flags:', ...bitmap.flags.map((flag, flagIndex) => `                [${flagIndex}]: ${flag}`), `            name: ${printable(bitmap.name)}`, `            granularity: ${bitmap.granularity}`);
+  });
+  return lines;
 }
 
 /** The `encrypt:` block as qemu-img info prints it (its JSON keys with spaces, slots numbered). */

@@ -23,6 +23,8 @@ export interface Qcow2SpecificInfo {
   'compression-type': 'zlib' | 'zstd';
   /** compat 1.1 (qcow2 v3) only, as in qemu-img info: v2 has none of these three. */
   'lazy-refcounts'?: boolean;
+  /** Persistent dirty bitmaps, where the image keeps some (v3, the autoclear bit set), as qemu-img info lists them. */
+  bitmaps?: { flags: ('in-use' | 'auto')[]; name: string; granularity: number }[];
   'refcount-bits': number;
   corrupt?: boolean;
   'extended-l2'?: boolean;

@@ -7,6 +7,7 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { run as runCli } from '../../helpers/cli.ts';
 
 const hash = (file: string): string => createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 
@@ -43,5 +44,22 @@ describe('images with persistent dirty bitmaps', () => {
     expect(check.code).toBe(0);
     const info = await qemuImg(['info', '--output=json', image]);
     expect(JSON.parse(info.stdout)['format-specific'].data.bitmaps).toEqual([expect.objectContaining({ name: 'backup0' })]);
+  });
+
+  // Was: info left them out, where qemu-img info lists them.
+  it('info lists them as qemu-img info does: JSON and text alike', async () => {
+    dir = tempDir();
+    const image = path.join(dir.path, 'listed.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '32M']);
+    await qemuImg(['bitmap', '--add', image, 'b0']);
+    await qemuImg(['bitmap', '--add', '-g', '131072', '--disable', image, 'second']);
+    const qemu = JSON.parse((await qemuImg(['info', '--output=json', image])).stdout) as { 'format-specific': { data: unknown } };
+    expect(readImageInfo(image)['format-specific'].data).toEqual(qemu['format-specific'].data);
+    expect(JSON.stringify(readImageInfo(image)['format-specific'].data)).toBe(JSON.stringify(qemu['format-specific'].data));
+    const cli = await runCli('info', image);
+    const qemuText = (await qemuImg(['info', image])).stdout;
+    const block = (text: string): string => text.slice(text.indexOf('Format specific information:'), text.indexOf('    refcount bits:'));
+    expect(block(cli.out)).toBe(block(qemuText));
+    expect(block(cli.out)).toContain('name: second');
   });
 });

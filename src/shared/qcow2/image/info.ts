@@ -2,11 +2,12 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { readCowbellRecord } from '../format/cowbell-record.ts';
-import { backingFormat, findExtension, EXT_CRYPTO_HEADER } from '../format/header.ts';
-import { COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
+import { backingFormat, findExtension, EXT_BITMAPS, EXT_CRYPTO_HEADER } from '../format/header.ts';
+import { AUTOCLEAR_BITMAPS, COMPAT_LAZY_REFCOUNTS, INCOMPAT_CORRUPT, INCOMPAT_DIRTY, INCOMPAT_EXTL2 } from '../format/limits.ts';
+import { parseBitmapDirectory, parseBitmapsExtension } from '../format/bitmap-directory.ts';
 import { snapshotVmStateSize, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { Qcow2Image, externalDataFile, type OpenImageOptions } from './image.ts';
-import type { EncryptInfo, ImageInfo, SnapshotInfo } from '../model.ts';
+import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../model.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { LUKS_PHDR_BYTES, LUKS_SECTOR_BYTES, parseLuksHeader, type LuksHeader } from '../format/luks-header.ts';
 import { unencryptedData } from './unencrypted-data.ts';
@@ -70,6 +71,12 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
       info['unencrypted-clusters'] = unencrypted.clusters;
     }
   }
+  const bitmaps = bitmapsOf(image);
+  if (bitmaps !== null) {
+    // qemu-img's key order: after lazy-refcounts, before refcount-bits.
+    const { compat, 'compression-type': compressionType, 'lazy-refcounts': lazyRefcounts, ...rest } = info['format-specific'].data;
+    info['format-specific'].data = { compat, 'compression-type': compressionType, ...(lazyRefcounts === undefined ? {} : { 'lazy-refcounts': lazyRefcounts }), bitmaps, ...rest };
+  }
   const dataFile = externalDataFile(header);
   if (dataFile !== null) info['format-specific'].data['data-file'] = dataFile;
   if (hasExternalData(header)) info['format-specific'].data['data-file-raw'] = dataFileIsRaw(header);
@@ -83,6 +90,22 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
   if (image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only') info['read-only-reason'] = image.readOnlyReason;
   if (image.file.inUseElsewhere === true) info['in-use'] = true;
   return info;
+}
+
+/** The image's persistent bitmaps, or null where it keeps none (or their directory cannot be read: check says why). */
+function bitmapsOf(image: Qcow2Image): Qcow2SpecificInfo['bitmaps'] | null {
+  const extension = findExtension(image.header, EXT_BITMAPS);
+  if (extension === undefined || (image.header.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return null;
+  try {
+    const { count, directoryBytes, directoryOffset } = parseBitmapsExtension(extension.data);
+    if (count === 0) return null;
+    const directory = new Uint8Array(directoryBytes);
+    if (image.file.read(directory, directoryOffset) < directoryBytes) return null;
+    return parseBitmapDirectory(directory, count);
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code !== 'IO_ERROR') return null;
+    throw error;
+  }
 }
 
 /**
