@@ -8,10 +8,8 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { KiB, MiB } from '../../helpers/image-matrix.ts';
 import { expectCheckClean } from '../../helpers/snapshot-scenario.ts';
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
 
 let folder: TempDir;
 beforeAll(() => {
