@@ -121,13 +121,15 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
       let next = marks | MARK_DATA;
       if (image.l2Format.extendedL2) {
         const allocMask = entry.allocMask >>> 0;
+        const zeroMask = entry.zeroMask >>> 0;
         if (first) plan.clusterAllocMasks[cluster] = allocMask;
-        const partial = allocMask !== fullMask;
-        // What a subcluster outside allocMask reads: zeros, unless it shows the backing file.
-        const restReadsZeros = !hasBacking || ((allocMask | entry.zeroMask) >>> 0) === fullMask;
+        const whole = allocMask === fullMask && zeroMask === 0;
+        // What a subcluster outside allocMask reads: zeros, unless it shows the backing file (a
+        // subcluster both allocated and zero is invalid: kept exactly as it is, for check to judge).
+        const restReadsZeros = (allocMask & zeroMask) === 0 && (!hasBacking || ((allocMask | zeroMask) >>> 0) === fullMask);
         if (!first && plan.clusterAllocMasks[cluster] !== allocMask) next |= MARK_VERBATIM;
-        else if (partial && !restReadsZeros) next |= MARK_VERBATIM;
-        else if (partial) next |= MARK_PARTLY_ALLOCATED;
+        else if (!whole && !restReadsZeros) next |= MARK_VERBATIM;
+        else if (!whole) next |= MARK_PARTLY_ALLOCATED;
       }
       plan.clusterMarks[cluster] = next;
       plan.clusterReferences[cluster] = (plan.clusterReferences[cluster] ?? 0) + users;
