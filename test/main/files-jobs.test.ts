@@ -42,7 +42,7 @@ describe('the contract for the files jobs', () => {
   it('reads the disk only, and takes a path inside the state that starts with /', () => {
     expect([jobSchemas['files.list'].access, jobSchemas['files.diff'].access, jobSchemas['files.copyOut'].access]).toEqual(['read', 'read', 'read']);
     expect(jobSchemas['files.list'].args.safeParse({ state: 'current', path: '/1/etc' }).success).toBe(true);
-    expect(jobSchemas['files.list'].args.safeParse({ state: 'before', path: '/', passphrase: 'moo' }).success).toBe(true);
+    expect(jobSchemas['files.list'].args.safeParse({ state: '1', path: '/', passphrase: 'moo' }).success).toBe(true);
     for (const args of [{ state: 'current', path: 'etc' }, { state: 'current', path: '/a\0b' }, { state: '', path: '/' }, { state: 'current', path: '/', recursive: true }]) {
       expect(jobSchemas['files.list'].args.safeParse(args).success).toBe(false);
     }
@@ -106,14 +106,15 @@ describe('the files jobs on an ext4 guest', () => {
     try {
       const { path } = await makeChangedExtDisk(folder);
       const hashBefore = fileHash(path);
-      const listing = resultOf<GuestFolderListing>(await backend.ended(await backend.start('files.list', path, { state: 'before', path: '/home/me' })));
+      // The app names a snapshot by its id (the tree's node ids): "before" is snapshot 1.
+      const listing = resultOf<GuestFolderListing>(await backend.ended(await backend.start('files.list', path, { state: '1', path: '/home/me' })));
       expect(listing.volumes).toMatchObject([{ name: '', table: 'none', filesystem: 'ext', label: 'guestroot' }]);
       expect(listing.entries.map((entry) => [entry.name, entry.size]).sort()).toEqual([
         ['keep.txt', BEFORE_FILES['home/me/keep.txt']!.length],
         ['notes.txt', BEFORE_FILES['home/me/notes.txt']!.length],
       ]);
 
-      const diffJob = await backend.start('files.diff', path, { from: 'before', to: 'current' });
+      const diffJob = await backend.start('files.diff', path, { from: '1', to: 'current' });
       const diff = resultOf<GuestFilesDiff>(await backend.ended(diffJob));
       expect(diff.differences.map((difference) => `${difference.change} ${difference.path}`)).toEqual([
         'added /etc/motd',
@@ -125,10 +126,31 @@ describe('the files jobs on an ext4 guest', () => {
       expect(backend.events.some((event) => event.event === 'job.progress' && (event.payload as { jobId: string }).jobId === diffJob)).toBe(true);
 
       const target = join(folder, 'notes-before.txt');
-      const restored = resultOf<FilesCopyOutResult>(await backend.ended(await backend.start('files.copyOut', path, { state: 'before', path: '/home/me/notes.txt', target })));
+      const restored = resultOf<FilesCopyOutResult>(await backend.ended(await backend.start('files.copyOut', path, { state: '1', path: '/home/me/notes.txt', target })));
       expect(restored).toMatchObject({ target, kind: 'file', files: 1, bytes: BEFORE_FILES['home/me/notes.txt']!.length });
       expect(await readFile(target, 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
       expect(fileHash(path)).toBe(hashBefore);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  // Was: the app sent the snapshot's id and the engine looked it up as a name first, so a snapshot
+  // named like another's id ("1", "2", as people number them) was browsed, compared and restored instead.
+  it('a state is the snapshot with that id, even when another snapshot is named like it', async () => {
+    const backend = startBackend({ maxThreads: 1 });
+    try {
+      const { path } = await makeChangedExtDisk(folder, 'numbered.qcow2');
+      // Snapshot 1 ("before") holds the old files; snapshot 2, named "1", the changed ones.
+      await runTool('qemu-img', ['snapshot', '-c', '1', path]);
+      const names = async (id: string): Promise<string[]> => {
+        const end = await backend.ended(await backend.start('files.list', path, { state: id, path: '/' }));
+        return resultOf<GuestFolderListing>(end).entries.map((entry) => entry.name).sort();
+      };
+      expect(await names('1'), 'snapshot id 1: the old files').toContain('old');
+      expect(await names('2'), 'snapshot id 2 (named "1"): the changed ones').not.toContain('old');
+      const diff = resultOf<GuestFilesDiff>(await backend.ended(await backend.start('files.diff', path, { from: '1', to: '2' })));
+      expect(diff.differences.map((difference) => `${difference.change} ${difference.path}`)).toContain('removed /old');
     } finally {
       await backend.close();
     }

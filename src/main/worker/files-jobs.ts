@@ -6,15 +6,24 @@
 import type { JobArgs, JobResult } from '../../shared/ipc/contract.ts';
 import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
 import { restoreFromState } from '../../shared/qcow2/files/restore.ts';
-import type { StateFiles } from '../../shared/qcow2/files/state-files.ts';
+import { CURRENT_STATE, type StateFiles } from '../../shared/qcow2/files/state-files.ts';
+import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import type { GuestReaderOptions } from '../../shared/qcow2/image/image-format.ts';
 import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { withSecretBytesAsync } from './secret-bytes.ts';
 
 
-/** Opens one state ("current", a snapshot's name or id) of the disk at imagePath: files/state-files.ts openStateFiles. */
-export type OpenStateFiles = (imagePath: string, state: string, options?: GuestReaderOptions) => Promise<StateFiles>;
+/** Opens one state ("current", or a snapshot) of the disk at imagePath: files/state-files.ts openStateFiles. */
+export type OpenStateFiles = (imagePath: string, state: SnapshotRef, options?: GuestReaderOptions) => Promise<StateFiles>;
+
+/**
+ * A state as the app names it: "current", or a snapshot's id (the tree's node ids), looked up as
+ * an id only — never as a name, which another snapshot may bear (names repeat, and may look like ids).
+ */
+function stateRef(state: string): SnapshotRef {
+  return state === CURRENT_STATE ? CURRENT_STATE : { id: state };
+}
 
 type FilesJob<K extends 'files.list' | 'files.diff' | 'files.copyOut'> = (path: string, args: JobArgs<K>, context: JobContext) => Promise<JobResult<K>>;
 
@@ -25,7 +34,7 @@ export interface FilesJobs {
 }
 
 async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>): Promise<R> {
-  const files = await open(imagePath, state, { passphrase });
+  const files = await open(imagePath, stateRef(state), { passphrase });
   try {
     return await work(files);
   } finally {
@@ -47,10 +56,10 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
     'files.diff': (imagePath, args, context) =>
       withSecretBytesAsync([args.passphrase], ([passphrase]) =>
         diffStatesByName(
-          (state) => open(imagePath, state, { passphrase }),
+          (state) => open(imagePath, stateRef(state), { passphrase }),
           args.from,
           args.to,
-          () => readDiff(imagePath, args.from, args.to, context).ranges,
+          () => readDiff(imagePath, stateRef(args.from), stateRef(args.to), context).ranges,
           context,
         ),
       ),

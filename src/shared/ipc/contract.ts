@@ -170,9 +170,9 @@ export const GuestPath = z
   .max(4096)
   .refine((value) => value.startsWith('/'), 'a path inside the disk starts with /')
   .refine((value) => !value.includes('\0'), 'path contains a NUL byte');
-/** One folder of a state ("current" or a snapshot's name), listed when it is opened; an encrypted disk's passphrase. */
+/** One folder of a state ("current" or a snapshot's id, as the tree names its nodes), listed when it is opened; an encrypted disk's passphrase. */
 export const FilesListArgs = z.object({ state: SnapshotName, path: GuestPath, passphrase: Passphrase.optional() }).strict();
-/** "Compare files with…": two states' files, added, removed and changed. */
+/** "Compare files with…": two states' files ("current" or snapshot ids), added, removed and changed. */
 export const FilesDiffArgs = z.object({ from: SnapshotName, to: SnapshotName, passphrase: Passphrase.optional() }).strict();
 /**
  * "Restore…": one file or folder of a state copied to `target`, a new path in an existing folder

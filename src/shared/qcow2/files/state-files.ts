@@ -7,7 +7,7 @@
 import { Qcow2Error } from '../errors.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { openGuestReader, type GuestReaderOptions } from '../image/image-format.ts';
-import { findSnapshot, Qcow2Image, Qcow2StateView } from '../image/image.ts';
+import { findSnapshot, Qcow2Image, Qcow2StateView, type SnapshotRef } from '../image/image.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../model.ts';
 import type { ByteRange, ChangedBytes, FilesystemReader, GuestFilesystem, UnchangedFolder } from './filesystem.ts';
 import { FILESYSTEM_READERS } from './filesystems.ts';
@@ -45,7 +45,7 @@ export const MAX_FOLDER_DEPTH = 1024;
  * snapshot's name or id (a snapshot named "current" is reached by its id). Encrypted disks need
  * options.passphrase. Close the result to release the image.
  */
-export async function openStateFiles(imagePath: string, state: string, options: GuestReaderOptions = {}): Promise<StateFiles> {
+export async function openStateFiles(imagePath: string, state: SnapshotRef, options: GuestReaderOptions = {}): Promise<StateFiles> {
   const reader = openStateReader(imagePath, state, options);
   try {
     return await stateFilesOf(reader);
@@ -55,7 +55,7 @@ export async function openStateFiles(imagePath: string, state: string, options: 
   }
 }
 
-function openStateReader(imagePath: string, state: string, options: GuestReaderOptions): GuestReader {
+function openStateReader(imagePath: string, state: SnapshotRef, options: GuestReaderOptions): GuestReader {
   const image = openGuestReader(imagePath, undefined, options);
   if (state === CURRENT_STATE) return image;
   try {

@@ -943,17 +943,18 @@ export function lockedError(): Qcow2Error {
 
 /** The snapshot named `nameOrId` (a name first, as qemu-img looks them up), or SNAPSHOT_NOT_FOUND. */
 /**
- * A snapshot as the app names it — its id (unique in an image) and the name the user saw, both
- * checked — or, on the command line, a name or an id. qcow2 does not keep names unique (qemu-img
+ * A snapshot as the app names it — its id (unique in an image), with the name the user saw where
+ * the app has it, both checked — or, on the command line, a name or an id. qcow2 does not keep names unique (qemu-img
  * snapshot -c takes a name twice), so only the id can tell two snapshots named alike apart.
  */
-export type SnapshotRef = string | { id: string; name: string };
+export type SnapshotRef = string | { id: string; name?: string };
 
 export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
   if (typeof ref !== 'string') {
-    const entry = image.snapshots.find((candidate) => candidate.id === ref.id && candidate.name === ref.name);
+    const entry = image.snapshots.find((candidate) => candidate.id === ref.id && (ref.name === undefined || candidate.name === ref.name));
     if (entry !== undefined) return entry;
-    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot "${ref.name}" with id ${ref.id} any more (another program changed the snapshots); look again`);
+    const which = ref.name === undefined ? `with id ${ref.id}` : `"${ref.name}" with id ${ref.id}`;
+    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot ${which} any more (another program changed the snapshots); look again`);
   }
   const byName = image.snapshots.filter((entry) => entry.name === ref);
   if (byName.length > 1) {

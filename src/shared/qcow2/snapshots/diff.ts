@@ -6,7 +6,7 @@
  */
 import { alignUp } from '../format/bytes.ts';
 import { decodeL2, type L2Entry } from '../format/entries.ts';
-import type { L1Table, Qcow2Image } from '../image/image.ts';
+import type { L1Table, Qcow2Image, SnapshotRef } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DiffResult } from '../model.ts';
 import { findSnapshot } from './snapshots.ts';
@@ -27,13 +27,13 @@ function sameMapping(a: L2Entry | null, b: L2Entry | null, hasBacking: boolean):
   return a.hostOffset === b.hostOffset && a.allocMask === b.allocMask && a.zeroMask === b.zeroMask && a.compressedSize === b.compressedSize;
 }
 
-export function resolveState(image: Qcow2Image, nameOrCurrent: string): { l1: L1Table; size: number } {
+export function resolveState(image: Qcow2Image, nameOrCurrent: SnapshotRef): { l1: L1Table; size: number } {
   if (nameOrCurrent === 'current') return { l1: image.l1, size: image.virtualSize };
   const snapshot = findSnapshot(image, nameOrCurrent);
   return { l1: image.loadSnapshotL1(snapshot), size: snapshot.diskSize ?? image.virtualSize };
 }
 
-export function diffStates(image: Qcow2Image, from: string, to: string, job: JobContext = silentJob): DiffResult {
+export function diffStates(image: Qcow2Image, from: SnapshotRef, to: SnapshotRef, job: JobContext = silentJob): DiffResult {
   const a = resolveState(image, from);
   const b = resolveState(image, to);
   const size = Math.max(a.size, b.size);

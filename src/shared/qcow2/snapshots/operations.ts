@@ -52,7 +52,7 @@ export function readUsage(filePath: string, job: JobContext = silentJob, options
   return withImage(filePath, 'read', (image) => imageUsage(image, job), options);
 }
 
-export function readDiff(filePath: string, from: string, to: string, job: JobContext = silentJob, options: ReadOptions = {}): DiffResult {
+export function readDiff(filePath: string, from: SnapshotRef, to: SnapshotRef, job: JobContext = silentJob, options: ReadOptions = {}): DiffResult {
   return withImage(filePath, 'read', (image) => diffStates(image, from, to, job), options);
 }
 
