@@ -88,4 +88,24 @@ describe('snapshots that share a name', { timeout: 60_000 }, () => {
     expect(await run('snapshot.apply', path, { name: 'weekly', id: '2' })).toMatchObject({ ok: false, error: { code: 'SNAPSHOT_NOT_FOUND' } });
     expect(fileHash(path)).toBe(before);
   });
+
+  it('the map and compare panes: by name alone refused, by id the chosen one', async () => {
+    const path = folder.file('mapped.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '4M']);
+    await qemuIo(path, ['write -P 0x11 0 64k']);
+    await qemuImg(['snapshot', '-c', 'daily', path]);
+    await qemuIo(path, ['write -P 0x22 1M 128k']);
+    await qemuImg(['snapshot', '-c', 'daily', path]);
+    const dataBytes = async (args: object): Promise<number> => {
+      const end = await run('image.map', path, { cells: 16, ...args });
+      if (!end.ok) throw new Error(`image.map failed: ${end.error.code}`);
+      return (end.result as { data: number[] }).data.reduce((sum, bytes) => sum + bytes, 0);
+    };
+    expect(await dataBytes({ snapshot: 'daily', snapshotId: '1' })).toBe(64 << 10);
+    expect(await dataBytes({ snapshot: 'daily', snapshotId: '2' })).toBe(192 << 10);
+    expect(await run('image.map', path, { cells: 16, snapshot: 'daily' })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+    expect(await run('image.diff', path, { from: 'daily', fromId: '1', to: 'daily', toId: '2' })).toMatchObject({ ok: true, result: { bytes: 128 << 10 } });
+    expect(await run('image.diff', path, { from: 'daily', fromId: '2', to: 'current' })).toMatchObject({ ok: true, result: { bytes: 0 } });
+    expect(await run('image.diff', path, { from: 'daily', to: 'current' })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
+  });
 });

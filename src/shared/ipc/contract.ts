@@ -183,11 +183,12 @@ export const FilesCopyOutArgs = z.object({ state: SnapshotName, path: GuestPath,
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
-  'image.map': { access: 'read', args: z.object({ snapshot: z.string().max(1024).optional(), cells: z.number().int().min(1).max(65536) }).strict() },
+  /** `snapshotId` beside `snapshot` (its name) says which of two alike-named snapshots; `fromId`/`toId` likewise for image.diff. */
+  'image.map': { access: 'read', args: z.object({ snapshot: z.string().max(1024).optional(), snapshotId: SnapshotId.optional(), cells: z.number().int().min(1).max(65536) }).strict() },
   /** Makes a new image at the job's path (which must not exist yet): a write on that path. */
   'image.create': { access: 'write', args: CreateImageArgs },
   'image.usage': { access: 'read', args: Empty },
-  'image.diff': { access: 'read', args: z.object({ from: SnapshotName, to: SnapshotName }).strict() },
+  'image.diff': { access: 'read', args: z.object({ from: SnapshotName, fromId: SnapshotId.optional(), to: SnapshotName, toId: SnapshotId.optional() }).strict() },
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },

@@ -6,7 +6,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
-import { Qcow2Image, type L1Table } from '../image/image.ts';
+import { Qcow2Image, type L1Table, type SnapshotRef } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { visitLayerRuns, type RunKind } from '../image/layer-runs.ts';
 import { layerLength } from '../image/map.ts';
@@ -86,8 +86,8 @@ function visitBackingPresence(reader: GuestReader, start: number, end: number, v
 }
 
 export interface AllocationMapArgs {
-  /** A snapshot's name or id; the current state when absent. */
-  snapshot?: string;
+  /** A snapshot (SnapshotRef: a name or id, or the app's id and name); the current state when absent. */
+  snapshot?: SnapshotRef;
   cells: number;
 }
 
