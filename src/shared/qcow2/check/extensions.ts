@@ -53,7 +53,6 @@ export function scanEncryptionHeader(image: Qcow2Image, expected: ExpectedRefcou
   if (offset + extent > counted) expected.add(counted, offset + extent - counted, ROLE_OTHER_METADATA, 1, findings);
 }
 
-
 export function scanBitmaps(image: Qcow2Image, expected: ExpectedRefcounts, findings: CheckFindings): void {
   // Without the autoclear bit the extension is stale (a program that did not know bitmaps wrote the image).
   if ((image.header.autoclearFeatures & AUTOCLEAR_BITMAPS) === 0n) return;

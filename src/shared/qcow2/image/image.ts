@@ -304,7 +304,10 @@ export class Qcow2Image implements GuestReader {
     const subclusterBytes = this.l2Format.extendedL2 ? this.clusterBytes / 32 : this.clusterBytes;
     const sampleBytes = Math.min(SAMPLE_BYTES, subclusterBytes);
     const seen = new Set<number>();
-    for (const l1 of [this.l1, ...this.snapshots.map((snapshot) => this.loadSnapshotL1(snapshot))]) {
+    // A snapshot's L1 table is read only once the states before it gave too few samples.
+    for (let state = 0; state <= this.snapshots.length; state++) {
+      const snapshot = state === 0 ? undefined : this.snapshots[state - 1];
+      const l1 = snapshot === undefined ? this.l1 : this.loadSnapshotL1(snapshot);
       for (let l1Index = 0; l1Index < l1.size; l1Index++) {
         const l2Offset = this.l2OffsetAt(l1, l1Index);
         if (l2Offset === 0) continue;
@@ -941,14 +944,18 @@ export function lockedError(): Qcow2Error {
   return new Qcow2Error('LOCKED', 'The disk is encrypted: unlock it with its passphrase to read or change its data');
 }
 
-/** The snapshot named `nameOrId` (a name first, as qemu-img looks them up), or SNAPSHOT_NOT_FOUND. */
 /**
  * A snapshot as the app names it — its id (unique in an image), with the name the user saw where
- * the app has it, both checked — or, on the command line, a name or an id. qcow2 does not keep names unique (qemu-img
- * snapshot -c takes a name twice), so only the id can tell two snapshots named alike apart.
+ * the app has it, both checked — or, on the command line, a name or an id. qcow2 does not keep
+ * names unique (qemu-img snapshot -c takes a name twice), so only the id can tell two snapshots
+ * named alike apart.
  */
 export type SnapshotRef = string | { id: string; name?: string };
 
+/**
+ * The snapshot `ref` names, or SNAPSHOT_NOT_FOUND. A string is a name first, then an id; a name
+ * several snapshots share is refused (INVALID_ARGUMENT) rather than taken as the first of them.
+ */
 export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
   if (typeof ref !== 'string') {
     const entry = image.snapshots.find((candidate) => candidate.id === ref.id && (ref.name === undefined || candidate.name === ref.name));
