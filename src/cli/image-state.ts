@@ -10,6 +10,7 @@ import { CURRENT_STATE, openStateFiles, type StateFiles } from '../shared/qcow2/
 import { flag } from './args.ts';
 import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { withUnlock, type Unlock } from './passphrase-input.ts';
+import { snapshotRefOf } from './snapshot-ref.ts';
 
 export interface ImageState {
   image: string;
@@ -44,7 +45,7 @@ function isFile(candidate: string): boolean {
 /** Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a running VM holds. */
 export function stateFilesOpener(args: ParsedArgs, image: string, unlock: Unlock): (state: string) => Promise<StateFiles> {
   const refuseInUse = !flag(args, 'force-share');
-  return (state) => openStateFiles(image, state, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
+  return (state) => openStateFiles(image, snapshotRefOf(state), { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
 }
 
 /** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one), then closes them. */

@@ -5,6 +5,7 @@
  * what bin/cowbell runs (each process costs about half a second of CPU on Node start-up).
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
@@ -145,6 +146,55 @@ describe('cowbell snapshot create, apply, rename, delete', () => {
     const result = await inProcess('snapshot', 'rename', folder.file('any.qcow2'), 'only-one');
     expect(result.code).toBe(2);
     expect(result.err.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('a snapshot named like another snapshot\'s id', () => {
+  // qemu-img reads "2" as an id for `snapshot -a` and as a name for `snapshot -d`: a bare "2" that is
+  // both must not revert to (losing the current data) or delete the snapshot the user did not mean.
+  async function imageWithConfusableNames(name: string): Promise<string> {
+    const image = folder.file(name);
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);
+    await qemuIo(image, ['write -P 1 0 4k']);
+    await qemuImg(['snapshot', '-c', '2', image]);
+    await qemuIo(image, ['write -P 2 0 4k']);
+    await qemuImg(['snapshot', '-c', 'x', image]);
+    await qemuIo(image, ['write -P 3 0 4k']);
+    return image;
+  }
+
+  it('a bare NAME_OR_ID that is both is refused with both named, the file unchanged; snapshot.id= and snapshot.name= say which', async () => {
+    const image = await imageWithConfusableNames('confusable.qcow2');
+    const before = fileHash(image);
+    for (const action of ['apply', 'delete']) {
+      const refused = await inProcess('snapshot', action, image, '2');
+      expect(refused.code).toBe(1);
+      expect(refused.err).toMatch(/"2" is the name of snapshot 1 \("2"\) and the id of snapshot 2 \("x"\).*snapshot\.id=2/);
+    }
+    expect((await inProcess('snapshot', 'rename', image, '2', 'y')).code).toBe(1);
+    expect((await inProcess('diff', image, '2', 'current')).code).toBe(1);
+    expect(fileHash(image)).toBe(before);
+
+    expect((await inProcess('snapshot', 'apply', image, 'snapshot.id=2')).code).toBe(0);
+    expect(firstDifference(await rawOf(image), await rawOf(image, { snapshot: 'x' }))).toBe(-1);
+    expect((await inProcess('snapshot', 'delete', image, 'snapshot.name=2')).code).toBe(0);
+    expect(await qemuNames(image)).toEqual(['x']);
+    await expectCheckClean(expect, image, 'after snapshot.id= and snapshot.name=');
+    // With the confusion gone, the bare form works again.
+    expect((await inProcess('snapshot', 'rename', image, '2', 'kept')).code).toBe(0);
+    expect(await qemuNames(image)).toEqual(['kept']);
+  });
+
+  it('convert -l snapshot.id= copies that snapshot even where its name is shared', async () => {
+    const image = await imageWithConfusableNames('confusable-convert.qcow2');
+    await qemuImg(['snapshot', '-c', 'x', image]);
+    const ours = folder.file('confusable-convert.raw');
+    const theirs = folder.file('confusable-convert-qemu.raw');
+    expect(await inProcess('convert', '-l', 'snapshot.id=2', '-O', 'raw', image, ours)).toEqual({ code: 0, out: '', err: '' });
+    await qemuImg(['convert', '-l', 'snapshot.id=2', '-O', 'raw', image, theirs]);
+    const copied = new Uint8Array(readFileSync(ours));
+    expect(copied[0]).toBe(2);
+    expect(firstDifference(copied, new Uint8Array(readFileSync(theirs)))).toBe(-1);
   });
 });
 

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
+import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
@@ -15,6 +16,7 @@ import { createOptionsFromArgs } from '../image-options.ts';
 import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 import { cliRuntime } from '../runtime.ts';
 import { encryptionOf, PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
+import { snapshotRefOf } from '../snapshot-ref.ts';
 
 /**
  * `cowbell convert`: copy a disk into a new raw or qcow2 image. The output format defaults to raw,
@@ -141,19 +143,23 @@ function unencryptedNote(source: string, target: string, targetFormat: ImageForm
 
 /**
  * qemu-img's -l: `ID_OR_NAME` (an id first, then a name, as qemu-img), or `snapshot.name=NAME` or
- * `snapshot.id=ID`, each looked up as that alone: the name of the snapshot meant.
+ * `snapshot.id=ID`, each looked up as that alone: the snapshot meant, by its id and name.
  */
-function snapshotOption(value: string | undefined, source: string): string | undefined {
+function snapshotOption(value: string | undefined, source: string): SnapshotRef | undefined {
   if (value === undefined) return undefined;
-  const match = /^snapshot\.(name|id)=(.*)$/.exec(value);
-  const name = match === null ? value : (match[2] ?? '');
-  if (name === '') throw new UsageError('convert: -l needs a snapshot name');
+  if (value === '') throw new UsageError('convert: -l needs a snapshot name');
+  const ref = snapshotRefOf(value);
   const snapshots = readImageInfo(source).snapshots ?? [];
   // A bare NAME is an id first, then a name, as qemu-img convert -l takes it (bdrv_snapshot_load_tmp_by_id_or_name).
-  const by = match === null ? null : match[1] === 'id' ? 'id' : 'name';
-  const found = by === null ? (snapshots.find((snapshot) => snapshot.id === name) ?? snapshots.find((snapshot) => snapshot.name === name)) : snapshots.find((snapshot) => snapshot[by] === name);
-  if (found === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', by === null ? `There is no snapshot with id or name "${name}"` : `There is no snapshot with ${by} "${name}"`);
-  return found.name;
+  const found =
+    typeof ref === 'string'
+      ? (snapshots.find((snapshot) => snapshot.id === ref) ?? snapshots.find((snapshot) => snapshot.name === ref))
+      : snapshots.find((snapshot) => (ref.id === undefined ? snapshot.name === ref.name : snapshot.id === ref.id));
+  if (found === undefined) {
+    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', typeof ref === 'string' ? `There is no snapshot with id or name "${ref}"` : ref.id === undefined ? `There is no snapshot with name "${ref.name}"` : `There is no snapshot with id "${ref.id}"`);
+  }
+  // A name several snapshots share is refused by the copy; an id names one.
+  return typeof ref !== 'string' && ref.id === undefined ? ref : { id: found.id, name: found.name };
 }
 
 /** How many internal snapshots the source holds (0 for a raw source, or one that is not what -f says: convert reports that). */

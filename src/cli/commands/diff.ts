@@ -2,6 +2,7 @@ import { formatBytes } from '../../shared/format-units.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { flag } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
+import { snapshotRefOf } from '../snapshot-ref.ts';
 
 export const diff: Command = {
   name: 'diff',
@@ -15,7 +16,7 @@ export const diff: Command = {
   positionals: { min: 3, max: 3 },
   async run(args, io) {
     const [image = '', from = '', to = ''] = args.positionals;
-    const result = readDiff(image, from, to, undefined, { refuseInUse: !flag(args, 'force-share') });
+    const result = readDiff(image, snapshotRefOf(from), snapshotRefOf(to), undefined, { refuseInUse: !flag(args, 'force-share') });
     if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else {
       const lines = result.ranges.map((range) => `${String(range.offset).padStart(14)} ${String(range.length).padStart(12)}`);

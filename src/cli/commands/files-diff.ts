@@ -8,6 +8,7 @@ import { EXIT_OK, type Command } from '../command.ts';
 import { stateFilesOpener } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 import { printable, printableMessage } from '../printable.ts';
+import { snapshotRefOf } from '../snapshot-ref.ts';
 
 export const filesDiff: Command = {
   name: 'files-diff',
@@ -35,7 +36,7 @@ export const filesDiff: Command = {
             stateFilesOpener(args, image, unlock),
             from,
             to,
-            () => readDiff(image, from, to, job, { refuseInUse }).ranges,
+            () => readDiff(image, snapshotRefOf(from), snapshotRefOf(to), job, { refuseInUse }).ranges,
             job,
           ),
         () => {},

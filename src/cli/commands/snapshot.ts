@@ -4,13 +4,14 @@ import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/m
 import { notePreview } from '../note-preview.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { snapshotRefOf } from '../snapshot-ref.ts';
 
 const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4, note: 4 };
 
 export const snapshot: Command = {
   name: 'snapshot',
   summary: 'list, create, apply (revert to), delete, rename or describe (note) internal snapshots',
-  usage: `list [--json] [-U] IMAGE | create [--note TEXT] IMAGE NAME | apply IMAGE NAME | delete IMAGE NAME | rename IMAGE OLD NEW | note IMAGE NAME_OR_ID TEXT (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
+  usage: `list [--json] [-U] IMAGE | create [--note TEXT] IMAGE NAME | apply IMAGE SNAPSHOT | delete IMAGE SNAPSHOT | rename IMAGE SNAPSHOT NEW | note IMAGE SNAPSHOT TEXT (SNAPSHOT: a name or id, or snapshot.name=NAME / snapshot.id=ID) (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
   options: {
     json: { type: 'boolean' },
     note: { type: 'string' },
@@ -24,7 +25,7 @@ export const snapshot: Command = {
     if (expected === undefined) throw new UsageError(`snapshot: unknown action "${action}" (list, create, apply, delete, rename or note)`);
     if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
     const note = option(args, 'note');
-    if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE NAME_OR_ID TEXT)`);
+    if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE SNAPSHOT TEXT)`);
     switch (action) {
       case 'list': {
         const tree = readSnapshotTree(image, undefined, { refuseInUse: !flag(args, 'force-share') });
@@ -37,19 +38,19 @@ export const snapshot: Command = {
         break;
       }
       case 'apply':
-        revertToSnapshot(image, name);
+        revertToSnapshot(image, snapshotRefOf(name));
         io.out(`Reverted to snapshot "${name}"\n`);
         break;
       case 'delete':
-        removeSnapshot(image, name);
+        removeSnapshot(image, snapshotRefOf(name));
         io.out(`Deleted snapshot "${name}"\n`);
         break;
       case 'rename':
-        changeSnapshotName(image, name, fourth);
+        changeSnapshotName(image, snapshotRefOf(name), fourth);
         io.out(`Renamed snapshot "${name}" to "${fourth}"\n`);
         break;
       case 'note':
-        changeSnapshotNote(image, name, fourth);
+        changeSnapshotNote(image, snapshotRefOf(name), fourth);
         io.out(fourth === '' ? `Cleared the note of snapshot "${name}"\n` : `Set the note of snapshot "${name}"\n`);
         break;
     }

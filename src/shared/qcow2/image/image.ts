@@ -946,30 +946,52 @@ export function lockedError(): Qcow2Error {
 
 /**
  * A snapshot as the app names it — its id (unique in an image), with the name the user saw where
- * the app has it, both checked — or, on the command line, a name or an id. qcow2 does not keep
- * names unique (qemu-img snapshot -c takes a name twice), so only the id can tell two snapshots
- * named alike apart.
+ * the app has it, both checked — or, on the command line, a name or an id, or one said to be a
+ * name (`snapshot.name=`). qcow2 does not keep names unique (qemu-img snapshot -c takes a name
+ * twice), so only the id can tell two snapshots named alike apart.
  */
-export type SnapshotRef = string | { id: string; name?: string };
+export type SnapshotRef = string | { id: string; name?: string } | { id?: undefined; name: string };
+
+/** How a refusal names one snapshot: its id and name. */
+function described(entry: SnapshotEntry): string {
+  return `${entry.id} ("${entry.name}")`;
+}
+
+/** The one snapshot named `name`; a name several snapshots share is refused (INVALID_ARGUMENT) rather than taken as the first of them. */
+function findByName(image: Qcow2Image, name: string): SnapshotEntry | undefined {
+  const byName = image.snapshots.filter((entry) => entry.name === name);
+  if (byName.length > 1) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${byName.length} snapshots are named "${name}" (ids ${byName.map((entry) => entry.id).join(', ')}); name the one you mean by its id (on the command line: snapshot.id=ID), or rename them apart`);
+  }
+  return byName[0];
+}
 
 /**
- * The snapshot `ref` names, or SNAPSHOT_NOT_FOUND. A string is a name first, then an id; a name
- * several snapshots share is refused (INVALID_ARGUMENT) rather than taken as the first of them.
+ * The snapshot `ref` names, or SNAPSHOT_NOT_FOUND. A bare string is a name or an id: where it is
+ * one snapshot's name and another's id it is refused (INVALID_ARGUMENT), since qemu-img reads it
+ * one way or the other depending on the command (`snapshot -a` by id first, `-d` by name), and
+ * reverting to or deleting the other snapshot loses data.
  */
 export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
   if (typeof ref !== 'string') {
-    const entry = image.snapshots.find((candidate) => candidate.id === ref.id && (ref.name === undefined || candidate.name === ref.name));
+    if (ref.id === undefined) {
+      const named = findByName(image, ref.name);
+      if (named !== undefined) return named;
+      throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref.name}"`);
+    }
+    const { id, name } = ref;
+    const entry = image.snapshots.find((candidate) => candidate.id === id && (name === undefined || candidate.name === name));
     if (entry !== undefined) return entry;
-    const which = ref.name === undefined ? `with id ${ref.id}` : `"${ref.name}" with id ${ref.id}`;
-    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot ${which} any more (another program changed the snapshots); look again`);
+    if (name === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with id ${id}`);
+    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot "${name}" with id ${id} any more (another program changed the snapshots); look again`);
   }
-  const byName = image.snapshots.filter((entry) => entry.name === ref);
-  if (byName.length > 1) {
-    throw new Qcow2Error('INVALID_ARGUMENT', `${byName.length} snapshots are named "${ref}" (ids ${byName.map((entry) => entry.id).join(', ')}); name the one you mean by its id, or rename them apart`);
-  }
-  if (byName[0] !== undefined) return byName[0];
+  const byName = findByName(image, ref);
   const byId = image.snapshots.find((entry) => entry.id === ref);
-  if (byId) return byId;
+  if (byName !== undefined && byId !== undefined && byName !== byId) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `"${ref}" is the name of snapshot ${described(byName)} and the id of snapshot ${described(byId)}; say which you mean (on the command line: snapshot.name=${ref} or snapshot.id=${ref})`);
+  }
+  const found = byName ?? byId;
+  if (found !== undefined) return found;
   throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref}"`);
 }
 
