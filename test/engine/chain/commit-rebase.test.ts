@@ -11,7 +11,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { run } from '../../helpers/cli.ts';
-import { fileHash } from '../../helpers/image-locks.ts';
+import { fileHash, holdWithQemuIo } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { copyFolder, expectSameBytes, guestOf, makeChain, uncleanFiles, useTwoFolders, type ChainShape } from './chain-fixtures.ts';
 
@@ -135,6 +135,22 @@ describe("an overlay's own snapshots", () => {
     expect(result.code).toBe(0);
     expect(await uncleanFiles([base, mid, top])).toEqual([]);
     expect(firstDifference(await rawOf(top, { snapshot: 'late' }), lateBefore)).toBe(-1);
+  });
+});
+
+describe('a backing file another program holds', () => {
+  it('commit is refused naming that file, and changes nothing', async () => {
+    const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1' });
+    const before = [base, mid, top].map(fileHash);
+    const holder = await holdWithQemuIo(mid);
+    try {
+      const result = await run('commit', top);
+      expect(result.code).toBe(1);
+      expect(result.err).toBe(`cowbell: The backing file ${mid} is in use by another program (a running VM or qemu-nbd); close it first\n`);
+    } finally {
+      await holder.release();
+    }
+    expect([base, mid, top].map(fileHash)).toEqual(before);
   });
 });
 

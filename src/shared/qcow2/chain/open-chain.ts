@@ -46,6 +46,8 @@ export function openMissingAware(filePath: string, readOnly: boolean, openFile: 
     return openFile(filePath, readOnly);
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${filePath} does not exist`, { cause: error });
+    // "The disk is in use…" would leave the user looking at the overlay they named: say which file.
+    if (error instanceof Qcow2Error && error.code === 'IN_USE') throw new Qcow2Error('IN_USE', error.message.replace(/^The disk\b/, `The backing file ${filePath}`), { cause: error });
     throw error;
   }
 }
