@@ -37,6 +37,9 @@ export const useDialogsStore = defineStore('dialogs', () => {
     current.value = request;
   }
 
+  /** Why a dialog was closed without the user's say (the shell shows it); null when none. */
+  const notice = ref<string | null>(null);
+
   function close(): void {
     current.value = null;
     const target = returnFocus;
@@ -44,5 +47,11 @@ export const useDialogsStore = defineStore('dialogs', () => {
     if (target?.isConnected) queueMicrotask(() => target.focus());
   }
 
-  return { current, open, close };
+  /** Closes the dialog because what it was about is gone, saying so. */
+  function closeWithNotice(text: string): void {
+    close();
+    notice.value = text;
+  }
+
+  return { current, notice, open, close, closeWithNotice };
 });
