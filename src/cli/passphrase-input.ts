@@ -48,7 +48,8 @@ export function readPassphraseFile(filePath: string): Uint8Array {
 /** How an image is encrypted, from its header: 'luks', 'aes' (legacy), or null (plain, or not qcow2). */
 export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
   if (detectFormat(imagePath) !== 'qcow2') return null;
-  const image = Qcow2Image.open(imagePath, { readOnly: true, openBacking: false });
+  // Only the header matters here: a disk damaged past it (one to rescue) still says whether it is encrypted.
+  const image = Qcow2Image.open(imagePath, { readOnly: true, openBacking: false, forCheck: true });
   try {
     const method = image.header.cryptMethod;
     return method === 2 ? 'luks' : method === 1 ? 'aes' : null;

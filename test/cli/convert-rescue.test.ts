@@ -97,6 +97,22 @@ describe('cowbell convert --rescue', () => {
     expect(fs.readFileSync(output).subarray(2 * MiB, 3 * MiB).every((byte) => byte === 0x22)).toBe(true);
   });
 
+  it('a disk cut short before its snapshot table (qemu-img still reads it) gives its current state whole: exit 0', async () => {
+    const image = await diskWithSnapshot();
+    // The snapshot table's offset (header bytes 64–71), the last thing written: the file is cut there, as a copy stopped short would be.
+    const tableOffset = Number(readU64(image, 64));
+    expect(tableOffset).toBeGreaterThan(0);
+    fs.truncateSync(image, tableOffset);
+    const before = sha(image);
+    const theirs = fresh('truncated-qemu.raw');
+    await qemuImg(['convert', '-O', 'raw', image, theirs]);
+    const output = fresh('truncated.raw');
+    const result = await run('convert', '--rescue', '-O', 'raw', image, output);
+    expect(result).toMatchObject({ code: 0, out: `Everything was read: ${output} holds the whole disk.\n` });
+    expect(sha(output)).toBe(sha(theirs));
+    expect(sha(image)).toBe(before);
+  });
+
   it('the human table shows the first 20 ranges and says how many more --json lists', () => {
     const unreadable = Array.from({ length: 23 }, (_, index) => ({ start: index * 2 * MiB, length: 4096, reason: 'CLUSTER_OUT_OF_FILE' as const, detail: `L2 table at 0x5000, entry ${index * 512} points past the end of the file` }));
     const lines = describeRescue({ virtualSize: 64 * MiB, dataBytes: 0, compressedBytes: 0, zeroBytes: 0, backingBytes: 0, unreadable }, '/vms/out.img').trimEnd().split('\n');

@@ -46,6 +46,7 @@ describe('the contract for image.rescue', () => {
     for (const args of [
       { target: '/vms/saved.qcow2', format: 'qcow2' },
       { target: '/vms/saved.img', format: 'raw', snapshot: 'before upgrade' },
+      { target: '/vms/saved.img', format: 'raw', snapshot: 'dup', snapshotId: '2' },
       { target: '/vms/saved.img', format: 'raw', passphrase: 'moo' },
     ]) {
       expect(schema.args.safeParse(args).success).toBe(true);
@@ -88,6 +89,29 @@ describe('image.rescue', () => {
     expect(bytes.subarray(6 * MiB, 7 * MiB).every((byte) => byte === 0x44)).toBe(true);
     const progress = backend.events.filter((entry) => entry.event === 'job.progress' && (entry.payload as { jobId: string }).jobId === jobId);
     expect(progress.length).toBeGreaterThan(0);
+  }, 60_000);
+
+  it('saves the snapshot the dialog chose by id where two share its name, and a disk cut short before its snapshot table', async () => {
+    const path = folder.file(`named-alike-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', path, '4M']);
+    await qemuIo(path, ['write -P 0x11 0 1M']);
+    await qemuImg(['snapshot', '-c', 'dup', path]);
+    await qemuIo(path, ['write -P 0x22 0 1M']);
+    await qemuImg(['snapshot', '-c', 'dup', path]);
+    const second = folder.file(`second-dup-${counter++}.img`);
+    resultOf<RescueReport>(await backend.ended(await backend.start('image.rescue', path, { target: second, format: 'raw', snapshot: 'dup', snapshotId: '2' })));
+    expect(fs.readFileSync(second).subarray(0, MiB).every((byte) => byte === 0x22)).toBe(true);
+
+    // The snapshot table was written last: cut there, the current state is all still there (qemu-img reads it too).
+    await qemuIo(path, ['write -P 0x33 0 64k']);
+    await qemuImg(['snapshot', '-c', 'last', path]);
+    fs.truncateSync(path, Number(readU64(path, 64)));
+    const current = folder.file(`cut-short-${counter++}.img`);
+    const report = resultOf<RescueReport>(await backend.ended(await backend.start('image.rescue', path, { target: current, format: 'raw' })));
+    expect(report.unreadableBytes).toBe(0);
+    const bytes = fs.readFileSync(current);
+    expect(bytes.subarray(0, 64 * 1024).every((byte) => byte === 0x33)).toBe(true);
+    expect(bytes.subarray(64 * 1024, MiB).every((byte) => byte === 0x22)).toBe(true);
   }, 60_000);
 
   it('refuses an existing target before any job, and writes nothing', async () => {

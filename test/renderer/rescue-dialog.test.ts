@@ -82,8 +82,12 @@ describe('the Save What Can Be Read… dialog', () => {
     expect(proposedRescueName('/vms/win 11.qcow2', 'qcow2')).toBe('win 11-rescued.qcow2');
     expect(proposedRescueName('/vms/disk.img', 'raw')).toBe('disk-rescued.img');
     useDiskDataStore().entry(PATH).tree = {
-      snapshots: [{ id: '1', name: 'installed', parentId: null, parentInferred: false, date: '2025-11-26T15:48:02.000Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 }],
-      currentParentId: '1',
+      // Two snapshots of one name (qemu-img snapshot -c takes a name twice): the menu tells them apart, the job names the one chosen by id.
+      snapshots: [
+        { id: '1', name: 'installed', parentId: null, parentInferred: false, date: '2025-11-26T15:48:02.000Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 },
+        { id: '2', name: 'installed', parentId: '1', parentInferred: false, date: '2025-11-27T15:48:02.000Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 },
+      ],
+      currentParentId: '2',
       currentParentInferred: false,
       current: { exclusiveBytes: 0, sharedBytes: 0 },
     };
@@ -92,10 +96,11 @@ describe('the Save What Can Be Read… dialog', () => {
     expect(text(view, 'rescue-target')).toBe('/disks/fedora-rescued.qcow2');
     await view.get('[data-testid="rescue-format"]').setValue('raw');
     expect(text(view, 'rescue-target')).toBe('/disks/fedora-rescued.img');
-    await view.get('[data-testid="rescue-state"]').setValue('installed');
+    expect(view.findAll('[data-testid="rescue-state"] option').map((option) => option.text())).toEqual(['The current state', 'Snapshot “installed” (id 1)', 'Snapshot “installed” (id 2)']);
+    await view.get('[data-testid="rescue-state"]').setValue('2');
     await view.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'image.rescue', path: PATH, args: { target: '/disks/fedora-rescued.img', format: 'raw', snapshot: 'installed' } }]);
+    expect(started).toEqual([{ id: 'job-1', kind: 'image.rescue', path: PATH, args: { target: '/disks/fedora-rescued.img', format: 'raw', snapshot: 'installed', snapshotId: '2' } }]);
   });
 
   it('refuses the disk’s own file and a relative folder, and starts nothing', async () => {

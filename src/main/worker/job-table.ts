@@ -135,7 +135,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'image.rescue': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) =>
-        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot, passphrase, rescue: true }, context),
+        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot === undefined ? undefined : snapshotRef({ name: args.snapshot, id: args.snapshotId }), passphrase, rescue: true }, context),
       );
       return rescueReport(args.target, args.format, result);
     },

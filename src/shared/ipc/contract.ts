@@ -133,7 +133,8 @@ export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.
  * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
  * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
  */
-export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), passphrase: Passphrase.optional() }).strict();
+/** `snapshot` names the state to save; `snapshotId` (sent by the app) says which of several snapshots of that name. */
+export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), snapshotId: SnapshotId.optional(), passphrase: Passphrase.optional() }).strict();
 
 /** "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless `keepOverlay` (qemu-img commit -d). */
 export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).strict();

@@ -204,7 +204,8 @@ function validateRequest(request: ConvertRequest): void {
 
 /** The source as guest bytes: the current state, or a snapshot's when one is asked for. */
 function openSource(request: ConvertRequest, refuseInUse: boolean, job: JobContext): GuestReader {
-  const reader = openGuestReader(request.source, request.sourceFormat, { refuseInUse, passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job });
+  // A rescue reads past what only a repair would fix: a snapshot table or refcount table the file no longer holds.
+  const reader = openGuestReader(request.source, request.sourceFormat, { refuseInUse, passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job, forCheck: request.rescue === true });
   if (request.sourceSnapshot === undefined) return reader;
   if (!(reader instanceof Qcow2Image)) {
     reader.close();

@@ -28,7 +28,7 @@ export function detectFormat(filePath: string): ImageFormat {
 }
 
 /** How openGuestReader opens a qcow2 image: an encrypted one (and its encrypted backing files) with its passphrase. */
-export type GuestReaderOptions = Pick<OpenImageOptions, 'refuseInUse' | 'passphrase' | 'trustLegacyPassphrase' | 'job'>;
+export type GuestReaderOptions = Pick<OpenImageOptions, 'refuseInUse' | 'passphrase' | 'trustLegacyPassphrase' | 'job' | 'forCheck'>;
 
 /** Opens an image read-only as guest bytes: a qcow2 image with its backing chain, or a raw file. */
 export function openGuestReader(filePath: string, format?: ImageFormat, options: GuestReaderOptions = {}): GuestReader {

@@ -63,9 +63,10 @@ export interface OpenImageOptions {
    */
   allowDirtyForRepair?: boolean;
   /**
-   * For check only: open what a check can report and a repair can fix instead of refusing it (no
-   * refcount table, a snapshot table past the end of the file or lacking v3 extra data; see
-   * `snapshotTableDamage`). Guest writes stay refused while any of it is there.
+   * For check, and the rescue copy that only reads: open what a check can report and a repair can
+   * fix instead of refusing it (no refcount table, a snapshot table past the end of the file or
+   * lacking v3 extra data, whose unreadable entries are left out; see `snapshotTableDamage`).
+   * Guest writes stay refused while any of it is there.
    */
   forCheck?: boolean;
   /**
