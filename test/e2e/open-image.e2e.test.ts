@@ -129,7 +129,7 @@ describe('browser mode: files that are not a usable image', () => {
   it('says there is no file at a missing path', async () => {
     expect(await openAndReadError(join(folder, 'no-such-disk.qcow2'))).toEqual({
       code: 'NOT_FOUND',
-      title: 'There is no file at this path.',
+      title: 'There is no file or folder at this path.',
     });
   });
 

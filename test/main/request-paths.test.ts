@@ -71,6 +71,8 @@ describe('paths from the page', () => {
     expect(await codeOf(() => requireNewFile(join(file, 'new.qcow2')))).toBe('INVALID_ARGUMENT');
     expect(await codeOf(() => requireNewFile(`${folder}/sub/`))).toBe('INVALID_REQUEST');
     expect(await codeOf(() => requireNewFile('/'))).toBe('INVALID_REQUEST');
+    // The file system's own limit is a mistake in the request, said in words, not an internal error.
+    expect(await codeOf(() => requireNewFile(join(folder, `${'x'.repeat(300)}.qcow2`)))).toBe('INVALID_ARGUMENT');
   });
 
   it('decides the paths of every job kind of the contract', () => {

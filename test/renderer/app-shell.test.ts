@@ -32,7 +32,7 @@ describe('App shell', () => {
     expect(document.title).toBe('fedora.qcow2 — Cowbell');
 
     await wrapper.findAll('[data-testid="disk-item"]')[1]?.trigger('click');
-    expect(wrapper.get('[data-testid="open-error-title"]').text()).toBe('There is no file at this path.');
+    expect(wrapper.get('[data-testid="open-error-title"]').text()).toBe('There is no file or folder at this path.');
     expect(wrapper.findAll('[data-testid="disk-item-subtitle"]')[1]?.text()).toBe('File not found');
     wrapper.unmount();
   });

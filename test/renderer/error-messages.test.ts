@@ -16,7 +16,7 @@ describe('error messages', () => {
 
   it('says plainly what is wrong for the common failures to open', () => {
     expect(errorMessage('BAD_MAGIC').title).toBe('This file is not a qcow2 disk image.');
-    expect(errorMessage('NOT_FOUND').title).toBe('There is no file at this path.');
+    expect(errorMessage('NOT_FOUND').title).toBe('There is no file or folder at this path.');
     expect(errorMessage('TRUNCATED').title).toContain('ends too early');
   });
 });

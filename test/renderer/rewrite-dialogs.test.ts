@@ -274,13 +274,15 @@ describe('the Save as New Disk… dialog', () => {
     expect(text(view, 'export-target')).toBe('/disks/fedora-before-upgrade.img');
   });
 
-  it('refuses a relative folder, a name with a folder in it, or the disk’s own file', async () => {
+  it('refuses a relative folder, a name with a folder in it, a name longer than a file system takes, or the disk’s own file', async () => {
     const view = await mountSave();
     await view.get('[data-testid="export-folder"]').setValue('disks');
     expect(text(view, 'dialog-problem')).toContain('full path of a folder');
     await view.get('[data-testid="export-folder"]').setValue('/disks');
     await view.get('[data-testid="export-name"]').setValue('sub/new.qcow2');
     expect(text(view, 'dialog-problem')).toContain('file name (without a folder)');
+    await view.get('[data-testid="export-name"]').setValue(`${'é'.repeat(125)}.qcow2`);
+    expect(text(view, 'dialog-problem')).toContain('too long (at most 255 bytes)');
     await view.get('[data-testid="export-name"]').setValue('fedora.qcow2');
     expect(text(view, 'dialog-problem')).toContain('this disk’s own file');
     expect(submitDisabled(view)).toBe(true);

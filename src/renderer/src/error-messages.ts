@@ -37,7 +37,7 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
   },
   NOT_FOUND: {
     short: 'File not found',
-    title: 'There is no file at this path.',
+    title: 'There is no file or folder at this path.',
     hint: 'It may have been moved, renamed or deleted.',
   },
   NOT_A_FILE: {

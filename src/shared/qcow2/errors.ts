@@ -25,6 +25,10 @@ export function toQcow2Error(error: unknown, what: string): Qcow2Error {
     case 'EACCES':
     case 'EPERM':
       return new Qcow2Error('PERMISSION_DENIED', `${what}: permission denied`, { cause: error });
+    case 'ENAMETOOLONG':
+      return new Qcow2Error('INVALID_ARGUMENT', `${what}: the name is too long for the file system; choose a shorter one`, { cause: error });
+    case 'ELOOP':
+      return new Qcow2Error('INVALID_ARGUMENT', `${what}: too many levels of symbolic links (a link that points back to itself?)`, { cause: error });
     case 'EROFS':
       return new Qcow2Error('READ_ONLY', `${what}: the file system is read-only`, { cause: error });
     case 'ENOSPC':

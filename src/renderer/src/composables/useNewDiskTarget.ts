@@ -9,6 +9,7 @@ import { folderOf, isAbsolutePath } from '../lib/paths.ts';
 
 export const NEW_DISK_EXTENSIONS = { qcow2: '.qcow2', raw: '.img' } as const;
 export type NewDiskFormat = keyof typeof NEW_DISK_EXTENSIONS;
+const MAX_NAME_BYTES = 255;
 
 export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDiskFormat) => string, asking: Ref<boolean>) {
   const format = ref<NewDiskFormat>('qcow2');
@@ -29,6 +30,8 @@ export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDisk
     if (!isAbsolutePath(folder.value.trim())) return 'Give the full path of a folder, starting with /.';
     const trimmed = name.value.trim();
     if (trimmed === '' || /[\\/]/.test(name.value) || trimmed === '.' || trimmed === '..') return 'Give the new disk a file name (without a folder).';
+    // Linux, macOS and Windows file systems take names of at most 255 bytes (or UTF-16 units).
+    if (new TextEncoder().encode(trimmed).length > MAX_NAME_BYTES) return `That file name is too long (at most ${MAX_NAME_BYTES} bytes); choose a shorter one.`;
     if (target.value === diskPath) return 'That is this disk’s own file; choose another name.';
     return null;
   });
