@@ -73,7 +73,8 @@ export function createJobManager(options: JobManagerOptions): JobManager {
       valid.spec.access,
       async () => {
         try {
-          return await options.pool.run(kind, path, valid.args, { signal, onProgress });
+          // A change is never stopped from outside: it heeds the cancel until its commit point, then finishes (pool.ts).
+          return await options.pool.run(kind, path, valid.args, { signal, onProgress, mayTerminate: valid.spec.access === 'read' });
         } finally {
           if (valid.spec.access === 'write') options.emit('image.changed', { path });
         }

@@ -17,8 +17,16 @@ export interface PoolOptions {
 
 export interface RunOptions {
   onProgress?: (progress: ProgressMessage) => void;
-  /** Aborting asks the job to stop (flag first, thread termination after the grace period). */
+  /** Aborting asks the job to stop (flag first, thread termination after the grace period where allowed). */
   signal?: AbortSignal;
+  /**
+   * Whether a job that has not stopped by the end of the grace period may have its thread
+   * terminated (default true). Not for a job that changes a disk: past its commit point it no
+   * longer heeds the flag but finishes, since stopping there would leave the disk half changed
+   * (refcounts stale, a snapshot gone yet the job reported cancelled); and a thread inside native
+   * code (a key derivation) goes on holding the disk's locks after termination is asked for.
+   */
+  mayTerminate?: boolean;
 }
 
 export interface JobPool {
@@ -47,7 +55,7 @@ export function createPool(options: PoolOptions): JobPool {
   const graceMs = options.cancelGraceMs ?? DEFAULT_CANCEL_GRACE_MS;
 
   async function run(kind: string, path: string, args: unknown, runOptions: RunOptions = {}): Promise<unknown> {
-    const { onProgress, signal } = runOptions;
+    const { onProgress, signal, mayTerminate = true } = runOptions;
     if (signal?.aborted) throw cancelledError();
 
     const { port1: progressIn, port2: progressOut } = new MessageChannel();
@@ -56,7 +64,7 @@ export function createPool(options: PoolOptions): JobPool {
     let graceTimer: NodeJS.Timeout | undefined;
     const onAbort = (): void => {
       Atomics.store(cancelFlag, 0, 1);
-      graceTimer = setTimeout(() => terminate.abort(), graceMs);
+      if (mayTerminate) graceTimer = setTimeout(() => terminate.abort(), graceMs);
     };
     signal?.addEventListener('abort', onAbort, { once: true });
 

@@ -13,6 +13,8 @@ const specs: JobSpecs = {
   'test.progress': { access: 'read', args: z.object({ steps: z.number().int(), stepMs: z.number() }).strict() },
   'test.sleep': { access: 'read', args: z.object({ ms: z.number() }).strict() },
   'test.write': { access: 'write', args: z.object({ ms: z.number() }).strict() },
+  // A change past its commit point: it no longer heeds the cancel flag.
+  'test.stubborn': { access: 'write', args: z.object({ ms: z.number() }).strict() },
   'test.fail': { access: 'read', args: z.object({ code: z.string(), message: z.string() }) },
 };
 
@@ -74,6 +76,15 @@ describe('the job manager', () => {
     expect(jobs.cancel(jobId)).toBe(false);
     expect(await ended(jobId)).toMatchObject({ jobId, ok: false, error: { code: 'CANCELLED' } });
     expect(jobs.cancel('no-such-job')).toBe(false);
+  });
+
+  it('never stops the thread of a change that no longer heeds a cancel: it finishes, and its end says so', async () => {
+    const { jobs, ended } = harness();
+    const jobId = jobs.start('test.stubborn', '/x', { ms: 900 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(jobs.cancel(jobId)).toBe(true);
+    // The pool's grace period is 300 ms: a read job would have been stopped by now.
+    expect(await ended(jobId)).toEqual({ jobId, ok: true, result: { slept: 900 } });
   });
 
   it('cancels a job still waiting for its image without running it', async () => {

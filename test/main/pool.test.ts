@@ -68,6 +68,13 @@ describe('the worker pool', () => {
     await expect(pool.run('test.echo', '/x', 1)).resolves.toEqual({ path: '/x', args: 1 });
   });
 
+  it('never terminates a job it may not (one changing a disk): it runs to its own end, and its result stands', async () => {
+    const controller = new AbortController();
+    const running = pool.run('test.stubborn', '/x', { ms: 900 }, { signal: controller.signal, mayTerminate: false });
+    setTimeout(() => controller.abort(), 50);
+    await expect(running).resolves.toEqual({ slept: 900 });
+  });
+
   it('refuses a job whose signal is already aborted without running it', async () => {
     const error = await failure(pool.run('test.echo', '/x', {}, { signal: AbortSignal.abort() }));
     expect(error.code).toBe('CANCELLED');
