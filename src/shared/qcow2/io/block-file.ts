@@ -45,6 +45,21 @@ export interface OpenOptions {
   guard?: boolean;
 }
 
+/** How many times an open follows a file replaced under it while it waited for its lock. */
+const MAX_REPLACED_RETRIES = 5;
+
+/** Whether the path still names the file `opened` holds (not replaced by a rename, nor removed). */
+function stillAtPath(opened: NodeBlockFile): boolean {
+  const held = fs.fstatSync(opened.descriptor);
+  let named: fs.Stats;
+  try {
+    named = fs.statSync(opened.path);
+  } catch {
+    return false;
+  }
+  return held.dev === named.dev && held.ino === named.ino;
+}
+
 /**
  * A file on disk, locked the way QEMU locks images (image-lock.ts) for as long as it is open:
  * opening for writing fails with IN_USE while another program uses the file; opening read-only
@@ -66,10 +81,23 @@ export class NodeBlockFile implements BlockFile {
   }
 
   static open(path: string, options: OpenOptions = {}): NodeBlockFile {
+    for (let attempt = 1; ; attempt++) {
+      const opened = NodeBlockFile.openOnce(path, options);
+      if (options.create === true || stillAtPath(opened)) return opened;
+      // Another Cowbell replaced the file (a compact renaming its new file over it) while this open
+      // waited for its lock: what is locked is the old, unlinked file. Open what the path names now.
+      opened.close();
+      if (attempt >= MAX_REPLACED_RETRIES) throw new Qcow2Error('IN_USE', `${path} kept being replaced by another program while Cowbell waited to open it; try again when it has finished`);
+    }
+  }
+
+  private static openOnce(path: string, options: OpenOptions): NodeBlockFile {
     const readOnly = (options.readOnly ?? false) || options.guard === true;
     let fd: number;
     try {
-      const flags = options.create ? 'wx+' : readOnly ? 'r' : 'r+';
+      // O_NONBLOCK: opening a FIFO named where a disk should be returns at once (and is refused
+      // below) instead of waiting for a writer for ever; regular files and devices ignore it.
+      const flags = options.create ? 'wx+' : (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NONBLOCK;
       fd = fs.openSync(path, flags);
     } catch (error) {
       if ((error as { code?: unknown }).code === 'EEXIST') {
