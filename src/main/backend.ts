@@ -22,6 +22,10 @@ export interface BackendOptions extends Omit<HandlerSeam, 'jobs' | 'watcher'> {
 export interface Backend {
   handle: RequestHandle;
   events: EventHub;
+  /**
+   * Cancels every job and waits for each to end before the threads go: a change past its commit
+   * point finishes, so quitting never leaves a disk half changed.
+   */
   close(): Promise<void>;
 }
 
@@ -50,6 +54,7 @@ export function createBackend(options: BackendOptions): Backend {
     async close() {
       watcher.close();
       jobs.cancelAll();
+      await jobs.settled();
       await pool.close();
     },
   };

@@ -54,8 +54,17 @@ function startApp(): void {
 
   app.on('window-all-closed', () => app.quit());
 
-  app.on('will-quit', () => {
-    void backend?.close();
+  // Quitting waits for the running jobs to stop: a cancelled change finishes past its commit point
+  // rather than die with the process (which a disk survives, as a power cut, but needing repair).
+  let closed = false;
+  let closing: Promise<void> | null = null;
+  app.on('will-quit', (event: Electron.Event) => {
+    if (closed || backend === null) return;
+    event.preventDefault();
+    closing ??= backend.close().finally(() => {
+      closed = true;
+      app.quit();
+    });
   });
 
   void app.whenReady().then(() => {

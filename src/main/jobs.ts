@@ -32,6 +32,8 @@ export interface JobManager {
   /** Runs a job through the same queue and pool but hands back its result instead of events. */
   run(kind: string, path: string, args: unknown, signal?: AbortSignal): Promise<unknown>;
   cancelAll(): void;
+  /** Resolves once every job started or run so far has ended (a cancelled change ends when it has finished safely). */
+  settled(): Promise<void>;
 }
 
 const DEFAULT_PROGRESS_INTERVAL_MS = 100;
@@ -41,6 +43,13 @@ export function createJobManager(options: JobManagerOptions): JobManager {
   const queue = options.queue ?? new ImageQueue();
   const intervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   const running = new Map<string, AbortController>();
+  /** Every job not yet ended, started or run, for settled(). */
+  const unsettled = new Set<Promise<unknown>>();
+  function track<T>(job: Promise<T>): Promise<T> {
+    const tracked = job.finally(() => unsettled.delete(tracked));
+    unsettled.add(tracked);
+    return tracked;
+  }
   // Keys resolve (realpath) one after another, so jobs join their image's queue in the order they were asked for.
   let keyed: Promise<unknown> = Promise.resolve();
 
@@ -95,7 +104,7 @@ export function createJobManager(options: JobManagerOptions): JobManager {
         progress.flush();
         options.emit('job.end', { jobId, ...end });
       };
-      execute(kind, path, valid, controller.signal, progress.push).then(
+      track(execute(kind, path, valid, controller.signal, progress.push)).then(
         (result) => finish({ ok: true, result }),
         (error: unknown) => finish({ ok: false, error: wireErrorOf(error, valid.args) }),
       );
@@ -112,7 +121,7 @@ export function createJobManager(options: JobManagerOptions): JobManager {
     async run(kind, path, args, signal = new AbortController().signal) {
       const valid = validate(kind, args);
       try {
-        return await execute(kind, path, valid, signal);
+        return await track(execute(kind, path, valid, signal));
       } catch (error) {
         throw secretsIn(valid.args).length === 0 ? error : fromWireError(wireErrorOf(error, valid.args));
       }
@@ -120,6 +129,10 @@ export function createJobManager(options: JobManagerOptions): JobManager {
 
     cancelAll() {
       for (const controller of running.values()) controller.abort();
+    },
+
+    async settled() {
+      while (unsettled.size > 0) await Promise.allSettled([...unsettled]);
     },
   };
 }

@@ -43,6 +43,21 @@ function ownFrameEvent(fakes: Fakes) {
   return { sender: window.webContents, senderFrame: window.webContents.mainFrame };
 }
 
+/** Quits as Electron does: will-quit, which the entry may put off (preventDefault) until its jobs have ended and it calls app.quit() again. */
+async function quit(fakes: Fakes): Promise<{ prevented: number }> {
+  const outcome = { prevented: 0 };
+  const event = { preventDefault: () => (outcome.prevented += 1) };
+  const quitsBefore = fakes.fakeApp.quitCalls;
+  fakes.fakeApp.emit('will-quit', event);
+  if (outcome.prevented > 0) {
+    await vi.waitFor(() => expect(fakes.fakeApp.quitCalls).toBe(quitsBefore + 1), { timeout: 20_000 });
+    // The second will-quit (from that app.quit()) goes through.
+    fakes.fakeApp.emit('will-quit', event);
+    expect(outcome.prevented).toBe(1);
+  }
+  return outcome;
+}
+
 describe('the Electron entry', () => {
   it('quits without a window when another Cowbell already holds the single-instance lock', async () => {
     const fakes = await launch(['disk.qcow2'], false);
@@ -85,7 +100,7 @@ describe('the Electron entry', () => {
       ok: true,
       value: [`${process.cwd()}/vm/disk.qcow2`],
     });
-    fakes.fakeApp.emit('will-quit');
+    await quit(fakes);
   });
 
   it('adds a second launch’s paths, sends them to the page and focuses the window', async () => {
@@ -97,7 +112,7 @@ describe('the Electron entry', () => {
     expect(window.webContents.sent).toEqual([[EVENT_CHANNEL, 'app.openPaths', { paths: ['/home/me/other.qcow2'] }]]);
     const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
     expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({ ok: true, value: ['/home/me/other.qcow2'] });
-    fakes.fakeApp.emit('will-quit');
+    await quit(fakes);
   });
 
   it('takes a launch’s paths after Playwright’s switches, not the app folder', async () => {
@@ -105,7 +120,8 @@ describe('the Electron entry', () => {
     await ready(fakes);
     const handle = fakes.ipcHandlers.get(REQUEST_CHANNEL)!;
     expect(await handle(ownFrameEvent(fakes), 'app.initialPaths', {})).toEqual({ ok: true, value: ['/vm/disk.qcow2'] });
-    fakes.fakeApp.emit('will-quit');
+    // Quitting is put off once, until the backend has closed (its jobs ended), then goes through.
+    expect(await quit(fakes)).toEqual({ prevented: 1 });
   });
 
   it('opens files macOS hands over (open-file), before and after the window exists', async () => {
@@ -122,7 +138,7 @@ describe('the Electron entry', () => {
       ok: true,
       value: ['/Users/me/early.qcow2', '/Users/me/late.qcow2'],
     });
-    fakes.fakeApp.emit('will-quit');
+    await quit(fakes);
   });
 
   it('pushes job events to the window on the event channel', async () => {
@@ -145,7 +161,7 @@ describe('the Electron entry', () => {
       'job.end',
       { jobId: started.value.jobId, ok: false, error: { code: 'BAD_MAGIC', message: expect.any(String) } },
     ]);
-    fakes.fakeApp.emit('will-quit');
+    await quit(fakes);
     await rm(folder, { recursive: true, force: true });
   });
 });

@@ -33,6 +33,7 @@ function setup(overrides: Partial<HandlerSeam> = {}) {
     cancel: () => true,
     run: async () => null,
     cancelAll: () => undefined,
+    settled: () => Promise.resolve(),
   };
   const handle = createRequestHandle({ mode: 'browser', version: 'test', jobs, initialPaths: () => [], openDialog: async () => [], ...overrides });
   return { handle, started };
@@ -194,5 +195,5 @@ describe('the files jobs on an encrypted disk', () => {
     } finally {
       await backend.close();
     }
-  });
+  }, 60_000);
 });

@@ -87,6 +87,18 @@ describe('the job manager', () => {
     expect(await ended(jobId)).toEqual({ jobId, ok: true, result: { slept: 900 } });
   });
 
+  it('settled() waits for every job to end, a change that finishes after cancelAll() included', async () => {
+    const { jobs, events } = harness();
+    const change = jobs.start('test.stubborn', '/x', { ms: 600 });
+    const read = jobs.start('test.sleep', '/y', { ms: 10_000 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    jobs.cancelAll();
+    await jobs.settled();
+    const ends = events.filter((entry) => entry.event === 'job.end').map((entry) => entry.payload as JobEnd);
+    expect(ends).toContainEqual({ jobId: change, ok: true, result: { slept: 600 } });
+    expect(ends).toContainEqual(expect.objectContaining({ jobId: read, ok: false, error: expect.objectContaining({ code: 'CANCELLED' }) }));
+  });
+
   it('cancels a job still waiting for its image without running it', async () => {
     const { jobs, ended, events } = harness();
     const writer = jobs.start('test.write', '/queued.qcow2', { ms: 400 });
