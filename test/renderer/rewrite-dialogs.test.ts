@@ -66,6 +66,15 @@ function submitDisabled(view: VueWrapper): boolean {
 }
 
 describe('the Compress… dialog', () => {
+  it('with nothing sampled (an empty or encrypted disk) gives the upper bound and says why, not "an estimate from 0 clusters"', async () => {
+    const view = await mountRewrite('compact');
+    end('image.rewritePreview', { result: preview({ sampledClusters: 0, expectedBytes: 790 * MiB }) });
+    await flushPromises();
+    expect(text(view, 'rewrite-estimate-note')).not.toContain('0 sampled');
+    expect(text(view, 'rewrite-estimate-note')).toContain('No data was sampled');
+    expect(text(view, 'rewrite-estimate-note')).toContain('no larger than 790 MiB');
+  });
+
   it('shows the file now, the estimate after (as an estimate) and the free space, and that every snapshot is kept', async () => {
     const view = await mountRewrite('compress');
     expect(started).toEqual([{ id: 'job-1', kind: 'image.rewritePreview', path: PATH, args: { compression: 'compress', compressionType: 'zlib' } }]);
