@@ -19,12 +19,12 @@ beforeEach(() => {
 });
 afterEach(() => folder.cleanup());
 
-/** Another process: holds `path` as a writer, prints "held", then after `ms` renames `replacement` over it and lets go. */
-function holderThatReplaces(path: string, replacement: string, ms: number): Promise<void> {
+/** Another process: holds `path` (as a writer unless told), prints "held", then after `ms` renames `replacement` over it and lets go. */
+function holderThatReplaces(path: string, replacement: string, ms: number, openOptions: object = {}): Promise<void> {
   const script = `
     const { NodeBlockFile } = await import(${JSON.stringify(blockFileModule)});
     const { renameSync } = await import('node:fs');
-    const held = NodeBlockFile.open(${JSON.stringify(path)});
+    const held = NodeBlockFile.open(${JSON.stringify(path)}, ${JSON.stringify(openOptions)});
     process.stdout.write('held\\n');
     setTimeout(() => { renameSync(${JSON.stringify(replacement)}, ${JSON.stringify(path)}); held.close(); }, ${ms});
   `;
@@ -52,6 +52,22 @@ describe('an open that waited for another Cowbell', () => {
       opened.close();
     }
     expect(fs.readFileSync(disk, 'utf8')).toBe('New');
+  });
+
+  it('a rewrite that will replace the file waits for another one that will (the second rename would undo the first), then reads what it left', async () => {
+    const disk = folder.file('disk.qcow2');
+    const replacement = folder.file('.disk.qcow2.cowbell-encrypted.tmp');
+    fs.writeFileSync(disk, 'plain');
+    fs.writeFileSync(replacement, 'encrypted');
+    await holderThatReplaces(disk, replacement, 400, { guard: true, replacing: true });
+    const second = NodeBlockFile.open(disk, { guard: true, replacing: true });
+    try {
+      const bytes = new Uint8Array(16);
+      const count = second.read(bytes, 0);
+      expect(new TextDecoder().decode(bytes.subarray(0, count))).toBe('encrypted');
+    } finally {
+      second.close();
+    }
   });
 
   it('refuses a FIFO named where a disk should be at once, instead of waiting for a writer', () => {

@@ -41,8 +41,10 @@ export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
 export interface OpenOptions {
   readOnly?: boolean;
   create?: boolean;
-  /** Read-only, and keep every other writer out while open (IN_USE if one is there): the source of a rewrite that will replace it. */
+  /** Read-only, and keep every other writer out while open (IN_USE if one is there): the source of a rewrite. */
   guard?: boolean;
+  /** With guard: the rewrite will replace the file, so another Cowbell rewrite that would too waits for it (image-lock.ts). */
+  replacing?: boolean;
 }
 
 /** How many times an open follows a file replaced under it while it waited for its lock. */
@@ -110,7 +112,7 @@ export class NodeBlockFile implements BlockFile {
       const stat = fs.fstatSync(fd);
       if (stat.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
       if (!stat.isFile() && !stat.isBlockDevice()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
-      if (readOnly && options.guard === true) lockForGuarding(fd);
+      if (readOnly && options.guard === true) lockForGuarding(fd, options.replacing === true);
       else if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
       else lockForWriting(fd);
     } catch (error) {

@@ -70,6 +70,12 @@ function inUseForReadingError(filePath: string): Qcow2Error {
 
 /** Cowbell's own byte: held exclusively while a Cowbell process changes the image, shared while one reads it. */
 export const COWBELL_BYTE = 300;
+/**
+ * Held exclusively by a rewrite that will replace the file (compact, compress, encrypt… in place).
+ * Two such rewrites may each read the file (their guards share), but the second rename would throw
+ * the first one's work away (an encrypt reported done, its disk unencrypted): the second waits.
+ */
+export const COWBELL_REPLACING_BYTE = 301;
 
 /** How long an open waits for another Cowbell process to finish with the image (tests shorten it). */
 export const lockTiming = { busyWaitMs: 5000, pollMs: 10 };
@@ -86,6 +92,8 @@ interface ByteLocks {
   lock(fd: number, byte: number, type: LockType): 'locked' | 'conflict' | 'unsupported';
   /** Whether a lock on the byte by another open file description would stop an exclusive lock. */
   heldElsewhere(fd: number, byte: number): boolean;
+  /** Lets go of this descriptor's lock on the byte, if it holds one. */
+  unlock(fd: number, byte: number): void;
 }
 
 /**
@@ -117,10 +125,11 @@ export function lockForReading(fd: number): { writtenElsewhere: boolean } {
  * Takes a reader's locks that also keep every writer out (QEMU refuses to start writing it; other
  * Cowbell processes wait), for a file read now and replaced later; IN_USE if someone writes it.
  */
-export function lockForGuarding(fd: number): void {
+export function lockForGuarding(fd: number, replacing = false): void {
   const locks = byteLocks();
   if (locks === null) return;
   if (!awaitCowbellTurn(locks, fd, 'shared')) return;
+  if (replacing && !awaitSoleClaim(locks, fd, COWBELL_REPLACING_BYTE)) return;
   if (!applyLocks(locks, fd, GUARD_LOCKS)) return;
   if (conflictFor(locks, fd, GUARD_LOCKS)) throw inUseError();
 }
@@ -159,6 +168,26 @@ function awaitCowbellTurn(locks: ByteLocks, fd: number, type: LockType): boolean
     if (Date.now() >= deadline) throw busyError();
     // The engine is synchronous (a worker thread or the command line): sleeping blocks nothing else.
     Atomics.wait(nap, 0, 0, lockTiming.pollMs);
+  }
+}
+
+/**
+ * Takes `byte` as a claim no other descriptor holds, waiting for one that does (IN_USE past the
+ * wait). A read-only descriptor cannot take a write lock, so the claim is a read lock tested
+ * before and after: two claiming at once both see the other, let go, and try again after a
+ * random nap. False when the file system cannot lock.
+ */
+function awaitSoleClaim(locks: ByteLocks, fd: number, byte: number): boolean {
+  const deadline = Date.now() + lockTiming.busyWaitMs;
+  for (;;) {
+    if (!locks.heldElsewhere(fd, byte)) {
+      const outcome = locks.lock(fd, byte, 'shared');
+      if (outcome === 'unsupported') return false;
+      if (outcome === 'locked' && !locks.heldElsewhere(fd, byte)) return true;
+      locks.unlock(fd, byte);
+    }
+    if (Date.now() >= deadline) throw busyError();
+    Atomics.wait(nap, 0, 0, lockTiming.pollMs + Math.floor(Math.random() * lockTiming.pollMs));
   }
 }
 
@@ -241,6 +270,9 @@ function linuxOfdLocks(): ByteLocks {
         throw failure('test', errno);
       }
       return probe.l_type !== F_UNLCK;
+    },
+    unlock(fd, byte) {
+      if ((fcntl(fd, F_OFD_SETLK, flockIn, request(F_UNLCK, byte)) as number) !== 0) throw failure('release', koffi.errno());
     },
   };
 }

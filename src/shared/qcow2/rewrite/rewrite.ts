@@ -117,7 +117,7 @@ export function previewRewrite(
   request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption' | 'batchClusters'>,
   job: JobContext = silentJob,
 ): RewritePreview {
-  const image = openSource(request, false, job);
+  const image = openSource(request, 'none', job);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
@@ -139,7 +139,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
   // In place, the file replaced is the source itself, not a symbolic link that leads to it.
   const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
-  const image = openSource(request, true, job);
+  const image = openSource(request, inPlace ? 'replacing' : 'guard', job);
   let newKey: NewLuksArea | null = null;
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
@@ -259,7 +259,7 @@ function sourceCipher(image: Qcow2Image): DiskCipher {
  * The source, read-only. Held (when it will be replaced or copied) with locks that keep every
  * writer out until it is closed: a VM cannot start writing it halfway through the copy.
  */
-function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase'>, guard: boolean, job: JobContext): Qcow2Image {
+function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase'>, guard: 'none' | 'guard' | 'replacing', job: JobContext): Qcow2Image {
   const { openFile } = request;
   const image = Qcow2Image.open(request.source, {
     readOnly: true,
@@ -268,7 +268,7 @@ function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passp
     passphrase: request.passphrase,
     trustLegacyPassphrase: request.trustLegacyPassphrase,
     job,
-    openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard ? { guard: true } : { readOnly: true }),
+    openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard === 'none' ? { readOnly: true } : { guard: true, replacing: guard === 'replacing' }),
   });
   return image;
 }
