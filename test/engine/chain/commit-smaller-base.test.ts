@@ -60,6 +60,24 @@ describe('commit into a backing file smaller than the overlay', () => {
     expectSameBytes(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit');
   });
 
+  it('a base whose old end cuts a cluster it has no table for still hides its larger backing file there', async () => {
+    // bottom (16 MiB of 0x09) ← base (8 MiB + 1536 bytes, nothing of its own) ← top (12 MiB).
+    const bottom = ours.file('bottom.qcow2');
+    const base = ours.file('base.qcow2');
+    const top = ours.file('top.qcow2');
+    await create(bottom, 16 * MiB);
+    await qemuIo(bottom, ['write -P 0x09 0 16M']);
+    await create(base, 8 * MiB + 1536, { backing: 'bottom.qcow2' });
+    await create(top, 12 * MiB, { backing: 'base.qcow2' });
+    await qemuIo(top, ['write -P 0x03 10M 1M']);
+    copyFolder(ours, theirs);
+    const model = await guestOf(top);
+    await commitBoth([], top);
+    expect(await uncleanFiles([bottom, base, top])).toEqual([]);
+    expectSameBytes(await guestOf(top), model, 'the overlay after commit');
+    expectSameBytes(await guestOf(base), await guestOf(theirs.file('base.qcow2')), 'the base beside qemu-img commit');
+  });
+
   it('a raw base grows (zeros past its old end) and reads as after qemu-img commit', async () => {
     const base = ours.file('base.raw');
     const top = ours.file('top.qcow2');

@@ -370,6 +370,26 @@ describe('encrypted and overlay disks', { timeout: 60_000 }, () => {
     expect(fileHash(v2)).toBe(hash);
   });
 
+  it('an overlay whose old end cuts a cluster it has no L2 table for reads zeros from the old end on, as after qemu-img resize', async () => {
+    const base = folder.file(`base-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, String(16 * MiB)]);
+    await qemuIo(base, ['write -P 0x09 0 16M']);
+    for (const ownWrite of [null, 'write -P 0x05 8M 512']) {
+      const overlay = folder.file(`overlay-${counter++}.qcow2`);
+      await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', base, '-F', 'qcow2', overlay, String(8 * MiB + 1536)]);
+      if (ownWrite !== null) await qemuIo(overlay, [ownWrite]);
+      const qemuCopy = folder.file(`overlay-qemu-${counter++}.qcow2`);
+      fs.copyFileSync(overlay, qemuCopy);
+      resizeImagePath(overlay, 12 * MiB);
+      await qemuImg(['resize', '-q', qemuCopy, String(12 * MiB)]);
+      const model = grown(new Uint8Array(8 * MiB + 1536).fill(0x09), 12 * MiB);
+      if (ownWrite !== null) model.fill(0x05, 8 * MiB, 8 * MiB + 512);
+      await expectCheckClean(expect, overlay, `grown overlay (${ownWrite ?? 'nothing of its own'})`);
+      await expectGuest(qemuCopy, model, 'the same overlay grown by qemu-img');
+      await expectGuest(overlay, model, `grown overlay (${ownWrite ?? 'nothing of its own'})`);
+    }
+  });
+
   it('an external data file (raw or not) follows the size as qemu-img resize makes it', async () => {
     for (const raw of [true, false]) {
       const dataName = folder.file(`resize-data-${raw}.raw`);

@@ -215,7 +215,9 @@ function tailPast(image: Qcow2Image, size: number): Uint8Array | null {
   const clusterStart = size - inCluster;
   const entry = image.lookup(image.l1, clusterStart);
   const showsBacking = image.backing !== null && image.backing.virtualSize > size;
-  if (entry === null || entry.kind === 'zero' || (entry.kind === 'unallocated' && !showsBacking && entry.allocMask === 0)) return null;
+  // No entry (no L2 table there) is unallocated too: it shows the backing file as much as an empty entry does.
+  const unallocated = entry === null || (entry.kind === 'unallocated' && entry.allocMask === 0);
+  if (entry?.kind === 'zero' || (unallocated && !showsBacking)) return null;
   const content = new Uint8Array(image.clusterBytes);
   image.readThrough(image.l1, content, clusterStart, Number.MAX_SAFE_INTEGER);
   if (content.subarray(inCluster).every((byte) => byte === 0)) return null;
