@@ -60,6 +60,15 @@ export class HostSpaceWriter {
   private readonly refcountOrder: number;
   /** The largest refcount the image's refcount width holds. */
   readonly refcountMax: number;
+  /**
+   * How many references compressed data packed into one host cluster may add up to: a third of
+   * the width's largest count. Reverting to a snapshot adds as many references again as that
+   * snapshot holds there before the old state's go (QEMU's and Cowbell's alike), and taking a
+   * snapshot then adds them once more: a cluster packed up to the largest count (255 with 8-bit
+   * refcounts) left the snapshots of a compressed disk impossible to revert to. With a third, any
+   * snapshot can be reverted to and a new one taken; 16-bit refcounts (the default) never get near.
+   */
+  private readonly packingLimit: number;
 
   /** Next free host byte; the stage holds host bytes [stageStart, position) not yet written. */
   private position = 0;
@@ -87,6 +96,7 @@ export class HostSpaceWriter {
     this.clusterBytes = 2 ** layout.clusterBits;
     this.refcountOrder = layout.refcountOrder;
     this.refcountMax = maxRefcount(layout.refcountOrder);
+    this.packingLimit = this.refcountMax >= 3 ? Math.floor(this.refcountMax / 3) : this.refcountMax;
     this.stage = alignedBytes(Math.max(stageBytes, 2 * this.clusterBytes));
     this.entriesPerBlock = (this.clusterBytes * 8) / 2 ** layout.refcountOrder;
     this.block = new Uint8Array(this.clusterBytes);
@@ -134,7 +144,7 @@ export class HostSpaceWriter {
   appendCompressed(bytes: Uint8Array, references = 1): number {
     if (bytes.length === 0 || bytes.length >= this.clusterBytes) throw new Qcow2Error('INTERNAL', 'host space: compressed data must be smaller than a cluster');
     this.assertOpen();
-    if (this.position % this.clusterBytes !== 0 && this.refcountAt(Math.floor(this.position / this.clusterBytes)) + references > this.refcountMax) this.padToCluster();
+    if (this.position % this.clusterBytes !== 0 && this.refcountAt(Math.floor(this.position / this.clusterBytes)) + references > this.packingLimit) this.padToCluster();
     const hostOffset = this.position;
     this.claim(hostOffset, bytes.length, references);
     this.append(bytes);
