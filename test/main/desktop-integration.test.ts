@@ -110,7 +110,10 @@ describe('the application menu', () => {
     expect(fakes.applicationMenus).toHaveLength(2);
     const recent = submenu(fakes.applicationMenus[1]!.template as Item[], 'File').find((item) => item.label === 'Open Recent');
     expect((recent?.submenu as Item[]).map((item) => item.label)).toEqual(['c.qcow2']);
-    fakes.fakeApp.emit('will-quit');
+    // Quitting is put off until the backend has closed, then goes through (electron-entry.test.ts).
+    const quits = fakes.fakeApp.quitCalls;
+    fakes.fakeApp.emit('will-quit', { preventDefault: () => undefined });
+    await vi.waitFor(() => expect(fakes.fakeApp.quitCalls).toBe(quits + 1), { timeout: 20_000 });
   });
 });
 
