@@ -61,10 +61,13 @@ function startApp(): void {
   app.on('will-quit', (event: Electron.Event) => {
     if (closed || backend === null) return;
     event.preventDefault();
-    closing ??= backend.close().finally(() => {
-      closed = true;
-      app.quit();
-    });
+    closing ??= backend
+      .close()
+      .catch((error: unknown) => console.error('cowbell: closing the backend failed:', error))
+      .finally(() => {
+        closed = true;
+        app.quit();
+      });
   });
 
   void app.whenReady().then(() => {

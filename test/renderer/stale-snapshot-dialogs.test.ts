@@ -10,6 +10,7 @@ import type { SnapshotTree } from '../../src/shared/ipc/contract.ts';
 import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import App from '../../src/renderer/src/App.vue';
+import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { fakeConnection, imageInfo } from './fixtures.ts';
 
@@ -96,6 +97,16 @@ describe('a snapshot dialog when another program changes the snapshots', () => {
     await treeBecomes(installed);
     expect(app.find('[data-testid="dialog-title"]').exists()).toBe(false);
     expect(app.get('[data-testid="app-message"]').text()).toContain('“via-alias”');
+  });
+
+  it('closes at once, saying so, when asked for a snapshot the tree no longer has', async () => {
+    const data = useDiskDataStore().disks.get(PATH);
+    if (!data || !wrapper) throw new Error('the disk was not opened');
+    data.tree = tree(installed);
+    useDialogsStore().open({ kind: 'delete', path: PATH, snapshotId: '7' });
+    await flushPromises();
+    expect(useDialogsStore().current).toBeNull();
+    expect(wrapper.get('[data-testid="app-message"]').text()).toContain('no longer on the disk');
   });
 
   it('follows a rename of the same snapshot', async () => {
