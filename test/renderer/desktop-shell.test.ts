@@ -4,16 +4,10 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import App from '../../src/renderer/src/App.vue';
 import { RECENT_KEY, useRecentStore } from '../../src/renderer/src/stores/recent.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeElectronApp } from './fixtures.ts';
 
 function electronApp(extra: Record<string, (args: unknown) => unknown> = {}) {
-  return fakeConnection({
-    'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
-    'app.initialPaths': () => [],
-    'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
-    'image.watch': () => null,
-    'image.unwatch': () => null,
-    'menu.recent': () => null,
+  return fakeElectronApp({
     'path.stat': (args) => (args as { paths: string[] }).paths.map((path) => ({ path, kind: path.includes('gone') ? 'missing' : 'file' })),
     ...extra,
   });

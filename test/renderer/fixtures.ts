@@ -120,3 +120,20 @@ export function fakeJobsConnection(handlers: Record<string, Handler> = {}): {
   }
   return { fake, started, end };
 }
+
+/**
+ * The requests App makes as it starts in Electron, answered as an empty library would: mount App
+ * on it to drive the shell (menus, dialogs); `extra` adds or replaces handlers.
+ */
+export function fakeElectronApp(extra: Record<string, Handler> = {}): ReturnType<typeof fakeConnection> {
+  return fakeConnection({
+    'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
+    'app.initialPaths': () => [],
+    'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
+    'image.watch': () => null,
+    'image.unwatch': () => null,
+    'menu.recent': () => null,
+    'path.stat': () => [],
+    ...extra,
+  });
+}

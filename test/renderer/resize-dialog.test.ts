@@ -13,7 +13,7 @@ import DiskView from '../../src/renderer/src/components/DiskView.vue';
 import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
 import { exactSizeText, readNewSize } from '../../src/renderer/src/lib/resize-size.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeConnection, fakeElectronApp, imageInfo } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 const GiB = 1024 ** 3;
@@ -199,16 +199,7 @@ describe('the Resize dialog', () => {
 
 describe('File > Resize Disk…', () => {
   it('opens the dialog for the disk shown', async () => {
-    const app = fakeConnection({
-      'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
-      'app.initialPaths': () => [],
-      'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
-      'image.watch': () => null,
-      'image.unwatch': () => null,
-      'menu.recent': () => null,
-      'path.stat': () => [],
-      'job.start': () => ({ jobId: 'job-1' }),
-    });
+    const app = fakeElectronApp({ 'job.start': () => ({ jobId: 'job-1' }) });
     replaceConnection(app);
     localStorage.clear();
     const shell = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });

@@ -16,7 +16,7 @@ import SnapshotTreeView from '../../src/renderer/src/components/tree/SnapshotTre
 import App from '../../src/renderer/src/App.vue';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeConnection, fakeElectronApp, imageInfo } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 
@@ -173,15 +173,7 @@ describe('the take-snapshot dialog', () => {
 
 describe('Snapshot > Edit Snapshot Note… in the application menu', () => {
   it('opens the note dialog for the snapshot selected in the tree', async () => {
-    const fake = fakeConnection({
-      'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
-      'app.initialPaths': () => [],
-      'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
-      'image.watch': () => null,
-      'menu.recent': () => null,
-      'path.stat': () => [],
-      'job.start': () => ({ jobId: 'job-tree' }),
-    });
+    const fake = fakeElectronApp({ 'job.start': () => ({ jobId: 'job-tree' }) });
     replaceConnection(fake);
     wrapper = mount(App, { global: { plugins: [pinia] }, attachTo: document.body });
     await flushPromises();

@@ -12,7 +12,7 @@ import { replaceConnection } from '../../src/renderer/src/api.ts';
 import App from '../../src/renderer/src/App.vue';
 import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
-import { fakeConnection, imageInfo } from './fixtures.ts';
+import { fakeElectronApp } from './fixtures.ts';
 
 const PATH = '/disks/fedora.qcow2';
 
@@ -28,7 +28,7 @@ const installed = node({ id: '1', name: 'installed' });
 const chosen = node({ id: '2', name: 'via-alias', date: '2025-11-21T10:00:00.000Z' });
 
 let pinia: Pinia;
-let fake: ReturnType<typeof fakeConnection>;
+let fake: ReturnType<typeof fakeElectronApp>;
 let started: { kind: string; args: unknown }[];
 let wrapper: VueWrapper | null = null;
 
@@ -36,13 +36,7 @@ beforeEach(async () => {
   pinia = createPinia();
   setActivePinia(pinia);
   started = [];
-  fake = fakeConnection({
-    'app.about': () => ({ name: 'Cowbell', version: '0.1.0', mode: 'electron', platform: 'linux' }),
-    'app.initialPaths': () => [],
-    'image.open': (args) => imageInfo({ filename: (args as { path: string }).path }),
-    'image.watch': () => null,
-    'menu.recent': () => null,
-    'path.stat': () => [],
+  fake = fakeElectronApp({
     'job.start': (request) => {
       started.push(request as { kind: string; args: unknown });
       return { jobId: `job-${started.length}` };
