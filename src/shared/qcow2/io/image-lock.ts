@@ -71,7 +71,8 @@ function inUseForReadingError(filePath: string): Qcow2Error {
 /** Cowbell's own byte: held exclusively while a Cowbell process changes the image, shared while one reads it. */
 export const COWBELL_BYTE = 300;
 /**
- * Held exclusively by a rewrite that will replace the file (compact, compress, encrypt… in place).
+ * Claimed by one rewrite alone that will replace the file (compact, compress, encrypt… in place;
+ * see awaitSoleClaim).
  * Two such rewrites may each read the file (their guards share), but the second rename would throw
  * the first one's work away (an encrypt reported done, its disk unencrypted): the second waits.
  */
