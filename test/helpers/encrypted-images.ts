@@ -66,8 +66,8 @@ export async function createLuksImage(image: string, passphrase: string, options
 /** iter-time=10 gives tens of thousands of iterations here; millions would make each unlock take seconds. */
 const SANE_TEST_ITERATIONS = 1_000_000;
 
-export async function createLegacyAesImage(image: string, passphrase: string, size = '4M'): Promise<void> {
-  await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', image, size]);
+export async function createLegacyAesImage(image: string, passphrase: string, size = '4M', extraOptions = ''): Promise<void> {
+  await runTool('qemu-img', ['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', `encrypt.format=aes,encrypt.key-secret=sec0${extraOptions === '' ? '' : `,${extraOptions}`}`, image, size]);
 }
 
 export interface PatternWrite {

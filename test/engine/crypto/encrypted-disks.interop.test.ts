@@ -268,6 +268,21 @@ describe('a wrong passphrase changes nothing', { timeout: 60_000 }, () => {
     await qemuIoEncrypted(empty, PASS, ['write -z 0 1M']);
     Qcow2Image.open(empty, { passphrase: WRONG, readOnly: true }).close();
   });
+
+  it('legacy AES with extended L2: only subclusters holding data are judged (the rest of a cluster reads zeros under any key), a wrong passphrase refused', async () => {
+    const image = folder.file('aes-extended-l2.qcow2');
+    await createLegacyAesImage(image, PASS, '16M', 'extended_l2=on');
+    // One 2 KiB subcluster of the first cluster holds data; its other 31 read zeros.
+    await qemuIoEncrypted(image, PASS, ['write -P 0x41 0 2k']);
+    const before = fileDigest(image);
+    expect(codeOf(() => Qcow2Image.open(image, { passphrase: WRONG }).close())).toBe('BAD_PASSPHRASE');
+    expect(codeOf(() => rewriteImage({ source: image, compression: 'keep', passphrase: WRONG, encryption: { kind: 'none' } }))).toBe('BAD_PASSPHRASE');
+    expect(codeOf(() => convertImage({ source: image, target: folder.file('aes-extended-l2.raw'), targetFormat: 'raw', passphrase: WRONG }))).toBe('BAD_PASSPHRASE');
+    expect(fileDigest(image), 'the file after the refusals').toBe(before);
+    const expected = new Uint8Array(16 << 20);
+    expected.fill(0x41, 0, 2048);
+    expect(firstDifference(cowbellStates(image, PASS).get('current') ?? new Uint8Array(0), expected)).toBe(-1);
+  });
 });
 
 /** The guest's view, kept beside the image: current and each snapshot. */

@@ -272,17 +272,24 @@ export class Qcow2Image implements GuestReader {
    */
   private judgeLegacyPassphrase(): void {
     const start = new Uint8Array(Math.min(DISK_START_BYTES, this.virtualSize));
+    // By subcluster: an extended L2 cluster's unallocated and zero subclusters read zeros, which
+    // look like structure under any passphrase; only those holding the image's data say anything.
+    const subclusters = this.l2Format.extendedL2 ? 32 : 1;
+    const subclusterBytes = this.clusterBytes / subclusters;
     const ownEncrypted = new Set<number>();
     let verdict: DiskStartVerdict = { kind: 'unknown' };
     let sampled = false;
     try {
       for (let clusterStart = 0; clusterStart < start.length; clusterStart += this.clusterBytes) {
         const entry = this.lookup(this.l1, clusterStart);
-        if (entry !== null && entry.kind === 'normal' && (!this.l2Format.extendedL2 || entry.allocMask !== 0)) ownEncrypted.add(clusterStart / this.clusterBytes);
+        if (entry === null || entry.kind !== 'normal') continue;
+        for (let subcluster = 0; subcluster < subclusters; subcluster++) {
+          if (subclusters === 1 || ((entry.allocMask >>> subcluster) & 1) !== 0) ownEncrypted.add(clusterStart / subclusterBytes + subcluster);
+        }
       }
       if (ownEncrypted.size > 0) {
         this.readThrough(this.l1, start, 0, this.virtualSize);
-        verdict = judgeDiskStart(start, (guestOffset) => ownEncrypted.has(Math.floor(guestOffset / this.clusterBytes)));
+        verdict = judgeDiskStart(start, (guestOffset) => ownEncrypted.has(Math.floor(guestOffset / subclusterBytes)));
       }
       if (verdict.kind === 'unknown') {
         sampled = true;
