@@ -1,6 +1,8 @@
 /**
  * Passphrases on the command line: from a file (`--passphrase-file`, `--new-passphrase-file`: the
- * whole file, one trailing newline dropped) or typed at a prompt that does not echo — never from
+ * whole file, one trailing newline dropped — for a disk's current passphrase, the whole file is
+ * tried too when that opens nothing, as qemu's `--object secret,file=` keeps the newline) or typed
+ * at a prompt that does not echo — never from
  * argv, where every user of the machine could read them (ps, /proc, shell history). Without a
  * file and without a terminal to ask on, a usage error says which option to use.
  *
@@ -45,6 +47,46 @@ export function readPassphraseFile(filePath: string): Uint8Array {
   return passphrase;
 }
 
+/**
+ * A disk's current passphrase from a file: without its trailing newline, then — when it has one —
+ * the whole file (qemu's `--object secret,file=` keeps the newline, so a disk made that way needs it).
+ */
+export function readCurrentPassphraseFile(filePath: string): Uint8Array[] {
+  const stripped = readPassphraseFile(filePath);
+  let whole: Uint8Array;
+  try {
+    whole = new Uint8Array(fs.readFileSync(filePath));
+  } catch (error) {
+    stripped.fill(0);
+    throw toQcow2Error(error, filePath);
+  }
+  if (whole.length === stripped.length) {
+    whole.fill(0);
+    return [stripped];
+  }
+  return [stripped, whole];
+}
+
+/**
+ * Runs `work` with each candidate passphrase in turn until one is not refused as the wrong one
+ * (BAD_PASSPHRASE); the last candidate's refusal is the answer. Zeroes every candidate at the end.
+ */
+export async function withFirstPassphrase<T>(candidates: Uint8Array[], work: (passphrase: Uint8Array) => Promise<T>): Promise<T> {
+  try {
+    for (let index = 0; ; index++) {
+      const candidate = candidates[index];
+      if (candidate === undefined) throw new Qcow2Error('INTERNAL', 'no passphrase to try');
+      try {
+        return await work(candidate);
+      } catch (error) {
+        if (!(error instanceof Qcow2Error && error.code === 'BAD_PASSPHRASE') || index === candidates.length - 1) throw error;
+      }
+    }
+  } finally {
+    for (const candidate of candidates) candidate.fill(0);
+  }
+}
+
 /** How an image is encrypted, from its header: 'luks', 'aes' (legacy), or null (plain, or not qcow2). */
 export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
   if (detectFormat(imagePath) !== 'qcow2') return null;
@@ -58,14 +100,17 @@ export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
   }
 }
 
-/** The passphrase of an encrypted disk: --passphrase-file, else the terminal, else a usage error. */
-export async function currentPassphrase(args: ParsedArgs, io: CliIo, imagePath: string): Promise<Uint8Array> {
+/**
+ * The passphrase of an encrypted disk, as candidates to try in turn (withFirstPassphrase):
+ * --passphrase-file's (readCurrentPassphraseFile), else the one typed at the terminal, else a usage error.
+ */
+export async function currentPassphrases(args: ParsedArgs, io: CliIo, imagePath: string): Promise<Uint8Array[]> {
   const file = option(args, 'passphrase-file');
-  if (file !== undefined) return readPassphraseFile(file);
+  if (file !== undefined) return readCurrentPassphraseFile(file);
   if (io.readSecret === undefined) {
     throw new UsageError(`${imagePath} is encrypted: give its passphrase with --passphrase-file FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
   }
-  return io.readSecret(`Passphrase for ${path.basename(imagePath)}: `);
+  return [await io.readSecret(`Passphrase for ${path.basename(imagePath)}: `)];
 }
 
 /**
@@ -100,22 +145,17 @@ export async function newPassphrase(args: ParsedArgs, io: CliIo, imagePath: stri
  */
 export async function withUnlock<T>(args: ParsedArgs, io: CliIo, imagePath: string, work: (unlock: Unlock) => Promise<T>): Promise<T> {
   const trustLegacyPassphrase = flag(args, 'force');
-  const file = option(args, 'passphrase-file');
-  let passphrase = file === undefined ? undefined : readPassphraseFile(file);
   try {
-    if (passphrase === undefined) {
+    if (option(args, 'passphrase-file') === undefined) {
       try {
         return await work({ trustLegacyPassphrase });
       } catch (error) {
         if (!(error instanceof Qcow2Error && error.code === 'LOCKED')) throw error;
       }
-      passphrase = await currentPassphrase(args, io, imagePath);
     }
-    return await work({ passphrase, trustLegacyPassphrase });
+    return await withFirstPassphrase(await currentPassphrases(args, io, imagePath), (passphrase) => work({ passphrase, trustLegacyPassphrase }));
   } catch (error) {
     throw explainBadPassphrase(error, imagePath);
-  } finally {
-    passphrase?.fill(0);
   }
 }
 

@@ -304,6 +304,54 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     await qemuIoEncrypted(image, NEW_PASS, ['read -P 0x63 5M 64k']);
   });
 
+  it('a disk qemu keyed with `--object secret,file=` of a file ending in a newline (qemu keeps it): the same file opens it, the whole file tried when the trimmed one opens nothing', async () => {
+    const keyFile = folder.file('qemu-secret-file');
+    fs.writeFileSync(keyFile, `${PASS}\n`);
+    const image = folder.file('newline-key.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '--object', `secret,id=sec0,file=${keyFile}`, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '4M']);
+    await qemuIoEncrypted(image, `${PASS}\n`, ['write -P 0x5a 0 1M']);
+    const raw = folder.file('newline-key.raw');
+    const converted = await cowbell(['convert', '--passphrase-file', keyFile, image, raw]);
+    expect(converted.code, converted.err).toBe(0);
+    expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(image, `${PASS}\n`))).toBe(-1);
+    const compacted = await cowbell(['compact', '--passphrase-file', keyFile, image]);
+    expect(compacted.code, compacted.err).toBe(0);
+    const added = await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', keyFile, '--new-passphrase-file', newPassFile, image]);
+    expect(added.code, added.err).toBe(0);
+    await qemuIoEncrypted(image, NEW_PASS, ['read -P 0x5a 0 1M']);
+    await qemuIoEncrypted(image, `${PASS}\n`, ['read -P 0x5a 0 1M']);
+    const reEncrypted = await cowbell(['encrypt', ...QUICK, '--passphrase-file', keyFile, '--new-passphrase-file', passFile, image]);
+    expect(reEncrypted.code, reEncrypted.err).toBe(0);
+    await qemuIoEncrypted(image, PASS, ['read -P 0x5a 0 1M']);
+  });
+
+  it('a new passphrase QEMU could never give (not UTF-8, or with a NUL byte) is refused, the disk unchanged: QEMU refuses such a secret', async () => {
+    const image = await luksDisk('not-utf8.qcow2');
+    const plain = await plainDisk('not-utf8-plain.qcow2');
+    const before = [digest(image), digest(plain)];
+    const notUtf8 = folder.file('pass-not-utf8');
+    fs.writeFileSync(notUtf8, Buffer.concat([Buffer.from('pässwörd'), Buffer.from([0xff, 0xfe])]));
+    const withNul = folder.file('pass-with-nul');
+    fs.writeFileSync(withNul, Buffer.from('moo\0cow'));
+    for (const bad of [notUtf8, withNul]) {
+      for (const argv of [
+        ['passphrase', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', bad, image],
+        ['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', bad, image],
+        ['encrypt', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', bad, image],
+        ['encrypt', ...QUICK, '--new-passphrase-file', bad, plain],
+      ]) {
+        expectOneLine(await cowbell(argv), 1, /QEMU reads a passphrase as UTF-8 text without NUL characters/);
+      }
+    }
+    expect([digest(image), digest(plain)]).toEqual(before);
+    expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
+    // UTF-8 beyond ASCII is a passphrase QEMU takes.
+    const umlauts = folder.file('pass-umlauts');
+    fs.writeFileSync(umlauts, 'pässwörd');
+    expect((await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', umlauts, image])).code).toBe(0);
+    await qemuIoEncrypted(image, 'pässwörd', ['read -P 0x63 5M 64k']);
+  });
+
   it('bin/cowbell without a terminal and without a passphrase file: a usage error (exit 2) naming the option, nothing changed', async () => {
     const image = await luksDisk('no-terminal.qcow2');
     const before = digest(image);

@@ -3,7 +3,7 @@ import type { RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
-import { currentPassphrase, encryptionOf, explainBadPassphrase, NEW_PASSPHRASE_OPTIONS, newPassphrase } from '../passphrase-input.ts';
+import { currentPassphrases, encryptionOf, explainBadPassphrase, NEW_PASSPHRASE_OPTIONS, newPassphrase, withFirstPassphrase } from '../passphrase-input.ts';
 import { executeRewrite, REWRITE_OPTIONS, reportRewrite, rewriteTarget, snapshotsKept } from '../rewrite-command.ts';
 
 /**
@@ -30,7 +30,7 @@ export const encrypt: Command = {
     const raw = args.values.options;
     const luks = luksOptionsFromArgs(Array.isArray(raw) ? raw.filter((value): value is string => typeof value === 'string') : [], 'encrypt');
     const encrypted = encryptionOf(source);
-    let passphrase: Uint8Array | undefined;
+    let current: Uint8Array[] = [];
     let fresh: Uint8Array | undefined;
     try {
       if (encrypted === null) {
@@ -39,20 +39,17 @@ export const encrypt: Command = {
         }
         fresh = await newPassphrase(args, io, source, option(args, 'passphrase-file') !== undefined ? 'passphrase-file' : 'new-passphrase-file');
       } else {
-        passphrase = await currentPassphrase(args, io, source);
+        current = await currentPassphrases(args, io, source);
         fresh = await newPassphrase(args, io, source);
       }
-      const result = await executeRewrite(args, io, {
-        compression: 'keep',
-        passphrase,
-        trustLegacyPassphrase: flag(args, 'force'),
-        encryption: { kind: 'luks', passphrase: fresh, cipher: luks.cipher, hash: luks.hash, iterTimeMs: luks.iterTimeMs },
-      });
+      const encryption = { kind: 'luks', passphrase: fresh, cipher: luks.cipher, hash: luks.hash, iterTimeMs: luks.iterTimeMs } as const;
+      const rewrite = (passphrase: Uint8Array | undefined) => executeRewrite(args, io, { compression: 'keep', passphrase, trustLegacyPassphrase: flag(args, 'force'), encryption });
+      const result = current.length === 0 ? await rewrite(undefined) : await withFirstPassphrase(current, rewrite);
       return reportRewrite(args, io, result, { describe: (done) => describeEncrypted(done, luks.cipher, luks.hash, encrypted) });
     } catch (error) {
       throw explainBadPassphrase(error, source);
     } finally {
-      passphrase?.fill(0);
+      for (const candidate of current) candidate.fill(0);
       fresh?.fill(0);
     }
   },

@@ -3,7 +3,7 @@ import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
-import { currentPassphrase, encryptionOf, NEW_PASSPHRASE_OPTIONS, newPassphrase, PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
+import { currentPassphrases, encryptionOf, NEW_PASSPHRASE_OPTIONS, newPassphrase, PASSPHRASE_OPTIONS, withFirstPassphrase } from '../passphrase-input.ts';
 
 /**
  * `cowbell passphrase IMAGE`: change a LUKS disk's passphrase in place (the master key and the data
@@ -41,17 +41,18 @@ export const passphrase: Command = {
     if (encryption === 'aes') {
       throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} uses the old qcow2 AES encryption, which has no key slots to change; \`cowbell encrypt\` moves it to LUKS with a passphrase of your choice`);
     }
-    let current: Uint8Array | undefined;
+    let current: Uint8Array[] = [];
     let fresh: Uint8Array | undefined;
     try {
-      current = await currentPassphrase(args, io, imagePath);
+      current = await currentPassphrases(args, io, imagePath);
       if (action !== 'remove') fresh = await newPassphrase(args, io, imagePath);
-      const result = changeKeySlots(imagePath, { passphrase: current, action, newPassphrase: fresh, slot, iterTimeMs });
+      const added = fresh;
+      const result = await withFirstPassphrase(current, async (passphrase) => changeKeySlots(imagePath, { passphrase, action, newPassphrase: added, slot, iterTimeMs }));
       if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 4)}\n`);
       else if (!flag(args, 'quiet')) io.out(`${describeChange(imagePath, action, result)}\n`);
       return EXIT_OK;
     } finally {
-      current?.fill(0);
+      for (const candidate of current) candidate.fill(0);
       fresh?.fill(0);
     }
   },

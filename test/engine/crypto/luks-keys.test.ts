@@ -94,6 +94,18 @@ describe('LUKS key slots', () => {
     expect(masterKeyMatches(area.header, created.masterKey)).toBe(true);
   });
 
+  it('a new key slot takes only a passphrase QEMU can give: UTF-8 text without NUL (bytes or string), else INVALID_ARGUMENT before any key is made', () => {
+    for (const bad of [Uint8Array.of(0x70, 0xff, 0xfe), Uint8Array.of(0xc3), new TextEncoder().encode('moo\0cow'), 'lone \uD800 half', 'moo\0cow']) {
+      expect(codeOf(() => createLuks(bad, FAST))).toBe('INVALID_ARGUMENT');
+    }
+    const created = createLuks(new TextEncoder().encode('pässwörd 🐄'), FAST);
+    const area = new MemoryArea(created.area);
+    expect(codeOf(() => addLuksKeySlot(area.header, created.masterKey, Uint8Array.of(0x80), FAST))).toBe('INVALID_ARGUMENT');
+    area.apply(addLuksKeySlot(area.header, created.masterKey, 'zweite 🔔', FAST));
+    expect(unlockLuks(area.header, area.read, 'pässwörd 🐄').slot).toBe(0);
+    expect(unlockLuks(area.header, area.read, 'zweite 🔔').slot).toBe(1);
+  });
+
   it('an erase disables the slot in the header first, then overwrites its key material; the last active slot is refused', () => {
     const created = createLuks('old', FAST);
     const area = new MemoryArea(created.area);

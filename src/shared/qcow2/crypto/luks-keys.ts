@@ -8,6 +8,7 @@
  * the header that disables a slot before its material is overwritten.
  * Key buffers this module owns are zeroed when done; the master key it returns is the caller's.
  */
+import { isUtf8 } from 'node:buffer';
 import { nodeCrypto } from './node-crypto.ts';
 import { Qcow2Error } from '../errors.ts';
 import {
@@ -143,6 +144,7 @@ export function masterKeyMatches(header: LuksHeader, candidate: Uint8Array): boo
  * offset is the area's length), with slot 0 active.
  */
 export function createLuks(passphrase: Passphrase, options: CreateLuksOptions = {}): NewLuksArea {
+  refuseUnusableInQemu(passphrase);
   const job = options.job ?? silentJob;
   const cipher = luksCipher(options.cipher ?? DEFAULT_LUKS_CIPHER);
   const hash = options.hash ?? 'sha256';
@@ -221,6 +223,7 @@ function storeKeySlot(header: LuksHeader, slot: number, masterKey: Uint8Array, p
   if ((keyBytes * target.stripes) % 16 !== 0) {
     throw new Qcow2Error('UNSUPPORTED_FEATURE', `Key slot ${slot}: ${target.stripes} stripes of a ${keyBytes}-byte key do not fill whole cipher blocks`);
   }
+  refuseUnusableInQemu(passphrase);
   const secret = passphraseBytes(passphrase);
   const salt = new Uint8Array(nodeCrypto().randomBytes(LUKS_SALT_BYTES));
   let slotKey: Uint8Array | null = null;
@@ -293,6 +296,19 @@ function activeSlots(header: LuksHeader): number[] {
 
 function withSlot(header: LuksHeader, index: number, slot: LuksKeySlot): LuksHeader {
   return { ...header, keySlots: header.keySlots.map((existing, position) => (position === index ? slot : existing)) };
+}
+
+/**
+ * A new key slot's passphrase must be one QEMU can give: it reads a secret as UTF-8 text and
+ * refuses one that is not valid UTF-8 or holds a NUL byte (glib's g_utf8_validate), so a slot
+ * under any other could only ever be opened by Cowbell. A string with a lone surrogate half would
+ * be stored as U+FFFD's bytes, which no one could type.
+ */
+function refuseUnusableInQemu(passphrase: Passphrase): void {
+  const usable = typeof passphrase === 'string' ? !/[\uD800-\uDFFF]/u.test(passphrase) && !passphrase.includes('\0') : isUtf8(passphrase) && !passphrase.includes(0);
+  if (!usable) {
+    throw new Qcow2Error('INVALID_ARGUMENT', 'QEMU reads a passphrase as UTF-8 text without NUL characters, and this one is not: QEMU could never open the disk with it. Choose another (nothing was changed)');
+  }
 }
 
 /** Our own copy, zeroed when done: never the caller's bytes (Buffer#slice would be a view of them). */
