@@ -11,7 +11,7 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { readResizePreview, resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { readSnapshotTree, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { KiB, MiB } from '../../helpers/image-matrix.ts';
-import { qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { checkEncrypted, createLuksImage, imageOpts, qemuIoEncrypted, rawOfEncrypted, readLuksArea, secret } from '../../helpers/encrypted-images.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import { expectCheckClean, fileHash } from '../../helpers/snapshot-scenario.ts';
@@ -418,6 +418,25 @@ describe('encrypted and overlay disks', { timeout: 60_000 }, () => {
       await expectCheckClean(expect, image, `data file raw=${raw}`);
       expect(Buffer.from(await rawOf(image)).equals(Buffer.from(model.subarray(0, 512 * KiB)))).toBe(true);
       if (raw) expect(Buffer.from(fs.readFileSync(dataName)).equals(Buffer.from(model.subarray(0, 512 * KiB)))).toBe(true);
+    }
+  });
+
+  it('an external data file, a new end inside a cluster: the end cluster is cleared in place (guest cluster N stays at offset N), nothing else overwritten', async () => {
+    for (const raw of [true, false]) {
+      const dataName = folder.file(`tail-data-${raw}.raw`);
+      const image = await makeImage(`data_file=${dataName},data_file_raw=${raw ? 'on' : 'off'}`, 2 * MiB);
+      const model = new Uint8Array(2 * MiB);
+      await pattern(image, model, 0, 1 * MiB, 0x11);
+      await pattern(image, model, 1 * MiB, 1 * MiB, 0x22);
+      const newEnd = 1 * MiB + 512;
+      resizeImagePath(image, newEnd, { shrink: true, discardData: true });
+      await expectCheckClean(expect, image, `shrunk into a cluster, data file raw=${raw}`);
+      // qemu-img reads it (it refuses an L2 entry whose host offset is not its guest offset).
+      expect(firstDifference(await rawOf(image), model.subarray(0, newEnd)), `qemu-img's read after the shrink, raw=${raw}`).toBe(-1);
+      resizeImagePath(image, 2 * MiB);
+      await expectCheckClean(expect, image, `grown again, data file raw=${raw}`);
+      const grownModel = grown(model.subarray(0, newEnd), 2 * MiB);
+      expect(firstDifference(await rawOf(image), grownModel), `qemu-img's read after growing again, raw=${raw}`).toBe(-1);
     }
   });
 });

@@ -230,7 +230,8 @@ function clearPast(image: Qcow2Image, size: number, content: Uint8Array): void {
   const clusterStart = size - (size % image.clusterBytes);
   const slot = image.writableL2Slot(clusterStart);
   const previous = decodeL2(slot.table.view, slot.position, image.l2Format);
-  const hostOffset = image.refcounts.allocate(1);
+  // An external data file holds each guest cluster at its own offset (no refcounts there): in place.
+  const hostOffset = image.externalData ? clusterStart : image.refcounts.allocate(1);
   image.writeData(hostOffset, clusterStart, content);
   image.setL2Normal(slot, hostOffset);
   image.releaseEntry(previous);
