@@ -138,6 +138,36 @@ describe("an overlay's own snapshots", () => {
   });
 });
 
+describe('a middle file shorter than the overlay (it hides the files below past its end)', () => {
+  it('rebase onto the bottom file copies in the zeros the middle file showed past its end, as qemu-img rebase; with a snapshot reading them, it is refused', async () => {
+    const [bottom, middle, overlay] = ['short-f0.qcow2', 'short-f1.qcow2', 'short-f2.qcow2'].map((name) => ours.file(name)) as [string, string, string];
+    await qemuImg(['create', '-q', '-f', 'qcow2', bottom, '4M']);
+    await runIo(bottom, ['write -P 0xaa 0 4M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', path.basename(bottom), '-F', 'qcow2', middle, '1M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', path.basename(middle), '-F', 'qcow2', overlay, '4M']);
+    await runIo(overlay, ['write -P 0x31 3M 64k']);
+    copyFolder(ours, theirs);
+    const model = await guestOf(overlay);
+    expect(model.subarray(1 << 20, 3 << 20).every((byte) => byte === 0)).toBe(true);
+
+    await qemuImg(['snapshot', '-c', 'sees-zeros', overlay]);
+    const before = fileHash(overlay);
+    const refused = await run('rebase', '-b', path.basename(bottom), '-F', 'qcow2', overlay);
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/snapshot "sees-zeros"/);
+    expect(fileHash(overlay)).toBe(before);
+    await qemuImg(['snapshot', '-d', 'sees-zeros', overlay]);
+
+    const rebased = await run('rebase', '-b', path.basename(bottom), '-F', 'qcow2', overlay);
+    expect(rebased.err).toBe('');
+    expect(rebased.code).toBe(0);
+    await qemuImg(['rebase', '-b', path.basename(bottom), '-F', 'qcow2', theirs.file(path.basename(overlay))]);
+    expect(await uncleanFiles([overlay])).toEqual([]);
+    expectSameBytes(await guestOf(overlay), model, 'the overlay after rebase');
+    expectSameBytes(await guestOf(theirs.file(path.basename(overlay))), model, 'the overlay after qemu-img rebase');
+  });
+});
+
 describe('a backing file another program holds', () => {
   it('commit is refused naming that file, and changes nothing', async () => {
     const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1' });

@@ -33,8 +33,9 @@ function visitLayers(layers: readonly Qcow2Image[], depth: number, start: number
     visit(start, end - start, 'unallocated');
     return;
   }
-  // Below the top, a layer shorter than the disk reads zeros past its end.
-  const layerEnd = depth === 0 ? end : Math.min(end, Math.max(start, layer.virtualSize));
+  // A layer shorter than the disk reads zeros past its end, hiding what lies below it. The first
+  // layer given may itself be a backing file (rebase and commit ask about the files below the top).
+  const layerEnd = Math.min(end, Math.max(start, layer.virtualSize));
   if (layerEnd > start) {
     visitLayerRuns(layer, layer.l1, start, layerEnd, (guestOffset, length, kind) => {
       if (kind === 'unallocated') visitLayers(layers, depth + 1, guestOffset, guestOffset + length, visit);
