@@ -104,13 +104,13 @@ export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
  * The passphrase of an encrypted disk, as candidates to try in turn (withFirstPassphrase):
  * --passphrase-file's (readCurrentPassphraseFile), else the one typed at the terminal, else a usage error.
  */
-export async function currentPassphrases(args: ParsedArgs, io: CliIo, imagePath: string): Promise<Uint8Array[]> {
+export async function currentPassphrases(args: ParsedArgs, io: CliIo, imagePath: string, backingEncrypted = false): Promise<Uint8Array[]> {
   const file = option(args, 'passphrase-file');
   if (file !== undefined) return readCurrentPassphraseFile(file);
   if (io.readSecret === undefined) {
-    throw new UsageError(`${imagePath} is encrypted: give its passphrase with --passphrase-file FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
+    throw new UsageError(`${backingEncrypted ? `${imagePath}'s backing file` : imagePath} is encrypted: give its passphrase with --passphrase-file FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
   }
-  return [await io.readSecret(`Passphrase for ${path.basename(imagePath)}: `)];
+  return [await io.readSecret(`Passphrase for ${backingEncrypted ? `the backing file of ${path.basename(imagePath)}` : path.basename(imagePath)}: `)];
 }
 
 /**
@@ -153,9 +153,18 @@ export async function withUnlock<T>(args: ParsedArgs, io: CliIo, imagePath: stri
         if (!(error instanceof Qcow2Error && error.code === 'LOCKED')) throw error;
       }
     }
-    return await withFirstPassphrase(await currentPassphrases(args, io, imagePath), (passphrase) => work({ passphrase, trustLegacyPassphrase }));
+    return await withFirstPassphrase(await currentPassphrases(args, io, imagePath, isPlain(imagePath)), (passphrase) => work({ passphrase, trustLegacyPassphrase }));
   } catch (error) {
     throw explainBadPassphrase(error, imagePath);
+  }
+}
+
+/** A plain image (its backing chain is what is encrypted), as far as its header says. */
+function isPlain(imagePath: string): boolean {
+  try {
+    return encryptionOf(imagePath) === null;
+  } catch {
+    return false;
   }
 }
 

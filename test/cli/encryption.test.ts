@@ -352,6 +352,19 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     await qemuIoEncrypted(image, 'pässwörd', ['read -P 0x63 5M 64k']);
   });
 
+  it('a plain overlay over an encrypted backing file: the prompt and the usage error say the backing file is what is encrypted', async () => {
+    const base = await luksDisk('encrypted-base.qcow2');
+    const overlay = folder.file('plain-overlay.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay]);
+    const noTerminal = await cowbell(['convert', overlay, folder.file('never-overlay.raw')]);
+    expectOneLine(noTerminal, 2, /plain-overlay\.qcow2's backing file is encrypted: give its passphrase with --passphrase-file/);
+    const raw = folder.file('overlay.raw');
+    const prompted = await cowbell(['convert', overlay, raw], [PASS]);
+    expect(prompted.code, prompted.err).toBe(0);
+    expect(prompted.prompts).toEqual(['Passphrase for the backing file of plain-overlay.qcow2: ']);
+    expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(base, PASS))).toBe(-1);
+  });
+
   it('bin/cowbell without a terminal and without a passphrase file: a usage error (exit 2) naming the option, nothing changed', async () => {
     const image = await luksDisk('no-terminal.qcow2');
     const before = digest(image);
