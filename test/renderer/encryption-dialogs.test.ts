@@ -146,7 +146,8 @@ describe('new passphrases', () => {
 describe('the Encrypt… dialog', () => {
   it('estimates the new file uncompressed, refuses an empty or mismatched passphrase, shows the strength, and offers QEMU’s cipher first', async () => {
     await mountRewrite('encrypt');
-    expect(started).toEqual([{ id: 'job-1', kind: 'image.rewritePreview', path: PATH, args: { compression: 'uncompress' } }]);
+    // The estimate is of the new file: a new LUKS key's area, for the cipher offered first.
+    expect(started).toEqual([{ id: 'job-1', kind: 'image.rewritePreview', path: PATH, args: { compression: 'uncompress', output: 'luks', cipher: { aesKeyBits: 256, mode: 'xts', ivGenerator: 'plain64' } } }]);
     end('image.rewritePreview', { result: preview() });
     await flushPromises();
     expect(textOf('dialog-title')).toBe('Encrypt fedora.qcow2');
@@ -189,6 +190,10 @@ describe('the Encrypt… dialog', () => {
     const cipher = byTestId('encrypt-cipher') as HTMLSelectElement;
     cipher.value = 'aes-128-cbc-essiv:sha256';
     cipher.dispatchEvent(new Event('change'));
+    await flushPromises();
+    // Another cipher, another key size: the estimate is asked again for it.
+    expect(started.at(-1)).toMatchObject({ kind: 'image.rewritePreview', args: { output: 'luks', cipher: { aesKeyBits: 128, mode: 'cbc', ivGenerator: 'essiv', ivHash: 'sha256' } } });
+    end('image.rewritePreview', { result: preview() });
     const unlockTime = byTestId('encrypt-unlock-time') as HTMLSelectElement;
     unlockTime.value = '1000';
     unlockTime.dispatchEvent(new Event('change'));
@@ -303,6 +308,7 @@ describe('the Unlock dialog', () => {
   it('cancelled, goes back to the dialog’s fields with nothing started', async () => {
     useDisk(LUKS());
     await mountRewrite('decrypt');
+    expect(started.at(-1)).toMatchObject({ kind: 'image.rewritePreview', args: { compression: 'keep', output: 'plain' } });
     end('image.rewritePreview', { result: preview() });
     await flushPromises();
     expect(textOf('decrypt-warning')).toContain('Anyone who can read the file');

@@ -78,7 +78,8 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       return null;
     },
     'image.rewritePreview': (path, args, context) => {
-      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType) }, context);
+      const encryption = args.output === 'plain' ? { kind: 'none' as const } : args.output === 'luks' ? { kind: 'luks' as const, cipher: args.cipher } : { kind: 'same' as const };
+      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType), encryption }, context);
       return {
         fileBytes: preview.fileBytes,
         expectedBytes: preview.expectedBytes,

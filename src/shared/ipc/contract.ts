@@ -78,7 +78,7 @@ export const RewriteCompression = z.enum(['compress', 'keep', 'uncompress']);
 export const CompressionTypeName = z.enum(['zlib', 'zstd']);
 
 /** What "Compress…" and "Compact…" would give, asked before they start (reads metadata and a sample). */
-export const RewritePreviewArgs = z.object({ compression: RewriteCompression, compressionType: CompressionTypeName.optional() }).strict();
+
 /** "Compress…": every data cluster of every snapshot compressed, the disk replaced in place. */
 export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional() }).strict();
 /**
@@ -102,6 +102,13 @@ export const LuksCipherArgs = z
   })
   .strict()
   .refine((cipher) => cipher.ivHash === undefined || cipher.ivGenerator === 'essiv', 'only essiv takes an IV hash');
+/**
+ * The size estimate of a rewrite: `output` is the new file's encryption — the disk's own ('same',
+ * the default), none ('plain': Decrypt…) or a new LUKS key ('luks': Encrypt…, with `cipher`).
+ */
+export const RewritePreviewArgs = z
+  .object({ compression: RewriteCompression, compressionType: CompressionTypeName.optional(), output: z.enum(['same', 'plain', 'luks']).optional(), cipher: LuksCipherArgs.optional() })
+  .strict();
 export const LuksHashName = z.enum(['sha1', 'sha256', 'sha512']);
 /** How long unlocking a new key slot takes on this machine (QEMU's encrypt.iter-time): 2 s by default. */
 export const IterTimeMs = z.number().int().min(100).max(60_000);

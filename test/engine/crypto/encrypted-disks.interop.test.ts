@@ -198,6 +198,25 @@ describe('the preview of a rewrite of an encrypted disk', () => {
     expect(unlocked.sampledClusters).toBeGreaterThan(0);
     expect(previewRewrite({ source: aesImage, compression: 'compress', passphrase: PASS, encryption: { kind: 'none' } }).snapshots).toBe(1);
   });
+
+  it('estimates a legacy AES disk moved to LUKS or decrypted (what Encrypt… and Decrypt… ask, locked or not), and every bound counts the LUKS area', () => {
+    for (const passphrase of [undefined, PASS]) {
+      expect(previewRewrite({ source: aesImage, compression: 'uncompress', passphrase, encryption: { kind: 'luks' } }).snapshots).toBe(1);
+      expect(previewRewrite({ source: aesImage, compression: 'keep', passphrase, encryption: { kind: 'none' } }).snapshots).toBe(1);
+    }
+    // The bound holds for what is written: compact keeps the disk's LUKS area, encrypt makes one (aes-256-xts: 2 MiB of key material).
+    const luks = defaultLuks();
+    const compacted = folder.file('bound-compact.qcow2');
+    const compactBound = previewRewrite({ source: luks, compression: 'keep', passphrase: PASS }).maxBytes;
+    rewriteImage({ source: luks, target: compacted, compression: 'keep', passphrase: PASS });
+    expect(fs.statSync(compacted).size).toBeLessThanOrEqual(compactBound);
+    const encrypted = folder.file('bound-encrypt.qcow2');
+    const encryptBound = previewRewrite({ source: aesImage, compression: 'uncompress', passphrase: PASS, encryption: { kind: 'luks' } }).maxBytes;
+    rewriteImage({ source: aesImage, target: encrypted, compression: 'keep', passphrase: PASS, encryption: { kind: 'luks', passphrase: NEW_PASS, ...QUICK_KEY } });
+    expect(fs.statSync(encrypted).size).toBeLessThanOrEqual(encryptBound);
+    const smallKey = previewRewrite({ source: aesImage, compression: 'uncompress', passphrase: PASS, encryption: { kind: 'luks', cipher: { aesKeyBits: 128, mode: 'cbc', ivGenerator: 'essiv' } } }).maxBytes;
+    expect(encryptBound - smallKey, 'a 16-byte key needs a quarter of the key material of a 64-byte one').toBeGreaterThan(1 << 20);
+  });
 });
 
 describe('a wrong passphrase changes nothing', { timeout: 60_000 }, () => {

@@ -138,6 +138,12 @@ export function masterKeyMatches(header: LuksHeader, candidate: Uint8Array): boo
   return matches;
 }
 
+/** The length of the LUKS area createLuks makes for `choice` (header and eight slots' key material). */
+export function newLuksAreaBytes(choice: LuksCipherChoice = DEFAULT_LUKS_CIPHER): number {
+  const cipher = luksCipher(choice);
+  return (LUKS_ALIGN_SECTORS + LUKS_KEY_SLOT_COUNT * keyMaterialAlignedSectors(cipher.keyBytes, LUKS_STRIPES)) * LUKS_SECTOR_BYTES;
+}
+
 /**
  * A new LUKS area for `passphrase` with a random master key, laid out as QEMU 7.2 lays it out
  * (header, then eight slots of 4000-stripe key material on 4096-byte boundaries; the payload

@@ -26,9 +26,20 @@ export function defaultBatchClusters(image: Qcow2Image): number {
   return Math.max(1, Math.floor((4 * 1024 * 1024) / image.clusterBytes));
 }
 
-export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, policy: CompressionPolicy, compressionType: CompressionType, sampleSize = DEFAULT_SAMPLE, batchClusters = defaultBatchClusters(image)): SizeEstimate {
+export interface EstimateOptions {
+  policy: CompressionPolicy;
+  compressionType: CompressionType;
+  /** Clusters to sample (0: none, the bound is the expectation). */
+  sampleSize?: number;
+  batchClusters?: number;
+  /** The new image's LUKS area (header and key material), 0 for a plain one. */
+  luksAreaBytes?: number;
+}
+
+export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, options: EstimateOptions): SizeEstimate {
+  const { policy, compressionType, sampleSize = DEFAULT_SAMPLE, batchClusters = defaultBatchClusters(image) } = options;
   const clusterBytes = image.clusterBytes;
-  const metadata = metadataBytes(image, plan);
+  const metadata = metadataBytes(image, plan) + alignUp(options.luksAreaBytes ?? 0, clusterBytes);
   const compressedMax = policy === 'uncompress' || compressionType !== image.header.compressionType ? plan.compressedClusters * clusterBytes : plan.compressedBytes;
   // Compressed data is packed byte by byte; where whole clusters follow it, the rest of a cluster
   // stays unused: at most once per batch of the copy (write-image.ts) and once per group of tables.

@@ -24,7 +24,7 @@ import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { defaultBatchClusters, estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
 import { planRewrite, type RewritePlan } from './plan.ts';
-import { createLuks, type CreateLuksOptions, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
+import { createLuks, newLuksAreaBytes, type CreateLuksOptions, type LuksCipherChoice, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
 import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
@@ -113,8 +113,11 @@ export interface RewritePreview extends SizeEstimate {
   snapshots: number;
 }
 
+/** The new image's encryption as a preview needs it: a new key's passphrase plays no part in the size. */
+export type PreviewEncryption = { kind: 'same' } | { kind: 'none' } | { kind: 'luks'; cipher?: LuksCipherChoice };
+
 export function previewRewrite(
-  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'encryption' | 'batchClusters'>,
+  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'batchClusters'> & { encryption?: PreviewEncryption },
   job: JobContext = silentJob,
 ): RewritePreview {
   const image = openSource(request, 'none', job);
@@ -123,10 +126,16 @@ export function previewRewrite(
     assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
     // What the rewrite would refuse, the preview refuses. A disk still locked is estimated from its
     // metadata alone: its clusters' bytes would be ciphertext, so no sample is taken (the bound is the estimate).
-    outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression, false);
+    const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression, false);
     const plan = planRewrite(image, job);
     const locked = image.header.cryptMethod !== 0 && image.cipher === null;
-    const estimate = estimateOutputSize(image, plan, request.compression, compressionType, locked ? 0 : undefined, request.batchClusters);
+    const estimate = estimateOutputSize(image, plan, {
+      policy: request.compression,
+      compressionType,
+      sampleSize: locked ? 0 : undefined,
+      batchClusters: request.batchClusters,
+      luksAreaBytes: outputLuksAreaBytes(image, encryption),
+    });
     return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
   } finally {
     image.close();
@@ -158,7 +167,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
     const batchClusters = Math.max(1, request.batchClusters ?? defaultBatchClusters(image));
-    assertRoom(replaced, estimateOutputSize(image, plan, request.compression, compressionType, undefined, batchClusters), request.freeBytes);
+    assertRoom(replaced, estimateOutputSize(image, plan, { policy: request.compression, compressionType, batchClusters, luksAreaBytes: outputLuksAreaBytes(image, encryption) }), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
     let luks: WriteImageOptions['luks'] = null;
     if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
@@ -226,7 +235,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
  * clusters of an encrypted image unencrypted, so encrypted data is never compressed; Cowbell writes
  * no legacy AES image; an encrypted source's data needs its passphrase.
  */
-function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compression: CompressionPolicy, needsData = true): { kind: 'same' } | { kind: 'none' } | Extract<OutputEncryption, { kind: 'luks' }> {
+function outputEncryption<Asked extends OutputEncryption | PreviewEncryption>(image: Qcow2Image, asked: Asked, compression: CompressionPolicy, needsData = true): { kind: 'same' } | { kind: 'none' } | Extract<Asked, { kind: 'luks' }> {
   const encrypted = image.header.cryptMethod !== 0;
   const resolved = asked.kind === 'same' && !encrypted ? { kind: 'none' as const } : asked;
   // What cannot be done at all is said before asking for what is missing (the passphrase).
@@ -237,7 +246,15 @@ function outputEncryption(image: Qcow2Image, asked: OutputEncryption, compressio
     throw new Qcow2Error('INVALID_ARGUMENT', 'An encrypted disk cannot be compressed: QEMU would store its compressed clusters unencrypted. Decrypt it first, or compact it instead');
   }
   if (needsData && encrypted && image.cipher === null) throw lockedError();
-  return resolved;
+  return resolved as { kind: 'same' } | { kind: 'none' } | Extract<Asked, { kind: 'luks' }>;
+}
+
+/** The length of the new image's LUKS area: the source's kept as it is, or a new one for the cipher asked for. */
+function outputLuksAreaBytes(image: Qcow2Image, encryption: { kind: 'same' } | { kind: 'none' } | { kind: 'luks'; cipher?: LuksCipherChoice }): number {
+  if (encryption.kind === 'none') return 0;
+  if (encryption.kind === 'luks') return newLuksAreaBytes(encryption.cipher);
+  const extension = findExtension(image.header, EXT_CRYPTO_HEADER);
+  return extension === undefined ? 0 : parseCryptoHeaderExtension(extension.data, image.clusterBytes).length;
 }
 
 /** The source's LUKS area, as it is (header and key material), for a new image under the same key. */
