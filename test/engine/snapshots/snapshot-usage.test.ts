@@ -167,6 +167,26 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
     expect(check.report?.leaks).toBe(2);
     expect(readUsage(image).leakedBytes).toBe(2 * C);
   });
+
+  it('counts what header extensions hold (a LUKS area, persistent bitmaps) as metadata, not leaked, as qemu-img check does', async ({ expect }) => {
+    const luks = folder.file('luks-usage.qcow2');
+    const secret = ['--object', 'secret,id=s,data=moo-cow-pass'];
+    await qemuImg(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10', luks, '16M']);
+    const bitmaps = folder.file('bitmaps-usage.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', bitmaps, '16M']);
+    await qemuImg(['bitmap', '--add', bitmaps, 'b0']);
+    await qemuIo(bitmaps, ['write -P 1 0 1M']);
+    await qemuImg(['bitmap', '--add', bitmaps, 'b1']);
+    // qemu-img check finds no leak in either (it exits non-zero on one).
+    await qemuImg(['check', ...secret, '--image-opts', `driver=qcow2,file.filename=${luks},encrypt.key-secret=s`]);
+    expect((await qemuCheck(bitmaps)).code).toBe(0);
+    for (const image of [luks, bitmaps]) {
+      const usage = readUsage(image);
+      expect(usage.leakedBytes, image).toBe(0);
+      // Nothing unaccounted for: every allocated cluster is data or metadata.
+      expect(usage.metadataBytes, image).toBeGreaterThan(image === luks ? 1 * MiB : 64 * KiB);
+    }
+  });
 });
 
 /**

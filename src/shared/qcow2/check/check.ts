@@ -14,7 +14,7 @@ import { repairOverwrittenL2Tables } from './overwritten-l2.ts';
 import { relocateOverlaps } from './relocate.ts';
 import { repairSnapshotTable } from './snapshot-table-repair.ts';
 import { scanReferences, type ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { Qcow2Error } from '../errors.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../format/limits.ts';

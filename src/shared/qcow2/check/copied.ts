@@ -8,9 +8,10 @@
  * only where exactly one reference exists).
  */
 import { ROLE_L1, ROLE_L2 } from './expected.ts';
-import { hexEntry, type CheckFindings } from './findings.ts';
+import { hexEntry } from '../format/bytes.ts';
+import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, OFLAG_COPIED_HI } from '../format/entries.ts';
 import type { Qcow2Image } from '../image/image.ts';

@@ -33,8 +33,3 @@ export class CheckFindings {
   }
 }
 
-/** A 64-bit table entry in hex, as QEMU prints it (no leading zeros). */
-export function hexEntry(high: number, low: number): string {
-  if (high === 0) return low.toString(16);
-  return high.toString(16) + low.toString(16).padStart(8, '0');
-}

@@ -16,7 +16,7 @@ import { ROLE_L1 } from './expected.ts';
 import type { CheckFindings } from './findings.ts';
 import { claimFreeRun } from './free-space.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2 } from '../format/entries.ts';
 import { MAX_L1_BYTES } from '../format/limits.ts';

@@ -10,7 +10,7 @@ import { Qcow2Error } from '../errors.ts';
 import type { CheckFindings } from './findings.ts';
 import { ROLE_REFCOUNT_BLOCK, ROLE_REFCOUNT_TABLE } from './expected.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { view } from '../format/bytes.ts';
 import { encodeRefcountTableEntry, setRefcount } from '../format/entries.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';

@@ -18,7 +18,7 @@ import {
 import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
 import { freeClusters, setRefcounts } from './free-space.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, OFLAG_COPIED_HI } from '../format/entries.ts';
 import { MAX_L1_BYTES } from '../format/limits.ts';

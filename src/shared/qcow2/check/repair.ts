@@ -5,10 +5,10 @@
  * pointer is dropped before the refcount it held.
  */
 import type { CheckFindings } from './findings.ts';
-import { hexEntry } from './findings.ts';
+import { hexEntry } from '../format/bytes.ts';
 import { ROLE_L1, ROLE_L2 } from './expected.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, encodeL2 } from '../format/entries.ts';
 import type { Qcow2Image } from '../image/image.ts';

@@ -17,9 +17,11 @@ import {
   ROLE_REFCOUNT_BLOCK,
   ROLE_REFCOUNT_TABLE,
 } from './expected.ts';
-import { scanEncryptionHeader, scanBitmaps } from './extensions.ts';
-import { hexEntry, type CheckFindings } from './findings.ts';
-import { readZeroFilled, StoredRefcounts } from './stored.ts';
+import { scanBitmaps, scanEncryptionHeader, type ExtensionReferenceSink } from '../image/extension-references.ts';
+import { hexEntry } from '../format/bytes.ts';
+import type { CheckFindings } from './findings.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
+import { StoredRefcounts } from './stored.ts';
 import { view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, l1HasReservedBits } from '../format/entries.ts';
 import { INCOMPAT_DATA_FILE, MAX_L1_BYTES } from '../format/limits.ts';
@@ -106,8 +108,12 @@ export function scanReferences(image: Qcow2Image, findings: CheckFindings, job: 
   }
   if (header.snapshotCount > 0) expected.add(header.snapshotsOffset, image.snapshotTableBytes, ROLE_OTHER_METADATA, 1, findings);
   expected.add(header.refcountTableOffset, header.refcountTableClusters * clusterBytes, ROLE_REFCOUNT_TABLE, 1, findings);
-  scanEncryptionHeader(image, expected, findings);
-  scanBitmaps(image, expected, findings);
+  const extensions: ExtensionReferenceSink = {
+    add: (offset, bytes) => expected.add(offset, bytes, ROLE_OTHER_METADATA, 1, findings),
+    corruption: (message) => findings.corruption(message),
+  };
+  scanEncryptionHeader(image, extensions);
+  scanBitmaps(image, extensions);
 
   scanL2Tables(image, scan, findings, job);
   scanRefcountBlocks(scan, findings);

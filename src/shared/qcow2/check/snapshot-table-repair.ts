@@ -9,7 +9,7 @@
 import { claimFreeRun } from './free-space.ts';
 import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
-import { readZeroFilled } from './stored.ts';
+import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
 import { completedExtraData, serializeSnapshotTable } from '../format/snapshot-table.ts';
 import type { Qcow2Image } from '../image/image.ts';

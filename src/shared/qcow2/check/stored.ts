@@ -127,12 +127,6 @@ export class StoredRefcounts {
   }
 }
 
-export function readZeroFilled(file: BlockFile, offset: number, length: number): Uint8Array {
-  const bytes = new Uint8Array(length);
-  const count = file.read(bytes, offset);
-  bytes.fill(0, count);
-  return bytes;
-}
 
 function entryOf(block: RefcountBlock, entry: number, order: number): number {
   if (order < 6) return getRefcount(block.bytes, block.view, entry, order);

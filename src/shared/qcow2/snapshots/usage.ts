@@ -6,6 +6,7 @@
  */
 import { getRefcount } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
+import { scanBitmaps, scanEncryptionHeader, type ExtensionReferenceSink } from '../image/extension-references.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { UsageReport } from '../model.ts';
@@ -58,6 +59,17 @@ function countClusters(image: Qcow2Image, marks: Uint8Array, job: JobContext): {
   if (image.header.snapshotCount > 0) markRange(image.header.snapshotsOffset, image.snapshotTableBytes);
   markRange(image.l1.offset, image.l1.size * 8);
   for (const snapshot of image.snapshots) markRange(snapshot.l1TableOffset, snapshot.l1Size * 8);
+  // What header extensions hold (the LUKS area, persistent bitmaps) is metadata too, not a leak;
+  // their damage is check's to report.
+  const extensions: ExtensionReferenceSink = {
+    add: (offset, bytes) => {
+      if (Number.isSafeInteger(offset) && offset >= 0 && bytes > 0) markRange(offset, bytes);
+      return true;
+    },
+    corruption: () => {},
+  };
+  scanEncryptionHeader(image, extensions);
+  scanBitmaps(image, extensions);
   job.throwIfCancelled();
   let metadataClusters = 0;
   for (let cluster = 0; cluster < fileClusters; cluster++) metadataClusters += ((marks[cluster] ?? 0) & MARK_METADATA) >>> 1;
