@@ -10,7 +10,7 @@ import { runCli } from '../../../src/cli/run.ts';
 import { checkExitCode, checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import type { CheckResult } from '../../../src/shared/qcow2/model.ts';
 import * as poke from '../../helpers/qcow2-poke.ts';
-import { firstDifference, qemuCheck, qemuImg, qemuInfo, tempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir } from '../../helpers/qemu.ts';
 import { buildWithSnapshots, damages, type Damage } from '../../helpers/repair-damage.ts';
 import { ACTIVE, cowbellStates, keptRangeMismatches, qemuStates, referenceStates } from '../../helpers/repair-comparison.ts';
 
@@ -138,6 +138,32 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     const after = cowbellStates(path);
     for (const key of ['1/one', '2/two', ACTIVE]) expect(firstDifference(after.get(key) ?? new Uint8Array(0), before.get(key) ?? new Uint8Array(1)), key).toBe(-1);
     expect((await qemuInfo(path)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['one', 'two']);
+  });
+
+  it('a file cut one byte short inside its last snapshot\'s name: clean as qemu-img reads it (zeros past the end), every snapshot kept by check, -r leaks and -r all', async () => {
+    const path = folder.file('short-by-one.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '8M']);
+    await qemuIo(path, ['write -P 0xaa 0 1M']);
+    await qemuImg(['snapshot', '-c', 's1', path]);
+    await qemuIo(path, ['write -P 0xbb 0 1M']);
+    // The snapshot table is the last thing in the file: the cut takes the last byte of "s2".
+    await qemuImg(['snapshot', '-c', 's2', path]);
+    fs.truncateSync(path, fs.statSync(path).size - 1);
+    expect((await qemuCheck(path)).code, 'qemu-img finds nothing wrong').toBe(0);
+    const before = await qemuStates(path);
+    expect(checkExitCode(checkImagePath(path))).toBe(0);
+    for (const repair of ['leaks', 'all'] as const) {
+      const copy = folder.file(`short-by-one-${repair}.qcow2`);
+      fs.copyFileSync(path, copy);
+      const repaired = checkImagePath(copy, { repair });
+      expect(checkExitCode(repaired), repaired.messages.join('\n')).toBe(0);
+      expect(repaired.lost).toBeUndefined();
+      expect((await qemuCheck(copy)).code, `qemu-img check after -r ${repair}`).toBe(0);
+      expect((await qemuInfo(copy)).snapshots?.map((snapshot) => [snapshot.id, snapshot.name])).toEqual([['1', 's1'], ['2', 's']]);
+      const after = cowbellStates(copy);
+      expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+      for (const [key, bytes] of before) expect(firstDifference(after.get(key) ?? new Uint8Array(0), bytes), key).toBe(-1);
+    }
   });
 
   it('cowbell check -r all prints what was lost, and --json carries it', async () => {

@@ -29,6 +29,17 @@ export interface SnapshotEntry {
 }
 
 const FIXED = 40;
+/** The most one entry can take: its fixed part, the most extra data, an id and a name of 65535 bytes each, padding. */
+export const MAX_SNAPSHOT_ENTRY_BYTES = FIXED + MAX_SNAPSHOT_EXTRA_DATA + 2 * 0xffff + 7;
+
+/**
+ * An id or name as QEMU reads it: a C string, so it ends at its first NUL byte (a table cut short
+ * reads zeros past the end of the file, and QEMU takes what comes before them).
+ */
+function decodeSnapshotString(bytes: Uint8Array): string {
+  const nul = bytes.indexOf(0);
+  return decodeString(nul < 0 ? bytes : bytes.subarray(0, nul));
+}
 
 export function snapshotVmStateSize(entry: SnapshotEntry): number {
   return Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32));
@@ -45,12 +56,13 @@ export function snapshotTableLength(bytes: Uint8Array, count: number): number {
   return position;
 }
 
-export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 | 3): SnapshotEntry[] {
+/** `bytesInFile`: how much of `bytes` the file holds (the rest zeros, as QEMU reads past its end); an entry must start inside it. */
+export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 | 3, bytesInFile = bytes.length): SnapshotEntry[] {
   const data = view(bytes);
   const entries: SnapshotEntry[] = [];
   let position = 0;
   for (let index = 0; index < count; index++) {
-    if (position + FIXED > bytes.length) throw new Qcow2Error('TRUNCATED', `Snapshot table entry ${index} is cut short`);
+    if (position + FIXED > Math.min(bytes.length, bytesInFile)) throw new Qcow2Error('TRUNCATED', `Snapshot table entry ${index} is cut short`);
     const l1TableOffset = readU64Number(data, position, `Snapshot ${index} L1 table offset`);
     const l1Size = data.getUint32(position + 8);
     const idSize = data.getUint16(position + 12);
@@ -74,8 +86,8 @@ export function parseSnapshotTable(bytes: Uint8Array, count: number, version: 2 
     entries.push({
       l1TableOffset,
       l1Size,
-      id: decodeString(bytes.subarray(idStart, idStart + idSize)),
-      name: decodeString(bytes.subarray(idStart + idSize, end)),
+      id: decodeSnapshotString(bytes.subarray(idStart, idStart + idSize)),
+      name: decodeSnapshotString(bytes.subarray(idStart + idSize, end)),
       dateSec,
       dateNsec,
       vmClockNsec,
@@ -111,10 +123,12 @@ export interface SnapshotTableForCheck {
 
 /**
  * The snapshot table as check reads it: `bytes` holds what the file has from the table's start
- * (`bytesInFile` of it real, the rest zeros, as QEMU reads past the end of a file). An entry
- * that does not lie whole inside the file, or is too broken to say where the next one starts,
- * is dropped with every entry after it; a v3 entry lacking the required extra data is kept
- * and listed as incomplete (a repair completes it, as qemu-img check -r all does).
+ * (`bytesInFile` of it real, the rest zeros, as QEMU reads past the end of a file). An entry whose
+ * fixed part does not lie inside the file, or too broken to say where the next one starts, is
+ * dropped with every entry after it; one whose extra data, id or name run past the end reads zeros
+ * there, as QEMU reads it (a file cut short by a byte keeps its last snapshot). A v3 entry lacking
+ * the required extra data is kept and listed as incomplete (a repair completes it, as qemu-img
+ * check -r all does).
  */
 export function parseSnapshotTableForCheck(bytes: Uint8Array, bytesInFile: number, count: number, version: 2 | 3): SnapshotTableForCheck {
   const data = view(bytes);
@@ -136,7 +150,7 @@ export function parseSnapshotTableForCheck(bytes: Uint8Array, bytesInFile: numbe
       return table;
     }
     const end = position + FIXED + extraSize + idSize + nameSize;
-    if (end > bytesInFile) {
+    if (end > bytes.length) {
       dropRest(index, 'runs past the end of the file');
       return table;
     }

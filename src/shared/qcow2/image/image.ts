@@ -34,7 +34,7 @@ import {
   MAX_HOST_OFFSET,
   MAX_L1_BYTES,
 } from '../format/limits.ts';
-import { parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { MAX_SNAPSHOT_ENTRY_BYTES, parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
@@ -44,7 +44,7 @@ import { openImageCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { DISK_START_BYTES, judgeDiskStart, judgeSamples, SAMPLE_BYTES, SAMPLE_CLUSTERS, type DiskStartVerdict } from './disk-start.ts';
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import type { JobContext } from '../job-context.ts';
-import { SECTOR } from '../format/limits.ts';
+import { MAX_SNAPSHOT_TABLE_BYTES, SECTOR } from '../format/limits.ts';
 import { dataFileIsRaw, dataFilePathOf, hasExternalData, openDataFile } from './data-file.ts';
 
 export interface OpenImageOptions {
@@ -1051,22 +1051,30 @@ export function readHeaderCluster(file: BlockFile, fileSize: number): Uint8Array
   return first;
 }
 
+/**
+ * What the snapshot table can hold, from the file: every entry at its largest, within QEMU's 64 MiB,
+ * read in one go as far as the file reaches and zeros past its end (as QEMU reads there) for at most
+ * one entry — the one the end of the file cuts.
+ */
+function readSnapshotTableBytes(file: BlockFile, header: Header, fileSize: number): { bytes: Uint8Array; bytesInFile: number } {
+  const largest = Math.min(header.snapshotCount * MAX_SNAPSHOT_ENTRY_BYTES, MAX_SNAPSHOT_TABLE_BYTES);
+  const bytesInFile = Math.max(0, Math.min(largest, fileSize - header.snapshotsOffset));
+  const bytes = new Uint8Array(Math.min(largest, bytesInFile + MAX_SNAPSHOT_ENTRY_BYTES));
+  file.read(bytes.subarray(0, bytesInFile), header.snapshotsOffset);
+  return { bytes, bytesInFile };
+}
+
 function loadSnapshotTable(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number } {
   if (header.snapshotCount === 0) return { entries: [], length: 0 };
-  // Entries are at most 40 + 1024 + 2 * 65535 bytes; read only what the file holds, in bounded steps.
-  const maxLength = Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset);
-  const bytes = new Uint8Array(Math.max(0, maxLength));
-  file.read(bytes, header.snapshotsOffset);
-  const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version);
+  const { bytes, bytesInFile } = readSnapshotTableBytes(file, header, fileSize);
+  const entries = parseSnapshotTable(bytes, header.snapshotCount, header.version, bytesInFile);
   return { entries, length: snapshotTableLength(bytes, header.snapshotCount) };
 }
 
 /** As loadSnapshotTable, but what QEMU reads past the end of the file is zeros, and broken entries are set aside for check. */
 function loadSnapshotTableForCheck(file: BlockFile, header: Header, fileSize: number): { entries: SnapshotEntry[]; length: number; damage: Qcow2Image['snapshotTableDamage'] } {
   if (header.snapshotCount === 0) return { entries: [], length: 0, damage: null };
-  const bytesInFile = Math.max(0, Math.min(header.snapshotCount * (40 + 1024 + 2 * 65535 + 8), 64 * 1024 * 1024, fileSize - header.snapshotsOffset));
-  const bytes = new Uint8Array(bytesInFile);
-  file.read(bytes, header.snapshotsOffset);
+  const { bytes, bytesInFile } = readSnapshotTableBytes(file, header, fileSize);
   const table = parseSnapshotTableForCheck(bytes, bytesInFile, header.snapshotCount, header.version);
   const damaged = table.incomplete.length > 0 || table.dropped.length > 0;
   return { entries: table.entries, length: table.length, damage: damaged ? { incomplete: table.incomplete, dropped: table.dropped } : null };

@@ -24,29 +24,30 @@ export function readSnapshotTableOnly(file: BlockFile): { header: Header; entrie
   const inFile = Math.max(0, fileSize - header.snapshotsOffset);
   let bytes = new Uint8Array(Math.min(inFile, header.snapshotCount * 256, MAX_SNAPSHOT_TABLE_BYTES));
   let filled = 0;
-  /** Reads the table up to `length` bytes (less where the file ends: the parser then says it is cut short). */
+  /** Reads the table up to `length` bytes: what the file holds, zeros past its end (as QEMU reads there). */
   const readUpTo = (length: number): void => {
     if (length > MAX_SNAPSHOT_TABLE_BYTES) throw new Qcow2Error('CORRUPT', `The snapshot table is larger than QEMU's limit (${MAX_SNAPSHOT_TABLE_BYTES} bytes)`);
-    const target = Math.min(length, inFile);
-    if (target <= filled) return;
-    if (target > bytes.length) {
-      const grown = new Uint8Array(Math.min(Math.max(target, bytes.length * 2), inFile, MAX_SNAPSHOT_TABLE_BYTES));
+    if (length <= filled) return;
+    if (length > bytes.length) {
+      const grown = new Uint8Array(Math.min(Math.max(length, bytes.length * 2), MAX_SNAPSHOT_TABLE_BYTES));
       grown.set(bytes.subarray(0, filled));
       bytes = grown;
     }
-    file.read(bytes.subarray(filled, target), header.snapshotsOffset + filled);
-    filled = target;
+    const fromFile = Math.min(length, inFile);
+    if (fromFile > filled) file.read(bytes.subarray(filled, fromFile), header.snapshotsOffset + filled);
+    filled = length;
   };
   let position = 0;
   for (let index = 0; index < header.snapshotCount; index++) {
+    // An entry that starts past the end of the file: the parser says the table is cut short.
+    if (position + ENTRY_FIXED_BYTES > inFile) break;
     readUpTo(position + ENTRY_FIXED_BYTES);
-    if (filled < position + ENTRY_FIXED_BYTES) break;
     const fixed = new DataView(bytes.buffer, bytes.byteOffset + position, ENTRY_FIXED_BYTES);
     const end = position + ENTRY_FIXED_BYTES + fixed.getUint32(36) + fixed.getUint16(12) + fixed.getUint16(14);
     readUpTo(end);
     position = Math.ceil(end / 8) * 8;
   }
-  return { header, entries: parseSnapshotTable(bytes.subarray(0, filled), header.snapshotCount, header.version) };
+  return { header, entries: parseSnapshotTable(bytes.subarray(0, filled), header.snapshotCount, header.version, inFile) };
 }
 
 /** The tree as the snapshot table alone tells it: space figures null, parents needing the mapping pass pending. */
