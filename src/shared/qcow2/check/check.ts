@@ -145,7 +145,12 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
     }
   };
   fixSnapshotTable();
-  if (mode === 'leaks' && analysis.scan.snapshotTableToFix) log.note('The snapshot table must be repaired; run the check with --repair all');
+  if (mode === 'leaks' && analysis.scan.snapshotTableToFix) {
+    log.note('The snapshot table must be repaired; run the check with --repair all');
+    // A dropped entry's clusters look leaked while the table still names them: lowering their
+    // refcounts would free a snapshot's L1 table and data under it, for the next write to take.
+    if ((current.snapshotTableDamage?.dropped.length ?? 0) > 0) return changed;
+  }
   if (analysis.scan.rebuildReasons.length > 0) {
     if (mode === 'leaks') {
       log.note(`The refcount structure must be rebuilt (${analysis.scan.rebuildReasons[0]}); run the check with --repair all`);
