@@ -4,6 +4,14 @@ import type { CheckResult } from '../../src/shared/ipc/contract.ts';
 
 const repairedClean: CheckResult = { filename: 'disk.qcow2', format: 'qcow2', 'check-errors': 0, 'corruptions-fixed': 3, 'leaks-fixed': 5, messages: [] };
 
+describe('describeCheck: an encrypted disk with data in the clear', () => {
+  it('adds a warning to the verdict, whatever it is', () => {
+    const clean: CheckResult = { filename: 'disk.qcow2', format: 'qcow2', 'check-errors': 0, corruptions: 0, leaks: 0, 'unencrypted-bytes': 64 * 1024, messages: [] };
+    expect(describeCheck(clean, false)).toBe('No errors found. Warning: 64 KiB of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.');
+    expect(describeCheck({ ...clean, 'unencrypted-bytes': 0 }, false)).toBe('No errors found.');
+  });
+});
+
 describe('describeCheck: what a repair lost, in plain words', () => {
   it('a repair that lost nothing says nothing of losses', () => {
     const text = describeCheck(repairedClean, true);

@@ -34,6 +34,14 @@ describe('ImageInfoPanel', () => {
     const aes = imageInfo({ encrypted: true });
     aes['format-specific'].data.encrypt = { format: 'aes' };
     expect(text(mount(ImageInfoPanel, { props: { info: aes } }), 'info-encryption')).toContain('AES');
+    expect(mount(ImageInfoPanel, { props: { info: luks } }).find('[data-testid="info-unencrypted"]').exists()).toBe(false);
+  });
+
+  it('warns where an encrypted disk stores guest data in the clear (compressed clusters QEMU wrote), and says what encrypts it', () => {
+    const luks = imageInfo({ encrypted: true, 'unencrypted-bytes': 1536 * 1024 });
+    luks['format-specific'].data.encrypt = { format: 'luks' };
+    const warning = text(mount(ImageInfoPanel, { props: { info: luks } }), 'info-unencrypted');
+    expect(warning).toBe('1.5 MiB of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.');
   });
 
   it('shows the backing file with its format, or that there is none', () => {

@@ -1,6 +1,7 @@
 /** A check's result in plain words for the jobs panel: what was found, what was repaired, what was lost. */
 import type { CheckResult, RepairLoss } from '../../../shared/ipc/contract.ts';
 import { formatBytes } from '../../../shared/format-units.ts';
+import { describeUnencrypted } from './describe-image.ts';
 
 function count(value: number, one: string, many: string): string {
   return `${value} ${value === 1 ? one : many}`;
@@ -27,6 +28,12 @@ export function describeLosses(lost: readonly RepairLoss[]): string[] {
 }
 
 export function describeCheck(result: CheckResult, repaired: boolean): string {
+  const plaintext = describeUnencrypted(result['unencrypted-bytes']);
+  const verdict = checkVerdict(result, repaired);
+  return plaintext === null ? verdict : `${verdict} Warning: ${plaintext}`;
+}
+
+function checkVerdict(result: CheckResult, repaired: boolean): string {
   const corruptions = result.corruptions ?? 0;
   const leaks = result.leaks ?? 0;
   const errors = result['check-errors'] ?? 0;

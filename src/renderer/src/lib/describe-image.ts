@@ -1,5 +1,6 @@
 /** ImageInfo fields in words, kept out of the components so each rule is stated (and tested) once. */
 import type { ImageInfo } from '../../../shared/ipc/contract.ts';
+import { formatBytes } from '../../../shared/format-units.ts';
 
 /** compat 0.10 is qcow2 version 2; compat 1.1 is version 3. */
 export function formatVersion(info: ImageInfo): string {
@@ -11,6 +12,15 @@ export function describeEncryption(info: ImageInfo): string {
   if (format === 'luks') return 'LUKS';
   if (format === 'aes') return 'AES (legacy qcow2)';
   return info.encrypted ? 'Encrypted' : 'None';
+}
+
+/**
+ * An encrypted disk's guest bytes stored in the clear: compressed clusters, which QEMU writes
+ * unencrypted (qemu-io write -c, or a compressed image encrypted by an older tool). Null when none.
+ */
+export function describeUnencrypted(bytes: number | undefined): string | null {
+  if (bytes === undefined || bytes <= 0) return null;
+  return `${formatBytes(bytes)} of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.`;
 }
 
 export interface BackingDescription {
