@@ -118,6 +118,14 @@ describe('the chain dialogs start their jobs', () => {
     await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/web-1.qcow2');
     await dialog.get('form').trigger('submit');
     expect(started).toEqual([{ kind: 'image.create', path: '/disks/web-1.qcow2', args: { backingFile: PATH } }]);
+    expect(dialog.find('[data-testid="linked-clone-unencrypted"]').exists()).toBe(false);
+  });
+
+  it('New linked clone of an encrypted disk says the clone itself will not be encrypted', async () => {
+    const dialog = await mountWith(LinkedCloneDialog, healthy);
+    useLibraryStore().disks = [{ path: PATH, status: 'ready', info: imageInfo({ filename: PATH, encrypted: true }), error: null, refreshing: false }];
+    await flushPromises();
+    expect(dialog.get('[data-testid="linked-clone-unencrypted"]').text()).toContain('the clone will not be: what the VM writes to the clone is stored unencrypted');
   });
 
   it('Commit: chain.commit, the disk emptied unless kept', async () => {
