@@ -166,6 +166,28 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     }
   });
 
+  it('a garbage id length in the first snapshot entry (it swallows the next): -r all repairs as qemu-img does, the same snapshots left', async () => {
+    const path = folder.file('swallowing-id.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', path, '1M']);
+    await qemuIo(path, ['write -P 0x11 0 64k']);
+    await qemuImg(['snapshot', '-c', 'snapA', path]);
+    await qemuIo(path, ['write -P 0x22 0 32k']);
+    await qemuImg(['snapshot', '-c', 'snapBBBBBBBB', path]);
+    const tableOffset = Number(poke.readU64(path, 64));
+    const handle = fs.openSync(path, 'r+');
+    fs.writeSync(handle, Uint8Array.of(0xff, 0xff), 0, 2, tableOffset + 12);
+    fs.closeSync(handle);
+    fs.truncateSync(path, fs.statSync(path).size + 70_000);
+    const byQemu = folder.file('swallowing-id-qemu.qcow2');
+    fs.copyFileSync(path, byQemu);
+    await qemuImg(['check', '-q', '-r', 'all', byQemu], { okCodes: [0, 1, 2, 3] });
+    const repaired = checkImagePath(path, { repair: 'all' });
+    expect(checkExitCode(repaired), repaired.messages.slice(-5).join('\n')).toBe(0);
+    expect((await qemuCheck(path)).code).toBe(0);
+    const names = async (file: string) => (await qemuInfo(file)).snapshots?.map((snapshot) => [snapshot.id, snapshot.name]);
+    expect(await names(path)).toEqual(await names(byQemu));
+  });
+
   it('-r leaks with snapshot entries it cannot use frees none of their clusters (they look leaked while the table still names them)', async () => {
     const path = folder.file('leaks-with-dropped.qcow2');
     fs.copyFileSync(bases['1.1'], path);
