@@ -188,6 +188,23 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     expect(await names(path)).toEqual(await names(byQemu));
   });
 
+  it('an L1 entry naming a data cluster (its bytes read as a broken L2 table): one -r all moves the data away and repairs the entries, clean, the guest data kept', async () => {
+    const path = folder.file('l1-on-data.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '1G']);
+    await qemuIo(path, ['write -P 0x15 0 64k', 'write -P 0x77 64k 64k']);
+    const before = await qemuStates(path);
+    const l1Offset = Number(poke.readU64(path, 40));
+    const l2Offset = Number(poke.readU64(path, l1Offset) & 0x00ff_ffff_ffff_fe00n);
+    const dataOffset = poke.readU64(path, l2Offset) & 0x00ff_ffff_ffff_fe00n;
+    poke.writeU64(path, l1Offset + 8, (1n << 63n) | dataOffset);
+    const repaired = checkImagePath(path, { repair: 'all' });
+    expect(checkExitCode(repaired), repaired.messages.slice(-3).join('\n')).toBe(0);
+    expect((await qemuCheck(path)).code).toBe(0);
+    const after = await qemuStates(path);
+    const guest = after.get(ACTIVE) ?? new Uint8Array(0);
+    expect(firstDifference(guest.subarray(0, 128 * KiB), (before.get(ACTIVE) ?? new Uint8Array(1)).subarray(0, 128 * KiB))).toBe(-1);
+  });
+
   it('-r leaks with snapshot entries it cannot use frees none of their clusters (they look leaked while the table still names them)', async () => {
     const path = folder.file('leaks-with-dropped.qcow2');
     fs.copyFileSync(bases['1.1'], path);

@@ -173,7 +173,13 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
     }
     fixSnapshotTable();
   }
-  if (mode === 'all' && relocateOverlaps(current, analysis.scan, log) > 0) countAgain();
+  if (mode === 'all' && relocateOverlaps(current, analysis.scan, log) > 0) {
+    countAgain();
+    // A table that also held data was left alone above; once the data has moved, its entries can be repaired.
+    if (analysis.scan.l1TablesToFix.size > 0 || analysis.scan.l2TablesToFix.size > 0) {
+      if (repairEntries(current, analysis.scan, log) > 0) countAgain();
+    }
+  }
 
   const { scan } = analysis;
   const target = (cluster: number): number => scan.expected.target(cluster);
