@@ -66,6 +66,8 @@ describe('the contract for encryption', () => {
       ['image.encrypt', { newPassphrase: NEW, cipher, hash: 'sha512', iterTimeMs: 2000 }],
       ['image.encrypt', { newPassphrase: NEW, cipher: { aesKeyBits: 128, mode: 'cbc', ivGenerator: 'essiv', ivHash: 'sha256' } }],
       ['image.encrypt', { newPassphrase: NEW, passphrase: OLD }],
+      ['image.encrypt', { newPassphrase: NEW, from: 'plain' }],
+      ['image.encrypt', { newPassphrase: NEW, passphrase: OLD, from: 'aes' }],
       ['image.decrypt', { passphrase: OLD }],
       ['image.passphrase', { passphrase: OLD, action: 'change', newPassphrase: NEW }],
       ['image.passphrase', { passphrase: OLD, action: 'add', newPassphrase: NEW, iterTimeMs: 500 }],
@@ -86,6 +88,7 @@ describe('the contract for encryption', () => {
       ['image.encrypt', { newPassphrase: NEW, iterTimeMs: 1 }],
       ['image.encrypt', { newPassphrase: NEW, iterTimeMs: 600_000 }],
       ['image.encrypt', { newPassphrase: NEW, target: '/elsewhere.qcow2' }],
+      ['image.encrypt', { newPassphrase: NEW, from: 'luks' }],
       ['image.decrypt', {}],
       ['image.decrypt', { passphrase: '' }],
       ['image.passphrase', { passphrase: OLD, action: 'change' }],
@@ -272,6 +275,17 @@ describe('encryption jobs, through the queue and the pool', () => {
     expect(qemuSnapshotNames(path)).toEqual(snapshots);
     expect(encryptedStateDigests(path, OLD)).toEqual(before);
     expect(qemuCheckEncrypted(path, OLD).code).toBe(0);
+  }, 120_000);
+
+  it('an Encrypt… asked of a plain disk that another window has encrypted since is refused, the file unchanged (not encrypted afresh)', async () => {
+    const { path } = await makeEncryptedSnapshottedDisk(folder.path, `luks-${counter++}.qcow2`, OLD, 1);
+    const hashBefore = fileHash(path);
+    const refused = await failure('image.encrypt', path, { newPassphrase: NEW, passphrase: OLD, from: 'plain', iterTimeMs: ITER_TIME_MS });
+    expect(refused.code).toBe('INVALID_ARGUMENT');
+    expect(refused.message).toMatch(/has changed since .* encrypted with LUKS now/);
+    expect(fileHash(path)).toBe(hashBefore);
+    expect(qemuOpensWith(path, OLD)).toBe(true);
+    expect(temporaryFilesIn(folder.path)).toEqual([]);
   }, 120_000);
 
   it('never compresses an encrypted disk (refused before any passphrase is asked for) and writes nothing', async () => {

@@ -204,7 +204,7 @@ describe('the Encrypt… dialog', () => {
     expect(started.at(-1)).toMatchObject({
       kind: 'image.encrypt',
       path: PATH,
-      args: { newPassphrase: STRONG, cipher: { aesKeyBits: 128, mode: 'cbc', ivGenerator: 'essiv', ivHash: 'sha256' }, hash: 'sha256', iterTimeMs: 1000 },
+      args: { newPassphrase: STRONG, cipher: { aesKeyBits: 128, mode: 'cbc', ivGenerator: 'essiv', ivHash: 'sha256' }, hash: 'sha256', iterTimeMs: 1000, from: 'plain' },
     });
     expect(started.at(-1)?.args).not.toHaveProperty('passphrase');
     const jobId = started.at(-1)?.id ?? '';
@@ -244,7 +244,7 @@ describe('the Encrypt… dialog', () => {
     expect(byTestId('unlock-dialog')).not.toBeNull();
     await type('unlock-passphrase', SECRET);
     await submit('[data-testid="unlock-dialog"] form');
-    expect(started.at(-1)).toMatchObject({ kind: 'image.encrypt', args: { newPassphrase: STRONG, passphrase: SECRET } });
+    expect(started.at(-1)).toMatchObject({ kind: 'image.encrypt', args: { newPassphrase: STRONG, passphrase: SECRET, from: 'aes' } });
   });
 });
 

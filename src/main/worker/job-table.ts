@@ -113,6 +113,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
           rewriteImage(
             {
               source: path,
+              expectedEncryption: args.from === 'plain' ? 'none' : args.from,
               compression: 'keep',
               passphrase,
               encryption: { kind: 'luks', passphrase: newPassphrase, cipher: args.cipher, hash: args.hash, iterTimeMs: args.iterTimeMs },

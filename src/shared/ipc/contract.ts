@@ -118,10 +118,18 @@ export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), p
 /**
  * "Encrypt…": the disk rewritten with every snapshot under a new LUKS key for `newPassphrase`
  * (QEMU's aes-256-xts-plain64, sha256 by default). `passphrase` unlocks a disk in the old AES
- * scheme, which this migrates to LUKS.
+ * scheme, which this migrates to LUKS. `from` is the encryption the dialog saw ('plain' or 'aes'):
+ * a disk that has changed since (another window encrypted it) is refused, nothing changed.
  */
 export const EncryptImageArgs = z
-  .object({ newPassphrase: Passphrase, cipher: LuksCipherArgs.optional(), hash: LuksHashName.optional(), iterTimeMs: IterTimeMs.optional(), passphrase: Passphrase.optional() })
+  .object({
+    newPassphrase: Passphrase,
+    cipher: LuksCipherArgs.optional(),
+    hash: LuksHashName.optional(),
+    iterTimeMs: IterTimeMs.optional(),
+    passphrase: Passphrase.optional(),
+    from: z.enum(['plain', 'aes']).optional(),
+  })
   .strict();
 /** "Decrypt…": the disk rewritten with every snapshot, its data stored plain. */
 export const DecryptImageArgs = z.object({ passphrase: Passphrase }).strict();

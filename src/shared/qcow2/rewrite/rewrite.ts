@@ -38,6 +38,11 @@ export type { CompressionPolicy } from './write-image.ts';
 
 export interface RewriteRequest {
   source: string;
+  /**
+   * How the caller last saw the source encrypted (the app's dialogs): a disk encrypted otherwise
+   * since — another window encrypted it — is refused before anything is read or written.
+   */
+  expectedEncryption?: 'none' | 'aes' | 'luks';
   /** Where the new image goes; absent (or the source's own path) rewrites the source in place. */
   target?: string;
   /** 'compress': every data cluster compressed where that saves space; 'keep': as stored; 'uncompress': none compressed. */
@@ -151,6 +156,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   const image = openSource(request, inPlace ? 'replacing' : 'guard', job);
   let newKey: NewLuksArea | null = null;
   try {
+    refuseChangedEncryption(image, request.expectedEncryption);
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
     assertRewritable(image.header, { dropBitmaps, compressionType });
@@ -247,6 +253,15 @@ function outputEncryption<Asked extends OutputEncryption | PreviewEncryption>(im
   }
   if (needsData && encrypted && image.cipher === null) throw lockedError();
   return resolved as { kind: 'same' } | { kind: 'none' } | Extract<Asked, { kind: 'luks' }>;
+}
+
+const ENCRYPTION_NAMES = ['none', 'aes', 'luks'] as const;
+
+function refuseChangedEncryption(image: Qcow2Image, expected: RewriteRequest['expectedEncryption']): void {
+  const now = ENCRYPTION_NAMES[image.header.cryptMethod] ?? 'luks';
+  if (expected === undefined || now === expected) return;
+  const words = { none: 'not encrypted', aes: 'encrypted with the old qcow2 AES', luks: 'encrypted with LUKS' };
+  throw new Qcow2Error('INVALID_ARGUMENT', `The disk has changed since this was asked: it is ${words[now]} now (another window or program changed it); nothing was changed`);
 }
 
 /** The length of the new image's LUKS area: the source's kept as it is, or a new one for the cipher asked for. */
