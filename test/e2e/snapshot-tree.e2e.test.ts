@@ -404,6 +404,21 @@ describe('a disk in use by another program', () => {
       await screenshot(page, 'dialog-check-in-use');
       await page.getByTestId('dialog-cancel').click();
       expect(snapshotNames(path)).toEqual(['fresh install', 'drivers', 'experiment', 'stable']);
+
+      // qemu-nbd gone (nothing on disk changes, so nothing prompts a re-read): Check Again opens the disk for changes.
+      nbd.kill('SIGTERM');
+      await eventually(() => {
+        try {
+          // qemu-io opens the disk for writing: it takes the write lock qemu-nbd held.
+          execFileSync('qemu-io', ['-c', 'read 0 512', path], { stdio: 'ignore' });
+          return 'free';
+        } catch {
+          return 'held';
+        }
+      }).toBe('free');
+      await banner.getByTestId('notice-action').click();
+      await eventually(() => page.getByTestId('notice-read-only').count()).toBe(0);
+      expect(await page.getByTestId('take-button').isDisabled()).toBe(false);
     } finally {
       nbd.kill('SIGTERM');
     }

@@ -183,7 +183,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     hovered.value = id === null ? null : { path, id };
   }
 
-  function markInUse(path: string, reason: string): void {
+  function markInUse(path: string, reason: string | null): void {
     entry(path).inUseReason = reason;
   }
 
