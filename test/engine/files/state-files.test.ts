@@ -185,7 +185,19 @@ describe('inline data (small files and folders kept in their inodes, read throug
   let qcow2: string;
   beforeAll(async () => {
     const fsImage = folder.file('inline.ext4');
-    await makeExtImage(fsImage, 16, { 'small/tiny.txt': 'fits in the inode\n', 'small/link': { symlink: 'tiny.txt' }, 'larger.bin': pattern(20_000, 7) }, { mkfsArgs: ['-O', 'inline_data'] });
+    await makeExtImage(
+      fsImage,
+      16,
+      {
+        'small/tiny.txt': 'fits in the inode\n',
+        'small/link': { symlink: 'tiny.txt' },
+        'larger.bin': pattern(20_000, 7),
+        // Targets past the inode's 60 bytes: the rest is kept in its system.data attribute.
+        ilink2: { symlink: 'q'.repeat(70) },
+        'small/deep': { symlink: `${'x/'.repeat(60)}target` },
+      },
+      { mkfsArgs: ['-O', 'inline_data'] },
+    );
     const stat = await runTool('debugfs', ['-R', 'stat /small/tiny.txt', fsImage]);
     expect(stat.stdout).toContain('Size of inline data');
     qcow2 = folder.file('inline.qcow2');
@@ -195,12 +207,20 @@ describe('inline data (small files and folders kept in their inodes, read throug
   it('lists an inline folder and reads an inline file', async () => {
     await withFiles(qcow2, 'current', async (files) => {
       expect(await files.list('/small')).toMatchObject([
+        { name: 'deep', kind: 'symlink' },
         { name: 'link', kind: 'symlink', target: 'tiny.txt' },
         { name: 'tiny.txt', kind: 'file', size: 18 },
       ]);
       expect(new TextDecoder().decode(await readAll(files, '/small/tiny.txt'))).toBe('fits in the inode\n');
       expect(await files.extents('/small/tiny.txt')).toBeNull();
       expect(await readAll(files, '/larger.bin')).toEqual(pattern(20_000, 7));
+    });
+  });
+
+  it('reads an inline symlink target longer than the inode holds, to its length and no further', async () => {
+    await withFiles(qcow2, 'current', async (files) => {
+      expect((await files.list('/')).find((entry) => entry.name === 'ilink2')).toMatchObject({ kind: 'symlink', target: 'q'.repeat(70) });
+      expect((await files.list('/small')).find((entry) => entry.name === 'deep')).toMatchObject({ kind: 'symlink', target: `${'x/'.repeat(60)}target` });
     });
   });
 });

@@ -280,7 +280,7 @@ class ExtFilesystem implements GuestFilesystem {
     const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
     if (entry.kind === 'symlink') {
       refuseEncrypted(inode, path, 'where the link leads');
-      entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? (await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)));
+      entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? clipToBytes(await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)), inode.size);
     }
     return entry;
   }
@@ -390,4 +390,13 @@ function byName(a: GuestFileEntry, b: GuestFileEntry): number {
  */
 function refuseEncrypted(inode: ExtInode, path: string, what: string): void {
   if ((inode.flags & ENCRYPTED_FLAG) !== 0) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `${path} is encrypted inside the guest (ext4 encryption): Cowbell cannot read ${what}`);
+}
+
+/**
+ * A target libext2fs read (an inline-data symlink's) cut to the inode's size in bytes: node-ext2fs
+ * hands it over without its end, so whatever followed in its buffer came with it.
+ */
+function clipToBytes(target: string, size: number): string {
+  const bytes = new TextEncoder().encode(target);
+  return bytes.length <= size ? target : new TextDecoder().decode(bytes.subarray(0, size));
 }
