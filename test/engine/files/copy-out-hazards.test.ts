@@ -56,6 +56,15 @@ describe('copy-out and the host', () => {
     expect(fs.readFileSync(path.join(folder, 'd', accented), 'utf8')).toBe('accent\n');
     expect(fs.readdirSync(path.join(folder, 'd')).sort()).toEqual([long, accented, 'ok'].sort());
   });
+
+  it('a guest name longer than a host name can be (100 CJK characters: 300 bytes) is skipped and said, the rest of the folder copied', async () => {
+    const cjk = `${'日'.repeat(100)}.txt`;
+    const state = memoryState({ '': { d: { 'a.txt': { content: 'a\n' }, [cjk]: { content: 'too long\n' }, 'z.txt': { content: 'z\n' } } } });
+    const result = await copyOut(state, '/d', folder, { overwrite: false });
+    expect(result.skipped).toEqual([{ path: `/d/${cjk}`, reason: 'its name is 304 bytes in UTF-8, longer than the 255 a host file name can be' }]);
+    expect(fs.readdirSync(path.join(folder, 'd')).sort()).toEqual(['a.txt', 'z.txt']);
+    expect(result.files).toBe(2);
+  });
 });
 
 describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () => {

@@ -6,6 +6,7 @@
  * skipped), each file with the guest's modification time. Guest names are checked before they
  * become host paths: a hostile filesystem's "..", "" or a name with a slash never leaves the target.
  */
+import { Buffer } from 'node:buffer';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
@@ -106,6 +107,12 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
     const name = safeName(child.name);
     if (name === null) {
       result.skipped.push({ path: child.path, reason: `its name (${JSON.stringify(child.name)}) cannot be a host file name` });
+      continue;
+    }
+    // A guest name of 255 characters (NTFS, FAT's long names) can be more bytes than a host name may be.
+    const nameBytes = Buffer.byteLength(name, 'utf8');
+    if (nameBytes > HOST_NAME_MAX_BYTES) {
+      result.skipped.push({ path: child.path, reason: `its name is ${nameBytes} bytes in UTF-8, longer than the ${HOST_NAME_MAX_BYTES} a host file name can be` });
       continue;
     }
     await planEntry(files, child, path.join(target, name), plan, result, job);
@@ -229,6 +236,9 @@ function isFolder(hostPath: string): boolean {
 }
 
 /** A guest name that is one host path component, or null. */
+/** Linux's (and most file systems') limit on one name. */
+const HOST_NAME_MAX_BYTES = 255;
+
 function safeName(name: string): string | null {
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) return null;
   if (process.platform === 'win32' && /[\\:*?"<>|]/.test(name)) return null;
