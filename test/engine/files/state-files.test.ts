@@ -225,6 +225,31 @@ describe('inline data (small files and folders kept in their inodes, read throug
   });
 });
 
+describe('ext names that are not UTF-8 (Linux allows any bytes but / and NUL)', () => {
+  it('two names that differ only in bytes that are not UTF-8 stay two files, shown as ls -b shows them, each read by its name', async () => {
+    const content = folder.file('not-utf8-content');
+    fs.mkdirSync(content);
+    const name = (...bytes: number[]): Buffer => Buffer.concat([Buffer.from(`${content}/`), Buffer.from('n'), Buffer.from(bytes)]);
+    fs.writeFileSync(name(0xff), 'AAA');
+    fs.writeFileSync(name(0xfe), 'BBBB');
+    fs.writeFileSync(name(0xc3, 0xa9), 'valid é');
+    const fsImage = folder.file('not-utf8.ext4');
+    await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', content, fsImage, '8M']);
+    const qcow2 = folder.file('not-utf8.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+    await withFiles(qcow2, 'current', async (files) => {
+      const listed = (await files.list('/')).filter((entry) => entry.kind === 'file');
+      expect(listed.map((entry) => [entry.name, entry.size])).toEqual([
+        ['n\\xfe', 4],
+        ['n\\xff', 3],
+        ['né', 7 + 1],
+      ]);
+      expect(new TextDecoder().decode(await readAll(files, '/n\\xfe'))).toBe('BBBB');
+      expect(new TextDecoder().decode(await readAll(files, '/n\\xff'))).toBe('AAA');
+    });
+  });
+});
+
 describe('an ext4 with meta_bg: group descriptors kept in each meta group, not after the superblock', () => {
   let qcow2: string;
   let fsImage: string;

@@ -72,7 +72,6 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
   const bytes = Buffer.alloc(folder.size);
   await readMapped(volume, map, bytes, 0);
   const entries = new Map<string, number>();
-  const decoder = new TextDecoder();
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const blockBytes = superblock.blockBytes;
   for (let block = 0; block * blockBytes < bytes.length; block++) {
@@ -86,13 +85,49 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
       if (inodeNumber !== 0 && nameBytes > 0) {
         if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
         if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
-        const name = isAscii(bytes, at + 8, nameBytes) ? bytes.toString('latin1', at + 8, at + 8 + nameBytes) : decoder.decode(bytes.subarray(at + 8, at + 8 + nameBytes));
+        const name = isAscii(bytes, at + 8, nameBytes) ? bytes.toString('latin1', at + 8, at + 8 + nameBytes) : decodeGuestName(bytes.subarray(at + 8, at + 8 + nameBytes));
         if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
       }
       at += recordBytes;
     }
   }
   return entries;
+}
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A Linux name's bytes as text: UTF-8 where they are, and each byte that is not as `\xNN` (as
+ * `ls -b` shows it). Replacing such bytes with U+FFFD would make two names that differ only there
+ * one name, and one of the files would vanish from the listing and the copy.
+ */
+export function decodeGuestName(bytes: Uint8Array): string {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    let text = '';
+    let at = 0;
+    while (at < bytes.length) {
+      const lead = bytes[at] as number;
+      const length = lead < 0x80 ? 1 : lead >> 5 === 6 ? 2 : lead >> 4 === 14 ? 3 : lead >> 3 === 30 ? 4 : 0;
+      let character: string | null = null;
+      if (length > 0 && at + length <= bytes.length) {
+        try {
+          character = strictUtf8.decode(bytes.subarray(at, at + length));
+        } catch {
+          character = null;
+        }
+      }
+      if (character === null) {
+        text += `\\x${lead.toString(16).padStart(2, '0')}`;
+        at += 1;
+      } else {
+        text += character;
+        at += length;
+      }
+    }
+    return text;
+  }
 }
 
 /** Whether a name's bytes are all ASCII (most names: cheaper than a TextDecoder call each). */
@@ -107,12 +142,12 @@ export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock
   const attributeSectors = link.fileAclBlock !== 0 ? superblock.blockBytes / 512 : 0;
   if (link.sectors - attributeSectors === 0) {
     if (link.size > link.iBlock.length) throw corrupt(`a symlink of ${link.size} bytes kept in its inode`);
-    return new TextDecoder().decode(link.iBlock.subarray(0, link.size));
+    return decodeGuestName(link.iBlock.subarray(0, link.size));
   }
   if (link.size > 65536) throw corrupt(`a symlink target of ${link.size} bytes`);
   const map = await extFileBlockMap(volume, superblock, link);
   if (map === null) return null;
   const bytes = new Uint8Array(link.size);
   await readMapped(volume, map, bytes, 0);
-  return new TextDecoder().decode(bytes);
+  return decodeGuestName(bytes);
 }
