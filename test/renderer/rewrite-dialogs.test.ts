@@ -40,6 +40,7 @@ beforeEach(() => {
   ({ fake, started, end } = fakeJobsConnection({
     'image.open': () => info,
     'image.watch': () => null,
+    'path.stat': (args) => (args as { paths: string[] }).paths.map((path) => ({ path, kind: path.includes('taken') ? 'file' : 'missing' })),
   }));
   replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
@@ -295,6 +296,14 @@ describe('the Save as New Disk… dialog', () => {
     await view.get('[data-testid="export-name"]').setValue('fedora.qcow2');
     expect(text(view, 'dialog-problem')).toContain('this disk’s own file');
     expect(submitDisabled(view)).toBe(true);
+    // A name already taken is said before anything is asked (an encrypted disk's passphrase, its PBKDF2).
+    await view.get('[data-testid="export-name"]').setValue('taken.qcow2');
+    await flushPromises();
+    expect(text(view, 'dialog-problem')).toContain('already there');
+    expect(submitDisabled(view)).toBe(true);
+    await view.get('[data-testid="export-name"]').setValue('free.qcow2');
+    await flushPromises();
+    expect(view.find('[data-testid="dialog-problem"]').exists()).toBe(false);
     expect(started).toEqual([]);
   });
 

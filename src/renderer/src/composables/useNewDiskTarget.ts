@@ -5,6 +5,8 @@
  * in words why the target cannot be used yet (null when it can, or while nothing is asked).
  */
 import { computed, ref, watch, type Ref } from 'vue';
+import type { PathStat } from '../../../shared/ipc/contract.ts';
+import { request } from '../api.ts';
 import { folderOf, isAbsolutePath } from '../lib/paths.ts';
 
 export const NEW_DISK_EXTENSIONS = { qcow2: '.qcow2', raw: '.img' } as const;
@@ -25,6 +27,26 @@ export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDisk
     const base = folder.value.trim();
     return `${/[\\/]$/.test(base) ? base : `${base}/`}${name.value.trim()}`;
   });
+  // Whether something already has the target's name, asked of main as it changes (the job would
+  // refuse it too, but only after the passphrase was asked for and tried).
+  const taken = ref<string | null>(null);
+  let statSequence = 0;
+  watch(
+    [target, asking],
+    async ([path, open]) => {
+      const sequence = ++statSequence;
+      taken.value = null;
+      if (!open || !isAbsolutePath(path)) return;
+      try {
+        const [stat]: PathStat[] = await request('path.stat', { paths: [path] });
+        if (sequence === statSequence && stat !== undefined && stat.kind !== 'missing') taken.value = path;
+      } catch {
+        // Unknown: the job says so if the name is taken.
+      }
+    },
+    { immediate: true },
+  );
+
   const problem = computed(() => {
     if (!asking.value) return null;
     if (!isAbsolutePath(folder.value.trim())) return 'Give the full path of a folder, starting with /.';
@@ -33,6 +55,7 @@ export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDisk
     // Linux, macOS and Windows file systems take names of at most 255 bytes (or UTF-16 units).
     if (new TextEncoder().encode(trimmed).length > MAX_NAME_BYTES) return `That file name is too long (at most ${MAX_NAME_BYTES} bytes); choose a shorter one.`;
     if (target.value === diskPath) return 'That is this disk’s own file; choose another name.';
+    if (taken.value === target.value) return 'Something by that name is already there; choose another name.';
     return null;
   });
 
