@@ -145,6 +145,22 @@ describe('the Files panel', () => {
     expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { path: '/1', passphrase: 'moo' } });
   });
 
+  it('a wrong passphrase typed is said; one kept from earlier that stopped working (changed elsewhere) only asks again', async () => {
+    const view = await mountPane('current', true);
+    await end('files.list', { error: { code: 'LOCKED', message: 'the disk is encrypted' } });
+    await view.get('[data-testid="files-passphrase"]').setValue('wrong');
+    await view.get('.unlock').trigger('submit');
+    await end('files.list', { error: { code: 'BAD_PASSPHRASE', message: 'The passphrase opens none of the key slots' } });
+    expect(view.get('[data-testid="files-locked"]').text()).toContain('That passphrase does not open this disk.');
+    await view.get('[data-testid="files-passphrase"]').setValue('moo');
+    await view.get('.unlock').trigger('submit');
+    await end('files.list', { result: rootListing });
+    // The passphrase is changed by another program; the next listing with the kept one fails.
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    await end('files.list', { error: { code: 'BAD_PASSPHRASE', message: 'The passphrase opens none of the key slots' } });
+    expect(view.get('[data-testid="files-locked"]').text()).toContain('This disk is encrypted: unlock it to see its files.');
+  });
+
   it('says why a folder cannot be read, with the error’s own words', async () => {
     const view = await mountPane();
     await end('files.list', { error: { code: 'FILESYSTEM_CORRUPT', message: 'inode 12 points past the end of the volume' } });

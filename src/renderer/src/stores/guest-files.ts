@@ -57,8 +57,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     return passphrase === undefined ? args : { ...args, passphrase };
   }
 
-  /** Shows `folder` of `state`; a later call wins over one still reading. */
-  async function open(path: string, state: string, folder: string): Promise<void> {
+  /** Shows `folder` of `state`; a later call wins over one still reading. `typed`: the passphrase was just given (unlock). */
+  async function open(path: string, state: string, folder: string, typed = false): Promise<void> {
     const browse = browseOf(path);
     const mine = (generations.get(path) ?? 0) + 1;
     generations.set(path, mine);
@@ -79,18 +79,20 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
       if (mine !== generations.get(path)) return;
       const error = toApiError(failure);
       browse.entries = [];
+      browse.error = { code: error.code, message: error.message };
       if (UNLOCK_CODES.includes(error.code)) {
+        // A passphrase kept from earlier that no longer opens the disk (changed meanwhile) was not typed now: ask, without saying it was wrong.
+        if (error.code === 'BAD_PASSPHRASE' && !typed) browse.error = { code: 'LOCKED', message: 'The passphrase given earlier no longer opens this disk' };
         passphrases.delete(path);
         browse.status = 'locked';
       } else browse.status = 'error';
-      browse.error = { code: error.code, message: error.message };
     }
   }
 
   function unlock(path: string, passphrase: string): Promise<void> {
     passphrases.set(path, passphrase);
     const browse = browseOf(path);
-    return open(path, browse.state, browse.folder);
+    return open(path, browse.state, browse.folder, true);
   }
 
   /** The disk was closed: its browse and any passphrase given for it go. */
