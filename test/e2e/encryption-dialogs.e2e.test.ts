@@ -13,6 +13,7 @@ import {
   fileContains,
   guestBytes,
   makeEncryptedSnapshottedDisk,
+  makeLegacyAesDisk,
   qemuCheckEncrypted,
   qemuEncryptFormat,
   qemuOpensWith,
@@ -127,12 +128,36 @@ describe('Encrypt…', () => {
     await showTab(page, 'space');
     await page.getByTestId('space-summary').waitFor();
     expect(Number(await page.getByTestId('space-data').getAttribute('data-bytes'))).toBeGreaterThan(4 * MiB);
+    // The LUKS area (header and key material) is the disk's metadata, not space leaked.
+    expect(Number(await page.getByTestId('space-leaked').getAttribute('data-bytes'))).toBe(0);
     await showTab(page, 'map');
     await eventually(async () => Number(await page.getByTestId('allocation-map').getAttribute('data-squares'))).toBeGreaterThan(10);
     await page.getByTestId('map-source').selectOption({ label: 'updated' });
     await page.getByTestId('map-compare').selectOption({ label: 'installed' });
     await eventually(async () => Number(await page.getByTestId('diff-summary').getAttribute('data-bytes'))).toBeGreaterThan(0);
     await showTab(page, 'snapshots');
+  });
+});
+
+describe('Encrypt… of a disk in the old qcow2 AES encryption', () => {
+  it('moves it to LUKS through its dialog: the estimate loads, the old passphrase is asked in Unlock, qemu reads every state with the new one', async () => {
+    const { path, snapshots } = makeLegacyAesDisk(folder, 'old-aes.qcow2', FIRST);
+    const digests = encryptedStateDigests(path, FIRST);
+    await openDisk(page, path);
+    await page.getByTestId('encrypt-button').click();
+    await waitForFigures(page);
+    expect(await page.getByTestId('dialog-problem').count()).toBe(0);
+    await typeNewPassphrase(page, SECOND);
+    await page.getByTestId('encrypt-advanced').locator('summary').click();
+    await page.getByTestId('encrypt-unlock-time').selectOption('1000');
+    await page.getByTestId('dialog-submit').click();
+    await unlock(page, FIRST);
+    expect(await waitForEnd(page)).toBe('done');
+    expect(qemuEncryptFormat(path)).toBe('luks');
+    expect(qemuSnapshotNames(path)).toEqual(snapshots);
+    expect(encryptedStateDigests(path, SECOND)).toEqual(digests);
+    expect(qemuCheckEncrypted(path, SECOND).code).toBe(0);
+    await page.getByTestId('dialog-cancel').click();
   });
 });
 

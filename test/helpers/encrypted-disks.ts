@@ -43,6 +43,16 @@ export async function makeEncryptedSnapshottedDisk(folder: string, name: string,
   return { path: image, snapshots: ['installed', 'updated'] };
 }
 
+/** A disk in the old qcow2 AES encryption (qemu-img still makes one): letters, “installed”, a patterned MiB since. */
+export function makeLegacyAesDisk(folder: string, name: string, passphrase: string): { path: string; snapshots: string[] } {
+  const image = path.join(folder, name);
+  execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', 'encrypt.format=aes,encrypt.key-secret=sec0', image, String(8 * MiB)]);
+  writeLetters(image, passphrase, 0, MiB);
+  snapshot(image, passphrase, 'installed');
+  qemuIo(image, passphrase, `write -P 0x33 ${2 * MiB} ${MiB}`);
+  return { path: image, snapshots: ['installed'] };
+}
+
 /** A digest of a state's guest bytes as qemu-img decrypts them with `passphrase`; null: the current state. */
 export function encryptedStateDigest(image: string, passphrase: string, snapshotName: string | null): string {
   const raw = `${image}.state-${process.hrtime.bigint()}.raw`;
