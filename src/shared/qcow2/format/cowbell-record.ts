@@ -127,6 +127,9 @@ export function canHoldCowbellRecord(entry: SnapshotEntry): boolean {
  * Returns the entry's extra data with the record written after QEMU's 24 bytes (filling those if
  * missing). Refused when the result would exceed QEMU's limit on extra data.
  */
+/** QEMU's icount of a snapshot taken without record/replay's instruction counting, when the entry has none. */
+const NO_ICOUNT = 0xffff_ffff_ffff_ffffn;
+
 export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, diskSizeFallback: number): Uint8Array {
   const parentId = encodeString(record.parentKnown ? record.parentId : '');
   const checksum = record.currentParent ? record.activeL1Checksum : undefined;
@@ -142,6 +145,8 @@ export function withCowbellRecord(entry: SnapshotEntry, record: CowbellRecord, d
   const data = view(extra);
   if (entry.extraData.length < 8) writeU64Number(data, 0, entry.vmStateSize32);
   if (entry.extraData.length < 16) writeU64Number(data, 8, entry.diskSize ?? diskSizeFallback);
+  // An entry from before QEMU 5.2 has no icount: QEMU reads it as -1 ("none") and writes it back so.
+  if (entry.extraData.length < 24) data.setBigUint64(16, NO_ICOUNT);
   data.setUint32(STANDARD_EXTRA, MAGIC);
   extra[STANDARD_EXTRA + 4] = 1;
   extra[STANDARD_EXTRA + 5] =
