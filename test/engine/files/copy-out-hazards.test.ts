@@ -3,6 +3,7 @@
  * destination (never written through), names as long as a host takes, and a damaged ext folder
  * that contains itself (a walk that would never end). Found by an audit; each failed before.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -44,6 +45,16 @@ describe('copy-out and the host', () => {
     await copyOut(memoryState({ '': { x: { s: { target: 'elsewhere' } } } }), '/x', destination, { overwrite: true });
     expect(fs.readlinkSync(path.join(destination, 'x', 's'))).toBe('elsewhere');
     expect(fs.readdirSync(outside)).toEqual(['kept']);
+  });
+
+  it('--force never replaces a device, pipe or socket: refused, the node left as it was', async () => {
+    const pipe = path.join(folder, 'a-pipe');
+    execFileSync('mkfifo', [pipe]);
+    const state = memoryState({ '': { 'new.txt': { content: 'guest\n' }, sub: { 'inner.txt': { content: 'x\n' } } } });
+    for (const source of ['/new.txt', '/sub']) {
+      await expect(copyOut(state, source, pipe, { overwrite: true })).rejects.toThrow(/is a device, pipe or socket, not a file/);
+      expect(fs.lstatSync(pipe).isFIFO(), source).toBe(true);
+    }
   });
 
   it('names up to 255 bytes are copied (the temporary name beside them is cut to fit)', async () => {

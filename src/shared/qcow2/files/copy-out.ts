@@ -201,6 +201,10 @@ function refuseExisting(target: string, overwrite: boolean, what: string): void 
     return;
   }
   if (!overwrite || existing.isDirectory()) throw exists(target, what);
+  // --force replaces a file or a symlink, never a device, pipe or socket (/dev/null named as the destination).
+  if (!existing.isFile() && !existing.isSymbolicLink()) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${target} is a device, pipe or socket, not a file: Cowbell copies files into files and folders only; choose another name`);
+  }
 }
 
 function exists(target: string, what: string): Qcow2Error {
