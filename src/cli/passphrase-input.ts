@@ -32,19 +32,53 @@ export interface Unlock {
   trustLegacyPassphrase: boolean;
 }
 
-/** A passphrase file: its whole content, less one trailing newline (`\n` or `\r\n`), as an editor or `echo` leaves it. */
-export function readPassphraseFile(filePath: string): Uint8Array {
-  let bytes: Uint8Array;
+/** More than any passphrase (QEMU takes secrets of any length; LUKS tools cap them at 8 MiB): a file past it is not one. */
+const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
+
+/**
+ * A passphrase file's bytes, at most MAX_PASSPHRASE_FILE_BYTES (it may be a pipe or /dev/stdin,
+ * so read in pieces rather than by its size; /dev/zero would never end).
+ */
+function readBoundedFile(filePath: string): Uint8Array {
+  let fd: number;
   try {
-    bytes = new Uint8Array(fs.readFileSync(filePath));
+    fd = fs.openSync(filePath, 'r');
   } catch (error) {
     throw toQcow2Error(error, filePath);
   }
-  let end = bytes.length;
-  if (bytes[end - 1] === 0x0a) end -= bytes[end - 2] === 0x0d ? 2 : 1;
-  const passphrase = bytes.slice(0, end);
+  const buffer = new Uint8Array(MAX_PASSPHRASE_FILE_BYTES + 1);
+  let length = 0;
+  try {
+    if (fs.fstatSync(fd).isDirectory()) throw new Qcow2Error('INVALID_ARGUMENT', `${filePath} is a folder, not a passphrase file`);
+    for (let count = -1; count !== 0 && length < buffer.length; length += count) count = fs.readSync(fd, buffer, length, buffer.length - length, null);
+  } catch (error) {
+    buffer.fill(0);
+    throw error instanceof Qcow2Error ? error : toQcow2Error(error, filePath);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (length > MAX_PASSPHRASE_FILE_BYTES) {
+    buffer.fill(0);
+    throw new Qcow2Error('INVALID_ARGUMENT', `${filePath} holds more than ${MAX_PASSPHRASE_FILE_BYTES / 1024} KiB: that is not a passphrase file`);
+  }
+  const bytes = buffer.slice(0, length);
+  buffer.fill(0);
+  return bytes;
+}
+
+/** A passphrase file: its whole content, less one trailing newline (`\n` or `\r\n`), as an editor or `echo` leaves it. */
+export function readPassphraseFile(filePath: string): Uint8Array {
+  const bytes = readBoundedFile(filePath);
+  const passphrase = trimNewline(bytes);
   bytes.fill(0);
   return passphrase;
+}
+
+/** A copy of `bytes` less one trailing `\n` or `\r\n`. */
+function trimNewline(bytes: Uint8Array): Uint8Array {
+  let end = bytes.length;
+  if (bytes[end - 1] === 0x0a) end -= bytes[end - 2] === 0x0d ? 2 : 1;
+  return bytes.slice(0, end);
 }
 
 /**
@@ -52,14 +86,9 @@ export function readPassphraseFile(filePath: string): Uint8Array {
  * the whole file (qemu's `--object secret,file=` keeps the newline, so a disk made that way needs it).
  */
 export function readCurrentPassphraseFile(filePath: string): Uint8Array[] {
-  const stripped = readPassphraseFile(filePath);
-  let whole: Uint8Array;
-  try {
-    whole = new Uint8Array(fs.readFileSync(filePath));
-  } catch (error) {
-    stripped.fill(0);
-    throw toQcow2Error(error, filePath);
-  }
+  // Read once (the file may be a pipe): the trimmed passphrase is cut from the whole.
+  const whole = readBoundedFile(filePath);
+  const stripped = trimNewline(whole);
   if (whole.length === stripped.length) {
     whole.fill(0);
     return [stripped];

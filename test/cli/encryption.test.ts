@@ -278,6 +278,13 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     expect(digest(image)).toBe(before);
     expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
     expectOneLine(await cowbell(['compact', '--passphrase-file', folder.file('no-such-file'), image]), 1, /no-such-file: no such file/);
+    // Read in pieces and bounded: /dev/zero is refused (it was read for ever), a folder is said to be one, a pipe works.
+    expectOneLine(await cowbell(['compact', '--passphrase-file', '/dev/zero', image]), 1, /\/dev\/zero holds more than 64 KiB: that is not a passphrase file/);
+    expectOneLine(await cowbell(['compact', '--passphrase-file', folder.path, image]), 1, /is a folder, not a passphrase file/);
+    expect(digest(image)).toBe(before);
+    // Through a shell's pipe (Node's own stdio pipes are sockets, which /dev/stdin cannot open).
+    const piped = spawnSync('bash', ['-c', 'printf "%s\\n" "$1" | "$2" convert --passphrase-file /dev/stdin "$3" "$4"', 'pipe', PASS, launcher, image, folder.file('piped.raw')], { encoding: 'utf8' });
+    expect(piped.status, piped.stderr).toBe(0);
   });
 
   it('prompts on the terminal only when the data is needed, the new passphrase twice; two that differ change nothing', async () => {
