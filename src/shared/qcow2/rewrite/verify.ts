@@ -81,11 +81,14 @@ function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table,
  * same), and QEMU's
  * extra-data fields (VM state size, disk size, icount) filled in where an old entry lacked them.
  */
+
+const NO_ICOUNT = 0xffff_ffff_ffff_ffffn;
 function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boolean {
   if (a.id !== b.id || a.name !== b.name || a.dateSec !== b.dateSec || a.dateNsec !== b.dateNsec) return false;
   if (a.vmClockNsec !== b.vmClockNsec || a.vmStateSize32 !== b.vmStateSize32 || a.l1Size !== b.l1Size) return false;
   if ((a.vmStateSizeLarge ?? BigInt(a.vmStateSize32)) !== (b.vmStateSizeLarge ?? BigInt(b.vmStateSize32))) return false;
-  if ((a.diskSize ?? diskSize) !== (b.diskSize ?? diskSize) || (a.icount ?? 0n) !== (b.icount ?? 0n)) return false;
+  // A missing icount is QEMU's "none" (-1), and is written back so.
+  if ((a.diskSize ?? diskSize) !== (b.diskSize ?? diskSize) || (a.icount ?? NO_ICOUNT) !== (b.icount ?? NO_ICOUNT)) return false;
   const known = Math.min(24, a.extraData.length);
   if (!bytesEqual(a.extraData.subarray(0, known), b.extraData.subarray(0, known))) return false;
   // Past QEMU's fields: another program's bytes are kept exactly; Cowbell's tree record may be (re)written, its note kept.
