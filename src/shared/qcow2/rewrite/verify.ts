@@ -76,13 +76,14 @@ function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table,
   job.progress('verifying', steps, steps, 'steps');
 }
 
+/** QEMU's icount of an entry that has none (before QEMU 5.2). */
+const NO_ICOUNT = 0xffff_ffff_ffff_ffffn;
+
 /**
  * The same snapshot, but for what Cowbell's tree record may add: the record itself (the note the
  * same), and QEMU's
  * extra-data fields (VM state size, disk size, icount) filled in where an old entry lacked them.
  */
-
-const NO_ICOUNT = 0xffff_ffff_ffff_ffffn;
 function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boolean {
   if (a.id !== b.id || a.name !== b.name || a.dateSec !== b.dateSec || a.dateNsec !== b.dateNsec) return false;
   if (a.vmClockNsec !== b.vmClockNsec || a.vmStateSize32 !== b.vmStateSize32 || a.l1Size !== b.l1Size) return false;
