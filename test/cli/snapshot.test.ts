@@ -204,7 +204,8 @@ describe('cowbell snapshot create --note, snapshot note', () => {
     const created = cowbell('snapshot', 'create', '--note', 'before the upgrade\nsecond line', image, 'noted');
     expect(created).toEqual({ code: 0, out: 'Created snapshot "noted" (id 3) with a note\n', err: '' });
     let result = await inProcess('snapshot', 'note', image, '1', `Fresh install ✓ ${'long '.repeat(30)}\u001b[31m`);
-    expect(result).toEqual({ code: 0, out: 'Set the note of snapshot "1"\n', err: '' });
+    // Said by name and id, whichever was given (here the id).
+    expect(result).toEqual({ code: 0, out: 'Set the note of snapshot "installed" (id 1)\n', err: '' });
 
     result = await inProcess('snapshot', 'list', '--json', image);
     const listed = JSON.parse(result.out) as { snapshots: { name: string; note?: string }[] };
@@ -223,7 +224,7 @@ describe('cowbell snapshot create --note, snapshot note', () => {
     expect(under('updated')).not.toContain('“');
 
     result = await inProcess('snapshot', 'note', image, 'noted', '');
-    expect(result).toEqual({ code: 0, out: 'Cleared the note of snapshot "noted"\n', err: '' });
+    expect(result).toEqual({ code: 0, out: 'Cleared the note of snapshot "noted" (id 3)\n', err: '' });
     const before = fileHash(image);
     result = await inProcess('snapshot', 'note', image, 'updated', 'x'.repeat(513));
     expect(result.code).toBe(1);

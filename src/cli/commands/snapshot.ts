@@ -38,25 +38,29 @@ export const snapshot: Command = {
         break;
       }
       case 'apply':
-        revertToSnapshot(image, snapshotRefOf(name));
-        io.out(`Reverted to snapshot "${name}"\n`);
+        io.out(`Reverted to snapshot ${described(revertToSnapshot(image, snapshotRefOf(name)))}\n`);
         break;
       case 'delete':
-        removeSnapshot(image, snapshotRefOf(name));
-        io.out(`Deleted snapshot "${name}"\n`);
+        io.out(`Deleted snapshot ${described(removeSnapshot(image, snapshotRefOf(name)))}\n`);
         break;
       case 'rename':
-        changeSnapshotName(image, snapshotRefOf(name), fourth);
-        io.out(`Renamed snapshot "${name}" to "${fourth}"\n`);
+        io.out(`Renamed snapshot ${described(changeSnapshotName(image, snapshotRefOf(name), fourth))} to "${fourth}"\n`);
         break;
       case 'note':
-        changeSnapshotNote(image, snapshotRefOf(name), fourth);
-        io.out(fourth === '' ? `Cleared the note of snapshot "${name}"\n` : `Set the note of snapshot "${name}"\n`);
+      {
+        const target = described(changeSnapshotNote(image, snapshotRefOf(name), fourth));
+        io.out(fourth === '' ? `Cleared the note of snapshot ${target}\n` : `Set the note of snapshot ${target}\n`);
+      }
         break;
     }
     return EXIT_OK;
   },
 };
+
+/** The snapshot acted on, as the user knows it: its name and its id (a selector or an id was maybe given). */
+function described(target: { id: string; name: string }): string {
+  return `"${target.name}" (id ${target.id})`;
+}
 
 /** The tree as indented text: children under parents, a snapshot's note on the line below it, "(you are here)" under the current state's parent. */
 export function describeTree(tree: SnapshotTree): string {

@@ -3,7 +3,7 @@
  * flush and close. Workers and the CLI call these; a failure closes the image too.
  */
 import { diffStates } from './diff.ts';
-import { defaultOpenFile, Qcow2Image, type OpenImageOptions, type SnapshotRef } from '../image/image.ts';
+import { defaultOpenFile, findSnapshot, Qcow2Image, type OpenImageOptions, type SnapshotRef } from '../image/image.ts';
 import { refuseIfWrittenElsewhere } from '../io/image-lock.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DiffResult, SnapshotTree, UsageReport } from '../model.ts';
@@ -63,19 +63,46 @@ export function takeSnapshot(filePath: string, name: string, job: JobContext = s
   });
 }
 
-export function revertToSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): void {
-  withImage(filePath, 'write', (image) => applySnapshot(image, name, job));
+/** The snapshot an operation acted on, as it was named when it was found (the ref may be an id or a selector). */
+export interface SnapshotActedOn {
+  id: string;
+  name: string;
 }
 
-export function removeSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): void {
-  withImage(filePath, 'write', (image) => deleteSnapshot(image, name, job));
+function actedOn(image: Qcow2Image, ref: SnapshotRef): SnapshotActedOn {
+  const entry = findSnapshot(image, ref);
+  return { id: entry.id, name: entry.name };
 }
 
-export function changeSnapshotName(filePath: string, name: SnapshotRef, newName: string): void {
-  withImage(filePath, 'write', (image) => renameSnapshot(image, name, newName));
+export function revertToSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): SnapshotActedOn {
+  return withImage(filePath, 'write', (image) => {
+    const target = actedOn(image, name);
+    applySnapshot(image, name, job);
+    return target;
+  });
+}
+
+export function removeSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): SnapshotActedOn {
+  return withImage(filePath, 'write', (image) => {
+    const target = actedOn(image, name);
+    deleteSnapshot(image, name, job);
+    return target;
+  });
+}
+
+export function changeSnapshotName(filePath: string, name: SnapshotRef, newName: string): SnapshotActedOn {
+  return withImage(filePath, 'write', (image) => {
+    const target = actedOn(image, name);
+    renameSnapshot(image, name, newName);
+    return target;
+  });
 }
 
 /** Sets a snapshot's note ('' clears it). */
-export function changeSnapshotNote(filePath: string, name: SnapshotRef, note: string): void {
-  withImage(filePath, 'write', (image) => setSnapshotNote(image, name, note));
+export function changeSnapshotNote(filePath: string, name: SnapshotRef, note: string): SnapshotActedOn {
+  return withImage(filePath, 'write', (image) => {
+    const target = actedOn(image, name);
+    setSnapshotNote(image, name, note);
+    return target;
+  });
 }
