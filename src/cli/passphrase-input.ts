@@ -119,6 +119,11 @@ export async function withFirstPassphrase<T>(candidates: Uint8Array[], work: (pa
 /** How an image is encrypted, from its header: 'luks', 'aes' (legacy), or null (plain, or not qcow2). */
 export function encryptionOf(imagePath: string): 'luks' | 'aes' | null {
   if (detectFormat(imagePath) !== 'qcow2') return null;
+  return qcow2EncryptionOf(imagePath);
+}
+
+/** As encryptionOf, for commands only a qcow2 image has: anything else is refused as not one (BAD_MAGIC, TRUNCATED). */
+export function qcow2EncryptionOf(imagePath: string): 'luks' | 'aes' | null {
   // Only the header matters here: a disk damaged past it (one to rescue) still says whether it is encrypted.
   const image = Qcow2Image.open(imagePath, { readOnly: true, openBacking: false, forCheck: true });
   try {

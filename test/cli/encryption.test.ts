@@ -251,6 +251,11 @@ describe('cowbell passphrase', () => {
     const plain = folder.file('plain-slots.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', plain, '1M']);
     expectOneLine(await cowbell(['passphrase', '--passphrase-file', passFile, plain]), 1, /is not encrypted/);
+    // A file that is no qcow2 image at all is said to be that, not "not encrypted".
+    const raw = folder.file('not-an-image.raw');
+    fs.writeFileSync(raw, new Uint8Array(1 << 20));
+    expectOneLine(await cowbell(['passphrase', '--passphrase-file', passFile, raw]), 1, /Not a qcow2 image/);
+    expectOneLine(await cowbell(['decrypt', '--passphrase-file', passFile, raw]), 1, /Not a qcow2 image/);
   });
 });
 

@@ -1,6 +1,6 @@
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import type { Command } from '../command.ts';
-import { encryptionOf } from '../passphrase-input.ts';
+import { qcow2EncryptionOf } from '../passphrase-input.ts';
 import { REWRITE_OPTIONS, rewriteTarget, runRewrite, snapshotsKept } from '../rewrite-command.ts';
 
 /**
@@ -16,7 +16,7 @@ export const decrypt: Command = {
   positionals: { min: 1, max: 2 },
   async run(args, io) {
     const source = args.positionals[0] ?? '';
-    if (encryptionOf(source) === null) throw new Qcow2Error('INVALID_ARGUMENT', `${source} is not encrypted; there is nothing to decrypt`);
+    if (qcow2EncryptionOf(source) === null) throw new Qcow2Error('INVALID_ARGUMENT', `${source} is not encrypted; there is nothing to decrypt`);
     return runRewrite(args, io, { compression: 'keep', encryption: { kind: 'none' } }, { describe: (result) => `${rewriteTarget(result)}: decrypted (stored unencrypted), ${snapshotsKept(result)}` });
   },
 };

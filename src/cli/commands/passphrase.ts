@@ -3,7 +3,7 @@ import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
-import { currentPassphrases, encryptionOf, NEW_PASSPHRASE_OPTIONS, newPassphrase, PASSPHRASE_OPTIONS, withFirstPassphrase } from '../passphrase-input.ts';
+import { currentPassphrases, NEW_PASSPHRASE_OPTIONS, newPassphrase, PASSPHRASE_OPTIONS, qcow2EncryptionOf, withFirstPassphrase } from '../passphrase-input.ts';
 
 /**
  * `cowbell passphrase IMAGE`: change a LUKS disk's passphrase in place (the master key and the data
@@ -36,7 +36,7 @@ export const passphrase: Command = {
     if (slot !== undefined && action !== 'remove') throw new UsageError('passphrase: --slot goes with --remove (a new passphrase takes the first free slot)');
     const raw = args.values.options;
     const { iterTimeMs } = luksOptionsFromArgs(Array.isArray(raw) ? raw.filter((value): value is string => typeof value === 'string') : [], 'passphrase', ['encrypt.iter-time']);
-    const encryption = encryptionOf(imagePath);
+    const encryption = qcow2EncryptionOf(imagePath);
     if (encryption === null) throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} is not encrypted; \`cowbell encrypt\` encrypts it`);
     if (encryption === 'aes') {
       throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} uses the old qcow2 AES encryption, which has no key slots to change; \`cowbell encrypt\` moves it to LUKS with a passphrase of your choice`);
