@@ -225,6 +225,14 @@ describe('cowbell snapshot create --note, snapshot note', () => {
 
     result = await inProcess('snapshot', 'note', image, 'noted', '');
     expect(result).toEqual({ code: 0, out: 'Cleared the note of snapshot "noted" (id 3)\n', err: '' });
+    // With --json, what was done as JSON (the snapshot acted on), nothing else on stdout.
+    result = await inProcess('snapshot', 'note', '--json', image, 'snapshot.id=3', 'again');
+    expect(JSON.parse(result.out)).toEqual({ action: 'note', id: '3', name: 'noted', note: 'again' });
+    result = await inProcess('snapshot', 'rename', '--json', image, 'noted', 'renamed');
+    expect(JSON.parse(result.out)).toEqual({ action: 'rename', id: '3', name: 'noted', newName: 'renamed' });
+    result = await inProcess('snapshot', 'rename', '--json', image, 'renamed', 'noted');
+    expect(JSON.parse(result.out)).toMatchObject({ action: 'rename', id: '3' });
+    expect((await inProcess('snapshot', 'note', image, 'noted', '')).code).toBe(0);
     const before = fileHash(image);
     result = await inProcess('snapshot', 'note', image, 'updated', 'x'.repeat(513));
     expect(result.code).toBe(1);

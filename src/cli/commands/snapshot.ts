@@ -26,6 +26,8 @@ export const snapshot: Command = {
     if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
     const note = option(args, 'note');
     if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE SNAPSHOT TEXT)`);
+    /** What a change did: the snapshot acted on as JSON with --json, else a line for people. */
+    const say = (done: Record<string, string>, line: string): void => io.out(flag(args, 'json') ? `${JSON.stringify(done, null, 2)}\n` : `${line}\n`);
     switch (action) {
       case 'list': {
         const tree = readSnapshotTree(image, undefined, { refuseInUse: !flag(args, 'force-share') });
@@ -34,24 +36,29 @@ export const snapshot: Command = {
       }
       case 'create': {
         const created = takeSnapshot(image, name, undefined, note);
-        io.out(`Created snapshot "${created.name}" (id ${created.id})${note ? ' with a note' : ''}\n`);
+        say({ action, id: created.id, name: created.name }, `Created snapshot "${created.name}" (id ${created.id})${note ? ' with a note' : ''}`);
         break;
       }
-      case 'apply':
-        io.out(`Reverted to snapshot ${described(revertToSnapshot(image, snapshotRefOf(name)))}\n`);
+      case 'apply': {
+        const target = revertToSnapshot(image, snapshotRefOf(name));
+        say({ action, ...target }, `Reverted to snapshot ${described(target)}`);
         break;
-      case 'delete':
-        io.out(`Deleted snapshot ${described(removeSnapshot(image, snapshotRefOf(name)))}\n`);
-        break;
-      case 'rename':
-        io.out(`Renamed snapshot ${described(changeSnapshotName(image, snapshotRefOf(name), fourth))} to "${fourth}"\n`);
-        break;
-      case 'note':
-      {
-        const target = described(changeSnapshotNote(image, snapshotRefOf(name), fourth));
-        io.out(fourth === '' ? `Cleared the note of snapshot ${target}\n` : `Set the note of snapshot ${target}\n`);
       }
+      case 'delete': {
+        const target = removeSnapshot(image, snapshotRefOf(name));
+        say({ action, ...target }, `Deleted snapshot ${described(target)}`);
         break;
+      }
+      case 'rename': {
+        const target = changeSnapshotName(image, snapshotRefOf(name), fourth);
+        say({ action, ...target, newName: fourth }, `Renamed snapshot ${described(target)} to "${fourth}"`);
+        break;
+      }
+      case 'note': {
+        const target = changeSnapshotNote(image, snapshotRefOf(name), fourth);
+        say({ action, ...target, note: fourth }, fourth === '' ? `Cleared the note of snapshot ${described(target)}` : `Set the note of snapshot ${described(target)}`);
+        break;
+      }
     }
     return EXIT_OK;
   },
