@@ -8,6 +8,7 @@
  * command that changes a disk finishes what it started, as if its output were still read.
  */
 import { writeSync } from 'node:fs';
+import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { libc } from '../shared/qcow2/io/libc.ts';
 
 /** Fails a write to a descriptor left non-blocking by whoever shares it: it is tried again shortly. */
@@ -35,7 +36,8 @@ export function descriptorOutput(fd: number): Output {
             readerGone = true;
             return;
           }
-          if (code !== TRY_AGAIN) throw error;
+          // A full disk or a failing device behind the output is the command's failure, said as such (not an internal error).
+          if (code !== TRY_AGAIN) throw new Qcow2Error('IO_ERROR', `could not write the output (${fd === 1 ? 'standard output' : 'standard error'}): ${(error as Error).message}`, { cause: error });
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_PAUSE_MS);
         }
       }

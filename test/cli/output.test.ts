@@ -2,7 +2,9 @@
  * The command line's output on descriptors 1 and 2 (src/cli/output.ts): whole, even through a
  * pipe left non-blocking by someone else, and a reader that goes away ends the output, not the command.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
@@ -73,5 +75,22 @@ describe('command output', () => {
     expect(firstChunk.startsWith('first line\n')).toBe(true);
     expect(result.stderr).toBe('finished');
     expect(result.code).toBe(0);
+  });
+
+  it('an output that cannot be written (a full disk: /dev/full) is the command\'s one-line failure, exit 1, not an internal error', () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-output-'));
+    const image = path.join(folder, 'disk.qcow2');
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1M']).status).toBe(0);
+    const full = fs.openSync('/dev/full', 'w');
+    try {
+      const result = spawnSync(path.resolve('bin/cowbell'), ['info', image], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/^cowbell: could not write the output \(standard output\): ENOSPC/);
+      expect(result.stderr).not.toMatch(/internal error/i);
+      expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
+    } finally {
+      fs.closeSync(full);
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
   });
 });
