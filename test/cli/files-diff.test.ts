@@ -1,7 +1,11 @@
 /** `cowbell files-diff`: the files that differ between two states of an ext4 guest, in words and as JSON. */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { GuestFilesDiff } from '../../src/shared/qcow2/model.ts';
 import { run } from '../helpers/cli.ts';
+import { qemuImg } from '../helpers/qemu.ts';
 import { BEFORE_FILES, MOTD, useChangedExtDisk } from '../helpers/changed-ext-disk.ts';
 
 let disk = '';
@@ -33,6 +37,19 @@ describe('cowbell files-diff', () => {
       ['removed', '/old'],
       ['removed', '/old/gone.txt'],
     ]);
+  });
+
+  it('on a disk with no filesystem it reads, says nothing could be compared (exit 1), not "0 changed"', async () => {
+    const empty = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-files-diff-')), 'empty.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', empty, '4M']);
+    await qemuImg(['snapshot', '-c', 's1', empty]);
+    for (const json of [[], ['--json']]) {
+      const result = await run('files-diff', ...json, empty, 's1', 'current');
+      expect(result.code).toBe(1);
+      expect(result.out).toBe('');
+      expect(result.err).toMatch(/^cowbell: Nothing could be compared: no filesystem Cowbell can read/);
+    }
+    fs.rmSync(path.dirname(empty), { recursive: true, force: true });
   });
 
   it('names an unknown snapshot', async () => {

@@ -5,6 +5,7 @@ import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { flag } from '../args.ts';
 import { runCancellably } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';
+import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { stateFilesOpener } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 import { printable, printableMessage } from '../printable.ts';
@@ -43,6 +44,9 @@ export const filesDiff: Command = {
         'Cancelled',
       ),
     );
+    // Nothing compared at all is no answer: a script would read "0 changed" as "the same files".
+    const wholeDisk = result.skipped.find((skipped) => skipped.volume === '/' && skipped.path === undefined);
+    if (wholeDisk !== undefined && result.differences.length === 0) throw new Qcow2Error('NO_FILESYSTEM', `Nothing could be compared: ${wholeDisk.reason}`);
     io.out(flag(args, 'json') ? `${JSON.stringify(result, null, 2)}\n` : describeFilesDiff(result));
     return EXIT_OK;
   },
