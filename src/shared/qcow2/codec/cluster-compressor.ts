@@ -9,7 +9,7 @@
  * of the next.
  */
 import type { Worker } from 'node:worker_threads';
-import { compressClusterInto, type CompressionType } from './compression.ts';
+import { assertCanCompress, compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
 import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
 
@@ -129,6 +129,8 @@ export function threadedCompressor(
   helpers: number,
   workerModule: URL | string = new URL('./compress-worker.ts', import.meta.url),
 ): ClusterCompressor {
+  // Said here, in words: a helper thread that cannot compress only reports that it failed.
+  assertCanCompress(type);
   const shared = {
     control: new SharedArrayBuffer(CONTROL.size * 4),
     input: new SharedArrayBuffer(maxClusters * clusterBytes),

@@ -77,6 +77,11 @@ export function compressCluster(type: CompressionType, input: Uint8Array): Uint8
  * per thread, reset between clusters: a new stream per cluster (deflateRawSync) leaves tens of
  * MiB of native garbage behind a long run, for the garbage collector to find late.
  */
+/** Refuses, before any work, a compression type this Node cannot write (zstd before Node 22.15). */
+export function assertCanCompress(type: CompressionType): void {
+  if (type !== 0 && !(zlibModule() as unknown as ZstdZlib).zstdCompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'zstd compression needs Node.js 22.15 or later');
+}
+
 export function compressClusterInto(type: CompressionType, input: Uint8Array, output: Uint8Array): number {
   const zlib = zlibModule();
   if (type === 0) {
