@@ -11,27 +11,42 @@ import type { JobContext } from '../shared/qcow2/job-context.ts';
 import type { CliIo } from './command.ts';
 
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+type StopSignal = (typeof STOP_SIGNALS)[number];
+
+/** Their numbers (the same on Linux, macOS and the BSDs): a shell reports 128 + it for a command a signal ended. */
+const SIGNAL_NUMBERS: Record<StopSignal, number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+
+/**
+ * A job stopped by a signal (or Ctrl-C at a prompt): CANCELLED, and the command exits with 128 + the
+ * signal's number, as a shell reports for qemu-img ended by it — scripts tell an interruption from a failure.
+ */
+export class StoppedBySignal extends Qcow2Error {
+  readonly exitCode: number;
+
+  constructor(signal: StopSignal, message: string) {
+    super('CANCELLED', message);
+    this.exitCode = 128 + SIGNAL_NUMBERS[signal];
+  }
+}
 
 export async function runCancellably<T>(
   run: (job: JobContext) => Promise<T>,
   onProgress: (stage: string, done: number, total: number) => void,
   cancelledMessage: string,
 ): Promise<T> {
-  let cancelled = false;
-  const cancel = (): void => {
-    cancelled = true;
-  };
+  let stoppedBy: StopSignal | null = null;
+  const listeners = STOP_SIGNALS.map((signal) => [signal, () => (stoppedBy ??= signal)] as const);
   const job: JobContext = {
     progress: (stage, done, total) => onProgress(stage, done, total),
     throwIfCancelled() {
-      if (cancelled) throw new Qcow2Error('CANCELLED', cancelledMessage);
+      if (stoppedBy !== null) throw new StoppedBySignal(stoppedBy, cancelledMessage);
     },
   };
-  for (const signal of STOP_SIGNALS) process.on(signal, cancel);
+  for (const [signal, listener] of listeners) process.on(signal, listener);
   try {
     return await run(job);
   } finally {
-    for (const signal of STOP_SIGNALS) process.off(signal, cancel);
+    for (const [signal, listener] of listeners) process.off(signal, listener);
   }
 }
 

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { parseCommandArgs } from './args.ts';
+import { StoppedBySignal } from './cancellable-job.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 import { commands, type CommandEntry } from './commands/index.ts';
 import { printableMessage } from './printable.ts';
@@ -39,7 +40,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
     }
     if (error instanceof Qcow2Error) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);
-      return EXIT_FAILURE;
+      return error instanceof StoppedBySignal ? error.exitCode : EXIT_FAILURE;
     }
     const detail = error instanceof Error ? error.message : String(error);
     io.err(`cowbell: internal error: ${printableMessage(detail)}\n`);

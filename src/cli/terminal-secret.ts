@@ -4,6 +4,7 @@
  * Enter ends it, Backspace takes back a character, Ctrl-C or Ctrl-D on an empty line cancel.
  */
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
+import { StoppedBySignal } from './cancellable-job.ts';
 
 const ENTER = new Set(['\r', '\n']);
 const BACKSPACE = new Set(['\u007f', '\b']);
@@ -36,7 +37,9 @@ export function readSecretFromTerminal(prompt: string): Promise<Uint8Array> {
         }
         if (character === CTRL_C || (character === CTRL_D && characters.length === 0)) {
           characters.fill('');
-          finish(() => reject(new Qcow2Error('CANCELLED', 'Cancelled; nothing was changed')));
+          // The terminal is raw here: Ctrl-C arrives as a character, not as SIGINT, but means the same.
+          const message = 'Cancelled; nothing was changed';
+          finish(() => reject(character === CTRL_C ? new StoppedBySignal('SIGINT', message) : new Qcow2Error('CANCELLED', message)));
           return;
         }
         if (BACKSPACE.has(character)) characters.pop();

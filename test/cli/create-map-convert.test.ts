@@ -189,14 +189,14 @@ async function convertInterrupted(args: string[], percent: number): Promise<{ co
 }
 
 describe('cowbell convert, interrupted', () => {
-  it('Ctrl-C (SIGINT) cancels: exit 1, one line, neither the output nor a temporary file', async () => {
+  it('Ctrl-C (SIGINT) cancels: exit 130 (as a shell reports for a command Ctrl-C ended), one line, neither the output nor a temporary file', async () => {
     const work = tempDir();
     try {
       const source = work.file('random.raw');
       fs.writeFileSync(source, randomFillSync(Buffer.alloc(64 * 2 ** 20)));
       // Interrupted once the copy is under way (its first progress line).
       const { code, err } = await convertInterrupted(['-c', '-O', 'qcow2', source, work.file('out.qcow2')], 0);
-      expect(code).toBe(1);
+      expect(code).toBe(130);
       expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
       expect(fs.readdirSync(work.path)).toEqual(['random.raw']);
     } finally {
@@ -206,7 +206,7 @@ describe('cowbell convert, interrupted', () => {
 });
 
 describe('cowbell convert, interrupted while the write-behind thread writes', () => {
-  it('Ctrl-C during a plain import stops it the same way: exit 1, no output, no temporary file', async () => {
+  it('Ctrl-C during a plain import stops it the same way: exit 130, no output, no temporary file', async () => {
     const work = tempDir();
     try {
       // 768 MiB of data, every byte of it read and written (holes would be skipped): a window of a good part of a second.
@@ -219,7 +219,7 @@ describe('cowbell convert, interrupted while the write-behind thread writes', ()
       const { code, err, interruptedAt } = await convertInterrupted(['-O', 'qcow2', source, work.file('out.qcow2')], 1);
       expect(interruptedAt).not.toBeNull();
       expect(interruptedAt).toBeLessThan(50);
-      expect(code).toBe(1);
+      expect(code).toBe(130);
       expect(err).toMatch(/cowbell: Cancelled; no output was written\n$/);
       expect(fs.readdirSync(work.path)).toEqual(['data.raw']);
     } finally {

@@ -422,14 +422,14 @@ describe('cowbell compress, interrupted', () => {
     { mib: 128, percent: 90, stage: 'while verifying' },
   ];
   for (const { mib, percent, stage } of cases) {
-    it(`Ctrl-C ${stage} (${mib} MiB of random data): exit 1, one line, the disk byte for byte, no temporary file, and promptly`, { timeout: 120_000 }, async () => {
+    it(`Ctrl-C ${stage} (${mib} MiB of random data): exit 130, one line, the disk byte for byte, no temporary file, and promptly`, { timeout: 120_000 }, async () => {
       const { dir, image } = await randomDisk(mib);
       const hash = fileHash(image);
       const result = await interrupted(['compress', '-p', image], percent);
       expect(result.at, `interrupted at ${percent}%`).not.toBeNull();
       // A progress line inside the stage, not only the last one (100%) before the disk is replaced.
       expect(result.at, 'the stage printed no progress before its end').toBeLessThan(stage === 'while copying' ? 85 : 100);
-      expect(result.code, result.err).toBe(1);
+      expect(result.code, result.err).toBe(130);
       expect(result.err).toMatch(/\ncowbell: Cancelled; the disk was left as it was\n$/);
       expect(fileHash(image)).toBe(hash);
       expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
