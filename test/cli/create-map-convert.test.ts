@@ -98,6 +98,15 @@ describe('cowbell map', () => {
     expectOneLineError(await run('map', text), 1, /Not a qcow2 image/);
     expectOneLineError(await run('map', '--output=xml', image), 2, /json or human/);
   });
+
+  it('names the file at fault: the disk itself, or the backing file below it that is not a disk image', async () => {
+    const junk = folder.file('junk.qcow2');
+    fs.writeFileSync(junk, 'not a disk image at all, but long enough for a header');
+    expectOneLineError(await run('info', junk), 1, new RegExp(`^cowbell: ${junk}: Not a qcow2 image`));
+    const overlay = folder.file('over-junk.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', junk, '-F', 'qcow2', overlay, '1M']);
+    expectOneLineError(await run('map', overlay), 1, new RegExp(`^cowbell: ${junk}: Not a qcow2 image`));
+  });
 });
 
 describe('cowbell convert', () => {

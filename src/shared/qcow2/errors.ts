@@ -12,6 +12,24 @@ export class Qcow2Error extends Error {
   }
 }
 
+/** What is wrong with a file's own bytes: which file is then the first thing to know. */
+const FILE_FAULTS: ReadonlySet<ErrorCode> = new Set(['BAD_MAGIC', 'UNSUPPORTED_VERSION', 'UNSUPPORTED_FEATURE', 'CORRUPT', 'TRUNCATED']);
+
+/**
+ * A fault in a file's header or tables met while opening it, naming the file (as qemu-img's "Could
+ * not open 'FILE'" does) unless the message already does: a command reads several files (a backing
+ * chain, a convert's input and output) and "Not a qcow2 image" alone does not say which one.
+ */
+export function namingFile(error: unknown, filePath: string): unknown {
+  // One already named (a backing file's, met while opening the overlay) keeps the name of the file at fault.
+  if (!(error instanceof Qcow2Error) || !FILE_FAULTS.has(error.code) || namedErrors.has(error) || error.message.includes(filePath)) return error;
+  const named = new Qcow2Error(error.code, `${filePath}: ${error.message}`, { cause: error });
+  namedErrors.add(named);
+  return named;
+}
+
+const namedErrors = new WeakSet<Qcow2Error>();
+
 /** Node's system errors (ENOENT, ENOSPC, …) as typed engine errors; anything else is INTERNAL. */
 export function toQcow2Error(error: unknown, what: string): Qcow2Error {
   if (error instanceof Qcow2Error) return error;

@@ -1,7 +1,7 @@
 /** Which format a file holds, and opening any supported one as a source of guest bytes. */
 import type { BlockFile } from '../io/block-file.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
-import { Qcow2Error } from '../errors.ts';
+import { namingFile, Qcow2Error } from '../errors.ts';
 import type { ImageFormat } from './image-format-name.ts';
 import { QCOW2_MAGIC } from '../format/limits.ts';
 import type { GuestReader } from './guest-reader.ts';
@@ -45,6 +45,6 @@ export function openGuestReader(filePath: string, format?: ImageFormat, options:
     if (error instanceof Qcow2Error && error.code === 'BAD_MAGIC' && format === 'qcow2') {
       throw new Qcow2Error('BAD_MAGIC', `${filePath} is not a qcow2 image`, { cause: error });
     }
-    throw error;
+    throw namingFile(error, filePath);
   }
 }

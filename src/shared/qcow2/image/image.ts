@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import type { BlockFile } from '../io/block-file.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
 import { decompressCluster } from '../codec/compression.ts';
-import { Qcow2Error } from '../errors.ts';
+import { namingFile, Qcow2Error } from '../errors.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
 import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere } from '../io/image-lock.ts';
 import { hex, isAligned, view } from '../format/bytes.ts';
@@ -187,7 +187,7 @@ export class Qcow2Image implements GuestReader {
       return Qcow2Image.openFile(file, options);
     } catch (error) {
       file.close();
-      throw error;
+      throw namingFile(error, filePath);
     }
   }
 
@@ -1115,7 +1115,7 @@ function openBacking(imagePath: string, backingPath: string, format: string | nu
     return Qcow2Image.openFile(file, { ...options, cipher: undefined, readOnly: true, chain });
   } catch (error) {
     file.close();
-    throw error;
+    throw namingFile(error, backingPath);
   }
 }
 
