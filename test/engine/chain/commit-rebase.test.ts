@@ -184,6 +184,19 @@ describe('a backing file another program holds', () => {
   });
 });
 
+describe('an overlay Cowbell cannot change', () => {
+  it('commit with persistent dirty bitmaps on the overlay is refused before the base takes anything (a bigger overlay grew the base first)', async () => {
+    const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1' });
+    await qemuImg(['resize', '-q', top, '96M']);
+    await qemuImg(['bitmap', '--add', top, 'backup']);
+    const before = [base, mid, top].map(fileHash);
+    const result = await run('commit', top);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/cannot be changed: it has persistent dirty bitmaps/);
+    expect([base, mid, top].map(fileHash)).toEqual(before);
+  });
+});
+
 describe('commit and rebase mixed with qemu-img’s own', () => {
   it('a sequence of cowbell and qemu-img commits, rebases and guest writes keeps every file clean and the guest data as the model', async () => {
     const { base, mid, top } = await makeChain(ours, { options: 'compat=1.1,cluster_size=4096' });

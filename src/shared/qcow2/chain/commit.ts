@@ -100,6 +100,12 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     refuseLoop(chain, link.path);
     base = openBase(link.path, link.format, openFile, chain);
     const emptying = request.keepOverlay !== true && layers.length === 1;
+    // Before the base takes anything: an overlay that cannot be emptied (dirty bitmaps, a dirty bit,
+    // damaged tables) refuses the whole commit, as any refusal leaves every file as it was.
+    if (emptying) {
+      top.assertWritable();
+      top.validateForChange();
+    }
     // Past a smaller base's end the snapshots read zeros before and after it grows: the check holds either way.
     refuseChangingSnapshots(snapshotsThatWouldChange(top, base, committedView(top), (hole) => committedRanges(layers, hole), job), 'This commit');
     const grownFrom = top.virtualSize > base.virtualSize ? base.virtualSize : null;
