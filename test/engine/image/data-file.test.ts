@@ -13,7 +13,9 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
+import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { createSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts';
 import { imageUsage } from '../../../src/shared/qcow2/snapshots/usage.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
@@ -249,6 +251,23 @@ describe('what QEMU refuses on an image with a data file, Cowbell refuses', () =
       opened.close();
     }
     expect([fileHash(image), fileHash(data)]).toEqual(before);
+  });
+
+  it('a backing file for an image whose data file is raw (data_file_raw): refused in safe and -u rebase, as qemu-img rebase fails; none stays possible', async () => {
+    const { image, data } = await makeImage(configs[1]!);
+    await fillWithQemu(image, 64 * KiB);
+    const backing = folder.file('raw-data-backing.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', backing, '4M']);
+    await qemuIo(backing, ['write -P 0x77 0 4M']);
+    const qemu = await qemuImg(['rebase', '-u', '-b', backing, '-F', 'qcow2', image], { okCodes: [1] });
+    expect(qemu.stderr).toMatch(/Could not change the backing file/);
+    const before = [fileHash(image), fileHash(data)];
+    for (const unsafe of [false, true]) {
+      expect(errorOf(() => runSteps(rebaseSteps({ image, backingFile: backing, backingFormat: 'qcow2', unsafe }))).code).toBe('INVALID_ARGUMENT');
+    }
+    expect([fileHash(image), fileHash(data)]).toEqual(before);
+    runSteps(rebaseSteps({ image, backingFile: null }));
+    expect((await qemuCheck(image)).code).toBe(0);
   });
 
   it('a compress or compact in place: UNSUPPORTED_FEATURE, while convert copies the data into a new self-contained image', async () => {

@@ -16,6 +16,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
+import { dataFileIsRaw } from '../image/data-file.ts';
 import { RawImage } from '../image/raw-image.ts';
 import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
@@ -69,6 +70,10 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
 export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, 'image' | 'openFile'>, job: JobContext = silentJob): Steps<RebaseResult> {
   if (request.backingFile !== null) assertBackingName(request.backingFile);
   const imagePath = top.file.path;
+  // Its data file promises to read alone as the whole guest disk; a backing file would break that (QEMU refuses too).
+  if (request.backingFile !== null && dataFileIsRaw(top.header)) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} keeps its guest data in a raw data file (data_file_raw), which cannot have a backing file`);
+  }
   const newPath = request.backingFile === null ? null : resolveBackingPath(imagePath, request.backingFile);
   // A new backing file that the old chain (open below the overlay) already reads in the format
   // asked for has that chain's tail for its own, which the open followed and found free of loops:
