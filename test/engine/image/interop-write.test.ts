@@ -7,11 +7,15 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, type ExpectStatic } from 'vitest';
+import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
+import { changeKeySlots } from '../../../src/shared/qcow2/crypto/key-slot-change.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { applyToImage, applyToModel, randomGuestOps, type DiscardSemantics, type GuestOp } from '../../helpers/guest-model.ts';
 import { configName, cowbellOptions, formatMatrix, KiB, MiB, qemuOptions, smallDiskSize, type FormatConfig } from '../../helpers/image-matrix.ts';
 import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { createLuksImage } from '../../helpers/encrypted-images.ts';
+import { appendCluster, setRefcount } from '../../helpers/qcow2-poke.ts';
 import { compressibleBytes, SeededRandom } from '../../helpers/seeded-random.ts';
 
 let folder: TempDir;
@@ -249,5 +253,34 @@ describe('header feature bits when Cowbell writes', () => {
       writer.close();
     }
     expect((await qemuCheck(image)).code).toBe(0);
+  });
+
+  it('a repair and a passphrase change clear unknown autoclear bits too (as qemu-img check -r and amend), keeping the dirty bitmaps\' bit', { timeout: 60_000 }, async () => {
+    const autoclearOf = (file: string): bigint => fs.readFileSync(file).readBigUInt64BE(88);
+    const setAutoclear = (file: string, bits: bigint): void => {
+      const fd = fs.openSync(file, 'r+');
+      const bytes = Buffer.alloc(8);
+      bytes.writeBigUInt64BE(bits);
+      fs.writeSync(fd, bytes, 0, 8, 88);
+      fs.closeSync(fd);
+    };
+    const repaired = folder.file('autoclear-repair.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', repaired, '1M']);
+    await qemuIo(repaired, ['write -P 0x33 0 128k']);
+    await qemuImg(['bitmap', '--add', repaired, 'backup']);
+    expect(autoclearOf(repaired)).toBe(0x1n);
+    setAutoclear(repaired, 0x81n);
+    // A leaked cluster for the repair to free.
+    setRefcount(repaired, appendCluster(repaired), 1);
+    expect(checkImagePath(repaired, { repair: 'leaks' })['leaks-fixed']).toBe(1);
+    expect(autoclearOf(repaired)).toBe(0x1n);
+    expect((await qemuCheck(repaired)).code).toBe(0);
+    expect((await qemuImg(['info', repaired])).stdout).toMatch(/name: backup/);
+
+    const encrypted = folder.file('autoclear-luks.qcow2');
+    await createLuksImage(encrypted, 'old-pass');
+    setAutoclear(encrypted, 0x80n);
+    changeKeySlots(encrypted, { passphrase: Buffer.from('old-pass'), action: 'change', newPassphrase: Buffer.from('new-pass'), iterations: 1000 });
+    expect(autoclearOf(encrypted)).toBe(0n);
   });
 });

@@ -18,6 +18,7 @@ import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { Qcow2Error } from '../errors.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../format/limits.ts';
+import { headerWithoutUnknownAutoclear } from '../format/unknown-autoclear.ts';
 import { Qcow2Image, WITHOUT_DATA_FILE_REASON, type OpenImageOptions } from '../image/image.ts';
 import { unencryptedData } from '../image/unencrypted-data.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -88,6 +89,13 @@ export function checkImage(image: Qcow2Image, options: CheckOptions = {}, job: J
   const uncancellable: JobContext = { progress: (...args) => job.progress(...args), throwIfCancelled: () => {} };
   const log = new CheckFindings();
   const losses: RepairLoss[] = [];
+  const onFile = parseHeader(readZeroFilled(image.file, 0, image.clusterBytes), image.file.size(), { forCheck: true });
+  const cleared = headerWithoutUnknownAutoclear(onFile);
+  if (cleared !== null) {
+    image.file.write(cleared, 0);
+    image.file.flush();
+    image.header.autoclearFeatures = onFile.autoclearFeatures;
+  }
   const changed = repair(image, first, options.repair, log, losses, uncancellable);
   let final = first;
   if (changed) {

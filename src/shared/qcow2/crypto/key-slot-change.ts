@@ -9,6 +9,7 @@ import { Qcow2Error } from '../errors.ts';
 import { parseCryptoHeaderExtension, type CryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { clusterSize, EXT_CRYPTO_HEADER, findExtension, parseHeader } from '../format/header.ts';
 import { LUKS_PHDR_BYTES, parseLuksHeader, type LuksHeader } from '../format/luks-header.ts';
+import { headerWithoutUnknownAutoclear } from '../format/unknown-autoclear.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { applyLuksAreaWrites, luksAreaReader } from './luks-area.ts';
@@ -62,6 +63,11 @@ export function changeKeySlotsOf(file: BlockFile, request: KeySlotRequest, job: 
     }
     // The passphrase just opened a slot: a change or removal that erased none would leave it working.
     if (request.action !== 'add' && toErase.length === 0) throw new Qcow2Error('INTERNAL', 'The passphrase opened the disk but no key slot holds it; nothing was changed');
+    const cleared = headerWithoutUnknownAutoclear(parseHeader(readHeaderBytes(file), file.size()));
+    if (cleared !== null) {
+      file.write(cleared, 0);
+      file.flush();
+    }
     let added: number | null = null;
     if (request.newPassphrase !== undefined && request.action !== 'remove') {
       job.progress('adding the new passphrase', 1, 3, 'steps');
@@ -83,10 +89,16 @@ export function changeKeySlotsOf(file: BlockFile, request: KeySlotRequest, job: 
   }
 }
 
+/** The header cluster at its largest (2 MiB), or the whole file if shorter. */
+function readHeaderBytes(file: BlockFile): Uint8Array {
+  const first = new Uint8Array(Math.min(file.size(), 2 * 1024 * 1024));
+  file.read(first, 0);
+  return first;
+}
+
 function luksAreaOf(file: BlockFile): CryptoHeaderExtension {
   const size = file.size();
-  const first = new Uint8Array(Math.min(size, 2 * 1024 * 1024));
-  file.read(first, 0);
+  const first = readHeaderBytes(file);
   const header = parseHeader(first, size);
   if (header.cryptMethod !== 2) {
     throw new Qcow2Error('INVALID_ARGUMENT', header.cryptMethod === 1 ? 'This disk uses the old qcow2 AES encryption, which has no key slots: encrypt it afresh (LUKS) to manage passphrases' : 'This disk is not encrypted');
