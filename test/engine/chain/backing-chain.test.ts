@@ -73,6 +73,31 @@ describe('the backing chain of a disk', () => {
     expect(readBackingChain(top).complete).toBe(true);
   });
 
+  it('a name that is the image under another name (a symbolic or hard link) is the image: rebase refuses the loop, safe or -u, and a chain looping through one is shown as a loop', async () => {
+    const { base, top } = await makeChain(folder, { options: 'compat=1.1' });
+    fs.symlinkSync('top.qcow2', folder.file('top-link.qcow2'));
+    fs.linkSync(top, folder.file('top-hard.qcow2'));
+    const hashes = [fileHash(top), fileHash(base)];
+    for (const name of ['top-link.qcow2', 'top-hard.qcow2']) {
+      for (const unsafe of [['-u'], []]) {
+        const result = await run('rebase', ...unsafe, '-b', name, '-F', 'qcow2', top);
+        expect(result.code, `${name} ${unsafe.join('')}`).toBe(1);
+        expect(result.err).toMatch(/would loop/);
+      }
+      // Through another file's chain: base would read top, whose chain reads base.
+      const result = await run('rebase', '-u', '-b', name, '-F', 'qcow2', base);
+      expect(result.err).toMatch(/would loop/);
+    }
+    expect([fileHash(top), fileHash(base)]).toEqual(hashes);
+    await qemuImg(['rebase', '-u', '-b', 'top-link.qcow2', '-F', 'qcow2', base]);
+    const chain = readBackingChain(top);
+    expect(chain.files.map((file) => file.name)).toEqual([top, 'mid.qcow2', 'base.qcow2', 'top-link.qcow2']);
+    expect(chain.files[3]?.problem?.kind).toBe('loop');
+    const map = await run('map', top);
+    expect(map.code).toBe(1);
+    expect(map.err).toMatch(/base\.qcow2: The backing chain loops back to .*top-link\.qcow2/);
+  });
+
   it('rebase onto a file of the old chain in another format than that chain reads it checks the file\'s own chain for a loop too', async () => {
     // x.qcow2 is qcow2 with top.qcow2 as its backing file; top names x.qcow2 as raw, so its chain ends there.
     await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'top.qcow2', '-F', 'qcow2', folder.file('x.qcow2'), String(MiB)]);

@@ -4,12 +4,12 @@
  * unreadable or looping file ends the chain with a problem naming it, instead of failing.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import { snapshotVmStateSize } from '../format/snapshot-table.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
+import { fileIdentity } from '../io/file-identity.ts';
 import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { probeFormat } from '../image/image-format.ts';
 import type { BackingChain, ChainFile, ChainProblem } from '../model.ts';
@@ -19,7 +19,7 @@ import type { BackingChain, ChainFile, ChainProblem } from '../model.ts';
  * the chain ends at it, listed but not read.
  */
 export function readBackingChain(imagePath: string, options: { stopAt?: string } = {}): BackingChain {
-  const stopAt = options.stopAt === undefined ? null : path.resolve(options.stopAt);
+  const stopAt = options.stopAt === undefined ? null : fileIdentity(options.stopAt);
   const files: ChainFile[] = [];
   const seen = new Map<string, number>();
   let next: { path: string; name: string; declaredFormat: string | null } | null = { path: imagePath, name: imagePath, declaredFormat: null };
@@ -28,7 +28,7 @@ export function readBackingChain(imagePath: string, options: { stopAt?: string }
     next = null;
     const entry = blankEntry(current.path, current.name, current.declaredFormat);
     files.push(entry);
-    const resolved = path.resolve(current.path);
+    const resolved = fileIdentity(current.path);
     const earlier = seen.get(resolved);
     if (earlier !== undefined) {
       entry.problem = { kind: 'loop', message: `The backing chain loops: ${current.name} is file ${earlier + 1} of the chain again` };

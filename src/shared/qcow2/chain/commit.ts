@@ -16,11 +16,11 @@
  * emptied tables and the refcount drops are durable, and only where refcounts are 0. Each file
  * keeps the engine's own write order (image.ts flush) for its metadata.
  */
-import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
 import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
@@ -81,8 +81,8 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     const chain = [request.image];
     let link = backingLink(top, openFile);
     if (link === null) throw new Qcow2Error('INVALID_ARGUMENT', `${request.image} has no backing file to commit into`);
-    const wanted = request.base === undefined ? null : path.resolve(request.base);
-    while (wanted !== null && path.resolve(link.path) !== wanted) {
+    const wanted = request.base ?? null;
+    while (wanted !== null && !sameFile(link.path, wanted)) {
       refuseLoop(chain, link.path);
       if (link.format !== 'qcow2') throw new Qcow2Error('INVALID_ARGUMENT', `${request.base ?? ''} is not in the backing chain of ${request.image}`);
       const file = openMissingAware(link.path, true, openFile);

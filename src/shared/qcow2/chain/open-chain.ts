@@ -4,8 +4,8 @@
  * upper ones, which the ordinary open (each image opening its whole chain) cannot do — it would
  * hold every lower file open for reading.
  */
-import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import type { BlockFile } from '../io/block-file.ts';
@@ -54,7 +54,7 @@ export function openMissingAware(filePath: string, readOnly: boolean, openFile: 
 
 /** Fails with CORRUPT when `next` is already in the chain (a loop) or the chain is too long. */
 export function refuseLoop(chain: readonly string[], next: string): void {
-  if (chain.some((entry) => path.resolve(entry) === path.resolve(next))) throw new Qcow2Error('CORRUPT', `The backing chain loops back to ${next}`);
+  if (chain.some((entry) => sameFile(entry, next))) throw new Qcow2Error('CORRUPT', `The backing chain loops back to ${next}`);
   if (chain.length + 1 > MAX_BACKING_CHAIN) throw new Qcow2Error('CORRUPT', `The backing chain is longer than ${MAX_BACKING_CHAIN} images`);
 }
 

@@ -10,10 +10,10 @@
  * the switch itself is one write after the new name is durable (backing-header.ts), so a crash
  * leaves the old or the new backing file named, and either reads the same.
  */
-import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { dataFileIsRaw } from '../image/data-file.ts';
@@ -124,10 +124,9 @@ function detectNewFormat(newPath: string, unsafe: boolean): ImageFormat {
 
 /** A new backing file whose own chain leads back to the image would make a loop. */
 function refuseChainThrough(newPath: string, imagePath: string): void {
-  const target = path.resolve(imagePath);
   // The image itself is not opened again: it is open for writing here, and a reader would wait for it.
   const chain = readBackingChain(newPath, { stopAt: imagePath });
-  if (chain.files.some((file) => path.resolve(file.path) === target)) {
+  if (chain.files.some((file) => sameFile(file.path, imagePath))) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${newPath} is ${imagePath} or has it in its own backing chain: the chain would loop`);
   }
 }
@@ -147,15 +146,14 @@ function openNewChain(newPath: string, format: ImageFormat): GuestReader {
  * can read differently, so only that needs comparing — qemu-img's shortcut too.
  */
 function layersAbove(top: Qcow2Image, newPath: string): Qcow2Image[] | null {
-  const target = path.resolve(newPath);
   const layers: Qcow2Image[] = [];
   let reader = top.backing;
   while (reader instanceof Qcow2Image) {
-    if (path.resolve(reader.file.path) === target) return layers;
+    if (sameFile(reader.file.path, newPath)) return layers;
     layers.push(reader);
     reader = reader.backing;
   }
-  if (reader instanceof RawImage && path.resolve(reader.file.path) === target) return layers;
+  if (reader instanceof RawImage && sameFile(reader.file.path, newPath)) return layers;
   return null;
 }
 

@@ -10,6 +10,7 @@ import type { BlockFile } from '../io/block-file.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
 import { decompressCluster } from '../codec/compression.ts';
 import { namingFile, Qcow2Error } from '../errors.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
 import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere } from '../io/image-lock.ts';
 import { hex, isAligned, view } from '../format/bytes.ts';
@@ -1089,7 +1090,7 @@ export function resolveBackingPath(imagePath: string, backingName: string): stri
 function openBacking(imagePath: string, backingPath: string, format: string | null, options: OpenImageOptions): GuestReader {
   const chain = [...(options.chain ?? [imagePath]), backingPath];
   if (chain.length > MAX_BACKING_CHAIN) throw new Qcow2Error('CORRUPT', `The backing chain is longer than ${MAX_BACKING_CHAIN} images (a loop?)`);
-  if (chain.slice(0, -1).some((entry) => path.resolve(entry) === path.resolve(backingPath))) {
+  if (chain.slice(0, -1).some((entry) => sameFile(entry, backingPath))) {
     throw new Qcow2Error('CORRUPT', `The backing chain loops back to ${backingPath}`);
   }
   const openFile = options.openFile ?? defaultOpenFile;
