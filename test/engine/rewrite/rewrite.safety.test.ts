@@ -448,6 +448,22 @@ describe('what the user has keeps its shape', () => {
     await expectCheckClean(expect, image, 'the disk behind the link');
   });
 
+  it('in place refuses a disk with other names (hard links), before anything is written: the others would keep the old disk (after encrypt, in the clear); to an OUTPUT it goes ahead', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const other = path.join(dir, 'other-name.qcow2');
+    fs.linkSync(image, other);
+    const hash = fileHash(image);
+    for (const compression of ['compress', 'keep'] as const) {
+      expect(() => rewriteImage({ source: image, compression }), compression).toThrow(/has another name \(a hard link\)/);
+      expect(() => rewriteImage({ source: other, target: image, compression }), `${compression} onto the other name`).toThrow(/hard link/);
+    }
+    expect(fileHash(image)).toBe(hash);
+    expect(fs.readdirSync(dir).sort()).toEqual(['disk.qcow2', 'other-name.qcow2']);
+    const output = path.join(dir, 'out.qcow2');
+    expect(rewriteImage({ source: image, target: output, compression: 'keep' }).inPlace).toBe(false);
+    expect(fs.statSync(image).nlink).toBe(2);
+  });
+
   it('in place keeps who may read the disk: a private disk (0600, owned by another user) stays so, and its copy is never readable by others while it is written', async () => {
     const { dir, image } = await imageWithSnapshots();
     fs.chmodSync(image, 0o600);

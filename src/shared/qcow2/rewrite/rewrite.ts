@@ -15,6 +15,7 @@ import { checkImage } from '../check/check.ts';
 import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { freeBytesFor } from '../io/free-space.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
@@ -149,10 +150,12 @@ export function previewRewrite(
 
 export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<RewriteResult> {
   const target = request.target ?? request.source;
-  const inPlace = path.resolve(target) === path.resolve(request.source) || sameFile(target, request.source);
+  const inPlace = sameFile(target, request.source);
   if (!inPlace && request.overwrite !== true && fs.existsSync(target)) throw new Qcow2Error('INVALID_ARGUMENT', `${target} already exists; choose another name`);
   // In place, the file replaced is the source itself, not a symbolic link that leads to it.
   const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
+  const links = inPlace && request.fileSystem === undefined ? (statOf(replaced)?.nlink ?? 1) : 1;
+  if (links > 1) refuseSplittingLinks(request.source, links - 1);
   const image = openSource(request, inPlace ? 'replacing' : 'guard', job);
   let newKey: NewLuksArea | null = null;
   try {
@@ -164,7 +167,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     // make a copy that fails its own check: refuse before writing anything, and say to repair.
     refuseUnsoundMetadata(image, { storedRefcounts: false });
     // The copy would name itself as its backing file, and the disk would lose what it reads through it.
-    if (image.backingPath !== null && (path.resolve(image.backingPath) === path.resolve(replaced) || sameFile(image.backingPath, replaced))) {
+    if (image.backingPath !== null && sameFile(image.backingPath, replaced)) {
       throw new Qcow2Error('INVALID_ARGUMENT', `${target} is the backing file of ${request.source}; replacing it would lose the data the disk reads through it, so choose another name`);
     }
     const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
@@ -327,21 +330,21 @@ function keepOwnership(file: BlockFile, stats: fs.Stats): void {
   fs.fchmodSync(file.descriptor, stats.mode & 0o777);
 }
 
+/**
+ * The new image replaces one name of the file by a rename; other names (hard links) would go on
+ * naming the old file — after an encrypt, the disk's data in the clear. Refused before anything is
+ * written: QEMU's own in-place changes write into the file, which every name shares.
+ */
+function refuseSplittingLinks(source: string, otherNames: number): never {
+  const others = otherNames === 1 ? 'another name (a hard link)' : `${otherNames} other names (hard links)`;
+  throw new Qcow2Error('INVALID_ARGUMENT', `${source} has ${others}: a rewrite in place would give the new disk to this name only, and the other would keep the old one; write to a new file (OUTPUT) instead, or remove the other names first`);
+}
+
 function realPath(filePath: string): string {
   try {
     return fs.realpathSync(filePath);
   } catch {
     return filePath;
-  }
-}
-
-function sameFile(a: string, b: string): boolean {
-  try {
-    const statA = fs.statSync(a);
-    const statB = fs.statSync(b);
-    return statA.dev === statB.dev && statA.ino === statB.ino;
-  } catch {
-    return false;
   }
 }
 
