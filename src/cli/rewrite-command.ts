@@ -63,7 +63,7 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
     compressWorker: cliRuntime.compressWorker,
     earlyVerifyWorker: cliRuntime.earlyVerifyWorker,
     verify: !flag(args, 'no-verify'),
-    dropBitmaps: flag(args, 'drop-bitmaps'),
+    dropBitmaps: request.dropBitmaps === true || flag(args, 'drop-bitmaps'),
     overwrite: flag(args, 'force'),
     durable: request.durable ?? cacheMode(option(args, 'cache')),
   };

@@ -197,6 +197,25 @@ async function convertInterrupted(args: string[], percent: number): Promise<{ co
   return { code, err, interruptedAt };
 }
 
+describe('cowbell convert of a disk with snapshots and persistent dirty bitmaps', () => {
+  it('keeps the snapshots and leaves the bitmaps behind, as qemu-img convert leaves them (they stay on the source)', async () => {
+    const source = folder.file('bitmaps.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', source, '4M']);
+    await qemuIo(source, ['write -P 0x21 0 256k']);
+    await qemuImg(['snapshot', '-c', 'first', source]);
+    await qemuImg(['bitmap', '--add', source, 'backup']);
+    const copy = folder.file('bitmaps-copy.qcow2');
+    const result = await run('convert', '-O', 'qcow2', source, copy);
+    expect(result.err).toBe('');
+    expect(result.code).toBe(0);
+    expect((await qemuInfo(copy)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['first']);
+    expect(((await qemuInfo(copy))['format-specific']?.data as Record<string, unknown>).bitmaps).toBeUndefined();
+    expect(((await qemuInfo(source))['format-specific']?.data as Record<string, unknown>).bitmaps).toEqual([expect.objectContaining({ name: 'backup' })]);
+    expect((await qemuCheck(copy)).code).toBe(0);
+    expect((await qemuCompare(source, copy, { formatB: 'qcow2' })).code).toBe(0);
+  });
+});
+
 describe('cowbell convert, interrupted', () => {
   it('Ctrl-C (SIGINT) cancels: exit 130 (as a shell reports for a command Ctrl-C ended), one line, neither the output nor a temporary file', async () => {
     const work = tempDir();

@@ -91,7 +91,8 @@ export const convert: Command = {
     if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots') && !rescue) {
       const compressionType = assertSnapshotsCanBeKept(source, options);
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
-      const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' } }, { printSummary: false });
+      // Like qemu-img convert (without --bitmaps), the copy leaves the dirty bitmaps behind: they stay valid on the source.
+      const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' }, dropBitmaps: true }, { printSummary: false });
       if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
       return code;

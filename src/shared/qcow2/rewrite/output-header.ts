@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import { CRYPTO_HEADER_EXTENSION_BYTES } from '../format/crypto-header-extension.ts';
 import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type HeaderExtension } from '../format/header.ts';
-import { INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
+import { AUTOCLEAR_BITMAPS, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
 import { resolveBackingPath } from '../image/image.ts';
 
@@ -37,7 +37,10 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
       'The disk keeps its data in an external data file, which a compress, compact or encrypt cannot carry; convert it to a new self-contained image first (cowbell convert copies the data in)',
     );
   }
-  if (!options.dropBitmaps && header.extensions.some((extension) => extension.type === EXT_BITMAPS)) {
+  // Without the autoclear bit the bitmaps are already stale (a program that did not keep them wrote
+  // the disk): QEMU ignores them, and the copy has nothing left to lose by leaving them out.
+  const liveBitmaps = (header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && header.extensions.some((extension) => extension.type === EXT_BITMAPS);
+  if (!options.dropBitmaps && liveBitmaps) {
     throw new Qcow2Error(
       'UNSUPPORTED_FEATURE',
       'The disk has persistent dirty bitmaps (incremental backups), which a rewritten disk cannot keep; drop them explicitly (--drop-bitmaps) to go on, and take a full backup next',
