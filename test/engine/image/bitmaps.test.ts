@@ -63,3 +63,60 @@ describe('images with persistent dirty bitmaps', () => {
     expect(block(cli.out)).toContain('name: second');
   });
 });
+
+describe('check on a damaged bitmap directory', () => {
+  let dir: TempDir | null = null;
+  afterEach(() => {
+    dir?.cleanup();
+    dir = null;
+  });
+
+  /** A disk with one bitmap (two with `second`), the directory's offset and the extension's place in the file. */
+  async function withBitmaps(name: string, second = false, size = '16M'): Promise<{ image: string; directory: number; extension: number }> {
+    dir ??= tempDir();
+    const image = path.join(dir.path, name);
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, size]);
+    await qemuImg(['bitmap', '--add', image, 'bm1']);
+    if (second) await qemuImg(['bitmap', '--add', image, 'bm2']);
+    const bytes = fs.readFileSync(image);
+    let at = bytes.readUInt32BE(100);
+    while (bytes.readUInt32BE(at) !== 0x23852875) at += 8 + Math.ceil(bytes.readUInt32BE(at + 4) / 8) * 8;
+    return { image, directory: Number(bytes.readBigUInt64BE(at + 24)), extension: at + 8 };
+  }
+
+  function poke(image: string, offset: number, bytes: number[]): void {
+    const fd = fs.openSync(image, 'r+');
+    fs.writeSync(fd, Buffer.from(bytes), 0, bytes.length, offset);
+    fs.closeSync(fd);
+  }
+
+  // Each: what QEMU refuses (qemu-img check cannot open the image); Cowbell's check said "No errors".
+  const cases: [string, string, (image: string, directory: number) => void][] = [
+    ['a bitmap of an unknown type', '16M', (image, directory) => poke(image, directory + 16, [4])],
+    ['a granularity under 512 bytes', '16M', (image, directory) => poke(image, directory + 17, [8])],
+    ['reserved flags', '16M', (image, directory) => poke(image, directory + 12, [0, 0, 0, 0x86])],
+    // 64 GiB at 64 KiB a bit needs a table of two clusters: one covers 32 GiB.
+    ['a table too small for the disk', '64G', (image, directory) => poke(image, directory + 8, [0, 0, 0, 1])],
+  ];
+  it.each(cases)('%s is reported as corruption, as qemu-img check refuses the image', async (_label, size, damage) => {
+    const { image, directory } = await withBitmaps('damaged.qcow2', false, size);
+    damage(image, directory);
+    expect((await qemuCheck(image)).code).not.toBe(0);
+    const result = await runCli('check', image);
+    expect(result.code, result.out + result.err).toBe(2);
+    expect(result.out + result.err).toMatch(/ERROR bitmap 0 /);
+  });
+
+  it('an entry past the count the header gives is reported, and its table is not freed as a leak by a repair', async () => {
+    const { image, extension } = await withBitmaps('uncounted.qcow2', true);
+    poke(image, extension, [0, 0, 0, 1]);
+    expect((await qemuCheck(image)).code).not.toBe(0);
+    const before = await runCli('check', '--output=json', image);
+    const report = JSON.parse(before.out) as { leaks?: number; corruptions?: number };
+    expect(report.corruptions).toBeGreaterThan(0);
+    expect(report.leaks ?? 0).toBe(0);
+    const hashBefore = hash(image);
+    await runCli('check', '-r', 'leaks', image);
+    expect(hash(image)).toBe(hashBefore);
+  });
+});

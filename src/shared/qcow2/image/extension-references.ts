@@ -27,6 +27,15 @@ const MAX_BITMAP_DIRECTORY_BYTES = 64 * 1024 * 1024;
 /** BME_MAX_TABLE_SIZE: entries of one bitmap table. */
 const MAX_BITMAP_TABLE_ENTRIES = 0x800_0000;
 const DIRECTORY_ENTRY_FIXED = 24;
+/** The directory entry's limits (qcow2.txt "Bitmap directory"): type 1 only, granularity 2^9..2^31 bytes, two flags, names up to 1023 bytes. */
+const BITMAP_TYPE_DIRTY_TRACKING = 1;
+const MIN_GRANULARITY_BITS = 9;
+const MAX_GRANULARITY_BITS = 31;
+const BITMAP_IN_USE = 1 << 0;
+const KNOWN_BITMAP_FLAGS = BITMAP_IN_USE | (1 << 1);
+const MAX_BITMAP_NAME_BYTES = 1023;
+/** BME_MAX_PHYS_SIZE: the clusters one bitmap's table may name, in bytes. */
+const MAX_BITMAP_BYTES = 0x2000_0000;
 const TABLE_CHUNK_ENTRIES = 8192;
 
 /** A u64 field as a number, or null where it cannot be an offset or size in any real file. */
@@ -79,31 +88,74 @@ export function scanBitmaps(image: Qcow2Image, sink: ExtensionReferenceSink): vo
     sink.corruption('ERROR the bitmaps extension is invalid');
     return;
   }
+  if (directoryOffset % image.clusterBytes !== 0) sink.corruption('ERROR the bitmap directory is not at the start of a cluster');
   if (!sink.add(directoryOffset, directoryBytes)) return;
   const directory = readZeroFilled(image.file, directoryOffset, directoryBytes);
   const directoryView = view(directory);
+  // Every entry the directory holds is walked, even past the count the extension gives: a table
+  // only an uncounted entry names is still the bitmap's, not a leak for a repair to free.
   let position = 0;
-  for (let index = 0; index < count; index++) {
+  let index = 0;
+  for (; index < count || position < directory.length; index++) {
     if (position + DIRECTORY_ENTRY_FIXED > directory.length) {
       sink.corruption(`ERROR bitmap directory entry ${index} lies past the end of the directory`);
       return;
     }
-    const tableOffset = u64(directoryView, position);
-    const tableEntries = directoryView.getUint32(position + 8);
-    const nameBytes = directoryView.getUint16(position + 18);
-    const extraBytes = directoryView.getUint32(position + 20);
-    const length = DIRECTORY_ENTRY_FIXED + extraBytes + nameBytes;
+    const entry = readDirectoryEntry(directoryView, position);
+    const length = DIRECTORY_ENTRY_FIXED + entry.extraBytes + entry.nameBytes;
     if (position + length > directory.length) {
       sink.corruption(`ERROR bitmap directory entry ${index} lies past the end of the directory`);
       return;
     }
-    if (tableOffset === null || tableOffset % image.clusterBytes !== 0 || tableEntries > MAX_BITMAP_TABLE_ENTRIES) {
-      sink.corruption(`ERROR bitmap ${index} has an invalid bitmap table`);
+    const problem = entryProblem(entry, image);
+    if (problem !== null) sink.corruption(`ERROR bitmap ${index} ${problem}`);
+    if (entry.tableOffset === null || entry.tableOffset % image.clusterBytes !== 0 || entry.tableEntries > MAX_BITMAP_TABLE_ENTRIES) {
+      if (problem === null) sink.corruption(`ERROR bitmap ${index} has an invalid bitmap table`);
     } else {
-      scanBitmapTable(image, sink, index, tableOffset, tableEntries);
+      scanBitmapTable(image, sink, index, entry.tableOffset, entry.tableEntries);
     }
     position += Math.ceil(length / 8) * 8;
   }
+  if (index !== count) sink.corruption(`ERROR the bitmap directory holds ${index} bitmaps where the header says ${count}`);
+}
+
+interface DirectoryEntry {
+  tableOffset: number | null;
+  tableEntries: number;
+  flags: number;
+  type: number;
+  granularityBits: number;
+  nameBytes: number;
+  extraBytes: number;
+}
+
+function readDirectoryEntry(directory: DataView, position: number): DirectoryEntry {
+  return {
+    tableOffset: u64(directory, position),
+    tableEntries: directory.getUint32(position + 8),
+    flags: directory.getUint32(position + 12),
+    type: directory.getUint8(position + 16),
+    granularityBits: directory.getUint8(position + 17),
+    nameBytes: directory.getUint16(position + 18),
+    extraBytes: directory.getUint32(position + 20),
+  };
+}
+
+/**
+ * What QEMU finds wrong with a directory entry (it then refuses to open the image): the format's
+ * limits on type, granularity, flags and name, and a table too small to cover the disk.
+ */
+function entryProblem(entry: DirectoryEntry, image: Qcow2Image): string | null {
+  if (entry.type !== BITMAP_TYPE_DIRTY_TRACKING) return `is of an unknown type (${entry.type})`;
+  if (entry.granularityBits < MIN_GRANULARITY_BITS || entry.granularityBits > MAX_GRANULARITY_BITS) return `has an invalid granularity (2^${entry.granularityBits} bytes)`;
+  if ((entry.flags & ~KNOWN_BITMAP_FLAGS) !== 0) return `has reserved flags set (0x${entry.flags.toString(16)})`;
+  if (entry.nameBytes > MAX_BITMAP_NAME_BYTES) return `has a name longer than ${MAX_BITMAP_NAME_BYTES} bytes`;
+  if (entry.tableEntries === 0 || entry.tableOffset === 0) return 'has no bitmap table';
+  if (entry.tableEntries * image.clusterBytes > MAX_BITMAP_BYTES) return `is larger than QEMU allows (${MAX_BITMAP_BYTES} bytes)`;
+  // A bitmap in use was being written when its program stopped: QEMU leaves its size alone too.
+  const tracked = entry.tableEntries * image.clusterBytes * 8 * 2 ** entry.granularityBits;
+  if ((entry.flags & BITMAP_IN_USE) === 0 && tracked < image.virtualSize) return 'is too small for the disk';
+  return null;
 }
 
 function scanBitmapTable(image: Qcow2Image, sink: ExtensionReferenceSink, bitmap: number, tableOffset: number, entries: number): void {
