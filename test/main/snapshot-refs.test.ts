@@ -89,6 +89,33 @@ describe('snapshots that share a name', { timeout: 60_000 }, () => {
     expect(fileHash(path)).toBe(before);
   });
 
+  it('with the time the tree showed: a snapshot deleted and made again under that name and id by another program is SNAPSHOT_NOT_FOUND for every change and the export', async () => {
+    const path = folder.file('remade.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '4M']);
+    await qemuIo(path, ['write -P 0x11 0 64k']);
+    await qemuImg(['snapshot', '-c', 'b', path]);
+    const tree = await run('snapshot.tree', path, {});
+    const shown = tree.ok ? (tree.result as { snapshots: { id: string; name: string; date: string }[] }).snapshots[0] : undefined;
+    expect(shown).toMatchObject({ id: '1', name: 'b' });
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await qemuImg(['snapshot', '-d', 'b', path]);
+    await qemuIo(path, ['write -P 0x99 0 64k']);
+    await qemuImg(['snapshot', '-c', 'b', path]);
+    const before = fileHash(path);
+    const pinned = { name: 'b', id: '1', date: shown?.date };
+    for (const [kind, args] of [
+      ['snapshot.apply', pinned],
+      ['snapshot.delete', pinned],
+      ['snapshot.rename', { ...pinned, newName: 'c' }],
+      ['snapshot.note', { ...pinned, note: 'which one?' }],
+      ['snapshot.export', { ...pinned, target: folder.file('remade-export.raw'), format: 'raw' }],
+    ] as const) {
+      expect(await run(kind, path, args), kind).toMatchObject({ ok: false, error: { code: 'SNAPSHOT_NOT_FOUND' } });
+    }
+    expect(fileHash(path)).toBe(before);
+    expect(fs.existsSync(folder.file('remade-export.raw'))).toBe(false);
+  });
+
   it('the map and compare panes: by name alone refused, by id the chosen one', async () => {
     const path = folder.file('mapped.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', path, '4M']);

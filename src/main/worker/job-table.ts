@@ -154,9 +154,13 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
 /** The table a worker started without settings uses (tests, a chunk run by hand). */
 export const jobTable: ContractJobTable = createJobTable();
 
-/** The snapshot a request names: by its id and name where the app sent both (names may repeat), else by its name. */
-function snapshotRef(args: { name: string; id?: string }): SnapshotRef {
-  return args.id === undefined ? args.name : { id: args.id, name: args.name };
+/**
+ * The snapshot a request names: by its id and name where the app sent both (names may repeat), else
+ * by its name; with the creation time the app showed, where it sent one, checked too.
+ */
+function snapshotRef(args: { name: string; id?: string; date?: string }): SnapshotRef {
+  if (args.id === undefined) return args.date === undefined ? args.name : { name: args.name, date: args.date };
+  return { id: args.id, name: args.name, ...(args.date === undefined ? {} : { date: args.date }) };
 }
 
 function compressionTypeCode(name: 'zlib' | 'zstd' | undefined): CompressionType | undefined {

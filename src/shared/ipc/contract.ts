@@ -28,6 +28,13 @@ export const SnapshotName = z
  */
 export const SnapshotId = SnapshotName;
 
+/**
+ * The creation time of the snapshot the user chose, as the tree showed it (ISO 8601): QEMU may give
+ * a snapshot deleted and made again under the same name the same id, so a change the app asks for
+ * is refused where the snapshot bearing them is not the one shown.
+ */
+export const SnapshotDate = z.iso.datetime();
+
 const utf8 = new TextEncoder();
 
 /** A note's size as the engine counts it: UTF-8 bytes, not characters. */
@@ -143,7 +150,7 @@ export const ChangePassphraseArgs = z
   .strict()
   .refine((args) => (args.action === 'remove') === (args.newPassphrase === undefined), 'change and add need a new passphrase; remove takes none');
 /** "Save as new disk…": one snapshot's state written to `target`, a new file (never an existing one), unencrypted (as qemu-img convert); an encrypted disk's passphrase to read it. */
-export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.optional(), target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
+export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional(), target: AbsolutePath, format: z.enum(['qcow2', 'raw']), passphrase: Passphrase.optional() }).strict();
 /**
  * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
  * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
@@ -211,11 +218,11 @@ export const jobSchemas = {
   /** The tree from the snapshot table alone, at once: no space figures (null), undecided parents pending. */
   'snapshot.outline': { access: 'read', args: Empty },
   'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
-  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional() }).strict() },
-  'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional() }).strict() },
-  'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), newName: SnapshotName }).strict() },
+  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional() }).strict() },
+  'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional() }).strict() },
+  'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional(), newName: SnapshotName }).strict() },
   /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */
-  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), note: SnapshotNote }).strict() },
+  'snapshot.note': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional(), note: SnapshotNote }).strict() },
   'image.rewritePreview': { access: 'read', args: RewritePreviewArgs },
   /** Both replace the file (a new image is written beside it, checked, verified, renamed over it). */
   'image.compress': { access: 'write', args: CompressImageArgs },

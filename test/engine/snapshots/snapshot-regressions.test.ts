@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { lockTiming } from '../../../src/shared/qcow2/io/image-lock.ts';
-import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { changeSnapshotName, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { MiB } from '../../helpers/image-matrix.ts';
 import { qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -91,5 +91,38 @@ describe('a failed change of a disk with an external data file', () => {
     const started = Date.now();
     withImage(image, 'write', () => undefined);
     expect(Date.now() - started, 'waited for a lock this process still held').toBeLessThan(lockTiming.busyWaitMs);
+  });
+});
+
+// Was: the app sent the id and name it showed; a snapshot another program deleted and made again
+// under the same name got the same id from QEMU, and the dialog reverted to or deleted that one.
+describe('a snapshot made again by another program under the same name and id', () => {
+  it('is not the one the app showed: revert, delete, rename and note given its time refuse, nothing written', async ({ expect }) => {
+    const image = folder.file('remade.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '4M']);
+    await qemuIo(image, ['write -P 1 0 64k']);
+    await qemuImg(['snapshot', '-c', 'a', image]);
+    await qemuIo(image, ['write -P 2 0 64k']);
+    await qemuImg(['snapshot', '-c', 'b', image]);
+    const shown = readSnapshotTree(image).snapshots.find((snapshot) => snapshot.name === 'b');
+    expect(shown?.id).toBe('2');
+    // A second later (the time is what tells them apart), another program makes "b" again.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await qemuImg(['snapshot', '-d', 'b', image]);
+    await qemuIo(image, ['write -P 9 0 64k']);
+    await qemuImg(['snapshot', '-c', 'b', image]);
+    const remade = readSnapshotTree(image).snapshots.find((snapshot) => snapshot.name === 'b');
+    expect(remade?.id).toBe('2');
+    expect(remade?.date).not.toBe(shown?.date);
+    const hash = fileHash(image);
+    const ref = { id: '2', name: 'b', date: shown?.date ?? '' };
+    for (const act of [() => revertToSnapshot(image, ref), () => removeSnapshot(image, ref), () => changeSnapshotName(image, ref, 'c')]) {
+      expect(act).toThrow(expect.objectContaining({ code: 'SNAPSHOT_NOT_FOUND', message: expect.stringMatching(/another program replaced it/) }));
+    }
+    expect(fileHash(image)).toBe(hash);
+    // The one shown now, with its own time, goes ahead.
+    removeSnapshot(image, { id: '2', name: 'b', date: remade?.date ?? '' });
+    expect(readSnapshotTree(image).snapshots.map((snapshot) => snapshot.name)).toEqual(['a']);
+    await expectCheckClean(expect, image, 'after the delete');
   });
 });

@@ -56,28 +56,28 @@ export function useSnapshotActions() {
 
   async function revert(path: string, snapshot: SnapshotNode, firstTakeName: string | null): Promise<void> {
     if (firstTakeName !== null) await take(path, firstTakeName);
-    await write('snapshot.apply', path, { name: snapshot.name, id: snapshot.id }, {
+    await write('snapshot.apply', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date }, {
       title: `Revert to “${snapshot.name}”`,
       describe: () => `The disk is now as it was at “${snapshot.name}”.`,
     });
   }
 
   async function remove(path: string, snapshot: SnapshotNode): Promise<void> {
-    await write('snapshot.delete', path, { name: snapshot.name, id: snapshot.id }, {
+    await write('snapshot.delete', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date }, {
       title: `Delete snapshot “${snapshot.name}”`,
       describe: () => (snapshot.exclusiveBytes === null ? `Deleted “${snapshot.name}”.` : `Deleted “${snapshot.name}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`),
     });
   }
 
   async function rename(path: string, snapshot: SnapshotNode, newName: string): Promise<void> {
-    await write('snapshot.rename', path, { name: snapshot.name, id: snapshot.id, newName }, {
+    await write('snapshot.rename', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, newName }, {
       title: `Rename “${snapshot.name}” to “${newName}”`,
       describe: () => `Renamed “${snapshot.name}” to “${newName}”.`,
     });
   }
 
   async function setNote(path: string, snapshot: SnapshotNode, note: string): Promise<void> {
-    await write('snapshot.note', path, { name: snapshot.name, id: snapshot.id, note }, {
+    await write('snapshot.note', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, note }, {
       title: note === '' ? `Clear the note of “${snapshot.name}”` : `Set the note of “${snapshot.name}”`,
       describe: () => (note === '' ? `Cleared the note of “${snapshot.name}”.` : `Set the note of “${snapshot.name}”.`),
     });

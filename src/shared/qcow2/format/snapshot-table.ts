@@ -235,3 +235,12 @@ export function newExtraData(vmStateSize: number, diskSize: number): Uint8Array 
   data.setBigUint64(16, 0n);
   return bytes;
 }
+
+/**
+ * A snapshot's creation time as the app shows and pins it (ISO 8601, milliseconds): QEMU gives a
+ * new snapshot the lowest free id, so a snapshot another program deleted and made again under the
+ * same name may come back with the same id — but not with the same time.
+ */
+export function snapshotIsoDate(entry: Pick<SnapshotEntry, 'dateSec' | 'dateNsec'>): string {
+  return new Date(entry.dateSec * 1000 + Math.floor(entry.dateNsec / 1_000_000)).toISOString();
+}

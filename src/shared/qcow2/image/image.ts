@@ -35,7 +35,7 @@ import {
   MAX_HOST_OFFSET,
   MAX_L1_BYTES,
 } from '../format/limits.ts';
-import { MAX_SNAPSHOT_ENTRY_BYTES, parseSnapshotTable, parseSnapshotTableForCheck, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
+import { MAX_SNAPSHOT_ENTRY_BYTES, parseSnapshotTable, parseSnapshotTableForCheck, snapshotIsoDate, snapshotTableLength, type DroppedSnapshotEntry, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { GuestReader } from './guest-reader.ts';
 import { RawImage } from './raw-image.ts';
 import { Refcounts } from './refcounts.ts';
@@ -959,7 +959,7 @@ export function lockedError(): Qcow2Error {
  * name (`snapshot.name=`). qcow2 does not keep names unique (qemu-img snapshot -c takes a name
  * twice), so only the id can tell two snapshots named alike apart.
  */
-export type SnapshotRef = string | { id: string; name?: string } | { id?: undefined; name: string };
+export type SnapshotRef = string | { id: string; name?: string; date?: string } | { id?: undefined; name: string; date?: string };
 
 /** How a refusal names one snapshot: its id and name. */
 function described(entry: SnapshotEntry): string {
@@ -983,16 +983,12 @@ function findByName(image: Qcow2Image, name: string): SnapshotEntry | undefined 
  */
 export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
   if (typeof ref !== 'string') {
-    if (ref.id === undefined) {
-      const named = findByName(image, ref.name);
-      if (named !== undefined) return named;
-      throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref.name}"`);
+    const entry = findSnapshotBy(image, ref);
+    // The app sends the creation time it showed: a snapshot made again under the same name and id since is another one.
+    if (ref.date !== undefined && snapshotIsoDate(entry) !== ref.date) {
+      throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Snapshot "${entry.name}" (id ${entry.id}) is not the one shown (taken ${ref.date}): another program replaced it; nothing was changed, look again`);
     }
-    const { id, name } = ref;
-    const entry = image.snapshots.find((candidate) => candidate.id === id && (name === undefined || candidate.name === name));
-    if (entry !== undefined) return entry;
-    if (name === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with id ${id}`);
-    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot "${name}" with id ${id} any more (another program changed the snapshots); look again`);
+    return entry;
   }
   const byName = findByName(image, ref);
   const byId = image.snapshots.find((entry) => entry.id === ref);
@@ -1002,6 +998,19 @@ export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry
   const found = byName ?? byId;
   if (found !== undefined) return found;
   throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref}"`);
+}
+
+function findSnapshotBy(image: Qcow2Image, ref: Exclude<SnapshotRef, string>): SnapshotEntry {
+  if (ref.id === undefined) {
+    const named = findByName(image, ref.name);
+    if (named !== undefined) return named;
+    throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref.name}"`);
+  }
+  const { id, name } = ref;
+  const entry = image.snapshots.find((candidate) => candidate.id === id && (name === undefined || candidate.name === name));
+  if (entry !== undefined) return entry;
+  if (name === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with id ${id}`);
+  throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot "${name}" with id ${id} any more (another program changed the snapshots); look again`);
 }
 
 /** One state of an image (its current disk or a snapshot's) as guest bytes, with the tables that map it. */

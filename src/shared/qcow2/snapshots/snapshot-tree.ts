@@ -7,7 +7,7 @@
  * distances: a parent that needs them is a placeholder there, marked pending.
  */
 import { l1Checksum, readCowbellRecord } from '../format/cowbell-record.ts';
-import type { SnapshotEntry } from '../format/snapshot-table.ts';
+import { snapshotIsoDate, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { MappingPass } from './mapping-pass.ts';
@@ -182,10 +182,6 @@ export function currentParentId(image: Qcow2Image): string | null {
   return currentParent(loadInputs(image, silentJob, false)).parentId;
 }
 
-function isoDate(entry: SnapshotEntry): string {
-  return new Date(entry.dateSec * 1000 + Math.floor(entry.dateNsec / 1_000_000)).toISOString();
-}
-
 /** A state's space figures, or null where they are not counted (the quick tree). */
 type Figures = (entry: SnapshotEntry | null) => { exclusiveBytes: number | null; sharedBytes: number | null };
 
@@ -199,7 +195,7 @@ export function buildTree(inputs: TreeInputs, virtualSize: number, figures: Figu
       name: entry.name,
       parentId: parent.parentId,
       parentInferred: parent.inferred,
-      date: isoDate(entry),
+      date: snapshotIsoDate(entry),
       vmClock: Number(entry.vmClockNsec),
       vmStateSize: Number(entry.vmStateSizeLarge ?? BigInt(entry.vmStateSize32)),
       // A version 2 entry has no disk size: QEMU takes the image's.
