@@ -13,7 +13,7 @@ import { REPAIR_ADVICE, refuseUnsoundMetadata } from '../../../src/shared/qcow2/
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
-import { appendCluster, COPIED, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { appendCluster, COPIED, getRefcount, hostClusterOf, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import { createLuksImage, qemuIoEncrypted } from '../../helpers/encrypted-images.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -93,6 +93,25 @@ describe('a change on damaged metadata', () => {
       }
     });
   }
+
+  // Was: the validation walked an L2 table once however many L1 tables named it, so a data cluster
+  // in a table a snapshot shares with the current state needed one reference, where QEMU counts one
+  // per state; with its refcount 1 (not 2), deleting the snapshot freed it under the current state.
+  it('a data cluster in an L2 table a snapshot shares, one refcount short: every change refuses, as check reports it', async () => {
+    const file = folder.file('shared-l2-short.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', file, '4M']);
+    await qemuIo(file, ['write -P 0xa1 0 64k']);
+    await qemuImg(['snapshot', '-c', 'one', file]);
+    const cluster = hostClusterOf(file, 0);
+    expect(getRefcount(file, cluster)).toBe(2);
+    setRefcount(file, cluster, 1);
+    expect(checkImagePath(file).corruptions).toBeGreaterThan(0);
+    for (const [change, run] of CHANGES.filter(([name]) => name !== 'compact')) {
+      const error = refusal(file, run);
+      expect({ change, code: error.code }).toEqual({ change, code: 'CORRUPT' });
+      expect(error.message).toMatch(/referenced 2 times but its refcount is 1/);
+    }
+  });
 
   it('the rest of an open whose change was refused is read-only', () => {
     const file = damaged('read-only-after', DAMAGES[0]?.[2] ?? (() => {}));

@@ -83,7 +83,7 @@ class References {
    * reference in a refusal; a function where building the name for every entry would cost more
    * than the check (a table's thousands of entries).
    */
-  add(offset: number, bytes: number, role: number, what: string | (() => string)): void {
+  add(offset: number, bytes: number, role: number, what: string | (() => string), times = 1): void {
     const name = (): string => (typeof what === 'string' ? what : what());
     if (!isAligned(offset, this.clusterBytes) && role !== DATA) refuse(`${name()} at ${hex(offset)} is not cluster-aligned`);
     const first = Math.floor(offset / this.clusterBytes);
@@ -94,7 +94,8 @@ class References {
       const had = value & ((1 << ROLE_BITS) - 1);
       if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${name()} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
       // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
-      if (value >>> ROLE_BITS < 2 ** 28 - 1) this.tally.set(cluster, (((value >>> ROLE_BITS) + 1) << ROLE_BITS | role) >>> 0);
+      const count = Math.min((value >>> ROLE_BITS) + times, 2 ** 28 - 1);
+      this.tally.set(cluster, ((count << ROLE_BITS) | role) >>> 0);
     }
   }
 
@@ -107,8 +108,13 @@ class References {
 /** Bytes of an L2 table tested for all-zero at once (a whole number of entries of either width). */
 const ZERO_TEST_BYTES = 512;
 
-/** Walks one L2 table's entries (once per table, however many L1 entries share it). */
-function addL2Entries(image: ChangeSubject, l2Offset: number, references: References): void {
+/**
+ * Walks one L2 table's entries once, counting each `times`: once per L1 entry that names the table.
+ * A snapshot that shares a table with another state still holds a reference to each cluster in it
+ * (QEMU raises them all when it takes the snapshot, and a copy-on-write of the table keeps them in
+ * both copies), so a stored refcount below that count is a shortfall a change could free.
+ */
+function addL2Entries(image: ChangeSubject, l2Offset: number, references: References, times: number): void {
   const table = image.l2Cache.get(l2Offset);
   const externalData = (image.header.incompatibleFeatures & INCOMPAT_DATA_FILE) !== 0n;
   const { view, bytes } = table;
@@ -126,7 +132,7 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     const what = (): string => `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
     if (entry.reservedBitsSet) refuse(`${what()} has reserved bits set`);
     if (entry.kind === 'compressed') {
-      references.add(entry.hostOffset, entry.compressedSize, DATA, () => `${what()} (compressed data)`);
+      references.add(entry.hostOffset, entry.compressedSize, DATA, () => `${what()} (compressed data)`, times);
       continue;
     }
     if (image.l2Format.extendedL2) {
@@ -138,19 +144,18 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     if (!isAligned(entry.hostOffset, image.clusterBytes)) refuse(`${what()} names an unaligned host offset ${hex(entry.hostOffset)}`);
     // Data in an external data file lies outside this file and has no refcounts (qcow2.txt).
     if (externalData) continue;
-    references.add(entry.hostOffset, image.clusterBytes, DATA, what);
+    references.add(entry.hostOffset, image.clusterBytes, DATA, what, times);
   }
 }
 
-function addL1(image: ChangeSubject, l1: L1Like, name: string, references: References, walked: Set<number>): void {
+/** An L1 table and the L2 tables it names; `uses` counts the L1 entries naming each L2 table. */
+function addL1(image: ChangeSubject, l1: L1Like, name: string, references: References, uses: Map<number, number>): void {
   if (l1.size > 0) references.add(l1.offset, l1.size * 8, L1, `${name}'s L1 table`);
   for (let index = 0; index < l1.size; index++) {
     const l2Offset = image.l2OffsetAt(l1, index);
     if (l2Offset === 0) continue;
     references.add(l2Offset, image.clusterBytes, L2, () => `the L2 table of ${name}'s L1 entry ${index}`);
-    if (walked.has(l2Offset)) continue;
-    walked.add(l2Offset);
-    addL2Entries(image, l2Offset, references);
+    uses.set(l2Offset, (uses.get(l2Offset) ?? 0) + 1);
   }
 }
 
@@ -171,9 +176,10 @@ function collectReferences(image: ChangeSubject): References {
     const area = parseCryptoHeaderExtension(crypto.data, clusterBytes);
     references.add(area.offset, area.length, OTHER, 'the LUKS area');
   }
-  const walked = new Set<number>();
-  addL1(image, image.l1, 'the current state', references, walked);
-  for (const snapshot of image.snapshots) addL1(image, image.loadSnapshotL1(snapshot), `snapshot ${snapshot.name}`, references, walked);
+  const uses = new Map<number, number>();
+  addL1(image, image.l1, 'the current state', references, uses);
+  for (const snapshot of image.snapshots) addL1(image, image.loadSnapshotL1(snapshot), `snapshot ${snapshot.name}`, references, uses);
+  for (const [l2Offset, times] of uses) addL2Entries(image, l2Offset, references, times);
   return references;
 }
 
