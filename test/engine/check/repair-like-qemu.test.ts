@@ -221,6 +221,28 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     for (const [key, bytes] of before) expect(firstDifference(after.get(key) ?? new Uint8Array(0), bytes ?? new Uint8Array(1)), key).toBe(-1);
   });
 
+  // Was: one entry with a field out of range dropped it and every entry after it, healthy ones too.
+  it('-r all drops only a snapshot entry with a field no file can have (an L1 offset of 2^60); the entries after it and their data stay', async () => {
+    const path = folder.file('one-bad-entry.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '4M']);
+    await qemuIo(path, ['write -P 0xaa 0 1M']);
+    await qemuImg(['snapshot', '-c', 's1', path]);
+    await qemuIo(path, ['write -P 0xbb 0 1M']);
+    await qemuImg(['snapshot', '-c', 's2', path]);
+    await qemuIo(path, ['write -P 0xcc 0 1M']);
+    const before = await qemuStates(path);
+    const table = Number(poke.readU64(path, 64));
+    poke.writeU64(path, table, 1n << 60n);
+    const repaired = checkImagePath(path, { repair: 'all' });
+    expect(repaired.lost?.map((loss) => loss['snapshot-name'])).toEqual(['s1']);
+    expect((await qemuCheck(path)).code).toBe(0);
+    expect((await qemuInfo(path)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['s2']);
+    const after = await qemuStates(path);
+    for (const key of [...before.keys()].filter((name) => name !== '1/s1')) {
+      expect(firstDifference(after.get(key) ?? new Uint8Array(0), before.get(key) ?? new Uint8Array(1)), key).toBe(-1);
+    }
+  });
+
   it('cowbell check -r all prints what was lost, and --json carries it', async () => {
     const path = folder.file('cli.qcow2');
     fs.copyFileSync(bases['1.1'], path);

@@ -125,7 +125,7 @@ export interface SnapshotTableForCheck {
  * The snapshot table as check reads it: `bytes` holds what the file has from the table's start
  * (`bytesInFile` of it real, the rest zeros, as QEMU reads past the end of a file). An entry whose
  * fixed part does not lie inside the file, or too broken to say where the next one starts, is
- * dropped with every entry after it; one whose extra data, id or name run past the end reads zeros
+ * dropped with every entry after it; one with a field out of range is dropped alone; one whose extra data, id or name run past the end reads zeros
  * there, as QEMU reads it (a file cut short by a byte keeps its last snapshot). A v3 entry lacking
  * the required extra data is kept and listed as incomplete (a repair completes it, as qemu-img
  * check -r all does).
@@ -154,15 +154,20 @@ export function parseSnapshotTableForCheck(bytes: Uint8Array, bytesInFile: numbe
       dropRest(index, 'runs past the end of the file');
       return table;
     }
-    let entry: SnapshotEntry;
+    let entry: SnapshotEntry | null = null;
     try {
       [entry] = parseSnapshotTable(bytes.subarray(position, end), 1, 2) as [SnapshotEntry];
     } catch (error) {
-      dropRest(index, `cannot be read (${error instanceof Qcow2Error ? error.message : String(error)})`);
-      return table;
+      // A field out of range (an L1 offset or disk size no file can have): where the entry ends is
+      // still known, so it alone is dropped and the entries after it are read as they are.
+      const idStart = position + FIXED + extraSize;
+      const first = { id: decodeSnapshotString(bytes.subarray(idStart, idStart + idSize)), name: decodeSnapshotString(bytes.subarray(idStart + idSize, end)) };
+      table.dropped.push({ index, ...first, reason: `cannot be used (${error instanceof Qcow2Error ? error.message : String(error)})` });
     }
-    if (version === 3 && extraSize < 16) table.incomplete.push(table.entries.length);
-    table.entries.push(entry);
+    if (entry !== null) {
+      if (version === 3 && extraSize < 16) table.incomplete.push(table.entries.length);
+      table.entries.push(entry);
+    }
     position = Math.ceil(end / 8) * 8;
     table.length = position;
   }
