@@ -150,6 +150,31 @@ export class Refcounts {
 
   /** Allocates `count` contiguous free clusters (refcount 0 -> 1); returns the first host offset. */
   allocate(count: number): number {
+    for (;;) {
+      const start = this.findFreeRun(count);
+      const first = Math.floor(start / this.entriesPerBlock);
+      const last = Math.floor((start + count - 1) / this.entriesPerBlock);
+      if (last >= this.tableEntries) {
+        // The table moves (to clusters it marks used): look again.
+        this.growTable(last + 1);
+        continue;
+      }
+      const missing: number[] = [];
+      for (let tableIndex = first; tableIndex <= last; tableIndex++) if (this.blockOffset(tableIndex) === 0) missing.push(tableIndex);
+      if (missing.length === 0) {
+        for (let index = 0; index < count; index++) this.set(start + index, 1);
+        if (count === 1) this.freeHint = start + 1;
+        return start * this.clusterBytes;
+      }
+      // The ranges the run reaches into have no refcount blocks yet: they go first, side by side
+      // at its start, and the run is looked for again past them. (Placing each at the start of its
+      // own range would cut any run longer than a block describes, and no such run would be found.)
+      this.placeBlocks(missing, start);
+    }
+  }
+
+  /** The first run of `count` free clusters from the free hint (a cluster no block describes is free). */
+  private findFreeRun(count: number): number {
     let start = this.freeHint;
     for (;;) {
       let run = 0;
@@ -158,21 +183,27 @@ export class Refcounts {
         if (this.get(clusterIndex) !== 0 || this.isPendingTableCluster(clusterIndex)) break;
         run++;
       }
-      if (run === count) break;
+      if (run === count) return start;
       start += run + 1;
     }
-    for (let index = 0; index < count; index++) {
-      this.ensureBlock(start + index);
-      // ensureBlock may have placed a new refcount block inside the run: start over past it.
-      if (this.get(start + index) !== 0) {
-        for (let undo = 0; undo < index; undo++) this.set(start + undo, 0);
-        this.freeHint = start + index + 1;
-        return this.allocate(count);
-      }
-      this.set(start + index, 1);
+  }
+
+  /**
+   * New refcount blocks for the table entries `tableIndexes`, in the free clusters from `at` on:
+   * each of those clusters lies in a range one of the new blocks (or one already there) describes.
+   */
+  private placeBlocks(tableIndexes: readonly number[], at: number): void {
+    tableIndexes.forEach((tableIndex, position) => {
+      const blockOffset = (at + position) * this.clusterBytes;
+      this.cache.create(blockOffset);
+      encodeRefcountTableEntry(this.tableView, tableIndex * 8, blockOffset);
+      this.dirtyTableEntries.add(tableIndex);
+      this.newBlocks.add(blockOffset);
+    });
+    for (let position = 0; position < tableIndexes.length; position++) {
+      this.set(at + position, 1);
+      this.onMetadataCluster(at + position, true);
     }
-    if (count === 1) this.freeHint = start + 1;
-    return start * this.clusterBytes;
   }
 
   private isPendingTableCluster(clusterIndex: number): boolean {
