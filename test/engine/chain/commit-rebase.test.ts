@@ -3,6 +3,7 @@
  * clean by qemu-img check, the overlay reads (qemu-img convert) the same guest data as before, and
  * every file reads as qemu-img's own commit or rebase leaves it.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
@@ -12,7 +13,7 @@ import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { run } from '../../helpers/cli.ts';
 import { fileHash, holdWithQemuIo } from '../../helpers/image-locks.ts';
-import { firstDifference, qemuImg, qemuInfo, qemuMap, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, type TempDir } from '../../helpers/qemu.ts';
 import { copyFolder, expectSameBytes, guestOf, makeChain, uncleanFiles, useTwoFolders, type ChainShape } from './chain-fixtures.ts';
 
 const shapes: [string, ChainShape][] = [
@@ -181,6 +182,31 @@ describe('a backing file another program holds', () => {
       await holder.release();
     }
     expect([base, mid, top].map(fileHash)).toEqual(before);
+  });
+});
+
+describe('a huge sparse chain', () => {
+  it('commit (and commit -b through a middle file) finds data at the start, the middle and the very end of a 64 TiB disk, as qemu-img commit', { timeout: 120_000 }, async () => {
+    const size = 2 ** 46;
+    for (const deep of [false, true]) {
+      const folders = deep ? [ours.file('deep'), theirs.file('deep')] : [ours.file('flat'), theirs.file('flat')];
+      for (const folder of folders) {
+        fs.mkdirSync(folder);
+        await qemuImg(['create', '-q', '-f', 'qcow2', path.join(folder, 'base.qcow2'), String(size)]);
+        await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', path.join(folder, 'mid.qcow2'), String(size)]);
+        await qemuIo(path.join(folder, 'mid.qcow2'), [`write -P 0x31 ${2 ** 45} 64k`]);
+        await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', path.join(folder, 'top.qcow2'), String(size)]);
+        await qemuIo(path.join(folder, 'top.qcow2'), ['write -P 0x22 1M 64k', `write -P 0x23 ${size - 4096} 4k`]);
+      }
+      const [mine, qemus] = folders as [string, string];
+      const base = (folder: string): string => path.join(folder, deep ? 'base.qcow2' : 'mid.qcow2');
+      const args = (folder: string): string[] => ['commit', '-q', ...(deep ? ['-b', base(folder)] : []), path.join(folder, 'top.qcow2')];
+      expect((await run(...args(mine))).code).toBe(0);
+      await qemuImg(args(qemus));
+      const compared = await qemuImg(['compare', '-q', base(mine), base(qemus)], { okCodes: [0, 1] });
+      expect(compared.code, `${deep ? 'commit -b' : 'commit'}: the base as qemu-img left it`).toBe(0);
+      for (const file of ['base.qcow2', 'mid.qcow2', 'top.qcow2']) expect((await qemuCheck(path.join(mine, file))).code, file).toBe(0);
+    }
   });
 });
 

@@ -44,3 +44,25 @@ function visitLayers(layers: readonly Qcow2Image[], depth: number, start: number
   }
   if (layerEnd < end) visit(layerEnd, end - layerEnd, 'zero');
 }
+
+/**
+ * The first guest offset at or past `offset` (and below `end`, else `end`) where some layer may
+ * give a byte: an L1 entry naming an L2 table, or a layer's end (past it the layer reads zeros,
+ * hiding the ones below). Before it every layer reads through, so a walk over a huge sparse disk
+ * can leap there instead of visiting its empty stretches a chunk at a time.
+ */
+export function nextAllocationFrom(layers: readonly Qcow2Image[], offset: number, end: number): number {
+  let next = end;
+  for (const layer of layers) {
+    if (layer.virtualSize <= offset) return offset;
+    next = Math.min(next, layer.virtualSize);
+    const span = layer.l2Entries * layer.clusterBytes;
+    for (let index = Math.floor(offset / span); index < layer.l1.size && index * span < next; index++) {
+      if (layer.l2OffsetAt(layer.l1, index) !== 0) {
+        next = Math.max(offset, index * span);
+        break;
+      }
+    }
+  }
+  return Math.min(next, end);
+}

@@ -26,7 +26,7 @@ import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
-import { visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
+import { nextAllocationFrom, visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { backingLink, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
@@ -224,6 +224,8 @@ function* copyDown(layers: readonly Qcow2Image[], base: BaseWriter, job: JobCont
   let committed = 0;
   for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
     job.throwIfCancelled();
+    chunkStart = leapToAllocation(layers, chunkStart, virtualSize);
+    if (chunkStart >= virtualSize) break;
     const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
     const runs: { start: number; length: number; kind: ChainRunKind }[] = [];
     visitAllocationAbove(layers, chunkStart, chunkEnd, (start, length, kind) => runs.push({ start, length, kind }));
@@ -240,13 +242,23 @@ function* copyDown(layers: readonly Qcow2Image[], base: BaseWriter, job: JobCont
     job.progress('commit', chunkEnd, virtualSize);
     yield;
   }
+  job.progress('commit', virtualSize, virtualSize);
   return committed;
+}
+
+/** The chunk to visit next: `chunkStart`, or the one holding the next place a layer maps (the end when none does). */
+function leapToAllocation(layers: readonly Qcow2Image[], chunkStart: number, end: number): number {
+  const next = nextAllocationFrom(layers, chunkStart, end);
+  if (next >= end) return end;
+  return next - (next % CHUNK_BYTES);
 }
 
 /** Phase 2: every cluster the overlay allocates becomes unallocated (QEMU's full discard). */
 function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
   const clusterBytes = top.clusterBytes;
   for (let chunkStart = 0; chunkStart < top.virtualSize; chunkStart += CHUNK_BYTES) {
+    chunkStart = leapToAllocation([top], chunkStart, top.virtualSize);
+    if (chunkStart >= top.virtualSize) break;
     const chunkEnd = Math.min(top.virtualSize, chunkStart + CHUNK_BYTES);
     const allocated: { start: number; end: number }[] = [];
     visitLayerRuns(top, top.l1, chunkStart, chunkEnd, (start, length, kind) => {
@@ -261,5 +273,6 @@ function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
     job.progress('empty overlay', chunkEnd, top.virtualSize);
     yield;
   }
+  job.progress('empty overlay', top.virtualSize, top.virtualSize);
   top.flush();
 }
