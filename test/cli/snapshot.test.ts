@@ -9,6 +9,8 @@ import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
+import { describeTree } from '../../src/cli/commands/snapshot.ts';
+import type { SnapshotNode, SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { takeSnapshot } from '../../src/shared/qcow2/snapshots/operations.ts';
 import { firstDifference, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { expectCheckClean, fileHash } from '../helpers/snapshot-scenario.ts';
@@ -261,5 +263,28 @@ describe('cowbell usage and diff', () => {
     // "updated" differs from "installed" by the 1 MiB written at 512 KiB; the current state from "updated" by one cluster at 4 MiB.
     expect(JSON.parse((await inProcess('diff', '--json', image, 'installed', 'updated')).out)).toEqual({ ranges: [{ offset: 512 * 1024, length: 1024 * 1024 }], bytes: 1024 * 1024 });
     expect(JSON.parse((await inProcess('diff', '--json', image, 'updated', 'current')).out)).toEqual({ ranges: [{ offset: 4 * 1024 * 1024, length: 65536 }], bytes: 65536 });
+  });
+});
+
+describe('cowbell snapshot list, on parents another program made strange', () => {
+  const node = (id: string, name: string, parentId: string | null): SnapshotNode => ({ id, name, parentId, parentInferred: false, date: '2026-12-05T00:00:00.000Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 });
+  const tree = (snapshots: SnapshotNode[], currentParentId: string | null): SnapshotTree => ({ snapshots, currentParentId, currentParentInferred: false, current: { exclusiveBytes: 0, sharedBytes: 0 } });
+
+  it('two snapshots with one id (each its own parent by id) are each listed once, without recursing', () => {
+    const text = describeTree(tree([node('1', 'a', null), node('1', 'b', '1')], '1'));
+    expect(text.match(/^ *1 +[ab] /gm)).toHaveLength(2);
+  });
+
+  it('snapshots whose recorded parents loop are listed after the others, none hidden', () => {
+    const text = describeTree(tree([node('1', 'a', null), node('2', 'b', '3'), node('3', 'c', '2')], '3'));
+    for (const name of ['a', 'b', 'c']) expect(text).toMatch(new RegExp(`^ *\\d +${name} `, 'm'));
+    expect(text).toContain('* you are here');
+  });
+
+  it('a line of 300 snapshots indents no deeper than a few dozen spaces', () => {
+    const line = Array.from({ length: 300 }, (_, index) => node(String(index + 1), `s${index + 1}`, index === 0 ? null : String(index)));
+    const text = describeTree(tree(line, '300'));
+    expect(text.split('\n').length).toBeGreaterThan(300);
+    expect(Math.max(...text.split('\n').map((row) => row.length - row.trimStart().length))).toBeLessThanOrEqual(50);
   });
 });

@@ -70,6 +70,9 @@ function described(target: { id: string; name: string }): string {
 }
 
 /** The tree as indented text: children under parents, a snapshot's note on the line below it, "(you are here)" under the current state's parent. */
+/** Past this depth a long line of snapshots is not indented further (a 1000-snapshot line would make megabyte lines). */
+const MAX_INDENT_LEVELS = 24;
+
 export function describeTree(tree: SnapshotTree): string {
   if (tree.snapshots.length === 0) return 'No snapshots.\n';
   const children = new Map<string | null, typeof tree.snapshots>();
@@ -79,15 +82,23 @@ export function describeTree(tree: SnapshotTree): string {
     children.set(node.parentId, list);
   }
   const lines: string[] = [];
+  // Each snapshot once, however its parents are recorded: ids another program made alike, or
+  // recorded parents that loop, must neither recurse without end nor hide a snapshot.
+  const listed = new Set<(typeof tree.snapshots)[number]>();
+  const indent = (depth: number): string => '  '.repeat(Math.min(depth, MAX_INDENT_LEVELS));
   const visit = (parentId: string | null, depth: number): void => {
     for (const node of children.get(parentId) ?? []) {
+      if (listed.has(node)) continue;
+      listed.add(node);
       const inferred = node.parentInferred ? ' (parent inferred)' : '';
-      lines.push(`${'  '.repeat(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
-      if (node.note !== undefined) lines.push(`${'  '.repeat(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
-      if (tree.currentParentId === node.id) lines.push(`${'  '.repeat(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes ?? Number.NaN)})`);
+      lines.push(`${indent(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
+      if (node.note !== undefined) lines.push(`${indent(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
+      if (tree.currentParentId === node.id) lines.push(`${indent(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes ?? Number.NaN)})`);
       visit(node.id, depth + 1);
     }
   };
   visit(null, 0);
+  // Snapshots whose recorded parents form a loop are reached from no root: listed after the rest.
+  for (const node of tree.snapshots) if (!listed.has(node)) visit(node.parentId, 0);
   return `${lines.join('\n')}\n`;
 }
