@@ -384,6 +384,20 @@ describe('compressed clusters QEMU stores unencrypted in an encrypted disk', { t
     await expectCheckClean(compacted, PASS);
   });
 
+  // Was: an offset past 2^53 reached the offset index, whose RangeError made info and check fail with an internal error.
+  it('a compressed entry naming an offset far past the end of the file: info describes the disk, check reports the entry as corruption', async () => {
+    const image = copyOf(defaultLuks(), 'far-compressed.qcow2');
+    await qemuIoEncrypted(image, PASS, ['write -c -P 0x66 2M 64k']);
+    const bytes = fs.readFileSync(image);
+    const l2 = Number(bytes.readBigUInt64BE(Number(bytes.readBigUInt64BE(40))) & 0xff_ffff_ffff_fe00n);
+    bytes.writeBigUInt64BE((1n << 62n) | ((1n << 54n) - 1n), l2);
+    fs.writeFileSync(image, bytes);
+    expect(readImageInfo(image)['unencrypted-clusters']).toBeUndefined();
+    const check = checkImagePath(image);
+    expect(checkExitCode(check)).toBe(2);
+    expect(check.messages.join('\n')).toMatch(/exceeding the end of the file/);
+  });
+
   it('legacy AES: flagged the same, and gone once encrypt moves the disk to LUKS', async () => {
     const image = copyOf(aesImage, 'aes-plaintext.qcow2');
     await qemuIoEncrypted(image, PASS, ['write -c -P 0x66 2M 64k']);

@@ -50,7 +50,9 @@ function countCompressed(image: Qcow2Image): UnencryptedData {
     for (let position = 0; position < table.length; position += image.l2EntryBytes) {
       // The compressed flag is in the high word: decode only the entries that have it.
       if ((entries.getUint32(position) & OFLAG_COMPRESSED_HI) === 0) continue;
-      compressed.add(decodeL2(entries, position, image.l2Format).hostOffset);
+      const hostOffset = decodeL2(entries, position, image.l2Format).hostOffset;
+      if (!(hostOffset < fileSize)) throw new Qcow2Error('CORRUPT', 'A compressed cluster lies past the end of the file');
+      compressed.add(hostOffset);
     }
   }
   return { clusters: compressed.count, guestBytes: compressed.count * image.clusterBytes };
