@@ -120,3 +120,29 @@ describe('check on a damaged bitmap directory', () => {
     expect(hash(image)).toBe(hashBefore);
   });
 });
+
+describe('a bitmaps extension that names no bitmaps', () => {
+  it('is corruption for check (QEMU refuses the image), and a repair frees none of the directory and tables', async () => {
+    const dir = tempDir();
+    try {
+      const image = path.join(dir.path, 'zero-bitmaps.qcow2');
+      await qemuImg(['create', '-q', '-f', 'qcow2', image, '16M']);
+      await qemuImg(['bitmap', '--add', image, 'b0']);
+      await qemuIo(image, ['write -P 0x12 0 64k']);
+      const bytes = fs.readFileSync(image);
+      let at = bytes.readUInt32BE(100);
+      while (bytes.readUInt32BE(at) !== 0x23852875) at += 8 + Math.ceil(bytes.readUInt32BE(at + 4) / 8) * 8;
+      bytes.writeUInt32BE(0, at + 8);
+      fs.writeFileSync(image, bytes);
+      expect((await qemuCheck(image)).code).not.toBe(0);
+      const check = await runCli('check', '--output=json', image);
+      expect((JSON.parse(check.out) as { leaks?: number }).leaks ?? 0).toBe(0);
+      expect(check.code).toBe(2);
+      const before = hash(image);
+      await runCli('check', '-r', 'leaks', image);
+      expect(hash(image)).toBe(before);
+    } finally {
+      dir.cleanup();
+    }
+  });
+});
