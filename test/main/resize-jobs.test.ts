@@ -40,6 +40,7 @@ describe('the contract for resize', () => {
       ['image.resize', { size: 2 ** 40 }],
       ['image.resize', { size: 512, shrink: true }],
       ['image.resize', { size: 512, shrink: true, discardData: true }],
+      ['image.resize', { size: 512, shrink: true, discardData: true, discardBytes: 65536 }],
       ['image.resize', { size: 4096, passphrase: 'moo' }],
     ];
     const refused: [keyof typeof jobSchemas, unknown][] = [
@@ -50,6 +51,8 @@ describe('the contract for resize', () => {
       ['image.resize', { size: 2 ** 53 }],
       ['image.resize', { size: '1G' }],
       ['image.resize', { size: 512, discardData: true }],
+      ['image.resize', { size: 512, shrink: true, discardBytes: 65536 }],
+      ['image.resize', { size: 512, shrink: true, discardData: true, discardBytes: -1 }],
       ['image.resize', { size: 512, preallocation: 'full' }],
       ['image.resize', { size: 512, passphrase: '' }],
     ];
@@ -89,7 +92,12 @@ describe('resize, through the queue and the pool', () => {
     expect(refused.code).toBe('DATA_PAST_END');
     expect(fileHash(path)).toBe(hash);
 
-    const result = await run<ResizeResult>(backend, 'image.resize', path, { size: 1024 * 1024, shrink: true, discardData: true });
+    // A bound under what lies there (the dialog showed less: another program wrote since) is refused too.
+    const overBound = errorOf(await backend.ended(await backend.start('image.resize', path, { size: 1024 * 1024, shrink: true, discardData: true, discardBytes: 64 * 1024 })));
+    expect(overBound.code).toBe('DATA_PAST_END');
+    expect(fileHash(path)).toBe(hash);
+
+    const result = await run<ResizeResult>(backend, 'image.resize', path, { size: 1024 * 1024, shrink: true, discardData: true, discardBytes: 128 * 1024 });
     expect(result).toEqual({ previousSize: 4 * 1024 * 1024, newSize: 1024 * 1024, l1Grown: false, discardedBytes: 128 * 1024 });
     expect((await qemuInfo(path))['virtual-size']).toBe(1024 * 1024);
     await expectCheckClean(expect, path, 'shrunk through the pool');

@@ -130,7 +130,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       ),
     'image.resizePreview': (path, args, context) => readResizePreview(path, args.size, context),
     'image.resize': (path, args, context) =>
-      withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData }, context, { passphrase })),
+      withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData, discardUpTo: args.discardBytes }, context, { passphrase })),
     'snapshot.export': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) => convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: snapshotRef(args), passphrase }, context));
       return { target: args.target, format: args.format, virtualSize: result.virtualSize, fileBytes: statSync(args.target).size };

@@ -182,9 +182,11 @@ export const ResizePreviewArgs = z.object({ size: DiskSize }).strict();
  * unlocks an encrypted disk whose old end must be read (a size that is not a whole cluster).
  */
 export const ResizeImageArgs = z
-  .object({ size: DiskSize, shrink: z.boolean().optional(), discardData: z.boolean().optional(), passphrase: Passphrase.optional() })
+  // discardBytes: with discardData, the data past the new end the user was shown; more is refused.
+  .object({ size: DiskSize, shrink: z.boolean().optional(), discardData: z.boolean().optional(), discardBytes: z.number().int().nonnegative().optional(), passphrase: Passphrase.optional() })
   .strict()
-  .refine((args) => args.discardData !== true || args.shrink === true, 'discarding data goes with a shrink');
+  .refine((args) => args.discardData !== true || args.shrink === true, 'discarding data goes with a shrink')
+  .refine((args) => args.discardBytes === undefined || args.discardData === true, 'a bound on the data discarded goes with discarding it');
 
 /** A path inside a state's files, as `cowbell ls` takes it: starts with "/", no NUL, bounded. */
 export const GuestPath = z

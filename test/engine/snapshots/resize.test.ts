@@ -229,6 +229,22 @@ describe('shrinking', () => {
     await expectCheckClean(expect, image, 'after the apply');
   });
 
+  // Was: the app sent only "discard" — 1 MiB shown, and data another program wrote past the end meanwhile went too.
+  it('with a bound on the data discarded (what a dialog showed): more past the end than that is refused, nothing changed; within it, done', async () => {
+    const { image } = await imageWithDataPastEnd();
+    const shown = readResizePreview(image, 1 * MiB + 16 * KiB).pastEnd.find((entry) => entry.state === 'current')?.bytes ?? 0;
+    expect(shown).toBe(112 * KiB);
+    await qemuIo(image, [`write -P 0x77 ${1 * MiB + 512 * KiB} 64k`]);
+    const before = fs.readFileSync(image);
+    expect(() => resizeImagePath(image, 1 * MiB + 16 * KiB, { shrink: true, discardData: true, discardUpTo: shown })).toThrow(
+      expect.objectContaining({ code: 'DATA_PAST_END', message: expect.stringMatching(/more than the 114688 agreed/) }),
+    );
+    expect(fs.readFileSync(image).equals(before)).toBe(true);
+    const now = readResizePreview(image, 1 * MiB + 16 * KiB).pastEnd.find((entry) => entry.state === 'current')?.bytes ?? 0;
+    expect(resizeImagePath(image, 1 * MiB + 16 * KiB, { shrink: true, discardData: true, discardUpTo: now }).discardedBytes).toBe(now);
+    await expectCheckClean(expect, image, 'after the shrink');
+  });
+
   it('frees the clusters it drops, and the file gives back those at its end: qemu-img check counts none in use past the end', async () => {
     const image = await makeImage('cluster_size=512', 1 * MiB);
     const model = new Uint8Array(1 * MiB);

@@ -31,6 +31,11 @@ export interface ResizeOptions {
   shrink?: boolean;
   /** Let a shrink drop the current disk's data past the new end (refused otherwise). */
   discardData?: boolean;
+  /**
+   * With discardData: the most bytes of it the caller agreed to drop (what a dialog showed). More
+   * is refused — another program wrote past the new end since — rather than dropped unseen.
+   */
+  discardUpTo?: number;
 }
 
 /** L1 entries a disk of `size` bytes needs. */
@@ -71,6 +76,9 @@ export function resizeImage(image: Qcow2Image, newSize: number, options: ResizeO
   }
   const current = preview.pastEnd.find((entry) => entry.state === 'current');
   if (current !== undefined && options.discardData !== true) throw dataPastEndError(preview);
+  if (current !== undefined && options.discardUpTo !== undefined && current.bytes > options.discardUpTo) {
+    throw new Qcow2Error('DATA_PAST_END', `The current disk now holds ${current.bytes} bytes past the new end, more than the ${options.discardUpTo} agreed to be discarded (another program wrote there since); nothing was changed, look again`);
+  }
   result.discardedBytes = current?.bytes ?? 0;
   const tail = tailPast(image, newSize);
   change(image, () => shrink(image, newSize, tail, job));
