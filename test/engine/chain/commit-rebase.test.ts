@@ -167,6 +167,35 @@ describe('a middle file shorter than the overlay (it hides the files below past 
     expectSameBytes(await guestOf(overlay), model, 'the overlay after rebase');
     expectSameBytes(await guestOf(theirs.file(path.basename(overlay))), model, 'the overlay after qemu-img rebase');
   });
+
+  // Was: a middle file ending inside its last cluster (3 MiB with 2 MiB clusters) read its backing
+  // file's bytes past its end where they must read zeros, so a flatten or a rebase copied those in
+  // and the overlay (and its snapshots, unrefused) read the bottom file's data there.
+  it('one that ends inside its last cluster: a flatten keeps the overlay as it reads, as qemu-img does; a rebase that would change its snapshot there is refused', async () => {
+    const file = (name: string): string => ours.file(`partial-${name}`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', file('base.qcow2'), '4M']);
+    await runIo(file('base.qcow2'), ['write -P 0xaa 0 4M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=2M', '-b', 'partial-base.qcow2', '-F', 'qcow2', file('mid.qcow2'), '3584K']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'partial-mid.qcow2', '-F', 'qcow2', file('top.qcow2'), '4M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', file('other.qcow2'), '4M']);
+    await runIo(file('other.qcow2'), ['write -P 0xaa 0 4M']);
+    const current = await guestOf(file('top.qcow2'));
+    expect(current.subarray(3584 << 10).every((byte) => byte === 0), "zeros past the middle file's end").toBe(true);
+
+    // The other file reads as the old chain but for the zeros past the middle file's end.
+    await qemuImg(['snapshot', '-c', 's', file('top.qcow2')]);
+    const before = fileHash(file('top.qcow2'));
+    const refused = await run('rebase', '-b', 'partial-other.qcow2', '-F', 'qcow2', file('top.qcow2'));
+    expect(refused.code, refused.err).toBe(1);
+    expect(refused.err).toMatch(/snapshot "s"/);
+    expect(fileHash(file('top.qcow2'))).toBe(before);
+    await qemuImg(['snapshot', '-d', 's', file('top.qcow2')]);
+
+    const flattened = await run('rebase', '-b', '', file('top.qcow2'));
+    expect(flattened.code, flattened.err).toBe(0);
+    expectSameBytes(await guestOf(file('top.qcow2')), current, 'the overlay after the flatten');
+    expect(await uncleanFiles([file('top.qcow2')])).toEqual([]);
+  });
 });
 
 describe('a backing file another program holds', () => {

@@ -412,7 +412,9 @@ export class Qcow2Image implements GuestReader {
     while (done < buffer.length) {
       const position = guestOffset + done;
       const inCluster = position % this.clusterBytes;
-      const length = Math.min(this.clusterBytes - inCluster, buffer.length - done);
+      // A piece never runs past `limit`: the end of a disk whose size is not whole clusters falls
+      // inside its last cluster, and past it the disk reads zeros — not its backing file's bytes.
+      const length = Math.min(this.clusterBytes - inCluster, buffer.length - done, position < limit ? limit - position : Number.MAX_SAFE_INTEGER);
       const target = buffer.subarray(done, done + length);
       if (position >= limit) target.fill(0);
       else {
