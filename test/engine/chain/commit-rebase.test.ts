@@ -250,6 +250,18 @@ describe('an overlay Cowbell cannot change', () => {
     expect(result.err).toMatch(/cannot be changed: it has persistent dirty bitmaps/);
     expect([base, mid, top].map(fileHash)).toEqual(before);
   });
+
+  it('commit -d of an overlay a program is writing is refused without offering -U (a read forced for a change is no way out)', async () => {
+    const { top } = await makeChain(ours, { options: 'compat=1.1' });
+    const holder = await holdWithQemuIo(top);
+    try {
+      const result = await run('commit', '-d', top);
+      expect(result.code).toBe(1);
+      expect(result.err).toBe(`cowbell: ${top} is being written by another program (a running VM or qemu-nbd); shut it down first\n`);
+    } finally {
+      await holder.release();
+    }
+  });
 });
 
 describe('commit and rebase mixed with qemu-img’s own', () => {

@@ -73,7 +73,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
   const opened: Qcow2Image[] = [];
   let base: BaseWriter | null = null;
   try {
-    const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: true, readOnly: request.keepOverlay === true });
+    const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: 'changing', readOnly: request.keepOverlay === true });
     opened.push(top);
     refuseEncrypted(top);
     // The files above the base, top first, each linked to the next for reads.
@@ -127,7 +127,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
 
 function openLayer(file: BlockFile): Qcow2Image {
   try {
-    return Qcow2Image.openFile(file, { readOnly: true, openBacking: false, refuseInUse: true });
+    return Qcow2Image.openFile(file, { readOnly: true, openBacking: false, refuseInUse: 'changing' });
   } catch (error) {
     file.close();
     throw error;
@@ -166,7 +166,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
   try {
     // Its own backing chain opens for reads (a partial cluster written into it is completed from
     // below), with the files above it counted in, so that a chain looping back up fails as a loop.
-    image = Qcow2Image.openFile(file, { openFile, refuseInUse: true, chain: [...chainAbove, basePath] });
+    image = Qcow2Image.openFile(file, { openFile, refuseInUse: 'changing', chain: [...chainAbove, basePath] });
   } catch (error) {
     file.close();
     throw error;

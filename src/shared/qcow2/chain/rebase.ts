@@ -54,7 +54,7 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
   const openFile = request.openFile ?? defaultOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   // Data copied into new clusters goes out in long writes (coalescing-file.ts).
-  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: true });
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: 'changing' });
   try {
     return yield* rebaseOpenImage(top, request, job);
   } finally {
@@ -133,7 +133,7 @@ function refuseChainThrough(newPath: string, imagePath: string): void {
 
 function openNewChain(newPath: string, format: ImageFormat): GuestReader {
   try {
-    return openGuestReader(newPath, format, { refuseInUse: true });
+    return openGuestReader(newPath, format, { refuseInUse: 'changing' });
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The new backing file ${newPath} does not exist`, { cause: error });
     throw error;

@@ -12,7 +12,7 @@ import { decompressCluster } from '../codec/compression.ts';
 import { namingFile, Qcow2Error } from '../errors.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
-import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere } from '../io/image-lock.ts';
+import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere, type RefuseInUse } from '../io/image-lock.ts';
 import { hex, isAligned, view } from '../format/bytes.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, l1HasReservedBits, l2EntryBytes, type L2Entry, type L2Format } from '../format/entries.ts';
 import {
@@ -72,9 +72,10 @@ export interface OpenImageOptions {
   forCheck?: boolean;
   /**
    * Fail with IN_USE when the image, or a file in its backing chain, is being written by another
-   * program, instead of opening it read-only as the app does (the CLI's read commands without -U).
+   * program, instead of opening it read-only as the app does (the CLI's read commands without -U;
+   * 'changing' for the files a commit or rebase reads, where forcing the read is no answer).
    */
-  refuseInUse?: boolean;
+  refuseInUse?: RefuseInUse;
   /** Upper bounds of the metadata caches (defaults: 32 MiB of L2 tables, 4 MiB of refcount blocks); tests make them tiny to force evictions. */
   cacheBytes?: { l2Tables?: number; refcountBlocks?: number };
   /**

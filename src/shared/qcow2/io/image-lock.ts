@@ -60,9 +60,15 @@ export function inUseError(): Qcow2Error {
  * is writing the file just opened: what is read would be a copy or a report of no moment in
  * particular (qemu-img refuses too).
  */
-export function refuseIfWrittenElsewhere(file: { path: string; inUseElsewhere?: boolean }, refuseInUse: boolean | undefined): void {
-  if (refuseInUse === true && file.inUseElsewhere === true) throw inUseForReadingError(file.path);
+export function refuseIfWrittenElsewhere(file: { path: string; inUseElsewhere?: boolean }, refuseInUse: RefuseInUse | undefined): void {
+  if (file.inUseElsewhere !== true || refuseInUse === undefined || refuseInUse === false) return;
+  // A change (commit, rebase) reads to write: forcing the read is no way out there.
+  if (refuseInUse === 'changing') throw new Qcow2Error('IN_USE', `${file.path} is being written by another program (a running VM or qemu-nbd); shut it down first`);
+  throw inUseForReadingError(file.path);
 }
+
+/** Whether to refuse a file another program is writing: true for a read (forced with -U), 'changing' for a read that feeds a change. */
+export type RefuseInUse = boolean | 'changing';
 
 function inUseForReadingError(filePath: string): Qcow2Error {
   return new Qcow2Error('IN_USE', `${filePath} is being written by another program (a running VM or qemu-nbd), so a copy or a report made now may be inconsistent; shut it down first, or force the read (-U, as in qemu-img)`);
