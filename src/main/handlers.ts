@@ -1,6 +1,7 @@
 import { lstat, stat } from 'node:fs/promises';
 import { platform } from 'node:process';
 import {
+  isJobKind,
   requestSchemas,
   type PathStat,
   type Reply,
@@ -63,17 +64,18 @@ export function createRequestHandle(seam: HandlerSeam): RequestHandle {
     },
     'dialog.openImages': () => seam.openDialog(),
     'path.complete': ({ prefix }) => completePath(requireWellFormedPrefix(prefix)),
-    'job.start': ({ kind, path, args }) =>
+    'job.start': ({ kind, path, args, title }) =>
       afterChecks(
         () => requireJobPaths(kind, path, args),
         () => {
-          const jobId = seam.jobs.start(kind, path, args);
+          const jobId = title === undefined ? seam.jobs.start(kind, path, args) : seam.jobs.start(kind, path, args, title);
           const target = kind === 'files.copyOut' ? (args as { target?: unknown }).target : undefined;
           if (typeof target === 'string') restoredTargets.add(target);
           return { jobId };
         },
       ),
     'job.cancel': async ({ jobId }) => ({ cancelled: seam.jobs.cancel(jobId) }),
+    'job.list': async () => seam.jobs.list().flatMap(({ kind, ...job }) => (isJobKind(kind) ? [{ ...job, kind }] : [])),
     'image.watch': async ({ path }) => {
       seam.watcher?.watch(await requireExistingFile(path));
       return null;

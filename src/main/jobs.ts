@@ -25,8 +25,10 @@ export interface JobManagerOptions {
 }
 
 export interface JobManager {
-  /** Validates and queues a job; its progress and end arrive as events. Throws RequestError. */
-  start(kind: string, path: string, args: unknown): string;
+  /** Validates and queues a job; its progress and end arrive as events. Throws RequestError. `title`: the job in words, for list. */
+  start(kind: string, path: string, args: unknown, title?: string): string;
+  /** The jobs started (not run) and not yet ended, oldest first. */
+  list(): { jobId: string; kind: string; path: string; title: string | null }[];
   /** True when the job was still running or queued and has now been asked to stop. */
   cancel(jobId: string): boolean;
   /** Runs a job through the same queue and pool but hands back its result instead of events. */
@@ -43,6 +45,7 @@ export function createJobManager(options: JobManagerOptions): JobManager {
   const queue = options.queue ?? new ImageQueue();
   const intervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
   const running = new Map<string, AbortController>();
+  const described = new Map<string, { jobId: string; kind: string; path: string; title: string | null }>();
   /** Every job not yet ended, started or run, for settled(). */
   const unsettled = new Set<Promise<unknown>>();
   function track<T>(job: Promise<T>): Promise<T> {
@@ -93,14 +96,16 @@ export function createJobManager(options: JobManagerOptions): JobManager {
   }
 
   return {
-    start(kind, path, args) {
+    start(kind, path, args, title) {
       const valid = validate(kind, args);
       const jobId = randomUUID();
       const controller = new AbortController();
       running.set(jobId, controller);
+      described.set(jobId, { jobId, kind, path, title: title ?? null });
       const progress = createProgressThrottle(jobId, (payload) => options.emit('job.progress', payload), intervalMs);
       const finish = (end: { ok: true; result: unknown } | { ok: false; error: WireError }): void => {
         running.delete(jobId);
+        described.delete(jobId);
         progress.flush();
         options.emit('job.end', { jobId, ...end });
       };
@@ -109,6 +114,10 @@ export function createJobManager(options: JobManagerOptions): JobManager {
         (error: unknown) => finish({ ok: false, error: wireErrorOf(error, valid.args) }),
       );
       return jobId;
+    },
+
+    list() {
+      return [...described.values()].map((job) => ({ ...job }));
     },
 
     cancel(jobId) {

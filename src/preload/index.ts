@@ -24,6 +24,7 @@ const REQUEST_NAMES: Record<RequestName, true> = {
   'path.complete': true,
   'job.start': true,
   'job.cancel': true,
+  'job.list': true,
   'image.watch': true,
   'image.unwatch': true,
   'path.stat': true,

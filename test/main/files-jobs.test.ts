@@ -33,6 +33,7 @@ function setup(overrides: Partial<HandlerSeam> = {}) {
     cancel: () => true,
     run: async () => null,
     cancelAll: () => undefined,
+    list: () => [],
     settled: () => Promise.resolve(),
   };
   const handle = createRequestHandle({ mode: 'browser', version: 'test', jobs, initialPaths: () => [], openDialog: async () => [], ...overrides });

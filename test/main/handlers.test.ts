@@ -20,6 +20,7 @@ function fakeJobs(calls: Call[]): JobManager {
       return { filename: args[1], format: 'qcow2' };
     },
     cancelAll: () => undefined,
+    list: () => [],
     settled: () => Promise.resolve(),
   };
 }

@@ -62,6 +62,21 @@ describe('the job manager', () => {
     expect(of(jobId).at(-1)?.event).toBe('job.end');
   });
 
+  it('lists the jobs started and not yet ended, with the title each was started with, for a window opened after them', async () => {
+    const { jobs, ended } = harness();
+    const first = jobs.start('test.sleep', '/disks/a', { ms: 200 }, 'Compact a');
+    const second = jobs.start('test.sleep', '/disks/b', { ms: 10_000 });
+    expect(jobs.list()).toEqual([
+      { jobId: first, kind: 'test.sleep', path: '/disks/a', title: 'Compact a' },
+      { jobId: second, kind: 'test.sleep', path: '/disks/b', title: null },
+    ]);
+    await ended(first);
+    expect(jobs.list().map((job) => job.jobId)).toEqual([second]);
+    jobs.cancel(second);
+    await ended(second);
+    expect(jobs.list()).toEqual([]);
+  });
+
   it('ends a failed job with the engine error code', async () => {
     const { jobs, ended } = harness();
     const jobId = jobs.start('test.fail', '/x', { code: 'TRUNCATED', message: 'the header is cut short' });

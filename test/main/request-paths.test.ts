@@ -116,6 +116,7 @@ describe('the request handlers use them for every path', () => {
       cancel: () => false,
       run: async () => ({}),
       cancelAll: () => undefined,
+    list: () => [],
       settled: () => Promise.resolve(),
     };
     return createRequestHandle({

@@ -41,6 +41,34 @@ describe('the jobs store', () => {
     expect(jobs.panelOpen).toBe(true);
   });
 
+  it('sends the title with a job, and a window opened (or reloaded) mid-job lists main’s titled jobs, follows them to their end and can cancel them', async () => {
+    const jobs = useJobsStore();
+    void jobs.run('image.compact', '/disks/a.qcow2', {}, { title: 'Compact a.qcow2' });
+    await flushPromises();
+    expect(fake.calls.find((call) => call.name === 'job.start')?.args).toMatchObject({ title: 'Compact a.qcow2' });
+
+    setActivePinia(createPinia());
+    replaceConnection(
+      (fake = fakeConnection({
+        'job.list': () => [
+          { jobId: 'running-1', kind: 'image.compact', path: '/disks/a.qcow2', title: 'Compact a.qcow2' },
+          { jobId: 'tree-1', kind: 'snapshot.tree', path: '/disks/a.qcow2', title: null },
+        ],
+        'job.cancel': () => ({ cancelled: true }),
+      })),
+    );
+    const reloaded = useJobsStore();
+    await reloaded.adoptRunning();
+    expect(reloaded.visible.map((job) => [job.id, job.title, job.status])).toEqual([['running-1', 'Compact a.qcow2', 'running']]);
+    expect(reloaded.busyWriting('/disks/a.qcow2')).toBe(true);
+    fake.emit('job.progress', { jobId: 'running-1', stage: 'copying', done: 5, total: 10, unit: 'bytes' });
+    expect(reloaded.jobs[0]).toMatchObject({ done: 5, total: 10 });
+    await reloaded.cancel('running-1');
+    expect(fake.calls.at(-1)).toEqual({ name: 'job.cancel', args: { jobId: 'running-1' } });
+    fake.emit('job.end', { jobId: 'running-1', ok: true, result: {} });
+    expect(reloaded.jobs[0]).toMatchObject({ status: 'done', outcome: 'Done.' });
+  });
+
   it('asks main to cancel, and shows a cancelled job as such', async () => {
     const jobs = useJobsStore();
     const result = jobs.run('image.check', '/disks/a.qcow2', {}, { title: 'Check' });

@@ -311,7 +311,7 @@ describe('the Save as New Disk… dialog', () => {
     const view = await mountSave();
     await view.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'snapshot.export', path: PATH, args: { name: 'before upgrade', id: '2', target: '/disks/fedora-before-upgrade.qcow2', format: 'qcow2' } }]);
+    expect(started).toEqual([{ id: 'job-1', kind: 'snapshot.export', path: PATH, args: { name: 'before upgrade', id: '2', date: '2025-11-26T15:48:02.000Z', target: '/disks/fedora-before-upgrade.qcow2', format: 'qcow2' } }]);
     fake.emit('job.progress', { jobId: 'job-1', stage: 'converting', done: 256 * MiB, total: 1024 * MiB, unit: 'bytes' });
     await flushPromises();
     expect(text(view, 'dialog-progress-detail')).toBe('converting · 256 MiB of 1 GiB');

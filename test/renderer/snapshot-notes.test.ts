@@ -108,7 +108,7 @@ describe('the note dialog', () => {
     expect(dialog.get('[data-testid="snapshot-note-room"]').text()).toBe('18 of 512 bytes');
     await dialog.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ kind: 'snapshot.note', args: { name: 'installed', id: '1', note: 'Vor dem Update ✓' } }]);
+    expect(started).toEqual([{ kind: 'snapshot.note', args: { name: 'installed', id: '1', date: '2025-11-20T10:00:00.000Z', note: 'Vor dem Update ✓' } }]);
     expect(jobSchemas['snapshot.note'].args.safeParse(started[0]?.args).success).toBe(true);
   });
 
@@ -128,7 +128,7 @@ describe('the note dialog', () => {
     await dialog.get('[data-testid="snapshot-note-input"]').setValue('   ');
     await dialog.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ kind: 'snapshot.note', args: { name: 'installed', id: '1', note: '' } }]);
+    expect(started).toEqual([{ kind: 'snapshot.note', args: { name: 'installed', id: '1', date: '2025-11-20T10:00:00.000Z', note: '' } }]);
     dialog.unmount();
     started = [];
     dialog = await open(node({ note: 'same' }));

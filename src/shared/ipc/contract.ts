@@ -363,6 +363,10 @@ export interface JobResults {
 }
 
 export type JobKind = keyof typeof jobSchemas;
+
+export function isJobKind(value: string): value is JobKind {
+  return Object.hasOwn(jobSchemas, value);
+}
 export type JobArgs<K extends JobKind> = z.infer<(typeof jobSchemas)[K]['args']>;
 export type JobResult<K extends JobKind> = JobResults[K];
 
@@ -370,7 +374,17 @@ export const JobStartRequest = z.object({
   kind: z.enum(Object.keys(jobSchemas) as [JobKind, ...JobKind[]]),
   path: AbsolutePath,
   args: z.unknown(),
+  /** The job in words, as the jobs panel shows it: handed back by job.list to a window that did not start it. */
+  title: z.string().max(300).optional(),
 });
+
+/** A job running (or queued) in main, as job.list tells a window that opened after it started. */
+export interface RunningJob {
+  jobId: string;
+  kind: JobKind;
+  path: string;
+  title: string | null;
+}
 
 /** Requests: answered directly (they may still use the pool, but have no progress). */
 export const requestSchemas = {
@@ -381,6 +395,8 @@ export const requestSchemas = {
   'path.complete': z.object({ prefix: z.string().max(4096) }).strict(),
   'job.start': JobStartRequest,
   'job.cancel': z.object({ jobId: z.string().min(1).max(64) }).strict(),
+  /** The jobs main is running, started from any window (a page reloaded mid-job shows them again). */
+  'job.list': Empty,
   /** Re-read a disk another program changes: main emits `image.changed` while it is watched. */
   'image.watch': z.object({ path: AbsolutePath }).strict(),
   'image.unwatch': z.object({ path: AbsolutePath }).strict(),
@@ -454,6 +470,7 @@ export interface RequestReplies {
   'path.complete': PathCompletion[];
   'job.start': { jobId: string };
   'job.cancel': { cancelled: boolean };
+  'job.list': RunningJob[];
   'image.watch': null;
   'image.unwatch': null;
   'path.stat': PathStat[];

@@ -5,7 +5,7 @@
  */
 import { defineStore } from 'pinia';
 import { computed, ref } from 'vue';
-import type { JobArgs, JobEnd, JobKind, JobProgress, JobResult } from '../../../shared/ipc/contract.ts';
+import type { JobArgs, JobEnd, JobKind, JobProgress, JobResult, RunningJob } from '../../../shared/ipc/contract.ts';
 import { on, request } from '../api.ts';
 import { ApiError, toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { addSample, ratePerSecond, secondsLeft, type ProgressSample } from '../lib/job-rate.ts';
@@ -160,7 +160,7 @@ export const useJobsStore = defineStore('jobs', () => {
     listen();
     let jobId: string;
     try {
-      const reply = await request('job.start', { kind, path, args });
+      const reply = await request('job.start', { kind, path, args, ...(options.background ? {} : { title: options.title }) });
       jobId = reply.jobId;
     } catch (error) {
       // Refused before it started (bad arguments, a lost link): the panel still says so.
@@ -202,6 +202,32 @@ export const useJobsStore = defineStore('jobs', () => {
     }
   }
 
+  /**
+   * The jobs main is already running, listed as if this window had started them: a page reloaded in
+   * the middle of a compact still shows it, its progress, its end and its cancel.
+   */
+  async function adoptRunning(): Promise<void> {
+    listen();
+    let running: RunningJob[];
+    try {
+      running = await request('job.list', {});
+    } catch {
+      return;
+    }
+    for (const job of running) {
+      // Untitled: another window's background reads (a tree, a chart), not for the panel.
+      if (job.title === null || find(job.jobId) !== undefined) continue;
+      jobs.value.push(newRecord(job.jobId, job.kind, job.path, { title: job.title }));
+      // Nobody awaits its result: the end only updates the record.
+      waiters.set(job.jobId, { resolve: () => {}, reject: () => {} });
+      const early = earlyEnds.get(job.jobId);
+      if (early) {
+        earlyEnds.delete(job.jobId);
+        onEnd(early);
+      }
+    }
+  }
+
   function dismiss(id: string): void {
     jobs.value = jobs.value.filter((job) => job.id !== id || job.status === 'running');
   }
@@ -215,5 +241,5 @@ export const useJobsStore = defineStore('jobs', () => {
     return jobs.value.some((job) => job.path === path && job.status === 'running' && !job.background);
   }
 
-  return { jobs, visible, running, panelOpen, find, run, cancel, dismiss, clearFinished, busyWriting, listen };
+  return { jobs, visible, running, panelOpen, find, run, cancel, dismiss, clearFinished, busyWriting, listen, adoptRunning };
 });
