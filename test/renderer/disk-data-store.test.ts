@@ -76,6 +76,35 @@ describe('reading a disk’s tree and space', () => {
     expect(useJobsStore().jobs).toEqual([]);
   });
 
+  // Was: only the disk itself was watched, so a snapshot or resize another program made in its backing file left the Backing chain pane stale.
+  it('watches the files below the disk in its chain, re-reads the disk when one changes, and stops watching them when the disk closes', async () => {
+    const data = useDiskDataStore();
+    const loaded = data.load(PATH);
+    await flushPromises();
+    const chain = {
+      files: [
+        { path: PATH, name: PATH, format: 'qcow2', declaredFormat: null, virtualSize: 1, fileSize: 1, allocatedBytes: 1, encrypted: false, snapshots: [], problem: null },
+        { path: '/disks/base.qcow2', name: 'base.qcow2', format: 'qcow2', declaredFormat: 'qcow2', virtualSize: 1, fileSize: 1, allocatedBytes: 1, encrypted: false, snapshots: [], problem: null },
+      ],
+      complete: true,
+    };
+    fake.emit('job.end', { jobId: 'job-chain.read', ok: true, result: chain });
+    fake.emit('job.end', { jobId: 'job-snapshot.tree', ok: true, result: TREE });
+    fake.emit('job.end', { jobId: 'job-image.usage', ok: true, result: USAGE });
+    await loaded;
+    await flushPromises();
+    expect(fake.calls.filter((call) => call.name === 'image.watch')).toEqual([{ name: 'image.watch', args: { path: '/disks/base.qcow2' } }]);
+
+    started.clear();
+    fake.emit('image.changed', { path: '/disks/base.qcow2' });
+    await flushPromises();
+    expect([...started.keys()].sort()).toEqual(['chain.read', 'image.usage', 'snapshot.outline', 'snapshot.tree']);
+
+    data.forget(PATH);
+    await flushPromises();
+    expect(fake.calls.filter((call) => call.name === 'image.unwatch')).toEqual([{ name: 'image.unwatch', args: { path: '/disks/base.qcow2' } }]);
+  });
+
   it('keeps the tree when the space report fails, and says why', async () => {
     const data = useDiskDataStore();
     const loaded = data.load(PATH);

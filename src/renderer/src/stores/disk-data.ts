@@ -6,7 +6,7 @@
 import { defineStore } from 'pinia';
 import { reactive, ref } from 'vue';
 import type { BackingChain, SnapshotTree, UsageReport } from '../../../shared/ipc/contract.ts';
-import { on } from '../api.ts';
+import { on, request } from '../api.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { carryOver, fillIn, withoutFigures } from '../lib/tree-figures.ts';
 import { CURRENT_ID } from '../lib/tree-layout.ts';
@@ -43,6 +43,8 @@ export const useDiskDataStore = defineStore('disk-data', () => {
   const again = new Set<string>();
   /** Each disk's latest read, so that a late quick tree from an earlier one is dropped. */
   const reads = new Map<string, number>();
+  /** Per open disk, the files below it in its chain that main watches for it: a change to one re-reads the disk. */
+  const chainWatches = new Map<string, string[]>();
   let listening = false;
 
   function entry(path: string): DiskData {
@@ -84,6 +86,7 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     const chain = jobs.run('chain.read', path, {}, { title: 'Read the backing chain', background: true }).then(
       (value) => {
         data.chain = value;
+        watchChain(path, value);
       },
       () => {
         data.chain = null;
@@ -166,12 +169,26 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     listening = true;
     on('image.changed', (payload) => {
       const path = (payload as { path?: unknown } | null)?.path;
-      if (typeof path === 'string' && disks.has(path)) void load(path);
+      if (typeof path !== 'string') return;
+      if (disks.has(path)) void load(path);
+      // A backing file another program changed (a snapshot, a resize): the disks above it read it.
+      for (const [disk, below] of chainWatches) if (disk !== path && below.includes(path) && disks.has(disk)) void load(disk);
     });
+  }
+
+  /** Watches the files below `path` in its chain (and stops watching those no longer in it). */
+  function watchChain(path: string, chain: BackingChain | null): void {
+    const next = disks.has(path) ? (chain?.files.slice(1).filter((file) => file.problem === null).map((file) => file.path) ?? []) : [];
+    const before = chainWatches.get(path) ?? [];
+    for (const file of next) if (!before.includes(file)) void request('image.watch', { path: file }).catch(() => undefined);
+    for (const file of before) if (!next.includes(file)) void request('image.unwatch', { path: file }).catch(() => undefined);
+    if (next.length > 0) chainWatches.set(path, next);
+    else chainWatches.delete(path);
   }
 
   function forget(path: string): void {
     disks.delete(path);
+    watchChain(path, null);
     if (hovered.value?.path === path) hovered.value = null;
   }
 
