@@ -214,6 +214,33 @@ describe('a backing file another program holds', () => {
   });
 });
 
+describe('commit -b BASE names the base as qemu-img matches it', () => {
+  // Was: BASE was resolved from the working directory only, so the name a header stores
+  // (../d2/base.qcow2, relative to the overlay's folder) was "not in the backing chain".
+  it('by the name a header stores, relative to the image above it, or by a path from the working directory', async () => {
+    const root = ours.file('named-base');
+    for (const folder of ['d1', 'd2']) fs.mkdirSync(path.join(root, folder), { recursive: true });
+    const base = path.join(root, 'd2', 'base.qcow2');
+    const mid = path.join(root, 'd1', 'mid.qcow2');
+    const top = path.join(root, 'd1', 'top.qcow2');
+    for (const name of ['../d2/base.qcow2', 'd2/base.qcow2', base]) {
+      await qemuImg(['create', '-q', '-f', 'qcow2', base, '4M']);
+      await qemuImg(['create', '-q', '-f', 'qcow2', '-b', '../d2/base.qcow2', '-F', 'qcow2', mid, '4M']);
+      await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'mid.qcow2', '-F', 'qcow2', top, '4M']);
+      await runIo(top, ['write -P 0x42 0 64k']);
+      // 'd2/base.qcow2' only resolves from the working directory: the root folder here.
+      const cwd = process.cwd();
+      process.chdir(root);
+      try {
+        expect(runSteps(commitSteps({ image: top, base: name })).base, name).toBe(path.join(root, 'd1', '../d2/base.qcow2'));
+      } finally {
+        process.chdir(cwd);
+      }
+      expect((await rawOf(base))[0], name).toBe(0x42);
+    }
+  });
+});
+
 describe('a huge sparse chain', () => {
   it('commit (and commit -b through a middle file) finds data at the start, the middle and the very end of a 64 TiB disk, as qemu-img commit', { timeout: 120_000 }, async () => {
     const size = 2 ** 46;

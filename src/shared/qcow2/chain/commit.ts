@@ -16,6 +16,7 @@
  * emptied tables and the refcount drops are durable, and only where refcounts are 0. Each file
  * keeps the engine's own write order (image.ts flush) for its metadata.
  */
+import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
@@ -82,7 +83,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     let link = backingLink(top, openFile);
     if (link === null) throw new Qcow2Error('INVALID_ARGUMENT', `${request.image} has no backing file to commit into`);
     const wanted = request.base ?? null;
-    while (wanted !== null && !sameFile(link.path, wanted)) {
+    while (wanted !== null && !namesBase(link, wanted, layers.at(-1)?.file.path ?? request.image)) {
       refuseLoop(chain, link.path);
       if (link.format !== 'qcow2') throw new Qcow2Error('INVALID_ARGUMENT', `${request.base ?? ''} is not in the backing chain of ${request.image}`);
       const file = openMissingAware(link.path, true, openFile);
@@ -123,6 +124,16 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     for (const layer of opened.reverse()) layer.close();
     base?.close();
   }
+}
+
+/**
+ * Whether -b BASE names the file `link` leads to (the backing file of the image at `above`): as
+ * qemu-img matches it — the name as the header stores it, or a relative name resolved from that
+ * image's folder — or as a path from the working directory.
+ */
+function namesBase(link: { path: string; name: string }, base: string, above: string): boolean {
+  if (link.name === base || sameFile(link.path, base)) return true;
+  return !path.isAbsolute(base) && sameFile(link.path, path.join(path.dirname(above), base));
 }
 
 function openLayer(file: BlockFile): Qcow2Image {
