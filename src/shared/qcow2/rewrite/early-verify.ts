@@ -19,6 +19,7 @@ import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
+import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
 import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
 
@@ -56,6 +57,8 @@ export interface EarlyVerifyWorkerData {
   sourceDescriptor: number;
   outputDescriptor: number;
   clusterBytes: number;
+  /** The source's holes as known at its open (they read as zeros), or null. */
+  sourceHoles: HoleList | null;
 }
 
 export interface EarlyVerifier {
@@ -94,7 +97,8 @@ export function startEarlyVerifier(source: BlockFile, output: BlockFile, cluster
   const outputDescriptor = descriptorOf(output);
   if (sourceDescriptor === null || outputDescriptor === null) return null;
   const shared = { control: new SharedArrayBuffer(EARLY_CONTROL.size * 4), ring: new SharedArrayBuffer(RING_RUNS * RUN_FIELDS * 8) };
-  const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes };
+  // The source's holes read as zeros without a read here too (a disk preallocated with metadata).
+  const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes, sourceHoles: knownHoles(source) };
   const worker = startHelperThread(workerModule, { workerData });
   if (worker === null) return null;
   worker.unref();
@@ -264,7 +268,8 @@ function sameRun(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: nu
   for (let done = 0; done < length; done += EARLY_READ_BYTES) {
     const part = Math.min(EARLY_READ_BYTES, length - done);
     const a = sourceBytes.subarray(0, part);
-    readFully(data.sourceDescriptor, a, sourceHost + done);
+    if (data.sourceHoles !== null && withinHole(data.sourceHoles, sourceHost + done, sourceHost + done + part)) a.fill(0);
+    else readFully(data.sourceDescriptor, a, sourceHost + done);
     if (outputHost < 0) {
       if (!isAllZero(a)) return false;
       continue;

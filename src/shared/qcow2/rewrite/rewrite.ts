@@ -16,6 +16,7 @@ import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { sameFile } from '../io/file-identity.ts';
+import { holeAwareSource } from '../io/hole-aware-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
@@ -303,9 +304,15 @@ function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passp
     passphrase: request.passphrase,
     trustLegacyPassphrase: request.trustLegacyPassphrase,
     job,
-    openFile: (filePath) => openFile?.(filePath) ?? NodeBlockFile.open(filePath, guard === 'none' ? { readOnly: true } : { guard: true, replacing: guard === 'replacing' }),
+    // Guarded, no one else writes it while it is open: its holes can be known once (a disk
+    // preallocated with metadata maps clusters the file never wrote).
+    openFile: (filePath) => openFile?.(filePath) ?? guardedSource(NodeBlockFile.open(filePath, guard === 'none' ? { readOnly: true } : { guard: true, replacing: guard === 'replacing' }), guard),
   });
   return image;
+}
+
+function guardedSource(file: NodeBlockFile, guard: 'none' | 'guard' | 'replacing'): BlockFile {
+  return guard === 'none' ? file : holeAwareSource(file);
 }
 
 function statOf(filePath: string): fs.Stats | null {
