@@ -18,6 +18,7 @@ import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../../he
 import * as poke from '../../helpers/qcow2-poke.ts';
 import { counts, layoutNumbers } from '../../helpers/check-report.ts';
 import { firstDifference, inBatches, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type QemuCheckReport } from '../../helpers/qemu.ts';
+import { qemuImgWithPbkdf2 } from '../../helpers/encrypted-images.ts';
 
 const folder = tempDir();
 afterAll(() => folder.cleanup());
@@ -42,7 +43,7 @@ async function createLuks(path: string): Promise<void> {
   // qemu-img's key-slot timing fails now and then on slow machines (TOOLCHAIN.md): retry.
   for (let attempt = 1; ; attempt++) {
     try {
-      await qemuImg(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
+      await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
       return;
     } catch (error) {
       if (attempt >= 5) throw error;
