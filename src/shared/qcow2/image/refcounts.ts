@@ -222,13 +222,7 @@ export class Refcounts {
     // the first cluster of its range that the file does not use for the new refcount table.
     let blockCluster = tableIndex * this.entriesPerBlock;
     while (this.isTableCluster(blockCluster)) blockCluster++;
-    const blockOffset = blockCluster * this.clusterBytes;
-    const block = this.cache.create(blockOffset);
-    setRefcount(block.bytes, block.view, blockCluster % this.entriesPerBlock, this.order, 1);
-    encodeRefcountTableEntry(this.tableView, tableIndex * 8, blockOffset);
-    this.dirtyTableEntries.add(tableIndex);
-    this.newBlocks.add(blockOffset);
-    this.onMetadataCluster(blockCluster, true);
+    this.placeBlocks([tableIndex], blockCluster);
   }
 
   private isTableCluster(clusterIndex: number): boolean {
