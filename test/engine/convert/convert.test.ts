@@ -183,6 +183,28 @@ describe('convert to qcow2 with creation options', () => {
     await expectCleanCopy(target, image, 'qcow2');
   });
 
+  it('a disk preallocated with metadata: clusters over the file\'s holes are not read (as qemu-img asks the file system), snapshots too', async () => {
+    const image = folder.file('preallocated.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'preallocation=metadata', image, '2G']);
+    await qemuIo(image, ['write -P 1 0 1M', 'write -P 2 1G 64k']);
+    await qemuImg(['snapshot', '-c', 'before', image]);
+    await qemuIo(image, ['write -P 3 1500M 1M']);
+    for (const sourceSnapshot of [undefined, { name: 'before' }]) {
+      const target = output('qcow2');
+      const job = recordingJob();
+      const result = convertImage({ source: image, target, targetFormat: 'qcow2', sourceSnapshot }, job);
+      // A few progress reports per stretch of data, not one per chunk of the 2 GiB (a read of every hole).
+      expect(job.calls.length).toBeLessThan(40);
+      expect(result.dataBytes).toBe(sourceSnapshot === undefined ? 2 * MiB + 64 * KiB : MiB + 64 * KiB);
+      const check = await qemuCheck(target);
+      expect(check.code, check.output).toBe(0);
+      const reference = output('raw');
+      await qemuImg(['convert', '-O', 'raw', ...(sourceSnapshot === undefined ? [] : ['-l', 'snapshot.name=before']), image, reference]);
+      const compare = await qemuCompare(target, reference, { formatB: 'raw' });
+      expect(compare.code, compare.output).toBe(0);
+    }
+  });
+
   it('an empty disk whose L1 table alone fills several refcount blocks (512-byte clusters, 64-bit refcounts)', async () => {
     const image = folder.file('empty-256m.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', image, '256M']);

@@ -382,7 +382,8 @@ function storedExtents(source: GuestReader, rescue: RescueReader | null, start: 
   if (rescue !== null) {
     return rescue.runs(start, end).map((run) => ({ start: run.start, length: run.length, data: run.kind === 'data' || run.kind === 'compressed', compressed: run.kind === 'compressed', damage: run.damage }));
   }
-  if (source instanceof Qcow2Image || source instanceof Qcow2StateView) return mapRange(source, start, end);
+  // Data clusters over the file's holes (preallocation=metadata) read as zeros without a read.
+  if (source instanceof Qcow2Image || source instanceof Qcow2StateView) return mapRange(source, start, end).map((entry) => ({ start: entry.start, length: entry.length, data: entry.data && !entry.zero, compressed: entry.compressed }));
   if (source instanceof RawImage) return source.extents(start, end);
   return null;
 }

@@ -1,15 +1,16 @@
 /**
  * `qemu-img map --output=json`: the guest disk as runs of (depth, present, zero, data, compressed,
  * offset), walking the backing chain where a layer is unallocated. Computed from the mapping
- * tables only. The rules are qemu-img's (qemu-img.c get_block_status, entry_mergeable and
+ * tables (and the file system's holes, below). The rules are qemu-img's (qemu-img.c get_block_status, entry_mergeable and
  * block/io.c bdrv_co_block_status):
  *  - a layer's unallocated range descends to its backing file, one depth further; where there is
  *    no backing file, or the range lies past the backing file's end, it reads as zeros at the
  *    layer's own depth (present false, zero true);
  *  - adjacent runs merge when every flag and the depth agree and their host offsets are contiguous.
- * A raw backing file's holes are zeros, as its file system reports them (file-extents.ts), as
- * qemu-img's are. Known difference: for images with preallocation=metadata qemu-img additionally
- * marks host holes as zero.
+ * A file's holes are zeros, as its file system reports them (file-extents.ts), as qemu-img's are
+ * (its block status asks the file below): a raw backing file's, and in a qcow2 layer that looks
+ * preallocated with metadata (metadata-preallocation.ts) the host ranges of its data clusters, which
+ * stay data with their offset but read as zeros (zero and data both true).
  */
 import { alignUp } from '../format/bytes.ts';
 import type { GuestReader } from './guest-reader.ts';
@@ -19,6 +20,9 @@ import { visitLayerRuns } from './layer-runs.ts';
 import type { MapEntry } from '../model.ts';
 import { RawImage } from './raw-image.ts';
 import { Qcow2Error } from '../errors.ts';
+import { descriptorOf } from '../io/fail-stop-file.ts';
+import { looksMetadataPreallocated } from './metadata-preallocation.ts';
+import { fileExtents } from '../io/file-extents.ts';
 
 /** Guest bytes walked between cancel checks and progress reports. */
 const STEP_BYTES = 16 * 1024 * 1024 * 1024;
@@ -82,8 +86,14 @@ function mapLayer(reader: GuestReader, depth: number, start: number, end: number
   const image = reader;
   // QEMU reports no host offsets for encrypted images (the host bytes are not the guest's).
   const encrypted = image.header.cryptMethod !== 0;
+  const holes = encrypted ? null : hostHoles(image, depth, builder);
   visitLayerRuns(image, l1 ?? image.l1, start, end, (guestOffset, length, kind, visitedOffset) => {
     const hostOffset = encrypted ? -1 : visitedOffset;
+    if (kind === 'data' && hostOffset >= 0 && holes !== null) {
+      holes.add(guestOffset, length, hostOffset);
+      return;
+    }
+    holes?.flush();
     if (kind !== 'unallocated') {
       const entry: MapEntry = { start: guestOffset, length, depth, present: true, zero: kind === 'zero', data: kind !== 'zero', compressed: kind === 'compressed' };
       if (hostOffset >= 0) entry.offset = hostOffset;
@@ -100,4 +110,37 @@ function mapLayer(reader: GuestReader, depth: number, start: number, end: number
       builder.add(entry);
     }
   });
+  holes?.flush();
+}
+
+/**
+ * Gathers a layer's data runs that follow each other in the guest and in the file, then adds each
+ * split where the file has holes: one question to the file system per run, not per cluster. Null
+ * where the file cannot be asked (no descriptor).
+ */
+function hostHoles(image: Qcow2Image, depth: number, builder: MapBuilder): { add(guestOffset: number, length: number, hostOffset: number): void; flush(): void } | null {
+  // QEMU asks only where the image looks preallocated, and then the image file (not an external data file).
+  if (image.dataFile !== null || !looksMetadataPreallocated(image)) return null;
+  const descriptor = descriptorOf(image.file);
+  if (descriptor === null) return null;
+  let pending: { start: number; length: number; offset: number } | null = null;
+  const flush = (): void => {
+    if (pending === null) return;
+    const { start, offset } = pending;
+    for (const extent of fileExtents(descriptor, offset, offset + pending.length)) {
+      builder.add({ start: start + (extent.start - offset), length: extent.length, depth, present: true, zero: !extent.data, data: true, compressed: false, offset: extent.start });
+    }
+    pending = null;
+  };
+  return {
+    add(guestOffset, length, hostOffset) {
+      if (pending !== null && pending.start + pending.length === guestOffset && pending.offset + pending.length === hostOffset) {
+        pending.length += length;
+        return;
+      }
+      flush();
+      pending = { start: guestOffset, length, offset: hostOffset };
+    },
+    flush,
+  };
 }

@@ -6,7 +6,7 @@
  * publish a pointer whose target never reached the disk. Stopping leaves the file as the crash
  * tests prove safe: leaks at worst, the guest data from before or after the operation.
  */
-import type { BlockFile } from './block-file.ts';
+import { hasDescriptor, type BlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 
 export class FailStopFile implements BlockFile {
@@ -91,4 +91,10 @@ export class FailStopFile implements BlockFile {
 
 function stoppedError(cause: Qcow2Error): Qcow2Error {
   return new Qcow2Error(cause.code, `${cause.message} (an earlier write to this image failed; nothing more was written: close it and open it again)`, { cause });
+}
+
+/** The descriptor of an open file, under the fail-stop wrapper or not; null where there is none (a test's file). */
+export function descriptorOf(file: BlockFile): number | null {
+  const inner = file instanceof FailStopFile ? file.inner : file;
+  return hasDescriptor(inner) ? inner.descriptor : null;
 }

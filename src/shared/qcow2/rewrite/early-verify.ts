@@ -18,9 +18,9 @@ import type { Worker } from 'node:worker_threads';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
-import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
+import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
-import { FailStopFile } from '../io/fail-stop-file.ts';
+import { descriptorOf } from '../io/fail-stop-file.ts';
 import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
 
 /** Control words, in one shared Int32Array. */
@@ -80,12 +80,6 @@ interface CopiedRun {
   sourceHost: number;
   outputHost: number;
   clusters: number;
-}
-
-/** The descriptor of an open file under the engine's wrappers, or null where there is none (a test's file). */
-function descriptorOf(file: BlockFile): number | null {
-  const inner = file instanceof FailStopFile ? file.inner : file;
-  return hasDescriptor(inner) ? inner.descriptor : null;
 }
 
 /**
