@@ -72,7 +72,8 @@ describe('ClusterCounts', () => {
     }
     expect(ordered).toBe(true);
     expect(seen).toBe(total);
-  });
+    // 2^24 sets and a walk: about a second alone, five on a machine busy with other test files.
+  }, 30_000);
 
   it('refuses what is not a cluster index, and a zero never makes a page', () => {
     const counts = new ClusterCounts();
