@@ -4,9 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import * as path from 'node:path';
 import { formatBytes } from '../shared/format-units.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
+import { sameFile } from '../shared/qcow2/io/file-identity.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from './args.ts';
 import { runCancellably, withProgressLine } from './cancellable-job.ts';
@@ -78,17 +78,6 @@ export function reportRewrite(args: ParsedArgs, io: CliIo, result: RewriteResult
   return EXIT_OK;
 }
 
-/** OUTPUT naming the source itself (or a link to it) is an in-place rewrite, not a file to refuse. */
-function sameFile(a: string, b: string): boolean {
-  if (path.resolve(a) === path.resolve(b)) return true;
-  try {
-    const statA = fs.statSync(a);
-    const statB = fs.statSync(b);
-    return statA.dev === statB.dev && statA.ino === statB.ino;
-  } catch {
-    return false;
-  }
-}
 
 /** The share of the whole job each stage takes, so one progress line only ever moves forward. */
 const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {

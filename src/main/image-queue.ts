@@ -110,14 +110,14 @@ export class ImageQueue {
  * does not exist yet (an image about to be created) is keyed by its folder's real path.
  */
 export async function imageKey(path: string): Promise<string> {
-  const absolute = resolve(path);
+  // Asked of the kernel as given: resolve() would fold a `..` after a linked folder as text (another file).
   try {
-    return await realpath(absolute);
+    return await realpath(path);
   } catch {
     try {
-      return join(await realpath(dirname(absolute)), basename(absolute));
+      return join(await realpath(dirname(path)), basename(path));
     } catch {
-      return absolute;
+      return resolve(path);
     }
   }
 }

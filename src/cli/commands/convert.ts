@@ -5,6 +5,7 @@ import { convertImageYielding, type ConvertRequest, type ConvertResult } from '.
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
 import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
+import { sameFile } from '../../shared/qcow2/io/file-identity.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
@@ -78,6 +79,8 @@ export const convert: Command = {
     const durable = cacheMode(option(args, 'cache'));
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
+    // Kept snapshots go through the rewrite, for which OUTPUT naming the input means in place: not a convert's meaning.
+    if (fs.existsSync(target) && sameFile(source, target)) throw new Qcow2Error('INVALID_ARGUMENT', `convert: the output ${target} is the disk being converted; write the copy to another file`);
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     if (option(args, 'snapshot') !== undefined && flag(args, 'no-snapshots')) throw new UsageError('convert: -l copies one snapshot; --no-snapshots does not apply');
     const sourceSnapshot = snapshotOption(option(args, 'snapshot'), source);

@@ -12,7 +12,7 @@ import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
 import { removeSnapshot, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { fileHash, holdWithQemuIo, holdWithQemuNbd, lockedBytes, locksOn, qemuImgSnapshotCreate, type Holder } from '../../helpers/image-locks.ts';
-import { qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 const cowbell = fileURLToPath(new URL('../../../bin/cowbell', import.meta.url));
 const IN_USE_MESSAGE = 'The disk is in use by another program (a running VM or qemu-nbd); close it first';
@@ -165,7 +165,7 @@ describe('Cowbell is kept out while QEMU holds the image', { timeout: 60_000 }, 
     expect(readImageInfo(image)['read-only-reason']).toBeUndefined();
   });
 
-  it('create and convert refuse to replace it (as qemu-img create does); an in-place convert of an idle image still works', async () => {
+  it('create and convert refuse to replace it (as qemu-img create does); once idle, create may, convert onto its own input never', async () => {
     const image = await newImage();
     const before = fileHash(image);
     await holding(holdWithQemuNbd(image, { socketDir: folder.path }), () => {
@@ -174,10 +174,11 @@ describe('Cowbell is kept out while QEMU holds the image', { timeout: 60_000 }, 
     });
     expect(fileHash(image)).toBe(before);
     expect(fs.readdirSync(folder.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);
-    // Nobody else holds it now: the same convert replaces it (reading the old file until the rename).
-    convertImage({ source: image, target: image, targetFormat: 'qcow2', overwrite: true, options: { clusterSize: 4096 } });
-    expect((await qemuInfo(image))['cluster-size']).toBe(4096);
-    expect((await rawOf(image)).subarray(0, 65536)).toEqual(new Uint8Array(65536).fill(0x11));
+    // Nobody else holds it now: a convert onto its own input is still refused (qemu-img's locks refuse it too).
+    expect(failure(() => convertImage({ source: image, target: image, targetFormat: 'qcow2', overwrite: true, options: { clusterSize: 4096 } }))).toMatchObject({ code: 'INVALID_ARGUMENT' });
+    expect(fileHash(image)).toBe(before);
+    createImage({ path: image, size: 1 << 20, overwrite: true });
+    expect((await qemuInfo(image))['virtual-size']).toBe(1 << 20);
   });
 
   it('qemu-io -r (which does not share writing) refuses Cowbell\'s writes but leaves info writable-looking', async () => {

@@ -23,7 +23,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
-import { defaultOpenFile, Qcow2Image } from '../image/image.ts';
+import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
@@ -133,7 +133,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
  */
 function namesBase(link: { path: string; name: string }, base: string, above: string): boolean {
   if (link.name === base || sameFile(link.path, base)) return true;
-  return !path.isAbsolute(base) && sameFile(link.path, path.join(path.dirname(above), base));
+  return !path.isAbsolute(base) && sameFile(link.path, resolveBackingPath(above, base));
 }
 
 function openLayer(file: BlockFile): Qcow2Image {

@@ -11,7 +11,7 @@
  * Like qemu-img convert, this drops internal snapshots: the output holds the current state only.
  * (Cowbell's own rewrites — compress, compact — keep them; that is rewrite.ts's job, not this.)
  */
-import * as path from 'node:path';
+import * as fs from 'node:fs';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import type { BlockFile } from '../io/block-file.ts';
@@ -27,6 +27,8 @@ import type { Passphrase } from '../crypto/luks-keys.ts';
 import { mapRange } from '../image/map.ts';
 import { Qcow2StreamWriter } from './qcow2-stream-writer.ts';
 import { RawImage } from '../image/raw-image.ts';
+import { readsThrough } from '../image/backing-files.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { UnreadableRange } from '../model.ts';
@@ -149,6 +151,7 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
   const source = openSource(request, refuseInUse, job);
   let backing: GuestReader | null = null;
   try {
+    refuseReplacingInput(source, request.source, request.target);
     // QEMU counts a raw file's size in whole sectors.
     const virtualSize = source instanceof RawImage ? alignUp(source.virtualSize, 512) : source.virtualSize;
     let resolved: ResolvedCreateOptions | null = null;
@@ -156,7 +159,7 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
       const options = { ...request.options };
       if (options.backingFile !== undefined) {
         const backingPath = resolveBackingPath(request.target, options.backingFile);
-        if (path.resolve(backingPath) === path.resolve(request.target)) throw new Qcow2Error('INVALID_ARGUMENT', 'The output cannot be its own backing file');
+        if (sameFile(backingPath, request.target)) throw new Qcow2Error('INVALID_ARGUMENT', 'The output cannot be its own backing file');
         options.backingFormat ??= detectBackingFormat(backingPath);
         backing = openBackingReader(backingPath, options.backingFormat, refuseInUse);
       }
@@ -187,6 +190,16 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
   } finally {
     backing?.close();
     source.close();
+  }
+}
+
+/** The output would replace the disk read, or a file it reads through (qemu-img's locks refuse it): nothing is written. */
+function refuseReplacingInput(source: GuestReader, sourcePath: string, target: string): void {
+  if (!fs.existsSync(target)) return;
+  const image = source instanceof Qcow2StateView ? source.image : source;
+  if (sameFile(sourcePath, target)) throw new Qcow2Error('INVALID_ARGUMENT', `The output ${target} is the disk being converted; write the copy to another file`);
+  if (image instanceof Qcow2Image && readsThrough(image, target)) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `The output ${target} is a file ${sourcePath} reads through (its backing file, or one below it); replacing it would lose the data the disk reads there, so write the copy to another file`);
   }
 }
 

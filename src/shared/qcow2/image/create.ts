@@ -16,6 +16,8 @@ import {
 } from '../format/header.ts';
 import { INCOMPAT_COMPRESSION, INCOMPAT_EXTL2, MAX_L1_BYTES, MAX_VIRTUAL_SIZE } from '../format/limits.ts';
 import { Qcow2Image, resolveBackingPath } from './image.ts';
+import { readsThrough } from './backing-files.ts';
+import { sameFile } from '../io/file-identity.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 
 export interface CreateOptions {
@@ -200,11 +202,20 @@ export function createImage(request: CreateImageRequest, job: JobContext = silen
   if (request.backingFile !== undefined) {
     const backingPath = resolveBackingPath(request.path, request.backingFile);
     if (!fs.existsSync(backingPath)) throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`);
+    // The new overlay would replace the very file it reads through (itself, or one below it): its data gone, a loop left.
+    const replacesOwnBacking = (): never => {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${request.path} is the backing file of the new image (or a file it reads through); creating it would replace that file with an overlay of itself, so choose another name`);
+    };
+    if (sameFile(backingPath, request.path)) replacesOwnBacking();
     if (request.backingFormat === 'raw') backingSize = fs.statSync(backingPath).size;
     else {
       const backing = Qcow2Image.open(backingPath, { readOnly: true, openBacking: false });
-      backingSize = backing.virtualSize;
-      backing.close();
+      try {
+        if (fs.existsSync(request.path) && readsThrough(backing, request.path)) replacesOwnBacking();
+        backingSize = backing.virtualSize;
+      } finally {
+        backing.close();
+      }
     }
   }
   const options = resolveCreateOptions(request, backingSize);

@@ -1093,10 +1093,15 @@ function loadSnapshotTableForCheck(file: BlockFile, header: Header, fileSize: nu
   return { entries: table.entries, length: table.length, damage: damaged ? { incomplete: table.incomplete, dropped: table.dropped } : null };
 }
 
-/** QEMU resolves a relative backing name against the folder of the image that names it. */
+/**
+ * QEMU resolves a relative backing name against the folder of the image that names it, joined as
+ * strings (block.c path_combine): `..` in the name is left to the kernel, which goes up from where a
+ * linked folder leads (io/file-identity.ts).
+ */
 export function resolveBackingPath(imagePath: string, backingName: string): string {
   if (path.isAbsolute(backingName)) return backingName;
-  return path.join(path.dirname(imagePath), backingName);
+  const slash = imagePath.lastIndexOf(path.sep);
+  return slash < 0 ? backingName : `${imagePath.slice(0, slash + 1)}${backingName}`;
 }
 
 function openBacking(imagePath: string, backingPath: string, format: string | null, options: OpenImageOptions): GuestReader {

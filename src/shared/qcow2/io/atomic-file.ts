@@ -85,7 +85,7 @@ export const nodeFileSystem: AtomicFileSystem = {
     let resolved = targetPath;
     if (stats.isSymbolicLink()) {
       try {
-        resolved = fs.realpathSync(targetPath);
+        resolved = fs.realpathSync.native(targetPath);
       } catch (error) {
         throw new Qcow2Error('NOT_FOUND', `${targetPath} is a link to ${fs.readlinkSync(targetPath)}, which does not exist; name the file itself`, { cause: error });
       }

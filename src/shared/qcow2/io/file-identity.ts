@@ -2,7 +2,12 @@
  * Whether two names are one file: by device and inode, which a symbolic link and a hard link share
  * with the file they name, where comparing resolved paths would take them for two files (and let a
  * backing chain loop back on itself through a link). A name that cannot be looked up (a missing
- * file) falls back to its resolved path.
+ * file) falls back to its physical path.
+ *
+ * Paths as the kernel resolves them: a `..` after a symbolic link to a folder goes up from where the
+ * link leads. Node's path.resolve, path.join and fs.realpathSync fold `..` as text first, and so can
+ * name another file (`link/../base.qcow2` is not `base.qcow2` when `link` leads elsewhere); QEMU
+ * joins names as strings and leaves them to the kernel, and so does the engine.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -12,10 +17,23 @@ export function fileIdentity(filePath: string): string {
     const stats = fs.statSync(filePath, { bigint: true });
     return `${stats.dev}:${stats.ino}`;
   } catch {
-    return `path:${path.resolve(filePath)}`;
+    return `path:${physicalPath(filePath)}`;
   }
 }
 
 export function sameFile(a: string, b: string): boolean {
-  return path.resolve(a) === path.resolve(b) || fileIdentity(a) === fileIdentity(b);
+  return fileIdentity(a) === fileIdentity(b);
+}
+
+/** The absolute path the kernel reaches by `filePath` (links followed); for a missing file, its folder's. */
+export function physicalPath(filePath: string): string {
+  try {
+    return fs.realpathSync.native(filePath);
+  } catch {
+    try {
+      return path.join(fs.realpathSync.native(path.dirname(filePath)), path.basename(filePath));
+    } catch {
+      return path.resolve(filePath);
+    }
+  }
 }

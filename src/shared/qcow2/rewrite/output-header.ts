@@ -13,6 +13,7 @@ import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type Header
 import { AUTOCLEAR_BITMAPS, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
 import { resolveBackingPath } from '../image/image.ts';
+import { physicalPath } from '../io/file-identity.ts';
 
 export interface OutputHeaderOptions {
   sourcePath: string;
@@ -90,8 +91,10 @@ function outputExtensions(source: Header, encryption: 'luks' | 'none'): HeaderEx
   return kept;
 }
 
+/** A relative backing name for a copy in another folder: from there to the same file, the way the kernel resolves both. */
 function backingNameFor(name: string | null, sourcePath: string, targetPath: string): string | null {
   if (name === null || path.isAbsolute(name)) return name;
-  if (path.resolve(path.dirname(sourcePath)) === path.resolve(path.dirname(targetPath))) return name;
-  return path.relative(path.dirname(path.resolve(targetPath)), path.resolve(resolveBackingPath(sourcePath, name)));
+  const targetFolder = physicalPath(path.dirname(targetPath));
+  if (physicalPath(path.dirname(sourcePath)) === targetFolder) return name;
+  return path.relative(targetFolder, physicalPath(resolveBackingPath(sourcePath, name)));
 }

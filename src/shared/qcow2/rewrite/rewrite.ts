@@ -18,6 +18,7 @@ import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { holeAwareSource } from '../io/hole-aware-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
+import { readsThrough } from '../image/backing-files.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -168,8 +169,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     // make a copy that fails its own check: refuse before writing anything, and say to repair.
     refuseUnsoundMetadata(image, { storedRefcounts: false });
     // The copy would name itself as its backing file, and the disk would lose what it reads through it.
-    if (image.backingPath !== null && sameFile(image.backingPath, replaced)) {
-      throw new Qcow2Error('INVALID_ARGUMENT', `${target} is the backing file of ${request.source}; replacing it would lose the data the disk reads through it, so choose another name`);
+    if (!inPlace && fs.existsSync(replaced) && readsThrough(image, replaced)) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${target} is a file ${request.source} reads through (its backing file, or one below it); replacing it would lose the data the disk reads there, so choose another name`);
     }
     const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
     job.progress('reading the mapping tables', 0, 1, 'steps');
@@ -349,7 +350,7 @@ function refuseSplittingLinks(source: string, otherNames: number): never {
 
 function realPath(filePath: string): string {
   try {
-    return fs.realpathSync(filePath);
+    return fs.realpathSync.native(filePath);
   } catch {
     return filePath;
   }
