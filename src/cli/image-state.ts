@@ -7,6 +7,7 @@
  */
 import * as fs from 'node:fs';
 import { CURRENT_STATE, openStateFiles, type StateFiles } from '../shared/qcow2/files/state-files.ts';
+import { Qcow2Image } from '../shared/qcow2/image/image.ts';
 import { flag } from './args.ts';
 import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { withUnlock, type Unlock } from './passphrase-input.ts';
@@ -21,17 +22,40 @@ export interface ImageState {
 export function parseImageState(argument: string, snapshotOption: string | undefined): ImageState {
   if (snapshotOption !== undefined) {
     if (snapshotOption === '') throw new UsageError('-l needs a snapshot name or id');
-    return { image: argument, state: snapshotOption };
+    return { image: argument, state: typedState(argument, snapshotOption) };
   }
   if (isFile(argument)) return { image: argument, state: CURRENT_STATE };
   const at = argument.lastIndexOf('@');
   if (at > 0 && isFile(argument.slice(0, at))) {
     const state = argument.slice(at + 1);
     if (state === '') throw new UsageError(`${argument}: give a snapshot name or id after '@'`);
-    return { image: argument.slice(0, at), state };
+    return { image: argument.slice(0, at), state: typedState(argument.slice(0, at), state) };
   }
   // Not there: opening it says so, with the name as given.
   return { image: argument, state: CURRENT_STATE };
+}
+
+/**
+ * A state typed after -l or '@' names a snapshot: "current" is the snapshot of that name where there
+ * is one (as convert -l reads it), and the current state only where there is none.
+ */
+function typedState(image: string, state: string): string {
+  return state === CURRENT_STATE && hasSnapshotNamed(image, state) ? `snapshot.name=${state}` : state;
+}
+
+function hasSnapshotNamed(image: string, name: string): boolean {
+  let opened: Qcow2Image;
+  try {
+    opened = Qcow2Image.open(image, { readOnly: true, openBacking: false, openDataFile: false });
+  } catch {
+    // Not a qcow2 image, or not readable: opening it for the command says so.
+    return false;
+  }
+  try {
+    return opened.snapshots.some((entry) => entry.name === name);
+  } finally {
+    opened.close();
+  }
 }
 
 function isFile(candidate: string): boolean {

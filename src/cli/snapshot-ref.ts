@@ -13,5 +13,5 @@ export function snapshotRefOf(text: string): SnapshotRef {
   if (match === null) return text;
   const value = match[2] ?? '';
   if (value === '') throw new UsageError(`${text}: give a snapshot ${match[1] ?? 'name'} after '='`);
-  return match[1] === 'id' ? { id: value } : { name: value };
+  return match[1] === 'id' ? { id: value, typed: text } : { name: value, typed: text };
 }

@@ -67,6 +67,25 @@ describe('cowbell ls', () => {
     expect(byOption.out).toMatch(/^file\s+6 B\s+.*motd$/m);
   });
 
+  it('-l current and IMG@current read a snapshot named "current" where there is one (as convert -l does), else the current state', async () => {
+    const named = folder.file('named-current.qcow2');
+    fs.copyFileSync(disk, named);
+    const names = async (...args: string[]): Promise<string[]> => (JSON.parse((await run('ls', '--json', ...args)).out) as { entries: { name: string }[] }).entries.map((entry) => entry.name);
+    expect(await names('-l', 'current', named, '/2/etc')).toEqual(['hostname']);
+    await qemuSnapshot(named, 'current');
+    // The snapshot holds the state just copied; the current state changes after it.
+    const root = folder.file('named-current.ext4');
+    const whole = folder.file('named-current.raw');
+    fs.copyFileSync(rootImage, root);
+    fs.copyFileSync(raw, whole);
+    await debugfs(root, ['rm /etc/hostname']);
+    placeImage(whole, root, 9 * MiB);
+    await writeRawIntoQcow2(whole, named);
+    expect(await names(named, '/2/etc')).toEqual([]);
+    expect(await names('-l', 'current', named, '/2/etc')).toEqual(['hostname']);
+    expect(await names(`${named}@current`, '/2/etc')).toEqual(['hostname']);
+  });
+
   it('shows a symlink with its target, and a file by itself', async () => {
     const listing = await run('ls', disk, '/2/usr/lib');
     expect(listing.out).toMatch(/^link\s+7 B\s+\S+ \S+\s+app\.link -> app\.bin$/m);

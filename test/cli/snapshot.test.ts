@@ -200,6 +200,29 @@ describe('a snapshot named like another snapshot\'s id', () => {
   });
 });
 
+describe('snapshot names that read as something else', () => {
+  it('"snapshot.id=1" and "current" are refused as new names; a qemu-made "snapshot.id=1" makes snapshot.id=1 mean two: refused, nothing deleted', async () => {
+    const image = folder.file('reads-as-reference.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);
+    expect((await inProcess('snapshot', 'create', image, 'precious')).code).toBe(0);
+    for (const name of ['snapshot.id=1', 'snapshot.name=precious', 'current']) {
+      const refused = await inProcess('snapshot', 'create', image, name);
+      expect(refused.code, name).toBe(1);
+      expect(refused.err).toMatch(/choose another name/);
+      expect((await inProcess('snapshot', 'rename', image, 'precious', name)).code, name).toBe(1);
+    }
+    expect(await qemuNames(image)).toEqual(['precious']);
+    await qemuImg(['snapshot', '-c', 'snapshot.id=1', image]);
+    const before = fileHash(image);
+    const refused = await inProcess('snapshot', 'delete', image, 'snapshot.id=1');
+    expect(refused.code).toBe(1);
+    expect(refused.err).toMatch(/leads to snapshot 1 \("precious"\) but is also the name of snapshot 2/);
+    expect(fileHash(image)).toBe(before);
+    expect((await inProcess('snapshot', 'delete', image, 'snapshot.id=2')).code).toBe(0);
+    expect(await qemuNames(image)).toEqual(['precious']);
+  });
+});
+
 describe('cowbell snapshot create --note, snapshot note', () => {
   it('a note set on create and changed, cleared or refused later; list shows it in --json and under its snapshot for people', async () => {
     const image = await imageWithTwoSnapshots('notes.qcow2');

@@ -962,7 +962,12 @@ export function lockedError(): Qcow2Error {
  * name (`snapshot.name=`). qcow2 does not keep names unique (qemu-img snapshot -c takes a name
  * twice), so only the id can tell two snapshots named alike apart.
  */
-export type SnapshotRef = string | { id: string; name?: string; date?: string } | { id?: undefined; name: string; date?: string };
+/**
+ * A snapshot by name or id (a string: either, refused where it means two), or by id and/or name.
+ * `typed`: the text a user typed for an explicit form (`snapshot.id=1`): a snapshot literally named
+ * so, other than the one it leads to, makes it mean two.
+ */
+export type SnapshotRef = string | { id: string; name?: string; date?: string; typed?: string } | { id?: undefined; name: string; date?: string; typed?: string };
 
 /** How a refusal names one snapshot: its id and name. */
 function described(entry: SnapshotEntry): string {
@@ -987,6 +992,10 @@ function findByName(image: Qcow2Image, name: string): SnapshotEntry | undefined 
 export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry {
   if (typeof ref !== 'string') {
     const entry = findSnapshotBy(image, ref);
+    const literal = ref.typed === undefined ? undefined : image.snapshots.find((candidate) => candidate.name === ref.typed);
+    if (literal !== undefined && literal !== entry) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `"${ref.typed}" leads to snapshot ${described(entry)} but is also the name of snapshot ${described(literal)}; name the one you mean by its id (snapshot.id=…)`);
+    }
     // The app sends the creation time it showed: a snapshot made again under the same name and id since is another one.
     if (ref.date !== undefined && snapshotIsoDate(entry) !== ref.date) {
       throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `Snapshot "${entry.name}" (id ${entry.id}) is not the one shown (taken ${ref.date}): another program replaced it; nothing was changed, look again`);

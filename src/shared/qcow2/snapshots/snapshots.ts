@@ -28,6 +28,9 @@ function assertNewName(image: Qcow2Image, name: string): void {
   if (name.length === 0) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot needs a name');
   if (name.includes('\0')) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot name cannot contain a NUL character');
   if (image.snapshots.some((entry) => entry.name === name)) throw new Qcow2Error('SNAPSHOT_EXISTS', `A snapshot named "${name}" already exists`);
+  // Names that read as something else where a snapshot is named (the command line's, the app's): another snapshot, or no snapshot at all.
+  if (name === 'current') throw new Qcow2Error('INVALID_ARGUMENT', '"current" stands for the disk\'s current state where a snapshot is named; choose another name');
+  if (/^snapshot\.(name|id)=/s.test(name)) throw new Qcow2Error('INVALID_ARGUMENT', `"${name}" reads as a reference to another snapshot (snapshot.name=… / snapshot.id=…); choose another name`);
   // The table stores a name's length in 16 bits (QEMU's own limit is far lower: 256 bytes in its monitor).
   if (new TextEncoder().encode(name).length > 0xffff) throw new Qcow2Error('INVALID_ARGUMENT', 'A snapshot name is too long (at most 65535 bytes)');
 }
