@@ -13,7 +13,8 @@ import { libc } from '../shared/qcow2/io/libc.ts';
 
 /** Fails a write to a descriptor left non-blocking by whoever shares it: it is tried again shortly. */
 const TRY_AGAIN = 'EAGAIN';
-const READER_GONE = 'EPIPE';
+/** The reader closed its end: a pipe says EPIPE, a socket (what Node gives a child's stdio) may say ECONNRESET. */
+const READER_GONE = new Set(['EPIPE', 'ECONNRESET']);
 const RETRY_PAUSE_MS = 1;
 
 export interface Output {
@@ -32,7 +33,7 @@ export function descriptorOutput(fd: number): Output {
           written += writeSync(fd, bytes, written, bytes.length - written);
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
-          if (code === READER_GONE) {
+          if (code !== undefined && READER_GONE.has(code)) {
             readerGone = true;
             return;
           }
