@@ -21,3 +21,25 @@ export function normalizePath(path: string): string {
 export function joinPath(folder: string, name: string): string {
   return folder === '/' ? `/${name}` : `${folder}/${name}`;
 }
+
+/**
+ * UTF-16 code units as a name. An unpaired surrogate (which no text can hold: a decoder would give
+ * U+FFFD for each, and two names that differ there would read as one) is spelled \uXXXX, as
+ * `ls -b` spells bytes it cannot show.
+ */
+export function utf16Name(units: ArrayLike<number>): string {
+  let text = '';
+  for (let index = 0; index < units.length; index++) {
+    const unit = units[index] ?? 0;
+    const next = units[index + 1] ?? 0;
+    if (unit >= 0xd800 && unit <= 0xdbff && next >= 0xdc00 && next <= 0xdfff) {
+      text += String.fromCharCode(unit, next);
+      index++;
+    } else if (unit >= 0xd800 && unit <= 0xdfff) {
+      text += `\\u${unit.toString(16).toUpperCase()}`;
+    } else {
+      text += String.fromCharCode(unit);
+    }
+  }
+  return text;
+}

@@ -18,7 +18,7 @@ import { joinPath, pathParts } from '../paths.ts';
 import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, type Ext2fsModule, type Ext2fsMount, type Ext2fsPromises, type Ext2fsStats } from './ext2fs-module.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
-import { ENCRYPTED_FLAG, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
+import { ENCRYPTED_FLAG, libext2fsPath, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
@@ -164,7 +164,7 @@ class ExtFilesystem implements GuestFilesystem {
       return wanted;
     }
     return this.call(file, 'reading', async (libext2fs) => {
-      const handle = await libext2fs.open(file, O_RDONLY | O_NOATIME | O_NOFOLLOW);
+      const handle = await libext2fs.open(libext2fsPath(file), O_RDONLY | O_NOATIME | O_NOFOLLOW);
       try {
         let done = 0;
         while (done < wanted) {
@@ -280,7 +280,7 @@ class ExtFilesystem implements GuestFilesystem {
     const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
     if (entry.kind === 'symlink') {
       refuseEncrypted(inode, path, 'where the link leads');
-      entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? clipToBytes(await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(path)), inode.size);
+      entry.target = (await readSymlink(this.volume, this.superblock, inode)) ?? clipToBytes(await this.call(path, 'reading the link', (libext2fs) => libext2fs.readlink(libext2fsPath(path))), inode.size);
     }
     return entry;
   }
@@ -294,11 +294,12 @@ class ExtFilesystem implements GuestFilesystem {
   private async listThroughLibext2fs(folder: string): Promise<GuestFileEntry[]> {
     const stats = await this.lstat(folder);
     if (!stats.isDirectory()) throw new Qcow2Error('NOT_A_DIRECTORY', `${folder} is not a folder`);
-    const names = await this.call(folder, 'listing', (libext2fs) => libext2fs.readdir(folder));
+    const names = await this.call(folder, 'listing', (libext2fs) => libext2fs.readdir(libext2fsPath(folder)));
     const entries: GuestFileEntry[] = [];
     for (const name of names) {
       if (name === '.' || name === '..') continue;
-      entries.push(await this.entryThroughLibext2fs(joinPath(folder, name)));
+      // Spelled as this reader spells names read from the disk (ext-inodes.ts guestFileName).
+      entries.push(await this.entryThroughLibext2fs(joinPath(folder, name.replaceAll('\\', '\\\\'))));
     }
     return entries.sort(byName);
   }
@@ -325,7 +326,7 @@ class ExtFilesystem implements GuestFilesystem {
 
   private lstat(path: string): Promise<Ext2fsStats> {
     // node-ext2fs strips trailing slashes, so the root is asked for as "/.".
-    return this.call(path, 'reading', (libext2fs) => libext2fs.lstat(path === '/' ? '/.' : path));
+    return this.call(path, 'reading', (libext2fs) => libext2fs.lstat(path === '/' ? '/.' : libext2fsPath(path)));
   }
 
   /** One libext2fs operation (mounting it first if need be), its errors typed; an abort marks this mount broken. */
@@ -356,7 +357,9 @@ function isWasmAbort(error: unknown): error is Error {
 /** An entry as its inode tells it (a symlink's target is added by entryOf). */
 function plainEntry(name: string, path: string, inode: ExtInode): GuestFileEntry {
   const kind = kindOfMode(inode.mode);
-  return { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs };
+  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs };
+  if (kind === 'directory') entry.folderId = String(inode.number);
+  return entry;
 }
 
 function kindOfMode(mode: number): GuestFileKind {

@@ -6,6 +6,7 @@
  * folder of n files cost n² entry reads; here a listing costs its blocks and one inode per entry.
  * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
  */
+import { Qcow2Error } from '../../errors.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { extFileBlockMap, readMapped } from './ext-extents.ts';
@@ -85,7 +86,7 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
       if (inodeNumber !== 0 && nameBytes > 0) {
         if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
         if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
-        const name = isAscii(bytes, at + 8, nameBytes) ? bytes.toString('latin1', at + 8, at + 8 + nameBytes) : decodeGuestName(bytes.subarray(at + 8, at + 8 + nameBytes));
+        const name = guestFileName(bytes.subarray(at + 8, at + 8 + nameBytes));
         if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
       }
       at += recordBytes;
@@ -95,6 +96,38 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A folder entry's name as text: decodeGuestName, with a backslash itself spelled \\ (as `ls -b`
+ * does), so that a name holding the four characters \xff and one holding the byte 0xff stay two.
+ * (No byte of a UTF-8 sequence but the backslash itself is 0x5c: the name splits there safely.)
+ */
+export function guestFileName(bytes: Uint8Array): string {
+  if (!bytes.includes(BACKSLASH)) return nameText(bytes);
+  const parts: string[] = [];
+  let start = 0;
+  for (let index = 0; index <= bytes.length; index++) {
+    if (index < bytes.length && bytes[index] !== BACKSLASH) continue;
+    parts.push(nameText(bytes.subarray(start, index)));
+    start = index + 1;
+  }
+  return parts.join('\\\\');
+}
+
+const BACKSLASH = 0x5c;
+
+function nameText(bytes: Uint8Array): string {
+  return isAscii(bytes, 0, bytes.length) ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1') : decodeGuestName(bytes);
+}
+
+/**
+ * The path libext2fs is asked for, from the names this reader shows: a doubled backslash is one;
+ * a byte spelled \xNN cannot be asked for by text (libext2fs takes UTF-8), so such a path is refused.
+ */
+export function libext2fsPath(path: string): string {
+  if (/\\x[0-9a-f]{2}/.test(path.replaceAll('\\\\', ''))) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${path}: a name that is not UTF-8, in a folder kept inline (inline_data), cannot be read here`);
+  return path.replaceAll('\\\\', '\\');
+}
 
 /**
  * A Linux name's bytes as text: UTF-8 where they are, and each byte that is not as `\xNN` (as

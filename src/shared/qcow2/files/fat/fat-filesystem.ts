@@ -221,7 +221,9 @@ async function loadFolder(volume: VolumeBytes, geometry: FatGeometry, table: Fat
 }
 
 function toGuestEntry(entry: FatFolderEntry, path: string): GuestFileEntry {
-  return { name: entry.name, path, kind: entry.isDirectory ? 'directory' : 'file', size: entry.size, mtimeMs: entry.mtimeMs };
+  const guestEntry: GuestFileEntry = { name: entry.name, path, kind: entry.isDirectory ? 'directory' : 'file', size: entry.size, mtimeMs: entry.mtimeMs };
+  if (entry.isDirectory) guestEntry.folderId = String(entry.firstCluster);
+  return guestEntry;
 }
 
 function childPath(parent: string, name: string): string {

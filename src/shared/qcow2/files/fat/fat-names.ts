@@ -3,6 +3,7 @@
  * Windows NT keeps in byte 12), its checksum that binds long-name entries to it, and the UTF-16
  * pieces of a VFAT long name.
  */
+import { utf16Name } from '../paths.ts';
 import { simpleUpperCase } from '../simple-upcase.ts';
 
 /** Code page 437 (the IBM PC's, Linux's default for FAT) for bytes 0x80-0xFF of short names. */
@@ -62,13 +63,10 @@ export function longNameUnits(entry: Uint8Array, into: Uint16Array, at: number):
   });
 }
 
-const utf16 = new TextDecoder('utf-16le');
-
-/** The long name the units spell, up to the first NUL (a lone surrogate becomes U+FFFD). */
+/** The long name the units spell, up to the first NUL (an unpaired surrogate spelled \uXXXX: paths.ts utf16Name). */
 export function longNameText(units: Uint16Array): string {
   const end = units.indexOf(0);
-  const used = end < 0 ? units : units.subarray(0, end);
-  return utf16.decode(used);
+  return utf16Name(end < 0 ? units : units.subarray(0, end));
 }
 
 /** A name can be a path component: not empty, not "." or "..", no "/" or NUL. */

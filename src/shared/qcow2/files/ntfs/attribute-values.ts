@@ -44,7 +44,7 @@ export function parseFileName(value: Uint8Array, what: string): FileName {
   if (nameLength === 0) throw corrupt(`${what}: an empty file name`);
   return {
     parentReference: bytes.u64Big(0),
-    name: bytes.utf16(0x42, nameLength),
+    name: bytes.fileName(0x42, nameLength),
     namespace,
     fileAttributes: bytes.u32(0x38),
     dataSize: bytes.u64Big(0x30),

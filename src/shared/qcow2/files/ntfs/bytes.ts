@@ -1,5 +1,6 @@
 /** Little-endian reads inside one NTFS structure: a read past its end is FILESYSTEM_CORRUPT, never a RangeError. */
 import { Qcow2Error } from '../../errors.ts';
+import { utf16Name } from '../paths.ts';
 
 export function corrupt(message: string): Qcow2Error {
   return new Qcow2Error('FILESYSTEM_CORRUPT', `NTFS: ${message}`);
@@ -69,6 +70,14 @@ export class LeBytes {
   /** UTF-16LE text of `units` code units. */
   utf16(position: number, units: number): string {
     return decodeUtf16(this.slice(position, units * 2));
+  }
+
+  /** A file name: as utf16, but an unpaired surrogate spelled \uXXXX (paths.ts utf16Name), so two names stay two. */
+  fileName(position: number, units: number): string {
+    const bytes = this.slice(position, units * 2);
+    const codeUnits = new Uint16Array(units);
+    for (let index = 0; index < units; index++) codeUnits[index] = (bytes[index * 2] ?? 0) | ((bytes[index * 2 + 1] ?? 0) << 8);
+    return utf16Name(codeUnits);
   }
 
   ascii(position: number, length: number): string {

@@ -172,7 +172,7 @@ export class NtfsFilesystem implements GuestFilesystem {
       if (!file.attributes.some((attribute) => attribute.type === ATTRIBUTE.indexRoot && attribute.name === DIRECTORY_INDEX_NAME)) {
         throw corrupt(`${path}: a directory record without a $I30 index`);
       }
-      return { file, entry: { ...base, kind: 'directory', size: 0 }, content: null, contentElsewhere: null };
+      return { file, entry: { ...base, kind: 'directory', size: 0, folderId: String(file.record.recordNumber) }, content: null, contentElsewhere: null };
     }
     const content = this.volume.attributeStream(file, ATTRIBUTE.data, '');
     const size = content?.size ?? 0;
