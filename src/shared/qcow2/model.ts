@@ -359,6 +359,12 @@ export interface GuestFileEntry {
   mtimeMs: number | null;
   /** A symlink's target. */
   target?: string;
+  /**
+   * A folder's identity in its state (its volume and the filesystem's own number for it), the same
+   * under every name that leads to it: a walk meets one folder twice only in a damaged filesystem
+   * (a folder inside itself, or linked from two places).
+   */
+  folderId?: string;
 }
 
 /** One volume (partition, or the whole disk) of a state and what is on it. */

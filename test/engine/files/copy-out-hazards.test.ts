@@ -115,3 +115,70 @@ describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () =>
     }
   });
 });
+
+describe('damaged ext folders a walk would meet again', { timeout: 120_000 }, () => {
+  it('a folder kept inline (inline_data) linking the root: copy-out and files-diff skip it once, nothing copied twice', async () => {
+    const raw = path.join(folder, 'inline.img');
+    await makeExtImage(raw, 16, { 'a/big.bin': 'x'.repeat(100_000) }, { mkfsArgs: ['-O', 'inline_data'] });
+    const before = path.join(folder, 'inline-before.qcow2');
+    await qcow2FromRaw(raw, before);
+    await debugfs(raw, ['ln / a/up']);
+    const looped = path.join(folder, 'inline-looped.qcow2');
+    await qcow2FromRaw(raw, looped);
+    const files = await openStateFiles(looped, 'current');
+    try {
+      const destination = path.join(folder, 'out');
+      fs.mkdirSync(destination);
+      const result = await copyOut(files, '/', destination, { overwrite: false });
+      expect(result.files).toBe(1);
+      expect(result.skipped.map((skipped) => skipped.path)).toEqual(['/a/up']);
+      expect(result.skipped[0]?.reason).toMatch(/same folder as one copied already/);
+    } finally {
+      await files.close();
+    }
+    const earlier = await openStateFiles(before, 'current');
+    const later = await openStateFiles(looped, 'current');
+    try {
+      const diff = await diffStateFiles(earlier, later, { from: 'before', to: 'looped', changedRanges: [{ offset: 0, length: 16 * 1024 * 1024 }] });
+      expect(diff.skipped.filter((skipped) => skipped.path.startsWith('/a/up')).length).toBe(1);
+    } finally {
+      await earlier.close();
+      await later.close();
+    }
+  });
+
+  it('one folder under two names at each of 20 levels (2^20 paths): each folder is copied and compared once', async () => {
+    const raw = path.join(folder, 'doubled.img');
+    await makeExtImage(raw, 8, { 'p/leaf.txt': 'leaf\n' }, { mkfsArgs: ['-b', '1024'] });
+    const commands: string[] = ['ln /p /q'];
+    let level = '/p';
+    for (let depth = 1; depth < 20; depth++) {
+      commands.push(`mkdir ${level}/p`, `ln ${level}/p ${level}/q`);
+      level = `${level}/p`;
+    }
+    await debugfs(raw, commands);
+    const doubled = path.join(folder, 'doubled.qcow2');
+    await qcow2FromRaw(raw, doubled);
+    const files = await openStateFiles(doubled, 'current');
+    try {
+      const destination = path.join(folder, 'out');
+      fs.mkdirSync(destination);
+      const result = await copyOut(files, '/', destination, { overwrite: false });
+      expect(result.files).toBe(1);
+      expect(result.folders).toBe(1 + 1 + 20);
+      expect(result.skipped.filter((skipped) => /same folder/.test(skipped.reason)).length).toBe(20);
+    } finally {
+      await files.close();
+    }
+    const before = await openStateFiles(doubled, 'current');
+    const after = await openStateFiles(doubled, 'current');
+    try {
+      const diff = await diffStateFiles(before, after, { from: 'a', to: 'b', changedRanges: [{ offset: 0, length: 8 * 1024 * 1024 }] });
+      expect(diff.differences).toEqual([]);
+      expect(diff.skipped.length).toBe(20);
+    } finally {
+      await before.close();
+      await after.close();
+    }
+  });
+});

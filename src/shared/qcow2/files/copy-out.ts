@@ -58,7 +58,7 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
   const target = isFolder(destination) ? path.join(destination, hostName(top.name === '' ? 'root' : top.name, top.path)) : destination;
   const result: CopyOutResult = { target, files: 0, folders: 0, symlinks: 0, bytes: 0, skipped: [] };
   const plan: PlannedEntry[] = [];
-  await planEntry(files, top, target, plan, result, job);
+  await planEntry(files, top, target, { plan, result, job, folders: new Set() });
   const total = plan.reduce((sum, planned) => sum + (planned.entry.kind === 'file' ? planned.entry.size : 0), 0);
   job.progress('copy-out', 0, total, 'bytes');
   for (const { entry, target: entryTarget } of plan) {
@@ -83,12 +83,33 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
   return result;
 }
 
+interface Planning {
+  plan: PlannedEntry[];
+  result: CopyOutResult;
+  job: JobContext;
+  /** The folders planned so far (GuestFileEntry folderId): one met again is a loop or a folder linked twice. */
+  folders: Set<string>;
+}
+
+/** Entries planned between turns of the event loop (a Ctrl-C handler, a cancel message). */
+const PLAN_ENTRIES_PER_TURN = 256;
+
 /** The entries to copy, parents before children; what cannot be copied goes to `skipped`. */
-async function planEntry(files: StateFiles, entry: GuestFileEntry, target: string, plan: PlannedEntry[], result: CopyOutResult, job: JobContext): Promise<void> {
+async function planEntry(files: StateFiles, entry: GuestFileEntry, target: string, planning: Planning): Promise<void> {
+  const { plan, result, job } = planning;
+  if (plan.length % PLAN_ENTRIES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
   job.throwIfCancelled();
   if (entry.kind === 'other') {
     result.skipped.push({ path: entry.path, reason: 'not a file, folder or symlink (a device, pipe or socket)' });
     return;
+  }
+  if (entry.kind === 'directory' && entry.folderId !== undefined) {
+    // A damaged filesystem's folder inside itself (or under two names) would be copied without end, or 2^depth times.
+    if (planning.folders.has(entry.folderId)) {
+      result.skipped.push({ path: entry.path, reason: 'the same folder as one copied already (a folder inside itself, or under two names: the filesystem is damaged)' });
+      return;
+    }
+    planning.folders.add(entry.folderId);
   }
   plan.push({ entry, target });
   if (entry.kind !== 'directory') return;
@@ -115,7 +136,7 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
       result.skipped.push({ path: child.path, reason: `its name is ${nameBytes} bytes in UTF-8, longer than the ${HOST_NAME_MAX_BYTES} a host file name can be` });
       continue;
     }
-    await planEntry(files, child, path.join(target, name), plan, result, job);
+    await planEntry(files, child, path.join(target, name), planning);
   }
 }
 

@@ -93,6 +93,8 @@ class FilesWalk {
   readonly differences: GuestFileDifference[] = [];
   private foldersKnown = 0;
   private foldersDone = 0;
+  /** Folders walked, by their identities (metAgain). */
+  private readonly foldersWalked = new Set<string>();
   private contentCheck: ContentCheck = 'none';
   /** Whether the volume being compared lies at the same place with the same length in both states (unchangedFolder may be asked). */
   private sameVolumePlace = false;
@@ -213,7 +215,7 @@ class FilesWalk {
   /** An entry only one state has, with everything under it when it is a folder. */
   private async one(side: 'added' | 'removed', entry: GuestFileEntry): Promise<void> {
     this.report(side, entry);
-    if (entry.kind === 'directory') {
+    if (entry.kind === 'directory' && !this.metAgain(entry.path, `${side}:${entry.folderId ?? ''}`, entry.folderId !== undefined)) {
       this.foldersKnown++;
       await this.wholeTree(side, entry.path);
     }
@@ -223,6 +225,21 @@ class FilesWalk {
     const entries = await this.orSkip(path, () => (side === 'added' ? this.after : this.before).list(path));
     for (const entry of (entries ?? []).sort((a, b) => byCodePoint(a.name, b.name))) await this.one(side, entry);
     this.folderDone();
+  }
+
+  /**
+   * Whether the folder (by its identity in the states compared, `key`) was walked already: a
+   * damaged filesystem's folder inside itself, or under two names, would be walked without end or
+   * 2^depth times. Noted as skipped. `known`: the filesystem gives folder identities.
+   */
+  private metAgain(path: string, key: string, known: boolean): boolean {
+    if (!known) return false;
+    if (!this.foldersWalked.has(key)) {
+      this.foldersWalked.add(key);
+      return false;
+    }
+    this.skipped.push({ volume: this.volumeName, path, reason: 'the same folder as one compared already (a folder inside itself, or under two names: the filesystem is damaged)' });
+    return true;
   }
 
   /** `read()`, or null with the entry noted as skipped where the guest's filesystem will not give it (PER_ENTRY_ERRORS). */
@@ -259,6 +276,7 @@ class FilesWalk {
       return;
     }
     if (entryAfter.kind === 'directory') {
+      if (this.metAgain(entryAfter.path, `${entryBefore.folderId ?? entryBefore.path}|${entryAfter.folderId ?? entryAfter.path}`, entryBefore.folderId !== undefined && entryAfter.folderId !== undefined)) return;
       this.foldersKnown++;
       await this.compareFolder(entryAfter.path, entryBefore.mtimeMs !== null && entryBefore.mtimeMs === entryAfter.mtimeMs && entryBefore.size === entryAfter.size);
       return;

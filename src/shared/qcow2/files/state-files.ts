@@ -187,5 +187,7 @@ function volumeEntry(info: GuestVolumeInfo): GuestFileEntry {
 
 function withPrefix(entry: GuestFileEntry, prefix: string): GuestFileEntry {
   if (prefix === '') return entry;
-  return { ...entry, path: entry.path === '/' ? prefix : prefix + entry.path, name: entry.path === '/' ? prefix.slice(1) : entry.name };
+  const prefixed = { ...entry, path: entry.path === '/' ? prefix : prefix + entry.path, name: entry.path === '/' ? prefix.slice(1) : entry.name };
+  if (entry.folderId !== undefined) prefixed.folderId = `${prefix}:${entry.folderId}`;
+  return prefixed;
 }
