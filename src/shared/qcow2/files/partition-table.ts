@@ -1,5 +1,5 @@
 /**
- * A guest disk's partition table: GPT (header and entry array, both CRC-checked; the backup header
+ * A guest disk's partition table: GPT (header and entry array, both CRC-checked; the backup table
  * at the disk's last sector when the primary is damaged) or MBR (four primary entries and the
  * chain of extended boot records behind an extended one). Hand-written rather than the npm `gpt`
  * and `mbr` packages: those parse a caller's whole buffer without bounding the entry count, do not
@@ -102,21 +102,21 @@ function readMbr(read: ReadBytes, diskLength: number, entries: MbrEntry[]): Part
   return partitions;
 }
 
-/** The logical partitions of an extended partition's chain of boot records, bounded and loop-checked. */
+/**
+ * The logical partitions of an extended partition's chain of boot records, bounded and loop-checked.
+ * A record that loops back, lies past the disk's end or has no boot signature ends the chain: the
+ * partitions before it are kept, as Linux (partx, the kernel) keeps them.
+ */
 function readLogicalPartitions(read: ReadBytes, diskLength: number, extended: MbrEntry): Partition[] {
   const partitions: Partition[] = [];
   const extendedStart = extended.startSector;
   const visited = new Set<number>();
   let recordSector = extendedStart;
   while (partitions.length < MAX_LOGICAL_PARTITIONS) {
-    if (visited.has(recordSector)) throw new Qcow2Error('FILESYSTEM_CORRUPT', `The extended partition's chain of boot records loops (sector ${recordSector} twice)`);
+    if (visited.has(recordSector)) return partitions;
     visited.add(recordSector);
     const record = readSector(read, recordSector * SECTOR_BYTES, SECTOR_BYTES, diskLength);
-    if (record === null) throw new Qcow2Error('FILESYSTEM_CORRUPT', `An extended boot record at sector ${recordSector} lies past the end of the disk`);
-    if (record[510] !== 0x55 || record[511] !== 0xaa) {
-      if (recordSector === extendedStart) return partitions;
-      throw new Qcow2Error('FILESYSTEM_CORRUPT', `The extended boot record at sector ${recordSector} has no boot signature`);
-    }
+    if (record === null || record[510] !== 0x55 || record[511] !== 0xaa) return partitions;
     const entries = mbrEntries(record);
     const logical = entries[0] as MbrEntry;
     const next = entries[1] as MbrEntry;
@@ -142,29 +142,57 @@ interface GptHeader {
   entriesCrc: number;
 }
 
+/**
+ * The sector size whose primary GPT header (LBA 1) has the signature; else, on a disk with a
+ * protective MBR, the one whose backup header (the last sector) has it.
+ */
 function gptSectorBytes(read: ReadBytes, diskLength: number): number | null {
-  for (const sectorBytes of [512, 4096]) {
-    const header = readSector(read, sectorBytes, 8, diskLength);
-    if (header !== null && String.fromCharCode(...header) === 'EFI PART') return sectorBytes;
-  }
-  return null;
+  const sizes = [512, 4096];
+  const primary = sizes.find((sectorBytes) => hasGptSignatureAt(read, diskLength, sectorBytes, 1));
+  if (primary !== undefined) return primary;
+  if (!hasProtectiveMbr(read, diskLength)) return null;
+  return sizes.find((sectorBytes) => hasGptSignatureAt(read, diskLength, sectorBytes, backupLba(diskLength, sectorBytes))) ?? null;
 }
 
+function hasGptSignatureAt(read: ReadBytes, diskLength: number, sectorBytes: number, lba: number): boolean {
+  const header = readSector(read, lba * sectorBytes, 8, diskLength);
+  return header !== null && String.fromCharCode(...header) === 'EFI PART';
+}
+
+function hasProtectiveMbr(read: ReadBytes, diskLength: number): boolean {
+  const mbr = readSector(read, 0, SECTOR_BYTES, diskLength);
+  return mbr !== null && mbr[510] === 0x55 && mbr[511] === 0xaa && mbrEntries(mbr).some((entry) => entry.type === GPT_PROTECTIVE_TYPE);
+}
+
+function backupLba(diskLength: number, sectorBytes: number): number {
+  return Math.floor(diskLength / sectorBytes) - 1;
+}
+
+/** The primary table (header at LBA 1 and its entries), else the backup (header at the last sector, with its own entries). */
 function readGpt(read: ReadBytes, diskLength: number, sectorBytes: number): Partition[] {
-  const primary = parseGptHeader(read, diskLength, sectorBytes, 1);
-  let header: GptHeader;
-  if (typeof primary !== 'string') {
-    header = primary;
-  } else {
-    const lastLba = Math.floor(diskLength / sectorBytes) - 1;
-    const backup = parseGptHeader(read, diskLength, sectorBytes, lastLba);
-    if (typeof backup === 'string') throw new Qcow2Error('FILESYSTEM_CORRUPT', `The GPT partition table is damaged: ${primary}; its backup: ${backup}`);
-    header = backup;
-  }
-  const entryBytes = header.entryCount * header.entryBytes;
-  const entries = readSector(read, header.entriesLba * sectorBytes, entryBytes, diskLength);
-  if (entries === null) throw new Qcow2Error('FILESYSTEM_CORRUPT', 'The GPT partition entries lie past the end of the disk');
-  if (crc32(entries) !== header.entriesCrc) throw new Qcow2Error('FILESYSTEM_CORRUPT', 'The GPT partition entries do not match their checksum');
+  const primary = readGptTable(read, diskLength, sectorBytes, 1);
+  if (typeof primary !== 'string') return gptPartitions(primary, sectorBytes, diskLength);
+  const backup = readGptTable(read, diskLength, sectorBytes, backupLba(diskLength, sectorBytes));
+  if (typeof backup !== 'string') return gptPartitions(backup, sectorBytes, diskLength);
+  throw new Qcow2Error('FILESYSTEM_CORRUPT', `The GPT partition table is damaged: ${primary}; its backup: ${backup}`);
+}
+
+interface GptTable {
+  header: GptHeader;
+  entries: Uint8Array;
+}
+
+/** The header at `lba` and the entry array it names, or why they cannot be used. */
+function readGptTable(read: ReadBytes, diskLength: number, sectorBytes: number, lba: number): GptTable | string {
+  const header = parseGptHeader(read, diskLength, sectorBytes, lba);
+  if (typeof header === 'string') return header;
+  const entries = readSector(read, header.entriesLba * sectorBytes, header.entryCount * header.entryBytes, diskLength);
+  if (entries === null) return 'the partition entries lie past the end of the disk';
+  if (crc32(entries) !== header.entriesCrc) return 'the partition entries do not match their checksum';
+  return { header, entries };
+}
+
+function gptPartitions({ header, entries }: GptTable, sectorBytes: number, diskLength: number): Partition[] {
   const view = new DataView(entries.buffer, entries.byteOffset, entries.byteLength);
   const partitions: Partition[] = [];
   for (let index = 0; index < header.entryCount; index++) {
