@@ -158,6 +158,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
   const replaced = inPlace && request.fileSystem === undefined ? realPath(request.source) : target;
   const links = inPlace && request.fileSystem === undefined ? (statOf(replaced)?.nlink ?? 1) : 1;
   if (links > 1) refuseSplittingLinks(request.source, links - 1);
+  if (inPlace && request.fileSystem === undefined) refuseWithoutWriteAccess(replaced);
   const image = openSource(request, inPlace ? 'replacing' : 'guard', job);
   let newKey: NewLuksArea | null = null;
   try {
@@ -196,7 +197,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     return yield* writeFileAtomicallySteps(
       replaced,
       function* (file, temporaryPath) {
-        if (replacedStats !== null) keepOwnership(file, replacedStats);
+        if (replacedStats !== null) keepOwnership(file, replacedStats, inPlace);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker) : null;
         try {
@@ -326,16 +327,36 @@ function statOf(filePath: string): fs.Stats | null {
 
 /**
  * The file that replaces another gets its owner and mode, before any data is in it: a private
- * disk (0600, a VM's user) stays private and usable by that VM.
+ * disk (0600, a VM's user) stays private and usable by that VM. In place, a disk that would change
+ * owner (only root may give a file away) is refused: its VM's user could no longer write it.
  */
-function keepOwnership(file: BlockFile, stats: fs.Stats): void {
+function keepOwnership(file: BlockFile, stats: fs.Stats, inPlace: boolean): void {
   if (!(file instanceof NodeBlockFile)) return;
   try {
     fs.fchownSync(file.descriptor, stats.uid, stats.gid);
-  } catch {
-    // Only root may give a file away; the mode below still keeps others out.
+  } catch (error) {
+    const now = fs.fstatSync(file.descriptor);
+    if (inPlace && (now.uid !== stats.uid || now.gid !== stats.gid)) {
+      throw new Qcow2Error('PERMISSION_DENIED', `${file.path}: the disk belongs to another user (uid ${stats.uid}, gid ${stats.gid}), and a rewrite in place would give it to you; run it as that user (or as root), or write to a new file (OUTPUT)`, { cause: error });
+    }
+    // Replacing another file by request: the mode below still keeps others out.
   }
   fs.fchmodSync(file.descriptor, stats.mode & 0o777);
+}
+
+/**
+ * An in-place rewrite replaces the file by a rename, which the folder's permission allows even
+ * where the file's own does not: a disk its user may not write (a read-only file, another user's)
+ * is refused as any other change to it is.
+ */
+function refuseWithoutWriteAccess(filePath: string): void {
+  try {
+    fs.accessSync(filePath, fs.constants.W_OK);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EACCES' && code !== 'EPERM' && code !== 'EROFS') return;
+    throw new Qcow2Error(code === 'EROFS' ? 'READ_ONLY' : 'PERMISSION_DENIED', `${filePath}: ${code === 'EROFS' ? 'the file system is read-only' : 'you may not write this disk (its permissions)'}, so it cannot be rewritten in place; write to a new file (OUTPUT) instead`, { cause: error });
+  }
 }
 
 /**

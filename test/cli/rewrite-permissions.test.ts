@@ -1,0 +1,66 @@
+/**
+ * An in-place rewrite (compact, compress, encrypt…) replaces the disk by renaming a new file over
+ * it, which the folder's permission allows even where the file's own does not. Found by an audit:
+ * run by another user, it rewrote a read-only disk and gave another user's disk to the caller
+ * (its VM's user could no longer write it). Run as root here, so the commands run as `nobody`.
+ */
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { qemuImg, qemuIo } from '../helpers/qemu.ts';
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+const asRoot = process.getuid?.() === 0;
+let folder = '';
+
+beforeAll(() => {
+  folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-permissions-'));
+  // Anyone may create and rename files here (as in a shared VM folder); the disks' own modes decide.
+  fs.chmodSync(folder, 0o777);
+});
+afterAll(() => fs.rmSync(folder, { recursive: true, force: true }));
+
+/** bin/cowbell as `nobody` where this runs as root (runuser), else as this user. */
+function cowbellAsOther(...args: string[]): { code: number | null; err: string } {
+  const command = asRoot ? ['runuser', ['-u', 'nobody', '--', process.execPath, launcher, ...args]] : [process.execPath, [launcher, ...args]];
+  const result = spawnSync(command[0] as string, command[1] as string[], { encoding: 'utf8', cwd: folder });
+  return { code: result.status, err: result.stderr };
+}
+
+async function disk(name: string, mode: number, owner: 'other' | 'runner'): Promise<{ file: string; before: Buffer; stat: fs.Stats }> {
+  const file = path.join(folder, name);
+  await qemuImg(['create', '-q', '-f', 'qcow2', file, '8M']);
+  await qemuIo(file, ['write -P 7 0 1M', 'write -z 1M 1M']);
+  if (asRoot) {
+    // 'runner' is the user the command runs as (nobody); 'other' another one (daemon, uid 1).
+    fs.chownSync(file, owner === 'runner' ? Number(spawnSync('id', ['-u', 'nobody'], { encoding: 'utf8' }).stdout) : 1, owner === 'runner' ? Number(spawnSync('id', ['-g', 'nobody'], { encoding: 'utf8' }).stdout) : 1);
+  }
+  fs.chmodSync(file, mode);
+  return { file, before: fs.readFileSync(file), stat: fs.statSync(file) };
+}
+
+describe('in-place rewrites respect the disk\'s own permissions and owner', () => {
+  it('a read-only disk (0444) is refused, byte for byte unchanged', { timeout: 60_000 }, async () => {
+    const { file, before, stat } = await disk('read-only.qcow2', 0o444, 'runner');
+    for (const command of ['compact', 'compress']) {
+      const result = cowbellAsOther(command, file);
+      expect(result.code, result.err).toBe(1);
+      expect(result.err).toMatch(/you may not write this disk/);
+      expect(fs.readFileSync(file).equals(before)).toBe(true);
+      expect(fs.statSync(file).ino).toBe(stat.ino);
+    }
+  });
+
+  it.skipIf(!asRoot)('another user\'s disk that the caller may write (0666) keeps its owner: refused rather than given away', { timeout: 60_000 }, async () => {
+    const { file, before, stat } = await disk('other-user.qcow2', 0o666, 'other');
+    const result = cowbellAsOther('compact', file);
+    expect(result.code, result.err).toBe(1);
+    expect(result.err).toMatch(/belongs to another user/);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect([fs.statSync(file).uid, fs.statSync(file).ino]).toEqual([stat.uid, stat.ino]);
+    expect(fs.readdirSync(folder).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+  });
+});
