@@ -182,3 +182,39 @@ describe('damaged ext folders a walk would meet again', { timeout: 120_000 }, ()
     }
   });
 });
+
+describe('big and sparse guest files', { timeout: 120_000 }, () => {
+  it('a sparse 1 GiB file is copied sparse (its holes stay holes); a size no ext file can have is refused, not written out', async () => {
+    const content = path.join(folder, 'content');
+    fs.mkdirSync(content);
+    const sparse = path.join(content, 'sparse.bin');
+    const fd = fs.openSync(sparse, 'w');
+    fs.writeSync(fd, Buffer.from('start'), 0, 5, 0);
+    fs.writeSync(fd, Buffer.from('end'), 0, 3, 2 ** 30 - 3);
+    fs.closeSync(fd);
+    fs.writeFileSync(path.join(content, 'small.txt'), 'small\n');
+    const raw = path.join(folder, 'sparse.img');
+    execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', content, raw, '16M']);
+    await debugfs(raw, ['sif /small.txt size 0x4000000000000000']);
+    const image = path.join(folder, 'sparse.qcow2');
+    await qcow2FromRaw(raw, image);
+    const files = await openStateFiles(image, 'current');
+    try {
+      const destination = path.join(folder, 'out');
+      fs.mkdirSync(destination);
+      await copyOut(files, '/sparse.bin', destination, { overwrite: false });
+      const copied = path.join(destination, 'sparse.bin');
+      expect(fs.statSync(copied).size).toBe(2 ** 30);
+      expect(fs.statSync(copied).blocks * 512).toBeLessThan(1024 * 1024);
+      const handle = fs.openSync(copied, 'r');
+      const tail = Buffer.alloc(3);
+      fs.readSync(handle, tail, 0, 3, 2 ** 30 - 3);
+      fs.closeSync(handle);
+      expect(tail.toString()).toBe('end');
+      await expect(copyOut(files, '/small.txt', destination, { overwrite: false })).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      expect(fs.readdirSync(destination)).toEqual(['sparse.bin']);
+    } finally {
+      await files.close();
+    }
+  });
+});

@@ -17,6 +17,7 @@ import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileEntry } from '../model.ts';
 import type { StateFiles } from './state-files.ts';
 import { writeInPieces } from '../io/write-pieces.ts';
+import { isAllZero } from '../format/zeroes.ts';
 
 /** Guest bytes read at a time: contiguous extents come from the volume in one read (the volume's cache is bypassed). */
 const CHUNK_BYTES = 8 * 1024 * 1024;
@@ -156,7 +157,7 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
       job.throwIfCancelled();
       const count = await files.read(entry.path, buffer.subarray(0, Math.min(buffer.length, entry.size - offset)), offset);
       if (count === 0) throw new Qcow2Error('FILESYSTEM_CORRUPT', `${entry.path} ended at ${offset} bytes, before its size of ${entry.size}`);
-      writeInPieces(fd, buffer.subarray(0, count), offset);
+      writeLeavingHoles(fd, buffer.subarray(0, count), offset);
       offset += count;
       if (offset - writebackFrom >= WRITEBACK_STEP_BYTES) {
         startWriteback(fd, writebackFrom, offset - writebackFrom);
@@ -164,6 +165,7 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
       }
       onWritten(count);
     }
+    fs.ftruncateSync(fd, entry.size);
     // The content and its size, as the engine flushes an image (fdatasync): the times are set after the rename anyway.
     fs.fdatasyncSync(fd);
     fs.closeSync(fd);
@@ -184,6 +186,22 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
     if ((error as { code?: unknown }).code === 'EEXIST') throw exists(target, 'file');
     throw toQcow2Error(error, target);
   }
+}
+
+/** Zeros written as holes, a 64 KiB piece at a time: a guest's sparse 5 GiB file is not 5 GiB of blocks on the host. */
+const HOLE_PIECE_BYTES = 64 * 1024;
+
+function writeLeavingHoles(fd: number, bytes: Uint8Array, offset: number): void {
+  let runStart = -1;
+  for (let at = 0; at < bytes.length; at += HOLE_PIECE_BYTES) {
+    if (!isAllZero(bytes.subarray(at, at + HOLE_PIECE_BYTES))) {
+      if (runStart < 0) runStart = at;
+      continue;
+    }
+    if (runStart >= 0) writeInPieces(fd, bytes.subarray(runStart, at), offset + runStart);
+    runStart = -1;
+  }
+  if (runStart >= 0) writeInPieces(fd, bytes.subarray(runStart), offset + runStart);
 }
 
 function makeFolder(target: string, overwrite: boolean): void {

@@ -19,7 +19,7 @@ import { loadExt2fsInstance, O_NOATIME, O_NOFOLLOW, O_RDONLY, type Ext2fsDisk, t
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { ENCRYPTED_FLAG, libext2fsPath, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
-import { hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
+import { corrupt, hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
 
 /** libext2fs's heap is 16 MiB and cannot grow: content is read in pieces far below that. */
 const READ_PIECE_BYTES = 1024 * 1024;
@@ -156,6 +156,8 @@ class ExtFilesystem implements GuestFilesystem {
     const fileInode = inode ?? (await this.lstatInode(file));
     refuseEncrypted(fileInode, file, 'its content');
     const { size } = fileInode;
+    // ext4 addresses at most 2^32 blocks of a file: a larger size is damage (a copy would write it out for ever).
+    if (size > 2 ** 32 * this.superblock.blockBytes) throw corrupt(`${file} claims ${size} bytes, more than an ext file can hold`);
     const wanted = Math.max(0, Math.min(buffer.length, size - offset));
     if (wanted === 0) return 0;
     const map = await this.fileBlockMap(fileInode);
