@@ -10,6 +10,7 @@ import { createSnapshot } from '../../../src/shared/qcow2/snapshots/snapshots.ts
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { removeSnapshot, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { fileHash, holdWithQemuIo, holdWithQemuNbd, lockedBytes, locksOn, qemuImgSnapshotCreate, type Holder } from '../../helpers/image-locks.ts';
 import { qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -211,6 +212,27 @@ describe('Cowbell is kept out while QEMU holds the image', { timeout: 60_000 }, 
       expect(info.stdout).toContain('Note: read-only: in use by another program');
     });
     expect(fileHash(image)).toBe(before);
+  });
+});
+
+describe('a file QEMU holds against writers (a VM\'s backing file, qemu-io -r) is never replaced', { timeout: 60_000 }, () => {
+  // Found by an audit: compact in place renamed a new file over a VM's backing file; a live
+  // block-commit, reopening it by name, then wrote into the new file with the old file's tables.
+  it('compact in place, and compact or convert --force onto it, are IN_USE; the file byte for byte as it was', async () => {
+    const image = await newImage();
+    const source = await newImage();
+    const before = fileHash(image);
+    const inode = fs.statSync(image).ino;
+    await holding(holdWithQemuIo(image, ['-r']), () => {
+      expect(failure(() => rewriteImage({ source: image, compression: 'keep' }))).toMatchObject({ code: 'IN_USE', message: expect.stringContaining('lets nobody write it') });
+      expect(failure(() => rewriteImage({ source, target: image, overwrite: true, compression: 'keep' }))).toMatchObject({ code: 'IN_USE' });
+      expect(failure(() => convertImage({ source, target: image, targetFormat: 'qcow2', overwrite: true }))).toMatchObject({ code: 'IN_USE' });
+    });
+    expect(fileHash(image)).toBe(before);
+    expect(fs.statSync(image).ino).toBe(inode);
+    expect(fs.readdirSync(folder.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    // Let go of: the same compact goes through.
+    expect(rewriteImage({ source: image, compression: 'keep' }).inPlace).toBe(true);
   });
 });
 

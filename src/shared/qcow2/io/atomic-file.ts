@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { BlockFile } from './block-file.ts';
 import { NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { abandonedByWriters, inUseError, writtenElsewhere } from './image-lock.ts';
+import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
 import { writeBehind } from './write-behind-file.ts';
 
@@ -31,6 +31,8 @@ export interface AtomicWriteOptions {
    * cancel asked for during the flush is seen.
    */
   beforeCommit?: () => void;
+  /** The file replaced is the caller's own source, held by its guard (rewrite.ts in place). */
+  replacingOwnSource?: boolean;
 }
 
 export interface AtomicFileSystem {
@@ -41,8 +43,12 @@ export interface AtomicFileSystem {
   remove(filePath: string): void;
   syncFolder(folderPath: string): void;
   exists(filePath: string): boolean;
-  /** Fails with IN_USE while another program writes the file about to be replaced (image-lock.ts). */
-  assertReplaceable?(filePath: string): void;
+  /**
+   * Fails with IN_USE while another program writes the file about to be replaced (image-lock.ts),
+   * or, unless it is the caller's own guarded source (whose guard holds writers off itself), holds
+   * it against writers.
+   */
+  assertReplaceable?(filePath: string, ownSource: boolean): void;
   /** Removes temporary files an interrupted earlier write of `targetPath` left behind (best effort). */
   removeAbandonedTemporaries?(targetPath: string): void;
   /**
@@ -108,7 +114,7 @@ export const nodeFileSystem: AtomicFileSystem = {
       removeIfAbandoned(path.join(folder, name));
     }
   },
-  assertReplaceable: (filePath) => {
+  assertReplaceable: (filePath, ownSource) => {
     let fd: number;
     try {
       fd = fs.openSync(filePath, 'r');
@@ -116,12 +122,25 @@ export const nodeFileSystem: AtomicFileSystem = {
       throw toQcow2Error(error, filePath);
     }
     try {
-      if (writtenElsewhere(fd)) throw inUseError();
+      if (ownSource) {
+        if (writtenElsewhere(fd)) throw inUseError();
+      } else {
+        refuseReplacingHeld(fd);
+      }
     } finally {
-      fs.closeSync(fd);
+      closeQuietly(fd);
     }
   },
 };
+
+/** Closes a descriptor only read from: a failure there (EIO on some file systems) changes nothing of the operation's. */
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Nothing was written through it.
+  }
+}
 
 export function temporaryPathFor(targetPath: string): string {
   return path.join(path.dirname(targetPath), `${temporaryPrefix(targetPath)}${randomHex(12)}.tmp`);
@@ -208,7 +227,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
     throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
   }
   // Replacing a disk a VM runs would leave the VM writing to a file nobody sees any more; QEMU's create refuses too.
-  if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath);
+  if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath, options.replacingOwnSource === true);
   // A file that replaces another is always made durable first: the old one must not go before it is.
   const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
   fileSystem.removeAbandonedTemporaries?.(targetPath);

@@ -139,6 +139,32 @@ export function lockForGuarding(fd: number, replacing = false): void {
   if (replacing && !awaitSoleClaim(locks, fd, COWBELL_REPLACING_BYTE)) return;
   if (!applyLocks(locks, fd, GUARD_LOCKS)) return;
   if (conflictFor(locks, fd, GUARD_LOCKS)) throw inUseError();
+  if (replacing && keptFromWriters(locks, fd)) throw keptFromWritersError();
+}
+
+/**
+ * Whether another program reads the file and lets nobody write or resize it meanwhile: a running
+ * VM's backing file, qemu-io -r, qemu-nbd -r, a qemu-img reading it. Replacing the file is a write
+ * to them (QEMU refuses its own writes there): a VM that later reopens it by name (a live
+ * block-commit) would write into the new file with the old file's tables.
+ */
+function keptFromWriters(locks: ByteLocks, fd: number): boolean {
+  return locks.heldElsewhere(fd, UNSHARED_BASE + write) || locks.heldElsewhere(fd, UNSHARED_BASE + resize);
+}
+
+function keptFromWritersError(): Qcow2Error {
+  return new Qcow2Error('IN_USE', 'The disk is held by another program that lets nobody write it (a running VM using it as a backing file, or qemu-img/qemu-io/qemu-nbd reading it); replacing it now could lose data: stop that program first');
+}
+
+/**
+ * Whether a file about to be replaced by a new one (not the caller's own source) is written,
+ * resized, or held against writers by another program: IN_USE if so.
+ */
+export function refuseReplacingHeld(fd: number): void {
+  const locks = byteLocks();
+  if (locks === null) return;
+  if (locks.heldElsewhere(fd, USES_BASE + write) || locks.heldElsewhere(fd, USES_BASE + resize)) throw inUseError();
+  if (keptFromWriters(locks, fd)) throw keptFromWritersError();
 }
 
 /**

@@ -231,6 +231,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       },
       {
         overwrite: inPlace || request.overwrite === true,
+        replacingOwnSource: inPlace,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
         beforeCommit: () => job.throwIfCancelled(),
