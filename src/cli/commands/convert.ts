@@ -166,14 +166,20 @@ function snapshotOption(value: string | undefined, source: string): SnapshotRef 
   return typeof ref !== 'string' && ref.id === undefined ? ref : { id: found.id, name: found.name };
 }
 
+/** What makes a source unreadable as an image (the copy reports it), as against a failure to read it. */
+const FORMAT_FAULTS = new Set<string>(['BAD_MAGIC', 'CORRUPT', 'TRUNCATED', 'UNSUPPORTED_FEATURE', 'UNSUPPORTED_VERSION', 'NOT_A_FILE', 'NOT_FOUND']);
+
 /** How many internal snapshots the source holds (0 for a raw source, or one that is not what -f says: convert reports that). */
 function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
   if (sourceFormat === 'raw') return 0;
   try {
     if (detectFormat(source) !== 'qcow2') return 0;
     return readImageInfo(source).snapshots?.length ?? 0;
-  } catch {
-    // A source that cannot be read: the copy says why, in its own words (naming the file).
+  } catch (error) {
+    // A source that cannot be read as an image: the copy says why, in its own words (naming the
+    // file). But one that failed to read (an I/O error, a full table of descriptors…) may read the
+    // next time: counting its snapshots as none would make a copy without them, and say nothing.
+    if (!(error instanceof Qcow2Error) || !FORMAT_FAULTS.has(error.code)) throw error;
     return 0;
   }
 }

@@ -30,12 +30,22 @@ export function namingFile(error: unknown, filePath: string): unknown {
 
 const namedErrors = new WeakSet<Qcow2Error>();
 
+/**
+ * A system error's name. libuv has no name for EDQUOT (a disk quota exceeded, which is a full disk
+ * to its user): Node says UNKNOWN for the write, or -122 (Linux's number) for fdatasync.
+ */
+function systemErrorCode(error: unknown): unknown {
+  const { code, errno } = (error ?? {}) as { code?: unknown; errno?: unknown };
+  return errno === -EDQUOT_LINUX ? 'EDQUOT' : code;
+}
+
+const EDQUOT_LINUX = 122;
+
 /** Node's system errors (ENOENT, ENOSPC, …) as typed engine errors; anything else is INTERNAL. */
 export function toQcow2Error(error: unknown, what: string): Qcow2Error {
   if (error instanceof Qcow2Error) return error;
-  const code = (error as { code?: unknown } | null)?.code;
   const detail = error instanceof Error ? error.message : String(error);
-  switch (code) {
+  switch (systemErrorCode(error)) {
     case 'ENOENT':
       return new Qcow2Error('NOT_FOUND', `${what}: no such file`, { cause: error });
     case 'EISDIR':
