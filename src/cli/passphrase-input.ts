@@ -55,7 +55,11 @@ function readBoundedFile(filePath: string): Uint8Array {
     buffer.fill(0);
     throw error instanceof Qcow2Error ? error : toQcow2Error(error, filePath);
   } finally {
-    fs.closeSync(fd);
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // Read to the end already: a failing close (EIO on some file systems) takes nothing from it.
+    }
   }
   if (length > MAX_PASSPHRASE_FILE_BYTES) {
     buffer.fill(0);
