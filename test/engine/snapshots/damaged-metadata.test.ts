@@ -113,6 +113,24 @@ describe('a change on damaged metadata', () => {
     }
   });
 
+  // Found by an audit: QEMU refuses to read a zero flag in a version 2 image; Cowbell read zeros,
+  // and snapshot create and compact kept the entry (compact's "verified" copy unreadable to QEMU too).
+  it('a zero flag in a compat 0.10 image: every change refuses, pointing to the upgrade that makes it valid', async () => {
+    const file = folder.file('v2-zero-flag.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'compat=0.10', file, '1M']);
+    await qemuIo(file, ['write -P 0x11 0 64k', 'write -P 0x22 64k 64k']);
+    await qemuImg(['snapshot', '-c', 'one', file]);
+    writeU64(file, l2EntryPosition(file, 64 * 1024), 1n);
+    await expect(qemuIo(file, ['read 64k 4k'])).rejects.toThrow(/exited with 1/);
+    const before = fs.readFileSync(file);
+    for (const [change, run] of CHANGES) {
+      const error = refusal(file, run);
+      expect({ change, code: error.code }).toEqual({ change, code: 'CORRUPT' });
+      expect(error.message).toMatch(/compat 0\.10.*qemu-img amend -o compat=1\.1/);
+    }
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+  });
+
   it('the rest of an open whose change was refused is read-only', () => {
     const file = damaged('read-only-after', DAMAGES[0]?.[2] ?? (() => {}));
     const image = Qcow2Image.open(file);

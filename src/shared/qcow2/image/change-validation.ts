@@ -131,6 +131,10 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     const entry = decodeL2(view, at, image.l2Format);
     const what = (): string => `the L2 entry ${slot} of the table at ${hex(l2Offset)}`;
     if (entry.reservedBitsSet) refuse(`${what()} has reserved bits set`);
+    // QEMU refuses to read it ("Zero cluster entry found in pre-v3 image"): a change, or a copy, would keep an entry no QEMU reads.
+    if (entry.kind === 'zero' && image.header.version === 2) {
+      throw new Qcow2Error('CORRUPT', `${what()} has the zero flag, which a compat 0.10 (version 2) image cannot have (QEMU refuses to read it); the image was not changed. Upgraded to compat 1.1, where the flag is valid, it reads as zeros: qemu-img amend -o compat=1.1`);
+    }
     if (entry.kind === 'compressed') {
       references.add(entry.hostOffset, entry.compressedSize, DATA, () => `${what()} (compressed data)`, times);
       continue;
