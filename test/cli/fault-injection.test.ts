@@ -57,4 +57,16 @@ describe.skipIf(!straceWorks)('I/O faults', { timeout: 60_000 }, () => {
       expect(result.err).not.toMatch(/unknown/i);
     }
   });
+
+  it('after the point of no return a failure says the work is done: the folder flush after compact\'s rename, the unlink after convert\'s link', async () => {
+    const image = await withSnapshots('committed.qcow2');
+    const compact = faulted(folder.path, 'fsync', 'EIO', 1, 'compact', image);
+    expect(compact.code).toBe(1);
+    expect(compact.err).toMatch(/is written and in place, but its folder could not be flushed/);
+    expect(((await qemuInfo(image)).snapshots ?? []).map((snapshot) => snapshot.name)).toEqual(['s1', 's2']);
+    const output = folder.file('linked.qcow2');
+    const result = spawnSync('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=unlink', '-e', 'inject=unlink:error=EIO:when=1', process.execPath, launcher, 'convert', '-O', 'qcow2', image, output], { encoding: 'utf8' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(((await qemuInfo(output)).snapshots ?? []).length).toBe(2);
+  });
 });

@@ -65,7 +65,11 @@ export const nodeFileSystem: AtomicFileSystem = {
   renameNoReplace: (from, to) => {
     // link() fails with EEXIST if the target exists: an atomic no-replace rename on POSIX.
     fs.linkSync(from, to);
-    fs.unlinkSync(from);
+    try {
+      fs.unlinkSync(from);
+    } catch {
+      // The file has its name: the temporary one left is removed by the next write of the target (removeAbandonedTemporaries).
+    }
   },
   remove: (filePath) => fs.rmSync(filePath, { force: true }),
   syncFolder: (folderPath) => {
@@ -203,6 +207,19 @@ function removeIfAbandoned(filePath: string): void {
   }
 }
 
+/**
+ * Makes the rename durable. It is done already: a failure here says so, rather than reading like
+ * a failed write (the work is in place; only a power failure now could take the new name back).
+ */
+function syncFolderAfterCommit(fileSystem: AtomicFileSystem, targetPath: string): void {
+  try {
+    fileSystem.syncFolder(path.dirname(targetPath));
+  } catch (error) {
+    const typed = toQcow2Error(error, path.dirname(targetPath));
+    throw new Qcow2Error(typed.code, `${targetPath} is written and in place, but its folder could not be flushed to disk (${typed.message}); until it is, a power failure could undo the new name`, { cause: error });
+  }
+}
+
 /** Creates the temporary file; a failure names the target (and its folder), never the hidden name. */
 function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string): BlockFile {
   try {
@@ -249,7 +266,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
       if ((error as { code?: string }).code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
       throw toQcow2Error(error, targetPath);
     }
-    if (durable) fileSystem.syncFolder(path.dirname(targetPath));
+    if (durable) syncFolderAfterCommit(fileSystem, targetPath);
     return result;
   } catch (error) {
     try {

@@ -186,7 +186,9 @@ export class NodeBlockFile implements BlockFile {
     try {
       fs.closeSync(fd);
     } catch (error) {
-      throw toQcow2Error(error, this.path);
+      // A file only read from loses nothing to a failing close (EIO on some file systems), and it
+      // may come after a change was done (the old disk closed after the new one took its name).
+      if (!this.readOnly) throw toQcow2Error(error, this.path);
     }
   }
 }
