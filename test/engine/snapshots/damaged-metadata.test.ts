@@ -127,8 +127,22 @@ describe('a change on damaged metadata', () => {
       const error = refusal(file, run);
       expect({ change, code: error.code }).toEqual({ change, code: 'CORRUPT' });
       expect(error.message).toMatch(/compat 0\.10.*qemu-img amend -o compat=1\.1/);
+      expect(error.message).not.toContain(REPAIR_ADVICE);
     }
     expect(fs.readFileSync(file).equals(before)).toBe(true);
+  });
+
+  // Found by an audit: the advice to run check -r all, which cannot fix it, was given again and again.
+  it('an extended L2 subcluster both allocated and zero: refused with no repair advice (none can fix it), convert --rescue named', async () => {
+    const file = folder.file('alloc-and-zero.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'extended_l2=on', file, '1M']);
+    await qemuIo(file, ['write -P 0x11 0 64k']);
+    const bitmap = l2EntryPosition(file, 0, true) + 8;
+    writeU64(file, bitmap, readU64(file, bitmap) | (1n << 32n));
+    const error = refusal(file, (path) => takeSnapshot(path, 'new'));
+    expect(error.code).toBe('CORRUPT');
+    expect(error.message).toMatch(/both allocated and zero.*convert --rescue/);
+    expect(error.message).not.toContain(REPAIR_ADVICE);
   });
 
   it('the rest of an open whose change was refused is read-only', () => {

@@ -64,6 +64,15 @@ function refuse(problem: string): never {
   throw new Qcow2Error('CORRUPT', `${problem}; ${REPAIR_ADVICE}`);
 }
 
+/** Damage no repair fixes, with what to do instead said in the message: never given the repair advice. */
+const notRepairable = new WeakSet<Qcow2Error>();
+
+function refuseUnrepairable(message: string): never {
+  const error = new Qcow2Error('CORRUPT', message);
+  notRepairable.add(error);
+  throw error;
+}
+
 const ROLE_BITS = 4;
 
 /** The expected refcount of every referenced cluster, and what each is used as. */
@@ -133,14 +142,15 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
     if (entry.reservedBitsSet) refuse(`${what()} has reserved bits set`);
     // QEMU refuses to read it ("Zero cluster entry found in pre-v3 image"): a change, or a copy, would keep an entry no QEMU reads.
     if (entry.kind === 'zero' && image.header.version === 2) {
-      throw new Qcow2Error('CORRUPT', `${what()} has the zero flag, which a compat 0.10 (version 2) image cannot have (QEMU refuses to read it); the image was not changed. Upgraded to compat 1.1, where the flag is valid, it reads as zeros: qemu-img amend -o compat=1.1`);
+      refuseUnrepairable(`${what()} has the zero flag, which a compat 0.10 (version 2) image cannot have (QEMU refuses to read it); the image was not changed. Upgraded to compat 1.1, where the flag is valid, it reads as zeros: qemu-img amend -o compat=1.1`);
     }
     if (entry.kind === 'compressed') {
       references.add(entry.hostOffset, entry.compressedSize, DATA, () => `${what()} (compressed data)`, times);
       continue;
     }
     if (image.l2Format.extendedL2) {
-      if ((entry.allocMask & entry.zeroMask) !== 0) refuse(`${what()} marks a subcluster both allocated and zero`);
+      // No repair (Cowbell's or qemu-img's) decides which of the two was meant: no advice to run one.
+      if ((entry.allocMask & entry.zeroMask) !== 0) refuseUnrepairable(`${what()} marks a subcluster both allocated and zero; the image is damaged and was not changed. No repair can tell which was meant: copy what can be read with cowbell convert --rescue`);
       // In an external data file, guest cluster 0 lies at host offset 0 (allocated: its COPIED flag is set).
       if (entry.kind === 'unallocated' && entry.allocMask !== 0) refuse(`${what()} allocates subclusters in an unallocated cluster`);
     }
@@ -211,7 +221,7 @@ export function refuseUnsoundMetadata(image: ChangeSubject, options: ValidationO
     }
   } catch (error) {
     // What the tables' own readers refuse (a bad L1 entry, a snapshot's L1 past the end) refuses the change the same way.
-    if (error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'TRUNCATED') && !error.message.endsWith(REPAIR_ADVICE)) refuse(error.message);
+    if (error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'TRUNCATED') && !error.message.endsWith(REPAIR_ADVICE) && !notRepairable.has(error)) refuse(error.message);
     throw error;
   }
 }
