@@ -69,4 +69,21 @@ describe.skipIf(!straceWorks)('I/O faults', { timeout: 60_000 }, () => {
     expect(result.status, result.stderr).toBe(0);
     expect(((await qemuInfo(output)).snapshots ?? []).length).toBe(2);
   });
+
+  it('a folder copy that fails half-way says what it left, and where', async () => {
+    const content = folder.file('fat-content');
+    fs.mkdirSync(`${content}/dd`, { recursive: true });
+    fs.writeFileSync(`${content}/dd/a.bin`, 'a'.repeat(5000));
+    fs.writeFileSync(`${content}/dd/b.txt`, 'b\n');
+    const raw = folder.file('fat.raw');
+    spawnSync('truncate', ['-s', '8M', raw]);
+    expect(spawnSync('mkfs.vfat', [raw]).status).toBe(0);
+    expect(spawnSync('mcopy', ['-s', '-i', raw, `${content}/dd`, '::/'], { encoding: 'utf8' }).status).toBe(0);
+    const image = folder.file('fat.qcow2');
+    await qemuImg(['convert', '-O', 'qcow2', raw, image]);
+    const destination = folder.file('copied');
+    const result = spawnSync('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=link', '-e', 'inject=link:error=EIO:when=2', process.execPath, launcher, 'copy-out', image, '/dd', destination], { encoding: 'utf8' });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(new RegExp(`leaving 1 file and 1 folder in ${destination}`));
+  });
 });

@@ -62,20 +62,24 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
   await planEntry(files, top, target, { plan, result, job, folders: new Set() });
   const total = plan.reduce((sum, planned) => sum + (planned.entry.kind === 'file' ? planned.entry.size : 0), 0);
   job.progress('copy-out', 0, total, 'bytes');
-  for (const { entry, target: entryTarget } of plan) {
-    job.throwIfCancelled();
-    if (entry.kind === 'directory') {
-      makeFolder(entryTarget, options.overwrite);
-      result.folders++;
-    } else if (entry.kind === 'symlink') {
-      if (makeSymlink(entry, entryTarget, options.overwrite, result)) result.symlinks++;
-    } else {
-      await copyFile(files, entry, entryTarget, options.overwrite, job, (written) => {
-        result.bytes += written;
-        job.progress('copy-out', result.bytes, total, 'bytes');
-      });
-      result.files++;
+  try {
+    for (const { entry, target: entryTarget } of plan) {
+      job.throwIfCancelled();
+      if (entry.kind === 'directory') {
+        makeFolder(entryTarget, options.overwrite);
+        result.folders++;
+      } else if (entry.kind === 'symlink') {
+        if (makeSymlink(entry, entryTarget, options.overwrite, result)) result.symlinks++;
+      } else {
+        await copyFile(files, entry, entryTarget, options.overwrite, job, (written) => {
+          result.bytes += written;
+          job.progress('copy-out', result.bytes, total, 'bytes');
+        });
+        result.files++;
+      }
     }
+  } catch (error) {
+    throw partlyCopied(error, top, result);
   }
   // Folders' times last: writing their files changed them.
   for (const { entry, target: entryTarget } of plan.toReversed()) {
@@ -94,6 +98,16 @@ interface Planning {
 
 /** Entries planned between turns of the event loop (a Ctrl-C handler, a cancel message). */
 const PLAN_ENTRIES_PER_TURN = 256;
+
+/**
+ * A folder copy that stopped half-way leaves what it made (each file whole): the error says where,
+ * so that it is not taken for nothing done — a second run would copy into that folder, not over it.
+ */
+function partlyCopied(error: unknown, top: GuestFileEntry, result: CopyOutResult): unknown {
+  if (top.kind !== 'directory' || result.folders === 0 || !(error instanceof Qcow2Error)) return error;
+  const made = `${result.files} file${result.files === 1 ? '' : 's'} and ${result.folders} folder${result.folders === 1 ? '' : 's'}`;
+  return new Qcow2Error(error.code, `${error.message}; the copy stopped there, leaving ${made} in ${result.target} (remove it before copying again, or copy over it with --force)`, { cause: error });
+}
 
 /** The entries to copy, parents before children; what cannot be copied goes to `skipped`. */
 async function planEntry(files: StateFiles, entry: GuestFileEntry, target: string, planning: Planning): Promise<void> {
