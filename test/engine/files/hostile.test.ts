@@ -10,11 +10,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { loadExt2fsInstance, O_NOATIME } from '../../../src/shared/qcow2/files/ext/ext2fs-module.ts';
 import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
-import { stateFilesOf, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
-import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
+import { stateFilesOf } from '../../../src/shared/qcow2/files/state-files.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
+import { memoryReader, withFiles } from '../../helpers/memory-guest.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
 
@@ -29,25 +29,6 @@ beforeAll(async () => {
 });
 afterAll(() => folder.cleanup());
 
-function memoryReader(bytes: Uint8Array): GuestReader {
-  return {
-    virtualSize: bytes.length,
-    readInto(buffer, guestOffset) {
-      buffer.fill(0);
-      buffer.set(bytes.subarray(guestOffset, guestOffset + buffer.length));
-    },
-    close() {},
-  };
-}
-
-async function withFiles<T>(bytes: Uint8Array, use: (files: StateFiles) => Promise<T>): Promise<T> {
-  const files = await stateFilesOf(memoryReader(bytes));
-  try {
-    return await use(files);
-  } finally {
-    await files.close();
-  }
-}
 
 async function rawDisk(name: string, table: 'mbr' | 'gpt', partitions: Parameters<typeof makePartitionedDisk>[3], sizeMiB = 24): Promise<Uint8Array> {
   const file = folder.file(name);

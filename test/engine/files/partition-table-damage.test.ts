@@ -7,10 +7,10 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { stateFilesOf, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
-import type { GuestReader } from '../../../src/shared/qcow2/image/guest-reader.ts';
+import { stateFilesOf } from '../../../src/shared/qcow2/files/state-files.ts';
 import { makeExtImage, makePartitionedDisk, MiB, type PartitionSpec } from '../../helpers/guest-filesystems.ts';
 import { runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { memoryReader, withFiles } from '../../helpers/memory-guest.ts';
 
 vi.setConfig({ testTimeout: 60_000, hookTimeout: 120_000 });
 
@@ -29,25 +29,6 @@ beforeAll(async () => {
 });
 afterAll(() => folder.cleanup());
 
-function memoryReader(bytes: Uint8Array): GuestReader {
-  return {
-    virtualSize: bytes.length,
-    readInto(buffer, guestOffset) {
-      buffer.fill(0);
-      buffer.set(bytes.subarray(guestOffset, guestOffset + buffer.length));
-    },
-    close() {},
-  };
-}
-
-async function withFiles<T>(bytes: Uint8Array, use: (files: StateFiles) => Promise<T>): Promise<T> {
-  const files = await stateFilesOf(memoryReader(bytes));
-  try {
-    return await use(files);
-  } finally {
-    await files.close();
-  }
-}
 
 async function cowbellLists(bytes: Uint8Array): Promise<Listed[]> {
   return withFiles(bytes, (files) => Promise.resolve(files.volumes.map((volume): Listed => [volume.name, volume.offset, volume.length])));
