@@ -101,6 +101,16 @@ describe('cowbell ls', () => {
 });
 
 describe('cowbell copy-out', () => {
+  it('a destination that is a file named as a folder (FILE/) is said in words, not as a raw EEXIST', async () => {
+    const file = folder.file('plain-file');
+    fs.writeFileSync(file, 'mine');
+    const result = await run('copy-out', disk, '/2/etc', `${file}/`);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/already exists|not a folder/);
+    expect(result.err).not.toMatch(/EEXIST|internal/i);
+    expect(fs.readFileSync(file, 'utf8')).toBe('mine');
+  });
+
   it('copies a file of a snapshot into an existing folder, with its bytes and time', async () => {
     const out = fs.mkdtempSync(path.join(folder.path, 'out-'));
     const result = await run('copy-out', `${disk}@before-update`, '/2/etc/hostname', out);

@@ -48,6 +48,10 @@ export function toQcow2Error(error: unknown, what: string): Qcow2Error {
   switch (systemErrorCode(error)) {
     case 'ENOENT':
       return new Qcow2Error('NOT_FOUND', `${what}: no such file`, { cause: error });
+    case 'EEXIST':
+      return new Qcow2Error('INVALID_ARGUMENT', `${what}: already exists (a file or folder of that name is in the way); choose another name`, { cause: error });
+    case 'ENOTDIR':
+      return new Qcow2Error('NOT_A_DIRECTORY', `${what}: a part of the path is a file, not a folder`, { cause: error });
     case 'EISDIR':
       return new Qcow2Error('NOT_A_FILE', `${what}: is a folder, not a disk image`, { cause: error });
     case 'EACCES':
