@@ -101,6 +101,15 @@ describe('cowbell ls', () => {
 });
 
 describe('cowbell copy-out', () => {
+  it('--force where a folder stands in a guest file\'s place says so (it said to pass --force, which was passed)', async () => {
+    const out = fs.mkdtempSync(path.join(folder.path, 'out-'));
+    fs.mkdirSync(path.join(out, 'hostname'));
+    const result = await run('copy-out', '--force', disk, '/2/etc/hostname', out);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/is a folder, where the guest has a file: --force replaces files, never folders/);
+    expect(fs.statSync(path.join(out, 'hostname')).isDirectory()).toBe(true);
+  });
+
   it('a destination that is a file named as a folder (FILE/) is said in words, not as a raw EEXIST', async () => {
     const file = folder.file('plain-file');
     fs.writeFileSync(file, 'mine');

@@ -253,7 +253,9 @@ function refuseExisting(target: string, overwrite: boolean, what: string): void 
   } catch {
     return;
   }
-  if (!overwrite || existing.isDirectory()) throw exists(target, what);
+  if (!overwrite) throw exists(target, what);
+  // --force replaces files, never a folder (with whatever is in it) standing where a file goes.
+  if (existing.isDirectory()) throw new Qcow2Error('INVALID_ARGUMENT', `${target} is a folder, where the guest has a ${what}: --force replaces files, never folders; move it away first`);
   // --force replaces a file or a symlink, never a device, pipe or socket (/dev/null named as the destination).
   if (!existing.isFile() && !existing.isSymbolicLink()) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${target} is a device, pipe or socket, not a file: Cowbell copies files into files and folders only; choose another name`);
