@@ -1,9 +1,10 @@
 /**
  * `IMG[@SNAPSHOT]`, as `ls` and `copy-out` take a state: the image and the state in one argument.
  * A file name may itself contain '@': an existing file named exactly as given is the image (its
- * current state); otherwise the text after the last '@' names the snapshot when the part before
- * it is an existing file. `-l SNAPSHOT` says the same without the ambiguity. Then the state's files,
- * opened as the command's options say.
+ * current state); otherwise the text after an '@' names the snapshot where the part before it is
+ * an existing file (the longest such part: a snapshot's name may hold an '@' itself). `-l
+ * SNAPSHOT` says the same without the ambiguity. Then the state's files, opened as the command's
+ * options say.
  */
 import * as fs from 'node:fs';
 import { CURRENT_STATE, openStateFiles, type StateFiles } from '../shared/qcow2/files/state-files.ts';
@@ -25,8 +26,9 @@ export function parseImageState(argument: string, snapshotOption: string | undef
     return { image: argument, state: typedState(argument, snapshotOption) };
   }
   if (isFile(argument)) return { image: argument, state: CURRENT_STATE };
-  const at = argument.lastIndexOf('@');
-  if (at > 0 && isFile(argument.slice(0, at))) {
+  // The longest existing file before an '@': a snapshot's own name may hold an '@' too (IMG@x@y).
+  for (let at = argument.lastIndexOf('@'); at > 0; at = argument.lastIndexOf('@', at - 1)) {
+    if (!isFile(argument.slice(0, at))) continue;
     const state = argument.slice(at + 1);
     if (state === '') throw new UsageError(`${argument}: give a snapshot name or id after '@'`);
     return { image: argument.slice(0, at), state: typedState(argument.slice(0, at), state) };

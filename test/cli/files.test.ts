@@ -86,6 +86,15 @@ describe('cowbell ls', () => {
     expect(await names(`${named}@current`, '/2/etc')).toEqual(['hostname']);
   });
 
+  it('IMG@SNAPSHOT where the snapshot\'s own name holds an @ (it said the file did not exist)', async () => {
+    const named = folder.file('at-in-snapshot.qcow2');
+    fs.copyFileSync(disk, named);
+    await qemuSnapshot(named, 'x@y');
+    const listed = await run('ls', '--json', `${named}@x@y`, '/2/etc');
+    expect(listed.code, listed.err).toBe(0);
+    expect((JSON.parse(listed.out) as { entries: { name: string }[] }).entries.map((entry) => entry.name)).toEqual(['hostname']);
+  });
+
   it('shows a symlink with its target, and a file by itself', async () => {
     const listing = await run('ls', disk, '/2/usr/lib');
     expect(listing.out).toMatch(/^link\s+7 B\s+\S+ \S+\s+app\.link -> app\.bin$/m);
