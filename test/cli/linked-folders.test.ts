@@ -62,6 +62,15 @@ describe('a backing name with .. opened through a linked folder (resolved by the
     expect(compact.code, compact.err).toBe(0);
     expect(await readsPattern(copy, 0x11, '0', '1M')).toBe(true);
     expect(await readsPattern(copy, 0x42, '2M', '1M')).toBe(true);
+    // A backing name through a link the user keeps (base.qcow2 -> base-v1.qcow2) stays that name, not its target.
+    const versions = folder.file('rewrite/versions');
+    fs.mkdirSync(versions);
+    await qemuImg(['create', '-q', '-f', 'qcow2', `${versions}/base-v1.qcow2`, '4M']);
+    fs.symlinkSync('base-v1.qcow2', `${versions}/base.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', `${versions}/vm.qcow2`]);
+    const kept = folder.file('rewrite/out/kept.qcow2');
+    expect((await run('compact', `${versions}/vm.qcow2`, kept)).code).toBe(0);
+    expect((await qemuInfo(kept))['backing-filename']).toBe('../versions/base.qcow2');
     const clone = folder.file('rewrite/link/clone.qcow2');
     const create = await run('create', '-q', '-f', 'qcow2', '-b', '../base/b.qcow2', '-F', 'qcow2', clone);
     expect(create.code, create.err).toBe(0);

@@ -63,4 +63,15 @@ describe('in-place rewrites respect the disk\'s own permissions and owner', () =
     expect([fs.statSync(file).uid, fs.statSync(file).ino]).toEqual([stat.uid, stat.ino]);
     expect(fs.readdirSync(folder).filter((name) => name.endsWith('.tmp'))).toEqual([]);
   });
+
+  it.skipIf(!asRoot)('the caller\'s own disk in a group they are not in (0660): refused naming the disk and the group, not given to their group', { timeout: 60_000 }, async () => {
+    const { file, before, stat } = await disk('own-group.qcow2', 0o660, 'runner');
+    // gid 6 (disk): nobody is not in it.
+    fs.chownSync(file, stat.uid, 6);
+    const result = cowbellAsOther('compact', file);
+    expect(result.code, result.err).toBe(1);
+    expect(result.err).toContain(`${file}: the disk's group (gid 6) cannot be kept`);
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    expect(fs.statSync(file).gid).toBe(6);
+  });
 });

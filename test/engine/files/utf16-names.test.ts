@@ -10,6 +10,9 @@ describe('UTF-16 names (NTFS, FAT long names) with unpaired surrogates', () => {
     expect(utf16Name([0xd83d, 0xde00, 0x61])).toBe('😀a');
     expect(utf16Name([0xd83d, 0x61, 0xde00])).toBe('\\uD83Da\\uDE00');
     expect(utf16Name([0xd800])).toBe('\\uD800');
+    // A backslash itself is spelled \\: the characters \uDC00 are not the surrogate.
+    expect(utf16Name([0x71, 0x5c, 0x75, 0x44, 0x43, 0x30, 0x30])).toBe('q\\\\uDC00');
+    expect(utf16Name([0x71, 0xdc00])).toBe('q\\uDC00');
   });
 
   it('an NTFS file name and a FAT long name are read so', () => {

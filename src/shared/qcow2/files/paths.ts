@@ -25,8 +25,10 @@ export function joinPath(folder: string, name: string): string {
 /**
  * UTF-16 code units as a name. An unpaired surrogate (which no text can hold: a decoder would give
  * U+FFFD for each, and two names that differ there would read as one) is spelled \uXXXX, as
- * `ls -b` spells bytes it cannot show.
+ * `ls -b` spells bytes it cannot show, and a backslash itself \\.
  */
+const BACKSLASH = 0x5c;
+
 export function utf16Name(units: ArrayLike<number>): string {
   let text = '';
   for (let index = 0; index < units.length; index++) {
@@ -37,6 +39,9 @@ export function utf16Name(units: ArrayLike<number>): string {
       index++;
     } else if (unit >= 0xd800 && unit <= 0xdfff) {
       text += `\\u${unit.toString(16).toUpperCase()}`;
+    } else if (unit === BACKSLASH) {
+      // Spelled \\ as ext's names are: a name holding the characters \uDC00 is not one holding that surrogate.
+      text += '\\\\';
     } else {
       text += String.fromCharCode(unit);
     }

@@ -1109,7 +1109,8 @@ function loadSnapshotTableForCheck(file: BlockFile, header: Header, fileSize: nu
  */
 export function resolveBackingPath(imagePath: string, backingName: string): string {
   if (path.isAbsolute(backingName)) return backingName;
-  const slash = imagePath.lastIndexOf(path.sep);
+  // On Windows QEMU takes either separator (as path.win32 does).
+  const slash = Math.max(imagePath.lastIndexOf('/'), path.sep === '\\' ? imagePath.lastIndexOf('\\') : -1);
   return slash < 0 ? backingName : `${imagePath.slice(0, slash + 1)}${backingName}`;
 }
 

@@ -12,7 +12,6 @@ import { CRYPTO_HEADER_EXTENSION_BYTES } from '../format/crypto-header-extension
 import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type HeaderExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
-import { resolveBackingPath } from '../image/image.ts';
 import { physicalPath } from '../io/file-identity.ts';
 
 export interface OutputHeaderOptions {
@@ -91,10 +90,15 @@ function outputExtensions(source: Header, encryption: 'luks' | 'none'): HeaderEx
   return kept;
 }
 
-/** A relative backing name for a copy in another folder: from there to the same file, the way the kernel resolves both. */
+/**
+ * A relative backing name for a copy in another folder: from there to the same file. The two
+ * folders are taken as the kernel resolves them (a '..' in the name then climbs from where a linked
+ * folder really is); the name's own links (base.qcow2 -> base-v1.qcow2, current/ -> v1/) are kept.
+ */
 function backingNameFor(name: string | null, sourcePath: string, targetPath: string): string | null {
   if (name === null || path.isAbsolute(name)) return name;
+  const sourceFolder = physicalPath(path.dirname(sourcePath));
   const targetFolder = physicalPath(path.dirname(targetPath));
-  if (physicalPath(path.dirname(sourcePath)) === targetFolder) return name;
-  return path.relative(targetFolder, physicalPath(resolveBackingPath(sourcePath, name)));
+  if (sourceFolder === targetFolder) return name;
+  return path.relative(targetFolder, path.resolve(sourceFolder, name));
 }
