@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freeBytesFor } from '../../src/shared/qcow2/io/free-space.ts';
 import { run } from '../helpers/cli.ts';
 import { qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
 
@@ -75,5 +76,13 @@ describe('a backing name with .. opened through a linked folder (resolved by the
     const create = await run('create', '-q', '-f', 'qcow2', '-b', '../base/b.qcow2', '-F', 'qcow2', clone);
     expect(create.code, create.err).toBe(0);
     expect((await qemuInfo(clone))['virtual-size']).toBe(8 * MiB);
+  });
+
+  it('the free space beside a new file is asked of the folder the kernel reaches (the app\'s Compact dialog said there was no such folder)', () => {
+    const root = folder.file('free-space');
+    for (const sub of ['real/sub', 'real/base']) fs.mkdirSync(`${root}/${sub}`, { recursive: true });
+    fs.symlinkSync('real/sub', `${root}/link`);
+    // As text, root/base, which does not exist; as the kernel goes, root/real/base.
+    expect(freeBytesFor(`${root}/link/../base/new.qcow2`)).toBeGreaterThan(0);
   });
 });

@@ -194,6 +194,23 @@ describe('Restore…', () => {
   });
 });
 
+describe('Restore… of a name holding a backslash (\\, \\xNN, \\uXXXX as the guest’s names are spelled)', () => {
+  it('takes the name as proposed on Linux (it refused its own default, and the title cut the name at the backslash)', async () => {
+    wrapper = mount(RestoreFilesDialog, {
+      props: { path: PATH, state: '1', stateName: 'before upgrade', guestPath: '/1/x\\\\y/in\\\\x41', entryKind: 'directory' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    expect(wrapper.get('[data-testid="restore-target"]').text()).toBe('/disks/in\\\\x41');
+    expect(wrapper.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    expect(wrapper.text()).toContain('Restore “in\\\\x41”');
+    await wrapper.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'files.copyOut', args: { path: '/1/x\\\\y/in\\\\x41', target: '/disks/in\\\\x41' } });
+  });
+});
+
 describe('Compare files with…', () => {
   it('starts the comparison at once and lists what differs, the bytes involved and the volumes skipped', async () => {
     wrapper = mount(CompareFilesDialog, {

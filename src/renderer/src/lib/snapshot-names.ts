@@ -16,5 +16,8 @@ export function snapshotNameProblem(name: string, existingNames: Iterable<string
   if (trimmed === '') return 'Give the snapshot a name.';
   if (trimmed.length > 1024) return 'Names are at most 1024 characters long.';
   if (trimmed !== ownName && new Set(existingNames).has(trimmed)) return 'A snapshot with this name already exists.';
+  // The engine's rules (snapshots.ts assertNewName), said before the dialog is sent.
+  if (trimmed !== ownName && trimmed === 'current') return '“current” stands for the disk’s current state; choose another name.';
+  if (trimmed !== ownName && /^snapshot\.(name|id)=/s.test(trimmed)) return 'This name reads as a reference to another snapshot; choose another name.';
   return null;
 }

@@ -2,10 +2,12 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { toQcow2Error } from '../errors.ts';
+import { physicalPath } from './file-identity.ts';
 
 /** Bytes free for a file created at `filePath`; null where the platform cannot tell. */
 export function freeBytesFor(filePath: string): number | null {
-  const folder = path.dirname(path.resolve(filePath));
+  // The folder the kernel reaches (a '..' after a linked folder climbs from where it leads).
+  const folder = physicalPath(path.dirname(filePath));
   try {
     const stats = fs.statfsSync(folder);
     return Number(stats.bavail) * Number(stats.bsize);
