@@ -14,6 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
 import { Qcow2Image } from '../shared/qcow2/image/image.ts';
+import { closeQuietly } from '../shared/qcow2/io/block-file.ts';
 import { detectFormat } from '../shared/qcow2/image/image-format.ts';
 import { flag, option } from './args.ts';
 import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
@@ -55,11 +56,7 @@ function readBoundedFile(filePath: string): Uint8Array {
     buffer.fill(0);
     throw error instanceof Qcow2Error ? error : toQcow2Error(error, filePath);
   } finally {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      // Read to the end already: a failing close (EIO on some file systems) takes nothing from it.
-    }
+    closeQuietly(fd);
   }
   if (length > MAX_PASSPHRASE_FILE_BYTES) {
     buffer.fill(0);

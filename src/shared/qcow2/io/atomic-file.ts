@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { BlockFile } from './block-file.ts';
-import { NodeBlockFile } from './block-file.ts';
+import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
@@ -136,15 +136,6 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
 };
-
-/** Closes a descriptor only read from: a failure there (EIO on some file systems) changes nothing of the operation's. */
-function closeQuietly(fd: number): void {
-  try {
-    fs.closeSync(fd);
-  } catch {
-    // Nothing was written through it.
-  }
-}
 
 export function temporaryPathFor(targetPath: string): string {
   return path.join(path.dirname(targetPath), `${temporaryPrefix(targetPath)}${randomHex(12)}.tmp`);

@@ -34,6 +34,15 @@ export interface DescribedBlockFile extends BlockFile {
   readonly descriptor: number;
 }
 
+/** Closes a descriptor only read from: a failure there (EIO on some file systems) takes nothing from what was read. */
+export function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Nothing was written through it.
+  }
+}
+
 export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
   return typeof (file as { descriptor?: unknown }).descriptor === 'number';
 }
@@ -183,12 +192,16 @@ export class NodeBlockFile implements BlockFile {
     if (this.fd === null) return;
     const fd = this.fd;
     this.fd = null;
+    // A file only read from loses nothing to a failing close, and it may come after a change was
+    // done (the old disk closed after the new one took its name).
+    if (this.readOnly) {
+      closeQuietly(fd);
+      return;
+    }
     try {
       fs.closeSync(fd);
     } catch (error) {
-      // A file only read from loses nothing to a failing close (EIO on some file systems), and it
-      // may come after a change was done (the old disk closed after the new one took its name).
-      if (!this.readOnly) throw toQcow2Error(error, this.path);
+      throw toQcow2Error(error, this.path);
     }
   }
 }
