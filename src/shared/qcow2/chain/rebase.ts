@@ -23,11 +23,12 @@ import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
-import { visitAllocationAbove } from './allocation-above.ts';
+import { nextAllocationFrom, visitAllocationAbove } from './allocation-above.ts';
 import { assertBackingName, finishBackingSwitch, stageBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
 import { refuseEncrypted, type OpenFile } from './open-chain.ts';
-import { refuseChangingSnapshots, snapshotsThatWouldChange } from './snapshot-exposure.ts';
+import { possibleData } from './possible-data.ts';
+import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 
 export interface RebaseRequest {
   image: string;
@@ -94,8 +95,9 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   let result: RebaseResult;
   try {
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
-    refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => rangesToCompare(between, hole.start, hole.length), job), 'This rebase');
-    result = yield* copyDifferences(top, newChain, between, job);
+    const differences = whereChainsMayDiffer(between, top.backing, newChain);
+    refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => differences.ranges(hole.start, hole.length), job), 'This rebase');
+    result = yield* copyDifferences(top, newChain, differences, job);
   } finally {
     newChain?.close();
   }
@@ -170,18 +172,58 @@ function oldChainReader(top: Qcow2Image, between: readonly Qcow2Image[] | null, 
   return { virtualSize: reader.virtualSize, readInto: (target, guestOffset) => reader.readInto(target, guestOffset), close: () => {} };
 }
 
-/** The parts of a hole of the overlay that may read differently: where `between` allocates anything, or all of it. */
-function rangesToCompare(between: readonly Qcow2Image[] | null, start: number, length: number): { start: number; length: number }[] {
-  if (between === null) return [{ start, length }];
-  const ranges: { start: number; length: number }[] = [];
-  visitAllocationAbove(between, start, start + length, (from, size, kind) => {
-    if (kind !== 'unallocated') ranges.push({ start: from, length: size });
-  });
-  return ranges;
+/** Where the old chain and the new one may read differently. */
+interface ChainDifferences {
+  /** The parts of [start, start + length) that may differ, in order. */
+  ranges(start: number, length: number): GuestRange[];
+  /** The first offset at or past `offset` (below `end`, else `end`) that may. */
+  next(offset: number, end: number): number;
+}
+
+/**
+ * Where the chains may read differently: with the new backing file in the old chain, only where
+ * the files between (`between`) allocate anything; else where either chain may read other than
+ * zeros (both read zeros everywhere else), or everywhere when a chain cannot tell.
+ */
+function whereChainsMayDiffer(between: readonly Qcow2Image[] | null, oldChain: GuestReader | null, newChain: GuestReader | null): ChainDifferences {
+  if (between !== null) {
+    return {
+      ranges(start, length) {
+        const ranges: GuestRange[] = [];
+        visitAllocationAbove(between, start, start + length, (from, size, kind) => {
+          if (kind !== 'unallocated') appendRange(ranges, from, size);
+        });
+        return ranges;
+      },
+      next: (offset, end) => (between.length === 0 ? end : nextAllocationFrom(between, offset, end)),
+    };
+  }
+  const old = possibleData(oldChain);
+  const next = possibleData(newChain);
+  if (old === null || next === null) return { ranges: (start, length) => [{ start, length }], next: (offset) => offset };
+  return {
+    ranges(start, length) {
+      const pieces: GuestRange[] = [];
+      const add = (from: number, size: number): void => {
+        pieces.push({ start: from, length: size });
+      };
+      old.visit(start, start + length, add);
+      next.visit(start, start + length, add);
+      pieces.sort((a, b) => a.start - b.start);
+      const ranges: GuestRange[] = [];
+      for (const piece of pieces) {
+        const last = ranges.at(-1);
+        if (last !== undefined && piece.start <= last.start + last.length) last.length = Math.max(last.length, piece.start + piece.length - last.start);
+        else ranges.push({ ...piece });
+      }
+      return ranges;
+    },
+    next: (offset, end) => Math.min(old.next(offset, end), next.next(offset, end)),
+  };
 }
 
 /** Where the overlay allocates nothing, the old chain's bytes go into it wherever the new chain's differ. */
-function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between: readonly Qcow2Image[] | null, job: JobContext): Steps<RebaseResult> {
+function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, differences: ChainDifferences, job: JobContext): Steps<RebaseResult> {
   const oldChain = top.backing;
   const virtualSize = top.virtualSize;
   const oldBuffer = alignedBytes(CHUNK_BYTES);
@@ -190,6 +232,10 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
   const clusterBytes = top.clusterBytes;
   for (let chunkStart = 0; chunkStart < virtualSize; chunkStart += CHUNK_BYTES) {
     job.throwIfCancelled();
+    // Stretches where the chains cannot differ are leapt over, not walked a chunk at a time.
+    const next = differences.next(chunkStart, virtualSize);
+    if (next >= virtualSize) break;
+    chunkStart = next - (next % CHUNK_BYTES);
     const chunkEnd = Math.min(virtualSize, chunkStart + CHUNK_BYTES);
     // The overlay's holes, whole (its walk gives them a cluster at a time), then what of them may differ.
     const unallocated: { start: number; length: number }[] = [];
@@ -197,7 +243,7 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
       if (kind === 'unallocated') appendRange(unallocated, start, length);
     });
     const holes: { start: number; length: number }[] = [];
-    for (const run of unallocated) for (const range of rangesToCompare(between, run.start, run.length)) appendRange(holes, range.start, range.length);
+    for (const run of unallocated) for (const range of differences.ranges(run.start, run.length)) appendRange(holes, range.start, range.length);
     for (const hole of holes) {
       const oldBytes = oldBuffer.subarray(0, hole.length);
       const newBytes = newBuffer.subarray(0, hole.length);
@@ -222,6 +268,7 @@ function* copyDifferences(top: Qcow2Image, newChain: GuestReader | null, between
     job.progress('rebase', chunkEnd, virtualSize);
     yield;
   }
+  job.progress('rebase', virtualSize, virtualSize);
   return result;
 }
 
