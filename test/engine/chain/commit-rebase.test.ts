@@ -48,8 +48,9 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     expectSameBytes(await guestOf(top), model, 'the overlay after commit');
     expectSameBytes(await guestOf(mid), model, 'the backing file after commit');
     for (const file of [base, mid]) expectSameBytes(await guestOf(file), await guestOf(their(file)), `${path.basename(file)} beside qemu-img commit`);
-    // Emptied: nothing of the guest disk is the overlay's own any more.
+    // Emptied: nothing of the guest disk is the overlay's own any more, and its file is as small as qemu-img leaves it.
     expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual([]);
+    expect(fs.statSync(top).size).toBeLessThanOrEqual(fs.statSync(their(top)).size);
   });
 
   it('commit -d keeps the overlay as it was', async () => {

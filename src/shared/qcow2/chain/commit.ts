@@ -22,6 +22,7 @@ import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
 import { sameFile } from '../io/file-identity.ts';
+import { releaseEmptyTables } from '../image/empty-tables.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
 import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
@@ -285,5 +286,9 @@ function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
     yield;
   }
   job.progress('empty overlay', top.virtualSize, top.virtualSize);
-  top.flush();
+  // Its tables go too, so that the clusters they held leave the file's end free to be cut.
+  if (releaseEmptyTables(top) > 0) {
+    top.flush();
+    top.rebuildMetadataClusters();
+  } else top.flush();
 }
