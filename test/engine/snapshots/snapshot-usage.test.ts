@@ -202,6 +202,63 @@ async function expectFrees(expect: ExpectStatic, image: string, bytes: number, c
   expect((before - allocatedClusters(image)) * clusterBytes, 'bytes freed').toBe(bytes + metadataBytes);
 }
 
+/**
+ * The data host clusters an image holds: allocated clusters less metadata (header, refcount
+ * table and blocks, L1 and L2 tables, snapshot table).
+ */
+function dataClusters(image: string, usage: UsageReport, clusterBytes: number): number {
+  return allocatedClusters(image) - usage.metadataBytes / clusterBytes;
+}
+
+// Was: compressed entries counted their compressed lengths (overlapping where entries share a
+// sector: 9× the file) and were "shared" when two L2 tables of one state touched a host cluster.
+describe('compressed data: whole host clusters, each counted once per state', { timeout: 60_000 }, () => {
+  it.for([
+    ['4 KiB clusters, 16 L2 tables, many entries per host cluster', 'cluster_size=4096', 4 * KiB, 16, 32 * MiB],
+    ['2 MiB clusters, one run of entries in a host cluster or two', 'cluster_size=2097152', 2 * MiB, 1, 16 * MiB],
+    ['refcount_bits=1: every entry in a host cluster of its own', 'refcount_bits=1', 64 * KiB, 1, 32 * MiB],
+  ] as const)('%s: with no snapshot the current state owns every data host cluster and its tables, and shares nothing', async ([, options, C, tables, bytes], { expect }) => {
+    const plain = folder.file(`compressed-src-${C}.qcow2`);
+    const image = folder.file(`compressed-${C}-${tables}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', plain, String(64 * MiB)]);
+    await qemuIo(plain, [`write -P 5 0 ${bytes}`]);
+    await qemuImg(['convert', '-q', '-c', '-O', 'qcow2', '-o', options, plain, image]);
+    await expectCheckClean(expect, image, 'as qemu-img made it');
+    const usage = readUsage(image);
+    const data = dataClusters(image, usage, C);
+    expect(data).toBeGreaterThan(0);
+    expect(usage.current).toEqual({ exclusiveBytes: (data + tables) * C, sharedBytes: 0 });
+  });
+
+  it('snapshots holding compressed data: each owns what only its entries reference, and deleting one frees exactly that', async ({ expect }) => {
+    const C = 4 * KiB;
+    const image = folder.file('compressed-snapshots.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, image, String(64 * MiB)]);
+    await qemuIo(image, ['write -c -P 5 0 4M']);
+    takeSnapshot(image, 'A');
+    // QEMU compresses only into unallocated clusters: the next 4 MiB, which only B will name.
+    await qemuIo(image, ['write -c -P 6 4M 4M']);
+    takeSnapshot(image, 'B');
+    await qemuIo(image, ['write -P 7 0 8M']);
+    const usage = readUsage(image);
+    // The current state rewrote all 8 MiB in plain clusters, under 4 tables of its own.
+    expect(usage.current).toEqual({ exclusiveBytes: (2048 + 4) * C, sharedBytes: 0 });
+    const a = snapshotUsage(usage, 'A');
+    const b = snapshotUsage(usage, 'B');
+    // A's data is all B's too: A owns its L1 table alone, and shares the host clusters of its 4 MiB.
+    expect(a.exclusiveBytes).toBe(C);
+    expect(a.sharedBytes).toBeGreaterThan(0);
+    expect(a.sharedBytes).toBeLessThan(4 * MiB);
+    expect(b.sharedBytes).toBeGreaterThanOrEqual(a.sharedBytes);
+    // What each frees, on its own copy (two snapshots: the snapshot table is rewritten, not freed).
+    for (const [name, own] of [['A', a.exclusiveBytes], ['B', b.exclusiveBytes]] as const) {
+      const copy = folder.file(`compressed-snapshots-${name}.qcow2`);
+      fs.copyFileSync(image, copy);
+      await expectFrees(expect, copy, own, C, () => qemuImg(['snapshot', '-d', name, copy]));
+    }
+  });
+});
+
 // Was: an image left dirty (lazy refcounts, the VM killed) gave figures from stale refcounts with no word of it.
 describe('an image not closed cleanly', { timeout: 60_000 }, () => {
   it('says its figures may be stale; once repaired, they are right and the flag is gone', async ({ expect }) => {

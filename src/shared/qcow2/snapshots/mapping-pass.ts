@@ -14,6 +14,7 @@
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { tableDistances } from './mapping-distance.ts';
+import { CompressedClusters } from './compressed-clusters.ts';
 import { MARK_METADATA, measureTable, RefcountLookup, type TableUsage } from './table-usage.ts';
 
 export interface MappedState {
@@ -62,6 +63,8 @@ export class MappingPass {
   private readonly usages: StateUsage[];
   private readonly measured = new Map<number, MeasuredTable>();
   private readonly refcounts: RefcountLookup;
+  /** Made on the first compressed entry met. */
+  private compressedClusters: CompressedClusters | null = null;
 
   constructor(image: Qcow2Image, states: MappedState[], options: MappingPassOptions) {
     this.image = image;
@@ -102,6 +105,13 @@ export class MappingPass {
       start = this.batch(start, indexes);
     }
     job.progress('reading mapping tables', indexes, indexes, 'steps');
+    if (this.compressedClusters !== null) {
+      const { own, shared } = this.compressedClusters.totals(this.refcounts);
+      this.usages.forEach((usage, state) => {
+        usage.exclusiveBytes += own[state] ?? 0;
+        usage.sharedBytes += shared[state] ?? 0;
+      });
+    }
     return this;
   }
 
@@ -155,7 +165,10 @@ export class MappingPass {
         kept.set(offset, copy);
       }
     });
-    if (usage) for (let l1Index = start; l1Index < end; l1Index++) this.addUsage(l1Index);
+    if (usage) {
+      for (let l1Index = start; l1Index < end; l1Index++) this.addUsage(l1Index);
+      this.addCompressed(start, end);
+    }
     for (const l1Index of compared) this.compare(l1Index, kept);
     return end;
   }
@@ -167,6 +180,27 @@ export class MappingPass {
     if (marks !== null && cluster < marks.length) marks[cluster] = (marks[cluster] ?? 0) | MARK_METADATA;
     const usage = measureTable(image, bytes, this.refcounts, marks);
     this.measured.set(offset, { ...usage, unshared: this.refcounts.get(cluster) === 1 });
+  }
+
+  /**
+   * The host clusters of compressed data the batch's tables touch, state by state (each host
+   * cluster counted once per state): their tables' lists are dropped after, keeping memory bounded.
+   */
+  private addCompressed(start: number, end: number): void {
+    for (let state = 0; state < this.states.length; state++) {
+      for (let l1Index = start; l1Index < end; l1Index++) {
+        const compressed = this.measured.get(this.tableAt(state, l1Index))?.compressed;
+        if (compressed === null || compressed === undefined) continue;
+        this.compressedClusters ??= new CompressedClusters(Math.ceil(this.image.file.size() / this.image.clusterBytes), this.states.length, this.image.clusterBytes);
+        for (const [cluster, references] of compressed) this.compressedClusters.add(state, cluster, references);
+      }
+    }
+    for (let state = 0; state < this.states.length; state++) {
+      for (let l1Index = start; l1Index < end; l1Index++) {
+        const table = this.measured.get(this.tableAt(state, l1Index));
+        if (table !== undefined) table.compressed = null;
+      }
+    }
   }
 
   private addUsage(l1Index: number): void {

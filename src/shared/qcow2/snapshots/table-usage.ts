@@ -1,7 +1,9 @@
 /**
- * The space one L2 table names: the guest data bytes its entries hold and, of those, the bytes
- * in clusters no other table names (refcount 1; QEMU counts one reference per L1 per L2 entry).
- * Optionally marks the host clusters holding that data in a per-file-cluster array.
+ * The space one L2 table names: the host clusters of plain data its entries hold and, of those,
+ * the ones no other table names (refcount 1; QEMU counts one reference per L1 per L2 entry); and
+ * the host clusters its compressed entries touch, with how often, for the pass to settle across
+ * tables and states (compressed-clusters.ts). Optionally marks the host clusters holding data in a
+ * per-file-cluster array.
  */
 import { Qcow2Error } from '../errors.ts';
 import { decodeL2, getRefcount, standardL2HostOffset } from '../format/entries.ts';
@@ -10,10 +12,12 @@ import type { CachedTable } from '../image/table-cache.ts';
 import { NOT_COPIED } from './mapping-distance.ts';
 
 export interface TableUsage {
-  /** Guest data bytes the table names (compressed entries count their compressed size). */
+  /** Bytes of the host clusters of plain (uncompressed) data the table names. */
   dataBytes: number;
   /** Of those, bytes in clusters only this table names (refcount 1). */
   ownDataBytes: number;
+  /** Host clusters its compressed entries touch, each with the number of entries touching it; null when it has none. */
+  compressed: Map<number, number> | null;
 }
 
 /** `marks` bit for a host cluster holding guest data some table names. */
@@ -52,7 +56,6 @@ export class RefcountLookup {
 }
 
 export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: RefcountLookup, marks: Uint8Array | null): TableUsage {
-  const usage: TableUsage = { dataBytes: 0, ownDataBytes: 0 };
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (image.externalData) return externalDataUsage(image, view);
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
@@ -60,8 +63,7 @@ export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: Re
   const clusterBytes = image.clusterBytes;
   const marked = marks ?? new Uint8Array(0);
   const markCount = marked.length;
-  let compressed: { first: number; last: number; bytes: number }[] | null = null;
-  let compressedTouches: Map<number, number> | null = null;
+  let compressed: Map<number, number> | null = null;
   let dataBytes = 0;
   let ownDataBytes = 0;
   const entryBytes = image.l2EntryBytes;
@@ -79,26 +81,14 @@ export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: Re
       const entry = decodeL2(view, slot * entryBytes, image.l2Format);
       const first = Math.floor(entry.hostOffset / clusterBytes);
       const last = Math.floor((entry.hostOffset + entry.compressedSize - 1) / clusterBytes);
-      compressedTouches ??= new Map();
+      compressed ??= new Map();
       for (let cluster = first; cluster <= last; cluster++) {
-        compressedTouches.set(cluster, (compressedTouches.get(cluster) ?? 0) + 1);
+        compressed.set(cluster, (compressed.get(cluster) ?? 0) + 1);
         if (cluster < markCount) marked[cluster] = (marked[cluster] ?? 0) | MARK_DATA;
       }
-      (compressed ??= []).push({ first, last, bytes: entry.compressedSize });
-      dataBytes += entry.compressedSize;
     }
   }
-  usage.dataBytes = dataBytes;
-  usage.ownDataBytes = ownDataBytes;
-  // A compressed entry is this table's own if no other table's entries touch its host clusters.
-  for (const entry of compressed ?? []) {
-    let own = true;
-    for (let cluster = entry.first; cluster <= entry.last && own; cluster++) {
-      if (refcounts.get(cluster) > (compressedTouches?.get(cluster) ?? 0)) own = false;
-    }
-    if (own) usage.ownDataBytes += entry.bytes;
-  }
-  return usage;
+  return { dataBytes, ownDataBytes, compressed };
 }
 
 /**
@@ -112,5 +102,5 @@ function externalDataUsage(image: Qcow2Image, table: DataView): TableUsage {
     const entry = decodeL2(table, slot * image.l2EntryBytes, image.l2Format);
     if (entry.kind === 'normal' || (entry.kind === 'zero' && entry.hostOffset !== 0)) dataBytes += image.clusterBytes;
   }
-  return { dataBytes, ownDataBytes: dataBytes };
+  return { dataBytes, ownDataBytes: dataBytes, compressed: null };
 }
