@@ -96,7 +96,7 @@ export class HostSpaceWriter {
     this.clusterBytes = 2 ** layout.clusterBits;
     this.refcountOrder = layout.refcountOrder;
     this.refcountMax = maxRefcount(layout.refcountOrder);
-    this.packingLimit = this.refcountMax >= 3 ? Math.floor(this.refcountMax / 3) : this.refcountMax;
+    this.packingLimit = compressedPackingLimit(layout.refcountOrder);
     this.stage = alignedBytes(Math.max(stageBytes, 2 * this.clusterBytes));
     this.entriesPerBlock = (this.clusterBytes * 8) / 2 ** layout.refcountOrder;
     this.block = new Uint8Array(this.clusterBytes);
@@ -301,4 +301,10 @@ export class HostSpaceWriter {
     this.append(table);
     return { tableOffset, tableClusters };
   }
+}
+
+/** How many references compressed data packed into one host cluster may add up to (HostSpaceWriter's packingLimit: a third of the largest count). */
+export function compressedPackingLimit(refcountOrder: number): number {
+  const largest = maxRefcount(refcountOrder);
+  return largest >= 3 ? Math.floor(largest / 3) : largest;
 }

@@ -1,11 +1,13 @@
 /**
  * How large a rewritten image will be, before it is written: an upper bound from the plan (every
  * distinct cluster stored as it would be at worst) and an expectation from a sample of clusters
- * spread over the file (how many are all zeros, how well the rest compress).
+ * spread over the file (how many are all zeros, how well the rest compress, and how many
+ * compressed clusters the refcount width lets share a host cluster).
  */
 import { compressCluster, decompressCluster, type CompressionType } from '../codec/compression.ts';
 import { alignUp } from '../format/bytes.ts';
 import { isAllZero } from '../format/zeroes.ts';
+import { compressedPackingLimit } from '../image/host-space-writer.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { MARK_DATA, type RewritePlan } from './plan.ts';
 import type { CompressionPolicy } from './write-image.ts';
@@ -50,10 +52,16 @@ export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, options
   if (sample.length === 0) return { maxBytes, expectedBytes: maxBytes, sampledClusters: 0 };
   let sampledBytes = 0;
   const zeroStays = image.header.backingFile !== null && image.version === 2;
+  // A host cluster holds at most as many compressed clusters as the writer lets its refcount count
+  // (1 with refcount_bits=1: each takes a cluster of its own, and compressing saves nothing).
+  const leastCompressedBytes = clusterBytes / compressedPackingLimit(image.refcounts.order);
   for (const content of sample) {
     if (isAllZero(content) && !zeroStays) continue;
     if (policy !== 'compress') sampledBytes += clusterBytes;
-    else sampledBytes += compressCluster(compressionType, content)?.length ?? clusterBytes;
+    else {
+      const compressed = compressCluster(compressionType, content)?.length;
+      sampledBytes += compressed === undefined ? clusterBytes : Math.max(compressed, leastCompressedBytes);
+    }
   }
   const expectedData = Math.ceil((sampledBytes / sample.length) * plan.dataClusters);
   // Compressed sources stay as they are unless asked otherwise; then they count like the rest.
@@ -72,30 +80,53 @@ function metadataBytes(image: Qcow2Image, plan: RewritePlan): number {
   return bytes + 2 * alignUp(refcountBytes, clusterBytes) + 2 * clusterBytes;
 }
 
-/** The guest bytes of up to `count` distinct clusters spread evenly over the file (compressed ones decompressed). */
+/**
+ * The guest bytes of up to `count` distinct clusters spread over the file (compressed ones
+ * decompressed): one at a random place in each of `count` equal stretches of the data clusters,
+ * so that the sample covers the whole file and no stride lines up with a pattern in the data.
+ */
 function sampleDataClusters(image: Qcow2Image, plan: RewritePlan, count: number): Uint8Array[] {
   const samples: Uint8Array[] = [];
-  const total = plan.dataClusters;
-  if (total > 0) {
-    const every = Math.max(1, Math.floor(total / count));
-    let seen = 0;
-    for (let cluster = 0; cluster < plan.clusterMarks.length && samples.length < count; cluster++) {
-      if (((plan.clusterMarks[cluster] ?? 0) & MARK_DATA) === 0) continue;
-      if (seen++ % every !== 0) continue;
-      const content = new Uint8Array(image.clusterBytes);
-      const read = image.file.read(content, cluster * image.clusterBytes);
-      if (read < content.length) content.fill(0, read);
-      // LUKS numbers sectors by host offset, which is all a sample knows (legacy AES would need the guest's).
-      if (image.cipher?.kind === 'luks') image.cipher.decrypt(content, cluster * image.clusterBytes, 0);
-      samples.push(content);
-    }
+  const picks = spreadPicks(plan.dataClusters, count);
+  let rank = 0;
+  for (let cluster = 0; cluster < plan.clusterMarks.length && samples.length < picks.length; cluster++) {
+    if (((plan.clusterMarks[cluster] ?? 0) & MARK_DATA) === 0) continue;
+    if (rank++ !== picks[samples.length]) continue;
+    const content = new Uint8Array(image.clusterBytes);
+    const read = image.file.read(content, cluster * image.clusterBytes);
+    if (read < content.length) content.fill(0, read);
+    // LUKS numbers sectors by host offset, which is all a sample knows (legacy AES would need the guest's).
+    if (image.cipher?.kind === 'luks') image.cipher.decrypt(content, cluster * image.clusterBytes, 0);
+    samples.push(content);
   }
   if (samples.length === 0) {
-    for (let number = 0; number < plan.compressed.count && samples.length < count; number++) {
+    for (const number of spreadPicks(plan.compressed.count, count)) {
       const stored = new Uint8Array(plan.compressed.sizeAt(number));
       const read = image.file.read(stored, plan.compressed.offsetAt(number));
       samples.push(decompressCluster(image.header.compressionType, stored.subarray(0, read), image.clusterBytes));
     }
   }
   return samples;
+}
+
+/**
+ * `count` distinct numbers below `total` in increasing order (all of them when there are no more):
+ * one from each of `count` equal stretches, at a place drawn from a fixed seed (the same image
+ * gives the same estimate every time).
+ */
+export function spreadPicks(total: number, count: number): number[] {
+  if (total <= count) return Array.from({ length: total }, (_, index) => index);
+  const picks: number[] = [];
+  let state = (total ^ 0x9e3779b9) >>> 0 || 1;
+  for (let index = 0; index < count; index++) {
+    const from = Math.floor((index * total) / count);
+    const to = Math.floor(((index + 1) * total) / count);
+    // xorshift32: cheap, and plenty for placing a sample.
+    state ^= state << 13;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    picks.push(from + (state % (to - from)));
+  }
+  return picks;
 }
