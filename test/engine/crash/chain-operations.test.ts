@@ -59,7 +59,7 @@ function rebaseCase(name: string, options: string, backingFile: string | null, e
 
 const rebaseCases: ImageOperation[] = [
   rebaseCase('rebase (safe) onto the bottom file: the middle file copied in where it differs, then the header switched', V3_512, 'base.qcow2'),
-  rebaseCase('rebase (safe) onto nothing: everything the chain showed copied in, the backing format extension removed', V3_512, null),
+  rebaseCase('rebase (safe) onto nothing: everything the chain showed copied in, then the backing name cleared (its format extension stays: without a name it means nothing)', V3_512, null),
   rebaseCase('rebase (safe), v2 image: no zero clusters, zeros written as data', V2_512, 'base.qcow2'),
   rebaseCase('rebase -u onto a copy of the backing file (a longer name: the header only)', V3_512, 'a-copy-of-the-middle-file-with-a-longer-name.qcow2', {
     unsafe: true,

@@ -17,63 +17,132 @@ export function switchBackingFile(image: Qcow2Image, name: string | null, format
   finishBackingSwitch(image, staged);
 }
 
-/** A switch under way: the new name and format, and where the name was written ahead of the header (null: nowhere). */
+/** A switch under way: the new name and format, and how the header gets there. */
 export interface StagedBackingName {
   readonly name: string | null;
   readonly format: 'qcow2' | 'raw' | null;
+  /** Where the new name was written ahead of the header; null: nowhere (no name, or the whole area is written at the switch). */
   readonly at: number | null;
+  /** The extensions as the header will list them, in file order. */
+  readonly extensions: HeaderExtension[];
+  /** Where a backing-format extension is appended (over the old end marker, its data and a new end marker already written); null: none appended. */
+  readonly appendAt: number | null;
 }
 
-/** The header as it will be: the new name and backing format, placed where QEMU would place them. */
-function nextHeader(header: Header, staged: Pick<StagedBackingName, 'name' | 'format'>): { next: Header; area: Uint8Array } {
-  const next: Header = { ...header, backingFile: staged.name, extensions: withBackingFormat(header.extensions, staged.name === null ? null : staged.format) };
-  // Sets next's backing file offset and size.
-  const area = serializeHeaderArea(next);
-  return { next, area };
-}
+/** The sector QEMU, and a disk, are taken to write whole: a header change that spans two can land half-done. */
+const SECTOR = 512;
+/** The backing file offset (8 bytes) and size (4) in the fixed header, both in its first sector. */
+const NAME_FIELDS = { start: 8, end: 20 };
 
 /**
- * The first half of a switch: the new name written to bytes the current header does not use (no
- * reader looks there), with no flush. The caller makes it durable — a flush of the image's file,
- * which a rebase shares with the data it copied in — before finishBackingSwitch.
+ * The first half of a switch: whatever the new header reads that the current one does not — the
+ * new name, and a backing-format extension's data with the end marker after it — written to bytes
+ * the current header does not read, with no flush. The caller makes it durable (a flush of the
+ * image's file, which a rebase shares with the data it copied in) before finishBackingSwitch.
+ *
+ * Nothing the current header reads moves: a backing-format extension that is missing is appended
+ * after the others (QEMU puts it first, which shifts every extension after it and turns the switch
+ * into a write over several sectors that a power cut can leave half-done), one no longer wanted
+ * stays (without a backing file it means nothing; QEMU reads such a header and keeps it as it is,
+ * though its own rebase -b "" rewrites the whole area), and one with another format changes in place. The old name, where the appended extension needs its bytes, moves first by a
+ * one-sector switch of its offset.
  */
 export function stageBackingName(image: Qcow2Image, name: string | null, format: 'qcow2' | 'raw' | null): StagedBackingName {
   image.prepareForWrite();
-  if (name === null) return { name, format, at: null };
   const old = image.header;
-  const { next } = nextHeader(old, { name, format });
+  if (name === null) return { name, format, at: null, extensions: [...old.extensions], appendAt: null };
+  const wantedFormat = format === null ? null : encodeString(format);
+  const existing = old.extensions.findIndex((extension) => extension.type === EXT_BACKING_FORMAT);
+  let extensions = [...old.extensions];
+  let appendAt: number | null = null;
+  const markerAt = serializeHeaderArea({ ...old, backingFile: null }).length - 8;
+  if (wantedFormat !== null && existing === -1) {
+    appendAt = markerAt;
+    extensions = [...extensions, { type: EXT_BACKING_FORMAT, data: wantedFormat }];
+  } else if (wantedFormat !== null && wantedFormat.length <= 8) {
+    extensions = extensions.map((extension, index) => (index === existing ? { type: EXT_BACKING_FORMAT, data: wantedFormat } : extension));
+  } else if (wantedFormat !== null) {
+    return wholeArea(name, format, old);
+  }
   const nameBytes = encodeString(name);
-  const oldAreaEnd = serializeHeaderArea({ ...old, backingFile: null }).length;
-  const oldName = old.backingFileOffset !== 0 ? { start: old.backingFileOffset, end: old.backingFileOffset + old.backingFileSize } : null;
-  let at = alignUp(Math.max(next.backingFileOffset, oldAreaEnd), 8);
-  if (oldName !== null && at < oldName.end && at + nameBytes.length > oldName.start) at = alignUp(oldName.end, 8);
-  // No free room in the cluster: the whole area goes in one write at the switch, as QEMU writes it.
-  if (at + nameBytes.length > image.clusterBytes) return { name, format, at: null };
+  // The area as the new header reads it ends here (an appended extension: 8 + 8 bytes and a new end marker).
+  const areaEnd = appendAt === null ? markerAt + 8 : appendAt + 24;
+  let oldName = old.backingFileOffset !== 0 ? { start: old.backingFileOffset, end: old.backingFileOffset + old.backingFileSize } : null;
+  const free = (from: number): number => alignUp(Math.max(from, areaEnd, oldName?.end ?? 0), 8);
+  if (appendAt !== null && oldName !== null && oldName.start < appendAt + 24 && oldName.end > appendAt + 8) {
+    // The appended extension's bytes hold the old name: it moves out of the way first.
+    const moved = free(0);
+    if (moved + old.backingFileSize > image.clusterBytes) return wholeArea(name, format, old);
+    const bytes = new Uint8Array(old.backingFileSize);
+    image.file.read(bytes, old.backingFileOffset);
+    image.file.write(bytes, moved);
+    image.file.flush();
+    const offset = new Uint8Array(8);
+    writeU64Number(view(offset), 0, moved);
+    image.file.write(offset, NAME_FIELDS.start);
+    image.file.flush();
+    old.backingFileOffset = moved;
+    oldName = { start: moved, end: moved + old.backingFileSize };
+  }
+  const at = free(0);
+  if (at + nameBytes.length > image.clusterBytes) return wholeArea(name, format, old);
+  if (appendAt !== null) {
+    const tail = new Uint8Array(16);
+    tail.set(wantedFormat ?? new Uint8Array(0), 0);
+    image.file.write(tail, appendAt + 8);
+  }
   image.file.write(nameBytes, at);
-  return { name, format, at };
+  return { name, format, at, extensions, appendAt };
+}
+
+/** No room to stage in the header cluster: the whole area goes in one write at the switch, as QEMU writes it. */
+function wholeArea(name: string, format: 'qcow2' | 'raw' | null, old: Header): StagedBackingName {
+  return { name, format, at: null, extensions: withBackingFormat(old.extensions, format), appendAt: null };
 }
 
 /**
- * The second half, once the staged name is durable: one write switches the header to it (built from
- * the header as it is now: a flush in between may have moved the refcount table), then a flush.
+ * The second half, once what was staged is durable: the header switches to it (built from the
+ * header as it is now: a flush in between may have moved the refcount table) in writes of one
+ * sector each, in an order where each leaves a header QEMU reads: first the name's offset and size
+ * (with no backing format yet, QEMU and Cowbell probe the new file), then the appended extension's
+ * type and length over the old end marker. Each write is flushed.
  */
 export function finishBackingSwitch(image: Qcow2Image, staged: StagedBackingName): void {
   const old = image.header;
-  const { next, area } = nextHeader(old, staged);
-  let head = area;
-  if (staged.at !== null) {
-    head = area.slice(0, next.backingFileOffset);
-    writeU64Number(view(head), 8, staged.at);
-    next.backingFileOffset = staged.at;
+  const next: Header = { ...old, backingFile: staged.name, extensions: staged.extensions };
+  // Sets next's backing file offset and size, as the whole area would have them.
+  const area = serializeHeaderArea(next);
+  if (staged.at === null && staged.name !== null) {
+    writeChanged(image, area, 0, area.length);
+  } else {
+    if (staged.at !== null) {
+      writeU64Number(view(area), 8, staged.at);
+      next.backingFileOffset = staged.at;
+    }
+    // The fixed header and the extensions, as the new header reads them (the name is in place
+    // already); only the bytes that differ from the file are written, a sector at a time, the name
+    // fields' sector first.
+    const head = area.subarray(0, serializeHeaderArea({ ...next, backingFile: null }).length);
+    writeChanged(image, head, 0, SECTOR);
+    for (let sector = SECTOR; sector < head.length; sector += SECTOR) writeChanged(image, head, sector, sector + SECTOR);
   }
-  const current = new Uint8Array(Math.min(image.clusterBytes, image.file.size()));
-  image.file.read(current, 0);
-  // Only up to the last byte that changes, so that the usual switch is one sector.
-  let end = head.length;
-  while (end > 0 && head[end - 1] === current[end - 1]) end--;
-  if (end > 0) image.file.write(head.subarray(0, end), 0);
-  image.file.flush();
   Object.assign(old, { backingFile: next.backingFile, backingFileOffset: next.backingFileOffset, backingFileSize: next.backingFileSize, extensions: next.extensions });
+}
+
+/** Writes the bytes of [from, to) of `wanted` that differ from the file (one write, from the first to the last that differs), and flushes. */
+function writeChanged(image: Qcow2Image, wanted: Uint8Array, from: number, to: number): void {
+  const end = Math.min(to, wanted.length);
+  if (end <= from) return;
+  const current = new Uint8Array(end - from);
+  const read = image.file.read(current, from);
+  current.fill(0, read);
+  let first = from;
+  while (first < end && wanted[first] === current[first - from]) first++;
+  let last = end;
+  while (last > first && wanted[last - 1] === current[last - 1 - from]) last--;
+  if (last <= first) return;
+  image.file.write(wanted.subarray(first, last), first);
+  image.file.flush();
 }
 
 /** The extensions with the backing format set (where it was, or first, as QEMU writes it) or removed. */
