@@ -2,9 +2,9 @@
  * Changing the backing file an image names (rebase; `-u` does nothing else). The name lives in
  * the header cluster after the extensions, and its offset and length in the fixed header, so a
  * change made in place could, cut short, pair the new length with the old name's bytes. Instead the
- * new name goes first to bytes the current header does not use, durably, and then one write
- * switches the fixed header (and the backing-format extension) to it. A caller with a flush of its
- * own to make before the switch stages the name first and lets that flush carry it.
+ * new name goes first to bytes the current header does not use, durably, and then writes of one
+ * sector each switch the fixed header (and the backing-format extension) to it. A caller with a
+ * flush of its own to make before the switch stages the name first and lets that flush carry it.
  */
 import { Qcow2Error } from '../errors.ts';
 import { encodeString, EXT_BACKING_FORMAT, serializeHeaderArea, type Header, type HeaderExtension } from '../format/header.ts';
