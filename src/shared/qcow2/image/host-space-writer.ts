@@ -21,7 +21,7 @@ const DEFAULT_STAGE_BYTES = 4 * 1024 * 1024;
 /** Runs at least this long are written from the caller's buffer when nothing is staged before them. */
 const DIRECT_WRITE_BYTES = 1024 * 1024;
 /** The blocks a sparse file leaves unwritten where they are all zeros (qemu-img convert's default -S 4k). */
-const SPARSE_BLOCK_BYTES = 4096;
+export const SPARSE_BLOCK_BYTES = 4096;
 
 interface FinishedBlock {
   index: number;

@@ -2,12 +2,13 @@
  * How large a rewritten image will be, before it is written: an upper bound from the plan (every
  * distinct cluster stored as it would be at worst) and an expectation from a sample of clusters
  * spread over the file (how many are all zeros, how well the rest compress, and how many
- * compressed clusters the refcount width lets share a host cluster).
+ * compressed clusters the refcount width lets share a host cluster). Sizes are what the new file
+ * takes of the disk: the writer leaves zeros inside clusters as holes.
  */
 import { compressCluster, decompressCluster, type CompressionType } from '../codec/compression.ts';
 import { alignUp } from '../format/bytes.ts';
 import { isAllZero } from '../format/zeroes.ts';
-import { compressedPackingLimit } from '../image/host-space-writer.ts';
+import { compressedPackingLimit, SPARSE_BLOCK_BYTES } from '../image/host-space-writer.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { MARK_DATA, type RewritePlan } from './plan.ts';
 import type { CompressionPolicy } from './write-image.ts';
@@ -52,21 +53,33 @@ export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, options
   if (sample.length === 0) return { maxBytes, expectedBytes: maxBytes, sampledClusters: 0 };
   let sampledBytes = 0;
   const zeroStays = image.header.backingFile !== null && image.version === 2;
-  // A host cluster holds at most as many compressed clusters as the writer lets its refcount count
-  // (1 with refcount_bits=1: each takes a cluster of its own, and compressing saves nothing).
-  const leastCompressedBytes = clusterBytes / compressedPackingLimit(image.refcounts.order);
+  const packingLimit = compressedPackingLimit(image.refcounts.order);
   for (const content of sample) {
     if (isAllZero(content) && !zeroStays) continue;
     if (policy !== 'compress') sampledBytes += clusterBytes;
     else {
       const compressed = compressCluster(compressionType, content)?.length;
-      sampledBytes += compressed === undefined ? clusterBytes : Math.max(compressed, leastCompressedBytes);
+      sampledBytes += compressed === undefined ? clusterBytes : compressedCost(compressed, clusterBytes, packingLimit);
     }
   }
   const expectedData = Math.ceil((sampledBytes / sample.length) * plan.dataClusters);
   // Compressed sources stay as they are unless asked otherwise; then they count like the rest.
   const expectedCompressed = compressedMax === plan.compressedBytes ? plan.compressedBytes : Math.ceil((sampledBytes / sample.length) * plan.compressedClusters);
   return { maxBytes, expectedBytes: Math.min(maxBytes, metadata + expectedData + expectedCompressed), sampledClusters: sample.length };
+}
+
+/**
+ * What a compressed cluster of `compressed` bytes takes of the disk. Packed byte after byte, it
+ * takes its length — unless the refcount width lets fewer share a host cluster than would fill
+ * it (the writer's packing limit: 1 with refcount_bits=1, 5 with 4), when the rest of each host
+ * cluster is left unwritten: a hole, in 4 KiB blocks, where the file system has sparse files
+ * (Windows' NTFS, as Node writes it, has not: there the whole cluster counts).
+ */
+function compressedCost(compressed: number, clusterBytes: number, packingLimit: number): number {
+  if (packingLimit * compressed >= clusterBytes) return compressed;
+  const written = packingLimit * compressed;
+  const held = process.platform === 'win32' ? clusterBytes : Math.min(clusterBytes, alignUp(written, SPARSE_BLOCK_BYTES));
+  return held / packingLimit;
 }
 
 /** Header, L1 and L2 tables, snapshot tables and refcount structures, generously. */
