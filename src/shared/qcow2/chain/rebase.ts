@@ -95,7 +95,9 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   let result: RebaseResult;
   try {
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
-    const differences = whereChainsMayDiffer(between, top.backing, newChain);
+    // The files between count alone only when the new file is read as the old chain reads it: the
+    // same file in another format (-F raw for a qcow2 file) reads differently anywhere.
+    const differences = whereChainsMayDiffer(sharedReader === null ? null : between, top.backing, newChain);
     refuseChangingSnapshots(snapshotsThatWouldChange(top, top.backing, newChain, (hole) => differences.ranges(hole.start, hole.length), job), 'This rebase');
     result = yield* copyDifferences(top, newChain, differences, job);
   } finally {
