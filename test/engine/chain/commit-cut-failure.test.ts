@@ -10,6 +10,7 @@ import type { BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { nodeStyleError } from '../../helpers/failing-file.ts';
 import { qemuCheck, qemuImg, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { wrapFile } from '../../helpers/wrapped-file.ts';
 
 let folder: TempDir;
 beforeEach(() => {
@@ -29,23 +30,12 @@ describe('commit whose final cut of the overlay fails', () => {
     const openFile = (filePath: string, readOnly: boolean): BlockFile => {
       const file = defaultOpenFile(filePath, readOnly);
       if (filePath !== top) return file;
-      return {
-        get path() {
-          return file.path;
-        },
-        get readOnly() {
-          return file.readOnly;
-        },
-        read: (buffer, position) => file.read(buffer, position),
-        write: (buffer, position) => file.write(buffer, position),
-        flush: () => file.flush(),
-        size: () => file.size(),
+      return wrapFile(file, {
         truncate: () => {
           truncates++;
           throw nodeStyleError('EIO', 'ftruncate');
         },
-        close: () => file.close(),
-      };
+      });
     };
     const result = runSteps(commitSteps({ image: top, openFile }));
     expect(truncates).toBe(1);
