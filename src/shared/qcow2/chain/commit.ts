@@ -287,8 +287,7 @@ function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
   }
   job.progress('empty overlay', top.virtualSize, top.virtualSize);
   // Its tables go too, so that the clusters they held leave the file's end free to be cut.
-  if (releaseEmptyTables(top) > 0) {
-    top.flush();
-    top.rebuildMetadataClusters();
-  } else top.flush();
+  const released = releaseEmptyTables(top);
+  top.flush();
+  if (released > 0) top.rebuildMetadataClusters();
 }
