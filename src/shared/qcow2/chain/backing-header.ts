@@ -7,8 +7,9 @@
  * flush of its own to make before the switch stages the name first and lets that flush carry it.
  */
 import { Qcow2Error } from '../errors.ts';
-import { encodeString, EXT_BACKING_FORMAT, serializeHeaderArea, type Header, type HeaderExtension } from '../format/header.ts';
+import { encodeString, EXT_BACKING_FORMAT, serializeHeaderArea, V2_HEADER_LENGTH, type Header, type HeaderExtension } from '../format/header.ts';
 import { alignUp, view, writeU64Number } from '../format/bytes.ts';
+import { bytesEqual } from '../format/zeroes.ts';
 import type { Qcow2Image } from '../image/image.ts';
 
 export function switchBackingFile(image: Qcow2Image, name: string | null, format: 'qcow2' | 'raw' | null): void {
@@ -27,6 +28,8 @@ export interface StagedBackingName {
   readonly extensions: HeaderExtension[];
   /** Where a backing-format extension is appended (over the old end marker, its data and a new end marker already written); null: none appended. */
   readonly appendAt: number | null;
+  /** Whether an existing backing-format extension takes another format in place: then the name and the format must change in one write. */
+  readonly formatInPlace: boolean;
 }
 
 /** The sector QEMU, and a disk, are taken to write whole: a header change that spans two can land half-done. */
@@ -50,16 +53,18 @@ const NAME_FIELDS = { start: 8, end: 20 };
 export function stageBackingName(image: Qcow2Image, name: string | null, format: 'qcow2' | 'raw' | null): StagedBackingName {
   image.prepareForWrite();
   const old = image.header;
-  if (name === null) return { name, format, at: null, extensions: [...old.extensions], appendAt: null };
+  if (name === null) return { name, format, at: null, extensions: [...old.extensions], appendAt: null, formatInPlace: false };
   const wantedFormat = format === null ? null : encodeString(format);
   const existing = old.extensions.findIndex((extension) => extension.type === EXT_BACKING_FORMAT);
   let extensions = [...old.extensions];
   let appendAt: number | null = null;
+  let formatInPlace = false;
   const markerAt = serializeHeaderArea({ ...old, backingFile: null }).length - 8;
   if (wantedFormat !== null && existing === -1) {
     appendAt = markerAt;
     extensions = [...extensions, { type: EXT_BACKING_FORMAT, data: wantedFormat }];
   } else if (wantedFormat !== null && wantedFormat.length <= 8) {
+    formatInPlace = !bytesEqual(old.extensions[existing]?.data ?? new Uint8Array(0), wantedFormat);
     extensions = extensions.map((extension, index) => (index === existing ? { type: EXT_BACKING_FORMAT, data: wantedFormat } : extension));
   } else if (wantedFormat !== null) {
     return wholeArea(name, format, old);
@@ -84,7 +89,10 @@ export function stageBackingName(image: Qcow2Image, name: string | null, format:
     old.backingFileOffset = moved;
     oldName = { start: moved, end: moved + old.backingFileSize };
   }
-  const at = free(0);
+  // Right after the area where that leaves the old name alone, else after the old name: two
+  // places a cluster's worth of switches take turns at, not one creeping towards the end.
+  const first = alignUp(areaEnd, 8);
+  const at = oldName === null || first + nameBytes.length <= oldName.start ? first : free(0);
   if (at + nameBytes.length > image.clusterBytes) return wholeArea(name, format, old);
   if (appendAt !== null) {
     const tail = new Uint8Array(16);
@@ -92,12 +100,15 @@ export function stageBackingName(image: Qcow2Image, name: string | null, format:
     image.file.write(tail, appendAt + 8);
   }
   image.file.write(nameBytes, at);
-  return { name, format, at, extensions, appendAt };
+  return { name, format, at, extensions, appendAt, formatInPlace };
 }
 
-/** No room to stage in the header cluster: the whole area goes in one write at the switch, as QEMU writes it. */
+/**
+ * No room to stage in the header cluster: the whole area goes in one write at the switch, as
+ * QEMU writes it (a power cut can tear it where it spans sectors; a kill cannot).
+ */
 function wholeArea(name: string, format: 'qcow2' | 'raw' | null, old: Header): StagedBackingName {
-  return { name, format, at: null, extensions: withBackingFormat(old.extensions, format), appendAt: null };
+  return { name, format, at: null, extensions: withBackingFormat(old.extensions, format), appendAt: null, formatInPlace: false };
 }
 
 /**
@@ -123,10 +134,47 @@ export function finishBackingSwitch(image: Qcow2Image, staged: StagedBackingName
     // already); only the bytes that differ from the file are written, a sector at a time, the name
     // fields' sector first.
     const head = area.subarray(0, serializeHeaderArea({ ...next, backingFile: null }).length);
+    if (staged.formatInPlace) switchFormatInPlace(image, head, formatExtensionOffset(old));
     writeChanged(image, head, 0, SECTOR);
     for (let sector = SECTOR; sector < head.length; sector += SECTOR) writeChanged(image, head, sector, sector + SECTOR);
   }
   Object.assign(old, { backingFile: next.backingFile, backingFileOffset: next.backingFileOffset, backingFileSize: next.backingFileSize, extensions: next.extensions });
+}
+
+/** An extension type no reader knows: QEMU and Cowbell keep such an extension and read nothing from it. */
+const SET_ASIDE = 0x636f7762;
+
+/**
+ * A backing-format extension taking another format where it lies (its 16 bytes at `at`). The new
+ * name with the old format, or the reverse, would read the wrong file the wrong way, so where the
+ * name fields and the extension are not in one sector (one write), the header goes through states
+ * with no backing format at all (QEMU and Cowbell then probe the file), a write and a flush each:
+ * the extension set aside (a type nobody reads), the name switched, the extension filled, and its
+ * type given back. The caller's sector-by-sector pass then finds nothing left to write.
+ */
+function switchFormatInPlace(image: Qcow2Image, head: Uint8Array, at: number): void {
+  if (at + 16 <= SECTOR) {
+    writeChanged(image, head, 0, at + 16);
+    return;
+  }
+  const setAside = new Uint8Array(4);
+  view(setAside).setUint32(0, SET_ASIDE);
+  image.file.write(setAside, at);
+  image.file.flush();
+  writeChanged(image, head, NAME_FIELDS.start, NAME_FIELDS.end);
+  writeChanged(image, head, at + 4, at + 16);
+  image.file.write(head.subarray(at, at + 4), at);
+  image.file.flush();
+}
+
+/** Where the header's backing-format extension lies in its cluster. */
+function formatExtensionOffset(header: Header): number {
+  let position = header.version === 2 ? V2_HEADER_LENGTH : header.headerLength;
+  for (const extension of header.extensions) {
+    if (extension.type === EXT_BACKING_FORMAT) return position;
+    position += 8 + alignUp(extension.data.length, 8);
+  }
+  throw new Qcow2Error('INTERNAL', 'the header has no backing-format extension to change');
 }
 
 /** Writes the bytes of [from, to) of `wanted` that differ from the file (one write, from the first to the last that differs), and flushes. */
