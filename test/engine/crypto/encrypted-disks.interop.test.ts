@@ -233,6 +233,28 @@ describe('a wrong passphrase changes nothing', { timeout: 60_000 }, () => {
     expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
   });
 
+  // Was: the header's unknown autoclear bits were cleared (a write) before these refusals, which then said "nothing was changed".
+  it('LUKS with unknown autoclear bits set: a passphrase change refused (a NUL in the new passphrase; all eight slots in use) leaves the file byte-identical', () => {
+    const image = copyOf(defaultLuks(), 'autoclear.qcow2');
+    const fd = fs.openSync(image, 'r+');
+    const bits = Buffer.alloc(8);
+    bits.writeBigUInt64BE(0x20n);
+    fs.writeSync(fd, bits, 0, 8, 88);
+    fs.closeSync(fd);
+    const before = fileDigest(image);
+    expect(codeOf(() => changeKeySlots(image, { passphrase: PASS, action: 'change', newPassphrase: 'ab\0cd', iterations: 1000 }))).toBe('INVALID_ARGUMENT');
+    expect(fileDigest(image)).toBe(before);
+    const full = copyOf(image, 'autoclear-full.qcow2');
+    for (let slot = 1; slot < 8; slot++) changeKeySlots(full, { passphrase: PASS, action: 'add', newPassphrase: `pass-${slot}`, iterations: 1000 });
+    // Adding seven slots cleared the bits, as QEMU's amend does; set them again.
+    const fullFd = fs.openSync(full, 'r+');
+    fs.writeSync(fullFd, bits, 0, 8, 88);
+    fs.closeSync(fullFd);
+    const fullBefore = fileDigest(full);
+    expect(codeOf(() => changeKeySlots(full, { passphrase: PASS, action: 'add', newPassphrase: 'one-too-many', iterations: 1000 }))).toBe('INVALID_ARGUMENT');
+    expect(fileDigest(full)).toBe(fullBefore);
+  });
+
   it('legacy AES, which has no key check: the disk start decrypting to noise is BAD_PASSPHRASE, file byte-identical; trusted, it opens and reads garbage', () => {
     const image = copyOf(aesImage, 'aes-wrong.qcow2');
     const before = fileDigest(image);

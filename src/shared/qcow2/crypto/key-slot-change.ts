@@ -13,7 +13,7 @@ import { headerWithoutUnknownAutoclear } from '../format/unknown-autoclear.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { applyLuksAreaWrites, luksAreaReader } from './luks-area.ts';
-import { addLuksKeySlot, eraseLuksKeySlot, luksSlotsOpenedBy, unlockLuks, type KeySlotIterations, type Passphrase } from './luks-keys.ts';
+import { addLuksKeySlot, eraseLuksKeySlot, luksSlotsOpenedBy, unlockLuks, type KeySlotIterations, type LuksKeySlotChange, type Passphrase } from './luks-keys.ts';
 
 export interface KeySlotRequest extends Omit<KeySlotIterations, 'job'> {
   /** A passphrase the image opens with now. */
@@ -63,18 +63,23 @@ export function changeKeySlotsOf(file: BlockFile, request: KeySlotRequest, job: 
     }
     // The passphrase just opened a slot: a change or removal that erased none would leave it working.
     if (request.action !== 'add' && toErase.length === 0) throw new Qcow2Error('INTERNAL', 'The passphrase opened the disk but no key slot holds it; nothing was changed');
+    // The new slot is made (and its refusals — no free slot, a passphrase QEMU could not take —
+    // come) before anything is written, the header's unknown autoclear bits included.
+    let addition: LuksKeySlotChange | null = null;
+    if (request.newPassphrase !== undefined && request.action !== 'remove') {
+      job.progress('adding the new passphrase', 1, 3, 'steps');
+      addition = addLuksKeySlot(header, masterKey, request.newPassphrase, { iterations: request.iterations, iterTimeMs: request.iterTimeMs, job });
+    }
     const cleared = headerWithoutUnknownAutoclear(parseHeader(readHeaderBytes(file), file.size()));
     if (cleared !== null) {
       file.write(cleared, 0);
       file.flush();
     }
     let added: number | null = null;
-    if (request.newPassphrase !== undefined && request.action !== 'remove') {
-      job.progress('adding the new passphrase', 1, 3, 'steps');
-      const change = addLuksKeySlot(header, masterKey, request.newPassphrase, { iterations: request.iterations, iterTimeMs: request.iterTimeMs, job });
-      applyLuksAreaWrites(file, area, change.writes);
-      header = change.header;
-      added = change.slot;
+    if (addition !== null) {
+      applyLuksAreaWrites(file, area, addition.writes);
+      header = addition.header;
+      added = addition.slot;
     }
     job.progress('erasing the old passphrase', 2, 3, 'steps');
     for (const slot of toErase) {
