@@ -7,7 +7,7 @@
  * flush of its own to make before the switch stages the name first and lets that flush carry it.
  */
 import { Qcow2Error } from '../errors.ts';
-import { encodeString, EXT_BACKING_FORMAT, serializeHeaderArea, V2_HEADER_LENGTH, type Header, type HeaderExtension } from '../format/header.ts';
+import { encodeString, EXT_BACKING_FORMAT, serializeHeaderArea, type Header, type HeaderExtension } from '../format/header.ts';
 import { alignUp, view, writeU64Number } from '../format/bytes.ts';
 import { bytesEqual } from '../format/zeroes.ts';
 import type { Qcow2Image } from '../image/image.ts';
@@ -63,11 +63,12 @@ export function stageBackingName(image: Qcow2Image, name: string | null, format:
   if (wantedFormat !== null && existing === -1) {
     appendAt = markerAt;
     extensions = [...extensions, { type: EXT_BACKING_FORMAT, data: wantedFormat }];
-  } else if (wantedFormat !== null && wantedFormat.length <= 8) {
+  } else if (wantedFormat !== null && alignUp(old.extensions[existing]?.data.length ?? 0, 8) !== alignUp(wantedFormat.length, 8)) {
+    // Another length ('host_device', or none) would move every extension after it.
+    return wholeArea(name, format, old);
+  } else if (wantedFormat !== null) {
     formatInPlace = !bytesEqual(old.extensions[existing]?.data ?? new Uint8Array(0), wantedFormat);
     extensions = extensions.map((extension, index) => (index === existing ? { type: EXT_BACKING_FORMAT, data: wantedFormat } : extension));
-  } else if (wantedFormat !== null) {
-    return wholeArea(name, format, old);
   }
   const nameBytes = encodeString(name);
   // The area as the new header reads it ends here (an appended extension: 8 + 8 bytes and a new end marker).
@@ -115,8 +116,8 @@ function wholeArea(name: string, format: 'qcow2' | 'raw' | null, old: Header): S
  * The second half, once what was staged is durable: the header switches to it (built from the
  * header as it is now: a flush in between may have moved the refcount table) in writes of one
  * sector each, in an order where each leaves a header QEMU reads: first the name's offset and size
- * (with no backing format yet, QEMU and Cowbell probe the new file), then the appended extension's
- * type and length over the old end marker. Each write is flushed.
+ * (with no backing format yet, QEMU and Cowbell probe the new file, a qcow2 one), then the appended
+ * extension's type and length over the old end marker. Each write is flushed.
  */
 export function finishBackingSwitch(image: Qcow2Image, staged: StagedBackingName): void {
   const old = image.header;
@@ -134,47 +135,15 @@ export function finishBackingSwitch(image: Qcow2Image, staged: StagedBackingName
     // already); only the bytes that differ from the file are written, a sector at a time, the name
     // fields' sector first.
     const head = area.subarray(0, serializeHeaderArea({ ...next, backingFile: null }).length);
-    if (staged.formatInPlace) switchFormatInPlace(image, head, formatExtensionOffset(old));
+    // A format changed in place, or a raw file named, goes in one write (as QEMU writes the whole
+    // area): between sectors the header would name the new file in the old format, or in none,
+    // and a probe can take a raw file's guest bytes for a qcow2 header (a power cut can still
+    // tear that write, as QEMU's; a kill cannot). Else a sector at a time: a qcow2 file probes as one.
+    if (staged.formatInPlace || staged.format === 'raw') writeChanged(image, head, 0, head.length);
     writeChanged(image, head, 0, SECTOR);
     for (let sector = SECTOR; sector < head.length; sector += SECTOR) writeChanged(image, head, sector, sector + SECTOR);
   }
   Object.assign(old, { backingFile: next.backingFile, backingFileOffset: next.backingFileOffset, backingFileSize: next.backingFileSize, extensions: next.extensions });
-}
-
-/** An extension type no reader knows: QEMU and Cowbell keep such an extension and read nothing from it. */
-const SET_ASIDE = 0x636f7762;
-
-/**
- * A backing-format extension taking another format where it lies (its 16 bytes at `at`). The new
- * name with the old format, or the reverse, would read the wrong file the wrong way, so where the
- * name fields and the extension are not in one sector (one write), the header goes through states
- * with no backing format at all (QEMU and Cowbell then probe the file), a write and a flush each:
- * the extension set aside (a type nobody reads), the name switched, the extension filled, and its
- * type given back. The caller's sector-by-sector pass then finds nothing left to write.
- */
-function switchFormatInPlace(image: Qcow2Image, head: Uint8Array, at: number): void {
-  if (at + 16 <= SECTOR) {
-    writeChanged(image, head, 0, at + 16);
-    return;
-  }
-  const setAside = new Uint8Array(4);
-  view(setAside).setUint32(0, SET_ASIDE);
-  image.file.write(setAside, at);
-  image.file.flush();
-  writeChanged(image, head, NAME_FIELDS.start, NAME_FIELDS.end);
-  writeChanged(image, head, at + 4, at + 16);
-  image.file.write(head.subarray(at, at + 4), at);
-  image.file.flush();
-}
-
-/** Where the header's backing-format extension lies in its cluster. */
-function formatExtensionOffset(header: Header): number {
-  let position = header.version === 2 ? V2_HEADER_LENGTH : header.headerLength;
-  for (const extension of header.extensions) {
-    if (extension.type === EXT_BACKING_FORMAT) return position;
-    position += 8 + alignUp(extension.data.length, 8);
-  }
-  throw new Qcow2Error('INTERNAL', 'the header has no backing-format extension to change');
 }
 
 /** Writes the bytes of [from, to) of `wanted` that differ from the file (one write, from the first to the last that differs), and flushes. */
