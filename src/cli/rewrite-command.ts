@@ -6,6 +6,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { formatBytes } from '../shared/format-units.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
+import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { sameFile } from '../shared/qcow2/io/file-identity.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from './args.ts';
@@ -67,9 +68,14 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
     overwrite: flag(args, 'force'),
     durable: request.durable ?? cacheMode(option(args, 'cache')),
   };
-  return withProgressLine(io, showProgress, (onProgress) =>
-    runCancellably((job) => rewriteImageYielding(full, job), overallProgress(onProgress), 'Cancelled; the disk was left as it was'),
-  );
+  try {
+    return await withProgressLine(io, showProgress, (onProgress) =>
+      runCancellably((job) => rewriteImageYielding(full, job), overallProgress(onProgress), 'Cancelled; the disk was left as it was'),
+    );
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'HAS_BITMAPS') throw new Qcow2Error('HAS_BITMAPS', `${error.message}; pass --drop-bitmaps to leave them behind, and take a full backup next`);
+    throw error;
+  }
 }
 
 export function reportRewrite(args: ParsedArgs, io: CliIo, result: RewriteResult, { printSummary = true, describe = summary }: RewriteReport = {}): number {

@@ -282,6 +282,21 @@ describe('cowbell compact', { timeout: 60_000 }, () => {
     expect(fs.statSync(image).size).toBeLessThan(before);
     await expectSameDisk(image, states, 'compacted in place');
   });
+
+  it('a disk with persistent dirty bitmaps: refused in one line naming --drop-bitmaps, untouched; with it, compacted without them', async () => {
+    const { dir, image } = await diskWithSnapshots();
+    await qemuImg(['bitmap', '--add', image, 'nightly']);
+    const states = await statesOf(image);
+    const hash = fileHash(image);
+    const refused = await run('compact', image);
+    expectOneLineError(refused, 1, /persistent dirty bitmaps.*nothing was changed; pass --drop-bitmaps to leave them behind/);
+    expect(fileHash(image)).toBe(hash);
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
+    const result = await run('compact', '--drop-bitmaps', image);
+    expect(result.code, result.err).toBe(0);
+    expect(((await qemuInfo(image))['format-specific']?.data as Record<string, unknown>).bitmaps).toBeUndefined();
+    await expectSameDisk(image, states, 'compacted without its bitmap');
+  });
 });
 
 describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {

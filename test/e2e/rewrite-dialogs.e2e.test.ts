@@ -214,6 +214,37 @@ describe('Compact…', () => {
     await eventually(() => page.getByTestId('info-file-size').getAttribute('data-bytes')).toBe(String(qemuImgInfo(path)['actual-size']));
     await showTab(page, 'snapshots');
   });
+
+  it('on a disk with persistent dirty bitmaps, names them and starts only once the user agrees to leave them behind; qemu-img then finds no bitmaps, a clean disk and the same states', async () => {
+    const path = makeGappedDisk('compact-bitmaps.qcow2');
+    qemuImg('bitmap', '--add', path, 'nightly');
+    qemuImg('bitmap', '--add', path, 'weekly');
+    const digests = allStateDigests(path);
+    const hashBefore = fileDigest(path);
+    await openDisk(page, path);
+    // Read-only (a change in place would leave the bitmaps stale), but not a dead end.
+    expect(await page.getByTestId('notice-read-only').textContent()).toMatch(/dirty bitmaps.*can still be compacted/);
+    expect(await page.getByTestId('take-button').isDisabled()).toBe(true);
+
+    await page.getByTestId('compact-button').click();
+    await waitForFigures(page);
+    expect(await page.getByTestId('rewrite-bitmaps').textContent()).toMatch(/2 persistent dirty bitmaps: nightly, weekly/);
+    expect(await page.getByTestId('dialog-problem').textContent()).toMatch(/cannot keep the disk’s dirty bitmaps/);
+    expect(await page.getByTestId('dialog-submit').isDisabled()).toBe(true);
+    await screenshot(page, 'compact-bitmaps-light');
+    expect(fileDigest(path)).toBe(hashBefore);
+
+    await page.getByTestId('rewrite-drop-bitmaps').check();
+    await eventually(() => page.getByTestId('dialog-submit').isDisabled()).toBe(false);
+    expect(await page.getByTestId('dialog-problem').count()).toBe(0);
+    await page.getByTestId('dialog-submit').click();
+    expect(await waitForEnd(page)).toBe('done');
+    const info = JSON.parse(qemuImg('info', '--output=json', path)) as { 'format-specific': { data: Record<string, unknown> } };
+    expect(info['format-specific'].data.bitmaps).toBeUndefined();
+    expect(qemuCheckReport(path)).toMatchObject({ code: 0, corruptions: 0, leaks: 0 });
+    expect(allStateDigests(path)).toEqual(digests);
+    await page.getByTestId('dialog-cancel').click();
+  });
 });
 
 describe('Save as New Disk…', () => {

@@ -79,7 +79,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'image.rewritePreview': (path, args, context) => {
       const encryption = args.output === 'plain' ? { kind: 'none' as const } : args.output === 'luks' ? { kind: 'luks' as const, cipher: args.cipher } : { kind: 'same' as const };
-      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType), encryption }, context);
+      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType), encryption, dropBitmaps: args.dropBitmaps }, context);
       return {
         fileBytes: preview.fileBytes,
         expectedBytes: preview.expectedBytes,
@@ -98,13 +98,14 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
             compressionType: compressionTypeCode(args.compressionType),
             compressionThreads: settings.compressionThreads,
             compressWorker: settings.compressWorker,
+            dropBitmaps: args.dropBitmaps,
           },
           context,
         ),
       ),
     'image.compact': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) =>
-        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase, earlyVerifyWorker: settings.earlyVerifyWorker }, context)),
+        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase, earlyVerifyWorker: settings.earlyVerifyWorker, dropBitmaps: args.dropBitmaps }, context)),
       ),
     // An encrypted disk's data is never stored compressed (QEMU would keep those clusters unencrypted): 'keep' leaves that to the engine.
     'image.encrypt': (path, args, context) =>
@@ -117,13 +118,14 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
               compression: 'keep',
               passphrase,
               encryption: { kind: 'luks', passphrase: newPassphrase, cipher: args.cipher, hash: args.hash, iterTimeMs: args.iterTimeMs },
+              dropBitmaps: args.dropBitmaps,
             },
             context,
           ),
         ),
       ),
     'image.decrypt': (path, args, context) =>
-      withSecretBytes([args.passphrase], ([passphrase]) => rewriteSummary(rewriteImage({ source: path, compression: 'keep', passphrase, encryption: { kind: 'none' } }, context))),
+      withSecretBytes([args.passphrase], ([passphrase]) => rewriteSummary(rewriteImage({ source: path, compression: 'keep', passphrase, encryption: { kind: 'none' }, dropBitmaps: args.dropBitmaps }, context))),
     'image.passphrase': (path, args, context) =>
       withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) =>
         changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),

@@ -114,6 +114,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The disk holds data past the new end, which a shrink would drop.',
     hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
   },
+  HAS_BITMAPS: {
+    short: 'Has dirty bitmaps',
+    title: 'The disk keeps persistent dirty bitmaps, which incremental backups use and a rewritten disk cannot keep.',
+    hint: 'Choose to leave them behind in the dialog; the next backup of this disk will then be a full one.',
+  },
   FILESYSTEM_CORRUPT: {
     short: 'Damaged file system',
     title: 'The file system inside this disk is damaged where Cowbell would read it.',

@@ -86,8 +86,14 @@ export const CompressionTypeName = z.enum(['zlib', 'zstd']);
 
 /** What "Compress…" and "Compact…" would give, asked before they start (reads metadata and a sample). */
 
+/**
+ * Leave the disk's persistent dirty bitmaps behind (the user agreed: the next incremental backup is a
+ * full one). Without it a rewrite of a disk that keeps bitmaps is refused (HAS_BITMAPS), nothing written.
+ */
+export const DropBitmaps = z.boolean();
+
 /** "Compress…": every data cluster of every snapshot compressed, the disk replaced in place. */
-export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional() }).strict();
+export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
 /**
  * A disk's passphrase, as QEMU takes a secret: UTF-8 text, no NUL. It crosses IPC once, in the
  * arguments of the one job that needs it (under the keys secrets.ts's SECRET_ARGUMENTS names), and
@@ -114,14 +120,20 @@ export const LuksCipherArgs = z
  * the default), none ('plain': Decrypt…) or a new LUKS key ('luks': Encrypt…, with `cipher`).
  */
 export const RewritePreviewArgs = z
-  .object({ compression: RewriteCompression, compressionType: CompressionTypeName.optional(), output: z.enum(['same', 'plain', 'luks']).optional(), cipher: LuksCipherArgs.optional() })
+  .object({
+    compression: RewriteCompression,
+    compressionType: CompressionTypeName.optional(),
+    output: z.enum(['same', 'plain', 'luks']).optional(),
+    cipher: LuksCipherArgs.optional(),
+    dropBitmaps: DropBitmaps.optional(),
+  })
   .strict();
 export const LuksHashName = z.enum(['sha1', 'sha256', 'sha512']);
 /** How long unlocking a new key slot takes on this machine (QEMU's encrypt.iter-time): 2 s by default. */
 export const IterTimeMs = z.number().int().min(100).max(60_000);
 
 /** "Compact…": copied without the gaps, compressed clusters kept as they are unless `uncompress`; an encrypted disk's passphrase. */
-export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), passphrase: Passphrase.optional() }).strict();
+export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), passphrase: Passphrase.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
 /**
  * "Encrypt…": the disk rewritten with every snapshot under a new LUKS key for `newPassphrase`
  * (QEMU's aes-256-xts-plain64, sha256 by default). `passphrase` unlocks a disk in the old AES
@@ -136,10 +148,11 @@ export const EncryptImageArgs = z
     iterTimeMs: IterTimeMs.optional(),
     passphrase: Passphrase.optional(),
     from: z.enum(['plain', 'aes']).optional(),
+    dropBitmaps: DropBitmaps.optional(),
   })
   .strict();
 /** "Decrypt…": the disk rewritten with every snapshot, its data stored plain. */
-export const DecryptImageArgs = z.object({ passphrase: Passphrase }).strict();
+export const DecryptImageArgs = z.object({ passphrase: Passphrase, dropBitmaps: DropBitmaps.optional() }).strict();
 /**
  * "Change passphrase…" on a LUKS disk, in place (only key slots change): 'change' replaces every
  * slot `passphrase` opens with one for `newPassphrase`; 'add' adds `newPassphrase` beside the

@@ -146,6 +146,12 @@ export interface RepairLoss {
  */
 export const MAX_SNAPSHOT_NOTE_BYTES = 512;
 
+/**
+ * The 'read-only-reason' of a disk that keeps persistent dirty bitmaps: no change in place (it would
+ * leave them stale), but a rewrite into a new file may leave them behind when the user agrees.
+ */
+export const BITMAPS_READ_ONLY_REASON = 'it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date';
+
 /** A snapshot in Cowbell's tree view (issue: snapshots as a tree). */
 export interface SnapshotNode {
   id: string;

@@ -50,7 +50,7 @@ export function useDiskActions() {
 
   /** Why this rewrite cannot run on this disk, in words; null when it can. */
   function rewriteBlockedReason(path: string, mode: RewriteMode = 'compact'): string | null {
-    const blocked = snapshotActions.writeBlockedReason(path);
+    const blocked = snapshotActions.writeBlockedReason(path, { rewrite: true });
     if (blocked) return blocked;
     const encryption = encryptionOf(infoOf(path));
     if (mode === 'compress' && encryption !== null) return ENCRYPTED_COMPRESS;

@@ -4,7 +4,7 @@
  * disk's info are read again; a refusal because another program holds the disk marks it in use.
  */
 import type { JobArgs, JobKind, JobResult } from '../../../shared/ipc/contract.ts';
-import type { SnapshotNode } from '../../../shared/qcow2/model.ts';
+import { BITMAPS_READ_ONLY_REASON, type SnapshotNode } from '../../../shared/qcow2/model.ts';
 import { formatBytes } from '../../../shared/format-units.ts';
 import { errorMessage } from '../error-messages.ts';
 import { toApiError } from '../lib/api-error.ts';
@@ -18,11 +18,14 @@ export function useSnapshotActions() {
   const diskData = useDiskDataStore();
   const library = useLibraryStore();
 
-  /** Why writes to this disk are refused right now, in words; null when they are allowed. */
-  function writeBlockedReason(path: string): string | null {
+  /**
+   * Why writes to this disk are refused right now, in words; null when they are allowed.
+   * `rewrite`: a new file replaces the disk (compact and the like), which may leave dirty bitmaps behind — the only thing that makes such a disk read-only.
+   */
+  function writeBlockedReason(path: string, { rewrite = false } = {}): string | null {
     const info = library.disks.find((disk) => disk.path === path)?.info;
     const readOnly = info?.['read-only-reason'];
-    if (readOnly) return `Read-only: ${readOnly}`;
+    if (readOnly && !(rewrite && readOnly === BITMAPS_READ_ONLY_REASON)) return `Read-only: ${readOnly}`;
     const inUse = diskData.disks.get(path)?.inUseReason;
     if (inUse) return inUse;
     return null;

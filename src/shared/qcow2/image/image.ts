@@ -10,6 +10,7 @@ import type { BlockFile } from '../io/block-file.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
 import { decompressCluster } from '../codec/compression.ts';
 import { namingFile, Qcow2Error } from '../errors.ts';
+import { BITMAPS_READ_ONLY_REASON } from '../model.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { FailStopFile } from '../io/fail-stop-file.ts';
 import { IN_USE_REASON, inUseError, refuseIfWrittenElsewhere, type RefuseInUse } from '../io/image-lock.ts';
@@ -239,7 +240,7 @@ export class Qcow2Image implements GuestReader {
     // Writing would have to clear the bitmaps bit (the spec's rule for autoclear features), which
     // silently invalidates the dirty bitmaps incremental backups rely on: refuse instead.
     else if ((header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && findExtension(header, EXT_BITMAPS) !== undefined) {
-      image.setReadOnly('it has persistent dirty bitmaps (used by incremental backups) that Cowbell cannot keep up to date');
+      image.setReadOnly(BITMAPS_READ_ONLY_REASON);
     }
     // Without its data file guest writes would land in the qcow2 file: metadata only (check's repairs).
     else if (image.externalData && image.dataFile === null) image.setReadOnly(WITHOUT_DATA_FILE_REASON);

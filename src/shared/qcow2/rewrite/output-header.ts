@@ -41,10 +41,7 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
   // the disk): QEMU ignores them, and the copy has nothing left to lose by leaving them out.
   const liveBitmaps = (header.autoclearFeatures & AUTOCLEAR_BITMAPS) !== 0n && header.extensions.some((extension) => extension.type === EXT_BITMAPS);
   if (!options.dropBitmaps && liveBitmaps) {
-    throw new Qcow2Error(
-      'UNSUPPORTED_FEATURE',
-      'The disk has persistent dirty bitmaps (incremental backups), which a rewritten disk cannot keep; drop them explicitly (--drop-bitmaps) to go on, and take a full backup next',
-    );
+    throw new Qcow2Error('HAS_BITMAPS', 'The disk has persistent dirty bitmaps (incremental backups), which a rewritten disk cannot keep; nothing was changed');
   }
   if (options.compressionType === 1 && header.version !== 3) {
     throw new Qcow2Error('INVALID_ARGUMENT', 'zstd compression needs a compat 1.1 (version 3) image');
