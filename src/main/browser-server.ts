@@ -1,7 +1,11 @@
 /**
  * Browser mode: the built renderer over HTTP and the request handlers over a WebSocket, on
- * 127.0.0.1 only. The page and the socket both need the random token; the socket also needs our
- * own Origin, so no other site the browser has open can drive Cowbell.
+ * 127.0.0.1 only. The address printed carries a random token that works once: opening it trades it
+ * for a session key the page keeps in its address's fragment (`/#session=…`, never sent in a
+ * request line, never on a command line), and the socket needs that key and our own Origin, so no
+ * other site the browser has open can drive Cowbell. The printed token may end up on a command line
+ * (a terminal opening the link runs `browser URL`, which other users can read in /proc): used once,
+ * it is worth nothing there.
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -62,8 +66,24 @@ export async function startBrowserServer(options: BrowserServerOptions): Promise
   const origin = `http://${HOST}:${port}`;
   const csp = contentSecurityPolicy([`ws://${HOST}:${port}`]);
 
-  const hasToken = (request: IncomingMessage): boolean =>
-    sameSecret(requestUrl(request)?.searchParams.get('token') ?? '', token);
+  let tokenUsed = false;
+  const sessions: string[] = [];
+  /** The page's first load: the printed token, once, for a session key. */
+  const exchangeToken = (request: IncomingMessage): TokenExchange => {
+    const given = requestUrl(request)?.searchParams.get('token');
+    if (given === null || given === undefined) return { kind: 'none' };
+    if (!sameSecret(given, token)) return { kind: 'wrong' };
+    if (tokenUsed) return { kind: 'used' };
+    tokenUsed = true;
+    const session = newToken();
+    sessions.push(session);
+    return { kind: 'session', session };
+  };
+  const hasSession = (request: IncomingMessage): boolean => {
+    const given = requestUrl(request)?.searchParams.get('session') ?? '';
+    // Every key compared, whichever matches: the time taken says nothing about which.
+    return sessions.reduce((found, session) => sameSecret(given, session) || found, false);
+  };
   // A page on another host name that resolves to 127.0.0.1 (DNS rebinding) carries its own Host.
   const hasOurHost = (request: IncomingMessage): boolean => request.headers.host === `${HOST}:${port}`;
 
@@ -72,14 +92,14 @@ export async function startBrowserServer(options: BrowserServerOptions): Promise
       rendererDir: options.rendererDir,
       csp,
       hasOurHost,
-      hasToken,
+      exchangeToken,
     });
   });
 
   server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
     const url = requestUrl(request);
     if (url?.pathname !== '/ws') return refuseUpgrade(socket, 404, 'Not Found');
-    if (!hasOurHost(request) || !hasToken(request) || request.headers.origin !== origin) {
+    if (!hasOurHost(request) || !hasSession(request) || request.headers.origin !== origin) {
       return refuseUpgrade(socket, 403, 'Forbidden');
     }
     sockets.handleUpgrade(request, socket, head, (connection) => serveSocket(connection, options));
@@ -98,20 +118,35 @@ export async function startBrowserServer(options: BrowserServerOptions): Promise
   };
 }
 
+type TokenExchange = { kind: 'none' | 'wrong' | 'used' } | { kind: 'session'; session: string };
+
 interface HttpContext {
   rendererDir: string;
   csp: string;
   hasOurHost(request: IncomingMessage): boolean;
-  hasToken(request: IncomingMessage): boolean;
+  exchangeToken(request: IncomingMessage): TokenExchange;
 }
+
+const TOKEN_USED =
+  'Forbidden: this address has been opened already, and works once. Reload the page it opened (or duplicate its tab) for another window; ' +
+  'to start afresh, stop browser mode and start it again. If you did not open it yourself, another program did: stop browser mode now.';
 
 async function serveHttp(request: IncomingMessage, response: ServerResponse, context: HttpContext): Promise<void> {
   const url = requestUrl(request);
   if (url === null || !context.hasOurHost(request)) return plain(response, 403, 'Forbidden');
   if (request.method !== 'GET' && request.method !== 'HEAD') return plain(response, 405, 'Method Not Allowed');
   const isPage = url.pathname === '/' || url.pathname === '/index.html';
-  // The scripts and styles are the same for everyone; the page that loads them is not.
-  if (isPage && !context.hasToken(request)) return plain(response, 403, 'Forbidden: open the address Cowbell printed');
+  // The page, scripts and styles are the same for everyone (the socket is what needs the session key).
+  if (isPage) {
+    const exchange = context.exchangeToken(request);
+    if (exchange.kind === 'wrong') return plain(response, 403, 'Forbidden: open the address Cowbell printed');
+    if (exchange.kind === 'used') return plain(response, 403, TOKEN_USED);
+    if (exchange.kind === 'session') {
+      response.writeHead(303, { location: `/#session=${exchange.session}`, 'cache-control': 'no-store', 'referrer-policy': 'no-referrer', 'content-length': 0 });
+      response.end();
+      return;
+    }
+  }
   const file = resolveStaticFile(context.rendererDir, url.pathname);
   if (file === null) return plain(response, 404, 'Not Found');
   let body: Buffer;

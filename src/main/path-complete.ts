@@ -52,7 +52,8 @@ export async function completePath(prefix: string, home: string = homedir()): Pr
 
 function expandHome(prefix: string, home: string): string {
   if (prefix === '~') return home + sep;
-  if (prefix.startsWith('~/') || prefix.startsWith(`~${sep}`)) return join(home, prefix.slice(2)) + (prefix.endsWith('/') ? sep : '');
+  // The rest as typed: join() would normalise '~/.' (the start of a hidden name) to the home folder itself.
+  if (prefix.startsWith('~/') || prefix.startsWith(`~${sep}`)) return `${home.endsWith(sep) ? home : home + sep}${prefix.slice(2)}`;
   return prefix;
 }
 

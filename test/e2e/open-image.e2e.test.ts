@@ -149,6 +149,29 @@ describe('browser mode: files that are not a usable image', () => {
 });
 
 describe('browser mode: the link to the server', () => {
+  it('the printed address works once: the page it opened keeps working after a reload, a second opening is refused saying why, and a page without its key says how to get one', async () => {
+    session = await openApp();
+    const { page, context } = session;
+    expect(page.url()).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/#session=[A-Za-z0-9_-]{32}$/);
+    await page.reload();
+    await page.getByTestId('connection-state').and(page.locator('[data-state="open"]')).waitFor();
+    expect(await page.getByTestId('connection-lost').count()).toBe(0);
+
+    // Another program that read the address off the browser's command line after it was opened.
+    const second = await context.newPage();
+    const refused = await second.goto(session.server.url);
+    expect(refused?.status()).toBe(403);
+    expect(await second.locator('body').textContent()).toMatch(/opened already/);
+    // The page itself, without a key: it cannot connect, and says what to do.
+    await second.goto(session.server.url.replace(/\?token=.*$/, ''));
+    await second.getByTestId('connection-lost').waitFor();
+    expect(await second.getByTestId('connection-lost').getAttribute('data-reason')).toBe('no-key');
+    expect(await second.getByTestId('connection-lost').textContent()).toMatch(/opened without its key/);
+    await second.close();
+    // The first page is still connected, and works.
+    expect(await page.getByTestId('connection-state').getAttribute('data-state')).toBe('open');
+  });
+
   it('says the connection is lost when the server stops', async () => {
     session = await openApp();
     const { page } = session;

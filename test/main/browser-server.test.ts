@@ -17,6 +17,9 @@ let image = '';
 let backend: Backend;
 let server: BrowserServer;
 let origin = '';
+/** The session key the printed address's token was traded for (beforeAll: the token works once). */
+let session = '';
+let firstLoad: { status: number; headers: Record<string, unknown>; body: string };
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'cowbell-server-'));
@@ -39,6 +42,8 @@ beforeAll(async () => {
   });
   server = await startBrowserServer({ rendererDir, handle: backend.handle, events: backend.events });
   origin = `http://127.0.0.1:${server.port}`;
+  firstLoad = await get(`/?token=${server.token}`);
+  session = /^\/#session=([A-Za-z0-9_-]+)$/.exec(String(firstLoad.headers.location))?.[1] ?? '';
 });
 
 afterAll(async () => {
@@ -71,7 +76,7 @@ function connect(query: string, socketOrigin: string | undefined): Promise<WebSo
 }
 
 async function openSocket(): Promise<{ socket: WebSocket; frames: BridgeServerMessage[]; next: (match: (frame: BridgeServerMessage) => boolean) => Promise<BridgeServerMessage> }> {
-  const socket = await connect(`?token=${server.token}`, origin);
+  const socket = await connect(`?session=${session}`, origin);
   if (typeof socket === 'number') throw new Error(`refused with ${socket}`);
   const frames: BridgeServerMessage[] = [];
   const waiters: { match: (frame: BridgeServerMessage) => boolean; resolve: (frame: BridgeServerMessage) => void }[] = [];
@@ -102,16 +107,28 @@ describe('browser mode server', () => {
     expect(server.token).toMatch(/^[A-Za-z0-9_-]{32}$/);
   });
 
-  it('serves the page only with the token, with the CSP as a header', async () => {
-    const page = await get(`/?token=${server.token}`);
+  it('trades the printed token, once, for a session key in the fragment of the page it sends the browser to; a second use of the token is refused, saying why', async () => {
+    expect(firstLoad.status).toBe(303);
+    expect(firstLoad.headers['cache-control']).toBe('no-store');
+    expect(session).toMatch(/^[A-Za-z0-9_-]{32}$/);
+    expect(session).not.toBe(server.token);
+    // Whoever read the address off a command line (/proc/PID/cmdline) after the browser opened it gets nothing.
+    const again = await get(`/?token=${server.token}`);
+    expect(again.status).toBe(403);
+    expect(again.body).toMatch(/opened already.*If you did not open it yourself, another program did/);
+    expect(again.headers.location).toBeUndefined();
+    expect(await connect(`?token=${server.token}`, origin)).toBe(403);
+    expect((await get('/index.html?token=wrong')).status).toBe(403);
+    expect((await get(`/?token=${server.token}x`)).status).toBe(403);
+  });
+
+  it('serves the page (the same for everyone: the socket is what needs the key), with the CSP as a header', async () => {
+    const page = await get('/');
     expect(page.status).toBe(200);
     expect(page.body).toContain('<title>Cowbell</title>');
     expect(page.headers['content-security-policy']).toContain("script-src 'self'");
     expect(page.headers['content-security-policy']).not.toMatch(/unsafe-(eval|inline)/);
     expect(page.headers['referrer-policy']).toBe('no-referrer');
-    expect((await get('/')).status).toBe(403);
-    expect((await get('/index.html?token=wrong')).status).toBe(403);
-    expect((await get(`/?token=${server.token}x`)).status).toBe(403);
   });
 
   it('serves the built assets, and nothing outside the renderer folder', async () => {
@@ -122,17 +139,19 @@ describe('browser mode server', () => {
   });
 
   it('refuses a request whose Host is not 127.0.0.1:PORT (DNS rebinding)', async () => {
+    expect((await get('/', { host: `evil.example:${server.port}` })).status).toBe(403);
     expect((await get(`/?token=${server.token}`, { host: `evil.example:${server.port}` })).status).toBe(403);
   });
 
   it.each([
-    ['no token', '', 'own'],
-    ['a wrong token', '?token=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'own'],
-    ['a foreign Origin', 'token', 'http://evil.example'],
-    ['localhost instead of 127.0.0.1', 'token', 'http://localhost:PORT'],
-    ['no Origin', 'token', undefined],
+    ['no session key', '', 'own'],
+    ['a wrong session key', '?session=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA', 'own'],
+    ['the printed token instead of a session key', 'token', 'own'],
+    ['a foreign Origin', 'session', 'http://evil.example'],
+    ['localhost instead of 127.0.0.1', 'session', 'http://localhost:PORT'],
+    ['no Origin', 'session', undefined],
   ])('refuses a WebSocket with %s (403)', async (_what, query, socketOrigin) => {
-    const resolvedQuery = query === 'token' ? `?token=${server.token}` : query;
+    const resolvedQuery = query === 'token' ? `?token=${server.token}` : query === 'session' ? `?session=${session}` : query;
     const resolvedOrigin = socketOrigin === 'own' ? origin : socketOrigin?.replace('PORT', String(server.port));
     expect(await connect(resolvedQuery, resolvedOrigin)).toBe(403);
   });

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRequestHandle, type HandlerSeam } from '../../src/main/handlers.ts';
 import type { JobManager } from '../../src/main/jobs.ts';
+import { completePath } from '../../src/main/path-complete.ts';
 import { Qcow2Error } from '../../src/shared/qcow2/errors.ts';
 
 interface Call {
@@ -152,6 +153,17 @@ describe('request handlers', () => {
       ok: true,
       value: [{ path: join(folder, '.hidden'), kind: 'folder' }],
     });
+  });
+
+  it('completes ~ as the home folder, keeping what follows as typed (~/. lists hidden entries, not the home folder)', async () => {
+    expect(await completePath('~/.', folder)).toEqual([{ path: join(folder, '.hidden'), kind: 'folder' }]);
+    expect(await completePath('~/.h', folder)).toEqual([{ path: join(folder, '.hidden'), kind: 'folder' }]);
+    expect(await completePath('~/di', `${folder}/`)).toEqual([
+      { path: join(folder, 'disguised.bin'), kind: 'image' },
+      { path: join(folder, 'disk.img'), kind: 'image' },
+      { path: join(folder, 'disk.qcow2'), kind: 'image' },
+    ]);
+    expect((await completePath('~', folder)).map((entry) => entry.path)).toContain(join(folder, 'vms'));
   });
 
   it('completes nothing for a relative or unreadable prefix', async () => {

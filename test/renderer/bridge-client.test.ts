@@ -38,7 +38,7 @@ class FakeSocket implements WebSocketLike {
 function connect(): { socket: FakeSocket; client: ReturnType<typeof createBridgeClient>; url: string[] } {
   const socket = new FakeSocket();
   const url: string[] = [];
-  const client = createBridgeClient('ws://127.0.0.1:1234/ws?token=abc', (address) => {
+  const client = createBridgeClient('ws://127.0.0.1:1234/ws?session=abc', (address) => {
     url.push(address);
     return socket;
   });
@@ -46,16 +46,14 @@ function connect(): { socket: FakeSocket; client: ReturnType<typeof createBridge
 }
 
 describe('bridge client', () => {
-  it('builds the socket address from the page host and its token', () => {
-    expect(bridgeUrl({ protocol: 'http:', host: '127.0.0.1:5123', search: '?token=s3cr%2Bt' })).toBe(
-      'ws://127.0.0.1:5123/ws?token=s3cr%2Bt',
-    );
-    expect(bridgeUrl({ protocol: 'https:', host: 'localhost', search: '' })).toBe('wss://localhost/ws?token=');
+  it('builds the socket address from the page host and the session key in its fragment', () => {
+    expect(bridgeUrl({ protocol: 'http:', host: '127.0.0.1:5123', hash: '#session=s3cr%2Bt' })).toBe('ws://127.0.0.1:5123/ws?session=s3cr%2Bt');
+    expect(bridgeUrl({ protocol: 'https:', host: 'localhost', hash: '' })).toBe('wss://localhost/ws?session=');
   });
 
   it('queues requests until the socket opens, then sends them with increasing ids', () => {
     const { socket, client, url } = connect();
-    expect(url).toEqual(['ws://127.0.0.1:1234/ws?token=abc']);
+    expect(url).toEqual(['ws://127.0.0.1:1234/ws?session=abc']);
     void client.request('app.about', {});
     void client.request('image.open', { path: '/a.qcow2' });
     expect(socket.sent).toEqual([]);

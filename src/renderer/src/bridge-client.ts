@@ -53,11 +53,15 @@ function isEventName(value: unknown): value is EventName {
   return typeof value === 'string' && Object.hasOwn(KNOWN_EVENTS, value);
 }
 
-/** `ws(s)://HOST/ws?token=TOKEN` for the page's own host and the token in its query string. */
-export function bridgeUrl(location: Pick<Location, 'protocol' | 'host' | 'search'>): string {
-  const token = new URLSearchParams(location.search).get('token') ?? '';
+/**
+ * `ws(s)://HOST/ws?session=KEY` for the page's own host and the session key in its fragment (the
+ * server traded the printed address's one-time token for it: browser-server.ts). A page opened
+ * without one cannot connect, and says so.
+ */
+export function bridgeUrl(location: Pick<Location, 'protocol' | 'host' | 'hash'>): string {
+  const session = new URLSearchParams(location.hash.replace(/^#/, '')).get('session') ?? '';
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${scheme}//${location.host}/ws?token=${encodeURIComponent(token)}`;
+  return `${scheme}//${location.host}/ws?session=${encodeURIComponent(session)}`;
 }
 
 export function createBridgeClient(

@@ -536,7 +536,7 @@ export interface CowbellApi {
 export type { AllocationMap, BackingChain, CheckResult, DiffResult, GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeInfo, ImageInfo, MapEntry, RepairLoss, ResizePreview, ResizeResult, RewriteSummary, SnapshotTree, UnreadableRange, UsageReport };
 
 /**
- * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?token=TOKEN), JSON text frames.
+ * Browser mode's WebSocket protocol (ws://127.0.0.1:PORT/ws?session=KEY, the key the printed address's one-time token was traded for), JSON text frames.
  * The renderer's bridge sends `request`; the server answers each with `reply` (same id) and
  * pushes `event` frames for every EventName.
  */
