@@ -48,6 +48,19 @@ describe.skipIf(!straceWorks)('I/O faults', { timeout: 60_000 }, () => {
     expect(result.code).toBe(1);
   });
 
+  it('a failure writing a new file names the file asked for (not its hidden temporary name), and offers no rescue of the source', async () => {
+    const image = await withSnapshots('fine.qcow2');
+    for (const [command, extra] of [['convert', ['-O', 'qcow2']], ['compact', []], ['convert', ['-O', 'raw']]] as const) {
+      const output = folder.file(`out-${command}-${extra.join('')}.img`);
+      const result = spawnSync('strace', ['-f', '-qq', '-o', '/dev/null', '-e', 'trace=fdatasync', '-e', 'inject=fdatasync:error=EIO:when=1', process.execPath, launcher, command, ...extra, image, output], { encoding: 'utf8' });
+      expect(result.status, result.stderr).toBe(1);
+      expect(result.stderr).toMatch(new RegExp(`^cowbell: ${output.replaceAll('.', '\\.')}: input/output error`));
+      expect(result.stderr).not.toMatch(/\.tmp|cowbell-[0-9a-f]{12}|--rescue/);
+      expect(fs.existsSync(output)).toBe(false);
+      expect(fs.readdirSync(folder.path).filter((name) => name.endsWith('.tmp'))).toEqual([]);
+    }
+  });
+
   it('a disk quota exceeded (EDQUOT) is a full disk, not an unknown error', async () => {
     const image = await withSnapshots('quota.qcow2');
     for (const syscall of ['pwrite64', 'fdatasync']) {

@@ -132,8 +132,9 @@ async function convertCancellably(request: ConvertRequest, onProgress: (stage: s
   try {
     return await runCancellably((job) => convertImageYielding(request, job), onProgress, 'Cancelled; no output was written');
   } catch (error) {
-    // A damaged source: say what can still be done about it.
-    if (request.rescue !== true && error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'IO_ERROR')) {
+    // A damaged source: say what can still be done about it (not for the output's own failure, which names it).
+    const outputFault = error instanceof Error && error.message.startsWith(`${request.target}: `);
+    if (request.rescue !== true && !outputFault && error instanceof Qcow2Error && (error.code === 'CORRUPT' || error.code === 'IO_ERROR')) {
       throw new Qcow2Error(error.code, `${error.message} (convert --rescue copies what can be read)`, { cause: error });
     }
     throw error;

@@ -266,7 +266,10 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
       // The original error is the one worth reporting.
     }
     fileSystem.remove(temporaryPath);
-    // A file system's own errors (ENOSPC, EIO from a flush or the folder sync) reach callers typed.
-    throw toQcow2Error(error, targetPath);
+    // A file system's own errors (ENOSPC, EIO from a flush or the folder sync) reach callers typed,
+    // naming the file the user asked for: the hidden temporary one is gone, and was never theirs.
+    const typed = toQcow2Error(error, targetPath);
+    if (!typed.message.includes(temporaryPath)) throw typed;
+    throw new Qcow2Error(typed.code, typed.message.replaceAll(temporaryPath, targetPath), { cause: error });
   }
 }
