@@ -18,7 +18,7 @@ beforeEach(() => {
 });
 afterEach(() => folder.cleanup());
 
-describe('commit whose final cut of the overlay fails', () => {
+describe('commit whose final cut of the overlay fails', { timeout: 30_000 }, () => {
   it('still succeeds: the data in the backing file, the overlay emptied and clean, only longer', async () => {
     const base = folder.file('base.qcow2');
     const top = folder.file('top.qcow2');

@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error, type ErrorCode } from '../../../src/shared/qcow2/errors.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
+import { lockForGuarding, lockForWriting } from '../../../src/shared/qcow2/io/image-lock.ts';
 import { previewRewrite, rewriteImage, type RewriteRequest } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { readSnapshotTree } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { FaultFileSystem } from '../../helpers/fault-file.ts';
@@ -259,6 +260,79 @@ describe('never under a running VM', { timeout: 30_000 }, () => {
     expect(fileHash(image)).not.toBe(hash);
     await qemuIo(image, ['write -P 0x78 0 4k']);
     await expectCheckClean(expect, image, 'written by qemu-io after the rewrite');
+  });
+});
+
+describe('the name still leads to the disk when the new file takes it', { timeout: 30_000 }, () => {
+  /** A job that does `act` once, mid-copy (some clusters written, more to come). */
+  function midCopy(act: () => void): JobContext {
+    let done = false;
+    return {
+      progress(stage, written, total) {
+        if (stage !== 'copying' || done || written === 0 || written >= total) return;
+        done = true;
+        act();
+      },
+      throwIfCancelled() {},
+    };
+  }
+
+  it('in place: another disk moved into the name meanwhile (a VM may be started on it) is not replaced; IN_USE, and it stays as it is', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const newer = path.join(dir, 'newer.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', newer, '2M']);
+    await qemuIo(newer, ['write -P 0x5a 0 64k']);
+    const newerHash = fileHash(newer);
+    expectRefused(() => rewriteImage({ source: image, compression: 'compress', batchClusters: 8 }, midCopy(() => fs.renameSync(newer, image))), 'IN_USE', /was replaced by another file while Cowbell was writing its new version; nothing was replaced/);
+    expect(fileHash(image)).toBe(newerHash);
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
+  });
+
+  it('in place: the disk moved away meanwhile is not brought back under its old name', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const hash = fileHash(image);
+    const moved = path.join(dir, 'moved.qcow2');
+    expectRefused(() => rewriteImage({ source: image, compression: 'keep', batchClusters: 8 }, midCopy(() => fs.renameSync(image, moved))), 'IN_USE', /was moved or removed/);
+    expect(fileHash(moved)).toBe(hash);
+    expect(fs.readdirSync(dir)).toEqual(['moved.qcow2']);
+  });
+
+  it('in place: a program that began meanwhile to read it and keep writers off (a VM on an overlay of it) is not pulled from under: IN_USE, the disk as it was', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const hash = fileHash(image);
+    let reader: number | null = null;
+    try {
+      // QEMU's backing-file reader's locks (GUARD_LOCKS: read, and write and resize unshared), from another open file description.
+      const job = midCopy(() => {
+        reader = fs.openSync(image, 'r');
+        lockForGuarding(reader);
+      });
+      expectRefused(() => rewriteImage({ source: image, compression: 'keep', batchClusters: 8 }, job), 'IN_USE', /lets nobody write it/);
+    } finally {
+      if (reader !== null) fs.closeSync(reader);
+    }
+    expect(reader).not.toBeNull();
+    expect(fileHash(image)).toBe(hash);
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
+  });
+
+  it('to an existing OUTPUT (overwrite): a program that began meanwhile to write it keeps it; IN_USE', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const output = path.join(dir, 'output.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', output, '1M']);
+    const outputHash = fileHash(output);
+    let writer: number | null = null;
+    try {
+      const job = midCopy(() => {
+        writer = fs.openSync(output, 'r+');
+        lockForWriting(writer);
+      });
+      expectRefused(() => rewriteImage({ source: image, target: output, overwrite: true, compression: 'keep', batchClusters: 8 }, job), 'IN_USE', /another program/);
+    } finally {
+      if (writer !== null) fs.closeSync(writer);
+    }
+    expect(fileHash(output)).toBe(outputHash);
+    expect(fs.readdirSync(dir).sort()).toEqual(['disk.qcow2', 'output.qcow2']);
   });
 });
 

@@ -16,9 +16,10 @@
  * emptied tables and the refcount drops are durable, and only where refcounts are 0. Each file
  * keeps the engine's own write order (image.ts flush) for its metadata.
  */
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
-import type { BlockFile } from '../io/block-file.ts';
+import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
 import { sameFile } from '../io/file-identity.ts';
@@ -61,6 +62,8 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Where commit writes: a qcow2 image (guest writes) or a raw file. */
 interface BaseWriter extends GuestReader {
+  /** The file written (a qcow2 base's own file, or the raw file). */
+  readonly file: BlockFile;
   readonly virtualSize: number;
   /** Grows the guest disk to `size` bytes, reading zeros past its old end, durably. */
   grow(size: number): void;
@@ -114,6 +117,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     if (grownFrom !== null) base.grow(top.virtualSize);
     const committedBytes = yield* copyDown(layers, base, job);
     base.flush();
+    refuseReplacedBase(link.path, base.file);
     if (emptying) {
       yield* emptyOverlay(top, job);
       truncateFreeEnd(top);
@@ -151,6 +155,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
     let virtualSize = file.size();
     return {
+      file,
       get virtualSize() {
         return virtualSize;
       },
@@ -192,6 +197,7 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
   }
   const opened = image;
   return {
+    file,
     get virtualSize() {
       return opened.virtualSize;
     },
@@ -225,6 +231,24 @@ function committedRanges(layers: readonly Qcow2Image[], hole: GuestRange): Guest
     });
   });
   return ranges;
+}
+
+/**
+ * The base's name must still lead to the file the commit wrote into: moved or replaced meanwhile
+ * (another copy put in its place), the data went into a file the chain no longer reads, and emptying
+ * the overlay then would lose it. Refused before the overlay changes, so its data stays where it was.
+ */
+function refuseReplacedBase(basePath: string, file: BlockFile): void {
+  if (!hasDescriptor(file)) return;
+  const written = fs.fstatSync(file.descriptor, { bigint: true });
+  let named: fs.BigIntStats | null = null;
+  try {
+    named = fs.statSync(basePath, { bigint: true });
+  } catch {
+    // Moved or removed: named stays null.
+  }
+  if (named !== null && named.dev === written.dev && named.ino === written.ino) return;
+  throw new Qcow2Error('IN_USE', `${basePath} was moved or replaced while the commit wrote into it; the overlay was left as it was (its data is still there): commit again`);
 }
 
 /** Phase 1: everything the layers allocate, written into the base, chunk by chunk. */

@@ -51,6 +51,8 @@ export interface AtomicFileSystem {
   assertReplaceable?(filePath: string, ownSource: boolean): void;
   /** Removes temporary files an interrupted earlier write of `targetPath` left behind (best effort). */
   removeAbandonedTemporaries?(targetPath: string): void;
+  /** Which file `filePath` names now (device and inode), or null where nothing does. */
+  identity?(filePath: string): string | null;
   /**
    * The file a write to `targetPath` replaces: the file a symbolic link leads to (QEMU writes
    * through links too), or `targetPath` itself; NOT_A_FILE for a device, FIFO, socket or folder,
@@ -118,6 +120,14 @@ export const nodeFileSystem: AtomicFileSystem = {
       removeIfAbandoned(path.join(folder, name));
     }
   },
+  identity: (filePath) => {
+    try {
+      const stats = fs.statSync(filePath, { bigint: true });
+      return `${stats.dev}:${stats.ino}`;
+    } catch {
+      return null;
+    }
+  },
   assertReplaceable: (filePath, ownSource) => {
     let fd: number;
     try {
@@ -136,6 +146,23 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
 };
+
+/**
+ * Just before the rename: the name must still lead to the file it led to when the write began (or
+ * still to none), and that file must still be replaceable. A job takes minutes; meanwhile the user
+ * may move another disk into place and start a VM on it, or another command may replace the file
+ * or start using it — the rename would silently drop that disk, or leave its VM writing a deleted
+ * file. Refused instead, nothing replaced (the temporary file is removed).
+ */
+function refuseChangedTarget(fileSystem: AtomicFileSystem, targetPath: string, identityAtStart: string | null, options: AtomicWriteOptions): void {
+  if (fileSystem.identity === undefined) return;
+  const identityNow = fileSystem.identity(targetPath);
+  if (identityNow !== identityAtStart) {
+    const what = identityAtStart === null ? 'was created by another program' : identityNow === null ? 'was moved or removed' : 'was replaced by another file';
+    throw new Qcow2Error('IN_USE', `${targetPath} ${what} while Cowbell was writing its new version; nothing was replaced (run it again if that was meant)`);
+  }
+  if (options.overwrite && identityNow !== null) fileSystem.assertReplaceable?.(targetPath, options.replacingOwnSource === true);
+}
 
 export function temporaryPathFor(targetPath: string): string {
   return path.join(path.dirname(targetPath), `${temporaryPrefix(targetPath)}${randomHex(12)}.tmp`);
@@ -236,6 +263,8 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
   }
   // Replacing a disk a VM runs would leave the VM writing to a file nobody sees any more; QEMU's create refuses too.
   if (options.overwrite && fileSystem.exists(targetPath)) fileSystem.assertReplaceable?.(targetPath, options.replacingOwnSource === true);
+  // What the name leads to now: at the rename it must still lead there (see refuseChangedTarget).
+  const identityAtStart = fileSystem.identity?.(targetPath) ?? null;
   // A file that replaces another is always made durable first: the old one must not go before it is.
   const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
   fileSystem.removeAbandonedTemporaries?.(targetPath);
@@ -250,6 +279,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
     file = null;
     yield;
     options.beforeCommit?.();
+    refuseChangedTarget(fileSystem, targetPath, identityAtStart, options);
     try {
       if (options.overwrite) fileSystem.rename(temporaryPath, targetPath);
       else fileSystem.renameNoReplace(temporaryPath, targetPath);

@@ -157,6 +157,19 @@ function keptFromWritersError(): Qcow2Error {
 }
 
 /**
+ * For a guarded source about to be replaced by its rewrite, through the guard's own descriptor (a
+ * fresh one would see the guard's locks as another program's): IN_USE if another program now
+ * writes it, or has begun to hold it against writers since the guard was taken — the guard keeps
+ * writers out, not readers, so a VM can start on an overlay of it meanwhile.
+ */
+export function refuseReplacingGuarded(guardFd: number): void {
+  const locks = byteLocks();
+  if (locks === null) return;
+  if (locks.heldElsewhere(guardFd, USES_BASE + write) || locks.heldElsewhere(guardFd, USES_BASE + resize)) throw inUseError();
+  if (keptFromWriters(locks, guardFd)) throw keptFromWritersError();
+}
+
+/**
  * Whether a file about to be replaced by a new one (not the caller's own source) is written,
  * resized, or held against writers by another program: IN_USE if so.
  */

@@ -15,6 +15,8 @@ import { checkImage } from '../check/check.ts';
 import { Qcow2Error } from '../errors.ts';
 import { writeFileAtomicallySteps, type AtomicFileSystem } from '../io/atomic-file.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
+import { descriptorOf } from '../io/fail-stop-file.ts';
+import { refuseReplacingGuarded } from '../io/image-lock.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { holeAwareSource } from '../io/hole-aware-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
@@ -234,7 +236,12 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
         replacingOwnSource: inPlace,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
-        beforeCommit: () => job.throwIfCancelled(),
+        beforeCommit: () => {
+          job.throwIfCancelled();
+          // The guard kept writers off the disk, not readers: a VM may have started on an overlay of it meanwhile.
+          const guardFd = inPlace ? descriptorOf(image.file) : null;
+          if (guardFd !== null) refuseReplacingGuarded(guardFd);
+        },
       },
     );
   } finally {
