@@ -13,7 +13,8 @@ import { REPAIR_ADVICE, refuseUnsoundMetadata } from '../../../src/shared/qcow2/
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { changeSnapshotName, removeSnapshot, revertToSnapshot, takeSnapshot, withImage } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
-import { appendCluster, COPIED, getRefcount, hostClusterOf, l2EntryPosition, layout, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { appendCluster, COPIED, getRefcount, hostClusterOf, l2EntryPosition, layout, readU64, setRefcount, snapshotTable, writeU64 } from '../../helpers/qcow2-poke.ts';
+import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import { createLuksImage, qemuIoEncrypted } from '../../helpers/encrypted-images.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -143,6 +144,39 @@ describe('a change on damaged metadata', () => {
     expect(error.code).toBe('CORRUPT');
     expect(error.message).toMatch(/both allocated and zero.*convert --rescue/);
     expect(error.message).not.toContain(REPAIR_ADVICE);
+  });
+
+  // Found by the damaged-images audit: commit and a shrink rewrote the table in place, changing the snapshot with it.
+  it("a snapshot whose L1 table is the current state's own (even after check -r all raised its refcount): every change in place refuses, naming compact, which separates them", async () => {
+    const file = folder.file('l1-alias.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', file, '8M']);
+    await qemuIo(file, ['write -P 0xa1 0 1M', 'write -P 0xa6 6M 1M']);
+    await qemuImg(['snapshot', '-c', 'one', file]);
+    await qemuIo(file, ['write -P 0xbb 2M 1M']);
+    const [entry] = snapshotTable(file);
+    if (entry === undefined) throw new Error('no snapshot');
+    writeU64(file, entry.position, BigInt(layout(file).l1Offset));
+    checkImagePath(file, { repair: 'all' });
+    const before = fs.readFileSync(file);
+    const changes: [string, (path: string) => unknown][] = [
+      ...CHANGES.filter(([change]) => change !== 'compact'),
+      ['shrink', (path) => resizeImagePath(path, 4 * 1024 * 1024, { shrink: true, discardData: true })],
+      ['grow', (path) => resizeImagePath(path, 16 * 1024 * 1024)],
+    ];
+    for (const [change, run] of changes) {
+      const error = refusal(file, run);
+      expect({ change, code: error.code }).toEqual({ change, code: 'CORRUPT' });
+      expect(error.message).toMatch(/is also the current state's L1 table.*cowbell compact/);
+      expect(error.message).not.toContain(REPAIR_ADVICE);
+    }
+    expect(fs.readFileSync(file).equals(before)).toBe(true);
+    const copy = folder.file('l1-alias-compacted.qcow2');
+    rewriteImage({ source: file, target: copy, compression: 'keep' });
+    expect((await qemuCheck(copy)).code).toBe(0);
+    const [copied] = snapshotTable(copy);
+    expect(copied?.l1Offset).not.toBe(layout(copy).l1Offset);
+    const snapshotData = await qemuImg(['convert', '-l', 'snapshot.name=one', '-O', 'raw', copy, folder.file('one.raw')]).then(() => fs.readFileSync(folder.file('one.raw')));
+    expect(snapshotData.subarray(6 * 1024 * 1024, 7 * 1024 * 1024).every((byte) => byte === 0xa6)).toBe(true);
   });
 
   it('the rest of an open whose change was refused is read-only', () => {

@@ -56,7 +56,9 @@ const OTHER = 8;
 const L1 = 5;
 const L2 = 6;
 const DATA = 7;
-const ROLE_WORDS = ['', 'the header', 'the refcount table', 'a refcount block', 'the snapshot table', 'an L1 table', 'an L2 table', 'guest data', 'the LUKS area'];
+/** The current state's L1 table, for an in-place change: written in place, so no snapshot may share it. */
+const ACTIVE_L1 = 9;
+const ROLE_WORDS = ['', 'the header', 'the refcount table', 'a refcount block', 'the snapshot table', 'an L1 table', 'an L2 table', 'guest data', 'the LUKS area', "the current state's L1 table"];
 /** Roles several references may share: an L1 table (two snapshots), an L2 table or data (snapshots). */
 const SHARABLE = new Set([L1, L2, DATA]);
 
@@ -101,6 +103,12 @@ class References {
     for (let cluster = first; cluster < end; cluster++) {
       const value = this.tally.get(cluster);
       const had = value & ((1 << ROLE_BITS) - 1);
+      if (value !== 0 && (had === ACTIVE_L1 || role === ACTIVE_L1) && (had === L1 || role === L1)) {
+        // QEMU refuses such a write too ("overlaps with inactive L1 table"); no repair separates the two.
+        refuseUnrepairable(
+          `${name()} at ${hex(offset)} is also the current state's L1 table, which a change rewrites in place (the snapshot would change with it); the image is damaged and was not changed. cowbell compact (or convert) copies it into a new file where each state has its own table`,
+        );
+      }
       if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${name()} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
       // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
       const count = Math.min((value >>> ROLE_BITS) + times, 2 ** 28 - 1);
@@ -163,8 +171,8 @@ function addL2Entries(image: ChangeSubject, l2Offset: number, references: Refere
 }
 
 /** An L1 table and the L2 tables it names; `uses` counts the L1 entries naming each L2 table. */
-function addL1(image: ChangeSubject, l1: L1Like, name: string, references: References, uses: Map<number, number>): void {
-  if (l1.size > 0) references.add(l1.offset, l1.size * 8, L1, `${name}'s L1 table`);
+function addL1(image: ChangeSubject, l1: L1Like, name: string, references: References, uses: Map<number, number>, role = L1): void {
+  if (l1.size > 0) references.add(l1.offset, l1.size * 8, role, `${name}'s L1 table`);
   for (let index = 0; index < l1.size; index++) {
     const l2Offset = image.l2OffsetAt(l1, index);
     if (l2Offset === 0) continue;
@@ -173,7 +181,8 @@ function addL1(image: ChangeSubject, l1: L1Like, name: string, references: Refer
   }
 }
 
-function collectReferences(image: ChangeSubject): References {
+/** `changingInPlace`: the current state's L1 table will be written where it is (a rewrite only reads it, and writes each state its own). */
+function collectReferences(image: ChangeSubject, changingInPlace: boolean): References {
   const { refcounts, clusterBytes } = image;
   const references = new References(image.file.size(), clusterBytes);
   references.add(0, clusterBytes, HEADER, 'the header');
@@ -191,7 +200,7 @@ function collectReferences(image: ChangeSubject): References {
     references.add(area.offset, area.length, OTHER, 'the LUKS area');
   }
   const uses = new Map<number, number>();
-  addL1(image, image.l1, 'the current state', references, uses);
+  addL1(image, image.l1, 'the current state', references, uses, changingInPlace ? ACTIVE_L1 : L1);
   for (const snapshot of image.snapshots) addL1(image, image.loadSnapshotL1(snapshot), `snapshot ${snapshot.name}`, references, uses);
   for (const [l2Offset, times] of uses) addL2Entries(image, l2Offset, references, times);
   return references;
@@ -211,7 +220,7 @@ export interface ValidationOptions {
  */
 export function refuseUnsoundMetadata(image: ChangeSubject, options: ValidationOptions = {}): void {
   try {
-    const references = collectReferences(image);
+    const references = collectReferences(image, options.storedRefcounts !== false);
     for (const [cluster, count] of references.counts()) {
       const plural = count === 1 ? '' : 's';
       if (count > image.refcounts.max) refuse(`cluster ${cluster} is referenced ${count} time${plural}, more than this image's refcounts can count (${image.refcounts.max})`);
