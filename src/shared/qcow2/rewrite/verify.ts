@@ -90,7 +90,8 @@ function sameSnapshot(a: SnapshotEntry, b: SnapshotEntry, diskSize: number): boo
   if ((a.vmStateSizeLarge ?? BigInt(a.vmStateSize32)) !== (b.vmStateSizeLarge ?? BigInt(b.vmStateSize32))) return false;
   // A missing icount is QEMU's "none" (-1), and is written back so.
   if ((a.diskSize ?? diskSize) !== (b.diskSize ?? diskSize) || (a.icount ?? NO_ICOUNT) !== (b.icount ?? NO_ICOUNT)) return false;
-  const known = Math.min(24, a.extraData.length);
+  // Whole fields only: QEMU reads a field cut short as absent (20 bytes: no icount) and writes it back whole.
+  const known = Math.min(24, Math.floor(a.extraData.length / 8) * 8);
   if (!bytesEqual(a.extraData.subarray(0, known), b.extraData.subarray(0, known))) return false;
   // Past QEMU's fields: another program's bytes are kept exactly; Cowbell's tree record may be (re)written, its note kept.
   const record = readCowbellRecord(a);
