@@ -69,15 +69,20 @@ function isFile(candidate: string): boolean {
 }
 
 /** Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a running VM holds. */
-export function stateFilesOpener(args: ParsedArgs, image: string, unlock: Unlock): (state: string) => Promise<StateFiles> {
+export function stateFilesOpener(args: ParsedArgs, image: string, unlock: Unlock, { guardCurrent = false } = {}): (state: string) => Promise<StateFiles> {
   const refuseInUse = !flag(args, 'force-share');
-  return (state) => openStateFiles(image, snapshotRefOf(state), { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase });
+  return (state) => {
+    const ref = snapshotRefOf(state);
+    // A copy of the current state keeps writers out until it is done (unless -U): a VM starting meanwhile would tear it.
+    const guard = guardCurrent && refuseInUse && ref === CURRENT_STATE;
+    return openStateFiles(image, ref, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, guard });
+  };
 }
 
 /** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one), then closes them. */
-export function withStateFiles<T>(args: ParsedArgs, io: CliIo, image: string, state: string, use: (files: StateFiles) => Promise<T>): Promise<T> {
+export function withStateFiles<T>(args: ParsedArgs, io: CliIo, image: string, state: string, use: (files: StateFiles) => Promise<T>, options: { guardCurrent?: boolean } = {}): Promise<T> {
   return withUnlock(args, io, image, async (unlock) => {
-    const files = await stateFilesOpener(args, image, unlock)(state);
+    const files = await stateFilesOpener(args, image, unlock, options)(state);
     try {
       return await use(files);
     } finally {

@@ -40,6 +40,7 @@ export const copyOut: Command = {
       withProgressLine(io, showProgress, (onProgress) =>
         runCancellably((job) => copyOutOfState(files, guestPath, destination, { overwrite: flag(args, 'force'), job }), onProgress, 'Cancelled; the file being copied was removed'),
       ),
+      { guardCurrent: true },
     );
     if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 2)}\n`);
     else {

@@ -33,8 +33,9 @@ export interface FilesJobs {
   'files.copyOut': FilesJob<'files.copyOut'>;
 }
 
-async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>): Promise<R> {
-  const files = await open(imagePath, stateRef(state), { passphrase });
+async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
+  // A restore from the current state keeps writers out until it is done: a VM starting meanwhile would tear the copy (IN_USE if one writes now).
+  const files = await open(imagePath, stateRef(state), { passphrase, ...(guardCurrent && state === CURRENT_STATE ? { guard: true } : {}) });
   try {
     return await work(files);
   } finally {
@@ -64,7 +65,7 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
         ),
       ),
     'files.copyOut': (imagePath, args, context) =>
-      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, passphrase, (files) => restoreFromState(files, args.path, args.target, context))),
+      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, passphrase, (files) => restoreFromState(files, args.path, args.target, context), { guardCurrent: true })),
   };
 }
 

@@ -28,18 +28,26 @@ export function detectFormat(filePath: string): ImageFormat {
 }
 
 /** How openGuestReader opens a qcow2 image: an encrypted one (and its encrypted backing files) with its passphrase. */
-export type GuestReaderOptions = Pick<OpenImageOptions, 'refuseInUse' | 'passphrase' | 'trustLegacyPassphrase' | 'job' | 'forCheck'>;
+export type GuestReaderOptions = Pick<OpenImageOptions, 'refuseInUse' | 'passphrase' | 'trustLegacyPassphrase' | 'job' | 'forCheck'> & {
+  /**
+   * Keep writers out of the file while it is open (QEMU's locks, image-lock.ts lockForGuarding):
+   * IN_USE if a program writes it now, and none can start to — a copy of the current state must
+   * not mix bytes from before and after a VM's writes.
+   */
+  guard?: boolean;
+};
 
 /** Opens an image read-only as guest bytes: a qcow2 image with its backing chain, or a raw file. */
 export function openGuestReader(filePath: string, format?: ImageFormat, options: GuestReaderOptions = {}): GuestReader {
-  const file = NodeBlockFile.open(filePath, { readOnly: true });
+  const { guard, ...imageOptions } = options;
+  const file = NodeBlockFile.open(filePath, guard === true ? { guard: true } : { readOnly: true });
   try {
     const actual = format ?? probeFormat(file);
     if (actual === 'raw') {
       refuseIfWrittenElsewhere(file, options.refuseInUse);
       return new RawImage(file);
     }
-    return Qcow2Image.openFile(file, { ...options, readOnly: true });
+    return Qcow2Image.openFile(file, { ...imageOptions, readOnly: true });
   } catch (error) {
     file.close();
     if (error instanceof Qcow2Error && error.code === 'BAD_MAGIC' && format === 'qcow2') {
