@@ -25,14 +25,14 @@ import { coalescing } from '../io/coalescing-file.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { releaseEmptyTables } from '../image/empty-tables.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
-import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
-import { backingLink, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
+import { backingLink, guardedOpenFile, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
 import { resizeImage } from '../snapshots/resize.ts';
 
 export interface CommitRequest {
@@ -74,7 +74,7 @@ interface BaseWriter extends GuestReader {
 }
 
 export function* commitSteps(request: CommitRequest, job: JobContext = silentJob): Steps<CommitResult> {
-  const openFile = request.openFile ?? defaultOpenFile;
+  const openFile = request.openFile ?? guardedOpenFile;
   const opened: Qcow2Image[] = [];
   let base: BaseWriter | null = null;
   try {

@@ -8,11 +8,28 @@ import { Qcow2Error } from '../errors.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
-import type { BlockFile } from '../io/block-file.ts';
+import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
 import { defaultOpenFile, resolveBackingPath, type Qcow2Image } from '../image/image.ts';
 import { probeFormat, type ImageFormat } from '../image/image-format.ts';
 
 export type OpenFile = (filePath: string, readOnly: boolean) => BlockFile;
+
+/**
+ * How commit and rebase open the chain's files: the one they change for writing, every file they
+ * only read guarded (QEMU's locks keep writers out until the operation ends, as qemu-img's own
+ * commit and rebase hold them): a program starting to write a file of the chain midway would
+ * change what is being copied or compared.
+ */
+export const guardedOpenFile: OpenFile = (filePath, readOnly) => {
+  if (!readOnly) return NodeBlockFile.open(filePath, { readOnly: false });
+  try {
+    return NodeBlockFile.open(filePath, { guard: true });
+  } catch (error) {
+    // Written by another program now: opened as a reader, the file says so, and the caller refuses it in its own words (or reads it, where told to).
+    if (error instanceof Qcow2Error && error.code === 'IN_USE') return NodeBlockFile.open(filePath, { readOnly: true });
+    throw error;
+  }
+};
 
 /** A file of the chain below an image: where it is and in which format the image above names it. */
 export interface ChainLink {

@@ -18,7 +18,7 @@ import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { dataFileIsRaw } from '../image/data-file.ts';
 import { RawImage } from '../image/raw-image.ts';
-import { defaultOpenFile, Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -26,7 +26,7 @@ import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove } from './allocation-above.ts';
 import { assertBackingName, finishBackingSwitch, stageBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
-import { refuseEncrypted, type OpenFile } from './open-chain.ts';
+import { guardedOpenFile, refuseEncrypted, type OpenFile } from './open-chain.ts';
 import { possibleData } from './possible-data.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 
@@ -52,7 +52,7 @@ export interface RebaseResult {
 const CHUNK_BYTES = 4 * 1024 * 1024;
 
 export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob): Steps<RebaseResult> {
-  const openFile = request.openFile ?? defaultOpenFile;
+  const openFile = request.openFile ?? guardedOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   // Data copied into new clusters goes out in long writes (coalescing-file.ts).
   const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: 'changing' });
@@ -137,7 +137,7 @@ function refuseChainThrough(newPath: string, imagePath: string): void {
 
 function openNewChain(newPath: string, format: ImageFormat): GuestReader {
   try {
-    return openGuestReader(newPath, format, { refuseInUse: 'changing' });
+    return openGuestReader(newPath, format, { refuseInUse: 'changing', guard: true });
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The new backing file ${newPath} does not exist`, { cause: error });
     throw error;
