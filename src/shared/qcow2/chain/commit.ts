@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
-import { hasDescriptor, type BlockFile } from '../io/block-file.ts';
+import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
 import { sameFile } from '../io/file-identity.ts';
@@ -62,8 +62,6 @@ const CHUNK_BYTES = 4 * 1024 * 1024;
 
 /** Where commit writes: a qcow2 image (guest writes) or a raw file. */
 interface BaseWriter extends GuestReader {
-  /** The file written (a qcow2 base's own file, or the raw file). */
-  readonly file: BlockFile;
   readonly virtualSize: number;
   /** Grows the guest disk to `size` bytes, reading zeros past its old end, durably. */
   grow(size: number): void;
@@ -104,6 +102,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     }
     refuseLoop(chain, link.path);
     base = openBase(link.path, link.format, openFile, chain);
+    const baseIdentity = identityOf(link.path);
     const emptying = request.keepOverlay !== true && layers.length === 1;
     // Before the base takes anything: an overlay that cannot be emptied (dirty bitmaps, a dirty bit,
     // damaged tables) refuses the whole commit, as any refusal leaves every file as it was.
@@ -117,7 +116,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     if (grownFrom !== null) base.grow(top.virtualSize);
     const committedBytes = yield* copyDown(layers, base, job);
     base.flush();
-    refuseReplacedBase(link.path, base.file);
+    refuseReplacedBase(link.path, baseIdentity);
     if (emptying) {
       yield* emptyOverlay(top, job);
       truncateFreeEnd(top);
@@ -155,7 +154,6 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
     let virtualSize = file.size();
     return {
-      file,
       get virtualSize() {
         return virtualSize;
       },
@@ -197,7 +195,6 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
   }
   const opened = image;
   return {
-    file,
     get virtualSize() {
       return opened.virtualSize;
     },
@@ -233,21 +230,24 @@ function committedRanges(layers: readonly Qcow2Image[], hole: GuestRange): Guest
   return ranges;
 }
 
-/**
- * The base's name must still lead to the file the commit wrote into: moved or replaced meanwhile
- * (another copy put in its place), the data went into a file the chain no longer reads, and emptying
- * the overlay then would lose it. Refused before the overlay changes, so its data stays where it was.
- */
-function refuseReplacedBase(basePath: string, file: BlockFile): void {
-  if (!hasDescriptor(file)) return;
-  const written = fs.fstatSync(file.descriptor, { bigint: true });
-  let named: fs.BigIntStats | null = null;
+/** Which file `filePath` names now (device and inode), or null where nothing does. */
+function identityOf(filePath: string): string | null {
   try {
-    named = fs.statSync(basePath, { bigint: true });
+    const stats = fs.statSync(filePath, { bigint: true });
+    return `${stats.dev}:${stats.ino}`;
   } catch {
-    // Moved or removed: named stays null.
+    return null;
   }
-  if (named !== null && named.dev === written.dev && named.ino === written.ino) return;
+}
+
+/**
+ * The base's name must still lead to the file the commit opened and wrote into: moved or replaced
+ * meanwhile (another copy put in its place), the data went into a file the chain no longer reads,
+ * and emptying the overlay then would lose it. Refused before the overlay changes, so its data
+ * stays where it was.
+ */
+function refuseReplacedBase(basePath: string, identityAtOpen: string | null): void {
+  if (identityAtOpen === null || identityOf(basePath) === identityAtOpen) return;
   throw new Qcow2Error('IN_USE', `${basePath} was moved or replaced while the commit wrote into it; the overlay was left as it was (its data is still there): commit again`);
 }
 
