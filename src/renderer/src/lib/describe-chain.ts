@@ -32,6 +32,8 @@ export function describeCommit(result: CommitSummary): string {
   return `Wrote ${formatBytes(result.committedBytes)} into ${into}${grown}${result.emptied ? '; the disk is empty now and reads everything from it' : '; the disk keeps its own data'}.`;
 }
 
-export function describeRebase(result: RebaseSummary): string {
-  return result.copiedBytes === 0 ? 'The backing file was changed; no data needed copying.' : `Copied ${formatBytes(result.copiedBytes)} into the disk so that it reads as before, then changed the backing file.`;
+/** `unsafe`: only the name was changed (-u), nothing compared, so nothing says the disk reads as before. */
+export function describeRebase(result: RebaseSummary, unsafe = false): string {
+  if (unsafe) return 'Only the backing file’s name was changed, as asked: nothing was compared or copied, so where the disk holds no data of its own it now reads what the new backing file holds.';
+  return result.copiedBytes === 0 ? 'The backing file was changed; no data needed copying: the disk reads as before.' : `Copied ${formatBytes(result.copiedBytes)} into the disk so that it reads as before, then changed the backing file.`;
 }

@@ -209,5 +209,17 @@ export const useDiskDataStore = defineStore('disk-data', () => {
     entry(path).checkDamage = corruptions > 0 ? `The last check found ${corruptions} corruption${corruptions === 1 ? '' : 's'}.` : null;
   }
 
-  return { disks, hovered, entry, load, stopCounting, forget, select, hover, markInUse, noteCheck };
+  /**
+   * The open disks built on `path` (it is in their backing chain, below them): what changes the
+   * disk's current data in place (a revert, a shrink) changes what they read too.
+   */
+  function builtOn(path: string): string[] {
+    const dependents: string[] = [];
+    for (const [diskPath, data] of disks) {
+      if (diskPath !== path && (data.chain?.files.slice(1) ?? []).some((file) => file.path === path)) dependents.push(diskPath);
+    }
+    return dependents;
+  }
+
+  return { disks, hovered, entry, load, stopCounting, forget, select, hover, markInUse, noteCheck, builtOn };
 });

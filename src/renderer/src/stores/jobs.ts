@@ -54,6 +54,19 @@ interface Waiter {
 }
 
 const MAX_FINISHED = 30;
+/** A title as main takes one (JobStartRequest: 300 characters): a snapshot's name may alone be 1024. */
+const MAX_TITLE = 300;
+
+/** Cut whole characters (zod counts UTF-16 units, as String.length does), with an ellipsis. */
+function fittedTitle(title: string): string {
+  if (title.length <= MAX_TITLE) return title;
+  let fitted = '';
+  for (const character of title) {
+    if (fitted.length + character.length > MAX_TITLE - 1) break;
+    fitted += character;
+  }
+  return `${fitted}…`;
+}
 let refusedCount = 0;
 
 function newRecord<K extends JobKind>(id: string, kind: K, path: string, options: RunOptions<K>): JobRecord {
@@ -160,7 +173,7 @@ export const useJobsStore = defineStore('jobs', () => {
     listen();
     let jobId: string;
     try {
-      const reply = await request('job.start', { kind, path, args, ...(options.background ? {} : { title: options.title }) });
+      const reply = await request('job.start', { kind, path, args, ...(options.background ? {} : { title: fittedTitle(options.title) }) });
       jobId = reply.jobId;
     } catch (error) {
       // Refused before it started (bad arguments, a lost link): the panel still says so.

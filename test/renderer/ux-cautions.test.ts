@@ -1,0 +1,145 @@
+/**
+ * What the dialogs tell a user before something that could cost them data (from the app audit):
+ * a revert or shrink of a disk an open linked clone is built on, an unsafe rebase's result, a new
+ * disk over an encrypted backing file, a dangerous dialog's focus, and a snapshot name too long
+ * for a job's title.
+ */
+import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
+import { createPinia, setActivePinia, type Pinia } from 'pinia';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { BackingChain, ChainFile, ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
+import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
+import { replaceConnection } from '../../src/renderer/src/api.ts';
+import CreateDiskDialog from '../../src/renderer/src/components/dialogs/CreateDiskDialog.vue';
+import DeleteSnapshotDialog from '../../src/renderer/src/components/dialogs/DeleteSnapshotDialog.vue';
+import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
+import RevertDialog from '../../src/renderer/src/components/dialogs/RevertDialog.vue';
+import { describeRebase } from '../../src/renderer/src/lib/describe-chain.ts';
+import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
+import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
+import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
+import { fakeConnection, imageInfo } from './fixtures.ts';
+
+const BASE = '/disks/base.qcow2';
+const CLONE = '/disks/clone.qcow2';
+
+let pinia: Pinia;
+let started: { kind: string; path: string; args: unknown; title?: string }[];
+let infoReplies: Map<string, ImageInfo>;
+let wrapper: VueWrapper | null = null;
+
+function chainFile(path: string): ChainFile {
+  return { path, name: path, format: 'qcow2', declaredFormat: 'qcow2', virtualSize: 1 << 30, fileSize: 1 << 20, allocatedBytes: 1 << 20, encrypted: false, snapshots: [], problem: null };
+}
+
+const snapshot: SnapshotNode = { id: '1', name: 'installed', parentId: null, parentInferred: false, date: '2026-12-01T10:00:00Z', vmClock: 0, vmStateSize: 0, exclusiveBytes: 0, sharedBytes: 0 };
+
+beforeEach(() => {
+  pinia = createPinia();
+  setActivePinia(pinia);
+  started = [];
+  infoReplies = new Map();
+  replaceConnection(
+    fakeConnection({
+      'job.start': (request) => {
+        const { kind, path, args, title } = request as { kind: string; path: string; args: unknown; title?: string };
+        started.push({ kind, path, args, ...(title === undefined ? {} : { title }) });
+        return { jobId: `job-${started.length}` };
+      },
+      'image.watch': () => null,
+    }),
+  );
+  useLibraryStore().disks = [
+    { path: BASE, status: 'ready', info: imageInfo({ filename: BASE }), error: null, refreshing: false },
+    { path: CLONE, status: 'ready', info: imageInfo({ filename: CLONE }), error: null, refreshing: false },
+  ];
+  const data = useDiskDataStore();
+  const chain: BackingChain = { complete: true, files: [chainFile(CLONE), chainFile(BASE)] };
+  data.entry(CLONE).chain = chain;
+  data.entry(BASE).chain = { complete: true, files: [chainFile(BASE)] };
+});
+
+afterEach(() => {
+  wrapper?.unmount();
+  wrapper = null;
+  replaceConnection(null);
+});
+
+async function mountDialog(component: unknown, props: Record<string, unknown>): Promise<VueWrapper> {
+  wrapper = mount(component as Parameters<typeof mount>[0], { props, global: { plugins: [pinia] }, attachTo: document.body });
+  await flushPromises();
+  return wrapper;
+}
+
+describe('a disk a linked clone is built on', () => {
+  it('Revert names the open clone that will read differently; a disk nothing is built on says nothing of it', async () => {
+    const dialog = await mountDialog(RevertDialog, { path: BASE, snapshot });
+    expect(dialog.get('[data-testid="revert-clones"]').text()).toMatch(/clone\.qcow2 is a disk built on this one.*will read differently/);
+    wrapper?.unmount();
+    const other = await mountDialog(RevertDialog, { path: CLONE, snapshot });
+    expect(other.find('[data-testid="revert-clones"]').exists()).toBe(false);
+  });
+
+  it('a shrink names it too (it reads zeros past the new end)', async () => {
+    const dialog = await mountDialog(ResizeDialog, { path: BASE });
+    await dialog.get('[data-testid="resize-size"]').setValue('512M');
+    await flushPromises();
+    expect(dialog.get('[data-testid="resize-clones"]').text()).toMatch(/clone\.qcow2 is a disk built on this one.*zeros/);
+  });
+});
+
+describe('what an unsafe rebase says', () => {
+  it('never that the disk reads as before: nothing was compared', () => {
+    expect(describeRebase({ comparedBytes: 0, copiedBytes: 0 }, true)).toMatch(/Only the backing file’s name was changed.*nothing was compared or copied/);
+    expect(describeRebase({ comparedBytes: 4096, copiedBytes: 0 })).toMatch(/no data needed copying: the disk reads as before/);
+  });
+});
+
+describe('New Disk over an encrypted backing file', () => {
+  it('warns that the new disk is not encrypted, from the backing file’s info read in the background', async () => {
+    const connection = fakeConnection({
+      'job.start': (request) => {
+        const { kind, path } = request as { kind: string; path: string };
+        started.push({ kind, path, args: null });
+        const id = `job-${started.length}`;
+        const info = infoReplies.get(path);
+        if (kind === 'image.info' && info) setTimeout(() => connection.emit('job.end', { jobId: id, ok: true, result: info } as JobEnd), 10);
+        return { jobId: id };
+      },
+      'image.watch': () => null,
+    });
+    replaceConnection(connection);
+    infoReplies.set('/secure/encrypted.qcow2', imageInfo({ filename: '/secure/encrypted.qcow2', encrypted: true }));
+    infoReplies.set('/disks/plain.qcow2', imageInfo({ filename: '/disks/plain.qcow2' }));
+    const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    await dialog.get('[data-testid="create-backing"]').setValue('/secure/encrypted.qcow2');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await flushPromises();
+    expect(dialog.get('[data-testid="create-unencrypted"]').text()).toMatch(/backing file is encrypted, but the new disk will not be/);
+    await dialog.get('[data-testid="create-backing"]').setValue('/disks/plain.qcow2');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await flushPromises();
+    expect(dialog.find('[data-testid="create-unencrypted"]').exists()).toBe(false);
+  });
+});
+
+describe('a dangerous dialog', () => {
+  it('Delete puts the focus on Cancel, so Enter does not delete', async () => {
+    const dialog = await mountDialog(DeleteSnapshotDialog, { path: BASE, snapshot });
+    expect(document.activeElement).toBe(dialog.get('[data-testid="dialog-cancel"]').element);
+  });
+});
+
+describe('a snapshot name longer than a job title may be', () => {
+  it('is cut in the title (whole characters, an ellipsis), so the job starts', async () => {
+    const jobs = useJobsStore();
+    const name = `${'ü'.repeat(200)}😀${'x'.repeat(400)}`;
+    void jobs.run('snapshot.create', BASE, { name }, { title: `Take snapshot “${name}”` }).catch(() => undefined);
+    await flushPromises();
+    const title = started.at(-1)?.title ?? '';
+    expect(title.length).toBeLessThanOrEqual(300);
+    expect(title.endsWith('…')).toBe(true);
+    expect(title).not.toMatch(/\uD83D$/);
+    expect(started.at(-1)?.args).toEqual({ name });
+  });
+});
