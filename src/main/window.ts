@@ -11,8 +11,9 @@ export function createMainWindow(options: MainWindowOptions): BrowserWindow {
   const window = new BrowserWindow({
     width: 1280,
     height: 820,
-    minWidth: 720,
-    minHeight: 480,
+    // Narrower, the toolbar's actions fall off the window and the Files pane leaves the tree no room (app audit).
+    minWidth: 1024,
+    minHeight: 640,
     show: false,
     title: 'Cowbell',
     autoHideMenuBar: true,
