@@ -7,11 +7,12 @@
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { BackingChain, ChainFile, ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
-import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
+import type { ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
+import type { BackingChain, ChainFile, SnapshotNode } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import CreateDiskDialog from '../../src/renderer/src/components/dialogs/CreateDiskDialog.vue';
 import DeleteSnapshotDialog from '../../src/renderer/src/components/dialogs/DeleteSnapshotDialog.vue';
+import LinkedCloneDialog from '../../src/renderer/src/components/dialogs/LinkedCloneDialog.vue';
 import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
 import RevertDialog from '../../src/renderer/src/components/dialogs/RevertDialog.vue';
 import { describeRebase } from '../../src/renderer/src/lib/describe-chain.ts';
@@ -141,5 +142,23 @@ describe('a snapshot name longer than a job title may be', () => {
     expect(title.endsWith('…')).toBe(true);
     expect(title).not.toMatch(/\uD83D$/);
     expect(started.at(-1)?.args).toEqual({ name });
+  });
+});
+
+describe('New Linked Clone…', () => {
+  it('proposes a name nothing has yet, and refuses one that something has', async () => {
+    const existing = new Set(['/disks/base-clone.qcow2', '/disks/base-clone-2.qcow2', '/disks/notes.txt']);
+    replaceConnection(
+      fakeConnection({
+        'path.stat': (request) => (request as { paths: string[] }).paths.map((path) => ({ path, kind: existing.has(path) ? 'file' : 'missing' })),
+        'image.watch': () => null,
+      }),
+    );
+    const dialog = await mountDialog(LinkedCloneDialog, { path: BASE });
+    expect((dialog.get('[data-testid="linked-clone-path"]').element as HTMLInputElement).value).toBe('/disks/base-clone-3.qcow2');
+    expect(dialog.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/notes.txt');
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toMatch(/already there/);
   });
 });
