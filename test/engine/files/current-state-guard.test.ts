@@ -5,7 +5,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { openGuestReader } from '../../../src/shared/qcow2/image/image-format.ts';
+import { lockTiming } from '../../../src/shared/qcow2/io/image-lock.ts';
+import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { qemuImg, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -34,6 +38,47 @@ describe('the current state opened guarded', () => {
       expect(qemuIoWrite(image)).not.toMatch(/lock/);
     } finally {
       browsing.close();
+    }
+  });
+
+  it('takes turns with an in-place rewrite (another Cowbell): a copy waits for the rename, and a rewrite meets a copy reading with "busy", not a VM (regression audit)', async () => {
+    const image = folder.file('turns.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '4M']);
+    const wait = lockTiming.busyWaitMs;
+    lockTiming.busyWaitMs = 300;
+    try {
+      let copyError: unknown = null;
+      const job: JobContext = {
+        progress() {
+          if (copyError !== null) return;
+          try {
+            openGuestReader(image, undefined, { guard: true }).close();
+            copyError = 'opened';
+          } catch (error) {
+            copyError = error;
+          }
+        },
+        throwIfCancelled() {},
+      };
+      rewriteImage({ source: image, compression: 'keep' }, job);
+      expect(copyError).toBeInstanceOf(Qcow2Error);
+      expect((copyError as Qcow2Error).message).toMatch(/busy in another Cowbell/);
+
+      const reading = openGuestReader(image, undefined, { guard: true });
+      try {
+        let refusal: unknown = null;
+        try {
+          rewriteImage({ source: image, compression: 'keep' });
+        } catch (error) {
+          refusal = error;
+        }
+        expect((refusal as Qcow2Error).code).toBe('IN_USE');
+        expect((refusal as Qcow2Error).message).toMatch(/busy in another Cowbell/);
+      } finally {
+        reading.close();
+      }
+    } finally {
+      lockTiming.busyWaitMs = wait;
     }
   });
 });

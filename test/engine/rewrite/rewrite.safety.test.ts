@@ -6,14 +6,14 @@
  * Every image is made by qemu-img/qemu-io; every refusal leaves the original byte for byte and no
  * hidden `.NAME.cowbell-*.tmp` file.
  */
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error, type ErrorCode } from '../../../src/shared/qcow2/errors.ts';
 import { INCOMPAT_CORRUPT, INCOMPAT_DIRTY } from '../../../src/shared/qcow2/format/limits.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
-import { lockForGuarding, lockForWriting } from '../../../src/shared/qcow2/io/image-lock.ts';
+import { lockForWriting, refuseReplacingHeld } from '../../../src/shared/qcow2/io/image-lock.ts';
 import { previewRewrite, rewriteImage, type RewriteRequest } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { readSnapshotTree } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { FaultFileSystem } from '../../helpers/fault-file.ts';
@@ -300,16 +300,30 @@ describe('the name still leads to the disk when the new file takes it', { timeou
   it('in place: a program that began meanwhile to read it and keep writers off (a VM on an overlay of it) is not pulled from under: IN_USE, the disk as it was', async () => {
     const { dir, image } = await imageWithSnapshots();
     const hash = fileHash(image);
-    let reader: number | null = null;
+    let reader: ChildProcess | null = null;
     try {
-      // QEMU's backing-file reader's locks (GUARD_LOCKS: read, and write and resize unshared), from another open file description.
+      // qemu-io -r holds it as QEMU holds a backing file (read, write and resize unshared); waited for until its locks show.
       const job = midCopy(() => {
-        reader = fs.openSync(image, 'r');
-        lockForGuarding(reader);
+        reader = spawn('qemu-io', ['-r', '-f', 'qcow2', '-c', 'sleep 20000', image], { stdio: 'ignore' });
+        const probe = fs.openSync(image, 'r');
+        try {
+          const deadline = Date.now() + 10_000;
+          for (;;) {
+            try {
+              refuseReplacingHeld(probe);
+            } catch {
+              break;
+            }
+            if (Date.now() > deadline) throw new Error('qemu-io -r never took its locks');
+            Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 20);
+          }
+        } finally {
+          fs.closeSync(probe);
+        }
       });
       expectRefused(() => rewriteImage({ source: image, compression: 'keep', batchClusters: 8 }, job), 'IN_USE', /lets nobody write it/);
     } finally {
-      if (reader !== null) fs.closeSync(reader);
+      (reader as ChildProcess | null)?.kill('SIGKILL');
     }
     expect(reader).not.toBeNull();
     expect(fileHash(image)).toBe(hash);

@@ -20,16 +20,7 @@ export type OpenFile = (filePath: string, readOnly: boolean) => BlockFile;
  * commit and rebase hold them): a program starting to write a file of the chain midway would
  * change what is being copied or compared.
  */
-export const guardedOpenFile: OpenFile = (filePath, readOnly) => {
-  if (!readOnly) return NodeBlockFile.open(filePath, { readOnly: false });
-  try {
-    return NodeBlockFile.open(filePath, { guard: true });
-  } catch (error) {
-    // Written by another program now: opened as a reader, the file says so, and the caller refuses it in its own words (or reads it, where told to).
-    if (error instanceof Qcow2Error && error.code === 'IN_USE') return NodeBlockFile.open(filePath, { readOnly: true });
-    throw error;
-  }
-};
+export const guardedOpenFile: OpenFile = (filePath, readOnly) => NodeBlockFile.open(filePath, readOnly ? { guard: true } : { readOnly: false });
 
 /** A file of the chain below an image: where it is and in which format the image above names it. */
 export interface ChainLink {

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { seekEnd } from './file-seek.ts';
-import { lockForGuarding, lockForReading, lockForWriting } from './image-lock.ts';
+import { lockForGuardedReading, lockForGuarding, lockForReading, lockForWriting } from './image-lock.ts';
 import { writeInPieces } from './write-pieces.ts';
 
 /**
@@ -50,7 +50,11 @@ export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
 export interface OpenOptions {
   readOnly?: boolean;
   create?: boolean;
-  /** Read-only, and keep every other writer out while open (IN_USE if one is there): the source of a rewrite. */
+  /**
+   * Read-only, and keep every other writer out while open. A file another program writes now opens
+   * as a reader marked inUseElsewhere, for the opener to refuse in its own words — except with
+   * replacing, which is IN_USE at once.
+   */
   guard?: boolean;
   /** With guard: the rewrite will replace the file, so another Cowbell rewrite that would too waits for it (image-lock.ts). */
   replacing?: boolean;
@@ -121,7 +125,8 @@ export class NodeBlockFile implements BlockFile {
       const stat = fs.fstatSync(fd);
       if (stat.isDirectory()) throw new Qcow2Error('NOT_A_FILE', `${path}: is a folder, not a disk image`);
       if (!stat.isFile() && !stat.isBlockDevice()) throw new Qcow2Error('NOT_A_FILE', `${path}: not a regular file`);
-      if (readOnly && options.guard === true) lockForGuarding(fd, options.replacing === true);
+      if (readOnly && options.guard === true && options.replacing === true) lockForGuarding(fd, true);
+      else if (readOnly && options.guard === true) inUseElsewhere = lockForGuardedReading(fd).writtenElsewhere;
       else if (readOnly) inUseElsewhere = lockForReading(fd).writtenElsewhere;
       else lockForWriting(fd);
     } catch (error) {

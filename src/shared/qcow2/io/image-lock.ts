@@ -139,7 +139,33 @@ export function lockForGuarding(fd: number, replacing = false): void {
   if (replacing && !awaitSoleClaim(locks, fd, COWBELL_REPLACING_BYTE)) return;
   if (!applyLocks(locks, fd, GUARD_LOCKS)) return;
   if (conflictFor(locks, fd, GUARD_LOCKS)) throw inUseError();
-  if (replacing && keptFromWriters(locks, fd)) throw keptFromWritersError();
+  if (replacing && keptFromWriters(locks, fd)) throw replacingRefusal(locks, fd);
+}
+
+/**
+ * A guard for a file only read (a copy of the current state, the files of a chain that commit or
+ * rebase reads): waits while another Cowbell process replaces the file (compact in place: its
+ * rename would come after this read began), then keeps writers out. A file another program writes
+ * now takes a reader's locks instead and says so (writtenElsewhere), for the caller to refuse it in
+ * its own words (naming the file, offering -U where a read may be forced).
+ */
+export function lockForGuardedReading(fd: number): { writtenElsewhere: boolean } {
+  const locks = byteLocks();
+  if (locks === null) return { writtenElsewhere: false };
+  if (!awaitCowbellTurn(locks, fd, 'shared')) return { writtenElsewhere: false };
+  awaitNoClaim(locks, fd, COWBELL_REPLACING_BYTE);
+  if (locks.heldElsewhere(fd, USES_BASE + write) || locks.heldElsewhere(fd, USES_BASE + resize)) {
+    applyLocks(locks, fd, READER_LOCKS);
+    return { writtenElsewhere: true };
+  }
+  if (!applyLocks(locks, fd, GUARD_LOCKS)) return { writtenElsewhere: false };
+  if (conflictFor(locks, fd, GUARD_LOCKS)) throw inUseError();
+  return { writtenElsewhere: false };
+}
+
+/** Why a file about to be replaced cannot be: another Cowbell process reading it (it takes turns), or another program holding it against writers. */
+function replacingRefusal(locks: ByteLocks, fd: number): Qcow2Error {
+  return locks.heldElsewhere(fd, COWBELL_BYTE) ? busyError() : keptFromWritersError();
 }
 
 /**
@@ -166,7 +192,7 @@ export function refuseReplacingGuarded(guardFd: number): void {
   const locks = byteLocks();
   if (locks === null) return;
   if (locks.heldElsewhere(guardFd, USES_BASE + write) || locks.heldElsewhere(guardFd, USES_BASE + resize)) throw inUseError();
-  if (keptFromWriters(locks, guardFd)) throw keptFromWritersError();
+  if (keptFromWriters(locks, guardFd)) throw replacingRefusal(locks, guardFd);
 }
 
 /**
@@ -232,6 +258,15 @@ function awaitSoleClaim(locks: ByteLocks, fd: number, byte: number): boolean {
       if (outcome === 'locked' && !locks.heldElsewhere(fd, byte)) return true;
       locks.unlock(fd, byte);
     }
+    if (Date.now() >= deadline) throw busyError();
+    Atomics.wait(nap, 0, 0, lockTiming.pollMs + Math.floor(Math.random() * lockTiming.pollMs));
+  }
+}
+
+/** Waits (up to the busy wait) while another open file description holds `byte`: a rewrite replacing the file (awaitSoleClaim's claim). */
+function awaitNoClaim(locks: ByteLocks, fd: number, byte: number): void {
+  const deadline = Date.now() + lockTiming.busyWaitMs;
+  while (locks.heldElsewhere(fd, byte)) {
     if (Date.now() >= deadline) throw busyError();
     Atomics.wait(nap, 0, 0, lockTiming.pollMs + Math.floor(Math.random() * lockTiming.pollMs));
   }
