@@ -138,7 +138,8 @@ async function serveHttp(request: IncomingMessage, response: ServerResponse, con
   const isPage = url.pathname === '/' || url.pathname === '/index.html';
   // The page, scripts and styles are the same for everyone (the socket is what needs the session key).
   if (isPage) {
-    const exchange = context.exchangeToken(request);
+    // Only a GET uses the token up: a HEAD (a link checker, an opener probing the address) must not lock the user out.
+    const exchange = request.method === 'GET' ? context.exchangeToken(request) : { kind: 'none' as const };
     if (exchange.kind === 'wrong') return plain(response, 403, 'Forbidden: open the address Cowbell printed');
     if (exchange.kind === 'used') return plain(response, 403, TOKEN_USED);
     if (exchange.kind === 'session') {

@@ -20,6 +20,8 @@ let origin = '';
 /** The session key the printed address's token was traded for (beforeAll: the token works once). */
 let session = '';
 let firstLoad: { status: number; headers: Record<string, unknown>; body: string };
+/** A HEAD of the printed address before the browser's GET (a link checker, an opener probing it): it must not use the token up. */
+let headFirst: { status: number; headers: Record<string, unknown>; body: string };
 
 beforeAll(async () => {
   folder = await mkdtemp(join(tmpdir(), 'cowbell-server-'));
@@ -42,6 +44,7 @@ beforeAll(async () => {
   });
   server = await startBrowserServer({ rendererDir, handle: backend.handle, events: backend.events });
   origin = `http://127.0.0.1:${server.port}`;
+  headFirst = await head(`/?token=${server.token}`);
   firstLoad = await get(`/?token=${server.token}`);
   session = /^\/#session=([A-Za-z0-9_-]+)$/.exec(String(firstLoad.headers.location))?.[1] ?? '';
 });
@@ -52,9 +55,13 @@ afterAll(async () => {
   await rm(folder, { recursive: true, force: true });
 });
 
-function get(path: string, headers: Record<string, string> = {}): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+function head(path: string): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
+  return get(path, {}, 'HEAD');
+}
+
+function get(path: string, headers: Record<string, string> = {}, method = 'GET'): Promise<{ status: number; headers: Record<string, unknown>; body: string }> {
   return new Promise((resolve, reject) => {
-    const request = httpRequest({ host: '127.0.0.1', port: server.port, path, headers }, (response) => {
+    const request = httpRequest({ host: '127.0.0.1', port: server.port, path, headers, method }, (response) => {
       let body = '';
       response.setEncoding('utf8');
       response.on('data', (chunk: string) => (body += chunk));
@@ -108,6 +115,7 @@ describe('browser mode server', () => {
   });
 
   it('trades the printed token, once, for a session key in the fragment of the page it sends the browser to; a second use of the token is refused, saying why', async () => {
+    expect(headFirst.status).toBe(200);
     expect(firstLoad.status).toBe(303);
     expect(firstLoad.headers['cache-control']).toBe('no-store');
     expect(session).toMatch(/^[A-Za-z0-9_-]{32}$/);

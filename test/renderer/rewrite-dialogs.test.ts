@@ -7,7 +7,7 @@ import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageInfo, RewritePreview, RewriteSummary } from '../../src/shared/ipc/contract.ts';
-import type { SnapshotNode } from '../../src/shared/qcow2/model.ts';
+import { BITMAPS_READ_ONLY_REASON, type SnapshotNode } from '../../src/shared/qcow2/model.ts';
 import { formatBytes } from '../../src/shared/format-units.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import DiskView from '../../src/renderer/src/components/DiskView.vue';
@@ -378,5 +378,23 @@ describe('the disk’s actions', () => {
     expect(sizeChange(100, 40)).toBe('60% smaller');
     expect(sizeChange(100, 112)).toBe('12% larger');
     expect(sizeChange(100, 100)).toBe('the same size');
+  });
+});
+
+describe('a disk with dirty bitmaps', () => {
+  it('whose names could not be read still offers to leave them behind (the regression audit found the dialog a dead end), and sends the agreement', async () => {
+    info = imageInfo({ filename: PATH, 'actual-size': 800 * MiB, 'read-only-reason': BITMAPS_READ_ONLY_REASON });
+    useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
+    const view = await mountRewrite('compact');
+    expect(started.at(-1)?.args).toMatchObject({ dropBitmaps: true });
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    expect(text(view, 'rewrite-bitmaps')).toContain('their names could not be read');
+    expect(submitDisabled(view)).toBe(true);
+    await view.get('[data-testid="rewrite-drop-bitmaps"]').setValue(true);
+    expect(submitDisabled(view)).toBe(false);
+    await view.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'image.compact', args: { dropBitmaps: true } });
   });
 });

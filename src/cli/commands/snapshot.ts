@@ -86,15 +86,26 @@ export function describeTree(tree: SnapshotTree): string {
   // recorded parents that loop, must neither recurse without end nor hide a snapshot.
   const listed = new Set<(typeof tree.snapshots)[number]>();
   const indent = (depth: number): string => '  '.repeat(Math.min(depth, MAX_INDENT_LEVELS));
-  const visit = (parentId: string | null, depth: number): void => {
-    for (const node of children.get(parentId) ?? []) {
+  // Depth first with a stack of its own: a line of thousands of snapshots, each the child of the one before, is a common shape.
+  const visit = (rootParentId: string | null, rootDepth: number): void => {
+    const pending: { node: (typeof tree.snapshots)[number]; depth: number }[] = [];
+    const pushChildren = (parentId: string | null, depth: number): void => {
+      const nodes = children.get(parentId) ?? [];
+      for (let index = nodes.length - 1; index >= 0; index--) {
+        const node = nodes[index];
+        if (node !== undefined) pending.push({ node, depth });
+      }
+    };
+    pushChildren(rootParentId, rootDepth);
+    for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+      const { node, depth } = next;
       if (listed.has(node)) continue;
       listed.add(node);
       const inferred = node.parentInferred ? ' (parent inferred)' : '';
       lines.push(`${indent(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
       if (node.note !== undefined) lines.push(`${indent(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
       if (tree.currentParentId === node.id) lines.push(`${indent(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes ?? Number.NaN)})`);
-      visit(node.id, depth + 1);
+      pushChildren(node.id, depth + 1);
     }
   };
   visit(null, 0);

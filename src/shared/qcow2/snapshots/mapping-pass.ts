@@ -75,7 +75,8 @@ export class MappingPass {
       for (let index = 0; index < state.l1.size; index++) offsets[index] = image.l2OffsetAt(state.l1, index);
       return offsets;
     });
-    this.distances = new Float64Array(states.length * states.length);
+    // count² numbers: only where asked (a disk near QEMU's 65,536 snapshots would need 34 GB).
+    this.distances = new Float64Array(options.distances ? states.length * states.length : 0);
     this.usages = states.map((state) => ({ exclusiveBytes: state.ownsL1 ? Math.ceil((state.l1.size * 8) / image.clusterBytes) * image.clusterBytes : 0, sharedBytes: 0 }));
     this.refcounts = new RefcountLookup(image);
   }

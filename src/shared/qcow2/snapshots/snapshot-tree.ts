@@ -49,7 +49,16 @@ export interface TreeInputs {
   activeL1: Uint8Array | null;
   /** Guest clusters mapped differently by a snapshot and another state (null: the current state); null in the quick tree. */
   distance: ((snapshot: SnapshotEntry, other: SnapshotEntry | null) => number) | null;
+  /** Set (to the number of states) where there were too many to compare every two (MAX_COMPARED_STATES): parents go by date. */
+  uncompared?: number;
 }
+
+/**
+ * Comparing every two states' mappings costs about count² × the clusters where they differ; past
+ * this many (a disk few hobbyists reach) parents are taken by date instead, which is what they are
+ * unless snapshots were reverted to in between.
+ */
+export const MAX_COMPARED_STATES = 500;
 
 const CURRENT_STATE = 0;
 
@@ -59,14 +68,16 @@ function loadInputs(image: Qcow2Image, job: JobContext, usage: boolean): TreeInp
   for (const snapshot of image.snapshots) largestDisk = Math.max(largestDisk, snapshot.diskSize ?? 0);
   const states = mappedStates(image);
   job.throwIfCancelled();
-  const pass = new MappingPass(image, states, { usage, distances: true, guestClusters: Math.ceil(largestDisk / image.clusterBytes), job }).run();
+  const compare = states.length <= MAX_COMPARED_STATES;
+  const pass = new MappingPass(image, states, { usage, distances: compare, guestClusters: Math.ceil(largestDisk / image.clusterBytes), job }).run();
   const state = new Map(image.snapshots.map((snapshot, index) => [snapshot.id, index + 1]));
   const stateOf = (entry: SnapshotEntry | null): number => (entry === null ? CURRENT_STATE : (state.get(entry.id) ?? CURRENT_STATE));
   return {
     ordered: chronological(image.snapshots),
     activeL1Offset: image.l1.offset,
     activeL1: image.l1.bytes,
-    distance: (snapshot, other) => pass.distance(stateOf(snapshot), stateOf(other)),
+    distance: compare ? (snapshot, other) => pass.distance(stateOf(snapshot), stateOf(other)) : null,
+    ...(compare ? {} : { uncompared: states.length }),
     pass,
     state,
   };
@@ -101,9 +112,21 @@ function closeness(best: Closest, kind: string): string {
   return `closest ${kind}s: "${best.entry.name}" and ${best.ties - 1} other${best.ties === 2 ? '' : 's'} (${differ}); "${best.entry.name}" is the latest`;
 }
 
+/** Each input's snapshot ids, made once (snapshotParent runs for every snapshot). */
+const idSets = new WeakMap<SnapshotEntry[], Set<string>>();
+
+function idsOf(ordered: SnapshotEntry[]): Set<string> {
+  let ids = idSets.get(ordered);
+  if (ids === undefined) {
+    ids = new Set(ordered.map((entry) => entry.id));
+    idSets.set(ordered, ids);
+  }
+  return ids;
+}
+
 export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): ParentChoice {
   const record = readCowbellRecord(snapshot);
-  const ids = new Set(inputs.ordered.map((entry) => entry.id));
+  const ids = idsOf(inputs.ordered);
   if (record?.parentKnown) {
     const inferred = record.parentInferred === true;
     const reason = inferred ? RECORDED_GUESS : undefined;
@@ -111,10 +134,13 @@ export function snapshotParent(inputs: TreeInputs, snapshot: SnapshotEntry): Par
     if (ids.has(record.parentId)) return { parentId: record.parentId, inferred, reason };
   }
   const position = inputs.ordered.indexOf(snapshot);
-  const older = inputs.ordered.slice(0, Math.max(0, position));
   const why = record?.parentKnown ? 'its recorded parent was deleted by another program; ' : '';
-  if (older.length === 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
-  const previous = older.at(-1);
+  if (position <= 0) return { parentId: null, inferred: record?.parentKnown ?? false, reason: record?.parentKnown ? `${why}no older snapshot remains` : undefined };
+  const previous = inputs.ordered[position - 1];
+  if (inputs.uncompared !== undefined && previous !== undefined) {
+    return { parentId: previous.id, inferred: true, reason: `${why}"${previous.name}", the snapshot before it (with ${inputs.uncompared} states, their mappings are not compared)` };
+  }
+  const older = inputs.ordered.slice(0, position);
   if (inputs.distance === null && older.length > 1 && previous !== undefined) {
     return { parentId: previous.id, inferred: true, reason: `${why}"${previous.name}", the snapshot before it, until the mappings are compared`, pending: true };
   }
@@ -143,6 +169,11 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   const fromFlag = (id: string): ParentChoice => (flaggedRecord?.currentInferred === true ? { parentId: id, inferred: true, reason: RECORDED_GUESS } : { parentId: id, inferred: false });
   // The current L1 table is as it was when the mark was set: no apply in place and no copy on write since.
   if (flagValid && inputs.activeL1 !== null && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(inputs.activeL1)) return fromFlag(flagged.id);
+  if (inputs.uncompared !== undefined) {
+    if (flagValid) return fromFlag(flagged.id);
+    const newest = latest(ordered);
+    return { parentId: newest?.id ?? null, inferred: true, reason: `"${newest?.name ?? ''}", the newest snapshot (with ${inputs.uncompared} states, their mappings are not compared)` };
+  }
   if (inputs.distance === null) {
     // Without the pass, Cowbell's mark stands unless another program's apply made another snapshot closer (rare).
     if (flagValid) return { ...fromFlag(flagged.id), pending: true };
