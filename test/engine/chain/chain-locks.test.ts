@@ -4,12 +4,12 @@
  * and base, and a rebase's new backing file, took only a reader's lock, so qemu-io — or a VM —
  * could start writing one midway and change what was being copied or compared).
  */
-import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
+import { qemuIoWrite } from '../../helpers/midway.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -17,11 +17,6 @@ beforeEach(() => {
   folder = tempDir();
 });
 afterEach(() => folder.cleanup());
-
-function qemuIoWrite(image: string): string {
-  const result = spawnSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 4k', image], { encoding: 'utf8' });
-  return result.stdout + result.stderr;
-}
 
 /** Tries a qemu-io write of each file once, midway through the stage named. */
 function probingMidway(stage: string, files: string[], seen: Map<string, string>): JobContext {

@@ -8,9 +8,9 @@ import * as fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
-import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
+import { onceMidway } from '../../helpers/midway.ts';
 import { qemuCheck, qemuImg, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -18,19 +18,6 @@ beforeEach(() => {
   folder = tempDir();
 });
 afterEach(() => folder.cleanup());
-
-/** Does `act` once, when the commit has written some of the data and has more to write. */
-function midCommit(act: () => void): JobContext {
-  let done = false;
-  return {
-    progress(stage, written, total) {
-      if (stage !== 'commit' || done || written === 0 || written >= total) return;
-      done = true;
-      act();
-    },
-    throwIfCancelled() {},
-  };
-}
 
 describe('commit into a backing file replaced meanwhile', { timeout: 30_000 }, () => {
   it.each([
@@ -55,7 +42,7 @@ describe('commit into a backing file replaced meanwhile', { timeout: 30_000 }, (
       runSteps(
         commitSteps(
           { image: top },
-          midCommit(() => {
+          onceMidway('commit', () => {
             act(base);
             baseAfterAct = fs.existsSync(base) ? fileHash(base) : 'none';
           }),

@@ -3,13 +3,13 @@
  * copy-out took only a reader's lock, so a VM or qemu-io starting to write mid-copy tore the copy —
  * old bytes at the start, new at the end — and it said "Copied 1 file").
  */
-import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { openGuestReader } from '../../../src/shared/qcow2/image/image-format.ts';
 import { lockTiming } from '../../../src/shared/qcow2/io/image-lock.ts';
 import type { JobContext } from '../../../src/shared/qcow2/job-context.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { qemuIoWrite } from '../../helpers/midway.ts';
 import { qemuImg, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -17,11 +17,6 @@ beforeAll(() => {
   folder = tempDir();
 });
 afterAll(() => folder.cleanup());
-
-function qemuIoWrite(image: string): string {
-  const result = spawnSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x42 0 4k', image], { encoding: 'utf8' });
-  return result.stdout + result.stderr;
-}
 
 describe('the current state opened guarded', () => {
   it('keeps QEMU from starting to write it until closed; unguarded (browsing) it does not', async () => {

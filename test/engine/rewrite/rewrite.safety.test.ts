@@ -18,6 +18,7 @@ import { previewRewrite, rewriteImage, type RewriteRequest } from '../../../src/
 import { readSnapshotTree } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { fileHash, holdWithQemuIo, holdWithQemuNbd, type Holder } from '../../helpers/image-locks.ts';
+import { onceMidway } from '../../helpers/midway.ts';
 import { appendCluster, getRefcount, hostClusterOf, setIncompatibleBits, setRefcount } from '../../helpers/qcow2-poke.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
@@ -264,26 +265,13 @@ describe('never under a running VM', { timeout: 30_000 }, () => {
 });
 
 describe('the name still leads to the disk when the new file takes it', { timeout: 30_000 }, () => {
-  /** A job that does `act` once, mid-copy (some clusters written, more to come). */
-  function midCopy(act: () => void): JobContext {
-    let done = false;
-    return {
-      progress(stage, written, total) {
-        if (stage !== 'copying' || done || written === 0 || written >= total) return;
-        done = true;
-        act();
-      },
-      throwIfCancelled() {},
-    };
-  }
-
   it('in place: another disk moved into the name meanwhile (a VM may be started on it) is not replaced; IN_USE, and it stays as it is', async () => {
     const { dir, image } = await imageWithSnapshots();
     const newer = path.join(dir, 'newer.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', newer, '2M']);
     await qemuIo(newer, ['write -P 0x5a 0 64k']);
     const newerHash = fileHash(newer);
-    expectRefused(() => rewriteImage({ source: image, compression: 'compress', batchClusters: 8 }, midCopy(() => fs.renameSync(newer, image))), 'IN_USE', /was replaced by another file while Cowbell was writing its new version; nothing was replaced/);
+    expectRefused(() => rewriteImage({ source: image, compression: 'compress', batchClusters: 8 }, onceMidway('copying', () => fs.renameSync(newer, image))), 'IN_USE', /was replaced by another file while Cowbell was writing its new version; nothing was replaced/);
     expect(fileHash(image)).toBe(newerHash);
     expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
   });
@@ -292,7 +280,7 @@ describe('the name still leads to the disk when the new file takes it', { timeou
     const { dir, image } = await imageWithSnapshots();
     const hash = fileHash(image);
     const moved = path.join(dir, 'moved.qcow2');
-    expectRefused(() => rewriteImage({ source: image, compression: 'keep', batchClusters: 8 }, midCopy(() => fs.renameSync(image, moved))), 'IN_USE', /was moved or removed/);
+    expectRefused(() => rewriteImage({ source: image, compression: 'keep', batchClusters: 8 }, onceMidway('copying', () => fs.renameSync(image, moved))), 'IN_USE', /was moved or removed/);
     expect(fileHash(moved)).toBe(hash);
     expect(fs.readdirSync(dir)).toEqual(['moved.qcow2']);
   });
@@ -303,7 +291,7 @@ describe('the name still leads to the disk when the new file takes it', { timeou
     let reader: ChildProcess | null = null;
     try {
       // qemu-io -r holds it as QEMU holds a backing file (read, write and resize unshared); waited for until its locks show.
-      const job = midCopy(() => {
+      const job = onceMidway('copying', () => {
         reader = spawn('qemu-io', ['-r', '-f', 'qcow2', '-c', 'sleep 20000', image], { stdio: 'ignore' });
         const probe = fs.openSync(image, 'r');
         try {
@@ -337,7 +325,7 @@ describe('the name still leads to the disk when the new file takes it', { timeou
     const outputHash = fileHash(output);
     let writer: number | null = null;
     try {
-      const job = midCopy(() => {
+      const job = onceMidway('copying', () => {
         writer = fs.openSync(output, 'r+');
         lockForWriting(writer);
       });
