@@ -127,6 +127,12 @@ async function statPath(path: string): Promise<PathStat> {
     const info = await stat(path);
     return { path, kind: info.isFile() ? 'file' : info.isDirectory() ? 'folder' : 'other' };
   } catch {
-    return { path, kind: 'missing' };
+    // A link that leads nowhere still takes the name: a new file cannot be made there.
+    try {
+      await lstat(path);
+      return { path, kind: 'other' };
+    } catch {
+      return { path, kind: 'missing' };
+    }
   }
 }

@@ -12,6 +12,7 @@ import type { BackingChain, ChainFile, SnapshotNode } from '../../src/shared/qco
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import CreateDiskDialog from '../../src/renderer/src/components/dialogs/CreateDiskDialog.vue';
 import DeleteSnapshotDialog from '../../src/renderer/src/components/dialogs/DeleteSnapshotDialog.vue';
+import JobDialog from '../../src/renderer/src/components/dialogs/JobDialog.vue';
 import LinkedCloneDialog from '../../src/renderer/src/components/dialogs/LinkedCloneDialog.vue';
 import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
 import RevertDialog from '../../src/renderer/src/components/dialogs/RevertDialog.vue';
@@ -160,5 +161,19 @@ describe('New Linked Clone…', () => {
     await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/notes.txt');
     await flushPromises();
     expect(dialog.get('[data-testid="dialog-problem"]').text()).toMatch(/already there/);
+  });
+});
+
+describe('a dangerous dialog whose only fields are checkboxes', () => {
+  it('puts the focus on Cancel (Enter on a focused checkbox submits the form)', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Commit', submitLabel: 'Commit', tone: 'danger' },
+      slots: { default: '<label class="checkbox"><input type="checkbox" data-testid="keep" /> Keep the disk as it is</label>' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const dialog = wrapper;
+    expect(document.activeElement).toBe(dialog.get('[data-testid="dialog-cancel"]').element);
   });
 });

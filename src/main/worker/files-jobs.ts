@@ -34,8 +34,10 @@ export interface FilesJobs {
 }
 
 async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
-  // A restore from the current state keeps writers out until it is done: a VM starting meanwhile would tear the copy (IN_USE if one writes now).
-  const files = await open(imagePath, stateRef(state), { passphrase, ...(guardCurrent && state === CURRENT_STATE ? { guard: true } : {}) });
+  // A restore from the current state keeps writers out until it is done: a VM starting meanwhile
+  // would tear the copy; one writing now is refused (the app has no -U: 'changing' offers none).
+  const guarded = guardCurrent && state === CURRENT_STATE;
+  const files = await open(imagePath, stateRef(state), { passphrase, ...(guarded ? { guard: true, refuseInUse: 'changing' as const } : {}) });
   try {
     return await work(files);
   } finally {

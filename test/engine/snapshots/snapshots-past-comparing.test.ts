@@ -53,6 +53,19 @@ describe(`more than ${MAX_COMPARED_STATES} states`, { timeout: 120_000 }, () => 
     expect(tree.currentParentId).toBe(byName.get(`s${count - 1}`)?.id);
     expect(tree.currentParentReason).toMatch(/the newest snapshot \(with \d+ states, their mappings are not compared\)/);
     expect((await qemuCheck(image)).code).toBe(0);
+
+    // Reverted by another program: the current state maps exactly what that snapshot does, and says so (regression audit).
+    await qemuImg(['snapshot', '-a', 's10', image]);
+    const reverted = Qcow2Image.open(image, { readOnly: true });
+    try {
+      const after = snapshotTree(reverted);
+      // s0–s49 hold one state (the writes come every 50 snapshots): the latest of them, as where mappings are compared.
+      expect(after.currentParentId).toBe(byName.get('s49')?.id);
+      expect(after.currentParentInferred).toBe(true);
+      expect(after.currentParentReason).toBe('the current state is still identical to "s49"');
+    } finally {
+      reverted.close();
+    }
   });
 
   it('the text tree prints a line of 20,000 snapshots, each the child of the one before', () => {

@@ -310,7 +310,8 @@ function openSource(request: Pick<RewriteRequest, 'source' | 'openFile' | 'passp
   const image = Qcow2Image.open(request.source, {
     readOnly: true,
     openBacking: false,
-    refuseInUse: true,
+    // Refused in words that offer no -U: a rewrite has none (its copy must be of one moment).
+    refuseInUse: 'changing',
     passphrase: request.passphrase,
     trustLegacyPassphrase: request.trustLegacyPassphrase,
     job,

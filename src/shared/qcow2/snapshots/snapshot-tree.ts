@@ -51,6 +51,32 @@ export interface TreeInputs {
   distance: ((snapshot: SnapshotEntry, other: SnapshotEntry | null) => number) | null;
   /** Set (to the number of states) where there were too many to compare every two (MAX_COMPARED_STATES): parents go by date. */
   uncompared?: number;
+  /** With `uncompared`: the snapshots whose L1 table maps exactly what the current one does (an apply since, by any program). */
+  identicalToCurrent?: ReadonlySet<string>;
+}
+
+/** The snapshots whose L1 table names the current one's L2 tables (one whose table cannot be read is none of them). */
+function snapshotsLikeCurrent(image: Qcow2Image): Set<string> {
+  const ids = new Set<string>();
+  for (const snapshot of image.snapshots) {
+    try {
+      if (sameL1(image.loadSnapshotL1(snapshot).bytes, image.l1.bytes)) ids.add(snapshot.id);
+    } catch {
+      // Its table is damaged: check says so; the tree goes on without it.
+    }
+  }
+  return ids;
+}
+
+/** Whether two L1 tables name the same L2 tables (COPIED flags aside; a shorter one reads as unallocated past its end). */
+function sameL1(a: Uint8Array, b: Uint8Array): boolean {
+  const length = Math.max(a.length, b.length);
+  for (let index = 0; index < length; index++) {
+    // The top bit of each entry's first (big-endian) byte is COPIED.
+    const mask = index % 8 === 0 ? 0x7f : 0xff;
+    if (((a[index] ?? 0) & mask) !== ((b[index] ?? 0) & mask)) return false;
+  }
+  return true;
 }
 
 /**
@@ -77,7 +103,7 @@ function loadInputs(image: Qcow2Image, job: JobContext, usage: boolean): TreeInp
     activeL1Offset: image.l1.offset,
     activeL1: image.l1.bytes,
     distance: compare ? (snapshot, other) => pass.distance(stateOf(snapshot), stateOf(other)) : null,
-    ...(compare ? {} : { uncompared: states.length }),
+    ...(compare ? {} : { uncompared: states.length, identicalToCurrent: snapshotsLikeCurrent(image) }),
     pass,
     state,
   };
@@ -170,7 +196,14 @@ export function currentParent(inputs: TreeInputs): ParentChoice {
   // The current L1 table is as it was when the mark was set: no apply in place and no copy on write since.
   if (flagValid && inputs.activeL1 !== null && flaggedRecord?.activeL1Checksum !== undefined && flaggedRecord.activeL1Checksum === l1Checksum(inputs.activeL1)) return fromFlag(flagged.id);
   if (inputs.uncompared !== undefined) {
-    if (flagValid) return fromFlag(flagged.id);
+    // The current tables changed since Cowbell's mark: an apply (by any program) leaves them exactly a snapshot's.
+    const exact = ordered.filter((entry) => inputs.identicalToCurrent?.has(entry.id) === true);
+    if (exact.length > 0) {
+      if (flagValid && exact.includes(flagged)) return fromFlag(flagged.id);
+      const chosen = latest(exact);
+      return { parentId: chosen?.id ?? null, inferred: true, reason: `the current state is still identical to "${chosen?.name ?? ''}"` };
+    }
+    if (flagValid) return { parentId: flagged.id, inferred: true, reason: `"${flagged.name}", where Cowbell last saw it (with ${inputs.uncompared} states, the writes since are not compared)` };
     const newest = latest(ordered);
     return { parentId: newest?.id ?? null, inferred: true, reason: `"${newest?.name ?? ''}", the newest snapshot (with ${inputs.uncompared} states, their mappings are not compared)` };
   }
