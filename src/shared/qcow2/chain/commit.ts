@@ -16,13 +16,12 @@
  * emptied tables and the refcount drops are durable, and only where refcounts are 0. Each file
  * keeps the engine's own write order (image.ts flush) for its metadata.
  */
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import { coalescing } from '../io/coalescing-file.ts';
-import { sameFile } from '../io/file-identity.ts';
+import { currentIdentity, sameFile } from '../io/file-identity.ts';
 import { releaseEmptyTables } from '../image/empty-tables.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
 import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
@@ -102,7 +101,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     }
     refuseLoop(chain, link.path);
     base = openBase(link.path, link.format, openFile, chain);
-    const baseIdentity = identityOf(link.path);
+    const baseIdentity = currentIdentity(link.path);
     const emptying = request.keepOverlay !== true && layers.length === 1;
     // Before the base takes anything: an overlay that cannot be emptied (dirty bitmaps, a dirty bit,
     // damaged tables) refuses the whole commit, as any refusal leaves every file as it was.
@@ -230,16 +229,6 @@ function committedRanges(layers: readonly Qcow2Image[], hole: GuestRange): Guest
   return ranges;
 }
 
-/** Which file `filePath` names now (device and inode), or null where nothing does. */
-function identityOf(filePath: string): string | null {
-  try {
-    const stats = fs.statSync(filePath, { bigint: true });
-    return `${stats.dev}:${stats.ino}`;
-  } catch {
-    return null;
-  }
-}
-
 /**
  * The base's name must still lead to the file the commit opened and wrote into: moved or replaced
  * meanwhile (another copy put in its place), the data went into a file the chain no longer reads,
@@ -247,7 +236,7 @@ function identityOf(filePath: string): string | null {
  * stays where it was.
  */
 function refuseReplacedBase(basePath: string, identityAtOpen: string | null): void {
-  if (identityAtOpen === null || identityOf(basePath) === identityAtOpen) return;
+  if (identityAtOpen === null || currentIdentity(basePath) === identityAtOpen) return;
   throw new Qcow2Error('IN_USE', `${basePath} was moved or replaced while the commit wrote into it; the overlay was left as it was (its data is still there): commit again`);
 }
 

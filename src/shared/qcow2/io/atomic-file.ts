@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import type { BlockFile } from './block-file.ts';
 import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
+import { currentIdentity } from './file-identity.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
 import { writeBehind } from './write-behind-file.ts';
@@ -120,14 +121,7 @@ export const nodeFileSystem: AtomicFileSystem = {
       removeIfAbandoned(path.join(folder, name));
     }
   },
-  identity: (filePath) => {
-    try {
-      const stats = fs.statSync(filePath, { bigint: true });
-      return `${stats.dev}:${stats.ino}`;
-    } catch {
-      return null;
-    }
-  },
+  identity: currentIdentity,
   assertReplaceable: (filePath, ownSource) => {
     let fd: number;
     try {

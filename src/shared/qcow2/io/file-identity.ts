@@ -21,6 +21,16 @@ export function fileIdentity(filePath: string): string {
   }
 }
 
+/** Which file `filePath` names now (device and inode), or null where nothing does: to tell whether a name was moved or replaced meanwhile. */
+export function currentIdentity(filePath: string): string | null {
+  try {
+    const stats = fs.statSync(filePath, { bigint: true });
+    return `${stats.dev}:${stats.ino}`;
+  } catch {
+    return null;
+  }
+}
+
 export function sameFile(a: string, b: string): boolean {
   return fileIdentity(a) === fileIdentity(b);
 }
