@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { threadedCompressor } from '../../../src/shared/qcow2/codec/cluster-compressor.ts';
 import { decompressCluster } from '../../../src/shared/qcow2/codec/compression.ts';
-import { HELPER_THREAD_ROOM_BYTES, helperThreadRefusal, procThreadRoomProbe, resetHelperThreadNotice, startHelperThread, type ThreadRoomProbe } from '../../../src/shared/qcow2/io/helper-threads.ts';
+import { HELPER_THREAD_NAMES, HELPER_THREAD_ROOM_BYTES, helperThreadRefusal, procThreadRoomProbe, resetHelperThreadNotice, startHelperThread, type ThreadRoomProbe } from '../../../src/shared/qcow2/io/helper-threads.ts';
 import { compressibleBytes } from '../../helpers/seeded-random.ts';
 
 const MiB = 1024 * 1024;
@@ -36,19 +36,46 @@ describe('helper thread room', () => {
     const lines: string[] = [];
     resetHelperThreadNotice((line) => lines.push(line));
     const tight = probe(2000 * MiB, 1900 * MiB);
-    expect(startHelperThread('1', { eval: true }, tight)).toBeNull();
-    expect(startHelperThread('1', { eval: true }, tight)).toBeNull();
+    expect(startHelperThread('1', HELPER_THREAD_NAMES.compress, { eval: true }, tight)).toBeNull();
+    expect(startHelperThread('1', HELPER_THREAD_NAMES.compress, { eval: true }, tight)).toBeNull();
     expect(lines).toEqual(['cowbell: working on one thread: the address-space limit (ulimit -v) leaves 100 MiB, too little for a helper thread (384 MiB)\n']);
   });
 
   it('starts a thread where there is room, with a small code range, and survives its failure', async () => {
     const lines: string[] = [];
     resetHelperThreadNotice((line) => lines.push(line));
-    const worker = startHelperThread('throw new Error("broken helper")', { eval: true }, probe(null, 0));
+    const worker = startHelperThread('throw new Error("broken helper")', HELPER_THREAD_NAMES.compress, { eval: true }, probe(null, 0));
     expect(worker).not.toBeNull();
     const exitCode = await new Promise<number>((resolve) => worker?.once('exit', resolve));
     expect(exitCode).toBe(1);
     expect(lines).toEqual(['cowbell: working on one thread: a helper thread failed (broken helper)\n']);
+  });
+
+  it('names its thread, so that top -H and /proc tell the helpers apart', async () => {
+    // The helper says when it is running; its name is then in /proc/self/task/TID/comm.
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    const worker = startHelperThread(
+      'const c = require("node:worker_threads").workerData; Atomics.store(c, 0, 1); Atomics.notify(c, 0); Atomics.wait(c, 1, 0);',
+      HELPER_THREAD_NAMES.earlyVerify,
+      { eval: true, workerData: control },
+      probe(null, 0),
+    );
+    expect(worker).not.toBeNull();
+    try {
+      await expect.poll(() => Atomics.load(control, 0), { timeout: 10_000 }).toBe(1);
+      const names = fs.readdirSync('/proc/self/task').map((thread) => {
+        try {
+          return fs.readFileSync(`/proc/self/task/${thread}/comm`, 'utf8').trim();
+        } catch {
+          return '';
+        }
+      });
+      expect(names).toContain('cb-early-verify');
+    } finally {
+      Atomics.store(control, 1, 1);
+      Atomics.notify(control, 1);
+      await worker?.terminate();
+    }
   });
 
   it('a compressor whose helpers cannot start compresses every cluster on the caller\'s thread', () => {

@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import { assertCanCompress, compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
-import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 export interface ClusterCompressor {
   /**
@@ -147,7 +147,7 @@ export function threadedCompressor(
   // A helper that cannot start (or dies) only means less help: the caller does every cluster it leaves.
   const workers: Worker[] = [];
   for (let index = 0; index < helpers; index++) {
-    const worker = startHelperThread(workerModule, { workerData });
+    const worker = startHelperThread(workerModule, HELPER_THREAD_NAMES.compress, { workerData });
     if (worker === null) break;
     worker.unref();
     workers.push(worker);

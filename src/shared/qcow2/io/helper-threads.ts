@@ -69,11 +69,18 @@ function tellOnce(reason: string): void {
 }
 
 /**
+ * Each helper's thread name (Linux shows 15 bytes of it in `top -H` and /proc/PID/task/TID/comm;
+ * Node 24 sets it from the Worker's `name`): which thread spends the CPU can be seen from outside.
+ */
+export const HELPER_THREAD_NAMES = { compress: 'cb-compress', earlyVerify: 'cb-early-verify', writeBehind: 'cb-write-behind' } as const;
+export type HelperThreadName = (typeof HELPER_THREAD_NAMES)[keyof typeof HELPER_THREAD_NAMES];
+
+/**
  * A started helper thread, or null when none can start (the reason is told once). Its 'error'
  * event is handled here: a thread that fails after starting must not take the process down; the
  * callers notice through their shared state (a thread that never reports ready gets no work).
  */
-export function startHelperThread(script: string | URL, options: WorkerOptions, probe: ThreadRoomProbe = procThreadRoomProbe): Worker | null {
+export function startHelperThread(script: string | URL, name: HelperThreadName, options: WorkerOptions, probe: ThreadRoomProbe = procThreadRoomProbe): Worker | null {
   const refusal = helperThreadRefusal(probe);
   if (refusal !== null) {
     tellOnce(refusal);
@@ -83,7 +90,7 @@ export function startHelperThread(script: string | URL, options: WorkerOptions, 
   try {
     // Taken here, not imported: node:worker_threads loads Node's streams, a few milliseconds of every command's start-up.
     const { Worker } = process.getBuiltinModule('node:worker_threads');
-    worker = new Worker(script, { ...options, resourceLimits: { ...HELPER_THREAD_LIMITS, ...options.resourceLimits } });
+    worker = new Worker(script, { ...options, name, resourceLimits: { ...HELPER_THREAD_LIMITS, ...options.resourceLimits } });
   } catch (error) {
     tellOnce(`a helper thread could not start (${error instanceof Error ? error.message : String(error)})`);
     return null;

@@ -21,7 +21,7 @@ import { alignedSharedBytes } from './aligned-bytes.ts';
 import { hasDescriptor, type BlockFile, type DescribedBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { startWriteback, WRITEBACK_STEP_BYTES } from './file-writeback.ts';
-import { startHelperThread } from './helper-threads.ts';
+import { HELPER_THREAD_NAMES, startHelperThread } from './helper-threads.ts';
 import { WRITE_PIECE_BYTES } from './write-pieces.ts';
 
 const SLOT_BYTES = 4 * 1024 * 1024;
@@ -61,7 +61,7 @@ export function writeBehind(file: BlockFile, options: WriteBehindOptions): Block
   // Taken here, not imported: node:worker_threads loads Node's streams, a few milliseconds of every command's start-up.
   const channel = new (process.getBuiltinModule('node:worker_threads').MessageChannel)();
   const workerData: WriterData = { fd: file.descriptor, ...shared, commandCount: COMMANDS, slotBytes: SLOT_BYTES, pieceBytes: WRITE_PIECE_BYTES, errors: channel.port2 };
-  const worker = startHelperThread(`(${writerThread.toString()})()`, { eval: true, workerData, transferList: [channel.port2] });
+  const worker = startHelperThread(`(${writerThread.toString()})()`, HELPER_THREAD_NAMES.writeBehind, { eval: true, workerData, transferList: [channel.port2] });
   if (worker === null) {
     channel.port1.close();
     return file;

@@ -21,7 +21,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { descriptorOf } from '../io/fail-stop-file.ts';
-import { awaitHelperStart, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 /** Control words, in one shared Int32Array. */
 export const EARLY_CONTROL = {
@@ -93,7 +93,7 @@ export function startEarlyVerifier(source: BlockFile, output: BlockFile, cluster
   const shared = { control: new SharedArrayBuffer(EARLY_CONTROL.size * 4), ring: new SharedArrayBuffer(RING_RUNS * RUN_FIELDS * 8) };
   // The source's holes read as zeros without a read here too (a disk preallocated with metadata).
   const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes, sourceHoles: knownHoles(source) };
-  const worker = startHelperThread(workerModule, { workerData });
+  const worker = startHelperThread(workerModule, HELPER_THREAD_NAMES.earlyVerify, { workerData });
   if (worker === null) return null;
   worker.unref();
   return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), clusterBytes);
