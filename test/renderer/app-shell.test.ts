@@ -37,6 +37,22 @@ describe('App shell', () => {
     wrapper.unmount();
   });
 
+  it('tells apart two open disks of the same name by their folders, and leaves a unique name alone', async () => {
+    replaceConnection(
+      fakeConnection({
+        'app.about': about('browser'),
+        'app.initialPaths': () => ['/vms/win/disk.qcow2', '/vms/linux/disk.qcow2', '/vms/arch.qcow2'],
+        'image.open': () => imageInfo(),
+      }),
+    );
+    const wrapper = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    await flushPromises();
+    const items = wrapper.findAll('[data-testid="disk-item"]');
+    expect(items.map((item) => item.find('[data-testid="disk-item-folder-hint"]').exists() ? item.get('[data-testid="disk-item-folder-hint"]').text() : null)).toEqual(['…/win', '…/linux', null]);
+    expect(items[0]?.text()).toContain('disk.qcow2');
+    wrapper.unmount();
+  });
+
   it('in Electron, Ctrl+O asks main for the native Open dialog and opens what was chosen', async () => {
     const fake = fakeConnection({
       'app.about': about('electron'),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { baseName, folderOf } from '../../src/renderer/src/lib/paths.ts';
+import { baseName, distinguishingFolders, folderOf } from '../../src/renderer/src/lib/paths.ts';
 
 describe('host path pieces for display', () => {
   it('splits a POSIX path at / only: a backslash is part of a Linux file name', () => {
@@ -16,5 +16,31 @@ describe('host path pieces for display', () => {
     expect(baseName('C:/VMs/sub\\disk.qcow2')).toBe('disk.qcow2');
     expect(baseName('\\\\server\\share\\disk.qcow2')).toBe('disk.qcow2');
     expect(baseName('C:\\VMs\\')).toBe('VMs');
+  });
+});
+
+describe('telling apart disks of the same name', () => {
+  it('gives no hint to a name no other path shares', () => {
+    expect(distinguishingFolders(['/vms/a.qcow2', '/vms/b.qcow2'])).toEqual(new Map());
+  });
+
+  it('shows the fewest last folders that differ, marking what it leaves out', () => {
+    const hints = distinguishingFolders(['/home/me/vms/win/disk.qcow2', '/home/me/vms/linux/disk.qcow2', '/home/me/other.qcow2']);
+    expect(hints).toEqual(new Map([
+      ['/home/me/vms/win/disk.qcow2', '…/win'],
+      ['/home/me/vms/linux/disk.qcow2', '…/linux'],
+    ]));
+    const deeper = distinguishingFolders(['/a/vms/disk.qcow2', '/b/vms/disk.qcow2', '/disk.qcow2']);
+    expect(deeper.get('/a/vms/disk.qcow2')).toBe('a/vms');
+    expect(deeper.get('/b/vms/disk.qcow2')).toBe('b/vms');
+    expect(deeper.get('/disk.qcow2')).toBe('/');
+  });
+
+  it('uses the whole folder where the folders end alike, and Windows separators for Windows paths', () => {
+    const hints = distinguishingFolders(['C:\\vms\\disk.qcow2', 'D:\\vms\\disk.qcow2', 'E:\\old\\vms\\disk.qcow2']);
+    expect(hints.get('C:\\vms\\disk.qcow2')).toBe('C:\\vms\\');
+    expect(hints.get('D:\\vms\\disk.qcow2')).toBe('D:\\vms\\');
+    expect(hints.get('E:\\old\\vms\\disk.qcow2')).toBe('E:\\old\\vms\\');
+    expect(distinguishingFolders(['C:\\a\\x\\disk.qcow2', 'C:\\b\\x\\disk.qcow2']).get('C:\\a\\x\\disk.qcow2')).toBe('a\\x');
   });
 });

@@ -32,3 +32,42 @@ export function hasFolderSeparator(name: string, platform: string | undefined): 
 export function isAbsolutePath(path: string): boolean {
   return path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(path);
 }
+
+/** A path's folders, outermost first, without the root or drive: "/a/b/c.qcow2" → ["a", "b"]. */
+function folderNames(path: string): string[] {
+  const folder = folderOf(path);
+  const parts = path.startsWith('/') ? folder.split('/') : folder.split(/[\\/]/);
+  return parts.filter((part) => part !== '' && !/^[A-Za-z]:$/.test(part));
+}
+
+/**
+ * For paths that share a file name, the fewest last folders that tell each apart ("a/vms" beside
+ * "b/vms"); a path whose name no other shares gets none. The sidebar shows them after the name,
+ * so two disks called `disk.qcow2` are not two identical lines.
+ */
+export function distinguishingFolders(paths: readonly string[]): Map<string, string> {
+  const byName = new Map<string, string[]>();
+  for (const path of new Set(paths)) {
+    const group = byName.get(baseName(path)) ?? [];
+    group.push(path);
+    byName.set(baseName(path), group);
+  }
+  const hints = new Map<string, string>();
+  for (const group of byName.values()) {
+    if (group.length < 2) continue;
+    const folders = group.map(folderNames);
+    const deepest = Math.max(...folders.map((names) => names.length));
+    const tail = (names: string[], depth: number): string => names.slice(-depth).join('/');
+    let depth = 1;
+    while (depth < deepest && new Set(folders.map((names) => tail(names, depth))).size < group.length) depth++;
+    // Folders that end alike all the way up (C:\\vms and D:\\vms) are told apart by the whole folder.
+    const apart = new Set(folders.map((names) => tail(names, depth))).size === group.length;
+    group.forEach((path, index) => {
+      const names = folders[index] ?? [];
+      const separator = path.startsWith('/') ? '/' : '\\';
+      const shown = names.slice(-depth).join(separator);
+      hints.set(path, !apart || names.length === 0 ? folderOf(path) : `${names.length > depth ? `…${separator}` : ''}${shown}`);
+    });
+  }
+  return hints;
+}
