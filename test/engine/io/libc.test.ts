@@ -9,7 +9,7 @@ import { createRequire } from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { libc, prebuiltKoffi } from '../../../src/shared/qcow2/io/libc.ts';
+import { libc, nodeModulesFolder, prebuiltKoffi } from '../../../src/shared/qcow2/io/libc.ts';
 
 const NODE = path.resolve('node_modules/.bin/node');
 const folders: string[] = [];
@@ -41,6 +41,15 @@ describe('libc', () => {
     expect(added.filter((name) => /\b(stream|worker_threads|internal\/worker)\b/.test(name))).toEqual([]);
   });
 
+  it('finds koffi and its binary package where Node would, as require.resolve does', () => {
+    const require = createRequire(import.meta.url);
+    const from = path.dirname(path.resolve('src/shared/qcow2/io/libc.ts'));
+    const koffiFolder = nodeModulesFolder('koffi', from);
+    expect(koffiFolder).toBe(path.dirname(require.resolve('koffi')));
+    expect(nodeModulesFolder(`@koromix/koffi-linux-${process.arch}`, koffiFolder ?? '/')).toBe(path.dirname(require.resolve(`@koromix/koffi-linux-${process.arch}/package.json`)));
+    expect(nodeModulesFolder('no-such-package-here', from)).toBeNull();
+  });
+
   it('leaves the loading to koffi where the prebuilt binary\'s package is another version', () => {
     const require = createRequire(import.meta.url);
     const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-libc-'));
@@ -49,19 +58,16 @@ describe('libc', () => {
     fs.cpSync(realBinaryPackage, folder, { recursive: true });
     const packageJson = path.join(folder, 'package.json');
     fs.writeFileSync(packageJson, JSON.stringify({ ...JSON.parse(fs.readFileSync(packageJson, 'utf8')), version: '0.0.1' }));
-    const resolve = ((request: string) => (request.startsWith('@koromix/') ? packageJson : require.resolve(request))) as NodeJS.RequireResolve;
-    expect(prebuiltKoffi({ resolve })).toBeNull();
+    const find = (name: string, from: string) => (name.startsWith('@koromix/') ? folder : nodeModulesFolder(name, from));
+    expect(prebuiltKoffi(find)).toBeNull();
     // The same copy with the right version loads.
     fs.writeFileSync(packageJson, fs.readFileSync(path.join(realBinaryPackage, 'package.json')));
-    expect(prebuiltKoffi({ resolve })?.version).toBe(JSON.parse(fs.readFileSync(packageJson, 'utf8')).version);
+    expect(prebuiltKoffi(find)?.version).toBe(JSON.parse(fs.readFileSync(packageJson, 'utf8')).version);
   });
 
-  it('leaves the loading to koffi where there is no prebuilt binary package', () => {
-    const require = createRequire(import.meta.url);
-    const resolve = ((request: string) => {
-      if (request.startsWith('@koromix/')) throw Object.assign(new Error(`Cannot find module '${request}'`), { code: 'MODULE_NOT_FOUND' });
-      return require.resolve(request);
-    }) as NodeJS.RequireResolve;
-    expect(prebuiltKoffi({ resolve })).toBeNull();
+  it('leaves the loading to koffi where there is no prebuilt binary package, or no koffi where it looks', () => {
+    expect(prebuiltKoffi((name, from) => (name.startsWith('@koromix/') ? null : nodeModulesFolder(name, from)))).toBeNull();
+    expect(prebuiltKoffi(nodeModulesFolder, '/')).toBeNull();
+    expect(prebuiltKoffi()).not.toBeNull();
   });
 });
