@@ -518,6 +518,25 @@ describe('awkward inputs rewritten right', () => {
       }
     }
   });
+
+  it("a backing name that climbs out of a linked folder ('cur/../base.qcow2') names the file the kernel reaches, not the one its text folds to", async () => {
+    const dir = folder.file(`case-${++imageCount}`);
+    for (const sub of ['ov', 'real/v1', 'out']) fs.mkdirSync(path.join(dir, sub), { recursive: true });
+    await qemuImg(['create', '-q', '-f', 'qcow2', path.join(dir, 'real', 'base.qcow2'), '1M']);
+    await qemuIo(path.join(dir, 'real', 'base.qcow2'), ['write -P 0x11 0 1M']);
+    // A decoy where the text 'ov/cur/../base.qcow2' folds to.
+    await qemuImg(['create', '-q', '-f', 'qcow2', path.join(dir, 'ov', 'base.qcow2'), '1M']);
+    await qemuIo(path.join(dir, 'ov', 'base.qcow2'), ['write -P 0x99 0 1M']);
+    fs.symlinkSync('../real/v1', path.join(dir, 'ov', 'cur'));
+    const overlay = path.join(dir, 'ov', 'overlay.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'cur/../base.qcow2', '-F', 'qcow2', overlay]);
+    await qemuIo(overlay, ['write -P 0x77 64k 64k']);
+    const target = path.join(dir, 'out', 'copy.qcow2');
+    rewriteImage({ source: overlay, target, compression: 'keep' });
+    expect((await qemuInfo(target))['backing-filename']).toBe('../real/base.qcow2');
+    expect((await qemuImg(['compare', '-q', overlay, target])).code).toBe(0);
+    await expectCheckClean(expect, target, 'the copy');
+  });
 });
 
 describe('what the user has keeps its shape', () => {

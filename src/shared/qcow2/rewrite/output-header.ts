@@ -97,5 +97,20 @@ function backingNameFor(name: string | null, sourcePath: string, targetPath: str
   const sourceFolder = physicalPath(path.dirname(sourcePath));
   const targetFolder = physicalPath(path.dirname(targetPath));
   if (sourceFolder === targetFolder) return name;
-  return path.relative(targetFolder, path.resolve(sourceFolder, name));
+  // 'cur/../base.qcow2' with cur a linked folder: the kernel climbs from where cur really is, and
+  // path.resolve's folding of the text would name another file (a decoy, or none).
+  const backing = climbsAfterDescending(name)
+    ? path.join(physicalPath(path.dirname(`${sourceFolder}${path.sep}${name}`)), path.basename(name))
+    : path.resolve(sourceFolder, name);
+  return path.relative(targetFolder, backing);
+}
+
+/** Whether a '..' in a relative name comes after a folder's name (leading ones climb from the image's own, physical, folder). */
+function climbsAfterDescending(name: string): boolean {
+  let descended = false;
+  for (const part of name.split(path.sep === '\\' ? /[\\/]/ : '/')) {
+    if (part === '..' && descended) return true;
+    if (part !== '..' && part !== '.' && part !== '') descended = true;
+  }
+  return false;
 }
