@@ -24,6 +24,10 @@ function modulePath(): Plugin {
 export default defineConfig({
   plugins: [vue(), modulePath()],
   test: {
+    // A timeout catches a hang, not a slow run: on two loaded cores (the gate runs files side by side)
+    // tests that take 1-3 s alone have taken over 5 s, vitest's default. Speed is the benchmarks' job.
+    testTimeout: 60_000,
+    hookTimeout: 60_000,
     projects: [
       { extends: true, test: { name: 'engine', include: ['test/engine/**/*.test.ts'], environment: 'node' } },
       { extends: true, test: { name: 'main', include: ['test/main/**/*.test.ts'], environment: 'node' } },

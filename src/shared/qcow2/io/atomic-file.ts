@@ -10,6 +10,7 @@ import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { currentIdentity } from './file-identity.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
+import { keepReplacedAttributes, keepSpecialModeBits, readReplacedFile } from './replaced-file-attributes.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
 import { writeBehind } from './write-behind-file.ts';
 
@@ -32,7 +33,11 @@ export interface AtomicWriteOptions {
    * cancel asked for during the flush is seen.
    */
   beforeCommit?: () => void;
-  /** The file replaced is the caller's own source, held by its guard (rewrite.ts in place). */
+  /**
+   * The file replaced is the caller's own source, held by its guard (rewrite.ts in place). Its
+   * owner, group and extended attributes must then be kept, or nothing is written; a file replaced
+   * by request keeps what can be kept (replaced-file-attributes.ts).
+   */
   replacingOwnSource?: boolean;
 }
 
@@ -261,14 +266,21 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
   const identityAtStart = fileSystem.identity?.(targetPath) ?? null;
   // A file that replaces another is always made durable first: the old one must not go before it is.
   const durable = (options.durable ?? true) || (options.overwrite && fileSystem.exists(targetPath));
+  // Owner, mode and extended attributes the new file takes over (the test seams' files have none).
+  const replaced = options.overwrite && fileSystem === nodeFileSystem ? readReplacedFile(targetPath) : null;
   fileSystem.removeAbandonedTemporaries?.(targetPath);
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {
     file = createTemporary(fileSystem, temporaryPath, targetPath);
+    const created = file instanceof NodeBlockFile ? file.descriptor : null;
+    if (replaced !== null && created !== null) keepReplacedAttributes(created, replaced, options.replacingOwnSource === true);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
     const result = yield* build(file, temporaryPath);
-    if (durable) file.flush();
+    const specialBits = replaced !== null && created !== null && (replaced.stats.mode & 0o7000) !== 0;
+    // Every write done (write-behind drained) before the setuid and setgid bits, which a write clears.
+    if (durable || specialBits) file.flush();
+    if (specialBits && replaced !== null && created !== null) keepSpecialModeBits(created, replaced);
     file.close();
     file = null;
     yield;

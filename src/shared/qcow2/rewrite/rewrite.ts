@@ -195,11 +195,9 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const verify = request.verify ?? true;
     // Flushed at the end (the atomic writer also flushes a file replacing another it was not told of).
     const durable = (request.durable ?? true) || inPlace;
-    const replacedStats = request.fileSystem === undefined ? statOf(replaced) : null;
     return yield* writeFileAtomicallySteps(
       replaced,
       function* (file, temporaryPath) {
-        if (replacedStats !== null) keepOwnership(file, replaced, replacedStats, inPlace);
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
         const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker) : null;
         try {
@@ -332,28 +330,6 @@ function statOf(filePath: string): fs.Stats | null {
   } catch {
     return null;
   }
-}
-
-/**
- * The file that replaces another gets its owner and mode, before any data is in it: a private
- * disk (0600, a VM's user) stays private and usable by that VM. In place, a disk that would change
- * owner (only root may give a file away) is refused: its VM's user could no longer write it.
- */
-function keepOwnership(file: BlockFile, replaced: string, stats: fs.Stats, inPlace: boolean): void {
-  if (!(file instanceof NodeBlockFile)) return;
-  try {
-    fs.fchownSync(file.descriptor, stats.uid, stats.gid);
-  } catch (error) {
-    const now = fs.fstatSync(file.descriptor);
-    if (inPlace && now.uid !== stats.uid) {
-      throw new Qcow2Error('PERMISSION_DENIED', `${replaced}: the disk belongs to another user (uid ${stats.uid}), and a rewrite in place would give it to you; run it as that user (or as root), or write to a new file (OUTPUT)`, { cause: error });
-    }
-    if (inPlace && now.gid !== stats.gid) {
-      throw new Qcow2Error('PERMISSION_DENIED', `${replaced}: the disk's group (gid ${stats.gid}) cannot be kept (you are not in it), and its members would lose their access; run it as root or as a member, or write to a new file (OUTPUT)`, { cause: error });
-    }
-    // Replacing another file by request: the mode below still keeps others out.
-  }
-  fs.fchmodSync(file.descriptor, stats.mode & 0o777);
 }
 
 /**

@@ -1,0 +1,70 @@
+/**
+ * A new file that takes an existing file's name (a rewrite in place, convert or create --force)
+ * gets what the file had besides its bytes, before any data is in it: owner, group, mode and
+ * extended attributes (its POSIX ACL above all). A private disk (0600, a VM's user) stays private
+ * and usable by that VM; a disk shared through an ACL keeps exactly the users the ACL names —
+ * without it the mode's group bits, which are the ACL's mask, would open the disk to the owning
+ * group. qemu-img's own changes keep all of it (they write the same file).
+ */
+import * as fs from 'node:fs';
+import { Qcow2Error } from '../errors.ts';
+import { ACCESS_ACL, readExtendedAttributes, writeExtendedAttributes } from './extended-attributes.ts';
+
+/** What a replaced file had, read before the new one is written. */
+export interface ReplacedFile {
+  path: string;
+  stats: fs.Stats;
+  attributes: ReturnType<typeof readExtendedAttributes>;
+}
+
+/** The file at `filePath` as a new one should keep it, or null where there is no regular file. */
+export function readReplacedFile(filePath: string): ReplacedFile | null {
+  let fd: number;
+  try {
+    fd = fs.openSync(filePath, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
+  } catch {
+    return null;
+  }
+  try {
+    const stats = fs.fstatSync(fd);
+    return stats.isFile() ? { path: filePath, stats, attributes: readExtendedAttributes(fd) } : null;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/**
+ * Gives the new file (open as `fd`) the replaced file's owner, group, permission bits and extended
+ * attributes. `strict` (the disk rewritten in place: its users expect the same file) refuses what
+ * cannot be kept; otherwise (a file replaced by request) what can be kept is, and the mode still
+ * keeps others out. The setuid, setgid and sticky bits follow in keepSpecialModeBits: writing data
+ * would clear the first two.
+ */
+export function keepReplacedAttributes(fd: number, replaced: ReplacedFile, strict: boolean): void {
+  const { stats } = replaced;
+  try {
+    fs.fchownSync(fd, stats.uid, stats.gid);
+  } catch (error) {
+    const now = fs.fstatSync(fd);
+    if (strict && now.uid !== stats.uid) {
+      throw new Qcow2Error('PERMISSION_DENIED', `${replaced.path}: the disk belongs to another user (uid ${stats.uid}), and a rewrite in place would give it to you; run it as that user (or as root), or write to a new file (OUTPUT)`, { cause: error });
+    }
+    if (strict && now.gid !== stats.gid) {
+      throw new Qcow2Error('PERMISSION_DENIED', `${replaced.path}: the disk's group (gid ${stats.gid}) cannot be kept (you are not in it), and its members would lose their access; run it as root or as a member, or write to a new file (OUTPUT)`, { cause: error });
+    }
+  }
+  fs.fchmodSync(fd, stats.mode & 0o777);
+  const notKept = writeExtendedAttributes(fd, replaced.attributes);
+  if (notKept.length === 0) return;
+  const aclLost = notKept.some(({ name }) => name === ACCESS_ACL);
+  if (strict || aclLost) {
+    const names = notKept.map(({ name, code }) => `${name} (${code})`).join(', ');
+    const why = aclLost ? 'without its access control list, other users would get other rights to it' : 'the new file would lose them';
+    throw new Qcow2Error('PERMISSION_DENIED', `${replaced.path}: its extended attributes ${names} cannot be set on the new file, and ${why}; run it as the disk's owner or as root, or write to a new file (OUTPUT)`);
+  }
+}
+
+/** The setuid, setgid and sticky bits, once the data is written (a write by anyone but root clears the first two). */
+export function keepSpecialModeBits(fd: number, replaced: ReplacedFile): void {
+  if ((replaced.stats.mode & 0o7000) !== 0) fs.fchmodSync(fd, replaced.stats.mode & 0o7777);
+}

@@ -1,0 +1,112 @@
+/**
+ * A new file that takes an existing disk's name keeps what the disk had besides its bytes: owner,
+ * group, mode (setuid, setgid and sticky bits too) and extended attributes, its POSIX ACL above
+ * all. Found by an audit: a rewrite in place dropped the ACL, and the mode's group bits (the ACL's
+ * mask) then opened the disk to its owning group while the user the ACL named lost it; convert and
+ * create --force gave a private disk to the caller as 0644. ACLs and attributes are set and read
+ * with the real tools (acl, attr).
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
+import { createImage } from '../../../src/shared/qcow2/image/create.ts';
+import { keepReplacedAttributes, readReplacedFile } from '../../../src/shared/qcow2/io/replaced-file-attributes.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+
+const asRoot = process.getuid?.() === 0;
+let folder: TempDir;
+let count = 0;
+
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+/** getfacl's entries without its header comments; user.* attributes as getfattr dumps them. */
+function aclOf(file: string): string {
+  return execFileSync('getfacl', ['--omit-header', '--numeric', file], { encoding: 'utf8' });
+}
+function userAttributesOf(file: string): string {
+  return execFileSync('getfattr', ['--dump', '--absolute-names', '--match=^user\\.', file], { encoding: 'utf8' }).replace(/^# file: .*\n/m, '');
+}
+
+async function diskWithSnapshot(): Promise<string> {
+  const file = folder.file(`disk-${++count}.qcow2`);
+  await qemuImg(['create', '-q', '-f', 'qcow2', file, '4M']);
+  await qemuIo(file, ['write -P 0x21 0 1M']);
+  await qemuImg(['snapshot', '-c', 'kept', file]);
+  await qemuIo(file, ['write -P 0x22 512k 1M']);
+  return file;
+}
+
+/** Owner, group and every mode bit, as octal. */
+function ownership(file: string): [number, number, string] {
+  const stats = fs.statSync(file);
+  return [stats.uid, stats.gid, (stats.mode & 0o7777).toString(8)];
+}
+
+describe('a new file that replaces a disk', () => {
+  it('in place (compress, compact): keeps the ACL, the user attributes, and every mode bit', async () => {
+    const file = await diskWithSnapshot();
+    // A disk shared through its ACL: its group may not touch it, user 65534 (nobody) may write it.
+    execFileSync('setfacl', ['--set', 'u::rw,u:65534:rw,g::-,m::rw,o::-', file]);
+    execFileSync('setfattr', ['-n', 'user.origin', '-v', 'installer image', file]);
+    fs.chmodSync(file, 0o2660);
+    const acl = aclOf(file);
+    const attributes = userAttributesOf(file);
+    const owner = ownership(file);
+    expect(acl).toContain('user:65534:rw-');
+    for (const compression of ['compress', 'keep'] as const) {
+      const inode = fs.statSync(file).ino;
+      expect(rewriteImage({ source: file, compression }).inPlace).toBe(true);
+      expect(fs.statSync(file).ino, `${compression}: a new file`).not.toBe(inode);
+      expect(aclOf(file), compression).toBe(acl);
+      expect(userAttributesOf(file), compression).toBe(attributes);
+      expect(ownership(file), compression).toEqual(owner);
+    }
+  });
+
+  it.skipIf(!asRoot)('by request (convert, create --force onto a disk): keeps its owner, group, private mode and ACL', async () => {
+    const source = await diskWithSnapshot();
+    for (const [label, write] of [
+      ['convert -O raw', (target: string) => convertImage({ source, target, targetFormat: 'raw', overwrite: true })],
+      ['convert -O qcow2 -c --no-snapshots', (target: string) => convertImage({ source, target, targetFormat: 'qcow2', compress: true, overwrite: true })],
+      ['create --force', (target: string) => createImage({ path: target, size: 1024 * 1024, overwrite: true })],
+    ] as const) {
+      const target = folder.file(`private-${++count}.img`);
+      fs.writeFileSync(target, 'an old disk');
+      fs.chownSync(target, 1234, 1234);
+      fs.chmodSync(target, 0o600);
+      execFileSync('setfacl', ['-m', 'u:65534:r', target]);
+      const acl = aclOf(target);
+      write(target);
+      expect(fs.readFileSync(target, 'latin1'), label).not.toBe('an old disk');
+      expect(ownership(target), label).toEqual([1234, 1234, '640']);
+      expect(aclOf(target), label).toBe(acl);
+    }
+    expect(path.dirname(source)).toBe(folder.path);
+  });
+
+  it('refuses, before any data, an attribute it cannot set where the disk is rewritten in place, and a lost ACL always; by request it keeps the rest', () => {
+    const old = folder.file(`old-${++count}`);
+    fs.writeFileSync(old, 'old');
+    const replaced = readReplacedFile(old);
+    if (replaced === null) throw new Error('no file read');
+    const fresh = folder.file(`new-${++count}`);
+    const fd = fs.openSync(fresh, 'w');
+    try {
+      // No file system takes a name outside the known namespaces (EOPNOTSUPP); no ACL is 3 bytes long (EINVAL).
+      const unknown = { ...replaced, attributes: [{ name: 'nonamespace.x', value: new Uint8Array([1]) }] };
+      expect(() => keepReplacedAttributes(fd, unknown, true)).toThrow(expect.objectContaining({ code: 'PERMISSION_DENIED', message: expect.stringContaining('nonamespace.x (ENOTSUP)') }));
+      expect(() => keepReplacedAttributes(fd, unknown, false)).not.toThrow();
+      const brokenAcl = { ...replaced, attributes: [{ name: 'system.posix_acl_access', value: new Uint8Array([2, 0, 0]) }] };
+      expect(() => keepReplacedAttributes(fd, brokenAcl, false)).toThrow(/access control list/);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+});
+
