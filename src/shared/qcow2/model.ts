@@ -365,6 +365,8 @@ export interface GuestFileEntry {
   mtimeMs: number | null;
   /** A symlink's target. */
   target?: string;
+  /** Its permission bits (0o777) where the filesystem keeps them (ext); a copy out keeps them. */
+  permissions?: number;
   /**
    * A folder's identity in its state (its volume and the filesystem's own number for it), the same
    * under every name that leads to it: a walk meets one folder twice only in a damaged filesystem

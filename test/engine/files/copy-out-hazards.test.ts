@@ -78,6 +78,35 @@ describe('copy-out and the host', () => {
   });
 });
 
+describe('copy-out keeps who may read a file', { timeout: 60_000 }, () => {
+  it("gives each file and folder the guest's permission bits (less the umask): a private key stays private, a read-only folder read-only", async () => {
+    const raw = path.join(folder, 'perms.img');
+    await makeExtImage(raw, 16, { 'home/.ssh/id_rsa': 'secret key\n', 'home/run.sh': '#!/bin/sh\n', 'home/ro/inside.txt': 'kept\n', 'home/notes.txt': 'hello\n' });
+    await debugfs(raw, ['sif /home/.ssh mode 040700', 'sif /home/.ssh/id_rsa mode 0100600', 'sif /home/run.sh mode 0100755', 'sif /home/ro mode 040555', 'sif /home/notes.txt mode 0100664']);
+    const image = path.join(folder, 'perms.qcow2');
+    await qcow2FromRaw(raw, image);
+    const files = await openStateFiles(image, 'current');
+    const destination = path.join(folder, 'out');
+    fs.mkdirSync(destination);
+    try {
+      await copyOut(files, '/home', destination, { overwrite: false });
+    } finally {
+      await files.close();
+    }
+    // The umask, read by setting it back at once (process.umask() without an argument is deprecated).
+    const previous = process.umask(0o022);
+    process.umask(previous);
+    const modeOf = (relative: string): string => (fs.statSync(path.join(destination, 'home', relative)).mode & 0o777).toString(8);
+    const expected = (bits: number): string => (bits & ~previous).toString(8);
+    expect(modeOf('.ssh')).toBe(expected(0o700));
+    expect(modeOf('.ssh/id_rsa')).toBe(expected(0o600));
+    expect(modeOf('run.sh')).toBe(expected(0o755));
+    expect(modeOf('ro')).toBe(expected(0o555));
+    expect(fs.readFileSync(path.join(destination, 'home', 'ro', 'inside.txt'), 'utf8')).toBe('kept\n');
+    expect(modeOf('notes.txt')).toBe(expected(0o664));
+  });
+});
+
 describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () => {
   it('copy-out skips the loop and copies the rest; files-diff reports it skipped; neither runs away', async () => {
     const raw = path.join(folder, 'fs.img');

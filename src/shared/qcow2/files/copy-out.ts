@@ -62,11 +62,13 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
   await planEntry(files, top, target, { plan, result, job, folders: new Set() });
   const total = plan.reduce((sum, planned) => sum + (planned.entry.kind === 'file' ? planned.entry.size : 0), 0);
   job.progress('copy-out', 0, total, 'bytes');
+  // Folders made here, which get the guest's permissions once their contents are in.
+  const madeFolders = new Set<string>();
   try {
     for (const { entry, target: entryTarget } of plan) {
       job.throwIfCancelled();
       if (entry.kind === 'directory') {
-        makeFolder(entryTarget, options.overwrite);
+        if (makeFolder(entryTarget, entry, options.overwrite)) madeFolders.add(entryTarget);
         result.folders++;
       } else if (entry.kind === 'symlink') {
         if (makeSymlink(entry, entryTarget, options.overwrite, result)) result.symlinks++;
@@ -83,7 +85,9 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
   }
   // Folders' times last: writing their files changed them.
   for (const { entry, target: entryTarget } of plan.toReversed()) {
-    if (entry.kind === 'directory') setTimes(entryTarget, entry);
+    if (entry.kind !== 'directory') continue;
+    if (madeFolders.has(entryTarget)) narrowFolderPermissions(entryTarget, entry);
+    setTimes(entryTarget, entry);
   }
   return result;
 }
@@ -160,7 +164,8 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
   const temporary = temporaryPathFor(target);
   let fd: number | null = null;
   try {
-    fd = fs.openSync(temporary, 'wx', 0o644);
+    // The guest's permission bits, less the umask, as cp gives them: a private file (a key, /etc/shadow) stays private.
+    fd = fs.openSync(temporary, 'wx', entry.permissions ?? DEFAULT_FILE_PERMISSIONS);
     // Page-aligned: the kernel copies into and out of a misaligned buffer far more slowly (aligned-bytes.ts).
     const buffer = alignedBytes(Math.min(CHUNK_BYTES, Math.max(1, entry.size)));
     let offset = 0;
@@ -218,21 +223,40 @@ function writeLeavingHoles(fd: number, bytes: Uint8Array, offset: number): void 
   if (runStart >= 0) writeInPieces(fd, bytes.subarray(runStart), offset + runStart);
 }
 
-function makeFolder(target: string, overwrite: boolean): void {
+/** Where the filesystem keeps no permissions (FAT, NTFS): what cp gives a new file or folder, less the umask. */
+const DEFAULT_FILE_PERMISSIONS = 0o644;
+const DEFAULT_FOLDER_PERMISSIONS = 0o755;
+
+/** Whether it made the folder (an existing one, with overwrite, is used as it is). */
+function makeFolder(target: string, entry: GuestFileEntry, overwrite: boolean): boolean {
   // A real folder only: a symlink there (an earlier copy-out restored one) is replaced, never
   // followed, or what is copied into it would land wherever it leads, outside the destination.
   if (isRealFolder(target)) {
     if (!overwrite) throw exists(target, 'folder');
-    return;
+    return false;
   }
   refuseExisting(target, overwrite, 'folder');
   try {
     if (lexists(target)) fs.unlinkSync(target);
-    fs.mkdirSync(target);
+    // With the owner's bits until its contents are in (a 0500 folder could not take them); mkdir applies the umask.
+    fs.mkdirSync(target, (entry.permissions ?? DEFAULT_FOLDER_PERMISSIONS) | 0o700);
+  } catch (error) {
+    throw toQcow2Error(error, target);
+  }
+  return true;
+}
+
+/** A folder made for the copy loses the owner's bits the guest's permissions do not have (its mode has the umask applied already). */
+function narrowFolderPermissions(target: string, entry: GuestFileEntry): void {
+  const wanted = entry.permissions ?? DEFAULT_FOLDER_PERMISSIONS;
+  if ((wanted & 0o700) === 0o700) return;
+  try {
+    fs.chmodSync(target, fs.statSync(target).mode & wanted & 0o777);
   } catch (error) {
     throw toQcow2Error(error, target);
   }
 }
+
 
 function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, result: CopyOutResult): boolean {
   refuseExisting(target, overwrite, 'symlink');
