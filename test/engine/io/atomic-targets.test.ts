@@ -81,4 +81,20 @@ describe('the target of an atomic write', () => {
     fs.symlinkSync('missing.raw', link);
     expect(failure(() => write(link, 'image'))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/missing\.raw/) });
   });
+
+  it("a name that climbs out of a linked folder ('link/../out') is written beside where the kernel climbs to, temporary file and all", () => {
+    fs.mkdirSync(path.join(folder, 'x', 'real', 'sub'), { recursive: true });
+    fs.mkdirSync(path.join(folder, 'y'));
+    fs.symlinkSync('../x/real/sub', path.join(folder, 'y', 'link'));
+    const target = `${folder}/y/link/../out.img`;
+    let temporaryFolder = '';
+    writeFileAtomically(target, (file, temporaryPath) => {
+      temporaryFolder = path.dirname(temporaryPath);
+      file.write(new TextEncoder().encode('image'), 0);
+    }, { overwrite: false });
+    expect(temporaryFolder).toBe(fs.realpathSync(path.join(folder, 'x', 'real')));
+    expect(fs.readFileSync(path.join(folder, 'x', 'real', 'out.img'), 'utf8')).toBe('image');
+    expect(fs.readdirSync(path.join(folder, 'y'))).toEqual(['link']);
+  });
 });
+

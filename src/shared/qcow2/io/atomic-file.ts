@@ -163,6 +163,21 @@ function refuseChangedTarget(fileSystem: AtomicFileSystem, targetPath: string, i
   if (options.overwrite && identityNow !== null) fileSystem.assertReplaceable?.(targetPath, options.replacingOwnSource === true);
 }
 
+/**
+ * 'links/../disk.qcow2' with links a linked folder: the rename goes where the kernel climbs from
+ * (beside where links really is), while path.join's folding of the text would put the temporary
+ * file elsewhere, on another file system perhaps, and the rename would fail after all the work.
+ */
+function folderAsTheKernelFindsIt(targetPath: string): string {
+  const folder = path.dirname(targetPath);
+  if (!folder.split(path.sep === '\\' ? /[\\/]/ : '/').includes('..')) return targetPath;
+  try {
+    return path.join(fs.realpathSync.native(folder), path.basename(targetPath));
+  } catch {
+    return targetPath;
+  }
+}
+
 export function temporaryPathFor(targetPath: string): string {
   return path.join(path.dirname(targetPath), `${temporaryPrefix(targetPath)}${randomHex(12)}.tmp`);
 }
@@ -256,7 +271,7 @@ export function writeFileAtomically<T>(targetPath: string, build: (file: BlockFi
 /** writeFileAtomically for a build done in steps (steps.ts), yielding where the build yields. */
 export function* writeFileAtomicallySteps<T>(target: string, build: (file: BlockFile, temporaryPath: string) => Steps<T>, options: AtomicWriteOptions): Steps<T> {
   const fileSystem = options.fileSystem ?? nodeFileSystem;
-  const targetPath = fileSystem.resolveTarget?.(target) ?? target;
+  const targetPath = folderAsTheKernelFindsIt(fileSystem.resolveTarget?.(target) ?? target);
   if (!options.overwrite && fileSystem.exists(targetPath)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
   }
