@@ -109,7 +109,10 @@ export const nodeFileSystem: AtomicFileSystem = {
       }
       stats = fs.statSync(resolved);
     }
-    if (stats.isFile()) return resolved;
+    if (stats.isFile()) {
+      if (isMountPoint(resolved)) throw mountPointError(targetPath);
+      return resolved;
+    }
     const what = stats.isDirectory() ? 'a folder' : stats.isBlockDevice() || stats.isCharacterDevice() ? 'a device' : stats.isFIFO() ? 'a named pipe (FIFO)' : 'not a regular file';
     throw new Qcow2Error('NOT_A_FILE', `${targetPath} is ${what}: Cowbell writes images into files only, and would replace it with one`);
   },
@@ -145,6 +148,27 @@ export const nodeFileSystem: AtomicFileSystem = {
     }
   },
 };
+
+/** A file bind-mounted over another (a container's volume) cannot be renamed over: the kernel refuses with EBUSY. */
+function mountPointError(targetPath: string): Qcow2Error {
+  return new Qcow2Error('NOT_A_FILE', `${targetPath} is a mount point (a file bind-mounted there, as a container's volume): a new file cannot take its place; rewrite the file where it really lives, or write to a new file (OUTPUT)`);
+}
+
+/** Whether a path (links resolved) is where something is mounted, as /proc/self/mountinfo lists them (Linux; elsewhere: no). */
+function isMountPoint(physicalPath: string): boolean {
+  let table: string;
+  try {
+    table = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return false;
+  }
+  // The 5th field is the mount point, with space, tab, newline and backslash as octal escapes.
+  const unescape = (field: string): string => field.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
+  return table.split('\n').some((line) => {
+    const field = line.split(' ')[4];
+    return field !== undefined && unescape(field) === physicalPath;
+  });
+}
 
 /**
  * Just before the rename: the name must still lead to the file it led to when the write began (or
@@ -305,7 +329,9 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
       if (options.overwrite) fileSystem.rename(temporaryPath, targetPath);
       else fileSystem.renameNoReplace(temporaryPath, targetPath);
     } catch (error) {
-      if ((error as { code?: string }).code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+      const code = (error as { code?: string }).code;
+      if (code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
+      if (code === 'EBUSY') throw mountPointError(targetPath);
       throw toQcow2Error(error, targetPath);
     }
     if (durable) syncFolderAfterCommit(fileSystem, targetPath);
