@@ -28,3 +28,20 @@ export function printable(text: string): string {
 export function printableMessage(text: string): string {
   return escaped(text, true);
 }
+
+/**
+ * Everything a command prints, made safe whatever it holds (snapshot names and notes, bitmap
+ * names, paths: qemu-img prints them raw). C0 controls other than `keep` become \xHH; DEL and C1
+ * controls become \u00HH, an escape JSON reads too, so --json output stays valid JSON with the same
+ * values (JSON.stringify escapes C0 controls itself, and leaves DEL and C1 as they are).
+ */
+export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
+  let out = '';
+  for (const character of text) {
+    const code = character.charCodeAt(0);
+    if (!isControl(code) || keep.has(character)) out += character;
+    else if (code < 0x20) out += `\\x${code.toString(16).padStart(2, '0')}`;
+    else out += `\\u${code.toString(16).padStart(4, '0')}`;
+  }
+  return out;
+}

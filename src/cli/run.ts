@@ -4,7 +4,23 @@ import { parseCommandArgs } from './args.ts';
 import { StoppedBySignal } from './cancellable-job.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 import { commands, type CommandEntry } from './commands/index.ts';
-import { printableMessage } from './printable.ts';
+import { printableMessage, terminalSafe } from './printable.ts';
+
+const OUTPUT_LAYOUT = new Set(['\n', '\t']);
+/** A progress line ends in a carriage return, to be written over. */
+const PROGRESS_LAYOUT = new Set(['\n', '\t', '\r']);
+
+/** What a command prints, with no control character a name inside the disk could have brought (printable.ts). */
+function safeForTerminal(io: CliIo): CliIo {
+  return {
+    out: (text) => io.out(terminalSafe(text, OUTPUT_LAYOUT)),
+    err: (text) => io.err(terminalSafe(text, PROGRESS_LAYOUT)),
+    // Asked only when needed: finding whether there is a terminal loads Node's tty and net modules.
+    get readSecret() {
+      return io.readSecret;
+    },
+  };
+}
 
 /** Runs one `cowbell` command line and resolves with its exit code; never throws. */
 export async function runCli(argv: string[], io: CliIo, table: readonly CommandEntry[] = commands): Promise<number> {
@@ -32,7 +48,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
-    return await command.run(parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest), io);
+    return await command.run(parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest), safeForTerminal(io));
   } catch (error) {
     if (error instanceof UsageError) {
       io.err(`cowbell: ${error.message}\n`);

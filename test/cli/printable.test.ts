@@ -1,7 +1,7 @@
 /** Guest names reach the terminal escaped: no escape sequence or line break from a hostile disk acts on it. */
 import { describe, expect, it } from 'vitest';
 import { describeFilesDiff } from '../../src/cli/commands/files-diff.ts';
-import { printable, printableMessage } from '../../src/cli/printable.ts';
+import { printable, printableMessage, terminalSafe } from '../../src/cli/printable.ts';
 
 describe('printable', () => {
   it('shows C0 controls, DEL and C1 controls as \\xHH; leaves the rest (UTF-8 names, backslashes) as they are', () => {
@@ -23,5 +23,14 @@ describe('printable', () => {
       differences: [{ change: 'added', volume: '', path: '/x\n+ /fake', kind: 'file', sizeAfter: 1 }],
     } as unknown as Parameters<typeof describeFilesDiff>[0]);
     expect(text.split('\n')[0]).toBe('+ /x\\x0a+ /fake  1 B');
+  });
+});
+
+describe('terminalSafe (everything a command prints)', () => {
+  it('escapes C0 controls as \\xHH and DEL/C1 as \\u00HH, keeping the layout asked for; JSON with them stays JSON', () => {
+    expect(terminalSafe('a\u001b[2J\tb\nc\rd\u009b', new Set(['\n', '\t']))).toBe('a\\x1b[2J\tb\nc\\x0dd\\u009b');
+    expect(terminalSafe('50%\r', new Set(['\n', '\t', '\r']))).toBe('50%\r');
+    const json = JSON.stringify({ name: 'x\u007fy\u0085z\u001b' });
+    expect(JSON.parse(terminalSafe(json, new Set(['\n', '\t'])))).toEqual({ name: 'x\u007fy\u0085z\u001b' });
   });
 });

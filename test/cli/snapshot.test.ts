@@ -223,6 +223,26 @@ describe('snapshot names that read as something else', () => {
   });
 });
 
+describe('snapshot names that hold terminal controls', () => {
+  it('reach the terminal escaped in every listing and message, and --json still gives the name as it is', async () => {
+    const image = folder.file('controls.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '8M']);
+    await qemuIo(image, ['write -P 1 0 1M']);
+    // Retitles a terminal window and clears the screen; then a C1 CSI (which JSON.stringify leaves raw).
+    const hostile = 'a\u001b]0;pwned\u0007\u001b[2Jb\u009bc';
+    await qemuImg(['snapshot', '-c', hostile, image]);
+    const raw = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/;
+    for (const args of [['snapshot', 'list'], ['info'], ['usage'], ['snapshot', 'note']]) {
+      const run = await inProcess(...args, image, ...(args[1] === 'note' ? [hostile, 'a note'] : []));
+      expect(run.out + run.err, args.join(' ')).not.toMatch(raw);
+      expect(run.out + run.err, args.join(' ')).toContain('a\\x1b]0;pwned\\x07\\x1b[2Jb\\u009bc');
+    }
+    const listed = await inProcess('snapshot', 'list', '--json', image);
+    expect(listed.out).not.toMatch(raw);
+    expect((JSON.parse(listed.out) as { snapshots: { name: string }[] }).snapshots.map((snapshot) => snapshot.name)).toEqual([hostile]);
+  });
+});
+
 describe('cowbell snapshot create --note, snapshot note', () => {
   it('a note set on create and changed, cleared or refused later; list shows it in --json and under its snapshot for people', async () => {
     const image = await imageWithTwoSnapshots('notes.qcow2');
