@@ -23,7 +23,13 @@ export function readReplacedFile(filePath: string): ReplacedFile | null {
   try {
     fd = fs.openSync(filePath, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
   } catch {
-    return null;
+    // A file the caller may replace but not read (mode 0200): its owner and mode still, no attributes.
+    try {
+      const stats = fs.statSync(filePath);
+      return stats.isFile() ? { path: filePath, stats, attributes: [] } : null;
+    } catch {
+      return null;
+    }
   }
   try {
     const stats = fs.fstatSync(fd);
