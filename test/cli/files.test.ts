@@ -32,7 +32,7 @@ beforeAll(async () => {
   ]);
   rootImage = folder.file('root.ext4');
   await makeExtImage(rootImage, 32, { 'etc/hostname': 'before\n', 'etc/motd': 'hello\n', 'usr/lib/app.bin': BIN, 'usr/lib/app.link': { symlink: 'app.bin' } }, { label: 'cloudimg-rootfs' });
-  await debugfs(rootImage, ['set_inode_field /etc/hostname mtime 202402030405']);
+  await debugfs(rootImage, ['set_inode_field /etc/hostname mtime 202402030405', 'set_inode_field /usr/lib/app.link mtime 202305060708']);
   placeImage(raw, rootImage, 9 * MiB);
   // The '@' in the name must not be taken for a snapshot separator.
   disk = folder.file('vm@home.qcow2');
@@ -143,6 +143,8 @@ describe('cowbell copy-out', () => {
     expect(result).toMatchObject({ files: 1, folders: 2, symlinks: 1, bytes: BIN.length });
     expect(new Uint8Array(fs.readFileSync(path.join(target, 'lib', 'app.bin')))).toEqual(BIN);
     expect(fs.readlinkSync(path.join(target, 'lib', 'app.link'))).toBe('app.bin');
+    // The link's own time, not its target's, nor the time of the copy.
+    expect(fs.lstatSync(path.join(target, 'lib', 'app.link')).mtimeMs).toBe(Date.UTC(2023, 4, 6, 7, 8));
   });
 
   it('never replaces an existing file without --force', async () => {
@@ -182,5 +184,24 @@ describe('cowbell copy-out', () => {
     expect(code, stderr).toBe(130);
     expect(stderr).toContain('Cancelled');
     expect(fs.readdirSync(out)).toEqual([]);
+
+    // A folder's copy stopped half-way says what it left, and still exits as a signal's (scripts tell it from a failure).
+    const folderOut = fs.mkdtempSync(path.join(folder.path, 'cancel-folder-'));
+    const folderChild = spawn(launcher, ['copy-out', bigDisk, '/', path.join(folderOut, 'copy')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let folderStderr = '';
+    folderChild.stderr.on('data', (chunk: Buffer) => (folderStderr += chunk.toString()));
+    const folderExited = new Promise<number | null>((resolve) => folderChild.on('close', (exitCode) => resolve(exitCode)));
+    await new Promise<void>((resolve) => {
+      const poll = setInterval(() => {
+        const copy = path.join(folderOut, 'copy');
+        if (fs.existsSync(copy) && fs.readdirSync(copy).some((name) => name.includes('.cowbell-'))) {
+          clearInterval(poll);
+          resolve();
+        }
+      }, 5);
+    });
+    folderChild.kill('SIGINT');
+    expect(await folderExited, folderStderr).toBe(130);
+    expect(folderStderr).toContain('the copy stopped there');
   });
 });

@@ -110,7 +110,9 @@ const PLAN_ENTRIES_PER_TURN = 256;
 function partlyCopied(error: unknown, top: GuestFileEntry, result: CopyOutResult): unknown {
   if (top.kind !== 'directory' || result.folders === 0 || !(error instanceof Qcow2Error)) return error;
   const made = `${result.files} file${result.files === 1 ? '' : 's'} and ${result.folders} folder${result.folders === 1 ? '' : 's'}`;
-  return new Qcow2Error(error.code, `${error.message}; the copy stopped there, leaving ${made} in ${result.target} (remove it before copying again, or copy over it with --force)`, { cause: error });
+  // The same error, told more: a subclass (the command line's stop by a signal) keeps what it carries, its exit code.
+  error.message = `${error.message}; the copy stopped there, leaving ${made} in ${result.target} (remove it before copying again, or copy over it with --force)`;
+  return error;
 }
 
 /** The entries to copy, parents before children; what cannot be copied goes to `skipped`. */
@@ -263,6 +265,7 @@ function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, 
   try {
     if (overwrite && lexists(target) && !isRealFolder(target)) fs.unlinkSync(target);
     fs.symlinkSync(entry.target ?? '', target);
+    setLinkTimes(target, entry);
     return true;
   } catch (error) {
     result.skipped.push({ path: entry.path, reason: `the host refused the symlink (${(error as { code?: string }).code ?? String(error)})` });
@@ -332,6 +335,17 @@ function hostName(name: string, guestPath: string): string {
   const safe = safeName(name);
   if (safe === null) throw new Qcow2Error('INVALID_ARGUMENT', `${guestPath}'s name cannot be a host file name; give a new name as the destination`);
   return safe;
+}
+
+/** A symlink's own times (utimes would follow it). */
+function setLinkTimes(target: string, entry: GuestFileEntry): void {
+  if (entry.mtimeMs === null) return;
+  try {
+    const time = new Date(entry.mtimeMs);
+    fs.lutimesSync(target, time, time);
+  } catch {
+    // As for files: a courtesy.
+  }
 }
 
 function setTimes(target: string, entry: GuestFileEntry): void {
