@@ -62,7 +62,7 @@ export function mapHuman(entries: readonly MapEntry[], fileNames: readonly strin
   let text = `${'Offset'.padEnd(16)}${'Length'.padEnd(16)}${'Mapped to'.padEnd(16)}File\n`;
   for (const entry of entries) {
     if (entry.data && entry.offset === undefined) {
-      throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The image has compressed clusters, which the human layout cannot show; use --output=json');
+      throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The image has encrypted or compressed clusters, whose place in the file the human layout cannot show; use --output=json');
     }
     if (entry.data && !entry.zero) text += `${column(entry.start)}${column(entry.length)}${column(entry.offset ?? 0)}${fileNames[entry.depth] ?? ''}\n`;
   }

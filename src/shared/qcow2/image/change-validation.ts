@@ -45,7 +45,7 @@ export interface ChangeSubject {
   loadSnapshotL1(snapshot: SnapshotEntry): L1Like;
 }
 
-export const REPAIR_ADVICE = 'the image is damaged and was not changed: check and repair it first (cowbell check -r all, or Check in the app)';
+export const REPAIR_ADVICE = 'the image is damaged and was not changed: check and repair it first (cowbell check -r all, or Check in the app); what a repair cannot fix, a rescue copies around (cowbell convert --rescue, or Save What Can Be Read… in the app)';
 
 const HEADER = 1;
 const REFCOUNT_TABLE = 2;
