@@ -111,6 +111,9 @@ describe('the target of an atomic write', () => {
     try {
       let built = false;
       expect(failure(() => writeFileAtomically(mounted, () => { built = true; }, { overwrite: true }))).toMatchObject({ code: 'NOT_A_FILE', message: expect.stringMatching(/is a mount point/) });
+      // Named relatively, too (mountinfo lists absolute paths).
+      const relative = path.relative(process.cwd(), mounted);
+      expect(failure(() => writeFileAtomically(relative, () => { built = true; }, { overwrite: true }))).toMatchObject({ code: 'NOT_A_FILE' });
       expect(built).toBe(false);
       expect(fs.readFileSync(mounted, 'utf8')).toBe('the disk');
     } finally {

@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { createImage } from '../../../src/shared/qcow2/image/create.ts';
+import { nodeFileSystem } from '../../../src/shared/qcow2/io/atomic-file.ts';
 import { keepReplacedAttributes, readReplacedFile } from '../../../src/shared/qcow2/io/replaced-file-attributes.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -90,23 +91,64 @@ describe('a new file that replaces a disk', () => {
     expect(path.dirname(source)).toBe(folder.path);
   });
 
-  it('refuses, before any data, an attribute it cannot set where the disk is rewritten in place, and a lost ACL always; by request it keeps the rest', () => {
+  it('refuses, before any data, a user attribute or ACL it cannot set where the disk is rewritten in place, and a lost ACL always; by request it keeps the rest', () => {
     const old = folder.file(`old-${++count}`);
     fs.writeFileSync(old, 'old');
     const replaced = readReplacedFile(old);
     if (replaced === null) throw new Error('no file read');
     const fresh = folder.file(`new-${++count}`);
     const fd = fs.openSync(fresh, 'w');
+    const name = (text: string): Uint8Array => new TextEncoder().encode(text);
     try {
-      // No file system takes a name outside the known namespaces (EOPNOTSUPP); no ACL is 3 bytes long (EINVAL).
-      const unknown = { ...replaced, attributes: [{ name: 'nonamespace.x', value: new Uint8Array([1]) }] };
-      expect(() => keepReplacedAttributes(fd, unknown, true)).toThrow(expect.objectContaining({ code: 'PERMISSION_DENIED', message: expect.stringContaining('nonamespace.x (ENOTSUP)') }));
-      expect(() => keepReplacedAttributes(fd, unknown, false)).not.toThrow();
-      const brokenAcl = { ...replaced, attributes: [{ name: 'system.posix_acl_access', value: new Uint8Array([2, 0, 0]) }] };
+      // No value may pass 64 KiB (E2BIG); no ACL is 3 bytes long (EINVAL); the system's own namespaces never refuse.
+      const tooLarge = { ...replaced, attributes: [{ name: name('user.big'), value: new Uint8Array(65537) }] };
+      expect(() => keepReplacedAttributes(fd, tooLarge, true)).toThrow(expect.objectContaining({ code: 'PERMISSION_DENIED', message: expect.stringContaining('user.big (E2BIG)') }));
+      expect(() => keepReplacedAttributes(fd, tooLarge, false)).not.toThrow();
+      const brokenAcl = { ...replaced, attributes: [{ name: name('system.posix_acl_access'), value: new Uint8Array([2, 0, 0]) }] };
       expect(() => keepReplacedAttributes(fd, brokenAcl, false)).toThrow(/access control list/);
+      const system = { ...replaced, attributes: [{ name: name('security.cowbell-test'), value: new Uint8Array([1]) }, { name: name('nonamespace.x'), value: new Uint8Array([1]) }] };
+      expect(() => keepReplacedAttributes(fd, system, true)).not.toThrow();
     } finally {
       fs.closeSync(fd);
     }
   });
-});
 
+  it("replacing a file, the new one is the owner's alone from its creation (no other user can open it before it gets the old one's mode)", () => {
+    const replacing = folder.file(`private-create-${++count}`);
+    const file = nodeFileSystem.create(replacing, true);
+    try {
+      expect((fs.statSync(replacing).mode & 0o777).toString(8)).toBe('600');
+    } finally {
+      file.close();
+    }
+    const plain = folder.file(`plain-create-${++count}`);
+    nodeFileSystem.create(plain).close();
+    expect(fs.statSync(plain).mode & 0o066, 'a new file that replaces none: the usual mode (less the umask)').not.toBe(0);
+  });
+
+  it('in place: not the ACL the folder gives new files, and what the user changed while it ran', async () => {
+    const file = await diskWithSnapshot();
+    fs.chmodSync(file, 0o640);
+    // Non-UTF-8 bytes in an attribute's name.
+    execFileSync('bash', ['-c', `setfattr -n $'user.caf\\xe9' -v kept '${file}'`]);
+    execFileSync('setfacl', ['-d', '-m', 'u:65534:rw', folder.path]);
+    try {
+      rewriteImage({ source: file, compression: 'compress' }, {
+        progress(stage, done) {
+          if (stage !== 'copying' || done === 0 || fs.statSync(file).mode % 0o1000 === 0o600) return;
+          fs.chmodSync(file, 0o600);
+          execFileSync('setfattr', ['-n', 'user.changed', '-v', 'meanwhile', file]);
+        },
+        throwIfCancelled() {},
+      });
+    } finally {
+      execFileSync('setfacl', ['-k', folder.path]);
+    }
+    expect(aclOf(file)).not.toContain('65534');
+    expect(ownership(file)[2]).toBe('600');
+    // getfattr prints a name's bytes as they are: read as Latin-1, each byte is one character.
+    const attributes = execFileSync('getfattr', ['--dump', '--absolute-names', '--encoding=hex', file], { encoding: 'latin1' });
+    expect(attributes).toContain('user.caf\u00e9=0x6b657074');
+    expect(attributes).toContain('user.changed=0x');
+  });
+});

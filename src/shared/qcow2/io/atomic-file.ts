@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { BlockFile } from './block-file.ts';
 import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { currentIdentity } from './file-identity.ts';
+import { currentIdentity, physicalPath } from './file-identity.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
 import { keepReplacedAttributes, keepSpecialModeBits, readReplacedFile } from './replaced-file-attributes.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
@@ -42,7 +42,8 @@ export interface AtomicWriteOptions {
 }
 
 export interface AtomicFileSystem {
-  create(filePath: string): BlockFile;
+  /** `privately`: the owner's alone (0600) until its writer widens it, as a file replacing a private one must be. */
+  create(filePath: string, privately?: boolean): BlockFile;
   rename(from: string, to: string): void;
   /** Like rename, but fails if `to` exists. */
   renameNoReplace(from: string, to: string): void;
@@ -68,7 +69,7 @@ export interface AtomicFileSystem {
 }
 
 export const nodeFileSystem: AtomicFileSystem = {
-  create: (filePath) => NodeBlockFile.open(filePath, { create: true }),
+  create: (filePath, privately) => NodeBlockFile.open(filePath, { create: true, createMode: privately === true ? 0o600 : 0o666 }),
   rename: (from, to) => fs.renameSync(from, to),
   renameNoReplace: (from, to) => {
     // link() fails with EEXIST if the target exists: an atomic no-replace rename on POSIX.
@@ -110,7 +111,7 @@ export const nodeFileSystem: AtomicFileSystem = {
       stats = fs.statSync(resolved);
     }
     if (stats.isFile()) {
-      if (isMountPoint(resolved)) throw mountPointError(targetPath);
+      if (isMountPoint(physicalPath(resolved))) throw mountPointError(targetPath);
       return resolved;
     }
     const what = stats.isDirectory() ? 'a folder' : stats.isBlockDevice() || stats.isCharacterDevice() ? 'a device' : stats.isFIFO() ? 'a named pipe (FIFO)' : 'not a regular file';
@@ -277,9 +278,9 @@ function syncFolderAfterCommit(fileSystem: AtomicFileSystem, targetPath: string)
 }
 
 /** Creates the temporary file; a failure names the target (and its folder), never the hidden name. */
-function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string): BlockFile {
+function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string, privately: boolean): BlockFile {
   try {
-    return fileSystem.create(temporaryPath);
+    return fileSystem.create(temporaryPath, privately);
   } catch (error) {
     const typed = toQcow2Error(error, targetPath);
     if (typed.code === 'NOT_FOUND') throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${path.dirname(targetPath)} does not exist`, { cause: error });
@@ -311,15 +312,21 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
   const temporaryPath = temporaryPathFor(targetPath);
   let file: BlockFile | null = null;
   try {
-    file = createTemporary(fileSystem, temporaryPath, targetPath);
+    // Replacing a file: no other user may open the new one before it has that file's owner and mode.
+    file = createTemporary(fileSystem, temporaryPath, targetPath, replaced !== null);
     const created = file instanceof NodeBlockFile ? file.descriptor : null;
     if (replaced !== null && created !== null) keepReplacedAttributes(created, replaced, options.replacingOwnSource === true);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });
     const result = yield* build(file, temporaryPath);
-    const specialBits = replaced !== null && created !== null && (replaced.stats.mode & 0o7000) !== 0;
+    // What the replaced file has now: the user may have changed its mode or ACL while this ran.
+    const replacedNow = replaced === null ? null : (readReplacedFile(targetPath) ?? replaced);
+    const specialBits = replacedNow !== null && created !== null && (replacedNow.stats.mode & 0o7000) !== 0;
     // Every write done (write-behind drained) before the setuid and setgid bits, which a write clears.
     if (durable || specialBits) file.flush();
-    if (specialBits && replaced !== null && created !== null) keepSpecialModeBits(created, replaced);
+    if (created !== null && replacedNow !== null) {
+      keepReplacedAttributes(created, replacedNow, options.replacingOwnSource === true);
+      keepSpecialModeBits(created, replacedNow);
+    }
     file.close();
     file = null;
     yield;
@@ -331,7 +338,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
     } catch (error) {
       const code = (error as { code?: string }).code;
       if (code === 'EEXIST') throw new Qcow2Error('INVALID_ARGUMENT', `${targetPath} already exists; choose another name`);
-      if (code === 'EBUSY') throw mountPointError(targetPath);
+      if (code === 'EBUSY' && isMountPoint(physicalPath(targetPath))) throw mountPointError(targetPath);
       throw toQcow2Error(error, targetPath);
     }
     if (durable) syncFolderAfterCommit(fileSystem, targetPath);

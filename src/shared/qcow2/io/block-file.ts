@@ -50,6 +50,8 @@ export function hasDescriptor(file: BlockFile): file is DescribedBlockFile {
 export interface OpenOptions {
   readOnly?: boolean;
   create?: boolean;
+  /** A created file's mode (less the umask, or as a folder's default ACL says); 0o666 unless given. */
+  createMode?: number;
   /**
    * Read-only, and keep every other writer out while open. A file another program writes now opens
    * as a reader marked inUseElsewhere, for the opener to refuse in its own words — except with
@@ -113,7 +115,7 @@ export class NodeBlockFile implements BlockFile {
       // O_NONBLOCK: opening a FIFO named where a disk should be returns at once (and is refused
       // below) instead of waiting for a writer for ever; regular files and devices ignore it.
       const flags = options.create ? 'wx+' : (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NONBLOCK;
-      fd = fs.openSync(path, flags);
+      fd = options.create ? fs.openSync(path, flags, options.createMode ?? 0o666) : fs.openSync(path, flags);
     } catch (error) {
       if ((error as { code?: unknown }).code === 'EEXIST') {
         throw new Qcow2Error('INVALID_ARGUMENT', `${path}: a file with that name already exists`, { cause: error });

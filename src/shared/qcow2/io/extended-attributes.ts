@@ -7,10 +7,15 @@
  */
 import { libc } from './libc.ts';
 
-/** One attribute by name, with its value. */
+/** One attribute by name (its bytes as the kernel has them, which need not be UTF-8), with its value. */
 export interface ExtendedAttribute {
-  name: string;
+  name: Uint8Array;
   value: Uint8Array;
+}
+
+/** A name for messages and comparisons (bytes that are not UTF-8 shown as U+FFFD). */
+export function attributeName(name: Uint8Array): string {
+  return new TextDecoder().decode(name);
 }
 
 /** An attribute that could not be set on the new file, and why (errno's name). */
@@ -19,10 +24,12 @@ export interface AttributeNotKept {
   code: string;
 }
 
+/** Names are passed NUL-terminated, as bytes. */
 interface XattrCalls {
   list(fd: number, list: Uint8Array | null, size: number): number;
-  get(fd: number, name: string, value: Uint8Array | null, size: number): number;
-  set(fd: number, name: string, value: Uint8Array, size: number, flags: number): number;
+  get(fd: number, name: Uint8Array, value: Uint8Array | null, size: number): number;
+  set(fd: number, name: Uint8Array, value: Uint8Array, size: number, flags: number): number;
+  remove(fd: number, name: Uint8Array): number;
   errno(): number;
 }
 
@@ -31,7 +38,7 @@ export const ACCESS_ACL = 'system.posix_acl_access';
 
 const ERANGE = 34;
 const ENOTSUP = 95;
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 13: 'EACCES', 7: 'E2BIG', 22: 'EINVAL', 28: 'ENOSPC', 30: 'EROFS', 61: 'ENODATA', 95: 'ENOTSUP', 122: 'EDQUOT' };
+const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 13: 'EACCES', 7: 'E2BIG', 22: 'EINVAL', 28: 'ENOSPC', 30: 'EROFS', 61: 'ENODATA', [ENOTSUP]: 'ENOTSUP', 122: 'EDQUOT' };
 
 let calls: XattrCalls | null | undefined;
 
@@ -44,9 +51,10 @@ function xattrCalls(): XattrCalls | null {
   }
   const { koffi, library } = loaded;
   const list = library.func('long flistxattr(int fd, void *list, size_t size)') as unknown as XattrCalls['list'];
-  const get = library.func('long fgetxattr(int fd, const char *name, void *value, size_t size)') as unknown as XattrCalls['get'];
-  const set = library.func('int fsetxattr(int fd, const char *name, const void *value, size_t size, int flags)') as unknown as XattrCalls['set'];
-  calls = { list, get, set, errno: () => koffi.errno() };
+  const get = library.func('long fgetxattr(int fd, const void *name, void *value, size_t size)') as unknown as XattrCalls['get'];
+  const set = library.func('int fsetxattr(int fd, const void *name, const void *value, size_t size, int flags)') as unknown as XattrCalls['set'];
+  const remove = library.func('int fremovexattr(int fd, const void *name)') as unknown as XattrCalls['remove'];
+  calls = { list, get, set, remove, errno: () => koffi.errno() };
   return calls;
 }
 
@@ -64,37 +72,74 @@ function readSized(sizeOf: () => number, read: (buffer: Uint8Array) => number, e
   return null;
 }
 
+/** The names in flistxattr's answer, each NUL-terminated. */
+function splitNames(list: Uint8Array): Uint8Array[] {
+  const names: Uint8Array[] = [];
+  let start = 0;
+  for (let at = 0; at < list.length; at++) {
+    if (list[at] !== 0) continue;
+    if (at > start) names.push(list.slice(start, at + 1));
+    start = at + 1;
+  }
+  return names;
+}
+
+function readValue(xattr: XattrCalls, fd: number, name: Uint8Array): Uint8Array | null {
+  return readSized(() => xattr.get(fd, name, null, 0), (buffer) => xattr.get(fd, name, buffer, buffer.length), xattr.errno);
+}
+
+function readNames(xattr: XattrCalls, fd: number): Uint8Array[] {
+  const list = readSized(() => xattr.list(fd, null, 0), (buffer) => xattr.list(fd, buffer, buffer.length), xattr.errno);
+  return list === null ? [] : splitNames(list);
+}
+
 /** Every extended attribute this process may read on an open file; [] where there are none or the system has no such calls. */
 export function readExtendedAttributes(fd: number): ExtendedAttribute[] {
   const xattr = xattrCalls();
   if (xattr === null) return [];
-  const list = readSized(() => xattr.list(fd, null, 0), (buffer) => xattr.list(fd, buffer, buffer.length), xattr.errno);
-  if (list === null || list.length === 0) return [];
-  const names = new TextDecoder().decode(list).split('\0').filter((name) => name !== '');
   const attributes: ExtendedAttribute[] = [];
-  for (const name of names) {
-    const value = readSized(() => xattr.get(fd, name, null, 0), (buffer) => xattr.get(fd, name, buffer, buffer.length), xattr.errno);
+  for (const name of readNames(xattr, fd)) {
+    const value = readValue(xattr, fd, name);
     // Gone since the listing, or not ours to read.
-    if (value !== null) attributes.push({ name, value });
+    if (value !== null) attributes.push({ name: name.subarray(0, -1), value });
   }
   return attributes;
 }
 
+const withNul = (name: Uint8Array): Uint8Array => {
+  const bytes = new Uint8Array(name.length + 1);
+  bytes.set(name);
+  return bytes;
+};
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+
 /**
- * Sets each attribute on an open file; those that could not be set and whose value the file does
- * not already hold (a label the new file got from its folder counts as kept) are returned.
+ * Makes an open file's extended attributes exactly `attributes`: what it has that they lack (a
+ * folder's default ACL, inherited on creation) is removed first, then each is set. Those that could
+ * not be set and whose value the file does not already hold (a label the new file got from its
+ * folder counts as kept) are returned, as are those that could not be removed.
  */
 export function writeExtendedAttributes(fd: number, attributes: readonly ExtendedAttribute[]): AttributeNotKept[] {
-  if (attributes.length === 0) return [];
   const xattr = xattrCalls();
-  if (xattr === null) return attributes.map(({ name }) => ({ name, code: 'ENOTSUP' }));
+  if (xattr === null) return attributes.map(({ name }) => ({ name: attributeName(name), code: 'ENOTSUP' }));
   const notKept: AttributeNotKept[] = [];
+  for (const present of readNames(xattr, fd)) {
+    const bare = present.subarray(0, -1);
+    if (attributes.some(({ name }) => sameBytes(name, bare))) continue;
+    if (xattr.remove(fd, present) !== 0) notKept.push({ name: attributeName(bare), code: errnoName(xattr.errno()) });
+  }
   for (const { name, value } of attributes) {
-    if (xattr.set(fd, name, value, value.length, 0) === 0) continue;
+    const terminated = withNul(name);
+    if (xattr.set(fd, terminated, value, value.length, 0) === 0) continue;
     const errno = xattr.errno();
-    const now = readSized(() => xattr.get(fd, name, null, 0), (buffer) => xattr.get(fd, name, buffer, buffer.length), xattr.errno);
-    if (now !== null && Buffer.from(now).equals(Buffer.from(value))) continue;
-    notKept.push({ name, code: ERRNO_NAMES[errno] ?? (errno === ENOTSUP ? 'ENOTSUP' : `errno ${errno}`) });
+    const now = readValue(xattr, fd, terminated);
+    if (now !== null && sameBytes(now, value)) continue;
+    notKept.push({ name: attributeName(name), code: errnoName(errno) });
   }
   return notKept;
+}
+
+function errnoName(errno: number): string {
+  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }

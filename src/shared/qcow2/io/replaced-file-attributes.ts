@@ -41,7 +41,7 @@ export function readReplacedFile(filePath: string): ReplacedFile | null {
 
 /**
  * Gives the new file (open as `fd`) the replaced file's owner, group, permission bits and extended
- * attributes. `strict` (the disk rewritten in place: its users expect the same file) refuses what
+ * attributes, and only those (not the ACL its folder's default gave it). `strict` (the disk rewritten in place: its users expect the same file) refuses what
  * cannot be kept; otherwise (a file replaced by request) what can be kept is, and the mode still
  * keeps others out. The setuid, setgid and sticky bits follow in keepSpecialModeBits: writing data
  * would clear the first two.
@@ -60,7 +60,9 @@ export function keepReplacedAttributes(fd: number, replaced: ReplacedFile, stric
     }
   }
   fs.fchmodSync(fd, stats.mode & 0o777);
-  const notKept = writeExtendedAttributes(fd, replaced.attributes);
+  // security.* and trusted.* belong to the system (an IMA hash, file capabilities, which a write
+  // drops anyway; a label its folder gives): kept where allowed, never a reason to refuse.
+  const notKept = writeExtendedAttributes(fd, replaced.attributes).filter(({ name }) => name.startsWith('user.') || name.startsWith('system.posix_acl'));
   if (notKept.length === 0) return;
   const aclLost = notKept.some(({ name }) => name === ACCESS_ACL);
   if (strict || aclLost) {
