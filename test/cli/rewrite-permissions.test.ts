@@ -10,6 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { debugfs, makeExtImage, qcow2FromRaw } from '../helpers/guest-filesystems.ts';
 import { qemuImg, qemuIo } from '../helpers/qemu.ts';
 
 const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
@@ -75,3 +76,24 @@ describe('in-place rewrites respect the disk\'s own permissions and owner', () =
     expect(fs.statSync(file).gid).toBe(6);
   });
 });
+
+describe('copy-out run by a user, not root', () => {
+  it('copies over an earlier copy of a read-only guest folder (0500) with --force, and leaves it read-only again', { timeout: 60_000 }, async () => {
+    const raw = path.join(folder, 'guest-ro.img');
+    await makeExtImage(raw, 16, { 'ro/inside.txt': 'kept\n' });
+    await debugfs(raw, ['sif /ro mode 040555']);
+    const image = path.join(folder, 'guest-ro.qcow2');
+    await qcow2FromRaw(raw, image);
+    fs.chmodSync(image, 0o644);
+    const destination = path.join(folder, 'restored');
+    fs.mkdirSync(destination);
+    fs.chmodSync(destination, 0o777);
+    const first = cowbellAsOther('copy-out', image, '/ro', destination);
+    expect(first.code, first.err).toBe(0);
+    const again = cowbellAsOther('copy-out', '--force', image, '/ro', destination);
+    expect(again.code, again.err).toBe(0);
+    expect(fs.readFileSync(path.join(destination, 'ro', 'inside.txt'), 'utf8')).toBe('kept\n');
+    expect(fs.statSync(path.join(destination, 'ro')).mode & 0o222).toBe(0);
+  });
+});
+

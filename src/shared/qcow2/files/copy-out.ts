@@ -229,13 +229,21 @@ function writeLeavingHoles(fd: number, bytes: Uint8Array, offset: number): void 
 const DEFAULT_FILE_PERMISSIONS = 0o644;
 const DEFAULT_FOLDER_PERMISSIONS = 0o755;
 
-/** Whether it made the folder (an existing one, with overwrite, is used as it is). */
+/** Whether the folder's permissions are to be narrowed to the guest's at the end: one it made, or an existing one it had to open. */
 function makeFolder(target: string, entry: GuestFileEntry, overwrite: boolean): boolean {
   // A real folder only: a symlink there (an earlier copy-out restored one) is replaced, never
   // followed, or what is copied into it would land wherever it leads, outside the destination.
   if (isRealFolder(target)) {
     if (!overwrite) throw exists(target, 'folder');
-    return false;
+    // An earlier copy of a read-only guest folder (0500): writable again until this copy is in, then narrowed as it was.
+    const mode = fs.statSync(target).mode;
+    if ((mode & 0o700) === 0o700) return false;
+    try {
+      fs.chmodSync(target, (mode & 0o777) | 0o700);
+    } catch (error) {
+      throw toQcow2Error(error, target);
+    }
+    return true;
   }
   refuseExisting(target, overwrite, 'folder');
   try {
