@@ -4,17 +4,16 @@ import { parseCommandArgs } from './args.ts';
 import { StoppedBySignal } from './cancellable-job.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError, type CliIo, type Command } from './command.ts';
 import { commands, type CommandEntry } from './commands/index.ts';
-import { printableMessage, terminalSafe } from './printable.ts';
+import { printable, printableMessage, terminalSafe } from './printable.ts';
 
 const OUTPUT_LAYOUT = new Set(['\n', '\t']);
-/** A progress line ends in a carriage return, to be written over. */
-const PROGRESS_LAYOUT = new Set(['\n', '\t', '\r']);
 
 /** What a command prints, with no control character a name inside the disk could have brought (printable.ts). */
 function safeForTerminal(io: CliIo): CliIo {
   return {
     out: (text) => io.out(terminalSafe(text, OUTPUT_LAYOUT)),
-    err: (text) => io.err(terminalSafe(text, PROGRESS_LAYOUT)),
+    // A progress line ends in a carriage return, to be written over; one anywhere else could hide what precedes it.
+    err: (text) => io.err(text.endsWith('\r') ? `${terminalSafe(text.slice(0, -1), OUTPUT_LAYOUT)}\r` : terminalSafe(text, OUTPUT_LAYOUT)),
     // Asked only when needed: finding whether there is a terminal loads Node's tty and net modules.
     get readSecret() {
       return io.readSecret;
@@ -39,7 +38,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
   }
   const entry = table.find((candidate) => candidate.name === name);
   if (entry === undefined) {
-    io.err(`cowbell: unknown command '${name}' (try 'cowbell --help')\n`);
+    io.err(`cowbell: unknown command '${printable(name)}' (try 'cowbell --help')\n`);
     return EXIT_USAGE;
   }
   try {
@@ -51,7 +50,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
     return await command.run(parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest), safeForTerminal(io));
   } catch (error) {
     if (error instanceof UsageError) {
-      io.err(`cowbell: ${error.message}\n`);
+      io.err(`cowbell: ${printableMessage(error.message)}\n`);
       return EXIT_USAGE;
     }
     if (error instanceof Qcow2Error) {

@@ -5,6 +5,7 @@
  */
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { StoppedBySignal } from './cancellable-job.ts';
+import { printableMessage } from './printable.ts';
 
 const ENTER = new Set(['\r', '\n']);
 const BACKSPACE = new Set(['\u007f', '\b']);
@@ -49,7 +50,8 @@ export function readSecretFromTerminal(prompt: string): Promise<Uint8Array> {
     };
     // Raw mode before the prompt: nothing typed after it appears is echoed.
     input.setRawMode(true);
-    process.stderr.write(prompt);
+    // The prompt names the disk: a file name can hold escape sequences too.
+    process.stderr.write(printableMessage(prompt));
     input.resume();
     input.on('data', onData);
   });

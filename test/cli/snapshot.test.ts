@@ -240,8 +240,12 @@ describe('snapshot names that hold terminal controls', () => {
     for (const args of [['snapshot', 'list'], ['info'], ['usage'], ['snapshot', 'note']]) {
       const run = await inProcess(...args, image, ...(args[1] === 'note' ? [hostile, 'a note'] : []));
       expect(rawControls(run.out + run.err), args.join(' ')).toEqual([]);
-      expect(run.out + run.err, args.join(' ')).toContain('a\\x1b]0;pwned\\x07\\x1b[2Jb\\u009bc');
+      expect(run.out + run.err, args.join(' ')).toContain('a\\x1b]0;pwned\\x07\\x1b[2Jb\\x9bc');
     }
+    // A line break in a name is no fake row in a listing.
+    await qemuImg(['snapshot', '-c', 'x\n2    fake-row', image]);
+    expect((await inProcess('snapshot', 'list', image)).out).toContain('x\\x0a2    fake-row');
+    await qemuImg(['snapshot', '-d', 'x\n2    fake-row', image]);
     const listed = await inProcess('snapshot', 'list', '--json', image);
     expect(rawControls(listed.out)).toEqual([]);
     expect((JSON.parse(listed.out) as { snapshots: { name: string }[] }).snapshots.map((snapshot) => snapshot.name)).toEqual([hostile]);

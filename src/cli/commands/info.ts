@@ -49,7 +49,7 @@ export function describe(image: ImageInfo): string {
     for (const snapshot of image.snapshots) lines.push(snapshotLine(snapshot));
     // Cowbell's notes below qemu-img's table, whose columns scripts may read.
     const noted = image.snapshots.filter((snapshot) => snapshot.note !== undefined);
-    if (noted.length > 0) lines.push('Snapshot notes:', ...noted.map((snapshot) => `    ${snapshot.id} ${snapshot.name}: ${notePreview(snapshot.note ?? '')}`));
+    if (noted.length > 0) lines.push('Snapshot notes:', ...noted.map((snapshot) => `    ${snapshot.id} ${printable(snapshot.name)}: ${notePreview(snapshot.note ?? '')}`));
   }
   const specific = image['format-specific'].data;
   lines.push(
@@ -128,7 +128,7 @@ function snapshotRow(id: string, tag: string, size: string, date: string, clock:
 function snapshotLine(snapshot: SnapshotInfo): string {
   return snapshotRow(
     snapshot.id,
-    snapshot.name,
+    printable(snapshot.name),
     formatBytes(snapshot['vm-state-size']),
     localDateTime(snapshot['date-sec']),
     vmClock(snapshot['vm-clock-sec'], snapshot['vm-clock-nsec']),

@@ -5,6 +5,7 @@ import { notePreview } from '../note-preview.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
+import { printable } from '../printable.ts';
 
 const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4, note: 4 };
 
@@ -36,7 +37,7 @@ export const snapshot: Command = {
       }
       case 'create': {
         const created = takeSnapshot(image, name, undefined, note);
-        say({ action, id: created.id, name: created.name }, `Created snapshot "${created.name}" (id ${created.id})${note ? ' with a note' : ''}`);
+        say({ action, id: created.id, name: created.name }, `Created snapshot "${printable(created.name)}" (id ${created.id})${note ? ' with a note' : ''}`);
         break;
       }
       case 'apply': {
@@ -66,7 +67,7 @@ export const snapshot: Command = {
 
 /** The snapshot acted on, as the user knows it: its name and its id (a selector or an id was maybe given). */
 function described(target: { id: string; name: string }): string {
-  return `"${target.name}" (id ${target.id})`;
+  return `"${printable(target.name)}" (id ${target.id})`;
 }
 
 /** The tree as indented text: children under parents, a snapshot's note on the line below it, "(you are here)" under the current state's parent. */
@@ -102,7 +103,7 @@ export function describeTree(tree: SnapshotTree): string {
       if (listed.has(node)) continue;
       listed.add(node);
       const inferred = node.parentInferred ? ' (parent inferred)' : '';
-      lines.push(`${indent(depth)}${node.id.padEnd(4)} ${node.name}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
+      lines.push(`${indent(depth)}${node.id.padEnd(4)} ${printable(node.name)}  ${node.date}  own ${formatBytes(node.exclusiveBytes ?? Number.NaN)}, shared ${formatBytes(node.sharedBytes ?? Number.NaN)}${inferred}`);
       if (node.note !== undefined) lines.push(`${indent(depth)}${''.padEnd(4)}   “${notePreview(node.note)}”`);
       if (tree.currentParentId === node.id) lines.push(`${indent(depth + 1)}* you are here (unsaved: ${formatBytes(tree.current.exclusiveBytes ?? Number.NaN)})`);
       pushChildren(node.id, depth + 1);

@@ -3,6 +3,7 @@ import { readUsage } from '../../shared/qcow2/snapshots/operations.ts';
 import type { UsageReport } from '../../shared/qcow2/model.ts';
 import { flag } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
+import { printable } from '../printable.ts';
 
 export const usage: Command = {
   name: 'usage',
@@ -32,6 +33,6 @@ export function describeUsage(report: UsageReport): string {
     `current state:  own ${formatBytes(report.current.exclusiveBytes)}, shared ${formatBytes(report.current.sharedBytes)}`,
   ];
   const sorted = [...report.snapshots].sort((a, b) => b.exclusiveBytes - a.exclusiveBytes);
-  for (const entry of sorted) lines.push(`snapshot ${entry.name}: own ${formatBytes(entry.exclusiveBytes)}, shared ${formatBytes(entry.sharedBytes)}`);
+  for (const entry of sorted) lines.push(`snapshot ${printable(entry.name)}: own ${formatBytes(entry.exclusiveBytes)}, shared ${formatBytes(entry.sharedBytes)}`);
   return `${lines.join('\n')}\n`;
 }
