@@ -273,7 +273,7 @@ function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, 
   try {
     if (overwrite && lexists(target) && !isRealFolder(target)) fs.unlinkSync(target);
     fs.symlinkSync(entry.target ?? '', target);
-    setLinkTimes(target, entry);
+    setTimes(target, entry);
     return true;
   } catch (error) {
     result.skipped.push({ path: entry.path, reason: `the host refused the symlink (${(error as { code?: string }).code ?? String(error)})` });
@@ -345,22 +345,12 @@ function hostName(name: string, guestPath: string): string {
   return safe;
 }
 
-/** A symlink's own times (utimes would follow it). */
-function setLinkTimes(target: string, entry: GuestFileEntry): void {
-  if (entry.mtimeMs === null) return;
-  try {
-    const time = new Date(entry.mtimeMs);
-    fs.lutimesSync(target, time, time);
-  } catch {
-    // As for files: a courtesy.
-  }
-}
-
+/** The guest's modification time, on the entry itself: lutimes, so a symlink's own time (utimes would follow it to its target). */
 function setTimes(target: string, entry: GuestFileEntry): void {
   if (entry.mtimeMs === null) return;
   try {
     const time = new Date(entry.mtimeMs);
-    fs.utimesSync(target, time, time);
+    fs.lutimesSync(target, time, time);
   } catch {
     // Times are a courtesy: a host that refuses them still has the content.
   }
