@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import type { BlockFile } from './block-file.ts';
 import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
-import { currentIdentity, physicalPath } from './file-identity.ts';
+import { currentIdentity, pathSegments, physicalPath, withPhysicalFolder } from './file-identity.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
 import { keepReplacedAttributes, keepSpecialModeBits, readReplacedFile } from './replaced-file-attributes.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
@@ -194,13 +194,7 @@ function refuseChangedTarget(fileSystem: AtomicFileSystem, targetPath: string, i
  * file elsewhere, on another file system perhaps, and the rename would fail after all the work.
  */
 function folderAsTheKernelFindsIt(targetPath: string): string {
-  const folder = path.dirname(targetPath);
-  if (!folder.split(path.sep === '\\' ? /[\\/]/ : '/').includes('..')) return targetPath;
-  try {
-    return path.join(fs.realpathSync.native(folder), path.basename(targetPath));
-  } catch {
-    return targetPath;
-  }
+  return pathSegments(path.dirname(targetPath)).includes('..') ? withPhysicalFolder(targetPath) : targetPath;
 }
 
 export function temporaryPathFor(targetPath: string): string {

@@ -47,3 +47,22 @@ export function physicalPath(filePath: string): string {
     }
   }
 }
+
+/** A path's parts between separators ('/'; on Windows '\\' too). */
+export function pathSegments(filePath: string): string[] {
+  return filePath.split(path.sep === '\\' ? /[\\/]/ : '/');
+}
+
+/**
+ * The path with its folder part as the kernel resolves it, its last name kept as it is (a link's
+ * own name stays); as given where the folder cannot be resolved. A '..' after a linked folder
+ * climbs from where that folder really is, which path.join's and path.resolve's folding of the text
+ * does not.
+ */
+export function withPhysicalFolder(filePath: string): string {
+  try {
+    return path.join(fs.realpathSync.native(path.dirname(filePath)), path.basename(filePath));
+  } catch {
+    return filePath;
+  }
+}

@@ -12,7 +12,7 @@ import { CRYPTO_HEADER_EXTENSION_BYTES } from '../format/crypto-header-extension
 import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type HeaderExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
-import { physicalPath } from '../io/file-identity.ts';
+import { pathSegments, physicalPath, withPhysicalFolder } from '../io/file-identity.ts';
 
 export interface OutputHeaderOptions {
   sourcePath: string;
@@ -100,7 +100,7 @@ function backingNameFor(name: string | null, sourcePath: string, targetPath: str
   // 'cur/../base.qcow2' with cur a linked folder: the kernel climbs from where cur really is, and
   // path.resolve's folding of the text would name another file (a decoy, or none).
   const backing = climbsAfterDescending(name)
-    ? path.join(physicalPath(path.dirname(`${sourceFolder}${path.sep}${name}`)), path.basename(name))
+    ? withPhysicalFolder(`${sourceFolder}${path.sep}${name}`)
     : path.resolve(sourceFolder, name);
   return path.relative(targetFolder, backing);
 }
@@ -108,7 +108,7 @@ function backingNameFor(name: string | null, sourcePath: string, targetPath: str
 /** Whether a '..' in a relative name comes after a folder's name (leading ones climb from the image's own, physical, folder). */
 function climbsAfterDescending(name: string): boolean {
   let descended = false;
-  for (const part of name.split(path.sep === '\\' ? /[\\/]/ : '/')) {
+  for (const part of pathSegments(name)) {
     if (part === '..' && descended) return true;
     if (part !== '..' && part !== '.' && part !== '') descended = true;
   }
