@@ -37,8 +37,6 @@ interface XattrCalls {
 export const ACCESS_ACL = 'system.posix_acl_access';
 
 const ERANGE = 34;
-const ENOTSUP = 95;
-const ERRNO_NAMES: Record<number, string> = { 1: 'EPERM', 13: 'EACCES', 7: 'E2BIG', 22: 'EINVAL', 28: 'ENOSPC', 30: 'EROFS', 61: 'ENODATA', [ENOTSUP]: 'ENOTSUP', 122: 'EDQUOT' };
 
 let calls: XattrCalls | null | undefined;
 
@@ -140,6 +138,11 @@ export function writeExtendedAttributes(fd: number, attributes: readonly Extende
   return notKept;
 }
 
+/** errno's name (EPERM, E2BIG…), as Node names system errors. */
 function errnoName(errno: number): string {
-  return ERRNO_NAMES[errno] ?? `errno ${errno}`;
+  try {
+    return process.getBuiltinModule('node:util').getSystemErrorName(-errno);
+  } catch {
+    return `errno ${errno}`;
+  }
 }
