@@ -36,12 +36,15 @@ export function printableMessage(text: string): string {
  * values (JSON.stringify escapes C0 controls itself, and leaves DEL and C1 as they are).
  */
 export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
+  // Output can be megabytes (ls --json of a large folder): copied in runs between the characters
+  // escaped, and not copied at all where there are none.
   let out = '';
-  for (const character of text) {
-    const code = character.charCodeAt(0);
-    if (!isControl(code) || keep.has(character)) out += character;
-    else if (code < 0x20) out += `\\x${code.toString(16).padStart(2, '0')}`;
-    else out += `\\u${code.toString(16).padStart(4, '0')}`;
+  let runStart = 0;
+  for (let at = 0; at < text.length; at++) {
+    const code = text.charCodeAt(at);
+    if (!isControl(code) || keep.has(text[at] ?? '')) continue;
+    out += text.slice(runStart, at) + (code < 0x20 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+    runStart = at + 1;
   }
-  return out;
+  return runStart === 0 ? text : out + text.slice(runStart);
 }
