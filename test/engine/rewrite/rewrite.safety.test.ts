@@ -97,6 +97,19 @@ describe('refused up front, nothing written', () => {
     expect(rewriteImage({ source: image, target: path.join(dir, 'unknown.qcow2'), compression: 'uncompress', freeBytes: () => null }).verified).toBe(true);
   });
 
+  it('NO_SPACE is judged by the bound from the tables where that fits, and by a sample of the data where it does not', async () => {
+    const { dir, image } = await imageWithSnapshots();
+    const preview = previewRewrite({ source: image, compression: 'compress' });
+    // Compressible data: the sampled estimate lies well below the bound.
+    expect(preview.maxBytes - preview.expectedBytes).toBeGreaterThan(64 * KiB);
+    const margin = 16 * MiB;
+    const between = Math.floor(preview.expectedBytes + margin + (preview.maxBytes - preview.expectedBytes) / 2);
+    expect(rewriteImage({ source: image, target: path.join(dir, 'between.qcow2'), compression: 'compress', freeBytes: () => between }).verified).toBe(true);
+    expect(rewriteImage({ source: image, target: path.join(dir, 'bound.qcow2'), compression: 'compress', freeBytes: () => preview.maxBytes + margin }).verified).toBe(true);
+    expectRefused(() => rewriteImage({ source: image, target: path.join(dir, 'short.qcow2'), compression: 'compress', freeBytes: () => preview.expectedBytes + margin - 1 }), 'NO_SPACE');
+    expect(fs.readdirSync(dir).sort()).toEqual(['between.qcow2', 'bound.qcow2', 'disk.qcow2']);
+  });
+
   it('an existing target is refused unless overwrite, and left byte for byte; with overwrite it is replaced by a clean copy', async () => {
     const { dir, image } = await imageWithSnapshots();
     const target = path.join(dir, 'target.qcow2');

@@ -105,6 +105,19 @@ export function standardL2HostOffset(data: DataView, position: number): number {
   return (high & OFFSET_MASK_HI) * TWO_32 + ((data.getUint32(position + 4) & OFFSET_MASK_LO) >>> 0);
 }
 
+/**
+ * The host offset of an L2 entry with nothing unusual in it (standard, no zero flag, no reserved
+ * bits, not extended L2), 0 when unallocated; -1 for any other entry, which needs decodeL2. For loops
+ * over every entry that must still see every unusual one.
+ */
+export function plainL2HostOffset(data: DataView, position: number, format: L2Format): number {
+  if (format.extendedL2) return -1;
+  const high = data.getUint32(position);
+  const low = data.getUint32(position + 4);
+  if ((high & (OFLAG_COMPRESSED_HI | L2_RESERVED_HI)) !== 0 || (low & (L2_RESERVED_LO | 1)) !== 0) return -1;
+  return (high & OFFSET_MASK_HI) * TWO_32 + ((low & OFFSET_MASK_LO) >>> 0);
+}
+
 /** Writes a standard (non-compressed) L2 entry. With extended L2 the masks are written too. */
 export function encodeL2(data: DataView, position: number, format: L2Format, entry: { hostOffset: number; copied: boolean; zero: boolean; allocMask?: number; zeroMask?: number }): void {
   const high = Math.floor(entry.hostOffset / TWO_32);

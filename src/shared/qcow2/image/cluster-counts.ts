@@ -40,14 +40,19 @@ export class ClusterCounts {
     return value;
   }
 
-  /** Every cluster whose count is not 0, with its count, in ascending cluster order. */
-  *entries(): Generator<[number, number]> {
+  /**
+   * Every cluster whose count is not 0, with its count, in ascending cluster order. A callback,
+   * not a generator of pairs: a pass over a big tally's millions of clusters, or a first one before
+   * the JIT has compiled the loop, takes several times less.
+   */
+  forEach(visit: (cluster: number, value: number) => void): void {
     for (const pageIndex of [...this.pages.keys()].sort((a, b) => a - b)) {
       const page = this.pages.get(pageIndex);
       if (page === undefined) continue;
+      const first = pageIndex * PAGE_CLUSTERS;
       for (let slot = 0; slot < PAGE_CLUSTERS; slot++) {
-        const value = page[slot] ?? 0;
-        if (value !== 0) yield [pageIndex * PAGE_CLUSTERS + slot, value];
+        const value = page[slot] as number;
+        if (value !== 0) visit(first + slot, value);
       }
     }
   }

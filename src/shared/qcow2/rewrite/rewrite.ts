@@ -181,7 +181,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const tree = treeParents(image, job);
     const beforeBytes = image.file.size();
     const batchClusters = Math.max(1, request.batchClusters ?? defaultBatchClusters(image));
-    assertRoom(replaced, estimateOutputSize(image, plan, { policy: request.compression, compressionType, batchClusters, luksAreaBytes: outputLuksAreaBytes(image, encryption) }), request.freeBytes);
+    const luksAreaBytes = outputLuksAreaBytes(image, encryption);
+    assertRoom(replaced, (sampleSize) => estimateOutputSize(image, plan, { policy: request.compression, compressionType, batchClusters, luksAreaBytes, sampleSize }), request.freeBytes);
     const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
     let luks: WriteImageOptions['luks'] = null;
     if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
@@ -366,7 +367,12 @@ function realPath(filePath: string): string {
 }
 
 /** Refuses up front (NO_SPACE, nothing written) when the new image will not fit beside the old one. */
-function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRequest['freeBytes']): void {
+/**
+ * Refuses with NO_SPACE, before anything is written, where the new disk would not fit beside the
+ * old. `estimate(0)` is the bound from the tables alone; a sample of the data (tens of milliseconds
+ * of reading, and compressing for compress) is taken only when that bound does not fit.
+ */
+function assertRoom(target: string, estimate: (sampleSize?: number) => SizeEstimate, freeBytes: RewriteRequest['freeBytes']): void {
   let free: number | null;
   try {
     free = freeBytes !== undefined ? freeBytes() : freeBytesFor(target);
@@ -376,7 +382,8 @@ function assertRoom(target: string, estimate: SizeEstimate, freeBytes: RewriteRe
     throw error;
   }
   if (free === null) return;
-  const needed = estimate.expectedBytes + SPACE_MARGIN_BYTES;
+  if (estimate(0).maxBytes + SPACE_MARGIN_BYTES <= free) return;
+  const needed = estimate().expectedBytes + SPACE_MARGIN_BYTES;
   if (needed > free) {
     const mib = (bytes: number): string => `${Math.ceil(bytes / (1024 * 1024))} MiB`;
     throw new Qcow2Error('NO_SPACE', `The new disk needs about ${mib(needed)} next to ${path.basename(target)} but only ${mib(free)} is free; free some space and try again (nothing was changed)`);

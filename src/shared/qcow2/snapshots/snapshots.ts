@@ -78,19 +78,19 @@ export function forEachReference(image: Qcow2Image, l1: L1Table, visit: (cluster
 function referencesToAdd(image: Qcow2Image, l1: L1Table, job: JobContext): ClusterCounts {
   const references = new ClusterCounts();
   forEachReference(image, l1, (cluster) => references.add(cluster, 1), job);
-  for (const [cluster, count] of references.entries()) {
+  references.forEach((cluster, count) => {
     if (image.refcounts.get(cluster) + count > image.refcounts.max) {
       throw new Qcow2Error(
         'INVALID_ARGUMENT',
         `This needs a refcount above ${image.refcounts.max}, the largest this image's ${2 ** image.refcounts.order}-bit refcounts can hold (cluster ${cluster}); nothing was changed`,
       );
     }
-  }
+  });
   return references;
 }
 
 function addReferences(image: Qcow2Image, references: ClusterCounts): void {
-  for (const [cluster, count] of references.entries()) image.refcounts.increment(cluster, count);
+  references.forEach((cluster, count) => image.refcounts.increment(cluster, count));
 }
 
 export function l1Clusters(image: Qcow2Image, offset: number, size: number): number[] {
