@@ -4,7 +4,8 @@
  * all. Found by an audit: a rewrite in place dropped the ACL, and the mode's group bits (the ACL's
  * mask) then opened the disk to its owning group while the user the ACL named lost it; convert and
  * create --force gave a private disk to the caller as 0644. ACLs and attributes are set and read
- * with the real tools (acl, attr).
+ * with the real tools (acl, attr); inode flags with chattr and lsattr (e2fsprogs), which need a file
+ * system that has them (ext4, btrfs, xfs).
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -41,6 +42,11 @@ async function diskWithSnapshot(): Promise<string> {
   await qemuImg(['snapshot', '-c', 'kept', file]);
   await qemuIo(file, ['write -P 0x22 512k 1M']);
   return file;
+}
+
+/** lsattr's flag letters that are set (ext4's own 'e' for extents and the like included). */
+function inodeFlagsOf(file: string): string {
+  return (execFileSync('lsattr', ['-d', file], { encoding: 'utf8' }).split(' ')[0] ?? '').replace(/-/g, '');
 }
 
 /** Owner, group and every mode bit, as octal. */
@@ -150,5 +156,43 @@ describe('a new file that replaces a disk', () => {
     const attributes = execFileSync('getfattr', ['--dump', '--absolute-names', '--encoding=hex', file], { encoding: 'latin1' });
     expect(attributes).toContain('user.caf\u00e9=0x6b657074');
     expect(attributes).toContain('user.changed=0x');
+  });
+
+  it('keeps the inode flags a user sets (chattr): none from the folder while the data is written, the old file\'s once it is', async () => {
+    const sub = folder.file(`flags-${++count}`);
+    fs.mkdirSync(sub);
+    // New files here start with synchronous writes (ext4 passes +S on), which would make the copy crawl.
+    execFileSync('chattr', ['+S', sub]);
+    const file = path.join(sub, 'disk.qcow2');
+    fs.renameSync(await diskWithSnapshot(), file);
+    execFileSync('chattr', ['-S', '+d', '+A', file]);
+    const seen: string[] = [];
+    const watch = {
+      progress(stage: string) {
+        if (stage !== 'copying') return;
+        for (const name of fs.readdirSync(sub)) if (name.endsWith('.tmp')) seen.push(inodeFlagsOf(path.join(sub, name)));
+      },
+      throwIfCancelled() {},
+    };
+    expect(rewriteImage({ source: file, compression: 'keep' }, watch).inPlace).toBe(true);
+    expect(seen.length).toBeGreaterThan(0);
+    for (const flags of seen) expect(flags, 'the new file while its data is written').not.toMatch(/[SdA]/);
+    expect(inodeFlagsOf(file)).toMatch(/d/);
+    expect(inodeFlagsOf(file)).toMatch(/A/);
+    expect(inodeFlagsOf(file)).not.toMatch(/S/);
+    // Synchronous writes asked for on the disk itself are kept too, once the data is in.
+    execFileSync('chattr', ['+S', file]);
+    seen.length = 0;
+    expect(rewriteImage({ source: file, compression: 'compress' }, watch).inPlace).toBe(true);
+    for (const flags of seen) expect(flags, 'the new file while its data is written').not.toMatch(/S/);
+    expect(inodeFlagsOf(file)).toMatch(/S/);
+    expect(inodeFlagsOf(file)).toMatch(/d/);
+    // By request too: a disk converted onto an existing one takes over its flags.
+    const target = path.join(sub, 'target.img');
+    fs.writeFileSync(target, 'an old disk');
+    execFileSync('chattr', ['-S', '+d', target]);
+    convertImage({ source: file, target, targetFormat: 'raw', overwrite: true });
+    expect(inodeFlagsOf(target)).toMatch(/d/);
+    expect(inodeFlagsOf(target)).not.toMatch(/S/);
   });
 });

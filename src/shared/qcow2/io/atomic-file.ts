@@ -10,7 +10,7 @@ import { closeQuietly, NodeBlockFile } from './block-file.ts';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { currentIdentity, pathSegments, physicalPath, withPhysicalFolder } from './file-identity.ts';
 import { abandonedByWriters, inUseError, refuseReplacingHeld, writtenElsewhere } from './image-lock.ts';
-import { keepReplacedAttributes, keepSpecialModeBits, readReplacedFile } from './replaced-file-attributes.ts';
+import { keepAfterData, keepReplacedAttributes, readReplacedFile } from './replaced-file-attributes.ts';
 import { noSteps, runSteps, type Steps } from '../steps.ts';
 import { writeBehind } from './write-behind-file.ts';
 
@@ -319,7 +319,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
     if (durable || specialBits) file.flush();
     if (created !== null && replacedNow !== null) {
       keepReplacedAttributes(created, replacedNow, options.replacingOwnSource === true);
-      keepSpecialModeBits(created, replacedNow);
+      keepAfterData(created, replacedNow);
     }
     file.close();
     file = null;

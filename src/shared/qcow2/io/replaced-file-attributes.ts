@@ -9,12 +9,15 @@
 import * as fs from 'node:fs';
 import { Qcow2Error } from '../errors.ts';
 import { ACCESS_ACL, readExtendedAttributes, writeExtendedAttributes } from './extended-attributes.ts';
+import { BEFORE_DATA_FLAGS, KEPT_FLAGS, keepInodeFlags, readInodeFlags } from './inode-flags.ts';
 
 /** What a replaced file had, read before the new one is written. */
 export interface ReplacedFile {
   path: string;
   stats: fs.Stats;
   attributes: ReturnType<typeof readExtendedAttributes>;
+  /** Its inode flags (chattr's), null where they cannot be read. */
+  inodeFlags: number | null;
 }
 
 /** The file at `filePath` as a new one should keep it, or null where there is no regular file. */
@@ -26,14 +29,14 @@ export function readReplacedFile(filePath: string): ReplacedFile | null {
     // A file the caller may replace but not read (mode 0200): its owner and mode still, no attributes.
     try {
       const stats = fs.statSync(filePath);
-      return stats.isFile() ? { path: filePath, stats, attributes: [] } : null;
+      return stats.isFile() ? { path: filePath, stats, attributes: [], inodeFlags: null } : null;
     } catch {
       return null;
     }
   }
   try {
     const stats = fs.fstatSync(fd);
-    return stats.isFile() ? { path: filePath, stats, attributes: readExtendedAttributes(fd) } : null;
+    return stats.isFile() ? { path: filePath, stats, attributes: readExtendedAttributes(fd), inodeFlags: readInodeFlags(fd) } : null;
   } finally {
     fs.closeSync(fd);
   }
@@ -60,6 +63,9 @@ export function keepReplacedAttributes(fd: number, replaced: ReplacedFile, stric
     }
   }
   fs.fchmodSync(fd, stats.mode & 0o777);
+  // How the data is to be stored (btrfs's No_COW), while the file is empty; the others (synchronous
+  // writes above all) once the data is in, and none of them from the folder meanwhile.
+  if (replaced.inodeFlags !== null) keepInodeFlags(fd, replaced.inodeFlags & BEFORE_DATA_FLAGS, KEPT_FLAGS);
   // security.* and trusted.* belong to the system (an IMA hash, file capabilities, which a write
   // drops anyway; a label its folder gives): kept where allowed, never a reason to refuse.
   const notKept = writeExtendedAttributes(fd, replaced.attributes).filter(({ name }) => name.startsWith('user.') || name.startsWith('system.posix_acl'));
@@ -72,7 +78,12 @@ export function keepReplacedAttributes(fd: number, replaced: ReplacedFile, stric
   }
 }
 
-/** The setuid, setgid and sticky bits, once the data is written (a write by anyone but root clears the first two). */
-export function keepSpecialModeBits(fd: number, replaced: ReplacedFile): void {
+/**
+ * What follows the data: the setuid, setgid and sticky bits (a write by anyone but root clears the
+ * first two) and the inode flags kept. A flag is never a reason to refuse: it holds no one's data
+ * or rights (and a file system may ignore one, as btrfs ignores No_COW on a file with data).
+ */
+export function keepAfterData(fd: number, replaced: ReplacedFile): void {
   if ((replaced.stats.mode & 0o7000) !== 0) fs.fchmodSync(fd, replaced.stats.mode & 0o7777);
+  if (replaced.inodeFlags !== null) keepInodeFlags(fd, replaced.inodeFlags, KEPT_FLAGS);
 }
