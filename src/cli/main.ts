@@ -1,6 +1,6 @@
 /** The `cowbell` command: bin/cowbell runs its bundle (out/cli/cowbell.mjs), or this file on Node 24. */
 import type { CliIo } from './command.ts';
-import { descriptorOutput } from './output.ts';
+import { descriptorOutput, spareOutputsTheExitSync } from './output.ts';
 import { runCli } from './run.ts';
 import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
 import { cliRuntime } from './runtime.ts';
@@ -23,3 +23,5 @@ const io: CliIo = {
   },
 };
 process.exitCode = await runCli(process.argv.slice(2), io);
+// The last output is written: nothing reaches the two descriptors after the command's own exit.
+process.once('exit', spareOutputsTheExitSync);

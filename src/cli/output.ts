@@ -7,9 +7,9 @@
  * A reader that has gone away (`cowbell info … | head -1`) ends the output, not the command: a
  * command that changes a disk finishes what it started, as if its output were still read.
  */
-import { writeSync } from 'node:fs';
+import { openSync, writeSync } from 'node:fs';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
-import { libc } from '../shared/qcow2/io/libc.ts';
+import { libc, loadedLibc } from '../shared/qcow2/io/libc.ts';
 
 /** Fails a write to a descriptor left non-blocking by whoever shares it: it is tried again shortly. */
 const TRY_AGAIN = 'EAGAIN';
@@ -44,6 +44,26 @@ export function descriptorOutput(fd: number): Output {
       }
     },
   };
+}
+
+/**
+ * koffi, once loaded (libc.ts: locks need it), fsyncs descriptors 1 and 2 as the process exits (an
+ * exit hook of its base library). An output redirected to a file (`cowbell info … >> report.txt`)
+ * would be flushed to the disk at the end of every command, tens to hundreds of milliseconds where
+ * the disk is busy, which qemu-img never does. Called as the process exits, after the last byte is
+ * written: the two descriptors then lead to /dev/null, where that fsync does nothing.
+ */
+export function spareOutputsTheExitSync(): void {
+  const loaded = loadedLibc();
+  if (loaded === null) return;
+  try {
+    const dup2 = loaded.library.func('int dup2(int oldfd, int newfd)') as unknown as (from: number, to: number) => number;
+    const nowhere = openSync('/dev/null', 'w');
+    dup2(nowhere, 1);
+    dup2(nowhere, 2);
+  } catch {
+    // Only the exit's speed depends on it.
+  }
 }
 
 let isatty: ((fd: number) => number) | null | undefined;

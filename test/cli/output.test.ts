@@ -93,4 +93,28 @@ describe('command output', () => {
       fs.rmSync(folder, { recursive: true, force: true });
     }
   });
+
+  it('redirected to files, they are not flushed to the disk as the command exits (koffi\'s exit hook fsyncs descriptors 1 and 2)', () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-output-'));
+    const image = path.join(folder, 'disk.qcow2');
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '1M']).status).toBe(0);
+    const out = fs.openSync(path.join(folder, 'out.txt'), 'w');
+    const err = fs.openSync(path.join(folder, 'err.txt'), 'w');
+    try {
+      // info takes the image's lock (koffi is loaded); a missing disk fails with a message on stderr.
+      for (const [args, code] of [[['info', image], 0], [['info', path.join(folder, 'missing.qcow2')], 1]] as const) {
+        const trace = path.join(folder, 'trace.txt');
+        const result = spawnSync('strace', ['-f', '-e', 'trace=fsync,fdatasync', '-o', trace, NODE, path.resolve('bin/cowbell'), ...args], { stdio: ['ignore', out, err] });
+        expect(result.status, fs.readFileSync(path.join(folder, 'err.txt'), 'utf8')).toBe(code);
+        const syncs = fs.readFileSync(trace, 'utf8').split('\n').filter((line) => /f(data)?sync\([12]\)\s*= 0/.test(line));
+        expect(syncs, 'fsync calls on the redirected outputs that reached the file').toEqual([]);
+      }
+      expect(fs.readFileSync(path.join(folder, 'out.txt'), 'utf8')).toMatch(/^image: .*disk\.qcow2\nfile format: qcow2\n/);
+      expect(fs.readFileSync(path.join(folder, 'err.txt'), 'utf8')).toMatch(/^cowbell: .*missing\.qcow2: no such file\n$/);
+    } finally {
+      fs.closeSync(out);
+      fs.closeSync(err);
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+  });
 });

@@ -33,6 +33,11 @@ export function libc(): Libc | Error {
   return loaded;
 }
 
+/** The C library if an earlier call loaded it, without loading it: null otherwise. */
+export function loadedLibc(): Libc | null {
+  return loaded === undefined || loaded instanceof Error ? null : loaded;
+}
+
 /** Where a package is installed as seen from a folder, or null when it is not found there. */
 export type PackageFinder = (name: string, from: string) => string | null;
 
