@@ -5,7 +5,7 @@
  * medians give the ratio, and the fastest rounds the best ratio beside it.
  * Targets (issue 3): ratio ≤ 1.2 for import and export, Cowbell's peak memory ≤ 200 MiB, each
  * measured with both programs in the same cache mode (flushed, and not flushed).
- * Cowbell runs as a user runs it, bin/cowbell, with Node's compile cache warmed (see lib.ts COMPILE_CACHE).
+ * Cowbell runs as a user runs it, bin/cowbell, with Node's compile cache warmed (see lib.ts measureCowbell).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
