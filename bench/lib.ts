@@ -40,9 +40,17 @@ export interface Measurement {
   peakMiB: number;
 }
 
+/** Where /usr/bin/time writes: a folder of this process's own (a name in /tmp another user could guess, and link elsewhere, time would follow). */
+let timeFolder: string | null = null;
+
 /** Runs a command to completion under /usr/bin/time, for its wall time and peak RSS. */
 export function measure(command: string, args: string[], env: NodeJS.ProcessEnv = process.env): Measurement {
-  const timeFile = path.join(os.tmpdir(), `cowbell-bench-time-${process.pid}`);
+  if (timeFolder === null) {
+    const made = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-time-'));
+    process.once('exit', () => fs.rmSync(made, { recursive: true, force: true }));
+    timeFolder = made;
+  }
+  const timeFile = path.join(timeFolder, 'time');
   const started = process.hrtime.bigint();
   const result = spawnSync('/usr/bin/time', ['-f', '%M', '-o', timeFile, command, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env });
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
