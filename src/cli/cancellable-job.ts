@@ -50,6 +50,29 @@ export async function runCancellably<T>(
   }
 }
 
+/**
+ * Runs an in-place change the engine makes in one go, with no point to stop at before its end
+ * (snapshot create, apply, delete, rename and note; resize). Left to Node's default, Ctrl-C, SIGTERM
+ * or SIGHUP would end the process between two of its writes and leave the disk marked dirty, with
+ * leaked clusters and COPIED flags that `qemu-img check` reports as errors until a repair. Instead a
+ * stop signal waits for the change (at most seconds) and is then reported on stderr; the command
+ * keeps its own result and exit code — the change was made, and a script that took 130 for "not
+ * done" would try it again.
+ */
+export async function finishingFirst<T>(io: CliIo, work: () => T | Promise<T>): Promise<T> {
+  let stoppedBy: StopSignal | null = null;
+  const listeners = STOP_SIGNALS.map((signal) => [signal, () => (stoppedBy ??= signal)] as const);
+  for (const [signal, listener] of listeners) process.on(signal, listener);
+  try {
+    return await work();
+  } finally {
+    // A signal that came during the synchronous work reaches its listener on the event loop's next turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    for (const [signal, listener] of listeners) process.off(signal, listener);
+    if (stoppedBy !== null) io.err(`cowbell: ${stoppedBy as StopSignal} came while the disk was being changed; the change was finished first (stopped half-way, the disk would have needed a repair)\n`);
+  }
+}
+
 /** qemu-img -p's progress line, rewritten in place on stderr at each hundredth of a percent. */
 export function progressPrinter(io: CliIo): (stage: string, done: number, total: number) => void {
   let shown = -1;

@@ -4,6 +4,7 @@ import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { ResizePreview } from '../../shared/qcow2/model.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import { flag, option } from '../args.ts';
+import { finishingFirst } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { parseSize } from '../image-options.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
@@ -44,7 +45,7 @@ export const resize: Command = {
     if (discardData && !shrink) throw new UsageError('resize: --discard-data goes with --shrink');
     const result = await withUnlock(args, io, imagePath, async (unlock) => {
       try {
-        return resizeImagePath(imagePath, newSize, { shrink, discardData }, undefined, unlock);
+        return await finishingFirst(io, () => resizeImagePath(imagePath, newSize, { shrink, discardData }, undefined, unlock));
       } catch (error) {
         // The refusal says how much data lies past the end; say in which states too.
         if (error instanceof Qcow2Error && error.code === 'DATA_PAST_END') throw new Qcow2Error('DATA_PAST_END', describeRefusal(readResizePreview(imagePath, newSize, undefined, unlock)));

@@ -3,6 +3,7 @@ import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapsho
 import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/model.ts';
 import { notePreview } from '../note-preview.ts';
 import { flag, option } from '../args.ts';
+import { finishingFirst } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
 import { printable } from '../printable.ts';
@@ -36,27 +37,27 @@ export const snapshot: Command = {
         break;
       }
       case 'create': {
-        const created = takeSnapshot(image, name, undefined, note);
+        const created = await finishingFirst(io, () => takeSnapshot(image, name, undefined, note));
         say({ action, id: created.id, name: created.name }, `Created snapshot "${printable(created.name)}" (id ${created.id})${note ? ' with a note' : ''}`);
         break;
       }
       case 'apply': {
-        const target = revertToSnapshot(image, snapshotRefOf(name));
+        const target = await finishingFirst(io, () => revertToSnapshot(image, snapshotRefOf(name)));
         say({ action, ...target }, `Reverted to snapshot ${described(target)}`);
         break;
       }
       case 'delete': {
-        const target = removeSnapshot(image, snapshotRefOf(name));
+        const target = await finishingFirst(io, () => removeSnapshot(image, snapshotRefOf(name)));
         say({ action, ...target }, `Deleted snapshot ${described(target)}`);
         break;
       }
       case 'rename': {
-        const target = changeSnapshotName(image, snapshotRefOf(name), fourth);
+        const target = await finishingFirst(io, () => changeSnapshotName(image, snapshotRefOf(name), fourth));
         say({ action, ...target, newName: fourth }, `Renamed snapshot ${described(target)} to "${fourth}"`);
         break;
       }
       case 'note': {
-        const target = changeSnapshotNote(image, snapshotRefOf(name), fourth);
+        const target = await finishingFirst(io, () => changeSnapshotNote(image, snapshotRefOf(name), fourth));
         say({ action, ...target, note: fourth }, fourth === '' ? `Cleared the note of snapshot ${described(target)}` : `Set the note of snapshot ${described(target)}`);
         break;
       }
