@@ -33,6 +33,8 @@ export interface Command {
   prepareArgv?(argv: string[]): string[];
   /** Resolves with the exit code; throws a Qcow2Error or UsageError on failure. */
   run(args: ParsedArgs, io: CliIo): Promise<number>;
+  /** The exit code of a wrong command line, where 2 means something else (check: corruptions). */
+  usageExitCode?: number;
 }
 
 /** The command line itself is wrong: exit code 2, with a pointer to the usage. */

@@ -41,9 +41,12 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
     io.err(`cowbell: unknown command '${printable(name)}' (try 'cowbell --help')\n`);
     return EXIT_USAGE;
   }
+  let command: Command | null = null;
   try {
-    const command = await entry.load();
-    if (rest.includes('--help') || rest.includes('-h')) {
+    command = await entry.load();
+    // After `--` every argument is a name (a snapshot called --help, a file named -h).
+    const options = rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+    if (options.includes('--help') || options.includes('-h')) {
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
@@ -51,7 +54,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
   } catch (error) {
     if (error instanceof UsageError) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);
-      return EXIT_USAGE;
+      return command?.usageExitCode ?? EXIT_USAGE;
     }
     if (error instanceof Qcow2Error) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);

@@ -109,6 +109,22 @@ describe('cowbell map', () => {
   });
 });
 
+describe('cowbell check', () => {
+  it('a wrong command line exits 1, as qemu-img check does: 2 means corruptions to a script', async () => {
+    const image = folder.file('check-usage.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '1M']);
+    expectOneLineError(await run('check', '-r', 'leak', image), 1, /-r takes leaks or all/);
+    expectOneLineError(await run('check', '-f', 'raw', image), 1, /only qcow2/);
+    expectOneLineError(await run('check', image, image), 1, /.+/);
+    expectOneLineError(await run('check'), 1, /.+/);
+    expect((await run('check', image)).code).toBe(0);
+    // After `--`, -h is a file's name, not a request for help.
+    expectOneLineError(await run('check', '--', '-h'), 1, /-h: no such file/);
+    // Elsewhere a wrong command line is still 2.
+    expectOneLineError(await run('map', '--output=xml', image), 2, /json or human/);
+  });
+});
+
 describe('cowbell convert', () => {
   let source = '';
   beforeAll(async () => {

@@ -1,13 +1,13 @@
 import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check/check.ts';
 import type { CheckResult, RepairLoss } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
-import { UsageError, type Command } from '../command.ts';
+import { EXIT_FAILURE, UsageError, type Command } from '../command.ts';
 import { unencryptedWarning } from './info.ts';
 
 /**
  * `cowbell check [--json] [-r leaks|all] IMAGE`, like `qemu-img check`: findings go to stderr
  * one per line, the summary to stdout; exit 0 clean, 1 the check failed, 2 corruptions remain,
- * 3 only leaked clusters remain.
+ * 3 only leaked clusters remain; a wrong command line 1, as qemu-img (2 would read as corruptions).
  */
 export const check: Command = {
   name: 'check',
@@ -22,6 +22,8 @@ export const check: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
+  // 2 says "corruptions": a script must not take a typo for a damaged disk (qemu-img exits 1 too).
+  usageExitCode: EXIT_FAILURE,
   async run(args, io) {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`check: --output must be json or human, not ${output}`);
