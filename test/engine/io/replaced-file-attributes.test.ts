@@ -49,6 +49,15 @@ function inodeFlagsOf(file: string): string {
   return (execFileSync('lsattr', ['-d', file], { encoding: 'utf8' }).split(' ')[0] ?? '').replace(/-/g, '');
 }
 
+/** The process's umask, as a file created 0666 shows it. */
+function umaskNow(where: string): number {
+  const probe = path.join(where, 'umask-probe');
+  fs.writeFileSync(probe, '', { mode: 0o666 });
+  const mode = fs.statSync(probe).mode & 0o777;
+  fs.rmSync(probe);
+  return 0o666 & ~mode;
+}
+
 /** Owner, group and every mode bit, as octal. */
 function ownership(file: string): [number, number, string] {
   const stats = fs.statSync(file);
@@ -121,7 +130,7 @@ describe('a new file that replaces a disk', () => {
 
   it("replacing a file, the new one is the owner's alone from its creation (no other user can open it before it gets the old one's mode)", () => {
     const replacing = folder.file(`private-create-${++count}`);
-    const file = nodeFileSystem.create(replacing, true);
+    const file = nodeFileSystem.create(replacing, 0o600);
     try {
       expect((fs.statSync(replacing).mode & 0o777).toString(8)).toBe('600');
     } finally {
@@ -194,5 +203,33 @@ describe('a new file that replaces a disk', () => {
     convertImage({ source: file, target, targetFormat: 'raw', overwrite: true });
     expect(inodeFlagsOf(target)).toMatch(/d/);
     expect(inodeFlagsOf(target)).not.toMatch(/S/);
+  });
+
+  it('a new OUTPUT made from a disk (compact, decrypt, convert into a new file) opens to no one the disk was closed to, from its first byte', async () => {
+    const sub = folder.file(`outputs-${++count}`);
+    fs.mkdirSync(sub);
+    for (const [sourceMode, expected] of [[0o600, 0o600], [0o640, 0o640], [0o644, 0o644], [0o400, 0o600]] as const) {
+      const source = path.join(sub, `source-${sourceMode.toString(8)}.qcow2`);
+      fs.renameSync(await diskWithSnapshot(), source);
+      fs.chmodSync(source, sourceMode);
+      const seen: number[] = [];
+      const watch = {
+        progress(stage: string) {
+          if (stage !== 'copying') return;
+          for (const name of fs.readdirSync(sub)) if (name.endsWith('.tmp')) seen.push(fs.statSync(path.join(sub, name)).mode & 0o777);
+        },
+        throwIfCancelled() {},
+      };
+      const label = `a ${sourceMode.toString(8)} disk`;
+      const compacted = path.join(sub, `compacted-${sourceMode.toString(8)}.qcow2`);
+      rewriteImage({ source, target: compacted, compression: 'keep' }, watch);
+      const converted = path.join(sub, `converted-${sourceMode.toString(8)}.raw`);
+      convertImage({ source, target: converted, targetFormat: 'raw' }, watch);
+      expect(seen.length, label).toBeGreaterThan(0);
+      // Less the umask: what the umask takes away is never given back.
+      const umasked = expected & ~umaskNow(sub);
+      for (const mode of seen) expect(mode.toString(8), `${label}: the new file while it is written`).toBe(umasked.toString(8));
+      for (const output of [compacted, converted]) expect((fs.statSync(output).mode & 0o777).toString(8), `${label}: ${path.basename(output)}`).toBe(umasked.toString(8));
+    }
   });
 });

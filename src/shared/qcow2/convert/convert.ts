@@ -182,6 +182,8 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
         overwrite: request.overwrite ?? false,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
+        // The copy opens to no one the disk was closed to (a private encrypted disk's clear copy above all).
+        sourceMode: sourceModeOf(request.source),
         writeBehind: request.writeBehind ?? virtualSize >= WRITE_BEHIND_MIN_BYTES,
         // A cancel that came while the last chunks were flushed still stops the convert: nothing has taken the name yet.
         beforeCommit: () => job.throwIfCancelled(),
@@ -190,6 +192,15 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
   } finally {
     backing?.close();
     source.close();
+  }
+}
+
+/** The permission bits of the file a source names, undefined where it names none. */
+function sourceModeOf(source: string): number | undefined {
+  try {
+    return fs.statSync(source).mode & 0o7777;
+  } catch {
+    return undefined;
   }
 }
 

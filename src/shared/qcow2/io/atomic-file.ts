@@ -39,11 +39,25 @@ export interface AtomicWriteOptions {
    * by request keeps what can be kept (replaced-file-attributes.ts).
    */
   replacingOwnSource?: boolean;
+  /**
+   * The permission bits of the disk the new file is made from (convert, decrypt, compact… into an
+   * OUTPUT): the new file opens to no one the source was closed to — a private encrypted disk's clear
+   * copy stays private, from its first byte. A file that replaces another takes that one's instead.
+   */
+  sourceMode?: number;
+}
+
+/**
+ * The permission bits a new file starts with (less the umask, or as a folder's default ACL says):
+ * 0666 as cp and touch give, no wider than the source's, and always the owner's to read and write.
+ */
+export function newFileMode(sourceMode?: number): number {
+  return (0o666 & (sourceMode ?? 0o777)) | 0o600;
 }
 
 export interface AtomicFileSystem {
-  /** `privately`: the owner's alone (0600) until its writer widens it, as a file replacing a private one must be. */
-  create(filePath: string, privately?: boolean): BlockFile;
+  /** `mode`: the new file's permission bits (less the umask), newFileMode() unless given; 0600 for one that will replace another. */
+  create(filePath: string, mode?: number): BlockFile;
   rename(from: string, to: string): void;
   /** Like rename, but fails if `to` exists. */
   renameNoReplace(from: string, to: string): void;
@@ -69,7 +83,7 @@ export interface AtomicFileSystem {
 }
 
 export const nodeFileSystem: AtomicFileSystem = {
-  create: (filePath, privately) => NodeBlockFile.open(filePath, { create: true, createMode: privately === true ? 0o600 : 0o666 }),
+  create: (filePath, mode) => NodeBlockFile.open(filePath, { create: true, createMode: mode ?? newFileMode() }),
   rename: (from, to) => fs.renameSync(from, to),
   renameNoReplace: (from, to) => {
     // link() fails with EEXIST if the target exists: an atomic no-replace rename on POSIX.
@@ -272,9 +286,9 @@ function syncFolderAfterCommit(fileSystem: AtomicFileSystem, targetPath: string)
 }
 
 /** Creates the temporary file; a failure names the target (and its folder), never the hidden name. */
-function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string, privately: boolean): BlockFile {
+function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, targetPath: string, mode: number): BlockFile {
   try {
-    return fileSystem.create(temporaryPath, privately);
+    return fileSystem.create(temporaryPath, mode);
   } catch (error) {
     const typed = toQcow2Error(error, targetPath);
     if (typed.code === 'NOT_FOUND') throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${path.dirname(targetPath)} does not exist`, { cause: error });
@@ -307,7 +321,7 @@ export function* writeFileAtomicallySteps<T>(target: string, build: (file: Block
   let file: BlockFile | null = null;
   try {
     // Replacing a file: no other user may open the new one before it has that file's owner and mode.
-    file = createTemporary(fileSystem, temporaryPath, targetPath, replaced !== null);
+    file = createTemporary(fileSystem, temporaryPath, targetPath, replaced !== null ? 0o600 : newFileMode(options.sourceMode));
     const created = file instanceof NodeBlockFile ? file.descriptor : null;
     if (replaced !== null && created !== null) keepReplacedAttributes(created, replaced, options.replacingOwnSource === true);
     if (options.writeBehind === true) file = writeBehind(file, { startWriteback: durable });

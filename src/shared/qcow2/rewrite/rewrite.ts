@@ -233,6 +233,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       {
         overwrite: inPlace || request.overwrite === true,
         replacingOwnSource: inPlace,
+        // A copy into a new OUTPUT (a decrypted one above all) opens to no one the disk was closed to.
+        sourceMode: request.fileSystem === undefined ? statOf(request.source)?.mode : undefined,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
         beforeCommit: () => {
