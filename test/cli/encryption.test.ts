@@ -164,6 +164,25 @@ describe('cowbell encrypt and decrypt, judged by qemu-img', () => {
     }
   });
 
+  it('an overlay over plain backing files: encrypted, with a note naming each file of the chain its data stays in the clear in (none for a disk without one)', async () => {
+    const base = folder.file('clear-base.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '4M']);
+    await qemuIo(base, ['write -P 0x41 0 1M']);
+    const middle = folder.file('clear-middle.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', middle]);
+    const overlay = folder.file('clear-overlay.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', middle, '-F', 'qcow2', overlay]);
+    const run = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, overlay]);
+    expect(run.code, run.err).toBe(0);
+    expect(run.out).toMatch(/encrypted \(LUKS/);
+    expect(run.err).toBe(`cowbell: note: ${overlay} reads through ${middle}, ${base}, which hold their data in the clear: what the disk reads there is not protected by the passphrase (encrypt them too, or \`cowbell convert -O qcow2\` the disk into one file and encrypt that)\n`);
+    // A disk without a backing file: no note.
+    const alone = await plainDisk('alone.qcow2');
+    const quiet = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, alone]);
+    expect(quiet.code, quiet.err).toBe(0);
+    expect(quiet.err).toBe('');
+  });
+
   it('moves a legacy AES disk made by qemu-img to LUKS; a wrong passphrase for it fails the plausibility check with a pointer to --force', async () => {
     const image = folder.file('aes.qcow2');
     await createLegacyAesImage(image, PASS);

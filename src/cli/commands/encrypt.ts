@@ -1,7 +1,9 @@
 import type { LuksCipherChoice } from '../../shared/qcow2/crypto/luks-keys.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from '../args.ts';
 import { UsageError, type Command } from '../command.ts';
+import { printable } from '../printable.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
 import { currentPassphrases, encryptionOf, explainBadPassphrase, NEW_PASSPHRASE_OPTIONS, newPassphrase, withFirstPassphrase } from '../passphrase-input.ts';
 import { executeRewrite, REWRITE_OPTIONS, reportRewrite, rewriteTarget, snapshotsKept } from '../rewrite-command.ts';
@@ -45,7 +47,10 @@ export const encrypt: Command = {
       const encryption = { kind: 'luks', passphrase: fresh, cipher: luks.cipher, hash: luks.hash, iterTimeMs: luks.iterTimeMs } as const;
       const rewrite = (passphrase: Uint8Array | undefined) => executeRewrite(args, io, { compression: 'keep', passphrase, trustLegacyPassphrase: flag(args, 'force'), encryption });
       const result = current.length === 0 ? await rewrite(undefined) : await withFirstPassphrase(current, rewrite);
-      return reportRewrite(args, io, result, { describe: (done) => describeEncrypted(done, luks.cipher, luks.hash, encrypted) });
+      const code = reportRewrite(args, io, result, { describe: (done) => describeEncrypted(done, luks.cipher, luks.hash, encrypted) });
+      const clear = clearFilesBelow(result.target);
+      if (clear.length > 0) io.err(clearBackingNote(result.target, clear));
+      return code;
     } catch (error) {
       throw explainBadPassphrase(error, source);
     } finally {
@@ -61,4 +66,35 @@ function describeEncrypted(result: RewriteResult, cipher: LuksCipherChoice | und
   const how = `LUKS, aes-${chosen.aesKeyBits}-${chosen.mode}-${ivgen}, ${hash ?? 'sha256'}`;
   const what = before === 'aes' ? `moved from the old qcow2 AES encryption to ${how}` : before === 'luks' ? `encrypted afresh (${how}, a new master key)` : `encrypted (${how})`;
   return `${rewriteTarget(result)}: ${what}, ${snapshotsKept(result)}`;
+}
+
+/** The files of `imagePath`'s backing chain that hold their data in the clear (not LUKS), nearest first. */
+function clearFilesBelow(imagePath: string): string[] {
+  const clear: string[] = [];
+  const seen = new Set([imagePath]);
+  for (let current = imagePath; ; ) {
+    let below: unknown;
+    try {
+      below = readImageInfo(current, { refuseInUse: false })['full-backing-filename'];
+    } catch {
+      return clear;
+    }
+    if (typeof below !== 'string' || seen.has(below)) return clear;
+    seen.add(below);
+    let encryption: ReturnType<typeof encryptionOf> = null;
+    try {
+      encryption = encryptionOf(below);
+    } catch {
+      // A file that cannot be read is no less in the clear.
+    }
+    if (encryption !== 'luks') clear.push(below);
+    current = below;
+  }
+}
+
+/** What the passphrase does not protect: the disk reads through files that stay as they were. */
+function clearBackingNote(target: string, clear: string[]): string {
+  const names = clear.map((file) => printable(file)).join(', ');
+  const them = clear.length === 1 ? 'it' : 'them';
+  return `cowbell: note: ${printable(target)} reads through ${names}, which ${clear.length === 1 ? 'holds its' : 'hold their'} data in the clear: what the disk reads there is not protected by the passphrase (encrypt ${them} too, or \`cowbell convert -O qcow2\` the disk into one file and encrypt that)\n`;
 }
