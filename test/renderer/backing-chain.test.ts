@@ -12,6 +12,7 @@ import BackingChainPane from '../../src/renderer/src/components/tree/BackingChai
 import CommitDialog from '../../src/renderer/src/components/dialogs/CommitDialog.vue';
 import LinkedCloneDialog from '../../src/renderer/src/components/dialogs/LinkedCloneDialog.vue';
 import RebaseDialog from '../../src/renderer/src/components/dialogs/RebaseDialog.vue';
+import RewriteDialog from '../../src/renderer/src/components/dialogs/RewriteDialog.vue';
 import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
@@ -171,5 +172,26 @@ describe('what a finished commit says', () => {
     const base = { base: '/disks/base.qcow2', committedBytes: 2 * 1024 * 1024, emptied: true };
     expect(describeCommit({ ...base, grownFrom: null })).toBe('Wrote 2 MiB into base.qcow2; the disk is empty now and reads everything from it.');
     expect(describeCommit({ ...base, grownFrom: 1024 * 1024 * 1024, emptied: false })).toBe('Wrote 2 MiB into base.qcow2 (grown from 1 GiB to the disk\'s size first); the disk keeps its own data.');
+  });
+});
+
+describe('Encrypt… on a disk with backing files', () => {
+  async function mountEncrypt(chain: BackingChain | null, mode: 'encrypt' | 'compact' = 'encrypt'): Promise<VueWrapper> {
+    if (chain !== null) withChain(chain);
+    wrapper = mount(RewriteDialog, { props: { path: PATH, mode }, global: { plugins: [pinia] }, attachTo: document.body });
+    await flushPromises();
+    return wrapper;
+  }
+
+  it('names the files below that keep their data in the clear (not an encrypted one), and says nothing for a disk without any', async () => {
+    const mixed: BackingChain = { complete: true, files: [...healthy.files.slice(0, 2), file({ path: '/disks/locked.qcow2', name: 'locked.qcow2', encrypted: true }), ...healthy.files.slice(2)] };
+    const view = await mountEncrypt(mixed);
+    expect(view.get('[data-testid="encrypt-clear-backing"]').text()).toContain('This disk reads through base.qcow2, golden.raw, which keep their data in the clear.');
+    view.unmount();
+    const alone: BackingChain = { complete: true, files: [file({ path: PATH, name: PATH, declaredFormat: null })] };
+    expect((await mountEncrypt(alone)).find('[data-testid="encrypt-clear-backing"]').exists()).toBe(false);
+    wrapper?.unmount();
+    // Only encrypting says it: compacting changes nothing about who can read what.
+    expect((await mountEncrypt(healthy, 'compact')).find('[data-testid="encrypt-clear-backing"]').exists()).toBe(false);
   });
 });
