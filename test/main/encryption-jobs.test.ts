@@ -114,7 +114,15 @@ describe('the contract for encryption', () => {
     expect(secretsIn({ passphrase: 7, newPassphrase: '' })).toEqual([]);
     expect(secretsIn(null)).toEqual([]);
     expect(secretsIn('passphrase')).toEqual([]);
-    expect(scrubSecrets('abc then ab then abcd', ['abc', 'ab'])).toBe('[passphrase] then [passphrase] then [passphrase]d');
+    expect(scrubSecrets('moo-cow-pass then moo-cow-pas then moo-cow-passs', ['moo-cow-pass', 'moo-cow-pas'])).toBe('[passphrase] then [passphrase] then [passphrase]s');
+    // Scrubbing again (main does, on the way out) leaves the placeholders whole, whatever the secret.
+    const secrets = ['[passphrase]x', 'passphrase', 'ssphrase]'];
+    const once = scrubSecrets('passphrase: passphrase', secrets);
+    expect(once).toBe('[passphrase]: [passphrase]');
+    expect(scrubSecrets(once, secrets)).toBe(once);
+    // A short passphrase is too common a string to hide: marking where "a" stands would spell it out.
+    expect(scrubSecrets('Invalid passphrase', ['a'])).toBe('Invalid passphrase');
+    expect(scrubSecrets('Invalid passphrase', ['phrase'])).toBe('Invalid passphrase');
   });
 });
 

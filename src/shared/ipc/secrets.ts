@@ -21,9 +21,19 @@ export function secretsIn(args: unknown): string[] {
   return found.sort((a, b) => b.length - a.length);
 }
 
-/** `text` with every occurrence of each secret replaced by a placeholder. */
+/**
+ * Shorter secrets are left alone: a string of a few characters turns up in any message's own words
+ * ("a", "pass"), and marking each place it does would give the passphrase away instead of hiding it.
+ */
+export const SHORTEST_SCRUBBED = 8;
+
+/**
+ * `text` with every occurrence of each secret (of SHORTEST_SCRUBBED characters or more) replaced by
+ * a placeholder. Placeholders already there (text scrubbed before, on its way out) stay whole.
+ */
 export function scrubSecrets(text: string, secrets: readonly string[]): string {
-  let scrubbed = text;
-  for (const secret of secrets) scrubbed = scrubbed.split(secret).join(REDACTED);
-  return scrubbed;
+  const scrubbed = secrets.filter((secret) => secret.length >= SHORTEST_SCRUBBED);
+  if (scrubbed.length === 0) return text;
+  // Each secret is looked for between the placeholders, never inside one put there before it.
+  return scrubbed.reduce((done, secret) => done.split(REDACTED).map((part) => part.split(secret).join(REDACTED)).join(REDACTED), text);
 }
