@@ -9,6 +9,11 @@ export interface CliIo {
    * terminal to ask on. Resolves with its UTF-8 bytes.
    */
   readSecret?(prompt: string): Promise<Uint8Array>;
+  /**
+   * Why standard output could not be written, once it could not (a full disk, an I/O error behind
+   * a redirection); null while it can. Writing goes on regardless: a command finishes its work.
+   */
+  outputFailure?(): Error | null;
 }
 
 export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
@@ -35,6 +40,11 @@ export interface Command {
   run(args: ParsedArgs, io: CliIo): Promise<number>;
   /** The exit code of a wrong command line, where 2 means something else (check: corruptions). */
   usageExitCode?: number;
+  /**
+   * Whether what it prints is its result (info, map, a listing), so that output it could not write
+   * fails it; a command that changes or writes files keeps its exit code then (its work is done).
+   */
+  printsItsResult?(args: ParsedArgs): boolean;
 }
 
 /** The command line itself is wrong: exit code 2, with a pointer to the usage. */

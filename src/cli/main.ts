@@ -16,6 +16,7 @@ const stderr = descriptorOutput(2);
 const io: CliIo = {
   out: (text) => stdout.write(text),
   err: (text) => stderr.write(text),
+  outputFailure: () => stdout.failure(),
   // Asked only when a command wants a secret: creating process.stdin to see whether it is a
   // terminal costs a command that never reads it milliseconds of start-up.
   get readSecret() {

@@ -19,13 +19,22 @@ const RETRY_PAUSE_MS = 1;
 
 export interface Output {
   write(text: string): void;
+  /** Why a write failed (not a reader gone), after which nothing more is written; null before. */
+  failure(): Qcow2Error | null;
 }
 
+/**
+ * Writes to a descriptor. A write that fails (a full disk, an I/O error behind a redirection) ends
+ * the output but not the command, as in qemu-img: the command finishes its work (a change half
+ * done would be worse than a lost report) and runCli decides what the loss means for its exit code.
+ */
 export function descriptorOutput(fd: number): Output {
   let readerGone = false;
+  let failed: Qcow2Error | null = null;
   return {
+    failure: () => failed,
     write(text) {
-      if (readerGone || text.length === 0) return;
+      if (readerGone || failed !== null || text.length === 0) return;
       const bytes = Buffer.from(text, 'utf8');
       let written = 0;
       while (written < bytes.length) {
@@ -37,8 +46,11 @@ export function descriptorOutput(fd: number): Output {
             readerGone = true;
             return;
           }
-          // A full disk or a failing device behind the output is the command's failure, said as such (not an internal error).
-          if (code !== TRY_AGAIN) throw new Qcow2Error('IO_ERROR', `could not write the output (${fd === 1 ? 'standard output' : 'standard error'}): ${(error as Error).message}`, { cause: error });
+          // A full disk or a failing device behind the output: said as such (not an internal error), once the command is done.
+          if (code !== TRY_AGAIN) {
+            failed = new Qcow2Error('IO_ERROR', `could not write the output (${fd === 1 ? 'standard output' : 'standard error'}): ${(error as Error).message}`, { cause: error });
+            return;
+          }
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, RETRY_PAUSE_MS);
         }
       }

@@ -50,7 +50,9 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
-    return await command.run(parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest), safeForTerminal(io));
+    const args = parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest);
+    const code = await command.run(args, safeForTerminal(io));
+    return afterLostOutput(io, code, command.printsItsResult?.(args) ?? false);
   } catch (error) {
     if (error instanceof UsageError) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);
@@ -58,12 +60,24 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
     }
     if (error instanceof Qcow2Error) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);
-      return error instanceof StoppedBySignal ? error.exitCode : EXIT_FAILURE;
+      return afterLostOutput(io, error instanceof StoppedBySignal ? error.exitCode : EXIT_FAILURE, false);
     }
     const detail = error instanceof Error ? error.message : String(error);
     io.err(`cowbell: internal error: ${printableMessage(detail)}\n`);
     return EXIT_FAILURE;
   }
+}
+
+/**
+ * The exit code once the command is done, given what became of its standard output: lost output
+ * fails a command whose output is its result (info > /dev/full), and is only said for one whose
+ * work is done (a snapshot made, a file written: a script must not think it was not, and do it again).
+ */
+function afterLostOutput(io: CliIo, code: number, printsItsResult: boolean): number {
+  const failure = io.outputFailure?.() ?? null;
+  if (failure === null) return code;
+  io.err(`cowbell: ${printableMessage(failure.message)}${printsItsResult ? '' : '; the command did its work, only what it printed is lost'}\n`);
+  return printsItsResult && code === EXIT_OK ? EXIT_FAILURE : code;
 }
 
 async function usage(entries: readonly CommandEntry[]): Promise<string> {

@@ -94,6 +94,30 @@ describe('command output', () => {
     }
   });
 
+  it('output that cannot be written does not undo or stop a change: the work is done, the exit code its own (audit: a retry then found the snapshot made)', () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-output-'));
+    const image = path.join(folder, 'disk.qcow2');
+    expect(spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', image, '8M']).status).toBe(0);
+    const full = fs.openSync('/dev/full', 'w');
+    try {
+      const made = spawnSync(NODE, [path.resolve('bin/cowbell'), 'snapshot', 'create', image, 's1'], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      expect(made.status, made.stderr).toBe(0);
+      expect(made.stderr).toMatch(/^cowbell: could not write the output \(standard output\): ENOSPC.*; the command did its work, only what it printed is lost\n$/);
+      expect(spawnSync('qemu-img', ['snapshot', '-l', image], { encoding: 'utf8' }).stdout).toMatch(/\bs1\b/);
+      // Both outputs lost, and progress on the lost stderr: no stack trace anywhere, the work done.
+      const both = spawnSync(NODE, [path.resolve('bin/cowbell'), 'compact', '-p', image], { stdio: ['ignore', full, full], encoding: 'utf8' });
+      expect(both.status).toBe(0);
+      expect(spawnSync('qemu-img', ['check', image]).status).toBe(0);
+      // A listing's output is its result: lost, it fails.
+      const listed = spawnSync(NODE, [path.resolve('bin/cowbell'), 'snapshot', 'list', image], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      expect(listed.status).toBe(1);
+      expect(listed.stderr).toMatch(/^cowbell: could not write the output \(standard output\): ENOSPC[^;]*\n$/);
+    } finally {
+      fs.closeSync(full);
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
+  });
+
   it('redirected to files, they are not flushed to the disk as the command exits (koffi\'s exit hook fsyncs descriptors 1 and 2)', () => {
     const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-output-'));
     const image = path.join(folder, 'disk.qcow2');

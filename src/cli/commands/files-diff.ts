@@ -27,6 +27,8 @@ export const filesDiff: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 3, max: 3 },
+  // What it prints is its result: output it could not write fails it.
+  printsItsResult: () => true,
   async run(args, io) {
     const [image = '', from = '', to = ''] = args.positionals;
     const refuseInUse = !flag(args, 'force-share');

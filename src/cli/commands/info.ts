@@ -17,6 +17,8 @@ export const info: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
+  // What it prints is its result: output it could not write fails it.
+  printsItsResult: () => true,
   async run(args, io) {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`info: --output must be json or human, not ${output}`);

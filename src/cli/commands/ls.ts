@@ -25,6 +25,8 @@ export const ls: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 2 },
+  // What it prints is its result: output it could not write fails it.
+  printsItsResult: () => true,
   async run(args, io) {
     const [argument = '', guestPath = '/'] = args.positionals;
     const { image, state } = parseImageState(argument, option(args, 'snapshot'));

@@ -21,6 +21,8 @@ export const snapshot: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 2, max: 4 },
+  // A listing's output is its result; a change's is a report of work done.
+  printsItsResult: (args) => args.positionals[0] === 'list',
   async run(args, io) {
     const [action = '', image = '', name = '', fourth = ''] = args.positionals;
     const expected = actions[action];

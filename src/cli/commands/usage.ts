@@ -15,6 +15,8 @@ export const usage: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
+  // What it prints is its result: output it could not write fails it.
+  printsItsResult: () => true,
   async run(args, io) {
     const report = readUsage(args.positionals[0] ?? '', undefined, { refuseInUse: !flag(args, 'force-share') });
     io.out(flag(args, 'json') ? `${JSON.stringify(report, null, 2)}\n` : describeUsage(report));
