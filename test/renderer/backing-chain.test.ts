@@ -144,6 +144,24 @@ describe('the chain dialogs start their jobs', () => {
     expect(started).toEqual([]);
   });
 
+  it('Rebase on a chain broken further down offers no file (with -u the one below would skip the backing file’s data), and is a dangerous action (audit)', async () => {
+    const brokenBelow: BackingChain = {
+      complete: false,
+      files: [
+        file({ path: PATH, name: PATH, declaredFormat: null }),
+        file({ path: '/disks/mid.qcow2', name: 'mid.qcow2' }),
+        file({ path: '/disks/low.qcow2', name: 'low.qcow2' }),
+        file({ path: '/disks/gone.qcow2', name: 'gone.qcow2', format: null, virtualSize: null, fileSize: null, allocatedBytes: null, problem: { kind: 'missing', message: 'The backing file gone.qcow2 does not exist' } }),
+      ],
+    };
+    const dialog = await mountWith(RebaseDialog, brokenBelow);
+    expect((dialog.get('[data-testid="rebase-unsafe"]').element as HTMLInputElement).checked).toBe(true);
+    expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('');
+    expect(dialog.get('[data-testid="dialog-submit"]').classes()).toContain('danger');
+    await dialog.get('form').trigger('submit');
+    expect(started.filter((job) => job.kind === 'chain.rebase')).toEqual([]);
+  });
+
   it('Rebase: safe onto the file below the backing file by default, or onto nothing', async () => {
     const dialog = await mountWith(RebaseDialog, healthy);
     expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('/disks/golden.raw');

@@ -65,4 +65,17 @@ describe('the drawn snapshot tree', () => {
     await view.trigger('keydown', { key: 'Delete' });
     expect(wrapper.emitted('delete')).toHaveLength(1);
   });
+
+  it('leaves the keys of its zoom buttons to them: Enter or Delete there neither opens details nor deletes (audit)', async () => {
+    const wrapper = mount(SnapshotTreeView, { props: { tree, selectedId: '2', hoveredId: null }, attachTo: document.body });
+    for (const testId of ['tree-zoom-in', 'tree-zoom-out']) {
+      const button = wrapper.get(`[data-testid="${testId}"]`);
+      for (const key of ['Enter', 'Delete', 'ArrowUp', 'F2']) await button.trigger('keydown', { key });
+    }
+    expect(wrapper.emitted('activate')).toBeUndefined();
+    expect(wrapper.emitted('delete')).toBeUndefined();
+    expect(wrapper.emitted('select')).toBeUndefined();
+    expect(wrapper.emitted('rename')).toBeUndefined();
+    wrapper.unmount();
+  });
 });

@@ -177,3 +177,37 @@ describe('a dangerous dialog whose only fields are checkboxes', () => {
     expect(document.activeElement).toBe(dialog.get('[data-testid="dialog-cancel"]').element);
   });
 });
+
+describe('an Enter that opened a dialog, pressed again or held (audit: a double Enter on Revert… reverted the disk)', () => {
+  function enter(target: Element, init: KeyboardEventInit = {}): KeyboardEvent {
+    const event = new KeyboardEvent('keydown', { key: 'Enter', bubbles: true, cancelable: true, ...init });
+    target.dispatchEvent(event);
+    return event;
+  }
+
+  it('does not act before the dialog could be read, nor while held; once read, or after typing, it does', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Take snapshot', submitLabel: 'Take' },
+      slots: { default: '<input data-testid="name" value="before update" />' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const field = wrapper.get('[data-testid="name"]').element;
+    expect(enter(field).defaultPrevented, 'an Enter right after opening').toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, 450));
+    expect(enter(field, { repeat: true }).defaultPrevented, 'a held Enter').toBe(true);
+    expect(enter(field).defaultPrevented, 'an Enter once the dialog could be read').toBe(false);
+    wrapper.unmount();
+    wrapper = mount(JobDialog, {
+      props: { title: 'Take snapshot', submitLabel: 'Take' },
+      slots: { default: '<input data-testid="name" value="" />' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const typedInto = wrapper.get('[data-testid="name"]');
+    await typedInto.setValue('quick');
+    expect(enter(typedInto.element).defaultPrevented, 'an Enter after typing, however soon').toBe(false);
+  });
+});
