@@ -134,7 +134,8 @@ describe('the chain dialogs start their jobs', () => {
     expect(dialog.get('[data-testid="commit-backing"]').text()).toBe('base.qcow2');
     await dialog.get('[data-testid="commit-keep"]').setValue(true);
     await dialog.get('form').trigger('submit');
-    expect(started).toEqual([{ kind: 'chain.commit', path: PATH, args: { keepOverlay: true } }]);
+    // The file the dialog named goes with the job: a disk rebased meanwhile is refused, not committed elsewhere.
+    expect(started).toEqual([{ kind: 'chain.commit', path: PATH, args: { keepOverlay: true, backingFile: '/disks/base.qcow2' } }]);
   });
 
   it('Commit refuses a broken chain and says which file is missing', async () => {

@@ -144,7 +144,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       return rescueReport(args.target, args.format, result);
     },
     'chain.read': (path) => readBackingChain(path),
-    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true }, context)),
+    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile }, context)),
     'chain.rebase': (path, args, context) => {
       const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
       return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };

@@ -171,8 +171,12 @@ export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.
 /** `snapshot` names the state to save; `snapshotId` (sent by the app) says which of several snapshots of that name. */
 export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), snapshotId: SnapshotId.optional(), passphrase: Passphrase.optional() }).strict();
 
-/** "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless `keepOverlay` (qemu-img commit -d). */
-export const CommitArgs = z.object({ keepOverlay: z.boolean().optional() }).strict();
+/**
+ * "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless
+ * `keepOverlay` (qemu-img commit -d). `backingFile` is the file the dialog named: refused, nothing
+ * written, where the disk reads through another one by then.
+ */
+export const CommitArgs = z.object({ keepOverlay: z.boolean().optional(), backingFile: AbsolutePath.optional() }).strict();
 /**
  * "Rebase…": the disk given another backing file (an absolute path, recorded as given), or none when
  * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the

@@ -63,3 +63,32 @@ describe('commit into a backing file replaced meanwhile', { timeout: 30_000 }, (
     expect(Buffer.from(await rawOf(top)).equals(Buffer.from(topBefore))).toBe(true);
   });
 });
+
+describe('commit into the backing file the caller showed', { timeout: 30_000 }, () => {
+  it('refuses, writing nothing anywhere, where the overlay was rebased onto another file since (audit K: the app committed into a file its dialog never named)', async () => {
+    const base = folder.file('base.qcow2');
+    const other = folder.file('other.qcow2');
+    const top = folder.file('top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '16M']);
+    await qemuIo(base, ['write -P 0x11 0 16M']);
+    fs.copyFileSync(base, other);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', top]);
+    await qemuIo(top, ['write -P 0x5a 1M 1M']);
+    // Another program points the overlay at the copy while the dialog shows base.qcow2.
+    await qemuImg(['rebase', '-u', '-b', 'other.qcow2', '-F', 'qcow2', top]);
+    const hashes = [base, other, top].map(fileHash);
+    let error: unknown = null;
+    try {
+      runSteps(commitSteps({ image: top, expectedBacking: base }));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(Qcow2Error);
+    expect((error as Qcow2Error).message).toMatch(/reads through .*other\.qcow2 now, not .*base\.qcow2 as it did when the commit was asked for .*nothing was committed/);
+    expect([base, other, top].map(fileHash)).toEqual(hashes);
+    // Named as it is, the same commit goes ahead, into the file named.
+    expect(runSteps(commitSteps({ image: top, expectedBacking: other })).base).toBe(other);
+    expect([base].map(fileHash)).toEqual(hashes.slice(0, 1));
+    await qemuImg(['check', '-q', other]);
+  });
+});

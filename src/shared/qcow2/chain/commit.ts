@@ -41,6 +41,11 @@ export interface CommitRequest {
   base?: string;
   /** Leave the overlay as it is (qemu-img -d). */
   keepOverlay?: boolean;
+  /**
+   * The backing file the caller showed (the app's dialog named it): where the overlay names
+   * another file now (another program rebased it meanwhile), nothing is written.
+   */
+  expectedBacking?: string;
   /** Tests: the files (fault-injecting ones for the crash tests). */
   openFile?: OpenFile;
 }
@@ -83,6 +88,9 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     const chain = [request.image];
     let link = backingLink(top, openFile);
     if (link === null) throw new Qcow2Error('INVALID_ARGUMENT', `${request.image} has no backing file to commit into`);
+    if (request.expectedBacking !== undefined && !sameFile(link.path, request.expectedBacking)) {
+      throw new Qcow2Error('INVALID_ARGUMENT', `${request.image} reads through ${link.path} now, not ${request.expectedBacking} as it did when the commit was asked for (another program changed it): nothing was committed; look at its backing chain again`);
+    }
     const wanted = request.base ?? null;
     while (wanted !== null && !namesBase(link, wanted, layers.at(-1)?.file.path ?? request.image)) {
       refuseLoop(chain, link.path);
