@@ -72,7 +72,7 @@ export function appMenuTemplate(send: MenuSend, recentPaths: readonly string[]):
       label: '&View',
       submenu: [
         item('Fit Tree to Window', 'view.fit', '0'),
-        item('Go to Current State', 'view.current', 'C'),
+        item('Go to Current State', 'view.current', 'Home'),
         item('Zoom In', 'view.zoom-in', '+'),
         item('Zoom Out', 'view.zoom-out', '-'),
         { type: 'separator' },

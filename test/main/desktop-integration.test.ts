@@ -74,6 +74,14 @@ describe('the application menu', () => {
     const snapshot = submenu(template, 'Snapshot').filter((item) => item.type !== 'separator');
     expect(snapshot.map((item) => item.accelerator)).toEqual(['CmdOrCtrl+Shift+S', undefined, 'F2', undefined, 'Delete', undefined]);
     for (const item of snapshot) if (item.accelerator) expect(item.registerAccelerator).toBe(false);
+    // The View menu's keys are the tree's own (audit: it showed "C" where the tree goes to the current state on Home).
+    expect(submenu(template, 'View').filter((item) => item.accelerator).map((item) => [item.label, item.accelerator])).toEqual([
+      ['Fit Tree to Window', '0'],
+      ['Go to Current State', 'Home'],
+      ['Zoom In', '+'],
+      ['Zoom Out', '-'],
+    ]);
+    expect(submenu(template, 'File').find((item) => item.label === 'Close Disk')?.accelerator).toBe('CmdOrCtrl+W');
   });
 
   it('lists recent disks under Open Recent, each opening its path', () => {
