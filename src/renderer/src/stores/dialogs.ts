@@ -33,7 +33,9 @@ export const useDialogsStore = defineStore('dialogs', () => {
   let returnFocus: HTMLElement | null = null;
 
   function open(request: DialogRequest): void {
-    returnFocus = document.activeElement instanceof HTMLElement ? document.activeElement : null;
+    // A dialog opened from another (Revert… from a snapshot's Details) returns focus where the first
+    // one would have: the button inside the first is gone by then.
+    if (current.value === null || returnFocus === null) returnFocus = document.activeElement instanceof HTMLElement ? document.activeElement : null;
     current.value = request;
   }
 
@@ -44,7 +46,9 @@ export const useDialogsStore = defineStore('dialogs', () => {
     current.value = null;
     const target = returnFocus;
     returnFocus = null;
-    if (target?.isConnected) queueMicrotask(() => target.focus());
+    // Gone meanwhile (its disk closed, its row re-drawn): the tree, where keys act on the disk shown.
+    const fallback = (): HTMLElement | null => document.querySelector<HTMLElement>('[data-testid="snapshot-tree"]');
+    queueMicrotask(() => (target?.isConnected ? target : fallback())?.focus());
   }
 
   /** Closes the dialog because what it was about is gone, saying so. */
