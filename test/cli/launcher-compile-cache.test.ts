@@ -77,6 +77,15 @@ describe("bin/cowbell's compile cache", () => {
     expect(cachedUnder(cache)).toEqual([]);
   });
 
+  it.skipIf(!asRoot)("is left off, and nothing is made there, where a folder above the cache belongs to another user: root with that user's HOME (they could swap the cache folder while Node reads it)", () => {
+    const userHome = folder.file('user-home');
+    fs.mkdirSync(userHome, { mode: 0o755 });
+    fs.chownSync(userHome, 65534, 65534);
+    const { tmp } = runWith({ HOME: userHome });
+    expect(fs.readdirSync(userHome), 'nothing of root’s left in the user’s home').toEqual([]);
+    expect(fs.readdirSync(tmp)).toEqual([]);
+  });
+
   it('follows NODE_COMPILE_CACHE where the user sets it (Node\'s own setting)', () => {
     const chosen = folder.file('chosen-cache');
     runWith({ NODE_COMPILE_CACHE: chosen });
