@@ -63,13 +63,17 @@ export async function finishingFirst<T>(io: CliIo, work: () => T | Promise<T>): 
   let stoppedBy: StopSignal | null = null;
   const listeners = STOP_SIGNALS.map((signal) => [signal, () => (stoppedBy ??= signal)] as const);
   for (const [signal, listener] of listeners) process.on(signal, listener);
+  let done = false;
   try {
-    return await work();
+    const result = await work();
+    done = true;
+    return result;
   } finally {
     // A signal that came during the synchronous work reaches its listener on the event loop's next turn.
     await new Promise((resolve) => setImmediate(resolve));
     for (const [signal, listener] of listeners) process.off(signal, listener);
-    if (stoppedBy !== null) io.err(`cowbell: ${stoppedBy as StopSignal} came while the disk was being changed; the change was finished first (stopped half-way, the disk would have needed a repair)\n`);
+    // A change refused (nothing written) says why itself; only a change made is reported as finished first.
+    if (stoppedBy !== null && done) io.err(`cowbell: ${stoppedBy as StopSignal} came while the disk was being changed; the change was finished first (stopped half-way, the disk would have needed a repair)\n`);
   }
 }
 

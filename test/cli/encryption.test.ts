@@ -176,6 +176,14 @@ describe('cowbell encrypt and decrypt, judged by qemu-img', () => {
     expect(run.code, run.err).toBe(0);
     expect(run.out).toMatch(/encrypted \(LUKS/);
     expect(run.err).toBe(`cowbell: note: ${overlay} reads through ${middle}, ${base}, which hold their data in the clear: what the disk reads there is not protected by the passphrase (encrypt them too, or \`cowbell convert -O qcow2\` the disk into one file and encrypt that)\n`);
+    // Over an encrypted base (even with the old AES, as the app's dialog counts it): no note.
+    const aesBase = folder.file('aes-base.qcow2');
+    await createLegacyAesImage(aesBase, PASS);
+    const overAes = folder.file('over-aes.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', aesBase, '-F', 'qcow2', overAes, '4M']);
+    const overAesRun = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, overAes]);
+    expect(overAesRun.code, overAesRun.err).toBe(0);
+    expect(overAesRun.err).toBe('');
     // A disk without a backing file: no note.
     const alone = await plainDisk('alone.qcow2');
     const quiet = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, alone]);

@@ -108,6 +108,9 @@ describe('command output', () => {
       const both = spawnSync(NODE, [path.resolve('bin/cowbell'), 'compact', '-p', image], { stdio: ['ignore', full, full], encoding: 'utf8' });
       expect(both.status).toBe(0);
       expect(spawnSync('qemu-img', ['check', image]).status).toBe(0);
+      // check without -r: its report is what was asked for; lost, it fails (a script would read 0 as clean).
+      const checked = spawnSync(NODE, [path.resolve('bin/cowbell'), 'check', '--json', image], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
+      expect(checked.status).toBe(1);
       // A listing's output is its result: lost, it fails.
       const listed = spawnSync(NODE, [path.resolve('bin/cowbell'), 'snapshot', 'list', image], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8' });
       expect(listed.status).toBe(1);

@@ -73,4 +73,15 @@ describe('a stop signal during an in-place change', () => {
       }
     });
   }
+
+  it('a change refused after a signal came says only why it was refused (nothing was written, nothing finished first)', () => {
+    const disk = folder.file('refused.qcow2');
+    fs.copyFileSync(base, disk);
+    // The signal comes while the disk's tables are read, before the refusal (s1 exists).
+    const result = spawnSync('strace', ['-f', '-o', '/dev/null', '-P', disk, '-e', 'trace=pread64', '-e', 'inject=pread64:signal=SIGINT:when=2', NODE, LAUNCHER, 'snapshot', 'create', disk, 's1'], { encoding: 'utf8' });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/already exists/);
+    expect(result.stderr).not.toMatch(/finished first/);
+    expect(checkStatus(disk)).toBe(0);
+  });
 });

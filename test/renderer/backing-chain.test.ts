@@ -163,6 +163,14 @@ describe('the chain dialogs start their jobs', () => {
     expect(started.filter((job) => job.kind === 'chain.rebase')).toEqual([]);
   });
 
+  it('Rebase takes its suggestion back when “only change the name” is ticked by hand (audit)', async () => {
+    const dialog = await mountWith(RebaseDialog, healthy);
+    expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('/disks/golden.raw');
+    await dialog.get('[data-testid="rebase-unsafe"]').setValue(true);
+    expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('');
+    expect(dialog.get('[data-testid="dialog-submit"]').attributes('disabled')).toBeDefined();
+  });
+
   it('Rebase: safe onto the file below the backing file by default, or onto nothing', async () => {
     const dialog = await mountWith(RebaseDialog, healthy);
     expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('/disks/golden.raw');

@@ -24,6 +24,8 @@ export const check: Command = {
   positionals: { min: 1, max: 1 },
   // 2 says "corruptions": a script must not take a typo for a damaged disk (qemu-img exits 1 too).
   usageExitCode: EXIT_FAILURE,
+  // Without -r the report is what it was asked for (its exit code alone says less); a repair is work done.
+  printsItsResult: (args) => option(args, 'repair') === undefined,
   async run(args, io) {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`check: --output must be json or human, not ${output}`);

@@ -68,7 +68,7 @@ function describeEncrypted(result: RewriteResult, cipher: LuksCipherChoice | und
   return `${rewriteTarget(result)}: ${what}, ${snapshotsKept(result)}`;
 }
 
-/** The files of `imagePath`'s backing chain that hold their data in the clear (not LUKS), nearest first. */
+/** The files of `imagePath`'s backing chain that hold their data in the clear (not encrypted, as the app's dialog counts them), nearest first. */
 function clearFilesBelow(imagePath: string): string[] {
   const clear: string[] = [];
   const seen = new Set([imagePath]);
@@ -87,7 +87,7 @@ function clearFilesBelow(imagePath: string): string[] {
     } catch {
       // A file that cannot be read is no less in the clear.
     }
-    if (encryption !== 'luks') clear.push(below);
+    if (encryption === null) clear.push(below);
     current = below;
   }
 }

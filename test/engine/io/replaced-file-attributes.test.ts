@@ -232,4 +232,19 @@ describe('a new file that replaces a disk', () => {
       for (const output of [compacted, converted]) expect((fs.statSync(output).mode & 0o777).toString(8), `${label}: ${path.basename(output)}`).toBe(umasked.toString(8));
     }
   });
+
+  it('convert takes the strictest mode of every file it reads: an open overlay over a private base gives a private copy (audit Q3)', async () => {
+    const sub = folder.file(`chain-${++count}`);
+    fs.mkdirSync(sub);
+    const base = path.join(sub, 'base.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '4M']);
+    await qemuIo(base, ['write -P 0x61 0 1M']);
+    fs.chmodSync(base, 0o600);
+    const overlay = path.join(sub, 'overlay.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'base.qcow2', '-F', 'qcow2', overlay]);
+    fs.chmodSync(overlay, 0o644);
+    const flat = path.join(sub, 'flat.raw');
+    convertImage({ source: overlay, target: flat, targetFormat: 'raw' });
+    expect((fs.statSync(flat).mode & 0o777).toString(8)).toBe((0o600 & ~umaskNow(sub)).toString(8));
+  });
 });

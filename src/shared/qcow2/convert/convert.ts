@@ -182,8 +182,8 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
         overwrite: request.overwrite ?? false,
         fileSystem: request.fileSystem,
         durable: request.durable ?? true,
-        // The copy opens to no one the disk was closed to (a private encrypted disk's clear copy above all).
-        sourceMode: sourceModeOf(request.source),
+        // The copy opens to no one a file it reads was closed to (a private base's data above all).
+        sourceMode: strictestModeOf(chainPaths(source, request.source)),
         writeBehind: request.writeBehind ?? virtualSize >= WRITE_BEHIND_MIN_BYTES,
         // A cancel that came while the last chunks were flushed still stops the convert: nothing has taken the name yet.
         beforeCommit: () => job.throwIfCancelled(),
@@ -195,13 +195,29 @@ export function* convertSteps(request: ConvertRequest, job: JobContext): Steps<C
   }
 }
 
-/** The permission bits of the file a source names, undefined where it names none. */
-function sourceModeOf(source: string): number | undefined {
-  try {
-    return fs.statSync(source).mode & 0o7777;
-  } catch {
-    return undefined;
+/** The files whose data the source reads: the disk and its backing chain, top first. */
+function chainPaths(source: GuestReader, sourcePath: string): string[] {
+  const paths = [sourcePath];
+  let image: Qcow2Image | null = source instanceof Qcow2StateView ? source.image : source instanceof Qcow2Image ? source : null;
+  while (image !== null && image.backingPath !== null && paths.length < 1000) {
+    paths.push(image.backingPath);
+    const below: GuestReader | null = image.backing;
+    image = below instanceof Qcow2StateView ? below.image : below instanceof Qcow2Image ? below : null;
   }
+  return paths;
+}
+
+/** The permission bits every one of `paths` allows (the strictest), undefined where none names a file. */
+function strictestModeOf(paths: string[]): number | undefined {
+  let mode: number | undefined;
+  for (const each of paths) {
+    try {
+      mode = (mode ?? 0o7777) & fs.statSync(each).mode & 0o7777;
+    } catch {
+      // Not a file to take a mode from (a name only the image knows): the others decide.
+    }
+  }
+  return mode;
 }
 
 /** The output would replace the disk read, or a file it reads through (qemu-img's locks refuse it): nothing is written. */
