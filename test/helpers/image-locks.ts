@@ -95,7 +95,17 @@ export async function holdWithQemuNbd(image: string, options: { readOnly?: boole
       } catch {
         // Already gone.
       }
-      await waitFor(() => processGone(pid), 'qemu-nbd to exit');
+      // On a loaded machine qemu-nbd has once let a SIGTERM go unanswered for over 10 s: then it is killed.
+      try {
+        await waitFor(() => processGone(pid), 'qemu-nbd to exit', 5_000);
+      } catch {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // Gone meanwhile.
+        }
+        await waitFor(() => processGone(pid), 'qemu-nbd to exit after SIGKILL');
+      }
       fs.rmSync(socket, { force: true });
       fs.rmSync(pidFile, { force: true });
     },
