@@ -60,7 +60,7 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
     }
     if (error instanceof Qcow2Error) {
       io.err(`cowbell: ${printableMessage(error.message)}\n`);
-      return afterLostOutput(io, error instanceof StoppedBySignal ? error.exitCode : EXIT_FAILURE, false);
+      return afterLostOutput(io, error instanceof StoppedBySignal ? error.exitCode : EXIT_FAILURE, false, false);
     }
     const detail = error instanceof Error ? error.message : String(error);
     io.err(`cowbell: internal error: ${printableMessage(detail)}\n`);
@@ -71,12 +71,13 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
 /**
  * The exit code once the command is done, given what became of its standard output: lost output
  * fails a command whose output is its result (info > /dev/full), and is only said for one whose
- * work is done (a snapshot made, a file written: a script must not think it was not, and do it again).
+ * work is done (a snapshot made, a file written: a script must not think it was not, and do it
+ * again). A command that failed (`workDone` false) keeps its failure, and says nothing of work done.
  */
-function afterLostOutput(io: CliIo, code: number, printsItsResult: boolean): number {
+function afterLostOutput(io: CliIo, code: number, printsItsResult: boolean, workDone = true): number {
   const failure = io.outputFailure?.() ?? null;
   if (failure === null) return code;
-  io.err(`cowbell: ${printableMessage(failure.message)}${printsItsResult ? '' : '; the command did its work, only what it printed is lost'}\n`);
+  io.err(`cowbell: ${printableMessage(failure.message)}${printsItsResult || !workDone ? '' : '; the command did its work, only what it printed is lost'}\n`);
   return printsItsResult && code === EXIT_OK ? EXIT_FAILURE : code;
 }
 

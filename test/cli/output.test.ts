@@ -7,6 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { runCli } from '../../src/cli/run.ts';
 
 const NODE = path.resolve('node_modules/.bin/node');
 const OUTPUT = path.resolve('src/cli/output.ts');
@@ -119,6 +120,16 @@ describe('command output', () => {
       fs.closeSync(full);
       fs.rmSync(folder, { recursive: true, force: true });
     }
+  });
+
+  it('a command that fails with its output lost keeps its failure and claims no work done', async () => {
+    let err = '';
+    const lost = new Error('could not write the output (standard output): ENOSPC');
+    const code = await runCli(['info', path.join(os.tmpdir(), 'cowbell-no-such-disk.qcow2')], { out: () => {}, err: (text) => (err += text), outputFailure: () => lost });
+    expect(code).toBe(1);
+    expect(err).toMatch(/no such file/);
+    expect(err).toMatch(/could not write the output/);
+    expect(err).not.toMatch(/did its work/);
   });
 
   it('redirected to files, they are not flushed to the disk as the command exits (koffi\'s exit hook fsyncs descriptors 1 and 2)', () => {
