@@ -150,6 +150,16 @@ export function decodeRefcountTableEntry(data: DataView, position: number): { bl
   return { blockOffset: high * TWO_32 + ((low & OFFSET_MASK_LO) >>> 0), reservedBitsSet: (low & 0x1ff) !== 0 };
 }
 
+/** decodeRefcountTableEntry's blockOffset, without making an object. */
+export function refcountBlockOffset(data: DataView, position: number): number {
+  return data.getUint32(position) * TWO_32 + ((data.getUint32(position + 4) & OFFSET_MASK_LO) >>> 0);
+}
+
+/** decodeRefcountTableEntry's reservedBitsSet, without making an object. */
+export function refcountTableEntryReserved(data: DataView, position: number): boolean {
+  return (data.getUint32(position + 4) & 0x1ff) !== 0;
+}
+
 export function encodeRefcountTableEntry(data: DataView, position: number, blockOffset: number): void {
   data.setUint32(position, Math.floor(blockOffset / TWO_32));
   data.setUint32(position + 4, blockOffset >>> 0);
