@@ -32,6 +32,35 @@ describe('the jobs store', () => {
     expect(jobs.jobs[0]).toMatchObject({ status: 'done', outcome: 'Took “x”.', done: 4 });
   });
 
+  it('announces each visible job’s end for a screen reader: failures urgent, the same words twice still a change, background reads never', async () => {
+    const jobs = useJobsStore();
+    const take = jobs.run('snapshot.create', '/disks/a.qcow2', { name: 'x' }, { title: 'Take “x”', describe: () => 'Took “x”.' });
+    await flushPromises();
+    fake.emit('job.end', { jobId: jobs.jobs[0]?.id ?? '', ok: true, result: { id: '3', name: 'x' } });
+    await take;
+    expect(jobs.announcement).toMatchObject({ text: 'Take “x”: Took “x”.', urgent: false });
+    const first = jobs.announcement?.serial ?? 0;
+
+    const failing = jobs.run('snapshot.create', '/disks/a.qcow2', { name: 'y' }, { title: 'Take “y”' });
+    await flushPromises();
+    fake.emit('job.end', { jobId: jobs.jobs[1]?.id ?? '', ok: false, error: { code: 'READ_ONLY', message: 'The disk is read-only.' } });
+    await expect(failing).rejects.toMatchObject({ code: 'READ_ONLY' });
+    expect(jobs.announcement).toMatchObject({ text: 'Take “y” failed: The disk is read-only.', urgent: true });
+    expect(jobs.announcement?.serial).toBe(first + 1);
+
+    const background = jobs.run('snapshot.tree', '/disks/a.qcow2', {}, { title: 'tree', background: true });
+    await flushPromises();
+    fake.emit('job.end', { jobId: jobs.jobs.at(-1)?.id ?? '', ok: true, result: {} });
+    await background;
+    expect(jobs.announcement?.serial).toBe(first + 1);
+
+    // Refused before it started: announced too.
+    replaceConnection(fakeConnection({ 'job.start': () => Promise.reject(Object.assign(new Error('busy'), { code: 'BUSY' })) }));
+    await expect(jobs.run('snapshot.create', '/disks/a.qcow2', { name: 'z' }, { title: 'Take “z”' })).rejects.toBeDefined();
+    expect(jobs.announcement).toMatchObject({ urgent: true, serial: first + 2 });
+    expect(jobs.announcement?.text).toMatch(/^Take “z” failed: /);
+  });
+
   it('keeps an end that arrives before the reply to job.start', async () => {
     const jobs = useJobsStore();
     jobs.listen();

@@ -211,3 +211,36 @@ describe('an Enter that opened a dialog, pressed again or held (audit: a double 
     expect(enter(typedInto.element).defaultPrevented, 'an Enter after typing, however soon').toBe(false);
   });
 });
+
+describe('focus inside a dialog whose contents change', () => {
+  it('goes to what is left when the focused action goes (a rewrite that started), not to the page behind', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Compact', submitLabel: 'Compact' },
+      slots: { default: '<p>Copies the disk without its gaps.</p>' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const submit = wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement;
+    expect(document.activeElement).toBe(submit);
+    submit.blur();
+    expect(document.activeElement).toBe(document.body);
+    await wrapper.setProps({ showSubmit: false });
+    await flushPromises();
+    expect(document.activeElement).toBe(wrapper.get('[data-testid="dialog-cancel"]').element);
+  });
+
+  it('names itself by its title and describes itself by its body; a dangerous one is an alert dialog', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' },
+      slots: { default: '<p>This cannot be undone.</p>' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const dialog = wrapper.get('dialog').element;
+    expect(dialog.getAttribute('role')).toBe('alertdialog');
+    expect(document.getElementById(dialog.getAttribute('aria-labelledby') ?? '')?.textContent).toBe('Delete “old”?');
+    expect(document.getElementById(dialog.getAttribute('aria-describedby') ?? '')?.textContent).toBe('This cannot be undone.');
+  });
+});

@@ -53,6 +53,16 @@ interface Waiter {
   answeredCodes?: readonly ApiErrorCode[];
 }
 
+/**
+ * A job's end in words for a screen reader (the status bar's live regions read it out): failures
+ * at once, the rest when the reader is idle. `serial` tells two equal texts apart.
+ */
+export interface JobAnnouncement {
+  text: string;
+  urgent: boolean;
+  serial: number;
+}
+
 const MAX_FINISHED = 30;
 /** A title as main takes one (JobStartRequest: 300 characters): a snapshot's name may alone be 1024. */
 const MAX_TITLE = 300;
@@ -99,6 +109,19 @@ export const useJobsStore = defineStore('jobs', () => {
   // A job can end before main's reply to job.start arrives; its end waits here for the id.
   const earlyEnds = new Map<string, JobEnd>();
   let listening = false;
+  const announcement = ref<JobAnnouncement | null>(null);
+  let announced = 0;
+
+  function announce(job: JobRecord): void {
+    if (job.background) return;
+    const text =
+      job.status === 'failed'
+        ? `${job.title} failed: ${job.error?.message ?? 'unknown error'}`
+        : job.status === 'cancelled'
+          ? `${job.title}: cancelled; the disk is as it was.`
+          : `${job.title}: ${job.outcome ?? 'done.'}`;
+    announcement.value = { text, urgent: job.status === 'failed', serial: ++announced };
+  }
 
   const visible = computed(() => jobs.value.filter((job) => !job.background));
   const running = computed(() => visible.value.filter((job) => job.status === 'running'));
@@ -158,6 +181,7 @@ export const useJobsStore = defineStore('jobs', () => {
       if (job.status === 'failed' && !job.background && !(waiter.answeredCodes ?? []).includes(error.code)) panelOpen.value = true;
       waiter.reject(error);
     }
+    announce(job);
     if (job.background) jobs.value = jobs.value.filter((candidate) => candidate.id !== job.id);
     trimFinished();
   }
@@ -179,12 +203,14 @@ export const useJobsStore = defineStore('jobs', () => {
       // Refused before it started (bad arguments, a lost link): the panel still says so.
       const apiError = toApiError(error);
       if (!options.background) {
-        jobs.value.push({
+        const refused: JobRecord = {
           ...newRecord(`refused-${++refusedCount}`, kind, path, options),
           status: 'failed',
           endedAt: performance.now(),
           error: { code: apiError.code, message: apiError.message },
-        });
+        };
+        jobs.value.push(refused);
+        announce(refused);
         panelOpen.value = true;
         trimFinished();
       }
@@ -254,5 +280,5 @@ export const useJobsStore = defineStore('jobs', () => {
     return jobs.value.some((job) => job.path === path && job.status === 'running' && !job.background);
   }
 
-  return { jobs, visible, running, panelOpen, find, run, cancel, dismiss, clearFinished, busyWriting, listen, adoptRunning };
+  return { jobs, visible, running, panelOpen, announcement, find, run, cancel, dismiss, clearFinished, busyWriting, listen, adoptRunning };
 });

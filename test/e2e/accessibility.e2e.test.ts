@@ -1,0 +1,118 @@
+/**
+ * The app for a screen-reader user and at a large zoom, in Chromium: what its accessibility tree
+ * exposes (the tree as a tree, dialogs by name with what they do), that a job's end is announced,
+ * and that the snapshot tree keeps room to work in a small window (640×400: 1280×800 at 200 %).
+ */
+import { execFileSync } from 'node:child_process';
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, makeTempDir, openApp, qemuImg, screenshot } from './harness.ts';
+
+let folder: string;
+
+/** A disk with two snapshots, one after the other. */
+function makeDisk(name: string): string {
+  const disk = join(folder, name);
+  qemuImg('create', '-q', '-f', 'qcow2', disk, '64M');
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 1 0 1M', disk]);
+  qemuImg('snapshot', '-c', 'clean install', disk);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 2 1M 1M', disk]);
+  qemuImg('snapshot', '-c', 'with updates', disk);
+  return disk;
+}
+
+beforeAll(async () => {
+  folder = await makeTempDir();
+});
+
+afterAll(async () => {
+  await rm(folder, { recursive: true, force: true });
+});
+
+interface AxNode {
+  role?: { value?: string };
+  name?: { value?: string };
+  properties?: { name: string; value: { value?: unknown } }[];
+  ignored?: boolean;
+}
+
+/** Chromium's own accessibility tree (what a screen reader is given), not Playwright's guess at it. */
+async function accessibilityTree(page: Page): Promise<AxNode[]> {
+  const session = await page.context().newCDPSession(page);
+  try {
+    await session.send('Accessibility.enable');
+    const { nodes } = (await session.send('Accessibility.getFullAXTree')) as { nodes: AxNode[] };
+    return nodes.filter((node) => !node.ignored);
+  } finally {
+    await session.detach();
+  }
+}
+
+function property(node: AxNode, name: string): unknown {
+  return node.properties?.find((entry) => entry.name === name)?.value.value;
+}
+
+describe('a screen reader’s view of the app', () => {
+  it('walks the snapshot tree as a tree, hears each dialog’s name and what it does, and hears a job end', async () => {
+    const session = await openApp([makeDisk('reader.qcow2')]);
+    try {
+      const { page } = session;
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(3);
+
+      const items = (await accessibilityTree(page)).filter((node) => node.role?.value === 'treeitem');
+      const described = items.map((node) => ({ name: node.name?.value ?? '', level: property(node, 'level') }));
+      expect(described).toHaveLength(3);
+      expect(described.find((item) => item.name.startsWith('clean install,'))?.level).toBe(1);
+      expect(described.find((item) => item.name.startsWith('with updates,'))?.level).toBe(2);
+      expect(described.find((item) => item.name.startsWith('You are here'))?.level).toBe(3);
+
+      // Delete: an alert dialog named by its title (which names the snapshot), described by what it loses.
+      await page.locator('[data-testid="tree-node"][aria-label^="clean install"]').click();
+      await page.getByTestId('action-delete').click();
+      const dialog = page.getByRole('alertdialog', { name: /Delete “clean install”/ });
+      await dialog.waitFor();
+      const description = await dialog.evaluate((element) => {
+        const id = element.getAttribute('aria-describedby');
+        return (id === null ? null : element.ownerDocument.getElementById(id))?.textContent ?? '';
+      });
+      expect(description).toMatch(/This frees [\s\S]*cannot be undone/);
+      const axDialog = (await accessibilityTree(page)).find((node) => node.role?.value === 'alertdialog');
+      expect(axDialog?.name?.value).toMatch(/Delete “clean install”/);
+      await page.getByTestId('dialog-cancel').click();
+      await eventually(() => page.getByTestId('dialog').count()).toBe(0);
+
+      // Take a snapshot: its end is read out by the status bar's live region.
+      await page.getByTestId('take-button').click();
+      await page.getByTestId('snapshot-name-input').fill('read aloud');
+      await page.getByTestId('dialog-submit').click();
+      await eventually(() => page.getByTestId('job-announcement').textContent()).toMatch(/read aloud/);
+      expect(await page.getByTestId('job-announcement').getAttribute('role')).toBe('status');
+      expect(await page.getByTestId('job-alert').textContent()).toBe('');
+      await screenshot(page, 'accessibility-after-take');
+    } finally {
+      await session.close();
+    }
+  });
+});
+
+describe('a small window or a 200 % zoom', () => {
+  for (const colorScheme of ['light', 'dark'] as const) {
+    it(`640×400 ${colorScheme}: the snapshot tree keeps room to work in, and its node can be selected`, async () => {
+      const session = await openApp([makeDisk(`small-${colorScheme}.qcow2`)], { viewport: { width: 640, height: 400 }, colorScheme });
+      try {
+        const { page } = session;
+        await eventually(() => page.getByTestId('tree-node').count()).toBe(3);
+        const box = await page.getByTestId('snapshot-tree').boundingBox();
+        expect(box?.width ?? 0).toBeGreaterThanOrEqual(250);
+        expect(box?.height ?? 0).toBeGreaterThanOrEqual(200);
+        await page.locator('[data-testid="tree-node"][aria-label^="clean install"]').click();
+        await eventually(() => page.getByTestId('action-revert').isVisible()).toBe(true);
+        await screenshot(page, `small-window-${colorScheme}`);
+      } finally {
+        await session.close();
+      }
+    });
+  }
+});
