@@ -32,7 +32,8 @@ export default defineConfig({
       { extends: true, test: { name: 'engine', include: ['test/engine/**/*.test.ts'], environment: 'node' } },
       { extends: true, test: { name: 'main', include: ['test/main/**/*.test.ts'], environment: 'node' } },
       { extends: true, test: { name: 'cli', include: ['test/cli/**/*.test.ts'], environment: 'node' } },
-      { extends: true, test: { name: 'renderer', include: ['test/renderer/**/*.test.ts'], environment: 'happy-dom' } },
+      // The theme's stylesheet is read as text (?raw) by the contrast test; vitest leaves other CSS out.
+      { extends: true, test: { name: 'renderer', include: ['test/renderer/**/*.test.ts'], environment: 'happy-dom', css: { include: [/styles\/base\.css/] } } },
     ],
   },
 });

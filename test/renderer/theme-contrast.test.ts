@@ -4,11 +4,8 @@
  * border is the only sign of where to type). Read from base.css itself, so a colour changed there
  * is checked here.
  */
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-
-const css = readFileSync(join(import.meta.dirname, '../../src/renderer/src/styles/base.css'), 'utf8');
+import css from '../../src/renderer/src/styles/base.css?raw';
 
 function variables(block: string): Map<string, string> {
   return new Map([...block.matchAll(/--([a-z0-9-]+):\s*(#[0-9a-f]{6})\s*;/gi)].map((match) => [match[1] ?? '', (match[2] ?? '').toLowerCase()]));
