@@ -8,7 +8,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, makeTempDir, openApp, qemuImg, screenshot } from './harness.ts';
+import { eventually, makeTempDir, openApp, qemuImg, screenshot, showTab } from './harness.ts';
 
 let folder: string;
 
@@ -115,4 +115,25 @@ describe('a small window or a 200 % zoom', () => {
       }
     });
   }
+});
+
+describe('forced colours (a high-contrast system palette)', () => {
+  it('keeps the legend’s colour swatches and marks the selected tab and disk with an outline', async () => {
+    const session = await openApp([makeDisk('forced.qcow2')]);
+    try {
+      const { page } = session;
+      await page.emulateMedia({ forcedColors: 'active' });
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(3);
+      await showTab(page, 'map');
+      const swatch = page.locator('.swatch.data').first();
+      await swatch.waitFor();
+      expect(await swatch.evaluate((element) => element.ownerDocument.defaultView?.getComputedStyle(element).backgroundColor)).toBe('rgb(47, 111, 214)');
+      for (const selected of [page.locator('[role="tab"][aria-selected="true"]'), page.locator('[role="option"][aria-selected="true"]')]) {
+        expect(await selected.evaluate((element) => element.ownerDocument.defaultView?.getComputedStyle(element).outlineStyle)).toBe('solid');
+      }
+      await screenshot(page, 'forced-colors-map');
+    } finally {
+      await session.close();
+    }
+  });
 });
