@@ -137,3 +137,25 @@ describe('forced colours (a high-contrast system palette)', () => {
     }
   });
 });
+
+describe('the charts and the map in words', () => {
+  it('the Space tab gives each state’s bytes as a table and the Map tab names its shares', async () => {
+    const session = await openApp([makeDisk('words.qcow2')]);
+    try {
+      const { page } = session;
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(3);
+      await showTab(page, 'space');
+      const table = page.getByTestId('snapshot-space-table');
+      await eventually(() => table.locator('tbody tr').count()).toBe(3);
+      const rows = await table.locator('tbody tr').allTextContents();
+      // State, only in it, shared: as the chart's bars draw them.
+      expect(rows).toContain('clean install128 KiB1 MiB');
+      expect(rows).toContain('Current state0 B2 MiB');
+      await showTab(page, 'map');
+      // 2 MiB written of a 64 MiB disk: 3 % data, the rest unallocated.
+      await eventually(() => page.getByTestId('allocation-map').getAttribute('aria-label')).toBe('Allocation map: Unallocated 97 %, Data 3 %');
+    } finally {
+      await session.close();
+    }
+  });
+});

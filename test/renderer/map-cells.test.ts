@@ -3,6 +3,7 @@ import type { AllocationMap } from '../../src/shared/qcow2/model.ts';
 import {
   bytesWithin,
   dominantState,
+  mapSummary,
   parseColour,
   squareColour,
   squaresForRange,
@@ -91,5 +92,16 @@ describe('allocation map colouring', () => {
     expect(parseColour('#2f6fd6')).toEqual([47, 111, 214]);
     expect(parseColour(' rgb(1, 2, 3) ')).toEqual([1, 2, 3]);
     expect(parseColour('var(--x)')).toBeNull();
+  });
+});
+
+describe('the map in words (its text equivalent)', () => {
+  it('gives each state’s share of the bytes shown, largest first, and never rounds held data away', () => {
+    const squares = squaresForRange(map(), 0, 4 * 1024 * 1024, 4);
+    // 1.5 MiB data, 1 MiB unallocated, 0.75 MiB backing, 0.5 MiB zero, 0.25 MiB compressed of 4 MiB.
+    expect(mapSummary(squares)).toBe('Data 38 %, Unallocated 25 %, From backing file 19 %, Zeroes 13 %, Compressed 6 %');
+    const sparse = squaresForRange({ ...map(), data: [1024, 0, 0, 0], zero: [0, 0, 0, 0], compressed: [0, 0, 0, 0], backing: [0, 0, 0, 0], unallocated: [1024 * 1024 - 1024, 1024 * 1024, 1024 * 1024, 1024 * 1024] }, 0, 4 * 1024 * 1024, 4);
+    expect(mapSummary(sparse)).toBe('Unallocated 100 %, Data under 1 %');
+    expect(mapSummary([])).toBe('nothing mapped');
   });
 });

@@ -123,3 +123,22 @@ export function parseColour(text: string): Rgb | null {
 export function formatOffset(offset: number): string {
   return `0x${offset.toString(16)}`;
 }
+
+/**
+ * The squares' states in words, for a screen reader (the map itself is colours): each state's share
+ * of the bytes shown, largest first, as "Data 40 %, Unallocated 60 %". A state under half a percent
+ * that holds anything reads "under 1 %", so no held data vanishes from the words.
+ */
+export function mapSummary(squares: readonly MapSquare[]): string {
+  const totals = { data: 0, compressed: 0, zero: 0, backing: 0, unallocated: 0 };
+  for (const square of squares) for (const state of CELL_STATES) totals[state] += square.bytes[state];
+  const all = CELL_STATES.reduce((sum, state) => sum + totals[state], 0);
+  if (all === 0) return 'nothing mapped';
+  return CELL_STATES.filter((state) => totals[state] > 0)
+    .sort((a, b) => totals[b] - totals[a])
+    .map((state) => {
+      const percent = Math.round((100 * totals[state]) / all);
+      return `${STATE_LABELS[state]} ${percent === 0 ? 'under 1' : percent} %`;
+    })
+    .join(', ');
+}
