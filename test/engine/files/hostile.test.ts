@@ -9,6 +9,7 @@ import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { loadExt2fsInstance, O_NOATIME } from '../../../src/shared/qcow2/files/ext/ext2fs-module.ts';
+import { copyOut } from '../../../src/shared/qcow2/files/copy-out.ts';
 import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
 import { stateFilesOf } from '../../../src/shared/qcow2/files/state-files.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB } from '../../helpers/guest-filesystems.ts';
@@ -145,6 +146,23 @@ describe('files the guest encrypted (ext4 encryption)', () => {
       await expect(files.read('/sealed.bin', new Uint8Array(64), 0)).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
       const open = new Uint8Array(64);
       expect(new TextDecoder().decode(open.subarray(0, await files.read('/open.txt', open, 0)))).toBe('open\n');
+    });
+
+    // A copy of the whole disk copies the rest and names each encrypted entry as skipped (it
+    // stopped at the first, leaving nothing or half a folder).
+    const target = folder.file('fscrypt-copy');
+    await withFiles(new Uint8Array(fs.readFileSync(image)), async (files) => {
+      const copied = await copyOut(files, '/', target, { overwrite: false });
+      expect(copied.skipped.map((skipped) => skipped.path).sort()).toEqual(['/private', '/sealed.bin']);
+      expect(copied.skipped.every((skipped) => skipped.reason.includes('encrypted inside the guest'))).toBe(true);
+      expect(copied.files).toBeGreaterThanOrEqual(1);
+    });
+    expect(fs.readFileSync(`${target}/open.txt`, 'utf8')).toBe('open\n');
+    expect(fs.existsSync(`${target}/sealed.bin`)).toBe(false);
+    expect(fs.readdirSync(target).filter((name) => name.includes('sealed'))).toEqual([]);
+    // Copied alone, an encrypted file is still refused.
+    await withFiles(new Uint8Array(fs.readFileSync(image)), async (files) => {
+      await expect(copyOut(files, '/sealed.bin', folder.file('sealed-alone'), { overwrite: false })).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
     });
 
     // files-diff leaves out what it cannot read, says so, and compares the rest.

@@ -307,6 +307,22 @@ describe('an ext4 with meta_bg: group descriptors kept in each meta group, not a
   });
 });
 
+describe('an ext4 with bigalloc: block bitmaps count clusters of 16 blocks, so a group holds more blocks than a bitmap has bits', () => {
+  it('lists and reads it (it was refused as damaged)', async () => {
+    const fsImage = folder.file('bigalloc.ext4');
+    await makeExtImage(fsImage, 64, { 'docs/a.txt': 'clustered\n', 'big.bin': pattern(300_000, 9) }, { mkfsArgs: ['-b', '1024', '-O', 'bigalloc', '-C', '16384'] });
+    const facts = await runTool('dumpe2fs', ['-h', fsImage]);
+    expect(Number(/Blocks per group:\s+(\d+)/.exec(facts.stdout)?.[1])).toBeGreaterThan(1024 * 8);
+    const qcow2 = folder.file('bigalloc.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+    await withFiles(qcow2, 'current', async (files) => {
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(expect.arrayContaining(['big.bin', 'docs']));
+      expect(new TextDecoder().decode(await readAll(files, '/docs/a.txt'))).toBe('clustered\n');
+      expect(await readAll(files, '/big.bin')).toEqual(pattern(300_000, 9));
+    });
+  });
+});
+
 describe('a disk with an MBR: primaries, an extended partition and logical ones', () => {
   let qcow2: string;
   beforeAll(async () => {

@@ -73,10 +73,21 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
       } else if (entry.kind === 'symlink') {
         if (makeSymlink(entry, entryTarget, options.overwrite, result)) result.symlinks++;
       } else {
-        await copyFile(files, entry, entryTarget, options.overwrite, job, (written) => {
-          result.bytes += written;
-          job.progress('copy-out', result.bytes, total, 'bytes');
-        });
+        let fileBytes = 0;
+        try {
+          await copyFile(files, entry, entryTarget, options.overwrite, job, (written) => {
+            fileBytes += written;
+            result.bytes += written;
+            job.progress('copy-out', result.bytes, total, 'bytes');
+          });
+        } catch (error) {
+          // A file of a copied folder that the guest encrypted, or whose own data is damaged: the
+          // others are still copied (a rescue copies what it can), this one is named as skipped.
+          if (entry === plan[0]?.entry || !skippableInFolder(error)) throw error;
+          result.bytes -= fileBytes;
+          result.skipped.push({ path: entry.path, reason: (error as Qcow2Error).message });
+          continue;
+        }
         result.files++;
       }
     }
@@ -98,6 +109,11 @@ interface Planning {
   job: JobContext;
   /** The folders planned so far (GuestFileEntry folderId): one met again is a loop or a folder linked twice. */
   folders: Set<string>;
+}
+
+/** What stops one entry of a folder copy but not the rest: the guest's own encryption, or damage to that entry. */
+function skippableInFolder(error: unknown): boolean {
+  return error instanceof Qcow2Error && (error.code === 'FILESYSTEM_UNSUPPORTED' || error.code === 'FILESYSTEM_CORRUPT');
 }
 
 /** Entries planned between turns of the event loop (a Ctrl-C handler, a cancel message). */
@@ -140,7 +156,7 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
   } catch (error) {
     // A volume with no filesystem Cowbell reads (swap, an empty partition) inside a copied disk
     // root, or a damaged folder inside a copied one: the rest is copied, that one is skipped.
-    if (!(error instanceof Qcow2Error) || (error.code !== 'NO_FILESYSTEM' && error.code !== 'FILESYSTEM_CORRUPT') || entry === plan[0]?.entry) throw error;
+    if (!(error instanceof Qcow2Error) || (error.code !== 'NO_FILESYSTEM' && !skippableInFolder(error)) || entry === plan[0]?.entry) throw error;
     plan.pop();
     result.skipped.push({ path: entry.path, reason: error.message });
     return;

@@ -21,6 +21,7 @@ const COMPAT_SPARSE_SUPER2 = 0x200;
 const READABLE_INCOMPAT = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
 /** The read-only-compatible features libext2fs's read-write mount accepted (not btree_dir, snapshots or replicas). */
 const RO_COMPAT_METADATA_CSUM = 0x400;
+const RO_COMPAT_BIGALLOC = 0x200;
 const KNOWN_RO_COMPAT = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
 
 export interface ExtSuperblock {
@@ -65,17 +66,19 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   const blocksPerGroup = view.getUint32(32, true);
   const firstDataBlock = view.getUint32(20, true);
   const revision = view.getUint32(76, true);
+  const roCompat = view.getUint32(100, true);
   if (revision > 1) throw unsupported(`revision ${revision}`);
   const inodeBytes = revision === 0 ? 128 : view.getUint16(88, true);
   const groupDescriptorBytes = is64Bit ? view.getUint16(254, true) : 32;
   if (blocksCount === 0 || blocksCount * blockBytes > volume.length) throw corrupt(`${blocksCount} blocks of ${blockBytes} bytes do not fit the ${volume.length}-byte volume`);
   if (inodesPerGroup === 0 || blocksPerGroup === 0 || inodesCount === 0) throw corrupt('zero inodes or blocks per group');
-  if (inodesPerGroup > blockBytes * 8 || blocksPerGroup > blockBytes * 8) throw corrupt('more inodes or blocks per group than a bitmap block can hold');
+  // A block bitmap has a bit per cluster: with bigalloc a group holds many more blocks than that.
+  const bitmapUnitsPerGroup = (roCompat & RO_COMPAT_BIGALLOC) !== 0 ? view.getUint32(36, true) : blocksPerGroup;
+  if (inodesPerGroup > blockBytes * 8 || bitmapUnitsPerGroup === 0 || bitmapUnitsPerGroup > blockBytes * 8) throw corrupt('more inodes or blocks per group than a bitmap block can hold');
   if (inodeBytes < 128 || inodeBytes > blockBytes || (inodeBytes & (inodeBytes - 1)) !== 0) throw corrupt(`an inode size of ${inodeBytes} bytes`);
   if (groupDescriptorBytes < 32 || groupDescriptorBytes > 1024 || (groupDescriptorBytes & (groupDescriptorBytes - 1)) !== 0) throw corrupt(`a group descriptor size of ${groupDescriptorBytes} bytes`);
   if (firstDataBlock >= blocksCount) throw corrupt(`its first data block (${firstDataBlock}) lies past its last`);
   const compat = view.getUint32(92, true);
-  const roCompat = view.getUint32(100, true);
   if ((incompat & ~READABLE_INCOMPAT) !== 0) throw unsupported(`incompatible features 0x${(incompat & ~READABLE_INCOMPAT).toString(16)}`);
   if ((roCompat & ~KNOWN_RO_COMPAT) !== 0) throw unsupported(`read-only features 0x${(roCompat & ~KNOWN_RO_COMPAT).toString(16)}`);
   // libext2fs's mount refused a superblock failing its checksum; Cowbell reads without mounting it, so checks it here.
@@ -142,7 +145,9 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
   const perBlock = blockBytes / groupDescriptorBytes;
   const metaGroup = Math.floor(group / perBlock);
   const within = (group % perBlock) * groupDescriptorBytes;
-  if (firstMetaGroup === null || metaGroup < firstMetaGroup) return (firstDataBlock + 1) * blockBytes + group * groupDescriptorBytes;
+  // The run starts in the block after the superblock's (byte 1024): block 2 with 1 KiB blocks, also
+  // with bigalloc, where the first data block is 0 (firstDataBlock + 1 would be the superblock's).
+  if (firstMetaGroup === null || metaGroup < firstMetaGroup) return (Math.floor(1024 / blockBytes) + 1) * blockBytes + group * groupDescriptorBytes;
   const firstGroup = metaGroup * perBlock;
   let block = firstDataBlock + firstGroup * blocksPerGroup;
   // With 1 KiB blocks and bigalloc group 0 starts at block 0 though the superblock is in block 1.
