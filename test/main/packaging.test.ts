@@ -205,7 +205,7 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
 
   it('unpacks every asarUnpack entry: the worker chunk main points at, koffi and its native binary', async () => {
     const config = await loadConfig();
-    expect(config.asarUnpack).toEqual(['out/main/chunks/**', 'node_modules/koffi/**', 'node_modules/@koromix/**', 'node_modules/ext2fs/**']);
+    expect(config.asarUnpack).toEqual(['out/main/chunks/**', 'node_modules/koffi/**', 'node_modules/@koromix/**']);
     const mainSource = asar.extractFile(archive, 'out/main/index.js').toString('utf8');
     const chunk = /join(?:\$\d+)?\(import\.meta\.dirname, "\.\/(chunks\/worker-[^"]+\.js)"\)/.exec(mainSource)?.[1];
     expect(chunk).toBeDefined();
@@ -223,14 +223,14 @@ describe('the packaged app (electron-builder --linux dir with a stand-in Electro
     expect(binaries.length).toBeGreaterThan(0);
   });
 
-  it('runs the unpacked worker chunk from the unpacked tree: a read, a write that takes QEMU’s locks through koffi, a guest folder listed through ext2fs', async () => {
+  it('runs the unpacked worker chunk from the unpacked tree: a read, a write that takes QEMU’s locks through koffi, a guest ext4 folder listed', async () => {
     const mainSource = asar.extractFile(archive, 'out/main/index.js').toString('utf8');
     const chunk = /"\.\/(chunks\/worker-[^"]+\.js)"/.exec(mainSource)?.[1] ?? '';
     const workerPath = join(unpacked, 'out', 'main', chunk);
     const image = join(folder, 'disk.qcow2');
     await run('qemu-img', ['create', '-q', '-f', 'qcow2', image, '64M']);
     await run('qemu-img', ['snapshot', '-c', 'made-by-qemu', image]);
-    // A guest ext4 filesystem: listing it loads libext2fs's WebAssembly from the package.
+    // A guest ext4 filesystem, listed by the engine's own reader inside the packaged worker.
     const guestTree = join(folder, 'guest-tree');
     await mkdir(guestTree, { recursive: true });
     await writeFile(join(guestTree, 'hello.txt'), 'hello from the guest\n');

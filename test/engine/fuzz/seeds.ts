@@ -80,7 +80,8 @@ function addUnknownExtension(file: string): void {
  * A guest disk with a partition table and an ext filesystem (files/, issue 22): the raw disk made
  * by sfdisk or sgdisk and mke2fs -d, converted by qemu-img, a snapshot, then a debugfs change
  * written into the current state with `convert -n`. Mutations of its data clusters damage the
- * partition table and the filesystem's metadata.
+ * partition table and the filesystem's metadata (ext4's with inline data: small files and folders
+ * kept in their inodes).
  */
 async function guestFilesystemDisk(folder: string, table: 'mbr' | 'gpt', type: 'ext2' | 'ext4', clusterOptions: string): Promise<void> {
   const raw = path.join(folder, 'guest.raw');
@@ -88,7 +89,7 @@ async function guestFilesystemDisk(folder: string, table: 'mbr' | 'gpt', type: '
   await makePartitionedDisk(raw, 6, table, partitions);
   const filesystem = path.join(folder, 'guest.fs');
   const random = new SeededRandom(table === 'mbr' ? 31 : 32);
-  await makeExtImage(filesystem, 3, { 'etc/hostname': 'fuzz\n', 'etc/app.link': { symlink: '../bin/app' }, 'bin/app': random.bytes(40 * KiB), 'var/log/deep/x.log': compressibleBytes(20 * KiB, 5), 'empty': { folder: true } }, { type, mkfsArgs: ['-O', '^metadata_csum', '-b', '1024'] });
+  await makeExtImage(filesystem, 3, { 'etc/hostname': 'fuzz\n', 'etc/app.link': { symlink: '../bin/app' }, 'bin/app': random.bytes(40 * KiB), 'var/log/deep/x.log': compressibleBytes(20 * KiB, 5), 'empty': { folder: true } }, { type, mkfsArgs: ['-O', type === 'ext4' ? '^metadata_csum,inline_data' : '^metadata_csum', '-b', '1024'] });
   placeImage(raw, filesystem, MiB);
   const file = path.join(folder, IMAGE);
   await qemuImg(['convert', '-q', '-f', 'raw', '-O', 'qcow2', '-o', clusterOptions, raw, file]);

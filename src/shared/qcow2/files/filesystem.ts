@@ -1,6 +1,6 @@
 /**
- * What every guest filesystem reader (ext via libext2fs, FAT, NTFS) offers the rest of files/:
- * read-only, async (libext2fs calls back through promises), paths relative to the volume's root.
+ * What every guest filesystem reader (ext, FAT, NTFS) offers the rest of files/: read-only, async
+ * (reads of the image are), paths relative to the volume's root.
  * A reader never trusts the bytes it reads: damaged or hostile structures throw
  * Qcow2Error('FILESYSTEM_CORRUPT'), never crash, loop or allocate without bound.
  */

@@ -2,14 +2,14 @@
  * Inodes and directories read straight from an ext volume: what a listing needs (mode, size,
  * mtime, a symlink's target) and a folder's entries (name → inode number) from its blocks, linear
  * or hashed (an htree's index blocks hold no live entries, so a linear read sees every name once).
- * libext2fs can only stat by path — a linear search of the folder for each name — which makes a
- * folder of n files cost n² entry reads; here a listing costs its blocks and one inode per entry.
- * Folders and symlinks stored inline in the inode are left to libext2fs (`null`).
+ * A listing costs the folder's blocks and one inode per entry (libext2fs, used before, could only
+ * stat by path — a linear search of the folder per name, n² entry reads for n files).
+ * Folders and symlinks stored inline in the inode are read from it (ext-inline-data.ts).
  */
-import { Qcow2Error } from '../../errors.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { extFileBlockMap, readMapped } from './ext-extents.ts';
+import { inlineContent, inlineFolderRegions } from './ext-inline-data.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 export const ROOT_INODE = 2;
@@ -29,6 +29,8 @@ export interface ExtInode {
   sectors: number;
   fileAclBlock: number;
   iBlock: Uint8Array;
+  /** The whole inode as stored (inline data's attribute lies past the fixed fields). */
+  raw: Uint8Array;
 }
 
 /**
@@ -55,6 +57,7 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
     sectors: uint32(bytes, at + 0x1c) + uint16(bytes, at + 0x74) * 2 ** 32,
     fileAclBlock: uint32(bytes, at + 0x68) + uint16(bytes, at + 0x76) * 2 ** 32,
     iBlock: bytes.subarray(at + 40, at + 100),
+    raw: bytes.subarray(at, at + inodeBytes),
   };
 }
 
@@ -63,36 +66,46 @@ export const S_IFDIR = 0x4000;
 export const S_IFREG = 0x8000;
 export const S_IFLNK = 0xa000;
 
-/** A folder's entries other than "." and "..", or null when the folder is inline in its inode. */
-export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock, folder: ExtInode): Promise<Map<string, number> | null> {
-  if ((folder.flags & INLINE_DATA_FLAG) !== 0) return null;
+/** A folder's entries other than "." and "..", from its blocks or, kept inline, from its inode. */
+export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock, folder: ExtInode): Promise<Map<string, number>> {
+  const entries = new Map<string, number>();
+  if ((folder.flags & INLINE_DATA_FLAG) !== 0) {
+    inlineFolderRegions(folder).forEach((region, index) => {
+      // A Buffer for its latin1 slices (see below).
+      const bytes = Buffer.from(region.buffer, region.byteOffset, region.byteLength);
+      addFolderEntries(bytes, 0, bytes.length, superblock, entries, index === 0 ? 'its inode' : 'its inline data attribute');
+    });
+    return entries;
+  }
   if (folder.size > MAX_FOLDER_BYTES) throw corrupt(`a folder of ${folder.size} bytes`);
   const map = await extFileBlockMap(volume, superblock, folder);
-  if (map === null) return null;
+  if (map === null) return entries;
   // A Buffer for its latin1 slices: an ASCII name becomes a string in one native call.
   const bytes = Buffer.alloc(folder.size);
   await readMapped(volume, map, bytes, 0);
-  const entries = new Map<string, number>();
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const blockBytes = superblock.blockBytes;
   for (let block = 0; block * blockBytes < bytes.length; block++) {
-    const blockEnd = Math.min(bytes.length, (block + 1) * blockBytes);
-    let at = block * blockBytes;
-    while (at + 8 <= blockEnd) {
-      const inodeNumber = view.getUint32(at, true);
-      const recordBytes = view.getUint16(at + 4, true);
-      const nameBytes = view.getUint8(at + 6);
-      if (recordBytes < 8 || recordBytes % 4 !== 0 || at + recordBytes > blockEnd) throw corrupt(`a folder entry of ${recordBytes} bytes at ${at - block * blockBytes} in its block ${block}`);
-      if (inodeNumber !== 0 && nameBytes > 0) {
-        if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
-        if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
-        const name = guestFileName(bytes.subarray(at + 8, at + 8 + nameBytes));
-        if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
-      }
-      at += recordBytes;
-    }
+    addFolderEntries(bytes, block * blockBytes, Math.min(bytes.length, (block + 1) * blockBytes), superblock, entries, `its block ${block}`);
   }
   return entries;
+}
+
+/** The folder entries in bytes [start, end) of `bytes` (a block, or a region of an inline folder), into `entries`. */
+function addFolderEntries(bytes: Buffer, start: number, end: number, superblock: ExtSuperblock, entries: Map<string, number>, where: string): void {
+  let at = start;
+  while (at + 8 <= end) {
+    const inodeNumber = uint32(bytes, at);
+    const recordBytes = uint16(bytes, at + 4);
+    const nameBytes = bytes[at + 6] as number;
+    if (recordBytes < 8 || recordBytes % 4 !== 0 || at + recordBytes > end) throw corrupt(`a folder entry of ${recordBytes} bytes at ${at - start} in ${where}`);
+    if (inodeNumber !== 0 && nameBytes > 0) {
+      if (8 + nameBytes > recordBytes) throw corrupt(`a folder entry's name (${nameBytes} bytes) is longer than its record`);
+      if (inodeNumber > superblock.inodesCount) throw corrupt(`a folder entry names inode ${inodeNumber}`);
+      const name = guestFileName(bytes.subarray(at + 8, at + 8 + nameBytes));
+      if (name !== '.' && name !== '..') entries.set(name, inodeNumber);
+    }
+    at += recordBytes;
+  }
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
@@ -118,15 +131,6 @@ const BACKSLASH = 0x5c;
 
 function nameText(bytes: Uint8Array): string {
   return isAscii(bytes, 0, bytes.length) ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1') : decodeGuestName(bytes);
-}
-
-/**
- * The path libext2fs is asked for, from the names this reader shows: a doubled backslash is one;
- * a byte spelled \xNN cannot be asked for by text (libext2fs takes UTF-8), so such a path is refused.
- */
-export function libext2fsPath(path: string): string {
-  if (/\\x[0-9a-f]{2}/.test(path.replaceAll('\\\\', ''))) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${path}: a name that is not UTF-8, in a folder kept inline (inline_data), cannot be read here`);
-  return path.replaceAll('\\\\', '\\');
 }
 
 /**
@@ -169,9 +173,12 @@ function isAscii(bytes: Uint8Array, start: number, length: number): boolean {
   return true;
 }
 
-/** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks; null when inline data. */
-export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock, link: ExtInode): Promise<string | null> {
-  if ((link.flags & INLINE_DATA_FLAG) !== 0) return null;
+/** A symlink's target: in the inode itself when short (a "fast" symlink), else in its blocks or its inline data. */
+export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock, link: ExtInode): Promise<string> {
+  if ((link.flags & INLINE_DATA_FLAG) !== 0) {
+    if (link.size > 65536) throw corrupt(`a symlink target of ${link.size} bytes`);
+    return decodeGuestName(inlineContent(link));
+  }
   const attributeSectors = link.fileAclBlock !== 0 ? superblock.blockBytes / 512 : 0;
   if (link.sectors - attributeSectors === 0) {
     if (link.size > link.iBlock.length) throw corrupt(`a symlink of ${link.size} bytes kept in its inode`);
@@ -179,7 +186,7 @@ export async function readSymlink(volume: VolumeBytes, superblock: ExtSuperblock
   }
   if (link.size > 65536) throw corrupt(`a symlink target of ${link.size} bytes`);
   const map = await extFileBlockMap(volume, superblock, link);
-  if (map === null) return null;
+  if (map === null) throw corrupt(`the symlink in inode ${link.number} has no blocks`);
   const bytes = new Uint8Array(link.size);
   await readMapped(volume, map, bytes, 0);
   return decodeGuestName(bytes);

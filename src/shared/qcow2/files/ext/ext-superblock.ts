@@ -1,6 +1,6 @@
 /**
- * The ext2/3/4 superblock fields Cowbell reads itself (the rest is libext2fs's): enough to probe,
- * name the volume, refuse a geometry libext2fs should never be handed, and find an inode.
+ * The ext2/3/4 superblock fields the reader needs: enough to probe, name the volume, refuse a
+ * geometry no reader should be handed, and find an inode.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { VolumeBytes } from '../filesystem.ts';
@@ -13,13 +13,13 @@ const INCOMPAT_META_BG = 0x10;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const COMPAT_SPARSE_SUPER2 = 0x200;
 /**
- * The incompatible features libext2fs opens (its EXT2_LIB_FEATURE_INCOMPAT_SUPP): filetype,
- * recover, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode, csum_seed, largedir, inline_data,
- * encrypt, casefold. Not compression, a journal device (no files) or dirdata (another entry
- * format): a volume with any other is refused as libext2fs's mount refused it.
+ * The incompatible features read (the set libext2fs opens, its EXT2_LIB_FEATURE_INCOMPAT_SUPP):
+ * filetype, recover, meta_bg, extents, 64bit, mmp, flex_bg, ea_inode, csum_seed, largedir,
+ * inline_data, encrypt, casefold. Not compression, a journal device (no files) or dirdata (another
+ * entry format): a volume with any other is refused.
  */
 const READABLE_INCOMPAT = 0x2 | 0x4 | 0x10 | 0x40 | 0x80 | 0x100 | 0x200 | 0x400 | 0x2000 | 0x4000 | 0x8000 | 0x10000 | 0x20000;
-/** The read-only-compatible features libext2fs's read-write mount accepted (not btree_dir, snapshots or replicas). */
+/** The read-only-compatible features read (those libext2fs's read-write mount accepts: not btree_dir, snapshots or replicas). */
 const RO_COMPAT_METADATA_CSUM = 0x400;
 const RO_COMPAT_BIGALLOC = 0x200;
 const KNOWN_RO_COMPAT = 0x1 | 0x2 | 0x8 | 0x10 | 0x20 | 0x40 | 0x100 | 0x200 | 0x400 | 0x1000 | 0x2000 | 0x4000 | 0x8000 | 0x10000;
@@ -81,7 +81,7 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
   const compat = view.getUint32(92, true);
   if ((incompat & ~READABLE_INCOMPAT) !== 0) throw unsupported(`incompatible features 0x${(incompat & ~READABLE_INCOMPAT).toString(16)}`);
   if ((roCompat & ~KNOWN_RO_COMPAT) !== 0) throw unsupported(`read-only features 0x${(roCompat & ~KNOWN_RO_COMPAT).toString(16)}`);
-  // libext2fs's mount refused a superblock failing its checksum; Cowbell reads without mounting it, so checks it here.
+  // A superblock failing its checksum is refused, as libext2fs's mount refuses it.
   if ((roCompat & RO_COMPAT_METADATA_CSUM) !== 0 && view.getUint32(0x3fc, true) !== crc32c(bytes.subarray(0, 0x3fc))) throw corrupt('its superblock fails its checksum');
   const firstMetaGroup = (incompat & INCOMPAT_META_BG) !== 0 ? view.getUint32(0x104, true) : null;
   const superblockGroups = (compat & COMPAT_SPARSE_SUPER2) !== 0 ? [0, view.getUint32(0x24c, true), view.getUint32(0x250, true)] : (roCompat & RO_COMPAT_SPARSE_SUPER) !== 0 ? 'sparse' : 'all';
