@@ -244,3 +244,39 @@ describe('focus inside a dialog whose contents change', () => {
     expect(document.getElementById(dialog.getAttribute('aria-describedby') ?? '')?.textContent).toBe('This cannot be undone.');
   });
 });
+
+describe('focus when a dialog over another closes (an Unlock step over a Compact)', () => {
+  it('returns to what had it in the dialog below, or to that dialog’s action when that is gone', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Compact', submitLabel: 'Compact' },
+      slots: { default: '<p>Copies the disk without its gaps.</p>' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    const submit = wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement;
+    expect(document.activeElement).toBe(submit);
+    const unlock = mount(JobDialog, {
+      props: { title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' },
+      slots: { default: '<input data-testid="passphrase" type="password" />' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    expect(document.activeElement).toBe(unlock.get('[data-testid="passphrase"]').element);
+    unlock.unmount();
+    expect(document.activeElement).toBe(submit);
+
+    // The opener went meanwhile (the action gave way to the job's progress): the dialog below still takes the focus.
+    const second = mount(JobDialog, {
+      props: { title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' },
+      slots: { default: '<input data-testid="passphrase" type="password" />' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    submit.remove();
+    second.unmount();
+    expect(document.activeElement).toBe(wrapper.get('[data-testid="dialog-cancel"]').element);
+  });
+});
