@@ -210,6 +210,29 @@ describe('shrinking', () => {
     expect(readResizePreview(image, 2 * MiB + 32 * KiB).pastEnd.map((entry) => entry.bytes)).toEqual([32 * KiB, 32 * KiB]);
   });
 
+  it('counts what an overlay shows of its backing chain past the new end as its data (it was dropped unasked), not what the chain leaves empty or the overlay hides', async () => {
+    const base = await makeImage('cluster_size=65536', 4 * MiB);
+    await qemuIo(base, ['write -P 0x5a 3M 512K']);
+    const middle = folder.file(`middle-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', middle]);
+    await qemuIo(middle, ['write -P 0x6b 2560K 256K']);
+    const top = folder.file(`top-${counter++}.qcow2`);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', '-b', middle, '-F', 'qcow2', top]);
+    // The overlay hides 128 KiB of the base's data with zeros and holds 64 KiB of its own.
+    await qemuIo(top, ['write -z 3M 128K', 'write -P 0x7c 3584K 64K']);
+    const hash = fileHash(top);
+    expect(errorCode(() => resizeImagePath(top, 2 * MiB, { shrink: true }))).toBe('DATA_PAST_END');
+    expect(fileHash(top)).toBe(hash);
+    // The middle file's 256 KiB, the base's 512 KiB less the 128 KiB hidden, the overlay's own 64 KiB.
+    expect(readResizePreview(top, 2 * MiB).pastEnd).toEqual([{ state: 'current', id: null, name: null, diskSize: 4 * MiB, bytes: 256 * KiB + 384 * KiB + 64 * KiB, kept: false }]);
+    // Past everything the chain holds: nothing to drop.
+    expect(readResizePreview(top, 3584 * KiB + 64 * KiB).pastEnd).toEqual([]);
+    const model = new Uint8Array(await rawOf(top));
+    resizeImagePath(top, 3 * MiB, { shrink: true, discardData: true });
+    await expectCheckClean(expect, top, 'shrunk');
+    await expectGuest(top, model.subarray(0, 3 * MiB), 'shrunk with --discard-data');
+  });
+
   it('with the data discarded: check clean, no leaks, the snapshot whole at its own size', async () => {
     const { image, model, snapshotModel } = await imageWithDataPastEnd();
     const result = resizeImagePath(image, 1 * MiB + 16 * KiB, { shrink: true, discardData: true });

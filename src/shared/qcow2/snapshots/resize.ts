@@ -20,7 +20,9 @@ import { decodeL2, encodeL2, type L2Entry } from '../format/entries.ts';
 import { MAX_L1_BYTES, MAX_VIRTUAL_SIZE, SECTOR } from '../format/limits.ts';
 import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
-import type { L1Table, OpenImageOptions, Qcow2Image } from '../image/image.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
+import { Qcow2Image, type L1Table, type OpenImageOptions } from '../image/image.ts';
+import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DataPastEnd, ResizePreview, ResizeResult } from '../model.ts';
 import { withImage } from './operations.ts';
@@ -323,7 +325,9 @@ function releaseEntriesFrom(image: Qcow2Image, l1Index: number, firstSlot: numbe
 /** Every state (current, then each snapshot) with allocated data between `newSize` and its own end. */
 function dataPastEnd(image: Qcow2Image, newSize: number, job: JobContext): DataPastEnd[] {
   const states: DataPastEnd[] = [];
-  const current = allocatedBytesPast(image, image.l1, image.virtualSize, newSize, job);
+  // The current disk's own data there, and what it shows of its backing chain there: both are its
+  // guest's data, gone from its view once the end moves below them.
+  const current = allocatedBytesPast(image, image.l1, image.virtualSize, newSize, job) + backingBytesPast(image, newSize, job);
   if (current > 0) states.push({ state: 'current', id: null, name: null, diskSize: image.virtualSize, bytes: current, kept: false });
   for (const snapshot of image.snapshots) {
     const diskSize = snapshot.diskSize ?? image.virtualSize;
@@ -357,6 +361,34 @@ function allocatedBytesPast(image: Qcow2Image, l1: L1Table, stateSize: number, n
       }
     }
   }
+  return bytes;
+}
+
+/**
+ * Guest bytes in [newSize, the current end) that the current state reads from its backing chain
+ * and that the chain holds as data: where it allocates nothing itself (no zero flag either).
+ */
+function backingBytesPast(image: Qcow2Image, newSize: number, job: JobContext): number {
+  if (image.backing === null) return 0;
+  let bytes = 0;
+  visitLayerRuns(image, image.l1, newSize, image.virtualSize, (start, length, kind) => {
+    if (kind === 'unallocated') bytes += chainDataBytes(image.backing, start, start + length, job);
+  });
+  return bytes;
+}
+
+/** Bytes of [start, end) that the chain `reader` holds as data (any layer's data; all of a raw file; none past a layer's end). */
+function chainDataBytes(reader: GuestReader | null, start: number, end: number, job: JobContext): number {
+  if (reader === null) return 0;
+  const stop = Math.min(end, reader.virtualSize);
+  if (stop <= start) return 0;
+  if (!(reader instanceof Qcow2Image)) return stop - start;
+  job.throwIfCancelled();
+  let bytes = 0;
+  visitLayerRuns(reader, reader.l1, start, stop, (runStart, length, kind) => {
+    if (kind === 'data' || kind === 'compressed') bytes += length;
+    else if (kind === 'unallocated') bytes += chainDataBytes(reader.backing, runStart, runStart + length, job);
+  });
   return bytes;
 }
 
