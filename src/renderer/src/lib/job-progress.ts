@@ -27,3 +27,8 @@ export function progressText(job: JobRecord, options: { stage?: boolean } = {}):
   }
   return parts.filter(Boolean).join(' · ');
 }
+
+/** A job's progress as a screen reader says a bar's value: a whole percentage, or nothing while the total is unknown. */
+export function progressPercent(job: Pick<JobRecord, 'done' | 'total'>): string | undefined {
+  return job.total > 0 ? `${Math.floor((100 * Math.min(job.done, job.total)) / job.total)} %` : undefined;
+}
