@@ -166,6 +166,10 @@ describe('the Compress… dialog', () => {
     await flushPromises();
     expect(view.findAll('[data-testid="job-step"]').map((step) => step.classes('current'))).toEqual([false, true, false, false]);
     expect(text(view, 'dialog-progress-detail')).toBe('200 MiB of 800 MiB · 100 MiB/s · 6 s left');
+    // A screen reader hears the bar as a percentage and the step's name, not every figure.
+    expect(view.get('[data-testid="dialog-progress"]').attributes('aria-valuetext')).toBe('25 %');
+    expect(view.get('[data-testid="dialog-progress-detail"]').attributes('aria-live')).toBeUndefined();
+    expect(text(view, 'dialog-progress-step')).toBe(view.findAll('[data-testid="job-step"]')[1]?.text());
     fake.emit('job.progress', { jobId, stage: 'checking COPIED flags', done: 0, total: 1, unit: 'steps' });
     fake.emit('job.progress', { jobId, stage: 'comparing refcounts', done: 0, total: 1, unit: 'steps' });
     await flushPromises();
