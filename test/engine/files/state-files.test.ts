@@ -321,6 +321,26 @@ describe('inline data read from the inode itself, for names that are not UTF-8 a
   }
 });
 
+describe('an ext4 folder the guest keeps case-insensitive (casefold)', () => {
+  it('finds a name in any case there, as the guest does, and only there', async () => {
+    const fsImage = folder.file('casefold.ext4');
+    await makeExtImage(fsImage, 16, { 'plain/MixedCase.TXT': 'exact case only\n' }, { mkfsArgs: ['-O', 'casefold'] });
+    const content = folder.file('casefold-content.txt');
+    fs.writeFileSync(content, 'any case\n');
+    // An empty folder made case-insensitive (EXT4_CASEFOLD_FL with extents), then filled.
+    await debugfs(fsImage, ['mkdir cf', 'set_inode_field cf flags 0x40080000', `write ${content} cf/MixedCase.TXT`, `write ${content} cf/Ärger.txt`]);
+    const qcow2 = folder.file('casefold.qcow2');
+    await qcow2FromRaw(fsImage, qcow2);
+    await withFiles(qcow2, 'current', async (files) => {
+      expect((await files.list('/cf')).map((entry) => entry.name)).toEqual(['MixedCase.TXT', 'Ärger.txt']);
+      expect(new TextDecoder().decode(await readAll(files, '/cf/mixedcase.txt'))).toBe('any case\n');
+      expect(new TextDecoder().decode(await readAll(files, '/cf/ärger.TXT'))).toBe('any case\n');
+      expect(new TextDecoder().decode(await readAll(files, '/plain/MixedCase.TXT'))).toBe('exact case only\n');
+      await expect(files.stat('/plain/mixedcase.txt')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+    });
+  });
+});
+
 describe('an ext4 with meta_bg: group descriptors kept in each meta group, not after the superblock', () => {
   let qcow2: string;
   let fsImage: string;

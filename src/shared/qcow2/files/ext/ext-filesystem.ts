@@ -166,7 +166,7 @@ class ExtFilesystem implements GuestFilesystem {
     for (let index = 0; index < parts.length; index++) {
       const names = (inode.mode & S_IFMT) === S_IFDIR ? this.folderNames.get(inode.number) : undefined;
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
-      const number = found.get(parts[index] as string);
+      const number = found.get(parts[index] as string) ?? ((inode.flags & CASEFOLD_FLAG) !== 0 ? caseFoldedMatch(found, parts[index] as string) : undefined);
       if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
       inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
       if ((inode.mode & S_IFMT) !== S_IFDIR) continue;
@@ -209,6 +209,20 @@ class ExtFilesystem implements GuestFilesystem {
     // Nothing to unmount or write: only later calls are refused.
     this.closed ??= new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
   }
+}
+
+/** EXT4_CASEFOLD_FL: the guest looks names up in this folder without regard to case (the casefold feature). */
+const CASEFOLD_FLAG = 0x40000000;
+
+/**
+ * The entry a case-insensitive folder finds for `name`: the one equal to it once both are
+ * decomposed (NFD) and lower-cased — close to the kernel's UTF-8 case folding, which also
+ * decomposes. Only asked when no name matches exactly.
+ */
+function caseFoldedMatch(names: ReadonlyMap<string, number>, name: string): number | undefined {
+  const folded = name.normalize('NFD').toLowerCase();
+  for (const [candidate, number] of names) if (candidate.normalize('NFD').toLowerCase() === folded) return number;
+  return undefined;
 }
 
 /** An entry as its inode tells it (a symlink's target is added by entryOf). */
