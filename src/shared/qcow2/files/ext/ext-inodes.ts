@@ -29,7 +29,7 @@ export interface ExtInode {
   sectors: number;
   fileAclBlock: number;
   iBlock: Uint8Array;
-  /** The whole inode as stored (inline data's attribute lies past the fixed fields). */
+  /** The whole inode as stored, for inline data (its attribute lies past the fixed fields); empty for any other inode. */
   raw: Uint8Array;
 }
 
@@ -57,9 +57,12 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
     sectors: uint32(bytes, at + 0x1c) + uint16(bytes, at + 0x74) * 2 ** 32,
     fileAclBlock: uint32(bytes, at + 0x68) + uint16(bytes, at + 0x76) * 2 ** 32,
     iBlock: bytes.subarray(at + 40, at + 100),
-    raw: bytes.subarray(at, at + inodeBytes),
+    // Only inline data is read past the fixed fields: no view made for the tens of thousands of others.
+    raw: (uint32(bytes, at + 32) & INLINE_DATA_FLAG) !== 0 ? bytes.subarray(at, at + inodeBytes) : NO_BYTES,
   };
 }
+
+const NO_BYTES = new Uint8Array(0);
 
 export const S_IFMT = 0xf000;
 export const S_IFDIR = 0x4000;
