@@ -230,6 +230,22 @@ describe('focus inside a dialog whose contents change', () => {
     expect(document.activeElement).toBe(wrapper.get('[data-testid="dialog-cancel"]').element);
   });
 
+  it('in a dangerous dialog goes to Cancel, never to the action one Enter away', async () => {
+    wrapper = mount(JobDialog, {
+      props: { title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' },
+      slots: { default: '<p>This cannot be undone.</p>' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    (wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement).focus();
+    (document.activeElement as HTMLElement).blur();
+    // Any change of the dialog's contents (here its title) with the focus lost.
+    await wrapper.setProps({ title: 'Delete “old” (2 children)?' });
+    await flushPromises();
+    expect(document.activeElement).toBe(wrapper.get('[data-testid="dialog-cancel"]').element);
+  });
+
   it('names itself by its title and describes itself by its body; a dangerous one is an alert dialog', async () => {
     wrapper = mount(JobDialog, {
       props: { title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' },

@@ -90,7 +90,7 @@ describe('damaged ext superblocks', () => {
     });
   });
 
-  it('inline data whose attribute runs past its inode, or claims more bytes than the inode holds, is FILESYSTEM_CORRUPT', async () => {
+  it('inline data whose attribute runs past its inode, lies over the attribute entries, or claims more bytes than the inode holds, is FILESYSTEM_CORRUPT', async () => {
     const image = folder.file('inline-damaged.ext4');
     await makeExtImage(image, 8, { 'small/tiny.txt': 'fits in the inode\n', 'small/longer.txt': 'x'.repeat(100) }, { mkfsArgs: ['-O', 'inline_data,^metadata_csum', '-I', '256'] });
     const pristine = new Uint8Array(fs.readFileSync(image));
@@ -109,7 +109,10 @@ describe('damaged ext superblocks', () => {
     const displaced = pristine.slice();
     const attributes = inodeAt + 128 + view(displaced).getUint16(inodeAt + 128, true) + 4;
     view(displaced).setUint16(attributes + 2, 4000, true);
-    for (const [name, bytes] of [['oversized', oversized], ['displaced', displaced]] as const) {
+    // The value's offset at the entry list itself (the kernel and e2fsck refuse it): the entry would read as file data.
+    const overlapping = pristine.slice();
+    view(overlapping).setUint16(attributes + 2, 0, true);
+    for (const [name, bytes] of [['oversized', oversized], ['displaced', displaced], ['overlapping', overlapping]] as const) {
       await withFiles(bytes, async (files) => {
         await expect(files.read('/small/longer.txt', new Uint8Array(6000), 0), name).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
         const tiny = new Uint8Array(64);

@@ -31,25 +31,28 @@ function inlineTail(inode: InlineInode): Uint8Array {
   const areaStart = 128 + extraBytes;
   if (extraBytes % 4 !== 0 || areaStart + 4 > raw.length) return new Uint8Array(0);
   if (uint32(raw, areaStart) !== IN_INODE_ATTRIBUTES_MAGIC) return new Uint8Array(0);
-  // Values lie at offsets from the first entry, which follows the magic number.
+  // Values lie at offsets from the first entry, which follows the magic number, and after the
+  // entry list's end (its four zero bytes): a value over the entries would read them as data.
   const first = areaStart + 4;
-  for (let at = first; at + 4 <= raw.length && uint32(raw, at) !== 0; ) {
+  let value: { offset: number; bytes: number } | null = null;
+  let at = first;
+  for (; at + 4 <= raw.length && uint32(raw, at) !== 0; ) {
     if (at + ATTRIBUTE_ENTRY_BYTES > raw.length) throw corrupt('an extended attribute entry runs past the end of its inode');
     const nameBytes = raw[at] as number;
     const nameIndex = raw[at + 1] as number;
-    const valueOffset = uint16(raw, at + 2);
-    const valueInode = uint32(raw, at + 4);
-    const valueBytes = uint32(raw, at + 8);
     const nameEnd = at + ATTRIBUTE_ENTRY_BYTES + nameBytes;
     if (nameEnd > raw.length) throw corrupt('an extended attribute name runs past the end of its inode');
     if (nameIndex === SYSTEM_NAMESPACE && nameBytes === 4 && raw[at + 16] === 0x64 && raw[at + 17] === 0x61 && raw[at + 18] === 0x74 && raw[at + 19] === 0x61) {
-      if (valueInode !== 0) throw corrupt('inline data kept in an attribute inode');
-      if (first + valueOffset + valueBytes > raw.length) throw corrupt('inline data runs past the end of its inode');
-      return raw.subarray(first + valueOffset, first + valueOffset + valueBytes);
+      if (uint32(raw, at + 4) !== 0) throw corrupt('inline data kept in an attribute inode');
+      value = { offset: uint16(raw, at + 2), bytes: uint32(raw, at + 8) };
     }
     at = (nameEnd + 3) & ~3;
   }
-  return new Uint8Array(0);
+  if (value === null || value.bytes === 0) return new Uint8Array(0);
+  const entriesEnd = at + 4;
+  const start = first + value.offset;
+  if (start < entriesEnd || start + value.bytes > raw.length) throw corrupt('inline data lies outside its inode\'s attribute values');
+  return raw.subarray(start, start + value.bytes);
 }
 
 /** An inline file's or symlink's content: its i_size bytes, from i_block then the attribute. */
