@@ -262,7 +262,7 @@ describe('focus inside a dialog whose contents change', () => {
 });
 
 describe('focus when a dialog over another closes (an Unlock step over a Compact)', () => {
-  it('returns to what had it in the dialog below, or to that dialog’s action when that is gone', async () => {
+  it('returns to what had it in the dialog below, or to that dialog’s Cancel when that is gone', async () => {
     wrapper = mount(JobDialog, {
       props: { title: 'Compact', submitLabel: 'Compact' },
       slots: { default: '<p>Copies the disk without its gaps.</p>' },

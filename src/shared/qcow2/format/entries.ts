@@ -145,17 +145,15 @@ export function encodeCompressedL2(data: DataView, position: number, format: L2F
 }
 
 export function decodeRefcountTableEntry(data: DataView, position: number): { blockOffset: number; reservedBitsSet: boolean } {
-  const high = data.getUint32(position);
-  const low = data.getUint32(position + 4);
-  return { blockOffset: high * TWO_32 + ((low & OFFSET_MASK_LO) >>> 0), reservedBitsSet: (low & 0x1ff) !== 0 };
+  return { blockOffset: refcountBlockOffset(data, position), reservedBitsSet: refcountTableEntryReserved(data, position) };
 }
 
-/** decodeRefcountTableEntry's blockOffset, without making an object. */
+/** A refcount table entry's block offset, read in place (scans look one up per cluster). */
 export function refcountBlockOffset(data: DataView, position: number): number {
   return data.getUint32(position) * TWO_32 + ((data.getUint32(position + 4) & OFFSET_MASK_LO) >>> 0);
 }
 
-/** decodeRefcountTableEntry's reservedBitsSet, without making an object. */
+/** Whether a refcount table entry has reserved bits set, read in place. */
 export function refcountTableEntryReserved(data: DataView, position: number): boolean {
   return (data.getUint32(position + 4) & 0x1ff) !== 0;
 }
