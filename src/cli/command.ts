@@ -58,5 +58,8 @@ export class UsageError extends Error {
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
-/** `convert --rescue`: the copy was made, but some guest ranges could not be read (zeros in the copy). */
+/**
+ * The copy was made, but not all of it: `convert --rescue` wrote zeros for guest ranges it could not
+ * read; `copy-out` skipped entries of a folder it could not read.
+ */
 export const EXIT_PARTIAL = 3;

@@ -147,6 +147,27 @@ describe('cowbell copy-out', () => {
     expect(fs.lstatSync(path.join(target, 'lib', 'app.link')).mtimeMs).toBe(Date.UTC(2023, 4, 6, 7, 8));
   });
 
+  it('a folder copy that skipped entries the guest encrypted exits 3 (the copy made, not all of it) and names them; a whole one exits 0', async () => {
+    const image = folder.file('sealed.ext4');
+    await makeExtImage(image, 8, { 'd/open.txt': 'open\n', 'd/sealed.bin': 'sealed\n' }, { mkfsArgs: ['-O', 'encrypt'] });
+    // mkfs cannot encrypt; the flag (EXT4_ENCRYPT_FL) is what says the bytes are ciphertext.
+    const flags = /Flags: (0x[0-9a-f]+)/.exec(await debugfs(image, ['stat /d/sealed.bin']))?.[1];
+    expect(flags).toBeDefined();
+    await debugfs(image, [`set_inode_field /d/sealed.bin flags 0x${(Number(flags) | 0x800).toString(16)}`]);
+    const sealedDisk = folder.file('sealed.qcow2');
+    await qcow2FromRaw(image, sealedDisk);
+
+    const partial = await run('copy-out', sealedDisk, '/d', folder.file('sealed-copy'));
+    expect(partial.code, partial.err).toBe(3);
+    expect(partial.out).toContain('Copied 1 file');
+    expect(partial.err).toMatch(/skipped \/d\/sealed\.bin: .*encrypted inside the guest/);
+    expect(fs.readFileSync(path.join(folder.file('sealed-copy'), 'open.txt'), 'utf8')).toBe('open\n');
+    const json = await run('copy-out', '--json', sealedDisk, '/d', folder.file('sealed-json'));
+    expect(json.code).toBe(3);
+    expect((JSON.parse(json.out) as { skipped: { path: string }[] }).skipped.map((skipped) => skipped.path)).toEqual(['/d/sealed.bin']);
+    expect(await run('copy-out', sealedDisk, '/d/open.txt', folder.file('open-alone.txt'))).toMatchObject({ code: 0, err: '' });
+  });
+
   it('never replaces an existing file without --force', async () => {
     const target = path.join(folder.path, 'existing-hostname');
     fs.writeFileSync(target, 'mine');

@@ -3,7 +3,7 @@ import { formatBytes } from '../../shared/format-units.ts';
 import { copyOut as copyOutOfState } from '../../shared/qcow2/files/copy-out.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
-import { EXIT_OK, type Command } from '../command.ts';
+import { EXIT_OK, EXIT_PARTIAL, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { isTerminal } from '../output.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
@@ -20,6 +20,9 @@ export const copyOut: Command = {
     '  --json      what was copied, as JSON',
     'Folders are copied with everything in them; symlinks stay symlinks. Each file is written under a',
     'temporary name and renamed when complete: Ctrl-C leaves no partial file. The image is only read.',
+    'A folder copy goes past an entry it cannot read (one the guest encrypted, a damaged one) and names',
+    'it on stderr. Exit codes: 0 everything was copied, 3 the copy was made without the entries it',
+    'skipped, 1 no copy (or a copy stopped half-way, said), 2 a usage error.',
   ].join('\n'),
   options: {
     json: { type: 'boolean' },
@@ -50,6 +53,7 @@ export const copyOut: Command = {
       io.out(`Copied ${parts.join(', ')} to ${printable(result.target)}\n`);
       for (const skipped of result.skipped) io.err(`cowbell: skipped ${printable(skipped.path)}: ${printableMessage(skipped.reason)}\n`);
     }
-    return EXIT_OK;
+    // As cp -r does, a script must not take a copy that left entries behind for a whole one.
+    return result.skipped.length > 0 ? EXIT_PARTIAL : EXIT_OK;
   },
 };
