@@ -9,12 +9,29 @@ function isControl(code: number): boolean {
   return code < 0x20 || (code >= 0x7f && code <= 0x9f);
 }
 
+/**
+ * A byte of a name that is not UTF-8 (a snapshot or backing file name, decoded by the engine's
+ * format/byte-string.ts as a lone surrogate U+DC80–U+DCFF): written as text it would become a
+ * replacement character, so it is shown as \xHH.
+ */
+function escapedByte(text: string, at: number): number | null {
+  const code = text.charCodeAt(at);
+  if (code < 0xdc80 || code > 0xdcff) return null;
+  const before = at > 0 ? text.charCodeAt(at - 1) : 0;
+  return before >= 0xd800 && before <= 0xdbff ? null : code & 0xff;
+}
+
+const hexByte = (value: number): string => `\\x${value.toString(16).padStart(2, '0')}`;
+
 function escaped(text: string, keepLayout: boolean): string {
   let out = '';
+  let at = 0;
   for (const character of text) {
     const code = character.charCodeAt(0);
     const layout = code === 0x0a || code === 0x09;
-    out += isControl(code) && !(keepLayout && layout) ? `\\x${code.toString(16).padStart(2, '0')}` : character;
+    const byte = escapedByte(text, at);
+    out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : character;
+    at += character.length;
   }
   return out;
 }
@@ -42,8 +59,9 @@ export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
   let runStart = 0;
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
-    if (!isControl(code) || keep.has(text[at] ?? '')) continue;
-    out += text.slice(runStart, at) + (code < 0x20 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+    const byte = escapedByte(text, at);
+    if (byte === null && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
+    out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : code < 0x20 ? hexByte(code) : `\\u${code.toString(16).padStart(4, '0')}`);
     runStart = at + 1;
   }
   return runStart === 0 ? text : out + text.slice(runStart);

@@ -10,6 +10,12 @@ describe('printable', () => {
     expect(printable('Grüße ✓ C:\\path')).toBe('Grüße ✓ C:\\path');
   });
 
+  it('a byte of a name that is not UTF-8 (a lone U+DC80–U+DCFF from the engine) shows as \\xHH; a character past U+FFFF stays whole', () => {
+    expect(printable('caf\udce9')).toBe('caf\\xe9');
+    expect(printable('\ud800\udc80 \udcff')).toBe('\ud800\udc80 \\xff');
+    expect(printableMessage('No snapshot "caf\udce9"\n')).toBe('No snapshot "caf\\xe9"\n');
+  });
+
   it('a message keeps its own line breaks and tabs, not its escapes', () => {
     expect(printableMessage('line one\n\tline two \u001b[2J')).toBe('line one\n\tline two \\x1b[2J');
   });
@@ -30,6 +36,7 @@ describe('terminalSafe (everything a command prints)', () => {
   it('escapes C0 controls as \\xHH and DEL/C1 as \\u00HH, keeping the layout asked for; JSON with them stays JSON', () => {
     expect(terminalSafe('a\u001b[2J\tb\nc\rd\u009b', new Set(['\n', '\t']))).toBe('a\\x1b[2J\tb\nc\\x0dd\\u009b');
     expect(terminalSafe('50%\r', new Set(['\n', '\t', '\r']))).toBe('50%\r');
+    expect(terminalSafe('1  caf\udce9  😀\n', new Set(['\n']))).toBe('1  caf\\xe9  😀\n');
     const json = JSON.stringify({ name: 'x\u007fy\u0085z\u001b' });
     expect(JSON.parse(terminalSafe(json, new Set(['\n', '\t'])))).toEqual({ name: 'x\u007fy\u0085z\u001b' });
   });

@@ -4,6 +4,7 @@
  */
 import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned, readU64Number, view, writeU64Number } from './bytes.ts';
+import { decodeByteString, encodeByteString } from './byte-string.ts';
 import {
   INCOMPAT_COMPRESSION,
   INCOMPAT_EXTL2,
@@ -73,16 +74,9 @@ export function clusterSize(header: Header): number {
   return 2 ** header.clusterBits;
 }
 
-const decoder = new TextDecoder('utf-8', { fatal: false });
-const encoder = new TextEncoder();
-
-export function decodeString(bytes: Uint8Array): string {
-  return decoder.decode(bytes);
-}
-
-export function encodeString(text: string): Uint8Array {
-  return encoder.encode(text);
-}
+/** A name in the file (snapshot name or id, backing file name): lossless, bytes that are not UTF-8 kept (byte-string.ts). */
+export const decodeString = decodeByteString;
+export const encodeString = encodeByteString;
 
 export interface ParseHeaderOptions {
   /**

@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { Qcow2Error, toQcow2Error } from '../errors.ts';
 import { seekEnd } from './file-seek.ts';
+import { hostPath } from './host-path.ts';
 import { lockForGuardedReading, lockForGuarding, lockForReading, lockForWriting } from './image-lock.ts';
 import { writeInPieces } from './write-pieces.ts';
 
@@ -70,7 +71,7 @@ function stillAtPath(opened: NodeBlockFile): boolean {
   const held = fs.fstatSync(opened.descriptor);
   let named: fs.Stats;
   try {
-    named = fs.statSync(opened.path);
+    named = fs.statSync(hostPath(opened.path));
   } catch {
     return false;
   }
@@ -115,7 +116,7 @@ export class NodeBlockFile implements BlockFile {
       // O_NONBLOCK: opening a FIFO named where a disk should be returns at once (and is refused
       // below) instead of waiting for a writer for ever; regular files and devices ignore it.
       const flags = options.create ? 'wx+' : (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_NONBLOCK;
-      fd = options.create ? fs.openSync(path, flags, options.createMode ?? 0o666) : fs.openSync(path, flags);
+      fd = options.create ? fs.openSync(hostPath(path), flags, options.createMode ?? 0o666) : fs.openSync(hostPath(path), flags);
     } catch (error) {
       if ((error as { code?: unknown }).code === 'EEXIST') {
         throw new Qcow2Error('INVALID_ARGUMENT', `${path}: a file with that name already exists`, { cause: error });

@@ -11,10 +11,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { hostPath } from './host-path.ts';
 
 export function fileIdentity(filePath: string): string {
   try {
-    const stats = fs.statSync(filePath, { bigint: true });
+    const stats = fs.statSync(hostPath(filePath), { bigint: true });
     return `${stats.dev}:${stats.ino}`;
   } catch {
     return `path:${physicalPath(filePath)}`;
@@ -24,7 +25,7 @@ export function fileIdentity(filePath: string): string {
 /** Which file `filePath` names now (device and inode), or null where nothing does: to tell whether a name was moved or replaced meanwhile. */
 export function currentIdentity(filePath: string): string | null {
   try {
-    const stats = fs.statSync(filePath, { bigint: true });
+    const stats = fs.statSync(hostPath(filePath), { bigint: true });
     return `${stats.dev}:${stats.ino}`;
   } catch {
     return null;
