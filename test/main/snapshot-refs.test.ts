@@ -109,11 +109,24 @@ describe('snapshots that share a name', { timeout: 60_000 }, () => {
       ['snapshot.rename', { ...pinned, newName: 'c' }],
       ['snapshot.note', { ...pinned, note: 'which one?' }],
       ['snapshot.export', { ...pinned, target: folder.file('remade-export.raw'), format: 'raw' }],
+      // What only reads a state (found by an audit: by id alone they read the snapshot made again —
+      // a restore said "as it is in b" of a file from the other one).
+      ['image.map', { snapshot: 'b', snapshotId: '1', snapshotDate: shown?.date, cells: 64 }],
+      ['image.diff', { from: 'b', fromId: '1', fromDate: shown?.date, to: 'current' }],
+      ['image.rescue', { snapshot: 'b', snapshotId: '1', snapshotDate: shown?.date, target: folder.file('remade-rescue.raw'), format: 'raw' }],
+      ['files.list', { state: '1', stateDate: shown?.date, path: '/' }],
+      ['files.diff', { from: '1', fromDate: shown?.date, to: 'current' }],
+      ['files.copyOut', { state: '1', stateDate: shown?.date, path: '/etc', target: folder.file('remade-restore') }],
     ] as const) {
       expect(await run(kind, path, args), kind).toMatchObject({ ok: false, error: { code: 'SNAPSHOT_NOT_FOUND' } });
     }
     expect(fileHash(path)).toBe(before);
-    expect(fs.existsSync(folder.file('remade-export.raw'))).toBe(false);
+    for (const made of ['remade-export.raw', 'remade-rescue.raw', 'remade-restore']) expect(fs.existsSync(folder.file(made)), made).toBe(false);
+    // The times as shown now read the snapshot made again.
+    const now = await run('snapshot.tree', path, {});
+    const remade = now.ok ? (now.result as { snapshots: { id: string; date: string }[] }).snapshots[0] : undefined;
+    expect(remade?.date).not.toBe(shown?.date);
+    expect(await run('image.diff', path, { from: 'b', fromId: '1', fromDate: remade?.date, to: 'current' })).toMatchObject({ ok: true });
   });
 
   it('the map and compare panes: by name alone refused, by id the chosen one', async () => {

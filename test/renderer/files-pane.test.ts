@@ -117,7 +117,23 @@ describe('the Files panel', () => {
     await end('files.list', { result: { ...rootListing, path: '/1', entries: [] } });
     await view.setProps({ selectedId: '1' });
     await flushPromises();
-    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: '1', path: '/1' } });
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: '1', stateDate: '2025-11-25T15:48:00Z', path: '/1' } });
+  });
+
+  it('reads the open folder again when the tree is read again (the disk changed), with the time the new tree shows', async () => {
+    const view = await mountPane('1');
+    await end('files.list', { result: rootListing });
+    const listed = started.length;
+    // Another program deleted the snapshot and made one again: same id, another time.
+    const remade = { ...tree, snapshots: [{ ...tree.snapshots[0]!, name: 'other', date: '2025-12-01T10:00:00Z' }] };
+    await view.setProps({ tree: remade });
+    await flushPromises();
+    expect(started.length).toBe(listed + 1);
+    expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: '1', stateDate: '2025-12-01T10:00:00Z', path: '/' } });
+    // Restore names the state the list was read from, with its time.
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('[data-testid="file-restore"]').trigger('click');
+    expect(useDialogsStore().current).toMatchObject({ kind: 'files-restore', state: '1', stateDate: '2025-12-01T10:00:00Z', stateName: 'other' });
   });
 
   it('offers Restore… and Compare files with… as dialogs on the selected state', async () => {
@@ -126,7 +142,8 @@ describe('the Files panel', () => {
     await rows(view)[0]!.get('[data-testid="file-restore"]').trigger('click');
     expect(useDialogsStore().current).toEqual({ kind: 'files-restore', path: PATH, state: 'current', stateName: 'Current state', guestPath: '/1', entryKind: 'directory' });
     await view.get('[data-testid="files-compare-select"]').setValue('1');
-    expect(useDialogsStore().current).toEqual({ kind: 'files-compare', path: PATH, from: '1', fromName: 'before upgrade', to: 'current', toName: 'Current state' });
+    // A snapshot goes with the time the tree showed (a snapshot made again under its id is refused).
+    expect(useDialogsStore().current).toEqual({ kind: 'files-compare', path: PATH, from: '1', fromDate: '2025-11-25T15:48:00Z', fromName: 'before upgrade', to: 'current', toName: 'Current state' });
     // From the snapshot's side too, the comparison reads forward in time.
     await view.setProps({ selectedId: '1' });
     await view.get('[data-testid="files-compare-select"]').setValue('current');

@@ -100,7 +100,7 @@ describe('the Save What Can Be Read… dialog', () => {
     await view.get('[data-testid="rescue-state"]').setValue('2');
     await view.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'image.rescue', path: PATH, args: { target: '/disks/fedora-rescued.img', format: 'raw', snapshot: 'installed', snapshotId: '2' } }]);
+    expect(started).toEqual([{ id: 'job-1', kind: 'image.rescue', path: PATH, args: { target: '/disks/fedora-rescued.img', format: 'raw', snapshot: 'installed', snapshotId: '2', snapshotDate: '2025-11-27T15:48:02.000Z' } }]);
   });
 
   it('refuses the disk’s own file and a relative folder, and starts nothing', async () => {

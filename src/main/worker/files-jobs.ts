@@ -19,10 +19,14 @@ export type OpenStateFiles = (imagePath: string, state: SnapshotRef, options?: G
 
 /**
  * A state as the app names it: "current", or a snapshot's id (the tree's node ids), looked up as
- * an id only — never as a name, which another snapshot may bear (names repeat, and may look like ids).
+ * an id only — never as a name, which another snapshot may bear (names repeat, and may look like ids)
+ * — with the creation time the tree showed: a snapshot deleted and made again since may bear the
+ * same id (QEMU gives the lowest free one), and reading it instead would restore another state's
+ * file under the name the user chose.
  */
-function stateRef(state: string): SnapshotRef {
-  return state === CURRENT_STATE ? CURRENT_STATE : { id: state };
+function stateRef(state: string, date: string | undefined): SnapshotRef {
+  if (state === CURRENT_STATE) return CURRENT_STATE;
+  return date === undefined ? { id: state } : { id: state, date };
 }
 
 type FilesJob<K extends 'files.list' | 'files.diff' | 'files.copyOut'> = (path: string, args: JobArgs<K>, context: JobContext) => Promise<JobResult<K>>;
@@ -33,11 +37,11 @@ export interface FilesJobs {
   'files.copyOut': FilesJob<'files.copyOut'>;
 }
 
-async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
+async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, date: string | undefined, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
   // A restore from the current state keeps writers out until it is done: a VM starting meanwhile
   // would tear the copy; one writing now is refused (the app has no -U: 'changing' offers none).
   const guarded = guardCurrent && state === CURRENT_STATE;
-  const files = await open(imagePath, stateRef(state), { passphrase, ...(guarded ? { guard: true, refuseInUse: 'changing' as const } : {}) });
+  const files = await open(imagePath, stateRef(state, date), { passphrase, ...(guarded ? { guard: true, refuseInUse: 'changing' as const } : {}) });
   try {
     return await work(files);
   } finally {
@@ -49,7 +53,7 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
   return {
     'files.list': (imagePath, args) =>
       withSecretBytesAsync([args.passphrase], ([passphrase]) =>
-        withState(open, imagePath, args.state, passphrase, async (files) => ({
+        withState(open, imagePath, args.state, args.stateDate, passphrase, async (files) => ({
           state: args.state,
           path: args.path,
           volumes: [...files.volumes],
@@ -59,15 +63,15 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
     'files.diff': (imagePath, args, context) =>
       withSecretBytesAsync([args.passphrase], ([passphrase]) =>
         diffStatesByName(
-          (state) => open(imagePath, stateRef(state), { passphrase }),
+          (state) => open(imagePath, stateRef(state, state === args.from ? args.fromDate : args.toDate), { passphrase }),
           args.from,
           args.to,
-          () => readDiff(imagePath, stateRef(args.from), stateRef(args.to), context).ranges,
+          () => readDiff(imagePath, stateRef(args.from, args.fromDate), stateRef(args.to, args.toDate), context).ranges,
           context,
         ),
       ),
     'files.copyOut': (imagePath, args, context) =>
-      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, passphrase, (files) => restoreFromState(files, args.path, args.target, context), { guardCurrent: true })),
+      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, args.stateDate, passphrase, (files) => restoreFromState(files, args.path, args.target, context), { guardCurrent: true })),
   };
 }
 

@@ -45,14 +45,14 @@ export function defaultWorkerSettings(): WorkerSettings {
 export function createJobTable(settings: WorkerSettings = defaultWorkerSettings()): ContractJobTable {
   return {
     'image.info': (path) => readImageInfo(path),
-    'image.map': (path, args, context) => readAllocationMap(path, { cells: args.cells, ...(args.snapshot === undefined ? {} : { snapshot: snapshotRef({ name: args.snapshot, id: args.snapshotId }) }) }, context),
+    'image.map': (path, args, context) => readAllocationMap(path, { cells: args.cells, ...(args.snapshot === undefined ? {} : { snapshot: snapshotRef({ name: args.snapshot, id: args.snapshotId, date: args.snapshotDate }) }) }, context),
     'image.create': (path, args, context) => {
       const backingFormat = args.backingFile !== undefined ? (args.backingFormat ?? detectFormat(args.backingFile)) : undefined;
       createImage({ ...args, backingFormat, path }, context);
       return readImageInfo(path);
     },
     'image.usage': (path, _args, context) => readUsage(path, context),
-    'image.diff': (path, args, context) => readDiff(path, snapshotRef({ name: args.from, id: args.fromId }), snapshotRef({ name: args.to, id: args.toId }), context),
+    'image.diff': (path, args, context) => readDiff(path, snapshotRef({ name: args.from, id: args.fromId, date: args.fromDate }), snapshotRef({ name: args.to, id: args.toId, date: args.toDate }), context),
     'image.check': (path, _args, context) => checkImagePath(path, {}, context),
     'image.repair': (path, args, context) => checkImagePath(path, { repair: args.mode }, context),
     'snapshot.tree': async (path, _args, context) => {
@@ -139,7 +139,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'image.rescue': (path, args, context) => {
       const result = withSecretBytes([args.passphrase], ([passphrase]) =>
-        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot === undefined ? undefined : snapshotRef({ name: args.snapshot, id: args.snapshotId }), passphrase, rescue: true }, context),
+        convertImage({ source: path, target: args.target, targetFormat: args.format, sourceSnapshot: args.snapshot === undefined ? undefined : snapshotRef({ name: args.snapshot, id: args.snapshotId, date: args.snapshotDate }), passphrase, rescue: true }, context),
       );
       return rescueReport(args.target, args.format, result);
     },

@@ -168,8 +168,8 @@ export const ExportSnapshotArgs = z.object({ name: SnapshotName, id: SnapshotId.
  * "Save what can be read…" on a damaged disk: its current state (or snapshot `snapshot`'s) copied to
  * `target`, a new file, as far as it can be read; zeros where it cannot (convert --rescue).
  */
-/** `snapshot` names the state to save; `snapshotId` (sent by the app) says which of several snapshots of that name. */
-export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), snapshotId: SnapshotId.optional(), passphrase: Passphrase.optional() }).strict();
+/** `snapshot` names the state to save; `snapshotId` and `snapshotDate` (sent by the app) say which of several snapshots of that name, and that it is still the one shown. */
+export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum(['qcow2', 'raw']), snapshot: SnapshotName.optional(), snapshotId: SnapshotId.optional(), snapshotDate: SnapshotDate.optional(), passphrase: Passphrase.optional() }).strict();
 
 /**
  * "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless
@@ -212,25 +212,29 @@ export const GuestPath = z
   .max(4096)
   .refine((value) => value.startsWith('/'), 'a path inside the disk starts with /')
   .refine((value) => !value.includes('\0'), 'path contains a NUL byte');
-/** One folder of a state ("current" or a snapshot's id, as the tree names its nodes), listed when it is opened; an encrypted disk's passphrase. */
-export const FilesListArgs = z.object({ state: SnapshotName, path: GuestPath, passphrase: Passphrase.optional() }).strict();
-/** "Compare files with…": two states' files ("current" or snapshot ids), added, removed and changed. */
-export const FilesDiffArgs = z.object({ from: SnapshotName, to: SnapshotName, passphrase: Passphrase.optional() }).strict();
+/**
+ * One folder of a state ("current" or a snapshot's id, as the tree names its nodes), listed when it
+ * is opened; an encrypted disk's passphrase. `stateDate`: the snapshot's creation time as the tree
+ * showed it — a snapshot deleted and made again since may bear the same id, and is refused.
+ */
+export const FilesListArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, passphrase: Passphrase.optional() }).strict();
+/** "Compare files with…": two states' files ("current" or snapshot ids, with the times shown), added, removed and changed. */
+export const FilesDiffArgs = z.object({ from: SnapshotName, fromDate: SnapshotDate.optional(), to: SnapshotName, toDate: SnapshotDate.optional(), passphrase: Passphrase.optional() }).strict();
 /**
  * "Restore…": one file or folder of a state copied to `target`, a new path in an existing folder
  * (never an existing one, never the disk itself); the disk is only read.
  */
-export const FilesCopyOutArgs = z.object({ state: SnapshotName, path: GuestPath, target: AbsolutePath, passphrase: Passphrase.optional() }).strict();
+export const FilesCopyOutArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, target: AbsolutePath, passphrase: Passphrase.optional() }).strict();
 
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {
   'image.info': { access: 'read', args: Empty },
   /** `snapshotId` beside `snapshot` (its name) says which of two alike-named snapshots; `fromId`/`toId` likewise for image.diff. */
-  'image.map': { access: 'read', args: z.object({ snapshot: z.string().max(1024).optional(), snapshotId: SnapshotId.optional(), cells: z.number().int().min(1).max(65536) }).strict() },
+  'image.map': { access: 'read', args: z.object({ snapshot: z.string().max(1024).optional(), snapshotId: SnapshotId.optional(), snapshotDate: SnapshotDate.optional(), cells: z.number().int().min(1).max(65536) }).strict() },
   /** Makes a new image at the job's path (which must not exist yet): a write on that path. */
   'image.create': { access: 'write', args: CreateImageArgs },
   'image.usage': { access: 'read', args: Empty },
-  'image.diff': { access: 'read', args: z.object({ from: SnapshotName, fromId: SnapshotId.optional(), to: SnapshotName, toId: SnapshotId.optional() }).strict() },
+  'image.diff': { access: 'read', args: z.object({ from: SnapshotName, fromId: SnapshotId.optional(), fromDate: SnapshotDate.optional(), to: SnapshotName, toId: SnapshotId.optional(), toDate: SnapshotDate.optional() }).strict() },
   'image.check': { access: 'read', args: z.object({}).strict() },
   'image.repair': { access: 'write', args: z.object({ mode: z.enum(['leaks', 'all']) }).strict() },
   'snapshot.tree': { access: 'read', args: Empty },

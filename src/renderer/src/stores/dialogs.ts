@@ -23,8 +23,8 @@ export type DialogRequest =
   | { kind: 'linked-clone'; path: string }
   | { kind: 'commit'; path: string }
   | { kind: 'rebase'; path: string }
-  | { kind: 'files-restore'; path: string; state: string; stateName: string; guestPath: string; entryKind: GuestFileKind }
-  | { kind: 'files-compare'; path: string; from: string; fromName: string; to: string; toName: string }
+  | { kind: 'files-restore'; path: string; state: string; stateDate?: string; stateName: string; guestPath: string; entryKind: GuestFileKind }
+  | { kind: 'files-compare'; path: string; from: string; fromDate?: string; fromName: string; to: string; toDate?: string; toName: string }
   | { kind: 'about' };
 
 export const useDialogsStore = defineStore('dialogs', () => {

@@ -17,6 +17,8 @@ export interface FilesBrowse {
   path: string;
   /** "current" or a snapshot's id. */
   state: string;
+  /** The snapshot's creation time as the tree showed it (the engine refuses another snapshot that took its id). */
+  stateDate: string | undefined;
   /** The folder shown, inside the state ("/" is the root). */
   folder: string;
   status: 'idle' | 'loading' | 'ready' | 'error' | 'locked';
@@ -46,7 +48,7 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   function browseOf(path: string): FilesBrowse {
     let browse = browses.get(path);
     if (!browse) {
-      browses.set(path, { path, state: 'current', folder: '/', status: 'idle', entries: [], volumes: [], error: null });
+      browses.set(path, { path, state: 'current', stateDate: undefined, folder: '/', status: 'idle', entries: [], volumes: [], error: null });
       browse = browses.get(path) as FilesBrowse;
     }
     return browse;
@@ -57,17 +59,21 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     return passphrase === undefined ? args : { ...args, passphrase };
   }
 
-  /** Shows `folder` of `state`; a later call wins over one still reading. `typed`: the passphrase was just given (unlock). */
-  async function open(path: string, state: string, folder: string, typed = false): Promise<void> {
+  /**
+   * Shows `folder` of `state` (taken at `stateDate`, as the tree shows it); a later call wins over
+   * one still reading. `typed`: the passphrase was just given (unlock).
+   */
+  async function open(path: string, state: string, stateDate: string | undefined, folder: string, typed = false): Promise<void> {
     const browse = browseOf(path);
     const mine = (generations.get(path) ?? 0) + 1;
     generations.set(path, mine);
     browse.state = state;
+    browse.stateDate = stateDate;
     browse.folder = folder;
     browse.status = 'loading';
     browse.error = null;
     try {
-      const listing: GuestFolderListing = await useJobsStore().run('files.list', path, withPassphrase(path, { state, path: folder }), {
+      const listing: GuestFolderListing = await useJobsStore().run('files.list', path, withPassphrase(path, { state, ...(stateDate === undefined ? {} : { stateDate }), path: folder }), {
         title: `List ${folder} of ${baseName(path)}`,
         background: true,
       });
@@ -92,7 +98,7 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   function unlock(path: string, passphrase: string): Promise<void> {
     passphrases.set(path, passphrase);
     const browse = browseOf(path);
-    return open(path, browse.state, browse.folder, true);
+    return open(path, browse.state, browse.stateDate, browse.folder, true);
   }
 
   /** The disk was closed: its browse and any passphrase given for it go. */
@@ -102,8 +108,9 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     generations.delete(path);
   }
 
-  function compare(path: string, args: { from: string; to: string; fromName: string; toName: string }, onStarted?: (jobId: string) => void): Promise<GuestFilesDiff> {
-    return useJobsStore().run('files.diff', path, withPassphrase(path, { from: args.from, to: args.to }), {
+  function compare(path: string, args: { from: string; fromDate?: string; to: string; toDate?: string; fromName: string; toName: string }, onStarted?: (jobId: string) => void): Promise<GuestFilesDiff> {
+    const states = { from: args.from, to: args.to, ...(args.fromDate === undefined ? {} : { fromDate: args.fromDate }), ...(args.toDate === undefined ? {} : { toDate: args.toDate }) };
+    return useJobsStore().run('files.diff', path, withPassphrase(path, states), {
       title: `Compare the files of “${args.fromName}” and “${args.toName}” in ${baseName(path)}`,
       describe: (result) => `${result.differences.length} difference${result.differences.length === 1 ? '' : 's'}, ${formatBytes(result.bytes)} involved.`,
       onStarted,

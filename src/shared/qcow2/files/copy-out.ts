@@ -30,6 +30,12 @@ export interface CopyOutOptions {
   /** Replace files that already exist at the target (and copy into an existing folder). */
   overwrite: boolean;
   job?: JobContext;
+  /**
+   * Whether what a folder copy stopped half-way leaves stays for the user (the command line: the
+   * error says what and where). False where the caller removes it (the app's Restore, whose copy is
+   * under a temporary name): the error then says nothing of it.
+   */
+  keepsPartial?: boolean;
 }
 
 export interface CopyOutResult {
@@ -92,7 +98,7 @@ export async function copyOut(files: StateFiles, guestPath: string, destination:
       }
     }
   } catch (error) {
-    throw partlyCopied(error, top, result);
+    throw options.keepsPartial === false ? error : partlyCopied(error, top, result);
   }
   // Folders' times last: writing their files changed them.
   for (const { entry, target: entryTarget } of plan.toReversed()) {

@@ -24,7 +24,7 @@ export async function restoreFromState(files: StateFiles, guestPath: string, tar
   const temporary = temporaryPathFor(target);
   let copied: CopyOutResult;
   try {
-    copied = await copyOut(files, guestPath, temporary, { overwrite: false, job });
+    copied = await copyOut(files, guestPath, temporary, { overwrite: false, job, keepsPartial: false });
     job.throwIfCancelled();
     takeName(temporary, target);
   } catch (error) {
