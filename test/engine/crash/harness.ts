@@ -16,6 +16,7 @@ import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnaps
 import type { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { createLuksImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted } from '../../helpers/encrypted-images.ts';
 import { firstDifference, qemuImg, qemuInfo, rawOf, type TempDir } from '../../helpers/qemu.ts';
+import { saveVm } from '../../helpers/qemu-system.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import type { Contract } from './guest-state.ts';
 import {
@@ -254,6 +255,17 @@ export const imageOperations: ImageOperation[] = [
       await qemuImg(['resize', '-q', '--shrink', imagePath, String(130 * KiB + 512)]);
     },
     run: (image) => void resizeImage(image, 512 * KiB),
+  },
+  {
+    // QEMU's apply copies the snapshot's whole L1: the active tables point at its VM state past the end, which the grow drops first.
+    name: 'resize: grow a disk whose current state was loaded from a snapshot with VM state (those pointers dropped first)',
+    contract: 'all-or-nothing',
+    setup: async (imagePath) => {
+      await buildImage(imagePath, V3_512, 128 * KiB, [{ io: 'write -P 0x5a 0 64k' }]);
+      await saveVm(imagePath, 'vm');
+      await qemuImg(['snapshot', '-a', 'vm', imagePath]);
+    },
+    run: (image) => void resizeImage(image, 3 * 1024 * KiB),
   },
   tinyCaches({
     name: 'resize: shrink discarding data past the end, L2 tables shared with snapshots copied',

@@ -1,7 +1,8 @@
 /**
  * Resizing a disk in place, as `qemu-img resize` does, with every step in an order a crash cannot
  * turn into corruption (the dirty bit is set meanwhile on v3, see snapshots.ts `change`):
- *  - grow: when the new size needs more L1 entries, a larger active L1 is written elsewhere (its
+ *  - grow: whatever the active tables still map past the old end (a loaded snapshot's VM state)
+ *    goes first, as a shrink drops it; when the new size needs more L1 entries, a larger active L1 is written elsewhere (its
  *    refcount durable first), one header write switches the L1 and the size together, and the old
  *    L1 is freed after; otherwise the size alone changes, in one header write;
  *  - shrink: the header's size drops first (the data past the end is out of the guest's reach
@@ -137,10 +138,13 @@ function backingShownPast(image: Qcow2Image, newSize: number): { start: number; 
 
 function grow(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job: JobContext): void {
   job.progress('clearing the old end', 0, 3, 'steps');
-  if (tail !== null) {
-    clearPast(image, image.virtualSize, tail);
-    image.flush();
-  }
+  if (tail !== null) clearPast(image, image.virtualSize, tail);
+  // What the active tables still map past the old end goes too, before the guest can reach it: a
+  // snapshot loaded by QEMU (loadvm) or applied (qemu-img snapshot -a, Cowbell's apply) brings
+  // its whole L1 along, VM state included — the grown space showed that saved RAM as disk data.
+  const released = releasePast(image, image.virtualSize);
+  if (tail !== null || released) image.flush();
+  if (released) image.rebuildMetadataClusters();
   const shown = backingShownPast(image, newSize);
   if (shown !== null) {
     // Zero clusters over the backing file first, past the old end where the guest cannot see them
@@ -279,20 +283,33 @@ function shrink(image: Qcow2Image, newSize: number, tail: Uint8Array | null, job
   //    copied first, so the snapshot keeps all of its own); their refcounts drop in the flush,
   //    once the tables without them are on disk.
   job.progress('releasing the clusters past the end', 1, 3, 'steps');
-  const keptClusters = Math.ceil(newSize / image.clusterBytes);
-  const keptTables = Math.ceil(keptClusters / image.l2Entries);
   // Past the size write a cancel cannot bring the old size back: finish, so nothing is left dirty.
-  for (let l1Index = Math.floor(keptClusters / image.l2Entries); l1Index < image.l1.size; l1Index++) {
-    const l2Offset = image.l2OffsetAt(image.l1, l1Index);
-    if (l2Offset === 0) continue;
-    if (l1Index >= keptTables) releaseTable(image, l1Index, l2Offset);
-    else releaseEntriesFrom(image, l1Index, keptClusters % image.l2Entries);
-  }
+  releasePast(image, newSize);
   image.flush();
   image.rebuildMetadataClusters();
   // 3. As qemu-img does, the file gives back the free clusters at its end (their refcounts are 0 on disk by now).
   truncateFreeEnd(image);
   job.progress('done', 3, 3, 'steps');
+}
+
+/**
+ * Drops from the active tables every pointer to whole clusters past `size` (the cluster `size`
+ * cuts stays: clearPast's); their refcounts drop in the next flush, once the tables without them
+ * are on disk. Returns whether anything was dropped.
+ */
+function releasePast(image: Qcow2Image, size: number): boolean {
+  const keptClusters = Math.ceil(size / image.clusterBytes);
+  const keptTables = Math.ceil(keptClusters / image.l2Entries);
+  let released = false;
+  for (let l1Index = Math.floor(keptClusters / image.l2Entries); l1Index < image.l1.size; l1Index++) {
+    const l2Offset = image.l2OffsetAt(image.l1, l1Index);
+    if (l2Offset === 0) continue;
+    if (l1Index >= keptTables) {
+      releaseTable(image, l1Index, l2Offset);
+      released = true;
+    } else if (releaseEntriesFrom(image, l1Index, keptClusters % image.l2Entries)) released = true;
+  }
+  return released;
 }
 
 /** Drops a whole L2 table from the active L1: one reference less to it and to all it names. */
@@ -305,19 +322,22 @@ function releaseTable(image: Qcow2Image, l1Index: number, l2Offset: number): voi
   image.refcounts.decrementLater(l2Offset / image.clusterBytes);
 }
 
-/** Clears the entries from `firstSlot` on in the table an L1 entry keeps (copied first when shared). */
-function releaseEntriesFrom(image: Qcow2Image, l1Index: number, firstSlot: number): void {
+/** Clears the entries from `firstSlot` on in the table an L1 entry keeps (copied first when shared); whether any was set. */
+function releaseEntriesFrom(image: Qcow2Image, l1Index: number, firstSlot: number): boolean {
   const l2Offset = image.l2OffsetAt(image.l1, l1Index);
   const table = image.l2Cache.get(l2Offset);
+  let released = false;
   for (let slot = firstSlot; slot < image.l2Entries; slot++) {
     const position = slot * image.l2EntryBytes;
     if (table.bytes.subarray(position, position + image.l2EntryBytes).every((byte) => byte === 0)) continue;
+    released = true;
     const writable = image.writableL2Slot((l1Index * image.l2Entries + slot) * image.clusterBytes);
     const entry = decodeL2(writable.table.view, writable.position, image.l2Format);
     encodeL2(writable.table.view, writable.position, image.l2Format, { hostOffset: 0, copied: false, zero: false, allocMask: 0, zeroMask: 0 });
     writable.table.dirty = true;
     image.releaseEntry(entry);
   }
+  return released;
 }
 
 // ------------------------------------------------------------------ data past the end
