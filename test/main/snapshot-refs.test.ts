@@ -149,3 +149,30 @@ describe('snapshots that share a name', { timeout: 60_000 }, () => {
     expect(await run('image.diff', path, { from: 'daily', to: 'current' })).toMatchObject({ ok: false, error: { code: 'INVALID_ARGUMENT' } });
   });
 });
+
+describe('revert with the figure the dialog showed', { timeout: 60_000 }, () => {
+  it('is refused (UNSAVED_DATA, nothing changed) when another program wrote since; reverts with the figure as it is now', async () => {
+    const path = folder.file('written-since.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '16M']);
+    await qemuIo(path, ['write -P 0x11 0 1M']);
+    await qemuImg(['snapshot', '-c', 's1', path]);
+    const unsavedNow = async (): Promise<number> => {
+      const tree = await run('snapshot.tree', path, {});
+      return tree.ok ? (tree.result as { current: { exclusiveBytes: number } }).current.exclusiveBytes : Number.NaN;
+    };
+    const shown = await unsavedNow();
+    const tree = await run('snapshot.tree', path, {});
+    const s1 = tree.ok ? (tree.result as { snapshots: { id: string; name: string; date: string }[] }).snapshots[0] : undefined;
+    // The guest writes 8 MiB after the dialog showed its figure.
+    await qemuIo(path, ['write -P 0x22 1M 8M']);
+    const before = fileHash(path);
+    const refused = await run('snapshot.apply', path, { name: 's1', id: s1?.id, date: s1?.date, discardUpTo: shown });
+    expect(refused).toMatchObject({ ok: false, error: { code: 'UNSAVED_DATA' } });
+    expect(fileHash(path)).toBe(before);
+    const now = await unsavedNow();
+    expect(now).toBeGreaterThanOrEqual(8 * 1024 * 1024);
+    expect(await run('snapshot.apply', path, { name: 's1', id: s1?.id, date: s1?.date, discardUpTo: now })).toMatchObject({ ok: true });
+    expect((await rawOf(path))[2 * 1024 * 1024]).toBe(0);
+    await expectCheckClean(expect, path, 'after the revert');
+  });
+});

@@ -110,3 +110,27 @@ describe('a snapshot dialog when another program changes the snapshots', () => {
     expect(app.find('[data-testid="app-message"]').exists()).toBe(false);
   });
 });
+
+describe('Revert when the guest writes while its dialog is open (found by an audit: the data written meanwhile was lost)', () => {
+  it('sends the figure it shows as the most the revert may discard, and turns on "snapshot first" when the figure grows, until the user chooses', async () => {
+    const app = await openRevertFor(chosen);
+    expect(app.get('[data-testid="revert-discards"]').attributes('data-bytes')).toBe('0');
+    expect((app.get('[data-testid="revert-take-first"]').element as HTMLInputElement).checked).toBe(false);
+    // Another program writes 8 MiB: the tree is read again.
+    const written = tree(installed, chosen);
+    written.current.exclusiveBytes = 8 * 1024 * 1024;
+    const data = useDiskDataStore().disks.get(PATH);
+    if (!data) throw new Error('the disk was not opened');
+    data.tree = written;
+    await flushPromises();
+    expect((app.get('[data-testid="revert-take-first"]').element as HTMLInputElement).checked).toBe(true);
+    // The user chooses to revert without a snapshot: the bound is what the dialog now shows.
+    await app.get('[data-testid="revert-take-first"]').setValue(false);
+    data.tree = tree(installed, chosen);
+    await flushPromises();
+    expect((app.get('[data-testid="revert-take-first"]').element as HTMLInputElement).checked, 'the user\'s choice stays').toBe(false);
+    await app.get('[data-testid="dialog-submit"]').trigger('click');
+    await flushPromises();
+    expect(started.filter((job) => job.kind === 'snapshot.apply')).toEqual([{ kind: 'snapshot.apply', path: PATH, args: { name: 'via-alias', id: '2', date: chosen.date, discardUpTo: 0 }, title: expect.any(String) }]);
+  });
+});

@@ -62,7 +62,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'snapshot.outline': (path) => readSnapshotOutline(path),
     'snapshot.create': (path, args, context) => takeSnapshot(path, args.name, context, args.note),
     'snapshot.apply': (path, args, context) => {
-      revertToSnapshot(path, snapshotRef(args), context);
+      revertToSnapshot(path, snapshotRef(args), context, args.discardUpTo === undefined ? {} : { discardUpTo: args.discardUpTo });
       return null;
     },
     'snapshot.delete': (path, args, context) => {

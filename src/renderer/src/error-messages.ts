@@ -114,6 +114,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The disk holds data past the new end, which a shrink would drop.',
     hint: 'Shrink the partition and file system inside the guest first, or choose to discard that data.',
   },
+  UNSAVED_DATA: {
+    short: 'New unsaved data',
+    title: 'The disk was written to since the dialog showed what reverting discards: it now holds more data that is in no snapshot.',
+    hint: 'Nothing was changed. Open Revert again to see what it would discard now, or take a snapshot first.',
+  },
   HAS_BITMAPS: {
     short: 'Has dirty bitmaps',
     title: 'The disk keeps persistent dirty bitmaps, which incremental backups use and a rewritten disk cannot keep.',

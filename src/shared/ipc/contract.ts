@@ -241,7 +241,8 @@ export const jobSchemas = {
   /** The tree from the snapshot table alone, at once: no space figures (null), undecided parents pending. */
   'snapshot.outline': { access: 'read', args: Empty },
   'snapshot.create': { access: 'write', args: z.object({ name: SnapshotName, note: SnapshotNote.optional() }).strict() },
-  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional() }).strict() },
+  /** `discardUpTo`: the bytes in no snapshot the dialog showed the revert discards; more (written since) is refused, UNSAVED_DATA. */
+  'snapshot.apply': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional(), discardUpTo: z.number().int().nonnegative().optional() }).strict() },
   'snapshot.delete': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional() }).strict() },
   'snapshot.rename': { access: 'write', args: z.object({ name: SnapshotName, id: SnapshotId.optional(), date: SnapshotDate.optional(), newName: SnapshotName }).strict() },
   /** Sets the snapshot's note ('' clears it): a new snapshot table, as a rename. */

@@ -27,6 +27,8 @@ export const ERROR_CODES = [
   'DATA_FILE_NOT_FOUND',
   /** A shrink would drop data the current disk holds past its new end: refused unless the caller chose to discard it. */
   'DATA_PAST_END',
+  /** A revert would discard more of the current state's data in no snapshot than the caller agreed to (another program wrote since). */
+  'UNSAVED_DATA',
   /** The disk keeps persistent dirty bitmaps (incremental backups), which a rewrite leaves behind only when asked to (dropBitmaps). */
   'HAS_BITMAPS',
   /** A guest filesystem's bytes are damaged or hostile: Cowbell refuses to follow them (files/). */

@@ -57,9 +57,14 @@ export function useSnapshotActions() {
     return result;
   }
 
-  async function revert(path: string, snapshot: SnapshotNode, firstTakeName: string | null): Promise<void> {
+  /**
+   * `discardUpTo`: without a snapshot first, the bytes in no snapshot the dialog showed the revert
+   * discards — more, written since, is refused rather than lost unseen.
+   */
+  async function revert(path: string, snapshot: SnapshotNode, firstTakeName: string | null, discardUpTo?: number): Promise<void> {
     if (firstTakeName !== null) await take(path, firstTakeName);
-    await write('snapshot.apply', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date }, {
+    const bound = firstTakeName === null && discardUpTo !== undefined ? { discardUpTo } : {};
+    await write('snapshot.apply', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, ...bound }, {
       title: `Revert to “${snapshot.name}”`,
       describe: () => `The disk is now as it was at “${snapshot.name}”.`,
     });

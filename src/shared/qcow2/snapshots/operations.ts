@@ -10,7 +10,8 @@ import type { DiffResult, SnapshotTree, UsageReport } from '../model.ts';
 import { snapshotOutline } from './snapshot-outline.ts';
 import { snapshotTree } from './snapshot-tree.ts';
 import { applySnapshot, createSnapshot, deleteSnapshot, renameSnapshot, setSnapshotNote } from './snapshots.ts';
-import { imageUsage } from './usage.ts';
+import { currentUnsavedBytes, imageUsage } from './usage.ts';
+import { Qcow2Error } from '../errors.ts';
 
 export function withImage<T>(filePath: string, access: 'read' | 'write', work: (image: Qcow2Image) => T, options: OpenImageOptions = {}): T {
   const image = Qcow2Image.open(filePath, { ...options, readOnly: access === 'read', openBacking: options.openBacking ?? false });
@@ -74,9 +75,23 @@ function actedOn(image: Qcow2Image, ref: SnapshotRef): SnapshotActedOn {
   return { id: entry.id, name: entry.name };
 }
 
-export function revertToSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob): SnapshotActedOn {
+export interface RevertOptions {
+  /**
+   * The most bytes of the current state in no snapshot the caller agreed to discard (what a dialog
+   * showed). More is refused (UNSAVED_DATA), nothing changed: another program wrote since.
+   */
+  discardUpTo?: number;
+}
+
+export function revertToSnapshot(filePath: string, name: SnapshotRef, job: JobContext = silentJob, options: RevertOptions = {}): SnapshotActedOn {
   return withImage(filePath, 'write', (image) => {
     const target = actedOn(image, name);
+    if (options.discardUpTo !== undefined) {
+      const unsaved = currentUnsavedBytes(image, job);
+      if (unsaved > options.discardUpTo) {
+        throw new Qcow2Error('UNSAVED_DATA', `The current state now holds ${unsaved} bytes that are in no snapshot, more than the ${options.discardUpTo} agreed to be discarded (another program wrote to the disk since); nothing was changed, look again`);
+      }
+    }
     applySnapshot(image, name, job);
     return target;
   });

@@ -18,6 +18,14 @@ export function mappedStates(image: Qcow2Image): MappedState[] {
   return [{ l1: image.l1, ownsL1: false }, ...image.snapshots.map((snapshot) => ({ l1: image.loadSnapshotL1(snapshot), ownsL1: true }))];
 }
 
+/**
+ * What a revert discards: the bytes of the current state that no snapshot holds (its data and the
+ * tables mapping it), as the tree's "unsaved" figure counts them.
+ */
+export function currentUnsavedBytes(image: Qcow2Image, job: JobContext = silentJob): number {
+  return new MappingPass(image, [{ l1: image.l1, ownsL1: false }], { usage: true, distances: false, guestClusters: 0, job }).run().usage(0).exclusiveBytes;
+}
+
 /** The whole space picture, from one pass over every state's mappings. */
 export function imageUsage(image: Qcow2Image, job: JobContext = silentJob): UsageReport {
   const fileClusters = Math.ceil(image.file.size() / image.clusterBytes);
