@@ -19,6 +19,7 @@ import type { EventHub } from './events.ts';
 import type { RequestHandle } from './handlers.ts';
 import { contentSecurityPolicy } from './security.ts';
 import { contentTypeOf, resolveStaticFile } from './static-files.ts';
+import { watchLedger } from './watch-ledger.ts';
 
 export const HOST = '127.0.0.1';
 const MAX_FRAME_BYTES = 1024 * 1024;
@@ -173,7 +174,12 @@ function serveSocket(connection: WebSocket, options: BrowserServerOptions): void
     if (connection.readyState === connection.OPEN) connection.send(JSON.stringify(message));
   };
   const unsubscribe = options.events.subscribe((event, payload) => send({ type: 'event', event, payload }));
-  connection.on('close', unsubscribe);
+  // The page's watches go with it (a closed or reloaded tab sends no unwatch).
+  const ledger = watchLedger(options.handle);
+  connection.on('close', () => {
+    unsubscribe();
+    void ledger.releaseAll();
+  });
   connection.on('error', () => connection.terminate());
   connection.on('message', (data: RawData, isBinary: boolean) => {
     const message = isBinary ? null : parseClientMessage(data);
@@ -181,7 +187,7 @@ function serveSocket(connection: WebSocket, options: BrowserServerOptions): void
       connection.close(1008, 'Expected a JSON request frame');
       return;
     }
-    void options.handle(message.name, message.args).then((reply) => send({ type: 'reply', id: message.id, reply }));
+    void ledger.handle(message.name, message.args).then((reply) => send({ type: 'reply', id: message.id, reply }));
   });
 }
 

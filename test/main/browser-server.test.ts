@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, utimes, writeFile } from 'node:fs/promises';
 import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -193,6 +193,27 @@ describe('browser mode server', () => {
     const end = await next((frame) => frame.type === 'event' && frame.event === 'job.end');
     expect(end).toMatchObject({ type: 'event', event: 'job.end', payload: { jobId, ok: true, result: { 'cluster-size': 65536 } } });
     socket.close();
+  });
+
+  it('forgets the watches of a page that went away without unwatching (a closed or reloaded tab): its disks are no longer polled', async () => {
+    const gone = await openSocket();
+    gone.socket.send(JSON.stringify({ type: 'request', id: 21, name: 'image.watch', args: { path: image } }));
+    expect(await gone.next(reply(21))).toMatchObject({ reply: { ok: true } });
+    const closed = new Promise<void>((resolve) => gone.socket.on('close', () => resolve()));
+    gone.socket.close();
+    await closed;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const page = await openSocket();
+    const changed = (frame: BridgeServerMessage): boolean => frame.type === 'event' && frame.event === 'image.changed';
+    await utimes(image, new Date(), new Date(Date.now() + 5000));
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(page.frames.filter(changed), 'a change event for a disk no open page watches').toEqual([]);
+    // A page that watches it hears of a change.
+    page.socket.send(JSON.stringify({ type: 'request', id: 22, name: 'image.watch', args: { path: image } }));
+    await page.next(reply(22));
+    await utimes(image, new Date(), new Date(Date.now() + 10_000));
+    expect(await page.next(changed)).toMatchObject({ payload: { path: image } });
+    page.socket.close();
   });
 
   it('closes a socket that sends something other than a request frame', async () => {
