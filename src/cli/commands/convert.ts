@@ -3,7 +3,9 @@ import * as os from 'node:os';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
-import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
+import { findSnapshot, Qcow2Image, type SnapshotRef } from '../../shared/qcow2/image/image.ts';
+import { snapshotVmStateSize } from '../../shared/qcow2/format/snapshot-table.ts';
+import { formatBytes } from '../../shared/format-units.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { sameFile } from '../../shared/qcow2/io/file-identity.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
@@ -110,6 +112,8 @@ export const convert: Command = {
     );
     if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
     // Once the copy is made: a failure is one line, and the note is about a copy that exists.
+    const vmState = sourceSnapshot === undefined || flag(args, 'quiet') ? 0 : savedVmStateBytes(source, sourceSnapshot);
+    if (vmState > 0) io.err(`cowbell: note: the snapshot's saved VM state (its RAM, ${formatBytes(vmState)}) is not disk data: ${target} holds the snapshot's disk only, and a VM started on it boots afresh\n`);
     if (snapshots > 0 && targetFormat === 'raw' && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
       io.err(`cowbell: note: a raw disk holds no snapshots; only the current state of ${source} was copied (${snapshots} snapshot${snapshots === 1 ? '' : 's'} left behind)\n`);
     } else if (snapshots > 0 && rescue && !flag(args, 'quiet') && !flag(args, 'no-snapshots')) {
@@ -171,6 +175,20 @@ function snapshotOption(value: string | undefined, source: string): SnapshotRef 
 const FORMAT_FAULTS = new Set<string>(['BAD_MAGIC', 'CORRUPT', 'TRUNCATED', 'UNSUPPORTED_FEATURE', 'UNSUPPORTED_VERSION', 'NOT_A_FILE', 'NOT_FOUND']);
 
 /** How many internal snapshots the source holds (0 for a raw source, or one that is not what -f says: convert reports that). */
+/** The VM state (savevm's RAM and devices) a snapshot keeps beside its disk, or 0 where it cannot be told. */
+function savedVmStateBytes(source: string, snapshot: SnapshotRef): number {
+  try {
+    const image = Qcow2Image.open(source, { readOnly: true, openBacking: false });
+    try {
+      return snapshotVmStateSize(findSnapshot(image, snapshot));
+    } finally {
+      image.close();
+    }
+  } catch {
+    return 0;
+  }
+}
+
 function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): number {
   if (sourceFormat === 'raw') return 0;
   try {
