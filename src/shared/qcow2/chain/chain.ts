@@ -10,7 +10,7 @@ import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import { snapshotVmStateSize } from '../format/snapshot-table.ts';
 import { NodeBlockFile } from '../io/block-file.ts';
 import { fileIdentity } from '../io/file-identity.ts';
-import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { backingProtocolProblem, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { probeFormat } from '../image/image-format.ts';
 import type { BackingChain, ChainFile, ChainProblem } from '../model.ts';
 
@@ -28,6 +28,11 @@ export function readBackingChain(imagePath: string, options: { stopAt?: string }
     next = null;
     const entry = blankEntry(current.path, current.name, current.declaredFormat);
     files.push(entry);
+    const protocol = files.length > 1 ? backingProtocolProblem(current.name) : null;
+    if (protocol !== null) {
+      entry.problem = { kind: 'unreadable', message: protocol };
+      break;
+    }
     const resolved = fileIdentity(current.path);
     const earlier = seen.get(resolved);
     if (earlier !== undefined) {

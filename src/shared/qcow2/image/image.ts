@@ -217,7 +217,11 @@ export class Qcow2Image implements GuestReader {
     let backingPath: string | null = null;
     if (header.backingFile !== null) {
       backingPath = resolveBackingPath(file.path, header.backingFile);
-      if (options.openBacking !== false) backing = openBacking(file.path, backingPath, backingFormat(header), options);
+      if (options.openBacking !== false) {
+        const protocol = backingProtocolProblem(header.backingFile);
+        if (protocol !== null) throw new Qcow2Error('UNSUPPORTED_FEATURE', protocol);
+        backing = openBacking(file.path, backingPath, backingFormat(header), options);
+      }
     }
     const image = new Qcow2Image(file, header, l1, refcounts, snapshotTable.entries, backing, backingPath, options.cacheBytes?.l2Tables ?? 32 * 1024 * 1024);
     image.snapshotTableBytes = snapshotTable.length;
@@ -1113,6 +1117,19 @@ export function resolveBackingPath(imagePath: string, backingName: string): stri
   // On Windows QEMU takes either separator (as path.win32 does).
   const slash = Math.max(imagePath.lastIndexOf('/'), path.sep === '\\' ? imagePath.lastIndexOf('\\') : -1);
   return slash < 0 ? backingName : `${imagePath.slice(0, slash + 1)}${backingName}`;
+}
+
+/**
+ * Why a backing file name is not a path Cowbell can open, or null. QEMU reads a name with a ':'
+ * before any '/' as a protocol (block.c path_has_protocol): `json:{…}` (block options), `nbd://…`,
+ * `http://…`, even `file:…` — never as a file of that name. Cowbell opens backing files by path only,
+ * and says so rather than calling the file missing (or reading a file QEMU would not).
+ */
+export function backingProtocolProblem(name: string): string | null {
+  if (path.sep === '\\' && /^[A-Za-z]:[\\/]/.test(name)) return null;
+  const stop = name.search(/[:/]/);
+  if (stop < 0 || name[stop] !== ':') return null;
+  return `The backing file is named "${name}", which QEMU reads as a "${name.slice(0, stop)}:" address (a network disk, or block options), not as a file's path; Cowbell opens backing files by their path only`;
 }
 
 function openBacking(imagePath: string, backingPath: string, format: string | null, options: OpenImageOptions): GuestReader {
