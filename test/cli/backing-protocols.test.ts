@@ -43,4 +43,21 @@ describe('backing names QEMU reads as protocols', () => {
     expect(chain.complete).toBe(false);
     expect(chain.files.at(-1)?.problem).toMatchObject({ kind: 'unreadable', message: expect.stringContaining(`"${protocol}" address`) });
   });
+
+  it('create -b refuses to name a backing file so (no program could open the overlay); ./NAME is a path', async () => {
+    const dir = fs.mkdtempSync(path.join(folder.path, 'create-'));
+    await qemuImg(['create', '-q', '-f', 'qcow2', path.join(dir, 'vm:1.qcow2'), '4M']);
+    const refused = await run('create', '-b', 'vm:1.qcow2', '-F', 'qcow2', path.join(dir, 'clone.qcow2'));
+    expect(refused.code).toBe(1);
+    expect(refused.err).toContain('./vm:1.qcow2');
+    expect(fs.existsSync(path.join(dir, 'clone.qcow2'))).toBe(false);
+    expect((await run('create', '-b', './vm:1.qcow2', '-F', 'qcow2', path.join(dir, 'clone.qcow2'))).code).toBe(0);
+    expect((await run('convert', '-O', 'raw', path.join(dir, 'clone.qcow2'), path.join(dir, 'clone.raw'))).code).toBe(0);
+    // A safe rebase would have to read it: refused, the overlay as it was; -u writes the name, as qemu-img -u does.
+    const rebased = await run('rebase', '-b', 'vm:1.qcow2', '-F', 'qcow2', path.join(dir, 'clone.qcow2'));
+    expect(rebased.code).toBe(1);
+    expect(rebased.err).toContain('"vm:" address');
+    expect((await run('info', path.join(dir, 'clone.qcow2'))).out).toContain('backing file: ./vm:1.qcow2');
+    expect((await run('rebase', '-u', '-b', 'json:{"driver":"qcow2","file":{"driver":"file","filename":"vm:1.qcow2"}}', '-F', 'qcow2', path.join(dir, 'clone.qcow2'))).code).toBe(0);
+  });
 });

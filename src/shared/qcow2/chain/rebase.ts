@@ -18,7 +18,7 @@ import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { dataFileIsRaw } from '../image/data-file.ts';
 import { RawImage } from '../image/raw-image.ts';
-import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { backingProtocolProblem, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -70,6 +70,9 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
  */
 export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, 'image' | 'openFile'>, job: JobContext = silentJob): Steps<RebaseResult> {
   if (request.backingFile !== null) assertBackingName(request.backingFile);
+  // A name QEMU reads as a protocol address cannot be read here to compare (-u writes it, as qemu-img's -u does).
+  const protocol = request.backingFile === null || request.unsafe === true ? null : backingProtocolProblem(request.backingFile);
+  if (protocol !== null) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${protocol}; a safe rebase reads it (rebase -u only writes the name)`);
   const imagePath = top.file.path;
   // Its data file promises to read alone as the whole guest disk; a backing file would break that (QEMU refuses too).
   if (request.backingFile !== null && dataFileIsRaw(top.header)) {

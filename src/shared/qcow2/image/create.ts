@@ -15,7 +15,7 @@ import {
   type HeaderExtension,
 } from '../format/header.ts';
 import { INCOMPAT_COMPRESSION, INCOMPAT_EXTL2, MAX_L1_BYTES, MAX_VIRTUAL_SIZE } from '../format/limits.ts';
-import { Qcow2Image, resolveBackingPath } from './image.ts';
+import { backingProtocolProblem, Qcow2Image, resolveBackingPath } from './image.ts';
 import { readsThrough } from './backing-files.ts';
 import { sameFile } from '../io/file-identity.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -200,6 +200,9 @@ export interface CreateImageRequest extends CreateOptions {
 export function createImage(request: CreateImageRequest, job: JobContext = silentJob): void {
   let backingSize: number | null = null;
   if (request.backingFile !== undefined) {
+    // QEMU would read such a name as a protocol address, never as this file: the overlay would open nowhere.
+    const protocol = backingProtocolProblem(request.backingFile);
+    if (protocol !== null) throw new Qcow2Error('INVALID_ARGUMENT', `${protocol}: name it by a path with a folder, such as ./${request.backingFile}`);
     const backingPath = resolveBackingPath(request.path, request.backingFile);
     if (!fs.existsSync(backingPath)) throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`);
     // The new overlay would replace the very file it reads through (itself, or one below it): its data gone, a loop left.
