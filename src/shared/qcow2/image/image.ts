@@ -979,6 +979,19 @@ function described(entry: SnapshotEntry): string {
   return `${entry.id} ("${entry.name}")`;
 }
 
+/**
+ * The one snapshot with id `id`. QEMU keeps ids unique, but nothing in the file enforces it (another
+ * program, a damaged table): an id several snapshots share is refused (INVALID_ARGUMENT) — the app,
+ * which tells snapshots apart by id, would otherwise act on one the user never saw.
+ */
+function findById(image: Qcow2Image, id: string): SnapshotEntry | undefined {
+  const byId = image.snapshots.filter((entry) => entry.id === id);
+  if (byId.length > 1) {
+    throw new Qcow2Error('INVALID_ARGUMENT', `${byId.length} snapshots have the id "${id}" (${byId.map((entry) => `"${entry.name}"`).join(', ')}), which qcow2 wants unique; nothing was changed. Name the one you mean by its name (on the command line: snapshot.name=NAME)`);
+  }
+  return byId[0];
+}
+
 /** The one snapshot named `name`; a name several snapshots share is refused (INVALID_ARGUMENT) rather than taken as the first of them. */
 function findByName(image: Qcow2Image, name: string): SnapshotEntry | undefined {
   const byName = image.snapshots.filter((entry) => entry.name === name);
@@ -1008,7 +1021,7 @@ export function findSnapshot(image: Qcow2Image, ref: SnapshotRef): SnapshotEntry
     return entry;
   }
   const byName = findByName(image, ref);
-  const byId = image.snapshots.find((entry) => entry.id === ref);
+  const byId = findById(image, ref);
   if (byName !== undefined && byId !== undefined && byName !== byId) {
     throw new Qcow2Error('INVALID_ARGUMENT', `"${ref}" is the name of snapshot ${described(byName)} and the id of snapshot ${described(byId)}; say which you mean (on the command line: snapshot.name=${ref} or snapshot.id=${ref})`);
   }
@@ -1024,6 +1037,7 @@ function findSnapshotBy(image: Qcow2Image, ref: Exclude<SnapshotRef, string>): S
     throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot named "${ref.name}"`);
   }
   const { id, name } = ref;
+  findById(image, id);
   const entry = image.snapshots.find((candidate) => candidate.id === id && (name === undefined || candidate.name === name));
   if (entry !== undefined) return entry;
   if (name === undefined) throw new Qcow2Error('SNAPSHOT_NOT_FOUND', `There is no snapshot with id ${id}`);
