@@ -1,6 +1,7 @@
 /** The `cowbell` command: bin/cowbell runs its bundle (out/cli/cowbell.mjs), or this file on Node 24. */
-import type { CliIo } from './command.ts';
+import { EXIT_USAGE, type CliIo } from './command.ts';
 import { descriptorOutput, spareOutputsTheExitSync } from './output.ts';
+import { exactArguments } from './exact-arguments.ts';
 import { runCli } from './run.ts';
 import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
 import { cliRuntime } from './runtime.ts';
@@ -23,6 +24,18 @@ const io: CliIo = {
     return hasTerminal() ? readSecretFromTerminal : undefined;
   },
 };
-process.exitCode = await runCli(process.argv.slice(2), io);
+process.exitCode = await runWithExactArguments();
+
+/** The command with its arguments as typed (exact-arguments.ts); one that cannot be read exactly is a usage error. */
+async function runWithExactArguments(): Promise<number> {
+  let argv: string[];
+  try {
+    argv = exactArguments(process.argv.slice(2));
+  } catch (error) {
+    io.err(`cowbell: ${(error as Error).message}\n`);
+    return EXIT_USAGE;
+  }
+  return runCli(argv, io);
+}
 // The last output is written: nothing reaches the two descriptors after the command's own exit.
 process.once('exit', spareOutputsTheExitSync);

@@ -6,8 +6,10 @@
  * as \xHH, and such a backing file is opened by its bytes. The tools are given the raw bytes
  * through bash ($'\xe9'): Node's arguments are always UTF-8.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { exactArguments } from '../../src/cli/exact-arguments.ts';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../helpers/cli.ts';
 import { firstDifference, qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
@@ -67,6 +69,31 @@ describe('a snapshot name that is not UTF-8', () => {
     // qemu-img finds it by its bytes and reads the state it holds.
     bash(`qemu-img snapshot -a $'caf\\xe9' "$1"`, converted);
     expect((await rawOf(converted)).subarray(0, 1024 * 1024).every((byte) => byte === 0x11)).toBe(true);
+  });
+});
+
+const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
+
+describe('a name typed on the command line that is not UTF-8', () => {
+  it('names exactly that snapshot (Node made it "caf\uFFFD", and delete removed the snapshot literally so named)', async () => {
+    const image = folder.file('typed.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '4M']);
+    bash(`qemu-img snapshot -c $'caf\\xe9' "$1" && qemu-img snapshot -c $'caf\\xef\\xbf\\xbd' "$1"`, image);
+    const deleted = spawnSync('bash', ['-c', `"$0" snapshot delete "$1" $'caf\\xe9'`, launcher, image], { encoding: 'utf8' });
+    expect(deleted.status, deleted.stderr).toBe(0);
+    expect(qemuListsName(image, LATIN1_NAME)).toBe(false);
+    expect(qemuListsName(image, Buffer.from('caf\uFFFD', 'utf8'))).toBe(true);
+  });
+
+  it('is read from the bytes of the command line; refused where they cannot be had, never taken for another name', () => {
+    const commandLine = Buffer.concat([Buffer.from('node\0/bin/cowbell\0snapshot\0delete\0img\0', 'latin1'), LATIN1_NAME, Buffer.from([0])]);
+    const typed = ['snapshot', 'delete', 'img', 'caf\uFFFD'];
+    expect(exactArguments(typed, () => new Uint8Array(commandLine))).toEqual(['snapshot', 'delete', 'img', 'caf\udce9']);
+    // A U+FFFD typed as such (its UTF-8 bytes) stays.
+    const real = Buffer.concat([Buffer.from('node\0cowbell\0', 'latin1'), Buffer.from('caf\uFFFD\0', 'utf8')]);
+    expect(exactArguments(['caf\uFFFD'], () => new Uint8Array(real))).toEqual(['caf\uFFFD']);
+    expect(() => exactArguments(typed, () => null)).toThrow(/not UTF-8.*snapshot\.id=ID/);
+    expect(exactArguments(['plain', 'café'], () => null)).toEqual(['plain', 'café']);
   });
 });
 
