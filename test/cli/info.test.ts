@@ -85,6 +85,18 @@ describe('cowbell info', () => {
   });
 });
 
+describe('cowbell info and names that hold line breaks', () => {
+  it('prints a backing file name on its one line (a line break in it forged "encrypted: yes" and a size)', async () => {
+    const overlay = join(folder, 'forged.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-u', '-b', './base.qcow2\nvirtual size: 1 TiB\nencrypted: yes', '-F', 'qcow2', overlay, '64M']);
+    const { code, out } = await run('info', overlay);
+    expect(code).toBe(0);
+    expect(out).toContain('backing file: ./base.qcow2\\x0avirtual size: 1 TiB\\x0aencrypted: yes\n');
+    expect(out).not.toMatch(/^encrypted: yes$/m);
+    expect(out.match(/^virtual size:/gm)).toHaveLength(1);
+  });
+});
+
 describe('bin/cowbell', () => {
   it('is executable and runs the CLI with no build step', () => {
     accessSync(launcher, constants.X_OK);

@@ -33,7 +33,8 @@ export const info: Command = {
 /** The human form, laid out like `qemu-img info`. */
 export function describe(image: ImageInfo): string {
   const lines = [
-    `image: ${image.filename}`,
+    // Names and paths one per line whatever they hold (a line break in a backing name forged more lines).
+    `image: ${printable(image.filename)}`,
     `file format: ${image.format}`,
     `virtual size: ${formatBytes(image['virtual-size'])} (${image['virtual-size']} bytes)`,
     `disk size: ${formatBytes(image['actual-size'])}`,
@@ -43,8 +44,8 @@ export function describe(image: ImageInfo): string {
   const backing = image['backing-filename'];
   if (backing !== undefined) {
     const full = image['full-backing-filename'];
-    lines.push(full !== undefined && full !== backing ? `backing file: ${backing} (actual path: ${full})` : `backing file: ${backing}`);
-    if (image['backing-filename-format'] !== undefined) lines.push(`backing file format: ${image['backing-filename-format']}`);
+    lines.push(full !== undefined && full !== backing ? `backing file: ${printable(backing)} (actual path: ${printable(full)})` : `backing file: ${printable(backing)}`);
+    if (image['backing-filename-format'] !== undefined) lines.push(`backing file format: ${printable(image['backing-filename-format'])}`);
   }
   if (image.snapshots !== undefined && image.snapshots.length > 0) {
     lines.push('Snapshot list:', snapshotRow('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT'));
@@ -63,7 +64,7 @@ export function describe(image: ImageInfo): string {
   if (specific['lazy-refcounts'] !== undefined) lines.push(`    lazy refcounts: ${specific['lazy-refcounts']}`);
   if (specific.bitmaps !== undefined) lines.push(...bitmapLines(specific.bitmaps));
   lines.push(`    refcount bits: ${specific['refcount-bits']}`);
-  if (specific['data-file'] !== undefined) lines.push(`    data file: ${specific['data-file']}`);
+  if (specific['data-file'] !== undefined) lines.push(`    data file: ${printable(specific['data-file'])}`);
   if (specific['data-file-raw'] !== undefined) lines.push(`    data file raw: ${specific['data-file-raw']}`);
   if (specific.encrypt !== undefined) lines.push(...encryptLines(specific.encrypt));
   if (specific.corrupt !== undefined) lines.push(`    corrupt: ${specific.corrupt}`);
@@ -88,7 +89,7 @@ function bitmapLines(bitmaps: NonNullable<Qcow2SpecificInfo['bitmaps']>): string
 function encryptLines(encrypt: EncryptInfo): string[] {
   const lines = ['    encrypt:'];
   const field = (name: string, value: string | number | undefined, indent = '        '): void => {
-    if (value !== undefined) lines.push(`${indent}${name}: ${value}`);
+    if (value !== undefined) lines.push(`${indent}${name}: ${printable(String(value))}`);
   };
   field('ivgen alg', encrypt['ivgen-alg']);
   field('hash alg', encrypt['hash-alg']);
