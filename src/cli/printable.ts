@@ -10,6 +10,18 @@ function isControl(code: number): boolean {
 }
 
 /**
+ * Characters that show nothing themselves but reorder or hide what is around them: bidi embeddings,
+ * overrides and isolates, direction marks, zero-width space, word joiner, BOM. "\u202Epeek" printed
+ * as "keep", "kee\u200Bp" as "keep": a user could delete the wrong snapshot. Shown as \uXXXX. (The
+ * zero-width joiners that scripts and emoji need are left as they are.)
+ */
+function isInvisibleFormat(code: number): boolean {
+  return code === 0x061c || code === 0x200b || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) || code === 0x2060 || (code >= 0x2066 && code <= 0x2069) || code === 0xfeff;
+}
+
+const unicodeEscape = (code: number): string => `\\u${code.toString(16).padStart(4, '0')}`;
+
+/**
  * A byte of a name that is not UTF-8 (a snapshot or backing file name, decoded by the engine's
  * format/byte-string.ts as a lone surrogate U+DC80–U+DCFF): written as text it would become a
  * replacement character, so it is shown as \xHH.
@@ -30,7 +42,7 @@ function escaped(text: string, keepLayout: boolean): string {
     const code = character.charCodeAt(0);
     const layout = code === 0x0a || code === 0x09;
     const byte = escapedByte(text, at);
-    out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : character;
+    out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : isInvisibleFormat(code) ? unicodeEscape(code) : character;
     at += character.length;
   }
   return out;
@@ -60,8 +72,8 @@ export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
     const byte = escapedByte(text, at);
-    if (byte === null && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
-    out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : code < 0x20 ? hexByte(code) : `\\u${code.toString(16).padStart(4, '0')}`);
+    if (byte === null && !isInvisibleFormat(code) && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
+    out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : code < 0x20 ? hexByte(code) : unicodeEscape(code));
     runStart = at + 1;
   }
   return runStart === 0 ? text : out + text.slice(runStart);

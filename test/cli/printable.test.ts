@@ -16,6 +16,14 @@ describe('printable', () => {
     expect(printableMessage('No snapshot "caf\udce9"\n')).toBe('No snapshot "caf\\xe9"\n');
   });
 
+  it('shows the characters that reorder or hide text as \\uXXXX, so two names never look alike ("\\u202Epeek" looked like "keep")', () => {
+    expect(printable('\u202epeek')).toBe('\\u202epeek');
+    expect(printable('kee\u200bp')).toBe('kee\\u200bp');
+    expect(printable('a\u2066b\u2069\ufeff\u200f')).toBe('a\\u2066b\\u2069\\ufeff\\u200f');
+    // Joiners that scripts and emoji sequences need stay.
+    expect(printable('👨\u200d👩 می\u200cخواهم')).toBe('👨\u200d👩 می\u200cخواهم');
+  });
+
   it('a message keeps its own line breaks and tabs, not its escapes', () => {
     expect(printableMessage('line one\n\tline two \u001b[2J')).toBe('line one\n\tline two \\x1b[2J');
   });
@@ -37,6 +45,9 @@ describe('terminalSafe (everything a command prints)', () => {
     expect(terminalSafe('a\u001b[2J\tb\nc\rd\u009b', new Set(['\n', '\t']))).toBe('a\\x1b[2J\tb\nc\\x0dd\\u009b');
     expect(terminalSafe('50%\r', new Set(['\n', '\t', '\r']))).toBe('50%\r');
     expect(terminalSafe('1  caf\udce9  😀\n', new Set(['\n']))).toBe('1  caf\\xe9  😀\n');
+    expect(terminalSafe('1  \u202epeek\n', new Set(['\n']))).toBe('1  \\u202epeek\n');
+    const lookalike = JSON.stringify({ name: 'kee\u200bp' });
+    expect(JSON.parse(terminalSafe(lookalike, new Set(['\n'])))).toEqual({ name: 'kee\u200bp' });
     const json = JSON.stringify({ name: 'x\u007fy\u0085z\u001b' });
     expect(JSON.parse(terminalSafe(json, new Set(['\n', '\t'])))).toEqual({ name: 'x\u007fy\u0085z\u001b' });
   });
