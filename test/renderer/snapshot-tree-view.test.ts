@@ -36,6 +36,13 @@ describe('the drawn snapshot tree', () => {
     expect(nodes[2]?.attributes('data-kind')).toBe('current');
   });
 
+  it('spells out a name that would draw as another ("\\u202Epeek" as "keep") and bytes that are not UTF-8', () => {
+    const lookalikes: SnapshotTree = { ...tree, snapshots: [{ ...tree.snapshots[0]!, name: '\u202epeek' }, { ...tree.snapshots[1]!, name: 'caf\udce9' }] };
+    const wrapper = mount(SnapshotTreeView, { props: { tree: lookalikes, selectedId: null, hoveredId: null } });
+    const names = wrapper.findAll('[data-testid="tree-node-name"]').map((name) => name.text());
+    expect(names.slice(0, 2)).toEqual(['\\u202epeek', 'caf\\xe9']);
+  });
+
   it('draws an inferred parent as a dashed edge whose tooltip says why', () => {
     const wrapper = mount(SnapshotTreeView, { props: { tree, selectedId: null, hoveredId: null } });
     const edges = wrapper.findAll('[data-testid="tree-edge"]');

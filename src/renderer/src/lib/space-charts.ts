@@ -2,6 +2,7 @@
  * The space charts as data: pure functions from the engine's UsageReport to ECharts option objects,
  * so what each bar means is stated (and tested) here and the components only draw.
  */
+import { shownName } from './shown-name.ts';
 import type { EChartsOption } from 'echarts';
 import { formatBytes, formatBytesExact } from '../../../shared/format-units.ts';
 import type { UsageReport } from '../../../shared/ipc/contract.ts';
@@ -145,7 +146,7 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
     { id: 'current', label: 'Current state', kind: 'current', ...usage.current },
     ...usage.snapshots.map((snapshot) => ({
       id: snapshot.id,
-      label: snapshot.name,
+      label: shownName(snapshot.name),
       kind: 'snapshot' as const,
       exclusiveBytes: snapshot.exclusiveBytes,
       sharedBytes: snapshot.sharedBytes,

@@ -3,6 +3,7 @@
  * an optional snapshot of the current state first), delete, rename, set a note. After each the tree and the
  * disk's info are read again; a refusal because another program holds the disk marks it in use.
  */
+import { shownName } from '../lib/shown-name.ts';
 import type { JobArgs, JobKind, JobResult } from '../../../shared/ipc/contract.ts';
 import { BITMAPS_READ_ONLY_REASON, type SnapshotNode } from '../../../shared/qcow2/model.ts';
 import { formatBytes } from '../../../shared/format-units.ts';
@@ -51,7 +52,7 @@ export function useSnapshotActions() {
   async function take(path: string, name: string, note = ''): Promise<{ id: string; name: string }> {
     const result = await write('snapshot.create', path, note === '' ? { name } : { name, note }, {
       title: `Take snapshot “${name}”`,
-      describe: (created) => `Took snapshot “${created.name}”.`,
+      describe: (created) => `Took snapshot “${shownName(created.name)}”.`,
     });
     diskData.select(path, result.id);
     return result;
@@ -65,22 +66,22 @@ export function useSnapshotActions() {
     if (firstTakeName !== null) await take(path, firstTakeName);
     const bound = firstTakeName === null && discardUpTo !== undefined ? { discardUpTo } : {};
     await write('snapshot.apply', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, ...bound }, {
-      title: `Revert to “${snapshot.name}”`,
-      describe: () => `The disk is now as it was at “${snapshot.name}”.`,
+      title: `Revert to “${shownName(snapshot.name)}”`,
+      describe: () => `The disk is now as it was at “${shownName(snapshot.name)}”.`,
     });
   }
 
   async function remove(path: string, snapshot: SnapshotNode): Promise<void> {
     await write('snapshot.delete', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date }, {
-      title: `Delete snapshot “${snapshot.name}”`,
-      describe: () => (snapshot.exclusiveBytes === null ? `Deleted “${snapshot.name}”.` : `Deleted “${snapshot.name}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`),
+      title: `Delete snapshot “${shownName(snapshot.name)}”`,
+      describe: () => (snapshot.exclusiveBytes === null ? `Deleted “${shownName(snapshot.name)}”.` : `Deleted “${shownName(snapshot.name)}”, freeing ${formatBytes(snapshot.exclusiveBytes)}.`),
     });
   }
 
   async function rename(path: string, snapshot: SnapshotNode, newName: string): Promise<void> {
     await write('snapshot.rename', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, newName }, {
-      title: `Rename “${snapshot.name}” to “${newName}”`,
-      describe: () => `Renamed “${snapshot.name}” to “${newName}”.`,
+      title: `Rename “${shownName(snapshot.name)}” to “${newName}”`,
+      describe: () => `Renamed “${shownName(snapshot.name)}” to “${newName}”.`,
     });
   }
 
