@@ -9,7 +9,7 @@ import type { RequestHandle } from './handlers.ts';
 export interface WatchLedger {
   /** The handle, recording each watch and unwatch that succeeded. */
   handle: RequestHandle;
-  /** Unwatches whatever the page still watches. */
+  /** Unwatches whatever the page still watches, and any watch still under way when it answers. */
   releaseAll(): Promise<void>;
 }
 
@@ -21,11 +21,17 @@ function watchedPath(args: unknown): string | null {
 
 export function watchLedger(handle: RequestHandle): WatchLedger {
   const watched = new Map<string, number>();
+  let released = false;
   return {
     async handle(name, args) {
       const reply = await handle(name, args);
       const path = watchedPath(args);
       if (!reply.ok || path === null) return reply;
+      // A watch that succeeded after the page went (asked just before a reload) goes at once.
+      if (name === 'image.watch' && released) {
+        await handle('image.unwatch', { path });
+        return reply;
+      }
       if (name === 'image.watch') watched.set(path, (watched.get(path) ?? 0) + 1);
       else if (name === 'image.unwatch') {
         const count = watched.get(path) ?? 0;
@@ -35,6 +41,7 @@ export function watchLedger(handle: RequestHandle): WatchLedger {
       return reply;
     },
     async releaseAll() {
+      released = true;
       const left = [...watched];
       watched.clear();
       for (const [path, count] of left) for (let index = 0; index < count; index++) await handle('image.unwatch', { path });
