@@ -85,6 +85,15 @@ describe('a name typed on the command line that is not UTF-8', () => {
     expect(qemuListsName(image, Buffer.from('caf\uFFFD', 'utf8'))).toBe(true);
   });
 
+  it('a path so named that a command cannot open says why, not "no such file"', () => {
+    const dir = folder.file('odd-paths');
+    fs.mkdirSync(dir);
+    bash(`cd "$1" && qemu-img create -q -f qcow2 $'disk\\xe9.qcow2' 4M`, dir);
+    const info = spawnSync('bash', ['-c', `cd "$1" && "$0" info $'disk\\xe9.qcow2'`, launcher, dir], { encoding: 'utf8' });
+    expect(info.status).toBe(1);
+    expect(info.stderr).toContain('disk\\xe9.qcow2: not found — its name is not UTF-8');
+  });
+
   it('is read from the bytes of the command line; refused where they cannot be had, never taken for another name', () => {
     const commandLine = Buffer.concat([Buffer.from('node\0/bin/cowbell\0snapshot\0delete\0img\0', 'latin1'), LATIN1_NAME, Buffer.from([0])]);
     const typed = ['snapshot', 'delete', 'img', 'caf\uFFFD'];
