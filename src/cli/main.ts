@@ -26,7 +26,7 @@ const io: CliIo = {
 };
 process.exitCode = await runWithExactArguments();
 
-/** The command with its arguments as typed (exact-arguments.ts); one that cannot be read exactly is a usage error. */
+/** The command, unless an argument holds bytes that are not UTF-8 (exact-arguments.ts): a usage error then, nothing done. */
 async function runWithExactArguments(): Promise<number> {
   let argv: string[];
   try {

@@ -4,19 +4,11 @@
  * breaks that fake more rows. Control characters are shown as \xHH, as the JSON output escapes them.
  */
 
+import { isHiddenCodePoint, unitEscapes } from '../shared/hidden-characters.ts';
+
 /** C0 controls, DEL and C1 controls: what a terminal may act on. */
 function isControl(code: number): boolean {
   return code < 0x20 || (code >= 0x7f && code <= 0x9f);
-}
-
-/**
- * Characters that show nothing themselves but reorder or hide what is around them: bidi embeddings,
- * overrides and isolates, direction marks, zero-width space, word joiner, BOM. "\u202Epeek" printed
- * as "keep", "kee\u200Bp" as "keep": a user could delete the wrong snapshot. Shown as \uXXXX. (The
- * zero-width joiners that scripts and emoji need are left as they are.)
- */
-function isInvisibleFormat(code: number): boolean {
-  return code === 0x061c || code === 0x200b || code === 0x200e || code === 0x200f || (code >= 0x202a && code <= 0x202e) || code === 0x2060 || (code >= 0x2066 && code <= 0x2069) || code === 0xfeff;
 }
 
 const unicodeEscape = (code: number): string => `\\u${code.toString(16).padStart(4, '0')}`;
@@ -42,7 +34,8 @@ function escaped(text: string, keepLayout: boolean): string {
     const code = character.charCodeAt(0);
     const layout = code === 0x0a || code === 0x09;
     const byte = escapedByte(text, at);
-    out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : isInvisibleFormat(code) ? unicodeEscape(code) : character;
+    // Characters that hide or reorder others (shared/hidden-characters.ts): "\u202Epeek" printed as "keep".
+    out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : isHiddenCodePoint(character.codePointAt(0) ?? 0) ? unitEscapes(character) : character;
     at += character.length;
   }
   return out;
@@ -72,8 +65,11 @@ export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
   for (let at = 0; at < text.length; at++) {
     const code = text.charCodeAt(at);
     const byte = escapedByte(text, at);
-    if (byte === null && !isInvisibleFormat(code) && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
-    out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : code < 0x20 ? hexByte(code) : unicodeEscape(code));
+    // A hidden character past U+FFFF (a tag) is a pair of units: both escaped, as JSON spells it.
+    const hidden = code >= 0xad && isHiddenCodePoint(text.codePointAt(at) ?? 0) ? (code >= 0xd800 && code <= 0xdbff ? 2 : 1) : 0;
+    if (byte === null && hidden === 0 && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
+    out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : hidden > 0 ? unitEscapes(text.slice(at, at + hidden)) : code < 0x20 ? hexByte(code) : unicodeEscape(code));
+    at += Math.max(hidden, 1) - 1;
     runStart = at + 1;
   }
   return runStart === 0 ? text : out + text.slice(runStart);

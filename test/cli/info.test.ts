@@ -94,6 +94,15 @@ describe('cowbell info and names that hold line breaks', () => {
     expect(out).toContain('backing file: ./base.qcow2\\x0avirtual size: 1 TiB\\x0aencrypted: yes (actual path: ');
     expect(out).not.toMatch(/^encrypted: yes$/m);
     expect(out.match(/^virtual size:/gm)).toHaveLength(1);
+    // map names the file a range lives in: a backing file whose name holds a line break, on its one row.
+    const base = join(folder, 'base\n0x0 0x0 0x0 fake.qcow2');
+    execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', base, '64M']);
+    execFileSync('qemu-io', ['-c', 'write 0 64k', base]);
+    execFileSync('qemu-img', ['rebase', '-u', '-b', base, '-F', 'qcow2', overlay]);
+    const mapped = await run('map', overlay);
+    expect(mapped.code, mapped.err).toBe(0);
+    expect(mapped.out).toContain('base\\x0a0x0 0x0 0x0 fake.qcow2');
+    expect(mapped.out).not.toMatch(/^0x0 0x0 0x0 fake\.qcow2$/m);
   });
 });
 

@@ -74,35 +74,56 @@ describe('a snapshot name that is not UTF-8', () => {
 
 const launcher = fileURLToPath(new URL('../../bin/cowbell', import.meta.url));
 
-describe('a name typed on the command line that is not UTF-8', () => {
-  it('names exactly that snapshot (Node made it "caf\uFFFD", and delete removed the snapshot literally so named)', async () => {
-    const image = folder.file('typed.qcow2');
+describe('an argument typed on the command line that is not UTF-8', () => {
+  // Node reads $'caf\xe9' as "caf\uFFFD": delete removed the snapshot literally so named, and a path
+  // led to another file whose name holds a real U+FFFD (a compact replaced that other disk).
+  it('is refused, exit 2, nothing done — through the bundle or the source, and through the Node bin/cowbell starts', async () => {
+    const dir = folder.file('typed');
+    fs.mkdirSync(dir);
+    const image = `${dir}/typed.qcow2`;
     await qemuImg(['create', '-q', '-f', 'qcow2', image, '4M']);
     bash(`qemu-img snapshot -c $'caf\\xe9' "$1" && qemu-img snapshot -c $'caf\\xef\\xbf\\xbd' "$1"`, image);
-    const deleted = spawnSync('bash', ['-c', `"$0" snapshot delete "$1" $'caf\\xe9'`, launcher, image], { encoding: 'utf8' });
-    expect(deleted.status, deleted.stderr).toBe(0);
-    expect(qemuListsName(image, LATIN1_NAME)).toBe(false);
+    // A disk whose name holds a real U+FFFD, beside the one typed with a Latin-1 byte.
+    bash(`cd "$1" && qemu-img create -q -f qcow2 $'disk\\xe9.qcow2' 4M && qemu-img create -q -f qcow2 $'disk\\xef\\xbf\\xbd.qcow2' 8M`, dir);
+    const before = fs.readdirSync(dir).map((name) => [name, fs.statSync(`${dir}/${name}`).size]);
+    const runs: [string, string][] = [
+      ['"$0" snapshot delete "$1" $\'caf\\xe9\'', image],
+      ['cd "$1" && "$0" compact $\'disk\\xe9.qcow2\'', dir],
+    ];
+    for (const [script, argument] of runs) {
+      for (const node of [[], ['/usr/bin/node']]) {
+        if (node.length > 0 && !fs.existsSync('/usr/bin/node')) continue;
+        const command = node.length > 0 ? script.replace('"$0"', `${node[0]} "$0"`) : script;
+        const result = spawnSync('bash', ['-c', command, launcher, argument], { encoding: 'utf8' });
+        expect(result.status, `${command}: ${result.stderr}`).toBe(2);
+        expect(result.stderr).toMatch(/argument \d holds bytes that are not UTF-8/);
+      }
+    }
+    expect(qemuListsName(image, LATIN1_NAME)).toBe(true);
     expect(qemuListsName(image, Buffer.from('caf\uFFFD', 'utf8'))).toBe(true);
+    expect(fs.readdirSync(dir).map((name) => [name, fs.statSync(`${dir}/${name}`).size])).toEqual(before);
   });
 
-  it('a path so named that a command cannot open says why, not "no such file"', () => {
-    const dir = folder.file('odd-paths');
-    fs.mkdirSync(dir);
-    bash(`cd "$1" && qemu-img create -q -f qcow2 $'disk\\xe9.qcow2' 4M`, dir);
-    const info = spawnSync('bash', ['-c', `cd "$1" && "$0" info $'disk\\xe9.qcow2'`, launcher, dir], { encoding: 'utf8' });
-    expect(info.status).toBe(1);
-    expect(info.stderr).toContain('disk\\xe9.qcow2: not found — its name is not UTF-8');
-  });
-
-  it('is read from the bytes of the command line; refused where they cannot be had, never taken for another name', () => {
-    const commandLine = Buffer.concat([Buffer.from('node\0/bin/cowbell\0snapshot\0delete\0img\0', 'latin1'), LATIN1_NAME, Buffer.from([0])]);
+  it('is told from a U+FFFD typed as such (its UTF-8 bytes), which stays', () => {
     const typed = ['snapshot', 'delete', 'img', 'caf\uFFFD'];
-    expect(exactArguments(typed, () => new Uint8Array(commandLine))).toEqual(['snapshot', 'delete', 'img', 'caf\udce9']);
-    // A U+FFFD typed as such (its UTF-8 bytes) stays.
-    const real = Buffer.concat([Buffer.from('node\0cowbell\0', 'latin1'), Buffer.from('caf\uFFFD\0', 'utf8')]);
-    expect(exactArguments(['caf\uFFFD'], () => new Uint8Array(real))).toEqual(['caf\uFFFD']);
-    expect(() => exactArguments(typed, () => null)).toThrow(/not UTF-8.*snapshot\.id=ID/);
+    const asTyped = (last: Uint8Array) => (count: number) => [...typed.slice(0, 3).map((part) => new Uint8Array(Buffer.from(part))), last].slice(4 - count);
+    expect(() => exactArguments(typed, asTyped(new Uint8Array(LATIN1_NAME)))).toThrow(/argument 4 holds bytes that are not UTF-8.*snapshot\.id=ID/);
+    expect(exactArguments(typed, asTyped(new Uint8Array(Buffer.from('caf\uFFFD', 'utf8'))))).toEqual(typed);
+    expect(() => exactArguments(typed, () => null)).toThrow(/not UTF-8/);
     expect(exactArguments(['plain', 'café'], () => null)).toEqual(['plain', 'café']);
+  });
+
+  it('bin/cowbell passes the original bytes to the Node it starts (its own Node decoded them already)', () => {
+    const saved = process.env.COWBELL_ARGUMENT_BYTES;
+    try {
+      process.env.COWBELL_ARGUMENT_BYTES = ['snapshot', 'img'].map((part) => Buffer.from(part).toString('base64')).concat(LATIN1_NAME.toString('base64')).join(',');
+      expect(() => exactArguments(['snapshot', 'img', 'caf\uFFFD'])).toThrow(/argument 3 holds bytes that are not UTF-8/);
+      process.env.COWBELL_ARGUMENT_BYTES = ['snapshot', 'img', 'caf\uFFFD'].map((part) => Buffer.from(part).toString('base64')).join(',');
+      expect(exactArguments(['snapshot', 'img', 'caf\uFFFD'])).toEqual(['snapshot', 'img', 'caf\uFFFD']);
+    } finally {
+      if (saved === undefined) delete process.env.COWBELL_ARGUMENT_BYTES;
+      else process.env.COWBELL_ARGUMENT_BYTES = saved;
+    }
   });
 });
 

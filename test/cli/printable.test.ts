@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { describeFilesDiff } from '../../src/cli/commands/files-diff.ts';
 import { printable, printableMessage, terminalSafe } from '../../src/cli/printable.ts';
+import { isHiddenCodePoint } from '../../src/shared/hidden-characters.ts';
 
 describe('printable', () => {
   it('shows C0 controls, DEL and C1 controls as \\xHH; leaves the rest (UTF-8 names, backslashes) as they are', () => {
@@ -22,6 +23,22 @@ describe('printable', () => {
     expect(printable('a\u2066b\u2069\ufeff\u200f')).toBe('a\\u2066b\\u2069\\ufeff\\u200f');
     // Joiners that scripts and emoji sequences need stay.
     expect(printable('👨\u200d👩 می\u200cخواهم')).toBe('👨\u200d👩 می\u200cخواهم');
+  });
+
+  it('every default-ignorable code point, bidi control and line/paragraph separator is spelled out (but the joiners and emoji selectors); a tag past U+FFFF as its pair', () => {
+    const property = /[\p{Default_Ignorable_Code_Point}\p{Bidi_Control}\u2028\u2029]/u;
+    const kept = new Set([0x200c, 0x200d, 0xfe0e, 0xfe0f]);
+    const wrong: string[] = [];
+    for (let cp = 0; cp <= 0x10ffff; cp++) {
+      if (cp >= 0xd800 && cp <= 0xdfff) continue;
+      if ((property.test(String.fromCodePoint(cp)) && !kept.has(cp)) !== isHiddenCodePoint(cp)) wrong.push(cp.toString(16));
+    }
+    expect(wrong).toEqual([]);
+    expect(printable('soft\u00adhyphen \u3164 tag\u{e0020}')).toBe('soft\\u00adhyphen \\u3164 tag\\udb40\\udc20');
+    expect(printable('❤\ufe0f')).toBe('❤\ufe0f');
+    const json = JSON.stringify({ name: 'a\u{e0020}\u2028b' });
+    expect(JSON.parse(terminalSafe(json, new Set(['\n'])))).toEqual({ name: 'a\u{e0020}\u2028b' });
+    expect(terminalSafe(json, new Set(['\n']))).toBe('{"name":"a\\udb40\\udc20\\u2028b"}');
   });
 
   it('a message keeps its own line breaks and tabs, not its escapes', () => {

@@ -58,6 +58,8 @@ describe('request handlers', () => {
     ['a name from the prototype', 'constructor', {}],
     ['a relative path', 'image.open', { path: 'disk.qcow2' }],
     ['a path with a NUL byte', 'image.open', { path: '/tmp/a\0b' }],
+    // The engine's spelling of a byte that is not UTF-8: most file calls would turn it into U+FFFD, another file.
+    ['a path with a lone surrogate', 'image.open', { path: '/tmp/caf\udce9.qcow2' }],
     ['an extra argument', 'image.open', { path: '/tmp/a', force: true }],
     ['missing arguments', 'image.open', undefined],
     ['arguments to an argument-less request', 'app.about', { verbose: true }],

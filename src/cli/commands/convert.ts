@@ -167,8 +167,10 @@ function snapshotOption(value: string | undefined, source: string): SnapshotRef 
   if (found === undefined) {
     throw new Qcow2Error('SNAPSHOT_NOT_FOUND', typeof ref === 'string' ? `There is no snapshot with id or name "${ref}"` : ref.id === undefined ? `There is no snapshot with name "${ref.name}"` : `There is no snapshot with id "${ref.id}"`);
   }
-  // A name several snapshots share is refused by the copy; an id names one.
-  return typeof ref !== 'string' && ref.id === undefined ? ref : { id: found.id, name: found.name };
+  // A name several snapshots share is refused by the copy; an id names one. Found by its name, it is
+  // named so (an id another snapshot shares would be refused).
+  const byName = typeof ref === 'string' ? found.id !== ref : ref.id === undefined;
+  return byName ? { name: found.name } : { id: found.id, name: found.name };
 }
 
 /** What makes a source unreadable as an image (the copy reports it), as against a failure to read it. */

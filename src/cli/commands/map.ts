@@ -1,3 +1,4 @@
+import { printable } from '../printable.ts';
 import { hex } from '../../shared/qcow2/format/bytes.ts';
 import type { GuestReader } from '../../shared/qcow2/image/guest-reader.ts';
 import { externalDataFile, Qcow2Image } from '../../shared/qcow2/image/image.ts';
@@ -66,7 +67,7 @@ export function mapHuman(entries: readonly MapEntry[], fileNames: readonly strin
     if (entry.data && entry.offset === undefined) {
       throw new Qcow2Error('UNSUPPORTED_FEATURE', 'The image has encrypted or compressed clusters, whose place in the file the human layout cannot show; use --output=json');
     }
-    if (entry.data && !entry.zero) text += `${column(entry.start)}${column(entry.length)}${column(entry.offset ?? 0)}${fileNames[entry.depth] ?? ''}\n`;
+    if (entry.data && !entry.zero) text += `${column(entry.start)}${column(entry.length)}${column(entry.offset ?? 0)}${printable(fileNames[entry.depth] ?? '')}\n`;
   }
   return text;
 }

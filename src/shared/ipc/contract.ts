@@ -13,6 +13,9 @@ export const AbsolutePath = z
   .min(1)
   .max(4096)
   .refine((value) => !value.includes('\0'), 'path contains a NUL byte')
+  // A lone surrogate (the engine's spelling of a byte that is not UTF-8) would reach most file calls
+  // as U+FFFD, which names another file.
+  .refine((value) => !/\p{Surrogate}/u.test(value), 'path holds a lone surrogate')
   .refine((value) => value.startsWith('/') || /^[A-Za-z]:[\\/]/.test(value), 'path must be absolute');
 
 export const SnapshotName = z

@@ -42,17 +42,11 @@ function systemErrorCode(error: unknown): unknown {
 const EDQUOT_LINUX = 122;
 
 /** Node's system errors (ENOENT, ENOSPC, …) as typed engine errors; anything else is INTERNAL. */
-/** A byte of a name that is not UTF-8, as the engine keeps it (a lone surrogate U+DC80–U+DCFF). */
-const STRAY_BYTE = /[\udc80-\udcff]/u;
-
 export function toQcow2Error(error: unknown, what: string): Qcow2Error {
   if (error instanceof Qcow2Error) return error;
   const detail = error instanceof Error ? error.message : String(error);
   switch (systemErrorCode(error)) {
     case 'ENOENT':
-      // Bytes that are not UTF-8 (format/byte-string.ts) reach the system exactly only where a disk's
-      // files are opened (io/host-path.ts); elsewhere the name changed on the way, and the file may well exist.
-      if (STRAY_BYTE.test(what)) return new Qcow2Error('NOT_FOUND', `${what}: not found — its name is not UTF-8, which this command cannot pass on to the system yet (snapshot and backing file names inside a disk are kept exactly); rename the file, or link to it under a UTF-8 name`, { cause: error });
       return new Qcow2Error('NOT_FOUND', `${what}: no such file`, { cause: error });
     case 'EEXIST':
       return new Qcow2Error('INVALID_ARGUMENT', `${what}: already exists (a file or folder of that name is in the way); choose another name`, { cause: error });

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseHeader } from '../../../src/shared/qcow2/format/header.ts';
 import { parseSnapshotTable, serializeSnapshotTable, snapshotTableLength } from '../../../src/shared/qcow2/format/snapshot-table.ts';
 import { removeSnapshot, revertToSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
-import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { run } from '../../helpers/cli.ts';
+import { qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { fileHash } from '../../helpers/snapshot-scenario.ts';
 
 let folder: TempDir;
@@ -51,6 +52,10 @@ describe('two snapshots with one id', () => {
       expect(() => revertToSnapshot(image, ref), JSON.stringify(ref)).toThrow(/2 snapshots have the id "1"/);
     }
     expect(fileHash(image)).toBe(before);
+    // convert -l by a name that is unique: taken by its name, as qemu-img takes it (it was refused for the shared id).
+    const copy = await run('convert', '-l', 'other', '-O', 'raw', image, folder.file('other.raw'));
+    expect(copy.code, copy.err).toBe(0);
+    expect((await rawOf(folder.file('other.raw'), { format: 'raw' }))[0]).toBe(0x22);
     expect(removeSnapshot(image, { name: 'other' })).toMatchObject({ name: 'other' });
     expect((await qemuImg(['snapshot', '-l', image])).stdout).toMatch(/\bkeep\b/);
   });
