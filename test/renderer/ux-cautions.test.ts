@@ -164,14 +164,21 @@ describe('New Linked Clone…', () => {
   });
 });
 
+interface JobDialogProps {
+  title: string;
+  submitLabel: string;
+  tone?: 'normal' | 'danger';
+  testid?: string;
+}
+
+/** The dialog frame alone, in the page, with `body` as its fields. */
+function mountJobDialog(props: JobDialogProps, body: string): VueWrapper {
+  return mount(JobDialog, { props, slots: { default: body }, global: { plugins: [pinia] }, attachTo: document.body });
+}
+
 describe('a dangerous dialog whose only fields are checkboxes', () => {
   it('puts the focus on Cancel (Enter on a focused checkbox submits the form)', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Commit', submitLabel: 'Commit', tone: 'danger' },
-      slots: { default: '<label class="checkbox"><input type="checkbox" data-testid="keep" /> Keep the disk as it is</label>' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Commit', submitLabel: 'Commit', tone: 'danger' }, '<label class="checkbox"><input type="checkbox" data-testid="keep" /> Keep the disk as it is</label>');
     await flushPromises();
     const dialog = wrapper;
     expect(document.activeElement).toBe(dialog.get('[data-testid="dialog-cancel"]').element);
@@ -186,12 +193,7 @@ describe('an Enter that opened a dialog, pressed again or held (audit: a double 
   }
 
   it('does not act before the dialog could be read, nor while held; once read, or after typing, it does', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Take snapshot', submitLabel: 'Take' },
-      slots: { default: '<input data-testid="name" value="before update" />' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Take snapshot', submitLabel: 'Take' }, '<input data-testid="name" value="before update" />');
     await flushPromises();
     const field = wrapper.get('[data-testid="name"]').element;
     expect(enter(field).defaultPrevented, 'an Enter right after opening').toBe(true);
@@ -199,12 +201,7 @@ describe('an Enter that opened a dialog, pressed again or held (audit: a double 
     expect(enter(field, { repeat: true }).defaultPrevented, 'a held Enter').toBe(true);
     expect(enter(field).defaultPrevented, 'an Enter once the dialog could be read').toBe(false);
     wrapper.unmount();
-    wrapper = mount(JobDialog, {
-      props: { title: 'Take snapshot', submitLabel: 'Take' },
-      slots: { default: '<input data-testid="name" value="" />' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Take snapshot', submitLabel: 'Take' }, '<input data-testid="name" value="" />');
     await flushPromises();
     const typedInto = wrapper.get('[data-testid="name"]');
     await typedInto.setValue('quick');
@@ -214,12 +211,7 @@ describe('an Enter that opened a dialog, pressed again or held (audit: a double 
 
 describe('focus inside a dialog whose contents change', () => {
   it('goes to what is left when the focused action goes (a rewrite that started), not to the page behind', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Compact', submitLabel: 'Compact' },
-      slots: { default: '<p>Copies the disk without its gaps.</p>' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Compact', submitLabel: 'Compact' }, '<p>Copies the disk without its gaps.</p>');
     await flushPromises();
     const submit = wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement;
     expect(document.activeElement).toBe(submit);
@@ -231,12 +223,7 @@ describe('focus inside a dialog whose contents change', () => {
   });
 
   it('in a dangerous dialog goes to Cancel, never to the action one Enter away', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' },
-      slots: { default: '<p>This cannot be undone.</p>' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' }, '<p>This cannot be undone.</p>');
     await flushPromises();
     (wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement).focus();
     (document.activeElement as HTMLElement).blur();
@@ -247,12 +234,7 @@ describe('focus inside a dialog whose contents change', () => {
   });
 
   it('names itself by its title and describes itself by its body; a dangerous one is an alert dialog', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' },
-      slots: { default: '<p>This cannot be undone.</p>' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Delete “old”?', submitLabel: 'Delete Snapshot', tone: 'danger' }, '<p>This cannot be undone.</p>');
     await flushPromises();
     const dialog = wrapper.get('dialog').element;
     expect(dialog.getAttribute('role')).toBe('alertdialog');
@@ -263,33 +245,18 @@ describe('focus inside a dialog whose contents change', () => {
 
 describe('focus when a dialog over another closes (an Unlock step over a Compact)', () => {
   it('returns to what had it in the dialog below, or to that dialog’s Cancel when that is gone', async () => {
-    wrapper = mount(JobDialog, {
-      props: { title: 'Compact', submitLabel: 'Compact' },
-      slots: { default: '<p>Copies the disk without its gaps.</p>' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    wrapper = mountJobDialog({ title: 'Compact', submitLabel: 'Compact' }, '<p>Copies the disk without its gaps.</p>');
     await flushPromises();
     const submit = wrapper.get('[data-testid="dialog-submit"]').element as HTMLElement;
     expect(document.activeElement).toBe(submit);
-    const unlock = mount(JobDialog, {
-      props: { title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' },
-      slots: { default: '<input data-testid="passphrase" type="password" />' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    const unlock = mountJobDialog({ title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' }, '<input data-testid="passphrase" type="password" />');
     await flushPromises();
     expect(document.activeElement).toBe(unlock.get('[data-testid="passphrase"]').element);
     unlock.unmount();
     expect(document.activeElement).toBe(submit);
 
     // The opener went meanwhile (the action gave way to the job's progress): the dialog below still takes the focus.
-    const second = mount(JobDialog, {
-      props: { title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' },
-      slots: { default: '<input data-testid="passphrase" type="password" />' },
-      global: { plugins: [pinia] },
-      attachTo: document.body,
-    });
+    const second = mountJobDialog({ title: 'Unlock', submitLabel: 'Unlock', testid: 'unlock' }, '<input data-testid="passphrase" type="password" />');
     await flushPromises();
     submit.remove();
     second.unmount();
