@@ -44,7 +44,7 @@ try {
   const plain = path.join(folder, 'plain.qcow2');
   const encrypted = path.join(folder, 'encrypted.qcow2');
   const passphraseFile = path.join(folder, 'passphrase');
-  fs.writeFileSync(passphraseFile, PASSPHRASE);
+  fs.writeFileSync(passphraseFile, PASSPHRASE, { mode: 0o600 });
   writeMixedImage(raw, 512 * MiB);
   measureQemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, plain]);
   const created = spawnSync('node', [path.join(import.meta.dirname, '..', 'bin', 'cowbell'), 'encrypt', '-q', '--new-passphrase-file', passphraseFile, '-o', 'encrypt.iter-time=10', plain, encrypted]);

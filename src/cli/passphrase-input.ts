@@ -40,7 +40,7 @@ const MAX_PASSPHRASE_FILE_BYTES = 64 * 1024;
  * A passphrase file's bytes, at most MAX_PASSPHRASE_FILE_BYTES (it may be a pipe or /dev/stdin,
  * so read in pieces rather than by its size; /dev/zero would never end).
  */
-function readBoundedFile(filePath: string): Uint8Array {
+function readBoundedFile(filePath: string, io: Pick<CliIo, 'err'>): Uint8Array {
   let fd: number;
   try {
     fd = fs.openSync(filePath, 'r');
@@ -50,7 +50,9 @@ function readBoundedFile(filePath: string): Uint8Array {
   const buffer = new Uint8Array(MAX_PASSPHRASE_FILE_BYTES + 1);
   let length = 0;
   try {
-    if (fs.fstatSync(fd).isDirectory()) throw new Qcow2Error('INVALID_ARGUMENT', `${filePath} is a folder, not a passphrase file`);
+    const stats = fs.fstatSync(fd);
+    if (stats.isDirectory()) throw new Qcow2Error('INVALID_ARGUMENT', `${filePath} is a folder, not a passphrase file`);
+    warnIfReadableByOthers(filePath, stats, io);
     for (let count = -1; count !== 0 && length < buffer.length; length += count) count = fs.readSync(fd, buffer, length, buffer.length - length, null);
   } catch (error) {
     buffer.fill(0);
@@ -67,9 +69,21 @@ function readBoundedFile(filePath: string): Uint8Array {
   return bytes;
 }
 
+/**
+ * As ssh does for a private key, a word on a passphrase file that other users may read (the
+ * passphrase is then theirs too). Only a warning: qemu reads such files, and a pipe or
+ * /dev/stdin has no such bits to judge.
+ */
+function warnIfReadableByOthers(filePath: string, stats: fs.Stats, io: Pick<CliIo, 'err'>): void {
+  const readableByOthers = 0o044;
+  if (!stats.isFile() || (stats.mode & readableByOthers) === 0) return;
+  const who = (stats.mode & 0o004) !== 0 ? 'every user of this machine' : 'the users of its group';
+  io.err(`cowbell: warning: ${filePath} can be read by ${who}: \`chmod 600\` it (or type the passphrase at the prompt)\n`);
+}
+
 /** A passphrase file: its whole content, less one trailing newline (`\n` or `\r\n`), as an editor or `echo` leaves it. */
-export function readPassphraseFile(filePath: string): Uint8Array {
-  const bytes = readBoundedFile(filePath);
+export function readPassphraseFile(filePath: string, io: Pick<CliIo, 'err'>): Uint8Array {
+  const bytes = readBoundedFile(filePath, io);
   const passphrase = trimNewline(bytes);
   bytes.fill(0);
   return passphrase;
@@ -86,9 +100,9 @@ function trimNewline(bytes: Uint8Array): Uint8Array {
  * A disk's current passphrase from a file: without its trailing newline, then — when it has one —
  * the whole file (qemu's `--object secret,file=` keeps the newline, so a disk made that way needs it).
  */
-export function readCurrentPassphraseFile(filePath: string): Uint8Array[] {
+export function readCurrentPassphraseFile(filePath: string, io: Pick<CliIo, 'err'>): Uint8Array[] {
   // Read once (the file may be a pipe): the trimmed passphrase is cut from the whole.
-  const whole = readBoundedFile(filePath);
+  const whole = readBoundedFile(filePath, io);
   const stripped = trimNewline(whole);
   if (whole.length === stripped.length) {
     whole.fill(0);
@@ -141,7 +155,7 @@ export function qcow2EncryptionOf(imagePath: string): 'luks' | 'aes' | null {
  */
 export async function currentPassphrases(args: ParsedArgs, io: CliIo, imagePath: string, backingEncrypted = false): Promise<Uint8Array[]> {
   const file = option(args, 'passphrase-file');
-  if (file !== undefined) return readCurrentPassphraseFile(file);
+  if (file !== undefined) return readCurrentPassphraseFile(file, io);
   if (io.readSecret === undefined) {
     throw new UsageError(`${backingEncrypted ? `${imagePath}'s backing file` : imagePath} is encrypted: give its passphrase with --passphrase-file FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);
   }
@@ -155,7 +169,7 @@ export async function currentPassphrases(args: ParsedArgs, io: CliIo, imagePath:
 export async function newPassphrase(args: ParsedArgs, io: CliIo, imagePath: string, fileOption = 'new-passphrase-file'): Promise<Uint8Array> {
   const file = option(args, fileOption);
   let passphrase: Uint8Array;
-  if (file !== undefined) passphrase = readPassphraseFile(file);
+  if (file !== undefined) passphrase = readPassphraseFile(file, io);
   else {
     if (io.readSecret === undefined) {
       throw new UsageError(`give the new passphrase for ${imagePath} with --${fileOption} FILE (there is no terminal to ask on, and a passphrase is never taken from the command line)`);

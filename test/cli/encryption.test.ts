@@ -64,6 +64,11 @@ function digest(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');
 }
 
+/** A passphrase file as a careful user keeps one: readable by its owner only (others' earn a warning). */
+function writeSecret(file: string, content: string | Uint8Array): void {
+  fs.writeFileSync(file, content, { mode: 0o600 });
+}
+
 function expectOneLine(run: { code: number | null; err: string }, code: number, message: RegExp): void {
   expect(run.code, run.err).toBe(code);
   expect(run.err).toMatch(message);
@@ -104,9 +109,9 @@ beforeAll(() => {
   newPassFile = folder.file('new-pass');
   wrongFile = folder.file('wrong-pass');
   // As `echo` writes them: one trailing newline, which is not part of the passphrase.
-  fs.writeFileSync(passFile, `${PASS}\n`);
-  fs.writeFileSync(newPassFile, `${NEW_PASS}\n`);
-  fs.writeFileSync(wrongFile, 'not-the-pass');
+  writeSecret(passFile, `${PASS}\n`);
+  writeSecret(newPassFile, `${NEW_PASS}\n`);
+  writeSecret(wrongFile, 'not-the-pass');
 });
 afterAll(() => folder.cleanup());
 
@@ -291,9 +296,9 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     const image = await luksDisk('files.qcow2');
     const before = digest(image);
     const crlf = folder.file('pass-crlf');
-    fs.writeFileSync(crlf, `${PASS}\r\n`);
+    writeSecret(crlf, `${PASS}\r\n`);
     const twoNewlines = folder.file('pass-two-newlines');
-    fs.writeFileSync(twoNewlines, `${PASS}\n\n`);
+    writeSecret(twoNewlines, `${PASS}\n\n`);
     const raw = folder.file('files.raw');
     expect((await cowbell(['convert', '--passphrase-file', crlf, image, raw])).code).toBe(0);
     expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(image, PASS))).toBe(-1);
@@ -317,6 +322,27 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     // Through a shell's pipe (Node's own stdio pipes are sockets, which /dev/stdin cannot open).
     const piped = spawnSync('bash', ['-c', 'printf "%s\\n" "$1" | "$2" convert --passphrase-file /dev/stdin "$3" "$4"', 'pipe', PASS, launcher, image, folder.file('piped.raw')], { encoding: 'utf8' });
     expect(piped.status, piped.stderr).toBe(0);
+    expect(piped.stderr).not.toMatch(/warning/);
+  });
+
+  it('a passphrase file others may read still works, with a warning naming who can read it; an owner-only file earns none', async () => {
+    const image = await luksDisk('exposed-pass.qcow2');
+    const exposed = folder.file('pass-exposed');
+    fs.writeFileSync(exposed, `${PASS}\n`);
+    const warning = (who: string): string => `cowbell: warning: ${exposed} can be read by ${who}: \`chmod 600\` it`;
+    fs.chmodSync(exposed, 0o644);
+    const everyone = await cowbell(['convert', '--passphrase-file', exposed, image, folder.file('exposed-1.raw')]);
+    expect(everyone.code, everyone.err).toBe(0);
+    expect(everyone.err).toContain(warning('every user of this machine'));
+    fs.chmodSync(exposed, 0o640);
+    const group = await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', exposed, image]);
+    expect(group.code, group.err).toBe(0);
+    expect(group.err).toContain(warning('the users of its group'));
+    fs.chmodSync(exposed, 0o600);
+    const owner = await cowbell(['convert', '--passphrase-file', exposed, image, folder.file('exposed-2.raw')]);
+    expect(owner.code, owner.err).toBe(0);
+    expect(owner.err).not.toContain('warning');
+    expect(fs.readFileSync(folder.file('exposed-1.raw'))).toEqual(fs.readFileSync(folder.file('exposed-2.raw')));
   });
 
   it('prompts on the terminal only when the data is needed, the new passphrase twice; two that differ change nothing', async () => {
@@ -345,7 +371,7 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
 
   it('a disk qemu keyed with `--object secret,file=` of a file ending in a newline (qemu keeps it): the same file opens it, the whole file tried when the trimmed one opens nothing', async () => {
     const keyFile = folder.file('qemu-secret-file');
-    fs.writeFileSync(keyFile, `${PASS}\n`);
+    writeSecret(keyFile, `${PASS}\n`);
     const image = folder.file('newline-key.qcow2');
     await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', '--object', `secret,id=sec0,file=${keyFile}`, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '4M']);
     await qemuIoEncrypted(image, `${PASS}\n`, ['write -P 0x5a 0 1M']);
@@ -369,9 +395,9 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     const plain = await plainDisk('not-utf8-plain.qcow2');
     const before = [digest(image), digest(plain)];
     const notUtf8 = folder.file('pass-not-utf8');
-    fs.writeFileSync(notUtf8, Buffer.concat([Buffer.from('pässwörd'), Buffer.from([0xff, 0xfe])]));
+    writeSecret(notUtf8, Buffer.concat([Buffer.from('pässwörd'), Buffer.from([0xff, 0xfe])]));
     const withNul = folder.file('pass-with-nul');
-    fs.writeFileSync(withNul, Buffer.from('moo\0cow'));
+    writeSecret(withNul, Buffer.from('moo\0cow'));
     for (const bad of [notUtf8, withNul]) {
       for (const argv of [
         ['passphrase', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', bad, image],
@@ -386,7 +412,7 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     expect(fs.readdirSync(folder.path).filter((name) => name.includes('.cowbell-'))).toEqual([]);
     // UTF-8 beyond ASCII is a passphrase QEMU takes.
     const umlauts = folder.file('pass-umlauts');
-    fs.writeFileSync(umlauts, 'pässwörd');
+    writeSecret(umlauts, 'pässwörd');
     expect((await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', umlauts, image])).code).toBe(0);
     await qemuIoEncrypted(image, 'pässwörd', ['read -P 0x63 5M 64k']);
   });
