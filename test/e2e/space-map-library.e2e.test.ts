@@ -163,6 +163,28 @@ describe('the allocation map', () => {
     await eventually(() => page.getByTestId('map-range').textContent()).toMatch(/^0x0 – 0x[0-9a-f]+$/);
     await page.getByTestId('map-whole').click();
     await eventually(() => page.getByTestId('map-range').count()).toBe(0);
+    // The same from the keyboard: the cursor starts on the first square, moves, zooms in around itself and out.
+    const readout = page.getByTestId('map-readout-range');
+    await canvas.focus();
+    await eventually(() => canvas.getAttribute('data-cursor')).toBe('0');
+    await eventually(() => readout.textContent()).toMatch(/^0x0 – 0x[0-9a-f]+ \(/);
+    const firstEnd = /^0x0 – (0x[0-9a-f]+)/.exec((await readout.textContent()) ?? '')?.[1];
+    await page.keyboard.press('ArrowRight');
+    await eventually(() => canvas.getAttribute('data-cursor')).toBe('1');
+    await eventually(() => readout.textContent()).toMatch(new RegExp(`^${firstEnd} – `));
+    await page.keyboard.press('End');
+    expect(Number(await canvas.getAttribute('data-cursor'))).toBe(Number(await canvas.getAttribute('data-squares')) - 1);
+    await page.keyboard.press('Home');
+    await eventually(() => canvas.getAttribute('data-cursor')).toBe('0');
+    await page.keyboard.press('Enter');
+    // A quarter of the 2 GiB disk's squares, from its start (the cursor sits at the edge).
+    await eventually(() => canvas.getAttribute('data-end')).not.toBe(String(2048 * MiB));
+    expect(await canvas.getAttribute('data-start')).toBe('0');
+    const zoomedEnd = Number(await canvas.getAttribute('data-end'));
+    expect(zoomedEnd).toBeGreaterThanOrEqual(480 * MiB);
+    expect(zoomedEnd).toBeLessThanOrEqual(512 * MiB);
+    await page.keyboard.press('-');
+    await eventually(() => page.getByTestId('map-range').count()).toBe(0);
     await page.getByTestId('map-source').selectOption({ label: 'base' });
     await eventually(async () => Number(await canvas.getAttribute('data-squares'))).toBeGreaterThan(100);
   });

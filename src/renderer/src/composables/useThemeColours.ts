@@ -38,10 +38,10 @@ const MAP_FALLBACK: MapPalette = {
   unallocated: [228, 230, 235],
 };
 
-export function readMapPalette(): { states: MapPalette; changed: Rgb } {
+export function readMapPalette(): { states: MapPalette; changed: Rgb; cursor: Rgb } {
   const states = { ...MAP_FALLBACK };
   for (const state of CELL_STATES) states[state] = parseColour(variable(`--map-${state}`, '')) ?? MAP_FALLBACK[state];
-  return { states, changed: parseColour(variable('--map-changed', '')) ?? [214, 51, 108] };
+  return { states, changed: parseColour(variable('--map-changed', '')) ?? [214, 51, 108], cursor: parseColour(variable('--text', '')) ?? [29, 29, 31] };
 }
 
 /** A value read from the theme now and again whenever the colour scheme changes. */
