@@ -6,6 +6,9 @@
  * empty line cancel, and every other key is kept as typed — a Tab as a tab, as in a passphrase
  * file. An arrow or other special key cannot edit here (its escape sequence would end up in the
  * passphrase, where no other tool would put the same bytes): it stops the prompt instead.
+ * A polite kill (SIGTERM) or the terminal closing (SIGHUP) while it waits stops it too, the
+ * terminal put back first: left to Node's default they ended the process with the terminal still
+ * raw, so the shell that came back echoed nothing typed until `reset`.
  */
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { StoppedBySignal } from './cancellable-job.ts';
@@ -18,30 +21,40 @@ const CTRL_D = '\u0004';
 const CTRL_U = '\u0015';
 const ESCAPE = '\u001b';
 
-/** What the prompt reads from and writes to: the process's stdin and stderr, or a test's stand-ins. */
+/** What the prompt reads from and writes to, and hears signals on: the process's stdin, stderr and itself, or a test's stand-ins. */
 export interface SecretTerminal {
   input: Pick<NodeJS.ReadStream, 'setRawMode' | 'resume' | 'pause' | 'on' | 'off'>;
   output: { write(text: string): unknown };
+  signals?: { on(signal: PromptStopSignal, listener: () => void): unknown; off(signal: PromptStopSignal, listener: () => void): unknown };
 }
+
+/** Signals that stop the prompt (Ctrl-C comes as a key in raw mode). */
+const PROMPT_STOP_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
+type PromptStopSignal = (typeof PROMPT_STOP_SIGNALS)[number];
 
 /** Whether this process can prompt: stdin is a terminal it can put in raw mode. */
 export function hasTerminal(): boolean {
   return process.stdin.isTTY && typeof process.stdin.setRawMode === 'function';
 }
 
-export function readSecretFromTerminal(prompt: string, terminal: SecretTerminal = { input: process.stdin, output: process.stderr }): Promise<Uint8Array> {
-  const { input, output } = terminal;
+export function readSecretFromTerminal(prompt: string, terminal: SecretTerminal = { input: process.stdin, output: process.stderr, signals: process }): Promise<Uint8Array> {
+  const { input, output, signals } = terminal;
   // One decoder for the whole entry: a character whose bytes arrive in two reads (a slow link) stays one character.
   const decoder = new TextDecoder('utf-8');
   return new Promise((resolve, reject) => {
     const characters: string[] = [];
     const finish = (outcome: () => void): void => {
       input.off('data', onData);
+      for (const [signal, listener] of stops) signals?.off(signal, listener);
       input.setRawMode(false);
       input.pause();
       output.write('\n');
       outcome();
     };
+    const stops = PROMPT_STOP_SIGNALS.map((signal) => [signal, (): void => {
+      characters.fill('');
+      finish(() => reject(new StoppedBySignal(signal, 'Stopped at the passphrase prompt; nothing was changed')));
+    }] as const);
     const onData = (chunk: Buffer): void => {
       const text = decoder.decode(chunk, { stream: true });
       chunk.fill(0);
@@ -71,6 +84,8 @@ export function readSecretFromTerminal(prompt: string, terminal: SecretTerminal 
         else if (character !== CTRL_D) characters.push(character);
       }
     };
+    // Heard before the terminal goes raw: no moment where a kill leaves it so.
+    for (const [signal, listener] of stops) signals?.on(signal, listener);
     // Raw mode before the prompt: nothing typed after it appears is echoed.
     input.setRawMode(true);
     // The prompt names the disk: a file name can hold escape sequences too.

@@ -466,6 +466,32 @@ describe('the prompt on a real terminal', () => {
     expect(seen).not.toContain(PASS.slice(0, 6));
     expect(firstDifference(new Uint8Array(fs.readFileSync(raw)), await rawOfEncrypted(image, PASS))).toBe(-1);
   });
+
+  it.skipIf(!hasScript)('a SIGTERM at the prompt ends it with exit 143 and the terminal echoing again (it was left raw: nothing typed showed until `reset`)', async () => {
+    const image = await luksDisk('terminal-kill.qcow2');
+    const raw = folder.file('terminal-kill.raw');
+    // After cowbell, the same shell on the same terminal prints its status and the terminal's modes.
+    const child = spawn('script', ['-qec', `${launcher} convert ${image} ${raw}; echo "status $?"; stty -a`, '/dev/null'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let seen = '';
+    let killed = false;
+    child.stdout.on('data', (chunk: Buffer) => {
+      seen += chunk.toString();
+      if (killed || !seen.includes('Passphrase for terminal-kill.qcow2: ')) return;
+      killed = true;
+      // cowbell's own process, not script or the shell whose command line names the disk too.
+      const pids = spawnSync('pgrep', ['-f', 'convert .*terminal-kill\\.qcow2'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+      const cowbellPid = pids.find((pid) => !['script', 'sh', 'bash', 'dash'].includes(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()));
+      if (cowbellPid !== undefined) process.kill(Number(cowbellPid), 'SIGTERM');
+    });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    expect(killed, seen).toBe(true);
+    expect(code, seen).toBe(0);
+    expect(seen).toMatch(/Stopped at the passphrase prompt; nothing was changed/);
+    expect(seen).toMatch(/status 143/);
+    expect(seen).toMatch(/(^|[\s;])echo([\s;]|$)/m);
+    expect(seen).toMatch(/(^|[\s;])icanon([\s;]|$)/m);
+    expect(fs.existsSync(raw)).toBe(false);
+  });
 });
 
 describe('cowbell encrypt, interrupted', () => {

@@ -75,4 +75,25 @@ describe('the passphrase prompt', () => {
     start();
     await expect(secret).rejects.toMatchObject({ exitCode: 130 });
   });
+
+  it('stops at SIGTERM and SIGHUP with the terminal put back (exit 143, 129), and leaves no listener behind', async () => {
+    for (const [signal, exitCode] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      const { terminal, raw, start } = typing(['half-typ']);
+      const signals = new EventEmitter();
+      const secret = readSecretFromTerminal('Passphrase: ', { ...terminal, signals });
+      expect(signals.listenerCount(signal)).toBe(1);
+      start();
+      signals.emit(signal);
+      await expect(secret).rejects.toMatchObject({ code: 'CANCELLED', exitCode, message: expect.stringContaining('nothing was changed') });
+      expect(raw).toEqual([true, false]);
+      expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGHUP')).toBe(0);
+    }
+    // An answered prompt leaves none either.
+    const { terminal, start } = typing(['moo\r']);
+    const signals = new EventEmitter();
+    const secret = readSecretFromTerminal('Passphrase: ', { ...terminal, signals });
+    start();
+    await secret;
+    expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGHUP')).toBe(0);
+  });
 });
