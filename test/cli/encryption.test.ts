@@ -445,6 +445,23 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
   });
 });
 
+/**
+ * The process whose arguments include every one of `words` — cowbell's own, not script's or the
+ * shell's, whose single command-line string names them too (read from /proc: pgrep may not be installed).
+ */
+function processRunning(words: string[]): number | null {
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const args = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+      if (words.every((word) => args.includes(word))) return Number(entry);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return null;
+}
+
 /** script(1) from util-linux runs a command on a pseudo-terminal: the real prompt, raw mode and all. */
 const hasScript = spawnSync('script', ['--version'], { encoding: 'utf8' }).status === 0;
 
@@ -478,10 +495,8 @@ describe('the prompt on a real terminal', () => {
       seen += chunk.toString();
       if (killed || !seen.includes('Passphrase for terminal-kill.qcow2: ')) return;
       killed = true;
-      // cowbell's own process, not script or the shell whose command line names the disk too.
-      const pids = spawnSync('pgrep', ['-f', 'convert .*terminal-kill\\.qcow2'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
-      const cowbellPid = pids.find((pid) => !['script', 'sh', 'bash', 'dash'].includes(fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim()));
-      if (cowbellPid !== undefined) process.kill(Number(cowbellPid), 'SIGTERM');
+      const cowbellPid = processRunning(['convert', image]);
+      if (cowbellPid !== null) process.kill(cowbellPid, 'SIGTERM');
     });
     const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
     expect(killed, seen).toBe(true);
