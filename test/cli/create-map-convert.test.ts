@@ -44,15 +44,46 @@ describe('cowbell create', () => {
     expect((await qemuInfo(image))['virtual-size']).toBe(2 ** 20);
   });
 
-  it('takes the size from a backing file and records its detected format', async () => {
+  it('takes the size from a backing file and records the format given with -F', async () => {
     const base = folder.file('base.raw');
     fs.writeFileSync(base, Buffer.alloc(3 * 2 ** 20, 1));
     const overlay = folder.file('overlay.qcow2');
-    expect((await run('create', '-q', '-b', 'base.raw', overlay)).code).toBe(0);
+    expect((await run('create', '-q', '-b', 'base.raw', '-F', 'raw', overlay)).code).toBe(0);
     const info = await qemuInfo(overlay);
     expect(info['virtual-size']).toBe(3 * 2 ** 20);
     expect(info['backing-filename']).toBe('base.raw');
     expect(info['backing-filename-format']).toBe('raw');
+  });
+
+  it('never guesses a backing file\'s format (as qemu-img 7.2): without -F, create -b, rebase -b and convert -B are usage errors, nothing written', async () => {
+    // A raw disk whose guest wrote a qcow2 header naming a host file at its start: guessed and
+    // recorded as qcow2, the clone's guest would read that host file.
+    const guestDisk = folder.file('guest-made.raw');
+    const secret = folder.file('host-secret');
+    fs.writeFileSync(secret, 'the host file a guest must never read\n'.repeat(64));
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', secret, '-F', 'raw', folder.file('header.qcow2'), '1M']);
+    const disk = Buffer.alloc(4 * 2 ** 20);
+    fs.readFileSync(folder.file('header.qcow2')).copy(disk);
+    fs.writeFileSync(guestDisk, disk);
+    const clone = folder.file('guessed-clone.qcow2');
+    expectOneLineError(await run('create', '-b', guestDisk, clone), 2, /create: give the backing file's format with -F qcow2 or -F raw \(it looks like qcow2, but a raw disk's guest can write such a header\)/);
+    expect(fs.existsSync(clone)).toBe(false);
+    // qemu-img 7.2 refuses the same.
+    expect(spawnSync('qemu-img', ['create', '-f', 'qcow2', '-b', guestDisk, folder.file('qemu-clone.qcow2')]).status).not.toBe(0);
+    // With the format given, the clone reads the raw disk as it is.
+    expect((await run('create', '-q', '-b', guestDisk, '-F', 'raw', clone)).code).toBe(0);
+    expect((await qemuInfo(clone))['backing-filename-format']).toBe('raw');
+    const overlay = folder.file('rebase-me.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', overlay, '4M']);
+    const before = fs.readFileSync(overlay);
+    expectOneLineError(await run('rebase', '-b', guestDisk, overlay), 2, /rebase: give the backing file's format with -F/);
+    expectOneLineError(await run('rebase', '-u', '-b', guestDisk, overlay), 2, /rebase: give the backing file's format with -F/);
+    expect(fs.readFileSync(overlay).equals(before)).toBe(true);
+    const converted = folder.file('converted.qcow2');
+    expectOneLineError(await run('convert', '-O', 'qcow2', '-B', guestDisk, guestDisk, converted), 2, /convert: give the backing file's format with -F/);
+    expect(fs.existsSync(converted)).toBe(false);
+    // -b "" (no backing file) needs no format.
+    expect((await run('rebase', '-b', '', overlay)).code).toBe(0);
   });
 
   it('bad sizes and options are usage errors (exit 2); a missing backing file fails (exit 1)', async () => {

@@ -52,7 +52,7 @@ describe('reading a disk another program writes (as qemu-img: refused unless -U)
     fs.writeFileSync(source, Buffer.alloc(8 * 1024 * 1024, 1));
     const writer = await holdWithQemuNbd(base, { socketDir: folder.path });
     try {
-      const result = await run('convert', '-O', 'qcow2', '-B', 'base.qcow2', source, folder.file('over-busy.qcow2'));
+      const result = await run('convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', source, folder.file('over-busy.qcow2'));
       expect(result.code).toBe(1);
       expect(result.err).toMatch(IN_USE);
     } finally {
@@ -60,7 +60,7 @@ describe('reading a disk another program writes (as qemu-img: refused unless -U)
     }
     const reader = await holdWithQemuIo(base, ['-r']);
     try {
-      expect((await run('convert', '-O', 'qcow2', '-B', 'base.qcow2', source, folder.file('over-read.qcow2'))).code).toBe(0);
+      expect((await run('convert', '-O', 'qcow2', '-B', 'base.qcow2', '-F', 'qcow2', source, folder.file('over-read.qcow2'))).code).toBe(0);
       expect((await run('info', base)).code).toBe(0);
     } finally {
       await reader.release();

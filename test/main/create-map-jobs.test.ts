@@ -44,11 +44,17 @@ describe('image.create job', () => {
     expect((await qemuCheck(image)).code).toBe(0);
   });
 
-  it('records a backing file\'s detected format and refuses an existing file', async () => {
+  it('records the backing file\'s format it is given (a request without one is refused: the format is not guessed) and refuses an existing file', async () => {
     const base = folder.file('job-base.raw');
     fs.writeFileSync(base, Buffer.alloc(65536, 1));
     const overlay = folder.file('job-overlay.qcow2');
-    const info = await jobTable['image.create'](overlay, { backingFile: base }, silentJob);
+    const schema = jobSchemas['image.create'].args;
+    expect(schema.safeParse({ backingFile: base }).success).toBe(false);
+    expect(schema.safeParse({ backingFile: base, backingFormat: 'raw' }).success).toBe(true);
+    expect(jobSchemas['chain.rebase'].args.safeParse({ backingFile: base }).success).toBe(false);
+    expect(jobSchemas['chain.rebase'].args.safeParse({ backingFile: base, backingFormat: 'raw' }).success).toBe(true);
+    expect(jobSchemas['chain.rebase'].args.safeParse({}).success).toBe(true);
+    const info = await jobTable['image.create'](overlay, { backingFile: base, backingFormat: 'raw' }, silentJob);
     expect(info['backing-filename-format']).toBe('raw');
     expect(info['virtual-size']).toBe(65536);
     await expect(Promise.resolve().then(() => jobTable['image.create'](overlay, { size: 1024 }, silentJob))).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });

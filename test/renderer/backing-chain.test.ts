@@ -118,7 +118,8 @@ describe('the chain dialogs start their jobs', () => {
     expect((dialog.get('[data-testid="linked-clone-path"]').element as HTMLInputElement).value).toBe('/disks/clone-clone.qcow2');
     await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/web-1.qcow2');
     await dialog.get('form').trigger('submit');
-    expect(started).toEqual([{ kind: 'image.create', path: '/disks/web-1.qcow2', args: { backingFile: PATH } }]);
+    // Its format is said, not left to be guessed: the app opens qcow2 disks only.
+    expect(started).toEqual([{ kind: 'image.create', path: '/disks/web-1.qcow2', args: { backingFile: PATH, backingFormat: 'qcow2' } }]);
     expect(dialog.find('[data-testid="linked-clone-unencrypted"]').exists()).toBe(false);
   });
 
@@ -175,7 +176,17 @@ describe('the chain dialogs start their jobs', () => {
     const dialog = await mountWith(RebaseDialog, healthy);
     expect((dialog.get('[data-testid="rebase-target"]').element as HTMLInputElement).value).toBe('/disks/golden.raw');
     await dialog.get('form').trigger('submit');
-    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', unsafe: false } });
+    // With the format the chain records for that file, shown in the dialog.
+    expect((dialog.get('[data-testid="rebase-format"]').element as HTMLSelectElement).value).toBe('raw');
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', backingFormat: 'raw', unsafe: false } });
+  });
+
+  it('Rebase sends the format chosen, and warns where it differs from what the file is', async () => {
+    const dialog = await mountWith(RebaseDialog, healthy);
+    await dialog.get('[data-testid="rebase-format"]').setValue('qcow2');
+    expect(dialog.get('[data-testid="rebase-format-mismatch"]').text()).toContain('not a qcow2 image');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', backingFormat: 'qcow2', unsafe: false } });
   });
 
   it('Rebase with a missing backing file: only the name can change, and the dialog starts that way', async () => {
@@ -184,7 +195,7 @@ describe('the chain dialogs start their jobs', () => {
     expect((dialog.get('[data-testid="rebase-unsafe"]').element as HTMLInputElement).checked).toBe(true);
     await dialog.get('[data-testid="rebase-target"]').setValue('/mnt/new-place/gone.qcow2');
     await dialog.get('form').trigger('submit');
-    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/mnt/new-place/gone.qcow2', unsafe: true } });
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/mnt/new-place/gone.qcow2', backingFormat: 'qcow2', unsafe: true } });
   });
 
   it('Rebase onto nothing is refused in name-only mode (the data would be lost)', async () => {

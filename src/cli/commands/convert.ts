@@ -3,7 +3,8 @@ import * as os from 'node:os';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
-import { findSnapshot, Qcow2Image, type SnapshotRef } from '../../shared/qcow2/image/image.ts';
+import { findSnapshot, Qcow2Image, resolveBackingPath, type SnapshotRef } from '../../shared/qcow2/image/image.ts';
+import { requiredBackingFormat } from '../backing-format.ts';
 import { snapshotVmStateSize } from '../../shared/qcow2/format/snapshot-table.ts';
 import { formatBytes } from '../../shared/format-units.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
@@ -35,7 +36,7 @@ import { snapshotRefOf } from '../snapshot-ref.ts';
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING [-F FMT]] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--rescue [--json]] [--passphrase-file FILE] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING -F FMT] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--rescue [--json]] [--passphrase-file FILE] [--force] INPUT OUTPUT',
   help: [
     '  --rescue   copy a damaged disk as far as it can be read: ranges whose tables or data are broken',
     '             become zeros, and a table lists them (guest offset, length, reason) with a total;',
@@ -74,6 +75,7 @@ export const convert: Command = {
     if (backing !== undefined) options.backingFile = backing;
     const backingFormat = formatOption(option(args, 'backing-format'), '-F');
     if (backingFormat !== undefined) options.backingFormat = backingFormat;
+    if (options.backingFile !== undefined) options.backingFormat = requiredBackingFormat('convert', options.backingFormat, resolveBackingPath(target, options.backingFile));
     const compress = flag(args, 'compress');
     if (targetFormat === 'raw' && (compress || Object.keys(options).length > 0)) {
       throw new UsageError('convert: -c, -o and -B need a qcow2 output (-O qcow2)');

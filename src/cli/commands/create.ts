@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import { createImage, type CreateOptions } from '../../shared/qcow2/image/create.ts';
-import { detectFormat, isImageFormat } from '../../shared/qcow2/image/image-format.ts';
+import { isImageFormat } from '../../shared/qcow2/image/image-format.ts';
+import { requiredBackingFormat } from '../backing-format.ts';
 import { resolveBackingPath } from '../../shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { flag, option } from '../args.ts';
@@ -9,13 +10,13 @@ import { createOptionsFromArgs, parseSize } from '../image-options.ts';
 
 /**
  * `cowbell create`: a new, empty qcow2 image. Unlike qemu-img, an existing file is refused unless
- * --force is given (then it is replaced atomically). With -b and no -F, the backing file's format
- * is detected and recorded (qemu-img 7.2 refuses instead).
+ * --force is given (then it is replaced atomically). With -b, -F is needed, as in qemu-img 7.2:
+ * the backing file's format is never guessed (backing-format.ts).
  */
 export const create: Command = {
   name: 'create',
   summary: 'make a new qcow2 image (refuses to replace a file unless --force)',
-  usage: '[-f qcow2] [-o name=value,…] [-b BACKING [-F qcow2|raw]] [--force] [-q] IMAGE [SIZE]',
+  usage: '[-f qcow2] [-o name=value,…] [-b BACKING -F qcow2|raw] [--force] [-q] IMAGE [SIZE]',
   options: {
     format: { type: 'string', short: 'f' },
     options: { type: 'string', short: 'o', multiple: true },
@@ -35,8 +36,8 @@ export const create: Command = {
     if (options.size === undefined && options.backingFile === undefined) throw new UsageError('create: give a SIZE (or a backing file to take it from)');
     const force = flag(args, 'force');
     if (!force && fs.existsSync(imagePath)) throw new UsageError(`create: ${imagePath} already exists; pass --force to replace it`);
-    if (options.backingFile !== undefined && options.backingFormat === undefined) {
-      options.backingFormat = detectFormat(resolveBackingPath(imagePath, options.backingFile));
+    if (options.backingFile !== undefined) {
+      options.backingFormat = requiredBackingFormat('create', options.backingFormat, resolveBackingPath(imagePath, options.backingFile));
     }
     createImage({ ...options, path: imagePath, overwrite: force });
     if (!flag(args, 'quiet')) io.out(formattingLine(imagePath, options));

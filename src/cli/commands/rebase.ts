@@ -1,5 +1,6 @@
 import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
-import { isImageFormat } from '../../shared/qcow2/image/image-format.ts';
+import { resolveBackingPath } from '../../shared/qcow2/image/image.ts';
+import { requiredBackingFormat } from '../backing-format.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
@@ -8,13 +9,13 @@ import { EXIT_OK, UsageError, type Command } from '../command.ts';
 /**
  * `cowbell rebase -b NEW [-F FMT] [-u] IMAGE`, as `qemu-img rebase`: safe mode copies into the
  * overlay whatever the old and new backing chains read differently, so the guest sees the same
- * disk; -u only rewrites the header. `-b ""` leaves the overlay without a backing file. Without
- * -F the new file's format is detected (qemu-img 7.2 asks for -F instead).
+ * disk; -u only rewrites the header. `-b ""` leaves the overlay without a backing file. A new
+ * backing file needs -F, as in qemu-img 7.2 (backing-format.ts: the format is never guessed).
  */
 export const rebase: Command = {
   name: 'rebase',
   summary: 'give an overlay another backing file, keeping its guest data (-u: header only)',
-  usage: '[-f qcow2] -b NEW [-F qcow2|raw] [-u] [-p] [-q] IMAGE',
+  usage: '[-f qcow2] -b NEW -F qcow2|raw [-u] [-p] [-q] IMAGE   (-b "" for no backing file: no -F)',
   options: {
     format: { type: 'string', short: 'f' },
     backing: { type: 'string', short: 'b' },
@@ -30,9 +31,8 @@ export const rebase: Command = {
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`rebase: only a qcow2 overlay can be rebased, not ${format}`);
     const backing = option(args, 'backing');
     if (backing === undefined) throw new UsageError('rebase: give the new backing file with -b (-b "" for none)');
-    const backingFormat = option(args, 'backing-format');
-    if (backingFormat !== undefined && !isImageFormat(backingFormat)) throw new UsageError(`rebase: backing format must be qcow2 or raw, not ${backingFormat}`);
     const image = args.positionals[0] ?? '';
+    const backingFormat = backing === '' ? undefined : requiredBackingFormat('rebase', option(args, 'backing-format'), resolveBackingPath(image, backing));
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(

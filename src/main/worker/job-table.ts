@@ -23,7 +23,6 @@ import { checkImagePath } from '../../shared/qcow2/check/check.ts';
 import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import { createImage } from '../../shared/qcow2/image/create.ts';
-import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
@@ -46,9 +45,9 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
   return {
     'image.info': (path) => readImageInfo(path),
     'image.map': (path, args, context) => readAllocationMap(path, { cells: args.cells, ...(args.snapshot === undefined ? {} : { snapshot: snapshotRef({ name: args.snapshot, id: args.snapshotId, date: args.snapshotDate }) }) }, context),
+    // The contract has the backing file's format given with it: it is not guessed (contract.ts).
     'image.create': (path, args, context) => {
-      const backingFormat = args.backingFile !== undefined ? (args.backingFormat ?? detectFormat(args.backingFile)) : undefined;
-      createImage({ ...args, backingFormat, path }, context);
+      createImage({ ...args, path }, context);
       return readImageInfo(path);
     },
     'image.usage': (path, _args, context) => readUsage(path, context),

@@ -56,6 +56,13 @@ const Empty = z.object({}).strict();
 
 const REFCOUNT_WIDTHS = [1, 2, 4, 8, 16, 32, 64];
 
+/**
+ * A backing file's format is given, never guessed (as qemu-img 7.2 asks -F): a raw disk's guest can
+ * write what looks like a qcow2 header naming a host file, and a guessed format recorded in the new
+ * image would have QEMU trust it from then on.
+ */
+const BACKING_FORMAT_NEEDED = 'a backing file needs its format (qcow2 or raw): it is not guessed';
+
 /** What a new image is made with (create's options); the size defaults to the backing file's. */
 export const CreateImageArgs = z
   .object({
@@ -80,7 +87,8 @@ export const CreateImageArgs = z
     compressionType: z.enum(['zlib', 'zstd']).optional(),
   })
   .strict()
-  .refine((args) => args.size !== undefined || args.backingFile !== undefined, 'a size is needed (or a backing file to take it from)');
+  .refine((args) => args.size !== undefined || args.backingFile !== undefined, 'a size is needed (or a backing file to take it from)')
+  .refine((args) => args.backingFile === undefined || args.backingFormat !== undefined, BACKING_FORMAT_NEEDED);
 
 /** How a rewrite stores data clusters: all compressed, as they are, or none compressed. */
 export const RewriteCompression = z.enum(['compress', 'keep', 'uncompress']);
@@ -185,7 +193,10 @@ export const CommitArgs = z.object({ keepOverlay: z.boolean().optional(), backin
  * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the
  * disk first); `unsafe` only rewrites the header (the backing file was moved or copied).
  */
-export const RebaseArgs = z.object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() }).strict();
+export const RebaseArgs = z
+  .object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() })
+  .strict()
+  .refine((args) => args.backingFile === undefined || args.backingFormat !== undefined, BACKING_FORMAT_NEEDED);
 
 /** A disk's new size in bytes: whole 512-byte sectors, as qemu-img requires of a qcow2 disk. */
 export const DiskSize = z
