@@ -1,4 +1,5 @@
 /** The chain jobs as the worker runs them, on chains made by qemu-img: their schemas, their paths, and what they leave. */
+import * as fs from 'node:fs';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { requireJobPaths } from '../../src/main/request-paths.ts';
 import { jobTable } from '../../src/main/worker/job-table.ts';
@@ -49,6 +50,21 @@ describe('chain jobs', () => {
     const rebased = await jobTable['chain.rebase'](top, {}, silentJob);
     expect(rebased.copiedBytes).toBe(512 * 1024);
     expect((await qemuInfo(top))['backing-filename']).toBeUndefined();
+    for (const file of [base, top]) expect((await qemuCheck(file)).code).toBe(0);
+    expect(firstDifference(await rawOf(top), model)).toBe(-1);
+  });
+
+  it('chain.commit gives the emptied overlay\'s space back (4 KiB clusters: refcount blocks through the file kept it)', async () => {
+    const base = folder.file('small-base.qcow2');
+    const top = folder.file('small-top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', base, '32M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=4096', '-b', 'small-base.qcow2', '-F', 'qcow2', top]);
+    await qemuIo(top, ['write -P 0x33 1M 24M']);
+    const model = await rawOf(top);
+    const committed = await jobTable['chain.commit'](top, {}, silentJob);
+    expect(committed).toEqual({ base, committedBytes: 24 * 1024 * 1024, grownFrom: null, emptied: true });
+    expect(fs.statSync(top).size).toBeLessThan(256 * 1024);
+    expect((await qemuInfo(top))['backing-filename']).toBe('small-base.qcow2');
     for (const file of [base, top]) expect((await qemuCheck(file)).code).toBe(0);
     expect(firstDifference(await rawOf(top), model)).toBe(-1);
   });

@@ -1,8 +1,11 @@
-import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
+import { commitSteps, FREE_SPACE_WORTH_COMPACTING } from '../../shared/qcow2/chain/commit.ts';
+import { formatBytes } from '../../shared/format-units.ts';
+import { rewriteSteps } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
-import { runCancellably, withProgressLine } from '../cancellable-job.ts';
-import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { runCancellably, StoppedBySignal, withProgressLine } from '../cancellable-job.ts';
+import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
+import { cliRuntime } from '../runtime.ts';
 
 /**
  * `cowbell commit [-b BASE] [-d] IMAGE`, as `qemu-img commit`: the overlay's data goes into its
@@ -28,14 +31,35 @@ export const commit: Command = {
     const image = args.positionals[0] ?? '';
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     const base = option(args, 'base');
-    await withProgressLine(io, showProgress, (onProgress) =>
+    const result = await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(
         async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') }, job)),
         onProgress,
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
       ),
     );
+    const code = result.emptied && result.freeBytesLeft >= FREE_SPACE_WORTH_COMPACTING ? await giveBackFreeSpace(image, result.freeBytesLeft, io, showProgress) : EXIT_OK;
     if (!flag(args, 'quiet')) io.out('Image committed.\n');
-    return EXIT_OK;
+    return code;
   },
 };
+
+/**
+ * The emptied overlay compacted in place (as `cowbell compact`), so its file shrinks to its header
+ * and tables as qemu-img's does. The commit is done whatever happens here: a failure is a note.
+ */
+async function giveBackFreeSpace(image: string, freeBytes: number, io: CliIo, showProgress: boolean): Promise<number> {
+  try {
+    await withProgressLine(io, showProgress, (onProgress) =>
+      runCancellably(
+        async (job) => runStepsYielding(rewriteSteps({ source: image, compression: 'keep', earlyVerifyWorker: cliRuntime.earlyVerifyWorker }, job)),
+        onProgress,
+        'Cancelled',
+      ),
+    );
+    return EXIT_OK;
+  } catch (error) {
+    io.err(`cowbell: note: the commit is done, but the emptied overlay still holds ${formatBytes(freeBytes)} it does not use (giving it back failed: ${(error as Error).message}); \`cowbell compact ${image}\` gives it back\n`);
+    return error instanceof StoppedBySignal ? error.exitCode : EXIT_OK;
+  }
+}

@@ -16,7 +16,7 @@ import type { RescueReport, RewriteSummary } from '../../shared/ipc/contract.ts'
 import { MAX_REPORTED_RANGES } from '../../shared/qcow2/model.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
-import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
+import { commitSteps, FREE_SPACE_WORTH_COMPACTING } from '../../shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
 import { runSteps } from '../../shared/qcow2/steps.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
@@ -143,7 +143,18 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       return rescueReport(args.target, args.format, result);
     },
     'chain.read': (path) => readBackingChain(path),
-    'chain.commit': (path, args, context) => runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile }, context)),
+    'chain.commit': (path, args, context) => {
+      const result = runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile }, context));
+      // The emptied overlay compacted in place, so its file shrinks as qemu-img's does; the commit is done whatever happens there.
+      if (result.emptied && result.freeBytesLeft >= FREE_SPACE_WORTH_COMPACTING) {
+        try {
+          rewriteImage({ source: path, compression: 'keep', earlyVerifyWorker: settings.earlyVerifyWorker }, context);
+        } catch {
+          // The overlay reads right and only holds free space: `Compact…` gives it back later.
+        }
+      }
+      return { base: result.base, committedBytes: result.committedBytes, grownFrom: result.grownFrom, emptied: result.emptied };
+    },
     'chain.rebase': (path, args, context) => {
       const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
       return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };

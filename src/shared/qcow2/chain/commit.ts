@@ -59,7 +59,16 @@ export interface CommitResult {
   grownFrom: number | null;
   /** Whether the overlay was emptied. */
   emptied: boolean;
+  /**
+   * Free clusters the emptied overlay's file still holds below its last cluster in use (bytes):
+   * refcount blocks spread through a big or small-clustered file keep its end in use, so the cut
+   * gives back only the tail. A caller can compact the file (rewrite/) to give back the rest.
+   */
+  freeBytesLeft: number;
 }
+
+/** Free space left in an emptied overlay that its caller should give back by compacting it. */
+export const FREE_SPACE_WORTH_COMPACTING = 1024 * 1024;
 
 /** Guest bytes read and written per step. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -124,11 +133,13 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     const committedBytes = yield* copyDown(layers, base, job);
     base.flush();
     refuseReplacedBase(link.path, baseIdentity);
+    let freeBytesLeft = 0;
     if (emptying) {
       yield* emptyOverlay(top, job);
       truncateFreeEnd(top);
+      freeBytesLeft = freeClusterBytes(top);
     }
-    return { base: link.path, committedBytes, grownFrom, emptied: emptying };
+    return { base: link.path, committedBytes, grownFrom, emptied: emptying, freeBytesLeft };
   } finally {
     // Each layer closes alone: the links between them were this operation's, not theirs.
     for (const layer of opened) layer.backing = null;
@@ -287,6 +298,13 @@ function leapToAllocation(layers: readonly Qcow2Image[], chunkStart: number, end
 }
 
 /** Phase 2: every cluster the overlay allocates becomes unallocated (QEMU's full discard). */
+function freeClusterBytes(image: Qcow2Image): number {
+  const clusters = Math.ceil(image.file.size() / image.clusterBytes);
+  let free = 0;
+  for (let cluster = 0; cluster < clusters; cluster++) if (image.refcounts.get(cluster) === 0) free++;
+  return free * image.clusterBytes;
+}
+
 function* emptyOverlay(top: Qcow2Image, job: JobContext): Steps<void> {
   const clusterBytes = top.clusterBytes;
   for (let chunkStart = 0; chunkStart < top.virtualSize; chunkStart += CHUNK_BYTES) {
