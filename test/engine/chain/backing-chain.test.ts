@@ -66,7 +66,7 @@ describe('the backing chain of a disk', () => {
   it('rebase refuses a new backing file whose own chain leads back to the image', async () => {
     const { mid, top } = await makeChain(folder, { options: 'compat=1.1' });
     const hash = fileHash(mid);
-    const result = await run('rebase', '-b', 'top.qcow2', mid);
+    const result = await run('rebase', '-b', 'top.qcow2', '-F', 'qcow2', mid);
     expect(result.code).toBe(1);
     expect(result.err).toMatch(/would loop/);
     expect(fileHash(mid)).toBe(hash);
@@ -115,7 +115,7 @@ describe('a linked clone is create -b', () => {
   it('an overlay named relative to its folder, sized from its backing file, reads as it (qemu-img compare), and qemu-img accepts it', async () => {
     const { top } = await makeChain(folder, { options: 'compat=1.1', baseFormat: 'raw' });
     const clone = folder.file('clone.qcow2');
-    const result = await run('create', '-q', '-b', 'top.qcow2', clone);
+    const result = await run('create', '-q', '-b', 'top.qcow2', '-F', 'qcow2', clone);
     expect(result.err).toBe('');
     expect(result.code).toBe(0);
     const info = await qemuInfo(clone);
@@ -152,7 +152,7 @@ describe('commit and rebase refuse while a VM holds a file of the chain', () => 
     for (const held of [top, base]) {
       const holder = await holdWithQemuIo(held);
       try {
-        const result = await run('rebase', '-b', 'base.qcow2', top);
+        const result = await run('rebase', '-b', 'base.qcow2', '-F', 'qcow2', top);
         expect(result.code).toBe(1);
         expect(result.err).toMatch(/in use|being written/i);
       } finally {

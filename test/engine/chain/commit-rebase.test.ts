@@ -149,7 +149,7 @@ describe("an overlay's own snapshots", () => {
     const commit = await run('commit', top);
     expect(commit.code).toBe(1);
     expect(commit.err).toMatch(/snapshot "early"/);
-    const rebase = await run('rebase', '-b', 'base.qcow2', top);
+    const rebase = await run('rebase', '-b', 'base.qcow2', '-F', 'qcow2', top);
     expect(rebase.code).toBe(1);
     expect(rebase.err).toMatch(/snapshot "early"/);
     expect(hashes()).toEqual(before);
@@ -331,7 +331,7 @@ describe('commit and rebase mixed with qemu-img’s own', () => {
     await step('cowbell commit -d', async () => expect((await run('commit', '-d', '-q', top)).code).toBe(0));
     await step('qemu-img rebase onto base', () => qemuImg(['rebase', '-b', 'base.qcow2', '-F', 'qcow2', top]));
     await step('a guest write', () => runIo(top, ['write -P 0x44 1M 700k', 'write -z 2100k 8k']), true);
-    await step('cowbell rebase back onto mid', async () => expect((await run('rebase', '-b', 'mid.qcow2', top)).code).toBe(0));
+    await step('cowbell rebase back onto mid', async () => expect((await run('rebase', '-b', 'mid.qcow2', '-F', 'qcow2', top)).code).toBe(0));
     await step('qemu-img commit', () => qemuImg(['commit', '-q', top]));
     await step('cowbell commit of mid into base', async () => expect((await run('commit', '-q', mid)).code).toBe(0));
     await step('another guest write', () => runIo(top, ['write -P 0x45 3M 100k']), true);
