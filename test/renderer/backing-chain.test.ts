@@ -139,6 +139,16 @@ describe('the chain dialogs start their jobs', () => {
     expect(started).toEqual([{ kind: 'chain.commit', path: PATH, args: { keepOverlay: true, backingFile: '/disks/base.qcow2' } }]);
   });
 
+  it('Commit names the other open disks built on the same backing file (audit: it only said “any other disk”)', async () => {
+    const dialog = await mountWith(CommitDialog, healthy);
+    expect(dialog.find('[data-testid="commit-other-clones"]').exists()).toBe(false);
+    wrapper?.unmount();
+    const sibling = '/disks/web-2.qcow2';
+    useDiskDataStore().entry(sibling).chain = { complete: true, files: [file({ path: sibling, name: sibling, declaredFormat: null }), file({ path: '/disks/base.qcow2', name: 'base.qcow2' })] };
+    const named = await mountWith(CommitDialog, healthy);
+    expect(named.get('[data-testid="commit-other-clones"]').text()).toContain('web-2.qcow2 is also built on base.qcow2');
+  });
+
   it('Commit refuses a broken chain and says which file is missing', async () => {
     const dialog = await mountWith(CommitDialog, missing);
     expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('gone.qcow2 does not exist');
