@@ -77,7 +77,8 @@ function readBoundedFile(filePath: string, io: Pick<CliIo, 'err'>): Uint8Array {
 function warnIfReadableByOthers(filePath: string, stats: fs.Stats, io: Pick<CliIo, 'err'>): void {
   const readableByOthers = 0o044;
   if (!stats.isFile() || (stats.mode & readableByOthers) === 0) return;
-  const who = (stats.mode & 0o004) !== 0 ? 'every user of this machine' : 'the users of its group';
+  // The group bits are an access list's mask where the file has one: named users may be behind them.
+  const who = (stats.mode & 0o004) !== 0 ? 'every user of this machine' : 'other users (its group, or those an access list names)';
   io.err(`cowbell: warning: ${filePath} can be read by ${who}: \`chmod 600\` it (or type the passphrase at the prompt)\n`);
 }
 

@@ -6,7 +6,7 @@
  * empty line cancel, and every other key is kept as typed — a Tab as a tab, as in a passphrase
  * file. An arrow or other special key cannot edit here (its escape sequence would end up in the
  * passphrase, where no other tool would put the same bytes): it stops the prompt instead.
- * A polite kill (SIGTERM) or the terminal closing (SIGHUP) while it waits stops it too, the
+ * A polite kill (SIGTERM, or SIGINT sent by another program), or the terminal closing (SIGHUP) while it waits stops it too, the
  * terminal put back first: left to Node's default they ended the process with the terminal still
  * raw, so the shell that came back echoed nothing typed until `reset`.
  */
@@ -29,7 +29,7 @@ export interface SecretTerminal {
 }
 
 /** Signals that stop the prompt (Ctrl-C comes as a key in raw mode). */
-const PROMPT_STOP_SIGNALS = ['SIGTERM', 'SIGHUP'] as const;
+const PROMPT_STOP_SIGNALS = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
 type PromptStopSignal = (typeof PROMPT_STOP_SIGNALS)[number];
 
 /** Whether this process can prompt: stdin is a terminal it can put in raw mode. */

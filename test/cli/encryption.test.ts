@@ -337,7 +337,7 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     fs.chmodSync(exposed, 0o640);
     const group = await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', exposed, image]);
     expect(group.code, group.err).toBe(0);
-    expect(group.err).toContain(warning('the users of its group'));
+    expect(group.err).toContain(warning('other users (its group, or those an access list names)'));
     fs.chmodSync(exposed, 0o600);
     const owner = await cowbell(['convert', '--passphrase-file', exposed, image, folder.file('exposed-2.raw')]);
     expect(owner.code, owner.err).toBe(0);

@@ -76,8 +76,8 @@ describe('the passphrase prompt', () => {
     await expect(secret).rejects.toMatchObject({ exitCode: 130 });
   });
 
-  it('stops at SIGTERM and SIGHUP with the terminal put back (exit 143, 129), and leaves no listener behind', async () => {
-    for (const [signal, exitCode] of [['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+  it('stops at SIGTERM, SIGHUP and a SIGINT sent by another program with the terminal put back (exit 143, 129, 130), and leaves no listener behind', async () => {
+    for (const [signal, exitCode] of [['SIGTERM', 143], ['SIGHUP', 129], ['SIGINT', 130]] as const) {
       const { terminal, raw, start } = typing(['half-typ']);
       const signals = new EventEmitter();
       const secret = readSecretFromTerminal('Passphrase: ', { ...terminal, signals });
@@ -86,7 +86,7 @@ describe('the passphrase prompt', () => {
       signals.emit(signal);
       await expect(secret).rejects.toMatchObject({ code: 'CANCELLED', exitCode, message: expect.stringContaining('nothing was changed') });
       expect(raw).toEqual([true, false]);
-      expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGHUP')).toBe(0);
+      expect(signals.listenerCount('SIGTERM') + signals.listenerCount('SIGHUP') + signals.listenerCount('SIGINT')).toBe(0);
     }
     // An answered prompt leaves none either.
     const { terminal, start } = typing(['moo\r']);

@@ -176,6 +176,10 @@ describe('the allocation map', () => {
     expect(Number(await canvas.getAttribute('data-cursor'))).toBe(Number(await canvas.getAttribute('data-squares')) - 1);
     await page.keyboard.press('Home');
     await eventually(() => canvas.getAttribute('data-cursor')).toBe('0');
+    // Keys with a modifier are the browser's (page zoom, Back): the map leaves them alone.
+    await page.keyboard.press('Shift+Alt+ArrowRight');
+    await page.keyboard.press('Control+End');
+    expect(await canvas.getAttribute('data-cursor')).toBe('0');
     await page.keyboard.press('Enter');
     // A quarter of the 2 GiB disk's squares, from its start (the cursor sits at the edge).
     await eventually(() => canvas.getAttribute('data-end')).not.toBe(String(2048 * MiB));

@@ -1,4 +1,4 @@
-import { commitSteps, FREE_SPACE_WORTH_COMPACTING } from '../../shared/qcow2/chain/commit.ts';
+import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
 import { formatBytes } from '../../shared/format-units.ts';
 import { rewriteSteps } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
@@ -38,7 +38,7 @@ export const commit: Command = {
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
       ),
     );
-    const code = result.emptied && result.freeBytesLeft >= FREE_SPACE_WORTH_COMPACTING ? await giveBackFreeSpace(image, result.freeBytesLeft, io, showProgress) : EXIT_OK;
+    const code = result.worthCompacting ? await giveBackFreeSpace(image, result.freeBytesLeft, io, showProgress) : EXIT_OK;
     if (!flag(args, 'quiet')) io.out('Image committed.\n');
     return code;
   },
@@ -59,7 +59,7 @@ async function giveBackFreeSpace(image: string, freeBytes: number, io: CliIo, sh
     );
     return EXIT_OK;
   } catch (error) {
-    io.err(`cowbell: note: the commit is done, but the emptied overlay still holds ${formatBytes(freeBytes)} it does not use (giving it back failed: ${(error as Error).message}); \`cowbell compact ${image}\` gives it back\n`);
+    io.err(`cowbell: note: the commit is done, but the emptied overlay still holds ${formatBytes(freeBytes)} it does not use (giving it back failed: ${(error as Error).message}); \`cowbell compact\` gives it back later, into a new file where it cannot replace this one (\`cowbell compact ${image} OUTPUT\`)\n`);
     return error instanceof StoppedBySignal ? error.exitCode : EXIT_OK;
   }
 }

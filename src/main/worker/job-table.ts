@@ -16,7 +16,7 @@ import type { RescueReport, RewriteSummary } from '../../shared/ipc/contract.ts'
 import { MAX_REPORTED_RANGES } from '../../shared/qcow2/model.ts';
 import { readAllocationMap } from '../../shared/qcow2/snapshots/allocation-map.ts';
 import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
-import { commitSteps, FREE_SPACE_WORTH_COMPACTING } from '../../shared/qcow2/chain/commit.ts';
+import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../shared/qcow2/chain/rebase.ts';
 import { runSteps } from '../../shared/qcow2/steps.ts';
 import { checkImagePath } from '../../shared/qcow2/check/check.ts';
@@ -146,7 +146,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'chain.commit': (path, args, context) => {
       const result = runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile }, context));
       // The emptied overlay compacted in place, so its file shrinks as qemu-img's does; the commit is done whatever happens there.
-      if (result.emptied && result.freeBytesLeft >= FREE_SPACE_WORTH_COMPACTING) {
+      if (result.worthCompacting) {
         try {
           rewriteImage({ source: path, compression: 'keep', earlyVerifyWorker: settings.earlyVerifyWorker }, context);
         } catch {

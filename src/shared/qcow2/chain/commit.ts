@@ -65,10 +65,15 @@ export interface CommitResult {
    * gives back only the tail. A caller can compact the file (rewrite/) to give back the rest.
    */
   freeBytesLeft: number;
+  /**
+   * Whether that free space is worth a compaction: at least 1 MiB and a quarter of the file. An
+   * overlay whose snapshots keep most of it would be copied whole to give back a little.
+   */
+  worthCompacting: boolean;
 }
 
-/** Free space left in an emptied overlay that its caller should give back by compacting it. */
-export const FREE_SPACE_WORTH_COMPACTING = 1024 * 1024;
+/** Free space left in an emptied overlay below which compacting it is not worth its while. */
+const FREE_SPACE_WORTH_COMPACTING = 1024 * 1024;
 
 /** Guest bytes read and written per step. */
 const CHUNK_BYTES = 4 * 1024 * 1024;
@@ -139,7 +144,8 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
       truncateFreeEnd(top);
       freeBytesLeft = freeClusterBytes(top);
     }
-    return { base: link.path, committedBytes, grownFrom, emptied: emptying, freeBytesLeft };
+    const worthCompacting = freeBytesLeft >= FREE_SPACE_WORTH_COMPACTING && freeBytesLeft * 4 >= top.file.size();
+    return { base: link.path, committedBytes, grownFrom, emptied: emptying, freeBytesLeft, worthCompacting };
   } finally {
     // Each layer closes alone: the links between them were this operation's, not theirs.
     for (const layer of opened) layer.backing = null;
