@@ -1,0 +1,56 @@
+/**
+ * What a backing file named in a dialog looks like, for its warnings: a qcow2 image (and whether it
+ * is encrypted) or not one (read as raw). A file the dialog already knows (an open disk, a file of
+ * the chain) is taken from `known`; another is read in the background once the path stops changing,
+ * and a read that an edit overtook is dropped. A path that is not absolute is not read.
+ */
+import { ref, watch, type Ref } from 'vue';
+import { toApiError } from '../lib/api-error.ts';
+import { isAbsolutePath } from '../lib/paths.ts';
+import { useJobsStore } from '../stores/jobs.ts';
+
+export interface BackingFileLook {
+  format: 'qcow2' | 'raw' | null;
+  encrypted: boolean;
+}
+
+/** How long the path must stay unchanged before it is read, not at every key. */
+export const BACKING_READ_DELAY_MS = 300;
+
+export function useBackingFileLook(path: Ref<string>, readTitle: string, known: (path: string) => BackingFileLook | undefined) {
+  const jobs = useJobsStore();
+  const looksLike = ref<BackingFileLook['format']>(null);
+  const encrypted = ref(false);
+  let reads = 0;
+  watch(
+    path,
+    (value) => {
+      const trimmed = value.trim();
+      const read = ++reads;
+      looksLike.value = null;
+      encrypted.value = false;
+      const look = known(trimmed);
+      if (look !== undefined) {
+        looksLike.value = look.format;
+        encrypted.value = look.encrypted;
+        return;
+      }
+      if (!isAbsolutePath(trimmed)) return;
+      setTimeout(() => {
+        if (read !== reads) return;
+        void jobs
+          .run('image.info', trimmed, {}, { title: readTitle, background: true })
+          .then((info) => {
+            if (read !== reads) return;
+            looksLike.value = 'qcow2';
+            encrypted.value = info.encrypted === true;
+          })
+          .catch((error: unknown) => {
+            if (read === reads && toApiError(error).code === 'BAD_MAGIC') looksLike.value = 'raw';
+          });
+      }, BACKING_READ_DELAY_MS);
+    },
+    { immediate: true },
+  );
+  return { looksLike, encrypted };
+}
