@@ -75,6 +75,8 @@ describe('the drawn snapshot tree', () => {
 
   it('leaves the keys of its zoom buttons to them: Enter or Delete there neither opens details nor deletes (audit)', async () => {
     const wrapper = mount(SnapshotTreeView, { props: { tree, selectedId: '2', hoveredId: null }, attachTo: document.body });
+    // The buttons are beside the tree, not in it: a tree holds only its items, and its keys are not theirs.
+    expect(wrapper.get('[role="tree"]').findAll('button, [tabindex]:not([role="tree"])')).toHaveLength(0);
     for (const testId of ['tree-zoom-in', 'tree-zoom-out']) {
       const button = wrapper.get(`[data-testid="${testId}"]`);
       for (const key of ['Enter', 'Delete', 'ArrowUp', 'F2']) await button.trigger('keydown', { key });
