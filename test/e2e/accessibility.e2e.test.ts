@@ -32,6 +32,8 @@ afterAll(async () => {
 });
 
 interface AxNode {
+  nodeId?: string;
+  parentId?: string;
   role?: { value?: string };
   name?: { value?: string };
   properties?: { name: string; value: { value?: unknown } }[];
@@ -45,6 +47,27 @@ async function accessibilityTree(page: Page): Promise<AxNode[]> {
     await session.send('Accessibility.enable');
     const { nodes } = (await session.send('Accessibility.getFullAXTree')) as { nodes: AxNode[] };
     return nodes.filter((node) => !node.ignored);
+  } finally {
+    await session.detach();
+  }
+}
+
+/** Controls a reader meets inside a tree or a list option, which may hold only their items and text (ARIA): "role in role: name" for each. */
+async function controlsInsideItems(page: Page): Promise<string[]> {
+  const session = await page.context().newCDPSession(page);
+  try {
+    await session.send('Accessibility.enable');
+    const { nodes } = (await session.send('Accessibility.getFullAXTree')) as { nodes: AxNode[] };
+    const byId = new Map(nodes.map((node) => [node.nodeId, node]));
+    const found: string[] = [];
+    for (const node of nodes) {
+      if (node.ignored || !['button', 'link', 'textbox', 'checkbox'].includes(node.role?.value ?? '')) continue;
+      for (let parent = byId.get(node.parentId); parent !== undefined; parent = byId.get(parent.parentId)) {
+        const role = parent.role?.value ?? '';
+        if (role === 'tree' || role === 'option' || role === 'treeitem') found.push(`${node.role?.value} in ${role}: ${node.name?.value ?? ''}`);
+      }
+    }
+    return found;
   } finally {
     await session.detach();
   }
@@ -67,6 +90,8 @@ describe('a screen reader’s view of the app', () => {
       expect(described.find((item) => item.name.startsWith('clean install,'))?.level).toBe(1);
       expect(described.find((item) => item.name.startsWith('with updates,'))?.level).toBe(2);
       expect(described.find((item) => item.name.startsWith('You are here'))?.level).toBe(3);
+      // The tree's zoom buttons and a disk's close button are beside the items, not in them.
+      expect(await controlsInsideItems(page)).toEqual([]);
 
       // Delete: an alert dialog named by its title (which names the snapshot), described by what it loses.
       await page.locator('[data-testid="tree-node"][aria-label^="clean install"]').click();
