@@ -92,6 +92,10 @@ describe('a screen reader’s view of the app', () => {
       expect(described.find((item) => item.name.startsWith('You are here'))?.level).toBe(3);
       // The tree's zoom buttons and a disk's close button are beside the items, not in them.
       expect(await controlsInsideItems(page)).toEqual([]);
+      // Headings go down one level at a time (a reader's outline skips none): the disk's name, then its sections.
+      const headings = (await accessibilityTree(page)).filter((node) => node.role?.value === 'heading').map((node) => ({ name: node.name?.value ?? '', level: Number(property(node, 'level')) }));
+      expect(headings.find((heading) => heading.name === 'reader.qcow2')?.level).toBe(1);
+      expect(headings.filter((heading, index) => index > 0 && heading.level > headings[index - 1]!.level + 1)).toEqual([]);
 
       // Delete: an alert dialog named by its title (which names the snapshot), described by what it loses.
       await page.locator('[data-testid="tree-node"][aria-label^="clean install"]').click();
