@@ -67,6 +67,9 @@ describe('cowbell create', () => {
     fs.writeFileSync(guestDisk, disk);
     const clone = folder.file('guessed-clone.qcow2');
     expectOneLineError(await run('create', '-b', guestDisk, clone), 2, /create: give the backing file's format with -F qcow2 or -F raw \(it looks like qcow2, but a raw disk's guest can write such a header\)/);
+    // An empty name (an unset shell variable) is refused as qemu-img refuses it, not answered with a request for -F.
+    expectOneLineError(await run('create', '-b', '', clone, '1M'), 2, /create: expected a backing file name, got an empty string/);
+    expectOneLineError(await run('create', '-o', 'backing_file=', '-F', 'raw', clone, '1M'), 2, /create: expected a backing file name, got an empty string/);
     expect(fs.existsSync(clone)).toBe(false);
     // qemu-img 7.2 refuses the same.
     expect(spawnSync('qemu-img', ['create', '-f', 'qcow2', '-b', guestDisk, folder.file('qemu-clone.qcow2')]).status).not.toBe(0);

@@ -53,6 +53,8 @@ function creationOptions(args: ParsedArgs): CreateOptions {
     if (options.backingFile !== undefined && options.backingFile !== backing) throw new UsageError('create: -b and -o backing_file disagree');
     options.backingFile = backing;
   }
+  // qemu-img's words: an empty name is a mistake (an unset variable), not "no backing file".
+  if (options.backingFile === '') throw new UsageError('create: expected a backing file name, got an empty string');
   const backingFormat = option(args, 'backing-format');
   if (backingFormat !== undefined) {
     if (!isImageFormat(backingFormat)) throw new UsageError(`create: backing format must be qcow2 or raw, not ${backingFormat}`);

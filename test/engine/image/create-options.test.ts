@@ -167,6 +167,7 @@ describe('createImage refuses what it cannot make', { timeout: 30_000 }, () => {
     ['a negative size', { size: -512 }],
     ['a size that is not an integer', { size: 1.5 }],
     ['a backing format without a backing file', { size: MiB, backingFormat: 'raw' }],
+    ['an empty backing file name (qemu-img: "Expected backing file name, got empty string")', { size: MiB, backingFile: '', backingFormat: 'raw' }],
     ['a backing file with preallocation=metadata and no extended L2 (it would hide the backing data)', { size: MiB, backingFile: 'refusal-base.raw', backingFormat: 'raw', preallocation: 'metadata' }],
   ];
 

@@ -68,6 +68,7 @@ export function resolveCreateOptions(options: CreateOptions, backingSize: number
   if (size > MAX_VIRTUAL_SIZE) throw new Qcow2Error('INVALID_ARGUMENT', 'The size is too large');
   const l2Entries = clusterSize / (extendedL2 ? 16 : 8);
   if (Math.ceil(size / (l2Entries * clusterSize)) * 8 > MAX_L1_BYTES) throw new Qcow2Error('INVALID_ARGUMENT', 'The size is too large for this cluster size');
+  if (options.backingFile === '') throw new Qcow2Error('INVALID_ARGUMENT', 'Expected a backing file name, got an empty string');
   if (options.backingFormat !== undefined && options.backingFile === undefined) throw new Qcow2Error('INVALID_ARGUMENT', 'A backing format needs a backing file');
   // Preallocated clusters would hide the backing file; only subclusters can stay unallocated (QEMU's rule too).
   if (options.backingFile !== undefined && options.preallocation === 'metadata' && !extendedL2) {
