@@ -5,6 +5,7 @@
  * dialog that started one follows it through `onStarted`. A job on an encrypted disk's data takes
  * the passphrase in its arguments; a wrong or missing one is the dialog's to answer (it asks again).
  */
+import { shownName } from '../lib/shown-name.ts';
 import type { ApiErrorCode } from '../lib/api-error.ts';
 import type { JobArgs, PassphraseChange, RescueReport, ResizePreview, ResizeResult, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import { describeRescue } from '../lib/describe-rescue.ts';
@@ -105,7 +106,7 @@ export function useDiskActions() {
 
   function exportSnapshot(path: string, args: JobArgs<'snapshot.export'>, onStarted?: (jobId: string) => void): Promise<SnapshotExport> {
     return jobs.run('snapshot.export', path, args, {
-      title: `Save “${args.name}” of ${baseName(path)} as ${baseName(args.target)}`,
+      title: `Save “${shownName(args.name)}” of ${baseName(path)} as ${baseName(args.target)}`,
       describe: describeExport,
       onStarted,
     });

@@ -51,7 +51,7 @@ export function useSnapshotActions() {
 
   async function take(path: string, name: string, note = ''): Promise<{ id: string; name: string }> {
     const result = await write('snapshot.create', path, note === '' ? { name } : { name, note }, {
-      title: `Take snapshot “${name}”`,
+      title: `Take snapshot “${shownName(name)}”`,
       describe: (created) => `Took snapshot “${shownName(created.name)}”.`,
     });
     diskData.select(path, result.id);
@@ -80,15 +80,15 @@ export function useSnapshotActions() {
 
   async function rename(path: string, snapshot: SnapshotNode, newName: string): Promise<void> {
     await write('snapshot.rename', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, newName }, {
-      title: `Rename “${shownName(snapshot.name)}” to “${newName}”`,
-      describe: () => `Renamed “${shownName(snapshot.name)}” to “${newName}”.`,
+      title: `Rename “${shownName(snapshot.name)}” to “${shownName(newName)}”`,
+      describe: () => `Renamed “${shownName(snapshot.name)}” to “${shownName(newName)}”.`,
     });
   }
 
   async function setNote(path: string, snapshot: SnapshotNode, note: string): Promise<void> {
     await write('snapshot.note', path, { name: snapshot.name, id: snapshot.id, date: snapshot.date, note }, {
-      title: note === '' ? `Clear the note of “${snapshot.name}”` : `Set the note of “${snapshot.name}”`,
-      describe: () => (note === '' ? `Cleared the note of “${snapshot.name}”.` : `Set the note of “${snapshot.name}”.`),
+      title: note === '' ? `Clear the note of “${shownName(snapshot.name)}”` : `Set the note of “${shownName(snapshot.name)}”`,
+      describe: () => (note === '' ? `Cleared the note of “${shownName(snapshot.name)}”.` : `Set the note of “${shownName(snapshot.name)}”.`),
     });
   }
 
