@@ -106,12 +106,31 @@ describe('the Resize dialog', () => {
     expect(dialog.get('[data-testid="resize-snapshots"]').text()).toBe('The 2 snapshots keep their own size: reverting to one brings its size back.');
     expect(dialog.find('[data-testid="dialog-problem"]').exists()).toBe(false);
     expect(submitButton(dialog).textContent?.trim()).toBe('Grow');
-    // A grow asks main nothing before it starts.
-    expect(started).toEqual([]);
+    // A grow asks main only whether the disk can take the new size (the tables are not read).
+    expect(started).toEqual([{ id: 'job-1', kind: 'image.resizePreview', args: { size: 32 * GiB } }]);
+    expect(submitButton(dialog).disabled).toBe(true);
+    end('image.resizePreview', { currentSize: 20 * GiB, newSize: 32 * GiB, direction: 'grow', l1Grows: false, pastEnd: [] } satisfies ResizePreview);
+    await flushPromises();
+    expect(submitButton(dialog).disabled).toBe(false);
 
     await dialog.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'image.resize', args: { size: 32 * GiB } }]);
+    expect(started.at(-1)).toEqual({ id: 'job-2', kind: 'image.resize', args: { size: 32 * GiB } });
+  });
+
+  it('says up front that a disk which cannot be resized cannot (compat 0.10 with snapshots, as qemu-img), Grow disabled (UI audit)', async () => {
+    const dialog = await mountDialog();
+    await typeSize(dialog, '+4G');
+    const preview = started.find((job) => job.kind === 'image.resizePreview');
+    fake.emit('job.end', { jobId: preview?.id ?? '', ok: false, error: { code: 'UNSUPPORTED_FEATURE', message: 'A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized' } });
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('This disk cannot be resized: A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized');
+    expect(submitButton(dialog).disabled).toBe(true);
+    // Not "the snapshots keep their own size", which a v2 snapshot does not.
+    expect(dialog.find('[data-testid="resize-snapshots"]').exists()).toBe(false);
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.filter((job) => job.kind === 'image.resize')).toEqual([]);
   });
 
   it('refuses sizes that are not sizes, and whole-sector rules, before asking main anything', async () => {
@@ -165,10 +184,12 @@ describe('the Resize dialog', () => {
   it('asks for an encrypted disk’s passphrase only when the job needs it (LOCKED), then sends it with the retry', async () => {
     const dialog = await mountDialog();
     await typeSize(dialog, '24G');
+    end('image.resizePreview', { currentSize: 20 * GiB, newSize: 24 * GiB, direction: 'grow', l1Grows: false, pastEnd: [] } satisfies ResizePreview);
+    await flushPromises();
     await dialog.get('form').trigger('submit');
     await flushPromises();
-    expect(started).toEqual([{ id: 'job-1', kind: 'image.resize', args: { size: 24 * GiB } }]);
-    const job = started[0];
+    expect(started.filter((candidate) => candidate.kind === 'image.resize')).toEqual([{ id: 'job-2', kind: 'image.resize', args: { size: 24 * GiB } }]);
+    const job = started.at(-1);
     fake.emit('job.end', { jobId: job?.id ?? '', ok: false, error: { code: 'LOCKED', message: 'The disk is encrypted: unlock it with its passphrase' } } as JobEnd);
     await flushPromises();
     const field = document.body.querySelector<HTMLInputElement>('[data-testid="unlock-dialog"] [data-testid="unlock-passphrase"]');
