@@ -23,3 +23,9 @@ export function option(args: ParsedArgs, name: string): string | undefined {
   const value = args.values[name];
   return typeof value === 'string' ? value : undefined;
 }
+
+/** `-f FORMAT` where only qcow2 is read (qemu-img's scripts pass `-f qcow2`): a usage error for any other. */
+export function refuseFormatOtherThanQcow2(args: ParsedArgs, command: string): void {
+  const format = option(args, 'format');
+  if (format !== undefined && format !== 'qcow2') throw new UsageError(`${command}: Cowbell reads qcow2 images here, not ${format}`);
+}

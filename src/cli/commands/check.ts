@@ -12,12 +12,13 @@ import { unencryptedWarning } from './info.ts';
 export const check: Command = {
   name: 'check',
   summary: 'check an image for refcount errors, leaks and corrupt tables; -r leaks|all repairs them',
-  usage: '[--json | --output=json|human] [-r leaks|all] [-f qcow2] [-U] IMAGE',
+  usage: '[--json | --output=json|human] [-r leaks|all] [-f qcow2] [-q] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
     repair: { type: 'string', short: 'r' },
     format: { type: 'string', short: 'f' },
+    quiet: { type: 'boolean', short: 'q' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -34,11 +35,15 @@ export const check: Command = {
     const repair = option(args, 'repair');
     if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`check: -r takes leaks or all, not ${repair}`);
     const result = checkImagePath(args.positionals[0] ?? '', { repair: repair as RepairMode | undefined }, undefined, { refuseInUse: !flag(args, 'force-share') });
-    for (const message of result.messages) io.err(`${message}\n`);
+    // -q (qemu-img's quiet): the exit code alone says what was found; a failure still says why.
+    const quiet = flag(args, 'quiet');
+    if (!quiet) for (const message of result.messages) io.err(`${message}\n`);
     // A warning, not a corruption: the exit code stays qemu-img's.
     const unencrypted = unencryptedWarning(result['unencrypted-bytes'], undefined);
-    if (unencrypted !== null) io.err(`${unencrypted}\n`);
-    if (output === 'json') {
+    if (unencrypted !== null && !quiet) io.err(`${unencrypted}\n`);
+    if (quiet) {
+      // Nothing on stdout.
+    } else if (output === 'json') {
       const { messages: _messages, ...report } = result;
       io.out(`${JSON.stringify(report, null, 4)}\n`);
     } else {

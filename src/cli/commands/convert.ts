@@ -101,7 +101,10 @@ export const convert: Command = {
       // Like qemu-img convert (without --bitmaps), the copy leaves the dirty bitmaps behind: they stay valid on the source.
       const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' }, dropBitmaps: true }, { printSummary: false });
       if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
-    // Once the copy is made: a failure is one line, and the note is about a copy that exists.
+      // A script written for qemu-img expects an export without the old states: say that they came along.
+      if (code === EXIT_OK && !flag(args, 'quiet')) {
+        io.err(`cowbell: note: ${target} keeps the ${snapshots} internal snapshot${snapshots === 1 ? '' : 's'} of ${source} (qemu-img convert drops them; --no-snapshots leaves them behind)\n`);
+      }
       return code;
     }
     const result = await withUnlock(args, io, source, (unlock) =>

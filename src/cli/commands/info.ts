@@ -1,7 +1,7 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
-import { flag, option } from '../args.ts';
+import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { notePreview } from '../note-preview.ts';
 import { printable } from '../printable.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
@@ -9,10 +9,11 @@ import { EXIT_OK, UsageError, type Command } from '../command.ts';
 export const info: Command = {
   name: 'info',
   summary: 'what an image is: sizes, format details, backing file, snapshots',
-  usage: '[--json | --output=json|human] [-U] IMAGE',
+  usage: '[--json | --output=json|human] [-f qcow2] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
+    format: { type: 'string', short: 'f' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -22,6 +23,7 @@ export const info: Command = {
   async run(args, io) {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`info: --output must be json or human, not ${output}`);
+    refuseFormatOtherThanQcow2(args, 'info');
     const path = args.positionals[0] ?? '';
     // A disk in use is described anyway, with a note saying so (its header says what it is even while a VM runs); -U is accepted as in qemu-img.
     const image = readImageInfo(path);

@@ -2,7 +2,7 @@ import { formatBytes } from '../../shared/format-units.ts';
 import { changeSnapshotName, changeSnapshotNote, readSnapshotTree, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../shared/qcow2/snapshots/operations.ts';
 import { MAX_SNAPSHOT_NOTE_BYTES, type SnapshotTree } from '../../shared/qcow2/model.ts';
 import { notePreview } from '../note-preview.ts';
-import { flag, option } from '../args.ts';
+import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { finishingFirst } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
@@ -17,6 +17,8 @@ export const snapshot: Command = {
   options: {
     json: { type: 'boolean' },
     note: { type: 'string' },
+    format: { type: 'string', short: 'f' },
+    quiet: { type: 'boolean', short: 'q' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -28,10 +30,14 @@ export const snapshot: Command = {
     const expected = actions[action];
     if (expected === undefined) throw new UsageError(`snapshot: unknown action "${action}" (list, create, apply, delete, rename or note)`);
     if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
+    refuseFormatOtherThanQcow2(args, 'snapshot');
     const note = option(args, 'note');
     if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE SNAPSHOT TEXT)`);
-    /** What a change did: the snapshot acted on as JSON with --json, else a line for people. */
-    const say = (done: Record<string, string>, line: string): void => io.out(flag(args, 'json') ? `${JSON.stringify(done, null, 2)}\n` : `${line}\n`);
+    /** What a change did: the snapshot acted on as JSON with --json, else a line for people (none with -q, as qemu-img). */
+    const say = (done: Record<string, string>, line: string): void => {
+      if (flag(args, 'json')) io.out(`${JSON.stringify(done, null, 2)}\n`);
+      else if (!flag(args, 'quiet')) io.out(`${line}\n`);
+    };
     switch (action) {
       case 'list': {
         const tree = readSnapshotTree(image, undefined, { refuseInUse: !flag(args, 'force-share') });
@@ -55,7 +61,7 @@ export const snapshot: Command = {
       }
       case 'rename': {
         const target = await finishingFirst(io, () => changeSnapshotName(image, snapshotRefOf(name), fourth));
-        say({ action, ...target, newName: fourth }, `Renamed snapshot ${described(target)} to "${fourth}"`);
+        say({ action, ...target, newName: fourth }, `Renamed snapshot ${described(target)} to "${printable(fourth)}"`);
         break;
       }
       case 'note': {

@@ -1,7 +1,7 @@
 import { formatBytes } from '../../shared/format-units.ts';
 import { readUsage } from '../../shared/qcow2/snapshots/operations.ts';
 import type { UsageReport } from '../../shared/qcow2/model.ts';
-import { flag } from '../args.ts';
+import { flag, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { printable } from '../printable.ts';
 
@@ -11,6 +11,7 @@ export const usage: Command = {
   usage: '[--json] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
+    format: { type: 'string', short: 'f' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -18,6 +19,7 @@ export const usage: Command = {
   // What it prints is its result: output it could not write fails it.
   printsItsResult: () => true,
   async run(args, io) {
+    refuseFormatOtherThanQcow2(args, 'usage');
     const report = readUsage(args.positionals[0] ?? '', undefined, { refuseInUse: !flag(args, 'force-share') });
     io.out(flag(args, 'json') ? `${JSON.stringify(report, null, 2)}\n` : describeUsage(report));
     if (report.staleRefcounts === true) io.err('cowbell: warning: the image was not closed cleanly (lazy refcounts): these figures come from refcounts that may be stale; `cowbell check -r all` makes them right\n');

@@ -1,0 +1,67 @@
+/**
+ * What a script written for qemu-img passes or expects (from the CLI audit): `-f qcow2` on the
+ * reading commands, `-q` on check and snapshot, and a note where `convert` does what qemu-img's does
+ * not (it keeps the internal snapshots). Each against a disk qemu-img makes.
+ */
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { run } from '../helpers/cli.ts';
+import { qemuCheck, qemuImg, qemuInfo, qemuIo, tempDir, type TempDir } from '../helpers/qemu.ts';
+
+let folder: TempDir;
+let disk: string;
+
+beforeAll(async () => {
+  folder = tempDir();
+  disk = folder.file('scripted.qcow2');
+  await qemuImg(['create', '-q', '-f', 'qcow2', disk, '16M']);
+  await qemuImg(['snapshot', '-c', 'first', disk]);
+});
+afterAll(() => folder.cleanup());
+
+describe('a qemu-img script', () => {
+  it('may pass -f qcow2 to info, snapshot and usage; another format is a usage error (exit 2)', async () => {
+    for (const argv of [['info', '-f', 'qcow2', disk], ['snapshot', 'list', '-f', 'qcow2', disk], ['usage', '-f', 'qcow2', disk]]) {
+      const result = await run(...argv);
+      expect(result.code, argv.join(' ')).toBe(0);
+      expect(result.out).not.toBe('');
+    }
+    for (const command of ['info', 'usage']) {
+      const refused = await run(command, '-f', 'raw', disk);
+      expect(refused.code).toBe(2);
+      expect(refused.err).toMatch(new RegExp(`${command}: Cowbell reads qcow2 images here, not raw`));
+    }
+  });
+
+  it('check -q prints nothing and says what it found by its exit code alone, as qemu-img check -q', async () => {
+    expect(await run('check', '-q', disk)).toEqual({ code: 0, out: '', err: '' });
+    // Leaks: the L1 entry of data qemu-io wrote is cleared, so its L2 table and cluster keep refcounts nothing names.
+    const leaky = folder.file('leaky.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', leaky, '16M']);
+    await qemuIo(leaky, ['write -P 7 0 64k']);
+    const header = fs.readFileSync(leaky).subarray(0, 72);
+    const l1Offset = Number(header.readBigUInt64BE(40));
+    const descriptor = fs.openSync(leaky, 'r+');
+    fs.writeSync(descriptor, Buffer.alloc(8), 0, 8, l1Offset);
+    fs.closeSync(descriptor);
+    expect((await qemuCheck(leaky)).code).toBe(3);
+    expect(await run('check', '-q', leaky)).toEqual({ code: 3, out: '', err: '' });
+  });
+
+  it('snapshot create -q says nothing; without it, one line', async () => {
+    expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
+    expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);
+    expect((await qemuInfo(disk)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['first', 'quiet one', 'loud one']);
+  });
+
+  it('convert -O qcow2 says on stderr that it kept the internal snapshots (qemu-img drops them); -q and --no-snapshots say nothing', async () => {
+    const kept = folder.file('kept.qcow2');
+    const result = await run('convert', '-O', 'qcow2', disk, kept);
+    expect(result.code).toBe(0);
+    expect(result.out).toBe('');
+    expect(result.err).toMatch(/kept\.qcow2 keeps the 3 internal snapshots of .*scripted\.qcow2 \(qemu-img convert drops them; --no-snapshots leaves them behind\)/);
+    expect((await qemuInfo(kept)).snapshots).toHaveLength(3);
+    expect(await run('convert', '-q', '-O', 'qcow2', disk, folder.file('quiet.qcow2'))).toEqual({ code: 0, out: '', err: '' });
+    expect(await run('convert', '--no-snapshots', '-O', 'qcow2', disk, folder.file('bare.qcow2'))).toEqual({ code: 0, out: '', err: '' });
+  });
+});
