@@ -4,7 +4,7 @@
  * breaks that fake more rows. Control characters are shown as \xHH, as the JSON output escapes them.
  */
 
-import { isHiddenCodePoint, unitEscapes } from '../shared/hidden-characters.ts';
+import { backslashNeedsEscape, isHiddenCodePoint, unitEscapes } from '../shared/hidden-characters.ts';
 
 /** C0 controls, DEL and C1 controls: what a terminal may act on. */
 function isControl(code: number): boolean {
@@ -34,6 +34,12 @@ function escaped(text: string, keepLayout: boolean): string {
     const code = character.charCodeAt(0);
     const layout = code === 0x0a || code === 0x09;
     const byte = escapedByte(text, at);
+    // A backslash that starts what reads as an escape is doubled, so that no name spells another's escape.
+    if (backslashNeedsEscape(text, at)) {
+      out += '\\\\';
+      at += 1;
+      continue;
+    }
     // Characters that hide or reorder others (shared/hidden-characters.ts): "\u202Epeek" printed as "keep".
     out += byte !== null ? hexByte(byte) : isControl(code) && !(keepLayout && layout) ? hexByte(code) : isHiddenCodePoint(character.codePointAt(0) ?? 0) ? unitEscapes(character) : character;
     at += character.length;

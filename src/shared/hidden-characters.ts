@@ -40,3 +40,14 @@ export function unitEscapes(character: string): string {
   for (let at = 0; at < character.length; at++) escaped += `\\u${character.charCodeAt(at).toString(16).padStart(4, '0')}`;
   return escaped;
 }
+
+/**
+ * Whether the backslash at `at` must be shown doubled: where it starts what reads as one of the
+ * escapes above (\xHH, \uXXXX) or a doubled backslash, a name spelling "new\x0aline" would
+ * otherwise look like the name holding a line break. Other backslashes (C:\path) stay single.
+ */
+export function backslashNeedsEscape(text: string, at: number): boolean {
+  if (text[at] !== '\\') return false;
+  const next = text[at + 1];
+  return next === 'x' || next === 'u' || next === '\\';
+}

@@ -9,6 +9,11 @@ describe('printable', () => {
     expect(printable('a\u001b]0;owned\u0007b')).toBe('a\\x1b]0;owned\\x07b');
     expect(printable('two\nrows\t\u007f\u009b')).toBe('two\\x0arows\\x09\\x7f\\x9b');
     expect(printable('Grüße ✓ C:\\path')).toBe('Grüße ✓ C:\\path');
+    // A name spelling an escape is not the name holding what it escapes (CLI audit): its backslash is doubled.
+    expect(printable('new\nline')).toBe('new\\x0aline');
+    expect(printable('new\\x0aline')).toBe('new\\\\x0aline');
+    expect(printable('evil\\u202eman')).toBe('evil\\\\u202eman');
+    expect(printable('a\\\\b')).toBe('a\\\\\\b');
   });
 
   it('a byte of a name that is not UTF-8 (a lone U+DC80–U+DCFF from the engine) shows as \\xHH; a character past U+FFFF stays whole', () => {

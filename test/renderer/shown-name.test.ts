@@ -15,4 +15,11 @@ describe('shownName', () => {
     // A character past U+FFFF whose low half lies in U+DC80–U+DCFF is a character.
     expect(shownName('\ud800\udc80')).toBe('\ud800\udc80');
   });
+
+  it('doubles a backslash that starts what reads as an escape, so that a name spelling "\\x0a" or "\\u202e" is not taken for the byte or the character (CLI audit)', () => {
+    expect(shownName('lat\\xe9n')).toBe('lat\\\\xe9n');
+    expect(shownName('lat\udce9n')).toBe('lat\\xe9n');
+    expect(shownName('evil\\u202eman')).toBe('evil\\\\u202eman');
+    expect(shownName('C:\\backup')).toBe('C:\\backup');
+  });
 });
