@@ -48,6 +48,21 @@ describe('a qemu-img script', () => {
     expect(await run('check', '-q', leaky)).toEqual({ code: 3, out: '', err: '' });
   });
 
+  it('check of a disk whose backing file is missing exits 1, as qemu-img check (which cannot open it); the disk’s own tables are still checked', async () => {
+    const orphan = folder.file('orphan.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-u', '-b', 'gone.qcow2', '-F', 'qcow2', orphan, '16M']);
+    expect((await qemuImg(['check', orphan], { okCodes: [0, 1, 2, 3] })).code).toBe(1);
+    const result = await run('check', orphan);
+    expect(result.code).toBe(1);
+    expect(result.err).toMatch(/ERROR the disk cannot be read as a whole: The backing file gone\.qcow2 does not exist/);
+    const json = await run('check', '--json', orphan);
+    expect(json.code).toBe(1);
+    expect(JSON.parse(json.out)).toMatchObject({ 'check-errors': 1 });
+    // With the backing file there, the same disk is clean.
+    await qemuImg(['create', '-q', '-f', 'qcow2', folder.file('gone.qcow2'), '16M']);
+    expect((await run('check', orphan)).code).toBe(0);
+  });
+
   it('snapshot create -q says nothing; without it, one line', async () => {
     expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
     expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);

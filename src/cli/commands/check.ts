@@ -1,4 +1,6 @@
 import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check/check.ts';
+import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
+import { backingProtocolProblem } from '../../shared/qcow2/image/image.ts';
 import type { CheckResult, RepairLoss } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_FAILURE, UsageError, type Command } from '../command.ts';
@@ -34,7 +36,15 @@ export const check: Command = {
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`check: only qcow2 images can be checked, not ${format}`);
     const repair = option(args, 'repair');
     if (repair !== undefined && repair !== 'leaks' && repair !== 'all') throw new UsageError(`check: -r takes leaks or all, not ${repair}`);
-    const result = checkImagePath(args.positionals[0] ?? '', { repair: repair as RepairMode | undefined }, undefined, { refuseInUse: !flag(args, 'force-share') });
+    const imagePath = args.positionals[0] ?? '';
+    const result = checkImagePath(imagePath, { repair: repair as RepairMode | undefined }, undefined, { refuseInUse: !flag(args, 'force-share') });
+    // The disk's own tables are checked without its backing file; qemu-img, which opens the chain,
+    // fails (exit 1) where a backing file is missing or loops, and a script takes 0 for a usable disk.
+    const chainProblem = unopenableBacking(imagePath);
+    if (chainProblem !== null) {
+      result['check-errors'] += 1;
+      result.messages.push(`ERROR the disk cannot be read as a whole: ${chainProblem}`);
+    }
     // -q (qemu-img's quiet): the exit code alone says what was found; a failure still says why.
     const quiet = flag(args, 'quiet');
     if (!quiet) for (const message of result.messages) io.err(`${message}\n`);
@@ -54,6 +64,14 @@ export const check: Command = {
     return code;
   },
 };
+
+/** Why the disk's backing chain cannot be opened (a missing or looping file), or null; a protocol name (nbd:, json:) is not judged. */
+function unopenableBacking(imagePath: string): string | null {
+  const chain = readBackingChain(imagePath);
+  const broken = chain.files.slice(1).find((file) => file.problem !== null);
+  if (broken === undefined || broken.problem === null || backingProtocolProblem(broken.name) !== null) return null;
+  return broken.problem.message;
+}
 
 /** One loss on one line: which snapshot, what of it, why. */
 export function describeLoss(loss: RepairLoss): string {
