@@ -63,6 +63,29 @@ describe('a qemu-img script', () => {
     expect((await run('check', orphan)).code).toBe(0);
   });
 
+  it('info --backing-chain lists the disk and every file below it as qemu-img does (a raw bottom included); a missing file fails it', async () => {
+    const base = folder.file('chain-base.raw');
+    const mid = folder.file('chain-mid.qcow2');
+    const top = folder.file('chain-top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'raw', base, '8M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'chain-base.raw', '-F', 'raw', mid]);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'chain-mid.qcow2', '-F', 'qcow2', top]);
+    await qemuImg(['snapshot', '-c', 'on top', top]);
+    const ours = await run('info', '--backing-chain', '--json', top);
+    expect(ours.code).toBe(0);
+    const theirs = JSON.parse((await qemuImg(['info', '--backing-chain', '--output=json', top])).stdout) as Record<string, unknown>[];
+    const fields = ['filename', 'format', 'virtual-size', 'backing-filename', 'backing-filename-format', 'dirty-flag'];
+    const pick = (list: Record<string, unknown>[]) => list.map((entry) => Object.fromEntries(fields.filter((field) => field in entry).map((field) => [field, entry[field]])));
+    expect(pick(JSON.parse(ours.out) as Record<string, unknown>[])).toEqual(pick(theirs));
+    const human = await run('info', '--backing-chain', top);
+    const imageLines = (text: string) => text.split('\n').filter((line) => /^(image|file format|virtual size|backing file):/.test(line));
+    expect(imageLines(human.out)).toEqual(imageLines((await qemuImg(['info', '--backing-chain', top])).stdout));
+    fs.rmSync(base);
+    const broken = await run('info', '--backing-chain', top);
+    expect(broken.code).toBe(1);
+    expect(broken.err).toMatch(/chain-base\.raw does not exist/);
+  });
+
   it('snapshot create -q says nothing; without it, one line', async () => {
     expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
     expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);
