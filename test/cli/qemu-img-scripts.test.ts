@@ -86,6 +86,20 @@ describe('a qemu-img script', () => {
     expect(broken.err).toMatch(/chain-base\.raw does not exist/);
   });
 
+  it('create -u records a backing file that is not there yet (the size given), as qemu-img create -u; without -u, or without a size, it is refused', async () => {
+    const overlay = folder.file('early-overlay.qcow2');
+    expect((await run('create', '-b', 'later-base.qcow2', '-F', 'qcow2', overlay, '16M')).code).toBe(1);
+    expect(fs.existsSync(overlay)).toBe(false);
+    const sizeless = await run('create', '-u', '-b', 'later-base.qcow2', '-F', 'qcow2', overlay);
+    expect(sizeless.code).toBe(1);
+    expect(sizeless.err).toMatch(/does not exist \(without it, give the size\)/);
+    expect((await run('create', '-q', '-u', '-b', 'later-base.qcow2', '-F', 'qcow2', overlay, '16M')).code).toBe(0);
+    const info = await qemuInfo(overlay);
+    expect([info['backing-filename'], info['backing-filename-format'], info['virtual-size']]).toEqual(['later-base.qcow2', 'qcow2', 16 * 2 ** 20]);
+    await qemuImg(['create', '-q', '-f', 'qcow2', folder.file('later-base.qcow2'), '16M']);
+    expect((await qemuCheck(overlay)).code).toBe(0);
+  });
+
   it('snapshot create -q says nothing; without it, one line', async () => {
     expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
     expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);

@@ -16,13 +16,14 @@ import { createOptionsFromArgs, parseSize } from '../image-options.ts';
 export const create: Command = {
   name: 'create',
   summary: 'make a new qcow2 image (refuses to replace a file unless --force)',
-  usage: '[-f qcow2] [-o name=value,…] [-b BACKING -F qcow2|raw] [--force] [-q] IMAGE [SIZE]',
+  usage: '[-f qcow2] [-o name=value,…] [-b BACKING -F qcow2|raw [-u]] [--force] [-q] IMAGE [SIZE]',
   options: {
     format: { type: 'string', short: 'f' },
     options: { type: 'string', short: 'o', multiple: true },
     backing: { type: 'string', short: 'b' },
     'backing-format': { type: 'string', short: 'F' },
     force: { type: 'boolean' },
+    unsafe: { type: 'boolean', short: 'u' },
     quiet: { type: 'boolean', short: 'q' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -39,7 +40,7 @@ export const create: Command = {
     if (options.backingFile !== undefined) {
       options.backingFormat = requiredBackingFormat('create', options.backingFormat, resolveBackingPath(imagePath, options.backingFile));
     }
-    createImage({ ...options, path: imagePath, overwrite: force });
+    createImage({ ...options, path: imagePath, overwrite: force, backingMayBeMissing: flag(args, 'unsafe') });
     if (!flag(args, 'quiet')) io.out(formattingLine(imagePath, options));
     return EXIT_OK;
   },

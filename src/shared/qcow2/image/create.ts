@@ -195,6 +195,8 @@ export interface CreateImageRequest extends CreateOptions {
   path: string;
   /** Replace an existing file (qemu-img's behaviour); by default an existing file is an error. */
   overwrite?: boolean;
+  /** qemu-img create -u: a backing file that does not exist (yet) is recorded as named; the size must be given. */
+  backingMayBeMissing?: boolean;
   fileSystem?: AtomicFileSystem;
 }
 
@@ -205,7 +207,9 @@ export function createImage(request: CreateImageRequest, job: JobContext = silen
     const protocol = backingProtocolProblem(request.backingFile);
     if (protocol !== null) throw new Qcow2Error('INVALID_ARGUMENT', `${protocol}: name it by a path with a folder, such as ./${request.backingFile}`);
     const backingPath = resolveBackingPath(request.path, request.backingFile);
-    if (!fs.existsSync(backingPath)) throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist`);
+    const missing = !fs.existsSync(backingPath);
+    if (missing && request.backingMayBeMissing === true && request.size !== undefined) return writeImage(request, resolveCreateOptions(request, null), job);
+    if (missing) throw new Qcow2Error('BACKING_NOT_FOUND', `The backing file ${backingPath} does not exist${request.backingMayBeMissing === true ? ' (without it, give the size)' : ''}`);
     // The new overlay would replace the very file it reads through (itself, or one below it): its data gone, a loop left.
     const replacesOwnBacking = (): never => {
       throw new Qcow2Error('INVALID_ARGUMENT', `${request.path} is the backing file of the new image (or a file it reads through); creating it would replace that file with an overlay of itself, so choose another name`);
@@ -222,7 +226,10 @@ export function createImage(request: CreateImageRequest, job: JobContext = silen
       }
     }
   }
-  const options = resolveCreateOptions(request, backingSize);
+  writeImage(request, resolveCreateOptions(request, backingSize), job);
+}
+
+function writeImage(request: CreateImageRequest, options: ResolvedCreateOptions, job: JobContext): void {
   writeFileAtomically(
     request.path,
     (file) => {
