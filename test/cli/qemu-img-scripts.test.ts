@@ -100,6 +100,20 @@ describe('a qemu-img script', () => {
     expect((await qemuCheck(overlay)).code).toBe(0);
   });
 
+  it('map --start-offset / --max-length (-s / -l) report the same ranges as qemu-img map, cut at both ends', async () => {
+    const mapped = folder.file('mapped.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', mapped, '64M']);
+    await qemuIo(mapped, ['write -P 1 1M 3M', 'write -z 10M 1M', 'write -P 2 20M 64k']);
+    // Cowbell's JSON adds "compressed"; the rest is qemu-img's, key for key.
+    const withoutCompressed = (text: string) => (JSON.parse(text) as Record<string, unknown>[]).map(({ compressed: _compressed, ...entry }) => entry);
+    for (const range of [['--start-offset', '2M', '--max-length', '9M'], ['-s', '1536k', '-l', '100k'], ['--start-offset', '30M'], ['--max-length', '1M']]) {
+      const ours = await run('map', '--output=json', ...range, mapped);
+      expect(ours.code).toBe(0);
+      expect(withoutCompressed(ours.out), range.join(' ')).toEqual(withoutCompressed((await qemuImg(['map', '--output=json', ...range, mapped])).stdout));
+      expect((await run('map', ...range, mapped)).out).toBe((await qemuImg(['map', ...range, mapped])).stdout);
+    }
+  });
+
   it('snapshot create -q says nothing; without it, one line', async () => {
     expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
     expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);

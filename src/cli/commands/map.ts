@@ -7,17 +7,20 @@ import type { MapEntry } from '../../shared/qcow2/model.ts';
 import { RawImage } from '../../shared/qcow2/image/raw-image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
+import { parseSize } from '../image-options.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 /** `cowbell map`: where the guest disk's data lives, in `qemu-img map`'s two layouts. */
 export const map: Command = {
   name: 'map',
   summary: 'allocated, zero and backing-file ranges of the guest disk (qemu-img map)',
-  usage: '[--json | --output=json|human] [-f qcow2] [-U] IMAGE',
+  usage: '[--json | --output=json|human] [--start-offset OFFSET] [--max-length LENGTH] [-f qcow2] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     output: { type: 'string' },
     format: { type: 'string', short: 'f' },
+    'start-offset': { type: 'string', short: 's' },
+    'max-length': { type: 'string', short: 'l' },
     'force-share': { type: 'boolean', short: 'U' },
     help: { type: 'boolean', short: 'h' },
   },
@@ -32,7 +35,9 @@ export const map: Command = {
     const imagePath = args.positionals[0] ?? '';
     const image = Qcow2Image.open(imagePath, { readOnly: true, refuseInUse: !flag(args, 'force-share') });
     try {
-      const entries = mapImage(image);
+      const start = sizeOption(args, 'start-offset') ?? 0;
+      const length = sizeOption(args, 'max-length');
+      const entries = clipEntries(mapImage(image), start, length === undefined ? image.virtualSize : start + length);
       io.out(output === 'json' ? mapJson(entries) : mapHuman(entries, chainFileNames(imagePath, image)));
     } finally {
       image.close();
@@ -40,6 +45,27 @@ export const map: Command = {
     return EXIT_OK;
   },
 };
+
+function sizeOption(args: Parameters<Command['run']>[0], name: string): number | undefined {
+  const text = option(args, name);
+  if (text === undefined) return undefined;
+  const value = parseSize(text);
+  if (value < 0) throw new UsageError(`map: --${name} must not be negative`);
+  return value;
+}
+
+/** The entries within [start, end), cut at both ends as qemu-img map --start-offset/--max-length reports them. */
+export function clipEntries(entries: readonly MapEntry[], start: number, end: number): MapEntry[] {
+  const clipped: MapEntry[] = [];
+  for (const entry of entries) {
+    const from = Math.max(entry.start, start);
+    const to = Math.min(entry.start + entry.length, end);
+    if (to <= from) continue;
+    const cut = from - entry.start;
+    clipped.push({ ...entry, start: from, length: to - from, ...(entry.offset === undefined ? {} : { offset: entry.offset + cut }) });
+  }
+  return clipped;
+}
 
 /** qemu-img's JSON layout: one entry per line, keys in its order. */
 export function mapJson(entries: readonly MapEntry[]): string {
