@@ -114,6 +114,18 @@ describe('a qemu-img script', () => {
     }
   });
 
+  it('convert takes qemu-img\'s -W and -m N (changing nothing) and --salvage (its name for --rescue); -m out of 1–16 is a usage error', async () => {
+    const copy = folder.file('scripted-copy.qcow2');
+    expect((await run('convert', '-W', '-m', '8', '-c', '--no-snapshots', '-O', 'qcow2', disk, copy)).code).toBe(0);
+    expect((await qemuImg(['compare', disk, copy])).code).toBe(0);
+    const salvaged = await run('convert', '--salvage', '--json', '-O', 'raw', disk, folder.file('salvaged.raw'));
+    expect(salvaged.code).toBe(0);
+    expect(JSON.parse(salvaged.out)).toMatchObject({ 'unreadable-bytes': 0 });
+    const typo = await run('convert', '-m', '17', '-O', 'raw', disk, folder.file('never.raw'));
+    expect(typo.code).toBe(2);
+    expect(fs.existsSync(folder.file('never.raw'))).toBe(false);
+  });
+
   it('snapshot create -q says nothing; without it, one line', async () => {
     expect(await run('snapshot', 'create', '-q', disk, 'quiet one')).toEqual({ code: 0, out: '', err: '' });
     expect((await run('snapshot', 'create', disk, 'loud one')).out).toMatch(/^Created snapshot "loud one" \(id \d+\)\n$/);

@@ -36,11 +36,14 @@ import { snapshotRefOf } from '../snapshot-ref.ts';
 export const convert: Command = {
   name: 'convert',
   summary: 'copy a disk into a new raw or qcow2 image, optionally compressed (qemu-img convert)',
-  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING -F FMT] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--rescue [--json]] [--passphrase-file FILE] [--force] INPUT OUTPUT',
+  usage: '[-c] [-p] [-q] [-U] [-f FMT] [-O raw|qcow2] [-o name=value,…] [-B BACKING -F FMT] [-t CACHE] [-l SNAPSHOT | --no-snapshots] [--rescue|--salvage [--json]] [-W] [-m N] [--passphrase-file FILE] [--force] INPUT OUTPUT',
   help: [
     '  --rescue   copy a damaged disk as far as it can be read: ranges whose tables or data are broken',
     '             become zeros, and a table lists them (guest offset, length, reason) with a total;',
     '             --json prints that report as JSON. Only the current state (or -l SNAPSHOT\'s) is copied.',
+    '  --salvage  the same as --rescue (qemu-img convert\'s name for it).',
+    '  -W, -m N   taken for qemu-img\'s scripts (out-of-order writes, parallel requests); Cowbell orders',
+    '             its own reads and writes (and compresses on every core), so they change nothing.',
     'Exit codes: 0 copied, 1 failed (no output), 2 usage error, 3 (--rescue) copied with unreadable ranges.',
     '',
   ].join('\n'),
@@ -58,6 +61,9 @@ export const convert: Command = {
     snapshot: { type: 'string', short: 'l' },
     'no-snapshots': { type: 'boolean' },
     rescue: { type: 'boolean' },
+    salvage: { type: 'boolean' },
+    'out-of-order': { type: 'boolean', short: 'W' },
+    coroutines: { type: 'string', short: 'm' },
     json: { type: 'boolean' },
     force: { type: 'boolean' },
     ...PASSPHRASE_OPTIONS,
@@ -66,6 +72,10 @@ export const convert: Command = {
   positionals: { min: 2, max: 2 },
   async run(args, io) {
     const [source = '', target = ''] = args.positionals;
+    if (flag(args, 'salvage')) args.values.rescue = true;
+    const coroutines = option(args, 'coroutines');
+    // qemu-img's bounds: a script's -m 8 is taken, a typo is not.
+    if (coroutines !== undefined && !/^(?:[1-9]|1[0-6])$/.test(coroutines)) throw new UsageError(`convert: -m takes a number of parallel requests from 1 to 16, not ${coroutines}`);
     const sourceFormat = formatOption(option(args, 'format'), '-f');
     const targetFormat = formatOption(option(args, 'output-format'), '-O') ?? 'raw';
     const rawOptions = args.values.options;
