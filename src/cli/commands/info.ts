@@ -1,8 +1,7 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
-import type { EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
+import type { BackingChain, EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
 import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { notePreview } from '../note-preview.ts';
 import { printable } from '../printable.ts';
@@ -30,7 +29,9 @@ export const info: Command = {
     const path = args.positionals[0] ?? '';
     // A disk in use is described anyway, with a note saying so (its header says what it is even while a VM runs); -U is accepted as in qemu-img.
     if (flag(args, 'backing-chain')) {
-      const chain = chainInfo(path);
+      // Loaded here: a plain info (most runs, and start-up is most of their time) does not read the chain.
+      const { readBackingChain } = await import('../../shared/qcow2/chain/chain.ts');
+      const chain = chainInfo(readBackingChain(path));
       io.out(output === 'json' ? `${JSON.stringify(chain, null, 4)}\n` : chain.map((image) => (image.format === 'raw' ? describeRaw(image) : describe(image))).join('\n'));
       return EXIT_OK;
     }
@@ -53,8 +54,7 @@ interface RawImageInfo {
  * `--backing-chain`: the disk and each file below it, as qemu-img lists them (a JSON array; blank
  * lines between in the human form). A chain that cannot be opened whole fails, as qemu-img's does.
  */
-function chainInfo(path: string): (ImageInfo | RawImageInfo)[] {
-  const chain = readBackingChain(path);
+function chainInfo(chain: BackingChain): (ImageInfo | RawImageInfo)[] {
   return chain.files.map((file) => {
     if (file.problem !== null) throw new Qcow2Error(file.problem.kind === 'missing' ? 'BACKING_NOT_FOUND' : 'CORRUPT', file.problem.message);
     if (file.format === 'raw') return { 'virtual-size': file.virtualSize ?? 0, filename: file.path, format: 'raw', 'actual-size': file.allocatedBytes ?? 0, 'dirty-flag': false };
