@@ -61,6 +61,11 @@ describe('a qemu-img script', () => {
     // With the backing file there, the same disk is clean.
     await qemuImg(['create', '-q', '-f', 'qcow2', folder.file('gone.qcow2'), '16M']);
     expect((await run('check', orphan)).code).toBe(0);
+    // A chain that loops back to the disk cannot be opened either (qemu-img check does not return there).
+    await qemuImg(['rebase', '-u', '-b', 'orphan.qcow2', '-F', 'qcow2', folder.file('gone.qcow2')]);
+    const looping = await run('check', orphan);
+    expect(looping.code).toBe(1);
+    expect(looping.err).toMatch(/The backing chain loops/);
   });
 
   it('info --backing-chain lists the disk and every file below it as qemu-img does (a raw bottom included); a missing file fails it', async () => {

@@ -65,11 +65,15 @@ export const check: Command = {
   },
 };
 
-/** Why the disk's backing chain cannot be opened (a missing or looping file), or null; a protocol name (nbd:, json:) is not judged. */
+/**
+ * Why the disk's backing chain cannot be opened — a missing file, a loop, a chain too long — or
+ * null. A file this reader cannot read is not judged (a block device, which QEMU opens, or a
+ * protocol name such as nbd:): the check of the disk itself stands.
+ */
 function unopenableBacking(imagePath: string): string | null {
   const chain = readBackingChain(imagePath);
   const broken = chain.files.slice(1).find((file) => file.problem !== null);
-  if (broken === undefined || broken.problem === null || backingProtocolProblem(broken.name) !== null) return null;
+  if (broken === undefined || broken.problem === null || broken.problem.kind === 'unreadable' || backingProtocolProblem(broken.name) !== null) return null;
   return broken.problem.message;
 }
 
