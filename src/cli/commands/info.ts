@@ -28,15 +28,15 @@ export const info: Command = {
     refuseFormatOtherThanQcow2(args, 'info');
     const path = args.positionals[0] ?? '';
     // A disk in use is described anyway, with a note saying so (its header says what it is even while a VM runs); -U is accepted as in qemu-img.
-    if (flag(args, 'backing-chain')) {
-      // Loaded here: a plain info (most runs, and start-up is most of their time) does not read the chain.
-      const { readBackingChain } = await import('../../shared/qcow2/chain/chain.ts');
-      const chain = chainInfo(readBackingChain(path));
-      io.out(output === 'json' ? `${JSON.stringify(chain, null, 4)}\n` : chain.map((image) => (image.format === 'raw' ? describeRaw(image) : describe(image))).join('\n'));
+    if (!flag(args, 'backing-chain')) {
+      const image = readImageInfo(path);
+      io.out(output === 'json' ? `${JSON.stringify(image, null, 4)}\n` : describe(image));
       return EXIT_OK;
     }
-    const image = readImageInfo(path);
-    io.out(output === 'json' ? `${JSON.stringify(image, null, 4)}\n` : describe(image));
+    // Loaded here: a plain info (most runs, and start-up is most of their time) does not read the chain.
+    const { readBackingChain } = await import('../../shared/qcow2/chain/chain.ts');
+    const chain = chainInfo(readBackingChain(path));
+    io.out(output === 'json' ? `${JSON.stringify(chain, null, 4)}\n` : chain.map((image) => (image.format === 'raw' ? describeRaw(image) : describe(image))).join('\n'));
     return EXIT_OK;
   },
 };

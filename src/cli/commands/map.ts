@@ -6,9 +6,9 @@ import { mapImage } from '../../shared/qcow2/image/map.ts';
 import type { MapEntry } from '../../shared/qcow2/model.ts';
 import { RawImage } from '../../shared/qcow2/image/raw-image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
-import { flag, option } from '../args.ts';
+import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { parseSize } from '../image-options.ts';
-import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { EXIT_OK, UsageError, type Command, type ParsedArgs } from '../command.ts';
 
 /** `cowbell map`: where the guest disk's data lives, in `qemu-img map`'s two layouts. */
 export const map: Command = {
@@ -30,8 +30,7 @@ export const map: Command = {
   async run(args, io) {
     const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
     if (output !== 'json' && output !== 'human') throw new UsageError(`map: --output must be json or human, not ${output}`);
-    const format = option(args, 'format') ?? 'qcow2';
-    if (format !== 'qcow2') throw new UsageError(`map: only qcow2 images can be mapped (not ${format})`);
+    refuseFormatOtherThanQcow2(args, 'map');
     const imagePath = args.positionals[0] ?? '';
     const image = Qcow2Image.open(imagePath, { readOnly: true, refuseInUse: !flag(args, 'force-share') });
     try {
@@ -46,7 +45,7 @@ export const map: Command = {
   },
 };
 
-function sizeOption(args: Parameters<Command['run']>[0], name: string): number | undefined {
+function sizeOption(args: ParsedArgs, name: string): number | undefined {
   const text = option(args, name);
   if (text === undefined) return undefined;
   const value = parseSize(text);

@@ -13,7 +13,7 @@ const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 
 export const snapshot: Command = {
   name: 'snapshot',
   summary: 'list, create, apply (revert to), delete, rename or describe (note) internal snapshots',
-  usage: `list [--json] [-U] IMAGE | create [--note TEXT] IMAGE NAME | apply IMAGE SNAPSHOT | delete IMAGE SNAPSHOT | rename IMAGE SNAPSHOT NEW | note IMAGE SNAPSHOT TEXT (SNAPSHOT: a name or id, or snapshot.name=NAME / snapshot.id=ID) (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
+  usage: `list [--json] [-f qcow2] [-U] IMAGE | create [--note TEXT] [-q] IMAGE NAME | apply IMAGE SNAPSHOT | delete IMAGE SNAPSHOT | rename IMAGE SNAPSHOT NEW | note IMAGE SNAPSHOT TEXT (SNAPSHOT: a name or id, or snapshot.name=NAME / snapshot.id=ID) (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
   options: {
     json: { type: 'boolean' },
     note: { type: 'string' },

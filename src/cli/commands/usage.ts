@@ -8,7 +8,7 @@ import { printable } from '../printable.ts';
 export const usage: Command = {
   name: 'usage',
   summary: 'where the space goes: current state, each snapshot, metadata, leaks',
-  usage: '[--json] [-U] IMAGE',
+  usage: '[--json] [-f qcow2] [-U] IMAGE',
   options: {
     json: { type: 'boolean' },
     format: { type: 'string', short: 'f' },
