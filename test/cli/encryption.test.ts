@@ -13,8 +13,8 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
-import { checkEncrypted, createLegacyAesImage, qemuImgWithPbkdf2, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
-import { firstDifference, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { checkEncrypted, createLegacyAesImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
+import { firstDifference, qemuImg, qemuImgTimingPbkdf2, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { letterBytes } from '../helpers/rewrite-disks.ts';
 import { expectCheckClean } from '../helpers/snapshot-scenario.ts';
 
@@ -373,7 +373,7 @@ describe('passphrases: from a file or a terminal, never argv; a wrong one change
     const keyFile = folder.file('qemu-secret-file');
     writeSecret(keyFile, `${PASS}\n`);
     const image = folder.file('newline-key.qcow2');
-    await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', '--object', `secret,id=sec0,file=${keyFile}`, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '4M']);
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', '--object', `secret,id=sec0,file=${keyFile}`, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '4M']);
     await qemuIoEncrypted(image, `${PASS}\n`, ['write -P 0x5a 0 1M']);
     const raw = folder.file('newline-key.raw');
     const converted = await cowbell(['convert', '--passphrase-file', keyFile, image, raw]);

@@ -24,6 +24,7 @@ import {
   stateDigest,
   temporaryFilesIn,
 } from '../helpers/rewrite-disks.ts';
+import { qemuImgTimingPbkdf2Sync } from '../helpers/qemu.ts';
 import { eventually, openApp, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
@@ -164,15 +165,7 @@ describe('Compress…', () => {
 
   it('says plainly that an encrypted disk cannot be compressed, before anything starts', async () => {
     const path = join(folder, 'secret.qcow2');
-    // qemu-img's key-slot timing fails now and then on slow machines (TOOLCHAIN.md): retry.
-    for (let attempt = 1; ; attempt++) {
-      try {
-        qemuImg('create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M');
-        break;
-      } catch (error) {
-        if (attempt >= 5) throw error;
-      }
-    }
+    qemuImgTimingPbkdf2Sync(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
     const hashBefore = fileDigest(path);
     await openThroughPathField(page, path);
     await eventually(() => page.getByTestId('disk-name').textContent()).toBe('secret.qcow2');

@@ -1,7 +1,7 @@
 /**
  * Encrypted qcow2 images made and read by qemu-img/qemu-io 7.2, for the crypto tests: LUKS images
  * of a chosen cipher (created with encrypt.iter-time=10, and retried: qemu-img's PBKDF2 timing
- * fails about half the time on these VMs with "Unable to get accurate CPU usage"), qemu-io and
+ * fails now and then on these VMs with "Unable to get accurate CPU usage"), qemu-io and
  * qemu-img runs that pass the passphrase as a secret object, and the image's LUKS area read back.
  */
 import * as fs from 'node:fs';
@@ -11,7 +11,7 @@ import { LUKS_PHDR_BYTES, parseLuksHeader, type LuksHeader } from '../../src/sha
 import type { LuksAreaReader } from '../../src/shared/qcow2/crypto/luks-area.ts';
 import type { DiskCipher } from '../../src/shared/qcow2/crypto/disk-cipher.ts';
 import { Qcow2Image } from '../../src/shared/qcow2/image/image.ts';
-import { runTool, tempDir, type ToolResult } from './qemu.ts';
+import { qemuImgTimingPbkdf2, runTool, tempDir } from './qemu.ts';
 
 export interface LuksImageOptions {
   cipherAlg?: 'aes-128' | 'aes-192' | 'aes-256';
@@ -22,17 +22,6 @@ export interface LuksImageOptions {
   clusterSize?: number;
   /** Keep the guest data in this external data file (`data_file=`). */
   dataFile?: string;
-}
-
-const TIMING_FAILURE = /Unable to get accurate CPU usage/;
-
-/** Runs a qemu-img command that measures PBKDF2 time, again while it fails only for that reason (up to 8 tries). */
-export async function qemuImgWithPbkdf2(args: string[]): Promise<ToolResult> {
-  for (let attempt = 1; ; attempt++) {
-    const result = await runTool('qemu-img', args, { okCodes: [0, 1] });
-    if (result.code === 0) return result;
-    if (attempt >= 8 || !TIMING_FAILURE.test(result.stderr)) throw new Error(`qemu-img ${args.join(' ')} failed:\n${result.stderr}`);
-  }
 }
 
 export function secret(id: string, passphrase: string): string[] {
@@ -53,7 +42,7 @@ export async function createLuksImage(image: string, passphrase: string, options
   if (options.clusterSize) settings.push(`cluster_size=${options.clusterSize}`);
   if (options.dataFile) settings.push(`data_file=${options.dataFile}`);
   for (let attempt = 1; ; attempt++) {
-    await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', settings.join(','), image, options.size ?? '4M']);
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', ...secret('sec0', passphrase), '-o', settings.join(','), image, options.size ?? '4M']);
     // qemu-img times PBKDF2 with the thread's CPU clock, which these VMs keep coarsely: make sure iter-time=10 gave small counts.
     const { header } = readLuksArea(image);
     const most = Math.max(header.masterKeyDigestIterations, ...header.keySlots.map((slot) => slot.iterations));

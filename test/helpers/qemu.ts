@@ -2,7 +2,7 @@
  * The real qemu tools (qemu-img, qemu-io 7.2) as the reference for engine tests: run them, read
  * their JSON, and get guest bytes out of an image the way QEMU sees them.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -38,6 +38,36 @@ export function runTool(tool: string, args: string[], options: RunOptions = {}):
 
 export function qemuImg(args: string[], options: RunOptions = {}): Promise<ToolResult> {
   return runTool('qemu-img', args, options);
+}
+
+/**
+ * qemu-img 7.2 times PBKDF2 for a LUKS key slot with the thread's user CPU time, which these VMs
+ * account coarsely: a create or amend fails now and then with this message (a quarter of the time
+ * with both cores busy, as when test files run side by side). Only that failure is tried again.
+ */
+const PBKDF2_TIMING_FAILURE = /Unable to get accurate CPU usage/;
+const PBKDF2_TIMING_ATTEMPTS = 24;
+
+/** Runs a qemu-img command that times PBKDF2 (create/amend/convert to LUKS), again while it fails only for that reason. */
+export async function qemuImgTimingPbkdf2(args: string[]): Promise<ToolResult> {
+  for (let attempt = 1; ; attempt++) {
+    const result = await runTool('qemu-img', args, { okCodes: [0, 1] });
+    if (result.code === 0) return result;
+    if (attempt >= PBKDF2_TIMING_ATTEMPTS || !PBKDF2_TIMING_FAILURE.test(result.stderr)) {
+      throw new Error(`qemu-img ${args.join(' ')} exited with ${result.code} (attempt ${attempt}):\n${result.stderr}`);
+    }
+  }
+}
+
+/** qemuImgTimingPbkdf2 for callers that cannot wait on a promise (the e2e disk builders). */
+export function qemuImgTimingPbkdf2Sync(args: string[]): string {
+  for (let attempt = 1; ; attempt++) {
+    const result = spawnSync('qemu-img', args, { encoding: 'utf8' });
+    if (result.status === 0) return result.stdout;
+    if (attempt >= PBKDF2_TIMING_ATTEMPTS || !PBKDF2_TIMING_FAILURE.test(result.stderr)) {
+      throw new Error(`qemu-img ${args.join(' ')} exited with ${String(result.status ?? result.signal)} (attempt ${attempt}):\n${result.stderr}`);
+    }
+  }
 }
 
 export interface QemuIoOptions {

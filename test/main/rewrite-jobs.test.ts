@@ -17,7 +17,7 @@ import { startEarlyVerifier } from '../../src/shared/qcow2/rewrite/early-verify.
 import type { SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { fileHash } from '../helpers/image-locks.ts';
 import { runIntervals, startBackend, type Backend } from '../helpers/job-harness.ts';
-import { qemuImg, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { qemuImgTimingPbkdf2, tempDir, type TempDir } from '../helpers/qemu.ts';
 import {
   allStateDigests,
   letterBytes,
@@ -57,15 +57,7 @@ async function run<T>(backend: Backend, kind: string, path: string, args: unknow
 }
 
 async function createLuks(path: string): Promise<void> {
-  // qemu-img's key-slot timing fails now and then on slow machines (TOOLCHAIN.md): retry.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await qemuImg(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
-      return;
-    } catch (error) {
-      if (attempt >= 5) throw error;
-    }
-  }
+  await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
 }
 
 describe('the contract for compress, compact and save as', () => {

@@ -17,8 +17,7 @@ import type { CheckResult } from '../../../src/shared/qcow2/model.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile } from '../../helpers/fault-file.ts';
 import * as poke from '../../helpers/qcow2-poke.ts';
 import { counts, layoutNumbers } from '../../helpers/check-report.ts';
-import { firstDifference, inBatches, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type QemuCheckReport } from '../../helpers/qemu.ts';
-import { qemuImgWithPbkdf2 } from '../../helpers/encrypted-images.ts';
+import { firstDifference, inBatches, qemuCheck, qemuImg, qemuImgTimingPbkdf2, qemuInfo, qemuIo, rawOf, tempDir, type QemuCheckReport } from '../../helpers/qemu.ts';
 
 const folder = tempDir();
 afterAll(() => folder.cleanup());
@@ -40,15 +39,7 @@ function mixedBytes(length: number, seed: number): Buffer {
 }
 
 async function createLuks(path: string): Promise<void> {
-  // qemu-img's key-slot timing fails now and then on slow machines (TOOLCHAIN.md): retry.
-  for (let attempt = 1; ; attempt++) {
-    try {
-      await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
-      return;
-    } catch (error) {
-      if (attempt >= 5) throw error;
-    }
-  }
+  await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', '--object', 'secret,id=sec0,data=pw', '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', path, '32M']);
 }
 
 interface CleanCase {

@@ -26,7 +26,6 @@ import {
   expectedGuest,
   imageOpts,
   patternCommands,
-  qemuImgWithPbkdf2,
   qemuIoEncrypted,
   rawOfEncrypted,
   secret,
@@ -34,7 +33,7 @@ import {
   snapshotRows,
   type LuksImageOptions,
 } from '../../helpers/encrypted-images.ts';
-import { firstDifference, qemuInfo, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuImgTimingPbkdf2, qemuInfo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 const PASS = 'moo-cow-pass';
 const NEW_PASS = 'second-bell';
@@ -160,8 +159,8 @@ describe("Cowbell reads qemu-img's LUKS disks", { timeout: 60_000 }, () => {
 
   it('after qemu-img amend added a passphrase and erased the first: the new one opens every state, the old one is BAD_PASSPHRASE', async () => {
     const image = copyOf(defaultLuks(), 'amended.qcow2');
-    await qemuImgWithPbkdf2(['amend', ...secret('sec0', PASS), ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec0'), '-o', 'encrypt.new-secret=sec1,encrypt.state=active,encrypt.iter-time=10']);
-    await qemuImgWithPbkdf2(['amend', ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec1'), '-o', 'encrypt.state=inactive,encrypt.keyslot=0']);
+    await qemuImgTimingPbkdf2(['amend', ...secret('sec0', PASS), ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec0'), '-o', 'encrypt.new-secret=sec1,encrypt.state=active,encrypt.iter-time=10']);
+    await qemuImgTimingPbkdf2(['amend', ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec1'), '-o', 'encrypt.state=inactive,encrypt.keyslot=0']);
     expectStates(cowbellStates(image, NEW_PASS), EXPECTED_STATES, 'with the new passphrase');
     expect(codeOf(() => Qcow2Image.open(image, { readOnly: true, passphrase: PASS }).close())).toBe('BAD_PASSPHRASE');
     const slots = readImageInfo(image)['format-specific'].data.encrypt?.slots ?? [];

@@ -8,7 +8,7 @@ import { serializeCryptoHeaderExtension } from '../../../src/shared/qcow2/format
 import { EXT_CRYPTO_HEADER } from '../../../src/shared/qcow2/format/header.ts';
 import { serializeLuksHeader } from '../../../src/shared/qcow2/format/luks-header.ts';
 import { NodeBlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
-import { firstDifference, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuImgTimingPbkdf2, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import {
   PATTERN_WRITES,
   checkEncrypted,
@@ -17,7 +17,6 @@ import {
   expectedGuest,
   imageOpts,
   patternCommands,
-  qemuImgWithPbkdf2,
   qemuIoEncrypted,
   rawOfEncrypted,
   readLuksArea,
@@ -103,7 +102,7 @@ describe('LUKS key slots and qemu-img 7.2', { timeout: 60_000 }, () => {
     expect(codeOf(() => unlockLuks(before.header, before.readArea, 'not-the-pass'))).toBe('BAD_PASSPHRASE');
     const first = unlockLuks(before.header, before.readArea, PASS);
 
-    await qemuImgWithPbkdf2(['amend', ...secret('sec0', PASS), ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec0'),
+    await qemuImgTimingPbkdf2(['amend', ...secret('sec0', PASS), ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec0'),
       '-o', 'encrypt.new-secret=sec1,encrypt.state=active,encrypt.iter-time=10']);
     const added = readLuksArea(image);
     expect(added.header.keySlots.map((slot) => slot.active)).toEqual([true, true, false, false, false, false, false, false]);
@@ -112,7 +111,7 @@ describe('LUKS key slots and qemu-img 7.2', { timeout: 60_000 }, () => {
     expect(second.masterKey).toEqual(first.masterKey);
     expect(luksSlotsOpenedBy(added.header, added.readArea, PASS)).toEqual([0]);
 
-    await qemuImgWithPbkdf2(['amend', ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec1'), '-o', 'encrypt.state=inactive,encrypt.keyslot=0']);
+    await qemuImgTimingPbkdf2(['amend', ...secret('sec1', NEW_PASS), '--image-opts', imageOpts(image, 'sec1'), '-o', 'encrypt.state=inactive,encrypt.keyslot=0']);
     const erased = readLuksArea(image);
     expect(erased.header.keySlots[0]).toMatchObject({ active: false, iterations: 0, salt: new Uint8Array(32) });
     expect(codeOf(() => unlockLuks(erased.header, erased.readArea, PASS))).toBe('BAD_PASSPHRASE');

@@ -6,7 +6,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
 import type { AllocationMap, MapEntry } from '../../../src/shared/qcow2/model.ts';
-import { qemuImg, qemuIo, qemuMap, tempDir, type QemuMapEntry, type TempDir } from '../../helpers/qemu.ts';
+import { qemuImg, qemuImgTimingPbkdf2, qemuIo, qemuMap, tempDir, type QemuMapEntry, type TempDir } from '../../helpers/qemu.ts';
 
 const MiB = 1024 * 1024;
 
@@ -118,15 +118,7 @@ describe('mapImage agrees with qemu-img map --output=json', () => {
     const image = folder.file('encrypted.qcow2');
     const secret = ['--object', 'secret,id=sec0,data=cowbell'];
     const opened = `driver=qcow2,file.filename=${image},encrypt.key-secret=sec0`;
-    // qemu-img's LUKS key-slot timing fails now and then on these machines: retry.
-    for (let attempt = 0; ; attempt++) {
-      try {
-        await qemuImg(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '2M']);
-        break;
-      } catch (error) {
-        if (attempt === 4) throw error;
-      }
-    }
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '2M']);
     execFileSync('qemu-io', [...secret, '--image-opts', opened, '-c', 'write -P 1 0 128k', '-c', 'write -P 2 1M 64k']);
     const qemu = JSON.parse((await qemuImg(['map', ...secret, '--image-opts', opened, '--output=json'])).stdout) as QemuMapEntry[];
     const ours = ourMap(image);

@@ -20,7 +20,7 @@ import { FaultFileSystem } from '../../helpers/fault-file.ts';
 import { fileHash, holdWithQemuIo, holdWithQemuNbd, type Holder } from '../../helpers/image-locks.ts';
 import { onceMidway } from '../../helpers/midway.ts';
 import { appendCluster, getRefcount, hostClusterOf, setIncompatibleBits, setRefcount } from '../../helpers/qcow2-poke.ts';
-import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { firstDifference, qemuCheck, qemuImg, qemuImgTimingPbkdf2, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import { expectCheckClean } from '../../helpers/snapshot-scenario.ts';
 
@@ -141,13 +141,7 @@ describe('refused up front, nothing written', () => {
     fs.mkdirSync(dir);
     const image = path.join(dir, 'secret.qcow2');
     const secret = ['--object', 'secret,id=sec0,data=cowbell'];
-    // qemu-img's LUKS key-slot timing fails now and then on these machines: retry.
-    for (let attempt = 1; ; attempt++) {
-      const created = await qemuImg(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '2M'], { okCodes: [0, 1] });
-      if (created.code === 0) break;
-      fs.rmSync(image, { force: true });
-      if (attempt === 8) throw new Error(`qemu-img could not create a LUKS image in 8 attempts:\n${created.stderr}`);
-    }
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10', image, '2M']);
     execFileSync('qemu-io', [...secret, '--image-opts', `driver=qcow2,file.filename=${image},encrypt.key-secret=sec0`, '-c', 'write -P 1 0 128k']);
     await qemuImg(['snapshot', ...secret, '-c', 'sealed', '--image-opts', `driver=qcow2,file.filename=${image},encrypt.key-secret=sec0`]);
     const hash = fileHash(image);

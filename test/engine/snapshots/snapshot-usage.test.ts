@@ -17,8 +17,7 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import type { UsageReport } from '../../../src/shared/qcow2/model.ts';
 import { readUsage, removeSnapshot, revertToSnapshot, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { KiB, MiB } from '../../helpers/image-matrix.ts';
-import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
-import { qemuImgWithPbkdf2 } from '../../helpers/encrypted-images.ts';
+import { qemuCheck, qemuImg, qemuImgTimingPbkdf2, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { expectCheckClean } from '../../helpers/snapshot-scenario.ts';
 
 let folder: TempDir;
@@ -172,7 +171,7 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
   it('counts what header extensions hold (a LUKS area, persistent bitmaps) as metadata, not leaked, as qemu-img check does', async ({ expect }) => {
     const luks = folder.file('luks-usage.qcow2');
     const secret = ['--object', 'secret,id=s,data=moo-cow-pass'];
-    await qemuImgWithPbkdf2(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10', luks, '16M']);
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', ...secret, '-o', 'encrypt.format=luks,encrypt.key-secret=s,encrypt.iter-time=10', luks, '16M']);
     const bitmaps = folder.file('bitmaps-usage.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', bitmaps, '16M']);
     await qemuImg(['bitmap', '--add', bitmaps, 'b0']);
