@@ -24,6 +24,13 @@ export function option(args: ParsedArgs, name: string): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+/** qemu-img's `--output=json|human`, or Cowbell's `--json`: json or human (human when neither is given). */
+export function outputForm(args: ParsedArgs, command: string): 'json' | 'human' {
+  const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
+  if (output !== 'json' && output !== 'human') throw new UsageError(`${command}: --output must be json or human, not ${output}`);
+  return output;
+}
+
 /** `-f FORMAT` where only qcow2 is read (qemu-img's scripts pass `-f qcow2`): a usage error for any other. */
 export function refuseFormatOtherThanQcow2(args: ParsedArgs, command: string): void {
   const format = option(args, 'format');

@@ -2,7 +2,7 @@ import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qco
 import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
 import { backingProtocolProblem } from '../../shared/qcow2/image/image.ts';
 import type { CheckResult, RepairLoss } from '../../shared/qcow2/model.ts';
-import { flag, option } from '../args.ts';
+import { flag, option, outputForm } from '../args.ts';
 import { EXIT_FAILURE, UsageError, type Command } from '../command.ts';
 import { unencryptedWarning } from './info.ts';
 
@@ -30,8 +30,7 @@ export const check: Command = {
   // Without -r the report is what it was asked for (its exit code alone says less); a repair is work done.
   printsItsResult: (args) => option(args, 'repair') === undefined,
   async run(args, io) {
-    const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
-    if (output !== 'json' && output !== 'human') throw new UsageError(`check: --output must be json or human, not ${output}`);
+    const output = outputForm(args, 'check');
     const format = option(args, 'format');
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`check: only qcow2 images can be checked, not ${format}`);
     const repair = option(args, 'repair');

@@ -2,10 +2,10 @@ import { formatBytes } from '../../shared/format-units.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { BackingChain, EncryptInfo, ImageInfo, Qcow2SpecificInfo, SnapshotInfo } from '../../shared/qcow2/model.ts';
-import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
+import { flag, outputForm, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { notePreview } from '../note-preview.ts';
 import { printable } from '../printable.ts';
-import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { EXIT_OK, type Command } from '../command.ts';
 
 export const info: Command = {
   name: 'info',
@@ -23,8 +23,7 @@ export const info: Command = {
   // What it prints is its result: output it could not write fails it.
   printsItsResult: () => true,
   async run(args, io) {
-    const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
-    if (output !== 'json' && output !== 'human') throw new UsageError(`info: --output must be json or human, not ${output}`);
+    const output = outputForm(args, 'info');
     refuseFormatOtherThanQcow2(args, 'info');
     const path = args.positionals[0] ?? '';
     // A disk in use is described anyway, with a note saying so (its header says what it is even while a VM runs); -U is accepted as in qemu-img.

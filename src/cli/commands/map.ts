@@ -6,7 +6,7 @@ import { mapImage } from '../../shared/qcow2/image/map.ts';
 import type { MapEntry } from '../../shared/qcow2/model.ts';
 import { RawImage } from '../../shared/qcow2/image/raw-image.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
-import { flag, option, refuseFormatOtherThanQcow2 } from '../args.ts';
+import { flag, option, outputForm, refuseFormatOtherThanQcow2 } from '../args.ts';
 import { parseSize } from '../image-options.ts';
 import { EXIT_OK, UsageError, type Command, type ParsedArgs } from '../command.ts';
 
@@ -28,8 +28,7 @@ export const map: Command = {
   // What it prints is its result: output it could not write fails it.
   printsItsResult: () => true,
   async run(args, io) {
-    const output = option(args, 'output') ?? (flag(args, 'json') ? 'json' : 'human');
-    if (output !== 'json' && output !== 'human') throw new UsageError(`map: --output must be json or human, not ${output}`);
+    const output = outputForm(args, 'map');
     refuseFormatOtherThanQcow2(args, 'map');
     const imagePath = args.positionals[0] ?? '';
     const image = Qcow2Image.open(imagePath, { readOnly: true, refuseInUse: !flag(args, 'force-share') });
