@@ -122,9 +122,9 @@ describe('the Resize dialog', () => {
     const dialog = await mountDialog();
     await typeSize(dialog, '+4G');
     const preview = started.find((job) => job.kind === 'image.resizePreview');
-    fake.emit('job.end', { jobId: preview?.id ?? '', ok: false, error: { code: 'UNSUPPORTED_FEATURE', message: 'A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized' } });
+    fake.emit('job.end', { jobId: preview?.id ?? '', ok: false, error: { code: 'INVALID_ARGUMENT', message: 'A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized: its snapshots do not record their own disk size' } });
     await flushPromises();
-    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('This disk cannot be resized: A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized');
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized: its snapshots do not record their own disk size');
     expect(submitButton(dialog).disabled).toBe(true);
     // Not "the snapshots keep their own size", which a v2 snapshot does not.
     expect(dialog.find('[data-testid="resize-snapshots"]').exists()).toBe(false);
