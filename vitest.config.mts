@@ -29,6 +29,7 @@ export default defineConfig({
     // tests that take 1-3 s alone have taken over 5 s, vitest's default. Speed is the benchmarks' job.
     testTimeout: 60_000,
     hookTimeout: 60_000,
+    setupFiles: ['test/helpers/byte-equality.ts'],
     // Vitest's default, one file fewer than the cores, is one file at a time on the two-core CI
     // machine; the files spend much of their time waiting on qemu-img and the disk, so two side by
     // side took the unit run from ~26 to ~8 minutes there (484 s, measured with CI=true).
