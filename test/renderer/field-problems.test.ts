@@ -46,7 +46,7 @@ afterEach(() => {
 });
 
 /** Whether the field is marked invalid and described by the shown problem line. */
-function tiedToProblem(dialog: VueWrapper, field: DOMWrapper<Element>): boolean {
+function tiedToProblem(dialog: VueWrapper, field: Pick<DOMWrapper<Element>, 'attributes'>): boolean {
   const problem = dialog.find('[data-testid="dialog-problem"]');
   const invalid = field.attributes('aria-invalid') === 'true';
   const describedBy = field.attributes('aria-describedby');
