@@ -257,6 +257,20 @@ describe('cowbell info and check on an encrypted disk', () => {
     expect((await cowbell(['info', image])).out).not.toMatch(/Warning/);
     await qemuIoEncrypted(image, PASS, ['read -P 0x71 6M 64k', 'read -P 0x72 7M 64k']);
   });
+
+  it('on an old AES disk the warning names encrypt, which takes it, not compact, which refuses it (crypt soak audit F3)', async () => {
+    const image = folder.file('aes-plaintext.qcow2');
+    await createLegacyAesImage(image, PASS, '8M');
+    await qemuIoEncrypted(image, PASS, ['write -c -P 0x45 2M 64k']);
+    const remedy = /stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; `cowbell encrypt` encrypts them, moving the disk to LUKS \(compact does not take the old AES encryption\)\n$/;
+    expect((await cowbell(['info', image])).out).toMatch(remedy);
+    expect((await cowbell(['check', image])).err).toMatch(remedy);
+    expect((await cowbell(['compact', '--passphrase-file', passFile, image])).code).toBe(1);
+    const encrypted = await cowbell(['encrypt', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', passFile, image]);
+    expect(encrypted.code, encrypted.err).toBe(0);
+    expect(JSON.parse((await cowbell(['info', '--json', image])).out)).toMatchObject({ 'unencrypted-bytes': 0 });
+    await qemuIoEncrypted(image, PASS, ['read -P 0x45 2M 64k']);
+  });
 });
 
 describe('cowbell passphrase', () => {

@@ -9,6 +9,8 @@ describe('describeCheck: an encrypted disk with data in the clear', () => {
     const clean: CheckResult = { filename: 'disk.qcow2', format: 'qcow2', 'check-errors': 0, corruptions: 0, leaks: 0, 'unencrypted-bytes': 64 * 1024, messages: [] };
     expect(describeCheck(clean, false)).toBe('No errors found. Warning: 64 KiB of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.');
     expect(describeCheck({ ...clean, 'unencrypted-bytes': 0 }, false)).toBe('No errors found.');
+    expect(describeCheck(clean, false, 'luks')).toMatch(/Compact… encrypts them\.$/);
+    expect(describeCheck(clean, false, 'aes')).toMatch(/Encrypt… encrypts them, moving the disk to LUKS\.$/);
   });
 });
 

@@ -42,6 +42,12 @@ describe('ImageInfoPanel', () => {
     luks['format-specific'].data.encrypt = { format: 'luks' };
     const warning = text(mount(ImageInfoPanel, { props: { info: luks } }), 'info-unencrypted');
     expect(warning).toBe('1.5 MiB of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.');
+    // Compact does not take the old AES encryption; Encrypt moves such a disk to LUKS (crypt soak audit F3).
+    const aes = imageInfo({ encrypted: true, 'unencrypted-bytes': 64 * 1024 });
+    aes['format-specific'].data.encrypt = { format: 'aes' };
+    expect(text(mount(ImageInfoPanel, { props: { info: aes } }), 'info-unencrypted')).toBe(
+      '64 KiB of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Encrypt… encrypts them, moving the disk to LUKS.',
+    );
   });
 
   it('shows the backing file with its format, or that there is none', () => {

@@ -1,6 +1,7 @@
 import { checkExitCode, checkImagePath, type RepairMode } from '../../shared/qcow2/check/check.ts';
 import { readBackingChain } from '../../shared/qcow2/chain/chain.ts';
 import { backingProtocolProblem } from '../../shared/qcow2/image/image.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { CheckResult, RepairLoss } from '../../shared/qcow2/model.ts';
 import { flag, option, outputForm } from '../args.ts';
 import { EXIT_FAILURE, UsageError, type Command } from '../command.ts';
@@ -48,7 +49,7 @@ export const check: Command = {
     const quiet = flag(args, 'quiet');
     if (!quiet) for (const message of result.messages) io.err(`${message}\n`);
     // A warning, not a corruption: the exit code stays qemu-img's.
-    const unencrypted = unencryptedWarning(result['unencrypted-bytes'], undefined);
+    const unencrypted = unencryptedWarning(result['unencrypted-bytes'], undefined, encryptionOf(imagePath, result['unencrypted-bytes']));
     if (unencrypted !== null && !quiet) io.err(`${unencrypted}\n`);
     if (quiet) {
       // Nothing on stdout.
@@ -121,4 +122,14 @@ export function describeCheck(result: CheckResult): string {
   }
   if (result['image-end-offset'] !== undefined) lines.push(`Image end offset: ${result['image-end-offset']}`);
   return `${lines.join('\n')}\n`;
+}
+
+/** The disk's encrypt.format where the check found plaintext in it (its remedy depends on it); undefined otherwise. */
+function encryptionOf(imagePath: string, unencryptedBytes: number | undefined): string | undefined {
+  if (unencryptedBytes === undefined || unencryptedBytes === 0) return undefined;
+  try {
+    return readImageInfo(imagePath)['format-specific'].data.encrypt?.format;
+  } catch {
+    return undefined;
+  }
 }

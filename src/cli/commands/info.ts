@@ -106,7 +106,7 @@ export function describe(image: ImageInfo): string {
   if (specific['extended-l2'] !== undefined) lines.push(`    extended l2: ${specific['extended-l2']}`);
   if (image['dirty-flag']) lines.push('Note: the image is marked dirty (not closed cleanly); run check to repair it.');
   if (image['read-only-reason'] !== undefined) lines.push(`Note: read-only: ${image['read-only-reason']}`);
-  const unencrypted = unencryptedWarning(image['unencrypted-bytes'], image['unencrypted-clusters']);
+  const unencrypted = unencryptedWarning(image['unencrypted-bytes'], image['unencrypted-clusters'], specific.encrypt?.format);
   if (unencrypted !== null) lines.push(unencrypted);
   return `${lines.join('\n')}\n`;
 }
@@ -151,12 +151,15 @@ function encryptLines(encrypt: EncryptInfo): string[] {
 
 /**
  * Cowbell's own finding, shared by info and check: QEMU stores compressed clusters of an encrypted
- * disk as plaintext. Null when there are none.
+ * disk as plaintext. Null when there are none. The remedy depends on the encryption (the disk's
+ * encrypt.format): compact keeps LUKS and encrypts them, but does not take the old AES encryption,
+ * which encrypt replaces with LUKS.
  */
-export function unencryptedWarning(bytes: number | undefined, clusters: number | undefined): string | null {
+export function unencryptedWarning(bytes: number | undefined, clusters: number | undefined, encryption: string | undefined): string | null {
   if (bytes === undefined || bytes === 0) return null;
   const count = clusters === undefined ? '' : ` (${clusters} compressed cluster${clusters === 1 ? '' : 's'})`;
-  return `Warning: ${formatBytes(bytes)} of this encrypted disk${count} is stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; \`cowbell compact\` encrypts them`;
+  const remedy = encryption === 'aes' ? '`cowbell encrypt` encrypts them, moving the disk to LUKS (compact does not take the old AES encryption)' : '`cowbell compact` encrypts them';
+  return `Warning: ${formatBytes(bytes)} of this encrypted disk${count} is stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; ${remedy}`;
 }
 
 function snapshotRow(id: string, tag: string, size: string, date: string, clock: string, icount: string): string {

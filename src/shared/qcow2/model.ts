@@ -79,7 +79,8 @@ export interface ImageInfo {
   'in-use'?: boolean;
   /**
    * Cowbell's own, for an encrypted image: guest bytes stored unencrypted, in compressed clusters
-   * (QEMU writes those as plaintext), counted over every state; `cowbell compact` encrypts them.
+   * (QEMU writes those as plaintext), counted over every state; `cowbell compact` encrypts them
+   * (`cowbell encrypt` on an old AES disk, which compact does not take).
    */
   'unencrypted-bytes'?: number;
   /** Cowbell's own: the compressed clusters behind 'unencrypted-bytes'. */

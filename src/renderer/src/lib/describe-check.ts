@@ -27,8 +27,9 @@ export function describeLosses(lost: readonly RepairLoss[]): string[] {
   return sentences;
 }
 
-export function describeCheck(result: CheckResult, repaired: boolean): string {
-  const plaintext = describeUnencrypted(result['unencrypted-bytes']);
+/** `encryption`: the disk's encrypt.format, for the remedy of plaintext found in it. */
+export function describeCheck(result: CheckResult, repaired: boolean, encryption?: string): string {
+  const plaintext = describeUnencrypted(result['unencrypted-bytes'], encryption);
   const verdict = checkVerdict(result, repaired);
   return plaintext === null ? verdict : `${verdict} Warning: ${plaintext}`;
 }

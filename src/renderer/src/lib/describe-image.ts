@@ -17,10 +17,13 @@ export function describeEncryption(info: ImageInfo): string {
 /**
  * An encrypted disk's guest bytes stored in the clear: compressed clusters, which QEMU writes
  * unencrypted (qemu-io write -c, or a compressed image encrypted by an older tool). Null when none.
+ * The remedy follows the encryption (encrypt.format): Compact keeps LUKS; the old AES encryption it
+ * does not take, and Encrypt moves such a disk to LUKS.
  */
-export function describeUnencrypted(bytes: number | undefined): string | null {
+export function describeUnencrypted(bytes: number | undefined, encryption: string | undefined): string | null {
   if (bytes === undefined || bytes <= 0) return null;
-  return `${formatBytes(bytes)} of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. Compact… encrypts them.`;
+  const remedy = encryption === 'aes' ? 'Encrypt… encrypts them, moving the disk to LUKS.' : 'Compact… encrypts them.';
+  return `${formatBytes(bytes)} of this encrypted disk is stored unencrypted: compressed clusters, which QEMU writes in the clear. ${remedy}`;
 }
 
 export interface BackingDescription {

@@ -34,7 +34,7 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
     // moving it into the new file would orphan the data file a VM's configuration may name.
     throw new Qcow2Error(
       'UNSUPPORTED_FEATURE',
-      'The disk keeps its data in an external data file, which a compress, compact or encrypt cannot carry; convert it to a new self-contained image first (cowbell convert copies the data in)',
+      'The disk keeps its data in an external data file, which a compress, compact, encrypt or decrypt cannot carry; convert it to a new self-contained image first (cowbell convert copies the data in)',
     );
   }
   // Without the autoclear bit the bitmaps are already stale (a program that did not keep them wrote
