@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { runCli } from '../../src/cli/run.ts';
-import { checkEncrypted, createLegacyAesImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
+import { checkEncrypted, createLegacyAesImage, createLuksImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
 import { firstDifference, qemuImg, qemuImgTimingPbkdf2, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { letterBytes } from '../helpers/rewrite-disks.ts';
 import { expectCheckClean } from '../helpers/snapshot-scenario.ts';
@@ -219,6 +219,37 @@ function expectedFill(fills: [number, number, number][]): Uint8Array {
   for (const [value, offset, length] of fills) guest.fill(value, offset, offset + length);
   return guest;
 }
+
+describe('an encrypted backing file: one passphrase reads the chain (crypt soak audit F1)', () => {
+  it('encrypt of an overlay refuses a new passphrase its encrypted backing file does not open; with that one it reads the whole chain', async () => {
+    const base = folder.file('chain-base.qcow2');
+    await createLuksImage(base, PASS);
+    await qemuIoEncrypted(base, PASS, ['write -P 0x41 0 64k']);
+    const overlay = folder.file('chain-overlay.qcow2');
+    expect((await cowbell(['create', '-b', base, '-F', 'qcow2', overlay])).code).toBe(0);
+    const before = digest(overlay);
+    const refused = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, overlay]);
+    expectOneLine(refused, 1, new RegExp(`The backing file ${base} is encrypted with another passphrase`));
+    expect(digest(overlay)).toBe(before);
+    expect(fs.readdirSync(folder.path).filter((name) => name.includes('chain-overlay.qcow2.'))).toEqual([]);
+    const encrypted = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', passFile, overlay]);
+    expect(encrypted.code, encrypted.err).toBe(0);
+    const raw = folder.file('chain.raw');
+    const read = await cowbell(['convert', '-O', 'raw', '--passphrase-file', passFile, overlay, raw]);
+    expect(read.code, read.err).toBe(0);
+    expect(fs.readFileSync(raw).subarray(0, 64 * 1024)).toEqual(new Uint8Array(64 * 1024).fill(0x41));
+  });
+
+  it('a chain qemu-img made with a passphrase per file: the error names the backing file the passphrase does not open', async () => {
+    const base = folder.file('two-keys-base.qcow2');
+    await createLuksImage(base, PASS);
+    const top = folder.file('two-keys-top.qcow2');
+    await qemuImgTimingPbkdf2(['create', '-q', '-f', 'qcow2', '-u', '-b', base, '-F', 'qcow2', '--object', `secret,id=s1,data=${NEW_PASS}`, '-o', 'encrypt.format=luks,encrypt.key-secret=s1,encrypt.iter-time=10', top, '4M']);
+    const read = await cowbell(['convert', '-O', 'raw', '--passphrase-file', newPassFile, top, folder.file('two-keys.raw')]);
+    expectOneLine(read, 1, new RegExp(`The passphrase does not open the backing file ${base} \\(The passphrase opens none of the image's key slots\\)`));
+    expect(fs.existsSync(folder.file('two-keys.raw'))).toBe(false);
+  });
+});
 
 describe('cowbell info and check on an encrypted disk', () => {
   it('info lists the LUKS details as qemu-img info does, in JSON (the same keys and values) and as text (the same lines)', async () => {

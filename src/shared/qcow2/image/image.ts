@@ -1175,9 +1175,26 @@ function openBacking(imagePath: string, backingPath: string, format: string | nu
     return Qcow2Image.openFile(file, { ...options, cipher: undefined, readOnly: true, chain });
   } catch (error) {
     file.close();
+    if (error instanceof Qcow2Error && error.code === 'BAD_PASSPHRASE' && !backingPassphraseErrors.has(error)) throw backingPassphraseError(error, backingPath);
     throw namingFile(error, backingPath);
   }
 }
+
+/**
+ * A backing file's BAD_PASSPHRASE names it and says why: the passphrase may well open the disk
+ * above it (one a user gave its own passphrase). Named once, by the file it is about.
+ */
+function backingPassphraseError(error: Qcow2Error, backingPath: string): Qcow2Error {
+  const named = new Qcow2Error(
+    'BAD_PASSPHRASE',
+    `The passphrase does not open the backing file ${backingPath} (${error.message}). Cowbell reads a disk and the encrypted files below it with one passphrase; a chain whose files need different ones cannot be read here (qemu-img reads it with a secret per file)`,
+    { cause: error },
+  );
+  backingPassphraseErrors.add(named);
+  return named;
+}
+
+const backingPassphraseErrors = new WeakSet<Qcow2Error>();
 
 export function externalDataFile(header: Header): string | null {
   return dataFileName(header);

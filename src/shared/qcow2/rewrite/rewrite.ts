@@ -21,6 +21,7 @@ import { sameFile } from '../io/file-identity.ts';
 import { holeAwareSource } from '../io/hole-aware-file.ts';
 import { freeBytesFor } from '../io/free-space.ts';
 import { readsThrough } from '../image/backing-files.ts';
+import { refusePassphraseTheChainLacks } from '../image/chain-passphrase.ts';
 import { refuseUnsoundMetadata } from '../image/change-validation.ts';
 import { lockedError, Qcow2Image } from '../image/image.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -176,6 +177,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       throw new Qcow2Error('INVALID_ARGUMENT', `${target} is a file ${request.source} reads through (its backing file, or one below it); replacing it would lose the data the disk reads there, so choose another name`);
     }
     const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression);
+    if (encryption.kind === 'luks') refusePassphraseTheChainLacks(image, encryption.passphrase, job);
     job.progress('reading the mapping tables', 0, 1, 'steps');
     const plan = planRewrite(image, job);
     const tree = treeParents(image, job);
