@@ -226,7 +226,17 @@ describe('an encrypted backing file: one passphrase reads the chain (crypt soak 
     await createLuksImage(base, PASS);
     await qemuIoEncrypted(base, PASS, ['write -P 0x41 0 64k']);
     const overlay = folder.file('chain-overlay.qcow2');
-    expect((await cowbell(['create', '-b', base, '-F', 'qcow2', overlay])).code).toBe(0);
+    // A plain overlay over an encrypted file is said to keep the VM's writes in the clear (crypt soak audit F2).
+    const created = await cowbell(['create', '-b', base, '-F', 'qcow2', overlay]);
+    expect(created.code, created.err).toBe(0);
+    expect(created.err).toBe(`cowbell: note: ${overlay} is not encrypted, though ${base} is: what the VM writes to it is stored in the clear (as qemu-img create -b makes it); \`cowbell encrypt ${overlay}\` with the same passphrase encrypts it\n`);
+    const quiet = await cowbell(['create', '-q', '-b', base, '-F', 'qcow2', folder.file('chain-quiet.qcow2')]);
+    expect([quiet.code, quiet.err]).toEqual([0, '']);
+    const overPlain = await cowbell(['create', '-b', overlay, '-F', 'qcow2', folder.file('chain-third.qcow2')]);
+    expect(overPlain.err).toMatch(new RegExp(`is not encrypted, though ${base} is:`));
+    const plainBase = folder.file('chain-plain-base.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', plainBase, '4M']);
+    expect((await cowbell(['create', '-b', plainBase, '-F', 'qcow2', folder.file('chain-plain-top.qcow2')])).err).toBe('');
     const before = digest(overlay);
     const refused = await cowbell(['encrypt', ...QUICK, '--new-passphrase-file', newPassFile, overlay]);
     expectOneLine(refused, 1, new RegExp(`The backing file ${base} is encrypted with another passphrase`));

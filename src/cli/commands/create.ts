@@ -4,9 +4,11 @@ import { isImageFormat } from '../../shared/qcow2/image/image-format.ts';
 import { requiredBackingFormat } from '../backing-format.ts';
 import { resolveBackingPath } from '../../shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
+import { chainFilesBelow } from '../chain-encryption.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command, type ParsedArgs } from '../command.ts';
 import { createOptionsFromArgs, parseSize } from '../image-options.ts';
+import { printable } from '../printable.ts';
 
 /**
  * `cowbell create`: a new, empty qcow2 image. Unlike qemu-img, an existing file is refused unless
@@ -41,7 +43,13 @@ export const create: Command = {
       options.backingFormat = requiredBackingFormat('create', options.backingFormat, resolveBackingPath(imagePath, options.backingFile));
     }
     createImage({ ...options, path: imagePath, overwrite: force, backingMayBeMissing: flag(args, 'unsafe') });
-    if (!flag(args, 'quiet')) io.out(formattingLine(imagePath, options));
+    if (!flag(args, 'quiet')) {
+      io.out(formattingLine(imagePath, options));
+      if (options.backingFile !== undefined) {
+        const encrypted = chainFilesBelow(imagePath).filter((file) => file.encryption !== null);
+        if (encrypted.length > 0) io.err(clearOverlayNote(imagePath, encrypted.map((file) => file.path)));
+      }
+    }
     return EXIT_OK;
   },
 };
@@ -80,4 +88,13 @@ function formattingLine(imagePath: string, options: CreateOptions): string {
     `refcount_bits=${specific['refcount-bits']}`,
   );
   return `Formatting '${imagePath}', ${parts.join(' ')}\n`;
+}
+
+/**
+ * A plain overlay over an encrypted file (qemu-img create -b makes one too): what the VM writes to
+ * it is stored in the clear. The app's New Linked Clone dialog says the same before it is made.
+ */
+function clearOverlayNote(imagePath: string, encrypted: string[]): string {
+  const names = encrypted.map((file) => printable(file)).join(', ');
+  return `cowbell: note: ${printable(imagePath)} is not encrypted, though ${names} ${encrypted.length === 1 ? 'is' : 'are'}: what the VM writes to it is stored in the clear (as qemu-img create -b makes it); \`cowbell encrypt ${printable(imagePath)}\` with the same passphrase encrypts it\n`;
 }

@@ -1,7 +1,7 @@
 import type { LuksCipherChoice } from '../../shared/qcow2/crypto/luks-keys.ts';
-import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import type { RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from '../args.ts';
+import { chainFilesBelow } from '../chain-encryption.ts';
 import { UsageError, type Command } from '../command.ts';
 import { printable } from '../printable.ts';
 import { luksOptionsFromArgs } from '../image-options.ts';
@@ -48,7 +48,7 @@ export const encrypt: Command = {
       const rewrite = (passphrase: Uint8Array | undefined) => executeRewrite(args, io, { compression: 'keep', passphrase, trustLegacyPassphrase: flag(args, 'force'), encryption });
       const result = current.length === 0 ? await rewrite(undefined) : await withFirstPassphrase(current, rewrite);
       const code = reportRewrite(args, io, result, { describe: (done) => describeEncrypted(done, luks.cipher, luks.hash, encrypted) });
-      const clear = clearFilesBelow(result.target);
+      const clear = chainFilesBelow(result.target).filter((file) => file.encryption === null).map((file) => file.path);
       if (clear.length > 0) io.err(clearBackingNote(result.target, clear));
       return code;
     } catch (error) {
@@ -66,30 +66,6 @@ function describeEncrypted(result: RewriteResult, cipher: LuksCipherChoice | und
   const how = `LUKS, aes-${chosen.aesKeyBits}-${chosen.mode}-${ivgen}, ${hash ?? 'sha256'}`;
   const what = before === 'aes' ? `moved from the old qcow2 AES encryption to ${how}` : before === 'luks' ? `encrypted afresh (${how}, a new master key)` : `encrypted (${how})`;
   return `${rewriteTarget(result)}: ${what}, ${snapshotsKept(result)}`;
-}
-
-/** The files of `imagePath`'s backing chain that hold their data in the clear (not encrypted, as the app's dialog counts them), nearest first. */
-function clearFilesBelow(imagePath: string): string[] {
-  const clear: string[] = [];
-  const seen = new Set([imagePath]);
-  for (let current = imagePath; ; ) {
-    let below: unknown;
-    try {
-      below = readImageInfo(current, { refuseInUse: false })['full-backing-filename'];
-    } catch {
-      return clear;
-    }
-    if (typeof below !== 'string' || seen.has(below)) return clear;
-    seen.add(below);
-    let encryption: ReturnType<typeof encryptionOf> = null;
-    try {
-      encryption = encryptionOf(below);
-    } catch {
-      // A file that cannot be read is no less in the clear.
-    }
-    if (encryption === null) clear.push(below);
-    current = below;
-  }
 }
 
 /** What the passphrase does not protect: the disk reads through files that stay as they were. */
