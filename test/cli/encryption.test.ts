@@ -248,6 +248,13 @@ describe('an encrypted backing file: one passphrase reads the chain (crypt soak 
     const read = await cowbell(['convert', '-O', 'raw', '--passphrase-file', passFile, overlay, raw]);
     expect(read.code, read.err).toBe(0);
     expect(fs.readFileSync(raw).subarray(0, 64 * 1024)).toEqual(new Uint8Array(64 * 1024).fill(0x41));
+    // Changing the overlay's passphrase to one the backing file does not take would lock the chain the same way.
+    const keyed = digest(overlay);
+    const change = await cowbell(['passphrase', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', newPassFile, overlay]);
+    expectOneLine(change, 1, new RegExp(`The backing file ${base} is encrypted with another passphrase`));
+    expect(digest(overlay)).toBe(keyed);
+    const add = await cowbell(['passphrase', '--add', ...QUICK, '--passphrase-file', passFile, '--new-passphrase-file', newPassFile, overlay]);
+    expect(add.code, add.err).toBe(0);
   });
 
   it('a chain qemu-img made with a passphrase per file: the error names the backing file the passphrase does not open', async () => {

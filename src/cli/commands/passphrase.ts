@@ -1,4 +1,5 @@
 import { changeKeySlots, type KeySlotResult } from '../../shared/qcow2/crypto/key-slot-change.ts';
+import { refusePassphraseTheChainLacksAt } from '../../shared/qcow2/image/chain-passphrase.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
@@ -47,6 +48,7 @@ export const passphrase: Command = {
       current = await currentPassphrases(args, io, imagePath);
       if (action !== 'remove') fresh = await newPassphrase(args, io, imagePath);
       const added = fresh;
+      if (action === 'change' && added !== undefined) refusePassphraseTheChainLacksAt(imagePath, added);
       const result = await withFirstPassphrase(current, async (passphrase) => changeKeySlots(imagePath, { passphrase, action, newPassphrase: added, slot, iterTimeMs }));
       if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 4)}\n`);
       else if (!flag(args, 'quiet')) io.out(`${describeChange(imagePath, action, result)}\n`);

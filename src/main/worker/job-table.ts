@@ -25,6 +25,7 @@ import { convertImage, type ConvertResult } from '../../shared/qcow2/convert/con
 import { createImage } from '../../shared/qcow2/image/create.ts';
 import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
 import { changeKeySlots } from '../../shared/qcow2/crypto/key-slot-change.ts';
+import { refusePassphraseTheChainLacksAt } from '../../shared/qcow2/image/chain-passphrase.ts';
 import { previewRewrite, rewriteImage, type RewriteResult } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { readResizePreview, resizeImagePath } from '../../shared/qcow2/snapshots/resize.ts';
 import { openStateFiles } from '../../shared/qcow2/files/state-files.ts';
@@ -126,9 +127,10 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     'image.decrypt': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) => rewriteSummary(rewriteImage({ source: path, compression: 'keep', passphrase, encryption: { kind: 'none' }, dropBitmaps: args.dropBitmaps }, context))),
     'image.passphrase': (path, args, context) =>
-      withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) =>
-        changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context),
-      ),
+      withSecretBytes([args.passphrase, args.newPassphrase], ([passphrase, newPassphrase]) => {
+        if (args.action === 'change' && newPassphrase !== undefined) refusePassphraseTheChainLacksAt(path, newPassphrase, context);
+        return changeKeySlots(path, { passphrase, action: args.action, newPassphrase, iterTimeMs: args.iterTimeMs }, context);
+      }),
     'image.resizePreview': (path, args, context) => readResizePreview(path, args.size, context),
     'image.resize': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) => resizeImagePath(path, args.size, { shrink: args.shrink, discardData: args.discardData, discardUpTo: args.discardBytes }, context, { passphrase })),

@@ -2,7 +2,8 @@
  * Cowbell opens a disk and the encrypted files below it with one passphrase (the app and the CLI
  * ask for one). A disk given a passphrase of its own that does not open them too is a chain Cowbell
  * cannot read any more (qemu-img can, with a secret per file): `cowbell encrypt` of an overlay over
- * an encrypted backing file refuses such a passphrase before anything is written.
+ * an encrypted backing file, and a passphrase change of such an overlay, refuse such a passphrase
+ * before anything is written.
  */
 import type { Passphrase } from '../crypto/luks-keys.ts';
 import { Qcow2Error } from '../errors.ts';
@@ -32,6 +33,16 @@ export function refusePassphraseTheChainLacks(image: Qcow2Image, newPassphrase: 
     } finally {
       below.close();
     }
+  }
+}
+
+/** refusePassphraseTheChainLacks for the disk at `imagePath` (a passphrase change in place: key-slot-change.ts). */
+export function refusePassphraseTheChainLacksAt(imagePath: string, newPassphrase: Passphrase, job: JobContext = silentJob): void {
+  const image = Qcow2Image.open(imagePath, { readOnly: true, openBacking: false, openDataFile: false });
+  try {
+    refusePassphraseTheChainLacks(image, newPassphrase, job);
+  } finally {
+    image.close();
   }
 }
 
