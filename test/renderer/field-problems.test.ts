@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageInfo } from '../../src/shared/ipc/contract.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import CreateDiskDialog from '../../src/renderer/src/components/dialogs/CreateDiskDialog.vue';
+import PassphraseDialog from '../../src/renderer/src/components/dialogs/PassphraseDialog.vue';
 import RenameSnapshotDialog from '../../src/renderer/src/components/dialogs/RenameSnapshotDialog.vue';
 import TakeSnapshotDialog from '../../src/renderer/src/components/dialogs/TakeSnapshotDialog.vue';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
@@ -110,5 +111,24 @@ describe('New Disk', () => {
     await fields[2]?.setValue('20G');
     expect(marked()).toEqual([]);
     expect(wrapper.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+  });
+});
+
+describe('Change Passphrase', () => {
+  it('marks the first new field while it is empty, the second while it differs; the current passphrase field never', async () => {
+    info['format-specific'].data.encrypt = { format: 'luks' };
+    info.encrypted = true;
+    wrapper = mount(PassphraseDialog, { props: { path: PATH }, attachTo: document.body });
+    await flushPromises();
+    const fields = ['current-passphrase', 'new-passphrase', 'new-passphrase-repeat'].map((id) => wrapper?.get(`[data-testid="${id}"]`));
+    const marked = (): string[] => fields.filter((field) => field !== undefined && tiedToProblem(wrapper as VueWrapper, field)).map((field) => field?.attributes('data-testid') ?? '');
+    expect(marked()).toEqual([]);
+    await fields[2]?.setValue('again');
+    expect(marked()).toEqual(['new-passphrase']);
+    await fields[1]?.setValue('first');
+    expect(wrapper.get('[data-testid="dialog-problem"]').text()).toBe('The two passphrases differ.');
+    expect(marked()).toEqual(['new-passphrase-repeat']);
+    await fields[2]?.setValue('first');
+    expect(marked()).toEqual([]);
   });
 });
