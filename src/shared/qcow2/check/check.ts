@@ -6,6 +6,7 @@
  * check is what the result reports, with the numbers fixed, as qemu-img does.
  */
 import { compareRefcounts, type Comparison } from './compare.ts';
+import { shortenCompressedSpans } from './compressed-span.ts';
 import { checkCopiedFlags } from './copied.ts';
 import { CheckFindings } from './findings.ts';
 import { forgetOldStructure, rebuildObstacle, rebuildRefcountStructure } from './rebuild.ts';
@@ -181,6 +182,8 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
     }
     fixSnapshotTable();
   }
+  // A compressed cluster's descriptor claiming sectors of metadata beyond its data: nothing to move, only to shorten.
+  if (mode === 'all' && shortenCompressedSpans(current, analysis.scan, log) > 0) countAgain();
   if (mode === 'all' && relocateOverlaps(current, analysis.scan, log) > 0) {
     countAgain();
     // A table that also held data was left alone above; once the data has moved, its entries can be repaired.
