@@ -245,6 +245,31 @@ describe('repairs at least what qemu-img check -r all repairs', { timeout: 120_0
     expect((await qemuCheck(path)).code).toBe(0);
   });
 
+  it("a snapshot naming an earlier snapshot's L1 table: -r all gives it a copy of its own (qemu-img's raises the refcounts of one table both states would change), clean for both tools, each state reads as before, and writes go ahead", async () => {
+    const path = folder.file('shared-snapshot-l1.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', path, '8M']);
+    await qemuIo(path, ['write -P 0x31 0 1M']);
+    await qemuImg(['snapshot', '-c', 'one', path]);
+    await qemuIo(path, ['write -P 0x32 1M 1M']);
+    await qemuImg(['snapshot', '-c', 'two', path]);
+    const [one, two] = poke.snapshotTable(path);
+    if (one === undefined || two === undefined) throw new Error('snapshots missing');
+    poke.writeU64(path, two.position, BigInt(one.l1Offset));
+    const before = await qemuStates(path);
+
+    const repaired = checkImagePath(path, { repair: 'all' });
+    expect(checkExitCode(repaired), repaired.messages.slice(-3).join('\n')).toBe(0);
+    expect((await qemuCheck(path)).code).toBe(0);
+    const [oneAfter, twoAfter] = poke.snapshotTable(path);
+    expect(twoAfter?.l1Offset).not.toBe(oneAfter?.l1Offset);
+    const after = await qemuStates(path);
+    expect([...after.keys()]).toEqual([...before.keys()]);
+    for (const [state, bytes] of before) expect(firstDifference(after.get(state) ?? new Uint8Array(0), bytes ?? new Uint8Array(1)), state).toBe(-1);
+    expect(await runCli(['snapshot', 'create', path, 'three'], { out: () => {}, err: (text: string) => expect.fail(text) })).toBe(0);
+    await qemuIo(path, ['write -P 0x33 0 2M']);
+    expect((await qemuCheck(path)).code).toBe(0);
+  });
+
   it('-r leaks with snapshot entries it cannot use frees none of their clusters (they look leaked while the table still names them)', async () => {
     const path = folder.file('leaks-with-dropped.qcow2');
     fs.copyFileSync(bases['1.1'], path);

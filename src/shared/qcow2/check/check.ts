@@ -14,6 +14,7 @@ import { adjustRefcounts, repairEntries } from './repair.ts';
 import { repairOverwrittenL2Tables } from './overwritten-l2.ts';
 import { relocateOverlaps } from './relocate.ts';
 import { repairSnapshotTable } from './snapshot-table-repair.ts';
+import { separateSharedL1Tables } from './shared-l1.ts';
 import { scanReferences, type ReferenceScan } from './scan.ts';
 import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { Qcow2Error } from '../errors.ts';
@@ -149,9 +150,9 @@ function repair(image: Qcow2Image, first: Analysis, mode: RepairMode, log: Check
   }
   // The repaired table needs clusters a sound refcount structure can hand out: before a rebuild only if none is due.
   const fixSnapshotTable = (): void => {
-    if (mode === 'all' && analysis.scan.snapshotTableToFix && analysis.scan.rebuildReasons.length === 0) {
-      if (repairSnapshotTable(current, analysis.scan, log, losses)) countAgain();
-    }
+    if (mode !== 'all' || analysis.scan.rebuildReasons.length > 0) return;
+    if (analysis.scan.snapshotTableToFix && repairSnapshotTable(current, analysis.scan, log, losses)) countAgain();
+    if (separateSharedL1Tables(current, analysis.scan, log)) countAgain();
   };
   fixSnapshotTable();
   if (mode === 'leaks' && analysis.scan.snapshotTableToFix) {

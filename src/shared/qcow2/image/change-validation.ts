@@ -105,10 +105,8 @@ class References {
       const value = this.tally.get(cluster);
       const had = value & ((1 << ROLE_BITS) - 1);
       if (value !== 0 && (had === ACTIVE_L1 || role === ACTIVE_L1) && (had === L1 || role === L1)) {
-        // QEMU refuses such a write too ("overlaps with inactive L1 table"); no repair separates the two.
-        refuseUnrepairable(
-          `${name()} at ${hex(offset)} is also the current state's L1 table, which a change rewrites in place (the snapshot would change with it); the image is damaged and was not changed. cowbell compact (or convert) copies it into a new file where each state has its own table`,
-        );
+        // QEMU refuses such a write too ("overlaps with inactive L1 table"); check -r all gives the snapshot a copy of its own (check/shared-l1.ts).
+        refuse(`${name()} at ${hex(offset)} is also the current state's L1 table, which a change rewrites in place (the snapshot would change with it)`);
       }
       if (value !== 0 && (had !== role || !SHARABLE.has(role))) refuse(`${name()} at ${hex(offset)} overlaps ${ROLE_WORDS[had] ?? 'metadata'}`);
       // Counts saturate at 2^28 - 1, past what a shared cluster ever needs.
