@@ -1,7 +1,9 @@
 /**
- * The five kinds of damage qemu-img check -r all repairs that issue 21 asks Cowbell to repair too,
- * each as a recipe on an image qemu made (qemu-iotests 060, 080 and 261 do the same by hand).
+ * The kinds of damage qemu-img check -r all repairs that issue 21 asks Cowbell to repair too, and
+ * two qemu-img's repair leaves unusable (one table two states change, metadata under compressed
+ * data), each as a recipe on an image qemu made (qemu-iotests 060, 080 and 261 do the same by hand).
  */
+import * as fs from 'node:fs';
 import * as poke from './qcow2-poke.ts';
 import { qemuImg, qemuIo } from './qemu.ts';
 
@@ -33,6 +35,34 @@ export interface Damage {
   /** Builds the image to damage, when buildWithSnapshots does not fit. */
   build?: (path: string) => Promise<void>;
   apply(path: string): Promise<void>;
+}
+
+/** 256 KiB of text compressed by qemu-img (4 KiB clusters), grown to 16 MiB (the L1 table moves past the compressed data), then a snapshot. */
+export async function buildCompressedWithSnapshot(path: string): Promise<void> {
+  const raw = `${path}.raw`;
+  fs.writeFileSync(raw, new Uint8Array(256 * 1024).map((_, index) => 97 + ((index * 7 + (index >> 12)) % 26)));
+  await qemuImg(['convert', '-q', '-f', 'raw', '-c', '-O', 'qcow2', '-o', 'cluster_size=4k', raw, path]);
+  fs.rmSync(raw);
+  await qemuImg(['resize', '-q', path, '16M']);
+  await qemuImg(['snapshot', '-c', 'one', path]);
+}
+
+/** The compressed entry lying last in the file gets a sector count that runs 1 KiB onto the next cluster, an L1 table. */
+function compressedOntoSnapshotL1(path: string): void {
+  const clusterBits = poke.readU32(path, 20);
+  const offsetBits = BigInt(62 - (clusterBits - 8));
+  const l2Offset = Number(poke.readU64(path, Number(poke.readU64(path, 40))) & 0x00ff_ffff_ffff_fe00n);
+  let last = { position: -1, hostOffset: -1n };
+  for (let index = 0; index < 2 ** clusterBits / 8; index++) {
+    const entry = poke.readU64(path, l2Offset + index * 8);
+    const hostOffset = entry & ((1n << offsetBits) - 1n);
+    if (((entry >> 62n) & 1n) === 1n && hostOffset > last.hostOffset) last = { position: l2Offset + index * 8, hostOffset };
+  }
+  const next = ((last.hostOffset >> BigInt(clusterBits)) + 1n) << BigInt(clusterBits);
+  const l1Tables = [poke.readU64(path, 40), ...poke.snapshotTable(path).map((entry) => BigInt(entry.l1Offset))];
+  if (!l1Tables.includes(next)) throw new Error('no L1 table follows the compressed data');
+  const sectors = (next + 1024n - 1n) / 512n - last.hostOffset / 512n;
+  poke.writeU64(path, last.position, (1n << 62n) | (sectors << offsetBits) | last.hostOffset);
 }
 
 export const damages: Damage[] = [
@@ -84,6 +114,23 @@ export const damages: Damage[] = [
       const l2 = poke.inactiveL2Tables(path)[0] ?? 0;
       poke.writeU64(path, poke.l2EntryPosition(path, 8 * MiB), poke.COPIED | BigInt(l2));
       await qemuIo(path, ['write -P 3 8M 512']);
+    },
+  },
+  {
+    name: "a snapshot whose L1 table is the current state's",
+    compat: '1.1',
+    async apply(path) {
+      const [one] = poke.snapshotTable(path);
+      if (one === undefined) throw new Error('no snapshot');
+      poke.writeU64(path, one.position, poke.readU64(path, 40));
+    },
+  },
+  {
+    name: 'a compressed cluster whose sector count runs onto an L1 table',
+    compat: '1.1',
+    build: buildCompressedWithSnapshot,
+    async apply(path) {
+      compressedOntoSnapshotL1(path);
     },
   },
 ];
