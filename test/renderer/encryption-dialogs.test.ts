@@ -280,6 +280,13 @@ describe('the Unlock dialog', () => {
     expect(textOf('unlock-wrong')).toContain('Nothing was changed');
     expect((byTestId('unlock-passphrase') as HTMLInputElement).value).toBe('');
     expect(useJobsStore().panelOpen).toBe(false);
+    // A screen reader moving to the field hears why it is there again (the notice describes it), and that it is invalid until something is typed.
+    const field = byTestId('unlock-passphrase');
+    expect(field?.getAttribute('aria-invalid')).toBe('true');
+    expect(document.getElementById(field?.getAttribute('aria-describedby') ?? '')).toBe(byTestId('unlock-wrong'));
+    await type('unlock-passphrase', 'x');
+    expect(field?.getAttribute('aria-invalid')).toBeNull();
+    expect(document.getElementById(field?.getAttribute('aria-describedby') ?? '')).toBe(byTestId('unlock-wrong'));
 
     await type('unlock-passphrase', SECRET);
     await submit('[data-testid="unlock-dialog"] form');
@@ -413,8 +420,13 @@ describe('the Change Passphrase… dialog', () => {
     expect(textOf('passphrase-wrong')).toContain('does not unlock this disk');
     expect((byTestId('current-passphrase') as HTMLInputElement).value).toBe('');
     expect(useJobsStore().panelOpen).toBe(false);
+    const field = byTestId('current-passphrase');
+    expect(field?.getAttribute('aria-invalid')).toBe('true');
+    expect(document.getElementById(field?.getAttribute('aria-describedby') ?? '')).toBe(byTestId('passphrase-wrong'));
     await type('current-passphrase', SECRET);
     expect(byTestId('passphrase-wrong')).toBeNull();
+    expect(field?.getAttribute('aria-invalid')).toBeNull();
+    expect(field?.getAttribute('aria-describedby')).toBeNull();
   });
 
   it('is refused on a disk without key slots, with the reason', async () => {

@@ -115,7 +115,7 @@ describe('New Disk', () => {
 });
 
 describe('Change Passphrase', () => {
-  it('marks the first new field while it is empty, the second while it differs; the current passphrase field never', async () => {
+  it('marks the first new field while it is empty, the second while it differs; the current passphrase field never with the problem line (a wrong one is tied to its own notice: encryption-dialogs.test.ts)', async () => {
     info['format-specific'].data.encrypt = { format: 'luks' };
     info.encrypted = true;
     wrapper = mount(PassphraseDialog, { props: { path: PATH }, attachTo: document.body });
