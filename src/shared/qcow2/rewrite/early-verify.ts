@@ -259,6 +259,8 @@ function sameRunOrUnread(data: EarlyVerifyWorkerData, sourceHost: number, output
 
 /** Whether the run reads the same from both files; for zeros left out (`outputHost` below zero), whether the source's are all zeros. */
 function sameRun(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: number, length: number, sourceBytes: Uint8Array, outputBytes: Uint8Array): boolean {
+  // Zeros left out where the source holds a hole: what the hole reads, without filling and scanning it.
+  if (outputHost < 0 && data.sourceHoles !== null && withinHole(data.sourceHoles, sourceHost, sourceHost + length)) return true;
   for (let done = 0; done < length; done += EARLY_READ_BYTES) {
     const part = Math.min(EARLY_READ_BYTES, length - done);
     const a = sourceBytes.subarray(0, part);

@@ -18,6 +18,7 @@ import { encodeCompressedL2, encodeL1, encodeL2, type L2Entry } from '../format/
 import { serializeHeaderArea, type Header } from '../format/header.ts';
 import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
 import { isAllZero } from '../format/zeroes.ts';
+import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { compressedStreamLength, decompressCluster, type CompressionType } from '../codec/compression.ts';
@@ -99,6 +100,8 @@ interface BatchItem {
   stored: Uint8Array | null;
   /** Where in the guest disk the cluster first appears (legacy AES numbers its sectors by it). */
   guestOffset: number;
+  /** The cluster lies in a hole of the source file (it reads zeros): neither read nor scanned, its slot left as it was. */
+  inHole: boolean;
 }
 
 export function* writeRewrittenImage(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext): Steps<WriteImageResult> {
@@ -135,6 +138,12 @@ class ImageWriter {
   private readonly pendingTables: { l2Offset: number; table: Uint8Array }[] = [];
   /** Data clusters go to the new file byte for byte (no encryption on either side, no subclusters). */
   private readonly copiesPlainData: boolean;
+  /**
+   * The source file's holes, where its plain clusters read zeros without a read: a disk made with
+   * preallocation=metadata maps every guest cluster into them (null for an encrypted source, whose
+   * zeros decrypt to something else).
+   */
+  private readonly sourceHoles: HoleList | null;
 
   constructor(source: Qcow2Image, file: BlockFile, plan: RewritePlan, options: WriteImageOptions, job: JobContext) {
     this.source = source;
@@ -156,6 +165,7 @@ class ImageWriter {
     this.zeroForm = source.header.backingFile === null ? 'unallocated' : source.version === 3 ? 'zero' : 'stored';
     this.totalClusters = plan.dataClusters + plan.compressedClusters;
     this.copiesPlainData = options.luks === null && source.header.cryptMethod === 0 && !source.l2Format.extendedL2;
+    this.sourceHoles = source.cipher === null ? knownHoles(source.file) : null;
   }
 
   *write(): Steps<WriteImageResult> {
@@ -265,7 +275,7 @@ class ImageWriter {
       const number = this.compressedNumber(entry.hostOffset);
       if (this.compressedOffset[number] !== UNWRITTEN) return null;
       this.compressedOffset[number] = SCHEDULED;
-      return { key: number, compressed: true, references: this.plan.compressed.referencesAt(number), verbatim: false, allocMask: EVERY_SUBCLUSTER, stored: null, guestOffset };
+      return { key: number, compressed: true, references: this.plan.compressed.referencesAt(number), verbatim: false, allocMask: EVERY_SUBCLUSTER, stored: null, guestOffset, inHole: false };
     }
     if (entry.kind !== 'normal') return null;
     const cluster = entry.hostOffset / this.clusterBytes;
@@ -274,7 +284,7 @@ class ImageWriter {
     const marks = this.plan.clusterMarks[cluster] ?? 0;
     const verbatim = (marks & MARK_VERBATIM) !== 0;
     const allocMask = !verbatim && (marks & MARK_PARTLY_ALLOCATED) !== 0 ? (this.plan.clusterAllocMasks[cluster] ?? EVERY_SUBCLUSTER) : EVERY_SUBCLUSTER;
-    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, allocMask, stored: null, guestOffset };
+    return { key: cluster, compressed: false, references: this.plan.clusterReferences[cluster] ?? 1, verbatim, allocMask, stored: null, guestOffset, inHole: false };
   }
 
   /** Encodes the new form of `entry` at `position`; returns whether the entry is anything but unallocated. */
@@ -416,6 +426,13 @@ class ImageWriter {
       }
       let end = index + 1;
       for (let next = items[end]; next !== undefined && !next.compressed && next.key === (items[end - 1]?.key ?? -2) + 1; next = items[end]) end++;
+      // Zeros the file system holds as a hole need no read, nor a scan (formOf) where they become a zero entry.
+      const run = items.slice(index, end);
+      if (this.sourceHoles !== null && this.zeroForm !== 'stored' && run.every((runItem) => !runItem.verbatim) && withinHole(this.sourceHoles, item.key * this.clusterBytes, (item.key + run.length) * this.clusterBytes)) {
+        for (const runItem of run) runItem.inHole = true;
+        index = end;
+        continue;
+      }
       this.readHost(item.key * this.clusterBytes, this.batchBuffer.subarray(index * this.clusterBytes, end * this.clusterBytes));
       // An encrypted source's clusters, each for where it lies (compressed ones are stored plain).
       const cipher = this.source.cipher;
@@ -441,6 +458,7 @@ class ImageWriter {
     const policy = this.options.compression;
     const encrypted = this.options.luks !== null;
     if (item.verbatim) return 'store';
+    if (item.inHole && this.zeroForm !== 'stored') return this.zeroForm;
     if (item.compressed && item.stored !== null) {
       const sameType = this.options.compressionType === this.source.header.compressionType;
       if (!encrypted && policy !== 'uncompress' && sameType) {
