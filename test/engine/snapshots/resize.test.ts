@@ -210,6 +210,25 @@ describe('shrinking', () => {
     expect(readResizePreview(image, 2 * MiB + 32 * KiB).pastEnd.map((entry) => entry.bytes)).toEqual([32 * KiB, 32 * KiB]);
   });
 
+  it('does not count clusters of a preallocated disk the guest never wrote (holes of the file: they read zeros) as data past the new end', async () => {
+    const image = await makeImage('preallocation=metadata', 64 * MiB);
+    const model = new Uint8Array(64 * MiB);
+    await pattern(image, model, 1 * MiB, 64 * KiB, 0x11);
+    await pattern(image, model, 40 * MiB, 64 * KiB, 0x22);
+    takeSnapshot(image, 'written');
+    // Every cluster is mapped; only the two written ones hold data.
+    expect(readResizePreview(image, 32 * MiB).pastEnd).toEqual([
+      { state: 'current', id: null, name: null, diskSize: 64 * MiB, bytes: 64 * KiB, kept: false },
+      { state: 'snapshot', id: '1', name: 'written', diskSize: 64 * MiB, bytes: 64 * KiB, kept: true },
+    ]);
+    // Past the written cluster only never-written clusters: the shrink needs no --discard-data.
+    expect(readResizePreview(image, 48 * MiB).pastEnd).toEqual([]);
+    resizeImagePath(image, 48 * MiB, { shrink: true });
+    await expectCheckClean(expect, image, 'after the shrink');
+    await expectGuest(image, model.subarray(0, 48 * MiB), 'shrunk past never-written clusters');
+    expect(errorCode(() => resizeImagePath(image, 32 * MiB, { shrink: true }))).toBe('DATA_PAST_END');
+  });
+
   it('counts what an overlay shows of its backing chain past the new end as its data (it was dropped unasked), not what the chain leaves empty or the overlay hides', async () => {
     const base = await makeImage('cluster_size=65536', 4 * MiB);
     await qemuIo(base, ['write -P 0x5a 3M 512K']);

@@ -13,8 +13,14 @@ import { fileExtents } from './file-extents.ts';
 /** The file itself where it is writable, has no descriptor, or has no holes. */
 export function holeAwareSource(file: BlockFile): BlockFile {
   if (!file.readOnly || !hasDescriptor(file)) return file;
-  const holes = fileExtents(file.descriptor, 0, file.size()).filter((extent) => !extent.data);
-  return holes.length === 0 ? file : new HoleAwareFile(file, holes);
+  const holes = holesOf(file.descriptor, file.size());
+  return holes === null ? file : new HoleAwareFile(file, holes);
+}
+
+/** The holes of the open file `descriptor` as they are now (SEEK_DATA/SEEK_HOLE), or null where it has none. */
+export function holesOf(descriptor: number, size: number): HoleList | null {
+  const holes = fileExtents(descriptor, 0, size).filter((extent) => !extent.data);
+  return holes.length === 0 ? null : { starts: Float64Array.from(holes, (hole) => hole.start), ends: Float64Array.from(holes, (hole) => hole.start + hole.length) };
 }
 
 /** A file's holes as two parallel lists (start, end), in file order: what a helper thread is given. */
@@ -47,9 +53,9 @@ class HoleAwareFile implements DescribedBlockFile {
   private readonly inner: DescribedBlockFile;
   readonly holes: HoleList;
 
-  constructor(inner: DescribedBlockFile, holes: readonly { start: number; length: number }[]) {
+  constructor(inner: DescribedBlockFile, holes: HoleList) {
     this.inner = inner;
-    this.holes = { starts: Float64Array.from(holes, (hole) => hole.start), ends: Float64Array.from(holes, (hole) => hole.start + hole.length) };
+    this.holes = holes;
   }
 
   get path(): string {

@@ -24,6 +24,8 @@ import { truncateFreeEnd } from '../image/free-end.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { Qcow2Image, type L1Table, type OpenImageOptions } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
+import { descriptorOf } from '../io/fail-stop-file.ts';
+import { holesOf, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DataPastEnd, ResizePreview, ResizeResult } from '../model.ts';
 import { withImage } from './operations.ts';
@@ -348,21 +350,34 @@ function releaseEntriesFrom(image: Qcow2Image, l1Index: number, firstSlot: numbe
 /** Every state (current, then each snapshot) with allocated data between `newSize` and its own end. */
 function dataPastEnd(image: Qcow2Image, newSize: number, job: JobContext): DataPastEnd[] {
   const states: DataPastEnd[] = [];
+  const holes = zeroHoles(image);
   // The current disk's own data there, and what it shows of its backing chain there: both are its
   // guest's data, gone from its view once the end moves below them.
-  const current = allocatedBytesPast(image, image.l1, image.virtualSize, newSize, job) + backingBytesPast(image, newSize, job);
+  const current = allocatedBytesPast(image, image.l1, image.virtualSize, newSize, holes, job) + backingBytesPast(image, newSize, job);
   if (current > 0) states.push({ state: 'current', id: null, name: null, diskSize: image.virtualSize, bytes: current, kept: false });
   for (const snapshot of image.snapshots) {
     const diskSize = snapshot.diskSize ?? image.virtualSize;
     if (diskSize <= newSize) continue;
-    const bytes = allocatedBytesPast(image, image.loadSnapshotL1(snapshot), diskSize, newSize, job);
+    const bytes = allocatedBytesPast(image, image.loadSnapshotL1(snapshot), diskSize, newSize, holes, job);
     if (bytes > 0) states.push({ state: 'snapshot', id: snapshot.id, name: snapshot.name, diskSize, bytes, kept: true });
   }
   return states;
 }
 
-/** Guest bytes in [newSize, stateSize) that `l1` maps to data of its own (not zeros, not a backing file). */
-function allocatedBytesPast(image: Qcow2Image, l1: L1Table, stateSize: number, newSize: number, job: JobContext): number {
+/**
+ * Holes of the disk's file: clusters mapped there read zeros, so no guest data lies in them (a disk
+ * made with preallocation=metadata maps its whole size so). Null where they cannot be known, or
+ * would not read as zeros (an encrypted disk decrypts them into noise; an external data file).
+ */
+function zeroHoles(image: Qcow2Image): HoleList | null {
+  if (image.cipher !== null || image.externalData) return null;
+  if (image.hasUnflushedChanges()) image.flush();
+  const descriptor = descriptorOf(image.file);
+  return descriptor === null ? null : holesOf(descriptor, image.file.size());
+}
+
+/** Guest bytes in [newSize, stateSize) that `l1` maps to data of its own (not zeros, not a backing file, not a hole of the file). */
+function allocatedBytesPast(image: Qcow2Image, l1: L1Table, stateSize: number, newSize: number, holes: HoleList | null, job: JobContext): number {
   let bytes = 0;
   const firstCluster = Math.floor(newSize / image.clusterBytes);
   const endCluster = Math.ceil(stateSize / image.clusterBytes);
@@ -378,9 +393,12 @@ function allocatedBytesPast(image: Qcow2Image, l1: L1Table, stateSize: number, n
       const entry = decodeL2(table.view, (cluster % image.l2Entries) * image.l2EntryBytes, image.l2Format);
       const clusterStart = cluster * image.clusterBytes;
       const overlap = (start: number, length: number): number => Math.max(0, Math.min(start + length, stateSize) - Math.max(start, newSize));
-      if (entry.kind === 'compressed' || (entry.kind === 'normal' && !image.l2Format.extendedL2)) bytes += overlap(clusterStart, image.clusterBytes);
-      else if (entry.kind === 'normal') {
-        for (let sub = 0; sub < 32; sub++) if (((entry.allocMask >>> sub) & 1) === 1) bytes += overlap(clusterStart + sub * unit, unit);
+      const inHole = (hostStart: number, length: number): boolean => holes !== null && withinHole(holes, hostStart, hostStart + length);
+      if (entry.kind === 'compressed') bytes += overlap(clusterStart, image.clusterBytes);
+      else if (entry.kind === 'normal' && !image.l2Format.extendedL2) {
+        if (!inHole(entry.hostOffset, image.clusterBytes)) bytes += overlap(clusterStart, image.clusterBytes);
+      } else if (entry.kind === 'normal') {
+        for (let sub = 0; sub < 32; sub++) if (((entry.allocMask >>> sub) & 1) === 1 && !inHole(entry.hostOffset + sub * unit, unit)) bytes += overlap(clusterStart + sub * unit, unit);
       }
     }
   }
