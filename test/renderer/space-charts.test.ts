@@ -14,6 +14,7 @@ const palette: ChartPalette = {
   metadata: '#metadata',
   leaked: '#leaked',
   free: '#free',
+  unwritten: '#unwritten',
   current: '#current',
   highlight: '#highlight',
 };
@@ -77,10 +78,25 @@ describe('space summary chart', () => {
       allocatedBytes: 180 * MiB,
       fileSize: 200 * MiB,
       guestDataBytes: 175 * MiB,
+      unwrittenBytes: 0,
       metadataBytes: 2 * MiB,
       leakedBytes: 3 * MiB,
       unusedFileBytes: 20 * MiB,
+      bytesOnDisk: null,
     });
+  });
+
+  it('sets apart clusters a preallocated disk never wrote (holes of the file) from guest data, in the figures and as a bar segment', () => {
+    const preallocated: UsageReport = { ...usage(), unwrittenBytes: 150 * MiB, bytesOnDisk: 31 * MiB };
+    expect(spaceFigures(preallocated)).toMatchObject({ guestDataBytes: 25 * MiB, unwrittenBytes: 150 * MiB, bytesOnDisk: 31 * MiB });
+    const series = spaceSummaryOption(preallocated, palette).series as BarSeries[];
+    expect(series.map((entry) => entry.name)).toEqual(['Virtual size', 'Guest data', 'Never written', 'Metadata', 'Leaked', 'Unused in file']);
+    expect(series.find((entry) => entry.name === 'Never written')?.itemStyle?.color).toBe('#unwritten');
+    // A segment of 0 bytes is not drawn at all (its minimum bar height would show a sliver of it).
+    const clean = spaceSummaryOption({ ...preallocated, leakedBytes: 0 }, palette).series as BarSeries[];
+    expect(clean.find((entry) => entry.name === 'Leaked')?.data).toEqual([null, null, null]);
+    const totals = [1, 2].map((row) => series.reduce((sum, entry) => sum + (entry.data[row]?.value ?? 0), 0));
+    expect(totals).toEqual([180 * MiB, 200 * MiB]);
   });
 
   it('draws virtual size, allocated and file size as three bars whose segments add up to each', () => {

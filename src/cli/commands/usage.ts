@@ -31,7 +31,9 @@ export function describeUsage(report: UsageReport): string {
   const lines = [
     `virtual size:   ${formatBytes(report.virtualSize)}`,
     `file size:      ${formatBytes(report.fileSize)}`,
+    ...(report.bytesOnDisk === undefined ? [] : [`on disk:        ${formatBytes(report.bytesOnDisk)}`]),
     `allocated:      ${formatBytes(report.allocatedBytes)}`,
+    ...(report.unwrittenBytes === undefined ? [] : [`never written:  ${formatBytes(report.unwrittenBytes)} (preallocated clusters in holes of the file: they read zeros and take no space)`]),
     `metadata:       ${formatBytes(report.metadataBytes)}`,
     `leaked:         ${formatBytes(report.leakedBytes)}`,
     `current state:  own ${formatBytes(report.current.exclusiveBytes)}, shared ${formatBytes(report.current.sharedBytes)}`,

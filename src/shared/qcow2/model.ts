@@ -190,7 +190,15 @@ export interface SnapshotTree {
 export interface UsageReport {
   virtualSize: number;
   fileSize: number;
+  /** What the file takes on its file system (its allocated blocks): less than fileSize where it has holes. Absent where unknown. */
+  bytesOnDisk?: number;
   allocatedBytes: number;
+  /**
+   * Of the allocated data clusters, those lying in holes of the file: mapped but never written (a
+   * disk made with preallocation=metadata maps its whole size so). They read zeros and take no
+   * space on disk. Absent where there are none (or the holes cannot be known).
+   */
+  unwrittenBytes?: number;
   metadataBytes: number;
   leakedBytes: number;
   current: { exclusiveBytes: number; sharedBytes: number };

@@ -146,6 +146,24 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
     await expectFrees(expect, image, 5 * C, C, () => removeSnapshot(image, 'A'), C);
   });
 
+  it('a disk preallocated with metadata: the clusters it maps to holes of its file count as never written, and the file\'s size on disk is what the file system says', async ({ expect }) => {
+    const C = 64 * KiB;
+    const image = folder.file('preallocated.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C},preallocation=metadata`, image, String(64 * MiB)]);
+    await qemuIo(image, [`write -P 1 0 ${2 * C}`, `write -P 2 ${32 * MiB} ${C}`]);
+    const usage = readUsage(image);
+    // Every guest cluster is mapped (1,024 of them), three were written.
+    expect(usage.allocatedBytes - usage.metadataBytes).toBe(64 * MiB);
+    expect(usage.unwrittenBytes).toBe(64 * MiB - 3 * C);
+    expect(usage.bytesOnDisk).toBe(fs.statSync(image).blocks * 512);
+    expect(usage.bytesOnDisk).toBeLessThan(4 * MiB);
+    // A disk written cluster by cluster has no such clusters.
+    const written = folder.file('written.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, written, String(4 * MiB)]);
+    await qemuIo(written, [`write -P 1 0 ${3 * C}`]);
+    expect(readUsage(written).unwrittenBytes).toBeUndefined();
+  });
+
   it('reports leaked clusters as qemu-img check counts them', async ({ expect }) => {
     const C = 64 * KiB;
     const image = folder.file('leak.qcow2');

@@ -25,6 +25,7 @@ export function readChartPalette(): ChartPalette {
     metadata: variable('--space-metadata', '#8e63ce'),
     leaked: variable('--space-leaked', '#c4314b'),
     free: variable('--space-free', '#d9dbe1'),
+    unwritten: variable('--space-unwritten', '#9fd3b5'),
     current: variable('--space-current', '#e0823a'),
     highlight: variable('--text', '#1d1d1f'),
   };

@@ -20,6 +20,7 @@ export interface ChartPalette {
   metadata: string;
   leaked: string;
   free: string;
+  unwritten: string;
   current: string;
   highlight: string;
 }
@@ -28,24 +29,31 @@ export interface SpaceFigures {
   virtualSize: number;
   allocatedBytes: number;
   fileSize: number;
-  /** Allocated clusters holding guest data: allocated less metadata and leaks. */
+  /** Allocated clusters holding guest data: allocated less metadata, leaks and clusters never written. */
   guestDataBytes: number;
+  /** Allocated data clusters in holes of the file (preallocated, never written): they read zeros and take no space. */
+  unwrittenBytes: number;
   metadataBytes: number;
   leakedBytes: number;
   /** Bytes of the file no cluster uses (holes, a tail past the last allocation). */
   unusedFileBytes: number;
+  /** What the file takes on its file system, where known. */
+  bytesOnDisk: number | null;
 }
 
 export function spaceFigures(usage: UsageReport): SpaceFigures {
-  const guestDataBytes = Math.max(0, usage.allocatedBytes - usage.metadataBytes - usage.leakedBytes);
+  const unwrittenBytes = usage.unwrittenBytes ?? 0;
+  const guestDataBytes = Math.max(0, usage.allocatedBytes - usage.metadataBytes - usage.leakedBytes - unwrittenBytes);
   return {
     virtualSize: usage.virtualSize,
     allocatedBytes: usage.allocatedBytes,
     fileSize: usage.fileSize,
     guestDataBytes,
+    unwrittenBytes,
     metadataBytes: usage.metadataBytes,
     leakedBytes: usage.leakedBytes,
     unusedFileBytes: Math.max(0, usage.fileSize - usage.allocatedBytes),
+    bytesOnDisk: usage.bytesOnDisk ?? null,
   };
 }
 
@@ -102,7 +110,8 @@ export function spaceSummaryOption(usage: UsageReport, palette: ChartPalette): E
     barWidth: 16,
     barMinHeight: 2,
     itemStyle: { color },
-    data: values.map((value) => (value === null ? null : { value })),
+    // Nothing drawn for 0 bytes: barMinHeight would still draw a sliver (a red "Leaked" one on every disk without leaks).
+    data: values.map((value) => (value === null || value === 0 ? null : { value })),
     tooltip: { formatter: (params: { value?: unknown }) => `${name}\n${formatBytesExact(Number(params.value))}` },
   });
   return {
@@ -121,6 +130,7 @@ export function spaceSummaryOption(usage: UsageReport, palette: ChartPalette): E
     series: [
       segment('Virtual size', palette.virtual, [figures.virtualSize, null, null]),
       segment('Guest data', palette.data, [null, figures.guestDataBytes, figures.guestDataBytes]),
+      ...(figures.unwrittenBytes > 0 ? [segment('Never written', palette.unwritten, [null, figures.unwrittenBytes, figures.unwrittenBytes])] : []),
       segment('Metadata', palette.metadata, [null, figures.metadataBytes, figures.metadataBytes]),
       segment('Leaked', palette.leaked, [null, figures.leakedBytes, figures.leakedBytes]),
       segment('Unused in file', palette.free, [null, null, figures.unusedFileBytes]),

@@ -4,14 +4,17 @@
  * Computed from the mapping tables and refcounts only — guest data is never read. A refcount of
  * 1 means exactly one L1 table reaches a cluster (QEMU counts one reference per L1 per L2 entry).
  */
+import * as fs from 'node:fs';
 import { getRefcount } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { scanBitmaps, scanEncryptionHeader, type ExtensionReferenceSink } from '../image/extension-references.ts';
 import type { Qcow2Image } from '../image/image.ts';
+import { descriptorOf } from '../io/fail-stop-file.ts';
+import { holesOf, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { UsageReport } from '../model.ts';
 import { MappingPass, type MappedState } from './mapping-pass.ts';
-import { MARK_METADATA } from './table-usage.ts';
+import { MARK_DATA, MARK_METADATA } from './table-usage.ts';
 
 /** The current state first, then each snapshot in the image's order. */
 export function mappedStates(image: Qcow2Image): MappedState[] {
@@ -34,12 +37,17 @@ export function imageUsage(image: Qcow2Image, job: JobContext = silentJob): Usag
   const pass = new MappingPass(image, mappedStates(image), { usage: true, distances: false, guestClusters: 0, marks, job }).run();
   const snapshots = image.snapshots.map((snapshot, index) => ({ id: snapshot.id, name: snapshot.name, ...pass.usage(index + 1) }));
   job.progress('refcounts', 0, 1, 'steps');
-  const { allocatedClusters, metadataClusters, leakedClusters } = countClusters(image, marks, job);
+  const descriptor = descriptorOf(image.file);
+  // Guest data in an external data file has no clusters in this file to be holes.
+  const holes = descriptor === null || image.externalData ? null : holesOf(descriptor, image.file.size());
+  const { allocatedClusters, metadataClusters, leakedClusters, unwrittenClusters } = countClusters(image, marks, holes, job);
   job.progress('refcounts', 1, 1, 'steps');
   return {
     virtualSize: image.virtualSize,
     fileSize: image.file.size(),
+    ...(descriptor === null ? {} : { bytesOnDisk: fs.fstatSync(descriptor).blocks * 512 }),
     allocatedBytes: allocatedClusters * image.clusterBytes,
+    ...(unwrittenClusters > 0 ? { unwrittenBytes: unwrittenClusters * image.clusterBytes } : {}),
     metadataBytes: metadataClusters * image.clusterBytes,
     leakedBytes: leakedClusters * image.clusterBytes,
     current: pass.usage(0),
@@ -48,11 +56,19 @@ export function imageUsage(image: Qcow2Image, job: JobContext = silentJob): Usag
   };
 }
 
+interface ClusterCounts {
+  allocatedClusters: number;
+  metadataClusters: number;
+  leakedClusters: number;
+  /** Allocated data clusters (named by a state, not metadata) inside `holes`. */
+  unwrittenClusters: number;
+}
+
 /**
  * Allocated clusters (refcount > 0), metadata clusters, and leaked ones (allocated, reached by
  * nothing), once the mapping pass has marked the data clusters and L2 tables every state names.
  */
-function countClusters(image: Qcow2Image, marks: Uint8Array, job: JobContext): { allocatedClusters: number; metadataClusters: number; leakedClusters: number } {
+function countClusters(image: Qcow2Image, marks: Uint8Array, holes: HoleList | null, job: JobContext): ClusterCounts {
   const fileClusters = marks.length;
   const markRange = (offset: number, bytes: number): void => {
     const end = Math.min(fileClusters, Math.ceil((offset + bytes) / image.clusterBytes));
@@ -83,6 +99,8 @@ function countClusters(image: Qcow2Image, marks: Uint8Array, job: JobContext): {
   for (let cluster = 0; cluster < fileClusters; cluster++) metadataClusters += ((marks[cluster] ?? 0) & MARK_METADATA) >>> 1;
   let allocatedClusters = 0;
   let leakedClusters = 0;
+  let unwrittenClusters = 0;
+  const clusterBytes = image.clusterBytes;
   const refcounts = image.refcounts;
   // First cluster each block counts, by block offset (a corrupt table may name one block twice).
   const blocks = new Map<number, number[]>();
@@ -101,9 +119,11 @@ function countClusters(image: Qcow2Image, marks: Uint8Array, job: JobContext): {
         if (getRefcount(bytes, view, index, refcounts.order) === 0) continue;
         allocatedClusters++;
         const cluster = first + index;
-        if (cluster >= fileClusters || (marks[cluster] ?? 0) === 0) leakedClusters++;
+        const mark = marks[cluster] ?? 0;
+        if (cluster >= fileClusters || mark === 0) leakedClusters++;
+        else if (holes !== null && mark === MARK_DATA && withinHole(holes, cluster * clusterBytes, (cluster + 1) * clusterBytes)) unwrittenClusters++;
       }
     }
   });
-  return { allocatedClusters, metadataClusters, leakedClusters };
+  return { allocatedClusters, metadataClusters, leakedClusters, unwrittenClusters };
 }
