@@ -25,6 +25,7 @@ export const CORPUS_TARGETS = [
   'change-snapshot-delete',
   'change-snapshot-rename',
   'change-guest-write',
+  'change-guest-write-middle',
   'change-compact',
 ];
 

@@ -121,15 +121,19 @@ function withFirstSnapshot(file: string, use: (id: string) => unknown): unknown 
 
 const GUEST_BYTES = 4096;
 
-/** Guest writes at the start and the middle of the disk, flushed: copy-on-write, allocation, new L2 tables. */
-function writeGuest(file: string): void {
+/**
+ * A guest write at the start or the middle of the disk, flushed: copy-on-write, allocation, new L2
+ * tables. One write per change: a failed one must leave the file as it was, and two in a row are
+ * two changes (the first stays done when the second fails, as on any disk).
+ */
+function writeGuest(file: string, where: 'start' | 'middle'): void {
   withImage(
     file,
     'write',
     (image) => {
       const data = new Uint8Array(GUEST_BYTES).fill(0x5a);
-      const middle = Math.floor(image.virtualSize / 2 / GUEST_BYTES) * GUEST_BYTES;
-      for (const offset of [0, middle]) if (offset + GUEST_BYTES <= image.virtualSize) image.write(data, offset);
+      const offset = where === 'start' ? 0 : Math.floor(image.virtualSize / 2 / GUEST_BYTES) * GUEST_BYTES;
+      if (offset + GUEST_BYTES <= image.virtualSize) image.write(data, offset);
     },
     { openBacking: true },
   );
@@ -143,7 +147,8 @@ export const CHANGE_TARGETS: FuzzTarget[] = [
   change('change-snapshot-apply', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.apply'](copy, { name: id }, silentJob))),
   change('change-snapshot-delete', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.delete'](copy, { name: id }, silentJob))),
   change('change-snapshot-rename', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.rename'](copy, { name: id, newName: 'fuzz-renamed' }, silentJob))),
-  change('change-guest-write', (copy) => writeGuest(copy), true),
+  change('change-guest-write', (copy) => writeGuest(copy, 'start'), true),
+  change('change-guest-write-middle', (copy) => writeGuest(copy, 'middle'), true),
 ];
 
 /** Rewrites replace the file only after checking the new one: slower, so the corpus runs them and the fuzz campaign does not. */

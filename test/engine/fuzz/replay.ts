@@ -10,6 +10,7 @@ import { tempDir } from '../../helpers/qemu.ts';
 import { regressionImage, type RegressionFixture } from './regressions.ts';
 import { buildSeed } from './seeds.ts';
 import { TARGETS } from './targets.ts';
+import { CHANGE_TARGETS } from './change-targets.ts';
 
 const [fixturePath, ...rest] = process.argv.slice(2);
 if (fixturePath === undefined) {
@@ -26,7 +27,7 @@ try {
   const file = folder.file('image.qcow2');
   fs.writeFileSync(file, regressionImage(fixture, () => seed.bytes, path.dirname(path.resolve(fixturePath))));
   console.log(`${fixture.seed}: ${fixture.mutations.map((mutation) => mutation.label).join('; ')}`);
-  for (const target of TARGETS.filter((entry) => only.length === 0 || only.includes(entry.name))) {
+  for (const target of [...TARGETS, ...CHANGE_TARGETS].filter((entry) => only.length === 0 || only.includes(entry.name))) {
     const started = process.threadCpuUsage();
     let outcome = 'ok';
     try {

@@ -163,6 +163,15 @@ export function encodeRefcountTableEntry(data: DataView, position: number, block
   data.setUint32(position + 4, blockOffset >>> 0);
 }
 
+/**
+ * Whether a refcount entry is 0 (the cluster is free), read without converting it: a 64-bit value
+ * too large for a number is in use all the same (a damaged leak), not an error for an allocator.
+ */
+export function refcountIsZero(block: Uint8Array, data: DataView, index: number, order: number): boolean {
+  if (order === 6) return data.getUint32(index * 8) === 0 && data.getUint32(index * 8 + 4) === 0;
+  return getRefcount(block, data, index, order) === 0;
+}
+
 /** Reads refcount `index` from a refcount block of `2^order`-bit entries (sub-byte widths are LSB first). */
 export function getRefcount(block: Uint8Array, data: DataView, index: number, order: number): number {
   switch (order) {

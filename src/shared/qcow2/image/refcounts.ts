@@ -9,7 +9,7 @@
 import type { BlockFile } from '../io/block-file.ts';
 import { Qcow2Error } from '../errors.ts';
 import { hex, isAligned, view } from '../format/bytes.ts';
-import { decodeRefcountTableEntry, encodeRefcountTableEntry, getRefcount, maxRefcount, refcountBlockOffset, refcountTableEntryReserved, setRefcount } from '../format/entries.ts';
+import { decodeRefcountTableEntry, encodeRefcountTableEntry, getRefcount, maxRefcount, refcountIsZero, refcountBlockOffset, refcountTableEntryReserved, setRefcount } from '../format/entries.ts';
 import { MAX_HOST_OFFSET, MAX_REFTABLE_BYTES } from '../format/limits.ts';
 import { isAllZero } from '../format/zeroes.ts';
 import { TableCache } from './table-cache.ts';
@@ -122,6 +122,16 @@ export class Refcounts {
     return getRefcount(block.bytes, block.view, clusterIndex % this.entriesPerBlock, this.order);
   }
 
+  /** Refcount 0: nothing uses the cluster (an out-of-range 64-bit refcount is a use all the same). */
+  private isFree(clusterIndex: number): boolean {
+    assertClusterIndex(clusterIndex);
+    const tableIndex = Math.floor(clusterIndex / this.entriesPerBlock);
+    const blockOffset = this.blockOffset(tableIndex);
+    if (blockOffset === 0) return true;
+    const block = this.cache.get(blockOffset);
+    return refcountIsZero(block.bytes, block.view, clusterIndex % this.entriesPerBlock, this.order);
+  }
+
   private set(clusterIndex: number, value: number): void {
     const tableIndex = Math.floor(clusterIndex / this.entriesPerBlock);
     const blockOffset = this.blockOffset(tableIndex);
@@ -182,7 +192,7 @@ export class Refcounts {
       let run = 0;
       while (run < count) {
         const clusterIndex = start + run;
-        if (this.get(clusterIndex) !== 0 || this.isPendingTableCluster(clusterIndex)) break;
+        if (!this.isFree(clusterIndex) || this.isPendingTableCluster(clusterIndex)) break;
         run++;
       }
       if (run === count) return start;
@@ -203,7 +213,7 @@ export class Refcounts {
       const block = this.cache.get(blockOffset);
       const blockEnd = (tableIndex + 1) * this.entriesPerBlock;
       for (let index = clusterIndex - tableIndex * this.entriesPerBlock; clusterIndex < blockEnd; clusterIndex++, index++) {
-        if (getRefcount(block.bytes, block.view, index, this.order) === 0 && !this.isPendingTableCluster(clusterIndex)) return clusterIndex;
+        if (refcountIsZero(block.bytes, block.view, index, this.order) && !this.isPendingTableCluster(clusterIndex)) return clusterIndex;
       }
     }
   }

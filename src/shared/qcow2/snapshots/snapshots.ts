@@ -16,7 +16,7 @@ import { Qcow2Error } from '../errors.ts';
 import { alignUp, hex, view } from '../format/bytes.ts';
 import { canHoldCowbellRecord, encodeSnapshotNote, l1Checksum, readCowbellRecord, withCowbellRecord, type CowbellRecord } from '../format/cowbell-record.ts';
 import { decodeL1, decodeL2, encodeL1, encodeL2, standardL2HostOffset } from '../format/entries.ts';
-import { INCOMPAT_DIRTY } from '../format/limits.ts';
+import { INCOMPAT_DIRTY, MAX_L1_BYTES, MAX_VIRTUAL_SIZE } from '../format/limits.ts';
 import { ClusterCounts } from '../image/cluster-counts.ts';
 import { refuseWithExternalData } from '../image/data-file.ts';
 import { newExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
@@ -305,6 +305,10 @@ export function applySnapshot(image: Qcow2Image, nameOrId: SnapshotRef, job: Job
   const snapshotL1 = image.loadSnapshotL1(snapshot);
   const diskSize = snapshot.diskSize ?? image.virtualSize;
   const needed = Math.ceil(diskSize / (image.l2Entries * image.clusterBytes));
+  // A size no qcow2 disk can have (a damaged or crafted extra data field): refused before anything is allocated or written.
+  if (diskSize > MAX_VIRTUAL_SIZE || needed * 8 > MAX_L1_BYTES) {
+    throw new Qcow2Error('CORRUPT', `Snapshot ${snapshot.id} "${snapshot.name}" records a disk size of ${diskSize} bytes, more than a qcow2 disk with ${image.clusterBytes}-byte clusters can have; its entry in the snapshot table is damaged and nothing was changed`);
+  }
   const newSize = Math.max(snapshotL1.size, needed);
   const references = referencesToAdd(image, snapshotL1, job);
   // The mark the snapshot's record gains must fit QEMU's bound on extra data: refused before anything is written.
