@@ -141,6 +141,22 @@ function writeGuest(file: string, where: 'start' | 'middle'): void {
 
 const change = (name: string, run: (copy: string, file: string) => unknown, beside = false): FuzzTarget => ({ name, run: (file) => onCopy(file, name, (copy) => run(copy, file), beside) });
 
+/** The disk size a read-only open sees, or null where it does not open (the change is then asked of a default size). */
+function virtualSizeOf(file: string): number | null {
+  try {
+    const image = Qcow2Image.open(file, { readOnly: true, openBacking: false });
+    try {
+      return image.virtualSize;
+    } finally {
+      image.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+const MIB = 1024 * 1024;
+
 /** Every snapshot change the UI and CLI make, through the worker job table, plus guest writes. */
 export const CHANGE_TARGETS: FuzzTarget[] = [
   change('change-snapshot-create', (copy) => jobTable['snapshot.create'](copy, { name: 'fuzz-new' }, silentJob)),
@@ -149,6 +165,9 @@ export const CHANGE_TARGETS: FuzzTarget[] = [
   change('change-snapshot-rename', (copy, file) => withFirstSnapshot(file, (id) => jobTable['snapshot.rename'](copy, { name: id, newName: 'fuzz-renamed' }, silentJob))),
   change('change-guest-write', (copy) => writeGuest(copy, 'start'), true),
   change('change-guest-write-middle', (copy) => writeGuest(copy, 'middle'), true),
+  // A grow by a megabyte (the active L1 may grow, a partial last cluster is zeroed) and a shrink to half, dropping what lies there.
+  change('change-resize-grow', (copy, file) => jobTable['image.resize'](copy, { size: (virtualSizeOf(file) ?? MIB) + MIB }, silentJob), true),
+  change('change-resize-shrink', (copy, file) => jobTable['image.resize'](copy, { size: Math.max(512, Math.floor((virtualSizeOf(file) ?? 2 * MIB) / 2 / 512) * 512), shrink: true, discardData: true }, silentJob), true),
 ];
 
 /** Rewrites replace the file only after checking the new one: slower, so the corpus runs them and the fuzz campaign does not. */
