@@ -34,6 +34,8 @@ export interface Command {
   help?: string;
   options: ParseArgsOptionsConfig;
   positionals: { min: number; max: number };
+  /** What `-o help` (or `-o ?`) prints, for a command that takes `-o`: the options it takes, as qemu-img lists them. */
+  optionsHelp?: string;
   /** Rewrites the raw arguments before they are parsed (resize: a `-10G` size is not an option). */
   prepareArgv?(argv: string[]): string[];
   /** Resolves with the exit code; throws a Qcow2Error or UsageError on failure. */

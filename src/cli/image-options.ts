@@ -108,6 +108,45 @@ export function createOptionsFrom(options: Map<string, string>): CreateOptions {
   return result;
 }
 
+/** One `-o` option as `-o help` lists it: its name, the values it takes, what it does. */
+interface OptionHelp {
+  name: string;
+  values: string;
+  what: string;
+}
+
+const CREATE_OPTION_HELP: readonly OptionHelp[] = [
+  { name: 'backing_file', values: '<str>', what: 'file name of the backing file (its base image)' },
+  { name: 'backing_fmt', values: '<qcow2|raw>', what: 'format of the backing file' },
+  { name: 'cluster_size', values: '<size>', what: 'qcow2 cluster size, a power of two from 512 to 2M (default 64k)' },
+  { name: 'compat', values: '<0.10|1.1>', what: 'qcow2 version: 0.10 (v2) or 1.1 (v3, the default)' },
+  { name: 'compression_type', values: '<zlib|zstd>', what: 'how compressed clusters are compressed (zstd needs compat=1.1)' },
+  { name: 'extended_l2', values: '<on|off>', what: 'extended L2 tables: 32 subclusters per cluster (compat=1.1)' },
+  { name: 'preallocation', values: '<off|metadata>', what: 'metadata maps every cluster up front (create only); falloc and full are not supported' },
+  { name: 'refcount_bits', values: '<1|2|4|8|16|32|64>', what: 'width of a refcount entry in bits (default 16)' },
+  { name: 'size', values: '<size>', what: 'virtual disk size' },
+];
+
+const LUKS_OPTION_HELP: readonly OptionHelp[] = [
+  { name: 'encrypt.format', values: '<luks>', what: 'encryption format (LUKS; Cowbell never writes the old qcow2 AES)' },
+  { name: 'encrypt.cipher-alg', values: '<aes-128|aes-192|aes-256>', what: 'cipher (default aes-256)' },
+  { name: 'encrypt.cipher-mode', values: '<xts|cbc>', what: 'cipher mode (default xts)' },
+  { name: 'encrypt.ivgen-alg', values: '<plain|plain64|essiv>', what: 'IV generator (default plain64)' },
+  { name: 'encrypt.ivgen-hash-alg', values: '<sha256>', what: 'hash for the essiv IV generator' },
+  { name: 'encrypt.hash-alg', values: '<sha1|sha256|sha512>', what: 'hash for PBKDF2 and the anti-forensic splitter (default sha256)' },
+  { name: 'encrypt.iter-time', values: '<ms>', what: 'time spent deriving the key from the passphrase, in milliseconds (default 2000)' },
+];
+
+/** What `-o help` prints: the options `names` (qemu-img's spelling), one a line, as qemu-img lists them. */
+export function optionsHelp(names: readonly string[]): string {
+  const known = [...CREATE_OPTION_HELP, ...LUKS_OPTION_HELP].filter((entry) => names.includes(entry.name));
+  const width = Math.max(...known.map((entry) => entry.name.length + 1 + entry.values.length));
+  return `Supported options:\n${known.map((entry) => `  ${`${entry.name}=${entry.values}`.padEnd(width)}  - ${entry.what}`).join('\n')}\n`;
+}
+
+export const CREATE_OPTION_NAMES: readonly string[] = CREATE_OPTION_HELP.map((entry) => entry.name);
+export const LUKS_OPTION_NAMES: readonly string[] = LUKS_OPTION_HELP.map((entry) => entry.name);
+
 /** Every `-o` given (qemu-img accepts several and joins them), parsed into create options. */
 export function createOptionsFromArgs(values: readonly string[]): CreateOptions {
   return createOptionsFrom(parseOptionString(values.join(',')));

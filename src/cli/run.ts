@@ -50,6 +50,11 @@ export async function runCli(argv: string[], io: CliIo, table: readonly CommandE
       io.out(`usage: cowbell ${command.name} ${command.usage}\n  ${command.summary}\n${command.help ?? ''}`);
       return EXIT_OK;
     }
+    // `-o help` lists the options before anything else is asked for (qemu-img create -f qcow2 -o help needs no file name).
+    if (command.optionsHelp !== undefined && optionValues(options).some((value) => value.split(',').some((part) => part === 'help' || part === '?'))) {
+      io.out(command.optionsHelp);
+      return EXIT_OK;
+    }
     const args = parseCommandArgs(command, command.prepareArgv?.(rest) ?? rest);
     const code = await command.run(args, safeForTerminal(io));
     return afterLostOutput(io, code, command.printsItsResult?.(args) ?? false);
@@ -95,4 +100,19 @@ function version(): string {
   } catch {
     return 'unknown';
   }
+}
+
+/** The values given to `-o`/`--options` in raw arguments: `-o V`, `-oV`, `--options V`, `--options=V`. */
+function optionValues(argv: readonly string[]): string[] {
+  const values: string[] = [];
+  for (let index = 0; index < argv.length; index++) {
+    const argument = argv[index] ?? '';
+    if (argument === '-o' || argument === '--options') {
+      const value = argv[index + 1];
+      if (value !== undefined) values.push(value);
+      index++;
+    } else if (argument.startsWith('--options=')) values.push(argument.slice('--options='.length));
+    else if (argument.startsWith('-o') && !argument.startsWith('--')) values.push(argument.slice(2));
+  }
+  return values;
 }

@@ -1,5 +1,9 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/cli/command.ts';
+import { runCli } from '../../src/cli/run.ts';
 import { createOptionsFrom, createOptionsFromArgs, parseOptionString, parseSize } from '../../src/cli/image-options.ts';
 
 describe('parseSize', () => {
@@ -58,5 +62,41 @@ describe('createOptionsFrom', () => {
 
   it.each(['lazy_refcounts=on', 'compat=2', 'extended_l2=maybe', 'backing_fmt=vmdk', 'preallocation=full', 'refcount_bits=x'])('rejects %s', (text) => {
     expect(() => createOptionsFrom(parseOptionString(text))).toThrow(UsageError);
+  });
+});
+
+describe('-o help', () => {
+  async function cli(argv: string[]): Promise<{ code: number; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await runCli(argv, { out: (text) => out.push(text), err: (text) => err.push(text) });
+    return { code, out: out.join(''), err: err.join('') };
+  }
+  /** The option names a listing gives, in its order. */
+  const listed = (text: string): string[] => [...text.matchAll(/^ {2}([a-z0-9_.-]+)=/gm)].map((match) => match[1] ?? '');
+
+  it('lists the options a command takes, as qemu-img does, and needs no file (nothing is made)', async () => {
+    const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-options-help-'));
+    try {
+      const created = await cli(['create', '-f', 'qcow2', '-o', 'help']);
+      expect(created).toMatchObject({ code: 0, err: '' });
+      expect(created.out.startsWith('Supported options:\n')).toBe(true);
+      expect(listed(created.out)).toEqual(['backing_file', 'backing_fmt', 'cluster_size', 'compat', 'compression_type', 'extended_l2', 'preallocation', 'refcount_bits', 'size']);
+      // Among other options, spelled every way the parser takes -o, or as '?'.
+      const disk = path.join(folder, 'never.qcow2');
+      for (const argv of [['-o', 'cluster_size=4k,help', disk, '1G'], ['-ohelp', disk], ['--options=?', disk], ['--options', 'help']]) {
+        expect(await cli(['create', ...argv])).toMatchObject({ code: 0, out: created.out });
+      }
+      expect(fs.existsSync(disk)).toBe(false);
+      // Each command lists what it takes: convert keeps no size or preallocation of its own.
+      expect(listed((await cli(['convert', '-O', 'qcow2', '-o', 'help'])).out)).toEqual(['backing_file', 'backing_fmt', 'cluster_size', 'compat', 'compression_type', 'extended_l2', 'refcount_bits']);
+      expect(listed((await cli(['compress', '-o', 'help'])).out)).toEqual(['compression_type']);
+      expect(listed((await cli(['encrypt', '-o', '?'])).out)).toEqual(['encrypt.format', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time']);
+      expect(listed((await cli(['passphrase', '-o', 'help'])).out)).toEqual(['encrypt.iter-time']);
+      // A value named help (a backing file called so) is not a request for the list.
+      expect((await cli(['create', '-o', 'backing_file=help', disk, '1G'])).out).not.toContain('Supported options');
+    } finally {
+      fs.rmSync(folder, { recursive: true, force: true });
+    }
   });
 });

@@ -1,5 +1,6 @@
 import type { Command } from '../command.ts';
 import { compressionTypeOption, REWRITE_OPTIONS, runRewrite } from '../rewrite-command.ts';
+import { optionsHelp } from '../image-options.ts';
 
 /**
  * `cowbell compress IMAGE [OUTPUT]`: every data cluster of every state compressed where that saves
@@ -12,6 +13,7 @@ export const compress: Command = {
   usage: '[-p] [-q] [--json] [-o compression_type=zlib|zstd] [--no-verify] [--drop-bitmaps] [-t CACHE] [--passphrase-file FILE] [--force] IMAGE [OUTPUT]',
   options: { ...REWRITE_OPTIONS, options: { type: 'string', short: 'o', multiple: true } },
   positionals: { min: 1, max: 2 },
+  optionsHelp: optionsHelp(['compression_type']),
   async run(args, io) {
     const raw = args.values.options;
     const values = Array.isArray(raw) ? raw.filter((value): value is string => typeof value === 'string') : [];

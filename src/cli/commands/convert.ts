@@ -16,7 +16,7 @@ import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, EXIT_PARTIAL, UsageError, type Command } from '../command.ts';
 import { describeRescue, rescueReportJson } from '../rescue-report.ts';
-import { createOptionsFromArgs } from '../image-options.ts';
+import { CREATE_OPTION_NAMES, createOptionsFromArgs, optionsHelp } from '../image-options.ts';
 import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 import { cliRuntime } from '../runtime.ts';
 import { encryptionOf, PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
@@ -70,6 +70,7 @@ export const convert: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 2, max: 2 },
+  optionsHelp: optionsHelp(CREATE_OPTION_NAMES.filter((name) => name !== 'size' && name !== 'preallocation')),
   async run(args, io) {
     const [source = '', target = ''] = args.positionals;
     if (flag(args, 'salvage')) args.values.rescue = true;

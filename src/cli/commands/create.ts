@@ -7,7 +7,7 @@ import { readImageInfo } from '../../shared/qcow2/image/info.ts';
 import { chainFilesBelow } from '../chain-encryption.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command, type ParsedArgs } from '../command.ts';
-import { createOptionsFromArgs, parseSize } from '../image-options.ts';
+import { CREATE_OPTION_NAMES, createOptionsFromArgs, optionsHelp, parseSize } from '../image-options.ts';
 import { printable } from '../printable.ts';
 
 /**
@@ -30,6 +30,7 @@ export const create: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 2 },
+  optionsHelp: optionsHelp(CREATE_OPTION_NAMES),
   async run(args, io) {
     const format = option(args, 'format') ?? 'qcow2';
     if (format !== 'qcow2') throw new UsageError(`create: Cowbell creates qcow2 images only (not ${format})`);

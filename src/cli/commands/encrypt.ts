@@ -4,7 +4,7 @@ import { flag, option } from '../args.ts';
 import { chainFilesBelow } from '../chain-encryption.ts';
 import { UsageError, type Command } from '../command.ts';
 import { printable } from '../printable.ts';
-import { luksOptionsFromArgs } from '../image-options.ts';
+import { LUKS_OPTION_NAMES, luksOptionsFromArgs, optionsHelp } from '../image-options.ts';
 import { currentPassphrases, encryptionOf, explainBadPassphrase, NEW_PASSPHRASE_OPTIONS, newPassphrase, withFirstPassphrase } from '../passphrase-input.ts';
 import { executeRewrite, REWRITE_OPTIONS, reportRewrite, rewriteTarget, snapshotsKept } from '../rewrite-command.ts';
 
@@ -27,6 +27,7 @@ export const encrypt: Command = {
     '[--passphrase-file FILE] [--new-passphrase-file FILE] [--no-verify] [--drop-bitmaps] [-t CACHE] [--force] IMAGE [OUTPUT]',
   options: { ...REWRITE_OPTIONS, ...NEW_PASSPHRASE_OPTIONS, options: { type: 'string', short: 'o', multiple: true } },
   positionals: { min: 1, max: 2 },
+  optionsHelp: optionsHelp(LUKS_OPTION_NAMES),
   async run(args, io) {
     const source = args.positionals[0] ?? '';
     const raw = args.values.options;

@@ -3,7 +3,7 @@ import { refusePassphraseTheChainLacksAt } from '../../shared/qcow2/image/chain-
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
-import { luksOptionsFromArgs } from '../image-options.ts';
+import { luksOptionsFromArgs, optionsHelp } from '../image-options.ts';
 import { currentPassphrases, NEW_PASSPHRASE_OPTIONS, newPassphrase, PASSPHRASE_OPTIONS, qcow2EncryptionOf, withFirstPassphrase } from '../passphrase-input.ts';
 
 /**
@@ -29,6 +29,7 @@ export const passphrase: Command = {
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
+  optionsHelp: optionsHelp(['encrypt.iter-time']),
   async run(args, io) {
     const imagePath = args.positionals[0] ?? '';
     if (flag(args, 'add') && flag(args, 'remove')) throw new UsageError('passphrase: --add and --remove do not go together');
