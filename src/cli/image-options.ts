@@ -102,7 +102,7 @@ export function createOptionsFrom(options: Map<string, string>): CreateOptions {
         result.compressionType = oneOf(name, value, ['zlib', 'zstd'] as const);
         break;
       default:
-        throw new UsageError(`unknown or unsupported option '${name}' (supported: size, cluster_size, compat, refcount_bits, extended_l2, backing_file, backing_fmt, preallocation, compression_type)`);
+        throw new UsageError(`unknown or unsupported option '${name}' (supported: ${CREATE_OPTION_NAMES.join(', ')}; -o help says what each takes)`);
     }
   }
   return result;
