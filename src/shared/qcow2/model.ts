@@ -196,7 +196,8 @@ export interface UsageReport {
   /**
    * Of the allocated data clusters, those lying in holes of the file: mapped but never written (a
    * disk made with preallocation=metadata maps its whole size so). They read zeros and take no
-   * space on disk. Absent where there are none (or the holes cannot be known).
+   * space on disk; no state counts them among its own or shared bytes. Absent where there are none
+   * (or the holes cannot be known).
    */
   unwrittenBytes?: number;
   metadataBytes: number;

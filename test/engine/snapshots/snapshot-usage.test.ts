@@ -146,7 +146,7 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
     await expectFrees(expect, image, 5 * C, C, () => removeSnapshot(image, 'A'), C);
   });
 
-  it('a disk preallocated with metadata: the clusters it maps to holes of its file count as never written, and the file\'s size on disk is what the file system says', async ({ expect }) => {
+  it('a disk preallocated with metadata: the clusters it maps to holes of its file count as never written (no state\'s bytes), and the file\'s size on disk is what the file system says', async ({ expect }) => {
     const C = 64 * KiB;
     const image = folder.file('preallocated.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C},preallocation=metadata`, image, String(64 * MiB)]);
@@ -157,6 +157,13 @@ describe('space usage from first principles', { timeout: 60_000 }, () => {
     expect(usage.unwrittenBytes).toBe(64 * MiB - 3 * C);
     expect(usage.bytesOnDisk).toBe(fs.statSync(image).blocks * 512);
     expect(usage.bytesOnDisk).toBeLessThan(4 * MiB);
+    // The state's own bytes are what it holds on disk: its one L2 table and the three written clusters.
+    expect(usage.current).toEqual({ exclusiveBytes: 4 * C, sharedBytes: 0 });
+    takeSnapshot(image, 'A');
+    const shared = readUsage(image);
+    // Shared now: the three written clusters (a shared L2 table is nobody's data); the snapshot owns its L1 copy.
+    expect(shared.current).toEqual({ exclusiveBytes: 0, sharedBytes: 3 * C });
+    expect(shared.snapshots[0]).toMatchObject({ exclusiveBytes: C, sharedBytes: 3 * C });
     // A disk written cluster by cluster has no such clusters.
     const written = folder.file('written.qcow2');
     await qemuImg(['create', '-q', '-f', 'qcow2', '-o', `cluster_size=${C}`, written, String(4 * MiB)]);

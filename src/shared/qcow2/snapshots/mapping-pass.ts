@@ -11,7 +11,9 @@
  * tables of L1 indexes where states differ are kept while the batch is compared, so memory stays
  * bounded by the batch budget plus one small record per distinct L2 table, whatever the disk's size.
  */
+import { imageFileHoles } from '../image/file-holes.ts';
 import type { L1Table, Qcow2Image } from '../image/image.ts';
+import type { HoleList } from '../io/hole-aware-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import { tableDistances } from './mapping-distance.ts';
 import { CompressedClusters } from './compressed-clusters.ts';
@@ -63,6 +65,8 @@ export class MappingPass {
   private readonly usages: StateUsage[];
   private readonly measured = new Map<number, MeasuredTable>();
   private readonly refcounts: RefcountLookup;
+  /** The file's holes: data clusters there were never written and count as no one's bytes. */
+  private readonly holes: HoleList | null;
   /** Made on the first compressed entry met. */
   private compressedClusters: CompressedClusters | null = null;
 
@@ -79,6 +83,7 @@ export class MappingPass {
     this.distances = new Float64Array(options.distances ? states.length * states.length : 0);
     this.usages = states.map((state) => ({ exclusiveBytes: state.ownsL1 ? Math.ceil((state.l1.size * 8) / image.clusterBytes) * image.clusterBytes : 0, sharedBytes: 0 }));
     this.refcounts = new RefcountLookup(image);
+    this.holes = options.usage ? imageFileHoles(image) : null;
   }
 
   /** Guest clusters mapped differently by two states (by their index in the list given). */
@@ -179,7 +184,7 @@ export class MappingPass {
     const marks = this.options.marks ?? null;
     const cluster = offset / image.clusterBytes;
     if (marks !== null && cluster < marks.length) marks[cluster] = (marks[cluster] ?? 0) | MARK_METADATA;
-    const usage = measureTable(image, bytes, this.refcounts, marks);
+    const usage = measureTable(image, bytes, this.refcounts, marks, this.holes);
     this.measured.set(offset, { ...usage, unshared: this.refcounts.get(cluster) === 1 });
   }
 

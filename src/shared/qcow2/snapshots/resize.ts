@@ -24,8 +24,8 @@ import { truncateFreeEnd } from '../image/free-end.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { Qcow2Image, type L1Table, type OpenImageOptions } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
-import { descriptorOf } from '../io/fail-stop-file.ts';
-import { holesOf, withinHole, type HoleList } from '../io/hole-aware-file.ts';
+import { imageFileHoles } from '../image/file-holes.ts';
+import { withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { DataPastEnd, ResizePreview, ResizeResult } from '../model.ts';
 import { withImage } from './operations.ts';
@@ -370,10 +370,9 @@ function dataPastEnd(image: Qcow2Image, newSize: number, job: JobContext): DataP
  * would not read as zeros (an encrypted disk decrypts them into noise; an external data file).
  */
 function zeroHoles(image: Qcow2Image): HoleList | null {
-  if (image.cipher !== null || image.externalData) return null;
+  if (image.cipher !== null) return null;
   if (image.hasUnflushedChanges()) image.flush();
-  const descriptor = descriptorOf(image.file);
-  return descriptor === null ? null : holesOf(descriptor, image.file.size());
+  return imageFileHoles(image);
 }
 
 /** Guest bytes in [newSize, stateSize) that `l1` maps to data of its own (not zeros, not a backing file, not a hole of the file). */

@@ -9,6 +9,7 @@ import { Qcow2Error } from '../errors.ts';
 import { decodeL2, getRefcount, standardL2HostOffset } from '../format/entries.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { CachedTable } from '../image/table-cache.ts';
+import { withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { NOT_COPIED } from './mapping-distance.ts';
 
 export interface TableUsage {
@@ -55,7 +56,11 @@ export class RefcountLookup {
   }
 }
 
-export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: RefcountLookup, marks: Uint8Array | null): TableUsage {
+/**
+ * What `bytes` (an L2 table) names. Data clusters inside `holes` of the file were never written:
+ * marked, but counted nowhere (they take no space; usage.ts counts them apart).
+ */
+export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: RefcountLookup, marks: Uint8Array | null, holes: HoleList | null = null): TableUsage {
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (image.externalData) return externalDataUsage(image, view);
   const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
@@ -74,9 +79,10 @@ export function measureTable(image: Qcow2Image, bytes: Uint8Array, refcounts: Re
     if (hostOffset > 0) {
       // A host cluster is held whole, however few of its subclusters hold data (extended L2), and a preallocated zero cluster holds one too.
       const cluster = hostOffset / clusterBytes;
+      if (cluster < markCount) marked[cluster] = (marked[cluster] ?? 0) | MARK_DATA;
+      if (holes !== null && withinHole(holes, hostOffset, hostOffset + clusterBytes)) continue;
       dataBytes += clusterBytes;
       if (refcounts.get(cluster) === 1) ownDataBytes += clusterBytes;
-      if (cluster < markCount) marked[cluster] = (marked[cluster] ?? 0) | MARK_DATA;
     } else if (hostOffset < 0) {
       const entry = decodeL2(view, slot * entryBytes, image.l2Format);
       const first = Math.floor(entry.hostOffset / clusterBytes);

@@ -9,8 +9,9 @@ import { getRefcount } from '../format/entries.ts';
 import { INCOMPAT_DIRTY } from '../format/limits.ts';
 import { scanBitmaps, scanEncryptionHeader, type ExtensionReferenceSink } from '../image/extension-references.ts';
 import type { Qcow2Image } from '../image/image.ts';
+import { imageFileHoles } from '../image/file-holes.ts';
 import { descriptorOf } from '../io/fail-stop-file.ts';
-import { holesOf, withinHole, type HoleList } from '../io/hole-aware-file.ts';
+import { withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { UsageReport } from '../model.ts';
 import { MappingPass, type MappedState } from './mapping-pass.ts';
@@ -38,8 +39,7 @@ export function imageUsage(image: Qcow2Image, job: JobContext = silentJob): Usag
   const snapshots = image.snapshots.map((snapshot, index) => ({ id: snapshot.id, name: snapshot.name, ...pass.usage(index + 1) }));
   job.progress('refcounts', 0, 1, 'steps');
   const descriptor = descriptorOf(image.file);
-  // Guest data in an external data file has no clusters in this file to be holes.
-  const holes = descriptor === null || image.externalData ? null : holesOf(descriptor, image.file.size());
+  const holes = imageFileHoles(image);
   const { allocatedClusters, metadataClusters, leakedClusters, unwrittenClusters } = countClusters(image, marks, holes, job);
   job.progress('refcounts', 1, 1, 'steps');
   return {
