@@ -238,6 +238,30 @@ describe('the Compress… dialog', () => {
   });
 });
 
+describe('Escape in a job\'s dialog', () => {
+  it('hides the dialog while the job runs : the job goes on (a stray key must not throw away a long compress)', async () => {
+    const view = await mountRewrite('compress');
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    await view.get('form').trigger('submit');
+    await flushPromises();
+    // The browser's cancel event on the <dialog>: what Escape sends.
+    await view.get('dialog').trigger('cancel');
+    expect(view.emitted('close')).toHaveLength(1);
+    expect(useJobsStore().panelOpen).toBe(true);
+    expect(fake.calls.some((call) => call.name === 'job.cancel')).toBe(false);
+  });
+
+  it('still cancels a dialog whose job has not started', async () => {
+    const view = await mountRewrite('compress');
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    await view.get('dialog').trigger('cancel');
+    expect(view.emitted('close')).toHaveLength(1);
+    expect(useJobsStore().panelOpen).toBe(false);
+  });
+});
+
 describe('the Compact… dialog', () => {
   it('estimates with or without uncompressing, and sends the choice', async () => {
     const view = await mountRewrite('compact');

@@ -116,5 +116,14 @@ export function useFollowedJob<T>(close: () => void = () => undefined) {
     close();
   }
 
-  return { phase, job, result, error, unlockReason, follow, followUnlocked, answer, cancelOrClose, hide };
+  /**
+   * Escape: while the job runs, hides the dialog (a stray key press must not throw away a long
+   * compact); otherwise as Cancel. Stopping a job takes the Cancel button, or the jobs panel.
+   */
+  function dismiss(): void {
+    if (phase.value === 'running') hide();
+    else cancelOrClose();
+  }
+
+  return { phase, job, result, error, unlockReason, follow, followUnlocked, answer, cancelOrClose, hide, dismiss };
 }
