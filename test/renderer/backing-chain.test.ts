@@ -147,6 +147,13 @@ describe('the chain dialogs start their jobs', () => {
     useDiskDataStore().entry(sibling).chain = { complete: true, files: [file({ path: sibling, name: sibling, declaredFormat: null }), file({ path: '/disks/base.qcow2', name: 'base.qcow2' })] };
     const named = await mountWith(CommitDialog, healthy);
     expect(named.get('[data-testid="commit-other-clones"]').text()).toContain('web-2.qcow2 is also built on base.qcow2');
+    // A clone of this disk reads the same after the commit (what it read here is then in the backing file): not named (UI audit).
+    named.unmount();
+    const ownClone = '/disks/clone-of-this.qcow2';
+    useDiskDataStore().entry(ownClone).chain = { complete: true, files: [file({ path: ownClone, name: ownClone, declaredFormat: null }), file({ path: PATH, name: 'clone.qcow2' }), file({ path: '/disks/base.qcow2', name: 'base.qcow2' })] };
+    const again = await mountWith(CommitDialog, healthy);
+    expect(again.get('[data-testid="commit-other-clones"]').text()).not.toContain('clone-of-this.qcow2');
+    expect(again.get('[data-testid="commit-other-clones"]').text()).toContain('web-2.qcow2');
   });
 
   it('Commit refuses a broken chain and says which file is missing', async () => {
