@@ -87,7 +87,9 @@ export function imageInfo(image: Qcow2Image, filename: string): ImageInfo {
     if (format !== null) info['backing-filename-format'] = format;
   }
   if (image.snapshots.length > 0) info.snapshots = image.snapshots.map(snapshotInfo);
-  if (image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only') info['read-only-reason'] = image.readOnlyReason;
+  // Opened read-only to be read: say so only where something else keeps it so, the image itself or its file.
+  const readOnlyReason = image.readOnly && image.readOnlyReason !== null && image.readOnlyReason !== 'opened read-only' ? image.readOnlyReason : unwritableReason(image.file.path);
+  if (readOnlyReason !== null) info['read-only-reason'] = readOnlyReason;
   if (image.file.inUseElsewhere === true) info['in-use'] = true;
   return info;
 }
@@ -157,3 +159,20 @@ export function readImageInfo(filePath: string, options: OpenImageOptions = {}):
 }
 
 export { Qcow2Error };
+
+/**
+ * Why the file cannot be written, as a phrase (a read-only file system, its permissions), or null
+ * when it can (or that cannot be told). A disk on a read-only mount looked writable in the app and
+ * every change failed only once asked for.
+ */
+export function unwritableReason(filePath: string, access: (path: string, mode: number) => void = fs.accessSync): string | null {
+  try {
+    access(filePath, fs.constants.W_OK);
+    return null;
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EROFS') return 'its file system is read-only';
+    if (code === 'EACCES' || code === 'EPERM') return 'you may not write this file (its permissions)';
+    return null;
+  }
+}
