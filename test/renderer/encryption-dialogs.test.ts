@@ -423,6 +423,8 @@ describe('the Change Passphrase… dialog', () => {
     const field = byTestId('current-passphrase');
     expect(field?.getAttribute('aria-invalid')).toBe('true');
     expect(document.getElementById(field?.getAttribute('aria-describedby') ?? '')).toBe(byTestId('passphrase-wrong'));
+    // The focus is back in the field (it was on Cancel: Enter to try again closed the dialog).
+    expect(document.activeElement).toBe(field);
     await type('current-passphrase', SECRET);
     expect(byTestId('passphrase-wrong')).toBeNull();
     expect(field?.getAttribute('aria-invalid')).toBeNull();

@@ -169,6 +169,12 @@ describe('the Files panel', () => {
     await view.get('.unlock').trigger('submit');
     await end('files.list', { error: { code: 'BAD_PASSPHRASE', message: 'The passphrase opens none of the key slots' } });
     expect(view.get('[data-testid="files-locked"]').text()).toContain('That passphrase does not open this disk.');
+    // The field has the focus back to type it again (it was on the page's body), and says why.
+    await flushPromises();
+    const field = view.get('[data-testid="files-passphrase"]');
+    expect(document.activeElement).toBe(field.element);
+    expect(field.attributes('aria-invalid')).toBe('true');
+    expect(document.getElementById(field.attributes('aria-describedby') ?? '')?.textContent).toContain('That passphrase does not open this disk.');
     await view.get('[data-testid="files-passphrase"]').setValue('moo');
     await view.get('.unlock').trigger('submit');
     await end('files.list', { result: rootListing });
