@@ -108,10 +108,24 @@ export function relocateOverlaps(image: Qcow2Image, scan: ReferenceScan, finding
   tables.sort((a, b) => Number(a.mixed) - Number(b.mixed));
   for (const table of tables) rewriteL2(image, table.offset, dataMoved, table.active, findings);
   file.flush();
-  // 4. The L1 entries, each switching to a complete copy of its L2 table in one write.
-  for (const table of l1Tables(image)) rewriteL1(image, table, l2Moved, findings);
+  // 4. The L1 entries, each switching to a complete copy of its L2 table in one write; not in an
+  //    "L1 table" that is also other metadata (the header naming the snapshot table as its L1):
+  //    writing an entry there would break that metadata. Its L2 table stays where it is.
+  for (const table of l1Tables(image)) {
+    if (alsoOtherMetadata(scan, image, table.offset, table.size * 8)) continue;
+    rewriteL1(image, table, l2Moved, findings);
+  }
   file.flush();
   return all.length;
+}
+
+/** Whether any cluster of [offset, offset + bytes) is also metadata that stays where it is (an L2 table or data there moves away). */
+function alsoOtherMetadata(scan: ReferenceScan, image: Qcow2Image, offset: number, bytes: number): boolean {
+  const staying = ROLE_HEADER | ROLE_OTHER_METADATA | ROLE_REFCOUNT_TABLE | ROLE_REFCOUNT_BLOCK;
+  for (let cluster = Math.floor(offset / image.clusterBytes); cluster * image.clusterBytes < offset + bytes; cluster++) {
+    if ((scan.expected.rolesOf(cluster) & staying) !== 0) return true;
+  }
+  return false;
 }
 
 function countReferences(image: Qcow2Image, scan: ReferenceScan, moves: Moves): void {
