@@ -11,7 +11,7 @@ import { replaceConnection } from '../../src/renderer/src/api.ts';
 import App from '../../src/renderer/src/App.vue';
 import DiskView from '../../src/renderer/src/components/DiskView.vue';
 import ResizeDialog from '../../src/renderer/src/components/dialogs/ResizeDialog.vue';
-import { exactSizeText, readNewSize } from '../../src/renderer/src/lib/resize-size.ts';
+import { exactSizeText, largestDiskBytes, newDiskSizeProblem, readNewSize } from '../../src/renderer/src/lib/resize-size.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeConnection, fakeElectronApp, imageInfo } from './fixtures.ts';
 
@@ -249,5 +249,26 @@ describe('the size field', () => {
     expect(exactSizeText(1536 * MiB)).toBe('1536M');
     expect(exactSizeText(1000448)).toBe('977K');
     expect(exactSizeText(1000448 + 512)).toBe('1000960');
+  });
+
+  it('says what is wrong with a size typed: its form, or its size (UI audit: 9999999T was told to be written with a unit)', () => {
+    expect(readNewSize('9999999T', GiB)).toEqual({ ok: false, problem: 'That is larger than a qcow2 disk can be.' });
+    expect(readNewSize('+9999999T', GiB)).toEqual({ ok: false, problem: 'That is larger than a qcow2 disk can be.' });
+    expect(readNewSize('forty', GiB)).toEqual({ ok: false, problem: 'Write the size as a number with a unit: 40G, +10G, 1.5T.' });
+  });
+
+  it('for a new disk: at least a sector, at most what its cluster size can map (QEMU\'s 32 MiB L1 table)', () => {
+    expect(newDiskSizeProblem('20G', 65536)).toBeNull();
+    expect(newDiskSizeProblem('512', 65536)).toBeNull();
+    expect(newDiskSizeProblem('511', 65536)).toBe('A disk is at least 512 bytes (one sector).');
+    expect(newDiskSizeProblem('10', 65536)).toBe('A disk is at least 512 bytes (one sector).');
+    expect(newDiskSizeProblem('big', 65536)).toBe('Write the size as a number with a unit: 512M, 20G, 1.5T.');
+    expect(newDiskSizeProblem('99999999999T', 65536)).toBe('That is larger than a qcow2 disk can be.');
+    // 4 KiB clusters map 8 TiB at most (4 Mi L1 entries of 2 MiB each), as qemu-img create refuses past it.
+    expect(largestDiskBytes(4096)).toBe(8 * 2 ** 40);
+    expect(newDiskSizeProblem('8T', 4096)).toBeNull();
+    expect(newDiskSizeProblem('100T', 4096)).toBe('That is larger than a disk with 4 KiB clusters can be: choose larger clusters, or a smaller size.');
+    expect(largestDiskBytes(65536)).toBe(2 ** 51);
+    expect(largestDiskBytes(2 * 1024 * 1024)).toBe(2 ** 52);
   });
 });
