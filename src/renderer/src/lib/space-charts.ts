@@ -178,6 +178,7 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
 }
 
 const MAX_LABEL = 22;
+const CURRENT_OWN = 'Only in the current state';
 
 function shortLabel(label: string): string {
   return label.length > MAX_LABEL ? `${label.slice(0, MAX_LABEL - 1)}…` : label;
@@ -208,7 +209,10 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       itemWidth: 10,
       itemHeight: 10,
       textStyle: { color: palette.textSecondary },
-      data: ['Only in this state', 'Shared'],
+      // The current state's own bytes have a colour of their own (the tree's "You are here"): the legend says so.
+      data: ['Only in this state', ...(rows.some((row) => row.kind === 'current') ? [CURRENT_OWN] : []), 'Shared'],
+      // Entries name colours; hiding a series by clicking one would hide the current state's bar with the rest.
+      selectedMode: false,
     },
     xAxis: bytesAxis(palette, Math.max(0, ...rows.map((row) => row.exclusiveBytes + row.sharedBytes)), axisSteps),
     yAxis: {
@@ -222,6 +226,8 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       axisLabel: { color: palette.text },
     },
     series: [
+      // Draws nothing: the legend's swatch for the current state's own bytes.
+      { name: CURRENT_OWN, type: 'bar', stack: 'bytes', barWidth: 12, itemStyle: { color: palette.current }, data: [] },
       {
         name: 'Only in this state',
         type: 'bar',
