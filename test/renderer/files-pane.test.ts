@@ -184,6 +184,14 @@ describe('the Files panel', () => {
     expect(view.get('[data-testid="files-locked"]').text()).toContain('This disk is encrypted: unlock it to see its files.');
   });
 
+  it('says once that a volume holds no file system it reads (the title and the detail said it twice), with what it may be', async () => {
+    const view = await mountPane();
+    await end('files.list', { error: { code: 'NO_FILESYSTEM', message: 'Partition 2 holds no filesystem Cowbell can read (swap)' } });
+    const error = view.get('[data-testid="files-error"]');
+    expect(error.get('strong').text()).toBe('Partition 2 holds no filesystem Cowbell can read (swap)');
+    expect(error.get('.detail').text()).toBe('It may be empty, swap, LVM or a kind of file system Cowbell does not read.');
+  });
+
   it('says why a folder cannot be read, with the error’s own words', async () => {
     const view = await mountPane();
     await end('files.list', { error: { code: 'FILESYSTEM_CORRUPT', message: 'inode 12 points past the end of the volume' } });

@@ -66,8 +66,11 @@ describe('bytes axes', () => {
     }
   });
 
-  it('still draw an axis for a disk with nothing in it', () => {
+  it('still draw an axis for a disk with nothing in it, without a scale of "0 B … 1 B" (UI audit)', () => {
     expect(binaryAxisScale(0)).toEqual({ max: 1, interval: 1 });
+    const empty = { ...usage(), virtualSize: 0, fileSize: 0, allocatedBytes: 0, metadataBytes: 0, leakedBytes: 0 };
+    expect((spaceSummaryOption(empty, palette).xAxis as { axisLabel: { show: boolean } }).axisLabel.show).toBe(false);
+    expect((spaceSummaryOption(usage(), palette).xAxis as { axisLabel: { show: boolean } }).axisLabel.show).toBe(true);
   });
 });
 

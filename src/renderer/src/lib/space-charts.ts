@@ -91,7 +91,8 @@ const bytesAxis = (palette: ChartPalette, largestBytes: number, steps = AXIS_STE
     type: 'value',
     min: 0,
     ...binaryAxisScale(largestBytes, steps),
-    axisLabel: { color: palette.textSecondary, hideOverlap: true, formatter: (value: number) => formatBytes(value) },
+    // Nothing to measure (an empty disk): no scale of "0 B … 1 B".
+    axisLabel: { show: largestBytes > 0, color: palette.textSecondary, hideOverlap: true, formatter: (value: number) => formatBytes(value) },
     splitLine: { lineStyle: { color: palette.grid } },
   }) as const;
 
