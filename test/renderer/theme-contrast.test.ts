@@ -48,6 +48,16 @@ describe.each([
     for (const surface of SURFACES) expect({ surface, ratio: contrast(colour(text), colour(surface)) }).toEqual({ surface, ratio: expect.toSatisfy((ratio: number) => ratio >= 4.5) });
   });
 
+  // Status text: a disk that failed to open says why in the sidebar (UI audit: 4.42:1 there).
+  it.each(['warning', 'danger'])('--%s text reads at 4.5:1 on every surface', (text) => {
+    for (const surface of SURFACES) expect({ surface, ratio: contrast(colour(text), colour(surface)) }).toEqual({ surface, ratio: expect.toSatisfy((ratio: number) => ratio >= 4.5) });
+  });
+
+  // Accent-coloured headings sit on cards (the selected node's "You are here": 4.34:1 in the dark theme).
+  it('--accent text reads at 4.5:1 on a card', () => {
+    expect(contrast(colour('accent'), colour('surface'))).toBeGreaterThanOrEqual(4.5);
+  });
+
   it.each(['accent-fill', 'danger-fill'])('white button text reads at 4.5:1 on --%s', (fill) => {
     expect(contrast(colour(fill), '#ffffff')).toBeGreaterThanOrEqual(4.5);
     expect(colour('accent-text')).toBe('#ffffff');
