@@ -123,6 +123,29 @@ describe('New Disk over an encrypted backing file', () => {
     await flushPromises();
     expect(dialog.find('[data-testid="create-unencrypted"]').exists()).toBe(false);
   });
+
+  it('New Disk with a backing file takes the backing file\'s size unless one is typed (UI audit: a 20 GiB overlay on a 512 MiB base)', async () => {
+    const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    const size = () => (dialog.get('[data-testid="create-size"]').element as HTMLInputElement).value;
+    expect(size()).toBe('20G');
+    await dialog.get('[data-testid="create-backing"]').setValue('/disks/plain.qcow2');
+    expect(size()).toBe('');
+    expect(dialog.get('.hint').text()).toBe('the backing file’s size');
+    await dialog.get('[data-testid="create-name"]').setValue('overlay.qcow2');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toMatchObject({ kind: 'image.create', path: '/disks/overlay.qcow2' });
+    expect((started.at(-1)?.args as { size?: number }).size).toBeUndefined();
+    // Without the backing file again, the default comes back; a size typed stays whatever happens.
+    dialog.unmount();
+    const again = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    const sizeAgain = () => (again.get('[data-testid="create-size"]').element as HTMLInputElement).value;
+    await again.get('[data-testid="create-backing"]').setValue('/disks/plain.qcow2');
+    await again.get('[data-testid="create-backing"]').setValue('');
+    expect(sizeAgain()).toBe('20G');
+    await again.get('[data-testid="create-size"]').setValue('4G');
+    await again.get('[data-testid="create-backing"]').setValue('/disks/plain.qcow2');
+    expect(sizeAgain()).toBe('4G');
+  });
 });
 
 describe('a dangerous dialog', () => {
