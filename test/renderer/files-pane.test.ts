@@ -225,6 +225,30 @@ describe('Restore…', () => {
   });
 });
 
+describe('Restore… to a place that cannot take it', () => {
+  it('says before the copy starts that the name is taken or the folder missing (UI audit: it promised never to replace a file, then failed after submit)', async () => {
+    ({ fake, started, end: endJob } = fakeJobsConnection({
+      'path.stat': (args) => (args as { paths: string[] }).paths.map((path) => ({ path, kind: path === '/disks/hostname' ? 'file' : path === '/gone' ? 'missing' : path === '/disks' || path === '/home/me' ? 'folder' : 'missing' })),
+    }));
+    replaceConnection(fake);
+    wrapper = mount(RestoreFilesDialog, {
+      props: { path: PATH, state: '1', stateName: 'before upgrade', guestPath: '/1/etc/hostname', entryKind: 'file' },
+      global: { plugins: [pinia] },
+      attachTo: document.body,
+    });
+    await flushPromises();
+    expect(wrapper.get('[data-testid="dialog-problem"]').text()).toBe('Something by that name is already there; choose another name.');
+    await wrapper.get('form').trigger('submit');
+    expect(started).toEqual([]);
+    await wrapper.get('[data-testid="restore-folder"]').setValue('/gone');
+    await flushPromises();
+    expect(wrapper.get('[data-testid="dialog-problem"]').text()).toBe('That folder does not exist.');
+    await wrapper.get('[data-testid="restore-folder"]').setValue('/home/me');
+    await flushPromises();
+    expect(wrapper.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+  });
+});
+
 describe('Restore… of a name holding a backslash (\\, \\xNN, \\uXXXX as the guest’s names are spelled)', () => {
   it('takes the name as proposed on Linux (it refused its own default, and the title cut the name at the backslash)', async () => {
     wrapper = mount(RestoreFilesDialog, {

@@ -40,7 +40,8 @@ beforeEach(() => {
   ({ fake, started, end } = fakeJobsConnection({
     'image.open': () => info,
     'image.watch': () => null,
-    'path.stat': (args) => (args as { paths: string[] }).paths.map((path) => ({ path, kind: path.includes('taken') ? 'file' : 'missing' })),
+    // A folder is any path without an extension, except under /nowhere; files exist where named "taken".
+    'path.stat': (args) => (args as { paths: string[] }).paths.map((path) => ({ path, kind: path.includes('taken') ? 'file' : path.startsWith('/nowhere') || /\.[a-z0-9]+$/i.test(path) ? 'missing' : 'folder' })),
   }));
   replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
@@ -330,6 +331,14 @@ describe('the Save as New Disk… dialog', () => {
     expect(text(view, 'dialog-problem')).toContain('already there');
     expect(submitDisabled(view)).toBe(true);
     await view.get('[data-testid="export-name"]').setValue('free.qcow2');
+    await flushPromises();
+    expect(view.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    // A folder that is not there is said too (UI audit: the save failed after submit, and everything typed was lost).
+    await view.get('[data-testid="export-folder"]').setValue('/nowhere/dir');
+    await flushPromises();
+    expect(text(view, 'dialog-problem')).toBe('That folder does not exist.');
+    expect(submitDisabled(view)).toBe(true);
+    await view.get('[data-testid="export-folder"]').setValue('/disks');
     await flushPromises();
     expect(view.find('[data-testid="dialog-problem"]').exists()).toBe(false);
     expect(started).toEqual([]);

@@ -5,9 +5,8 @@
  * in words why the target cannot be used yet (null when it can, or while nothing is asked).
  */
 import { computed, ref, watch, type Ref } from 'vue';
-import type { PathStat } from '../../../shared/ipc/contract.ts';
-import { request } from '../api.ts';
 import { folderOf, isAbsolutePath } from '../lib/paths.ts';
+import { useTargetPlace } from './useTargetPlace.ts';
 
 export const NEW_DISK_EXTENSIONS = { qcow2: '.qcow2', raw: '.img' } as const;
 export type NewDiskFormat = keyof typeof NEW_DISK_EXTENSIONS;
@@ -27,25 +26,9 @@ export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDisk
     const base = folder.value.trim();
     return `${/[\\/]$/.test(base) ? base : `${base}/`}${name.value.trim()}`;
   });
-  // Whether something already has the target's name, asked of main as it changes (the job would
-  // refuse it too, but only after the passphrase was asked for and tried).
-  const taken = ref<string | null>(null);
-  let statSequence = 0;
-  watch(
-    [target, asking],
-    async ([path, open]) => {
-      const sequence = ++statSequence;
-      taken.value = null;
-      if (!open || !isAbsolutePath(path)) return;
-      try {
-        const [stat]: PathStat[] = await request('path.stat', { paths: [path] });
-        if (sequence === statSequence && stat !== undefined && stat.kind !== 'missing') taken.value = path;
-      } catch {
-        // Unknown: the job says so if the name is taken.
-      }
-    },
-    { immediate: true },
-  );
+  // The folder there and the name free, asked of main as they change (the job would refuse them
+  // too, but only after the passphrase was asked for and tried).
+  const placeProblem = useTargetPlace(target, folder, asking);
 
   const problem = computed(() => {
     if (!asking.value) return null;
@@ -55,8 +38,7 @@ export function useNewDiskTarget(diskPath: string, proposeName: (format: NewDisk
     // Linux, macOS and Windows file systems take names of at most 255 bytes (or UTF-16 units).
     if (new TextEncoder().encode(trimmed).length > MAX_NAME_BYTES) return `That file name is too long (at most ${MAX_NAME_BYTES} bytes); choose a shorter one.`;
     if (target.value === diskPath) return 'That is this disk’s own file; choose another name.';
-    if (taken.value === target.value) return 'Something by that name is already there; choose another name.';
-    return null;
+    return placeProblem.value;
   });
 
   return { format, folder, name, target, problem };
