@@ -88,13 +88,12 @@ describe('the Files panel', () => {
     expect(readFileSync(join(folder, 'notes-before.txt'), 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
     await page.getByTestId('dialog-cancel').click();
 
-    // A second restore to the same name is refused, and the first copy stays as it was.
+    // A second restore to the same name is refused before it starts (said beside the fields), and the first copy stays as it was.
     await row('notes.txt').hover();
     await row('notes.txt').getByTestId('file-restore').click();
     await page.getByTestId('restore-name').fill('notes-before.txt');
-    await restore.getByTestId('dialog-submit').click();
-    await eventually(() => restore.getAttribute('data-phase')).toBe('ended');
-    expect(await page.getByTestId('dialog-job-end-detail').textContent()).toContain('already exists');
+    await eventually(() => restore.getByTestId('dialog-problem').textContent()).toContain('already there');
+    expect(await restore.getByTestId('dialog-submit').isDisabled()).toBe(true);
     await page.getByTestId('dialog-cancel').click();
     expect(readFileSync(join(folder, 'notes-before.txt'), 'utf8')).toBe(BEFORE_FILES['home/me/notes.txt']);
 
