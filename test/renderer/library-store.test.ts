@@ -66,6 +66,11 @@ describe('library store', () => {
     await flush();
     expect(reads).toBe(2);
     expect(fake.calls.filter((call) => call.name === 'image.open')).toHaveLength(2);
+    // The same file typed another way is the same entry (read again), not a second one.
+    await library.open('/disks/./a.qcow2');
+    await library.openMany(['/disks//a.qcow2']);
+    expect(library.disks.map((disk) => disk.path)).toEqual(['/disks/a.qcow2']);
+    expect(library.selectedPath).toBe('/disks/a.qcow2');
   });
 
   it('opens and shows the disks main sends after start (a second launch, Open with Cowbell)', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { baseName, distinguishingFolders, folderOf } from '../../src/renderer/src/lib/paths.ts';
+import { baseName, distinguishingFolders, folderOf, tidyPath } from '../../src/renderer/src/lib/paths.ts';
 
 describe('host path pieces for display', () => {
   it('splits a POSIX path at / only: a backslash is part of a Linux file name', () => {
@@ -16,6 +16,16 @@ describe('host path pieces for display', () => {
     expect(baseName('C:/VMs/sub\\disk.qcow2')).toBe('disk.qcow2');
     expect(baseName('\\\\server\\share\\disk.qcow2')).toBe('disk.qcow2');
     expect(baseName('C:\\VMs\\')).toBe('VMs');
+  });
+});
+
+describe('a path typed several ways', () => {
+  it('is tidied to one spelling (UI audit: the same disk opened as ./ and // spellings made three sidebar entries), .. and other paths kept', () => {
+    expect(tidyPath('/tmp/adisks/./rand.qcow2')).toBe('/tmp/adisks/rand.qcow2');
+    expect(tidyPath('/tmp/adisks//rand.qcow2')).toBe('/tmp/adisks/rand.qcow2');
+    expect(tidyPath('//tmp///a/./././b.qcow2')).toBe('/tmp/a/b.qcow2');
+    expect(tidyPath('/vms/../other/disk.qcow2')).toBe('/vms/../other/disk.qcow2');
+    expect(tidyPath('C:\\vms\\disk.qcow2')).toBe('C:\\vms\\disk.qcow2');
   });
 });
 

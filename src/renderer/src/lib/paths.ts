@@ -29,6 +29,18 @@ export function hasFolderSeparator(name: string, platform: string | undefined): 
   return name.includes('/') || (platform === 'win32' && name.includes('\\'));
 }
 
+/**
+ * A POSIX path written the shortest way that names the same file without asking the file system:
+ * repeated slashes and `.` segments go (`/vms//a/./disk.qcow2` → `/vms/a/disk.qcow2`); `..` stays
+ * (past a symlink it need not mean the folder above). Other paths are kept as typed. The library
+ * opened one file several times under such spellings.
+ */
+export function tidyPath(path: string): string {
+  if (!path.startsWith('/')) return path;
+  const parts = path.split('/').filter((part) => part !== '' && part !== '.');
+  return `/${parts.join('/')}`;
+}
+
 export function isAbsolutePath(path: string): boolean {
   return path.startsWith('/') || /^[A-Za-z]:[\\/]/.test(path);
 }

@@ -6,6 +6,7 @@ import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { isImageInfo, isStringArray } from '../lib/reply-guards.ts';
 import { useGuestFilesStore } from './guest-files.ts';
 import { useRecentStore } from './recent.ts';
+import { tidyPath } from '../lib/paths.ts';
 
 export interface DiskError {
   code: ApiErrorCode;
@@ -78,14 +79,16 @@ export const useLibraryStore = defineStore('library', () => {
   }
 
   /** Opens a disk (or, if it is open already, reads it again) and shows it. */
-  function open(path: string): Promise<void> {
+  function open(typed: string): Promise<void> {
+    const path = tidyPath(typed);
     add(path);
     selectedPath.value = path;
     return read(path);
   }
 
   /** Opens several disks and shows the first; a selection the user makes meanwhile is kept. */
-  async function openMany(paths: string[]): Promise<void> {
+  async function openMany(typed: string[]): Promise<void> {
+    const paths = [...new Set(typed.map(tidyPath))];
     for (const path of paths) add(path);
     if (paths[0] !== undefined) selectedPath.value = paths[0];
     await Promise.all(paths.map((path) => read(path)));
