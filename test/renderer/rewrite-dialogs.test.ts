@@ -14,7 +14,10 @@ import DiskView from '../../src/renderer/src/components/DiskView.vue';
 import RewriteDialog from '../../src/renderer/src/components/dialogs/RewriteDialog.vue';
 import SaveSnapshotDialog, { proposedName } from '../../src/renderer/src/components/dialogs/SaveSnapshotDialog.vue';
 import { sizeChange, spaceVerdict } from '../../src/renderer/src/lib/describe-rewrite.ts';
+import { useAppStore } from '../../src/renderer/src/stores/app.ts';
+import { useDiskActions } from '../../src/renderer/src/stores/disk-actions.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
+import { CONNECTION_LOST, useSnapshotActions } from '../../src/renderer/src/stores/snapshot-actions.ts';
 import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeJobsConnection, imageInfo, type fakeConnection, type JobOutcome, type StartedJob } from './fixtures.ts';
@@ -409,6 +412,20 @@ describe('the disk’s actions', () => {
       expect((button.element as HTMLButtonElement).disabled).toBe(true);
       expect(button.element.parentElement?.getAttribute('title')).toBe('Read-only: in use by another program');
     }
+  });
+
+  it('are all disabled, saying why, once the connection to Cowbell is lost (UI audit: they opened, then failed)', async () => {
+    const disk = { path: PATH, status: 'ready' as const, info, error: null, refreshing: false };
+    useAppStore().connectionState = 'lost';
+    wrapper = mount(DiskView, { props: { disk }, global: { plugins: [pinia] } });
+    await flushPromises();
+    for (const id of ['compact-button', 'compress-button']) {
+      const button = wrapper.get(`[data-testid="${id}"]`);
+      expect((button.element as HTMLButtonElement).disabled).toBe(true);
+      expect(button.element.parentElement?.getAttribute('title')).toBe(CONNECTION_LOST);
+    }
+    expect(useSnapshotActions().writeBlockedReason(PATH)).toBe(CONNECTION_LOST);
+    expect(useDiskActions().exportBlockedReason(PATH)).toBe(CONNECTION_LOST);
   });
 
   it('put sizes in words: smaller, larger, the same', () => {

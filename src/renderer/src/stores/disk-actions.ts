@@ -15,7 +15,8 @@ import { formatBytes } from '../../../shared/format-units.ts';
 import { baseName } from '../lib/paths.ts';
 import { useJobsStore } from './jobs.ts';
 import { useLibraryStore } from './library.ts';
-import { useSnapshotActions } from './snapshot-actions.ts';
+import { useAppStore } from './app.ts';
+import { CONNECTION_LOST, useSnapshotActions } from './snapshot-actions.ts';
 
 export type RewriteMode = 'compress' | 'compact' | 'encrypt' | 'decrypt';
 export type DiskEncryption = 'luks' | 'aes' | null;
@@ -72,6 +73,7 @@ export function useDiskActions() {
 
   /** Why a snapshot of this disk cannot be saved as a new disk; null when it can (a read-only disk can). */
   function exportBlockedReason(path: string): string | null {
+    if (useAppStore().connectionState === 'lost') return CONNECTION_LOST;
     const info = infoOf(path);
     if (info?.['in-use'] === true) return WRITTEN_ELSEWHERE;
     return null;

@@ -10,9 +10,13 @@ import { formatBytes } from '../../../shared/format-units.ts';
 import { errorMessage } from '../error-messages.ts';
 import { toApiError } from '../lib/api-error.ts';
 import { baseName } from '../lib/paths.ts';
+import { useAppStore } from './app.ts';
 import { useDiskDataStore } from './disk-data.ts';
 import { useJobsStore, type RunOptions } from './jobs.ts';
 import { useLibraryStore } from './library.ts';
+
+/** Why nothing can be changed while the link to Cowbell is gone. */
+export const CONNECTION_LOST = 'Connection to Cowbell lost: start it again, then open the address it prints.';
 
 export function useSnapshotActions() {
   const jobs = useJobsStore();
@@ -24,6 +28,8 @@ export function useSnapshotActions() {
    * `rewrite`: a new file replaces the disk (compact and the like), which may leave dirty bitmaps behind — the only thing that makes such a disk read-only.
    */
   function writeBlockedReason(path: string, { rewrite = false } = {}): string | null {
+    // Without main nothing can be changed: said on every action, which opened and then failed (UI audit).
+    if (useAppStore().connectionState === 'lost') return CONNECTION_LOST;
     const info = library.disks.find((disk) => disk.path === path)?.info;
     const readOnly = info?.['read-only-reason'];
     if (readOnly && !(rewrite && readOnly === BITMAPS_READ_ONLY_REASON)) return `Read-only: ${readOnly}`;
