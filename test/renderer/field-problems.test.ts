@@ -91,6 +91,18 @@ describe('Rename', () => {
     expect(tiedToProblem(wrapper, name)).toBe(true);
     await name.setValue('renamed');
     expect(tiedToProblem(wrapper, name)).toBe(false);
+    expect(wrapper.find('[data-testid="snapshot-name-id-caution"]').exists()).toBe(false);
+  });
+
+  it('cautions, without refusing, that a name another snapshot has as its id is read as that id by qemu-img', async () => {
+    const tree = useDiskDataStore().disks.get(PATH)?.tree;
+    if (!tree?.snapshots[0]) throw new Error('no snapshot');
+    tree.snapshots.push({ ...tree.snapshots[0], id: '2', name: 'updated', parentId: '1' });
+    wrapper = mount(RenameSnapshotDialog, { props: { path: PATH, snapshot: tree.snapshots[1] ?? tree.snapshots[0] }, attachTo: document.body });
+    await flushPromises();
+    await wrapper.get('[data-testid="snapshot-name-input"]').setValue('1');
+    expect(wrapper.get('[data-testid="snapshot-name-id-caution"]').text()).toContain('“1” is the id of snapshot “installed”');
+    expect(wrapper.find('[data-testid="dialog-problem"]').exists()).toBe(false);
   });
 });
 

@@ -21,3 +21,17 @@ export function snapshotNameProblem(name: string, existingNames: Iterable<string
   if (trimmed !== ownName && /^snapshot\.(name|id)=/s.test(trimmed)) return 'This name reads as a reference to another snapshot; choose another name.';
   return null;
 }
+
+/**
+ * A name that is another snapshot's id: allowed (qemu-img allows it, and Cowbell tells them apart),
+ * but qemu-img and QEMU look ids up first, so `qemu-img snapshot -a 1` would take the other one.
+ * Said as a caution, or null.
+ */
+export function snapshotNameIdCaution(name: string, snapshots: Iterable<{ id: string; name: string }>, ownId: string | null = null): string | null {
+  const trimmed = name.trim();
+  for (const snapshot of snapshots) {
+    if (snapshot.id === ownId || snapshot.id !== trimmed) continue;
+    return `“${trimmed}” is the id of snapshot “${snapshot.name}”: qemu-img and QEMU read it as that id first (qemu-img snapshot -a ${trimmed} would revert to “${snapshot.name}”). Cowbell tells them apart.`;
+  }
+  return null;
+}
