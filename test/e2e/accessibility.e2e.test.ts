@@ -146,6 +146,29 @@ describe('a small window or a 200 % zoom', () => {
   }
 });
 
+describe('a small window with a backing chain above the tree', () => {
+  it('640×400: the tree keeps its working height (the chain bar left it a 77 px strip with no node in it: UI audit), the panel scrolls', async () => {
+    const base = makeDisk('chain-base.qcow2');
+    const overlay = join(folder, 'chain-top.qcow2');
+    qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
+    qemuImg('snapshot', '-c', 'on the overlay', overlay);
+    const session = await openApp([overlay], { viewport: { width: 640, height: 400 } });
+    try {
+      const { page } = session;
+      await eventually(() => page.getByTestId('chain-file-0').isVisible()).toBe(true);
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(2);
+      // What shows of the tree: the pane holding it, not the tree's own box (clipped inside it, that stayed 280 px).
+      const paneHeight = await page.locator('.snapshots-pane').evaluate((element) => element.clientHeight);
+      expect(paneHeight).toBeGreaterThanOrEqual(200);
+      await page.locator('[data-testid="tree-node"][aria-label^="on the overlay"]').click();
+      await eventually(() => page.getByTestId('action-revert').isVisible()).toBe(true);
+      await screenshot(page, 'small-window-chain');
+    } finally {
+      await session.close();
+    }
+  });
+});
+
 describe('forced colours (a high-contrast system palette)', () => {
   it('keeps the legend’s colour swatches and marks the selected tab and disk with an outline', async () => {
     const session = await openApp([makeDisk('forced.qcow2')]);
