@@ -215,6 +215,16 @@ describe('the chain dialogs start their jobs', () => {
     expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/mnt/new-place/gone.qcow2', backingFormat: 'qcow2', unsafe: true } });
   });
 
+  it('Rebase refuses, before it starts, a disk built on this one as the new backing file (a loop the job refused only once started: UI audit)', async () => {
+    const clone = '/disks/clone-of-this.qcow2';
+    useDiskDataStore().entry(clone).chain = { complete: true, files: [file({ path: clone, name: clone, declaredFormat: null }), file({ path: PATH, name: 'clone.qcow2' }), file({ path: '/disks/base.qcow2', name: 'base.qcow2' })] };
+    const dialog = await mountWith(RebaseDialog, healthy);
+    await dialog.get('[data-testid="rebase-target"]').setValue(clone);
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('clone-of-this.qcow2 is built on this disk: as its backing file it would make a loop.');
+    await dialog.get('form').trigger('submit');
+    expect(started.filter((job) => job.kind === 'chain.rebase')).toEqual([]);
+  });
+
   it('Rebase onto nothing is refused in name-only mode (the data would be lost)', async () => {
     const dialog = await mountWith(RebaseDialog, missing);
     await dialog.get('[data-testid="rebase-none"]').setValue(true);

@@ -105,4 +105,19 @@ describe('useBackingFileLook', () => {
     expect(look.looksLike.value).toBeNull();
     expect(reads).toEqual([]);
   });
+
+  it('says a path names no file to build on: nothing there, or a folder (Rebase said so only once its job failed)', async () => {
+    replies.set('/disks', { code: 'NOT_A_FILE' });
+    const { path, look } = probe();
+    path.value = '/disks/gone.qcow2';
+    await settle();
+    expect(look.unusable.value).toBe('There is no file at this path.');
+    path.value = '/disks';
+    await settle();
+    expect(look.unusable.value).toBe('That is not a file.');
+    replies.set('/disks/plain.qcow2', { encrypted: false });
+    path.value = '/disks/plain.qcow2';
+    await settle();
+    expect(look.unusable.value).toBeNull();
+  });
 });

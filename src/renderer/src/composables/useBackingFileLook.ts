@@ -21,6 +21,8 @@ export function useBackingFileLook(path: Ref<string>, readTitle: string, known: 
   const jobs = useJobsStore();
   const looksLike = ref<BackingFileLook['format']>(null);
   const encrypted = ref(false);
+  /** Why the path names no file to build on (nothing there, or a folder), once read; null otherwise. */
+  const unusable = ref<string | null>(null);
   let reads = 0;
   watch(
     path,
@@ -29,6 +31,7 @@ export function useBackingFileLook(path: Ref<string>, readTitle: string, known: 
       const read = ++reads;
       looksLike.value = null;
       encrypted.value = false;
+      unusable.value = null;
       const look = known(trimmed);
       if (look !== undefined) {
         looksLike.value = look.format;
@@ -46,11 +49,15 @@ export function useBackingFileLook(path: Ref<string>, readTitle: string, known: 
             encrypted.value = info.encrypted === true;
           })
           .catch((error: unknown) => {
-            if (read === reads && toApiError(error).code === 'BAD_MAGIC') looksLike.value = 'raw';
+            if (read !== reads) return;
+            const code = toApiError(error).code;
+            if (code === 'BAD_MAGIC') looksLike.value = 'raw';
+            else if (code === 'NOT_FOUND') unusable.value = 'There is no file at this path.';
+            else if (code === 'NOT_A_FILE') unusable.value = 'That is not a file.';
           });
       }, BACKING_READ_DELAY_MS);
     },
     { immediate: true },
   );
-  return { looksLike, encrypted };
+  return { looksLike, encrypted, unusable };
 }
