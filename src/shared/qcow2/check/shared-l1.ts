@@ -11,9 +11,9 @@
 import { claimFreeRun } from './free-space.ts';
 import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
+import { switchToSnapshotTable } from './snapshot-table-repair.ts';
 import { alignUp } from '../format/bytes.ts';
-import { parseHeader, serializeFixedHeader } from '../format/header.ts';
-import { serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
+import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import { readZeroFilled } from '../io/read-zero-filled.ts';
 
@@ -68,17 +68,9 @@ export function separateSharedL1Tables(image: Qcow2Image, scan: ReferenceScan, f
     entry.l1TableOffset = offset;
   }
   file.flush();
-  const bytes = serializeSnapshotTable(entries);
-  const tableOffset = claimFreeRun(image, scan, Math.ceil(bytes.length / clusterBytes));
-  if (tableOffset === null) {
+  if (switchToSnapshotTable(image, scan, entries) === null) {
     findings.note('ERROR no free space for a new snapshot table; the snapshot table was left as it is');
     return false;
   }
-  file.write(bytes, tableOffset);
-  file.flush();
-  const header = parseHeader(readZeroFilled(file, 0, clusterBytes), file.size(), { forCheck: true });
-  header.snapshotsOffset = tableOffset;
-  file.write(serializeFixedHeader(header), 0);
-  file.flush();
   return true;
 }

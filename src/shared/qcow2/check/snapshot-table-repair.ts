@@ -11,7 +11,7 @@ import type { CheckFindings } from './findings.ts';
 import type { ReferenceScan } from './scan.ts';
 import { readZeroFilled } from '../io/read-zero-filled.ts';
 import { parseHeader, serializeFixedHeader } from '../format/header.ts';
-import { completedExtraData, serializeSnapshotTable } from '../format/snapshot-table.ts';
+import { completedExtraData, serializeSnapshotTable, type SnapshotEntry } from '../format/snapshot-table.ts';
 import type { Qcow2Image } from '../image/image.ts';
 import type { RepairLoss } from '../model.ts';
 
@@ -19,26 +19,13 @@ import type { RepairLoss } from '../model.ts';
 export function repairSnapshotTable(image: Qcow2Image, scan: ReferenceScan, findings: CheckFindings, losses: RepairLoss[]): boolean {
   const damage = image.snapshotTableDamage;
   if (damage === null) return false;
-  const { file, clusterBytes } = image;
   const incomplete = new Set(damage.incomplete);
   const kept = image.snapshots.map((entry, position) => (incomplete.has(position) ? completedExtraData(entry, image.virtualSize) : entry));
-  let tableOffset = 0;
-  if (kept.length > 0) {
-    const bytes = serializeSnapshotTable(kept);
-    const claimed = claimFreeRun(image, scan, Math.ceil(bytes.length / clusterBytes));
-    if (claimed === null) {
-      findings.note('ERROR no free space for a repaired snapshot table; the snapshot table was left as it is');
-      return false;
-    }
-    tableOffset = claimed;
-    file.write(bytes, tableOffset);
-    file.flush();
+  const tableOffset = switchToSnapshotTable(image, scan, kept);
+  if (tableOffset === null) {
+    findings.note('ERROR no free space for a repaired snapshot table; the snapshot table was left as it is');
+    return false;
   }
-  const header = parseHeader(readZeroFilled(file, 0, clusterBytes), file.size(), { forCheck: true });
-  header.snapshotCount = kept.length;
-  header.snapshotsOffset = tableOffset;
-  file.write(serializeFixedHeader(header), 0);
-  file.flush();
   for (const position of damage.incomplete) {
     const entry = image.snapshots[position];
     findings.note(`Repairing snapshot table entry ${position} is incomplete (snapshot ${entry?.id ?? '?'} "${entry?.name ?? '?'}": the extra data version 3 requires was added)`);
@@ -50,4 +37,28 @@ export function repairSnapshotTable(image: Qcow2Image, scan: ReferenceScan, find
   }
   if (kept.length > 0) findings.note(`The repaired snapshot table (${kept.length} snapshots) is at 0x${tableOffset.toString(16)}`);
   return true;
+}
+
+/**
+ * Writes `entries` as a new snapshot table in claimed free clusters (durable), then switches the
+ * header's count and offset to it in one write; the old table's clusters become leaks. Returns the
+ * new table's offset (0 for no snapshots), or null where no free run could hold it (nothing written).
+ */
+export function switchToSnapshotTable(image: Qcow2Image, scan: ReferenceScan, entries: SnapshotEntry[]): number | null {
+  const { file, clusterBytes } = image;
+  let tableOffset = 0;
+  if (entries.length > 0) {
+    const bytes = serializeSnapshotTable(entries);
+    const claimed = claimFreeRun(image, scan, Math.ceil(bytes.length / clusterBytes));
+    if (claimed === null) return null;
+    tableOffset = claimed;
+    file.write(bytes, tableOffset);
+    file.flush();
+  }
+  const header = parseHeader(readZeroFilled(file, 0, clusterBytes), file.size(), { forCheck: true });
+  header.snapshotCount = entries.length;
+  header.snapshotsOffset = tableOffset;
+  file.write(serializeFixedHeader(header), 0);
+  file.flush();
+  return tableOffset;
 }
