@@ -147,7 +147,7 @@ describe('a small window or a 200 % zoom', () => {
 });
 
 describe('a small window with a backing chain above the tree', () => {
-  it('640×400: the tree keeps its working height (the chain bar left it a 77 px strip with no node in it: UI audit), the panel scrolls', async () => {
+  it('640×400: the tree keeps its working height (the chain bar left it a 77 px strip with no node in it: UI audit), the panel scrolls, by the wheel over the tree too', async () => {
     const base = makeDisk('chain-base.qcow2');
     const overlay = join(folder, 'chain-top.qcow2');
     qemuImg('create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', overlay);
@@ -162,6 +162,15 @@ describe('a small window with a backing chain above the tree', () => {
       expect(paneHeight).toBeGreaterThanOrEqual(200);
       await page.locator('[data-testid="tree-node"][aria-label^="on the overlay"]').click();
       await eventually(() => page.getByTestId('action-revert').isVisible()).toBe(true);
+      // The wheel over a tree that is all in view scrolls the tab (it panned the tree: UI audit).
+      const scrolled = (): Promise<number> => page.evaluate(() => [...document.querySelectorAll('.tab-panel, .snapshots-pane')].reduce((sum, element) => sum + element.scrollTop, 0));
+      await page.evaluate(() => document.querySelectorAll('.tab-panel, .snapshots-pane').forEach((element) => element.scrollTo(0, 0)));
+      await eventually(scrolled).toBe(0);
+      const tree = await page.getByTestId('snapshot-tree').boundingBox();
+      if (tree === null) throw new Error('the tree is not drawn');
+      await page.mouse.move(tree.x + tree.width / 2, tree.y + Math.min(tree.height / 2, 40));
+      await page.mouse.wheel(0, 120);
+      await eventually(scrolled).toBeGreaterThan(0);
       await screenshot(page, 'small-window-chain');
     } finally {
       await session.close();

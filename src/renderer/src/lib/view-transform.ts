@@ -65,3 +65,22 @@ export function cssTransform(view: ViewTransform, originX: number, originY: numb
   const y = view.y + originY * view.scale;
   return `translate(${x.toFixed(2)}px, ${y.toFixed(2)}px) scale(${view.scale.toFixed(4)})`;
 }
+
+/**
+ * The wheel's pan of (dx, dy) screen pixels (positive: towards what lies right of and below the
+ * viewport), as far as there is scene left to bring into view on each axis (with a margin), as a
+ * scroll box scrolls; null when neither axis has any, so the wheel can scroll the page around
+ * the tree instead (a small window scrolls its tab as a whole).
+ */
+export function wheelPan(view: ViewTransform, box: Box, width: number, height: number, dx: number, dy: number, margin = 24): ViewTransform | null {
+  const moveX = axisRoom(box.minX * view.scale + view.x, box.maxX * view.scale + view.x, width, dx, margin);
+  const moveY = axisRoom(box.minY * view.scale + view.y, box.maxY * view.scale + view.y, height, dy, margin);
+  return moveX === 0 && moveY === 0 ? null : { ...view, x: view.x - moveX, y: view.y - moveY };
+}
+
+/** How far (signed as `delta`) the scene spanning [start, end] on screen may move along one axis of `length`. */
+function axisRoom(start: number, end: number, length: number, delta: number, margin: number): number {
+  if (delta > 0) return Math.min(delta, Math.max(0, end - (length - margin)));
+  if (delta < 0) return -Math.min(-delta, Math.max(0, margin - start));
+  return 0;
+}
