@@ -163,8 +163,9 @@ describe('a small window with a backing chain above the tree', () => {
       await page.locator('[data-testid="tree-node"][aria-label^="on the overlay"]').click();
       await eventually(() => page.getByTestId('action-revert').isVisible()).toBe(true);
       // The wheel over a tree that is all in view scrolls the tab (it panned the tree: UI audit).
-      const scrolled = (): Promise<number> => page.evaluate(() => [...document.querySelectorAll('.tab-panel, .snapshots-pane')].reduce((sum, element) => sum + element.scrollTop, 0));
-      await page.evaluate(() => document.querySelectorAll('.tab-panel, .snapshots-pane').forEach((element) => element.scrollTo(0, 0)));
+      const scrollers = page.locator('.tab-panel, .snapshots-pane');
+      const scrolled = (): Promise<number> => scrollers.evaluateAll((elements) => elements.reduce((sum, element) => sum + element.scrollTop, 0));
+      await scrollers.evaluateAll((elements) => elements.forEach((element) => element.scrollTo(0, 0)));
       await eventually(scrolled).toBe(0);
       const tree = await page.getByTestId('snapshot-tree').boundingBox();
       if (tree === null) throw new Error('the tree is not drawn');
