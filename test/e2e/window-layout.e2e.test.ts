@@ -75,6 +75,10 @@ describe('the window at desktop sizes, light and dark', () => {
             };
           });
           expect(overflow).toEqual({ vertical: 0, horizontal: 0, bodyOverflow: 'hidden' });
+          // The space card's legend wraps above its bars (drawn by the chart, a two-line legend ran over the first bar).
+          const [legend, bars] = await Promise.all(['[data-testid="snapshot-space-legend"]', '[data-testid="snapshot-space-chart"] .chart'].map((selector) => page.locator(selector).boundingBox()));
+          expect((legend?.y ?? Infinity) + (legend?.height ?? 0)).toBeLessThanOrEqual(bars?.y ?? 0);
+          expect(await page.getByTestId('snapshot-space-legend').locator('li').allTextContents()).toEqual(['Only in this state', 'Only in the current state', 'Shared']);
           // The disk's toolbar fits beside its tabs: the last button ends inside the disk view.
           const [view, take, tabs, check] = await Promise.all(
             ['disk-view', 'take-button', 'tab-properties', 'check-button'].map((id) => page.getByTestId(id).boundingBox()),

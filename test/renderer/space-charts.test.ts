@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { UsageReport } from '../../src/shared/ipc/contract.ts';
-import { binaryAxisScale, snapshotSpaceOption, snapshotSpaceRows, spaceFigures, spaceSummaryOption, type ChartPalette } from '../../src/renderer/src/lib/space-charts.ts';
+import { binaryAxisScale, snapshotSpaceLegend, snapshotSpaceOption, snapshotSpaceRows, spaceFigures, spaceSummaryOption, type ChartPalette } from '../../src/renderer/src/lib/space-charts.ts';
 
 const palette: ChartPalette = {
   text: '#111',
@@ -150,10 +150,14 @@ describe('space by snapshot chart', () => {
     const rows = snapshotSpaceRows(usage(snapshots));
     const option = snapshotSpaceOption(rows, palette, '1');
     expect((option.yAxis as { data: string[] }).data).toEqual(['big one', 'Current state', 'fresh install', 'tiny']);
-    const [currentSwatch, own, shared] = option.series as BarSeries[];
-    // The legend names the current state's colour too (UI audit: orange, unexplained); its series draws nothing.
-    expect((option.legend as { data: string[] }).data).toEqual(['Only in this state', 'Only in the current state', 'Shared']);
-    expect(currentSwatch).toMatchObject({ name: 'Only in the current state', data: [], itemStyle: { color: '#current' } });
+    const [own, shared] = option.series as BarSeries[];
+    // The legend names the current state's colour too (UI audit: orange, unexplained).
+    expect(snapshotSpaceLegend(rows, palette)).toEqual([
+      { name: 'Only in this state', color: '#data' },
+      { name: 'Only in the current state', color: '#current' },
+      { name: 'Shared', color: '#shared' },
+    ]);
+    expect(snapshotSpaceLegend(rows.filter((row) => row.kind !== 'current'), palette).map((entry) => entry.name)).toEqual(['Only in this state', 'Shared']);
     expect(own?.data.map((item) => item?.value)).toEqual([90 * MiB, 8 * MiB, 1 * MiB, 0]);
     expect(shared?.data.map((item) => item?.value)).toEqual([10 * MiB, 150 * MiB, 40 * MiB, 5 * MiB]);
     expect(own?.data[1]?.itemStyle?.color).toBe('#current');

@@ -179,7 +179,20 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
 }
 
 const MAX_LABEL = 22;
-const CURRENT_OWN = 'Only in the current state';
+
+export interface LegendEntry {
+  name: string;
+  color: string;
+}
+
+/** What the bars' colours mean; the current state's own bytes have a colour of their own (the tree's "You are here"). */
+export function snapshotSpaceLegend(rows: readonly SnapshotSpaceRow[], palette: ChartPalette): LegendEntry[] {
+  return [
+    { name: 'Only in this state', color: palette.data },
+    ...(rows.some((row) => row.kind === 'current') ? [{ name: 'Only in the current state', color: palette.current }] : []),
+    { name: 'Shared', color: palette.shared },
+  ];
+}
 
 function shortLabel(label: string): string {
   return label.length > MAX_LABEL ? `${label.slice(0, MAX_LABEL - 1)}…` : label;
@@ -203,18 +216,9 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
   });
   return {
     ...baseOption(palette),
-    grid: { left: 8, right: 16, top: 28, bottom: 4, containLabel: true },
-    legend: {
-      top: 0,
-      left: 0,
-      itemWidth: 10,
-      itemHeight: 10,
-      textStyle: { color: palette.textSecondary },
-      // The current state's own bytes have a colour of their own (the tree's "You are here"): the legend says so.
-      data: ['Only in this state', ...(rows.some((row) => row.kind === 'current') ? [CURRENT_OWN] : []), 'Shared'],
-      // Entries name colours; hiding a series by clicking one would hide the current state's bar with the rest.
-      selectedMode: false,
-    },
+    // The legend is the component's (HTML, so a narrow card wraps it and the bars move down).
+    grid: { left: 8, right: 16, top: 8, bottom: 4, containLabel: true },
+    legend: { show: false },
     xAxis: bytesAxis(palette, Math.max(0, ...rows.map((row) => row.exclusiveBytes + row.sharedBytes)), axisSteps),
     yAxis: {
       type: 'category',
@@ -227,8 +231,6 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       axisLabel: { color: palette.text },
     },
     series: [
-      // Draws nothing: the legend's swatch for the current state's own bytes.
-      { name: CURRENT_OWN, type: 'bar', stack: 'bytes', barWidth: 12, itemStyle: { color: palette.current }, data: [] },
       {
         name: 'Only in this state',
         type: 'bar',
