@@ -179,6 +179,39 @@ describe('a small window with a backing chain above the tree', () => {
   });
 });
 
+describe('a short tree pane (the jobs panel open)', () => {
+  it('places, fits and reveals nodes above the zoom controls (they covered "You are here": UI audit)', async () => {
+    const disk = makeDisk('tall-tree.qcow2');
+    for (let index = 0; index < 8; index++) qemuImg('snapshot', '-c', `step ${index}`, disk);
+    const session = await openApp([disk], { viewport: { width: 1024, height: 640 } });
+    try {
+      const { page } = session;
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(11);
+      await page.getByTestId('jobs-toggle').click();
+      await page.getByTestId('jobs-panel').waitFor();
+      const controlsTop = async (): Promise<number> => (await page.getByTestId('tree-controls').boundingBox())?.y ?? 0;
+      const bottomOf = async (id: string): Promise<number> => {
+        const box = await page.locator(`[data-testid="tree-node"][data-node-id="${id}"]`).boundingBox();
+        return (box?.y ?? Infinity) + (box?.height ?? 0);
+      };
+      const tree = page.getByTestId('snapshot-tree');
+      // Home places the current state as on opening.
+      await tree.focus();
+      await page.keyboard.press('Home');
+      await eventually(async () => (await bottomOf('current')) <= (await controlsTop())).toBe(true);
+      // Up to the first snapshot and back down: each step reveals the selected node.
+      for (let step = 0; step < 12; step++) await page.keyboard.press('ArrowUp');
+      for (let step = 0; step < 12; step++) await page.keyboard.press('ArrowDown');
+      await eventually(async () => (await bottomOf('current')) <= (await controlsTop())).toBe(true);
+      await page.getByTestId('tree-fit').click();
+      await eventually(async () => (await bottomOf('current')) <= (await controlsTop())).toBe(true);
+      await screenshot(page, 'short-tree-pane');
+    } finally {
+      await session.close();
+    }
+  });
+});
+
 describe('forced colours (a high-contrast system palette)', () => {
   it('keeps the legend’s colour swatches and marks the selected tab and disk with an outline', async () => {
     const session = await openApp([makeDisk('forced.qcow2')]);
