@@ -5,7 +5,7 @@
  * a label: each of these was found by hand in a UI audit before; this keeps them found.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -44,6 +44,8 @@ async function violations(page: Page): Promise<Violation[]> {
 
 let folder: string;
 let disk: string;
+let overlay: string;
+let encrypted: string;
 
 beforeAll(async () => {
   folder = await makeTempDir();
@@ -53,6 +55,13 @@ beforeAll(async () => {
   qemuImg('snapshot', '-c', 'fresh install', disk);
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 2 1M 1M', disk]);
   qemuImg('snapshot', '-c', 'drivers', disk);
+  overlay = join(folder, 'web.qcow2');
+  qemuImg('create', '-q', '-f', 'qcow2', '-b', disk, '-F', 'qcow2', overlay);
+  qemuImg('snapshot', '-c', 'site up', overlay);
+  const secret = join(folder, 'secret.txt');
+  writeFileSync(secret, 'correct horse');
+  encrypted = join(folder, 'vault.qcow2');
+  qemuImg('create', '-q', '--object', `secret,id=s0,file=${secret}`, '-f', 'qcow2', '-o', 'encrypt.format=luks,encrypt.key-secret=s0', encrypted, '64M');
 });
 
 afterAll(async () => {
@@ -98,6 +107,35 @@ describe('axe finds no accessibility violation', () => {
         await screenshot(page, `axe-${colorScheme}`);
         expect(Object.fromEntries(Object.entries(seen).filter(([, found]) => found.length > 0))).toEqual({});
         expect(Object.keys(seen)).toHaveLength(12);
+      } finally {
+        await session.close();
+      }
+    });
+
+    it(`${colorScheme}: a snapshot's dialogs, the backing chain's, and an encrypted disk (locked) with its own`, async () => {
+      const session = await openApp([overlay, encrypted], { viewport: { width: 1280, height: 800 }, colorScheme });
+      try {
+        const { page } = session;
+        await eventually(() => page.getByTestId('tree-node').count()).toBe(2);
+        await page.locator('[data-testid="tree-node"][aria-label^="site up"]').click();
+        const seen: Record<string, Violation[]> = {};
+        const dialogs = async (buttons: string[]): Promise<void> => {
+          for (const button of buttons) {
+            await page.getByTestId(button).click();
+            // Revert and Delete are alert dialogs: the open <dialog> whatever its role.
+            await page.locator('dialog[open]').waitFor();
+            seen[`the dialog of ${button}`] = await violations(page);
+            await page.keyboard.press('Escape');
+            await eventually(() => page.locator('dialog[open]').count()).toBe(0);
+          }
+        };
+        await dialogs(['action-revert', 'action-rename', 'action-delete', 'action-export', 'action-note', 'compact-button', 'check-button', 'rebase-button', 'linked-clone-button', 'commit-button']);
+        await page.locator(`[data-testid="disk-item"][data-path="${encrypted}"]`).click();
+        await eventually(() => page.getByTestId('passphrase-button').isEnabled()).toBe(true);
+        seen['an encrypted disk'] = await violations(page);
+        await dialogs(['passphrase-button', 'decrypt-button']);
+        expect(Object.fromEntries(Object.entries(seen).filter(([, found]) => found.length > 0))).toEqual({});
+        expect(Object.keys(seen)).toHaveLength(13);
       } finally {
         await session.close();
       }
