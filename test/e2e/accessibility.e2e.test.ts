@@ -212,6 +212,32 @@ describe('a short tree pane (the jobs panel open)', () => {
   });
 });
 
+describe('long snapshot names in the tree', () => {
+  it('end, with an ellipsis, inside the highlight behind their node (wide glyphs ran past it: UI audit)', async () => {
+    const disk = makeDisk('long-names.qcow2');
+    qemuImg('snapshot', '-c', 'x'.repeat(120), disk);
+    qemuImg('snapshot', '-c', 'W'.repeat(40), disk);
+    const session = await openApp([disk]);
+    try {
+      const { page } = session;
+      await eventually(() => page.getByTestId('tree-node').count()).toBe(5);
+      const overhang = await page.getByTestId('tree-node').evaluateAll((nodes) =>
+        nodes.map((node) => {
+          const name = node.querySelector('[data-testid="tree-node-name"]');
+          const back = node.querySelector('.node-back');
+          if (name === null || back === null) return Infinity;
+          return name.getBoundingClientRect().right - back.getBoundingClientRect().right;
+        }),
+      );
+      expect(overhang.every((pixels) => pixels <= 0)).toBe(true);
+      const names = await page.getByTestId('tree-node-name').allTextContents();
+      expect(names.filter((name) => name.endsWith('…'))).toHaveLength(2);
+    } finally {
+      await session.close();
+    }
+  });
+});
+
 describe('forced colours (a high-contrast system palette)', () => {
   it('keeps the legend’s colour swatches and marks the selected tab and disk with an outline', async () => {
     const session = await openApp([makeDisk('forced.qcow2')]);
