@@ -232,6 +232,10 @@ describe('long snapshot names in the tree', () => {
       expect(overhang.every((pixels) => pixels <= 0)).toBe(true);
       const names = await page.getByTestId('tree-node-name').allTextContents();
       expect(names.filter((name) => name.endsWith('…'))).toHaveLength(2);
+      // The current state's card names the long one it is based on, inside the card.
+      const card = page.getByTestId('node-card');
+      expect(await card.locator('.card-line').first().evaluate((line) => line.scrollWidth - line.clientWidth)).toBe(0);
+      expect(await card.evaluate((element) => element.scrollWidth - element.clientWidth)).toBe(0);
     } finally {
       await session.close();
     }

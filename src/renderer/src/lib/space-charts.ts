@@ -179,6 +179,7 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
 }
 
 const MAX_LABEL = 22;
+const LABEL_PIXELS = 110;
 
 export interface LegendEntry {
   name: string;
@@ -228,7 +229,8 @@ export function snapshotSpaceOption(rows: readonly SnapshotSpaceRow[], palette: 
       triggerEvent: true,
       axisTick: { show: false },
       axisLine: { lineStyle: { color: palette.grid } },
-      axisLabel: { color: palette.text },
+      // At most a third of a side card: a long name squeezed the bars until the axis lost its labels (UI audit 12).
+      axisLabel: { color: palette.text, width: LABEL_PIXELS, overflow: 'truncate' },
     },
     series: [
       {
