@@ -93,6 +93,12 @@ describe('the window at desktop sizes, light and dark', () => {
           expect(dark).toBe(colorScheme === 'dark');
 
           await screenshot(page, `window-${viewport.width}x${viewport.height}-${colorScheme}`);
+          // A snapshot's Revert/Rename/Delete fit their buttons (at 1024 "Rename…" ran 7 px past its border).
+          await page.locator('[data-testid="tree-node"][aria-label^="clean baseline"]').click();
+          await eventually(() => page.getByTestId('action-rename').isVisible()).toBe(true);
+          const buttonOverflow = await page.locator('.write-actions .button').evaluateAll((buttons) => buttons.map((button) => button.scrollWidth - button.clientWidth));
+          expect(buttonOverflow).toHaveLength(3);
+          expect(Math.max(...buttonOverflow)).toBeLessThanOrEqual(1);
           // With the Files pane shown the tree keeps room, and the pane can be hidden again (app audit: at 900x600 the tree had 0 px).
           await page.getByTestId('files-toggle').click();
           await page.getByTestId('files-pane').waitFor();
