@@ -151,7 +151,7 @@ describe('space by snapshot chart', () => {
     const option = snapshotSpaceOption(rows, palette, '1');
     expect((option.yAxis as { data: string[] }).data).toEqual(['big one', 'Current state', 'fresh install', 'tiny']);
     // A long name is cut to a width, not left to squeeze the bars (UI audit 12).
-    expect((option.yAxis as { axisLabel: object }).axisLabel).toMatchObject({ width: 110, overflow: 'truncate' });
+    expect((option.yAxis as { axisLabel: object }).axisLabel).toMatchObject({ width: 120, overflow: 'truncate' });
     const [own, shared] = option.series as BarSeries[];
     // The legend names the current state's colour too (UI audit: orange, unexplained).
     expect(snapshotSpaceLegend(rows, palette)).toEqual([

@@ -179,7 +179,7 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
 }
 
 const MAX_LABEL = 22;
-const LABEL_PIXELS = 110;
+const LABEL_PIXELS = 120;
 
 export interface LegendEntry {
   name: string;
