@@ -213,7 +213,7 @@ describe('a short tree pane (the jobs panel open)', () => {
 });
 
 describe('long snapshot names in the tree', () => {
-  it('end, with an ellipsis, inside the highlight behind their node (wide glyphs ran past it: UI audit)', async () => {
+  it('end, with an ellipsis, inside the highlight behind their node, as the date line does (wide glyphs ran past it: UI audit)', async () => {
     const disk = makeDisk('long-names.qcow2');
     qemuImg('snapshot', '-c', 'x'.repeat(120), disk);
     qemuImg('snapshot', '-c', 'W'.repeat(40), disk);
@@ -224,9 +224,10 @@ describe('long snapshot names in the tree', () => {
       const overhang = await page.getByTestId('tree-node').evaluateAll((nodes) =>
         nodes.map((node) => {
           const name = node.querySelector('[data-testid="tree-node-name"]');
+          const meta = node.querySelector('[data-testid="tree-node-meta"]');
           const back = node.querySelector('.node-back');
-          if (name === null || back === null) return Infinity;
-          return name.getBoundingClientRect().right - back.getBoundingClientRect().right;
+          if (name === null || meta === null || back === null) return Infinity;
+          return Math.max(name.getBoundingClientRect().right, meta.getBoundingClientRect().right) - back.getBoundingClientRect().right;
         }),
       );
       expect(overhang.every((pixels) => pixels <= 0)).toBe(true);

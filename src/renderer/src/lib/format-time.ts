@@ -10,6 +10,18 @@ const isoFormat = new Intl.DateTimeFormat('sv-SE', {
   second: '2-digit',
 });
 
+const dayFormat = new Intl.DateTimeFormat(undefined, { dateStyle: 'medium' });
+const timeInYearFormat = new Intl.DateTimeFormat(undefined, { month: 'short', day: 'numeric', hour: 'numeric', minute: '2-digit' });
+
+/**
+ * A shorter date where a full one does not fit (the tree's node): this year's without the year
+ * ("Dec 6, 12:43 PM"), an older one without the time ("Dec 6, 2025").
+ */
+export function formatDateShort(epochSeconds: number, now = new Date()): string {
+  const date = new Date(epochSeconds * 1000);
+  return date.getFullYear() === now.getFullYear() ? timeInYearFormat.format(date) : dayFormat.format(date);
+}
+
 /** Seconds since the epoch → e.g. "25 Nov 2025, 15:48". */
 export function formatDate(epochSeconds: number): string {
   return dateFormat.format(new Date(epochSeconds * 1000));
