@@ -3,7 +3,8 @@
  * geometry, and the features it reads), folders, inodes and symlinks come from their blocks
  * (ext-inodes.ts), what is kept inline in an inode from the inode (ext-inline-data.ts), and a
  * file's content straight from the volume through the block runs of its inode (ext-extents.ts).
- * Nothing is ever written: there is no mount, no journal replay, no access time.
+ * A filesystem that was in use when its state was saved is read as the kernel would mount it: its
+ * journal replayed first, in memory (ext-journal.ts). Nothing is ever written: no mount, no access time.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
@@ -12,6 +13,7 @@ import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
+import { journaledVolume, replayJournal } from './ext-journal.ts';
 import { inlineContent } from './ext-inline-data.ts';
 import { ENCRYPTED_FLAG, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { corrupt, hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
@@ -25,7 +27,16 @@ export const extReader: FilesystemReader = {
   async open(volume: VolumeBytes): Promise<GuestFilesystem> {
     // Checked here (geometry, and the features this reader reads) before anything reads further.
     const superblock = await readExtSuperblock(volume);
-    return new ExtFilesystem(volume, superblock);
+    const journal = superblock.journalToReplay;
+    if (journal === null) return new ExtFilesystem(volume, superblock, []);
+    if (journal === 'external') {
+      throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', 'The ext filesystem was in use and its latest changes wait in a journal on another device, which Cowbell cannot read');
+    }
+    const { blocks } = await replayJournal(volume, superblock, new ExtInodeTable(volume, superblock), journal);
+    if (blocks.size === 0) return new ExtFilesystem(volume, superblock, []);
+    const replayed = journaledVolume(volume, blocks, superblock.blockBytes);
+    // The superblock may be among the journal's blocks: read again, as the kernel does after recovery.
+    return new ExtFilesystem(replayed, await readExtSuperblock(replayed), [...blocks.keys()].sort((a, b) => a - b));
   },
 };
 
@@ -44,10 +55,16 @@ class ExtFilesystem implements GuestFilesystem {
   private readonly volume: VolumeBytes;
   private readonly superblock: ExtSuperblock;
   private readonly inodes: ExtInodeTable;
+  /**
+   * Blocks read from the journal rather than their home (ext-journal.ts): the guest ranges that
+   * differ between two states say nothing of them, so what they hold is compared, not assumed.
+   */
+  private readonly journaled: readonly number[];
 
-  constructor(volume: VolumeBytes, superblock: ExtSuperblock) {
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock, journaled: readonly number[]) {
     this.volume = volume;
     this.superblock = superblock;
+    this.journaled = journaled;
     this.inodes = new ExtInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
   }
@@ -102,12 +119,16 @@ class ExtFilesystem implements GuestFilesystem {
     const inode = await this.resolve(parts);
     if ((inode.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if ((inode.mode & S_IFMT) !== S_IFREG) return [];
+    // Content (or its map) replayed from the journal: its place on the volume does not tell whether it changed.
+    if (this.journaled.length > 0 && mapJournaled(await this.fileBlockMap(inode), this.journaled)) return null;
     return extExtents(this.volume, this.superblock, inode);
   }
 
   async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
     // The superblock's geometry decides where everything below is found (its counts change with every write).
     if (!(earlier instanceof ExtFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
+    // A replayed journal changes what blocks hold without the guest ranges showing it: no shortcut.
+    if (this.journaled.length > 0 || earlier.journaled.length > 0) return null;
     const inodesBefore = earlier.inodes;
     const parts = pathParts(path);
     const folderPath = `/${parts.join('/')}`;
@@ -252,6 +273,25 @@ function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
   for (const run of map.runs) if (changed(run.volumeBlock * blockBytes, run.count * blockBytes)) return true;
   for (const block of map.nodeBlocks) if (changed(block * blockBytes, blockBytes)) return true;
   return false;
+}
+
+/**
+ * Whether a block of the file's content or of its map was replayed from the journal (inline data:
+ * its inode's block, so yes). `journaled` is in ascending order: a run is one search, however long.
+ */
+function mapJournaled(map: FileBlockMap | null, journaled: readonly number[]): boolean {
+  if (map === null) return true;
+  const anyIn = (first: number, count: number): boolean => {
+    let low = 0;
+    let high = journaled.length;
+    while (low < high) {
+      const middle = (low + high) >>> 1;
+      if ((journaled[middle] as number) < first) low = middle + 1;
+      else high = middle;
+    }
+    return low < journaled.length && (journaled[low] as number) < first + count;
+  };
+  return map.runs.some((run) => anyIn(run.volumeBlock, run.count)) || map.nodeBlocks.some((block) => anyIn(block, 1));
 }
 
 function byName(a: GuestFileEntry, b: GuestFileEntry): number {

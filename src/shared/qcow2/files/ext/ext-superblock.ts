@@ -10,6 +10,8 @@ const SUPERBLOCK_BYTES = 1024;
 const EXT_MAGIC = 0xef53;
 const INCOMPAT_64BIT = 0x80;
 const INCOMPAT_META_BG = 0x10;
+const INCOMPAT_RECOVER = 0x4;
+const COMPAT_HAS_JOURNAL = 0x4;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const COMPAT_SPARSE_SUPER2 = 0x200;
 /**
@@ -39,6 +41,11 @@ export interface ExtSuperblock {
   firstMetaGroup: number | null;
   /** Which groups hold a superblock copy: every group, the sparse_super series (0, 1, powers of 3, 5, 7), or sparse_super2's two. */
   superblockGroups: 'all' | 'sparse' | readonly number[];
+  /**
+   * The journal to replay before reading (needs_recovery: the filesystem was in use): its inode,
+   * or 'external' for a journal on another device; null when nothing waits in a journal.
+   */
+  journalToReplay: number | 'external' | null;
 }
 
 export async function hasExtMagic(volume: VolumeBytes): Promise<boolean> {
@@ -98,6 +105,7 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
     blocksPerGroup,
     firstMetaGroup,
     superblockGroups,
+    journalToReplay: (incompat & INCOMPAT_RECOVER) === 0 || (compat & COMPAT_HAS_JOURNAL) === 0 ? null : view.getUint32(0xe0, true) === 0 ? 'external' : view.getUint32(0xe0, true),
   };
 }
 

@@ -1,0 +1,199 @@
+/**
+ * An ext4 filesystem saved while in use (needs_recovery): its latest changes wait in the journal.
+ * The fixtures are built without mounting: image A made by mke2fs -d, the same changes made by
+ * debugfs on a copy (B), and the blocks that differ written into A's journal as transactions by
+ * debugfs's journal_write — committed, uncommitted, with revoked blocks, with a block that begins
+ * with the journal's magic (escaped), in the plain, 64-bit and checksum v3 formats. Cowbell's
+ * reading must equal its reading of the same image after `e2fsck -fy` replayed the journal (the
+ * kernel's mount does the same replay), and differ from A's where a committed change lies.
+ * (The audit that found it reproduced it with a kernel-mounted filesystem copied mid-use: this is
+ * what a snapshot of a running Linux guest holds.)
+ */
+import { createHash } from 'node:crypto';
+import * as fs from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { diffStatesByName } from '../../../src/shared/qcow2/files/files-diff.ts';
+import { openStateFiles, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
+import { readDiff } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { debugfs, makeExtImage, qcow2FromRaw, qemuSnapshot, writeRawIntoQcow2 } from '../../helpers/guest-filesystems.ts';
+import { runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+
+vi.setConfig({ testTimeout: 60_000 });
+
+let folder: TempDir;
+beforeAll(() => {
+  folder = tempDir();
+});
+afterAll(() => folder.cleanup());
+
+const BLOCK = 1024;
+/** Begins with jbd2's magic: journal_write must escape the block, and replay must give the magic back. */
+const MAGIC_FIRST = Buffer.concat([Buffer.from([0xc0, 0x3b, 0x39, 0x98]), Buffer.alloc(BLOCK * 3 - 4, 0x5a)]);
+
+/** Every entry of a state: kind, size, mtime, link target and a hash of the bytes. */
+async function walk(files: StateFiles, path = '/'): Promise<Record<string, string>> {
+  const found: Record<string, string> = {};
+  for (const entry of await files.list(path)) {
+    let facts = `${entry.kind} ${entry.size} ${entry.mtimeMs} ${entry.target ?? ''}`;
+    if (entry.kind === 'file') {
+      const bytes = new Uint8Array(entry.size);
+      for (let done = 0; done < entry.size; ) done += await files.read(entry.path, bytes.subarray(done, Math.min(entry.size, done + 65536)), done);
+      facts += ` ${createHash('sha256').update(bytes).digest('hex').slice(0, 16)}`;
+    }
+    found[entry.path] = facts;
+    if (entry.kind === 'directory') Object.assign(found, await walk(files, entry.path));
+  }
+  return found;
+}
+
+async function walkImage(raw: string): Promise<Record<string, string>> {
+  const qcow2 = `${raw}.qcow2`;
+  fs.rmSync(qcow2, { force: true });
+  await qcow2FromRaw(raw, qcow2);
+  const files = await openStateFiles(qcow2, 'current');
+  try {
+    return await walk(files);
+  } finally {
+    await files.close();
+  }
+}
+
+interface Variant {
+  name: string;
+  mkfs: string[];
+  open: string;
+}
+
+const VARIANTS: Variant[] = [
+  { name: 'a plain journal (32-bit tags)', mkfs: ['-O', '^64bit,^metadata_csum'], open: 'jo' },
+  { name: 'a 64-bit journal', mkfs: ['-O', '64bit'], open: 'jo' },
+  { name: 'a checksum v3 journal (tag3)', mkfs: ['-O', '64bit,metadata_csum'], open: 'jo -c -v 3' },
+];
+
+/** A (before), B (A changed by debugfs), and the blocks that differ with B's contents. */
+async function makeChange(variant: Variant, tag: string): Promise<{ before: string; after: string; blocks: number[]; contents: string }> {
+  const before = folder.file(`${tag}-A.ext4`);
+  await makeExtImage(before, 16, { 'before.txt': 'before\n', 'keep/a.txt': 'stays the same\n', 'old.txt': 'to be removed\n' }, { mkfsArgs: ['-b', String(BLOCK), ...variant.mkfs] });
+  const after = folder.file(`${tag}-B.ext4`);
+  fs.copyFileSync(before, after);
+  const changed = folder.file(`${tag}-changed.txt`);
+  fs.writeFileSync(changed, 'changed!\n');
+  const magic = folder.file(`${tag}-magic.bin`);
+  fs.writeFileSync(magic, MAGIC_FIRST);
+  const big = folder.file(`${tag}-big.bin`);
+  fs.writeFileSync(big, Buffer.from(Array.from({ length: 40_000 }, (_, index) => (index * 7) % 251)));
+  await debugfs(after, ['rm /before.txt', `write ${changed} before.txt`, 'rm /old.txt', 'mkdir newdir', `write ${big} newdir/big.bin`, `write ${magic} magic.bin`, 'symlink lnk /newdir/big.bin']);
+  const a = fs.readFileSync(before);
+  const b = fs.readFileSync(after);
+  const blocks: number[] = [];
+  for (let block = 0; block * BLOCK < a.length; block++) if (!a.subarray(block * BLOCK, (block + 1) * BLOCK).equals(b.subarray(block * BLOCK, (block + 1) * BLOCK))) blocks.push(block);
+  const contents = folder.file(`${tag}-blocks.bin`);
+  fs.writeFileSync(contents, Buffer.concat(blocks.map((block) => b.subarray(block * BLOCK, (block + 1) * BLOCK))));
+  return { before, after, blocks, contents };
+}
+
+/** The image after e2fsck replayed its journal (and checked it). */
+async function replayedByE2fsck(image: string): Promise<string> {
+  const copy = `${image}.e2fsck`;
+  fs.copyFileSync(image, copy);
+  await runTool('e2fsck', ['-fy', copy], { okCodes: [0, 1] });
+  return copy;
+}
+
+async function needsRecovery(image: string): Promise<boolean> {
+  return /needs_recovery/.test((await runTool('dumpe2fs', ['-h', image], { okCodes: [0] })).stdout);
+}
+
+describe.each(VARIANTS)('an ext4 filesystem saved in use, $name', (variant) => {
+  const tag = variant.name.replace(/\W+/g, '-');
+  let change: Awaited<ReturnType<typeof makeChange>>;
+  beforeAll(async () => {
+    change = await makeChange(variant, tag);
+  });
+
+  it('is read with its committed transaction replayed: as e2fsck replays it, not as its blocks lie', async () => {
+    const journaled = folder.file(`${tag}-J.ext4`);
+    fs.copyFileSync(change.before, journaled);
+    await debugfs(journaled, [variant.open, `jw -b ${change.blocks.join(',')} ${change.contents}`, 'jc']);
+    expect(await needsRecovery(journaled)).toBe(true);
+    const seen = await walkImage(journaled);
+    expect(seen).toEqual(await walkImage(await replayedByE2fsck(journaled)));
+    // The replay is what B holds, and not what A's blocks hold.
+    expect(seen).toEqual(await walkImage(change.after));
+    expect(seen).not.toEqual(await walkImage(change.before));
+    expect(Object.keys(seen)).toEqual(expect.arrayContaining(['/newdir/big.bin', '/magic.bin', '/lnk']));
+    expect(Object.keys(seen)).not.toContain('/old.txt');
+  });
+
+  it('leaves out an uncommitted transaction and blocks a later transaction revoked', async () => {
+    const journaled = folder.file(`${tag}-R.ext4`);
+    fs.copyFileSync(change.before, journaled);
+    // One committed transaction with every block; then one that revokes the last (a block of a new
+    // file's data: the metadata stays whole), committed; then one never committed, over everything.
+    const revoked = change.blocks.at(-1) as number;
+    const garbage = folder.file(`${tag}-garbage.bin`);
+    fs.writeFileSync(garbage, Buffer.alloc(change.blocks.length * BLOCK, 0xee));
+    await debugfs(journaled, [variant.open, `jw -b ${change.blocks.join(',')} ${change.contents}`, `jw -r ${revoked} /dev/null`, `jw -b ${change.blocks.join(',')} -c ${garbage}`, 'jc']);
+    const seen = await walkImage(journaled);
+    expect(seen).toEqual(await walkImage(await replayedByE2fsck(journaled)));
+    expect(Object.values(seen).join('\n')).not.toMatch(/undefined/);
+    // The revoked block reads as it lies in A: not as B wrote it.
+    expect(seen).not.toEqual(await walkImage(change.after));
+  });
+
+  it('files-diff between the snapshot before and the one saved in use finds the journal’s changes', async () => {
+    const journaled = folder.file(`${tag}-D.ext4`);
+    fs.copyFileSync(change.before, journaled);
+    await debugfs(journaled, [variant.open, `jw -b ${change.blocks.join(',')} ${change.contents}`, 'jc']);
+    const disk = folder.file(`${tag}-D.qcow2`);
+    await qcow2FromRaw(change.before, disk);
+    await qemuSnapshot(disk, 'before');
+    await writeRawIntoQcow2(journaled, disk);
+    await qemuSnapshot(disk, 'in use');
+    const result = await diffStatesByName((state) => openStateFiles(disk, state), 'before', 'in use', () => readDiff(disk, 'before', 'in use').ranges);
+    expect(result.differences.map((difference) => `${difference.change} ${difference.path}`).sort()).toEqual(
+      ['added /lnk', 'added /magic.bin', 'added /newdir', 'added /newdir/big.bin', 'changed /before.txt', 'removed /old.txt'].sort(),
+    );
+  });
+});
+
+describe('a journal Cowbell cannot read', () => {
+  it('says so for a journal kept on another device (nothing wrong read in its place)', async () => {
+    const image = folder.file('external.ext4');
+    await makeExtImage(image, 16, { 'a.txt': 'a\n' }, { mkfsArgs: ['-O', '^has_journal'] });
+    // The superblock as a filesystem with an external journal in use has it: has_journal,
+    // needs_recovery, no journal inode (debugfs's feature and set_super_value commands).
+    await debugfs(image, ['feature has_journal needs_recovery', 'ssv journal_inum 0', 'ssv journal_dev 0x0801']);
+    const disk = folder.file('external.qcow2');
+    await qcow2FromRaw(image, disk);
+    const files = await openStateFiles(disk, 'current');
+    try {
+      expect(files.volumes[0]?.problem).toMatch(/journal on another device/);
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('a damaged journal superblock is a damaged filesystem, not a crash', async () => {
+    const change = await makeChange(VARIANTS[1] as Variant, 'damaged');
+    const journaled = folder.file('damaged-J.ext4');
+    fs.copyFileSync(change.before, journaled);
+    await debugfs(journaled, ['jo', `jw -b ${change.blocks.join(',')} ${change.contents}`, 'jc']);
+    // The journal inode's first block: its superblock; its start (s_start, at 28) made to point past its end.
+    const facts = (await runTool('debugfs', ['-R', 'bmap <8> 0', journaled])).stdout.trim();
+    const handle = fs.openSync(journaled, 'r+');
+    try {
+      fs.writeSync(handle, Buffer.from([0x7f, 0xff, 0xff, 0xff]), 0, 4, Number(facts) * BLOCK + 28);
+    } finally {
+      fs.closeSync(handle);
+    }
+    const disk = folder.file('damaged.qcow2');
+    await qcow2FromRaw(journaled, disk);
+    const files = await openStateFiles(disk, 'current');
+    try {
+      expect(files.volumes[0]?.problem).toMatch(/journal's log starts at block/);
+    } finally {
+      await files.close();
+    }
+  });
+});
