@@ -12,6 +12,7 @@ export interface MemoryFile {
   content?: string;
   mtimeMs?: number;
   target?: string;
+  permissions?: number;
   /** A device, pipe or socket. */
   special?: true;
   /** Guest ranges of the content; null: the reader cannot say. */
@@ -45,7 +46,7 @@ export function memoryState(
     if (isFolder(value)) return { name, path, kind: 'directory', size: 0, mtimeMs: folderTimes[path] ?? 1000 };
     if (value.special) return { name, path, kind: 'other', size: 0, mtimeMs: value.mtimeMs ?? 1000 };
     if (value.target !== undefined) return { name, path, kind: 'symlink', size: value.target.length, mtimeMs: value.mtimeMs ?? 1000, target: value.target };
-    return { name, path, kind: 'file', size: encoder.encode(value.content).length, mtimeMs: value.mtimeMs ?? 1000 };
+    return { name, path, kind: 'file', size: encoder.encode(value.content).length, mtimeMs: value.mtimeMs ?? 1000, ...(value.permissions === undefined ? {} : { permissions: value.permissions }) };
   };
   const join = (folder: string, name: string): string => (folder === '/' ? `/${name}` : `${folder}/${name}`);
   return {

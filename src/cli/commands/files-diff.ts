@@ -17,7 +17,7 @@ export const filesDiff: Command = {
   usage: '[--json] [-U] [--passphrase-file FILE] IMAGE A B',
   help: [
     'A and B are snapshot names or ids, or "current". Lines read: + added, - removed, M changed',
-    '(with what changed: size, mtime, content, kind, target). Content is compared where the guest',
+    '(with what changed: size, mtime, content, kind, target, mode). Content is compared where the guest',
     'ranges that differ between the two states touch a file. Folders end in "/".',
   ].join('\n'),
   options: {

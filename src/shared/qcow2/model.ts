@@ -375,7 +375,7 @@ export interface GuestFileEntry {
   mtimeMs: number | null;
   /** A symlink's target. */
   target?: string;
-  /** Its permission bits (0o777) where the filesystem keeps them (ext); a copy out keeps them. */
+  /** Its permission bits (0o7777: with setuid, setgid and sticky) where the filesystem keeps them (ext); a copy out keeps them (not setuid/setgid). */
   permissions?: number;
   /**
    * A folder's identity in its state (its volume and the filesystem's own number for it), the same
@@ -415,7 +415,7 @@ export interface GuestFileDifference {
   sizeBefore?: number;
   sizeAfter?: number;
   /** What differs for a changed entry: its size, its modification time, its content (seen in the changed guest ranges), its kind or target. */
-  reasons?: ('size' | 'mtime' | 'content' | 'kind' | 'target')[];
+  reasons?: ('size' | 'mtime' | 'content' | 'kind' | 'target' | 'mode')[];
 }
 
 export interface GuestFilesDiff {

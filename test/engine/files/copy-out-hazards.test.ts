@@ -79,31 +79,47 @@ describe('copy-out and the host', () => {
 });
 
 describe('copy-out keeps who may read a file', { timeout: 60_000 }, () => {
-  it("gives each file and folder the guest's permission bits (less the umask): a private key stays private, a read-only folder read-only", async () => {
+  it("gives each file and folder the guest's permission bits exactly, whatever the umask (as cp -p): a private key stays private, a read-only folder read-only, a shared folder shared; never setuid or setgid", async () => {
     const raw = path.join(folder, 'perms.img');
-    await makeExtImage(raw, 16, { 'home/.ssh/id_rsa': 'secret key\n', 'home/run.sh': '#!/bin/sh\n', 'home/ro/inside.txt': 'kept\n', 'home/notes.txt': 'hello\n' });
-    await debugfs(raw, ['sif /home/.ssh mode 040700', 'sif /home/.ssh/id_rsa mode 0100600', 'sif /home/run.sh mode 0100755', 'sif /home/ro mode 040555', 'sif /home/notes.txt mode 0100664']);
+    await makeExtImage(raw, 16, { 'home/.ssh/id_rsa': 'secret key\n', 'home/run.sh': '#!/bin/sh\n', 'home/ro/inside.txt': 'kept\n', 'home/notes.txt': 'hello\n', 'home/shared/x': 'x\n', 'home/tmp/y': 'y\n', 'home/open.txt': 'o\n', 'home/su': 's\n' });
+    await debugfs(raw, [
+      'sif /home/.ssh mode 040700',
+      'sif /home/.ssh/id_rsa mode 0100600',
+      'sif /home/run.sh mode 0100755',
+      'sif /home/ro mode 040555',
+      'sif /home/notes.txt mode 0100664',
+      'sif /home/shared mode 042775',
+      'sif /home/tmp mode 041777',
+      'sif /home/open.txt mode 0100666',
+      'sif /home/su mode 0104755',
+    ]);
     const image = path.join(folder, 'perms.qcow2');
     await qcow2FromRaw(raw, image);
     const files = await openStateFiles(image, 'current');
     const destination = path.join(folder, 'out');
     fs.mkdirSync(destination);
+    // The usual umask: it narrowed the copies before (a 0666 file came back 0644, 2775 as 0755: files audit 3).
+    const previous = process.umask(0o022);
     try {
+      expect((await files.stat('/home/tmp')).permissions).toBe(0o1777);
+      expect((await files.stat('/home/su')).permissions).toBe(0o4755);
       await copyOut(files, '/home', destination, { overwrite: false });
     } finally {
+      process.umask(previous);
       await files.close();
     }
-    // The umask, read by setting it back at once (process.umask() without an argument is deprecated).
-    const previous = process.umask(0o022);
-    process.umask(previous);
-    const modeOf = (relative: string): string => (fs.statSync(path.join(destination, 'home', relative)).mode & 0o777).toString(8);
-    const expected = (bits: number): string => (bits & ~previous).toString(8);
-    expect(modeOf('.ssh')).toBe(expected(0o700));
-    expect(modeOf('.ssh/id_rsa')).toBe(expected(0o600));
-    expect(modeOf('run.sh')).toBe(expected(0o755));
-    expect(modeOf('ro')).toBe(expected(0o555));
+    const modeOf = (relative: string): string => (fs.statSync(path.join(destination, 'home', relative)).mode & 0o7777).toString(8);
+    expect(modeOf('.ssh')).toBe('700');
+    expect(modeOf('.ssh/id_rsa')).toBe('600');
+    expect(modeOf('run.sh')).toBe('755');
+    expect(modeOf('ro')).toBe('555');
     expect(fs.readFileSync(path.join(destination, 'home', 'ro', 'inside.txt'), 'utf8')).toBe('kept\n');
-    expect(modeOf('notes.txt')).toBe(expected(0o664));
+    expect(modeOf('notes.txt')).toBe('664');
+    expect(modeOf('open.txt')).toBe('666');
+    // The sticky bit stays; setgid (on the folder) and setuid (on the program) do not.
+    expect(modeOf('shared')).toBe('775');
+    expect(modeOf('tmp')).toBe('1777');
+    expect(modeOf('su')).toBe('755');
   });
 });
 

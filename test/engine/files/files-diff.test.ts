@@ -45,6 +45,12 @@ describe('files-diff', () => {
     ]);
   });
 
+  it('names a change of permissions alone (a chmod keeps size and time: files audit 5), where both states keep them', async () => {
+    const before = memoryState({ '': { key: { content: 'k', permissions: 0o644 }, same: { content: 's', permissions: 0o600 }, fat: { content: 'f' } } });
+    const after = memoryState({ '': { key: { content: 'k', permissions: 0o600 }, same: { content: 's', permissions: 0o600 }, fat: { content: 'f', permissions: 0o755 } } });
+    expect((await diff(before, after)).differences).toEqual([{ path: '/key', change: 'changed', kind: 'file', sizeBefore: 1, sizeAfter: 1, reasons: ['mode'] }]);
+  });
+
   it('looks at content only where the changed guest ranges touch a file, and confirms by its bytes', async () => {
     const extents = (offset: number) => [{ offset, length: 4096 }];
     const before = memoryState({

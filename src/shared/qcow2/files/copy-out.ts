@@ -188,8 +188,8 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
   const temporary = temporaryPathFor(target);
   let fd: number | null = null;
   try {
-    // The guest's permission bits, less the umask, as cp gives them: a private file (a key, /etc/shadow) stays private.
-    fd = fs.openSync(temporary, 'wx', entry.permissions ?? DEFAULT_FILE_PERMISSIONS);
+    // Private from the start (a key, /etc/shadow); the guest's exact bits are set once it is written.
+    fd = fs.openSync(temporary, 'wx', entry.permissions === undefined ? DEFAULT_FILE_PERMISSIONS : entry.permissions & 0o700);
     // Page-aligned: the kernel copies into and out of a misaligned buffer far more slowly (aligned-bytes.ts).
     const buffer = alignedBytes(Math.min(CHUNK_BYTES, Math.max(1, entry.size)));
     let offset = 0;
@@ -209,6 +209,7 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
       onWritten(count);
     }
     fs.ftruncateSync(fd, entry.size);
+    if (entry.permissions !== undefined) fs.fchmodSync(fd, guestMode(entry.permissions));
     // The content and its size, as the engine flushes an image (fdatasync): the times are set after the rename anyway.
     fs.fdatasyncSync(fd);
     fs.closeSync(fd);
@@ -247,6 +248,15 @@ function writeLeavingHoles(fd: number, bytes: Uint8Array, offset: number): void 
   if (runStart >= 0) writeInPieces(fd, bytes.subarray(runStart), offset + runStart);
 }
 
+/**
+ * The guest's permission bits as they were, umask or not, as `cp -p` restores them (a shared 2775
+ * folder came back 0755, a 0666 file 0644), the sticky bit too (a /tmp-like folder) — but never
+ * setuid or setgid: a guest's setuid program restored by root would run as root here.
+ */
+function guestMode(permissions: number): number {
+  return permissions & 0o1777;
+}
+
 /** Where the filesystem keeps no permissions (FAT, NTFS): what cp gives a new file or folder, less the umask. */
 const DEFAULT_FILE_PERMISSIONS = 0o644;
 const DEFAULT_FOLDER_PERMISSIONS = 0o755;
@@ -271,19 +281,18 @@ function makeFolder(target: string, entry: GuestFileEntry, overwrite: boolean): 
   try {
     if (lexists(target)) fs.unlinkSync(target);
     // With the owner's bits until its contents are in (a 0500 folder could not take them); mkdir applies the umask.
-    fs.mkdirSync(target, (entry.permissions ?? DEFAULT_FOLDER_PERMISSIONS) | 0o700);
+    fs.mkdirSync(target, ((entry.permissions ?? DEFAULT_FOLDER_PERMISSIONS) & 0o777) | 0o700);
   } catch (error) {
     throw toQcow2Error(error, target);
   }
   return true;
 }
 
-/** A folder made for the copy loses the owner's bits the guest's permissions do not have (its mode has the umask applied already). */
+/** A folder made (or opened) for the copy gets the guest's bits once its contents are in (guestMode); without any (FAT, NTFS) it keeps what mkdir gave it. */
 function narrowFolderPermissions(target: string, entry: GuestFileEntry): void {
-  const wanted = entry.permissions ?? DEFAULT_FOLDER_PERMISSIONS;
-  if ((wanted & 0o700) === 0o700) return;
+  if (entry.permissions === undefined) return;
   try {
-    fs.chmodSync(target, fs.statSync(target).mode & wanted & 0o777);
+    fs.chmodSync(target, guestMode(entry.permissions));
   } catch (error) {
     throw toQcow2Error(error, target);
   }

@@ -275,7 +275,10 @@ class FilesWalk {
       }
       return;
     }
+    // Permissions alone (a chmod) change neither size nor time: where the filesystem keeps them, compared too.
+    const modeChanged = entryBefore.permissions !== undefined && entryAfter.permissions !== undefined && entryBefore.permissions !== entryAfter.permissions;
     if (entryAfter.kind === 'directory') {
+      if (modeChanged) this.differences.push(changed(entryBefore, entryAfter, ['mode']));
       if (this.metAgain(entryAfter.path, `${entryBefore.folderId ?? entryBefore.path}|${entryAfter.folderId ?? entryAfter.path}`, entryBefore.folderId !== undefined && entryAfter.folderId !== undefined)) return;
       this.foldersKnown++;
       await this.compareFolder(entryAfter.path, entryBefore.mtimeMs !== null && entryBefore.mtimeMs === entryAfter.mtimeMs && entryBefore.size === entryAfter.size);
@@ -285,6 +288,7 @@ class FilesWalk {
     if (entryBefore.size !== entryAfter.size) reasons.push('size');
     if (entryBefore.mtimeMs !== entryAfter.mtimeMs) reasons.push('mtime');
     if (entryAfter.kind === 'symlink' && entryBefore.target !== entryAfter.target) reasons.push('target');
+    if (modeChanged && entryAfter.kind !== 'symlink') reasons.push('mode');
     if (reasons.length === 0 && entryAfter.kind === 'file' && entryAfter.size > 0 && (await this.orSkip(entryAfter.path, () => this.contentDiffers(entryAfter.path, entryAfter.size, inSameFolder))) === true) {
       reasons.push('content');
     }

@@ -249,7 +249,7 @@ function caseFoldedMatch(names: ReadonlyMap<string, number>, name: string): numb
 /** An entry as its inode tells it (a symlink's target is added by entryOf). */
 function plainEntry(name: string, path: string, inode: ExtInode): GuestFileEntry {
   const kind = kindOfMode(inode.mode);
-  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o777 };
+  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o7777 };
   if (kind === 'directory') entry.folderId = String(inode.number);
   return entry;
 }
