@@ -14,7 +14,7 @@ const NODE_BUILTINS = builtinModules.filter((name) => !name.startsWith('_'));
 /** The engine's import zones: each folder may import only the folders listed below it. */
 function engineZones() {
   const root = './src/shared/qcow2';
-  const base = ['errors.ts', 'errors-codes.ts', 'model.ts', 'job-context.ts', 'steps.ts'];
+  const base = ['errors.ts', 'errors-codes.ts', 'model.ts', 'job-context.ts', 'steps.ts', 'guest-names.ts'];
   const features = ['snapshots', 'check', 'convert', 'rewrite', 'files', 'chain'];
   const below = {
     format: [],
@@ -107,13 +107,13 @@ export default defineConfig(
 
   layer(
     ['src/renderer/**'],
-    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, format-units.ts and hidden-characters.ts.',
+    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, qcow2/guest-names.ts, format-units.ts and hidden-characters.ts.',
     {
       paths: ['electron', ...NODE_BUILTINS],
       patterns: [
         '^node:',
         '(^|/)(main|preload|cli)/',
-        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|format-units\\.ts$|hidden-characters\\.ts$)',
+        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|qcow2/guest-names\\.ts$|format-units\\.ts$|hidden-characters\\.ts$)',
       ],
     },
   ),

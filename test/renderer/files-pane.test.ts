@@ -205,6 +205,9 @@ describe('Restore…', () => {
   it('proposes the entry’s own name, sends the state, path and target, and shows where the copy went', async () => {
     expect(proposedName('/1/etc/hostname')).toBe('hostname');
     expect(proposedName('/1')).toBe('volume-1');
+    // A name with a backslash, as listings spell it (doubled), is proposed as the guest has it; a byte that is not UTF-8 keeps its \\xNN.
+    expect(proposedName('/etc/systemd/dev-disk-by\\\\x2duuid-1.swap')).toBe('dev-disk-by\\x2duuid-1.swap');
+    expect(proposedName('/caf\\xe9')).toBe('caf\\xe9');
     expect(proposedName('/')).toBe('disk-root');
     wrapper = mount(RestoreFilesDialog, {
       props: { path: PATH, state: '1', stateName: 'before upgrade', guestPath: '/1/etc/hostname', entryKind: 'file' },
@@ -257,12 +260,13 @@ describe('Restore… of a name holding a backslash (\\, \\xNN, \\uXXXX as the gu
       attachTo: document.body,
     });
     await flushPromises();
-    expect(wrapper.get('[data-testid="restore-target"]').text()).toBe('/disks/in\\\\x41');
+    // Proposed as the guest named it, with one backslash: the listing doubles it.
+    expect(wrapper.get('[data-testid="restore-target"]').text()).toBe('/disks/in\\x41');
     expect(wrapper.find('[data-testid="dialog-problem"]').exists()).toBe(false);
     expect(wrapper.text()).toContain('Restore “in\\\\x41”');
     await wrapper.get('form').trigger('submit');
     await flushPromises();
-    expect(started.at(-1)).toMatchObject({ kind: 'files.copyOut', args: { path: '/1/x\\\\y/in\\\\x41', target: '/disks/in\\\\x41' } });
+    expect(started.at(-1)).toMatchObject({ kind: 'files.copyOut', args: { path: '/1/x\\\\y/in\\\\x41', target: '/disks/in\\x41' } });
   });
 });
 

@@ -1,6 +1,7 @@
 import { formatBytes } from '../../shared/format-units.ts';
 // Straight from files/: the engine's index would load every feature's chunk (convert, rebase, commit…) at start-up.
 import { copyOut as copyOutOfState } from '../../shared/qcow2/files/copy-out.ts';
+import { typedGuestPath } from '../../shared/qcow2/files/state-files.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, EXIT_PARTIAL, type Command } from '../command.ts';
@@ -41,7 +42,7 @@ export const copyOut: Command = {
     const unlockArgs = { ...args, values: { ...args.values, force: false } };
     const result = await withStateFiles(unlockArgs, io, image, state, (files) =>
       withProgressLine(io, showProgress, (onProgress) =>
-        runCancellably((job) => copyOutOfState(files, guestPath, destination, { overwrite: flag(args, 'force'), job }), onProgress, 'Cancelled; the file being copied was removed'),
+        runCancellably(async (job) => copyOutOfState(files, await typedGuestPath(files, guestPath), destination, { overwrite: flag(args, 'force'), job }), onProgress, 'Cancelled; the file being copied was removed'),
       ),
       { guardCurrent: true },
     );

@@ -1,5 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
-import type { StateFiles } from '../../shared/qcow2/files/state-files.ts';
+import { typedGuestPath, type StateFiles } from '../../shared/qcow2/files/state-files.ts';
 import type { GuestFileEntry, GuestVolumeInfo } from '../../shared/qcow2/model.ts';
 import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
@@ -46,7 +46,7 @@ interface Listing {
 }
 
 async function listPath(files: StateFiles, guestPath: string): Promise<Listing> {
-  const entry = await files.stat(guestPath);
+  const entry = await files.stat(await typedGuestPath(files, guestPath));
   const entries = entry.kind === 'directory' ? await files.list(entry.path) : [entry];
   const volumesAtRoot = entry.path === '/' && files.volumes.some((volume) => volume.table !== 'none');
   return { path: entry.path, entries, volumes: [...files.volumes], volumesAtRoot };

@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { copyOut } from '../../../src/shared/qcow2/files/copy-out.ts';
 import { diffStateFiles } from '../../../src/shared/qcow2/files/files-diff.ts';
-import { openStateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
+import { openStateFiles, typedGuestPath } from '../../../src/shared/qcow2/files/state-files.ts';
 import { debugfs, makeExtImage, qcow2FromRaw } from '../../helpers/guest-filesystems.ts';
 import { memoryState } from '../../helpers/memory-state-files.ts';
 
@@ -120,6 +120,33 @@ describe('copy-out keeps who may read a file', { timeout: 60_000 }, () => {
     expect(modeOf('shared')).toBe('775');
     expect(modeOf('tmp')).toBe('1777');
     expect(modeOf('su')).toBe('755');
+  });
+});
+
+describe('names with a backslash (systemd escapes its unit names so)', { timeout: 60_000 }, () => {
+  it('are restored as the guest named them, a link to one still leads to it, and a path typed with one backslash finds it', async () => {
+    const unit = 'dev-disk-by\\x2duuid-1234.swap';
+    const raw = path.join(folder, 'units.img');
+    await makeExtImage(raw, 16, { [`systemd/${unit}`]: '[Swap]\n', [`systemd/swap.target.wants/${unit}`]: { symlink: `/systemd/${unit}` }, 'systemd/back\\slash.txt': 'b\n' });
+    const image = path.join(folder, 'units.qcow2');
+    await qcow2FromRaw(raw, image);
+    const files = await openStateFiles(image, 'current');
+    const destination = path.join(folder, 'restored');
+    fs.mkdirSync(destination);
+    try {
+      // Listed with the backslash doubled (as ls -b), typed with one: the same file.
+      expect((await files.list('/systemd')).map((entry) => entry.name)).toContain('dev-disk-by\\\\x2duuid-1234.swap');
+      expect(await typedGuestPath(files, `/systemd/${unit}`)).toBe('/systemd/dev-disk-by\\\\x2duuid-1234.swap');
+      await expect(typedGuestPath(files, '/systemd/none\\here')).rejects.toMatchObject({ code: 'NOT_FOUND' });
+      await copyOut(files, '/systemd', destination, { overwrite: false });
+    } finally {
+      await files.close();
+    }
+    const restored = path.join(destination, 'systemd');
+    expect(fs.readdirSync(restored).sort()).toEqual(['back\\slash.txt', unit, 'swap.target.wants'].sort());
+    expect(fs.readFileSync(path.join(restored, unit), 'utf8')).toBe('[Swap]\n');
+    const link = path.join(restored, 'swap.target.wants', unit);
+    expect(fs.readlinkSync(link)).toBe(`/systemd/${unit}`);
   });
 });
 

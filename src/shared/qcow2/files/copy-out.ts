@@ -16,6 +16,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { GuestFileEntry } from '../model.ts';
 import type { StateFiles } from './state-files.ts';
+import { unescapedName } from '../guest-names.ts';
 import { writeInPieces } from '../io/write-pieces.ts';
 import { isAllZero } from '../format/zeroes.ts';
 
@@ -364,11 +365,13 @@ function isFolder(hostPath: string): boolean {
 /** Linux's (and most file systems') limit on one name. */
 const HOST_NAME_MAX_BYTES = 255;
 
-function safeName(name: string): string | null {
+function safeName(guestName: string): string | null {
+  const name = unescapedName(guestName);
   if (name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('\0')) return null;
   if (process.platform === 'win32' && /[\\:*?"<>|]/.test(name)) return null;
   return name;
 }
+
 
 function hostName(name: string, guestPath: string): string {
   const safe = safeName(name);

@@ -191,3 +191,24 @@ function withPrefix(entry: GuestFileEntry, prefix: string): GuestFileEntry {
   if (entry.folderId !== undefined) prefixed.folderId = `${prefix}:${entry.folderId}`;
   return prefixed;
 }
+
+/**
+ * A path as a person types it, in the spelling the listings use: a name with a backslash is
+ * listed with it doubled (ext-inodes.ts guestFileName), so `/etc/a\x2db` is tried as `/etc/a\\x2db`
+ * when nothing has the spelling typed (files audit 2: such a file could not be named at all).
+ */
+export async function typedGuestPath(files: StateFiles, path: string): Promise<string> {
+  try {
+    await files.stat(path);
+    return path;
+  } catch (error) {
+    if (!(error instanceof Qcow2Error && error.code === 'NOT_FOUND') || !path.includes('\\')) throw error;
+    const listed = path.replaceAll('\\', '\\\\');
+    try {
+      await files.stat(listed);
+      return listed;
+    } catch {
+      throw error;
+    }
+  }
+}
