@@ -150,6 +150,53 @@ describe('names with a backslash (systemd escapes its unit names so)', { timeout
   });
 });
 
+describe('a sparse guest file (a lastlog of terabytes, a few blocks of data)', { timeout: 60_000 }, () => {
+  it('is copied by reading only where it holds data: the holes stay holes, the bytes the same', async () => {
+    const source = path.join(folder, 'sparse-src');
+    fs.mkdirSync(source);
+    const sparse = path.join(source, 'lastlog');
+    const size = 20 * 2 ** 30 + 123;
+    fs.writeFileSync(sparse, 'head of the file');
+    fs.truncateSync(sparse, size);
+    const handle = fs.openSync(sparse, 'r+');
+    fs.writeSync(handle, Buffer.from('in the middle'), 0, 13, 7 * 2 ** 30);
+    fs.writeSync(handle, Buffer.from('tail'), 0, 4, size - 4);
+    fs.closeSync(handle);
+    const raw = path.join(folder, 'sparse.img');
+    execFileSync('mke2fs', ['-q', '-F', '-t', 'ext4', '-d', source, raw, '16M']);
+    const image = path.join(folder, 'sparse.qcow2');
+    await qcow2FromRaw(raw, image);
+    const files = await openStateFiles(image, 'current');
+    let bytesRead = 0;
+    const counting = { ...files, volumes: files.volumes, list: files.list.bind(files), stat: files.stat.bind(files), extents: files.extents.bind(files), dataRanges: files.dataRanges?.bind(files), close: files.close.bind(files), read: (guestPath: string, buffer: Uint8Array, offset: number) => ((bytesRead += buffer.length), files.read(guestPath, buffer, offset)) };
+    const target = path.join(folder, 'lastlog-restored');
+    try {
+      const result = await copyOut(counting, '/lastlog', target, { overwrite: false });
+      expect(result.bytes).toBe(size);
+    } finally {
+      await files.close();
+    }
+    // Three 4 KiB blocks of data (it read 20 GiB of zeros before: files audit 4).
+    expect(bytesRead).toBeLessThan(2 ** 20);
+    expect(fs.statSync(target).size).toBe(size);
+    expect(fs.statSync(target).blocks * 512).toBeLessThan(2 ** 20);
+    const check = fs.openSync(target, 'r');
+    const read = (offset: number, length: number): string => {
+      const bytes = Buffer.alloc(length);
+      fs.readSync(check, bytes, 0, length, offset);
+      return bytes.toString('latin1');
+    };
+    try {
+      expect(read(0, 16)).toBe('head of the file');
+      expect(read(7 * 2 ** 30, 13)).toBe('in the middle');
+      expect(read(size - 4, 4)).toBe('tail');
+      expect(read(3 * 2 ** 30, 8)).toBe('\0'.repeat(8));
+    } finally {
+      fs.closeSync(check);
+    }
+  });
+});
+
 describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () => {
   it('copy-out skips the loop and copies the rest; files-diff reports it skipped; neither runs away', async () => {
     const raw = path.join(folder, 'fs.img');

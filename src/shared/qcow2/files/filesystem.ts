@@ -31,6 +31,12 @@ export interface GuestFilesystem {
   /** Where the file's content lies in the volume, or null when the reader cannot say (then files-diff compares content by reading). */
   extents?(path: string): Promise<ByteRange[] | null>;
   /**
+   * The parts of a file (offsets in the file) that may hold other than zeros, in order; everything
+   * else reads as zeros (holes). Null when the reader cannot say. A copy skips the rest: a guest's
+   * 1 TiB sparse lastlog is a few blocks of data.
+   */
+  dataRanges?(path: string): Promise<ByteRange[] | null>;
+  /**
    * files-diff's shortcut through a folder that reads the same in `earlier`, the same volume in
    * another state (same place, same length; `changed` says which of its bytes differ between the
    * two): null when anything deciding the folder's names and the inodes they lead to differs, or

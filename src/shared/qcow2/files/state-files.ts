@@ -25,6 +25,8 @@ export interface StateFiles {
   read(path: string, buffer: Uint8Array, offset: number): Promise<number>;
   /** Where a file's content lies in the guest disk (guest offsets), or null when the filesystem reader cannot say. */
   extents(path: string): Promise<ByteRange[] | null>;
+  /** GuestFilesystem.dataRanges: where a file may hold other than zeros (file offsets), or null. */
+  dataRanges?(path: string): Promise<ByteRange[] | null>;
   /**
    * A volume's folder that reads the same in `earlier`, another state of this disk, by `changed`
    * (guest offsets), or null: GuestFilesystem.unchangedFolder, for files-diff (which checks the
@@ -133,6 +135,14 @@ class OpenStateFiles implements StateFiles {
     const filesystem = filesystemOf(located.volume);
     const ranges = filesystem.extents ? await filesystem.extents(located.inner) : null;
     return ranges === null ? null : ranges.map((range) => ({ offset: located.volume.info.offset + range.offset, length: range.length }));
+  }
+
+  async dataRanges(path: string): Promise<ByteRange[] | null> {
+    this.assertOpen();
+    if (this.partitioned && pathParts(path).length <= 1) throw new Qcow2Error('IS_A_DIRECTORY', `${normalizePath(path)} is a folder`);
+    const located = this.locate(path);
+    const filesystem = filesystemOf(located.volume);
+    return filesystem.dataRanges ? filesystem.dataRanges(located.inner) : null;
   }
 
   async unchangedFolder(path: string, changed: ChangedBytes, earlier: StateFiles): Promise<UnchangedFolder | null> {

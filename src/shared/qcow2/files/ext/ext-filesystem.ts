@@ -124,6 +124,17 @@ class ExtFilesystem implements GuestFilesystem {
     return extExtents(this.volume, this.superblock, inode);
   }
 
+  async dataRanges(path: string): Promise<ByteRange[] | null> {
+    const parts = pathParts(path);
+    const inode = await this.resolve(parts);
+    if ((inode.mode & S_IFMT) !== S_IFREG) return null;
+    refuseEncrypted(inode, `/${parts.join('/')}`, 'its content');
+    // Blocks in no run (holes, unwritten extents) read as zeros (ext-extents.ts); inline data: no map.
+    const map = await this.fileBlockMap(inode);
+    if (map === null) return null;
+    return map.runs.map((run) => ({ offset: run.fileBlock * map.blockBytes, length: run.count * map.blockBytes }));
+  }
+
   async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
     // The superblock's geometry decides where everything below is found (its counts change with every write).
     if (!(earlier instanceof ExtFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
