@@ -197,6 +197,35 @@ describe('a sparse guest file (a lastlog of terabytes, a few blocks of data)', {
   });
 });
 
+describe('one damaged entry in an ext folder', { timeout: 60_000 }, () => {
+  it('is listed and skipped by a folder copy, the others listed and copied (a symlink claiming 4 GiB in its inode failed the whole folder: files audit 6)', async () => {
+    const raw = path.join(folder, 'badlink.img');
+    await makeExtImage(raw, 16, { 'etc/a.conf': 'a\n', 'etc/link': { symlink: 'a.conf' }, 'etc/z.conf': 'z\n' });
+    await debugfs(raw, ['sif /etc/link size 0xffffffff']);
+    const image = path.join(folder, 'badlink.qcow2');
+    await qcow2FromRaw(raw, image);
+    const files = await openStateFiles(image, 'current');
+    const destination = path.join(folder, 'badlink-out');
+    fs.mkdirSync(destination);
+    try {
+      const listed = await files.list('/etc');
+      expect(listed.map((entry) => [entry.name, entry.kind, entry.target])).toEqual([
+        ['a.conf', 'file', undefined],
+        ['link', 'symlink', undefined],
+        ['z.conf', 'file', undefined],
+      ]);
+      // Asked for by itself, it says why.
+      await expect(files.stat('/etc/link')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      const result = await copyOut(files, '/etc', destination, { overwrite: false });
+      expect(result.files).toBe(2);
+      expect(result.skipped).toEqual([{ path: '/etc/link', reason: 'where the link leads cannot be read (the filesystem is damaged there)' }]);
+    } finally {
+      await files.close();
+    }
+    expect(fs.readdirSync(path.join(destination, 'etc')).sort()).toEqual(['a.conf', 'z.conf']);
+  });
+});
+
 describe('a damaged ext folder that contains itself', { timeout: 60_000 }, () => {
   it('copy-out skips the loop and copies the rest; files-diff reports it skipped; neither runs away', async () => {
     const raw = path.join(folder, 'fs.img');

@@ -131,13 +131,26 @@ describe.each([12, 32])('hostile FAT%i', (width) => {
     expect(await outcome(async () => (await open(cycle)).list('/Some Folder/Deeper'))).toBe('FILESYSTEM_CORRUPT');
     expect(await outcome(async () => walkEverything(await open(cycle)))).toBe('FILESYSTEM_CORRUPT');
 
-    const toRoot = bytes.slice();
-    setEntryCluster(toRoot, deeper, geometry.rootCluster);
-    expect(await outcome(async () => (await open(toRoot)).list('/Some Folder'))).toBe('FILESYSTEM_CORRUPT');
+    // A subfolder naming the root, or no cluster at all: listed with its siblings, refused when entered
+    // (it made its whole parent unreadable: files audit 6).
+    for (const cluster of [geometry.rootCluster, 0]) {
+      const damaged = bytes.slice();
+      setEntryCluster(damaged, deeper, cluster);
+      const filesystem = await open(damaged);
+      expect((await filesystem.list('/Some Folder')).map((entry) => entry.name)).toContain('Deeper');
+      expect([cluster, await outcome(() => filesystem.list('/Some Folder/Deeper'))]).toEqual([cluster, 'FILESYSTEM_CORRUPT']);
+      expect(await outcome(() => filesystem.stat('/Some Folder/Deeper/anything'))).toBe('FILESYSTEM_CORRUPT');
+      expect(await outcome(async () => walkEverything(filesystem))).toBe('FILESYSTEM_CORRUPT');
+    }
 
+    // Two subfolders on one cluster: the root lists both; the second is refused when entered, the first reads.
     const shared = bytes.slice();
     setEntryCluster(shared, efi, someFolder);
-    expect(await outcome(async () => (await open(shared)).list('/'))).toBe('FILESYSTEM_CORRUPT');
+    const sharing = await open(shared);
+    const names = (await sharing.list('/')).map((entry) => entry.name);
+    expect(names).toEqual(expect.arrayContaining(['EFI', 'Some Folder']));
+    const outcomes = [await outcome(() => sharing.list('/EFI')), await outcome(() => sharing.list('/Some Folder'))].sort();
+    expect(outcomes).toEqual(['FILESYSTEM_CORRUPT', 'ok']);
   });
 
   it("a folder's chain that loops or leaves the FAT: FILESYSTEM_CORRUPT", async () => {

@@ -328,10 +328,15 @@ function narrowFolderPermissions(target: string, entry: GuestFileEntry): void {
 
 
 function makeSymlink(entry: GuestFileEntry, target: string, overwrite: boolean, result: CopyOutResult): boolean {
+  // Listed without a target: the link is damaged (ext-filesystem.ts linkEntry).
+  if (entry.target === undefined) {
+    result.skipped.push({ path: entry.path, reason: 'where the link leads cannot be read (the filesystem is damaged there)' });
+    return false;
+  }
   refuseExisting(target, overwrite, 'symlink');
   try {
     if (overwrite && lexists(target) && !isRealFolder(target)) fs.unlinkSync(target);
-    fs.symlinkSync(entry.target ?? '', target);
+    fs.symlinkSync(entry.target, target);
     setTimes(target, entry);
     return true;
   } catch (error) {

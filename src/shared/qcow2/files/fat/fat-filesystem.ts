@@ -138,6 +138,7 @@ export class FatFilesystem implements GuestFilesystem {
 
   /** The folder a resolved path names (the root when entry is null), read or from the cache; its ".." must name the folder it was found in. */
   private async folder(resolved: Resolved): Promise<LoadedFolder> {
+    if (resolved.entry?.damage !== undefined) throw new Qcow2Error('FILESYSTEM_CORRUPT', resolved.entry.damage);
     const { rootCluster } = this.geometry;
     const cluster = resolved.entry === null ? rootCluster : resolved.entry.firstCluster;
     let folder = this.folders.get(cluster);
@@ -208,11 +209,17 @@ async function loadFolder(volume: VolumeBytes, geometry: FatGeometry, table: Fat
   for (const entry of parsed.entries) {
     const key = nameKey(entry.name);
     if (byKey.has(key)) continue;
+    // A subfolder that cannot be a folder is listed, and refused only when entered: one bad entry
+    // hid all its siblings (files audit 6), and a folder copy goes past what it cannot read.
     if (entry.isDirectory) {
       if (entry.firstCluster === geometry.rootCluster || !table.isCluster(entry.firstCluster)) {
-        throw new Qcow2Error('FILESYSTEM_CORRUPT', `${what}: subfolder ${entry.name} starts at cluster ${entry.firstCluster}, which is not a folder's`);
+        byKey.set(key, { ...entry, damage: `${what}: subfolder ${entry.name} starts at cluster ${entry.firstCluster}, which is not a folder's` });
+        continue;
       }
-      if (subfolderClusters.has(entry.firstCluster)) throw new Qcow2Error('FILESYSTEM_CORRUPT', `${what}: two subfolders start at cluster ${entry.firstCluster}`);
+      if (subfolderClusters.has(entry.firstCluster)) {
+        byKey.set(key, { ...entry, damage: `${what}: two subfolders start at cluster ${entry.firstCluster}` });
+        continue;
+      }
       subfolderClusters.add(entry.firstCluster);
     }
     byKey.set(key, entry);

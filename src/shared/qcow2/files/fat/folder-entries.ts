@@ -29,6 +29,8 @@ export interface FatFolderEntry {
   /** Bytes of a file (0 for a folder: FAT keeps no size for folders). */
   size: number;
   mtimeMs: number | null;
+  /** Why a subfolder entry cannot be entered (it names no folder's cluster): listed, refused when read. */
+  damage?: string;
 }
 
 export interface FatFolder {
