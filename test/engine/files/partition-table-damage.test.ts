@@ -68,6 +68,21 @@ async function rawDisk(table: 'mbr' | 'gpt', partitions: PartitionSpec[]): Promi
 
 const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 
+describe('a partition that runs past the end of the disk', () => {
+  it('is cut at the end, as Linux cuts it, and the filesystem that fits is read (it was refused whole)', async () => {
+    const file = folder.file(`past-end-${diskCount++}.raw`);
+    await makePartitionedDisk(file, 48, 'mbr', [{ startMiB: 1, sizeMiB: 40, type: '83' }]);
+    // The disk cut to 24 MiB, as a shrunk or truncated image is: the table still says 40 MiB.
+    const bytes = new Uint8Array(fs.readFileSync(file)).slice(0, 24 * MiB);
+    bytes.set(ext4, 1 * MiB);
+    expect(await cowbellLists(bytes)).toEqual([['1', 1 * MiB, 23 * MiB]]);
+    await withFiles(bytes, async (files) => {
+      expect(files.volumes[0]?.problem).toBeUndefined();
+      expect((await files.list('/1')).map((entry) => entry.name)).toContain('top.txt');
+    });
+  });
+});
+
 describe('a damaged extended boot record', () => {
   const extendedSector = 5 * 2048;
   let disk: Uint8Array;

@@ -240,10 +240,18 @@ function guidString(bytes: Uint8Array): string {
 
 // ---------------------------------------------------------------- shared
 
+/**
+ * A partition as its table gives it; one that runs past the disk's end is cut there, as Linux cuts
+ * it ("extends beyond EOD, truncated") and still mounts what fits: a shrunk or cut-off disk's
+ * filesystem may well lie inside (files audit 7: it was refused whole). One that starts past the
+ * end holds nothing.
+ */
 function partition(number: number, offset: number, length: number, type: string, diskLength: number): Partition {
   const result: Partition = { number, offset, length, type };
-  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset + length > diskLength) {
+  if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset >= diskLength) {
     result.problem = `it lies past the end of the ${diskLength}-byte disk`;
+  } else if (offset + length > diskLength) {
+    result.length = diskLength - offset;
   }
   return result;
 }
