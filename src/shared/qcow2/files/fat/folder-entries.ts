@@ -41,22 +41,30 @@ export interface FatFolder {
   volumeLabel?: string;
 }
 
+/** Days before each month (1–12) of a common year; months 13–15 count as none, as Linux counts them. */
+const DAYS_BEFORE_MONTH = [0, 0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334, 0, 0, 0];
+/** 1970-01-01 to 1980-01-01, FAT's epoch. */
+const DAYS_TO_1980 = 3652;
+/** FAT's year 120: 2100, not a leap year. */
+const YEAR_2100 = 120;
+
 /**
  * A FAT date and time as milliseconds since the epoch. FAT keeps local time without a zone;
- * Cowbell reads it as UTC, so a listing shows the wall-clock time the guest wrote. Impossible
- * values (month 13, 25 o'clock, February 30) give null.
+ * Cowbell reads it as UTC, so a listing shows the wall-clock time the guest wrote. Out-of-range
+ * fields are read as Linux's vfat reads them (fs/fat/misc.c's arithmetic): month and day 0 as 1,
+ * an all-zero date as 1980-01-01, February 30 as March 1, a seconds field of 30 as 60 s — what a
+ * mount shows, where null left a restored file with the time of the copy (files audit 10).
  */
-export function fatTimeMs(date: number, time: number): number | null {
-  if (date === 0) return null;
-  const year = 1980 + (date >> 9);
-  const month = (date >> 5) & 0x0f;
-  const day = date & 0x1f;
-  const hours = time >> 11;
-  const minutes = (time >> 5) & 0x3f;
-  const seconds = (time & 0x1f) * 2;
-  if (month < 1 || month > 12 || day < 1 || hours > 23 || minutes > 59 || seconds > 59) return null;
-  const ms = Date.UTC(year, month - 1, day, hours, minutes, seconds);
-  return new Date(ms).getUTCDate() === day ? ms : null;
+export function fatTimeMs(date: number, time: number): number {
+  const year = date >> 9;
+  const month = Math.max(1, (date >> 5) & 0x0f);
+  const day = Math.max(1, date & 0x1f) - 1;
+  let leapDays = Math.floor((year + 3) / 4);
+  if (year > YEAR_2100) leapDays--;
+  if ((year & 3) === 0 && year !== YEAR_2100 && month > 2) leapDays++;
+  const days = year * 365 + leapDays + (DAYS_BEFORE_MONTH[month] as number) + day + DAYS_TO_1980;
+  const seconds = (time & 0x1f) * 2 + ((time >> 5) & 0x3f) * 60 + (time >> 11) * 3600;
+  return (days * 86400 + seconds) * 1000;
 }
 
 interface PendingLongName {
