@@ -13,6 +13,7 @@ import { flag } from './args.ts';
 import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { withUnlock, type Unlock } from './passphrase-input.ts';
 import { snapshotRefOf } from './snapshot-ref.ts';
+import { printableMessage } from './printable.ts';
 
 export interface ImageState {
   image: string;
@@ -68,21 +69,28 @@ function isFile(candidate: string): boolean {
   }
 }
 
-/** Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a running VM holds. */
-export function stateFilesOpener(args: ParsedArgs, image: string, unlock: Unlock, { guardCurrent = false } = {}): (state: string) => Promise<StateFiles> {
+/**
+ * Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a
+ * running VM holds. A volume that reads but with a caution (GuestVolumeInfo.caution) says so on stderr.
+ */
+export function stateFilesOpener(args: ParsedArgs, io: CliIo, image: string, unlock: Unlock, { guardCurrent = false } = {}): (state: string) => Promise<StateFiles> {
   const refuseInUse = !flag(args, 'force-share');
-  return (state) => {
+  return async (state) => {
     const ref = snapshotRefOf(state);
     // A copy of the current state keeps writers out until it is done (unless -U): a VM starting meanwhile would tear it.
     const guard = guardCurrent && refuseInUse && ref === CURRENT_STATE;
-    return openStateFiles(image, ref, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, guard });
+    const files = await openStateFiles(image, ref, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, guard });
+    for (const volume of files.volumes) {
+      if (volume.caution !== undefined) io.err(`cowbell: caution: ${volume.name === '' ? '' : `volume /${volume.name} `}(${state}): ${printableMessage(volume.caution)}\n`);
+    }
+    return files;
   };
 }
 
 /** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one), then closes them. */
 export function withStateFiles<T>(args: ParsedArgs, io: CliIo, image: string, state: string, use: (files: StateFiles) => Promise<T>, options: { guardCurrent?: boolean } = {}): Promise<T> {
   return withUnlock(args, io, image, async (unlock) => {
-    const files = await stateFilesOpener(args, image, unlock, options)(state);
+    const files = await stateFilesOpener(args, io, image, unlock, options)(state);
     try {
       return await use(files);
     } finally {

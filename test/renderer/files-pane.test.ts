@@ -80,6 +80,23 @@ describe('the Files panel', () => {
     expect(rows(view)[1]!.get('button.folder-name').attributes('disabled')).toBeDefined();
   });
 
+  it('says, above the listing, what to keep in mind about a volume that reads with a caution (Windows had it mounted)', async () => {
+    const view = await mountPane();
+    const caution = 'Windows had this volume mounted (it was not shut down cleanly, or the snapshot was taken while it ran): changes it had not yet written home may be missing';
+    const withCaution: GuestFolderListing = { ...rootListing, volumes: [rootListing.volumes[0]!, { ...rootListing.volumes[1]!, filesystem: 'ntfs', caution }] };
+    await end('files.list', { result: withCaution });
+    expect(view.get('[data-testid="files-caution"]').text()).toBe(`Volume /2: ${caution}.`);
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    await end('files.list', { result: { ...withCaution, path: '/1', entries: [] } });
+    // Inside the other volume: nothing to say.
+    expect(view.find('[data-testid="files-caution"]').exists()).toBe(false);
+    await view.findAll('[data-testid="files-breadcrumb"] button')[0]!.trigger('click');
+    await end('files.list', { result: withCaution });
+    await rows(view)[1]!.get('button.folder-name').trigger('click');
+    await end('files.list', { result: { ...withCaution, path: '/2', entries: [] } });
+    expect(view.get('[data-testid="files-caution"]').text()).toBe(`${caution}.`);
+  });
+
   it('opens a folder when clicked, one folder per request, and goes back by the breadcrumb', async () => {
     const view = await mountPane();
     await end('files.list', { result: rootListing });

@@ -36,7 +36,7 @@ export const filesDiff: Command = {
       runCancellably(
         (job) =>
           diffStatesByName(
-            stateFilesOpener(args, image, unlock),
+            stateFilesOpener(args, io, image, unlock),
             from,
             to,
             () => readDiff(image, snapshotRefOf(from), snapshotRefOf(to), job, { refuseInUse }).ranges,

@@ -402,6 +402,8 @@ export interface GuestVolumeInfo {
   label?: string;
   /** Why a volume that looks like a known filesystem cannot be read (its bytes are damaged, a feature is unsupported). */
   problem?: string;
+  /** What to keep in mind though it reads: an NTFS volume Windows had mounted (not shut down cleanly) may miss its latest changes. */
+  caution?: string;
 }
 
 export type GuestFileChange = 'added' | 'removed' | 'changed';

@@ -22,6 +22,8 @@ export interface ByteRange {
 export interface GuestFilesystem {
   readonly kind: GuestFilesystemKind;
   readonly label?: string;
+  /** What to keep in mind reading it, though it reads (a volume Windows had mounted: its latest changes may be missing). */
+  readonly caution?: string;
   /** A folder's entries (without "." and ".."); `path` is volume-relative ("/" is the root). */
   list(path: string): Promise<GuestFileEntry[]>;
   /** One entry; NOT_FOUND when absent. Symlinks are not followed. */

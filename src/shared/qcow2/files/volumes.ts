@@ -73,6 +73,7 @@ async function openVolume(bytes: VolumeBytes, reader: FilesystemReader, info: Gu
   try {
     const filesystem = await reader.open(bytes);
     if (filesystem.label !== undefined) info.label = filesystem.label;
+    if (filesystem.caution !== undefined) info.caution = filesystem.caution;
     return { info, filesystem, failure: null };
   } catch (error) {
     if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;

@@ -10,6 +10,7 @@ export const ATTRIBUTE = {
   attributeList: 0x20,
   fileName: 0x30,
   volumeName: 0x60,
+  volumeInformation: 0x70,
   data: 0x80,
   indexRoot: 0x90,
   indexAllocation: 0xa0,

@@ -54,22 +54,27 @@ function joinPath(parent: string, name: string): string {
 export class NtfsFilesystem implements GuestFilesystem {
   readonly kind = 'ntfs' as const;
   readonly label?: string;
+  readonly caution?: string;
   private readonly directories = new Map<number, IndexedDirectory>();
 
   private readonly volume: NtfsVolume;
   private readonly upcase: UpcaseName;
 
-  private constructor(volume: NtfsVolume, upcase: UpcaseName, label: string | undefined) {
+  private constructor(volume: NtfsVolume, upcase: UpcaseName, label: string | undefined, dirty: boolean) {
     this.volume = volume;
     this.upcase = upcase;
     if (label !== undefined) this.label = label;
+    // NTFS keeps its latest changes in $LogFile until Windows writes them home; Cowbell does not
+    // replay that log (ext's journal it does), so a volume saved while mounted is read as its
+    // structures lay — said, as ntfs-3g says it and mounts such a volume read-only.
+    if (dirty) this.caution = 'Windows had this volume mounted (it was not shut down cleanly, or the snapshot was taken while it ran): changes it had not yet written home may be missing';
   }
 
   static async open(bytes: VolumeBytes): Promise<NtfsFilesystem> {
     const volume = await NtfsVolume.open(bytes);
     const root = await volume.file(MFT_RECORD.root);
     if (!root.record.isDirectory) throw corrupt('the root (MFT record 5) is not a directory');
-    return new NtfsFilesystem(volume, await loadUpcase(volume), await readLabel(volume));
+    return new NtfsFilesystem(volume, await loadUpcase(volume), await readLabel(volume), await isDirty(volume));
   }
 
   async list(path: string): Promise<GuestFileEntry[]> {
@@ -210,6 +215,14 @@ function entryFromIndex(error: unknown, fileName: FileName, path: string): Guest
 
 function symlinkEntry(base: Pick<GuestFileEntry, 'name' | 'path' | 'mtimeMs'>, target: string): GuestFileEntry {
   return { ...base, kind: 'symlink', size: new TextEncoder().encode(target).length, target };
+}
+
+/** $Volume's VOLUME_INFORMATION flags: VOLUME_IS_DIRTY (0x0001) is set while Windows has it mounted. */
+async function isDirty(volume: NtfsVolume): Promise<boolean> {
+  const file = await volume.file(MFT_RECORD.volume);
+  const information = file.attributes.find((attribute) => attribute.type === ATTRIBUTE.volumeInformation);
+  if (information === undefined || !information.resident || information.value.length < 12) return false;
+  return ((information.value[10] as number) & 0x01) !== 0;
 }
 
 async function readLabel(volume: NtfsVolume): Promise<string | undefined> {
