@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../helpers/cli.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB, placeImage, qcow2FromRaw, qemuSnapshot, writeRawIntoQcow2 } from '../helpers/guest-filesystems.ts';
+import { mkntfs, volumeFlagsOffset } from '../helpers/ntfs-tools.ts';
 import { tempDir, type TempDir } from '../helpers/qemu.ts';
 import { SeededRandom } from '../helpers/seeded-random.ts';
 
@@ -224,5 +225,25 @@ describe('cowbell copy-out', () => {
     folderChild.kill('SIGINT');
     expect(await folderExited, folderStderr).toBe(130);
     expect(folderStderr).toContain('the copy stopped there');
+  });
+});
+
+describe('a volume that reads with a caution', () => {
+  it('says it on stderr, and in --json\'s volumes (an NTFS volume Windows had mounted)', async () => {
+    const raw = folder.file('windows.ntfs');
+    fs.writeFileSync(raw, '');
+    fs.truncateSync(raw, 16 * MiB);
+    await mkntfs(raw, 'Windows');
+    const bytes = fs.readFileSync(raw);
+    const flags = volumeFlagsOffset(bytes);
+    bytes[flags] = (bytes[flags] as number) | 1;
+    fs.writeFileSync(raw, bytes);
+    const disk = folder.file('windows.qcow2');
+    await qcow2FromRaw(raw, disk);
+    const listed = await run('ls', disk);
+    expect(listed.code).toBe(0);
+    expect(listed.err).toMatch(/^cowbell: caution: \(current\): Windows had this volume mounted .*may be missing\n$/);
+    const json = JSON.parse((await run('ls', '--json', disk)).out) as { volumes: { caution?: string }[] };
+    expect(json.volumes[0]?.caution).toMatch(/Windows had this volume mounted/);
   });
 });

@@ -70,3 +70,16 @@ export async function mkntfs(image: string, label: string, clusterSize = 4096): 
 export async function ntfscp(image: string, source: string, destination: string): Promise<void> {
   await run('ntfscp', ['--force', image, source, destination]);
 }
+
+/** The byte holding $Volume's VOLUME_INFORMATION flags (record 3; its value's offset 10), found as the format lays it out. */
+export function volumeFlagsOffset(bytes: Uint8Array): number {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const clusterBytes = view.getUint16(0x0b, true) * (bytes[0x0d] as number);
+  const perRecord = view.getInt8(0x40);
+  const recordBytes = perRecord < 0 ? 2 ** -perRecord : perRecord * clusterBytes;
+  const record = Number(view.getBigUint64(0x30, true)) * clusterBytes + 3 * recordBytes;
+  for (let at = record + view.getUint16(record + 0x14, true); view.getUint32(at, true) !== 0xffffffff; at += view.getUint32(at + 4, true)) {
+    if (view.getUint32(at, true) === 0x70) return at + view.getUint16(at + 20, true) + 10;
+  }
+  throw new Error('no VOLUME_INFORMATION in $Volume');
+}

@@ -6,7 +6,7 @@
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withFiles } from '../../../helpers/memory-guest.ts';
-import { mkntfs } from '../../../helpers/ntfs-tools.ts';
+import { mkntfs, volumeFlagsOffset } from '../../../helpers/ntfs-tools.ts';
 import { tempDir, type TempDir } from '../../../helpers/qemu.ts';
 
 let folder: TempDir;
@@ -14,19 +14,6 @@ beforeAll(() => {
   folder = tempDir();
 });
 afterAll(() => folder.cleanup());
-
-/** The byte holding $Volume's VOLUME_INFORMATION flags (record 3; its value's offset 10), found as the format lays it out. */
-function volumeFlagsOffset(bytes: Uint8Array): number {
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const clusterBytes = view.getUint16(0x0b, true) * (bytes[0x0d] as number);
-  const perRecord = view.getInt8(0x40);
-  const recordBytes = perRecord < 0 ? 2 ** -perRecord : perRecord * clusterBytes;
-  const record = Number(view.getBigUint64(0x30, true)) * clusterBytes + 3 * recordBytes;
-  for (let at = record + view.getUint16(record + 0x14, true); view.getUint32(at, true) !== 0xffffffff; at += view.getUint32(at + 4, true)) {
-    if (view.getUint32(at, true) === 0x70) return at + view.getUint16(at + 20, true) + 10;
-  }
-  throw new Error('no VOLUME_INFORMATION in $Volume');
-}
 
 describe('an NTFS volume Windows had mounted', () => {
   it('reads, with a caution that changes may be missing; a clean one has none', async () => {
