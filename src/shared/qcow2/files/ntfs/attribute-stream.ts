@@ -165,6 +165,23 @@ export class AttributeStream {
     return unit;
   }
 
+  /**
+   * The parts of the content (offsets in it) that may hold other than zeros: its allocated runs up
+   * to what is initialized; null where that is not told by runs (resident, compressed, unsupported).
+   */
+  dataRanges(): ByteRange[] | null {
+    if (this.resident !== null || this.unitClusters > 0 || this.unsupported !== null) return null;
+    const end = Math.min(this.size, this.initializedSize);
+    const ranges: ByteRange[] = [];
+    for (const run of this.runs) {
+      const start = run.vcn * this.clusterSize;
+      if (start >= end) break;
+      if (run.lcn === null) continue;
+      ranges.push({ offset: start, length: Math.min(run.clusters * this.clusterSize, end - start) });
+    }
+    return ranges;
+  }
+
   /** Where the content lies in the volume (sparse runs hold none), or null for a resident value. */
   extents(): ByteRange[] | null {
     if (this.resident !== null) return null;

@@ -108,6 +108,12 @@ export class NtfsFilesystem implements GuestFilesystem {
     return content.read(buffer, offset, entry.path);
   }
 
+  async dataRanges(path: string): Promise<ByteRange[] | null> {
+    const { entry, content, contentElsewhere } = await this.resolve(path);
+    if (entry.kind !== 'file' || contentElsewhere !== null) return null;
+    return content === null ? [] : content.dataRanges();
+  }
+
   async extents(path: string): Promise<ByteRange[] | null> {
     const { entry, content } = await this.resolve(path);
     if (entry.kind !== 'file') return null;
