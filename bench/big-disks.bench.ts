@@ -17,13 +17,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildCli } from '../scripts/build-cli.ts';
 import { readSnapshotOutline, readSnapshotTree } from '../src/shared/qcow2/snapshots/operations.ts';
-import { measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
+import { assertSameCli, CLI, measure, measureCowbell, median, NODE, report, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 
 const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const SNAPSHOTS = 20;
 const folder = path.join(os.tmpdir(), 'cowbell-bench-big-disk');
 const image = path.join(folder, `tib-64k-${SNAPSHOTS}-snapshots-v1.qcow2`);
-const cowbell = path.join(ROOT, 'bin', 'cowbell');
+const cowbell = CLI;
 const ADDRESS_SPACE_KIB = 4_000_000;
 
 function run(command: string, args: string[]): string {
@@ -65,7 +65,7 @@ function compare(name: string, cowbellArgs: string[], qemuArgs: string[], budget
   for (let round = 0; round < ROUNDS; round++) {
     for (const side of round % 2 === 0 ? ['qemu', 'cowbell'] : ['cowbell', 'qemu']) {
       syncDisk();
-      const measurement = side === 'qemu' ? measure('qemu-img', qemuArgs) : measure(NODE, [cowbell, ...cowbellArgs]);
+      const measurement = side === 'qemu' ? measure('qemu-img', qemuArgs) : measureCowbell(cowbellArgs);
       (side === 'qemu' ? theirs : ours).push(measurement);
       process.stderr.write(`  ${name} ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMiB.toFixed(0)} MiB\n`);
     }
@@ -89,6 +89,7 @@ function underAddressLimit(commands: string[][]): void {
   let peak = 0;
   for (const args of commands) {
     try {
+      assertSameCli();
       const measurement = limited(NODE, [cowbell, ...args]);
       seconds += measurement.seconds;
       peak = Math.max(peak, measurement.peakMiB);
@@ -138,7 +139,7 @@ const clusters = allocatedClusters();
 const budgetMiB = 64 + (8 * clusters) / 2 ** 20;
 process.stderr.write(`${image}: ${clusters} allocated clusters, ${SNAPSHOTS} snapshots; memory budget ${budgetMiB.toFixed(0)} MiB\n`);
 // Warms the page cache and the bundle, untimed.
-measure(NODE, [cowbell, 'info', image]);
+measureCowbell(['info', image]);
 measure('qemu-img', ['check', image]);
 
 const commands = {

@@ -15,14 +15,12 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { measure, measureQemuImg, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
+import { measureCowbell, measureQemuImg, median, report, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 import { writeMixedImage } from './mixed-image.ts';
 
 const MiB = 1024 * 1024;
 const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-chain-'));
-const LAUNCHER = path.join(ROOT, 'bin', 'cowbell');
-const measureCowbell = (args: string[]): Measurement => measure(NODE, [LAUNCHER, ...args]);
 
 function run(command: string, args: string[]): void {
   const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * MiB });

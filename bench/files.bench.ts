@@ -17,14 +17,12 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { compareRuns, measure, median, NODE, report, ROOT, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
+import { assertSameCli, CLI, compareRuns, measure, measureCowbell, median, NODE, report, spreadNote, syncDisk, type Measurement, pairedRounds } from './lib.ts';
 
 const MiB = 1024 * 1024;
 const FILES = Number(process.env.BENCH_FILES ?? 50_000);
 const ROUNDS = pairedRounds(Number(process.env.BENCH_ROUNDS ?? 3));
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-files-'));
-const LAUNCHER = path.join(ROOT, 'bin', 'cowbell');
-const measureCowbell = (args: string[]): Measurement => measure(NODE, [LAUNCHER, ...args]);
 
 function run(command: string, args: string[]): void {
   const result = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * MiB });
@@ -80,7 +78,8 @@ try {
     for (const side of round % 2 === 0 ? (['debugfs', 'cowbell'] as const) : (['cowbell', 'debugfs'] as const)) {
       syncDisk();
       // Through a shell to /dev/null: either listing is megabytes, more than a pipe to this process holds.
-      const command = side === 'cowbell' ? `'${NODE}' '${LAUNCHER}' ls --json '${manyDisk}' / > /dev/null` : `debugfs -R 'ls -l /' '${manyRaw}' > /dev/null 2>&1`;
+      if (side === 'cowbell') assertSameCli();
+      const command = side === 'cowbell' ? `'${NODE}' '${CLI}' ls --json '${manyDisk}' / > /dev/null` : `debugfs -R 'ls -l /' '${manyRaw}' > /dev/null 2>&1`;
       const measurement = measure('sh', ['-c', command]);
       (side === 'cowbell' ? cowbell : debugfs).push(measurement);
       process.stderr.write(`  ls ${FILES} files ${side} round ${round + 1}: ${measurement.seconds.toFixed(2)} s, ${measurement.peakMiB.toFixed(0)} MiB\n`);

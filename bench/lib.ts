@@ -66,7 +66,35 @@ export function measure(command: string, args: string[], env: NodeJS.ProcessEnv 
  * the work, not compiling the bundle again each time.
  */
 export function measureCowbell(args: string[]): Measurement {
+  assertSameCli();
   return measure(NODE, [CLI, ...args]);
+}
+
+/** Whether bin/cowbell runs the bundle (built from the sources as they are) or, without one or with a stale one, the sources. */
+function cliRunsBundle(): boolean {
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'out', 'cli', 'sources.json'), 'utf8')) as [string, number][];
+    return manifest.length > 0 && manifest.every(([file, mtimeMs]) => fs.statSync(path.join(ROOT, file)).mtimeMs === mtimeMs);
+  } catch {
+    return false;
+  }
+}
+
+let cliState: boolean | null = null;
+
+/**
+ * Every Cowbell run of a bench runs the same thing: a source edited mid-run makes the bundle stale,
+ * and bin/cowbell then runs the sources (start-up and memory of another program), which a median
+ * would quietly mix in (it happened: peaks of 101 MiB against 68). Checked before each run, untimed.
+ */
+export function assertSameCli(): void {
+  const runsBundle = cliRunsBundle();
+  if (cliState === null) {
+    cliState = runsBundle;
+    if (!runsBundle) process.stderr.write('bench: bin/cowbell runs the sources (no current bundle: `npm run build:cli` builds one)\n');
+  } else if (cliState !== runsBundle) {
+    throw new Error('The CLI bundle went stale during the bench (a source was edited): rebuild it (`npm run build:cli`) and run the bench again');
+  }
 }
 
 export function measureQemuImg(args: string[]): Measurement {

@@ -8,11 +8,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildCli } from '../scripts/build-cli.ts';
-import { measure, median, NODE, report, ROOT, type Measurement } from './lib.ts';
+import { measure, measureCowbell, median, report, type Measurement } from './lib.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const folder = fs.mkdtempSync(path.join(os.tmpdir(), 'cowbell-bench-startup-'));
-const cowbell = path.join(ROOT, 'bin', 'cowbell');
 
 function compare(name: string, cowbellArgs: string[], qemuArgs: string[]): void {
   const ours: Measurement[] = [];
@@ -21,7 +20,7 @@ function compare(name: string, cowbellArgs: string[], qemuArgs: string[]): void 
     const order = round % 2 === 0 ? ['qemu', 'cowbell'] : ['cowbell', 'qemu'];
     for (const side of order) {
       if (side === 'qemu') theirs.push(measure('qemu-img', qemuArgs));
-      else ours.push(measure(NODE, [cowbell, ...cowbellArgs]));
+      else ours.push(measureCowbell(cowbellArgs));
     }
   }
   report({
@@ -40,7 +39,7 @@ try {
   measure('qemu-img', ['create', '-f', 'qcow2', image, '20G']);
   for (let index = 0; index < 20; index++) measure('qemu-img', ['snapshot', '-c', `s${index}`, image]);
   // Warm the file cache and the bundle once, untimed.
-  measure(NODE, [cowbell, 'info', image]);
+  measureCowbell(['info', image]);
   compare('cold cowbell info (qemu-img info)', ['info', image], ['info', image]);
   compare('cold cowbell snapshot list, 20 snapshots (qemu-img snapshot -l)', ['snapshot', 'list', image], ['snapshot', '-l', image]);
 } finally {
