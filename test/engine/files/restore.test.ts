@@ -12,6 +12,9 @@ const state = memoryState({
   '': {
     etc: {
       hostname: { content: 'box\n', mtimeMs: 1_700_000_000_000 },
+      // A time with milliseconds (ext and NTFS keep finer): the host kept .122999906 s for .123 (files audit 8).
+      'motd': { content: 'hi\n', mtimeMs: 1_683_263_105_123 },
+      'old': { content: 'o\n', mtimeMs: -1_500 },
       'ssh-link': { target: '../ssh/sshd_config' },
       deep: { nested: { 'big.bin': { content: bigContent } } },
       '..': { content: 'climbing out' },
@@ -36,14 +39,23 @@ describe('restore', () => {
     expect(readdirSync(folder)).toEqual(['hostname']);
   });
 
+  it('keeps a time with milliseconds within its millisecond, never before it (before 1970 too)', async () => {
+    for (const [name, mtimeMs] of [['motd', 1_683_263_105_123], ['old', -1_500]] as const) {
+      const target = join(folder, name);
+      await restoreFromState(state, `/etc/${name}`, target);
+      const restored = statSync(target, { bigint: true }).mtimeNs;
+      expect([name, restored >= BigInt(mtimeMs) * 1_000_000n, restored < (BigInt(mtimeMs) + 1n) * 1_000_000n]).toEqual([name, true, true]);
+    }
+  });
+
   it('copies a folder with everything under it, links as links, and skips what cannot be copied', async () => {
     const target = join(folder, 'etc-copy');
     const result = await restoreFromState(state, '/etc', target);
     expect(readFileSync(join(target, 'deep/nested/big.bin'), 'utf8')).toBe(bigContent);
     expect(lstatSync(join(target, 'ssh-link')).isSymbolicLink()).toBe(true);
     expect(readlinkSync(join(target, 'ssh-link'))).toBe('../ssh/sshd_config');
-    expect(readdirSync(target).sort()).toEqual(['deep', 'hostname', 'ssh-link']);
-    expect(result).toMatchObject({ kind: 'directory', files: 2, folders: 3, symlinks: 1, bytes: 4 + bigContent.length });
+    expect(readdirSync(target).sort()).toEqual(['deep', 'hostname', 'motd', 'old', 'ssh-link']);
+    expect(result).toMatchObject({ kind: 'directory', files: 4, folders: 3, symlinks: 1, bytes: 4 + 3 + 2 + bigContent.length });
     expect(result.skipped.map((skipped) => skipped.path).sort()).toEqual(['/etc/..', '/etc/fifo']);
     expect(readdirSync(folder)).toEqual(['etc-copy']);
   });

@@ -415,7 +415,11 @@ function hostName(name: string, guestPath: string): string {
 function setTimes(target: string, entry: GuestFileEntry): void {
   if (entry.mtimeMs === null) return;
   try {
-    const time = new Date(entry.mtimeMs);
+    // Seconds as a double: 1683263105.123 is 1683263105.1229999 there, and the host kept
+    // .122999906 — a millisecond before the guest's (files audit 8). Half a microsecond more keeps
+    // the restored time in the guest's millisecond; a whole second is exact as it is (and a time
+    // before 1970 goes as a Date, which the host keeps right).
+    const time = entry.mtimeMs > 0 && entry.mtimeMs % 1000 !== 0 ? entry.mtimeMs / 1000 + 5e-7 : new Date(entry.mtimeMs);
     fs.lutimesSync(target, time, time);
   } catch {
     // Times are a courtesy: a host that refuses them still has the content.
