@@ -164,6 +164,100 @@ describe.each(VARIANTS)('an ext4 filesystem saved in use, $name', (variant) => {
   });
 });
 
+describe('a checksummed journal with a damaged block (journal checksum v3)', () => {
+  /** The journal's blocks in log order, as [journal block index, volume block, block type or 0]. */
+  async function journalLayout(image: string): Promise<{ index: number; home: number; type: number }[]> {
+    const bytes = fs.readFileSync(image);
+    const layout: { index: number; home: number; type: number }[] = [];
+    for (let index = 0; index < 80; index++) {
+      const home = Number((await runTool('debugfs', ['-R', `bmap <8> ${index}`, image])).stdout.trim());
+      const magic = bytes.readUInt32BE(home * BLOCK) === 0xc03b3998;
+      layout.push({ index, home, type: magic ? bytes.readUInt32BE(home * BLOCK + 4) : 0 });
+    }
+    return layout;
+  }
+
+  let change: Awaited<ReturnType<typeof makeChange>>;
+  beforeAll(async () => {
+    change = await makeChange(VARIANTS[2] as Variant, 'csum');
+  });
+
+  it('leaves out a transaction whose commit block fails its checksum, as e2fsck does ("replay was aborted")', async () => {
+    const journaled = folder.file('csum-commit.ext4');
+    fs.copyFileSync(change.before, journaled);
+    const half = Math.floor(change.blocks.length / 2);
+    const firstHalf = folder.file('csum-first.bin');
+    fs.writeFileSync(firstHalf, fs.readFileSync(change.contents).subarray(0, half * BLOCK));
+    const secondHalf = folder.file('csum-second.bin');
+    fs.writeFileSync(secondHalf, fs.readFileSync(change.contents).subarray(half * BLOCK));
+    await debugfs(journaled, ['jo -c -v 3', `jw -b ${change.blocks.slice(0, half).join(',')} ${firstHalf}`, `jw -b ${change.blocks.slice(half).join(',')} ${secondHalf}`, 'jc']);
+    const commits = (await journalLayout(journaled)).filter((block) => block.type === 2);
+    expect(commits).toHaveLength(2);
+    const bytes = fs.readFileSync(journaled);
+    // The second commit block's checksum (h_chksum[0], at 16).
+    const checksumAt = (commits[1] as { home: number }).home * BLOCK + 16;
+    bytes.writeUInt8(bytes.readUInt8(checksumAt) ^ 0xff, checksumAt);
+    fs.writeFileSync(journaled, bytes);
+    const seen = await walkImage(journaled);
+    expect(seen).toEqual(await walkImage(await replayedByE2fsck(journaled)));
+    // The first transaction was replayed, the second not: neither A nor B.
+    expect(seen).not.toEqual(await walkImage(change.before));
+    expect(seen).not.toEqual(await walkImage(change.after));
+  });
+
+  it('skips a data block that fails its tag\'s checksum, as e2fsck does, and replays the rest', async () => {
+    const journaled = folder.file('csum-data.ext4');
+    fs.copyFileSync(change.before, journaled);
+    await debugfs(journaled, ['jo -c -v 3', `jw -b ${change.blocks.join(',')} ${change.contents}`, 'jc']);
+    const layout = await journalLayout(journaled);
+    const descriptor = layout.find((block) => block.type === 1);
+    if (descriptor === undefined) throw new Error('no descriptor block');
+    // The last data block of the transaction (a block of a new file's data).
+    const lastData = layout[descriptor.index + change.blocks.length] as { home: number };
+    const bytes = fs.readFileSync(journaled);
+    bytes.writeUInt8(bytes.readUInt8(lastData.home * BLOCK + 100) ^ 0xff, lastData.home * BLOCK + 100);
+    fs.writeFileSync(journaled, bytes);
+    const seen = await walkImage(journaled);
+    expect(seen).toEqual(await walkImage(await replayedByE2fsck(journaled)));
+    expect(seen).not.toEqual(await walkImage(change.before));
+  });
+});
+
+describe('fast commits (ext4\'s fast_commit: records fsync wrote after the last full commit)', () => {
+  it('are not replayed, and a volume whose journal holds them says so; one without any says nothing', async () => {
+    const image = folder.file('fc.ext4');
+    await makeExtImage(image, 16, { 'a.txt': 'a\n' }, { mkfsArgs: ['-b', String(BLOCK), '-O', 'fast_commit'] });
+    const block = folder.file('fc-block.bin');
+    fs.writeFileSync(block, Buffer.alloc(BLOCK, 0x78));
+    await debugfs(image, ['jo -c -v 3', `jw -b 3000 ${block}`, 'jc']);
+    // As the kernel leaves a journal it wrote fast commits to: the journal's FAST_COMMIT feature
+    // (debugfs does not set it) and the area's first record, a HEAD tag, one block past the log.
+    const bytes = fs.readFileSync(image);
+    const journalSuper = Number((await runTool('debugfs', ['-R', 'bmap <8> 0', image])).stdout.trim()) * BLOCK;
+    bytes.writeUInt32BE(bytes.readUInt32BE(journalSuper + 40) | 0x20, journalSuper + 40);
+    const fastCommits = bytes.readUInt32BE(journalSuper + 0x54);
+    expect(fastCommits).toBeGreaterThan(1);
+    const areaStart = bytes.readUInt32BE(journalSuper + 16) - fastCommits + 1;
+    const areaHome = Number((await runTool('debugfs', ['-R', `bmap <8> ${areaStart}`, image])).stdout.trim()) * BLOCK;
+    const without = folder.file('fc-without.ext4');
+    fs.writeFileSync(without, bytes);
+    bytes.set([9, 0, 8, 0], areaHome);
+    const withRecords = folder.file('fc-with.ext4');
+    fs.writeFileSync(withRecords, bytes);
+    for (const [file, expected] of [[withRecords, /fast-commit records .* may be missing/], [without, undefined]] as const) {
+      const files = await openStateFiles(file, 'current');
+      try {
+        if (expected === undefined) expect(files.volumes[0]?.caution).toBeUndefined();
+        else expect(files.volumes[0]?.caution).toMatch(expected);
+        // The full commit is replayed either way.
+        expect((await files.list('/')).map((entry) => entry.name)).toContain('a.txt');
+      } finally {
+        await files.close();
+      }
+    }
+  });
+});
+
 describe('a journal Cowbell cannot read', () => {
   it('says so for a journal kept on another device (nothing wrong read in its place)', async () => {
     const image = folder.file('external.ext4');

@@ -32,17 +32,18 @@ export const extReader: FilesystemReader = {
     if (journal === 'external') {
       throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', 'The ext filesystem was in use and its latest changes wait in a journal on another device, which Cowbell cannot read');
     }
-    const { blocks } = await replayJournal(volume, superblock, new ExtInodeTable(volume, superblock), journal);
-    if (blocks.size === 0) return new ExtFilesystem(volume, superblock, []);
+    const { blocks, caution } = await replayJournal(volume, superblock, new ExtInodeTable(volume, superblock), journal);
+    if (blocks.size === 0) return new ExtFilesystem(volume, superblock, [], caution);
     const replayed = journaledVolume(volume, blocks, superblock.blockBytes);
     // The superblock may be among the journal's blocks: read again, as the kernel does after recovery.
-    return new ExtFilesystem(replayed, await readExtSuperblock(replayed), [...blocks.keys()].sort((a, b) => a - b));
+    return new ExtFilesystem(replayed, await readExtSuperblock(replayed), [...blocks.keys()].sort((a, b) => a - b), caution);
   },
 };
 
 class ExtFilesystem implements GuestFilesystem {
   readonly kind = 'ext' as const;
   readonly label?: string;
+  readonly caution?: string;
   /** Set once closed: every later call fails. */
   private closed: Qcow2Error | null = null;
   private lastMap: { inodeNumber: number; map: FileBlockMap | null } | null = null;
@@ -61,10 +62,11 @@ class ExtFilesystem implements GuestFilesystem {
    */
   private readonly journaled: readonly number[];
 
-  constructor(volume: VolumeBytes, superblock: ExtSuperblock, journaled: readonly number[]) {
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock, journaled: readonly number[], caution: string | null = null) {
     this.volume = volume;
     this.superblock = superblock;
     this.journaled = journaled;
+    if (caution !== null) this.caution = caution;
     this.inodes = new ExtInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
   }

@@ -17,7 +17,7 @@
 import type { VolumeBytes } from '../filesystem.ts';
 import { extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
 import type { ExtInodeTable } from './ext-inode-table.ts';
-import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
+import { corrupt, crc32c, type ExtSuperblock } from './ext-superblock.ts';
 
 const JOURNAL_MAGIC = 0xc03b3998;
 const DESCRIPTOR = 1;
@@ -50,6 +50,8 @@ export interface ReplayedJournal {
   blocks: Map<number, Uint8Array>;
   /** Committed transactions replayed. */
   transactions: number;
+  /** What the replay could not do that the kernel would (fast-commit records), for the volume's caution; null when nothing. */
+  caution: string | null;
 }
 
 /** The journal's committed changes of a filesystem that needs recovery (an empty map when its log is empty). */
@@ -71,15 +73,21 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
   const fastCommitBlocks = (incompat & INCOMPAT_FAST_COMMIT) !== 0 ? uint32(header, 0x54) || DEFAULT_FAST_COMMIT_BLOCKS : 0;
   const maxLength = Math.min(uint32(header, 16), log.blockCount) - fastCommitBlocks;
   const blocks = new Map<number, Uint8Array>();
-  if (start === 0) return { blocks, transactions: 0 };
+  if (start === 0) return { blocks, transactions: 0, caution: null };
   if (first < 1 || first >= maxLength || start < first || start >= maxLength) throw corrupt(`its journal's log starts at block ${start} of ${maxLength}`);
   const format = tagFormat(incompat);
+  // Checksums v2/v3 (seeded by the journal's UUID) tell a block of this journal from a stale one
+  // left by an earlier filesystem, and a torn or damaged one: the kernel ends the log at a
+  // descriptor, revoke or commit block that fails its checksum, and skips a data block that fails.
+  const checksums = (incompat & (INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3)) !== 0;
+  const seed = crc32c(header.subarray(0x30, 0x40));
+  const tailHolds = (block: Uint8Array): boolean => !checksums || uint32(block, block.length - 4) === crc32c(withZeroed(block, block.length - 4, 4), seed);
   const next = (block: number): number => (block + 1 >= maxLength ? first : block + 1);
 
   // Scan: the transactions that end in a commit block, each as the journal blocks it brings home.
   interface Transaction {
     sequence: number;
-    writes: { journalBlock: number; home: number; escaped: boolean }[];
+    writes: { journalBlock: number; home: number; escaped: boolean; checksum: number }[];
     revoked: number[];
   }
   const committed: Transaction[] = [];
@@ -91,21 +99,25 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
     if (uint32(block, 0) !== JOURNAL_MAGIC || uint32(block, 8) !== sequence) break;
     const type = uint32(block, 4);
     if (type === DESCRIPTOR) {
+      if (!tailHolds(block)) break;
       const tags = readTags(block, format, superblock.blockBytes);
       for (const tag of tags) {
         position = next(position);
         visited++;
-        current.writes.push({ journalBlock: position, home: tag.home, escaped: tag.escaped });
+        current.writes.push({ journalBlock: position, home: tag.home, escaped: tag.escaped, checksum: tag.checksum });
       }
       position = next(position);
       continue;
     }
     if (type === REVOKE) {
+      if (!tailHolds(block)) break;
       current.revoked.push(...readRevoked(block, incompat, superblock.blockBytes));
       position = next(position);
       continue;
     }
     if (type === COMMIT) {
+      // The commit block's own checksum (h_chksum[0], the field zeroed while it is computed).
+      if (checksums && uint32(block, 16) !== crc32c(withZeroed(block, 16, 4), seed)) break;
       committed.push(current);
       sequence = (sequence + 1) >>> 0;
       current = { sequence, writes: [], revoked: [] };
@@ -127,12 +139,42 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
       if (write.home >= superblock.blocksCount) throw corrupt(`its journal writes block ${write.home}, past the filesystem's ${superblock.blocksCount}`);
       if (!blocks.has(write.home) && (blocks.size + 1) * superblock.blockBytes > MAX_REPLAYED_BYTES) throw corrupt(`its journal holds more than ${MAX_REPLAYED_BYTES / 2 ** 20} MiB of changes to replay`);
       const content = (await log.block(write.journalBlock)).slice();
+      // A data block failing its tag's checksum is skipped, as the kernel skips it (it is not what was committed).
+      if (checksums && !dataBlockHolds(content, transaction.sequence, write.checksum, seed, (incompat & INCOMPAT_CSUM_V3) !== 0)) continue;
       // An escaped block began with the journal's magic, which the journal kept as zeros.
       if (write.escaped) new DataView(content.buffer).setUint32(0, JOURNAL_MAGIC);
       blocks.set(write.home, content);
     }
   }
-  return { blocks, transactions: committed.length };
+  // jbd2's fast-commit area begins one block past the log's end (j_fc_first = j_last + 1).
+  const caution = fastCommitBlocks > 1 && (await hasFastCommits(log, maxLength + 1, fastCommitBlocks - 1))
+    ? 'its journal holds fast-commit records (changes a program saved with fsync since the last full commit), which Cowbell does not replay: those changes may be missing'
+    : null;
+  return { blocks, transactions: committed.length, caution };
+}
+
+/** Whether the fast-commit area begins with a record (its first block's tag is not empty: jbd2's tags are little-endian 16-bit). */
+async function hasFastCommits(log: JournalFile, first: number, count: number): Promise<boolean> {
+  if (first + count > log.blockCount) return false;
+  const block = await log.block(first);
+  const tag = (block[0] as number) | ((block[1] as number) << 8);
+  // EXT4_FC_TAG_HEAD (9) opens the area when fast commits were written since the last full commit.
+  return tag === 9;
+}
+
+/** A copy of `block` with `length` bytes at `at` zeroed (where a checksum sits while it is computed). */
+function withZeroed(block: Uint8Array, at: number, length: number): Uint8Array {
+  const copy = block.slice();
+  copy.fill(0, at, at + length);
+  return copy;
+}
+
+/** A data block's checksum as its tag keeps it: crc32c of the sequence (big-endian) then the block; v2 keeps the low 16 bits. */
+function dataBlockHolds(content: Uint8Array, sequence: number, expected: number, seed: number, v3: boolean): boolean {
+  const sequenceBytes = new Uint8Array(4);
+  new DataView(sequenceBytes.buffer).setUint32(0, sequence);
+  const checksum = crc32c(content, crc32c(sequenceBytes, seed));
+  return v3 ? checksum === expected : (checksum & 0xffff) === expected;
 }
 
 /**
@@ -174,15 +216,17 @@ function tagFormat(incompat: number): TagFormat {
   return { bytes: 12 + (csumV2 ? 2 : 0) - (is64Bit ? 0 : 4), is64Bit, wideFlags: false, tail: csumV2 ? 4 : 0 };
 }
 
-function readTags(block: Uint8Array, format: TagFormat, blockBytes: number): { home: number; escaped: boolean }[] {
-  const tags: { home: number; escaped: boolean }[] = [];
+function readTags(block: Uint8Array, format: TagFormat, blockBytes: number): { home: number; escaped: boolean; checksum: number }[] {
+  const tags: { home: number; escaped: boolean; checksum: number }[] = [];
   const end = blockBytes - format.tail;
   let at = 12;
   while (at + format.bytes <= end) {
     const low = uint32(block, at);
     const flags = format.wideFlags ? uint32(block, at + 4) : uint16(block, at + 6);
     const high = format.is64Bit ? uint32(block, at + 8) : 0;
-    tags.push({ home: high * 2 ** 32 + low, escaped: (flags & FLAG_ESCAPE) !== 0 });
+    // tag3 keeps a 32-bit checksum at 12; the older tag a 16-bit one at 4.
+    const checksum = format.wideFlags ? uint32(block, at + 12) : uint16(block, at + 4);
+    tags.push({ home: high * 2 ** 32 + low, escaped: (flags & FLAG_ESCAPE) !== 0, checksum });
     at += format.bytes;
     if ((flags & FLAG_SAME_UUID) === 0) at += 16;
     if ((flags & FLAG_LAST_TAG) !== 0) break;

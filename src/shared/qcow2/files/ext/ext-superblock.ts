@@ -167,7 +167,8 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
 let crc32cTable: Uint32Array | null = null;
 
 /** CRC-32C (Castagnoli) as ext4's metadata checksums use it: seed ~0, no final inversion. */
-function crc32c(bytes: Uint8Array): number {
+/** CRC32C as the kernel's crc32c(seed, data) computes it (no final inversion): ext4 seeds with ~0, jbd2 with its own seed. */
+export function crc32c(bytes: Uint8Array, seed = 0xffffffff): number {
   if (crc32cTable === null) {
     crc32cTable = new Uint32Array(256);
     for (let index = 0; index < 256; index++) {
@@ -176,7 +177,7 @@ function crc32c(bytes: Uint8Array): number {
       crc32cTable[index] = value >>> 0;
     }
   }
-  let crc = 0xffffffff;
+  let crc = seed >>> 0;
   for (const byte of bytes) crc = (crc32cTable[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
   return crc >>> 0;
 }
