@@ -242,22 +242,27 @@ async function copyFile(files: StateFiles, entry: GuestFileEntry, target: string
   }
 }
 
-/** The file's parts that may hold data, clipped to its size, in order; the whole file where the reader cannot say. */
+/**
+ * The file's parts that may hold data, clipped to its size, in order, runs that follow each other
+ * joined (a fragmented file is still read in whole chunks); the whole file where the reader cannot say.
+ */
 async function dataRangesOf(files: StateFiles, entry: GuestFileEntry): Promise<{ offset: number; length: number }[]> {
   const whole = [{ offset: 0, length: entry.size }];
   const ranges = await files.dataRanges?.(entry.path);
   if (ranges === null || ranges === undefined) return whole;
-  const clipped: { offset: number; length: number }[] = [];
+  const joined: { offset: number; length: number }[] = [];
   let previousEnd = 0;
   for (const range of ranges) {
-    const start = Math.max(range.offset, previousEnd);
-    const end = Math.min(range.offset + range.length, entry.size);
     // Out of order or overlapping: not a map to trust with what is skipped.
     if (range.offset < previousEnd) return whole;
-    if (end > start) clipped.push({ offset: start, length: end - start });
-    previousEnd = Math.max(previousEnd, range.offset + range.length);
+    previousEnd = range.offset + range.length;
+    const end = Math.min(previousEnd, entry.size);
+    if (end <= range.offset) continue;
+    const last = joined.at(-1);
+    if (last !== undefined && last.offset + last.length === range.offset) last.length = end - last.offset;
+    else joined.push({ offset: range.offset, length: end - range.offset });
   }
-  return clipped;
+  return joined;
 }
 
 /** Zeros written as holes, a 64 KiB piece at a time: a guest's sparse 5 GiB file is not 5 GiB of blocks on the host. */

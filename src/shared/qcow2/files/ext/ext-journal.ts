@@ -132,13 +132,16 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
   committed.forEach((transaction, index) => {
     for (const home of transaction.revoked) revokedUpTo.set(home, index);
   });
-  // Replay, in order: the last write of a block wins.
-  for (const [index, transaction] of committed.entries()) {
-    for (const write of transaction.writes) {
-      if ((revokedUpTo.get(write.home) ?? -1) >= index) continue;
+  // Replay: the last good write of a block wins, so the writes are taken newest first and a block
+  // already had is not read again (the superblock and bitmaps are in nearly every transaction).
+  for (let index = committed.length - 1; index >= 0; index--) {
+    const transaction = committed[index] as Transaction;
+    for (let at = transaction.writes.length - 1; at >= 0; at--) {
+      const write = transaction.writes[at] as Transaction['writes'][number];
+      if (blocks.has(write.home) || (revokedUpTo.get(write.home) ?? -1) >= index) continue;
       if (write.home >= superblock.blocksCount) throw corrupt(`its journal writes block ${write.home}, past the filesystem's ${superblock.blocksCount}`);
-      if (!blocks.has(write.home) && (blocks.size + 1) * superblock.blockBytes > MAX_REPLAYED_BYTES) throw corrupt(`its journal holds more than ${MAX_REPLAYED_BYTES / 2 ** 20} MiB of changes to replay`);
-      const content = (await log.block(write.journalBlock)).slice();
+      if ((blocks.size + 1) * superblock.blockBytes > MAX_REPLAYED_BYTES) throw corrupt(`its journal holds more than ${MAX_REPLAYED_BYTES / 2 ** 20} MiB of changes to replay`);
+      const content = await log.block(write.journalBlock);
       // A data block failing its tag's checksum is skipped, as the kernel skips it (it is not what was committed).
       if (checksums && !dataBlockHolds(content, transaction.sequence, write.checksum, seed, (incompat & INCOMPAT_CSUM_V3) !== 0)) continue;
       // An escaped block began with the journal's magic, which the journal kept as zeros.
