@@ -27,7 +27,7 @@ function escapedByte(text: string, at: number): number | null {
 
 const hexByte = (value: number): string => `\\x${value.toString(16).padStart(2, '0')}`;
 
-function escaped(text: string, keepLayout: boolean): string {
+function escaped(text: string, keepLayout: boolean, backslashesSpelled = false): string {
   let out = '';
   let at = 0;
   for (const character of text) {
@@ -35,7 +35,7 @@ function escaped(text: string, keepLayout: boolean): string {
     const layout = code === 0x0a || code === 0x09;
     const byte = escapedByte(text, at);
     // A backslash that starts what reads as an escape is doubled, so that no name spells another's escape.
-    if (backslashNeedsEscape(text, at)) {
+    if (!backslashesSpelled && backslashNeedsEscape(text, at)) {
       out += '\\\\';
       at += 1;
       continue;
@@ -50,6 +50,15 @@ function escaped(text: string, keepLayout: boolean): string {
 /** A name or path for one cell or line of output. */
 export function printable(text: string): string {
   return escaped(text, false);
+}
+
+/**
+ * A guest file name or path as the files engine lists it (files/paths.ts): its backslashes are
+ * already spelled \\ and its bytes that are not UTF-8 \xNN, so a backslash is not doubled again
+ * (printable gave systemd's dev-disk-by\\x2duuid four); controls and hidden characters as printable.
+ */
+export function printableListed(text: string): string {
+  return escaped(text, false, true);
 }
 
 /** A message (an error's, which may name a guest path): escapes kept out, its own line breaks and tabs kept. */

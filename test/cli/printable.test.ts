@@ -1,7 +1,8 @@
 /** Guest names reach the terminal escaped: no escape sequence or line break from a hostile disk acts on it. */
 import { describe, expect, it } from 'vitest';
 import { describeFilesDiff } from '../../src/cli/commands/files-diff.ts';
-import { printable, printableMessage, terminalSafe } from '../../src/cli/printable.ts';
+import { describeEntries } from '../../src/cli/commands/ls.ts';
+import { printable, printableListed, printableMessage, terminalSafe } from '../../src/cli/printable.ts';
 import { isHiddenCodePoint } from '../../src/shared/hidden-characters.ts';
 
 describe('printable', () => {
@@ -59,6 +60,23 @@ describe('printable', () => {
       differences: [{ change: 'added', volume: '', path: '/x\n+ /fake', kind: 'file', sizeAfter: 1 }],
     } as unknown as Parameters<typeof describeFilesDiff>[0]);
     expect(text.split('\n')[0]).toBe('+ /x\\x0a+ /fake  1 B');
+  });
+
+  it('a listed guest name keeps the listing\'s spelling: its backslash (already \\\\) is not doubled again, its controls are escaped', () => {
+    // systemd's dev-disk-by\x2duuid-1234.swap, as the files engine lists it (files/paths.ts).
+    const listed = 'dev-disk-by\\\\x2duuid-1234.swap';
+    expect(printableListed(listed)).toBe(listed);
+    expect(printableListed('tab\there \u202e \\\\u202e')).toBe('tab\\x09here \\u202e \\\\u202e');
+    const entry = { name: listed, path: `/systemd/${listed}`, kind: 'symlink', size: 9, mtimeMs: null, target: '/dev/null' };
+    expect(describeEntries([entry] as unknown as Parameters<typeof describeEntries>[0]).split('\n')[1]).toMatch(/^link +9 B +- +dev-disk-by\\\\x2duuid-1234\.swap -> \/dev\/null$/);
+    const diff = describeFilesDiff({
+      from: 'a',
+      to: 'current',
+      bytes: 1,
+      skipped: [],
+      differences: [{ change: 'added', volume: '', path: `/systemd/${listed}`, kind: 'file', sizeAfter: 1 }],
+    } as unknown as Parameters<typeof describeFilesDiff>[0]);
+    expect(diff.split('\n')[0]).toBe(`+ /systemd/${listed}  1 B`);
   });
 });
 

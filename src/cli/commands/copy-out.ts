@@ -8,7 +8,7 @@ import { EXIT_OK, EXIT_PARTIAL, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { isTerminal } from '../output.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
-import { printable, printableMessage } from '../printable.ts';
+import { printable, printableListed, printableMessage } from '../printable.ts';
 
 export const copyOut: Command = {
   name: 'copy-out',
@@ -52,7 +52,7 @@ export const copyOut: Command = {
       if (result.folders > 0) parts.push(`${result.folders} folder${result.folders === 1 ? '' : 's'}`);
       if (result.symlinks > 0) parts.push(`${result.symlinks} symlink${result.symlinks === 1 ? '' : 's'}`);
       io.out(`Copied ${parts.join(', ')} to ${printable(result.target)}\n`);
-      for (const skipped of result.skipped) io.err(`cowbell: skipped ${printable(skipped.path)}: ${printableMessage(skipped.reason)}\n`);
+      for (const skipped of result.skipped) io.err(`cowbell: skipped ${printableListed(skipped.path)}: ${printableMessage(skipped.reason)}\n`);
     }
     // As cp -r does, a script must not take a copy that left entries behind for a whole one.
     return result.skipped.length > 0 ? EXIT_PARTIAL : EXIT_OK;

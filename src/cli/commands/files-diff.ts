@@ -8,7 +8,7 @@ import { EXIT_OK, type Command } from '../command.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { stateFilesOpener } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
-import { printable, printableMessage } from '../printable.ts';
+import { printableListed, printableMessage } from '../printable.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
 
 export const filesDiff: Command = {
@@ -67,7 +67,7 @@ function sizeOf(difference: GuestFileDifference): string {
 export function describeFilesDiff(result: GuestFilesDiff): string {
   const rows = result.differences.map((difference) => ({
     mark: MARKS[difference.change],
-    path: printable(difference.kind === 'directory' ? `${difference.path}/` : difference.path),
+    path: printableListed(difference.kind === 'directory' ? `${difference.path}/` : difference.path),
     size: sizeOf(difference),
     reasons: difference.reasons === undefined ? '' : `  (${difference.reasons.join(', ')})`,
   }));
@@ -76,6 +76,6 @@ export function describeFilesDiff(result: GuestFilesDiff): string {
   const lines = rows.map((row) => `${row.mark} ${row.path.padEnd(pathWidth)}  ${row.size.padStart(sizeWidth)}${row.reasons}`.trimEnd());
   const count = (change: GuestFileDifference['change']): number => result.differences.filter((difference) => difference.change === change).length;
   lines.push(`${count('added')} added, ${count('removed')} removed, ${count('changed')} changed; ${formatBytes(result.bytes)} involved (${result.from} -> ${result.to})`);
-  for (const skipped of result.skipped) lines.push(`skipped ${printable(skipped.path ?? skipped.volume)}: ${printableMessage(skipped.reason)}`);
+  for (const skipped of result.skipped) lines.push(`skipped ${printableListed(skipped.path ?? skipped.volume)}: ${printableMessage(skipped.reason)}`);
   return `${lines.join('\n')}\n`;
 }

@@ -5,7 +5,7 @@ import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
-import { printable } from '../printable.ts';
+import { printable, printableListed } from '../printable.ts';
 
 export const ls: Command = {
   name: 'ls',
@@ -52,8 +52,9 @@ async function listPath(files: StateFiles, guestPath: string): Promise<Listing> 
   return { path: entry.path, entries, volumes: [...files.volumes], volumesAtRoot };
 }
 
-function describeEntries(entries: GuestFileEntry[]): string {
-  const rows = entries.map((entry) => [entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${printable(entry.name)} -> ${printable(entry.target ?? '')}` : printable(entry.name)]);
+/** The entries as a table (names in the listing's spelling, printableListed; a link's target as printable). */
+export function describeEntries(entries: GuestFileEntry[]): string {
+  const rows = entries.map((entry) => [entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${printableListed(entry.name)} -> ${printable(entry.target ?? '')}` : printableListed(entry.name)]);
   return table(['KIND', 'SIZE', 'MODIFIED (UTC)', 'NAME'], rows, [false, true, false, false]) + `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}\n`;
 }
 
