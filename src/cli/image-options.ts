@@ -8,12 +8,20 @@ import { UsageError } from './command.ts';
 
 const SIZE_SUFFIXES: Readonly<Record<string, number>> = { b: 1, k: 2 ** 10, m: 2 ** 20, g: 2 ** 30, t: 2 ** 40, p: 2 ** 50, e: 2 ** 60 };
 
-/** A size in bytes: a number with an optional binary suffix (K, M, G, T, P, E; case does not matter). */
+/**
+ * A size in bytes: a number with an optional binary suffix (K, M, G, T, P, E; case does not
+ * matter), as qemu-img reads one: decimal with an optional fraction (1.5T), or hexadecimal with a
+ * 0x prefix and no fraction (0x100000, 0x10M), an optional leading +.
+ */
 export function parseSize(text: string): number {
-  const match = /^(\d+(?:\.\d+)?)([bkmgtpe])?$/i.exec(text.trim());
-  if (match === null) throw new UsageError(`invalid size '${text}' (examples: 4096, 64M, 2G, 1.5T)`);
-  const [, digits = '', suffix] = match;
-  const bytes = Math.floor(Number(digits) * (suffix === undefined ? 1 : (SIZE_SUFFIXES[suffix.toLowerCase()] ?? 1)));
+  const match = /^\+?(?:0x([0-9a-f]+)|(\d+(?:\.\d+)?))([bkmgtpe])?$/i.exec(text.trim());
+  if (match === null) throw new UsageError(`invalid size '${text}' (examples: 4096, 64M, 2G, 1.5T, 0x100000)`);
+  const [, hex, digits = '', suffix] = match;
+  const unit = suffix === undefined ? 1 : (SIZE_SUFFIXES[suffix.toLowerCase()] ?? 1);
+  // Hexadecimal through BigInt: a double would round 0x20000000000001 to a neighbour without a word.
+  const exact = hex === undefined ? null : BigInt(`0x${hex}`) * BigInt(unit);
+  if (exact !== null && exact > BigInt(Number.MAX_SAFE_INTEGER)) throw new UsageError(`size '${text}' is too large`);
+  const bytes = exact !== null ? Number(exact) : Math.floor(Number(digits) * unit);
   if (!Number.isSafeInteger(bytes)) throw new UsageError(`size '${text}' is too large`);
   if (suffix === undefined && digits.includes('.')) throw new UsageError(`invalid size '${text}': a size in bytes must be a whole number`);
   return bytes;

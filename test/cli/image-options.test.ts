@@ -16,11 +16,16 @@ describe('parseSize', () => {
     ['512k', 512 * 1024],
     ['100b', 100],
     [' 1G ', 2 ** 30],
+    // As qemu-img 7.2 reads them (checked with qemu-img create): hexadecimal, with a suffix too, and a leading +.
+    ['0x100000', 0x100000],
+    ['0X10m', 16 * 2 ** 20],
+    ['0x1fffffffffffff', Number.MAX_SAFE_INTEGER],
+    ['+10k', 10 * 1024],
   ])('%s is %d bytes', (text, bytes) => {
     expect(parseSize(text)).toBe(bytes);
   });
 
-  it.each(['', '-1', '1X', 'G', '1.5', '1e9', '99999999E'])('rejects %j', (text) => {
+  it.each(['', '-1', '1X', 'G', '1.5', '1e9', '99999999E', '0x', '0x1.8', '0xg', '0x10.5M', '0x20000000000000', '0x7fffffffffffffff', '++1', '+-1'])('rejects %j', (text) => {
     expect(() => parseSize(text)).toThrow(UsageError);
   });
 });

@@ -147,4 +147,19 @@ describe('a qemu-img script', () => {
     expect(await run('convert', '-q', '-O', 'qcow2', disk, folder.file('quiet.qcow2'))).toEqual({ code: 0, out: '', err: '' });
     expect(await run('convert', '--no-snapshots', '-O', 'qcow2', disk, folder.file('bare.qcow2'))).toEqual({ code: 0, out: '', err: '' });
   });
+
+  it('create and resize read a size as qemu-img does: hexadecimal (0x100000, 0x10M) and a leading + too', async () => {
+    for (const size of ['0x100000', '0X10m', '+3M', '0x10.5M']) {
+      const ours = folder.file(`size-cowbell-${size}.qcow2`);
+      const theirs = folder.file(`size-qemu-${size}.qcow2`);
+      const made = await run('create', '-q', '-f', 'qcow2', ours, size);
+      const qemu = await qemuImg(['create', '-q', '-f', 'qcow2', theirs, size]).then(() => true, () => false);
+      expect(made.code === 0, `${size}: ${made.err}`).toBe(qemu);
+      if (qemu) expect((await qemuInfo(ours))['virtual-size'], size).toBe((await qemuInfo(theirs))['virtual-size']);
+    }
+    const grown = folder.file('size-cowbell-0x100000.qcow2');
+    expect((await run('resize', '-q', grown, '+0x100000')).code).toBe(0);
+    expect((await qemuInfo(grown))['virtual-size']).toBe(0x200000);
+    expect((await qemuCheck(grown)).code).toBe(0);
+  });
 });
