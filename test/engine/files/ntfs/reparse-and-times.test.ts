@@ -33,7 +33,15 @@ describe('reparse points', () => {
   it('know a tag that keeps content elsewhere (WOF) is no link', () => {
     const wof = new Uint8Array(16);
     new DataView(wof.buffer).setUint32(0, 0x80000017, true);
-    expect(parseReparsePoint(wof, 'test')).toEqual({ tag: 0x80000017, isNameSurrogate: false, target: null });
+    // Version 0 in its WOF_EXTERNAL_INFO: not one Windows writes, so no provider is read from it.
+    expect(parseReparsePoint(wof, 'test')).toEqual({ tag: 0x80000017, isNameSurrogate: false, target: null, wof: null });
+    const xpress = new Uint8Array(24);
+    const view = new DataView(xpress.buffer);
+    view.setUint32(0, 0x80000017, true);
+    view.setUint16(4, 16, true);
+    for (const [at, value] of [[8, 1], [12, 2], [16, 1], [20, 3]]) view.setUint32(at as number, value as number, true);
+    expect(parseReparsePoint(xpress, 'test')).toEqual({ tag: 0x80000017, isNameSurrogate: false, target: null, wof: { provider: 2, algorithm: 3 } });
+    expect(parseReparsePoint(xpress.subarray(0, 20), 'test').wof).toBeNull();
   });
 });
 

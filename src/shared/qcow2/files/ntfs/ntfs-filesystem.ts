@@ -20,17 +20,21 @@ import { ATTRIBUTE, FILE_ATTRIBUTE, referenceRecord, referenceSequence } from '.
 import { FIRST_USER_RECORD, MFT_RECORD, type NtfsFile, NtfsVolume } from './ntfs-volume.ts';
 import { INTERIX_MAX_SIZE, interixTarget, isInterixSymlinkHeader, parseReparsePoint } from './reparse.ts';
 import { loadUpcase, type UpcaseName } from './upcase-table.ts';
+import { WOF_REPARSE_TAG, WOF_STREAM_NAME, wofChunkBytes, WofContent } from './wof.ts';
 
 const DIRECTORY_CACHE_SIZE = 64;
 /** Reparse data is at most 16 KiB. */
 const MAX_REPARSE_SIZE = 16 * 1024;
 
+/** A regular file's content: its unnamed $DATA, or what Windows compressed it into (wof.ts). */
+type FileContent = Pick<AttributeStream, 'read' | 'extents'> & { dataRanges?: () => ByteRange[] | null };
+
 /** What a path names: its file, the entry shown for it, and (for a file) where its content is. */
 interface ResolvedFile {
   file: NtfsFile;
   entry: GuestFileEntry;
-  /** The unnamed $DATA of a regular file (null for folders and links). */
-  content: AttributeStream | null;
+  /** The content of a regular file (null for folders and links). */
+  content: FileContent | null;
   /** Why the content cannot be read even though the file lists (a reparse point keeping it elsewhere). */
   contentElsewhere: string | null;
 }
@@ -111,7 +115,7 @@ export class NtfsFilesystem implements GuestFilesystem {
   async dataRanges(path: string): Promise<ByteRange[] | null> {
     const { entry, content, contentElsewhere } = await this.resolve(path);
     if (entry.kind !== 'file' || contentElsewhere !== null) return null;
-    return content === null ? [] : content.dataRanges();
+    return content === null ? [] : (content.dataRanges?.() ?? null);
   }
 
   async extents(path: string): Promise<ByteRange[] | null> {
@@ -193,8 +197,16 @@ export class NtfsFilesystem implements GuestFilesystem {
       const target = isInterixSymlinkHeader(head) ? interixTarget(head) : null;
       if (target !== null) return { file, entry: symlinkEntry(base, target), content: null, contentElsewhere: null };
     }
+    const entry: GuestFileEntry = { ...base, kind: 'file', size };
+    if (reparse?.tag === WOF_REPARSE_TAG) {
+      const format = wofChunkBytes(reparse.wof ?? null);
+      if ('unreadable' in format) return { file, entry, content: null, contentElsewhere: format.unreadable };
+      const compressed = this.volume.attributeStream(file, ATTRIBUTE.data, WOF_STREAM_NAME);
+      if (compressed === null) throw corrupt(`${path}: compressed by Windows, without its ${WOF_STREAM_NAME} stream`);
+      return { file, entry, content: new WofContent(compressed, size, format.chunkBytes, path), contentElsewhere: null };
+    }
     const contentElsewhere = reparse === null ? null : `reparse tag 0x${reparse.tag.toString(16)}`;
-    return { file, entry: { ...base, kind: 'file', size }, content, contentElsewhere };
+    return { file, entry, content, contentElsewhere };
   }
 
   private async reparsePoint(file: NtfsFile, path: string): Promise<ReturnType<typeof parseReparsePoint> | null> {

@@ -5,6 +5,7 @@
  * and the UTF-16 target.
  */
 import { decodeUtf16, LeBytes } from './bytes.ts';
+import { WOF_REPARSE_TAG, type WofInfo } from './wof.ts';
 
 export const REPARSE_TAG = { mountPoint: 0xa0000003, symlink: 0xa000000c } as const;
 const NAME_SURROGATE = 0x20000000;
@@ -15,12 +16,15 @@ export interface ReparsePoint {
   isNameSurrogate: boolean;
   /** The link's target when the tag is a symlink or junction and its data reads. */
   target: string | null;
+  /** For a WOF tag (System Compression, WIMBoot): its provider and algorithm, or null where they do not read. */
+  wof?: WofInfo | null;
 }
 
 export function parseReparsePoint(value: Uint8Array, what: string): ReparsePoint {
   const bytes = new LeBytes(value, `${what} $REPARSE_POINT`);
   const tag = bytes.u32(0);
   const reparsePoint = { tag, isNameSurrogate: (tag & NAME_SURROGATE) !== 0 };
+  if (tag === WOF_REPARSE_TAG) return { ...reparsePoint, target: null, wof: wofInfo(bytes) };
   const pathBufferStart = tag === REPARSE_TAG.symlink ? 20 : tag === REPARSE_TAG.mountPoint ? 16 : null;
   if (pathBufferStart === null) return { ...reparsePoint, target: null };
   try {
@@ -38,6 +42,16 @@ export function parseReparsePoint(value: Uint8Array, what: string): ReparsePoint
   } catch {
     // An unreadable link stays a link of unknown target (kind "other"), not a broken volume.
     return { ...reparsePoint, target: null };
+  }
+}
+
+/** WOF_EXTERNAL_INFO (version 1, provider) and, for the file provider, its version and algorithm. */
+function wofInfo(bytes: LeBytes): WofInfo | null {
+  try {
+    if (bytes.u16(4) < 16 || bytes.u32(8) !== 1) return null;
+    return { provider: bytes.u32(12), algorithm: bytes.u32(20) };
+  } catch {
+    return null;
   }
 }
 

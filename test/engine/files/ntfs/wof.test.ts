@@ -1,0 +1,120 @@
+/**
+ * System Compressed (WOF) files on hostile bytes: the XPRESS decoder and the chunk table give
+ * FILESYSTEM_CORRUPT for anything malformed, never another error, a hang or a read outside the
+ * volume. The well-formed cases (wimlib's chunks) are in ntfs-reader.test.ts.
+ */
+import { gunzipSync } from 'node:zlib';
+import * as fs from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
+import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
+import { NTFS_READER } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
+import { decompressXpressHuffman } from '../../../../src/shared/qcow2/files/ntfs/xpress-huffman.ts';
+import { NTFS_FIXTURE } from './ntfs-fixture.ts';
+
+/** A small seeded generator (xorshift32). */
+function random(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 2 ** 32;
+  };
+}
+
+/** Runs `action`; a Qcow2Error FILESYSTEM_CORRUPT is an answer, anything else thrown fails the test. */
+async function corruptOrFine(action: () => unknown, label: string): Promise<'ok' | 'corrupt'> {
+  try {
+    await action();
+    return 'ok';
+  } catch (error) {
+    if (error instanceof Qcow2Error && error.code === 'FILESYSTEM_CORRUPT') return 'corrupt';
+    throw new Error(`${label}: ${String(error)}`, { cause: error });
+  }
+}
+
+function memoryVolume(bytes: Uint8Array): VolumeBytes {
+  return {
+    length: bytes.length,
+    async read(buffer, offset) {
+      if (offset < 0 || offset + buffer.length > bytes.length) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume`);
+      buffer.set(bytes.subarray(offset, offset + buffer.length));
+    },
+  };
+}
+
+describe('the XPRESS Huffman decoder on hostile chunks', () => {
+  it('refuses a chunk shorter than its code table, code lengths that over-subscribe the code, and a code with no symbols', () => {
+    const output = new Uint8Array(4096);
+    expect(() => decompressXpressHuffman(new Uint8Array(200), output, 'short')).toThrow(/less than its code length table/);
+    expect(() => decompressXpressHuffman(new Uint8Array(300), output, 'empty')).toThrow(/has no symbols/);
+    // Every symbol one bit long: 512 codes where two fit.
+    expect(() => decompressXpressHuffman(new Uint8Array(300).fill(0x11), output, 'over')).toThrow(/over-subscribed/);
+  });
+
+  it('decodes a literal and an overlapping match, and refuses a match reaching before the chunk', () => {
+    // Two symbols of one bit each: 'a' (0) and the match symbol 256 + 0 (length 0 + 3, no offset bits: distance 1) (1).
+    const chunk = new Uint8Array(256 + 4);
+    chunk[97 >> 1] = 0x10; // symbol 97 (odd): high nibble
+    chunk[256 >> 1] = 0x01; // symbol 256 (even): low nibble
+    // Bits: 0 (a), 1 (match of 3 at distance 1): "aaaa"; the word is little-endian, read from its top bit.
+    chunk[256] = 0x00;
+    chunk[257] = 0b0100_0000;
+    const output = new Uint8Array(4);
+    decompressXpressHuffman(chunk, output, 'tiny');
+    expect(Buffer.from(output).toString('latin1')).toBe('aaaa');
+    // The match first: nothing to copy from.
+    chunk[257] = 0b1000_0000;
+    expect(() => decompressXpressHuffman(chunk, new Uint8Array(3), 'early match')).toThrow(/bytes back/);
+  });
+
+  it('gives FILESYSTEM_CORRUPT or bytes, never another error, on 3,000 seeded random chunks', async () => {
+    const next = random(2212);
+    const outcomes = { ok: 0, corrupt: 0 };
+    for (let trial = 0; trial < 3000; trial++) {
+      const input = new Uint8Array(256 + Math.floor(next() * 3000));
+      // Plausible code lengths (small nibbles) so that the bit stream is reached, not only the table check.
+      for (let index = 0; index < input.length; index++) input[index] = index < 256 ? (Math.floor(next() * 10) * 0x11) & 0xff : Math.floor(next() * 256);
+      outcomes[await corruptOrFine(() => decompressXpressHuffman(input, new Uint8Array(1 + Math.floor(next() * 16384)), `trial ${trial}`), `trial ${trial}`)]++;
+    }
+    expect(outcomes.ok + outcomes.corrupt).toBe(3000);
+    expect(outcomes.corrupt).toBeGreaterThan(0);
+  });
+});
+
+describe('a System Compressed file with a damaged chunk table or chunks', { timeout: 120_000 }, () => {
+  it('reads as FILESYSTEM_CORRUPT or as bytes, never another error or a read outside the volume (300 seeded damages)', async () => {
+    const pristine = gunzipSync(fs.readFileSync(NTFS_FIXTURE));
+    const reader = await NTFS_READER.open(memoryVolume(pristine));
+    const extents = (await reader.extents!('/wof/xpress4k.bin')) ?? [];
+    const size = (await reader.stat('/wof/xpress4k.bin')).size;
+    await reader.close();
+    // The stream's first cluster holds the chunk table and the first chunks; the rest, chunk data.
+    const first = extents[0];
+    expect(first).toBeDefined();
+    const next = random(2213);
+    const outcomes = { ok: 0, corrupt: 0 };
+    for (let trial = 0; trial < 300; trial++) {
+      const bytes = Buffer.from(pristine);
+      const extent = extents[Math.floor(next() * extents.length)] ?? first!;
+      const damages = 1 + Math.floor(next() * 8);
+      for (let damage = 0; damage < damages; damage++) {
+        // Table entries (the first 172 bytes of the stream) half the time; anywhere in the stream otherwise.
+        const at = next() < 0.5 ? first!.offset + Math.floor(next() * 172) : extent.offset + Math.floor(next() * extent.length);
+        bytes[at] = next() < 0.3 ? 0xff : Math.floor(next() * 256);
+      }
+      const filesystem = await NTFS_READER.open(memoryVolume(bytes));
+      outcomes[
+        await corruptOrFine(async () => {
+          const buffer = new Uint8Array(65_536);
+          for (let offset = 0; offset < size; offset += buffer.length) await filesystem.read('/wof/xpress4k.bin', buffer, offset);
+        }, `trial ${trial}`)
+      ]++;
+      await filesystem.close();
+    }
+    expect(outcomes.corrupt).toBeGreaterThan(100);
+  });
+});
