@@ -20,7 +20,7 @@ import { ATTRIBUTE, FILE_ATTRIBUTE, referenceRecord, referenceSequence } from '.
 import { FIRST_USER_RECORD, MFT_RECORD, type NtfsFile, NtfsVolume } from './ntfs-volume.ts';
 import { INTERIX_MAX_SIZE, interixTarget, isInterixSymlinkHeader, parseReparsePoint } from './reparse.ts';
 import { loadUpcase, type UpcaseName } from './upcase-table.ts';
-import { WOF_REPARSE_TAG, WOF_STREAM_NAME, wofChunkBytes, WofContent } from './wof.ts';
+import { WOF_REPARSE_TAG, WOF_STREAM_NAME, wofFormat, WofContent } from './wof.ts';
 
 const DIRECTORY_CACHE_SIZE = 64;
 /** Reparse data is at most 16 KiB. */
@@ -199,11 +199,11 @@ export class NtfsFilesystem implements GuestFilesystem {
     }
     const entry: GuestFileEntry = { ...base, kind: 'file', size };
     if (reparse?.tag === WOF_REPARSE_TAG) {
-      const format = wofChunkBytes(reparse.wof ?? null);
+      const format = wofFormat(reparse.wof ?? null);
       if ('unreadable' in format) return { file, entry, content: null, contentElsewhere: format.unreadable };
       const compressed = this.volume.attributeStream(file, ATTRIBUTE.data, WOF_STREAM_NAME);
       if (compressed === null) throw corrupt(`${path}: compressed by Windows, without its ${WOF_STREAM_NAME} stream`);
-      return { file, entry, content: new WofContent(compressed, size, format.chunkBytes, path), contentElsewhere: null };
+      return { file, entry, content: new WofContent(compressed, size, format, path), contentElsewhere: null };
     }
     const contentElsewhere = reparse === null ? null : `reparse tag 0x${reparse.tag.toString(16)}`;
     return { file, entry, content, contentElsewhere };

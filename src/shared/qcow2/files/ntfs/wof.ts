@@ -5,20 +5,29 @@
  * stream WofCompressedData: a table of where chunks 1..n-1 begin (4-byte entries, 8-byte ones for a
  * file past 4 GiB), counted from the table's end, then the chunks. Each chunk holds the chunk
  * size's worth of the file (the last one the rest), compressed, or as it is where compressing did
- * not make it smaller. XPRESS chunks are read here; LZX ones (`/exe:lzx`) and WIMBoot files (whose
+ * not make it smaller. XPRESS (4, 8, 16 KiB) and LZX (32 KiB) chunks are read; WIMBoot files (whose
  * content is in a WIM file outside the volume) are not.
  */
 import type { ByteRange } from '../filesystem.ts';
 import type { AttributeStream } from './attribute-stream.ts';
 import { corrupt } from './bytes.ts';
+import { decompressLzx } from './lzx.ts';
 import { decompressXpressHuffman } from './xpress-huffman.ts';
 
 export const WOF_REPARSE_TAG = 0x80000017;
 export const WOF_STREAM_NAME = 'WofCompressedData';
 const WOF_PROVIDER_WIM = 1;
 const WOF_PROVIDER_FILE = 2;
-const ALGORITHM_CHUNK_BYTES: Readonly<Record<number, number>> = { 0: 4096, 2: 8192, 3: 16384 };
-const ALGORITHM_LZX = 1;
+/** A chunk's decoder: fills `output` from `input`, or throws FILESYSTEM_CORRUPT. */
+export type ChunkDecoder = (input: Uint8Array, output: Uint8Array, what: string) => void;
+
+/** Per algorithm (FILE_PROVIDER_COMPRESSION_*): the chunk size and its decoder. */
+const ALGORITHMS: Readonly<Record<number, { chunkBytes: number; decode: ChunkDecoder }>> = {
+  0: { chunkBytes: 4096, decode: decompressXpressHuffman },
+  1: { chunkBytes: 32768, decode: decompressLzx },
+  2: { chunkBytes: 8192, decode: decompressXpressHuffman },
+  3: { chunkBytes: 16384, decode: decompressXpressHuffman },
+};
 
 /** What a WOF reparse point says: the provider and, for the file provider, the algorithm. */
 export interface WofInfo {
@@ -26,14 +35,12 @@ export interface WofInfo {
   algorithm: number;
 }
 
-/** The chunk size of an XPRESS file, or why its content cannot be read here. */
-export function wofChunkBytes(info: WofInfo | null): { chunkBytes: number } | { unreadable: string } {
+/** The chunk size and decoder of a System Compressed file, or why its content cannot be read here. */
+export function wofFormat(info: WofInfo | null): { chunkBytes: number; decode: ChunkDecoder } | { unreadable: string } {
   if (info === null) return { unreadable: 'a Windows-compressed file whose reparse data does not read' };
   if (info.provider === WOF_PROVIDER_WIM) return { unreadable: 'kept in a WIM file outside the volume (WIMBoot)' };
   if (info.provider !== WOF_PROVIDER_FILE) return { unreadable: `kept by an unknown Windows Overlay provider (${info.provider})` };
-  if (info.algorithm === ALGORITHM_LZX) return { unreadable: 'compressed by Windows with LZX (compact /exe:lzx), which Cowbell does not read yet' };
-  const chunkBytes = ALGORITHM_CHUNK_BYTES[info.algorithm];
-  return chunkBytes === undefined ? { unreadable: `compressed by Windows with an unknown algorithm (${info.algorithm})` } : { chunkBytes };
+  return ALGORITHMS[info.algorithm] ?? { unreadable: `compressed by Windows with an unknown algorithm (${info.algorithm})` };
 }
 
 /** The content of a System Compressed file, read from its WofCompressedData stream. */
@@ -41,16 +48,18 @@ export class WofContent {
   readonly size: number;
   private readonly stream: AttributeStream;
   private readonly chunkBytes: number;
+  private readonly decode: ChunkDecoder;
   private readonly chunkCount: number;
   private readonly entryBytes: number;
   private readonly tableBytes: number;
   private cached: { index: number; bytes: Uint8Array } | null = null;
 
-  constructor(stream: AttributeStream, size: number, chunkBytes: number, what: string) {
+  constructor(stream: AttributeStream, size: number, format: { chunkBytes: number; decode: ChunkDecoder }, what: string) {
     this.stream = stream;
     this.size = size;
-    this.chunkBytes = chunkBytes;
-    this.chunkCount = Math.ceil(size / chunkBytes);
+    this.chunkBytes = format.chunkBytes;
+    this.decode = format.decode;
+    this.chunkCount = Math.ceil(size / format.chunkBytes);
     this.entryBytes = size > 0xffffffff ? 8 : 4;
     this.tableBytes = Math.max(0, this.chunkCount - 1) * this.entryBytes;
     if (this.tableBytes > stream.size) throw corrupt(`${what}: ${this.chunkCount} chunks need a ${this.tableBytes}-byte table, more than its ${stream.size}-byte ${WOF_STREAM_NAME} stream`);
@@ -122,7 +131,7 @@ export class WofContent {
     const bytes = new Uint8Array(length);
     // A chunk that did not shrink is kept as it is.
     if (stored.length === length) bytes.set(stored);
-    else decompressXpressHuffman(stored, bytes, `${what} chunk ${index}`);
+    else this.decode(stored, bytes, `${what} chunk ${index}`);
     this.cached = { index, bytes };
     return bytes;
   }
