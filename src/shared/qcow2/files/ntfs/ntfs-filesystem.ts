@@ -35,7 +35,7 @@ interface ResolvedFile {
   entry: GuestFileEntry;
   /** The content of a regular file (null for folders and links). */
   content: FileContent | null;
-  /** Why the content cannot be read even though the file lists (a reparse point keeping it elsewhere). */
+  /** Why the content cannot be read even though the file lists (a reparse point keeping it elsewhere), said after the path. */
   contentElsewhere: string | null;
 }
 
@@ -107,7 +107,7 @@ export class NtfsFilesystem implements GuestFilesystem {
     const { entry, content, contentElsewhere } = await this.resolve(path);
     if (entry.kind === 'directory') throw new Qcow2Error('IS_A_DIRECTORY', `NTFS: ${entry.path} is a folder`);
     if (entry.kind !== 'file') throw new Qcow2Error('NOT_A_FILE', `NTFS: ${entry.path} is a link or special file, not a regular file`);
-    if (contentElsewhere !== null) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `NTFS: ${entry.path} keeps its content elsewhere (${contentElsewhere})`);
+    if (contentElsewhere !== null) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `NTFS: ${entry.path} ${contentElsewhere}`);
     if (content === null) return 0;
     return content.read(buffer, offset, entry.path);
   }
@@ -205,7 +205,7 @@ export class NtfsFilesystem implements GuestFilesystem {
       if (compressed === null) throw corrupt(`${path}: compressed by Windows, without its ${WOF_STREAM_NAME} stream`);
       return { file, entry, content: new WofContent(compressed, size, format, path), contentElsewhere: null };
     }
-    const contentElsewhere = reparse === null ? null : `reparse tag 0x${reparse.tag.toString(16)}`;
+    const contentElsewhere = reparse === null ? null : `keeps its content elsewhere (reparse tag 0x${reparse.tag.toString(16)})`;
     return { file, entry, content, contentElsewhere };
   }
 

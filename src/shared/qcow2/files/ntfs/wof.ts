@@ -35,12 +35,12 @@ export interface WofInfo {
   algorithm: number;
 }
 
-/** The chunk size and decoder of a System Compressed file, or why its content cannot be read here. */
+/** The chunk size and decoder of a System Compressed file, or why its content cannot be read here (said after its path). */
 export function wofFormat(info: WofInfo | null): { chunkBytes: number; decode: ChunkDecoder } | { unreadable: string } {
-  if (info === null) return { unreadable: 'a Windows-compressed file whose reparse data does not read' };
-  if (info.provider === WOF_PROVIDER_WIM) return { unreadable: 'kept in a WIM file outside the volume (WIMBoot)' };
-  if (info.provider !== WOF_PROVIDER_FILE) return { unreadable: `kept by an unknown Windows Overlay provider (${info.provider})` };
-  return ALGORITHMS[info.algorithm] ?? { unreadable: `compressed by Windows with an unknown algorithm (${info.algorithm})` };
+  if (info === null) return { unreadable: 'is compressed by Windows, and its reparse data does not say how' };
+  if (info.provider === WOF_PROVIDER_WIM) return { unreadable: 'keeps its content in a WIM file outside the volume (WIMBoot), which Cowbell cannot read' };
+  if (info.provider !== WOF_PROVIDER_FILE) return { unreadable: `keeps its content with an unknown Windows Overlay provider (${info.provider})` };
+  return ALGORITHMS[info.algorithm] ?? { unreadable: `is compressed by Windows with an unknown algorithm (${info.algorithm})` };
 }
 
 /** The content of a System Compressed file, read from its WofCompressedData stream. */
