@@ -5,6 +5,8 @@
  * blocks), one inode changed by debugfs while its folder's blocks and inode stayed as they were,
  * and a path that leads to another (itself unchanged) folder in the later state.
  * The result must equal the full walk's (both states listed), and the shortcut must have been taken.
+ * A later state saved in use (its journal holding a change not yet written home) still takes the
+ * shortcut where the journal touched nothing, and sees the change the journal holds.
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -19,6 +21,8 @@ import { qemuImg, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
 const FILES = 320;
 let folder: TempDir;
 let disk = '';
+/** The raw filesystem of the state before. */
+let beforeBytes = new Uint8Array(0);
 /** The file whose inode debugfs changes: the one furthest in the inode table from its folder's inode. */
 let touched = '';
 
@@ -32,6 +36,7 @@ beforeAll(async () => {
   await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, disk]);
   await qemuImg(['snapshot', '-c', 'before', disk]);
   const before = new Uint8Array(fs.readFileSync(raw));
+  beforeBytes = before;
 
   // Inode numbers from debugfs: the file furthest from the folder lies in another 64 KiB of the inode table.
   const listing = (await runTool('debugfs', ['-R', 'ls -l quiet', raw])).stdout;
@@ -97,5 +102,59 @@ describe('files-diff through folders the states share', () => {
     expect(vouched).toContain('/quiet');
     expect(result).toEqual(await diffStatesByName(opener(false, []), 'current', 'before', ranges));
     expect(result.differences.map((difference) => difference.path)).toEqual(['/a/one.txt', '/a/two.txt', '/b', '/b/two.txt', '/quiet/data.bin', `/${touched}`]);
+  });
+});
+
+describe('files-diff through folders the states share, the later one saved in use', () => {
+  it('takes the shortcut where the journal touched nothing, and sees an inode the journal alone changed', async () => {
+    // The state before, saved again in use: one quiet file's inode changed in a copy, and the blocks
+    // that changed written into the journal only (not home), as a running guest leaves them. The guest
+    // ranges that differ are then the journal's and the superblock's, not the inode's.
+    const beforeRaw = folder.file('before.raw');
+    fs.writeFileSync(beforeRaw, beforeBytes);
+    const listing = (await runTool('debugfs', ['-R', 'ls -l quiet', beforeRaw])).stdout;
+    const inodes = [...listing.matchAll(/^\s*(\d+)\s+\d+\s+\(\d+\)\s+\d+\s+\d+\s+\d+\s+\S+\s+\S+\s+(f\d+\.txt)\s*$/gm)].map((match) => ({ inode: Number(match[1]), name: match[2]! }));
+    const quietInode = Number((await runTool('debugfs', ['-R', 'stat quiet', beforeRaw])).stdout.match(/Inode: (\d+)/)?.[1]);
+    // Far from the folder's inode: another block of the inode table.
+    const far = inodes.reduce((best, entry) => (entry.inode > best.inode ? entry : best));
+    expect(far.inode - quietInode).toBeGreaterThan(32);
+    const changedCopy = folder.file('journal-change.raw');
+    fs.copyFileSync(beforeRaw, changedCopy);
+    await debugfs(changedCopy, [`sif quiet/${far.name} mtime 20210304050607`]);
+    const block = 4096;
+    const original = fs.readFileSync(beforeRaw);
+    const changed = fs.readFileSync(changedCopy);
+    const blocks: number[] = [];
+    for (let at = 0; at < original.length; at += block) if (!original.subarray(at, at + block).equals(changed.subarray(at, at + block))) blocks.push(at / block);
+    expect(blocks.length).toBeGreaterThan(0);
+    const contents = folder.file('journal-blocks.bin');
+    fs.writeFileSync(contents, Buffer.concat(blocks.map((number) => changed.subarray(number * block, (number + 1) * block))));
+    const inUse = folder.file('in-use.raw');
+    fs.copyFileSync(beforeRaw, inUse);
+    await debugfs(inUse, ['jo', `jw -b ${blocks.join(',')} ${contents}`, 'jc']);
+    expect((await runTool('dumpe2fs', ['-h', inUse])).stdout).toMatch(/needs_recovery/);
+    const inUseDisk = folder.file('in-use.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', beforeRaw, inUseDisk]);
+    await qemuImg(['snapshot', '-c', 'before', inUseDisk]);
+    await writeChangedPieces(inUseDisk, beforeBytes, new Uint8Array(fs.readFileSync(inUse)), path.dirname(inUse));
+
+    const open = (shortcut: boolean, found: string[]) => async (state: string): Promise<StateFiles> => {
+      const files = await openStateFiles(inUseDisk, state);
+      const unchangedFolder = files.unchangedFolder?.bind(files);
+      Object.assign(files, {
+        unchangedFolder: shortcut && unchangedFolder ? async (...args: Parameters<typeof unchangedFolder>) => {
+          const result = await unchangedFolder(...args);
+          if (result !== null) found.push(args[0]);
+          return result;
+        } : undefined,
+      });
+      return files;
+    };
+    const vouched: string[] = [];
+    const ranges = () => readDiff(inUseDisk, 'before', 'current').ranges;
+    const result = await diffStatesByName(open(true, vouched), 'before', 'current', ranges);
+    expect(vouched).toContain('/quiet');
+    expect(result.differences).toEqual([{ path: `/quiet/${far.name}`, change: 'changed', kind: 'file', sizeBefore: expect.any(Number), sizeAfter: expect.any(Number), reasons: ['mtime'] }]);
+    expect(result).toEqual(await diffStatesByName(open(false, []), 'before', 'current', ranges));
   });
 });
