@@ -59,7 +59,14 @@ export function describeEntries(entries: GuestFileEntry[]): string {
 }
 
 function describeVolumes(volumes: GuestVolumeInfo[]): string {
-  const rows = volumes.map((volume) => [volume.name, formatBytes(volume.length), volume.filesystem ?? '-', volume.label ?? '', `${volume.table} ${volume.partitionType ?? ''}`.trim(), volume.problem ?? '']);
+  const rows = volumes.map((volume) => [
+    volume.name,
+    formatBytes(volume.length),
+    volume.filesystem ?? (volume.physicalVolumeOf !== undefined ? `lvm-pv (${volume.physicalVolumeOf})` : '-'),
+    volume.label ?? '',
+    volume.logicalVolume !== undefined ? `lvm ${volume.logicalVolume.group}/${volume.logicalVolume.name}` : `${volume.table} ${volume.partitionType ?? ''}`.trim(),
+    volume.problem ?? '',
+  ]);
   return table(['VOLUME', 'SIZE', 'FILESYSTEM', 'LABEL', 'PARTITION', 'PROBLEM'], rows, [false, true, false, false, false, false]);
 }
 

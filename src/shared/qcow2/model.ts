@@ -404,6 +404,12 @@ export interface GuestVolumeInfo {
   problem?: string;
   /** What to keep in mind though it reads: an NTFS volume Windows had mounted (not shut down cleanly) may miss its latest changes. */
   caution?: string;
+  /** An LVM logical volume: its group and name (the volume's name is device-mapper's, vg-lv). */
+  logicalVolume?: { group: string; name: string };
+  /** Where a volume in several pieces (an LVM logical volume) lies: its guest byte ranges, in order. */
+  segments?: { offset: number; length: number }[];
+  /** An LVM physical volume (the partition itself holds no filesystem; its logical volumes are listed beside it): its group. */
+  physicalVolumeOf?: string;
 }
 
 export type GuestFileChange = 'added' | 'removed' | 'changed';

@@ -18,6 +18,7 @@ import type { GuestFileDifference, GuestFileEntry, GuestFilesDiff, GuestVolumeIn
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type UnchangedFolder } from './filesystem.ts';
 import { GuestRangeSet } from './guest-range-set.ts';
 import type { StateFiles } from './state-files.ts';
+import { guestRangesOf, samePlace } from './volume-ranges.ts';
 
 export interface FilesDiffOptions {
   /** The states' names as the result reports them ("current", a snapshot's name). */
@@ -128,7 +129,7 @@ class FilesWalk {
       return;
     }
     this.contentCheck = this.contentCheckFor(volumeBefore, volumeAfter);
-    this.sameVolumePlace = volumeBefore.offset === volumeAfter.offset && volumeBefore.length === volumeAfter.length && volumeBefore.filesystem === volumeAfter.filesystem;
+    this.sameVolumePlace = samePlace(volumeBefore, volumeAfter) && volumeBefore.filesystem === volumeAfter.filesystem;
     this.foldersKnown++;
     // A volume's root has no parent entry to compare: its entries are taken as possibly renamed.
     await this.compareFolder(root, false);
@@ -140,8 +141,10 @@ class FilesWalk {
 
   private contentCheckFor(volumeBefore: GuestVolumeInfo, volumeAfter: GuestVolumeInfo): ContentCheck {
     // A volume that moved puts the same file at other guest offsets: the changed ranges say nothing then.
-    if (volumeBefore.offset !== volumeAfter.offset) return 'read';
-    const touched = this.changed.intersects(volumeBefore.offset, volumeBefore.length) || this.changed.intersects(volumeAfter.offset, volumeAfter.length);
+    if (volumeBefore.offset !== volumeAfter.offset || (volumeBefore.segments !== undefined) !== (volumeAfter.segments !== undefined)) return 'read';
+    // A volume in pieces (an LVM logical volume) that was moved or extended: its files lie elsewhere too.
+    if (volumeBefore.segments !== undefined && !samePlace(volumeBefore, { ...volumeAfter, length: volumeBefore.length })) return 'read';
+    const touched = [volumeBefore, volumeAfter].some((volume) => guestRangesOf(volume, 0, volume.length).some((range) => this.changed.intersects(range.offset, range.length)));
     return touched ? 'changed-ranges' : 'none';
   }
 

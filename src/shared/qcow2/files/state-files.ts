@@ -12,6 +12,7 @@ import type { GuestFileEntry, GuestVolumeInfo } from '../model.ts';
 import type { ByteRange, ChangedBytes, FilesystemReader, GuestFilesystem, UnchangedFolder } from './filesystem.ts';
 import { FILESYSTEM_READERS } from './filesystems.ts';
 import { normalizePath, pathParts } from './paths.ts';
+import { guestRangesOf } from './volume-ranges.ts';
 import { CachedGuestBytes } from './volume-bytes.ts';
 import { findVolumes, type FoundVolume } from './volumes.ts';
 
@@ -134,7 +135,7 @@ class OpenStateFiles implements StateFiles {
     const located = this.locate(path);
     const filesystem = filesystemOf(located.volume);
     const ranges = filesystem.extents ? await filesystem.extents(located.inner) : null;
-    return ranges === null ? null : ranges.map((range) => ({ offset: located.volume.info.offset + range.offset, length: range.length }));
+    return ranges === null ? null : ranges.flatMap((range) => guestRangesOf(located.volume.info, range.offset, range.length));
   }
 
   async dataRanges(path: string): Promise<ByteRange[] | null> {
@@ -153,8 +154,8 @@ class OpenStateFiles implements StateFiles {
     const filesystem = filesystemOf(located.volume);
     const earlierFilesystem = filesystemOf(earlier.locate(path).volume);
     if (!filesystem.unchangedFolder) return null;
-    const volumeOffset = located.volume.info.offset;
-    const folder = await filesystem.unchangedFolder(located.inner, (offset, length) => changed(volumeOffset + offset, length), earlierFilesystem);
+    const volume = located.volume.info;
+    const folder = await filesystem.unchangedFolder(located.inner, (offset, length) => guestRangesOf(volume, offset, length).some((range) => changed(range.offset, range.length)), earlierFilesystem);
     if (folder === null || located.prefix === '') return folder;
     return { entries: folder.entries.map((entry) => withPrefix(entry, located.prefix)), flags: folder.flags };
   }

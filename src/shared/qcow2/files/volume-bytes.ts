@@ -8,6 +8,7 @@ import { Qcow2Error } from '../errors.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import type { VolumeBytes } from './filesystem.ts';
 import { GenerationalCache } from './generational-cache.ts';
+import { guestRangesOf } from './volume-ranges.ts';
 
 /**
  * Small: metadata lies scattered (a folder's block here, a piece of an inode table there), and a
@@ -102,6 +103,30 @@ export function volumeBytes(guest: CachedGuestBytes, offset: number, length: num
       }
       try {
         guest.read(buffer, offset + volumeOffset);
+        return Promise.resolve();
+      } catch (error) {
+        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
+      }
+    },
+  };
+}
+
+/** VolumeBytes of a volume in pieces (an LVM logical volume): its guest ranges, in order, read as one. */
+export function segmentedVolumeBytes(guest: CachedGuestBytes, segments: readonly { offset: number; length: number }[]): VolumeBytes {
+  const length = segments.reduce((total, segment) => total + segment.length, 0);
+  const volume = { offset: segments[0]?.offset ?? 0, segments: [...segments] };
+  return {
+    length,
+    read(buffer: Uint8Array, volumeOffset: number): Promise<void> {
+      if (!Number.isSafeInteger(volumeOffset) || volumeOffset < 0 || volumeOffset + buffer.length > length) {
+        return Promise.reject(new Qcow2Error('FILESYSTEM_CORRUPT', `A read of ${buffer.length} bytes at ${volumeOffset} lies past the end of the ${length}-byte volume`));
+      }
+      try {
+        let done = 0;
+        for (const range of guestRangesOf(volume, volumeOffset, buffer.length)) {
+          guest.read(buffer.subarray(done, done + range.length), range.offset);
+          done += range.length;
+        }
         return Promise.resolve();
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));

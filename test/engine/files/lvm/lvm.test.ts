@@ -1,0 +1,194 @@
+/**
+ * LVM2 logical volumes inside a state: the disk made by pvcreate/vgcreate/lvcreate/lvextend and
+ * mke2fs (fixtures/make-lvm-fixture.sh); what lvs reported (lvm-layout.json) is the reference for
+ * where each volume lies, and debugfs on a volume's bytes (gathered from those places) the
+ * reference for its files. files-diff inside a volume in two pieces, and hostile metadata.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
+import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
+import { diffStatesByName } from '../../../../src/shared/qcow2/files/files-diff.ts';
+import { isLvmPhysicalVolume, readLogicalVolumes } from '../../../../src/shared/qcow2/files/lvm.ts';
+import { parseLvmMetadata } from '../../../../src/shared/qcow2/files/lvm-metadata-text.ts';
+import { openStateFiles, type StateFiles } from '../../../../src/shared/qcow2/files/state-files.ts';
+import { readDiff } from '../../../../src/shared/qcow2/snapshots/operations.ts';
+import { writeChangedPieces } from '../../../helpers/changed-ext-disk.ts';
+import { debugfsFacts } from '../../../helpers/guest-filesystems.ts';
+import { qemuImg, runTool, tempDir, type TempDir } from '../../../helpers/qemu.ts';
+
+interface Layout {
+  group: string;
+  partitionOffset: number;
+  volumes: Record<string, { offset: number; length: number }[]>;
+}
+
+const FIXTURES = path.join(import.meta.dirname, 'fixtures');
+const layout = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'lvm-layout.json'), 'utf8')) as Layout;
+const BIG = (size: number): Buffer => Buffer.from(Array.from({ length: size }, (_, n) => (n * 7 + Math.floor(n / 4096)) % 251));
+
+let folder: TempDir;
+let raw = '';
+let disk = '';
+
+/** A logical volume's bytes, gathered from where lvs said its extents lie. */
+function volumeImage(rawDisk: Buffer, name: string, target: string): void {
+  fs.writeFileSync(target, Buffer.concat((layout.volumes[name] ?? []).map((segment) => rawDisk.subarray(segment.offset, segment.offset + segment.length))));
+}
+
+beforeAll(async () => {
+  folder = tempDir();
+  raw = folder.file('lvm.raw');
+  fs.writeFileSync(raw, gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz'))));
+  disk = folder.file('lvm.qcow2');
+  await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, disk]);
+});
+afterAll(() => folder.cleanup());
+
+describe('LVM logical volumes', { timeout: 120_000 }, () => {
+  it('are listed after their physical volume, named as device-mapper names them, where lvs says their extents lie', async () => {
+    const files = await openStateFiles(disk, 'current');
+    try {
+      const byName = new Map(files.volumes.map((volume) => [volume.name, volume]));
+      expect(byName.get('2')).toMatchObject({ physicalVolumeOf: 'fixture-vg', filesystem: null });
+      expect(byName.get('2')?.problem).toBeUndefined();
+      for (const [name, segments] of Object.entries(layout.volumes)) {
+        const volume = byName.get(`fixture--vg-${name}`);
+        expect(volume, name).toMatchObject({ logicalVolume: { group: 'fixture-vg', name }, filesystem: 'ext', segments, length: segments.reduce((total, segment) => total + segment.length, 0) });
+      }
+      expect(layout.volumes['root']).toHaveLength(2);
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['1', '2', 'fixture--vg-root', 'fixture--vg-data']);
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('read their files as debugfs reads the same volume, across the two pieces of one', async () => {
+    const rawDisk = fs.readFileSync(raw);
+    const rootImage = folder.file('root.ext4');
+    volumeImage(rawDisk, 'root', rootImage);
+    const files = await openStateFiles(disk, 'current');
+    try {
+      const listed = (await files.list('/fixture--vg-root/home/me')).map((entry) => `${entry.name} ${entry.size}`).sort();
+      const debugfsListing = (await runTool('debugfs', ['-R', 'ls -l /home/me', rootImage])).stdout;
+      for (const line of listed) expect(debugfsListing).toContain(line.split(' ')[0]);
+      const notes = Buffer.alloc(64);
+      const count = await files.read('/fixture--vg-root/home/me/notes.txt', notes, 0);
+      expect(notes.subarray(0, count).toString()).toBe((await runTool('debugfs', ['-R', 'cat /home/me/notes.txt', rootImage])).stdout);
+      // big.bin runs from the first piece into the second (its blocks past the first piece's 20 MiB).
+      const facts = await debugfsFacts(rootImage, '/home/me/big.bin');
+      expect(Math.max(...facts.blocks) * facts.blockBytes).toBeGreaterThan(layout.volumes['root']![0]!.length);
+      const big = Buffer.alloc(facts.size);
+      for (let offset = 0; offset < big.length; ) offset += await files.read('/fixture--vg-root/home/me/big.bin', big.subarray(offset, offset + 1024 * 1024), offset);
+      expect(big.equals(BIG(facts.size))).toBe(true);
+    } finally {
+      await files.close();
+    }
+  });
+
+  it('files-diff sees a file changed behind the filesystem’s back in the second piece of a volume (its blocks mapped through the pieces), as the full walk does', async () => {
+    const changedDisk = folder.file('changed.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', raw, changedDisk]);
+    await qemuImg(['snapshot', '-c', 'before', changedDisk]);
+    const before = fs.readFileSync(raw);
+    const after = Buffer.from(before);
+    // big.bin's last block lies in the second piece: its bytes changed there, size and time as they were.
+    const rootImage = folder.file('root-for-diff.ext4');
+    volumeImage(before, 'root', rootImage);
+    const facts = await debugfsFacts(rootImage, '/home/me/big.bin');
+    const lastBlock = facts.blocks.at(-1)!;
+    const [first, second] = layout.volumes['root']!;
+    const volumeOffset = lastBlock * facts.blockBytes;
+    expect(volumeOffset).toBeGreaterThanOrEqual(first!.length);
+    after.write('changed in the second piece', second!.offset + (volumeOffset - first!.length));
+    await writeChangedPieces(changedDisk, new Uint8Array(before), new Uint8Array(after), folder.path);
+
+    const vouched: string[] = [];
+    const open = (shortcut: boolean) => async (state: string): Promise<StateFiles> => {
+      const files = await openStateFiles(changedDisk, state);
+      const unchangedFolder = files.unchangedFolder?.bind(files);
+      Object.assign(files, {
+        unchangedFolder: shortcut && unchangedFolder ? async (...args: Parameters<typeof unchangedFolder>) => {
+          const found = await unchangedFolder(...args);
+          if (found !== null) vouched.push(args[0]);
+          return found;
+        } : undefined,
+      });
+      return files;
+    };
+    const ranges = () => readDiff(changedDisk, 'before', 'current').ranges;
+    expect(ranges().every((range) => range.offset >= second!.offset && range.offset < second!.offset + second!.length)).toBe(true);
+    const result = await diffStatesByName(open(true), 'before', 'current', ranges);
+    // The only guest bytes that changed lie in root's second piece: mapped as if root were in one
+    // piece from its first, big.bin's last block would be looked for in the data volume's bytes.
+    expect(result.differences.map((difference) => `${difference.change} ${difference.path} ${(difference.reasons ?? []).join(',')}`)).toEqual(['changed /fixture--vg-root/home/me/big.bin content']);
+    expect(vouched.length).toBeGreaterThan(0);
+    expect(result).toEqual(await diffStatesByName(open(false), 'before', 'current', ranges));
+  });
+});
+
+function memoryVolume(bytes: Uint8Array): VolumeBytes {
+  return {
+    length: bytes.length,
+    async read(buffer, offset) {
+      if (offset < 0 || offset + buffer.length > bytes.length) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume`);
+      buffer.set(bytes.subarray(offset, offset + buffer.length));
+    },
+  };
+}
+
+/** A small seeded generator (xorshift32). */
+function random(seed: number): () => number {
+  let state = seed >>> 0 || 1;
+  return () => {
+    state ^= state << 13;
+    state >>>= 0;
+    state ^= state >>> 17;
+    state ^= state << 5;
+    state >>>= 0;
+    return state / 2 ** 32;
+  };
+}
+
+describe('hostile LVM metadata', () => {
+  it('a damaged label, metadata header or metadata text gives FILESYSTEM_CORRUPT or volumes, never another error or a read outside the volume (400 seeded damages)', async () => {
+    const partition = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz'))).subarray(layout.partitionOffset, layout.partitionOffset + 4 * 1024 * 1024);
+    expect(await isLvmPhysicalVolume(memoryVolume(partition))).toBe(true);
+    const text = partition.indexOf('fixture-vg {');
+    const next = random(2816);
+    const outcomes = { volumes: 0, corrupt: 0, none: 0 };
+    for (let trial = 0; trial < 400; trial++) {
+      const bytes = Buffer.from(partition);
+      const damages = 1 + Math.floor(next() * 6);
+      for (let damage = 0; damage < damages; damage++) {
+        const region = next();
+        // The label sector, the metadata area header, or the metadata texts.
+        const at = region < 0.3 ? 512 + Math.floor(next() * 160) : region < 0.6 ? 4096 + Math.floor(next() * 64) : text + Math.floor(next() * 6000);
+        bytes[at] = next() < 0.3 ? [0x7b, 0x7d, 0x22, 0x3d, 0x5b, 0x5d, 0x0a][Math.floor(next() * 7)]! : Math.floor(next() * 256);
+      }
+      try {
+        if (!(await isLvmPhysicalVolume(memoryVolume(bytes)))) {
+          outcomes.none++;
+          continue;
+        }
+        await readLogicalVolumes(memoryVolume(bytes));
+        outcomes.volumes++;
+      } catch (error) {
+        if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw new Error(`trial ${trial}: ${String(error)}`, { cause: error });
+        outcomes.corrupt++;
+      }
+    }
+    expect(outcomes.corrupt).toBeGreaterThan(20);
+    expect(outcomes.volumes).toBeGreaterThan(20);
+  });
+
+  it('the metadata text parser refuses what is not LVM text, and reads nested sections, lists and comments', () => {
+    expect(parseLvmMetadata('vg {\n a = 1 # note\n b = ["x", 2]\n inner { c = "d\\"e" }\n}\n').sections.get('vg')?.values.get('b')).toEqual(['x', 2]);
+    expect(parseLvmMetadata('vg { inner { c = "d\\"e" } }').sections.get('vg')?.sections.get('inner')?.values.get('c')).toBe('d"e');
+    for (const text of ['vg {', 'a = ', 'a = [1, 2', '{', 'a = "open', 'a = 99999999999999999999', 'a b', `${'x { '.repeat(40)}${'}'.repeat(40)}`]) {
+      expect(() => parseLvmMetadata(text), text).toThrow(Qcow2Error);
+    }
+  });
+});
