@@ -9,8 +9,8 @@ import { cliRuntime } from '../runtime.ts';
 
 /**
  * `cowbell commit [-b BASE] [-d] IMAGE`, as `qemu-img commit`: the overlay's data goes into its
- * backing file (or BASE further down the chain, which implies -d), then the overlay is emptied
- * unless -d. Refused while a VM uses any file of the chain.
+ * backing file (or BASE), then the overlay is emptied unless -d; -b implies -d, as in qemu-img
+ * (whichever file BASE is). Refused while a VM uses any file of the chain.
  */
 export const commit: Command = {
   name: 'commit',
@@ -33,7 +33,7 @@ export const commit: Command = {
     const base = option(args, 'base');
     const result = await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(
-        async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') }, job)),
+        async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') || base !== undefined }, job)),
         onProgress,
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
       ),

@@ -130,6 +130,18 @@ describe.each(shapes)('commit and rebase like qemu-img: %s', (_name, shape) => {
     expect((await qemuMap(mid)).filter((entry) => entry.depth === 0)).toEqual(midBefore.filter((entry) => entry.depth === 0));
   });
 
+  it('commit -b with the overlay\'s own backing file keeps the overlay too, as qemu-img (its -b implies -d whatever the base)', async () => {
+    const { mid, top, their } = await twoChains(shape);
+    const ownBefore = (await qemuMap(top)).filter((entry) => entry.depth === 0);
+    expect(ownBefore.length).toBeGreaterThan(0);
+    expect((await run('commit', '-q', '-b', mid, top)).code).toBe(0);
+    await qemuImg(['commit', '-q', '-b', their(mid), their(top)]);
+    expect(await uncleanFiles([mid, top])).toEqual([]);
+    expect((await qemuMap(top)).filter((entry) => entry.depth === 0)).toEqual(ownBefore);
+    expect((await qemuMap(their(top))).filter((entry) => entry.depth === 0)).toEqual(ownBefore);
+    expectSameBytes(await guestOf(mid), await guestOf(their(mid)), 'the backing file beside qemu-img commit -b');
+  });
+
   it('rebase (safe) onto the bottom file: the overlay reads the same through the shorter chain, as after qemu-img rebase', async () => {
     const { base, mid, top, their } = await twoChains(shape);
     const model = await guestOf(top);
