@@ -162,4 +162,17 @@ describe('a qemu-img script', () => {
     expect((await qemuInfo(grown))['virtual-size']).toBe(0x200000);
     expect((await qemuCheck(grown)).code).toBe(0);
   });
+
+  it('create without -f refuses a name a raw disk has (qemu-img makes raw there); -f qcow2 makes it, and a .qcow2 name needs no -f', async () => {
+    for (const name of ['disk.img', 'DISK.RAW', 'sdb.bin']) {
+      const target = folder.file(name);
+      const refused = await run('create', target, '16M');
+      expect(refused.code, name).toBe(2);
+      expect(refused.err).toMatch(/named like a raw disk, which qemu-img create makes without -f; .*pass -f qcow2/);
+      expect(fs.existsSync(target)).toBe(false);
+      expect((await run('create', '-q', '-f', 'qcow2', target, '16M')).code).toBe(0);
+      expect((await qemuInfo(target)).format).toBe('qcow2');
+    }
+    expect((await run('create', '-q', folder.file('plain.qcow2'), '16M')).code).toBe(0);
+  });
 });

@@ -35,6 +35,10 @@ export const create: Command = {
     const format = option(args, 'format') ?? 'qcow2';
     if (format !== 'qcow2') throw new UsageError(`create: Cowbell creates qcow2 images only (not ${format})`);
     const imagePath = args.positionals[0] ?? '';
+    // qemu-img create without -f makes a raw image: a script's disk.img would get a qcow2 header as its guest's first bytes.
+    if (option(args, 'format') === undefined && RAW_LOOKING_NAME.test(imagePath)) {
+      throw new UsageError(`create: ${printable(imagePath)} is named like a raw disk, which qemu-img create makes without -f; Cowbell makes qcow2 images only: pass -f qcow2 to make one under this name`);
+    }
     const options = creationOptions(args);
     if (args.positionals[1] !== undefined) options.size = parseSize(args.positionals[1]);
     if (options.size === undefined && options.backingFile === undefined) throw new UsageError('create: give a SIZE (or a backing file to take it from)');
@@ -54,6 +58,9 @@ export const create: Command = {
     return EXIT_OK;
   },
 };
+
+/** Names a raw disk image usually has. */
+const RAW_LOOKING_NAME = /\.(img|raw|bin|dd)$/i;
 
 function creationOptions(args: ParsedArgs): CreateOptions {
   const raw = args.values.options;
