@@ -175,4 +175,28 @@ describe('a qemu-img script', () => {
     }
     expect((await run('create', '-q', folder.file('plain.qcow2'), '16M')).code).toBe(0);
   });
+
+  it('snapshot takes qemu-img\'s -l, -c, -a and -d forms: the same table as qemu-img snapshot -l, silent changes, the same exit codes', async () => {
+    const image = folder.file('qemu-forms.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', image, '16M']);
+    expect(await run('snapshot', '-l', image)).toEqual({ code: 0, out: '', err: '' });
+    await qemuIo(image, ['write -P 1 0 64k']);
+    expect(await run('snapshot', '-c', 'first', image)).toEqual({ code: 0, out: '', err: '' });
+    await qemuIo(image, ['write -P 2 0 64k']);
+    expect(await run('snapshot', '-c', 'second', image)).toEqual({ code: 0, out: '', err: '' });
+    const listed = await run('snapshot', '-l', image);
+    expect(listed.code).toBe(0);
+    expect(listed.out).toBe((await qemuImg(['snapshot', '-l', image])).stdout);
+    expect(listed.out).toMatch(/^Snapshot list:\nID +TAG/);
+    expect(await run('snapshot', '-a', 'first', image)).toEqual({ code: 0, out: '', err: '' });
+    // Reverted: the first snapshot's bytes are back.
+    expect(await qemuIo(image, ['read -P 1 0 64k'])).toMatch(/read 65536\/65536 bytes/);
+    expect(await run('snapshot', '-d', 'second', image)).toEqual({ code: 0, out: '', err: '' });
+    expect((await qemuInfo(image)).snapshots?.map((snapshot) => snapshot.name)).toEqual(['first']);
+    expect((await run('snapshot', '-d', 'nope', image)).code).toBe(1);
+    expect((await run('snapshot', '-l')).code).toBe(2);
+    expect((await run('snapshot', '-c', 'a', '-d', 'first', image)).code).toBe(2);
+    expect((await run('snapshot', '-c', 'a', image, 'extra')).code).toBe(2);
+    expect((await qemuCheck(image)).code).toBe(0);
+  });
 });

@@ -162,6 +162,12 @@ export function unencryptedWarning(bytes: number | undefined, clusters: number |
   return `Warning: ${formatBytes(bytes)} of this encrypted disk${count} is stored unencrypted: QEMU writes compressed clusters of an encrypted disk as plaintext; ${remedy}`;
 }
 
+/** `qemu-img snapshot -l`'s output: its table, or nothing for an image without snapshots. */
+export function snapshotListTable(snapshots: readonly SnapshotInfo[]): string {
+  if (snapshots.length === 0) return '';
+  return [`Snapshot list:`, snapshotRow('ID', 'TAG', 'VM SIZE', 'DATE', 'VM CLOCK', 'ICOUNT'), ...snapshots.map(snapshotLine), ''].join('\n');
+}
+
 function snapshotRow(id: string, tag: string, size: string, date: string, clock: string, icount: string): string {
   return `${id.padEnd(9)} ${tag.padEnd(17)}${size.padStart(8)}${date.padStart(20)}${clock.padStart(13)}${icount.padStart(11)}`;
 }

@@ -7,36 +7,50 @@ import { finishingFirst } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
 import { printable } from '../printable.ts';
+import { readImageInfo } from '../../shared/qcow2/image/info.ts';
+import { snapshotListTable } from './info.ts';
 
 const actions: Record<string, number> = { list: 2, create: 3, apply: 3, delete: 3, rename: 4, note: 4 };
 
 export const snapshot: Command = {
   name: 'snapshot',
   summary: 'list, create, apply (revert to), delete, rename or describe (note) internal snapshots',
-  usage: `list [--json] [-f qcow2] [-U] IMAGE | create [--note TEXT] [-q] IMAGE NAME | apply IMAGE SNAPSHOT | delete IMAGE SNAPSHOT | rename IMAGE SNAPSHOT NEW | note IMAGE SNAPSHOT TEXT (SNAPSHOT: a name or id, or snapshot.name=NAME / snapshot.id=ID) (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
+  usage: `list [--json] [-f qcow2] [-U] IMAGE | -l|-c NAME|-a SNAPSHOT|-d SNAPSHOT [-q] IMAGE (qemu-img's forms) | create [--note TEXT] [-q] IMAGE NAME | apply IMAGE SNAPSHOT | delete IMAGE SNAPSHOT | rename IMAGE SNAPSHOT NEW | note IMAGE SNAPSHOT TEXT (SNAPSHOT: a name or id, or snapshot.name=NAME / snapshot.id=ID) (a note: up to ${MAX_SNAPSHOT_NOTE_BYTES} bytes of UTF-8; an empty TEXT clears it)`,
   options: {
     json: { type: 'boolean' },
     note: { type: 'string' },
     format: { type: 'string', short: 'f' },
     quiet: { type: 'boolean', short: 'q' },
     'force-share': { type: 'boolean', short: 'U' },
+    // qemu-img snapshot's own forms: -l IMAGE, -c NAME IMAGE, -a SNAPSHOT IMAGE, -d SNAPSHOT IMAGE.
+    'qemu-list': { type: 'boolean', short: 'l' },
+    'qemu-create': { type: 'string', short: 'c' },
+    'qemu-apply': { type: 'string', short: 'a' },
+    'qemu-delete': { type: 'string', short: 'd' },
     help: { type: 'boolean', short: 'h' },
   },
-  positionals: { min: 2, max: 4 },
+  positionals: { min: 1, max: 4 },
   // A listing's output is its result; a change's is a report of work done.
   printsItsResult: (args) => args.positionals[0] === 'list',
   async run(args, io) {
-    const [action = '', image = '', name = '', fourth = ''] = args.positionals;
+    const qemuForm = qemuImgForm(args);
+    if (qemuForm?.action === 'qemu-list') {
+      refuseFormatOtherThanQcow2(args, 'snapshot');
+      io.out(snapshotListTable(readImageInfo(qemuForm.image, { refuseInUse: !flag(args, 'force-share') }).snapshots ?? []));
+      return EXIT_OK;
+    }
+    const [action = '', image = '', name = '', fourth = ''] = qemuForm === null ? args.positionals : [qemuForm.action, qemuForm.image, qemuForm.name];
     const expected = actions[action];
     if (expected === undefined) throw new UsageError(`snapshot: unknown action "${action}" (list, create, apply, delete, rename or note)`);
-    if (args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
+    if (qemuForm === null && args.positionals.length !== expected) throw new UsageError(`snapshot ${action}: wrong number of arguments (usage: cowbell snapshot ${this.usage})`);
     refuseFormatOtherThanQcow2(args, 'snapshot');
     const note = option(args, 'note');
     if (note !== undefined && action !== 'create') throw new UsageError(`snapshot ${action}: --note is for create (to change a note: cowbell snapshot note IMAGE SNAPSHOT TEXT)`);
     /** What a change did: the snapshot acted on as JSON with --json, else a line for people (none with -q, as qemu-img). */
     const say = (done: Record<string, string>, line: string): void => {
       if (flag(args, 'json')) io.out(`${JSON.stringify(done, null, 2)}\n`);
-      else if (!flag(args, 'quiet')) io.out(`${line}\n`);
+      // qemu-img's form says nothing, as qemu-img.
+      else if (!flag(args, 'quiet') && qemuForm === null) io.out(`${line}\n`);
     };
     switch (action) {
       case 'list': {
@@ -73,6 +87,24 @@ export const snapshot: Command = {
     return EXIT_OK;
   },
 };
+
+/**
+ * qemu-img snapshot's form (`-l IMAGE`, `-c NAME IMAGE`, `-a SNAPSHOT IMAGE`, `-d SNAPSHOT IMAGE`)
+ * as Cowbell's action, or null when the command is in Cowbell's own form. One flag, one IMAGE.
+ */
+function qemuImgForm(args: Parameters<Command['run']>[0]): { action: string; image: string; name: string } | null {
+  const given = (['qemu-list', 'qemu-create', 'qemu-apply', 'qemu-delete'] as const).filter((key) => args.values[key] !== undefined && args.values[key] !== false);
+  if (given.length === 0) {
+    if (args.positionals.length < 2) throw new UsageError('snapshot: give an action and an IMAGE (cowbell snapshot list IMAGE), or qemu-img\'s form (cowbell snapshot -l IMAGE)');
+    return null;
+  }
+  if (given.length > 1) throw new UsageError('snapshot: give one of -l, -c, -a and -d');
+  if (args.positionals.length !== 1) throw new UsageError(`snapshot -${{ 'qemu-list': 'l', 'qemu-create': 'c', 'qemu-apply': 'a', 'qemu-delete': 'd' }[given[0]!]}: give exactly one IMAGE after it (qemu-img's form), as in cowbell snapshot -c NAME IMAGE`);
+  const key = given[0]!;
+  const value = args.values[key];
+  const action = key === 'qemu-list' ? 'qemu-list' : key.slice('qemu-'.length);
+  return { action, image: args.positionals[0] ?? '', name: typeof value === 'string' ? value : '' };
+}
 
 /** The snapshot acted on, as the user knows it: its name and its id (a selector or an id was maybe given). */
 function described(target: { id: string; name: string }): string {
