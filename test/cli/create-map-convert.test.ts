@@ -3,6 +3,7 @@ import { randomFillSync } from 'node:crypto';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { printfFixed } from '../../src/cli/commands/check.ts';
 import { run } from '../helpers/cli.ts';
 import { qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qemuMap, tempDir, type TempDir } from '../helpers/qemu.ts';
 
@@ -156,6 +157,20 @@ describe('cowbell check', () => {
     expectOneLineError(await run('check', '--', '-h'), 1, /-h: no such file/);
     // Elsewhere a wrong command line is still 2.
     expectOneLineError(await run('map', '--output=xml', image), 2, /json or human/);
+  });
+
+  it('prints its figures as qemu-img check does, a half rounded to the even digit as C\'s printf: 2/64 is 3.12%', async () => {
+    const image = folder.file('check-figures.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'cluster_size=65536', image, '4M']);
+    await qemuIo(image, ['write -P 5 0 128k']);
+    const ours = await run('check', image);
+    const theirs = await qemuImg(['check', image]);
+    expect(ours.out).toContain('= 3.12% allocated');
+    expect(ours.out).toBe(theirs.stdout);
+    expect(printfFixed(3.125, 2)).toBe('3.12');
+    expect(printfFixed(3.135, 2)).toBe((3.135).toFixed(2));
+    expect(printfFixed(0.375, 2)).toBe('0.38');
+    expect(printfFixed(12.5, 0)).toBe('12');
   });
 });
 

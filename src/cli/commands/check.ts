@@ -114,7 +114,7 @@ export function describeCheck(result: CheckResult): string {
   const total = result['total-clusters'] ?? 0;
   const allocated = result['allocated-clusters'] ?? 0;
   if (total > 0 && allocated > 0) {
-    const percent = (part: number, whole: number): string => ((part * 100) / whole).toFixed(2);
+    const percent = (part: number, whole: number): string => printfFixed((part * 100) / whole, 2);
     lines.push(
       `${allocated}/${total} = ${percent(allocated, total)}% allocated, ${percent(result['fragmented-clusters'] ?? 0, allocated)}% fragmented, ` +
         `${percent(result['compressed-clusters'] ?? 0, allocated)}% compressed clusters`,
@@ -132,4 +132,15 @@ function encryptionOf(imagePath: string, unencryptedBytes: number | undefined): 
   } catch {
     return undefined;
   }
+}
+
+/**
+ * `value` with `digits` decimals as C's printf("%.*f") gives it (qemu-img's figures): toFixed takes
+ * the larger of two equally near (2/64 = 3.125% became 3.13), printf the even one (3.12).
+ */
+export function printfFixed(value: number, digits: number): string {
+  const scaled = value * 10 ** digits;
+  const floor = Math.floor(scaled);
+  if (Number.isFinite(scaled) && scaled - floor === 0.5 && floor % 2 === 0) return (floor / 10 ** digits).toFixed(digits);
+  return value.toFixed(digits);
 }
