@@ -27,17 +27,18 @@ export function parseSize(text: string): number {
   return bytes;
 }
 
-/** Splits `-o` values into key=value pairs, in order; `,,` stands for a literal comma. */
+/** Splits `-o` values into key=value pairs, in order; `,,` stands for a literal comma, a bare name is name=on. */
 export function parseOptionString(text: string): Map<string, string> {
   const options = new Map<string, string>();
   let current = '';
   const finish = (): void => {
     if (current === '') return;
     const equals = current.indexOf('=');
-    if (equals <= 0) throw new UsageError(`invalid option '${current}' (expected name=value)`);
-    const name = current.slice(0, equals);
+    if (equals === 0) throw new UsageError(`invalid option '${current}' (expected name=value)`);
+    // A bare name is name=on, as qemu-img reads it (-o extended_l2); an option that is no switch then refuses "on".
+    const name = equals < 0 ? current : current.slice(0, equals);
     if (options.has(name)) throw new UsageError(`option '${name}' is given twice`);
-    options.set(name, current.slice(equals + 1));
+    options.set(name, equals < 0 ? 'on' : current.slice(equals + 1));
     current = '';
   };
   for (let index = 0; index < text.length; index++) {

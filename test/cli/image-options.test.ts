@@ -40,10 +40,19 @@ describe('parseOptionString', () => {
     expect([...parseOptionString('')]).toEqual([]);
   });
 
-  it('rejects a pair without a name or value, and a name given twice', () => {
-    expect(() => parseOptionString('compat')).toThrow(UsageError);
+  it('rejects a pair without a name, and a name given twice', () => {
     expect(() => parseOptionString('=1')).toThrow(UsageError);
     expect(() => parseOptionString('compat=1.1,compat=0.10')).toThrow(UsageError);
+    expect(() => parseOptionString('extended_l2,extended_l2=off')).toThrow(UsageError);
+  });
+
+  it('reads a bare name as name=on, as qemu-img does (-o extended_l2); an option that takes no on then refuses it', () => {
+    expect([...parseOptionString('extended_l2,cluster_size=64k')]).toEqual([
+      ['extended_l2', 'on'],
+      ['cluster_size', '64k'],
+    ]);
+    expect(createOptionsFrom(parseOptionString('extended_l2')).extendedL2).toBe(true);
+    expect(() => createOptionsFrom(parseOptionString('compat'))).toThrow(UsageError);
   });
 });
 
