@@ -174,6 +174,11 @@ describe('a qemu-img script', () => {
       expect((await qemuInfo(target)).format).toBe('qcow2');
     }
     expect((await run('create', '-q', folder.file('plain.qcow2'), '16M')).code).toBe(0);
+    // The size given twice, as -o size= and SIZE: refused, as qemu-img refuses it.
+    const twice = await run('create', '-o', 'size=32M', folder.file('twice.qcow2'), '64M');
+    expect(twice.code).toBe(2);
+    expect(twice.err).toMatch(/give the size once/);
+    await expect(qemuImg(['create', '-q', '-f', 'qcow2', '-o', 'size=32M', folder.file('twice-qemu.qcow2'), '64M'])).rejects.toThrow(/only once/);
   });
 
   it('snapshot takes qemu-img\'s -l, -c, -a and -d forms: the same table as qemu-img snapshot -l, silent changes, the same exit codes', async () => {

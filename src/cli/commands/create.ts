@@ -40,7 +40,11 @@ export const create: Command = {
       throw new UsageError(`create: ${printable(imagePath)} is named like a raw disk, which qemu-img create makes without -f; Cowbell makes qcow2 images only: pass -f qcow2 to make one under this name`);
     }
     const options = creationOptions(args);
-    if (args.positionals[1] !== undefined) options.size = parseSize(args.positionals[1]);
+    if (args.positionals[1] !== undefined) {
+      // qemu-img refuses both too ("size must be specified only once"): which one was meant?
+      if (options.size !== undefined) throw new UsageError('create: give the size once, as SIZE or as -o size=…, not both');
+      options.size = parseSize(args.positionals[1]);
+    }
     if (options.size === undefined && options.backingFile === undefined) throw new UsageError('create: give a SIZE (or a backing file to take it from)');
     const force = flag(args, 'force');
     if (!force && fs.existsSync(imagePath)) throw new UsageError(`create: ${imagePath} already exists; pass --force to replace it`);
