@@ -7,12 +7,23 @@ export function parseCommandArgs(command: Command, argv: string[]): ParsedArgs {
   try {
     parsed = parseArgs({ args: argv, options: command.options, allowPositionals: true, strict: true });
   } catch (error) {
-    throw new UsageError(error instanceof Error ? error.message : String(error));
+    throw new UsageError(argumentError(command, error));
   }
   const count = parsed.positionals.length;
   if (count < command.positionals.min) throw new UsageError(`${command.name}: missing argument (usage: cowbell ${command.name} ${command.usage})`);
   if (count > command.positionals.max) throw new UsageError(`${command.name}: too many arguments (usage: cowbell ${command.name} ${command.usage})`);
   return { values: parsed.values, positionals: parsed.positionals };
+}
+
+/** Node's parseArgs message in a command's words: its own suggests `--` (with an unbalanced quote), no help for a qemu-img option Cowbell lacks. */
+function argumentError(command: Command, error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  const message = error instanceof Error ? error.message : String(error);
+  const option = /^Unknown option '([^']*)'/.exec(message)?.[1];
+  if (code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && option !== undefined) {
+    return `${command.name}: unknown option ${option} (cowbell ${command.name} --help lists its options; a file name starting with - goes after --)`;
+  }
+  return `${command.name}: ${message}`;
 }
 
 export function flag(args: ParsedArgs, name: string): boolean {

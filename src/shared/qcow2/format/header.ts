@@ -91,7 +91,7 @@ export interface ParseHeaderOptions {
 export function parseHeader(firstBytes: Uint8Array, fileSize: number, options: ParseHeaderOptions = {}): Header {
   if (firstBytes.length < 4) throw new Qcow2Error('TRUNCATED', 'The file is too short to be a disk image');
   const data = view(firstBytes);
-  if (data.getUint32(0) !== QCOW2_MAGIC) throw new Qcow2Error('BAD_MAGIC', 'Not a qcow2 image (the file does not start with QFI\\xfb)');
+  if (data.getUint32(0) !== QCOW2_MAGIC) throw new Qcow2Error('BAD_MAGIC', 'Not a qcow2 image (the file does not start with the bytes QFI and 0xfb)');
   if (firstBytes.length < V2_HEADER_LENGTH) throw new Qcow2Error('TRUNCATED', 'The qcow2 header is cut short: the file is truncated');
   const version = data.getUint32(4);
   if (version !== 2 && version !== 3) {
