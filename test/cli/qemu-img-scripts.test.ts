@@ -204,4 +204,18 @@ describe('a qemu-img script', () => {
     expect((await run('snapshot', '-c', 'a', image, 'extra')).code).toBe(2);
     expect((await qemuCheck(image)).code).toBe(0);
   });
+
+  it('commit -p counts to 100% once, as qemu-img commit -p (the emptied overlay\'s compaction draws no second count)', async () => {
+    const base = folder.file('progress-base.qcow2');
+    const top = folder.file('progress-top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '64M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+    await qemuIo(top, ['write -P 3 0 16M']);
+    const result = await run('commit', '-p', top);
+    expect(result.code).toBe(0);
+    const percents = [...result.err.matchAll(/\((\d+\.\d+)\/100%\)/g)].map((match) => Number(match[1]));
+    expect(percents.length).toBeGreaterThan(1);
+    expect(percents.every((value, index) => index === 0 || value >= percents[index - 1]!)).toBe(true);
+    expect(fs.statSync(top).size).toBeLessThan(1024 * 1024);
+  });
 });

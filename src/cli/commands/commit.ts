@@ -38,7 +38,8 @@ export const commit: Command = {
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
       ),
     );
-    const code = result.worthCompacting ? await giveBackFreeSpace(image, result.freeBytesLeft, io, showProgress) : EXIT_OK;
+    // Without a second progress line: qemu-img commit -p counts to 100% once (the compaction is the commit's tail).
+    const code = result.worthCompacting ? await giveBackFreeSpace(image, result.freeBytesLeft, io, false) : EXIT_OK;
     if (!flag(args, 'quiet')) io.out('Image committed.\n');
     return code;
   },
