@@ -34,7 +34,7 @@ export const commit: Command = {
     const result = await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(
         async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') || base !== undefined }, job)),
-        onProgress,
+        oneCount(onProgress),
         'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
       ),
     );
@@ -44,6 +44,19 @@ export const commit: Command = {
     return code;
   },
 };
+
+/**
+ * The commit's two passes (the copy, then emptying the overlay) as one count to 100%, as qemu-img
+ * commit -p shows it: the copy to 90%, the emptying the rest.
+ */
+function oneCount(onProgress: (stage: string, done: number, total: number) => void): (stage: string, done: number, total: number) => void {
+  const STEPS = 10_000;
+  return (stage, done, total) => {
+    const fraction = total > 0 ? Math.min(1, done / total) : 1;
+    const overall = stage === 'empty overlay' ? 0.9 + 0.1 * fraction : 0.9 * fraction;
+    onProgress('commit', Math.round(overall * STEPS), STEPS);
+  };
+}
 
 /**
  * The emptied overlay compacted in place (as `cowbell compact`), so its file shrinks to its header
