@@ -169,6 +169,7 @@ function logicalVolumes(top: LvmSection, pvUuid: string): LogicalVolume[] {
       }
       const first = asNumber(stripes[1], 'a stripe\'s first extent');
       if (first + count > pv.extents) throw corrupt(`${name}: extents ${first}+${count} past the PV's ${pv.extents}`);
+      if (count === 0) continue;
       const offset = pv.start + first * extentBytes;
       const last = volume.ranges.at(-1);
       // Segments that follow each other on the PV read as one range.

@@ -106,8 +106,20 @@ async function logicalVolumes(guest: CachedGuestBytes, physical: GuestVolumeInfo
       found.push({ info, filesystem: null, failure: new Qcow2Error('FILESYSTEM_UNSUPPORTED', volume.problem) });
       continue;
     }
+    if (segments.length === 0) {
+      found.push({ info, filesystem: null, failure: null });
+      continue;
+    }
     const lvBytes = segmentedVolumeBytes(guest, segments);
-    const reader = await probe(lvBytes, readers);
+    let reader: FilesystemReader | null;
+    try {
+      reader = await probe(lvBytes, readers);
+    } catch (error) {
+      if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
+      info.problem = error.message;
+      found.push({ info, filesystem: null, failure: error });
+      continue;
+    }
     found.push(reader === null ? { info, filesystem: null, failure: null } : await openVolume(lvBytes, reader, { ...info, filesystem: reader.kind }));
   }
   return found;

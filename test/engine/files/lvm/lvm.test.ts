@@ -153,6 +153,27 @@ function random(seed: number): () => number {
 }
 
 describe('hostile LVM metadata', () => {
+  it('a logical volume of no extents lists without a filesystem; the other volumes read', async () => {
+    const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
+    // The current metadata names data's 2 extents last ("extent_count = 2"): made 0, text and length as they were.
+    const text = bytes.toString('latin1');
+    const at = text.lastIndexOf('extent_count = 2');
+    expect(at).toBeGreaterThan(0);
+    bytes.write('extent_count = 0', at, 'latin1');
+    const damagedRaw = folder.file('empty-lv.raw');
+    fs.writeFileSync(damagedRaw, bytes);
+    const damaged = folder.file('empty-lv.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', damagedRaw, damaged]);
+    const files = await openStateFiles(damaged, 'current');
+    try {
+      const data = files.volumes.find((volume) => volume.name === 'fixture--vg-data');
+      expect(data).toMatchObject({ length: 0, filesystem: null, segments: [] });
+      expect((await files.list('/fixture--vg-root/etc')).map((entry) => entry.name)).toEqual(['hostname']);
+    } finally {
+      await files.close();
+    }
+  });
+
   it('a damaged label, metadata header or metadata text gives FILESYSTEM_CORRUPT or volumes, never another error or a read outside the volume (400 seeded damages)', async () => {
     const partition = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz'))).subarray(layout.partitionOffset, layout.partitionOffset + 4 * 1024 * 1024);
     expect(await isLvmPhysicalVolume(memoryVolume(partition))).toBe(true);
