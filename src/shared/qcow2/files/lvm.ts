@@ -8,8 +8,9 @@
  * (magic " LVM2 x[5A%r0N*>") whose first location names the current text metadata inside the area,
  * a ring that may wrap past its end to just after the header. The text (lvm-metadata-text.ts)
  * gives the extent size, the PVs (by UUID, with where their extents start) and the LVs, each made
- * of segments of consecutive extents. Linear segments ("striped" with one stripe) on this PV are
- * read; an LV with another kind (thin, RAID, mirror, cache, snapshot) or parts on another PV is
+ * of segments of consecutive extents. The label, the area header and the text each carry LVM's
+ * CRC-32 (its own starting value, no final inversion): one that does not match is corrupt, as LVM
+ * refuses it. Linear segments ("striped" with one stripe) on this PV are read; an LV with another kind (thin, RAID, mirror, cache, snapshot) or parts on another PV is
  * listed with the reason it is not read. Hostile bytes give FILESYSTEM_CORRUPT.
  */
 import { Qcow2Error } from '../errors.ts';
@@ -37,6 +38,17 @@ export interface LogicalVolume {
 
 function corrupt(message: string): Qcow2Error {
   return new Qcow2Error('FILESYSTEM_CORRUPT', `LVM: ${message}`);
+}
+
+const LVM_CRC_START = 0xf597a6cf;
+
+/** LVM's checksum: CRC-32 (IEEE) from LVM_CRC_START, without the final inversion (node:zlib's crc32 inverts on both ends). */
+function lvmCrc(bytes: Uint8Array): number {
+  return ~process.getBuiltinModule('node:zlib').crc32(bytes, ~LVM_CRC_START >>> 0) >>> 0;
+}
+
+function checkCrc(stored: number, bytes: Uint8Array, what: string): void {
+  if (lvmCrc(bytes) !== stored) throw corrupt(`${what} fails its checksum`);
 }
 
 async function readAt(bytes: VolumeBytes, offset: number, length: number): Promise<DataView> {
@@ -74,6 +86,7 @@ export async function readLogicalVolumes(bytes: VolumeBytes): Promise<LogicalVol
   const sector = await labelSector(bytes);
   if (sector < 0) throw corrupt('no physical volume label');
   const label = await readAt(bytes, sector * SECTOR, SECTOR);
+  checkCrc(label.getUint32(16, true), new Uint8Array(label.buffer, 20, SECTOR - 20), 'the physical volume label');
   const headerAt = label.getUint32(20, true);
   if (headerAt < 32 || headerAt + 40 > SECTOR) throw corrupt(`the PV header lies at ${headerAt} of its label sector`);
   const pvUuid = ascii(label, headerAt, 32);
@@ -107,6 +120,7 @@ export async function readLogicalVolumes(bytes: VolumeBytes): Promise<LogicalVol
 async function currentMetadata(bytes: VolumeBytes, area: ByteRange): Promise<string> {
   const header = await readAt(bytes, area.offset, MDA_HEADER_BYTES);
   if (ascii(header, 4, 16) !== MDA_MAGIC) throw corrupt(`no metadata area header at ${area.offset}`);
+  checkCrc(header.getUint32(0, true), new Uint8Array(header.buffer, 4, MDA_HEADER_BYTES - 4), 'the metadata area header');
   const areaSize = u64(header, 32, 'the metadata area size');
   if (areaSize <= MDA_HEADER_BYTES || areaSize > area.length || area.offset + areaSize > bytes.length) throw corrupt(`a metadata area of ${areaSize} bytes`);
   const offset = u64(header, 40, 'the metadata location');
@@ -118,7 +132,9 @@ async function currentMetadata(bytes: VolumeBytes, area: ByteRange): Promise<str
   const first = Math.min(length, areaSize - offset);
   const parts = [new Uint8Array((await readAt(bytes, area.offset + offset, first)).buffer)];
   if (first < length) parts.push(new Uint8Array((await readAt(bytes, area.offset + MDA_HEADER_BYTES, length - first)).buffer));
-  return new TextDecoder('latin1').decode(Buffer.concat(parts));
+  const text = Buffer.concat(parts);
+  checkCrc(header.getUint32(56, true), text, 'the volume group metadata');
+  return new TextDecoder('latin1').decode(text);
 }
 
 const asNumber = (value: LvmValue | undefined, what: string): number => {
