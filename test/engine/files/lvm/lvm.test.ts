@@ -66,6 +66,25 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
     }
   });
 
+  it('on a disk that is a physical volume itself (no partition table, as a data disk often is) are the disk\'s volumes', async () => {
+    const whole = folder.file('whole-pv.raw');
+    fs.writeFileSync(whole, fs.readFileSync(raw).subarray(layout.partitionOffset));
+    const wholeDisk = folder.file('whole-pv.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', whole, wholeDisk]);
+    const files = await openStateFiles(wholeDisk, 'current');
+    try {
+      expect(files.volumes.map((volume) => [volume.name, volume.table, volume.filesystem])).toEqual([
+        ['fixture--vg-root', 'none', 'ext'],
+        ['fixture--vg-data', 'none', 'ext'],
+      ]);
+      expect(files.volumes[0]?.segments).toEqual(layout.volumes['root']!.map((segment) => ({ offset: segment.offset - layout.partitionOffset, length: segment.length })));
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['fixture--vg-root', 'fixture--vg-data']);
+      expect((await files.list('/fixture--vg-data/srv')).map((entry) => entry.name)).toEqual(['readme.txt']);
+    } finally {
+      await files.close();
+    }
+  });
+
   it('read their files as debugfs reads the same volume, across the two pieces of one', async () => {
     const rawDisk = fs.readFileSync(raw);
     const rootImage = folder.file('root.ext4');
