@@ -103,9 +103,20 @@ export async function readLogicalVolumes(bytes: VolumeBytes): Promise<LogicalVol
       list.push({ offset, length });
     }
   }
-  const metadataArea = lists[1]?.[0];
-  if (metadataArea === undefined) throw corrupt('this physical volume keeps no copy of the metadata (only another PV of its group has one), which Cowbell does not read');
-  const text = await currentMetadata(bytes, metadataArea);
+  const metadataAreas = lists[1] ?? [];
+  if (metadataAreas.length === 0) throw corrupt('this physical volume keeps no copy of the metadata (only another PV of its group has one), which Cowbell does not read');
+  // A PV may keep a second copy (at its end): the first that reads, as LVM takes any good copy.
+  let text: string | null = null;
+  let firstError: unknown = null;
+  for (const area of metadataAreas) {
+    try {
+      text = await currentMetadata(bytes, area);
+      break;
+    } catch (error) {
+      firstError ??= error;
+    }
+  }
+  if (text === null) throw firstError instanceof Error ? firstError : corrupt('no metadata area reads');
   const volumes = logicalVolumes(parseLvmMetadata(text), pvUuid);
   for (const volume of volumes) {
     if (volume.ranges.some((range) => range.offset + range.length > bytes.length)) {

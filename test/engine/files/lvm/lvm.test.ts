@@ -172,16 +172,63 @@ function random(seed: number): () => number {
   };
 }
 
+/** The fixture disk's metadata areas: each one's header offset and its current text's place (from the PV header, as LVM finds them). */
+function metadataAreas(bytes: Buffer): { header: number; textAt: number; textLength: number }[] {
+  const label = layout.partitionOffset + 512;
+  let at = label + bytes.readUInt32LE(label + 20) + 40;
+  const lists: number[][] = [[], []];
+  for (const list of lists) {
+    for (; !(bytes.readBigUInt64LE(at) === 0n && bytes.readBigUInt64LE(at + 8) === 0n); at += 16) list.push(Number(bytes.readBigUInt64LE(at)));
+    at += 16;
+  }
+  return lists[1]!.map((offset) => {
+    const header = layout.partitionOffset + offset;
+    return { header, textAt: header + Number(bytes.readBigUInt64LE(header + 40)), textLength: Number(bytes.readBigUInt64LE(header + 48)) };
+  });
+}
+
+/** Makes data's 2 extents 0 in every copy of the current metadata (text and length as they were); with `remakeChecksums`, as a hostile disk could. */
+function emptyDataVolume(bytes: Buffer, remakeChecksums: boolean): void {
+  const areas = metadataAreas(bytes);
+  expect(areas).toHaveLength(2);
+  for (const area of areas) {
+    const text = bytes.subarray(area.textAt, area.textAt + area.textLength).toString('latin1');
+    const at = text.lastIndexOf('extent_count = 2');
+    expect(at).toBeGreaterThan(0);
+    bytes.write('extent_count = 0', area.textAt + at, 'latin1');
+    if (!remakeChecksums) continue;
+    bytes.writeUInt32LE(lvmCrc(bytes.subarray(area.textAt, area.textAt + area.textLength)), area.header + 56);
+    bytes.writeUInt32LE(lvmCrc(bytes.subarray(area.header + 4, area.header + 512)), area.header);
+  }
+}
+
 /** LVM's CRC-32 (from 0xf597a6cf, no final inversion): made here for a test's own edits. */
 function lvmCrc(bytes: Uint8Array): number {
   return ~zlib.crc32(bytes, ~0xf597a6cf >>> 0) >>> 0;
 }
 
 describe('hostile LVM metadata', () => {
+  it('a first metadata copy that does not read leaves the second (at the PV\'s end) to be read, as LVM takes any good copy', async () => {
+    const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
+    const [first, second] = metadataAreas(bytes);
+    expect(second!.header).toBeGreaterThan(first!.header);
+    bytes.write('DAMAGED', first!.header + 4, 'latin1');
+    const damagedRaw = folder.file('first-copy.raw');
+    fs.writeFileSync(damagedRaw, bytes);
+    const damaged = folder.file('first-copy.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', damagedRaw, damaged]);
+    const files = await openStateFiles(damaged, 'current');
+    try {
+      expect(files.volumes.find((volume) => volume.name === '2')?.problem).toBeUndefined();
+      expect(files.volumes.map((volume) => [volume.name, volume.filesystem])).toEqual([['1', null], ['2', null], ['fixture--vg-root', 'ext'], ['fixture--vg-data', 'ext']]);
+    } finally {
+      await files.close();
+    }
+  });
+
   it('metadata whose checksum does not match is refused as the physical volume\'s problem, as LVM refuses it', async () => {
     const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
-    const text = bytes.toString('latin1');
-    bytes.write('extent_count = 0', text.lastIndexOf('extent_count = 2'), 'latin1');
+    emptyDataVolume(bytes, false);
     const damagedRaw = folder.file('bad-checksum.raw');
     fs.writeFileSync(damagedRaw, bytes);
     const damaged = folder.file('bad-checksum.qcow2');
@@ -197,16 +244,7 @@ describe('hostile LVM metadata', () => {
 
   it('a logical volume of no extents lists without a filesystem; the other volumes read', async () => {
     const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
-    // The current metadata names data's 2 extents last ("extent_count = 2"): made 0, text and length as they were.
-    const text = bytes.toString('latin1');
-    const at = text.lastIndexOf('extent_count = 2');
-    expect(at).toBeGreaterThan(0);
-    bytes.write('extent_count = 0', at, 'latin1');
-    // Unless its checksum is made again, the text is refused as a whole (next test); here it is, as a hostile disk could.
-    const header = layout.partitionOffset + 4096;
-    const textAt = header + Number(bytes.readBigUInt64LE(header + 40));
-    bytes.writeUInt32LE(lvmCrc(bytes.subarray(textAt, textAt + Number(bytes.readBigUInt64LE(header + 48)))), header + 56);
-    bytes.writeUInt32LE(lvmCrc(bytes.subarray(header + 4, header + 512)), header);
+    emptyDataVolume(bytes, true);
     const damagedRaw = folder.file('empty-lv.raw');
     fs.writeFileSync(damagedRaw, bytes);
     const damaged = folder.file('empty-lv.qcow2');
