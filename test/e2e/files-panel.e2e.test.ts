@@ -5,12 +5,13 @@
  * and check its bytes on disk. The disk itself is never written.
  */
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
-import { eventually, openThroughPathField, screenshot, useSharedApp, type Session } from './harness.ts';
+import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
 let session: Session;
@@ -99,4 +100,25 @@ describe('the Files panel', () => {
 
     expect(sha(path)).toBe(before);
   }, 180_000);
+
+  it('lists an LVM physical volume with what it is and its logical volumes beside it, and browses one', async () => {
+    const raw = join(folder, 'lvm.raw');
+    writeFileSync(raw, gunzipSync(readFileSync(join(import.meta.dirname, '..', 'engine', 'files', 'lvm', 'fixtures', 'lvm-disk.img.gz'))));
+    const disk = join(folder, 'lvm.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, disk);
+    await openThroughPathField(page, disk);
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('lvm.qcow2');
+    // The pane may still be open from the first disk: opened, not toggled shut.
+    if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    await eventually(rowNames).toEqual(['1', '2', 'fixture--vg-data', 'fixture--vg-root']);
+    expect(await row('2').getByTestId('volume-info').textContent()).toContain('LVM physical volume of group fixture-vg');
+    expect(await row('2').locator('button.folder-name').isDisabled()).toBe(true);
+    expect(await row('fixture--vg-root').getByTestId('volume-info').textContent()).toMatch(/ext2\/3\/4 · “rootfs” · 28 MiB · LVM fixture-vg\/root/);
+    await screenshot(page, 'files-panel-lvm');
+    await openFolder('fixture--vg-root', '/fixture--vg-root');
+    expect(await rowNames()).toEqual(['etc', 'home', 'lost+found']);
+    await openFolder('etc', '/fixture--vg-root/etc');
+    expect(await rowNames()).toEqual(['hostname']);
+  });
 });
