@@ -111,7 +111,7 @@ describe('the Files panel', () => {
     // The pane may still be open from the first disk: opened, not toggled shut.
     if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
     await eventually(() => pane().getAttribute('data-status')).toBe('ready');
-    await eventually(rowNames).toEqual(['1', '2', 'fixture--vg-data', 'fixture--vg-root']);
+    await eventually(rowNames).toEqual(['1', '2', '3', 'fixture--vg-data', 'fixture--vg-root', 'fixture--vg-span']);
     expect(await row('2').getByTestId('volume-info').textContent()).toContain('LVM physical volume of group fixture-vg');
     expect(await row('2').locator('button.folder-name').isDisabled()).toBe(true);
     expect(await row('fixture--vg-root').getByTestId('volume-info').textContent()).toMatch(/ext2\/3\/4 · “rootfs” · 28 MiB · LVM fixture-vg\/root/);

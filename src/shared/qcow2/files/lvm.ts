@@ -81,29 +81,25 @@ export async function isLvmPhysicalVolume(bytes: VolumeBytes): Promise<boolean> 
   return (await labelSector(bytes)) >= 0;
 }
 
-/** The logical volumes of the group this PV belongs to, as far as they lie on it. */
+/** A physical volume: its UUID, and the metadata of its group (parsed) with the group's id, name and sequence number. */
+export interface PhysicalVolume {
+  uuid: string;
+  metadata: LvmSection;
+  group: { id: string; name: string; seqno: number };
+}
+
+/** Where a PV of the group lies (by its UUID): an offset and length in the caller's terms, or null when it is not on this disk. */
+export type PhysicalVolumeLocator = (uuid: string) => { offset: number; length: number } | null;
+
+/** The logical volumes of the group this PV belongs to, as far as they lie on it (ranges in the PV). */
 export async function readLogicalVolumes(bytes: VolumeBytes): Promise<LogicalVolume[]> {
-  const sector = await labelSector(bytes);
-  if (sector < 0) throw corrupt('no physical volume label');
-  const label = await readAt(bytes, sector * SECTOR, SECTOR);
-  checkCrc(label.getUint32(16, true), new Uint8Array(label.buffer, 20, SECTOR - 20), 'the physical volume label');
-  const headerAt = label.getUint32(20, true);
-  if (headerAt < 32 || headerAt + 40 > SECTOR) throw corrupt(`the PV header lies at ${headerAt} of its label sector`);
-  const pvUuid = ascii(label, headerAt, 32);
-  // Data areas, then metadata areas: (offset, size) pairs, each list ended by a zero pair.
-  let at = headerAt + 40;
-  const lists: ByteRange[][] = [[], []];
-  for (const list of lists) {
-    for (;;) {
-      if (at + 16 > SECTOR || list.length > MAX_AREAS) throw corrupt('the PV header\'s area lists run past its sector');
-      const offset = u64(label, at, 'an area offset');
-      const length = u64(label, at + 8, 'an area size');
-      at += 16;
-      if (offset === 0 && length === 0) break;
-      list.push({ offset, length });
-    }
-  }
-  const metadataAreas = lists[1] ?? [];
+  const pv = await readPhysicalVolume(bytes);
+  return logicalVolumesOf(pv.metadata, (uuid) => (uuid === pv.uuid ? { offset: 0, length: bytes.length } : null));
+}
+
+/** The PV's label and the current metadata of its group. */
+export async function readPhysicalVolume(bytes: VolumeBytes): Promise<PhysicalVolume> {
+  const { uuid, metadataAreas } = await readPhysicalVolumeLabel(bytes);
   if (metadataAreas.length === 0) throw corrupt('this physical volume keeps no copy of the metadata (only another PV of its group has one), which Cowbell does not read');
   // A PV may keep a second copy (at its end): the first that reads, as LVM takes any good copy.
   let text: string | null = null;
@@ -117,14 +113,43 @@ export async function readLogicalVolumes(bytes: VolumeBytes): Promise<LogicalVol
     }
   }
   if (text === null) throw firstError instanceof Error ? firstError : corrupt('no metadata area reads');
-  const volumes = logicalVolumes(parseLvmMetadata(text), pvUuid);
-  for (const volume of volumes) {
-    if (volume.ranges.some((range) => range.offset + range.length > bytes.length)) {
-      volume.problem = `${volume.name} lies past the end of its physical volume (the partition is shorter than LVM says)`;
-      volume.ranges = [];
+  const metadata = parseLvmMetadata(text);
+  const groups = [...metadata.sections.entries()];
+  const [name, group] = groups[0] ?? [];
+  if (name === undefined || group === undefined || groups.length !== 1) throw corrupt(`${groups.length} volume groups in one metadata text`);
+  const id = group.values.get('id');
+  return { uuid, metadata, group: { id: typeof id === 'string' ? id : name, name, seqno: asNumber(group.values.get('seqno') ?? 0, 'seqno') } };
+}
+
+/** The UUIDs (without dashes) of the physical volumes a group's metadata lists. */
+export function physicalVolumeUuids(metadata: LvmSection): string[] {
+  const group = [...metadata.sections.values()][0];
+  return [...(group?.sections.get('physical_volumes')?.sections.values() ?? [])].map((pv) => pv.values.get('id')).filter((id): id is string => typeof id === 'string').map((id) => id.replaceAll('-', ''));
+}
+
+/** The PV's UUID and metadata areas, from its label (checked against its checksum). */
+export async function readPhysicalVolumeLabel(bytes: VolumeBytes): Promise<{ uuid: string; metadataAreas: ByteRange[] }> {
+  const sector = await labelSector(bytes);
+  if (sector < 0) throw corrupt('no physical volume label');
+  const label = await readAt(bytes, sector * SECTOR, SECTOR);
+  checkCrc(label.getUint32(16, true), new Uint8Array(label.buffer, 20, SECTOR - 20), 'the physical volume label');
+  const headerAt = label.getUint32(20, true);
+  if (headerAt < 32 || headerAt + 40 > SECTOR) throw corrupt(`the PV header lies at ${headerAt} of its label sector`);
+  const uuid = ascii(label, headerAt, 32);
+  // Data areas, then metadata areas: (offset, size) pairs, each list ended by a zero pair.
+  let at = headerAt + 40;
+  const lists: ByteRange[][] = [[], []];
+  for (const list of lists) {
+    for (;;) {
+      if (at + 16 > SECTOR || list.length > MAX_AREAS) throw corrupt('the PV header\'s area lists run past its sector');
+      const offset = u64(label, at, 'an area offset');
+      const length = u64(label, at + 8, 'an area size');
+      at += 16;
+      if (offset === 0 && length === 0) break;
+      list.push({ offset, length });
     }
   }
-  return volumes;
+  return { uuid, metadataAreas: lists[1] ?? [] };
 }
 
 /** The current metadata text of one metadata area. */
@@ -158,16 +183,21 @@ function mapperName(group: string, name: string): string {
   return `${group.replaceAll('-', '--')}-${name.replaceAll('-', '--')}`;
 }
 
-function logicalVolumes(top: LvmSection, pvUuid: string): LogicalVolume[] {
+/**
+ * The visible logical volumes the metadata describes, their ranges found through `locate` (in its
+ * terms): a segment on a PV it does not find (another disk) or past that PV's end leaves the
+ * volume unread, with the reason.
+ */
+export function logicalVolumesOf(top: LvmSection, locate: PhysicalVolumeLocator): LogicalVolume[] {
   const groups = [...top.sections.entries()];
   const [groupName, group] = groups[0] ?? [];
   if (groupName === undefined || group === undefined || groups.length !== 1) throw corrupt(`${groups.length} volume groups in one metadata text`);
   const extentBytes = asNumber(group.values.get('extent_size'), 'extent_size') * SECTOR;
   if (extentBytes === 0) throw corrupt('extent_size is 0');
-  const pvs = new Map<string, { ours: boolean; start: number; extents: number }>();
+  const pvs = new Map<string, { place: { offset: number; length: number } | null; start: number; extents: number }>();
   for (const [name, pv] of group.sections.get('physical_volumes')?.sections ?? []) {
     const id = pv.values.get('id');
-    pvs.set(name, { ours: typeof id === 'string' && id.replaceAll('-', '') === pvUuid, start: asNumber(pv.values.get('pe_start'), `${name} pe_start`) * SECTOR, extents: asNumber(pv.values.get('pe_count'), `${name} pe_count`) });
+    pvs.set(name, { place: typeof id === 'string' ? locate(id.replaceAll('-', '')) : null, start: asNumber(pv.values.get('pe_start'), `${name} pe_start`) * SECTOR, extents: asNumber(pv.values.get('pe_count'), `${name} pe_count`) });
   }
   const volumes: LogicalVolume[] = [];
   for (const [name, lv] of group.sections.get('logical_volumes')?.sections ?? []) {
@@ -190,14 +220,18 @@ function logicalVolumes(top: LvmSection, pvUuid: string): LogicalVolume[] {
       }
       const pv = pvs.get(String(stripes[0]));
       if (pv === undefined) throw corrupt(`${name} lies on ${String(stripes[0])}, which the group does not list`);
-      if (!pv.ours) {
-        volume.problem ??= `${name} lies partly on another physical volume of ${groupName} (another disk), which Cowbell does not read`;
+      if (pv.place === null) {
+        volume.problem ??= `${name} lies partly on a physical volume of ${groupName} that is not on this disk, which Cowbell does not read`;
         continue;
       }
       const first = asNumber(stripes[1], 'a stripe\'s first extent');
       if (first + count > pv.extents) throw corrupt(`${name}: extents ${first}+${count} past the PV's ${pv.extents}`);
       if (count === 0) continue;
-      const offset = pv.start + first * extentBytes;
+      if (pv.start + (first + count) * extentBytes > pv.place.length) {
+        volume.problem ??= `${name} lies past the end of its physical volume (the partition is shorter than LVM says)`;
+        continue;
+      }
+      const offset = pv.place.offset + pv.start + first * extentBytes;
       const last = volume.ranges.at(-1);
       // Segments that follow each other on the PV read as one range.
       if (last !== undefined && last.offset + last.length === offset) last.length += count * extentBytes;

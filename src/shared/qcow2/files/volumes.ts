@@ -9,7 +9,7 @@
 import { Qcow2Error } from '../errors.ts';
 import type { GuestFilesystemKind, GuestVolumeInfo } from '../model.ts';
 import type { FilesystemReader, GuestFilesystem, VolumeBytes } from './filesystem.ts';
-import { isLvmPhysicalVolume, readLogicalVolumes } from './lvm.ts';
+import { isLvmPhysicalVolume, logicalVolumesOf, physicalVolumeUuids, readPhysicalVolume, readPhysicalVolumeLabel, type PhysicalVolume } from './lvm.ts';
 import { hasGptSignature, readPartitionTable, type Partition } from './partition-table.ts';
 import { segmentedVolumeBytes, volumeBytes, type CachedGuestBytes } from './volume-bytes.ts';
 
@@ -42,11 +42,13 @@ export async function findVolumes(guest: CachedGuestBytes, readers: readonly Fil
     const table = readPartitionTable(read, guest.length);
     if (table === null) {
       const whole: GuestVolumeInfo = { name: '', offset: 0, length: guest.length, table: 'none', filesystem: null };
-      const logical = await logicalVolumes(guest, whole, readers);
-      if (logical === null) {
+      const isPhysical = await isLvmPhysicalVolume(volumeBytes(guest, 0, guest.length));
+      if (!isPhysical) {
         volumes.push({ info: whole, filesystem: null, failure: null });
         return { partitioned: false, volumes };
       }
+      const wholePv = await physicalVolumeAt(guest, whole);
+      const logical = await logicalVolumes(guest, wholePv === null ? [] : [wholePv], readers);
       // A physical volume on the whole disk: its logical volumes are the disk's volumes (or, where its metadata does not read, it is, with why).
       if (logical.length === 0 && whole.problem !== undefined) {
         volumes.push({ info: whole, filesystem: null, failure: new Qcow2Error('FILESYSTEM_CORRUPT', whole.problem) });
@@ -55,12 +57,15 @@ export async function findVolumes(guest: CachedGuestBytes, readers: readonly Fil
       volumes.push(...logical);
       return { partitioned: true, volumes };
     }
+    const physical: PhysicalVolumeAt[] = [];
     for (const partition of table.partitions) {
       const volume = await partitionVolume(guest, partition, table.table, readers);
       volumes.push(volume);
-      const logical = volume.info.problem === undefined && volume.filesystem === null ? await logicalVolumes(guest, volume.info, readers) : null;
-      if (logical !== null) volumes.push(...logical);
+      const pv = volume.info.problem === undefined && volume.filesystem === null ? await physicalVolumeAt(guest, volume.info) : null;
+      if (pv !== null) physical.push(pv);
     }
+    // After every partition: a volume group may span several of them.
+    volumes.push(...(await logicalVolumes(guest, physical, readers)));
     return { partitioned: true, volumes };
   } catch (error) {
     for (const volume of volumes) await volume.filesystem?.close();
@@ -81,48 +86,101 @@ async function partitionVolume(guest: CachedGuestBytes, partition: Partition, ta
 }
 
 /**
- * The logical volumes of an LVM physical volume at `physical` (marked as one), or null when it is
- * none. Metadata that cannot be read becomes the physical volume's problem.
+ * An LVM physical volume found on the disk: where it lies (its volume's info), its UUID, and its
+ * group's metadata as its own copy gives it (null where that copy does not read: another PV of
+ * the group may hold a good one).
  */
-async function logicalVolumes(guest: CachedGuestBytes, physical: GuestVolumeInfo, readers: readonly FilesystemReader[]): Promise<FoundVolume[] | null> {
-  const bytes = volumeBytes(guest, physical.offset, physical.length);
+interface PhysicalVolumeAt {
+  info: GuestVolumeInfo;
+  uuid: string;
+  pv: PhysicalVolume | null;
+  error: Qcow2Error | null;
+}
+
+/** The LVM physical volume at `info`, or null when it is none; a label that does not read becomes the volume's problem. */
+async function physicalVolumeAt(guest: CachedGuestBytes, info: GuestVolumeInfo): Promise<PhysicalVolumeAt | null> {
+  const bytes = volumeBytes(guest, info.offset, info.length);
   if (!(await isLvmPhysicalVolume(bytes))) return null;
-  let logical;
+  let uuid: string;
   try {
-    logical = await readLogicalVolumes(bytes);
+    uuid = (await readPhysicalVolumeLabel(bytes)).uuid;
   } catch (error) {
     if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
-    physical.problem = error.message;
-    return [];
+    info.problem = error.message;
+    return null;
   }
-  physical.physicalVolumeOf = logical[0]?.group ?? '';
-  const found: FoundVolume[] = [];
-  for (const volume of logical) {
-    const segments = volume.ranges.map((range) => ({ offset: physical.offset + range.offset, length: range.length }));
-    const info: GuestVolumeInfo = { name: volume.mapperName, offset: segments[0]?.offset ?? physical.offset, length: volume.size, table: physical.table, filesystem: null, logicalVolume: { group: volume.group, name: volume.name }, segments };
-    if (physical.partitionType !== undefined) info.partitionType = physical.partitionType;
-    if (volume.problem !== undefined) {
-      info.problem = volume.problem;
-      found.push({ info, filesystem: null, failure: new Qcow2Error('FILESYSTEM_UNSUPPORTED', volume.problem) });
-      continue;
-    }
-    if (segments.length === 0) {
-      found.push({ info, filesystem: null, failure: null });
-      continue;
-    }
-    const lvBytes = segmentedVolumeBytes(guest, segments);
-    let reader: FilesystemReader | null;
+  try {
+    return { info, uuid, pv: await readPhysicalVolume(bytes), error: null };
+  } catch (error) {
+    if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
+    return { info, uuid, pv: null, error };
+  }
+}
+
+/**
+ * The logical volumes of the groups whose physical volumes were found, each read through its
+ * pieces wherever on the disk they lie; a group's newest good metadata (highest seqno among its
+ * PVs' copies) says. A PV whose own copy does not read belongs to the group that lists it; one no
+ * good copy lists keeps its error as its problem.
+ */
+async function logicalVolumes(guest: CachedGuestBytes, physical: readonly PhysicalVolumeAt[], readers: readonly FilesystemReader[]): Promise<FoundVolume[]> {
+  const newest = new Map<string, PhysicalVolumeAt & { pv: PhysicalVolume }>();
+  for (const found of physical) {
+    if (found.pv === null) continue;
+    const known = newest.get(found.pv.group.id);
+    if (known === undefined || found.pv.group.seqno > known.pv.group.seqno) newest.set(found.pv.group.id, { ...found, pv: found.pv });
+  }
+  const members = new Map<string, string>();
+  for (const { pv } of newest.values()) for (const uuid of physicalVolumeUuids(pv.metadata)) members.set(uuid, pv.group.name);
+  for (const found of physical) {
+    const group = found.pv?.group.name ?? members.get(found.uuid);
+    if (group !== undefined) found.info.physicalVolumeOf = group;
+    else found.info.problem = found.error?.message ?? 'an LVM physical volume whose group Cowbell cannot read';
+  }
+  const volumes: FoundVolume[] = [];
+  for (const { pv, info: first } of newest.values()) {
+    const groupUuids = new Set(physicalVolumeUuids(pv.metadata));
+    const locate = (uuid: string): { offset: number; length: number } | null => {
+      const place = groupUuids.has(uuid) ? physical.find((found) => found.uuid === uuid)?.info : undefined;
+      return place === undefined ? null : { offset: place.offset, length: place.length };
+    };
+    let logical;
     try {
-      reader = await probe(lvBytes, readers);
+      logical = logicalVolumesOf(pv.metadata, locate);
     } catch (error) {
       if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
-      info.problem = error.message;
-      found.push({ info, filesystem: null, failure: error });
+      first.problem = error.message;
       continue;
     }
-    found.push(reader === null ? { info, filesystem: null, failure: null } : await openVolume(lvBytes, reader, { ...info, filesystem: reader.kind }));
+    for (const volume of logical) {
+      const segments = volume.ranges.map((range) => ({ offset: range.offset, length: range.length }));
+      const info: GuestVolumeInfo = { name: volume.mapperName, offset: segments[0]?.offset ?? first.offset, length: volume.size, table: first.table, filesystem: null, logicalVolume: { group: volume.group, name: volume.name }, segments };
+      if (first.partitionType !== undefined) info.partitionType = first.partitionType;
+      if (volume.problem !== undefined) {
+        info.problem = volume.problem;
+        volumes.push({ info, filesystem: null, failure: new Qcow2Error('FILESYSTEM_UNSUPPORTED', volume.problem) });
+        continue;
+      }
+      volumes.push(await logicalVolume(guest, info, readers));
+    }
   }
-  return found;
+  return volumes;
+}
+
+/** One readable logical volume: its filesystem probed and opened through its pieces. */
+async function logicalVolume(guest: CachedGuestBytes, info: GuestVolumeInfo, readers: readonly FilesystemReader[]): Promise<FoundVolume> {
+  const segments = info.segments ?? [];
+  if (segments.length === 0) return { info, filesystem: null, failure: null };
+  const bytes = segmentedVolumeBytes(guest, segments);
+  let reader: FilesystemReader | null;
+  try {
+    reader = await probe(bytes, readers);
+  } catch (error) {
+    if (!(error instanceof Qcow2Error) || !FILESYSTEM_ERRORS.has(error.code)) throw error;
+    info.problem = error.message;
+    return { info, filesystem: null, failure: error };
+  }
+  return reader === null ? { info, filesystem: null, failure: null } : openVolume(bytes, reader, { ...info, filesystem: reader.kind });
 }
 
 async function probe(bytes: VolumeBytes, readers: readonly FilesystemReader[]): Promise<FilesystemReader | null> {

@@ -23,6 +23,7 @@ import { qemuImg, runTool, tempDir, type TempDir } from '../../../helpers/qemu.t
 interface Layout {
   group: string;
   partitionOffset: number;
+  secondPartitionOffset: number;
   volumes: Record<string, { offset: number; length: number }[]>;
 }
 
@@ -53,14 +54,18 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
     const files = await openStateFiles(disk, 'current');
     try {
       const byName = new Map(files.volumes.map((volume) => [volume.name, volume]));
-      expect(byName.get('2')).toMatchObject({ physicalVolumeOf: 'fixture-vg', filesystem: null });
-      expect(byName.get('2')?.problem).toBeUndefined();
+      for (const pv of ['2', '3']) {
+        expect(byName.get(pv)).toMatchObject({ physicalVolumeOf: 'fixture-vg', filesystem: null });
+        expect(byName.get(pv)?.problem).toBeUndefined();
+      }
       for (const [name, segments] of Object.entries(layout.volumes)) {
         const volume = byName.get(`fixture--vg-${name}`);
         expect(volume, name).toMatchObject({ logicalVolume: { group: 'fixture-vg', name }, filesystem: 'ext', segments, length: segments.reduce((total, segment) => total + segment.length, 0) });
       }
       expect(layout.volumes['root']).toHaveLength(2);
-      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['1', '2', 'fixture--vg-root', 'fixture--vg-data']);
+      // span lies on both physical volumes of the group, partitions 2 and 3.
+      expect(layout.volumes['span']!.map((segment) => segment.offset >= layout.secondPartitionOffset)).toEqual([false, true]);
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['1', '2', '3', 'fixture--vg-root', 'fixture--vg-data', 'fixture--vg-span']);
     } finally {
       await files.close();
     }
@@ -76,16 +81,19 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
       expect(files.volumes.map((volume) => [volume.name, volume.table, volume.filesystem])).toEqual([
         ['fixture--vg-root', 'none', 'ext'],
         ['fixture--vg-data', 'none', 'ext'],
+        ['fixture--vg-span', 'none', null],
       ]);
+      // Its second PV (partition 3 of the original disk) is not a volume of this one.
+      expect(files.volumes[2]?.problem).toMatch(/span lies partly on a physical volume of fixture-vg that is not on this disk/);
       expect(files.volumes[0]?.segments).toEqual(layout.volumes['root']!.map((segment) => ({ offset: segment.offset - layout.partitionOffset, length: segment.length })));
-      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['fixture--vg-root', 'fixture--vg-data']);
+      expect((await files.list('/')).map((entry) => entry.name)).toEqual(['fixture--vg-root', 'fixture--vg-data', 'fixture--vg-span']);
       expect((await files.list('/fixture--vg-data/srv')).map((entry) => entry.name)).toEqual(['readme.txt']);
     } finally {
       await files.close();
     }
   });
 
-  it('read their files as debugfs reads the same volume, across the two pieces of one', async () => {
+  it('read their files as debugfs reads the same volume, across the two pieces of one and across two physical volumes', async () => {
     const rawDisk = fs.readFileSync(raw);
     const rootImage = folder.file('root.ext4');
     volumeImage(rawDisk, 'root', rootImage);
@@ -103,6 +111,14 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
       const big = Buffer.alloc(facts.size);
       for (let offset = 0; offset < big.length; ) offset += await files.read('/fixture--vg-root/home/me/big.bin', big.subarray(offset, offset + 1024 * 1024), offset);
       expect(big.equals(BIG(facts.size))).toBe(true);
+      // span's across.bin runs from the first physical volume (partition 2) onto the second (partition 3).
+      const across = Buffer.alloc(18 * 1024 * 1024);
+      for (let offset = 0; offset < across.length; ) offset += await files.read('/fixture--vg-span/across.bin', across.subarray(offset, offset + 1024 * 1024), offset);
+      expect(across.equals(Buffer.from(Array.from({ length: across.length }, (_, n) => (n * 13 + Math.floor(n / 4096)) % 241)))).toBe(true);
+      const spanImage = folder.file('span.ext4');
+      volumeImage(rawDisk, 'span', spanImage);
+      const acrossFacts = await debugfsFacts(spanImage, '/across.bin');
+      expect(Math.max(...acrossFacts.blocks) * acrossFacts.blockBytes).toBeGreaterThan(layout.volumes['span']![0]!.length);
     } finally {
       await files.close();
     }
@@ -173,8 +189,8 @@ function random(seed: number): () => number {
 }
 
 /** The fixture disk's metadata areas: each one's header offset and its current text's place (from the PV header, as LVM finds them). */
-function metadataAreas(bytes: Buffer): { header: number; textAt: number; textLength: number }[] {
-  const label = layout.partitionOffset + 512;
+function metadataAreas(bytes: Buffer, partitionOffset = layout.partitionOffset): { header: number; textAt: number; textLength: number }[] {
+  const label = partitionOffset + 512;
   let at = label + bytes.readUInt32LE(label + 20) + 40;
   const lists: number[][] = [[], []];
   for (const list of lists) {
@@ -182,18 +198,19 @@ function metadataAreas(bytes: Buffer): { header: number; textAt: number; textLen
     at += 16;
   }
   return lists[1]!.map((offset) => {
-    const header = layout.partitionOffset + offset;
+    const header = partitionOffset + offset;
     return { header, textAt: header + Number(bytes.readBigUInt64LE(header + 40)), textLength: Number(bytes.readBigUInt64LE(header + 48)) };
   });
 }
 
-/** Makes data's 2 extents 0 in every copy of the current metadata (text and length as they were); with `remakeChecksums`, as a hostile disk could. */
-function emptyDataVolume(bytes: Buffer, remakeChecksums: boolean): void {
-  const areas = metadataAreas(bytes);
-  expect(areas).toHaveLength(2);
+/** Makes data's 2 extents 0 in every copy of the current metadata on the PVs at `partitions` (text and length as they were); with `remakeChecksums`, as a hostile disk could. */
+function emptyDataVolume(bytes: Buffer, remakeChecksums: boolean, partitions: number[]): void {
+  const areas = partitions.flatMap((partitionOffset) => metadataAreas(bytes, partitionOffset));
+  expect(areas).toHaveLength(2 * partitions.length);
   for (const area of areas) {
     const text = bytes.subarray(area.textAt, area.textAt + area.textLength).toString('latin1');
-    const at = text.lastIndexOf('extent_count = 2');
+    // data's own segment: the first extent count after its section opens.
+    const at = text.indexOf('extent_count = 2', text.lastIndexOf('\ndata {'));
     expect(at).toBeGreaterThan(0);
     bytes.write('extent_count = 0', area.textAt + at, 'latin1');
     if (!remakeChecksums) continue;
@@ -220,23 +237,36 @@ describe('hostile LVM metadata', () => {
     const files = await openStateFiles(damaged, 'current');
     try {
       expect(files.volumes.find((volume) => volume.name === '2')?.problem).toBeUndefined();
-      expect(files.volumes.map((volume) => [volume.name, volume.filesystem])).toEqual([['1', null], ['2', null], ['fixture--vg-root', 'ext'], ['fixture--vg-data', 'ext']]);
+      expect(files.volumes.map((volume) => [volume.name, volume.filesystem])).toEqual([['1', null], ['2', null], ['3', null], ['fixture--vg-root', 'ext'], ['fixture--vg-data', 'ext'], ['fixture--vg-span', 'ext']]);
     } finally {
       await files.close();
     }
   });
 
-  it('metadata whose checksum does not match is refused as the physical volume\'s problem, as LVM refuses it', async () => {
+  it('metadata whose checksum does not match is not read, as LVM refuses it: another PV\'s good copy is, and without one the PVs say why', async () => {
     const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
-    emptyDataVolume(bytes, false);
+    // Partition 2's copies edited, their checksums not remade: partition 3's good copy is read instead.
+    emptyDataVolume(bytes, false, [layout.partitionOffset]);
     const damagedRaw = folder.file('bad-checksum.raw');
     fs.writeFileSync(damagedRaw, bytes);
     const damaged = folder.file('bad-checksum.qcow2');
     await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', damagedRaw, damaged]);
     const files = await openStateFiles(damaged, 'current');
     try {
-      expect(files.volumes.find((volume) => volume.name === '2')?.problem).toMatch(/the volume group metadata fails its checksum/);
-      expect(files.volumes.map((volume) => volume.name)).toEqual(['1', '2']);
+      expect(files.volumes.find((volume) => volume.name === '2')).toMatchObject({ physicalVolumeOf: 'fixture-vg' });
+      expect(files.volumes.find((volume) => volume.name === 'fixture--vg-data')).toMatchObject({ filesystem: 'ext', length: 8 * 1024 * 1024 });
+    } finally {
+      await files.close();
+    }
+    // Both PVs' copies edited without their checksums: no copy of the group reads.
+    emptyDataVolume(bytes, false, [layout.secondPartitionOffset]);
+    fs.writeFileSync(damagedRaw, bytes);
+    const both = folder.file('bad-checksums.qcow2');
+    await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', damagedRaw, both]);
+    const none = await openStateFiles(both, 'current');
+    try {
+      for (const pv of ['2', '3']) expect(none.volumes.find((volume) => volume.name === pv)?.problem).toMatch(/the volume group metadata fails its checksum/);
+      expect(none.volumes.map((volume) => volume.name)).toEqual(['1', '2', '3']);
     } finally {
       await files.close();
     }
@@ -244,7 +274,7 @@ describe('hostile LVM metadata', () => {
 
   it('a logical volume of no extents lists without a filesystem; the other volumes read', async () => {
     const bytes = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz')));
-    emptyDataVolume(bytes, true);
+    emptyDataVolume(bytes, true, [layout.partitionOffset, layout.secondPartitionOffset]);
     const damagedRaw = folder.file('empty-lv.raw');
     fs.writeFileSync(damagedRaw, bytes);
     const damaged = folder.file('empty-lv.qcow2');
