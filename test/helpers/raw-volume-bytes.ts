@@ -26,3 +26,14 @@ export function openRawVolume(path: string, start = 0, length?: number): RawVolu
     close: () => closeSync(fd),
   };
 }
+
+/** VolumeBytes over bytes in memory (a damaged copy made in a test); a read outside them is a plain RangeError: a finding. */
+export function memoryVolumeBytes(bytes: Uint8Array): VolumeBytes {
+  return {
+    length: bytes.length,
+    async read(buffer, offset) {
+      if (offset < 0 || offset + buffer.length > bytes.length) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume`);
+      buffer.set(bytes.subarray(offset, offset + buffer.length));
+    },
+  };
+}

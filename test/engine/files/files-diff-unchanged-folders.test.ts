@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { diffStatesByName } from '../../../src/shared/qcow2/files/files-diff.ts';
-import { openStateFiles, type StateFiles } from '../../../src/shared/qcow2/files/state-files.ts';
 import { readDiff } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { writeChangedPieces } from '../../helpers/changed-ext-disk.ts';
+import { vouchingOpener } from '../../helpers/vouching-opener.ts';
 import { debugfs, debugfsFacts, makeExtImage } from '../../helpers/guest-filesystems.ts';
 import { qemuImg, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
@@ -60,21 +60,8 @@ beforeAll(async () => {
 });
 afterAll(() => folder.cleanup());
 
-/** Opens a state; records the folders unchangedFolder vouched for, or hides the method (the full walk). */
-function opener(shortcut: boolean, vouched: string[]) {
-  return async (state: string): Promise<StateFiles> => {
-    const files = await openStateFiles(disk, state);
-    const unchangedFolder = files.unchangedFolder?.bind(files);
-    Object.assign(files, {
-      unchangedFolder: shortcut && unchangedFolder ? async (...args: Parameters<typeof unchangedFolder>) => {
-        const found = await unchangedFolder(...args);
-        if (found !== null) vouched.push(args[0]);
-        return found;
-      } : undefined,
-    });
-    return files;
-  };
-}
+/** Opens a state of the disk; records the folders unchangedFolder vouched for, or hides the method (the full walk). */
+const opener = (shortcut: boolean, vouched: string[]) => vouchingOpener(disk, shortcut, vouched);
 
 describe('files-diff through folders the states share', () => {
   it('still sees a file rewritten behind the filesystem’s back, an inode changed in an unchanged folder, and a path that leads to another folder', async () => {
@@ -138,18 +125,7 @@ describe('files-diff through folders the states share, the later one saved in us
     await qemuImg(['snapshot', '-c', 'before', inUseDisk]);
     await writeChangedPieces(inUseDisk, beforeBytes, new Uint8Array(fs.readFileSync(inUse)), path.dirname(inUse));
 
-    const open = (shortcut: boolean, found: string[]) => async (state: string): Promise<StateFiles> => {
-      const files = await openStateFiles(inUseDisk, state);
-      const unchangedFolder = files.unchangedFolder?.bind(files);
-      Object.assign(files, {
-        unchangedFolder: shortcut && unchangedFolder ? async (...args: Parameters<typeof unchangedFolder>) => {
-          const result = await unchangedFolder(...args);
-          if (result !== null) found.push(args[0]);
-          return result;
-        } : undefined,
-      });
-      return files;
-    };
+    const open = (shortcut: boolean, found: string[]) => vouchingOpener(inUseDisk, shortcut, found);
     const vouched: string[] = [];
     const ranges = () => readDiff(inUseDisk, 'before', 'current').ranges;
     const result = await diffStatesByName(open(true, vouched), 'before', 'current', ranges);

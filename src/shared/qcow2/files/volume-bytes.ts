@@ -95,6 +95,11 @@ export class CachedGuestBytes {
 
 /** The bytes of one volume: `length` bytes of the guest from `offset`, reads outside refused. */
 export function volumeBytes(guest: CachedGuestBytes, offset: number, length: number): VolumeBytes {
+  return boundedVolume(length, (buffer, volumeOffset) => guest.read(buffer, offset + volumeOffset));
+}
+
+/** VolumeBytes of `length` bytes read by `read`: a read past the end is FILESYSTEM_CORRUPT, and what `read` throws a rejection. */
+function boundedVolume(length: number, read: (buffer: Uint8Array, volumeOffset: number) => void): VolumeBytes {
   return {
     length,
     read(buffer: Uint8Array, volumeOffset: number): Promise<void> {
@@ -102,7 +107,7 @@ export function volumeBytes(guest: CachedGuestBytes, offset: number, length: num
         return Promise.reject(new Qcow2Error('FILESYSTEM_CORRUPT', `A read of ${buffer.length} bytes at ${volumeOffset} lies past the end of the ${length}-byte volume`));
       }
       try {
-        guest.read(buffer, offset + volumeOffset);
+        read(buffer, volumeOffset);
         return Promise.resolve();
       } catch (error) {
         return Promise.reject(error instanceof Error ? error : new Error(String(error)));
@@ -115,22 +120,11 @@ export function volumeBytes(guest: CachedGuestBytes, offset: number, length: num
 export function segmentedVolumeBytes(guest: CachedGuestBytes, segments: readonly { offset: number; length: number }[]): VolumeBytes {
   const length = segments.reduce((total, segment) => total + segment.length, 0);
   const volume = { offset: segments[0]?.offset ?? 0, segments: [...segments] };
-  return {
-    length,
-    read(buffer: Uint8Array, volumeOffset: number): Promise<void> {
-      if (!Number.isSafeInteger(volumeOffset) || volumeOffset < 0 || volumeOffset + buffer.length > length) {
-        return Promise.reject(new Qcow2Error('FILESYSTEM_CORRUPT', `A read of ${buffer.length} bytes at ${volumeOffset} lies past the end of the ${length}-byte volume`));
-      }
-      try {
-        let done = 0;
-        for (const range of guestRangesOf(volume, volumeOffset, buffer.length)) {
-          guest.read(buffer.subarray(done, done + range.length), range.offset);
-          done += range.length;
-        }
-        return Promise.resolve();
-      } catch (error) {
-        return Promise.reject(error instanceof Error ? error : new Error(String(error)));
-      }
-    },
-  };
+  return boundedVolume(length, (buffer, volumeOffset) => {
+    let done = 0;
+    for (const range of guestRangesOf(volume, volumeOffset, buffer.length)) {
+      guest.read(buffer.subarray(done, done + range.length), range.offset);
+      done += range.length;
+    }
+  });
 }

@@ -10,14 +10,16 @@ import * as zlib from 'node:zlib';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
-import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { diffStatesByName } from '../../../../src/shared/qcow2/files/files-diff.ts';
 import { isLvmPhysicalVolume, readLogicalVolumes } from '../../../../src/shared/qcow2/files/lvm.ts';
 import { parseLvmMetadata } from '../../../../src/shared/qcow2/files/lvm-metadata-text.ts';
-import { openStateFiles, type StateFiles } from '../../../../src/shared/qcow2/files/state-files.ts';
+import { openStateFiles } from '../../../../src/shared/qcow2/files/state-files.ts';
 import { readDiff } from '../../../../src/shared/qcow2/snapshots/operations.ts';
 import { writeChangedPieces } from '../../../helpers/changed-ext-disk.ts';
 import { debugfsFacts } from '../../../helpers/guest-filesystems.ts';
+import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
+import { SeededRandom } from '../../../helpers/seeded-random.ts';
+import { vouchingOpener } from '../../../helpers/vouching-opener.ts';
 import { qemuImg, runTool, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 
 interface Layout {
@@ -142,18 +144,7 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
     await writeChangedPieces(changedDisk, new Uint8Array(before), new Uint8Array(after), folder.path);
 
     const vouched: string[] = [];
-    const open = (shortcut: boolean) => async (state: string): Promise<StateFiles> => {
-      const files = await openStateFiles(changedDisk, state);
-      const unchangedFolder = files.unchangedFolder?.bind(files);
-      Object.assign(files, {
-        unchangedFolder: shortcut && unchangedFolder ? async (...args: Parameters<typeof unchangedFolder>) => {
-          const found = await unchangedFolder(...args);
-          if (found !== null) vouched.push(args[0]);
-          return found;
-        } : undefined,
-      });
-      return files;
-    };
+    const open = (shortcut: boolean) => vouchingOpener(changedDisk, shortcut, vouched);
     const ranges = () => readDiff(changedDisk, 'before', 'current').ranges;
     expect(ranges().every((range) => range.offset >= second!.offset && range.offset < second!.offset + second!.length)).toBe(true);
     const result = await diffStatesByName(open(true), 'before', 'current', ranges);
@@ -164,29 +155,6 @@ describe('LVM logical volumes', { timeout: 120_000 }, () => {
     expect(result).toEqual(await diffStatesByName(open(false), 'before', 'current', ranges));
   });
 });
-
-function memoryVolume(bytes: Uint8Array): VolumeBytes {
-  return {
-    length: bytes.length,
-    async read(buffer, offset) {
-      if (offset < 0 || offset + buffer.length > bytes.length) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume`);
-      buffer.set(bytes.subarray(offset, offset + buffer.length));
-    },
-  };
-}
-
-/** A small seeded generator (xorshift32). */
-function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 2 ** 32;
-  };
-}
 
 /** The fixture disk's metadata areas: each one's header offset and its current text's place (from the PV header, as LVM finds them). */
 function metadataAreas(bytes: Buffer, partitionOffset = layout.partitionOffset): { header: number; textAt: number; textLength: number }[] {
@@ -291,9 +259,10 @@ describe('hostile LVM metadata', () => {
 
   it('a damaged label, metadata header or metadata text gives FILESYSTEM_CORRUPT or volumes, never another error or a read outside the volume (400 seeded damages)', async () => {
     const partition = gunzipSync(fs.readFileSync(path.join(FIXTURES, 'lvm-disk.img.gz'))).subarray(layout.partitionOffset, layout.partitionOffset + 4 * 1024 * 1024);
-    expect(await isLvmPhysicalVolume(memoryVolume(partition))).toBe(true);
+    expect(await isLvmPhysicalVolume(memoryVolumeBytes(partition))).toBe(true);
     const text = partition.indexOf('fixture-vg {');
-    const next = random(2816);
+    const seeded = new SeededRandom(2816);
+    const next = (): number => seeded.next();
     const outcomes = { volumes: 0, corrupt: 0, none: 0 };
     for (let trial = 0; trial < 400; trial++) {
       const bytes = Buffer.from(partition);
@@ -305,11 +274,11 @@ describe('hostile LVM metadata', () => {
         bytes[at] = next() < 0.3 ? [0x7b, 0x7d, 0x22, 0x3d, 0x5b, 0x5d, 0x0a][Math.floor(next() * 7)]! : Math.floor(next() * 256);
       }
       try {
-        if (!(await isLvmPhysicalVolume(memoryVolume(bytes)))) {
+        if (!(await isLvmPhysicalVolume(memoryVolumeBytes(bytes)))) {
           outcomes.none++;
           continue;
         }
-        await readLogicalVolumes(memoryVolume(bytes));
+        await readLogicalVolumes(memoryVolumeBytes(bytes));
         outcomes.volumes++;
       } catch (error) {
         if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw new Error(`trial ${trial}: ${String(error)}`, { cause: error });

@@ -8,23 +8,17 @@ import { gunzipSync } from 'node:zlib';
 import * as fs from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
-import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { NTFS_READER } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
 import { decompressLzx } from '../../../../src/shared/qcow2/files/ntfs/lzx.ts';
 import { decompressXpressHuffman } from '../../../../src/shared/qcow2/files/ntfs/xpress-huffman.ts';
+import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
+import { SeededRandom } from '../../../helpers/seeded-random.ts';
 import { NTFS_FIXTURE } from './ntfs-fixture.ts';
 
-/** A small seeded generator (xorshift32). */
+/** Numbers in [0, 1) from a seed. */
 function random(seed: number): () => number {
-  let state = seed >>> 0 || 1;
-  return () => {
-    state ^= state << 13;
-    state >>>= 0;
-    state ^= state >>> 17;
-    state ^= state << 5;
-    state >>>= 0;
-    return state / 2 ** 32;
-  };
+  const seeded = new SeededRandom(seed);
+  return () => seeded.next();
 }
 
 /** Runs `action`; a Qcow2Error FILESYSTEM_CORRUPT is an answer, anything else thrown fails the test. */
@@ -36,16 +30,6 @@ async function corruptOrFine(action: () => unknown, label: string): Promise<'ok'
     if (error instanceof Qcow2Error && error.code === 'FILESYSTEM_CORRUPT') return 'corrupt';
     throw new Error(`${label}: ${String(error)}`, { cause: error });
   }
-}
-
-function memoryVolume(bytes: Uint8Array): VolumeBytes {
-  return {
-    length: bytes.length,
-    async read(buffer, offset) {
-      if (offset < 0 || offset + buffer.length > bytes.length) throw new RangeError(`a read of ${buffer.length} bytes at ${offset}, outside the volume`);
-      buffer.set(bytes.subarray(offset, offset + buffer.length));
-    },
-  };
 }
 
 describe('the XPRESS Huffman decoder on hostile chunks', () => {
@@ -160,7 +144,7 @@ describe('the LZX decoder on uncompressed blocks and hostile chunks', () => {
 describe('a System Compressed file with a damaged chunk table or chunks', { timeout: 120_000 }, () => {
   it.each([['/wof/xpress4k.bin', 2213], ['/wof/lzx-x86.bin', 2215]])('%s reads as FILESYSTEM_CORRUPT or as bytes, never another error or a read outside the volume (300 seeded damages)', async (path, seed) => {
     const pristine = gunzipSync(fs.readFileSync(NTFS_FIXTURE));
-    const reader = await NTFS_READER.open(memoryVolume(pristine));
+    const reader = await NTFS_READER.open(memoryVolumeBytes(pristine));
     const extents = (await reader.extents!(path)) ?? [];
     const size = (await reader.stat(path)).size;
     await reader.close();
@@ -178,7 +162,7 @@ describe('a System Compressed file with a damaged chunk table or chunks', { time
         const at = next() < 0.5 ? first!.offset + Math.floor(next() * 200) : extent.offset + Math.floor(next() * extent.length);
         bytes[at] = next() < 0.3 ? 0xff : Math.floor(next() * 256);
       }
-      const filesystem = await NTFS_READER.open(memoryVolume(bytes));
+      const filesystem = await NTFS_READER.open(memoryVolumeBytes(bytes));
       outcomes[
         await corruptOrFine(async () => {
           const buffer = new Uint8Array(65_536);
