@@ -11,6 +11,7 @@ import { sameFile } from '../shared/qcow2/io/file-identity.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
 import { flag, option } from './args.ts';
 import { runCancellably, withProgressLine } from './cancellable-job.ts';
+import { cacheMode } from './cache-mode.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { cliRuntime } from './runtime.ts';
 import { parseOptionString } from './image-options.ts';
@@ -126,19 +127,6 @@ export function rewriteTarget(result: RewriteResult): string {
 export function snapshotsKept(result: RewriteResult): string {
   const kept = result.snapshots === 1 ? '1 snapshot kept' : `${result.snapshots} snapshots kept`;
   return `${kept}${result.verified ? ', every state verified' : ''}`;
-}
-
-/**
- * qemu-img's -t: whether a new output is flushed to disk before it takes its name. Every mode but
- * unsafe flushes; unsafe does not (a power failure may leave the output incomplete). A disk
- * rewritten in place is always flushed before it replaces the old one.
- */
-const CACHE_MODES = ['writeback', 'unsafe', 'none', 'writethrough', 'directsync'];
-
-export function cacheMode(value: string | undefined): boolean {
-  if (value === undefined) return true;
-  if (!CACHE_MODES.includes(value)) throw new UsageError(`-t must be one of ${CACHE_MODES.join(', ')}, not ${value}`);
-  return value !== 'unsafe';
 }
 
 /** `-o compression_type=zlib|zstd`, the only option a rewrite takes. */

@@ -218,4 +218,22 @@ describe('a qemu-img script', () => {
     expect(percents.every((value, index) => index === 0 || value >= percents[index - 1]!)).toBe(true);
     expect(fs.statSync(top).size).toBeLessThan(1024 * 1024);
   });
+
+  it('commit -t, rebase -t/-T and convert -T take qemu-img\'s cache modes (an in-place change is flushed whatever they say); a wrong mode is a usage error', async () => {
+    const base = folder.file('cache-base.qcow2');
+    const top = folder.file('cache-top.qcow2');
+    await qemuImg(['create', '-q', '-f', 'qcow2', base, '16M']);
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', base, '-F', 'qcow2', top]);
+    await qemuIo(top, ['write -P 9 0 64k']);
+    expect((await run('rebase', '-q', '-t', 'none', '-T', 'writeback', '-b', base, '-F', 'qcow2', top)).code).toBe(0);
+    expect((await run('commit', '-q', '-t', 'unsafe', top)).code).toBe(0);
+    expect(await qemuIo(base, ['read -P 9 0 64k'])).toMatch(/read 65536\/65536 bytes/);
+    expect((await run('convert', '-T', 'none', '-O', 'raw', base, folder.file('cache-out.raw'))).code).toBe(0);
+    for (const argv of [['commit', '-t', 'fast', top], ['rebase', '-T', 'fast', '-b', base, '-F', 'qcow2', top], ['convert', '-T', 'fast', '-O', 'raw', base, folder.file('cache-bad.raw')]]) {
+      const refused = await run(...argv);
+      expect(refused.code, argv.join(' ')).toBe(2);
+      expect(refused.err).toMatch(/must be one of writeback, unsafe, none, writethrough, directsync, not fast/);
+    }
+    expect((await qemuCheck(base)).code).toBe(0);
+  });
 });

@@ -5,6 +5,7 @@ import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, StoppedBySignal, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
+import { cacheMode } from '../cache-mode.ts';
 import { cliRuntime } from '../runtime.ts';
 
 /**
@@ -22,12 +23,15 @@ export const commit: Command = {
     drop: { type: 'boolean', short: 'd' },
     progress: { type: 'boolean', short: 'p' },
     quiet: { type: 'boolean', short: 'q' },
+    // qemu-img's cache mode, taken for its scripts: an in-place change is flushed whatever it says.
+    cache: { type: 'string', short: 't' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
   async run(args, io) {
     const format = option(args, 'format');
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`commit: only a qcow2 overlay can be committed, not ${format}`);
+    cacheMode(option(args, 'cache'));
     const image = args.positionals[0] ?? '';
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     const base = option(args, 'base');

@@ -17,7 +17,8 @@ import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, EXIT_PARTIAL, UsageError, type Command } from '../command.ts';
 import { describeRescue, rescueReportJson } from '../rescue-report.ts';
 import { CREATE_OPTION_NAMES, createOptionsFromArgs, optionsHelp } from '../image-options.ts';
-import { cacheMode, MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
+import { cacheMode } from '../cache-mode.ts';
+import { MAX_COMPRESSION_THREADS, runRewrite } from '../rewrite-command.ts';
 import { cliRuntime } from '../runtime.ts';
 import { encryptionOf, PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
@@ -57,6 +58,8 @@ export const convert: Command = {
     backing: { type: 'string', short: 'B' },
     'backing-format': { type: 'string', short: 'F' },
     cache: { type: 'string', short: 't' },
+    // The source's cache mode (qemu-img's -T), taken for its scripts: Cowbell reads through the page cache.
+    'source-cache': { type: 'string', short: 'T' },
     'force-share': { type: 'boolean', short: 'U' },
     snapshot: { type: 'string', short: 'l' },
     'no-snapshots': { type: 'boolean' },
@@ -92,6 +95,7 @@ export const convert: Command = {
       throw new UsageError('convert: -c, -o and -B need a qcow2 output (-O qcow2)');
     }
     const durable = cacheMode(option(args, 'cache'));
+    cacheMode(option(args, 'source-cache'));
     const force = flag(args, 'force');
     if (!force && fs.existsSync(target)) throw new UsageError(`convert: ${target} already exists; pass --force to replace it`);
     // Kept snapshots go through the rewrite, for which OUTPUT naming the input means in place: not a convert's meaning.

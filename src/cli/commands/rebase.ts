@@ -4,6 +4,7 @@ import { requiredBackingFormat } from '../backing-format.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
+import { cacheMode } from '../cache-mode.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
 
 /**
@@ -23,12 +24,17 @@ export const rebase: Command = {
     unsafe: { type: 'boolean', short: 'u' },
     progress: { type: 'boolean', short: 'p' },
     quiet: { type: 'boolean', short: 'q' },
+    // qemu-img's cache modes, taken for its scripts: an in-place change is flushed whatever they say.
+    cache: { type: 'string', short: 't' },
+    'source-cache': { type: 'string', short: 'T' },
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 1 },
   async run(args, io) {
     const format = option(args, 'format');
     if (format !== undefined && format !== 'qcow2') throw new UsageError(`rebase: only a qcow2 overlay can be rebased, not ${format}`);
+    cacheMode(option(args, 'cache'));
+    cacheMode(option(args, 'source-cache'));
     const backing = option(args, 'backing');
     if (backing === undefined) throw new UsageError('rebase: give the new backing file with -b (-b "" for none)');
     const image = args.positionals[0] ?? '';
