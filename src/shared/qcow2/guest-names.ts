@@ -2,7 +2,7 @@
 
 /**
  * The name the guest gave, for the host: listings spell a backslash \\ and a byte that is not
- * UTF-8 \xNN (ext-inodes.ts guestFileName), and a copy named so broke what names it (systemd's
+ * UTF-8 \xNN (linux-names.ts guestFileName), and a copy named so broke what names it (systemd's
  * dev-disk-by\x2duuid-….swap came back with two backslashes, its .wants link dangling: files
  * audit 2). A name with such a byte has no spelling as host text here: it keeps the listing's.
  */

@@ -361,7 +361,7 @@ export interface ResizeResult {
  */
 export type GuestFileKind = 'file' | 'directory' | 'symlink' | 'other';
 
-export type GuestFilesystemKind = 'ext' | 'fat' | 'ntfs';
+export type GuestFilesystemKind = 'ext' | 'fat' | 'ntfs' | 'xfs';
 
 /** One entry of a folder inside a state, as `cowbell ls --json` prints it. */
 export interface GuestFileEntry {

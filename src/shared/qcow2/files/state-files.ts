@@ -208,7 +208,7 @@ function withPrefix(entry: GuestFileEntry, prefix: string): GuestFileEntry {
 
 /**
  * A path as a person types it, in the spelling the listings use: a name with a backslash is
- * listed with it doubled (ext-inodes.ts guestFileName), so `/etc/a\x2db` is tried as `/etc/a\\x2db`
+ * listed with it doubled (linux-names.ts guestFileName), so `/etc/a\x2db` is tried as `/etc/a\\x2db`
  * when nothing has the spelling typed (files audit 2: such a file could not be named at all).
  */
 export async function typedGuestPath(files: StateFiles, path: string): Promise<string> {

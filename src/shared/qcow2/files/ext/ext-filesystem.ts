@@ -7,11 +7,13 @@
  * journal replayed first, in memory (ext-journal.ts). Nothing is ever written: no mount, no access time.
  */
 import { Qcow2Error } from '../../errors.ts';
-import type { GuestFileEntry, GuestFileKind } from '../../model.ts';
+import type { GuestFileEntry } from '../../model.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { extExtents, extFileBlockMap, inodeExtentsChanged, readMapped, type FileBlockMap } from './ext-extents.ts';
+import { byName, posixEntry } from '../posix-entry.ts';
+import { readMapped, type FileBlockMap } from '../block-map.ts';
+import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
 import { journaledVolume, replayJournal } from './ext-journal.ts';
 import { inlineContent } from './ext-inline-data.ts';
@@ -80,7 +82,7 @@ class ExtFilesystem implements GuestFilesystem {
     for (const [name, number] of names) {
       const entryPath = joinPath(folder, name);
       const entryInode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
-      entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.linkEntry(entryPath, entryInode) : plainEntry(name, entryPath, entryInode));
+      entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.linkEntry(entryPath, entryInode) : posixEntry(name, entryPath, entryInode));
     }
     return entries.sort(byName);
   }
@@ -172,7 +174,7 @@ class ExtFilesystem implements GuestFilesystem {
         if (type !== S_IFREG || !(this.blocksChangedNow(inode, changed) ?? (await this.blocksChanged(inode, changed)))) continue;
       }
       flags[entries.length] = metadataChanged ? 0 : SAME_METADATA;
-      entries.push(plainEntry(name, joinPath(folderPath, name), inode));
+      entries.push(posixEntry(name, joinPath(folderPath, name), inode));
     }
     return { entries, flags: flags.subarray(0, entries.length) };
   }
@@ -235,12 +237,12 @@ class ExtFilesystem implements GuestFilesystem {
       return await this.entryOf(path, inode);
     } catch (error) {
       if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
-      return plainEntry(path.slice(path.lastIndexOf('/') + 1), path, inode);
+      return posixEntry(path.slice(path.lastIndexOf('/') + 1), path, inode);
     }
   }
 
   private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
-    const entry = plainEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
+    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
     if (entry.kind === 'symlink') {
       refuseEncrypted(inode, path, 'where the link leads');
       entry.target = await readSymlink(this.volume, this.superblock, inode);
@@ -272,27 +274,6 @@ function caseFoldedMatch(names: ReadonlyMap<string, number>, name: string): numb
   const folded = name.normalize('NFD').toLowerCase();
   for (const [candidate, number] of names) if (candidate.normalize('NFD').toLowerCase() === folded) return number;
   return undefined;
-}
-
-/** An entry as its inode tells it (a symlink's target is added by entryOf). */
-function plainEntry(name: string, path: string, inode: ExtInode): GuestFileEntry {
-  const kind = kindOfMode(inode.mode);
-  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o7777 };
-  if (kind === 'directory') entry.folderId = String(inode.number);
-  return entry;
-}
-
-function kindOfMode(mode: number): GuestFileKind {
-  switch (mode & S_IFMT) {
-    case S_IFREG:
-      return 'file';
-    case S_IFDIR:
-      return 'directory';
-    case S_IFLNK:
-      return 'symlink';
-    default:
-      return 'other';
-  }
 }
 
 function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
@@ -334,10 +315,6 @@ function withJournaled(changed: ChangedBytes, journaled: readonly (readonly numb
     const count = Math.ceil((offset + length) / blockBytes) - first;
     return lists.some((list) => anyJournaled(list, first, count));
   };
-}
-
-function byName(a: GuestFileEntry, b: GuestFileEntry): number {
-  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
 
 /**

@@ -15,7 +15,8 @@
  * tags name, in order, the filesystem blocks of the journal blocks that follow it.
  */
 import type { VolumeBytes } from '../filesystem.ts';
-import { extFileBlockMap, readMapped, type FileBlockMap } from './ext-extents.ts';
+import { readMapped, type FileBlockMap } from '../block-map.ts';
+import { extFileBlockMap } from './ext-extents.ts';
 import type { ExtInodeTable } from './ext-inode-table.ts';
 import { corrupt, crc32c, type ExtSuperblock } from './ext-superblock.ts';
 

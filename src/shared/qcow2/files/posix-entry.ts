@@ -1,0 +1,41 @@
+/** A listing's entry from a POSIX inode (ext, XFS): the kind from its mode, the rest as the inode says. */
+import type { GuestFileEntry, GuestFileKind } from '../model.ts';
+
+export const S_IFMT = 0o170000;
+export const S_IFDIR = 0o040000;
+export const S_IFREG = 0o100000;
+export const S_IFLNK = 0o120000;
+
+/** What an entry needs of an inode. */
+export interface PosixInode {
+  number: number;
+  mode: number;
+  size: number;
+  mtimeMs: number;
+}
+
+/** An entry as its inode tells it (a symlink's target is added by the reader). */
+export function posixEntry(name: string, path: string, inode: PosixInode): GuestFileEntry {
+  const kind = kindOfMode(inode.mode);
+  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o7777 };
+  if (kind === 'directory') entry.folderId = String(inode.number);
+  return entry;
+}
+
+function kindOfMode(mode: number): GuestFileKind {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return 'file';
+    case S_IFDIR:
+      return 'directory';
+    case S_IFLNK:
+      return 'symlink';
+    default:
+      return 'other';
+  }
+}
+
+/** Entries in name order (UTF-16 code units, as files-diff walks them). */
+export function byName(a: GuestFileEntry, b: GuestFileEntry): number {
+  return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
+}

@@ -1,0 +1,179 @@
+/**
+ * XFS (version 4 and 5), read-only, by Cowbell's own reader: the superblock checked first
+ * (xfs-superblock.ts), inodes found by number (xfs-inodes.ts), folders from the inode or their data
+ * blocks (xfs-folders.ts), content through the data fork's extents (xfs-extents.ts). A volume the
+ * guest had mounted is read as it lies, with a caution: its log is not replayed (xfs-log.ts).
+ * Nothing is ever written.
+ */
+import { Qcow2Error } from '../../errors.ts';
+import type { GuestFileEntry } from '../../model.ts';
+import { readMapped } from '../block-map.ts';
+import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { GenerationalCache } from '../generational-cache.ts';
+import { joinPath, pathParts } from '../paths.ts';
+import { byName, posixEntry, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { corrupt, unsupported } from './xfs-bytes.ts';
+import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
+import { readFolder } from './xfs-folders.ts';
+import { FORMAT_BTREE, FORMAT_EXTENTS, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
+import { xfsLogCaution } from './xfs-log.ts';
+import { readSymlink } from './xfs-symlinks.ts';
+import { hasXfsMagic, readXfsSuperblock, type XfsSuperblock } from './xfs-superblock.ts';
+
+/** Folders whose names are kept (two generations of half as many). */
+const CACHED_FOLDERS = 16;
+/** XFS files end before 2^63 bytes; a JavaScript number names bytes up to 2^53. */
+const MAX_FILE_BYTES = 2 ** 53;
+
+export const XFS_READER: FilesystemReader = {
+  kind: 'xfs',
+  probe: hasXfsMagic,
+  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+    const superblock = await readXfsSuperblock(volume);
+    return new XfsFilesystem(volume, superblock, await xfsLogCaution(volume, superblock));
+  },
+};
+
+class XfsFilesystem implements GuestFilesystem {
+  readonly kind = 'xfs' as const;
+  readonly label?: string;
+  readonly caution?: string;
+  private closed: Qcow2Error | null = null;
+  private lastMap: { inodeNumber: number; map: XfsBlockMap } | null = null;
+  private readonly folderNames = new GenerationalCache<number, Map<string, number>>(CACHED_FOLDERS / 2);
+  private readonly volume: VolumeBytes;
+  private readonly superblock: XfsSuperblock;
+  private readonly inodes: XfsInodeTable;
+
+  constructor(volume: VolumeBytes, superblock: XfsSuperblock, caution: string | null) {
+    this.volume = volume;
+    this.superblock = superblock;
+    this.inodes = new XfsInodeTable(volume, superblock);
+    if (superblock.label !== '') this.label = superblock.label;
+    if (caution !== null) this.caution = caution;
+  }
+
+  async list(path: string): Promise<GuestFileEntry[]> {
+    const parts = pathParts(path);
+    const folder = `/${parts.join('/')}`;
+    const names = await this.folderEntries(await this.resolve(parts), folder);
+    const entries: GuestFileEntry[] = [];
+    for (const [name, number] of names) {
+      const inode = await this.inode(number);
+      entries.push((inode.mode & S_IFMT) === S_IFLNK ? await this.linkEntry(joinPath(folder, name), inode) : posixEntry(name, joinPath(folder, name), inode));
+    }
+    return entries.sort(byName);
+  }
+
+  async stat(path: string): Promise<GuestFileEntry> {
+    const parts = pathParts(path);
+    return this.entryOf(`/${parts.join('/')}`, await this.resolve(parts));
+  }
+
+  async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
+    const map = await this.contentMap(inode, file);
+    const wanted = Math.max(0, Math.min(buffer.length, inode.size - offset));
+    if (wanted === 0) return 0;
+    await readMapped(this.volume, map, buffer.subarray(0, wanted), offset);
+    return wanted;
+  }
+
+  async extents(path: string): Promise<ByteRange[] | null> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
+    if ((inode.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if ((inode.mode & S_IFMT) !== S_IFREG) return [];
+    return mappedRanges(await this.contentMap(inode, file));
+  }
+
+  async dataRanges(path: string): Promise<ByteRange[] | null> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const inode = await this.resolve(parts);
+    if ((inode.mode & S_IFMT) !== S_IFREG) return null;
+    // Holes and preallocated (unwritten) extents read as zeros.
+    const map = await this.contentMap(inode, file);
+    return map.runs.map((run) => ({ offset: run.fileBlock * map.blockBytes, length: run.count * map.blockBytes }));
+  }
+
+  /** A regular file's block map (the last file's kept: a copy reads one file piece by piece). */
+  private async contentMap(inode: XfsInode, file: string): Promise<XfsBlockMap> {
+    const type = inode.mode & S_IFMT;
+    if (type === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if (type !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+    if ((inode.flags & REALTIME_FLAG) !== 0) throw unsupported(`${file} keeps its content on the realtime device, another disk`);
+    if (inode.size > MAX_FILE_BYTES) throw corrupt(`${file} claims ${inode.size} bytes`);
+    if (inode.format !== FORMAT_EXTENTS && inode.format !== FORMAT_BTREE) throw corrupt(`${file}'s content is in format ${inode.format}`);
+    if (this.lastMap?.inodeNumber !== inode.number) this.lastMap = { inodeNumber: inode.number, map: await xfsBlockMap(this.volume, this.superblock, inode) };
+    return this.lastMap.map;
+  }
+
+  /** The inode at `path`, through the folders' own blocks (symlinks on the way are not followed). */
+  private async resolve(parts: readonly string[]): Promise<XfsInode> {
+    if (this.closed !== null) throw this.closed;
+    let inode = await this.inode(this.superblock.rootInode);
+    if ((inode.mode & S_IFMT) !== S_IFDIR) throw corrupt(`its root, inode ${inode.number}, is not a folder`);
+    // XFS has no hard links to folders, but a damaged one can name a folder inside itself.
+    const folders = [inode.number];
+    for (let index = 0; index < parts.length; index++) {
+      const names = await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`);
+      const part = parts[index] as string;
+      const number = names.get(part) ?? (this.superblock.asciiCaseInsensitive ? asciiCaseInsensitiveMatch(names, part) : undefined);
+      if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
+      inode = await this.inode(number);
+      if ((inode.mode & S_IFMT) !== S_IFDIR) continue;
+      const first = folders.indexOf(number);
+      if (first >= 0) throw corrupt(`/${parts.slice(0, index + 1).join('/')} is the folder /${parts.slice(0, first).join('/')} again (a folder inside itself)`);
+      folders.push(number);
+    }
+    return inode;
+  }
+
+  private async inode(number: number): Promise<XfsInode> {
+    return this.inodes.cached(number) ?? (await this.inodes.inode(number));
+  }
+
+  private async folderEntries(folder: XfsInode, path: string): Promise<Map<string, number>> {
+    if ((folder.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
+    const cached = this.folderNames.get(folder.number);
+    if (cached !== undefined) return cached;
+    const names = await readFolder(this.volume, this.superblock, folder);
+    this.folderNames.set(folder.number, names);
+    return names;
+  }
+
+  /** A symlink as a listing shows it: without its target where that cannot be read, rather than failing the folder. */
+  private async linkEntry(path: string, inode: XfsInode): Promise<GuestFileEntry> {
+    try {
+      return await this.entryOf(path, inode);
+    } catch (error) {
+      if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
+      return posixEntry(path.slice(path.lastIndexOf('/') + 1), path, inode);
+    }
+  }
+
+  private async entryOf(path: string, inode: XfsInode): Promise<GuestFileEntry> {
+    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
+    if (entry.kind === 'symlink') entry.target = await readSymlink(this.volume, this.superblock, inode);
+    return entry;
+  }
+
+  async close(): Promise<void> {
+    this.closed ??= new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
+  }
+}
+
+/** The entry whose name equals `name` but for ASCII case (a filesystem made with mkfs.xfs -n version=ci). */
+function asciiCaseInsensitiveMatch(names: ReadonlyMap<string, number>, name: string): number | undefined {
+  const lower = asciiLower(name);
+  for (const [candidate, number] of names) if (asciiLower(candidate) === lower) return number;
+  return undefined;
+}
+
+function asciiLower(text: string): string {
+  return text.replace(/[A-Z]/g, (letter) => letter.toLowerCase());
+}
