@@ -121,4 +121,34 @@ describe('the Files panel', () => {
     await openFolder('etc', '/fixture--vg-root/etc');
     expect(await rowNames()).toEqual(['hostname']);
   });
+
+  it('browses an XFS guest (a disk with no partition table), says the current state was saved while mounted, and compares two states', async () => {
+    const disk = join(folder, 'xfs.qcow2');
+    writeFileSync(disk, gunzipSync(readFileSync(join(import.meta.dirname, '..', 'engine', 'files', 'xfs', 'fixtures', 'xfs-v5.qcow2.gz'))));
+    const before = sha(disk);
+    await openThroughPathField(page, disk);
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('xfs.qcow2');
+    if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    await eventually(async () => (await rowNames()).includes('folder-node')).toBe(true);
+    expect(await pane().getByTestId('files-caution').textContent()).toMatch(/mounted when the state was saved/);
+    await screenshot(page, 'files-panel-xfs');
+    await openFolder('etc', '/etc');
+    expect(await rowNames()).toEqual(['hostname', 'motd', 'passwd']);
+
+    // The snapshot taken after a clean unmount reads without the caution; compared with "before" as files.
+    const unmountedId = await page.locator('[data-testid="tree-node"]', { has: page.getByText('unmounted', { exact: true }) }).getAttribute('data-node-id');
+    await page.locator(`[data-testid="tree-node"][data-node-id="${unmountedId}"]`).click();
+    await eventually(() => pane().getAttribute('data-state')).toBe(unmountedId);
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    expect(await pane().getByTestId('files-caution').count()).toBe(0);
+    await pane().getByTestId('files-compare-select').selectOption({ label: 'before' });
+    const compare = page.getByTestId('compare-dialog');
+    await expect.poll(() => compare.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
+    const changes = await compare.getByTestId('compare-row').evaluateAll((rows) => rows.map((each) => `${each.getAttribute('data-change')} ${each.getAttribute('data-path')}`));
+    expect(changes).toContain('changed /etc/passwd');
+    expect(changes).toContain('removed /a/b/c/d/e/deep.txt');
+    await page.getByTestId('dialog-cancel').click();
+    expect(sha(disk)).toBe(before);
+  }, 180_000);
 });

@@ -8,17 +8,17 @@
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry } from '../../model.ts';
 import { readMapped } from '../block-map.ts';
-import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { byName, posixEntry, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
 import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
-import { FORMAT_BTREE, FORMAT_EXTENTS, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
+import { FORMAT_BTREE, FORMAT_EXTENTS, inodeOffset, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
 import { xfsLogCaution } from './xfs-log.ts';
 import { readSymlink } from './xfs-symlinks.ts';
-import { hasXfsMagic, readXfsSuperblock, type XfsSuperblock } from './xfs-superblock.ts';
+import { hasXfsMagic, readXfsSuperblock, sameGeometry, type XfsSuperblock } from './xfs-superblock.ts';
 
 /** Folders whose names are kept (two generations of half as many). */
 const CACHED_FOLDERS = 16;
@@ -98,6 +98,62 @@ class XfsFilesystem implements GuestFilesystem {
     // Holes and preallocated (unwritten) extents read as zeros.
     const map = await this.contentMap(inode, file);
     return map.runs.map((run) => ({ offset: run.fileBlock * map.blockBytes, length: run.count * map.blockBytes }));
+  }
+
+  async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
+    // The geometry decides where every inode and block below is found.
+    if (!(earlier instanceof XfsFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
+    const parts = pathParts(path);
+    const folderPath = `/${parts.join('/')}`;
+    const folder = await this.resolve(parts);
+    if ((folder.mode & S_IFMT) !== S_IFDIR) return null;
+    // The path must lead to the same inode in both states: a folder renamed over it is another folder.
+    if ((await earlier.resolveOrNull(parts))?.number !== folder.number) return null;
+    if (this.inodeChanged(folder.number, changed) || (await this.forkChanged(folder, changed))) return null;
+    const names = await this.folderEntries(folder, folderPath);
+    // Sorted by UTF-16 code units, as files-diff's walk orders names.
+    const sorted = [...names.keys()].sort();
+    const entries: GuestFileEntry[] = [];
+    const flags = new Uint8Array(sorted.length);
+    for (const name of sorted) {
+      const number = names.get(name) as number;
+      const inode = await this.inode(number);
+      const type = inode.mode & S_IFMT;
+      // A symlink's target may lie in blocks of its own: compared as usual.
+      if (type === S_IFLNK) {
+        entries.push(await this.linkEntry(joinPath(folderPath, name), inode));
+        continue;
+      }
+      const metadataChanged = this.inodeChanged(number, changed);
+      // The same inode: only a file's content may still differ (a device and the like has none).
+      if (!metadataChanged && type !== S_IFDIR && (type !== S_IFREG || !(await this.forkChanged(inode, changed)))) continue;
+      flags[entries.length] = metadataChanged ? 0 : SAME_METADATA;
+      entries.push(posixEntry(name, joinPath(folderPath, name), inode));
+    }
+    return { entries, flags: flags.subarray(0, entries.length) };
+  }
+
+  /** Whether the bytes of inode `number` differ between the two states. */
+  private inodeChanged(number: number, changed: ChangedBytes): boolean {
+    return changed(inodeOffset(this.superblock, number), this.superblock.inodeBytes);
+  }
+
+  /** Whether a block the inode's data fork maps, or a tree block mapping them, differs (local content lies in the inode). */
+  private async forkChanged(inode: XfsInode, changed: ChangedBytes): Promise<boolean> {
+    if (inode.format !== FORMAT_EXTENTS && inode.format !== FORMAT_BTREE) return false;
+    const map = await xfsBlockMap(this.volume, this.superblock, inode);
+    const { blockBytes } = map;
+    const runChanged = (run: { volumeBlock: number; count: number }): boolean => changed(run.volumeBlock * blockBytes, run.count * blockBytes);
+    return map.runs.some(runChanged) || map.unwritten.some(runChanged) || map.nodeBlocks.some((block) => changed(block * blockBytes, blockBytes));
+  }
+
+  private async resolveOrNull(parts: readonly string[]): Promise<XfsInode | null> {
+    try {
+      return await this.resolve(parts);
+    } catch (error) {
+      if (error instanceof Qcow2Error && error.code !== 'INVALID_ARGUMENT') return null;
+      throw error;
+    }
   }
 
   /** A regular file's block map (the last file's kept: a copy reads one file piece by piece). */
