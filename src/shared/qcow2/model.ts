@@ -361,7 +361,7 @@ export interface ResizeResult {
  */
 export type GuestFileKind = 'file' | 'directory' | 'symlink' | 'other';
 
-export type GuestFilesystemKind = 'ext' | 'fat' | 'ntfs' | 'xfs';
+export type GuestFilesystemKind = 'ext' | 'fat' | 'ntfs' | 'xfs' | 'btrfs';
 
 /** One entry of a folder inside a state, as `cowbell ls --json` prints it. */
 export interface GuestFileEntry {

@@ -8,14 +8,14 @@ import { Qcow2Error } from '../errors.ts';
 
 export type CompressionType = 0 | 1;
 
-interface ZstdZlib {
+export interface ZstdZlib {
   zstdCompressSync?: (buffer: Uint8Array, options?: object) => Buffer;
   zstdDecompressSync?: (buffer: Uint8Array, options?: object) => Buffer;
 }
 
 /** node:zlib, loaded at the first compressed cluster: most runs never meet one, and loading it costs a short command a few milliseconds. */
 let loadedZlib: typeof Zlib | null = null;
-function zlibModule(): typeof Zlib {
+export function zlibModule(): typeof Zlib {
   loadedZlib ??= process.getBuiltinModule('node:zlib');
   return loadedZlib;
 }

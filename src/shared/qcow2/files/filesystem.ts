@@ -1,5 +1,5 @@
 /**
- * What every guest filesystem reader (ext, XFS, FAT, NTFS) offers the rest of files/: read-only, async
+ * What every guest filesystem reader (ext, XFS, btrfs, FAT, NTFS) offers the rest of files/: read-only, async
  * (reads of the image are), paths relative to the volume's root.
  * A reader never trusts the bytes it reads: damaged or hostile structures throw
  * Qcow2Error('FILESYSTEM_CORRUPT'), never crash, loop or allocate without bound.

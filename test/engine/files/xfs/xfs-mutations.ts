@@ -4,6 +4,7 @@
  * blocks, extent tree blocks and symlink blocks, with values chosen to reach the checks
  * (zero, one, all ones, sizes and offsets near the structure's own).
  */
+import { fieldPatch } from '../field-damage.ts';
 import type { Patch } from '../ntfs/ntfs-mutations.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
 import type { SeededRandom } from '../../../helpers/seeded-random.ts';
@@ -45,38 +46,20 @@ export async function findXfsStructures(bytes: Uint8Array, inodeNumbers: readonl
 /** One damage: 1–3 big-endian field writes on one structure the walk reaches. */
 export function randomXfsDamage(structures: XfsStructures, random: SeededRandom): Patch[] {
   const kind = random.int(0, 10);
-  if (kind === 0) return [fieldPatch(random, 0, SUPERBLOCK_FIELDS[random.int(0, SUPERBLOCK_FIELDS.length)] ?? 4, 512)];
+  if (kind === 0) return [fieldPatch(random, 0, SUPERBLOCK_FIELDS[random.int(0, SUPERBLOCK_FIELDS.length)] ?? 4, 512, false)];
   if (kind <= 4) {
     const inode = structures.inodes[random.int(0, structures.inodes.length)] ?? 0;
     // Mostly the core's fields (mode, format, size, fork offset, extent count, own number), else the fork.
     const position = random.int(0, 2) === 0 ? INODE_FIELDS[random.int(0, INODE_FIELDS.length)] ?? 2 : 100 + random.int(0, structures.inodeBytes - 100);
-    return Array.from({ length: 1 + random.int(0, 2) }, () => fieldPatch(random, inode, position, structures.inodeBytes));
+    return Array.from({ length: 1 + random.int(0, 2) }, () => fieldPatch(random, inode, position, structures.inodeBytes, false));
   }
   const pool = kind <= 6 && structures.treeBlocks.length > 0 ? structures.treeBlocks : structures.blocks;
   const block = pool[random.int(0, pool.length)] ?? 0;
   const position = random.int(0, 3) === 0 ? random.int(0, 80) : random.int(0, structures.blockBytes);
-  return Array.from({ length: 1 + random.int(0, 2) }, () => fieldPatch(random, block, position, structures.blockBytes));
+  return Array.from({ length: 1 + random.int(0, 2) }, () => fieldPatch(random, block, position, structures.blockBytes, false));
 }
 
 /** blocksize, dblocks, rootino, agblocks, agcount, versionnum, sectsize/inodesize, the log2 fields, dirblklog, features. */
 const SUPERBLOCK_FIELDS = [4, 8, 48, 56, 84, 88, 96, 100, 102, 104, 106, 120, 122, 123, 124, 192, 200, 216, 220];
 /** mode, version/format, size, nblocks, nextents, forkoff, flags, flags2, own number. */
 const INODE_FIELDS = [2, 4, 5, 24, 56, 64, 76, 82, 90, 120, 124, 152];
-
-function fieldPatch(random: SeededRandom, start: number, position: number, structureSize: number): Patch {
-  const size = [1, 2, 4, 8][random.int(0, 4)] ?? 1;
-  const at = Math.max(0, Math.min(position, structureSize - size));
-  return { offset: start + at, bytes: bigEndian(interestingValue(random, size, structureSize), size) };
-}
-
-function bigEndian(value: bigint, size: number): number[] {
-  const result: number[] = [];
-  for (let index = size - 1; index >= 0; index--) result.push(Number((value >> BigInt(index * 8)) & 0xffn));
-  return result;
-}
-
-function interestingValue(random: SeededRandom, size: number, structureSize: number): bigint {
-  const max = (1n << BigInt(size * 8)) - 1n;
-  const choices = [0n, 1n, 2n, 3n, max, max >> 1n, max - 7n, 8n, 0x40n, 0xffffn, BigInt(structureSize), BigInt(structureSize - 8), BigInt(random.int(0, 256)), BigInt(random.int(0, 65536))];
-  return (choices[random.int(0, choices.length)] ?? 0n) & max;
-}

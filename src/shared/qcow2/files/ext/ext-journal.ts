@@ -18,7 +18,8 @@ import type { VolumeBytes } from '../filesystem.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extFileBlockMap } from './ext-extents.ts';
 import type { ExtInodeTable } from './ext-inode-table.ts';
-import { corrupt, crc32c, type ExtSuperblock } from './ext-superblock.ts';
+import { crc32c } from '../crc32c.ts';
+import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 
 const JOURNAL_MAGIC = 0xc03b3998;
 const DESCRIPTOR = 1;

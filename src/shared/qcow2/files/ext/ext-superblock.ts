@@ -3,6 +3,7 @@
  * geometry no reader should be handed, and find an inode.
  */
 import { Qcow2Error } from '../../errors.ts';
+import { crc32c } from '../crc32c.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 
 export const SUPERBLOCK_OFFSET = 1024;
@@ -162,24 +163,6 @@ export function groupDescriptorOffset(superblock: ExtSuperblock, group: number):
   if (block === 0 && blockBytes === 1024) block = 1;
   if (groupHasSuperblock(superblock, firstGroup)) block += 1;
   return block * blockBytes + within;
-}
-
-let crc32cTable: Uint32Array | null = null;
-
-/** CRC-32C (Castagnoli) as ext4's metadata checksums use it: seed ~0, no final inversion. */
-/** CRC32C as the kernel's crc32c(seed, data) computes it (no final inversion): ext4 seeds with ~0, jbd2 with its own seed. */
-export function crc32c(bytes: Uint8Array, seed = 0xffffffff): number {
-  if (crc32cTable === null) {
-    crc32cTable = new Uint32Array(256);
-    for (let index = 0; index < 256; index++) {
-      let value = index;
-      for (let bit = 0; bit < 8; bit++) value = value & 1 ? (value >>> 1) ^ 0x82f63b78 : value >>> 1;
-      crc32cTable[index] = value >>> 0;
-    }
-  }
-  let crc = seed >>> 0;
-  for (const byte of bytes) crc = (crc32cTable[(crc ^ byte) & 0xff] as number) ^ (crc >>> 8);
-  return crc >>> 0;
 }
 
 function cString(bytes: Uint8Array): string {

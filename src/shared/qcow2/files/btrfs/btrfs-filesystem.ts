@@ -1,0 +1,307 @@
+/**
+ * btrfs (Fedora's and openSUSE's default), read-only, by Cowbell's own reader: the superblock and
+ * its system chunks first (btrfs-superblock.ts), then the chunk tree (every logical address mapped
+ * onto this device: btrfs-chunks.ts), the root tree (where each subvolume's tree is), and the
+ * subvolumes' trees (btrfs-tree.ts) for inodes, folder entries and file extents (btrfs-items.ts),
+ * compressed ones decompressed (btrfs-compression.ts). The volume's top level is shown, as
+ * `mount -o subvolid=5` shows it: every subvolume (Fedora's "root" and "home", snapper's snapshots)
+ * is a folder. btrfs is copy-on-write: the last committed state is whole even in a snapshot of a
+ * running guest; only files fsync'd since (a log tree, which a mount replays) may be missing, and
+ * then a caution says so. Nothing is ever written.
+ */
+import { Qcow2Error } from '../../errors.ts';
+import type { GuestFileEntry } from '../../model.ts';
+import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
+import { GenerationalCache } from '../generational-cache.ts';
+import { decodeGuestName } from '../linux-names.ts';
+import { joinPath, pathParts } from '../paths.ts';
+import { byName, posixEntry, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { corrupt, type BtrfsKey } from './btrfs-bytes.ts';
+import { ChunkMap, parseChunk } from './btrfs-chunks.ts';
+import { decompressExtent } from './btrfs-compression.ts';
+import {
+  COMPRESSION_NONE,
+  DIR_INDEX,
+  EXTENT_DATA,
+  FS_TREE,
+  INODE_ITEM,
+  parseExtent,
+  parseFolderEntries,
+  parseInode,
+  parseRootItem,
+  ROOT_FOLDER_INODE,
+  ROOT_ITEM,
+  ROOT_REF,
+  type BtrfsInode,
+  type FileExtent,
+} from './btrfs-items.ts';
+import { hasBtrfsMagic, readBtrfsSuperblock, type BtrfsSuperblock } from './btrfs-superblock.ts';
+import { MAX_KEY, TreeReader, type TreeRoot } from './btrfs-tree.ts';
+
+const CHUNK_TREE_OBJECT = 256n;
+const CHUNK_ITEM = 228;
+const MAX_CHUNKS = 1 << 20;
+const CACHED_FOLDERS = 16;
+/** Linux's longest symlink target. */
+const MAX_TARGET_BYTES = 4095;
+/** A compressed extent holds at most 128 KiB once decompressed; more is damage. */
+const MAX_DECOMPRESSED_BYTES = 128 * 1024;
+
+export const BTRFS_READER: FilesystemReader = {
+  kind: 'btrfs',
+  probe: hasBtrfsMagic,
+  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+    const superblock = await readBtrfsSuperblock(volume);
+    const chunks = new ChunkMap(superblock.deviceId, volume.length, superblock.systemChunks);
+    const trees = new TreeReader(volume, superblock, chunks);
+    const chunkItems = await trees.items({ logical: superblock.chunkTree, level: superblock.chunkLevel }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: 0n }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: MAX_KEY.offset });
+    if (chunkItems.length > MAX_CHUNKS) throw corrupt(`${chunkItems.length} chunks`);
+    for (const item of chunkItems) chunks.add(parseChunk(item.data, item.key.offset));
+    return new BtrfsFilesystem(volume, superblock, trees);
+  },
+};
+
+/** An inode of one subvolume's tree. */
+interface Node {
+  tree: bigint;
+  root: TreeRoot;
+  inode: bigint;
+  item: BtrfsInode;
+  /** A snapshot's placeholder for a subvolume that was inside the snapshotted one (an empty folder, as the kernel shows it). */
+  placeholder?: true;
+}
+
+class BtrfsFilesystem implements GuestFilesystem {
+  readonly kind = 'btrfs' as const;
+  readonly label?: string;
+  readonly caution?: string;
+  private closed: Qcow2Error | null = null;
+  private readonly folderNames = new GenerationalCache<string, Map<string, BtrfsKey>>(CACHED_FOLDERS / 2);
+  private readonly treeRoots = new Map<bigint, TreeRoot>();
+  private lastExtents: { key: string; extents: FileExtent[] } | null = null;
+  private lastDecompressed: { logical: number; bytes: Uint8Array } | null = null;
+  private readonly volume: VolumeBytes;
+  private readonly superblock: BtrfsSuperblock;
+  private readonly trees: TreeReader;
+
+  constructor(volume: VolumeBytes, superblock: BtrfsSuperblock, trees: TreeReader) {
+    this.volume = volume;
+    this.superblock = superblock;
+    this.trees = trees;
+    if (superblock.label !== '') this.label = superblock.label;
+    if (superblock.logTree !== 0) {
+      this.caution = "The guest had files it had just saved (fsync'd) since btrfs's last commit: a mount replays them from its log tree, which Cowbell does not, so their latest changes may be missing";
+    }
+  }
+
+  async list(path: string): Promise<GuestFileEntry[]> {
+    const parts = pathParts(path);
+    const folderPath = `/${parts.join('/')}`;
+    const folder = await this.resolve(parts);
+    const entries: GuestFileEntry[] = [];
+    for (const [name, location] of await this.folderEntries(folder, folderPath)) {
+      const child = await this.child(folder, location, joinPath(folderPath, name));
+      entries.push(await this.entryOf(joinPath(folderPath, name), child, true));
+    }
+    return entries.sort(byName);
+  }
+
+  async stat(path: string): Promise<GuestFileEntry> {
+    const parts = pathParts(path);
+    return this.entryOf(`/${parts.join('/')}`, await this.resolve(parts), false);
+  }
+
+  async read(path: string, buffer: Uint8Array, offset: number): Promise<number> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const node = await this.resolve(parts);
+    const extents = await this.fileExtents(node, file);
+    const wanted = Math.max(0, Math.min(buffer.length, node.item.size - offset));
+    if (wanted === 0) return 0;
+    const target = buffer.subarray(0, wanted);
+    target.fill(0);
+    const end = offset + wanted;
+    for (const extent of extents) {
+      const from = Math.max(offset, extent.fileOffset);
+      const to = Math.min(end, extent.fileOffset + extent.length);
+      if (to <= from || extent.kind === 'zeros') continue;
+      const piece = target.subarray(from - offset, to - offset);
+      if (extent.kind === 'inline') piece.set(this.inlineBytes(extent).subarray(from - extent.fileOffset, to - extent.fileOffset));
+      else if (extent.compression === COMPRESSION_NONE) {
+        const logical = extent.diskLogical + extent.within + (from - extent.fileOffset);
+        await this.volume.read(piece, this.trees.chunks.physical(logical, piece.length));
+      } else {
+        const start = extent.within + (from - extent.fileOffset);
+        piece.set((await this.decompressed(extent)).subarray(start, start + piece.length));
+      }
+    }
+    return wanted;
+  }
+
+  async extents(path: string): Promise<ByteRange[] | null> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const node = await this.resolve(parts);
+    if ((node.item.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if ((node.item.mode & S_IFMT) !== S_IFREG) return [];
+    const ranges: ByteRange[] = [];
+    for (const extent of await this.fileExtents(node, file)) {
+      // Content kept in the tree's own leaf: where, this reader does not say (files-diff compares it by reading).
+      if (extent.kind === 'inline') return null;
+      if (extent.kind !== 'regular') continue;
+      const [logical, length] = extent.compression === COMPRESSION_NONE ? [extent.diskLogical + extent.within, extent.length] : [extent.diskLogical, extent.diskBytes];
+      ranges.push({ offset: this.trees.chunks.physical(logical, length), length });
+    }
+    return ranges;
+  }
+
+  async dataRanges(path: string): Promise<ByteRange[] | null> {
+    const parts = pathParts(path);
+    const file = `/${parts.join('/')}`;
+    const node = await this.resolve(parts);
+    if ((node.item.mode & S_IFMT) !== S_IFREG) return null;
+    const ranges: ByteRange[] = [];
+    for (const extent of await this.fileExtents(node, file)) {
+      if (extent.kind === 'zeros') continue;
+      const last = ranges.at(-1);
+      if (last !== undefined && last.offset + last.length === extent.fileOffset) last.length += extent.length;
+      else ranges.push({ offset: extent.fileOffset, length: extent.length });
+    }
+    return ranges;
+  }
+
+  async close(): Promise<void> {
+    this.closed ??= new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
+  }
+
+  /** The node at `path` from the top-level subvolume's root folder (symlinks on the way are not followed). */
+  private async resolve(parts: readonly string[]): Promise<Node> {
+    if (this.closed !== null) throw this.closed;
+    let node = await this.node(FS_TREE, await this.treeRoot(FS_TREE), ROOT_FOLDER_INODE);
+    const folders = [`${node.tree}:${node.inode}`];
+    for (let index = 0; index < parts.length; index++) {
+      const here = `/${parts.slice(0, index).join('/')}`;
+      const location = (await this.folderEntries(node, here)).get(parts[index] as string);
+      if (location === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
+      node = await this.child(node, location, `/${parts.slice(0, index + 1).join('/')}`);
+      if ((node.item.mode & S_IFMT) !== S_IFDIR) continue;
+      const identity = `${node.tree}:${node.inode}`;
+      if (folders.includes(identity)) throw corrupt(`/${parts.slice(0, index + 1).join('/')} is a folder inside itself`);
+      folders.push(identity);
+    }
+    return node;
+  }
+
+  /** What a folder entry leads to: an inode of the same tree, or another subvolume's root folder. */
+  private async child(folder: Node, location: BtrfsKey, path: string): Promise<Node> {
+    if (location.type === INODE_ITEM) return this.node(folder.tree, folder.root, location.objectId);
+    if (location.type !== ROOT_ITEM) throw corrupt(`${path} leads to an item of type ${location.type}`);
+    const subvolume = location.objectId;
+    // A subvolume is there when the root tree links it below this one; in a snapshot, one that was
+    // inside the snapshotted subvolume is not, and shows as an empty folder.
+    const linked = await this.trees.last(this.rootTreeRoot(), { objectId: folder.tree, type: ROOT_REF, offset: subvolume }, { objectId: folder.tree, type: ROOT_REF, offset: subvolume });
+    if (linked === undefined) return { tree: folder.tree, root: folder.root, inode: subvolume, item: { ...folder.item, size: 0, mode: S_IFDIR | 0o755 }, placeholder: true };
+    return this.node(subvolume, await this.treeRoot(subvolume), ROOT_FOLDER_INODE);
+  }
+
+  private async node(tree: bigint, root: TreeRoot, inode: bigint): Promise<Node> {
+    const key = { objectId: inode, type: INODE_ITEM, offset: 0n };
+    const found = await this.trees.last(root, key, key);
+    if (found === undefined) throw corrupt(`inode ${inode} of tree ${tree} is missing`);
+    return { tree, root, inode, item: parseInode(found.data, inode) };
+  }
+
+  private rootTreeRoot(): TreeRoot {
+    return { logical: this.superblock.rootTree, level: this.superblock.rootLevel };
+  }
+
+  private async treeRoot(tree: bigint): Promise<TreeRoot> {
+    const known = this.treeRoots.get(tree);
+    if (known !== undefined) return known;
+    const item = await this.trees.last(this.rootTreeRoot(), { objectId: tree, type: ROOT_ITEM, offset: 0n }, { objectId: tree, type: ROOT_ITEM, offset: MAX_KEY.offset });
+    if (item === undefined) throw corrupt(`the tree of subvolume ${tree} is missing`);
+    const root = parseRootItem(item.data, tree);
+    this.treeRoots.set(tree, root);
+    return root;
+  }
+
+  private async folderEntries(folder: Node, path: string): Promise<Map<string, BtrfsKey>> {
+    if ((folder.item.mode & S_IFMT) !== S_IFDIR) throw new Qcow2Error('NOT_A_DIRECTORY', `${path} is not a folder`);
+    if (folder.placeholder) return new Map();
+    const identity = `${folder.tree}:${folder.inode}`;
+    const cached = this.folderNames.get(identity);
+    if (cached !== undefined) return cached;
+    const names = new Map<string, BtrfsKey>();
+    const items = await this.trees.items(folder.root, { objectId: folder.inode, type: DIR_INDEX, offset: 0n }, { objectId: folder.inode, type: DIR_INDEX, offset: MAX_KEY.offset });
+    for (const item of items) for (const entry of parseFolderEntries(item.data, folder.inode)) names.set(entry.name, entry.location);
+    this.folderNames.set(identity, names);
+    return names;
+  }
+
+  /** An entry as its inode tells it; a listing shows a link whose target cannot be read without it, rather than failing the folder. */
+  private async entryOf(path: string, node: Node, listing: boolean): Promise<GuestFileEntry> {
+    const inodeNumber = Number(node.inode);
+    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, { number: inodeNumber, ...node.item });
+    if (entry.kind === 'directory') entry.folderId = `${node.tree}:${node.inode}${node.placeholder ? ':placeholder' : ''}`;
+    if ((node.item.mode & S_IFMT) === S_IFLNK) {
+      try {
+        entry.target = await this.symlinkTarget(node, path);
+      } catch (error) {
+        if (!listing || !(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
+      }
+    }
+    return entry;
+  }
+
+  private async symlinkTarget(node: Node, path: string): Promise<string> {
+    const size = node.item.size;
+    if (size === 0 || size > MAX_TARGET_BYTES) throw corrupt(`the symlink ${path} has a target of ${size} bytes`);
+    const extents = await this.extentsOf(node, path);
+    const extent = extents[0];
+    if (extent?.kind !== 'inline' || extent.length < size) throw corrupt(`the symlink ${path} keeps its target elsewhere than inline`);
+    return decodeGuestName(this.inlineBytes(extent).subarray(0, size));
+  }
+
+  /** A regular file's extents (the last file's kept: a copy reads one file piece by piece). */
+  private async fileExtents(node: Node, file: string): Promise<FileExtent[]> {
+    const type = node.item.mode & S_IFMT;
+    if (type === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+    if (type !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+    return this.extentsOf(node, file);
+  }
+
+  private async extentsOf(node: Node, path: string): Promise<FileExtent[]> {
+    const key = `${node.tree}:${node.inode}`;
+    if (this.lastExtents?.key === key) return this.lastExtents.extents;
+    const items = await this.trees.items(node.root, { objectId: node.inode, type: EXTENT_DATA, offset: 0n }, { objectId: node.inode, type: EXTENT_DATA, offset: MAX_KEY.offset });
+    const extents: FileExtent[] = [];
+    let next = 0;
+    for (const item of items) {
+      const extent = parseExtent(item.data, item.key.offset, node.inode);
+      if (extent.fileOffset < next) throw corrupt(`${path}'s extents overlap at ${extent.fileOffset}`);
+      if (extent.kind !== 'zeros' && extent.compression !== COMPRESSION_NONE && (extent.kind === 'inline' ? extent.length : extent.decompressedBytes) > MAX_DECOMPRESSED_BYTES) {
+        throw corrupt(`${path} has a compressed extent of more than ${MAX_DECOMPRESSED_BYTES} bytes`);
+      }
+      next = extent.fileOffset + extent.length;
+      extents.push(extent);
+    }
+    this.lastExtents = { key, extents };
+    return extents;
+  }
+
+  private inlineBytes(extent: Extract<FileExtent, { kind: 'inline' }>): Uint8Array {
+    if (extent.compression === COMPRESSION_NONE) return extent.bytes;
+    return decompressExtent(extent.compression, extent.bytes, extent.length, this.superblock.sectorBytes);
+  }
+
+  /** A compressed extent whole, decompressed (the last one kept: reads come piece by piece). */
+  private async decompressed(extent: Extract<FileExtent, { kind: 'regular' }>): Promise<Uint8Array> {
+    if (this.lastDecompressed?.logical === extent.diskLogical) return this.lastDecompressed.bytes;
+    if (extent.diskBytes > MAX_DECOMPRESSED_BYTES) throw corrupt(`a compressed extent stored in ${extent.diskBytes} bytes`);
+    const stored = new Uint8Array(extent.diskBytes);
+    await this.volume.read(stored, this.trees.chunks.physical(extent.diskLogical, extent.diskBytes));
+    const bytes = decompressExtent(extent.compression, stored, extent.decompressedBytes, this.superblock.sectorBytes);
+    this.lastDecompressed = { logical: extent.diskLogical, bytes };
+    return bytes;
+  }
+}
