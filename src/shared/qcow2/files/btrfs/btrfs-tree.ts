@@ -15,7 +15,12 @@ const ITEM_BYTES = KEY_BYTES + 8;
 const KEY_POINTER_BYTES = KEY_BYTES + 16;
 const CACHED_NODES = 128;
 /** Items gathered by one search at most: a folder of millions of entries is possible, more is damage. */
-const MAX_ITEMS = 16 * 1024 * 1024;
+const MAX_ITEMS = 4 * 1024 * 1024;
+/**
+ * Tree blocks visited by one search at most: damaged pointers can lead to one subtree many times
+ * over (500 pointers a block, 8 levels), and the walk would never end.
+ */
+const MAX_VISITS = 1 << 20;
 
 export const MAX_KEY: BtrfsKey = { objectId: 2n ** 64n - 1n, type: 255, offset: 2n ** 64n - 1n };
 
@@ -45,7 +50,7 @@ export class TreeReader {
   /** Every item with min ≤ key ≤ max, in key order. */
   async items(root: TreeRoot, min: BtrfsKey, max: BtrfsKey): Promise<LeafItem[]> {
     const found: LeafItem[] = [];
-    await this.collect(root.logical, root.level, min, max, found);
+    await this.collect(root.logical, root.level, min, max, found, { visits: 0 });
     return found;
   }
 
@@ -54,8 +59,12 @@ export class TreeReader {
     return (await this.items(root, min, max)).at(-1);
   }
 
-  private async collect(logical: number, level: number, min: BtrfsKey, max: BtrfsKey, found: LeafItem[]): Promise<void> {
+  /** `parentKey`: where the pointer to this block is in its parent, whose key must be this block's first. */
+  private async collect(logical: number, level: number, min: BtrfsKey, max: BtrfsKey, found: LeafItem[], search: { visits: number }, parentKey?: Uint8Array): Promise<void> {
+    if (++search.visits > MAX_VISITS) throw corrupt(`a search visits more than ${MAX_VISITS} tree blocks`);
     const node = await this.node(logical, level);
+    // With keys in order in every block, this makes every block reachable under one key only: damage cannot lead a search around a subtree twice.
+    if (parentKey !== undefined && !sameBytes(node.subarray(HEADER_BYTES, HEADER_BYTES + KEY_BYTES), parentKey)) throw corrupt(`the tree block at logical ${logical} does not start with the key its parent points to it by`);
     const count = uint32(node, 0x60);
     const [low, high] = [bound(min), bound(max)];
     if (level === 0) {
@@ -77,7 +86,7 @@ export class TreeReader {
       const at = HEADER_BYTES + index * KEY_POINTER_BYTES;
       if (index > first && compareAt(node, at, high) > 0) break;
       if (index + 1 < count && compareAt(node, at + KEY_POINTER_BYTES, low) <= 0) continue;
-      await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, min, max, found);
+      await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, min, max, found, search, node.subarray(at, at + KEY_BYTES));
     }
   }
 
@@ -94,7 +103,12 @@ export class TreeReader {
     if (uint64(node, 0x30, 'a tree block address') !== logical) throw corrupt(`${where} says it is at ${uint64(node, 0x30, 'an address')}`);
     if (node[0x64] !== level) throw corrupt(`${where} is at level ${node[0x64]}, not ${level}`);
     const count = uint32(node, 0x60);
-    if (HEADER_BYTES + count * (level === 0 ? ITEM_BYTES : KEY_POINTER_BYTES) > nodeBytes) throw corrupt(`${where} claims ${count} items`);
+    const stride = level === 0 ? ITEM_BYTES : KEY_POINTER_BYTES;
+    if (HEADER_BYTES + count * stride > nodeBytes || (count === 0 && level > 0)) throw corrupt(`${where} claims ${count} items`);
+    for (let index = 1; index < count; index++) {
+      const at = HEADER_BYTES + index * stride;
+      if (compareRaw(node, at - stride, at) >= 0) throw corrupt(`${where} holds keys out of order at ${index}`);
+    }
     this.cache.set(logical, node);
     return node;
   }
@@ -134,4 +148,19 @@ function firstAtOrAfter(node: Uint8Array, count: number, stride: number, key: Ke
     else high = middle;
   }
   return low;
+}
+
+/** The key at `a` against the key at `b`, both in `node`. */
+function compareRaw(node: Uint8Array, a: number, b: number): number {
+  return (
+    uint32(node, a + 4) - uint32(node, b + 4) ||
+    uint32(node, a) - uint32(node, b) ||
+    (node[a + 8] as number) - (node[b + 8] as number) ||
+    uint32(node, a + 13) - uint32(node, b + 13) ||
+    uint32(node, a + 9) - uint32(node, b + 9)
+  );
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((byte, index) => byte === b[index]);
 }
