@@ -112,3 +112,21 @@ def qcow2_of(work, raws, target, snapshots=()):
     with open(qcow2, 'rb') as source, gzip.open(target, 'wb', 9) as out:
         shutil.copyfileobj(source, out)
     os.unlink(qcow2)
+
+
+def write_file(path, data, mode=0o644):
+    """A file with its folders made, its content and mode set; its path."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, 'wb') as f:
+        f.write(data)
+    os.chmod(path, mode)
+    return path
+
+
+def change_behind_size_and_time(path, data):
+    """`data` written over the file's first bytes, its size and time left as they were: only its content tells."""
+    times = os.stat(path)
+    fd = os.open(path, os.O_WRONLY)
+    os.pwrite(fd, data, 0)
+    os.close(fd)
+    os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))

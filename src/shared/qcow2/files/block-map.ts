@@ -1,5 +1,5 @@
 /** A file's content as runs of volume blocks (ext, XFS): the map and the read through it. */
-import type { VolumeBytes } from './filesystem.ts';
+import type { ByteRange, VolumeBytes } from './filesystem.ts';
 
 /** `count` blocks of the file from block `fileBlock` lie at volume block `volumeBlock`. */
 export interface BlockRun {
@@ -46,4 +46,11 @@ export async function readMapped(volume: VolumeBytes, map: FileBlockMap, target:
     filled = to;
   }
   target.fill(0, filled - offset);
+}
+
+/** Adds a range after the last of `ranges` (in order), joined to it where they meet. */
+export function appendRange(ranges: ByteRange[], offset: number, length: number): void {
+  const last = ranges.at(-1);
+  if (last !== undefined && last.offset + last.length === offset) last.length += length;
+  else ranges.push({ offset, length });
 }

@@ -1,4 +1,5 @@
 /** A listing's entry from a POSIX inode (ext, XFS): the kind from its mode, the rest as the inode says. */
+import { Qcow2Error } from '../errors.ts';
 import type { GuestFileEntry, GuestFileKind } from '../model.ts';
 
 export const S_IFMT = 0o170000;
@@ -19,6 +20,22 @@ export function posixEntry(name: string, path: string, inode: PosixInode): Guest
   const kind = kindOfMode(inode.mode);
   const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o7777 };
   if (kind === 'directory') entry.folderId = String(inode.number);
+  return entry;
+}
+
+/**
+ * An entry with a symlink's target read by `readTarget`. In a listing, a link whose target cannot be
+ * read (the link is damaged) shows without it rather than failing the whole folder (files audit 6:
+ * one bad link hid its siblings); stat of the link itself still says why.
+ */
+export async function posixEntryWithTarget(path: string, inode: PosixInode, readTarget: () => Promise<string>, listing: boolean): Promise<GuestFileEntry> {
+  const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
+  if (entry.kind !== 'symlink') return entry;
+  try {
+    entry.target = await readTarget();
+  } catch (error) {
+    if (!listing || !(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
+  }
   return entry;
 }
 

@@ -15,10 +15,7 @@ import { crc32c } from '../../../../src/shared/qcow2/files/crc32c.ts';
 import type { GuestFilesystem } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
-import { SeededRandom } from '../../../helpers/seeded-random.ts';
-import { DEFAULT_HARNESS, FuzzHarness } from '../../fuzz/harness.ts';
-import { describeFinding, isFinding, outcomeKey } from '../../fuzz/oracle.ts';
-import { applyPatches } from '../ntfs/ntfs-mutations.ts';
+import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
 import { findBtrfsStructures, randomBtrfsDamage, SUPERBLOCK_OFFSET, type BtrfsStructures } from './btrfs-mutations.ts';
 
 const CASES = Number(process.env.BTRFS_FUZZ_CASES ?? 50);
@@ -110,22 +107,15 @@ describe('btrfs reader on damaged volumes', { timeout: 60_000 }, () => {
   });
 
   it('survives seeded-random damage to the superblock and tree blocks (checksums written again) with typed errors only', async () => {
-    const harness = new FuzzHarness({ ...DEFAULT_HARNESS, folder: folder.file('fuzz'), companions: [] });
-    const tally: Record<string, number> = {};
-    const findings: string[] = [];
-    try {
-      expect((await harness.run(pristine, ['btrfs-walk'])).map(outcomeKey)).toEqual(['ok']);
-      for (let index = 0; index < CASES; index++) {
-        const random = new SeededRandom(BASE_SEED * 100_003 + index);
-        const patches = randomBtrfsDamage(pristine, structures, random);
-        const [outcome] = await harness.run(applyPatches(pristine, patches), ['btrfs-walk']);
-        const key = outcomeKey(outcome!);
-        tally[key] = (tally[key] ?? 0) + 1;
-        if (isFinding(outcome!)) findings.push(`case ${index} (seed ${BASE_SEED}) ${JSON.stringify(patches)}: ${describeFinding(outcome!)}`);
-      }
-    } finally {
-      await harness.close();
-    }
+    const { pristineOutcome, tally, findings } = await runWalkCampaign({
+      folder: folder.file('fuzz'),
+      target: 'btrfs-walk',
+      pristine,
+      cases: CASES,
+      seed: BASE_SEED,
+      damage: (random) => randomBtrfsDamage(pristine, structures, random),
+    });
+    expect(pristineOutcome).toBe('ok');
     expect(findings).toEqual([]);
     expect(tally['FILESYSTEM_CORRUPT'] ?? 0).toBeGreaterThan(CASES / 20);
     expect(tally['ok'] ?? 0).toBeGreaterThan(CASES / 20);

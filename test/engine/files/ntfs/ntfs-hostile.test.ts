@@ -11,10 +11,8 @@ import type { VolumeBytes } from '../../../../src/shared/qcow2/files/filesystem.
 import { NTFS_READER } from '../../../../src/shared/qcow2/files/ntfs/ntfs-reader.ts';
 import { ntfsinfoModifiedSeconds, ntfsls } from '../../../helpers/ntfs-tools.ts';
 import { tempDir, type TempDir } from '../../../helpers/qemu.ts';
-import { SeededRandom } from '../../../helpers/seeded-random.ts';
-import { DEFAULT_HARNESS, FuzzHarness } from '../../fuzz/harness.ts';
-import { describeFinding, isFinding, outcomeKey } from '../../fuzz/oracle.ts';
-import { applyPatches, findNtfsStructures, randomNtfsDamage, type NtfsStructures } from './ntfs-mutations.ts';
+import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
+import { findNtfsStructures, randomNtfsDamage, type NtfsStructures } from './ntfs-mutations.ts';
 import { unpackNtfsFixture } from './ntfs-fixture.ts';
 
 const CASES = Number(process.env.NTFS_FUZZ_CASES ?? 60);
@@ -207,28 +205,16 @@ describe('NTFS reader on damaged volumes', { timeout: 60_000 }, () => {
   });
 
   it('survives seeded-random damage to boot sector, records, attributes, runs and index blocks with typed errors only', async () => {
-    const harness = new FuzzHarness({ ...DEFAULT_HARNESS, folder: folder.file('fuzz'), companions: [] });
-    const tally: Record<string, number> = {};
-    const findings: string[] = [];
-    try {
-      const pristineOutcome = await harness.run(pristine, ['ntfs-walk']);
-      expect(pristineOutcome.map(outcomeKey)).toEqual(['ok']);
-      const cases = Array.from({ length: CASES }, (_, index) => index);
-      await Promise.all(
-        [0, 1].map(async (lane) => {
-          for (const index of cases.filter((candidate) => candidate % 2 === lane)) {
-            const random = new SeededRandom(BASE_SEED * 100_003 + index);
-            const patches = Array.from({ length: 1 + random.int(0, 3) }, () => randomNtfsDamage(pristine, structures, random)).flat();
-            const [outcome] = await harness.run(applyPatches(pristine, patches), ['ntfs-walk']);
-            const key = outcomeKey(outcome!);
-            tally[key] = (tally[key] ?? 0) + 1;
-            if (isFinding(outcome!)) findings.push(`case ${index} (seed ${BASE_SEED}) ${JSON.stringify(patches)}: ${describeFinding(outcome!)}`);
-          }
-        }),
-      );
-    } finally {
-      await harness.close();
-    }
+    const { pristineOutcome, tally, findings } = await runWalkCampaign({
+      folder: folder.file('fuzz'),
+      target: 'ntfs-walk',
+      pristine,
+      cases: CASES,
+      seed: BASE_SEED,
+      damage: (random) => Array.from({ length: 1 + random.int(0, 3) }, () => randomNtfsDamage(pristine, structures, random)).flat(),
+      lanes: 2,
+    });
+    expect(pristineOutcome).toBe('ok');
     expect(findings).toEqual([]);
     // The damage reaches the reader's checks and also leaves volumes that still read.
     expect(tally['FILESYSTEM_CORRUPT'] ?? 0).toBeGreaterThan(CASES / 20);

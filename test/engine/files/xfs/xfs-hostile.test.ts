@@ -17,10 +17,7 @@ import { inodeOffset, XfsInodeTable } from '../../../../src/shared/qcow2/files/x
 import { readXfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
-import { SeededRandom } from '../../../helpers/seeded-random.ts';
-import { DEFAULT_HARNESS, FuzzHarness } from '../../fuzz/harness.ts';
-import { describeFinding, isFinding, outcomeKey } from '../../fuzz/oracle.ts';
-import { applyPatches } from '../ntfs/ntfs-mutations.ts';
+import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
 import { findXfsStructures, randomXfsDamage, type XfsStructures } from './xfs-mutations.ts';
 
 const CASES = Number(process.env.XFS_FUZZ_CASES ?? 50);
@@ -145,24 +142,15 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
   });
 
   it.each(['1k', 'v5'])('survives seeded-random damage to the %s volume\'s superblock, inodes, folder, tree and link blocks with typed errors only', async (name) => {
-    const harness = new FuzzHarness({ ...DEFAULT_HARNESS, folder: folder.file(`fuzz-${name}`), companions: [] });
-    const tally: Record<string, number> = {};
-    const findings: string[] = [];
-    const base = pristine[name]!;
-    try {
-      const pristineOutcome = await harness.run(base, ['xfs-walk']);
-      expect(pristineOutcome.map(outcomeKey)).toEqual(['ok']);
-      for (let index = 0; index < CASES; index++) {
-        const random = new SeededRandom(BASE_SEED * 100_003 + index);
-        const patches = randomXfsDamage(structures[name]!, random);
-        const [outcome] = await harness.run(applyPatches(base, patches), ['xfs-walk']);
-        const key = outcomeKey(outcome!);
-        tally[key] = (tally[key] ?? 0) + 1;
-        if (isFinding(outcome!)) findings.push(`case ${index} (seed ${BASE_SEED}) ${JSON.stringify(patches)}: ${describeFinding(outcome!)}`);
-      }
-    } finally {
-      await harness.close();
-    }
+    const { pristineOutcome, tally, findings } = await runWalkCampaign({
+      folder: folder.file(`fuzz-${name}`),
+      target: 'xfs-walk',
+      pristine: pristine[name]!,
+      cases: CASES,
+      seed: BASE_SEED,
+      damage: (random) => randomXfsDamage(structures[name]!, random),
+    });
+    expect(pristineOutcome).toBe('ok');
     expect(findings).toEqual([]);
     // The damage reaches the reader's checks and also leaves volumes that still read.
     expect(tally['FILESYSTEM_CORRUPT'] ?? 0).toBeGreaterThan(CASES / 20);

@@ -11,11 +11,12 @@
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry } from '../../model.ts';
+import { appendRange } from '../block-map.ts';
 import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { decodeGuestName } from '../linux-names.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, posixEntry, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { byName, posixEntryWithTarget, S_IFDIR, S_IFMT, S_IFREG } from '../posix-entry.ts';
 import { corrupt, type BtrfsKey } from './btrfs-bytes.ts';
 import { ChunkMap, parseChunk } from './btrfs-chunks.ts';
 import { decompressExtent } from './btrfs-compression.ts';
@@ -162,10 +163,7 @@ class BtrfsFilesystem implements GuestFilesystem {
     if ((node.item.mode & S_IFMT) !== S_IFREG) return null;
     const ranges: ByteRange[] = [];
     for (const extent of await this.fileExtents(node, file)) {
-      if (extent.kind === 'zeros') continue;
-      const last = ranges.at(-1);
-      if (last !== undefined && last.offset + last.length === extent.fileOffset) last.length += extent.length;
-      else ranges.push({ offset: extent.fileOffset, length: extent.length });
+      if (extent.kind !== 'zeros') appendRange(ranges, extent.fileOffset, extent.length);
     }
     return ranges;
   }
@@ -238,18 +236,10 @@ class BtrfsFilesystem implements GuestFilesystem {
     return names;
   }
 
-  /** An entry as its inode tells it; a listing shows a link whose target cannot be read without it, rather than failing the folder. */
+  /** An entry as its inode tells it (a subvolume's folder known by its tree and inode). */
   private async entryOf(path: string, node: Node, listing: boolean): Promise<GuestFileEntry> {
-    const inodeNumber = Number(node.inode);
-    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, { number: inodeNumber, ...node.item });
+    const entry = await posixEntryWithTarget(path, { number: Number(node.inode), ...node.item }, () => this.symlinkTarget(node, path), listing);
     if (entry.kind === 'directory') entry.folderId = `${node.tree}:${node.inode}${node.placeholder ? ':placeholder' : ''}`;
-    if ((node.item.mode & S_IFMT) === S_IFLNK) {
-      try {
-        entry.target = await this.symlinkTarget(node, path);
-      } catch (error) {
-        if (!listing || !(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
-      }
-    }
     return entry;
   }
 

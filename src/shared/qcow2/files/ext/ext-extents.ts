@@ -8,7 +8,7 @@
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
 import { uint16, uint32 } from './ext-bytes.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
-import type { BlockRun, FileBlockMap } from '../block-map.ts';
+import { appendRange, type BlockRun, type FileBlockMap } from '../block-map.ts';
 
 const EXTENTS_FLAG = 0x80000;
 const INLINE_DATA_FLAG = 0x10000000;
@@ -73,13 +73,7 @@ export async function extExtents(volume: VolumeBytes, superblock: ExtSuperblock,
   const map = await extFileBlockMap(volume, superblock, inode);
   if (map === null) return null;
   const ranges: ByteRange[] = [];
-  for (const run of map.runs) {
-    const offset = run.volumeBlock * map.blockBytes;
-    const length = run.count * map.blockBytes;
-    const last = ranges.at(-1);
-    if (last && last.offset + last.length === offset) last.length += length;
-    else ranges.push({ offset, length });
-  }
+  for (const run of map.runs) appendRange(ranges, run.volumeBlock * map.blockBytes, run.count * map.blockBytes);
   return ranges;
 }
 

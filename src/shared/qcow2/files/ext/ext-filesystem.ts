@@ -11,7 +11,7 @@ import type { GuestFileEntry } from '../../model.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, posixEntry } from '../posix-entry.ts';
+import { byName, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
@@ -82,7 +82,7 @@ class ExtFilesystem implements GuestFilesystem {
     for (const [name, number] of names) {
       const entryPath = joinPath(folder, name);
       const entryInode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
-      entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.linkEntry(entryPath, entryInode) : posixEntry(name, entryPath, entryInode));
+      entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(entryPath, entryInode, true) : posixEntry(name, entryPath, entryInode));
     }
     return entries.sort(byName);
   }
@@ -227,27 +227,16 @@ class ExtFilesystem implements GuestFilesystem {
     return names;
   }
 
-  /**
-   * A symlink as a listing shows it: without its target where that cannot be read (the link is
-   * damaged), rather than failing the whole folder (files audit 6: one bad link hid its siblings);
-   * stat of the link itself still says why.
-   */
-  private async linkEntry(path: string, inode: ExtInode): Promise<GuestFileEntry> {
-    try {
-      return await this.entryOf(path, inode);
-    } catch (error) {
-      if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
-      return posixEntry(path.slice(path.lastIndexOf('/') + 1), path, inode);
-    }
-  }
-
-  private async entryOf(path: string, inode: ExtInode): Promise<GuestFileEntry> {
-    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
-    if (entry.kind === 'symlink') {
-      refuseEncrypted(inode, path, 'where the link leads');
-      entry.target = await readSymlink(this.volume, this.superblock, inode);
-    }
-    return entry;
+  private entryOf(path: string, inode: ExtInode, listing = false): Promise<GuestFileEntry> {
+    return posixEntryWithTarget(
+      path,
+      inode,
+      async () => {
+        refuseEncrypted(inode, path, 'where the link leads');
+        return readSymlink(this.volume, this.superblock, inode);
+      },
+      listing,
+    );
   }
 
   /** The file's block runs (the last file's kept: a copy reads one file piece by piece), or null for inline data. */

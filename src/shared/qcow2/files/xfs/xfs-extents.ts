@@ -4,7 +4,7 @@
  * record is checked (in file order, not overlapping, inside one allocation group of the volume)
  * and every tree block (its signature, its level, its owner on version 5) before it is believed.
  */
-import type { BlockRun, FileBlockMap } from '../block-map.ts';
+import { appendRange, type BlockRun, type FileBlockMap } from '../block-map.ts';
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
 import { corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, type XfsInode } from './xfs-inodes.ts';
@@ -53,13 +53,7 @@ export async function xfsBlockMap(volume: VolumeBytes, superblock: XfsSuperblock
 export function mappedRanges(map: XfsBlockMap): ByteRange[] {
   const runs = map.unwritten.length === 0 ? map.runs : [...map.runs, ...map.unwritten].sort((a, b) => a.fileBlock - b.fileBlock);
   const ranges: ByteRange[] = [];
-  for (const run of runs) {
-    const offset = run.volumeBlock * map.blockBytes;
-    const length = run.count * map.blockBytes;
-    const last = ranges.at(-1);
-    if (last !== undefined && last.offset + last.length === offset) last.length += length;
-    else ranges.push({ offset, length });
-  }
+  for (const run of runs) appendRange(ranges, run.volumeBlock * map.blockBytes, run.count * map.blockBytes);
   return ranges;
 }
 

@@ -11,7 +11,7 @@ import { readMapped } from '../block-map.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, posixEntry, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { byName, posixEntry, posixEntryWithTarget, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
 import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
@@ -60,7 +60,7 @@ class XfsFilesystem implements GuestFilesystem {
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
       const inode = await this.inode(number);
-      entries.push((inode.mode & S_IFMT) === S_IFLNK ? await this.linkEntry(joinPath(folder, name), inode) : posixEntry(name, joinPath(folder, name), inode));
+      entries.push((inode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(joinPath(folder, name), inode, true) : posixEntry(name, joinPath(folder, name), inode));
     }
     return entries.sort(byName);
   }
@@ -121,7 +121,7 @@ class XfsFilesystem implements GuestFilesystem {
       const type = inode.mode & S_IFMT;
       // A symlink's target may lie in blocks of its own: compared as usual.
       if (type === S_IFLNK) {
-        entries.push(await this.linkEntry(joinPath(folderPath, name), inode));
+        entries.push(await this.entryOf(joinPath(folderPath, name), inode, true));
         continue;
       }
       const metadataChanged = this.inodeChanged(number, changed);
@@ -202,20 +202,8 @@ class XfsFilesystem implements GuestFilesystem {
     return names;
   }
 
-  /** A symlink as a listing shows it: without its target where that cannot be read, rather than failing the folder. */
-  private async linkEntry(path: string, inode: XfsInode): Promise<GuestFileEntry> {
-    try {
-      return await this.entryOf(path, inode);
-    } catch (error) {
-      if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
-      return posixEntry(path.slice(path.lastIndexOf('/') + 1), path, inode);
-    }
-  }
-
-  private async entryOf(path: string, inode: XfsInode): Promise<GuestFileEntry> {
-    const entry = posixEntry(path === '/' ? '' : path.slice(path.lastIndexOf('/') + 1), path, inode);
-    if (entry.kind === 'symlink') entry.target = await readSymlink(this.volume, this.superblock, inode);
-    return entry;
+  private entryOf(path: string, inode: XfsInode, listing = false): Promise<GuestFileEntry> {
+    return posixEntryWithTarget(path, inode, () => readSymlink(this.volume, this.superblock, inode), listing);
   }
 
   async close(): Promise<void> {
