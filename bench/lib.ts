@@ -122,11 +122,13 @@ export function machine(): string {
 export function syncDisk(): void {
   spawnSync('sync');
   // Lets the file system settle after the previous run's output was removed.
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 500);
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, SETTLE_MS);
   prefaultMemory();
 }
 
 const PREFAULT_MIB = Number(process.env.BENCH_PREFAULT_MIB ?? 1536);
+/** The pause after `sync` before each run (BENCH_SETTLE_MS; qemu-img's flush of a 100 MiB copy took 0.1 or 0.3 s whatever the pause, 0.5 to 3 s). */
+const SETTLE_MS = Number(process.env.BENCH_SETTLE_MS ?? 500);
 
 function prefaultMemory(): void {
   if (!(PREFAULT_MIB > 0)) return;

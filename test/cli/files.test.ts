@@ -53,7 +53,8 @@ describe('cowbell ls', () => {
     expect(result.code).toBe(0);
     const lines = result.out.trim().split('\n');
     expect(lines[0]).toMatch(/^VOLUME\s+SIZE\s+FILESYSTEM\s+LABEL\s+PARTITION/);
-    expect(lines[1]).toMatch(/^1\s+8 MiB\s+-\s+mbr 0x82$/);
+    // Type 0x82 is Linux swap: named for what it holds.
+    expect(lines[1]).toMatch(/^1\s+8 MiB\s+swap\s+mbr 0x82$/);
     expect(lines[2]).toMatch(/^2\s+32 MiB\s+ext\s+cloudimg-rootfs\s+mbr 0x83$/);
   });
 
@@ -105,7 +106,7 @@ describe('cowbell ls', () => {
 
   it('fails with the engine\'s message for a missing path, volume or snapshot', async () => {
     expect(await run('ls', disk, '/2/nope')).toMatchObject({ code: 1, err: expect.stringContaining('/nope does not exist') });
-    expect(await run('ls', disk, '/1/')).toMatchObject({ code: 1, err: expect.stringContaining('holds no filesystem') });
+    expect(await run('ls', disk, '/1/')).toMatchObject({ code: 1, err: expect.stringContaining('Volume /1 is swap space: it holds no files') });
     expect(await run('ls', `${disk}@nope`)).toMatchObject({ code: 1, err: expect.stringContaining('no snapshot named "nope"') });
   });
 });

@@ -80,6 +80,25 @@ describe('the Files panel', () => {
     expect(rows(view)[1]!.get('button.folder-name').attributes('disabled')).toBeDefined();
   });
 
+  it('names what a volume holds that is no filesystem (swap, an encrypted volume), without calling it a problem, and does not open it', async () => {
+    const view = await mountPane();
+    await end('files.list', {
+      result: {
+        ...rootListing,
+        volumes: [
+          { name: '1', offset: 1048576, length: 512 * 1048576, table: 'gpt', filesystem: null, holds: 'swap' },
+          { name: '2', offset: 513 * 1048576, length: 64 * 1048576, table: 'gpt', filesystem: null, holds: 'luks' },
+        ],
+      },
+    });
+    expect(rows(view)[0]!.get('[data-testid="volume-info"]').text()).toBe('Swap space · 512 MiB');
+    expect(rows(view)[1]!.get('[data-testid="volume-info"]').text()).toBe('A LUKS-encrypted volume (unlocked only inside the guest) · 64 MiB');
+    for (const row of rows(view)) {
+      expect(row.get('[data-testid="volume-info"]').classes()).not.toContain('problem');
+      expect(row.get('button.folder-name').attributes('disabled')).toBeDefined();
+    }
+  });
+
   it('says, above the listing, what to keep in mind about a volume that reads with a caution (Windows had it mounted)', async () => {
     const view = await mountPane();
     const caution = 'Windows had this volume mounted (it was not shut down cleanly, or the snapshot was taken while it ran): changes it had not yet written home may be missing';

@@ -62,7 +62,7 @@ function describeVolumes(volumes: GuestVolumeInfo[]): string {
   const rows = volumes.map((volume) => [
     volume.name,
     formatBytes(volume.length),
-    volume.filesystem ?? (volume.physicalVolumeOf !== undefined ? `lvm-pv (${volume.physicalVolumeOf})` : '-'),
+    volume.filesystem ?? (volume.physicalVolumeOf !== undefined ? `lvm-pv (${volume.physicalVolumeOf})` : (volume.holds ?? '-')),
     volume.label ?? '',
     volume.logicalVolume !== undefined ? `lvm ${volume.logicalVolume.group}/${volume.logicalVolume.name}` : `${volume.table} ${volume.partitionType ?? ''}`.trim(),
     volume.problem ?? '',

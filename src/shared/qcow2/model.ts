@@ -410,7 +410,25 @@ export interface GuestVolumeInfo {
   segments?: { offset: number; length: number }[];
   /** An LVM physical volume (the partition itself holds no filesystem; its logical volumes are listed beside it): its group. */
   physicalVolumeOf?: string;
+  /** What a volume that holds no filesystem Cowbell reads holds instead, where its type or signature says. */
+  holds?: VolumeContent;
 }
+
+/** What a volume holds that is no filesystem Cowbell reads (files/volume-content.ts tells). */
+export type VolumeContent = 'swap' | 'luks' | 'bitlocker' | 'exfat' | 'linux-raid' | 'iso9660' | 'bios-boot' | 'microsoft-reserved';
+
+/** How the app and messages name what a volume holds. */
+export const VOLUME_CONTENT_NAMES: Record<VolumeContent, string> = {
+  swap: 'swap space',
+  luks: 'a LUKS-encrypted volume (unlocked only inside the guest)',
+  bitlocker: 'a BitLocker-encrypted volume (unlocked only inside Windows)',
+  exfat: 'an exFAT filesystem, which Cowbell does not read',
+  'linux-raid': 'a member of a Linux software RAID, which Cowbell does not assemble',
+  iso9660: 'an ISO 9660 (CD/DVD) filesystem, which Cowbell does not read',
+  'bios-boot': 'a BIOS boot partition (boot loader code, no files)',
+  'microsoft-reserved': 'a Microsoft reserved partition (no files)',
+};
+
 
 export type GuestFileChange = 'added' | 'removed' | 'changed';
 

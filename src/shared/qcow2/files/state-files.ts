@@ -8,7 +8,7 @@ import { Qcow2Error } from '../errors.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { openGuestReader, type GuestReaderOptions } from '../image/image-format.ts';
 import { findSnapshot, Qcow2Image, Qcow2StateView, type SnapshotRef } from '../image/image.ts';
-import type { GuestFileEntry, GuestVolumeInfo } from '../model.ts';
+import { VOLUME_CONTENT_NAMES, type GuestFileEntry, type GuestVolumeInfo } from '../model.ts';
 import type { ByteRange, ChangedBytes, FilesystemReader, GuestFilesystem, UnchangedFolder } from './filesystem.ts';
 import { FILESYSTEM_READERS } from './filesystems.ts';
 import { normalizePath, pathParts } from './paths.ts';
@@ -191,6 +191,7 @@ function filesystemOf(volume: FoundVolume): GuestFilesystem {
   if (volume.filesystem) return volume.filesystem;
   if (volume.failure) throw volume.failure;
   const name = volume.info.name === '' ? 'The disk' : `Volume /${volume.info.name}`;
+  if (volume.info.holds !== undefined) throw new Qcow2Error('NO_FILESYSTEM', `${name} is ${VOLUME_CONTENT_NAMES[volume.info.holds]}: it holds no files Cowbell can list`);
   const type = volume.info.partitionType === undefined ? '' : ` (partition type ${volume.info.partitionType})`;
   throw new Qcow2Error('NO_FILESYSTEM', `${name} holds no filesystem Cowbell can read${type}`);
 }

@@ -11,6 +11,7 @@ import type { GuestFilesystemKind, GuestVolumeInfo } from '../model.ts';
 import type { FilesystemReader, GuestFilesystem, VolumeBytes } from './filesystem.ts';
 import { isLvmPhysicalVolume, logicalVolumesOf, physicalVolumeUuids, readPhysicalVolume, readPhysicalVolumeLabel, type PhysicalVolume } from './lvm.ts';
 import { hasGptSignature, readPartitionTable, type Partition } from './partition-table.ts';
+import { volumeContent } from './volume-content.ts';
 import { segmentedVolumeBytes, volumeBytes, type CachedGuestBytes } from './volume-bytes.ts';
 
 export interface FoundVolume {
@@ -44,7 +45,7 @@ export async function findVolumes(guest: CachedGuestBytes, readers: readonly Fil
       const whole: GuestVolumeInfo = { name: '', offset: 0, length: guest.length, table: 'none', filesystem: null };
       const isPhysical = await isLvmPhysicalVolume(volumeBytes(guest, 0, guest.length));
       if (!isPhysical) {
-        volumes.push({ info: whole, filesystem: null, failure: null });
+        volumes.push(await unread(whole, volumeBytes(guest, 0, guest.length)));
         return { partitioned: false, volumes };
       }
       const wholePv = await physicalVolumeAt(guest, whole);
@@ -81,7 +82,7 @@ async function partitionVolume(guest: CachedGuestBytes, partition: Partition, ta
   }
   const bytes = volumeBytes(guest, partition.offset, partition.length);
   const reader = await probe(bytes, readers);
-  if (reader === null) return { info, filesystem: null, failure: null };
+  if (reader === null) return unread(info, bytes, partition.type);
   return openVolume(bytes, reader, { ...info, filesystem: reader.kind });
 }
 
@@ -180,7 +181,14 @@ async function logicalVolume(guest: CachedGuestBytes, info: GuestVolumeInfo, rea
     info.problem = error.message;
     return { info, filesystem: null, failure: error };
   }
-  return reader === null ? { info, filesystem: null, failure: null } : openVolume(bytes, reader, { ...info, filesystem: reader.kind });
+  return reader === null ? unread(info, bytes) : openVolume(bytes, reader, { ...info, filesystem: reader.kind });
+}
+
+/** A volume no reader recognised, with what it holds where its type or signature says (swap, encrypted…). */
+async function unread(info: GuestVolumeInfo, bytes: VolumeBytes, partitionType?: string): Promise<FoundVolume> {
+  const holds = await volumeContent(bytes, partitionType);
+  if (holds !== null) info.holds = holds;
+  return { info, filesystem: null, failure: null };
 }
 
 async function probe(bytes: VolumeBytes, readers: readonly FilesystemReader[]): Promise<FilesystemReader | null> {
