@@ -225,7 +225,7 @@ describe('the Files panel', () => {
     await end('files.list', { error: { code: 'NO_FILESYSTEM', message: 'Partition 2 holds no filesystem Cowbell can read (swap)' } });
     const error = view.get('[data-testid="files-error"]');
     expect(error.get('strong').text()).toBe('Partition 2 holds no filesystem Cowbell can read (swap)');
-    expect(error.get('.detail').text()).toBe('It may be empty, swap, or a kind of file system Cowbell does not read (it reads ext2/3/4, XFS, btrfs, FAT and NTFS).');
+    expect(error.get('.detail').text()).toBe('Cowbell lists the files of ext2/3/4, XFS, btrfs, FAT and NTFS volumes.');
   });
 
   it('says why a folder cannot be read, with the error’s own words', async () => {
