@@ -18,7 +18,7 @@ import { readXfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-su
 import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
 import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
-import { findXfsStructures, randomXfsDamage, type XfsStructures } from './xfs-mutations.ts';
+import { findXfsStructures, randomXfsDamage, rewriteChecksum, type XfsStructures } from './xfs-mutations.ts';
 
 const CASES = Number(process.env.XFS_FUZZ_CASES ?? 50);
 const BASE_SEED = Number(process.env.FUZZ_SEED ?? 29);
@@ -101,6 +101,17 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
     expect(await thrownBy(repair, async () => undefined)).toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringMatching(/xfs_repair/) });
   });
 
+  it('refuses an inode, a folder block or a tree block that fails its checksum (version 5)', async () => {
+    const inode = new Uint8Array(pristine['1k']!);
+    const size = (await inodeAt(inode, '/etc/passwd')) + 60; // a bit of its size
+    inode[size] = inode[size]! ^ 0x01;
+    expect((await thrownBy(inode, (filesystem) => filesystem.stat('/etc/passwd'))).message).toMatch(/inode \d+ fails its checksum/);
+    const tree = new Uint8Array(pristine['1k']!);
+    const record = (await treeBlocksOf(tree, '/fragmented.bin'))[0]! * 1024 + 100;
+    tree[record] = tree[record]! ^ 0x01;
+    expect((await thrownBy(tree, (filesystem) => filesystem.read('/fragmented.bin', new Uint8Array(16), 0))).message).toMatch(/fails its checksum/);
+  });
+
   it('refuses an inode that is not one, or that says it is another', async () => {
     const signature = new Uint8Array(pristine['1k']!);
     signature[await inodeAt(signature, '/etc/passwd')] = 0;
@@ -108,6 +119,7 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
     const other = new Uint8Array(pristine['1k']!);
     const at = await inodeAt(other, '/etc/passwd');
     view(other).setBigUint64(at + 152, view(other).getBigUint64(at + 152) + 1n);
+    rewriteChecksum(other, at, 512, 100);
     expect((await thrownBy(other, (filesystem) => filesystem.stat('/etc/passwd'))).message).toMatch(/says it is inode/);
   });
 
@@ -118,20 +130,23 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
     const second = at + 176 + 16;
     view(overlap).setUint32(second, view(overlap).getUint32(second) & 0x80000000);
     view(overlap).setUint32(second + 4, view(overlap).getUint32(second + 4) & 0x1ff);
+    rewriteChecksum(overlap, at, 512, 100);
     expect((await thrownBy(overlap, (filesystem) => filesystem.read('/sparse.bin', new Uint8Array(16), 0))).message).toMatch(/overlaps the one before it/);
     const outside = new Uint8Array(pristine['1k']!);
     view(outside).setUint32(at + 176 + 8, 0x7fffffff); // the first extent's block number, high bits
+    rewriteChecksum(outside, at, 512, 100);
     expect((await thrownBy(outside, (filesystem) => filesystem.read('/sparse.bin', new Uint8Array(16), 0))).message).toMatch(/outside the filesystem/);
     const level = new Uint8Array(pristine['1k']!);
     const tree = (await treeBlocksOf(level, '/fragmented.bin'))[0]! * 1024;
     view(level).setUint16(tree + 4, 5);
+    rewriteChecksum(level, tree, 1024, 64);
     expect((await thrownBy(level, (filesystem) => filesystem.read('/fragmented.bin', new Uint8Array(16), 0))).message).toMatch(/is at level 5/);
   });
 
   it('refuses a folder block without its signature', async () => {
     const damaged = new Uint8Array(pristine['1k']!);
     const superblock = await readXfsSuperblock(memoryVolumeBytes(damaged));
-    const folderBlock = structures['1k']!.blocks.find((offset) => view(damaged).getUint32(offset) === 0x58444433 || view(damaged).getUint32(offset) === 0x58444233)!;
+    const folderBlock = structures['1k']!.blocks.map((block) => block.offset).find((offset) => view(damaged).getUint32(offset) === 0x58444433 || view(damaged).getUint32(offset) === 0x58444233)!;
     expect(folderBlock).toBeDefined();
     view(damaged).setUint32(folderBlock, 0x12345678);
     expect(superblock.folderBlockBytes).toBe(8192);
@@ -148,7 +163,7 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
       pristine: pristine[name]!,
       cases: CASES,
       seed: BASE_SEED,
-      damage: (random) => randomXfsDamage(structures[name]!, random),
+      damage: (random) => randomXfsDamage(pristine[name]!, structures[name]!, random),
     });
     expect(pristineOutcome).toBe('ok');
     expect(findings).toEqual([]);

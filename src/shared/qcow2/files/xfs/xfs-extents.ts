@@ -6,7 +6,7 @@
  */
 import { appendRange, type BlockRun, type FileBlockMap } from '../block-map.ts';
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
-import { corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, type XfsInode } from './xfs-inodes.ts';
 import { volumeBlockOf, type XfsSuperblock } from './xfs-superblock.ts';
 
@@ -122,6 +122,7 @@ class TreeWalk {
     await this.volume.read(block, volumeBlock * blockBytes);
     const where = `inode ${this.inode.number}'s extent tree block ${fsBlock}`;
     if (uint32(block, 0) !== this.magic) throw corrupt(`${where} has no tree block signature`);
+    if (this.superblock.version === 5 && !checksumHolds(block, 64)) throw corrupt(`${where} fails its checksum`);
     if (uint16(block, 4) !== level) throw corrupt(`${where} is at level ${uint16(block, 4)}, not ${level}`);
     if (this.superblock.version === 5 && uint64(block, 56, 'a tree block owner') !== this.inode.number) throw corrupt(`${where} belongs to inode ${uint64(block, 56, 'an owner')}`);
     const count = uint16(block, 6);

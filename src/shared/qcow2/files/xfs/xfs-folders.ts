@@ -7,7 +7,7 @@
 import { readMapped } from '../block-map.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { guestFileName } from '../linux-names.ts';
-import { corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
 import { xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { FORMAT_LOCAL, type XfsInode } from './xfs-inodes.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
@@ -112,6 +112,7 @@ function readDataBlock(superblock: XfsSuperblock, folder: XfsInode, block: Uint8
   const where = `folder inode ${folder.number}'s block at ${first}`;
   const isBlockForm = magic === (v5 ? BLOCK_MAGIC_V5 : BLOCK_MAGIC_V4);
   if (!isBlockForm && magic !== (v5 ? DATA_MAGIC_V5 : DATA_MAGIC_V4)) throw corrupt(`${where} has no folder block signature`);
+  if (v5 && !checksumHolds(block, 4)) throw corrupt(`${where} fails its checksum`);
   if (v5 && uint64(block, 40, 'a folder block owner') !== folder.number) throw corrupt(`${where} belongs to inode ${uint64(block, 40, 'an owner')}`);
   const start = v5 ? 64 : 16;
   let end = block.length;

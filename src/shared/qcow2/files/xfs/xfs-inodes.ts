@@ -5,7 +5,7 @@
  */
 import type { VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
-import { corrupt, int32, uint16, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, int32, uint16, uint32, uint64 } from './xfs-bytes.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
 
 const INODE_MAGIC = 0x494e; // "IN"
@@ -76,6 +76,7 @@ function parseInode(superblock: XfsSuperblock, number: number, bytes: Uint8Array
   const version = bytes[4] as number;
   const coreBytes = version === 3 ? 176 : 100;
   if (superblock.version === 5 ? version !== 3 : version !== 1 && version !== 2) throw corrupt(`inode ${number} is of version ${version}`);
+  if (version === 3 && !checksumHolds(bytes, 100)) throw corrupt(`inode ${number} fails its checksum`);
   if (version === 3 && uint64(bytes, 152, `inode ${number}'s own number`) !== number) throw corrupt(`inode ${number} says it is inode ${uint64(bytes, 152, 'an inode number')}`);
   const mode = uint16(bytes, 2);
   const format = bytes[5] as number;

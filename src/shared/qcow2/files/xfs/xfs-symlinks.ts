@@ -2,7 +2,7 @@
 import { readMapped } from '../block-map.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { decodeGuestName } from '../linux-names.ts';
-import { corrupt, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, uint32, uint64 } from './xfs-bytes.ts';
 import { xfsBlockMap } from './xfs-extents.ts';
 import { FORMAT_LOCAL, type XfsInode } from './xfs-inodes.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
@@ -34,10 +34,13 @@ export async function readSymlink(volume: VolumeBytes, superblock: XfsSuperblock
     const where = `the symlink in inode ${link.number}, its extent at block ${run.fileBlock}`;
     if (run.fileBlock !== nextFileBlock) throw corrupt(`${where} leaves a hole before it`);
     nextFileBlock = run.fileBlock + run.count;
-    const buffer = new Uint8Array(Math.min(run.count * blockBytes, REMOTE_HEADER_BYTES + size));
+    // The whole extent: its checksum covers all of it (a target needs two blocks at most).
+    if (run.count > 2) throw corrupt(`${where} is ${run.count} blocks long`);
+    const buffer = new Uint8Array(run.count * blockBytes);
     await volume.read(buffer, run.volumeBlock * blockBytes);
     const wanted = Math.min(buffer.length - REMOTE_HEADER_BYTES, size - done);
     if (uint32(buffer, 0) !== REMOTE_MAGIC) throw corrupt(`${where} has no symlink block signature`);
+    if (!checksumHolds(buffer, 12)) throw corrupt(`${where} fails its checksum`);
     if (uint32(buffer, 4) !== done || uint32(buffer, 8) !== wanted) throw corrupt(`${where} holds bytes ${uint32(buffer, 4)}+${uint32(buffer, 8)}, not ${done}+${wanted}`);
     if (uint64(buffer, 32, 'a symlink block owner') !== link.number) throw corrupt(`${where} belongs to inode ${uint64(buffer, 32, 'an owner')}`);
     target.set(buffer.subarray(REMOTE_HEADER_BYTES, REMOTE_HEADER_BYTES + wanted), done);
