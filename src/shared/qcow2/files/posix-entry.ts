@@ -12,13 +12,21 @@ export interface PosixInode {
   number: number;
   mode: number;
   size: number;
-  mtimeMs: number;
+  mtimeMs: number | null;
+}
+
+/** JavaScript's dates end 8.64e15 ms either side of 1970; btrfs keeps 64-bit seconds. */
+const MAX_DATE_MS = 8.64e15;
+
+/** A time a Date can hold, or null (a time past it is shown as none, not as a failure to list the folder). */
+function dateValid(mtimeMs: number | null): number | null {
+  return mtimeMs !== null && Number.isFinite(mtimeMs) && Math.abs(mtimeMs) <= MAX_DATE_MS ? mtimeMs : null;
 }
 
 /** An entry as its inode tells it (a symlink's target is added by the reader). */
 export function posixEntry(name: string, path: string, inode: PosixInode): GuestFileEntry {
   const kind = kindOfMode(inode.mode);
-  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: inode.mtimeMs, permissions: inode.mode & 0o7777 };
+  const entry: GuestFileEntry = { name, path, kind, size: kind === 'directory' ? 0 : inode.size, mtimeMs: dateValid(inode.mtimeMs), permissions: inode.mode & 0o7777 };
   if (kind === 'directory') entry.folderId = String(inode.number);
   return entry;
 }

@@ -51,8 +51,16 @@ export class ChunkMap {
   }
 
   add(chunk: Chunk): void {
-    const index = this.chunks.findIndex((existing) => existing.logical >= chunk.logical);
-    const at = index < 0 ? this.chunks.length : index;
+    // The first chunk at or after this one's start: the chunk tree gives them in order, so mostly the end.
+    let at = this.chunks.length;
+    if (at > 0 && (this.chunks[at - 1] as Chunk).logical >= chunk.logical) {
+      let low = 0;
+      while (low < at) {
+        const middle = (low + at) >>> 1;
+        if ((this.chunks[middle] as Chunk).logical < chunk.logical) low = middle + 1;
+        else at = middle;
+      }
+    }
     const before = this.chunks[at - 1];
     const after = this.chunks[at];
     if (after?.logical === chunk.logical && after.length === chunk.length) return; // the same chunk again (the system array's, in the chunk tree)

@@ -45,6 +45,10 @@ const MAX_CHUNKS = 1 << 20;
 const CACHED_FOLDERS = 16;
 /** Linux's longest symlink target. */
 const MAX_TARGET_BYTES = 4095;
+/** A file's extent (its item's bytes) is at most 128 MiB long. */
+const MAX_EXTENT_BYTES = 128 * 1024 * 1024;
+/** A file's extents are looked up this far ahead of a read. */
+const READ_WINDOW_BYTES = 64 * 1024 * 1024;
 /** A compressed extent holds at most 128 KiB once decompressed; more is damage. */
 const MAX_DECOMPRESSED_BYTES = 128 * 1024;
 
@@ -79,7 +83,8 @@ class BtrfsFilesystem implements GuestFilesystem {
   private closed: Qcow2Error | null = null;
   private readonly folderNames = new GenerationalCache<string, Map<string, BtrfsKey>>(CACHED_FOLDERS / 2);
   private readonly treeRoots = new Map<bigint, TreeRoot>();
-  private lastExtents: { key: string; extents: FileExtent[] } | null = null;
+  /** The last window of a file's extents (a copy reads one file piece by piece). */
+  private lastExtents: { key: string; from: number; to: number; extents: FileExtent[] } | null = null;
   private lastDecompressed: { logical: number; bytes: Uint8Array } | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: BtrfsSuperblock;
@@ -116,8 +121,8 @@ class BtrfsFilesystem implements GuestFilesystem {
     const parts = pathParts(path);
     const file = `/${parts.join('/')}`;
     const node = await this.resolve(parts);
-    const extents = await this.fileExtents(node, file);
     const wanted = Math.max(0, Math.min(buffer.length, node.item.size - offset));
+    const extents = await this.fileExtents(node, file, offset, offset + wanted);
     if (wanted === 0) return 0;
     const target = buffer.subarray(0, wanted);
     target.fill(0);
@@ -145,8 +150,10 @@ class BtrfsFilesystem implements GuestFilesystem {
     const node = await this.resolve(parts);
     if ((node.item.mode & S_IFMT) === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if ((node.item.mode & S_IFMT) !== S_IFREG) return [];
+    const extents = await this.wholeFileExtents(node, file);
+    if (extents === null) return null;
     const ranges: ByteRange[] = [];
-    for (const extent of await this.fileExtents(node, file)) {
+    for (const extent of extents) {
       // Content kept in the tree's own leaf: where, this reader does not say (files-diff compares it by reading).
       if (extent.kind === 'inline') return null;
       if (extent.kind !== 'regular') continue;
@@ -161,8 +168,10 @@ class BtrfsFilesystem implements GuestFilesystem {
     const file = `/${parts.join('/')}`;
     const node = await this.resolve(parts);
     if ((node.item.mode & S_IFMT) !== S_IFREG) return null;
+    const extents = await this.wholeFileExtents(node, file);
+    if (extents === null) return null;
     const ranges: ByteRange[] = [];
-    for (const extent of await this.fileExtents(node, file)) {
+    for (const extent of extents) {
       if (extent.kind !== 'zeros') appendRange(ranges, extent.fileOffset, extent.length);
     }
     return ranges;
@@ -198,7 +207,8 @@ class BtrfsFilesystem implements GuestFilesystem {
     // A subvolume is there when the root tree links it below this one; in a snapshot, one that was
     // inside the snapshotted subvolume is not, and shows as an empty folder.
     const linked = await this.trees.last(this.rootTreeRoot(), { objectId: folder.tree, type: ROOT_REF, offset: subvolume }, { objectId: folder.tree, type: ROOT_REF, offset: subvolume });
-    if (linked === undefined) return { tree: folder.tree, root: folder.root, inode: subvolume, item: { ...folder.item, size: 0, mode: S_IFDIR | 0o755 }, placeholder: true };
+    // The kernel makes the placeholder up when it is looked up (its time is that moment's): it has none of its own.
+    if (linked === undefined) return { tree: folder.tree, root: folder.root, inode: subvolume, item: { size: 0, mode: S_IFDIR | 0o755, mtimeMs: null }, placeholder: true };
     return this.node(subvolume, await this.treeRoot(subvolume), ROOT_FOLDER_INODE);
   }
 
@@ -252,18 +262,38 @@ class BtrfsFilesystem implements GuestFilesystem {
     return decodeGuestName(this.inlineBytes(extent).subarray(0, size));
   }
 
-  /** A regular file's extents (the last file's kept: a copy reads one file piece by piece). */
-  private async fileExtents(node: Node, file: string): Promise<FileExtent[]> {
+  /**
+   * A regular file's extents that may hold bytes of [from, to): those starting up to an extent's
+   * longest (128 MiB) before it. Anything an earlier item covers there is a hole or preallocated
+   * space, which reads as zeros anyway. A window at a time: a 1 TiB compressed file has millions.
+   */
+  private async fileExtents(node: Node, file: string, from: number, to: number): Promise<FileExtent[]> {
     const type = node.item.mode & S_IFMT;
     if (type === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
     if (type !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
-    return this.extentsOf(node, file);
+    const key = `${node.tree}:${node.inode}`;
+    const cached = this.lastExtents;
+    if (cached !== null && cached.key === key && cached.from <= from && to <= cached.to) return cached.extents;
+    // A little more than asked: a copy reads on in pieces.
+    const windowTo = Math.max(to, from + READ_WINDOW_BYTES);
+    const extents = await this.extentsOf(node, file, Math.max(0, from - MAX_EXTENT_BYTES), windowTo);
+    this.lastExtents = { key, from, to: windowTo, extents };
+    return extents;
   }
 
-  private async extentsOf(node: Node, path: string): Promise<FileExtent[]> {
-    const key = `${node.tree}:${node.inode}`;
-    if (this.lastExtents?.key === key) return this.lastExtents.extents;
-    const items = await this.trees.items(node.root, { objectId: node.inode, type: EXTENT_DATA, offset: 0n }, { objectId: node.inode, type: EXTENT_DATA, offset: MAX_KEY.offset });
+  /** A regular file's every extent, or null where there are more than one search gathers (files-diff and a copy then read instead). */
+  private async wholeFileExtents(node: Node, file: string): Promise<FileExtent[] | null> {
+    try {
+      return await this.fileExtents(node, file, 0, Math.max(1, node.item.size));
+    } catch (error) {
+      if (error instanceof Qcow2Error && error.code === 'FILESYSTEM_UNSUPPORTED' && /more than \d+ items/.test(error.message)) return null;
+      throw error;
+    }
+  }
+
+  /** The extents whose items' keys (their starting offsets) lie in [from, to). */
+  private async extentsOf(node: Node, path: string, from = 0, to = Number.MAX_SAFE_INTEGER): Promise<FileExtent[]> {
+    const items = await this.trees.items(node.root, { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(from) }, { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(Math.max(from, to - 1)) });
     const extents: FileExtent[] = [];
     let next = 0;
     for (const item of items) {
@@ -275,7 +305,6 @@ class BtrfsFilesystem implements GuestFilesystem {
       next = extent.fileOffset + extent.length;
       extents.push(extent);
     }
-    this.lastExtents = { key, extents };
     return extents;
   }
 

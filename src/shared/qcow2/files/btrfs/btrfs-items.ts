@@ -26,8 +26,8 @@ export function parseRootItem(data: Uint8Array, tree: bigint): TreeRoot {
 export interface BtrfsInode {
   size: number;
   mode: number;
-  /** Whole milliseconds (as the other readers give them). */
-  mtimeMs: number;
+  /** Whole milliseconds (as the other readers give them); null where none is kept (a snapshot's placeholder). */
+  mtimeMs: number | null;
 }
 
 export function parseInode(data: Uint8Array, inode: bigint): BtrfsInode {

@@ -6,7 +6,7 @@
 import { crc32c } from '../crc32c.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
-import { corrupt, KEY_BYTES, readKey, uint32, uint64, type BtrfsKey } from './btrfs-bytes.ts';
+import { corrupt, KEY_BYTES, readKey, uint32, uint64, unsupported, type BtrfsKey } from './btrfs-bytes.ts';
 import type { ChunkMap } from './btrfs-chunks.ts';
 import type { BtrfsSuperblock } from './btrfs-superblock.ts';
 
@@ -14,7 +14,7 @@ const HEADER_BYTES = 101;
 const ITEM_BYTES = KEY_BYTES + 8;
 const KEY_POINTER_BYTES = KEY_BYTES + 16;
 const CACHED_NODES = 128;
-/** Items gathered by one search at most: a folder of millions of entries is possible, more is damage. */
+/** Items gathered by one search at most (a file read takes its extents a window at a time; a listing or a whole file's map, all at once). */
 const MAX_ITEMS = 4 * 1024 * 1024;
 /**
  * Tree blocks visited by one search at most: damaged pointers can lead to one subtree many times
@@ -75,7 +75,7 @@ export class TreeReader {
         const offset = uint32(node, at + KEY_BYTES);
         const size = uint32(node, at + KEY_BYTES + 4);
         if (HEADER_BYTES + offset + size > node.length || HEADER_BYTES + offset < HEADER_BYTES + count * ITEM_BYTES) throw corrupt(`tree block ${logical}'s item ${index} lies outside its data area`);
-        if (found.length >= MAX_ITEMS) throw corrupt(`a search found more than ${MAX_ITEMS} items`);
+        if (found.length >= MAX_ITEMS) throw unsupported(`more than ${MAX_ITEMS} items for one file or folder`);
         found.push({ key: readKey(node, at), data: node.subarray(HEADER_BYTES + offset, HEADER_BYTES + offset + size) });
       }
       return;

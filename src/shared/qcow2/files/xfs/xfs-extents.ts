@@ -6,7 +6,7 @@
  */
 import { appendRange, type BlockRun, type FileBlockMap } from '../block-map.ts';
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
-import { checksumHolds, corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, uint16, uint32, uint64, unsupported } from './xfs-bytes.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, type XfsInode } from './xfs-inodes.ts';
 import { volumeBlockOf, type XfsSuperblock } from './xfs-superblock.ts';
 
@@ -19,6 +19,8 @@ const BTREE_HEADER_V5 = 72;
 const MAX_LEVELS = 9;
 /** Tree blocks read for one file at most (a million is ~250 million extents: more is damage, or more than a listing can use). */
 const MAX_TREE_BLOCKS = 1 << 20;
+/** Extents of one file held at most (16 million: a 64 TiB file in 4 MiB pieces). */
+const MAX_EXTENTS = 16 * 1024 * 1024;
 /** File offsets past 2^53 bytes cannot be named by a JavaScript number: no file this reader reads goes there. */
 const MAX_FILE_BYTES = 2 ** 53;
 
@@ -87,6 +89,7 @@ class RecordReader {
     const volumeBlock = volumeBlockOf(this.superblock, fsBlock, count, where);
     this.nextFileBlock = fileBlock + count;
     const runs = unwritten ? this.map.unwritten : this.map.runs;
+    if (this.map.runs.length + this.map.unwritten.length >= MAX_EXTENTS) throw unsupported(`inode ${this.inode.number} has more than ${MAX_EXTENTS} extents`);
     const last = runs.at(-1);
     if (last !== undefined && last.fileBlock + last.count === fileBlock && last.volumeBlock + last.count === volumeBlock) last.count += count;
     else runs.push({ fileBlock, volumeBlock, count });

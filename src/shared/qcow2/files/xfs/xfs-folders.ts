@@ -7,14 +7,14 @@
 import { readMapped } from '../block-map.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { guestFileName } from '../linux-names.ts';
-import { checksumHolds, corrupt, uint16, uint32, uint64 } from './xfs-bytes.ts';
+import { checksumHolds, corrupt, uint16, uint32, uint64, unsupported } from './xfs-bytes.ts';
 import { xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { FORMAT_LOCAL, type XfsInode } from './xfs-inodes.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
 
 /** Where the hash index starts in a folder's offsets: the data blocks lie below it. */
 const DATA_SPACE_BYTES = 32 * 2 ** 30;
-/** Folder data read for one folder at most (~20 million names): more is damage. */
+/** Folder data read for one folder at most (~20 million names). */
 const MAX_FOLDER_BYTES = 2 ** 30;
 const BLOCK_MAGIC_V4 = 0x58443242; // "XD2B": a folder in one block, its hash index at the block's end
 const DATA_MAGIC_V4 = 0x58443244; // "XD2D"
@@ -50,7 +50,7 @@ function folderDataBlocks(map: XfsBlockMap, blocksPerFolderBlock: number, folder
     if (run.fileBlock >= dataSpaceBlocks) break;
     const end = Math.min(run.fileBlock + run.count, dataSpaceBlocks);
     mappedBytes += (end - run.fileBlock) * map.blockBytes;
-    if (mappedBytes > MAX_FOLDER_BYTES) throw corrupt(`folder inode ${folder.number} claims more than ${MAX_FOLDER_BYTES} bytes of names`);
+    if (mappedBytes > MAX_FOLDER_BYTES) throw unsupported(`folder inode ${folder.number} holds more than ${MAX_FOLDER_BYTES} bytes of names (tens of millions), more than Cowbell lists`);
     // A folder block is whole or absent: every block of it must be mapped (readMapped would read a hole as zeros).
     for (let fileBlock = run.fileBlock; fileBlock < end; fileBlock++) {
       const first = fileBlock - (fileBlock % blocksPerFolderBlock);

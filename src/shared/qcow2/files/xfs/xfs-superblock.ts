@@ -116,7 +116,8 @@ export async function readXfsSuperblock(volume: VolumeBytes): Promise<XfsSuperbl
   let logIncompatible = 0;
   if (version === 4) {
     if ((versionField & VERSION_DIRV2) === 0) throw unsupported('version 1 folders (IRIX-era XFS)');
-    hasFileType = (versionField & VERSION_MOREBITS) !== 0 && (uint32(bytes, 200) & FEATURES2_FTYPE) !== 0;
+    // Old kernels could leave features2's bits in sb_bad_features2 alone (a 32/64-bit padding bug): the kernel takes both.
+    hasFileType = (versionField & VERSION_MOREBITS) !== 0 && ((uint32(bytes, 200) | uint32(bytes, 204)) & FEATURES2_FTYPE) !== 0;
   } else {
     const incompatible = uint32(bytes, 216);
     if ((incompatible & INCOMPAT_NEEDSREPAIR) !== 0) throw corrupt('xfs_repair marked it as needing repair (run xfs_repair in the guest)');
