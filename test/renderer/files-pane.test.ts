@@ -93,6 +93,8 @@ describe('the Files panel', () => {
     });
     expect(rows(view)[0]!.get('[data-testid="volume-info"]').text()).toBe('Swap space · 512 MiB');
     expect(rows(view)[1]!.get('[data-testid="volume-info"]').text()).toBe('A LUKS-encrypted volume (unlocked only inside the guest) · 64 MiB');
+    // The encrypted one shows a lock where a volume shows a disk.
+    expect(rows(view).map((row) => row.get('.kind-icon').attributes('data-icon'))).toEqual(['disk', 'lock']);
     for (const row of rows(view)) {
       expect(row.get('[data-testid="volume-info"]').classes()).not.toContain('problem');
       expect(row.get('button.folder-name').attributes('disabled')).toBeDefined();
