@@ -11,12 +11,11 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
 import { BTRFS_READER } from '../../../../src/shared/qcow2/files/btrfs/btrfs-filesystem.ts';
-import { crc32c } from '../../../../src/shared/qcow2/files/crc32c.ts';
 import type { GuestFilesystem } from '../../../../src/shared/qcow2/files/filesystem.ts';
 import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
 import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
-import { findBtrfsStructures, randomBtrfsDamage, SUPERBLOCK_OFFSET, type BtrfsStructures } from './btrfs-mutations.ts';
+import { findBtrfsStructures, randomBtrfsDamage, rewriteChecksum, SUPERBLOCK_OFFSET, type BtrfsStructures } from './btrfs-mutations.ts';
 
 const CASES = Number(process.env.BTRFS_FUZZ_CASES ?? 50);
 const BASE_SEED = Number(process.env.FUZZ_SEED ?? 29);
@@ -37,11 +36,6 @@ beforeAll(async () => {
 afterAll(() => folder.cleanup());
 
 const view = (bytes: Uint8Array): DataView => new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-
-/** The block's CRC-32C written again (as btrfs writes it), so that a damage is met behind it. */
-function resum(bytes: Uint8Array, start: number, length: number): void {
-  view(bytes).setUint32(start, ~crc32c(bytes.subarray(start + 0x20, start + length)) >>> 0, true);
-}
 
 async function thrownBy(bytes: Uint8Array, use: (filesystem: GuestFilesystem) => Promise<unknown>): Promise<Qcow2Error> {
   try {
@@ -78,7 +72,7 @@ describe('btrfs reader on damaged volumes', { timeout: 60_000 }, () => {
   it('refuses features it does not read by name', async () => {
     const damaged = new Uint8Array(pristine);
     view(damaged).setBigUint64(SUPERBLOCK_OFFSET + 0xbc, view(damaged).getBigUint64(SUPERBLOCK_OFFSET + 0xbc, true) | (1n << 13n), true); // extent tree v2
-    resum(damaged, SUPERBLOCK_OFFSET, 4096);
+    rewriteChecksum(damaged, SUPERBLOCK_OFFSET, 4096);
     expect(await thrownBy(damaged, async () => undefined)).toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED', message: expect.stringMatching(/incompatible features 0x2000/) });
   });
 
@@ -86,13 +80,13 @@ describe('btrfs reader on damaged volumes', { timeout: 60_000 }, () => {
     const level = new Uint8Array(pristine);
     for (const offset of structures.nodes) {
       level[offset + 0x64] = (level[offset + 0x64]! + 1) % 8;
-      resum(level, offset, structures.nodeBytes);
+      rewriteChecksum(level, offset, structures.nodeBytes);
     }
     expect((await thrownBy(level, (filesystem) => filesystem.list('/'))).message).toMatch(/is at level/);
     const address = new Uint8Array(pristine);
     for (const offset of structures.nodes) {
       view(address).setBigUint64(offset + 0x30, view(address).getBigUint64(offset + 0x30, true) + 4096n, true);
-      resum(address, offset, structures.nodeBytes);
+      rewriteChecksum(address, offset, structures.nodeBytes);
     }
     expect((await thrownBy(address, (filesystem) => filesystem.list('/'))).message).toMatch(/says it is at/);
   });
@@ -102,7 +96,7 @@ describe('btrfs reader on damaged volumes', { timeout: 60_000 }, () => {
     // The superblock's system chunk: its stripes moved to device 9 (the chunk tree then lies on no stripe of this device).
     const stripes = view(damaged).getUint16(SUPERBLOCK_OFFSET + 0x32b + 17 + 44, true);
     for (let index = 0; index < stripes; index++) view(damaged).setBigUint64(SUPERBLOCK_OFFSET + 0x32b + 17 + 48 + index * 32, 9n, true);
-    resum(damaged, SUPERBLOCK_OFFSET, 4096);
+    rewriteChecksum(damaged, SUPERBLOCK_OFFSET, 4096);
     expect(await thrownBy(damaged, async () => undefined)).toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED', message: expect.stringMatching(/another device/) });
   });
 

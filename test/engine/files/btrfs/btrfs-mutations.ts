@@ -47,8 +47,14 @@ export function randomBtrfsDamage(bytes: Uint8Array, structures: BtrfsStructures
   if (random.int(0, 10) === 0) return patches; // now and then the checksum is left to fail
   const block = bytes.slice(start, start + size);
   for (const patch of patches) block.set(patch.bytes, patch.offset - start);
-  const checksum = ~crc32c(block.subarray(0x20)) >>> 0;
-  return [...patches, { offset: start, bytes: [checksum & 0xff, (checksum >>> 8) & 0xff, (checksum >>> 16) & 0xff, checksum >>> 24] }];
+  rewriteChecksum(block, 0, size);
+  return [...patches, { offset: start, bytes: [...block.subarray(0, 4)] }];
+}
+
+/** Writes the CRC-32C of the block of `length` bytes at `start` (the superblock, a tree block) into its first 4 bytes, as btrfs does. */
+export function rewriteChecksum(bytes: Uint8Array, start: number, length: number): void {
+  const checksum = ~crc32c(bytes.subarray(start + 0x20, start + length)) >>> 0;
+  new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).setUint32(start, checksum, true);
 }
 
 /** root, chunk_root, log_root, total_bytes, sectorsize, nodesize, sys_chunk_array_size, incompat flags, levels, device id, the system chunk array's first chunk. */

@@ -4,6 +4,7 @@
  * whose 4-byte headers never straddle a sector). The output is never larger than the extent says.
  */
 import { zlibModule, zstdFrameLength, type ZstdZlib } from '../../codec/compression.ts';
+import { Qcow2Error } from '../../errors.ts';
 import { corrupt, uint32, unsupported } from './btrfs-bytes.ts';
 
 const ZLIB = 1;
@@ -22,7 +23,7 @@ export function decompressExtent(compression: number, input: Uint8Array, outputB
     } else if (compression === LZO) output = decompressLzoExtent(input, outputBytes, sectorBytes);
     else throw unsupported(`compression kind ${compression}`);
   } catch (error) {
-    if (error instanceof Error && 'code' in error && (error.code === 'FILESYSTEM_UNSUPPORTED' || error.code === 'FILESYSTEM_CORRUPT')) throw error;
+    if (error instanceof Qcow2Error && (error.code === 'FILESYSTEM_UNSUPPORTED' || error.code === 'FILESYSTEM_CORRUPT')) throw error;
     throw corrupt(`a compressed extent cannot be decompressed (${error instanceof Error ? error.message : String(error)})`);
   }
   // A short extent reads as zeros past its end, as the kernel leaves the rest of its page.

@@ -37,7 +37,7 @@ import {
   type FileExtent,
 } from './btrfs-items.ts';
 import { hasBtrfsMagic, readBtrfsSuperblock, type BtrfsSuperblock } from './btrfs-superblock.ts';
-import { MAX_KEY, TreeReader, type TreeRoot } from './btrfs-tree.ts';
+import { MAX_KEY, TreeReader, type LeafItem, type TreeRoot } from './btrfs-tree.ts';
 
 const CHUNK_TREE_OBJECT = 256n;
 const CHUNK_ITEM = 228;
@@ -65,6 +65,20 @@ export const BTRFS_READER: FilesystemReader = {
     return new BtrfsFilesystem(volume, superblock, trees);
   },
 };
+
+/** The keys of a file's EXTENT_DATA items whose starting offsets lie in [from, to). */
+function extentKeys(node: Node, from: number, to: number): [BtrfsKey, BtrfsKey] {
+  return [
+    { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(from) },
+    { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(Math.max(from, to - 1)) },
+  ];
+}
+
+function refuseUnlessFile(node: Node, file: string): void {
+  const type = node.item.mode & S_IFMT;
+  if (type === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
+  if (type !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+}
 
 /** An inode of one subvolume's tree. */
 interface Node {
@@ -256,7 +270,7 @@ class BtrfsFilesystem implements GuestFilesystem {
   private async symlinkTarget(node: Node, path: string): Promise<string> {
     const size = node.item.size;
     if (size === 0 || size > MAX_TARGET_BYTES) throw corrupt(`the symlink ${path} has a target of ${size} bytes`);
-    const extents = await this.extentsOf(node, path);
+    const extents = this.parsedExtents(node, path, await this.trees.items(node.root, ...extentKeys(node, 0, Number.MAX_SAFE_INTEGER)));
     const extent = extents[0];
     if (extent?.kind !== 'inline' || extent.length < size) throw corrupt(`the symlink ${path} keeps its target elsewhere than inline`);
     return decodeGuestName(this.inlineBytes(extent).subarray(0, size));
@@ -268,32 +282,26 @@ class BtrfsFilesystem implements GuestFilesystem {
    * space, which reads as zeros anyway. A window at a time: a 1 TiB compressed file has millions.
    */
   private async fileExtents(node: Node, file: string, from: number, to: number): Promise<FileExtent[]> {
-    const type = node.item.mode & S_IFMT;
-    if (type === S_IFDIR) throw new Qcow2Error('IS_A_DIRECTORY', `${file} is a folder`);
-    if (type !== S_IFREG) throw new Qcow2Error('NOT_A_FILE', `${file} is not a regular file`);
+    refuseUnlessFile(node, file);
     const key = `${node.tree}:${node.inode}`;
     const cached = this.lastExtents;
     if (cached !== null && cached.key === key && cached.from <= from && to <= cached.to) return cached.extents;
     // A little more than asked: a copy reads on in pieces.
     const windowTo = Math.max(to, from + READ_WINDOW_BYTES);
-    const extents = await this.extentsOf(node, file, Math.max(0, from - MAX_EXTENT_BYTES), windowTo);
+    const extents = this.parsedExtents(node, file, await this.trees.items(node.root, ...extentKeys(node, Math.max(0, from - MAX_EXTENT_BYTES), windowTo)));
     this.lastExtents = { key, from, to: windowTo, extents };
     return extents;
   }
 
   /** A regular file's every extent, or null where there are more than one search gathers (files-diff and a copy then read instead). */
   private async wholeFileExtents(node: Node, file: string): Promise<FileExtent[] | null> {
-    try {
-      return await this.fileExtents(node, file, 0, Math.max(1, node.item.size));
-    } catch (error) {
-      if (error instanceof Qcow2Error && error.code === 'FILESYSTEM_UNSUPPORTED' && /more than \d+ items/.test(error.message)) return null;
-      throw error;
-    }
+    refuseUnlessFile(node, file);
+    const items = await this.trees.itemsOrNull(node.root, ...extentKeys(node, 0, Number.MAX_SAFE_INTEGER));
+    return items === null ? null : this.parsedExtents(node, file, items);
   }
 
-  /** The extents whose items' keys (their starting offsets) lie in [from, to). */
-  private async extentsOf(node: Node, path: string, from = 0, to = Number.MAX_SAFE_INTEGER): Promise<FileExtent[]> {
-    const items = await this.trees.items(node.root, { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(from) }, { objectId: node.inode, type: EXTENT_DATA, offset: BigInt(Math.max(from, to - 1)) });
+  /** EXTENT_DATA items as extents, checked (in order, not overlapping, compressed ones of a bounded size). */
+  private parsedExtents(node: Node, path: string, items: readonly LeafItem[]): FileExtent[] {
     const extents: FileExtent[] = [];
     let next = 0;
     for (const item of items) {

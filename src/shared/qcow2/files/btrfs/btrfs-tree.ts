@@ -47,11 +47,17 @@ export class TreeReader {
     this.chunks = chunks;
   }
 
-  /** Every item with min ≤ key ≤ max, in key order. */
+  /** Every item with min ≤ key ≤ max, in key order (FILESYSTEM_UNSUPPORTED past MAX_ITEMS). */
   async items(root: TreeRoot, min: BtrfsKey, max: BtrfsKey): Promise<LeafItem[]> {
-    const found: LeafItem[] = [];
-    await this.collect(root.logical, root.level, min, max, found, { visits: 0 });
+    const found = await this.itemsOrNull(root, min, max);
+    if (found === null) throw unsupported(`more than ${MAX_ITEMS} items for one file or folder`);
     return found;
+  }
+
+  /** items, or null where there are more than one search gathers (MAX_ITEMS). */
+  async itemsOrNull(root: TreeRoot, min: BtrfsKey, max: BtrfsKey): Promise<LeafItem[] | null> {
+    const found: LeafItem[] = [];
+    return (await this.collect(root.logical, root.level, min, max, found, { visits: 0 })) ? found : null;
   }
 
   /** The last item with min ≤ key ≤ max, or undefined. */
@@ -59,8 +65,11 @@ export class TreeReader {
     return (await this.items(root, min, max)).at(-1);
   }
 
-  /** `parentKey`: where the pointer to this block is in its parent, whose key must be this block's first. */
-  private async collect(logical: number, level: number, min: BtrfsKey, max: BtrfsKey, found: LeafItem[], search: { visits: number }, parentKey?: Uint8Array): Promise<void> {
+  /**
+   * Gathers into `found`; false when it stopped at MAX_ITEMS. `parentKey`: where the pointer to this
+   * block is in its parent, whose key must be this block's first.
+   */
+  private async collect(logical: number, level: number, min: BtrfsKey, max: BtrfsKey, found: LeafItem[], search: { visits: number }, parentKey?: Uint8Array): Promise<boolean> {
     if (++search.visits > MAX_VISITS) throw corrupt(`a search visits more than ${MAX_VISITS} tree blocks`);
     const node = await this.node(logical, level);
     // With keys in order in every block, this makes every block reachable under one key only: damage cannot lead a search around a subtree twice.
@@ -75,10 +84,10 @@ export class TreeReader {
         const offset = uint32(node, at + KEY_BYTES);
         const size = uint32(node, at + KEY_BYTES + 4);
         if (HEADER_BYTES + offset + size > node.length || HEADER_BYTES + offset < HEADER_BYTES + count * ITEM_BYTES) throw corrupt(`tree block ${logical}'s item ${index} lies outside its data area`);
-        if (found.length >= MAX_ITEMS) throw unsupported(`more than ${MAX_ITEMS} items for one file or folder`);
+        if (found.length >= MAX_ITEMS) return false;
         found.push({ key: readKey(node, at), data: node.subarray(HEADER_BYTES + offset, HEADER_BYTES + offset + size) });
       }
-      return;
+      return true;
     }
     // Child i holds keys from its own key up to the next child's: start at the last child whose key is at or before min.
     const first = Math.max(0, firstAtOrAfter(node, count, KEY_POINTER_BYTES, low) - 1);
@@ -86,8 +95,9 @@ export class TreeReader {
       const at = HEADER_BYTES + index * KEY_POINTER_BYTES;
       if (index > first && compareAt(node, at, high) > 0) break;
       if (index + 1 < count && compareAt(node, at + KEY_POINTER_BYTES, low) <= 0) continue;
-      await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, min, max, found, search, node.subarray(at, at + KEY_BYTES));
+      if (!(await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, min, max, found, search, node.subarray(at, at + KEY_BYTES)))) return false;
     }
+    return true;
   }
 
   private async node(logical: number, level: number): Promise<Uint8Array> {
