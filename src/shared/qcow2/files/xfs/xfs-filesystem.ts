@@ -2,8 +2,8 @@
  * XFS (version 4 and 5), read-only, by Cowbell's own reader: the superblock checked first
  * (xfs-superblock.ts), inodes found by number (xfs-inodes.ts), folders from the inode or their data
  * blocks (xfs-folders.ts), content through the data fork's extents (xfs-extents.ts). A volume the
- * guest had mounted is read as it lies, with a caution: its log is not replayed (xfs-log.ts).
- * Nothing is ever written.
+ * guest had mounted is read with its log replayed first, in memory (xfs-log.ts), as the kernel
+ * mounts it. Nothing is ever written.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry } from '../../model.ts';
@@ -16,7 +16,7 @@ import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, inodeOffset, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
-import { xfsLogCaution } from './xfs-log.ts';
+import { recoverXfsLog } from './xfs-log.ts';
 import { readSymlink } from './xfs-symlinks.ts';
 import { hasXfsMagic, readXfsSuperblock, sameGeometry, type XfsSuperblock } from './xfs-superblock.ts';
 
@@ -24,13 +24,17 @@ import { hasXfsMagic, readXfsSuperblock, sameGeometry, type XfsSuperblock } from
 const CACHED_FOLDERS = 16;
 /** XFS files end before 2^63 bytes; a JavaScript number names bytes up to 2^53. */
 const MAX_FILE_BYTES = 2 ** 53;
+const SECTOR_BYTES = 512;
 
 export const XFS_READER: FilesystemReader = {
   kind: 'xfs',
   probe: hasXfsMagic,
   async open(volume: VolumeBytes): Promise<GuestFilesystem> {
     const superblock = await readXfsSuperblock(volume);
-    return new XfsFilesystem(volume, superblock, await xfsLogCaution(volume, superblock));
+    const recovered = await recoverXfsLog(volume, superblock);
+    if (recovered.replayedSectors.length === 0) return new XfsFilesystem(volume, superblock, recovered.caution, []);
+    // The superblock may be among what the log changed: read again, as the kernel does after recovery.
+    return new XfsFilesystem(recovered.volume, await readXfsSuperblock(recovered.volume), recovered.caution, recovered.replayedSectors);
   },
 };
 
@@ -44,10 +48,13 @@ class XfsFilesystem implements GuestFilesystem {
   private readonly volume: VolumeBytes;
   private readonly superblock: XfsSuperblock;
   private readonly inodes: XfsInodeTable;
+  /** The 512-byte sectors the log's replay changed, ascending. */
+  private readonly replayed: readonly number[];
 
-  constructor(volume: VolumeBytes, superblock: XfsSuperblock, caution: string | null) {
+  constructor(volume: VolumeBytes, superblock: XfsSuperblock, caution: string | null, replayed: readonly number[]) {
     this.volume = volume;
     this.superblock = superblock;
+    this.replayed = replayed;
     this.inodes = new XfsInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
     if (caution !== null) this.caution = caution;
@@ -103,6 +110,9 @@ class XfsFilesystem implements GuestFilesystem {
   async unchangedFolder(path: string, changed: ChangedBytes, earlier: GuestFilesystem): Promise<UnchangedFolder | null> {
     // The geometry decides where every inode and block below is found.
     if (!(earlier instanceof XfsFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
+    // A replayed log changes what sectors hold without the guest ranges showing it: a sector either
+    // state replayed counts as changed, so whatever lies in it is compared as read.
+    changed = withReplayed(changed, [this.replayed, earlier.replayed]);
     const parts = pathParts(path);
     const folderPath = `/${parts.join('/')}`;
     const folder = await this.resolve(parts);
@@ -209,6 +219,25 @@ class XfsFilesystem implements GuestFilesystem {
   async close(): Promise<void> {
     this.closed ??= new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
   }
+}
+
+/** `changed`, also true for bytes in a sector either state's log replay changed. */
+function withReplayed(changed: ChangedBytes, replayed: readonly (readonly number[])[]): ChangedBytes {
+  const lists = replayed.filter((list) => list.length > 0);
+  if (lists.length === 0) return changed;
+  return (offset, length) => changed(offset, length) || lists.some((list) => anyInRange(list, Math.floor(offset / SECTOR_BYTES), Math.ceil((offset + length) / SECTOR_BYTES)));
+}
+
+/** Whether ascending `sectors` holds one in [first, end): one search. */
+function anyInRange(sectors: readonly number[], first: number, end: number): boolean {
+  let low = 0;
+  let high = sectors.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if ((sectors[middle] as number) < first) low = middle + 1;
+    else high = middle;
+  }
+  return low < sectors.length && (sectors[low] as number) < end;
 }
 
 /** The entry whose name equals `name` but for ASCII case (a filesystem made with mkfs.xfs -n version=ci). */

@@ -1,108 +1,96 @@
 /**
- * Whether an XFS filesystem was shut down cleanly: its log's last record is an unmount record.
- * Otherwise the guest had it mounted when the state was saved (a snapshot of a running VM), and
- * metadata changes may still wait in the log: Cowbell does not replay an XFS log, so it says so.
+ * An XFS volume as the kernel would mount it: a volume the guest had mounted when the state was
+ * saved (a snapshot of a running VM) keeps its latest metadata changes in its log until they are
+ * written in place; read as it lies, files created last may be missing, a folder may name an inode
+ * not yet written. The kernel replays the log before anything is read; so does this, in memory
+ * (xfs-log-records.ts finds and checks the records, xfs-log-transactions.ts puts the transactions
+ * back together, xfs-log-replay.ts replays them). The volume is never written.
  *
- * The log is circular, in 512-byte basic blocks, each starting with the cycle (pass) it was
- * written in; the head (where the next record goes) is where the cycle drops. The record before it
- * is the last one written: clean when it holds one operation flagged as an unmount.
+ * A log whose last record is an unmount record is clean: nothing to replay. A log that cannot be
+ * replayed (damaged, or holding what this code does not replay) leaves the volume as it lies, with
+ * a caution saying why.
  */
+import { Qcow2Error } from '../../errors.ts';
 import type { VolumeBytes } from '../filesystem.ts';
 import { uint32 } from './xfs-bytes.ts';
+import { BASIC_BLOCK, findHead, headerBlocks, LogArea, lastRecordBefore, walkRecords } from './xfs-log-records.ts';
+import { overlaySectors, replayTransactions } from './xfs-log-replay.ts';
+import { committedTransactions } from './xfs-log-transactions.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
 
-const BASIC_BLOCK = 512;
-const RECORD_MAGIC = 0xfeedbabe;
 /** xlog_op_header's flags byte: XLOG_UNMOUNT_TRANS. */
 const UNMOUNT_FLAG = 0x20;
-/** How far back from the head the last record header is looked for (a record is at most 256 KiB, its header up to 8 blocks). */
-const SEARCH_BACK_BYTES = 512 * 1024;
+/** sb_features_log_incompat this replay knows: logged extended attributes, logged file-range exchanges. */
+const KNOWN_LOG_INCOMPAT = 0x1 | 0x2;
+/** The most of a log replayed (a log is at most 2 GiB; what it holds is kept in memory while replayed). */
+const MAX_REPLAYED_BYTES = 1024 * 1024 * 1024;
+/** A walk that stops this close to the head met a write the guest never finished (log buffers in flight: 8 of at most 256 KiB): the kernel drops it too. */
+const TORN_HEAD_BYTES = 8 * 256 * 1024 + 8 * 8 * BASIC_BLOCK;
 
-const IN_USE =
-  'XFS had this volume mounted when the state was saved (its log was not closed): changes the guest made last may still wait in the log, which Cowbell does not replay, so they may be missing';
-
-/** A caution for a filesystem whose log is not known to be clean, or null. */
-export async function xfsLogCaution(volume: VolumeBytes, superblock: XfsSuperblock): Promise<string | null> {
-  if (superblock.log === null) return 'The XFS log is on another device, which Cowbell cannot read: whether the guest shut the volume down cleanly is not known';
-  if (superblock.logIncompatible !== 0) return IN_USE;
-  const start = superblock.log.firstBlock * superblock.blockBytes;
-  const blocks = (superblock.log.blocks * superblock.blockBytes) / BASIC_BLOCK;
-  const log = new LogReader(volume, start);
-  const head = await findHead(log, blocks);
-  return (await lastRecordIsUnmount(log, head, blocks)) ? null : IN_USE;
+export interface XfsVolumeState {
+  /** The volume with the log replayed over it (the volume itself when there was nothing to replay). */
+  volume: VolumeBytes;
+  /** The 512-byte sectors replay changed, ascending. */
+  replayedSectors: readonly number[];
+  caution: string | null;
 }
 
-class LogReader {
-  private readonly volume: VolumeBytes;
-  private readonly start: number;
-  private readonly one = new Uint8Array(BASIC_BLOCK);
+const notReplayed = (reason: string): string =>
+  `XFS had this volume mounted when the state was saved, and Cowbell could not replay its log (${reason}): changes the guest made last may be missing`;
 
-  constructor(volume: VolumeBytes, start: number) {
-    this.volume = volume;
-    this.start = start;
-  }
-
-  async block(index: number): Promise<Uint8Array> {
-    await this.volume.read(this.one, this.start + index * BASIC_BLOCK);
-    return this.one;
-  }
-
-  async blocks(first: number, count: number): Promise<Uint8Array> {
-    const bytes = new Uint8Array(count * BASIC_BLOCK);
-    await this.volume.read(bytes, this.start + first * BASIC_BLOCK);
-    return bytes;
-  }
-
-  /** The cycle a basic block was written in: a record header keeps it after its signature, any other block in its first word. */
-  async cycle(index: number): Promise<number> {
-    const block = await this.block(index);
-    return uint32(block, 0) === RECORD_MAGIC ? uint32(block, 4) : uint32(block, 0);
-  }
-}
-
-/** The first basic block written in an earlier cycle than block 0 (binary search: cycles fall once), or `blocks` when none is. */
-async function findHead(log: LogReader, blocks: number): Promise<number> {
-  const firstCycle = await log.cycle(0);
-  if ((await log.cycle(blocks - 1)) === firstCycle) return blocks;
-  let low = 1;
-  let high = blocks - 1;
-  while (low < high) {
-    const middle = Math.floor((low + high) / 2);
-    if ((await log.cycle(middle)) === firstCycle) low = middle + 1;
-    else high = middle;
-  }
-  return low;
-}
-
-/** Whether the last record header before `head` (wrapping to the log's end) is a lone unmount operation. */
-async function lastRecordIsUnmount(log: LogReader, head: number, blocks: number): Promise<boolean> {
-  const searched = Math.min(blocks, SEARCH_BACK_BYTES / BASIC_BLOCK);
-  const chunk = 256;
-  for (let back = 0; back < searched; back += chunk) {
-    const count = Math.min(chunk, searched - back);
-    // Blocks head-back-count .. head-back-1, modulo the log's length, read as one or two pieces.
-    const first = (((head - back - count) % blocks) + blocks) % blocks;
-    const bytes = first + count <= blocks ? await log.blocks(first, count) : concat(await log.blocks(first, blocks - first), await log.blocks(0, first + count - blocks));
-    for (let index = count - 1; index >= 0; index--) {
-      if (uint32(bytes, index * BASIC_BLOCK) !== RECORD_MAGIC) continue;
-      const header = bytes.subarray(index * BASIC_BLOCK, (index + 1) * BASIC_BLOCK);
-      const operations = uint32(header, 40);
-      // Version 2 logs with records over 32 KiB carry extra header blocks (a cycle table each) before the data.
-      const version = uint32(header, 8);
-      const recordSize = version === 2 ? uint32(header, 320) : 0;
-      const headerBlocks = version === 2 && recordSize > 32768 ? Math.ceil(recordSize / 32768) : 1;
-      const dataBlock = ((first + index + headerBlocks) % blocks + blocks) % blocks;
-      const data = await log.block(dataBlock);
-      // The op header: tid (its first word is overwritten by the cycle on disk), length, client id, then flags.
-      return operations === 1 && ((data[9] as number) & UNMOUNT_FLAG) !== 0;
+/** The volume as recovery leaves it, and a caution where the log could not be replayed. */
+export async function recoverXfsLog(volume: VolumeBytes, superblock: XfsSuperblock): Promise<XfsVolumeState> {
+  const asItLies = (caution: string | null): XfsVolumeState => ({ volume, replayedSectors: [], caution });
+  if (superblock.log === null) return asItLies('The XFS log is on another device, which Cowbell cannot read: whether the guest shut the volume down cleanly is not known');
+  const log = new LogArea(volume, superblock.log.firstBlock * superblock.blockBytes, (superblock.log.blocks * superblock.blockBytes) / BASIC_BLOCK);
+  const head = await findHead(log);
+  const last = await lastRecordBefore(log, head);
+  if (last === null) return asItLies(notReplayed('no record found before its head'));
+  if (await isUnmountRecord(log, last.block, last.header)) return asItLies(null);
+  const unknownFeatures = superblock.logIncompatible & ~KNOWN_LOG_INCOMPAT;
+  if (unknownFeatures !== 0) return asItLies(notReplayed(`it uses log features 0x${unknownFeatures.toString(16)}`));
+  const tail = { cycle: uint32(last.header, 24), block: uint32(last.header, 28) };
+  if (tail.block >= log.blocks) return asItLies(notReplayed(`its tail lies at block ${tail.block}, past its end`));
+  const activeBlocks = (((head - tail.block) % log.blocks) + log.blocks) % log.blocks;
+  if (activeBlocks * BASIC_BLOCK > MAX_REPLAYED_BYTES) return asItLies(notReplayed(`${Math.round((activeBlocks * BASIC_BLOCK) / 2 ** 20)} MiB of it to replay`));
+  try {
+    const walk = await walkRecords(log, tail, head, superblock.uuid, superblock.version === 5);
+    const transactions = committedTransactions(walk.records, walk.littleEndian);
+    const sectors = await replayTransactions(volume, superblock, transactions, walk.littleEndian);
+    let caution: string | null = null;
+    if (walk.stoppedAt !== null) {
+      const left = (((head - walk.stoppedAt.block) % log.blocks) + log.blocks) % log.blocks;
+      if (left * BASIC_BLOCK > TORN_HEAD_BYTES) {
+        caution = `XFS had this volume mounted when the state was saved; Cowbell replayed its log up to block ${walk.stoppedAt.block} (${walk.stoppedAt.reason}), so changes the guest made after that may be missing`;
+      }
     }
+    return { volume: sectors.size === 0 ? volume : replayedVolume(volume, sectors), replayedSectors: [...sectors.keys()].sort((a, b) => a - b), caution };
+  } catch (error) {
+    if (error instanceof Qcow2Error && (error.code === 'FILESYSTEM_CORRUPT' || error.code === 'FILESYSTEM_UNSUPPORTED')) return asItLies(notReplayed(reasonOf(error.message)));
+    throw error;
   }
-  return false;
 }
 
-function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
-  const joined = new Uint8Array(a.length + b.length);
-  joined.set(a);
-  joined.set(b, a.length);
-  return joined;
+/** Whether the record at `block` is a lone unmount operation (a clean shutdown wrote it last). */
+async function isUnmountRecord(log: LogArea, block: number, header: Uint8Array): Promise<boolean> {
+  const data = await log.read(block + headerBlocks(header), 1);
+  // The op header: transaction id (its first word given over to the cycle on disk), length, client, then flags.
+  return uint32(header, 40) === 1 && ((data[9] as number) & UNMOUNT_FLAG) !== 0;
+}
+
+/** The volume's bytes with the replayed sectors over them. */
+function replayedVolume(volume: VolumeBytes, sectors: ReadonlyMap<number, Uint8Array>): VolumeBytes {
+  return {
+    length: volume.length,
+    async read(buffer, offset) {
+      await volume.read(buffer, offset);
+      overlaySectors(sectors, buffer, offset);
+    },
+  };
+}
+
+/** The detail of a typed error from the log's reading ("The XFS filesystem is damaged: …" without its opening). */
+function reasonOf(message: string): string {
+  const colon = message.indexOf(': ');
+  return colon < 0 ? message : message.slice(colon + 2);
 }

@@ -62,6 +62,11 @@ export interface XfsSuperblock {
   log: { firstBlock: number; blocks: number } | null;
   /** sb_features_log_incompat: the log holds records that need newer code to replay (so it is not clean). */
   logIncompatible: number;
+  /** The filesystem's UUID (log records carry it) and the one its metadata carries (the same unless changed after mkfs: meta_uuid). */
+  uuid: Uint8Array;
+  metaUuid: Uint8Array;
+  /** sb_inoalignmt: inode chunks are aligned to this many blocks (it decides the inode cluster size). */
+  inodeAlignmentBlocks: number;
   label: string;
 }
 
@@ -146,6 +151,9 @@ export async function readXfsSuperblock(volume: VolumeBytes): Promise<XfsSuperbl
     asciiCaseInsensitive: (versionField & VERSION_BORG) !== 0,
     log: null,
     logIncompatible,
+    uuid: bytes.slice(32, 48),
+    metaUuid: version === 5 && (uint32(bytes, 216) & INCOMPAT_META_UUID) !== 0 ? bytes.slice(248, 264) : bytes.slice(32, 48),
+    inodeAlignmentBlocks: uint32(bytes, 180),
     label: labelOf(bytes.subarray(108, 120)),
   };
   superblock.rootInode = uint64(bytes, 56, 'the root inode');
