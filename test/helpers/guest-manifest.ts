@@ -119,9 +119,18 @@ export function expectedDifferences(first: Manifest, second: Manifest): string[]
     const [before, after] = [first[entryPath], second[entryPath]];
     if (before === undefined) expected.push(`added ${entryPath}`);
     else if (after === undefined) expected.push(`removed ${entryPath}`);
-    else if (after.kind !== 'directory') {
-      // A folder is compared by its entries, not its own time.
-      const reasons = [before.size !== after.size && 'size', floorMs(before.mtimeNs) !== floorMs(after.mtimeNs) && 'mtime', before.sha256 !== after.sha256 && before.size === after.size && before.mtimeNs === after.mtimeNs && 'content'].filter(Boolean);
+    else if (after.kind === 'directory') {
+      // A folder is compared by its entries and its permissions, not its own time.
+      if (before.permissions !== after.permissions) expected.push(`changed ${entryPath} mode`);
+    } else {
+      const reasons = [
+        before.size !== after.size && 'size',
+        floorMs(before.mtimeNs) !== floorMs(after.mtimeNs) && 'mtime',
+        after.kind === 'symlink' && before.target !== after.target && 'target',
+        after.kind !== 'symlink' && before.permissions !== after.permissions && 'mode',
+      ].filter(Boolean);
+      // Content is compared only where nothing else tells.
+      if (reasons.length === 0 && after.kind === 'file' && after.size > 0 && before.sha256 !== after.sha256) reasons.push('content');
       if (reasons.length > 0) expected.push(`changed ${entryPath} ${reasons.join(',')}`);
     }
   }
