@@ -74,6 +74,8 @@ export async function replayTransactions(volume: VolumeBytes, superblock: XfsSup
 
 class Replay {
   private readonly overlay = new Map<number, Uint8Array>();
+  /** Sectors read from the volume that replay has not changed. */
+  private readonly unchanged = new Map<number, Uint8Array>();
   private readonly cancellations = new Map<string, number>();
   /** Buffers replayed since the sequence number last changed: stamped when it does (the kernel writes them then). */
   private pendingStamps = new Map<string, { offset: number; length: number; lsn: Lsn }>();
@@ -197,7 +199,9 @@ class Replay {
     const offset = format.blkno * BASIC_BLOCK;
     const length = format.blocks * BASIC_BLOCK;
     if (format.offset < 0 || format.offset % inodeBytes !== 0 || format.offset + inodeBytes > length) throw corrupt(`a logged inode at offset ${format.offset} of its ${length}-byte buffer`);
-    const inode = await this.read(offset + format.offset, inodeBytes, `a logged inode at block ${format.blkno}`);
+    // The whole cluster buffer is read the first time (its other inodes are usually logged too), then the inode alone.
+    const at = offset + format.offset;
+    const inode = this.known(at, inodeBytes) ? await this.read(at, inodeBytes, 'a logged inode') : (await this.read(offset, length, `a logged inode at block ${format.blkno}`)).subarray(format.offset, format.offset + inodeBytes);
     if (replayInode(inode, format, item.regions, lsn, this.littleEndian, this.superblock) === 'replayed') this.write(offset + format.offset, inode);
   }
 
@@ -284,13 +288,28 @@ class Replay {
     return new DataView(region.buffer, region.byteOffset, region.length).getBigUint64(8, this.littleEndian);
   }
 
-  /** The bytes at [offset, offset + length) as replay has left them so far. */
+  /** The bytes at [offset, offset + length) as replay has left them so far (sectors read once: replay reads the same buffers again and again). */
   private async read(offset: number, length: number, what: string): Promise<Uint8Array> {
-    if (length <= 0 || offset + length > this.volume.length) throw corrupt(`${what} lies outside the volume`);
+    if (length <= 0 || offset % BASIC_BLOCK !== 0 || length % BASIC_BLOCK !== 0 || offset + length > this.volume.length) throw corrupt(`${what} lies outside the volume`);
     const bytes = new Uint8Array(length);
-    await this.volume.read(bytes, offset);
-    overlaySectors(this.overlay, bytes, offset);
+    const first = offset / BASIC_BLOCK;
+    const known = this.known(offset, length);
+    if (!known) {
+      await this.volume.read(bytes, offset);
+      const kept = bytes.slice();
+      for (let at = 0; at < length; at += BASIC_BLOCK) this.unchanged.set(first + at / BASIC_BLOCK, kept.subarray(at, at + BASIC_BLOCK));
+    }
+    for (let at = 0; at < length; at += BASIC_BLOCK) {
+      const sector = this.overlay.get(first + at / BASIC_BLOCK) ?? (known ? this.unchanged.get(first + at / BASIC_BLOCK) : undefined);
+      if (sector !== undefined) bytes.set(sector, at);
+    }
     return bytes;
+  }
+
+  /** Whether every sector of the range was read or replayed already. */
+  private known(offset: number, length: number): boolean {
+    for (let sector = offset / BASIC_BLOCK; sector < (offset + length) / BASIC_BLOCK; sector++) if (!this.overlay.has(sector) && !this.unchanged.has(sector)) return false;
+    return true;
   }
 
   /** The same, for a range replay has already read once (all of it overlaid). */
@@ -306,7 +325,8 @@ class Replay {
 
   private write(offset: number, bytes: Uint8Array): void {
     if (offset % BASIC_BLOCK !== 0 || bytes.length % BASIC_BLOCK !== 0) throw corrupt(`a replayed write of ${bytes.length} bytes at ${offset}`);
-    for (let at = 0; at < bytes.length; at += BASIC_BLOCK) this.overlay.set((offset + at) / BASIC_BLOCK, bytes.slice(at, at + BASIC_BLOCK));
+    const kept = bytes.slice();
+    for (let at = 0; at < bytes.length; at += BASIC_BLOCK) this.overlay.set((offset + at) / BASIC_BLOCK, kept.subarray(at, at + BASIC_BLOCK));
   }
 }
 

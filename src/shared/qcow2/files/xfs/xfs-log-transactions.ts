@@ -126,9 +126,12 @@ function continueRegion(transaction: OpenTransaction, payload: Uint8Array): void
 }
 
 export function readUint16(bytes: Uint8Array, at: number, littleEndian: boolean): number {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint16(at, littleEndian);
+  const [first, second] = [bytes[at] as number, bytes[at + 1] as number];
+  return littleEndian ? first | (second << 8) : (first << 8) | second;
 }
 
 export function readUint32(bytes: Uint8Array, at: number, littleEndian: boolean): number {
-  return new DataView(bytes.buffer, bytes.byteOffset, bytes.length).getUint32(at, littleEndian);
+  const low = readUint16(bytes, littleEndian ? at : at + 2, littleEndian);
+  const high = readUint16(bytes, littleEndian ? at + 2 : at, littleEndian);
+  return high * 0x10000 + low;
 }
