@@ -4,14 +4,16 @@
  * later in the log is not replayed until its last cancellation, and is again after it; a version 5
  * buffer already newer on disk than the transaction is left alone, and a replayed one is stamped
  * with its transaction's sequence number and checksummed; an unfinished change to a file's block
- * map, or an item type not known, refuses the replay by name.
+ * map, or an item type not known, refuses the replay by name. And how operations become
+ * transactions: a region continued over records is joined, a transaction the log ends inside is
+ * not replayed, a region past any a kernel logs is refused.
  */
 import { describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../../src/shared/qcow2/errors.ts';
 import { crc32c } from '../../../../src/shared/qcow2/files/crc32c.ts';
 import type { Lsn } from '../../../../src/shared/qcow2/files/xfs/xfs-log-records.ts';
 import { replayTransactions } from '../../../../src/shared/qcow2/files/xfs/xfs-log-replay.ts';
-import type { LogItem, LogTransaction } from '../../../../src/shared/qcow2/files/xfs/xfs-log-transactions.ts';
+import { committedTransactions, type LogItem, type LogTransaction } from '../../../../src/shared/qcow2/files/xfs/xfs-log-transactions.ts';
 import type { XfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
 
@@ -149,5 +151,70 @@ describe('XFS log replay rules', () => {
     const unknown = await replayed(volume, transaction(at(1, 10), intent(0x1299, 1n))).catch((error: unknown) => error);
     expect((unknown as Qcow2Error).code).toBe('FILESYSTEM_UNSUPPORTED');
     expect((unknown as Qcow2Error).message).toMatch(/items of type 0x1299/);
+  });
+});
+
+/** One operation: big-endian header (transaction id, length, client 0x69, flags), then its bytes. */
+function operation(tid: number, flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {
+  const bytes = new Uint8Array(12 + payload.length);
+  const view = new DataView(bytes.buffer);
+  view.setUint32(0, tid);
+  view.setUint32(4, payload.length);
+  view.setUint8(8, 0x69);
+  view.setUint8(9, flags);
+  bytes.set(payload, 12);
+  return bytes;
+}
+
+function record(block: number, ...operations: Uint8Array[]): { lsn: Lsn; operations: number; data: Uint8Array } {
+  const data = new Uint8Array(operations.reduce((total, each) => total + each.length, 0));
+  let offset = 0;
+  for (const each of operations) {
+    data.set(each, offset);
+    offset += each.length;
+  }
+  return { lsn: at(1, block), operations: operations.length, data };
+}
+
+const START = 0x01;
+const COMMIT = 0x02;
+const CONTINUE = 0x04;
+const WAS_CONTINUED = 0x08;
+const header = (): Uint8Array => {
+  const bytes = new Uint8Array(16);
+  new DataView(bytes.buffer).setUint32(0, 0x5452414e, true);
+  return bytes;
+};
+
+describe('XFS log operations into transactions', () => {
+  it('joins a region continued in the next record, and drops a transaction the log ends inside', () => {
+    const item = bufferItem({ 0: 0xaa });
+    const piece = item.regions[1] as Uint8Array;
+    const transactions = committedTransactions(
+      [
+        record(10, operation(7, START), operation(7, 0, header()), operation(7, 0, item.regions[0]), operation(7, CONTINUE, piece.subarray(0, 100)), operation(9, START), operation(9, 0, header())),
+        record(20, operation(7, WAS_CONTINUED, piece.subarray(100)), operation(7, COMMIT), operation(9, 0, item.regions[0])),
+      ],
+      true,
+    );
+    expect(transactions).toHaveLength(1);
+    expect(transactions[0]!.lsn).toEqual(at(1, 10));
+    expect(transactions[0]!.items).toHaveLength(1);
+    expect(transactions[0]!.items[0]!.regions[1]).toEqual(piece);
+  });
+
+  it('refuses a region continued past any a kernel logs (a damaged log cannot make it copy without end)', () => {
+    const item = bufferItem({ 0: 0xaa });
+    const records = [record(10, operation(7, START), operation(7, 0, header()), operation(7, 0, item.regions[0]), operation(7, CONTINUE, new Uint8Array(128)))];
+    for (let index = 0; index < 20; index++) records.push(record(20 + index, operation(7, WAS_CONTINUED | CONTINUE, new Uint8Array(64 * 1024))));
+    let thrown: unknown = null;
+    try {
+      committedTransactions(records, true);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(Qcow2Error);
+    expect((thrown as Qcow2Error).code).toBe('FILESYSTEM_CORRUPT');
+    expect((thrown as Qcow2Error).message).toMatch(/region of \d+ bytes or more/);
   });
 });

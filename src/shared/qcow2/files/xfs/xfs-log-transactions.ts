@@ -26,6 +26,8 @@ const TRANSACTION_MAGIC = 0x5452414e; // "TRAN", in the writer's byte order
 const TRANSACTION_HEADER_BYTES = 16;
 /** XLOG_MAX_REGIONS_IN_ITEM. */
 const MAX_REGIONS = (128 * 128) / 2 + 1;
+/** The largest region a kernel logs is a 64 KiB buffer's; a damaged log may claim any. */
+const MAX_REGION_BYTES = 1024 * 1024;
 
 export interface LogItem {
   /** The item's format structure (its type at 0, its region count at 2), then its other regions. */
@@ -38,10 +40,16 @@ export interface LogTransaction {
   items: LogItem[];
 }
 
+/** An item being put together: each region as the pieces its operations carried (joined once, at the commit). */
+interface OpenItem {
+  regions: { pieces: Uint8Array[]; bytes: number }[];
+  total: number;
+}
+
 interface OpenTransaction {
   lsn: Lsn;
   header: Uint8Array | null;
-  items: { regions: Uint8Array[]; total: number }[];
+  items: OpenItem[];
 }
 
 /** The committed transactions of `records`, in commit order. FILESYSTEM_CORRUPT where operations contradict themselves. */
@@ -75,7 +83,7 @@ export function committedTransactions(records: readonly LogRecord[], littleEndia
       else if (kind === WAS_CONTINUED) continueRegion(transaction, payload);
       else if (kind === COMMIT) {
         open.delete(tid);
-        committed.push({ lsn: transaction.lsn, items: transaction.items.filter((item) => item.regions.length > 0).map((item) => ({ regions: item.regions })) });
+        committed.push({ lsn: transaction.lsn, items: transaction.items.filter((item) => item.regions.length > 0).map((item) => ({ regions: item.regions.map((region) => joined(region.pieces)) })) });
       } else if (kind === UNMOUNT) open.delete(tid);
       else throw corrupt(`its log holds an operation with flags 0x${flags.toString(16)} inside a transaction`);
     }
@@ -93,7 +101,7 @@ function addRegion(transaction: OpenTransaction, payload: Uint8Array, littleEndi
     transaction.items.push({ regions: [], total: 0 });
     return;
   }
-  let item = transaction.items.at(-1) as { regions: Uint8Array[]; total: number };
+  let item = transaction.items.at(-1) as OpenItem;
   if (item.total !== 0 && item.total === item.regions.length) {
     item = { regions: [], total: 0 };
     transaction.items.push(item);
@@ -105,7 +113,7 @@ function addRegion(transaction: OpenTransaction, payload: Uint8Array, littleEndi
     item.total = total;
   }
   if (item.regions.length >= item.total) throw corrupt(`a logged item has more than its ${item.total} regions`);
-  item.regions.push(payload);
+  item.regions.push({ pieces: [payload], bytes: payload.length });
 }
 
 /** The rest of the region the last operation began. */
@@ -118,11 +126,21 @@ function continueRegion(transaction: OpenTransaction, payload: Uint8Array): void
     if (transaction.items.length === 1) return;
     throw corrupt('a logged region continues where none began');
   }
-  const earlier = item.regions[last] as Uint8Array;
-  const joined = new Uint8Array(earlier.length + payload.length);
-  joined.set(earlier);
-  joined.set(payload, earlier.length);
-  item.regions[last] = joined;
+  const region = item.regions[last] as { pieces: Uint8Array[]; bytes: number };
+  region.bytes += payload.length;
+  if (region.bytes > MAX_REGION_BYTES) throw corrupt(`a logged region of ${region.bytes} bytes or more`);
+  region.pieces.push(payload);
+}
+
+function joined(pieces: Uint8Array[]): Uint8Array {
+  if (pieces.length === 1) return pieces[0] as Uint8Array;
+  const bytes = new Uint8Array(pieces.reduce((total, piece) => total + piece.length, 0));
+  let at = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return bytes;
 }
 
 export function readUint16(bytes: Uint8Array, at: number, littleEndian: boolean): number {

@@ -23,7 +23,7 @@ const UNMOUNT_FLAG = 0x20;
 /** sb_features_log_incompat this replay knows: logged extended attributes, logged file-range exchanges. */
 const KNOWN_LOG_INCOMPAT = 0x1 | 0x2;
 /** The most of a log replayed (a log is at most 2 GiB; what it holds is kept in memory while replayed). */
-const MAX_REPLAYED_BYTES = 1024 * 1024 * 1024;
+const MAX_REPLAYED_BYTES = 512 * 1024 * 1024;
 /** A walk that stops this close to the head met a write the guest never finished (log buffers in flight: 8 of at most 256 KiB): the kernel drops it too. */
 const TORN_HEAD_BYTES = 8 * 256 * 1024 + 8 * 8 * BASIC_BLOCK;
 
