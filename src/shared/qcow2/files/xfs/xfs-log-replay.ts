@@ -51,6 +51,8 @@ const BLF_INODE_BUF = 0x1;
 const BLF_CANCEL = 0x2;
 const BLF_QUOTA = 0x4 | 0x8 | 0x10;
 const BLF_CHUNK = 128;
+/** The largest buffer XFS logs: a 64 KiB folder block (inode clusters and tree blocks are smaller). */
+const MAX_BUFFER_SECTORS = 128;
 const INODE_MAGIC = 0x494e;
 const NULL_AGINO = 0xffffffff;
 
@@ -168,6 +170,7 @@ class Replay {
     } else if (this.cancellations.has(key)) return;
     // Only the unlinked-list pointers of an inode buffer, and quota records: nothing a listing reads.
     if ((format.flags & (BLF_INODE_BUF | BLF_QUOTA)) !== 0) return;
+    if (format.blocks > MAX_BUFFER_SECTORS) throw corrupt(`a logged buffer of ${format.blocks} blocks at block ${format.blkno}`);
     const offset = format.blkno * BASIC_BLOCK;
     const length = format.blocks * BASIC_BLOCK;
     const bytes = await this.read(offset, length, `a logged buffer at block ${format.blkno}`);
@@ -196,6 +199,7 @@ class Replay {
     if (changesTreeOwners(format)) throw unsupported('its log swaps the owners of extent tree blocks (a defragmentation the guest had not finished)');
     if (this.cancellations.has(bufferKey(format.blkno, format.blocks))) return;
     const { inodeBytes } = this.superblock;
+    if (format.blocks > MAX_BUFFER_SECTORS) throw corrupt(`a logged inode's cluster of ${format.blocks} blocks`);
     const offset = format.blkno * BASIC_BLOCK;
     const length = format.blocks * BASIC_BLOCK;
     if (format.offset < 0 || format.offset % inodeBytes !== 0 || format.offset + inodeBytes > length) throw corrupt(`a logged inode at offset ${format.offset} of its ${length}-byte buffer`);
