@@ -4,7 +4,8 @@
  * later in the log is not replayed until its last cancellation, and is again after it; a version 5
  * buffer already newer on disk than the transaction is left alone, and a replayed one is stamped
  * with its transaction's sequence number and checksummed; an unfinished change to a file's block
- * map, or an item type not known, refuses the replay by name. And how operations become
+ * map is handed back and applied to the file's map as the kernel finishes it; an unfinished
+ * exchange of two files' contents, or an item type not known, refuses the replay by name. And how operations become
  * transactions: a region continued over records is joined, a transaction the log ends inside is
  * not replayed, a region past any a kernel logs is refused.
  */
@@ -14,6 +15,7 @@ import { crc32c } from '../../../../src/shared/qcow2/files/crc32c.ts';
 import type { Lsn } from '../../../../src/shared/qcow2/files/xfs/xfs-log-records.ts';
 import { replayTransactions } from '../../../../src/shared/qcow2/files/xfs/xfs-log-replay.ts';
 import { committedTransactions, type LogItem, type LogTransaction } from '../../../../src/shared/qcow2/files/xfs/xfs-log-transactions.ts';
+import { withMapChanges } from '../../../../src/shared/qcow2/files/xfs/xfs-map-changes.ts';
 import type { XfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
 
@@ -73,11 +75,47 @@ function intent(type: number, id: bigint): LogItem {
   return { regions: [format] };
 }
 
+/** An inode item (little-endian) logging the core of the first inode of the test's buffer: a regular file of `size` bytes. */
+function inodeItem(size: bigint): LogItem {
+  const format = new Uint8Array(56);
+  const formatView = new DataView(format.buffer);
+  formatView.setUint16(0, 0x123b, true);
+  formatView.setUint16(2, 2, true);
+  formatView.setUint32(4, 0x1, true);
+  formatView.setBigInt64(40, BigInt(BLKNO), true);
+  formatView.setInt32(48, 8, true);
+  formatView.setInt32(52, 0, true);
+  const core = new Uint8Array(176);
+  const view = new DataView(core.buffer);
+  view.setUint16(0, 0x494e, true);
+  view.setUint16(2, 0o100644, true);
+  view.setUint8(4, 3);
+  view.setUint8(5, 2);
+  view.setBigUint64(56, size, true);
+  return { regions: [format, core] };
+}
+
+/** A block-map intent (BUI) of one extent: owner inode, start block, file offset, length, flags. */
+function blockMapIntent(id: bigint, owner: bigint, startBlock: bigint, startOffset: bigint, count: number, flags: number): LogItem {
+  const format = new Uint8Array(48);
+  const view = new DataView(format.buffer);
+  view.setUint16(0, 0x1244, true);
+  view.setUint16(2, 1, true);
+  view.setUint32(4, 1, true);
+  view.setBigUint64(8, id, true);
+  view.setBigUint64(16, owner, true);
+  view.setBigUint64(24, startBlock, true);
+  view.setBigUint64(32, startOffset, true);
+  view.setUint32(40, count, true);
+  view.setUint32(44, flags, true);
+  return { regions: [format] };
+}
+
 const at = (cycle: number, block: number): Lsn => ({ cycle, block });
 const transaction = (lsn: Lsn, ...items: LogItem[]): LogTransaction => ({ lsn, items });
 
 async function replayed(volume: Uint8Array, ...transactions: LogTransaction[]): Promise<Uint8Array> {
-  const sectors = await replayTransactions(memoryVolumeBytes(volume), superblock, transactions, true);
+  const { sectors } = await replayTransactions(memoryVolumeBytes(volume), superblock, transactions, true);
   const result = volume.slice();
   for (const [sector, bytes] of sectors) result.set(bytes, sector * 512);
   return result.subarray(OFFSET, OFFSET + 4096);
@@ -140,17 +178,50 @@ describe('XFS log replay rules', () => {
     expect(checksumHolds(block, 4)).toBe(true);
   });
 
-  it('refuses by name a change to a block map the guest had not finished, and an item type it does not know', async () => {
-    const volume = new Uint8Array(64 * 4096);
-    // A block-map intent and the item that says it was done: nothing to finish.
-    await expect(replayed(volume, transaction(at(1, 10), intent(0x1244, 7n)), transaction(at(1, 20), intent(0x1245, 7n)))).resolves.toBeDefined();
-    const unfinished = await replayed(volume, transaction(at(1, 10), intent(0x1244, 7n))).catch((error: unknown) => error);
-    expect(unfinished).toBeInstanceOf(Qcow2Error);
-    expect((unfinished as Qcow2Error).code).toBe('FILESYSTEM_UNSUPPORTED');
-    expect((unfinished as Qcow2Error).message).toMatch(/block map that the guest had not finished/);
-    const unknown = await replayed(volume, transaction(at(1, 10), intent(0x1299, 1n))).catch((error: unknown) => error);
+  it('replays a logged inode unless the inode on disk is strictly newer (several checkpoints can share a start LSN)', async () => {
+    const volumeWith = (lsn: Lsn): Uint8Array => {
+      const volume = new Uint8Array(64 * 4096);
+      const view = new DataView(volume.buffer);
+      view.setUint16(OFFSET, 0x494e);
+      view.setUint8(OFFSET + 4, 3);
+      view.setUint32(OFFSET + 112, lsn.cycle);
+      view.setUint32(OFFSET + 116, lsn.block);
+      return volume;
+    };
+    const sizeOf = (block: Uint8Array): bigint => new DataView(block.buffer, block.byteOffset).getBigUint64(56);
+    // Already stamped with this transaction's LSN (an earlier checkpoint with the same start): replayed.
+    const same = await replayed(volumeWith(at(1, 10)), transaction(at(1, 10), inodeItem(12345n)));
+    expect(sizeOf(same)).toBe(12345n);
+    expect(new DataView(same.buffer, same.byteOffset).getUint16(2)).toBe(0o100644);
+    expect(checksumHolds(same.subarray(0, 512), 100)).toBe(true);
+    const newer = await replayed(volumeWith(at(1, 11)), transaction(at(1, 10), inodeItem(12345n)));
+    expect(sizeOf(newer)).toBe(0n);
+  });
+
+  it('hands back a block-map change the guest had not finished (as the kernel finishes it), and refuses an unfinished exchange or an item type it does not know', async () => {
+    const volume = memoryVolumeBytes(new Uint8Array(64 * 4096));
+    const replay = (...transactions: LogTransaction[]) => replayTransactions(volume, superblock, transactions, true);
+    // A reflink's remap of 4 blocks at block 10 into inode 131's file block 0; done, it leaves nothing to finish.
+    const remap = blockMapIntent(7n, 131n, 10n, 0n, 4, 1);
+    expect((await replay(transaction(at(1, 10), remap))).mapChanges).toEqual([{ inode: 131, kind: 'map', fileBlock: 0, volumeBlock: 10, count: 4, unwritten: false }]);
+    expect((await replay(transaction(at(1, 10), remap), transaction(at(1, 20), intent(0x1245, 7n)))).mapChanges).toEqual([]);
+    expect((await replay(transaction(at(1, 10), blockMapIntent(8n, 131n, 0n, 2n, 3, 2 | 0x40000000)))).mapChanges).toEqual([{ inode: 131, kind: 'unmap', fileBlock: 2, volumeBlock: 0, count: 3, unwritten: true }]);
+    const exchange = await replay(transaction(at(1, 10), intent(0x1248, 9n))).catch((error: unknown) => error);
+    expect(exchange).toBeInstanceOf(Qcow2Error);
+    expect((exchange as Qcow2Error).code).toBe('FILESYSTEM_UNSUPPORTED');
+    expect((exchange as Qcow2Error).message).toMatch(/exchange of two files' contents that the guest had not finished/);
+    const unknown = await replay(transaction(at(1, 10), intent(0x1299, 1n))).catch((error: unknown) => error);
     expect((unknown as Qcow2Error).code).toBe('FILESYSTEM_UNSUPPORTED');
     expect((unknown as Qcow2Error).message).toMatch(/items of type 0x1299/);
+  });
+
+  it('applies block-map changes to a file\'s map in order: an unmap cuts runs, a map fills a hole, a map over data is refused', () => {
+    const map = { blockBytes: 4096, runs: [{ fileBlock: 0, volumeBlock: 100, count: 8 }], unwritten: [{ fileBlock: 20, volumeBlock: 300, count: 2 }], nodeBlocks: [] };
+    const change = (kind: 'map' | 'unmap', fileBlock: number, volumeBlock: number, count: number, unwritten = false) => ({ inode: 131, kind, fileBlock, volumeBlock, count, unwritten });
+    const changed = withMapChanges(map, [change('unmap', 2, 0, 2), change('map', 2, 500, 2), change('unmap', 20, 0, 1), change('map', 10, 600, 1, true)]);
+    expect(changed.runs).toEqual([{ fileBlock: 0, volumeBlock: 100, count: 2 }, { fileBlock: 2, volumeBlock: 500, count: 2 }, { fileBlock: 4, volumeBlock: 104, count: 4 }]);
+    expect(changed.unwritten).toEqual([{ fileBlock: 10, volumeBlock: 600, count: 1 }, { fileBlock: 21, volumeBlock: 301, count: 1 }]);
+    expect(() => withMapChanges(map, [change('map', 6, 700, 4)])).toThrow(/maps file block 6 again/);
   });
 });
 

@@ -16,7 +16,8 @@ import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, inodeOffset, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
-import { recoverXfsLog } from './xfs-log.ts';
+import { recoverXfsLog, type XfsVolumeState } from './xfs-log.ts';
+import { withMapChanges, type XfsMapChange } from './xfs-map-changes.ts';
 import { readSymlink } from './xfs-symlinks.ts';
 import { hasXfsMagic, readXfsSuperblock, sameGeometry, type XfsSuperblock } from './xfs-superblock.ts';
 
@@ -32,9 +33,8 @@ export const XFS_READER: FilesystemReader = {
   async open(volume: VolumeBytes): Promise<GuestFilesystem> {
     const superblock = await readXfsSuperblock(volume);
     const recovered = await recoverXfsLog(volume, superblock);
-    if (recovered.replayedSectors.length === 0) return new XfsFilesystem(volume, superblock, recovered.caution, []);
     // The superblock may be among what the log changed: read again, as the kernel does after recovery.
-    return new XfsFilesystem(recovered.volume, await readXfsSuperblock(recovered.volume), recovered.caution, recovered.replayedSectors);
+    return new XfsFilesystem(recovered.volume, recovered.replayedSectors.length === 0 ? superblock : await readXfsSuperblock(recovered.volume), recovered);
   },
 };
 
@@ -50,11 +50,15 @@ class XfsFilesystem implements GuestFilesystem {
   private readonly inodes: XfsInodeTable;
   /** The 512-byte sectors the log's replay changed, ascending. */
   private readonly replayed: readonly number[];
+  /** Block-map changes the log left to be finished, by inode. */
+  private readonly mapChanges: ReadonlyMap<number, readonly XfsMapChange[]>;
 
-  constructor(volume: VolumeBytes, superblock: XfsSuperblock, caution: string | null, replayed: readonly number[]) {
+  constructor(volume: VolumeBytes, superblock: XfsSuperblock, recovered: Pick<XfsVolumeState, 'replayedSectors' | 'mapChanges' | 'caution'>) {
     this.volume = volume;
     this.superblock = superblock;
-    this.replayed = replayed;
+    this.replayed = recovered.replayedSectors;
+    this.mapChanges = recovered.mapChanges;
+    const { caution } = recovered;
     this.inodes = new XfsInodeTable(volume, superblock);
     if (superblock.label !== '') this.label = superblock.label;
     if (caution !== null) this.caution = caution;
@@ -113,6 +117,8 @@ class XfsFilesystem implements GuestFilesystem {
     // A replayed log changes what sectors hold without the guest ranges showing it: a sector either
     // state replayed counts as changed, so whatever lies in it is compared as read.
     changed = withReplayed(changed, [this.replayed, earlier.replayed]);
+    // Block-map changes finished after replay move a file's content without any byte of the volume changing.
+    if (this.mapChanges.size > 0 || earlier.mapChanges.size > 0) return null;
     const parts = pathParts(path);
     const folderPath = `/${parts.join('/')}`;
     const folder = await this.resolve(parts);
@@ -151,7 +157,7 @@ class XfsFilesystem implements GuestFilesystem {
   /** Whether a block the inode's data fork maps, or a tree block mapping them, differs (local content lies in the inode). */
   private async forkChanged(inode: XfsInode, changed: ChangedBytes): Promise<boolean> {
     if (inode.format !== FORMAT_EXTENTS && inode.format !== FORMAT_BTREE) return false;
-    const map = await xfsBlockMap(this.volume, this.superblock, inode);
+    const map = await this.blockMap(inode);
     const { blockBytes } = map;
     const runChanged = (run: { volumeBlock: number; count: number }): boolean => changed(run.volumeBlock * blockBytes, run.count * blockBytes);
     return map.runs.some(runChanged) || map.unwritten.some(runChanged) || map.nodeBlocks.some((block) => changed(block * blockBytes, blockBytes));
@@ -174,8 +180,15 @@ class XfsFilesystem implements GuestFilesystem {
     if ((inode.flags & REALTIME_FLAG) !== 0) throw unsupported(`${file} keeps its content on the realtime device, another disk`);
     if (inode.size > MAX_FILE_BYTES) throw corrupt(`${file} claims ${inode.size} bytes`);
     if (inode.format !== FORMAT_EXTENTS && inode.format !== FORMAT_BTREE) throw corrupt(`${file}'s content is in format ${inode.format}`);
-    if (this.lastMap?.inodeNumber !== inode.number) this.lastMap = { inodeNumber: inode.number, map: await xfsBlockMap(this.volume, this.superblock, inode) };
+    if (this.lastMap?.inodeNumber !== inode.number) this.lastMap = { inodeNumber: inode.number, map: await this.blockMap(inode) };
     return this.lastMap.map;
+  }
+
+  /** The inode's block map, with the changes the log left to be finished applied (as the kernel finishes them after replay). */
+  private async blockMap(inode: XfsInode): Promise<XfsBlockMap> {
+    const map = await xfsBlockMap(this.volume, this.superblock, inode);
+    const changes = this.mapChanges.get(inode.number);
+    return changes === undefined ? map : withMapChanges(map, changes);
   }
 
   /** The inode at `path`, through the folders' own blocks (symlinks on the way are not followed). */

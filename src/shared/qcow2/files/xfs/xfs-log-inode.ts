@@ -82,7 +82,8 @@ export function replayInode(inode: Uint8Array, format: InodeItemFormat, regions:
   if (superblock.version === 5) {
     const onDisk = disk.getBigUint64(112);
     const current = (BigInt(lsn.cycle) << 32n) | BigInt(lsn.block);
-    if (onDisk !== 0n && onDisk !== 0xffffffffffffffffn && onDisk >= current) return 'newer';
+    // Strictly newer: several checkpoints can share a start LSN, and this sets the inode's to it.
+    if (onDisk !== 0n && onDisk !== 0xffffffffffffffffn && onDisk > current) return 'newer';
   } else {
     // Version 4: the flush counter says which is newer (it wraps at 65535).
     const loggedFlushes = log.getUint16(30, littleEndian);

@@ -86,18 +86,54 @@ export class LogArea {
   }
 }
 
-/** The first basic block written in an earlier cycle than block 0 (binary search: cycles fall once), or 0 when none is (the log is one cycle). */
+/**
+ * Where the next record would go, as xlog_find_head finds it: where the cycle drops (binary
+ * search; 0 when the whole log is one cycle), moved back to the first hole among the blocks just
+ * before it, since log buffers in flight are written out of order and a crash (or a running guest's
+ * snapshot) can leave an earlier one unwritten behind a later one.
+ */
 export async function findHead(log: LogArea): Promise<number> {
+  const blocks = log.blocks;
   const firstCycle = await log.cycle(0);
-  if ((await log.cycle(log.blocks - 1)) === firstCycle) return 0;
-  let low = 1;
-  let high = log.blocks - 1;
-  while (low < high) {
-    const middle = Math.floor((low + high) / 2);
-    if ((await log.cycle(middle)) === firstCycle) low = middle + 1;
-    else high = middle;
+  let head = blocks;
+  if ((await log.cycle(blocks - 1)) !== firstCycle) {
+    let low = 1;
+    let high = blocks - 1;
+    while (low < high) {
+      const middle = Math.floor((low + high) / 2);
+      if ((await log.cycle(middle)) === firstCycle) low = middle + 1;
+      else high = middle;
+    }
+    head = low;
   }
-  return low;
+  // Before the head every block is of `firstCycle`; one of the cycle before is a hole.
+  const window = Math.min(blocks, HOLE_SCAN_BLOCKS);
+  const hole = firstCycle - 1;
+  if (head < window) {
+    // The window runs on from the log's end, written one cycle earlier: a hole there is two cycles old.
+    const endHole = await firstOfCycle(log, blocks - (window - head), blocks, hole - 1);
+    if (endHole >= 0) return endHole;
+  }
+  const found = await firstOfCycle(log, Math.max(0, head - window), head, hole);
+  return (found >= 0 ? found : head) % blocks;
+}
+
+/** Log buffers that can be in flight at once (8) of the largest size (256 KiB), in blocks: holes lie this close to the head. */
+const HOLE_SCAN_BLOCKS = (8 * 256 * 1024) / BASIC_BLOCK;
+
+/** The first block in [from, to) written in `cycle`, or -1. */
+async function firstOfCycle(log: LogArea, from: number, to: number, cycle: number): Promise<number> {
+  const chunk = 256;
+  for (let first = from; first < to; first += chunk) {
+    const count = Math.min(chunk, to - first);
+    const bytes = await log.read(first, count);
+    for (let index = 0; index < count; index++) {
+      const at = index * BASIC_BLOCK;
+      const blockCycle = uint32(bytes, at) === RECORD_MAGIC ? uint32(bytes, at + 4) : uint32(bytes, at);
+      if (blockCycle === cycle) return first + index;
+    }
+  }
+  return -1;
 }
 
 /** How far back from the head the last record header is looked for (a record and its headers). */

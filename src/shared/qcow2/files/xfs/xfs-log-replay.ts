@@ -13,8 +13,10 @@
  * Unlinked-list pointers (inode buffers logged for them) and quota buffers are not replayed: no
  * listing reads them. Intents to free space or change reverse-map and reference-count trees are
  * finished by the kernel after replay, changing no file; an intent to change a file's block map
- * left unfinished cannot be finished here: the replay is refused (FILESYSTEM_UNSUPPORTED), as it
- * is for an item type this code does not know.
+ * (a reflink's remap, the end of a copy-on-write) left unfinished is handed back, to be applied to
+ * that file's block map as the kernel finishes it (xfs-map-changes.ts). An unfinished exchange of
+ * two files' contents, or an item type this code does not know, refuses the replay
+ * (FILESYSTEM_UNSUPPORTED).
  */
 import type { VolumeBytes } from '../filesystem.ts';
 import { corrupt, unsupported } from './xfs-bytes.ts';
@@ -22,7 +24,8 @@ import { bufferLsn, lsnValue, refreshChecksums, stampLsn, storeChecksum, superbl
 import { changesTreeOwners, inodeItemFormat, replayInode } from './xfs-log-inode.ts';
 import { BASIC_BLOCK, type Lsn } from './xfs-log-records.ts';
 import { readUint16, type LogItem, type LogTransaction } from './xfs-log-transactions.ts';
-import type { XfsSuperblock } from './xfs-superblock.ts';
+import type { XfsMapChange } from './xfs-map-changes.ts';
+import { volumeBlockOf, type XfsSuperblock } from './xfs-superblock.ts';
 
 const ITEM_EFI = 0x1236;
 const ITEM_EFD = 0x1237;
@@ -44,8 +47,15 @@ const ITEM_XMD = 0x1249;
 /** Items that change nothing a listing reads (free space, reverse maps, reference counts, quotas, extended attributes). */
 const NOT_REPLAYED = new Set([ITEM_EFI, ITEM_EFD, ITEM_RUI, ITEM_RUD, ITEM_CUI, ITEM_CUD, ITEM_DQUOT, ITEM_QUOTAOFF, ITEM_ATTRI, ITEM_ATTRD]);
 /** Intents that change a file's block map, and the items that say each was done (their id at byte 8 in both). */
-const MAP_INTENTS = new Map([[ITEM_BUI, 'a change to a file\'s block map'], [ITEM_XMI, 'an exchange of two files\' contents']]);
+const MAP_INTENTS = new Set([ITEM_BUI, ITEM_XMI]);
 const MAP_DONE = new Set([ITEM_BUD, ITEM_XMD]);
+/** xfs_map_extent's flags: its type (map, unmap) in the low byte, then the fork and kind of space. */
+const BMAP_MAP = 1;
+const BMAP_UNMAP = 2;
+const BMAP_ATTR_FORK = 0x80000000;
+const BMAP_UNWRITTEN = 0x40000000;
+const BMAP_REALTIME = 0x20000000;
+const BMAP_KNOWN_FLAGS = 0xff | BMAP_ATTR_FORK | BMAP_UNWRITTEN | BMAP_REALTIME;
 
 const BLF_INODE_BUF = 0x1;
 const BLF_CANCEL = 0x2;
@@ -59,6 +69,12 @@ const NULL_AGINO = 0xffffffff;
 /** The sectors recovery changes, by sector number (512 bytes from the volume's start). */
 export type ReplayedSectors = Map<number, Uint8Array>;
 
+export interface ReplayResult {
+  sectors: ReplayedSectors;
+  /** Block-map changes the log left to be finished (data forks), in log order. */
+  mapChanges: XfsMapChange[];
+}
+
 interface BufferFormat {
   flags: number;
   blkno: number;
@@ -66,8 +82,8 @@ interface BufferFormat {
   map: Uint32Array;
 }
 
-/** Replays `transactions` (in commit order) over `volume`: the sectors recovery would change, with their new bytes. */
-export async function replayTransactions(volume: VolumeBytes, superblock: XfsSuperblock, transactions: readonly LogTransaction[], littleEndian: boolean): Promise<ReplayedSectors> {
+/** Replays `transactions` (in commit order) over `volume`: the sectors recovery would change, with their new bytes, and the block-map changes it would finish. */
+export async function replayTransactions(volume: VolumeBytes, superblock: XfsSuperblock, transactions: readonly LogTransaction[], littleEndian: boolean): Promise<ReplayResult> {
   const replay = new Replay(volume, superblock, littleEndian);
   for (const transaction of transactions) for (const item of transaction.items) replay.countCancellation(item);
   for (const transaction of transactions) await replay.transaction(transaction);
@@ -82,7 +98,8 @@ class Replay {
   /** Buffers replayed since the sequence number last changed: stamped when it does (the kernel writes them then). */
   private pendingStamps = new Map<string, { offset: number; length: number; lsn: Lsn }>();
   private readonly replayedBuffers = new Map<string, { offset: number; length: number }>();
-  private readonly openIntents = new Map<bigint, string>();
+  /** Block-map intents not yet done, by id: the change to finish, or why it cannot be. */
+  private readonly openIntents = new Map<bigint, XfsMapChange | string | null>();
   private batch: Lsn | null = null;
   private readonly volume: VolumeBytes;
   private readonly superblock: XfsSuperblock;
@@ -112,9 +129,13 @@ class Replay {
     for (const item of this.inReplayOrder(transaction.items)) await this.item(item, transaction.lsn);
   }
 
-  finish(): ReplayedSectors {
+  finish(): ReplayResult {
     this.stampPending();
-    if (this.openIntents.size > 0) throw unsupported(`its log holds ${[...this.openIntents.values()][0] ?? ''} that the guest had not finished, which Cowbell cannot finish`);
+    const mapChanges: XfsMapChange[] = [];
+    for (const pending of this.openIntents.values()) {
+      if (typeof pending === 'string') throw unsupported(`its log holds ${pending} that the guest had not finished, which Cowbell cannot finish`);
+      if (pending !== null) mapChanges.push(pending);
+    }
     if (this.superblock.version === 5) {
       for (const { offset, length } of this.replayedBuffers.values()) {
         const bytes = this.readOverlaid(offset, length);
@@ -123,7 +144,7 @@ class Replay {
         this.write(offset, bytes);
       }
     }
-    return this.overlay;
+    return { sectors: this.overlay, mapChanges };
   }
 
   /** Buffers and new inode chunks, then inodes and the rest, then unlinked-list buffers, then cancellations. */
@@ -151,7 +172,8 @@ class Replay {
     if (type === ITEM_BUF) await this.buffer(item, lsn);
     else if (type === ITEM_INODE) await this.inode(item, lsn);
     else if (type === ITEM_ICREATE) this.inodeChunk(item);
-    else if (MAP_INTENTS.has(type)) this.openIntents.set(this.intentId(item), MAP_INTENTS.get(type) as string);
+    else if (type === ITEM_BUI) this.openIntents.set(this.intentId(item), this.mapChange(item));
+    else if (MAP_INTENTS.has(type)) this.openIntents.set(this.intentId(item), "an exchange of two files' contents");
     else if (MAP_DONE.has(type)) this.openIntents.delete(this.intentId(item));
     else if (!NOT_REPLAYED.has(type)) throw unsupported(`its log holds items of type 0x${type.toString(16)}`);
   }
@@ -284,6 +306,35 @@ class Replay {
     const map = new Uint32Array(words);
     for (let index = 0; index < words; index++) map[index] = view.getUint32(20 + index * 4, this.littleEndian);
     return { flags: view.getUint16(4, this.littleEndian), blkno: Number(blkno), blocks: view.getUint16(6, this.littleEndian), map };
+  }
+
+  /** A block-map intent's one extent (xfs_map_extent: owner, start block, file offset, length, flags), as the change it asks for. */
+  private mapChange(item: LogItem): XfsMapChange | string | null {
+    const region = item.regions[0] as Uint8Array;
+    if (region.length < 48) throw corrupt(`a logged block-map intent of ${region.length} bytes`);
+    const view = new DataView(region.buffer, region.byteOffset, region.length);
+    const le = this.littleEndian;
+    if (view.getUint32(4, le) !== 1) throw corrupt(`a logged block-map intent of ${view.getUint32(4, le)} extents`);
+    const owner = view.getBigUint64(16, le);
+    const startBlock = view.getBigUint64(24, le);
+    const startOffset = view.getBigUint64(32, le);
+    const count = view.getUint32(40, le);
+    const flags = view.getUint32(44, le);
+    const kind = flags & 0xff;
+    if ((kind !== BMAP_MAP && kind !== BMAP_UNMAP) || (flags & ~BMAP_KNOWN_FLAGS) !== 0 || count === 0) throw corrupt(`a logged block-map intent with flags 0x${flags.toString(16)}, ${count} blocks`);
+    if ((flags & BMAP_REALTIME) !== 0) return 'a change to a block map on the realtime device';
+    const limit = BigInt(Number.MAX_SAFE_INTEGER);
+    if (owner > limit || startBlock > limit || startOffset > limit) throw corrupt('a logged block-map intent beyond any volume');
+    // The attribute fork holds no file content: finishing it changes nothing listed.
+    if ((flags & BMAP_ATTR_FORK) !== 0) return null;
+    return {
+      inode: Number(owner),
+      kind: kind === BMAP_MAP ? 'map' : 'unmap',
+      fileBlock: Number(startOffset),
+      volumeBlock: kind === BMAP_MAP ? volumeBlockOf(this.superblock, Number(startBlock), count, 'a logged block-map intent') : 0,
+      count,
+      unwritten: (flags & BMAP_UNWRITTEN) !== 0,
+    };
   }
 
   private intentId(item: LogItem): bigint {

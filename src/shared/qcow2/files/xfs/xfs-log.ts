@@ -16,6 +16,7 @@ import { uint32 } from './xfs-bytes.ts';
 import { BASIC_BLOCK, findHead, headerBlocks, LogArea, lastRecordBefore, walkRecords } from './xfs-log-records.ts';
 import { overlaySectors, replayTransactions } from './xfs-log-replay.ts';
 import { committedTransactions } from './xfs-log-transactions.ts';
+import type { XfsMapChange } from './xfs-map-changes.ts';
 import type { XfsSuperblock } from './xfs-superblock.ts';
 
 /** xlog_op_header's flags byte: XLOG_UNMOUNT_TRANS. */
@@ -26,12 +27,16 @@ const KNOWN_LOG_INCOMPAT = 0x1 | 0x2;
 const MAX_REPLAYED_BYTES = 512 * 1024 * 1024;
 /** A walk that stops this close to the head met a write the guest never finished (log buffers in flight: 8 of at most 256 KiB): the kernel drops it too. */
 const TORN_HEAD_BYTES = 8 * 256 * 1024 + 8 * 8 * BASIC_BLOCK;
+/** How many times the head moves back over a torn record before the log is taken as damaged. */
+const MAX_HEAD_MOVES = 16;
 
 export interface XfsVolumeState {
   /** The volume with the log replayed over it (the volume itself when there was nothing to replay). */
   volume: VolumeBytes;
   /** The 512-byte sectors replay changed, ascending. */
   replayedSectors: readonly number[];
+  /** Block-map changes the log left to be finished, by inode, each inode's in log order. */
+  mapChanges: ReadonlyMap<number, readonly XfsMapChange[]>;
   caution: string | null;
 }
 
@@ -40,31 +45,44 @@ const notReplayed = (reason: string): string =>
 
 /** The volume as recovery leaves it, and a caution where the log could not be replayed. */
 export async function recoverXfsLog(volume: VolumeBytes, superblock: XfsSuperblock): Promise<XfsVolumeState> {
-  const asItLies = (caution: string | null): XfsVolumeState => ({ volume, replayedSectors: [], caution });
+  const asItLies = (caution: string | null): XfsVolumeState => ({ volume, replayedSectors: [], mapChanges: new Map(), caution });
   if (superblock.log === null) return asItLies('The XFS log is on another device, which Cowbell cannot read: whether the guest shut the volume down cleanly is not known');
   const log = new LogArea(volume, superblock.log.firstBlock * superblock.blockBytes, (superblock.log.blocks * superblock.blockBytes) / BASIC_BLOCK);
-  const head = await findHead(log);
-  const last = await lastRecordBefore(log, head);
-  if (last === null) return asItLies(notReplayed('no record found before its head'));
-  if (await isUnmountRecord(log, last.block, last.header)) return asItLies(null);
-  const unknownFeatures = superblock.logIncompatible & ~KNOWN_LOG_INCOMPAT;
-  if (unknownFeatures !== 0) return asItLies(notReplayed(`it uses log features 0x${unknownFeatures.toString(16)}`));
-  const tail = { cycle: uint32(last.header, 24), block: uint32(last.header, 28) };
-  if (tail.block >= log.blocks) return asItLies(notReplayed(`its tail lies at block ${tail.block}, past its end`));
-  const activeBlocks = (((head - tail.block) % log.blocks) + log.blocks) % log.blocks;
-  if (activeBlocks * BASIC_BLOCK > MAX_REPLAYED_BYTES) return asItLies(notReplayed(`${Math.round((activeBlocks * BASIC_BLOCK) / 2 ** 20)} MiB of it to replay`));
+  let head = await findHead(log);
   try {
-    const walk = await walkRecords(log, tail, head, superblock.uuid, superblock.version === 5);
-    const transactions = committedTransactions(walk.records, walk.littleEndian);
-    const sectors = await replayTransactions(volume, superblock, transactions, walk.littleEndian);
-    let caution: string | null = null;
-    if (walk.stoppedAt !== null) {
-      const left = (((head - walk.stoppedAt.block) % log.blocks) + log.blocks) % log.blocks;
-      if (left * BASIC_BLOCK > TORN_HEAD_BYTES) {
+    // A torn write near the head moves the head back to it, and the tail is the one the record before it names (xlog_verify_head).
+    for (let attempt = 0; ; attempt++) {
+      const last = await lastRecordBefore(log, head);
+      if (last === null) return asItLies(notReplayed('no record found before its head'));
+      // A record that does not end exactly at the head was not completely written: the head is its start.
+      const span = headerBlocks(last.header) + Math.ceil(uint32(last.header, 12) / BASIC_BLOCK);
+      if ((((head - last.block) % log.blocks) + log.blocks) % log.blocks !== span % log.blocks && attempt < MAX_HEAD_MOVES) {
+        head = last.block;
+        continue;
+      }
+      if (await isUnmountRecord(log, last.block, last.header)) return asItLies(null);
+      const unknownFeatures = superblock.logIncompatible & ~KNOWN_LOG_INCOMPAT;
+      if (unknownFeatures !== 0) return asItLies(notReplayed(`it uses log features 0x${unknownFeatures.toString(16)}`));
+      const tail = { cycle: uint32(last.header, 24), block: uint32(last.header, 28) };
+      if (tail.block >= log.blocks) return asItLies(notReplayed(`its tail lies at block ${tail.block}, past its end`));
+      const activeBlocks = (((head - tail.block) % log.blocks) + log.blocks) % log.blocks;
+      if (activeBlocks * BASIC_BLOCK > MAX_REPLAYED_BYTES) return asItLies(notReplayed(`${Math.round((activeBlocks * BASIC_BLOCK) / 2 ** 20)} MiB of it to replay`));
+      const walk = await walkRecords(log, tail, head, superblock.uuid, superblock.version === 5);
+      let caution: string | null = null;
+      if (walk.stoppedAt !== null) {
+        const left = (((head - walk.stoppedAt.block) % log.blocks) + log.blocks) % log.blocks;
+        if (left * BASIC_BLOCK <= TORN_HEAD_BYTES && attempt < MAX_HEAD_MOVES) {
+          head = walk.stoppedAt.block;
+          continue;
+        }
         caution = `XFS had this volume mounted when the state was saved; Cowbell replayed its log up to block ${walk.stoppedAt.block} (${walk.stoppedAt.reason}), so changes the guest made after that may be missing`;
       }
+      const transactions = committedTransactions(walk.records, walk.littleEndian);
+      const { sectors, mapChanges } = await replayTransactions(volume, superblock, transactions, walk.littleEndian);
+      const byInode = new Map<number, XfsMapChange[]>();
+      for (const change of mapChanges) byInode.set(change.inode, [...(byInode.get(change.inode) ?? []), change]);
+      return { volume: sectors.size === 0 ? volume : replayedVolume(volume, sectors), replayedSectors: [...sectors.keys()].sort((a, b) => a - b), mapChanges: byInode, caution };
     }
-    return { volume: sectors.size === 0 ? volume : replayedVolume(volume, sectors), replayedSectors: [...sectors.keys()].sort((a, b) => a - b), caution };
   } catch (error) {
     if (error instanceof Qcow2Error && (error.code === 'FILESYSTEM_CORRUPT' || error.code === 'FILESYSTEM_UNSUPPORTED')) return asItLies(notReplayed(reasonOf(error.message)));
     throw error;
