@@ -4,7 +4,8 @@
  * log flushed (fixtures/make-xfs-log-fixtures.py); what the kernel reported after replaying the log
  * is the reference (xfs-log-manifests.json). Version 5 with 4 KiB and 1 KiB blocks, records over
  * 32 KiB (extra header blocks), a log whose replayed part runs across its end, new inode chunks,
- * extent trees, folders in every form, a reflinked file written into. Then seeded-random damage to
+ * extent trees, folders in every form, reflinked files written into, and block-map changes a
+ * reflink left unfinished (BUIs the kernel finishes after replay). Then seeded-random damage to
  * the log's records (their CRC-32C written again, so it reaches the replay) through the fuzz
  * harness's xfs-walk target: a replay or a refusal by name, never anything but a typed error.
  */
@@ -47,6 +48,7 @@ describe('XFS volumes saved while mounted, their logs replayed in memory', { tim
     ['v5', 'log-v5'],
     ['big-records', 'log-bigrec'],
     ['wrapped', 'log-wrapped'],
+    ['reflink', 'log-reflink'],
     ['current', 'log-1k'],
   ])('%s reads every entry as the kernel reported it after replaying the log', async (state, label) => {
     const files = await openStateFiles(disk, state);
