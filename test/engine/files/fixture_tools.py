@@ -61,25 +61,35 @@ def data_ranges(path, size):
     return ranges
 
 
-def manifest(root):
-    """What the kernel says of every entry under root (paths as Cowbell spells them)."""
+def manifest(root, errors=None):
+    """What the kernel says of every entry under root (paths as Cowbell spells them). With an
+    `errors` list, an entry the kernel cannot read is noted there instead of ending the walk."""
     entries = {}
-    for folder, folders, files in os.walk(root.encode()):
+    for folder, folders, files in os.walk(root.encode(), onerror=None if errors is None else lambda error: errors.append(str(error))):
         for name in folders + files:
             path = os.path.join(folder, name)
             rel = '/' + '/'.join(guest_name(part) for part in os.path.relpath(path, root.encode()).split(b'/'))
-            info = os.lstat(path)
-            kind = 'directory' if stat.S_ISDIR(info.st_mode) else 'symlink' if stat.S_ISLNK(info.st_mode) else 'file' if stat.S_ISREG(info.st_mode) else 'other'
-            entry = {'kind': kind, 'size': 0 if kind == 'directory' else info.st_size, 'mtimeNs': str(info.st_mtime_ns), 'permissions': stat.S_IMODE(info.st_mode), 'inode': info.st_ino}
-            if kind == 'symlink':
-                entry['target'] = guest_name(os.readlink(path))
-            if kind == 'file':
-                with open(path, 'rb') as f:
-                    # The first 64 bits of the hash: enough to tell content apart, a third of the manifest's size.
-                    entry['sha256'] = hashlib.sha256(f.read()).hexdigest()[:16]
-                entry['dataRanges'] = data_ranges(path, info.st_size)
-            entries[rel] = entry
+            try:
+                entries[rel] = manifest_entry(path)
+            except OSError as error:
+                if errors is None:
+                    raise
+                errors.append(f'{rel}: {error}')
     return dict(sorted(entries.items()))
+
+
+def manifest_entry(path):
+    info = os.lstat(path)
+    kind = 'directory' if stat.S_ISDIR(info.st_mode) else 'symlink' if stat.S_ISLNK(info.st_mode) else 'file' if stat.S_ISREG(info.st_mode) else 'other'
+    entry = {'kind': kind, 'size': 0 if kind == 'directory' else info.st_size, 'mtimeNs': str(info.st_mtime_ns), 'permissions': stat.S_IMODE(info.st_mode), 'inode': info.st_ino}
+    if kind == 'symlink':
+        entry['target'] = guest_name(os.readlink(path))
+    if kind == 'file':
+        with open(path, 'rb') as f:
+            # The first 64 bits of the hash: enough to tell content apart, a third of the manifest's size.
+            entry['sha256'] = hashlib.sha256(f.read()).hexdigest()[:16]
+        entry['dataRanges'] = data_ranges(path, info.st_size)
+    return entry
 
 
 def mounted(image, target, *options):

@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { crc32c } from '../../../../src/shared/qcow2/files/crc32c.ts';
 import { recoverXfsLog } from '../../../../src/shared/qcow2/files/xfs/xfs-log.ts';
 import { BASIC_BLOCK, findHead, LogArea, RECORD_MAGIC } from '../../../../src/shared/qcow2/files/xfs/xfs-log-records.ts';
-import type { XfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
+import { testSuperblock } from './xfs-test-superblock.ts';
 
 /** A log of `blocks` basic blocks, each stamped with the cycle `cycleOf` gives it. */
 function stampedLog(blocks: number, cycleOf: (block: number) => number): LogArea {
@@ -38,28 +38,7 @@ describe('the head of an XFS log', () => {
 
 const UUID = Uint8Array.from({ length: 16 }, (_, index) => 0x40 + index);
 const LOG_START_BLOCK = 16;
-const superblock: XfsSuperblock = {
-  version: 5,
-  blockBytes: 4096,
-  dataBlocks: 64,
-  groupBlocks: 64,
-  groupBlockBits: 6,
-  groupCount: 1,
-  inodeBytes: 512,
-  inodesPerBlockBits: 3,
-  rootInode: 128,
-  folderBlockBytes: 4096,
-  hasFileType: true,
-  bigTime: true,
-  largeExtentCounts: false,
-  asciiCaseInsensitive: false,
-  log: { firstBlock: LOG_START_BLOCK, blocks: 16 },
-  logIncompatible: 0,
-  uuid: UUID,
-  metaUuid: UUID,
-  inodeAlignmentBlocks: 8,
-  label: '',
-};
+const superblock = testSuperblock(UUID, { log: { firstBlock: LOG_START_BLOCK, blocks: 16 } });
 
 /** One operation: big-endian header (transaction id, length, client, flags), then its bytes. */
 function operation(flags: number, payload: Uint8Array = new Uint8Array(0)): Uint8Array {

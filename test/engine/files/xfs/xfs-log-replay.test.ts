@@ -16,32 +16,11 @@ import type { Lsn } from '../../../../src/shared/qcow2/files/xfs/xfs-log-records
 import { replayTransactions } from '../../../../src/shared/qcow2/files/xfs/xfs-log-replay.ts';
 import { committedTransactions, type LogItem, type LogTransaction } from '../../../../src/shared/qcow2/files/xfs/xfs-log-transactions.ts';
 import { withMapChanges } from '../../../../src/shared/qcow2/files/xfs/xfs-map-changes.ts';
-import type { XfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
+import { testSuperblock } from './xfs-test-superblock.ts';
 
 const UUID = Uint8Array.from({ length: 16 }, (_, index) => index + 1);
-const superblock: XfsSuperblock = {
-  version: 5,
-  blockBytes: 4096,
-  dataBlocks: 64,
-  groupBlocks: 64,
-  groupBlockBits: 6,
-  groupCount: 1,
-  inodeBytes: 512,
-  inodesPerBlockBits: 3,
-  rootInode: 128,
-  folderBlockBytes: 4096,
-  hasFileType: true,
-  bigTime: true,
-  largeExtentCounts: false,
-  asciiCaseInsensitive: false,
-  log: null,
-  logIncompatible: 0,
-  uuid: UUID,
-  metaUuid: UUID,
-  inodeAlignmentBlocks: 8,
-  label: '',
-};
+const superblock = testSuperblock(UUID);
 
 const ITEM_BUF = 0x123c;
 const BLF_CANCEL = 0x2;
