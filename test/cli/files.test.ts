@@ -8,11 +8,16 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../helpers/cli.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB, placeImage, qcow2FromRaw, qemuSnapshot, writeRawIntoQcow2 } from '../helpers/guest-filesystems.ts';
 import { mkntfs, volumeFlagsOffset } from '../helpers/ntfs-tools.ts';
-import { tempDir, type TempDir } from '../helpers/qemu.ts';
+import { runTool, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { memoryVolumeBytes } from '../helpers/raw-volume-bytes.ts';
+import { readManifests } from '../helpers/guest-manifest.ts';
+import { inodeOffset } from '../../src/shared/qcow2/files/xfs/xfs-inodes.ts';
+import { readXfsSuperblock } from '../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { SeededRandom } from '../helpers/seeded-random.ts';
 
 vi.setConfig({ testTimeout: 120_000 });
@@ -102,6 +107,28 @@ describe('cowbell ls', () => {
     expect(listing.out).toMatch(/^link\s+7 B\s+\S+ \S+\s+app\.link -> app\.bin$/m);
     const one = JSON.parse((await run('ls', '--json', disk, '/2/usr/lib/app.bin')).out) as { entries: unknown[] };
     expect(one.entries).toMatchObject([{ name: 'app.bin', kind: 'file', size: BIN.length }]);
+  });
+
+  it('lists an entry the guest filesystem is damaged at as "damaged", and says why on stderr (its folder still lists)', async () => {
+    // The XFS fixture's second state, the inode of /etc/passwd without its signature.
+    const volume = folder.file('xfs.raw');
+    const fixture = folder.file('xfs.qcow2');
+    fs.writeFileSync(fixture, gunzipSync(fs.readFileSync(path.join(import.meta.dirname, '..', 'engine', 'files', 'xfs', 'fixtures', 'xfs-v5.qcow2.gz'))));
+    expect((await runTool('qemu-img', ['convert', '-O', 'raw', '-l', 'unmounted', fixture, volume])).code).toBe(0);
+    const bytes = new Uint8Array(fs.readFileSync(volume));
+    const superblock = await readXfsSuperblock(memoryVolumeBytes(bytes));
+    const passwd = (readManifests<Record<string, Record<string, Record<string, { inode: number }>>>>(path.join(import.meta.dirname, '..', 'engine', 'files', 'xfs', 'fixtures', 'xfs-manifests.json.gz')))['v5']!['second']!['/etc/passwd']!;
+    bytes.fill(0, inodeOffset(superblock, passwd.inode), inodeOffset(superblock, passwd.inode) + 2);
+    fs.writeFileSync(volume, bytes);
+    const damagedDisk = folder.file('damaged-xfs.qcow2');
+    await qcow2FromRaw(volume, damagedDisk);
+    const result = await run('ls', damagedDisk, '/etc');
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/^damaged\s+-\s+passwd$/m);
+    expect(result.out).toMatch(/^file\s+\S+ B\s+.+\s+hostname$/m);
+    expect(result.err).toMatch(/note: \/etc\/passwd cannot be read: .*no inode signature/);
+    const json = JSON.parse((await run('ls', '--json', damagedDisk, '/etc')).out) as { entries: { name: string; kind: string; damaged?: string }[] };
+    expect(json.entries.find((entry) => entry.name === 'passwd')).toMatchObject({ kind: 'other', damaged: expect.stringMatching(/no inode signature/) });
   });
 
   it('fails with the engine\'s message for a missing path, volume or snapshot', async () => {

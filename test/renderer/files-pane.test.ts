@@ -148,6 +148,29 @@ describe('the Files panel', () => {
     expect(started.at(-1)).toMatchObject({ kind: 'files.list', args: { state: 'current', path: '/' } });
   });
 
+  it('shows an entry the guest filesystem is damaged at by name, "Cannot be read" with why on hover, and offers no restore of it', async () => {
+    const view = await mountPane();
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    await end('files.list', {
+      result: {
+        ...rootListing,
+        path: '/1',
+        entries: [
+          { name: 'hostname', path: '/1/hostname', kind: 'file', size: 4, mtimeMs: 1_700_000_000_000 },
+          { name: 'passwd', path: '/1/passwd', kind: 'other', size: 0, mtimeMs: null, damaged: 'The XFS filesystem is damaged: inode 133 has no inode signature' },
+        ],
+      },
+    });
+    const damaged = rows(view)[1]!;
+    expect(damaged.attributes('data-name')).toBe('passwd');
+    expect(damaged.get('[data-testid="entry-damaged"]').text()).toBe('Cannot be read');
+    expect(damaged.get('[data-testid="entry-damaged"]').attributes('title')).toMatch(/no inode signature/);
+    expect(damaged.find('.size').exists()).toBe(false);
+    expect(damaged.get('[data-testid="file-restore"]').attributes('disabled')).toBeDefined();
+    expect(rows(view)[0]!.find('[data-testid="entry-damaged"]').exists()).toBe(false);
+  });
+
   it('follows the state selected in the tree, keeping the open folder', async () => {
     const view = await mountPane();
     await end('files.list', { result: rootListing });

@@ -15,7 +15,8 @@ export const ls: Command = {
     '  PATH        a folder (or file) inside the state, "/" when omitted; on a disk with a',
     '              partition table, "/" lists the volumes ("/1", "/2", …) and "/1/etc" is inside one',
     '  -l SNAPSHOT the snapshot to read (name or id), the same as IMAGE@SNAPSHOT',
-    '  --json      the entries (name, path, kind, size, mtimeMs, target) and the volumes as JSON',
+    '  --json      the entries (name, path, kind, size, mtimeMs, target; damaged: why an entry the',
+    '              filesystem is damaged at is listed by name only) and the volumes as JSON',
   ].join('\n'),
   options: {
     json: { type: 'boolean' },
@@ -33,6 +34,8 @@ export const ls: Command = {
     const listing = await withStateFiles(args, io, image, state, (files) => listPath(files, guestPath));
     if (flag(args, 'json')) io.out(`${JSON.stringify({ path: listing.path, entries: listing.entries, volumes: listing.volumes }, null, 2)}\n`);
     else io.out(listing.volumesAtRoot ? describeVolumes(listing.volumes) : describeEntries(listing.entries));
+    // Listed by name only: why, on stderr, as a caution is.
+    for (const entry of listing.entries) if (entry.damaged !== undefined) io.err(`cowbell: note: ${printable(entry.path)} cannot be read: ${entry.damaged}\n`);
     return EXIT_OK;
   },
 };
@@ -54,7 +57,7 @@ async function listPath(files: StateFiles, guestPath: string): Promise<Listing> 
 
 /** The entries as a table (names in the listing's spelling, printableListed; a link's target as printable). */
 export function describeEntries(entries: GuestFileEntry[]): string {
-  const rows = entries.map((entry) => [entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${printableListed(entry.name)} -> ${printable(entry.target ?? '')}` : printableListed(entry.name)]);
+  const rows = entries.map((entry) => [entry.damaged !== undefined ? 'damaged' : entry.kind === 'directory' ? 'dir' : entry.kind === 'symlink' ? 'link' : entry.kind, entry.kind === 'directory' || entry.damaged !== undefined ? '' : formatBytes(entry.size), dateOf(entry.mtimeMs), entry.kind === 'symlink' ? `${printableListed(entry.name)} -> ${printable(entry.target ?? '')}` : printableListed(entry.name)]);
   return table(['KIND', 'SIZE', 'MODIFIED (UTC)', 'NAME'], rows, [false, true, false, false]) + `${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}\n`;
 }
 

@@ -383,6 +383,12 @@ export interface GuestFileEntry {
    * (a folder inside itself, or linked from two places).
    */
   folderId?: string;
+  /**
+   * Why the entry's own record (its inode) cannot be read, where the filesystem is damaged there:
+   * the folder lists it by name only (kind 'other', no size or time), as the kernel lists a folder
+   * whose entry it cannot stat, rather than hiding every other entry.
+   */
+  damaged?: string;
 }
 
 /** One volume (partition, or the whole disk) of a state and what is on it. */

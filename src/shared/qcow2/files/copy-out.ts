@@ -144,7 +144,7 @@ async function planEntry(files: StateFiles, entry: GuestFileEntry, target: strin
   if (plan.length % PLAN_ENTRIES_PER_TURN === 0) await new Promise((resolve) => setImmediate(resolve));
   job.throwIfCancelled();
   if (entry.kind === 'other') {
-    result.skipped.push({ path: entry.path, reason: 'not a file, folder or symlink (a device, pipe or socket)' });
+    result.skipped.push({ path: entry.path, reason: entry.damaged ?? 'not a file, folder or symlink (a device, pipe or socket)' });
     return;
   }
   if (entry.kind === 'directory' && entry.folderId !== undefined) {

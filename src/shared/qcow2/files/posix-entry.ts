@@ -23,6 +23,19 @@ function dateValid(mtimeMs: number | null): number | null {
   return mtimeMs !== null && Number.isFinite(mtimeMs) && Math.abs(mtimeMs) <= MAX_DATE_MS ? mtimeMs : null;
 }
 
+/**
+ * A listing's entry for `name` whose inode cannot be read: `read` gives the entry, and damage there
+ * (FILESYSTEM_CORRUPT) gives the name alone, marked damaged, instead of failing the folder.
+ */
+export async function listedEntry(name: string, path: string, read: () => Promise<GuestFileEntry>): Promise<GuestFileEntry> {
+  try {
+    return await read();
+  } catch (error) {
+    if (!(error instanceof Qcow2Error) || error.code !== 'FILESYSTEM_CORRUPT') throw error;
+    return { name, path, kind: 'other', size: 0, mtimeMs: null, damaged: error.message };
+  }
+}
+
 /** An entry as its inode tells it (a symlink's target is added by the reader). */
 export function posixEntry(name: string, path: string, inode: PosixInode): GuestFileEntry {
   const kind = kindOfMode(inode.mode);

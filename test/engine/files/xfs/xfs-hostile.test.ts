@@ -17,6 +17,8 @@ import { inodeOffset, XfsInodeTable } from '../../../../src/shared/qcow2/files/x
 import { readXfsSuperblock } from '../../../../src/shared/qcow2/files/xfs/xfs-superblock.ts';
 import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
 import { memoryVolumeBytes } from '../../../helpers/raw-volume-bytes.ts';
+import { withFiles } from '../../../helpers/memory-guest.ts';
+import { copyOut } from '../../../../src/shared/qcow2/files/copy-out.ts';
 import { runWalkCampaign } from '../../fuzz/walk-campaign.ts';
 import { findXfsStructures, randomXfsDamage, rewriteChecksum, type XfsStructures } from './xfs-mutations.ts';
 
@@ -154,6 +156,28 @@ describe('XFS reader on damaged volumes', { timeout: 60_000 }, () => {
       for (const name of ['/', '/folder-block', '/folder-leaf', '/folder-node']) await filesystem.list(name);
     });
     expect(error.message).toMatch(/no folder block signature/);
+  });
+
+  it('lists an entry whose inode is not one by name only, marked damaged: its siblings, and a copy of the folder, go on (as the kernel lists the folder and fails that entry)', async () => {
+    const damaged = pristine['v5']!.slice();
+    const superblock = await readXfsSuperblock(memoryVolumeBytes(damaged));
+    const second = manifests['v5']!['second']!;
+    view(damaged).setUint16(inodeOffset(superblock, second['/etc/passwd']!.inode), 0);
+    await withFiles(damaged, async (files) => {
+      const entries = await files.list('/etc');
+      expect(entries.map((entry) => [entry.name, entry.kind])).toEqual([['hostname', 'file'], ['motd', 'file'], ['passwd', 'other']]);
+      expect(entries[2]).toMatchObject({ path: '/etc/passwd', size: 0, mtimeMs: null, damaged: expect.stringMatching(/no inode signature/) });
+      expect(entries[0]!.damaged).toBeUndefined();
+      await expect(files.stat('/etc/passwd')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      const target = folder.file('damaged-entry-copy');
+      const copied = await copyOut(files, '/etc', target, { overwrite: false });
+      expect(copied.files).toBe(2);
+      expect(copied.skipped).toEqual([{ path: '/etc/passwd', reason: expect.stringMatching(/no inode signature/) }]);
+      expect(fs.readFileSync(path.join(target, 'motd'), 'utf8')).toBe('added after the snapshot\n');
+    });
+    // An I/O failure is no damage: it still fails the listing.
+    const failing = { length: damaged.length, read: async (buffer: Uint8Array, offset: number) => (offset === inodeOffset(superblock, second['/etc/motd']!.inode) ? Promise.reject(new Qcow2Error('IO_ERROR', 'read failed')) : memoryVolumeBytes(damaged).read(buffer, offset)) };
+    await expect((await XFS_READER.open(failing)).list('/etc')).rejects.toMatchObject({ code: 'IO_ERROR' });
   });
 
   it.each(['1k', 'v5'])('survives seeded-random damage to the %s volume\'s superblock, inodes, folder, tree and link blocks with typed errors only', async (name) => {
