@@ -156,6 +156,32 @@ describe('the Files panel', () => {
     expect(sha(disk)).toBe(before);
   }, 180_000);
 
+  it('lists an entry whose inode is damaged by name, "Cannot be read" with why on hover, its siblings as usual', async () => {
+    const disk = join(folder, 'xfs-damaged.qcow2');
+    writeFileSync(disk, gunzipSync(readFileSync(join(import.meta.dirname, '..', 'engine', 'files', 'xfs', 'fixtures', 'xfs-v5.qcow2.gz'))));
+    // /hello.txt's inode (in the first allocation group: its place is its number's block and slot) without its signature, in the current state.
+    const raw = join(folder, 'xfs-damaged.raw');
+    qemuImg('convert', '-O', 'raw', disk, raw);
+    const bytes = readFileSync(raw);
+    const inodeBytes = (bytes[104]! << 8) | bytes[105]!;
+    const blockBytes = bytes.readUInt32BE(4);
+    const inodesPerBlockBits = bytes[123]!;
+    const hello = JSON.parse(gunzipSync(readFileSync(join(import.meta.dirname, '..', 'engine', 'files', 'xfs', 'fixtures', 'xfs-manifests.json.gz'))).toString('utf8')).v5.second['/hello.txt'].inode as number;
+    const offset = Math.floor(hello / 2 ** inodesPerBlockBits) * blockBytes + (hello % 2 ** inodesPerBlockBits) * inodeBytes;
+    bytes.fill(0, offset, offset + 2);
+    writeFileSync(raw, bytes);
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, disk);
+    await openThroughPathField(page, disk);
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('xfs-damaged.qcow2');
+    if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    await eventually(async () => (await rowNames()).includes('hello.txt')).toBe(true);
+    expect(await row('hello.txt').getByTestId('entry-damaged').textContent()).toBe('Cannot be read');
+    expect(await row('hello.txt').getByTestId('entry-damaged').getAttribute('title')).toMatch(/no inode signature/);
+    expect(await row('etc').getByTestId('entry-damaged').count()).toBe(0);
+    await screenshot(page, 'files-panel-damaged-entry');
+  }, 180_000);
+
   it('browses a btrfs guest: its subvolumes as folders, a compressed file restored as it was written, the log-tree caution', async () => {
     const disk = join(folder, 'btrfs.qcow2');
     writeFileSync(disk, gunzipSync(readFileSync(join(import.meta.dirname, '..', 'engine', 'files', 'btrfs', 'fixtures', 'btrfs.qcow2.gz'))));
