@@ -100,6 +100,19 @@ async function makeChange(variant: Variant, tag: string): Promise<{ before: stri
 }
 
 /** The image after e2fsck replayed its journal (and checked it). */
+/** The caution Cowbell gives the image's volume, or undefined. */
+async function cautionOf(raw: string): Promise<string | undefined> {
+  const qcow2 = `${raw}.caution.qcow2`;
+  fs.rmSync(qcow2, { force: true });
+  await qcow2FromRaw(raw, qcow2);
+  const files = await openStateFiles(qcow2, 'current');
+  try {
+    return files.volumes[0]?.caution;
+  } finally {
+    await files.close();
+  }
+}
+
 async function replayedByE2fsck(image: string): Promise<string> {
   const copy = `${image}.e2fsck`;
   fs.copyFileSync(image, copy);
@@ -203,6 +216,35 @@ describe('a checksummed journal with a damaged block (journal checksum v3)', () 
     // The first transaction was replayed, the second not: neither A nor B.
     expect(seen).not.toEqual(await walkImage(change.before));
     expect(seen).not.toEqual(await walkImage(change.after));
+    // Linux refuses to mount it: the reading says what it left out.
+    expect(await cautionOf(journaled)).toMatch(/transaction \d+ fails its checksum .* not replayed/);
+  });
+
+  it('ends the log quietly at a transaction whose descriptor fails its checksum and whose commit is older than the one before (stale: left by an earlier filesystem), as the kernel does', async () => {
+    const journaled = folder.file('csum-stale.ext4');
+    fs.copyFileSync(change.before, journaled);
+    const half = Math.floor(change.blocks.length / 2);
+    const firstHalf = folder.file('csum-stale-first.bin');
+    fs.writeFileSync(firstHalf, fs.readFileSync(change.contents).subarray(0, half * BLOCK));
+    const secondHalf = folder.file('csum-stale-second.bin');
+    fs.writeFileSync(secondHalf, fs.readFileSync(change.contents).subarray(half * BLOCK));
+    await debugfs(journaled, ['jo -c -v 3', `jw -b ${change.blocks.slice(0, half).join(',')} ${firstHalf}`, `jw -b ${change.blocks.slice(half).join(',')} ${secondHalf}`, 'jc']);
+    const layout = await journalLayout(journaled);
+    const descriptors = layout.filter((block) => block.type === 1);
+    const commits = layout.filter((block) => block.type === 2);
+    expect(descriptors).toHaveLength(2);
+    const bytes = fs.readFileSync(journaled);
+    // The second transaction's descriptor fails its checksum, and its commit time (h_commit_sec, at 0x30) is before the first's.
+    const descriptorAt = (descriptors[1] as { home: number }).home * BLOCK;
+    bytes.writeUInt8(bytes.readUInt8(descriptorAt + BLOCK - 1) ^ 0xff, descriptorAt + BLOCK - 1);
+    bytes.writeBigUInt64BE(0n, (commits[1] as { home: number }).home * BLOCK + 0x30);
+    fs.writeFileSync(journaled, bytes);
+    expect(await walkImage(journaled)).toEqual(await walkImage(await replayedByE2fsck(journaled)));
+    expect(await cautionOf(journaled)).toBeUndefined();
+    // The same with its commit time after the first's: damaged, said.
+    bytes.writeBigUInt64BE(bytes.readBigUInt64BE((commits[0] as { home: number }).home * BLOCK + 0x30) + 1n, (commits[1] as { home: number }).home * BLOCK + 0x30);
+    fs.writeFileSync(journaled, bytes);
+    expect(await cautionOf(journaled)).toMatch(/transaction \d+ fails its checksum/);
   });
 
   it('skips a data block that fails its tag\'s checksum, as e2fsck does, and replays the rest', async () => {
@@ -220,11 +262,12 @@ describe('a checksummed journal with a damaged block (journal checksum v3)', () 
     const seen = await walkImage(journaled);
     expect(seen).toEqual(await walkImage(await replayedByE2fsck(journaled)));
     expect(seen).not.toEqual(await walkImage(change.before));
+    expect(await cautionOf(journaled)).toMatch(/a block of its journal's transaction \d+ fails its checksum/);
   });
 });
 
 describe('fast commits (ext4\'s fast_commit: records fsync wrote after the last full commit)', () => {
-  it('are not replayed, and a volume whose journal holds them says so; one without any says nothing', async () => {
+  it('are not replayed, and a volume whose journal holds them says so; one without any, or with records from before its last full commit, says nothing', async () => {
     const image = folder.file('fc.ext4');
     await makeExtImage(image, 16, { 'a.txt': 'a\n' }, { mkfsArgs: ['-b', String(BLOCK), '-O', 'fast_commit'] });
     const block = folder.file('fc-block.bin');
@@ -241,10 +284,17 @@ describe('fast commits (ext4\'s fast_commit: records fsync wrote after the last 
     const areaHome = Number((await runTool('debugfs', ['-R', `bmap <8> ${areaStart}`, image])).stdout.trim()) * BLOCK;
     const without = folder.file('fc-without.ext4');
     fs.writeFileSync(without, bytes);
+    // A head naming the transaction after the journal's one full commit: records to replay.
+    const afterLastCommit = bytes.readUInt32BE(journalSuper + 24) + 1;
     bytes.set([9, 0, 8, 0], areaHome);
+    bytes.writeUInt32LE(afterLastCommit, areaHome + 8);
     const withRecords = folder.file('fc-with.ext4');
     fs.writeFileSync(withRecords, bytes);
-    for (const [file, expected] of [[withRecords, /fast-commit records .* may be missing/], [without, undefined]] as const) {
+    // A head naming the committed transaction: left from before that full commit, nothing to replay (the kernel ignores it).
+    bytes.writeUInt32LE(afterLastCommit - 1, areaHome + 8);
+    const stale = folder.file('fc-stale.ext4');
+    fs.writeFileSync(stale, bytes);
+    for (const [file, expected] of [[withRecords, /fast-commit records .* may be missing/], [without, undefined], [stale, undefined]] as const) {
       const files = await openStateFiles(file, 'current');
       try {
         if (expected === undefined) expect(files.volumes[0]?.caution).toBeUndefined();

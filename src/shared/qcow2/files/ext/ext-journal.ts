@@ -79,8 +79,12 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
   if (first < 1 || first >= maxLength || start < first || start >= maxLength) throw corrupt(`its journal's log starts at block ${start} of ${maxLength}`);
   const format = tagFormat(incompat);
   // Checksums v2/v3 (seeded by the journal's UUID) tell a block of this journal from a stale one
-  // left by an earlier filesystem, and a torn or damaged one: the kernel ends the log at a
-  // descriptor, revoke or commit block that fails its checksum, and skips a data block that fails.
+  // left by an earlier filesystem, and a torn or damaged one. As the kernel's scan: a descriptor or
+  // revoke block that fails is judged at its transaction's commit block — committed earlier than
+  // the last good transaction, it is stale (the log ends there, nothing wrong); otherwise the
+  // transaction is damaged, as is one whose commit block fails. The kernel then refuses to mount;
+  // e2fsck replays the transactions before it, and so does this, with a caution. A data block that
+  // fails is skipped (an older copy of its block read), also with a caution.
   const checksums = (incompat & (INCOMPAT_CSUM_V2 | INCOMPAT_CSUM_V3)) !== 0;
   const seed = crc32c(header.subarray(0x30, 0x40));
   const tailHolds = (block: Uint8Array): boolean => !checksums || uint32(block, block.length - 4) === crc32c(withZeroed(block, block.length - 4, 4), seed);
@@ -95,14 +99,25 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
   const committed: Transaction[] = [];
   let current: Transaction = { sequence, writes: [], revoked: [] };
   let position = start;
+  /** The last good transaction's commit time (h_commit_sec), and whether this one had a block that failed its checksum. */
+  let lastCommitTime = 0n;
+  let failedBlock = false;
+  /** The transaction whose blocks failed their checksums, where the log is damaged (not stale). */
+  let damagedTransaction: number | null = null;
   // Each journal block is visited at most once: a log that runs round to where it began ends there.
   for (let visited = 0; visited < maxLength; visited++) {
     const block = await log.block(position);
     if (uint32(block, 0) !== JOURNAL_MAGIC || uint32(block, 8) !== sequence) break;
     const type = uint32(block, 4);
     if (type === DESCRIPTOR) {
-      if (!tailHolds(block)) break;
       const tags = readTags(block, format, superblock.blockBytes);
+      if (!tailHolds(block)) {
+        // Judged at the commit block: its data blocks are passed over.
+        failedBlock = true;
+        for (let index = 0; index < tags.length && visited < maxLength; index++, visited++) position = next(position);
+        position = next(position);
+        continue;
+      }
       for (const tag of tags) {
         position = next(position);
         visited++;
@@ -112,14 +127,23 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
       continue;
     }
     if (type === REVOKE) {
-      if (!tailHolds(block)) break;
+      if (!tailHolds(block)) {
+        failedBlock = true;
+        position = next(position);
+        continue;
+      }
       current.revoked.push(...readRevoked(block, incompat, superblock.blockBytes));
       position = next(position);
       continue;
     }
     if (type === COMMIT) {
+      const commitTime = new DataView(block.buffer, block.byteOffset, block.length).getBigUint64(0x30);
       // The commit block's own checksum (h_chksum[0], the field zeroed while it is computed).
-      if (checksums && uint32(block, 16) !== crc32c(withZeroed(block, 16, 4), seed)) break;
+      if (failedBlock || (checksums && uint32(block, 16) !== crc32c(withZeroed(block, 16, 4), seed))) {
+        if (commitTime >= lastCommitTime) damagedTransaction = sequence;
+        break;
+      }
+      lastCommitTime = commitTime;
       committed.push(current);
       sequence = (sequence + 1) >>> 0;
       current = { sequence, writes: [], revoked: [] };
@@ -136,6 +160,7 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
   });
   // Replay: the last good write of a block wins, so the writes are taken newest first and a block
   // already had is not read again (the superblock and bitmaps are in nearly every transaction).
+  let failedData: number | null = null;
   for (let index = committed.length - 1; index >= 0; index--) {
     const transaction = committed[index] as Transaction;
     for (let at = transaction.writes.length - 1; at >= 0; at--) {
@@ -145,26 +170,42 @@ export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblo
       if ((blocks.size + 1) * superblock.blockBytes > MAX_REPLAYED_BYTES) throw corrupt(`its journal holds more than ${MAX_REPLAYED_BYTES / 2 ** 20} MiB of changes to replay`);
       const content = await log.block(write.journalBlock);
       // A data block failing its tag's checksum is skipped, as the kernel skips it (it is not what was committed).
-      if (checksums && !dataBlockHolds(content, transaction.sequence, write.checksum, seed, (incompat & INCOMPAT_CSUM_V3) !== 0)) continue;
+      if (checksums && !dataBlockHolds(content, transaction.sequence, write.checksum, seed, (incompat & INCOMPAT_CSUM_V3) !== 0)) {
+        failedData ??= transaction.sequence;
+        continue;
+      }
       // An escaped block began with the journal's magic, which the journal kept as zeros.
       if (write.escaped) new DataView(content.buffer).setUint32(0, JOURNAL_MAGIC);
       blocks.set(write.home, content);
     }
   }
-  // jbd2's fast-commit area begins one block past the log's end (j_fc_first = j_last + 1).
-  const caution = fastCommitBlocks > 1 && (await hasFastCommits(log, maxLength + 1, fastCommitBlocks - 1))
-    ? 'its journal holds fast-commit records (changes a program saved with fsync since the last full commit), which Cowbell does not replay: those changes may be missing'
-    : null;
-  return { blocks, transactions: committed.length, caution };
+  const cautions: string[] = [];
+  if (damagedTransaction !== null) {
+    cautions.push(`its journal's transaction ${damagedTransaction} fails its checksum (Linux refuses to mount the volume so; e2fsck replays what comes before it): its changes and any after it are not replayed, so what is read may be older than the guest left it`);
+  }
+  if (failedData !== null) {
+    cautions.push(`a block of its journal's transaction ${failedData} fails its checksum (Linux refuses to mount the volume so): an older copy of that block is read, so what is read may mix two moments`);
+  }
+  // jbd2's fast-commit area begins one block past the log's end (j_fc_first = j_last + 1); its
+  // records are the transaction after the last full commit's (`sequence` now), else stale.
+  if (fastCommitBlocks > 1 && (await hasFastCommits(log, maxLength + 1, fastCommitBlocks - 1, sequence))) {
+    cautions.push('its journal holds fast-commit records (changes a program saved with fsync since the last full commit), which Cowbell does not replay: those changes may be missing');
+  }
+  return { blocks, transactions: committed.length, caution: cautions.length === 0 ? null : cautions.join('; ') };
 }
 
-/** Whether the fast-commit area begins with a record (its first block's tag is not empty: jbd2's tags are little-endian 16-bit). */
-async function hasFastCommits(log: JournalFile, first: number, count: number): Promise<boolean> {
+/**
+ * Whether the fast-commit area holds records to replay: it begins with a head (EXT4_FC_TAG_HEAD, 9:
+ * jbd2's tags are little-endian, a 16-bit tag and length, then the head's features and
+ * transaction id) naming the transaction after the last full commit; a head naming another is
+ * left from before it, and the kernel replays nothing of it.
+ */
+async function hasFastCommits(log: JournalFile, first: number, count: number, expectedTransaction: number): Promise<boolean> {
   if (first + count > log.blockCount) return false;
   const block = await log.block(first);
   const tag = (block[0] as number) | ((block[1] as number) << 8);
-  // EXT4_FC_TAG_HEAD (9) opens the area when fast commits were written since the last full commit.
-  return tag === 9;
+  const transaction = ((block[8] as number) | ((block[9] as number) << 8) | ((block[10] as number) << 16) | ((block[11] as number) << 24)) >>> 0;
+  return tag === 9 && transaction === expectedTransaction;
 }
 
 /** A copy of `block` with `length` bytes at `at` zeroed (where a checksum sits while it is computed). */
