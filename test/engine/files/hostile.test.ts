@@ -121,6 +121,19 @@ describe('damaged ext superblocks', () => {
     }
   });
 
+  it('a folder entry naming a deleted inode (no links) is listed by name only, marked damaged, as the kernel refuses it ("deleted inode referenced"); its siblings read', async () => {
+    const image = folder.file('deleted-entry.ext4');
+    await makeExtImage(image, 8, { 'etc/hostname': 'guest\n', 'etc/passwd': 'root:x:0:0\n', 'etc/motd': 'hello\n' });
+    await debugfs(image, ['sif /etc/passwd links_count 0']);
+    await withFiles(new Uint8Array(fs.readFileSync(image)), async (files) => {
+      const entries = await files.list('/etc');
+      expect(entries.map((entry) => [entry.name, entry.kind])).toEqual([['hostname', 'file'], ['motd', 'file'], ['passwd', 'other']]);
+      expect(entries[2]).toMatchObject({ size: 0, mtimeMs: null, damaged: expect.stringMatching(/\/etc\/passwd names inode \d+, which is deleted/) });
+      await expect(files.stat('/etc/passwd')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      expect((await files.stat('/etc/motd')).size).toBe(6);
+    });
+  });
+
   it('random damage to the metadata gives entries or typed errors, never anything else', async () => {
     const random = new SeededRandom(22);
     const outcomes = new Map<string, number>();

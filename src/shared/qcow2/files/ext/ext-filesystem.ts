@@ -83,7 +83,7 @@ class ExtFilesystem implements GuestFilesystem {
       const entryPath = joinPath(folder, name);
       entries.push(
         await listedEntry(name, entryPath, async () => {
-          const entryInode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+          const entryInode = this.named(entryPath, this.inodes.cached(number) ?? (await this.inodes.inode(number)));
           return (entryInode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(entryPath, entryInode, true) : posixEntry(name, entryPath, entryInode);
         }),
       );
@@ -209,7 +209,7 @@ class ExtFilesystem implements GuestFilesystem {
       const found = names === undefined ? await this.folderEntries(inode, `/${parts.slice(0, index).join('/')}`) : names;
       const number = found.get(parts[index] as string) ?? ((inode.flags & CASEFOLD_FLAG) !== 0 ? caseFoldedMatch(found, parts[index] as string) : undefined);
       if (number === undefined) throw new Qcow2Error('NOT_FOUND', `/${parts.slice(0, index + 1).join('/')} does not exist`);
-      inode = this.inodes.cached(number) ?? (await this.inodes.inode(number));
+      inode = this.named(`/${parts.slice(0, index + 1).join('/')}`, this.inodes.cached(number) ?? (await this.inodes.inode(number)));
       if ((inode.mode & S_IFMT) !== S_IFDIR) continue;
       const first = folders.indexOf(number);
       if (first >= 0) {
@@ -217,6 +217,12 @@ class ExtFilesystem implements GuestFilesystem {
       }
       folders.push(number);
     }
+    return inode;
+  }
+
+  /** `inode`, named by a folder entry at `path`: a deleted one there is damage (the kernel's lookup says "deleted inode referenced"). */
+  private named(path: string, inode: ExtInode): ExtInode {
+    if (inode.linksCount === 0) throw new Qcow2Error('FILESYSTEM_CORRUPT', `The ext filesystem is damaged: ${path} names inode ${inode.number}, which is deleted (it has no links)`);
     return inode;
   }
 

@@ -24,6 +24,8 @@ const MAX_FOLDER_BYTES = 32 * 1024 * 1024;
 export interface ExtInode {
   number: number;
   mode: number;
+  /** i_links_count: 0 for a deleted (or never used) inode, which no folder entry may name. */
+  linksCount: number;
   size: number;
   mtimeMs: number;
   flags: number;
@@ -53,6 +55,7 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
   return {
     number: inodeNumber,
     mode: uint16(bytes, at),
+    linksCount: uint16(bytes, at + 26),
     size: uint32(bytes, at + 4) + uint32(bytes, at + 108) * 2 ** 32,
     mtimeMs: mtimeSeconds * 1000 + Math.floor(mtimeNanoseconds / 1e6),
     flags: uint32(bytes, at + 32),
