@@ -16,7 +16,7 @@ import type { ByteRange, FilesystemReader, GuestFilesystem, VolumeBytes } from '
 import { GenerationalCache } from '../generational-cache.ts';
 import { decodeGuestName } from '../linux-names.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, listedEntry, posixEntryWithTarget, S_IFDIR, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { byName, damagedEntry, posixEntryWithTarget, S_IFDIR, S_IFMT, S_IFREG } from '../posix-entry.ts';
 import { corrupt, type BtrfsKey } from './btrfs-bytes.ts';
 import { ChunkMap, parseChunk } from './btrfs-chunks.ts';
 import { decompressExtent } from './btrfs-compression.ts';
@@ -121,7 +121,11 @@ class BtrfsFilesystem implements GuestFilesystem {
     const entries: GuestFileEntry[] = [];
     for (const [name, location] of await this.folderEntries(folder, folderPath)) {
       const path = joinPath(folderPath, name);
-      entries.push(await listedEntry(name, path, async () => this.entryOf(path, await this.child(folder, location, path), true)));
+      try {
+        entries.push(await this.entryOf(path, await this.child(folder, location, path), true));
+      } catch (error) {
+        entries.push(damagedEntry(name, path, error));
+      }
     }
     return entries.sort(byName);
   }

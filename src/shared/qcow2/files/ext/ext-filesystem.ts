@@ -11,7 +11,7 @@ import type { GuestFileEntry } from '../../model.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, listedEntry, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
+import { byName, damagedEntry, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
@@ -81,12 +81,12 @@ class ExtFilesystem implements GuestFilesystem {
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
       const entryPath = joinPath(folder, name);
-      entries.push(
-        await listedEntry(name, entryPath, async () => {
-          const entryInode = this.named(entryPath, this.inodes.cached(number) ?? (await this.inodes.inode(number)));
-          return (entryInode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(entryPath, entryInode, true) : posixEntry(name, entryPath, entryInode);
-        }),
-      );
+      try {
+        const entryInode = this.named(entryPath, this.inodes.cached(number) ?? (await this.inodes.inode(number)));
+        entries.push((entryInode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(entryPath, entryInode, true) : posixEntry(name, entryPath, entryInode));
+      } catch (error) {
+        entries.push(damagedEntry(name, entryPath, error));
+      }
     }
     return entries.sort(byName);
   }

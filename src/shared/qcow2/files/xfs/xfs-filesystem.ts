@@ -11,7 +11,7 @@ import { readMapped } from '../block-map.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, listedEntry, posixEntry, posixEntryWithTarget, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
+import { byName, damagedEntry, posixEntry, posixEntryWithTarget, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from '../posix-entry.ts';
 import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
@@ -71,12 +71,12 @@ class XfsFilesystem implements GuestFilesystem {
     const entries: GuestFileEntry[] = [];
     for (const [name, number] of names) {
       const path = joinPath(folder, name);
-      entries.push(
-        await listedEntry(name, path, async () => {
-          const inode = await this.inode(number);
-          return (inode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(path, inode, true) : posixEntry(name, path, inode);
-        }),
-      );
+      try {
+        const inode = await this.inode(number);
+        entries.push((inode.mode & S_IFMT) === S_IFLNK ? await this.entryOf(path, inode, true) : posixEntry(name, path, inode));
+      } catch (error) {
+        entries.push(damagedEntry(name, path, error));
+      }
     }
     return entries.sort(byName);
   }
