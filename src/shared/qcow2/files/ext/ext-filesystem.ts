@@ -12,6 +12,7 @@ import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
 import { byName, damagedEntry, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
+import { anyReplayed, withReplayed } from '../replayed-units.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
@@ -148,7 +149,7 @@ class ExtFilesystem implements GuestFilesystem {
     if (!(earlier instanceof ExtFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
     // A replayed journal changes what blocks hold without the guest ranges showing it: a block
     // replayed in either state counts as changed, so whatever lies in it is compared as read.
-    changed = withJournaled(changed, [this.journaled, earlier.journaled], this.superblock.blockBytes);
+    changed = withReplayed(changed, [this.journaled, earlier.journaled], this.superblock.blockBytes);
     const inodesBefore = earlier.inodes;
     const parts = pathParts(path);
     const folderPath = `/${parts.join('/')}`;
@@ -289,31 +290,7 @@ function mapChanged(map: FileBlockMap | null, changed: ChangedBytes): boolean {
  */
 function mapJournaled(map: FileBlockMap | null, journaled: readonly number[]): boolean {
   if (map === null) return true;
-  return map.runs.some((run) => anyJournaled(journaled, run.volumeBlock, run.count)) || map.nodeBlocks.some((block) => anyJournaled(journaled, block, 1));
-}
-
-/** Whether a block of [first, first + count) is in `journaled` (ascending): one search. */
-function anyJournaled(journaled: readonly number[], first: number, count: number): boolean {
-  let low = 0;
-  let high = journaled.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((journaled[middle] as number) < first) low = middle + 1;
-    else high = middle;
-  }
-  return low < journaled.length && (journaled[low] as number) < first + count;
-}
-
-/** `changed`, also true for bytes in a block either state replayed from its journal. */
-function withJournaled(changed: ChangedBytes, journaled: readonly (readonly number[])[], blockBytes: number): ChangedBytes {
-  const lists = journaled.filter((list) => list.length > 0);
-  if (lists.length === 0) return changed;
-  return (offset, length) => {
-    if (changed(offset, length)) return true;
-    const first = Math.floor(offset / blockBytes);
-    const count = Math.ceil((offset + length) / blockBytes) - first;
-    return lists.some((list) => anyJournaled(list, first, count));
-  };
+  return map.runs.some((run) => anyReplayed(journaled, run.volumeBlock, run.count)) || map.nodeBlocks.some((block) => anyReplayed(journaled, block, 1));
 }
 
 /**

@@ -16,6 +16,7 @@ import { corrupt, unsupported } from './xfs-bytes.ts';
 import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, inodeOffset, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
+import { withReplayed } from '../replayed-units.ts';
 import { recoverXfsLog, type XfsVolumeState } from './xfs-log.ts';
 import { withMapChanges, type XfsMapChange } from './xfs-map-changes.ts';
 import { readSymlink } from './xfs-symlinks.ts';
@@ -121,7 +122,7 @@ class XfsFilesystem implements GuestFilesystem {
     if (!(earlier instanceof XfsFilesystem) || !sameGeometry(this.superblock, earlier.superblock)) return null;
     // A replayed log changes what sectors hold without the guest ranges showing it: a sector either
     // state replayed counts as changed, so whatever lies in it is compared as read.
-    changed = withReplayed(changed, [this.replayed, earlier.replayed]);
+    changed = withReplayed(changed, [this.replayed, earlier.replayed], SECTOR_BYTES);
     // Block-map changes finished after replay move a file's content without any byte of the volume changing.
     if (this.mapChanges.size > 0 || earlier.mapChanges.size > 0) return null;
     const parts = pathParts(path);
@@ -237,25 +238,6 @@ class XfsFilesystem implements GuestFilesystem {
   async close(): Promise<void> {
     this.closed ??= new Qcow2Error('INVALID_ARGUMENT', 'The filesystem is closed');
   }
-}
-
-/** `changed`, also true for bytes in a sector either state's log replay changed. */
-function withReplayed(changed: ChangedBytes, replayed: readonly (readonly number[])[]): ChangedBytes {
-  const lists = replayed.filter((list) => list.length > 0);
-  if (lists.length === 0) return changed;
-  return (offset, length) => changed(offset, length) || lists.some((list) => anyInRange(list, Math.floor(offset / SECTOR_BYTES), Math.ceil((offset + length) / SECTOR_BYTES)));
-}
-
-/** Whether ascending `sectors` holds one in [first, end): one search. */
-function anyInRange(sectors: readonly number[], first: number, end: number): boolean {
-  let low = 0;
-  let high = sectors.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if ((sectors[middle] as number) < first) low = middle + 1;
-    else high = middle;
-  }
-  return low < sectors.length && (sectors[low] as number) < end;
 }
 
 /** The entry whose name equals `name` but for ASCII case (a filesystem made with mkfs.xfs -n version=ci). */
