@@ -13,6 +13,7 @@
  */
 import type { VolumeBytes } from '../filesystem.ts';
 import { crc32c } from '../crc32c.ts';
+import { bytesEqual } from '../../format/zeroes.ts';
 import { uint32 } from './xfs-bytes.ts';
 
 export const BASIC_BLOCK = 512;
@@ -189,7 +190,7 @@ export async function walkRecords(log: LogArea, tail: Lsn, head: number, uuid: U
     if (format !== FORMAT_LITTLE_ENDIAN && format !== FORMAT_BIG_ENDIAN && format !== FORMAT_IRIX) return stop(`a record of format ${format}`);
     if (littleEndian === null) littleEndian = format === FORMAT_LITTLE_ENDIAN;
     else if (littleEndian !== (format === FORMAT_LITTLE_ENDIAN)) return stop('records of both byte orders');
-    if (!sameBytes(first.subarray(304, 320), uuid)) return stop("a record of another filesystem's log");
+    if (!bytesEqual(first.subarray(304, 320), uuid)) return stop("a record of another filesystem's log");
     const whole = await log.read(block, hblocks + dataBlocks);
     const data = whole.subarray(hblocks * BASIC_BLOCK, hblocks * BASIC_BLOCK + length);
     if (crcs && !recordChecksumHolds(whole, hblocks, data)) return stop('a record that fails its checksum');
@@ -226,10 +227,4 @@ function unpack(whole: Uint8Array, hblocks: number, data: Uint8Array): void {
     if (target + 4 > data.length) break;
     data.set(whole.subarray(source, source + 4), target);
   }
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
-  return true;
 }

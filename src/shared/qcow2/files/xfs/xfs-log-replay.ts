@@ -19,6 +19,7 @@
  * (FILESYSTEM_UNSUPPORTED).
  */
 import type { VolumeBytes } from '../filesystem.ts';
+import { bytesEqual } from '../../format/zeroes.ts';
 import { corrupt, unsupported } from './xfs-bytes.ts';
 import { bufferLsn, lsnValue, refreshChecksums, stampLsn, storeChecksum, superblockUuidAt } from './xfs-log-checksums.ts';
 import { changesTreeOwners, inodeItemFormat, replayInode } from './xfs-log-inode.ts';
@@ -110,7 +111,7 @@ class Replay {
     this.volume = volume;
     this.superblock = superblock;
     this.littleEndian = littleEndian;
-    this.uuidAt = superblockUuidAt(!sameBytes(superblock.metaUuid, superblock.uuid));
+    this.uuidAt = superblockUuidAt(!bytesEqual(superblock.metaUuid, superblock.uuid));
   }
 
   countCancellation(item: LogItem): void {
@@ -422,8 +423,4 @@ function contiguousBits(map: Uint32Array, from: number): number {
   let bit = from;
   while (bit < map.length * 32 && (((map[bit >>> 5] as number) >>> (bit & 31)) & 1) !== 0) bit++;
   return bit - from;
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && a.every((value, index) => value === b[index]);
 }
