@@ -195,15 +195,21 @@ describe('a checksummed journal with a damaged block (journal checksum v3)', () 
     change = await makeChange(VARIANTS[2] as Variant, 'csum');
   });
 
-  it('leaves out a transaction whose commit block fails its checksum, as e2fsck does ("replay was aborted")', async () => {
-    const journaled = folder.file('csum-commit.ext4');
+  /** A copy of the image before the change, its journal holding the change as two committed transactions (half the blocks each). */
+  async function twoTransactions(name: string): Promise<string> {
+    const journaled = folder.file(`${name}.ext4`);
     fs.copyFileSync(change.before, journaled);
     const half = Math.floor(change.blocks.length / 2);
-    const firstHalf = folder.file('csum-first.bin');
+    const firstHalf = folder.file(`${name}-first.bin`);
     fs.writeFileSync(firstHalf, fs.readFileSync(change.contents).subarray(0, half * BLOCK));
-    const secondHalf = folder.file('csum-second.bin');
+    const secondHalf = folder.file(`${name}-second.bin`);
     fs.writeFileSync(secondHalf, fs.readFileSync(change.contents).subarray(half * BLOCK));
     await debugfs(journaled, ['jo -c -v 3', `jw -b ${change.blocks.slice(0, half).join(',')} ${firstHalf}`, `jw -b ${change.blocks.slice(half).join(',')} ${secondHalf}`, 'jc']);
+    return journaled;
+  }
+
+  it('leaves out a transaction whose commit block fails its checksum, as e2fsck does ("replay was aborted")', async () => {
+    const journaled = await twoTransactions('csum-commit');
     const commits = (await journalLayout(journaled)).filter((block) => block.type === 2);
     expect(commits).toHaveLength(2);
     const bytes = fs.readFileSync(journaled);
@@ -221,14 +227,7 @@ describe('a checksummed journal with a damaged block (journal checksum v3)', () 
   });
 
   it('ends the log quietly at a transaction whose descriptor fails its checksum and whose commit is older than the one before (stale: left by an earlier filesystem), as the kernel does', async () => {
-    const journaled = folder.file('csum-stale.ext4');
-    fs.copyFileSync(change.before, journaled);
-    const half = Math.floor(change.blocks.length / 2);
-    const firstHalf = folder.file('csum-stale-first.bin');
-    fs.writeFileSync(firstHalf, fs.readFileSync(change.contents).subarray(0, half * BLOCK));
-    const secondHalf = folder.file('csum-stale-second.bin');
-    fs.writeFileSync(secondHalf, fs.readFileSync(change.contents).subarray(half * BLOCK));
-    await debugfs(journaled, ['jo -c -v 3', `jw -b ${change.blocks.slice(0, half).join(',')} ${firstHalf}`, `jw -b ${change.blocks.slice(half).join(',')} ${secondHalf}`, 'jc']);
+    const journaled = await twoTransactions('csum-stale');
     const layout = await journalLayout(journaled);
     const descriptors = layout.filter((block) => block.type === 1);
     const commits = layout.filter((block) => block.type === 2);
