@@ -123,3 +123,43 @@ describe('sector cipher', () => {
     expect(codeOf(() => cipher.decryptSectors(new Uint8Array(512), 0))).toBe('INTERNAL');
   });
 });
+
+describe('sector cipher with larger data units (LUKS2 sector_size)', () => {
+  const paths = xtsSimd() === null ? [false] : [true, false];
+
+  it.each(paths.flatMap((simd) => [1024, 2048, 4096].map((unitBytes) => [simd ? 'SIMD' : 'JavaScript', unitBytes, simd] as const)))(
+    'XTS over whole %s-path %i-byte units, numbered by the unit, equals OpenSSL XTS over each unit',
+    (_path, unitBytes, simd) => {
+      const random = new SeededRandom(unitBytes + (simd ? 1 : 0));
+      for (const keyBytes of [32, 64]) {
+        for (const ivKind of ['plain64', 'essiv'] as const) {
+          const key = random.bytes(keyBytes);
+          const cipher = createSectorCipher({ mode: 'xts', ivGenerator: ivKind, ivHash: ivHash(ivKind) }, key, { simd, unitBytes });
+          // Unit counts around the 128-sector run (16 units of 4096 bytes) and unit numbers past 2^32.
+          for (const [units, firstUnit] of [[1, 0], [3, 5], [16, 2 ** 32 - 1], [17, 77], [40, 2 ** 40 + 9]] as const) {
+            const plain = random.bytes(units * unitBytes);
+            const expected = Buffer.concat(
+              Array.from({ length: units }, (_, index) =>
+                createCipheriv(`aes-${keyBytes * 4}-xts`, key, referenceIv(ivKind, key, firstUnit + index)).update(plain.subarray(index * unitBytes, (index + 1) * unitBytes)),
+              ),
+            );
+            const data = plain.slice();
+            cipher.encryptSectors(data, firstUnit);
+            expect(Buffer.from(data).equals(expected)).toBe(true);
+            cipher.decryptSectors(data, firstUnit);
+            expect(Buffer.from(data).equals(Buffer.from(plain))).toBe(true);
+          }
+          cipher.close();
+        }
+      }
+    },
+  );
+
+  it('refuses what dm-crypt never does: CBC with large units, units other than 512–4096, a run that ends inside a unit', () => {
+    const key = new Uint8Array(64);
+    expect(() => createSectorCipher({ mode: 'cbc', ivGenerator: 'plain64', ivHash: null }, key.subarray(0, 32), { unitBytes: 4096 })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_FEATURE' }));
+    expect(() => createSectorCipher({ mode: 'xts', ivGenerator: 'plain64', ivHash: null }, key, { unitBytes: 8192 })).toThrow(expect.objectContaining({ code: 'UNSUPPORTED_FEATURE' }));
+    const cipher = createSectorCipher({ mode: 'xts', ivGenerator: 'plain64', ivHash: null }, key, { unitBytes: 4096 });
+    expect(() => cipher.decryptSectors(new Uint8Array(4096 + 512), 0)).toThrow(Qcow2Error);
+  });
+});

@@ -23,6 +23,12 @@ export interface SectorCipherSpec {
 export interface SectorCipherOptions {
   /** Use WebAssembly SIMD for XTS where available (default); false forces the JavaScript path (tests compare the two). */
   simd?: boolean;
+  /**
+   * Bytes per data unit: 512 (default), or up to 4096 as LUKS2 allows; then the "sectors" of
+   * encryptSectors/decryptSectors are units of this size, numbered as dm-crypt's iv_large_sectors
+   * numbers them. XTS only.
+   */
+  unitBytes?: number;
 }
 
 export function createSectorCipher(spec: SectorCipherSpec, key: Uint8Array, options: SectorCipherOptions = {}): SectorCipher {
@@ -36,7 +42,12 @@ export function createSectorCipher(spec: SectorCipherSpec, key: Uint8Array, opti
   if (!validKeyBytes(mode).includes(key.length)) {
     throw new Qcow2Error('INVALID_ARGUMENT', `aes-${mode} takes a key of ${validKeyBytes(mode).join(', ')} bytes, not ${key.length}`);
   }
-  if (mode === 'cbc') return new CbcSectorCipher(key, ivGenerator, ivHash);
+  const unitBytes = options.unitBytes ?? 512;
+  if (![512, 1024, 2048, 4096].includes(unitBytes)) throw new Qcow2Error('UNSUPPORTED_FEATURE', `Encryption sectors of ${unitBytes} bytes are not supported (512 to 4096, a power of two)`);
+  if (mode === 'cbc') {
+    if (unitBytes !== 512) throw new Qcow2Error('UNSUPPORTED_FEATURE', `aes-cbc with ${unitBytes}-byte encryption sectors is not supported (only aes-xts)`);
+    return new CbcSectorCipher(key, ivGenerator, ivHash);
+  }
   const simd = options.simd === false ? null : xtsSimd();
-  return new XtsSectorCipher(key, ivGenerator, ivHash, simd === null ? wordXtsPasses() : simdXtsPasses(simd));
+  return new XtsSectorCipher(key, ivGenerator, ivHash, simd === null ? wordXtsPasses() : simdXtsPasses(simd), unitBytes / 512);
 }
