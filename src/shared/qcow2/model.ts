@@ -418,6 +418,28 @@ export interface GuestVolumeInfo {
   physicalVolumeOf?: string;
   /** What a volume that holds no filesystem Cowbell reads holds instead, where its type or signature says. */
   holds?: VolumeContent;
+  /** A LUKS-encrypted volume (holds 'luks'): its header, and whether a passphrase given opened it. */
+  encryption?: GuestEncryption;
+  /** A volume found inside an unlocked encrypted volume: that volume's name (its own offset and segments are guest bytes all the same). */
+  encryptedIn?: string;
+}
+
+/** What the header of an encrypted guest volume says, read without any passphrase. */
+export interface GuestEncryption {
+  format: 'luks1' | 'luks2';
+  /** The header's UUID: the key a passphrase is given for (the same in every state of the disk unless reformatted). */
+  uuid: string;
+  label?: string;
+  /** "aes-256-xts-plain64". */
+  cipher: string;
+  /** Encryption sector size of the data (512, or up to 4096 in LUKS2). */
+  sectorBytes: number;
+  /** Whether a passphrase given opened it: its contents are then listed as the volume named `luks-<uuid>`. */
+  unlocked: boolean;
+  /** Why it stays locked: a passphrase given opened no key slot, or the header cannot be read or is of a kind Cowbell does not open. */
+  problem?: string;
+  /** The problem's code (BAD_PASSPHRASE, FILESYSTEM_CORRUPT, FILESYSTEM_UNSUPPORTED). */
+  problemCode?: string;
 }
 
 /** What a volume holds that is no filesystem Cowbell reads (files/volume-content.ts tells). */
@@ -426,7 +448,7 @@ export type VolumeContent = 'swap' | 'luks' | 'bitlocker' | 'exfat' | 'linux-rai
 /** How the app and messages name what a volume holds. */
 export const VOLUME_CONTENT_NAMES: Record<VolumeContent, string> = {
   swap: 'swap space',
-  luks: 'a LUKS-encrypted volume (unlocked only inside the guest)',
+  luks: 'a LUKS-encrypted volume (its files are read once it is unlocked with its passphrase)',
   bitlocker: 'a BitLocker-encrypted volume (unlocked only inside Windows)',
   exfat: 'an exFAT filesystem, which Cowbell does not read',
   'linux-raid': 'a member of a Linux software RAID, which Cowbell does not assemble',

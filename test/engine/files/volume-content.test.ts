@@ -56,7 +56,8 @@ describe('volumes that hold no filesystem Cowbell reads', () => {
       expect(files.volumes.map((volume) => [volume.name, volume.filesystem, volume.holds, volume.problem])).toEqual([
         ['1', null, 'bios-boot', undefined],
         ['2', null, 'swap', undefined],
-        ['3', null, 'luks', undefined],
+        // Only the signature is there: its header, read to describe it, is found damaged.
+        ['3', null, 'luks', expect.stringMatching(/^The LUKS2 header is damaged: /)],
         ['4', null, 'bitlocker', undefined],
         ['5', null, 'microsoft-reserved', undefined],
         ['6', null, undefined, undefined],

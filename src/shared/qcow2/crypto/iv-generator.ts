@@ -13,8 +13,8 @@ import { AES_BLOCK_BYTES, aesEcb, type AesEcb } from './aes-ecb.ts';
 const TWO_POW_32 = 0x1_0000_0000;
 
 export interface IvGenerator {
-  /** IVs of `count` sectors from `firstSector`, 16 bytes each, in a buffer valid until the next call. */
-  ivs(firstSector: number, count: number): Uint8Array;
+  /** IVs of `count` sectors from `firstSector`, `step` apart (1 unless data units are larger than a sector), 16 bytes each, in a buffer valid until the next call. */
+  ivs(firstSector: number, count: number, step?: number): Uint8Array;
 }
 
 /** `maxCount` bounds `count` (the caller's run size), so the buffer is allocated once. */
@@ -43,10 +43,10 @@ class SectorNumberIvs implements IvGenerator {
     this.fields = new DataView(this.buffer.buffer);
   }
 
-  ivs(firstSector: number, count: number): Uint8Array {
+  ivs(firstSector: number, count: number, step = 1): Uint8Array {
     // Bytes 4/8 to 15 of each IV are never written: they stay zero.
     for (let index = 0; index < count; index++) {
-      const sector = firstSector + index;
+      const sector = firstSector + index * step;
       this.fields.setUint32(index * AES_BLOCK_BYTES, sector % TWO_POW_32, true);
       if (this.wide) this.fields.setUint32(index * AES_BLOCK_BYTES + 4, Math.floor(sector / TWO_POW_32), true);
     }
@@ -65,7 +65,7 @@ class EssivIvs implements IvGenerator {
     salt.fill(0);
   }
 
-  ivs(firstSector: number, count: number): Uint8Array {
-    return this.cipher.blocks(this.sectorNumbers.ivs(firstSector, count));
+  ivs(firstSector: number, count: number, step = 1): Uint8Array {
+    return this.cipher.blocks(this.sectorNumbers.ivs(firstSector, count, step));
   }
 }

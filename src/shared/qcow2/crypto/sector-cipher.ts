@@ -24,9 +24,9 @@ export interface SectorCipherOptions {
   /** Use WebAssembly SIMD for XTS where available (default); false forces the JavaScript path (tests compare the two). */
   simd?: boolean;
   /**
-   * Bytes per data unit: 512 (default), or up to 4096 as LUKS2 allows; then the "sectors" of
-   * encryptSectors/decryptSectors are units of this size, numbered as dm-crypt's iv_large_sectors
-   * numbers them. XTS only.
+   * Bytes per data unit: 512 (default), or up to 4096 as LUKS2 allows. Sector numbers stay
+   * 512-byte ones (a unit's IV is its first sector's, as dm-crypt without iv_large_sectors: how
+   * LUKS2 is activated); runs must be whole units. XTS only.
    */
   unitBytes?: number;
 }

@@ -4,9 +4,11 @@
  * its sector number) is encrypted with the tweak key to give its first tweak (IEEE 1619 §5.3).
  * A run of sectors costs one AES call for the first tweaks, one for the data, and two tweak passes
  * (xts-passes.ts).
- * Larger data units (LUKS2's 4096-byte sectors) are numbered by the unit, and each is done as its
- * 512-byte pieces: piece k of a unit starts from the unit's first tweak times α^(32k), which is
- * where XTS over the whole unit has got to after the 32 blocks of every piece before it.
+ * Larger data units (LUKS2's 4096-byte sectors) are still numbered by their first 512-byte sector,
+ * as dm-crypt numbers them without iv_large_sectors (cryptsetup never sets it for LUKS2), and each
+ * is done as its 512-byte pieces: piece k of a unit starts from the unit's first tweak times
+ * α^(32k), which is where XTS over the whole unit has got to after the 32 blocks of every piece
+ * before it.
  */
 import type { LuksHash, LuksIvGenerator } from '../format/luks-header.ts';
 import { aesEcb, type AesEcb } from './aes-ecb.ts';
@@ -28,7 +30,7 @@ export class XtsSectorCipher implements SectorCipher {
 
   /**
    * `key` is both XTS keys (32, 48 or 64 bytes); the caller keeps it and may zero it afterwards.
-   * `unitSectors` > 1: data units of that many 512-byte sectors, numbered by the unit.
+   * `unitSectors` > 1: data units of that many 512-byte sectors, each with its first sector's IV.
    */
   constructor(key: Uint8Array, ivGenerator: LuksIvGenerator, ivHash: LuksHash | null, passes: XtsPasses, unitSectors = 1) {
     const half = key.length / 2;
@@ -56,16 +58,15 @@ export class XtsSectorCipher implements SectorCipher {
     this.encryptTweak = null;
   }
 
-  /** `firstSector` is the number of the first data unit (a 512-byte sector unless the units are larger). */
   private run(data: Uint8Array, firstSector: number, blockCipher: AesEcb | null): void {
-    const count = checkSectorRun(data, firstSector * this.unitSectors);
+    const count = checkSectorRun(data, firstSector);
     if (count % this.unitSectors !== 0) throw new Qcow2Error('INVALID_ARGUMENT', `Encryption works on whole ${this.unitSectors * SECTOR_BYTES}-byte sectors, not ${data.length} bytes`);
     if (blockCipher === null || this.encryptTweak === null) throw closedError();
     const runSectors = this.passes.runSectors - (this.passes.runSectors % this.unitSectors);
     for (let done = 0; done < count; done += runSectors) {
       const sectors = Math.min(runSectors, count - done);
       const units = sectors / this.unitSectors;
-      const unitTweaks = this.encryptTweak.blocks(this.ivs.ivs(firstSector + done / this.unitSectors, units));
+      const unitTweaks = this.encryptTweak.blocks(this.ivs.ivs(firstSector + done, units, this.unitSectors));
       const firstTweaks = this.unitSectors === 1 ? unitTweaks : this.expandTweaks(unitTweaks, units);
       this.passes.apply(data.subarray(done * SECTOR_BYTES, (done + sectors) * SECTOR_BYTES), firstTweaks, sectors, blockCipher);
     }

@@ -42,7 +42,9 @@ export async function diffStateFiles(before: StateFiles, after: StateFiles, opti
   for (const name of volumeNames(before.volumes, after.volumes)) {
     const volumeBefore = before.volumes.find((volume) => volume.name === name);
     const volumeAfter = after.volumes.find((volume) => volume.name === name);
-    const problem = unreadable(volumeBefore) ?? unreadable(volumeAfter);
+    const encrypted = encryptionProblem(volumeBefore, volumeAfter, before.volumes, after.volumes);
+    if (encrypted === 'compared inside') continue;
+    const problem = encrypted ?? unreadable(volumeBefore) ?? unreadable(volumeAfter);
     if (problem !== null) {
       skipped.push({ volume: volumeLabel(name), reason: problem });
       continue;
@@ -81,6 +83,28 @@ function volumeLabel(name: string): string {
  * (cancel, the disk's I/O errors) still end it.
  */
 const PER_ENTRY_ERRORS = new Set<string>(['FILESYSTEM_UNSUPPORTED', 'FILESYSTEM_CORRUPT']);
+
+/**
+ * An encrypted volume (or one inside it) as files-diff takes it: an unlocked one's files are those
+ * of the volumes inside it ('compared inside'); one locked in a state it is present in is skipped,
+ * and so is everything inside it where it opens in one state only (a passphrase changed between
+ * the two: its files would read as all added or all removed). Null for any other volume.
+ */
+function encryptionProblem(before: GuestVolumeInfo | undefined, after: GuestVolumeInfo | undefined, volumesBefore: readonly GuestVolumeInfo[], volumesAfter: readonly GuestVolumeInfo[]): string | 'compared inside' | null {
+  const unlocked = (volume: GuestVolumeInfo | undefined): boolean | null => (volume?.encryption === undefined ? null : volume.encryption.unlocked);
+  if (before?.encryption !== undefined || after?.encryption !== undefined) {
+    const states = [unlocked(before), unlocked(after)].filter((state) => state !== null);
+    if (states.every((state) => state)) return 'compared inside';
+    if (states.some((state) => state)) return 'an encrypted volume the passphrases given open in one of the two states only (changed between them?): its files are not compared';
+    const problem = before?.encryption?.problem ?? after?.encryption?.problem;
+    return `an encrypted volume, locked${problem === undefined ? ': give its passphrase to compare its files' : ` (${problem})`}`;
+  }
+  const container = before?.encryptedIn ?? after?.encryptedIn;
+  if (container === undefined) return null;
+  const opened = [volumesBefore, volumesAfter].map((volumes) => unlocked(volumes.find((volume) => volume.name === container)));
+  if (opened.includes(false)) return `inside the encrypted volume /${container}, which the passphrases given open in one of the two states only: not compared`;
+  return null;
+}
 
 /** Why a volume present in a state cannot be compared, or null (an absent volume is compared as empty). */
 function unreadable(volume: GuestVolumeInfo | undefined): string | null {

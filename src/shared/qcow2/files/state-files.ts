@@ -14,6 +14,7 @@ import { FILESYSTEM_READERS } from './filesystems.ts';
 import { normalizePath, pathParts } from './paths.ts';
 import { guestRangesOf } from './volume-ranges.ts';
 import { CachedGuestBytes } from './volume-bytes.ts';
+import type { VolumeUnlockOptions } from './encrypted-volumes.ts';
 import { findVolumes, type FoundVolume } from './volumes.ts';
 
 export interface StateFiles {
@@ -43,15 +44,22 @@ export const CURRENT_STATE = 'current';
 /** Deeper than any real guest's folders (Linux's 4096-byte paths hold ~2048 at most, of one-letter names). */
 export const MAX_FOLDER_DEPTH = 1024;
 
+export interface StateFilesOptions extends GuestReaderOptions {
+  /** Passphrases for encrypted volumes inside the guest (LUKS), and the job that waits while one is tried. */
+  volumes?: VolumeUnlockOptions;
+}
+
 /**
  * Opens the files of one state of the image at imagePath, read-only: `state` is "current" or a
  * snapshot's name or id (a snapshot named "current" is reached by its id). Encrypted disks need
- * options.passphrase. Close the result to release the image.
+ * options.passphrase; encrypted volumes inside the guest are read where options.volumes has theirs.
+ * Close the result to release the image.
  */
-export async function openStateFiles(imagePath: string, state: SnapshotRef, options: GuestReaderOptions = {}): Promise<StateFiles> {
-  const reader = openStateReader(imagePath, state, options);
+export async function openStateFiles(imagePath: string, state: SnapshotRef, options: StateFilesOptions = {}): Promise<StateFiles> {
+  const { volumes, ...imageOptions } = options;
+  const reader = openStateReader(imagePath, state, imageOptions);
   try {
-    return await stateFilesOf(reader);
+    return await stateFilesOf(reader, FILESYSTEM_READERS, volumes);
   } catch (error) {
     reader.close();
     throw error;
@@ -75,9 +83,9 @@ function openStateReader(imagePath: string, state: SnapshotRef, options: GuestRe
  * The files of the guest bytes `reader` gives (an open image, a snapshot's view, a raw file);
  * closing the result closes the reader.
  */
-export async function stateFilesOf(reader: GuestReader, readers: readonly FilesystemReader[] = FILESYSTEM_READERS): Promise<StateFiles> {
+export async function stateFilesOf(reader: GuestReader, readers: readonly FilesystemReader[] = FILESYSTEM_READERS, unlock: VolumeUnlockOptions = {}): Promise<StateFiles> {
   const guest = new CachedGuestBytes(reader);
-  const found = await findVolumes(guest, readers);
+  const found = await findVolumes(guest, readers, unlock);
   return new OpenStateFiles(reader, found.partitioned, found.volumes);
 }
 

@@ -21,9 +21,12 @@ const CACHED_CHUNKS = 256;
 /** A read this large or larger bypasses the cache (content, not metadata). */
 const UNCACHED_READ_BYTES = 256 * 1024;
 
+/** What the cache reads from: an image's guest reader, or the decrypted data of an encrypted volume (guest-luks.ts). */
+export type GuestBytesSource = Pick<GuestReader, 'virtualSize' | 'readInto'>;
+
 export class CachedGuestBytes {
   readonly length: number;
-  private readonly reader: GuestReader;
+  private readonly reader: GuestBytesSource;
   /**
    * Chunk index → bytes; the buffers of a dropped generation are kept for the next chunks read.
    * (Reordering a Map on every hit, as an exact least-recently-used order would, made V8 copy its
@@ -41,7 +44,7 @@ export class CachedGuestBytes {
   private lastIndex = -1;
   private lastChunk: Uint8Array | null = null;
 
-  constructor(reader: GuestReader) {
+  constructor(reader: GuestBytesSource) {
     this.reader = reader;
     this.length = reader.virtualSize;
   }

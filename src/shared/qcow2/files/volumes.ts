@@ -4,11 +4,13 @@
  * else an MBR's partitions; else the whole disk as one volume with nothing Cowbell reads on it.
  * An LVM physical volume (a partition, or the whole disk) adds its logical volumes after it, each
  * named as device-mapper names it (vg-lv) and read through its segments (lvm.ts).
- * A volume whose filesystem cannot be opened keeps the error as its `problem`.
+ * A volume whose filesystem cannot be opened keeps the error as its `problem`. An encrypted volume
+ * a passphrase given opens adds what it holds after every other (encrypted-volumes.ts).
  */
 import { Qcow2Error } from '../errors.ts';
 import type { GuestFilesystemKind, GuestVolumeInfo } from '../model.ts';
 import type { FilesystemReader, GuestFilesystem, VolumeBytes } from './filesystem.ts';
+import { unlockedVolumes, type VolumeUnlockOptions } from './encrypted-volumes.ts';
 import { isLvmPhysicalVolume, logicalVolumesOf, physicalVolumeUuids, readPhysicalVolume, readPhysicalVolumeLabel, type PhysicalVolume } from './lvm.ts';
 import { hasGptSignature, readPartitionTable, type Partition } from './partition-table.ts';
 import { volumeContent } from './volume-content.ts';
@@ -28,7 +30,28 @@ export interface FoundVolumes {
   volumes: FoundVolume[];
 }
 
-export async function findVolumes(guest: CachedGuestBytes, readers: readonly FilesystemReader[]): Promise<FoundVolumes> {
+/**
+ * The state's volumes, then those inside the encrypted ones `unlock`'s passphrases open
+ * (encrypted-volumes.ts); a disk encrypted whole is then listed as a volume named "encrypted".
+ */
+export async function findVolumes(guest: CachedGuestBytes, readers: readonly FilesystemReader[], unlock: VolumeUnlockOptions = {}): Promise<FoundVolumes> {
+  const found = await findPlainVolumes(guest, readers);
+  try {
+    const inside = await unlockedVolumes(guest, found.volumes, unlock, (disk) => findPlainVolumes(disk, readers));
+    if (inside.length === 0) return found;
+    const whole = found.volumes.find((volume) => volume.info.name === '');
+    if (whole !== undefined) {
+      whole.info.name = 'encrypted';
+      for (const volume of inside) if (volume.info.encryptedIn === '') volume.info.encryptedIn = 'encrypted';
+    }
+    return { partitioned: true, volumes: [...found.volumes, ...inside] };
+  } catch (error) {
+    for (const volume of found.volumes) await volume.filesystem?.close();
+    throw error;
+  }
+}
+
+async function findPlainVolumes(guest: CachedGuestBytes, readers: readonly FilesystemReader[]): Promise<FoundVolumes> {
   const read = (buffer: Uint8Array, offset: number): void => guest.read(buffer, offset);
   const volumes: FoundVolume[] = [];
   try {

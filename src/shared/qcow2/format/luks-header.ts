@@ -140,8 +140,8 @@ export function parseLuksHeader(bytes: Uint8Array, areaLength: number): LuksHead
   const uuid = fixedString(bytes, AT.uuid, LUKS_UUID_BYTES, 'UUID');
 
   if (cipherName !== 'aes') throw new Qcow2Error('UNSUPPORTED_FEATURE', `The LUKS cipher "${cipherName}" is not supported (only aes)`);
-  const cipher = parseCipherMode(cipherModeText, keyBytes);
-  const hash = parseHash(hashText, 'The LUKS hash');
+  const cipher = parseLuksCipherMode(cipherModeText, keyBytes);
+  const hash = parseLuksHash(hashText, 'The LUKS hash');
   checkIterations(masterKeyDigestIterations, 'The LUKS master key digest');
 
   const keySlots: LuksKeySlot[] = [];
@@ -245,14 +245,14 @@ function writeFixedString(bytes: Uint8Array, position: number, length: number, t
   bytes.set(encoded, position);
 }
 
-function parseHash(text: string, what: string): LuksHash {
+export function parseLuksHash(text: string, what: string): LuksHash {
   const hash = HASHES.find((name) => name === text);
   if (hash === undefined) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${what} "${text}" is not supported (${HASHES.join(', ')})`);
   return hash;
 }
 
 /** "<mode>-<ivgen>[:<hash>]" (QEMU's parse: the hash is checked even where plain/plain64 ignore it). */
-function parseCipherMode(text: string, keyBytes: number): LuksCipher {
+export function parseLuksCipherMode(text: string, keyBytes: number): LuksCipher {
   const dash = text.indexOf('-');
   if (dash < 0) throw new Qcow2Error('CORRUPT', `The LUKS cipher mode "${text}" is not of the form mode-ivgenerator`);
   const modeText = text.slice(0, dash);
@@ -262,7 +262,7 @@ function parseCipherMode(text: string, keyBytes: number): LuksCipher {
   if (mode === undefined) throw new Qcow2Error('UNSUPPORTED_FEATURE', `The LUKS cipher mode "${modeText}" is not supported (xts, cbc)`);
   const ivGenerator = IV_GENERATORS.find((name) => name === ivText);
   if (ivGenerator === undefined) throw new Qcow2Error('UNSUPPORTED_FEATURE', `The LUKS IV generator "${ivText}" is not supported (plain, plain64, essiv)`);
-  const ivHash = colon < 0 ? null : parseHash(text.slice(colon + 1), 'The LUKS IV generator hash');
+  const ivHash = colon < 0 ? null : parseLuksHash(text.slice(colon + 1), 'The LUKS IV generator hash');
   if (ivGenerator === 'essiv') {
     if (ivHash === null) throw new Qcow2Error('CORRUPT', `The LUKS cipher mode "${text}" names ESSIV without its hash`);
     if (ivHash !== 'sha256') throw new Qcow2Error('UNSUPPORTED_FEATURE', `ESSIV with ${ivHash} is not supported (only essiv:sha256)`);
