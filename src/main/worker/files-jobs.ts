@@ -8,14 +8,15 @@ import { diffStatesByName } from '../../shared/qcow2/files/files-diff.ts';
 import { restoreFromState } from '../../shared/qcow2/files/restore.ts';
 import { CURRENT_STATE, type StateFiles } from '../../shared/qcow2/files/state-files.ts';
 import type { SnapshotRef } from '../../shared/qcow2/image/image.ts';
-import type { GuestReaderOptions } from '../../shared/qcow2/image/image-format.ts';
+import type { VolumePassphrase } from '../../shared/qcow2/files/encrypted-volumes.ts';
+import type { StateFilesOptions } from '../../shared/qcow2/files/state-files.ts';
 import type { JobContext } from '../../shared/qcow2/job-context.ts';
 import { readDiff } from '../../shared/qcow2/snapshots/operations.ts';
 import { withSecretBytesAsync } from './secret-bytes.ts';
 
 
 /** Opens one state ("current", or a snapshot) of the disk at imagePath: files/state-files.ts openStateFiles. */
-export type OpenStateFiles = (imagePath: string, state: SnapshotRef, options?: GuestReaderOptions) => Promise<StateFiles>;
+export type OpenStateFiles = (imagePath: string, state: SnapshotRef, options?: StateFilesOptions) => Promise<StateFiles>;
 
 /**
  * A state as the app names it: "current", or a snapshot's id (the tree's node ids), looked up as
@@ -37,11 +38,28 @@ export interface FilesJobs {
   'files.copyOut': FilesJob<'files.copyOut'>;
 }
 
-async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, date: string | undefined, passphrase: Uint8Array | undefined, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
+/** A job's secrets as the engine takes them: the disk's passphrase, and those of volumes inside it. */
+interface JobSecrets {
+  passphrase: Uint8Array | undefined;
+  volumes: StateFilesOptions['volumes'];
+}
+
+type SecretArgs = { passphrase?: string | undefined; volumePassphrases?: { uuid: string; passphrase: string }[] | undefined };
+
+/** Runs `work` with byte copies of the job's passphrases, zeroed when it settles (secret-bytes.ts). */
+function withJobSecrets<R>(args: SecretArgs, context: JobContext, work: (secrets: JobSecrets) => Promise<R>): Promise<R> {
+  const volumes = args.volumePassphrases ?? [];
+  return withSecretBytesAsync([args.passphrase, ...volumes.map((entry) => entry.passphrase)], ([passphrase, ...volumeSecrets]) => {
+    const passphrases: VolumePassphrase[] = volumes.map((entry, index) => ({ uuid: entry.uuid, passphrase: volumeSecrets[index] as Uint8Array }));
+    return work({ passphrase, volumes: { passphrases, job: context } });
+  });
+}
+
+async function withState<R>(open: OpenStateFiles, imagePath: string, state: string, date: string | undefined, secrets: JobSecrets, work: (files: StateFiles) => Promise<R>, { guardCurrent = false } = {}): Promise<R> {
   // A restore from the current state keeps writers out until it is done: a VM starting meanwhile
   // would tear the copy; one writing now is refused (the app has no -U: 'changing' offers none).
   const guarded = guardCurrent && state === CURRENT_STATE;
-  const files = await open(imagePath, stateRef(state, date), { passphrase, ...(guarded ? { guard: true, refuseInUse: 'changing' as const } : {}) });
+  const files = await open(imagePath, stateRef(state, date), { passphrase: secrets.passphrase, volumes: secrets.volumes, ...(guarded ? { guard: true, refuseInUse: 'changing' as const } : {}) });
   try {
     return await work(files);
   } finally {
@@ -51,9 +69,9 @@ async function withState<R>(open: OpenStateFiles, imagePath: string, state: stri
 
 export function createFilesJobs(open: OpenStateFiles): FilesJobs {
   return {
-    'files.list': (imagePath, args) =>
-      withSecretBytesAsync([args.passphrase], ([passphrase]) =>
-        withState(open, imagePath, args.state, args.stateDate, passphrase, async (files) => ({
+    'files.list': (imagePath, args, context) =>
+      withJobSecrets(args, context, (secrets) =>
+        withState(open, imagePath, args.state, args.stateDate, secrets, async (files) => ({
           state: args.state,
           path: args.path,
           volumes: [...files.volumes],
@@ -61,9 +79,9 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
         })),
       ),
     'files.diff': (imagePath, args, context) =>
-      withSecretBytesAsync([args.passphrase], ([passphrase]) =>
+      withJobSecrets(args, context, (secrets) =>
         diffStatesByName(
-          (state) => open(imagePath, stateRef(state, state === args.from ? args.fromDate : args.toDate), { passphrase }),
+          (state) => open(imagePath, stateRef(state, state === args.from ? args.fromDate : args.toDate), { passphrase: secrets.passphrase, volumes: secrets.volumes }),
           args.from,
           args.to,
           () => readDiff(imagePath, stateRef(args.from, args.fromDate), stateRef(args.to, args.toDate), context).ranges,
@@ -71,7 +89,7 @@ export function createFilesJobs(open: OpenStateFiles): FilesJobs {
         ),
       ),
     'files.copyOut': (imagePath, args, context) =>
-      withSecretBytesAsync([args.passphrase], ([passphrase]) => withState(open, imagePath, args.state, args.stateDate, passphrase, (files) => restoreFromState(files, args.path, args.target, context), { guardCurrent: true })),
+      withJobSecrets(args, context, (secrets) => withState(open, imagePath, args.state, args.stateDate, secrets, (files) => restoreFromState(files, args.path, args.target, context), { guardCurrent: true })),
   };
 }
 

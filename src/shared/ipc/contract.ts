@@ -226,19 +226,26 @@ export const GuestPath = z
   .max(4096)
   .refine((value) => value.startsWith('/'), 'a path inside the disk starts with /')
   .refine((value) => !value.includes('\0'), 'path contains a NUL byte');
+/** A LUKS header's UUID, as GuestVolumeInfo.encryption names the volume (printable, at most LUKS1's 40 bytes). */
+export const LuksUuid = z.string().min(1).max(40).regex(/^[\x21-\x7e]+$/, 'a LUKS UUID is printable text');
+/**
+ * Passphrases of encrypted volumes inside the guest (LUKS), each for the volume whose header has
+ * `uuid`; secrets like `passphrase` (secrets.ts scrubs them from every message).
+ */
+export const VolumePassphrases = z.array(z.object({ uuid: LuksUuid, passphrase: Passphrase }).strict()).max(16);
 /**
  * One folder of a state ("current" or a snapshot's id, as the tree names its nodes), listed when it
- * is opened; an encrypted disk's passphrase. `stateDate`: the snapshot's creation time as the tree
+ * is opened; an encrypted disk's passphrase, and those of encrypted volumes inside it. `stateDate`: the snapshot's creation time as the tree
  * showed it — a snapshot deleted and made again since may bear the same id, and is refused.
  */
-export const FilesListArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, passphrase: Passphrase.optional() }).strict();
+export const FilesListArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, passphrase: Passphrase.optional(), volumePassphrases: VolumePassphrases.optional() }).strict();
 /** "Compare files with…": two states' files ("current" or snapshot ids, with the times shown), added, removed and changed. */
-export const FilesDiffArgs = z.object({ from: SnapshotName, fromDate: SnapshotDate.optional(), to: SnapshotName, toDate: SnapshotDate.optional(), passphrase: Passphrase.optional() }).strict();
+export const FilesDiffArgs = z.object({ from: SnapshotName, fromDate: SnapshotDate.optional(), to: SnapshotName, toDate: SnapshotDate.optional(), passphrase: Passphrase.optional(), volumePassphrases: VolumePassphrases.optional() }).strict();
 /**
  * "Restore…": one file or folder of a state copied to `target`, a new path in an existing folder
  * (never an existing one, never the disk itself); the disk is only read.
  */
-export const FilesCopyOutArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, target: AbsolutePath, passphrase: Passphrase.optional() }).strict();
+export const FilesCopyOutArgs = z.object({ state: SnapshotName, stateDate: SnapshotDate.optional(), path: GuestPath, target: AbsolutePath, passphrase: Passphrase.optional(), volumePassphrases: VolumePassphrases.optional() }).strict();
 
 /** Jobs: engine work on the worker pool. `access` decides the per-image reader/writer queue. */
 export const jobSchemas = {

@@ -5,6 +5,8 @@
  */
 /** The job arguments that hold passphrases (contract.ts's Passphrase); messages are scrubbed of their values. */
 export const SECRET_ARGUMENTS = ['passphrase', 'newPassphrase'] as const;
+/** The job argument that lists passphrases of encrypted volumes inside the guest: each entry's `passphrase` is a secret too. */
+export const VOLUME_PASSPHRASES_ARGUMENT = 'volumePassphrases';
 
 const REDACTED = '[passphrase]';
 
@@ -16,6 +18,13 @@ export function secretsIn(args: unknown): string[] {
   for (const key of SECRET_ARGUMENTS) {
     const value = Object.hasOwn(record, key) ? record[key] : undefined;
     if (typeof value === 'string' && value !== '') found.push(value);
+  }
+  const volumes = Object.hasOwn(record, VOLUME_PASSPHRASES_ARGUMENT) ? record[VOLUME_PASSPHRASES_ARGUMENT] : undefined;
+  if (Array.isArray(volumes)) {
+    for (const entry of volumes as unknown[]) {
+      const value = typeof entry === 'object' && entry !== null && Object.hasOwn(entry, 'passphrase') ? (entry as Record<string, unknown>).passphrase : undefined;
+      if (typeof value === 'string' && value !== '') found.push(value);
+    }
   }
   // Longest first, so a passphrase that contains another is replaced whole.
   return found.sort((a, b) => b.length - a.length);
