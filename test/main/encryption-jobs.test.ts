@@ -114,6 +114,9 @@ describe('the contract for encryption', () => {
     expect(secretsIn({ passphrase: 7, newPassphrase: '' })).toEqual([]);
     expect(secretsIn(null)).toEqual([]);
     expect(secretsIn('passphrase')).toEqual([]);
+    // Passphrases of encrypted volumes inside the guest (files jobs), valid entries or not.
+    expect(secretsIn({ passphrase: 'disk secret', volumePassphrases: [{ uuid: 'u1', passphrase: 'volume one' }, { passphrase: 'no uuid given' }, { uuid: 'u3' }, 'x', null] })).toEqual(['no uuid given', 'disk secret', 'volume one']);
+    expect(secretsIn({ volumePassphrases: 'not a list' })).toEqual([]);
     expect(scrubSecrets('moo-cow-pass then moo-cow-pas then moo-cow-passs', ['moo-cow-pass', 'moo-cow-pas'])).toBe('[passphrase] then [passphrase] then [passphrase]s');
     // Scrubbing again (main does, on the way out) leaves the placeholders whole, whatever the secret.
     const secrets = ['[passphrase]x', 'passphrase', 'ssphrase]'];

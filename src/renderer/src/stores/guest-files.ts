@@ -4,10 +4,12 @@
  * time by a background job; plus compare (files-diff) and restore (copy out) as jobs in the panel.
  * An encrypted disk is unlocked once for browsing: its passphrase stays in this module's memory
  * only (never in reactive state, never stored) until the disk is closed or the passphrase fails.
+ * So do the passphrases of LUKS volumes inside the guest, by the volume's UUID: every files job of
+ * the disk carries them all, so listing, compare and restore read inside the volumes they open.
  */
 import { defineStore } from 'pinia';
 import { reactive } from 'vue';
-import type { FilesCopyOutResult, GuestFileEntry, GuestFilesDiff, GuestFolderListing, GuestVolumeInfo, JobArgs } from '../../../shared/ipc/contract.ts';
+import { VolumePassphrases, type FilesCopyOutResult, type GuestFileEntry, type GuestFilesDiff, type GuestFolderListing, type GuestVolumeInfo, type JobArgs } from '../../../shared/ipc/contract.ts';
 import { formatBytes } from '../../../shared/format-units.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
 import { baseName } from '../lib/paths.ts';
@@ -28,6 +30,14 @@ export interface FilesBrowse {
 }
 
 const UNLOCK_CODES: readonly ApiErrorCode[] = ['LOCKED', 'BAD_PASSPHRASE'];
+/** As many volume passphrases as one job takes (the contract's VolumePassphrases). */
+export const MAX_VOLUME_PASSPHRASES = 16;
+
+/** How unlocking an encrypted volume inside the guest ended: opened, or why not (its passphrase is then forgotten). */
+/** `code`: an ApiErrorCode for a read that failed (CANCELLED), else the volume's own problemCode (BAD_PASSPHRASE). */
+export type VolumeUnlockOutcome = { unlocked: true } | { unlocked: false; problem: string; code: string };
+
+type SecretArgs = { passphrase?: string; volumePassphrases?: { uuid: string; passphrase: string }[] };
 
 export function parentFolder(folder: string): string {
   const cut = folder.lastIndexOf('/');
@@ -42,6 +52,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   const browses = reactive(new Map<string, FilesBrowse>());
   /** Passphrases given to browse encrypted disks, by disk path: plain (not reactive), never persisted. */
   const passphrases = new Map<string, string>();
+  /** Passphrases of encrypted volumes inside each disk's guest, by disk path then LUKS UUID: plain, never persisted. */
+  const volumePassphrases = new Map<string, Map<string, string>>();
   /** The latest listing asked for, per disk: an older one that ends later is dropped. */
   const generations = new Map<string, number>();
 
@@ -54,16 +66,22 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     return browse;
   }
 
-  function withPassphrase<T extends object>(path: string, args: T): T & { passphrase?: string } {
-    const passphrase = passphrases.get(path);
-    return passphrase === undefined ? args : { ...args, passphrase };
+  /**
+   * The job's arguments with the disk's secrets: its passphrase (unless the job was given one) and
+   * those of the volumes inside it, checked against the contract before they go.
+   */
+  function withSecrets<T extends SecretArgs>(path: string, args: T): T {
+    const passphrase = args.passphrase ?? passphrases.get(path);
+    const volumes = [...(volumePassphrases.get(path) ?? new Map<string, string>())].map(([uuid, given]) => ({ uuid, passphrase: given }));
+    if (volumes.length > 0 && !VolumePassphrases.safeParse(volumes).success) throw new Error('The passphrases of the encrypted volumes are not ones a job takes');
+    return { ...args, ...(passphrase === undefined ? {} : { passphrase }), ...(volumes.length === 0 ? {} : { volumePassphrases: volumes }) };
   }
 
   /**
    * Shows `folder` of `state` (taken at `stateDate`, as the tree shows it); a later call wins over
-   * one still reading. `typed`: the passphrase was just given (unlock).
+   * one still reading. `typed`: the passphrase was just given (unlock); `onStarted`: told the job's id (to cancel it).
    */
-  async function open(path: string, state: string, stateDate: string | undefined, folder: string, typed = false): Promise<void> {
+  async function open(path: string, state: string, stateDate: string | undefined, folder: string, typed = false, onStarted?: (jobId: string) => void): Promise<void> {
     const browse = browseOf(path);
     const mine = (generations.get(path) ?? 0) + 1;
     generations.set(path, mine);
@@ -73,9 +91,10 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     browse.status = 'loading';
     browse.error = null;
     try {
-      const listing: GuestFolderListing = await useJobsStore().run('files.list', path, withPassphrase(path, { state, ...(stateDate === undefined ? {} : { stateDate }), path: folder }), {
+      const listing: GuestFolderListing = await useJobsStore().run('files.list', path, withSecrets(path, { state, ...(stateDate === undefined ? {} : { stateDate }), path: folder }), {
         title: `List ${folder} of ${baseName(path)}`,
         background: true,
+        onStarted,
       });
       if (mine !== generations.get(path)) return;
       browse.entries = listing.entries;
@@ -101,16 +120,51 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     return open(path, browse.state, browse.stateDate, browse.folder, true);
   }
 
+  /**
+   * Reads the folder shown again with `passphrase` for the encrypted volume whose LUKS header has
+   * `uuid`. Kept only if the volume opens with it; a wrong one (or a cancelled or failed read) is
+   * forgotten and the reason returned.
+   */
+  async function unlockVolume(path: string, uuid: string, passphrase: string, onStarted?: (jobId: string) => void): Promise<VolumeUnlockOutcome> {
+    const given = volumePassphrases.get(path) ?? new Map<string, string>();
+    if (!given.has(uuid) && given.size >= MAX_VOLUME_PASSPHRASES) return { unlocked: false, problem: `At most ${MAX_VOLUME_PASSPHRASES} encrypted volumes of one disk can be unlocked at a time.`, code: 'INVALID_ARGUMENT' };
+    given.set(uuid, passphrase);
+    volumePassphrases.set(path, given);
+    const browse = browseOf(path);
+    await open(path, browse.state, browse.stateDate, browse.folder, false, onStarted);
+    const outcome = unlockOutcome(browse, uuid);
+    if (!outcome.unlocked) {
+      given.delete(uuid);
+      // A read that ended without a listing (cancelled) leaves the panel as it was, without the passphrase.
+      if (browse.status !== 'ready') await open(path, browse.state, browse.stateDate, browse.folder);
+    }
+    return outcome;
+  }
+
+  function unlockOutcome(browse: FilesBrowse, uuid: string): VolumeUnlockOutcome {
+    if (browse.status !== 'ready') return { unlocked: false, problem: browse.error?.message ?? 'The folder could not be read.', code: browse.error?.code ?? 'INTERNAL' };
+    const encryption = browse.volumes.find((volume) => volume.encryption?.uuid === uuid)?.encryption;
+    if (encryption === undefined) return { unlocked: false, problem: 'That encrypted volume is not in this state of the disk.', code: 'NOT_FOUND' };
+    if (!encryption.unlocked) return { unlocked: false, problem: encryption.problem ?? 'The volume stays locked.', code: encryption.problemCode ?? 'BAD_PASSPHRASE' };
+    return { unlocked: true };
+  }
+
+  /** Whether a passphrase is kept for the encrypted volume whose LUKS header has `uuid`. */
+  function hasVolumePassphrase(path: string, uuid: string): boolean {
+    return volumePassphrases.get(path)?.has(uuid) ?? false;
+  }
+
   /** The disk was closed: its browse and any passphrase given for it go. */
   function forget(path: string): void {
     browses.delete(path);
     passphrases.delete(path);
+    volumePassphrases.delete(path);
     generations.delete(path);
   }
 
   function compare(path: string, args: { from: string; fromDate?: string; to: string; toDate?: string; fromName: string; toName: string }, onStarted?: (jobId: string) => void): Promise<GuestFilesDiff> {
     const states = { from: args.from, to: args.to, ...(args.fromDate === undefined ? {} : { fromDate: args.fromDate }), ...(args.toDate === undefined ? {} : { toDate: args.toDate }) };
-    return useJobsStore().run('files.diff', path, withPassphrase(path, states), {
+    return useJobsStore().run('files.diff', path, withSecrets(path, states), {
       title: `Compare the files of “${args.fromName}” and “${args.toName}” in ${baseName(path)}`,
       describe: (result) => `${result.differences.length} difference${result.differences.length === 1 ? '' : 's'}, ${formatBytes(result.bytes)} involved.`,
       onStarted,
@@ -119,7 +173,7 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
   }
 
   function restore(path: string, args: JobArgs<'files.copyOut'>, onStarted?: (jobId: string) => void): Promise<FilesCopyOutResult> {
-    return useJobsStore().run('files.copyOut', path, args.passphrase === undefined ? withPassphrase(path, args) : args, {
+    return useJobsStore().run('files.copyOut', path, withSecrets(path, args), {
       title: `Restore ${args.path} to ${baseName(args.target)}`,
       describe: (result) => `${formatBytes(result.bytes)} copied to ${result.target}.`,
       onStarted,
@@ -131,5 +185,5 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     return passphrases.has(path);
   }
 
-  return { browses, browseOf, open, unlock, forget, compare, restore, hasPassphrase };
+  return { browses, browseOf, open, unlock, unlockVolume, hasVolumePassphrase, forget, compare, restore, hasPassphrase };
 });
