@@ -11,7 +11,8 @@ import { CURRENT_STATE, openStateFiles, type StateFiles } from '../shared/qcow2/
 import { Qcow2Image } from '../shared/qcow2/image/image.ts';
 import { flag } from './args.ts';
 import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
-import { withUnlock, type Unlock } from './passphrase-input.ts';
+import type { VolumePassphrase } from '../shared/qcow2/files/encrypted-volumes.ts';
+import { withUnlock, withVolumePassphrases, type Unlock } from './passphrase-input.ts';
 import { snapshotRefOf } from './snapshot-ref.ts';
 import { printableMessage } from './printable.ts';
 
@@ -70,31 +71,41 @@ function isFile(candidate: string): boolean {
 }
 
 /**
- * Opens a state of `image` with the passphrase `unlock` holds; -U (--force-share) reads an image a
- * running VM holds. A volume that reads but with a caution (GuestVolumeInfo.caution) says so on stderr.
+ * Opens a state of `image` with the passphrase `unlock` holds, and encrypted volumes inside it with
+ * `volumePassphrases`; -U (--force-share) reads an image a running VM holds. A volume that reads
+ * but with a caution (GuestVolumeInfo.caution) says so on stderr, and so does an encrypted volume
+ * that stays locked (how to open it, or why the passphrase given did not).
  */
-export function stateFilesOpener(args: ParsedArgs, io: CliIo, image: string, unlock: Unlock, { guardCurrent = false } = {}): (state: string) => Promise<StateFiles> {
+export function stateFilesOpener(args: ParsedArgs, io: CliIo, image: string, unlock: Unlock, { guardCurrent = false, volumePassphrases = [] }: { guardCurrent?: boolean; volumePassphrases?: readonly VolumePassphrase[] } = {}): (state: string) => Promise<StateFiles> {
   const refuseInUse = !flag(args, 'force-share');
   return async (state) => {
     const ref = snapshotRefOf(state);
     // A copy of the current state keeps writers out until it is done (unless -U): a VM starting meanwhile would tear it.
     const guard = guardCurrent && refuseInUse && ref === CURRENT_STATE;
-    const files = await openStateFiles(image, ref, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, guard });
+    const files = await openStateFiles(image, ref, { refuseInUse, passphrase: unlock.passphrase, trustLegacyPassphrase: unlock.trustLegacyPassphrase, guard, volumes: { passphrases: volumePassphrases } });
     for (const volume of files.volumes) {
-      if (volume.caution !== undefined) io.err(`cowbell: caution: ${volume.name === '' ? '' : `volume /${volume.name} `}(${state}): ${printableMessage(volume.caution)}\n`);
+      const where = volume.name === '' ? '' : `volume /${volume.name} `;
+      if (volume.caution !== undefined) io.err(`cowbell: caution: ${where}(${state}): ${printableMessage(volume.caution)}\n`);
+      const encryption = volume.encryption;
+      if (encryption !== undefined && !encryption.unlocked) {
+        const why = encryption.problem === undefined ? 'give its passphrase with --volume-passphrase-file FILE to read its files' : `not opened: ${printableMessage(encryption.problem)}`;
+        io.err(`cowbell: note: ${where}(${state}) is ${encryption.format.toUpperCase()}-encrypted (UUID ${printableMessage(encryption.uuid)}): ${why}\n`);
+      }
     }
     return files;
   };
 }
 
-/** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one), then closes them. */
+/** Runs `use` on one state's files, opened under withUnlock (the passphrase read or asked for where the image needs one) and with the volume passphrases given, then closes them. */
 export function withStateFiles<T>(args: ParsedArgs, io: CliIo, image: string, state: string, use: (files: StateFiles) => Promise<T>, options: { guardCurrent?: boolean } = {}): Promise<T> {
-  return withUnlock(args, io, image, async (unlock) => {
-    const files = await stateFilesOpener(args, io, image, unlock, options)(state);
-    try {
-      return await use(files);
-    } finally {
-      await files.close();
-    }
-  });
+  return withVolumePassphrases(args, io, (volumePassphrases) =>
+    withUnlock(args, io, image, async (unlock) => {
+      const files = await stateFilesOpener(args, io, image, unlock, { ...options, volumePassphrases })(state);
+      try {
+        return await use(files);
+      } finally {
+        await files.close();
+      }
+    }),
+  );
 }

@@ -13,6 +13,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Qcow2Error, toQcow2Error } from '../shared/qcow2/errors.ts';
+import type { VolumePassphrase } from '../shared/qcow2/files/encrypted-volumes.ts';
 import { Qcow2Image } from '../shared/qcow2/image/image.ts';
 import { closeQuietly } from '../shared/qcow2/io/block-file.ts';
 import { detectFormat } from '../shared/qcow2/image/image-format.ts';
@@ -22,6 +23,34 @@ import { UsageError, type CliIo, type ParsedArgs } from './command.ts';
 export const PASSPHRASE_OPTIONS = {
   'passphrase-file': { type: 'string' },
 } as const;
+
+/** Passphrases of encrypted volumes inside the guest (LUKS): each file's is tried on every such volume. */
+export const VOLUME_PASSPHRASE_OPTIONS = {
+  'volume-passphrase-file': { type: 'string', multiple: true },
+} as const;
+
+/** The help lines of VOLUME_PASSPHRASE_OPTIONS. */
+export const VOLUME_PASSPHRASE_HELP = [
+  '  --volume-passphrase-file FILE  the passphrase of an encrypted volume inside the guest (LUKS1/2,',
+  '              as an encrypted Linux install has): its files then read as the volume "luks-<UUID>"',
+  '              (or its LVM logical volumes); repeat it for several. Tried on every encrypted volume.',
+].join('\n');
+
+/**
+ * Runs `work` with the passphrases --volume-passphrase-file gives (each file read as
+ * --passphrase-file's, one trailing newline dropped), zeroed when it settles.
+ */
+export async function withVolumePassphrases<T>(args: ParsedArgs, io: CliIo, work: (passphrases: VolumePassphrase[]) => Promise<T>): Promise<T> {
+  const value = args.values['volume-passphrase-file'];
+  const files = Array.isArray(value) ? value.filter((entry): entry is string => typeof entry === 'string') : [];
+  const passphrases: VolumePassphrase[] = [];
+  try {
+    for (const file of files) passphrases.push({ passphrase: readPassphraseFile(file, io) });
+    return await work(passphrases);
+  } finally {
+    for (const entry of passphrases) entry.passphrase.fill(0);
+  }
+}
 
 export const NEW_PASSPHRASE_OPTIONS = {
   'new-passphrase-file': { type: 'string' },

@@ -7,13 +7,13 @@ import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, EXIT_PARTIAL, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { isTerminal } from '../output.ts';
-import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
+import { PASSPHRASE_OPTIONS, VOLUME_PASSPHRASE_HELP, VOLUME_PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 import { printable, printableListed, printableMessage } from '../printable.ts';
 
 export const copyOut: Command = {
   name: 'copy-out',
   summary: 'copy a file or folder out of a state (the current disk or a snapshot) onto this computer',
-  usage: '[--json] [--force] [-U] [-l SNAPSHOT] [--passphrase-file FILE] IMAGE[@SNAPSHOT] PATH DEST',
+  usage: '[--json] [--force] [-U] [-l SNAPSHOT] [--passphrase-file FILE] [--volume-passphrase-file FILE]... IMAGE[@SNAPSHOT] PATH DEST',
   help: [
     '  PATH        the file or folder inside the state ("/1/etc/hosts" on a disk with partitions)',
     '  DEST        an existing folder (the copy goes inside it, under its own name) or a new name',
@@ -24,13 +24,14 @@ export const copyOut: Command = {
     'A folder copy goes past an entry it cannot read (one the guest encrypted, a damaged one) and names',
     'it on stderr. Exit codes: 0 everything was copied, 3 the copy was made without the entries it',
     'skipped, 1 no copy (or a copy stopped half-way, said), 2 a usage error.',
-  ].join('\n'),
+  ].join('\n') + `\n${VOLUME_PASSPHRASE_HELP}`,
   options: {
     json: { type: 'boolean' },
     force: { type: 'boolean' },
     snapshot: { type: 'string', short: 'l' },
     'force-share': { type: 'boolean', short: 'U' },
     ...PASSPHRASE_OPTIONS,
+    ...VOLUME_PASSPHRASE_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 3, max: 3 },

@@ -7,23 +7,24 @@ import { runCancellably } from '../cancellable-job.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { stateFilesOpener } from '../image-state.ts';
-import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
+import { PASSPHRASE_OPTIONS, VOLUME_PASSPHRASE_HELP, VOLUME_PASSPHRASE_OPTIONS, withUnlock, withVolumePassphrases } from '../passphrase-input.ts';
 import { printableListed, printableMessage } from '../printable.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
 
 export const filesDiff: Command = {
   name: 'files-diff',
   summary: 'the files that differ between two snapshots (or a snapshot and "current"): added, removed, changed',
-  usage: '[--json] [-U] [--passphrase-file FILE] IMAGE A B',
+  usage: '[--json] [-U] [--passphrase-file FILE] [--volume-passphrase-file FILE]... IMAGE A B',
   help: [
     'A and B are snapshot names or ids, or "current". Lines read: + added, - removed, M changed',
     '(with what changed: size, mtime, content, kind, target, mode). Content is compared where the guest',
     'ranges that differ between the two states touch a file. Folders end in "/".',
-  ].join('\n'),
+  ].join('\n') + `\n${VOLUME_PASSPHRASE_HELP}`,
   options: {
     json: { type: 'boolean' },
     'force-share': { type: 'boolean', short: 'U' },
     ...PASSPHRASE_OPTIONS,
+    ...VOLUME_PASSPHRASE_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 3, max: 3 },
@@ -32,18 +33,20 @@ export const filesDiff: Command = {
   async run(args, io) {
     const [image = '', from = '', to = ''] = args.positionals;
     const refuseInUse = !flag(args, 'force-share');
-    const result = await withUnlock(args, io, image, (unlock) =>
-      runCancellably(
-        (job) =>
-          diffStatesByName(
-            stateFilesOpener(args, io, image, unlock),
-            from,
-            to,
-            () => readDiff(image, snapshotRefOf(from), snapshotRefOf(to), job, { refuseInUse }).ranges,
-            job,
-          ),
-        () => {},
-        'Cancelled',
+    const result = await withVolumePassphrases(args, io, (volumePassphrases) =>
+      withUnlock(args, io, image, (unlock) =>
+        runCancellably(
+          (job) =>
+            diffStatesByName(
+              stateFilesOpener(args, io, image, unlock, { volumePassphrases }),
+              from,
+              to,
+              () => readDiff(image, snapshotRefOf(from), snapshotRefOf(to), job, { refuseInUse }).ranges,
+              job,
+            ),
+          () => {},
+          'Cancelled',
+        ),
       ),
     );
     // Nothing compared at all is no answer: a script would read "0 changed" as "the same files".

@@ -4,25 +4,26 @@ import type { GuestFileEntry, GuestVolumeInfo } from '../../shared/qcow2/model.t
 import { flag, option } from '../args.ts';
 import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
-import { PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
+import { PASSPHRASE_OPTIONS, VOLUME_PASSPHRASE_HELP, VOLUME_PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 import { printable, printableListed } from '../printable.ts';
 
 export const ls: Command = {
   name: 'ls',
   summary: 'the files in a folder of a state (the current disk or a snapshot), read-only',
-  usage: '[--json] [-U] [-l SNAPSHOT] [--passphrase-file FILE] IMAGE[@SNAPSHOT] [PATH]',
+  usage: '[--json] [-U] [-l SNAPSHOT] [--passphrase-file FILE] [--volume-passphrase-file FILE]... IMAGE[@SNAPSHOT] [PATH]',
   help: [
     '  PATH        a folder (or file) inside the state, "/" when omitted; on a disk with a',
     '              partition table, "/" lists the volumes ("/1", "/2", …) and "/1/etc" is inside one',
     '  -l SNAPSHOT the snapshot to read (name or id), the same as IMAGE@SNAPSHOT',
     '  --json      the entries (name, path, kind, size, mtimeMs, target; damaged: why an entry the',
     '              filesystem is damaged at is listed by name only) and the volumes as JSON',
-  ].join('\n'),
+  ].join('\n') + `\n${VOLUME_PASSPHRASE_HELP}`,
   options: {
     json: { type: 'boolean' },
     snapshot: { type: 'string', short: 'l' },
     'force-share': { type: 'boolean', short: 'U' },
     ...PASSPHRASE_OPTIONS,
+    ...VOLUME_PASSPHRASE_OPTIONS,
     help: { type: 'boolean', short: 'h' },
   },
   positionals: { min: 1, max: 2 },
@@ -65,10 +66,10 @@ function describeVolumes(volumes: GuestVolumeInfo[]): string {
   const rows = volumes.map((volume) => [
     volume.name,
     formatBytes(volume.length),
-    volume.filesystem ?? (volume.physicalVolumeOf !== undefined ? `lvm-pv (${volume.physicalVolumeOf})` : (volume.holds ?? '-')),
-    volume.label ?? '',
-    volume.logicalVolume !== undefined ? `lvm ${volume.logicalVolume.group}/${volume.logicalVolume.name}` : `${volume.table} ${volume.partitionType ?? ''}`.trim(),
-    volume.problem ?? '',
+    volume.filesystem ?? (volume.physicalVolumeOf !== undefined ? `lvm-pv (${volume.physicalVolumeOf})` : volume.encryption !== undefined ? `${volume.encryption.format} (${volume.encryption.unlocked ? 'unlocked' : 'locked'})` : (volume.holds ?? '-')),
+    volume.label ?? volume.encryption?.label ?? '',
+    [volume.logicalVolume !== undefined ? `lvm ${volume.logicalVolume.group}/${volume.logicalVolume.name}` : volume.encryptedIn !== undefined ? '' : `${volume.table} ${volume.partitionType ?? ''}`.trim(), volume.encryptedIn !== undefined ? `inside /${volume.encryptedIn}` : ''].filter((part) => part !== '').join(', '),
+    volume.problem ?? volume.encryption?.problem ?? '',
   ]);
   return table(['VOLUME', 'SIZE', 'FILESYSTEM', 'LABEL', 'PARTITION', 'PROBLEM'], rows, [false, true, false, false, false, false]);
 }

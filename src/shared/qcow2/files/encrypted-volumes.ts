@@ -87,7 +87,13 @@ async function openWithPassphrases(luks: GuestLuks, info: GuestVolumeInfo, optio
   const candidates = [...given.filter((entry) => entry.uuid?.toLowerCase() === uuid), ...given.filter((entry) => entry.uuid === undefined)];
   for (const { passphrase } of candidates) {
     try {
-      return await cachedVolumeKey(luks.identity, passphrase, () => luks.unlock(passphrase, options.job));
+      const key = await cachedVolumeKey(luks.identity, passphrase, () => luks.unlock(passphrase, options.job));
+      // Another passphrase given may have failed on it first (one given for any volume).
+      if (info.encryption !== undefined) {
+        delete info.encryption.problem;
+        delete info.encryption.problemCode;
+      }
+      return key;
     } catch (error) {
       if (!(error instanceof Qcow2Error) || !(error.code === 'BAD_PASSPHRASE' || isVolumeError(error))) throw error;
       if (info.encryption !== undefined) Object.assign(info.encryption, { problem: error.message, problemCode: error.code });

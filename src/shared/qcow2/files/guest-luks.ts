@@ -112,12 +112,13 @@ function keySlotsEnd(header: LuksHeader): number {
   return end;
 }
 
-/** The engine's image codes as the guest-file codes the volume list reports (BAD_PASSPHRASE passes through). */
+/** The engine's image codes (and words) as the guest-file codes the volume list reports. */
 function guestCodes<T>(work: () => T): T {
   try {
     return work();
   } catch (error) {
-    if (!(error instanceof Qcow2Error) || error.code === 'BAD_PASSPHRASE' || error.code.startsWith('FILESYSTEM_')) throw error;
+    if (!(error instanceof Qcow2Error) || error.code.startsWith('FILESYSTEM_')) throw error;
+    if (error.code === 'BAD_PASSPHRASE') throw new Qcow2Error('BAD_PASSPHRASE', 'The passphrase opens none of the encrypted volume\'s key slots');
     const code = error.code === 'CORRUPT' || error.code === 'TRUNCATED' ? 'FILESYSTEM_CORRUPT' : 'FILESYSTEM_UNSUPPORTED';
     throw new Qcow2Error(code, error.message.replace('The LUKS area', 'The volume'));
   }
