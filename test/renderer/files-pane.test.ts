@@ -92,7 +92,7 @@ describe('the Files panel', () => {
       },
     });
     expect(rows(view)[0]!.get('[data-testid="volume-info"]').text()).toBe('Swap space · 512 MiB');
-    expect(rows(view)[1]!.get('[data-testid="volume-info"]').text()).toBe('A LUKS-encrypted volume (unlocked only inside the guest) · 64 MiB');
+    expect(rows(view)[1]!.get('[data-testid="volume-info"]').text()).toBe('A LUKS-encrypted volume (its files are read once it is unlocked with its passphrase) · 64 MiB');
     // The encrypted one shows a lock where a volume shows a disk.
     expect(rows(view).map((row) => row.get('.kind-icon').attributes('data-icon'))).toEqual(['disk', 'lock']);
     for (const row of rows(view)) {

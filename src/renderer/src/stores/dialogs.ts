@@ -24,6 +24,7 @@ export type DialogRequest =
   | { kind: 'commit'; path: string }
   | { kind: 'rebase'; path: string }
   | { kind: 'files-restore'; path: string; state: string; stateDate?: string; stateName: string; guestPath: string; entryKind: GuestFileKind }
+  | { kind: 'files-unlock-volume'; path: string; volumeName: string; uuid: string; format: 'luks1' | 'luks2'; label?: string }
   | { kind: 'files-compare'; path: string; from: string; fromDate?: string; fromName: string; to: string; toDate?: string; toName: string }
   | { kind: 'about' };
 

@@ -70,8 +70,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
    * The job's arguments with the disk's secrets: its passphrase (unless the job was given one) and
    * those of the volumes inside it, checked against the contract before they go.
    */
-  function withSecrets<T extends SecretArgs>(path: string, args: T): T {
-    const passphrase = args.passphrase ?? passphrases.get(path);
+  function withSecrets<T extends object>(path: string, args: T): T & SecretArgs {
+    const passphrase = 'passphrase' in args && typeof args.passphrase === 'string' ? args.passphrase : passphrases.get(path);
     const volumes = [...(volumePassphrases.get(path) ?? new Map<string, string>())].map(([uuid, given]) => ({ uuid, passphrase: given }));
     if (volumes.length > 0 && !VolumePassphrases.safeParse(volumes).success) throw new Error('The passphrases of the encrypted volumes are not ones a job takes');
     return { ...args, ...(passphrase === undefined ? {} : { passphrase }), ...(volumes.length === 0 ? {} : { volumePassphrases: volumes }) };
@@ -135,6 +135,12 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
     const outcome = unlockOutcome(browse, uuid);
     if (!outcome.unlocked) {
       given.delete(uuid);
+      // The listing shown was read with the passphrase now forgotten: its volume shows as one read without it would.
+      const encryption = browse.volumes.find((volume) => volume.encryption?.uuid === uuid)?.encryption;
+      if (encryption?.problemCode === 'BAD_PASSPHRASE') {
+        delete encryption.problem;
+        delete encryption.problemCode;
+      }
       // A read that ended without a listing (cancelled) leaves the panel as it was, without the passphrase.
       if (browse.status !== 'ready') await open(path, browse.state, browse.stateDate, browse.folder);
     }
