@@ -40,6 +40,8 @@ describe('argon2', () => {
     for (const bad of [{ time: 0 }, { memoryKiB: 5 * 1024 * 1024 }, { parallel: 17 }, { parallel: 0 }, { time: 100, memoryKiB: 1024 * 1024 }, { length: 2 }]) {
       expect(() => checkArgon2Params({ time: 4, memoryKiB: 65536, parallel: 2, length: 32, ...bad })).toThrow(expect.objectContaining({ code: 'FILESYSTEM_UNSUPPORTED' }));
     }
+    // Argon2's salt is 8 bytes or more (Node's own would throw a RangeError: found by the LUKS2 fuzz).
+    expect(() => checkArgon2Params({ time: 4, memoryKiB: 65536, parallel: 2, length: 32, salt: new Uint8Array(5) })).toThrow(expect.objectContaining({ code: 'FILESYSTEM_CORRUPT' }));
   });
 });
 

@@ -32,8 +32,9 @@ export const ARGON2_MAX_PARALLEL = 16;
 const ARGON2_MAX_WORK_KIB = 64 * 1024 * 1024;
 
 /** Refuses parameters no real key slot has (FILESYSTEM_UNSUPPORTED names them). */
-export function checkArgon2Params(params: Pick<Argon2Params, 'time' | 'memoryKiB' | 'parallel' | 'length'>): void {
+export function checkArgon2Params(params: Pick<Argon2Params, 'time' | 'memoryKiB' | 'parallel' | 'length'> & { salt?: Uint8Array }): void {
   const { time, memoryKiB, parallel, length } = params;
+  if (params.salt !== undefined && (params.salt.length < 8 || params.salt.length > 1024)) throw new Qcow2Error('FILESYSTEM_CORRUPT', `An Argon2 salt of ${params.salt.length} bytes (8 to 1024 are valid)`);
   const whole = (value: number, low: number, high: number): boolean => Number.isSafeInteger(value) && value >= low && value <= high;
   if (!whole(parallel, 1, ARGON2_MAX_PARALLEL) || !whole(memoryKiB, 8 * parallel, ARGON2_MAX_MEMORY_KIB) || !whole(time, 1, 0xffffffff) || !whole(length, 4, 1024) || time * memoryKiB > ARGON2_MAX_WORK_KIB) {
     throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `Argon2 with ${time} passes over ${memoryKiB} KiB in ${parallel} lanes is past what Cowbell computes (up to ${ARGON2_MAX_MEMORY_KIB} KiB, ${ARGON2_MAX_PARALLEL} lanes, 64 GiB of passes)`);

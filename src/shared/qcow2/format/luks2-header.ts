@@ -194,7 +194,7 @@ function parseKeyslot(keyslot: Record<string, unknown>, id: string, headerSize: 
   const areaCipher = cipherOf(area.encryption, integer(area.key_size, `key slot ${id} area key_size`), `key slot ${id}`);
   if (areaOffset < 2 * headerSize || areaOffset + areaBytes > keyslotsEnd || areaBytes < keyBytes * stripes) throw corrupt(`key slot ${id}'s area (${areaBytes} bytes at ${areaOffset}) is not inside the key slots area or too small for its key`);
   const priority = keyslot.priority === undefined ? 1 : integer(keyslot.priority, `key slot ${id} priority`);
-  return { id, keyBytes, priority, stripes, afHash: parseLuksHash(string(af.hash, `key slot ${id} af hash`), `Key slot ${id}'s splitter hash`), areaOffset, areaBytes, areaCipher, kdf: parseKdf(object(keyslot.kdf, `key slot ${id} kdf`), id) };
+  return { id, keyBytes, priority, stripes, afHash: hashOf(string(af.hash, `key slot ${id} af hash`), `Key slot ${id}'s splitter hash`), areaOffset, areaBytes, areaCipher, kdf: parseKdf(object(keyslot.kdf, `key slot ${id} kdf`), id) };
 }
 
 function parseKdf(kdf: Record<string, unknown>, id: string): Luks2Kdf {
@@ -202,9 +202,11 @@ function parseKdf(kdf: Record<string, unknown>, id: string): Luks2Kdf {
   if (kdf.type === 'pbkdf2') {
     const iterations = integer(kdf.iterations, `key slot ${id} iterations`);
     if (iterations < 1 || iterations > 2 ** 31) throw corrupt(`key slot ${id} has ${iterations} PBKDF2 iterations`);
-    return { type: 'pbkdf2', hash: parseLuksHash(string(kdf.hash, `key slot ${id} hash`), `Key slot ${id}'s PBKDF2 hash`), iterations, salt };
+    return { type: 'pbkdf2', hash: hashOf(string(kdf.hash, `key slot ${id} hash`), `Key slot ${id}'s PBKDF2 hash`), iterations, salt };
   }
   if (kdf.type === 'argon2i' || kdf.type === 'argon2id') {
+    // Argon2 takes a salt of 8 bytes or more (cryptsetup writes 32).
+    if (salt.length < 8) throw corrupt(`key slot ${id}'s Argon2 salt is ${salt.length} bytes long`);
     return { type: kdf.type, time: integer(kdf.time, `key slot ${id} time`), memoryKiB: integer(kdf.memory, `key slot ${id} memory`), parallel: integer(kdf.cpus, `key slot ${id} cpus`), salt };
   }
   throw unsupported(`LUKS2 key slot ${id} derives its key by "${String(kdf.type)}", which Cowbell does not implement`);
@@ -218,7 +220,7 @@ function parseDigest(digest: Record<string, unknown>, id: string): Luks2Digest {
   if (value.length < 16 || value.length > 64) throw corrupt(`digest ${id} is ${value.length} bytes long`);
   return {
     keyslots: array(digest.keyslots, `digest ${id} keyslots`).map((slot) => string(slot, `digest ${id} keyslot`)),
-    hash: parseLuksHash(string(digest.hash, `digest ${id} hash`), `Digest ${id}'s hash`),
+    hash: hashOf(string(digest.hash, `digest ${id} hash`), `Digest ${id}'s hash`),
     iterations,
     salt: base64(digest.salt, `digest ${id} salt`),
     digest: value,
@@ -236,6 +238,16 @@ function cipherOf(value: unknown, keyBytes: number | null, what: string): LuksCi
     return parseLuksCipherMode(spec.slice(dash + 1), keyBytes ?? (spec.includes('-xts-') ? 64 : 32));
   } catch (error) {
     if (error instanceof Qcow2Error) throw new Qcow2Error(error.code === 'CORRUPT' ? 'FILESYSTEM_CORRUPT' : 'FILESYSTEM_UNSUPPORTED', `LUKS2 ${what}: ${error.message}`);
+    throw error;
+  }
+}
+
+/** A hash name the engine implements, else FILESYSTEM_UNSUPPORTED naming it. */
+function hashOf(text: string, what: string): LuksHash {
+  try {
+    return parseLuksHash(text, what);
+  } catch (error) {
+    if (error instanceof Qcow2Error) throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', error.message);
     throw error;
   }
 }
