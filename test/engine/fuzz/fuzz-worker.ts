@@ -14,10 +14,11 @@ import { FAT_TARGETS } from './fat-targets.ts';
 import { NTFS_TARGETS } from './ntfs-targets.ts';
 import { XFS_TARGETS } from './xfs-targets.ts';
 import { BTRFS_TARGETS } from './btrfs-targets.ts';
+import { LUKS_TARGETS } from './luks-targets.ts';
 
 const settings = workerData as WorkerSettings;
 const guard = installAllocationGuard(settings.allocationLimitBytes);
-const byName = new Map<string, FuzzTarget>([...TARGETS, ...CHANGE_TARGETS, ...REWRITE_TARGETS, ...QEMU_ORACLE_TARGETS, ...SELF_TEST_TARGETS, ...FAT_TARGETS, ...NTFS_TARGETS, ...XFS_TARGETS, ...BTRFS_TARGETS].map((entry) => [entry.name, entry]));
+const byName = new Map<string, FuzzTarget>([...TARGETS, ...CHANGE_TARGETS, ...REWRITE_TARGETS, ...QEMU_ORACLE_TARGETS, ...SELF_TEST_TARGETS, ...FAT_TARGETS, ...NTFS_TARGETS, ...XFS_TARGETS, ...BTRFS_TARGETS, ...LUKS_TARGETS].map((entry) => [entry.name, entry]));
 const port = parentPort;
 if (port === null) throw new Error('fuzz-worker.ts runs only as a worker thread');
 
