@@ -124,6 +124,8 @@ describe('an encrypted volume inside the guest', () => {
     await end('files.list', { result: unlockedListing });
     expect(useDialogsStore().current).toBeNull();
     expect(row(pane, '3').get('[data-testid="volume-info"]').text()).toBe('LUKS1-encrypted · unlocked · 12 MiB');
+    expect(row(pane, '3').get('[data-icon]').attributes('data-icon')).toBe('unlock');
+    expect(row(pane, '2').get('[data-icon]').attributes('data-icon')).toBe('lock');
     expect(row(pane, '3').find('[data-testid="volume-unlock"]').exists()).toBe(false);
     expect(row(pane, `luks-${UUID_3}`).get('[data-testid="volume-info"]').text()).toBe('ext2/3/4 · 10 MiB · inside /3');
     await row(pane, `luks-${UUID_3}`).get('button.folder-name').trigger('click');
