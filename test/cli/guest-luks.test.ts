@@ -7,24 +7,18 @@ import * as fs from 'node:fs';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { run } from '../helpers/cli.ts';
-import { buildLuksDisk, LUKS_VOLUMES, type LuksFixtureDisk } from '../helpers/luks-disks.ts';
-import { qemuImg, tempDir, type TempDir } from '../helpers/qemu.ts';
+import { buildLuksQcow2, LUKS_VOLUMES, type LuksFixtureDisk } from '../helpers/luks-disks.ts';
+import { tempDir, type TempDir } from '../helpers/qemu.ts';
 
 let folder: TempDir;
 let a: LuksFixtureDisk;
-let b: LuksFixtureDisk;
 let disk = '';
 const passphraseFile = (partition: number, index = 0): string => folder.file(`passphrase-${partition}-${index}`);
 const luks = (partition: number) => LUKS_VOLUMES.find((volume) => volume.partition === partition)!;
 
 beforeAll(async () => {
   folder = tempDir();
-  a = await buildLuksDisk(folder.path, 'a');
-  b = await buildLuksDisk(folder.path, 'b');
-  disk = folder.file('disk.qcow2');
-  await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', a.raw, disk]);
-  await qemuImg(['snapshot', '-c', 'before', disk]);
-  await qemuImg(['convert', '-n', '-f', 'raw', '-O', 'qcow2', b.raw, disk]);
+  ({ a, disk } = await buildLuksQcow2(folder.path));
   for (const volume of LUKS_VOLUMES) {
     // As an editor leaves it: one trailing newline, dropped.
     for (const [index, passphrase] of volume.passphrases.entries()) fs.writeFileSync(passphraseFile(volume.partition, index), `${passphrase}\n`, { mode: 0o600 });

@@ -12,8 +12,8 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { buildLuksDisk, LUKS_VOLUMES } from '../helpers/luks-disks.ts';
-import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp } from './harness.ts';
+import { buildLuksQcow2, LUKS_VOLUMES } from '../helpers/luks-disks.ts';
+import { eventually, openThroughPathField, screenshot, useSharedApp } from './harness.ts';
 
 let folder: string;
 let page: Page;
@@ -60,12 +60,7 @@ async function tryPassphrase(passphrase: string): Promise<void> {
 
 describe('encrypted volumes inside the guest', () => {
   it('unlocks a LUKS volume with its passphrase (a wrong one said so), browses, compares and restores inside it', async () => {
-    const a = await buildLuksDisk(folder, 'a');
-    const b = await buildLuksDisk(folder, 'b');
-    const disk = join(folder, 'laptop.qcow2');
-    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', a.raw, disk);
-    qemuImg('snapshot', '-c', 'before', disk);
-    qemuImg('convert', '-n', '-f', 'raw', '-O', 'qcow2', b.raw, disk);
+    const { b, disk } = await buildLuksQcow2(folder, 'laptop.qcow2');
     const before = sha(disk);
 
     await openThroughPathField(page, disk);

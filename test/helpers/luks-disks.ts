@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { fatTool } from '../engine/files/fat-fixtures.ts';
 import { debugfs, makeExtImage, makePartitionedDisk, MiB, placeImage, type TreeNode } from './guest-filesystems.ts';
-import { runTool } from './qemu.ts';
+import { qemuImg, runTool } from './qemu.ts';
 
 export type LuksFileExpectation = { size: number; sha256: string } | 'directory';
 
@@ -433,4 +433,18 @@ export function extractPartition(disk: LuksFixtureDisk, raw: string, number: num
     fs.closeSync(fd);
   }
   return target;
+}
+
+/**
+ * A qcow2 (`name` in `folder`) whose snapshot "before" is variant 'a' and whose current state is
+ * variant 'b' (partition 3's files changed), as the files-diff tests and flows compare them.
+ */
+export async function buildLuksQcow2(folder: string, name = 'luks.qcow2'): Promise<{ a: LuksFixtureDisk; b: LuksFixtureDisk; disk: string }> {
+  const a = await buildLuksDisk(folder, 'a');
+  const b = await buildLuksDisk(folder, 'b');
+  const disk = path.join(folder, name);
+  await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', a.raw, disk]);
+  await qemuImg(['snapshot', '-c', 'before', disk]);
+  await qemuImg(['convert', '-n', '-f', 'raw', '-O', 'qcow2', b.raw, disk]);
+  return { a, b, disk };
 }

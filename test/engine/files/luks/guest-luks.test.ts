@@ -14,8 +14,8 @@ import { restoreFromState } from '../../../../src/shared/qcow2/files/restore.ts'
 import { openStateFiles, type StateFiles, type StateFilesOptions } from '../../../../src/shared/qcow2/files/state-files.ts';
 import type { VolumePassphrase } from '../../../../src/shared/qcow2/files/encrypted-volumes.ts';
 import { readDiff } from '../../../../src/shared/qcow2/snapshots/operations.ts';
-import { buildLuksDisk, LUKS_VOLUMES, sha256, type LuksFixtureDisk } from '../../../helpers/luks-disks.ts';
-import { qemuImg, tempDir, type TempDir } from '../../../helpers/qemu.ts';
+import { buildLuksQcow2, LUKS_VOLUMES, sha256, type LuksFixtureDisk } from '../../../helpers/luks-disks.ts';
+import { tempDir, type TempDir } from '../../../helpers/qemu.ts';
 
 const encoder = new TextEncoder();
 let folder: TempDir;
@@ -52,12 +52,7 @@ async function walk(files: StateFiles, path: string, into: Map<string, { size: n
 
 beforeAll(async () => {
   folder = tempDir();
-  a = await buildLuksDisk(folder.path, 'a');
-  b = await buildLuksDisk(folder.path, 'b');
-  disk = folder.file('luks.qcow2');
-  await qemuImg(['convert', '-f', 'raw', '-O', 'qcow2', a.raw, disk]);
-  await qemuImg(['snapshot', '-c', 'before', disk]);
-  await qemuImg(['convert', '-n', '-f', 'raw', '-O', 'qcow2', b.raw, disk]);
+  ({ a, b, disk } = await buildLuksQcow2(folder.path));
 }, 120_000);
 afterAll(() => folder.cleanup());
 
