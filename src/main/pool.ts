@@ -1,4 +1,5 @@
 import { MessageChannel } from 'node:worker_threads';
+import { sharedKeyStoreBuffer } from '../shared/qcow2/files/luks-key-cache.ts';
 import { availableParallelism } from 'node:os';
 import { Piscina } from 'piscina';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
@@ -45,7 +46,8 @@ export function createPool(options: PoolOptions): JobPool {
     maxThreads: options.maxThreads ?? defaultThreads(),
     minThreads: 0,
     idleTimeout: 30_000,
-    workerData: options.workerSettings,
+    // One store of opened guest volume keys for every worker the pool starts (they end when idle).
+    workerData: { ...options.workerSettings, volumeKeys: sharedKeyStoreBuffer() },
     // A thread that dies or is terminated must not keep its files open: their image locks would
     // keep the disk "in use" until Cowbell quits. (Piscina's default; stated because it matters.)
     trackUnmanagedFds: true,

@@ -22,6 +22,13 @@ describe('the worker pool', () => {
     await expect(pool.run('test.echo', '/x.qcow2', { a: 1 })).resolves.toEqual({ path: '/x.qcow2', args: { a: 1 } });
   });
 
+  it('hands every worker it starts the same store of opened guest volume keys', async () => {
+    // Two at once, each holding its thread a while: two threads (maxThreads 2), one buffer between them.
+    const counts = await Promise.all([pool.run('test.volumeKeys', '/a', { ms: 300 }), pool.run('test.volumeKeys', '/b', { ms: 300 })]);
+    expect(counts.map((result) => (result as { shared: boolean }).shared)).toEqual([true, true]);
+    expect(counts.map((result) => (result as { count: number }).count).sort()).toEqual([1, 2]);
+  });
+
   it('delivers progress through the port, the last one before the result', async () => {
     const seen: ProgressMessage[] = [];
     const result = await pool.run('test.progress', '/x', { steps: 20, stepMs: 5 }, { onProgress: (p) => seen.push(p) });

@@ -33,6 +33,8 @@ export interface WorkerSettings {
   compressionThreads: number;
   /** Tests only (browser mode's COWBELL_TEST_TREE_GATE): the full tree job waits until this file exists. */
   treeGate?: string;
+  /** The pool's store of opened guest volume keys, shared by all its workers (files/luks-key-cache.ts). */
+  volumeKeys?: SharedArrayBuffer;
 }
 
 /** The settings from workerData, or the defaults where there are none (a worker started by hand). */
@@ -45,6 +47,7 @@ export function workerSettings(value: unknown, defaults: WorkerSettings): Worker
     earlyVerifyWorker: typeof data.earlyVerifyWorker === 'string' ? data.earlyVerifyWorker : defaults.earlyVerifyWorker,
     compressionThreads: typeof threads === 'number' && Number.isInteger(threads) && threads >= 1 ? threads : defaults.compressionThreads,
     ...(typeof data.treeGate === 'string' ? { treeGate: data.treeGate } : {}),
+    ...(data.volumeKeys instanceof SharedArrayBuffer ? { volumeKeys: data.volumeKeys } : {}),
   };
 }
 
