@@ -36,6 +36,10 @@ describe('argon2', () => {
     }
   });
 
+  it('WebAssembly\'s: a memory it cannot hold (4 GiB, cryptsetup\'s largest) is a typed error, not a RangeError', async () => {
+    await expect(argon2({ kind: 'argon2id', passphrase: new Uint8Array(1), salt: new Uint8Array(32), time: 1, memoryKiB: 4 * 1024 * 1024, parallel: 4, length: 64 }, 'wasm')).rejects.toMatchObject({ code: 'FILESYSTEM_UNSUPPORTED' });
+  });
+
   it('refuses parameters no key slot has, before computing anything', () => {
     for (const bad of [{ time: 0 }, { memoryKiB: 5 * 1024 * 1024 }, { parallel: 17 }, { parallel: 0 }, { time: 100, memoryKiB: 1024 * 1024 }, { length: 2 }]) {
       expect(() => checkArgon2Params({ time: 4, memoryKiB: 65536, parallel: 2, length: 32, ...bad })).toThrow(expect.objectContaining({ code: 'FILESYSTEM_UNSUPPORTED' }));

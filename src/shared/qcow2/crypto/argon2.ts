@@ -67,5 +67,10 @@ function nativeArgon2(params: Argon2Params): Promise<Uint8Array> {
 async function wasmArgon2(params: Argon2Params): Promise<Uint8Array> {
   const { argon2i, argon2id } = await import('hash-wasm');
   const options = { password: params.passphrase, salt: params.salt, parallelism: params.parallel, iterations: params.time, memorySize: params.memoryKiB, hashLength: params.length, outputType: 'binary' as const };
-  return params.kind === 'argon2i' ? argon2i(options) : argon2id(options);
+  try {
+    return await (params.kind === 'argon2i' ? argon2i(options) : argon2id(options));
+  } catch (error) {
+    // WebAssembly's memory is at most 4 GiB, and the process may not have that much to give.
+    throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', `Argon2 over ${params.memoryKiB} KiB could not be computed here: ${error instanceof Error ? error.message : String(error)}`);
+  }
 }
