@@ -57,7 +57,7 @@ function nativeArgon2(params: Argon2Params): Promise<Uint8Array> {
       params.kind,
       { message: params.passphrase, nonce: params.salt, parallelism: params.parallel, tagLength: params.length, memory: params.memoryKiB, passes: params.time },
       (error, key) => {
-        if (error !== null) reject(error);
+        if (error !== null) reject(new Qcow2Error('FILESYSTEM_UNSUPPORTED', `Argon2 over ${params.memoryKiB} KiB could not be computed here: ${error.message}`));
         else resolve(new Uint8Array(key.buffer, key.byteOffset, key.length));
       },
     );
