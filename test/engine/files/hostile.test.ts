@@ -134,6 +134,33 @@ describe('damaged ext superblocks', () => {
     });
   });
 
+  it.each([
+    ['256-byte inodes (the 32-bit checksum)', ['-I', '256']],
+    ['128-byte inodes (the low 16 bits only)', ['-I', '128']],
+    ['metadata_csum_seed, the UUID changed after (the stored seed, not the UUID\'s)', ['-O', 'metadata_csum_seed']],
+  ])('with %s: an inode failing its metadata checksum is listed by name only, damaged, as the kernel refuses it; its siblings read', async (_label, mkfsArgs) => {
+    const image = folder.file(`inode-csum-${mkfsArgs.join('')}.ext4`);
+    await makeExtImage(image, 8, { 'etc/hostname': 'guest\n', 'etc/passwd': 'root:x:0:0\n', 'etc/motd': 'hello\n' }, { mkfsArgs });
+    if (mkfsArgs.includes('metadata_csum_seed')) expect((await runTool('tune2fs', ['-U', 'random', image])).code).toBe(0);
+    // Where debugfs says the inode lies; one byte of its mtime changed, its checksum left as it was.
+    const imap = await debugfs(image, ['imap /etc/passwd']);
+    const place = /located at block (\d+), offset 0x([0-9a-f]+)/.exec(imap);
+    const blockBytes = Number(/Block size:\s+(\d+)/.exec((await runTool('debugfs', ['-R', 'stats', image])).stdout)?.[1]);
+    expect(place).not.toBeNull();
+    const bytes = new Uint8Array(fs.readFileSync(image));
+    await withFiles(bytes.slice(), async (files) => {
+      expect((await files.list('/etc')).map((entry) => [entry.name, entry.kind])).toEqual([['hostname', 'file'], ['motd', 'file'], ['passwd', 'file']]);
+    });
+    flip(bytes, Number(place![1]) * blockBytes + Number.parseInt(place![2]!, 16) + 0x10, 0x01);
+    await withFiles(bytes, async (files) => {
+      const entries = await files.list('/etc');
+      expect(entries.map((entry) => [entry.name, entry.kind])).toEqual([['hostname', 'file'], ['motd', 'file'], ['passwd', 'other']]);
+      expect(entries[2]).toMatchObject({ damaged: expect.stringMatching(/inode \d+ fails its checksum/) });
+      await expect(files.stat('/etc/passwd')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT' });
+      expect((await files.stat('/etc/motd')).size).toBe(6);
+    });
+  });
+
   it('random damage to the metadata gives entries or typed errors, never anything else', async () => {
     const random = new SeededRandom(22);
     const outcomes = new Map<string, number>();

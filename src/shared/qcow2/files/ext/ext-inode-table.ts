@@ -10,7 +10,7 @@
 import type { ChangedBytes, VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { checkBlock } from './ext-extents.ts';
-import { parseInode, type ExtInode } from './ext-inodes.ts';
+import { checkInodeChecksum, parseInode, type ExtInode } from './ext-inodes.ts';
 import { corrupt, groupDescriptorOffset, type ExtSuperblock } from './ext-superblock.ts';
 
 const PIECE_BYTES = 16384;
@@ -42,6 +42,7 @@ export class ExtInodeTable {
     const piece = this.pieces.get(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
     const at = withinTable % PIECE_BYTES;
     if (piece === undefined || at + superblock.inodeBytes > piece.length) return undefined;
+    checkInodeChecksum(piece, inodeNumber, at, superblock.inodeBytes, superblock.checksumSeed);
     return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
   }
 
@@ -63,6 +64,7 @@ export class ExtInodeTable {
       bytes = new Uint8Array(superblock.inodeBytes);
       await this.volume.read(bytes, tableStart + within);
     }
+    checkInodeChecksum(bytes, inodeNumber, 0, superblock.inodeBytes, superblock.checksumSeed);
     return parseInode(bytes, inodeNumber);
   }
 

@@ -7,6 +7,7 @@
  * Folders and symlinks stored inline in the inode are read from it (ext-inline-data.ts).
  */
 import type { VolumeBytes } from '../filesystem.ts';
+import { crc32c } from '../crc32c.ts';
 import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { readMapped } from '../block-map.ts';
 import { decodeGuestName, guestFileName } from '../linux-names.ts';
@@ -68,6 +69,34 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
 }
 
 const NO_BYTES = new Uint8Array(0);
+
+const CHECKSUM_LO_AT = 0x7c;
+const CHECKSUM_HI_AT = 0x82;
+const ZERO_WORD = new Uint8Array(2);
+const numberBytes = new Uint8Array(4);
+
+/**
+ * Refuses an inode that fails its metadata_csum checksum, as the kernel does (EFSBADCRC: "iget:
+ * checksum invalid"): CRC-32C of the whole on-disk inode, its checksum fields taken as zero,
+ * seeded with the filesystem's seed, then the inode's number and generation. The high half is
+ * there only where the inode's extra fields reach it.
+ */
+export function checkInodeChecksum(bytes: Uint8Array, inodeNumber: number, at: number, inodeBytes: number, seed: number | null): void {
+  if (seed === null) return;
+  new DataView(numberBytes.buffer).setUint32(0, inodeNumber, true);
+  let crc = crc32c(numberBytes, seed);
+  crc = crc32c(bytes.subarray(at + 0x64, at + 0x68), crc);
+  const hasHigh = inodeBytes > 128 && 128 + uint16(bytes, at + 0x80) >= CHECKSUM_HI_AT + 2;
+  crc = crc32c(bytes.subarray(at, at + CHECKSUM_LO_AT), crc);
+  crc = crc32c(ZERO_WORD, crc);
+  if (hasHigh) {
+    crc = crc32c(bytes.subarray(at + CHECKSUM_LO_AT + 2, at + CHECKSUM_HI_AT), crc);
+    crc = crc32c(ZERO_WORD, crc);
+    crc = crc32c(bytes.subarray(at + CHECKSUM_HI_AT + 2, at + inodeBytes), crc);
+  } else crc = crc32c(bytes.subarray(at + CHECKSUM_LO_AT + 2, at + inodeBytes), crc);
+  const stored = uint16(bytes, at + CHECKSUM_LO_AT) + (hasHigh ? uint16(bytes, at + CHECKSUM_HI_AT) * 0x10000 : 0);
+  if (stored !== (hasHigh ? crc >>> 0 : crc & 0xffff)) throw corrupt(`inode ${inodeNumber} fails its checksum (Linux refuses to read it)`);
+}
 
 export const S_IFMT = 0xf000;
 export const S_IFDIR = 0x4000;

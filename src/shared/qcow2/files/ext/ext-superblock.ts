@@ -12,6 +12,7 @@ const EXT_MAGIC = 0xef53;
 const INCOMPAT_64BIT = 0x80;
 const INCOMPAT_META_BG = 0x10;
 const INCOMPAT_RECOVER = 0x4;
+const INCOMPAT_CSUM_SEED = 0x2000;
 const COMPAT_HAS_JOURNAL = 0x4;
 const RO_COMPAT_SPARSE_SUPER = 0x1;
 const COMPAT_SPARSE_SUPER2 = 0x200;
@@ -47,6 +48,11 @@ export interface ExtSuperblock {
    * or 'external' for a journal on another device; null when nothing waits in a journal.
    */
   journalToReplay: number | 'external' | null;
+  /**
+   * metadata_csum: the seed every metadata checksum starts from (csum_seed's stored one, else the
+   * CRC-32C of the filesystem UUID); null without metadata_csum.
+   */
+  checksumSeed: number | null;
 }
 
 export async function hasExtMagic(volume: VolumeBytes): Promise<boolean> {
@@ -107,6 +113,7 @@ export async function readExtSuperblock(volume: VolumeBytes): Promise<ExtSuperbl
     firstMetaGroup,
     superblockGroups,
     journalToReplay: (incompat & INCOMPAT_RECOVER) === 0 || (compat & COMPAT_HAS_JOURNAL) === 0 ? null : view.getUint32(0xe0, true) === 0 ? 'external' : view.getUint32(0xe0, true),
+    checksumSeed: (roCompat & RO_COMPAT_METADATA_CSUM) === 0 ? null : (incompat & INCOMPAT_CSUM_SEED) !== 0 ? view.getUint32(0x270, true) : crc32c(bytes.subarray(0x68, 0x78)),
   };
 }
 
