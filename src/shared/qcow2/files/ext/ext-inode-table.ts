@@ -25,6 +25,8 @@ export class ExtInodeTable {
   private readonly pieces = new GenerationalCache<number, Uint8Array>(PIECES_PER_GENERATION);
   /** Group → the first block of its inode table. */
   private readonly tables = new Map<number, number>();
+  /** A piece's inodes whose checksum held (a bit each): files-diff asks for the same inode several times. */
+  private readonly verified = new WeakMap<Uint8Array, Uint8Array>();
 
   constructor(volume: VolumeBytes, superblock: ExtSuperblock) {
     this.volume = volume;
@@ -42,7 +44,7 @@ export class ExtInodeTable {
     const piece = this.pieces.get(tableBlock * superblock.blockBytes + withinTable - (withinTable % PIECE_BYTES));
     const at = withinTable % PIECE_BYTES;
     if (piece === undefined || at + superblock.inodeBytes > piece.length) return undefined;
-    checkInodeChecksum(piece, inodeNumber, at, superblock.inodeBytes, superblock.checksumSeed);
+    this.checkOnce(piece, inodeNumber, at);
     return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
   }
 
@@ -57,15 +59,30 @@ export class ExtInodeTable {
     const pieceStart = tableStart + within - (within % PIECE_BYTES);
     const piece = this.pieces.get(pieceStart) ?? (await this.readPiece(pieceStart, tableStart + superblock.inodesPerGroup * superblock.inodeBytes));
     const at = tableStart + within - pieceStart;
-    let bytes: Uint8Array;
-    if (at + superblock.inodeBytes <= piece.length) bytes = piece.subarray(at, at + superblock.inodeBytes);
-    else {
-      // The piece was cut short by the volume's end: the inode alone, refused as before if it lies past it.
-      bytes = new Uint8Array(superblock.inodeBytes);
-      await this.volume.read(bytes, tableStart + within);
+    if (at + superblock.inodeBytes <= piece.length) {
+      this.checkOnce(piece, inodeNumber, at);
+      return parseInode(piece.subarray(at, at + superblock.inodeBytes), inodeNumber);
     }
+    // The piece was cut short by the volume's end: the inode alone, refused as before if it lies past it.
+    const bytes = new Uint8Array(superblock.inodeBytes);
+    await this.volume.read(bytes, tableStart + within);
     checkInodeChecksum(bytes, inodeNumber, 0, superblock.inodeBytes, superblock.checksumSeed);
     return parseInode(bytes, inodeNumber);
+  }
+
+  /** checkInodeChecksum, once per inode of a piece kept (a failure is not remembered: it throws each time). */
+  private checkOnce(piece: Uint8Array, inodeNumber: number, at: number): void {
+    const { inodeBytes, checksumSeed } = this.superblock;
+    if (checksumSeed === null) return;
+    const index = at / inodeBytes;
+    let bits = this.verified.get(piece);
+    if (bits !== undefined && ((bits[index >> 3] as number) & (1 << (index & 7))) !== 0) return;
+    checkInodeChecksum(piece, inodeNumber, at, inodeBytes, checksumSeed);
+    if (bits === undefined) {
+      bits = new Uint8Array(Math.ceil(piece.length / inodeBytes / 8));
+      this.verified.set(piece, bits);
+    }
+    bits[index >> 3] = (bits[index >> 3] as number) | (1 << (index & 7));
   }
 
   /**
