@@ -161,6 +161,49 @@ describe('damaged ext superblocks', () => {
     });
   });
 
+  it('an extent tree block or a folder block failing its metadata checksum is FILESYSTEM_CORRUPT (the kernel refuses both); an htree folder\'s index blocks are not taken for damaged leaves', async () => {
+    const source = folder.file('checksummed-blocks');
+    fs.mkdirSync(`${source}/many`, { recursive: true });
+    fs.mkdirSync(`${source}/huge`, { recursive: true });
+    // Twelve 4 KiB pieces 64 KiB apart: more extents than the inode holds, so a tree block holds them.
+    const sparse = fs.openSync(`${source}/sparse.bin`, 'w');
+    for (let piece = 0; piece < 12; piece++) fs.writeSync(sparse, Buffer.alloc(4096, piece + 1), 0, 4096, piece * 65536);
+    fs.closeSync(sparse);
+    for (let index = 0; index < 300; index++) fs.writeFileSync(`${source}/many/file-with-a-longish-name-${String(index).padStart(4, '0')}.txt`, 'x');
+    for (let index = 0; index < 4000; index++) fs.writeFileSync(`${source}/huge/${String(index).padStart(5, '0')}-a-name-long-enough-to-fill-blocks`, '');
+    const image = folder.file('checksummed-blocks.ext4');
+    expect((await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '1024', '-N', '8192', '-d', source, image, '24M'])).code).toBe(0);
+    // e2fsck -D makes the big folders hashed (htree), with index blocks two levels deep for "huge".
+    expect((await runTool('e2fsck', ['-fyD', image])).code).toBeLessThan(4);
+    expect((await runTool('debugfs', ['-R', 'htree /huge', image])).stdout).toMatch(/Indirect levels: 1/);
+    const leaf = Number(/^\s*0\/\s*1\s+1\/\s*1\s+\d+\s+-\s+\d+\s+(\d+)/m.exec((await runTool('debugfs', ['-R', 'ex /sparse.bin', image])).stdout)?.[1]);
+    const linearImage = folder.file('linear-folder.ext4');
+    expect((await runTool('mke2fs', ['-q', '-F', '-t', 'ext4', '-b', '1024', '-d', `${source}/many`, linearImage, '4M'])).code).toBe(0);
+    // Its last block of names ("blocks" lists an extent tree block too, where there is one, before them).
+    const lastFolderBlock = Number((await runTool('debugfs', ['-R', 'blocks /', linearImage])).stdout.trim().split(/\s+/).at(-1));
+    const bytes = new Uint8Array(fs.readFileSync(image));
+    await withFiles(bytes.slice(), async (files) => {
+      expect((await files.list('/many')).length).toBe(300);
+      expect((await files.list('/huge')).length).toBe(4000);
+      const content = new Uint8Array(12 * 65536);
+      await files.read('/sparse.bin', content, 0);
+      expect(content[11 * 65536]).toBe(12);
+    });
+    // An unused entry of the tree block (after its 13th), inside what its checksum covers.
+    flip(bytes, leaf * 1024 + 12 + 20 * 12, 0x01);
+    await withFiles(bytes, async (files) => {
+      await expect(files.read('/sparse.bin', new Uint8Array(4096), 0)).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringMatching(/extent tree block \d+ fails its checksum/) });
+      expect((await files.list('/huge')).length).toBe(4000);
+    });
+    const linear = new Uint8Array(fs.readFileSync(linearImage));
+    await withFiles(linear.slice(), async (files) => expect((await files.list('/')).length).toBe(301));
+    // A byte of a name in the root folder's last block.
+    flip(linear, lastFolderBlock * 1024 + 100, 0x01);
+    await withFiles(linear, async (files) => {
+      await expect(files.list('/')).rejects.toMatchObject({ code: 'FILESYSTEM_CORRUPT', message: expect.stringMatching(/the folder's block \d+ fails its checksum/) });
+    });
+  });
+
   it('random damage to the metadata gives entries or typed errors, never anything else', async () => {
     const random = new SeededRandom(22);
     const outcomes = new Map<string, number>();

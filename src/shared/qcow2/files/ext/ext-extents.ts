@@ -7,6 +7,8 @@
  */
 import type { ByteRange, VolumeBytes } from '../filesystem.ts';
 import { uint16, uint32 } from './ext-bytes.ts';
+import { crc32c } from '../crc32c.ts';
+import { inodeChecksumSeed } from './ext-checksums.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
 import { appendRange, type BlockRun, type FileBlockMap } from '../block-map.ts';
 
@@ -18,6 +20,8 @@ const UNINITIALISED_LENGTH = 32768;
 
 /** What the block walk needs of an inode (ext-inodes.ts ExtInode has it). */
 export interface InodeContent {
+  number: number;
+  generation: number;
   flags: number;
   size: number;
   /** i_block: the extent tree's root or the block map's pointers (60 bytes). */
@@ -26,7 +30,7 @@ export interface InodeContent {
 
 export async function extFileBlockMap(volume: VolumeBytes, superblock: ExtSuperblock, inode: InodeContent): Promise<FileBlockMap | null> {
   if ((inode.flags & INLINE_DATA_FLAG) !== 0) return null;
-  const walk = new BlockWalk(volume, superblock, Math.ceil(inode.size / superblock.blockBytes));
+  const walk = new BlockWalk(volume, superblock, Math.ceil(inode.size / superblock.blockBytes), inodeChecksumSeed(superblock, inode));
   if ((inode.flags & EXTENTS_FLAG) !== 0) {
     const below = walk.extentNode(inode.iBlock, MAX_EXTENT_DEPTH);
     if (below !== undefined) await below;
@@ -81,6 +85,17 @@ export function checkBlock(superblock: ExtSuperblock, block: number): void {
   if (block >= superblock.blocksCount) throw corrupt(`block ${block} lies past the last block (${superblock.blocksCount - 1})`);
 }
 
+/**
+ * metadata_csum: an extent tree block read from the volume ends its entries (as many as its header
+ * allows, eh_max) with the CRC-32C of all before, seeded with the inode's seed; the kernel refuses
+ * one that fails ("extent tree block checksum").
+ */
+function checkExtentBlock(node: Uint8Array, seed: number, block: number): void {
+  if (uint16(node, 0) !== EXTENT_MAGIC) throw corrupt('an extent tree node has no magic');
+  const tail = 12 + uint16(node, 4) * 12;
+  if (tail + 4 > node.length || uint32(node, tail) !== crc32c(node.subarray(0, tail), seed)) throw corrupt(`the extent tree block ${block} fails its checksum (Linux refuses to read the file)`);
+}
+
 class BlockWalk {
   readonly runs: BlockRun[] = [];
   readonly nodeBlocks: number[] = [];
@@ -91,12 +106,15 @@ class BlockWalk {
   private nextFileBlock = 0;
   /** Tree and indirect blocks this walk may still read: zero-length extents cannot make it endless. */
   private nodesLeft: number;
+  /** metadata_csum: the inode's seed, which every extent tree block's checksum starts from. */
+  private readonly checksumSeed: number | null;
 
-  constructor(volume: VolumeBytes, superblock: ExtSuperblock, fileBlocks: number) {
+  constructor(volume: VolumeBytes, superblock: ExtSuperblock, fileBlocks: number, checksumSeed: number | null) {
     this.volume = volume;
     this.superblock = superblock;
     this.fileBlocks = fileBlocks;
     this.nodesLeft = 1024 + fileBlocks;
+    this.checksumSeed = checksumSeed;
   }
 
   private get done(): boolean {
@@ -131,7 +149,9 @@ class BlockWalk {
     for (let entry = 0; entry < entries && !this.done; entry++) {
       const at = 12 + entry * 12;
       const child = view.getUint32(at + 4, true) + view.getUint16(at + 8, true) * 2 ** 32;
-      await this.extentNode(await this.block(child), depth);
+      const node = await this.block(child);
+      if (this.checksumSeed !== null) checkExtentBlock(node, this.checksumSeed, child);
+      await this.extentNode(node, depth);
     }
   }
 

@@ -11,6 +11,7 @@ import { crc32c } from '../crc32c.ts';
 import { int32, uint16, uint32 } from './ext-bytes.ts';
 import { readMapped } from '../block-map.ts';
 import { decodeGuestName, guestFileName } from '../linux-names.ts';
+import { inodeChecksumSeed } from './ext-checksums.ts';
 import { extFileBlockMap } from './ext-extents.ts';
 import { inlineContent, inlineFolderRegions } from './ext-inline-data.ts';
 import { corrupt, type ExtSuperblock } from './ext-superblock.ts';
@@ -27,6 +28,8 @@ export interface ExtInode {
   mode: number;
   /** i_links_count: 0 for a deleted (or never used) inode, which no folder entry may name. */
   linksCount: number;
+  /** i_generation: with the inode's number, the seed of its blocks' metadata checksums. */
+  generation: number;
   size: number;
   mtimeMs: number;
   flags: number;
@@ -57,6 +60,7 @@ export function parseInode(bytes: Uint8Array, inodeNumber: number, at = 0, inode
     number: inodeNumber,
     mode: uint16(bytes, at),
     linksCount: uint16(bytes, at + 26),
+    generation: uint32(bytes, at + 0x64),
     size: uint32(bytes, at + 4) + uint32(bytes, at + 108) * 2 ** 32,
     mtimeMs: mtimeSeconds * 1000 + Math.floor(mtimeNanoseconds / 1e6),
     flags: uint32(bytes, at + 32),
@@ -73,7 +77,6 @@ const NO_BYTES = new Uint8Array(0);
 const CHECKSUM_LO_AT = 0x7c;
 const CHECKSUM_HI_AT = 0x82;
 const ZERO_WORD = new Uint8Array(2);
-const numberBytes = new Uint8Array(4);
 
 /**
  * Refuses an inode that fails its metadata_csum checksum, as the kernel does (EFSBADCRC: "iget:
@@ -82,10 +85,9 @@ const numberBytes = new Uint8Array(4);
  * there only where the inode's extra fields reach it.
  */
 export function checkInodeChecksum(bytes: Uint8Array, inodeNumber: number, at: number, inodeBytes: number, seed: number | null): void {
-  if (seed === null) return;
-  new DataView(numberBytes.buffer).setUint32(0, inodeNumber, true);
-  let crc = crc32c(numberBytes, seed);
-  crc = crc32c(bytes.subarray(at + 0x64, at + 0x68), crc);
+  const inodeSeed = inodeChecksumSeed({ checksumSeed: seed }, { number: inodeNumber, generation: uint32(bytes, at + 0x64) });
+  if (inodeSeed === null) return;
+  let crc = inodeSeed;
   const hasHigh = inodeBytes > 128 && 128 + uint16(bytes, at + 0x80) >= CHECKSUM_HI_AT + 2;
   crc = crc32c(bytes.subarray(at, at + CHECKSUM_LO_AT), crc);
   crc = crc32c(ZERO_WORD, crc);
@@ -121,10 +123,31 @@ export async function readFolder(volume: VolumeBytes, superblock: ExtSuperblock,
   const bytes = Buffer.alloc(folder.size);
   await readMapped(volume, map, bytes, 0);
   const blockBytes = superblock.blockBytes;
+  const seed = inodeChecksumSeed(superblock, folder);
   for (let block = 0; block * blockBytes < bytes.length; block++) {
-    addFolderEntries(bytes, block * blockBytes, Math.min(bytes.length, (block + 1) * blockBytes), superblock, entries, `its block ${block}`);
+    const start = block * blockBytes;
+    if (seed !== null && start + blockBytes <= bytes.length) checkFolderBlock(bytes.subarray(start, start + blockBytes), seed, block, (folder.flags & INDEX_FLAG) !== 0);
+    addFolderEntries(bytes, start, Math.min(bytes.length, start + blockBytes), superblock, entries, `its block ${block}`);
   }
   return entries;
+}
+
+const INDEX_FLAG = 0x1000;
+const TAIL_BYTES = 12;
+const TAIL_FILE_TYPE = 0xde;
+
+/**
+ * metadata_csum: a folder's leaf block ends in a tail (a 12-byte entry of no inode, file type
+ * 0xDE) holding the CRC-32C of the rest, seeded with the folder inode's seed; the kernel refuses a
+ * block without it or failing it ("directory fails checksum"). An htree's index blocks (its first
+ * block, and blocks that are one empty entry as long as the block) keep their checksum elsewhere
+ * and hold no names: they are not checked here.
+ */
+function checkFolderBlock(block: Uint8Array, seed: number, index: number, hashed: boolean): void {
+  const tail = block.length - TAIL_BYTES;
+  if (hashed && (index === 0 || (uint32(block, 0) === 0 && uint16(block, 4) === (block.length === 65536 ? 0 : block.length)))) return;
+  const hasTail = uint32(block, tail) === 0 && uint16(block, tail + 4) === TAIL_BYTES && block[tail + 6] === 0 && block[tail + 7] === TAIL_FILE_TYPE;
+  if (!hasTail || uint32(block, tail + 8) !== crc32c(block.subarray(0, tail), seed)) throw corrupt(`the folder's block ${index} fails its checksum (Linux refuses to list it)`);
 }
 
 /** The folder entries in bytes [start, end) of `bytes` (a block, or a region of an inline folder), into `entries`. */
