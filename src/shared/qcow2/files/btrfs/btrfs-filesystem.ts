@@ -6,8 +6,8 @@
  * compressed ones decompressed (btrfs-compression.ts). The volume's top level is shown, as
  * `mount -o subvolid=5` shows it: every subvolume (Fedora's "root" and "home", snapper's snapshots)
  * is a folder. btrfs is copy-on-write: the last committed state is whole even in a snapshot of a
- * running guest; only files fsync'd since (a log tree, which a mount replays) may be missing, and
- * then a caution says so. Nothing is ever written.
+ * running guest, and the files fsync'd since (a log tree) are read as a mount replays them
+ * (btrfs-log.ts); a log that cannot be read leaves a caution. Nothing is ever written.
  */
 import { Qcow2Error } from '../../errors.ts';
 import type { GuestFileEntry } from '../../model.ts';
@@ -36,6 +36,7 @@ import {
   type BtrfsInode,
   type FileExtent,
 } from './btrfs-items.ts';
+import { readBtrfsLog, replayedFolder, type SubvolumeLog } from './btrfs-log.ts';
 import { hasBtrfsMagic, readBtrfsSuperblock, type BtrfsSuperblock } from './btrfs-superblock.ts';
 import { MAX_KEY, TreeReader, type LeafItem, type TreeRoot } from './btrfs-tree.ts';
 
@@ -62,9 +63,41 @@ export const BTRFS_READER: FilesystemReader = {
     const chunkItems = await trees.items({ logical: superblock.chunkTree, level: superblock.chunkLevel }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: 0n }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: MAX_KEY.offset });
     if (chunkItems.length > MAX_CHUNKS) throw corrupt(`${chunkItems.length} chunks`);
     for (const item of chunkItems) chunks.add(parseChunk(item.data, item.key.offset));
-    return new BtrfsFilesystem(volume, superblock, trees);
+    let log: Map<bigint, SubvolumeLog> | null = null;
+    let logProblem: string | null = null;
+    if (superblock.logTree !== 0) {
+      try {
+        log = await readBtrfsLog(trees, { logical: superblock.logTree, level: superblock.logLevel });
+      } catch (error) {
+        if (!(error instanceof Qcow2Error) || !error.code.startsWith('FILESYSTEM_')) throw error;
+        logProblem = error.message;
+      }
+    }
+    return new BtrfsFilesystem(volume, superblock, trees, log, logProblem);
   },
 };
+
+/** The parts of `extent` that none of `over` covers (an inline extent covered in part goes whole, as replay drops it). */
+function outside(extent: FileExtent, over: readonly FileExtent[]): FileExtent[] {
+  let pieces: FileExtent[] = [extent];
+  for (const cover of over) {
+    const [from, to] = [cover.fileOffset, cover.fileOffset + cover.length];
+    pieces = pieces.flatMap((piece) => {
+      const [start, end] = [piece.fileOffset, piece.fileOffset + piece.length];
+      if (to <= start || end <= from) return [piece];
+      if (piece.kind === 'inline') return [];
+      return [cut(piece, start, Math.min(end, from)), cut(piece, Math.max(start, to), end)].filter((part): part is FileExtent => part !== null);
+    });
+  }
+  return pieces;
+}
+
+/** The bytes [from, to) of a regular or zero extent, or null where that is empty. */
+function cut(extent: Exclude<FileExtent, { kind: 'inline' }>, from: number, to: number): FileExtent | null {
+  if (to <= from) return null;
+  if (extent.kind === 'zeros') return { kind: 'zeros', fileOffset: from, length: to - from };
+  return { ...extent, fileOffset: from, length: to - from, within: extent.within + (from - extent.fileOffset) };
+}
 
 /** The keys of a file's EXTENT_DATA items whose starting offsets lie in [from, to). */
 function extentKeys(node: Node, from: number, to: number): [BtrfsKey, BtrfsKey] {
@@ -104,13 +137,17 @@ class BtrfsFilesystem implements GuestFilesystem {
   private readonly superblock: BtrfsSuperblock;
   private readonly trees: TreeReader;
 
-  constructor(volume: VolumeBytes, superblock: BtrfsSuperblock, trees: TreeReader) {
+  /** The log tree's changes by subvolume (files fsync'd since the last commit), read as a mount replays them; null when there is none. */
+  private readonly log: Map<bigint, SubvolumeLog> | null;
+
+  constructor(volume: VolumeBytes, superblock: BtrfsSuperblock, trees: TreeReader, log: Map<bigint, SubvolumeLog> | null, logProblem: string | null) {
     this.volume = volume;
     this.superblock = superblock;
     this.trees = trees;
+    this.log = log;
     if (superblock.label !== '') this.label = superblock.label;
-    if (superblock.logTree !== 0) {
-      this.caution = "The guest had files it had just saved (fsync'd) since btrfs's last commit: a mount replays them from its log tree, which Cowbell does not, so their latest changes may be missing";
+    if (logProblem !== null) {
+      this.caution = `The guest had files it had just saved (fsync'd) since btrfs's last commit, in a log tree that cannot be read (${logProblem}): they are read as last committed, so their latest changes may be missing`;
     }
   }
 
@@ -231,6 +268,8 @@ class BtrfsFilesystem implements GuestFilesystem {
   }
 
   private async node(tree: bigint, root: TreeRoot, inode: bigint): Promise<Node> {
+    const logged = this.log?.get(tree)?.inodes.get(inode);
+    if (logged !== undefined) return { tree, root, inode, item: parseInode(logged, inode) };
     const key = { objectId: inode, type: INODE_ITEM, offset: 0n };
     const found = await this.trees.last(root, key, key);
     if (found === undefined) throw corrupt(`inode ${inode} of tree ${tree} is missing`);
@@ -257,9 +296,13 @@ class BtrfsFilesystem implements GuestFilesystem {
     const identity = `${folder.tree}:${folder.inode}`;
     const cached = this.folderNames.get(identity);
     if (cached !== undefined) return cached;
-    const names = new Map<string, BtrfsKey>();
     const items = await this.trees.items(folder.root, { objectId: folder.inode, type: DIR_INDEX, offset: 0n }, { objectId: folder.inode, type: DIR_INDEX, offset: MAX_KEY.offset });
-    for (const item of items) for (const entry of parseFolderEntries(item.data, folder.inode)) names.set(entry.name, entry.location);
+    let byIndex = new Map<bigint, { name: string; location: BtrfsKey }>();
+    for (const item of items) for (const entry of parseFolderEntries(item.data, folder.inode)) byIndex.set(item.key.offset, entry);
+    const log = this.log?.get(folder.tree);
+    if (log !== undefined) byIndex = replayedFolder(byIndex, folder.inode, log);
+    const names = new Map<string, BtrfsKey>();
+    for (const entry of byIndex.values()) names.set(entry.name, entry.location);
     this.folderNames.set(identity, names);
     return names;
   }
@@ -304,8 +347,32 @@ class BtrfsFilesystem implements GuestFilesystem {
     return items === null ? null : this.parsedExtents(node, file, items);
   }
 
-  /** EXTENT_DATA items as extents, checked (in order, not overlapping, compressed ones of a bounded size). */
+  /**
+   * EXTENT_DATA items as extents, checked (in order, not overlapping, compressed ones of a bounded
+   * size), with the log's for this file over them where it has any (as its replay leaves them).
+   */
   private parsedExtents(node: Node, path: string, items: readonly LeafItem[]): FileExtent[] {
+    const committed = this.checkedExtents(node, path, items);
+    const log = this.log?.get(node.tree);
+    const logged = log?.extents.get(node.inode);
+    if (log === undefined || (logged === undefined && !log.inodes.has(node.inode))) return committed;
+    const replayed = this.checkedExtents(node, path, logged ?? []);
+    // A logged regular file keeps no extent past its logged size (replay truncates it there).
+    const end = (node.item.mode & S_IFMT) === S_IFREG && log.inodes.has(node.inode) ? Math.ceil(node.item.size / this.superblock.sectorBytes) * this.superblock.sectorBytes : Number.POSITIVE_INFINITY;
+    const kept = committed.flatMap((extent) => outside(extent, replayed)).filter((extent) => extent.fileOffset < end);
+    return this.checkedOrder([...kept, ...replayed].sort((a, b) => a.fileOffset - b.fileOffset), path);
+  }
+
+  private checkedOrder(extents: FileExtent[], path: string): FileExtent[] {
+    let next = 0;
+    for (const extent of extents) {
+      if (extent.fileOffset < next) throw corrupt(`${path}'s extents overlap at ${extent.fileOffset}`);
+      next = extent.fileOffset + extent.length;
+    }
+    return extents;
+  }
+
+  private checkedExtents(node: Node, path: string, items: readonly LeafItem[]): FileExtent[] {
     const extents: FileExtent[] = [];
     let next = 0;
     for (const item of items) {

@@ -45,6 +45,7 @@ export interface BtrfsSuperblock {
   chunkLevel: number;
   /** A log tree (files fsync'd since the last commit): what a mount replays. 0 when none. */
   logTree: number;
+  logLevel: number;
   sectorBytes: number;
   nodeBytes: number;
   /** Whether tree blocks' checksums are CRC-32C (checked); other kinds (xxhash, SHA-256, BLAKE2b) are not checked. */
@@ -92,7 +93,7 @@ export async function readBtrfsSuperblock(volume: VolumeBytes): Promise<BtrfsSup
     at += KEY_BYTES + chunk.itemBytes;
   }
   const metadataUuid = (incompatible & BigInt(INCOMPAT_METADATA_UUID)) !== 0n;
-  const levels = [bytes[0xc6] as number, bytes[0xc7] as number];
+  const levels = [bytes[0xc6] as number, bytes[0xc7] as number, bytes[0xc8] as number];
   if (levels.some((level) => level > 7)) throw corrupt(`a tree of ${Math.max(...levels) + 1} levels`);
   return {
     fsid: bytes.slice(0x20, 0x30),
@@ -103,6 +104,7 @@ export async function readBtrfsSuperblock(volume: VolumeBytes): Promise<BtrfsSup
     chunkTree: uint64(bytes, 0x58, 'the chunk tree address'),
     chunkLevel: levels[1] as number,
     logTree: uint64(bytes, 0x60, 'the log tree address'),
+    logLevel: levels[2] as number,
     sectorBytes,
     nodeBytes,
     crc32cChecksums: checksumType === 0,
