@@ -72,7 +72,9 @@ export async function unlockedVolumes(guest: CachedGuestBytes, found: readonly F
     const cipher = luks.dataCipher(volumeKey);
     volumeKey.fill(0);
     info.encryption.unlocked = true;
-    const disk = new CachedGuestBytes(decryptedReader(luks, cipher, readCiphertext));
+    // What it holds decrypted follows from the container's bytes (a wrong passphrase opens nothing).
+    const identity = guest.identity === null ? null : `luks ${info.offset}+${info.length} in ${guest.identity}`;
+    const disk = new CachedGuestBytes(decryptedReader(luks, cipher, readCiphertext), identity);
     const inner = await findInner(disk);
     const name = `luks-${luks.header.uuid}`;
     for (const each of inner.volumes) inside.push({ ...each, info: outerInfo(each.info, info, luks.payloadOffset, name) });

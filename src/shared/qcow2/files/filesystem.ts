@@ -4,6 +4,7 @@
  * A reader never trusts the bytes it reads: damaged or hostile structures throw
  * Qcow2Error('FILESYSTEM_CORRUPT'), never crash, loop or allocate without bound.
  */
+import type { VolumeOpenContext } from './replay-memo.ts';
 import type { GuestFileEntry, GuestFilesystemKind } from '../model.ts';
 
 /** Guest bytes of one volume: offsets from the volume's start; reads past its end are refused by the source. */
@@ -71,5 +72,6 @@ export interface FilesystemReader {
   readonly kind: GuestFilesystemKind;
   /** Whether the volume's first bytes carry this filesystem's signature (no deep validation). */
   probe(volume: VolumeBytes): Promise<boolean>;
-  open(volume: VolumeBytes): Promise<GuestFilesystem>;
+  /** Opens the volume; `context` names its bytes, where what replaying its log gave may be kept (replay-memo.ts). */
+  open(volume: VolumeBytes, context?: VolumeOpenContext): Promise<GuestFilesystem>;
 }

@@ -5,6 +5,7 @@
  */
 
 import { Qcow2Error } from '../errors.ts';
+import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { openGuestReader, type GuestReaderOptions } from '../image/image-format.ts';
 import { findSnapshot, Qcow2Image, Qcow2StateView, type SnapshotRef } from '../image/image.ts';
@@ -12,6 +13,7 @@ import { VOLUME_CONTENT_NAMES, type GuestFileEntry, type GuestVolumeInfo } from 
 import type { ByteRange, ChangedBytes, FilesystemReader, GuestFilesystem, UnchangedFolder } from './filesystem.ts';
 import { FILESYSTEM_READERS } from './filesystems.ts';
 import { normalizePath, pathParts } from './paths.ts';
+import { stateIdentity } from './state-identity.ts';
 import { guestRangesOf } from './volume-ranges.ts';
 import { CachedGuestBytes } from './volume-bytes.ts';
 import type { VolumeUnlockOptions } from './encrypted-volumes.ts';
@@ -57,22 +59,23 @@ export interface StateFilesOptions extends GuestReaderOptions {
  */
 export async function openStateFiles(imagePath: string, state: SnapshotRef, options: StateFilesOptions = {}): Promise<StateFiles> {
   const { volumes, ...imageOptions } = options;
-  const reader = openStateReader(imagePath, state, imageOptions);
+  const { reader, snapshot } = openStateReader(imagePath, state, imageOptions);
   try {
-    return await stateFilesOf(reader, FILESYSTEM_READERS, volumes);
+    return await stateFilesOf(reader, FILESYSTEM_READERS, volumes, stateIdentity(reader, snapshot));
   } catch (error) {
     reader.close();
     throw error;
   }
 }
 
-function openStateReader(imagePath: string, state: SnapshotRef, options: GuestReaderOptions): GuestReader {
+function openStateReader(imagePath: string, state: SnapshotRef, options: GuestReaderOptions): { reader: GuestReader; snapshot: SnapshotEntry | null } {
   const image = openGuestReader(imagePath, undefined, options);
-  if (state === CURRENT_STATE) return image;
+  if (state === CURRENT_STATE) return { reader: image, snapshot: null };
   try {
     if (!(image instanceof Qcow2Image)) throw new Qcow2Error('INVALID_ARGUMENT', `${imagePath} is not a qcow2 image: it has no snapshots`);
-    const view = image.snapshotReader(findSnapshot(image, state));
-    return new Qcow2StateView(image, view.l1, view.virtualSize, () => image.close());
+    const snapshot = findSnapshot(image, state);
+    const view = image.snapshotReader(snapshot);
+    return { reader: new Qcow2StateView(image, view.l1, view.virtualSize, () => image.close()), snapshot };
   } catch (error) {
     image.close();
     throw error;
@@ -83,8 +86,8 @@ function openStateReader(imagePath: string, state: SnapshotRef, options: GuestRe
  * The files of the guest bytes `reader` gives (an open image, a snapshot's view, a raw file);
  * closing the result closes the reader.
  */
-export async function stateFilesOf(reader: GuestReader, readers: readonly FilesystemReader[] = FILESYSTEM_READERS, unlock: VolumeUnlockOptions = {}): Promise<StateFiles> {
-  const guest = new CachedGuestBytes(reader);
+export async function stateFilesOf(reader: GuestReader, readers: readonly FilesystemReader[] = FILESYSTEM_READERS, unlock: VolumeUnlockOptions = {}, identity: string | null = null): Promise<StateFiles> {
+  const guest = new CachedGuestBytes(reader, identity);
   const found = await findVolumes(guest, readers, unlock);
   return new OpenStateFiles(reader, found.partitioned, found.volumes);
 }

@@ -44,9 +44,13 @@ export class CachedGuestBytes {
   private lastIndex = -1;
   private lastChunk: Uint8Array | null = null;
 
-  constructor(reader: GuestBytesSource) {
+  /** Which bytes these are, while they stay the same (state-identity.ts), or null: what replaying a volume's log gave is kept under it (replay-memo.ts). */
+  readonly identity: string | null;
+
+  constructor(reader: GuestBytesSource, identity: string | null = null) {
     this.reader = reader;
     this.length = reader.virtualSize;
+    this.identity = identity;
   }
 
   /** Fills buffer with guest bytes from guestOffset; refuses a range past the guest's end. */

@@ -13,6 +13,7 @@ import type { FilesystemReader, GuestFilesystem, VolumeBytes } from './filesyste
 import { unlockedVolumes, type VolumeUnlockOptions } from './encrypted-volumes.ts';
 import { isLvmPhysicalVolume, logicalVolumesOf, physicalVolumeUuids, readPhysicalVolume, readPhysicalVolumeLabel, type PhysicalVolume } from './lvm.ts';
 import { hasGptSignature, readPartitionTable, type Partition } from './partition-table.ts';
+import type { VolumeOpenContext } from './replay-memo.ts';
 import { volumeContent } from './volume-content.ts';
 import { segmentedVolumeBytes, volumeBytes, type CachedGuestBytes } from './volume-bytes.ts';
 
@@ -59,7 +60,7 @@ async function findPlainVolumes(guest: CachedGuestBytes, readers: readonly Files
       const whole = volumeBytes(guest, 0, guest.length);
       const reader = await probe(whole, readers);
       if (reader !== null) {
-        volumes.push(await openVolume(whole, reader, { name: '', offset: 0, length: guest.length, table: 'none', filesystem: reader.kind }));
+        volumes.push(await openVolume(whole, reader, openContext(guest, [{ offset: 0, length: guest.length }]), { name: '', offset: 0, length: guest.length, table: 'none', filesystem: reader.kind }));
         return { partitioned: false, volumes };
       }
     }
@@ -106,7 +107,7 @@ async function partitionVolume(guest: CachedGuestBytes, partition: Partition, ta
   const bytes = volumeBytes(guest, partition.offset, partition.length);
   const reader = await probe(bytes, readers);
   if (reader === null) return unread(info, bytes, partition.type);
-  return openVolume(bytes, reader, { ...info, filesystem: reader.kind });
+  return openVolume(bytes, reader, openContext(guest, [partition]), { ...info, filesystem: reader.kind });
 }
 
 /**
@@ -204,7 +205,7 @@ async function logicalVolume(guest: CachedGuestBytes, info: GuestVolumeInfo, rea
     info.problem = error.message;
     return { info, filesystem: null, failure: error };
   }
-  return reader === null ? unread(info, bytes) : openVolume(bytes, reader, { ...info, filesystem: reader.kind });
+  return reader === null ? unread(info, bytes) : openVolume(bytes, reader, openContext(guest, segments), { ...info, filesystem: reader.kind });
 }
 
 /** A volume no reader recognised, with what it holds where its type or signature says (swap, encrypted…). */
@@ -222,9 +223,9 @@ async function probe(bytes: VolumeBytes, readers: readonly FilesystemReader[]): 
 }
 
 /** Opens the filesystem `reader` recognised; a filesystem error becomes the volume's problem, anything else (a locked or damaged image) is thrown. */
-async function openVolume(bytes: VolumeBytes, reader: FilesystemReader, info: GuestVolumeInfo & { filesystem: GuestFilesystemKind }): Promise<FoundVolume> {
+async function openVolume(bytes: VolumeBytes, reader: FilesystemReader, context: VolumeOpenContext, info: GuestVolumeInfo & { filesystem: GuestFilesystemKind }): Promise<FoundVolume> {
   try {
-    const filesystem = await reader.open(bytes);
+    const filesystem = await reader.open(bytes, context);
     if (filesystem.label !== undefined) info.label = filesystem.label;
     if (filesystem.caution !== undefined) info.caution = filesystem.caution;
     return { info, filesystem, failure: null };
@@ -236,3 +237,8 @@ async function openVolume(bytes: VolumeBytes, reader: FilesystemReader, info: Gu
 }
 
 const FILESYSTEM_ERRORS = new Set<string>(['FILESYSTEM_CORRUPT', 'FILESYSTEM_UNSUPPORTED', 'NO_FILESYSTEM']);
+
+/** A volume of `guest` made of `pieces` (guest offsets): named by the guest's identity and where it lies. */
+function openContext(guest: CachedGuestBytes, pieces: readonly { offset: number; length: number }[]): VolumeOpenContext {
+  return { identity: guest.identity === null ? null : `${pieces.map((piece) => `${piece.offset}+${piece.length}`).join(',')} in ${guest.identity}` };
+}

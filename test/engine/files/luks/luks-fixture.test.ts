@@ -39,14 +39,11 @@ const EXPECTED_DUMPS = {
 let folder: TempDir;
 let a: LuksFixtureDisk;
 let b: LuksFixtureDisk;
-let buildMs = 0;
 
 beforeAll(async () => {
   folder = tempDir();
-  const started = performance.now();
   a = await buildLuksDisk(folder.path, 'a');
   b = await buildLuksDisk(folder.path, 'b');
-  buildMs = performance.now() - started;
 }, 60_000);
 afterAll(() => folder.cleanup());
 
@@ -150,10 +147,6 @@ function only(files: Record<string, LuksFileExpectation>, prefix: string): Recor
 }
 
 describe('LUKS fixture disks (the fixture only, no Cowbell)', { timeout: 60_000 }, () => {
-  it('are built by the real tools well within the time a test can spend', () => {
-    expect(buildMs).toBeLessThan(10_000);
-  });
-
   it('have a GPT with the plain partition 1 and LUKS partitions 2-4 where the helper says', async () => {
     const table = JSON.parse((await runTool('sfdisk', ['--json', a.raw])).stdout) as { partitiontable: { label: string; partitions: { start: number; size: number; type: string }[] } };
     expect(table.partitiontable.label).toBe('gpt');

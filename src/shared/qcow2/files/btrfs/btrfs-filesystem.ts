@@ -36,7 +36,8 @@ import {
   type BtrfsInode,
   type FileExtent,
 } from './btrfs-items.ts';
-import { readBtrfsLog, replayedFolder, type SubvolumeLog } from './btrfs-log.ts';
+import { btrfsLogBytes, readBtrfsLog, replayedFolder, type SubvolumeLog } from './btrfs-log.ts';
+import { NO_IDENTITY, rememberedReplay, type VolumeOpenContext } from '../replay-memo.ts';
 import { hasBtrfsMagic, readBtrfsSuperblock, type BtrfsSuperblock } from './btrfs-superblock.ts';
 import { MAX_KEY, TreeReader, type LeafItem, type TreeRoot } from './btrfs-tree.ts';
 
@@ -56,26 +57,28 @@ const MAX_DECOMPRESSED_BYTES = 128 * 1024;
 export const BTRFS_READER: FilesystemReader = {
   kind: 'btrfs',
   probe: hasBtrfsMagic,
-  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+  async open(volume: VolumeBytes, context: VolumeOpenContext = NO_IDENTITY): Promise<GuestFilesystem> {
     const superblock = await readBtrfsSuperblock(volume);
     const chunks = new ChunkMap(superblock.deviceId, volume.length, superblock.systemChunks);
     const trees = new TreeReader(volume, superblock, chunks);
     const chunkItems = await trees.items({ logical: superblock.chunkTree, level: superblock.chunkLevel }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: 0n }, { objectId: CHUNK_TREE_OBJECT, type: CHUNK_ITEM, offset: MAX_KEY.offset });
     if (chunkItems.length > MAX_CHUNKS) throw corrupt(`${chunkItems.length} chunks`);
     for (const item of chunkItems) chunks.add(parseChunk(item.data, item.key.offset));
-    let log: Map<bigint, SubvolumeLog> | null = null;
-    let logProblem: string | null = null;
-    if (superblock.logTree !== 0) {
-      try {
-        log = await readBtrfsLog(trees, { logical: superblock.logTree, level: superblock.logLevel });
-      } catch (error) {
-        if (!(error instanceof Qcow2Error) || !error.code.startsWith('FILESYSTEM_')) throw error;
-        logProblem = error.message;
-      }
-    }
-    return new BtrfsFilesystem(volume, superblock, trees, log, logProblem);
+    if (superblock.logTree === 0) return new BtrfsFilesystem(volume, superblock, trees, null, null);
+    const { log, problem } = await rememberedReplay(context, 'btrfs-log', () => loggedChanges(trees, superblock), (read) => (read.log === null ? 256 : btrfsLogBytes(read.log)));
+    return new BtrfsFilesystem(volume, superblock, trees, log, problem);
   },
 };
+
+/** The log tree's changes, or why they cannot be read (a damaged log leaves the last commit as it lies). */
+async function loggedChanges(trees: TreeReader, superblock: BtrfsSuperblock): Promise<{ log: Map<bigint, SubvolumeLog> | null; problem: string | null }> {
+  try {
+    return { log: await readBtrfsLog(trees, { logical: superblock.logTree, level: superblock.logLevel }), problem: null };
+  } catch (error) {
+    if (!(error instanceof Qcow2Error) || !error.code.startsWith('FILESYSTEM_')) throw error;
+    return { log: null, problem: error.message };
+  }
+}
 
 /** The parts of `extent` that none of `over` covers (an inline extent covered in part goes whole, as replay drops it). */
 function outside(extent: FileExtent, over: readonly FileExtent[]): FileExtent[] {

@@ -44,6 +44,21 @@ export interface SubvolumeLog {
   names: Map<bigint, LoggedName[]>;
 }
 
+/** The approximate bytes the logs hold (replay-memo.ts): items keep the tree blocks they were read from. */
+export function btrfsLogBytes(logs: ReadonlyMap<bigint, SubvolumeLog>): number {
+  const blocks = new Set<ArrayBufferLike>();
+  let entries = 0;
+  for (const log of logs.values()) {
+    for (const inode of log.inodes.values()) blocks.add(inode.buffer);
+    for (const items of log.extents.values()) for (const item of items) blocks.add(item.data.buffer);
+    entries += log.inodes.size + log.extents.size + log.ranges.size + log.names.size;
+    for (const folder of log.entries.values()) entries += folder.size;
+  }
+  let bytes = entries * 128;
+  for (const block of blocks) bytes += block.byteLength;
+  return bytes;
+}
+
 /** Every subvolume's log, by the subvolume's tree id; empty when the superblock names no log. */
 export async function readBtrfsLog(trees: TreeReader, logRoot: TreeRoot): Promise<Map<bigint, SubvolumeLog>> {
   const logs = new Map<bigint, SubvolumeLog>();

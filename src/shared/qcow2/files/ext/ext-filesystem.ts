@@ -16,7 +16,8 @@ import { anyReplayed, withReplayed } from '../replayed-units.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
 import { ExtInodeTable } from './ext-inode-table.ts';
-import { journaledVolume, replayJournal } from './ext-journal.ts';
+import { journalBytes, journaledVolume, replayJournal } from './ext-journal.ts';
+import { NO_IDENTITY, rememberedReplay, type VolumeOpenContext } from '../replay-memo.ts';
 import { inlineContent } from './ext-inline-data.ts';
 import { ENCRYPTED_FLAG, readFolder, readSymlink, ROOT_INODE, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, type ExtInode } from './ext-inodes.ts';
 import { corrupt, hasExtMagic, readExtSuperblock, sameGeometry, type ExtSuperblock } from './ext-superblock.ts';
@@ -27,7 +28,7 @@ const CACHED_FOLDERS = 16;
 export const extReader: FilesystemReader = {
   kind: 'ext',
   probe: hasExtMagic,
-  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+  async open(volume: VolumeBytes, context: VolumeOpenContext = NO_IDENTITY): Promise<GuestFilesystem> {
     // Checked here (geometry, and the features this reader reads) before anything reads further.
     const superblock = await readExtSuperblock(volume);
     const journal = superblock.journalToReplay;
@@ -35,7 +36,7 @@ export const extReader: FilesystemReader = {
     if (journal === 'external') {
       throw new Qcow2Error('FILESYSTEM_UNSUPPORTED', 'The ext filesystem was in use and its latest changes wait in a journal on another device, which Cowbell cannot read');
     }
-    const { blocks, caution } = await replayJournal(volume, superblock, new ExtInodeTable(volume, superblock), journal);
+    const { blocks, caution } = await rememberedReplay(context, 'ext-journal', () => replayJournal(volume, superblock, new ExtInodeTable(volume, superblock), journal), journalBytes);
     if (blocks.size === 0) return new ExtFilesystem(volume, superblock, [], caution);
     const replayed = journaledVolume(volume, blocks, superblock.blockBytes);
     // The superblock may be among the journal's blocks: read again, as the kernel does after recovery.

@@ -56,6 +56,13 @@ export interface ReplayedJournal {
   caution: string | null;
 }
 
+/** The approximate bytes a replay holds (replay-memo.ts). */
+export function journalBytes(journal: ReplayedJournal): number {
+  let bytes = 0;
+  for (const block of journal.blocks.values()) bytes += block.byteLength + 64;
+  return bytes;
+}
+
 /** The journal's committed changes of a filesystem that needs recovery (an empty map when its log is empty). */
 export async function replayJournal(volume: VolumeBytes, superblock: ExtSuperblock, inodes: ExtInodeTable, journalInode: number): Promise<ReplayedJournal> {
   const inode = await inodes.inode(journalInode);

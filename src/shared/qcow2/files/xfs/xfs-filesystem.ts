@@ -17,7 +17,8 @@ import { mappedRanges, xfsBlockMap, type XfsBlockMap } from './xfs-extents.ts';
 import { readFolder } from './xfs-folders.ts';
 import { FORMAT_BTREE, FORMAT_EXTENTS, inodeOffset, REALTIME_FLAG, XfsInodeTable, type XfsInode } from './xfs-inodes.ts';
 import { withReplayed } from '../replayed-units.ts';
-import { recoverXfsLog, type XfsVolumeState } from './xfs-log.ts';
+import { replayXfsLog, withXfsReplay, xfsReplayBytes, type XfsVolumeState } from './xfs-log.ts';
+import { NO_IDENTITY, rememberedReplay, type VolumeOpenContext } from '../replay-memo.ts';
 import { withMapChanges, type XfsMapChange } from './xfs-map-changes.ts';
 import { readSymlink } from './xfs-symlinks.ts';
 import { hasXfsMagic, readXfsSuperblock, sameGeometry, type XfsSuperblock } from './xfs-superblock.ts';
@@ -31,9 +32,10 @@ const SECTOR_BYTES = 512;
 export const XFS_READER: FilesystemReader = {
   kind: 'xfs',
   probe: hasXfsMagic,
-  async open(volume: VolumeBytes): Promise<GuestFilesystem> {
+  async open(volume: VolumeBytes, context: VolumeOpenContext = NO_IDENTITY): Promise<GuestFilesystem> {
     const superblock = await readXfsSuperblock(volume);
-    const recovered = await recoverXfsLog(volume, superblock);
+    const replay = await rememberedReplay(context, 'xfs-log', () => replayXfsLog(volume, superblock), xfsReplayBytes);
+    const recovered = withXfsReplay(volume, replay);
     // The superblock may be among what the log changed: read again, as the kernel does after recovery.
     return new XfsFilesystem(recovered.volume, recovered.replayedSectors.length === 0 ? superblock : await readXfsSuperblock(recovered.volume), recovered);
   },

@@ -30,9 +30,10 @@ const TORN_HEAD_BYTES = 8 * 256 * 1024 + 8 * 8 * BASIC_BLOCK;
 /** How many times the head moves back over a torn record before the log is taken as damaged. */
 const MAX_HEAD_MOVES = 16;
 
-export interface XfsVolumeState {
-  /** The volume with the log replayed over it (the volume itself when there was nothing to replay). */
-  volume: VolumeBytes;
+/** What replaying the log gives, apart from the volume it was read from (replay-memo.ts keeps it): never changed once made. */
+export interface XfsLogReplay {
+  /** The sectors replay changed, by number, and what they hold after it. */
+  sectors: ReadonlyMap<number, Uint8Array>;
   /** The 512-byte sectors replay changed, ascending. */
   replayedSectors: readonly number[];
   /** Block-map changes the log left to be finished, by inode, each inode's in log order. */
@@ -40,12 +41,34 @@ export interface XfsVolumeState {
   caution: string | null;
 }
 
+export interface XfsVolumeState extends XfsLogReplay {
+  /** The volume with the log replayed over it (the volume itself when there was nothing to replay). */
+  volume: VolumeBytes;
+}
+
 const notReplayed = (reason: string): string =>
   `XFS had this volume mounted when the state was saved, and Cowbell could not replay its log (${reason}): changes the guest made last may be missing`;
 
 /** The volume as recovery leaves it, and a caution where the log could not be replayed. */
 export async function recoverXfsLog(volume: VolumeBytes, superblock: XfsSuperblock): Promise<XfsVolumeState> {
-  const asItLies = (caution: string | null): XfsVolumeState => ({ volume, replayedSectors: [], mapChanges: new Map(), caution });
+  return withXfsReplay(volume, await replayXfsLog(volume, superblock));
+}
+
+/** `volume` with `replay` over it. */
+export function withXfsReplay(volume: VolumeBytes, replay: XfsLogReplay): XfsVolumeState {
+  return { ...replay, volume: replay.sectors.size === 0 ? volume : replayedVolume(volume, replay.sectors) };
+}
+
+/** The approximate bytes a replay holds (replay-memo.ts). */
+export function xfsReplayBytes(replay: XfsLogReplay): number {
+  let changes = 0;
+  for (const list of replay.mapChanges.values()) changes += list.length;
+  return replay.sectors.size * (BASIC_BLOCK + 64) + replay.replayedSectors.length * 8 + changes * 128;
+}
+
+/** What recovery changes in the volume, and a caution where the log could not be replayed. */
+export async function replayXfsLog(volume: VolumeBytes, superblock: XfsSuperblock): Promise<XfsLogReplay> {
+  const asItLies = (caution: string | null): XfsLogReplay => ({ sectors: new Map(), replayedSectors: [], mapChanges: new Map(), caution });
   if (superblock.log === null) return asItLies('The XFS log is on another device, which Cowbell cannot read: whether the guest shut the volume down cleanly is not known');
   const log = new LogArea(volume, superblock.log.firstBlock * superblock.blockBytes, (superblock.log.blocks * superblock.blockBytes) / BASIC_BLOCK);
   let head = await findHead(log);
@@ -81,7 +104,7 @@ export async function recoverXfsLog(volume: VolumeBytes, superblock: XfsSuperblo
       const { sectors, mapChanges } = await replayTransactions(volume, superblock, transactions, walk.littleEndian);
       const byInode = new Map<number, XfsMapChange[]>();
       for (const change of mapChanges) byInode.set(change.inode, [...(byInode.get(change.inode) ?? []), change]);
-      return { volume: sectors.size === 0 ? volume : replayedVolume(volume, sectors), replayedSectors: [...sectors.keys()].sort((a, b) => a - b), mapChanges: byInode, caution };
+      return { sectors, replayedSectors: [...sectors.keys()].sort((a, b) => a - b), mapChanges: byInode, caution };
     }
   } catch (error) {
     if (error instanceof Qcow2Error && (error.code === 'FILESYSTEM_CORRUPT' || error.code === 'FILESYSTEM_UNSUPPORTED')) return asItLies(notReplayed(reasonOf(error.message)));
