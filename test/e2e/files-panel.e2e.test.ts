@@ -134,8 +134,17 @@ describe('the Files panel', () => {
     // Saved while mounted: the file written last is there (its log replayed), with no caution.
     expect(await rowNames()).toContain('written-while-mounted.txt');
     expect(await pane().getByTestId('files-caution').count()).toBe(0);
-    // A symlink's long target is cut, not its date (which was squeezed to a digit).
-    expect(await row('link-long').locator('.date').evaluate((date) => date.scrollWidth <= date.clientWidth && date.clientWidth > 0)).toBe(true);
+    // A symlink's long target is cut, not its date (which was squeezed to a digit); a panel this narrow leaves the date out, to the name's tooltip.
+    expect(await row('link-long').locator('.date').evaluate((date) => date.scrollWidth <= date.clientWidth)).toBe(true);
+    expect(await row('link-long').locator('.name').getAttribute('title')).toMatch(/\nModified /);
+    // A long name's end (where names in a folder differ) is in view, not cut off by an ellipsis (UI audit).
+    expect(
+      await row('written-while-mounted.txt').evaluate((element) => {
+        const name = element.querySelector('.name')!.getBoundingClientRect();
+        const tail = element.querySelector('[data-testid="name-tail"]')!.getBoundingClientRect();
+        return tail.width > 0 && tail.right <= name.right + 0.5;
+      }),
+    ).toBe(true);
     await screenshot(page, 'files-panel-xfs');
     await openFolder('etc', '/etc');
     expect(await rowNames()).toEqual(['hostname', 'motd', 'passwd']);

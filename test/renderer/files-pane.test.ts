@@ -171,6 +171,34 @@ describe('the Files panel', () => {
     expect(rows(view)[0]!.find('[data-testid="entry-damaged"]').exists()).toBe(false);
   });
 
+  it('keeps the end of a long name in view, where names in one folder differ (UI audit: a narrow panel showed rows of "a-file-with-a-ra…" alike)', async () => {
+    const view = await mountPane();
+    await end('files.list', { result: rootListing });
+    await rows(view)[0]!.get('button.folder-name').trigger('click');
+    const long = (number: number) => `linux-image-6.1.0-${number}-amd64_6.1.55-1_amd64.deb`;
+    await end('files.list', {
+      result: {
+        ...rootListing,
+        path: '/1',
+        entries: [
+          { name: long(12), path: `/1/${long(12)}`, kind: 'file', size: 4, mtimeMs: 1_700_000_000_000 },
+          { name: 'a-folder-named-at-length-2025', path: '/1/a-folder-named-at-length-2025', kind: 'directory', size: 0, mtimeMs: 1_700_000_000_000 },
+          { name: 'short.txt', path: '/1/short.txt', kind: 'file', size: 4, mtimeMs: null },
+        ],
+      },
+    });
+    const [folder, file, short] = rows(view);
+    // The tail is its own element that no ellipsis cuts; the head and tail together are the name.
+    expect(folder!.get('[data-testid="name-tail"]').text()).toBe('ength-2025');
+    expect(folder!.get('.name').text()).toBe('a-folder-named-at-length-2025');
+    expect(file!.get('[data-testid="name-tail"]').text()).toBe('_amd64.deb');
+    expect(file!.get('.name').text()).toBe(long(12));
+    expect(short!.get('[data-testid="name-tail"]').text()).toBe('');
+    // A narrow panel leaves the date column out: the name's tooltip says when it was modified.
+    expect(file!.get('.name').attributes('title')).toMatch(new RegExp(`^/1/${long(12)}\nModified \\S`));
+    expect(short!.get('.name').attributes('title')).toBe('/1/short.txt');
+  });
+
   it('follows the state selected in the tree, keeping the open folder', async () => {
     const view = await mountPane();
     await end('files.list', { result: rootListing });
