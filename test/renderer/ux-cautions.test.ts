@@ -8,7 +8,7 @@ import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
-import type { BackingChain, ChainFile, SnapshotNode } from '../../src/shared/qcow2/model.ts';
+import type { BackingChain, ChainFile, SnapshotNode, SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import CreateDiskDialog from '../../src/renderer/src/components/dialogs/CreateDiskDialog.vue';
 import DeleteSnapshotDialog from '../../src/renderer/src/components/dialogs/DeleteSnapshotDialog.vue';
@@ -152,6 +152,18 @@ describe('a dangerous dialog', () => {
   it('Delete puts the focus on Cancel, so Enter does not delete', async () => {
     const dialog = await mountDialog(DeleteSnapshotDialog, { path: BASE, snapshot });
     expect(document.activeElement).toBe(dialog.get('[data-testid="dialog-cancel"]').element);
+  });
+
+  it('Delete says its child snapshots keep their data, in words that agree with how many (UI audit: "Its child snapshot keeps all their data")', async () => {
+    const child = (id: string): SnapshotNode => ({ ...snapshot, id, name: `child ${id}`, parentId: '1' });
+    const tree = (children: SnapshotNode[]): SnapshotTree => ({ snapshots: [snapshot, ...children], currentParentId: '1', currentParentInferred: false, current: { exclusiveBytes: 0, sharedBytes: 0 } });
+    useDiskDataStore().entry(BASE).tree = tree([child('2')]);
+    const one = await mountDialog(DeleteSnapshotDialog, { path: BASE, snapshot });
+    expect(one.get('[data-testid="delete-children"]').text()).toBe('Its child snapshot keeps all its data.');
+    wrapper?.unmount();
+    useDiskDataStore().entry(BASE).tree = tree([child('2'), child('3')]);
+    const two = await mountDialog(DeleteSnapshotDialog, { path: BASE, snapshot });
+    expect(two.get('[data-testid="delete-children"]').text()).toBe('Its 2 child snapshots keep all their data.');
   });
 });
 
