@@ -184,9 +184,10 @@ describe('a snapshot name longer than a job title may be', () => {
 describe('New Linked Clone…', () => {
   it('proposes a name nothing has yet, and refuses one that something has', async () => {
     const existing = new Set(['/disks/base-clone.qcow2', '/disks/base-clone-2.qcow2', '/disks/notes.txt']);
+    const folders = new Set(['/', '/disks']);
     replaceConnection(
       fakeConnection({
-        'path.stat': (request) => (request as { paths: string[] }).paths.map((path) => ({ path, kind: existing.has(path) ? 'file' : 'missing' })),
+        'path.stat': (request) => (request as { paths: string[] }).paths.map((path) => ({ path, kind: folders.has(path) ? 'folder' : existing.has(path) ? 'file' : 'missing' })),
         'image.watch': () => null,
       }),
     );
@@ -196,6 +197,17 @@ describe('New Linked Clone…', () => {
     await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/notes.txt');
     await flushPromises();
     expect(dialog.get('[data-testid="dialog-problem"]').text()).toMatch(/already there/);
+    // A folder that is not there is said before the job starts (UI audit: the dialog closed and the job failed in the Jobs panel).
+    await dialog.get('[data-testid="linked-clone-path"]').setValue('/nowhere/web.qcow2');
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('That folder does not exist.');
+    expect(dialog.get('[data-testid="dialog-submit"]').attributes('disabled')).toBeDefined();
+    await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/notes.txt/web.qcow2');
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('That is not a folder.');
+    await dialog.get('[data-testid="linked-clone-path"]').setValue('/disks/web.qcow2');
+    await flushPromises();
+    expect(dialog.find('[data-testid="dialog-problem"]').exists()).toBe(false);
   });
 });
 
