@@ -261,6 +261,12 @@ describe('disk operations and the jobs panel', () => {
     await page.getByTestId('new-disk-button').click();
     await page.getByTestId('create-folder').fill(folder);
     await page.getByTestId('create-name').fill('fails.qcow2');
+    // A name already taken is said before the job starts (UI audit: the job failed, all typed lost)…
+    await eventually(() => page.getByTestId('dialog-problem').textContent()).toMatch(/already there/);
+    expect(await page.getByTestId('dialog-submit').isDisabled()).toBe(true);
+    // …so the job is made to fail where only the attempt tells: /proc takes no new file.
+    await page.getByTestId('create-folder').fill('/proc');
+    await eventually(() => page.getByTestId('dialog-submit').isEnabled()).toBe(true);
     await page.getByTestId('dialog-submit').click();
     await eventually(async () => (await lastJob()).status).toBe('failed');
     expect((await lastJob()).outcome).not.toBe('');

@@ -148,6 +148,39 @@ describe('New Disk over an encrypted backing file', () => {
   });
 });
 
+describe('New Disk where it cannot be made', () => {
+  it('says a name taken or a missing folder beside the field, before the job starts (UI audit: the dialog closed, the job failed in the Jobs panel)', async () => {
+    replaceConnection(
+      fakeConnection({
+        'path.stat': (request) =>
+          (request as { paths: string[] }).paths.map((path) => ({ path, kind: path === '/disks' ? 'folder' : path === '/disks/taken.qcow2' ? 'file' : 'missing' })),
+        'job.start': (request) => {
+          const { kind, path, args } = request as { kind: string; path: string; args: unknown };
+          started.push({ kind, path, args });
+          return { jobId: `job-${started.length}` };
+        },
+        'image.watch': () => null,
+      }),
+    );
+    const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    await dialog.get('[data-testid="create-name"]').setValue('taken.qcow2');
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('Something by that name is already there; choose another name.');
+    expect(dialog.get('[data-testid="create-name"]').attributes('aria-invalid')).toBe('true');
+    expect(dialog.get('[data-testid="dialog-submit"]').attributes('disabled')).toBeDefined();
+    await dialog.get('[data-testid="create-folder"]').setValue('/nowhere');
+    await flushPromises();
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toBe('That folder does not exist.');
+    expect(dialog.get('[data-testid="create-folder"]').attributes('aria-invalid')).toBe('true');
+    await dialog.get('[data-testid="create-folder"]').setValue('/disks/');
+    await dialog.get('[data-testid="create-name"]').setValue('fresh.qcow2');
+    await flushPromises();
+    expect(dialog.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toMatchObject({ kind: 'image.create', path: '/disks/fresh.qcow2' });
+  });
+});
+
 describe('a dangerous dialog', () => {
   it('Delete puts the focus on Cancel, so Enter does not delete', async () => {
     const dialog = await mountDialog(DeleteSnapshotDialog, { path: BASE, snapshot });

@@ -9,6 +9,9 @@ import type { PathStat } from '../../../shared/ipc/contract.ts';
 import { request } from '../api.ts';
 import { isAbsolutePath } from '../lib/paths.ts';
 
+/** What is said of a name something already has (the folder's problems are said of the folder). */
+export const NAME_TAKEN = 'Something by that name is already there; choose another name.';
+
 /** The problem with writing `target` (in `folder`) now, in words; null when there is none, or nothing is known yet. */
 export function useTargetPlace(target: Readonly<Ref<string>>, folder: Readonly<Ref<string>>, asking: Readonly<Ref<boolean>>): Ref<string | null> {
   const problem = ref<string | null>(null);
@@ -26,7 +29,7 @@ export function useTargetPlace(target: Readonly<Ref<string>>, folder: Readonly<R
         if (mine !== sequence) return;
         if (folderStat?.kind === 'missing') problem.value = 'That folder does not exist.';
         else if (folderStat !== undefined && folderStat.kind !== 'folder') problem.value = 'That is not a folder.';
-        else if (targetStat !== undefined && targetStat.kind !== 'missing') problem.value = 'Something by that name is already there; choose another name.';
+        else if (targetStat !== undefined && targetStat.kind !== 'missing') problem.value = NAME_TAKEN;
       } catch {
         // Unknown: the job says so if the place cannot be used.
       }
