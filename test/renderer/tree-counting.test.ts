@@ -108,9 +108,13 @@ describe('the tree before and after its space figures', () => {
     expect(order[0]).toBe('snapshot.outline');
     expect([...order].sort()).toEqual(['chain.read', 'image.usage', 'snapshot.outline', 'snapshot.tree']);
     expect(pane.find('[data-testid="tree-loading"]').exists()).toBe(true);
+    // Nothing said of the snapshots while they are read (UI audit: "No snapshots yet." beside "Reading snapshots…").
+    expect(pane.get('[data-testid="tree-hint"]').text()).toBe('');
+    expect(pane.text()).not.toContain('No snapshots yet');
 
     end('snapshot.outline', quickOf(FULL));
     await flushPromises();
+    expect(pane.get('[data-testid="tree-hint"]').text()).toMatch(/^2 snapshots\. Drag to pan/);
     const data = useDiskDataStore().disks.get(PATH);
     expect(data).toMatchObject({ status: 'ready', counting: true });
     expect(pane.find('[data-testid="tree-loading"]').exists()).toBe(false);
