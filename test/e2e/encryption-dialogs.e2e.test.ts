@@ -136,6 +136,22 @@ describe('Encrypt…', () => {
     await page.getByTestId('map-compare').selectOption({ label: 'installed' });
     await eventually(async () => Number(await page.getByTestId('diff-summary').getAttribute('data-bytes'))).toBeGreaterThan(0);
     await showTab(page, 'snapshots');
+    // Files asks for the passphrase, the lock beside its words (it stood on a line of its own above them).
+    if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
+    const locked = page.getByTestId('files-locked-message');
+    await locked.waitFor();
+    expect(
+      await locked.evaluate((message) => {
+        const icon = message.querySelector('svg')!.getBoundingClientRect();
+        // A text node (nodeType 3) holding the words.
+        const words = [...message.childNodes].find((node) => node.nodeType === 3 && (node.textContent ?? '').trim() !== '')!;
+        const range = message.ownerDocument.createRange();
+        range.selectNodeContents(words);
+        const firstLine = range.getClientRects()[0]!;
+        return icon.top < firstLine.bottom && firstLine.top < icon.bottom;
+      }),
+    ).toBe(true);
+    await page.getByTestId('files-toggle').click();
   });
 });
 
