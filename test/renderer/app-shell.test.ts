@@ -53,6 +53,27 @@ describe('App shell', () => {
     wrapper.unmount();
   });
 
+  it('keeps the end of a long disk name in view, where disks named alike differ (UI audit: "…-template-v3" and "-v4" were both "windows-11-enterprise-lts…")', async () => {
+    const long = (version: number) => `/vms/windows-11-enterprise-ltsc-2024-development-template-v${version}.qcow2`;
+    replaceConnection(
+      fakeConnection({
+        'app.about': about('browser'),
+        'app.initialPaths': () => [long(3), long(4), '/vms/arch.qcow2'],
+        'image.open': () => imageInfo(),
+      }),
+    );
+    const wrapper = mount(App, { global: { plugins: [createPinia()] }, attachTo: document.body });
+    await flushPromises();
+    const items = wrapper.findAll('[data-testid="disk-item"]');
+    expect(items.map((item) => item.get('[data-testid="disk-item-name-tail"]').text())).toEqual(['e-v3.qcow2', 'e-v4.qcow2', '']);
+    expect(items[0]?.get('.name').text()).toBe('windows-11-enterprise-ltsc-2024-development-template-v3.qcow2');
+    expect(items[2]?.get('.name').text()).toBe('arch.qcow2');
+    // The header too: the first disk is shown.
+    expect(wrapper.get('[data-testid="disk-name-tail"]').text()).toBe('e-v3.qcow2');
+    expect(wrapper.get('[data-testid="disk-name"]').element.textContent).toBe('windows-11-enterprise-ltsc-2024-development-template-v3.qcow2');
+    wrapper.unmount();
+  });
+
   it('in Electron, Ctrl+O asks main for the native Open dialog and opens what was chosen', async () => {
     const fake = fakeConnection({
       'app.about': about('electron'),

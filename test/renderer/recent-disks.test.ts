@@ -28,4 +28,15 @@ describe('recent disks', () => {
     expect(wrapper.findAll('[data-testid="recent-item"]').map((entry) => entry.attributes('data-path'))).toEqual(['/disks/one.qcow2']);
     wrapper.unmount();
   });
+
+  it('keeps the end of a long name in view, where disks named alike differ (UI audit)', async () => {
+    const recent = useRecentStore();
+    recent.remember('/disks/windows-11-enterprise-ltsc-2024-development-template-v3.qcow2');
+    const wrapper = mount(LibrarySidebar, { attachTo: document.body });
+    await flushPromises();
+    const entry = wrapper.get('[data-testid="recent-item"]');
+    expect(entry.get('[data-testid="recent-name-tail"]').text()).toBe('e-v3.qcow2');
+    expect(entry.get('.recent-name').text()).toBe('windows-11-enterprise-ltsc-2024-development-template-v3.qcow2');
+    wrapper.unmount();
+  });
 });
