@@ -257,11 +257,21 @@ describe('the size field', () => {
     expect(readNewSize('forty', GiB)).toEqual({ ok: false, problem: 'Write the size as a number with a unit: 40G, +10G, 1.5T.' });
   });
 
+  it('says that a bare number is bytes where it makes no whole sector (UI audit: "10" was told to round to a sector, not that it meant 10 bytes)', () => {
+    expect(readNewSize('10', GiB)).toEqual({ ok: false, problem: 'A disk’s size is a whole number of 512-byte sectors. A number without a unit is bytes: write 10G for 10 GiB.' });
+    expect(readNewSize('+10', GiB)).toEqual({ ok: false, problem: 'A disk’s size is a whole number of 512-byte sectors. A number without a unit is bytes: write 10G for 10 GiB.' });
+    expect(readNewSize('1.1K', GiB)).toEqual({ ok: false, problem: 'A disk’s size is a whole number of 512-byte sectors: round it to one.' });
+  });
+
   it('for a new disk: at least a sector, at most what its cluster size can map (QEMU\'s 32 MiB L1 table)', () => {
     expect(newDiskSizeProblem('20G', 65536)).toBeNull();
     expect(newDiskSizeProblem('512', 65536)).toBeNull();
-    expect(newDiskSizeProblem('511', 65536)).toBe('A disk is at least 512 bytes (one sector).');
-    expect(newDiskSizeProblem('10', 65536)).toBe('A disk is at least 512 bytes (one sector).');
+    expect(newDiskSizeProblem('511', 65536)).toBe('A disk is at least 512 bytes (one sector). A number without a unit is bytes: write 511G for 511 GiB.');
+    expect(newDiskSizeProblem('10', 65536)).toBe('A disk is at least 512 bytes (one sector). A number without a unit is bytes: write 10G for 10 GiB.');
+    expect(newDiskSizeProblem('10K', 65536)).toBeNull();
+    // A fraction of a byte is no size too large (it was called one).
+    expect(newDiskSizeProblem('1.1K', 65536)).toBe('A disk’s size is a whole number of 512-byte sectors: round it to one.');
+    expect(newDiskSizeProblem('1000.5', 65536)).toBe('A disk’s size is a whole number of 512-byte sectors: round it to one.');
     expect(newDiskSizeProblem('big', 65536)).toBe('Write the size as a number with a unit: 512M, 20G, 1.5T.');
     expect(newDiskSizeProblem('99999999999T', 65536)).toBe('That is larger than a qcow2 disk can be.');
     // 4 KiB clusters map 8 TiB at most (4 Mi L1 entries of 2 MiB each), as qemu-img create refuses past it.
