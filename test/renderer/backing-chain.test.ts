@@ -198,12 +198,18 @@ describe('the chain dialogs start their jobs', () => {
     expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', backingFormat: 'raw', unsafe: false } });
   });
 
-  it('Rebase sends the format chosen, and warns where it differs from what the file is', async () => {
+  it('Rebase refuses to record a file that is not a qcow2 image as qcow2 (the disk could not be opened: with -u nothing checks it), and sends the format chosen', async () => {
     const dialog = await mountWith(RebaseDialog, healthy);
+    await dialog.get('[data-testid="rebase-unsafe"]').setValue(true);
+    await dialog.get('[data-testid="rebase-target"]').setValue('/disks/golden.raw');
     await dialog.get('[data-testid="rebase-format"]').setValue('qcow2');
     expect(dialog.get('[data-testid="rebase-format-mismatch"]').text()).toContain('not a qcow2 image');
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('the disk could not be opened. Choose raw.');
     await dialog.get('form').trigger('submit');
-    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', backingFormat: 'qcow2', unsafe: false } });
+    expect(started.filter((job) => job.kind === 'chain.rebase')).toEqual([]);
+    await dialog.get('[data-testid="rebase-format"]').setValue('raw');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { backingFile: '/disks/golden.raw', backingFormat: 'raw', unsafe: true } });
   });
 
   it('Rebase with a missing backing file: only the name can change, and the dialog starts that way', async () => {

@@ -148,6 +148,34 @@ describe('New Disk over an encrypted backing file', () => {
   });
 });
 
+describe('New Disk over a backing file that is not a qcow2 image', () => {
+  it('refuses to record it as qcow2 (the new disk could not be opened), and makes it when raw is chosen', async () => {
+    const connection = fakeConnection({
+      'job.start': (request) => {
+        const { kind, path, args } = request as { kind: string; path: string; args: unknown };
+        started.push({ kind, path, args });
+        const jobId = `job-${started.length}`;
+        if (kind === 'image.info') setTimeout(() => connection.emit('job.end', { jobId, ok: false, error: { code: 'BAD_MAGIC', message: 'not a qcow2 image' } } as JobEnd), 10);
+        return { jobId };
+      },
+      'image.watch': () => null,
+    });
+    replaceConnection(connection);
+    const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    await dialog.get('[data-testid="create-name"]').setValue('overlay.qcow2');
+    await dialog.get('[data-testid="create-backing"]').setValue('/disks/golden.img');
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    await flushPromises();
+    expect((dialog.get('[data-testid="create-backing-format"]').element as HTMLSelectElement).value).toBe('qcow2');
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('not a qcow2 image: recorded as qcow2, the disk could not be opened');
+    await dialog.get('form').trigger('submit');
+    expect(started.filter((job) => job.kind === 'image.create')).toEqual([]);
+    await dialog.get('[data-testid="create-backing-format"]').setValue('raw');
+    await dialog.get('form').trigger('submit');
+    expect(started.at(-1)).toMatchObject({ kind: 'image.create', path: '/disks/overlay.qcow2', args: { backingFile: '/disks/golden.img', backingFormat: 'raw' } });
+  });
+});
+
 describe('New Disk where it cannot be made', () => {
   it('says a name taken or a missing folder beside the field, before the job starts (UI audit: the dialog closed, the job failed in the Jobs panel)', async () => {
     replaceConnection(

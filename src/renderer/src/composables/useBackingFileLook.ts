@@ -14,6 +14,16 @@ export interface BackingFileLook {
   encrypted: boolean;
 }
 
+/**
+ * Why `format` cannot be recorded for a file that looks like `looksLike`, or null: a file that is not
+ * a qcow2 image recorded as qcow2 leaves a disk that neither QEMU nor Cowbell can open (with
+ * "only change the name", nothing checks it). The other way (a qcow2 image read as raw) is a warning:
+ * it opens, showing the qcow2 structures as data.
+ */
+export function backingFormatRefusal(looksLike: BackingFileLook['format'], format: 'qcow2' | 'raw'): string | null {
+  return looksLike === 'raw' && format === 'qcow2' ? 'The backing file is not a qcow2 image: recorded as qcow2, the disk could not be opened. Choose raw.' : null;
+}
+
 /** How long the path must stay unchanged before it is read, not at every key. */
 export const BACKING_READ_DELAY_MS = 300;
 
