@@ -15,7 +15,7 @@ import type { SnapshotNode, SnapshotTree } from '../model.ts';
 import { mappedStates } from './usage.ts';
 
 /** Why a parent a rewrite recorded is still shown as a guess. */
-const RECORDED_GUESS = 'inferred before the disk was rewritten (compressed, compacted or copied)';
+const RECORDED_GUESS = 'Cowbell guessed it from the data before the disk was rewritten (compressed, compacted or copied), and the rewritten disk keeps that guess';
 
 export interface ParentChoice {
   parentId: string | null;
