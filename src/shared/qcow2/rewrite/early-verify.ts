@@ -21,7 +21,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { descriptorOf } from '../io/fail-stop-file.ts';
-import { awaitHelperStart, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 /** Control words, in one shared Int32Array. */
 export const EARLY_CONTROL = {
@@ -70,9 +70,11 @@ export interface EarlyVerifier {
   publish(writtenEnd: number): void;
   /**
    * Publishes what is left (the whole output is written), waits for the helper to compare it, and
-   * enters the (source cluster, output cluster) pairs it found equal in `confirmed`.
+   * enters the (source cluster, output cluster) pairs it found equal in `confirmed`. A helper not
+   * started within `helperStartMs` (the verifier's own, unless given) is given up on: the final
+   * comparison then reads everything.
    */
-  finish(confirmed: ClusterPairs): void;
+  finish(confirmed: ClusterPairs, helperStartMs?: number): void;
   close(): void;
 }
 
@@ -86,7 +88,13 @@ interface CopiedRun {
  * An early verifier comparing `source`'s data file with `output`, or null where it cannot run:
  * a file without a descriptor, or no helper thread (the final comparison then does it all).
  */
-export function startEarlyVerifier(source: BlockFile, output: BlockFile, clusterBytes: number, workerModule: URL | string = new URL('./early-verify-worker.ts', import.meta.url)): EarlyVerifier | null {
+export function startEarlyVerifier(
+  source: BlockFile,
+  output: BlockFile,
+  clusterBytes: number,
+  workerModule: URL | string = new URL('./early-verify-worker.ts', import.meta.url),
+  helperStartMs = HELPER_START_MS,
+): EarlyVerifier | null {
   const sourceDescriptor = descriptorOf(source);
   const outputDescriptor = descriptorOf(output);
   if (sourceDescriptor === null || outputDescriptor === null) return null;
@@ -96,7 +104,7 @@ export function startEarlyVerifier(source: BlockFile, output: BlockFile, cluster
   const worker = startHelperThread(workerModule, HELPER_THREAD_NAMES.earlyVerify, { workerData });
   if (worker === null) return null;
   worker.unref();
-  return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), clusterBytes);
+  return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), clusterBytes, helperStartMs);
 }
 
 class SharedRingVerifier implements EarlyVerifier {
@@ -111,7 +119,10 @@ class SharedRingVerifier implements EarlyVerifier {
   private readonly ring: Float64Array;
   private readonly clusterBytes: number;
 
-  constructor(worker: Worker, control: Int32Array, ring: Float64Array, clusterBytes: number) {
+  private readonly helperStartMs: number;
+
+  constructor(worker: Worker, control: Int32Array, ring: Float64Array, clusterBytes: number, helperStartMs: number) {
+    this.helperStartMs = helperStartMs;
     this.worker = worker;
     this.control = control;
     this.ring = ring;
@@ -164,12 +175,12 @@ class SharedRingVerifier implements EarlyVerifier {
     this.signal();
   }
 
-  finish(confirmedPairs: ClusterPairs): void {
+  finish(confirmedPairs: ClusterPairs, helperStartMs = this.helperStartMs): void {
     if (this.closed) return;
     this.publish(Number.POSITIVE_INFINITY);
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
-    if (awaitHelperStart(this.control, EARLY_CONTROL.ready, 1)) this.awaitHelper();
+    if (awaitHelperStart(this.control, EARLY_CONTROL.ready, 1, helperStartMs)) this.awaitHelper();
     const confirmed = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.published.length);
     for (let index = 0; index < confirmed; index++) {
       const run = this.published[index];

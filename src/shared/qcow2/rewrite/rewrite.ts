@@ -61,6 +61,8 @@ export interface RewriteRequest {
   compressWorker?: URL | string;
   /** Where the early-comparing helper thread's module is (early-verify-worker.ts), for bundles that move it. */
   earlyVerifyWorker?: URL | string;
+  /** How long the end waits for that helper to start before leaving everything to the final comparison (tests on a loaded machine wait longer). */
+  earlyVerifyStartMs?: number;
   /** Leave persistent dirty bitmaps behind instead of refusing. */
   dropBitmaps?: boolean;
   /** An encrypted source's passphrase (its data is read, so it is needed: LOCKED without it). */
@@ -202,7 +204,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       replaced,
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
-        const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker) : null;
+        const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker, request.earlyVerifyStartMs) : null;
         try {
           let written;
           let compressionThreads: number;
