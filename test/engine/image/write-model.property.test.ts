@@ -1,6 +1,6 @@
 /**
  * Property: any sequence of writes, zero writes, discards, flushes and close/reopen leaves an
- * image that reads back exactly like a plain byte array given the same operations, and that
+ * image that reads back, through Cowbell and through qemu-img, exactly like a plain byte array given the same operations, and that
  * `qemu-img check` finds clean (and, on an image with a qemu-img snapshot, the snapshot unchanged). Seeded (COWBELL_FC_SEED overrides) so a failure replays.
  */
 import * as fs from 'node:fs';
@@ -124,6 +124,9 @@ async function runSteps(testCase: PropertyCase, backing: Uint8Array | null, star
     reopened.close();
   }
   if (difference !== -1) throw new Error(`byte ${difference} reads back wrong after ${steps.map(describeStep).join(', ')}`);
+  // qemu-img reads the same (Cowbell's reader could share a mistake with its writer).
+  const qemuDifference = firstDifference(await rawOf(image), model);
+  if (qemuDifference !== -1) throw new Error(`byte ${qemuDifference} reads back wrong through qemu-img after ${steps.map(describeStep).join(', ')}`);
   const check = await qemuCheck(image);
   if (check.code !== 0) throw new Error(`qemu-img check exited ${check.code} after ${steps.map(describeStep).join(', ')}:\n${check.output}`);
   if (start !== null) {
