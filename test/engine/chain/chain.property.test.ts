@@ -243,9 +243,10 @@ async function checkCase(chain: ChainCase): Promise<void> {
       outcomes.refused.set(reason, (outcomes.refused.get(reason) ?? 0) + 1);
       if (/would change what snapshot/.test(error.message)) {
         // Whether qemu-img's operation does change a snapshot of the file (else the refusal was needlessly cautious: counted, not failed).
-        await qemuOperation(theirs, chain);
-        const qemu = await stateOf(theirs, chain);
-        const changed = [...before[operatedLayer(chain)].snapshots].some(([name, data]) => firstDifference(qemu[operatedLayer(chain)].snapshots.get(name) ?? new Uint8Array(), data) !== -1);
+        // (qemu-img may refuse the operation for a reason of its own, as it refuses to grow a v2 file its backing file outsizes.)
+        const qemuDid = await qemuOperation(theirs, chain).then(() => true, () => false);
+        const qemu = qemuDid ? await stateOf(theirs, chain) : null;
+        const changed = qemu === null || [...before[operatedLayer(chain)].snapshots].some(([name, data]) => firstDifference(qemu[operatedLayer(chain)].snapshots.get(name) ?? new Uint8Array(), data) !== -1);
         if (!changed) outcomes.cautious++;
       }
       return;
@@ -271,7 +272,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
 
 describe('commit and rebase on any chain, against qemu-img', () => {
   it(`refuse leaving every file as it was, or leave clean files that read as qemu-img's do (${RUNS} runs, seed ${SEED})`, { timeout: 900_000 }, async () => {
-    await fc.assert(fc.asyncProperty(caseArbitrary, checkCase), { seed: SEED, numRuns: RUNS, endOnFailure: true });
+    await fc.assert(fc.asyncProperty(caseArbitrary, checkCase), { seed: SEED, numRuns: RUNS });
     console.log(`chain property: ${outcomes.done} operations done; ${outcomes.cautious} snapshot refusals where qemu-img changed no snapshot; refused: ${JSON.stringify([...outcomes.refused])}`);
   });
 });
