@@ -314,6 +314,8 @@ describe('snapshot notes', () => {
     await node(await nodeIdNamed('drivers')).click();
     await eventually(() => page.getByTestId('card-note-text').textContent()).toBe('GPU drivers 550 ✓\nworks with the old kernel');
 
+    // The shortcut, as the button, waits while the disk is busy (the re-read after qemu-img's change, slow on a loaded machine): it says why instead.
+    await eventually(() => page.getByTestId('take-button').isEnabled()).toBe(true);
     await page.getByTestId('snapshot-tree').focus();
     await page.keyboard.press('Control+Shift+S');
     await page.getByTestId('snapshot-name-input').fill('noted at birth');
