@@ -168,6 +168,45 @@ describe('the Resize dialog', () => {
     expect(started.at(-1)).toMatchObject({ kind: 'image.resize', args: { size: 8 * GiB, shrink: true, discardData: true } });
   });
 
+  it('keeps the choice to discard across a re-read of the disk that finds the same amount, and asks again for another (the e2e test met the library re-reading after the grow)', async () => {
+    const dialog = await mountDialog();
+    await typeSize(dialog, '8G');
+    end('image.resizePreview', shrinkPreview(300 * MiB, 64 * MiB));
+    await flushPromises();
+    await dialog.get('[data-testid="resize-discard"]').setValue(true);
+    expect(submitButton(dialog).disabled).toBe(false);
+
+    // The library re-reads the disk (a job ended, another program touched it): the answer stays in view, nothing is sent meanwhile.
+    const library = useLibraryStore();
+    library.disks = [{ path: PATH, status: 'ready', info: { ...info }, error: null, refreshing: false }];
+    await flushPromises();
+    expect(started.filter((job) => job.kind === 'image.resizePreview')).toHaveLength(2);
+    expect(dialog.get('[data-testid="resize-past-end-current"]').text()).toContain('300 MiB');
+    expect(submitButton(dialog).disabled).toBe(true);
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.some((job) => job.kind === 'image.resize')).toBe(false);
+
+    end('image.resizePreview', shrinkPreview(300 * MiB, 64 * MiB));
+    await flushPromises();
+    expect((dialog.get('[data-testid="resize-discard"]').element as HTMLInputElement).checked).toBe(true);
+    expect(dialog.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    expect(submitButton(dialog).disabled).toBe(false);
+
+    // Another program wrote more past the end: the choice was for 300 MiB, so it is asked again.
+    library.disks = [{ path: PATH, status: 'ready', info: { ...info }, error: null, refreshing: false }];
+    await flushPromises();
+    end('image.resizePreview', shrinkPreview(310 * MiB, 64 * MiB));
+    await flushPromises();
+    expect((dialog.get('[data-testid="resize-discard"]').element as HTMLInputElement).checked).toBe(false);
+    expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('holds 310 MiB of data past the new end');
+    expect(submitButton(dialog).disabled).toBe(true);
+    await dialog.get('[data-testid="resize-discard"]').setValue(true);
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'image.resize', args: { size: 8 * GiB, shrink: true, discardData: true, discardBytes: 310 * MiB } });
+  });
+
   it('shrinks without discarding when only snapshots hold data past the end', async () => {
     const dialog = await mountDialog();
     await typeSize(dialog, '8G');
