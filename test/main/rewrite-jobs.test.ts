@@ -118,6 +118,7 @@ describe('compress and compact, through the queue and the pool', () => {
     expect(preview.expectedBytes).toBeLessThan(sizeBefore);
     expect(preview.expectedBytes).toBeLessThanOrEqual(preview.maxBytes);
     expect(preview.freeBytes).toBeGreaterThan(0);
+    expect(preview.compressed).toEqual({ clusters: 0, storedBytes: 0, guestBytes: 0, inCurrent: false, inSnapshots: 0 });
 
     const summary = await run<RewriteSummary>(backend, 'image.compress', path, {});
     const sizeAfter = fs.statSync(path).size;
@@ -129,6 +130,10 @@ describe('compress and compact, through the queue and the pool', () => {
 
     expect(qemuCheckReport(path)).toMatchObject({ code: 0, corruptions: 0, leaks: 0, compressedClusters: expect.any(Number) });
     expect(qemuCheckReport(path).compressedClusters).toBeGreaterThan(0);
+    // What Encrypt…'s dialog is told: the compressed data of every state, passed on by main as the engine counted it.
+    const encryptPreview = await run<RewritePreview>(backend, 'image.rewritePreview', path, { compression: 'uncompress', output: 'luks' });
+    expect(encryptPreview.compressed).toMatchObject({ clusters: summary.compressedClusters, inCurrent: true, inSnapshots: 2 });
+    expect(encryptPreview.compressed.storedBytes).toBeLessThan(encryptPreview.compressed.guestBytes);
     expect(qemuSnapshotNames(path)).toEqual(snapshots);
     expect(allStateDigests(path)).toEqual(before);
     expect(temporaryFilesIn(folder.path)).toEqual([]);

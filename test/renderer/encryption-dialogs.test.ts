@@ -66,8 +66,11 @@ afterEach(() => {
   replaceConnection(null);
 });
 
+/** A disk without compressed clusters in any state. */
+const NO_COMPRESSED_DATA = { clusters: 0, storedBytes: 0, guestBytes: 0, inCurrent: false, inSnapshots: 0 };
+
 function preview(overrides: Partial<RewritePreview> = {}): RewritePreview {
-  return { fileBytes: 800 * MiB, expectedBytes: 810 * MiB, maxBytes: 820 * MiB, sampledClusters: 64, freeBytes: 40 * 1024 * MiB, snapshots: 2, ...overrides };
+  return { fileBytes: 800 * MiB, expectedBytes: 810 * MiB, maxBytes: 820 * MiB, sampledClusters: 64, freeBytes: 40 * 1024 * MiB, snapshots: 2, compressed: NO_COMPRESSED_DATA, ...overrides };
 }
 
 function summary(encryption: 'luks' | 'none'): RewriteSummary {
@@ -181,6 +184,51 @@ describe('the Encrypt… dialog', () => {
     expect(byTestId('strength-advice')).toBeNull();
   }, 20_000);
 
+  it('says nothing of compressed data on a disk that holds none in any state (it used to warn on every disk)', async () => {
+    await mountRewrite('encrypt');
+    end('image.rewritePreview', { result: preview({ compressed: NO_COMPRESSED_DATA }) });
+    await flushPromises();
+    expect(textOf('encrypt-warning')).toContain('Keep the passphrase safe');
+    expect(byTestId('rewrite-encrypted-note')).toBeNull();
+    expect(document.body.textContent).not.toMatch(/compressed/i);
+  });
+
+  it('says how much compressed data is stored uncompressed, in which states, and what it takes uncompressed; a re-read keeps it in view', async () => {
+    const compressed = { clusters: 8000, storedBytes: 212 * MiB, guestBytes: 500 * MiB, inCurrent: true, inSnapshots: 2 };
+    await mountRewrite('encrypt');
+    end('image.rewritePreview', { result: preview({ compressed }) });
+    await flushPromises();
+    expect(byTestId('rewrite-encrypted-note')?.dataset.state).toBe('some');
+    expect(textOf('rewrite-encrypted-note')).toBe(
+      '212 MiB of compressed data (in the current disk and 2 snapshots) will be stored uncompressed and encrypted. QEMU cannot keep compressed data encrypted. Uncompressed, it takes up to 500 MiB: 288 MiB more than now.',
+    );
+
+    // Another cipher asks for a new estimate; the disk's compressed data is the same meanwhile.
+    const cipher = byTestId('encrypt-cipher') as HTMLSelectElement;
+    cipher.value = 'aes-128-cbc-essiv:sha256';
+    cipher.dispatchEvent(new Event('change'));
+    await flushPromises();
+    expect(started.at(-1)).toMatchObject({ kind: 'image.rewritePreview', args: { output: 'luks' } });
+    expect(byTestId('rewrite-encrypted-note')?.dataset.state).toBe('some');
+    wrapper?.unmount();
+
+    await mountRewrite('encrypt');
+    end('image.rewritePreview', { result: preview({ compressed: { ...compressed, inCurrent: false, inSnapshots: 1 } }) });
+    await flushPromises();
+    expect(textOf('rewrite-encrypted-note')).toContain('212 MiB of compressed data (in 1 snapshot) will be stored uncompressed');
+  });
+
+  it('while the compressed data is being counted says so, and after a failed count only hedges: never a claim it cannot make', async () => {
+    await mountRewrite('encrypt');
+    expect(byTestId('rewrite-encrypted-note')?.dataset.state).toBe('checking');
+    expect(textOf('rewrite-encrypted-note')).toBe('Checking the disk and its snapshots for compressed data…');
+    end('image.rewritePreview', { error: { code: 'IO_ERROR', message: 'The disk could not be read' } });
+    await flushPromises();
+    expect(byTestId('rewrite-encrypted-note')?.dataset.state).toBe('unknown');
+    expect(textOf('rewrite-encrypted-note')).toMatch(/^Any compressed data the disk holds is stored uncompressed/);
+    expect(textOf('rewrite-encrypted-note')).not.toMatch(/MiB|GiB|will be stored/);
+  });
+
   it('sends the new passphrase once, with the chosen cipher, hash and unlock time; follows the new key and copy; says it is encrypted; forgets the passphrase', async () => {
     await mountRewrite('encrypt');
     end('image.rewritePreview', { result: preview() });
@@ -253,10 +301,12 @@ describe('the Unlock dialog', () => {
     useDisk(LUKS());
     await mountRewrite('compact');
     expect(started[0]).toMatchObject({ kind: 'image.rewritePreview', args: { compression: 'uncompress' } });
-    end('image.rewritePreview', { result: preview({ expectedBytes: 600 * MiB }) });
+    end('image.rewritePreview', { result: preview({ expectedBytes: 600 * MiB, compressed: { clusters: 32, storedBytes: MiB, guestBytes: 2 * MiB, inCurrent: true, inSnapshots: 0 } }) });
     await flushPromises();
     expect(byTestId('rewrite-uncompress')).toBeNull();
-    expect(textOf('rewrite-encrypted-note')).toContain('stored uncompressed and encrypted');
+    expect(textOf('rewrite-encrypted-note')).toBe(
+      '1 MiB of compressed data (in the current disk) will be stored uncompressed and encrypted. It is stored unencrypted now: QEMU writes compressed clusters of an encrypted disk in the clear. Uncompressed, it takes up to 2 MiB: 1 MiB more than now.',
+    );
     await submit();
     expect(started.filter((job) => job.kind === 'image.compact')).toEqual([]);
     expect(byTestId('unlock-dialog')?.dataset.reason).toBe('encrypted');

@@ -32,8 +32,11 @@ let end: (kind: string, outcome: JobOutcome) => void;
 let info: ImageInfo;
 let wrapper: VueWrapper | null = null;
 
+/** A disk without compressed clusters in any state. */
+const NO_COMPRESSED_DATA = { clusters: 0, storedBytes: 0, guestBytes: 0, inCurrent: false, inSnapshots: 0 };
+
 function preview(overrides: Partial<RewritePreview> = {}): RewritePreview {
-  return { fileBytes: 800 * MiB, expectedBytes: 350 * MiB, maxBytes: 790 * MiB, sampledClusters: 64, freeBytes: 40 * 1024 * MiB, snapshots: 2, ...overrides };
+  return { fileBytes: 800 * MiB, expectedBytes: 350 * MiB, maxBytes: 790 * MiB, sampledClusters: 64, freeBytes: 40 * 1024 * MiB, snapshots: 2, compressed: NO_COMPRESSED_DATA, ...overrides };
 }
 
 beforeEach(() => {

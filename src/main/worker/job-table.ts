@@ -87,6 +87,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
         sampledClusters: preview.sampledClusters,
         freeBytes: preview.freeBytes,
         snapshots: preview.snapshots,
+        compressed: preview.compressed,
       };
     },
     'image.compress': (path, args, context) =>

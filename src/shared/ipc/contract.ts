@@ -340,6 +340,21 @@ export interface RewritePreview {
   /** Free space beside the disk; null where the platform cannot tell. */
   freeBytes: number | null;
   snapshots: number;
+  /** The compressed data of every state, each cluster once (Encrypt… stores it uncompressed). */
+  compressed: CompressedData;
+}
+
+/** Compressed clusters across the current state and every snapshot. */
+export interface CompressedData {
+  clusters: number;
+  /** Bytes the file holds for them now. */
+  storedBytes: number;
+  /** Their size once uncompressed (a cluster each). */
+  guestBytes: number;
+  /** The current state reads some of them. */
+  inCurrent: boolean;
+  /** Snapshots that read some of them. */
+  inSnapshots: number;
 }
 
 /** A passphrase change: the LUKS key slots in use afterwards, the one added and those erased. */

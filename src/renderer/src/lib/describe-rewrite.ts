@@ -1,5 +1,5 @@
 /** Compress, compact, encrypt, decrypt, passphrase changes and save-as in words: the estimate before, the result after. */
-import type { PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
+import type { CompressedData, PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
 import { baseName } from './paths.ts';
 
@@ -72,4 +72,29 @@ export function spaceVerdict(preview: RewritePreview): SpaceVerdict {
     };
   }
   return { problem: null, caution: null };
+}
+
+/** The states that read compressed data: "the current disk and 2 snapshots", "1 snapshot", "the current disk". */
+function compressedStates(data: CompressedData): string {
+  const snapshots = data.inSnapshots === 0 ? '' : data.inSnapshots === 1 ? '1 snapshot' : `${data.inSnapshots} snapshots`;
+  if (!data.inCurrent) return snapshots;
+  return snapshots === '' ? 'the current disk' : `the current disk and ${snapshots}`;
+}
+
+/**
+ * What Encrypt… (or Compact… of an encrypted disk) does to the disk's compressed data, which QEMU
+ * cannot keep encrypted: null when there is none. `sourceEncrypted`: it is stored in the clear now.
+ * Its size uncompressed is a bound (a cluster each; zeros inside one take no room in the new file).
+ */
+export function describeStoredUncompressed(data: CompressedData, sourceEncrypted: boolean): string | null {
+  if (data.clusters <= 0) return null;
+  const where = compressedStates(data);
+  const growth = Math.max(0, data.guestBytes - data.storedBytes);
+  const why = sourceEncrypted
+    ? 'It is stored unencrypted now: QEMU writes compressed clusters of an encrypted disk in the clear.'
+    : 'QEMU cannot keep compressed data encrypted.';
+  return (
+    `${formatBytes(data.storedBytes)} of compressed data${where === '' ? '' : ` (in ${where})`} will be stored uncompressed and encrypted. ${why} ` +
+    `Uncompressed, it takes up to ${formatBytes(data.guestBytes)}: ${formatBytes(growth)} more than now.`
+  );
 }

@@ -58,6 +58,21 @@ export interface RewritePlan {
   dataClusters: number;
   compressedClusters: number;
   compressedBytes: number;
+  /** Source L2 tables that hold a compressed entry (which states hold compressed data: compressedData). */
+  compressedL2Tables: Set<number>;
+}
+
+/** The compressed data of every state, each cluster once: what a rewrite that uncompresses stores plainly. */
+export interface CompressedData {
+  clusters: number;
+  /** Bytes the file holds for them (sector-rounded, as the descriptors give them). */
+  storedBytes: number;
+  /** Guest bytes they hold, one cluster each: their size once uncompressed. */
+  guestBytes: number;
+  /** Whether the current state reads any of them. */
+  inCurrent: boolean;
+  /** The snapshots that read any of them. */
+  inSnapshots: number;
 }
 
 export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
@@ -92,6 +107,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     dataClusters: 0,
     compressedClusters: 0,
     compressedBytes: 0,
+    compressedL2Tables: new Set(),
   };
   const fullMask = 0xffffffff;
   const hasBacking = image.header.backingFile !== null;
@@ -104,6 +120,7 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     const users = l2Users.get(l2Offset) ?? 1;
     forEachEntry(image, l2Offset, (entry) => {
       if (entry.kind === 'compressed') {
+        plan.compressedL2Tables.add(l2Offset);
         if (plan.compressed.add(entry.hostOffset, entry.compressedSize, users)) {
           plan.compressedClusters++;
           plan.compressedBytes += entry.compressedSize;
@@ -136,6 +153,22 @@ export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
     });
   }
   return plan;
+}
+
+export function compressedData(image: Qcow2Image, plan: RewritePlan): CompressedData {
+  const holdsCompressed = (state: PlannedState): boolean => {
+    if (plan.compressedL2Tables.size === 0) return false;
+    for (let l1Index = 0; l1Index < state.l1.size; l1Index++) if (plan.compressedL2Tables.has(image.l2OffsetAt(state.l1, l1Index))) return true;
+    return false;
+  };
+  const [current, ...snapshots] = plan.states;
+  return {
+    clusters: plan.compressedClusters,
+    storedBytes: plan.compressedBytes,
+    guestBytes: plan.compressedClusters * image.clusterBytes,
+    inCurrent: current !== undefined && holdsCompressed(current),
+    inSnapshots: snapshots.filter(holdsCompressed).length,
+  };
 }
 
 /**

@@ -29,7 +29,7 @@ import type { RewriteSummary } from '../model.ts';
 import { runSteps, runStepsYielding, type Steps } from '../steps.ts';
 import { defaultBatchClusters, estimateOutputSize, type SizeEstimate } from './estimate.ts';
 import { assertRewritable, outputHeader } from './output-header.ts';
-import { planRewrite, type RewritePlan } from './plan.ts';
+import { compressedData, planRewrite, type CompressedData, type RewritePlan } from './plan.ts';
 import { createLuks, newLuksAreaBytes, type CreateLuksOptions, type LuksCipherChoice, type NewLuksArea, type Passphrase } from '../crypto/luks-keys.ts';
 import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
@@ -124,6 +124,8 @@ export interface RewritePreview extends SizeEstimate {
   fileBytes: number;
   freeBytes: number | null;
   snapshots: number;
+  /** The compressed data of every state: Encrypt… stores it uncompressed, and says so only when there is some. */
+  compressed: CompressedData;
 }
 
 /** The new image's encryption as a preview needs it: a new key's passphrase plays no part in the size. */
@@ -149,7 +151,7 @@ export function previewRewrite(
       batchClusters: request.batchClusters,
       luksAreaBytes: outputLuksAreaBytes(image, encryption),
     });
-    return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length };
+    return { ...estimate, fileBytes: image.file.size(), freeBytes: freeBytesFor(request.target ?? request.source), snapshots: image.snapshots.length, compressed: compressedData(image, plan) };
   } finally {
     image.close();
   }
