@@ -44,6 +44,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     short: 'Not a file',
     title: 'This path is a folder or a device, not a disk image file.',
   },
+  CANNOT_CREATE: {
+    short: 'Cannot create the file',
+    title: 'The new file could not be created in that folder.',
+    hint: 'The folder is there, but its file system refused a new file (as /proc and /sys do). Choose a folder on an ordinary drive.',
+  },
   PERMISSION_DENIED: {
     short: 'Permission denied',
     title: 'Cowbell is not allowed to read this file.',

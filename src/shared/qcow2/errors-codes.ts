@@ -7,6 +7,8 @@ export const ERROR_CODES = [
   'TRUNCATED',
   'NOT_FOUND',
   'NOT_A_FILE',
+  /** A new file could not be made in a folder that exists (its file system refused it: /proc, /sys). */
+  'CANNOT_CREATE',
   'PERMISSION_DENIED',
   'IO_ERROR',
   'NO_SPACE',

@@ -82,6 +82,18 @@ describe('the target of an atomic write', () => {
     expect(failure(() => write(link, 'image'))).toMatchObject({ code: 'NOT_FOUND', message: expect.stringMatching(/missing\.raw/) });
   });
 
+  it('a folder that is missing is said to be; one that exists (/proc, whose file system answers ENOENT to a new file) is not', (context) => {
+    const missing = path.join(folder, 'no-such-folder', 'disk.qcow2');
+    expect(failure(() => write(missing, 'image'))).toMatchObject({ code: 'NOT_FOUND', message: `${missing}: the folder ${path.dirname(missing)} does not exist` });
+
+    if (!fs.statSync('/proc', { throwIfNoEntry: false })?.isDirectory()) context.skip();
+    const underProc = '/proc/cowbell-new-disk.qcow2';
+    const refused = failure(() => write(underProc, 'image'));
+    expect(refused).toMatchObject({ code: 'CANNOT_CREATE', message: expect.stringContaining(`${underProc} could not be created: the folder /proc exists`) });
+    expect(refused.message).not.toMatch(/does not exist/);
+    expect(fs.existsSync(underProc)).toBe(false);
+  });
+
   it("a name that climbs out of a linked folder ('link/../out') is written beside where the kernel climbs to, temporary file and all", () => {
     fs.mkdirSync(path.join(folder, 'x', 'real', 'sub'), { recursive: true });
     fs.mkdirSync(path.join(folder, 'y'));

@@ -291,8 +291,13 @@ function createTemporary(fileSystem: AtomicFileSystem, temporaryPath: string, ta
     return fileSystem.create(temporaryPath, mode);
   } catch (error) {
     const typed = toQcow2Error(error, targetPath);
-    if (typed.code === 'NOT_FOUND') throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${path.dirname(targetPath)} does not exist`, { cause: error });
-    if (typed.code === 'PERMISSION_DENIED') throw new Qcow2Error('PERMISSION_DENIED', `${targetPath}: no permission to create files in ${path.dirname(targetPath)}`, { cause: error });
+    const folder = path.dirname(targetPath);
+    if (typed.code === 'NOT_FOUND') {
+      // ENOENT also comes from a folder that is there but takes no new files (/proc, /sys): only one found missing is said to be.
+      if (!fileSystem.exists(folder)) throw new Qcow2Error('NOT_FOUND', `${targetPath}: the folder ${folder} does not exist`, { cause: error });
+      throw new Qcow2Error('CANNOT_CREATE', `${targetPath} could not be created: the folder ${folder} exists, but its file system refused a new file there (ENOENT: no such file or directory)`, { cause: error });
+    }
+    if (typed.code === 'PERMISSION_DENIED') throw new Qcow2Error('PERMISSION_DENIED', `${targetPath}: no permission to create files in ${folder}`, { cause: error });
     throw new Qcow2Error(typed.code, typed.message.replaceAll(temporaryPath, targetPath), { cause: error });
   }
 }
