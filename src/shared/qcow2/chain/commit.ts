@@ -31,7 +31,7 @@ import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
-import { backingLink, guardedOpenFile, openMissingAware, refuseEncrypted, refuseLoop, type OpenFile } from './open-chain.ts';
+import { backingLink, guardedOpenFile, openMissingAware, refuseEncrypted, refuseEncryptedChain, refuseLoop, type OpenFile } from './open-chain.ts';
 import { resizeImage } from '../snapshots/resize.ts';
 
 export interface CommitRequest {
@@ -211,7 +211,8 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
     throw error;
   }
   try {
-    refuseEncrypted(image);
+    // The base's own backing chain completes the clusters it takes in part.
+    refuseEncryptedChain(image);
     image.assertWritable();
   } catch (error) {
     image.close();

@@ -9,7 +9,8 @@ import { sameFile } from '../io/file-identity.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
-import { defaultOpenFile, resolveBackingPath, type Qcow2Image } from '../image/image.ts';
+import { Qcow2Image, defaultOpenFile, resolveBackingPath } from '../image/image.ts';
+import type { GuestReader } from '../image/guest-reader.ts';
 import { probeFormat, type ImageFormat } from '../image/image-format.ts';
 
 export type OpenFile = (filePath: string, readOnly: boolean) => BlockFile;
@@ -69,4 +70,14 @@ export function refuseLoop(chain: readonly string[], next: string): void {
 /** Encrypted layers are refused by the chain operations for now (each would need its passphrase). */
 export function refuseEncrypted(image: Qcow2Image): void {
   if (image.header.cryptMethod !== 0) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${image.file.path} is encrypted: commit and rebase do not handle encrypted files yet`);
+}
+
+/**
+ * refuseEncrypted for `reader` and every file below it: a chain that is only read (a commit's
+ * base completing part of a cluster from its backing file, the chains a rebase compares) would
+ * otherwise fail with LOCKED where it first reaches an encrypted file, after what it copied
+ * before that was written.
+ */
+export function refuseEncryptedChain(reader: GuestReader | null): void {
+  for (let below = reader; below instanceof Qcow2Image; below = below.backing) refuseEncrypted(below);
 }

@@ -26,7 +26,7 @@ import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove } from './allocation-above.ts';
 import { assertBackingName, finishBackingSwitch, stageBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
-import { guardedOpenFile, refuseEncrypted, type OpenFile } from './open-chain.ts';
+import { guardedOpenFile, refuseEncrypted, refuseEncryptedChain, type OpenFile } from './open-chain.ts';
 import { possibleData } from './possible-data.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 
@@ -94,9 +94,12 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
   }
   refuseEncrypted(top);
   if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
+  // Both chains are read to compare them: an encrypted file in either is refused before anything is copied.
+  refuseEncryptedChain(top.backing);
   const newChain = newPath !== null && format !== null ? (sharedReader ?? openNewChain(newPath, format)) : null;
   let result: RebaseResult;
   try {
+    refuseEncryptedChain(newChain);
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
     // The files between count alone only when the new file is read as the old chain reads it: the
     // same file in another format (-F raw for a qcow2 file) reads differently anywhere.
