@@ -48,12 +48,20 @@ async function threadCpuMs(worker: Worker): Promise<number> {
 }
 const IMAGE = 'image.qcow2';
 
+/** Bytes written over an image at an offset (a damage). */
+export interface BytePatch {
+  offset: number;
+  bytes: ArrayLike<number>;
+}
+
 /** One worker thread and the folder its images go to. */
 class Slot {
   private worker: Worker | null = null;
   private ready: Promise<Worker> | null = null;
   readonly folder: string;
   private readonly options: HarnessOptions;
+  /** The pristine image this slot's file holds as it is (runPatched), or null. */
+  private onFile: Uint8Array | null = null;
 
   constructor(folder: string, options: HarnessOptions) {
     this.folder = folder;
@@ -158,6 +166,37 @@ class Slot {
 
   async run(image: Uint8Array, targets: string[]): Promise<TargetOutcome[]> {
     fs.writeFileSync(path.join(this.folder, IMAGE), image);
+    this.onFile = null;
+    return this.runTargets(targets);
+  }
+
+  /**
+   * `pristine` with `patches` applied, written as only the patched bytes over the pristine image
+   * this slot's file already holds (written whole the first time), which are put back afterwards:
+   * a campaign over a 96 MiB volume otherwise writes the whole volume for every case.
+   */
+  async runPatched(pristine: Uint8Array, patches: readonly BytePatch[], targets: string[]): Promise<TargetOutcome[]> {
+    const file = path.join(this.folder, IMAGE);
+    if (this.onFile !== pristine) {
+      fs.writeFileSync(file, pristine);
+      this.onFile = pristine;
+    }
+    const handle = fs.openSync(file, 'r+');
+    try {
+      for (const patch of patches) fs.writeSync(handle, Uint8Array.from(patch.bytes), 0, patch.bytes.length, patch.offset);
+      return await this.runTargets(targets);
+    } finally {
+      for (const patch of patches) {
+        const end = Math.min(patch.offset + patch.bytes.length, pristine.length);
+        fs.writeSync(handle, pristine, patch.offset, Math.max(0, end - patch.offset), patch.offset);
+        // A patch past the pristine image's end grew the file: cut it back.
+        if (patch.offset + patch.bytes.length > pristine.length) fs.ftruncateSync(handle, pristine.length);
+      }
+      fs.closeSync(handle);
+    }
+  }
+
+  private async runTargets(targets: string[]): Promise<TargetOutcome[]> {
     const outcomes: TargetOutcome[] = [];
     let remaining = targets;
     while (remaining.length > 0) {
@@ -199,6 +238,18 @@ export class FuzzHarness {
     const slot = this.idle.pop() ?? (await new Promise<Slot>((resolve) => this.waiting.push(resolve)));
     try {
       return await slot.run(image, targets);
+    } finally {
+      const next = this.waiting.shift();
+      if (next !== undefined) next(slot);
+      else this.idle.push(slot);
+    }
+  }
+
+  /** `pristine` with `patches` applied, as soon as a worker is free (see Slot.runPatched). */
+  async runPatched(pristine: Uint8Array, patches: readonly BytePatch[], targets: string[]): Promise<TargetOutcome[]> {
+    const slot = this.idle.pop() ?? (await new Promise<Slot>((resolve) => this.waiting.push(resolve)));
+    try {
+      return await slot.runPatched(pristine, patches, targets);
     } finally {
       const next = this.waiting.shift();
       if (next !== undefined) next(slot);

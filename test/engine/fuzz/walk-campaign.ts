@@ -4,7 +4,7 @@
  * damage is applied and walked; anything but a typed error, a hang or a huge allocation is a finding.
  */
 import { SeededRandom } from '../../helpers/seeded-random.ts';
-import { applyPatches, type Patch } from '../files/ntfs/ntfs-mutations.ts';
+import type { Patch } from '../files/ntfs/ntfs-mutations.ts';
 import { DEFAULT_HARNESS, FuzzHarness } from './harness.ts';
 import { describeFinding, isFinding, outcomeKey } from './oracle.ts';
 
@@ -35,14 +35,14 @@ export async function runWalkCampaign(campaign: WalkCampaign): Promise<WalkCampa
   const tally: Record<string, number> = {};
   const findings: string[] = [];
   try {
-    const [pristine] = await harness.run(campaign.pristine, [campaign.target]);
+    const [pristine] = await harness.runPatched(campaign.pristine, [], [campaign.target]);
     const lanes = campaign.lanes ?? 1;
     await Promise.all(
       Array.from({ length: lanes }, async (_, lane) => {
         for (let index = lane; index < campaign.cases; index += lanes) {
           const random = new SeededRandom(campaign.seed * 100_003 + index);
           const patches = campaign.damage(random);
-          const [outcome] = await harness.run(applyPatches(campaign.pristine, patches), [campaign.target]);
+          const [outcome] = await harness.runPatched(campaign.pristine, patches, [campaign.target]);
           const key = outcomeKey(outcome!);
           tally[key] = (tally[key] ?? 0) + 1;
           if (isFinding(outcome!)) findings.push(`case ${index} (seed ${campaign.seed}) ${JSON.stringify(patches)}: ${describeFinding(outcome!)}`);
