@@ -24,17 +24,22 @@ import { coalescing } from '../io/coalescing-file.ts';
 import { currentIdentity, sameFile } from '../io/file-identity.ts';
 import { releaseEmptyTables } from '../image/empty-tables.ts';
 import { truncateFreeEnd } from '../image/free-end.ts';
-import { Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { Qcow2Image, namingBackingPassphrase, resolveBackingPath } from '../image/image.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
 import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove, type ChainRunKind } from './allocation-above.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
-import { backingLink, guardedOpenFile, openMissingAware, refuseEncrypted, refuseEncryptedChain, refuseLoop, type OpenFile } from './open-chain.ts';
+import { backingLink, guardedOpenFile, openMissingAware, refuseLegacyAesTarget, refuseLocked, refuseLockedChain, refuseLoop, type ChainUnlock, type OpenFile } from './open-chain.ts';
 import { resizeImage } from '../snapshots/resize.ts';
 
-export interface CommitRequest {
+/**
+ * `passphrase` opens every encrypted file the commit reads or writes (the overlay, the files
+ * between, the base and the chain below it); without it an encrypted one is refused (LOCKED)
+ * before anything is written. Data goes into an encrypted base under the base's own key.
+ */
+export interface CommitRequest extends ChainUnlock {
   /** The overlay whose data goes down. */
   image: string;
   /** The file to commit into (qemu-img -b): a file of the chain, by path; default the overlay's backing file. */
@@ -94,9 +99,10 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
   const opened: Qcow2Image[] = [];
   let base: BaseWriter | null = null;
   try {
-    const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: 'changing', readOnly: request.keepOverlay === true });
+    const unlock = { passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job };
+    const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: 'changing', readOnly: request.keepOverlay === true, ...unlock });
     opened.push(top);
-    refuseEncrypted(top);
+    refuseLocked(top);
     // The files above the base, top first, each linked to the next for reads.
     const layers: Qcow2Image[] = [top];
     const chain = [request.image];
@@ -110,9 +116,9 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
       refuseLoop(chain, link.path);
       if (link.format !== 'qcow2') throw new Qcow2Error('INVALID_ARGUMENT', `${request.base ?? ''} is not in the backing chain of ${request.image}`);
       const file = openMissingAware(link.path, true, openFile);
-      const layer = openLayer(file);
+      const layer = openLayer(file, link.path, unlock);
       opened.push(layer);
-      refuseEncrypted(layer);
+      refuseLocked(layer);
       const above = layers.at(-1);
       if (above !== undefined) above.backing = layer;
       layers.push(layer);
@@ -122,7 +128,7 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
       link = next;
     }
     refuseLoop(chain, link.path);
-    base = openBase(link.path, link.format, openFile, chain);
+    base = openBase(link.path, link.format, openFile, chain, unlock);
     const baseIdentity = currentIdentity(link.path);
     const emptying = request.keepOverlay !== true && layers.length === 1;
     // Before the base takes anything: an overlay that cannot be emptied (dirty bitmaps, a dirty bit,
@@ -164,16 +170,19 @@ function namesBase(link: { path: string; name: string }, base: string, above: st
   return !path.isAbsolute(base) && sameFile(link.path, resolveBackingPath(above, base));
 }
 
-function openLayer(file: BlockFile): Qcow2Image {
+/** How the files of the chain are unlocked: the request's passphrase, with the job for PBKDF2's progress and cancel. */
+type Unlock = ChainUnlock & { job: JobContext };
+
+function openLayer(file: BlockFile, layerPath: string, unlock: Unlock): Qcow2Image {
   try {
-    return Qcow2Image.openFile(file, { readOnly: true, openBacking: false, refuseInUse: 'changing' });
+    return Qcow2Image.openFile(file, { readOnly: true, openBacking: false, refuseInUse: 'changing', ...unlock });
   } catch (error) {
     file.close();
-    throw error;
+    throw namingBackingPassphrase(error, layerPath);
   }
 }
 
-function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[]): BaseWriter {
+function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile, chainAbove: readonly string[], unlock: Unlock): BaseWriter {
   if (format === 'raw') {
     const file = coalescing(openMissingAware(basePath, false, openFile), { startWriteback: true });
     let virtualSize = file.size();
@@ -205,14 +214,16 @@ function openBase(basePath: string, format: 'qcow2' | 'raw', openFile: OpenFile,
   try {
     // Its own backing chain opens for reads (a partial cluster written into it is completed from
     // below), with the files above it counted in, so that a chain looping back up fails as a loop.
-    image = Qcow2Image.openFile(file, { openFile, refuseInUse: 'changing', chain: [...chainAbove, basePath] });
+    // An encrypted base takes the data under its own key; its encrypted backing files open with the same passphrase.
+    image = Qcow2Image.openFile(file, { openFile, refuseInUse: 'changing', chain: [...chainAbove, basePath], ...unlock });
   } catch (error) {
     file.close();
-    throw error;
+    throw namingBackingPassphrase(error, basePath);
   }
   try {
+    refuseLegacyAesTarget(image);
     // The base's own backing chain completes the clusters it takes in part.
-    refuseEncryptedChain(image);
+    refuseLockedChain(image);
     image.assertWritable();
   } catch (error) {
     image.close();

@@ -9,7 +9,7 @@ import { sameFile } from '../io/file-identity.ts';
 import { backingFormat } from '../format/header.ts';
 import { MAX_BACKING_CHAIN } from '../format/limits.ts';
 import { NodeBlockFile, type BlockFile } from '../io/block-file.ts';
-import { Qcow2Image, defaultOpenFile, resolveBackingPath } from '../image/image.ts';
+import { Qcow2Image, defaultOpenFile, resolveBackingPath, type OpenImageOptions } from '../image/image.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { probeFormat, type ImageFormat } from '../image/image-format.ts';
 
@@ -67,17 +67,35 @@ export function refuseLoop(chain: readonly string[], next: string): void {
   if (chain.length + 1 > MAX_BACKING_CHAIN) throw new Qcow2Error('CORRUPT', `The backing chain is longer than ${MAX_BACKING_CHAIN} images`);
 }
 
-/** Encrypted layers are refused by the chain operations for now (each would need its passphrase). */
-export function refuseEncrypted(image: Qcow2Image): void {
-  if (image.header.cryptMethod !== 0) throw new Qcow2Error('UNSUPPORTED_FEATURE', `${image.file.path} is encrypted: commit and rebase do not handle encrypted files yet`);
+/**
+ * How commit and rebase unlock the encrypted files they read or write: one passphrase for all of
+ * them, as every other operation reads a disk and the encrypted files below it. A file it does not
+ * open is BAD_PASSPHRASE at open, named, before anything is written.
+ */
+export type ChainUnlock = Pick<OpenImageOptions, 'passphrase' | 'trustLegacyPassphrase'>;
+
+/**
+ * An encrypted file commit or rebase reads or writes, opened without a passphrase, is refused with
+ * LOCKED before anything is written (the CLI and the app then ask for the passphrase): the copy
+ * would otherwise first reach its data midway, after writing what it had copied so far.
+ */
+export function refuseLocked(image: Qcow2Image): void {
+  if (image.header.cryptMethod !== 0 && image.cipher === null) {
+    throw new Qcow2Error('LOCKED', `${image.file.path} is encrypted: commit and rebase read and write its data, so they need its passphrase (one passphrase opens every encrypted file of the chain)`);
+  }
+}
+
+/** refuseLocked for `reader` and every file below it (the chains a commit's base completes clusters from, those a rebase compares). */
+export function refuseLockedChain(reader: GuestReader | null): void {
+  for (let below = reader; below instanceof Qcow2Image; below = below.backing) refuseLocked(below);
 }
 
 /**
- * refuseEncrypted for `reader` and every file below it: a chain that is only read (a commit's
- * base completing part of a cluster from its backing file, the chains a rebase compares) would
- * otherwise fail with LOCKED where it first reaches an encrypted file, after what it copied
- * before that was written.
+ * The file commit or rebase writes guest data into: in the old qcow2 AES encryption (crypt_method
+ * 1) it is refused, as Cowbell never writes that encryption (QEMU no longer boots it).
  */
-export function refuseEncryptedChain(reader: GuestReader | null): void {
-  for (let below = reader; below instanceof Qcow2Image; below = below.backing) refuseEncrypted(below);
+export function refuseLegacyAesTarget(image: Qcow2Image): void {
+  if (image.header.cryptMethod === 1) {
+    throw new Qcow2Error('UNSUPPORTED_FEATURE', `${image.file.path} uses the old qcow2 AES encryption, which Cowbell does not write: move it to LUKS first (cowbell encrypt), or decrypt it`);
+  }
 }

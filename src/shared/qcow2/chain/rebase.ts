@@ -18,7 +18,7 @@ import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import type { GuestReader } from '../image/guest-reader.ts';
 import { dataFileIsRaw } from '../image/data-file.ts';
 import { RawImage } from '../image/raw-image.ts';
-import { backingProtocolProblem, Qcow2Image, resolveBackingPath } from '../image/image.ts';
+import { backingProtocolProblem, namingBackingPassphrase, Qcow2Image, resolveBackingPath } from '../image/image.ts';
 import { detectFormat, openGuestReader, type ImageFormat } from '../image/image-format.ts';
 import { visitLayerRuns } from '../image/layer-runs.ts';
 import { silentJob, type JobContext } from '../job-context.ts';
@@ -26,11 +26,17 @@ import type { Steps } from '../steps.ts';
 import { nextAllocationFrom, visitAllocationAbove } from './allocation-above.ts';
 import { assertBackingName, finishBackingSwitch, stageBackingName, switchBackingFile } from './backing-header.ts';
 import { readBackingChain } from './chain.ts';
-import { guardedOpenFile, refuseEncrypted, refuseEncryptedChain, type OpenFile } from './open-chain.ts';
+import { guardedOpenFile, refuseLegacyAesTarget, refuseLocked, refuseLockedChain, type ChainUnlock, type OpenFile } from './open-chain.ts';
 import { possibleData } from './possible-data.ts';
 import { refuseChangingSnapshots, snapshotsThatWouldChange, type GuestRange } from './snapshot-exposure.ts';
 
-export interface RebaseRequest {
+/**
+ * `passphrase` opens every encrypted file a safe rebase reads or writes (the overlay, its old
+ * backing chain, the new one); without it an encrypted one is refused (LOCKED) before anything is
+ * written. Data copied into an encrypted overlay goes in under the overlay's own key. Unsafe mode
+ * reads no data and takes none.
+ */
+export interface RebaseRequest extends ChainUnlock {
   image: string;
   /** The new backing file's name as the header will record it (relative to the image's folder, as QEMU resolves it), or null for none. */
   backingFile: string | null;
@@ -55,7 +61,8 @@ export function* rebaseSteps(request: RebaseRequest, job: JobContext = silentJob
   const openFile = request.openFile ?? guardedOpenFile;
   // Safe mode reads the old chain through the overlay; a VM writing any file of it is refused.
   // Data copied into new clusters goes out in long writes (coalescing-file.ts).
-  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: 'changing' });
+  const unlock = request.unsafe === true ? {} : { passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job };
+  const top = Qcow2Image.open(request.image, { openFile: (filePath, readOnly) => coalescing(openFile(filePath, readOnly), { startWriteback: true }), openBacking: request.unsafe !== true, refuseInUse: 'changing', ...unlock });
   try {
     return yield* rebaseOpenImage(top, request, job);
   } finally {
@@ -92,14 +99,15 @@ export function* rebaseOpenImage(top: Qcow2Image, request: Omit<RebaseRequest, '
     switchBackingFile(top, request.backingFile, format);
     return { copiedBytes: 0, comparedBytes: 0 };
   }
-  refuseEncrypted(top);
+  refuseLegacyAesTarget(top);
+  refuseLocked(top);
   if (top.header.backingFile !== null && top.backing === null) throw new Qcow2Error('INTERNAL', 'a safe rebase needs the old backing chain open');
-  // Both chains are read to compare them: an encrypted file in either is refused before anything is copied.
-  refuseEncryptedChain(top.backing);
-  const newChain = newPath !== null && format !== null ? (sharedReader ?? openNewChain(newPath, format)) : null;
+  // Both chains are read to compare them: an encrypted file in either that is still locked is refused before anything is copied.
+  refuseLockedChain(top.backing);
+  const newChain = newPath !== null && format !== null ? (sharedReader ?? openNewChain(newPath, format, { passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job })) : null;
   let result: RebaseResult;
   try {
-    refuseEncryptedChain(newChain);
+    refuseLockedChain(newChain);
     // Wherever a snapshot allocates nothing it reads the old chain too, and the switch would change it.
     // The files between count alone only when the new file is read as the old chain reads it: the
     // same file in another format (-F raw for a qcow2 file) reads differently anywhere.
@@ -141,12 +149,12 @@ function refuseChainThrough(newPath: string, imagePath: string): void {
   }
 }
 
-function openNewChain(newPath: string, format: ImageFormat): GuestReader {
+function openNewChain(newPath: string, format: ImageFormat, unlock: ChainUnlock & { job: JobContext }): GuestReader {
   try {
-    return openGuestReader(newPath, format, { refuseInUse: 'changing', guard: true });
+    return openGuestReader(newPath, format, { refuseInUse: 'changing', guard: true, ...unlock });
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'NOT_FOUND') throw new Qcow2Error('BACKING_NOT_FOUND', `The new backing file ${newPath} does not exist`, { cause: error });
-    throw error;
+    throw namingBackingPassphrase(error, newPath);
   }
 }
 

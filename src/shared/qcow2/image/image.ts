@@ -1196,6 +1196,16 @@ function backingPassphraseError(error: Qcow2Error, backingPath: string): Qcow2Er
 
 const backingPassphraseErrors = new WeakSet<Qcow2Error>();
 
+/**
+ * A BAD_PASSPHRASE met opening `backingPath`, a file below the disk the user named (commit and
+ * rebase open the files of a chain one by one), said as reading the chain says it; anything else
+ * as it is.
+ */
+export function namingBackingPassphrase(error: unknown, backingPath: string): unknown {
+  if (error instanceof Qcow2Error && error.code === 'BAD_PASSPHRASE' && !backingPassphraseErrors.has(error)) return backingPassphraseError(error, backingPath);
+  return error;
+}
+
 export function externalDataFile(header: Header): string | null {
   return dataFileName(header);
 }
