@@ -6,17 +6,19 @@ import { flag, option } from '../args.ts';
 import { runCancellably, StoppedBySignal, withProgressLine } from '../cancellable-job.ts';
 import { EXIT_OK, UsageError, type CliIo, type Command } from '../command.ts';
 import { cacheMode } from '../cache-mode.ts';
+import { PASSPHRASE_OPTIONS, withUnlock, type Unlock } from '../passphrase-input.ts';
 import { cliRuntime } from '../runtime.ts';
 
 /**
  * `cowbell commit [-b BASE] [-d] IMAGE`, as `qemu-img commit`: the overlay's data goes into its
  * backing file (or BASE), then the overlay is emptied unless -d; -b implies -d, as in qemu-img
- * (whichever file BASE is). Refused while a VM uses any file of the chain.
+ * (whichever file BASE is). Refused while a VM uses any file of the chain. Encrypted files of the
+ * chain open with one passphrase (--passphrase-file, or asked on the terminal when one is met).
  */
 export const commit: Command = {
   name: 'commit',
   summary: "write an overlay's data into its backing file and empty it (-d keeps it)",
-  usage: '[-f qcow2] [-b BASE] [-d] [-p] [-q] IMAGE',
+  usage: '[-f qcow2] [-b BASE] [-d] [-p] [-q] [--passphrase-file FILE] [--force] IMAGE',
   options: {
     format: { type: 'string', short: 'f' },
     base: { type: 'string', short: 'b' },
@@ -25,7 +27,9 @@ export const commit: Command = {
     quiet: { type: 'boolean', short: 'q' },
     // qemu-img's cache mode, taken for its scripts: an in-place change is flushed whatever it says.
     cache: { type: 'string', short: 't' },
+    force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
+    ...PASSPHRASE_OPTIONS,
   },
   positionals: { min: 1, max: 1 },
   async run(args, io) {
@@ -35,15 +39,18 @@ export const commit: Command = {
     const image = args.positionals[0] ?? '';
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
     const base = option(args, 'base');
-    const result = await withProgressLine(io, showProgress, (onProgress) =>
-      runCancellably(
-        async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') || base !== undefined }, job)),
-        oneCount(onProgress),
-        'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
-      ),
-    );
-    // Without a second progress line: qemu-img commit -p counts to 100% once (the compaction is the commit's tail).
-    const code = result.worthCompacting ? await giveBackFreeSpace(image, result.freeBytesLeft, io, false) : EXIT_OK;
+    // The passphrase is zeroed once the work settles: the compaction of an encrypted overlay needs it too.
+    const code = await withUnlock(args, io, image, async (unlock) => {
+      const result = await withProgressLine(io, showProgress, (onProgress) =>
+        runCancellably(
+          async (job) => runStepsYielding(commitSteps({ image, ...(base !== undefined ? { base } : {}), keepOverlay: flag(args, 'drop') || base !== undefined, ...unlock }, job)),
+          oneCount(onProgress),
+          'Cancelled; the overlay still holds its data (part of it may already be in the backing file)',
+        ),
+      );
+      // Without a second progress line: qemu-img commit -p counts to 100% once (the compaction is the commit's tail).
+      return result.worthCompacting ? await giveBackFreeSpace(image, result.freeBytesLeft, io, false, unlock) : EXIT_OK;
+    });
     if (!flag(args, 'quiet')) io.out('Image committed.\n');
     return code;
   },
@@ -66,11 +73,11 @@ function oneCount(onProgress: (stage: string, done: number, total: number) => vo
  * The emptied overlay compacted in place (as `cowbell compact`), so its file shrinks to its header
  * and tables as qemu-img's does. The commit is done whatever happens here: a failure is a note.
  */
-async function giveBackFreeSpace(image: string, freeBytes: number, io: CliIo, showProgress: boolean): Promise<number> {
+async function giveBackFreeSpace(image: string, freeBytes: number, io: CliIo, showProgress: boolean, unlock: Unlock): Promise<number> {
   try {
     await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(
-        async (job) => runStepsYielding(rewriteSteps({ source: image, compression: 'keep', earlyVerifyWorker: cliRuntime.earlyVerifyWorker }, job)),
+        async (job) => runStepsYielding(rewriteSteps({ source: image, compression: 'keep', earlyVerifyWorker: cliRuntime.earlyVerifyWorker, ...unlock }, job)),
         onProgress,
         'Cancelled',
       ),

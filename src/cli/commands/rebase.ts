@@ -6,17 +6,20 @@ import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
 import { cacheMode } from '../cache-mode.ts';
 import { EXIT_OK, UsageError, type Command } from '../command.ts';
+import { PASSPHRASE_OPTIONS, withUnlock } from '../passphrase-input.ts';
 
 /**
  * `cowbell rebase -b NEW [-F FMT] [-u] IMAGE`, as `qemu-img rebase`: safe mode copies into the
  * overlay whatever the old and new backing chains read differently, so the guest sees the same
  * disk; -u only rewrites the header. `-b ""` leaves the overlay without a backing file. A new
  * backing file needs -F, as in qemu-img 7.2 (backing-format.ts: the format is never guessed).
+ * A safe rebase opens the encrypted files of both chains with one passphrase (--passphrase-file, or
+ * asked on the terminal when one is met); -u reads no data and asks for none.
  */
 export const rebase: Command = {
   name: 'rebase',
   summary: 'give an overlay another backing file, keeping its guest data (-u: header only)',
-  usage: '[-f qcow2] -b NEW -F qcow2|raw [-u] [-p] [-q] IMAGE   (-b "" for no backing file: no -F)',
+  usage: '[-f qcow2] -b NEW -F qcow2|raw [-u] [-p] [-q] [--passphrase-file FILE] [--force] IMAGE   (-b "" for no backing file: no -F)',
   options: {
     format: { type: 'string', short: 'f' },
     backing: { type: 'string', short: 'b' },
@@ -27,7 +30,9 @@ export const rebase: Command = {
     // qemu-img's cache modes, taken for its scripts: an in-place change is flushed whatever they say.
     cache: { type: 'string', short: 't' },
     'source-cache': { type: 'string', short: 'T' },
+    force: { type: 'boolean' },
     help: { type: 'boolean', short: 'h' },
+    ...PASSPHRASE_OPTIONS,
   },
   positionals: { min: 1, max: 1 },
   async run(args, io) {
@@ -40,14 +45,16 @@ export const rebase: Command = {
     const image = args.positionals[0] ?? '';
     const backingFormat = backing === '' ? undefined : requiredBackingFormat('rebase', option(args, 'backing-format'), resolveBackingPath(image, backing));
     const showProgress = flag(args, 'progress') && !flag(args, 'quiet');
-    await withProgressLine(io, showProgress, (onProgress) =>
-      runCancellably(
-        async (job) =>
-          runStepsYielding(
-            rebaseSteps({ image, backingFile: backing === '' ? null : backing, ...(backingFormat !== undefined ? { backingFormat } : {}), unsafe: flag(args, 'unsafe') }, job),
-          ),
-        onProgress,
-        'Cancelled; the overlay still names its old backing file and reads as before',
+    await withUnlock(args, io, image, (unlock) =>
+      withProgressLine(io, showProgress, (onProgress) =>
+        runCancellably(
+          async (job) =>
+            runStepsYielding(
+              rebaseSteps({ image, backingFile: backing === '' ? null : backing, ...(backingFormat !== undefined ? { backingFormat } : {}), unsafe: flag(args, 'unsafe'), ...unlock }, job),
+            ),
+          onProgress,
+          'Cancelled; the overlay still names its old backing file and reads as before',
+        ),
       ),
     );
     return EXIT_OK;
