@@ -6,6 +6,7 @@ import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { DefineComponent } from 'vue';
+import type { JobEnd } from '../../src/shared/ipc/contract.ts';
 import type { BackingChain, ChainFile } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
 import BackingChainPane from '../../src/renderer/src/components/tree/BackingChainPane.vue';
@@ -15,6 +16,7 @@ import RebaseDialog from '../../src/renderer/src/components/dialogs/RebaseDialog
 import RewriteDialog from '../../src/renderer/src/components/dialogs/RewriteDialog.vue';
 import { useDialogsStore } from '../../src/renderer/src/stores/dialogs.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
+import { useJobsStore } from '../../src/renderer/src/stores/jobs.ts';
 import { useLibraryStore } from '../../src/renderer/src/stores/library.ts';
 import { fakeConnection, imageInfo } from './fixtures.ts';
 import { describeCommit } from '../../src/renderer/src/lib/describe-chain.ts';
@@ -46,21 +48,21 @@ const missing: BackingChain = {
 let pinia: Pinia;
 let started: { kind: string; path: string; args: unknown }[];
 let wrapper: VueWrapper | null = null;
+let fake: ReturnType<typeof fakeConnection>;
 
 beforeEach(() => {
   pinia = createPinia();
   setActivePinia(pinia);
   started = [];
-  replaceConnection(
-    fakeConnection({
-      'job.start': (request) => {
-        const { kind, path, args } = request as { kind: string; path: string; args: unknown };
-        started.push({ kind, path, args });
-        return { jobId: `job-${started.length}` };
-      },
-      'image.watch': () => null,
-    }),
-  );
+  fake = fakeConnection({
+    'job.start': (request) => {
+      const { kind, path, args } = request as { kind: string; path: string; args: unknown };
+      started.push({ kind, path, args });
+      return { jobId: `job-${started.length}` };
+    },
+    'image.watch': () => null,
+  });
+  replaceConnection(fake);
   useLibraryStore().disks = [{ path: PATH, status: 'ready', info: imageInfo({ filename: PATH }), error: null, refreshing: false }];
 });
 
@@ -264,5 +266,70 @@ describe('Encrypt… on a disk with backing files', () => {
     wrapper?.unmount();
     // Only encrypting says it: compacting changes nothing about who can read what.
     expect((await mountEncrypt(healthy, 'compact')).find('[data-testid="encrypt-clear-backing"]').exists()).toBe(false);
+  });
+});
+
+describe('the commit and rebase dialogs ask for the passphrase when an encrypted file of the chain needs it', () => {
+  /** The last chain job started ends with `end` (a job's id is its place in `started`; the disk's re-reads start jobs too). */
+  function endLast(end: { ok: true; result: unknown } | { ok: false; error: { code: string; message: string } }): void {
+    const index = started.findLastIndex((job) => job.kind.startsWith('chain.'));
+    fake.emit('job.end', { jobId: `job-${index + 1}`, ...end } as JobEnd);
+  }
+
+  const unlockDialog = (): HTMLElement | null => document.body.querySelector<HTMLElement>('[data-testid="unlock-dialog"]');
+
+  async function typePassphrase(passphrase: string): Promise<void> {
+    const field = document.body.querySelector<HTMLInputElement>('[data-testid="unlock-dialog"] [data-testid="unlock-passphrase"]');
+    if (field === null) throw new Error('no passphrase field');
+    field.value = passphrase;
+    field.dispatchEvent(new Event('input'));
+    await flushPromises();
+    document.body.querySelector<HTMLFormElement>('[data-testid="unlock-dialog"] form')?.dispatchEvent(new Event('submit', { cancelable: true }));
+    await flushPromises();
+  }
+
+  it('Commit: LOCKED opens the Unlock dialog (about the chain, the jobs panel left shut); the passphrase goes with the retry; a wrong one asks again; cancel starts nothing more', async () => {
+    const dialog = await mountWith(CommitDialog, healthy);
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started).toEqual([{ kind: 'chain.commit', path: PATH, args: { keepOverlay: false, backingFile: '/disks/base.qcow2' } }]);
+    expect(unlockDialog()).toBeNull();
+    endLast({ ok: false, error: { code: 'LOCKED', message: '/disks/base.qcow2 is encrypted: commit and rebase read and write its data, so they need its passphrase' } });
+    await flushPromises();
+    expect(unlockDialog()?.dataset.reason).toBe('LOCKED');
+    expect(unlockDialog()?.textContent).toContain('clone.qcow2 or a file of its backing chain is encrypted: Cowbell needs the passphrase to commit it');
+    expect(useJobsStore().panelOpen).toBe(false);
+    expect(dialog.emitted('close')).toBeUndefined();
+    await typePassphrase('moo moo moo');
+    expect(started.filter((job) => job.kind === 'chain.commit').map((job) => job.args)).toEqual([
+      { keepOverlay: false, backingFile: '/disks/base.qcow2' },
+      { keepOverlay: false, backingFile: '/disks/base.qcow2', passphrase: 'moo moo moo' },
+    ]);
+    endLast({ ok: false, error: { code: 'BAD_PASSPHRASE', message: 'The passphrase does not open the backing file /disks/base.qcow2' } });
+    await flushPromises();
+    expect(unlockDialog()?.dataset.reason).toBe('BAD_PASSPHRASE');
+    expect(document.body.querySelector('[data-testid="unlock-wrong"]')).not.toBeNull();
+    document.body.querySelector<HTMLButtonElement>('[data-testid="unlock-dialog"] [data-testid="dialog-cancel"]')?.click();
+    await flushPromises();
+    expect(unlockDialog()).toBeNull();
+    expect(started.filter((job) => job.kind === 'chain.commit')).toHaveLength(2);
+    expect(dialog.emitted('close')).toBeUndefined();
+  });
+
+  it('Rebase: LOCKED, then the passphrase sent with the retry, and the dialog closes when the job is done', async () => {
+    const dialog = await mountWith(RebaseDialog, healthy);
+    await dialog.get('[data-testid="rebase-none"]').setValue(true);
+    await dialog.get('form').trigger('submit');
+    await flushPromises();
+    expect(started).toEqual([{ kind: 'chain.rebase', path: PATH, args: { unsafe: false } }]);
+    endLast({ ok: false, error: { code: 'LOCKED', message: '/disks/base.qcow2 is encrypted' } });
+    await flushPromises();
+    expect(unlockDialog()?.textContent).toContain('needs the passphrase to rebase it');
+    await typePassphrase('moo moo moo');
+    expect(started.filter((job) => job.kind === 'chain.rebase').at(-1)).toEqual({ kind: 'chain.rebase', path: PATH, args: { unsafe: false, passphrase: 'moo moo moo' } });
+    expect(dialog.emitted('close')).toBeUndefined();
+    endLast({ ok: true, result: { comparedBytes: 1024, copiedBytes: 512 } });
+    await flushPromises();
+    expect(dialog.emitted('close')).toHaveLength(1);
   });
 });

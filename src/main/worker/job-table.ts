@@ -146,22 +146,24 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       return rescueReport(args.target, args.format, result);
     },
     'chain.read': (path) => readBackingChain(path),
-    'chain.commit': (path, args, context) => {
-      const result = runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile }, context));
-      // The emptied overlay compacted in place, so its file shrinks as qemu-img's does; the commit is done whatever happens there.
-      if (result.worthCompacting) {
-        try {
-          rewriteImage({ source: path, compression: 'keep', earlyVerifyWorker: settings.earlyVerifyWorker }, context);
-        } catch {
-          // The overlay reads right and only holds free space: `Compact…` gives it back later.
+    'chain.commit': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) => {
+        const result = runSteps(commitSteps({ image: path, keepOverlay: args.keepOverlay === true, expectedBacking: args.backingFile, passphrase }, context));
+        // The emptied overlay compacted in place, so its file shrinks as qemu-img's does; the commit is done whatever happens there.
+        if (result.worthCompacting) {
+          try {
+            rewriteImage({ source: path, compression: 'keep', earlyVerifyWorker: settings.earlyVerifyWorker, passphrase }, context);
+          } catch {
+            // The overlay reads right and only holds free space: `Compact…` gives it back later.
+          }
         }
-      }
-      return { base: result.base, committedBytes: result.committedBytes, grownFrom: result.grownFrom, emptied: result.emptied };
-    },
-    'chain.rebase': (path, args, context) => {
-      const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true }, context));
-      return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
-    },
+        return { base: result.base, committedBytes: result.committedBytes, grownFrom: result.grownFrom, emptied: result.emptied };
+      }),
+    'chain.rebase': (path, args, context) =>
+      withSecretBytes([args.passphrase], ([passphrase]) => {
+        const result = runSteps(rebaseSteps({ image: path, backingFile: args.backingFile ?? null, backingFormat: args.backingFormat, unsafe: args.unsafe === true, passphrase }, context));
+        return { comparedBytes: result.comparedBytes, copiedBytes: result.copiedBytes };
+      }),
     ...createFilesJobs(openStateFiles),
   };
 }

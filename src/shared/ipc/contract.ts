@@ -185,16 +185,18 @@ export const RescueImageArgs = z.object({ target: AbsolutePath, format: z.enum([
 /**
  * "Commit into backing file…": the disk's data written into its backing file; the disk emptied unless
  * `keepOverlay` (qemu-img commit -d). `backingFile` is the file the dialog named: refused, nothing
- * written, where the disk reads through another one by then.
+ * written, where the disk reads through another one by then. `passphrase` opens every encrypted file
+ * of the chain (without it one is refused, LOCKED, before anything is written).
  */
-export const CommitArgs = z.object({ keepOverlay: z.boolean().optional(), backingFile: AbsolutePath.optional() }).strict();
+export const CommitArgs = z.object({ keepOverlay: z.boolean().optional(), backingFile: AbsolutePath.optional(), passphrase: Passphrase.optional() }).strict();
 /**
  * "Rebase…": the disk given another backing file (an absolute path, recorded as given), or none when
  * `backingFile` is absent. Safe by default (what the two chains read differently is copied into the
- * disk first); `unsafe` only rewrites the header (the backing file was moved or copied).
+ * disk first); `unsafe` only rewrites the header (the backing file was moved or copied). A safe
+ * rebase's `passphrase` opens every encrypted file of both chains (LOCKED without it where one is).
  */
 export const RebaseArgs = z
-  .object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional() })
+  .object({ backingFile: AbsolutePath.optional(), backingFormat: z.enum(['qcow2', 'raw']).optional(), unsafe: z.boolean().optional(), passphrase: Passphrase.optional() })
   .strict()
   .refine((args) => args.backingFile === undefined || args.backingFormat !== undefined, BACKING_FORMAT_NEEDED);
 

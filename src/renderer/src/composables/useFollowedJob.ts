@@ -13,6 +13,9 @@ export type FollowedPhase = 'setup' | 'unlock' | 'running' | 'done' | 'ended';
 /** Why the passphrase is asked for: the disk is known to be encrypted, the job found it LOCKED, or the last one was wrong. */
 export type UnlockReason = 'encrypted' | 'LOCKED' | 'BAD_PASSPHRASE';
 
+/** The failures followUnlocked answers by asking for the passphrase: the job's `answeredCodes`, so they do not open the jobs panel. */
+export const UNLOCK_CODES: readonly ApiErrorCode[] = ['LOCKED', 'BAD_PASSPHRASE'];
+
 /** A job start that takes the passphrase the user just gave (undefined when none was asked for). */
 export type UnlockedStart<T> = (passphrase: string | undefined, onStarted: (id: string) => void) => Promise<T>;
 
