@@ -16,7 +16,7 @@ import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
-import { secret } from '../../helpers/encrypted-images.ts';
+import { createLegacyAesImage, secret } from '../../helpers/encrypted-images.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuImg, qemuImgTimingPbkdf2, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
@@ -300,6 +300,27 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
     const rebaseError = refusal(() => runSteps(rebaseSteps({ image: filePath(chain, 1), backingFile: null })));
     expect([rebaseError.code, rebaseError.message]).toEqual(['LOCKED', expect.stringContaining(filePath(chain, 0))]);
     expect(hashes(chain)).toEqual(before);
+  });
+
+  it('what cannot be done at all is said before the passphrase is missed: an encrypted disk without a backing file', async () => {
+    const chain = await buildChain([{ kind: 'luks-a', writes: ['write -P 0x64 0 64k'] }]);
+    const before = hashes(chain);
+    expect(refusal(() => runSteps(commitSteps({ image: filePath(chain, 0) }))).code).toBe('INVALID_ARGUMENT');
+    expect(hashes(chain)).toEqual(before);
+  });
+
+  it('a backing file in the old qcow2 AES encryption is not written (UNSUPPORTED_FEATURE), nothing changed', async () => {
+    const where = folder.file('legacy');
+    fs.mkdirSync(where);
+    const base = path.join(where, 'aes.qcow2');
+    const top = path.join(where, 'top.qcow2');
+    await createLegacyAesImage(base, PASS, '4M');
+    await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'aes.qcow2', '-F', 'qcow2', top, '4M']);
+    await runTool('qemu-io', [...secret('sec0', PASS), '--image-opts', '-c', 'write -P 0x65 0 64k', `driver=qcow2,file.filename=${top},backing.encrypt.key-secret=sec0`]);
+    const before = [fileHash(base), fileHash(top)];
+    const error = refusal(() => runSteps(commitSteps({ image: top, passphrase: PASS, trustLegacyPassphrase: true })));
+    expect([error.code, error.message]).toEqual(['UNSUPPORTED_FEATURE', expect.stringContaining('old qcow2 AES')]);
+    expect([fileHash(base), fileHash(top)]).toEqual(before);
   });
 
   it('a wrong passphrase: BAD_PASSPHRASE, nothing written', async () => {

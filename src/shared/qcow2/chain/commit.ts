@@ -102,7 +102,6 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     const unlock = { passphrase: request.passphrase, trustLegacyPassphrase: request.trustLegacyPassphrase, job };
     const top = Qcow2Image.open(request.image, { openFile, openBacking: false, refuseInUse: 'changing', readOnly: request.keepOverlay === true, ...unlock });
     opened.push(top);
-    refuseLocked(top);
     // The files above the base, top first, each linked to the next for reads.
     const layers: Qcow2Image[] = [top];
     const chain = [request.image];
@@ -118,7 +117,6 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
       const file = openMissingAware(link.path, true, openFile);
       const layer = openLayer(file, link.path, unlock);
       opened.push(layer);
-      refuseLocked(layer);
       const above = layers.at(-1);
       if (above !== undefined) above.backing = layer;
       layers.push(layer);
@@ -129,6 +127,8 @@ export function* commitSteps(request: CommitRequest, job: JobContext = silentJob
     }
     refuseLoop(chain, link.path);
     base = openBase(link.path, link.format, openFile, chain, unlock);
+    // What cannot be done at all (no backing file, a base not in the chain) is said before the passphrase is asked for.
+    for (const layer of layers) refuseLocked(layer);
     const baseIdentity = currentIdentity(link.path);
     const emptying = request.keepOverlay !== true && layers.length === 1;
     // Before the base takes anything: an overlay that cannot be emptied (dirty bitmaps, a dirty bit,
