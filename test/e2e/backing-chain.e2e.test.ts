@@ -4,8 +4,9 @@
  * through their dialogs, each checked on the files with qemu-img (check, info, guest data).
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { eventually, openThroughPathField, qemuImg, useSharedApp, type Session } from './harness.ts';
@@ -136,5 +137,42 @@ describe('the backing chain', () => {
     await eventually(() => page.getByTestId('chain-none').count()).toBe(1);
     expect(checkClean(clone)).toBe(true);
     expect(guest(clone).equals(before)).toBe(true);
+  });
+
+  it('Commit… over an encrypted backing file asks for the passphrase (Unlock), then writes the data into it under its own key', async () => {
+    const passphrase = 'moo-e2e-chain';
+    const base = join(folder, 'locked-base.qcow2');
+    const clone = join(folder, 'over-locked.qcow2');
+    const secretFile = join(folder, 'locked.pass');
+    writeFileSync(secretFile, passphrase, { mode: 0o600 });
+    qemuImg('create', '-q', '-f', 'qcow2', base, '8M');
+    qemuIo(base, 'write -P 0x31 0 4M');
+    execFileSync(fileURLToPath(new URL('../../bin/cowbell', import.meta.url)), ['encrypt', '-q', '-o', 'encrypt.iter-time=10', '--new-passphrase-file', secretFile, base]);
+    qemuImg('create', '-q', '-f', 'qcow2', '-u', '-b', 'locked-base.qcow2', '-F', 'qcow2', clone, '8M');
+    const secret = ['--object', `secret,id=sec0,data=${passphrase}`, '--image-opts'];
+    execFileSync('qemu-io', [...secret, '-c', 'write -P 0x32 1M 2M', `driver=qcow2,file.filename=${clone},backing.encrypt.key-secret=sec0`]);
+    const read = (opts: string): Buffer => {
+      const raw = join(folder, `locked-${process.hrtime.bigint()}.raw`);
+      qemuImg('convert', ...secret, opts, '-O', 'raw', raw);
+      try {
+        return readFileSync(raw);
+      } finally {
+        rmSync(raw, { force: true });
+      }
+    };
+    const before = read(`driver=qcow2,file.filename=${clone},backing.encrypt.key-secret=sec0`);
+
+    await openDisk(clone);
+    await page.getByTestId('commit-button').click();
+    await eventually(() => page.getByTestId('commit-backing').textContent()).toBe('locked-base.qcow2');
+    await page.getByTestId('dialog-submit').click();
+    const unlockDialog = page.getByTestId('unlock-dialog');
+    await eventually(() => unlockDialog.getAttribute('data-reason')).toBe('LOCKED');
+    await unlockDialog.getByTestId('unlock-passphrase').fill(passphrase);
+    await unlockDialog.getByTestId('dialog-submit').click();
+    await eventually(() => lastJobStatus()).toBe('done');
+    expect(read(`driver=qcow2,file.filename=${base},encrypt.key-secret=sec0`).equals(before)).toBe(true);
+    expect(read(`driver=qcow2,file.filename=${clone},backing.encrypt.key-secret=sec0`).equals(before)).toBe(true);
+    execFileSync('qemu-img', ['check', ...secret, `driver=qcow2,file.filename=${base},encrypt.key-secret=sec0`]);
   });
 });
