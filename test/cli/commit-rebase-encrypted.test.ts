@@ -7,10 +7,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../src/cli/run.ts';
 import { rewriteImage } from '../../src/shared/qcow2/rewrite/rewrite.ts';
 import { secret } from '../helpers/encrypted-images.ts';
 import { fileHash } from '../helpers/image-locks.ts';
+import { runWithPrompts } from '../helpers/cli.ts';
 import { firstDifference, qemuImg, runTool, tempDir, type TempDir } from '../helpers/qemu.ts';
 
 vi.setConfig({ testTimeout: 60_000 });
@@ -30,28 +30,7 @@ beforeAll(() => {
 });
 afterAll(() => folder.cleanup());
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-  prompts: string[];
-}
-
-/** `cowbell ARGV…` in this process; `typed`: what a terminal gives at each prompt (none: no terminal). */
-async function cowbell(argv: string[], typed?: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const prompts: string[] = [];
-  const answers = typed === undefined ? undefined : [...typed];
-  const readSecret = async (prompt: string): Promise<Uint8Array> => {
-    prompts.push(prompt);
-    const answer = answers?.shift();
-    if (answer === undefined) throw new Error(`unexpected prompt: ${prompt}`);
-    return new TextEncoder().encode(answer);
-  };
-  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text), ...(answers === undefined ? {} : { readSecret }) });
-  return { code, out, err, prompts };
-}
+const cowbell = runWithPrompts;
 
 let chains = 0;
 /** base.qcow2 ← top.qcow2 in a folder of their own, both LUKS under PASS (each its own key), each with data. */

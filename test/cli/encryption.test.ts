@@ -12,8 +12,8 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { runCli } from '../../src/cli/run.ts';
 import { checkEncrypted, createLegacyAesImage, createLuksImage, qemuIoEncrypted, rawOfEncrypted, snapshotEncrypted, snapshotRows } from '../helpers/encrypted-images.ts';
+import { runWithPrompts } from '../helpers/cli.ts';
 import { firstDifference, qemuImg, qemuImgTimingPbkdf2, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { letterBytes } from '../helpers/rewrite-disks.ts';
 import { expectCheckClean } from '../helpers/snapshot-scenario.ts';
@@ -34,31 +34,7 @@ let passFile = '';
 let newPassFile = '';
 let wrongFile = '';
 
-interface Run {
-  code: number;
-  out: string;
-  err: string;
-  prompts: string[];
-}
-
-/** `cowbell ARGV…` in this process; `typed` are what a terminal would give at each prompt (none: no terminal). */
-async function cowbell(argv: string[], typed?: string[]): Promise<Run> {
-  let out = '';
-  let err = '';
-  const prompts: string[] = [];
-  const answers = typed === undefined ? undefined : [...typed];
-  const readSecret =
-    answers === undefined
-      ? undefined
-      : async (prompt: string): Promise<Uint8Array> => {
-          prompts.push(prompt);
-          const answer = answers.shift();
-          if (answer === undefined) throw new Error(`unexpected prompt: ${prompt}`);
-          return new TextEncoder().encode(answer);
-        };
-  const code = await runCli(argv, { out: (text) => (out += text), err: (text) => (err += text), ...(readSecret === undefined ? {} : { readSecret }) });
-  return { code, out, err, prompts };
-}
+const cowbell = runWithPrompts;
 
 function digest(file: string): string {
   return createHash('sha256').update(fs.readFileSync(file)).digest('hex');

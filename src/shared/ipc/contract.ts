@@ -4,8 +4,10 @@
  * the preload (Electron) and the WebSocket bridge (browser mode) expose exactly these calls.
  */
 import { z } from 'zod';
-import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type RewriteSummary, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
+import { MAX_SNAPSHOT_NOTE_BYTES, type AllocationMap, type CompressedData, type BackingChain, type CheckResult, type DiffResult, type GuestFileDifference, type GuestFileEntry, type GuestFilesDiff, type GuestVolumeInfo, type ImageInfo, type MapEntry, type RepairLoss, type ResizePreview, type ResizeResult, type RewriteSummary, type SnapshotTree, type UnreadableRange, type UsageReport } from '../qcow2/model.ts';
 import type { ErrorCode } from '../qcow2/errors-codes.ts';
+
+export type { CompressedData };
 
 /** An absolute path from the renderer: no NUL, bounded, absolute on POSIX or Windows. */
 export const AbsolutePath = z
@@ -344,19 +346,6 @@ export interface RewritePreview {
   snapshots: number;
   /** The compressed data of every state, each cluster once (Encrypt… stores it uncompressed). */
   compressed: CompressedData;
-}
-
-/** Compressed clusters across the current state and every snapshot. */
-export interface CompressedData {
-  clusters: number;
-  /** Bytes the file holds for them now. */
-  storedBytes: number;
-  /** Their size once uncompressed (a cluster each). */
-  guestBytes: number;
-  /** The current state reads some of them. */
-  inCurrent: boolean;
-  /** Snapshots that read some of them. */
-  inSnapshots: number;
 }
 
 /** A passphrase change: the LUKS key slots in use afterwards, the one added and those erased. */

@@ -320,6 +320,19 @@ export interface DataPastEnd {
 }
 
 /** A finished rewrite (compress, compact, encrypt, decrypt): the file before and after, and what the new one holds. */
+/** The compressed data of every state, each cluster once: what a rewrite that uncompresses (Encrypt…) stores plainly. */
+export interface CompressedData {
+  clusters: number;
+  /** Bytes the file holds for them now (sector-rounded, as the descriptors give them). */
+  storedBytes: number;
+  /** Guest bytes they hold, one cluster each: their size once uncompressed. */
+  guestBytes: number;
+  /** Whether the current state reads any of them. */
+  inCurrent: boolean;
+  /** The snapshots that read any of them. */
+  inSnapshots: number;
+}
+
 export interface RewriteSummary {
   /** File sizes before (the source) and after (the new image). */
   beforeBytes: number;

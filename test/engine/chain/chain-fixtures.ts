@@ -1,7 +1,7 @@
 /** Backing chains made by qemu-img and qemu-io for the chain tests: base ← mid ← top, each with data of its own. */
 import * as fs from 'node:fs';
-import { afterEach, beforeEach, expect } from 'vitest';
-import { firstDifference, qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { afterEach, beforeEach } from 'vitest';
+import { qemuCheck, qemuImg, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 
 export const MiB = 1024 * 1024;
 
@@ -87,8 +87,4 @@ export function useTwoFolders(made: (folders: TwoFolders) => void): void {
   });
 }
 
-/** The same bytes: the same length, and no byte differing (the first that does is named). */
-export function expectSameBytes(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
-}
+export { expectSameBytes } from '../../helpers/outcomes.ts';

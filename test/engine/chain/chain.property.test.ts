@@ -19,6 +19,7 @@ import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { propertySettings } from '../../helpers/property-cases.ts';
 import { firstDifference, qemuCheck, qemuImg, rawOf, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { expectSameBytes } from '../../helpers/outcomes.ts';
 
 const { seed: SEED, runs: RUNS } = propertySettings(20261207, 10);
 const KiB = 1024;
@@ -209,11 +210,6 @@ async function qemuOperation(where: string, chain: ChainCase): Promise<void> {
   else await qemuImg(['rebase', '-q', '-b', '', mid]);
 }
 
-function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
-}
-
 let runIndex = 0;
 const outcomes = { done: 0, cautious: 0, refused: new Map<string, number>() };
 
@@ -260,11 +256,11 @@ async function checkCase(chain: ChainCase): Promise<void> {
     const after = await stateOf(ours, chain);
     // The image operated on reads as it did, in its current state and in every snapshot.
     const operated = operatedLayer(chain);
-    expectSame(after[operated].guest, before[operated].guest, `${context}: ${operated} as it read before`);
-    for (const [name, data] of before[operated].snapshots) expectSame(after[operated].snapshots.get(name) ?? new Uint8Array(), data, `${context}: ${operated}'s snapshot ${name}`);
+    expectSameBytes(after[operated].guest, before[operated].guest, `${context}: ${operated} as it read before`);
+    for (const [name, data] of before[operated].snapshots) expectSameBytes(after[operated].snapshots.get(name) ?? new Uint8Array(), data, `${context}: ${operated}'s snapshot ${name}`);
     await qemuOperation(theirs, chain);
     const qemu = await stateOf(theirs, chain);
-    for (const layer of ['base', 'mid', 'top'] as const) expectSame(after[layer].guest, qemu[layer].guest, `${context}: ${layer} beside qemu-img's`);
+    for (const layer of ['base', 'mid', 'top'] as const) expectSameBytes(after[layer].guest, qemu[layer].guest, `${context}: ${layer} beside qemu-img's`);
   } finally {
     fs.rmSync(path.join(folder.path, `run-${run}`), { recursive: true, force: true });
   }

@@ -21,7 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import type { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { rewriteImage, type CompressionPolicy } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
@@ -30,7 +30,8 @@ import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { applyToImage, applyToModel, type GuestOp } from '../../helpers/guest-model.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { propertySettings, qemuIoCommand, qemuIoOpArbitrary, type QemuIoOp } from '../../helpers/property-cases.ts';
-import { firstDifference, qemuImg, qemuImgTimingPbkdf2, rawOf, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { qemuImg, qemuImgTimingPbkdf2, rawOf, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { expectSameBytes, refusalOf } from '../../helpers/outcomes.ts';
 import { secret } from '../../helpers/encrypted-images.ts';
 
 const { seed: SEED, runs: RUNS } = propertySettings(20261209, 6);
@@ -172,7 +173,7 @@ function qemuBaseName(files: ChainFiles, state: ChainState, layer: Layer): strin
 
 /** Every layer of `ours` reads as the same layer of `theirs` (qemu-img's copy after its own operation). */
 async function expectSameAsQemu(ours: ChainFiles, theirs: ChainFiles, state: ChainState, layers: Layer[], what: string): Promise<void> {
-  for (const layer of layers) expectSame(await qemuRead(ours, state, layer), await qemuRead(theirs, state, layer), `${what}: ${layer} beside qemu-img's`);
+  for (const layer of layers) expectSameBytes(await qemuRead(ours, state, layer), await qemuRead(theirs, state, layer), `${what}: ${layer} beside qemu-img's`);
 }
 
 /** The guest bytes of `layer` (or one of its snapshots), as qemu-img decrypts them. */
@@ -258,21 +259,6 @@ function hashes(files: ChainFiles): string[] {
   return files.layers.map((layer) => fileHash(files.paths[layer]));
 }
 
-function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
-}
-
-/** Runs a Cowbell operation: null when done, else its refusal (a Qcow2Error other than INTERNAL). */
-function attempt(work: () => unknown): Qcow2Error | null {
-  try {
-    work();
-    return null;
-  } catch (error) {
-    if (error instanceof Qcow2Error && error.code !== 'INTERNAL') return error;
-    throw error;
-  }
-}
 
 let runIndex = 0;
 const tally = new Map<string, number>();
@@ -293,7 +279,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
     // Cowbell reads the chain as qemu-img does.
     const opened = Qcow2Image.open(top, { readOnly: true, passphrase: PASS });
     try {
-      expectSame(opened.read(0, opened.virtualSize), current, `${context}: Cowbell's read of the top`);
+      expectSameBytes(opened.read(0, opened.virtualSize), current, `${context}: Cowbell's read of the top`);
     } finally {
       opened.close();
     }
@@ -345,7 +331,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
         current = next;
         count('resize');
       } else if (step.kind === 'compact') {
-        const error = attempt(() => rewriteImage({ source: top, compression: step.policy, passphrase: PASS }));
+        const error = refusalOf(() => rewriteImage({ source: top, compression: step.policy, passphrase: PASS }));
         // An encrypted image is never compressed (QEMU would store those clusters in the clear).
         if (step.policy === 'compress' && state.kinds.top === 'luks') expect(error?.code, `${where}: refused`).toBeDefined();
         if (refusedAlone(error, `compact ${step.policy}`)) continue;
@@ -353,7 +339,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
       } else if (step.kind === 'encrypt' || step.kind === 'encrypt under another passphrase') {
         if (state.kinds.top === 'luks') continue;
         const passphrase = step.kind === 'encrypt' ? PASS : OTHER_PASS;
-        const error = attempt(() => rewriteImage({ source: top, compression: 'keep', passphrase: PASS, encryption: { kind: 'luks', passphrase, ...QUICK_KEY } }));
+        const error = refusalOf(() => rewriteImage({ source: top, compression: 'keep', passphrase: PASS, encryption: { kind: 'luks', passphrase, ...QUICK_KEY } }));
         // Cowbell reads a disk and the encrypted files below it with one passphrase: another one is refused there.
         if (step.kind !== 'encrypt' && encryptedBelow()) expect(error?.code, `${where}: refused`).toBe('INVALID_ARGUMENT');
         if (step.kind === 'encrypt') expect(error, `${where}: done`).toBeNull();
@@ -371,7 +357,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
       } else if (step.kind === 'convert') {
         const copy = path.join(runFolder, 'converted.qcow2');
         convertImage({ source: top, target: copy, targetFormat: 'qcow2', passphrase: PASS, overwrite: true });
-        expectSame(await rawOf(copy), current, `${where}: the converted copy`);
+        expectSameBytes(await rawOf(copy), current, `${where}: the converted copy`);
         fs.rmSync(copy);
         count('convert');
       } else if (step.kind === 'commit' || step.kind === 'commit into base') {
@@ -379,13 +365,13 @@ async function checkCase(chain: ChainCase): Promise<void> {
         const target = step.kind === 'commit' ? state.layers[1]! : state.layers.at(-1)!;
         const targetBefore = await qemuRead(files, state, target);
         const theirs = copyFiles(files);
-        const error = attempt(() => runSteps(commitSteps(step.kind === 'commit' ? { image: top, keepOverlay: step.keepOverlay, passphrase: PASS } : { image: top, base: files.paths[target], passphrase: PASS })));
+        const error = refusalOf(() => runSteps(commitSteps(step.kind === 'commit' ? { image: top, keepOverlay: step.keepOverlay, passphrase: PASS } : { image: top, base: files.paths[target], passphrase: PASS })));
         // Only a snapshot of the top that the commit would change is refused (qemu-img changes it).
         if (error !== null) expect(error.code, `${where}: refused (${error.message})`).toBe('INVALID_ARGUMENT');
         if (refusedAlone(error, step.kind)) continue;
         // The file committed into reads as the top did, over the top's size.
         const expected = targetBefore.length > current.length ? Uint8Array.from([...current, ...targetBefore.subarray(current.length)]) : current;
-        expectSame(await qemuRead(files, state, target), expected, `${where}: ${target} after the commit`);
+        expectSameBytes(await qemuRead(files, state, target), expected, `${where}: ${target} after the commit`);
         const qemuArgs = step.kind === 'commit' ? (step.keepOverlay ? ['-d'] : []) : ['-b', qemuBaseName(theirs, state, target)];
         await runTool('qemu-img', ['commit', '-q', ...SECRET, '--image-opts', ...qemuArgs, imageOpts(theirs, state, 'top')], { cwd: theirs.where });
         await expectSameAsQemu(files, theirs, state, state.layers, `${where}: after the commit`);
@@ -396,7 +382,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
         const base = state.layers.at(-1)!;
         const theirs = copyFiles(files);
         const format = state.kinds[base] === 'raw' ? 'raw' : 'qcow2';
-        const error = attempt(() => runSteps(rebaseSteps(step.kind === 'rebase onto base' ? { image: top, backingFile: path.basename(files.paths[base]), backingFormat: format, passphrase: PASS } : { image: top, backingFile: null, passphrase: PASS })));
+        const error = refusalOf(() => runSteps(rebaseSteps(step.kind === 'rebase onto base' ? { image: top, backingFile: path.basename(files.paths[base]), backingFormat: format, passphrase: PASS } : { image: top, backingFile: null, passphrase: PASS })));
         if (error !== null) expect(error.code, `${where}: refused (${error.message})`).toBe('INVALID_ARGUMENT');
         if (refusedAlone(error, step.kind)) continue;
         const oldState: ChainState = { kinds: state.kinds, layers: state.layers };
@@ -411,7 +397,7 @@ async function checkCase(chain: ChainCase): Promise<void> {
         count(step.kind);
       }
       // After each change the top reads as the model says.
-      expectSame(await qemuRead(files, state, 'top'), current, `${where}: the top`);
+      expectSameBytes(await qemuRead(files, state, 'top'), current, `${where}: the top`);
     }
     for (const layer of state.layers) {
       if (state.kinds[layer] === 'raw') continue;
@@ -420,14 +406,14 @@ async function checkCase(chain: ChainCase): Promise<void> {
     }
     const opened2 = Qcow2Image.open(top, { readOnly: true, passphrase: PASS });
     try {
-      expectSame(opened2.read(0, opened2.virtualSize), current, `${context}: Cowbell's read of the top at the end`);
+      expectSameBytes(opened2.read(0, opened2.virtualSize), current, `${context}: Cowbell's read of the top at the end`);
     } finally {
       opened2.close();
     }
     for (const [name, bytes] of snapshots) {
       const read = await qemuRead(files, state, 'top', name);
       const length = Math.min(read.length, bytes.length);
-      expectSame(read.subarray(0, length), bytes.subarray(0, length), `${context}: snapshot ${name}`);
+      expectSameBytes(read.subarray(0, length), bytes.subarray(0, length), `${context}: snapshot ${name}`);
     }
   } finally {
     fs.rmSync(runFolder, { recursive: true, force: true });

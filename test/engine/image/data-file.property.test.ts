@@ -18,7 +18,6 @@ import { commitSteps } from '../../../src/shared/qcow2/chain/commit.ts';
 import { rebaseSteps } from '../../../src/shared/qcow2/chain/rebase.ts';
 import { checkImagePath } from '../../../src/shared/qcow2/check/check.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
@@ -27,7 +26,8 @@ import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { applyToImage, applyToModel, type GuestOp } from '../../helpers/guest-model.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { propertySettings, qemuIoCommand, qemuIoOpArbitrary, type QemuIoOp } from '../../helpers/property-cases.ts';
-import { firstDifference, qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { qemuCheck, qemuImg, qemuInfo, qemuIo, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { expectSameBytes, refusalOf } from '../../helpers/outcomes.ts';
 
 const { seed: SEED, runs: RUNS } = propertySettings(20261208, 8);
 const KiB = 1024;
@@ -142,20 +142,6 @@ function hashes(files: Files): string[] {
   return [files.image, files.data, files.base, files.baseData].map((file) => (fs.existsSync(file) ? fileHash(file) : 'absent'));
 }
 
-function expectSame(actual: Uint8Array, expected: Uint8Array, what: string): void {
-  expect(actual.length, `${what}: length`).toBe(expected.length);
-  expect(firstDifference(actual, expected), `${what}: first differing byte`).toBe(-1);
-}
-
-function refusal(work: () => unknown): Qcow2Error | null {
-  try {
-    work();
-    return null;
-  } catch (error) {
-    if (error instanceof Qcow2Error && error.code !== 'INTERNAL') return error;
-    throw error;
-  }
-}
 
 function guestOp(op: QemuIoOp): GuestOp {
   if (op.kind === 'write') return { kind: 'write', offset: op.offset, data: new Uint8Array(op.length).fill(op.pattern) };
@@ -205,7 +191,7 @@ async function checkCase(testCase: DataFileCase): Promise<void> {
         count('resize');
       } else if (step.kind === 'snapshot' || step.kind === 'compact') {
         const before = hashes(ours);
-        const error = refusal(() => (step.kind === 'snapshot' ? takeSnapshot(ours.image, 'never') : rewriteImage({ source: ours.image, compression: step.compress ? 'compress' : 'keep' })));
+        const error = refusalOf(() => (step.kind === 'snapshot' ? takeSnapshot(ours.image, 'never') : rewriteImage({ source: ours.image, compression: step.compress ? 'compress' : 'keep' })));
         expect(error?.code, `${where}: refused`).toBe('UNSUPPORTED_FEATURE');
         expect(hashes(ours), `${where}: the files after the refusal`).toEqual(before);
         if (step.kind === 'snapshot') expect((await qemuImg(['snapshot', '-c', 'never', theirs.image], { okCodes: [1] })).stderr, `${where}: qemu-img refuses too`).toMatch(/not supported/i);
@@ -222,14 +208,14 @@ async function checkCase(testCase: DataFileCase): Promise<void> {
         convertImage({ source: ours.image, target: copy, targetFormat: 'qcow2', overwrite: true });
         const info = await qemuInfo(copy);
         expect(JSON.stringify(info), `${where}: the copy has no data file`).not.toMatch(/data-file/);
-        expectSame(await rawOf(copy), model.guest, `${where}: the converted copy`);
+        expectSameBytes(await rawOf(copy), model.guest, `${where}: the converted copy`);
         fs.rmSync(copy);
         count('convert');
       } else if (!hasBacking) {
         // Commit and rebase need a backing file: Cowbell refuses, as qemu-img does (rebase onto nothing is a no-op there).
         const before = hashes(ours);
         if (step.kind === 'commit') {
-          expect(refusal(() => runSteps(commitSteps({ image: ours.image, keepOverlay: step.keepOverlay })))?.code, `${where}: refused`).toBe('INVALID_ARGUMENT');
+          expect(refusalOf(() => runSteps(commitSteps({ image: ours.image, keepOverlay: step.keepOverlay })))?.code, `${where}: refused`).toBe('INVALID_ARGUMENT');
           expect(hashes(ours), `${where}: the files after the refusal`).toEqual(before);
         } else {
           runSteps(rebaseSteps({ image: ours.image, backingFile: null }));
@@ -239,8 +225,8 @@ async function checkCase(testCase: DataFileCase): Promise<void> {
       } else if (step.kind === 'commit') {
         runSteps(commitSteps({ image: ours.image, keepOverlay: step.keepOverlay }));
         await qemuImg(['commit', '-q', '-f', 'qcow2', ...(step.keepOverlay ? ['-d'] : []), theirs.image]);
-        expectSame(await rawOf(ours.base), await rawOf(theirs.base), `${where}: the backing file beside qemu-img's`);
-        expectSame(await rawOf(ours.image), model.guest, `${where}: the image after the commit`);
+        expectSameBytes(await rawOf(ours.base), await rawOf(theirs.base), `${where}: the backing file beside qemu-img's`);
+        expectSameBytes(await rawOf(ours.image), model.guest, `${where}: the image after the commit`);
         count('commit');
       } else {
         runSteps(rebaseSteps({ image: ours.image, backingFile: null }));
@@ -254,13 +240,13 @@ async function checkCase(testCase: DataFileCase): Promise<void> {
       expect(check.code, `${context}: qemu-img check of ${path.basename(file)}: ${check.output}`).toBe(0);
     }
     const read = await rawOf(ours.image);
-    expectSame(read, model.guest, `${context}: the image beside the model`);
-    expectSame(read, await rawOf(theirs.image), `${context}: the image beside qemu-img's`);
-    if (testCase.backing !== null) expectSame(await rawOf(ours.base), await rawOf(theirs.base), `${context}: the backing file beside qemu-img's`);
+    expectSameBytes(read, model.guest, `${context}: the image beside the model`);
+    expectSameBytes(read, await rawOf(theirs.image), `${context}: the image beside qemu-img's`);
+    if (testCase.backing !== null) expectSameBytes(await rawOf(ours.base), await rawOf(theirs.base), `${context}: the backing file beside qemu-img's`);
     if (testCase.raw) {
       const dataFile = new Uint8Array(fs.readFileSync(ours.data));
       expect(dataFile.length, `${context}: the raw data file covers the disk`).toBeGreaterThanOrEqual(model.guest.length);
-      expectSame(dataFile.subarray(0, model.guest.length), model.guest, `${context}: the raw data file read alone`);
+      expectSameBytes(dataFile.subarray(0, model.guest.length), model.guest, `${context}: the raw data file read alone`);
     }
   } finally {
     fs.rmSync(runFolder, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import type { SnapshotEntry } from '../format/snapshot-table.ts';
 import type { L1Table, Qcow2Image } from '../image/image.ts';
 import type { JobContext } from '../job-context.ts';
 import { CompressedClusters } from './compressed-clusters.ts';
+import type { CompressedData } from '../model.ts';
 
 /** A state the image holds: its current disk (snapshot null) or a snapshot's. */
 export interface PlannedState {
@@ -60,19 +61,6 @@ export interface RewritePlan {
   compressedBytes: number;
   /** Source L2 tables that hold a compressed entry (which states hold compressed data: compressedData). */
   compressedL2Tables: Set<number>;
-}
-
-/** The compressed data of every state, each cluster once: what a rewrite that uncompresses stores plainly. */
-export interface CompressedData {
-  clusters: number;
-  /** Bytes the file holds for them (sector-rounded, as the descriptors give them). */
-  storedBytes: number;
-  /** Guest bytes they hold, one cluster each: their size once uncompressed. */
-  guestBytes: number;
-  /** Whether the current state reads any of them. */
-  inCurrent: boolean;
-  /** The snapshots that read any of them. */
-  inSnapshots: number;
 }
 
 export function planRewrite(image: Qcow2Image, job: JobContext): RewritePlan {
