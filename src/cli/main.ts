@@ -4,13 +4,14 @@ import { descriptorOutput, spareOutputsTheExitSync } from './output.ts';
 import { exactArguments } from './exact-arguments.ts';
 import { runCli } from './run.ts';
 import { hasTerminal, readSecretFromTerminal } from './terminal-secret.ts';
-import { cliRuntime } from './runtime.ts';
+import { cliRuntime, HELPER_START_VARIABLE, helperStartFrom } from './runtime.ts';
 
 // Bundled, this entry is out/cli/cowbell.mjs and the helper threads' modules sit beside it.
 if (import.meta.url.endsWith('.mjs')) {
   cliRuntime.compressWorker = new URL('./compress-worker.mjs', import.meta.url);
   cliRuntime.earlyVerifyWorker = new URL('./early-verify-worker.mjs', import.meta.url);
 }
+cliRuntime.helperStartMs = helperStartFrom(process.env[HELPER_START_VARIABLE]);
 
 const stdout = descriptorOutput(1);
 const stderr = descriptorOutput(2);

@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import { assertCanCompress, compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
-import { awaitHelperStart, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 export interface ClusterCompressor {
   /**
@@ -121,13 +121,18 @@ function waitForHelpers(batch: SharedBatch, count: number, finishAlone: () => vo
   }
 }
 
-/** Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch; `workerModule` is compress-worker.ts wherever a bundle put it. */
+/**
+ * Spreads each batch over `helpers` extra threads plus the caller. `maxClusters` bounds a batch;
+ * `workerModule` is compress-worker.ts wherever a bundle put it; the first batch waits up to
+ * `helperStartMs` for the helpers to start (tests on a loaded machine wait longer).
+ */
 export function threadedCompressor(
   type: CompressionType,
   clusterBytes: number,
   maxClusters: number,
   helpers: number,
   workerModule: URL | string = new URL('./compress-worker.ts', import.meta.url),
+  helperStartMs = HELPER_START_MS,
 ): ClusterCompressor {
   // Said here, in words: a helper thread that cannot compress only reports that it failed.
   assertCanCompress(type);
@@ -162,7 +167,7 @@ export function threadedCompressor(
         started = true;
         // A helper that starts after a batch was handed out would miss it, leaving the caller to
         // compress it alone; one that cannot start costs this wait once.
-        awaitHelperStart(batch.control, CONTROL.ready, workers.length);
+        awaitHelperStart(batch.control, CONTROL.ready, workers.length, helperStartMs);
       }
       if (count > maxClusters || input.length < count * clusterBytes) throw new Qcow2Error('INTERNAL', 'compression batch too large');
       batch.input.set(input.subarray(0, count * clusterBytes));

@@ -59,6 +59,8 @@ export interface RewriteRequest {
   compressionThreads?: number;
   /** Where the compressing helper thread's module is, for bundles that move it (the app's). */
   compressWorker?: URL | string;
+  /** How long the first batch waits for the compressing helpers to start before going on without them (tests on a loaded machine wait longer). */
+  compressStartMs?: number;
   /** Where the early-comparing helper thread's module is (early-verify-worker.ts), for bundles that move it. */
   earlyVerifyWorker?: URL | string;
   /** How long the end waits for that helper to start before leaving everything to the final comparison (tests on a loaded machine wait longer). */
@@ -408,7 +410,7 @@ function worthVerifyingEarly(image: Qcow2Image, plan: RewritePlan): boolean {
 function makeCompressor(request: RewriteRequest, type: CompressionType, clusterBytes: number, batchClusters: number): ClusterCompressor {
   const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
   if (threads === 1) return inlineCompressor(type, clusterBytes);
-  return threadedCompressor(type, clusterBytes, batchClusters, threads - 1, request.compressWorker);
+  return threadedCompressor(type, clusterBytes, batchClusters, threads - 1, request.compressWorker, request.compressStartMs);
 }
 
 /**
