@@ -45,8 +45,8 @@ afterEach(() => {
 function probe(known: (path: string) => BackingFileLook | undefined = () => undefined) {
   const path = ref('');
   let look!: ReturnType<typeof useBackingFileLook>;
-  mount(defineComponent({ setup: () => { look = useBackingFileLook(path, 'Read the backing file', known); return () => h('div'); } }));
-  return { path, look };
+  const wrapper = mount(defineComponent({ setup: () => { look = useBackingFileLook(path, 'Read the backing file', known); return () => h('div'); } }));
+  return { path, look, unmount: () => wrapper.unmount() };
 }
 
 async function settle(ms = BACKING_READ_DELAY_MS + 50): Promise<void> {
@@ -92,6 +92,25 @@ describe('useBackingFileLook', () => {
     expect(reads).toEqual(['/disks/a.qcow2', '/disks/b.img']);
     expect(look.looksLike.value).toBe('raw');
     expect(look.encrypted.value).toBe(false);
+  });
+
+  it('reads nothing for a path typed just before the dialog closed, and takes no answer after', async () => {
+    replies.set('/disks/late.qcow2', { encrypted: true });
+    replies.set('/disks/started.qcow2', { encrypted: true });
+    const closedEarly = probe();
+    closedEarly.path.value = '/disks/late.qcow2';
+    await settle(BACKING_READ_DELAY_MS / 2);
+    closedEarly.unmount();
+    await settle();
+    expect(reads).toEqual([]);
+    const closedReading = probe();
+    closedReading.path.value = '/disks/started.qcow2';
+    await vi.advanceTimersByTimeAsync(BACKING_READ_DELAY_MS + 1);
+    closedReading.unmount();
+    await settle();
+    expect(reads).toEqual(['/disks/started.qcow2']);
+    expect(closedReading.look.looksLike.value).toBeNull();
+    expect(closedReading.look.encrypted.value).toBe(false);
   });
 
   it('takes a known file from what is known, and reads nothing for it or for a relative path', async () => {

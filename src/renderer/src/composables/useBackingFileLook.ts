@@ -2,9 +2,11 @@
  * What a backing file named in a dialog looks like, for its warnings: a qcow2 image (and whether it
  * is encrypted) or not one (read as raw). A file the dialog already knows (an open disk, a file of
  * the chain) is taken from `known`; another is read in the background once the path stops changing,
- * and a read that an edit overtook is dropped. A path that is not absolute is not read.
+ * and a read that an edit overtook is dropped, as is one the dialog's closing overtook (a path typed
+ * just before was still read, in a job started after the dialog was gone). A path that is not
+ * absolute is not read.
  */
-import { ref, watch, type Ref } from 'vue';
+import { onScopeDispose, ref, watch, type Ref } from 'vue';
 import { toApiError } from '../lib/api-error.ts';
 import { isAbsolutePath } from '../lib/paths.ts';
 import { useJobsStore } from '../stores/jobs.ts';
@@ -34,11 +36,17 @@ export function useBackingFileLook(path: Ref<string>, readTitle: string, known: 
   /** Why the path names no file to build on (nothing there, or a folder), once read; null otherwise. */
   const unusable = ref<string | null>(null);
   let reads = 0;
+  let waiting: ReturnType<typeof setTimeout> | undefined;
+  onScopeDispose(() => {
+    clearTimeout(waiting);
+    reads++;
+  });
   watch(
     path,
     (value) => {
       const trimmed = value.trim();
       const read = ++reads;
+      clearTimeout(waiting);
       looksLike.value = null;
       encrypted.value = false;
       unusable.value = null;
@@ -49,7 +57,7 @@ export function useBackingFileLook(path: Ref<string>, readTitle: string, known: 
         return;
       }
       if (!isAbsolutePath(trimmed)) return;
-      setTimeout(() => {
+      waiting = setTimeout(() => {
         if (read !== reads) return;
         void jobs
           .run('image.info', trimmed, {}, { title: readTitle, background: true })
