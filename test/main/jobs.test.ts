@@ -1,5 +1,8 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import type { EventName, EventPayloads, JobEnd, JobProgress } from '../../src/shared/ipc/contract.ts';
 import { createJobManager, type JobSpecs } from '../../src/main/jobs.ts';
@@ -16,6 +19,7 @@ const specs: JobSpecs = {
   // A change past its commit point: it no longer heeds the cancel flag.
   'test.stubborn': { access: 'write', args: z.object({ ms: z.number() }).strict() },
   'test.fail': { access: 'read', args: z.object({ code: z.string(), message: z.string() }) },
+  'test.gated': { access: 'read', args: z.object({ gate: z.string() }).strict() },
 };
 
 function harness(progressIntervalMs = 100) {
@@ -28,7 +32,9 @@ function harness(progressIntervalMs = 100) {
   const jobs = createJobManager({ pool, emit, specs, progressIntervalMs });
   const ended = (jobId: string) => new Promise<JobEnd>((resolve) => ends.set(jobId, resolve));
   const of = (jobId: string) => events.filter((entry) => (entry.payload as { jobId?: string }).jobId === jobId);
-  return { jobs, events, ended, of };
+  /** Until the job reports progress from its thread: it runs (queued or still being keyed, a cancel would stop it before it started). */
+  const running = (jobId: string) => vi.waitFor(() => expect(of(jobId).map((entry) => entry.event)).toContain('job.progress'), { timeout: 30_000, interval: 10 });
+  return { jobs, events, ended, of, running };
 }
 
 describe('the job manager', () => {
@@ -94,19 +100,19 @@ describe('the job manager', () => {
   });
 
   it('never stops the thread of a change that no longer heeds a cancel: it finishes, and its end says so', async () => {
-    const { jobs, ended } = harness();
+    const { jobs, ended, running } = harness();
     const jobId = jobs.start('test.stubborn', '/x', { ms: 900 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await running(jobId);
     expect(jobs.cancel(jobId)).toBe(true);
     // The pool's grace period is 300 ms: a read job would have been stopped by now.
     expect(await ended(jobId)).toEqual({ jobId, ok: true, result: { slept: 900 } });
   });
 
   it('settled() waits for every job to end, a change that finishes after cancelAll() included', async () => {
-    const { jobs, events } = harness();
+    const { jobs, events, running } = harness();
     const change = jobs.start('test.stubborn', '/x', { ms: 600 });
     const read = jobs.start('test.sleep', '/y', { ms: 10_000 });
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await running(change);
     jobs.cancelAll();
     await jobs.settled();
     const ends = events.filter((entry) => entry.event === 'job.end').map((entry) => entry.payload as JobEnd);
@@ -134,14 +140,24 @@ describe('the job manager', () => {
         expect(end.ok).toBe(true);
         finished.push(label);
       });
-    const done = Promise.all([
-      track('read-1', jobs.start('test.sleep', '/order.qcow2', { ms: 150 })),
-      track('write', jobs.start('test.write', '/order.qcow2', { ms: 50 })),
-      track('read-2', jobs.start('test.sleep', '/order.qcow2', { ms: 10 })),
-      track('other-image', jobs.start('test.sleep', '/other.qcow2', { ms: 10 })),
-    ]);
-    await done;
-    expect(finished).toEqual(['other-image', 'read-1', 'write', 'read-2']);
+    // The first reader holds its image until the test opens the gate: the other image's job must end meanwhile, however slow the machine.
+    const folder = mkdtempSync(join(tmpdir(), 'cowbell-jobs-'));
+    const gate = join(folder, 'gate');
+    try {
+      const otherImage = jobs.start('test.sleep', '/other.qcow2', { ms: 10 });
+      const done = Promise.all([
+        track('read-1', jobs.start('test.gated', '/order.qcow2', { gate })),
+        track('write', jobs.start('test.write', '/order.qcow2', { ms: 50 })),
+        track('read-2', jobs.start('test.sleep', '/order.qcow2', { ms: 10 })),
+        track('other-image', otherImage),
+      ]);
+      await vi.waitFor(() => expect(finished).toEqual(['other-image']), { timeout: 30_000, interval: 10 });
+      writeFileSync(gate, '');
+      await done;
+      expect(finished).toEqual(['other-image', 'read-1', 'write', 'read-2']);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('runs a job directly for a result, through the same validation', async () => {
