@@ -6,7 +6,7 @@
  */
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
 import type { BackingChain, ChainFile, SnapshotNode, SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
@@ -105,21 +105,27 @@ describe('New Disk over an encrypted backing file', () => {
         started.push({ kind, path, args: null });
         const id = `job-${started.length}`;
         const info = infoReplies.get(path);
-        if (kind === 'image.info' && info) setTimeout(() => connection.emit('job.end', { jobId: id, ok: true, result: info } as JobEnd), 10);
+        if (kind === 'image.info' && info)
+          setTimeout(() => {
+            connection.emit('job.end', { jobId: id, ok: true, result: info } as JobEnd);
+            answered.push(path);
+          }, 10);
         return { jobId: id };
       },
       'image.watch': () => null,
     });
     replaceConnection(connection);
+    const answered: string[] = [];
     infoReplies.set('/secure/encrypted.qcow2', imageInfo({ filename: '/secure/encrypted.qcow2', encrypted: true }));
     infoReplies.set('/disks/plain.qcow2', imageInfo({ filename: '/disks/plain.qcow2' }));
     const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
+    // The read starts once the path stops changing (BACKING_READ_DELAY_MS): waited for as it ends, not for a fixed time a loaded machine can outrun.
     await dialog.get('[data-testid="create-backing"]').setValue('/secure/encrypted.qcow2');
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await vi.waitFor(() => expect(answered).toEqual(['/secure/encrypted.qcow2']), { timeout: 10_000 });
     await flushPromises();
     expect(dialog.get('[data-testid="create-unencrypted"]').text()).toMatch(/backing file is encrypted, but the new disk will not be/);
     await dialog.get('[data-testid="create-backing"]').setValue('/disks/plain.qcow2');
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await vi.waitFor(() => expect(answered).toEqual(['/secure/encrypted.qcow2', '/disks/plain.qcow2']), { timeout: 10_000 });
     await flushPromises();
     expect(dialog.find('[data-testid="create-unencrypted"]').exists()).toBe(false);
   });
@@ -155,16 +161,21 @@ describe('New Disk over a backing file that is not a qcow2 image', () => {
         const { kind, path, args } = request as { kind: string; path: string; args: unknown };
         started.push({ kind, path, args });
         const jobId = `job-${started.length}`;
-        if (kind === 'image.info') setTimeout(() => connection.emit('job.end', { jobId, ok: false, error: { code: 'BAD_MAGIC', message: 'not a qcow2 image' } } as JobEnd), 10);
+        if (kind === 'image.info')
+          setTimeout(() => {
+            connection.emit('job.end', { jobId, ok: false, error: { code: 'BAD_MAGIC', message: 'not a qcow2 image' } } as JobEnd);
+            answered.push(path);
+          }, 10);
         return { jobId };
       },
       'image.watch': () => null,
     });
     replaceConnection(connection);
+    const answered: string[] = [];
     const dialog = await mountDialog(CreateDiskDialog, { folder: '/disks' });
     await dialog.get('[data-testid="create-name"]').setValue('overlay.qcow2');
     await dialog.get('[data-testid="create-backing"]').setValue('/disks/golden.img');
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await vi.waitFor(() => expect(answered).toEqual(['/disks/golden.img']), { timeout: 10_000 });
     await flushPromises();
     expect((dialog.get('[data-testid="create-backing-format"]').element as HTMLSelectElement).value).toBe('qcow2');
     expect(dialog.get('[data-testid="dialog-problem"]').text()).toContain('not a qcow2 image: recorded as qcow2, the disk could not be opened');
