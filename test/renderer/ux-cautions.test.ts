@@ -6,7 +6,7 @@
  */
 import { flushPromises, mount, type VueWrapper } from '@vue/test-utils';
 import { createPinia, setActivePinia, type Pinia } from 'pinia';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, onTestFinished, vi } from 'vitest';
 import type { ImageInfo, JobEnd } from '../../src/shared/ipc/contract.ts';
 import type { BackingChain, ChainFile, SnapshotNode, SnapshotTree } from '../../src/shared/qcow2/model.ts';
 import { replaceConnection } from '../../src/renderer/src/api.ts';
@@ -312,11 +312,16 @@ describe('an Enter that opened a dialog, pressed again or held (audit: a double 
   }
 
   it('does not act before the dialog could be read, nor while held; once read, or after typing, it does', async () => {
+    // The dialog's clock (performance.now) is the test's: 'right after opening' must not depend on how fast a loaded machine mounts it.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    onTestFinished(() => {
+      vi.useRealTimers();
+    });
     wrapper = mountJobDialog({ title: 'Take snapshot', submitLabel: 'Take' }, '<input data-testid="name" value="before update" />');
     await flushPromises();
     const field = wrapper.get('[data-testid="name"]').element;
     expect(enter(field).defaultPrevented, 'an Enter right after opening').toBe(true);
-    await new Promise((resolve) => setTimeout(resolve, 450));
+    vi.advanceTimersByTime(450);
     expect(enter(field, { repeat: true }).defaultPrevented, 'a held Enter').toBe(true);
     expect(enter(field).defaultPrevented, 'an Enter once the dialog could be read').toBe(false);
     wrapper.unmount();
