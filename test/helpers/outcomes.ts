@@ -19,3 +19,14 @@ export function refusalOf(work: () => unknown): Qcow2Error | null {
     throw error;
   }
 }
+
+/** The Qcow2Error an engine operation must throw (anything else thrown goes on; finishing fails the test). */
+export function thrownQcow2Error(work: () => unknown): Qcow2Error {
+  try {
+    work();
+  } catch (error) {
+    if (error instanceof Qcow2Error) return error;
+    throw error;
+  }
+  throw new Error('expected a Qcow2Error');
+}

@@ -12,13 +12,13 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { commitSteps, type CommitRequest } from '../../../src/shared/qcow2/chain/commit.ts';
 import { rebaseSteps, type RebaseRequest } from '../../../src/shared/qcow2/chain/rebase.ts';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { createLegacyAesImage, secret } from '../../helpers/encrypted-images.ts';
 import { fileHash } from '../../helpers/image-locks.ts';
 import { firstDifference, qemuImg, qemuImgTimingPbkdf2, runTool, tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { thrownQcow2Error } from '../../helpers/outcomes.ts';
 
 const PASS = 'chain-pass';
 const OTHER_PASS = 'another-pass';
@@ -128,16 +128,6 @@ async function expectSameReads(ours: Chain, theirs: Chain): Promise<void> {
 }
 
 const hashes = (chain: Chain): string[] => chain.kinds.map((_, index) => fileHash(filePath(chain, index)));
-
-function refusal(work: () => unknown): Qcow2Error {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof Qcow2Error) return error;
-    throw error;
-  }
-  throw new Error('expected a refusal');
-}
 
 /**
  * qemu-img commit's -b for the file named `base` (in the chain's folder): the name as the header
@@ -295,9 +285,9 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
       { kind: 'plain', writes: ['write -P 0x62 0 64k', 'write -P 0x63 70000 100'] },
     ]);
     const before = hashes(chain);
-    const commitError = refusal(() => runSteps(commitSteps({ image: filePath(chain, 1) })));
+    const commitError = thrownQcow2Error(() => runSteps(commitSteps({ image: filePath(chain, 1) })));
     expect([commitError.code, commitError.message]).toEqual(['LOCKED', expect.stringContaining(filePath(chain, 0))]);
-    const rebaseError = refusal(() => runSteps(rebaseSteps({ image: filePath(chain, 1), backingFile: null })));
+    const rebaseError = thrownQcow2Error(() => runSteps(rebaseSteps({ image: filePath(chain, 1), backingFile: null })));
     expect([rebaseError.code, rebaseError.message]).toEqual(['LOCKED', expect.stringContaining(filePath(chain, 0))]);
     expect(hashes(chain)).toEqual(before);
   });
@@ -305,7 +295,7 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
   it('what cannot be done at all is said before the passphrase is missed: an encrypted disk without a backing file', async () => {
     const chain = await buildChain([{ kind: 'luks-a', writes: ['write -P 0x64 0 64k'] }]);
     const before = hashes(chain);
-    expect(refusal(() => runSteps(commitSteps({ image: filePath(chain, 0) }))).code).toBe('INVALID_ARGUMENT');
+    expect(thrownQcow2Error(() => runSteps(commitSteps({ image: filePath(chain, 0) }))).code).toBe('INVALID_ARGUMENT');
     expect(hashes(chain)).toEqual(before);
   });
 
@@ -318,7 +308,7 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
     await qemuImg(['create', '-q', '-f', 'qcow2', '-b', 'aes.qcow2', '-F', 'qcow2', top, '4M']);
     await runTool('qemu-io', [...secret('sec0', PASS), '--image-opts', '-c', 'write -P 0x65 0 64k', `driver=qcow2,file.filename=${top},backing.encrypt.key-secret=sec0`]);
     const before = [fileHash(base), fileHash(top)];
-    const error = refusal(() => runSteps(commitSteps({ image: top, passphrase: PASS, trustLegacyPassphrase: true })));
+    const error = thrownQcow2Error(() => runSteps(commitSteps({ image: top, passphrase: PASS, trustLegacyPassphrase: true })));
     expect([error.code, error.message]).toEqual(['UNSUPPORTED_FEATURE', expect.stringContaining('old qcow2 AES')]);
     expect([fileHash(base), fileHash(top)]).toEqual(before);
   });
@@ -330,7 +320,7 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
     ]);
     const before = hashes(chain);
     for (const work of [() => runSteps(commitSteps({ image: filePath(chain, 1), passphrase: 'wrong' })), () => runSteps(rebaseSteps({ image: filePath(chain, 1), backingFile: null, passphrase: 'wrong' }))]) {
-      expect(refusal(work).code).toBe('BAD_PASSPHRASE');
+      expect(thrownQcow2Error(work).code).toBe('BAD_PASSPHRASE');
     }
     expect(hashes(chain)).toEqual(before);
   });
@@ -355,7 +345,7 @@ describe('a missing or wrong passphrase leaves every file as it was', () => {
       ['safe rebase of a plain disk onto a file under the other passphrase', () => runSteps(rebaseSteps({ image: lone, backingFile: other, backingFormat: 'qcow2', passphrase: PASS })), other],
     ];
     for (const [what, work, named] of attempts) {
-      const error = refusal(work);
+      const error = thrownQcow2Error(work);
       expect([error.code, error.message], what).toEqual(['BAD_PASSPHRASE', expect.stringContaining(named)]);
     }
     expect([...hashes(chain), fileHash(other), fileHash(lone)]).toEqual(before);

@@ -259,7 +259,6 @@ function hashes(files: ChainFiles): string[] {
   return files.layers.map((layer) => fileHash(files.paths[layer]));
 }
 
-
 let runIndex = 0;
 const tally = new Map<string, number>();
 function count(what: string): void {

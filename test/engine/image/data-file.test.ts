@@ -8,7 +8,6 @@ import { execFile } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { mapImage } from '../../../src/shared/qcow2/image/map.ts';
@@ -25,6 +24,7 @@ import { firstDifference, qemuCheck, qemuCompare, qemuImg, qemuInfo, qemuIo, qem
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 import { appendCluster, readU64, setRefcount, writeU64 } from '../../helpers/qcow2-poke.ts';
 import { checkEncrypted, createLuksImage, qemuIoEncrypted, rawOfEncrypted } from '../../helpers/encrypted-images.ts';
+import { thrownQcow2Error } from '../../helpers/outcomes.ts';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -81,16 +81,6 @@ function readAll(image: string): Uint8Array {
   } finally {
     opened.close();
   }
-}
-
-function errorOf(work: () => unknown): Qcow2Error {
-  try {
-    work();
-  } catch (error) {
-    if (error instanceof Qcow2Error) return error;
-    throw error;
-  }
-  throw new Error('expected a Qcow2Error');
 }
 
 describe.each(configs)('$name', (config) => {
@@ -246,7 +236,7 @@ describe('what QEMU refuses on an image with a data file, Cowbell refuses', () =
     const before = [fileHash(image), fileHash(data)];
     const opened = Qcow2Image.open(image);
     try {
-      expect(errorOf(() => createSnapshot(opened, { name: 'cowbell' })).code).toBe('UNSUPPORTED_FEATURE');
+      expect(thrownQcow2Error(() => createSnapshot(opened, { name: 'cowbell' })).code).toBe('UNSUPPORTED_FEATURE');
     } finally {
       opened.close();
     }
@@ -263,7 +253,7 @@ describe('what QEMU refuses on an image with a data file, Cowbell refuses', () =
     expect(qemu.stderr).toMatch(/Could not change the backing file/);
     const before = [fileHash(image), fileHash(data)];
     for (const unsafe of [false, true]) {
-      expect(errorOf(() => runSteps(rebaseSteps({ image, backingFile: backing, backingFormat: 'qcow2', unsafe }))).code).toBe('INVALID_ARGUMENT');
+      expect(thrownQcow2Error(() => runSteps(rebaseSteps({ image, backingFile: backing, backingFormat: 'qcow2', unsafe }))).code).toBe('INVALID_ARGUMENT');
     }
     expect([fileHash(image), fileHash(data)]).toEqual(before);
     runSteps(rebaseSteps({ image, backingFile: null }));
@@ -274,8 +264,8 @@ describe('what QEMU refuses on an image with a data file, Cowbell refuses', () =
     const { image, data } = await makeImage(configs[1]!);
     await fillWithQemu(image, 64 * KiB);
     const before = [fileHash(image), fileHash(data)];
-    expect(errorOf(() => rewriteImage({ source: image, compression: 'compress' })).code).toBe('UNSUPPORTED_FEATURE');
-    expect(errorOf(() => rewriteImage({ source: image, compression: 'keep' })).code).toBe('UNSUPPORTED_FEATURE');
+    expect(thrownQcow2Error(() => rewriteImage({ source: image, compression: 'compress' })).code).toBe('UNSUPPORTED_FEATURE');
+    expect(thrownQcow2Error(() => rewriteImage({ source: image, compression: 'keep' })).code).toBe('UNSUPPORTED_FEATURE');
     expect([fileHash(image), fileHash(data)]).toEqual(before);
     const copy = folder.file('self-contained.qcow2');
     convertImage({ source: image, target: copy, targetFormat: 'qcow2', compress: true });
@@ -289,10 +279,10 @@ describe('the data file is found, and locked, as QEMU finds and locks it', () =>
     await fillWithQemu(image, 64 * KiB);
     fs.renameSync(data, `${data}.away`);
     try {
-      const error = errorOf(() => Qcow2Image.open(image, { readOnly: true }));
+      const error = thrownQcow2Error(() => Qcow2Image.open(image, { readOnly: true }));
       expect(error.code).toBe('DATA_FILE_NOT_FOUND');
       expect(error.message).toContain(data);
-      expect(errorOf(() => checkImagePath(image)).code).toBe('DATA_FILE_NOT_FOUND');
+      expect(thrownQcow2Error(() => checkImagePath(image)).code).toBe('DATA_FILE_NOT_FOUND');
       // qemu-img cannot read it either, but describes it.
       expect((await qemuImg(['convert', '-O', 'raw', image, folder.file('never.raw')], { okCodes: [1] })).stderr).toContain('Could not open');
       const info = readImageInfo(image);
@@ -309,7 +299,7 @@ describe('the data file is found, and locked, as QEMU finds and locks it', () =>
     const first = readU64(image, 112);
     expect(Number(first >> 32n)).toBe(0x44415441);
     writeU64(image, 112, (0x1234_5678n << 32n) | (first & 0xffff_ffffn));
-    expect(errorOf(() => Qcow2Image.open(image, { readOnly: true })).code).toBe('DATA_FILE_NOT_FOUND');
+    expect(thrownQcow2Error(() => Qcow2Image.open(image, { readOnly: true })).code).toBe('DATA_FILE_NOT_FOUND');
     await expect(qemuIo(image, ['read 0 512'])).rejects.toThrow(/data-file.*required/);
     expect(readImageInfo(image)['format-specific'].data['data-file-raw']).toBe(false);
   });
@@ -359,9 +349,9 @@ describe('the data file is found, and locked, as QEMU finds and locks it', () =>
     // qemu-io writing the data file as a raw disk: the image itself is free, its data file is not.
     const holder = await holdWithQemuIo(data, [], 'raw');
     try {
-      expect(errorOf(() => Qcow2Image.open(image)).code).toBe('IN_USE');
+      expect(thrownQcow2Error(() => Qcow2Image.open(image)).code).toBe('IN_USE');
       // The command line's reads without -U refuse too, as qemu-img does.
-      expect(errorOf(() => Qcow2Image.open(image, { readOnly: true, refuseInUse: true })).code).toBe('IN_USE');
+      expect(thrownQcow2Error(() => Qcow2Image.open(image, { readOnly: true, refuseInUse: true })).code).toBe('IN_USE');
       // Reading stays possible, and says the disk is in use.
       const reader = Qcow2Image.open(image, { readOnly: true });
       try {
