@@ -22,11 +22,12 @@ import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { runSteps } from '../../../src/shared/qcow2/steps.ts';
 import { crashPoints, crashState, describeCrashPoint, FaultFile, type CrashPoint, type FileEvent } from '../../helpers/fault-file.ts';
-import { firstDifference, qemuImg, rawOf, tempDir } from '../../helpers/qemu.ts';
+import { secret } from '../../helpers/encrypted-images.ts';
+import { firstDifference, qemuImg, rawOf, runTool, tempDir } from '../../helpers/qemu.ts';
 import { contractViolation, readGuestState, type GuestState } from './guest-state.ts';
 import type { ImageOperation } from './harness.ts';
 import { walkImage } from './image-walk.ts';
-import { isClean, qemuVerdict } from './qemu-verdict.ts';
+import { isClean, qemuVerdict, qemuVerdictOf, type QemuVerdict } from './qemu-verdict.ts';
 import { crashSettings, runCrashCase, summary } from './runner.ts';
 import { buildImage, KiB, V2_512, V3_512, type Step } from './setups.ts';
 
@@ -58,7 +59,7 @@ function rebaseCase(name: string, options: string, backingFile: string | null, e
       // A snapshot here would read the new chain through its holes: rebase refuses that (commit-rebase.test.ts).
       await overlayOnTwo(imagePath, options, [{ io: 'write -P 0x64 4k 3k' }, { io: 'write -P 0x65 40k 1k' }]);
       // Encrypted in place, its backing file kept: what the rebase copies in goes under the overlay's key.
-      if (extra.encrypted === true) rewriteImage({ source: imagePath, compression: 'keep', encryption: { kind: 'luks', passphrase: LUKS_PASSPHRASE, iterations: 1000, digestIterations: 1000 } });
+      if (extra.encrypted === true) encryptInPlace(imagePath);
       extra.setupMore?.(path.dirname(imagePath));
     },
     run: (image) => void runSteps(rebaseOpenImage(image, { backingFile, backingFormat: 'qcow2', unsafe: extra.unsafe === true })),
@@ -134,6 +135,8 @@ interface CommitCase {
   backingBytes?: number;
   /** The emptied overlay's file must be cut back (its data clusters lay at its end). */
   cutsOverlay?: boolean;
+  /** The overlay and its backing file LUKS-encrypted under one passphrase, each with its own master key (`npm run crash` only, as the encrypted rebase). */
+  encrypted?: boolean;
 }
 
 const commitCases: CommitCase[] = [
@@ -149,7 +152,46 @@ const commitCases: CommitCase[] = [
     backingBytes: 65 * KiB,
     cutsOverlay: true,
   },
+  {
+    name: 'commit of a LUKS-encrypted overlay into a LUKS-encrypted backing file (each its own master key: the data decrypted, then encrypted under the backing file key), then the overlay emptied',
+    options: V3_512,
+    overlaySteps: [{ io: 'write -P 0x79 3k 5k' }, { io: 'write -z 60k 4k' }, { io: 'write -P 0x7a 90k 20k' }],
+    encrypted: true,
+  },
 ];
+
+/** Encrypts the image in place under LUKS_PASSPHRASE (a new master key each time), keeping its backing file. */
+function encryptInPlace(imagePath: string): void {
+  rewriteImage({ source: imagePath, compression: 'keep', encryption: { kind: 'luks', passphrase: LUKS_PASSPHRASE, iterations: 1000, digestIterations: 1000 } });
+}
+
+/** `--image-opts` for qemu-img: the file, and a secret for it and each encrypted file below it (`encryptedDepths`: 0 the file itself, 1 its backing file). */
+function chainOpts(imagePath: string, encryptedDepths: number[]): string {
+  return [`driver=qcow2`, `file.filename=${imagePath}`, ...encryptedDepths.map((depth) => `${'backing.'.repeat(depth)}encrypt.key-secret=sec0`)].join(',');
+}
+
+/** qemu-img's arguments that open `imagePath` of the test chain (image ← mid ← base), with secrets where the case encrypts. */
+function qemuOpened(imagePath: string, encrypted: boolean): string[] {
+  if (!encrypted) return ['-f', 'qcow2', imagePath];
+  return [...secret('sec0', LUKS_PASSPHRASE), '--image-opts', chainOpts(imagePath, path.basename(imagePath) === 'image.qcow2' ? [0, 1] : [0])];
+}
+
+/** The image's current guest disk as qemu-img reads it through its chain. */
+async function qemuRaw(imagePath: string, encrypted: boolean): Promise<Uint8Array> {
+  if (!encrypted) return rawOf(imagePath);
+  const folder = tempDir();
+  try {
+    await runTool('qemu-img', ['convert', ...qemuOpened(imagePath, true), '-O', 'raw', folder.file('raw')]);
+    return new Uint8Array(fs.readFileSync(folder.file('raw')));
+  } finally {
+    folder.cleanup();
+  }
+}
+
+/** qemu-img check of a file of the test chain; its verdict as qemuVerdict gives it. */
+async function chainVerdict(imagePath: string, encrypted: boolean): Promise<QemuVerdict> {
+  return encrypted ? qemuVerdictOf(qemuOpened(imagePath, true)) : qemuVerdict(imagePath);
+}
 
 async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: string[]; states: number }> {
   const folder = tempDir();
@@ -161,10 +203,14 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
     const top = folder.file('image.qcow2');
     const backing = folder.file('mid.qcow2');
     await overlayOnTwo(top, testCase.options, testCase.overlaySteps, testCase.backingBytes);
+    const encrypted = testCase.encrypted === true;
+    const passphrase = encrypted ? LUKS_PASSPHRASE : undefined;
+    // The overlay first: encrypting it reads nothing of the file below.
+    if (encrypted) for (const file of [top, backing]) encryptInPlace(file);
     const topInitial = new Uint8Array(fs.readFileSync(top));
     const backingInitial = new Uint8Array(fs.readFileSync(backing));
-    const model = readChainGuest(top, backing, topInitial, backingInitial);
-    const backingBefore = readGuestState(new FaultFile(backing, backingInitial, { readOnly: true }));
+    const model = readChainGuest(top, backing, topInitial, backingInitial, passphrase);
+    const backingBefore = readGuestState(new FaultFile(backing, backingInitial, { readOnly: true }), passphrase);
 
     const sequence: string[] = [];
     const topFault = new FaultFile(top, topInitial);
@@ -174,13 +220,13 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
       if (filePath === backing) return new SequencedFile(backingFault, 'backing', sequence);
       return NodeBlockFile.open(filePath, { readOnly });
     };
-    const result = runSteps(commitSteps({ image: top, openFile }));
+    const result = runSteps(commitSteps({ image: top, openFile, passphrase }));
     expect(result.emptied).toBe(true);
     const topLog: readonly FileEvent[] = topFault.log;
     const backingLog: readonly FileEvent[] = backingFault.log;
     const topFinal = topFault.contents();
     const backingFinal = backingFault.contents();
-    const backingAfter = readGuestState(new FaultFile(backing, backingFinal, { readOnly: true }));
+    const backingAfter = readGuestState(new FaultFile(backing, backingFinal, { readOnly: true }), passphrase);
 
     // The promised order: the backing file's last change and a flush after it, before the overlay's first write.
     const firstTopChange = sequence.findIndex((event) => event === 'top:write' || event === 'top:truncate');
@@ -210,10 +256,10 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
         for (const finding of walkImage(new FaultFile(file, bytes, { readOnly: true })).harmful) fail(`${state.where}: ${path.basename(file)}: ${finding.kind}: ${finding.message}`);
       }
       try {
-        const seenByGuest = readChainGuest(top, backing, topBytes, backingBytes);
+        const seenByGuest = readChainGuest(top, backing, topBytes, backingBytes, passphrase);
         const at = firstDifference(seenByGuest, model);
         if (at !== -1) fail(`${state.where}: the overlay's guest data changed at byte ${at}`);
-        const backingObserved = readGuestState(new FaultFile(backing, backingBytes, { readOnly: true }));
+        const backingObserved = readGuestState(new FaultFile(backing, backingBytes, { readOnly: true }), passphrase);
         const violation = backingViolation(backingBefore, backingAfter, backingObserved);
         if (violation !== null) fail(`${state.where}: the backing file: ${violation}`);
       } catch (error) {
@@ -228,10 +274,10 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
           fs.writeFileSync(stateFolder.file('mid.qcow2'), backingBytes);
           fs.writeFileSync(stateFolder.file('image.qcow2'), topBytes);
           for (const name of ['mid.qcow2', 'image.qcow2']) {
-            const verdict = await qemuVerdict(stateFolder.file(name));
+            const verdict = await chainVerdict(stateFolder.file(name), encrypted);
             for (const message of verdict.harmful) fail(`${state.where}: qemu-img check ${name}: ${message}`);
           }
-          const at = firstDifference(await rawOf(stateFolder.file('image.qcow2')), model);
+          const at = firstDifference(await qemuRaw(stateFolder.file('image.qcow2'), encrypted), model);
           if (at !== -1) fail(`${state.where}: qemu-img reads the overlay differently at byte ${at}`);
         } finally {
           stateFolder.cleanup();
@@ -244,17 +290,17 @@ async function runCommitCrashCase(testCase: CommitCase): Promise<{ failures: str
       fs.copyFileSync(folder.file('base.qcow2'), qemuFolder.file('base.qcow2'));
       fs.writeFileSync(qemuFolder.file('mid.qcow2'), backingInitial);
       fs.writeFileSync(qemuFolder.file('image.qcow2'), topInitial);
-      await qemuImg(['commit', '-q', qemuFolder.file('image.qcow2')]);
+      await qemuImg(['commit', '-q', ...qemuOpened(qemuFolder.file('image.qcow2'), encrypted)]);
       const finished = tempDir();
       try {
         fs.copyFileSync(folder.file('base.qcow2'), finished.file('base.qcow2'));
         fs.writeFileSync(finished.file('mid.qcow2'), backingFinal);
         fs.writeFileSync(finished.file('image.qcow2'), topFinal);
         for (const name of ['mid.qcow2', 'image.qcow2']) {
-          const verdict = await qemuVerdict(finished.file(name));
+          const verdict = await chainVerdict(finished.file(name), encrypted);
           if (!isClean(verdict)) fail(`after the whole commit qemu-img check ${name} is not clean:\n${verdict.output}`);
         }
-        const at = firstDifference(await rawOf(finished.file('mid.qcow2')), await rawOf(qemuFolder.file('mid.qcow2')));
+        const at = firstDifference(await qemuRaw(finished.file('mid.qcow2'), encrypted), await qemuRaw(qemuFolder.file('mid.qcow2'), encrypted));
         if (at !== -1) fail(`the finished backing file differs from qemu-img commit's at byte ${at}`);
       } finally {
         finished.cleanup();
@@ -299,9 +345,10 @@ function hash(bytes: Uint8Array): string {
 }
 
 /** The overlay's current guest disk, read through the engine from these bytes of the overlay and its backing file. */
-function readChainGuest(top: string, backing: string, topBytes: Uint8Array, backingBytes: Uint8Array): Uint8Array {
+function readChainGuest(top: string, backing: string, topBytes: Uint8Array, backingBytes: Uint8Array, passphrase?: string): Uint8Array {
   const image = Qcow2Image.openFile(new FaultFile(top, topBytes, { readOnly: true }), {
     readOnly: true,
+    passphrase,
     openFile: (filePath, readOnly) => (filePath === backing ? new FaultFile(backing, backingBytes, { readOnly: true }) : NodeBlockFile.open(filePath, { readOnly })),
   });
   try {
@@ -312,7 +359,7 @@ function readChainGuest(top: string, backing: string, topBytes: Uint8Array, back
 }
 
 describe('commit: a power cut anywhere leaves the overlay reading as before, each file valid', () => {
-  for (const testCase of commitCases) {
+  for (const testCase of commitCases.filter((each) => crashSettings.full || each.encrypted !== true)) {
     it(testCase.name, async () => {
       const report = await runCommitCrashCase(testCase);
       expect(report.failures).toEqual([]);

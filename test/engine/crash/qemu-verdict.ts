@@ -43,7 +43,11 @@ export function classifyCheckMessages(stderr: string): { harmful: string[]; harm
 
 /** qemu-img check of the image; an encrypted one's with its passphrase (qemu-img cannot check it without). */
 export async function qemuVerdict(imagePath: string, passphrase?: string): Promise<QemuVerdict> {
-  const opened = passphrase === undefined ? ['-f', 'qcow2', imagePath] : [...secret('sec0', passphrase), '--image-opts', imageOpts(imagePath, 'sec0')];
+  return qemuVerdictOf(passphrase === undefined ? ['-f', 'qcow2', imagePath] : [...secret('sec0', passphrase), '--image-opts', imageOpts(imagePath, 'sec0')]);
+}
+
+/** qemu-img check of the image `opened` names to qemu-img (its file and format, or secrets and --image-opts). */
+export async function qemuVerdictOf(opened: string[]): Promise<QemuVerdict> {
   const result = await qemuImg(['check', '--output=json', ...opened], { okCodes: [0, 1, 2, 3] });
   let report: { corruptions?: number; leaks?: number; 'check-errors'?: number } = {};
   try {
