@@ -107,13 +107,13 @@ export default defineConfig(
 
   layer(
     ['src/renderer/**'],
-    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, qcow2/guest-names.ts, format-units.ts and hidden-characters.ts.',
+    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, qcow2/guest-names.ts, format-units.ts, hidden-characters.ts and compressed-states.ts.',
     {
       paths: ['electron', ...NODE_BUILTINS],
       patterns: [
         '^node:',
         '(^|/)(main|preload|cli)/',
-        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|qcow2/guest-names\\.ts$|format-units\\.ts$|hidden-characters\\.ts$)',
+        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|qcow2/guest-names\\.ts$|format-units\\.ts$|hidden-characters\\.ts$|compressed-states\\.ts$)',
       ],
     },
   ),

@@ -4,7 +4,9 @@
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import { compressedStates } from '../shared/compressed-states.ts';
 import { formatBytes } from '../shared/format-units.ts';
+import type { CompressedData } from '../shared/qcow2/model.ts';
 import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { sameFile } from '../shared/qcow2/io/file-identity.ts';
@@ -83,10 +85,19 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
 
 export function reportRewrite(args: ParsedArgs, io: CliIo, result: RewriteResult, { printSummary = true, describe = summary }: RewriteReport = {}): number {
   if (flag(args, 'json')) io.out(`${JSON.stringify(result, null, 4)}\n`);
-  else if (printSummary && !flag(args, 'quiet')) io.out(`${describe(result)}\n`);
+  else if (printSummary && !flag(args, 'quiet')) {
+    io.out(`${describe(result)}\n`);
+    if (result.storedUncompressed !== null) io.out(`${describeStoredUncompressed(result.storedUncompressed, result.encryption === 'luks')}\n`);
+  }
   return EXIT_OK;
 }
 
+/** What became of the source's compressed data: an encrypted disk cannot keep it compressed, and it grows. */
+function describeStoredUncompressed(data: CompressedData, encrypted: boolean): string {
+  const where = compressedStates(data);
+  const why = encrypted ? ': QEMU cannot keep compressed data encrypted' : '';
+  return `${formatBytes(data.storedBytes)} of compressed data${where === '' ? '' : ` (in ${where})`} is now stored uncompressed, up to ${formatBytes(data.guestBytes)}${why}`;
+}
 
 /** The share of the whole job each stage takes, so one progress line only ever moves forward. */
 const STAGE_SPANS: Readonly<Record<string, [number, number]>> = {

@@ -113,7 +113,7 @@ describe('cowbell compress', { timeout: 60_000 }, () => {
     expect(reported.code).toBe(0);
     expect(reported.err).toBe('');
     const fields = JSON.parse(reported.out) as Record<string, unknown>;
-    expect(Object.keys(fields).sort()).toEqual(['afterBytes', 'beforeBytes', 'compressedClusters', 'compressionThreads', 'encryption', 'inPlace', 'snapshots', 'storedClusters', 'target', 'verified', 'zeroClusters']);
+    expect(Object.keys(fields).sort()).toEqual(['afterBytes', 'beforeBytes', 'compressedClusters', 'compressionThreads', 'encryption', 'inPlace', 'snapshots', 'storedClusters', 'storedUncompressed', 'target', 'verified', 'zeroClusters']);
     expect(fields).toMatchObject({ target: json, inPlace: false, beforeBytes: fs.statSync(image).size, afterBytes: fs.statSync(json).size, snapshots: 2, storedClusters: 0, verified: true, encryption: 'none' });
     expect(fields.compressedClusters).toBeGreaterThan(0);
     expect(fs.readdirSync(dir).sort()).toEqual(['disk.qcow2', 'json.qcow2', 'small.qcow2']);

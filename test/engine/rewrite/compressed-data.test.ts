@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { previewRewrite } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
+import { previewRewrite, rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { qemuCheck, qemuImg, qemuIo, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 
@@ -66,5 +66,18 @@ describe('the compressed data a rewrite preview reports', () => {
     expect((await qemuCheck(image)).report?.['compressed-clusters'] ?? 0).toBe(0);
     const { compressed } = previewRewrite({ source: image, compression: 'uncompress', encryption: { kind: 'luks' } });
     expect(compressed).toEqual({ ...shared, inCurrent: false, inSnapshots: 2 });
+  });
+
+  it('is what the rewrite then reports storing uncompressed: encrypted, or --uncompress; none when it stays compressed or there is none', async () => {
+    const image = await convert('reported.qcow2', true);
+    await qemuImg(['snapshot', '-c', 'first', image]);
+    const previewed = previewRewrite({ source: image, compression: 'uncompress', encryption: { kind: 'luks' } }).compressed;
+    const quickKey = { kind: 'luks', passphrase: 'moo', iterations: 1000, digestIterations: 1000 } as const;
+    expect(rewriteImage({ source: image, target: folder.file('reported.luks.qcow2'), compression: 'keep', encryption: quickKey }).storedUncompressed).toEqual(previewed);
+    expect(rewriteImage({ source: image, target: folder.file('reported.plain.qcow2'), compression: 'uncompress' }).storedUncompressed).toEqual(previewed);
+    expect(rewriteImage({ source: image, target: folder.file('reported.kept.qcow2'), compression: 'keep' }).storedUncompressed).toBeNull();
+    expect((await qemuCheck(folder.file('reported.kept.qcow2'))).report?.['compressed-clusters']).toBe(DATA_CLUSTERS);
+    const plain = await convert('reported-none.qcow2', false);
+    expect(rewriteImage({ source: plain, target: folder.file('reported-none.luks.qcow2'), compression: 'keep', encryption: quickKey }).storedUncompressed).toBeNull();
   });
 });

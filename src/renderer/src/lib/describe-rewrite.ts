@@ -1,4 +1,5 @@
 /** Compress, compact, encrypt, decrypt, passphrase changes and save-as in words: the estimate before, the result after. */
+import { compressedStates } from '../../../shared/compressed-states.ts';
 import type { CompressedData, PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
 import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
 import { baseName } from './paths.ts';
@@ -72,13 +73,6 @@ export function spaceVerdict(preview: RewritePreview): SpaceVerdict {
     };
   }
   return { problem: null, caution: null };
-}
-
-/** The states that read compressed data: "the current disk and 2 snapshots", "1 snapshot", "the current disk". */
-function compressedStates(data: CompressedData): string {
-  const snapshots = data.inSnapshots === 0 ? '' : data.inSnapshots === 1 ? '1 snapshot' : `${data.inSnapshots} snapshots`;
-  if (!data.inCurrent) return snapshots;
-  return snapshots === '' ? 'the current disk' : `the current disk and ${snapshots}`;
 }
 
 /**

@@ -107,6 +107,8 @@ export interface RewriteResult extends RewriteSummary {
   inPlace: boolean;
   /** Threads that compressed (1 when nothing was compressed, or no helper thread could start). */
   compressionThreads: number;
+  /** The source's compressed data, now stored uncompressed (`uncompress`, or an encrypted new image: QEMU cannot keep it encrypted); null when there was none or it stayed compressed. */
+  storedUncompressed: CompressedData | null;
 }
 
 /** Room kept free beside the new image, for the file system's own needs. */
@@ -119,6 +121,12 @@ export function rewriteImage(request: RewriteRequest, job: JobContext = silentJo
 /** rewriteImage for a thread whose event loop must keep turning (the CLI's, for Ctrl-C). */
 export function rewriteImageYielding(request: RewriteRequest, job: JobContext = silentJob): Promise<RewriteResult> {
   return runStepsYielding(rewriteSteps(request, job));
+}
+
+/** The source's compressed data, or null when it has none. */
+function someCompressedData(image: Qcow2Image, plan: RewritePlan): CompressedData | null {
+  const data = compressedData(image, plan);
+  return data.clusters > 0 ? data : null;
 }
 
 /** What a rewrite of `source` would give, without writing anything: for the app's dialog. */
@@ -232,6 +240,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
             verified: verify,
             encryption: luks === null ? 'none' : 'luks',
             compressionThreads,
+            storedUncompressed: luks !== null || request.compression === 'uncompress' ? someCompressedData(image, plan) : null,
           };
           return result;
         } finally {
