@@ -140,6 +140,27 @@ describe('the Compress… dialog', () => {
     expect(submitDisabled(view)).toBe(true);
   });
 
+  it('offers to read the estimate again after a failure that may pass (a VM held the disk), and goes on with the new answer', async () => {
+    const view = await mountRewrite('compress');
+    expect(view.find('[data-testid="rewrite-preview-retry"]').exists()).toBe(false);
+    end('image.rewritePreview', { error: { code: 'IN_USE', message: 'A VM is using /disks/fedora.qcow2' } });
+    await flushPromises();
+    expect(text(view, 'dialog-problem')).toContain('A VM is using /disks/fedora.qcow2');
+    expect(submitDisabled(view)).toBe(true);
+    const asked = started.filter((job) => job.kind === 'image.rewritePreview').length;
+    await view.get('[data-testid="rewrite-preview-retry"]').trigger('click');
+    await flushPromises();
+    expect(started.filter((job) => job.kind === 'image.rewritePreview')).toHaveLength(asked + 1);
+    // While it reads again, the figures say so and the old failure is gone.
+    expect(text(view, 'rewrite-size-after')).toContain('estimating');
+    expect(view.find('[data-testid="dialog-problem"]').exists()).toBe(false);
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    expect(text(view, 'rewrite-size-after')).toContain('350 MiB');
+    expect(view.find('[data-testid="rewrite-preview-retry"]').exists()).toBe(false);
+    expect(submitDisabled(view)).toBe(false);
+  });
+
   it('says plainly that an encrypted disk cannot be compressed, and asks main for nothing', async () => {
     info = imageInfo({ filename: PATH, encrypted: true });
     useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
