@@ -16,7 +16,7 @@ import { randomFatMutations, systematicFatMutations } from './fat-mutations.ts';
 import { FAT_TARGET_NAMES } from './fat-targets.ts';
 import { DEFAULT_HARNESS, FuzzHarness } from './harness.ts';
 import { describeFinding, isFinding, outcomeKey } from './oracle.ts';
-import { applyMutations } from './patches.ts';
+import { applyMutations, mutationPatches } from './patches.ts';
 import { loadRegressions, saveRegression, summarizeFindings, type FuzzCase } from './regressions.ts';
 
 const CASES = Number(process.env.FAT_FUZZ_CASES ?? 200);
@@ -73,17 +73,20 @@ describe('hostile FAT volumes', () => {
     const cases = generateCases();
     const tally: Record<string, Record<string, number>> = {};
     const findings: string[] = [];
+    // A seed after another: each worker's file then takes only each case's patches (harness.ts runPatched).
+    const bySeed = [...cases].sort((a, b) => a.seed.localeCompare(b.seed));
     await inBatches(
-      cases.map((fuzzCase) => async () => {
-        const image = applyMutations(seedBytes(fuzzCase.seed), fuzzCase.mutations);
-        const outcomes = await harness.run(image, FAT_TARGET_NAMES);
+      bySeed.map((fuzzCase) => async () => {
+        const seed = seedBytes(fuzzCase.seed);
+        const patches = mutationPatches(seed, fuzzCase.mutations);
+        const outcomes = patches === null ? await harness.run(applyMutations(seed, fuzzCase.mutations), FAT_TARGET_NAMES) : await harness.runPatched(seed, patches, FAT_TARGET_NAMES);
         for (const outcome of outcomes) {
           const byKey = (tally[outcome.target] ??= {});
           byKey[outcomeKey(outcome)] = (byKey[outcomeKey(outcome)] ?? 0) + 1;
         }
         const bad = outcomes.filter(isFinding);
         if (bad.length === 0) return;
-        const fixture = saveRegression(fuzzCase, image, summarizeFindings(bad, outcomeKey), FAT_REGRESSIONS);
+        const fixture = saveRegression(fuzzCase, applyMutations(seed, fuzzCase.mutations), summarizeFindings(bad, outcomeKey), FAT_REGRESSIONS);
         findings.push(`${fixture} [${fuzzCase.mutations.map((mutation) => mutation.label).join('; ')}]: ${bad.map(describeFinding).join(' / ')}`);
       }),
       DEFAULT_HARNESS.workers,
@@ -96,6 +99,19 @@ describe('hostile FAT volumes', () => {
     expect(walk.FILESYSTEM_CORRUPT ?? 0).toBeGreaterThan(cases.length / 10);
   }, 600_000);
 
+  it('the byte patches of a case give its image: every case of the FAT12 seed, written over it in order', () => {
+    const seed = seedBytes('fat12-small');
+    const cases = generateCases().filter((fuzzCase) => fuzzCase.seed === 'fat12-small');
+    let patched = 0;
+    for (const fuzzCase of cases) {
+      const patches = mutationPatches(seed, fuzzCase.mutations);
+      if (patches === null) continue;
+      patched++;
+      expect(writtenOver(seed, patches), fuzzCase.mutations.map((mutation) => mutation.label).join('; ')).toEqual(applyMutations(seed, fuzzCase.mutations));
+    }
+    expect(patched).toBeGreaterThan(cases.length / 2);
+  });
+
   it('every saved FAT finding stays fixed', async () => {
     const fixtures = loadRegressions(FAT_REGRESSIONS);
     expect(fixtures.length).toBeGreaterThan(0);
@@ -105,3 +121,12 @@ describe('hostile FAT volumes', () => {
     }
   }, 120_000);
 });
+
+/** The seed with the patches written over it in order, growing it where one ends past it: what runPatched leaves in a worker's file. */
+function writtenOver(seed: Uint8Array, patches: readonly { offset: number; bytes: Uint8Array }[]): Uint8Array {
+  const end = patches.reduce((furthest, patch) => Math.max(furthest, patch.offset + patch.bytes.length), seed.length);
+  const bytes = new Uint8Array(end);
+  bytes.set(seed);
+  for (const patch of patches) bytes.set(patch.bytes, patch.offset);
+  return bytes;
+}
