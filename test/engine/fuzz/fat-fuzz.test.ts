@@ -16,7 +16,7 @@ import { randomFatMutations, systematicFatMutations } from './fat-mutations.ts';
 import { FAT_TARGET_NAMES } from './fat-targets.ts';
 import { DEFAULT_HARNESS, FuzzHarness } from './harness.ts';
 import { describeFinding, isFinding, outcomeKey } from './oracle.ts';
-import { applyMutations, mutationPatches } from './patches.ts';
+import { applyMutations, mutationPatches, writtenOver } from './patches.ts';
 import { loadRegressions, saveRegression, summarizeFindings, type FuzzCase } from './regressions.ts';
 
 const CASES = Number(process.env.FAT_FUZZ_CASES ?? 200);
@@ -121,12 +121,3 @@ describe('hostile FAT volumes', () => {
     }
   }, 120_000);
 });
-
-/** The seed with the patches written over it in order, growing it where one ends past it: what runPatched leaves in a worker's file. */
-function writtenOver(seed: Uint8Array, patches: readonly { offset: number; bytes: Uint8Array }[]): Uint8Array {
-  const end = patches.reduce((furthest, patch) => Math.max(furthest, patch.offset + patch.bytes.length), seed.length);
-  const bytes = new Uint8Array(end);
-  bytes.set(seed);
-  for (const patch of patches) bytes.set(patch.bytes, patch.offset);
-  return bytes;
-}

@@ -6,18 +6,11 @@
  */
 import { describe, expect, it } from 'vitest';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
-import { applyMutations, mutationPatches, toHex, type Mutation, type Patch } from './patches.ts';
+import { applyMutations, mutationPatches, toHex, writtenOver, type Mutation, type Patch } from './patches.ts';
 
 const SEED_BYTES = 4096;
 const MiB = 1024 * 1024;
 
-function writtenOver(seed: Uint8Array, patches: readonly { offset: number; bytes: Uint8Array }[]): Uint8Array {
-  const end = patches.reduce((furthest, patch) => Math.max(furthest, patch.offset + patch.bytes.length), seed.length);
-  const bytes = new Uint8Array(end);
-  bytes.set(seed);
-  for (const patch of patches) bytes.set(patch.bytes, patch.offset);
-  return bytes;
-}
 
 /** Somewhere in the seed, near its end, or past it (up to beyond the growth limit). */
 function place(random: SeededRandom): number {

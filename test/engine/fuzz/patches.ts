@@ -79,6 +79,15 @@ export function mutationPatches(seed: Uint8Array, mutations: readonly Mutation[]
   return patches;
 }
 
+/** The seed with `patches` written over it in order, growing where one ends past it: what runPatched leaves in a worker's file (for tests of mutationPatches). */
+export function writtenOver(seed: Uint8Array, patches: readonly PatchBytes[]): Uint8Array {
+  const end = patches.reduce((furthest, patch) => Math.max(furthest, patch.offset + patch.bytes.length), seed.length);
+  const bytes = new Uint8Array(end);
+  bytes.set(seed);
+  for (const patch of patches) bytes.set(patch.bytes, patch.offset);
+  return bytes;
+}
+
 /** `count` bytes from `at` of the seed with `patches` written over it (zeros past the seed's end where no patch wrote). */
 function readPatched(seed: Uint8Array, patches: readonly PatchBytes[], at: number, count: number): Uint8Array {
   const bytes = new Uint8Array(count);
