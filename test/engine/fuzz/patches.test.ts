@@ -11,7 +11,6 @@ import { applyMutations, mutationPatches, toHex, writtenOver, type Mutation, typ
 const SEED_BYTES = 4096;
 const MiB = 1024 * 1024;
 
-
 /** Somewhere in the seed, near its end, or past it (up to beyond the growth limit). */
 function place(random: SeededRandom): number {
   const where = random.int(0, 16);
