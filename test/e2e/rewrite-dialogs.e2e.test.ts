@@ -24,6 +24,7 @@ import {
   stateDigest,
   temporaryFilesIn,
 } from '../helpers/rewrite-disks.ts';
+import { holdWithQemuIo } from '../helpers/image-locks.ts';
 import { qemuImgTimingPbkdf2Sync } from '../helpers/qemu.ts';
 import { eventually, openApp, openThroughPathField, qemuImg, qemuImgInfo, screenshot, showTab, useSharedApp, type Session } from './harness.ts';
 
@@ -210,6 +211,30 @@ describe('Compact…', () => {
     await showTab(page, 'properties');
     await eventually(() => page.getByTestId('info-file-size').getAttribute('data-bytes')).toBe(String(qemuImgInfo(path)['actual-size']));
     await showTab(page, 'snapshots');
+  });
+
+  it('whose estimate fails while another program holds the disk offers to read it again, and goes on once the disk is free', async () => {
+    const path = makeGappedDisk('compact-held.qcow2');
+    await openDisk(page, path);
+    await page.getByTestId('compact-button').click();
+    await waitForFigures(page);
+    // qemu-io takes the disk as a VM would; the next estimate (asked for by the choice) is refused.
+    const holder = await holdWithQemuIo(path);
+    try {
+      await page.getByTestId('rewrite-uncompress').check();
+      await eventually(() => page.getByTestId('rewrite-preview-retry').count()).toBe(1);
+      expect(await page.getByTestId('dialog-problem').textContent()).toMatch(/in use|another program/i);
+      expect(await page.getByTestId('dialog-submit').isDisabled()).toBe(true);
+      await screenshot(page, 'compact-estimate-failed-light');
+    } finally {
+      await holder.release();
+    }
+    await page.getByTestId('rewrite-preview-retry').click();
+    await waitForFigures(page);
+    expect(await page.getByTestId('dialog-problem').count()).toBe(0);
+    expect(await page.getByTestId('rewrite-preview-retry').count()).toBe(0);
+    expect(await page.getByTestId('dialog-submit').isDisabled()).toBe(false);
+    await page.getByTestId('dialog-cancel').click();
   });
 
   it('on a disk with persistent dirty bitmaps, names them and starts only once the user agrees to leave them behind; qemu-img then finds no bitmaps, a clean disk and the same states', async () => {
