@@ -138,8 +138,8 @@ const TAIL_FILE_TYPE = 0xde;
 
 /**
  * metadata_csum: a folder's leaf block ends in a tail (a 12-byte entry of no inode, file type
- * 0xDE) holding the CRC-32C of the rest, seeded with the folder inode's seed; the kernel refuses a
- * block without it or failing it ("directory fails checksum"). An htree's index blocks (its first
+ * 0xDE) holding the CRC-32C of the rest, seeded with the folder inode's seed; the kernel does not
+ * read a block without it or failing it ("directory fails checksum"). An htree's index blocks (its first
  * block, and blocks that are one empty entry as long as the block) keep their checksum elsewhere
  * and hold no names: they are not checked here.
  */
@@ -149,7 +149,10 @@ function checkFolderBlock(block: Uint8Array, seed: number, index: number, hashed
   const wholeBlock = block.length === 65536 ? uint16(block, 4) === 65535 || uint16(block, 4) === 0 : uint16(block, 4) === block.length;
   if (hashed && (index === 0 || (uint32(block, 0) === 0 && wholeBlock))) return;
   const hasTail = uint32(block, tail) === 0 && uint16(block, tail + 4) === TAIL_BYTES && block[tail + 6] === 0 && block[tail + 7] === TAIL_FILE_TYPE;
-  if (!hasTail || uint32(block, tail + 8) !== crc32c(block.subarray(0, tail), seed)) throw corrupt(`the folder's block ${index} fails its checksum (Linux refuses to list it)`);
+  if (hasTail && uint32(block, tail + 8) === crc32c(block.subarray(0, tail), seed)) return;
+  // Linux fails to list an htree folder whose leaf block fails; a linear one it lists without that block's names, which
+  // would show them as gone (files-diff as removed): here the folder is refused whole either way.
+  throw corrupt(`the folder's block ${index} fails its checksum (${hashed ? 'Linux refuses to list the folder' : 'Linux lists the folder without the names that block holds'})`);
 }
 
 /** The folder entries in bytes [start, end) of `bytes` (a block, or a region of an inline folder), into `entries`. */
