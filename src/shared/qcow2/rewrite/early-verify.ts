@@ -72,9 +72,9 @@ export interface EarlyVerifier {
    * Publishes what is left (the whole output is written), waits for the helper to compare it, and
    * enters the (source cluster, output cluster) pairs it found equal in `confirmed`. A helper not
    * started within `helperStartMs` (the verifier's own, unless given) is given up on: the final
-   * comparison then reads everything.
+   * comparison then reads everything. Returns whether the helper ran and was waited for.
    */
-  finish(confirmed: ClusterPairs, helperStartMs?: number): void;
+  finish(confirmed: ClusterPairs, helperStartMs?: number): boolean;
   close(): void;
 }
 
@@ -175,12 +175,13 @@ class SharedRingVerifier implements EarlyVerifier {
     this.signal();
   }
 
-  finish(confirmedPairs: ClusterPairs, helperStartMs = this.helperStartMs): void {
-    if (this.closed) return;
+  finish(confirmedPairs: ClusterPairs, helperStartMs = this.helperStartMs): boolean {
+    if (this.closed) return false;
     this.publish(Number.POSITIVE_INFINITY);
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
-    if (awaitHelperStart(this.control, EARLY_CONTROL.ready, 1, helperStartMs)) this.awaitHelper();
+    const helperRan = awaitHelperStart(this.control, EARLY_CONTROL.ready, 1, helperStartMs);
+    if (helperRan) this.awaitHelper();
     const confirmed = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.published.length);
     for (let index = 0; index < confirmed; index++) {
       const run = this.published[index];
@@ -190,6 +191,7 @@ class SharedRingVerifier implements EarlyVerifier {
       }
     }
     this.close();
+    return helperRan;
   }
 
   close(): void {
