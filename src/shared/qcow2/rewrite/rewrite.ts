@@ -123,12 +123,6 @@ export function rewriteImageYielding(request: RewriteRequest, job: JobContext = 
   return runStepsYielding(rewriteSteps(request, job));
 }
 
-/** The source's compressed data, or null when it has none. */
-function someCompressedData(image: Qcow2Image, plan: RewritePlan): CompressedData | null {
-  const data = compressedData(image, plan);
-  return data.clusters > 0 ? data : null;
-}
-
 /** What a rewrite of `source` would give, without writing anything: for the app's dialog. */
 export interface RewritePreview extends SizeEstimate {
   fileBytes: number;
@@ -240,7 +234,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
             verified: verify,
             encryption: luks === null ? 'none' : 'luks',
             compressionThreads,
-            storedUncompressed: luks !== null || request.compression === 'uncompress' ? someCompressedData(image, plan) : null,
+            storedUncompressed: (luks !== null || request.compression === 'uncompress') && plan.compressedClusters > 0 ? compressedData(image, plan) : null,
           };
           return result;
         } finally {
