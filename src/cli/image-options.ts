@@ -118,7 +118,7 @@ export function createOptionsFrom(options: Map<string, string>): CreateOptions {
 }
 
 /** One `-o` option as `-o help` lists it: its name, the values it takes, what it does. */
-interface OptionHelp {
+export interface OptionHelp {
   name: string;
   values: string;
   what: string;
@@ -136,6 +136,9 @@ const CREATE_OPTION_HELP: readonly OptionHelp[] = [
   { name: 'size', values: '<size>', what: 'virtual disk size' },
 ];
 
+/** compat as compress and compact take it: a disk keeps its own version unless upgraded. */
+export const REWRITE_COMPAT_HELP: OptionHelp = { name: 'compat', values: '<1.1>', what: 'upgrade a compat 0.10 (v2) disk to 1.1 (v3) on the way, keeping every snapshot (by default a disk keeps its own)' };
+
 const LUKS_OPTION_HELP: readonly OptionHelp[] = [
   { name: 'encrypt.format', values: '<luks>', what: 'encryption format (LUKS; Cowbell never writes the old qcow2 AES)' },
   { name: 'encrypt.cipher-alg', values: '<aes-128|aes-192|aes-256>', what: 'cipher (default aes-256)' },
@@ -147,8 +150,8 @@ const LUKS_OPTION_HELP: readonly OptionHelp[] = [
 ];
 
 /** What `-o help` prints: the options `names` (qemu-img's spelling), one a line, as qemu-img lists them. */
-export function optionsHelp(names: readonly string[]): string {
-  const known = [...CREATE_OPTION_HELP, ...LUKS_OPTION_HELP].filter((entry) => names.includes(entry.name));
+export function optionsHelp(names: readonly string[], overrides: readonly OptionHelp[] = []): string {
+  const known = [...CREATE_OPTION_HELP, ...LUKS_OPTION_HELP].filter((entry) => names.includes(entry.name)).map((entry) => overrides.find((override) => override.name === entry.name) ?? entry);
   const width = Math.max(...known.map((entry) => entry.name.length + 1 + entry.values.length));
   return `Supported options:\n${known.map((entry) => `  ${`${entry.name}=${entry.values}`.padEnd(width)}  - ${entry.what}`).join('\n')}\n`;
 }

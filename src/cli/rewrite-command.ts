@@ -7,7 +7,6 @@ import * as os from 'node:os';
 import { compressedStates } from '../shared/compressed-states.ts';
 import { formatBytes } from '../shared/format-units.ts';
 import type { CompressedData } from '../shared/qcow2/model.ts';
-import type { CompressionType } from '../shared/qcow2/codec/compression.ts';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { sameFile } from '../shared/qcow2/io/file-identity.ts';
 import { rewriteImageYielding, type RewriteRequest, type RewriteResult } from '../shared/qcow2/rewrite/rewrite.ts';
@@ -16,7 +15,7 @@ import { runCancellably, withProgressLine } from './cancellable-job.ts';
 import { cacheMode } from './cache-mode.ts';
 import { EXIT_OK, UsageError, type CliIo, type ParsedArgs } from './command.ts';
 import { cliRuntime } from './runtime.ts';
-import { parseOptionString } from './image-options.ts';
+import { createOptionsFrom, parseOptionString } from './image-options.ts';
 import { PASSPHRASE_OPTIONS, withUnlock } from './passphrase-input.ts';
 
 /** Each compressing thread holds its own heap and zlib state: a few are enough. */
@@ -79,6 +78,7 @@ export async function executeRewrite(args: ParsedArgs, io: CliIo, request: Omit<
     );
   } catch (error) {
     if (error instanceof Qcow2Error && error.code === 'HAS_BITMAPS') throw new Qcow2Error('HAS_BITMAPS', `${error.message}; pass --drop-bitmaps to leave them behind, and take a full backup next`);
+    if (error instanceof Qcow2Error && error.code === 'NEEDS_VERSION_3') throw new Qcow2Error('NEEDS_VERSION_3', `${error.message}; add -o compat=1.1 to upgrade the disk as well (QEMU 1.1 and later read it)`);
     throw error;
   }
 }
@@ -139,18 +139,22 @@ export function rewriteTarget(result: RewriteResult): string {
 /** `2 snapshots kept, every state verified`. */
 export function snapshotsKept(result: RewriteResult): string {
   const kept = result.snapshots === 1 ? '1 snapshot kept' : `${result.snapshots} snapshots kept`;
-  return `${kept}${result.verified ? ', every state verified' : ''}`;
+  return `${kept}${result.verified ? ', every state verified' : ''}${result.upgradedToVersion3 ? ', upgraded to compat 1.1 (qcow2 version 3)' : ''}`;
 }
 
-/** `-o compression_type=zlib|zstd`, the only option a rewrite takes. */
-export function compressionTypeOption(values: string[], command: string): CompressionType | undefined {
-  let type: CompressionType | undefined;
+/** What `-o` can ask of a rewrite: its compression type, and compat 1.1 (a version 2 disk upgraded to version 3). */
+export type RewriteImageOption = 'compat' | 'compression_type';
+
+/** The `-o name=value,…` strings of compress, compact or convert, as the rewrite's options; `names` are those the command takes. */
+export function rewriteImageOptions(values: string[], command: string, names: readonly RewriteImageOption[]): Pick<RewriteRequest, 'compressionType' | 'version'> {
+  const result: Pick<RewriteRequest, 'compressionType' | 'version'> = {};
   for (const text of values) {
     for (const [name, value] of parseOptionString(text)) {
-      if (name !== 'compression_type') throw new UsageError(`${command}: -o takes only compression_type (zlib or zstd), not ${name}`);
-      if (value !== 'zlib' && value !== 'zstd') throw new UsageError(`${command}: compression_type must be zlib or zstd, not ${value}`);
-      type = value === 'zstd' ? 1 : 0;
+      if (!names.some((allowed) => allowed === name)) throw new UsageError(`${command}: -o takes only ${names.join(' and ')}, not ${name}`);
+      const parsed = createOptionsFrom(new Map([[name, value]]));
+      if (parsed.compat !== undefined) result.version = parsed.compat === '1.1' ? 3 : 2;
+      if (parsed.compressionType !== undefined) result.compressionType = parsed.compressionType === 'zstd' ? 1 : 0;
     }
   }
-  return type;
+  return result;
 }

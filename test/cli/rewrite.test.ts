@@ -113,8 +113,8 @@ describe('cowbell compress', { timeout: 60_000 }, () => {
     expect(reported.code).toBe(0);
     expect(reported.err).toBe('');
     const fields = JSON.parse(reported.out) as Record<string, unknown>;
-    expect(Object.keys(fields).sort()).toEqual(['afterBytes', 'beforeBytes', 'compressedClusters', 'compressionThreads', 'encryption', 'inPlace', 'snapshots', 'storedClusters', 'storedUncompressed', 'target', 'verified', 'zeroClusters']);
-    expect(fields).toMatchObject({ target: json, inPlace: false, beforeBytes: fs.statSync(image).size, afterBytes: fs.statSync(json).size, snapshots: 2, storedClusters: 0, verified: true, encryption: 'none' });
+    expect(Object.keys(fields).sort()).toEqual(['afterBytes', 'beforeBytes', 'compressedClusters', 'compressionThreads', 'encryption', 'inPlace', 'snapshots', 'storedClusters', 'storedUncompressed', 'target', 'upgradedToVersion3', 'verified', 'zeroClusters']);
+    expect(fields).toMatchObject({ target: json, inPlace: false, beforeBytes: fs.statSync(image).size, afterBytes: fs.statSync(json).size, snapshots: 2, storedClusters: 0, verified: true, encryption: 'none', upgradedToVersion3: false });
     expect(fields.compressedClusters).toBeGreaterThan(0);
     expect(fs.readdirSync(dir).sort()).toEqual(['disk.qcow2', 'json.qcow2', 'small.qcow2']);
   });
@@ -131,9 +131,41 @@ describe('cowbell compress', { timeout: 60_000 }, () => {
 
     const old = await diskWithSnapshots('compat=0.10');
     const hash = fileHash(old.image);
-    expectOneLineError(await run('compress', '-o', 'compression_type=zstd', old.image), 1, /zstd compression needs a compat 1\.1/);
+    expectOneLineError(await run('compress', '-o', 'compression_type=zstd', old.image), 1, /zstd compression needs a compat 1\.1 \(version 3\) image; add -o compat=1\.1 to upgrade the disk as well/);
     expect(fileHash(old.image)).toBe(hash);
     expect(fs.readdirSync(old.dir)).toEqual(['disk.qcow2']);
+  });
+
+  it('-o compat=1.1 upgrades a v2 disk on the way, keeping every snapshot, and says so: compact in place, compress with zstd, convert; the way back is refused', async () => {
+    const { dir, image } = await diskWithSnapshots('compat=0.10');
+    const states = await statesOf(image);
+    const compacted = await run('compact', '-o', 'compat=1.1', image);
+    expect(compacted.code, compacted.err).toBe(0);
+    expect(compacted.out).toMatch(/^.+disk\.qcow2: .+, 2 snapshots kept, every state verified, upgraded to compat 1\.1 \(qcow2 version 3\)\n$/);
+    expect((await qemuInfo(image))['format-specific']?.data.compat).toBe('1.1');
+    await expectSameDisk(image, states, 'compact -o compat=1.1');
+    // Already version 3: nothing more to upgrade, and nothing said.
+    expect((await run('compact', '-o', 'compat=1.1', image)).out).not.toMatch(/upgraded/);
+
+    const old = await diskWithSnapshots('compat=0.10');
+    const oldStates = await statesOf(old.image);
+    const zstd = path.join(old.dir, 'zstd.qcow2');
+    expect(await run('compress', '-q', '-o', 'compression_type=zstd,compat=1.1', old.image, zstd)).toEqual({ code: 0, out: '', err: '' });
+    expect((await qemuInfo(zstd))['format-specific']?.data).toMatchObject({ compat: '1.1', 'compression-type': 'zstd' });
+    expect(await compressedClusters(zstd)).toBeGreaterThan(0);
+    await expectSameDisk(zstd, oldStates, 'compress -o compression_type=zstd,compat=1.1');
+
+    const converted = path.join(old.dir, 'converted.qcow2');
+    const conversion = await run('convert', '-O', 'qcow2', '-o', 'compat=1.1', old.image, converted);
+    expect(conversion.code, conversion.err).toBe(0);
+    expect((await qemuInfo(converted))['format-specific']?.data.compat).toBe('1.1');
+    await expectSameDisk(converted, oldStates, 'convert -o compat=1.1');
+
+    const hash = fileHash(converted);
+    expectOneLineError(await run('convert', '-O', 'qcow2', '-o', 'compat=0.10', converted, path.join(dir, 'back.qcow2')), 2, /compat cannot go back to 0\.10 while keeping the 2 internal snapshots/);
+    expectOneLineError(await run('compact', '-o', 'compat=0.10', converted), 1, /cannot be rewritten as compat 0\.10 \(version 2\)/);
+    expect(fileHash(converted)).toBe(hash);
+    expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
   });
 
   it('--no-verify: still checked and clean, reported as not verified', async () => {
@@ -163,14 +195,15 @@ describe('cowbell compress', { timeout: 60_000 }, () => {
   it('usage errors exit 2 in one line and touch nothing: bad -o, unknown options, too many or too few arguments', async () => {
     const { dir, image } = await diskWithSnapshots();
     const hash = fileHash(image);
-    expectOneLineError(await run('compress', '-o', 'cluster_size=4096', image), 2, /-o takes only compression_type/);
-    expectOneLineError(await run('compress', '-o', 'compression_type=lz4', image), 2, /compression_type must be zlib or zstd, not lz4/);
+    expectOneLineError(await run('compress', '-o', 'cluster_size=4096', image), 2, /-o takes only compression_type and compat, not cluster_size/);
+    expectOneLineError(await run('compress', '-o', 'compression_type=lz4', image), 2, /compression_type must be one of zlib, zstd, not 'lz4'/);
     expectOneLineError(await run('compress', '-o', 'compression_type', image), 2, /compression_type/);
     expectOneLineError(await run('compress', image, path.join(dir, 'a.qcow2'), path.join(dir, 'b.qcow2')), 2, /too many arguments/);
     expectOneLineError(await run('compact', image, path.join(dir, 'a.qcow2'), path.join(dir, 'b.qcow2')), 2, /too many arguments/);
     expectOneLineError(await run('compress'), 2, /missing argument/);
     expectOneLineError(await run('compact', '--uncompres', image), 2, /uncompres/);
-    expectOneLineError(await run('compact', '-o', 'compression_type=zstd', image), 2, /-o/);
+    expectOneLineError(await run('compact', '-o', 'compression_type=zstd', image), 2, /-o takes only compat, not compression_type/);
+    expectOneLineError(await run('compact', '-o', 'compat=2', image), 2, /compat must be 0\.10 or 1\.1, not '2'/);
     expect(fileHash(image)).toBe(hash);
     expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
   });
@@ -375,7 +408,7 @@ describe('cowbell convert -O qcow2 and snapshots', { timeout: 60_000 }, () => {
     const { dir, image } = await diskWithSnapshots();
     const output = path.join(dir, 'out.qcow2');
     expectOneLineError(await run('convert', '-O', 'qcow2', '-o', 'cluster_size=4096', image, output), 2, /the cluster size cannot change while keeping the 2 internal snapshots of .*add --no-snapshots/);
-    expectOneLineError(await run('convert', '-O', 'qcow2', '-o', 'compat=0.10', image, output), 2, /compat cannot change/);
+    expectOneLineError(await run('convert', '-O', 'qcow2', '-o', 'compat=0.10', image, output), 2, /compat cannot go back to 0\.10/);
     expectOneLineError(await run('convert', '-O', 'qcow2', '-o', 'refcount_bits=64', image, output), 2, /refcount_bits cannot change/);
     expect(fs.readdirSync(dir)).toEqual(['disk.qcow2']);
     // The same cluster size is no change; dropping the snapshots lifts the restriction.

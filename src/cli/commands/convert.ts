@@ -1,6 +1,5 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
-import type { CompressionType } from '../../shared/qcow2/codec/compression.ts';
 import { convertImageYielding, type ConvertRequest, type ConvertResult } from '../../shared/qcow2/convert/convert.ts';
 import type { CreateOptions } from '../../shared/qcow2/image/create.ts';
 import { findSnapshot, Qcow2Image, resolveBackingPath, type SnapshotRef } from '../../shared/qcow2/image/image.ts';
@@ -11,6 +10,7 @@ import { Qcow2Error } from '../../shared/qcow2/errors.ts';
 import { sameFile } from '../../shared/qcow2/io/file-identity.ts';
 import { detectFormat } from '../../shared/qcow2/image/image-format.ts';
 import { readImageInfo } from '../../shared/qcow2/image/info.ts';
+import type { RewriteRequest } from '../../shared/qcow2/rewrite/rewrite.ts';
 import { isImageFormat, type ImageFormat } from '../../shared/qcow2/image/image-format-name.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, withProgressLine } from '../cancellable-job.ts';
@@ -111,10 +111,10 @@ export const convert: Command = {
     const encrypted = sourceFormat !== 'raw' && encryptionOf(source) !== null;
     // A rescue copies one state: a rewrite keeping the snapshots would stop at the first broken table.
     if (snapshots > 0 && targetFormat === 'qcow2' && !flag(args, 'no-snapshots') && !rescue) {
-      const compressionType = assertSnapshotsCanBeKept(source, options);
+      const kept = assertSnapshotsCanBeKept(source, options);
       // Like qemu-img convert, nothing on stdout: the output file is the answer.
       // Like qemu-img convert (without --bitmaps), the copy leaves the dirty bitmaps behind: they stay valid on the source.
-      const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', compressionType, durable, encryption: { kind: 'none' }, dropBitmaps: true }, { printSummary: false });
+      const code = await runRewrite(args, io, { compression: compress ? 'compress' : 'uncompress', ...kept, durable, encryption: { kind: 'none' }, dropBitmaps: true }, { printSummary: false });
       if (encrypted && !flag(args, 'quiet')) io.err(unencryptedNote(source, target, targetFormat));
       // A script written for qemu-img expects an export without the old states: say that they came along.
       if (code === EXIT_OK && !flag(args, 'quiet')) {
@@ -228,9 +228,10 @@ function snapshotCount(source: string, sourceFormat: ImageFormat | undefined): n
 /**
  * A copy that keeps the snapshots keeps the source's layout (each state's tables are copied as
  * they are): options that would change it, a backing file for the output, or flattening the
- * source's own backing file cannot be had together with the snapshots. Returns the compression type asked for.
+ * source's own backing file cannot be had together with the snapshots; compat 1.1 upgrades a 0.10
+ * source (qemu-img amend's way), the way back is refused. Returns the compression type and version asked for.
  */
-function assertSnapshotsCanBeKept(source: string, options: CreateOptions): CompressionType | undefined {
+function assertSnapshotsCanBeKept(source: string, options: CreateOptions): Pick<RewriteRequest, 'compressionType' | 'version'> {
   const info = readImageInfo(source);
   const specific = info['format-specific'].data;
   const refuse = (why: string): never => {
@@ -239,12 +240,14 @@ function assertSnapshotsCanBeKept(source: string, options: CreateOptions): Compr
   if (options.backingFile !== undefined) refuse('-B (a backing file for the output) cannot be used');
   if (info['backing-filename'] !== undefined) refuse('its backing file cannot be flattened into the copy (use `cowbell compact SOURCE OUTPUT` to copy it with its snapshots, keeping the backing file)');
   if (options.clusterSize !== undefined && options.clusterSize !== info['cluster-size']) refuse('the cluster size cannot change');
-  if (options.compat !== undefined && options.compat !== specific.compat) refuse('compat cannot change');
+  if (options.compat === '0.10' && specific.compat !== '0.10') refuse('compat cannot go back to 0.10');
   if (options.refcountBits !== undefined && options.refcountBits !== specific['refcount-bits']) refuse('refcount_bits cannot change');
   if (options.extendedL2 !== undefined && options.extendedL2 !== (specific['extended-l2'] ?? false)) refuse('extended_l2 cannot change');
   if (options.preallocation !== undefined && options.preallocation !== 'off') refuse('preallocation cannot be used');
-  if (options.compressionType === undefined) return undefined;
-  return options.compressionType === 'zstd' ? 1 : 0;
+  return {
+    compressionType: options.compressionType === undefined ? undefined : options.compressionType === 'zstd' ? 1 : 0,
+    version: options.compat === '1.1' ? 3 : undefined,
+  };
 }
 
 function formatOption(value: string | undefined, flagName: string): ImageFormat | undefined {

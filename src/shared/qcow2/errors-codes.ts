@@ -33,6 +33,8 @@ export const ERROR_CODES = [
   'UNSAVED_DATA',
   /** The disk keeps persistent dirty bitmaps (incremental backups), which a rewrite leaves behind only when asked to (dropBitmaps). */
   'HAS_BITMAPS',
+  /** What was asked (zstd compression) needs a compat 1.1 (version 3) disk, and the request does not upgrade it (RewriteRequest.version). */
+  'NEEDS_VERSION_3',
   /** A guest filesystem's bytes are damaged or hostile: Cowbell refuses to follow them (files/). */
   'FILESYSTEM_CORRUPT',
   /** A guest filesystem uses a feature Cowbell's reader does not read (e.g. NTFS compression). */

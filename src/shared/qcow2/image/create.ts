@@ -5,9 +5,9 @@ import type { BlockFile } from '../io/block-file.ts';
 import { Qcow2Error } from '../errors.ts';
 import { alignUp, view } from '../format/bytes.ts';
 import { encodeL2, encodeRefcountTableEntry, setRefcount } from '../format/entries.ts';
+import { featureNameTable, hasRoomForFeatureNameTable } from '../format/feature-name-table.ts';
 import {
   EXT_BACKING_FORMAT,
-  EXT_FEATURE_TABLE,
   encodeString,
   serializeHeaderArea,
   V3_HEADER_LENGTH,
@@ -87,26 +87,6 @@ export function resolveCreateOptions(options: CreateOptions, backingSize: number
   };
 }
 
-function featureNameTable(): HeaderExtension {
-  const features: [number, number, string][] = [
-    [0, 0, 'dirty bit'],
-    [0, 1, 'corrupt bit'],
-    [0, 2, 'external data file'],
-    [0, 3, 'compression type'],
-    [0, 4, 'extended L2 entries'],
-    [1, 0, 'lazy refcounts'],
-    [2, 0, 'bitmaps'],
-    [2, 1, 'raw external data'],
-  ];
-  const data = new Uint8Array(features.length * 48);
-  features.forEach(([kind, bit, name], index) => {
-    data[index * 48] = kind;
-    data[index * 48 + 1] = bit;
-    data.set(encodeString(name), index * 48 + 2);
-  });
-  return { type: EXT_FEATURE_TABLE, data };
-}
-
 export interface HeaderLayout {
   l1Size: number;
   l1TableOffset: number;
@@ -118,9 +98,7 @@ export interface HeaderLayout {
 export function newImageHeader(options: ResolvedCreateOptions, layout: HeaderLayout): Header {
   const extensions: HeaderExtension[] = [];
   if (options.backingFormat !== null) extensions.push({ type: EXT_BACKING_FORMAT, data: encodeString(options.backingFormat) });
-  // As QEMU: no feature name table for clusters of 4 KiB or less, where its 392 bytes would leave
-  // no room for a backing file name (with 512-byte clusters the header could not be written).
-  if (options.version === 3 && 2 ** options.clusterBits > 4096) extensions.push(featureNameTable());
+  if (options.version === 3 && hasRoomForFeatureNameTable(2 ** options.clusterBits)) extensions.push(featureNameTable());
   let incompatible = 0n;
   if (options.extendedL2) incompatible |= INCOMPAT_EXTL2;
   if (options.compressionType !== 0) incompatible |= INCOMPAT_COMPRESSION;

@@ -37,6 +37,8 @@ export interface EstimateOptions {
   batchClusters?: number;
   /** The new image's LUKS area (header and key material), 0 for a plain one. */
   luksAreaBytes?: number;
+  /** The new image's qcow2 version (the source's by default): only version 3 has zero clusters. */
+  version?: 2 | 3;
 }
 
 export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, options: EstimateOptions): SizeEstimate {
@@ -52,7 +54,7 @@ export function estimateOutputSize(image: Qcow2Image, plan: RewritePlan, options
   const sample = sampleDataClusters(image, plan, sampleSize);
   if (sample.length === 0) return { maxBytes, expectedBytes: maxBytes, sampledClusters: 0 };
   let sampledBytes = 0;
-  const zeroStays = image.header.backingFile !== null && image.version === 2;
+  const zeroStays = image.header.backingFile !== null && (options.version ?? image.version) === 2;
   const packingLimit = compressedPackingLimit(image.refcounts.order);
   for (const content of sample) {
     if (isAllZero(content) && !zeroStays) continue;

@@ -5,11 +5,16 @@
  * unknown extensions). Persistent bitmaps describe writes to the old file: refused unless the
  * caller asks to drop them. Autoclear bits are cleared (the spec's rule for a writer that does not
  * maintain them); the dirty and corrupt bits do not carry over (the new refcounts are exact).
+ * A version 2 image may become version 3 on the way, as `qemu-img amend -o compat=1.1` makes it:
+ * the tables stay as they are (v3 reads v2's entries alike), the header grows to QEMU's 112 bytes
+ * with a feature name table, and every snapshot entry gets the extra data v3 requires (tree-record.ts
+ * fills it). The way back is refused: v2 has no zero clusters, no disk size per snapshot, no zstd.
  */
 import * as path from 'node:path';
 import { Qcow2Error } from '../errors.ts';
 import { CRYPTO_HEADER_EXTENSION_BYTES } from '../format/crypto-header-extension.ts';
-import { EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, type Header, type HeaderExtension } from '../format/header.ts';
+import { featureNameTable, hasRoomForFeatureNameTable } from '../format/feature-name-table.ts';
+import { EXT_BACKING_FORMAT, EXT_BITMAPS, EXT_CRYPTO_HEADER, EXT_DATA_FILE, EXT_FEATURE_TABLE, V3_HEADER_LENGTH, serializeHeaderArea, type Header, type HeaderExtension } from '../format/header.ts';
 import { AUTOCLEAR_BITMAPS, INCOMPAT_COMPRESSION, INCOMPAT_CORRUPT, INCOMPAT_DATA_FILE, INCOMPAT_DIRTY } from '../format/limits.ts';
 import type { CompressionType } from '../codec/compression.ts';
 import { pathSegments, physicalPath, withPhysicalFolder } from '../io/file-identity.ts';
@@ -22,10 +27,15 @@ export interface OutputHeaderOptions {
   dropBitmaps: boolean;
   /** The new image's encryption: LUKS (its area's extension is filled in by the writer) or none. */
   encryption: 'luks' | 'none';
+  /** The new image's qcow2 version: 3 upgrades a version 2 source; 2 for a version 3 source is refused. */
+  version: 2 | 3;
 }
 
 /** Refuses what a rewrite cannot carry, before anything is written. */
-export function assertRewritable(header: Header, options: Pick<OutputHeaderOptions, 'dropBitmaps' | 'compressionType'>): void {
+export function assertRewritable(header: Header, options: Pick<OutputHeaderOptions, 'dropBitmaps' | 'compressionType' | 'version'>): void {
+  if (options.version < header.version) {
+    throw new Qcow2Error('UNSUPPORTED_FEATURE', 'A compat 1.1 (version 3) disk cannot be rewritten as compat 0.10 (version 2): version 2 has no room for what version 3 records (zero clusters, each snapshot\'s disk size); nothing was changed');
+  }
   if ((header.incompatibleFeatures & INCOMPAT_CORRUPT) !== 0n) {
     throw new Qcow2Error('CORRUPT', 'The disk is marked corrupt; check and repair it first');
   }
@@ -43,8 +53,8 @@ export function assertRewritable(header: Header, options: Pick<OutputHeaderOptio
   if (!options.dropBitmaps && liveBitmaps) {
     throw new Qcow2Error('HAS_BITMAPS', 'The disk has persistent dirty bitmaps (incremental backups), which a rewritten disk cannot keep; nothing was changed');
   }
-  if (options.compressionType === 1 && header.version !== 3) {
-    throw new Qcow2Error('INVALID_ARGUMENT', 'zstd compression needs a compat 1.1 (version 3) image');
+  if (options.compressionType === 1 && options.version !== 3) {
+    throw new Qcow2Error('NEEDS_VERSION_3', 'zstd compression needs a compat 1.1 (version 3) image');
   }
 }
 
@@ -56,30 +66,41 @@ export function outputHeader(source: Header, options: OutputHeaderOptions): Head
   assertRewritable(source, options);
   let incompatible = source.incompatibleFeatures & ~(INCOMPAT_DIRTY | INCOMPAT_CORRUPT | INCOMPAT_COMPRESSION);
   if (options.compressionType === 1) incompatible |= INCOMPAT_COMPRESSION;
-  return {
+  const upgraded = source.version === 2 && options.version === 3;
+  const header: Header = {
     ...source,
+    version: options.version,
     backingFile: backingNameFor(source.backingFile, options.sourcePath, options.targetPath),
     incompatibleFeatures: incompatible,
     autoclearFeatures: 0n,
     compressionType: options.compressionType,
     // A v3 header that had no room for the compression type gets it (QEMU writes 112-byte headers).
-    headerLength: source.version === 3 && options.compressionType !== 0 ? Math.max(source.headerLength, 112) : source.headerLength,
+    headerLength: upgraded ? V3_HEADER_LENGTH : source.version === 3 && options.compressionType !== 0 ? Math.max(source.headerLength, V3_HEADER_LENGTH) : source.headerLength,
     cryptMethod: options.encryption === 'luks' ? 2 : 0,
-    extensions: outputExtensions(source, options.encryption),
+    extensions: outputExtensions(source, options.encryption, upgraded),
     l1TableOffset: 0,
     refcountTableOffset: 0,
     refcountTableClusters: 0,
     snapshotsOffset: 0,
     snapshotCount: 0,
   };
+  // Refused before anything is written where the header area no longer fits its cluster (a version
+  // 3 header is 40 bytes longer, the feature name table 392): the backing file name must still fit.
+  serializeHeaderArea({ ...header });
+  return header;
 }
 
 /**
  * The source's extensions less the bitmaps; the LUKS area's pointer where the new image is LUKS
  * (in the source's place, or first), with its offset still to be written.
  */
-function outputExtensions(source: Header, encryption: 'luks' | 'none'): HeaderExtension[] {
+function outputExtensions(source: Header, encryption: 'luks' | 'none', upgraded: boolean): HeaderExtension[] {
   const kept = source.extensions.filter((extension) => extension.type !== EXT_BITMAPS && extension.type !== EXT_CRYPTO_HEADER).map((extension) => ({ ...extension }));
+  // Where QEMU's upgrade puts it: after the backing format (and the LUKS pointer, placed below), before extensions it does not know.
+  if (upgraded && hasRoomForFeatureNameTable(2 ** source.clusterBits) && !kept.some((extension) => extension.type === EXT_FEATURE_TABLE)) {
+    const at = kept.findIndex((extension) => extension.type !== EXT_BACKING_FORMAT);
+    kept.splice(at < 0 ? kept.length : at, 0, featureNameTable());
+  }
   if (encryption === 'none') return kept;
   const pointer = { type: EXT_CRYPTO_HEADER, data: new Uint8Array(CRYPTO_HEADER_EXTENSION_BYTES) };
   const at = source.extensions.findIndex((extension) => extension.type === EXT_CRYPTO_HEADER);

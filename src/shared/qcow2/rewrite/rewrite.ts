@@ -55,6 +55,11 @@ export interface RewriteRequest {
   compression: CompressionPolicy;
   /** The new image's compression type (zstd needs compat 1.1); the source's by default. */
   compressionType?: CompressionType;
+  /**
+   * The new image's qcow2 version, the source's by default: 3 (compat 1.1) upgrades a version 2
+   * disk, as `qemu-img amend -o compat=1.1` does; back from 3 to 2 is refused (UNSUPPORTED_FEATURE).
+   */
+  version?: 2 | 3;
   /** Threads compressing (the caller's own included); helper threads run compress-worker.ts. */
   compressionThreads?: number;
   /** Where the compressing helper thread's module is, for bundles that move it (the app's). */
@@ -107,6 +112,8 @@ export interface RewriteResult extends RewriteSummary {
   inPlace: boolean;
   /** Threads that compressed (1 when nothing was compressed, or no helper thread could start). */
   compressionThreads: number;
+  /** The disk went from qcow2 version 2 to 3 (compat 0.10 to 1.1) on the way. */
+  upgradedToVersion3: boolean;
   /** The source's compressed data, now stored uncompressed (`uncompress`, or an encrypted new image: QEMU cannot keep it encrypted); null when there was none or it stayed compressed. */
   storedUncompressed: CompressedData | null;
 }
@@ -136,13 +143,13 @@ export interface RewritePreview extends SizeEstimate {
 export type PreviewEncryption = { kind: 'same' } | { kind: 'none' } | { kind: 'luks'; cipher?: LuksCipherChoice };
 
 export function previewRewrite(
-  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'batchClusters'> & { encryption?: PreviewEncryption },
+  request: Pick<RewriteRequest, 'source' | 'target' | 'compression' | 'compressionType' | 'version' | 'dropBitmaps' | 'openFile' | 'passphrase' | 'trustLegacyPassphrase' | 'batchClusters'> & { encryption?: PreviewEncryption },
   job: JobContext = silentJob,
 ): RewritePreview {
   const image = openSource(request, 'none', job);
   try {
     const compressionType = request.compressionType ?? image.header.compressionType;
-    assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType });
+    assertRewritable(image.header, { dropBitmaps: request.dropBitmaps ?? false, compressionType, version: request.version ?? image.header.version });
     // What the rewrite would refuse, the preview refuses. A disk still locked is estimated from its
     // metadata alone: its clusters' bytes would be ciphertext, so no sample is taken (the bound is the estimate).
     const encryption = outputEncryption(image, request.encryption ?? { kind: 'same' }, request.compression, false);
@@ -151,6 +158,7 @@ export function previewRewrite(
     const estimate = estimateOutputSize(image, plan, {
       policy: request.compression,
       compressionType,
+      version: request.version,
       sampleSize: locked ? 0 : undefined,
       batchClusters: request.batchClusters,
       luksAreaBytes: outputLuksAreaBytes(image, encryption),
@@ -176,7 +184,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     refuseChangedEncryption(image, request.expectedEncryption);
     const compressionType = request.compressionType ?? image.header.compressionType;
     const dropBitmaps = request.dropBitmaps ?? false;
-    assertRewritable(image.header, { dropBitmaps, compressionType });
+    const version = request.version ?? image.header.version;
+    assertRewritable(image.header, { dropBitmaps, compressionType, version });
     // Tables that overlap, point past the file or share a cluster beyond the refcount width would
     // make a copy that fails its own check: refuse before writing anything, and say to repair.
     refuseUnsoundMetadata(image, { storedRefcounts: false });
@@ -192,8 +201,8 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
     const beforeBytes = image.file.size();
     const batchClusters = Math.max(1, request.batchClusters ?? defaultBatchClusters(image));
     const luksAreaBytes = outputLuksAreaBytes(image, encryption);
-    assertRoom(replaced, (sampleSize) => estimateOutputSize(image, plan, { policy: request.compression, compressionType, batchClusters, luksAreaBytes, sampleSize }), request.freeBytes);
-    const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks' });
+    assertRoom(replaced, (sampleSize) => estimateOutputSize(image, plan, { policy: request.compression, compressionType, batchClusters, luksAreaBytes, sampleSize, version }), request.freeBytes);
+    const header = outputHeader(image.header, { sourcePath: request.source, targetPath: target, compressionType, dropBitmaps, encryption: encryption.kind === 'none' ? 'none' : 'luks', version });
     let luks: WriteImageOptions['luks'] = null;
     if (encryption.kind === 'same') luks = { area: readLuksArea(image), cipher: sourceCipher(image) };
     else if (encryption.kind === 'luks') {
@@ -234,6 +243,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
             verified: verify,
             encryption: luks === null ? 'none' : 'luks',
             compressionThreads,
+            upgradedToVersion3: header.version === 3 && image.header.version === 2,
             storedUncompressed: (luks !== null || request.compression === 'uncompress') && plan.compressedClusters > 0 ? compressedData(image, plan) : null,
           };
           return result;

@@ -161,8 +161,9 @@ class ImageWriter {
     this.compressedSize = new Uint32Array(plan.compressed.count);
     this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
     this.compressInput = options.compressor === null ? new Uint8Array(0) : alignedBytes(options.batchClusters * this.clusterBytes);
-    // All-zero data reads the same as an unallocated cluster where no backing file shows through.
-    this.zeroForm = source.header.backingFile === null ? 'unallocated' : source.version === 3 ? 'zero' : 'stored';
+    // All-zero data reads the same as an unallocated cluster where no backing file shows through;
+    // over one, only a version 3 image (the new one's version) has a zero cluster to say so.
+    this.zeroForm = source.header.backingFile === null ? 'unallocated' : options.header.version === 3 ? 'zero' : 'stored';
     this.totalClusters = plan.dataClusters + plan.compressedClusters;
     this.copiesPlainData = options.luks === null && source.header.cryptMethod === 0 && !source.l2Format.extendedL2;
     this.sourceHoles = source.cipher === null ? knownHoles(source.file) : null;
