@@ -213,6 +213,35 @@ describe('Compact…', () => {
     await showTab(page, 'snapshots');
   });
 
+  it('on a compat 0.10 disk, choosing zstd upgrades it to compat 1.1: qemu-img finds it version 3, zstd-compressed and clean, with the same snapshots and data', async () => {
+    const { path } = makeSnapshottedDisk(folder, 'old-v2.qcow2', 4, { compat: '0.10' });
+    const digests = allStateDigests(path);
+    const snapshots = qemuSnapshotNames(path);
+    await openDisk(page, path);
+    await page.getByTestId('compress-button').click();
+    await waitForFigures(page);
+    expect(await page.getByTestId('rewrite-upgrade').isChecked()).toBe(false);
+    await page.getByTestId('rewrite-compression-type').selectOption('zstd');
+    await waitForFigures(page);
+    expect(await page.getByTestId('rewrite-upgrade').isChecked()).toBe(true);
+    await screenshot(page, 'compress-upgrade-light');
+    await page.getByTestId('dialog-submit').click();
+    expect(await waitForEnd(page)).toBe('done');
+    expect(await page.getByTestId('rewrite-result-detail').textContent()).toMatch(/^Upgraded to compat 1\.1 \(qcow2 v3\)/);
+    const info = JSON.parse(qemuImg('info', '--output=json', path)) as { 'format-specific': { data: { compat: string; 'compression-type': string } } };
+    expect(info['format-specific'].data).toMatchObject({ compat: '1.1', 'compression-type': 'zstd' });
+    expect(qemuCheckReport(path)).toMatchObject({ code: 0, corruptions: 0, leaks: 0 });
+    expect(qemuCheckReport(path).compressedClusters).toBeGreaterThan(0);
+    expect(qemuSnapshotNames(path)).toEqual(snapshots);
+    expect(allStateDigests(path)).toEqual(digests);
+    await page.getByTestId('dialog-cancel').click();
+    // The disk view reads the disk again: its Properties say version 3 now.
+    await showTab(page, 'properties');
+    await eventually(() => page.getByTestId('info-version').textContent()).toBe('qcow2 v3');
+    await eventually(() => page.getByTestId('info-compression').textContent()).toBe('zstd');
+    await showTab(page, 'snapshots');
+  });
+
   it('whose estimate fails while another program holds the disk offers to read it again, and goes on once the disk is free', async () => {
     const path = makeGappedDisk('compact-held.qcow2');
     await openDisk(page, path);

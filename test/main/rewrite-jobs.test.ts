@@ -3,6 +3,7 @@
  * against the contract, then the real request handle, job manager, per-image queue, worker pool and
  * engine, on disks qemu-img makes; what comes out is judged by qemu-img.
  */
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -231,11 +232,22 @@ describe('compress and compact, through the queue and the pool', () => {
     expect(fileHash(path)).toBe(hashBefore);
   }, 60_000);
 
-  it('refuses zstd on a compat 0.10 disk before writing anything', async () => {
+  it('refuses zstd on a compat 0.10 disk before writing anything (NEEDS_VERSION_3); with compat 1.1 asked, upgrades it and says so', async () => {
     const { path } = makeSnapshottedDisk(folder.path, `v2-${counter++}.qcow2`, 2, { compat: '0.10' });
     const hashBefore = fileHash(path);
-    expect(errorOf(await backend.ended(await backend.start('image.compress', path, { compressionType: 'zstd' }))).code).toBe('INVALID_ARGUMENT');
+    expect(errorOf(await backend.ended(await backend.start('image.compress', path, { compressionType: 'zstd' }))).code).toBe('NEEDS_VERSION_3');
     expect(fileHash(path)).toBe(hashBefore);
+
+    const before = allStateDigests(path);
+    const preview = await run<RewritePreview>(backend, 'image.rewritePreview', path, { compression: 'compress', compressionType: 'zstd', compat: '1.1' });
+    expect(preview.snapshots).toBe(2);
+    const summary = await run<RewriteSummary>(backend, 'image.compress', path, { compressionType: 'zstd', compat: '1.1' });
+    expect(summary).toMatchObject({ snapshots: 2, verified: true, upgradedToVersion3: true });
+    const formatData = (JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', path], { encoding: 'utf8' })) as { 'format-specific': { data: Record<string, unknown> } })['format-specific'].data;
+    expect(formatData).toMatchObject({ compat: '1.1', 'compression-type': 'zstd' });
+    expect(allStateDigests(path)).toEqual(before);
+    expect(qemuCheckReport(path)).toMatchObject({ code: 0, corruptions: 0, leaks: 0 });
+    expect(qemuCheckReport(path).compressedClusters).toBeGreaterThan(0);
   }, 60_000);
 });
 

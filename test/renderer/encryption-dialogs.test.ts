@@ -74,7 +74,7 @@ function preview(overrides: Partial<RewritePreview> = {}): RewritePreview {
 }
 
 function summary(encryption: 'luks' | 'none'): RewriteSummary {
-  return { beforeBytes: 800 * MiB, afterBytes: 802 * MiB, snapshots: 2, storedClusters: 12800, compressedClusters: 0, zeroClusters: 0, verified: true, encryption };
+  return { beforeBytes: 800 * MiB, afterBytes: 802 * MiB, snapshots: 2, storedClusters: 12800, compressedClusters: 0, zeroClusters: 0, verified: true, encryption, upgradedToVersion3: false };
 }
 
 function byTestId(testId: string): HTMLElement | null {

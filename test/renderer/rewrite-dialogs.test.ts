@@ -101,23 +101,67 @@ describe('the Compress… dialog', () => {
     expect(submitDisabled(view)).toBe(false);
   });
 
-  it('offers zstd only on a compat 1.1 disk, and asks for a new estimate when the type changes', async () => {
+  it('offers zstd, and asks for a new estimate when the type changes; a compat 1.1 disk has no upgrade to offer', async () => {
     const view = await mountRewrite('compress');
     end('image.rewritePreview', { result: preview() });
     await flushPromises();
-    const zstd = view.get('[data-testid="rewrite-compression-type"] option[value="zstd"]').element as HTMLOptionElement;
-    expect(zstd.disabled).toBe(false);
+    expect(view.find('[data-testid="rewrite-upgrade"]').exists()).toBe(false);
+    const zstd = view.get('[data-testid="rewrite-compression-type"] option[value="zstd"]');
+    expect(zstd.text()).not.toContain('upgrade');
     await view.get('[data-testid="rewrite-compression-type"]').setValue('zstd');
     await flushPromises();
-    expect(started.at(-1)).toMatchObject({ kind: 'image.rewritePreview', args: { compression: 'compress', compressionType: 'zstd' } });
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.rewritePreview', args: { compression: 'compress', compressionType: 'zstd' } }));
+  });
 
-    wrapper?.unmount();
+  it('on a compat 0.10 disk: zstd upgrades it to compat 1.1 (ticked and sent to the estimate and the job), declining the upgrade goes back to zlib, and the end says so', async () => {
     info = imageInfo({ filename: PATH, 'format-specific': { type: 'qcow2', data: { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': 16 } } });
     useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
-    const old = await mountRewrite('compress');
-    const disabled = old.get('[data-testid="rewrite-compression-type"] option[value="zstd"]');
-    expect((disabled.element as HTMLOptionElement).disabled).toBe(true);
-    expect(disabled.text()).toContain('needs a compat 1.1 disk');
+    const view = await mountRewrite('compress');
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    const upgrade = view.get('[data-testid="rewrite-upgrade"]');
+    expect((upgrade.element as HTMLInputElement).checked).toBe(false);
+    expect(view.get('[data-testid="rewrite-compression-type"] option[value="zstd"]').text()).toContain('(upgrades the disk to compat 1.1)');
+
+    await view.get('[data-testid="rewrite-compression-type"]').setValue('zstd');
+    await flushPromises();
+    expect((upgrade.element as HTMLInputElement).checked).toBe(true);
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.rewritePreview', args: { compression: 'compress', compressionType: 'zstd', compat: '1.1' } }));
+    await upgrade.setValue(false);
+    await flushPromises();
+    expect((view.get('[data-testid="rewrite-compression-type"]').element as HTMLSelectElement).value).toBe('zlib');
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.rewritePreview', args: { compression: 'compress', compressionType: 'zlib' } }));
+
+    await upgrade.setValue(true);
+    await flushPromises();
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    await view.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.compress', path: PATH, args: { compressionType: 'zlib', compat: '1.1' } }));
+    const summary: RewriteSummary = { beforeBytes: 800 * MiB, afterBytes: 360 * MiB, snapshots: 2, storedClusters: 100, compressedClusters: 12000, zeroClusters: 3, verified: true, encryption: 'none', upgradedToVersion3: true };
+    end('image.compress', { result: summary });
+    await flushPromises();
+    expect(text(view, 'rewrite-result-detail')).toMatch(/^Upgraded to compat 1\.1 \(qcow2 v3\); 2 snapshots kept/);
+  });
+
+  it('Compact… offers the upgrade on a compat 0.10 disk only, and sends it', async () => {
+    const recent = await mountRewrite('compact');
+    expect(recent.find('[data-testid="rewrite-upgrade"]').exists()).toBe(false);
+    recent.unmount();
+    info = imageInfo({ filename: PATH, 'format-specific': { type: 'qcow2', data: { compat: '0.10', 'compression-type': 'zlib', 'refcount-bits': 16 } } });
+    useLibraryStore().disks = [{ path: PATH, status: 'ready', info, error: null, refreshing: false }];
+    const view = await mountRewrite('compact');
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    await view.get('[data-testid="rewrite-upgrade"]').setValue(true);
+    await flushPromises();
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.rewritePreview', args: { compression: 'keep', compat: '1.1' } }));
+    end('image.rewritePreview', { result: preview() });
+    await flushPromises();
+    await view.get('form').trigger('submit');
+    await flushPromises();
+    expect(started.at(-1)).toEqual(expect.objectContaining({ kind: 'image.compact', path: PATH, args: { compat: '1.1' } }));
   });
 
   it('refuses to start when the estimate does not fit in the free space, and cautions when only the worst case does not', async () => {
@@ -205,7 +249,7 @@ describe('the Compress… dialog', () => {
     expect(view.find('[data-testid="dialog-submit"]').exists()).toBe(false);
 
     const opensBefore = fake.calls.filter((call) => call.name === 'image.open').length;
-    const summary: RewriteSummary = { beforeBytes: 800 * MiB, afterBytes: 360 * MiB, snapshots: 2, storedClusters: 100, compressedClusters: 12000, zeroClusters: 3, verified: true, encryption: 'none' };
+    const summary: RewriteSummary = { beforeBytes: 800 * MiB, afterBytes: 360 * MiB, snapshots: 2, storedClusters: 100, compressedClusters: 12000, zeroClusters: 3, verified: true, encryption: 'none', upgradedToVersion3: false };
     end('image.compress', { result: summary });
     await flushPromises();
     expect(view.get('[data-testid="dialog"]').attributes('data-phase')).toBe('done');

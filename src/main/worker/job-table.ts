@@ -79,7 +79,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
     },
     'image.rewritePreview': (path, args, context) => {
       const encryption = args.output === 'plain' ? { kind: 'none' as const } : args.output === 'luks' ? { kind: 'luks' as const, cipher: args.cipher } : { kind: 'same' as const };
-      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType), encryption, dropBitmaps: args.dropBitmaps }, context);
+      const preview = previewRewrite({ source: path, compression: args.compression, compressionType: compressionTypeCode(args.compressionType), version: versionFor(args.compat), encryption, dropBitmaps: args.dropBitmaps }, context);
       return {
         fileBytes: preview.fileBytes,
         expectedBytes: preview.expectedBytes,
@@ -97,6 +97,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
             source: path,
             compression: 'compress',
             compressionType: compressionTypeCode(args.compressionType),
+            version: versionFor(args.compat),
             compressionThreads: settings.compressionThreads,
             compressWorker: settings.compressWorker,
             dropBitmaps: args.dropBitmaps,
@@ -106,7 +107,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
       ),
     'image.compact': (path, args, context) =>
       withSecretBytes([args.passphrase], ([passphrase]) =>
-        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', passphrase, earlyVerifyWorker: settings.earlyVerifyWorker, dropBitmaps: args.dropBitmaps }, context)),
+        rewriteSummary(rewriteImage({ source: path, compression: args.uncompress === true ? 'uncompress' : 'keep', version: versionFor(args.compat), passphrase, earlyVerifyWorker: settings.earlyVerifyWorker, dropBitmaps: args.dropBitmaps }, context)),
       ),
     // An encrypted disk's data is never stored compressed (QEMU would keep those clusters unencrypted): 'keep' leaves that to the engine.
     'image.encrypt': (path, args, context) =>
@@ -198,6 +199,11 @@ function rescueReport(target: string, format: 'qcow2' | 'raw', result: ConvertRe
 }
 
 /** What the page hears of a rewrite: the in-place target is the job's own path already. */
+/** compat 1.1 asked of a rewrite: version 3 (a version 2 disk is upgraded); otherwise the disk keeps its own. */
+function versionFor(compat: '1.1' | undefined): 3 | undefined {
+  return compat === '1.1' ? 3 : undefined;
+}
+
 function rewriteSummary(result: RewriteResult): RewriteSummary {
   return {
     beforeBytes: result.beforeBytes,
@@ -208,5 +214,6 @@ function rewriteSummary(result: RewriteResult): RewriteSummary {
     zeroClusters: result.zeroClusters,
     verified: result.verified,
     encryption: result.encryption,
+    upgradedToVersion3: result.upgradedToVersion3,
   };
 }

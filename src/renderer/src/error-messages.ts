@@ -124,6 +124,11 @@ const MESSAGES: Record<ApiErrorCode, ErrorMessage> = {
     title: 'The disk was written to since the dialog showed what reverting discards: it now holds more data that is in no snapshot.',
     hint: 'Nothing was changed. Open Revert again to see what it would discard now, or take a snapshot first.',
   },
+  NEEDS_VERSION_3: {
+    short: 'Needs qcow2 v3',
+    title: 'This disk is compat 0.10 (qcow2 version 2), and zstd compression needs compat 1.1 (version 3).',
+    hint: 'Choose zstd in the Compress dialog: it upgrades the disk to compat 1.1 on the way (QEMU 1.1 and later read it). Or keep zlib.',
+  },
   HAS_BITMAPS: {
     short: 'Has dirty bitmaps',
     title: 'The disk keeps persistent dirty bitmaps, which incremental backups use and a rewritten disk cannot keep.',

@@ -96,6 +96,8 @@ export const CreateImageArgs = z
 export const RewriteCompression = z.enum(['compress', 'keep', 'uncompress']);
 /** zstd needs a compat 1.1 image; by default the disk keeps its own type. */
 export const CompressionTypeName = z.enum(['zlib', 'zstd']);
+/** Upgrade a compat 0.10 (qcow2 version 2) disk to compat 1.1 on the way; without it a disk keeps its version. */
+export const UpgradeCompat = z.literal('1.1');
 
 /** What "Compress…" and "Compact…" would give, asked before they start (reads metadata and a sample). */
 
@@ -106,7 +108,7 @@ export const CompressionTypeName = z.enum(['zlib', 'zstd']);
 export const DropBitmaps = z.boolean();
 
 /** "Compress…": every data cluster of every snapshot compressed, the disk replaced in place. */
-export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
+export const CompressImageArgs = z.object({ compressionType: CompressionTypeName.optional(), compat: UpgradeCompat.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
 /**
  * A disk's passphrase, as QEMU takes a secret: UTF-8 text, no NUL. It crosses IPC once, in the
  * arguments of the one job that needs it (under the keys secrets.ts's SECRET_ARGUMENTS names), and
@@ -136,6 +138,7 @@ export const RewritePreviewArgs = z
   .object({
     compression: RewriteCompression,
     compressionType: CompressionTypeName.optional(),
+    compat: UpgradeCompat.optional(),
     output: z.enum(['same', 'plain', 'luks']).optional(),
     cipher: LuksCipherArgs.optional(),
     dropBitmaps: DropBitmaps.optional(),
@@ -146,7 +149,7 @@ export const LuksHashName = z.enum(['sha1', 'sha256', 'sha512']);
 export const IterTimeMs = z.number().int().min(100).max(60_000);
 
 /** "Compact…": copied without the gaps, compressed clusters kept as they are unless `uncompress`; an encrypted disk's passphrase. */
-export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), passphrase: Passphrase.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
+export const CompactImageArgs = z.object({ uncompress: z.boolean().optional(), compat: UpgradeCompat.optional(), passphrase: Passphrase.optional(), dropBitmaps: DropBitmaps.optional() }).strict();
 /**
  * "Encrypt…": the disk rewritten with every snapshot under a new LUKS key for `newPassphrase`
  * (QEMU's aes-256-xts-plain64, sha256 by default). `passphrase` unlocks a disk in the old AES

@@ -345,6 +345,8 @@ export interface RewriteSummary {
   verified: boolean;
   /** The new image's encryption. */
   encryption: 'luks' | 'none';
+  /** The disk went from qcow2 version 2 to 3 (compat 0.10 to 1.1) on the way. */
+  upgradedToVersion3: boolean;
 }
 
 /** What resizing to `newSize` would do, asked before it starts (reads metadata only). */

@@ -112,8 +112,6 @@ export interface RewriteResult extends RewriteSummary {
   inPlace: boolean;
   /** Threads that compressed (1 when nothing was compressed, or no helper thread could start). */
   compressionThreads: number;
-  /** The disk went from qcow2 version 2 to 3 (compat 0.10 to 1.1) on the way. */
-  upgradedToVersion3: boolean;
   /** The source's compressed data, now stored uncompressed (`uncompress`, or an encrypted new image: QEMU cannot keep it encrypted); null when there was none or it stayed compressed. */
   storedUncompressed: CompressedData | null;
 }
