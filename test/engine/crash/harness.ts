@@ -508,6 +508,17 @@ export const fileOperations: FileOperation[] = [
     judgeAfter: sameStatesAs('compressed.qcow2'),
   },
   {
+    name: 'compact in place upgrading a compat 0.10 image with two snapshots to compat 1.1 (qcow2 version 3)',
+    target: `${FAKE_FOLDER}/upgrade.qcow2`,
+    setup: (folder) => qemuMadeImage(folder, 'upgrade.qcow2', V2_512, 128 * KiB, [...twoSnapshots, { io: 'write -P 0x27 90k 20k' }]),
+    run: (fileSystem) => rewriteThrough(fileSystem, { source: `${FAKE_FOLDER}/upgrade.qcow2`, compression: 'keep', version: 3, batchClusters: 3 }, true),
+    judgeAfter: async (finishedPath, folder) => {
+      const problems = await sameStatesAs('upgrade.qcow2')(finishedPath, folder);
+      const compat = (await qemuInfo(finishedPath))['format-specific']?.data.compat;
+      return compat === '1.1' ? problems : [...problems, `the finished image is compat ${compat}, not 1.1`];
+    },
+  },
+  {
     // 6 MiB of data: more than the writer stages at once, so the new file takes several writes.
     name: 'compact in place with --uncompress: a v2 image of several MiB, after a snapshot delete',
     target: `${FAKE_FOLDER}/v2.qcow2`,
