@@ -57,6 +57,8 @@ interface RewriteCase {
   steps: Step[];
   policy: CompressionPolicy;
   compressionType: 'source' | 'zlib' | 'zstd';
+  /** A version 2 image upgraded to version 3 on the way (RewriteRequest.version). */
+  upgrade: boolean;
   where: 'in place' | 'same folder' | 'other folder';
   batchClusters: number | undefined;
   threads: 1 | 2;
@@ -87,6 +89,7 @@ const caseArbitrary: fc.Arbitrary<RewriteCase> = fc
     steps: fc.array(stepArbitrary, { minLength: 2, maxLength: 22 }),
     policy: fc.constantFrom<CompressionPolicy>('compress', 'keep', 'uncompress'),
     compressionType: fc.constantFrom<RewriteCase['compressionType']>('source', 'zlib', 'zstd'),
+    upgrade: fc.boolean(),
     where: fc.constantFrom<RewriteCase['where']>('in place', 'same folder', 'other folder'),
     batchClusters: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
     threads: fc.constantFrom<1 | 2>(1, 1, 2),
@@ -98,6 +101,7 @@ const caseArbitrary: fc.Arbitrary<RewriteCase> = fc
     // would overflow when a snapshot shares them (qemu refuses those snapshots), so they come only with 16 bits or more.
     const refcountBits = v3 ? raw.refcountBits : 16;
     const compressing = refcountBits >= 16;
+    const upgrade = raw.upgrade && !v3;
     const start = raw.start === 'preallocated' && raw.backing !== 'none' ? 'create' : raw.start === 'convert -c' && (!compressing || raw.backing !== 'none') ? 'create' : raw.start;
     return {
       ...raw,
@@ -106,7 +110,8 @@ const caseArbitrary: fc.Arbitrary<RewriteCase> = fc
       zstdSource: raw.zstdSource && v3,
       start,
       steps: compressing ? raw.steps : raw.steps.filter((step) => step.kind !== 'compressed'),
-      compressionType: v3 ? raw.compressionType : raw.compressionType === 'zstd' ? 'zlib' : raw.compressionType,
+      compressionType: v3 || upgrade ? raw.compressionType : raw.compressionType === 'zstd' ? 'zlib' : raw.compressionType,
+      upgrade,
     };
   });
 
@@ -230,11 +235,13 @@ async function checkCase(testCase: RewriteCase): Promise<void> {
   const checkBefore = await qemuCheck(image);
   const ownData = (await qemuMap(image)).filter((entry) => entry.depth === 0 && entry.data).some((entry) => current.subarray(entry.start, entry.start + entry.length).some((byte) => byte !== 0));
   const compressionType = testCase.compressionType === 'source' ? undefined : testCase.compressionType === 'zstd' ? 1 : 0;
-  const preview = previewRewrite({ source: image, compression: testCase.policy, compressionType, batchClusters: testCase.batchClusters });
+  const upgradeTo = testCase.upgrade ? 3 : undefined;
+  const preview = previewRewrite({ source: image, compression: testCase.policy, compressionType, version: upgradeTo, batchClusters: testCase.batchClusters });
   const sourceHash = fileHash(image);
 
   const target = testCase.where === 'in place' ? undefined : path.join(runFolder, ...(testCase.where === 'other folder' ? ['other'] : []), 'out.qcow2');
-  const result = rewriteImage({ source: image, target, compression: testCase.policy, compressionType, batchClusters: testCase.batchClusters, compressionThreads: testCase.threads });
+  const result = rewriteImage({ source: image, target, compression: testCase.policy, compressionType, version: upgradeTo, batchClusters: testCase.batchClusters, compressionThreads: testCase.threads });
+  expect(result.upgradedToVersion3, `${context}: upgraded`).toBe(testCase.upgrade);
   const output = target ?? image;
   if (target !== undefined) expect(fileHash(image), `${context}: the source is untouched`).toBe(sourceHash);
   expect(fs.readdirSync(path.dirname(output)).filter((file) => file.endsWith('.tmp')), `${context}: temporary files left`).toEqual([]);
@@ -258,7 +265,8 @@ async function checkCase(testCase: RewriteCase): Promise<void> {
   expect(size, `${context}: the file against the preview's bound`).toBeLessThanOrEqual(preview.maxBytes);
   expect(result.snapshots).toBe(snapshots.size);
   const info = await qemuInfo(output);
-  if (version === 3) expect(info['format-specific']?.data['compression-type'], `${context}: compression type`).toBe(testCase.compressionType === 'source' ? (testCase.zstdSource ? 'zstd' : 'zlib') : testCase.compressionType);
+  expect(info['format-specific']?.data.compat, `${context}: compat`).toBe(version === 3 || testCase.upgrade ? '1.1' : '0.10');
+  if (version === 3 || testCase.upgrade) expect(info['format-specific']?.data['compression-type'], `${context}: compression type`).toBe(testCase.compressionType === 'source' ? (testCase.zstdSource ? 'zstd' : 'zlib') : testCase.compressionType);
   const compressedAfter = (await qemuCheck(output)).report?.['compressed-clusters'] ?? 0;
   if (testCase.policy === 'uncompress') {
     expect(result.compressedClusters, `${context}: compressed clusters written`).toBe(0);
