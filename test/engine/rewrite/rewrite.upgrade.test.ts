@@ -8,10 +8,10 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { readImageInfo } from '../../../src/shared/qcow2/image/info.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { readSnapshotTree, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
+import { thrownQcow2Error } from '../../helpers/outcomes.ts';
 import { cutSnapshotExtraData, readBytes, readU32, snapshotTable } from '../../helpers/qcow2-poke.ts';
 import { qemuImg, qemuInfo, qemuIo, qemuMap, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
 import { loadVm, saveVm } from '../../helpers/qemu-system.ts';
@@ -182,18 +182,9 @@ describe('a compat 0.10 disk upgraded to compat 1.1 by a rewrite, as qemu-img am
     await qemuImg(['create', '-q', '-f', 'qcow2', recent, String(8 * MiB)]);
     await qemuIo(recent, [`write -P 6 0 ${MiB}`]);
     const hashes = [fileHash(old), fileHash(recent)];
-    const refusal = (run: () => unknown): Qcow2Error => {
-      try {
-        run();
-      } catch (error) {
-        if (error instanceof Qcow2Error) return error;
-        throw error;
-      }
-      throw new Error('not refused');
-    };
-    expect(refusal(() => rewriteImage({ source: old, target: folder.file('zstd.qcow2'), compression: 'compress', compressionType: 1 })).code).toBe('NEEDS_VERSION_3');
-    expect(refusal(() => rewriteImage({ source: recent, target: folder.file('back.qcow2'), compression: 'keep', version: 2 })).code).toBe('UNSUPPORTED_FEATURE');
-    expect(refusal(() => rewriteImage({ source: recent, compression: 'keep', version: 2 })).code).toBe('UNSUPPORTED_FEATURE');
+    expect(thrownQcow2Error(() => rewriteImage({ source: old, target: folder.file('zstd.qcow2'), compression: 'compress', compressionType: 1 })).code).toBe('NEEDS_VERSION_3');
+    expect(thrownQcow2Error(() => rewriteImage({ source: recent, target: folder.file('back.qcow2'), compression: 'keep', version: 2 })).code).toBe('UNSUPPORTED_FEATURE');
+    expect(thrownQcow2Error(() => rewriteImage({ source: recent, compression: 'keep', version: 2 })).code).toBe('UNSUPPORTED_FEATURE');
     expect([fileHash(old), fileHash(recent)]).toEqual(hashes);
     expect(fs.existsSync(folder.file('zstd.qcow2')) || fs.existsSync(folder.file('back.qcow2'))).toBe(false);
     // Asked for the version it already has, a disk stays as it is: no upgrade reported.
