@@ -8,6 +8,7 @@ import * as fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { Qcow2Image } from '../../../src/shared/qcow2/image/image.ts';
+import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { readResizePreview, resizeImagePath } from '../../../src/shared/qcow2/snapshots/resize.ts';
 import { readSnapshotTree, takeSnapshot } from '../../../src/shared/qcow2/snapshots/operations.ts';
 import { KiB, MiB } from '../../helpers/image-matrix.ts';
@@ -139,7 +140,7 @@ describe('growing', () => {
     await expectGuest(image, model, 'extended L2 grow');
   });
 
-  it('grows a v2 image without snapshots, and refuses one with snapshots as qemu-img does', async () => {
+  it('grows a v2 image without snapshots, and refuses one with snapshots as qemu-img does, until it is upgraded to compat 1.1', async () => {
     const image = await makeImage('compat=0.10,cluster_size=512', 40 * KiB);
     let model: Uint8Array = new Uint8Array(40 * KiB);
     await pattern(image, model, 32 * KiB, 8 * KiB, 0x77);
@@ -154,6 +155,13 @@ describe('growing', () => {
     const qemu = await qemuImg(['resize', image, String(2 * MiB)], { okCodes: [0, 1] });
     expect(qemu.code).toBe(1);
     expect(fileHash(image)).toBe(hash);
+
+    // The way the refusal names: upgraded (every snapshot kept, each now with its size), it grows and the snapshot keeps its size.
+    expect(rewriteImage({ source: image, compression: 'keep', version: 3 }).upgradedToVersion3).toBe(true);
+    resizeImagePath(image, 2 * MiB);
+    await expectCheckClean(expect, image, 'v2 upgraded, then grown');
+    await expectGuest(image, grown(model, 2 * MiB), 'v2 upgraded, then grown');
+    await expectGuest(image, model, 'the snapshot, at its own size', 'one');
   });
 
   it('zeroes what a cluster holds past an old end that is not a whole cluster before the disk grows over it', async () => {

@@ -117,14 +117,14 @@ function assertResizable(image: Qcow2Image, newSize: number): void {
   if (newSize === image.virtualSize) return;
   // A v2 snapshot table has no disk size per snapshot: each would silently take the new size.
   if (image.version === 2 && image.snapshots.length > 0) {
-    throw new Qcow2Error('INVALID_ARGUMENT', "A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized: its snapshots do not record their own disk size, so they would change size too (qemu-img refuses as well)");
+    throw new Qcow2Error('INVALID_ARGUMENT', "A compat 0.10 (qcow2 v2) disk with snapshots cannot be resized: its snapshots do not record their own disk size, so they would change size too (qemu-img refuses as well). Upgrade it to compat 1.1 first (Compact…, or `cowbell compact -o compat=1.1`, every snapshot kept): each snapshot then keeps its own size");
   }
   const sizeless = image.snapshots.find((entry) => entry.diskSize === null);
   if (sizeless !== undefined) {
     throw new Qcow2Error('INVALID_ARGUMENT', `Snapshot "${sizeless.name}" does not record its own disk size, so resizing would change it too; nothing was changed`);
   }
   if (image.version === 2 && backingShownPast(image, newSize) !== null) {
-    throw new Qcow2Error('INVALID_ARGUMENT', "Growing this compat 0.10 (qcow2 v2) disk would show its backing file's data past the old end (the backing file is larger), and v2 has no zero clusters to hide it; nothing was changed");
+    throw new Qcow2Error('INVALID_ARGUMENT', "Growing this compat 0.10 (qcow2 v2) disk would show its backing file's data past the old end (the backing file is larger), and v2 has no zero clusters to hide it; nothing was changed. Upgrade it to compat 1.1 first (Compact…, or `cowbell compact -o compat=1.1`)");
   }
 }
 
