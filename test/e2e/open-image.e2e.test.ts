@@ -80,6 +80,9 @@ describe('browser mode: opening an image', () => {
     expect(await page.getByTestId('info-backing-file').textContent()).toContain(base);
     expect(await page.getByTestId('info-backing-format').textContent()).toContain('qcow2');
     expect(await page.getByTestId('snapshot-empty').isVisible()).toBe(true);
+    await showTab(page, 'properties');
+    expect(await page.getByTestId('info-version-note').textContent()).toContain('can upgrade it to v3');
+    await screenshot(page, 'properties-v2-light');
   });
 
   it('opens the image given on the command line at start', async () => {

@@ -24,6 +24,9 @@ describe('ImageInfoPanel', () => {
     info['format-specific'].data.compat = '0.10';
     const v2 = mount(ImageInfoPanel, { props: { info } });
     expect(text(v2, 'info-version')).toBe('qcow2 v2');
+    // Only a v2 disk is told of the upgrade (the rewrite dialogs offer it).
+    expect(text(v2, 'info-version-note')).toContain('Compact… or Compress… can upgrade it to v3, keeping every snapshot');
+    expect(v3.find('[data-testid="info-version-note"]').exists()).toBe(false);
   });
 
   it('shows no encryption, LUKS, and legacy AES', () => {
