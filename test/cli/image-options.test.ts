@@ -104,7 +104,8 @@ describe('-o help', () => {
       expect(fs.existsSync(disk)).toBe(false);
       // Each command lists what it takes: convert keeps no size or preallocation of its own.
       expect(listed((await cli(['convert', '-O', 'qcow2', '-o', 'help'])).out)).toEqual(['backing_file', 'backing_fmt', 'cluster_size', 'compat', 'compression_type', 'extended_l2', 'refcount_bits']);
-      expect(listed((await cli(['compress', '-o', 'help'])).out)).toEqual(['compression_type']);
+      expect(listed((await cli(['compress', '-o', 'help'])).out)).toEqual(['compat', 'compression_type']);
+      expect(listed((await cli(['compact', '-o', 'help'])).out)).toEqual(['compat']);
       expect(listed((await cli(['encrypt', '-o', '?'])).out)).toEqual(['encrypt.format', 'encrypt.cipher-alg', 'encrypt.cipher-mode', 'encrypt.ivgen-alg', 'encrypt.ivgen-hash-alg', 'encrypt.hash-alg', 'encrypt.iter-time']);
       expect(listed((await cli(['passphrase', '-o', 'help'])).out)).toEqual(['encrypt.iter-time']);
       // A value named help (a backing file called so) is not a request for the list.
