@@ -198,12 +198,12 @@ function rescueReport(target: string, format: 'qcow2' | 'raw', result: ConvertRe
   };
 }
 
-/** What the page hears of a rewrite: the in-place target is the job's own path already. */
 /** compat 1.1 asked of a rewrite: version 3 (a version 2 disk is upgraded); otherwise the disk keeps its own. */
 function versionFor(compat: '1.1' | undefined): 3 | undefined {
   return compat === '1.1' ? 3 : undefined;
 }
 
+/** What the page hears of a rewrite: the in-place target is the job's own path already. */
 function rewriteSummary(result: RewriteResult): RewriteSummary {
   return {
     beforeBytes: result.beforeBytes,
