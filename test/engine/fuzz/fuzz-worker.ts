@@ -5,7 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { Qcow2Error, isErrorCode } from '../../../src/shared/qcow2/errors.ts';
 import { installAllocationGuard } from './allocation-guard.ts';
-import type { CaseRequest, FuzzTarget, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
+import type { FuzzTarget, HarnessMessage, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
 import { SELF_TEST_TARGETS } from './self-test-targets.ts';
 import { CHANGE_TARGETS, REWRITE_TARGETS } from './change-targets.ts';
 import { QEMU_ORACLE_TARGETS } from './qemu-oracle-targets.ts';
@@ -46,7 +46,11 @@ async function runTarget(name: string, imagePath: string): Promise<TargetOutcome
   return outcome;
 }
 
-port.on('message', async (request: CaseRequest) => {
+port.on('message', async (request: HarnessMessage) => {
+  if (request.type === 'stop') {
+    port.close();
+    return;
+  }
   for (const name of request.targets) {
     post({ type: 'start', target: name });
     const started = process.threadCpuUsage();

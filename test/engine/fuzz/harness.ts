@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { CaseRequest, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
+import type { CaseRequest, HarnessMessage, TargetOutcome, WorkerMessage, WorkerSettings } from './protocol.ts';
 
 export interface HarnessOptions {
   /** A folder the harness owns: one subfolder per worker, with the companions copied in. */
@@ -34,6 +34,9 @@ export const DEFAULT_HARNESS: Omit<HarnessOptions, 'folder' | 'companions'> = {
   heapLimitMb: 256,
   allocationLimitBytes: 64 * 1024 * 1024,
 };
+
+/** How long close() waits for an idle worker to end on its own before terminating it. */
+const STOP_GRACE_MS = 5_000;
 
 const WORKER_URL = new URL('./fuzz-worker.ts', import.meta.url);
 
@@ -106,7 +109,7 @@ class Slot {
   private async attempt(targets: string[]): Promise<TargetOutcome[]> {
     const worker = await this.spawn();
     const outcomes: TargetOutcome[] = [];
-    const request: CaseRequest = { imagePath: path.join(this.folder, IMAGE), targets };
+    const request: CaseRequest = { type: 'case', imagePath: path.join(this.folder, IMAGE), targets };
     return await new Promise<TargetOutcome[]>((resolve) => {
       let current: string | null = null;
       let timer: NodeJS.Timeout | null = null;
@@ -212,8 +215,21 @@ class Slot {
     return outcomes;
   }
 
+  /** Asks an idle worker to end (its port closes and its thread leaves); terminates it if it has not after a while. */
   async close(): Promise<void> {
-    await this.kill();
+    const worker = this.worker;
+    this.worker = null;
+    this.ready = null;
+    if (worker === null) return;
+    const ended = new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), STOP_GRACE_MS);
+      worker.once('exit', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+    worker.postMessage({ type: 'stop' } satisfies HarnessMessage);
+    if (!(await ended)) await worker.terminate();
   }
 }
 

@@ -6,9 +6,17 @@ export interface WorkerSettings {
 
 /** One mutated image and the targets to run on it, in order. */
 export interface CaseRequest {
+  type: 'case';
   imagePath: string;
   targets: string[];
 }
+
+/**
+ * What the harness sends a worker: a case, or `stop` to an idle worker, which then closes its port
+ * and ends on its own. terminate() is kept for a worker that hangs: stopping an idle worker with
+ * it has crashed Node 24's V8 once ("Check failed: jit_page.has_value()" while the thread ended).
+ */
+export type HarnessMessage = CaseRequest | { type: 'stop' };
 
 export type OutcomeStatus =
   /** Returned normally. */
