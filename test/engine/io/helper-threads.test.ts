@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { threadedCompressor } from '../../../src/shared/qcow2/codec/cluster-compressor.ts';
 import { decompressCluster } from '../../../src/shared/qcow2/codec/compression.ts';
-import { HELPER_THREAD_NAMES, HELPER_THREAD_ROOM_BYTES, helperThreadRefusal, procThreadRoomProbe, resetHelperThreadNotice, startHelperThread, type ThreadRoomProbe } from '../../../src/shared/qcow2/io/helper-threads.ts';
+import { endHelperThread, HELPER_THREAD_NAMES, HELPER_THREAD_ROOM_BYTES, helperThreadRefusal, procThreadRoomProbe, resetHelperThreadNotice, startHelperThread, type ThreadRoomProbe } from '../../../src/shared/qcow2/io/helper-threads.ts';
 import { compressibleBytes } from '../../helpers/seeded-random.ts';
 
 const MiB = 1024 * 1024;
@@ -76,6 +76,23 @@ describe('helper thread room', () => {
       Atomics.notify(control, 1);
       await worker?.terminate();
     }
+  });
+
+  it('lets a stopped helper end on its own (exit code 0), and terminates one that does not end (exit code 1)', async () => {
+    // Each helper waits until told to stop through shared memory; the second never looks.
+    const control = new Int32Array(new SharedArrayBuffer(8));
+    const polite = startHelperThread('const c = require("node:worker_threads").workerData; while (Atomics.load(c, 0) === 0) Atomics.wait(c, 0, 0);', HELPER_THREAD_NAMES.compress, { eval: true, workerData: control }, probe(null, 0));
+    const deaf = startHelperThread('const c = require("node:worker_threads").workerData; Atomics.store(c, 1, 1); Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);', HELPER_THREAD_NAMES.compress, { eval: true, workerData: control }, probe(null, 0));
+    if (polite === null || deaf === null) throw new Error('no helper thread started');
+    const exits = [polite, deaf].map((worker) => new Promise<number>((resolve) => worker.once('exit', resolve)));
+    // A thread terminated before its script runs exits with 0 too: wait until the deaf one waits.
+    await expect.poll(() => Atomics.load(control, 1), { timeout: 10_000 }).toBe(1);
+    Atomics.store(control, 0, 1);
+    Atomics.notify(control, 0);
+    endHelperThread(polite, 60_000);
+    endHelperThread(deaf, 50);
+    expect(await exits[0]).toBe(0);
+    expect(await exits[1]).toBe(1);
   });
 
   it('a compressor whose helpers cannot start compresses every cluster on the caller\'s thread', () => {

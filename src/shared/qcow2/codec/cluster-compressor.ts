@@ -11,7 +11,7 @@
 import type { Worker } from 'node:worker_threads';
 import { assertCanCompress, compressClusterInto, type CompressionType } from './compression.ts';
 import { Qcow2Error } from '../errors.ts';
-import { awaitHelperStart, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, endHelperThread, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 export interface ClusterCompressor {
   /**
@@ -203,7 +203,7 @@ export function threadedCompressor(
       Atomics.store(batch.control, CONTROL.stop, 1);
       Atomics.add(batch.control, CONTROL.generation, 1);
       Atomics.notify(batch.control, CONTROL.generation);
-      for (const worker of workers) void worker.terminate();
+      for (const worker of workers) endHelperThread(worker);
     },
   };
 }

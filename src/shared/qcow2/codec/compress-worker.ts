@@ -13,7 +13,9 @@ const batch: SharedBatch = {
 Atomics.add(batch.control, CONTROL.ready, 1);
 Atomics.notify(batch.control, CONTROL.ready);
 let generation = Atomics.load(batch.control, CONTROL.generation);
-for (;;) {
+// The stop flag is looked at before each wait too: a helper that starts late, after the caller has
+// stopped, must not wait for a batch that never comes.
+while (Atomics.load(batch.control, CONTROL.stop) === 0) {
   Atomics.wait(batch.control, CONTROL.generation, generation);
   generation = Atomics.load(batch.control, CONTROL.generation);
   if (Atomics.load(batch.control, CONTROL.stop) !== 0) break;

@@ -99,6 +99,21 @@ export function startHelperThread(script: string | URL, name: HelperThreadName, 
   return worker;
 }
 
+/** How long a helper thread told to stop may take to end on its own before it is terminated. */
+export const HELPER_END_MS = 5_000;
+
+/**
+ * Lets a helper thread that its caller has told to stop (through their shared memory) end on its
+ * own, and terminates it only if it has not after `graceMs` (one that never started, or hangs).
+ * Terminating a thread that is ending anyway races V8's teardown of it: Node 24 has died of a V8
+ * check ("jit_page.has_value()") while a worker thread ended. The timer does not hold the process.
+ */
+export function endHelperThread(worker: Worker, graceMs = HELPER_END_MS): void {
+  const timer = setTimeout(() => void worker.terminate(), graceMs);
+  timer.unref();
+  worker.once('exit', () => clearTimeout(timer));
+}
+
 /** How long a caller waits for its helper threads to start before going on without them. */
 export const HELPER_START_MS = 500;
 

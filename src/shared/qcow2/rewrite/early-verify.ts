@@ -21,7 +21,7 @@ import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
 import { descriptorOf } from '../io/fail-stop-file.ts';
-import { awaitHelperStart, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
+import { awaitHelperStart, endHelperThread, HELPER_START_MS, HELPER_THREAD_NAMES, startHelperThread } from '../io/helper-threads.ts';
 
 /** Control words, in one shared Int32Array. */
 export const EARLY_CONTROL = {
@@ -199,7 +199,7 @@ class SharedRingVerifier implements EarlyVerifier {
     this.closed = true;
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
-    void this.worker.terminate();
+    endHelperThread(this.worker);
   }
 
   private signal(): void {
