@@ -73,19 +73,37 @@ export function printableMessage(text: string): string {
  * values (JSON.stringify escapes C0 controls itself, and leaves DEL and C1 as they are).
  */
 export function terminalSafe(text: string, keep: ReadonlySet<string>): string {
-  // Output can be megabytes (ls --json of a large folder): copied in runs between the characters
-  // escaped, and not copied at all where there are none.
+  // Output can be megabytes (ls --json of a large folder), printed once by a process that has just
+  // started: a regular expression (compiled to machine code at once) finds the units worth a closer
+  // look, and the text is copied in runs between the characters escaped, not at all where there are none.
+  const lookAt = unitsToLookAt(keep);
+  lookAt.lastIndex = 0;
   let out = '';
   let runStart = 0;
-  for (let at = 0; at < text.length; at++) {
+  while (lookAt.test(text)) {
+    const at = lookAt.lastIndex - 1;
     const code = text.charCodeAt(at);
     const byte = escapedByte(text, at);
     // A hidden character past U+FFFF (a tag) is a pair of units: both escaped, as JSON spells it.
     const hidden = code >= 0xad && isHiddenCodePoint(text.codePointAt(at) ?? 0) ? (code >= 0xd800 && code <= 0xdbff ? 2 : 1) : 0;
     if (byte === null && hidden === 0 && (!isControl(code) || keep.has(text[at] ?? ''))) continue;
     out += text.slice(runStart, at) + (byte !== null ? hexByte(byte) : hidden > 0 ? unitEscapes(text.slice(at, at + hidden)) : code < 0x20 ? hexByte(code) : unicodeEscape(code));
-    at += Math.max(hidden, 1) - 1;
-    runStart = at + 1;
+    runStart = at + Math.max(hidden, 1);
+    lookAt.lastIndex = runStart;
   }
   return runStart === 0 ? text : out + text.slice(runStart);
+}
+
+/** Per set of controls kept, a pattern of every unit but printable ASCII and those controls (the cache holds one or two sets). */
+const lookAtPatterns = new WeakMap<ReadonlySet<string>, RegExp>();
+
+function unitsToLookAt(keep: ReadonlySet<string>): RegExp {
+  let pattern = lookAtPatterns.get(keep);
+  if (pattern === undefined) {
+    let controls = '';
+    for (let code = 0; code < 0x20; code++) if (!keep.has(String.fromCharCode(code))) controls += `\\x${code.toString(16).padStart(2, '0')}`;
+    pattern = new RegExp(`[${controls}\\x7f-\\uffff]`, 'g');
+    lookAtPatterns.set(keep, pattern);
+  }
+  return pattern;
 }

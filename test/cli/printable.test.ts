@@ -91,4 +91,37 @@ describe('terminalSafe (everything a command prints)', () => {
     const json = JSON.stringify({ name: 'x\u007fy\u0085z\u001b' });
     expect(JSON.parse(terminalSafe(json, new Set(['\n', '\t'])))).toEqual({ name: 'x\u007fy\u0085z\u001b' });
   });
+
+  it('escapes exactly what a unit-by-unit reading escapes, on random text of controls, hidden characters, lone and paired surrogates', () => {
+    // The reference: every unit looked at, as the rule says (a non-UTF-8 byte as \xHH, a hidden character as its units, a control not kept as \xHH or \u00HH).
+    const reference = (text: string, keep: ReadonlySet<string>): string => {
+      let out = '';
+      for (let at = 0; at < text.length; at++) {
+        const code = text.charCodeAt(at);
+        const lone = code >= 0xdc80 && code <= 0xdcff && !(at > 0 && text.charCodeAt(at - 1) >= 0xd800 && text.charCodeAt(at - 1) <= 0xdbff);
+        const point = text.codePointAt(at) ?? 0;
+        const width = point > 0xffff ? 2 : 1;
+        if (lone) out += `\\x${(code & 0xff).toString(16).padStart(2, '0')}`;
+        else if (isHiddenCodePoint(point)) {
+          for (let unit = 0; unit < width; unit++) out += `\\u${text.charCodeAt(at + unit).toString(16).padStart(4, '0')}`;
+          at += width - 1;
+        } else if ((code < 0x20 || (code >= 0x7f && code <= 0x9f)) && !keep.has(text[at] ?? '')) out += code < 0x20 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
+        else out += text[at];
+      }
+      return out;
+    };
+    const pieces = ['a', 'Z', ' ', '\\', '\n', '\t', '\r', '\u001b', '\u007f', '\u0085', '\u009f', '\u00a0', '\u00ad', 'é', '\u200b', '\u200d', '\u202e', '\ufeff', '✓', '😀', '\u{e0020}', '\udb40', '\udce9', '\ud800\udc80', '\udcff', '语'];
+    let state = 36;
+    const next = (bound: number): number => {
+      state = (state * 1_103_515_245 + 12_345) % 2 ** 31;
+      return state % bound;
+    };
+    for (const keep of [new Set(['\n', '\t']), new Set(['\n']), new Set<string>(), new Set(['\n', '\t', '\r', '\u0085'])]) {
+      for (let round = 0; round < 400; round++) {
+        let text = '';
+        for (let count = next(40); count > 0; count--) text += pieces[next(pieces.length)];
+        expect(terminalSafe(text, keep)).toBe(reference(text, keep));
+      }
+    }
+  });
 });

@@ -23,11 +23,11 @@ function makeTables(): Uint32Array {
  * CRC32C as the kernel's crc32c(seed, data) computes it (no final inversion): ext4 seeds with ~0,
  * jbd2 with its own seed; btrfs stores ~crc32c(~0, data).
  */
-export function crc32c(bytes: Uint8Array, seed = 0xffffffff): number {
+export function crc32c(bytes: Uint8Array, seed = 0xffffffff, start = 0, end = bytes.length): number {
   const table = (tables ??= makeTables());
   let crc = seed >>> 0;
-  const length = bytes.length;
-  let at = 0;
+  const length = Math.min(end, bytes.length);
+  let at = start;
   for (; at + 8 <= length; at += 8) {
     const low = (crc ^ ((bytes[at] as number) | ((bytes[at + 1] as number) << 8) | ((bytes[at + 2] as number) << 16) | ((bytes[at + 3] as number) << 24))) >>> 0;
     crc =

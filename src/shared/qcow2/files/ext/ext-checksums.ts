@@ -9,10 +9,12 @@ import type { ExtSuperblock } from './ext-superblock.ts';
 /** The seed of an inode's own metadata checksums (its extent blocks, its folder blocks): the filesystem's seed, then its number and generation; null without metadata_csum. */
 export function inodeChecksumSeed(superblock: Pick<ExtSuperblock, 'checksumSeed'>, inode: { number: number; generation: number }): number | null {
   if (superblock.checksumSeed === null) return null;
-  const fields = new Uint8Array(8);
-  const view = new DataView(fields.buffer);
-  view.setUint32(0, inode.number, true);
-  view.setUint32(4, inode.generation, true);
-  return crc32c(fields, superblock.checksumSeed);
+  SEED_VIEW.setUint32(0, inode.number, true);
+  SEED_VIEW.setUint32(4, inode.generation, true);
+  return crc32c(SEED_FIELDS, superblock.checksumSeed);
 }
+
+// One scratch buffer (crc32c is synchronous): listing a large folder computes tens of thousands of seeds.
+const SEED_FIELDS = new Uint8Array(8);
+const SEED_VIEW = new DataView(SEED_FIELDS.buffer);
 

@@ -89,13 +89,13 @@ export function checkInodeChecksum(bytes: Uint8Array, inodeNumber: number, at: n
   if (inodeSeed === null) return;
   let crc = inodeSeed;
   const hasHigh = inodeBytes > 128 && 128 + uint16(bytes, at + 0x80) >= CHECKSUM_HI_AT + 2;
-  crc = crc32c(bytes.subarray(at, at + CHECKSUM_LO_AT), crc);
+  crc = crc32c(bytes, crc, at, at + CHECKSUM_LO_AT);
   crc = crc32c(ZERO_WORD, crc);
   if (hasHigh) {
-    crc = crc32c(bytes.subarray(at + CHECKSUM_LO_AT + 2, at + CHECKSUM_HI_AT), crc);
+    crc = crc32c(bytes, crc, at + CHECKSUM_LO_AT + 2, at + CHECKSUM_HI_AT);
     crc = crc32c(ZERO_WORD, crc);
-    crc = crc32c(bytes.subarray(at + CHECKSUM_HI_AT + 2, at + inodeBytes), crc);
-  } else crc = crc32c(bytes.subarray(at + CHECKSUM_LO_AT + 2, at + inodeBytes), crc);
+    crc = crc32c(bytes, crc, at + CHECKSUM_HI_AT + 2, at + inodeBytes);
+  } else crc = crc32c(bytes, crc, at + CHECKSUM_LO_AT + 2, at + inodeBytes);
   const stored = uint16(bytes, at + CHECKSUM_LO_AT) + (hasHigh ? uint16(bytes, at + CHECKSUM_HI_AT) * 0x10000 : 0);
   if (stored !== (hasHigh ? crc >>> 0 : crc & 0xffff)) throw corrupt(`inode ${inodeNumber} fails its checksum (Linux refuses to read it)`);
 }
