@@ -10,6 +10,7 @@ import { stateFilesOpener } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, VOLUME_PASSPHRASE_HELP, VOLUME_PASSPHRASE_OPTIONS, withUnlock, withVolumePassphrases } from '../passphrase-input.ts';
 import { printableListed, printableMessage } from '../printable.ts';
 import { snapshotRefOf } from '../snapshot-ref.ts';
+import { widest } from '../text-columns.ts';
 
 export const filesDiff: Command = {
   name: 'files-diff',
@@ -74,8 +75,8 @@ export function describeFilesDiff(result: GuestFilesDiff): string {
     size: sizeOf(difference),
     reasons: difference.reasons === undefined ? '' : `  (${difference.reasons.join(', ')})`,
   }));
-  const pathWidth = Math.min(60, Math.max(0, ...rows.map((row) => row.path.length)));
-  const sizeWidth = Math.max(0, ...rows.map((row) => row.size.length));
+  const pathWidth = Math.min(60, widest(rows.map((row) => row.path)));
+  const sizeWidth = widest(rows.map((row) => row.size));
   const lines = rows.map((row) => `${row.mark} ${row.path.padEnd(pathWidth)}  ${row.size.padStart(sizeWidth)}${row.reasons}`.trimEnd());
   const count = (change: GuestFileDifference['change']): number => result.differences.filter((difference) => difference.change === change).length;
   lines.push(`${count('added')} added, ${count('removed')} removed, ${count('changed')} changed; ${formatBytes(result.bytes)} involved (${result.from} -> ${result.to})`);

@@ -6,6 +6,7 @@ import { EXIT_OK, type Command } from '../command.ts';
 import { parseImageState, withStateFiles } from '../image-state.ts';
 import { PASSPHRASE_OPTIONS, VOLUME_PASSPHRASE_HELP, VOLUME_PASSPHRASE_OPTIONS } from '../passphrase-input.ts';
 import { printable, printableListed } from '../printable.ts';
+import { widest } from '../text-columns.ts';
 
 export const ls: Command = {
   name: 'ls',
@@ -81,6 +82,6 @@ function dateOf(mtimeMs: number | null): string {
 /** Columns padded to their widest cell (right-aligned where `right`); trailing blanks trimmed. */
 function table(header: string[], rows: string[][], right: boolean[]): string {
   const all = [header, ...rows];
-  const widths = header.map((_, column) => Math.max(...all.map((row) => (row[column] ?? '').length)));
+  const widths = header.map((_, column) => widest(all.map((row) => row[column] ?? '')));
   return all.map((row) => row.map((cell, column) => (right[column] ? cell.padStart(widths[column] ?? 0) : cell.padEnd(widths[column] ?? 0))).join('  ').trimEnd()).join('\n') + '\n';
 }
