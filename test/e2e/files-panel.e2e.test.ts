@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
+import { makeExtImage, type TreeNode } from '../helpers/guest-filesystems.ts';
 import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
@@ -220,5 +221,50 @@ describe('the Files panel', () => {
     expect(sha(join(folder, 'zstd-restored.log')).slice(0, 16)).toBe(manifests['second']!['/root/var/log/zstd.log']!.sha256);
     await page.getByTestId('dialog-cancel').click();
     expect(sha(disk)).toBe(before);
+  }, 180_000);
+
+  it('a folder of 3,000 files draws only the rows in view, scrolls through all of them in order, and restores one from its end', async () => {
+    const tree: Record<string, TreeNode> = {};
+    for (let index = 0; index < 3000; index++) tree[`many/f${String(index).padStart(4, '0')}.txt`] = `${index}\n`;
+    const raw = join(folder, 'many.ext4');
+    await makeExtImage(raw, 64, tree);
+    const disk = join(folder, 'many.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, disk);
+    await openThroughPathField(page, disk);
+    await eventually(() => page.getByTestId('disk-name').textContent()).toBe('many.qcow2');
+    if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
+    await eventually(() => pane().getAttribute('data-status')).toBe('ready');
+    await openFolder('many', '/many');
+    const list = pane().getByTestId('file-list');
+    expect(await list.getAttribute('data-windowed')).toBe('true');
+    const drawn = await rowNames();
+    expect(drawn.length).toBeGreaterThan(10);
+    expect(drawn.length).toBeLessThan(150);
+    expect(drawn.slice(0, 3)).toEqual(['f0000.txt', 'f0001.txt', 'f0002.txt']);
+    // A screen reader hears where a row stands in the whole folder.
+    expect(await pane().getByTestId('file-row').first().getAttribute('aria-setsize')).toBe('3000');
+    expect(await row('f0002.txt').getAttribute('aria-posinset')).toBe('3');
+    await screenshot(page, 'files-panel-large-folder');
+
+    // Scrolled page by page to the end, every name shows once, in order, and never many rows at a time.
+    const seen = new Set<string>();
+    for (let page_ = 0; page_ < 400; page_++) {
+      for (const name of await rowNames()) if (name !== null) seen.add(name);
+      if (seen.has('f2999.txt')) break;
+      await list.evaluate((element) => element.scrollBy(0, element.clientHeight));
+      await eventually(async () => (await rowNames()).length).toBeLessThan(150);
+    }
+    expect([...seen]).toEqual(Array.from({ length: 3000 }, (_, index) => `f${String(index).padStart(4, '0')}.txt`));
+    await eventually(async () => (await row('f2999.txt').boundingBox()) !== null).toBe(true);
+
+    await row('f2998.txt').hover();
+    await row('f2998.txt').getByTestId('file-restore').click();
+    const restore = page.getByTestId('restore-dialog');
+    await eventually(() => restore.getAttribute('data-phase')).toBe('setup');
+    await page.getByTestId('restore-name').fill('f2998-restored.txt');
+    await restore.getByTestId('dialog-submit').click();
+    await expect.poll(() => restore.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
+    expect(readFileSync(join(folder, 'f2998-restored.txt'), 'utf8')).toBe('2998\n');
+    await page.getByTestId('dialog-cancel').click();
   }, 180_000);
 });

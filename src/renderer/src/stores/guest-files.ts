@@ -8,7 +8,7 @@
  * the disk carries them all, so listing, compare and restore read inside the volumes they open.
  */
 import { defineStore } from 'pinia';
-import { reactive } from 'vue';
+import { markRaw, reactive } from 'vue';
 import { VolumePassphrases, type FilesCopyOutResult, type GuestFileEntry, type GuestFilesDiff, type GuestFolderListing, type GuestVolumeInfo, type JobArgs } from '../../../shared/ipc/contract.ts';
 import { formatBytes } from '../../../shared/format-units.ts';
 import { toApiError, type ApiErrorCode } from '../lib/api-error.ts';
@@ -97,7 +97,8 @@ export const useGuestFilesStore = defineStore('guest-files', () => {
         onStarted,
       });
       if (mine !== generations.get(path)) return;
-      browse.entries = listing.entries;
+      // Replaced whole, never changed in place: no proxy for each of a large folder's entries.
+      browse.entries = markRaw(listing.entries);
       browse.volumes = listing.volumes;
       browse.status = 'ready';
     } catch (failure) {
