@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
-import { BEFORE_FILES, makeChangedExtDisk } from '../helpers/changed-ext-disk.ts';
+import { BEFORE_FILES, makeChangedExtDisk, writeChangedPieces } from '../helpers/changed-ext-disk.ts';
 import { makeExtImage, type TreeNode } from '../helpers/guest-filesystems.ts';
 import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
@@ -223,13 +223,18 @@ describe('the Files panel', () => {
     expect(sha(disk)).toBe(before);
   }, 180_000);
 
-  it('a folder of 3,000 files draws only the rows in view, scrolls through all of them in order, and restores one from its end', async () => {
+  it('a folder of 3,000 files draws only the rows in view, scrolls through all of them in order, restores one from its end, and compares them all with a snapshot', async () => {
+    // A snapshot "before" whose folder holds one file; the current state holds 3,000 others there.
+    const beforeRaw = join(folder, 'many-before.ext4');
+    await makeExtImage(beforeRaw, 64, { 'many/kept-before.txt': 'before\n' });
+    const disk = join(folder, 'many.qcow2');
+    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', beforeRaw, disk);
+    qemuImg('snapshot', '-c', 'before', disk);
     const tree: Record<string, TreeNode> = {};
     for (let index = 0; index < 3000; index++) tree[`many/f${String(index).padStart(4, '0')}.txt`] = `${index}\n`;
     const raw = join(folder, 'many.ext4');
     await makeExtImage(raw, 64, tree);
-    const disk = join(folder, 'many.qcow2');
-    qemuImg('convert', '-f', 'raw', '-O', 'qcow2', raw, disk);
+    await writeChangedPieces(disk, readFileSync(beforeRaw), readFileSync(raw), folder);
     await openThroughPathField(page, disk);
     await eventually(() => page.getByTestId('disk-name').textContent()).toBe('many.qcow2');
     if ((await page.getByTestId('files-toggle').getAttribute('aria-pressed')) !== 'true') await page.getByTestId('files-toggle').click();
@@ -265,6 +270,23 @@ describe('the Files panel', () => {
     await restore.getByTestId('dialog-submit').click();
     await expect.poll(() => restore.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
     expect(readFileSync(join(folder, 'f2998-restored.txt'), 'utf8')).toBe('2998\n');
+    await page.getByTestId('dialog-cancel').click();
+
+    // Every difference is listed, not the first thousand: drawn as a window too, all reached by scrolling.
+    await pane().getByTestId('files-compare-select').selectOption({ label: 'before' });
+    const compare = page.getByTestId('compare-dialog');
+    await expect.poll(() => compare.getAttribute('data-phase'), { timeout: 60_000, interval: 100 }).toBe('done');
+    expect(await compare.getByTestId('compare-summary').getAttribute('data-count')).toBe('3001');
+    const differences = compare.getByTestId('compare-list');
+    expect(await differences.getAttribute('data-windowed')).toBe('true');
+    const differenceRows = () => compare.getByTestId('compare-row').evaluateAll((rows) => rows.map((each) => `${each.getAttribute('data-change')} ${each.getAttribute('data-path')}`));
+    expect((await differenceRows()).length).toBeLessThan(150);
+    await screenshot(page, 'files-compare-large');
+    await differences.evaluate((element) => element.scrollTo(0, element.scrollHeight));
+    await eventually(async () => (await differenceRows()).slice(-2)).toEqual(['added /many/f2999.txt', 'removed /many/kept-before.txt']);
+    await compare.getByRole('button', { name: /removed/ }).click();
+    await eventually(differenceRows).toEqual(['removed /many/kept-before.txt']);
+    expect(await differences.getAttribute('data-windowed')).toBe('false');
     await page.getByTestId('dialog-cancel').click();
   }, 180_000);
 });
