@@ -12,6 +12,7 @@ import type { Page } from 'playwright-core';
 import { describe, expect, it } from 'vitest';
 import { BEFORE_FILES, makeChangedExtDisk, writeChangedPieces } from '../helpers/changed-ext-disk.ts';
 import { makeExtImage, type TreeNode } from '../helpers/guest-filesystems.ts';
+import { violations } from './axe-check.ts';
 import { eventually, openThroughPathField, qemuImg, screenshot, useSharedApp, type Session } from './harness.ts';
 
 let folder: string;
@@ -250,6 +251,7 @@ describe('the Files panel', () => {
     expect(await pane().getByTestId('file-row').first().getAttribute('aria-setsize')).toBe('3000');
     expect(await row('f0002.txt').getAttribute('aria-posinset')).toBe('3');
     await screenshot(page, 'files-panel-large-folder');
+    expect(await violations(page)).toEqual([]);
 
     // Scrolled page by page to the end, every name shows once, in order, and never many rows at a time.
     const seen = new Set<string>();
@@ -282,6 +284,7 @@ describe('the Files panel', () => {
     const differenceRows = () => compare.getByTestId('compare-row').evaluateAll((rows) => rows.map((each) => `${each.getAttribute('data-change')} ${each.getAttribute('data-path')}`));
     expect((await differenceRows()).length).toBeLessThan(150);
     await screenshot(page, 'files-compare-large');
+    expect(await violations(page)).toEqual([]);
     await differences.evaluate((element) => element.scrollTo(0, element.scrollHeight));
     await eventually(async () => (await differenceRows()).slice(-2)).toEqual(['added /many/f2999.txt', 'removed /many/kept-before.txt']);
     await compare.getByRole('button', { name: /removed/ }).click();
