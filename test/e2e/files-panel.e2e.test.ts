@@ -48,6 +48,7 @@ describe('the Files panel', () => {
     await eventually(() => pane().getAttribute('data-status')).toBe('ready');
     expect(await pane().getAttribute('data-state')).toBe('current');
     await eventually(rowNames).toEqual(['etc', 'home', 'lost+found']);
+    expect(await pane().getByTestId('files-count').textContent()).toBe('3 items');
 
     await openFolder('etc', '/etc');
     expect(await rowNames()).toEqual(['hostname', 'hosts', 'motd']);
@@ -243,6 +244,7 @@ describe('the Files panel', () => {
     await openFolder('many', '/many');
     const list = pane().getByTestId('file-list');
     expect(await list.getAttribute('data-windowed')).toBe('true');
+    expect(await pane().getByTestId('files-count').textContent()).toMatch(/^3\D?000 items$/);
     const drawn = await rowNames();
     expect(drawn.length).toBeGreaterThan(10);
     expect(drawn.length).toBeLessThan(150);
