@@ -22,8 +22,13 @@ export function guestFileName(bytes: Uint8Array): string {
 const BACKSLASH = 0x5c;
 
 function nameText(bytes: Uint8Array): string {
-  return isAscii(bytes, 0, bytes.length) ? Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1') : decodeGuestName(bytes);
+  if (!isAscii(bytes, 0, bytes.length)) return decodeGuestName(bytes);
+  // A name is at most 255 bytes on these filesystems (a damaged one may claim more): as character
+  // codes at once, without a Buffer made for each of a large folder's names.
+  return bytes.length <= SHORT_NAME_BYTES ? String.fromCharCode.apply(null, bytes as unknown as number[]) : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
 }
+
+const SHORT_NAME_BYTES = 1024;
 
 /**
  * A Linux name's bytes as text: UTF-8 where they are, and each byte that is not as `\xNN` (as

@@ -61,7 +61,7 @@ export class ExtInodeTable {
     const at = tableStart + within - pieceStart;
     if (at + superblock.inodeBytes <= piece.length) {
       this.checkOnce(piece, inodeNumber, at);
-      return parseInode(piece.subarray(at, at + superblock.inodeBytes), inodeNumber);
+      return parseInode(piece, inodeNumber, at, superblock.inodeBytes);
     }
     // The piece was cut short by the volume's end: the inode alone, refused as before if it lies past it.
     const bytes = new Uint8Array(superblock.inodeBytes);
