@@ -75,3 +75,12 @@ function kindOfMode(mode: number): GuestFileKind {
 export function byName(a: GuestFileEntry, b: GuestFileEntry): number {
   return a.name < b.name ? -1 : a.name > b.name ? 1 : 0;
 }
+
+/**
+ * A folder's names with their inode numbers, in inode order: a filesystem keeps its inodes in that
+ * order, and a large folder's inodes looked up in the folder's own (hash or name) order would read
+ * the same table blocks again and again once its readers' caches are full.
+ */
+export function inInodeOrder(names: ReadonlyMap<string, number>): [string, number][] {
+  return [...names].sort(([, a], [, b]) => a - b);
+}

@@ -159,7 +159,10 @@ class BtrfsFilesystem implements GuestFilesystem {
     const folderPath = `/${parts.join('/')}`;
     const folder = await this.resolve(parts);
     const entries: GuestFileEntry[] = [];
-    for (const [name, location] of await this.folderEntries(folder, folderPath)) {
+    // In the order of their inodes, which is the tree's: a large folder's names come in another
+    // order, and looked up that way each would read its leaf again (the node cache holds 128).
+    const byInode = [...(await this.folderEntries(folder, folderPath))].sort(([, a], [, b]) => (a.objectId < b.objectId ? -1 : a.objectId > b.objectId ? 1 : 0));
+    for (const [name, location] of byInode) {
       const path = joinPath(folderPath, name);
       try {
         entries.push(await this.entryOf(path, await this.child(folder, location, path), true));

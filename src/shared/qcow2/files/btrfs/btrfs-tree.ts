@@ -57,7 +57,7 @@ export class TreeReader {
   /** items, or null where there are more than one search gathers (MAX_ITEMS). */
   async itemsOrNull(root: TreeRoot, min: BtrfsKey, max: BtrfsKey): Promise<LeafItem[] | null> {
     const found: LeafItem[] = [];
-    return (await this.collect(root.logical, root.level, min, max, found, { visits: 0 })) ? found : null;
+    return (await this.collect(root.logical, root.level, bound(min), bound(max), found, { visits: 0 })) ? found : null;
   }
 
   /** The last item with min ≤ key ≤ max, or undefined. */
@@ -66,16 +66,15 @@ export class TreeReader {
   }
 
   /**
-   * Gathers into `found`; false when it stopped at MAX_ITEMS. `parentKey`: where the pointer to this
+   * Gathers the items from `low` to `high` into `found`; false when it stopped at MAX_ITEMS. `parentKey`: where the pointer to this
    * block is in its parent, whose key must be this block's first.
    */
-  private async collect(logical: number, level: number, min: BtrfsKey, max: BtrfsKey, found: LeafItem[], search: { visits: number }, parentKey?: Uint8Array): Promise<boolean> {
+  private async collect(logical: number, level: number, low: KeyBound, high: KeyBound, found: LeafItem[], search: { visits: number }, parentKey?: Uint8Array): Promise<boolean> {
     if (++search.visits > MAX_VISITS) throw corrupt(`a search visits more than ${MAX_VISITS} tree blocks`);
     const node = await this.node(logical, level);
     // With keys in order in every block, this makes every block reachable under one key only: damage cannot lead a search around a subtree twice.
     if (parentKey !== undefined && !sameBytes(node.subarray(HEADER_BYTES, HEADER_BYTES + KEY_BYTES), parentKey)) throw corrupt(`the tree block at logical ${logical} does not start with the key its parent points to it by`);
     const count = uint32(node, 0x60);
-    const [low, high] = [bound(min), bound(max)];
     if (level === 0) {
       // The first item at or after min (items are in key order), then on while at or before max.
       for (let index = firstAtOrAfter(node, count, ITEM_BYTES, low); index < count; index++) {
@@ -95,7 +94,7 @@ export class TreeReader {
       const at = HEADER_BYTES + index * KEY_POINTER_BYTES;
       if (index > first && compareAt(node, at, high) > 0) break;
       if (index + 1 < count && compareAt(node, at + KEY_POINTER_BYTES, low) <= 0) continue;
-      if (!(await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, min, max, found, search, node.subarray(at, at + KEY_BYTES)))) return false;
+      if (!(await this.collect(uint64(node, at + KEY_BYTES, 'a tree pointer'), level - 1, low, high, found, search, node.subarray(at, at + KEY_BYTES)))) return false;
     }
     return true;
   }

@@ -11,7 +11,7 @@ import type { GuestFileEntry } from '../../model.ts';
 import { SAME_METADATA, type ByteRange, type ChangedBytes, type FilesystemReader, type GuestFilesystem, type UnchangedFolder, type VolumeBytes } from '../filesystem.ts';
 import { GenerationalCache } from '../generational-cache.ts';
 import { joinPath, pathParts } from '../paths.ts';
-import { byName, damagedEntry, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
+import { byName, damagedEntry, inInodeOrder, posixEntry, posixEntryWithTarget } from '../posix-entry.ts';
 import { anyReplayed, withReplayed } from '../replayed-units.ts';
 import { readMapped, type FileBlockMap } from '../block-map.ts';
 import { extExtents, extFileBlockMap, inodeExtentsChanged } from './ext-extents.ts';
@@ -81,7 +81,9 @@ class ExtFilesystem implements GuestFilesystem {
     const inode = await this.resolve(parts);
     const names = this.folderNames.get(inode.number) ?? (await this.folderEntries(inode, folder));
     const entries: GuestFileEntry[] = [];
-    for (const [name, number] of names) {
+    // In inode order, which is the inode table's: a folder lists its names in hash order, and a
+    // large one's inodes looked up that way would read the table's pieces again and again.
+    for (const [name, number] of inInodeOrder(names)) {
       const entryPath = joinPath(folder, name);
       try {
         const entryInode = this.named(entryPath, this.inodes.cached(number) ?? (await this.inodes.inode(number)));

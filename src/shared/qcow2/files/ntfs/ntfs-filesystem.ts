@@ -85,16 +85,21 @@ export class NtfsFilesystem implements GuestFilesystem {
     const resolved = await this.resolve(path);
     if (resolved.entry.kind !== 'directory') throw new Qcow2Error('NOT_A_DIRECTORY', `NTFS: ${resolved.entry.path} is not a folder`);
     const recordNumber = resolved.file.record.recordNumber;
-    const entries: GuestFileEntry[] = [];
-    for (const { reference, fileName } of await this.directoryEntries(resolved.file)) {
+    const listed = (await this.directoryEntries(resolved.file)).filter(({ reference, fileName }) => {
       const childNumber = referenceRecord(reference);
-      if (fileName.namespace === NAMESPACE.dos || childNumber === recordNumber) continue;
-      if (recordNumber === MFT_RECORD.root && childNumber < FIRST_USER_RECORD && fileName.name.startsWith('$')) continue;
+      if (fileName.namespace === NAMESPACE.dos || childNumber === recordNumber) return false;
+      return !(recordNumber === MFT_RECORD.root && childNumber < FIRST_USER_RECORD && fileName.name.startsWith('$'));
+    });
+    // Described in MFT record order, the MFT's own, and returned in the index's (name) order: a large
+    // folder's records looked up by name would be read from all over the MFT.
+    const entries = new Array<GuestFileEntry>(listed.length);
+    const byRecord = listed.map((entry, index) => ({ ...entry, index })).sort((a, b) => referenceRecord(a.reference) - referenceRecord(b.reference));
+    for (const { reference, fileName, index } of byRecord) {
       const childPath = joinPath(resolved.entry.path, fileName.name);
-      entries.push(await this.describe(reference, fileName.name, childPath).then(
+      entries[index] = await this.describe(reference, fileName.name, childPath).then(
         (child) => child.entry,
         (error: unknown) => entryFromIndex(error, fileName, childPath),
-      ));
+      );
     }
     return entries;
   }
