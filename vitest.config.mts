@@ -1,6 +1,10 @@
 import { availableParallelism } from 'node:os';
 import vue from '@vitejs/plugin-vue';
 import { defineConfig, type Plugin } from 'vitest/config';
+import { askMallocForHugePages } from './test/helpers/huge-page-malloc.ts';
+
+// Before the workers start: they, and every tool a test runs, inherit it.
+askMallocForHugePages();
 
 const MODULE_PATH = '?modulePath';
 

@@ -1,4 +1,7 @@
 import { defineConfig } from 'vitest/config';
+import { askMallocForHugePages } from './test/helpers/huge-page-malloc.ts';
+
+askMallocForHugePages();
 
 // End-to-end tests drive a real browser against a real server on real images. Each file starts its
 // own server (on a free port, no shared state) and its own Chromium, so two files run side by side:
