@@ -36,8 +36,9 @@ const row = (name: string) => pane().locator(`[data-testid="file-row"][data-name
 function viewShowsRows(list: Locator): Promise<boolean> {
   return list.evaluate((element) => {
     const bounds = element.getBoundingClientRect();
-    const rowAt = (y: number): boolean => document.elementFromPoint(bounds.left + bounds.width / 2, y)?.closest('[data-testid="file-row"]') != null;
-    return rowAt(bounds.top + 2) && rowAt(Math.min(bounds.bottom, window.innerHeight) - 2);
+    const page = element.ownerDocument;
+    const rowAt = (y: number): boolean => page.elementFromPoint(bounds.left + bounds.width / 2, y)?.closest('[data-testid="file-row"]') != null;
+    return rowAt(bounds.top + 2) && rowAt(Math.min(bounds.bottom, page.defaultView?.innerHeight ?? bounds.bottom) - 2);
   });
 }
 
