@@ -5,7 +5,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { compressedStates } from '../shared/compressed-states.ts';
-import { formatBytes } from '../shared/format-units.ts';
+import { formatBytes, sizeChange } from '../shared/format-units.ts';
 import type { CompressedData } from '../shared/qcow2/model.ts';
 import { Qcow2Error } from '../shared/qcow2/errors.ts';
 import { sameFile } from '../shared/qcow2/io/file-identity.ts';
@@ -126,9 +126,7 @@ function overallProgress(print: (stage: string, done: number, total: number) => 
 
 /** `where: 10 MiB → 6 MiB (40% smaller), 2 snapshots kept, every state verified`. */
 export function summary(result: RewriteResult): string {
-  const saved = result.beforeBytes > 0 ? Math.round((1 - result.afterBytes / result.beforeBytes) * 100) : 0;
-  const change = saved >= 0 ? `${saved}% smaller` : `${-saved}% larger`;
-  return `${rewriteTarget(result)}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${change}), ${snapshotsKept(result)}`;
+  return `${rewriteTarget(result)}: ${formatBytes(result.beforeBytes)} → ${formatBytes(result.afterBytes)} (${sizeChange(result.beforeBytes, result.afterBytes)}), ${snapshotsKept(result)}`;
 }
 
 /** The output's name, saying when the original was left as it was. */

@@ -66,12 +66,23 @@ export function parseBytes(text: string): number | null {
   return bytes;
 }
 
-/** A fraction as a percentage for people: `0.5` → `"50%"`, `0.0123` → `"1.2%"`, `0.00001` → `"< 0.1%"`. */
+/**
+ * A fraction as a percentage for people: `0.5` → `"50%"`, `0.0123` → `"1.2%"`, `0.00001` → `"< 0.1%"`.
+ * Only a whole shows as 100%: `0.995` → `"99.5%"`, `0.99999` → `"> 99.9%"` (a file 99.5% smaller is not empty).
+ */
 export function formatPercent(fraction: number): string {
   if (!Number.isFinite(fraction)) return '—';
   const percent = fraction * 100;
   if (percent === 0) return '0%';
   if (percent < 0.1) return '< 0.1%';
   if (percent < 10) return `${Number(percent.toFixed(1))}%`;
+  if (percent < 100 && Math.round(percent) === 100) return percent < 99.95 ? `${percent.toFixed(1)}%` : '> 99.9%';
   return `${Math.round(percent)}%`;
+}
+
+/** A file's size change in words: "45% smaller", "12% larger", "the same size". */
+export function sizeChange(beforeBytes: number, afterBytes: number): string {
+  if (beforeBytes <= 0 || afterBytes === beforeBytes) return 'the same size';
+  const change = (beforeBytes - afterBytes) / beforeBytes;
+  return change > 0 ? `${formatPercent(change)} smaller` : `${formatPercent(-change)} larger`;
 }

@@ -78,7 +78,7 @@ async function compressedClusters(image: string): Promise<number> {
   return (await qemuCheck(image)).report?.['compressed-clusters'] ?? 0;
 }
 
-const SUMMARY = /^(?<where>.+?): (?<before>[\d.]+ [KMG]?i?B) → (?<after>[\d.]+ [KMG]?i?B) \((?<change>\d+% (?:smaller|larger))\), (?<kept>\d+ snapshots? kept)(?<verified>, every state verified)?\n$/;
+const SUMMARY = /^(?<where>.+?): (?<before>[\d.]+ [KMG]?i?B) → (?<after>[\d.]+ [KMG]?i?B) \((?<change>(?:(?:< |> )?[\d.]+% (?:smaller|larger)|the same size))\), (?<kept>\d+ snapshots? kept)(?<verified>, every state verified)?\n$/;
 
 describe('cowbell compress', { timeout: 60_000 }, () => {
   it('in place: exit 0, one summary line, the disk compressed, both snapshots and every state kept', async () => {

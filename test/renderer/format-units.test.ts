@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { formatBytes, formatBytesExact, formatPercent, parseBytes } from '../../src/shared/format-units.ts';
+import { formatBytes, formatBytesExact, formatPercent, parseBytes, sizeChange } from '../../src/shared/format-units.ts';
 
 describe('formatBytes', () => {
   it('prints whole binary units without decimals, as qemu-img does', () => {
@@ -64,5 +64,31 @@ describe('formatPercent', () => {
     expect(formatPercent(0.0123)).toBe('1.2%');
     expect(formatPercent(0.5)).toBe('50%');
     expect(formatPercent(1.25)).toBe('125%');
+  });
+
+  it('shows 100% only for a whole: a share that rounds up to it keeps a decimal, or says "> 99.9%"', () => {
+    expect(formatPercent(1)).toBe('100%');
+    expect(formatPercent(0.994)).toBe('99%');
+    expect(formatPercent(0.995)).toBe('99.5%');
+    expect(formatPercent(0.9994)).toBe('99.9%');
+    expect(formatPercent(0.99951)).toBe('> 99.9%');
+    expect(formatPercent(1.004)).toBe('100%');
+  });
+});
+
+describe('sizeChange', () => {
+  it('puts a size change in words: smaller, larger, the same', () => {
+    expect(sizeChange(100, 40)).toBe('60% smaller');
+    expect(sizeChange(100, 112)).toBe('12% larger');
+    expect(sizeChange(100, 100)).toBe('the same size');
+    expect(sizeChange(0, 10)).toBe('the same size');
+  });
+
+  it('never calls a file that is left 100% smaller, nor a small change 0%', () => {
+    // 4.02 GiB of patterned data compressed to 18.9 MiB, as a compress of a real disk gave.
+    expect(sizeChange(4_316_000_000, 19_857_408)).toBe('99.5% smaller');
+    expect(sizeChange(1_000_000, 1)).toBe('> 99.9% smaller');
+    expect(sizeChange(1000, 997)).toBe('0.3% smaller');
+    expect(sizeChange(1000, 1000.5)).toBe('< 0.1% larger');
   });
 });

@@ -13,7 +13,7 @@ import { replaceConnection } from '../../src/renderer/src/api.ts';
 import DiskView from '../../src/renderer/src/components/DiskView.vue';
 import RewriteDialog from '../../src/renderer/src/components/dialogs/RewriteDialog.vue';
 import SaveSnapshotDialog, { proposedName } from '../../src/renderer/src/components/dialogs/SaveSnapshotDialog.vue';
-import { sizeChange, spaceVerdict } from '../../src/renderer/src/lib/describe-rewrite.ts';
+import { spaceVerdict } from '../../src/renderer/src/lib/describe-rewrite.ts';
 import { useAppStore } from '../../src/renderer/src/stores/app.ts';
 import { useDiskActions } from '../../src/renderer/src/stores/disk-actions.ts';
 import { useDiskDataStore } from '../../src/renderer/src/stores/disk-data.ts';
@@ -494,12 +494,6 @@ describe('the disk’s actions', () => {
     }
     expect(useSnapshotActions().writeBlockedReason(PATH)).toBe(CONNECTION_LOST);
     expect(useDiskActions().exportBlockedReason(PATH)).toBe(CONNECTION_LOST);
-  });
-
-  it('put sizes in words: smaller, larger, the same', () => {
-    expect(sizeChange(100, 40)).toBe('60% smaller');
-    expect(sizeChange(100, 112)).toBe('12% larger');
-    expect(sizeChange(100, 100)).toBe('the same size');
   });
 });
 

@@ -1,7 +1,7 @@
 /** Compress, compact, encrypt, decrypt, passphrase changes and save-as in words: the estimate before, the result after. */
 import { compressedStates } from '../../../shared/compressed-states.ts';
 import type { CompressedData, PassphraseChange, RewritePreview, RewriteSummary, SnapshotExport } from '../../../shared/ipc/contract.ts';
-import { formatBytes, formatPercent } from '../../../shared/format-units.ts';
+import { formatBytes, sizeChange } from '../../../shared/format-units.ts';
 import { baseName } from './paths.ts';
 
 /**
@@ -9,13 +9,6 @@ import { baseName } from './paths.ts';
  * dialog's "does it fit" is the engine's own test, so a start it allows is never refused for space.
  */
 export const SPACE_MARGIN_BYTES = 16 * 1024 * 1024;
-
-/** "45% smaller", "12% larger", "the same size". */
-export function sizeChange(beforeBytes: number, afterBytes: number): string {
-  if (beforeBytes <= 0 || afterBytes === beforeBytes) return 'the same size';
-  const change = (beforeBytes - afterBytes) / beforeBytes;
-  return change > 0 ? `${formatPercent(change)} smaller` : `${formatPercent(-change)} larger`;
-}
 
 export function snapshotsKept(count: number): string {
   if (count === 0) return 'no snapshots to keep';
