@@ -107,13 +107,13 @@ export default defineConfig(
 
   layer(
     ['src/renderer/**'],
-    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, qcow2/guest-names.ts, format-units.ts, hidden-characters.ts and compressed-states.ts.',
+    'The renderer has no Node and no Electron: it reaches main through window.cowbell, and from src/shared takes only ipc/, qcow2/model.ts, qcow2/errors-codes.ts, qcow2/guest-names.ts, format-units.ts, hidden-characters.ts, compressed-states.ts and space-order.ts.',
     {
       paths: ['electron', ...NODE_BUILTINS],
       patterns: [
         '^node:',
         '(^|/)(main|preload|cli)/',
-        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|qcow2/guest-names\\.ts$|format-units\\.ts$|hidden-characters\\.ts$|compressed-states\\.ts$)',
+        '(^|/)shared/(?!ipc/|qcow2/model\\.ts$|qcow2/errors-codes\\.ts$|qcow2/guest-names\\.ts$|format-units\\.ts$|hidden-characters\\.ts$|compressed-states\\.ts$|space-order\\.ts$)',
       ],
     },
   ),

@@ -1,4 +1,5 @@
 import { formatBytes } from '../../shared/format-units.ts';
+import { biggestOwnFirst } from '../../shared/space-order.ts';
 import { readUsage } from '../../shared/qcow2/snapshots/operations.ts';
 import type { UsageReport } from '../../shared/qcow2/model.ts';
 import { flag, refuseFormatOtherThanQcow2 } from '../args.ts';
@@ -38,7 +39,7 @@ export function describeUsage(report: UsageReport): string {
     `leaked:         ${formatBytes(report.leakedBytes)}`,
     `current state:  own ${formatBytes(report.current.exclusiveBytes)}, shared ${formatBytes(report.current.sharedBytes)}`,
   ];
-  const sorted = [...report.snapshots].sort((a, b) => b.exclusiveBytes - a.exclusiveBytes);
+  const sorted = [...report.snapshots].sort(biggestOwnFirst);
   for (const entry of sorted) lines.push(`snapshot ${printable(entry.name)}: own ${formatBytes(entry.exclusiveBytes)}, shared ${formatBytes(entry.sharedBytes)}`);
   return `${lines.join('\n')}\n`;
 }

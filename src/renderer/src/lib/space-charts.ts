@@ -6,6 +6,7 @@ import { shownName } from './shown-name.ts';
 import type { EChartsOption } from 'echarts';
 import { formatBytes, formatBytesExact } from '../../../shared/format-units.ts';
 import type { UsageReport } from '../../../shared/ipc/contract.ts';
+import { biggestOwnFirst } from '../../../shared/space-order.ts';
 
 /** Colours and font read from the theme's CSS variables (ECharts draws on a canvas and cannot use them). */
 export interface ChartPalette {
@@ -163,7 +164,7 @@ export function snapshotSpaceRows(usage: UsageReport, limit = 12): SnapshotSpace
       sharedBytes: snapshot.sharedBytes,
     })),
   ];
-  rows.sort((a, b) => b.exclusiveBytes - a.exclusiveBytes || b.sharedBytes - a.sharedBytes);
+  rows.sort(biggestOwnFirst);
   if (rows.length <= limit) return rows;
   const shown = rows.slice(0, limit - 1);
   const rest = rows.slice(limit - 1);
