@@ -1,7 +1,8 @@
 /**
  * TableCache.scan, the walk over many tables: file order whatever order they are given in, each
  * once, a cached table as the cache holds it (a dirty one is newer than the file), the others
- * read in runs without entering the cache, and a table past the end of the file is CORRUPT.
+ * read in runs without entering the cache, and a table past the end of the file is CORRUPT; and
+ * TableCache.peek, the same for one table at a time, read into the caller's buffer.
  */
 import { describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
@@ -65,5 +66,48 @@ describe('TableCache.scan', () => {
     expect(error).toBeInstanceOf(Qcow2Error);
     expect((error as Qcow2Error).code).toBe('CORRUPT');
     expect((error as Qcow2Error).message).toContain('L2 table at 0x4000 lies past the end of the file');
+  });
+});
+
+describe('TableCache.peek', () => {
+  it('reads a table the cache does not hold into the given buffer, and leaves the cache as it was', () => {
+    const file = fileOf(4);
+    const cache = new TableCache(file, TABLE, 64 * TABLE, 'L2 table');
+    const scratch = new Uint8Array(TABLE);
+    const first = cache.peek(2 * TABLE, scratch);
+    expect(first).toBe(scratch);
+    expect(first[0]).toBe(3);
+    expect(cache.peek(3 * TABLE, scratch)[TABLE - 1]).toBe(4);
+    expect(file.reads.map((read) => read.position)).toEqual([2 * TABLE, 3 * TABLE]);
+    // Nothing entered the cache: a get reads the file again.
+    cache.get(2 * TABLE);
+    expect(file.reads).toHaveLength(3);
+  });
+
+  it('gives a cached table as the cache holds it (a dirty one is newer than the file), without reading or touching the buffer', () => {
+    const file = fileOf(4);
+    const cache = new TableCache(file, TABLE, 64 * TABLE, 'L2 table');
+    cache.create(TABLE, new Uint8Array(TABLE).fill(0xee));
+    cache.get(3 * TABLE);
+    const reads = file.reads.length;
+    const scratch = new Uint8Array(TABLE).fill(0x55);
+    expect(cache.peek(TABLE, scratch)[0]).toBe(0xee);
+    expect(cache.peek(3 * TABLE, scratch)[0]).toBe(4);
+    expect(file.reads).toHaveLength(reads);
+    expect(scratch.every((byte) => byte === 0x55)).toBe(true);
+  });
+
+  it('refuses a table past the end of the file, and a buffer that is not one table long', () => {
+    const cache = new TableCache(fileOf(2), TABLE, 64 * TABLE, 'L2 table');
+    let error: unknown;
+    try {
+      cache.peek(4 * TABLE, new Uint8Array(TABLE));
+    } catch (caught) {
+      error = caught;
+    }
+    expect(error).toBeInstanceOf(Qcow2Error);
+    expect((error as Qcow2Error).code).toBe('CORRUPT');
+    expect((error as Qcow2Error).message).toContain('L2 table at 0x4000 lies past the end of the file');
+    expect(() => cache.peek(0, new Uint8Array(TABLE / 2))).toThrow('not a table');
   });
 });

@@ -51,6 +51,22 @@ export class TableCache {
   }
 
   /**
+   * The table at hostOffset for a walk that reads each table once: the cached copy where the cache
+   * holds one (it may be newer than the file), otherwise read from the file into `scratch` (one
+   * table long) without entering the cache, so such a walk neither evicts what is cached nor
+   * leaves a new buffer behind per table. What it returns is valid until `scratch` is used again.
+   */
+  peek(hostOffset: number, scratch: Uint8Array): Uint8Array {
+    const cached = this.newest?.hostOffset === hostOffset ? this.newest : this.tables.get(hostOffset);
+    if (cached !== undefined) return cached.bytes;
+    if (scratch.length !== this.tableBytes) throw new Error(`TableCache.peek: the scratch buffer holds ${scratch.length} bytes, not a table's ${this.tableBytes}`);
+    if (this.file.read(scratch, hostOffset) < this.tableBytes) {
+      throw new Qcow2Error('CORRUPT', `${this.what} at ${hex(hostOffset)} lies past the end of the file`);
+    }
+    return scratch;
+  }
+
+  /**
    * Visits every table at `offsets` once, in file order: those the cache holds as they are there
    * (they may be newer than the file), the others read from the file in large runs of neighbours
    * without entering the cache, so a walk over every table of a big disk neither evicts what is

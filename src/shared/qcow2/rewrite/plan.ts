@@ -165,15 +165,31 @@ export function compressedData(image: Qcow2Image, plan: RewritePlan): Compressed
  * disk's) are not visited, nor decoded.
  */
 export function forEachEntry(image: Qcow2Image, l2Offset: number, visit: (entry: L2Entry, slot: number) => void): void {
-  const table = image.l2Cache.get(l2Offset);
-  const words = new Uint32Array(table.bytes.buffer, table.bytes.byteOffset, table.bytes.byteLength >>> 2);
-  const wordsPerEntry = image.l2EntryBytes / 4;
-  for (let slot = 0, word = 0; slot < image.l2Entries; slot++, word += wordsPerEntry) {
-    if (wordsPerEntry === 2 ? ((words[word] ?? 0) | (words[word + 1] ?? 0)) === 0 : ((words[word] ?? 0) | (words[word + 1] ?? 0) | (words[word + 2] ?? 0) | (words[word + 3] ?? 0)) === 0) continue;
-    const entry = decodeL2(table.view, slot * image.l2EntryBytes, image.l2Format);
-    if (entry.kind === 'normal' && !isAligned(entry.hostOffset, image.clusterBytes)) {
-      throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned data cluster ${hex(entry.hostOffset)}; check and repair the disk first`);
+  // Taken out of the map while in use: a walk of the same image inside `visit` reads into its own.
+  const scratch = walkBuffers.get(image) ?? new Uint8Array(image.clusterBytes);
+  walkBuffers.delete(image);
+  try {
+    const bytes = image.l2Cache.peek(l2Offset, scratch);
+    const tableView = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const words = new Uint32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength >>> 2);
+    const wordsPerEntry = image.l2EntryBytes / 4;
+    for (let slot = 0, word = 0; slot < image.l2Entries; slot++, word += wordsPerEntry) {
+      if (wordsPerEntry === 2 ? ((words[word] ?? 0) | (words[word + 1] ?? 0)) === 0 : ((words[word] ?? 0) | (words[word + 1] ?? 0) | (words[word + 2] ?? 0) | (words[word + 3] ?? 0)) === 0) continue;
+      const entry = decodeL2(tableView, slot * image.l2EntryBytes, image.l2Format);
+      if (entry.kind === 'normal' && !isAligned(entry.hostOffset, image.clusterBytes)) {
+        throw new Qcow2Error('CORRUPT', `The L2 table at ${hex(l2Offset)} names an unaligned data cluster ${hex(entry.hostOffset)}; check and repair the disk first`);
+      }
+      visit(entry, slot);
     }
-    visit(entry, slot);
+  } finally {
+    walkBuffers.set(image, scratch);
   }
 }
+
+/**
+ * Each image's buffer for the table forEachEntry walks: every phase of a rewrite (plan, copy,
+ * comparison) walks each distinct table once, and a new buffer per table left hundreds of MiB of
+ * garbage behind on a disk with 1,000 snapshots (each state its own copied table), which the
+ * process held until the collector ran.
+ */
+const walkBuffers = new WeakMap<Qcow2Image, Uint8Array>();

@@ -136,6 +136,14 @@ class ImageWriter {
   private inlineCompressor: ClusterCompressor | null = null;
   /** Encoded L2 tables not yet in the file (placeTables). */
   private readonly pendingTables: { l2Offset: number; table: Uint8Array }[] = [];
+  /**
+   * Table buffers placed already, for the next tables, and the buffer that pads small structures
+   * to whole clusters: a disk with 1,000 snapshots has ~1,000 L2 tables and 1,000 snapshot L1
+   * tables of a few bytes each, and a new cluster-sized buffer for each was garbage the process
+   * held until the collector ran.
+   */
+  private readonly spareTables: Uint8Array[] = [];
+  private padding = new Uint8Array(0);
   /** Data clusters go to the new file byte for byte (no encryption on either side, no subclusters). */
   private readonly copiesPlainData: boolean;
   /**
@@ -172,7 +180,7 @@ class ImageWriter {
   *write(): Steps<WriteImageResult> {
     this.job.progress('copying', 0, this.totalClusters * this.clusterBytes, 'bytes');
     const luks = this.options.luks;
-    const luksOffset = luks === null ? 0 : this.host.appendClusters(padToClusters(luks.area, this.clusterBytes));
+    const luksOffset = luks === null ? 0 : this.appendPadded(luks.area);
     for (const l2Offset of this.plan.l2Tables) {
       yield* this.copyTable(l2Offset);
     }
@@ -182,7 +190,7 @@ class ImageWriter {
     for (const state of this.plan.states) {
       if (state.snapshot === null) continue;
       const l1 = this.l1Bytes(state.l1.bytes, state.l1.size, false);
-      const l1Offset = l1.length === 0 ? 0 : this.host.appendClusters(padToClusters(l1, this.clusterBytes));
+      const l1Offset = l1.length === 0 ? 0 : this.appendPadded(l1);
       snapshots.push({ ...state.snapshot, l1TableOffset: l1Offset });
     }
     const activeL1Offset = this.source.l1.size > 0 ? this.clusterBytes : 0;
@@ -194,7 +202,7 @@ class ImageWriter {
     }
     if (entries.length > 0) {
       const table = serializeSnapshotTable(entries);
-      header.snapshotsOffset = this.host.appendClusters(padToClusters(table, this.clusterBytes));
+      header.snapshotsOffset = this.appendPadded(table);
       header.snapshotCount = entries.length;
     }
     const refcounts = this.host.finish();
@@ -245,7 +253,7 @@ class ImageWriter {
     }
     if (this.batch.length > 0) this.flushBatch();
     yield;
-    const table = new Uint8Array(this.clusterBytes);
+    const table = this.spareTables.pop()?.fill(0) ?? new Uint8Array(this.clusterBytes);
     const tableView = view(table);
     let empty = true;
     for (const [index, entry] of entries.entries()) {
@@ -253,6 +261,7 @@ class ImageWriter {
     }
     if (empty) {
       this.l2Placement.set(l2Offset, 0);
+      this.spareTables.push(table);
       return;
     }
     this.pendingTables.push({ l2Offset, table });
@@ -267,7 +276,20 @@ class ImageWriter {
   private placeTables(): void {
     for (const { l2Offset, table } of this.pendingTables.splice(0)) {
       this.l2Placement.set(l2Offset, this.host.appendClusters(table, this.plan.l2Users.get(l2Offset) ?? 1));
+      // The host writer has copied or written the bytes: the buffer is free again.
+      this.spareTables.push(table);
     }
+  }
+
+  /** Appends `bytes` padded with zeros to whole clusters (the writer copies or writes them at once, so one buffer serves every call). */
+  private appendPadded(bytes: Uint8Array): number {
+    if (bytes.length % this.clusterBytes === 0) return this.host.appendClusters(bytes);
+    const length = alignUp(bytes.length, this.clusterBytes);
+    if (this.padding.length < length) this.padding = new Uint8Array(length);
+    const padded = this.padding.subarray(0, length);
+    padded.set(bytes);
+    padded.fill(0, bytes.length);
+    return this.host.appendClusters(padded);
   }
 
   /** The batch item for an entry whose data is not written (nor scheduled) yet, or null. */
@@ -499,9 +521,3 @@ function zeroUnallocatedSubclusters(cluster: Uint8Array, allocMask: number): voi
   }
 }
 
-function padToClusters(bytes: Uint8Array, clusterBytes: number): Uint8Array {
-  if (bytes.length % clusterBytes === 0) return bytes;
-  const padded = new Uint8Array(alignUp(bytes.length, clusterBytes));
-  padded.set(bytes);
-  return padded;
-}
