@@ -32,7 +32,10 @@ export function decompressCluster(type: CompressionType, input: Uint8Array, clus
       output = zlib.inflateRawSync(input, { finishFlush: zlib.constants.Z_SYNC_FLUSH, maxOutputLength: clusterBytes + 1 });
     } else {
       if (!zstd.zstdDecompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'This image uses zstd compression, which needs Node.js 22.15 or later');
-      output = zstd.zstdDecompressSync(input.subarray(0, zstdFrameLength(input)), { maxOutputLength: clusterBytes + 1 });
+      const frame = input.subarray(0, zstdFrameLength(input));
+      const decompressor = reusableZstdDecompressor();
+      if (decompressor !== null) return decompressor.decompress(frame, clusterBytes, into);
+      output = zstd.zstdDecompressSync(frame, { maxOutputLength: clusterBytes + 1 });
     }
   } catch (error) {
     if (error instanceof Qcow2Error) throw error;
@@ -91,6 +94,8 @@ export function compressClusterInto(type: CompressionType, input: Uint8Array, ou
   }
   const zstd = zlib as unknown as ZstdZlib;
   if (!zstd.zstdCompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'zstd compression needs Node.js 22.15 or later');
+  const compressor = reusableZstdCompressor();
+  if (compressor !== null) return compressor.compress(input, output);
   return fitOrZero(zstd.zstdCompressSync(input), input, output);
 }
 
@@ -160,6 +165,54 @@ function reusableInflater(): Inflater | null {
   return inflater;
 }
 
+let zstdDecompressor: Pick<Inflater, 'decompress'> | null | undefined;
+
+/**
+ * One zstd decompression stream per thread, reset between clusters: zstdDecompressSync makes a
+ * context per cluster, and the comparison that ends a zstd compress decompresses every cluster, so
+ * the run peaked at 260–440 MiB. As there (and in QEMU), a frame must give exactly the cluster:
+ * less, more, or an error the stream reports is CORRUPT. It decompresses into one byte more than a
+ * cluster, which is how "more" shows.
+ */
+function reusableZstdDecompressor(): Pick<Inflater, 'decompress'> | null {
+  if (!compressionSettings.reuseZlibStream) return null;
+  if (zstdDecompressor !== undefined) return zstdDecompressor;
+  zstdDecompressor = null;
+  try {
+    const zlib = zlibModule() as typeof Zlib & { ZstdDecompress?: new () => unknown; constants: { ZSTD_e_end?: number } };
+    const end = zlib.constants.ZSTD_e_end;
+    if (zlib.ZstdDecompress === undefined || end === undefined) return null;
+    const stream = new zlib.ZstdDecompress() as { _handle?: Partial<ZlibHandle> & { onerror?: unknown }; _writeState?: unknown };
+    const handle = stream._handle;
+    const state = stream._writeState;
+    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
+    const native = handle as ZlibHandle & { onerror: (message: string) => void };
+    let failure: string | null = null;
+    native.onerror = (message) => {
+      failure = message;
+    };
+    let scratch = new Uint8Array(0);
+    zstdDecompressor = {
+      decompress(frame, clusterBytes, into) {
+        if (scratch.length !== clusterBytes + 1) scratch = new Uint8Array(clusterBytes + 1);
+        failure = null;
+        native.writeSync(end, frame, 0, frame.length, scratch, 0, scratch.length);
+        const outputLeft = state[0] ?? 0;
+        native.reset();
+        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        if (outputLeft === 0) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to more than ${clusterBytes} bytes`);
+        if (outputLeft > 1) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${scratch.length - outputLeft} bytes instead of ${clusterBytes}`);
+        const output = into?.subarray(0, clusterBytes) ?? new Uint8Array(clusterBytes);
+        output.set(scratch.subarray(0, clusterBytes));
+        return output;
+      },
+    };
+  } catch {
+    zstdDecompressor = null;
+  }
+  return zstdDecompressor;
+}
+
 /** node:zlib's native stream, driven directly; its shape is checked so that another Node falls back to deflateRawSync. */
 interface ZlibHandle {
   writeSync(flush: number, input: Uint8Array, inputOffset: number, inputLength: number, output: Uint8Array, outputOffset: number, outputLength: number): void;
@@ -171,6 +224,7 @@ interface Deflater {
 }
 
 let deflater: Deflater | null | undefined;
+let zstdCompressor: Deflater | null | undefined;
 
 /** Tests turn the reusable stream off to check the fallback gives the same images. */
 export const compressionSettings = { reuseZlibStream: true };
@@ -178,16 +232,36 @@ export const compressionSettings = { reuseZlibStream: true };
 function reusableDeflater(): Deflater | null {
   if (!compressionSettings.reuseZlibStream) return null;
   if (deflater !== undefined) return deflater;
-  deflater = null;
+  const zlib = zlibModule();
+  deflater = reusableCompressor(() => new zlib.DeflateRaw({ windowBits: 12, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION }), zlib.constants.Z_FINISH);
+  return deflater;
+}
+
+/**
+ * The same for zstd: zstdCompressSync makes a compression context per cluster (over a MiB of
+ * native memory each), and a compress with zstd peaked at 260–440 MiB before the collector freed
+ * them. Node's ZstdCompress stream, driven as the deflater is, ends a frame per cluster with
+ * ZSTD_e_end and is reset after it; its frames are the ones zstdCompressSync writes.
+ */
+function reusableZstdCompressor(): Deflater | null {
+  if (!compressionSettings.reuseZlibStream) return null;
+  if (zstdCompressor !== undefined) return zstdCompressor;
+  const zlib = zlibModule() as typeof Zlib & { ZstdCompress?: new () => unknown; constants: { ZSTD_e_end?: number } };
+  const ZstdCompress = zlib.ZstdCompress;
+  const end = zlib.constants.ZSTD_e_end;
+  zstdCompressor = ZstdCompress === undefined || end === undefined ? null : reusableCompressor(() => new ZstdCompress(), end);
+  return zstdCompressor;
+}
+
+/** A compressor over one native stream of node:zlib, or null where the stream's shape is not the one this drives (another Node: the caller falls back to the one-shot call). */
+function reusableCompressor(makeStream: () => unknown, finish: number): Deflater | null {
   try {
-    const zlib = zlibModule();
-    const stream = new zlib.DeflateRaw({ windowBits: 12, memLevel: 9, level: zlib.constants.Z_DEFAULT_COMPRESSION }) as unknown as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
+    const stream = makeStream() as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
     const handle = stream._handle;
     const state = stream._writeState;
     if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
     const native = handle as ZlibHandle;
-    const finish = zlib.constants.Z_FINISH;
-    deflater = {
+    return {
       compress(input, output) {
         // Room for one byte less than the input: what does not fit is not worth storing compressed.
         const room = input.length - 1;
@@ -199,9 +273,8 @@ function reusableDeflater(): Deflater | null {
       },
     };
   } catch {
-    deflater = null;
+    return null;
   }
-  return deflater;
 }
 
 /** The length of the zstd frame at the start of `input` (RFC 8878 §3.1.1), so sector padding after it is not fed to the decoder. */
