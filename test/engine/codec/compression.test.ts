@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { compressCluster, compressionSettings, decompressCluster } from '../../../src/shared/qcow2/codec/compression.ts';
+import { compressCluster, compressionSettings, decompressCluster, reusableStreams } from '../../../src/shared/qcow2/codec/compression.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
 import { convertImage } from '../../../src/shared/qcow2/convert/convert.ts';
 import { firstDifference, qemuCheck, rawOf, tempDir, type TempDir } from '../../helpers/qemu.ts';
@@ -35,6 +35,13 @@ function withFreshStreams<T>(run: () => T): T {
     compressionSettings.reuseZlibStream = true;
   }
 }
+
+describe('the reused streams', () => {
+  it('are the path taken on this Node (24), for zlib and zstd both ways; turned off, none is', () => {
+    expect(reusableStreams()).toEqual({ deflate: true, inflate: true, zstdCompress: true, zstdDecompress: true });
+    expect(withFreshStreams(() => reusableStreams())).toEqual({ deflate: false, inflate: false, zstdCompress: false, zstdDecompress: false });
+  });
+});
 
 describe('cluster compression through one reused zlib stream', () => {
   it('deflates each cluster exactly as a fresh stream does, and inflates it back', () => {

@@ -124,11 +124,9 @@ function reusableInflater(): Inflater | null {
   inflater = null;
   try {
     const zlib = zlibModule();
-    const stream = new zlib.InflateRaw({ windowBits: 15 }) as unknown as { _handle?: Partial<ZlibHandle> & { onerror?: unknown }; _writeState?: unknown };
-    const handle = stream._handle;
-    const state = stream._writeState;
-    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
-    const native = handle as ZlibHandle & { onerror: (message: string) => void };
+    const handle = nativeHandle(new zlib.InflateRaw({ windowBits: 15 }));
+    if (handle === null) return null;
+    const { native, state } = handle;
     let failure: string | null = null;
     native.onerror = (message) => {
       failure = message;
@@ -182,11 +180,9 @@ function reusableZstdDecompressor(): Pick<Inflater, 'decompress'> | null {
     const zlib = zlibModule() as typeof Zlib & { ZstdDecompress?: new () => unknown; constants: { ZSTD_e_end?: number } };
     const end = zlib.constants.ZSTD_e_end;
     if (zlib.ZstdDecompress === undefined || end === undefined) return null;
-    const stream = new zlib.ZstdDecompress() as { _handle?: Partial<ZlibHandle> & { onerror?: unknown }; _writeState?: unknown };
-    const handle = stream._handle;
-    const state = stream._writeState;
-    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
-    const native = handle as ZlibHandle & { onerror: (message: string) => void };
+    const handle = nativeHandle(new zlib.ZstdDecompress());
+    if (handle === null) return null;
+    const { native, state } = handle;
     let failure: string | null = null;
     native.onerror = (message) => {
       failure = message;
@@ -217,6 +213,18 @@ function reusableZstdDecompressor(): Pick<Inflater, 'decompress'> | null {
 interface ZlibHandle {
   writeSync(flush: number, input: Uint8Array, inputOffset: number, inputLength: number, output: Uint8Array, outputOffset: number, outputLength: number): void;
   reset(): void;
+  /** Where the stream reports a corrupt input; taken over by the decompressors. */
+  onerror: (message: string) => void;
+}
+
+/**
+ * A node:zlib stream's native handle and its write state (after each writeSync: the output room
+ * left, then the input left), or null where the stream is not shaped so (another Node).
+ */
+function nativeHandle(stream: unknown): { native: ZlibHandle; state: Uint32Array } | null {
+  const { _handle: handle, _writeState: state } = stream as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
+  if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
+  return { native: handle as ZlibHandle, state };
 }
 
 interface Deflater {
@@ -225,6 +233,11 @@ interface Deflater {
 
 let deflater: Deflater | null | undefined;
 let zstdCompressor: Deflater | null | undefined;
+
+/** Which reused native streams this Node gives: tests check that the reused path is the one taken, not a silent fallback. */
+export function reusableStreams(): { deflate: boolean; inflate: boolean; zstdCompress: boolean; zstdDecompress: boolean } {
+  return { deflate: reusableDeflater() !== null, inflate: reusableInflater() !== null, zstdCompress: reusableZstdCompressor() !== null, zstdDecompress: reusableZstdDecompressor() !== null };
+}
 
 /** Tests turn the reusable stream off to check the fallback gives the same images. */
 export const compressionSettings = { reuseZlibStream: true };
@@ -256,11 +269,9 @@ function reusableZstdCompressor(): Deflater | null {
 /** A compressor over one native stream of node:zlib, or null where the stream's shape is not the one this drives (another Node: the caller falls back to the one-shot call). */
 function reusableCompressor(makeStream: () => unknown, finish: number): Deflater | null {
   try {
-    const stream = makeStream() as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
-    const handle = stream._handle;
-    const state = stream._writeState;
-    if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
-    const native = handle as ZlibHandle;
+    const handle = nativeHandle(makeStream());
+    if (handle === null) return null;
+    const { native, state } = handle;
     return {
       compress(input, output) {
         // Room for one byte less than the input: what does not fit is not worth storing compressed.
