@@ -102,6 +102,8 @@ describe('cluster compression through one reused zstd stream', () => {
     if (good === null) throw new Error('text should compress');
     const garbage = new SeededRandom(9).bytes(300);
     const padded = new Uint8Array(good.length + 700).fill(7);
+    const oneByteLong = compressCluster(1, compressibleBytes(CLUSTER + 1, 1));
+    if (oneByteLong === null) throw new Error('text should compress');
     padded.set(good);
     for (const reuse of [true, false]) {
       compressionSettings.reuseZlibStream = reuse;
@@ -110,6 +112,8 @@ describe('cluster compression through one reused zstd stream', () => {
       // 64 KiB of content for a 32 KiB cluster: more than the cluster.
       expect(() => decompressCluster(1, good, CLUSTER / 2)).toThrow(Qcow2Error);
       expect(() => decompressCluster(1, good, CLUSTER * 2)).toThrow(/instead of/);
+      // One byte past the cluster: the smallest "more", which a limit of a cluster plus one byte lets through.
+      expect(() => decompressCluster(1, oneByteLong, CLUSTER)).toThrow(/more than/);
       // Sector padding after the frame is not part of it.
       expect(firstDifference(decompressCluster(1, padded, CLUSTER), compressibleBytes(CLUSTER, 1))).toBe(-1);
       const into = new Uint8Array(CLUSTER).fill(1);

@@ -41,7 +41,8 @@ export function decompressCluster(type: CompressionType, input: Uint8Array, clus
     if (error instanceof Qcow2Error) throw error;
     throw new Qcow2Error('CORRUPT', 'A compressed cluster could not be decompressed', { cause: error });
   }
-  if (output.length < clusterBytes) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${output.length} bytes instead of ${clusterBytes}`);
+  // Deflate may run on past the cluster (QEMU stops reading there); a zstd frame must give exactly the cluster.
+  if (output.length < clusterBytes || (type === 1 && output.length > clusterBytes)) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${output.length > clusterBytes ? `more than ${clusterBytes} bytes` : `${output.length} bytes instead of ${clusterBytes}`}`);
   if (into === undefined) return output.subarray(0, clusterBytes);
   into.set(output.subarray(0, clusterBytes));
   return into.subarray(0, clusterBytes);
@@ -126,33 +127,27 @@ function reusableInflater(): Inflater | null {
     const zlib = zlibModule();
     const handle = nativeHandle(new zlib.InflateRaw({ windowBits: 15 }));
     if (handle === null) return null;
-    const { native, state } = handle;
-    let failure: string | null = null;
-    native.onerror = (message) => {
-      failure = message;
-    };
+    const { native, state, takeFailure } = handle;
     const flush = zlib.constants.Z_SYNC_FLUSH;
     let scratch = new Uint8Array(0);
     inflater = {
       decompress(input, clusterBytes, into) {
         const output = into?.subarray(0, clusterBytes) ?? new Uint8Array(clusterBytes);
-        failure = null;
         native.writeSync(flush, input, 0, input.length, output, 0, clusterBytes);
         const outputLeft = state[0] ?? 0;
         native.reset();
-        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        throwIfFailed(takeFailure());
         if (outputLeft > 0) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${clusterBytes - outputLeft} bytes instead of ${clusterBytes}`);
         return output;
       },
       streamLength(input, clusterBytes) {
         // Room past the cluster, so that inflate reads on to the stream's end and stops there.
         if (scratch.length < clusterBytes + 1024) scratch = new Uint8Array(clusterBytes + 1024);
-        failure = null;
         native.writeSync(zlib.constants.Z_FINISH, input, 0, input.length, scratch, 0, scratch.length);
         const outputLeft = state[0] ?? 0;
         const inputLeft = state[1] ?? 0;
         native.reset();
-        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        throwIfFailed(takeFailure());
         if (scratch.length - outputLeft !== clusterBytes) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${scratch.length - outputLeft} bytes instead of ${clusterBytes}`);
         return input.length - inputLeft;
       },
@@ -182,20 +177,15 @@ function reusableZstdDecompressor(): Pick<Inflater, 'decompress'> | null {
     if (zlib.ZstdDecompress === undefined || end === undefined) return null;
     const handle = nativeHandle(new zlib.ZstdDecompress());
     if (handle === null) return null;
-    const { native, state } = handle;
-    let failure: string | null = null;
-    native.onerror = (message) => {
-      failure = message;
-    };
+    const { native, state, takeFailure } = handle;
     let scratch = new Uint8Array(0);
     zstdDecompressor = {
       decompress(frame, clusterBytes, into) {
         if (scratch.length !== clusterBytes + 1) scratch = new Uint8Array(clusterBytes + 1);
-        failure = null;
         native.writeSync(end, frame, 0, frame.length, scratch, 0, scratch.length);
         const outputLeft = state[0] ?? 0;
         native.reset();
-        if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${String(failure)})`);
+        throwIfFailed(takeFailure());
         if (outputLeft === 0) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to more than ${clusterBytes} bytes`);
         if (outputLeft > 1) throw new Qcow2Error('CORRUPT', `A compressed cluster decompressed to ${scratch.length - outputLeft} bytes instead of ${clusterBytes}`);
         const output = into?.subarray(0, clusterBytes) ?? new Uint8Array(clusterBytes);
@@ -219,12 +209,28 @@ interface ZlibHandle {
 
 /**
  * A node:zlib stream's native handle and its write state (after each writeSync: the output room
- * left, then the input left), or null where the stream is not shaped so (another Node).
+ * left, then the input left), or null where the stream is not shaped so (another Node). The
+ * handle's error callback is taken over: `takeFailure` gives what it reported since the last call
+ * (a corrupt input), and clears it.
  */
-function nativeHandle(stream: unknown): { native: ZlibHandle; state: Uint32Array } | null {
+function nativeHandle(stream: unknown): { native: ZlibHandle; state: Uint32Array; takeFailure: () => string | null } | null {
   const { _handle: handle, _writeState: state } = stream as { _handle?: Partial<ZlibHandle>; _writeState?: unknown };
   if (handle === undefined || typeof handle.writeSync !== 'function' || typeof handle.reset !== 'function' || !(state instanceof Uint32Array)) return null;
-  return { native: handle as ZlibHandle, state };
+  const native = handle as ZlibHandle;
+  let failure: string | null = null;
+  native.onerror = (message) => {
+    failure = message;
+  };
+  const takeFailure = (): string | null => {
+    const reported = failure;
+    failure = null;
+    return reported;
+  };
+  return { native, state, takeFailure };
+}
+
+function throwIfFailed(failure: string | null): void {
+  if (failure !== null) throw new Qcow2Error('CORRUPT', `A compressed cluster could not be decompressed (${failure})`);
 }
 
 interface Deflater {
@@ -271,7 +277,7 @@ function reusableCompressor(makeStream: () => unknown, finish: number): Deflater
   try {
     const handle = nativeHandle(makeStream());
     if (handle === null) return null;
-    const { native, state } = handle;
+    const { native, state, takeFailure } = handle;
     return {
       compress(input, output) {
         // Room for one byte less than the input: what does not fit is not worth storing compressed.
@@ -280,6 +286,8 @@ function reusableCompressor(makeStream: () => unknown, finish: number): Deflater
         const outputLeft = state[0] ?? 0;
         const inputLeft = state[1] ?? 0;
         native.reset();
+        const failure = takeFailure();
+        if (failure !== null) throw new Qcow2Error('INTERNAL', `Compressing a cluster failed (${failure})`);
         return inputLeft === 0 && outputLeft > 0 ? room - outputLeft : 0;
       },
     };
