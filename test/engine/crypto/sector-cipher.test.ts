@@ -1,6 +1,7 @@
 import { createCipheriv } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { aesCallsOpensslDirectly, aesSettings } from '../../../src/shared/qcow2/crypto/aes-ecb.ts';
 import { createSectorCipher } from '../../../src/shared/qcow2/crypto/sector-cipher.ts';
 import { xtsSimd } from '../../../src/shared/qcow2/crypto/xts-simd.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
@@ -38,15 +39,23 @@ describe('the reference XTS', () => {
 
 describe('sector cipher', () => {
   const paths = xtsSimd() === null ? [false] : [true, false];
+  afterEach(() => {
+    aesSettings.callOpensslDirectly = true;
+  });
 
   it('has WebAssembly SIMD on this Node (else XTS falls back to the slower JavaScript path)', () => {
     expect(xtsSimd()).not.toBeNull();
   });
 
+  it('calls OpenSSL directly on this Node (else every AES run leaves a new buffer behind, for node:crypto)', () => {
+    expect(aesCallsOpensslDirectly()).toBe(true);
+  });
+
   describe.each(COMBINATIONS.map((combination) => [name(combination), combination] as const))('%s', (_label, { mode, keyBytes, ivKind }) => {
-    it.each(paths.map((simd) => [simd ? 'SIMD' : 'JavaScript', simd] as const))(
-      'encrypts and decrypts byte for byte as per-sector node:crypto does, at random sector numbers (%s path)',
-      (_path, simd) => {
+    it.each(paths.flatMap((simd) => [true, false].map((direct) => [simd ? 'SIMD' : 'JavaScript', direct ? 'OpenSSL called directly' : 'node:crypto', simd, direct] as const)))(
+      'encrypts and decrypts byte for byte as per-sector node:crypto does, at random sector numbers (%s path, AES through %s)',
+      (_path, _aes, simd, direct) => {
+        aesSettings.callOpensslDirectly = direct;
         const random = new SeededRandom(keyBytes * 7 + ivKind.length + (simd ? 1 : 0) + (mode === 'xts' ? 100 : 0));
         const key = random.bytes(keyBytes);
         const cipher = createSectorCipher({ mode, ivGenerator: ivKind, ivHash: ivHash(ivKind) }, key, { simd });

@@ -27,6 +27,8 @@ export class CbcSectorCipher implements SectorCipher {
   private readonly ivs: IvGenerator;
   private readonly lockstepBytes = new Uint8Array(RUN_SECTORS * AES_BLOCK_BYTES);
   private readonly lockstep = new Int32Array(this.lockstepBytes.buffer);
+  private readonly ciphertextBytes = new Uint8Array(RUN_SECTORS * AES_BLOCK_BYTES);
+  private readonly ciphertext = new Int32Array(this.ciphertextBytes.buffer);
   private scratch: Uint8Array | null = null;
 
   /** `key` is the AES key (16, 24 or 32 bytes); the caller keeps it and may zero it afterwards. */
@@ -54,6 +56,8 @@ export class CbcSectorCipher implements SectorCipher {
   }
 
   close(): void {
+    this.encryptBlocks?.close();
+    this.ivs.close();
     this.encryptBlocks = null;
     this.decryptChain = null;
   }
@@ -75,8 +79,9 @@ export class CbcSectorCipher implements SectorCipher {
       for (let word = 0; word < 4; word++) lockstep[sector * 4 + word] = (words[sector * SECTOR_WORDS + word] as number) ^ (ivs[sector * 4 + word] as number);
     }
     const input = this.lockstepBytes.subarray(0, count * AES_BLOCK_BYTES);
+    const ciphertext = this.ciphertext;
     for (let block = 0; block < BLOCKS_PER_SECTOR; block++) {
-      const ciphertext = wordsOf(blockCipher.blocks(input));
+      blockCipher.blocksInto(input, this.ciphertextBytes);
       const last = block === BLOCKS_PER_SECTOR - 1;
       for (let sector = 0, at = block * 4; sector < count; sector++, at += SECTOR_WORDS) {
         const c0 = ciphertext[sector * 4] as number;

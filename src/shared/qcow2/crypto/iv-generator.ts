@@ -15,6 +15,8 @@ const TWO_POW_32 = 0x1_0000_0000;
 export interface IvGenerator {
   /** IVs of `count` sectors from `firstSector`, `step` apart (1 unless data units are larger than a sector), 16 bytes each, in a buffer valid until the next call. */
   ivs(firstSector: number, count: number, step?: number): Uint8Array;
+  /** Frees what the generator holds of the key (ESSIV's AES context). */
+  close(): void;
 }
 
 /** `maxCount` bounds `count` (the caller's run size), so the buffer is allocated once. */
@@ -52,20 +54,31 @@ class SectorNumberIvs implements IvGenerator {
     }
     return this.buffer.subarray(0, count * AES_BLOCK_BYTES);
   }
+
+  close(): void {}
 }
 
 class EssivIvs implements IvGenerator {
   private readonly sectorNumbers: SectorNumberIvs;
   private readonly cipher: AesEcb;
+  /** The encrypted IVs (the sector numbers' buffer must keep its zero high bytes, so not in place). */
+  private readonly output: Uint8Array;
 
   constructor(key: Uint8Array, maxCount: number) {
     this.sectorNumbers = new SectorNumberIvs(true, maxCount);
+    this.output = new Uint8Array(maxCount * AES_BLOCK_BYTES);
     const salt = nodeCrypto().createHash('sha256').update(key).digest();
     this.cipher = aesEcb(salt, 'encrypt');
     salt.fill(0);
   }
 
   ivs(firstSector: number, count: number, step = 1): Uint8Array {
-    return this.cipher.blocks(this.sectorNumbers.ivs(firstSector, count, step));
+    const output = this.output.subarray(0, count * AES_BLOCK_BYTES);
+    this.cipher.blocksInto(this.sectorNumbers.ivs(firstSector, count, step), output);
+    return output;
+  }
+
+  close(): void {
+    this.cipher.close();
   }
 }

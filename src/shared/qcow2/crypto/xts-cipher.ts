@@ -27,6 +27,8 @@ export class XtsSectorCipher implements SectorCipher {
   private readonly unitSectors: number;
   /** Each piece's first tweak, expanded from its unit's (unitSectors > 1 only). */
   private readonly pieceTweaks: Uint8Array;
+  /** Each unit's first tweak: its IV encrypted with the tweak key. */
+  private readonly unitTweaks: Uint8Array;
 
   /**
    * `key` is both XTS keys (32, 48 or 64 bytes); the caller keeps it and may zero it afterwards.
@@ -40,6 +42,7 @@ export class XtsSectorCipher implements SectorCipher {
     this.passes = passes;
     this.unitSectors = unitSectors;
     this.pieceTweaks = new Uint8Array(unitSectors > 1 ? passes.runSectors * 16 : 0);
+    this.unitTweaks = new Uint8Array(passes.runSectors * 16);
     // ESSIV hashes the whole master key, both halves (QEMU passes it the full key).
     this.ivs = createIvGenerator(ivGenerator, ivHash, key, passes.runSectors);
   }
@@ -53,6 +56,10 @@ export class XtsSectorCipher implements SectorCipher {
   }
 
   close(): void {
+    this.encryptData?.close();
+    this.decryptData?.close();
+    this.encryptTweak?.close();
+    this.ivs.close();
     this.encryptData = null;
     this.decryptData = null;
     this.encryptTweak = null;
@@ -66,7 +73,8 @@ export class XtsSectorCipher implements SectorCipher {
     for (let done = 0; done < count; done += runSectors) {
       const sectors = Math.min(runSectors, count - done);
       const units = sectors / this.unitSectors;
-      const unitTweaks = this.encryptTweak.blocks(this.ivs.ivs(firstSector + done, units, this.unitSectors));
+      const unitTweaks = this.unitTweaks.subarray(0, units * 16);
+      this.encryptTweak.blocksInto(this.ivs.ivs(firstSector + done, units, this.unitSectors), unitTweaks);
       const firstTweaks = this.unitSectors === 1 ? unitTweaks : this.expandTweaks(unitTweaks, units);
       this.passes.apply(data.subarray(done * SECTOR_BYTES, (done + sectors) * SECTOR_BYTES), firstTweaks, sectors, blockCipher);
     }

@@ -38,12 +38,8 @@ export function wordXtsPasses(): XtsPasses {
       const words = new Int32Array(work.buffer, work.byteOffset, count * SECTOR_WORDS);
       const tweaks = wordsOf(firstTweaks);
       xorTweaks(words, words, tweaks, count);
-      const output = blockCipher.blocks(work);
-      if ((output.byteOffset & 3) === 0) xorTweaks(new Int32Array(output.buffer, output.byteOffset, count * SECTOR_WORDS), words, tweaks, count);
-      else {
-        work.set(output);
-        xorTweaks(words, words, tweaks, count);
-      }
+      blockCipher.blocksInto(work, work);
+      xorTweaks(words, words, tweaks, count);
       if (!aligned) sectors.set(work);
     },
   };
@@ -57,7 +53,8 @@ export function simdXtsPasses(simd: XtsSimd): XtsPasses {
       simd.tweaks.set(firstTweaks);
       simd.data.set(sectors);
       simd.xorTweaks(count);
-      simd.data.set(blockCipher.blocks(simd.data.subarray(0, length)));
+      const run = simd.data.subarray(0, length);
+      blockCipher.blocksInto(run, run);
       simd.xorTweaks(count);
       sectors.set(simd.data.subarray(0, length));
     },
