@@ -1,16 +1,13 @@
 /**
  * AES-CBC per 512-byte sector (LUKS "cbc-plain", "cbc-plain64", "cbc-essiv:sha256", and legacy
- * qcow2 AES): each sector chains from its own IV. Decryption runs one CBC call over a whole run
- * and then mends the first block of each sector, which OpenSSL chained from the block before it
- * instead of the sector's IV. Encryption is serial within a sector, so a run advances all its
- * sectors in lockstep: block j of every sector, XORed with block j-1's ciphertext, goes through
- * one AES-ECB call (32 calls per run instead of one cipher object per sector).
+ * qcow2 AES): each sector chains from its own IV. Decryption is one AES-ECB call over a whole run,
+ * each block then XORed with the ciphertext block before it (the sector's IV for its first).
+ * Encryption is serial within a sector, so a run advances all its sectors in lockstep: block j of
+ * every sector, XORed with block j-1's ciphertext, goes through one AES-ECB call (32 calls per run
+ * instead of one cipher object per sector).
  */
-import type { Decipheriv } from 'node:crypto';
-import { nodeCrypto } from './node-crypto.ts';
-import { Qcow2Error } from '../errors.ts';
 import type { LuksHash, LuksIvGenerator } from '../format/luks-header.ts';
-import { AES_BLOCK_BYTES, aesAlgorithm, aesEcb, type AesEcb } from './aes-ecb.ts';
+import { AES_BLOCK_BYTES, aesEcb, type AesEcb } from './aes-ecb.ts';
 import { createIvGenerator, type IvGenerator } from './iv-generator.ts';
 import { SECTOR_BYTES, checkSectorRun, closedError, wordsOf, type SectorCipher } from './sector-run.ts';
 
@@ -21,21 +18,19 @@ const BLOCKS_PER_SECTOR = SECTOR_BYTES / AES_BLOCK_BYTES;
 
 export class CbcSectorCipher implements SectorCipher {
   private encryptBlocks: AesEcb | null;
-  private decryptChain: Decipheriv | null;
-  /** The last ciphertext block `decryptChain` was fed: OpenSSL chains the next call's first block from it. */
-  private readonly chainedFrom = new Uint8Array(AES_BLOCK_BYTES);
+  private decryptBlocks: AesEcb | null;
   private readonly ivs: IvGenerator;
   private readonly lockstepBytes = new Uint8Array(RUN_SECTORS * AES_BLOCK_BYTES);
   private readonly lockstep = new Int32Array(this.lockstepBytes.buffer);
   private readonly ciphertextBytes = new Uint8Array(RUN_SECTORS * AES_BLOCK_BYTES);
   private readonly ciphertext = new Int32Array(this.ciphertextBytes.buffer);
   private scratch: Uint8Array | null = null;
+  private plainBytes: Uint8Array | null = null;
 
   /** `key` is the AES key (16, 24 or 32 bytes); the caller keeps it and may zero it afterwards. */
   constructor(key: Uint8Array, ivGenerator: LuksIvGenerator, ivHash: LuksHash | null) {
     this.encryptBlocks = aesEcb(key, 'encrypt');
-    this.decryptChain = nodeCrypto().createDecipheriv(aesAlgorithm(key.length, 'cbc'), key, this.chainedFrom);
-    this.decryptChain.setAutoPadding(false);
+    this.decryptBlocks = aesEcb(key, 'decrypt');
     this.ivs = createIvGenerator(ivGenerator, ivHash, key, RUN_SECTORS);
   }
 
@@ -57,9 +52,10 @@ export class CbcSectorCipher implements SectorCipher {
 
   close(): void {
     this.encryptBlocks?.close();
+    this.decryptBlocks?.close();
     this.ivs.close();
     this.encryptBlocks = null;
-    this.decryptChain = null;
+    this.decryptBlocks = null;
   }
 
   private encryptRun(run: Uint8Array, firstSector: number, count: number): void {
@@ -103,20 +99,19 @@ export class CbcSectorCipher implements SectorCipher {
   }
 
   private decryptRun(run: Uint8Array, firstSector: number, count: number): void {
-    const chain = this.decryptChain;
-    if (chain === null) throw closedError();
-    const plain = chain.update(run);
-    if (plain.length !== run.length) throw new Qcow2Error('INTERNAL', `AES-CBC returned ${plain.length} bytes for ${run.length}`);
-    const ivs = this.ivs.ivs(firstSector, count);
+    const blockCipher = this.decryptBlocks;
+    if (blockCipher === null) throw closedError();
+    this.plainBytes ??= new Uint8Array(RUN_SECTORS * SECTOR_BYTES);
+    const plainBytes = this.plainBytes.subarray(0, run.length);
+    blockCipher.blocksInto(run, plainBytes);
+    const plain = new Int32Array(plainBytes.buffer, 0, count * SECTOR_WORDS);
+    const ciphertext = wordsOf(run);
+    const ivs = wordsOf(this.ivs.ivs(firstSector, count));
     for (let sector = 0; sector < count; sector++) {
-      const at = sector * SECTOR_BYTES;
-      // OpenSSL XORed this sector's first block with the ciphertext block before it; it wanted the IV.
-      const before = sector === 0 ? this.chainedFrom : run.subarray(at - AES_BLOCK_BYTES, at);
-      for (let index = 0; index < AES_BLOCK_BYTES; index++) {
-        plain[at + index] = (plain[at + index] as number) ^ (before[index] as number) ^ (ivs[sector * AES_BLOCK_BYTES + index] as number);
-      }
+      const at = sector * SECTOR_WORDS;
+      for (let word = 0; word < 4; word++) plain[at + word] = (plain[at + word] as number) ^ (ivs[sector * 4 + word] as number);
+      for (let word = 4; word < SECTOR_WORDS; word++) plain[at + word] = (plain[at + word] as number) ^ (ciphertext[at + word - 4] as number);
     }
-    this.chainedFrom.set(run.subarray(run.length - AES_BLOCK_BYTES));
-    run.set(plain);
+    run.set(plainBytes);
   }
 }
