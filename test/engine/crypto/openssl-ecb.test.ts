@@ -7,7 +7,7 @@
 import { createCipheriv, createDecipheriv } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { opensslEcb } from '../../../src/shared/qcow2/crypto/openssl-ecb.ts';
-import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { thrownQcow2Error } from '../../helpers/outcomes.ts';
 import { SeededRandom } from '../../helpers/seeded-random.ts';
 
 function nodeEcb(key: Uint8Array, direction: 'encrypt' | 'decrypt', input: Uint8Array): Buffer {
@@ -47,20 +47,12 @@ describe('AES-ECB through OpenSSL called directly', () => {
   it('refuses partial blocks, too little room and use after close with typed errors; bad key sizes get no context', () => {
     const ecb = opensslEcb(new Uint8Array(32), 'encrypt');
     if (ecb === null) throw new Error('OpenSSL cannot be called directly here');
-    const codeOf = (action: () => unknown): string | undefined => {
-      try {
-        action();
-      } catch (error) {
-        return error instanceof Qcow2Error ? error.code : 'untyped';
-      }
-      return undefined;
-    };
-    expect(codeOf(() => ecb.blocksInto(new Uint8Array(20), new Uint8Array(32)))).toBe('INTERNAL');
-    expect(codeOf(() => ecb.blocksInto(new Uint8Array(32), new Uint8Array(16)))).toBe('INTERNAL');
-    expect(codeOf(() => ecb.blocksInto(new Uint8Array(0), new Uint8Array(0)))).toBeUndefined();
+    expect(thrownQcow2Error(() => ecb.blocksInto(new Uint8Array(20), new Uint8Array(32))).code).toBe('INTERNAL');
+    expect(thrownQcow2Error(() => ecb.blocksInto(new Uint8Array(32), new Uint8Array(16))).code).toBe('INTERNAL');
+    ecb.blocksInto(new Uint8Array(0), new Uint8Array(0));
     ecb.close();
     ecb.close();
-    expect(codeOf(() => ecb.blocksInto(new Uint8Array(16), new Uint8Array(16)))).toBe('INTERNAL');
+    expect(thrownQcow2Error(() => ecb.blocksInto(new Uint8Array(16), new Uint8Array(16))).code).toBe('INTERNAL');
     expect(opensslEcb(new Uint8Array(20), 'encrypt')).toBeNull();
   });
 });
