@@ -1,6 +1,6 @@
 import { commitSteps } from '../../shared/qcow2/chain/commit.ts';
 import { formatBytes } from '../../shared/format-units.ts';
-import { rewriteSteps } from '../../shared/qcow2/rewrite/rewrite.ts';
+import type * as RewriteModule from '../../shared/qcow2/rewrite/rewrite.ts';
 import { runStepsYielding } from '../../shared/qcow2/steps.ts';
 import { flag, option } from '../args.ts';
 import { runCancellably, StoppedBySignal, withProgressLine } from '../cancellable-job.ts';
@@ -69,6 +69,9 @@ function oneCount(onProgress: (stage: string, done: number, total: number) => vo
   };
 }
 
+/** The rewrite engine, loaded only when an emptied overlay is compacted: most commits never need it, and loading it costs each one ~10 ms. */
+const rewriteModule = (): Promise<typeof RewriteModule> => import('../../shared/qcow2/rewrite/rewrite.ts');
+
 /**
  * The emptied overlay compacted in place (as `cowbell compact`), so its file shrinks to its header
  * and tables as qemu-img's does. The commit is done whatever happens here: a failure is a note.
@@ -77,7 +80,7 @@ async function giveBackFreeSpace(image: string, freeBytes: number, io: CliIo, sh
   try {
     await withProgressLine(io, showProgress, (onProgress) =>
       runCancellably(
-        async (job) => runStepsYielding(rewriteSteps({ source: image, compression: 'keep', earlyVerifyWorker: cliRuntime.earlyVerifyWorker, ...unlock }, job)),
+        async (job) => runStepsYielding((await rewriteModule()).rewriteSteps({ source: image, compression: 'keep', earlyVerifyWorker: cliRuntime.earlyVerifyWorker, ...unlock }, job)),
         onProgress,
         'Cancelled',
       ),
