@@ -75,17 +75,17 @@ export function compressCluster(type: CompressionType, input: Uint8Array): Uint8
   return length === 0 ? null : output.slice(0, length);
 }
 
-/**
- * Compresses one cluster into `output` (at least as long as the input); returns the compressed
- * length, or 0 when compression would not save space. Raw deflate goes through one zlib stream
- * per thread, reset between clusters: a new stream per cluster (deflateRawSync) leaves tens of
- * MiB of native garbage behind a long run, for the garbage collector to find late.
- */
 /** Refuses, before any work, a compression type this Node cannot write (zstd before Node 22.15). */
 export function assertCanCompress(type: CompressionType): void {
   if (type !== 0 && !(zlibModule() as unknown as ZstdZlib).zstdCompressSync) throw new Qcow2Error('UNSUPPORTED_FEATURE', 'zstd compression needs Node.js 22.15 or later');
 }
 
+/**
+ * Compresses one cluster into `output` (at least as long as the input); returns the compressed
+ * length, or 0 when compression would not save space. Raw deflate and zstd each go through one
+ * native stream per thread, reset between clusters: a new stream per cluster (deflateRawSync,
+ * zstdCompressSync) leaves tens of MiB of native garbage behind a long run, for the collector to find late.
+ */
 export function compressClusterInto(type: CompressionType, input: Uint8Array, output: Uint8Array): number {
   const zlib = zlibModule();
   if (type === 0) {

@@ -1,15 +1,16 @@
 /**
- * AES-ECB through the OpenSSL (or BoringSSL) the running program carries, called directly through
- * koffi (io/libc.ts: dlopen(NULL), Linux only): EVP_CipherUpdate writes into the caller's buffer.
+ * AES-ECB through the OpenSSL the running program exports, called directly by koffi (io/libc.ts:
+ * dlopen(NULL), Linux only): EVP_CipherUpdate writes into the caller's buffer.
  * node:crypto's update() returns a new buffer for every call, so a rewrite of an encrypted disk left
  * about as much short-lived native memory as the data it ciphered, for the collector to find late:
  * compact and convert of an encrypted 512 MiB disk peaked at 190–215 MiB (issue 18's bound is 160).
- * Node exports OpenSSL's symbols for native addons; where they cannot be found (a runtime that
- * keeps them hidden, another platform), this gives null and aes-ecb.ts uses node:crypto.
+ * Node exports OpenSSL's symbols for native addons; where they cannot be found (Electron hides its
+ * BoringSSL's, other platforms), this gives null and aes-ecb.ts uses node:crypto.
  * A context holds its own copy of the key until close(), which frees it (OpenSSL clears it); a
  * context dropped without close() is freed when collected.
  */
 import type * as Koffi from 'koffi';
+import type { AesEcb } from './aes-ecb.ts';
 import { libc } from '../io/libc.ts';
 import { Qcow2Error } from '../errors.ts';
 
@@ -54,14 +55,8 @@ function evpCalls(): EvpCalls | null {
 /** Frees a context that was dropped without close(). */
 const unclosed = new FinalizationRegistry<{ context: unknown; free: (context: unknown) => void }>(({ context, free }) => free(context));
 
-export interface OpensslEcb {
-  /** AES of every 16-byte block of `input` into `output` (at least as long; it may be `input` itself). */
-  blocksInto(input: Uint8Array, output: Uint8Array): void;
-  close(): void;
-}
-
 /** An OpenSSL AES-ECB context for `key` (16, 24 or 32 bytes) and direction, padding off; null where OpenSSL cannot be called. */
-export function opensslEcb(key: Uint8Array, direction: 'encrypt' | 'decrypt'): OpensslEcb | null {
+export function opensslEcb(key: Uint8Array, direction: 'encrypt' | 'decrypt'): AesEcb | null {
   const evp = evpCalls();
   if (evp === null || (key.length !== 16 && key.length !== 24 && key.length !== 32)) return null;
   let context: unknown = evp.newContext();

@@ -11,7 +11,7 @@ export const SECTOR_BYTES = 512;
 export interface SectorCipher {
   encryptSectors(data: Uint8Array, firstSector: number): void;
   decryptSectors(data: Uint8Array, firstSector: number): void;
-  /** Drops the cipher objects (OpenSSL keeps its key copies until they are collected). */
+  /** Frees the AES contexts (OpenSSL clears its key copies; node:crypto's objects keep theirs until collected). */
   close(): void;
 }
 
