@@ -10,13 +10,16 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { compressCluster, type CompressionType } from '../../../src/shared/qcow2/codec/compression.ts';
 import { Qcow2Error } from '../../../src/shared/qcow2/errors.ts';
+import { compressedEntrySize } from '../../../src/shared/qcow2/format/entries.ts';
 import { NodeBlockFile, type BlockFile } from '../../../src/shared/qcow2/io/block-file.ts';
 import { HELPER_START_MS, resetHelperThreadNotice } from '../../../src/shared/qcow2/io/helper-threads.ts';
 import { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from '../../../src/shared/qcow2/rewrite/cluster-pairs.ts';
 import { startEarlyVerifier, type EarlyVerifier } from '../../../src/shared/qcow2/rewrite/early-verify.ts';
 import { rewriteImage } from '../../../src/shared/qcow2/rewrite/rewrite.ts';
 import { tempDir, type TempDir } from '../../helpers/qemu.ts';
+import { compressibleBytes } from '../../helpers/seeded-random.ts';
 import { makeSnapshottedDisk, qemuCheckReport } from '../../helpers/rewrite-disks.ts';
 
 let folder: TempDir;
@@ -67,8 +70,8 @@ const STARTED_WITHIN_MS = 60_000;
 
 /** [source cluster, output cluster] for each of the source's `clusters` clusters the verifier confirmed, from its finish. */
 function confirmedBy(verifier: EarlyVerifier, clusters: number): [number, number][] {
-  const pairs = new ClusterPairs(clusters * CLUSTER, CLUSTER);
-  expect(verifier.finish(pairs, STARTED_WITHIN_MS), 'the helper ran').toBe(true);
+  expect(verifier.finish(STARTED_WITHIN_MS), 'the helper ran').toBe(true);
+  const pairs = verifier.confirmed;
   const found: [number, number][] = [];
   for (let source = 0; source < clusters; source++) {
     for (let output = 0; output < 4 * clusters; output++) if (pairs.has(source * CLUSTER, output * CLUSTER)) found.push([source, output]);
@@ -126,8 +129,8 @@ describe('the early verifier', () => {
       verifier.addZeros(2 * CLUSTER, OUTPUT_ZERO, 1);
       verifier.addZeros(3 * CLUSTER, OUTPUT_ZERO, 1);
       verifier.addZeros(5 * CLUSTER, OUTPUT_UNALLOCATED, 1);
-      const pairs = new ClusterPairs(6 * CLUSTER, CLUSTER);
-      verifier.finish(pairs, STARTED_WITHIN_MS);
+      verifier.finish(STARTED_WITHIN_MS);
+      const pairs = verifier.confirmed;
       expect([2, 3].map((cluster) => pairs.has(cluster * CLUSTER, OUTPUT_ZERO))).toEqual([true, true]);
       expect(pairs.has(5 * CLUSTER, OUTPUT_UNALLOCATED)).toBe(true);
       expect(pairs.has(5 * CLUSTER, OUTPUT_ZERO)).toBe(false);
@@ -136,8 +139,8 @@ describe('the early verifier', () => {
       const wrong = started(files.source, files.output);
       wrong.addZeros(4 * CLUSTER, OUTPUT_ZERO, 1);
       wrong.addZeros(5 * CLUSTER, OUTPUT_ZERO, 1);
-      const none = new ClusterPairs(6 * CLUSTER, CLUSTER);
-      wrong.finish(none, STARTED_WITHIN_MS);
+      wrong.finish(STARTED_WITHIN_MS);
+      const none = wrong.confirmed;
       expect([4, 5].map((cluster) => none.has(cluster * CLUSTER, OUTPUT_ZERO))).toEqual([false, false]);
     } finally {
       files.close();
@@ -182,8 +185,8 @@ describe('the early verifier', () => {
       const verifier = startEarlyVerifier(source, output, small);
       if (verifier === null) throw new Error('no early verifier started');
       for (let index = 0; index < runs; index++) verifier.add((runs - 1 - index) * small, index * small, 1);
-      const pairs = new ClusterPairs(runs * small, small);
-      verifier.finish(pairs, STARTED_WITHIN_MS);
+      verifier.finish(STARTED_WITHIN_MS);
+      const pairs = verifier.confirmed;
       // The ring holds 4,096 runs: the first 4,096 handed over are confirmed, the rest are not.
       const confirmed = Array.from({ length: runs }, (_, index) => pairs.has((runs - 1 - index) * small, index * small));
       expect(confirmed.slice(0, 4096).every(Boolean)).toBe(true);
@@ -199,14 +202,14 @@ describe('the early verifier', () => {
     const notices: string[] = [];
     resetHelperThreadNotice((line) => notices.push(line));
     try {
-      const verifier = startEarlyVerifier(files.source, files.output, CLUSTER, path.join(folder.path, 'missing-worker.mjs'));
+      const verifier = startEarlyVerifier(files.source, files.output, CLUSTER, 0, path.join(folder.path, 'missing-worker.mjs'));
       if (verifier === null) throw new Error('the thread was refused before it started');
       files.output.write(files.sourceBytes, 0);
       verifier.add(0, 0, 2);
       sleep(500);
       // Given up on at its start limit: never waited for (a helper that runs is waited for until it stops or stalls for seconds).
-      const pairs = new ClusterPairs(2 * CLUSTER, CLUSTER);
-      expect(verifier.finish(pairs, HELPER_START_MS)).toBe(false);
+      expect(verifier.finish(HELPER_START_MS)).toBe(false);
+      const pairs = verifier.confirmed;
       expect([pairs.has(0, 0), pairs.has(CLUSTER, CLUSTER)]).toEqual([false, false]);
       // The thread's failure reaches the event loop once this thread is free again.
       for (let waited = 0; notices.length === 0 && waited < 5_000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
@@ -226,14 +229,91 @@ describe('the early verifier', () => {
       verifier.add(0, 0, 2);
       // The source's descriptor goes away before the helper reads it.
       files.source.close();
-      const pairs = new ClusterPairs(2 * CLUSTER, CLUSTER);
-      verifier.finish(pairs);
+      verifier.finish();
+      const pairs = verifier.confirmed;
       expect([0, 1].map((cluster) => pairs.has(cluster * CLUSTER, cluster * CLUSTER))).toEqual([false, false]);
       await new Promise((resolve) => setTimeout(resolve, 200));
       expect(notices).toEqual([]);
     } finally {
       files.output.close();
     }
+  });
+
+  describe.each([
+    { type: 0 as const, name: 'zlib' },
+    { type: 1 as const, name: 'zstd' },
+  ])('with clusters compressed on the way ($name)', ({ type }) => {
+    /** Source clusters of text, each compressed and packed byte by byte into the output as a rewrite does; where each went. */
+    function packed(files: { sourceBytes: Buffer; output: NodeBlockFile }, clusters: number[], at = 1000): { outputHost: number; length: number }[] {
+      const placed: { outputHost: number; length: number }[] = [];
+      for (const cluster of clusters) {
+        const bytes = compressCluster(type, files.sourceBytes.subarray(cluster * CLUSTER, (cluster + 1) * CLUSTER));
+        if (bytes === null) throw new Error('text did not compress');
+        files.output.write(bytes, at);
+        placed.push({ outputHost: at, length: bytes.length });
+        at += bytes.length;
+      }
+      return placed;
+    }
+
+    function packedOne(files: { sourceBytes: Buffer; output: NodeBlockFile }, cluster: number, at: number): { outputHost: number; length: number } {
+      const [one] = packed(files, [cluster], at);
+      if (one === undefined) throw new Error('nothing packed');
+      return one;
+    }
+
+    function textPair(name: string, clusters: number): ReturnType<typeof filePair> {
+      const files = filePair(name, clusters);
+      files.sourceBytes.set(compressibleBytes(clusters * CLUSTER, 3));
+      fs.writeFileSync(files.source.path, files.sourceBytes);
+      return files;
+    }
+
+    it('confirms each compressed cluster that decompresses, as its entry will name it, to its source cluster; none after one that does not', () => {
+      const files = textPair(`compressed-${type}`, 6);
+      try {
+        const verifier = startEarlyVerifier(files.source, files.output, CLUSTER, type);
+        if (verifier === null) throw new Error('no early verifier started');
+        const sources = [5, 0, 3, 1];
+        const placed = packed(files, sources);
+        placed.forEach(({ outputHost, length }, index) => verifier.addCompressed((sources[index] ?? 0) * CLUSTER, outputHost, length));
+        // Source cluster 2 claimed to be what cluster 4 compressed to.
+        const wrong = packedOne(files, 4, 200_000);
+        verifier.addCompressed(2 * CLUSTER, wrong.outputHost, wrong.length);
+        const after = packedOne(files, 4, 300_000);
+        verifier.addCompressed(4 * CLUSTER, after.outputHost, after.length);
+        expect(verifier.finish(STARTED_WITHIN_MS), 'the helper ran').toBe(true);
+        // Each pair with the stored size its L2 entry reads back (the final comparison's key).
+        placed.forEach(({ outputHost, length }, index) => {
+          const source = (sources[index] ?? 0) * CLUSTER;
+          expect(verifier.confirmed.has(source, outputHost, compressedEntrySize(outputHost, length)), `source cluster ${source / CLUSTER}`).toBe(true);
+          expect(verifier.confirmed.has(source, outputHost, length === compressedEntrySize(outputHost, length) ? length + 1 : length)).toBe(false);
+        });
+        expect(verifier.confirmed.has(2 * CLUSTER, wrong.outputHost, compressedEntrySize(wrong.outputHost, wrong.length))).toBe(false);
+        expect(verifier.confirmed.has(4 * CLUSTER, after.outputHost, compressedEntrySize(after.outputHost, after.length))).toBe(false);
+      } finally {
+        files.close();
+      }
+    });
+
+    it('reads no compressed cluster before the copy has written to the end of its last sector', () => {
+      const files = textPair(`compressed-unwritten-${type}`, 2);
+      try {
+        const verifier = startEarlyVerifier(files.source, files.output, CLUSTER, type);
+        if (verifier === null) throw new Error('no early verifier started');
+        const bytes = compressCluster(type, files.sourceBytes.subarray(0, CLUSTER));
+        if (bytes === null) throw new Error('text did not compress');
+        verifier.addCompressed(0, 700, bytes.length);
+        // Written up to the data's end, but not to its sector's: not yet handed over.
+        verifier.publish(700 + bytes.length);
+        sleep(300);
+        files.output.write(bytes, 700);
+        expect(verifier.finish(STARTED_WITHIN_MS)).toBe(true);
+        expect(verifier.confirmed.has(0, 700, compressedEntrySize(700, bytes.length))).toBe(true);
+      } finally {
+        files.close();
+      }
+    });
   });
 
   it('starts only over files with descriptors (a test\'s own file has none)', () => {
@@ -291,11 +371,12 @@ describe('a compact with the early verifier', () => {
     execFileSync('qemu-io', ['-f', 'qcow2', '-c', `write -P 0 ${40 * 1024 * 1024} ${8 * 1024 * 1024}`, source]);
   }, 120_000);
 
-  function compact(target: string, options: { earlyVerify: boolean; damage?: { hostOffset: number; during: string } }): Map<string, number> {
+  function compact(target: string, options: { earlyVerify: boolean; damage?: { hostOffset: number; during: string }; compress?: CompressionType }): Map<string, number> {
     const reads = new Map<string, number>();
     let stage = '';
+    const compression = options.compress === undefined ? { compression: 'keep' as const } : { compression: 'compress' as const, compressionType: options.compress, compressionThreads: 2, compressStartMs: STARTED_WITHIN_MS };
     rewriteImage(
-      { source, target, compression: 'keep', earlyVerify: options.earlyVerify, earlyVerifyStartMs: STARTED_WITHIN_MS, openFile: countingSource(reads, () => stage, options.damage) },
+      { source, target, ...compression, earlyVerify: options.earlyVerify, earlyVerifyStartMs: STARTED_WITHIN_MS, openFile: countingSource(reads, () => stage, options.damage) },
       { progress: (name) => (stage = name), throwIfCancelled() {} },
     );
     return reads;
@@ -324,13 +405,36 @@ describe('a compact with the early verifier', () => {
     }
   }, 120_000);
 
-  it('still fails, and writes nothing, when the copy differs from the source', () => {
-    const target = path.join(folder.path, 'compact', 'damaged.qcow2');
+  it.each([0, 1] as const)('leaves the final comparison of a compress (type %i) little to read back: the helper decompressed and compared what the copy compressed', (type) => {
+    const early = path.join(folder.path, 'compact', `compressed-early-${type}.qcow2`);
+    const late = path.join(folder.path, 'compact', `compressed-late-${type}.qcow2`);
+    const withHelper = compact(early, { earlyVerify: true, compress: type }).get('verifying') ?? 0;
+    const alone = compact(late, { earlyVerify: false, compress: type }).get('verifying') ?? 0;
+    expect(alone).toBeGreaterThan(48 * 1024 * 1024);
+    expect(withHelper).toBeLessThan(1024 * 1024);
+    const report = qemuCheckReport(early);
+    expect(report.code).toBe(0);
+    expect(report.compressedClusters).toBeGreaterThan(0);
+    for (const snapshot of ['installed', 'updated', null]) {
+      const args = snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`];
+      const raw = (image: string): Buffer => {
+        const file = `${image}.${snapshot ?? 'current'}.raw`;
+        execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...args, image, file]);
+        const bytes = fs.readFileSync(file);
+        fs.rmSync(file);
+        return bytes;
+      };
+      expect(raw(early).equals(raw(source)), `state ${snapshot ?? 'current'}`).toBe(true);
+    }
+  }, 120_000);
+
+  it.each([undefined, 1] as const)('still fails, and writes nothing, when the copy differs from the source (compressed: %s)', (compress) => {
+    const target = path.join(folder.path, 'compact', `damaged-${compress ?? 'plain'}.qcow2`);
     // The copy reads one byte wrong; the helper and the final comparison read it right.
     const damage = { hostOffset: hostOffsetOf(source, 20 * 1024 * 1024) + 4321, during: 'copying' };
     let error: unknown = null;
     try {
-      compact(target, { earlyVerify: true, damage });
+      compact(target, { earlyVerify: true, damage, compress });
     } catch (caught) {
       error = caught;
     }
@@ -338,7 +442,7 @@ describe('a compact with the early verifier', () => {
     expect((error as Qcow2Error).code).toBe('INTERNAL');
     expect((error as Qcow2Error).message).toMatch(/failed its check against the original/);
     expect(fs.existsSync(target)).toBe(false);
-    expect(fs.readdirSync(path.dirname(target)).filter((name) => name.includes('damaged'))).toEqual([]);
+    expect(fs.readdirSync(path.dirname(target)).filter((name) => name.includes(path.basename(target, '.qcow2')))).toEqual([]);
   }, 120_000);
 });
 

@@ -6,7 +6,8 @@
  *
  * Batches are handed out by generation: each claim of a cluster is a compare-and-swap on
  * (generation, index), so a helper still finishing one batch can never take, or skip, a cluster
- * of the next.
+ * of the next. A helper that starts while a batch is under way joins it, so the caller starts on
+ * the first batch at once instead of waiting the tens of milliseconds a thread takes to start.
  */
 import type { Worker } from 'node:worker_threads';
 import { assertCanCompress, compressClusterInto, type CompressionType } from './compression.ts';
@@ -19,14 +20,28 @@ export interface ClusterCompressor {
    * compressed bytes, or null where compression saves nothing; results stay valid until the next call.
    */
   compress(input: Uint8Array, count: number): (Uint8Array | null)[];
-  /** Threads that have compressed or stand ready to (the caller's own included): helpers that failed to start are not counted. */
+  /**
+   * Room for the next batch's `count` clusters side by side: input placed there is taken by
+   * compress() without a copy (the threaded compressor's is the memory its helpers share).
+   */
+  inputBuffer(count: number): Uint8Array;
+  /**
+   * Threads that have compressed or stand ready to (the caller's own included): helpers that failed
+   * to start are not counted. Helpers still starting are counted once they have: after close(),
+   * which lets them start, the count is final.
+   */
   threadsReady(): number;
   close(): void;
 }
 
 export function inlineCompressor(type: CompressionType, clusterBytes: number): ClusterCompressor {
   let output = new Uint8Array(0);
+  let input = new Uint8Array(0);
   return {
+    inputBuffer(count) {
+      if (input.length < count * clusterBytes) input = new Uint8Array(count * clusterBytes);
+      return input.subarray(0, count * clusterBytes);
+    },
     compress(input, count) {
       if (output.length < count * clusterBytes) output = new Uint8Array(count * clusterBytes);
       const results: (Uint8Array | null)[] = [];
@@ -159,20 +174,16 @@ export function threadedCompressor(
   }
   let generation = 0;
   let closed = false;
-  let started = false;
   return {
     compress(input, count) {
       if (closed) throw new Qcow2Error('INTERNAL', 'compressor used after close');
-      if (!started) {
-        started = true;
-        // A helper that starts after a batch was handed out would miss it, leaving the caller to
-        // compress it alone; one that cannot start costs this wait once.
-        awaitHelperStart(batch.control, CONTROL.ready, workers.length, helperStartMs);
-      }
       if (count > maxClusters || input.length < count * clusterBytes) throw new Qcow2Error('INTERNAL', 'compression batch too large');
-      batch.input.set(input.subarray(0, count * clusterBytes));
+      if (input.buffer !== batch.input.buffer || input.byteOffset !== 0) batch.input.set(input.subarray(0, count * clusterBytes));
       batch.lengths.fill(PENDING, 0, count);
       generation += 1;
+      // No claim can be made while the count changes: a helper that read the new count with the
+      // last batch's generation finds the claim word already past it.
+      Atomics.store(batch.control, CONTROL.claim, ((generation & 0xfff) << INDEX_BITS) | INDEX_MASK);
       Atomics.store(batch.control, CONTROL.count, count);
       Atomics.store(batch.control, CONTROL.done, 0);
       Atomics.store(batch.control, CONTROL.claim, (generation & 0xfff) << INDEX_BITS);
@@ -196,10 +207,17 @@ export function threadedCompressor(
       }
       return results;
     },
+    inputBuffer(count) {
+      if (count > maxClusters) throw new Qcow2Error('INTERNAL', 'compression batch too large');
+      return batch.input.subarray(0, count * clusterBytes);
+    },
     threadsReady: () => 1 + Atomics.load(batch.control, CONTROL.ready),
     close() {
       if (closed) return;
       closed = true;
+      // A short job can end before its helpers have started: they are let start (and so end on
+      // their own, below) rather than torn down mid-start. After a long job this costs nothing.
+      awaitHelperStart(batch.control, CONTROL.ready, workers.length, helperStartMs);
       Atomics.store(batch.control, CONTROL.stop, 1);
       Atomics.add(batch.control, CONTROL.generation, 1);
       Atomics.notify(batch.control, CONTROL.generation);

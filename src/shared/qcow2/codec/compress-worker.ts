@@ -13,6 +13,8 @@ const batch: SharedBatch = {
 Atomics.add(batch.control, CONTROL.ready, 1);
 Atomics.notify(batch.control, CONTROL.ready);
 let generation = Atomics.load(batch.control, CONTROL.generation);
+// A batch under way is joined: its claims carry its generation, so a batch already over gives nothing to take.
+if (generation !== 0) workOnBatch(batch, data.type, data.clusterBytes, generation);
 // The stop flag is looked at before each wait too: a helper that starts late, after the caller has
 // stopped, must not wait for a batch that never comes.
 while (Atomics.load(batch.control, CONTROL.stop) === 0) {

@@ -459,7 +459,7 @@ function qcow2Sink(file: BlockFile, options: ResolvedCreateOptions, request: Con
     const threads = Math.max(1, Math.floor(request.compressionThreads ?? 1));
     compressor = threads > 1 ? threadedCompressor(options.compressionType, clusterBytes, chunkBytes / clusterBytes, threads - 1, request.compressWorker) : inlineCompressor(options.compressionType, clusterBytes);
   }
-  return new Qcow2Sink(file, new Qcow2StreamWriter(file, options), options, compressor, chunkBytes);
+  return new Qcow2Sink(file, new Qcow2StreamWriter(file, options), options, compressor);
 }
 
 class Qcow2Sink implements OutputSink {
@@ -469,17 +469,14 @@ class Qcow2Sink implements OutputSink {
   private readonly writer: Qcow2StreamWriter;
   private readonly options: ResolvedCreateOptions;
   private readonly compressor: ClusterCompressor | null;
-  /** The chunk's data clusters side by side, as one compression batch. */
-  private readonly batch: Uint8Array;
   private zeroCluster: Uint8Array | null = null;
 
-  constructor(file: BlockFile, writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compressor: ClusterCompressor | null, chunkBytes: number) {
+  constructor(file: BlockFile, writer: Qcow2StreamWriter, options: ResolvedCreateOptions, compressor: ClusterCompressor | null) {
     this.file = file;
     this.writer = writer;
     this.options = options;
     this.compressor = compressor;
     this.blockBytes = writer.clusterBytes;
-    this.batch = compressor === null ? new Uint8Array(0) : alignedBytes(chunkBytes);
   }
 
   lendBuffer(length: number): Uint8Array | null {
@@ -512,12 +509,17 @@ class Qcow2Sink implements OutputSink {
   private compressChunk(chunk: Uint8Array, kinds: Uint8Array, blocks: number): (Uint8Array | null)[] | null {
     if (this.compressor === null) return null;
     let count = 0;
+    for (let block = 0; block < blocks; block++) if (kinds[block] === DATA) count++;
+    if (count === 0) return [];
+    // Side by side, where the compressor's threads read them.
+    const batch = this.compressor.inputBuffer(count);
+    let placed = 0;
     for (let block = 0; block < blocks; block++) {
       if (kinds[block] !== DATA) continue;
-      this.batch.set(chunk.subarray(block * this.blockBytes, (block + 1) * this.blockBytes), count * this.blockBytes);
-      count++;
+      batch.set(chunk.subarray(block * this.blockBytes, (block + 1) * this.blockBytes), placed * this.blockBytes);
+      placed++;
     }
-    return count === 0 ? [] : this.compressor.compress(this.batch, count);
+    return this.compressor.compress(batch, count);
   }
 
   private zero(block: number): void {

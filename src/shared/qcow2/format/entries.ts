@@ -81,7 +81,7 @@ export function decodeL2(data: DataView, position: number, format: L2Format): L2
     const highOffsetBits = offsetBits - 32;
     const hostOffset = (high & ((1 << highOffsetBits) - 1)) * TWO_32 + low;
     const extraSectors = (high & 0x3fff_ffff) >>> highOffsetBits;
-    const compressedSize = (extraSectors + 1) * 512 - (hostOffset % 512);
+    const compressedSize = sectorRoundedSize(hostOffset, extraSectors);
     return { kind: 'compressed', hostOffset, copied, compressedSize, allocMask: 0, zeroMask: 0, reservedBitsSet: copied };
   }
   const hostOffset = (high & OFFSET_MASK_HI) * TWO_32 + ((low & OFFSET_MASK_LO) >>> 0);
@@ -130,11 +130,24 @@ export function encodeL2(data: DataView, position: number, format: L2Format, ent
 }
 
 /** Writes a compressed-cluster descriptor: hostOffset is a byte offset, compressedBytes the data length. */
+/** The bytes a compressed entry names: from its offset to the end of its last sector. */
+function sectorRoundedSize(hostOffset: number, extraSectors: number): number {
+  return (extraSectors + 1) * 512 - (hostOffset % 512);
+}
+
+/** The stored size an entry written by encodeCompressedL2 reads back as (L2Entry.compressedSize). */
+export function compressedEntrySize(hostOffset: number, compressedBytes: number): number {
+  return sectorRoundedSize(hostOffset, compressedExtraSectors(hostOffset, compressedBytes));
+}
+
+function compressedExtraSectors(hostOffset: number, compressedBytes: number): number {
+  return Math.floor((hostOffset + compressedBytes - 1) / 512) - Math.floor(hostOffset / 512);
+}
+
 export function encodeCompressedL2(data: DataView, position: number, format: L2Format, hostOffset: number, compressedBytes: number): void {
   const offsetBits = 62 - (format.clusterBits - 8);
   const highOffsetBits = offsetBits - 32;
-  const lastSector = Math.floor((hostOffset + compressedBytes - 1) / 512);
-  const extraSectors = lastSector - Math.floor(hostOffset / 512);
+  const extraSectors = compressedExtraSectors(hostOffset, compressedBytes);
   const high = (Math.floor(hostOffset / TWO_32) | (extraSectors << highOffsetBits) | OFLAG_COMPRESSED_HI) >>> 0;
   data.setUint32(position, high);
   data.setUint32(position + 4, hostOffset >>> 0);

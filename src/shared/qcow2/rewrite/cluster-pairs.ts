@@ -16,7 +16,7 @@ export const OUTPUT_UNALLOCATED = -3;
 export class ClusterPairs {
   private readonly outputs: Float64Array;
   private readonly tags: Uint32Array;
-  private readonly clusterBytes: number;
+  readonly clusterBytes: number;
 
   /** Room for every cluster of a source file of `sourceFileBytes`. */
   constructor(sourceFileBytes: number, clusterBytes: number) {

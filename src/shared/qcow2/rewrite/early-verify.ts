@@ -8,15 +8,20 @@
  * those clusters to the final comparison, which reports a difference as before.
  *
  * Source clusters found all zeros, and so left out of the new image, are handed over too: the
- * helper reads them again and confirms they are zeros.
+ * helper reads them again and confirms they are zeros. So are clusters compressed on the way: the
+ * helper reads the source cluster and the compressed bytes as the new image's entry names them,
+ * decompresses those as a reader would, and compares. A compress then ends with little left to
+ * decompress on one thread, which was most of its final comparison.
  *
  * The copy hands over runs through a ring in shared memory; the helper (early-verify-worker.ts)
  * takes them in order and moves a shared count forward past each run it found equal.
  */
 import * as fs from 'node:fs';
 import type { Worker } from 'node:worker_threads';
+import { decompressCluster, type CompressionType } from '../codec/compression.ts';
+import { compressedEntrySize } from '../format/entries.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
-import type { ClusterPairs, OUTPUT_UNALLOCATED, OUTPUT_ZERO } from './cluster-pairs.ts';
+import { ClusterPairs, type OUTPUT_UNALLOCATED, type OUTPUT_ZERO } from './cluster-pairs.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
@@ -42,14 +47,19 @@ export const EARLY_CONTROL = {
 
 /** Runs the ring holds: published but not yet compared. A copy that gets this far ahead keeps the rest for the final comparison. */
 const RING_RUNS = 4096;
-/** Numbers per run in the ring: source host offset, output host offset, clusters. */
-const RUN_FIELDS = 3;
+/** Numbers per run in the ring: source host offset, output host offset, clusters, and the compressed entry's stored size (0: whole clusters). */
+const RUN_FIELDS = 4;
 /** The longest run handed over. */
 const RUN_MAX_BYTES = 8 * 1024 * 1024;
 /** Bytes each side the helper reads at a time. */
 export const EARLY_READ_BYTES = 1024 * 1024;
 /** How long the end waits for a helper that has stopped moving before it leaves the rest to the final comparison. */
 const STALL_MS = 5_000;
+/**
+ * Runs kept waiting for room in the ring at most: past that, the oldest are left to the final
+ * comparison, so a helper far behind (a compress hands over one run per cluster) costs no memory.
+ */
+const WAITING_MAX = 4 * RING_RUNS;
 
 export interface EarlyVerifyWorkerData {
   control: SharedArrayBuffer;
@@ -57,6 +67,8 @@ export interface EarlyVerifyWorkerData {
   sourceDescriptor: number;
   outputDescriptor: number;
   clusterBytes: number;
+  /** The new image's compression type, for compressed runs. */
+  compressionType: CompressionType;
   /** The source's holes as known at its open (they read as zeros), or null. */
   sourceHoles: HoleList | null;
 }
@@ -66,15 +78,22 @@ export interface EarlyVerifier {
   add(sourceHost: number, outputHost: number, clusters: number): void;
   /** `clusters` data clusters of the source at `sourceHost` were found all zeros and left out, as zero (OUTPUT_ZERO) or unallocated (OUTPUT_UNALLOCATED) entries. */
   addZeros(sourceHost: number, output: typeof OUTPUT_ZERO | typeof OUTPUT_UNALLOCATED, clusters: number): void;
+  /** The whole data cluster of the source at `sourceHost` was compressed to `compressedBytes` bytes at `outputHost`. */
+  addCompressed(sourceHost: number, outputHost: number, compressedBytes: number): void;
   /** Everything before `writtenEnd` is in the output file: the runs that lie there go to the helper. */
   publish(writtenEnd: number): void;
   /**
-   * Publishes what is left (the whole output is written), waits for the helper to compare it, and
-   * enters the (source cluster, output cluster) pairs it found equal in `confirmed`. A helper not
-   * started within `helperStartMs` (the verifier's own, unless given) is given up on: the final
-   * comparison then reads everything. Returns whether the helper ran and was waited for.
+   * The (source cluster, output) pairs the helper found equal so far, entered as ClusterPairs
+   * records them (a compressed output with its entry's stored size as the tag).
    */
-  finish(confirmed: ClusterPairs, helperStartMs?: number): boolean;
+  readonly confirmed: ClusterPairs;
+  /**
+   * Publishes what is left (the whole output is written), waits for the helper to compare it, and
+   * enters what it found equal in `confirmed`. A helper not started within `helperStartMs` (the
+   * verifier's own, unless given) is given up on: the final comparison then reads everything.
+   * Returns whether the helper ran and was waited for.
+   */
+  finish(helperStartMs?: number): boolean;
   close(): void;
 }
 
@@ -82,6 +101,10 @@ interface CopiedRun {
   sourceHost: number;
   outputHost: number;
   clusters: number;
+  /** A compressed run's stored size as its entry reads (one cluster), else 0. */
+  tag: number;
+  /** Where its bytes in the new file end: the run goes to the helper once the copy has written that far. */
+  outputEnd: number;
 }
 
 /**
@@ -92,6 +115,7 @@ export function startEarlyVerifier(
   source: BlockFile,
   output: BlockFile,
   clusterBytes: number,
+  compressionType: CompressionType = 0,
   workerModule: URL | string = new URL('./early-verify-worker.ts', import.meta.url),
   helperStartMs = HELPER_START_MS,
 ): EarlyVerifier | null {
@@ -100,33 +124,39 @@ export function startEarlyVerifier(
   if (sourceDescriptor === null || outputDescriptor === null) return null;
   const shared = { control: new SharedArrayBuffer(EARLY_CONTROL.size * 4), ring: new SharedArrayBuffer(RING_RUNS * RUN_FIELDS * 8) };
   // The source's holes read as zeros without a read here too (a disk preallocated with metadata).
-  const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes, sourceHoles: knownHoles(source) };
+  const workerData: EarlyVerifyWorkerData = { ...shared, sourceDescriptor, outputDescriptor, clusterBytes, compressionType, sourceHoles: knownHoles(source) };
   const worker = startHelperThread(workerModule, HELPER_THREAD_NAMES.earlyVerify, { workerData });
   if (worker === null) return null;
   worker.unref();
-  return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), clusterBytes, helperStartMs);
+  return new SharedRingVerifier(worker, new Int32Array(shared.control), new Float64Array(shared.ring), new ClusterPairs(source.size(), clusterBytes), helperStartMs);
 }
 
 class SharedRingVerifier implements EarlyVerifier {
   /** Runs added and not yet published (their output may still be staged, or the ring full). */
   private readonly waiting: CopiedRun[] = [];
   private waitingFrom = 0;
-  /** Every run published, in order: the first `confirmed` of them were found equal. */
+  /** Runs published and not yet entered in `confirmed`, in order: the helper confirms them front first. */
   private readonly published: CopiedRun[] = [];
+  private publishedFrom = 0;
+  /** Runs published since the verifier started (the helper's `confirmed` counts against it). */
+  private publishedCount = 0;
+  private enteredCount = 0;
   private closed = false;
   private readonly worker: Worker;
   private readonly control: Int32Array;
   private readonly ring: Float64Array;
   private readonly clusterBytes: number;
+  readonly confirmed: ClusterPairs;
 
   private readonly helperStartMs: number;
 
-  constructor(worker: Worker, control: Int32Array, ring: Float64Array, clusterBytes: number, helperStartMs: number) {
+  constructor(worker: Worker, control: Int32Array, ring: Float64Array, confirmed: ClusterPairs, helperStartMs: number) {
     this.helperStartMs = helperStartMs;
     this.worker = worker;
     this.control = control;
     this.ring = ring;
-    this.clusterBytes = clusterBytes;
+    this.confirmed = confirmed;
+    this.clusterBytes = confirmed.clusterBytes;
   }
 
   add(sourceHost: number, outputHost: number, clusters: number): void {
@@ -137,14 +167,25 @@ class SharedRingVerifier implements EarlyVerifier {
     this.addRun(sourceHost, output, clusters);
   }
 
+  addCompressed(sourceHost: number, outputHost: number, compressedBytes: number): void {
+    this.queue({ sourceHost, outputHost, clusters: 1, tag: compressedEntrySize(outputHost, compressedBytes), outputEnd: outputHost + compressedEntrySize(outputHost, compressedBytes) });
+  }
+
   /** A run (`output` a host offset, or below zero a form without data), joined to the last one where it continues it. */
   private addRun(sourceHost: number, output: number, clusters: number): void {
     const last = this.waiting.length > this.waitingFrom ? this.waiting[this.waiting.length - 1] : undefined;
     // Runs that continue each other on both sides are one run (fewer, longer reads), up to a
     // length that still hands the helper work as the copy goes.
-    const continues = last !== undefined && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && (output < 0 ? last.outputHost === output : last.outputHost + last.clusters * this.clusterBytes === output);
-    if (continues) last.clusters += clusters;
-    else this.waiting.push({ sourceHost, outputHost: output, clusters });
+    const continues = last !== undefined && last.tag === 0 && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && (output < 0 ? last.outputHost === output : last.outputHost + last.clusters * this.clusterBytes === output);
+    if (continues) {
+      last.clusters += clusters;
+      if (output >= 0) last.outputEnd += clusters * this.clusterBytes;
+    } else this.queue({ sourceHost, outputHost: output, clusters, tag: 0, outputEnd: output < 0 ? 0 : output + clusters * this.clusterBytes });
+  }
+
+  private queue(run: CopiedRun): void {
+    if (this.waiting.length - this.waitingFrom >= WAITING_MAX) this.waitingFrom++;
+    this.waiting.push(run);
   }
 
   publish(writtenEnd: number): void {
@@ -157,12 +198,14 @@ class SharedRingVerifier implements EarlyVerifier {
     while (this.waitingFrom < publishable && next - head < room) {
       const run = this.waiting[this.waitingFrom];
       // Zeros left out have nothing in the file to wait for.
-      if (run === undefined || (run.outputHost >= 0 && run.outputHost + run.clusters * this.clusterBytes > writtenEnd)) break;
+      if (run === undefined || run.outputEnd > writtenEnd) break;
       const at = (next % RING_RUNS) * RUN_FIELDS;
       this.ring[at] = run.sourceHost;
       this.ring[at + 1] = run.outputHost;
       this.ring[at + 2] = run.clusters;
+      this.ring[at + 3] = run.tag;
       this.published.push(run);
+      this.publishedCount++;
       this.waitingFrom++;
       next++;
     }
@@ -170,28 +213,38 @@ class SharedRingVerifier implements EarlyVerifier {
       this.waiting.splice(0, this.waitingFrom);
       this.waitingFrom = 0;
     }
+    this.enterConfirmed();
     if (next === head) return;
     Atomics.store(this.control, EARLY_CONTROL.head, next);
     this.signal();
   }
 
-  finish(confirmedPairs: ClusterPairs, helperStartMs = this.helperStartMs): boolean {
+  finish(helperStartMs = this.helperStartMs): boolean {
     if (this.closed) return false;
     this.publish(Number.POSITIVE_INFINITY);
     Atomics.store(this.control, EARLY_CONTROL.end, 1);
     this.signal();
     const helperRan = awaitHelperStart(this.control, EARLY_CONTROL.ready, 1, helperStartMs);
     if (helperRan) this.awaitHelper();
-    const confirmed = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.published.length);
-    for (let index = 0; index < confirmed; index++) {
-      const run = this.published[index];
-      if (run === undefined) continue;
-      for (let cluster = 0; cluster < run.clusters; cluster++) {
-        confirmedPairs.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost < 0 ? run.outputHost : run.outputHost + cluster * this.clusterBytes);
-      }
-    }
+    this.enterConfirmed();
     this.close();
     return helperRan;
+  }
+
+  /** Enters the runs the helper has confirmed since the last call in `confirmed`, and forgets them. */
+  private enterConfirmed(): void {
+    const confirmedCount = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.publishedCount);
+    for (; this.enteredCount < confirmedCount; this.enteredCount++) {
+      const run = this.published[this.publishedFrom++];
+      if (run === undefined) continue;
+      for (let cluster = 0; cluster < run.clusters; cluster++) {
+        this.confirmed.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost < 0 ? run.outputHost : run.outputHost + cluster * this.clusterBytes, run.tag);
+      }
+    }
+    if (this.publishedFrom > 1024) {
+      this.published.splice(0, this.publishedFrom);
+      this.publishedFrom = 0;
+    }
   }
 
   close(): void {
@@ -229,8 +282,9 @@ class SharedRingVerifier implements EarlyVerifier {
 export function compareEarly(data: EarlyVerifyWorkerData): void {
   const control = new Int32Array(data.control);
   const ring = new Float64Array(data.ring);
-  const sourceBytes = alignedBytes(EARLY_READ_BYTES);
-  const outputBytes = alignedBytes(EARLY_READ_BYTES);
+  const sourceBytes = alignedBytes(Math.max(EARLY_READ_BYTES, data.clusterBytes));
+  const outputBytes = alignedBytes(Math.max(EARLY_READ_BYTES, maxCompressedRead(data.clusterBytes)));
+  const decompressed = new Uint8Array(data.clusterBytes);
   Atomics.store(control, EARLY_CONTROL.ready, 1);
   Atomics.notify(control, EARLY_CONTROL.ready);
   let confirmed = Atomics.load(control, EARLY_CONTROL.confirmed);
@@ -247,7 +301,9 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
       const sourceHost = ring[at] ?? 0;
       const outputHost = ring[at + 1] ?? 0;
       const length = (ring[at + 2] ?? 0) * data.clusterBytes;
-      if (!sameRunOrUnread(data, sourceHost, outputHost, length, sourceBytes, outputBytes)) break;
+      const tag = ring[at + 3] ?? 0;
+      const same = tag === 0 ? sameRunOrUnread(data, sourceHost, outputHost, length, sourceBytes, outputBytes) : sameCompressedOrUnread(data, sourceHost, outputHost, tag, { sourceBytes, outputBytes, decompressed });
+      if (!same) break;
       confirmed++;
       Atomics.store(control, EARLY_CONTROL.confirmed, confirmed);
       Atomics.notify(control, EARLY_CONTROL.confirmed);
@@ -290,15 +346,41 @@ function sameRun(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: nu
   return true;
 }
 
-/** Reads `target.length` bytes at `position`; past the end of the file, zeros (as the image reads them). */
-function readFully(descriptor: number, target: Uint8Array, position: number): void {
+/** What a reader reads of a compressed entry's stored bytes at most (Qcow2Image.decompress). */
+function maxCompressedRead(clusterBytes: number): number {
+  return clusterBytes + 2 * 512;
+}
+
+/**
+ * Whether the source cluster at `sourceHost` reads the same as the compressed entry at
+ * `outputHost` (stored size `tag`) decompresses to, read and decompressed as Qcow2Image.decompress
+ * does; false where a read or the decompression fails (the final comparison then reports it).
+ */
+function sameCompressedOrUnread(data: EarlyVerifyWorkerData, sourceHost: number, outputHost: number, tag: number, buffers: { sourceBytes: Uint8Array; outputBytes: Uint8Array; decompressed: Uint8Array }): boolean {
+  try {
+    const source = buffers.sourceBytes.subarray(0, data.clusterBytes);
+    if (data.sourceHoles !== null && withinHole(data.sourceHoles, sourceHost, sourceHost + data.clusterBytes)) source.fill(0);
+    else readFully(data.sourceDescriptor, source, sourceHost);
+    const stored = buffers.outputBytes.subarray(0, Math.min(tag, maxCompressedRead(data.clusterBytes)));
+    const count = readUpTo(data.outputDescriptor, stored, outputHost);
+    return bytesEqual(source, decompressCluster(data.compressionType, stored.subarray(0, count), data.clusterBytes, buffers.decompressed));
+  } catch {
+    return false;
+  }
+}
+
+/** Reads up to `target.length` bytes at `position`, stopping at the end of the file; returns how many. */
+function readUpTo(descriptor: number, target: Uint8Array, position: number): number {
   let done = 0;
   while (done < target.length) {
     const count = fs.readSync(descriptor, target, done, target.length - done, position + done);
-    if (count === 0) {
-      target.fill(0, done);
-      return;
-    }
+    if (count === 0) break;
     done += count;
   }
+  return done;
+}
+
+/** Reads `target.length` bytes at `position`; past the end of the file, zeros (as the image reads them). */
+function readFully(descriptor: number, target: Uint8Array, position: number): void {
+  target.fill(0, readUpTo(descriptor, target, position));
 }

@@ -35,7 +35,6 @@ import { luksDiskCipher, type DiskCipher } from '../crypto/disk-cipher.ts';
 import { parseCryptoHeaderExtension } from '../format/crypto-header-extension.ts';
 import { EXT_CRYPTO_HEADER, findExtension } from '../format/header.ts';
 import { treeParents } from '../snapshots/snapshot-tree.ts';
-import { ClusterPairs } from './cluster-pairs.ts';
 import { startEarlyVerifier, type EarlyVerifier } from './early-verify.ts';
 import { verifyRewriteSteps } from './verify.ts';
 import { writeRewrittenImage, type CompressionPolicy, type WriteImageOptions } from './write-image.ts';
@@ -217,15 +216,15 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       replaced,
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
-        const earlyVerifier = verify && (request.earlyVerify ?? true) && compressor === null && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, request.earlyVerifyWorker, request.earlyVerifyStartMs) : null;
+        const earlyVerifier = verify && (request.earlyVerify ?? true) && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, compressionType, request.earlyVerifyWorker, request.earlyVerifyStartMs) : null;
         try {
           let written;
           let compressionThreads: number;
           try {
             written = yield* writeRewrittenImage(image, file, plan, { header, compression: request.compression, compressionType, compressor, batchClusters, tree, luks, startWriteback: durable, earlyVerifier }, job);
           } finally {
-            compressionThreads = compressor?.threadsReady() ?? 1;
             compressor?.close();
+            compressionThreads = compressor?.threadsReady() ?? 1;
           }
           yield;
           yield* checkOutput(image, file, temporaryPath, verify, job, luks?.cipher ?? null, earlyVerifier);
@@ -449,9 +448,8 @@ function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string
     yield;
     // Asked only now: the helper thread went on comparing while the check ran.
     if (!verify) return;
-    const confirmed = new ClusterPairs(source.file.size(), source.clusterBytes);
-    earlyVerifier?.finish(confirmed);
-    yield* verifyRewriteSteps(source, output, job, confirmed);
+    earlyVerifier?.finish();
+    yield* verifyRewriteSteps(source, output, job, earlyVerifier?.confirmed);
   } finally {
     output.close();
   }

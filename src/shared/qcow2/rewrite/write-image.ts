@@ -131,8 +131,6 @@ class ImageWriter {
   private readonly plan: RewritePlan;
   private readonly options: WriteImageOptions;
   private readonly job: JobContext;
-  /** Clusters to compress, gathered side by side (the compressor's input). */
-  private compressInput: Uint8Array;
   private inlineCompressor: ClusterCompressor | null = null;
   /** Encoded L2 tables not yet in the file (placeTables). */
   private readonly pendingTables: { l2Offset: number; table: Uint8Array }[] = [];
@@ -168,7 +166,6 @@ class ImageWriter {
     this.compressedOffset = new Float64Array(plan.compressed.count).fill(UNWRITTEN);
     this.compressedSize = new Uint32Array(plan.compressed.count);
     this.batchBuffer = alignedBytes(options.batchClusters * this.clusterBytes);
-    this.compressInput = options.compressor === null ? new Uint8Array(0) : alignedBytes(options.batchClusters * this.clusterBytes);
     // All-zero data reads the same as an unallocated cluster where no backing file shows through;
     // over one, only a version 3 image (the new one's version) has a zero cluster to say so.
     this.zeroForm = source.header.backingFile === null ? 'unallocated' : options.header.version === 3 ? 'zero' : 'stored';
@@ -412,8 +409,11 @@ class ImageWriter {
         this.result.zeroClusters++;
         if (!item.compressed && this.copiesPlainData) this.options.earlyVerifier?.addZeros(item.key * this.clusterBytes, form === 'zero' ? OUTPUT_ZERO : OUTPUT_UNALLOCATED, 1);
       } else if (bytes !== null) {
-        this.place(item, { offset: this.host.appendCompressed(bytes, item.references), compressedSize: bytes.length });
+        const offset = this.host.appendCompressed(bytes, item.references);
+        this.place(item, { offset, compressedSize: bytes.length });
         this.result.compressedClusters++;
+        // A plain source cluster compressed here (not compressed data kept or recompressed).
+        if (form === 'compress' && !item.compressed && this.copiesPlainData) this.options.earlyVerifier?.addCompressed(item.key * this.clusterBytes, offset, bytes.length);
       }
     }
     this.options.earlyVerifier?.publish(this.host.writtenEnd);
@@ -506,10 +506,10 @@ class ImageWriter {
     if (indices.length === 0) return [];
     // Compacting recompresses the odd cluster on this thread; compressing has its threads.
     const compressor = this.options.compressor ?? (this.inlineCompressor ??= inlineCompressor(this.options.compressionType, this.clusterBytes));
-    // The compressor takes its input side by side.
-    if (this.compressInput.length < indices.length * this.clusterBytes) this.compressInput = alignedBytes(this.options.batchClusters * this.clusterBytes);
-    indices.forEach((index, position) => this.compressInput.set(this.slot(index), position * this.clusterBytes));
-    return compressor.compress(this.compressInput, indices.length);
+    // The compressor takes its input side by side, placed where its threads read it.
+    const input = compressor.inputBuffer(indices.length);
+    indices.forEach((index, position) => input.set(this.slot(index), position * this.clusterBytes));
+    return compressor.compress(input, indices.length);
   }
 }
 
