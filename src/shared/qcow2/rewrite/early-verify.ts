@@ -57,7 +57,7 @@ export const EARLY_READ_BYTES = 1024 * 1024;
 const STALL_MS = 5_000;
 /**
  * Runs kept waiting for room in the ring at most: past that, the oldest are left to the final
- * comparison, so a helper far behind (a compress hands over one run per cluster) costs no memory.
+ * comparison, so a helper far behind (a compress hands over one run per cluster) holds no more.
  */
 const WAITING_MAX = 4 * RING_RUNS;
 
@@ -168,7 +168,9 @@ class SharedRingVerifier implements EarlyVerifier {
   }
 
   addCompressed(sourceHost: number, outputHost: number, compressedBytes: number): void {
-    this.queue({ sourceHost, outputHost, clusters: 1, tag: compressedEntrySize(outputHost, compressedBytes), outputEnd: outputHost + compressedEntrySize(outputHost, compressedBytes) });
+    // What the entry will name, to the end of its last sector (the next cluster's data may fill that sector's rest).
+    const tag = compressedEntrySize(outputHost, compressedBytes);
+    this.queue({ sourceHost, outputHost, clusters: 1, tag, outputEnd: outputHost + tag });
   }
 
   /** A run (`output` a host offset, or below zero a form without data), joined to the last one where it continues it. */
