@@ -5,6 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureBuilt } from '../../scripts/lib/build.ts';
@@ -381,6 +382,27 @@ describe('compacting with the comparison started early on a second core', () => 
     } finally {
       source.close();
       output.close();
+    }
+  }, 120_000);
+
+  it('a compress job compares on the helper the settings name (the build\'s chunk), and the disk is compressed right', async () => {
+    // The build's chunk, behind a module that leaves a mark: a job that took the default path would leave none.
+    const marker = folder.file(`early-helper-ran-${counter++}`);
+    const helper = folder.file(`marking-early-verify-${counter++}.mjs`);
+    fs.writeFileSync(helper, `import * as fs from 'node:fs';\nfs.writeFileSync(${JSON.stringify(marker)}, 'ran');\nawait import(${JSON.stringify(pathToFileURL(builtHelperChunk('early-verify-worker')).href)});\n`);
+    const backend = startBackend({ maxThreads: 1, workerSettings: { compressionThreads: 2, earlyVerifyWorker: helper } });
+    try {
+      const { path } = makeSnapshottedDisk(folder.path, `early-${counter++}.qcow2`, 40);
+      const before = allStateDigests(path);
+      const summary = await run<RewriteSummary>(backend, 'image.compress', path, { compressionType: 'zstd' });
+      expect(summary.verified).toBe(true);
+      expect(fs.readFileSync(marker, 'utf8')).toBe('ran');
+      expect(allStateDigests(path)).toEqual(before);
+      const check = qemuCheckReport(path);
+      expect(check.code).toBe(0);
+      expect(check.compressedClusters).toBeGreaterThan(0);
+    } finally {
+      await backend.close();
     }
   }, 120_000);
 

@@ -100,6 +100,7 @@ export function createJobTable(settings: WorkerSettings = defaultWorkerSettings(
             version: versionFor(args.compat),
             compressionThreads: settings.compressionThreads,
             compressWorker: settings.compressWorker,
+            earlyVerifyWorker: settings.earlyVerifyWorker,
             dropBitmaps: args.dropBitmaps,
           },
           context,
