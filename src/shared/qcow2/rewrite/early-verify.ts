@@ -22,6 +22,7 @@ import { decompressCluster, type CompressionType } from '../codec/compression.ts
 import { compressedEntrySize } from '../format/entries.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
 import { ClusterPairs, type OUTPUT_UNALLOCATED, type OUTPUT_ZERO } from './cluster-pairs.ts';
+import { RUN, RunQueue } from './run-queue.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
@@ -97,16 +98,6 @@ export interface EarlyVerifier {
   close(): void;
 }
 
-interface CopiedRun {
-  sourceHost: number;
-  outputHost: number;
-  clusters: number;
-  /** A compressed run's stored size as its entry reads (one cluster), else 0. */
-  tag: number;
-  /** Where its bytes in the new file end: the run goes to the helper once the copy has written that far. */
-  outputEnd: number;
-}
-
 /**
  * An early verifier comparing `source`'s data file with `output`, or null where it cannot run:
  * a file without a descriptor, or no helper thread (the final comparison then does it all).
@@ -133,14 +124,12 @@ export function startEarlyVerifier(
 
 class SharedRingVerifier implements EarlyVerifier {
   /** Runs added and not yet published (their output may still be staged, or the ring full). */
-  private readonly waiting: CopiedRun[] = [];
-  private waitingFrom = 0;
-  /** Runs published and not yet entered in `confirmed`, in order: the helper confirms them front first. */
-  private readonly published: CopiedRun[] = [];
-  private publishedFrom = 0;
-  /** Runs published since the verifier started (the helper's `confirmed` counts against it). */
-  private publishedCount = 0;
-  private enteredCount = 0;
+  private readonly waiting = new RunQueue(WAITING_MAX);
+  /**
+   * Runs published that are entered in `confirmed` (the helper confirms them front first): the
+   * ring slots of those after it, up to the head, are not written again until they are entered.
+   */
+  private entered = 0;
   private closed = false;
   private readonly worker: Worker;
   private readonly control: Int32Array;
@@ -170,52 +159,49 @@ class SharedRingVerifier implements EarlyVerifier {
   addCompressed(sourceHost: number, outputHost: number, compressedBytes: number): void {
     // What the entry will name, to the end of its last sector (the next cluster's data may fill that sector's rest).
     const tag = compressedEntrySize(outputHost, compressedBytes);
-    this.queue({ sourceHost, outputHost, clusters: 1, tag, outputEnd: outputHost + tag });
+    this.waiting.push(sourceHost, outputHost, 1, tag, outputHost + tag);
   }
 
   /** A run (`output` a host offset, or below zero a form without data), joined to the last one where it continues it. */
   private addRun(sourceHost: number, output: number, clusters: number): void {
-    const last = this.waiting.length > this.waitingFrom ? this.waiting[this.waiting.length - 1] : undefined;
+    const waiting = this.waiting;
+    const last = waiting.length - 1;
+    const bytes = clusters * this.clusterBytes;
     // Runs that continue each other on both sides are one run (fewer, longer reads), up to a
     // length that still hands the helper work as the copy goes.
-    const continues = last !== undefined && last.tag === 0 && (last.clusters + clusters) * this.clusterBytes <= RUN_MAX_BYTES && last.sourceHost + last.clusters * this.clusterBytes === sourceHost && (output < 0 ? last.outputHost === output : last.outputHost + last.clusters * this.clusterBytes === output);
-    if (continues) {
-      last.clusters += clusters;
-      if (output >= 0) last.outputEnd += clusters * this.clusterBytes;
-    } else this.queue({ sourceHost, outputHost: output, clusters, tag: 0, outputEnd: output < 0 ? 0 : output + clusters * this.clusterBytes });
-  }
-
-  private queue(run: CopiedRun): void {
-    if (this.waiting.length - this.waitingFrom >= WAITING_MAX) this.waitingFrom++;
-    this.waiting.push(run);
+    if (last >= 0 && waiting.get(last, RUN.tag) === 0) {
+      const lastBytes = waiting.get(last, RUN.clusters) * this.clusterBytes;
+      const lastOutput = waiting.get(last, RUN.outputHost);
+      const continues = lastBytes + bytes <= RUN_MAX_BYTES && waiting.get(last, RUN.sourceHost) + lastBytes === sourceHost && (output < 0 ? lastOutput === output : lastOutput >= 0 && lastOutput + lastBytes === output);
+      if (continues) {
+        waiting.set(last, RUN.clusters, waiting.get(last, RUN.clusters) + clusters);
+        if (output >= 0) waiting.set(last, RUN.outputEnd, output + bytes);
+        return;
+      }
+    }
+    waiting.push(sourceHost, output, clusters, 0, output < 0 ? 0 : output + bytes);
   }
 
   publish(writtenEnd: number): void {
     if (this.closed) return;
+    this.enterConfirmed();
     const head = Atomics.load(this.control, EARLY_CONTROL.head);
     let next = head;
-    const room = RING_RUNS - (head - Atomics.load(this.control, EARLY_CONTROL.confirmed));
+    const room = RING_RUNS - (head - this.entered);
+    const waiting = this.waiting;
     // The last waiting run may still grow; it goes once the copy has moved past it (or at the end).
-    const publishable = writtenEnd === Number.POSITIVE_INFINITY ? this.waiting.length : this.waiting.length - 1;
-    while (this.waitingFrom < publishable && next - head < room) {
-      const run = this.waiting[this.waitingFrom];
-      // Zeros left out have nothing in the file to wait for.
-      if (run === undefined || run.outputEnd > writtenEnd) break;
+    let publishable = writtenEnd === Number.POSITIVE_INFINITY ? waiting.length : waiting.length - 1;
+    // Zeros left out have nothing in the file to wait for (their end is 0).
+    while (publishable > 0 && next - head < room && waiting.get(0, RUN.outputEnd) <= writtenEnd) {
       const at = (next % RING_RUNS) * RUN_FIELDS;
-      this.ring[at] = run.sourceHost;
-      this.ring[at + 1] = run.outputHost;
-      this.ring[at + 2] = run.clusters;
-      this.ring[at + 3] = run.tag;
-      this.published.push(run);
-      this.publishedCount++;
-      this.waitingFrom++;
+      this.ring[at] = waiting.get(0, RUN.sourceHost);
+      this.ring[at + 1] = waiting.get(0, RUN.outputHost);
+      this.ring[at + 2] = waiting.get(0, RUN.clusters);
+      this.ring[at + 3] = waiting.get(0, RUN.tag);
+      waiting.shift();
+      publishable--;
       next++;
     }
-    if (this.waitingFrom > 1024) {
-      this.waiting.splice(0, this.waitingFrom);
-      this.waitingFrom = 0;
-    }
-    this.enterConfirmed();
     if (next === head) return;
     Atomics.store(this.control, EARLY_CONTROL.head, next);
     this.signal();
@@ -233,19 +219,18 @@ class SharedRingVerifier implements EarlyVerifier {
     return helperRan;
   }
 
-  /** Enters the runs the helper has confirmed since the last call in `confirmed`, and forgets them. */
+  /** Enters the runs the helper has confirmed since the last call in `confirmed`, read back from their ring slots. */
   private enterConfirmed(): void {
-    const confirmedCount = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), this.publishedCount);
-    for (; this.enteredCount < confirmedCount; this.enteredCount++) {
-      const run = this.published[this.publishedFrom++];
-      if (run === undefined) continue;
-      for (let cluster = 0; cluster < run.clusters; cluster++) {
-        this.confirmed.set(run.sourceHost + cluster * this.clusterBytes, run.outputHost < 0 ? run.outputHost : run.outputHost + cluster * this.clusterBytes, run.tag);
+    const confirmedCount = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), Atomics.load(this.control, EARLY_CONTROL.head));
+    for (; this.entered < confirmedCount; this.entered++) {
+      const at = (this.entered % RING_RUNS) * RUN_FIELDS;
+      const sourceHost = this.ring[at] ?? 0;
+      const outputHost = this.ring[at + 1] ?? 0;
+      const clusters = this.ring[at + 2] ?? 0;
+      const tag = this.ring[at + 3] ?? 0;
+      for (let cluster = 0; cluster < clusters; cluster++) {
+        this.confirmed.set(sourceHost + cluster * this.clusterBytes, outputHost < 0 ? outputHost : outputHost + cluster * this.clusterBytes, tag);
       }
-    }
-    if (this.publishedFrom > 1024) {
-      this.published.splice(0, this.publishedFrom);
-      this.publishedFrom = 0;
     }
   }
 

@@ -88,6 +88,8 @@ export interface RewriteRequest {
    * true): the same check, mostly done by the time the copy ends. False leaves it all to the end.
    */
   earlyVerify?: boolean;
+  /** Tests: the least data (bytes) a disk holds for the early comparison to start (by default 32 MiB: less would not pay for the thread). */
+  earlyVerifyFromBytes?: number;
   /** Replace an existing target that is not the source (by default an error). */
   overwrite?: boolean;
   /**
@@ -216,7 +218,7 @@ export function* rewriteSteps(request: RewriteRequest, job: JobContext): Steps<R
       replaced,
       function* (file, temporaryPath) {
         const compressor = request.compression === 'compress' ? makeCompressor(request, compressionType, image.clusterBytes, batchClusters) : null;
-        const earlyVerifier = verify && (request.earlyVerify ?? true) && luks === null && worthVerifyingEarly(image, plan) ? startEarlyVerifier(image.file, file, image.clusterBytes, compressionType, request.earlyVerifyWorker, request.earlyVerifyStartMs) : null;
+        const earlyVerifier = verify && (request.earlyVerify ?? true) && luks === null && worthVerifyingEarly(image, plan, request.earlyVerifyFromBytes) ? startEarlyVerifier(image.file, file, image.clusterBytes, compressionType, request.earlyVerifyWorker, request.earlyVerifyStartMs) : null;
         try {
           let written;
           let compressionThreads: number;
@@ -422,8 +424,8 @@ function assertRoom(target: string, estimate: (sampleSize?: number) => SizeEstim
 /** Data below which a helper thread (tens of milliseconds to start) would not pay for itself. */
 const EARLY_VERIFY_MIN_BYTES = 32 * 1024 * 1024;
 
-function worthVerifyingEarly(image: Qcow2Image, plan: RewritePlan): boolean {
-  return image.header.cryptMethod === 0 && !image.l2Format.extendedL2 && plan.dataClusters * image.clusterBytes >= EARLY_VERIFY_MIN_BYTES;
+function worthVerifyingEarly(image: Qcow2Image, plan: RewritePlan, fromBytes = EARLY_VERIFY_MIN_BYTES): boolean {
+  return image.header.cryptMethod === 0 && !image.l2Format.extendedL2 && plan.dataClusters * image.clusterBytes >= fromBytes;
 }
 
 function makeCompressor(request: RewriteRequest, type: CompressionType, clusterBytes: number, batchClusters: number): ClusterCompressor {
