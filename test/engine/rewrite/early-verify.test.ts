@@ -382,6 +382,21 @@ describe('a compact with the early verifier', () => {
     return reads;
   }
 
+  /** Every state of `copy` reads as the source's, for qemu-img. */
+  function expectSameStates(copy: string): void {
+    for (const snapshot of ['installed', 'updated', null]) {
+      const args = snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`];
+      const raw = (image: string): Buffer => {
+        const file = `${image}.${snapshot ?? 'current'}.raw`;
+        execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...args, image, file]);
+        const bytes = fs.readFileSync(file);
+        fs.rmSync(file);
+        return bytes;
+      };
+      expect(raw(copy).equals(raw(source)), `state ${snapshot ?? 'current'}`).toBe(true);
+    }
+  }
+
   it('leaves the final comparison to read back only what the helper did not confirm (zeros left out included), and the copy is sound', () => {
     const early = path.join(folder.path, 'compact', 'early.qcow2');
     const late = path.join(folder.path, 'compact', 'late.qcow2');
@@ -392,17 +407,7 @@ describe('a compact with the early verifier', () => {
     // With the helper: nothing, or a table or two the source's cache let go (without it, the 8 MiB of zeros at least).
     expect(withHelper).toBeLessThan(1024 * 1024);
     expect(qemuCheckReport(early).code).toBe(0);
-    for (const snapshot of ['installed', 'updated', null]) {
-      const args = snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`];
-      const raw = (image: string): Buffer => {
-        const file = `${image}.${snapshot ?? 'current'}.raw`;
-        execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...args, image, file]);
-        const bytes = fs.readFileSync(file);
-        fs.rmSync(file);
-        return bytes;
-      };
-      expect(raw(early).equals(raw(source)), `state ${snapshot ?? 'current'}`).toBe(true);
-    }
+    expectSameStates(early);
   }, 120_000);
 
   it.each([0, 1] as const)('leaves the final comparison of a compress (type %i) little to read back: the helper decompressed and compared what the copy compressed', (type) => {
@@ -415,17 +420,7 @@ describe('a compact with the early verifier', () => {
     const report = qemuCheckReport(early);
     expect(report.code).toBe(0);
     expect(report.compressedClusters).toBeGreaterThan(0);
-    for (const snapshot of ['installed', 'updated', null]) {
-      const args = snapshot === null ? [] : ['-l', `snapshot.name=${snapshot}`];
-      const raw = (image: string): Buffer => {
-        const file = `${image}.${snapshot ?? 'current'}.raw`;
-        execFileSync('qemu-img', ['convert', '-U', '-O', 'raw', ...args, image, file]);
-        const bytes = fs.readFileSync(file);
-        fs.rmSync(file);
-        return bytes;
-      };
-      expect(raw(early).equals(raw(source)), `state ${snapshot ?? 'current'}`).toBe(true);
-    }
+    expectSameStates(early);
   }, 120_000);
 
   it.each([undefined, 1] as const)('still fails, and writes nothing, when the copy differs from the source (compressed: %s)', (compress) => {

@@ -36,11 +36,11 @@ export interface ClusterCompressor {
 
 export function inlineCompressor(type: CompressionType, clusterBytes: number): ClusterCompressor {
   let output = new Uint8Array(0);
-  let input = new Uint8Array(0);
+  let lent = new Uint8Array(0);
   return {
     inputBuffer(count) {
-      if (input.length < count * clusterBytes) input = new Uint8Array(count * clusterBytes);
-      return input.subarray(0, count * clusterBytes);
+      if (lent.length < count * clusterBytes) lent = new Uint8Array(count * clusterBytes);
+      return lent.subarray(0, count * clusterBytes);
     },
     compress(input, count) {
       if (output.length < count * clusterBytes) output = new Uint8Array(count * clusterBytes);

@@ -129,7 +129,6 @@ export function encodeL2(data: DataView, position: number, format: L2Format, ent
   }
 }
 
-/** Writes a compressed-cluster descriptor: hostOffset is a byte offset, compressedBytes the data length. */
 /** The bytes a compressed entry names: from its offset to the end of its last sector. */
 function sectorRoundedSize(hostOffset: number, extraSectors: number): number {
   return (extraSectors + 1) * 512 - (hostOffset % 512);
@@ -144,6 +143,7 @@ function compressedExtraSectors(hostOffset: number, compressedBytes: number): nu
   return Math.floor((hostOffset + compressedBytes - 1) / 512) - Math.floor(hostOffset / 512);
 }
 
+/** Writes a compressed-cluster descriptor: hostOffset is a byte offset, compressedBytes the data length. */
 export function encodeCompressedL2(data: DataView, position: number, format: L2Format, hostOffset: number, compressedBytes: number): void {
   const offsetBits = 62 - (format.clusterBits - 8);
   const highOffsetBits = offsetBits - 32;
