@@ -21,8 +21,8 @@ import type { Worker } from 'node:worker_threads';
 import { decompressCluster, type CompressionType } from '../codec/compression.ts';
 import { compressedEntrySize } from '../format/entries.ts';
 import { bytesEqual, isAllZero } from '../format/zeroes.ts';
-import { ClusterPairs, type OUTPUT_UNALLOCATED, type OUTPUT_ZERO } from './cluster-pairs.ts';
-import { RUN, RunQueue } from './run-queue.ts';
+import { ClusterPairs, CompressedPairs, type OUTPUT_UNALLOCATED, type OUTPUT_ZERO } from './cluster-pairs.ts';
+import { RUN, RUN_FIELDS, RunQueue } from './run-queue.ts';
 import { alignedBytes } from '../io/aligned-bytes.ts';
 import type { BlockFile } from '../io/block-file.ts';
 import { knownHoles, withinHole, type HoleList } from '../io/hole-aware-file.ts';
@@ -48,8 +48,6 @@ export const EARLY_CONTROL = {
 
 /** Runs the ring holds: published but not yet compared. A copy that gets this far ahead keeps the rest for the final comparison. */
 const RING_RUNS = 4096;
-/** Numbers per run in the ring: source host offset, output host offset, clusters, and the compressed entry's stored size (0: whole clusters). */
-const RUN_FIELDS = 4;
 /** The longest run handed over. */
 const RUN_MAX_BYTES = 8 * 1024 * 1024;
 /** Bytes each side the helper reads at a time. */
@@ -81,6 +79,11 @@ export interface EarlyVerifier {
   addZeros(sourceHost: number, output: typeof OUTPUT_ZERO | typeof OUTPUT_UNALLOCATED, clusters: number): void;
   /** The whole data cluster of the source at `sourceHost` was compressed to `compressedBytes` bytes at `outputHost`. */
   addCompressed(sourceHost: number, outputHost: number, compressedBytes: number): void;
+  /**
+   * The source's compressed data at `sourceOffset` (its entry's stored size `sourceSize`) was kept
+   * as it is: its stream's first `streamBytes` bytes were written at `outputHost`.
+   */
+  addKeptCompressed(sourceOffset: number, sourceSize: number, outputHost: number, streamBytes: number): void;
   /** Everything before `writtenEnd` is in the output file: the runs that lie there go to the helper. */
   publish(writtenEnd: number): void;
   /**
@@ -88,6 +91,8 @@ export interface EarlyVerifier {
    * records them (a compressed output with its entry's stored size as the tag).
    */
   readonly confirmed: ClusterPairs;
+  /** The same for compressed source data kept as it was stored, as CompressedPairs records it. */
+  readonly confirmedCompressed: CompressedPairs;
   /**
    * Publishes what is left (the whole output is written), waits for the helper to compare it, and
    * enters what it found equal in `confirmed`. A helper not started within `helperStartMs` (the
@@ -136,6 +141,7 @@ class SharedRingVerifier implements EarlyVerifier {
   private readonly ring: Float64Array;
   private readonly clusterBytes: number;
   readonly confirmed: ClusterPairs;
+  readonly confirmedCompressed = new CompressedPairs();
 
   private readonly helperStartMs: number;
 
@@ -160,6 +166,11 @@ class SharedRingVerifier implements EarlyVerifier {
     // What the entry will name, to the end of its last sector (the next cluster's data may fill that sector's rest).
     const tag = compressedEntrySize(outputHost, compressedBytes);
     this.waiting.push(sourceHost, outputHost, 1, tag, outputHost + tag);
+  }
+
+  addKeptCompressed(sourceOffset: number, sourceSize: number, outputHost: number, streamBytes: number): void {
+    const tag = compressedEntrySize(outputHost, streamBytes);
+    this.waiting.push(sourceOffset, outputHost, 1, tag, outputHost + tag, sourceSize, streamBytes);
   }
 
   /** A run (`output` a host offset, or below zero a form without data), joined to the last one where it continues it. */
@@ -193,11 +204,7 @@ class SharedRingVerifier implements EarlyVerifier {
     let publishable = writtenEnd === Number.POSITIVE_INFINITY ? waiting.length : waiting.length - 1;
     // Zeros left out have nothing in the file to wait for (their end is 0).
     while (publishable > 0 && next - head < room && waiting.get(0, RUN.outputEnd) <= writtenEnd) {
-      const at = (next % RING_RUNS) * RUN_FIELDS;
-      this.ring[at] = waiting.get(0, RUN.sourceHost);
-      this.ring[at + 1] = waiting.get(0, RUN.outputHost);
-      this.ring[at + 2] = waiting.get(0, RUN.clusters);
-      this.ring[at + 3] = waiting.get(0, RUN.tag);
+      waiting.copyOldest(this.ring, (next % RING_RUNS) * RUN_FIELDS);
       waiting.shift();
       publishable--;
       next++;
@@ -224,10 +231,15 @@ class SharedRingVerifier implements EarlyVerifier {
     const confirmedCount = Math.min(Atomics.load(this.control, EARLY_CONTROL.confirmed), Atomics.load(this.control, EARLY_CONTROL.head));
     for (; this.entered < confirmedCount; this.entered++) {
       const at = (this.entered % RING_RUNS) * RUN_FIELDS;
-      const sourceHost = this.ring[at] ?? 0;
-      const outputHost = this.ring[at + 1] ?? 0;
-      const clusters = this.ring[at + 2] ?? 0;
-      const tag = this.ring[at + 3] ?? 0;
+      const sourceHost = this.ring[at + RUN.sourceHost] ?? 0;
+      const outputHost = this.ring[at + RUN.outputHost] ?? 0;
+      const clusters = this.ring[at + RUN.clusters] ?? 0;
+      const tag = this.ring[at + RUN.tag] ?? 0;
+      const sourceSize = this.ring[at + RUN.sourceSize] ?? 0;
+      if (sourceSize > 0) {
+        this.confirmedCompressed.set(sourceHost, sourceSize, outputHost, tag);
+        continue;
+      }
       for (let cluster = 0; cluster < clusters; cluster++) {
         this.confirmed.set(sourceHost + cluster * this.clusterBytes, outputHost < 0 ? outputHost : outputHost + cluster * this.clusterBytes, tag);
       }
@@ -285,11 +297,16 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
         continue;
       }
       const at = (confirmed % RING_RUNS) * RUN_FIELDS;
-      const sourceHost = ring[at] ?? 0;
-      const outputHost = ring[at + 1] ?? 0;
-      const length = (ring[at + 2] ?? 0) * data.clusterBytes;
-      const tag = ring[at + 3] ?? 0;
-      const same = tag === 0 ? sameRunOrUnread(data, sourceHost, outputHost, length, sourceBytes, outputBytes) : sameCompressedOrUnread(data, sourceHost, outputHost, tag, { sourceBytes, outputBytes, decompressed });
+      const sourceHost = ring[at + RUN.sourceHost] ?? 0;
+      const outputHost = ring[at + RUN.outputHost] ?? 0;
+      const length = (ring[at + RUN.clusters] ?? 0) * data.clusterBytes;
+      const tag = ring[at + RUN.tag] ?? 0;
+      const streamBytes = ring[at + RUN.streamBytes] ?? 0;
+      const buffers = { sourceBytes, outputBytes, decompressed };
+      let same: boolean;
+      if ((ring[at + RUN.sourceSize] ?? 0) > 0) same = sameStreamOrUnread(data, sourceHost, outputHost, streamBytes, buffers);
+      else if (tag > 0) same = sameCompressedOrUnread(data, sourceHost, outputHost, tag, buffers);
+      else same = sameRunOrUnread(data, sourceHost, outputHost, length, sourceBytes, outputBytes);
       if (!same) break;
       confirmed++;
       Atomics.store(control, EARLY_CONTROL.confirmed, confirmed);
@@ -351,6 +368,24 @@ function sameCompressedOrUnread(data: EarlyVerifyWorkerData, sourceHost: number,
     const stored = buffers.outputBytes.subarray(0, Math.min(tag, maxCompressedRead(data.clusterBytes)));
     const count = readUpTo(data.outputDescriptor, stored, outputHost);
     return bytesEqual(source, decompressCluster(data.compressionType, stored.subarray(0, count), data.clusterBytes, buffers.decompressed));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Whether compressed data kept as the source stored it reads the same on both sides: its stream's
+ * bytes equal. Both sides then decompress to the same cluster, as a reader decodes a stream from
+ * its start and reads no further than its end (compressedStreamLength measured that end); false
+ * where either side is short or a read fails.
+ */
+function sameStreamOrUnread(data: EarlyVerifyWorkerData, sourceOffset: number, outputHost: number, streamBytes: number, buffers: { sourceBytes: Uint8Array; outputBytes: Uint8Array }): boolean {
+  try {
+    if (streamBytes <= 0 || streamBytes > buffers.sourceBytes.length || streamBytes > buffers.outputBytes.length) return false;
+    const source = buffers.sourceBytes.subarray(0, streamBytes);
+    const output = buffers.outputBytes.subarray(0, streamBytes);
+    if (readUpTo(data.sourceDescriptor, source, sourceOffset) < streamBytes || readUpTo(data.outputDescriptor, output, outputHost) < streamBytes) return false;
+    return bytesEqual(source, output);
   } catch {
     return false;
   }

@@ -425,7 +425,7 @@ function assertRoom(target: string, estimate: (sampleSize?: number) => SizeEstim
 const EARLY_VERIFY_MIN_BYTES = 32 * 1024 * 1024;
 
 function worthVerifyingEarly(image: Qcow2Image, plan: RewritePlan, fromBytes = EARLY_VERIFY_MIN_BYTES): boolean {
-  return image.header.cryptMethod === 0 && !image.l2Format.extendedL2 && plan.dataClusters * image.clusterBytes >= fromBytes;
+  return image.header.cryptMethod === 0 && !image.l2Format.extendedL2 && (plan.dataClusters + plan.compressedClusters) * image.clusterBytes >= fromBytes;
 }
 
 function makeCompressor(request: RewriteRequest, type: CompressionType, clusterBytes: number, batchClusters: number): ClusterCompressor {
@@ -451,7 +451,7 @@ function* checkOutput(source: Qcow2Image, file: BlockFile, temporaryPath: string
     // Asked only now: the helper thread went on comparing while the check ran.
     if (!verify) return;
     earlyVerifier?.finish();
-    yield* verifyRewriteSteps(source, output, job, earlyVerifier?.confirmed);
+    yield* verifyRewriteSteps(source, output, job, earlyVerifier === null ? undefined : { plain: earlyVerifier.confirmed, compressed: earlyVerifier.confirmedCompressed });
   } finally {
     output.close();
   }

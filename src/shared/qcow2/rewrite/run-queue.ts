@@ -16,8 +16,13 @@ export const RUN = {
   tag: 3,
   /** Where its bytes in the new file end (0 for a form without data). */
   outputEnd: 4,
+  /** For compressed data kept as the source stored it: the source entry's stored size (sourceHost is then that data's offset); else 0. */
+  sourceSize: 5,
+  /** For compressed data kept as stored: the bytes of its stream, the same on both sides. */
+  streamBytes: 6,
 } as const;
-const FIELDS = 5;
+/** Numbers per run, here and in the shared ring, which holds runs in the same layout. */
+export const RUN_FIELDS = 7;
 
 type Field = (typeof RUN)[keyof typeof RUN];
 
@@ -30,7 +35,7 @@ export class RunQueue {
 
   constructor(capacity: number) {
     this.capacity = capacity;
-    this.runs = new Float64Array(capacity * FIELDS);
+    this.runs = new Float64Array(capacity * RUN_FIELDS);
   }
 
   get length(): number {
@@ -38,15 +43,23 @@ export class RunQueue {
   }
 
   /** Appends a run; a full queue drops its oldest first. */
-  push(sourceHost: number, outputHost: number, clusters: number, tag: number, outputEnd: number): void {
+  push(sourceHost: number, outputHost: number, clusters: number, tag: number, outputEnd: number, sourceSize = 0, streamBytes = 0): void {
     if (this.count === this.capacity) this.shift();
-    const at = ((this.first + this.count) % this.capacity) * FIELDS;
+    const at = ((this.first + this.count) % this.capacity) * RUN_FIELDS;
     this.runs[at + RUN.sourceHost] = sourceHost;
     this.runs[at + RUN.outputHost] = outputHost;
     this.runs[at + RUN.clusters] = clusters;
     this.runs[at + RUN.tag] = tag;
     this.runs[at + RUN.outputEnd] = outputEnd;
+    this.runs[at + RUN.sourceSize] = sourceSize;
+    this.runs[at + RUN.streamBytes] = streamBytes;
     this.count++;
+  }
+
+  /** Copies the oldest run's fields into `target` from `at` (a slot of the shared ring). */
+  copyOldest(target: Float64Array, at: number): void {
+    const from = this.at(0);
+    target.set(this.runs.subarray(from, from + RUN_FIELDS), at);
   }
 
   /** A field of the run `index` places from the oldest. */
@@ -66,6 +79,6 @@ export class RunQueue {
   }
 
   private at(index: number): number {
-    return ((this.first + index) % this.capacity) * FIELDS;
+    return ((this.first + index) % this.capacity) * RUN_FIELDS;
   }
 }

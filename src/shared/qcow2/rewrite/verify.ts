@@ -28,7 +28,13 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
 }
 
 /** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
-export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmedPairs = new ClusterPairs(source.file.size(), source.clusterBytes)): Steps<void> {
+/** Pairs of source data and output found equal already (early-verify.ts): not read again. */
+export interface ConfirmedPairs {
+  plain: ClusterPairs;
+  compressed: CompressedPairs;
+}
+
+export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmed?: ConfirmedPairs): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
   };
@@ -41,7 +47,8 @@ export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job:
     if (copy === undefined || !sameSnapshot(snapshot, copy, source.virtualSize)) return mismatch(`snapshot ${snapshot.name}`);
     pairs.push([source.loadSnapshotL1(snapshot), output.loadSnapshotL1(copy), `snapshot ${snapshot.name}`]);
   });
-  yield* compareStates(source, output, pairs, new ClusterComparer(source, output, confirmedPairs), job, mismatch);
+  const comparer = new ClusterComparer(source, output, confirmed ?? { plain: new ClusterPairs(source.file.size(), source.clusterBytes), compressed: new CompressedPairs() });
+  yield* compareStates(source, output, pairs, comparer, job, mismatch);
 }
 
 function* compareStates(source: Qcow2Image, output: Qcow2Image, pairs: [L1Table, L1Table, string][], comparer: ClusterComparer, job: JobContext, mismatch: (what: string) => never): Steps<void> {
@@ -119,8 +126,8 @@ class ClusterComparer {
   private readonly source: Qcow2Image;
   private readonly output: Qcow2Image;
   private readonly clusterBytes: number;
-  /** Pairs found equal whose source is compressed data (by its offset), and the rare rest (subclusters, legacy AES) by a key of both entries. */
-  private readonly compressedPairs = new CompressedPairs();
+  /** Pairs found equal whose source is compressed data (by its offset; at first, those the early comparison confirmed), and the rare rest (subclusters, legacy AES) by a key of both entries. */
+  private readonly compressedPairs: CompressedPairs;
   private readonly pairsDone = new Set<string>();
   private readonly sourceView: ClusterView;
   private readonly outputView: ClusterView;
@@ -140,10 +147,11 @@ class ClusterComparer {
   private readonly sourceBatch: Uint8Array;
   private readonly outputBatch: Uint8Array;
 
-  constructor(source: Qcow2Image, output: Qcow2Image, confirmedPairs: ClusterPairs) {
+  constructor(source: Qcow2Image, output: Qcow2Image, confirmed: ConfirmedPairs) {
     this.source = source;
     this.output = output;
-    this.plainPairs = confirmedPairs;
+    this.plainPairs = confirmed.plain;
+    this.compressedPairs = confirmed.compressed;
     this.clusterBytes = source.clusterBytes;
     // Page-aligned: the kernel copies into a misaligned buffer far more slowly (io/aligned-bytes.ts).
     this.sourceView = { bytes: alignedBytes(this.clusterBytes), below: 0 };

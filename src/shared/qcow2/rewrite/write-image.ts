@@ -412,13 +412,20 @@ class ImageWriter {
         const offset = this.host.appendCompressed(bytes, item.references);
         this.place(item, { offset, compressedSize: bytes.length });
         this.result.compressedClusters++;
-        // A plain source cluster compressed here (not compressed data kept or recompressed).
-        if (form === 'compress' && !item.compressed && this.copiesPlainData) this.options.earlyVerifier?.addCompressed(item.key * this.clusterBytes, offset, bytes.length);
+        if (this.copiesPlainData) this.handCompressedOver(item, form, offset, bytes.length);
       }
     }
     this.options.earlyVerifier?.publish(this.host.writtenEnd);
     this.doneClusters += items.length;
     this.job.progress('copying', this.doneClusters * this.clusterBytes, this.totalClusters * this.clusterBytes, 'bytes');
+  }
+
+  /** Compressed data just written, to the early comparison: a plain cluster compressed here, or compressed data kept as stored (not recompressed data). */
+  private handCompressedOver(item: BatchItem, form: ReturnType<ImageWriter['formOf']> | undefined, offset: number, length: number): void {
+    const verifier = this.options.earlyVerifier;
+    if (verifier === undefined || verifier === null) return;
+    if (form === 'compress' && !item.compressed) verifier.addCompressed(item.key * this.clusterBytes, offset, length);
+    else if (form === 'keep-compressed') verifier.addKeptCompressed(this.plan.compressed.offsetAt(item.key), this.plan.compressed.sizeAt(item.key), offset, length);
   }
 
   private slot(index: number): Uint8Array {
