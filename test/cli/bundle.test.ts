@@ -10,6 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildCli } from '../../scripts/build-cli.ts';
 import { HELPER_START_VARIABLE } from '../../src/cli/runtime.ts';
+import { compressCluster } from '../../src/shared/qcow2/codec/compression.ts';
+import { compressedEntrySize } from '../../src/shared/qcow2/format/entries.ts';
+import { NodeBlockFile } from '../../src/shared/qcow2/io/block-file.ts';
+import { startEarlyVerifier } from '../../src/shared/qcow2/rewrite/early-verify.ts';
 import { qemuCheck, qemuCompare, qemuImg, tempDir, type TempDir } from '../helpers/qemu.ts';
 import { makeExtImage, qcow2FromRaw } from '../helpers/guest-filesystems.ts';
 import { SeededRandom, compressibleBytes } from '../helpers/seeded-random.ts';
@@ -142,6 +146,29 @@ describe('the bundled command line', () => {
 
   // Issue 23: V8 aborts the whole process when it cannot reserve a new thread's address space, so
   // under a tight `ulimit -v` the helper threads must not be started at all.
+  it('has an early-comparing helper that decompresses and confirms the zstd clusters a compress hands it', () => {
+    const clusterBytes = 65536;
+    const bytes = compressibleBytes(3 * clusterBytes, 11);
+    const sourcePath = folder.file('early-source');
+    fs.writeFileSync(sourcePath, bytes);
+    const compressed = [0, 1, 2].map((cluster) => compressCluster(1, bytes.subarray(cluster * clusterBytes, (cluster + 1) * clusterBytes)) ?? new Uint8Array(0));
+    const at = [512, 512 + (compressed[0]?.length ?? 0), 512 + (compressed[0]?.length ?? 0) + (compressed[1]?.length ?? 0)];
+    const outputPath = folder.file('early-output');
+    fs.writeFileSync(outputPath, Buffer.concat([new Uint8Array(512), ...compressed, new Uint8Array(512)]));
+    const source = NodeBlockFile.open(sourcePath, { readOnly: true });
+    const output = NodeBlockFile.open(outputPath, { readOnly: true });
+    try {
+      const verifier = startEarlyVerifier(source, output, clusterBytes, 1, path.join(path.dirname(entry), 'early-verify-worker.mjs'), 30_000);
+      if (verifier === null) throw new Error('no helper thread');
+      compressed.forEach((stream, cluster) => verifier.addCompressed(cluster * clusterBytes, at[cluster] ?? 0, stream.length));
+      expect(verifier.finish(), 'the helper ran').toBe(true);
+      expect(compressed.map((stream, cluster) => verifier.confirmed.has(cluster * clusterBytes, at[cluster] ?? 0, compressedEntrySize(at[cluster] ?? 0, stream.length)))).toEqual([true, true, true]);
+    } finally {
+      source.close();
+      output.close();
+    }
+  });
+
   it('converts and compresses under an address-space limit too tight for a helper thread, saying so once', async () => {
     const raw = folder.file('limited.raw');
     const random = new SeededRandom(23);

@@ -12,7 +12,8 @@ import { ensureBuilt } from '../../scripts/lib/build.ts';
 import { projectPath } from '../../scripts/lib/project.ts';
 import { jobSchemas, type JobEnd, type JobProgress, type RewritePreview, type RewriteSummary, type SnapshotExport } from '../../src/shared/ipc/contract.ts';
 import { CONTROL, NOT_COMPRESSED, type CompressWorkerData } from '../../src/shared/qcow2/codec/cluster-compressor.ts';
-import { decompressCluster } from '../../src/shared/qcow2/codec/compression.ts';
+import { compressCluster, decompressCluster } from '../../src/shared/qcow2/codec/compression.ts';
+import { compressedEntrySize } from '../../src/shared/qcow2/format/entries.ts';
 import { NodeBlockFile } from '../../src/shared/qcow2/io/block-file.ts';
 import { startEarlyVerifier } from '../../src/shared/qcow2/rewrite/early-verify.ts';
 import type { SnapshotTree } from '../../src/shared/qcow2/model.ts';
@@ -379,6 +380,40 @@ describe('compacting with the comparison started early on a second core', () => 
       verifier.add(8 * clusterBytes, 0, 8);
       verifier.finish();
       for (let cluster = 0; cluster < 16; cluster++) expect(verifier.confirmed.has(cluster * clusterBytes, ((cluster + 8) % 16) * clusterBytes), `cluster ${cluster}`).toBe(true);
+    } finally {
+      source.close();
+      output.close();
+    }
+  }, 120_000);
+
+  it.each([0, 1] as const)('the build\'s early-verify-worker chunk decompresses the clusters a compress hands it (type %i), and confirms them', (type) => {
+    const chunk = builtHelperChunk('early-verify-worker');
+    const clusterBytes = 65536;
+    const bytes = letterBytes(4 * clusterBytes);
+    const sourcePath = folder.file(`early-compressed-source-${counter++}`);
+    const outputPath = folder.file(`early-compressed-output-${counter++}`);
+    fs.writeFileSync(sourcePath, bytes);
+    // Each cluster compressed and packed byte by byte after a 1000-byte start, as a rewrite writes them.
+    const placed: { outputHost: number; length: number }[] = [];
+    const parts: Uint8Array[] = [new Uint8Array(1000)];
+    let at = 1000;
+    for (let cluster = 0; cluster < 4; cluster++) {
+      const compressed = compressCluster(type, bytes.subarray(cluster * clusterBytes, (cluster + 1) * clusterBytes));
+      if (compressed === null) throw new Error('letters did not compress');
+      placed.push({ outputHost: at, length: compressed.length });
+      parts.push(compressed);
+      at += compressed.length;
+    }
+    parts.push(new Uint8Array(512));
+    fs.writeFileSync(outputPath, Buffer.concat(parts));
+    const source = NodeBlockFile.open(sourcePath, { readOnly: true });
+    const output = NodeBlockFile.open(outputPath, { readOnly: true });
+    try {
+      const verifier = startEarlyVerifier(source, output, clusterBytes, type, chunk);
+      if (verifier === null) throw new Error('no helper thread');
+      placed.forEach(({ outputHost, length }, cluster) => verifier.addCompressed(cluster * clusterBytes, outputHost, length));
+      expect(verifier.finish(), 'the helper ran').toBe(true);
+      placed.forEach(({ outputHost, length }, cluster) => expect(verifier.confirmed.has(cluster * clusterBytes, outputHost, compressedEntrySize(outputHost, length)), `cluster ${cluster}`).toBe(true));
     } finally {
       source.close();
       output.close();
