@@ -283,7 +283,7 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
   const ring = new Float64Array(data.ring);
   const sourceBytes = alignedBytes(Math.max(EARLY_READ_BYTES, data.clusterBytes));
   const outputBytes = alignedBytes(Math.max(EARLY_READ_BYTES, maxCompressedRead(data.clusterBytes)));
-  const decompressed = new Uint8Array(data.clusterBytes);
+  const buffers = { sourceBytes, outputBytes, decompressed: new Uint8Array(data.clusterBytes) };
   Atomics.store(control, EARLY_CONTROL.ready, 1);
   Atomics.notify(control, EARLY_CONTROL.ready);
   let confirmed = Atomics.load(control, EARLY_CONTROL.confirmed);
@@ -302,7 +302,6 @@ export function compareEarly(data: EarlyVerifyWorkerData): void {
       const length = (ring[at + RUN.clusters] ?? 0) * data.clusterBytes;
       const tag = ring[at + RUN.tag] ?? 0;
       const streamBytes = ring[at + RUN.streamBytes] ?? 0;
-      const buffers = { sourceBytes, outputBytes, decompressed };
       let same: boolean;
       if ((ring[at + RUN.sourceSize] ?? 0) > 0) same = sameStreamOrUnread(data, sourceHost, outputHost, streamBytes, buffers);
       else if (tag > 0) same = sameCompressedOrUnread(data, sourceHost, outputHost, tag, buffers);

@@ -27,13 +27,13 @@ export function verifyRewrite(source: Qcow2Image, output: Qcow2Image, job: JobCo
   runSteps(verifyRewriteSteps(source, output, job));
 }
 
-/** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
 /** Pairs of source data and output found equal already (early-verify.ts): not read again. */
 export interface ConfirmedPairs {
   plain: ClusterPairs;
   compressed: CompressedPairs;
 }
 
+/** verifyRewrite in steps (steps.ts): it yields after each batch of clusters compared, so a CLI's Ctrl-C is heard. */
 export function* verifyRewriteSteps(source: Qcow2Image, output: Qcow2Image, job: JobContext, confirmed?: ConfirmedPairs): Steps<void> {
   const mismatch = (what: string): never => {
     throw new Qcow2Error('INTERNAL', `The rewritten disk failed its check against the original (${what}); the original was left as it was`);
